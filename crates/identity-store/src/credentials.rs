@@ -1,0 +1,265 @@
+//! Credentials: password hashes, TOTP secrets, passkeys, recovery codes.
+//!
+//! `data` is always sealed with the master key before it reaches the database, with
+//! associated data naming the row, so a sealed value copied onto another user's row
+//! does not open. The store never holds a credential in clear.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use gatehouse_core::ids::{CredentialId, TenantId, UserId};
+use gatehouse_core::secrets::Cipher;
+use zeroize::Zeroizing;
+
+use crate::error::map_missing_reference;
+use crate::schema::credentials;
+use crate::{AnyConnection, StoreError, StoreResult};
+
+const ENTITY: &str = "credential";
+
+/// What a credential is. Stored as text so new kinds need no migration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum CredentialKind {
+    Password,
+    Totp,
+    Webauthn,
+    RecoveryCode,
+    /// The one-time secret that lets the first administrator finish set-up.
+    SetupSecret,
+}
+
+impl CredentialKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            CredentialKind::Password => "password",
+            CredentialKind::Totp => "totp",
+            CredentialKind::Webauthn => "webauthn",
+            CredentialKind::RecoveryCode => "recovery_code",
+            CredentialKind::SetupSecret => "setup_secret",
+        }
+    }
+
+    fn parse(value: &str) -> StoreResult<Self> {
+        Ok(match value {
+            "password" => CredentialKind::Password,
+            "totp" => CredentialKind::Totp,
+            "webauthn" => CredentialKind::Webauthn,
+            "recovery_code" => CredentialKind::RecoveryCode,
+            "setup_secret" => CredentialKind::SetupSecret,
+            other => {
+                return Err(StoreError::corrupt(
+                    "credentials",
+                    format!("unknown kind {other}"),
+                ));
+            }
+        })
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Credential {
+    pub id: CredentialId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub kind: CredentialKind,
+    pub label: Option<String>,
+    pub created_at: DateTime<Utc>,
+    pub last_used_at: Option<DateTime<Utc>>,
+    sealed: String,
+}
+
+impl Credential {
+    /// Opens the secret. Done on demand so listings never decrypt what they don't show.
+    pub fn secret(&self, cipher: &Cipher) -> StoreResult<Zeroizing<Vec<u8>>> {
+        Ok(cipher.open(
+            &self.sealed,
+            &aad(self.tenant_id, self.user_id, self.id, self.kind),
+        )?)
+    }
+}
+
+fn aad(tenant: TenantId, user: UserId, id: CredentialId, kind: CredentialKind) -> Vec<u8> {
+    format!(
+        "gatehouse/credential/v1/{tenant}/{user}/{id}/{}",
+        kind.as_str()
+    )
+    .into_bytes()
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = credentials)]
+struct CredentialRow {
+    id: String,
+    tenant_id: String,
+    user_id: String,
+    kind: String,
+    label: Option<String>,
+    data: String,
+    created_at: NaiveDateTime,
+    last_used_at: Option<NaiveDateTime>,
+}
+
+impl TryFrom<CredentialRow> for Credential {
+    type Error = StoreError;
+    fn try_from(row: CredentialRow) -> StoreResult<Credential> {
+        let corrupt = |e: uuid::Error| StoreError::corrupt("credentials", e);
+        Ok(Credential {
+            id: row.id.parse().map_err(corrupt)?,
+            tenant_id: row.tenant_id.parse().map_err(corrupt)?,
+            user_id: row.user_id.parse().map_err(corrupt)?,
+            kind: CredentialKind::parse(&row.kind)?,
+            label: row.label,
+            created_at: row.created_at.and_utc(),
+            last_used_at: row.last_used_at.map(|t| t.and_utc()),
+            sealed: row.data,
+        })
+    }
+}
+
+#[derive(Debug)]
+pub struct NewCredential<'a> {
+    pub kind: CredentialKind,
+    pub label: Option<String>,
+    pub secret: &'a [u8],
+}
+
+pub fn create(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    new: NewCredential<'_>,
+) -> StoreResult<Credential> {
+    let id = CredentialId::new();
+    let row = CredentialRow {
+        id: id.to_string(),
+        tenant_id: tenant.to_string(),
+        user_id: user.to_string(),
+        kind: new.kind.as_str().to_owned(),
+        label: new.label,
+        data: cipher.seal(new.secret, &aad(tenant, user, id, new.kind)),
+        created_at: now.naive_utc(),
+        last_used_at: None,
+    };
+    diesel::insert_into(credentials::table)
+        .values(&row)
+        .execute(conn)
+        .map_err(map_missing_reference("user"))?;
+    row.try_into()
+}
+
+pub fn get(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: CredentialId,
+) -> StoreResult<Credential> {
+    credentials::table
+        .filter(credentials::tenant_id.eq(tenant.to_string()))
+        .filter(credentials::id.eq(id.to_string()))
+        .select(CredentialRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound { entity: ENTITY })?
+        .try_into()
+}
+
+/// A user's credentials, oldest first; optionally only one kind. Bounded per user,
+/// so no pagination.
+pub fn list_for_user(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+    kind: Option<CredentialKind>,
+) -> StoreResult<Vec<Credential>> {
+    let mut query = credentials::table
+        .filter(credentials::tenant_id.eq(tenant.to_string()))
+        .filter(credentials::user_id.eq(user.to_string()))
+        .into_boxed();
+    if let Some(kind) = kind {
+        query = query.filter(credentials::kind.eq(kind.as_str()));
+    }
+    let rows: Vec<CredentialRow> = query
+        .order(credentials::id.asc())
+        .select(CredentialRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(Credential::try_from).collect()
+}
+
+/// Replaces the secret, e.g. a password rehashed with new parameters.
+pub fn replace_secret(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    credential: &Credential,
+    secret: &[u8],
+) -> StoreResult<()> {
+    let sealed = cipher.seal(
+        secret,
+        &aad(
+            credential.tenant_id,
+            credential.user_id,
+            credential.id,
+            credential.kind,
+        ),
+    );
+    let updated = diesel::update(
+        credentials::table
+            .filter(credentials::tenant_id.eq(credential.tenant_id.to_string()))
+            .filter(credentials::id.eq(credential.id.to_string())),
+    )
+    .set(credentials::data.eq(sealed))
+    .execute(conn)?;
+    if updated == 0 {
+        return Err(StoreError::NotFound { entity: ENTITY });
+    }
+    Ok(())
+}
+
+pub fn mark_used(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    id: CredentialId,
+) -> StoreResult<()> {
+    let updated = diesel::update(
+        credentials::table
+            .filter(credentials::tenant_id.eq(tenant.to_string()))
+            .filter(credentials::id.eq(id.to_string())),
+    )
+    .set(credentials::last_used_at.eq(Some(now.naive_utc())))
+    .execute(conn)?;
+    if updated == 0 {
+        return Err(StoreError::NotFound { entity: ENTITY });
+    }
+    Ok(())
+}
+
+pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: CredentialId) -> StoreResult<()> {
+    let deleted = diesel::delete(
+        credentials::table
+            .filter(credentials::tenant_id.eq(tenant.to_string()))
+            .filter(credentials::id.eq(id.to_string())),
+    )
+    .execute(conn)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound { entity: ENTITY });
+    }
+    Ok(())
+}
+
+/// Deletes every credential of one kind for a user (e.g. all recovery codes on
+/// regeneration); returns how many went.
+pub fn delete_kind_for_user(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+    kind: CredentialKind,
+) -> StoreResult<usize> {
+    Ok(diesel::delete(
+        credentials::table
+            .filter(credentials::tenant_id.eq(tenant.to_string()))
+            .filter(credentials::user_id.eq(user.to_string()))
+            .filter(credentials::kind.eq(kind.as_str())),
+    )
+    .execute(conn)?)
+}

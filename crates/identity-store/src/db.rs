@@ -1,0 +1,230 @@
+//! Connections, pooling and migrations for both backends.
+
+use std::time::Duration;
+
+use diesel::connection::SimpleConnection;
+use diesel::migration::MigrationSource;
+use diesel::{Connection, PgConnection, SqliteConnection};
+use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
+
+use crate::{StoreError, StoreResult};
+
+const SQLITE_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/sqlite");
+const POSTGRES_MIGRATIONS: EmbeddedMigrations = embed_migrations!("../../migrations/postgres");
+
+/// One connection type over both backends. PostgreSQL comes first because the
+/// derived `establish` tries variants in order; we never rely on that (see
+/// [`connect`]), but it keeps a PostgreSQL URL from being mistaken for a file name.
+#[derive(diesel::MultiConnection)]
+pub enum AnyConnection {
+    Postgresql(PgConnection),
+    Sqlite(SqliteConnection),
+}
+
+impl std::fmt::Debug for AnyConnection {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            AnyConnection::Postgresql(_) => "AnyConnection::Postgresql",
+            AnyConnection::Sqlite(_) => "AnyConnection::Sqlite",
+        })
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Backend {
+    Sqlite,
+    Postgres,
+}
+
+impl Backend {
+    pub fn name(self) -> &'static str {
+        match self {
+            Backend::Sqlite => "SQLite",
+            Backend::Postgres => "PostgreSQL",
+        }
+    }
+}
+
+impl AnyConnection {
+    pub fn backend(&self) -> Backend {
+        match self {
+            AnyConnection::Postgresql(_) => Backend::Postgres,
+            AnyConnection::Sqlite(_) => Backend::Sqlite,
+        }
+    }
+}
+
+/// Settings that apply to every connection a pool opens.
+#[derive(Debug, Clone)]
+pub struct ConnectOptions {
+    pub url: String,
+    pub pool_size: u32,
+    pub connect_timeout: Duration,
+    pub sqlite_busy_timeout: Duration,
+}
+
+impl ConnectOptions {
+    pub fn new(url: impl Into<String>) -> Self {
+        ConnectOptions {
+            url: url.into(),
+            pool_size: 8,
+            connect_timeout: Duration::from_secs(5),
+            sqlite_busy_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+enum Target<'a> {
+    Sqlite(&'a str),
+    Postgres(&'a str),
+}
+
+fn parse_url(url: &str) -> StoreResult<Target<'_>> {
+    if url.starts_with("postgres://") || url.starts_with("postgresql://") {
+        Ok(Target::Postgres(url))
+    } else if url == "sqlite::memory:" {
+        Ok(Target::Sqlite(":memory:"))
+    } else if let Some(path) = url.strip_prefix("sqlite://") {
+        Ok(Target::Sqlite(path))
+    } else {
+        Err(StoreError::UnsupportedUrl(url.to_owned()))
+    }
+}
+
+pub fn backend_of(url: &str) -> StoreResult<Backend> {
+    Ok(match parse_url(url)? {
+        Target::Sqlite(_) => Backend::Sqlite,
+        Target::Postgres(_) => Backend::Postgres,
+    })
+}
+
+/// Opens one connection, choosing the backend from the URL scheme so that a failure
+/// reports the real cause (the derived `establish` would swallow it).
+pub fn connect(options: &ConnectOptions) -> StoreResult<AnyConnection> {
+    match parse_url(&options.url)? {
+        Target::Postgres(url) => {
+            let url = with_pg_connect_timeout(url, options.connect_timeout);
+            let conn = PgConnection::establish(&url).map_err(|e| StoreError::Connect {
+                backend: "PostgreSQL",
+                message: e.to_string().trim().to_owned(),
+            })?;
+            Ok(AnyConnection::Postgresql(conn))
+        }
+        Target::Sqlite(path) => {
+            let mut conn = SqliteConnection::establish(path).map_err(|e| StoreError::Connect {
+                backend: "SQLite",
+                message: e.to_string(),
+            })?;
+            // WAL lets readers run beside the writer; FULL makes every acknowledged
+            // commit durable even across power loss, not only process crashes.
+            conn.batch_execute(&format!(
+                "PRAGMA busy_timeout = {};
+                 PRAGMA journal_mode = WAL;
+                 PRAGMA synchronous = FULL;
+                 PRAGMA foreign_keys = ON;",
+                options.sqlite_busy_timeout.as_millis()
+            ))
+            .map_err(|e| StoreError::Connect {
+                backend: "SQLite",
+                message: e.to_string(),
+            })?;
+            Ok(AnyConnection::Sqlite(conn))
+        }
+    }
+}
+
+fn with_pg_connect_timeout(url: &str, timeout: Duration) -> String {
+    if url.contains("connect_timeout=") {
+        return url.to_owned();
+    }
+    let separator = if url.contains('?') { '&' } else { '?' };
+    format!(
+        "{url}{separator}connect_timeout={}",
+        timeout.as_secs().max(1)
+    )
+}
+
+/// r2d2 manager that opens connections with [`connect`], so every pooled SQLite
+/// connection carries the same pragmas.
+#[derive(Debug)]
+pub struct ConnectionManager {
+    options: ConnectOptions,
+}
+
+impl r2d2::ManageConnection for ConnectionManager {
+    type Connection = AnyConnection;
+    type Error = StoreError;
+
+    fn connect(&self) -> Result<AnyConnection, StoreError> {
+        connect(&self.options)
+    }
+
+    fn is_valid(&self, conn: &mut AnyConnection) -> Result<(), StoreError> {
+        conn.batch_execute("SELECT 1").map_err(StoreError::from)
+    }
+
+    fn has_broken(&self, _conn: &mut AnyConnection) -> bool {
+        false
+    }
+}
+
+pub type Pool = r2d2::Pool<ConnectionManager>;
+pub type PooledConnection = r2d2::PooledConnection<ConnectionManager>;
+
+/// Builds a pool after proving one connection works, so an unreachable database is
+/// reported once, clearly, instead of as a pool timeout.
+pub fn pool(options: &ConnectOptions) -> StoreResult<Pool> {
+    let backend = backend_of(&options.url)?;
+    drop(connect(options)?);
+    // An in-memory SQLite database exists per connection: share exactly one.
+    let size = if options.url == "sqlite::memory:" {
+        1
+    } else {
+        options.pool_size.max(1)
+    };
+    let pool = r2d2::Pool::builder()
+        .max_size(size)
+        .min_idle(Some(if backend == Backend::Sqlite { 1 } else { 0 }))
+        .connection_timeout(options.connect_timeout)
+        .build(ConnectionManager {
+            options: options.clone(),
+        })?;
+    Ok(pool)
+}
+
+/// Applies pending migrations; returns the versions applied.
+pub fn run_migrations(conn: &mut AnyConnection) -> StoreResult<Vec<String>> {
+    let applied = match conn {
+        AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
+        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    }
+    .map_err(|e| StoreError::Migration(e.to_string()))?;
+    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+}
+
+/// The number of embedded migrations not yet applied (readiness reports 0).
+pub fn pending_migrations(conn: &mut AnyConnection) -> StoreResult<usize> {
+    match conn {
+        AnyConnection::Postgresql(c) => c.pending_migrations(POSTGRES_MIGRATIONS).map(|p| p.len()),
+        AnyConnection::Sqlite(c) => c.pending_migrations(SQLITE_MIGRATIONS).map(|p| p.len()),
+    }
+    .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Names of every embedded migration for a backend, in order.
+pub fn embedded_migration_names(backend: Backend) -> StoreResult<Vec<String>> {
+    match backend {
+        Backend::Sqlite => {
+            MigrationSource::<diesel::sqlite::Sqlite>::migrations(&SQLITE_MIGRATIONS)
+                .map(|m| m.iter().map(|m| m.name().to_string()).collect())
+        }
+        Backend::Postgres => MigrationSource::<diesel::pg::Pg>::migrations(&POSTGRES_MIGRATIONS)
+            .map(|m| m.iter().map(|m| m.name().to_string()).collect()),
+    }
+    .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Cheap liveness probe used by readiness checks.
+pub fn ping(conn: &mut AnyConnection) -> StoreResult<()> {
+    conn.batch_execute("SELECT 1").map_err(StoreError::from)
+}

@@ -1,0 +1,122 @@
+use diesel::result::{DatabaseErrorKind, Error as DieselError};
+
+pub type StoreResult<T> = Result<T, StoreError>;
+
+/// The one error type of the identity store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("{entity} not found")]
+    NotFound { entity: &'static str },
+
+    /// A uniqueness rule was violated, e.g. a second user with the same userName.
+    #[error("{entity} with this {field} already exists")]
+    Conflict {
+        entity: &'static str,
+        field: &'static str,
+    },
+
+    /// Optimistic concurrency: the row changed since the caller read it.
+    #[error("{entity} was modified concurrently (stale version)")]
+    StaleVersion { entity: &'static str },
+
+    /// The caller passed data that breaks a store invariant.
+    #[error("invalid {entity}: {message}")]
+    Invalid {
+        entity: &'static str,
+        message: String,
+    },
+
+    /// A stored row cannot be decoded (bad id, bad JSON): never silently skipped.
+    #[error("corrupt row in {table}: {message}")]
+    Corrupt {
+        table: &'static str,
+        message: String,
+    },
+
+    #[error("cannot connect to the {backend} database: {message}")]
+    Connect {
+        backend: &'static str,
+        message: String,
+    },
+
+    #[error(
+        "database URL `{0}` is not supported (use sqlite://<path>, sqlite::memory: or postgres://…)"
+    )]
+    UnsupportedUrl(String),
+
+    #[error("migration failed: {0}")]
+    Migration(String),
+
+    #[error("database error: {0}")]
+    Database(DieselError),
+
+    #[error("connection pool: {0}")]
+    Pool(#[from] r2d2::Error),
+
+    #[error(transparent)]
+    Secret(#[from] gatehouse_core::Error),
+}
+
+impl From<DieselError> for StoreError {
+    fn from(error: DieselError) -> Self {
+        StoreError::Database(error)
+    }
+}
+
+impl StoreError {
+    pub(crate) fn invalid(entity: &'static str, message: impl Into<String>) -> Self {
+        StoreError::Invalid {
+            entity,
+            message: message.into(),
+        }
+    }
+
+    pub(crate) fn corrupt(table: &'static str, message: impl ToString) -> Self {
+        StoreError::Corrupt {
+            table,
+            message: message.to_string(),
+        }
+    }
+}
+
+/// Maps a unique violation to `Conflict` naming the field whose index fired.
+/// PostgreSQL reports the index name, SQLite the indexed columns; `indexes` lists
+/// `(index name, column that identifies it, field)` so both are recognised in one place.
+pub(crate) fn map_unique(
+    entity: &'static str,
+    indexes: &[(&str, &str, &'static str)],
+) -> impl Fn(DieselError) -> StoreError {
+    move |error| match &error {
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, info) => {
+            let constraint = info.constraint_name().unwrap_or_default();
+            let message = info.message();
+            let field = indexes
+                .iter()
+                .find(|(index, column, _)| {
+                    constraint == *index || (constraint.is_empty() && message.contains(column))
+                })
+                .map(|(_, _, field)| *field)
+                .unwrap_or("key");
+            StoreError::Conflict { entity, field }
+        }
+        _ => StoreError::Database(error),
+    }
+}
+
+/// Maps a foreign-key violation (a member or assignee in another tenant, or gone)
+/// to `NotFound`: with composite keys, "not in this tenant" and "absent" look alike.
+pub(crate) fn map_missing_reference(entity: &'static str) -> impl Fn(DieselError) -> StoreError {
+    move |error| match &error {
+        DieselError::DatabaseError(DatabaseErrorKind::ForeignKeyViolation, _) => {
+            StoreError::NotFound { entity }
+        }
+        _ => StoreError::Database(error),
+    }
+}
+
+pub(crate) fn is_unique_violation(error: &DieselError) -> bool {
+    matches!(
+        error,
+        DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
+    )
+}

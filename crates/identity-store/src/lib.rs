@@ -1,0 +1,28 @@
+//! Gatehouse persistence on SQLite (embedded default) and PostgreSQL (production).
+//!
+//! One query layer serves both backends: every repository is written once against
+//! [`AnyConnection`]; only connection set-up, migrations and the NOTIFY transport know
+//! which backend they are on. Repositories take the connection as an argument and
+//! never hold a pool, so callers decide transaction boundaries.
+//!
+//! This crate must never depend on an HTTP framework (checked by the tidy test).
+
+pub mod audit;
+pub mod credentials;
+pub mod db;
+mod error;
+pub mod events_pg;
+pub mod groups;
+mod keys;
+pub mod page;
+pub mod roles;
+pub mod schema;
+pub mod tenants;
+pub mod users;
+
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
+pub use db::{AnyConnection, Backend, Pool, PooledConnection};
+pub use error::{StoreError, StoreResult};
+pub use page::{Page, PageRequest};

@@ -1,0 +1,65 @@
+//! Cursor pagination: pages are ordered by id (UUIDv7, so by creation time) and the
+//! cursor is the last id returned. Stable under concurrent inserts, unlike OFFSET.
+
+use crate::{StoreError, StoreResult};
+
+pub const MAX_PAGE_SIZE: u32 = 500;
+
+#[derive(Debug, Clone, Default)]
+pub struct PageRequest {
+    pub after: Option<String>,
+    pub limit: u32,
+}
+
+impl PageRequest {
+    pub fn first(limit: u32) -> Self {
+        PageRequest { after: None, limit }
+    }
+
+    pub fn after(cursor: impl Into<String>, limit: u32) -> Self {
+        PageRequest {
+            after: Some(cursor.into()),
+            limit,
+        }
+    }
+
+    /// The number of rows to fetch: one more than asked, to learn whether a next page exists.
+    pub(crate) fn fetch_limit(&self) -> StoreResult<i64> {
+        if self.limit == 0 || self.limit > MAX_PAGE_SIZE {
+            return Err(StoreError::invalid(
+                "page request",
+                format!("limit must be between 1 and {MAX_PAGE_SIZE}"),
+            ));
+        }
+        Ok(i64::from(self.limit) + 1)
+    }
+
+    pub(crate) fn cursor(&self) -> &str {
+        self.after.as_deref().unwrap_or("")
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct Page<T> {
+    pub items: Vec<T>,
+    /// Pass to [`PageRequest::after`] for the next page; `None` on the last page.
+    pub next_cursor: Option<String>,
+}
+
+impl<T> Page<T> {
+    /// Builds a page from `limit + 1` fetched rows.
+    pub(crate) fn from_rows(
+        mut items: Vec<T>,
+        request: &PageRequest,
+        id: impl Fn(&T) -> String,
+    ) -> Self {
+        let limit = request.limit as usize;
+        let next_cursor = if items.len() > limit {
+            items.truncate(limit);
+            items.last().map(id)
+        } else {
+            None
+        };
+        Page { items, next_cursor }
+    }
+}

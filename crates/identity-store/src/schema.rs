@@ -1,0 +1,157 @@
+//! Hand-written diesel schema, shared by both backends (print-schema would emit
+//! backend-specific types that MultiConnection cannot carry).
+
+diesel::table! {
+    tenants (id) {
+        id -> Text,
+        slug -> Text,
+        display_name -> Text,
+        settings -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    users (id) {
+        id -> Text,
+        tenant_id -> Text,
+        user_name -> Text,
+        user_name_key -> Text,
+        given_name -> Nullable<Text>,
+        family_name -> Nullable<Text>,
+        middle_name -> Nullable<Text>,
+        honorific_prefix -> Nullable<Text>,
+        honorific_suffix -> Nullable<Text>,
+        display_name -> Nullable<Text>,
+        nick_name -> Nullable<Text>,
+        title -> Nullable<Text>,
+        user_type -> Nullable<Text>,
+        preferred_language -> Nullable<Text>,
+        locale -> Nullable<Text>,
+        timezone -> Nullable<Text>,
+        active -> Bool,
+        external_id -> Nullable<Text>,
+        phone_numbers -> Text,
+        custom_attributes -> Text,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    user_emails (id) {
+        id -> Text,
+        tenant_id -> Text,
+        user_id -> Text,
+        value -> Text,
+        value_key -> Text,
+        kind -> Nullable<Text>,
+        is_primary -> Bool,
+        verified -> Bool,
+        position -> Integer,
+    }
+}
+
+diesel::table! {
+    groups (id) {
+        id -> Text,
+        tenant_id -> Text,
+        display_name -> Text,
+        display_name_key -> Text,
+        external_id -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    group_members (group_id, user_id) {
+        tenant_id -> Text,
+        group_id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    roles (id) {
+        id -> Text,
+        tenant_id -> Text,
+        name -> Text,
+        name_key -> Text,
+        description -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    role_assignments (role_id, user_id) {
+        tenant_id -> Text,
+        role_id -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    credentials (id) {
+        id -> Text,
+        tenant_id -> Text,
+        user_id -> Text,
+        kind -> Text,
+        label -> Nullable<Text>,
+        data -> Text,
+        created_at -> Timestamp,
+        last_used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    audit_events (id) {
+        id -> Text,
+        tenant_id -> Text,
+        seq -> BigInt,
+        occurred_at -> Timestamp,
+        actor -> Text,
+        action -> Text,
+        target -> Nullable<Text>,
+        outcome -> Text,
+        ip -> Nullable<Text>,
+        details -> Text,
+        prev_hash -> Text,
+        hash -> Text,
+    }
+}
+
+diesel::table! {
+    audit_heads (tenant_id) {
+        tenant_id -> Text,
+        last_seq -> BigInt,
+        last_hash -> Text,
+    }
+}
+
+diesel::joinable!(users -> tenants (tenant_id));
+diesel::joinable!(user_emails -> users (user_id));
+diesel::joinable!(group_members -> groups (group_id));
+diesel::joinable!(role_assignments -> roles (role_id));
+diesel::joinable!(credentials -> users (user_id));
+
+diesel::allow_tables_to_appear_in_same_query!(
+    tenants,
+    users,
+    user_emails,
+    groups,
+    group_members,
+    roles,
+    role_assignments,
+    credentials,
+    audit_events,
+    audit_heads,
+);

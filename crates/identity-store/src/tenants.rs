@@ -1,0 +1,186 @@
+//! Tenants: the unit of isolation. Every other table is scoped by a tenant id.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use gatehouse_core::ids::TenantId;
+
+use crate::error::map_unique;
+use crate::schema::tenants;
+use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
+
+const ENTITY: &str = "tenant";
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Tenant {
+    pub id: TenantId,
+    /// URL-safe name used in `/t/{slug}/…` paths; lowercase, unique.
+    pub slug: String,
+    pub display_name: String,
+    /// Per-tenant settings (theme, registration policy, …) as a JSON object.
+    pub settings: serde_json::Map<String, serde_json::Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+#[derive(Debug, Clone, Default)]
+pub struct TenantData {
+    pub slug: String,
+    pub display_name: String,
+    pub settings: serde_json::Map<String, serde_json::Value>,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = tenants)]
+struct TenantRow {
+    id: String,
+    slug: String,
+    display_name: String,
+    settings: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    version: i64,
+}
+
+impl TryFrom<TenantRow> for Tenant {
+    type Error = StoreError;
+    fn try_from(row: TenantRow) -> StoreResult<Tenant> {
+        Ok(Tenant {
+            id: row
+                .id
+                .parse()
+                .map_err(|e| StoreError::corrupt("tenants", e))?,
+            slug: row.slug,
+            display_name: row.display_name,
+            settings: serde_json::from_str(&row.settings)
+                .map_err(|e| StoreError::corrupt("tenants", e))?,
+            created_at: row.created_at.and_utc(),
+            updated_at: row.updated_at.and_utc(),
+            version: row.version,
+        })
+    }
+}
+
+fn validate(data: &TenantData) -> StoreResult<String> {
+    let slug = data.slug.trim().to_ascii_lowercase();
+    let valid = !slug.is_empty()
+        && slug.len() <= 63
+        && slug
+            .bytes()
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !slug.starts_with('-')
+        && !slug.ends_with('-');
+    if !valid {
+        return Err(StoreError::invalid(
+            ENTITY,
+            "slug must be 1-63 characters of a-z, 0-9 and '-', not starting or ending with '-'",
+        ));
+    }
+    if data.display_name.trim().is_empty() {
+        return Err(StoreError::invalid(
+            ENTITY,
+            "display name must not be empty",
+        ));
+    }
+    Ok(slug)
+}
+
+fn conflict() -> impl Fn(diesel::result::Error) -> StoreError {
+    map_unique(ENTITY, &[("tenants_slug_key", "tenants.slug", "slug")])
+}
+
+pub fn create(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    data: TenantData,
+) -> StoreResult<Tenant> {
+    let slug = validate(&data)?;
+    let row = TenantRow {
+        id: TenantId::new().to_string(),
+        slug,
+        display_name: data.display_name.trim().to_owned(),
+        settings: serde_json::Value::Object(data.settings).to_string(),
+        created_at: now.naive_utc(),
+        updated_at: now.naive_utc(),
+        version: 1,
+    };
+    diesel::insert_into(tenants::table)
+        .values(&row)
+        .execute(conn)
+        .map_err(conflict())?;
+    row.try_into()
+}
+
+pub fn get(conn: &mut AnyConnection, id: TenantId) -> StoreResult<Tenant> {
+    tenants::table
+        .find(id.to_string())
+        .select(TenantRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound { entity: ENTITY })?
+        .try_into()
+}
+
+pub fn find_by_slug(conn: &mut AnyConnection, slug: &str) -> StoreResult<Option<Tenant>> {
+    tenants::table
+        .filter(tenants::slug.eq(slug.trim().to_ascii_lowercase()))
+        .select(TenantRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Tenant::try_from)
+        .transpose()
+}
+
+/// Replaces the tenant's data if `expected_version` is still current.
+pub fn update(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    id: TenantId,
+    expected_version: i64,
+    data: TenantData,
+) -> StoreResult<Tenant> {
+    let slug = validate(&data)?;
+    let updated = diesel::update(
+        tenants::table
+            .filter(tenants::id.eq(id.to_string()))
+            .filter(tenants::version.eq(expected_version)),
+    )
+    .set((
+        tenants::slug.eq(slug),
+        tenants::display_name.eq(data.display_name.trim()),
+        tenants::settings.eq(serde_json::Value::Object(data.settings).to_string()),
+        tenants::updated_at.eq(now.naive_utc()),
+        tenants::version.eq(expected_version + 1),
+    ))
+    .execute(conn)
+    .map_err(conflict())?;
+    if updated == 0 {
+        // Distinguish "gone" from "changed under you".
+        get(conn, id)?;
+        return Err(StoreError::StaleVersion { entity: ENTITY });
+    }
+    get(conn, id)
+}
+
+/// Deletes the tenant and, by cascade, everything it owns except its audit trail.
+pub fn delete(conn: &mut AnyConnection, id: TenantId) -> StoreResult<()> {
+    let deleted = diesel::delete(tenants::table.find(id.to_string())).execute(conn)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound { entity: ENTITY });
+    }
+    Ok(())
+}
+
+pub fn list(conn: &mut AnyConnection, page: &PageRequest) -> StoreResult<Page<Tenant>> {
+    let rows: Vec<TenantRow> = tenants::table
+        .filter(tenants::id.gt(page.cursor()))
+        .order(tenants::id.asc())
+        .limit(page.fetch_limit()?)
+        .select(TenantRow::as_select())
+        .load(conn)?;
+    let items = rows
+        .into_iter()
+        .map(Tenant::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_rows(items, page, |t| t.id.to_string()))
+}

@@ -1,0 +1,167 @@
+//! Throwaway databases for tests: a fresh SQLite file or a fresh PostgreSQL database
+//! per test, migrated, dropped afterwards. Tests run in parallel without sharing
+//! state. PostgreSQL is never skipped: when it is unreachable the test fails and
+//! says how to point it elsewhere.
+
+use diesel::connection::SimpleConnection;
+
+use crate::db::{self, Backend, ConnectOptions};
+use crate::{Pool, PooledConnection};
+
+/// Where the test PostgreSQL server is: `GATEHOUSE_TEST_PG_URL`, or the local default.
+pub fn pg_admin_url() -> String {
+    std::env::var("GATEHOUSE_TEST_PG_URL")
+        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+}
+
+/// Replaces the database name in a PostgreSQL URL.
+pub fn with_database(url: &str, name: &str) -> String {
+    let (base, query) = match url.split_once('?') {
+        Some((base, query)) => (base, Some(query)),
+        None => (url, None),
+    };
+    let scheme_end = base.find("://").map(|i| i + 3).unwrap_or(0);
+    let host_end = base[scheme_end..]
+        .find('/')
+        .map(|i| i + scheme_end)
+        .unwrap_or(base.len());
+    let mut out = format!("{}/{name}", &base[..host_end]);
+    if let Some(query) = query {
+        out.push('?');
+        out.push_str(query);
+    }
+    out
+}
+
+#[derive(Debug)]
+enum Cleanup {
+    Sqlite(#[allow(dead_code)] tempfile::TempDir),
+    Postgres { admin_url: String, name: String },
+}
+
+#[derive(Debug)]
+pub struct TestDb {
+    pub url: String,
+    pub backend: Backend,
+    pool: Option<Pool>,
+    cleanup: Cleanup,
+}
+
+#[allow(clippy::expect_used, clippy::panic)]
+impl TestDb {
+    pub fn new(backend: Backend) -> Self {
+        match backend {
+            Backend::Sqlite => Self::sqlite(),
+            Backend::Postgres => Self::postgres(),
+        }
+    }
+
+    pub fn sqlite() -> Self {
+        let dir = tempfile::tempdir().expect("temporary directory");
+        let url = format!("sqlite://{}", dir.path().join("test.db").display());
+        Self::migrated(url, Backend::Sqlite, Cleanup::Sqlite(dir))
+    }
+
+    pub fn postgres() -> Self {
+        let admin_url = pg_admin_url();
+        let name = format!("gatehouse_test_{}", uuid::Uuid::new_v4().simple());
+        let mut admin = db::connect(&ConnectOptions::new(&admin_url)).unwrap_or_else(|e| {
+            panic!(
+                "PostgreSQL is required for the store tests and is unreachable at {admin_url}: {e}\n\
+                 Start it, or set GATEHOUSE_TEST_PG_URL to a server where user may CREATE DATABASE."
+            )
+        });
+        admin
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .expect("create test database");
+        let url = with_database(&admin_url, &name);
+        Self::migrated(
+            url,
+            Backend::Postgres,
+            Cleanup::Postgres { admin_url, name },
+        )
+    }
+
+    fn migrated(url: String, backend: Backend, cleanup: Cleanup) -> Self {
+        let mut options = ConnectOptions::new(&url);
+        options.pool_size = 4;
+        let pool = db::pool(&options).expect("test database pool");
+        let mut conn = pool.get().expect("test database connection");
+        db::run_migrations(&mut conn).expect("migrations");
+        drop(conn);
+        TestDb {
+            url,
+            backend,
+            pool: Some(pool),
+            cleanup,
+        }
+    }
+
+    pub fn pool(&self) -> &Pool {
+        self.pool.as_ref().expect("pool lives until drop")
+    }
+
+    pub fn conn(&self) -> PooledConnection {
+        self.pool().get().expect("test database connection")
+    }
+}
+
+impl Drop for TestDb {
+    fn drop(&mut self) {
+        self.pool.take();
+        if let Cleanup::Postgres { admin_url, name } = &self.cleanup
+            && let Ok(mut admin) = db::connect(&ConnectOptions::new(admin_url.as_str()))
+        {
+            let _ = admin.batch_execute(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"));
+        }
+    }
+}
+
+/// Declares each test twice, as `<name>::sqlite` and `<name>::postgres`, so every
+/// store rule is proven on both backends:
+///
+/// ```ignore
+/// backend_tests! {
+///     fn creates_a_user(db) { let mut conn = db.conn(); /* … */ }
+/// }
+/// ```
+#[macro_export]
+macro_rules! backend_tests {
+    ($(fn $name:ident($db:ident) $body:block)*) => {$(
+        mod $name {
+            #[allow(unused_imports)]
+            use super::*;
+
+            fn run($db: &$crate::testing::TestDb) $body
+
+            #[test]
+            fn sqlite() {
+                run(&$crate::testing::TestDb::sqlite())
+            }
+
+            #[test]
+            fn postgres() {
+                run(&$crate::testing::TestDb::postgres())
+            }
+        }
+    )*};
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn database_name_is_swapped_in_urls() {
+        assert_eq!(
+            super::with_database("postgres://postgres@127.0.0.1:5432/postgres", "x"),
+            "postgres://postgres@127.0.0.1:5432/x"
+        );
+        assert_eq!(
+            super::with_database("postgres://u:p@h/db?sslmode=disable", "y"),
+            "postgres://u:p@h/y?sslmode=disable"
+        );
+        assert_eq!(
+            super::with_database("postgres://h:5432", "z"),
+            "postgres://h:5432/z"
+        );
+    }
+}

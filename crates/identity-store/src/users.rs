@@ -1,0 +1,510 @@
+//! Users: SCIM core attributes (RFC 7643 §4.1), several emails with one primary,
+//! custom attributes as JSON, and a version for optimistic concurrency.
+//!
+//! userName and the primary email are unique per tenant, case-insensitively, on both
+//! backends: uniqueness is enforced by indexes on folded `*_key` columns.
+
+use std::collections::HashMap;
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use gatehouse_core::ids::{TenantId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::map_unique;
+use crate::keys::fold;
+use crate::schema::{user_emails, users};
+use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
+
+const ENTITY: &str = "user";
+const MAX_USER_NAME: usize = 256;
+const MAX_EMAILS: usize = 20;
+
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Name {
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub middle_name: Option<String>,
+    pub honorific_prefix: Option<String>,
+    pub honorific_suffix: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Email {
+    pub value: String,
+    /// SCIM `type`: "work", "home", "other".
+    pub kind: Option<String>,
+    pub primary: bool,
+    pub verified: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PhoneNumber {
+    pub value: String,
+    #[serde(rename = "type", default, skip_serializing_if = "Option::is_none")]
+    pub kind: Option<String>,
+    #[serde(default)]
+    pub primary: bool,
+}
+
+/// Everything about a user that a caller sets; used to create and to replace.
+#[derive(Debug, Clone, PartialEq)]
+pub struct UserData {
+    pub user_name: String,
+    pub name: Name,
+    pub display_name: Option<String>,
+    pub nick_name: Option<String>,
+    pub title: Option<String>,
+    pub user_type: Option<String>,
+    pub preferred_language: Option<String>,
+    pub locale: Option<String>,
+    pub timezone: Option<String>,
+    pub active: bool,
+    pub external_id: Option<String>,
+    pub emails: Vec<Email>,
+    pub phone_numbers: Vec<PhoneNumber>,
+    pub custom_attributes: serde_json::Map<String, serde_json::Value>,
+}
+
+impl UserData {
+    /// A new active user with just a userName; fill in the rest with struct update syntax.
+    pub fn new(user_name: impl Into<String>) -> Self {
+        UserData {
+            user_name: user_name.into(),
+            name: Name::default(),
+            display_name: None,
+            nick_name: None,
+            title: None,
+            user_type: None,
+            preferred_language: None,
+            locale: None,
+            timezone: None,
+            active: true,
+            external_id: None,
+            emails: Vec::new(),
+            phone_numbers: Vec::new(),
+            custom_attributes: serde_json::Map::new(),
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct User {
+    pub id: UserId,
+    pub tenant_id: TenantId,
+    pub data: UserData,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl User {
+    pub fn primary_email(&self) -> Option<&Email> {
+        self.data.emails.iter().find(|e| e.primary)
+    }
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = users)]
+struct UserRow {
+    id: String,
+    tenant_id: String,
+    user_name: String,
+    user_name_key: String,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    middle_name: Option<String>,
+    honorific_prefix: Option<String>,
+    honorific_suffix: Option<String>,
+    display_name: Option<String>,
+    nick_name: Option<String>,
+    title: Option<String>,
+    user_type: Option<String>,
+    preferred_language: Option<String>,
+    locale: Option<String>,
+    timezone: Option<String>,
+    active: bool,
+    external_id: Option<String>,
+    phone_numbers: String,
+    custom_attributes: String,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    version: i64,
+}
+
+/// The mutable columns, written by create and by replace alike.
+#[derive(AsChangeset)]
+#[diesel(table_name = users, treat_none_as_null = true)]
+struct UserChanges<'a> {
+    user_name: &'a str,
+    user_name_key: String,
+    given_name: Option<&'a str>,
+    family_name: Option<&'a str>,
+    middle_name: Option<&'a str>,
+    honorific_prefix: Option<&'a str>,
+    honorific_suffix: Option<&'a str>,
+    display_name: Option<&'a str>,
+    nick_name: Option<&'a str>,
+    title: Option<&'a str>,
+    user_type: Option<&'a str>,
+    preferred_language: Option<&'a str>,
+    locale: Option<&'a str>,
+    timezone: Option<&'a str>,
+    active: bool,
+    external_id: Option<&'a str>,
+    phone_numbers: String,
+    custom_attributes: String,
+    updated_at: NaiveDateTime,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = user_emails)]
+struct EmailRow {
+    id: String,
+    tenant_id: String,
+    user_id: String,
+    value: String,
+    value_key: String,
+    kind: Option<String>,
+    is_primary: bool,
+    verified: bool,
+    position: i32,
+}
+
+fn conflict() -> impl Fn(diesel::result::Error) -> StoreError {
+    map_unique(
+        ENTITY,
+        &[
+            ("users_user_name_key", "users.user_name_key", "userName"),
+            (
+                "user_emails_primary_value_key",
+                "user_emails.tenant_id",
+                "email",
+            ),
+        ],
+    )
+}
+
+fn validate(data: &UserData) -> StoreResult<()> {
+    let user_name = data.user_name.trim();
+    if user_name.is_empty() {
+        return Err(StoreError::invalid(ENTITY, "userName must not be empty"));
+    }
+    if user_name.chars().count() > MAX_USER_NAME {
+        return Err(StoreError::invalid(ENTITY, "userName is too long"));
+    }
+    if data.emails.len() > MAX_EMAILS {
+        return Err(StoreError::invalid(ENTITY, "too many emails"));
+    }
+    if data.emails.iter().filter(|e| e.primary).count() > 1 {
+        return Err(StoreError::invalid(
+            ENTITY,
+            "at most one email may be primary",
+        ));
+    }
+    if data.emails.iter().any(|e| e.value.trim().is_empty()) {
+        return Err(StoreError::invalid(
+            ENTITY,
+            "an email value must not be empty",
+        ));
+    }
+    Ok(())
+}
+
+fn changes(data: &UserData, now: DateTime<Utc>) -> StoreResult<UserChanges<'_>> {
+    let json =
+        |v: serde_json::Result<String>| v.map_err(|e| StoreError::invalid(ENTITY, e.to_string()));
+    Ok(UserChanges {
+        user_name: data.user_name.trim(),
+        user_name_key: fold(&data.user_name),
+        given_name: data.name.given_name.as_deref(),
+        family_name: data.name.family_name.as_deref(),
+        middle_name: data.name.middle_name.as_deref(),
+        honorific_prefix: data.name.honorific_prefix.as_deref(),
+        honorific_suffix: data.name.honorific_suffix.as_deref(),
+        display_name: data.display_name.as_deref(),
+        nick_name: data.nick_name.as_deref(),
+        title: data.title.as_deref(),
+        user_type: data.user_type.as_deref(),
+        preferred_language: data.preferred_language.as_deref(),
+        locale: data.locale.as_deref(),
+        timezone: data.timezone.as_deref(),
+        active: data.active,
+        external_id: data.external_id.as_deref(),
+        phone_numbers: json(serde_json::to_string(&data.phone_numbers))?,
+        custom_attributes: json(serde_json::to_string(&data.custom_attributes))?,
+        updated_at: now.naive_utc(),
+    })
+}
+
+fn insert_emails(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: &str,
+    emails: &[Email],
+) -> StoreResult<()> {
+    // One statement per row: MultiBackend cannot carry a multi-row VALUES batch.
+    let rows = emails.iter().enumerate().map(|(position, email)| EmailRow {
+        id: uuid::Uuid::now_v7().to_string(),
+        tenant_id: tenant.to_string(),
+        user_id: user.to_owned(),
+        value: email.value.trim().to_owned(),
+        value_key: fold(&email.value),
+        kind: email.kind.clone(),
+        is_primary: email.primary,
+        verified: email.verified,
+        position: position as i32,
+    });
+    for row in rows {
+        diesel::insert_into(user_emails::table)
+            .values(&row)
+            .execute(conn)
+            .map_err(conflict())?;
+    }
+    Ok(())
+}
+
+pub fn create(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    data: UserData,
+) -> StoreResult<User> {
+    validate(&data)?;
+    let id = UserId::new();
+    conn.transaction(|conn| {
+        let c = changes(&data, now)?;
+        let row = UserRow {
+            id: id.to_string(),
+            tenant_id: tenant.to_string(),
+            user_name: c.user_name.to_owned(),
+            user_name_key: c.user_name_key,
+            given_name: data.name.given_name.clone(),
+            family_name: data.name.family_name.clone(),
+            middle_name: data.name.middle_name.clone(),
+            honorific_prefix: data.name.honorific_prefix.clone(),
+            honorific_suffix: data.name.honorific_suffix.clone(),
+            display_name: data.display_name.clone(),
+            nick_name: data.nick_name.clone(),
+            title: data.title.clone(),
+            user_type: data.user_type.clone(),
+            preferred_language: data.preferred_language.clone(),
+            locale: data.locale.clone(),
+            timezone: data.timezone.clone(),
+            active: data.active,
+            external_id: data.external_id.clone(),
+            phone_numbers: c.phone_numbers,
+            custom_attributes: c.custom_attributes,
+            created_at: now.naive_utc(),
+            updated_at: now.naive_utc(),
+            version: 1,
+        };
+        diesel::insert_into(users::table)
+            .values(&row)
+            .execute(conn)
+            .map_err(conflict())?;
+        insert_emails(conn, tenant, &row.id, &data.emails)
+    })?;
+    get(conn, tenant, id)
+}
+
+fn scoped(tenant: TenantId) -> users::BoxedQuery<'static, crate::db::MultiBackend> {
+    users::table
+        .filter(users::tenant_id.eq(tenant.to_string()))
+        .into_boxed()
+}
+
+pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreResult<User> {
+    let row = scoped(tenant)
+        .filter(users::id.eq(id.to_string()))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound { entity: ENTITY })?;
+    Ok(assemble(conn, vec![row])?.remove(0))
+}
+
+pub fn find_by_user_name(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user_name: &str,
+) -> StoreResult<Option<User>> {
+    let row = scoped(tenant)
+        .filter(users::user_name_key.eq(fold(user_name)))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(row
+        .map(|row| assemble(conn, vec![row]))
+        .transpose()?
+        .and_then(|mut v| v.pop()))
+}
+
+/// Finds the user whose primary email is `email` (case-insensitive).
+pub fn find_by_primary_email(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    email: &str,
+) -> StoreResult<Option<User>> {
+    let user_id: Option<String> = user_emails::table
+        .filter(user_emails::tenant_id.eq(tenant.to_string()))
+        .filter(user_emails::value_key.eq(fold(email)))
+        .filter(user_emails::is_primary.eq(true))
+        .select(user_emails::user_id)
+        .first(conn)
+        .optional()?;
+    match user_id {
+        Some(id) => Ok(Some(get(
+            conn,
+            tenant,
+            id.parse()
+                .map_err(|e| StoreError::corrupt("user_emails", e))?,
+        )?)),
+        None => Ok(None),
+    }
+}
+
+pub fn find_by_external_id(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    external_id: &str,
+) -> StoreResult<Option<User>> {
+    let row = scoped(tenant)
+        .filter(users::external_id.eq(external_id))
+        .select(UserRow::as_select())
+        .first(conn)
+        .optional()?;
+    Ok(row
+        .map(|row| assemble(conn, vec![row]))
+        .transpose()?
+        .and_then(|mut v| v.pop()))
+}
+
+/// Replaces the user's data if `expected_version` is still current; otherwise
+/// `StaleVersion`. Emails are replaced as a set.
+pub fn update(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    id: UserId,
+    expected_version: i64,
+    data: UserData,
+) -> StoreResult<User> {
+    validate(&data)?;
+    conn.transaction(|conn| {
+        let updated = diesel::update(
+            users::table
+                .filter(users::tenant_id.eq(tenant.to_string()))
+                .filter(users::id.eq(id.to_string()))
+                .filter(users::version.eq(expected_version)),
+        )
+        .set((
+            changes(&data, now)?,
+            users::version.eq(expected_version + 1),
+        ))
+        .execute(conn)
+        .map_err(conflict())?;
+        if updated == 0 {
+            get(conn, tenant, id)?;
+            return Err(StoreError::StaleVersion { entity: ENTITY });
+        }
+        diesel::delete(
+            user_emails::table
+                .filter(user_emails::tenant_id.eq(tenant.to_string()))
+                .filter(user_emails::user_id.eq(id.to_string())),
+        )
+        .execute(conn)?;
+        insert_emails(conn, tenant, &id.to_string(), &data.emails)
+    })?;
+    get(conn, tenant, id)
+}
+
+pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreResult<()> {
+    let deleted = diesel::delete(
+        users::table
+            .filter(users::tenant_id.eq(tenant.to_string()))
+            .filter(users::id.eq(id.to_string())),
+    )
+    .execute(conn)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound { entity: ENTITY });
+    }
+    Ok(())
+}
+
+pub fn list(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    page: &PageRequest,
+) -> StoreResult<Page<User>> {
+    let rows = scoped(tenant)
+        .filter(users::id.gt(page.cursor().to_owned()))
+        .order(users::id.asc())
+        .limit(page.fetch_limit()?)
+        .select(UserRow::as_select())
+        .load(conn)?;
+    let items = assemble(conn, rows)?;
+    Ok(Page::from_rows(items, page, |u| u.id.to_string()))
+}
+
+pub fn count(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<i64> {
+    Ok(scoped(tenant).count().get_result(conn)?)
+}
+
+/// Attaches emails to user rows with one query for the whole batch.
+fn assemble(conn: &mut AnyConnection, rows: Vec<UserRow>) -> StoreResult<Vec<User>> {
+    if rows.is_empty() {
+        return Ok(Vec::new());
+    }
+    let ids: Vec<&str> = rows.iter().map(|r| r.id.as_str()).collect();
+    let email_rows: Vec<EmailRow> = user_emails::table
+        .filter(user_emails::user_id.eq_any(&ids))
+        .order((user_emails::user_id.asc(), user_emails::position.asc()))
+        .select(EmailRow::as_select())
+        .load(conn)?;
+    let mut emails: HashMap<String, Vec<Email>> = HashMap::new();
+    for e in email_rows {
+        emails.entry(e.user_id).or_default().push(Email {
+            value: e.value,
+            kind: e.kind,
+            primary: e.is_primary,
+            verified: e.verified,
+        });
+    }
+    rows.into_iter()
+        .map(|row| {
+            let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("users", e);
+            Ok(User {
+                id: row.id.parse().map_err(|e| corrupt(&e))?,
+                tenant_id: row.tenant_id.parse().map_err(|e| corrupt(&e))?,
+                data: UserData {
+                    emails: emails.remove(&row.id).unwrap_or_default(),
+                    user_name: row.user_name,
+                    name: Name {
+                        given_name: row.given_name,
+                        family_name: row.family_name,
+                        middle_name: row.middle_name,
+                        honorific_prefix: row.honorific_prefix,
+                        honorific_suffix: row.honorific_suffix,
+                    },
+                    display_name: row.display_name,
+                    nick_name: row.nick_name,
+                    title: row.title,
+                    user_type: row.user_type,
+                    preferred_language: row.preferred_language,
+                    locale: row.locale,
+                    timezone: row.timezone,
+                    active: row.active,
+                    external_id: row.external_id,
+                    phone_numbers: serde_json::from_str(&row.phone_numbers)
+                        .map_err(|e| corrupt(&e))?,
+                    custom_attributes: serde_json::from_str(&row.custom_attributes)
+                        .map_err(|e| corrupt(&e))?,
+                },
+                created_at: row.created_at.and_utc(),
+                updated_at: row.updated_at.and_utc(),
+                version: row.version,
+            })
+        })
+        .collect()
+}

@@ -1,0 +1,35 @@
+//! Repository tests. Every test runs twice, on SQLite and on PostgreSQL
+//! (`backend_tests!`), each in its own fresh database.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)]
+mod audit;
+mod credentials;
+mod events;
+mod groups_roles;
+mod migrations;
+mod tenants;
+mod users;
+
+use chrono::{DateTime, Utc};
+use gatehouse_core::ids::TenantId;
+use gatehouse_core::{Clock, ManualClock};
+use gatehouse_identity_store::AnyConnection;
+use gatehouse_identity_store::tenants::TenantData;
+
+pub fn now() -> DateTime<Utc> {
+    ManualClock::fixed().now()
+}
+
+pub fn tenant(conn: &mut AnyConnection, slug: &str) -> TenantId {
+    gatehouse_identity_store::tenants::create(
+        conn,
+        now(),
+        TenantData {
+            slug: slug.into(),
+            display_name: format!("Tenant {slug}"),
+            ..TenantData::default()
+        },
+    )
+    .unwrap()
+    .id
+}

@@ -1,0 +1,11 @@
+DROP FUNCTION IF EXISTS gatehouse_audit_append_only() CASCADE;
+DROP TABLE audit_heads;
+DROP TABLE audit_events;
+DROP TABLE credentials;
+DROP TABLE role_assignments;
+DROP TABLE roles;
+DROP TABLE group_members;
+DROP TABLE groups;
+DROP TABLE user_emails;
+DROP TABLE users;
+DROP TABLE tenants;

@@ -1,0 +1,10 @@
+DROP TABLE audit_heads;
+DROP TABLE audit_events;
+DROP TABLE credentials;
+DROP TABLE role_assignments;
+DROP TABLE roles;
+DROP TABLE group_members;
+DROP TABLE groups;
+DROP TABLE user_emails;
+DROP TABLE users;
+DROP TABLE tenants;
