@@ -228,3 +228,12 @@ pub fn embedded_migration_names(backend: Backend) -> StoreResult<Vec<String>> {
 pub fn ping(conn: &mut AnyConnection) -> StoreResult<()> {
     conn.batch_execute("SELECT 1").map_err(StoreError::from)
 }
+
+/// Runs `work` in one transaction (a savepoint when nested), so callers outside this
+/// crate can group repository calls without depending on diesel.
+pub fn transaction<T>(
+    conn: &mut AnyConnection,
+    work: impl FnOnce(&mut AnyConnection) -> StoreResult<T>,
+) -> StoreResult<T> {
+    conn.transaction(work)
+}

@@ -1,1 +1,11 @@
+//! The `gatehouse` server: command line, configuration, application state, HTTP
+//! server and middleware. Feature crates expose their routes; this crate mounts them.
 
+pub mod bootstrap;
+pub mod cli;
+mod error;
+pub mod http;
+mod logging;
+pub mod state;
+
+pub use error::ServerError;

@@ -1,0 +1,139 @@
+//! The command line: `gatehouse serve | migrate | check-config | audit verify`.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+use gatehouse_core::config::Config;
+use gatehouse_core::secrets::Cipher;
+use gatehouse_identity_store::{StoreError, audit, db};
+
+use crate::ServerError;
+use crate::bootstrap::FirstAdmin;
+use crate::state::{AppState, open_pool};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "gatehouse",
+    version,
+    about = "Gatehouse identity and access management"
+)]
+struct Cli {
+    /// Configuration file (TOML). Without one, defaults plus GATEHOUSE_* variables apply.
+    #[arg(long, short, global = true, env = "GATEHOUSE_CONFIG")]
+    config: Option<PathBuf>,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Run the server (applies migrations and first-start set-up).
+    Serve,
+    /// Apply pending database migrations and exit.
+    Migrate,
+    /// Validate the configuration and print what it resolves to.
+    CheckConfig,
+    /// Audit log tools.
+    Audit {
+        #[command(subcommand)]
+        action: AuditCommand,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+enum AuditCommand {
+    /// Check every tenant's hash chain; exits 1 if anything was altered or removed.
+    Verify,
+}
+
+pub fn run() -> Result<ExitCode, ServerError> {
+    let cli = Cli::parse();
+    let config = Config::from_process(cli.config.as_deref()).map_err(ServerError::Config)?;
+    crate::logging::init(&config).map_err(ServerError::Config)?;
+    match cli.command {
+        Command::Serve => serve(config),
+        Command::Migrate => migrate(&config),
+        Command::CheckConfig => check_config(&config),
+        Command::Audit {
+            action: AuditCommand::Verify,
+        } => audit_verify(&config),
+    }
+}
+
+fn serve(config: Config) -> Result<ExitCode, ServerError> {
+    tracing::info!(mode = %config.mode, version = env!("CARGO_PKG_VERSION"), "starting gatehouse");
+    let (state, bootstrapped) = AppState::open(config)?;
+    if let Some(admin) = &bootstrapped.first_admin {
+        announce_first_admin(&bootstrapped.tenant.slug, admin);
+    }
+    actix_web::rt::System::new().block_on(crate::http::serve(state))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Printed to stdout, not logged: log pipelines keep and forward what they see.
+fn announce_first_admin(tenant: &str, admin: &FirstAdmin) {
+    let mut out = std::io::stdout().lock();
+    let _ = writeln!(
+        out,
+        "\n  First administrator created: user \"{}\" in tenant \"{tenant}\".\n  \
+         One-time setup secret (shown only now; only its hash is stored):\n\n      {}\n",
+        admin.user_name,
+        admin.setup_secret.as_str()
+    );
+    let _ = out.flush();
+}
+
+fn migrate(config: &Config) -> Result<ExitCode, ServerError> {
+    let pool = open_pool(config)?;
+    let mut conn = pool.get().map_err(StoreError::from)?;
+    let applied = db::run_migrations(&mut conn)?;
+    if applied.is_empty() {
+        println!("database is up to date");
+    } else {
+        for version in applied {
+            println!("applied {version}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn check_config(config: &Config) -> Result<ExitCode, ServerError> {
+    // Key material must be loadable too, but dev mode must not generate a key here.
+    if config.mode == gatehouse_core::config::Mode::Production
+        || config.master_key_file().is_some_and(|p| p.exists())
+    {
+        Cipher::load(config).map_err(ServerError::Secrets)?;
+    }
+    let backend = config.database.backend().map_err(ServerError::Config)?;
+    println!("configuration OK");
+    println!("  mode:       {}", config.mode);
+    println!("  listen:     {}", config.server.listen);
+    println!("  public url: {}", config.server.public_url());
+    println!("  database:   {backend:?}");
+    println!("  data dir:   {}", config.data_dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+fn audit_verify(config: &Config) -> Result<ExitCode, ServerError> {
+    let pool = open_pool(config)?;
+    let mut conn = pool.get().map_err(StoreError::from)?;
+    let report = audit::verify(&mut conn)?;
+    println!(
+        "checked {} event(s) in {} tenant chain(s)",
+        report.events, report.tenants
+    );
+    if report.is_intact() {
+        println!("audit log intact");
+        return Ok(ExitCode::SUCCESS);
+    }
+    for problem in &report.problems {
+        println!(
+            "tenant {} event {}: {}",
+            problem.tenant_id, problem.seq, problem.problem
+        );
+    }
+    Err(ServerError::AuditBroken(report.problems.len()))
+}
