@@ -61,6 +61,7 @@ typed_id!(GroupId);
 typed_id!(RoleId);
 typed_id!(CredentialId);
 typed_id!(AuditEventId);
+typed_id!(SessionId);
 typed_id!(
     /// Identifies one running Gatehouse process, so a node can ignore its own events
     /// when they come back over the cross-node transport.

@@ -14,9 +14,12 @@ mod error;
 pub mod events_pg;
 pub mod groups;
 mod keys;
+pub mod one_time_tokens;
 pub mod page;
+pub mod rate_limits;
 pub mod roles;
 pub mod schema;
+pub mod sessions;
 pub mod tenants;
 pub mod users;
 

@@ -7,6 +7,7 @@ mod credentials;
 mod events;
 mod groups_roles;
 mod migrations;
+mod sessions;
 mod tenants;
 mod users;
 

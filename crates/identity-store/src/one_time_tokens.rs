@@ -1,0 +1,117 @@
+//! Single-use tokens for links sent by email (verification, password reset, email
+//! change). Only the token's SHA-256 is stored; consuming is one conditional UPDATE,
+//! so two concurrent clicks cannot both succeed.
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use gatehouse_core::ids::{TenantId, UserId};
+
+use crate::error::map_missing_reference;
+use crate::schema::one_time_tokens;
+use crate::{AnyConnection, StoreError, StoreResult};
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Purpose {
+    VerifyEmail,
+    PasswordReset,
+}
+
+impl Purpose {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Purpose::VerifyEmail => "verify_email",
+            Purpose::PasswordReset => "password_reset",
+        }
+    }
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConsumedToken {
+    pub user_id: UserId,
+    pub payload: serde_json::Value,
+    pub created_at: DateTime<Utc>,
+}
+
+#[allow(clippy::too_many_arguments)]
+pub fn issue(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    purpose: Purpose,
+    token_hash: &str,
+    lifetime: Duration,
+    payload: &serde_json::Value,
+) -> StoreResult<()> {
+    diesel::insert_into(one_time_tokens::table)
+        .values((
+            one_time_tokens::token_hash.eq(token_hash),
+            one_time_tokens::tenant_id.eq(tenant.to_string()),
+            one_time_tokens::user_id.eq(user.to_string()),
+            one_time_tokens::purpose.eq(purpose.as_str()),
+            one_time_tokens::payload.eq(payload.to_string()),
+            one_time_tokens::created_at.eq(now.naive_utc()),
+            one_time_tokens::expires_at.eq((now + lifetime).naive_utc()),
+        ))
+        .execute(conn)
+        .map_err(map_missing_reference("user"))?;
+    Ok(())
+}
+
+/// Marks the token used and returns what it was for; `None` if it is unknown, of
+/// another purpose or tenant, expired, or already used.
+pub fn consume(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    purpose: Purpose,
+    token_hash: &str,
+) -> StoreResult<Option<ConsumedToken>> {
+    crate::db::transaction(conn, |conn| {
+        let claimed = diesel::update(one_time_tokens::table)
+            .filter(one_time_tokens::token_hash.eq(token_hash))
+            .filter(one_time_tokens::tenant_id.eq(tenant.to_string()))
+            .filter(one_time_tokens::purpose.eq(purpose.as_str()))
+            .filter(one_time_tokens::consumed_at.is_null())
+            .filter(one_time_tokens::expires_at.gt(now.naive_utc()))
+            .set(one_time_tokens::consumed_at.eq(Some(now.naive_utc())))
+            .execute(conn)?;
+        if claimed == 0 {
+            return Ok(None);
+        }
+        let (user_id, payload, created_at): (String, String, NaiveDateTime) =
+            one_time_tokens::table
+                .find(token_hash)
+                .select((
+                    one_time_tokens::user_id,
+                    one_time_tokens::payload,
+                    one_time_tokens::created_at,
+                ))
+                .first(conn)?;
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("one_time_tokens", e);
+        Ok(Some(ConsumedToken {
+            user_id: user_id.parse().map_err(|e| corrupt(&e))?,
+            payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
+            created_at: created_at.and_utc(),
+        }))
+    })
+}
+
+/// Invalidates every outstanding token of a purpose for a user (e.g. after a reset,
+/// older reset links must stop working). Returns how many were outstanding.
+pub fn revoke_for_user(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    purpose: Purpose,
+) -> StoreResult<usize> {
+    Ok(diesel::update(one_time_tokens::table)
+        .filter(one_time_tokens::tenant_id.eq(tenant.to_string()))
+        .filter(one_time_tokens::user_id.eq(user.to_string()))
+        .filter(one_time_tokens::purpose.eq(purpose.as_str()))
+        .filter(one_time_tokens::consumed_at.is_null())
+        .set(one_time_tokens::consumed_at.eq(Some(now.naive_utc())))
+        .execute(conn)?)
+}

@@ -1,0 +1,261 @@
+//! Server-side sessions. The cookie carries a random secret; the row stores only its
+//! SHA-256, so a database leak yields no usable session. Sessions end (they are never
+//! deleted early) so the account page and audits can show what happened.
+
+use chrono::{DateTime, Duration, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use gatehouse_core::ids::{SessionId, TenantId, UserId};
+use serde::{Deserialize, Serialize};
+
+use crate::error::map_missing_reference;
+use crate::schema::sessions;
+use crate::{AnyConnection, StoreError, StoreResult};
+
+const ENTITY: &str = "session";
+
+/// One authentication step, the source of the `amr` claim (RFC 8176 values).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct AuthMethod {
+    pub method: String,
+    pub at: DateTime<Utc>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Session {
+    pub id: SessionId,
+    pub tenant_id: TenantId,
+    pub user_id: UserId,
+    pub created_at: DateTime<Utc>,
+    pub last_seen_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+    pub absolute_expires_at: DateTime<Utc>,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub auth_methods: Vec<AuthMethod>,
+    /// Authenticator assurance level (NIST SP 800-63B): 1, 2 or 3.
+    pub aal: i32,
+    pub ended_at: Option<DateTime<Utc>>,
+    pub end_reason: Option<String>,
+}
+
+impl Session {
+    /// When the user last proved who they are (the `auth_time` claim).
+    pub fn auth_time(&self) -> DateTime<Utc> {
+        self.auth_methods
+            .iter()
+            .map(|m| m.at)
+            .max()
+            .unwrap_or(self.created_at)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct NewSession {
+    pub user_id: UserId,
+    pub secret_hash: String,
+    pub idle_timeout: Duration,
+    pub absolute_timeout: Duration,
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+    pub auth_methods: Vec<AuthMethod>,
+    pub aal: i32,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = sessions)]
+struct SessionRow {
+    id: String,
+    tenant_id: String,
+    user_id: String,
+    secret_hash: String,
+    created_at: NaiveDateTime,
+    last_seen_at: NaiveDateTime,
+    idle_expires_at: NaiveDateTime,
+    absolute_expires_at: NaiveDateTime,
+    ip: Option<String>,
+    user_agent: Option<String>,
+    auth_methods: String,
+    aal: i32,
+    ended_at: Option<NaiveDateTime>,
+    end_reason: Option<String>,
+}
+
+impl TryFrom<SessionRow> for Session {
+    type Error = StoreError;
+    fn try_from(row: SessionRow) -> StoreResult<Session> {
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("sessions", e);
+        Ok(Session {
+            id: row.id.parse().map_err(|e| corrupt(&e))?,
+            tenant_id: row.tenant_id.parse().map_err(|e| corrupt(&e))?,
+            user_id: row.user_id.parse().map_err(|e| corrupt(&e))?,
+            created_at: row.created_at.and_utc(),
+            last_seen_at: row.last_seen_at.and_utc(),
+            idle_expires_at: row.idle_expires_at.and_utc(),
+            absolute_expires_at: row.absolute_expires_at.and_utc(),
+            ip: row.ip,
+            user_agent: row.user_agent,
+            auth_methods: serde_json::from_str(&row.auth_methods).map_err(|e| corrupt(&e))?,
+            aal: row.aal,
+            ended_at: row.ended_at.map(|t| t.and_utc()),
+            end_reason: row.end_reason,
+        })
+    }
+}
+
+pub fn create(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    new: NewSession,
+) -> StoreResult<Session> {
+    let absolute = now + new.absolute_timeout;
+    let row = SessionRow {
+        id: SessionId::new().to_string(),
+        tenant_id: tenant.to_string(),
+        user_id: new.user_id.to_string(),
+        secret_hash: new.secret_hash,
+        created_at: now.naive_utc(),
+        last_seen_at: now.naive_utc(),
+        idle_expires_at: (now + new.idle_timeout).min(absolute).naive_utc(),
+        absolute_expires_at: absolute.naive_utc(),
+        ip: new.ip,
+        user_agent: new.user_agent,
+        auth_methods: serde_json::to_string(&new.auth_methods)
+            .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?,
+        aal: new.aal,
+        ended_at: None,
+        end_reason: None,
+    };
+    diesel::insert_into(sessions::table)
+        .values(&row)
+        .execute(conn)
+        .map_err(map_missing_reference("user"))?;
+    row.try_into()
+}
+
+fn active(
+    tenant: TenantId,
+    now: DateTime<Utc>,
+) -> sessions::BoxedQuery<'static, crate::db::MultiBackend> {
+    sessions::table
+        .filter(sessions::tenant_id.eq(tenant.to_string()))
+        .filter(sessions::ended_at.is_null())
+        .filter(sessions::idle_expires_at.gt(now.naive_utc()))
+        .filter(sessions::absolute_expires_at.gt(now.naive_utc()))
+        .into_boxed()
+}
+
+/// The live session whose cookie secret hashes to `secret_hash`, if any.
+pub fn find_active(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    secret_hash: &str,
+) -> StoreResult<Option<Session>> {
+    active(tenant, now)
+        .filter(sessions::secret_hash.eq(secret_hash.to_owned()))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Session::try_from)
+        .transpose()
+}
+
+pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: SessionId) -> StoreResult<Session> {
+    sessions::table
+        .filter(sessions::tenant_id.eq(tenant.to_string()))
+        .filter(sessions::id.eq(id.to_string()))
+        .select(SessionRow::as_select())
+        .first(conn)
+        .optional()?
+        .ok_or(StoreError::NotFound { entity: ENTITY })?
+        .try_into()
+}
+
+/// Records activity and slides the idle expiry, never past the absolute one.
+pub fn touch(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    session: &Session,
+    idle_timeout: Duration,
+) -> StoreResult<()> {
+    let idle = (now + idle_timeout).min(session.absolute_expires_at);
+    diesel::update(
+        sessions::table
+            .filter(sessions::tenant_id.eq(session.tenant_id.to_string()))
+            .filter(sessions::id.eq(session.id.to_string())),
+    )
+    .set((
+        sessions::last_seen_at.eq(now.naive_utc()),
+        sessions::idle_expires_at.eq(idle.naive_utc()),
+    ))
+    .execute(conn)?;
+    Ok(())
+}
+
+/// Ends one session of the tenant (optionally only if it belongs to `user`);
+/// returns false if it was not live.
+pub fn end(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    id: SessionId,
+    user: Option<UserId>,
+    reason: &str,
+) -> StoreResult<bool> {
+    let mut query = diesel::update(sessions::table)
+        .filter(sessions::tenant_id.eq(tenant.to_string()))
+        .filter(sessions::id.eq(id.to_string()))
+        .filter(sessions::ended_at.is_null())
+        .into_boxed();
+    if let Some(user) = user {
+        query = query.filter(sessions::user_id.eq(user.to_string()));
+    }
+    let ended = query
+        .set((
+            sessions::ended_at.eq(Some(now.naive_utc())),
+            sessions::end_reason.eq(Some(reason)),
+        ))
+        .execute(conn)?;
+    Ok(ended > 0)
+}
+
+/// Ends every live session of a user except `keep`; returns how many ended.
+pub fn end_all_for_user(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    keep: Option<SessionId>,
+    reason: &str,
+) -> StoreResult<usize> {
+    let mut query = diesel::update(sessions::table)
+        .filter(sessions::tenant_id.eq(tenant.to_string()))
+        .filter(sessions::user_id.eq(user.to_string()))
+        .filter(sessions::ended_at.is_null())
+        .into_boxed();
+    if let Some(keep) = keep {
+        query = query.filter(sessions::id.ne(keep.to_string()));
+    }
+    Ok(query
+        .set((
+            sessions::ended_at.eq(Some(now.naive_utc())),
+            sessions::end_reason.eq(Some(reason)),
+        ))
+        .execute(conn)?)
+}
+
+/// A user's live sessions, newest first (bounded: sessions expire).
+pub fn list_active_for_user(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+) -> StoreResult<Vec<Session>> {
+    let rows: Vec<SessionRow> = active(tenant, now)
+        .filter(sessions::user_id.eq(user.to_string()))
+        .order(sessions::created_at.desc())
+        .select(SessionRow::as_select())
+        .load(conn)?;
+    rows.into_iter().map(Session::try_from).collect()
+}
