@@ -32,6 +32,9 @@ const OPTIONAL_KEYS: &[&str] = &[
     "database.url",
     "secrets.master_key_file",
     "secrets.master_keys",
+    "mail.smtp_host",
+    "mail.username",
+    "mail.password",
 ];
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -45,6 +48,11 @@ pub struct Config {
     pub secrets: SecretsConfig,
     pub log: LogConfig,
     pub bootstrap: BootstrapConfig,
+    pub passwords: PasswordConfig,
+    pub mail: MailConfig,
+    pub sessions: SessionConfig,
+    pub sign_in: SignInConfig,
+    pub registration: RegistrationConfig,
 }
 
 impl Default for Config {
@@ -57,6 +65,11 @@ impl Default for Config {
             secrets: SecretsConfig::default(),
             log: LogConfig::default(),
             bootstrap: BootstrapConfig::default(),
+            passwords: PasswordConfig::default(),
+            mail: MailConfig::default(),
+            sessions: SessionConfig::default(),
+            sign_in: SignInConfig::default(),
+            registration: RegistrationConfig::default(),
         }
     }
 }
@@ -303,6 +316,187 @@ impl Default for BootstrapConfig {
     }
 }
 
+/// Password hashing (Argon2id) and the password policy (NIST SP 800-63B: a length
+/// floor, a generous ceiling, a strength estimate and no composition rules).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasswordConfig {
+    /// Argon2id memory cost in KiB (OWASP: 19456 = 19 MiB).
+    pub memory_kib: u32,
+    /// Argon2id passes over the memory (OWASP: 2).
+    pub iterations: u32,
+    /// Argon2id lanes (OWASP: 1).
+    pub parallelism: u32,
+    /// Shortest accepted password, in characters; never below 8 (the NIST floor).
+    pub min_length: u32,
+    /// Longest accepted password, in characters; bounds the hashing work per attempt.
+    pub max_length: u32,
+    /// Lowest accepted zxcvbn strength score, 0 (anything) to 4 (very strong).
+    pub min_strength: u8,
+}
+
+impl PasswordConfig {
+    /// NIST SP 800-63B: memorized secrets of at least 8 characters.
+    pub const MIN_LENGTH_FLOOR: u32 = 8;
+    /// Above this, a "password" is a denial-of-service attempt, not a passphrase.
+    pub const MAX_LENGTH_CEILING: u32 = 1024;
+}
+
+impl Default for PasswordConfig {
+    fn default() -> Self {
+        PasswordConfig {
+            memory_kib: 19456,
+            iterations: 2,
+            parallelism: 1,
+            min_length: 12,
+            max_length: 256,
+            min_strength: 3,
+        }
+    }
+}
+
+/// Outgoing mail (verification links, password resets, notifications).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MailConfig {
+    /// The SMTP server; `None` writes mail to `<data_dir>/mail/` instead (dev only).
+    pub smtp_host: Option<String>,
+    pub smtp_port: u16,
+    pub tls: MailTls,
+    /// SMTP AUTH user name; set together with `password` or not at all.
+    pub username: Option<String>,
+    pub password: Option<SecretString>,
+    /// The `From:` mailbox, e.g. `Gatehouse <no-reply@example.com>`.
+    pub from: String,
+    /// Timeout for each SMTP command, in seconds.
+    pub timeout_secs: u64,
+}
+
+impl Default for MailConfig {
+    fn default() -> Self {
+        MailConfig {
+            smtp_host: None,
+            smtp_port: 587,
+            tls: MailTls::default(),
+            username: None,
+            password: None,
+            from: "Gatehouse <no-reply@localhost>".to_owned(),
+            timeout_secs: 10,
+        }
+    }
+}
+
+impl MailConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_secs(self.timeout_secs)
+    }
+}
+
+/// How the SMTP connection is protected.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum MailTls {
+    /// Plain text: only for a relay on the same host or a test server.
+    None,
+    /// Upgrade with STARTTLS, and refuse to send if the server does not offer it.
+    #[default]
+    Starttls,
+    /// TLS from the first byte ("implicit TLS", usually port 465).
+    Tls,
+}
+
+/// Server-side sign-in sessions.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SessionConfig {
+    /// A session unused for this long ends.
+    pub idle_timeout_mins: u64,
+    /// A session ends this long after sign-in, however active.
+    pub absolute_timeout_hours: u64,
+}
+
+impl Default for SessionConfig {
+    fn default() -> Self {
+        SessionConfig {
+            idle_timeout_mins: 30,
+            absolute_timeout_hours: 12,
+        }
+    }
+}
+
+impl SessionConfig {
+    pub fn idle_timeout(&self) -> Duration {
+        Duration::from_secs(self.idle_timeout_mins.saturating_mul(60))
+    }
+
+    pub fn absolute_timeout(&self) -> Duration {
+        Duration::from_secs(self.absolute_timeout_hours.saturating_mul(3600))
+    }
+}
+
+/// Throttling of failed sign-ins, per account and per client IP address.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct SignInConfig {
+    /// Failures within the window after which an account is locked.
+    pub account_lockout_threshold: u32,
+    /// Failures within the window after which each further attempt is delayed.
+    pub account_backoff_after: u32,
+    /// Failures within the window from one IP address after which it is locked out.
+    pub ip_lockout_threshold: u32,
+    /// How long a lockout lasts.
+    pub lockout_mins: u64,
+    /// How far back failures are counted.
+    pub window_mins: u64,
+}
+
+impl Default for SignInConfig {
+    fn default() -> Self {
+        SignInConfig {
+            account_lockout_threshold: 10,
+            account_backoff_after: 3,
+            ip_lockout_threshold: 100,
+            lockout_mins: 15,
+            window_mins: 60,
+        }
+    }
+}
+
+impl SignInConfig {
+    pub fn lockout(&self) -> Duration {
+        Duration::from_secs(self.lockout_mins.saturating_mul(60))
+    }
+
+    pub fn window(&self) -> Duration {
+        Duration::from_secs(self.window_mins.saturating_mul(60))
+    }
+}
+
+/// Self-service sign-up.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RegistrationConfig {
+    /// How long an email verification link stays valid.
+    pub verification_link_hours: u64,
+    /// How many verification mails one address may be sent per hour.
+    pub resend_per_hour: u32,
+}
+
+impl Default for RegistrationConfig {
+    fn default() -> Self {
+        RegistrationConfig {
+            verification_link_hours: 24,
+            resend_per_hour: 3,
+        }
+    }
+}
+
+impl RegistrationConfig {
+    pub fn verification_link_lifetime(&self) -> Duration {
+        Duration::from_secs(self.verification_link_hours.saturating_mul(3600))
+    }
+}
+
 /// A string that never shows up in logs and is wiped from memory when dropped.
 #[derive(Clone, Default, Serialize, Deserialize)]
 #[serde(transparent)]
@@ -409,6 +603,14 @@ impl Config {
                 format!("`{url}` must start with http:// or https://"),
             ));
         }
+        // Session cookies are Secure and `__Host-` prefixed only over https; the
+        // plain-http exception exists for local development alone.
+        if self.mode == Mode::Production && !self.server.public_url().starts_with("https://") {
+            return Err(Error::config(
+                "server.public_url",
+                "production mode needs an https:// public URL (cookies are Secure)",
+            ));
+        }
         if self.database.pool_size == 0 {
             return Err(Error::config("database.pool_size", "must be at least 1"));
         }
@@ -419,6 +621,11 @@ impl Config {
                 "must not be empty; use e.g. `info` or `gatehouse=debug,info`",
             ));
         }
+        self.passwords.validate()?;
+        self.mail.validate(self.mode)?;
+        self.sessions.validate()?;
+        self.sign_in.validate()?;
+        self.registration.validate()?;
         Ok(())
     }
 
@@ -447,6 +654,187 @@ impl Config {
             (LogFormat::Auto, Mode::Production) => LogFormat::Json,
             (format, _) => format,
         }
+    }
+}
+
+/// `Err` naming `key` unless `value` is at least `min`.
+fn at_least<T: PartialOrd + fmt::Display>(key: &str, value: T, min: T) -> Result<(), Error> {
+    if value < min {
+        return Err(Error::config(
+            key,
+            format!("must be at least {min}, got {value}"),
+        ));
+    }
+    Ok(())
+}
+
+impl PasswordConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        at_least("passwords.parallelism", self.parallelism, 1)?;
+        if self.parallelism > 0x00FF_FFFF {
+            return Err(Error::config(
+                "passwords.parallelism",
+                format!("must be at most 16777215, got {}", self.parallelism),
+            ));
+        }
+        let memory_floor = self.parallelism.saturating_mul(8);
+        if self.memory_kib < memory_floor {
+            return Err(Error::config(
+                "passwords.memory_kib",
+                format!(
+                    "must be at least 8 × parallelism ({memory_floor}), got {}; \
+                     OWASP recommends 19456 with iterations = 2, parallelism = 1",
+                    self.memory_kib
+                ),
+            ));
+        }
+        at_least("passwords.iterations", self.iterations, 1)?;
+        if self.min_length < Self::MIN_LENGTH_FLOOR {
+            return Err(Error::config(
+                "passwords.min_length",
+                format!(
+                    "must be at least {} (NIST SP 800-63B), got {}",
+                    Self::MIN_LENGTH_FLOOR,
+                    self.min_length
+                ),
+            ));
+        }
+        if self.max_length < self.min_length || self.max_length > Self::MAX_LENGTH_CEILING {
+            return Err(Error::config(
+                "passwords.max_length",
+                format!(
+                    "must be between min_length ({}) and {}, got {}; NIST asks for at \
+                     least 64",
+                    self.min_length,
+                    Self::MAX_LENGTH_CEILING,
+                    self.max_length
+                ),
+            ));
+        }
+        if self.min_strength > 4 {
+            return Err(Error::config(
+                "passwords.min_strength",
+                format!("is a zxcvbn score from 0 to 4, got {}", self.min_strength),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl MailConfig {
+    pub fn validate(&self, mode: Mode) -> Result<(), Error> {
+        match &self.smtp_host {
+            None if mode == Mode::Production => {
+                return Err(Error::config(
+                    "mail.smtp_host",
+                    "production mode needs an SMTP server to send verification and \
+                     recovery mail: set mail.smtp_host (GATEHOUSE_MAIL__SMTP_HOST); \
+                     without one, mail is only written to files, which is for development",
+                ));
+            }
+            Some(host) if host.trim().is_empty() || host.contains(char::is_whitespace) => {
+                return Err(Error::config(
+                    "mail.smtp_host",
+                    "must be a host name or IP address; leave it unset to write mail to \
+                     files in development",
+                ));
+            }
+            _ => {}
+        }
+        at_least("mail.smtp_port", self.smtp_port, 1)?;
+        at_least("mail.timeout_secs", self.timeout_secs, 1)?;
+        match (&self.username, &self.password) {
+            (Some(_), None) => {
+                return Err(Error::config(
+                    "mail.password",
+                    "mail.username is set, so mail.password must be too \
+                     (GATEHOUSE_MAIL__PASSWORD)",
+                ));
+            }
+            (None, Some(_)) => {
+                return Err(Error::config(
+                    "mail.username",
+                    "mail.password is set, so mail.username must be too",
+                ));
+            }
+            _ => {}
+        }
+        let from = self.from.trim();
+        let address = match (from.rfind('<'), from.strip_suffix('>')) {
+            (Some(open), Some(_)) => &from[open + 1..from.len() - 1],
+            _ => from,
+        };
+        let valid = address
+            .split_once('@')
+            .is_some_and(|(local, domain)| !local.is_empty() && !domain.is_empty());
+        if !valid {
+            return Err(Error::config(
+                "mail.from",
+                format!(
+                    "`{}` is not a mail address; expected e.g. `Gatehouse <no-reply@example.com>`",
+                    self.from
+                ),
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SessionConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        at_least("sessions.idle_timeout_mins", self.idle_timeout_mins, 1)?;
+        at_least(
+            "sessions.absolute_timeout_hours",
+            self.absolute_timeout_hours,
+            1,
+        )?;
+        if self.idle_timeout() > self.absolute_timeout() {
+            return Err(Error::config(
+                "sessions.idle_timeout_mins",
+                "must not exceed sessions.absolute_timeout_hours",
+            ));
+        }
+        Ok(())
+    }
+}
+
+impl SignInConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        at_least(
+            "sign_in.account_lockout_threshold",
+            self.account_lockout_threshold,
+            1,
+        )?;
+        at_least(
+            "sign_in.account_backoff_after",
+            self.account_backoff_after,
+            1,
+        )?;
+        if self.account_backoff_after > self.account_lockout_threshold {
+            return Err(Error::config(
+                "sign_in.account_backoff_after",
+                format!(
+                    "must not exceed sign_in.account_lockout_threshold ({}), got {}",
+                    self.account_lockout_threshold, self.account_backoff_after
+                ),
+            ));
+        }
+        at_least("sign_in.ip_lockout_threshold", self.ip_lockout_threshold, 1)?;
+        at_least("sign_in.lockout_mins", self.lockout_mins, 1)?;
+        at_least("sign_in.window_mins", self.window_mins, 1)?;
+        Ok(())
+    }
+}
+
+impl RegistrationConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        at_least(
+            "registration.verification_link_hours",
+            self.verification_link_hours,
+            1,
+        )?;
+        at_least("registration.resend_per_hour", self.resend_per_hour, 1)?;
+        Ok(())
     }
 }
 
@@ -765,6 +1153,20 @@ mod tests {
     }
 
     #[test]
+    fn production_needs_an_https_public_url() {
+        let error = Config::load(
+            None,
+            env(&[
+                ("GATEHOUSE_MODE", "production"),
+                ("GATEHOUSE_SECRETS__MASTER_KEYS", "k1:x"),
+                ("GATEHOUSE_MAIL__SMTP_HOST", "smtp.example.com"),
+            ]),
+        )
+        .unwrap_err();
+        assert!(error.to_string().contains("server.public_url"), "{error}");
+    }
+
+    #[test]
     fn env_values_are_typed_by_the_schema() {
         let config = Config::load(
             None,
@@ -773,6 +1175,8 @@ mod tests {
                 ("GATEHOUSE_server__Shutdown_Timeout_Secs", " 12 "),
                 ("GATEHOUSE_MODE", "production"),
                 ("GATEHOUSE_SECRETS__MASTER_KEYS", "k1:AAAA"),
+                ("GATEHOUSE_MAIL__SMTP_HOST", "smtp.example.com"),
+                ("GATEHOUSE_SERVER__PUBLIC_URL", "https://login.example.com"),
                 (
                     "GATEHOUSE_SECRETS__MASTER_KEY_FILE",
                     "/etc/gatehouse/master.key",
@@ -914,10 +1318,15 @@ mod tests {
         );
         assert!(Config::load(None, env(&[("GATEHOUSE_MODE", "production")])).is_err());
         production.secrets.master_key_file = Some(PathBuf::from("/etc/gatehouse/master.key"));
+        production.server.public_url = Some("https://login.example.com".to_owned());
+        let (key, message) = config_error(production.validate().unwrap_err());
+        assert_eq!(key.as_deref(), Some("mail.smtp_host"));
+        assert!(message.contains("GATEHOUSE_MAIL__SMTP_HOST"), "{message}");
+        production.mail.smtp_host = Some("smtp.example.com".to_owned());
         production.validate().unwrap();
 
         type Breaker = fn(&mut Config);
-        let cases: [(&str, Breaker); 5] = [
+        let cases: [(&str, Breaker); 24] = [
             ("server.listen", |c| {
                 c.server.listen = "localhost".to_owned()
             }),
@@ -929,6 +1338,42 @@ mod tests {
             ("server.public_url", |c| {
                 c.server.public_url = Some("id.example.com".to_owned())
             }),
+            ("passwords.memory_kib", |c| {
+                c.passwords.parallelism = 4;
+                c.passwords.memory_kib = 31;
+            }),
+            ("passwords.iterations", |c| c.passwords.iterations = 0),
+            ("passwords.parallelism", |c| c.passwords.parallelism = 0),
+            ("passwords.min_length", |c| c.passwords.min_length = 7),
+            ("passwords.max_length", |c| c.passwords.max_length = 11),
+            ("passwords.max_length", |c| c.passwords.max_length = 1025),
+            ("passwords.min_strength", |c| c.passwords.min_strength = 5),
+            ("mail.smtp_host", |c| {
+                c.mail.smtp_host = Some(" ".to_owned())
+            }),
+            ("mail.smtp_port", |c| c.mail.smtp_port = 0),
+            ("mail.timeout_secs", |c| c.mail.timeout_secs = 0),
+            ("mail.password", |c| c.mail.username = Some("u".to_owned())),
+            ("mail.username", |c| {
+                c.mail.password = Some(SecretString::new("hunter2"))
+            }),
+            ("mail.from", |c| c.mail.from = "Gatehouse".to_owned()),
+            ("mail.from", |c| {
+                c.mail.from = "Gatehouse <@localhost>".to_owned()
+            }),
+            ("sessions.idle_timeout_mins", |c| {
+                c.sessions.idle_timeout_mins = 0
+            }),
+            ("sessions.idle_timeout_mins", |c| {
+                c.sessions.idle_timeout_mins = 13 * 60
+            }),
+            ("sign_in.account_backoff_after", |c| {
+                c.sign_in.account_backoff_after = 11
+            }),
+            ("sign_in.window_mins", |c| c.sign_in.window_mins = 0),
+            ("registration.resend_per_hour", |c| {
+                c.registration.resend_per_hour = 0
+            }),
         ];
         for (expected, break_it) in cases {
             let mut config = Config::default();
@@ -937,6 +1382,62 @@ mod tests {
             assert_eq!(key.as_deref(), Some(expected));
             assert!(!message.contains("secret"), "{message}");
         }
+    }
+
+    #[test]
+    fn new_sections_from_file_and_env() {
+        let f = file(
+            "[passwords]\nmemory_kib = 65536\nmin_length = 15\n\
+             [mail]\nsmtp_host = \"smtp.example.com\"\ntls = \"tls\"\nsmtp_port = 465\n\
+             username = \"gatehouse\"\n\
+             [sign_in]\nlockout_mins = 30\n",
+        );
+        let config = Config::load(
+            Some(f.path()),
+            env(&[
+                ("GATEHOUSE_PASSWORDS__ITERATIONS", "3"),
+                ("GATEHOUSE_MAIL__PASSWORD", "hunter2"),
+                ("GATEHOUSE_SESSIONS__IDLE_TIMEOUT_MINS", "10"),
+                ("GATEHOUSE_SIGN_IN__ACCOUNT_LOCKOUT_THRESHOLD", "5"),
+                ("GATEHOUSE_REGISTRATION__RESEND_PER_HOUR", "1"),
+                ("GATEHOUSE_MODE", "production"),
+                ("GATEHOUSE_SECRETS__MASTER_KEYS", "k1:x"),
+                ("GATEHOUSE_SERVER__PUBLIC_URL", "https://login.example.com"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.passwords.memory_kib, 65536);
+        assert_eq!(config.passwords.iterations, 3);
+        assert_eq!(config.passwords.min_length, 15);
+        assert_eq!(config.passwords.max_length, 256);
+        assert_eq!(config.mail.smtp_host.as_deref(), Some("smtp.example.com"));
+        assert_eq!(config.mail.tls, MailTls::Tls);
+        assert_eq!(config.mail.smtp_port, 465);
+        assert_eq!(config.mail.username.as_deref(), Some("gatehouse"));
+        assert_eq!(
+            config.mail.password.as_ref().map(SecretString::expose),
+            Some("hunter2")
+        );
+        assert!(!format!("{config:?}").contains("hunter2"));
+        assert_eq!(config.mail.timeout(), Duration::from_secs(10));
+        assert_eq!(config.sessions.idle_timeout(), Duration::from_secs(600));
+        assert_eq!(
+            config.sessions.absolute_timeout(),
+            Duration::from_secs(12 * 3600)
+        );
+        assert_eq!(config.sign_in.account_lockout_threshold, 5);
+        assert_eq!(config.sign_in.lockout(), Duration::from_secs(1800));
+        assert_eq!(config.sign_in.window(), Duration::from_secs(3600));
+        assert_eq!(config.registration.resend_per_hour, 1);
+        assert_eq!(
+            config.registration.verification_link_lifetime(),
+            Duration::from_secs(24 * 3600)
+        );
+
+        let (key, message) =
+            config_error(Config::load(None, env(&[("GATEHOUSE_MAIL__TLS", "ssl")])).unwrap_err());
+        assert_eq!(key.as_deref(), Some("GATEHOUSE_MAIL__TLS"));
+        assert!(message.contains("unknown variant `ssl`"), "{message}");
     }
 
     #[test]

@@ -30,6 +30,9 @@ pub enum ServerError {
     #[error("{0}")]
     Io(#[from] std::io::Error),
 
+    #[error("cannot start: {0}")]
+    Startup(String),
+
     #[error("audit chain is broken: {0} problem(s) found")]
     AuditBroken(usize),
 }

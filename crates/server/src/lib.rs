@@ -6,6 +6,8 @@ pub mod cli;
 mod error;
 pub mod http;
 mod logging;
+pub mod pages;
 pub mod state;
+pub mod ui;
 
 pub use error::ServerError;

@@ -12,9 +12,14 @@ use gatehouse_identity_store::Pool;
 use gatehouse_identity_store::db::{self, ConnectOptions};
 use gatehouse_identity_store::events_pg::{self, Listener, PgNotifyTransport};
 
+use gatehouse_authn::Authn;
+
 use crate::ServerError;
 use crate::bootstrap::{self, Bootstrapped};
+use crate::http::cookies::CookiePolicy;
 use crate::http::metrics::Metrics;
+use crate::http::tenant::TenantDirectory;
+use crate::ui::Ui;
 
 const EVENT_POLL: std::time::Duration = std::time::Duration::from_millis(25);
 
@@ -26,6 +31,10 @@ pub struct AppState {
     pub events: EventBus,
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
+    pub authn: Authn,
+    pub ui: Ui,
+    pub tenants: TenantDirectory,
+    pub cookie_policy: CookiePolicy,
     /// Keeps the cross-node event listener alive as long as any state clone lives.
     _listener: Option<Arc<Listener>>,
 }
@@ -69,6 +78,14 @@ pub fn open_pool(config: &Config) -> Result<Pool, ServerError> {
 impl AppState {
     /// Everything `serve` needs: keys, pool, migrations, event bus, first-start data.
     pub fn open(config: Config) -> Result<(AppState, Bootstrapped), ServerError> {
+        Self::open_with_clock(config, Arc::new(SystemClock))
+    }
+
+    /// As [`AppState::open`], with time supplied by the caller (tests move it).
+    pub fn open_with_clock(
+        config: Config,
+        clock: SharedClock,
+    ) -> Result<(AppState, Bootstrapped), ServerError> {
         let pool = open_pool(&config)?;
         let (cipher, source) = Cipher::load(&config).map_err(ServerError::Secrets)?;
         match &source {
@@ -88,7 +105,6 @@ impl AppState {
         if !applied.is_empty() {
             tracing::info!(?applied, "database migrations applied");
         }
-        let clock: SharedClock = Arc::new(SystemClock);
         let bootstrapped = bootstrap::ensure(&mut conn, &cipher, clock.now(), &config.bootstrap)?;
         drop(conn);
 
@@ -106,14 +122,30 @@ impl AppState {
         };
 
         let metrics = Arc::new(Metrics::new());
+        let authn = Authn::new(
+            &config,
+            pool.clone(),
+            cipher.clone(),
+            Arc::clone(&clock),
+            events.clone(),
+        )
+        .map_err(|e| ServerError::Startup(format!("authentication service: {e}")))?;
+        let ui = Ui::embedded().map_err(|e| ServerError::Startup(format!("themes: {e}")))?;
+        let public_url = config.server.public_url();
+        let tenants =
+            TenantDirectory::new(pool.clone(), config.bootstrap.tenant.clone(), &public_url);
         Ok((
             AppState {
+                cookie_policy: CookiePolicy::for_public_url(&public_url),
                 config: Arc::new(config),
                 pool,
                 cipher,
                 events,
                 clock,
                 metrics,
+                authn,
+                ui,
+                tenants,
                 _listener: listener,
             },
             bootstrapped,

@@ -14,7 +14,10 @@ fn new_session(user: gatehouse_core::ids::UserId, secret_hash: &str) -> NewSessi
         absolute_timeout: Duration::hours(12),
         ip: Some("198.51.100.4".into()),
         user_agent: Some("test".into()),
-        auth_methods: vec![AuthMethod { method: "pwd".into(), at: now() }],
+        auth_methods: vec![AuthMethod {
+            method: "pwd".into(),
+            at: now(),
+        }],
         aal: 1,
     }
 }

@@ -1,11 +1,15 @@
 //! The HTTP server: middleware, operational endpoints, and the mount point for every
 //! feature crate's routes.
 
+pub mod cookies;
+pub mod csrf;
 pub mod metrics;
 mod observe;
 mod ops;
+pub mod security;
+pub mod tenant;
 
-use actix_web::middleware::{DefaultHeaders, from_fn};
+use actix_web::middleware::from_fn;
 use actix_web::{App, HttpServer, web};
 
 use crate::ServerError;
@@ -16,33 +20,45 @@ pub use observe::RequestId;
 /// Every route the server answers, so tests and `serve` mount the same thing.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
+    crate::pages::configure(cfg);
 }
 
+/// Binds the configured address and serves until SIGTERM/SIGINT.
 pub async fn serve(state: AppState) -> Result<(), ServerError> {
+    let addr = state
+        .config
+        .server
+        .listen_addr()
+        .map_err(ServerError::Config)?;
+    let listener = std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen {
+        addr: addr.to_string(),
+        source,
+    })?;
+    serve_on(state, listener).await
+}
+
+/// Serves on an already bound listener (tests bind port 0 themselves).
+pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Result<(), ServerError> {
     let server_config = state.config.server.clone();
-    let addr = server_config.listen_addr().map_err(ServerError::Config)?;
+    state.tenants.watch(&state.events);
     let data = web::Data::new(state);
+    let bound = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
-            .wrap(
-                DefaultHeaders::new()
-                    .add(("X-Content-Type-Options", "nosniff"))
-                    .add(("Referrer-Policy", "no-referrer")),
-            )
+            .app_data(web::FormConfig::default().limit(16 * 1024))
+            .wrap(from_fn(security::headers))
             .wrap(from_fn(observe::observe))
             .configure(routes)
     })
     .workers(server_config.worker_count())
     .shutdown_timeout(server_config.shutdown_timeout().as_secs())
-    .bind(addr)
+    .listen(listener)
     .map_err(|source| ServerError::Listen {
-        addr: addr.to_string(),
+        addr: bound.to_string(),
         source,
     })?;
-    for bound in server.addrs() {
-        tracing::info!("listening on http://{bound}");
-    }
+    tracing::info!("listening on http://{bound}");
     // actix stops accepting on SIGTERM/SIGINT and lets in-flight requests finish
     // within the shutdown timeout.
     server.run().await?;

@@ -1,8 +1,10 @@
-//! End-to-end tests of the `gatehouse` binary: each starts the real executable in its
-//! own directory on a free port and speaks HTTP to it.
+//! Server tests over real HTTP: `startup` and `cli` run the real `gatehouse` binary;
+//! `pages` runs the same server in-process so the test can move its clock.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod pages;
 mod startup;
 mod support;
+mod web_kit;

@@ -185,7 +185,9 @@ fn runs_on_postgres_after_gatehouse_migrate() {
         command
             .env("GATEHOUSE_DATABASE__URL", &url)
             .env("GATEHOUSE_MODE", "production")
-            .env("GATEHOUSE_SECRETS__MASTER_KEYS", &key);
+            .env("GATEHOUSE_SECRETS__MASTER_KEYS", &key)
+            .env("GATEHOUSE_MAIL__SMTP_HOST", "127.0.0.1")
+            .env("GATEHOUSE_SERVER__PUBLIC_URL", "https://login.example.test");
         command
     });
     assert_eq!(

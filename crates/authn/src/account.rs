@@ -1,0 +1,237 @@
+//! The signed-in user's own account: profile, password, email address.
+
+use gatehouse_core::events::DomainEvent;
+use gatehouse_core::ids::TenantId;
+use gatehouse_identity_store::audit::Outcome;
+use gatehouse_identity_store::credentials::{self, CredentialKind};
+use gatehouse_identity_store::one_time_tokens::{self, Purpose};
+use gatehouse_identity_store::sessions::{self, Session};
+use gatehouse_identity_store::users::{self, User};
+use gatehouse_identity_store::{StoreError, db};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::mail::OutgoingMail;
+use crate::password::Verification;
+use crate::registration::{LinkBase, valid_email};
+use crate::service::{Authn, ClientInfo, Inner};
+use crate::{AuthnError, secrets};
+
+#[derive(Debug, Clone)]
+pub struct ProfileUpdate {
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    pub display_name: Option<String>,
+}
+
+fn clean(value: Option<String>) -> Option<String> {
+    value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
+}
+
+impl Inner {
+    /// Checks the current password of a signed-in user. Wrong guesses count against
+    /// the same per-account limit as sign-in, so a stolen session cannot brute-force it.
+    fn confirm_password(
+        &self,
+        conn: &mut gatehouse_identity_store::AnyConnection,
+        tenant: TenantId,
+        user: &User,
+        password: &str,
+        client: &ClientInfo,
+    ) -> Result<gatehouse_identity_store::credentials::Credential, AuthnError> {
+        let bucket = format!("reauth:{}", user.id);
+        let now = self.now();
+        if gatehouse_identity_store::rate_limits::get(conn, tenant, &bucket)?
+            .is_some_and(|c| c.is_locked(now))
+        {
+            return Err(AuthnError::Throttled { until: None });
+        }
+        let credential =
+            credentials::list_for_user(conn, tenant, user.id, Some(CredentialKind::Password))?
+                .into_iter()
+                .next()
+                .ok_or(AuthnError::InvalidCredentials)?;
+        let stored = credential.secret(&self.cipher)?;
+        match self
+            .hasher
+            .verify(&String::from_utf8_lossy(&stored), password)
+        {
+            Verification::Match { .. } => {
+                gatehouse_identity_store::rate_limits::reset(conn, tenant, &bucket)?;
+                Ok(credential)
+            }
+            Verification::Mismatch => {
+                let settings = &self.settings;
+                gatehouse_identity_store::rate_limits::record_failure(
+                    conn,
+                    now,
+                    tenant,
+                    &bucket,
+                    settings.failure_window,
+                    |n| settings.account_lock_for(n),
+                )?;
+                self.audit(
+                    conn,
+                    tenant,
+                    format!("user:{}", user.id),
+                    "reauth.failed",
+                    None,
+                    Outcome::Failure,
+                    client,
+                    json!({}),
+                )?;
+                Err(AuthnError::InvalidCredentials)
+            }
+        }
+    }
+}
+
+impl Authn {
+    pub async fn user(
+        &self,
+        tenant: TenantId,
+        user: gatehouse_core::ids::UserId,
+    ) -> Result<User, AuthnError> {
+        self.blocking(move |_, conn| Ok(users::get(conn, tenant, user)?))
+            .await
+    }
+
+    pub async fn update_profile(
+        &self,
+        tenant: TenantId,
+        session: Session,
+        update: ProfileUpdate,
+        client: ClientInfo,
+    ) -> Result<(), AuthnError> {
+        self.blocking(move |inner, conn| {
+            let user = users::get(conn, tenant, session.user_id)?;
+            let mut data = user.data.clone();
+            data.name.given_name = clean(update.given_name);
+            data.name.family_name = clean(update.family_name);
+            data.display_name = clean(update.display_name);
+            users::update(conn, inner.now(), tenant, user.id, user.version, data)?;
+            inner.audit(
+                conn,
+                tenant,
+                format!("user:{}", user.id),
+                "profile.updated",
+                Some(format!("user:{}", user.id)),
+                Outcome::Success,
+                &client,
+                json!({}),
+            )?;
+            let _ = inner.events.publish(DomainEvent::UserChanged {
+                tenant,
+                user: user.id,
+            });
+            Ok(())
+        })
+        .await
+    }
+
+    /// Changes the password after checking the current one, and ends every other
+    /// session of the user (a thief's session must not survive the owner's reset).
+    pub async fn change_password(
+        &self,
+        tenant: TenantId,
+        session: Session,
+        current: Zeroizing<String>,
+        new: Zeroizing<String>,
+        client: ClientInfo,
+    ) -> Result<usize, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let user = users::get(conn, tenant, session.user_id)?;
+            let credential = inner.confirm_password(conn, tenant, &user, &current, &client)?;
+            let mut inputs = vec![user.data.user_name.as_str()];
+            inputs.extend(user.primary_email().map(|e| e.value.as_str()));
+            inputs.extend(user.data.name.given_name.as_deref());
+            inputs.extend(user.data.name.family_name.as_deref());
+            inner.policy.check(&new, &inputs)?;
+            let phc = inner.hasher.hash(&new)?;
+            let now = inner.now();
+            let ended = db::transaction(conn, |conn| {
+                credentials::replace_secret(conn, &inner.cipher, &credential, phc.as_bytes())?;
+                sessions::end_all_for_user(
+                    conn,
+                    now,
+                    tenant,
+                    user.id,
+                    Some(session.id),
+                    "password_changed",
+                )
+            })?;
+            inner.audit(
+                conn,
+                tenant,
+                format!("user:{}", user.id),
+                "password.changed",
+                Some(format!("user:{}", user.id)),
+                Outcome::Success,
+                &client,
+                json!({ "sessions_ended": ended }),
+            )?;
+            let _ = inner.events.publish(DomainEvent::CredentialsChanged {
+                tenant,
+                user: user.id,
+            });
+            Ok(ended)
+        })
+        .await
+    }
+
+    /// Starts an email change: the new address gets a verification link (the change
+    /// happens when it is opened); the old address is told.
+    pub async fn request_email_change(
+        &self,
+        tenant: TenantId,
+        session: Session,
+        new_email: String,
+        password: Zeroizing<String>,
+        links: LinkBase,
+        client: ClientInfo,
+    ) -> Result<(), AuthnError> {
+        let new_email = new_email.trim().to_owned();
+        if !valid_email(&new_email) {
+            return Err(AuthnError::InvalidEmail);
+        }
+        let mails = self
+            .blocking(move |inner, conn| {
+                let user = users::get(conn, tenant, session.user_id)?;
+                inner.confirm_password(conn, tenant, &user, &password, &client)?;
+                if users::find_by_primary_email(conn, tenant, &new_email)?.is_some_and(|other| other.id != user.id) {
+                    return Err(AuthnError::EmailTaken);
+                }
+                let (token, token_hash) = secrets::generate();
+                one_time_tokens::issue(conn, inner.now(), tenant, user.id, Purpose::VerifyEmail, &token_hash, inner.settings.verification_link_lifetime, &json!({ "email": new_email }))
+                    .map_err(|e| match e {
+                        StoreError::Conflict { .. } => AuthnError::Internal("token collision".into()),
+                        other => other.into(),
+                    })?;
+                inner.audit(conn, tenant, format!("user:{}", user.id), "email.change_requested", Some(format!("user:{}", user.id)), Outcome::Success, &client, json!({}))?;
+                let mut mails = vec![OutgoingMail {
+                    to: new_email.clone(),
+                    subject: "Confirm your new email address".into(),
+                    text_body: format!("Open this link to make this your sign-in address:\n\n{}/verify?token={token}\n\nThe link works once.", links.0),
+                    html_body: None,
+                }];
+                if let Some(old) = user.primary_email() {
+                    mails.push(OutgoingMail {
+                        to: old.value.clone(),
+                        subject: "Your email address is being changed".into(),
+                        text_body: format!(
+                            "Someone signed in to your account asked to change its email address to {new_email}.\n\n\
+                             If this was not you, sign in and change your password now: {}/signin",
+                            links.0
+                        ),
+                        html_body: None,
+                    });
+                }
+                Ok(mails)
+            })
+            .await?;
+        for mail in &mails {
+            self.inner.mailer.send(mail).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,65 @@
+use crate::password::PolicyViolation;
+
+/// The one error type of `gatehouse-authn`.
+///
+/// Messages never contain a password, a password hash or a mail body: they end up in
+/// logs. HTTP mapping happens in the crate that owns the route.
+#[derive(Debug, thiserror::Error)]
+pub enum AuthnError {
+    /// A new password does not satisfy the password policy. The violation carries a
+    /// code the UI translates and English suggestions it may show.
+    #[error("password rejected: {0}")]
+    PasswordPolicy(PolicyViolation),
+
+    /// Hashing a password failed (bad parameters or no randomness for the salt).
+    #[error("password hashing failed: {0}")]
+    Hash(String),
+
+    /// A mail could not be built, sent or written to the development mail directory.
+    #[error("mail: {0}")]
+    Mail(String),
+
+    /// Configuration the feature depends on is unusable.
+    #[error(transparent)]
+    Core(#[from] gatehouse_core::Error),
+
+    #[error(transparent)]
+    Store(#[from] gatehouse_identity_store::StoreError),
+
+    /// Unknown account or wrong password: deliberately one error.
+    #[error("invalid credentials")]
+    InvalidCredentials,
+
+    /// Too many failures for this account or client; try again after `until`.
+    #[error("too many attempts")]
+    Throttled {
+        until: Option<chrono::DateTime<chrono::Utc>>,
+    },
+
+    /// The password was right but the tenant requires a verified email first.
+    #[error("email address not verified")]
+    EmailNotVerified,
+
+    #[error("registration is closed for this tenant")]
+    RegistrationClosed,
+
+    #[error("not a usable email address")]
+    InvalidEmail,
+
+    /// Another account already uses the address.
+    #[error("email address already in use")]
+    EmailTaken,
+
+    /// A link that is unknown, expired or already used: one error for all three.
+    #[error("invalid or expired link")]
+    InvalidLink,
+
+    #[error("internal error: {0}")]
+    Internal(String),
+}
+
+impl From<PolicyViolation> for AuthnError {
+    fn from(violation: PolicyViolation) -> Self {
+        AuthnError::PasswordPolicy(violation)
+    }
+}

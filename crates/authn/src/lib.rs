@@ -1,0 +1,26 @@
+//! Authentication: how Gatehouse checks who someone is.
+//!
+//! Password hashing (Argon2id) and policy (NIST SP 800-63B), outgoing mail (SMTP,
+//! or `.eml` files in development), and the services built on them: sign-up with
+//! email verification, password sign-in with throttling, server-side sessions and
+//! the account page's actions.
+//!
+//! Depends on `gatehouse-identity-store` and `gatehouse-core` only; never on another
+//! feature crate or an HTTP framework type in its public API.
+
+pub mod account;
+pub mod error;
+pub mod mail;
+pub mod password;
+pub mod registration;
+mod secrets;
+mod service;
+pub mod settings;
+pub mod sign_in;
+#[cfg(any(test, feature = "test-support"))]
+pub mod testing;
+
+pub use error::AuthnError;
+pub use mail::{Mailer, OutgoingMail};
+pub use password::{PasswordHasher, PasswordPolicy, PolicyCode, PolicyViolation, Verification};
+pub use service::{Authn, ClientInfo};

@@ -1,0 +1,123 @@
+//! The authentication service façade. Handlers call one async method per user action;
+//! the database and Argon2 work runs on the blocking pool, mail is sent afterwards.
+
+use std::sync::Arc;
+
+use chrono::{DateTime, Utc};
+use gatehouse_core::SharedClock;
+use gatehouse_core::config::Config;
+use gatehouse_core::events::EventBus;
+use gatehouse_core::ids::TenantId;
+use gatehouse_core::secrets::Cipher;
+use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
+use gatehouse_identity_store::{AnyConnection, Pool, StoreError};
+
+use crate::AuthnError;
+use crate::mail::Mailer;
+use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::settings::AuthnSettings;
+
+/// Where a request came from, for throttling, sessions and the audit log.
+#[derive(Clone, Debug, Default)]
+pub struct ClientInfo {
+    pub ip: Option<String>,
+    pub user_agent: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Authn {
+    pub(crate) inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Inner {
+    pub(crate) pool: Pool,
+    pub(crate) cipher: Cipher,
+    pub(crate) clock: SharedClock,
+    pub(crate) events: EventBus,
+    pub(crate) hasher: PasswordHasher,
+    pub(crate) policy: PasswordPolicy,
+    pub(crate) mailer: Mailer,
+    pub(crate) settings: AuthnSettings,
+}
+
+impl Authn {
+    pub fn new(
+        config: &Config,
+        pool: Pool,
+        cipher: Cipher,
+        clock: SharedClock,
+        events: EventBus,
+    ) -> Result<Authn, AuthnError> {
+        Ok(Authn {
+            inner: Arc::new(Inner {
+                hasher: PasswordHasher::new(&config.passwords)?,
+                policy: PasswordPolicy::new(&config.passwords),
+                mailer: Mailer::from_config(config)?,
+                settings: AuthnSettings::from_config(config),
+                pool,
+                cipher,
+                clock,
+                events,
+            }),
+        })
+    }
+
+    pub fn settings(&self) -> &AuthnSettings {
+        &self.inner.settings
+    }
+
+    pub fn password_policy(&self) -> &PasswordPolicy {
+        &self.inner.policy
+    }
+
+    /// Runs database and hashing work off the async workers.
+    pub(crate) async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Inner, &mut AnyConnection) -> Result<T, AuthnError> + Send + 'static,
+    ) -> Result<T, AuthnError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let mut conn = inner.pool.get().map_err(StoreError::from)?;
+            work(&inner, &mut conn)
+        })
+        .await
+        .map_err(|e| AuthnError::Internal(e.to_string()))?
+    }
+}
+
+impl Inner {
+    pub(crate) fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Writes an audit event. Failing to audit fails the action: a security event
+    /// that cannot be recorded must not happen silently.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn audit(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        actor: String,
+        action: &str,
+        target: Option<String>,
+        outcome: Outcome,
+        client: &ClientInfo,
+        details: serde_json::Value,
+    ) -> Result<(), AuthnError> {
+        audit::append(
+            conn,
+            self.now(),
+            tenant,
+            NewAuditEvent {
+                actor,
+                action: action.to_owned(),
+                target,
+                outcome,
+                ip: client.ip.clone(),
+                details,
+            },
+        )?;
+        Ok(())
+    }
+}

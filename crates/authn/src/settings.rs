@@ -1,0 +1,128 @@
+//! What the authentication services need from configuration and tenant settings.
+
+use chrono::Duration;
+use gatehouse_core::config::Config;
+use serde_json::{Map, Value};
+
+#[derive(Clone, Debug)]
+pub struct AuthnSettings {
+    pub session_idle: Duration,
+    pub session_absolute: Duration,
+    /// Failures per submitted account identifier before a temporary lockout.
+    pub account_lockout_threshold: i32,
+    /// Failures after which each further attempt must wait (1 s, 2 s, 4 s, …).
+    pub account_backoff_after: i32,
+    pub ip_lockout_threshold: i32,
+    pub lockout: Duration,
+    pub failure_window: Duration,
+    pub verification_link_lifetime: Duration,
+    pub resend_per_hour: i32,
+    /// Only update a session's last-seen time this often: a write per page view buys
+    /// nothing for a 30-minute idle timeout.
+    pub touch_interval: Duration,
+}
+
+fn int(value: impl TryInto<i64>) -> i64 {
+    value.try_into().unwrap_or(i64::MAX)
+}
+
+fn small(value: impl TryInto<i32>) -> i32 {
+    value.try_into().unwrap_or(i32::MAX)
+}
+
+impl AuthnSettings {
+    pub fn from_config(config: &Config) -> Self {
+        AuthnSettings {
+            session_idle: Duration::minutes(int(config.sessions.idle_timeout_mins)),
+            session_absolute: Duration::hours(int(config.sessions.absolute_timeout_hours)),
+            account_lockout_threshold: small(config.sign_in.account_lockout_threshold),
+            account_backoff_after: small(config.sign_in.account_backoff_after),
+            ip_lockout_threshold: small(config.sign_in.ip_lockout_threshold),
+            lockout: Duration::minutes(int(config.sign_in.lockout_mins)),
+            failure_window: Duration::minutes(int(config.sign_in.window_mins)),
+            verification_link_lifetime: Duration::hours(int(config
+                .registration
+                .verification_link_hours)),
+            resend_per_hour: small(config.registration.resend_per_hour),
+            touch_interval: Duration::seconds(60),
+        }
+    }
+
+    /// Backoff, then lockout, for the per-account counter.
+    pub fn account_lock_for(&self, failures: i32) -> Option<Duration> {
+        if failures >= self.account_lockout_threshold {
+            Some(self.lockout)
+        } else if failures >= self.account_backoff_after {
+            let exponent = (failures - self.account_backoff_after).clamp(0, 6) as u32;
+            Some(Duration::seconds(1 << exponent))
+        } else {
+            None
+        }
+    }
+
+    pub fn ip_lock_for(&self, failures: i32) -> Option<Duration> {
+        (failures >= self.ip_lockout_threshold).then_some(self.lockout)
+    }
+}
+
+/// A tenant's sign-up rules, from its settings JSON (`"registration": {…}`).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TenantPolicy {
+    pub registration_enabled: bool,
+    pub require_verified_email: bool,
+}
+
+impl TenantPolicy {
+    pub fn from_settings(settings: &Map<String, Value>) -> Self {
+        let registration = settings.get("registration");
+        let flag = |name: &str| {
+            registration
+                .and_then(|r| r.get(name))
+                .and_then(Value::as_bool)
+        };
+        TenantPolicy {
+            registration_enabled: flag("enabled").unwrap_or(true),
+            require_verified_email: flag("require_verified_email").unwrap_or(true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn account_failures_back_off_then_lock() {
+        let settings = AuthnSettings::from_config(&Config::default());
+        assert_eq!(settings.account_lock_for(1), None);
+        assert_eq!(
+            settings.account_lock_for(settings.account_backoff_after),
+            Some(Duration::seconds(1))
+        );
+        assert_eq!(
+            settings.account_lock_for(settings.account_backoff_after + 2),
+            Some(Duration::seconds(4))
+        );
+        assert_eq!(
+            settings.account_lock_for(settings.account_lockout_threshold),
+            Some(settings.lockout)
+        );
+    }
+
+    #[test]
+    fn tenant_policy_defaults_to_open_registration_with_verified_email() {
+        let policy = TenantPolicy::from_settings(&Map::new());
+        assert!(policy.registration_enabled && policy.require_verified_email);
+        let closed: Map<String, Value> = serde_json::from_str(
+            r#"{"registration": {"enabled": false, "require_verified_email": false}}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            TenantPolicy::from_settings(&closed),
+            TenantPolicy {
+                registration_enabled: false,
+                require_verified_email: false
+            }
+        );
+    }
+}

@@ -1,0 +1,139 @@
+//! Which tenant a request is for: `/t/{slug}/…` by path, otherwise the tenant that
+//! lists the request's host name in its settings (`"hosts": ["login.acme.example"]`),
+//! otherwise the default tenant. Tenants are cached in memory and the cache is
+//! dropped on `TenantChanged` or `Resync` events, so no page pays a lookup.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+
+use gatehouse_core::events::{DomainEvent, EventBus};
+use gatehouse_identity_store::tenants::{self, Tenant};
+use gatehouse_identity_store::{PageRequest, Pool, StoreError};
+
+#[derive(Debug, Default)]
+struct Snapshot {
+    by_slug: HashMap<String, Arc<Tenant>>,
+    by_host: HashMap<String, Arc<Tenant>>,
+}
+
+#[derive(Clone, Debug)]
+pub struct TenantDirectory {
+    pool: Pool,
+    default_slug: String,
+    public_origin: String,
+    snapshot: Arc<RwLock<Option<Arc<Snapshot>>>>,
+}
+
+/// A resolved tenant plus how the request addressed it (links must keep the prefix).
+#[derive(Clone, Debug)]
+pub struct ResolvedTenant {
+    pub tenant: Arc<Tenant>,
+    /// "" at the root or on the tenant's own host; "/t/{slug}" when path-routed.
+    pub base_path: String,
+    /// Scheme, host and port for absolute links (mail): the public URL, or the
+    /// tenant's configured host — never taken from the request's Host header.
+    pub origin: String,
+}
+
+impl TenantDirectory {
+    pub fn new(pool: Pool, default_slug: String, public_url: &str) -> Self {
+        TenantDirectory {
+            pool,
+            default_slug,
+            public_origin: public_url.trim_end_matches('/').to_owned(),
+            snapshot: Arc::new(RwLock::new(None)),
+        }
+    }
+
+    /// Drops the cache whenever a tenant changes on any node. Call inside the runtime.
+    pub fn watch(&self, events: &EventBus) {
+        let mut subscription = events.subscribe();
+        let cache = Arc::clone(&self.snapshot);
+        tokio::spawn(async move {
+            while let Some(event) = subscription.next().await {
+                if matches!(
+                    event.event,
+                    DomainEvent::TenantChanged { .. } | DomainEvent::Resync
+                ) {
+                    *cache.write().unwrap_or_else(|p| p.into_inner()) = None;
+                }
+            }
+        });
+    }
+
+    /// Drops the cache; the next lookup reloads every tenant.
+    pub fn invalidate(&self) {
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = None;
+    }
+
+    fn snapshot(&self) -> Result<Arc<Snapshot>, StoreError> {
+        if let Some(snapshot) = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+        {
+            return Ok(Arc::clone(snapshot));
+        }
+        let mut conn = self.pool.get()?;
+        let mut snapshot = Snapshot::default();
+        let mut request = PageRequest::first(500);
+        loop {
+            let page = tenants::list(&mut conn, &request)?;
+            for tenant in page.items {
+                let tenant = Arc::new(tenant);
+                if let Some(hosts) = tenant.settings.get("hosts").and_then(|h| h.as_array()) {
+                    for host in hosts.iter().filter_map(|h| h.as_str()) {
+                        snapshot
+                            .by_host
+                            .insert(host.to_ascii_lowercase(), Arc::clone(&tenant));
+                    }
+                }
+                snapshot.by_slug.insert(tenant.slug.clone(), tenant);
+            }
+            match page.next_cursor {
+                Some(cursor) => request = PageRequest::after(cursor, 500),
+                None => break,
+            }
+        }
+        let snapshot = Arc::new(snapshot);
+        *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&snapshot));
+        Ok(snapshot)
+    }
+
+    /// Blocking (may load from the database): call from a blocking context.
+    pub fn resolve(
+        &self,
+        path_slug: Option<&str>,
+        host: &str,
+    ) -> Result<Option<ResolvedTenant>, StoreError> {
+        let snapshot = self.snapshot()?;
+        if let Some(slug) = path_slug {
+            return Ok(snapshot
+                .by_slug
+                .get(&slug.to_ascii_lowercase())
+                .map(|tenant| ResolvedTenant {
+                    base_path: format!("/t/{}", tenant.slug),
+                    tenant: Arc::clone(tenant),
+                    origin: self.public_origin.clone(),
+                }));
+        }
+        let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
+        if let Some((configured, tenant)) = snapshot.by_host.get_key_value(&host) {
+            let scheme = self.public_origin.split("://").next().unwrap_or("https");
+            return Ok(Some(ResolvedTenant {
+                tenant: Arc::clone(tenant),
+                base_path: String::new(),
+                origin: format!("{scheme}://{configured}"),
+            }));
+        }
+        Ok(snapshot
+            .by_slug
+            .get(&self.default_slug)
+            .map(|tenant| ResolvedTenant {
+                tenant: Arc::clone(tenant),
+                base_path: String::new(),
+                origin: self.public_origin.clone(),
+            }))
+    }
+}

@@ -1,0 +1,328 @@
+//! The account page: profile, password, email address, sessions.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use gatehouse_authn::AuthnError;
+use gatehouse_authn::account::ProfileUpdate;
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::pages::context::PageContext;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ProfileForm {
+    csrf_token: String,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    display_name: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct PasswordForm {
+    csrf_token: String,
+    current_password: String,
+    new_password: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct EmailForm {
+    csrf_token: String,
+    new_email: String,
+    current_password: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
+async fn view(
+    ctx: &PageContext,
+    status: StatusCode,
+    notice: Option<&str>,
+    error: Option<&str>,
+    suggestions: &[String],
+) -> HttpResponse {
+    let Some(session) = ctx.session.clone() else {
+        return ctx.redirect(&ctx.path("/signin"));
+    };
+    let tenant = ctx.tenant.tenant.id;
+    let (user, sessions) = match tokio::try_join!(
+        ctx.state.authn.user(tenant, session.user_id),
+        ctx.state.authn.active_sessions(tenant, session.user_id)
+    ) {
+        Ok(found) => found,
+        Err(error) => {
+            tracing::error!(%error, "account page failed");
+            return ctx.error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error.internal.title",
+                "error.internal.message",
+            );
+        }
+    };
+    let email = user.primary_email();
+    let sessions: Vec<_> = sessions
+        .iter()
+        .map(|s| {
+            json!({
+                "id": s.id.to_string(),
+                "created_at": s.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                "last_seen_at": s.last_seen_at.format("%Y-%m-%d %H:%M UTC").to_string(),
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "current": s.id == session.id,
+            })
+        })
+        .collect();
+    ctx.render(
+        status,
+        "account.html",
+        &json!({
+            "profile": {
+                "given_name": user.data.name.given_name,
+                "family_name": user.data.name.family_name,
+                "display_name": user.data.display_name,
+                "email": email.map(|e| e.value.clone()),
+                "email_verified": email.is_some_and(|e| e.verified),
+            },
+            "notice": notice,
+            "error": error,
+            "password_suggestions": suggestions,
+            "sessions": sessions,
+        }),
+    )
+}
+
+fn internal(ctx: &PageContext, error: AuthnError) -> HttpResponse {
+    tracing::error!(%error, "account action failed");
+    ctx.error_page(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "error.internal.title",
+        "error.internal.message",
+    )
+}
+
+pub async fn page(ctx: PageContext) -> HttpResponse {
+    view(&ctx, StatusCode::OK, None, None, &[]).await
+}
+
+pub async fn profile(ctx: PageContext, form: web::Form<ProfileForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let Some(session) = ctx.session.clone() else {
+        return ctx.redirect(&ctx.path("/signin"));
+    };
+    let update = ProfileUpdate {
+        given_name: form.given_name,
+        family_name: form.family_name,
+        display_name: form.display_name,
+    };
+    match ctx
+        .state
+        .authn
+        .update_profile(ctx.tenant.tenant.id, session, update, ctx.client())
+        .await
+    {
+        Ok(()) => {
+            view(
+                &ctx,
+                StatusCode::OK,
+                Some("account.profile.saved"),
+                None,
+                &[],
+            )
+            .await
+        }
+        Err(error) => internal(&ctx, error),
+    }
+}
+
+pub async fn password(ctx: PageContext, form: web::Form<PasswordForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let Some(session) = ctx.session.clone() else {
+        return ctx.redirect(&ctx.path("/signin"));
+    };
+    let result = ctx
+        .state
+        .authn
+        .change_password(
+            ctx.tenant.tenant.id,
+            session,
+            Zeroizing::new(form.current_password),
+            Zeroizing::new(form.new_password),
+            ctx.client(),
+        )
+        .await;
+    match result {
+        Ok(_) => {
+            view(
+                &ctx,
+                StatusCode::OK,
+                Some("account.password.changed"),
+                None,
+                &[],
+            )
+            .await
+        }
+        Err(AuthnError::InvalidCredentials) => {
+            view(
+                &ctx,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some("account.error.current_password"),
+                &[],
+            )
+            .await
+        }
+        Err(AuthnError::Throttled { .. }) => {
+            view(
+                &ctx,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                Some("signin.error.throttled"),
+                &[],
+            )
+            .await
+        }
+        Err(AuthnError::PasswordPolicy(violation)) => {
+            view(
+                &ctx,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some(PageContext::policy_message(violation.code).as_str()),
+                &violation.suggestions,
+            )
+            .await
+        }
+        Err(error) => internal(&ctx, error),
+    }
+}
+
+pub async fn email(ctx: PageContext, form: web::Form<EmailForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let Some(session) = ctx.session.clone() else {
+        return ctx.redirect(&ctx.path("/signin"));
+    };
+    let result = ctx
+        .state
+        .authn
+        .request_email_change(
+            ctx.tenant.tenant.id,
+            session,
+            form.new_email,
+            Zeroizing::new(form.current_password),
+            ctx.link_base(),
+            ctx.client(),
+        )
+        .await;
+    match result {
+        Ok(()) => view(&ctx, StatusCode::OK, Some("account.email.sent"), None, &[]).await,
+        Err(AuthnError::InvalidCredentials) => {
+            view(
+                &ctx,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some("account.error.current_password"),
+                &[],
+            )
+            .await
+        }
+        Err(AuthnError::InvalidEmail) => {
+            view(
+                &ctx,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                None,
+                Some("signup.error.email"),
+                &[],
+            )
+            .await
+        }
+        Err(AuthnError::EmailTaken) => {
+            view(
+                &ctx,
+                StatusCode::CONFLICT,
+                None,
+                Some("account.error.email_taken"),
+                &[],
+            )
+            .await
+        }
+        Err(AuthnError::Throttled { .. }) => {
+            view(
+                &ctx,
+                StatusCode::TOO_MANY_REQUESTS,
+                None,
+                Some("signin.error.throttled"),
+                &[],
+            )
+            .await
+        }
+        Err(error) => internal(&ctx, error),
+    }
+}
+
+pub async fn end_one(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResponse {
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let Some(session) = ctx.session.clone() else {
+        return ctx.redirect(&ctx.path("/signin"));
+    };
+    let Some(Ok(target)) = ctx.request.match_info().get("id").map(str::parse) else {
+        return ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "error.not_found.title",
+            "error.not_found.message",
+        );
+    };
+    match ctx
+        .state
+        .authn
+        .end_session(ctx.tenant.tenant.id, session, target, ctx.client())
+        .await
+    {
+        Ok(_) => ctx.redirect(&ctx.path("/account")),
+        Err(error) => internal(&ctx, error),
+    }
+}
+
+pub async fn end_others(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResponse {
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let Some(session) = ctx.session.clone() else {
+        return ctx.redirect(&ctx.path("/signin"));
+    };
+    match ctx
+        .state
+        .authn
+        .end_other_sessions(ctx.tenant.tenant.id, session, ctx.client())
+        .await
+    {
+        Ok(_) => {
+            view(
+                &ctx,
+                StatusCode::OK,
+                Some("account.sessions.ended"),
+                None,
+                &[],
+            )
+            .await
+        }
+        Err(error) => internal(&ctx, error),
+    }
+}

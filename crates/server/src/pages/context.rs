@@ -1,0 +1,291 @@
+//! What every end-user page handler starts from: the tenant, the language, the CSRF
+//! token, the CSP nonce and the signed-in session, gathered by one extractor.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::cookie::Cookie;
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
+use gatehouse_authn::ClientInfo;
+use gatehouse_authn::settings::TenantPolicy;
+use gatehouse_identity_store::sessions::Session;
+use serde::Serialize;
+
+use crate::http::cookies::CookiePolicy;
+use crate::http::csrf::{self, CsrfToken};
+use crate::http::security::CspNonce;
+use crate::http::tenant::ResolvedTenant;
+use crate::state::AppState;
+use crate::ui::{Locale, PageCommon, ThemeSettings};
+
+pub const LANG_COOKIE: &str = "gatehouse_lang";
+
+pub struct PageContext {
+    pub state: web::Data<AppState>,
+    pub request: HttpRequest,
+    pub tenant: ResolvedTenant,
+    pub policy: TenantPolicy,
+    pub theme: ThemeSettings,
+    pub locale: Locale,
+    pub set_locale_cookie: bool,
+    pub csrf: CsrfToken,
+    pub nonce: String,
+    pub cookies: CookiePolicy,
+    pub session: Option<Session>,
+    pub session_secret: Option<String>,
+    pub signed_in_as: Option<String>,
+}
+
+impl std::fmt::Debug for PageContext {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PageContext")
+            .field("tenant", &self.tenant.tenant.slug)
+            .finish_non_exhaustive()
+    }
+}
+
+fn plain_error(status: StatusCode, message: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .content_type(ContentType::plaintext())
+        .body(message.to_owned())
+}
+
+impl FromRequest for PageContext {
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let fail = |status, message: &str| -> actix_web::Error {
+                actix_web::error::InternalError::from_response(
+                    message.to_owned(),
+                    plain_error(status, message),
+                )
+                .into()
+            };
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| {
+                    fail(
+                        StatusCode::INTERNAL_SERVER_ERROR,
+                        "application state missing",
+                    )
+                })?;
+            let slug = req.match_info().get("tenant").map(str::to_owned);
+            let host = req.connection_info().host().to_owned();
+            let directory = state.tenants.clone();
+            let resolved = web::block(move || directory.resolve(slug.as_deref(), &host))
+                .await
+                .map_err(|_| fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable"))?
+                .map_err(|error| {
+                    tracing::error!(%error, "tenant lookup failed");
+                    fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+                })?
+                .ok_or_else(|| fail(StatusCode::NOT_FOUND, "unknown tenant"))?;
+
+            let theme = ThemeSettings::from_tenant_settings(&resolved.tenant.settings).unwrap_or_else(|error| {
+                tracing::warn!(tenant = %resolved.tenant.slug, %error, "invalid theme settings; using the default theme");
+                ThemeSettings::default()
+            });
+            let policy = TenantPolicy::from_settings(&resolved.tenant.settings);
+            let query_lang = web::Query::<std::collections::HashMap<String, String>>::from_query(
+                req.query_string(),
+            )
+            .ok()
+            .and_then(|q| q.get("lang").cloned());
+            let cookie_lang = req.cookie(LANG_COOKIE).map(|c| c.value().to_owned());
+            let accept = req
+                .headers()
+                .get(header::ACCEPT_LANGUAGE)
+                .and_then(|v| v.to_str().ok())
+                .map(str::to_owned);
+            let locale = state.ui.negotiate_locale(
+                query_lang.as_deref(),
+                cookie_lang.as_deref(),
+                accept.as_deref(),
+            );
+            let set_locale_cookie =
+                query_lang.is_some() && cookie_lang.as_deref() != Some(locale.code);
+
+            let cookies = state.cookie_policy.clone();
+            let csrf = csrf::token_for(&req, &cookies);
+            let nonce = req
+                .extensions()
+                .get::<CspNonce>()
+                .map(|n| n.0.clone())
+                .unwrap_or_default();
+
+            let session_secret = req
+                .cookie(&cookies.session_name(&resolved.tenant.slug))
+                .map(|c| c.value().to_owned());
+            let session = match &session_secret {
+                Some(secret) => state
+                    .authn
+                    .session(resolved.tenant.id, secret.clone())
+                    .await
+                    .map_err(|error| {
+                        tracing::error!(%error, "session lookup failed");
+                        fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+                    })?,
+                None => None,
+            };
+            let signed_in_as = match &session {
+                Some(session) => state
+                    .authn
+                    .user(resolved.tenant.id, session.user_id)
+                    .await
+                    .ok()
+                    .map(|user| {
+                        user.data
+                            .display_name
+                            .clone()
+                            .or_else(|| user.primary_email().map(|e| e.value.clone()))
+                            .unwrap_or(user.data.user_name)
+                    }),
+                None => None,
+            };
+            Ok(PageContext {
+                state,
+                request: req,
+                tenant: resolved,
+                policy,
+                theme,
+                locale,
+                set_locale_cookie,
+                csrf,
+                nonce,
+                cookies,
+                session,
+                session_secret,
+                signed_in_as,
+            })
+        })
+    }
+}
+
+impl PageContext {
+    pub fn client(&self) -> ClientInfo {
+        ClientInfo {
+            ip: self.request.peer_addr().map(|a| a.ip().to_string()),
+            user_agent: self
+                .request
+                .headers()
+                .get(header::USER_AGENT)
+                .and_then(|v| v.to_str().ok())
+                .map(|v| v.chars().take(256).collect()),
+        }
+    }
+
+    pub fn path(&self, suffix: &str) -> String {
+        format!("{}{suffix}", self.tenant.base_path)
+    }
+
+    /// Absolute base for links in mail: the configured public URL (or the tenant's
+    /// own configured host) — never the request's Host header, which an attacker sets.
+    pub fn link_base(&self) -> gatehouse_authn::registration::LinkBase {
+        gatehouse_authn::registration::LinkBase(format!(
+            "{}{}",
+            self.tenant.origin, self.tenant.base_path
+        ))
+    }
+
+    pub fn csrf_ok(&self, submitted: &str) -> bool {
+        let scheme = if self
+            .state
+            .config
+            .server
+            .public_url()
+            .starts_with("https://")
+        {
+            "https"
+        } else {
+            "http"
+        };
+        csrf::verify(&self.request, &self.cookies, scheme, Some(submitted))
+    }
+
+    fn common(&self) -> PageCommon {
+        PageCommon {
+            tenant_name: self
+                .theme
+                .display_name
+                .clone()
+                .unwrap_or_else(|| self.tenant.tenant.display_name.clone()),
+            base_path: self.tenant.base_path.clone(),
+            locale: self.locale.clone(),
+            current_path: self.request.path().to_owned(),
+            csrf_token: self.csrf.value.clone(),
+            csp_nonce: self.nonce.clone(),
+            theme: self.theme.clone(),
+            signed_in_as: self.signed_in_as.clone(),
+        }
+    }
+
+    fn finish(&self, mut response: actix_web::HttpResponseBuilder, body: String) -> HttpResponse {
+        response
+            .content_type(ContentType::html())
+            .insert_header((header::CACHE_CONTROL, "no-store"));
+        if let Some(cookie) = &self.csrf.set_cookie {
+            response.cookie(cookie.clone());
+        }
+        if self.set_locale_cookie {
+            let mut cookie = Cookie::new(LANG_COOKIE, self.locale.code);
+            cookie.set_path("/");
+            cookie.set_same_site(actix_web::cookie::SameSite::Lax);
+            cookie.set_secure(self.cookies.secure());
+            response.cookie(cookie);
+        }
+        response.body(body)
+    }
+
+    pub fn render<S: Serialize>(
+        &self,
+        status: StatusCode,
+        template: &str,
+        page: &S,
+    ) -> HttpResponse {
+        match self.state.ui.render(template, &self.common(), page) {
+            Ok(body) => self.finish(HttpResponse::build(status), body),
+            Err(error) => {
+                tracing::error!(%error, template, "page rendering failed");
+                plain_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+            }
+        }
+    }
+
+    pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> HttpResponse {
+        self.render(
+            status,
+            "error.html",
+            &serde_json::json!({ "status": status.as_u16(), "title": title, "message": message }),
+        )
+    }
+
+    /// 403 for a missing or wrong CSRF token, with a readable explanation.
+    pub fn csrf_rejected(&self) -> HttpResponse {
+        self.error_page(
+            StatusCode::FORBIDDEN,
+            "error.csrf.title",
+            "error.csrf.message",
+        )
+    }
+
+    pub fn redirect(&self, to: &str) -> HttpResponse {
+        let mut response = HttpResponse::SeeOther();
+        response.insert_header((header::LOCATION, to.to_owned()));
+        if let Some(cookie) = &self.csrf.set_cookie {
+            response.cookie(cookie.clone());
+        }
+        response.finish()
+    }
+
+    /// The catalogue key for a password-policy violation.
+    pub fn policy_message(code: gatehouse_authn::PolicyCode) -> String {
+        format!("error.{}", code.as_str())
+    }
+}

@@ -1,0 +1,325 @@
+//! Getting in: sign-up, verification, sign-in, sign-out.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header;
+use actix_web::{HttpResponse, web};
+use gatehouse_authn::AuthnError;
+use gatehouse_authn::registration::Registration;
+use serde::Deserialize;
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::pages::context::PageContext;
+use crate::state::AppState;
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInForm {
+    csrf_token: String,
+    email: String,
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignUpForm {
+    csrf_token: String,
+    email: String,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    password: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct ResendForm {
+    csrf_token: String,
+    email: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct VerifyQuery {
+    token: String,
+}
+
+pub async fn home(ctx: PageContext) -> HttpResponse {
+    let target = if ctx.session.is_some() {
+        "/account"
+    } else {
+        "/signin"
+    };
+    ctx.redirect(&ctx.path(target))
+}
+
+pub async fn static_asset(state: web::Data<AppState>, path: web::Path<String>) -> HttpResponse {
+    match state.ui.asset(&path) {
+        Some(asset) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, asset.content_type))
+            .insert_header((header::CACHE_CONTROL, "public, max-age=3600"))
+            .body(asset.bytes),
+        None => HttpResponse::NotFound().finish(),
+    }
+}
+
+pub async fn theme_css(ctx: PageContext) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CONTENT_TYPE, "text/css; charset=utf-8"))
+        .insert_header((header::CACHE_CONTROL, "no-cache"))
+        .body(ctx.state.ui.theme_css(&ctx.theme))
+}
+
+fn sign_in_view(
+    ctx: &PageContext,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+    notice: Option<&str>,
+) -> HttpResponse {
+    ctx.render(
+        status,
+        "sign_in.html",
+        &json!({
+            "email": email,
+            "error": error,
+            "notice": notice,
+            "registration_enabled": ctx.policy.registration_enabled,
+        }),
+    )
+}
+
+pub async fn sign_in_page(ctx: PageContext) -> HttpResponse {
+    if ctx.session.is_some() {
+        return ctx.redirect(&ctx.path("/account"));
+    }
+    sign_in_view(&ctx, StatusCode::OK, "", None, None)
+}
+
+pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let password = Zeroizing::new(form.password);
+    let result = ctx
+        .state
+        .authn
+        .sign_in_with_password(
+            ctx.tenant.tenant.id,
+            &ctx.policy,
+            form.email.clone(),
+            password,
+            ctx.session_secret.clone(),
+            ctx.client(),
+        )
+        .await;
+    match result {
+        Ok(signed_in) => {
+            let mut response = ctx.redirect(&ctx.path("/account"));
+            let cookie = ctx.cookies.build(
+                ctx.cookies.session_name(&ctx.tenant.tenant.slug),
+                signed_in.secret.to_string(),
+            );
+            if let Err(error) = response.add_cookie(&cookie) {
+                tracing::error!(%error, "cannot set the session cookie");
+            }
+            response
+        }
+        // One message for unknown account and wrong password.
+        Err(AuthnError::InvalidCredentials) => sign_in_view(
+            &ctx,
+            StatusCode::UNAUTHORIZED,
+            &form.email,
+            Some("signin.error.invalid"),
+            None,
+        ),
+        Err(AuthnError::Throttled { .. }) => sign_in_view(
+            &ctx,
+            StatusCode::TOO_MANY_REQUESTS,
+            &form.email,
+            Some("signin.error.throttled"),
+            None,
+        ),
+        Err(AuthnError::EmailNotVerified) => sign_in_view(
+            &ctx,
+            StatusCode::FORBIDDEN,
+            &form.email,
+            Some("signin.error.unverified"),
+            None,
+        ),
+        Err(error) => {
+            tracing::error!(%error, "sign-in failed");
+            ctx.error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error.internal.title",
+                "error.internal.message",
+            )
+        }
+    }
+}
+
+fn sign_up_view(
+    ctx: &PageContext,
+    status: StatusCode,
+    form: Option<&SignUpForm>,
+    errors: &[&str],
+    suggestions: &[String],
+) -> HttpResponse {
+    ctx.render(
+        status,
+        "sign_up.html",
+        &json!({
+            "email": form.map(|f| f.email.as_str()).unwrap_or(""),
+            "given_name": form.and_then(|f| f.given_name.as_deref()).unwrap_or(""),
+            "family_name": form.and_then(|f| f.family_name.as_deref()).unwrap_or(""),
+            "errors": errors,
+            "password_suggestions": suggestions,
+            "min_length": ctx.state.authn.password_policy().min_length(),
+        }),
+    )
+}
+
+pub async fn sign_up_page(ctx: PageContext) -> HttpResponse {
+    if !ctx.policy.registration_enabled {
+        return ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "signup.closed.title",
+            "signup.closed.message",
+        );
+    }
+    sign_up_view(&ctx, StatusCode::OK, None, &[], &[])
+}
+
+pub async fn sign_up(ctx: PageContext, form: web::Form<SignUpForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let registration = Registration {
+        email: form.email.clone(),
+        given_name: form.given_name.clone(),
+        family_name: form.family_name.clone(),
+        password: form.password.clone(),
+    };
+    match ctx
+        .state
+        .authn
+        .register(
+            ctx.tenant.tenant.id,
+            &ctx.policy,
+            registration,
+            ctx.link_base(),
+            ctx.client(),
+        )
+        .await
+    {
+        Ok(()) => ctx.render(
+            StatusCode::OK,
+            "check_email.html",
+            &json!({ "email": form.email.trim(), "notice": null }),
+        ),
+        Err(AuthnError::RegistrationClosed) => ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "signup.closed.title",
+            "signup.closed.message",
+        ),
+        Err(AuthnError::InvalidEmail) => sign_up_view(
+            &ctx,
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Some(&form),
+            &["signup.error.email"],
+            &[],
+        ),
+        Err(AuthnError::PasswordPolicy(violation)) => {
+            let key = PageContext::policy_message(violation.code);
+            sign_up_view(
+                &ctx,
+                StatusCode::UNPROCESSABLE_ENTITY,
+                Some(&form),
+                &[key.as_str()],
+                &violation.suggestions,
+            )
+        }
+        Err(error) => {
+            tracing::error!(%error, "sign-up failed");
+            ctx.error_page(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "error.internal.title",
+                "error.internal.message",
+            )
+        }
+    }
+}
+
+pub async fn verify(ctx: PageContext, query: web::Query<VerifyQuery>) -> HttpResponse {
+    match ctx.state.authn.verify_email(ctx.tenant.tenant.id, query.into_inner().token, ctx.client()).await {
+        Ok(()) => ctx.render(
+            StatusCode::OK,
+            "message.html",
+            &json!({ "title": "verify.done.title", "message": "verify.done.message", "link_href": ctx.path("/signin"), "link_label": "verify.done.link" }),
+        ),
+        Err(AuthnError::InvalidLink) => ctx.render(
+            StatusCode::BAD_REQUEST,
+            "message.html",
+            &json!({ "title": "verify.invalid.title", "message": "verify.invalid.message", "link_href": ctx.path("/signin"), "link_label": "verify.done.link" }),
+        ),
+        Err(AuthnError::EmailTaken) => ctx.error_page(StatusCode::CONFLICT, "verify.taken.title", "verify.taken.message"),
+        Err(error) => {
+            tracing::error!(%error, "verification failed");
+            ctx.error_page(StatusCode::INTERNAL_SERVER_ERROR, "error.internal.title", "error.internal.message")
+        }
+    }
+}
+
+pub async fn resend(ctx: PageContext, form: web::Form<ResendForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    if let Err(error) = ctx
+        .state
+        .authn
+        .resend_verification(
+            ctx.tenant.tenant.id,
+            form.email.clone(),
+            ctx.link_base(),
+            ctx.client(),
+        )
+        .await
+    {
+        tracing::error!(%error, "resending verification failed");
+    }
+    // The same answer whether or not anything was sent.
+    ctx.render(
+        StatusCode::OK,
+        "check_email.html",
+        &json!({ "email": form.email.trim(), "notice": "check_email.resent" }),
+    )
+}
+
+pub async fn sign_out(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResponse {
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    if let Some(session) = ctx.session.clone()
+        && let Err(error) = ctx
+            .state
+            .authn
+            .sign_out(ctx.tenant.tenant.id, session, ctx.client())
+            .await
+    {
+        tracing::error!(%error, "sign-out failed");
+    }
+    let mut response = ctx.redirect(&ctx.path("/signin"));
+    let _ = response.add_removal_cookie(
+        &ctx.cookies
+            .removal(ctx.cookies.session_name(&ctx.tenant.tenant.slug)),
+    );
+    response
+}

@@ -1,0 +1,40 @@
+//! End-user pages: sign-up, email verification, sign-in, sign-out, account. Handlers
+//! stay thin: check CSRF, call the authn service, render or redirect.
+
+mod account;
+pub mod context;
+mod entry;
+
+use actix_web::web;
+
+/// Mounts the pages at the root (default tenant, or a tenant's own host) and under
+/// `/t/{tenant}`.
+pub fn configure(cfg: &mut web::ServiceConfig) {
+    cfg.route("/static/{path:.*}", web::get().to(entry::static_asset));
+    cfg.service(web::scope("/t/{tenant}").configure(tenant_pages));
+    tenant_pages(cfg);
+}
+
+fn tenant_pages(cfg: &mut web::ServiceConfig) {
+    cfg.route("/", web::get().to(entry::home))
+        .route("/theme.css", web::get().to(entry::theme_css))
+        .route("/signin", web::get().to(entry::sign_in_page))
+        .route("/signin", web::post().to(entry::sign_in))
+        .route("/signup", web::get().to(entry::sign_up_page))
+        .route("/signup", web::post().to(entry::sign_up))
+        .route("/verify", web::get().to(entry::verify))
+        .route("/verify/resend", web::post().to(entry::resend))
+        .route("/signout", web::post().to(entry::sign_out))
+        .route("/account", web::get().to(account::page))
+        .route("/account/profile", web::post().to(account::profile))
+        .route("/account/password", web::post().to(account::password))
+        .route("/account/email", web::post().to(account::email))
+        .route(
+            "/account/sessions/end-others",
+            web::post().to(account::end_others),
+        )
+        .route(
+            "/account/sessions/{id}/end",
+            web::post().to(account::end_one),
+        );
+}

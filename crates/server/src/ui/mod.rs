@@ -1,0 +1,233 @@
+//! The presentation layer of the end-user pages: templates, translations, per-tenant
+//! themes and the static files they need. Handlers build a [`PageCommon`] plus a
+//! page-specific context and call [`Ui::render`]; nothing here touches HTTP.
+//!
+//! Operators' view of this module (settings, overrides, languages) is
+//! `docs/theming.md`.
+
+mod assets;
+mod i18n;
+mod templates;
+mod theme;
+
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::fmt;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex, PoisonError};
+
+use minijinja::value::Serde;
+use minijinja::{Environment, ErrorKind};
+use serde::Serialize;
+
+pub use assets::Asset;
+pub use i18n::Locale;
+pub use theme::{
+    DEFAULT_BACKGROUND_COLOR, DEFAULT_PRIMARY_COLOR, DEFAULT_TEXT_COLOR,
+    SETTINGS_KEY as THEME_SETTINGS_KEY, ThemeSettings,
+};
+
+use i18n::Catalogues;
+
+/// The embedded catalogues, one per [`Locale::ALL`] entry.
+const CATALOGUES: &[(Locale, &str)] = &[
+    (Locale::EN, include_str!("../../../../web/i18n/en.toml")),
+    (Locale::DE, include_str!("../../../../web/i18n/de.toml")),
+];
+
+#[derive(Debug, thiserror::Error)]
+pub enum UiError {
+    #[error("message catalogue {locale:?}: {message}")]
+    Catalogue {
+        locale: &'static str,
+        message: String,
+    },
+    #[error("invalid theme settings: {0}")]
+    InvalidTheme(String),
+    #[error("no template named {0:?}")]
+    UnknownTemplate(String),
+    #[error("page context: {0}")]
+    Context(String),
+    /// Compiling or rendering failed. The message names template and line; it leaves
+    /// out minijinja's debug dump of the context, which would include the CSRF token.
+    #[error("template: {0}")]
+    Template(#[from] minijinja::Error),
+}
+
+/// What every page needs; the handlers fill it in.
+#[derive(Serialize, Clone, Debug, Default)]
+pub struct PageCommon {
+    /// The tenant's display name (the theme's `display_name` wins when set).
+    pub tenant_name: String,
+    /// `""` for the default or a host-routed tenant, `"/t/acme"` for a path-routed one.
+    pub base_path: String,
+    pub locale: Locale,
+    /// The path of this page without query, for the language switcher's `?lang=` links.
+    pub current_path: String,
+    /// Put into every POST form as `csrf_token`.
+    pub csrf_token: String,
+    /// For any `<script>`/`<style>` element a template adds (the built-in ones add none).
+    pub csp_nonce: String,
+    pub theme: ThemeSettings,
+    /// Display name or email of the signed-in user: the header then shows it and a
+    /// sign-out button.
+    pub signed_in_as: Option<String>,
+}
+
+/// Renders the end-user pages. Cheap to clone.
+#[derive(Clone)]
+pub struct Ui {
+    inner: Arc<Inner>,
+}
+
+struct Inner {
+    catalogues: Arc<Catalogues>,
+    builtin: Arc<Environment<'static>>,
+    /// One environment per template override directory, created on first use.
+    overrides: Mutex<HashMap<PathBuf, Arc<Environment<'static>>>>,
+}
+
+impl fmt::Debug for Ui {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let override_dirs = self
+            .inner
+            .overrides
+            .lock()
+            .map_or(0, |overrides| overrides.len());
+        f.debug_struct("Ui")
+            .field("locales", &Locale::ALL)
+            .field("override_dirs", &override_dirs)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Ui {
+    /// The built-in theme and catalogues, embedded in the binary.
+    pub fn embedded() -> Result<Ui, UiError> {
+        let catalogues = Arc::new(Catalogues::parse(CATALOGUES)?);
+        let builtin = templates::builtin_environment(Arc::clone(&catalogues))?;
+        Ok(Ui {
+            inner: Arc::new(Inner {
+                catalogues,
+                builtin: Arc::new(builtin),
+                overrides: Mutex::new(HashMap::new()),
+            }),
+        })
+    }
+
+    /// Renders `template` (e.g. `"sign_in.html"`) with `common` and the page-specific
+    /// `page` context (a struct or map). Common fields win over page fields of the same
+    /// name. The tenant's template directory, when set, is searched first.
+    pub fn render<S: Serialize>(
+        &self,
+        template: &str,
+        common: &PageCommon,
+        page: &S,
+    ) -> Result<String, UiError> {
+        if !templates::is_safe_name(template) {
+            return Err(UiError::UnknownTemplate(template.to_owned()));
+        }
+        let theme = common.theme.sanitized();
+        let context = self.context(common, &theme, page)?;
+        let env = self.environment(&theme);
+        let compiled = env.get_template(template).map_err(|e| match e.kind() {
+            ErrorKind::TemplateNotFound => UiError::UnknownTemplate(template.to_owned()),
+            _ => UiError::Template(e),
+        })?;
+        Ok(compiled.render(context)?)
+    }
+
+    /// `?lang=` wins, then the `gatehouse_lang` cookie, then Accept-Language
+    /// (q-values honoured); English when nothing matches.
+    pub fn negotiate_locale(
+        &self,
+        query_lang: Option<&str>,
+        cookie_lang: Option<&str>,
+        accept_language: Option<&str>,
+    ) -> Locale {
+        i18n::negotiate(query_lang, cookie_lang, accept_language)
+    }
+
+    /// The message for `key` in `locale`, else in English, else the key itself.
+    pub fn translate(&self, locale: &Locale, key: &str) -> String {
+        self.inner.catalogues.translate(locale, key)
+    }
+
+    /// The stylesheet for `{base_path}/theme.css`: the theme's colours as CSS custom
+    /// properties, then the tenant's custom CSS. Invalid colours fall back to defaults.
+    pub fn theme_css(&self, theme: &ThemeSettings) -> String {
+        theme::theme_css(theme)
+    }
+
+    /// The embedded file for `/static/{path}`; `None` for anything but a known file.
+    pub fn asset(&self, path: &str) -> Option<Asset> {
+        assets::lookup(path)
+    }
+
+    fn environment(&self, theme: &ThemeSettings) -> Arc<Environment<'static>> {
+        let Some(dir) = &theme.template_dir else {
+            return Arc::clone(&self.inner.builtin);
+        };
+        let mut overrides = self
+            .inner
+            .overrides
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let env = overrides.entry(dir.clone()).or_insert_with(|| {
+            Arc::new(templates::override_environment(
+                Arc::clone(&self.inner.catalogues),
+                dir.clone(),
+            ))
+        });
+        Arc::clone(env)
+    }
+
+    /// The page context, then the common fields, then what the layout derives.
+    fn context<S: Serialize>(
+        &self,
+        common: &PageCommon,
+        theme: &ThemeSettings,
+        page: &S,
+    ) -> Result<minijinja::Value, UiError> {
+        let mut context = match serde_json::to_value(page) {
+            Ok(serde_json::Value::Object(map)) => map,
+            Ok(serde_json::Value::Null) => serde_json::Map::new(),
+            Ok(_) => {
+                return Err(UiError::Context(
+                    "the page context must serialize to a map".into(),
+                ));
+            }
+            Err(e) => return Err(UiError::Context(e.to_string())),
+        };
+        let common_value = serde_json::to_value(PageCommon {
+            theme: theme.clone(),
+            ..common.clone()
+        })
+        .map_err(|e| UiError::Context(e.to_string()))?;
+        if let serde_json::Value::Object(common_map) = common_value {
+            context.extend(common_map);
+        }
+        let brand_name = theme
+            .display_name
+            .clone()
+            .unwrap_or_else(|| common.tenant_name.clone());
+        let languages: Vec<serde_json::Value> = Locale::ALL
+            .iter()
+            .map(|locale| {
+                serde_json::json!({
+                    "code": locale.code,
+                    "name": self.inner.catalogues.translate(locale, "language.name"),
+                    "current": *locale == common.locale,
+                })
+            })
+            .collect();
+        context.insert(templates::LANG_VARIABLE.into(), common.locale.code.into());
+        context.insert("brand_name".into(), brand_name.into());
+        context.insert("languages".into(), languages.into());
+        Ok(minijinja::Value::from(Serde(serde_json::Value::Object(
+            context,
+        ))))
+    }
+}

@@ -1,0 +1,537 @@
+//! The end-user pages over real HTTP: sign-up with mail over SMTP, verification,
+//! sign-in rules, sessions, CSRF, headers and themes.
+
+use chrono::Duration;
+use gatehouse_core::Clock;
+use gatehouse_identity_store::Backend;
+use gatehouse_identity_store::audit;
+
+use crate::web_kit::*;
+
+const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
+
+fn sign_in(app: &WebApp, browser: &mut Browser, email: &str, password: &str) -> Page {
+    let _ = app;
+    let page = browser.get("/signin");
+    browser.post_form(
+        "/signin",
+        &page,
+        &[("email", email), ("password", password)],
+    )
+}
+
+fn full_journey(backend: Backend) {
+    let app = WebApp::start(backend);
+    let mut browser = app.browser();
+
+    let form = browser.get("/signup");
+    assert_eq!(form.status, 200);
+    let done = browser.post_form(
+        "/signup",
+        &form,
+        &[
+            ("email", "Alice@Example.com"),
+            ("given_name", "Alice"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    // Not verified yet: sign-in is refused (the password was right, so this reveals nothing new).
+    let early = sign_in(&app, &mut browser, "alice@example.com", PASSWORD);
+    assert_eq!(early.status, 403, "{}", early.body);
+
+    let mail = app.mails(1).remove(0);
+    assert_eq!(mail.to, vec!["Alice@Example.com".to_owned()]);
+    let link = mail
+        .find_link(&format!("{}/verify?token=", app.base))
+        .expect("verification link in the mail");
+    assert_eq!(browser.get_absolute(&link).status, 200);
+    assert_eq!(
+        browser.get_absolute(&link).status,
+        400,
+        "a verification link worked twice"
+    );
+
+    let signed_in = sign_in(&app, &mut browser, "alice@example.com", PASSWORD);
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert_eq!(signed_in.location().as_deref(), Some("/account"));
+    let cookie = signed_in
+        .headers
+        .get_all("set-cookie")
+        .iter()
+        .map(|v| v.to_str().unwrap().to_owned())
+        .find(|c| c.contains("gatehouse-session"))
+        .unwrap();
+    assert!(
+        cookie.contains("HttpOnly") && cookie.contains("SameSite=Lax") && cookie.contains("Path=/"),
+        "{cookie}"
+    );
+
+    let account = browser.get("/account");
+    assert_eq!(account.status, 200);
+    assert!(
+        account.body.contains("Alice@Example.com"),
+        "{}",
+        account.body
+    );
+
+    let mut conn = app.db.conn();
+    let report = audit::verify(&mut conn).unwrap();
+    assert!(report.is_intact());
+    let tenant = app
+        .state
+        .tenants
+        .resolve(None, "127.0.0.1")
+        .unwrap()
+        .unwrap()
+        .tenant
+        .id;
+    let actions: Vec<String> = audit::list(
+        &mut conn,
+        tenant,
+        &gatehouse_identity_store::PageRequest::first(50),
+    )
+    .unwrap()
+    .items
+    .into_iter()
+    .map(|e| e.action)
+    .collect();
+    for expected in ["user.registered", "email.verified", "login.succeeded"] {
+        assert!(
+            actions.iter().any(|a| a == expected),
+            "{expected} missing from {actions:?}"
+        );
+    }
+}
+
+#[test]
+fn sign_up_verify_and_sign_in_on_sqlite() {
+    full_journey(Backend::Sqlite);
+}
+
+#[test]
+fn sign_up_verify_and_sign_in_on_postgres() {
+    full_journey(Backend::Postgres);
+}
+
+/// Strips what legitimately differs between two responses (per-response nonce,
+/// the echoed identifier) so the rest can be compared byte for byte.
+fn normalise(page: &Page, email: &str) -> String {
+    let mut body = page.body.replace(email, "EMAIL");
+    if let Some(nonce) = page
+        .headers
+        .get("content-security-policy")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|csp| csp.split("'nonce-").nth(1))
+        .and_then(|rest| rest.split('\'').next())
+    {
+        body = body.replace(nonce, "NONCE");
+    }
+    body
+}
+
+#[test]
+fn unknown_account_and_wrong_password_look_the_same() {
+    let app = WebApp::start(Backend::Sqlite);
+    app.create_verified_user("bob@example.com", PASSWORD);
+    let mut browser = app.browser();
+    let wrong = sign_in(
+        &app,
+        &mut browser,
+        "bob@example.com",
+        "not-the-password-at-all",
+    );
+    let unknown = sign_in(
+        &app,
+        &mut browser,
+        "nobody@example.com",
+        "not-the-password-at-all",
+    );
+    assert_eq!(wrong.status, 401);
+    assert_eq!(wrong.status, unknown.status);
+    assert_eq!(
+        normalise(&wrong, "bob@example.com"),
+        normalise(&unknown, "nobody@example.com")
+    );
+}
+
+#[test]
+fn repeated_failures_lock_the_account_until_the_lockout_expires() {
+    let app = WebApp::start(Backend::Sqlite);
+    app.create_verified_user("carol@example.com", PASSWORD);
+    let threshold = app.state.authn.settings().account_lockout_threshold;
+    let mut attacker = app.browser();
+    let mut throttled = 0;
+    for _ in 0..threshold + 2 {
+        let page = sign_in(
+            &app,
+            &mut attacker,
+            "carol@example.com",
+            "guess-guess-guess-guess",
+        );
+        if page.status == 429 {
+            throttled += 1;
+        }
+        // Backoff waits are short; move past them so the count reaches the lockout.
+        app.advance(Duration::seconds(70));
+    }
+    assert!(throttled >= 1, "never throttled");
+    // Locked now: even the right password is refused.
+    let mut owner = app.browser();
+    assert_eq!(
+        sign_in(&app, &mut owner, "carol@example.com", PASSWORD).status,
+        429
+    );
+    // The lockout lapses with time (no sleeping: the clock moves).
+    app.advance(app.state.authn.settings().lockout + Duration::seconds(1));
+    assert_eq!(
+        sign_in(&app, &mut owner, "carol@example.com", PASSWORD).status,
+        303
+    );
+
+    let mut conn = app.db.conn();
+    let tenant = app
+        .state
+        .tenants
+        .resolve(None, "127.0.0.1")
+        .unwrap()
+        .unwrap()
+        .tenant
+        .id;
+    let actions: Vec<String> = audit::list(
+        &mut conn,
+        tenant,
+        &gatehouse_identity_store::PageRequest::first(200),
+    )
+    .unwrap()
+    .items
+    .into_iter()
+    .map(|e| e.action)
+    .collect();
+    assert!(actions.iter().any(|a| a == "login.locked"), "{actions:?}");
+    assert!(actions.iter().any(|a| a == "login.failed"));
+}
+
+#[test]
+fn forms_without_a_valid_csrf_token_are_refused() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut browser = app.browser();
+    let page = browser.get("/signin");
+    let fields = [
+        ("email", "x@example.com"),
+        ("password", "whatever-whatever"),
+    ];
+    assert_eq!(
+        browser.post_raw("/signin", &fields, &[]).status,
+        403,
+        "missing token accepted"
+    );
+    let wrong = [
+        ("csrf_token", "A".repeat(43)),
+        ("email", "x@example.com".into()),
+        ("password", "whatever-whatever".into()),
+    ];
+    let wrong: Vec<(&str, &str)> = wrong.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    assert_eq!(
+        browser.post_raw("/signin", &wrong, &[]).status,
+        403,
+        "wrong token accepted"
+    );
+    let token = page.csrf();
+    let cross_site = [
+        ("csrf_token", token.as_str()),
+        ("email", "x@example.com"),
+        ("password", "whatever-whatever"),
+    ];
+    assert_eq!(
+        browser
+            .post_raw(
+                "/signin",
+                &cross_site,
+                &[("Origin", "https://evil.example")]
+            )
+            .status,
+        403,
+        "foreign origin accepted"
+    );
+    let mut stranger = app.browser();
+    assert_eq!(
+        stranger.post_raw("/signin", &cross_site, &[]).status,
+        403,
+        "token without its cookie accepted"
+    );
+    assert_eq!(
+        browser.post_raw("/signin", &cross_site, &[]).status,
+        401,
+        "a valid token was refused"
+    );
+}
+
+#[test]
+fn signing_in_rotates_the_session_and_signing_out_ends_it() {
+    let app = WebApp::start(Backend::Sqlite);
+    app.create_verified_user("dave@example.com", PASSWORD);
+    let mut browser = app.browser();
+    assert_eq!(
+        sign_in(&app, &mut browser, "dave@example.com", PASSWORD).status,
+        303
+    );
+    let (name, first) = browser.session_cookie().unwrap();
+    // Signing in again while signed in (say, from another tab).
+    let account = browser.get("/account");
+    let again = browser.post_form(
+        "/signin",
+        &account,
+        &[("email", "dave@example.com"), ("password", PASSWORD)],
+    );
+    assert_eq!(again.status, 303);
+    let (_, second) = browser.session_cookie().unwrap();
+    assert_ne!(first, second, "session id did not rotate at sign-in");
+
+    let mut replay = app.browser();
+    replay.cookies.insert(name.clone(), first);
+    assert_eq!(
+        replay.get("/account").status,
+        303,
+        "the pre-rotation session still works"
+    );
+
+    let account = browser.get("/account");
+    assert_eq!(account.status, 200);
+    let out = browser.post_form("/signout", &account, &[]);
+    assert_eq!(out.status, 303);
+    let mut after = app.browser();
+    after.cookies.insert(name, second);
+    assert_eq!(
+        after.get("/account").status,
+        303,
+        "session survived sign-out"
+    );
+}
+
+#[test]
+fn sessions_expire_when_idle_and_at_their_absolute_limit() {
+    let app = WebApp::start(Backend::Sqlite);
+    app.create_verified_user("erin@example.com", PASSWORD);
+    let settings = app.state.authn.settings().clone();
+
+    let mut idle = app.browser();
+    sign_in(&app, &mut idle, "erin@example.com", PASSWORD);
+    app.advance(settings.session_idle + Duration::seconds(1));
+    assert_eq!(idle.get("/account").status, 303, "idle session still valid");
+
+    let mut busy = app.browser();
+    sign_in(&app, &mut busy, "erin@example.com", PASSWORD);
+    let step = settings.session_idle - Duration::minutes(5);
+    let mut elapsed = Duration::zero();
+    while elapsed + step < settings.session_absolute {
+        app.advance(step);
+        elapsed += step;
+        assert_eq!(
+            busy.get("/account").status,
+            200,
+            "active session expired early after {elapsed}"
+        );
+    }
+    app.advance(settings.session_absolute - elapsed);
+    assert_eq!(
+        busy.get("/account").status,
+        303,
+        "session outlived its absolute limit"
+    );
+}
+
+#[test]
+fn changing_the_password_ends_the_other_sessions() {
+    let app = WebApp::start(Backend::Sqlite);
+    app.create_verified_user("frank@example.com", PASSWORD);
+    let mut laptop = app.browser();
+    let mut phone = app.browser();
+    sign_in(&app, &mut laptop, "frank@example.com", PASSWORD);
+    sign_in(&app, &mut phone, "frank@example.com", PASSWORD);
+    let account = laptop.get("/account");
+    let wrong = laptop.post_form(
+        "/account/password",
+        &account,
+        &[
+            ("current_password", "nope-nope-nope-nope"),
+            ("new_password", "amber-ocean-tulip-42-compass"),
+        ],
+    );
+    assert_eq!(wrong.status, 422);
+    let changed = laptop.post_form(
+        "/account/password",
+        &account,
+        &[
+            ("current_password", PASSWORD),
+            ("new_password", "amber-ocean-tulip-42-compass"),
+        ],
+    );
+    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(
+        laptop.get("/account").status,
+        200,
+        "the current session must survive"
+    );
+    assert_eq!(
+        phone.get("/account").status,
+        303,
+        "another session survived the password change"
+    );
+    let mut again = app.browser();
+    assert_eq!(
+        sign_in(&app, &mut again, "frank@example.com", PASSWORD).status,
+        401
+    );
+    assert_eq!(
+        sign_in(
+            &app,
+            &mut again,
+            "frank@example.com",
+            "amber-ocean-tulip-42-compass"
+        )
+        .status,
+        303
+    );
+}
+
+#[test]
+fn weak_passwords_are_refused_with_a_helpful_message() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut browser = app.browser();
+    let form = browser.get("/signup");
+    let weak = browser.post_form(
+        "/signup",
+        &form,
+        &[("email", "gina@example.com"), ("password", "password1234")],
+    );
+    assert_eq!(weak.status, 422);
+    assert!(
+        !weak.body.contains("password1234"),
+        "the password was echoed back"
+    );
+    assert!(app.smtp.messages().is_empty(), "a weak sign-up sent mail");
+}
+
+#[test]
+fn pages_carry_a_nonce_csp_and_frame_protection() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut browser = app.browser();
+    let page = browser.get("/signin");
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("frame-ancestors 'none'") && csp.contains("'nonce-"),
+        "{csp}"
+    );
+    assert!(!csp.contains("unsafe-inline"));
+    assert_eq!(page.headers["x-content-type-options"], "nosniff");
+    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert!(
+        page.headers.get("strict-transport-security").is_none(),
+        "HSTS over plain http"
+    );
+    assert!(
+        page.body.contains(">Email<")
+            && page.body.contains(">Password<")
+            && page.body.contains("Sign in"),
+        "{}",
+        page.body
+    );
+    let other = browser.get("/signin");
+    assert_ne!(
+        csp,
+        other.headers["content-security-policy"].to_str().unwrap(),
+        "nonce reused"
+    );
+}
+
+#[test]
+fn a_theme_override_changes_one_tenant_only() {
+    let app = WebApp::start(Backend::Sqlite);
+    let overrides = tempfile::tempdir().unwrap();
+    std::fs::write(
+        overrides.path().join("sign_in.html"),
+        "{% extends \"layout.html\" %}{% block content %}<p>ACME-OVERRIDE</p>\
+         <form method=\"post\"><input type=\"hidden\" name=\"csrf_token\" value=\"{{ csrf_token }}\"></form>{% endblock %}",
+    )
+    .unwrap();
+    let mut conn = app.db.conn();
+    let now = app.clock.now();
+    let mut settings = serde_json::Map::new();
+    settings.insert(
+        "theme".into(),
+        serde_json::json!({ "template_dir": overrides.path(), "primary_color": "#7a1f5c" }),
+    );
+    gatehouse_identity_store::tenants::create(
+        &mut conn,
+        now,
+        gatehouse_identity_store::tenants::TenantData {
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            settings,
+        },
+    )
+    .unwrap();
+    gatehouse_identity_store::tenants::create(
+        &mut conn,
+        now,
+        gatehouse_identity_store::tenants::TenantData {
+            slug: "globex".into(),
+            display_name: "Globex".into(),
+            settings: serde_json::Map::new(),
+        },
+    )
+    .unwrap();
+    app.state.tenants.invalidate();
+
+    let mut browser = app.browser();
+    let acme = browser.get("/t/acme/signin");
+    assert_eq!(acme.status, 200);
+    assert!(acme.body.contains("ACME-OVERRIDE"));
+    let globex = browser.get("/t/globex/signin");
+    assert!(!globex.body.contains("ACME-OVERRIDE") && globex.body.contains("Sign in"));
+    assert!(!browser.get("/signin").body.contains("ACME-OVERRIDE"));
+    assert!(browser.get("/t/acme/theme.css").body.contains("#7a1f5c"));
+    assert!(!browser.get("/t/globex/theme.css").body.contains("#7a1f5c"));
+    assert_eq!(browser.get("/t/nope/signin").status, 404);
+}
+
+#[test]
+fn registration_can_be_closed_per_tenant() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut conn = app.db.conn();
+    let mut settings = serde_json::Map::new();
+    settings.insert(
+        "registration".into(),
+        serde_json::json!({ "enabled": false }),
+    );
+    gatehouse_identity_store::tenants::create(
+        &mut conn,
+        app.clock.now(),
+        gatehouse_identity_store::tenants::TenantData {
+            slug: "closed".into(),
+            display_name: "Closed".into(),
+            settings,
+        },
+    )
+    .unwrap();
+    app.state.tenants.invalidate();
+    let mut browser = app.browser();
+    assert_eq!(browser.get("/t/closed/signup").status, 404);
+    assert_eq!(browser.get("/signup").status, 200);
+}
+
+#[test]
+fn pages_follow_the_browser_language() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut browser = app.browser();
+    let german = browser.get_with("/signin", &[("Accept-Language", "de-DE,de;q=0.9,en;q=0.5")]);
+    assert!(german.body.contains("lang=\"de\""), "{}", german.body);
+    assert!(!german.body.contains(">Sign in<"));
+    let switched = browser.get("/signin?lang=en");
+    assert!(switched.body.contains("lang=\"en\""));
+    // The switch sticks through its cookie.
+    let later = browser.get_with("/signin", &[("Accept-Language", "de")]);
+    assert!(later.body.contains("lang=\"en\""));
+}
