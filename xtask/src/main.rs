@@ -3,6 +3,7 @@
 //! Every CI step lives here so that CI and a developer run the same thing; `.ci/run`
 //! only prepares the machine and calls `cargo xtask ci`. Std only, to stay cheap to build.
 
+mod e2e;
 mod pg;
 // Tidy checks are ordinary tests over the workspace; they need no code in the binary.
 #[cfg(test)]
@@ -17,11 +18,15 @@ const USAGE: &str = "\
 usage: cargo xtask <command> [args]
 
 commands:
-  test [nextest args]   check PostgreSQL, then the whole test suite (nextest) and the doc tests
+  test [--no-e2e] [nextest args]
+                        check PostgreSQL, then the whole test suite (nextest), the doc tests
+                        and the browser tests (`e2e`; --no-e2e skips them for a quick run)
+  e2e [node args]       browser end-to-end tests in e2e/: build the server, `npm ci` when
+                        needed, then `node --test` driving headless /usr/bin/chromium
   dev [-- server args]  run the server for development (`gatehouse serve`)
   lint                  rustfmt check and clippy with warnings denied
   bench [cargo args]    run the benchmarks
-  ci                    lint, then test (what .ci/run calls)";
+  ci                    lint, then test, then e2e (what .ci/run calls)";
 
 /// A failed step; carries the exit code to hand back to the shell.
 #[derive(Debug)]
@@ -34,7 +39,11 @@ fn main() -> ExitCode {
     let command = args.next();
     let rest: Vec<OsString> = args.collect();
     let outcome = match command.as_ref().and_then(|c| c.to_str()) {
-        Some("test") => test(&rest, None),
+        Some("test") => {
+            let (rest, browser) = take_no_e2e(&rest);
+            test(&rest, None, browser)
+        }
+        Some("e2e") => e2e::run_e2e(&rest),
         Some("dev") => dev(&rest),
         Some("lint") => lint(),
         Some("bench") => bench(&rest),
@@ -57,7 +66,29 @@ fn main() -> ExitCode {
     }
 }
 
-fn test(extra: &[OsString], nextest_profile: Option<&str>) -> Outcome {
+/// `--no-e2e` among our args (not after a `--`, which belongs to the test binaries):
+/// the args without it, and whether the browser tests should run.
+fn take_no_e2e(args: &[OsString]) -> (Vec<OsString>, Browser) {
+    let ours = args.iter().position(|a| a == "--").unwrap_or(args.len());
+    let (head, tail) = args.split_at(ours);
+    let skip = head.iter().any(|a| a == "--no-e2e");
+    let kept = head
+        .iter()
+        .filter(|a| *a != "--no-e2e")
+        .chain(tail)
+        .cloned()
+        .collect();
+    (kept, if skip { Browser::Skip } else { Browser::Run })
+}
+
+/// Whether `test` ends with the browser end-to-end tests.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Browser {
+    Run,
+    Skip,
+}
+
+fn test(extra: &[OsString], nextest_profile: Option<&str>, browser: Browser) -> Outcome {
     // Fail before compiling anything: the store tests never skip PostgreSQL, so a
     // missing server would otherwise surface as dozens of failures minutes later.
     let url = pg::test_url();
@@ -71,6 +102,17 @@ fn test(extra: &[OsString], nextest_profile: Option<&str>) -> Outcome {
     }
     eprintln!("PostgreSQL is reachable at {}", pg::redact(&url));
 
+    let suite = rust_suite(extra, nextest_profile);
+    if browser == Browser::Skip {
+        return suite;
+    }
+    // After a failed suite too, so one run reports everything; the first error wins.
+    let browser = e2e::run_e2e(&[]);
+    suite.and(browser)
+}
+
+/// Every Rust test: nextest and the doc tests, or `cargo test` without nextest.
+fn rust_suite(extra: &[OsString], nextest_profile: Option<&str>) -> Outcome {
     let suite = if has_nextest() {
         let mut cmd = cargo();
         cmd.args(["nextest", "run", "--workspace", "--no-fail-fast"])
@@ -139,9 +181,10 @@ fn bench(extra: &[OsString]) -> Outcome {
 }
 
 fn ci() -> Outcome {
-    // Lint first: it is the cheaper step and a lint failure fails CI anyway.
+    // Lint first: it is the cheaper step and a lint failure fails CI anyway. `test`
+    // ends with the browser tests, so this is lint, test, then e2e.
     lint()?;
-    test(&[], Some("ci"))
+    test(&[], Some("ci"), Browser::Run)
 }
 
 /// The workspace root; commands run there whatever the caller's directory.
@@ -204,4 +247,30 @@ fn display(cmd: &Command) -> String {
         .map(OsStr::to_string_lossy)
         .collect::<Vec<_>>()
         .join(" ")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn args(list: &[&str]) -> Vec<OsString> {
+        list.iter().map(OsString::from).collect()
+    }
+
+    #[test]
+    fn no_e2e_is_taken_only_before_a_double_dash() {
+        assert_eq!(take_no_e2e(&args(&[])), (args(&[]), Browser::Run));
+        assert_eq!(
+            take_no_e2e(&args(&["-E", "test(x)", "--no-e2e"])),
+            (args(&["-E", "test(x)"]), Browser::Skip)
+        );
+        assert_eq!(
+            take_no_e2e(&args(&["--no-e2e", "--", "--no-e2e"])),
+            (args(&["--", "--no-e2e"]), Browser::Skip)
+        );
+        assert_eq!(
+            take_no_e2e(&args(&["--", "--no-e2e"])),
+            (args(&["--", "--no-e2e"]), Browser::Run)
+        );
+    }
 }

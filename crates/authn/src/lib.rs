@@ -16,6 +16,7 @@ pub mod registration;
 mod secrets;
 mod service;
 pub mod settings;
+pub mod setup;
 pub mod sign_in;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -182,7 +182,12 @@ impl Authn {
                 }
             })
             .await?;
-        self.inner.mailer.send(&mail).await
+        // The account exists now; a mail outage must not turn that into an error page
+        // (and a differing answer). The user can ask for the link again.
+        if let Err(error) = self.inner.mailer.send(&mail).await {
+            tracing::error!(%error, "verification mail could not be sent");
+        }
+        Ok(())
     }
 
     /// Consumes a verification link and marks the address verified.

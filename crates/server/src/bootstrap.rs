@@ -5,6 +5,7 @@
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
+use gatehouse_authn::setup::setup_secret_digest;
 use gatehouse_core::config::BootstrapConfig;
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
@@ -14,7 +15,6 @@ use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
 use gatehouse_identity_store::users::{self, UserData};
 use gatehouse_identity_store::{AnyConnection, StoreError, db};
 use rand::RngCore;
-use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 pub const ADMIN_ROLE: &str = "gatehouse-admin";
@@ -32,11 +32,6 @@ pub struct FirstAdmin {
     pub user_name: String,
     /// Shown once; the database keeps only its SHA-256.
     pub setup_secret: Zeroizing<String>,
-}
-
-/// The stored form of a setup secret: high-entropy, so a plain SHA-256 is enough.
-pub fn setup_secret_digest(secret: &str) -> [u8; 32] {
-    Sha256::digest(secret.as_bytes()).into()
 }
 
 pub fn ensure(

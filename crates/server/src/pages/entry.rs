@@ -323,3 +323,74 @@ pub async fn sign_out(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpRespon
     );
     response
 }
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SetupForm {
+    csrf_token: String,
+    setup_secret: String,
+    email: String,
+    password: String,
+}
+
+fn setup_view(
+    ctx: &PageContext,
+    status: StatusCode,
+    email: &str,
+    error: Option<&str>,
+    suggestions: &[String],
+) -> HttpResponse {
+    ctx.render(
+        status,
+        "setup.html",
+        &json!({
+            "email": email,
+            "error": error,
+            "password_suggestions": suggestions,
+            "min_length": ctx.state.authn.password_policy().min_length(),
+        }),
+    )
+}
+
+pub async fn setup_page(ctx: PageContext) -> HttpResponse {
+    setup_view(&ctx, StatusCode::OK, "", None, &[])
+}
+
+/// Completes first-start set-up with the one-time secret printed at bootstrap.
+pub async fn setup(ctx: PageContext, form: web::Form<SetupForm>) -> HttpResponse {
+    let form = form.into_inner();
+    if !ctx.csrf_ok(&form.csrf_token) {
+        return ctx.csrf_rejected();
+    }
+    let result = ctx
+        .state
+        .authn
+        .complete_setup(
+            ctx.tenant.tenant.id,
+            ctx.state.config.bootstrap.admin_user_name.clone(),
+            Zeroizing::new(form.setup_secret),
+            form.email.clone(),
+            Zeroizing::new(form.password),
+            ctx.client(),
+        )
+        .await;
+    match result {
+        Ok(()) => ctx.render(
+            StatusCode::OK,
+            "message.html",
+            &json!({ "title": "setup.done.title", "message": "setup.done.message", "link_href": ctx.path("/signin"), "link_label": "verify.done.link" }),
+        ),
+        Err(AuthnError::InvalidCredentials) => setup_view(&ctx, StatusCode::FORBIDDEN, &form.email, Some("setup.error.invalid"), &[]),
+        Err(AuthnError::Throttled { .. }) => setup_view(&ctx, StatusCode::TOO_MANY_REQUESTS, &form.email, Some("signin.error.throttled"), &[]),
+        Err(AuthnError::InvalidEmail) => setup_view(&ctx, StatusCode::UNPROCESSABLE_ENTITY, &form.email, Some("signup.error.email"), &[]),
+        Err(AuthnError::EmailTaken) => setup_view(&ctx, StatusCode::CONFLICT, &form.email, Some("account.error.email_taken"), &[]),
+        Err(AuthnError::PasswordPolicy(violation)) => {
+            let key = PageContext::policy_message(violation.code);
+            setup_view(&ctx, StatusCode::UNPROCESSABLE_ENTITY, &form.email, Some(key.as_str()), &violation.suggestions)
+        }
+        Err(error) => {
+            tracing::error!(%error, "set-up failed");
+            ctx.error_page(StatusCode::INTERNAL_SERVER_ERROR, "error.internal.title", "error.internal.message")
+        }
+    }
+}

@@ -25,6 +25,8 @@ fn tenant_pages(cfg: &mut web::ServiceConfig) {
         .route("/verify", web::get().to(entry::verify))
         .route("/verify/resend", web::post().to(entry::resend))
         .route("/signout", web::post().to(entry::sign_out))
+        .route("/setup", web::get().to(entry::setup_page))
+        .route("/setup", web::post().to(entry::setup))
         .route("/account", web::get().to(account::page))
         .route("/account/profile", web::post().to(account::profile))
         .route("/account/password", web::post().to(account::password))

@@ -43,6 +43,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("message.html"),
     builtin!("account.html"),
     builtin!("error.html"),
+    builtin!("setup.html"),
 ];
 
 fn builtin_source(name: &str) -> Option<&'static str> {

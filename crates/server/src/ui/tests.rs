@@ -87,6 +87,15 @@ fn samples() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "setup.html",
+            json!({
+                "email": SCRIPT,
+                "error": "setup.error.invalid",
+                "password_suggestions": ["Add another word or two."],
+                "min_length": 12,
+            }),
+        ),
+        (
             "error.html",
             json!({
                 "status": 404,

@@ -266,6 +266,13 @@ fn forms_without_a_valid_csrf_token_are_refused() {
         401,
         "a valid token was refused"
     );
+    // Browsers in privacy modes send `Origin: null`; the token still decides.
+    assert_eq!(
+        browser
+            .post_raw("/signin", &cross_site, &[("Origin", "null")])
+            .status,
+        401
+    );
 }
 
 #[test]
@@ -426,7 +433,7 @@ fn pages_carry_a_nonce_csp_and_frame_protection() {
     );
     assert!(!csp.contains("unsafe-inline"));
     assert_eq!(page.headers["x-content-type-options"], "nosniff");
-    assert_eq!(page.headers["referrer-policy"], "no-referrer");
+    assert_eq!(page.headers["referrer-policy"], "same-origin");
     assert!(
         page.headers.get("strict-transport-security").is_none(),
         "HSTS over plain http"
@@ -534,4 +541,52 @@ fn pages_follow_the_browser_language() {
     // The switch sticks through its cookie.
     let later = browser.get_with("/signin", &[("Accept-Language", "de")]);
     assert!(later.body.contains("lang=\"en\""));
+}
+
+#[test]
+fn the_setup_secret_makes_the_first_administrator_once() {
+    let app = WebApp::start(Backend::Sqlite);
+    assert!(app.setup_secret.starts_with("ghsetup_"));
+    let mut browser = app.browser();
+    let form = browser.get("/setup");
+    assert_eq!(form.status, 200);
+    let wrong = browser.post_form(
+        "/setup",
+        &form,
+        &[
+            ("setup_secret", "ghsetup_wrong"),
+            ("email", "ops@example.com"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(wrong.status, 403);
+    let done = browser.post_form(
+        "/setup",
+        &form,
+        &[
+            ("setup_secret", &app.setup_secret),
+            ("email", "ops@example.com"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    let again = browser.post_form(
+        "/setup",
+        &form,
+        &[
+            ("setup_secret", &app.setup_secret),
+            ("email", "evil@example.com"),
+            ("password", PASSWORD),
+        ],
+    );
+    assert_eq!(again.status, 403, "the setup secret worked twice");
+    let mut admin = app.browser();
+    assert_eq!(
+        sign_in(&app, &mut admin, "ops@example.com", PASSWORD).status,
+        303
+    );
+    assert_eq!(
+        sign_in(&app, &mut app.browser(), "evil@example.com", PASSWORD).status,
+        401
+    );
 }

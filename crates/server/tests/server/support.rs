@@ -87,6 +87,16 @@ impl Server {
             );
             std::thread::sleep(Duration::from_millis(20));
         };
+        // Answering HTTP means the server loop, and its signal handling, is running.
+        let client = http();
+        while client.get(format!("{base_url}/readyz")).send().is_err() {
+            assert!(
+                Instant::now() < deadline,
+                "server never answered: {}",
+                stderr.lock().unwrap()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        }
         Server {
             child,
             base_url,

@@ -20,6 +20,8 @@ pub struct WebApp {
     pub smtp: SmtpCatcher,
     pub state: AppState,
     pub db: TestDb,
+    /// The one-time setup secret bootstrap printed for the first administrator.
+    pub setup_secret: String,
     _dir: tempfile::TempDir,
 }
 
@@ -51,7 +53,11 @@ impl WebApp {
         adjust(&mut config);
         let clock = ManualClock::new(chrono::Utc::now());
         let shared: SharedClock = Arc::new(clock.clone());
-        let (state, _) = AppState::open_with_clock(config, shared).unwrap();
+        let (state, bootstrapped) = AppState::open_with_clock(config, shared).unwrap();
+        let setup_secret = bootstrapped
+            .first_admin
+            .map(|a| a.setup_secret.to_string())
+            .unwrap_or_default();
         let serving = state.clone();
         std::thread::spawn(move || {
             let _ = actix_web::rt::System::new()
@@ -63,6 +69,7 @@ impl WebApp {
             smtp,
             state,
             db,
+            setup_secret,
             _dir: dir,
         };
         app.wait_ready();
