@@ -590,3 +590,39 @@ fn the_setup_secret_makes_the_first_administrator_once() {
         401
     );
 }
+
+#[test]
+fn a_tenant_is_reachable_by_its_own_host_name() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut conn = app.db.conn();
+    let mut settings = serde_json::Map::new();
+    settings.insert("hosts".into(), serde_json::json!(["login.initech.test"]));
+    settings.insert(
+        "theme".into(),
+        serde_json::json!({ "display_name": "Initech Login" }),
+    );
+    gatehouse_identity_store::tenants::create(
+        &mut conn,
+        app.clock.now(),
+        gatehouse_identity_store::tenants::TenantData {
+            slug: "initech".into(),
+            display_name: "Initech".into(),
+            settings,
+        },
+    )
+    .unwrap();
+    app.state.tenants.invalidate();
+    let mut browser = app.browser();
+    let by_host = browser.get_with("/signin", &[("Host", "login.initech.test")]);
+    assert!(by_host.body.contains("Initech Login"), "{}", by_host.body);
+    // Links stay at the root on the tenant's own host.
+    assert!(by_host.body.contains("action=\"/signin\""));
+    let by_path = browser.get("/t/initech/signin");
+    assert!(
+        by_path.body.contains("Initech Login")
+            && by_path.body.contains("action=\"/t/initech/signin\"")
+    );
+    // An unknown host falls back to the default tenant, never to another one.
+    let other = browser.get_with("/signin", &[("Host", "evil.test")]);
+    assert!(!other.body.contains("Initech Login"));
+}
