@@ -626,3 +626,90 @@ fn a_tenant_is_reachable_by_its_own_host_name() {
     let other = browser.get_with("/signin", &[("Host", "evil.test")]);
     assert!(!other.body.contains("Initech Login"));
 }
+
+#[test]
+fn changing_the_email_verifies_the_new_address_and_tells_the_old_one() {
+    let app = WebApp::start(Backend::Sqlite);
+    app.create_verified_user("hana@example.com", PASSWORD);
+    let mut browser = app.browser();
+    sign_in(&app, &mut browser, "hana@example.com", PASSWORD);
+    let account = browser.get("/account");
+    let requested = browser.post_form(
+        "/account/email",
+        &account,
+        &[
+            ("new_email", "hana@new.example"),
+            ("current_password", PASSWORD),
+        ],
+    );
+    assert_eq!(requested.status, 200, "{}", requested.body);
+
+    let mails = app.mails(3);
+    let to_new = mails
+        .iter()
+        .find(|m| m.to == ["hana@new.example"])
+        .expect("mail to the new address");
+    let to_old = mails
+        .iter()
+        .rev()
+        .find(|m| m.to == ["hana@example.com"])
+        .expect("notice to the old address");
+    assert!(to_old.text_body().contains("hana@new.example"));
+    assert!(
+        to_old
+            .find_link(&format!("{}/verify?token=", app.base))
+            .is_none(),
+        "the old address got the confirmation link"
+    );
+
+    // Until the link is opened, the old address still signs in.
+    assert_eq!(
+        sign_in(&app, &mut app.browser(), "hana@example.com", PASSWORD).status,
+        303
+    );
+    let link = to_new
+        .find_link(&format!("{}/verify?token=", app.base))
+        .unwrap();
+    assert_eq!(browser.get_absolute(&link).status, 200);
+    assert_eq!(
+        sign_in(&app, &mut app.browser(), "hana@new.example", PASSWORD).status,
+        303
+    );
+    assert_eq!(
+        sign_in(&app, &mut app.browser(), "hana@example.com", PASSWORD).status,
+        401
+    );
+}
+
+#[test]
+fn verification_mail_can_be_resent_a_few_times_an_hour_and_no_more() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut browser = app.browser();
+    let form = browser.get("/signup");
+    browser.post_form(
+        "/signup",
+        &form,
+        &[("email", "ivan@example.com"), ("password", PASSWORD)],
+    );
+    app.mails(1);
+    let limit = app.state.config.registration.resend_per_hour as usize;
+    for _ in 0..limit + 2 {
+        let page = browser.get("/signin");
+        let answer = browser.post_form("/verify/resend", &page, &[("email", "ivan@example.com")]);
+        assert_eq!(answer.status, 200);
+    }
+    std::thread::sleep(std::time::Duration::from_millis(300));
+    assert_eq!(
+        app.smtp.messages().len(),
+        1 + limit,
+        "resends were not limited"
+    );
+    // Unknown addresses get the same answer and no mail.
+    let page = browser.get("/signin");
+    assert_eq!(
+        browser
+            .post_form("/verify/resend", &page, &[("email", "nobody@example.com")])
+            .status,
+        200
+    );
+}
