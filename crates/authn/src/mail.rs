@@ -470,7 +470,10 @@ mod tests {
         assert!(logs.contains("alice@example.com"), "{logs}");
         assert!(logs.contains("Confirm your email address"), "{logs}");
         // Development only: the link is in the log so a quick-start user can follow it.
-        assert!(logs.contains("token="), "the body is missing from the log: {logs}");
+        assert!(
+            logs.contains("token="),
+            "the body is missing from the log: {logs}"
+        );
     }
 
     #[test]

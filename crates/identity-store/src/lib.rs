@@ -8,6 +8,7 @@
 //! This crate must never depend on an HTTP framework (checked by the tidy test).
 
 pub mod audit;
+pub mod clients;
 pub mod credentials;
 pub mod db;
 mod error;

@@ -179,6 +179,36 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oauth_clients (id) {
+        id -> Text,
+        tenant_id -> Text,
+        client_id -> Text,
+        name -> Text,
+        client_type -> Text,
+        auth_method -> Text,
+        secret_hash -> Nullable<Text>,
+        jwks -> Nullable<Text>,
+        redirect_uris -> Text,
+        post_logout_redirect_uris -> Text,
+        grant_types -> Text,
+        scopes -> Text,
+        audiences -> Text,
+        default_audience -> Nullable<Text>,
+        access_token_ttl_secs -> BigInt,
+        refresh_token_ttl_secs -> BigInt,
+        refresh_idle_ttl_secs -> BigInt,
+        id_token_alg -> Text,
+        require_pkce -> Bool,
+        require_par -> Bool,
+        first_party -> Bool,
+        backchannel_logout_uri -> Nullable<Text>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(user_emails -> users (user_id));
 diesel::joinable!(group_members -> groups (group_id));
@@ -199,4 +229,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     one_time_tokens,
     rate_limits,
+    oauth_clients,
 );

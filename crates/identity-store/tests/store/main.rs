@@ -3,6 +3,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 mod audit;
+mod clients;
 mod credentials;
 mod events;
 mod groups_roles;

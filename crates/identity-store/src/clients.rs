@@ -1,0 +1,288 @@
+//! OAuth 2.0 / OpenID Connect clients. The secret is stored only as its SHA-256: it is
+//! a random 256-bit value shown once at creation, so a fast hash is the right form.
+
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::prelude::*;
+use gatehouse_core::ids::TenantId;
+use uuid::Uuid;
+
+use crate::error::map_unique;
+use crate::schema::oauth_clients;
+use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
+
+const ENTITY: &str = "client";
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClientData {
+    pub client_id: String,
+    pub name: String,
+    /// "confidential" or "public".
+    pub client_type: String,
+    /// client_secret_basic | client_secret_post | private_key_jwt | none
+    pub auth_method: String,
+    pub secret_hash: Option<String>,
+    /// The client's public keys (JWKS JSON) for private_key_jwt.
+    pub jwks: Option<String>,
+    pub redirect_uris: Vec<String>,
+    pub post_logout_redirect_uris: Vec<String>,
+    pub grant_types: Vec<String>,
+    pub scopes: Vec<String>,
+    pub audiences: Vec<String>,
+    pub default_audience: Option<String>,
+    pub access_token_ttl_secs: i64,
+    pub refresh_token_ttl_secs: i64,
+    pub refresh_idle_ttl_secs: i64,
+    pub id_token_alg: String,
+    pub require_pkce: bool,
+    pub require_par: bool,
+    pub first_party: bool,
+    pub backchannel_logout_uri: Option<String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Client {
+    pub id: Uuid,
+    pub tenant_id: TenantId,
+    pub data: ClientData,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+#[derive(Queryable, Selectable, Insertable)]
+#[diesel(table_name = oauth_clients)]
+struct ClientRow {
+    id: String,
+    tenant_id: String,
+    client_id: String,
+    name: String,
+    client_type: String,
+    auth_method: String,
+    secret_hash: Option<String>,
+    jwks: Option<String>,
+    redirect_uris: String,
+    post_logout_redirect_uris: String,
+    grant_types: String,
+    scopes: String,
+    audiences: String,
+    default_audience: Option<String>,
+    access_token_ttl_secs: i64,
+    refresh_token_ttl_secs: i64,
+    refresh_idle_ttl_secs: i64,
+    id_token_alg: String,
+    require_pkce: bool,
+    require_par: bool,
+    first_party: bool,
+    backchannel_logout_uri: Option<String>,
+    created_at: NaiveDateTime,
+    updated_at: NaiveDateTime,
+    version: i64,
+}
+
+fn list_json(values: &[String]) -> String {
+    serde_json::Value::from(values.to_vec()).to_string()
+}
+
+impl ClientRow {
+    fn new(
+        id: Uuid,
+        tenant: TenantId,
+        data: ClientData,
+        now: DateTime<Utc>,
+        version: i64,
+    ) -> ClientRow {
+        ClientRow {
+            id: id.to_string(),
+            tenant_id: tenant.to_string(),
+            redirect_uris: list_json(&data.redirect_uris),
+            post_logout_redirect_uris: list_json(&data.post_logout_redirect_uris),
+            grant_types: list_json(&data.grant_types),
+            scopes: list_json(&data.scopes),
+            audiences: list_json(&data.audiences),
+            client_id: data.client_id,
+            name: data.name,
+            client_type: data.client_type,
+            auth_method: data.auth_method,
+            secret_hash: data.secret_hash,
+            jwks: data.jwks,
+            default_audience: data.default_audience,
+            access_token_ttl_secs: data.access_token_ttl_secs,
+            refresh_token_ttl_secs: data.refresh_token_ttl_secs,
+            refresh_idle_ttl_secs: data.refresh_idle_ttl_secs,
+            id_token_alg: data.id_token_alg,
+            require_pkce: data.require_pkce,
+            require_par: data.require_par,
+            first_party: data.first_party,
+            backchannel_logout_uri: data.backchannel_logout_uri,
+            created_at: now.naive_utc(),
+            updated_at: now.naive_utc(),
+            version,
+        }
+    }
+}
+
+impl TryFrom<ClientRow> for Client {
+    type Error = StoreError;
+    fn try_from(row: ClientRow) -> StoreResult<Client> {
+        let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("oauth_clients", e);
+        let list = |text: &str| serde_json::from_str::<Vec<String>>(text).map_err(|e| corrupt(&e));
+        Ok(Client {
+            id: row.id.parse().map_err(|e| corrupt(&e))?,
+            tenant_id: row.tenant_id.parse().map_err(|e| corrupt(&e))?,
+            data: ClientData {
+                redirect_uris: list(&row.redirect_uris)?,
+                post_logout_redirect_uris: list(&row.post_logout_redirect_uris)?,
+                grant_types: list(&row.grant_types)?,
+                scopes: list(&row.scopes)?,
+                audiences: list(&row.audiences)?,
+                client_id: row.client_id,
+                name: row.name,
+                client_type: row.client_type,
+                auth_method: row.auth_method,
+                secret_hash: row.secret_hash,
+                jwks: row.jwks,
+                default_audience: row.default_audience,
+                access_token_ttl_secs: row.access_token_ttl_secs,
+                refresh_token_ttl_secs: row.refresh_token_ttl_secs,
+                refresh_idle_ttl_secs: row.refresh_idle_ttl_secs,
+                id_token_alg: row.id_token_alg,
+                require_pkce: row.require_pkce,
+                require_par: row.require_par,
+                first_party: row.first_party,
+                backchannel_logout_uri: row.backchannel_logout_uri,
+            },
+            created_at: row.created_at.and_utc(),
+            updated_at: row.updated_at.and_utc(),
+            version: row.version,
+        })
+    }
+}
+
+fn conflict() -> impl Fn(diesel::result::Error) -> StoreError {
+    map_unique(
+        ENTITY,
+        &[(
+            "oauth_clients_client_id_key",
+            "oauth_clients.tenant_id",
+            "client_id",
+        )],
+    )
+}
+
+pub fn create(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    data: ClientData,
+) -> StoreResult<Client> {
+    if data.client_id.trim().is_empty() || data.name.trim().is_empty() {
+        return Err(StoreError::invalid(
+            ENTITY,
+            "client_id and name must not be empty",
+        ));
+    }
+    let row = ClientRow::new(Uuid::now_v7(), tenant, data, now, 1);
+    diesel::insert_into(oauth_clients::table)
+        .values(&row)
+        .execute(conn)
+        .map_err(conflict())?;
+    row.try_into()
+}
+
+pub fn get_by_client_id(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    client_id: &str,
+) -> StoreResult<Option<Client>> {
+    oauth_clients::table
+        .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_clients::client_id.eq(client_id))
+        .select(ClientRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Client::try_from)
+        .transpose()
+}
+
+/// Replaces the client's data if `expected_version` is still current.
+pub fn update(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    client_id: &str,
+    expected_version: i64,
+    data: ClientData,
+) -> StoreResult<Client> {
+    let existing = get_by_client_id(conn, tenant, client_id)?
+        .ok_or(StoreError::NotFound { entity: ENTITY })?;
+    let mut row = ClientRow::new(existing.id, tenant, data, now, expected_version + 1);
+    row.created_at = existing.created_at.naive_utc();
+    let updated = diesel::update(
+        oauth_clients::table
+            .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+            .filter(oauth_clients::id.eq(existing.id.to_string()))
+            .filter(oauth_clients::version.eq(expected_version)),
+    )
+    .set((
+        oauth_clients::client_id.eq(&row.client_id),
+        oauth_clients::name.eq(&row.name),
+        oauth_clients::client_type.eq(&row.client_type),
+        oauth_clients::auth_method.eq(&row.auth_method),
+        oauth_clients::secret_hash.eq(&row.secret_hash),
+        oauth_clients::jwks.eq(&row.jwks),
+        oauth_clients::redirect_uris.eq(&row.redirect_uris),
+        oauth_clients::post_logout_redirect_uris.eq(&row.post_logout_redirect_uris),
+        oauth_clients::grant_types.eq(&row.grant_types),
+        oauth_clients::scopes.eq(&row.scopes),
+        oauth_clients::audiences.eq(&row.audiences),
+        oauth_clients::default_audience.eq(&row.default_audience),
+        oauth_clients::access_token_ttl_secs.eq(row.access_token_ttl_secs),
+        oauth_clients::refresh_token_ttl_secs.eq(row.refresh_token_ttl_secs),
+        oauth_clients::refresh_idle_ttl_secs.eq(row.refresh_idle_ttl_secs),
+        oauth_clients::id_token_alg.eq(&row.id_token_alg),
+        oauth_clients::require_pkce.eq(row.require_pkce),
+        oauth_clients::require_par.eq(row.require_par),
+        oauth_clients::first_party.eq(row.first_party),
+        oauth_clients::backchannel_logout_uri.eq(&row.backchannel_logout_uri),
+        oauth_clients::updated_at.eq(row.updated_at),
+        oauth_clients::version.eq(row.version),
+    ))
+    .execute(conn)
+    .map_err(conflict())?;
+    if updated == 0 {
+        return Err(StoreError::StaleVersion { entity: ENTITY });
+    }
+    row.try_into()
+}
+
+pub fn delete(conn: &mut AnyConnection, tenant: TenantId, client_id: &str) -> StoreResult<()> {
+    let deleted = diesel::delete(
+        oauth_clients::table
+            .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+            .filter(oauth_clients::client_id.eq(client_id)),
+    )
+    .execute(conn)?;
+    if deleted == 0 {
+        return Err(StoreError::NotFound { entity: ENTITY });
+    }
+    Ok(())
+}
+
+pub fn list(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    page: &PageRequest,
+) -> StoreResult<Page<Client>> {
+    let rows: Vec<ClientRow> = oauth_clients::table
+        .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_clients::id.gt(page.cursor()))
+        .order(oauth_clients::id.asc())
+        .limit(page.fetch_limit()?)
+        .select(ClientRow::as_select())
+        .load(conn)?;
+    let items = rows
+        .into_iter()
+        .map(Client::try_from)
+        .collect::<StoreResult<Vec<_>>>()?;
+    Ok(Page::from_rows(items, page, |c| c.id.to_string()))
+}
