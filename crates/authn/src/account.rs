@@ -4,18 +4,17 @@ use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, CredentialKind};
-use gatehouse_identity_store::one_time_tokens::{self, Purpose};
+use gatehouse_identity_store::db;
 use gatehouse_identity_store::sessions::{self, Session};
 use gatehouse_identity_store::users::{self, User};
-use gatehouse_identity_store::{StoreError, db};
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::AuthnError;
 use crate::mail::OutgoingMail;
 use crate::password::Verification;
-use crate::registration::{LinkBase, valid_email};
+use crate::registration::{LinkBase, issue_verification, valid_email};
 use crate::service::{Authn, ClientInfo, Inner};
-use crate::{AuthnError, secrets};
 
 #[derive(Debug, Clone)]
 pub struct ProfileUpdate {
@@ -201,12 +200,7 @@ impl Authn {
                 if users::find_by_primary_email(conn, tenant, &new_email)?.is_some_and(|other| other.id != user.id) {
                     return Err(AuthnError::EmailTaken);
                 }
-                let (token, token_hash) = secrets::generate();
-                one_time_tokens::issue(conn, inner.now(), tenant, user.id, Purpose::VerifyEmail, &token_hash, inner.settings.verification_link_lifetime, &json!({ "email": new_email }))
-                    .map_err(|e| match e {
-                        StoreError::Conflict { .. } => AuthnError::Internal("token collision".into()),
-                        other => other.into(),
-                    })?;
+                let token = issue_verification(inner, conn, tenant, user.id, &new_email)?;
                 inner.audit(conn, tenant, format!("user:{}", user.id), "email.change_requested", Some(format!("user:{}", user.id)), Outcome::Success, &client, json!({}))?;
                 let mut mails = vec![OutgoingMail {
                     to: new_email.clone(),

@@ -5,16 +5,16 @@
 //! that someone tried to sign up with it. Both paths hash a password, so they take
 //! similar time.
 
-use gatehouse_core::ids::TenantId;
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
 use gatehouse_identity_store::users::{self, Email, Name, UserData};
-use gatehouse_identity_store::{StoreError, db, rate_limits};
+use gatehouse_identity_store::{AnyConnection, StoreError, db, rate_limits};
 use serde_json::json;
 
 use crate::mail::OutgoingMail;
-use crate::service::{Authn, ClientInfo};
+use crate::service::{Authn, ClientInfo, Inner};
 use crate::settings::TenantPolicy;
 use crate::{AuthnError, secrets};
 
@@ -50,6 +50,29 @@ pub fn valid_email(email: &str) -> bool {
         && !email
             .chars()
             .any(|c| c.is_whitespace() || c.is_control() || matches!(c, '<' | '>' | ',' | ';'))
+}
+
+/// Issues a single-use link token that verifies `email` for `user` (sign-up, resend
+/// and email change alike); returns the token for the link. Only its hash is stored.
+pub(crate) fn issue_verification(
+    inner: &Inner,
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+    email: &str,
+) -> Result<String, StoreError> {
+    let (token, token_hash) = secrets::generate();
+    one_time_tokens::issue(
+        conn,
+        inner.now(),
+        tenant,
+        user,
+        Purpose::VerifyEmail,
+        &token_hash,
+        inner.settings.verification_link_lifetime,
+        &json!({ "email": email }),
+    )?;
+    Ok(token)
 }
 
 fn verification_mail(to: &str, link: &str) -> OutgoingMail {
@@ -135,17 +158,7 @@ impl Authn {
                             secret: phc.as_bytes(),
                         },
                     )?;
-                    let (token, token_hash) = secrets::generate();
-                    one_time_tokens::issue(
-                        conn,
-                        now,
-                        tenant,
-                        user.id,
-                        Purpose::VerifyEmail,
-                        &token_hash,
-                        inner.settings.verification_link_lifetime,
-                        &json!({ "email": email }),
-                    )?;
+                    let token = issue_verification(inner, conn, tenant, user.id, &email)?;
                     Ok((user, token))
                 });
                 match created {
@@ -292,8 +305,7 @@ impl Authn {
                 let Some(primary) = user.primary_email().filter(|e| !e.verified).cloned() else {
                     return Ok(None);
                 };
-                let (token, token_hash) = secrets::generate();
-                db::transaction(conn, |conn| {
+                let token = db::transaction(conn, |conn| {
                     one_time_tokens::revoke_for_user(
                         conn,
                         now,
@@ -301,16 +313,7 @@ impl Authn {
                         user.id,
                         Purpose::VerifyEmail,
                     )?;
-                    one_time_tokens::issue(
-                        conn,
-                        now,
-                        tenant,
-                        user.id,
-                        Purpose::VerifyEmail,
-                        &token_hash,
-                        inner.settings.verification_link_lifetime,
-                        &json!({ "email": primary.value }),
-                    )
+                    issue_verification(inner, conn, tenant, user.id, &primary.value)
                 })?;
                 inner.audit(
                     conn,

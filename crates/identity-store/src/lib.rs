@@ -21,6 +21,7 @@ pub mod rate_limits;
 pub mod roles;
 pub mod schema;
 pub mod sessions;
+pub mod signing_keys;
 pub mod tenants;
 pub mod users;
 

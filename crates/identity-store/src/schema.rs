@@ -209,6 +209,21 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    signing_keys (kid) {
+        kid -> Text,
+        tenant_id -> Text,
+        alg -> Text,
+        private_key -> Text,
+        public_jwk -> Text,
+        state -> Text,
+        created_at -> Timestamp,
+        activated_at -> Nullable<Timestamp>,
+        retired_at -> Nullable<Timestamp>,
+        publish_until -> Nullable<Timestamp>,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(user_emails -> users (user_id));
 diesel::joinable!(group_members -> groups (group_id));
@@ -229,5 +244,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     sessions,
     one_time_tokens,
     rate_limits,
+    signing_keys,
     oauth_clients,
 );

@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// Register and inspect OAuth / OpenID Connect clients.
+    Clients {
+        #[command(subcommand)]
+        action: crate::clients_cli::ClientsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -60,6 +65,9 @@ pub fn run() -> Result<ExitCode, ServerError> {
         Command::Audit {
             action: AuditCommand::Verify,
         } => audit_verify(&config),
+        Command::Clients { action } => {
+            crate::clients_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+        }
     }
 }
 

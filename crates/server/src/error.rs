@@ -33,6 +33,10 @@ pub enum ServerError {
     #[error("cannot start: {0}")]
     Startup(String),
 
+    /// A command was used wrongly (unknown tenant, bad argument).
+    #[error("{0}")]
+    Usage(String),
+
     #[error("audit chain is broken: {0} problem(s) found")]
     AuditBroken(usize),
 }

@@ -3,6 +3,7 @@
 
 pub mod bootstrap;
 pub mod cli;
+mod clients_cli;
 mod error;
 pub mod http;
 mod logging;

@@ -9,6 +9,7 @@ mod events;
 mod groups_roles;
 mod migrations;
 mod sessions;
+mod signing_keys;
 mod tenants;
 mod users;
 

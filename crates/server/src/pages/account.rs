@@ -99,6 +99,35 @@ async fn view(
     )
 }
 
+/// The account page again, with the message for a failed action.
+async fn failure(ctx: &PageContext, error: AuthnError) -> HttpResponse {
+    let (status, key) = match &error {
+        AuthnError::InvalidCredentials => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "account.error.current_password".to_owned(),
+        ),
+        AuthnError::Throttled { .. } => (
+            StatusCode::TOO_MANY_REQUESTS,
+            "signin.error.throttled".to_owned(),
+        ),
+        AuthnError::InvalidEmail => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "signup.error.email".to_owned(),
+        ),
+        AuthnError::EmailTaken => (StatusCode::CONFLICT, "account.error.email_taken".to_owned()),
+        AuthnError::PasswordPolicy(violation) => (
+            StatusCode::UNPROCESSABLE_ENTITY,
+            PageContext::policy_message(violation.code),
+        ),
+        _ => return internal(ctx, error),
+    };
+    let suggestions = match &error {
+        AuthnError::PasswordPolicy(violation) => violation.suggestions.clone(),
+        _ => Vec::new(),
+    };
+    view(ctx, status, None, Some(&key), &suggestions).await
+}
+
 fn internal(ctx: &PageContext, error: AuthnError) -> HttpResponse {
     tracing::error!(%error, "account action failed");
     ctx.error_page(
@@ -175,37 +204,7 @@ pub async fn password(ctx: PageContext, form: web::Form<PasswordForm>) -> HttpRe
             )
             .await
         }
-        Err(AuthnError::InvalidCredentials) => {
-            view(
-                &ctx,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some("account.error.current_password"),
-                &[],
-            )
-            .await
-        }
-        Err(AuthnError::Throttled { .. }) => {
-            view(
-                &ctx,
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                Some("signin.error.throttled"),
-                &[],
-            )
-            .await
-        }
-        Err(AuthnError::PasswordPolicy(violation)) => {
-            view(
-                &ctx,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some(PageContext::policy_message(violation.code).as_str()),
-                &violation.suggestions,
-            )
-            .await
-        }
-        Err(error) => internal(&ctx, error),
+        Err(error) => failure(&ctx, error).await,
     }
 }
 
@@ -230,48 +229,8 @@ pub async fn email(ctx: PageContext, form: web::Form<EmailForm>) -> HttpResponse
         )
         .await;
     match result {
-        Ok(()) => view(&ctx, StatusCode::OK, Some("account.email.sent"), None, &[]).await,
-        Err(AuthnError::InvalidCredentials) => {
-            view(
-                &ctx,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some("account.error.current_password"),
-                &[],
-            )
-            .await
-        }
-        Err(AuthnError::InvalidEmail) => {
-            view(
-                &ctx,
-                StatusCode::UNPROCESSABLE_ENTITY,
-                None,
-                Some("signup.error.email"),
-                &[],
-            )
-            .await
-        }
-        Err(AuthnError::EmailTaken) => {
-            view(
-                &ctx,
-                StatusCode::CONFLICT,
-                None,
-                Some("account.error.email_taken"),
-                &[],
-            )
-            .await
-        }
-        Err(AuthnError::Throttled { .. }) => {
-            view(
-                &ctx,
-                StatusCode::TOO_MANY_REQUESTS,
-                None,
-                Some("signin.error.throttled"),
-                &[],
-            )
-            .await
-        }
-        Err(error) => internal(&ctx, error),
+        Ok(_) => view(&ctx, StatusCode::OK, Some("account.email.sent"), None, &[]).await,
+        Err(error) => failure(&ctx, error).await,
     }
 }
 

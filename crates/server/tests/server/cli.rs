@@ -83,3 +83,100 @@ fn check_config_reports_the_resolved_settings() {
         "check-config must not create the data directory"
     );
 }
+
+#[test]
+fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
+    let dir = temp_dir();
+    let early = run(&mut gatehouse(dir.path(), &["clients", "list"]));
+    assert_clean_failure(&early, 1, "first `gatehouse serve`");
+    // The first start creates the default tenant.
+    assert!(
+        Server::start(gatehouse(dir.path(), &["serve"]))
+            .terminate()
+            .success()
+    );
+    let created = run(&mut gatehouse(
+        dir.path(),
+        &[
+            "clients",
+            "create",
+            "--name",
+            "Web shop",
+            "--client-id",
+            "shop",
+            "--redirect-uri",
+            "https://shop.example/cb",
+            "--scope",
+            "openid",
+            "--audience",
+            "https://api.example",
+        ],
+    ));
+    assert!(created.status.success(), "{}", stderr(&created));
+    let out = stdout(&created);
+    let secret = out
+        .lines()
+        .find_map(|l| l.strip_prefix("client_secret:"))
+        .expect("secret printed once")
+        .trim()
+        .to_owned();
+    assert_eq!(secret.len(), 43, "secret must carry 256 bits");
+    assert!(out.contains("client_secret_basic"));
+
+    let listed = stdout(&run(&mut gatehouse(dir.path(), &["clients", "list"])));
+    assert!(listed.contains("shop\tconfidential\tWeb shop"), "{listed}");
+    let shown = stdout(&run(&mut gatehouse(
+        dir.path(),
+        &["clients", "show", "shop"],
+    )));
+    assert!(
+        shown.contains("https://shop.example/cb") && !shown.contains(&secret),
+        "{shown}"
+    );
+
+    // The stored form is the hash, never the secret.
+    let db = std::fs::read(data_dir(dir.path()).join("gatehouse.db")).unwrap();
+    assert!(
+        !db.windows(secret.len()).any(|w| w == secret.as_bytes()),
+        "secret stored in clear"
+    );
+
+    let bad = run(&mut gatehouse(
+        dir.path(),
+        &[
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--redirect-uri",
+            "http://evil.example/cb",
+        ],
+    ));
+    assert_clean_failure(&bad, 1, "loopback");
+    let public_cc = run(&mut gatehouse(
+        dir.path(),
+        &[
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--kind",
+            "public",
+            "--grant",
+            "client_credentials",
+        ],
+    ));
+    assert_clean_failure(
+        &public_cc,
+        1,
+        "public clients cannot use client_credentials",
+    );
+
+    assert!(
+        run(&mut gatehouse(dir.path(), &["clients", "delete", "shop"]))
+            .status
+            .success()
+    );
+    let gone = run(&mut gatehouse(dir.path(), &["clients", "show", "shop"]));
+    assert_clean_failure(&gone, 1, "no client `shop`");
+}

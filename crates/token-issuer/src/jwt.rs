@@ -1,0 +1,1030 @@
+//! Minting and checking JWTs: access tokens (RFC 9068) and ID tokens (OIDC Core).
+//!
+//! Signing writes the JWS compact form directly with the ring's pre-parsed key and
+//! pre-encoded header, so the hot path is one JSON serialization, one base64 pass and
+//! one signature. Verification goes through `jsonwebtoken`, restricted to the one
+//! algorithm of the key named by `kid`.
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256, Sha512};
+
+use crate::error::{IssuerError, IssuerResult, Rejection};
+use crate::keys::{Algorithm, KeyRing};
+
+/// Clock leeway for `exp` and `nbf` when verifying, unless the caller chooses one.
+pub const DEFAULT_LEEWAY: Duration = Duration::seconds(5);
+/// Larger leeways are capped here: a token is not valid minutes after it expired.
+pub const MAX_LEEWAY: Duration = Duration::seconds(30);
+/// Longer tokens are rejected before any parsing.
+pub const MAX_TOKEN_LEN: usize = 16 * 1024;
+
+/// Which JOSE `typ` a token carries.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TokenKind {
+    /// `at+jwt` (RFC 9068 §2.1), so an access token cannot pass as an ID token.
+    Access = 0,
+    /// `JWT` (OIDC Core).
+    Id = 1,
+}
+
+impl TokenKind {
+    pub fn typ(self) -> &'static str {
+        match self {
+            TokenKind::Access => "at+jwt",
+            TokenKind::Id => "JWT",
+        }
+    }
+}
+
+/// Claims that [`sign`] can sign.
+pub trait TokenClaims: Serialize {
+    const KIND: TokenKind;
+    /// Claim names set by the issuer; configured (`extra`) claims may not reuse them.
+    const REGISTERED: &'static [&'static str];
+    fn extra(&self) -> &Map<String, Value>;
+}
+
+/// `aud`: one string or an array (RFC 7519 §4.1.3).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(untagged)]
+pub enum Audience {
+    One(String),
+    Many(Vec<String>),
+}
+
+impl Audience {
+    pub fn contains(&self, audience: &str) -> bool {
+        match self {
+            Audience::One(one) => one == audience,
+            Audience::Many(many) => many.iter().any(|a| a == audience),
+        }
+    }
+}
+
+/// JWT access token claims, RFC 9068 §2.2. Times are seconds since the epoch.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct AccessTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nbf: Option<i64>,
+    pub jti: String,
+    pub client_id: String,
+    /// Space-separated scopes.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    /// Configured claims (roles, groups, entitlements, custom attributes).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl AccessTokenClaims {
+    /// Claims valid from `issued_at` for `lifetime`, with a random `jti`.
+    pub fn new(
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        audience: Audience,
+        client_id: impl Into<String>,
+        issued_at: DateTime<Utc>,
+        lifetime: Duration,
+    ) -> Self {
+        AccessTokenClaims {
+            iss: issuer.into(),
+            sub: subject.into(),
+            aud: audience,
+            exp: (issued_at + lifetime).timestamp(),
+            iat: issued_at.timestamp(),
+            nbf: None,
+            jti: uuid::Uuid::new_v4().simple().to_string(),
+            client_id: client_id.into(),
+            scope: None,
+            auth_time: None,
+            acr: None,
+            amr: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl TokenClaims for AccessTokenClaims {
+    const KIND: TokenKind = TokenKind::Access;
+    const REGISTERED: &'static [&'static str] = &[
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "jti",
+        "client_id",
+        "scope",
+        "auth_time",
+        "acr",
+        "amr",
+    ];
+    fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+}
+
+/// ID token claims, OIDC Core §2 and §3.1.3.6.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IdTokenClaims {
+    pub iss: String,
+    pub sub: String,
+    pub aud: Audience,
+    pub exp: i64,
+    pub iat: i64,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub auth_time: Option<i64>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub nonce: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub acr: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub amr: Option<Vec<String>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub azp: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sid: Option<String>,
+    /// See [`at_hash`].
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub at_hash: Option<String>,
+    /// Configured and scope-derived claims (`email`, `name`, …).
+    #[serde(flatten)]
+    pub extra: Map<String, Value>,
+}
+
+impl IdTokenClaims {
+    pub fn new(
+        issuer: impl Into<String>,
+        subject: impl Into<String>,
+        audience: Audience,
+        issued_at: DateTime<Utc>,
+        lifetime: Duration,
+    ) -> Self {
+        IdTokenClaims {
+            iss: issuer.into(),
+            sub: subject.into(),
+            aud: audience,
+            exp: (issued_at + lifetime).timestamp(),
+            iat: issued_at.timestamp(),
+            auth_time: None,
+            nonce: None,
+            acr: None,
+            amr: None,
+            azp: None,
+            sid: None,
+            at_hash: None,
+            extra: Map::new(),
+        }
+    }
+}
+
+impl TokenClaims for IdTokenClaims {
+    const KIND: TokenKind = TokenKind::Id;
+    const REGISTERED: &'static [&'static str] = &[
+        "iss",
+        "sub",
+        "aud",
+        "exp",
+        "iat",
+        "nbf",
+        "auth_time",
+        "nonce",
+        "acr",
+        "amr",
+        "azp",
+        "sid",
+        "at_hash",
+        "c_hash",
+    ];
+    fn extra(&self) -> &Map<String, Value> {
+        &self.extra
+    }
+}
+
+/// `at_hash` (OIDC Core §3.1.3.6; `c_hash` works the same way): the left-most half
+/// of the hash of the access token's ASCII octets, base64url without padding.
+///
+/// The hash is the one of the ID token's `alg`: SHA-256 for ES256 and RS256. JWA
+/// names no hash for EdDSA; like other OpenID providers (and the OpenID Foundation's
+/// certification suite) we use SHA-512 for Ed25519, the hash Ed25519 is built on,
+/// giving a 32-byte (43-character) value.
+pub fn at_hash(alg: Algorithm, access_token: &str) -> String {
+    match alg {
+        Algorithm::ES256 | Algorithm::RS256 => {
+            let digest = Sha256::digest(access_token.as_bytes());
+            URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+        }
+        Algorithm::EdDSA => {
+            let digest = Sha512::digest(access_token.as_bytes());
+            URL_SAFE_NO_PAD.encode(&digest[..digest.len() / 2])
+        }
+    }
+}
+
+/// Signs `claims` with the ring's active key for `alg`, with header
+/// `{"alg", "typ", "kid"}` (`typ` from [`TokenClaims::KIND`]).
+pub fn sign<C: TokenClaims>(ring: &KeyRing, alg: Algorithm, claims: &C) -> IssuerResult<String> {
+    let signer = ring.signer(alg).ok_or(IssuerError::NoSigningKey { alg })?;
+    if let Some(name) = claims
+        .extra()
+        .keys()
+        .find(|name| C::REGISTERED.contains(&name.as_str()))
+    {
+        return Err(IssuerError::Claims(format!(
+            "claim `{name}` is set by the issuer and cannot be configured"
+        )));
+    }
+    let payload = serde_json::to_vec(claims).map_err(|e| IssuerError::Claims(e.to_string()))?;
+    let header = signer.encoded_header(C::KIND);
+    // header . payload . signature (RSA-2048: 342 characters; others 86).
+    let mut token = String::with_capacity(header.len() + payload.len() * 4 / 3 + 350);
+    token.push_str(header);
+    token.push('.');
+    URL_SAFE_NO_PAD.encode_string(&payload, &mut token);
+    signer.sign_appending(&mut token)?;
+    Ok(token)
+}
+
+/// Verifies an access token issued by this tenant: see
+/// [`verify_access_token_with_leeway`], with [`DEFAULT_LEEWAY`].
+pub fn verify_access_token(
+    ring: &KeyRing,
+    token: &str,
+    expected_issuer: &str,
+    now: DateTime<Utc>,
+) -> IssuerResult<AccessTokenClaims> {
+    verify_access_token_with_leeway(ring, token, expected_issuer, now, DEFAULT_LEEWAY)
+}
+
+/// Verifies an access token (RFC 9068 §4):
+/// - the header `typ` is `at+jwt` or `application/at+jwt` (case-insensitive);
+/// - `kid` names a key in the ring (published: `next`, `active`, or `retired` before
+///   its `publish_until` at `now`), and `alg` is exactly that key's algorithm, so
+///   `none` and alg confusion (HS256 keyed with the public key) are refused;
+/// - no `crit` header (no extension is understood);
+/// - the signature;
+/// - `iss` equals `expected_issuer`;
+/// - `exp` is after `now` and `nbf` (if present) not after it, each give or take
+///   `leeway` (capped at [`MAX_LEEWAY`]).
+///
+/// The audience is the resource server's business and is not checked here.
+pub fn verify_access_token_with_leeway(
+    ring: &KeyRing,
+    token: &str,
+    expected_issuer: &str,
+    now: DateTime<Utc>,
+    leeway: Duration,
+) -> IssuerResult<AccessTokenClaims> {
+    let claims: AccessTokenClaims = verify_jws(ring, token, TokenKind::Access, now)?;
+    if claims.iss != expected_issuer {
+        return Err(Rejection::WrongIssuer.into());
+    }
+    check_times(claims.exp, claims.nbf, now, leeway)?;
+    Ok(claims)
+}
+
+#[derive(Deserialize)]
+struct JoseHeader {
+    alg: String,
+    #[serde(default)]
+    typ: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default)]
+    crit: Option<Value>,
+}
+
+fn is_expected_type(kind: TokenKind, typ: &str) -> bool {
+    match kind {
+        TokenKind::Access => {
+            typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
+        }
+        TokenKind::Id => typ.eq_ignore_ascii_case("JWT"),
+    }
+}
+
+/// Header checks, key selection and signature; returns the claims unchecked.
+fn verify_jws<C: DeserializeOwned>(
+    ring: &KeyRing,
+    token: &str,
+    kind: TokenKind,
+    now: DateTime<Utc>,
+) -> IssuerResult<C> {
+    // JWS compact serialization: exactly three segments (a JWE has five).
+    if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+        return Err(Rejection::Malformed.into());
+    }
+    let encoded_header = token.split('.').next().ok_or(Rejection::Malformed)?;
+    let header: JoseHeader = URL_SAFE_NO_PAD
+        .decode(encoded_header)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or(Rejection::Malformed)?;
+    if header.crit.is_some() {
+        return Err(Rejection::CriticalHeader.into());
+    }
+    if !header
+        .typ
+        .as_deref()
+        .is_some_and(|typ| is_expected_type(kind, typ))
+    {
+        return Err(Rejection::WrongType.into());
+    }
+    let key = header
+        .kid
+        .as_deref()
+        .and_then(|kid| ring.verification_key(kid))
+        .ok_or(Rejection::UnknownKey)?;
+    if header.alg != key.alg.as_str() {
+        return Err(Rejection::AlgorithmNotAllowed.into());
+    }
+    if !key.is_published_at(now) {
+        return Err(Rejection::KeyWithdrawn.into());
+    }
+    let data = jsonwebtoken::decode::<C>(token, &key.decoding, &key.validation).map_err(|e| {
+        use jsonwebtoken::errors::ErrorKind;
+        match e.kind() {
+            ErrorKind::InvalidSignature => Rejection::BadSignature,
+            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
+                Rejection::AlgorithmNotAllowed
+            }
+            ErrorKind::Json(_)
+            | ErrorKind::InvalidClaimFormat(_)
+            | ErrorKind::MissingRequiredClaim(_) => Rejection::BadClaims,
+            _ => Rejection::Malformed,
+        }
+    })?;
+    Ok(data.claims)
+}
+
+fn check_times(
+    exp: i64,
+    nbf: Option<i64>,
+    now: DateTime<Utc>,
+    leeway: Duration,
+) -> Result<(), Rejection> {
+    let leeway = leeway.clamp(Duration::zero(), MAX_LEEWAY).num_seconds();
+    let now = now.timestamp();
+    // RFC 7519 §4.1.4: not accepted "on or after" exp.
+    if now >= exp.saturating_add(leeway) {
+        return Err(Rejection::Expired);
+    }
+    if nbf.is_some_and(|nbf| now.saturating_add(leeway) < nbf) {
+        return Err(Rejection::NotYetValid);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::OnceLock;
+
+    use gatehouse_core::ids::TenantId;
+    use gatehouse_identity_store::signing_keys::KeyState;
+    use serde_json::json;
+
+    use super::*;
+    use crate::keys::tests::{material, rsa_material, t0};
+
+    const ISSUER: &str = "https://id.example.com/t/acme";
+
+    /// One ring with an active key per algorithm, shared (RSA generation is slow).
+    fn ring() -> &'static KeyRing {
+        static RING: OnceLock<KeyRing> = OnceLock::new();
+        RING.get_or_init(|| {
+            KeyRing::build(
+                TenantId::new(),
+                t0(),
+                vec![
+                    material(Algorithm::ES256, KeyState::Active, t0()),
+                    rsa_material(KeyState::Active, t0()),
+                    material(Algorithm::EdDSA, KeyState::Active, t0()),
+                ],
+            )
+            .unwrap()
+        })
+    }
+
+    fn other_ring() -> KeyRing {
+        KeyRing::build(
+            TenantId::new(),
+            t0(),
+            vec![
+                material(Algorithm::ES256, KeyState::Active, t0()),
+                material(Algorithm::EdDSA, KeyState::Active, t0()),
+            ],
+        )
+        .unwrap()
+    }
+
+    fn claims() -> AccessTokenClaims {
+        let mut claims = AccessTokenClaims::new(
+            ISSUER,
+            "0190c9e8-0000-7000-8000-000000000001",
+            Audience::Many(vec![
+                "https://api.example.com".into(),
+                "https://billing.example.com".into(),
+            ]),
+            "web-app",
+            t0(),
+            Duration::minutes(10),
+        );
+        claims.scope = Some("openid profile orders:read".into());
+        claims.auth_time = Some(t0().timestamp() - 60);
+        claims.acr = Some("urn:gatehouse:aal1".into());
+        claims.amr = Some(vec!["pwd".into()]);
+        claims
+            .extra
+            .insert("roles".into(), json!(["admin", "auditor"]));
+        claims
+    }
+
+    fn b64(json: &Value) -> String {
+        URL_SAFE_NO_PAD.encode(serde_json::to_vec(json).unwrap())
+    }
+
+    /// Signs an arbitrary header and payload with the ring's key for `alg`.
+    fn sign_raw(ring: &KeyRing, alg: Algorithm, header: &Value, payload: &Value) -> String {
+        let mut token = format!("{}.{}", b64(header), b64(payload));
+        ring.signer(alg)
+            .unwrap()
+            .sign_appending(&mut token)
+            .unwrap();
+        token
+    }
+
+    fn header(alg: &str, typ: &str, kid: &str) -> Value {
+        json!({"alg": alg, "typ": typ, "kid": kid})
+    }
+
+    fn kid(alg: Algorithm) -> &'static str {
+        ring().signer(alg).unwrap().kid()
+    }
+
+    fn rejection(result: IssuerResult<AccessTokenClaims>) -> Rejection {
+        match result {
+            Err(IssuerError::Rejected(reason)) => reason,
+            other => panic!("expected a rejection, got {other:?}"),
+        }
+    }
+
+    fn verify(token: &str) -> IssuerResult<AccessTokenClaims> {
+        verify_access_token(ring(), token, ISSUER, t0())
+    }
+
+    #[test]
+    fn access_tokens_round_trip_for_each_algorithm() {
+        for alg in Algorithm::ALL {
+            let claims = claims();
+            let token = sign(ring(), alg, &claims).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("at+jwt"));
+            assert_eq!(header.kid.as_deref(), Some(kid(alg)));
+            assert_eq!(format!("{:?}", header.alg), alg.as_str());
+            assert_eq!(verify(&token).unwrap(), claims, "{alg}");
+
+            // The payload is exactly the RFC 9068 claim set plus the extra claims.
+            let payload: Value = serde_json::from_slice(
+                &URL_SAFE_NO_PAD
+                    .decode(token.split('.').nth(1).unwrap())
+                    .unwrap(),
+            )
+            .unwrap();
+            let mut names: Vec<&str> = payload
+                .as_object()
+                .unwrap()
+                .keys()
+                .map(String::as_str)
+                .collect();
+            names.sort_unstable();
+            assert_eq!(
+                names,
+                [
+                    "acr",
+                    "amr",
+                    "aud",
+                    "auth_time",
+                    "client_id",
+                    "exp",
+                    "iat",
+                    "iss",
+                    "jti",
+                    "roles",
+                    "scope",
+                    "sub"
+                ]
+            );
+        }
+        // ES256 and EdDSA signatures are 64 bytes (r || s, not DER); RS256 256.
+        let sig_len = |alg| {
+            let token = sign(ring(), alg, &claims()).unwrap();
+            URL_SAFE_NO_PAD
+                .decode(token.rsplit('.').next().unwrap())
+                .unwrap()
+                .len()
+        };
+        assert_eq!(
+            [
+                sig_len(Algorithm::ES256),
+                sig_len(Algorithm::EdDSA),
+                sig_len(Algorithm::RS256)
+            ],
+            [64, 64, 256]
+        );
+    }
+
+    #[test]
+    fn id_tokens_carry_typ_jwt_and_do_not_pass_as_access_tokens() {
+        let access = sign(ring(), Algorithm::ES256, &claims()).unwrap();
+        for alg in Algorithm::ALL {
+            let mut id = IdTokenClaims::new(
+                ISSUER,
+                "user-1",
+                Audience::One("web-app".into()),
+                t0(),
+                Duration::minutes(5),
+            );
+            id.nonce = Some("n-0S6_WzA2Mj".into());
+            id.auth_time = Some(t0().timestamp());
+            id.azp = Some("web-app".into());
+            id.sid = Some("0190c9e8-session".into());
+            id.at_hash = Some(at_hash(alg, &access));
+            id.extra.insert("email".into(), json!("alice@example.com"));
+            let token = sign(ring(), alg, &id).unwrap();
+            let header = jsonwebtoken::decode_header(&token).unwrap();
+            assert_eq!(header.typ.as_deref(), Some("JWT"));
+            let decoded: IdTokenClaims = verify_jws(ring(), &token, TokenKind::Id, t0()).unwrap();
+            assert_eq!(decoded, id);
+            assert_eq!(rejection(verify(&token)), Rejection::WrongType);
+        }
+    }
+
+    #[test]
+    fn alg_none_is_rejected() {
+        let payload = serde_json::to_value(claims()).unwrap();
+        for alg in ["none", "None", "NONE"] {
+            let unsigned = format!(
+                "{}.{}.",
+                b64(&header(alg, "at+jwt", kid(Algorithm::ES256))),
+                b64(&payload)
+            );
+            assert_eq!(
+                rejection(verify(&unsigned)),
+                Rejection::AlgorithmNotAllowed,
+                "{alg}"
+            );
+        }
+        // Even with a signature segment attached.
+        let signed = sign(ring(), Algorithm::ES256, &claims()).unwrap();
+        let signature = signed.rsplit('.').next().unwrap();
+        let forged = format!(
+            "{}.{}.{signature}",
+            b64(&header("none", "at+jwt", kid(Algorithm::ES256))),
+            b64(&payload)
+        );
+        assert!(verify(&forged).is_err());
+    }
+
+    #[test]
+    fn hmac_with_the_public_key_is_rejected() {
+        // The classic confusion: HS256 keyed with the published public key.
+        let jwks: Value = serde_json::from_slice(ring().jwks_json()).unwrap();
+        for alg in [Algorithm::ES256, Algorithm::RS256, Algorithm::EdDSA] {
+            let jwk = jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == kid(alg))
+                .unwrap();
+            for secret in [jwk.to_string(), jwk["x"].to_string(), jwk["n"].to_string()] {
+                let mut h = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::HS256);
+                h.typ = Some("at+jwt".into());
+                h.kid = Some(kid(alg).into());
+                let token = jsonwebtoken::encode(
+                    &h,
+                    &claims(),
+                    &jsonwebtoken::EncodingKey::from_secret(secret.as_bytes()),
+                )
+                .unwrap();
+                assert_eq!(rejection(verify(&token)), Rejection::AlgorithmNotAllowed);
+            }
+        }
+        // Nor may one asymmetric algorithm pose as another's key.
+        let payload = serde_json::to_value(claims()).unwrap();
+        let token = sign_raw(
+            ring(),
+            Algorithm::EdDSA,
+            &header("EdDSA", "at+jwt", kid(Algorithm::ES256)),
+            &payload,
+        );
+        assert_eq!(rejection(verify(&token)), Rejection::AlgorithmNotAllowed);
+    }
+
+    #[test]
+    fn a_token_signed_by_another_key_under_our_kid_is_rejected() {
+        let payload = serde_json::to_value(claims()).unwrap();
+        let impostor = other_ring();
+        for alg in [Algorithm::ES256, Algorithm::EdDSA] {
+            let token = sign_raw(
+                &impostor,
+                alg,
+                &header(alg.as_str(), "at+jwt", kid(alg)),
+                &payload,
+            );
+            assert_eq!(rejection(verify(&token)), Rejection::BadSignature, "{alg}");
+        }
+        // And a token from another tenant's ring names a kid this ring does not know.
+        let foreign = sign(&impostor, Algorithm::ES256, &claims()).unwrap();
+        assert_eq!(rejection(verify(&foreign)), Rejection::UnknownKey);
+    }
+
+    #[test]
+    fn tampered_tokens_are_rejected() {
+        for alg in Algorithm::ALL {
+            let token = sign(ring(), alg, &claims()).unwrap();
+            let parts: Vec<&str> = token.split('.').collect();
+            let mut changed = claims();
+            changed.sub = "someone-else".into();
+            let payload = URL_SAFE_NO_PAD.encode(serde_json::to_vec(&changed).unwrap());
+            let tampered = format!("{}.{payload}.{}", parts[0], parts[2]);
+            assert_eq!(
+                rejection(verify(&tampered)),
+                Rejection::BadSignature,
+                "{alg}"
+            );
+
+            // A flipped signature bit.
+            let mut signature = URL_SAFE_NO_PAD.decode(parts[2]).unwrap();
+            signature[10] ^= 1;
+            let flipped = format!(
+                "{}.{}.{}",
+                parts[0],
+                parts[1],
+                URL_SAFE_NO_PAD.encode(&signature)
+            );
+            assert_eq!(
+                rejection(verify(&flipped)),
+                Rejection::BadSignature,
+                "{alg}"
+            );
+        }
+        for garbage in [
+            "",
+            ".",
+            "..",
+            "a.b.c",
+            "e30.e30.",
+            "not a token",
+            &"A".repeat(MAX_TOKEN_LEN + 1),
+        ] {
+            assert!(verify(garbage).is_err(), "{garbage}");
+        }
+        let token = sign(ring(), Algorithm::ES256, &claims()).unwrap();
+        let (header, rest) = token.split_once('.').unwrap();
+        for extended in [format!("{token}."), format!("{header}.{header}.{rest}")] {
+            assert_eq!(rejection(verify(&extended)), Rejection::Malformed);
+        }
+    }
+
+    #[test]
+    fn typ_must_be_at_jwt() {
+        let payload = serde_json::to_value(claims()).unwrap();
+        let es = kid(Algorithm::ES256);
+        for typ in [
+            "at+jwt",
+            "AT+JWT",
+            "application/at+jwt",
+            "Application/AT+JWT",
+        ] {
+            let token = sign_raw(
+                ring(),
+                Algorithm::ES256,
+                &header("ES256", typ, es),
+                &payload,
+            );
+            verify(&token).unwrap_or_else(|e| panic!("{typ}: {e}"));
+        }
+        for typ in ["JWT", "jwt", "at+JWT2", "application/jwt", ""] {
+            let token = sign_raw(
+                ring(),
+                Algorithm::ES256,
+                &header("ES256", typ, es),
+                &payload,
+            );
+            assert_eq!(rejection(verify(&token)), Rejection::WrongType, "{typ}");
+        }
+        let untyped = sign_raw(
+            ring(),
+            Algorithm::ES256,
+            &json!({"alg": "ES256", "kid": es}),
+            &payload,
+        );
+        assert_eq!(rejection(verify(&untyped)), Rejection::WrongType);
+    }
+
+    #[test]
+    fn unknown_or_missing_kid_and_crit_are_rejected() {
+        let payload = serde_json::to_value(claims()).unwrap();
+        let unknown = sign_raw(
+            ring(),
+            Algorithm::ES256,
+            &header("ES256", "at+jwt", "no-such-key"),
+            &payload,
+        );
+        assert_eq!(rejection(verify(&unknown)), Rejection::UnknownKey);
+        let missing = sign_raw(
+            ring(),
+            Algorithm::ES256,
+            &json!({"alg": "ES256", "typ": "at+jwt"}),
+            &payload,
+        );
+        assert_eq!(rejection(verify(&missing)), Rejection::UnknownKey);
+        let crit = sign_raw(
+            ring(),
+            Algorithm::ES256,
+            &json!({"alg": "ES256", "typ": "at+jwt", "kid": kid(Algorithm::ES256), "crit": ["exp"], "exp": 1}),
+            &payload,
+        );
+        assert_eq!(rejection(verify(&crit)), Rejection::CriticalHeader);
+    }
+
+    #[test]
+    fn expiry_and_not_before_use_the_given_now() {
+        let token = sign(ring(), Algorithm::ES256, &claims()).unwrap();
+        let exp = DateTime::from_timestamp(claims().exp, 0).unwrap();
+        let none = Duration::zero();
+        let at = |now, leeway| verify_access_token_with_leeway(ring(), &token, ISSUER, now, leeway);
+        at(exp - Duration::seconds(1), none).unwrap();
+        assert_eq!(rejection(at(exp, none)), Rejection::Expired);
+        assert_eq!(
+            rejection(at(exp + Duration::days(365), none)),
+            Rejection::Expired
+        );
+        // The default leeway is small, and any leeway is capped.
+        verify_access_token(
+            ring(),
+            &token,
+            ISSUER,
+            exp + DEFAULT_LEEWAY - Duration::seconds(1),
+        )
+        .unwrap();
+        assert_eq!(
+            rejection(verify_access_token(
+                ring(),
+                &token,
+                ISSUER,
+                exp + DEFAULT_LEEWAY
+            )),
+            Rejection::Expired
+        );
+        at(exp + Duration::seconds(29), Duration::hours(1)).unwrap();
+        assert_eq!(
+            rejection(at(exp + Duration::seconds(30), Duration::hours(1))),
+            Rejection::Expired
+        );
+
+        let mut early = claims();
+        early.nbf = Some(t0().timestamp() + 60);
+        let token = sign(ring(), Algorithm::ES256, &early).unwrap();
+        let at = |now| verify_access_token_with_leeway(ring(), &token, ISSUER, now, none);
+        assert_eq!(rejection(at(t0())), Rejection::NotYetValid);
+        at(t0() + Duration::seconds(60)).unwrap();
+    }
+
+    #[test]
+    fn the_issuer_must_match() {
+        let token = sign(ring(), Algorithm::ES256, &claims()).unwrap();
+        let result = verify_access_token(ring(), &token, "https://id.example.com/t/other", t0());
+        assert_eq!(rejection(result), Rejection::WrongIssuer);
+    }
+
+    #[test]
+    fn claims_missing_a_required_member_are_rejected() {
+        let mut payload = serde_json::to_value(claims()).unwrap();
+        payload.as_object_mut().unwrap().remove("client_id");
+        let token = sign_raw(
+            ring(),
+            Algorithm::ES256,
+            &header("ES256", "at+jwt", kid(Algorithm::ES256)),
+            &payload,
+        );
+        assert_eq!(rejection(verify(&token)), Rejection::BadClaims);
+    }
+
+    #[test]
+    fn configured_claims_cannot_override_registered_ones() {
+        for name in ["sub", "iss", "exp", "client_id", "scope"] {
+            let mut claims = claims();
+            claims.extra.insert(name.into(), json!("evil"));
+            let error = sign(ring(), Algorithm::ES256, &claims).unwrap_err();
+            assert!(matches!(error, IssuerError::Claims(_)), "{name}: {error}");
+        }
+        let mut id = IdTokenClaims::new(
+            ISSUER,
+            "u",
+            Audience::One("c".into()),
+            t0(),
+            Duration::minutes(1),
+        );
+        id.extra.insert("nonce".into(), json!("x"));
+        assert!(matches!(
+            sign(ring(), Algorithm::ES256, &id),
+            Err(IssuerError::Claims(_))
+        ));
+    }
+
+    #[test]
+    fn next_keys_verify_but_do_not_sign() {
+        // Node B already promoted the key; node A's ring still lists it as `next`.
+        let promoted = material(Algorithm::ES256, KeyState::Active, t0());
+        let listed_as_next = crate::keys::KeyMaterial {
+            kid: promoted.kid.clone(),
+            alg: Algorithm::ES256,
+            state: KeyState::Next,
+            created_at: t0(),
+            publish_until: None,
+            public_jwk: promoted.public_jwk.clone(),
+            private_pkcs8: None,
+        };
+        let tenant = TenantId::new();
+        let node_a = KeyRing::build(tenant, t0(), vec![listed_as_next]).unwrap();
+        let node_b = KeyRing::build(tenant, t0(), vec![promoted]).unwrap();
+        assert!(matches!(
+            sign(&node_a, Algorithm::ES256, &claims()),
+            Err(IssuerError::NoSigningKey {
+                alg: Algorithm::ES256
+            })
+        ));
+        let token = sign(&node_b, Algorithm::ES256, &claims()).unwrap();
+        verify_access_token(&node_a, &token, ISSUER, t0()).unwrap();
+    }
+
+    /// A separate, deliberately plain implementation: hash, halve, base64url by hand.
+    fn at_hash_by_hand(token: &str, use_sha512: bool) -> String {
+        let digest: Vec<u8> = if use_sha512 {
+            Sha512::digest(token.as_bytes()).to_vec()
+        } else {
+            Sha256::digest(token.as_bytes()).to_vec()
+        };
+        let half = &digest[..digest.len() / 2];
+        const ALPHABET: &[u8; 64] =
+            b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+        let mut bits: u32 = 0;
+        let mut count = 0;
+        let mut out = String::new();
+        for byte in half {
+            bits = (bits << 8) | u32::from(*byte);
+            count += 8;
+            while count >= 6 {
+                count -= 6;
+                out.push(ALPHABET[((bits >> count) & 63) as usize] as char);
+            }
+        }
+        if count > 0 {
+            out.push(ALPHABET[((bits << (6 - count)) & 63) as usize] as char);
+        }
+        out
+    }
+
+    #[test]
+    fn at_hash_matches_the_spec_and_a_plain_implementation() {
+        // OIDC Core 1.0, Appendix A.4 (an RS256 ID token).
+        assert_eq!(
+            at_hash(
+                Algorithm::RS256,
+                "jHkWEdUXMU1BwAsC4vtUsZwnNvTIxEl0z9K3vx5KF0Y"
+            ),
+            "77QmUPtjPfzWtF2AnpK9RQ"
+        );
+        for alg in Algorithm::ALL {
+            let token = sign(ring(), alg, &claims()).unwrap();
+            let expected = at_hash_by_hand(&token, alg == Algorithm::EdDSA);
+            assert_eq!(at_hash(alg, &token), expected, "{alg}");
+        }
+        assert_eq!(at_hash(Algorithm::ES256, "x").len(), 22);
+        assert_eq!(at_hash(Algorithm::EdDSA, "x").len(), 43);
+    }
+
+    #[test]
+    fn audience_is_a_string_or_an_array() {
+        assert_eq!(
+            serde_json::to_value(Audience::One("a".into())).unwrap(),
+            json!("a")
+        );
+        assert_eq!(
+            serde_json::to_value(Audience::Many(vec!["a".into(), "b".into()])).unwrap(),
+            json!(["a", "b"])
+        );
+        let many: Audience = serde_json::from_value(json!(["a", "b"])).unwrap();
+        assert!(many.contains("b") && !many.contains("c"));
+        let one: Audience = serde_json::from_value(json!("a")).unwrap();
+        assert!(one.contains("a"));
+    }
+
+    /// Signing throughput, for the token endpoint's budget. Run in release:
+    /// `cargo test -p gatehouse-token-issuer --release -- --ignored --nocapture signing_speed`
+    #[test]
+    #[ignore = "measurement; run in release"]
+    fn signing_speed() {
+        use std::time::Instant;
+        let claims = claims();
+        let rate = |name: &str, n: u32, mut f: Box<dyn FnMut() + '_>| {
+            for _ in 0..n / 10 {
+                f();
+            }
+            let start = Instant::now();
+            for _ in 0..n {
+                f();
+            }
+            let secs = start.elapsed().as_secs_f64();
+            println!(
+                "{name:<44} {:>9.0}/s  {:>8.1} us",
+                f64::from(n) / secs,
+                secs * 1e6 / f64::from(n)
+            );
+        };
+        for (alg, n) in [
+            (Algorithm::ES256, 5_000),
+            (Algorithm::EdDSA, 20_000),
+            (Algorithm::RS256, 300),
+        ] {
+            rate(
+                &format!("gatehouse sign {alg} (cached key)"),
+                n,
+                Box::new(|| {
+                    std::hint::black_box(sign(ring(), alg, &claims).unwrap());
+                }),
+            );
+        }
+        // jsonwebtoken::encode with the same keys: it decodes the DER on every call.
+        let der = |alg| match alg {
+            Algorithm::RS256 => {
+                use rsa::pkcs1::EncodeRsaPrivateKey;
+                use rsa::pkcs8::DecodePrivateKey;
+                let key =
+                    rsa::RsaPrivateKey::from_pkcs8_der(crate::keys::tests::shared_rsa_pkcs8())
+                        .unwrap();
+                jsonwebtoken::EncodingKey::from_rsa_der(key.to_pkcs1_der().unwrap().as_bytes())
+            }
+            _ => {
+                let m = material(alg, KeyState::Active, t0());
+                let der = m.private_pkcs8.unwrap();
+                if alg == Algorithm::ES256 {
+                    jsonwebtoken::EncodingKey::from_ec_der(&der)
+                } else {
+                    jsonwebtoken::EncodingKey::from_ed_der(&der)
+                }
+            }
+        };
+        for (alg, jose, n) in [
+            (Algorithm::ES256, jsonwebtoken::Algorithm::ES256, 2_000),
+            (Algorithm::EdDSA, jsonwebtoken::Algorithm::EdDSA, 20_000),
+            (Algorithm::RS256, jsonwebtoken::Algorithm::RS256, 300),
+        ] {
+            let key = der(alg);
+            let mut header = jsonwebtoken::Header::new(jose);
+            header.typ = Some("at+jwt".into());
+            header.kid = Some("k".into());
+            rate(
+                &format!("jsonwebtoken::encode {alg} (rust_crypto)"),
+                n,
+                Box::new(|| {
+                    std::hint::black_box(jsonwebtoken::encode(&header, &claims, &key).unwrap());
+                }),
+            );
+        }
+        for (alg, n) in [
+            (Algorithm::ES256, 2_000),
+            (Algorithm::EdDSA, 10_000),
+            (Algorithm::RS256, 2_000),
+        ] {
+            let token = sign(ring(), alg, &claims).unwrap();
+            rate(
+                &format!("gatehouse verify {alg}"),
+                n,
+                Box::new(|| {
+                    std::hint::black_box(verify(&token).unwrap());
+                }),
+            );
+        }
+    }
+}

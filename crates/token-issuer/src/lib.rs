@@ -1,0 +1,26 @@
+//! Gatehouse token issuance: per-tenant signing keys and the JWTs signed with them.
+//!
+//! - [`keys`]: the [`KeyRing`] (active signer per algorithm, published JWKS,
+//!   verification keys), key generation, and the rotation rule ([`keys::rotate`]).
+//! - [`jwt`]: access tokens (RFC 9068) and ID tokens (OIDC Core): [`sign`],
+//!   [`verify_access_token`], [`at_hash`].
+//!
+//! Depends on `gatehouse-core` and `gatehouse-identity-store` only; it knows nothing
+//! of HTTP. Store work is synchronous: callers run it on the blocking pool.
+
+pub mod client_auth;
+mod error;
+pub mod jwt;
+pub mod keys;
+pub mod oauth_error;
+
+pub use error::{IssuerError, IssuerResult, Rejection};
+/// A key's life-cycle state, as stored (`next`, `active`, `retired`).
+pub use gatehouse_identity_store::signing_keys::KeyState;
+pub use jwt::{
+    AccessTokenClaims, Audience, IdTokenClaims, TokenClaims, TokenKind, at_hash, sign,
+    verify_access_token, verify_access_token_with_leeway,
+};
+pub use keys::{
+    Algorithm, KeyRing, PublicJwk, Rotation, Signer, ensure_active, ensure_keys, prune, rotate,
+};
