@@ -18,6 +18,7 @@ mod keys;
 pub mod one_time_tokens;
 pub mod page;
 pub mod rate_limits;
+pub mod revoked_tokens;
 pub mod roles;
 pub mod schema;
 pub mod sessions;

@@ -224,6 +224,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    revoked_tokens (tenant_id, jti) {
+        tenant_id -> Text,
+        jti -> Text,
+        expires_at -> Timestamp,
+        revoked_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(user_emails -> users (user_id));
 diesel::joinable!(group_members -> groups (group_id));
@@ -246,4 +255,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     signing_keys,
     oauth_clients,
+    revoked_tokens,
 );

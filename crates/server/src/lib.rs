@@ -7,6 +7,7 @@ mod clients_cli;
 mod error;
 pub mod http;
 mod logging;
+mod oauth;
 pub mod pages;
 pub mod state;
 pub mod ui;

@@ -13,6 +13,7 @@ use gatehouse_identity_store::db::{self, ConnectOptions};
 use gatehouse_identity_store::events_pg::{self, Listener, PgNotifyTransport};
 
 use gatehouse_authn::Authn;
+use gatehouse_token_issuer::service::Issuer;
 
 use crate::ServerError;
 use crate::bootstrap::{self, Bootstrapped};
@@ -32,6 +33,7 @@ pub struct AppState {
     pub clock: SharedClock,
     pub metrics: Arc<Metrics>,
     pub authn: Authn,
+    pub issuer: Issuer,
     pub ui: Ui,
     pub tenants: TenantDirectory,
     pub cookie_policy: CookiePolicy,
@@ -130,6 +132,7 @@ impl AppState {
             events.clone(),
         )
         .map_err(|e| ServerError::Startup(format!("authentication service: {e}")))?;
+        let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::clone(&clock));
         let ui = Ui::embedded().map_err(|e| ServerError::Startup(format!("themes: {e}")))?;
         let public_url = config.server.public_url();
         let tenants =
@@ -144,6 +147,7 @@ impl AppState {
                 clock,
                 metrics,
                 authn,
+                issuer,
                 ui,
                 tenants,
                 _listener: listener,

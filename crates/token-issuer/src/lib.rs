@@ -13,6 +13,7 @@ mod error;
 pub mod jwt;
 pub mod keys;
 pub mod oauth_error;
+pub mod service;
 
 pub use error::{IssuerError, IssuerResult, Rejection};
 /// A key's life-cycle state, as stored (`next`, `active`, `retired`).

@@ -20,7 +20,17 @@ pub use observe::RequestId;
 /// Every route the server answers, so tests and `serve` mount the same thing.
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
-    crate::pages::configure(cfg);
+    crate::oauth::root_routes(cfg);
+    crate::pages::root_routes(cfg);
+    // One scope for everything under a tenant prefix: actix stops at the first scope
+    // whose prefix matches, so two `/t/{tenant}` scopes would hide each other.
+    cfg.service(
+        web::scope("/t/{tenant}")
+            .configure(crate::oauth::tenant_routes)
+            .configure(crate::pages::tenant_routes),
+    );
+    crate::oauth::tenant_routes(cfg);
+    crate::pages::tenant_routes(cfg);
 }
 
 /// Binds the configured address and serves until SIGTERM/SIGINT.

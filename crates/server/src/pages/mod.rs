@@ -7,15 +7,13 @@ mod entry;
 
 use actix_web::web;
 
-/// Mounts the pages at the root (default tenant, or a tenant's own host) and under
-/// `/t/{tenant}`.
-pub fn configure(cfg: &mut web::ServiceConfig) {
+/// Shared assets, outside any tenant prefix.
+pub fn root_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/static/{path:.*}", web::get().to(entry::static_asset));
-    cfg.service(web::scope("/t/{tenant}").configure(tenant_pages));
-    tenant_pages(cfg);
 }
 
-fn tenant_pages(cfg: &mut web::ServiceConfig) {
+/// Pages relative to a tenant (mounted at the root and under `/t/{tenant}`).
+pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/", web::get().to(entry::home))
         .route("/theme.css", web::get().to(entry::theme_css))
         .route("/signin", web::get().to(entry::sign_in_page))

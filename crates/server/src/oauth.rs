@@ -1,0 +1,275 @@
+//! OAuth 2.0 protocol endpoints: authorization-server metadata (RFC 8414), JWKS, the
+//! token endpoint (client_credentials today), introspection (RFC 7662) and revocation
+//! (RFC 7009). Handlers parse, call `Issuer` on the blocking pool, and map the result;
+//! every error is an RFC 6749 §5.2 JSON body.
+
+use actix_web::http::StatusCode;
+use actix_web::http::header::{self, ContentType};
+use actix_web::{HttpRequest, HttpResponse, web};
+use gatehouse_token_issuer::client_auth::{PresentedClient, presented_client};
+use gatehouse_token_issuer::oauth_error::{ErrorCode, OAuthError};
+use gatehouse_token_issuer::service::server_metadata;
+
+use crate::http::tenant::ResolvedTenant;
+use crate::state::AppState;
+
+/// Routes outside any tenant prefix: RFC 8414 places a path issuer's metadata at
+/// `/.well-known/oauth-authorization-server{path}`.
+pub fn root_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route(
+        "/.well-known/oauth-authorization-server",
+        web::get().to(metadata),
+    )
+    .route(
+        "/.well-known/oauth-authorization-server/t/{tenant}",
+        web::get().to(metadata),
+    );
+}
+
+/// Routes relative to a tenant's issuer (mounted at the root and under `/t/{tenant}`).
+pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/jwks", web::get().to(jwks))
+        .route("/oauth2/token", web::post().to(token))
+        .route("/oauth2/introspect", web::post().to(introspect))
+        .route("/oauth2/revoke", web::post().to(revoke));
+}
+
+fn error_response(error: &OAuthError) -> HttpResponse {
+    let mut response =
+        HttpResponse::build(StatusCode::from_u16(error.status).unwrap_or(StatusCode::BAD_REQUEST));
+    response
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"));
+    if let Some(challenge) = &error.www_authenticate {
+        response.insert_header((header::WWW_AUTHENTICATE, challenge.clone()));
+    }
+    response.json(error)
+}
+
+fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
+    HttpResponse::Ok()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .insert_header((header::PRAGMA, "no-cache"))
+        .json(body)
+}
+
+async fn resolve(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<ResolvedTenant, HttpResponse> {
+    let slug = req.match_info().get("tenant").map(str::to_owned);
+    let host = req.connection_info().host().to_owned();
+    let directory = state.tenants.clone();
+    match web::block(move || directory.resolve(slug.as_deref(), &host)).await {
+        Ok(Ok(Some(tenant))) => Ok(tenant),
+        Ok(Ok(None)) => Err(HttpResponse::NotFound().finish()),
+        _ => Err(error_response(&OAuthError::server_error())),
+    }
+}
+
+fn issuer_of(tenant: &ResolvedTenant) -> String {
+    format!("{}{}", tenant.origin, tenant.base_path)
+}
+
+/// A form body as name → values. RFC 6749 §3.2: parameters must not repeat, except
+/// `resource` (RFC 8707), which may.
+struct Form(Vec<(String, String)>);
+
+impl Form {
+    fn parse(req: &HttpRequest, body: &[u8]) -> Result<Form, OAuthError> {
+        let content_type = req
+            .headers()
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default();
+        if !content_type
+            .to_ascii_lowercase()
+            .starts_with("application/x-www-form-urlencoded")
+        {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "the body must be application/x-www-form-urlencoded",
+            ));
+        }
+        let pairs: Vec<(String, String)> = form_urlencoded::parse(body).into_owned().collect();
+        for (index, (name, _)) in pairs.iter().enumerate() {
+            if name != "resource" && pairs[..index].iter().any(|(other, _)| other == name) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    format!("parameter `{name}` is repeated"),
+                ));
+            }
+        }
+        Ok(Form(pairs))
+    }
+
+    fn get(&self, name: &str) -> Option<&str> {
+        self.0
+            .iter()
+            .find(|(n, _)| n == name)
+            .map(|(_, v)| v.as_str())
+            .filter(|v| !v.is_empty())
+    }
+
+    fn all(&self, name: &str) -> Vec<String> {
+        self.0
+            .iter()
+            .filter(|(n, _)| n == name)
+            .map(|(_, v)| v.clone())
+            .collect()
+    }
+
+    fn client(&self, req: &HttpRequest) -> Result<PresentedClient, OAuthError> {
+        let authorization = req
+            .headers()
+            .get(header::AUTHORIZATION)
+            .and_then(|v| v.to_str().ok());
+        presented_client(
+            authorization,
+            self.get("client_id"),
+            self.get("client_secret"),
+        )
+    }
+}
+
+async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    match resolve(&state, &req).await {
+        Ok(tenant) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .json(server_metadata(&issuer_of(&tenant))),
+        Err(response) => response,
+    }
+}
+
+async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let tenant = match resolve(&state, &req).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let issuer = state.issuer.clone();
+    let id = tenant.tenant.id;
+    match web::block(move || issuer.jwks(id)).await {
+        Ok(Ok(bytes)) => HttpResponse::Ok()
+            .insert_header((header::CONTENT_TYPE, "application/jwk-set+json"))
+            .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
+            .body(bytes.to_vec()),
+        other => {
+            if let Ok(Err(error)) = other {
+                tracing::error!(%error, "JWKS unavailable");
+            }
+            error_response(&OAuthError::server_error())
+        }
+    }
+}
+
+/// Runs an issuer call on the blocking pool and turns its outcome into a response.
+async fn run<T: serde::Serialize + Send + 'static>(
+    work: impl FnOnce() -> Result<T, OAuthError> + Send + 'static,
+) -> HttpResponse {
+    match web::block(work).await {
+        Ok(Ok(body)) => json_no_store(body),
+        Ok(Err(error)) => error_response(&error),
+        Err(_) => error_response(&OAuthError::server_error()),
+    }
+}
+
+async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let tenant = match resolve(&state, &req).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let form = match Form::parse(&req, &body) {
+        Ok(form) => form,
+        Err(error) => return error_response(&error),
+    };
+    let presented = match form.client(&req) {
+        Ok(presented) => presented,
+        Err(error) => return error_response(&error),
+    };
+    match form.get("grant_type") {
+        Some("client_credentials") => {
+            let issuer = state.issuer.clone();
+            let scope = form.get("scope").map(str::to_owned);
+            let resources = form.all("resource");
+            let url = issuer_of(&tenant);
+            run(move || {
+                issuer.client_credentials(
+                    tenant.tenant.id,
+                    &url,
+                    &presented,
+                    scope.as_deref(),
+                    &resources,
+                )
+            })
+            .await
+        }
+        Some(_) => error_response(&OAuthError::new(
+            ErrorCode::UnsupportedGrantType,
+            "this grant type is not supported",
+        )),
+        None => error_response(&OAuthError::new(
+            ErrorCode::InvalidRequest,
+            "grant_type is required",
+        )),
+    }
+}
+
+async fn introspect(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let tenant = match resolve(&state, &req).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let form = match Form::parse(&req, &body) {
+        Ok(form) => form,
+        Err(error) => return error_response(&error),
+    };
+    let (presented, token) = match (form.client(&req), form.get("token")) {
+        (Ok(presented), Some(token)) => (presented, token.to_owned()),
+        (Err(error), _) => return error_response(&error),
+        (_, None) => {
+            return error_response(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "token is required",
+            ));
+        }
+    };
+    let issuer = state.issuer.clone();
+    let url = issuer_of(&tenant);
+    run(move || issuer.introspect(tenant.tenant.id, &url, &presented, &token)).await
+}
+
+async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let tenant = match resolve(&state, &req).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let form = match Form::parse(&req, &body) {
+        Ok(form) => form,
+        Err(error) => return error_response(&error),
+    };
+    let (presented, token) = match (form.client(&req), form.get("token")) {
+        (Ok(presented), Some(token)) => (presented, token.to_owned()),
+        (Err(error), _) => return error_response(&error),
+        (_, None) => {
+            return error_response(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "token is required",
+            ));
+        }
+    };
+    let issuer = state.issuer.clone();
+    let url = issuer_of(&tenant);
+    match web::block(move || issuer.revoke(tenant.tenant.id, &url, &presented, &token)).await {
+        // RFC 7009 §2.2: 200 with an empty body.
+        Ok(Ok(())) => HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type(ContentType::json())
+            .finish(),
+        Ok(Err(error)) => error_response(&error),
+        Err(_) => error_response(&OAuthError::server_error()),
+    }
+}

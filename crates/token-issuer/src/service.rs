@@ -1,0 +1,364 @@
+//! The token service: what the OAuth endpoints call. Methods are synchronous (they may
+//! touch the database); the HTTP layer runs them on the blocking pool.
+//!
+//! Hot-path state lives in memory: each tenant's key ring and its registered clients.
+//! Rings are reloaded when `refresh_at` passes or a `SigningKeysChanged` event
+//! arrives; clients are cached for at most `CLIENT_TTL`, so a change made by another
+//! process (the CLI on SQLite, which has no cross-process events) is seen within that
+//! bound, and at once when an event arrives.
+
+use std::collections::HashMap;
+use std::sync::{Arc, RwLock};
+use std::time::{Duration as StdDuration, Instant};
+
+use chrono::{DateTime, Duration, Utc};
+use gatehouse_core::SharedClock;
+use gatehouse_core::ids::TenantId;
+use gatehouse_core::secrets::Cipher;
+use gatehouse_identity_store::clients::{self, Client};
+use gatehouse_identity_store::{Pool, StoreError, revoked_tokens};
+use serde::Serialize;
+use serde_json::{Map, Value, json};
+
+use crate::client_auth::{PresentedClient, authenticate};
+use crate::jwt::{AccessTokenClaims, Audience, sign, verify_access_token_with_leeway};
+use crate::keys::{Algorithm, KeyRing, ensure_keys};
+use crate::oauth_error::{ErrorCode, OAuthError};
+use crate::{IssuerError, IssuerResult};
+
+const CLIENT_TTL: StdDuration = StdDuration::from_secs(30);
+
+/// Registered clients by (tenant, client_id), with when each was loaded.
+type ClientCache = HashMap<(TenantId, String), (Arc<Client>, Instant)>;
+
+#[derive(Debug, Clone, Serialize)]
+pub struct TokenResponse {
+    pub access_token: String,
+    pub token_type: &'static str,
+    pub expires_in: i64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub scope: Option<String>,
+}
+
+#[derive(Clone, Debug)]
+pub struct Issuer {
+    inner: Arc<Inner>,
+}
+
+#[derive(Debug)]
+struct Inner {
+    pool: Pool,
+    cipher: Cipher,
+    clock: SharedClock,
+    rings: RwLock<HashMap<TenantId, KeyRing>>,
+    clients: RwLock<ClientCache>,
+}
+
+fn internal(error: impl std::fmt::Display) -> OAuthError {
+    tracing::error!(%error, "token service failure");
+    OAuthError::server_error()
+}
+
+impl Issuer {
+    pub fn new(pool: Pool, cipher: Cipher, clock: SharedClock) -> Self {
+        Issuer {
+            inner: Arc::new(Inner {
+                pool,
+                cipher,
+                clock,
+                rings: RwLock::new(HashMap::new()),
+                clients: RwLock::new(HashMap::new()),
+            }),
+        }
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.inner.clock.now()
+    }
+
+    /// The tenant's key ring, creating its first key on first use.
+    pub fn key_ring(&self, tenant: TenantId) -> IssuerResult<KeyRing> {
+        let now = self.now();
+        if let Some(ring) = self
+            .inner
+            .rings
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            && ring.refresh_at().is_none_or(|at| at > now)
+        {
+            return Ok(ring.clone());
+        }
+        let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
+        ensure_keys(&mut conn, &self.inner.cipher, now, tenant)?;
+        let ring = KeyRing::load(&mut conn, &self.inner.cipher, now, tenant)?;
+        self.inner
+            .rings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, ring.clone());
+        Ok(ring)
+    }
+
+    /// Forgets cached keys and clients (on `SigningKeysChanged`, `Resync`, or for one tenant).
+    pub fn invalidate(&self, tenant: Option<TenantId>) {
+        let mut rings = self.inner.rings.write().unwrap_or_else(|p| p.into_inner());
+        let mut clients = self
+            .inner
+            .clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
+        match tenant {
+            Some(tenant) => {
+                rings.remove(&tenant);
+                clients.retain(|(t, _), _| *t != tenant);
+            }
+            None => {
+                rings.clear();
+                clients.clear();
+            }
+        }
+    }
+
+    fn client(&self, tenant: TenantId, client_id: &str) -> IssuerResult<Option<Arc<Client>>> {
+        let key = (tenant, client_id.to_owned());
+        if let Some((client, at)) = self
+            .inner
+            .clients
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&key)
+            && at.elapsed() < CLIENT_TTL
+        {
+            return Ok(Some(Arc::clone(client)));
+        }
+        let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
+        let Some(client) = clients::get_by_client_id(&mut conn, tenant, client_id)? else {
+            return Ok(None);
+        };
+        let client = Arc::new(client);
+        self.inner
+            .clients
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key, (Arc::clone(&client), Instant::now()));
+        Ok(Some(client))
+    }
+
+    /// Authenticates the calling client (RFC 6749 §2.3); unknown and wrong look alike.
+    pub fn authenticate_client(
+        &self,
+        tenant: TenantId,
+        presented: &PresentedClient,
+    ) -> Result<Arc<Client>, OAuthError> {
+        let client = self
+            .client(tenant, presented.client_id())
+            .map_err(internal)?
+            .ok_or_else(|| OAuthError::invalid_client(presented.used_basic()))?;
+        authenticate(&client.data, presented)?;
+        Ok(client)
+    }
+
+    /// The client credentials grant (RFC 6749 §4.4) with resource indicators (RFC 8707).
+    pub fn client_credentials(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        presented: &PresentedClient,
+        scope: Option<&str>,
+        resources: &[String],
+    ) -> Result<TokenResponse, OAuthError> {
+        let client = self.authenticate_client(tenant, presented)?;
+        let data = &client.data;
+        if data.client_type != "confidential"
+            || !data.grant_types.iter().any(|g| g == "client_credentials")
+        {
+            return Err(OAuthError::new(
+                ErrorCode::UnauthorizedClient,
+                "this client may not use client_credentials",
+            ));
+        }
+        let granted: Vec<&str> = match scope.map(str::trim).filter(|s| !s.is_empty()) {
+            Some(requested) => {
+                let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
+                if let Some(bad) = requested
+                    .iter()
+                    .find(|s| !data.scopes.iter().any(|allowed| allowed == *s) || **s == "openid")
+                {
+                    return Err(OAuthError::new(
+                        ErrorCode::InvalidScope,
+                        format!("scope `{bad}` is not allowed for this client"),
+                    ));
+                }
+                requested
+            }
+            // No scope asked for: the client's API scopes (OpenID scopes need a user).
+            None => data
+                .scopes
+                .iter()
+                .map(String::as_str)
+                .filter(|s| !matches!(*s, "openid" | "offline_access"))
+                .collect(),
+        };
+        let audience = audience_for(&data.audiences, data.default_audience.as_deref(), resources)?;
+        let now = self.now();
+        let lifetime = Duration::seconds(data.access_token_ttl_secs.max(1));
+        let mut claims = AccessTokenClaims::new(
+            issuer,
+            data.client_id.clone(),
+            audience,
+            data.client_id.clone(),
+            now,
+            lifetime,
+        );
+        let scope = (!granted.is_empty()).then(|| granted.join(" "));
+        claims.scope = scope.clone();
+        let ring = self.key_ring(tenant).map_err(internal)?;
+        let alg: Algorithm = Algorithm::default();
+        let access_token = sign(&ring, alg, &claims).map_err(internal)?;
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime.num_seconds(),
+            scope,
+        })
+    }
+
+    fn verified(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        token: &str,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+        let ring = self.key_ring(tenant).map_err(internal)?;
+        // No leeway: this is the issuer's own clock, so expiry shows at once.
+        match verify_access_token_with_leeway(&ring, token, issuer, self.now(), Duration::zero()) {
+            Ok(claims) => Ok(Some(claims)),
+            Err(IssuerError::Rejected(_)) => Ok(None),
+            Err(other) => Err(internal(other)),
+        }
+    }
+
+    /// Token introspection (RFC 7662). Only the calling client's authentication is an
+    /// error; any token that is not currently valid is simply `{"active": false}`.
+    pub fn introspect(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        presented: &PresentedClient,
+        token: &str,
+    ) -> Result<Value, OAuthError> {
+        let caller = self.authenticate_client(tenant, presented)?;
+        if caller.data.client_type != "confidential" {
+            return Err(OAuthError::invalid_client(presented.used_basic()));
+        }
+        let Some(claims) = self.verified(tenant, issuer, token)? else {
+            return Ok(json!({ "active": false }));
+        };
+        let mut conn = self.inner.pool.get().map_err(internal)?;
+        if revoked_tokens::is_revoked(&mut conn, tenant, &claims.jti).map_err(internal)? {
+            return Ok(json!({ "active": false }));
+        }
+        let mut answer = Map::new();
+        answer.insert("active".into(), Value::Bool(true));
+        answer.insert("token_type".into(), json!("Bearer"));
+        for (name, value) in [
+            ("iss", json!(claims.iss)),
+            ("sub", json!(claims.sub)),
+            (
+                "aud",
+                serde_json::to_value(&claims.aud).unwrap_or(Value::Null),
+            ),
+            ("exp", json!(claims.exp)),
+            ("iat", json!(claims.iat)),
+            ("jti", json!(claims.jti)),
+            ("client_id", json!(claims.client_id)),
+        ] {
+            answer.insert(name.into(), value);
+        }
+        if let Some(scope) = claims.scope {
+            answer.insert("scope".into(), json!(scope));
+        }
+        if let Some(auth_time) = claims.auth_time {
+            answer.insert("auth_time".into(), json!(auth_time));
+        }
+        if let Some(acr) = claims.acr {
+            answer.insert("acr".into(), json!(acr));
+        }
+        Ok(Value::Object(answer))
+    }
+
+    /// Token revocation (RFC 7009). Invalid or unknown tokens answer success, as the
+    /// RFC requires; a valid token issued to another client is refused.
+    pub fn revoke(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        presented: &PresentedClient,
+        token: &str,
+    ) -> Result<(), OAuthError> {
+        let caller = self.authenticate_client(tenant, presented)?;
+        let Some(claims) = self.verified(tenant, issuer, token)? else {
+            return Ok(());
+        };
+        if claims.client_id != caller.data.client_id {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "the token was not issued to this client",
+            ));
+        }
+        let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(|| self.now());
+        let mut conn = self.inner.pool.get().map_err(internal)?;
+        revoked_tokens::revoke(&mut conn, self.now(), tenant, &claims.jti, expires_at)
+            .map_err(internal)
+    }
+
+    /// JWKS bytes for the tenant (pre-serialised in the ring).
+    pub fn jwks(&self, tenant: TenantId) -> IssuerResult<Arc<[u8]>> {
+        Ok(self.key_ring(tenant)?.jwks())
+    }
+}
+
+/// RFC 8707: every requested resource must be registered for the client; without one,
+/// the client's default API is the audience.
+fn audience_for(
+    allowed: &[String],
+    default: Option<&str>,
+    resources: &[String],
+) -> Result<Audience, OAuthError> {
+    if resources.is_empty() {
+        return default.map(|d| Audience::One(d.to_owned())).ok_or_else(|| {
+            OAuthError::new(
+                ErrorCode::InvalidTarget,
+                "no resource requested and the client has no default audience",
+            )
+        });
+    }
+    if let Some(bad) = resources.iter().find(|r| !allowed.contains(r)) {
+        return Err(OAuthError::new(
+            ErrorCode::InvalidTarget,
+            format!("resource `{bad}` is not allowed for this client"),
+        ));
+    }
+    Ok(match resources {
+        [one] => Audience::One(one.clone()),
+        many => Audience::Many(many.to_vec()),
+    })
+}
+
+/// RFC 8414 authorization-server metadata for what is implemented today.
+pub fn server_metadata(issuer: &str) -> Value {
+    json!({
+        "issuer": issuer,
+        "token_endpoint": format!("{issuer}/oauth2/token"),
+        "jwks_uri": format!("{issuer}/jwks"),
+        "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
+        "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
+        "grant_types_supported": ["client_credentials"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        // Required by RFC 8414; empty until the authorization endpoint exists.
+        "response_types_supported": [],
+    })
+}
