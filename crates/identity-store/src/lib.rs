@@ -9,10 +9,12 @@
 
 pub mod audit;
 pub mod clients;
+pub mod consents;
 pub mod credentials;
 pub mod db;
 mod error;
 pub mod events_pg;
+pub mod grants;
 pub mod groups;
 mod keys;
 pub mod one_time_tokens;

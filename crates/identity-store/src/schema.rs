@@ -233,6 +233,69 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    oauth_grants (id) {
+        id -> Text,
+        tenant_id -> Text,
+        client_id -> Text,
+        user_id -> Nullable<Text>,
+        session_id -> Nullable<Text>,
+        scope -> Text,
+        resources -> Text,
+        auth_time -> Nullable<Timestamp>,
+        acr -> Nullable<Text>,
+        amr -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        revoked_at -> Nullable<Timestamp>,
+        revoke_reason -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    authorization_codes (code_hash) {
+        code_hash -> Text,
+        tenant_id -> Text,
+        client_id -> Text,
+        user_id -> Text,
+        session_id -> Text,
+        redirect_uri -> Text,
+        scope -> Text,
+        resources -> Text,
+        nonce -> Nullable<Text>,
+        code_challenge -> Nullable<Text>,
+        code_challenge_method -> Nullable<Text>,
+        auth_time -> Timestamp,
+        acr -> Nullable<Text>,
+        amr -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        consumed_at -> Nullable<Timestamp>,
+        grant_id -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    refresh_tokens (token_hash) {
+        token_hash -> Text,
+        tenant_id -> Text,
+        grant_id -> Text,
+        created_at -> Timestamp,
+        idle_expires_at -> Timestamp,
+        used_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    oauth_consents (tenant_id, user_id, client_id) {
+        tenant_id -> Text,
+        user_id -> Text,
+        client_id -> Text,
+        scopes -> Text,
+        granted_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(user_emails -> users (user_id));
 diesel::joinable!(group_members -> groups (group_id));
@@ -256,4 +319,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     signing_keys,
     oauth_clients,
     revoked_tokens,
+    oauth_grants,
+    authorization_codes,
+    refresh_tokens,
+    oauth_consents,
 );

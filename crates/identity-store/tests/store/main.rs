@@ -6,6 +6,7 @@ mod audit;
 mod clients;
 mod credentials;
 mod events;
+mod grants;
 mod groups_roles;
 mod migrations;
 mod sessions;
