@@ -73,7 +73,7 @@ pub struct AuthorizationCode {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum CodeRedemption {
     /// First use: the code is now spent; link the grant with [`link_code`].
-    Fresh(AuthorizationCode),
+    Fresh(Box<AuthorizationCode>),
     /// The code was redeemed before: a replay. `grant_id` is what it was redeemed into.
     Replayed { grant_id: Option<String> },
     /// Unknown, of another tenant, or expired.
@@ -249,7 +249,7 @@ pub fn redeem_code(
             ))
             .first(conn)?;
         let bad = corrupt("authorization_codes");
-        Ok(CodeRedemption::Fresh(AuthorizationCode {
+        Ok(CodeRedemption::Fresh(Box::new(AuthorizationCode {
             client_id: row.0,
             authentication: Authentication {
                 user_id: row.1.parse().map_err(|e| bad(&e))?,
@@ -264,7 +264,7 @@ pub fn redeem_code(
             nonce: row.6,
             code_challenge: row.7,
             code_challenge_method: row.8,
-        }))
+        })))
     })
 }
 
