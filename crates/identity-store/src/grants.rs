@@ -428,3 +428,17 @@ pub fn use_refresh_token(
         })
     })
 }
+
+/// The grant a refresh token belongs to (used or not), for revocation by the client.
+pub fn refresh_token_grant(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    token_hash: &str,
+) -> StoreResult<Option<String>> {
+    Ok(refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .filter(refresh_tokens::tenant_id.eq(tenant.to_string()))
+        .select(refresh_tokens::grant_id)
+        .first(conn)
+        .optional()?)
+}

@@ -29,6 +29,9 @@ pub fn root_routes(cfg: &mut web::ServiceConfig) {
 /// Routes relative to a tenant's issuer (mounted at the root and under `/t/{tenant}`).
 pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
     cfg.route("/jwks", web::get().to(jwks))
+        .route("/.well-known/openid-configuration", web::get().to(metadata))
+        .route("/userinfo", web::get().to(userinfo))
+        .route("/userinfo", web::post().to(userinfo))
         .route("/oauth2/token", web::post().to(token))
         .route("/oauth2/introspect", web::post().to(introspect))
         .route("/oauth2/revoke", web::post().to(revoke));
@@ -203,6 +206,50 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
             })
             .await
         }
+        Some("authorization_code") => {
+            let Some(code) = form.get("code").map(str::to_owned) else {
+                return error_response(&OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "code is required",
+                ));
+            };
+            let issuer = state.issuer.clone();
+            let redirect_uri = form.get("redirect_uri").map(str::to_owned);
+            let verifier = form.get("code_verifier").map(str::to_owned);
+            let url = issuer_of(&tenant);
+            run(move || {
+                issuer.exchange_code(
+                    tenant.tenant.id,
+                    &url,
+                    &presented,
+                    &code,
+                    redirect_uri.as_deref(),
+                    verifier.as_deref(),
+                )
+            })
+            .await
+        }
+        Some("refresh_token") => {
+            let Some(refresh_token) = form.get("refresh_token").map(str::to_owned) else {
+                return error_response(&OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "refresh_token is required",
+                ));
+            };
+            let issuer = state.issuer.clone();
+            let scope = form.get("scope").map(str::to_owned);
+            let url = issuer_of(&tenant);
+            run(move || {
+                issuer.refresh(
+                    tenant.tenant.id,
+                    &url,
+                    &presented,
+                    &refresh_token,
+                    scope.as_deref(),
+                )
+            })
+            .await
+        }
         Some(_) => error_response(&OAuthError::new(
             ErrorCode::UnsupportedGrantType,
             "this grant type is not supported",
@@ -272,4 +319,31 @@ async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) 
         Ok(Err(error)) => error_response(&error),
         Err(_) => error_response(&OAuthError::server_error()),
     }
+}
+
+/// UserInfo (OIDC Core §5.3), GET or POST, with the token in the Authorization header
+/// (RFC 6750 §2.1).
+async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let tenant = match resolve(&state, &req).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let bearer = req
+        .headers()
+        .get(header::AUTHORIZATION)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| {
+            v.strip_prefix("Bearer ")
+                .or_else(|| v.strip_prefix("bearer "))
+        })
+        .map(|v| v.trim().to_owned());
+    let Some(bearer) = bearer else {
+        // RFC 6750 §3.1: no credentials, no error code.
+        return HttpResponse::Unauthorized()
+            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
+            .finish();
+    };
+    let issuer = state.issuer.clone();
+    let url = issuer_of(&tenant);
+    run(move || issuer.userinfo(tenant.tenant.id, &url, &bearer)).await
 }

@@ -8,7 +8,9 @@
 //! Depends on `gatehouse-core` and `gatehouse-identity-store` only; it knows nothing
 //! of HTTP. Store work is synchronous: callers run it on the blocking pool.
 
+pub mod claims;
 pub mod client_auth;
+pub mod code_flow;
 mod error;
 pub mod jwt;
 pub mod keys;

@@ -14,7 +14,34 @@ pub enum ErrorCode {
     InvalidScope,
     InvalidTarget,
     UnsupportedTokenType,
+    UnsupportedResponseType,
+    AccessDenied,
+    LoginRequired,
+    ConsentRequired,
+    /// RFC 6750: a bearer token that is missing, expired, revoked or malformed.
+    InvalidToken,
     ServerError,
+}
+
+impl ErrorCode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ErrorCode::InvalidRequest => "invalid_request",
+            ErrorCode::InvalidClient => "invalid_client",
+            ErrorCode::InvalidGrant => "invalid_grant",
+            ErrorCode::UnauthorizedClient => "unauthorized_client",
+            ErrorCode::UnsupportedGrantType => "unsupported_grant_type",
+            ErrorCode::InvalidScope => "invalid_scope",
+            ErrorCode::InvalidTarget => "invalid_target",
+            ErrorCode::UnsupportedTokenType => "unsupported_token_type",
+            ErrorCode::UnsupportedResponseType => "unsupported_response_type",
+            ErrorCode::AccessDenied => "access_denied",
+            ErrorCode::LoginRequired => "login_required",
+            ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::ServerError => "server_error",
+        }
+    }
 }
 
 /// An OAuth error. `status` and `www_authenticate` follow RFC 6749 §5.2: a failed
@@ -53,6 +80,18 @@ impl OAuthError {
             error_description: Some("client authentication failed".into()),
             status: 401,
             www_authenticate: used_basic.then(|| "Basic realm=\"gatehouse\"".to_owned()),
+        }
+    }
+
+    /// RFC 6750 §3: a resource request with a bad bearer token.
+    pub fn invalid_token(description: &str) -> Self {
+        OAuthError {
+            error: ErrorCode::InvalidToken,
+            error_description: Some(description.to_owned()),
+            status: 401,
+            www_authenticate: Some(format!(
+                "Bearer error=\"invalid_token\", error_description=\"{description}\""
+            )),
         }
     }
 

@@ -16,9 +16,10 @@ use gatehouse_core::SharedClock;
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::clients::{self, Client};
-use gatehouse_identity_store::{Pool, StoreError, revoked_tokens};
+use gatehouse_identity_store::{Pool, StoreError, grants, revoked_tokens};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
+use sha2::Digest;
 
 use crate::client_auth::{PresentedClient, authenticate};
 use crate::jwt::{AccessTokenClaims, Audience, sign, verify_access_token_with_leeway};
@@ -38,6 +39,10 @@ pub struct TokenResponse {
     pub expires_in: i64,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub scope: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub id_token: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub refresh_token: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -54,7 +59,7 @@ struct Inner {
     clients: RwLock<ClientCache>,
 }
 
-fn internal(error: impl std::fmt::Display) -> OAuthError {
+pub(crate) fn internal(error: impl std::fmt::Display) -> OAuthError {
     tracing::error!(%error, "token service failure");
     OAuthError::server_error()
 }
@@ -74,6 +79,14 @@ impl Issuer {
 
     fn now(&self) -> DateTime<Utc> {
         self.inner.clock.now()
+    }
+
+    pub(crate) fn clock_now(&self) -> DateTime<Utc> {
+        self.now()
+    }
+
+    pub(crate) fn pool(&self) -> &Pool {
+        &self.inner.pool
     }
 
     /// The tenant's key ring, creating its first key on first use.
@@ -120,7 +133,11 @@ impl Issuer {
         }
     }
 
-    fn client(&self, tenant: TenantId, client_id: &str) -> IssuerResult<Option<Arc<Client>>> {
+    pub(crate) fn client_for(
+        &self,
+        tenant: TenantId,
+        client_id: &str,
+    ) -> IssuerResult<Option<Arc<Client>>> {
         let key = (tenant, client_id.to_owned());
         if let Some((client, at)) = self
             .inner
@@ -152,7 +169,7 @@ impl Issuer {
         presented: &PresentedClient,
     ) -> Result<Arc<Client>, OAuthError> {
         let client = self
-            .client(tenant, presented.client_id())
+            .client_for(tenant, presented.client_id())
             .map_err(internal)?
             .ok_or_else(|| OAuthError::invalid_client(presented.used_basic()))?;
         authenticate(&client.data, presented)?;
@@ -221,6 +238,8 @@ impl Issuer {
             token_type: "Bearer",
             expires_in: lifetime.num_seconds(),
             scope,
+            id_token: None,
+            refresh_token: None,
         })
     }
 
@@ -255,8 +274,10 @@ impl Issuer {
         let Some(claims) = self.verified(tenant, issuer, token)? else {
             return Ok(json!({ "active": false }));
         };
-        let mut conn = self.inner.pool.get().map_err(internal)?;
-        if revoked_tokens::is_revoked(&mut conn, tenant, &claims.jti).map_err(internal)? {
+        if !self
+            .token_is_live(tenant, &claims.jti, self.now())
+            .map_err(internal)?
+        {
             return Ok(json!({ "active": false }));
         }
         let mut answer = Map::new();
@@ -299,7 +320,8 @@ impl Issuer {
     ) -> Result<(), OAuthError> {
         let caller = self.authenticate_client(tenant, presented)?;
         let Some(claims) = self.verified(tenant, issuer, token)? else {
-            return Ok(());
+            // Not an access token: perhaps a refresh token, which revokes its grant.
+            return self.revoke_refresh_token(tenant, &caller, token);
         };
         if claims.client_id != caller.data.client_id {
             return Err(OAuthError::new(
@@ -311,6 +333,39 @@ impl Issuer {
         let mut conn = self.inner.pool.get().map_err(internal)?;
         revoked_tokens::revoke(&mut conn, self.now(), tenant, &claims.jti, expires_at)
             .map_err(internal)
+    }
+
+    fn revoke_refresh_token(
+        &self,
+        tenant: TenantId,
+        caller: &Client,
+        token: &str,
+    ) -> Result<(), OAuthError> {
+        let mut conn = self.inner.pool.get().map_err(internal)?;
+        let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        let Some(grant_id) =
+            grants::refresh_token_grant(&mut conn, tenant, &hash).map_err(internal)?
+        else {
+            return Ok(());
+        };
+        let Some(grant) = grants::get(&mut conn, tenant, &grant_id).map_err(internal)? else {
+            return Ok(());
+        };
+        if grant.client_id != caller.data.client_id {
+            return Err(OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "the token was not issued to this client",
+            ));
+        }
+        grants::revoke(
+            &mut conn,
+            self.now(),
+            tenant,
+            &grant_id,
+            "revoked_by_client",
+        )
+        .map_err(internal)?;
+        Ok(())
     }
 
     /// JWKS bytes for the tenant (pre-serialised in the ring).
@@ -346,7 +401,8 @@ fn audience_for(
     })
 }
 
-/// RFC 8414 authorization-server metadata for what is implemented today.
+/// Authorization-server metadata (RFC 8414), also served as OpenID Provider
+/// metadata (OpenID Connect Discovery 1.0): only what is implemented.
 pub fn server_metadata(issuer: &str) -> Value {
     json!({
         "issuer": issuer,
@@ -354,11 +410,19 @@ pub fn server_metadata(issuer: &str) -> Value {
         "jwks_uri": format!("{issuer}/jwks"),
         "introspection_endpoint": format!("{issuer}/oauth2/introspect"),
         "revocation_endpoint": format!("{issuer}/oauth2/revoke"),
-        "grant_types_supported": ["client_credentials"],
+        "authorization_endpoint": format!("{issuer}/authorize"),
+        "userinfo_endpoint": format!("{issuer}/userinfo"),
+        "grant_types_supported": ["authorization_code", "refresh_token", "client_credentials"],
+        "response_modes_supported": ["query", "form_post"],
+        "code_challenge_methods_supported": ["S256"],
+        "subject_types_supported": ["public"],
+        "id_token_signing_alg_values_supported": ["ES256"],
+        "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "name", "given_name", "family_name", "middle_name", "nickname", "preferred_username", "locale", "zoneinfo", "updated_at", "email", "email_verified", "phone_number", "phone_number_verified"],
+        "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
         "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        // Required by RFC 8414; empty until the authorization endpoint exists.
-        "response_types_supported": [],
+        "response_types_supported": ["code"],
     })
 }

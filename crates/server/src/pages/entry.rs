@@ -9,6 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::pages::authorize::safe_return_to;
 use crate::pages::context::PageContext;
 use crate::state::AppState;
 
@@ -18,6 +19,7 @@ pub struct SignInForm {
     csrf_token: String,
     email: String,
     password: String,
+    return_to: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -81,6 +83,7 @@ fn sign_in_view(
     email: &str,
     error: Option<&str>,
     notice: Option<&str>,
+    return_to: Option<&str>,
 ) -> HttpResponse {
     ctx.render(
         status,
@@ -89,16 +92,25 @@ fn sign_in_view(
             "email": email,
             "error": error,
             "notice": notice,
+            "return_to": return_to,
             "registration_enabled": ctx.policy.registration_enabled,
         }),
     )
 }
 
-pub async fn sign_in_page(ctx: PageContext) -> HttpResponse {
-    if ctx.session.is_some() {
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SignInQuery {
+    return_to: String,
+}
+
+pub async fn sign_in_page(ctx: PageContext, query: web::Query<SignInQuery>) -> HttpResponse {
+    let return_to = safe_return_to(&ctx, &query.return_to);
+    // An authorization request may demand a fresh sign-in even with a session.
+    if ctx.session.is_some() && return_to.is_none() {
         return ctx.redirect(&ctx.path("/account"));
     }
-    sign_in_view(&ctx, StatusCode::OK, "", None, None)
+    sign_in_view(&ctx, StatusCode::OK, "", None, None, return_to.as_deref())
 }
 
 pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpResponse {
@@ -106,6 +118,7 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
     if !ctx.csrf_ok(&form.csrf_token) {
         return ctx.csrf_rejected();
     }
+    let return_to = safe_return_to(&ctx, &form.return_to);
     let password = Zeroizing::new(form.password);
     let result = ctx
         .state
@@ -121,7 +134,7 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
         .await;
     match result {
         Ok(signed_in) => {
-            let mut response = ctx.redirect(&ctx.path("/account"));
+            let mut response = ctx.redirect(return_to.as_deref().unwrap_or(&ctx.path("/account")));
             let cookie = ctx.cookies.build(
                 ctx.cookies.session_name(&ctx.tenant.tenant.slug),
                 signed_in.secret.to_string(),
@@ -138,6 +151,7 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
             &form.email,
             Some("signin.error.invalid"),
             None,
+            return_to.as_deref(),
         ),
         Err(AuthnError::Throttled { .. }) => sign_in_view(
             &ctx,
@@ -145,6 +159,7 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
             &form.email,
             Some("signin.error.throttled"),
             None,
+            return_to.as_deref(),
         ),
         Err(AuthnError::EmailNotVerified) => sign_in_view(
             &ctx,
@@ -152,6 +167,7 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
             &form.email,
             Some("signin.error.unverified"),
             None,
+            return_to.as_deref(),
         ),
         Err(error) => {
             tracing::error!(%error, "sign-in failed");

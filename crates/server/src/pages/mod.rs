@@ -2,6 +2,7 @@
 //! stay thin: check CSRF, call the authn service, render or redirect.
 
 mod account;
+mod authorize;
 pub mod context;
 mod entry;
 
@@ -23,6 +24,8 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route("/verify", web::get().to(entry::verify))
         .route("/verify/resend", web::post().to(entry::resend))
         .route("/signout", web::post().to(entry::sign_out))
+        .route("/authorize", web::get().to(authorize::authorize))
+        .route("/authorize/consent", web::post().to(authorize::consent))
         .route("/setup", web::get().to(entry::setup_page))
         .route("/setup", web::post().to(entry::setup))
         .route("/account", web::get().to(account::page))

@@ -44,6 +44,8 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("account.html"),
     builtin!("error.html"),
     builtin!("setup.html"),
+    builtin!("consent.html"),
+    builtin!("form_post.html"),
 ];
 
 fn builtin_source(name: &str) -> Option<&'static str> {

@@ -87,6 +87,14 @@ fn samples() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "consent.html",
+            json!({ "client_name": SCRIPT, "scopes": ["openid", "email"], "request": "client_id=a&scope=openid" }),
+        ),
+        (
+            "form_post.html",
+            json!({ "action": "https://app.example/cb", "fields": [{"name": "code", "value": SCRIPT}] }),
+        ),
+        (
             "setup.html",
             json!({
                 "email": SCRIPT,
@@ -141,7 +149,12 @@ fn every_template_renders_in_every_locale_with_escaping() {
                 html.contains(&format!("<html lang=\"{}\">", locale.code)),
                 "{context}"
             );
-            assert!(!html.contains("<script"), "{context}: unescaped script");
+            assert!(!html.contains(SCRIPT), "{context}: unescaped script");
+            assert_eq!(
+                html.matches("<script").count(),
+                html.matches("<script nonce=\"").count(),
+                "{context}: a script without the CSP nonce"
+            );
             assert!(!html.contains("<b>"), "{context}: unescaped signed_in_as");
             assert!(!html.contains("<Corp>"), "{context}: unescaped tenant name");
             assert!(html.contains("Acme &lt;Corp&gt;"), "{context}");
@@ -182,12 +195,18 @@ fn every_template_renders_in_every_locale_with_escaping() {
                 !html.contains("onclick") && !html.contains("javascript:"),
                 "{context}"
             );
-            // Every POST form carries the CSRF token.
-            let forms = html.matches("method=\"post\"").count();
+            // Every POST form to Gatehouse carries the CSRF token; a form posting the
+            // authorization response to the client (form_post) must not leak it.
+            let forms = html.matches("method=\"post\" action=\"/").count();
             let tokens = html
                 .matches("<input type=\"hidden\" name=\"csrf_token\" value=\"csrf-token-123\">")
                 .count();
             assert_eq!(forms, tokens, "{context}: forms without csrf_token");
+            if template == "form_post.html" {
+                let start = html.find("<form id=\"form-post\"").unwrap();
+                let form = &html[start..start + html[start..].find("</form>").unwrap()];
+                assert!(!form.contains("csrf_token"), "{context}: CSRF token sent to the client");
+            }
             // Every visible input has a label.
             for (kind, id) in inputs(&html) {
                 if kind == "hidden" {

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod cli;
+mod code_flow;
 mod oauth;
 mod pages;
 mod startup;

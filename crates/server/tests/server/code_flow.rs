@@ -1,0 +1,384 @@
+//! The authorization code flow over HTTP: sign-in, consent, code + PKCE, ID token,
+//! UserInfo, refresh rotation and the hostile cases (replayed code, reused refresh
+//! token, wrong verifier, plain PKCE, unregistered redirect URI).
+
+use base64::Engine;
+use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use gatehouse_core::Clock;
+use gatehouse_identity_store::Backend;
+use gatehouse_identity_store::clients::{self, ClientData};
+use gatehouse_identity_store::tenants;
+use gatehouse_token_issuer::client_auth::secret_hash;
+use reqwest::blocking::Client as Http;
+use serde_json::Value;
+use sha2::{Digest, Sha256};
+
+use crate::web_kit::{Browser, WebApp};
+
+const SECRET: &str = "app-secret-app-secret-app-secret-app-secre";
+const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
+const REDIRECT: &str = "http://127.0.0.1:9/callback";
+const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+
+fn challenge() -> String {
+    URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()))
+}
+
+fn register(app: &WebApp, first_party: bool) {
+    let mut conn = app.db.conn();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    clients::create(
+        &mut conn,
+        app.clock.now(),
+        tenant,
+        ClientData {
+            client_id: "webapp".into(),
+            name: "Web App".into(),
+            client_type: "confidential".into(),
+            auth_method: "client_secret_basic".into(),
+            secret_hash: Some(secret_hash(SECRET)),
+            jwks: None,
+            redirect_uris: vec![REDIRECT.into()],
+            post_logout_redirect_uris: vec![],
+            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+            scopes: vec![
+                "openid".into(),
+                "profile".into(),
+                "email".into(),
+                "offline_access".into(),
+            ],
+            audiences: vec!["https://api.example".into()],
+            default_audience: Some("https://api.example".into()),
+            access_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 86_400,
+            refresh_idle_ttl_secs: 3_600,
+            id_token_alg: "ES256".into(),
+            require_pkce: true,
+            require_par: false,
+            first_party,
+            backchannel_logout_uri: None,
+        },
+    )
+    .unwrap();
+}
+
+fn authorize_query(extra: &str) -> String {
+    format!(
+        "/authorize?response_type=code&client_id=webapp&redirect_uri={}&scope=openid%20profile%20email&state=xyz&nonce=n-0S6&code_challenge={}&code_challenge_method=S256{extra}",
+        urlencode(REDIRECT),
+        challenge()
+    )
+}
+
+fn urlencode(value: &str) -> String {
+    form_urlencoded::byte_serialize(value.as_bytes()).collect()
+}
+
+fn params(location: &str) -> Vec<(String, String)> {
+    let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
+    form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect()
+}
+
+fn param(location: &str, name: &str) -> Option<String> {
+    params(location)
+        .into_iter()
+        .find(|(n, _)| n == name)
+        .map(|(_, v)| v)
+}
+
+fn signed_in(app: &WebApp) -> Browser {
+    app.create_verified_user("uma@example.com", PASSWORD);
+    let mut browser = app.browser();
+    let page = browser.get("/signin");
+    assert_eq!(
+        browser
+            .post_form(
+                "/signin",
+                &page,
+                &[("email", "uma@example.com"), ("password", PASSWORD)]
+            )
+            .status,
+        303
+    );
+    browser
+}
+
+/// Runs the browser part up to the code (approving consent when asked).
+fn get_code(browser: &mut Browser, extra: &str) -> String {
+    let page = browser.get(&authorize_query(extra));
+    let location = if page.status == 200 {
+        assert!(
+            page.body.contains("Web App"),
+            "consent page does not name the client: {}",
+            page.body
+        );
+        let request = authorize_query(extra).split_once('?').unwrap().1.to_owned();
+        let approved = browser.post_form(
+            "/authorize/consent",
+            &page,
+            &[("request", &request), ("decision", "allow")],
+        );
+        assert_eq!(approved.status, 303, "{}", approved.body);
+        approved.location().unwrap()
+    } else {
+        assert_eq!(page.status, 303, "{}", page.body);
+        page.location().unwrap()
+    };
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(param(&location, "state").as_deref(), Some("xyz"));
+    param(&location, "code").expect("code in the redirect")
+}
+
+fn token(app: &WebApp, body: &str) -> (u16, Value) {
+    let response = Http::new()
+        .post(format!("{}/oauth2/token", app.base))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("webapp:{SECRET}"))),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_owned())
+        .send()
+        .unwrap();
+    (response.status().as_u16(), response.json().unwrap())
+}
+
+fn exchange(app: &WebApp, code: &str, verifier: &str) -> (u16, Value) {
+    token(
+        app,
+        &format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={verifier}",
+            urlencode(REDIRECT)
+        ),
+    )
+}
+
+fn introspect_active(app: &WebApp, token: &str) -> bool {
+    let response: Value = Http::new()
+        .post(format!("{}/oauth2/introspect", app.base))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("webapp:{SECRET}"))),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    response["active"] == true
+}
+
+fn id_token_claims(app: &WebApp, id_token: &str) -> Value {
+    let jwks: jsonwebtoken::jwk::JwkSet = Http::new()
+        .get(format!("{}/jwks", app.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&["webapp"]);
+    validation.set_issuer(&[app.base.as_str()]);
+    validation.validate_exp = false;
+    jsonwebtoken::decode::<Value>(id_token, &key, &validation)
+        .unwrap()
+        .claims
+}
+
+fn full_code_flow(backend: Backend) {
+    let app = WebApp::start(backend);
+    register(&app, false);
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let claims = id_token_claims(&app, tokens["id_token"].as_str().unwrap());
+    assert_eq!(claims["nonce"], "n-0S6");
+    assert_eq!(claims["azp"], "webapp");
+    assert_eq!(claims["email"], "uma@example.com");
+    assert!(claims["auth_time"].is_i64() && claims["sid"].is_string());
+    assert_eq!(claims["amr"], serde_json::json!(["pwd"]));
+    let expected_at_hash = URL_SAFE_NO_PAD.encode(&Sha256::digest(access.as_bytes())[..16]);
+    assert_eq!(claims["at_hash"], expected_at_hash);
+
+    // A second consent is not asked for: the first was remembered.
+    let again = browser.get(&authorize_query(""));
+    assert_eq!(again.status, 303, "consent asked again");
+
+    let userinfo: Value = Http::new()
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(&access)
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(userinfo["sub"], claims["sub"]);
+    assert_eq!(userinfo["email"], "uma@example.com");
+
+    // Refresh rotates; the old refresh token is then a reuse that revokes everything.
+    let first_refresh = tokens["refresh_token"].as_str().unwrap().to_owned();
+    let (status, rotated) = token(
+        &app,
+        &format!("grant_type=refresh_token&refresh_token={first_refresh}&scope=openid%20email"),
+    );
+    assert_eq!(status, 200, "{rotated}");
+    assert_ne!(rotated["refresh_token"], tokens["refresh_token"]);
+    assert_eq!(rotated["scope"], "openid email");
+    let (status, widened) = token(
+        &app,
+        &format!(
+            "grant_type=refresh_token&refresh_token={}&scope=openid%20phone",
+            rotated["refresh_token"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(
+        (status, widened["error"].as_str()),
+        (400, Some("invalid_scope"))
+    );
+    let new_access = rotated["access_token"].as_str().unwrap().to_owned();
+    assert!(introspect_active(&app, &new_access));
+    let (status, reuse) = token(
+        &app,
+        &format!("grant_type=refresh_token&refresh_token={first_refresh}"),
+    );
+    assert_eq!(
+        (status, reuse["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(
+        !introspect_active(&app, &new_access),
+        "tokens of a grant survived refresh-token reuse"
+    );
+    assert!(!introspect_active(&app, &access));
+    let (status, _) = token(
+        &app,
+        &format!(
+            "grant_type=refresh_token&refresh_token={}",
+            rotated["refresh_token"].as_str().unwrap()
+        ),
+    );
+    assert_eq!(
+        status, 400,
+        "the rotated token still worked after the family was revoked"
+    );
+}
+
+#[test]
+fn code_flow_with_pkce_id_token_userinfo_and_refresh_on_sqlite() {
+    full_code_flow(Backend::Sqlite);
+}
+
+#[test]
+fn code_flow_with_pkce_id_token_userinfo_and_refresh_on_postgres() {
+    full_code_flow(Backend::Postgres);
+}
+
+#[test]
+fn a_replayed_code_revokes_what_it_issued() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, true);
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert!(introspect_active(&app, &access));
+    let (status, replay) = exchange(&app, &code, VERIFIER);
+    assert_eq!(
+        (status, replay["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert!(
+        !introspect_active(&app, &access),
+        "tokens from a replayed code stayed active"
+    );
+}
+
+#[test]
+fn pkce_and_redirect_uri_are_enforced() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, true);
+    let mut browser = signed_in(&app);
+
+    let code = get_code(&mut browser, "");
+    let (status, wrong) = exchange(
+        &app,
+        &code,
+        "wrong-verifier-wrong-verifier-wrong-verifier-0",
+    );
+    assert_eq!(
+        (status, wrong["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let code = get_code(&mut browser, "");
+    let (status, _) = token(
+        &app,
+        &format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}&code_verifier={VERIFIER}",
+            urlencode("http://127.0.0.1:9/other")
+        ),
+    );
+    assert_eq!(
+        status, 400,
+        "redirect_uri mismatch accepted at the token endpoint"
+    );
+
+    // plain is refused, back at the client (its redirect URI is valid).
+    let plain = browser.get(
+        &authorize_query("").replace("code_challenge_method=S256", "code_challenge_method=plain"),
+    );
+    assert_eq!(plain.status, 303);
+    assert_eq!(
+        param(&plain.location().unwrap(), "error").as_deref(),
+        Some("invalid_request")
+    );
+    let missing = browser.get(&authorize_query("").replace(
+        &format!("&code_challenge={}&code_challenge_method=S256", challenge()),
+        "",
+    ));
+    assert_eq!(
+        param(&missing.location().unwrap(), "error").as_deref(),
+        Some("invalid_request")
+    );
+    assert_eq!(
+        param(&missing.location().unwrap(), "iss").as_deref(),
+        Some(app.base.as_str())
+    );
+
+    // An unregistered redirect URI is never redirected to.
+    let evil = browser.get(
+        &authorize_query("").replace(&urlencode(REDIRECT), &urlencode("https://evil.example/cb")),
+    );
+    assert_eq!(evil.status, 400);
+    assert!(evil.location().is_none());
+    let unknown = browser.get(&authorize_query("").replace("client_id=webapp", "client_id=nobody"));
+    assert_eq!(unknown.status, 400);
+    assert!(unknown.location().is_none());
+}
+
+#[test]
+fn prompt_none_without_a_session_answers_login_required() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, true);
+    let mut anonymous = app.browser();
+    let answer = anonymous.get(&authorize_query("&prompt=none"));
+    assert_eq!(answer.status, 303);
+    assert_eq!(
+        param(&answer.location().unwrap(), "error").as_deref(),
+        Some("login_required")
+    );
+    // Without prompt=none the user is sent to sign in, and comes back afterwards.
+    let to_sign_in = anonymous.get(&authorize_query(""));
+    let location = to_sign_in.location().unwrap();
+    assert!(location.starts_with("/signin?return_to="), "{location}");
+}

@@ -1,0 +1,686 @@
+//! The authorization code flow (RFC 6749 §4.1, OIDC Core §3.1) with PKCE (RFC 7636,
+//! S256 only), refresh-token rotation with reuse detection, and UserInfo.
+//!
+//! Validation order at the authorization endpoint matters for safety: until the
+//! client and the exact redirect URI are known to be good, errors are shown on a page
+//! and never redirected (no open redirector); after that, errors go back to the client.
+
+use std::sync::Arc;
+
+use base64::Engine;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use chrono::{DateTime, Duration, Utc};
+use gatehouse_core::ids::TenantId;
+use gatehouse_identity_store::clients::Client;
+use gatehouse_identity_store::grants::{
+    self, Authentication, CodeRedemption, NewCode, NewGrant, RefreshUse,
+};
+use gatehouse_identity_store::{
+    StoreError, consents, db, groups, revoked_tokens, roles, tenants, users,
+};
+use rand::RngCore;
+use serde_json::{Map, Value};
+use sha2::{Digest, Sha256};
+use subtle::ConstantTimeEq;
+
+use crate::claims::{claims_for, scope_claims};
+use crate::client_auth::PresentedClient;
+use crate::jwt::{
+    AccessTokenClaims, Audience, IdTokenClaims, at_hash, sign, verify_access_token_with_leeway,
+};
+use crate::keys::Algorithm;
+use crate::oauth_error::{ErrorCode, OAuthError};
+use crate::service::{Issuer, TokenResponse};
+
+const CODE_LIFETIME: Duration = Duration::seconds(60);
+const ID_TOKEN_LIFETIME: Duration = Duration::minutes(5);
+
+/// The parameters of an authorization request, as received.
+#[derive(Debug, Clone, Default)]
+pub struct AuthorizationRequest {
+    pub response_type: Option<String>,
+    pub client_id: Option<String>,
+    pub redirect_uri: Option<String>,
+    pub scope: Option<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub code_challenge_method: Option<String>,
+    pub prompt: Option<String>,
+    pub max_age: Option<String>,
+    pub response_mode: Option<String>,
+    pub resources: Vec<String>,
+}
+
+/// A request whose client and redirect URI are known to be good.
+#[derive(Debug, Clone)]
+pub struct ValidRequest {
+    pub client: Arc<Client>,
+    pub redirect_uri: String,
+    pub scopes: Vec<String>,
+    pub state: Option<String>,
+    pub nonce: Option<String>,
+    pub code_challenge: Option<String>,
+    pub prompt: Vec<String>,
+    pub max_age: Option<i64>,
+    pub form_post: bool,
+    pub resources: Vec<String>,
+}
+
+/// Where an authorization error goes.
+#[derive(Debug, Clone)]
+pub enum AuthorizeError {
+    /// Client or redirect URI unusable: show a page, never redirect.
+    Page(&'static str),
+    /// Back to the client's redirect URI with an RFC 6749 §4.1.2.1 error.
+    Redirect {
+        request: Box<ValidRequest>,
+        error: ErrorCode,
+        description: String,
+    },
+}
+
+fn redirect_error(
+    request: &ValidRequest,
+    error: ErrorCode,
+    description: impl Into<String>,
+) -> AuthorizeError {
+    AuthorizeError::Redirect {
+        request: Box::new(request.clone()),
+        error,
+        description: description.into(),
+    }
+}
+
+fn random_token() -> String {
+    let mut bytes = [0_u8; 32];
+    rand::rng().fill_bytes(&mut bytes);
+    URL_SAFE_NO_PAD.encode(bytes)
+}
+
+fn digest(text: &str) -> String {
+    hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// PKCE S256: BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
+pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
+    let valid_verifier = (43..=128).contains(&verifier.len())
+        && verifier
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~'));
+    let computed = URL_SAFE_NO_PAD.encode(Sha256::digest(verifier.as_bytes()));
+    valid_verifier && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
+}
+
+impl Issuer {
+    /// Checks an authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1, RFC 7636).
+    pub fn validate_authorization(
+        &self,
+        tenant: TenantId,
+        request: &AuthorizationRequest,
+    ) -> Result<ValidRequest, AuthorizeError> {
+        let client_id = request
+            .client_id
+            .as_deref()
+            .ok_or(AuthorizeError::Page("client_id is missing"))?;
+        let client = self
+            .client_for(tenant, client_id)
+            .map_err(|_| AuthorizeError::Page("temporarily unavailable"))?
+            .ok_or(AuthorizeError::Page("unknown client"))?;
+        let redirect_uri = match request.redirect_uri.as_deref() {
+            // Exact string comparison: no prefix, no normalisation.
+            Some(uri)
+                if client
+                    .data
+                    .redirect_uris
+                    .iter()
+                    .any(|registered| registered == uri) =>
+            {
+                uri.to_owned()
+            }
+            Some(_) => {
+                return Err(AuthorizeError::Page(
+                    "the redirect_uri is not registered for this client",
+                ));
+            }
+            None if client.data.redirect_uris.len() == 1 => client.data.redirect_uris[0].clone(),
+            None => return Err(AuthorizeError::Page("redirect_uri is required")),
+        };
+        let mut valid = ValidRequest {
+            client: Arc::clone(&client),
+            redirect_uri,
+            scopes: Vec::new(),
+            state: request.state.clone(),
+            nonce: request.nonce.clone(),
+            code_challenge: None,
+            prompt: request
+                .prompt
+                .as_deref()
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|p| !p.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            max_age: None,
+            form_post: false,
+            resources: request.resources.clone(),
+        };
+        match request.response_mode.as_deref() {
+            None | Some("query") => {}
+            Some("form_post") => valid.form_post = true,
+            Some(_) => {
+                return Err(redirect_error(
+                    &valid,
+                    ErrorCode::InvalidRequest,
+                    "unsupported response_mode",
+                ));
+            }
+        }
+        match request.response_type.as_deref() {
+            Some("code") => {}
+            Some(_) => {
+                return Err(redirect_error(
+                    &valid,
+                    ErrorCode::UnsupportedResponseType,
+                    "only response_type=code is supported",
+                ));
+            }
+            None => {
+                return Err(redirect_error(
+                    &valid,
+                    ErrorCode::InvalidRequest,
+                    "response_type is required",
+                ));
+            }
+        }
+        if !client
+            .data
+            .grant_types
+            .iter()
+            .any(|g| g == "authorization_code")
+        {
+            return Err(redirect_error(
+                &valid,
+                ErrorCode::UnauthorizedClient,
+                "this client may not use the authorization code flow",
+            ));
+        }
+        let public = client.data.client_type == "public";
+        match (
+            request.code_challenge.as_deref(),
+            request.code_challenge_method.as_deref(),
+        ) {
+            (Some(challenge), Some("S256")) if challenge.len() == 43 => {
+                valid.code_challenge = Some(challenge.to_owned())
+            }
+            (Some(_), Some("S256")) => {
+                return Err(redirect_error(
+                    &valid,
+                    ErrorCode::InvalidRequest,
+                    "code_challenge must be a base64url SHA-256",
+                ));
+            }
+            (Some(_), Some(_) | None) => {
+                return Err(redirect_error(
+                    &valid,
+                    ErrorCode::InvalidRequest,
+                    "code_challenge_method must be S256",
+                ));
+            }
+            (None, _) if public || client.data.require_pkce => {
+                return Err(redirect_error(
+                    &valid,
+                    ErrorCode::InvalidRequest,
+                    "PKCE (S256) is required",
+                ));
+            }
+            (None, _) => {}
+        }
+        let scopes: Vec<String> = request
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .filter(|s| !s.is_empty())
+            .map(str::to_owned)
+            .collect();
+        if let Some(bad) = scopes.iter().find(|s| !client.data.scopes.contains(s)) {
+            return Err(redirect_error(
+                &valid,
+                ErrorCode::InvalidScope,
+                format!("scope `{bad}` is not allowed for this client"),
+            ));
+        }
+        if let Some(bad) = valid
+            .resources
+            .iter()
+            .find(|r| !client.data.audiences.contains(r))
+        {
+            return Err(redirect_error(
+                &valid,
+                ErrorCode::InvalidTarget,
+                format!("resource `{bad}` is not allowed for this client"),
+            ));
+        }
+        valid.scopes = scopes;
+        if let Some(max_age) = request.max_age.as_deref() {
+            valid.max_age = Some(max_age.parse().map_err(|_| {
+                redirect_error(
+                    &valid,
+                    ErrorCode::InvalidRequest,
+                    "max_age must be a number of seconds",
+                )
+            })?);
+        }
+        if valid.prompt.iter().any(|p| p == "none") && valid.prompt.len() > 1 {
+            return Err(redirect_error(
+                &valid,
+                ErrorCode::InvalidRequest,
+                "prompt=none cannot be combined",
+            ));
+        }
+        Ok(valid)
+    }
+
+    /// Whether the user still has to approve the requested scopes.
+    pub fn needs_consent(
+        &self,
+        tenant: TenantId,
+        user: gatehouse_core::ids::UserId,
+        request: &ValidRequest,
+    ) -> Result<bool, StoreError> {
+        if request.client.data.first_party && !request.prompt.iter().any(|p| p == "consent") {
+            return Ok(false);
+        }
+        if request.prompt.iter().any(|p| p == "consent") {
+            return Ok(true);
+        }
+        let mut conn = self.pool().get()?;
+        let granted = consents::scopes(&mut conn, tenant, user, &request.client.data.client_id)?;
+        Ok(request.scopes.iter().any(|s| !granted.contains(s)))
+    }
+
+    pub fn record_consent(
+        &self,
+        tenant: TenantId,
+        user: gatehouse_core::ids::UserId,
+        request: &ValidRequest,
+    ) -> Result<(), StoreError> {
+        let mut conn = self.pool().get()?;
+        consents::grant(
+            &mut conn,
+            self.clock_now(),
+            tenant,
+            user,
+            &request.client.data.client_id,
+            &request.scopes,
+        )
+    }
+
+    /// Issues a single-use code (only its hash is stored) for an authenticated user.
+    pub fn issue_code(
+        &self,
+        tenant: TenantId,
+        request: &ValidRequest,
+        authentication: Authentication,
+    ) -> Result<String, StoreError> {
+        let code = random_token();
+        let mut conn = self.pool().get()?;
+        grants::insert_code(
+            &mut conn,
+            self.clock_now(),
+            tenant,
+            NewCode {
+                code_hash: digest(&code),
+                client_id: request.client.data.client_id.clone(),
+                authentication,
+                redirect_uri: request.redirect_uri.clone(),
+                scope: request.scopes.join(" "),
+                resources: request.resources.clone(),
+                nonce: request.nonce.clone(),
+                code_challenge: request.code_challenge.clone(),
+                code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_owned()),
+                lifetime: CODE_LIFETIME,
+            },
+        )?;
+        Ok(code)
+    }
+
+    fn user_tokens(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        client: &Client,
+        grant: &grants::Grant,
+        nonce: Option<String>,
+        with_refresh: bool,
+    ) -> Result<TokenResponse, OAuthError> {
+        let now = self.clock_now();
+        let data = &client.data;
+        let auth_user = grant.user_id.ok_or_else(OAuthError::server_error)?;
+        let lifetime = Duration::seconds(data.access_token_ttl_secs.max(1));
+        let scopes: Vec<&str> = grant.scope.split(' ').filter(|s| !s.is_empty()).collect();
+        let audience = if grant.resources.is_empty() {
+            data.default_audience
+                .clone()
+                .map(Audience::One)
+                .unwrap_or_else(|| Audience::One(data.client_id.clone()))
+        } else if grant.resources.len() == 1 {
+            Audience::One(grant.resources[0].clone())
+        } else {
+            Audience::Many(grant.resources.clone())
+        };
+        let mut access = AccessTokenClaims::new(
+            issuer,
+            auth_user.to_string(),
+            audience,
+            data.client_id.clone(),
+            now,
+            lifetime,
+        );
+        // The grant id prefixes the jti, so introspection can see the grant was revoked.
+        access.jti = format!("{}.{}", grant.id, access.jti);
+        access.scope = (!scopes.is_empty()).then(|| scopes.join(" "));
+        access.auth_time = grant.auth_time.map(|t| t.timestamp());
+        access.acr = grant.acr.clone();
+        access.amr = Some(grant.amr.clone());
+        let ring = self.key_ring(tenant).map_err(crate::service::internal)?;
+        let alg = Algorithm::default();
+        let access_token = sign(&ring, alg, &access).map_err(crate::service::internal)?;
+
+        let id_token = if scopes.contains(&"openid") {
+            let mut conn = self.pool().get().map_err(crate::service::internal)?;
+            let user =
+                users::get(&mut conn, tenant, auth_user).map_err(crate::service::internal)?;
+            let tenant_row = tenants::get(&mut conn, tenant).map_err(crate::service::internal)?;
+            let role_names: Vec<String> = roles::roles_of_user(&mut conn, tenant, auth_user)
+                .map_err(crate::service::internal)?
+                .into_iter()
+                .map(|r| r.name)
+                .collect();
+            let group_names: Vec<String> = groups::groups_of_user(&mut conn, tenant, auth_user)
+                .map_err(crate::service::internal)?
+                .into_iter()
+                .map(|g| g.display_name)
+                .collect();
+            let table = scope_claims(&tenant_row.settings);
+            let mut id = IdTokenClaims::new(
+                issuer,
+                auth_user.to_string(),
+                Audience::One(data.client_id.clone()),
+                now,
+                ID_TOKEN_LIFETIME,
+            );
+            id.nonce = nonce;
+            id.auth_time = grant.auth_time.map(|t| t.timestamp());
+            id.acr = grant.acr.clone();
+            id.amr = Some(grant.amr.clone());
+            id.azp = Some(data.client_id.clone());
+            id.sid = grant.session_id.map(|s| s.to_string());
+            id.at_hash = Some(at_hash(alg, &access_token));
+            let mut extra = claims_for(&table, &scopes, &user, &role_names, &group_names);
+            extra.remove("sub");
+            id.extra = extra;
+            Some(sign(&ring, alg, &id).map_err(crate::service::internal)?)
+        } else {
+            None
+        };
+
+        let refresh_token = if with_refresh && data.grant_types.iter().any(|g| g == "refresh_token")
+        {
+            let token = random_token();
+            let mut conn = self.pool().get().map_err(crate::service::internal)?;
+            grants::insert_refresh_token(
+                &mut conn,
+                now,
+                tenant,
+                &grant.id,
+                &digest(&token),
+                Duration::seconds(data.refresh_idle_ttl_secs.max(60)),
+            )
+            .map_err(crate::service::internal)?;
+            Some(token)
+        } else {
+            None
+        };
+        Ok(TokenResponse {
+            access_token,
+            token_type: "Bearer",
+            expires_in: lifetime.num_seconds(),
+            scope: Some(grant.scope.clone()),
+            id_token,
+            refresh_token,
+        })
+    }
+
+    /// The authorization_code grant. A second redemption of a code revokes everything
+    /// issued from its first (RFC 6749 §4.1.2).
+    pub fn exchange_code(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        presented: &PresentedClient,
+        code: &str,
+        redirect_uri: Option<&str>,
+        code_verifier: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let client = self.authenticate_client(tenant, presented)?;
+        let invalid = |why: &str| OAuthError::new(ErrorCode::InvalidGrant, why);
+        let now = self.clock_now();
+        let code_hash = digest(code);
+        let mut conn = self.pool().get().map_err(crate::service::internal)?;
+        let redeemed = match grants::redeem_code(&mut conn, now, tenant, &code_hash)
+            .map_err(crate::service::internal)?
+        {
+            CodeRedemption::Fresh(redeemed) => redeemed,
+            CodeRedemption::Replayed { grant_id } => {
+                if let Some(grant_id) = grant_id {
+                    grants::revoke(&mut conn, now, tenant, &grant_id, "code_replayed")
+                        .map_err(crate::service::internal)?;
+                }
+                return Err(invalid("the authorization code was already used"));
+            }
+            CodeRedemption::Invalid => {
+                return Err(invalid("unknown or expired authorization code"));
+            }
+        };
+        if redeemed.client_id != client.data.client_id {
+            return Err(invalid("the code was issued to another client"));
+        }
+        if redirect_uri != Some(redeemed.redirect_uri.as_str()) {
+            return Err(invalid(
+                "redirect_uri does not match the authorization request",
+            ));
+        }
+        match (&redeemed.code_challenge, code_verifier) {
+            (Some(challenge), Some(verifier)) if pkce_matches(verifier, challenge) => {}
+            (Some(_), _) => return Err(invalid("PKCE verification failed")),
+            (None, Some(_)) => return Err(invalid("no code_challenge was sent for this code")),
+            (None, None) => {}
+        }
+        let grant = db::transaction(&mut conn, |conn| {
+            let grant = grants::create(
+                conn,
+                now,
+                tenant,
+                NewGrant {
+                    client_id: client.data.client_id.clone(),
+                    authentication: Some(redeemed.authentication.clone()),
+                    scope: redeemed.scope.clone(),
+                    resources: redeemed.resources.clone(),
+                    lifetime: Duration::seconds(
+                        client
+                            .data
+                            .refresh_token_ttl_secs
+                            .max(client.data.access_token_ttl_secs),
+                    ),
+                },
+            )?;
+            grants::link_code(conn, tenant, &code_hash, &grant.id)?;
+            Ok(grant)
+        })
+        .map_err(crate::service::internal)?;
+        drop(conn);
+        self.user_tokens(
+            tenant,
+            issuer,
+            &client,
+            &grant,
+            redeemed.nonce.clone(),
+            true,
+        )
+    }
+
+    /// The refresh_token grant with rotation: every use returns a new refresh token;
+    /// presenting an already-rotated one revokes the whole grant.
+    pub fn refresh(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        presented: &PresentedClient,
+        refresh_token: &str,
+        scope: Option<&str>,
+    ) -> Result<TokenResponse, OAuthError> {
+        let client = self.authenticate_client(tenant, presented)?;
+        let invalid = |why: &str| OAuthError::new(ErrorCode::InvalidGrant, why);
+        let now = self.clock_now();
+        let mut conn = self.pool().get().map_err(crate::service::internal)?;
+        let grant_id =
+            match grants::use_refresh_token(&mut conn, now, tenant, &digest(refresh_token))
+                .map_err(crate::service::internal)?
+            {
+                RefreshUse::Fresh { grant_id } => grant_id,
+                RefreshUse::Reused { grant_id } => {
+                    grants::revoke(&mut conn, now, tenant, &grant_id, "refresh_token_reused")
+                        .map_err(crate::service::internal)?;
+                    return Err(invalid(
+                        "the refresh token was already used; the grant is revoked",
+                    ));
+                }
+                RefreshUse::Invalid => return Err(invalid("unknown or expired refresh token")),
+            };
+        let mut grant = grants::get(&mut conn, tenant, &grant_id)
+            .map_err(crate::service::internal)?
+            .ok_or_else(|| invalid("unknown grant"))?;
+        if grant.client_id != client.data.client_id {
+            return Err(invalid("the refresh token was issued to another client"));
+        }
+        if !grant.is_active(now) {
+            return Err(invalid("the grant was revoked or has expired"));
+        }
+        if let Some(requested) = scope.map(str::trim).filter(|s| !s.is_empty()) {
+            let granted: Vec<&str> = grant.scope.split(' ').collect();
+            if let Some(bad) = requested.split(' ').find(|s| !granted.contains(s)) {
+                return Err(OAuthError::new(
+                    ErrorCode::InvalidScope,
+                    format!("scope `{bad}` exceeds the original grant"),
+                ));
+            }
+            // Narrowing applies to the tokens of this response only.
+            grant.scope = requested.to_owned();
+        }
+        drop(conn);
+        self.user_tokens(tenant, issuer, &client, &grant, None, true)
+    }
+
+    /// UserInfo (OIDC Core §5.3): claims for the scopes of a valid access token.
+    pub fn userinfo(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        bearer: &str,
+    ) -> Result<Value, OAuthError> {
+        let ring = self.key_ring(tenant).map_err(crate::service::internal)?;
+        let now = self.clock_now();
+        let claims = verify_access_token_with_leeway(&ring, bearer, issuer, now, Duration::zero())
+            .map_err(|_| OAuthError::invalid_token("the access token is invalid or expired"))?;
+        if !self
+            .token_is_live(tenant, &claims.jti, now)
+            .map_err(crate::service::internal)?
+        {
+            return Err(OAuthError::invalid_token("the access token was revoked"));
+        }
+        let scopes: Vec<&str> = claims
+            .scope
+            .as_deref()
+            .unwrap_or_default()
+            .split(' ')
+            .collect();
+        if !scopes.contains(&"openid") {
+            return Err(OAuthError {
+                error: ErrorCode::InvalidToken,
+                error_description: Some("the token was not issued for openid".into()),
+                status: 403,
+                www_authenticate: Some(
+                    "Bearer error=\"insufficient_scope\", scope=\"openid\"".into(),
+                ),
+            });
+        }
+        let user_id = claims
+            .sub
+            .parse()
+            .map_err(|_| OAuthError::invalid_token("the token has no user"))?;
+        let mut conn = self.pool().get().map_err(crate::service::internal)?;
+        let user = users::get(&mut conn, tenant, user_id)
+            .map_err(|_| OAuthError::invalid_token("unknown user"))?;
+        let tenant_row = tenants::get(&mut conn, tenant).map_err(crate::service::internal)?;
+        let role_names: Vec<String> = roles::roles_of_user(&mut conn, tenant, user_id)
+            .map_err(crate::service::internal)?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let group_names: Vec<String> = groups::groups_of_user(&mut conn, tenant, user_id)
+            .map_err(crate::service::internal)?
+            .into_iter()
+            .map(|g| g.display_name)
+            .collect();
+        let mut out = Map::new();
+        out.insert("sub".into(), Value::String(claims.sub.clone()));
+        out.extend(claims_for(
+            &scope_claims(&tenant_row.settings),
+            &scopes,
+            &user,
+            &role_names,
+            &group_names,
+        ));
+        Ok(Value::Object(out))
+    }
+
+    /// Not revoked by jti, and (for user tokens) its grant still active.
+    pub(crate) fn token_is_live(
+        &self,
+        tenant: TenantId,
+        jti: &str,
+        now: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        let mut conn = self.pool().get()?;
+        if revoked_tokens::is_revoked(&mut conn, tenant, jti)? {
+            return Ok(false);
+        }
+        match jti.split_once('.') {
+            Some((grant_id, _)) => {
+                Ok(grants::get(&mut conn, tenant, grant_id)?.is_some_and(|g| g.is_active(now)))
+            }
+            None => Ok(true),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn pkce_s256_matches_the_rfc_7636_example() {
+        // RFC 7636 Appendix B.
+        let verifier = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+        let challenge = "E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM";
+        assert!(super::pkce_matches(verifier, challenge));
+        assert!(!super::pkce_matches(
+            "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXX",
+            challenge
+        ));
+        assert!(
+            !super::pkce_matches("short", challenge),
+            "a verifier under 43 characters was accepted"
+        );
+    }
+}
