@@ -41,6 +41,11 @@ enum Command {
         #[command(subcommand)]
         action: AuditCommand,
     },
+    /// Inspect and rotate signing keys.
+    Keys {
+        #[command(subcommand)]
+        action: crate::keys_cli::KeysCommand,
+    },
     /// Register and inspect OAuth / OpenID Connect clients.
     Clients {
         #[command(subcommand)]
@@ -65,6 +70,9 @@ pub fn run() -> Result<ExitCode, ServerError> {
         Command::Audit {
             action: AuditCommand::Verify,
         } => audit_verify(&config),
+        Command::Keys { action } => {
+            crate::keys_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+        }
         Command::Clients { action } => {
             crate::clients_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
         }

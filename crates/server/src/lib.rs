@@ -6,6 +6,7 @@ pub mod cli;
 mod clients_cli;
 mod error;
 pub mod http;
+mod keys_cli;
 mod logging;
 mod oauth;
 pub mod pages;

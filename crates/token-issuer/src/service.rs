@@ -28,6 +28,9 @@ use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::{IssuerError, IssuerResult};
 
 const CLIENT_TTL: StdDuration = StdDuration::from_secs(30);
+/// Rings are re-read at least this often, so a rotation made by another process
+/// (`gatehouse keys rotate`) reaches every node within a minute.
+const RING_TTL: Duration = Duration::seconds(60);
 
 /// Registered clients by (tenant, client_id), with when each was loaded.
 type ClientCache = HashMap<(TenantId, String), (Arc<Client>, Instant)>;
@@ -99,6 +102,7 @@ impl Issuer {
             .unwrap_or_else(|p| p.into_inner())
             .get(&tenant)
             && ring.refresh_at().is_none_or(|at| at > now)
+            && now - ring.loaded_at() < RING_TTL
         {
             return Ok(ring.clone());
         }

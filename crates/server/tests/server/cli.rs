@@ -180,3 +180,40 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
     let gone = run(&mut gatehouse(dir.path(), &["clients", "show", "shop"]));
     assert_clean_failure(&gone, 1, "no client `shop`");
 }
+
+#[test]
+fn keys_rotate_publishes_first_and_signs_later() {
+    let dir = temp_dir();
+    assert!(
+        Server::start(gatehouse(dir.path(), &["serve"]))
+            .terminate()
+            .success()
+    );
+    let list = |dir: &std::path::Path| stdout(&run(&mut gatehouse(dir, &["keys", "list"])));
+    // The first rotation on a tenant without keys makes an active key at once.
+    let first = run(&mut gatehouse(dir.path(), &["keys", "rotate"]));
+    assert!(first.status.success(), "{}", stderr(&first));
+    assert!(list(dir.path()).contains("Active"), "{}", list(dir.path()));
+    let second = stdout(&run(&mut gatehouse(dir.path(), &["keys", "rotate"])));
+    assert!(second.contains("(Next)"), "{second}");
+    let keys = list(dir.path());
+    assert!(keys.contains("Active") && keys.contains("Next"), "{keys}");
+    let third = stdout(&run(&mut gatehouse(
+        dir.path(),
+        &["keys", "rotate", "--max-token-lifetime", "600"],
+    )));
+    assert!(
+        third.contains("now signing with") && third.contains("retired"),
+        "{third}"
+    );
+    let keys = list(dir.path());
+    assert!(
+        keys.contains("Retired") && keys.contains("Active") && keys.contains("Next"),
+        "{keys}"
+    );
+    let bad = run(&mut gatehouse(
+        dir.path(),
+        &["keys", "rotate", "--alg", "HS256"],
+    ));
+    assert_clean_failure(&bad, 1, "unknown algorithm");
+}
