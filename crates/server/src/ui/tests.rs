@@ -205,7 +205,10 @@ fn every_template_renders_in_every_locale_with_escaping() {
             if template == "form_post.html" {
                 let start = html.find("<form id=\"form-post\"").unwrap();
                 let form = &html[start..start + html[start..].find("</form>").unwrap()];
-                assert!(!form.contains("csrf_token"), "{context}: CSRF token sent to the client");
+                assert!(
+                    !form.contains("csrf_token"),
+                    "{context}: CSRF token sent to the client"
+                );
             }
             // Every visible input has a label.
             for (kind, id) in inputs(&html) {
