@@ -4,7 +4,7 @@
 //! every error is an RFC 6749 §5.2 JSON body.
 
 use actix_web::http::StatusCode;
-use actix_web::http::header::{self, ContentType};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_token_issuer::client_auth::{PresentedClient, presented_client};
 use gatehouse_token_issuer::oauth_error::{ErrorCode, OAuthError};
@@ -314,7 +314,6 @@ async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) 
         // RFC 7009 §2.2: 200 with an empty body.
         Ok(Ok(())) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .content_type(ContentType::json())
             .finish(),
         Ok(Err(error)) => error_response(&error),
         Err(_) => error_response(&OAuthError::server_error()),

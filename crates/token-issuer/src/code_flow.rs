@@ -608,7 +608,7 @@ impl Issuer {
             .collect();
         if !scopes.contains(&"openid") {
             return Err(OAuthError {
-                error: ErrorCode::InvalidToken,
+                error: ErrorCode::InsufficientScope,
                 error_description: Some("the token was not issued for openid".into()),
                 status: 403,
                 www_authenticate: Some(

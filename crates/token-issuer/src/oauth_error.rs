@@ -20,6 +20,8 @@ pub enum ErrorCode {
     ConsentRequired,
     /// RFC 6750: a bearer token that is missing, expired, revoked or malformed.
     InvalidToken,
+    /// RFC 6750: the token lacks a scope the resource needs.
+    InsufficientScope,
     ServerError,
 }
 
@@ -39,6 +41,7 @@ impl ErrorCode {
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::ConsentRequired => "consent_required",
             ErrorCode::InvalidToken => "invalid_token",
+            ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::ServerError => "server_error",
         }
     }

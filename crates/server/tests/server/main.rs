@@ -6,6 +6,7 @@
 mod cli;
 mod code_flow;
 mod oauth;
+mod oidc_client;
 mod pages;
 mod startup;
 mod support;

@@ -169,6 +169,24 @@ fn client_credentials_flow(backend: Backend) {
     assert_eq!(active.json["client_id"], "reports");
     assert_eq!(active.json["scope"], "orders:read");
 
+    // A token without `openid` is not for UserInfo (RFC 6750 insufficient_scope).
+    let userinfo = Http::new()
+        .get(format!("{}/userinfo", app.base))
+        .bearer_auth(&access_token)
+        .send()
+        .unwrap();
+    assert_eq!(userinfo.status(), 403);
+    assert!(
+        userinfo.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    assert_eq!(
+        userinfo.json::<Value>().unwrap()["error"],
+        "insufficient_scope"
+    );
+
     let revoked = post(
         &app,
         "/oauth2/revoke",
@@ -176,6 +194,11 @@ fn client_credentials_flow(backend: Backend) {
         &format!("token={access_token}&token_type_hint=access_token"),
     );
     assert_eq!(revoked.status, 200);
+    assert_eq!(
+        revoked.json,
+        Value::Null,
+        "RFC 7009 revocation answers with an empty body"
+    );
     let after = post(
         &app,
         "/oauth2/introspect",
