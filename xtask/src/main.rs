@@ -3,6 +3,7 @@
 //! Every CI step lives here so that CI and a developer run the same thing; `.ci/run`
 //! only prepares the machine and calls `cargo xtask ci`. Std only, to stay cheap to build.
 
+mod bench;
 mod e2e;
 mod pg;
 // Tidy checks are ordinary tests over the workspace; they need no code in the binary.
@@ -25,7 +26,10 @@ commands:
                         needed, then `node --test` driving headless /usr/bin/chromium
   dev [-- server args]  run the server for development (`gatehouse serve`)
   lint                  rustfmt check and clippy with warnings denied
-  bench [cargo args]    run the benchmarks
+  bench [--no-load] [cargo args]
+                        run the benchmarks, then the token endpoint load run (release
+                        server + wrk, about 20 s; --no-load skips it)
+  bench-token           only the token endpoint load run
   ci                    lint, then test, then e2e (what .ci/run calls)";
 
 /// A failed step; carries the exit code to hand back to the shell.
@@ -47,6 +51,7 @@ fn main() -> ExitCode {
         Some("dev") => dev(&rest),
         Some("lint") => lint(),
         Some("bench") => bench(&rest),
+        Some("bench-token") => bench::token_load(),
         Some("ci") => ci(),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -175,9 +180,19 @@ fn lint() -> Outcome {
 }
 
 fn bench(extra: &[OsString]) -> Outcome {
+    let (extra, no_load) = bench::take_flag(extra, "--no-load");
+    let extra = extra.as_slice();
     run(cargo()
         .args(["bench", "-p", "gatehouse-identity-store"])
-        .args(extra))
+        .args(extra))?;
+    // Password sign-in against raw Argon2id (about 2 minutes).
+    run(cargo()
+        .args(["bench", "-p", "gatehouse-server", "--bench", "signin"])
+        .args(extra))?;
+    if no_load {
+        return Ok(());
+    }
+    bench::token_load()
 }
 
 fn ci() -> Outcome {

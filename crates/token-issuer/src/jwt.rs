@@ -2,8 +2,10 @@
 //!
 //! Signing writes the JWS compact form directly with the ring's pre-parsed key and
 //! pre-encoded header, so the hot path is one JSON serialization, one base64 pass and
-//! one signature. Verification goes through `jsonwebtoken`, restricted to the one
-//! algorithm of the key named by `kid`.
+//! one signature. Verification checks the header itself, then the signature with the
+//! key named by `kid` and only that key's algorithm (public key decoded when the key
+//! ring was built; *ring* for ES256 and RS256, `ed25519-dalek` for EdDSA), and only
+//! then decodes the claims. The tests also check tokens with `jsonwebtoken`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
@@ -328,10 +330,18 @@ fn verify_jws<C: DeserializeOwned>(
     now: DateTime<Utc>,
 ) -> IssuerResult<C> {
     // JWS compact serialization: exactly three segments (a JWE has five).
-    if token.len() > MAX_TOKEN_LEN || token.bytes().filter(|b| *b == b'.').count() != 2 {
+    if token.len() > MAX_TOKEN_LEN {
         return Err(Rejection::Malformed.into());
     }
-    let encoded_header = token.split('.').next().ok_or(Rejection::Malformed)?;
+    let mut segments = token.split('.');
+    let (Some(encoded_header), Some(encoded_payload), Some(encoded_signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(Rejection::Malformed.into());
+    };
     let header: JoseHeader = URL_SAFE_NO_PAD
         .decode(encoded_header)
         .ok()
@@ -358,20 +368,19 @@ fn verify_jws<C: DeserializeOwned>(
     if !key.is_published_at(now) {
         return Err(Rejection::KeyWithdrawn.into());
     }
-    let data = jsonwebtoken::decode::<C>(token, &key.decoding, &key.validation).map_err(|e| {
-        use jsonwebtoken::errors::ErrorKind;
-        match e.kind() {
-            ErrorKind::InvalidSignature => Rejection::BadSignature,
-            ErrorKind::InvalidAlgorithm | ErrorKind::InvalidAlgorithmName => {
-                Rejection::AlgorithmNotAllowed
-            }
-            ErrorKind::Json(_)
-            | ErrorKind::InvalidClaimFormat(_)
-            | ErrorKind::MissingRequiredClaim(_) => Rejection::BadClaims,
-            _ => Rejection::Malformed,
-        }
-    })?;
-    Ok(data.claims)
+    let signature = URL_SAFE_NO_PAD
+        .decode(encoded_signature)
+        .map_err(|_| Rejection::Malformed)?;
+    // The signing input is the header and payload exactly as sent (RFC 7515 §5.2).
+    let signing_input = &token[..encoded_header.len() + 1 + encoded_payload.len()];
+    if !key.signed(signing_input.as_bytes(), &signature) {
+        return Err(Rejection::BadSignature.into());
+    }
+    // Nothing of the payload is looked at before the signature holds.
+    let payload = URL_SAFE_NO_PAD
+        .decode(encoded_payload)
+        .map_err(|_| Rejection::Malformed)?;
+    Ok(serde_json::from_slice(&payload).map_err(|_| Rejection::BadClaims)?)
 }
 
 fn check_times(
@@ -637,6 +646,43 @@ mod tests {
             &payload,
         );
         assert_eq!(rejection(verify(&token)), Rejection::AlgorithmNotAllowed);
+    }
+
+    #[test]
+    fn es256_signatures_must_be_fixed_size_r_and_s() {
+        let token = sign(ring(), Algorithm::ES256, &claims()).unwrap();
+        let (signed, encoded) = token.rsplit_once('.').unwrap();
+        let fixed = URL_SAFE_NO_PAD.decode(encoded).unwrap();
+        let with = |signature: &[u8]| format!("{signed}.{}", URL_SAFE_NO_PAD.encode(signature));
+        verify(&with(&fixed)).unwrap();
+        // The same signature in DER (what X.509 and plain ECDSA APIs use) is not JWS.
+        let der = p256::ecdsa::Signature::from_slice(&fixed).unwrap().to_der();
+        assert_eq!(
+            rejection(verify(&with(der.as_bytes()))),
+            Rejection::BadSignature
+        );
+        // Neither are r || s with a byte more or less, nor zero or out-of-range values.
+        let mut longer = fixed.clone();
+        longer.push(0);
+        let mut r_zero = fixed.clone();
+        r_zero[..32].fill(0);
+        let mut s_too_big = fixed.clone();
+        s_too_big[32..].fill(0xff);
+        for bad in [
+            &fixed[..63],
+            &longer,
+            &r_zero,
+            &s_too_big,
+            &[0; 64][..],
+            &[],
+        ] {
+            assert_eq!(rejection(verify(&with(bad))), Rejection::BadSignature);
+        }
+        // A signature segment that is not canonical base64url is malformed.
+        assert_eq!(
+            rejection(verify(&format!("{token}="))),
+            Rejection::Malformed
+        );
     }
 
     #[test]
@@ -1023,6 +1069,136 @@ mod tests {
                 n,
                 Box::new(|| {
                     std::hint::black_box(verify(&token).unwrap());
+                }),
+            );
+        }
+        // jsonwebtoken::decode with the same public keys (what verification used
+        // before: it re-reads the key from its components on every call).
+        let jwks: Value = serde_json::from_slice(ring().jwks_json()).unwrap();
+        for (alg, n) in [
+            (Algorithm::ES256, 2_000),
+            (Algorithm::EdDSA, 10_000),
+            (Algorithm::RS256, 2_000),
+        ] {
+            let jwk = jwks["keys"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|k| k["kid"] == kid(alg))
+                .unwrap();
+            let jwk: jsonwebtoken::jwk::Jwk = serde_json::from_value(jwk.clone()).unwrap();
+            let key = jsonwebtoken::DecodingKey::from_jwk(&jwk).unwrap();
+            let mut validation = jsonwebtoken::Validation::new(alg.as_str().parse().unwrap());
+            validation.validate_exp = false;
+            validation.validate_aud = false;
+            validation.required_spec_claims.clear();
+            let token = sign(ring(), alg, &claims).unwrap();
+            rate(
+                &format!("jsonwebtoken::decode {alg} (rust_crypto)"),
+                n,
+                Box::new(|| {
+                    std::hint::black_box(
+                        jsonwebtoken::decode::<AccessTokenClaims>(&token, &key, &validation)
+                            .unwrap(),
+                    );
+                }),
+            );
+        }
+        // The primitives alone, over a message the size of a typical header.payload:
+        // what chose the backend per algorithm (ring against the RustCrypto crates).
+        use ring::signature::{
+            ECDSA_P256_SHA256_FIXED, ECDSA_P256_SHA256_FIXED_SIGNING, ED25519, KeyPair,
+            UnparsedPublicKey,
+        };
+        let message = [0x5a_u8; 400];
+        let system_random = ring::rand::SystemRandom::new();
+        let es_der = material(Algorithm::ES256, KeyState::Active, t0())
+            .private_pkcs8
+            .unwrap();
+        let ed_der = material(Algorithm::EdDSA, KeyState::Active, t0())
+            .private_pkcs8
+            .unwrap();
+        {
+            use p256::ecdsa::signature::{Signer, Verifier};
+            use p256::pkcs8::DecodePrivateKey;
+            let key = p256::ecdsa::SigningKey::from_pkcs8_der(&es_der).unwrap();
+            rate(
+                "primitive: p256 ECDSA P-256 sign",
+                2_000,
+                Box::new(|| {
+                    let signature: p256::ecdsa::Signature = key.sign(&message);
+                    std::hint::black_box(signature);
+                }),
+            );
+            let signature: p256::ecdsa::Signature = key.sign(&message);
+            rate(
+                "primitive: p256 ECDSA P-256 verify",
+                2_000,
+                Box::new(|| {
+                    key.verifying_key().verify(&message, &signature).unwrap();
+                }),
+            );
+        }
+        {
+            let key = ring::signature::EcdsaKeyPair::from_pkcs8(
+                &ECDSA_P256_SHA256_FIXED_SIGNING,
+                &es_der,
+                &system_random,
+            )
+            .unwrap();
+            rate(
+                "primitive: ring ECDSA P-256 sign",
+                10_000,
+                Box::new(|| {
+                    std::hint::black_box(key.sign(&system_random, &message).unwrap());
+                }),
+            );
+            let signature = key.sign(&system_random, &message).unwrap();
+            let public = UnparsedPublicKey::new(&ECDSA_P256_SHA256_FIXED, key.public_key());
+            rate(
+                "primitive: ring ECDSA P-256 verify",
+                5_000,
+                Box::new(|| {
+                    public.verify(&message, signature.as_ref()).unwrap();
+                }),
+            );
+        }
+        {
+            use ed25519_dalek::pkcs8::DecodePrivateKey;
+            use ed25519_dalek::{Signer, Verifier};
+            let key = ed25519_dalek::SigningKey::from_pkcs8_der(&ed_der).unwrap();
+            rate(
+                "primitive: ed25519-dalek sign",
+                20_000,
+                Box::new(|| {
+                    std::hint::black_box(key.sign(&message));
+                }),
+            );
+            let signature = key.sign(&message);
+            rate(
+                "primitive: ed25519-dalek verify",
+                10_000,
+                Box::new(|| {
+                    key.verifying_key().verify(&message, &signature).unwrap();
+                }),
+            );
+        }
+        {
+            let key = ring::signature::Ed25519KeyPair::from_pkcs8(&ed_der).unwrap();
+            rate(
+                "primitive: ring Ed25519 sign",
+                20_000,
+                Box::new(|| {
+                    std::hint::black_box(key.sign(&message));
+                }),
+            );
+            let signature = key.sign(&message);
+            let public = UnparsedPublicKey::new(&ED25519, key.public_key());
+            rate(
+                "primitive: ring Ed25519 verify",
+                10_000,
+                Box::new(|| {
+                    public.verify(&message, signature.as_ref()).unwrap();
                 }),
             );
         }
