@@ -261,28 +261,36 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
     }
 }
 
+/// What introspection and revocation both start from: the tenant, the calling
+/// client's credentials and the `token` parameter.
+async fn token_request(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(ResolvedTenant, PresentedClient, String), HttpResponse> {
+    let tenant = resolve(state, req).await?;
+    let form = Form::parse(req, body).map_err(|error| error_response(&error))?;
+    let presented = form.client(req).map_err(|error| error_response(&error))?;
+    let token = form
+        .get("token")
+        .ok_or_else(|| {
+            error_response(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                "token is required",
+            ))
+        })?
+        .to_owned();
+    Ok((tenant, presented, token))
+}
+
 async fn introspect(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let tenant = match resolve(&state, &req).await {
-        Ok(tenant) => tenant,
+    let (tenant, presented, token) = match token_request(&state, &req, &body).await {
+        Ok(parts) => parts,
         Err(response) => return response,
-    };
-    let form = match Form::parse(&req, &body) {
-        Ok(form) => form,
-        Err(error) => return error_response(&error),
-    };
-    let (presented, token) = match (form.client(&req), form.get("token")) {
-        (Ok(presented), Some(token)) => (presented, token.to_owned()),
-        (Err(error), _) => return error_response(&error),
-        (_, None) => {
-            return error_response(&OAuthError::new(
-                ErrorCode::InvalidRequest,
-                "token is required",
-            ));
-        }
     };
     let issuer = state.issuer.clone();
     let url = issuer_of(&tenant);
@@ -290,23 +298,9 @@ async fn introspect(
 }
 
 async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let tenant = match resolve(&state, &req).await {
-        Ok(tenant) => tenant,
+    let (tenant, presented, token) = match token_request(&state, &req, &body).await {
+        Ok(parts) => parts,
         Err(response) => return response,
-    };
-    let form = match Form::parse(&req, &body) {
-        Ok(form) => form,
-        Err(error) => return error_response(&error),
-    };
-    let (presented, token) = match (form.client(&req), form.get("token")) {
-        (Ok(presented), Some(token)) => (presented, token.to_owned()),
-        (Err(error), _) => return error_response(&error),
-        (_, None) => {
-            return error_response(&OAuthError::new(
-                ErrorCode::InvalidRequest,
-                "token is required",
-            ));
-        }
     };
     let issuer = state.issuer.clone();
     let url = issuer_of(&tenant);
