@@ -286,7 +286,7 @@ impl Authn {
         let mail = self
             .blocking(move |inner, conn| {
                 let now = inner.now();
-                let bucket = format!("resend:{}", email.trim().to_lowercase());
+                let bucket = format!("resend:{}", gatehouse_identity_store::fold_key(&email));
                 let per_hour = inner.settings.resend_per_hour;
                 let counter = rate_limits::record_failure(
                     conn,

@@ -13,7 +13,7 @@ use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, CredentialKind};
 use gatehouse_identity_store::sessions::{self, AuthMethod, NewSession, Session};
 use gatehouse_identity_store::users::{self, User};
-use gatehouse_identity_store::{AnyConnection, rate_limits};
+use gatehouse_identity_store::{AnyConnection, fold_key, rate_limits};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -30,7 +30,9 @@ pub struct SignedIn {
 }
 
 fn account_bucket(identifier: &str) -> String {
-    format!("signin:account:{}", identifier.trim().to_lowercase())
+    // The store's own fold: width or case variants of one address are one bucket,
+    // so cycling them cannot dodge the lockout.
+    format!("signin:account:{}", fold_key(identifier))
 }
 
 fn ip_bucket(ip: &str) -> String {
@@ -127,8 +129,7 @@ impl Inner {
                 |n| settings.ip_lock_for(n),
             )?;
         }
-        let details =
-            json!({ "identifier": identifier.trim().to_lowercase(), "failures": account.failures });
+        let details = json!({ "identifier": fold_key(identifier), "failures": account.failures });
         self.audit(
             conn,
             tenant,
@@ -184,7 +185,7 @@ impl Authn {
                     None,
                     Outcome::Denied,
                     &client,
-                    json!({ "identifier": identifier.trim().to_lowercase() }),
+                    json!({ "identifier": fold_key(&identifier) }),
                 )?;
                 return Err(AuthnError::Throttled { until: Some(until) });
             }
@@ -369,5 +370,16 @@ impl Authn {
             )?)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn variants_of_one_identifier_share_a_throttling_bucket() {
+        assert_eq!(
+            super::account_bucket(" ＡＬＩＣＥ@Example.com"),
+            super::account_bucket("alice@example.com")
+        );
     }
 }

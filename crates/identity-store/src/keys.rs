@@ -4,7 +4,7 @@ use unicode_normalization::UnicodeNormalization;
 
 /// NFKC then lowercase: "ＡＤＭＩＮ", "Admin" and "admin" fold to one key, so
 /// look-alike names cannot coexist in a tenant.
-pub(crate) fn fold(value: &str) -> String {
+pub fn fold(value: &str) -> String {
     value.trim().nfkc().collect::<String>().to_lowercase()
 }
 

@@ -33,4 +33,5 @@ pub mod testing;
 
 pub use db::{AnyConnection, Backend, Pool, PooledConnection};
 pub use error::{StoreError, StoreResult};
+pub use keys::fold as fold_key;
 pub use page::{Page, PageRequest};
