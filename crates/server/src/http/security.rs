@@ -13,6 +13,26 @@ use rand::RngCore;
 
 use crate::state::AppState;
 
+/// An extra origin this response's forms may post to: the client's redirect URI for
+/// an OAuth `form_post` response. Anything that could break out of the header
+/// (spaces, `;`, `,`, quotes) is refused.
+#[derive(Clone, Debug)]
+pub struct FormTarget(pub String);
+
+impl FormTarget {
+    /// The origin (scheme://host[:port]) of an absolute URL.
+    pub fn origin_of(url: &str) -> Option<FormTarget> {
+        let (scheme, rest) = url.split_once("://")?;
+        let authority = rest.split(['/', '?', '#']).next()?;
+        let origin = format!("{scheme}://{authority}");
+        let safe = !authority.is_empty()
+            && origin
+                .bytes()
+                .all(|b| b.is_ascii_graphic() && !matches!(b, b';' | b',' | b'\'' | b'"'));
+        safe.then_some(FormTarget(origin))
+    }
+}
+
 /// The nonce of the current response's Content-Security-Policy.
 #[derive(Clone, Debug)]
 pub struct CspNonce(pub String);
@@ -33,10 +53,16 @@ pub async fn headers(
         .app_data::<web::Data<AppState>>()
         .is_some_and(|state| state.config.server.public_url().starts_with("https://"));
     let mut response = next.call(req).await?;
+    let form_target = response
+        .request()
+        .extensions()
+        .get::<FormTarget>()
+        .map(|target| format!(" {}", target.0))
+        .unwrap_or_default();
     let headers = response.headers_mut();
     let csp = format!(
         "default-src 'none'; script-src 'nonce-{nonce}'; style-src 'self' 'nonce-{nonce}'; \
-         img-src 'self' https: data:; font-src 'self'; connect-src 'self'; form-action 'self'; \
+         img-src 'self' https: data:; font-src 'self'; connect-src 'self'; form-action 'self'{form_target}; \
          frame-ancestors 'none'; base-uri 'none'"
     );
     if let Ok(value) = HeaderValue::from_str(&csp) {

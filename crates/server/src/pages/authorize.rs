@@ -5,13 +5,14 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpMessage, HttpResponse, web};
 use gatehouse_identity_store::grants::Authentication;
 use gatehouse_token_issuer::code_flow::{AuthorizationRequest, AuthorizeError, ValidRequest};
 use gatehouse_token_issuer::oauth_error::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::http::security::FormTarget;
 use crate::pages::context::PageContext;
 
 /// Internal marker added when we send the user to sign in because of `prompt=login`:
@@ -58,6 +59,19 @@ fn respond(
     }
     params.push(("iss", issuer(ctx)));
     if request.form_post {
+        // CSP's form-action must let this one form post to the client.
+        match FormTarget::origin_of(&request.redirect_uri) {
+            Some(target) => {
+                ctx.request.extensions_mut().insert(target);
+            }
+            None => {
+                return ctx.error_page(
+                    StatusCode::BAD_REQUEST,
+                    "oauth.error.title",
+                    "oauth.error.message",
+                );
+            }
+        }
         let fields: Vec<_> = params
             .iter()
             .map(|(name, value)| json!({ "name": name, "value": value }))

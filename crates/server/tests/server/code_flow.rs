@@ -382,3 +382,29 @@ fn prompt_none_without_a_session_answers_login_required() {
     let location = to_sign_in.location().unwrap();
     assert!(location.starts_with("/signin?return_to="), "{location}");
 }
+
+#[test]
+fn form_post_responses_may_post_only_to_the_client() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, true);
+    let mut browser = signed_in(&app);
+    let page = browser.get(&authorize_query("&response_mode=form_post"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(
+        page.body.contains("action=\"http://127.0.0.1:9/callback\"")
+            && page.body.contains("name=\"code\"")
+    );
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9;"),
+        "{csp}"
+    );
+    // Other pages keep form-action to themselves.
+    let plain = browser.get("/account");
+    assert!(
+        plain.headers["content-security-policy"]
+            .to_str()
+            .unwrap()
+            .contains("form-action 'self';")
+    );
+}
