@@ -11,10 +11,11 @@
 import assert from 'node:assert/strict';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
 import path from 'node:path';
-import { after, before, describe, it } from 'node:test';
+import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { launchChromium, watchForProblems } from './lib/browser.js';
+import { escapeRegExp, journeySteps, submit } from './lib/journey.js';
 import { startGatehouse } from './lib/server.js';
 import { linksIn, parseHeaders, startSmtpCatcher } from './lib/smtp.js';
 
@@ -32,49 +33,9 @@ describe('account journey', { timeout: 180_000 }, () => {
   let browser;
   let page;
   let problems = [];
-  let broken = null; // the first failed step: later steps depend on it, so they skip
-
-  /** A step of the journey; once one fails, the rest are skipped, not failed again. */
-  const step = (name, fn) =>
-    it(name, async (t) => {
-      if (broken) return t.skip(`an earlier step failed: ${broken}`);
-      try {
-        await fn();
-      } catch (err) {
-        broken = name;
-        if (page) {
-          const file = path.join(ARTIFACTS, `failed-${slug(name)}.png`);
-          await page.screenshot({ path: file, fullPage: true }).catch(() => {});
-          err.message += `\n  page: ${page.url()}\n  screenshot: ${file}`;
-        }
-        if (server) err.message += `\n  server output (last lines):\n${indent(server.tail(20))}`;
-        throw err;
-      }
-    });
+  const step = journeySteps({ artifacts: ARTIFACTS, current: () => ({ page, server }) });
 
   const onPath = (pathname) => (url) => url.pathname === pathname;
-
-  /**
-   * Clicks a form's submit button and waits for the server's answer to the POST, so a
-   * rejected form fails at once with the status and the error page's heading instead
-   * of as a time-out further on. `refused: true` for a form expected to be refused.
-   */
-  const submit = async (button, { refused = false } = {}) => {
-    const [response] = await Promise.all([
-      page.waitForResponse((r) => r.request().method() === 'POST' && r.request().isNavigationRequest()),
-      button.click(),
-    ]);
-    if (!refused && response.status() >= 400) {
-      const body = await response.text().catch(() => '');
-      const heading = /<h1[^>]*>([\s\S]*?)<\/h1>/.exec(body)?.[1].replace(/<[^>]+>/g, '').trim();
-      const sent = await response.request().allHeaders();
-      throw new Error(
-        `POST ${new URL(response.url()).pathname} answered ${response.status()} ("${heading ?? 'no heading'}"); ` +
-          `the browser sent Origin: ${sent.origin ?? '(none)'}, Sec-Fetch-Site: ${sent['sec-fetch-site'] ?? '(none)'}`,
-      );
-    }
-    return response;
-  };
 
   before(async () => {
     await rm(ARTIFACTS, { recursive: true, force: true });
@@ -199,15 +160,3 @@ describe('account journey', { timeout: 180_000 }, () => {
     assert.deepEqual(problems, []);
   });
 });
-
-function slug(text) {
-  return text.toLowerCase().replace(/[^a-z0-9]+/g, '-').replace(/^-|-$/g, '');
-}
-
-function indent(text) {
-  return text.replace(/^/gm, '    ');
-}
-
-function escapeRegExp(text) {
-  return text.replace(/[.*+?^${}()|[\]\\]/g, '\\$&');
-}

@@ -2,7 +2,7 @@
 // directory (so its SQLite data and generated master key are thrown away), a port of
 // its own, mail sent to the test's SMTP catcher, and cheap password hashing.
 
-import { spawn } from 'node:child_process';
+import { execFile, spawn } from 'node:child_process';
 import { createWriteStream, existsSync } from 'node:fs';
 import { mkdtemp, rm } from 'node:fs/promises';
 import net from 'node:net';
@@ -130,5 +130,21 @@ export async function startGatehouse({ smtpPort, logFile, env = {}, readyTimeout
     await sleep(100);
   }
 
-  return { port, baseUrl, workDir, tail, stop };
+  /**
+   * Runs `gatehouse ARGS…` as an administrator would next to this server: same
+   * working directory and environment, so the same SQLite database. Resolves with its
+   * stdout; rejects with its output when it exits non-zero.
+   */
+  const cli = (args, { timeoutMs = 30_000 } = {}) =>
+    new Promise((resolve, reject) => {
+      execFile(bin, args, { cwd: workDir, env: childEnv, timeout: timeoutMs }, (err, stdout, stderr) => {
+        if (err) {
+          reject(new Error(`gatehouse ${args.join(' ')} failed (${err.code ?? err.signal}):\n${stdout}${stderr}`));
+        } else {
+          resolve(stdout);
+        }
+      });
+    });
+
+  return { port, baseUrl, workDir, tail, stop, cli };
 }

@@ -167,13 +167,15 @@ impl Authn {
                 Some(format!("user:{}", user.id)),
                 Outcome::Success,
                 &client,
-                json!({ "sessions_ended": ended }),
+                json!({ "sessions_ended": ended.len() }),
             )?;
+            let count = ended.len();
+            inner.sessions_ended(tenant, user.id, ended);
             let _ = inner.events.publish(DomainEvent::CredentialsChanged {
                 tenant,
                 user: user.id,
             });
-            Ok(ended)
+            Ok(count)
         })
         .await
     }

@@ -54,8 +54,28 @@ pub enum AuthnError {
     #[error("invalid or expired link")]
     InvalidLink,
 
+    /// Every password hashing thread is taken and the queue in front of them is full:
+    /// the request was refused without being tried. Temporary; try again shortly.
+    #[error("too busy to check passwords right now; try again shortly")]
+    Busy,
+
     #[error("internal error: {0}")]
     Internal(String),
+
+    /// A one-time code (TOTP or recovery code) that is wrong, outside the accepted
+    /// time window or already used: deliberately one error.
+    #[error("invalid code")]
+    InvalidCode,
+
+    /// The user already has this second factor; it must be removed before another
+    /// is enrolled.
+    #[error("second factor already enrolled")]
+    AlreadyEnrolled,
+
+    /// No such second factor for this user: never enrolled, removed, or an enrolment
+    /// that expired or was replaced. Start again.
+    #[error("second factor not enrolled")]
+    NotEnrolled,
 }
 
 impl From<PolicyViolation> for AuthnError {

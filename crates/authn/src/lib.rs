@@ -10,8 +10,10 @@
 
 pub mod account;
 pub mod error;
+mod hashing;
 pub mod mail;
 pub mod password;
+pub mod recovery_codes;
 pub mod registration;
 mod secrets;
 mod service;
@@ -20,8 +22,11 @@ pub mod setup;
 pub mod sign_in;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
+pub mod totp;
 
 pub use error::AuthnError;
 pub use mail::{Mailer, OutgoingMail};
-pub use password::{PasswordHasher, PasswordPolicy, PolicyCode, PolicyViolation, Verification};
+pub use password::{
+    HashMemory, PasswordHasher, PasswordPolicy, PolicyCode, PolicyViolation, Verification,
+};
 pub use service::{Authn, ClientInfo};

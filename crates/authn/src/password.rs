@@ -8,8 +8,10 @@
 //! same password typed on systems that compose accents differently still matches.
 //!
 //! Hashing is deliberately slow (tens of milliseconds with the defaults): call it from
-//! a blocking context (`tokio::task::spawn_blocking`, `actix_web::web::block`), not
-//! directly on an async executor thread.
+//! a blocking context (`tokio::task::spawn_blocking`, `actix_web::web::block`, or the
+//! sign-in's hashing pool), not directly on an async executor thread. A thread that
+//! verifies again and again keeps Argon2's working memory in a [`HashMemory`] and
+//! calls [`PasswordHasher::verify_in`] instead of allocating it for every hash.
 //!
 //! Nothing here logs or `Debug`-prints a password or a hash.
 
@@ -17,10 +19,13 @@ use std::fmt;
 use std::sync::{Arc, OnceLock};
 
 use argon2::password_hash::Error as PhcError;
+use argon2::password_hash::phc::Output;
 use argon2::{
-    Algorithm, Argon2, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _, Version,
+    Algorithm, Argon2, Block, Params, PasswordHash, PasswordHasher as _, PasswordVerifier as _,
+    Version,
 };
 use gatehouse_core::config::PasswordConfig;
+use subtle::ConstantTimeEq;
 use unicode_normalization::UnicodeNormalization;
 use zeroize::Zeroizing;
 
@@ -53,6 +58,39 @@ impl fmt::Debug for PasswordHasher {
             .field("iterations", &self.params.t_cost())
             .field("parallelism", &self.params.p_cost())
             .finish_non_exhaustive()
+    }
+}
+
+/// Argon2's working memory (`m` KiB of blocks), kept between hashes by a thread that
+/// does little else, such as the hashing pool's: it is then allocated once instead
+/// of being allocated, zeroed, freed (and often faulted in again, page by page) for
+/// every hash. Grows to the largest `m` it has served; holds password-derived state
+/// between hashes, like any freed heap memory would.
+#[derive(Default)]
+pub struct HashMemory {
+    blocks: Vec<Block>,
+}
+
+impl fmt::Debug for HashMemory {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("HashMemory")
+            .field("kib", &self.blocks.len())
+            .finish()
+    }
+}
+
+impl HashMemory {
+    pub fn new() -> Self {
+        HashMemory::default()
+    }
+
+    /// The first `count` blocks, growing the buffer if needed. Argon2 writes every
+    /// block before it reads it, so what a previous hash left there does not matter.
+    fn blocks(&mut self, count: usize) -> &mut [Block] {
+        if self.blocks.len() < count {
+            self.blocks.resize(count, Block::new());
+        }
+        &mut self.blocks[..count]
     }
 }
 
@@ -113,6 +151,26 @@ impl PasswordHasher {
     /// with these or earlier parameters. A malformed hash is a mismatch (and a warning
     /// in the log, without the hash).
     pub fn verify(&self, stored_phc: &str, password: &str) -> Verification {
+        self.check(stored_phc, password, None)
+    }
+
+    /// [`PasswordHasher::verify`] in `memory` instead of freshly allocated memory; the
+    /// same answer.
+    pub fn verify_in(
+        &self,
+        memory: &mut HashMemory,
+        stored_phc: &str,
+        password: &str,
+    ) -> Verification {
+        self.check(stored_phc, password, Some(memory))
+    }
+
+    fn check(
+        &self,
+        stored_phc: &str,
+        password: &str,
+        memory: Option<&mut HashMemory>,
+    ) -> Verification {
         let password = normalize(password);
         if password.len() > MAX_PASSWORD_BYTES {
             return Verification::Mismatch;
@@ -126,7 +184,11 @@ impl PasswordHasher {
         };
         // The stored hash names its own algorithm and parameters; the configured ones
         // only matter for `needs_rehash`.
-        match self.argon2().verify_password(password.as_bytes(), &stored) {
+        let checked = match memory {
+            None => self.argon2().verify_password(password.as_bytes(), &stored),
+            Some(memory) => verify_with_memory(&stored, password.as_bytes(), memory),
+        };
+        match checked {
             Ok(()) => Verification::Match {
                 needs_rehash: self.needs_rehash(&stored),
             },
@@ -146,12 +208,21 @@ impl PasswordHasher {
     /// and throws the result away, so that signing in as an unknown user takes as long
     /// as signing in with a wrong password. The dummy hash is made on first use.
     pub fn verify_dummy(&self, password: &str) {
+        self.dummy(password, None);
+    }
+
+    /// [`PasswordHasher::verify_dummy`] in `memory`, as [`PasswordHasher::verify_in`].
+    pub fn verify_dummy_in(&self, memory: &mut HashMemory, password: &str) {
+        self.dummy(password, Some(memory));
+    }
+
+    fn dummy(&self, password: &str, memory: Option<&mut HashMemory>) {
         let dummy = self
             .dummy_hash
             .get_or_init(|| self.hash(DUMMY_PASSWORD).ok());
         match dummy {
             Some(hash) => {
-                let _ = self.verify(hash, password);
+                let _ = self.check(hash, password, memory);
             }
             None => {
                 let _ = self.hash(password);
@@ -175,6 +246,42 @@ impl PasswordHasher {
             || stored
                 .salt
                 .is_none_or(|salt| salt.len() < argon2::RECOMMENDED_SALT_LEN)
+    }
+}
+
+/// What `argon2`'s `verify_password` does (the algorithm, version and parameters
+/// named by the stored hash; a constant-time comparison of the output), with the
+/// caller's memory.
+fn verify_with_memory(
+    stored: &PasswordHash,
+    password: &[u8],
+    memory: &mut HashMemory,
+) -> Result<(), PhcError> {
+    let (Some(salt), Some(expected)) = (&stored.salt, &stored.hash) else {
+        return Err(PhcError::PasswordInvalid);
+    };
+    let algorithm = Algorithm::try_from(stored.algorithm.as_str())?;
+    let version = stored
+        .version
+        .map(Version::try_from)
+        .transpose()?
+        .unwrap_or_default();
+    let params = Params::try_from(stored)?;
+    let mut buffer = [0_u8; Output::MAX_LENGTH];
+    let out = buffer
+        .get_mut(..params.output_len().unwrap_or(Params::DEFAULT_OUTPUT_LEN))
+        .ok_or(PhcError::OutputSize)?;
+    let blocks = params.block_count();
+    Argon2::new(algorithm, version, params).hash_password_into_with_memory(
+        password,
+        salt,
+        &mut *out,
+        memory.blocks(blocks),
+    )?;
+    if bool::from(expected.as_bytes().ct_eq(out)) {
+        Ok(())
+    } else {
+        Err(PhcError::PasswordInvalid)
     }
 }
 
@@ -469,6 +576,66 @@ mod tests {
             hasher(&cheap()).verify(&argon2i, "violet-harbor-quilt-97-lantern"),
             Verification::Match { needs_rehash: true }
         );
+    }
+
+    #[test]
+    fn verifying_in_kept_memory_answers_as_verifying_in_fresh_memory() {
+        let hasher = hasher(&cheap());
+        let password = "violet-harbor-quilt-97-lantern";
+        let with = |algorithm, version, params: Params| {
+            Argon2::new(algorithm, version, params)
+                .hash_password(password.as_bytes())
+                .unwrap()
+                .to_string()
+        };
+        let stored = [
+            hasher.hash(password).unwrap(),
+            // Larger, then smaller memory than before: the buffer grows, then is cut.
+            with(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(64, 2, 1, None).unwrap(),
+            ),
+            with(
+                Algorithm::Argon2id,
+                Version::V0x13,
+                Params::new(16, 1, 2, Some(16)).unwrap(),
+            ),
+            with(
+                Algorithm::Argon2i,
+                Version::V0x13,
+                Params::new(8, 1, 1, None).unwrap(),
+            ),
+            with(
+                Algorithm::Argon2d,
+                Version::V0x10,
+                Params::new(32, 3, 1, Some(64)).unwrap(),
+            ),
+            hasher.hash(password).unwrap(),
+        ];
+        let mut memory = HashMemory::new();
+        for phc in &stored {
+            for attempt in [password, "violet-harbor-quilt-97-lanterN", ""] {
+                let fresh = hasher.verify(phc, attempt);
+                assert_eq!(hasher.verify_in(&mut memory, phc, attempt), fresh, "{phc}");
+                assert_eq!(fresh.is_match(), attempt == password, "{phc}");
+            }
+            // A stored hash with a flipped output byte is a mismatch either way.
+            let (head, output) = phc.rsplit_once('$').unwrap();
+            let flipped = if output.starts_with('A') { "B" } else { "A" };
+            let tampered = format!("{head}${flipped}{}", &output[1..]);
+            assert_eq!(
+                hasher.verify_in(&mut memory, &tampered, password),
+                Verification::Mismatch
+            );
+        }
+        for malformed in ["", "not a hash", "$argon2id$v=19$m=8,t=1,p=1$"] {
+            assert_eq!(
+                hasher.verify_in(&mut memory, malformed, password),
+                Verification::Mismatch
+            );
+        }
+        hasher.verify_dummy_in(&mut memory, password);
     }
 
     #[test]

@@ -1,20 +1,22 @@
 //! The authentication service façade. Handlers call one async method per user action;
-//! the database and Argon2 work runs on the blocking pool, mail is sent afterwards.
+//! database work runs on the blocking pool, password sign-in's Argon2 work on the
+//! fixed hashing pool ([`crate::hashing`]), mail is sent afterwards.
 
 use std::sync::Arc;
 
 use chrono::{DateTime, Utc};
 use gatehouse_core::SharedClock;
 use gatehouse_core::config::Config;
-use gatehouse_core::events::EventBus;
-use gatehouse_core::ids::TenantId;
+use gatehouse_core::events::{DomainEvent, EventBus};
+use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
 use gatehouse_identity_store::{AnyConnection, Pool, StoreError};
 
 use crate::AuthnError;
+use crate::hashing::HashingPool;
 use crate::mail::Mailer;
-use crate::password::{PasswordHasher, PasswordPolicy};
+use crate::password::{HashMemory, PasswordHasher, PasswordPolicy};
 use crate::settings::AuthnSettings;
 
 /// Where a request came from, for throttling, sessions and the audit log.
@@ -36,6 +38,8 @@ pub(crate) struct Inner {
     pub(crate) clock: SharedClock,
     pub(crate) events: EventBus,
     pub(crate) hasher: PasswordHasher,
+    /// Where sign-in verifies passwords: a thread per core, a bounded queue.
+    pub(crate) hashing: HashingPool,
     pub(crate) policy: PasswordPolicy,
     pub(crate) mailer: Mailer,
     pub(crate) settings: AuthnSettings,
@@ -52,6 +56,7 @@ impl Authn {
         Ok(Authn {
             inner: Arc::new(Inner {
                 hasher: PasswordHasher::new(&config.passwords)?,
+                hashing: HashingPool::for_this_machine()?,
                 policy: PasswordPolicy::new(&config.passwords),
                 mailer: Mailer::from_config(config)?,
                 settings: AuthnSettings::from_config(config),
@@ -71,7 +76,8 @@ impl Authn {
         &self.inner.policy
     }
 
-    /// Runs database and hashing work off the async workers.
+    /// Runs database (and, outside sign-in, hashing) work off the async workers, with
+    /// one pooled connection for the whole of `work`.
     pub(crate) async fn blocking<T: Send + 'static>(
         &self,
         work: impl FnOnce(&Inner, &mut AnyConnection) -> Result<T, AuthnError> + Send + 'static,
@@ -84,11 +90,39 @@ impl Authn {
         .await
         .map_err(|e| AuthnError::Internal(e.to_string()))?
     }
+
+    /// Runs password hashing work on the hashing pool, without a database connection.
+    /// [`AuthnError::Busy`] when its queue is full.
+    pub(crate) async fn hashing<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&PasswordHasher, &mut HashMemory) -> T + Send + 'static,
+    ) -> Result<T, AuthnError> {
+        let hasher = self.inner.hasher.clone();
+        self.inner
+            .hashing
+            .run(move |memory| work(&hasher, memory))
+            .await
+    }
 }
 
 impl Inner {
     pub(crate) fn now(&self) -> DateTime<Utc> {
         self.clock.now()
+    }
+
+    /// Announces ended sessions, so relying parties signed in through them hear of it
+    /// (back-channel logout) and their grants end. After the commit that ended them.
+    pub(crate) fn sessions_ended(&self, tenant: TenantId, user: UserId, sessions: Vec<SessionId>) {
+        if sessions.is_empty() {
+            return;
+        }
+        if let Err(error) = self.events.publish(DomainEvent::SessionsEnded {
+            tenant,
+            user,
+            sessions,
+        }) {
+            tracing::warn!(%error, "sessions ended, but the event was not sent to other nodes");
+        }
     }
 
     /// Writes an audit event. Failing to audit fails the action: a security event

@@ -10,10 +10,10 @@
 use chrono::{DateTime, Utc};
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::audit::Outcome;
-use gatehouse_identity_store::credentials::{self, CredentialKind};
+use gatehouse_identity_store::credentials::{self, Credential, CredentialKind};
 use gatehouse_identity_store::sessions::{self, AuthMethod, NewSession, Session};
 use gatehouse_identity_store::users::{self, User};
-use gatehouse_identity_store::{AnyConnection, fold_key, rate_limits};
+use gatehouse_identity_store::{AnyConnection, db, fold_key, grants, rate_limits};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -40,32 +40,30 @@ fn ip_bucket(ip: &str) -> String {
 }
 
 impl Inner {
-    fn locked_until(
-        &self,
-        conn: &mut AnyConnection,
-        tenant: TenantId,
-        buckets: &[String],
-    ) -> Result<Option<DateTime<Utc>>, AuthnError> {
-        let now = self.now();
-        let mut until = None;
-        for bucket in buckets {
-            if let Some(counter) = rate_limits::get(conn, tenant, bucket)?
-                && counter.is_locked(now)
-            {
-                until = until.max(counter.locked_until);
-            }
-        }
-        Ok(until)
-    }
-
-    /// The user and whether `password` is theirs, always spending one verification.
-    fn check_password(
+    /// The read phase of a sign-in: the failure buckets, then (unless one is locked)
+    /// the account, its password credential and the stored hash, unsealed.
+    fn prepare_sign_in(
         &self,
         conn: &mut AnyConnection,
         tenant: TenantId,
         identifier: &str,
-        password: &str,
-    ) -> Result<Option<User>, AuthnError> {
+        client: &ClientInfo,
+    ) -> Result<Prepared, AuthnError> {
+        let now = self.now();
+        let account_counter = rate_limits::get(conn, tenant, &account_bucket(identifier))?;
+        let ip_counter = match &client.ip {
+            Some(ip) => rate_limits::get(conn, tenant, &ip_bucket(ip))?,
+            None => None,
+        };
+        let locked_until = [account_counter, ip_counter]
+            .into_iter()
+            .flatten()
+            .filter(|counter| counter.is_locked(now))
+            .filter_map(|counter| counter.locked_until)
+            .max();
+        if let Some(until) = locked_until {
+            return Ok(Prepared::Locked(until));
+        }
         let user = match users::find_by_primary_email(conn, tenant, identifier)? {
             Some(user) => Some(user),
             None => users::find_by_user_name(conn, tenant, identifier)?,
@@ -78,28 +76,115 @@ impl Inner {
             }
             None => None,
         };
-        let (Some(user), Some(credential)) = (user, credential) else {
-            self.hasher.verify_dummy(password);
-            return Ok(None);
-        };
-        let stored = credential.secret(&self.cipher)?;
-        let stored = String::from_utf8_lossy(&stored).into_owned();
-        match self.hasher.verify(&stored, password) {
-            Verification::Match { needs_rehash } => {
-                if needs_rehash {
-                    let upgraded = self.hasher.hash(password)?;
-                    credentials::replace_secret(
-                        conn,
-                        &self.cipher,
-                        &credential,
-                        upgraded.as_bytes(),
-                    )?;
-                }
-                credentials::mark_used(conn, self.now(), tenant, credential.id)?;
-                Ok(user.data.active.then_some(user))
+        let (account, stored) = match (user, credential) {
+            (Some(user), Some(credential)) => {
+                let stored = credential.secret(&self.cipher)?;
+                let stored = Zeroizing::new(String::from_utf8_lossy(&stored).into_owned());
+                (Some(Box::new(Account { user, credential })), Some(stored))
             }
-            Verification::Mismatch => Ok(None),
+            _ => (None, None),
+        };
+        Ok(Prepared::Check {
+            account,
+            stored,
+            has_failures: account_counter.is_some(),
+        })
+    }
+
+    /// The write phase of a sign-in whose password was checked, in one transaction:
+    /// one commit (one flush) whatever the outcome. The outer error rolls back; the
+    /// inner one is the answer to a refused attempt whose writes (the failure counts,
+    /// or a right password's `last_used_at`) are kept.
+    #[allow(clippy::too_many_arguments)]
+    fn finish_sign_in(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        identifier: &str,
+        client: &ClientInfo,
+        checked: Checked,
+        has_failures: bool,
+        require_verified: bool,
+        previous_secret: Option<String>,
+    ) -> Result<Result<SignedIn, AuthnError>, AuthnError> {
+        let (account, upgraded) = match checked {
+            Checked::Match { account, upgraded } => (account, upgraded),
+            Checked::Mismatch => {
+                self.record_failure(conn, tenant, identifier, client)?;
+                return Ok(Err(AuthnError::InvalidCredentials));
+            }
+        };
+        let Account { user, credential } = *account;
+        // An UPDATE first: SQLite takes its write lock at once (waiting for another
+        // writer if need be) instead of failing to upgrade a read lock later.
+        if let Some(upgraded) = &upgraded {
+            credentials::replace_secret(conn, &self.cipher, &credential, upgraded.as_bytes())?;
         }
+        credentials::mark_used(conn, self.now(), tenant, credential.id)?;
+        if !user.data.active {
+            self.record_failure(conn, tenant, identifier, client)?;
+            return Ok(Err(AuthnError::InvalidCredentials));
+        }
+        if require_verified && !user.primary_email().is_some_and(|e| e.verified) {
+            return Ok(Err(AuthnError::EmailNotVerified));
+        }
+        // No row, nothing to forget. (A failure counted by another request while
+        // this one was hashing is kept; it might as well have come just after.)
+        if has_failures {
+            rate_limits::reset(conn, tenant, &account_bucket(identifier))?;
+        }
+        let now = self.now();
+        let mut replaced = None;
+        if let Some(previous) = previous_secret
+            && let Some(old) =
+                sessions::find_active(conn, now, tenant, &secrets::digest(&previous))?
+        {
+            sessions::end(conn, now, tenant, old.id, None, "rotated")?;
+            replaced = Some(old);
+        }
+        let (secret, secret_hash) = secrets::generate();
+        let session = sessions::create(
+            conn,
+            now,
+            tenant,
+            NewSession {
+                user_id: user.id,
+                secret_hash,
+                idle_timeout: self.settings.session_idle,
+                absolute_timeout: self.settings.session_absolute,
+                ip: client.ip.clone(),
+                user_agent: client.user_agent.clone(),
+                auth_methods: vec![AuthMethod {
+                    method: "pwd".into(),
+                    at: now,
+                }],
+                aal: 1,
+            },
+        )?;
+        match replaced {
+            // The same person signing in again: what the old session signed in to
+            // carries on under the new one.
+            Some(old) if old.user_id == user.id => {
+                grants::move_to_session(conn, tenant, old.id, session.id)?;
+            }
+            // Someone else signs in on this browser: the previous user is signed out.
+            Some(old) => self.sessions_ended(tenant, old.user_id, vec![old.id]),
+            None => {}
+        }
+        self.audit(
+            conn,
+            tenant,
+            format!("user:{}", user.id),
+            "login.succeeded",
+            Some(format!("session:{}", session.id)),
+            Outcome::Success,
+            client,
+            json!({ "amr": ["pwd"], "aal": 1 }),
+        )?;
+        Ok(Ok(SignedIn {
+            session,
+            secret: Zeroizing::new(secret),
+        }))
     }
 
     fn record_failure(
@@ -156,9 +241,46 @@ impl Inner {
     }
 }
 
+/// What a sign-in reads before hashing.
+enum Prepared {
+    /// A failure bucket is locked until then: refused without looking further.
+    Locked(DateTime<Utc>),
+    Check {
+        /// `None` when there is no such account or it has no password.
+        account: Option<Box<Account>>,
+        /// The stored PHC string of the account's password, unsealed.
+        stored: Option<Zeroizing<String>>,
+        /// The account's failure bucket has a row: a success has failures to forget.
+        has_failures: bool,
+    },
+}
+
+struct Account {
+    user: User,
+    credential: Credential,
+}
+
+/// The outcome of the hash.
+enum Checked {
+    /// The password is the account's; `upgraded` is its new hash when the stored one
+    /// was made with other parameters.
+    Match {
+        account: Box<Account>,
+        upgraded: Option<String>,
+    },
+    /// Wrong password, or no such account (a dummy hash was verified instead).
+    Mismatch,
+}
+
 impl Authn {
     /// Checks email (or userName) and password and opens a new session. A session the
     /// browser already had (`previous_secret`) is ended: the id rotates at sign-in.
+    ///
+    /// Three steps, so that no database connection is held during the hash: read
+    /// (failure buckets, account, stored hash) on one pooled connection; verify on
+    /// the hashing pool; write everything in one transaction on a pooled connection
+    /// again. [`AuthnError::Busy`] when the hashing pool's queue is full; nothing is
+    /// verified or recorded then.
     pub async fn sign_in_with_password(
         &self,
         tenant: TenantId,
@@ -169,76 +291,77 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<SignedIn, AuthnError> {
         let require_verified = policy.require_verified_email;
-        self.blocking(move |inner, conn| {
-            let mut buckets = vec![account_bucket(&identifier)];
-            if let Some(ip) = &client.ip {
-                buckets.push(ip_bucket(ip));
-            }
-            if let Some(until) = inner.locked_until(conn, tenant, &buckets)? {
+        let prepared = {
+            let (identifier, client) = (identifier.clone(), client.clone());
+            self.blocking(move |inner, conn| {
+                inner.prepare_sign_in(conn, tenant, &identifier, &client)
+            })
+            .await?
+        };
+        let (account, stored, has_failures) = match prepared {
+            Prepared::Locked(until) => {
                 // Same work as a real attempt, so a locked account is not a timing oracle.
-                inner.hasher.verify_dummy(&password);
-                inner.audit(
+                self.hashing(move |hasher, memory| hasher.verify_dummy_in(memory, &password))
+                    .await?;
+                return self
+                    .blocking(move |inner, conn| {
+                        inner.audit(
+                            conn,
+                            tenant,
+                            "anonymous".into(),
+                            "login.throttled",
+                            None,
+                            Outcome::Denied,
+                            &client,
+                            json!({ "identifier": fold_key(&identifier) }),
+                        )?;
+                        Err(AuthnError::Throttled { until: Some(until) })
+                    })
+                    .await;
+            }
+            Prepared::Check {
+                account,
+                stored,
+                has_failures,
+            } => (account, stored, has_failures),
+        };
+        // One verification whether or not the account exists (a dummy hash if not).
+        let upgrade = self
+            .hashing(
+                move |hasher, memory| -> Result<Option<Option<String>>, AuthnError> {
+                    // `None`: no match; `Some(upgraded)`: a match, with its new hash if due.
+                    let Some(stored) = stored else {
+                        hasher.verify_dummy_in(memory, &password);
+                        return Ok(None);
+                    };
+                    Ok(match hasher.verify_in(memory, &stored, &password) {
+                        Verification::Match { needs_rehash } => {
+                            Some(needs_rehash.then(|| hasher.hash(&password)).transpose()?)
+                        }
+                        Verification::Mismatch => None,
+                    })
+                },
+            )
+            .await??;
+        let checked = match (account, upgrade) {
+            (Some(account), Some(upgraded)) => Checked::Match { account, upgraded },
+            _ => Checked::Mismatch,
+        };
+        self.blocking(move |inner, conn| {
+            db::transaction_with(conn, |conn| {
+                inner.finish_sign_in(
                     conn,
                     tenant,
-                    "anonymous".into(),
-                    "login.throttled",
-                    None,
-                    Outcome::Denied,
+                    &identifier,
                     &client,
-                    json!({ "identifier": fold_key(&identifier) }),
-                )?;
-                return Err(AuthnError::Throttled { until: Some(until) });
-            }
-            let Some(user) = inner.check_password(conn, tenant, &identifier, &password)? else {
-                inner.record_failure(conn, tenant, &identifier, &client)?;
-                return Err(AuthnError::InvalidCredentials);
-            };
-            if require_verified && !user.primary_email().is_some_and(|e| e.verified) {
-                return Err(AuthnError::EmailNotVerified);
-            }
-            rate_limits::reset(conn, tenant, &account_bucket(&identifier))?;
-            let now = inner.now();
-            if let Some(previous) = previous_secret
-                && let Some(old) =
-                    sessions::find_active(conn, now, tenant, &secrets::digest(&previous))?
-            {
-                sessions::end(conn, now, tenant, old.id, None, "rotated")?;
-            }
-            let (secret, secret_hash) = secrets::generate();
-            let session = sessions::create(
-                conn,
-                now,
-                tenant,
-                NewSession {
-                    user_id: user.id,
-                    secret_hash,
-                    idle_timeout: inner.settings.session_idle,
-                    absolute_timeout: inner.settings.session_absolute,
-                    ip: client.ip.clone(),
-                    user_agent: client.user_agent.clone(),
-                    auth_methods: vec![AuthMethod {
-                        method: "pwd".into(),
-                        at: now,
-                    }],
-                    aal: 1,
-                },
-            )?;
-            inner.audit(
-                conn,
-                tenant,
-                format!("user:{}", user.id),
-                "login.succeeded",
-                Some(format!("session:{}", session.id)),
-                Outcome::Success,
-                &client,
-                json!({ "amr": ["pwd"], "aal": 1 }),
-            )?;
-            Ok(SignedIn {
-                session,
-                secret: Zeroizing::new(secret),
+                    checked,
+                    has_failures,
+                    require_verified,
+                    previous_secret,
+                )
             })
         })
-        .await
+        .await?
     }
 
     /// The live session behind a cookie secret, refreshing its idle expiry.
@@ -269,7 +392,7 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<(), AuthnError> {
         self.blocking(move |inner, conn| {
-            sessions::end(
+            let ended = sessions::end(
                 conn,
                 inner.now(),
                 tenant,
@@ -286,7 +409,11 @@ impl Authn {
                 Outcome::Success,
                 &client,
                 json!({}),
-            )
+            )?;
+            if ended {
+                inner.sessions_ended(tenant, session.user_id, vec![session.id]);
+            }
+            Ok(())
         })
         .await
     }
@@ -319,6 +446,7 @@ impl Authn {
                     &client,
                     json!({}),
                 )?;
+                inner.sessions_ended(tenant, current.user_id, vec![target]);
             }
             Ok(ended)
         })
@@ -349,9 +477,11 @@ impl Authn {
                 None,
                 Outcome::Success,
                 &client,
-                json!({ "count": ended }),
+                json!({ "count": ended.len() }),
             )?;
-            Ok(ended)
+            let count = ended.len();
+            inner.sessions_ended(tenant, current.user_id, ended);
+            Ok(count)
         })
         .await
     }
@@ -375,6 +505,529 @@ impl Authn {
 
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    use chrono::Duration;
+    use gatehouse_core::config::{Config, PasswordConfig};
+    use gatehouse_core::events::EventBus;
+    use gatehouse_core::ids::UserId;
+    use gatehouse_core::secrets::{Cipher, MasterKey};
+    use gatehouse_core::{Clock, ManualClock};
+    use gatehouse_identity_store::credentials::NewCredential;
+    use gatehouse_identity_store::db::{Backend, ConnectOptions};
+    use gatehouse_identity_store::tenants::{self, TenantData};
+    use gatehouse_identity_store::testing::TestDb;
+    use gatehouse_identity_store::users::{Email, UserData};
+    use gatehouse_identity_store::{PageRequest, Pool, audit};
+
+    use super::*;
+    use crate::PasswordHasher;
+    use crate::hashing::HashingPool;
+
+    const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
+    const IP: &str = "203.0.113.7";
+
+    /// Argon2's minimum cost: these tests are about what sign-in does, not strength.
+    fn cheap(memory_kib: u32) -> PasswordConfig {
+        PasswordConfig {
+            memory_kib,
+            iterations: 1,
+            parallelism: 1,
+            ..PasswordConfig::default()
+        }
+    }
+
+    /// A service on a throwaway database with one tenant.
+    struct Env {
+        authn: Authn,
+        pool: Pool,
+        clock: ManualClock,
+        cipher: Cipher,
+        tenant: TenantId,
+        // Dropped last: the database outlives the service's connections.
+        _dir: tempfile::TempDir,
+        db: TestDb,
+    }
+
+    impl Env {
+        fn new(backend: Backend) -> Env {
+            Env::with(backend, 4, HashingPool::new(2, 64).unwrap())
+        }
+
+        /// `connections` pooled connections for the service; its own hashing pool.
+        fn with(backend: Backend, connections: u32, hashing: HashingPool) -> Env {
+            let db = TestDb::new(backend);
+            let dir = tempfile::tempdir().unwrap();
+            let config = Config {
+                data_dir: dir.path().join("data"),
+                passwords: cheap(8),
+                ..Config::default()
+            };
+            let pool = gatehouse_identity_store::db::pool(&ConnectOptions {
+                pool_size: connections,
+                ..ConnectOptions::new(&db.url)
+            })
+            .unwrap();
+            let cipher = Cipher::new(vec![MasterKey::generate()]).unwrap();
+            let clock = ManualClock::fixed();
+            let mut conn = pool.get().unwrap();
+            let tenant = tenants::create(
+                &mut conn,
+                clock.now(),
+                TenantData {
+                    slug: "acme".into(),
+                    display_name: "Acme".into(),
+                    settings: serde_json::Map::new(),
+                },
+            )
+            .unwrap()
+            .id;
+            drop(conn);
+            let mut authn = Authn::new(
+                &config,
+                pool.clone(),
+                cipher.clone(),
+                Arc::new(clock.clone()),
+                EventBus::in_process(),
+            )
+            .unwrap();
+            Arc::get_mut(&mut authn.inner).unwrap().hashing = hashing;
+            Env {
+                authn,
+                pool,
+                clock,
+                cipher,
+                tenant,
+                _dir: dir,
+                db,
+            }
+        }
+
+        /// A user with a primary email and a password hashed with `config`.
+        fn user_with(
+            &self,
+            email: &str,
+            verified: bool,
+            active: bool,
+            config: &PasswordConfig,
+        ) -> UserId {
+            let phc = PasswordHasher::new(config).unwrap().hash(PASSWORD).unwrap();
+            let mut conn = self.pool.get().unwrap();
+            let user = users::create(
+                &mut conn,
+                self.clock.now(),
+                self.tenant,
+                UserData {
+                    emails: vec![Email {
+                        value: email.into(),
+                        kind: Some("work".into()),
+                        primary: true,
+                        verified,
+                    }],
+                    active,
+                    ..UserData::new(email)
+                },
+            )
+            .unwrap();
+            credentials::create(
+                &mut conn,
+                &self.cipher,
+                self.clock.now(),
+                self.tenant,
+                user.id,
+                NewCredential {
+                    kind: CredentialKind::Password,
+                    label: None,
+                    secret: phc.as_bytes(),
+                },
+            )
+            .unwrap();
+            user.id
+        }
+
+        fn user(&self, email: &str) -> UserId {
+            self.user_with(email, true, true, &cheap(8))
+        }
+
+        async fn sign_in(
+            &self,
+            identifier: &str,
+            password: &str,
+            previous: Option<String>,
+        ) -> Result<SignedIn, AuthnError> {
+            sign_in_with(&self.authn, self.tenant, identifier, password, previous).await
+        }
+
+        fn credential(&self, user: UserId) -> Credential {
+            let mut conn = self.pool.get().unwrap();
+            credentials::list_for_user(&mut conn, self.tenant, user, None)
+                .unwrap()
+                .remove(0)
+        }
+
+        fn failures(&self, bucket: &str) -> Option<i32> {
+            let mut conn = self.pool.get().unwrap();
+            rate_limits::get(&mut conn, self.tenant, bucket)
+                .unwrap()
+                .map(|c| c.failures)
+        }
+
+        /// Every audit action so far, in order; the chain must be intact.
+        fn actions(&self) -> Vec<String> {
+            let mut conn = self.pool.get().unwrap();
+            assert!(audit::verify(&mut conn).unwrap().is_intact());
+            audit::list(&mut conn, self.tenant, &PageRequest::first(500))
+                .unwrap()
+                .items
+                .into_iter()
+                .map(|e| e.action)
+                .collect()
+        }
+
+        fn sessions(&self, user: UserId) -> Vec<Session> {
+            let mut conn = self.pool.get().unwrap();
+            sessions::list_active_for_user(&mut conn, self.clock.now(), self.tenant, user).unwrap()
+        }
+    }
+
+    async fn sign_in_with(
+        authn: &Authn,
+        tenant: TenantId,
+        identifier: &str,
+        password: &str,
+        previous: Option<String>,
+    ) -> Result<SignedIn, AuthnError> {
+        authn
+            .sign_in_with_password(
+                tenant,
+                &TenantPolicy {
+                    registration_enabled: true,
+                    require_verified_email: true,
+                },
+                identifier.into(),
+                Zeroizing::new(password.into()),
+                previous,
+                ClientInfo {
+                    ip: Some(IP.into()),
+                    user_agent: Some("test".into()),
+                },
+            )
+            .await
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_time()
+            .build()
+            .unwrap()
+    }
+
+    fn signs_in_and_commits_everything(backend: Backend) {
+        let env = Env::new(backend);
+        let alice = env.user("alice@example.com");
+        runtime().block_on(async {
+            // A failure first, so the success has a failure count to forget.
+            let wrong = env
+                .sign_in("alice@example.com", "not-her-password", None)
+                .await;
+            assert!(
+                matches!(wrong, Err(AuthnError::InvalidCredentials)),
+                "{wrong:?}"
+            );
+            assert_eq!(env.failures(&account_bucket("alice@example.com")), Some(1));
+
+            let first = env
+                .sign_in("Alice@Example.com", PASSWORD, None)
+                .await
+                .unwrap();
+            assert_eq!(first.session.user_id, alice);
+            assert_eq!(env.failures(&account_bucket("alice@example.com")), None);
+            assert_eq!(env.credential(alice).last_used_at, Some(env.clock.now()));
+            assert_eq!(env.sessions(alice).len(), 1);
+
+            // Signed in again: the browser's previous session is ended (rotation).
+            let second = env
+                .sign_in(
+                    "alice@example.com",
+                    PASSWORD,
+                    Some(first.secret.to_string()),
+                )
+                .await
+                .unwrap();
+            let live = env.sessions(alice);
+            assert_eq!(live.len(), 1);
+            assert_eq!(live[0].id, second.session.id);
+        });
+        assert_eq!(
+            env.actions(),
+            ["login.failed", "login.succeeded", "login.succeeded"]
+        );
+        // The IP's failure is not forgotten by the account's success.
+        assert_eq!(env.failures(&ip_bucket(IP)), Some(1));
+    }
+
+    #[test]
+    fn signs_in_and_commits_everything_on_sqlite() {
+        signs_in_and_commits_everything(Backend::Sqlite);
+    }
+
+    #[test]
+    fn signs_in_and_commits_everything_on_postgres() {
+        signs_in_and_commits_everything(Backend::Postgres);
+    }
+
+    #[test]
+    fn wrong_password_and_unknown_account_are_one_error_and_both_counted() {
+        let env = Env::new(Backend::Sqlite);
+        let bob = env.user("bob@example.com");
+        runtime().block_on(async {
+            let wrong = env
+                .sign_in("bob@example.com", "not-his-password", None)
+                .await;
+            let unknown = env.sign_in("nobody@example.com", PASSWORD, None).await;
+            assert!(
+                matches!(wrong, Err(AuthnError::InvalidCredentials)),
+                "{wrong:?}"
+            );
+            assert!(
+                matches!(unknown, Err(AuthnError::InvalidCredentials)),
+                "{unknown:?}"
+            );
+        });
+        assert_eq!(env.failures(&account_bucket("bob@example.com")), Some(1));
+        assert_eq!(env.failures(&account_bucket("nobody@example.com")), Some(1));
+        assert_eq!(env.failures(&ip_bucket(IP)), Some(2));
+        assert_eq!(env.credential(bob).last_used_at, None);
+        assert!(env.sessions(bob).is_empty());
+        assert_eq!(env.actions(), ["login.failed", "login.failed"]);
+    }
+
+    #[test]
+    fn a_locked_account_is_refused_even_with_the_right_password() {
+        let env = Env::new(Backend::Sqlite);
+        let carol = env.user("carol@example.com");
+        let threshold = env.authn.settings().account_lockout_threshold;
+        runtime().block_on(async {
+            let mut throttled = 0;
+            for _ in 0..threshold + 2 {
+                match env
+                    .sign_in("carol@example.com", "guess-guess-guess", None)
+                    .await
+                {
+                    Err(AuthnError::Throttled { until }) => {
+                        assert!(until.is_some_and(|u| u > env.clock.now()));
+                        throttled += 1;
+                    }
+                    Err(AuthnError::InvalidCredentials) => {}
+                    other => panic!("{other:?}"),
+                }
+                env.clock.advance(Duration::seconds(70));
+            }
+            assert!(throttled >= 1, "never throttled");
+            let locked = env.sign_in("carol@example.com", PASSWORD, None).await;
+            assert!(
+                matches!(locked, Err(AuthnError::Throttled { .. })),
+                "{locked:?}"
+            );
+            assert!(env.sessions(carol).is_empty());
+
+            env.clock
+                .advance(env.authn.settings().lockout + Duration::seconds(1));
+            env.sign_in("carol@example.com", PASSWORD, None)
+                .await
+                .unwrap();
+        });
+        let actions = env.actions();
+        for expected in [
+            "login.failed",
+            "login.locked",
+            "login.throttled",
+            "login.succeeded",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == expected),
+                "{expected}: {actions:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_right_password_for_an_unverified_or_inactive_account_opens_no_session() {
+        let env = Env::new(Backend::Sqlite);
+        let unverified = env.user_with("dan@example.com", false, true, &cheap(8));
+        let inactive = env.user_with("eve@example.com", true, false, &cheap(8));
+        runtime().block_on(async {
+            let refused = env.sign_in("dan@example.com", PASSWORD, None).await;
+            assert!(
+                matches!(refused, Err(AuthnError::EmailNotVerified)),
+                "{refused:?}"
+            );
+            let refused = env.sign_in("eve@example.com", PASSWORD, None).await;
+            assert!(
+                matches!(refused, Err(AuthnError::InvalidCredentials)),
+                "{refused:?}"
+            );
+        });
+        // The password was right: its use is recorded (and kept) either way.
+        assert!(env.credential(unverified).last_used_at.is_some());
+        assert!(env.credential(inactive).last_used_at.is_some());
+        assert!(env.sessions(unverified).is_empty() && env.sessions(inactive).is_empty());
+        // A disabled account's sign-in counts as a failure; an unverified one does not.
+        assert_eq!(env.failures(&account_bucket("dan@example.com")), None);
+        assert_eq!(env.failures(&account_bucket("eve@example.com")), Some(1));
+        assert_eq!(env.actions(), ["login.failed"]);
+    }
+
+    #[test]
+    fn an_outdated_hash_is_upgraded_at_sign_in() {
+        let env = Env::new(Backend::Sqlite);
+        let frank = env.user_with("frank@example.com", true, true, &cheap(16));
+        let before = env.credential(frank).secret(&env.cipher).unwrap();
+        assert!(String::from_utf8_lossy(&before).starts_with("$argon2id$v=19$m=16,"));
+        runtime().block_on(async {
+            env.sign_in("frank@example.com", PASSWORD, None)
+                .await
+                .unwrap();
+            let after = env.credential(frank).secret(&env.cipher).unwrap();
+            let after = String::from_utf8_lossy(&after).into_owned();
+            assert!(after.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{after}");
+            env.sign_in("frank@example.com", PASSWORD, None)
+                .await
+                .unwrap();
+        });
+    }
+
+    #[test]
+    fn a_full_hashing_queue_refuses_without_trying_or_recording() {
+        let env = Env::with(Backend::Sqlite, 4, HashingPool::new(1, 1).unwrap());
+        let grace = env.user("grace@example.com");
+        let hashing = &env.authn.inner.hashing;
+        let (release, freed) = hashing.occupy_one_worker();
+        let queued = hashing.submit(|_| ()).unwrap();
+        runtime().block_on(async {
+            for password in [PASSWORD, "wrong-wrong-wrong"] {
+                let busy = env.sign_in("grace@example.com", password, None).await;
+                assert!(matches!(busy, Err(AuthnError::Busy)), "{busy:?}");
+            }
+            let busy = env.sign_in("nobody@example.com", PASSWORD, None).await;
+            assert!(matches!(busy, Err(AuthnError::Busy)), "{busy:?}");
+            assert_eq!(env.failures(&account_bucket("grace@example.com")), None);
+            assert_eq!(env.failures(&ip_bucket(IP)), None);
+            assert!(env.actions().is_empty());
+
+            release.send(()).unwrap();
+            freed.await.unwrap();
+            queued.await.unwrap();
+            env.sign_in("grace@example.com", PASSWORD, None)
+                .await
+                .unwrap();
+        });
+        assert_eq!(env.sessions(grace).len(), 1);
+    }
+
+    #[test]
+    fn no_connection_is_held_while_waiting_for_or_running_the_hash() {
+        // One connection in all: if the sign-in kept it during the hash, nothing else
+        // could use the database meanwhile.
+        let env = Env::with(Backend::Sqlite, 1, HashingPool::new(1, 4).unwrap());
+        let henry = env.user("henry@example.com");
+        let hashing = &env.authn.inner.hashing;
+        let (release, freed) = hashing.occupy_one_worker();
+        let rt = runtime();
+        let signing_in = {
+            let (authn, tenant) = (env.authn.clone(), env.tenant);
+            rt.spawn(async move {
+                sign_in_with(&authn, tenant, "henry@example.com", PASSWORD, None).await
+            })
+        };
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+        while hashing.queued() == 0 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the hash was never queued"
+            );
+            std::thread::sleep(StdDuration::from_millis(5));
+        }
+        // The sign-in has read what it needs and waits for a hashing thread.
+        let conn = env.pool.get_timeout(StdDuration::from_millis(500));
+        assert!(
+            conn.is_ok(),
+            "the waiting sign-in holds the only connection"
+        );
+        drop(conn);
+        release.send(()).unwrap();
+        rt.block_on(async {
+            freed.await.unwrap();
+            signing_in.await.unwrap().unwrap();
+        });
+        assert_eq!(env.sessions(henry).len(), 1);
+    }
+
+    fn concurrent_sign_ins_all_succeed(backend: Backend) {
+        const USERS: usize = 12;
+        let env = Env::new(backend);
+        let users: Vec<UserId> = (0..USERS)
+            .map(|i| env.user(&format!("user-{i}@example.com")))
+            .collect();
+        let rt = runtime();
+        rt.block_on(async {
+            let tasks: Vec<_> = (0..USERS * 2)
+                .map(|i| {
+                    let (authn, tenant) = (env.authn.clone(), env.tenant);
+                    tokio::spawn(async move {
+                        let email = format!("user-{}@example.com", i % USERS);
+                        // Every third attempt is a wrong password.
+                        let password = if i % 3 == 2 {
+                            "wrong-wrong-wrong"
+                        } else {
+                            PASSWORD
+                        };
+                        (
+                            i,
+                            sign_in_with(&authn, tenant, &email, password, None).await,
+                        )
+                    })
+                })
+                .collect();
+            for task in tasks {
+                let (i, result) = task.await.unwrap();
+                match result {
+                    Ok(_) => assert_ne!(i % 3, 2, "a wrong password was accepted"),
+                    Err(AuthnError::InvalidCredentials) => assert_eq!(i % 3, 2),
+                    Err(other) => panic!("attempt {i}: {other}"),
+                }
+            }
+        });
+        let sessions: usize = users.iter().map(|u| env.sessions(*u).len()).sum();
+        let successes = (0..USERS * 2).filter(|i| i % 3 != 2).count();
+        assert_eq!(sessions, successes);
+        let actions = env.actions();
+        assert_eq!(actions.len(), USERS * 2);
+        assert_eq!(
+            actions.iter().filter(|a| *a == "login.succeeded").count(),
+            successes
+        );
+        assert_eq!(
+            env.failures(&ip_bucket(IP)),
+            Some((USERS * 2 - successes) as i32)
+        );
+        drop(env.db);
+    }
+
+    #[test]
+    fn concurrent_sign_ins_all_succeed_on_sqlite() {
+        concurrent_sign_ins_all_succeed(Backend::Sqlite);
+    }
+
+    #[test]
+    fn concurrent_sign_ins_all_succeed_on_postgres() {
+        concurrent_sign_ins_all_succeed(Backend::Postgres);
+    }
+
     #[test]
     fn variants_of_one_identifier_share_a_throttling_bucket() {
         assert_eq!(

@@ -53,6 +53,7 @@ pub struct Config {
     pub sessions: SessionConfig,
     pub sign_in: SignInConfig,
     pub registration: RegistrationConfig,
+    pub keys: KeysConfig,
 }
 
 impl Default for Config {
@@ -70,6 +71,7 @@ impl Default for Config {
             sessions: SessionConfig::default(),
             sign_in: SignInConfig::default(),
             registration: RegistrationConfig::default(),
+            keys: KeysConfig::default(),
         }
     }
 }
@@ -472,6 +474,53 @@ impl SignInConfig {
     }
 }
 
+/// Scheduled rotation of token signing keys. A rotation activates the key that has
+/// been published (as `next`) since the previous one and publishes a new `next`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct KeysConfig {
+    /// Days an active signing key signs before the next one takes over; 0 turns
+    /// scheduled rotation off (`gatehouse keys rotate` still works).
+    pub rotation_days: u64,
+    /// Hours a retired key stays in JWKS: at least the longest token lifetime plus
+    /// the clock skew and caching of relying parties.
+    pub retired_publish_hours: u64,
+}
+
+impl Default for KeysConfig {
+    fn default() -> Self {
+        KeysConfig {
+            rotation_days: 90,
+            retired_publish_hours: 24,
+        }
+    }
+}
+
+impl KeysConfig {
+    /// `None` when scheduled rotation is off.
+    pub fn rotation_interval(&self) -> Option<Duration> {
+        (self.rotation_days > 0)
+            .then(|| Duration::from_secs(self.rotation_days.saturating_mul(86_400)))
+    }
+
+    pub fn retired_publish(&self) -> Duration {
+        Duration::from_secs(self.retired_publish_hours.saturating_mul(3600))
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        at_least("keys.retired_publish_hours", self.retired_publish_hours, 1)?;
+        if self.rotation_days > 0
+            && self.rotation_days.saturating_mul(24) <= self.retired_publish_hours
+        {
+            return Err(Error::config(
+                "keys.rotation_days",
+                "must be longer than keys.retired_publish_hours, or 0 to turn rotation off",
+            ));
+        }
+        Ok(())
+    }
+}
+
 /// Self-service sign-up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -626,6 +675,7 @@ impl Config {
         self.sessions.validate()?;
         self.sign_in.validate()?;
         self.registration.validate()?;
+        self.keys.validate()?;
         Ok(())
     }
 
@@ -1326,7 +1376,7 @@ mod tests {
         production.validate().unwrap();
 
         type Breaker = fn(&mut Config);
-        let cases: [(&str, Breaker); 24] = [
+        let cases: [(&str, Breaker); 26] = [
             ("server.listen", |c| {
                 c.server.listen = "localhost".to_owned()
             }),
@@ -1371,6 +1421,13 @@ mod tests {
                 c.sign_in.account_backoff_after = 11
             }),
             ("sign_in.window_mins", |c| c.sign_in.window_mins = 0),
+            ("keys.retired_publish_hours", |c| {
+                c.keys.retired_publish_hours = 0
+            }),
+            ("keys.rotation_days", |c| {
+                c.keys.rotation_days = 1;
+                c.keys.retired_publish_hours = 48
+            }),
             ("registration.resend_per_hour", |c| {
                 c.registration.resend_per_hour = 0
             }),

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use tokio::sync::broadcast;
 
 use crate::Error;
-use crate::ids::{EventId, NodeId, TenantId, UserId};
+use crate::ids::{EventId, NodeId, SessionId, TenantId, UserId};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(tag = "type", rename_all = "snake_case")]
@@ -32,6 +32,17 @@ pub enum DomainEvent {
     UserDeactivated { tenant: TenantId, user: UserId },
     /// A password, passkey or second factor was added, removed or reset.
     CredentialsChanged { tenant: TenantId, user: UserId },
+    /// A tenant's signing keys were rotated or pruned: reload its key ring.
+    SigningKeysChanged { tenant: TenantId },
+    /// An OAuth client was registered, changed or deleted.
+    ClientChanged { tenant: TenantId, client_id: String },
+    /// Sessions ended (sign-out, expiry by an administrator, password change): relying
+    /// parties with a back-channel logout URI are told, by the node that ended them.
+    SessionsEnded {
+        tenant: TenantId,
+        user: UserId,
+        sessions: Vec<SessionId>,
+    },
     /// Events may have been missed (transport reconnected, subscriber lagged):
     /// drop every cache.
     Resync,

@@ -6,8 +6,8 @@ use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 use uuid::Uuid;
 
-use crate::error::map_unique;
-use crate::schema::oauth_clients;
+use crate::error::{is_unique_violation, map_unique};
+use crate::schema::{client_assertion_jtis, oauth_clients};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
 const ENTITY: &str = "client";
@@ -285,4 +285,39 @@ pub fn list(
         .map(Client::try_from)
         .collect::<StoreResult<Vec<_>>>()?;
     Ok(Page::from_rows(items, page, |c| c.id.to_string()))
+}
+
+/// Records the `jti` of a client assertion (RFC 7523 §3, item 7). Returns `false` if
+/// this client already used it: the assertion is a replay.
+///
+/// The client's rows that expired are deleted first, so the table stays as small as
+/// the assertions still acceptable, without a sweeper job.
+pub fn use_assertion_jti(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    client_id: &str,
+    jti: &str,
+    expires_at: DateTime<Utc>,
+) -> StoreResult<bool> {
+    diesel::delete(
+        client_assertion_jtis::table
+            .filter(client_assertion_jtis::tenant_id.eq(tenant.to_string()))
+            .filter(client_assertion_jtis::client_id.eq(client_id))
+            .filter(client_assertion_jtis::expires_at.le(now.naive_utc())),
+    )
+    .execute(conn)?;
+    let inserted = diesel::insert_into(client_assertion_jtis::table)
+        .values((
+            client_assertion_jtis::tenant_id.eq(tenant.to_string()),
+            client_assertion_jtis::client_id.eq(client_id),
+            client_assertion_jtis::jti.eq(jti),
+            client_assertion_jtis::expires_at.eq(expires_at.naive_utc()),
+        ))
+        .execute(conn);
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(e.into()),
+    }
 }

@@ -237,3 +237,94 @@ pub fn transaction<T>(
 ) -> StoreResult<T> {
     conn.transaction(work)
 }
+
+/// [`transaction`] for callers with their own error type (one that a [`StoreError`]
+/// converts into): any `Err` from `work` rolls the transaction back and is returned
+/// as it was.
+pub fn transaction_with<T, E: From<StoreError>>(
+    conn: &mut AnyConnection,
+    work: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
+) -> Result<T, E> {
+    enum Failure<E> {
+        Database(diesel::result::Error),
+        Caller(E),
+    }
+    impl<E> From<diesel::result::Error> for Failure<E> {
+        fn from(error: diesel::result::Error) -> Self {
+            Failure::Database(error)
+        }
+    }
+    conn.transaction(|conn| work(conn).map_err(Failure::Caller))
+        .map_err(|failure| match failure {
+            Failure::Database(error) => E::from(StoreError::from(error)),
+            Failure::Caller(error) => error,
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use diesel::connection::SimpleConnection;
+
+    use super::*;
+
+    #[derive(Debug, PartialEq)]
+    enum CallerError {
+        Refused,
+        Store(String),
+    }
+
+    impl From<StoreError> for CallerError {
+        fn from(error: StoreError) -> Self {
+            CallerError::Store(error.to_string())
+        }
+    }
+
+    fn rows(conn: &mut AnyConnection) -> i64 {
+        use diesel::RunQueryDsl;
+        diesel::sql_query("SELECT COUNT(*) AS n FROM t")
+            .get_result::<Count>(conn)
+            .unwrap()
+            .n
+    }
+
+    #[derive(diesel::QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+
+    #[test]
+    fn transaction_with_commits_on_ok_and_rolls_back_on_any_error() {
+        let mut conn = connect(&ConnectOptions::new("sqlite::memory:")).unwrap();
+        conn.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+        let insert = |conn: &mut AnyConnection, id: i32| -> StoreResult<()> {
+            conn.batch_execute(&format!("INSERT INTO t (id) VALUES ({id})"))?;
+            Ok(())
+        };
+
+        let kept: Result<u8, CallerError> = transaction_with(&mut conn, |conn| {
+            insert(conn, 1)?;
+            Ok(7)
+        });
+        assert_eq!(kept, Ok(7));
+        assert_eq!(rows(&mut conn), 1);
+
+        let refused: Result<(), CallerError> = transaction_with(&mut conn, |conn| {
+            insert(conn, 2)?;
+            Err(CallerError::Refused)
+        });
+        assert_eq!(refused, Err(CallerError::Refused));
+        assert_eq!(rows(&mut conn), 1, "the caller's error did not roll back");
+
+        let failed: Result<(), CallerError> = transaction_with(&mut conn, |conn| {
+            insert(conn, 3)?;
+            insert(conn, 1)?; // duplicate key
+            Ok(())
+        });
+        assert!(matches!(failed, Err(CallerError::Store(_))), "{failed:?}");
+        assert_eq!(rows(&mut conn), 1, "the database error did not roll back");
+    }
+}

@@ -377,6 +377,43 @@ pub fn revoke_for_user(
     .execute(conn)?)
 }
 
+/// The grants issued under any of these sessions, revoked or not (a logout must
+/// reach every client the session signed in to).
+pub fn for_sessions(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    sessions: &[SessionId],
+) -> StoreResult<Vec<Grant>> {
+    if sessions.is_empty() {
+        return Ok(Vec::new());
+    }
+    oauth_grants::table
+        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_grants::session_id.eq_any(sessions.iter().map(|s| s.to_string())))
+        .select(GrantRow::as_select())
+        .load(conn)?
+        .into_iter()
+        .map(Grant::try_from)
+        .collect()
+}
+
+/// Re-points the grants of a session that was replaced by a new sign-in of the same
+/// user (session rotation), so they live and end with the new session.
+pub fn move_to_session(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    from: SessionId,
+    to: SessionId,
+) -> StoreResult<usize> {
+    Ok(diesel::update(
+        oauth_grants::table
+            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+            .filter(oauth_grants::session_id.eq(from.to_string())),
+    )
+    .set(oauth_grants::session_id.eq(Some(to.to_string())))
+    .execute(conn)?)
+}
+
 pub fn insert_refresh_token(
     conn: &mut AnyConnection,
     now: DateTime<Utc>,

@@ -19,6 +19,7 @@ pub mod groups;
 mod keys;
 pub mod one_time_tokens;
 pub mod page;
+pub mod pushed_requests;
 pub mod rate_limits;
 pub mod revoked_tokens;
 pub mod roles;

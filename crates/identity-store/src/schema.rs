@@ -225,6 +225,27 @@ diesel::table! {
 }
 
 diesel::table! {
+    pushed_authorization_requests (request_uri_hash) {
+        request_uri_hash -> Text,
+        tenant_id -> Text,
+        client_id -> Text,
+        parameters -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+        consumed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    client_assertion_jtis (tenant_id, client_id, jti) {
+        tenant_id -> Text,
+        client_id -> Text,
+        jti -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
+diesel::table! {
     revoked_tokens (tenant_id, jti) {
         tenant_id -> Text,
         jti -> Text,
@@ -318,7 +339,9 @@ diesel::allow_tables_to_appear_in_same_query!(
     rate_limits,
     signing_keys,
     oauth_clients,
+    pushed_authorization_requests,
     revoked_tokens,
+    client_assertion_jtis,
     oauth_grants,
     authorization_codes,
     refresh_tokens,

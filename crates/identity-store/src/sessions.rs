@@ -220,7 +220,7 @@ pub fn end(
     Ok(ended > 0)
 }
 
-/// Ends every live session of a user except `keep`; returns how many ended.
+/// Ends every live session of a user except `keep`; returns the ones that ended.
 pub fn end_all_for_user(
     conn: &mut AnyConnection,
     now: DateTime<Utc>,
@@ -228,7 +228,7 @@ pub fn end_all_for_user(
     user: UserId,
     keep: Option<SessionId>,
     reason: &str,
-) -> StoreResult<usize> {
+) -> StoreResult<Vec<SessionId>> {
     let mut query = diesel::update(sessions::table)
         .filter(sessions::tenant_id.eq(tenant.to_string()))
         .filter(sessions::user_id.eq(user.to_string()))
@@ -237,12 +237,17 @@ pub fn end_all_for_user(
     if let Some(keep) = keep {
         query = query.filter(sessions::id.ne(keep.to_string()));
     }
-    Ok(query
+    let ended: Vec<String> = query
         .set((
             sessions::ended_at.eq(Some(now.naive_utc())),
             sessions::end_reason.eq(Some(reason)),
         ))
-        .execute(conn)?)
+        .returning(sessions::id)
+        .get_results(conn)?;
+    ended
+        .iter()
+        .map(|id| id.parse().map_err(|e| StoreError::corrupt("sessions", e)))
+        .collect()
 }
 
 /// A user's live sessions, newest first (bounded: sessions expire).

@@ -290,6 +290,28 @@ pub fn active(
     find(conn, tenant, alg, KeyState::Active)
 }
 
+/// Serialises rotation decisions for a tenant until the surrounding transaction
+/// ends, so two nodes that both find a rotation due cannot rotate twice in a row
+/// (the second would activate a key published a moment ago). PostgreSQL: a
+/// transaction-scoped advisory lock. SQLite: a write that takes the database's
+/// write lock (SQLite has one writer anyway).
+pub fn lock_for_rotation(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<()> {
+    use diesel::sql_types::Text;
+    match conn.backend() {
+        crate::Backend::Postgres => {
+            diesel::sql_query("SELECT pg_advisory_xact_lock(hashtextextended($1, 0))")
+                .bind::<Text, _>(format!("gatehouse/signing-keys/{tenant}"))
+                .execute(conn)?;
+        }
+        crate::Backend::Sqlite => {
+            diesel::sql_query("UPDATE signing_keys SET kid = kid WHERE tenant_id = ? AND 0")
+                .bind::<Text, _>(tenant.to_string())
+                .execute(conn)?;
+        }
+    }
+    Ok(())
+}
+
 /// What [`advance`] changed.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Advanced {

@@ -5,21 +5,31 @@
 //! (OWASP) password parameters and two HTTP workers. Users are seeded through the
 //! store, not over HTTP. For each concurrency level C these kinds of run are measured:
 //!
-//! - raw `PasswordHasher::verify` on C plain threads: the reference;
+//! - raw `PasswordHasher::verify_in` on C plain threads, each keeping its Argon2
+//!   memory between verifications as the service's hashing threads do: the reference;
 //! - C keep-alive HTTP clients posting `/signin`, each attempt as the next user; every
 //!   attempt must succeed (303 and a session cookie);
 //! - `Authn::sign_in_with_password` called directly: the service without HTTP;
-//! - raw verification handed to a tokio blocking pool, as the service does;
-//! - with `GATEHOUSE_BENCH_EXTRA` set, raw verification on a fixed 2-thread pool.
+//! - raw `PasswordHasher::verify` on C plain threads (`argon2`'s `verify_password`,
+//!   fresh memory for every verification): the reference before the service kept
+//!   its memory;
+//! - raw `verify` handed to a tokio blocking pool (`spawn_blocking`), as the service
+//!   did before it had its own hashing pool;
+//! - with `GATEHOUSE_BENCH_EXTRA` set, raw `verify_in` on a fixed pool of threads
+//!   (`GATEHOUSE_BENCH_FIXED_WORKERS`, default 2) fed by a queue, like the service's.
 //!
 //! Each kind is measured in [`ROUNDS`] segments, interleaved with the other kinds, so
 //! that load from outside the benchmark hits every kind alike. Last, the database
-//! steps of a sign-in are timed one by one on one connection.
+//! steps of a sign-in are timed one by one on one connection, and its writes as one
+//! transaction (as sign-in commits them) against one commit each.
 //!
 //! Run with `cargo bench -p gatehouse-server --bench signin` (under two minutes after
 //! the build); `GATEHOUSE_BENCH_SECS` sets the measured time per kind of run and
-//! concurrency level (default 8). Results and how to read them are in
-//! `docs/benchmarks.md`.
+//! concurrency level (default 8), `GATEHOUSE_BENCH_CONCURRENCY` the levels (default
+//! `2,4`), `GATEHOUSE_BENCH_KINDS` which kinds besides the reference to measure
+//! (`http,service,fresh,tokio,fixed`; default all but `fixed`, which
+//! `GATEHOUSE_BENCH_EXTRA` adds), and `GATEHOUSE_BENCH_NO_BREAKDOWN` skips the database breakdown. Results and
+//! how to read them are in `docs/benchmarks.md`.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
@@ -29,7 +39,7 @@ use std::time::{Duration, Instant};
 
 use chrono::Utc;
 use gatehouse_authn::settings::TenantPolicy;
-use gatehouse_authn::{ClientInfo, PasswordHasher};
+use gatehouse_authn::{ClientInfo, HashMemory, PasswordHasher};
 use gatehouse_core::config::Config;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
@@ -64,6 +74,20 @@ const STEP_ITERATIONS: usize = 200;
 
 fn email(i: usize) -> String {
     format!("bench-{i}@example.test")
+}
+
+/// Concurrency levels: `GATEHOUSE_BENCH_CONCURRENCY` (e.g. `1,2`), else [`CONCURRENCY`].
+fn concurrency_levels() -> Vec<usize> {
+    std::env::var("GATEHOUSE_BENCH_CONCURRENCY")
+        .ok()
+        .map(|s| {
+            s.split(',')
+                .filter_map(|c| c.trim().parse().ok())
+                .filter(|c| *c > 0)
+                .collect::<Vec<usize>>()
+        })
+        .filter(|levels| !levels.is_empty())
+        .unwrap_or_else(|| CONCURRENCY.to_vec())
 }
 
 /// Measured time per kind of run and concurrency, over all its segments.
@@ -405,15 +429,27 @@ impl SignInClient {
     }
 }
 
+/// The reference: `PasswordHasher::verify_in` on plain threads, each keeping its
+/// Argon2 memory between verifications, as the service's hashing threads do.
 fn raw_verify(hasher: &PasswordHasher, phc: &str, threads: usize, measure: Duration) -> Run {
+    timed(threads, measure, |_| {
+        let hasher = hasher.clone();
+        let mut memory = HashMemory::new();
+        move || hasher.verify_in(&mut memory, phc, PASSWORD).is_match()
+    })
+}
+
+/// `PasswordHasher::verify` on plain threads: `argon2`'s own `verify_password`, which
+/// allocates (and zeroes) its memory for every verification.
+fn raw_verify_fresh(hasher: &PasswordHasher, phc: &str, threads: usize, measure: Duration) -> Run {
     timed(threads, measure, |_| {
         let hasher = hasher.clone();
         move || hasher.verify(phc, PASSWORD).is_match()
     })
 }
 
-/// Raw verification handed to a tokio blocking pool, as the service hands its work,
-/// without HTTP or database.
+/// Raw verification handed to a tokio blocking pool, as the service used to hand its
+/// hashing, without HTTP or database.
 fn raw_blocking_pool(bench: &Bench, threads: usize, measure: Duration) -> Run {
     timed(threads, measure, |_| {
         let hasher = bench.hasher.clone();
@@ -429,8 +465,8 @@ fn raw_blocking_pool(bench: &Bench, threads: usize, measure: Duration) -> Run {
     })
 }
 
-/// `Authn::sign_in_with_password` called directly: the service (database, unseal,
-/// Argon2 on the blocking pool) without HTTP.
+/// `Authn::sign_in_with_password` called directly: the service (reads on the blocking
+/// pool, Argon2 on its hashing pool, writes on the blocking pool) without HTTP.
 fn service_sign_ins(bench: &Bench, threads: usize, measure: Duration) -> Run {
     let server = &bench.server;
     timed(threads, measure, |t| {
@@ -525,8 +561,11 @@ fn login_event(user: UserId) -> NewAuditEvent {
 }
 
 /// The database steps of one successful sign-in, timed one by one on one connection
-/// (nothing else running); then the four writes in one transaction, and the four
-/// writes as sign-in does them on two connections at once, for comparison.
+/// (nothing else running); then its writes as sign-in commits them (one transaction:
+/// `mark_used`, the session, the audit event; the rate-limit reset only when the
+/// bucket has a row, which it has not here), the four writes in one transaction, and
+/// both the one-transaction writes and four separate commits on two connections at
+/// once, for comparison.
 fn breakdown(server: &Server) {
     let state = &server.state;
     let tenant = server.tenant;
@@ -606,6 +645,17 @@ fn breakdown(server: &Server) {
             audit::append(conn, Utc::now(), tenant, login_event(user(i))).unwrap();
         }),
     ));
+    // What sign-in commits now: one transaction, no reset (the bucket had no row).
+    let as_sign_in = |conn: &mut AnyConnection, i: usize| {
+        db::transaction(conn, |conn| {
+            credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS])?;
+            sessions::create(conn, Utc::now(), tenant, session_for(user(i)))?;
+            audit::append(conn, Utc::now(), tenant, login_event(user(i)))?;
+            Ok(())
+        })
+        .unwrap();
+    };
+    let one_transaction = step_us(conn, &as_sign_in);
     let combined = step_us(conn, |conn, i| {
         db::transaction(conn, |conn| {
             credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS])?;
@@ -619,13 +669,7 @@ fn breakdown(server: &Server) {
 
     // Two sign-ins finishing at once: SQLite has one writer, so their commits queue
     // (and a connection that finds the write lock taken sleeps in its busy handler).
-    let concurrent = {
-        let sequence = |conn: &mut AnyConnection, i: usize| {
-            credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS]).unwrap();
-            rate_limits::reset(conn, tenant, &account(i)).unwrap();
-            sessions::create(conn, Utc::now(), tenant, session_for(user(i))).unwrap();
-            audit::append(conn, Utc::now(), tenant, login_event(user(i))).unwrap();
-        };
+    let two_at_once = |sequence: &(dyn Fn(&mut AnyConnection, usize) + Sync)| {
         let means: Vec<f64> = std::thread::scope(|scope| {
             let handles: Vec<_> = (0..2)
                 .map(|t| {
@@ -637,6 +681,13 @@ fn breakdown(server: &Server) {
         });
         means.iter().sum::<f64>() / means.len() as f64
     };
+    let concurrent_one = two_at_once(&as_sign_in);
+    let concurrent = two_at_once(&|conn: &mut AnyConnection, i: usize| {
+        credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS]).unwrap();
+        rate_limits::reset(conn, tenant, &account(i)).unwrap();
+        sessions::create(conn, Utc::now(), tenant, session_for(user(i))).unwrap();
+        audit::append(conn, Utc::now(), tenant, login_event(user(i))).unwrap();
+    });
 
     println!(
         "\nDatabase steps of one sign-in (one connection, serial, mean of {STEP_ITERATIONS}):"
@@ -655,16 +706,33 @@ fn breakdown(server: &Server) {
     println!("{:<56} {reads:>10.1}", "sum of reads");
     println!("{:<56} {writes:>10.1}", "sum of writes (four commits)");
     println!(
+        "{:<56} {one_transaction:>10.1}",
+        "sign-in's writes: one transaction, no reset"
+    );
+    println!(
         "{:<56} {combined:>10.1}",
         "the four writes in one transaction (one commit)"
     );
     println!(
+        "{:<56} {concurrent_one:>10.1}",
+        "sign-in's writes, two connections at once (each)"
+    );
+    println!(
         "{:<56} {concurrent:>10.1}",
-        "the four commits, two connections at once (each)"
+        "four commits each, two connections at once (each)"
     );
 }
 
 type HashJob = mpsc::Sender<bool>;
+
+/// Threads of the fixed pool: `GATEHOUSE_BENCH_FIXED_WORKERS`, else 2.
+fn fixed_workers() -> usize {
+    std::env::var("GATEHOUSE_BENCH_FIXED_WORKERS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .filter(|n| *n > 0)
+        .unwrap_or(2)
+}
 
 /// `workers` dedicated threads verifying the password for each job in one queue: a
 /// fixed-size hashing pool. The threads end when the queue's sender is dropped.
@@ -676,10 +744,11 @@ fn start_fixed_pool(hasher: &PasswordHasher, phc: &str, workers: usize) -> mpsc:
         let hasher = hasher.clone();
         let phc = phc.to_owned();
         std::thread::spawn(move || {
+            let mut memory = HashMemory::new();
             loop {
                 let job = jobs.lock().unwrap().recv();
                 let Ok(reply) = job else { return };
-                let _ = reply.send(hasher.verify(&phc, PASSWORD).is_match());
+                let _ = reply.send(hasher.verify_in(&mut memory, &phc, PASSWORD).is_match());
             }
         });
     }
@@ -710,6 +779,7 @@ struct Bench {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Kind {
     Raw,
+    RawFresh,
     Http,
     Service,
     TokioPool,
@@ -717,19 +787,33 @@ enum Kind {
 }
 
 impl Kind {
+    /// For `GATEHOUSE_BENCH_KINDS`.
+    fn name(self) -> &'static str {
+        match self {
+            Kind::Raw => "raw",
+            Kind::RawFresh => "fresh",
+            Kind::Http => "http",
+            Kind::Service => "service",
+            Kind::TokioPool => "tokio",
+            Kind::FixedPool => "fixed",
+        }
+    }
+
     fn label(self) -> &'static str {
         match self {
             Kind::Raw => "raw verify (reference)",
+            Kind::RawFresh => "raw verify, fresh memory",
             Kind::Http => "HTTP sign-in",
             Kind::Service => "service sign-in (no HTTP)",
             Kind::TokioPool => "verify on tokio blocking pool",
-            Kind::FixedPool => "verify on fixed 2-thread pool",
+            Kind::FixedPool => "verify on a fixed thread pool",
         }
     }
 
     fn run(self, bench: &Bench, threads: usize, window: Duration) -> Run {
         match self {
             Kind::Raw => raw_verify(&bench.hasher, &bench.server.phc, threads, window),
+            Kind::RawFresh => raw_verify_fresh(&bench.hasher, &bench.server.phc, threads, window),
             Kind::Http => sign_ins(&bench.server, threads, window),
             Kind::Service => service_sign_ins(bench, threads, window),
             Kind::TokioPool => raw_blocking_pool(bench, threads, window),
@@ -802,11 +886,33 @@ fn main() {
     }
     let measure = measure_time();
     let segment = measure / ROUNDS as u32;
-    let extra = std::env::var_os("GATEHOUSE_BENCH_EXTRA").is_some();
-    let mut kinds = vec![Kind::Raw, Kind::Http, Kind::Service, Kind::TokioPool];
-    if extra {
+    let mut kinds = vec![
+        Kind::Raw,
+        Kind::Http,
+        Kind::Service,
+        Kind::RawFresh,
+        Kind::TokioPool,
+    ];
+    if std::env::var_os("GATEHOUSE_BENCH_EXTRA").is_some() {
         kinds.push(Kind::FixedPool);
     }
+    // `GATEHOUSE_BENCH_KINDS=http,service` measures only those (and the reference).
+    if let Ok(only) = std::env::var("GATEHOUSE_BENCH_KINDS") {
+        let only: Vec<&str> = only.split(',').map(str::trim).collect();
+        kinds = [
+            Kind::Raw,
+            Kind::RawFresh,
+            Kind::Http,
+            Kind::Service,
+            Kind::TokioPool,
+            Kind::FixedPool,
+        ]
+        .into_iter()
+        .filter(|k| *k == Kind::Raw || only.contains(&k.name()))
+        .collect();
+    }
+    let extra = kinds.contains(&Kind::FixedPool);
+    let concurrency = concurrency_levels();
     let load_before = load_average();
     let server = start_server();
     let config = &server.state.config.passwords;
@@ -818,7 +924,7 @@ fn main() {
     );
     let hasher = PasswordHasher::new(config).unwrap();
     let bench = Bench {
-        fixed: extra.then(|| start_fixed_pool(&hasher, &server.phc, 2)),
+        fixed: extra.then(|| start_fixed_pool(&hasher, &server.phc, fixed_workers())),
         runtime: tokio::runtime::Builder::new_multi_thread()
             .worker_threads(2)
             .build()
@@ -851,7 +957,7 @@ fn main() {
     let mut budget = QUIET_WAIT_BUDGET;
     let mut remeasured = 0;
     let mut disturbed: f64 = 0.0;
-    for threads in CONCURRENCY {
+    for &threads in &concurrency {
         let mut segments: Vec<Vec<Run>> = kinds.iter().map(|_| Vec::new()).collect();
         for round in 0..ROUNDS {
             // ABBA order: a kind is not always measured right after the same other.
@@ -893,7 +999,20 @@ fn main() {
         }
         let min = raw_segments.iter().copied().fold(f64::INFINITY, f64::min);
         let max = raw_segments.iter().copied().fold(0.0, f64::max);
-        summary.push((threads, raw, min, max, runs[1].rate(), runs[2].rate()));
+        let rate_of = |kind: Kind| {
+            kinds
+                .iter()
+                .position(|k| *k == kind)
+                .map(|i| runs[i].rate())
+        };
+        summary.push((
+            threads,
+            raw,
+            min,
+            max,
+            rate_of(Kind::Http),
+            rate_of(Kind::Service),
+        ));
     }
 
     println!(
@@ -901,15 +1020,21 @@ fn main() {
         "C", "verify/s", "segments (min–max)", "sign-in/s", "overhead", "service overhead"
     );
     for (threads, raw, min, max, http, service) in &summary {
+        let overhead = |rate: &Option<f64>| {
+            rate.map_or_else(
+                || "n/a".into(),
+                |r| format!("{:.1}%", (1.0 - r / raw) * 100.0),
+            )
+        };
         println!(
-            "{:>2} | {:>10.1} | {:>8.1} – {:>8.1} | {:>9.1} | {:>7.1}% | {:>15.1}%",
+            "{:>2} | {:>10.1} | {:>8.1} – {:>8.1} | {:>9} | {:>8} | {:>16}",
             threads,
             raw,
             min,
             max,
-            http,
-            (1.0 - http / raw) * 100.0,
-            (1.0 - service / raw) * 100.0,
+            http.map_or_else(|| "n/a".into(), |r| format!("{r:.1}")),
+            overhead(http),
+            overhead(service),
         );
     }
     println!(
@@ -928,6 +1053,8 @@ fn main() {
         );
     }
 
-    breakdown(&bench.server);
+    if std::env::var_os("GATEHOUSE_BENCH_NO_BREAKDOWN").is_none() {
+        breakdown(&bench.server);
+    }
     assert_eq!(failures, 0, "every sign-in and verification must succeed");
 }

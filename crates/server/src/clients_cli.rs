@@ -1,17 +1,21 @@
 //! `gatehouse clients …`: register and inspect OAuth clients from the command line
 //! (the admin API comes later). A new client's secret is printed once; only its
-//! SHA-256 is stored.
+//! SHA-256 is stored. A private_key_jwt client has no secret: it registers its
+//! public keys (a JWK Set) instead.
 
 use clap::{Args, Subcommand, ValueEnum};
 use gatehouse_core::config::Config;
+use gatehouse_core::secrets::Cipher;
 use gatehouse_core::{Clock, SystemClock};
 use gatehouse_identity_store::clients::{self, Client, ClientData};
 use gatehouse_identity_store::{PageRequest, StoreError, tenants};
-use gatehouse_token_issuer::client_auth;
+use gatehouse_token_issuer::{Algorithm, client_auth, ensure_active};
 
 use crate::ServerError;
 use crate::state::open_pool;
 
+// Parsed once per process: the size of the enum does not matter.
+#[allow(clippy::large_enum_variant)]
 #[derive(Debug, Subcommand)]
 pub enum ClientsCommand {
     /// Register a client; prints its client_id and (for confidential clients) secret once.
@@ -48,6 +52,8 @@ enum ClientKind {
 enum AuthMethod {
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with one of the keys given by --jwks (RFC 7523).
+    PrivateKeyJwt,
     None,
 }
 
@@ -87,6 +93,35 @@ pub struct CreateArgs {
     /// Requires pushed authorization requests (RFC 9126).
     #[arg(long)]
     require_par: bool,
+    /// The client's public keys for private_key_jwt: a JWK Set, inline JSON or a file.
+    #[arg(long, value_name = "FILE|JSON")]
+    jwks: Option<String>,
+    /// ID token signing algorithm: ES256, RS256 or EdDSA.
+    #[arg(long, default_value = "ES256")]
+    id_token_alg: String,
+    /// Where RP-initiated logout may return the browser, exactly (repeatable).
+    #[arg(long = "post-logout-redirect-uri")]
+    post_logout_redirect_uris: Vec<String>,
+    /// Back-channel logout endpoint (OIDC Back-Channel Logout 1.0): told, server to
+    /// server, when a session the client signed in to ends.
+    #[arg(long)]
+    backchannel_logout_uri: Option<String>,
+}
+
+/// `--jwks` takes the set itself or a path to it; a JWK Set is an object, so a
+/// leading `{` tells them apart.
+fn read_jwks(value: &str) -> Result<String, ServerError> {
+    let text = if value.trim_start().starts_with('{') {
+        value.to_owned()
+    } else {
+        std::fs::read_to_string(value)
+            .map_err(|e| ServerError::Usage(format!("cannot read the JWK Set {value}: {e}")))?
+    };
+    client_auth::check_jwks(&text).map_err(|e| ServerError::Usage(format!("--jwks: {e}")))?;
+    // Stored compact: whitespace of the file is not worth keeping.
+    serde_json::from_str::<serde_json::Value>(&text)
+        .map(|set| set.to_string())
+        .map_err(|e| ServerError::Usage(format!("--jwks: {e}")))
 }
 
 const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
@@ -94,19 +129,38 @@ const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "client_creden
 fn describe(client: &Client) -> String {
     let d = &client.data;
     format!(
-        "client_id:      {}\nname:           {}\ntype:           {} ({})\nredirect URIs:  {}\ngrants:         {}\nscopes:         {}\naudiences:      {}\naccess token:   {} s\nfirst party:    {}\nrequire PAR:    {}\n",
+        "client_id:      {}\nname:           {}\ntype:           {} ({})\nredirect URIs:  {}\nlogout URIs:    {}\nback-channel:   {}\ngrants:         {}\nscopes:         {}\naudiences:      {}\naccess token:   {} s\nID token alg:   {}\nfirst party:    {}\nrequire PAR:    {}\n",
         d.client_id,
         d.name,
         d.client_type,
         d.auth_method,
         d.redirect_uris.join(" "),
+        d.post_logout_redirect_uris.join(" "),
+        d.backchannel_logout_uri.as_deref().unwrap_or("-"),
         d.grant_types.join(" "),
         d.scopes.join(" "),
         d.audiences.join(" "),
         d.access_token_ttl_secs,
+        d.id_token_alg,
         d.first_party,
         d.require_par,
     )
+}
+
+fn announce_change(
+    config: &Config,
+    pool: &gatehouse_identity_store::Pool,
+    tenant: gatehouse_core::ids::TenantId,
+    client_id: &str,
+) {
+    crate::state::announce(
+        config,
+        pool,
+        gatehouse_core::events::DomainEvent::ClientChanged {
+            tenant,
+            client_id: client_id.to_owned(),
+        },
+    );
 }
 
 pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> {
@@ -121,7 +175,12 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
     match command {
         ClientsCommand::Create(args) => {
             let tenant = tenant_of(&mut conn, &args.tenant.tenant)?;
-            for uri in &args.redirect_uris {
+            for uri in args
+                .redirect_uris
+                .iter()
+                .chain(&args.post_logout_redirect_uris)
+                .chain(&args.backchannel_logout_uri)
+            {
                 client_auth::validate_redirect_uri(uri).map_err(ServerError::Usage)?;
             }
             if let Some(bad) = args.grants.iter().find(|g| !GRANTS.contains(&g.as_str())) {
@@ -134,8 +193,9 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
             let method = match (args.kind, args.auth_method) {
                 (ClientKind::Public, None | Some(AuthMethod::None)) => "none",
                 (ClientKind::Public, Some(_)) => return Err(ServerError::Usage("public clients have no secret: use --auth-method none".into())),
-                (ClientKind::Confidential, Some(AuthMethod::None)) => return Err(ServerError::Usage("confidential clients authenticate; pick client-secret-basic or client-secret-post".into())),
+                (ClientKind::Confidential, Some(AuthMethod::None)) => return Err(ServerError::Usage("confidential clients authenticate; pick client-secret-basic, client-secret-post or private-key-jwt".into())),
                 (ClientKind::Confidential, Some(AuthMethod::ClientSecretPost)) => "client_secret_post",
+                (ClientKind::Confidential, Some(AuthMethod::PrivateKeyJwt)) => "private_key_jwt",
                 (ClientKind::Confidential, _) => "client_secret_basic",
             };
             if public && args.grants.iter().any(|g| g == "client_credentials") {
@@ -143,7 +203,28 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
                     "public clients cannot use client_credentials".into(),
                 ));
             }
-            let secret = (!public).then(client_auth::generate_secret);
+            let jwks = match (method, args.jwks.as_deref()) {
+                ("private_key_jwt", Some(value)) => Some(read_jwks(value)?),
+                ("private_key_jwt", None) => {
+                    return Err(ServerError::Usage(
+                        "private_key_jwt needs the client's public keys: --jwks <file|json>".into(),
+                    ));
+                }
+                (_, Some(_)) => {
+                    return Err(ServerError::Usage(
+                        "--jwks is for --auth-method private-key-jwt".into(),
+                    ));
+                }
+                (_, None) => None,
+            };
+            let id_token_alg: Algorithm = args.id_token_alg.parse().map_err(|_| {
+                ServerError::Usage(format!(
+                    "unknown ID token algorithm `{}`: use ES256, RS256 or EdDSA",
+                    args.id_token_alg
+                ))
+            })?;
+            let secret =
+                (!public && method != "private_key_jwt").then(client_auth::generate_secret);
             let data = ClientData {
                 client_id: args
                     .client_id
@@ -152,9 +233,9 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
                 client_type: if public { "public" } else { "confidential" }.into(),
                 auth_method: method.into(),
                 secret_hash: secret.as_ref().map(|s| client_auth::secret_hash(s)),
-                jwks: None,
+                jwks,
                 redirect_uris: args.redirect_uris,
-                post_logout_redirect_uris: Vec::new(),
+                post_logout_redirect_uris: args.post_logout_redirect_uris,
                 grant_types: args.grants,
                 scopes: args.scopes,
                 default_audience: args.audiences.first().cloned(),
@@ -162,14 +243,24 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
                 access_token_ttl_secs: args.access_token_ttl,
                 refresh_token_ttl_secs: 30 * 24 * 3600,
                 refresh_idle_ttl_secs: 7 * 24 * 3600,
-                id_token_alg: "ES256".into(),
+                id_token_alg: id_token_alg.as_str().into(),
                 // PKCE is required for public clients and enforced for all by default.
                 require_pkce: true,
                 require_par: args.require_par,
                 first_party: args.first_party,
-                backchannel_logout_uri: None,
+                backchannel_logout_uri: args.backchannel_logout_uri,
             };
-            let client = clients::create(&mut conn, SystemClock.now(), tenant, data)?;
+            let now = SystemClock.now();
+            if id_token_alg != Algorithm::default() {
+                // Created now rather than at the first sign-in, so relying parties
+                // find the key in the JWKS before the first token signed with it.
+                let (cipher, _) = Cipher::load(config).map_err(ServerError::Secrets)?;
+                ensure_active(&mut conn, &cipher, now, tenant, id_token_alg).map_err(|e| {
+                    ServerError::Usage(format!("cannot create the {id_token_alg} signing key: {e}"))
+                })?;
+            }
+            let client = clients::create(&mut conn, now, tenant, data)?;
+            announce_change(config, &pool, tenant, &client.data.client_id);
             print!("{}", describe(&client));
             if let Some(secret) = secret {
                 println!(
@@ -204,6 +295,7 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
         ClientsCommand::Delete(args) => {
             let tenant = tenant_of(&mut conn, &args.tenant.tenant)?;
             clients::delete(&mut conn, tenant, &args.client_id)?;
+            announce_change(config, &pool, tenant, &args.client_id);
             println!("deleted {}", args.client_id);
         }
     }

@@ -85,7 +85,14 @@ pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
             if let Some((retired, until)) = rotation.retired {
                 println!("retired {retired}; published until {}", until.to_rfc3339());
             }
-            println!("running nodes pick up the change within a minute");
+            crate::state::announce(
+                config,
+                &pool,
+                gatehouse_core::events::DomainEvent::SigningKeysChanged { tenant },
+            );
+            println!(
+                "running nodes pick up the change at once on PostgreSQL, within a minute on SQLite"
+            );
         }
     }
     Ok(())

@@ -6,10 +6,12 @@ pub mod cli;
 mod clients_cli;
 mod error;
 pub mod http;
+pub mod key_schedule;
 mod keys_cli;
 mod logging;
 mod oauth;
 pub mod pages;
+pub mod reactions;
 pub mod state;
 pub mod ui;
 

@@ -5,8 +5,8 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, web};
-use gatehouse_token_issuer::client_auth::{PresentedClient, presented_client};
+use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use gatehouse_token_issuer::client_auth::{PresentedClient, presented_assertion, presented_client};
 use gatehouse_token_issuer::oauth_error::{ErrorCode, OAuthError};
 use gatehouse_token_issuer::service::server_metadata;
 
@@ -34,7 +34,8 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route("/userinfo", web::post().to(userinfo))
         .route("/oauth2/token", web::post().to(token))
         .route("/oauth2/introspect", web::post().to(introspect))
-        .route("/oauth2/revoke", web::post().to(revoke));
+        .route("/oauth2/revoke", web::post().to(revoke))
+        .route("/oauth2/par", web::post().to(pushed_authorization_request));
 }
 
 fn error_response(error: &OAuthError) -> HttpResponse {
@@ -64,7 +65,11 @@ async fn resolve(
     let host = req.connection_info().host().to_owned();
     let directory = state.tenants.clone();
     match web::block(move || directory.resolve(slug.as_deref(), &host)).await {
-        Ok(Ok(Some(tenant))) => Ok(tenant),
+        Ok(Ok(Some(tenant))) => {
+            // For `Form::client`: a client assertion must be addressed to this tenant.
+            req.extensions_mut().insert(tenant.clone());
+            Ok(tenant)
+        }
         Ok(Ok(None)) => Err(HttpResponse::NotFound().finish()),
         _ => Err(error_response(&OAuthError::server_error())),
     }
@@ -72,6 +77,23 @@ async fn resolve(
 
 fn issuer_of(tenant: &ResolvedTenant) -> String {
     format!("{}{}", tenant.origin, tenant.base_path)
+}
+
+/// What a client assertion may name as its audience here (RFC 7523 §3, OIDC Core
+/// §9): the issuer, the token endpoint, and the endpoint called. Taken from the
+/// resolved tenant, never from the Host header; without one, nothing matches.
+fn assertion_audiences(req: &HttpRequest) -> Vec<String> {
+    let Some(tenant) = req.extensions().get::<ResolvedTenant>().cloned() else {
+        return Vec::new();
+    };
+    let issuer = issuer_of(&tenant);
+    let mut audiences = vec![
+        format!("{issuer}/oauth2/token"),
+        format!("{}{}", tenant.origin, req.path()),
+    ];
+    audiences.dedup();
+    audiences.insert(0, issuer);
+    audiences
 }
 
 /// A form body as name → values. RFC 6749 §3.2: parameters must not repeat, except
@@ -127,10 +149,21 @@ impl Form {
             .headers()
             .get(header::AUTHORIZATION)
             .and_then(|v| v.to_str().ok());
-        presented_client(
-            authorization,
+        let assertion_type = self.get("client_assertion_type");
+        let assertion = self.get("client_assertion");
+        if assertion_type.is_none() && assertion.is_none() {
+            return presented_client(
+                authorization,
+                self.get("client_id"),
+                self.get("client_secret"),
+            );
+        }
+        presented_assertion(
+            authorization.is_some() || self.get("client_secret").is_some(),
             self.get("client_id"),
-            self.get("client_secret"),
+            assertion_type,
+            assertion,
+            assertion_audiences(req),
         )
     }
 }
@@ -339,4 +372,45 @@ async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     let issuer = state.issuer.clone();
     let url = issuer_of(&tenant);
     run(move || issuer.userinfo(tenant.tenant.id, &url, &bearer)).await
+}
+
+/// Client authentication parameters: checked, never stored with a pushed request.
+const CLIENT_AUTH_PARAMETERS: [&str; 3] =
+    ["client_secret", "client_assertion", "client_assertion_type"];
+
+/// Pushed authorization requests (RFC 9126 §2): 201 with a `request_uri`.
+async fn pushed_authorization_request(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    body: web::Bytes,
+) -> HttpResponse {
+    let tenant = match resolve(&state, &req).await {
+        Ok(tenant) => tenant,
+        Err(response) => return response,
+    };
+    let form = match Form::parse(&req, &body) {
+        Ok(form) => form,
+        Err(error) => return error_response(&error),
+    };
+    let presented = match form.client(&req) {
+        Ok(presented) => presented,
+        Err(error) => return error_response(&error),
+    };
+    let parameters: Vec<(String, String)> = form
+        .0
+        .into_iter()
+        .filter(|(name, _)| !CLIENT_AUTH_PARAMETERS.contains(&name.as_str()))
+        .collect();
+    let issuer = state.issuer.clone();
+    let pushed = web::block(move || {
+        issuer.push_authorization_request(tenant.tenant.id, &presented, parameters)
+    })
+    .await;
+    match pushed {
+        Ok(Ok(body)) => HttpResponse::Created()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .json(body),
+        Ok(Err(error)) => error_response(&error),
+        Err(_) => error_response(&OAuthError::server_error()),
+    }
 }

@@ -4,8 +4,8 @@ use std::path::Path;
 use std::sync::Arc;
 
 use gatehouse_core::config::{Config, DatabaseBackend};
-use gatehouse_core::events::EventBus;
-use gatehouse_core::ids::NodeId;
+use gatehouse_core::events::{DomainEvent, EventBus, EventEnvelope, EventTransport};
+use gatehouse_core::ids::{EventId, NodeId};
 use gatehouse_core::secrets::{Cipher, KeySource};
 use gatehouse_core::{SharedClock, SystemClock};
 use gatehouse_identity_store::Pool;
@@ -58,6 +58,23 @@ pub fn prepare_data_dir(path: &Path) -> Result<(), ServerError> {
     let probe = path.join(".gatehouse-write-test");
     std::fs::write(&probe, b"").map_err(fail)?;
     std::fs::remove_file(&probe).map_err(fail)
+}
+
+/// Tells running servers about a change made by a CLI command. On PostgreSQL the
+/// event goes out over NOTIFY and every node reacts at once; SQLite has no
+/// cross-process channel, so nodes there see the change when their caches expire.
+pub fn announce(config: &Config, pool: &Pool, event: DomainEvent) {
+    if !matches!(config.database.backend(), Ok(DatabaseBackend::Postgres)) {
+        return;
+    }
+    let envelope = EventEnvelope {
+        id: EventId::new(),
+        origin: NodeId::new(),
+        event,
+    };
+    if let Err(error) = PgNotifyTransport::new(pool.clone()).publish(&envelope) {
+        tracing::warn!(%error, "running servers were not notified; they pick the change up within a minute");
+    }
 }
 
 /// Opens the pool after preparing whatever the database needs on disk.

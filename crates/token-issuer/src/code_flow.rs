@@ -16,13 +16,15 @@ use gatehouse_identity_store::grants::{
     self, Authentication, CodeRedemption, NewCode, NewGrant, RefreshUse,
 };
 use gatehouse_identity_store::{
-    StoreError, consents, db, groups, revoked_tokens, roles, tenants, users,
+    StoreError, consents, db, groups, pushed_requests, revoked_tokens, roles, sessions, tenants,
+    users,
 };
 use rand::RngCore;
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
+use crate::acr;
 use crate::claims::{claims_for, scope_claims};
 use crate::client_auth::PresentedClient;
 use crate::jwt::{
@@ -50,6 +52,45 @@ pub struct AuthorizationRequest {
     pub max_age: Option<String>,
     pub response_mode: Option<String>,
     pub resources: Vec<String>,
+    pub acr_values: Option<String>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+    /// RFC 9126: a reference to parameters pushed earlier.
+    pub request_uri: Option<String>,
+    /// A request object (RFC 9101), which Gatehouse does not accept.
+    pub request: Option<String>,
+}
+
+impl AuthorizationRequest {
+    /// Reads the parameters of a query string or form body; unknown names are
+    /// ignored (RFC 6749 §3.1) and `resource` may repeat (RFC 8707).
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Self {
+        let mut request = AuthorizationRequest::default();
+        for (name, value) in pairs {
+            let value = Some(value.to_owned());
+            match name {
+                "response_type" => request.response_type = value,
+                "client_id" => request.client_id = value,
+                "redirect_uri" => request.redirect_uri = value,
+                "scope" => request.scope = value,
+                "state" => request.state = value,
+                "nonce" => request.nonce = value,
+                "code_challenge" => request.code_challenge = value,
+                "code_challenge_method" => request.code_challenge_method = value,
+                "prompt" => request.prompt = value,
+                "max_age" => request.max_age = value,
+                "response_mode" => request.response_mode = value,
+                "acr_values" => request.acr_values = value,
+                "login_hint" => request.login_hint = value,
+                "ui_locales" => request.ui_locales = value,
+                "request_uri" => request.request_uri = value,
+                "request" => request.request = value,
+                "resource" => request.resources.extend(value),
+                _ => {}
+            }
+        }
+        request
+    }
 }
 
 /// A request whose client and redirect URI are known to be good.
@@ -65,6 +106,20 @@ pub struct ValidRequest {
     pub max_age: Option<i64>,
     pub form_post: bool,
     pub resources: Vec<String>,
+    /// Requested authentication context classes, in order of preference.
+    pub acr_values: Vec<String>,
+    pub login_hint: Option<String>,
+    pub ui_locales: Option<String>,
+    /// The hash of the pushed request this came from; consumed when a code is issued.
+    pub pushed_request: Option<String>,
+}
+
+impl ValidRequest {
+    /// The weakest assurance level the request asks for through `acr_values`, if it
+    /// names any level Gatehouse knows.
+    pub fn required_aal(&self) -> Option<u8> {
+        self.acr_values.iter().filter_map(|v| acr::aal_of(v)).min()
+    }
 }
 
 /// Where an authorization error goes.
@@ -92,13 +147,13 @@ fn redirect_error(
     }
 }
 
-fn random_token() -> String {
+pub(crate) fn random_token() -> String {
     let mut bytes = [0_u8; 32];
     rand::rng().fill_bytes(&mut bytes);
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-fn digest(text: &str) -> String {
+pub(crate) fn digest(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
 }
 
@@ -114,10 +169,46 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
 
 impl Issuer {
     /// Checks an authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1, RFC 7636).
+    /// A request carrying a `request_uri` (RFC 9126) is replaced by the parameters
+    /// pushed for it; other parameters in the query are ignored, as §4 requires.
     pub fn validate_authorization(
         &self,
         tenant: TenantId,
         request: &AuthorizationRequest,
+    ) -> Result<ValidRequest, AuthorizeError> {
+        let Some(request_uri) = request.request_uri.as_deref() else {
+            return self.check_authorization(tenant, request, None);
+        };
+        let client_id = request
+            .client_id
+            .as_deref()
+            .ok_or(AuthorizeError::Page("client_id is missing"))?;
+        let (pushed, hash) = self
+            .pushed_request(tenant, request_uri)
+            .map_err(|_| AuthorizeError::Page("temporarily unavailable"))?
+            .ok_or(AuthorizeError::Page(
+                "the request_uri is unknown, used or expired",
+            ))?;
+        if !bool::from(pushed.client_id.as_bytes().ct_eq(client_id.as_bytes())) {
+            return Err(AuthorizeError::Page(
+                "the request_uri was pushed by another client",
+            ));
+        }
+        let mut expanded = AuthorizationRequest::from_pairs(
+            pushed
+                .parameters
+                .iter()
+                .map(|(n, v)| (n.as_str(), v.as_str())),
+        );
+        expanded.client_id = Some(pushed.client_id);
+        self.check_authorization(tenant, &expanded, Some(hash))
+    }
+
+    pub(crate) fn check_authorization(
+        &self,
+        tenant: TenantId,
+        request: &AuthorizationRequest,
+        pushed_request: Option<String>,
     ) -> Result<ValidRequest, AuthorizeError> {
         let client_id = request
             .client_id
@@ -164,6 +255,17 @@ impl Issuer {
             max_age: None,
             form_post: false,
             resources: request.resources.clone(),
+            acr_values: request
+                .acr_values
+                .as_deref()
+                .unwrap_or_default()
+                .split(' ')
+                .filter(|v| !v.is_empty())
+                .map(str::to_owned)
+                .collect(),
+            login_hint: request.login_hint.clone(),
+            ui_locales: request.ui_locales.clone(),
+            pushed_request,
         };
         match request.response_mode.as_deref() {
             None | Some("query") => {}
@@ -175,6 +277,20 @@ impl Issuer {
                     "unsupported response_mode",
                 ));
             }
+        }
+        if client.data.require_par && valid.pushed_request.is_none() {
+            return Err(redirect_error(
+                &valid,
+                ErrorCode::InvalidRequest,
+                "this client must use pushed authorization requests",
+            ));
+        }
+        if request.request.is_some() {
+            return Err(redirect_error(
+                &valid,
+                ErrorCode::RequestNotSupported,
+                "request objects are not supported",
+            ));
         }
         match request.response_type.as_deref() {
             Some("code") => {}
@@ -325,24 +441,39 @@ impl Issuer {
         authentication: Authentication,
     ) -> Result<String, StoreError> {
         let code = random_token();
+        let now = self.clock_now();
         let mut conn = self.pool().get()?;
-        grants::insert_code(
-            &mut conn,
-            self.clock_now(),
-            tenant,
-            NewCode {
-                code_hash: digest(&code),
-                client_id: request.client.data.client_id.clone(),
-                authentication,
-                redirect_uri: request.redirect_uri.clone(),
-                scope: request.scopes.join(" "),
-                resources: request.resources.clone(),
-                nonce: request.nonce.clone(),
-                code_challenge: request.code_challenge.clone(),
-                code_challenge_method: request.code_challenge.as_ref().map(|_| "S256".to_owned()),
-                lifetime: CODE_LIFETIME,
-            },
-        )?;
+        db::transaction(&mut conn, |conn| {
+            // A pushed request yields one code (RFC 9126 §4: one-time use).
+            if let Some(hash) = &request.pushed_request
+                && !pushed_requests::consume(conn, now, tenant, hash)?
+            {
+                return Err(StoreError::Invalid {
+                    entity: "pushed authorization request",
+                    message: "already used or expired".into(),
+                });
+            }
+            grants::insert_code(
+                conn,
+                now,
+                tenant,
+                NewCode {
+                    code_hash: digest(&code),
+                    client_id: request.client.data.client_id.clone(),
+                    authentication,
+                    redirect_uri: request.redirect_uri.clone(),
+                    scope: request.scopes.join(" "),
+                    resources: request.resources.clone(),
+                    nonce: request.nonce.clone(),
+                    code_challenge: request.code_challenge.clone(),
+                    code_challenge_method: request
+                        .code_challenge
+                        .as_ref()
+                        .map(|_| "S256".to_owned()),
+                    lifetime: CODE_LIFETIME,
+                },
+            )
+        })?;
         Ok(code)
     }
 
@@ -417,11 +548,17 @@ impl Issuer {
             id.amr = Some(grant.amr.clone());
             id.azp = Some(data.client_id.clone());
             id.sid = grant.session_id.map(|s| s.to_string());
-            id.at_hash = Some(at_hash(alg, &access_token));
+            // The client's registered alg (ES256 unless chosen); at_hash uses its hash.
+            let id_alg =
+                crate::client_auth::id_token_alg(data).map_err(crate::service::internal)?;
+            let id_ring = self
+                .signing_ring(tenant, id_alg)
+                .map_err(crate::service::internal)?;
+            id.at_hash = Some(at_hash(id_alg, &access_token));
             let mut extra = claims_for(&table, &scopes, &user, &role_names, &group_names);
             extra.remove("sub");
             id.extra = extra;
-            Some(sign(&ring, alg, &id).map_err(crate::service::internal)?)
+            Some(sign(&id_ring, id_alg, &id).map_err(crate::service::internal)?)
         } else {
             None
         };
@@ -567,6 +704,18 @@ impl Issuer {
         }
         if !grant.is_active(now) {
             return Err(invalid("the grant was revoked or has expired"));
+        }
+        // Without offline_access a grant lives only as long as the session it was
+        // made in (Back-Channel Logout §2.7); checked here too, so a logout holds at
+        // once even before its revocation job has run.
+        if let Some(session) = grant.session_id
+            && !grant.scope.split(' ').any(|s| s == "offline_access")
+            && sessions::get(&mut conn, tenant, session)
+                .map_err(crate::service::internal)?
+                .ended_at
+                .is_some()
+        {
+            return Err(invalid("the session of this grant has ended"));
         }
         if let Some(requested) = scope.map(str::trim).filter(|s| !s.is_empty()) {
             let granted: Vec<&str> = grant.scope.split(' ').collect();

@@ -16,7 +16,7 @@ use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::{IssuerError, IssuerResult, Rejection};
-use crate::keys::{Algorithm, KeyRing};
+use crate::keys::{Algorithm, ClientKey, KeyRing};
 
 /// Clock leeway for `exp` and `nbf` when verifying, unless the caller chooses one.
 pub const DEFAULT_LEEWAY: Duration = Duration::seconds(5);
@@ -32,6 +32,9 @@ pub enum TokenKind {
     Access = 0,
     /// `JWT` (OIDC Core).
     Id = 1,
+    /// `logout+jwt` (OIDC Back-Channel Logout 1.0 §2.4), so a logout token cannot
+    /// pass as either of the others.
+    Logout = 2,
 }
 
 impl TokenKind {
@@ -39,6 +42,7 @@ impl TokenKind {
         match self {
             TokenKind::Access => "at+jwt",
             TokenKind::Id => "JWT",
+            TokenKind::Logout => "logout+jwt",
         }
     }
 }
@@ -302,6 +306,22 @@ pub fn verify_access_token_with_leeway(
     Ok(claims)
 }
 
+/// Verifies an ID token this tenant issued, presented back as an `id_token_hint`
+/// (OIDC RP-Initiated Logout 1.0 §2): type, key, signature and issuer as for access
+/// tokens, but not its expiry — an RP logs out long after its ID token expired.
+pub fn verify_id_token_hint(
+    ring: &KeyRing,
+    token: &str,
+    expected_issuer: &str,
+    now: DateTime<Utc>,
+) -> IssuerResult<IdTokenClaims> {
+    let claims: IdTokenClaims = verify_jws(ring, token, TokenKind::Id, now)?;
+    if claims.iss != expected_issuer {
+        return Err(Rejection::WrongIssuer.into());
+    }
+    Ok(claims)
+}
+
 #[derive(Deserialize)]
 struct JoseHeader {
     alg: String,
@@ -319,7 +339,56 @@ fn is_expected_type(kind: TokenKind, typ: &str) -> bool {
             typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
         }
         TokenKind::Id => typ.eq_ignore_ascii_case("JWT"),
+        TokenKind::Logout => typ.eq_ignore_ascii_case("logout+jwt"),
     }
+}
+
+/// A JWS in compact form, split, with its header decoded and checked for `crit`.
+/// Nothing of the payload has been read.
+struct SplitJws<'a> {
+    header: JoseHeader,
+    /// `header.payload` exactly as sent (RFC 7515 §5.2).
+    signing_input: &'a str,
+    encoded_payload: &'a str,
+    encoded_signature: &'a str,
+}
+
+fn split_jws(token: &str) -> Result<SplitJws<'_>, Rejection> {
+    // JWS compact serialization: exactly three segments (a JWE has five).
+    if token.len() > MAX_TOKEN_LEN {
+        return Err(Rejection::Malformed);
+    }
+    let mut segments = token.split('.');
+    let (Some(encoded_header), Some(encoded_payload), Some(encoded_signature), None) = (
+        segments.next(),
+        segments.next(),
+        segments.next(),
+        segments.next(),
+    ) else {
+        return Err(Rejection::Malformed);
+    };
+    let header: JoseHeader = URL_SAFE_NO_PAD
+        .decode(encoded_header)
+        .ok()
+        .and_then(|json| serde_json::from_slice(&json).ok())
+        .ok_or(Rejection::Malformed)?;
+    if header.crit.is_some() {
+        return Err(Rejection::CriticalHeader);
+    }
+    Ok(SplitJws {
+        header,
+        signing_input: &token[..encoded_header.len() + 1 + encoded_payload.len()],
+        encoded_payload,
+        encoded_signature,
+    })
+}
+
+/// Decodes the claims; only call once the signature holds.
+fn verified_claims<C: DeserializeOwned>(jws: &SplitJws<'_>) -> Result<C, Rejection> {
+    let payload = URL_SAFE_NO_PAD
+        .decode(jws.encoded_payload)
+        .map_err(|_| Rejection::Malformed)?;
+    serde_json::from_slice(&payload).map_err(|_| Rejection::BadClaims)
 }
 
 /// Header checks, key selection and signature; returns the claims unchecked.
@@ -329,58 +398,141 @@ fn verify_jws<C: DeserializeOwned>(
     kind: TokenKind,
     now: DateTime<Utc>,
 ) -> IssuerResult<C> {
-    // JWS compact serialization: exactly three segments (a JWE has five).
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(Rejection::Malformed.into());
-    }
-    let mut segments = token.split('.');
-    let (Some(encoded_header), Some(encoded_payload), Some(encoded_signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(Rejection::Malformed.into());
-    };
-    let header: JoseHeader = URL_SAFE_NO_PAD
-        .decode(encoded_header)
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok())
-        .ok_or(Rejection::Malformed)?;
-    if header.crit.is_some() {
-        return Err(Rejection::CriticalHeader.into());
-    }
-    if !header
+    let jws = split_jws(token)?;
+    if !jws
+        .header
         .typ
         .as_deref()
         .is_some_and(|typ| is_expected_type(kind, typ))
     {
         return Err(Rejection::WrongType.into());
     }
-    let key = header
+    let key = jws
+        .header
         .kid
         .as_deref()
         .and_then(|kid| ring.verification_key(kid))
         .ok_or(Rejection::UnknownKey)?;
-    if header.alg != key.alg.as_str() {
+    if jws.header.alg != key.alg.as_str() {
         return Err(Rejection::AlgorithmNotAllowed.into());
     }
     if !key.is_published_at(now) {
         return Err(Rejection::KeyWithdrawn.into());
     }
     let signature = URL_SAFE_NO_PAD
-        .decode(encoded_signature)
+        .decode(jws.encoded_signature)
         .map_err(|_| Rejection::Malformed)?;
-    // The signing input is the header and payload exactly as sent (RFC 7515 §5.2).
-    let signing_input = &token[..encoded_header.len() + 1 + encoded_payload.len()];
-    if !key.signed(signing_input.as_bytes(), &signature) {
+    if !key.signed(jws.signing_input.as_bytes(), &signature) {
         return Err(Rejection::BadSignature.into());
     }
     // Nothing of the payload is looked at before the signature holds.
-    let payload = URL_SAFE_NO_PAD
-        .decode(encoded_payload)
+    Ok(verified_claims(&jws)?)
+}
+
+/// The claims of a client assertion (RFC 7523 §3, OIDC Core §9), as sent: which
+/// are required, and what they must say, is for the caller to decide.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+pub(crate) struct AssertionClaims {
+    #[serde(default)]
+    pub(crate) iss: Option<String>,
+    #[serde(default)]
+    pub(crate) sub: Option<String>,
+    #[serde(default)]
+    pub(crate) aud: Option<Audience>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub(crate) exp: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub(crate) iat: Option<i64>,
+    #[serde(default, deserialize_with = "numeric_date")]
+    pub(crate) nbf: Option<i64>,
+    #[serde(default)]
+    pub(crate) jti: Option<String>,
+}
+
+/// RFC 7519 §2 NumericDate: seconds, which may carry a fraction (dropped here).
+fn numeric_date<'de, D: serde::Deserializer<'de>>(
+    deserializer: D,
+) -> Result<Option<i64>, D::Error> {
+    let seconds = Option::<f64>::deserialize(deserializer)?;
+    match seconds {
+        // `as` saturates: an absurd date stays absurd, and is refused as such.
+        Some(value) if value.is_finite() => Ok(Some(value.floor() as i64)),
+        Some(_) => Err(serde::de::Error::custom("NumericDate is not finite")),
+        None => Ok(None),
+    }
+}
+
+/// The claims of a client assertion before its signature is checked, so the
+/// authenticating client can be found (its `sub`, RFC 7523 §3). Never trust them
+/// beyond that look-up.
+pub(crate) fn unverified_assertion_claims(token: &str) -> Option<AssertionClaims> {
+    let jws = split_jws(token).ok()?;
+    verified_claims(&jws).ok()
+}
+
+fn is_assertion_type(typ: &str) -> bool {
+    let typ = typ
+        .get(..12)
+        .filter(|prefix| prefix.eq_ignore_ascii_case("application/"))
+        .map_or(typ, |_| &typ[12..]);
+    typ.eq_ignore_ascii_case("JWT") || typ.eq_ignore_ascii_case("client-authentication+jwt")
+}
+
+/// Verifies a client assertion's signature with one of the client's registered keys
+/// (RFC 7523 §3, item 9) and returns its claims, not yet checked:
+/// - `alg` must be ES256, RS256 or EdDSA: never `none`, and never an HMAC, whose
+///   key would be a secret shared with the server;
+/// - `typ`, if sent, must say JWT (or `client-authentication+jwt`), so a token of
+///   another kind signed by the same key does not pass;
+/// - no `crit` header;
+/// - a key of that algorithm verifies the signature: the key named by `kid`, or,
+///   without one, any of the client's keys for the algorithm.
+pub(crate) fn verify_client_assertion(
+    keys: &[ClientKey],
+    token: &str,
+) -> Result<AssertionClaims, Rejection> {
+    let jws = split_jws(token)?;
+    let alg: Algorithm = jws
+        .header
+        .alg
+        .parse()
+        .map_err(|_| Rejection::AlgorithmNotAllowed)?;
+    if jws
+        .header
+        .typ
+        .as_deref()
+        .is_some_and(|typ| !is_assertion_type(typ))
+    {
+        return Err(Rejection::WrongType);
+    }
+    if !keys.iter().any(|key| key.alg == alg) {
+        return Err(Rejection::AlgorithmNotAllowed);
+    }
+    // A registered key without a kid may sign under any kid; one with a kid, only
+    // under its own (or none).
+    let candidates: Vec<&ClientKey> = keys
+        .iter()
+        .filter(|key| key.alg == alg)
+        .filter(
+            |key| match (jws.header.kid.as_deref(), key.kid.as_deref()) {
+                (Some(wanted), Some(kid)) => wanted == kid,
+                _ => true,
+            },
+        )
+        .collect();
+    if candidates.is_empty() {
+        return Err(Rejection::UnknownKey);
+    }
+    let signature = URL_SAFE_NO_PAD
+        .decode(jws.encoded_signature)
         .map_err(|_| Rejection::Malformed)?;
-    Ok(serde_json::from_slice(&payload).map_err(|_| Rejection::BadClaims)?)
+    if !candidates
+        .iter()
+        .any(|key| key.signed(jws.signing_input.as_bytes(), &signature))
+    {
+        return Err(Rejection::BadSignature);
+    }
+    verified_claims(&jws)
 }
 
 fn check_times(

@@ -88,7 +88,7 @@ impl Algorithm {
         }
     }
 
-    fn to_store(self) -> KeyAlgorithm {
+    pub(crate) fn to_store(self) -> KeyAlgorithm {
         match self {
             Algorithm::ES256 => KeyAlgorithm::Es256,
             Algorithm::RS256 => KeyAlgorithm::Rs256,
@@ -421,7 +421,7 @@ pub struct Signer {
     alg: Algorithm,
     key: PrivateKey,
     /// base64url of the JOSE header for each [`TokenKind`].
-    headers: [String; 2],
+    headers: [String; 3],
 }
 
 impl Signer {
@@ -441,7 +441,11 @@ impl Signer {
             .map_err(|e| IssuerError::Signing(e.to_string()))?;
             Ok(URL_SAFE_NO_PAD.encode(json))
         };
-        let headers = [encode(TokenKind::Access)?, encode(TokenKind::Id)?];
+        let headers = [
+            encode(TokenKind::Access)?,
+            encode(TokenKind::Id)?,
+            encode(TokenKind::Logout)?,
+        ];
         Ok(Signer {
             kid,
             alg,
@@ -506,7 +510,13 @@ impl VerificationKey {
     /// Whether `signature` (decoded from the JWS) is this key's signature over
     /// `signing_input` (the JWS's `header.payload`, as sent) with its algorithm.
     pub(crate) fn signed(&self, signing_input: &[u8], signature: &[u8]) -> bool {
-        match &self.public {
+        self.public.verifies(signing_input, signature)
+    }
+}
+
+impl PublicKey {
+    fn verifies(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        match self {
             PublicKey::Es256(key) => key.verify(signing_input, signature).is_ok(),
             PublicKey::Rs256(key) => key
                 .verify(
@@ -522,6 +532,145 @@ impl VerificationKey {
             }
         }
     }
+}
+
+/// A public key a client registered for `private_key_jwt` (RFC 7523), decoded for
+/// the one algorithm it may verify.
+pub(crate) struct ClientKey {
+    pub(crate) kid: Option<String>,
+    pub(crate) alg: Algorithm,
+    public: PublicKey,
+}
+
+impl ClientKey {
+    /// Whether `signature` is this key's signature over `signing_input`.
+    pub(crate) fn signed(&self, signing_input: &[u8], signature: &[u8]) -> bool {
+        self.public.verifies(signing_input, signature)
+    }
+}
+
+/// JWK members only a private or symmetric key has (RFC 7518 §6.2.2, §6.3.2, §6.4.1).
+const PRIVATE_MEMBERS: [&str; 8] = ["d", "p", "q", "dp", "dq", "qi", "oth", "k"];
+
+/// More keys than any client rotates through; a set without `kid`s is tried key by
+/// key, so the bound is also a bound on work per assertion.
+const MAX_CLIENT_KEYS: usize = 16;
+
+/// One key of a client's JWK Set. Unlike [`PublicJwk`] it tolerates members we do
+/// not use (`x5c`, `key_ops`, `ext`, …): the set comes from the client's tooling.
+#[derive(Deserialize)]
+struct RegisteredJwk {
+    kty: String,
+    #[serde(default)]
+    crv: Option<String>,
+    #[serde(default)]
+    x: Option<String>,
+    #[serde(default)]
+    y: Option<String>,
+    #[serde(default)]
+    n: Option<String>,
+    #[serde(default)]
+    e: Option<String>,
+    #[serde(default)]
+    kid: Option<String>,
+    #[serde(default, rename = "use")]
+    key_use: Option<String>,
+    #[serde(default)]
+    alg: Option<String>,
+    #[serde(default)]
+    key_ops: Option<Vec<String>>,
+}
+
+/// Reads the JWK Set a client registered for `private_key_jwt`. Keys meant for
+/// encryption or for algorithms Gatehouse does not verify (PS256, ES384, …) are
+/// passed over. A private or symmetric key is refused outright: registering one
+/// means the client's secret has left the client. A set with no usable key is an
+/// error too, so a registration that could never authenticate is caught at once.
+pub(crate) fn client_keys(jwks: &str) -> Result<Vec<ClientKey>, String> {
+    let set: serde_json::Value =
+        serde_json::from_str(jwks).map_err(|e| format!("the JWK Set is not JSON: {e}"))?;
+    let entries = set
+        .get("keys")
+        .and_then(serde_json::Value::as_array)
+        .ok_or_else(|| "not a JWK Set: no `keys` array".to_owned())?;
+    if entries.len() > MAX_CLIENT_KEYS {
+        return Err(format!(
+            "the JWK Set has {} keys; at most {MAX_CLIENT_KEYS} are accepted",
+            entries.len()
+        ));
+    }
+    let mut keys = Vec::with_capacity(entries.len());
+    for (index, entry) in entries.iter().enumerate() {
+        let label = entry
+            .get("kid")
+            .and_then(serde_json::Value::as_str)
+            .map_or_else(|| format!("key #{index}"), |kid| format!("key `{kid}`"));
+        if let Some(member) = PRIVATE_MEMBERS
+            .iter()
+            .find(|member| entry.get(**member).is_some())
+        {
+            return Err(format!(
+                "{label} holds private key material (`{member}`); register the public key only"
+            ));
+        }
+        let jwk: RegisteredJwk =
+            serde_json::from_value(entry.clone()).map_err(|e| format!("{label}: {e}"))?;
+        if jwk.key_use.as_deref().is_some_and(|u| u != "sig")
+            || jwk
+                .key_ops
+                .as_ref()
+                .is_some_and(|ops| !ops.iter().any(|op| op == "verify"))
+        {
+            continue;
+        }
+        let alg = match jwk.alg.as_deref() {
+            Some(name) => match name.parse::<Algorithm>() {
+                Ok(alg) => alg,
+                Err(_) => continue,
+            },
+            None => match (jwk.kty.as_str(), jwk.crv.as_deref()) {
+                ("EC", Some("P-256")) => Algorithm::ES256,
+                ("OKP", Some("Ed25519")) => Algorithm::EdDSA,
+                ("RSA", _) => Algorithm::RS256,
+                _ => continue,
+            },
+        };
+        if alg == Algorithm::RS256 {
+            let modulus = jwk
+                .n
+                .as_deref()
+                .and_then(|n| URL_SAFE_NO_PAD.decode(n).ok())
+                .unwrap_or_default();
+            let significant = modulus.iter().skip_while(|b| **b == 0).count();
+            if significant * 8 < RSA_BITS {
+                return Err(format!(
+                    "{label}: an RSA key needs a modulus of at least {RSA_BITS} bits"
+                ));
+            }
+        }
+        let public = PublicJwk {
+            kty: jwk.kty,
+            crv: jwk.crv,
+            x: jwk.x,
+            y: jwk.y,
+            n: jwk.n,
+            e: jwk.e,
+            kid: jwk.kid.clone().unwrap_or_default(),
+            key_use: "sig".to_owned(),
+            alg: alg.as_str().to_owned(),
+        }
+        .verifier(alg)
+        .map_err(|e| format!("{label}: {e}"))?;
+        keys.push(ClientKey {
+            kid: jwk.kid,
+            alg,
+            public,
+        });
+    }
+    if keys.is_empty() {
+        return Err("the JWK Set has no signature key for ES256, RS256 or EdDSA".to_owned());
+    }
+    Ok(keys)
 }
 
 /// One tenant's signing and verification keys and its JWKS, read-only and cheap to

@@ -8,13 +8,17 @@
 //! Depends on `gatehouse-core` and `gatehouse-identity-store` only; it knows nothing
 //! of HTTP. Store work is synchronous: callers run it on the blocking pool.
 
+pub mod acr;
 pub mod claims;
 pub mod client_auth;
 pub mod code_flow;
 mod error;
 pub mod jwt;
 pub mod keys;
+pub mod logout;
 pub mod oauth_error;
+pub mod par;
+pub mod schedule;
 pub mod service;
 
 pub use error::{IssuerError, IssuerResult, Rejection};

@@ -18,6 +18,8 @@ pub enum ErrorCode {
     AccessDenied,
     LoginRequired,
     ConsentRequired,
+    /// OIDC Core §3.1.2.6: the `request` parameter (a request object) is not supported.
+    RequestNotSupported,
     /// RFC 6750: a bearer token that is missing, expired, revoked or malformed.
     InvalidToken,
     /// RFC 6750: the token lacks a scope the resource needs.
@@ -40,6 +42,7 @@ impl ErrorCode {
             ErrorCode::AccessDenied => "access_denied",
             ErrorCode::LoginRequired => "login_required",
             ErrorCode::ConsentRequired => "consent_required",
+            ErrorCode::RequestNotSupported => "request_not_supported",
             ErrorCode::InvalidToken => "invalid_token",
             ErrorCode::InsufficientScope => "insufficient_scope",
             ErrorCode::ServerError => "server_error",

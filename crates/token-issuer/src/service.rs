@@ -21,9 +21,9 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
-use crate::client_auth::{PresentedClient, authenticate};
+use crate::client_auth::{AssertionRejection, PresentedClient, authenticate, verify_assertion};
 use crate::jwt::{AccessTokenClaims, Audience, sign, verify_access_token_with_leeway};
-use crate::keys::{Algorithm, KeyRing, ensure_keys};
+use crate::keys::{Algorithm, KeyRing, ensure_active, ensure_keys};
 use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::{IssuerError, IssuerResult};
 
@@ -117,6 +117,27 @@ impl Issuer {
         Ok(ring)
     }
 
+    /// The tenant's key ring with an active key for `alg`. ES256 exists from the
+    /// tenant's first token; another algorithm gets its key when a client first needs
+    /// it, unless registering the client created it already (which publishes it
+    /// before anything is signed with it).
+    pub(crate) fn signing_ring(&self, tenant: TenantId, alg: Algorithm) -> IssuerResult<KeyRing> {
+        let ring = self.key_ring(tenant)?;
+        if ring.signer(alg).is_some() {
+            return Ok(ring);
+        }
+        let now = self.now();
+        let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
+        ensure_active(&mut conn, &self.inner.cipher, now, tenant, alg)?;
+        let ring = KeyRing::load(&mut conn, &self.inner.cipher, now, tenant)?;
+        self.inner
+            .rings
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, ring.clone());
+        Ok(ring)
+    }
+
     /// Forgets cached keys and clients (on `SigningKeysChanged`, `Resync`, or for one tenant).
     pub fn invalidate(&self, tenant: Option<TenantId>) {
         let mut rings = self.inner.rings.write().unwrap_or_else(|p| p.into_inner());
@@ -176,7 +197,37 @@ impl Issuer {
             .client_for(tenant, presented.client_id())
             .map_err(internal)?
             .ok_or_else(|| OAuthError::invalid_client(presented.used_basic()))?;
-        authenticate(&client.data, presented)?;
+        let PresentedClient::JwtBearer {
+            assertion,
+            audiences,
+            ..
+        } = presented
+        else {
+            authenticate(&client.data, presented)?;
+            return Ok(client);
+        };
+        let now = self.now();
+        let refused = |reason: AssertionRejection| {
+            tracing::info!(client_id = %client.data.client_id, ?reason, "client assertion refused");
+            OAuthError::invalid_client(false)
+        };
+        let verified =
+            verify_assertion(&client.data, assertion, audiences, now).map_err(refused)?;
+        // Recorded only once everything else holds, so a forged assertion cannot
+        // use up a jti the client is about to send.
+        let mut conn = self.inner.pool.get().map_err(internal)?;
+        let first_use = clients::use_assertion_jti(
+            &mut conn,
+            now,
+            tenant,
+            &client.data.client_id,
+            &verified.jti,
+            verified.usable_until,
+        )
+        .map_err(internal)?;
+        if !first_use {
+            return Err(refused(AssertionRejection::Replayed));
+        }
         Ok(client)
     }
 
@@ -420,13 +471,25 @@ pub fn server_metadata(issuer: &str) -> Value {
         "response_modes_supported": ["query", "form_post"],
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
-        "id_token_signing_alg_values_supported": ["ES256"],
+        "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "name", "given_name", "family_name", "middle_name", "nickname", "preferred_username", "locale", "zoneinfo", "updated_at", "email", "email_verified", "phone_number", "phone_number_verified"],
         "authorization_response_iss_parameter_supported": true,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+        "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "response_types_supported": ["code"],
+        "pushed_authorization_request_endpoint": format!("{issuer}/oauth2/par"),
+        "require_pushed_authorization_requests": false,
+        "request_parameter_supported": false,
+        "request_uri_parameter_supported": false,
+        "acr_values_supported": crate::acr::SUPPORTED,
+        "prompt_values_supported": ["none", "login", "consent"],
+        "end_session_endpoint": format!("{issuer}/oauth2/logout"),
+        "backchannel_logout_supported": true,
+        "backchannel_logout_session_supported": true,
     })
 }

@@ -9,6 +9,7 @@ mod events;
 mod grants;
 mod groups_roles;
 mod migrations;
+mod pushed_requests;
 mod sessions;
 mod signing_keys;
 mod tenants;

@@ -66,7 +66,7 @@ gatehouse_identity_store::backend_tests! {
         assert!(!sessions::end(&mut conn, now(), t, a2.id, Some(alice.id), "signed_out").unwrap());
         assert_eq!(sessions::get(&mut conn, t, a2.id).unwrap().end_reason.as_deref(), Some("signed_out"));
 
-        assert_eq!(sessions::end_all_for_user(&mut conn, now(), t, alice.id, Some(a1.id), "password_changed").unwrap(), 1);
+        assert_eq!(sessions::end_all_for_user(&mut conn, now(), t, alice.id, Some(a1.id), "password_changed").unwrap(), vec![a3.id]);
         let live: Vec<_> = sessions::list_active_for_user(&mut conn, now(), t, alice.id).unwrap().into_iter().map(|s| s.id).collect();
         assert_eq!(live, vec![a1.id]);
         assert!(sessions::find_active(&mut conn, now(), t, "a3").unwrap().is_none());

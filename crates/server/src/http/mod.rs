@@ -50,7 +50,8 @@ pub async fn serve(state: AppState) -> Result<(), ServerError> {
 /// Serves on an already bound listener (tests bind port 0 themselves).
 pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Result<(), ServerError> {
     let server_config = state.config.server.clone();
-    state.tenants.watch(&state.events);
+    crate::reactions::start(&state);
+    crate::key_schedule::spawn(&state);
     let data = web::Data::new(state);
     let bound = listener.local_addr()?;
     let server = HttpServer::new(move || {

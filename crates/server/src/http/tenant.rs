@@ -7,6 +7,7 @@ use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
 
 use gatehouse_core::events::{DomainEvent, EventBus};
+use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::tenants::{self, Tenant};
 use gatehouse_identity_store::{PageRequest, Pool, StoreError};
 
@@ -99,6 +100,31 @@ impl TenantDirectory {
         let snapshot = Arc::new(snapshot);
         *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Some(Arc::clone(&snapshot));
         Ok(snapshot)
+    }
+
+    /// The issuer identifier a tenant's tokens carry when no request says which URL
+    /// it was reached by (messages the server sends on its own, such as back-channel
+    /// logout): its own host if it has one, the root for the default tenant, else
+    /// its path prefix. Blocking, like [`TenantDirectory::resolve`].
+    pub fn issuer_for(&self, id: TenantId) -> Result<Option<String>, StoreError> {
+        let snapshot = self.snapshot()?;
+        let Some(tenant) = snapshot.by_slug.values().find(|t| t.id == id) else {
+            return Ok(None);
+        };
+        let host = tenant
+            .settings
+            .get("hosts")
+            .and_then(|h| h.as_array())
+            .and_then(|hosts| hosts.first())
+            .and_then(|h| h.as_str());
+        Ok(Some(match host {
+            Some(host) => {
+                let scheme = self.public_origin.split("://").next().unwrap_or("https");
+                format!("{scheme}://{}", host.to_ascii_lowercase())
+            }
+            None if tenant.slug == self.default_slug => self.public_origin.clone(),
+            None => format!("{}/t/{}", self.public_origin, tenant.slug),
+        }))
     }
 
     /// Blocking (may load from the database): call from a blocking context.

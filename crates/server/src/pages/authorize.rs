@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpResponse, web};
 use gatehouse_identity_store::grants::Authentication;
+use gatehouse_token_issuer::acr;
 use gatehouse_token_issuer::code_flow::{AuthorizationRequest, AuthorizeError, ValidRequest};
 use gatehouse_token_issuer::oauth_error::ErrorCode;
 use serde::Deserialize;
@@ -14,33 +15,22 @@ use serde_json::json;
 
 use crate::http::security::FormTarget;
 use crate::pages::context::PageContext;
+use crate::ui::Locale;
 
 /// Internal marker added when we send the user to sign in because of `prompt=login`:
 /// the session must be newer than this for the request to proceed.
 const LOGIN_AFTER: &str = "gh_login_after";
 
 fn parse_request(query: &str) -> (AuthorizationRequest, Option<i64>) {
-    let mut request = AuthorizationRequest::default();
-    let mut login_after = None;
-    for (name, value) in form_urlencoded::parse(query.as_bytes()) {
-        let value = value.into_owned();
-        match name.as_ref() {
-            "response_type" => request.response_type = Some(value),
-            "client_id" => request.client_id = Some(value),
-            "redirect_uri" => request.redirect_uri = Some(value),
-            "scope" => request.scope = Some(value),
-            "state" => request.state = Some(value),
-            "nonce" => request.nonce = Some(value),
-            "code_challenge" => request.code_challenge = Some(value),
-            "code_challenge_method" => request.code_challenge_method = Some(value),
-            "prompt" => request.prompt = Some(value),
-            "max_age" => request.max_age = Some(value),
-            "response_mode" => request.response_mode = Some(value),
-            "resource" => request.resources.push(value),
-            LOGIN_AFTER => login_after = value.parse().ok(),
-            _ => {}
-        }
-    }
+    let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
+        .into_owned()
+        .collect();
+    let request =
+        AuthorizationRequest::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
+    let login_after = pairs
+        .iter()
+        .find(|(name, _)| name == LOGIN_AFTER)
+        .and_then(|(_, value)| value.parse().ok());
     (request, login_after)
 }
 
@@ -178,6 +168,7 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
                 "the user has not approved this client",
             );
         }
+        permit_redirect_to(ctx, &valid.redirect_uri);
         return ctx.render(
             StatusCode::OK,
             "consent.html",
@@ -195,7 +186,7 @@ async fn issue(ctx: &PageContext, valid: ValidRequest) -> HttpResponse {
         user_id: session.user_id,
         session_id: session.id,
         auth_time: session.auth_time(),
-        acr: Some(format!("urn:gatehouse:aal{}", session.aal)),
+        acr: Some(acr::for_level(u8::try_from(session.aal).unwrap_or(0)).to_owned()),
         amr: session
             .auth_methods
             .iter()
@@ -225,6 +216,7 @@ pub async fn authorize(ctx: PageContext) -> HttpResponse {
     };
     let now = ctx.state.clock.now();
     let prompt_login = valid.prompt.iter().any(|p| p == "login");
+    let mut forced = prompt_login;
     let needs_login = match &ctx.session {
         None => true,
         Some(session) => {
@@ -232,9 +224,14 @@ pub async fn authorize(ctx: PageContext) -> HttpResponse {
             let too_old = valid
                 .max_age
                 .is_some_and(|max| (now - auth_time).num_seconds() > max);
+            // acr_values are voluntary (OIDC Core §3.1.2.1): a session below them
+            // authenticates once more, then the tokens carry what was achieved.
+            forced |= valid
+                .required_aal()
+                .is_some_and(|needed| session.aal < i32::from(needed));
             let before_forced_login =
                 login_after.is_some_and(|after| auth_time.timestamp() < after);
-            too_old || before_forced_login || (prompt_login && login_after.is_none())
+            too_old || before_forced_login || (forced && login_after.is_none())
         }
     };
     if needs_login {
@@ -251,19 +248,63 @@ pub async fn authorize(ctx: PageContext) -> HttpResponse {
             .into_owned()
             .filter(|(name, _)| name != LOGIN_AFTER && !(prompt_login && name == "prompt"))
             .collect();
-        if prompt_login {
+        if forced {
             back.push((LOGIN_AFTER.into(), now.timestamp().to_string()));
         }
         let back = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(back)
             .finish();
         let return_to = format!("{}?{back}", ctx.path("/authorize"));
-        let target: String = form_urlencoded::Serializer::new(String::new())
-            .append_pair("return_to", &return_to)
-            .finish();
+        let mut target = form_urlencoded::Serializer::new(String::new());
+        target.append_pair("return_to", &return_to);
+        if let Some(hint) = &valid.login_hint {
+            target.append_pair("login_hint", hint);
+        }
+        // OIDC Core §3.1.2.1: the first of ui_locales that a catalogue exists for.
+        if let Some(locale) = valid
+            .ui_locales
+            .as_deref()
+            .and_then(|tags| tags.split(' ').find_map(Locale::from_tag))
+        {
+            target.append_pair("lang", locale.code);
+        }
+        let target = target.finish();
         return ctx.redirect(&format!("{}?{target}", ctx.path("/signin")));
     }
     proceed(&ctx, valid, &query).await
+}
+
+/// OIDC Core §3.1.2.1: the authorization endpoint accepts POST as well. The form
+/// becomes the query of a GET, so that sign-in can return to it like to any request.
+pub async fn authorize_post(ctx: PageContext, body: web::Bytes) -> HttpResponse {
+    let is_form = ctx
+        .request
+        .headers()
+        .get(header::CONTENT_TYPE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| {
+            v.to_ascii_lowercase()
+                .starts_with("application/x-www-form-urlencoded")
+        });
+    let Ok(query) = std::str::from_utf8(&body) else {
+        return ctx.error_page(
+            StatusCode::BAD_REQUEST,
+            "oauth.error.title",
+            "oauth.error.message",
+        );
+    };
+    if !is_form || query.contains(['\r', '\n']) {
+        return ctx.error_page(
+            StatusCode::BAD_REQUEST,
+            "oauth.error.title",
+            "oauth.error.message",
+        );
+    }
+    // Re-encoded, so the Location header carries only what the parser accepted.
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form_urlencoded::parse(query.as_bytes()))
+        .finish();
+    ctx.redirect(&format!("{}?{query}", ctx.path("/authorize")))
 }
 
 #[derive(Deserialize, Default)]
@@ -308,6 +349,30 @@ pub async fn consent(ctx: PageContext, form: web::Form<ConsentForm>) -> HttpResp
         );
     }
     issue(&ctx, valid).await
+}
+
+/// Lets this page's forms end in a redirect to the client: CSP `form-action` also
+/// governs where a form submission is redirected (CSP 3 §6.4.1), so a sign-in or
+/// consent form that leads back to the client needs the client's origin in it.
+fn permit_redirect_to(ctx: &PageContext, redirect_uri: &str) {
+    if let Some(target) = FormTarget::origin_of(redirect_uri) {
+        ctx.request.extensions_mut().insert(target);
+    }
+}
+
+/// [`permit_redirect_to`] for a sign-in page that returns to an authorization
+/// request: only once that request has been validated, so the origin is registered.
+pub async fn permit_return_to_client(ctx: &PageContext, return_to: &str) {
+    let Some((_, query)) = return_to.split_once('?') else {
+        return;
+    };
+    let (request, _) = parse_request(query);
+    let issuer = ctx.state.issuer.clone();
+    let tenant = ctx.tenant.tenant.id;
+    if let Ok(Ok(valid)) = web::block(move || issuer.validate_authorization(tenant, &request)).await
+    {
+        permit_redirect_to(ctx, &valid.redirect_uri);
+    }
 }
 
 /// Where sign-in may send the browser afterwards: only back into this tenant's

@@ -9,7 +9,7 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::pages::authorize::safe_return_to;
+use crate::pages::authorize::{permit_return_to_client, safe_return_to};
 use crate::pages::context::PageContext;
 use crate::state::AppState;
 
@@ -102,6 +102,8 @@ fn sign_in_view(
 #[serde(default)]
 pub struct SignInQuery {
     return_to: String,
+    /// From an authorization request's `login_hint`: prefills the email field.
+    login_hint: String,
 }
 
 pub async fn sign_in_page(ctx: PageContext, query: web::Query<SignInQuery>) -> HttpResponse {
@@ -110,7 +112,15 @@ pub async fn sign_in_page(ctx: PageContext, query: web::Query<SignInQuery>) -> H
     if ctx.session.is_some() && return_to.is_none() {
         return ctx.redirect(&ctx.path("/account"));
     }
-    sign_in_view(&ctx, StatusCode::OK, "", None, None, return_to.as_deref())
+    if let Some(return_to) = &return_to {
+        permit_return_to_client(&ctx, return_to).await;
+    }
+    let hint = if return_to.is_some() {
+        query.login_hint.as_str()
+    } else {
+        ""
+    };
+    sign_in_view(&ctx, StatusCode::OK, hint, None, None, return_to.as_deref())
 }
 
 pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpResponse {
@@ -119,6 +129,9 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
         return ctx.csrf_rejected();
     }
     let return_to = safe_return_to(&ctx, &form.return_to);
+    if let Some(return_to) = &return_to {
+        permit_return_to_client(&ctx, return_to).await;
+    }
     let password = Zeroizing::new(form.password);
     let result = ctx
         .state
@@ -169,6 +182,18 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
             None,
             return_to.as_deref(),
         ),
+        // Every hashing thread busy and the queue full: refused without being tried.
+        Err(AuthnError::Busy) => {
+            let mut response = ctx.error_page(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "error.unavailable.title",
+                "error.unavailable.message",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
         Err(error) => {
             tracing::error!(%error, "sign-in failed");
             ctx.error_page(

@@ -5,6 +5,7 @@ mod account;
 mod authorize;
 pub mod context;
 mod entry;
+mod logout;
 
 use actix_web::web;
 
@@ -25,7 +26,11 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route("/verify/resend", web::post().to(entry::resend))
         .route("/signout", web::post().to(entry::sign_out))
         .route("/authorize", web::get().to(authorize::authorize))
+        .route("/authorize", web::post().to(authorize::authorize_post))
         .route("/authorize/consent", web::post().to(authorize::consent))
+        .route("/oauth2/logout", web::get().to(logout::end_session_get))
+        .route("/oauth2/logout", web::post().to(logout::end_session_post))
+        .route("/oauth2/logout/confirm", web::post().to(logout::confirm))
         .route("/setup", web::get().to(entry::setup_page))
         .route("/setup", web::post().to(entry::setup))
         .route("/account", web::get().to(account::page))

@@ -46,6 +46,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("setup.html"),
     builtin!("consent.html"),
     builtin!("form_post.html"),
+    builtin!("logout.html"),
 ];
 
 fn builtin_source(name: &str) -> Option<&'static str> {

@@ -91,6 +91,10 @@ fn samples() -> Vec<(&'static str, Value)> {
             json!({ "client_name": SCRIPT, "scopes": ["openid", "email"], "request": "client_id=a&scope=openid" }),
         ),
         (
+            "logout.html",
+            json!({ "client_name": SCRIPT, "request": "client_id=a&state=x" }),
+        ),
+        (
             "form_post.html",
             json!({ "action": "https://app.example/cb", "fields": [{"name": "code", "value": SCRIPT}] }),
         ),

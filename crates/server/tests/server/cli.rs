@@ -110,6 +110,10 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
             "openid",
             "--audience",
             "https://api.example",
+            "--post-logout-redirect-uri",
+            "https://shop.example/bye",
+            "--backchannel-logout-uri",
+            "https://shop.example/backchannel",
         ],
     ));
     assert!(created.status.success(), "{}", stderr(&created));
@@ -131,6 +135,11 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
     )));
     assert!(
         shown.contains("https://shop.example/cb") && !shown.contains(&secret),
+        "{shown}"
+    );
+    assert!(
+        shown.contains("logout URIs:    https://shop.example/bye")
+            && shown.contains("back-channel:   https://shop.example/backchannel"),
         "{shown}"
     );
 

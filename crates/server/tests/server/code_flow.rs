@@ -15,57 +15,60 @@ use sha2::{Digest, Sha256};
 
 use crate::web_kit::{Browser, WebApp};
 
-const SECRET: &str = "app-secret-app-secret-app-secret-app-secre";
-const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
-const REDIRECT: &str = "http://127.0.0.1:9/callback";
-const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
+pub const SECRET: &str = "app-secret-app-secret-app-secret-app-secre";
+pub const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
+pub const REDIRECT: &str = "http://127.0.0.1:9/callback";
+pub const VERIFIER: &str = "dBjftJeZ4CVP-mB92K27uhbUJU1p1r_wW1gFWFOEjXk";
 
-fn challenge() -> String {
+pub fn challenge() -> String {
     URL_SAFE_NO_PAD.encode(Sha256::digest(VERIFIER.as_bytes()))
 }
 
-fn register(app: &WebApp, first_party: bool) {
+/// The test's confidential client, `webapp`, before registration.
+pub fn client_data(first_party: bool) -> ClientData {
+    ClientData {
+        client_id: "webapp".into(),
+        name: "Web App".into(),
+        client_type: "confidential".into(),
+        auth_method: "client_secret_basic".into(),
+        secret_hash: Some(secret_hash(SECRET)),
+        jwks: None,
+        redirect_uris: vec![REDIRECT.into()],
+        post_logout_redirect_uris: vec![],
+        grant_types: vec!["authorization_code".into(), "refresh_token".into()],
+        scopes: vec![
+            "openid".into(),
+            "profile".into(),
+            "email".into(),
+            "offline_access".into(),
+        ],
+        audiences: vec!["https://api.example".into()],
+        default_audience: Some("https://api.example".into()),
+        access_token_ttl_secs: 300,
+        refresh_token_ttl_secs: 86_400,
+        refresh_idle_ttl_secs: 3_600,
+        id_token_alg: "ES256".into(),
+        require_pkce: true,
+        require_par: false,
+        first_party,
+        backchannel_logout_uri: None,
+    }
+}
+
+pub fn register_client(app: &WebApp, data: ClientData) {
     let mut conn = app.db.conn();
     let tenant = tenants::find_by_slug(&mut conn, "default")
         .unwrap()
         .unwrap()
         .id;
-    clients::create(
-        &mut conn,
-        app.clock.now(),
-        tenant,
-        ClientData {
-            client_id: "webapp".into(),
-            name: "Web App".into(),
-            client_type: "confidential".into(),
-            auth_method: "client_secret_basic".into(),
-            secret_hash: Some(secret_hash(SECRET)),
-            jwks: None,
-            redirect_uris: vec![REDIRECT.into()],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec!["authorization_code".into(), "refresh_token".into()],
-            scopes: vec![
-                "openid".into(),
-                "profile".into(),
-                "email".into(),
-                "offline_access".into(),
-            ],
-            audiences: vec!["https://api.example".into()],
-            default_audience: Some("https://api.example".into()),
-            access_token_ttl_secs: 300,
-            refresh_token_ttl_secs: 86_400,
-            refresh_idle_ttl_secs: 3_600,
-            id_token_alg: "ES256".into(),
-            require_pkce: true,
-            require_par: false,
-            first_party,
-            backchannel_logout_uri: None,
-        },
-    )
-    .unwrap();
+    clients::create(&mut conn, app.clock.now(), tenant, data).unwrap();
 }
 
-fn authorize_query(extra: &str) -> String {
+pub fn register(app: &WebApp, first_party: bool) {
+    register_client(app, client_data(first_party));
+}
+
+pub fn authorize_query(extra: &str) -> String {
     format!(
         "/authorize?response_type=code&client_id=webapp&redirect_uri={}&scope=openid%20profile%20email&state=xyz&nonce=n-0S6&code_challenge={}&code_challenge_method=S256{extra}",
         urlencode(REDIRECT),
@@ -73,25 +76,25 @@ fn authorize_query(extra: &str) -> String {
     )
 }
 
-fn urlencode(value: &str) -> String {
+pub fn urlencode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
-fn params(location: &str) -> Vec<(String, String)> {
+pub fn params(location: &str) -> Vec<(String, String)> {
     let query = location.split_once('?').map(|(_, q)| q).unwrap_or_default();
     form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect()
 }
 
-fn param(location: &str, name: &str) -> Option<String> {
+pub fn param(location: &str, name: &str) -> Option<String> {
     params(location)
         .into_iter()
         .find(|(n, _)| n == name)
         .map(|(_, v)| v)
 }
 
-fn signed_in(app: &WebApp) -> Browser {
+pub fn signed_in(app: &WebApp) -> Browser {
     app.create_verified_user("uma@example.com", PASSWORD);
     let mut browser = app.browser();
     let page = browser.get("/signin");
@@ -109,7 +112,7 @@ fn signed_in(app: &WebApp) -> Browser {
 }
 
 /// Runs the browser part up to the code (approving consent when asked).
-fn get_code(browser: &mut Browser, extra: &str) -> String {
+pub fn get_code(browser: &mut Browser, extra: &str) -> String {
     let page = browser.get(&authorize_query(extra));
     let location = if page.status == 200 {
         assert!(
@@ -134,7 +137,7 @@ fn get_code(browser: &mut Browser, extra: &str) -> String {
     param(&location, "code").expect("code in the redirect")
 }
 
-fn token(app: &WebApp, body: &str) -> (u16, Value) {
+pub fn token(app: &WebApp, body: &str) -> (u16, Value) {
     let response = Http::new()
         .post(format!("{}/oauth2/token", app.base))
         .header(
@@ -148,7 +151,7 @@ fn token(app: &WebApp, body: &str) -> (u16, Value) {
     (response.status().as_u16(), response.json().unwrap())
 }
 
-fn exchange(app: &WebApp, code: &str, verifier: &str) -> (u16, Value) {
+pub fn exchange(app: &WebApp, code: &str, verifier: &str) -> (u16, Value) {
     token(
         app,
         &format!(
@@ -158,7 +161,7 @@ fn exchange(app: &WebApp, code: &str, verifier: &str) -> (u16, Value) {
     )
 }
 
-fn introspect_active(app: &WebApp, token: &str) -> bool {
+pub fn introspect_active(app: &WebApp, token: &str) -> bool {
     let response: Value = Http::new()
         .post(format!("{}/oauth2/introspect", app.base))
         .header(
@@ -174,7 +177,7 @@ fn introspect_active(app: &WebApp, token: &str) -> bool {
     response["active"] == true
 }
 
-fn id_token_claims(app: &WebApp, id_token: &str) -> Value {
+pub fn id_token_claims(app: &WebApp, id_token: &str) -> Value {
     let jwks: jsonwebtoken::jwk::JwkSet = Http::new()
         .get(format!("{}/jwks", app.base))
         .send()
@@ -331,6 +334,30 @@ fn pkce_and_redirect_uri_are_enforced() {
     assert_eq!(
         status, 400,
         "redirect_uri mismatch accepted at the token endpoint"
+    );
+
+    // No verifier for a code bound to a challenge.
+    let code = get_code(&mut browser, "");
+    let (status, missing) = token(
+        &app,
+        &format!(
+            "grant_type=authorization_code&code={code}&redirect_uri={}",
+            urlencode(REDIRECT)
+        ),
+    );
+    assert_eq!(
+        (status, missing["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{missing}"
+    );
+    // Codes live 60 seconds.
+    let code = get_code(&mut browser, "");
+    app.advance(chrono::Duration::seconds(61));
+    let (status, expired) = exchange(&app, &code, VERIFIER);
+    assert_eq!(
+        (status, expired["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "an expired code was accepted"
     );
 
     // plain is refused, back at the client (its redirect URI is valid).

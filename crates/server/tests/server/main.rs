@@ -3,11 +3,16 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+mod authorize_params;
 mod cli;
+mod client_assertion;
 mod code_flow;
+mod key_rotation;
+mod logout;
 mod oauth;
 mod oidc_client;
 mod pages;
+mod par;
 mod startup;
 mod support;
 mod web_kit;

@@ -1,0 +1,120 @@
+//! What this node does when domain events arrive, from this node or (on PostgreSQL)
+//! any other: drop caches, and tell relying parties about ended sessions.
+//!
+//! Work with effects outside this process (back-channel logout calls) is done only
+//! by the node where the event happened, so each relying party hears once.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use gatehouse_core::events::{DomainEvent, EventEnvelope};
+use gatehouse_token_issuer::logout::BackchannelNotice;
+
+use crate::state::AppState;
+
+/// How long one back-channel call may take; the RP must answer promptly (§2.8).
+const BACKCHANNEL_TIMEOUT: Duration = Duration::from_secs(5);
+const BACKCHANNEL_ATTEMPTS: u32 = 3;
+
+/// Starts the event consumers. Call inside the runtime, once per server.
+pub fn start(state: &AppState) {
+    state.tenants.watch(&state.events);
+    let mut subscription = state.events.subscribe();
+    let state = state.clone();
+    let node = state.events.node_id();
+    let http = reqwest::Client::builder()
+        .timeout(BACKCHANNEL_TIMEOUT)
+        // A logout URI that redirects is misconfigured; following it could leak the token.
+        .redirect(reqwest::redirect::Policy::none())
+        .build();
+    let http = match http {
+        Ok(client) => Arc::new(client),
+        Err(error) => {
+            tracing::error!(%error, "no HTTP client: back-channel logout disabled");
+            return;
+        }
+    };
+    tokio::spawn(async move {
+        while let Some(envelope) = subscription.next().await {
+            react(&state, &http, node == envelope.origin, &envelope).await;
+        }
+    });
+}
+
+async fn react(
+    state: &AppState,
+    http: &Arc<reqwest::Client>,
+    local: bool,
+    envelope: &EventEnvelope,
+) {
+    match &envelope.event {
+        DomainEvent::SigningKeysChanged { tenant } => state.issuer.invalidate(Some(*tenant)),
+        DomainEvent::ClientChanged { tenant, .. } => state.issuer.invalidate(Some(*tenant)),
+        DomainEvent::Resync => state.issuer.invalidate(None),
+        DomainEvent::SessionsEnded {
+            tenant,
+            user,
+            sessions,
+        } if local => {
+            let (tenant, user, sessions) = (*tenant, *user, sessions.clone());
+            let issuer = state.issuer.clone();
+            let directory = state.tenants.clone();
+            let notices = tokio::task::spawn_blocking(move || {
+                let url = directory.issuer_for(tenant).map_err(|e| e.to_string())?;
+                match url {
+                    Some(url) => issuer
+                        .sessions_ended(tenant, &url, user, &sessions)
+                        .map_err(|e| e.to_string()),
+                    None => Ok(Vec::new()),
+                }
+            })
+            .await
+            .map_err(|e| e.to_string())
+            .and_then(|inner| inner);
+            match notices {
+                Ok(notices) => {
+                    for notice in notices {
+                        tokio::spawn(deliver(Arc::clone(http), notice));
+                    }
+                }
+                Err(error) => tracing::error!(%error, "ending grants of ended sessions failed"),
+            }
+        }
+        _ => {}
+    }
+}
+
+/// Back-Channel Logout §2.5: POST `logout_token` as a form; 200 or 204 is success.
+async fn deliver(http: Arc<reqwest::Client>, notice: BackchannelNotice) {
+    let body = form_urlencoded::Serializer::new(String::new())
+        .append_pair("logout_token", &notice.logout_token)
+        .finish();
+    for attempt in 1..=BACKCHANNEL_ATTEMPTS {
+        let sent = http
+            .post(&notice.uri)
+            .header("content-type", "application/x-www-form-urlencoded")
+            .header("cache-control", "no-store")
+            .body(body.clone())
+            .send()
+            .await;
+        match sent {
+            Ok(response) if response.status().is_success() => {
+                tracing::info!(client_id = %notice.client_id, "back-channel logout delivered");
+                return;
+            }
+            Ok(response) => tracing::warn!(
+                client_id = %notice.client_id,
+                status = response.status().as_u16(),
+                attempt,
+                "back-channel logout refused"
+            ),
+            Err(error) => tracing::warn!(
+                client_id = %notice.client_id,
+                %error,
+                attempt,
+                "back-channel logout not delivered"
+            ),
+        }
+        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+    }
+}

@@ -1,0 +1,295 @@
+//! Ending sessions towards relying parties: RP-Initiated Logout 1.0 (redirects only
+//! to registered URIs, confirmation unless the RP proves the session) and
+//! Back-Channel Logout 1.0 (a signed logout token POSTed to the RP).
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::net::TcpListener;
+use std::sync::mpsc;
+use std::time::Duration;
+
+use gatehouse_identity_store::Backend;
+use reqwest::blocking::Client as Http;
+use serde_json::Value;
+
+use crate::code_flow::{
+    VERIFIER, client_data, exchange, get_code, param, register_client, signed_in, token, urlencode,
+};
+use crate::web_kit::{Browser, WebApp};
+
+const AFTER_LOGOUT: &str = "http://127.0.0.1:9/signed-out";
+
+/// A relying party's back-channel logout endpoint: records each request body.
+struct BackchannelReceiver {
+    url: String,
+    bodies: mpsc::Receiver<String>,
+}
+
+impl BackchannelReceiver {
+    fn start() -> BackchannelReceiver {
+        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+        let (sender, bodies) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut length = 0;
+                let mut line = String::new();
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .unwrap();
+                let _ = sender.send(format!(
+                    "{}\n{}",
+                    request_line.trim_end(),
+                    String::from_utf8(body).unwrap()
+                ));
+            }
+        });
+        BackchannelReceiver { url, bodies }
+    }
+
+    fn next(&self) -> Option<String> {
+        self.bodies.recv_timeout(Duration::from_secs(10)).ok()
+    }
+}
+
+fn decode_verified(app: &WebApp, token: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
+    let jwks: jsonwebtoken::jwk::JwkSet = Http::new()
+        .get(format!("{}/jwks", app.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
+    let key =
+        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
+            .unwrap();
+    let mut validation = jsonwebtoken::Validation::new(header.alg);
+    validation.set_audience(&[audience]);
+    validation.set_issuer(&[app.base.as_str()]);
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
+        .unwrap()
+        .claims;
+    (header, claims)
+}
+
+fn start(backend: Backend, backchannel: Option<&str>) -> WebApp {
+    let app = WebApp::start(backend);
+    let mut data = client_data(true);
+    data.post_logout_redirect_uris = vec![AFTER_LOGOUT.into()];
+    data.backchannel_logout_uri = backchannel.map(str::to_owned);
+    register_client(&app, data);
+    app
+}
+
+/// Signs in through the code flow; returns the token response.
+fn tokens(app: &WebApp, browser: &mut Browser, scope: &str) -> Value {
+    let code = get_code(browser, &format!("&scope={}", urlencode(scope)));
+    let (status, tokens) = exchange(app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    tokens
+}
+
+fn refresh(app: &WebApp, refresh_token: &str) -> (u16, Value) {
+    token(
+        app,
+        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
+    )
+}
+
+fn is_signed_in(browser: &mut Browser) -> bool {
+    browser.get("/account").status == 200
+}
+
+fn logout_with_hint(backend: Backend) {
+    let receiver = BackchannelReceiver::start();
+    let app = start(backend, Some(&receiver.url));
+    let mut browser = signed_in(&app);
+    let online = tokens(&app, &mut browser, "openid email");
+    let offline = tokens(&app, &mut browser, "openid offline_access");
+    let id_token = online["id_token"].as_str().unwrap();
+    let sid = decode_verified(&app, id_token, "webapp").1["sid"].clone();
+
+    let answer = browser.get(&format!(
+        "/oauth2/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye",
+        urlencode(AFTER_LOGOUT)
+    ));
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    assert_eq!(
+        answer.location().as_deref(),
+        Some(format!("{AFTER_LOGOUT}?state=bye").as_str())
+    );
+    assert!(
+        !is_signed_in(&mut browser),
+        "the session survived the logout"
+    );
+
+    // §2.7 of Back-Channel Logout: refresh tokens without offline_access end with
+    // the session; offline ones do not.
+    let (status, body) = refresh(&app, online["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+    let (status, body) = refresh(&app, offline["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 200, "{body}");
+
+    // One logout token for the one session, delivered as a form.
+    let received = receiver.next().expect("no back-channel logout arrived");
+    let (request_line, body) = received.split_once('\n').unwrap();
+    assert!(
+        request_line.starts_with("POST /backchannel "),
+        "{request_line}"
+    );
+    let logout_token = param(&format!("?{body}"), "logout_token").unwrap();
+    let (header, claims) = decode_verified(&app, &logout_token, "webapp");
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(claims["sid"], sid);
+    assert_eq!(
+        claims["sub"],
+        decode_verified(&app, id_token, "webapp").1["sub"]
+    );
+    assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
+    assert!(
+        claims.get("nonce").is_none(),
+        "a logout token must not carry a nonce"
+    );
+    assert!(claims["jti"].is_string() && claims["iat"].is_number() && claims["exp"].is_number());
+}
+
+#[test]
+fn logout_with_an_id_token_hint_ends_the_session_at_once_on_sqlite() {
+    logout_with_hint(Backend::Sqlite);
+}
+
+#[test]
+fn logout_with_an_id_token_hint_ends_the_session_at_once_on_postgres() {
+    logout_with_hint(Backend::Postgres);
+}
+
+#[test]
+fn logout_without_proof_asks_the_user_first() {
+    let app = start(Backend::Sqlite, None);
+    let mut browser = signed_in(&app);
+    let query = format!(
+        "client_id=webapp&post_logout_redirect_uri={}&state=s1",
+        urlencode(AFTER_LOGOUT)
+    );
+    let page = browser.get(&format!("/oauth2/logout?{query}"));
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Web App"), "{}", page.body);
+    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9;"),
+        "{csp}"
+    );
+    assert!(is_signed_in(&mut browser), "signed out before confirming");
+
+    // Without the CSRF token nothing happens.
+    let forged = browser.post_raw(
+        "/oauth2/logout/confirm",
+        &[("request", &query), ("decision", "sign_out")],
+        &[],
+    );
+    assert_eq!(forged.status, 403);
+    assert!(is_signed_in(&mut browser));
+
+    let stay = browser.post_form(
+        "/oauth2/logout/confirm",
+        &page,
+        &[("request", &query), ("decision", "stay")],
+    );
+    assert_eq!(stay.status, 200);
+    assert!(is_signed_in(&mut browser));
+
+    let confirmed = browser.post_form(
+        "/oauth2/logout/confirm",
+        &page,
+        &[("request", &query), ("decision", "sign_out")],
+    );
+    assert_eq!(confirmed.status, 303, "{}", confirmed.body);
+    assert_eq!(
+        confirmed.location().as_deref(),
+        Some(format!("{AFTER_LOGOUT}?state=s1").as_str())
+    );
+    assert!(!is_signed_in(&mut browser));
+
+    // Signed out already: straight back to the RP.
+    let again = browser.get(&format!("/oauth2/logout?{query}"));
+    assert_eq!(again.status, 303);
+}
+
+#[test]
+fn logout_never_redirects_to_an_unregistered_uri() {
+    let app = start(Backend::Sqlite, None);
+    let mut browser = signed_in(&app);
+    let cases = [
+        format!(
+            "client_id=webapp&post_logout_redirect_uri={}",
+            urlencode("https://evil.example/")
+        ),
+        // A registered URI still needs the client named.
+        format!("post_logout_redirect_uri={}", urlencode(AFTER_LOGOUT)),
+        format!(
+            "client_id=nobody&post_logout_redirect_uri={}",
+            urlencode(AFTER_LOGOUT)
+        ),
+        "id_token_hint=eyJhbGciOiJub25lIn0.eyJzdWIiOiJ4In0.".to_owned(),
+    ];
+    for query in cases {
+        let answer = browser.get(&format!("/oauth2/logout?{query}"));
+        assert_eq!(answer.status, 400, "{query}: {}", answer.body);
+        assert!(answer.location().is_none(), "{query}");
+        assert!(is_signed_in(&mut browser), "{query} signed the user out");
+    }
+}
+
+#[test]
+fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
+    let app = start(Backend::Sqlite, None);
+    let mut browser = signed_in(&app);
+    let before = tokens(&app, &mut browser, "openid email");
+
+    // The same user signs in again on this browser (the session id rotates).
+    let page = browser.get("/signin?return_to=%2Fauthorize%3Fclient_id%3Dwebapp");
+    let again = browser.post_form(
+        "/signin",
+        &page,
+        &[
+            ("email", "uma@example.com"),
+            ("password", crate::code_flow::PASSWORD),
+        ],
+    );
+    assert_eq!(again.status, 303, "{}", again.body);
+    let (status, refreshed) = refresh(&app, before["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 200, "rotation ended the grant: {refreshed}");
+
+    // Signing out of the new session ends it too.
+    let page = browser.get("/account");
+    let out = browser.post_form("/signout", &page, &[]);
+    assert_eq!(out.status, 303);
+    let (status, body) = refresh(&app, refreshed["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{body}"
+    );
+}

@@ -1,0 +1,225 @@
+//! Pushed authorization requests (RFC 9126): the pushed parameters are what the
+//! authorization endpoint uses, a request_uri yields one code, and a client can be
+//! made to use nothing else.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gatehouse_identity_store::Backend;
+use reqwest::blocking::Client as Http;
+use serde_json::Value;
+
+use crate::code_flow::{
+    REDIRECT, SECRET, VERIFIER, challenge, client_data, exchange, param, register, register_client,
+    signed_in, urlencode,
+};
+use crate::web_kit::{Browser, WebApp};
+
+fn pushed_body(extra: &str) -> String {
+    format!(
+        "response_type=code&redirect_uri={}&scope=openid%20email&state=pushed-state&nonce=n1&code_challenge={}&code_challenge_method=S256{extra}",
+        urlencode(REDIRECT),
+        challenge()
+    )
+}
+
+fn push(app: &WebApp, basic: Option<(&str, &str)>, body: &str) -> (u16, Value) {
+    let mut request = Http::new()
+        .post(format!("{}/oauth2/par", app.base))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(body.to_owned());
+    if let Some((id, secret)) = basic {
+        request = request.header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
+        );
+    }
+    let response = request.send().unwrap();
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["cache-control"].to_str().unwrap(),
+        "no-store"
+    );
+    (status, response.json().unwrap())
+}
+
+fn authorize_pushed(browser: &mut Browser, request_uri: &str, extra: &str) -> crate::web_kit::Page {
+    browser.get(&format!(
+        "/authorize?client_id=webapp&request_uri={}{extra}",
+        urlencode(request_uri)
+    ))
+}
+
+fn pushed_par(backend: Backend) {
+    let app = WebApp::start(backend);
+    register(&app, true);
+    let mut browser = signed_in(&app);
+
+    let (status, pushed) = push(&app, Some(("webapp", SECRET)), &pushed_body(""));
+    assert_eq!(status, 201, "{pushed}");
+    let request_uri = pushed["request_uri"].as_str().unwrap().to_owned();
+    assert!(
+        request_uri.starts_with("urn:ietf:params:oauth:request_uri:"),
+        "{request_uri}"
+    );
+    assert_eq!(pushed["expires_in"], 300);
+
+    // §4: parameters outside the pushed request are ignored, not merged.
+    let answer = authorize_pushed(
+        &mut browser,
+        &request_uri,
+        "&state=from-the-query&scope=openid",
+    );
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let location = answer.location().unwrap();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    assert_eq!(param(&location, "state").as_deref(), Some("pushed-state"));
+    let code = param(&location, "code").unwrap();
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "openid email");
+
+    // One code per pushed request.
+    let replay = authorize_pushed(&mut browser, &request_uri, "");
+    assert_eq!(replay.status, 400, "{}", replay.body);
+    assert!(replay.location().is_none());
+
+    // Expired.
+    let (_, pushed) = push(&app, Some(("webapp", SECRET)), &pushed_body(""));
+    app.advance(chrono::Duration::seconds(301));
+    let late = authorize_pushed(&mut browser, pushed["request_uri"].as_str().unwrap(), "");
+    assert_eq!(late.status, 400);
+    assert!(late.location().is_none());
+}
+
+#[test]
+fn a_pushed_request_is_used_once_on_sqlite() {
+    pushed_par(Backend::Sqlite);
+}
+
+#[test]
+fn a_pushed_request_is_used_once_on_postgres() {
+    pushed_par(Backend::Postgres);
+}
+
+#[test]
+fn pushing_checks_the_client_and_the_request() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, true);
+    let (status, body) = push(&app, None, &format!("client_id=webapp&{}", pushed_body("")));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client")),
+        "{body}"
+    );
+    let (status, body) = push(&app, Some(("webapp", "wrong-secret")), &pushed_body(""));
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (401, Some("invalid_client"))
+    );
+
+    let bad_redirect =
+        pushed_body("").replace(&urlencode(REDIRECT), &urlencode("https://evil.example/cb"));
+    let (status, body) = push(&app, Some(("webapp", SECRET)), &bad_redirect);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
+    let plain =
+        pushed_body("").replace("code_challenge_method=S256", "code_challenge_method=plain");
+    let (status, body) = push(&app, Some(("webapp", SECRET)), &plain);
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
+    let (status, body) = push(
+        &app,
+        Some(("webapp", SECRET)),
+        &pushed_body("&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Ax"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
+    let (status, body) = push(
+        &app,
+        Some(("webapp", SECRET)),
+        &pushed_body("&client_id=someone-else"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_request")),
+        "{body}"
+    );
+
+    let (status, body) = push(
+        &app,
+        Some(("webapp", SECRET)),
+        &pushed_body("").replace("scope=openid%20email", "scope=openid%20admin"),
+    );
+    assert_eq!(
+        (status, body["error"].as_str()),
+        (400, Some("invalid_scope")),
+        "{body}"
+    );
+
+    // A request_uri works only with the client that pushed it.
+    let mut other = client_data(true);
+    other.client_id = "other".into();
+    register_client(&app, other);
+    let (_, pushed) = push(&app, Some(("webapp", SECRET)), &pushed_body(""));
+    let mut browser = signed_in(&app);
+    let stolen = browser.get(&format!(
+        "/authorize?client_id=other&request_uri={}",
+        urlencode(pushed["request_uri"].as_str().unwrap())
+    ));
+    assert_eq!(stolen.status, 400);
+    assert!(stolen.location().is_none());
+}
+
+#[test]
+fn a_client_that_requires_par_cannot_skip_it() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut data = client_data(false);
+    data.require_par = true;
+    register_client(&app, data);
+    let mut browser = signed_in(&app);
+    let direct = browser.get(&format!(
+        "/authorize?response_type=code&client_id=webapp&redirect_uri={}&scope=openid&code_challenge={}&code_challenge_method=S256",
+        urlencode(REDIRECT),
+        challenge()
+    ));
+    assert_eq!(direct.status, 303, "{}", direct.body);
+    let location = direct.location().unwrap();
+    assert_eq!(
+        param(&location, "error").as_deref(),
+        Some("invalid_request")
+    );
+
+    // Through PAR, with the consent page of a third-party client in between.
+    let (status, pushed) = push(&app, Some(("webapp", SECRET)), &pushed_body(""));
+    assert_eq!(status, 201, "{pushed}");
+    let request_uri = pushed["request_uri"].as_str().unwrap();
+    let consent = authorize_pushed(&mut browser, request_uri, "");
+    assert_eq!(consent.status, 200, "{}", consent.body);
+    assert!(consent.body.contains("Web App"));
+    let csp = consent.headers["content-security-policy"].to_str().unwrap();
+    assert!(
+        csp.contains("form-action 'self' http://127.0.0.1:9;"),
+        "{csp}"
+    );
+    let request = format!("client_id=webapp&request_uri={}", urlencode(request_uri));
+    let approved = browser.post_form(
+        "/authorize/consent",
+        &consent,
+        &[("request", &request), ("decision", "allow")],
+    );
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let location = approved.location().unwrap();
+    assert!(param(&location, "code").is_some(), "{location}");
+}

@@ -1,0 +1,2 @@
+DROP INDEX oauth_grants_session_idx;
+DROP TABLE pushed_authorization_requests;
