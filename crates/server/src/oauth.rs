@@ -209,18 +209,23 @@ async fn run<T: serde::Serialize + Send + 'static>(
     }
 }
 
+/// What every client-authenticated endpoint starts from: the tenant, the form and
+/// the credentials the client presented.
+async fn client_request(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    body: &[u8],
+) -> Result<(ResolvedTenant, Form, PresentedClient), HttpResponse> {
+    let tenant = resolve(state, req).await?;
+    let form = Form::parse(req, body).map_err(|error| error_response(&error))?;
+    let presented = form.client(req).map_err(|error| error_response(&error))?;
+    Ok((tenant, form, presented))
+}
+
 async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let tenant = match resolve(&state, &req).await {
-        Ok(tenant) => tenant,
+    let (tenant, form, presented) = match client_request(&state, &req, &body).await {
+        Ok(parts) => parts,
         Err(response) => return response,
-    };
-    let form = match Form::parse(&req, &body) {
-        Ok(form) => form,
-        Err(error) => return error_response(&error),
-    };
-    let presented = match form.client(&req) {
-        Ok(presented) => presented,
-        Err(error) => return error_response(&error),
     };
     match form.get("grant_type") {
         Some("client_credentials") => {
@@ -301,9 +306,7 @@ async fn token_request(
     req: &HttpRequest,
     body: &[u8],
 ) -> Result<(ResolvedTenant, PresentedClient, String), HttpResponse> {
-    let tenant = resolve(state, req).await?;
-    let form = Form::parse(req, body).map_err(|error| error_response(&error))?;
-    let presented = form.client(req).map_err(|error| error_response(&error))?;
+    let (tenant, form, presented) = client_request(state, req, body).await?;
     let token = form
         .get("token")
         .ok_or_else(|| {
@@ -384,17 +387,9 @@ async fn pushed_authorization_request(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let tenant = match resolve(&state, &req).await {
-        Ok(tenant) => tenant,
+    let (tenant, form, presented) = match client_request(&state, &req, &body).await {
+        Ok(parts) => parts,
         Err(response) => return response,
-    };
-    let form = match Form::parse(&req, &body) {
-        Ok(form) => form,
-        Err(error) => return error_response(&error),
-    };
-    let presented = match form.client(&req) {
-        Ok(presented) => presented,
-        Err(error) => return error_response(&error),
     };
     let parameters: Vec<(String, String)> = form
         .0

@@ -23,7 +23,7 @@ use sha2::Digest;
 
 use crate::client_auth::{AssertionRejection, PresentedClient, authenticate, verify_assertion};
 use crate::jwt::{AccessTokenClaims, Audience, sign, verify_access_token_with_leeway};
-use crate::keys::{Algorithm, KeyRing, ensure_active, ensure_keys};
+use crate::keys::{Algorithm, KeyRing, ensure_active};
 use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::{IssuerError, IssuerResult};
 
@@ -106,8 +106,14 @@ impl Issuer {
         {
             return Ok(ring.clone());
         }
+        self.reload_ring(tenant, Algorithm::default())
+    }
+
+    /// Makes sure `alg` has an active key, then reloads and caches the ring.
+    fn reload_ring(&self, tenant: TenantId, alg: Algorithm) -> IssuerResult<KeyRing> {
+        let now = self.now();
         let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
-        ensure_keys(&mut conn, &self.inner.cipher, now, tenant)?;
+        ensure_active(&mut conn, &self.inner.cipher, now, tenant, alg)?;
         let ring = KeyRing::load(&mut conn, &self.inner.cipher, now, tenant)?;
         self.inner
             .rings
@@ -126,16 +132,7 @@ impl Issuer {
         if ring.signer(alg).is_some() {
             return Ok(ring);
         }
-        let now = self.now();
-        let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
-        ensure_active(&mut conn, &self.inner.cipher, now, tenant, alg)?;
-        let ring = KeyRing::load(&mut conn, &self.inner.cipher, now, tenant)?;
-        self.inner
-            .rings
-            .write()
-            .unwrap_or_else(|p| p.into_inner())
-            .insert(tenant, ring.clone());
-        Ok(ring)
+        self.reload_ring(tenant, alg)
     }
 
     /// Forgets cached keys and clients (on `SigningKeysChanged`, `Resync`, or for one tenant).

@@ -177,24 +177,32 @@ pub fn introspect_active(app: &WebApp, token: &str) -> bool {
     response["active"] == true
 }
 
-pub fn id_token_claims(app: &WebApp, id_token: &str) -> Value {
+/// Verifies a token of this server against its JWKS (signature, `iss`, `aud`; not
+/// expiry) and returns its header and claims.
+pub fn verified_claims(app: &WebApp, token: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
     let jwks: jsonwebtoken::jwk::JwkSet = Http::new()
         .get(format!("{}/jwks", app.base))
         .send()
         .unwrap()
         .json()
         .unwrap();
-    let header = jsonwebtoken::decode_header(id_token).unwrap();
+    let header = jsonwebtoken::decode_header(token).unwrap();
     let key =
         jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
             .unwrap();
     let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_audience(&["webapp"]);
+    validation.set_audience(&[audience]);
     validation.set_issuer(&[app.base.as_str()]);
     validation.validate_exp = false;
-    jsonwebtoken::decode::<Value>(id_token, &key, &validation)
+    validation.required_spec_claims.clear();
+    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
         .unwrap()
-        .claims
+        .claims;
+    (header, claims)
+}
+
+pub fn id_token_claims(app: &WebApp, id_token: &str) -> Value {
+    verified_claims(app, id_token, "webapp").1
 }
 
 fn full_code_flow(backend: Backend) {

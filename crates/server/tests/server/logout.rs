@@ -8,11 +8,11 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use gatehouse_identity_store::Backend;
-use reqwest::blocking::Client as Http;
 use serde_json::Value;
 
 use crate::code_flow::{
     VERIFIER, client_data, exchange, get_code, param, register_client, signed_in, token, urlencode,
+    verified_claims,
 };
 use crate::web_kit::{Browser, WebApp};
 
@@ -70,24 +70,7 @@ impl BackchannelReceiver {
 }
 
 fn decode_verified(app: &WebApp, token: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
-    let jwks: jsonwebtoken::jwk::JwkSet = Http::new()
-        .get(format!("{}/jwks", app.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    let header = jsonwebtoken::decode_header(token).unwrap();
-    let key =
-        jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
-            .unwrap();
-    let mut validation = jsonwebtoken::Validation::new(header.alg);
-    validation.set_audience(&[audience]);
-    validation.set_issuer(&[app.base.as_str()]);
-    validation.required_spec_claims.clear();
-    let claims = jsonwebtoken::decode::<Value>(token, &key, &validation)
-        .unwrap()
-        .claims;
-    (header, claims)
+    verified_claims(app, token, audience)
 }
 
 fn start(backend: Backend, backchannel: Option<&str>) -> WebApp {
