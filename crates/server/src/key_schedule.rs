@@ -1,11 +1,12 @@
-//! Runs the token issuer's key-rotation schedule on every node: each pass rotates
-//! what is due (the store lock makes concurrent passes rotate once) and tells every
-//! node through the event bus.
+//! Periodic housekeeping on every node: the token issuer's key-rotation schedule
+//! (the store lock makes concurrent passes rotate once; every node hears of it
+//! through the event bus) and the deletion of expired pushed requests and
+//! revocation records.
 
 use std::time::Duration as StdDuration;
 
 use gatehouse_core::events::DomainEvent;
-use gatehouse_identity_store::{PageRequest, StoreError, tenants};
+use gatehouse_identity_store::{PageRequest, StoreError, pushed_requests, revoked_tokens, tenants};
 use gatehouse_token_issuer::schedule::rotate_due;
 
 use crate::state::AppState;
@@ -53,21 +54,32 @@ pub fn run_once(state: &AppState) -> Result<usize, String> {
     }
 }
 
+/// Deletes what has expired and is kept for nothing: pushed authorization requests
+/// and the jtis of revoked tokens past their expiry. Blocking.
+pub fn prune_expired(state: &AppState) -> Result<usize, String> {
+    let now = state.clock.now();
+    let mut conn = state
+        .pool
+        .get()
+        .map_err(|e| StoreError::from(e).to_string())?;
+    let pushed = pushed_requests::prune(&mut conn, now).map_err(|e| e.to_string())?;
+    let revoked = revoked_tokens::prune(&mut conn, now).map_err(|e| e.to_string())?;
+    Ok(pushed + revoked)
+}
+
 /// Starts the periodic pass. Call inside the runtime, once per server.
 pub fn spawn(state: &AppState) {
-    if state.config.keys.rotation_interval().is_none() {
-        return;
-    }
     let state = state.clone();
     tokio::spawn(async move {
         let mut ticks = tokio::time::interval(CHECK_EVERY);
         loop {
             ticks.tick().await;
             let pass = state.clone();
-            match tokio::task::spawn_blocking(move || run_once(&pass)).await {
+            let work = move || run_once(&pass).and_then(|_| prune_expired(&pass));
+            match tokio::task::spawn_blocking(work).await {
                 Ok(Ok(_)) => {}
-                Ok(Err(error)) => tracing::error!(%error, "scheduled key rotation failed"),
-                Err(error) => tracing::error!(%error, "scheduled key rotation panicked"),
+                Ok(Err(error)) => tracing::error!(%error, "housekeeping failed"),
+                Err(error) => tracing::error!(%error, "housekeeping panicked"),
             }
         }
     });

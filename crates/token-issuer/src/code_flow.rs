@@ -61,6 +61,28 @@ pub struct AuthorizationRequest {
     pub request: Option<String>,
 }
 
+/// The authorization request parameters Gatehouse reads; a pushed request keeps
+/// only these (anything else would be stored for nothing).
+pub const PARAMETERS: &[&str] = &[
+    "response_type",
+    "client_id",
+    "redirect_uri",
+    "scope",
+    "state",
+    "nonce",
+    "code_challenge",
+    "code_challenge_method",
+    "prompt",
+    "max_age",
+    "response_mode",
+    "acr_values",
+    "login_hint",
+    "ui_locales",
+    "request_uri",
+    "request",
+    "resource",
+];
+
 impl AuthorizationRequest {
     /// Reads the parameters of a query string or form body; unknown names are
     /// ignored (RFC 6749 §3.1) and `resource` may repeat (RFC 8707).
@@ -155,6 +177,22 @@ pub(crate) fn random_token() -> String {
 
 pub(crate) fn digest(text: &str) -> String {
     hex::encode(Sha256::digest(text.as_bytes()))
+}
+
+/// Whether a sign-in session has ended, expired, or is gone with its user.
+fn session_over(
+    conn: &mut db::AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    session: gatehouse_core::ids::SessionId,
+) -> Result<bool, StoreError> {
+    match sessions::get(conn, tenant, session) {
+        Ok(session) => Ok(session.ended_at.is_some()
+            || now >= session.idle_expires_at
+            || now >= session.absolute_expires_at),
+        Err(StoreError::NotFound { .. }) => Ok(true),
+        Err(error) => Err(error),
+    }
 }
 
 /// PKCE S256: BASE64URL(SHA256(verifier)) == challenge, compared in constant time.
@@ -635,6 +673,13 @@ impl Issuer {
             (None, Some(_)) => return Err(invalid("no code_challenge was sent for this code")),
             (None, None) => {}
         }
+        // A code is the pending authorization of a session: once that session is
+        // over (signed out, expired), the code yields nothing.
+        if session_over(&mut conn, now, tenant, redeemed.authentication.session_id)
+            .map_err(crate::service::internal)?
+        {
+            return Err(invalid("the session this code was issued in has ended"));
+        }
         let grant = db::transaction(&mut conn, |conn| {
             let grant = grants::create(
                 conn,
@@ -710,10 +755,7 @@ impl Issuer {
         // once even before its revocation job has run.
         if let Some(session) = grant.session_id
             && !grant.scope.split(' ').any(|s| s == "offline_access")
-            && sessions::get(&mut conn, tenant, session)
-                .map_err(crate::service::internal)?
-                .ended_at
-                .is_some()
+            && session_over(&mut conn, now, tenant, session).map_err(crate::service::internal)?
         {
             return Err(invalid("the session of this grant has ended"));
         }

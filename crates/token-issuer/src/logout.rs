@@ -124,18 +124,19 @@ impl Issuer {
         issuer: &str,
         request: &EndSessionRequest,
     ) -> Result<ValidEndSession, &'static str> {
+        // A hint that no longer verifies (its key was pruned after a rotation) must
+        // not make logout impossible: it counts as absent, so the user is asked and
+        // nothing the hint claims is trusted (§4).
         let hint = match &request.id_token_hint {
             Some(token) => {
                 let ring = self
                     .key_ring(tenant)
                     .map_err(|_| "temporarily unavailable")?;
-                Some(
-                    verify_id_token_hint(&ring, token, issuer, self.clock_now())
-                        .map_err(|_| "the id_token_hint was not issued here")?,
-                )
+                verify_id_token_hint(&ring, token, issuer, self.clock_now()).ok()
             }
             None => None,
         };
+        let hint_refused = request.id_token_hint.is_some() && hint.is_none();
         let hinted_client = hint.as_ref().map(|claims| match &claims.aud {
             Audience::One(aud) => aud.clone(),
             Audience::Many(auds) => claims
@@ -160,6 +161,8 @@ impl Issuer {
         };
         let redirect = match &request.post_logout_redirect_uri {
             None => None,
+            // Without a verified hint and without client_id, the RP is unknown.
+            Some(_) if hint_refused && request.client_id.is_none() => None,
             Some(uri) => {
                 let client = client
                     .as_ref()

@@ -11,7 +11,7 @@ use serde::Serialize;
 use subtle::ConstantTimeEq;
 
 use crate::client_auth::PresentedClient;
-use crate::code_flow::{AuthorizationRequest, AuthorizeError, digest, random_token};
+use crate::code_flow::{AuthorizationRequest, AuthorizeError, PARAMETERS, digest, random_token};
 use crate::oauth_error::{ErrorCode, OAuthError};
 use crate::service::{Issuer, internal};
 
@@ -44,6 +44,10 @@ impl Issuer {
                 "request_uri must not be pushed",
             ));
         }
+        let parameters: Vec<(String, String)> = parameters
+            .into_iter()
+            .filter(|(name, _)| PARAMETERS.contains(&name.as_str()))
+            .collect();
         let mut request = AuthorizationRequest::from_pairs(
             parameters.iter().map(|(n, v)| (n.as_str(), v.as_str())),
         );

@@ -58,6 +58,8 @@ pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Resul
         App::new()
             .app_data(data.clone())
             .app_data(web::FormConfig::default().limit(16 * 1024))
+            // Raw bodies (OAuth endpoints parse their forms themselves) are small too.
+            .app_data(web::PayloadConfig::new(32 * 1024))
             .wrap(from_fn(security::headers))
             .wrap(from_fn(observe::observe))
             .configure(routes)

@@ -17,21 +17,62 @@ use crate::http::security::FormTarget;
 use crate::pages::context::PageContext;
 use crate::ui::Locale;
 
-/// Internal marker added when we send the user to sign in because of `prompt=login`:
-/// the session must be newer than this for the request to proceed.
+/// Internal marker added when the user is sent to sign in because the request
+/// demands a new sign-in (`prompt=login`, unmet `acr_values`): the session must be
+/// newer than the time it carries. It is sealed with the master key, so it cannot be
+/// forged to skip the sign-in, and expires, so an old one cannot be replayed.
 const LOGIN_AFTER: &str = "gh_login_after";
+const LOGIN_AFTER_AAD: &[u8] = b"gatehouse/authorize/login-after/v1";
+const LOGIN_AFTER_VALIDITY_SECS: i64 = 15 * 60;
 
-fn parse_request(query: &str) -> (AuthorizationRequest, Option<i64>) {
+fn parse_request(query: &str) -> (AuthorizationRequest, Option<String>) {
     let pairs: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
         .into_owned()
         .collect();
     let request =
         AuthorizationRequest::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
     let login_after = pairs
-        .iter()
+        .into_iter()
         .find(|(name, _)| name == LOGIN_AFTER)
-        .and_then(|(_, value)| value.parse().ok());
+        .map(|(_, value)| value);
     (request, login_after)
+}
+
+fn seal_login_after(ctx: &PageContext, at: i64) -> String {
+    ctx.state.cipher.seal(&at.to_be_bytes(), LOGIN_AFTER_AAD)
+}
+
+/// The time a marker demands a sign-in after; `None` if forged or stale.
+fn open_login_after(ctx: &PageContext, marker: &str) -> Option<i64> {
+    let bytes = ctx.state.cipher.open(marker, LOGIN_AFTER_AAD).ok()?;
+    let at = i64::from_be_bytes(bytes.as_slice().try_into().ok()?);
+    let now = ctx.state.clock.now().timestamp();
+    (at <= now && now - at <= LOGIN_AFTER_VALIDITY_SECS).then_some(at)
+}
+
+/// Whether the request needs the user to (re-)authenticate first, and whether that
+/// sign-in is forced (must be newer than now) rather than merely missing.
+fn login_needed(ctx: &PageContext, valid: &ValidRequest, login_after: Option<i64>) -> (bool, bool) {
+    let now = ctx.state.clock.now();
+    let mut forced = valid.prompt.iter().any(|p| p == "login");
+    let needed = match &ctx.session {
+        None => true,
+        Some(session) => {
+            let auth_time = session.auth_time();
+            let too_old = valid
+                .max_age
+                .is_some_and(|max| (now - auth_time).num_seconds() > max);
+            // acr_values are voluntary (OIDC Core §3.1.2.1): a session below them
+            // authenticates once more, then the tokens carry what was achieved.
+            forced |= valid
+                .required_aal()
+                .is_some_and(|needed| session.aal < i32::from(needed));
+            let before_forced_login =
+                login_after.is_some_and(|after| auth_time.timestamp() < after);
+            too_old || before_forced_login || (forced && login_after.is_none())
+        }
+    };
+    (needed, forced)
 }
 
 fn issuer(ctx: &PageContext) -> String {
@@ -209,31 +250,15 @@ async fn issue(ctx: &PageContext, valid: ValidRequest) -> HttpResponse {
 
 pub async fn authorize(ctx: PageContext) -> HttpResponse {
     let query = ctx.request.query_string().to_owned();
-    let (request, login_after) = parse_request(&query);
+    let (request, marker) = parse_request(&query);
     let valid = match validate(&ctx, request).await {
         Ok(valid) => valid,
         Err(response) => return response,
     };
     let now = ctx.state.clock.now();
     let prompt_login = valid.prompt.iter().any(|p| p == "login");
-    let mut forced = prompt_login;
-    let needs_login = match &ctx.session {
-        None => true,
-        Some(session) => {
-            let auth_time = session.auth_time();
-            let too_old = valid
-                .max_age
-                .is_some_and(|max| (now - auth_time).num_seconds() > max);
-            // acr_values are voluntary (OIDC Core §3.1.2.1): a session below them
-            // authenticates once more, then the tokens carry what was achieved.
-            forced |= valid
-                .required_aal()
-                .is_some_and(|needed| session.aal < i32::from(needed));
-            let before_forced_login =
-                login_after.is_some_and(|after| auth_time.timestamp() < after);
-            too_old || before_forced_login || (forced && login_after.is_none())
-        }
-    };
+    let login_after = marker.as_deref().and_then(|m| open_login_after(&ctx, m));
+    let (needs_login, forced) = login_needed(&ctx, &valid, login_after);
     if needs_login {
         if valid.prompt.iter().any(|p| p == "none") {
             return respond_error(
@@ -249,7 +274,7 @@ pub async fn authorize(ctx: PageContext) -> HttpResponse {
             .filter(|(name, _)| name != LOGIN_AFTER && !(prompt_login && name == "prompt"))
             .collect();
         if forced {
-            back.push((LOGIN_AFTER.into(), now.timestamp().to_string()));
+            back.push((LOGIN_AFTER.into(), seal_login_after(&ctx, now.timestamp())));
         }
         let back = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(back)
@@ -323,11 +348,20 @@ pub async fn consent(ctx: PageContext, form: web::Form<ConsentForm>) -> HttpResp
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
-    let (request, _) = parse_request(&form.request);
+    let (request, marker) = parse_request(&form.request);
     let valid = match validate(&ctx, request).await {
         Ok(valid) => valid,
         Err(response) => return response,
     };
+    // The consent form must not issue a code the authorization endpoint would not
+    // (max_age, prompt=login, acr_values): back there if the session no longer does.
+    let login_after = marker.as_deref().and_then(|m| open_login_after(&ctx, m));
+    if login_needed(&ctx, &valid, login_after).0 {
+        let query = form_urlencoded::Serializer::new(String::new())
+            .extend_pairs(form_urlencoded::parse(form.request.as_bytes()))
+            .finish();
+        return ctx.redirect(&format!("{}?{query}", ctx.path("/authorize")));
+    }
     if form.decision != "allow" {
         return respond_error(
             &ctx,

@@ -121,16 +121,14 @@ pub async fn end_session_get(ctx: PageContext) -> HttpResponse {
     end_session(ctx, raw).await
 }
 
-/// POST: the same parameters as a form (§2: the OP supports both).
+/// POST: the same parameters as a form (§2: the OP supports both). A form posted
+/// from the RP's site arrives without the SameSite=Lax session cookie, so the
+/// request is turned into a GET first, which carries it.
 pub async fn end_session_post(ctx: PageContext, body: web::Bytes) -> HttpResponse {
-    match String::from_utf8(body.to_vec()) {
-        Ok(raw) => end_session(ctx, raw).await,
-        Err(_) => ctx.error_page(
-            StatusCode::BAD_REQUEST,
-            "logout.error.title",
-            "logout.error.message",
-        ),
-    }
+    let query = form_urlencoded::Serializer::new(String::new())
+        .extend_pairs(form_urlencoded::parse(&body))
+        .finish();
+    ctx.redirect(&format!("{}?{query}", ctx.path("/oauth2/logout")))
 }
 
 #[derive(Deserialize, Default)]

@@ -125,3 +125,40 @@ fn the_authorization_endpoint_accepts_post() {
     assert_eq!(get.status, 303);
     assert!(param(&get.location().unwrap(), "code").is_some());
 }
+
+#[test]
+fn a_forced_sign_in_cannot_be_skipped_by_forging_its_marker_or_the_consent_form() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, false);
+    let mut browser = signed_in(&app);
+    app.advance(chrono::Duration::seconds(30));
+
+    for marker in ["1", "0", "99999999999"] {
+        let forged = browser.get(&authorize_query(&format!(
+            "&prompt=login&gh_login_after={marker}"
+        )));
+        assert_eq!(forged.status, 303, "{}", forged.body);
+        let location = forged.location().unwrap();
+        assert!(
+            location.starts_with("/signin?"),
+            "marker {marker} skipped the sign-in: {location}"
+        );
+    }
+
+    // Posting the consent form directly with max_age=0 does not yield a code either.
+    let page = browser.get("/account");
+    let request = authorize_query("&max_age=0")
+        .split_once('?')
+        .unwrap()
+        .1
+        .to_owned();
+    let posted = browser.post_form(
+        "/authorize/consent",
+        &page,
+        &[("request", &request), ("decision", "allow")],
+    );
+    assert_eq!(posted.status, 303, "{}", posted.body);
+    let location = posted.location().unwrap();
+    assert!(location.starts_with("/authorize?"), "{location}");
+    assert!(param(&location, "code").is_none());
+}

@@ -89,6 +89,11 @@ fn pushed_par(backend: Backend) {
     let late = authorize_pushed(&mut browser, pushed["request_uri"].as_str().unwrap(), "");
     assert_eq!(late.status, 400);
     assert!(late.location().is_none());
+    // Housekeeping deletes expired pushed requests (both of them by now).
+    assert_eq!(
+        gatehouse_server::key_schedule::prune_expired(&app.state).unwrap(),
+        2
+    );
 }
 
 #[test]
