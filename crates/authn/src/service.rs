@@ -111,7 +111,7 @@ impl Inner {
     }
 
     /// Announces ended sessions, so relying parties signed in through them hear of it
-    /// (back-channel logout) and their grants end. After the commit that ended them.
+    /// (back-channel logout) and their grants end.
     pub(crate) fn sessions_ended(&self, tenant: TenantId, user: UserId, sessions: Vec<SessionId>) {
         if sessions.is_empty() {
             return;

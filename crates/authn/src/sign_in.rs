@@ -13,7 +13,7 @@ use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, Credential, CredentialKind};
 use gatehouse_identity_store::sessions::{self, AuthMethod, NewSession, Session};
 use gatehouse_identity_store::users::{self, User};
-use gatehouse_identity_store::{AnyConnection, db, fold_key, grants, rate_limits};
+use gatehouse_identity_store::{AnyConnection, db, fold_key, rate_limits};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -134,43 +134,45 @@ impl Inner {
             rate_limits::reset(conn, tenant, &account_bucket(identifier))?;
         }
         let now = self.now();
-        let mut replaced = None;
-        if let Some(previous) = previous_secret
-            && let Some(old) =
+        let previous = match previous_secret {
+            Some(previous) => {
                 sessions::find_active(conn, now, tenant, &secrets::digest(&previous))?
-        {
-            sessions::end(conn, now, tenant, old.id, None, "rotated")?;
-            replaced = Some(old);
-        }
+            }
+            None => None,
+        };
         let (secret, secret_hash) = secrets::generate();
-        let session = sessions::create(
-            conn,
-            now,
-            tenant,
-            NewSession {
-                user_id: user.id,
-                secret_hash,
-                idle_timeout: self.settings.session_idle,
-                absolute_timeout: self.settings.session_absolute,
-                ip: client.ip.clone(),
-                user_agent: client.user_agent.clone(),
-                auth_methods: vec![AuthMethod {
-                    method: "pwd".into(),
-                    at: now,
-                }],
-                aal: 1,
-            },
-        )?;
-        match replaced {
-            // The same person signing in again: what the old session signed in to
-            // carries on under the new one.
+        let fresh = NewSession {
+            user_id: user.id,
+            secret_hash,
+            idle_timeout: self.settings.session_idle,
+            absolute_timeout: self.settings.session_absolute,
+            ip: client.ip.clone(),
+            user_agent: client.user_agent.clone(),
+            auth_methods: vec![AuthMethod {
+                method: "pwd".into(),
+                at: now,
+            }],
+            aal: 1,
+        };
+        let session = match previous {
+            // The same person signing in again on this browser: a new secret (the
+            // old cookie stops working) in the same session, so the `sid` relying
+            // parties hold stays valid.
             Some(old) if old.user_id == user.id => {
-                grants::move_to_session(conn, tenant, old.id, session.id)?;
+                match sessions::reauthenticate(conn, now, tenant, old.id, fresh.clone())? {
+                    Some(session) => session,
+                    None => sessions::create(conn, now, tenant, fresh)?,
+                }
             }
             // Someone else signs in on this browser: the previous user is signed out.
-            Some(old) => self.sessions_ended(tenant, old.user_id, vec![old.id]),
-            None => {}
-        }
+            Some(old) => {
+                if sessions::end(conn, now, tenant, old.id, None, "replaced")? {
+                    self.sessions_ended(tenant, old.user_id, vec![old.id]);
+                }
+                sessions::create(conn, now, tenant, fresh)?
+            }
+            None => sessions::create(conn, now, tenant, fresh)?,
+        };
         self.audit(
             conn,
             tenant,

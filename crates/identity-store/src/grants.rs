@@ -36,6 +36,8 @@ pub struct Grant {
     pub created_at: DateTime<Utc>,
     pub expires_at: DateTime<Utc>,
     pub revoked_at: Option<DateTime<Utc>>,
+    /// The issuer identifier the grant's tokens carry.
+    pub issuer: Option<String>,
 }
 
 impl Grant {
@@ -109,6 +111,7 @@ struct GrantRow {
     created_at: NaiveDateTime,
     expires_at: NaiveDateTime,
     revoked_at: Option<NaiveDateTime>,
+    issuer: Option<String>,
 }
 
 fn corrupt(table: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
@@ -149,6 +152,7 @@ impl TryFrom<GrantRow> for Grant {
             created_at: row.created_at.and_utc(),
             expires_at: row.expires_at.and_utc(),
             revoked_at: row.revoked_at.map(|t| t.and_utc()),
+            issuer: row.issuer,
         })
     }
 }
@@ -288,6 +292,7 @@ pub fn link_code(
 #[derive(Debug, Clone)]
 pub struct NewGrant {
     pub client_id: String,
+    pub issuer: Option<String>,
     pub authentication: Option<Authentication>,
     pub scope: String,
     pub resources: Vec<String>,
@@ -318,6 +323,7 @@ pub fn create(
             )),
             oauth_grants::created_at.eq(now.naive_utc()),
             oauth_grants::expires_at.eq((now + new.lifetime).naive_utc()),
+            oauth_grants::issuer.eq(&new.issuer),
         ))
         .execute(conn)?;
     get(conn, tenant, &id)?.ok_or(StoreError::NotFound { entity: "grant" })
@@ -395,23 +401,6 @@ pub fn for_sessions(
         .into_iter()
         .map(Grant::try_from)
         .collect()
-}
-
-/// Re-points the grants of a session that was replaced by a new sign-in of the same
-/// user (session rotation), so they live and end with the new session.
-pub fn move_to_session(
-    conn: &mut AnyConnection,
-    tenant: TenantId,
-    from: SessionId,
-    to: SessionId,
-) -> StoreResult<usize> {
-    Ok(diesel::update(
-        oauth_grants::table
-            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
-            .filter(oauth_grants::session_id.eq(from.to_string())),
-    )
-    .set(oauth_grants::session_id.eq(Some(to.to_string())))
-    .execute(conn)?)
 }
 
 pub fn insert_refresh_token(

@@ -270,6 +270,7 @@ diesel::table! {
         expires_at -> Timestamp,
         revoked_at -> Nullable<Timestamp>,
         revoke_reason -> Nullable<Text>,
+        issuer -> Nullable<Text>,
     }
 }
 

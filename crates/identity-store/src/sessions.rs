@@ -133,6 +133,43 @@ pub fn create(
     row.try_into()
 }
 
+/// A new sign-in of the session's own user on the same browser: the cookie secret
+/// is replaced (the old cookie stops working, as with a new session) but the
+/// session keeps its id, so the `sid` relying parties hold stays valid. Expiry,
+/// methods and level start afresh. False if the session is no longer live.
+pub fn reauthenticate(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    id: SessionId,
+    new: NewSession,
+) -> StoreResult<Option<Session>> {
+    let absolute = now + new.absolute_timeout;
+    let updated = diesel::update(
+        sessions::table
+            .filter(sessions::tenant_id.eq(tenant.to_string()))
+            .filter(sessions::id.eq(id.to_string()))
+            .filter(sessions::user_id.eq(new.user_id.to_string()))
+            .filter(sessions::ended_at.is_null()),
+    )
+    .set((
+        sessions::secret_hash.eq(new.secret_hash),
+        sessions::last_seen_at.eq(now.naive_utc()),
+        sessions::idle_expires_at.eq((now + new.idle_timeout).min(absolute).naive_utc()),
+        sessions::absolute_expires_at.eq(absolute.naive_utc()),
+        sessions::ip.eq(new.ip),
+        sessions::user_agent.eq(new.user_agent),
+        sessions::auth_methods.eq(serde_json::to_string(&new.auth_methods)
+            .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?),
+        sessions::aal.eq(new.aal),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    get(conn, tenant, id).map(Some)
+}
+
 fn active(
     tenant: TenantId,
     now: DateTime<Utc>,

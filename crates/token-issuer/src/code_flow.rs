@@ -687,6 +687,7 @@ impl Issuer {
                 tenant,
                 NewGrant {
                     client_id: client.data.client_id.clone(),
+                    issuer: Some(issuer.to_owned()),
                     authentication: Some(redeemed.authentication.clone()),
                     scope: redeemed.scope.clone(),
                     resources: redeemed.resources.clone(),

@@ -220,12 +220,17 @@ impl Issuer {
             Ok(issued)
         })?;
         drop(conn);
-        let pairs: BTreeSet<(String, SessionId)> = issued
+        // Each token carries the issuer its grant was issued under (a tenant can be
+        // reached by more than one URL), else the tenant's canonical one.
+        let notices_due: BTreeSet<(String, SessionId, String)> = issued
             .into_iter()
-            .filter_map(|g| g.session_id.map(|s| (g.client_id, s)))
+            .filter_map(|g| {
+                let issuer = g.issuer.unwrap_or_else(|| issuer.to_owned());
+                g.session_id.map(|s| (g.client_id, s, issuer))
+            })
             .collect();
         let mut notices = Vec::new();
-        for (client_id, session) in pairs {
+        for (client_id, session, issuer) in notices_due {
             let Some(client) = self.client_for(tenant, &client_id)? else {
                 continue;
             };
@@ -236,7 +241,7 @@ impl Issuer {
             let alg = client.data.id_token_alg.parse().unwrap_or_default();
             let ring = self.signing_ring(tenant, alg)?;
             let claims = LogoutTokenClaims {
-                iss: issuer.to_owned(),
+                iss: issuer,
                 sub: user.to_string(),
                 aud: Audience::One(client_id.clone()),
                 iat: now.timestamp(),

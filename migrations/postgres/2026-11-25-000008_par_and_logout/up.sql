@@ -14,3 +14,7 @@ CREATE INDEX pushed_authorization_requests_expiry_idx ON pushed_authorization_re
 
 -- Back-channel logout finds the grants a session signed in to.
 CREATE INDEX oauth_grants_session_idx ON oauth_grants (tenant_id, session_id);
+
+-- The issuer identifier the grant's tokens carry (a tenant can be reached by more
+-- than one URL); a back-channel logout token must carry the same one.
+ALTER TABLE oauth_grants ADD COLUMN issuer TEXT;

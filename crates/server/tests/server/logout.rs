@@ -276,9 +276,13 @@ fn a_logout_form_posted_from_the_relying_party_becomes_a_get() {
 
 #[test]
 fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
-    let app = start(Backend::Sqlite, None);
+    let receiver = BackchannelReceiver::start();
+    let app = start(Backend::Sqlite, Some(&receiver.url));
     let mut browser = signed_in(&app);
     let before = tokens(&app, &mut browser, "openid email");
+    let sid =
+        decode_verified(&app, before["id_token"].as_str().unwrap(), "webapp").1["sid"].clone();
+    let old_cookie = browser.session_cookie().unwrap();
 
     // The same user signs in again on this browser (the session id rotates).
     let page = browser.get("/signin?return_to=%2Fauthorize%3Fclient_id%3Dwebapp");
@@ -291,6 +295,11 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
         ],
     );
     assert_eq!(again.status, 303, "{}", again.body);
+    assert_ne!(
+        browser.session_cookie().unwrap(),
+        old_cookie,
+        "the session secret did not rotate"
+    );
     let (status, refreshed) = refresh(&app, before["refresh_token"].as_str().unwrap());
     assert_eq!(status, 200, "rotation ended the grant: {refreshed}");
 
@@ -304,4 +313,9 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
         (400, Some("invalid_grant")),
         "{body}"
     );
+    // The logout token names the sid the relying party was given before.
+    let received = receiver.next().expect("no back-channel logout arrived");
+    let body = received.split_once('\n').unwrap().1;
+    let logout_token = param(&format!("?{body}"), "logout_token").unwrap();
+    assert_eq!(decode_verified(&app, &logout_token, "webapp").1["sid"], sid);
 }
