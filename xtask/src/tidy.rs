@@ -2,7 +2,8 @@
 //!
 //! The crate graph points one way: `gatehouse-core` knows no other
 //! crate, the store knows only core, feature crates know the store and core but not
-//! each other, and only `gatehouse-server` sees everything. The store and core must
+//! each other, only `gatehouse-server` sees everything, and the resource-server
+//! helper (linked into third-party APIs) knows none of them. The store and core must
 //! not pull HTTP stacks, and core must not pull diesel, even transitively. The rules
 //! are data below; the checks are plain functions over a [`Graph`] so that a
 //! hand-made graph can prove they catch violations.
@@ -21,6 +22,8 @@ const FEATURE_CRATES: &[&str] = &[
     "gatehouse-admin-api",
 ];
 const HTTP_STACKS: &[&str] = &["actix-web", "actix-http", "hyper", "reqwest", "axum"];
+/// Linked into third-party APIs, so it knows Gatehouse only by its wire format.
+const RESOURCE_SERVER: &str = "gatehouse-resource-server";
 
 /// Which workspace crates a member may depend on (normal dependencies).
 enum Allowed {
@@ -34,6 +37,7 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
         SERVER => Some(Allowed::Any),
         STORE => Some(Allowed::Only(&[CORE])),
         CORE => Some(Allowed::Only(&[])),
+        RESOURCE_SERVER => Some(Allowed::Only(&[])),
         // Automation drives crates through cargo; linking them would make it slow to build.
         "xtask" => Some(Allowed::Only(&[])),
         _ if FEATURE_CRATES.contains(&name) => Some(Allowed::Only(&[STORE, CORE])),

@@ -79,21 +79,14 @@ fn issuer_of(tenant: &ResolvedTenant) -> String {
     format!("{}{}", tenant.origin, tenant.base_path)
 }
 
-/// What a client assertion may name as its audience here (RFC 7523 §3, OIDC Core
-/// §9): the issuer, the token endpoint, and the endpoint called. Taken from the
-/// resolved tenant, never from the Host header; without one, nothing matches.
+/// What a client assertion must name as its audience here: the tenant's issuer
+/// identifier, and nothing else (see `client_auth::verify_assertion`). Taken from
+/// the resolved tenant, never from the Host header; without one, nothing matches.
 fn assertion_audiences(req: &HttpRequest) -> Vec<String> {
-    let Some(tenant) = req.extensions().get::<ResolvedTenant>().cloned() else {
-        return Vec::new();
-    };
-    let issuer = issuer_of(&tenant);
-    let mut audiences = vec![
-        format!("{issuer}/oauth2/token"),
-        format!("{}{}", tenant.origin, req.path()),
-    ];
-    audiences.dedup();
-    audiences.insert(0, issuer);
-    audiences
+    req.extensions()
+        .get::<ResolvedTenant>()
+        .map(|tenant| vec![issuer_of(tenant)])
+        .unwrap_or_default()
 }
 
 /// A form body as name → values. RFC 6749 §3.2: parameters must not repeat, except

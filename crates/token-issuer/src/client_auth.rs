@@ -14,7 +14,7 @@ use zeroize::Zeroizing;
 use gatehouse_identity_store::clients::ClientData;
 
 use crate::error::Rejection;
-use crate::jwt::{MAX_LEEWAY, unverified_assertion_claims, verify_client_assertion};
+use crate::jwt::{Audience, MAX_LEEWAY, unverified_assertion_claims, verify_client_assertion};
 use crate::keys::{Algorithm, UnsupportedAlgorithm, client_keys};
 use crate::oauth_error::{ErrorCode, OAuthError};
 
@@ -248,7 +248,16 @@ pub fn verify_assertion(
         return Err(AssertionRejection::WrongIssuer);
     }
     let aud = claims.aud.ok_or(AssertionRejection::MissingClaim("aud"))?;
-    if !audiences.iter().any(|ours| aud.contains(ours)) {
+    // One audience, and it must name us (draft-ietf-oauth-rfc7523bis; the 2025
+    // private_key_jwt audience-injection disclosure): an assertion addressed to
+    // several parties, or to an endpoint URL another server could advertise as its
+    // own, could be replayed here.
+    let single = match &aud {
+        Audience::One(one) => Some(one.as_str()),
+        Audience::Many(many) if many.len() == 1 => Some(many[0].as_str()),
+        Audience::Many(_) => None,
+    };
+    if !single.is_some_and(|aud| audiences.iter().any(|ours| ours == aud)) {
         return Err(AssertionRejection::WrongAudience);
     }
     let exp = claims.exp.ok_or(AssertionRejection::MissingClaim("exp"))?;
@@ -523,7 +532,7 @@ mod tests {
             json!({
                 "iss": "svc",
                 "sub": "svc",
-                "aud": TOKEN_ENDPOINT,
+                "aud": ISSUER,
                 "iat": t0().timestamp(),
                 "exp": t0().timestamp() + 60,
                 "jti": jti,
@@ -555,7 +564,7 @@ mod tests {
         }
 
         fn audiences() -> Vec<String> {
-            vec![ISSUER.to_owned(), TOKEN_ENDPOINT.to_owned()]
+            vec![ISSUER.to_owned()]
         }
 
         fn check(token: &str) -> Result<VerifiedAssertion, AssertionRejection> {
@@ -574,9 +583,9 @@ mod tests {
                     t0().timestamp() + 60 + ASSERTION_LEEWAY.num_seconds()
                 );
             }
-            // aud may be an array, and the issuer itself; kid may be left out.
+            // aud may be a one-element array; kid may be left out.
             let mut payload = claims("j2");
-            payload["aud"] = json!(["https://elsewhere.example", ISSUER]);
+            payload["aud"] = json!([ISSUER]);
             let no_kid = signed_with(
                 client_keys(),
                 Algorithm::EdDSA,
@@ -680,6 +689,16 @@ mod tests {
             );
             assert_eq!(
                 with("aud", json!([])),
+                Err(AssertionRejection::WrongAudience)
+            );
+            // The token endpoint URL (another server could advertise it as its own)
+            // and several audiences at once are refused.
+            assert_eq!(
+                with("aud", json!(TOKEN_ENDPOINT)),
+                Err(AssertionRejection::WrongAudience)
+            );
+            assert_eq!(
+                with("aud", json!([ISSUER, "https://elsewhere.example"])),
                 Err(AssertionRejection::WrongAudience)
             );
             assert_eq!(

@@ -206,9 +206,9 @@ fn verified(app: &WebApp, token: &str, audience: &str) -> (jsonwebtoken::Algorit
 fn private_key_jwt_flow(backend: Backend) {
     let app = WebApp::start(backend);
     register(&app, "default", client("svc", "private_key_jwt", "ES256"));
-    let token_endpoint = format!("{}/oauth2/token", app.base);
+    let issuer = app.base.clone();
 
-    let first = assertion(&app, Key::Ec, "svc", &token_endpoint, "jti-1");
+    let first = assertion(&app, Key::Ec, "svc", &issuer, "jti-1");
     let (status, issued) = client_credentials(&app, "", &first);
     assert_eq!(status, 200, "{issued}");
     let access_token = issued["access_token"].as_str().unwrap().to_owned();
@@ -233,13 +233,7 @@ fn private_key_jwt_flow(backend: Backend) {
     assert_eq!(active["active"], true);
 
     // Revocation with one addressed to the revocation endpoint (the endpoint called).
-    let revocation = assertion(
-        &app,
-        Key::Ec,
-        "svc",
-        &format!("{}/oauth2/revoke", app.base),
-        "jti-3",
-    );
+    let revocation = assertion(&app, Key::Ec, "svc", &issuer, "jti-3");
     let (status, _) = post(
         &app,
         "/oauth2/revoke",
@@ -247,7 +241,7 @@ fn private_key_jwt_flow(backend: Backend) {
         None,
     );
     assert_eq!(status, 200);
-    let again = assertion(&app, Key::Ec, "svc", &token_endpoint, "jti-4");
+    let again = assertion(&app, Key::Ec, "svc", &issuer, "jti-4");
     assert_eq!(introspect(&app, &access_token, &again).1["active"], false);
 }
 
@@ -285,7 +279,7 @@ fn bad_assertions_are_invalid_client() {
         "default",
         client("basic", "client_secret_basic", "ES256"),
     );
-    let token_endpoint = format!("{}/oauth2/token", app.base);
+    let issuer = app.base.clone();
     let refused = |answer: (u16, Value), why: &str| {
         assert_eq!(
             (answer.0, answer.1["error"].as_str()),
@@ -296,21 +290,26 @@ fn bad_assertions_are_invalid_client() {
     };
 
     refused(
+        client_credentials(&app, "", &assertion(&app, Key::Forged, "svc", &issuer, "f")),
+        "signed by another key",
+    );
+    // Only the issuer identifier is an audience: not the token endpoint's URL.
+    refused(
         client_credentials(
             &app,
             "",
-            &assertion(&app, Key::Forged, "svc", &token_endpoint, "f"),
+            &assertion(
+                &app,
+                Key::Ec,
+                "svc",
+                &format!("{}/oauth2/token", app.base),
+                "te",
+            ),
         ),
-        "signed by another key",
+        "addressed to the token endpoint",
     );
-    // An assertion for acme's token endpoint does not work at the default tenant.
-    let for_acme = assertion(
-        &app,
-        Key::Ec,
-        "svc",
-        &format!("{}/t/acme/oauth2/token", app.base),
-        "a",
-    );
+    // An assertion for acme does not work at the default tenant.
+    let for_acme = assertion(&app, Key::Ec, "svc", &format!("{}/t/acme", app.base), "a");
     refused(
         client_credentials(&app, "", &for_acme),
         "addressed to another tenant",
@@ -328,7 +327,7 @@ fn bad_assertions_are_invalid_client() {
         ),
         "addressed to another server",
     );
-    let mut wrong_issuer = claims(&app, "svc", &token_endpoint, "c");
+    let mut wrong_issuer = claims(&app, "svc", &issuer, "c");
     wrong_issuer["iss"] = "someone-else".into();
     refused(
         client_credentials(&app, "", &assertion_with(Key::Ec, wrong_issuer)),
@@ -336,27 +335,23 @@ fn bad_assertions_are_invalid_client() {
     );
     // A client registered for client_secret_basic cannot switch to assertions.
     refused(
-        client_credentials(
-            &app,
-            "",
-            &assertion(&app, Key::Ec, "basic", &token_endpoint, "d"),
-        ),
+        client_credentials(&app, "", &assertion(&app, Key::Ec, "basic", &issuer, "d")),
         "a client_secret_basic client",
     );
     // alg none.
     let unsigned = format!(
         "{}.{}.",
         URL_SAFE_NO_PAD.encode(r#"{"alg":"none","typ":"JWT"}"#),
-        URL_SAFE_NO_PAD.encode(claims(&app, "svc", &token_endpoint, "e").to_string())
+        URL_SAFE_NO_PAD.encode(claims(&app, "svc", &issuer, "e").to_string())
     );
     refused(client_credentials(&app, "", &unsigned), "alg none");
     // Expired: minted, then the clock moves past exp and the leeway.
-    let late = assertion(&app, Key::Ec, "svc", &token_endpoint, "g");
+    let late = assertion(&app, Key::Ec, "svc", &issuer, "g");
     app.advance(Duration::seconds(60 + 30));
     refused(client_credentials(&app, "", &late), "expired");
 
     // Two methods at once, or half an assertion, is a malformed request.
-    let fresh = assertion(&app, Key::Ec, "svc", &token_endpoint, "h");
+    let fresh = assertion(&app, Key::Ec, "svc", &issuer, "h");
     let basic = format!("Basic {}", STANDARD.encode("svc:a-secret"));
     let (status, both) = post(
         &app,
@@ -437,7 +432,7 @@ fn code_flow_tokens(app: &WebApp, browser: &mut Browser, client_id: &str) -> Val
         app,
         Key::Ed,
         client_id,
-        &format!("{}/oauth2/token", app.base),
+        &app.base,
         &format!("code-{client_id}"),
     );
     let (status, tokens) = post(
