@@ -115,6 +115,8 @@ async fn deliver(http: Arc<reqwest::Client>, notice: BackchannelNotice) {
                 "back-channel logout not delivered"
             ),
         }
-        tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        if attempt < BACKCHANNEL_ATTEMPTS {
+            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
+        }
     }
 }

@@ -418,11 +418,12 @@ impl Issuer {
         }
         valid.scopes = scopes;
         if let Some(max_age) = request.max_age.as_deref() {
-            valid.max_age = Some(max_age.parse().map_err(|_| {
+            let seconds = max_age.parse::<i64>().ok().filter(|s| *s >= 0);
+            valid.max_age = Some(seconds.ok_or_else(|| {
                 redirect_error(
                     &valid,
                     ErrorCode::InvalidRequest,
-                    "max_age must be a number of seconds",
+                    "max_age must be a non-negative number of seconds",
                 )
             })?);
         }

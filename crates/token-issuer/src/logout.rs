@@ -11,7 +11,7 @@ use std::sync::Arc;
 use chrono::Duration;
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use gatehouse_identity_store::clients::Client;
-use gatehouse_identity_store::{StoreError, db, grants};
+use gatehouse_identity_store::{StoreError, grants};
 use serde::Serialize;
 use serde_json::{Map, Value, json};
 use subtle::ConstantTimeEq;
@@ -209,16 +209,16 @@ impl Issuer {
     ) -> IssuerResult<Vec<BackchannelNotice>> {
         let now = self.clock_now();
         let mut conn = self.pool().get().map_err(StoreError::from)?;
-        let issued = db::transaction(&mut conn, |conn| {
-            let issued = grants::for_sessions(conn, tenant, sessions)?;
-            for grant in &issued {
-                let offline = grant.scope.split(' ').any(|s| s == "offline_access");
-                if !offline && grant.revoked_at.is_none() {
-                    grants::revoke(conn, now, tenant, &grant.id, "session_ended")?;
-                }
+        // No transaction: a read followed by writes in one deferred SQLite transaction
+        // fails at once (SQLITE_BUSY_SNAPSHOT) when another connection wrote in
+        // between, whereas single statements wait. Revoking is idempotent anyway.
+        let issued = grants::for_sessions(&mut conn, tenant, sessions)?;
+        for grant in &issued {
+            let offline = grant.scope.split(' ').any(|s| s == "offline_access");
+            if !offline && grant.revoked_at.is_none() {
+                grants::revoke(&mut conn, now, tenant, &grant.id, "session_ended")?;
             }
-            Ok(issued)
-        })?;
+        }
         drop(conn);
         // Each token carries the issuer its grant was issued under (a tenant can be
         // reached by more than one URL), else the tenant's canonical one.

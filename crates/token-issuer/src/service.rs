@@ -472,7 +472,7 @@ pub fn server_metadata(issuer: &str) -> Value {
         "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "name", "given_name", "family_name", "middle_name", "nickname", "preferred_username", "locale", "zoneinfo", "updated_at", "email", "email_verified", "phone_number", "phone_number_verified"],
         "authorization_response_iss_parameter_supported": true,
-        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],

@@ -162,3 +162,16 @@ fn a_forced_sign_in_cannot_be_skipped_by_forging_its_marker_or_the_consent_form(
     assert!(location.starts_with("/authorize?"), "{location}");
     assert!(param(&location, "code").is_none());
 }
+
+#[test]
+fn a_negative_max_age_is_an_invalid_request() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, true);
+    let mut browser = signed_in(&app);
+    let answer = browser.get(&authorize_query("&max_age=-1"));
+    assert_eq!(answer.status, 303);
+    assert_eq!(
+        param(&answer.location().unwrap(), "error").as_deref(),
+        Some("invalid_request")
+    );
+}
