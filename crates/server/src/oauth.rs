@@ -5,7 +5,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_token_issuer::client_auth::{PresentedClient, presented_assertion, presented_client};
 use gatehouse_token_issuer::oauth_error::{ErrorCode, OAuthError};
 use gatehouse_token_issuer::service::server_metadata;
@@ -65,11 +65,7 @@ async fn resolve(
     let host = req.connection_info().host().to_owned();
     let directory = state.tenants.clone();
     match web::block(move || directory.resolve(slug.as_deref(), &host)).await {
-        Ok(Ok(Some(tenant))) => {
-            // For `Form::client`: a client assertion must be addressed to this tenant.
-            req.extensions_mut().insert(tenant.clone());
-            Ok(tenant)
-        }
+        Ok(Ok(Some(tenant))) => Ok(tenant),
         Ok(Ok(None)) => Err(HttpResponse::NotFound().finish()),
         _ => Err(error_response(&OAuthError::server_error())),
     }
@@ -77,16 +73,6 @@ async fn resolve(
 
 fn issuer_of(tenant: &ResolvedTenant) -> String {
     format!("{}{}", tenant.origin, tenant.base_path)
-}
-
-/// What a client assertion must name as its audience here: the tenant's issuer
-/// identifier, and nothing else (see `client_auth::verify_assertion`). Taken from
-/// the resolved tenant, never from the Host header; without one, nothing matches.
-fn assertion_audiences(req: &HttpRequest) -> Vec<String> {
-    req.extensions()
-        .get::<ResolvedTenant>()
-        .map(|tenant| vec![issuer_of(tenant)])
-        .unwrap_or_default()
 }
 
 /// A form body as name → values. RFC 6749 §3.2: parameters must not repeat, except
@@ -137,7 +123,13 @@ impl Form {
             .collect()
     }
 
-    fn client(&self, req: &HttpRequest) -> Result<PresentedClient, OAuthError> {
+    /// `tenant` decides a client assertion's audience: its issuer identifier and
+    /// nothing else (see `client_auth::verify_assertion`), never the Host header.
+    fn client(
+        &self,
+        req: &HttpRequest,
+        tenant: &ResolvedTenant,
+    ) -> Result<PresentedClient, OAuthError> {
         let authorization = req
             .headers()
             .get(header::AUTHORIZATION)
@@ -156,7 +148,7 @@ impl Form {
             self.get("client_id"),
             assertion_type,
             assertion,
-            assertion_audiences(req),
+            vec![issuer_of(tenant)],
         )
     }
 }
@@ -211,7 +203,9 @@ async fn client_request(
 ) -> Result<(ResolvedTenant, Form, PresentedClient), HttpResponse> {
     let tenant = resolve(state, req).await?;
     let form = Form::parse(req, body).map_err(|error| error_response(&error))?;
-    let presented = form.client(req).map_err(|error| error_response(&error))?;
+    let presented = form
+        .client(req, &tenant)
+        .map_err(|error| error_response(&error))?;
     Ok((tenant, form, presented))
 }
 

@@ -474,48 +474,18 @@ mod tests {
     mod assertions {
         #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-        use std::sync::OnceLock;
-
         use gatehouse_core::ids::TenantId;
         use gatehouse_identity_store::signing_keys::KeyState;
         use serde_json::{Value, json};
 
         use super::*;
         use crate::keys::KeyRing;
-        use crate::keys::tests::{material, rsa_material, t0};
+        use crate::keys::tests::{
+            full_ring as client_keys, material, other_ring as other_keys, t0,
+        };
 
         const ISSUER: &str = "https://id.example.com/t/acme";
         const TOKEN_ENDPOINT: &str = "https://id.example.com/t/acme/oauth2/token";
-
-        /// The client's own keys, one per algorithm (a key ring is a handy signer).
-        fn client_keys() -> &'static KeyRing {
-            static RING: OnceLock<KeyRing> = OnceLock::new();
-            RING.get_or_init(|| {
-                KeyRing::build(
-                    TenantId::new(),
-                    t0(),
-                    vec![
-                        material(Algorithm::ES256, KeyState::Active, t0()),
-                        rsa_material(KeyState::Active, t0()),
-                        material(Algorithm::EdDSA, KeyState::Active, t0()),
-                    ],
-                )
-                .unwrap()
-            })
-        }
-
-        /// Keys of someone else, for forgeries.
-        fn other_keys() -> KeyRing {
-            KeyRing::build(
-                TenantId::new(),
-                t0(),
-                vec![
-                    material(Algorithm::ES256, KeyState::Active, t0()),
-                    material(Algorithm::EdDSA, KeyState::Active, t0()),
-                ],
-            )
-            .unwrap()
-        }
 
         pub(crate) fn registered(jwks: &[u8]) -> ClientData {
             let mut data = client("private_key_jwt", None);

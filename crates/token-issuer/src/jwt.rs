@@ -557,45 +557,14 @@ fn check_times(
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-    use std::sync::OnceLock;
-
     use gatehouse_core::ids::TenantId;
     use gatehouse_identity_store::signing_keys::KeyState;
     use serde_json::json;
 
     use super::*;
-    use crate::keys::tests::{material, rsa_material, t0};
+    use crate::keys::tests::{full_ring as ring, material, other_ring, t0};
 
     const ISSUER: &str = "https://id.example.com/t/acme";
-
-    /// One ring with an active key per algorithm, shared (RSA generation is slow).
-    fn ring() -> &'static KeyRing {
-        static RING: OnceLock<KeyRing> = OnceLock::new();
-        RING.get_or_init(|| {
-            KeyRing::build(
-                TenantId::new(),
-                t0(),
-                vec![
-                    material(Algorithm::ES256, KeyState::Active, t0()),
-                    rsa_material(KeyState::Active, t0()),
-                    material(Algorithm::EdDSA, KeyState::Active, t0()),
-                ],
-            )
-            .unwrap()
-        })
-    }
-
-    fn other_ring() -> KeyRing {
-        KeyRing::build(
-            TenantId::new(),
-            t0(),
-            vec![
-                material(Algorithm::ES256, KeyState::Active, t0()),
-                material(Algorithm::EdDSA, KeyState::Active, t0()),
-            ],
-        )
-        .unwrap()
-    }
 
     fn claims() -> AccessTokenClaims {
         let mut claims = AccessTokenClaims::new(

@@ -1085,6 +1085,36 @@ pub(crate) mod tests {
         )
     }
 
+    /// One ring with an active key per algorithm, shared (RSA generation is slow).
+    pub(crate) fn full_ring() -> &'static KeyRing {
+        static RING: OnceLock<KeyRing> = OnceLock::new();
+        RING.get_or_init(|| {
+            KeyRing::build(
+                TenantId::new(),
+                t0(),
+                vec![
+                    material(Algorithm::ES256, KeyState::Active, t0()),
+                    rsa_material(KeyState::Active, t0()),
+                    material(Algorithm::EdDSA, KeyState::Active, t0()),
+                ],
+            )
+            .unwrap()
+        })
+    }
+
+    /// Somebody else's ES256 and EdDSA keys, for forgeries.
+    pub(crate) fn other_ring() -> KeyRing {
+        KeyRing::build(
+            TenantId::new(),
+            t0(),
+            vec![
+                material(Algorithm::ES256, KeyState::Active, t0()),
+                material(Algorithm::EdDSA, KeyState::Active, t0()),
+            ],
+        )
+        .unwrap()
+    }
+
     pub(crate) fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_767_225_600, 0).unwrap()
     }
