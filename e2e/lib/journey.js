@@ -22,6 +22,14 @@ export function journeySteps({ artifacts, current }) {
         await fn();
       } catch (err) {
         broken = name;
+        // Client libraries wrap the reason (openid-client: "invalid response
+        // encountered", the check that failed in `cause`): name it.
+        for (let cause = err.cause, depth = 0; cause && depth < 3; cause = cause.cause, depth++) {
+          err.message +=
+            cause instanceof Error
+              ? `\n  cause: ${cause.message}${cause.code ? ` (${cause.code})` : ''}`
+              : `\n  cause: ${JSON.stringify(cause).slice(0, 1500)}`;
+        }
         const { page, server } = current();
         if (page) {
           const file = path.join(artifacts, `failed-${slug(name)}.png`);

@@ -139,6 +139,7 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<usize, AuthnError> {
         self.blocking(move |inner, conn| {
+            inner.ensure_stepped_up(conn, &session)?;
             let user = users::get(conn, tenant, session.user_id)?;
             let credential = inner.confirm_password(conn, tenant, &user, &current, &client)?;
             let mut inputs = vec![user.data.user_name.as_str()];
@@ -197,6 +198,7 @@ impl Authn {
         }
         let mails = self
             .blocking(move |inner, conn| {
+                inner.ensure_stepped_up(conn, &session)?;
                 let user = users::get(conn, tenant, session.user_id)?;
                 inner.confirm_password(conn, tenant, &user, &password, &client)?;
                 if users::find_by_primary_email(conn, tenant, &new_email)?.is_some_and(|other| other.id != user.id) {

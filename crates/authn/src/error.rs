@@ -67,6 +67,15 @@ pub enum AuthnError {
     #[error("invalid code")]
     InvalidCode,
 
+    /// The session an action was for has ended (signed out, expired) meanwhile.
+    #[error("the session has ended")]
+    SessionEnded,
+
+    /// A sensitive action on an account with a second factor, without having passed
+    /// one recently: step up first.
+    #[error("a recent second factor is required")]
+    StepUpRequired,
+
     /// The user already has this second factor; it must be removed before another
     /// is enrolled.
     #[error("second factor already enrolled")]
@@ -76,6 +85,40 @@ pub enum AuthnError {
     /// that expired or was replaced. Start again.
     #[error("second factor not enrolled")]
     NotEnrolled,
+
+    /// The account has a second factor, and this step needs it (a password reset
+    /// link alone is not enough). The caller asks for one and tries again.
+    #[error("a second factor is required")]
+    SecondFactorRequired,
+
+    /// A recovery of lost second factors that is still cooling off: it can complete
+    /// from `ready_at`.
+    #[error("account recovery is not ready yet")]
+    RecoveryNotReady {
+        ready_at: chrono::DateTime<chrono::Utc>,
+    },
+
+    /// The recovery was cancelled (by the owner, by a newer one, or because a second
+    /// factor was used meanwhile).
+    #[error("account recovery was cancelled")]
+    RecoveryCancelled,
+
+    /// A passkey ceremony failed: a signature, origin, relying party, user
+    /// verification or signature-counter check, or a passkey that is not the
+    /// user's. The message names the check for logs; it never holds key material
+    /// or what the client sent.
+    #[error("passkey rejected: {0}")]
+    PasskeyRejected(String),
+
+    /// A passkey challenge that is unknown, expired, already used, or was begun by
+    /// another browser: deliberately one error. Begin the ceremony again.
+    #[error("invalid or expired passkey challenge")]
+    ChallengeInvalid,
+
+    /// The authenticator's credential is already registered, to this account or
+    /// another one of the tenant.
+    #[error("passkey already registered")]
+    PasskeyAlreadyRegistered,
 }
 
 impl From<PolicyViolation> for AuthnError {

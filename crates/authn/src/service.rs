@@ -125,6 +125,17 @@ impl Inner {
         }
     }
 
+    /// Tells every node that a user's credentials changed (a factor added or
+    /// removed, a password reset).
+    pub(crate) fn credentials_changed(&self, tenant: TenantId, user: UserId) {
+        if let Err(error) = self
+            .events
+            .publish(DomainEvent::CredentialsChanged { tenant, user })
+        {
+            tracing::warn!(%error, "credentials changed, but the event was not sent to other nodes");
+        }
+    }
+
     /// Writes an audit event. Failing to audit fails the action: a security event
     /// that cannot be recorded must not happen silently.
     #[allow(clippy::too_many_arguments)]

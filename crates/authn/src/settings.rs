@@ -20,6 +20,27 @@ pub struct AuthnSettings {
     /// Only update a session's last-seen time this often: a write per page view buys
     /// nothing for a 30-minute idle timeout.
     pub touch_interval: Duration,
+    /// How recent a second factor must be for a sensitive account action (change of
+    /// password or email, removing a factor, new recovery codes).
+    pub step_up_window: Duration,
+    /// How long a right password waits for its second factor.
+    pub second_factor_wait: Duration,
+    /// How long a password-reset link works: 15 minutes. Long enough to switch to
+    /// the mail client and back, short enough that a link found later in a mailbox
+    /// (or a mail archive) is dead. A new link can always be asked for.
+    pub password_reset_link_lifetime: Duration,
+    /// Reset requests per account identifier and hour (whether or not the account
+    /// exists): 5. Enough for a lost mail or two; a mailbox is not flooded.
+    pub password_reset_requests_per_hour: i32,
+    /// Reset requests per client IP and hour: 30, for many people behind one NAT.
+    pub password_reset_requests_per_ip_hour: i32,
+    /// How long a recovery of lost second factors waits before it can complete: 24
+    /// hours, so an owner whose mailbox (and nothing else) was taken over sees the
+    /// notice and cancels before the factors go.
+    pub factor_recovery_cooling_off: Duration,
+    /// How long after its cooling-off a factor recovery can still be completed: 7
+    /// days. Afterwards it is void and must be started again.
+    pub factor_recovery_window: Duration,
 }
 
 fn int(value: impl TryInto<i64>) -> i64 {
@@ -45,6 +66,13 @@ impl AuthnSettings {
                 .verification_link_hours)),
             resend_per_hour: small(config.registration.resend_per_hour),
             touch_interval: Duration::seconds(60),
+            step_up_window: Duration::minutes(10),
+            second_factor_wait: Duration::minutes(5),
+            password_reset_link_lifetime: Duration::minutes(15),
+            password_reset_requests_per_hour: 5,
+            password_reset_requests_per_ip_hour: 30,
+            factor_recovery_cooling_off: Duration::hours(24),
+            factor_recovery_window: Duration::days(7),
         }
     }
 
@@ -65,11 +93,15 @@ impl AuthnSettings {
     }
 }
 
-/// A tenant's sign-up rules, from its settings JSON (`"registration": {…}`).
+/// A tenant's sign-up and sign-in rules, from its settings JSON
+/// (`"registration": {…}`, `"mfa": {"required": …}`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct TenantPolicy {
     pub registration_enabled: bool,
     pub require_verified_email: bool,
+    /// Every user needs a second factor: one without is sent to enrol before
+    /// anything else. Off by default (MFA optional); clients can demand it alone.
+    pub mfa_required: bool,
 }
 
 impl TenantPolicy {
@@ -83,6 +115,11 @@ impl TenantPolicy {
         TenantPolicy {
             registration_enabled: flag("enabled").unwrap_or(true),
             require_verified_email: flag("require_verified_email").unwrap_or(true),
+            mfa_required: settings
+                .get("mfa")
+                .and_then(|m| m.get("required"))
+                .and_then(Value::as_bool)
+                .unwrap_or(false),
         }
     }
 }
@@ -113,15 +150,20 @@ mod tests {
     fn tenant_policy_defaults_to_open_registration_with_verified_email() {
         let policy = TenantPolicy::from_settings(&Map::new());
         assert!(policy.registration_enabled && policy.require_verified_email);
+        assert!(
+            !policy.mfa_required,
+            "MFA is optional unless the tenant says so"
+        );
         let closed: Map<String, Value> = serde_json::from_str(
-            r#"{"registration": {"enabled": false, "require_verified_email": false}}"#,
+            r#"{"registration": {"enabled": false, "require_verified_email": false}, "mfa": {"required": true}}"#,
         )
         .unwrap();
         assert_eq!(
             TenantPolicy::from_settings(&closed),
             TenantPolicy {
                 registration_enabled: false,
-                require_verified_email: false
+                require_verified_email: false,
+                mfa_required: true,
             }
         );
     }

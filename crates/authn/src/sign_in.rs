@@ -8,7 +8,7 @@
 //! more.
 
 use chrono::{DateTime, Utc};
-use gatehouse_core::ids::TenantId;
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, Credential, CredentialKind};
 use gatehouse_identity_store::sessions::{self, AuthMethod, NewSession, Session};
@@ -18,6 +18,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::password::Verification;
+use crate::second_factor::{Factors, PendingSignIn, assurance_level};
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::settings::TenantPolicy;
 use crate::{AuthnError, secrets};
@@ -27,6 +28,25 @@ use crate::{AuthnError, secrets};
 pub struct SignedIn {
     pub session: Session,
     pub secret: Zeroizing<String>,
+}
+
+/// What a right password leads to.
+#[derive(Debug)]
+pub enum SignInOutcome {
+    SignedIn(SignedIn),
+    /// The account has a second factor: no session until it is passed
+    /// ([`Authn::complete_sign_in`]).
+    SecondFactor(PendingSignIn),
+}
+
+impl SignInOutcome {
+    /// The session, if the password was all it took.
+    pub fn signed_in(self) -> Option<SignedIn> {
+        match self {
+            SignInOutcome::SignedIn(signed_in) => Some(signed_in),
+            SignInOutcome::SecondFactor(_) => None,
+        }
+    }
 }
 
 fn account_bucket(identifier: &str) -> String {
@@ -68,19 +88,28 @@ impl Inner {
             Some(user) => Some(user),
             None => users::find_by_user_name(conn, tenant, identifier)?,
         };
-        let credential = match &user {
+        // Every credential at once: the password, and the second factors it needs.
+        let (credential, factors) = match &user {
             Some(user) => {
-                credentials::list_for_user(conn, tenant, user.id, Some(CredentialKind::Password))?
-                    .into_iter()
-                    .next()
+                let all = credentials::list_for_user(conn, tenant, user.id, None)?;
+                let factors = Factors::of(&all, &self.cipher)?;
+                let password = all.into_iter().find(|c| c.kind == CredentialKind::Password);
+                (password, factors)
             }
-            None => None,
+            None => (None, Factors::default()),
         };
         let (account, stored) = match (user, credential) {
             (Some(user), Some(credential)) => {
                 let stored = credential.secret(&self.cipher)?;
                 let stored = Zeroizing::new(String::from_utf8_lossy(&stored).into_owned());
-                (Some(Box::new(Account { user, credential })), Some(stored))
+                (
+                    Some(Box::new(Account {
+                        user,
+                        credential,
+                        factors,
+                    })),
+                    Some(stored),
+                )
             }
             _ => (None, None),
         };
@@ -106,7 +135,7 @@ impl Inner {
         has_failures: bool,
         require_verified: bool,
         previous_secret: Option<String>,
-    ) -> Result<Result<SignedIn, AuthnError>, AuthnError> {
+    ) -> Result<Result<SignInOutcome, AuthnError>, AuthnError> {
         let (account, upgraded) = match checked {
             Checked::Match { account, upgraded } => (account, upgraded),
             Checked::Mismatch => {
@@ -114,7 +143,11 @@ impl Inner {
                 return Ok(Err(AuthnError::InvalidCredentials));
             }
         };
-        let Account { user, credential } = *account;
+        let Account {
+            user,
+            credential,
+            factors,
+        } = *account;
         // An UPDATE first: SQLite takes its write lock at once (waiting for another
         // writer if need be) instead of failing to upgrade a read lock later.
         if let Some(upgraded) = &upgraded {
@@ -134,31 +167,77 @@ impl Inner {
             rate_limits::reset(conn, tenant, &account_bucket(identifier))?;
         }
         let now = self.now();
+        let password = AuthMethod {
+            method: "pwd".into(),
+            at: now,
+        };
+        if factors.any() {
+            // The password alone is not enough: nothing opens until the second factor.
+            self.audit(
+                conn,
+                tenant,
+                format!("user:{}", user.id),
+                "login.second_factor_required",
+                None,
+                Outcome::Success,
+                client,
+                json!({ "amr": ["pwd"] }),
+            )?;
+            let pending = self.seal_pending(tenant, user.id, &password)?;
+            return Ok(Ok(SignInOutcome::SecondFactor(PendingSignIn {
+                token: pending,
+                factors,
+            })));
+        }
+        let signed_in = self.open_session(
+            conn,
+            tenant,
+            user.id,
+            vec![password],
+            previous_secret,
+            client,
+        )?;
+        Ok(Ok(SignInOutcome::SignedIn(signed_in)))
+    }
+
+    /// Opens the session of a completed sign-in (its methods decide its level) and
+    /// audits it. A session the browser already had (`previous_secret`) is rotated
+    /// when it is the same user's, ended when it is someone else's.
+    pub(crate) fn open_session(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        user: UserId,
+        auth_methods: Vec<AuthMethod>,
+        previous_secret: Option<String>,
+        client: &ClientInfo,
+    ) -> Result<SignedIn, AuthnError> {
+        let now = self.now();
         let previous = match previous_secret {
             Some(previous) => {
                 sessions::find_active(conn, now, tenant, &secrets::digest(&previous))?
             }
             None => None,
         };
+        let aal = assurance_level(&auth_methods);
+        let amr: Vec<&str> = auth_methods.iter().map(|m| m.method.as_str()).collect();
+        let details = json!({ "amr": amr, "aal": aal });
         let (secret, secret_hash) = secrets::generate();
         let fresh = NewSession {
-            user_id: user.id,
+            user_id: user,
             secret_hash,
             idle_timeout: self.settings.session_idle,
             absolute_timeout: self.settings.session_absolute,
             ip: client.ip.clone(),
             user_agent: client.user_agent.clone(),
-            auth_methods: vec![AuthMethod {
-                method: "pwd".into(),
-                at: now,
-            }],
-            aal: 1,
+            auth_methods,
+            aal,
         };
         let session = match previous {
             // The same person signing in again on this browser: a new secret (the
             // old cookie stops working) in the same session, so the `sid` relying
             // parties hold stays valid.
-            Some(old) if old.user_id == user.id => {
+            Some(old) if old.user_id == user => {
                 match sessions::reauthenticate(conn, now, tenant, old.id, fresh.clone())? {
                     Some(session) => session,
                     None => sessions::create(conn, now, tenant, fresh)?,
@@ -176,17 +255,17 @@ impl Inner {
         self.audit(
             conn,
             tenant,
-            format!("user:{}", user.id),
+            format!("user:{user}"),
             "login.succeeded",
             Some(format!("session:{}", session.id)),
             Outcome::Success,
             client,
-            json!({ "amr": ["pwd"], "aal": 1 }),
+            details,
         )?;
-        Ok(Ok(SignedIn {
+        Ok(SignedIn {
             session,
             secret: Zeroizing::new(secret),
-        }))
+        })
     }
 
     fn record_failure(
@@ -260,6 +339,7 @@ enum Prepared {
 struct Account {
     user: User,
     credential: Credential,
+    factors: Factors,
 }
 
 /// The outcome of the hash.
@@ -291,7 +371,7 @@ impl Authn {
         password: Zeroizing<String>,
         previous_secret: Option<String>,
         client: ClientInfo,
-    ) -> Result<SignedIn, AuthnError> {
+    ) -> Result<SignInOutcome, AuthnError> {
         let require_verified = policy.require_verified_email;
         let prepared = {
             let (identifier, client) = (identifier.clone(), client.clone());
@@ -708,6 +788,7 @@ mod tests {
                 &TenantPolicy {
                     registration_enabled: true,
                     require_verified_email: true,
+                    mfa_required: false,
                 },
                 identifier.into(),
                 Zeroizing::new(password.into()),
@@ -718,6 +799,11 @@ mod tests {
                 },
             )
             .await
+            .map(|outcome| {
+                outcome
+                    .signed_in()
+                    .expect("no second factor in these tests")
+            })
     }
 
     fn runtime() -> tokio::runtime::Runtime {
@@ -1036,5 +1122,346 @@ mod tests {
             super::account_bucket(" ＡＬＩＣＥ@Example.com"),
             super::account_bucket("alice@example.com")
         );
+    }
+
+    // ---- second factors: sign-in with TOTP or a recovery code, step-up ----
+
+    use crate::second_factor::SecondFactor;
+
+    /// What an authenticator app shows at `at` for a base32 key.
+    fn totp_code(secret_base32: &str, at: chrono::DateTime<Utc>) -> Zeroizing<String> {
+        let secret = totp_rs::Secret::try_from_base32(secret_base32).unwrap();
+        let totp = totp_rs::Builder::new()
+            .with_algorithm(totp_rs::Algorithm::SHA1)
+            .with_digits(6)
+            .with_step_duration(30)
+            .with_skew(0)
+            .with_secret(secret)
+            .build()
+            .unwrap();
+        Zeroizing::new(
+            totp.generate(u64::try_from(at.timestamp()).unwrap())
+                .to_string(),
+        )
+    }
+
+    impl Env {
+        fn tenant_record(&self) -> gatehouse_identity_store::tenants::Tenant {
+            tenants::get(&mut self.pool.get().unwrap(), self.tenant).unwrap()
+        }
+
+        async fn password_step(&self, email: &str) -> SignInOutcome {
+            self.authn
+                .sign_in_with_password(
+                    self.tenant,
+                    &TenantPolicy::from_settings(&serde_json::Map::new()),
+                    email.into(),
+                    Zeroizing::new(PASSWORD.into()),
+                    None,
+                    ClientInfo::default(),
+                )
+                .await
+                .unwrap()
+        }
+
+        /// Signs in with the password only (no factor yet), adds TOTP; returns the
+        /// raised session, the key and the recovery codes.
+        async fn with_totp(&self, email: &str) -> (SignedIn, String, Vec<String>) {
+            let signed_in = self.password_step(email).await.signed_in().unwrap();
+            assert_eq!(signed_in.session.aal, 1);
+            let enrolment = self
+                .authn
+                .begin_totp_enrolment(self.tenant_record(), signed_in.session.clone())
+                .await
+                .unwrap();
+            let key = enrolment.secret_base32.to_string();
+            // Half a minute later, so sign-in codes below are of a later step.
+            self.clock.advance(Duration::seconds(30));
+            let confirmed = self
+                .authn
+                .confirm_totp_enrolment(
+                    self.tenant,
+                    signed_in.session,
+                    enrolment.credential,
+                    totp_code(&key, self.clock.now()),
+                    ClientInfo::default(),
+                )
+                .await
+                .unwrap();
+            let codes = confirmed
+                .recovery_codes
+                .expect("codes with the first factor");
+            (
+                confirmed.signed_in,
+                key,
+                codes.codes().map(str::to_owned).collect(),
+            )
+        }
+    }
+
+    fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
+        let env = Env::new(backend);
+        let alice = env.user("alice@example.com");
+        runtime().block_on(async {
+            let (raised, key, codes) = env.with_totp("alice@example.com").await;
+            // Confirming the enrolment was a second factor passed now.
+            assert_eq!(raised.session.aal, 2);
+            assert_eq!(raised.session.amr(), ["pwd", "otp", "mfa"]);
+            assert_eq!(codes.len(), 10);
+            env.clock.advance(Duration::minutes(1));
+
+            // The right password now opens no session, only the way to the factor.
+            let before = env.sessions(alice).len();
+            let SignInOutcome::SecondFactor(pending) = env.password_step("alice@example.com").await
+            else {
+                panic!("a password alone must not sign in an account with TOTP");
+            };
+            assert!(pending.factors.totp && pending.factors.recovery_codes == 10);
+            assert_eq!(env.sessions(alice).len(), before);
+            let (user, factors) = env
+                .authn
+                .pending_sign_in(env.tenant, pending.token.to_string())
+                .await
+                .unwrap();
+            assert_eq!((user, factors), (alice, pending.factors));
+
+            // A wrong code: refused, counted, no session.
+            let wrong = env
+                .authn
+                .complete_sign_in(
+                    env.tenant,
+                    pending.token.to_string(),
+                    SecondFactor::Totp(Zeroizing::new("000000".into())),
+                    None,
+                    ClientInfo::default(),
+                )
+                .await;
+            // (A one-in-a-million chance that 000000 is the code: then it signs in.)
+            if let Err(error) = &wrong {
+                assert!(matches!(error, AuthnError::InvalidCode), "{error:?}");
+                assert_eq!(env.failures(&crate::totp::bucket(alice)), Some(1));
+                assert_eq!(env.sessions(alice).len(), before);
+                let right = env
+                    .authn
+                    .complete_sign_in(
+                        env.tenant,
+                        pending.token.to_string(),
+                        SecondFactor::Totp(totp_code(&key, env.clock.now())),
+                        None,
+                        ClientInfo::default(),
+                    )
+                    .await
+                    .unwrap();
+                assert_eq!(right.session.aal, 2);
+                assert_eq!(right.session.amr(), ["pwd", "otp", "mfa"]);
+                assert_eq!(env.failures(&crate::totp::bucket(alice)), None);
+            }
+
+            // A recovery code completes a sign-in once.
+            let SignInOutcome::SecondFactor(pending) = env.password_step("alice@example.com").await
+            else {
+                panic!("second factor expected");
+            };
+            let with_code = |code: &str| {
+                env.authn.complete_sign_in(
+                    env.tenant,
+                    pending.token.to_string(),
+                    SecondFactor::RecoveryCode(Zeroizing::new(code.to_owned())),
+                    None,
+                    ClientInfo::default(),
+                )
+            };
+            assert_eq!(with_code(&codes[3]).await.unwrap().session.aal, 2);
+            assert!(matches!(
+                with_code(&codes[3]).await,
+                Err(AuthnError::InvalidCode)
+            ));
+            assert_eq!(
+                env.authn
+                    .factors(env.tenant, alice)
+                    .await
+                    .unwrap()
+                    .recovery_codes,
+                9
+            );
+        });
+        let actions = env.actions();
+        for expected in [
+            "mfa.totp_enrolled",
+            "login.second_factor_required",
+            "mfa.failed",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == expected),
+                "{expected} in {actions:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn a_second_factor_is_asked_for_after_the_password_on_sqlite() {
+        a_second_factor_is_asked_for_after_the_password(Backend::Sqlite);
+    }
+
+    #[test]
+    fn a_second_factor_is_asked_for_after_the_password_on_postgres() {
+        a_second_factor_is_asked_for_after_the_password(Backend::Postgres);
+    }
+
+    #[test]
+    fn a_pending_sign_in_expires_and_cannot_be_forged_or_moved() {
+        let env = Env::new(Backend::Sqlite);
+        env.user("alice@example.com");
+        runtime().block_on(async {
+            let (_, key, _) = env.with_totp("alice@example.com").await;
+            let SignInOutcome::SecondFactor(pending) = env.password_step("alice@example.com").await
+            else {
+                panic!("second factor expected");
+            };
+            let complete = |token: String, tenant: TenantId| {
+                env.authn.complete_sign_in(
+                    tenant,
+                    token,
+                    SecondFactor::Totp(totp_code(&key, env.clock.now())),
+                    None,
+                    ClientInfo::default(),
+                )
+            };
+            let mut forged = pending.token.to_string();
+            forged.pop();
+            assert!(matches!(
+                complete(forged, env.tenant).await,
+                Err(AuthnError::InvalidLink)
+            ));
+            let elsewhere = {
+                let mut conn = env.pool.get().unwrap();
+                tenants::create(
+                    &mut conn,
+                    env.clock.now(),
+                    TenantData {
+                        slug: "other".into(),
+                        display_name: "Other".into(),
+                        settings: serde_json::Map::new(),
+                    },
+                )
+                .unwrap()
+                .id
+            };
+            assert!(matches!(
+                complete(pending.token.to_string(), elsewhere).await,
+                Err(AuthnError::InvalidLink)
+            ));
+            env.clock.advance(Duration::minutes(5));
+            assert!(matches!(
+                complete(pending.token.to_string(), env.tenant).await,
+                Err(AuthnError::InvalidLink)
+            ));
+        });
+    }
+
+    #[test]
+    fn sensitive_actions_need_a_recent_second_factor() {
+        let env = Env::new(Backend::Sqlite);
+        let alice = env.user("alice@example.com");
+        runtime().block_on(async {
+            let (raised, key, _) = env.with_totp("alice@example.com").await;
+            let session = raised.session;
+            assert!(!env.authn.needs_step_up(
+                &session,
+                &env.authn.factors(env.tenant, alice).await.unwrap()
+            ));
+
+            // Eleven minutes on, the factor is no longer recent.
+            env.clock.advance(Duration::minutes(11));
+            let factors = env.authn.factors(env.tenant, alice).await.unwrap();
+            assert!(env.authn.needs_step_up(&session, &factors));
+            let change = env
+                .authn
+                .change_password(
+                    env.tenant,
+                    session.clone(),
+                    Zeroizing::new(PASSWORD.into()),
+                    Zeroizing::new("an-entirely-new-passphrase-42".into()),
+                    ClientInfo::default(),
+                )
+                .await;
+            assert!(
+                matches!(change, Err(AuthnError::StepUpRequired)),
+                "{change:?}"
+            );
+            assert!(matches!(
+                env.authn
+                    .remove_totp(env.tenant, session.clone(), ClientInfo::default())
+                    .await,
+                Err(AuthnError::StepUpRequired)
+            ));
+            assert!(matches!(
+                env.authn
+                    .regenerate_recovery_codes(env.tenant, session.clone(), ClientInfo::default())
+                    .await,
+                Err(AuthnError::StepUpRequired)
+            ));
+
+            // Step-up: the same session, a new secret, the factor recent again.
+            let stepped = env
+                .authn
+                .step_up(
+                    env.tenant,
+                    session.clone(),
+                    SecondFactor::Totp(totp_code(&key, env.clock.now())),
+                    ClientInfo::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(stepped.session.id, session.id);
+            assert_eq!(stepped.session.aal, 2);
+            assert!(
+                env.authn
+                    .session(env.tenant, raised.secret.to_string())
+                    .await
+                    .unwrap()
+                    .is_none(),
+                "the old cookie stops working"
+            );
+            assert!(!env.authn.needs_step_up(&stepped.session, &factors));
+            let fresh = env
+                .authn
+                .regenerate_recovery_codes(
+                    env.tenant,
+                    stepped.session.clone(),
+                    ClientInfo::default(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(fresh.codes().len(), 10);
+
+            // Removing the app takes the recovery codes with it: no factor is left.
+            assert!(
+                env.authn
+                    .remove_totp(env.tenant, stepped.session.clone(), ClientInfo::default())
+                    .await
+                    .unwrap()
+            );
+            let none = env.authn.factors(env.tenant, alice).await.unwrap();
+            assert!(!none.any() && none.recovery_codes == 0, "{none:?}");
+            assert!(
+                env.password_step("alice@example.com")
+                    .await
+                    .signed_in()
+                    .is_some(),
+                "a password is enough again"
+            );
+        });
+        let actions = env.actions();
+        for expected in [
+            "mfa.step_up",
+            "mfa.recovery_codes_regenerated",
+            "mfa.totp_removed",
+        ] {
+            assert!(
+                actions.iter().any(|a| a == expected),
+                "{expected} in {actions:?}"
+            );
+        }
     }
 }

@@ -252,28 +252,7 @@ pub fn begin_enrolment(
     user: &User,
 ) -> Result<Enrolment, AuthnError> {
     let secret = Secret::generate();
-    let account = user
-        .primary_email()
-        .map(|email| email.value.as_str())
-        .unwrap_or(&user.data.user_name);
-    let totp = Builder::new()
-        .with_algorithm(Algorithm::SHA1)
-        .with_digits(DIGITS)
-        .with_step_duration(STEP_SECONDS)
-        .with_secret(secret.clone())
-        .with_issuer(Some(label_part(&tenant.display_name, &tenant.slug)))
-        .with_account_name(label_part(account, &user.id.to_string()))
-        .build()
-        .map_err(|e| AuthnError::Internal(format!("TOTP parameters: {e}")))?;
-    // totp-rs errors here would quote the URI, secret included: never pass them on.
-    let uri = Zeroizing::new(
-        totp.to_url()
-            .map_err(|_| AuthnError::Internal("building the otpauth URI failed".into()))?,
-    );
-    let png = Zeroizing::new(
-        totp.to_qr_base64()
-            .map_err(|_| AuthnError::Internal("drawing the TOTP QR code failed".into()))?,
-    );
+    let (uri, qr_code) = presentation(secret.clone(), tenant, user)?;
     let payload = Payload {
         secret: secret.to_base32(),
         active: false,
@@ -313,8 +292,78 @@ pub fn begin_enrolment(
         credential: credential.id,
         secret_base32: Zeroizing::new(payload.secret.clone()),
         uri,
-        qr_code: Zeroizing::new(format!("data:image/png;base64,{}", png.as_str())),
+        qr_code,
         expires_at: credential.created_at + Duration::minutes(ENROLMENT_LIFETIME_MINUTES),
+    })
+}
+
+/// The otpauth URI and its QR code (a `data:` URI) for a secret.
+fn presentation(
+    secret: Secret,
+    tenant: &Tenant,
+    user: &User,
+) -> Result<(Zeroizing<String>, Zeroizing<String>), AuthnError> {
+    let account = user
+        .primary_email()
+        .map(|email| email.value.as_str())
+        .unwrap_or(&user.data.user_name);
+    let totp = Builder::new()
+        .with_algorithm(Algorithm::SHA1)
+        .with_digits(DIGITS)
+        .with_step_duration(STEP_SECONDS)
+        .with_secret(secret)
+        .with_issuer(Some(label_part(&tenant.display_name, &tenant.slug)))
+        .with_account_name(label_part(account, &user.id.to_string()))
+        .build()
+        .map_err(|e| AuthnError::Internal(format!("TOTP parameters: {e}")))?;
+    // totp-rs errors here would quote the URI, secret included: never pass them on.
+    let uri = Zeroizing::new(
+        totp.to_url()
+            .map_err(|_| AuthnError::Internal("building the otpauth URI failed".into()))?,
+    );
+    let png = Zeroizing::new(
+        totp.to_qr_base64()
+            .map_err(|_| AuthnError::Internal("drawing the TOTP QR code failed".into()))?,
+    );
+    Ok((
+        uri,
+        Zeroizing::new(format!("data:image/png;base64,{}", png.as_str())),
+    ))
+}
+
+/// A pending enrolment shown again (after a mistyped code), while it can still be
+/// confirmed; [`AuthnError::NotEnrolled`] when it is confirmed, expired or gone.
+pub fn reopen_enrolment(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: &Tenant,
+    user: &User,
+    enrolment: CredentialId,
+) -> Result<Enrolment, AuthnError> {
+    let credential = match credentials::get(conn, tenant.id, enrolment) {
+        Ok(credential) => credential,
+        Err(StoreError::NotFound { .. }) => return Err(AuthnError::NotEnrolled),
+        Err(other) => return Err(other.into()),
+    };
+    let expires_at = credential.created_at + Duration::minutes(ENROLMENT_LIFETIME_MINUTES);
+    if credential.user_id != user.id || credential.kind != CredentialKind::Totp || now >= expires_at
+    {
+        return Err(AuthnError::NotEnrolled);
+    }
+    let payload = Payload::open(&credential, cipher)?;
+    if payload.active {
+        return Err(AuthnError::NotEnrolled);
+    }
+    let secret = Secret::try_from_base32(&payload.secret)
+        .map_err(|_| AuthnError::Internal("a stored TOTP secret is not base32".into()))?;
+    let (uri, qr_code) = presentation(secret, tenant, user)?;
+    Ok(Enrolment {
+        credential: credential.id,
+        secret_base32: Zeroizing::new(payload.secret.clone()),
+        uri,
+        qr_code,
+        expires_at,
     })
 }
 
@@ -415,6 +464,11 @@ pub fn remove(
     user: UserId,
 ) -> Result<bool, AuthnError> {
     Ok(credentials::delete_kind_for_user(conn, tenant, user, CredentialKind::Totp)? > 0)
+}
+
+/// Whether a credential is a confirmed TOTP factor (not a pending enrolment).
+pub(crate) fn is_confirmed(credential: &Credential, cipher: &Cipher) -> Result<bool, AuthnError> {
+    Ok(credential.kind == CredentialKind::Totp && Payload::open(credential, cipher)?.active)
 }
 
 fn confirmed(

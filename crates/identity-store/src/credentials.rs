@@ -10,7 +10,7 @@ use gatehouse_core::ids::{CredentialId, TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use zeroize::Zeroizing;
 
-use crate::error::map_missing_reference;
+use crate::error::{is_unique_violation, map_missing_reference};
 use crate::schema::credentials;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -65,6 +65,9 @@ pub struct Credential {
     pub label: Option<String>,
     pub created_at: DateTime<Utc>,
     pub last_used_at: Option<DateTime<Utc>>,
+    /// What the credential is found by without knowing its user, unique per tenant
+    /// and kind: a passkey's credential id (base64url). `None` for other kinds.
+    pub lookup_key: Option<String>,
     sealed: String,
 }
 
@@ -97,6 +100,7 @@ struct CredentialRow {
     data: String,
     created_at: NaiveDateTime,
     last_used_at: Option<NaiveDateTime>,
+    lookup_key: Option<String>,
 }
 
 impl TryFrom<CredentialRow> for Credential {
@@ -111,6 +115,7 @@ impl TryFrom<CredentialRow> for Credential {
             label: row.label,
             created_at: row.created_at.and_utc(),
             last_used_at: row.last_used_at.map(|t| t.and_utc()),
+            lookup_key: row.lookup_key,
             sealed: row.data,
         })
     }
@@ -131,6 +136,41 @@ pub fn create(
     user: UserId,
     new: NewCredential<'_>,
 ) -> StoreResult<Credential> {
+    insert(conn, cipher, now, tenant, user, new, None)
+}
+
+/// [`create`] for a credential found by `lookup_key` (see [`find_by_lookup_key`]).
+/// [`StoreError::Conflict`] when the tenant already has a credential of this kind
+/// with that key, whoever it belongs to.
+pub fn create_with_lookup_key(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    new: NewCredential<'_>,
+    lookup_key: &str,
+) -> StoreResult<Credential> {
+    insert(
+        conn,
+        cipher,
+        now,
+        tenant,
+        user,
+        new,
+        Some(lookup_key.to_owned()),
+    )
+}
+
+fn insert(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    new: NewCredential<'_>,
+    lookup_key: Option<String>,
+) -> StoreResult<Credential> {
     let id = CredentialId::new();
     let row = CredentialRow {
         id: id.to_string(),
@@ -141,12 +181,40 @@ pub fn create(
         data: cipher.seal(new.secret, &aad(tenant, user, id, new.kind)),
         created_at: now.naive_utc(),
         last_used_at: None,
+        lookup_key,
     };
     diesel::insert_into(credentials::table)
         .values(&row)
         .execute(conn)
-        .map_err(map_missing_reference("user"))?;
+        .map_err(|error| {
+            if is_unique_violation(&error) {
+                StoreError::Conflict {
+                    entity: ENTITY,
+                    field: "lookup key",
+                }
+            } else {
+                map_missing_reference("user")(error)
+            }
+        })?;
     row.try_into()
+}
+
+/// The tenant's credential of `kind` with `lookup_key`, whoever it belongs to.
+pub fn find_by_lookup_key(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    kind: CredentialKind,
+    lookup_key: &str,
+) -> StoreResult<Option<Credential>> {
+    credentials::table
+        .filter(credentials::tenant_id.eq(tenant.to_string()))
+        .filter(credentials::kind.eq(kind.as_str()))
+        .filter(credentials::lookup_key.eq(lookup_key))
+        .select(CredentialRow::as_select())
+        .first(conn)
+        .optional()?
+        .map(Credential::try_from)
+        .transpose()
 }
 
 pub fn get(
@@ -208,6 +276,26 @@ pub fn replace_secret(
             .filter(credentials::id.eq(credential.id.to_string())),
     )
     .set(credentials::data.eq(sealed))
+    .execute(conn)?;
+    if updated == 0 {
+        return Err(StoreError::NotFound { entity: ENTITY });
+    }
+    Ok(())
+}
+
+/// Renames a credential (the name the user gave a passkey).
+pub fn set_label(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: CredentialId,
+    label: Option<&str>,
+) -> StoreResult<()> {
+    let updated = diesel::update(
+        credentials::table
+            .filter(credentials::tenant_id.eq(tenant.to_string()))
+            .filter(credentials::id.eq(id.to_string())),
+    )
+    .set(credentials::label.eq(label))
     .execute(conn)?;
     if updated == 0 {
         return Err(StoreError::NotFound { entity: ENTITY });

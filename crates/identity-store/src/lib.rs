@@ -7,6 +7,7 @@
 //!
 //! This crate must never depend on an HTTP framework (checked by the tidy test).
 
+pub mod account_recoveries;
 pub mod audit;
 pub mod clients;
 pub mod consents;
@@ -28,6 +29,7 @@ pub mod sessions;
 pub mod signing_keys;
 pub mod tenants;
 pub mod users;
+pub mod webauthn_challenges;
 
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;

@@ -59,6 +59,41 @@ pub fn issue(
     Ok(())
 }
 
+/// What an outstanding token is for, without spending it: a link that must survive
+/// being opened (mail scanners and browsers prefetch links) before the step that
+/// uses it up. `None` when [`consume`] would find nothing: unknown, of another
+/// purpose or tenant, expired, or already used.
+pub fn find(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    purpose: Purpose,
+    token_hash: &str,
+) -> StoreResult<Option<ConsumedToken>> {
+    let row: Option<(String, String, NaiveDateTime)> = one_time_tokens::table
+        .filter(one_time_tokens::token_hash.eq(token_hash))
+        .filter(one_time_tokens::tenant_id.eq(tenant.to_string()))
+        .filter(one_time_tokens::purpose.eq(purpose.as_str()))
+        .filter(one_time_tokens::consumed_at.is_null())
+        .filter(one_time_tokens::expires_at.gt(now.naive_utc()))
+        .select((
+            one_time_tokens::user_id,
+            one_time_tokens::payload,
+            one_time_tokens::created_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((user_id, payload, created_at)) = row else {
+        return Ok(None);
+    };
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("one_time_tokens", e);
+    Ok(Some(ConsumedToken {
+        user_id: user_id.parse().map_err(|e| corrupt(&e))?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
+        created_at: created_at.and_utc(),
+    }))
+}
+
 /// Marks the token used and returns what it was for; `None` if it is unknown, of
 /// another purpose or tenant, expired, or already used.
 pub fn consume(

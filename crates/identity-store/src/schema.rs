@@ -109,6 +109,7 @@ diesel::table! {
         data -> Text,
         created_at -> Timestamp,
         last_used_at -> Nullable<Timestamp>,
+        lookup_key -> Nullable<Text>,
     }
 }
 
@@ -318,6 +319,35 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    account_recoveries (id) {
+        id -> Text,
+        tenant_id -> Text,
+        user_id -> Text,
+        recovery_token_hash -> Text,
+        cancel_token_hash -> Text,
+        created_at -> Timestamp,
+        ready_at -> Timestamp,
+        expires_at -> Timestamp,
+        cancelled_at -> Nullable<Timestamp>,
+        cancel_reason -> Nullable<Text>,
+        completed_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    webauthn_challenges (id_hash) {
+        id_hash -> Text,
+        tenant_id -> Text,
+        purpose -> Text,
+        user_id -> Nullable<Text>,
+        binding -> Text,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(user_emails -> users (user_id));
 diesel::joinable!(group_members -> groups (group_id));
@@ -333,6 +363,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     roles,
     role_assignments,
     credentials,
+    webauthn_challenges,
     audit_events,
     audit_heads,
     sessions,
@@ -347,4 +378,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     authorization_codes,
     refresh_tokens,
     oauth_consents,
+    account_recoveries,
 );

@@ -47,6 +47,31 @@ impl Session {
             .max()
             .unwrap_or(self.created_at)
     }
+
+    /// The `amr` values (RFC 8176): each method once, in the order first used, and
+    /// `mfa` when the session reached a multi-factor level.
+    pub fn amr(&self) -> Vec<String> {
+        let mut amr: Vec<String> = Vec::with_capacity(self.auth_methods.len() + 1);
+        for method in &self.auth_methods {
+            if !amr.contains(&method.method) {
+                amr.push(method.method.clone());
+            }
+        }
+        if self.aal >= 2 && !amr.iter().any(|m| m == "mfa") {
+            amr.push("mfa".into());
+        }
+        amr
+    }
+
+    /// When the user last passed a factor other than a password (the time a step-up
+    /// is measured from); `None` if they never did in this session.
+    pub fn second_factor_at(&self) -> Option<DateTime<Utc>> {
+        self.auth_methods
+            .iter()
+            .filter(|m| m.method != "pwd")
+            .map(|m| m.at)
+            .max()
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -168,6 +193,39 @@ pub fn reauthenticate(
         return Ok(None);
     }
     get(conn, tenant, id).map(Some)
+}
+
+/// A step-up: the session's user passed another factor. The methods and level are
+/// replaced by the caller's (which add to the old ones), and the cookie secret
+/// rotates, as at any change of privilege. `None` if the session is no longer live.
+pub fn elevate(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    session: &Session,
+    auth_methods: &[AuthMethod],
+    aal: i32,
+    secret_hash: String,
+) -> StoreResult<Option<Session>> {
+    let updated = diesel::update(
+        sessions::table
+            .filter(sessions::tenant_id.eq(session.tenant_id.to_string()))
+            .filter(sessions::id.eq(session.id.to_string()))
+            .filter(sessions::user_id.eq(session.user_id.to_string()))
+            .filter(sessions::ended_at.is_null())
+            .filter(sessions::absolute_expires_at.gt(now.naive_utc())),
+    )
+    .set((
+        sessions::secret_hash.eq(secret_hash),
+        sessions::last_seen_at.eq(now.naive_utc()),
+        sessions::auth_methods.eq(serde_json::to_string(auth_methods)
+            .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?),
+        sessions::aal.eq(aal),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        return Ok(None);
+    }
+    get(conn, session.tenant_id, session.id).map(Some)
 }
 
 fn active(

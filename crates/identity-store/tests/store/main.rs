@@ -2,6 +2,7 @@
 //! (`backend_tests!`), each in its own fresh database.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
+mod account_recoveries;
 mod audit;
 mod clients;
 mod credentials;
@@ -14,6 +15,7 @@ mod sessions;
 mod signing_keys;
 mod tenants;
 mod users;
+mod webauthn_challenges;
 
 use chrono::{DateTime, Utc};
 use gatehouse_core::ids::TenantId;

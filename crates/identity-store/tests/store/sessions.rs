@@ -23,6 +23,32 @@ fn new_session(user: gatehouse_core::ids::UserId, secret_hash: &str) -> NewSessi
 }
 
 gatehouse_identity_store::backend_tests! {
+    fn a_step_up_adds_a_method_raises_the_level_and_rotates_the_secret(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        let user = users::create(&mut conn, now(), t, UserData::new("alice")).unwrap();
+        let session = sessions::create(&mut conn, now(), t, new_session(user.id, "before")).unwrap();
+        assert_eq!(session.amr(), vec!["pwd"]);
+        assert_eq!(session.second_factor_at(), None);
+
+        let later = now() + Duration::minutes(3);
+        let mut methods = session.auth_methods.clone();
+        methods.push(AuthMethod { method: "otp".into(), at: later });
+        let raised = sessions::elevate(&mut conn, later, &session, &methods, 2, "after".into()).unwrap().unwrap();
+        assert_eq!(raised.id, session.id, "the same session (a stable sid)");
+        assert_eq!(raised.aal, 2);
+        assert_eq!(raised.amr(), vec!["pwd", "otp", "mfa"]);
+        assert_eq!(raised.second_factor_at(), Some(later));
+        assert_eq!(raised.auth_time(), later);
+        assert!(sessions::find_active(&mut conn, later, t, "before").unwrap().is_none(), "the old secret stops working");
+        assert_eq!(sessions::find_active(&mut conn, later, t, "after").unwrap().unwrap().aal, 2);
+
+        // An ended session cannot be raised.
+        assert!(sessions::end(&mut conn, later, t, session.id, None, "signed_out").unwrap());
+        assert!(sessions::elevate(&mut conn, later, &raised, &methods, 2, "again".into()).unwrap().is_none());
+        assert!(sessions::find_active(&mut conn, later, t, "again").unwrap().is_none());
+    }
+
     fn sessions_expire_when_idle_and_absolutely(db) {
         let mut conn = db.conn();
         let t = tenant(&mut conn, "acme");

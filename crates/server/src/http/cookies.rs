@@ -36,6 +36,11 @@ impl CookiePolicy {
         self.name(&format!("gatehouse-session-{tenant_slug}"))
     }
 
+    /// Holds a right password's sealed token while the second factor is asked for.
+    pub fn pending_sign_in_name(&self, tenant_slug: &str) -> String {
+        self.name(&format!("gatehouse-mfa-{tenant_slug}"))
+    }
+
     pub fn csrf_name(&self) -> String {
         self.name("gatehouse-csrf")
     }

@@ -9,6 +9,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::pages::context::PageContext;
+use crate::pages::factors;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -101,6 +102,13 @@ async fn view(
 
 /// The account page again, with the message for a failed action.
 async fn failure(ctx: &PageContext, error: AuthnError) -> HttpResponse {
+    if let AuthnError::StepUpRequired = error {
+        // Pass the second factor, then back here to submit again.
+        return ctx.redirect(&factors::second_factor_url(
+            ctx,
+            Some(&ctx.path("/account")),
+        ));
+    }
     let (status, key) = match &error {
         AuthnError::InvalidCredentials => (
             StatusCode::UNPROCESSABLE_ENTITY,
@@ -138,6 +146,16 @@ fn internal(ctx: &PageContext, error: AuthnError) -> HttpResponse {
 }
 
 pub async fn page(ctx: PageContext) -> HttpResponse {
+    if let Some(session) = &ctx.session
+        && ctx.policy.mfa_required
+        && session.aal < 2
+    {
+        // The tenant wants a second factor from everyone: pass it, or add one.
+        return ctx.redirect(&factors::second_factor_url(
+            &ctx,
+            Some(&ctx.path("/account")),
+        ));
+    }
     view(&ctx, StatusCode::OK, None, None, &[]).await
 }
 

@@ -15,6 +15,7 @@ use serde_json::json;
 
 use crate::http::security::FormTarget;
 use crate::pages::context::PageContext;
+use crate::pages::factors;
 use crate::ui::Locale;
 
 /// Internal marker added when the user is sent to sign in because the request
@@ -54,7 +55,7 @@ fn open_login_after(ctx: &PageContext, marker: &str) -> Option<i64> {
 /// sign-in is forced (must be newer than now) rather than merely missing.
 fn login_needed(ctx: &PageContext, valid: &ValidRequest, login_after: Option<i64>) -> (bool, bool) {
     let now = ctx.state.clock.now();
-    let mut forced = valid.prompt.iter().any(|p| p == "login");
+    let forced = valid.prompt.iter().any(|p| p == "login");
     let needed = match &ctx.session {
         None => true,
         Some(session) => {
@@ -62,11 +63,6 @@ fn login_needed(ctx: &PageContext, valid: &ValidRequest, login_after: Option<i64
             let too_old = valid
                 .max_age
                 .is_some_and(|max| (now - auth_time).num_seconds() > max);
-            // acr_values are voluntary (OIDC Core §3.1.2.1): a session below them
-            // authenticates once more, then the tokens carry what was achieved.
-            forced |= valid
-                .required_aal()
-                .is_some_and(|needed| session.aal < i32::from(needed));
             let before_forced_login =
                 login_after.is_some_and(|after| auth_time.timestamp() < after);
             too_old || before_forced_login || (forced && login_after.is_none())
@@ -228,11 +224,7 @@ async fn issue(ctx: &PageContext, valid: ValidRequest) -> HttpResponse {
         session_id: session.id,
         auth_time: session.auth_time(),
         acr: Some(acr::for_level(u8::try_from(session.aal).unwrap_or(0)).to_owned()),
-        amr: session
-            .auth_methods
-            .iter()
-            .map(|m| m.method.clone())
-            .collect(),
+        amr: session.amr(),
     };
     let issuer = ctx.state.issuer.clone();
     let tenant = ctx.tenant.tenant.id;
@@ -296,7 +288,58 @@ pub async fn authorize(ctx: PageContext) -> HttpResponse {
         let target = target.finish();
         return ctx.redirect(&format!("{}?{target}", ctx.path("/signin")));
     }
+    if let Some(response) = step_up_needed(&ctx, &valid, &query).await {
+        return response;
+    }
     proceed(&ctx, valid, &query).await
+}
+
+/// A signed-in session below the level the request or the tenant asks for: the
+/// user passes only the missing factor and comes back here. `acr_values` are
+/// voluntary (OIDC Core §3.1.2.1): a user without a second factor goes on at the
+/// level they have, and the tokens say so — unless the tenant requires MFA, when
+/// they add one first.
+async fn step_up_needed(
+    ctx: &PageContext,
+    valid: &ValidRequest,
+    query: &str,
+) -> Option<HttpResponse> {
+    let session = ctx.session.as_ref()?;
+    let requested = valid.required_aal().map(i32::from).unwrap_or(1);
+    let mandatory = if ctx.policy.mfa_required { 2 } else { 1 };
+    if session.aal >= requested.max(mandatory) {
+        return None;
+    }
+    let factors = match ctx
+        .state
+        .authn
+        .factors(ctx.tenant.tenant.id, session.user_id)
+        .await
+    {
+        Ok(factors) => factors,
+        Err(error) => {
+            tracing::error!(%error, "reading second factors failed");
+            return Some(respond_error(
+                ctx,
+                valid,
+                ErrorCode::ServerError,
+                "the request could not be handled",
+            ));
+        }
+    };
+    if !factors.any() && session.aal >= mandatory {
+        return None;
+    }
+    if valid.prompt.iter().any(|p| p == "none") {
+        return Some(respond_error(
+            ctx,
+            valid,
+            ErrorCode::LoginRequired,
+            "a stronger authentication is needed",
+        ));
+    }
+    let back = format!("{}?{query}", ctx.path("/authorize"));
+    Some(ctx.redirect(&factors::second_factor_url(ctx, Some(&back))))
 }
 
 /// OIDC Core §3.1.2.1: the authorization endpoint accepts POST as well. The form

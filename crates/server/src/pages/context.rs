@@ -284,6 +284,36 @@ impl PageContext {
         response.finish()
     }
 
+    /// Adds the cookie of a new or rotated session.
+    pub fn set_session_cookie(&self, response: &mut HttpResponse, secret: &str) {
+        let cookie = self.cookies.build(
+            self.cookies.session_name(&self.tenant.tenant.slug),
+            secret.to_owned(),
+        );
+        if let Err(error) = response.add_cookie(&cookie) {
+            tracing::error!(%error, "cannot set the session cookie");
+        }
+    }
+
+    /// The sealed token of a sign-in waiting for its second factor, if any.
+    pub fn pending_sign_in(&self) -> Option<String> {
+        self.request
+            .cookie(&self.cookies.pending_sign_in_name(&self.tenant.tenant.slug))
+            .map(|c| c.value().to_owned())
+            .filter(|v| !v.is_empty())
+    }
+
+    pub fn set_pending_sign_in(&self, response: &mut HttpResponse, token: Option<&str>) {
+        let name = self.cookies.pending_sign_in_name(&self.tenant.tenant.slug);
+        let cookie = match token {
+            Some(token) => self.cookies.build(name, token.to_owned()),
+            None => self.cookies.removal(name),
+        };
+        if let Err(error) = response.add_cookie(&cookie) {
+            tracing::error!(%error, "cannot set the sign-in cookie");
+        }
+    }
+
     /// The catalogue key for a password-policy violation.
     pub fn policy_message(code: gatehouse_authn::PolicyCode) -> String {
         format!("error.{}", code.as_str())

@@ -5,12 +5,14 @@ use actix_web::http::header;
 use actix_web::{HttpResponse, web};
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::registration::Registration;
+use gatehouse_authn::sign_in::SignInOutcome;
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::pages::authorize::{permit_return_to_client, safe_return_to};
 use crate::pages::context::PageContext;
+use crate::pages::factors;
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -146,15 +148,17 @@ pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpRespo
         )
         .await;
     match result {
-        Ok(signed_in) => {
+        Ok(SignInOutcome::SignedIn(signed_in)) => {
             let mut response = ctx.redirect(return_to.as_deref().unwrap_or(&ctx.path("/account")));
-            let cookie = ctx.cookies.build(
-                ctx.cookies.session_name(&ctx.tenant.tenant.slug),
-                signed_in.secret.to_string(),
-            );
-            if let Err(error) = response.add_cookie(&cookie) {
-                tracing::error!(%error, "cannot set the session cookie");
-            }
+            ctx.set_session_cookie(&mut response, &signed_in.secret);
+            ctx.set_pending_sign_in(&mut response, None);
+            response
+        }
+        // The password was right; the second factor comes next, on its own page.
+        Ok(SignInOutcome::SecondFactor(pending)) => {
+            let mut response =
+                ctx.redirect(&factors::second_factor_url(&ctx, return_to.as_deref()));
+            ctx.set_pending_sign_in(&mut response, Some(&pending.token));
             response
         }
         // One message for unknown account and wrong password.

@@ -1,10 +1,12 @@
-//! End-user pages: sign-up, email verification, sign-in, sign-out, account. Handlers
+//! End-user pages: sign-up, email verification, sign-in (with second factors),
+//! sign-out, account and its security settings. Handlers
 //! stay thin: check CSRF, call the authn service, render or redirect.
 
 mod account;
 mod authorize;
 pub mod context;
 mod entry;
+mod factors;
 mod logout;
 
 use actix_web::web;
@@ -20,6 +22,14 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route("/theme.css", web::get().to(entry::theme_css))
         .route("/signin", web::get().to(entry::sign_in_page))
         .route("/signin", web::post().to(entry::sign_in))
+        .route(
+            "/signin/second-factor",
+            web::get().to(factors::second_factor_page),
+        )
+        .route(
+            "/signin/second-factor",
+            web::post().to(factors::second_factor),
+        )
         .route("/signup", web::get().to(entry::sign_up_page))
         .route("/signup", web::post().to(entry::sign_up))
         .route("/verify", web::get().to(entry::verify))
@@ -34,6 +44,17 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route("/setup", web::get().to(entry::setup_page))
         .route("/setup", web::post().to(entry::setup))
         .route("/account", web::get().to(account::page))
+        .route("/account/security", web::get().to(factors::security_page))
+        .route("/account/totp", web::post().to(factors::begin_totp))
+        .route(
+            "/account/totp/confirm",
+            web::post().to(factors::confirm_totp),
+        )
+        .route("/account/totp/remove", web::post().to(factors::remove_totp))
+        .route(
+            "/account/recovery-codes",
+            web::post().to(factors::regenerate_recovery_codes),
+        )
         .route("/account/profile", web::post().to(account::profile))
         .route("/account/password", web::post().to(account::password))
         .route("/account/email", web::post().to(account::email))

@@ -47,6 +47,10 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("consent.html"),
     builtin!("form_post.html"),
     builtin!("logout.html"),
+    builtin!("second_factor.html"),
+    builtin!("security.html"),
+    builtin!("totp_enrol.html"),
+    builtin!("recovery_codes.html"),
 ];
 
 fn builtin_source(name: &str) -> Option<&'static str> {

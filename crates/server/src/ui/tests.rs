@@ -108,6 +108,43 @@ fn samples() -> Vec<(&'static str, Value)> {
             }),
         ),
         (
+            "second_factor.html",
+            json!({
+                "totp": true,
+                "recovery_codes": true,
+                "step_up": false,
+                "method": "recovery_code",
+                "error": "second_factor.error.invalid",
+                "return_to": SCRIPT,
+            }),
+        ),
+        (
+            "security.html",
+            json!({
+                "totp": true,
+                "passkeys": 0,
+                "recovery_codes": 7,
+                "mfa_required": true,
+                "notice": "security.totp.removed",
+                "error": "security.totp.expired",
+                "return_to": SCRIPT,
+            }),
+        ),
+        (
+            "totp_enrol.html",
+            json!({
+                "enrolment": SCRIPT,
+                "qr_code": "data:image/png;base64,iVBORw0KGgo=",
+                "secret": "JBSW Y3DP EHPK 3PXP",
+                "error": "second_factor.error.invalid",
+                "return_to": null,
+            }),
+        ),
+        (
+            "recovery_codes.html",
+            json!({ "codes": ["abcd-efgh-ijkl", SCRIPT], "continue_to": "/account/security" }),
+        ),
+        (
             "error.html",
             json!({
                 "status": 404,
@@ -186,6 +223,10 @@ fn every_template_renders_in_every_locale_with_escaping() {
                 "check_email.",
                 "account.",
                 "field.",
+                "second_factor.",
+                "security.",
+                "totp_enrol.",
+                "recovery_codes.",
             ] {
                 assert!(!html.contains(key), "{context}: untranslated {key}…");
             }

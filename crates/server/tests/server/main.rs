@@ -9,6 +9,7 @@ mod client_assertion;
 mod code_flow;
 mod key_rotation;
 mod logout;
+mod mfa;
 mod oauth;
 mod oidc_client;
 mod pages;

@@ -1,0 +1,2271 @@
+//! Account recovery: a forgotten password, lost second factors, and a reset by an
+//! administrator. The rule throughout: a reset is never weaker than the sign-in it
+//! replaces. A mailed link proves control of the mailbox, which is what a password
+//! alone proves at sign-in; an account whose sign-in also needs a second factor
+//! needs one here too, or else a waiting period its owner can interrupt.
+//!
+//! # Links
+//!
+//! Relative to the tenant's [`LinkBase`]; the pages behind them are the server's.
+//!
+//! | path | what it does | lifetime |
+//! |---|---|---|
+//! | `/recover?token=…` | a password reset: [`Authn::open_password_reset`], then [`Authn::complete_password_reset`] (or [`Authn::request_factor_recovery`]) | single-use, [`AuthnSettings::password_reset_link_lifetime`] (15 min) |
+//! | `/recover/factors?token=…` | completes a recovery of lost second factors, once its cooling-off is over: [`Authn::complete_factor_recovery`] | single-use, from the end of the cooling-off (24 h) for [`AuthnSettings::factor_recovery_window`] (7 days) |
+//! | `/recover/cancel?token=…` | cancels that recovery: [`Authn::cancel_factor_recovery`] | single-use, until the recovery completes or is void |
+//!
+//! Every token is 256 random bits; only its SHA-256 is stored (reset links as
+//! `password_reset` one-time tokens, the other two in `account_recoveries`).
+//!
+//! # Forgotten password
+//!
+//! [`Authn::request_password_reset`] answers `Ok(())` whether or not the address
+//! belongs to an (active) account, and does the same database work either way: the
+//! same rate-limit writes, the same look-up, one transaction that voids older links
+//! (an update that finds nothing when there is no account) and writes an audit
+//! event. Only a real account gets a mail, and that mail is sent in the background,
+//! so the SMTP round trip does not show in the answer's timing either.
+//!
+//! Opening the link ([`Authn::open_password_reset`]) does not spend it: mail
+//! scanners and browsers fetch links before anyone clicks. It says what the user must
+//! prove next ([`ResetTicket`]). When the account has a second factor — a confirmed
+//! authenticator app, unused recovery codes or a passkey — the link alone is not
+//! enough: [`Authn::complete_password_reset`] wants a [`ResetProof`]. A wrong code
+//! does not spend the link, and cannot be guessed at length either: codes are
+//! checked by [`totp::verify`] and [`recovery_codes::consume`], which count the
+//! failures per user and lock the factor, whatever the way in. The link is spent
+//! only by the step that succeeds.
+//!
+//! # Lost second factors
+//!
+//! From an opened reset link of an account with factors, the owner who has none of
+//! them at hand calls [`Authn::request_factor_recovery`]. It spends the link and
+//! starts a recovery that can complete only after a cooling-off
+//! ([`AuthnSettings::factor_recovery_cooling_off`], 24 h). The owner is mailed at
+//! once, with the completion link and a cancel link: whoever took over the mailbox
+//! alone has to wait a day, while the owner reads the notice and cancels. A second
+//! factor used (or added) during the wait cancels the recovery too: its owner
+//! evidently has one. Completing removes every second factor (authenticator app,
+//! recovery codes, passkeys) and sets the new password. No link removes a second
+//! factor sooner.
+//!
+//! # Administrator
+//!
+//! [`Authn::admin_reset`] is the assisted way, after the administrator has checked
+//! who is asking by other means. It removes every second factor *and* the password
+//! (a password-only account with a possibly known password would be weaker than what
+//! it had) and mails the user a reset link; the administrator never chooses or sees a
+//! password. The audit event names the administrator and the reason.
+//!
+//! # After every reset
+//!
+//! In the transaction that changes the credentials: every session of the user ends,
+//! every OAuth grant is revoked (offline ones included, and with each grant its
+//! refresh tokens and the access tokens introspection would still accept),
+//! outstanding reset links are void and open recoveries cancelled, and the audit
+//! event is written. After the commit `SessionsEnded` (back-channel logout) and
+//! `CredentialsChanged` are published and the user is mailed a notice, which never
+//! contains the password.
+//!
+//! # Throttling
+//!
+//! Reset requests count per submitted address (whether or not it is an account's)
+//! and per client IP, per hour ([`AuthnSettings::password_reset_requests_per_hour`],
+//! [`AuthnSettings::password_reset_requests_per_ip_hour`]). An unknown, expired or
+//! used link counts against the client's IP like a failed sign-in does (the same
+//! threshold and lockout); a locked IP is refused before any link is looked at.
+//! Codes are throttled by their factor, as said.
+//!
+//! [`AuthnSettings::password_reset_link_lifetime`]: crate::settings::AuthnSettings::password_reset_link_lifetime
+//! [`AuthnSettings::factor_recovery_window`]: crate::settings::AuthnSettings::factor_recovery_window
+//! [`AuthnSettings::factor_recovery_cooling_off`]: crate::settings::AuthnSettings::factor_recovery_cooling_off
+//! [`AuthnSettings::password_reset_requests_per_hour`]: crate::settings::AuthnSettings::password_reset_requests_per_hour
+//! [`AuthnSettings::password_reset_requests_per_ip_hour`]: crate::settings::AuthnSettings::password_reset_requests_per_ip_hour
+
+use std::fmt;
+
+use chrono::{DateTime, Duration, Utc};
+use gatehouse_core::events::DomainEvent;
+use gatehouse_core::ids::{SessionId, TenantId, UserId};
+use gatehouse_identity_store::account_recoveries::{self, NewRecovery, Recovery, RecoveryState};
+use gatehouse_identity_store::audit::Outcome;
+use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
+use gatehouse_identity_store::one_time_tokens::{self, Purpose};
+use gatehouse_identity_store::users::{self, User};
+use gatehouse_identity_store::{AnyConnection, db, fold_key, grants, rate_limits, sessions};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::mail::OutgoingMail;
+use crate::registration::{LinkBase, valid_email};
+use crate::service::{Authn, ClientInfo, Inner};
+use crate::{AuthnError, recovery_codes, secrets, totp};
+
+/// The page that opens a password-reset link.
+pub const RESET_PATH: &str = "/recover";
+/// The page that completes a recovery of lost second factors.
+pub const FACTOR_RECOVERY_PATH: &str = "/recover/factors";
+/// The page that cancels such a recovery.
+pub const CANCEL_PATH: &str = "/recover/cancel";
+
+/// What an opened reset link needs before a new password can be set.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ResetTicket {
+    /// The account has a second factor: one of those marked `true` must be passed
+    /// ([`ResetProof`]). Without any of them at hand, the way on is
+    /// [`Authn::request_factor_recovery`]. `user` is whom a passkey ceremony is for.
+    NeedsSecondFactor {
+        user: UserId,
+        totp: bool,
+        recovery_codes: bool,
+        passkey: bool,
+    },
+    /// The link is enough: no second factor on the account.
+    ReadyForNewPassword,
+}
+
+/// The second factor passed with a password reset.
+pub enum ResetProof {
+    /// None; enough only for an account without a second factor.
+    None,
+    /// A code from the authenticator app.
+    Totp(Zeroizing<String>),
+    /// One of the user's recovery codes, spent by using it.
+    RecoveryCode(Zeroizing<String>),
+    /// The caller verified a passkey assertion, ceremony and all, for `user`. Accepted
+    /// only when `user` is the link's user and has a passkey.
+    PasskeyVerified { user: UserId },
+}
+
+impl ResetProof {
+    /// The audit log's name for it.
+    fn name(&self) -> &'static str {
+        match self {
+            ResetProof::None => "none",
+            ResetProof::Totp(_) => "totp",
+            ResetProof::RecoveryCode(_) => "recovery_code",
+            ResetProof::PasskeyVerified { .. } => "passkey",
+        }
+    }
+}
+
+// Codes stay out of logs.
+impl fmt::Debug for ResetProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ResetProof::PasskeyVerified { user } => f
+                .debug_struct("PasskeyVerified")
+                .field("user", user)
+                .finish(),
+            other => f.write_str(other.name()),
+        }
+    }
+}
+
+/// A recovery of lost second factors, started and announced to the owner.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FactorRecoveryStarted {
+    /// It can complete from then on…
+    pub ready_at: DateTime<Utc>,
+    /// …until then.
+    pub expires_at: DateTime<Utc>,
+}
+
+/// What an administrator's reset did.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AdminResetOutcome {
+    /// Second-factor credentials removed (an authenticator app, each recovery code,
+    /// each passkey).
+    pub factors_removed: usize,
+    pub sessions_ended: usize,
+    pub grants_revoked: usize,
+    /// Whether the mail with the reset link went out. When it did not, the reset
+    /// still happened; the user can ask for a link with "forgot password".
+    pub link_sent: bool,
+}
+
+fn link(base: &LinkBase, path: &str, token: &str) -> String {
+    format!("{}{path}?token={token}", base.0)
+}
+
+fn request_bucket(identifier: &str) -> String {
+    format!("recovery:request:{}", fold_key(identifier))
+}
+
+fn request_ip_bucket(ip: &str) -> String {
+    format!("recovery:request_ip:{ip}")
+}
+
+fn link_ip_bucket(ip: &str) -> String {
+    format!("recovery:link_ip:{ip}")
+}
+
+/// The second factors of an account, as far as a reset is concerned: any of them
+/// makes a reset link alone insufficient.
+#[derive(Debug, Clone, Copy, Default)]
+struct OwnedFactors {
+    totp: bool,
+    recovery_codes: usize,
+    passkeys: usize,
+}
+
+impl OwnedFactors {
+    fn any(&self) -> bool {
+        self.totp || self.recovery_codes > 0 || self.passkeys > 0
+    }
+
+    fn ticket(&self, user: UserId) -> ResetTicket {
+        if self.any() {
+            ResetTicket::NeedsSecondFactor {
+                user,
+                totp: self.totp,
+                recovery_codes: self.recovery_codes > 0,
+                passkey: self.passkeys > 0,
+            }
+        } else {
+            ResetTicket::ReadyForNewPassword
+        }
+    }
+}
+
+/// What ending everything of a user did.
+struct SignedOut {
+    sessions: Vec<SessionId>,
+    grants: usize,
+}
+
+/// What the password policy compares a new password with.
+fn password_inputs(user: &User) -> Vec<&str> {
+    let mut inputs = vec![user.data.user_name.as_str()];
+    inputs.extend(user.primary_email().map(|e| e.value.as_str()));
+    inputs.extend(user.data.name.given_name.as_deref());
+    inputs.extend(user.data.name.family_name.as_deref());
+    inputs
+}
+
+/// Spends a reset link inside the caller's transaction; it must still be the
+/// user's (a concurrent request may have spent or voided it since it was read).
+fn spend_reset_link(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    token: &str,
+    user: UserId,
+) -> Result<(), AuthnError> {
+    match one_time_tokens::consume(
+        conn,
+        now,
+        tenant,
+        Purpose::PasswordReset,
+        &secrets::digest(token),
+    )? {
+        Some(spent) if spent.user_id == user => Ok(()),
+        _ => Err(AuthnError::InvalidLink),
+    }
+}
+
+/// Removes every second factor of the user; how many credentials went.
+fn remove_second_factors(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<usize, AuthnError> {
+    let app = usize::from(totp::remove(conn, tenant, user)?);
+    let codes = recovery_codes::remove_all(conn, tenant, user)?;
+    let passkeys = credentials::delete_kind_for_user(conn, tenant, user, CredentialKind::Webauthn)?;
+    Ok(app + codes + passkeys)
+}
+
+fn reset_link_mail(to: &str, link: &str, lifetime: Duration) -> OutgoingMail {
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Reset your password".to_owned(),
+        text_body: format!(
+            "Someone, perhaps you, asked to reset the password of your account.\n\n\
+             Choose a new password here within {} minutes:\n\n{link}\n\n\
+             The link works once. If you did not ask for it, ignore this message: \
+             your password stays as it is.",
+            lifetime.num_minutes()
+        ),
+        html_body: None,
+    }
+}
+
+fn admin_reset_mail(to: &str, link: &str, lifetime: Duration) -> OutgoingMail {
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Your account was reset by an administrator".to_owned(),
+        text_body: format!(
+            "An administrator reset the sign-in of your account: your password and \
+             your second factors (authenticator app, recovery codes, passkeys) were \
+             removed, and every session was signed out.\n\n\
+             Choose a new password here within {} minutes:\n\n{link}\n\n\
+             The link works once; afterwards, set up your second factors again. If the \
+             link has expired, use \"Forgot password\" on the sign-in page.",
+            lifetime.num_minutes()
+        ),
+        html_body: None,
+    }
+}
+
+fn factor_recovery_mail(
+    to: &str,
+    recovery: &Recovery,
+    complete: &str,
+    cancel: &str,
+) -> OutgoingMail {
+    let ready = recovery.ready_at.format("%Y-%m-%d %H:%M UTC");
+    let expires = recovery.expires_at.format("%Y-%m-%d %H:%M UTC");
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Your second factors will be removed".to_owned(),
+        text_body: format!(
+            "Someone, perhaps you, said they lost every second factor of your account \
+             (authenticator app, recovery codes, passkeys) and asked to remove them.\n\n\
+             IF THIS WAS NOT YOU, cancel it now, and change your email password:\n\n\
+             {cancel}\n\n\
+             If it was you: from {ready} you can remove them and choose a new password \
+             here (until {expires}):\n\n{complete}\n\n\
+             Signing in with a second factor before then also cancels the request."
+        ),
+        html_body: None,
+    }
+}
+
+fn changed_mail(to: &str, what: &str) -> OutgoingMail {
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "Your account's sign-in was changed".to_owned(),
+        text_body: format!(
+            "{what}\n\nEvery session of your account was signed out, and apps you had \
+             signed in to must ask you again.\n\n\
+             If this was not you, use \"Forgot password\" on the sign-in page at once \
+             and tell your administrator."
+        ),
+        html_body: None,
+    }
+}
+
+impl Inner {
+    /// Counts a reset request per address and per IP; [`AuthnError::Throttled`] when
+    /// either is over its hourly limit. A locked bucket refuses without counting.
+    fn count_reset_request(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        identifier: &str,
+        client: &ClientInfo,
+    ) -> Result<(), AuthnError> {
+        let now = self.now();
+        let hour = Duration::hours(1);
+        let mut buckets = vec![(
+            request_bucket(identifier),
+            self.settings.password_reset_requests_per_hour,
+        )];
+        if let Some(ip) = &client.ip {
+            buckets.push((
+                request_ip_bucket(ip),
+                self.settings.password_reset_requests_per_ip_hour,
+            ));
+        }
+        for (bucket, _) in &buckets {
+            if let Some(counter) = rate_limits::get(conn, tenant, bucket)?
+                && counter.is_locked(now)
+            {
+                return Err(AuthnError::Throttled {
+                    until: counter.locked_until,
+                });
+            }
+        }
+        let (mut over, mut until) = (false, None);
+        for (bucket, limit) in &buckets {
+            let limit = *limit;
+            let counter = rate_limits::record_failure(conn, now, tenant, bucket, hour, |n| {
+                (n > limit).then_some(hour)
+            })?;
+            if counter.failures > limit {
+                over = true;
+                until = until.max(counter.locked_until);
+            }
+        }
+        if over {
+            Err(AuthnError::Throttled { until })
+        } else {
+            Ok(())
+        }
+    }
+
+    /// [`AuthnError::Throttled`] while the client's IP is locked for links.
+    fn ensure_links_allowed(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        client: &ClientInfo,
+    ) -> Result<(), AuthnError> {
+        let Some(ip) = &client.ip else {
+            return Ok(());
+        };
+        match rate_limits::get(conn, tenant, &link_ip_bucket(ip))? {
+            Some(counter) if counter.is_locked(self.now()) => Err(AuthnError::Throttled {
+                until: counter.locked_until,
+            }),
+            _ => Ok(()),
+        }
+    }
+
+    /// Counts a bad link against the client's IP and answers [`AuthnError::InvalidLink`].
+    fn invalid_link<T>(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        client: &ClientInfo,
+    ) -> Result<T, AuthnError> {
+        if let Some(ip) = &client.ip {
+            let settings = &self.settings;
+            rate_limits::record_failure(
+                conn,
+                self.now(),
+                tenant,
+                &link_ip_bucket(ip),
+                settings.failure_window,
+                |n| settings.ip_lock_for(n),
+            )?;
+        }
+        Err(AuthnError::InvalidLink)
+    }
+
+    /// The active user behind an outstanding reset link, without spending it.
+    fn reset_link_user(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        token: &str,
+        client: &ClientInfo,
+    ) -> Result<User, AuthnError> {
+        self.ensure_links_allowed(conn, tenant, client)?;
+        let Some(found) = one_time_tokens::find(
+            conn,
+            self.now(),
+            tenant,
+            Purpose::PasswordReset,
+            &secrets::digest(token),
+        )?
+        else {
+            return self.invalid_link(conn, tenant, client);
+        };
+        let user = users::get(conn, tenant, found.user_id)?;
+        if !user.data.active {
+            return self.invalid_link(conn, tenant, client);
+        }
+        Ok(user)
+    }
+
+    fn owned_factors(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<OwnedFactors, AuthnError> {
+        Ok(OwnedFactors {
+            totp: totp::enrolled(conn, &self.cipher, tenant, user)?.is_some(),
+            recovery_codes: recovery_codes::remaining(conn, tenant, user)?,
+            passkeys: credentials::list_for_user(
+                conn,
+                tenant,
+                user,
+                Some(CredentialKind::Webauthn),
+            )?
+            .len(),
+        })
+    }
+
+    /// Checks the proof of an account with second factors. Codes count their own
+    /// failures (committed at once, so call this outside a transaction); a failure
+    /// is audited. Returns the proof's name for the audit log.
+    fn check_reset_proof(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        user: UserId,
+        factors: &OwnedFactors,
+        proof: &ResetProof,
+        client: &ClientInfo,
+    ) -> Result<&'static str, AuthnError> {
+        let now = self.now();
+        let checked = match proof {
+            ResetProof::None => return Err(AuthnError::SecondFactorRequired),
+            ResetProof::Totp(code) => totp::verify(conn, &self.cipher, now, tenant, user, code),
+            ResetProof::RecoveryCode(code) => {
+                recovery_codes::consume(conn, &self.cipher, now, tenant, user, code).map(drop)
+            }
+            ResetProof::PasskeyVerified { user: verified } => {
+                if *verified == user && factors.passkeys > 0 {
+                    Ok(())
+                } else {
+                    Err(AuthnError::InvalidCode)
+                }
+            }
+        };
+        match checked {
+            Ok(()) => Ok(proof.name()),
+            Err(error) => {
+                if matches!(
+                    error,
+                    AuthnError::InvalidCode
+                        | AuthnError::Throttled { .. }
+                        | AuthnError::NotEnrolled
+                ) {
+                    let outcome = match error {
+                        AuthnError::Throttled { .. } => "throttled",
+                        AuthnError::NotEnrolled => "not_enrolled",
+                        _ => "invalid_code",
+                    };
+                    self.audit(
+                        conn,
+                        tenant,
+                        format!("user:{user}"),
+                        "recovery.second_factor_failed",
+                        Some(format!("user:{user}")),
+                        Outcome::Failure,
+                        client,
+                        json!({ "factor": proof.name(), "outcome": outcome }),
+                    )?;
+                }
+                Err(error)
+            }
+        }
+    }
+
+    /// Sets the password credential to `phc`, creating it if the account has none
+    /// (after an administrator's reset).
+    fn set_password(
+        &self,
+        conn: &mut AnyConnection,
+        now: DateTime<Utc>,
+        tenant: TenantId,
+        user: UserId,
+        phc: &str,
+    ) -> Result<(), AuthnError> {
+        let existing =
+            credentials::list_for_user(conn, tenant, user, Some(CredentialKind::Password))?;
+        match existing.split_first() {
+            Some((current, extra)) => {
+                credentials::replace_secret(conn, &self.cipher, current, phc.as_bytes())?;
+                for stale in extra {
+                    credentials::delete(conn, tenant, stale.id)?;
+                }
+            }
+            None => {
+                credentials::create(
+                    conn,
+                    &self.cipher,
+                    now,
+                    tenant,
+                    user,
+                    NewCredential {
+                        kind: CredentialKind::Password,
+                        label: None,
+                        secret: phc.as_bytes(),
+                    },
+                )?;
+            }
+        }
+        Ok(())
+    }
+
+    /// Inside the credential change's transaction: ends every session, revokes every
+    /// grant (offline ones too), voids outstanding reset links and cancels open
+    /// factor recoveries of the user.
+    fn sign_out_everywhere(
+        &self,
+        conn: &mut AnyConnection,
+        now: DateTime<Utc>,
+        tenant: TenantId,
+        user: UserId,
+        reason: &str,
+    ) -> Result<SignedOut, AuthnError> {
+        let sessions = sessions::end_all_for_user(conn, now, tenant, user, None, reason)?;
+        let grants = grants::revoke_for_user(conn, now, tenant, user, reason)?;
+        one_time_tokens::revoke_for_user(conn, now, tenant, user, Purpose::PasswordReset)?;
+        account_recoveries::cancel_open_for_user(conn, now, tenant, user, reason)?;
+        Ok(SignedOut { sessions, grants })
+    }
+
+    /// After the commit: back-channel logout for the ended sessions, and every node
+    /// hears that the credentials changed.
+    fn announce_reset(&self, tenant: TenantId, user: UserId, sessions: Vec<SessionId>) {
+        self.sessions_ended(tenant, user, sessions);
+        if let Err(error) = self
+            .events
+            .publish(DomainEvent::CredentialsChanged { tenant, user })
+        {
+            tracing::warn!(%error, "credentials reset, but the event was not sent to other nodes");
+        }
+    }
+
+    /// Whether the user passed (or added) a second factor since `since`: then it
+    /// is not lost, and a recovery started at `since` must not remove it.
+    fn factor_used_since(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        user: UserId,
+        since: DateTime<Utc>,
+    ) -> Result<bool, AuthnError> {
+        let after = |at: Option<DateTime<Utc>>| at.is_some_and(|at| at > since);
+        Ok(credentials::list_for_user(conn, tenant, user, None)?
+            .iter()
+            .any(|credential| match credential.kind {
+                // `last_used_at` records confirmation and each accepted code.
+                CredentialKind::Totp => after(credential.last_used_at),
+                CredentialKind::Webauthn => {
+                    after(Some(credential.created_at)) || after(credential.last_used_at)
+                }
+                // A new set needs a signed-in, stepped-up user.
+                CredentialKind::RecoveryCode => after(Some(credential.created_at)),
+                _ => false,
+            }))
+    }
+}
+
+impl Authn {
+    /// "Forgot password": mails a reset link to the account whose primary address is
+    /// `identifier_email`. `Ok(())` whether or not there is such an (active)
+    /// account, with the same database work; see the module documentation.
+    /// [`AuthnError::Throttled`] when the address or the client IP asked too often
+    /// (counted alike for unknown addresses); [`AuthnError::InvalidEmail`] for
+    /// something that is no address at all.
+    pub async fn request_password_reset(
+        &self,
+        tenant: TenantId,
+        identifier_email: String,
+        links: LinkBase,
+        client: ClientInfo,
+    ) -> Result<(), AuthnError> {
+        let identifier = identifier_email.trim().to_owned();
+        if !valid_email(&identifier) {
+            return Err(AuthnError::InvalidEmail);
+        }
+        let mail = self
+            .blocking(move |inner, conn| {
+                let now = inner.now();
+                let lifetime = inner.settings.password_reset_link_lifetime;
+                let details = json!({ "identifier": fold_key(&identifier) });
+                if let Err(error) = inner.count_reset_request(conn, tenant, &identifier, &client) {
+                    if matches!(error, AuthnError::Throttled { .. }) {
+                        inner.audit(
+                            conn,
+                            tenant,
+                            "anonymous".into(),
+                            "recovery.requested",
+                            None,
+                            Outcome::Denied,
+                            &client,
+                            details,
+                        )?;
+                    }
+                    return Err(error);
+                }
+                let account = users::find_by_primary_email(conn, tenant, &identifier)?
+                    .filter(|user| user.data.active)
+                    .and_then(|user| {
+                        let address = user.primary_email()?.value.clone();
+                        Some((user.id, address))
+                    });
+                let target = account.as_ref().map(|(user, _)| *user);
+                let token = db::transaction_with(conn, |conn| {
+                    // Older links of the account stop working. Without an account the
+                    // same update runs for an id that matches nothing.
+                    one_time_tokens::revoke_for_user(
+                        conn,
+                        now,
+                        tenant,
+                        target.unwrap_or_else(UserId::new),
+                        Purpose::PasswordReset,
+                    )?;
+                    let token = match target {
+                        Some(user) => {
+                            let (token, token_hash) = secrets::generate();
+                            one_time_tokens::issue(
+                                conn,
+                                now,
+                                tenant,
+                                user,
+                                Purpose::PasswordReset,
+                                &token_hash,
+                                lifetime,
+                                &json!({}),
+                            )?;
+                            Some(token)
+                        }
+                        None => None,
+                    };
+                    inner.audit(
+                        conn,
+                        tenant,
+                        "anonymous".into(),
+                        "recovery.requested",
+                        target.map(|user| format!("user:{user}")),
+                        Outcome::Success,
+                        &client,
+                        json!({
+                            "identifier": fold_key(&identifier),
+                            "account_found": target.is_some(),
+                        }),
+                    )?;
+                    Ok::<_, AuthnError>(token)
+                })?;
+                Ok(token.zip(account).map(|(token, (_, address))| {
+                    reset_link_mail(&address, &link(&links, RESET_PATH, &token), lifetime)
+                }))
+            })
+            .await?;
+        if let Some(mail) = mail {
+            // In the background: the answer must not wait for SMTP only when there
+            // is an account. A failure is logged; the user can ask again.
+            let mailer = self.inner.mailer.clone();
+            tokio::spawn(async move {
+                if let Err(error) = mailer.send(&mail).await {
+                    tracing::error!(%error, "password reset mail could not be sent");
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// Reads a reset link without spending it and says what the user must prove
+    /// next. [`AuthnError::InvalidLink`] for an unknown, expired or used link (or an
+    /// account deactivated since), [`AuthnError::Throttled`] while the client's IP is
+    /// locked for bad links.
+    pub async fn open_password_reset(
+        &self,
+        tenant: TenantId,
+        token: String,
+        client: ClientInfo,
+    ) -> Result<ResetTicket, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let user = inner.reset_link_user(conn, tenant, &token, &client)?;
+            let factors = inner.owned_factors(conn, tenant, user.id)?;
+            inner.audit(
+                conn,
+                tenant,
+                format!("user:{}", user.id),
+                "recovery.link_opened",
+                Some(format!("user:{}", user.id)),
+                Outcome::Success,
+                &client,
+                json!({ "second_factor_required": factors.any() }),
+            )?;
+            Ok(factors.ticket(user.id))
+        })
+        .await
+    }
+
+    /// Sets a new password with a reset link, and with `proof` when the account has
+    /// a second factor; then ends every session and grant of the user and mails a
+    /// notice. The link is spent only on success.
+    ///
+    /// Errors: [`AuthnError::InvalidLink`]; [`AuthnError::PasswordPolicy`] (checked
+    /// first, so no code is spent on a password that is refused);
+    /// [`AuthnError::SecondFactorRequired`] without a proof;
+    /// [`AuthnError::InvalidCode`] for a wrong code or a passkey verified for someone
+    /// else; [`AuthnError::NotEnrolled`] for a factor the account does not have;
+    /// [`AuthnError::Throttled`] once the factor (or the client IP) is locked.
+    pub async fn complete_password_reset(
+        &self,
+        tenant: TenantId,
+        token: String,
+        proof: ResetProof,
+        new_password: Zeroizing<String>,
+        client: ClientInfo,
+    ) -> Result<(), AuthnError> {
+        let notice = self
+            .blocking(move |inner, conn| {
+                let user = inner.reset_link_user(conn, tenant, &token, &client)?;
+                inner.policy.check(&new_password, &password_inputs(&user))?;
+                let factors = inner.owned_factors(conn, tenant, user.id)?;
+                let proven = if factors.any() {
+                    Some(
+                        inner
+                            .check_reset_proof(conn, tenant, user.id, &factors, &proof, &client)?,
+                    )
+                } else {
+                    None
+                };
+                let phc = Zeroizing::new(inner.hasher.hash(&new_password)?);
+                let now = inner.now();
+                let signed_out = db::transaction_with(conn, |conn| {
+                    spend_reset_link(conn, now, tenant, &token, user.id)?;
+                    inner.set_password(conn, now, tenant, user.id, &phc)?;
+                    let signed_out =
+                        inner.sign_out_everywhere(conn, now, tenant, user.id, "password_reset")?;
+                    inner.audit(
+                        conn,
+                        tenant,
+                        format!("user:{}", user.id),
+                        "recovery.completed",
+                        Some(format!("user:{}", user.id)),
+                        Outcome::Success,
+                        &client,
+                        json!({
+                            "second_factor": proven,
+                            "sessions_ended": signed_out.sessions.len(),
+                            "grants_revoked": signed_out.grants,
+                        }),
+                    )?;
+                    Ok::<_, AuthnError>(signed_out)
+                })?;
+                inner.announce_reset(tenant, user.id, signed_out.sessions);
+                Ok(user.primary_email().map(|email| {
+                    changed_mail(
+                        &email.value,
+                        "The password of your account was reset with a link sent to this address.",
+                    )
+                }))
+            })
+            .await?;
+        self.send_notice(notice).await;
+        Ok(())
+    }
+
+    /// The owner of an account with second factors lost all of them: from an opened
+    /// reset link (which this spends), starts a recovery that can complete after the
+    /// cooling-off, and mails the owner the completion and cancel links at once.
+    /// A newer recovery replaces an open one (and waits the full period again).
+    ///
+    /// Errors: [`AuthnError::InvalidLink`]; [`AuthnError::NotEnrolled`] when the
+    /// account has no second factor (the link alone resets the password);
+    /// [`AuthnError::Mail`] when the notice could not be sent, in which case the
+    /// recovery is cancelled again: none runs without its owner being told.
+    pub async fn request_factor_recovery(
+        &self,
+        tenant: TenantId,
+        token: String,
+        links: LinkBase,
+        client: ClientInfo,
+    ) -> Result<FactorRecoveryStarted, AuthnError> {
+        let (recovery, mail) = self
+            .blocking(move |inner, conn| {
+                let user = inner.reset_link_user(conn, tenant, &token, &client)?;
+                if !inner.owned_factors(conn, tenant, user.id)?.any() {
+                    return Err(AuthnError::NotEnrolled);
+                }
+                let Some(address) = user.primary_email().map(|e| e.value.clone()) else {
+                    return Err(AuthnError::InvalidLink);
+                };
+                let (recovery_token, recovery_token_hash) = secrets::generate();
+                let (cancel_token, cancel_token_hash) = secrets::generate();
+                let now = inner.now();
+                let recovery = db::transaction_with(conn, |conn| {
+                    spend_reset_link(conn, now, tenant, &token, user.id)?;
+                    one_time_tokens::revoke_for_user(
+                        conn,
+                        now,
+                        tenant,
+                        user.id,
+                        Purpose::PasswordReset,
+                    )?;
+                    let recovery = account_recoveries::start(
+                        conn,
+                        now,
+                        tenant,
+                        NewRecovery {
+                            user: user.id,
+                            recovery_token_hash: &recovery_token_hash,
+                            cancel_token_hash: &cancel_token_hash,
+                            cooling_off: inner.settings.factor_recovery_cooling_off,
+                            completion_window: inner.settings.factor_recovery_window,
+                        },
+                    )?;
+                    inner.audit(
+                        conn,
+                        tenant,
+                        format!("user:{}", user.id),
+                        "recovery.factor_recovery_started",
+                        Some(format!("user:{}", user.id)),
+                        Outcome::Success,
+                        &client,
+                        json!({
+                            "recovery": recovery.id,
+                            "ready_at": recovery.ready_at.to_rfc3339(),
+                        }),
+                    )?;
+                    Ok::<_, AuthnError>(recovery)
+                })?;
+                let mail = factor_recovery_mail(
+                    &address,
+                    &recovery,
+                    &link(&links, FACTOR_RECOVERY_PATH, &recovery_token),
+                    &link(&links, CANCEL_PATH, &cancel_token),
+                );
+                Ok((recovery, mail))
+            })
+            .await?;
+        if let Err(error) = self.inner.mailer.send(&mail).await {
+            let id = recovery.id.clone();
+            let user = recovery.user_id;
+            self.blocking(move |inner, conn| {
+                if account_recoveries::cancel(conn, inner.now(), tenant, &id, "notice_not_sent")? {
+                    inner.audit(
+                        conn,
+                        tenant,
+                        "system".into(),
+                        "recovery.factor_recovery_cancelled",
+                        Some(format!("user:{user}")),
+                        Outcome::Failure,
+                        &ClientInfo::default(),
+                        json!({ "recovery": id, "reason": "notice_not_sent" }),
+                    )?;
+                }
+                Ok(())
+            })
+            .await?;
+            return Err(error);
+        }
+        Ok(FactorRecoveryStarted {
+            ready_at: recovery.ready_at,
+            expires_at: recovery.expires_at,
+        })
+    }
+
+    /// The owner's "this was not me": cancels the factor recovery behind a cancel
+    /// link, and voids any outstanding reset link of the account (someone else may
+    /// hold one). [`AuthnError::InvalidLink`] for an unknown or used cancel link, or
+    /// a recovery already completed or void.
+    pub async fn cancel_factor_recovery(
+        &self,
+        tenant: TenantId,
+        cancel_token: String,
+        client: ClientInfo,
+    ) -> Result<(), AuthnError> {
+        self.blocking(move |inner, conn| {
+            inner.ensure_links_allowed(conn, tenant, &client)?;
+            let now = inner.now();
+            let cancelled = db::transaction_with(conn, |conn| {
+                let Some(recovery) = account_recoveries::cancel_by_token(
+                    conn,
+                    now,
+                    tenant,
+                    &secrets::digest(&cancel_token),
+                    "cancelled_by_owner",
+                )?
+                else {
+                    return Ok(false);
+                };
+                let user = recovery.user_id;
+                one_time_tokens::revoke_for_user(conn, now, tenant, user, Purpose::PasswordReset)?;
+                inner.audit(
+                    conn,
+                    tenant,
+                    format!("user:{user}"),
+                    "recovery.factor_recovery_cancelled",
+                    Some(format!("user:{user}")),
+                    Outcome::Success,
+                    &client,
+                    json!({ "recovery": recovery.id, "reason": "cancelled_by_owner" }),
+                )?;
+                Ok::<_, AuthnError>(true)
+            })?;
+            if cancelled {
+                Ok(())
+            } else {
+                inner.invalid_link(conn, tenant, &client)
+            }
+        })
+        .await
+    }
+
+    /// Completes a factor recovery after its cooling-off: removes every second
+    /// factor, sets `new_password`, ends every session and grant, and mails a notice.
+    ///
+    /// Errors: [`AuthnError::RecoveryNotReady`] during the cooling-off;
+    /// [`AuthnError::RecoveryCancelled`] once cancelled (by the owner, by a newer
+    /// recovery, by a reset passed with a factor, or here, because a second factor
+    /// was used or added since the start); [`AuthnError::InvalidLink`] for an unknown,
+    /// used or void link; [`AuthnError::PasswordPolicy`].
+    pub async fn complete_factor_recovery(
+        &self,
+        tenant: TenantId,
+        recovery_token: String,
+        new_password: Zeroizing<String>,
+        client: ClientInfo,
+    ) -> Result<(), AuthnError> {
+        let notice = self
+            .blocking(move |inner, conn| {
+                inner.ensure_links_allowed(conn, tenant, &client)?;
+                let now = inner.now();
+                let Some(recovery) = account_recoveries::find_by_recovery_token(
+                    conn,
+                    tenant,
+                    &secrets::digest(&recovery_token),
+                )?
+                else {
+                    return inner.invalid_link(conn, tenant, &client);
+                };
+                match recovery.state(now) {
+                    RecoveryState::Waiting => {
+                        return Err(AuthnError::RecoveryNotReady {
+                            ready_at: recovery.ready_at,
+                        });
+                    }
+                    RecoveryState::Cancelled => return Err(AuthnError::RecoveryCancelled),
+                    RecoveryState::Completed | RecoveryState::Expired => {
+                        return inner.invalid_link(conn, tenant, &client);
+                    }
+                    RecoveryState::Ready => {}
+                }
+                let user = users::get(conn, tenant, recovery.user_id)?;
+                if !user.data.active {
+                    return Err(AuthnError::InvalidLink);
+                }
+                if inner.factor_used_since(conn, tenant, user.id, recovery.created_at)? {
+                    if account_recoveries::cancel(
+                        conn,
+                        now,
+                        tenant,
+                        &recovery.id,
+                        "second_factor_used",
+                    )? {
+                        inner.audit(
+                            conn,
+                            tenant,
+                            "system".into(),
+                            "recovery.factor_recovery_cancelled",
+                            Some(format!("user:{}", user.id)),
+                            Outcome::Denied,
+                            &client,
+                            json!({ "recovery": recovery.id, "reason": "second_factor_used" }),
+                        )?;
+                    }
+                    return Err(AuthnError::RecoveryCancelled);
+                }
+                inner.policy.check(&new_password, &password_inputs(&user))?;
+                let phc = Zeroizing::new(inner.hasher.hash(&new_password)?);
+                let now = inner.now();
+                let (removed, signed_out) = db::transaction_with(conn, |conn| {
+                    if !account_recoveries::complete(conn, now, tenant, &recovery.id)? {
+                        // Cancelled or completed by a concurrent request meanwhile.
+                        let state = account_recoveries::get(conn, tenant, &recovery.id)?
+                            .map(|r| r.state(now));
+                        return Err(if state == Some(RecoveryState::Cancelled) {
+                            AuthnError::RecoveryCancelled
+                        } else {
+                            AuthnError::InvalidLink
+                        });
+                    }
+                    let removed = remove_second_factors(conn, tenant, user.id)?;
+                    inner.set_password(conn, now, tenant, user.id, &phc)?;
+                    let signed_out =
+                        inner.sign_out_everywhere(conn, now, tenant, user.id, "factor_recovery")?;
+                    inner.audit(
+                        conn,
+                        tenant,
+                        format!("user:{}", user.id),
+                        "recovery.factor_recovery_completed",
+                        Some(format!("user:{}", user.id)),
+                        Outcome::Success,
+                        &client,
+                        json!({
+                            "recovery": recovery.id,
+                            "factors_removed": removed,
+                            "sessions_ended": signed_out.sessions.len(),
+                            "grants_revoked": signed_out.grants,
+                        }),
+                    )?;
+                    Ok::<_, AuthnError>((removed, signed_out))
+                })?;
+                tracing::debug!(removed, "second factors removed by a recovery");
+                inner.announce_reset(tenant, user.id, signed_out.sessions);
+                Ok(user.primary_email().map(|email| {
+                    changed_mail(
+                        &email.value,
+                        "The second factors of your account (authenticator app, recovery \
+                         codes, passkeys) were removed and a new password was set, as asked \
+                         a day ago. Set up a second factor again soon.",
+                    )
+                }))
+            })
+            .await?;
+        self.send_notice(notice).await;
+        Ok(())
+    }
+
+    /// An administrator-assisted reset of `user`, for someone whose identity the
+    /// administrator checked by other means: removes every second factor and the
+    /// password, ends every session and grant, voids outstanding links and
+    /// recoveries, and mails the user a reset link to choose a new password. Audited
+    /// with `admin_actor` as the actor and `reason` in the details.
+    /// [`AuthnError::InvalidEmail`] (and nothing changed) when the user has no
+    /// address to send the link to.
+    pub async fn admin_reset(
+        &self,
+        tenant: TenantId,
+        admin_actor: String,
+        user: UserId,
+        reason: String,
+        links: LinkBase,
+        client: ClientInfo,
+    ) -> Result<AdminResetOutcome, AuthnError> {
+        let (outcome, mail) = self
+            .blocking(move |inner, conn| {
+                let user = users::get(conn, tenant, user)?;
+                let Some(address) = user.primary_email().map(|e| e.value.clone()) else {
+                    return Err(AuthnError::InvalidEmail);
+                };
+                let now = inner.now();
+                let lifetime = inner.settings.password_reset_link_lifetime;
+                let (token, token_hash) = secrets::generate();
+                let outcome = db::transaction_with(conn, |conn| {
+                    let signed_out =
+                        inner.sign_out_everywhere(conn, now, tenant, user.id, "admin_reset")?;
+                    let factors_removed = remove_second_factors(conn, tenant, user.id)?;
+                    let passwords = credentials::delete_kind_for_user(
+                        conn,
+                        tenant,
+                        user.id,
+                        CredentialKind::Password,
+                    )?;
+                    one_time_tokens::issue(
+                        conn,
+                        now,
+                        tenant,
+                        user.id,
+                        Purpose::PasswordReset,
+                        &token_hash,
+                        lifetime,
+                        &json!({ "admin_reset": true }),
+                    )?;
+                    inner.audit(
+                        conn,
+                        tenant,
+                        admin_actor.clone(),
+                        "recovery.admin_reset",
+                        Some(format!("user:{}", user.id)),
+                        Outcome::Success,
+                        &client,
+                        json!({
+                            "reason": reason,
+                            "factors_removed": factors_removed,
+                            "password_removed": passwords > 0,
+                            "sessions_ended": signed_out.sessions.len(),
+                            "grants_revoked": signed_out.grants,
+                        }),
+                    )?;
+                    Ok::<_, AuthnError>((signed_out, factors_removed))
+                })?;
+                let (signed_out, factors_removed) = outcome;
+                let outcome = AdminResetOutcome {
+                    factors_removed,
+                    sessions_ended: signed_out.sessions.len(),
+                    grants_revoked: signed_out.grants,
+                    link_sent: false,
+                };
+                inner.announce_reset(tenant, user.id, signed_out.sessions);
+                let mail = admin_reset_mail(&address, &link(&links, RESET_PATH, &token), lifetime);
+                Ok((outcome, mail))
+            })
+            .await?;
+        let link_sent = match self.inner.mailer.send(&mail).await {
+            Ok(()) => true,
+            Err(error) => {
+                tracing::error!(%error, "the reset link of an administrator's reset could not be sent");
+                false
+            }
+        };
+        Ok(AdminResetOutcome {
+            link_sent,
+            ..outcome
+        })
+    }
+
+    /// Sends the after-reset notice. The reset has happened; a mail failure is
+    /// logged, not turned into an error page for a change that was made.
+    async fn send_notice(&self, notice: Option<OutgoingMail>) {
+        if let Some(mail) = notice
+            && let Err(error) = self.inner.mailer.send(&mail).await
+        {
+            tracing::error!(%error, "the notice of an account reset could not be sent");
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+    use std::sync::Arc;
+    use std::time::Duration as StdDuration;
+
+    use gatehouse_core::config::{Config, MailConfig, MailTls, PasswordConfig};
+    use gatehouse_core::events::EventBus;
+    use gatehouse_core::secrets::{Cipher, MasterKey};
+    use gatehouse_core::{Clock, ManualClock};
+    use gatehouse_identity_store::audit::{self, AuditEvent};
+    use gatehouse_identity_store::db::{Backend, ConnectOptions};
+    use gatehouse_identity_store::grants::{Authentication, NewGrant};
+    use gatehouse_identity_store::sessions::NewSession;
+    use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
+    use gatehouse_identity_store::testing::TestDb;
+    use gatehouse_identity_store::users::{Email, UserData};
+    use gatehouse_identity_store::{PageRequest, Pool};
+
+    use super::*;
+    use crate::PasswordHasher;
+    use crate::settings::TenantPolicy;
+    use crate::sign_in::SignInOutcome;
+    use crate::testing::{CaughtMail, SmtpCatcher};
+
+    const OLD: &str = "violet-harbor-quilt-97-lantern";
+    const NEW: &str = "copper-meadow-ninety-owls-drift";
+    const IP: &str = "203.0.113.7";
+    const BASE: &str = "https://id.example.test/t/acme";
+    const WAIT: StdDuration = StdDuration::from_secs(10);
+
+    fn cheap() -> PasswordConfig {
+        PasswordConfig {
+            memory_kib: 8,
+            iterations: 1,
+            parallelism: 1,
+            ..PasswordConfig::default()
+        }
+    }
+
+    fn client() -> ClientInfo {
+        client_from(IP)
+    }
+
+    fn client_from(ip: &str) -> ClientInfo {
+        ClientInfo {
+            ip: Some(ip.into()),
+            user_agent: Some("test".into()),
+        }
+    }
+
+    fn links() -> LinkBase {
+        LinkBase(BASE.into())
+    }
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    }
+
+    /// The service on a throwaway database, its clock, and an SMTP server catching
+    /// its mail.
+    struct Env {
+        authn: Authn,
+        pool: Pool,
+        clock: ManualClock,
+        cipher: Cipher,
+        tenant: Tenant,
+        catcher: SmtpCatcher,
+        _dir: tempfile::TempDir,
+        _db: TestDb,
+    }
+
+    impl Env {
+        fn new(backend: Backend) -> Env {
+            let db = TestDb::new(backend);
+            let dir = tempfile::tempdir().unwrap();
+            let catcher = SmtpCatcher::start();
+            let mut config = Config {
+                data_dir: dir.path().join("data"),
+                passwords: cheap(),
+                mail: MailConfig {
+                    smtp_host: Some("127.0.0.1".into()),
+                    smtp_port: catcher.port(),
+                    tls: MailTls::None,
+                    timeout_secs: 5,
+                    ..MailConfig::default()
+                },
+                ..Config::default()
+            };
+            config.sign_in.ip_lockout_threshold = 8;
+            let pool = gatehouse_identity_store::db::pool(&ConnectOptions {
+                pool_size: 4,
+                ..ConnectOptions::new(&db.url)
+            })
+            .unwrap();
+            let cipher = Cipher::new(vec![MasterKey::generate()]).unwrap();
+            let clock = ManualClock::fixed();
+            let tenant = tenants::create(
+                &mut pool.get().unwrap(),
+                clock.now(),
+                TenantData {
+                    slug: "acme".into(),
+                    display_name: "Acme".into(),
+                    settings: serde_json::Map::new(),
+                },
+            )
+            .unwrap();
+            let authn = Authn::new(
+                &config,
+                pool.clone(),
+                cipher.clone(),
+                Arc::new(clock.clone()),
+                EventBus::in_process(),
+            )
+            .unwrap();
+            Env {
+                authn,
+                pool,
+                clock,
+                cipher,
+                tenant,
+                catcher,
+                _dir: dir,
+                _db: db,
+            }
+        }
+
+        fn t(&self) -> TenantId {
+            self.tenant.id
+        }
+
+        fn conn(&self) -> gatehouse_identity_store::PooledConnection {
+            self.pool.get().unwrap()
+        }
+
+        /// An active user with a verified primary address and the password [`OLD`].
+        fn user(&self, email: &str) -> UserId {
+            let phc = PasswordHasher::new(&cheap()).unwrap().hash(OLD).unwrap();
+            let mut conn = self.conn();
+            let user = users::create(
+                &mut conn,
+                self.clock.now(),
+                self.t(),
+                UserData {
+                    emails: vec![Email {
+                        value: email.into(),
+                        kind: None,
+                        primary: true,
+                        verified: true,
+                    }],
+                    ..UserData::new(email)
+                },
+            )
+            .unwrap();
+            credentials::create(
+                &mut conn,
+                &self.cipher,
+                self.clock.now(),
+                self.t(),
+                user.id,
+                NewCredential {
+                    kind: CredentialKind::Password,
+                    label: None,
+                    secret: phc.as_bytes(),
+                },
+            )
+            .unwrap();
+            user.id
+        }
+
+        /// Enrols and confirms an authenticator app; returns its secret. The clock
+        /// moves on two minutes, so the confirming code's step is behind it.
+        fn enrol_totp(&self, user: UserId) -> String {
+            let mut conn = self.conn();
+            let account = users::get(&mut conn, self.t(), user).unwrap();
+            let now = self.clock.now();
+            let enrolment =
+                totp::begin_enrolment(&mut conn, &self.cipher, now, &self.tenant, &account)
+                    .unwrap();
+            let secret = enrolment.secret_base32.to_string();
+            totp::confirm_enrolment(
+                &mut conn,
+                &self.cipher,
+                now,
+                self.t(),
+                user,
+                enrolment.credential,
+                &totp_code(&secret, now),
+            )
+            .unwrap();
+            self.clock.advance(Duration::minutes(2));
+            secret
+        }
+
+        fn recovery_codes(&self, user: UserId) -> Vec<String> {
+            recovery_codes::generate(
+                &mut self.conn(),
+                &self.cipher,
+                self.clock.now(),
+                self.t(),
+                user,
+            )
+            .unwrap()
+            .codes()
+            .map(str::to_owned)
+            .collect()
+        }
+
+        fn passkey(&self, user: UserId) {
+            credentials::create(
+                &mut self.conn(),
+                &self.cipher,
+                self.clock.now(),
+                self.t(),
+                user,
+                NewCredential {
+                    kind: CredentialKind::Webauthn,
+                    label: Some("laptop".into()),
+                    secret: b"a public key",
+                },
+            )
+            .unwrap();
+        }
+
+        /// A live session of `user` and two grants made in it, one of them offline.
+        fn signed_in_with_grants(&self, user: UserId) -> (SessionId, [String; 2]) {
+            let mut conn = self.conn();
+            let now = self.clock.now();
+            let (_, secret_hash) = secrets::generate();
+            let session = sessions::create(
+                &mut conn,
+                now,
+                self.t(),
+                NewSession {
+                    user_id: user,
+                    secret_hash,
+                    idle_timeout: Duration::days(3),
+                    absolute_timeout: Duration::days(3),
+                    ip: Some(IP.into()),
+                    user_agent: None,
+                    auth_methods: Vec::new(),
+                    aal: 1,
+                },
+            )
+            .unwrap();
+            let grant = |scope: &str| {
+                grants::create(
+                    &mut self.conn(),
+                    now,
+                    self.t(),
+                    NewGrant {
+                        client_id: "shop".into(),
+                        issuer: Some(BASE.into()),
+                        authentication: Some(Authentication {
+                            user_id: user,
+                            session_id: session.id,
+                            auth_time: now,
+                            acr: None,
+                            amr: vec!["pwd".into()],
+                        }),
+                        scope: scope.into(),
+                        resources: Vec::new(),
+                        lifetime: Duration::days(30),
+                    },
+                )
+                .unwrap()
+                .id
+            };
+            let online = grant("openid");
+            let offline = grant("openid offline_access");
+            grants::insert_refresh_token(
+                &mut conn,
+                now,
+                self.t(),
+                &offline,
+                "refresh-hash",
+                Duration::days(30),
+            )
+            .unwrap();
+            (session.id, [online, offline])
+        }
+
+        fn live_sessions(&self, user: UserId) -> usize {
+            sessions::list_active_for_user(&mut self.conn(), self.clock.now(), self.t(), user)
+                .unwrap()
+                .len()
+        }
+
+        fn grant_revoked(&self, id: &str) -> bool {
+            let grant = grants::get(&mut self.conn(), self.t(), id)
+                .unwrap()
+                .unwrap();
+            !grant.is_active(self.clock.now())
+        }
+
+        fn factors(&self, user: UserId) -> (bool, usize, usize) {
+            let mut conn = self.conn();
+            (
+                totp::enrolled(&mut conn, &self.cipher, self.t(), user)
+                    .unwrap()
+                    .is_some(),
+                recovery_codes::remaining(&mut conn, self.t(), user).unwrap(),
+                credentials::list_for_user(
+                    &mut conn,
+                    self.t(),
+                    user,
+                    Some(CredentialKind::Webauthn),
+                )
+                .unwrap()
+                .len(),
+            )
+        }
+
+        /// Every audit event so far, in order; the chain must be intact.
+        fn audit(&self) -> Vec<AuditEvent> {
+            let mut conn = self.conn();
+            assert!(audit::verify(&mut conn).unwrap().is_intact());
+            audit::list(&mut conn, self.t(), &PageRequest::first(500))
+                .unwrap()
+                .items
+        }
+
+        fn actions(&self) -> Vec<String> {
+            self.audit().into_iter().map(|e| e.action).collect()
+        }
+
+        fn count(&self, action: &str) -> usize {
+            self.actions().iter().filter(|a| *a == action).count()
+        }
+
+        /// Waits for the `n`th mail (1-based) and returns it.
+        fn mail(&self, n: usize) -> CaughtMail {
+            self.catcher.wait_for(n, WAIT).swap_remove(n - 1)
+        }
+
+        async fn request(&self, email: &str) -> Result<(), AuthnError> {
+            self.authn
+                .request_password_reset(self.t(), email.into(), links(), client())
+                .await
+        }
+
+        /// Asks for a reset link and returns its token from the `n`th mail.
+        async fn reset_link(&self, email: &str, n: usize) -> String {
+            self.request(email).await.unwrap();
+            let mail = self.mail(n);
+            assert_eq!(mail.to, [email]);
+            token(&mail, RESET_PATH)
+        }
+
+        async fn open(&self, token: &str) -> Result<ResetTicket, AuthnError> {
+            self.authn
+                .open_password_reset(self.t(), token.into(), client())
+                .await
+        }
+
+        async fn complete(&self, token: &str, proof: ResetProof) -> Result<(), AuthnError> {
+            self.authn
+                .complete_password_reset(
+                    self.t(),
+                    token.into(),
+                    proof,
+                    Zeroizing::new(NEW.into()),
+                    client(),
+                )
+                .await
+        }
+
+        async fn sign_in(&self, email: &str, password: &str) -> Result<SignInOutcome, AuthnError> {
+            self.authn
+                .sign_in_with_password(
+                    self.t(),
+                    &TenantPolicy::from_settings(&serde_json::Map::new()),
+                    email.into(),
+                    Zeroizing::new(password.into()),
+                    None,
+                    client(),
+                )
+                .await
+        }
+
+        /// The old password is refused; the new one works (and, when `second_factor`,
+        /// still asks for a second factor).
+        async fn assert_password_replaced(&self, email: &str, second_factor: bool) {
+            let old = self.sign_in(email, OLD).await;
+            assert!(
+                matches!(old, Err(AuthnError::InvalidCredentials)),
+                "{old:?}"
+            );
+            match self.sign_in(email, NEW).await.unwrap() {
+                SignInOutcome::SecondFactor(_) => assert!(second_factor, "a factor survived"),
+                SignInOutcome::SignedIn(_) => assert!(!second_factor, "the factor was lost"),
+            }
+        }
+    }
+
+    /// The token of the first link to `path` in a mail.
+    fn token(mail: &CaughtMail, path: &str) -> String {
+        let prefix = format!("{BASE}{path}?token=");
+        let link = mail
+            .find_link(&prefix)
+            .unwrap_or_else(|| panic!("no {prefix} link in: {}", mail.text_body()));
+        link[prefix.len()..].to_owned()
+    }
+
+    /// What the user's authenticator app shows at `at`.
+    fn totp_code(secret: &str, at: DateTime<Utc>) -> String {
+        totp_rs::Builder::new()
+            .with_algorithm(totp_rs::Algorithm::SHA1)
+            .with_digits(totp::DIGITS)
+            .with_step_duration(totp::STEP_SECONDS)
+            .with_skew(0)
+            .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
+            .build()
+            .unwrap()
+            .generate(u64::try_from(at.timestamp()).unwrap())
+            .to_string()
+    }
+
+    /// A six-digit code valid for no step near `at`.
+    fn wrong_code(secret: &str, at: DateTime<Utc>) -> String {
+        let valid: Vec<String> = (-3..=3)
+            .map(|steps| totp_code(secret, at + Duration::seconds(30 * steps)))
+            .collect();
+        (1..)
+            .map(|n| format!("{:06}", n * 7919 % 1_000_000))
+            .find(|candidate| !valid.contains(candidate))
+            .unwrap()
+    }
+
+    fn code(text: &str) -> Zeroizing<String> {
+        Zeroizing::new(text.to_owned())
+    }
+
+    /// Declares `<name>::sqlite` and `<name>::postgres` for `fn <name>(Backend)`.
+    macro_rules! on_both_backends {
+        ($($name:ident),* $(,)?) => {$(
+            mod $name {
+                #[test]
+                fn sqlite() {
+                    super::$name(super::Backend::Sqlite)
+                }
+
+                #[test]
+                fn postgres() {
+                    super::$name(super::Backend::Postgres)
+                }
+            }
+        )*};
+    }
+
+    on_both_backends!(
+        a_reset_link_goes_only_to_real_accounts_and_works_once,
+        reset_links_expire_after_fifteen_minutes_and_newer_ones_replace_them,
+        an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link,
+        a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user,
+        lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled,
+        a_factor_used_during_the_cooling_off_cancels_the_recovery,
+        an_administrator_reset_removes_factors_and_password_and_is_audited,
+        requests_and_bad_links_are_rate_limited,
+    );
+
+    fn a_reset_link_goes_only_to_real_accounts_and_works_once(backend: Backend) {
+        let env = Env::new(backend);
+        let alice = env.user("alice@example.com");
+        let (_, [online, offline]) = env.signed_in_with_grants(alice);
+        runtime().block_on(async {
+            env.request("nobody@example.com").await.unwrap();
+            env.request(" Alice@Example.com ").await.unwrap();
+            let mail = env.mail(1);
+            assert_eq!(mail.to, ["alice@example.com"]);
+            assert_eq!(
+                mail.header("Subject").as_deref(),
+                Some("Reset your password")
+            );
+            let token = token(&mail, RESET_PATH);
+
+            // Opening it (twice: prefetchers) spends nothing.
+            for _ in 0..2 {
+                assert_eq!(
+                    env.open(&token).await.unwrap(),
+                    ResetTicket::ReadyForNewPassword
+                );
+            }
+            // Nothing to recover without a second factor; the link survives that too.
+            let refused = env
+                .authn
+                .request_factor_recovery(env.t(), token.clone(), links(), client())
+                .await;
+            assert!(
+                matches!(refused, Err(AuthnError::NotEnrolled)),
+                "{refused:?}"
+            );
+            // A password the policy refuses spends nothing either.
+            let weak = env
+                .authn
+                .complete_password_reset(
+                    env.t(),
+                    token.clone(),
+                    ResetProof::None,
+                    Zeroizing::new("alice@example.com".into()),
+                    client(),
+                )
+                .await;
+            assert!(
+                matches!(weak, Err(AuthnError::PasswordPolicy(_))),
+                "{weak:?}"
+            );
+
+            env.complete(&token, ResetProof::None).await.unwrap();
+            assert_eq!(env.live_sessions(alice), 0, "a session survived the reset");
+            assert!(env.grant_revoked(&online) && env.grant_revoked(&offline));
+            let again = env.complete(&token, ResetProof::None).await;
+            assert!(matches!(again, Err(AuthnError::InvalidLink)), "{again:?}");
+            assert!(matches!(
+                env.open(&token).await,
+                Err(AuthnError::InvalidLink)
+            ));
+
+            let notice = env.mail(2);
+            assert_eq!(notice.to, ["alice@example.com"]);
+            let body = notice.text_body();
+            assert!(
+                body.contains("password of your account was reset"),
+                "{body}"
+            );
+            assert!(!body.contains(NEW) && !body.contains("token="), "{body}");
+            env.assert_password_replaced("alice@example.com", false)
+                .await;
+        });
+        assert_eq!(env.catcher.messages().len(), 2, "a mail for no account");
+
+        let events = env.audit();
+        let requested: Vec<&AuditEvent> = events
+            .iter()
+            .filter(|e| e.action == "recovery.requested")
+            .collect();
+        assert_eq!(requested.len(), 2);
+        assert_eq!(requested[0].target, None);
+        assert!(requested[0].details.contains(r#""account_found":false"#));
+        assert_eq!(requested[1].target, Some(format!("user:{alice}")));
+        assert_eq!(env.count("recovery.link_opened"), 2);
+        let completed: Vec<&AuditEvent> = events
+            .iter()
+            .filter(|e| e.action == "recovery.completed")
+            .collect();
+        assert_eq!(completed.len(), 1);
+        assert_eq!(completed[0].actor, format!("user:{alice}"));
+        assert!(
+            completed[0].details.contains(r#""sessions_ended":1"#),
+            "{}",
+            completed[0].details
+        );
+        assert!(
+            completed[0].details.contains(r#""grants_revoked":2"#),
+            "{}",
+            completed[0].details
+        );
+    }
+
+    fn reset_links_expire_after_fifteen_minutes_and_newer_ones_replace_them(backend: Backend) {
+        let env = Env::new(backend);
+        env.user("bob@example.com");
+        assert_eq!(
+            env.authn.settings().password_reset_link_lifetime,
+            Duration::minutes(15)
+        );
+        runtime().block_on(async {
+            let first = env.reset_link("bob@example.com", 1).await;
+            env.clock
+                .advance(Duration::minutes(15) - Duration::seconds(1));
+            env.open(&first).await.unwrap();
+            env.clock.advance(Duration::seconds(1));
+            assert!(matches!(
+                env.open(&first).await,
+                Err(AuthnError::InvalidLink)
+            ));
+            let late = env.complete(&first, ResetProof::None).await;
+            assert!(matches!(late, Err(AuthnError::InvalidLink)), "{late:?}");
+
+            let second = env.reset_link("bob@example.com", 2).await;
+            let third = env.reset_link("bob@example.com", 3).await;
+            assert!(
+                matches!(env.open(&second).await, Err(AuthnError::InvalidLink)),
+                "an older link works after a newer one was sent"
+            );
+            env.complete(&third, ResetProof::None).await.unwrap();
+            env.assert_password_replaced("bob@example.com", false).await;
+        });
+    }
+
+    fn an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link(backend: Backend) {
+        let env = Env::new(backend);
+        let carol = env.user("carol@example.com");
+        let secret = env.enrol_totp(carol);
+        let (_, [online, offline]) = env.signed_in_with_grants(carol);
+        runtime().block_on(async {
+            let token = env.reset_link("carol@example.com", 1).await;
+            assert_eq!(
+                env.open(&token).await.unwrap(),
+                ResetTicket::NeedsSecondFactor {
+                    user: carol,
+                    totp: true,
+                    recovery_codes: false,
+                    passkey: false
+                }
+            );
+            let bare = env.complete(&token, ResetProof::None).await;
+            assert!(
+                matches!(bare, Err(AuthnError::SecondFactorRequired)),
+                "{bare:?}"
+            );
+            let wrong = wrong_code(&secret, env.clock.now());
+            let wrong = env.complete(&token, ResetProof::Totp(code(&wrong))).await;
+            assert!(matches!(wrong, Err(AuthnError::InvalidCode)), "{wrong:?}");
+            let not_hers = env
+                .complete(&token, ResetProof::RecoveryCode(code("ABCDE-FGHJK")))
+                .await;
+            assert!(
+                matches!(not_hers, Err(AuthnError::InvalidCode)),
+                "{not_hers:?}"
+            );
+            // Nothing of that spent the link or changed anything.
+            assert!(matches!(
+                env.open(&token).await,
+                Ok(ResetTicket::NeedsSecondFactor { .. })
+            ));
+            assert_eq!(env.live_sessions(carol), 1);
+            assert!(!env.grant_revoked(&online));
+
+            let right = totp_code(&secret, env.clock.now());
+            env.complete(&token, ResetProof::Totp(code(&right)))
+                .await
+                .unwrap();
+            assert_eq!(env.live_sessions(carol), 0);
+            assert!(env.grant_revoked(&online) && env.grant_revoked(&offline));
+            assert_eq!(env.factors(carol), (true, 0, 0), "the app stays");
+            let notice = env.mail(2);
+            assert!(
+                notice
+                    .text_body()
+                    .contains("password of your account was reset")
+            );
+            env.assert_password_replaced("carol@example.com", true)
+                .await;
+            // The code's time step is spent: it does not pass twice.
+            let token = env.reset_link("carol@example.com", 3).await;
+            let replay = env.complete(&token, ResetProof::Totp(code(&right))).await;
+            assert!(matches!(replay, Err(AuthnError::InvalidCode)), "{replay:?}");
+        });
+        let events = env.audit();
+        let failed: Vec<&AuditEvent> = events
+            .iter()
+            .filter(|e| e.action == "recovery.second_factor_failed")
+            .collect();
+        assert_eq!(failed.len(), 3);
+        assert!(
+            failed[0].details.contains(r#""factor":"totp""#),
+            "{}",
+            failed[0].details
+        );
+        assert_eq!(failed[0].outcome, "failure");
+        let completed = events
+            .iter()
+            .find(|e| e.action == "recovery.completed")
+            .unwrap();
+        assert!(
+            completed.details.contains(r#""second_factor":"totp""#),
+            "{}",
+            completed.details
+        );
+    }
+
+    fn a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user(backend: Backend) {
+        let env = Env::new(backend);
+        let dan = env.user("dan@example.com");
+        let eve = env.user("eve@example.com");
+        env.enrol_totp(dan);
+        let codes = env.recovery_codes(dan);
+        env.passkey(eve);
+        runtime().block_on(async {
+            let token = env.reset_link("dan@example.com", 1).await;
+            assert_eq!(
+                env.open(&token).await.unwrap(),
+                ResetTicket::NeedsSecondFactor {
+                    user: dan,
+                    totp: true,
+                    recovery_codes: true,
+                    passkey: false
+                }
+            );
+            // A passkey verified for someone else, or on an account without one.
+            let foreign = env
+                .complete(&token, ResetProof::PasskeyVerified { user: eve })
+                .await;
+            assert!(
+                matches!(foreign, Err(AuthnError::InvalidCode)),
+                "{foreign:?}"
+            );
+            let none = env
+                .complete(&token, ResetProof::PasskeyVerified { user: dan })
+                .await;
+            assert!(matches!(none, Err(AuthnError::InvalidCode)), "{none:?}");
+
+            env.complete(&token, ResetProof::RecoveryCode(code(&codes[0])))
+                .await
+                .unwrap();
+            assert_eq!(env.factors(dan).1, recovery_codes::COUNT - 1);
+            let token = env.reset_link("dan@example.com", 3).await;
+            let reused = env
+                .complete(&token, ResetProof::RecoveryCode(code(&codes[0])))
+                .await;
+            assert!(matches!(reused, Err(AuthnError::InvalidCode)), "{reused:?}");
+            env.complete(&token, ResetProof::RecoveryCode(code(&codes[1])))
+                .await
+                .unwrap();
+            assert_eq!(env.factors(dan), (true, recovery_codes::COUNT - 2, 0));
+
+            // Eve's passkey, verified for her, is enough for her own link.
+            let token = env.reset_link("eve@example.com", 5).await;
+            assert_eq!(
+                env.open(&token).await.unwrap(),
+                ResetTicket::NeedsSecondFactor {
+                    user: eve,
+                    totp: false,
+                    recovery_codes: false,
+                    passkey: true
+                }
+            );
+            env.complete(&token, ResetProof::PasskeyVerified { user: eve })
+                .await
+                .unwrap();
+            assert_eq!(env.factors(eve), (false, 0, 1));
+        });
+        assert_eq!(env.count("recovery.completed"), 3);
+        assert_eq!(env.count("recovery.second_factor_failed"), 3);
+    }
+
+    fn lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled(backend: Backend) {
+        let env = Env::new(backend);
+        let frank = env.user("frank@example.com");
+        env.enrol_totp(frank);
+        env.recovery_codes(frank);
+        env.passkey(frank);
+        let (_, [online, offline]) = env.signed_in_with_grants(frank);
+        let cooling_off = env.authn.settings().factor_recovery_cooling_off;
+        assert_eq!(cooling_off, Duration::hours(24));
+        runtime().block_on(async {
+            // A first recovery, cancelled by the owner.
+            let token = env.reset_link("frank@example.com", 1).await;
+            let started = env
+                .authn
+                .request_factor_recovery(env.t(), token.clone(), links(), client())
+                .await
+                .unwrap();
+            assert_eq!(started.ready_at, env.clock.now() + cooling_off);
+            assert!(
+                matches!(env.open(&token).await, Err(AuthnError::InvalidLink)),
+                "the reset link survived"
+            );
+            let notice = env.mail(2);
+            assert_eq!(notice.to, ["frank@example.com"]);
+            let (complete, cancel) = (
+                token_of(&notice, FACTOR_RECOVERY_PATH),
+                token_of(&notice, CANCEL_PATH),
+            );
+
+            env.clock.advance(cooling_off - Duration::seconds(1));
+            match env.complete_recovery(&complete).await {
+                Err(AuthnError::RecoveryNotReady { ready_at }) => {
+                    assert_eq!(ready_at, started.ready_at)
+                }
+                other => panic!("completed during the cooling-off: {other:?}"),
+            }
+            env.authn
+                .cancel_factor_recovery(env.t(), cancel.clone(), client())
+                .await
+                .unwrap();
+            let twice = env
+                .authn
+                .cancel_factor_recovery(env.t(), cancel, client())
+                .await;
+            assert!(matches!(twice, Err(AuthnError::InvalidLink)), "{twice:?}");
+            env.clock.advance(Duration::hours(2));
+            let cancelled = env.complete_recovery(&complete).await;
+            assert!(
+                matches!(cancelled, Err(AuthnError::RecoveryCancelled)),
+                "{cancelled:?}"
+            );
+            assert_eq!(env.factors(frank), (true, recovery_codes::COUNT, 1));
+            assert_eq!(env.live_sessions(frank), 1);
+
+            // A second one, left to run its course.
+            let token = env.reset_link("frank@example.com", 3).await;
+            env.authn
+                .request_factor_recovery(env.t(), token, links(), client())
+                .await
+                .unwrap();
+            let complete = token_of(&env.mail(4), FACTOR_RECOVERY_PATH);
+            env.clock.advance(cooling_off);
+            env.complete_recovery(&complete).await.unwrap();
+            assert_eq!(env.factors(frank), (false, 0, 0));
+            assert_eq!(env.live_sessions(frank), 0);
+            assert!(env.grant_revoked(&online) && env.grant_revoked(&offline));
+            let notice = env.mail(5);
+            assert!(
+                notice.text_body().contains("were removed"),
+                "{}",
+                notice.text_body()
+            );
+            assert!(!notice.text_body().contains(NEW));
+            let twice = env.complete_recovery(&complete).await;
+            assert!(matches!(twice, Err(AuthnError::InvalidLink)), "{twice:?}");
+            env.assert_password_replaced("frank@example.com", false)
+                .await;
+        });
+        assert_eq!(env.catcher.messages().len(), 5);
+        for action in [
+            "recovery.factor_recovery_started",
+            "recovery.factor_recovery_cancelled",
+            "recovery.factor_recovery_completed",
+        ] {
+            assert!(env.count(action) >= 1, "{action}: {:?}", env.actions());
+        }
+        assert_eq!(env.count("recovery.factor_recovery_started"), 2);
+        let completed = env
+            .audit()
+            .into_iter()
+            .find(|e| e.action == "recovery.factor_recovery_completed")
+            .unwrap();
+        let removed = format!(r#""factors_removed":{}"#, recovery_codes::COUNT + 2);
+        assert!(
+            completed.details.contains(&removed),
+            "{}",
+            completed.details
+        );
+    }
+
+    fn a_factor_used_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
+        let env = Env::new(backend);
+        let gina = env.user("gina@example.com");
+        let secret = env.enrol_totp(gina);
+        runtime().block_on(async {
+            let token = env.reset_link("gina@example.com", 1).await;
+            env.authn
+                .request_factor_recovery(env.t(), token, links(), client())
+                .await
+                .unwrap();
+            let complete = token_of(&env.mail(2), FACTOR_RECOVERY_PATH);
+            // The owner signs in with the app meanwhile: it is not lost.
+            env.clock.advance(Duration::hours(3));
+            let now = env.clock.now();
+            totp::verify(
+                &mut env.conn(),
+                &env.cipher,
+                now,
+                env.t(),
+                gina,
+                &totp_code(&secret, now),
+            )
+            .unwrap();
+            env.clock.advance(Duration::hours(24));
+            let refused = env.complete_recovery(&complete).await;
+            assert!(
+                matches!(refused, Err(AuthnError::RecoveryCancelled)),
+                "{refused:?}"
+            );
+            assert_eq!(env.factors(gina), (true, 0, 0));
+            let again = env.complete_recovery(&complete).await;
+            assert!(
+                matches!(again, Err(AuthnError::RecoveryCancelled)),
+                "{again:?}"
+            );
+        });
+        let cancelled = env
+            .audit()
+            .into_iter()
+            .find(|e| e.action == "recovery.factor_recovery_cancelled")
+            .unwrap();
+        assert!(
+            cancelled.details.contains("second_factor_used"),
+            "{}",
+            cancelled.details
+        );
+    }
+
+    fn an_administrator_reset_removes_factors_and_password_and_is_audited(backend: Backend) {
+        let env = Env::new(backend);
+        let hal = env.user("hal@example.com");
+        env.enrol_totp(hal);
+        env.recovery_codes(hal);
+        let (_, [online, offline]) = env.signed_in_with_grants(hal);
+        runtime().block_on(async {
+            // A recovery of his own was under way: the administrator's reset ends it.
+            let token = env.reset_link("hal@example.com", 1).await;
+            env.authn
+                .request_factor_recovery(env.t(), token, links(), client())
+                .await
+                .unwrap();
+            let pending = token_of(&env.mail(2), FACTOR_RECOVERY_PATH);
+
+            let outcome = env
+                .authn
+                .admin_reset(
+                    env.t(),
+                    "user:admin-7".into(),
+                    hal,
+                    "lost phone; identity checked on a video call".into(),
+                    links(),
+                    client_from("198.51.100.1"),
+                )
+                .await
+                .unwrap();
+            assert_eq!(
+                outcome,
+                AdminResetOutcome {
+                    factors_removed: recovery_codes::COUNT + 1,
+                    sessions_ended: 1,
+                    grants_revoked: 2,
+                    link_sent: true,
+                }
+            );
+            assert_eq!(env.factors(hal), (false, 0, 0));
+            assert_eq!(env.live_sessions(hal), 0);
+            assert!(env.grant_revoked(&online) && env.grant_revoked(&offline));
+            let old = env.sign_in("hal@example.com", OLD).await;
+            assert!(
+                matches!(old, Err(AuthnError::InvalidCredentials)),
+                "{old:?}"
+            );
+            env.clock.advance(Duration::hours(25));
+            let stale = env.complete_recovery(&pending).await;
+            assert!(
+                matches!(stale, Err(AuthnError::RecoveryCancelled)),
+                "{stale:?}"
+            );
+            env.clock.advance(Duration::hours(-25));
+
+            let mail = env.mail(3);
+            assert_eq!(mail.to, ["hal@example.com"]);
+            assert!(
+                mail.text_body().contains("administrator"),
+                "{}",
+                mail.text_body()
+            );
+            let token = token_of(&mail, RESET_PATH);
+            assert_eq!(
+                env.open(&token).await.unwrap(),
+                ResetTicket::ReadyForNewPassword
+            );
+            env.complete(&token, ResetProof::None).await.unwrap();
+            env.assert_password_replaced("hal@example.com", false).await;
+        });
+        let event = env
+            .audit()
+            .into_iter()
+            .find(|e| e.action == "recovery.admin_reset")
+            .unwrap();
+        assert_eq!(event.actor, "user:admin-7");
+        assert_eq!(event.target, Some(format!("user:{hal}")));
+        assert_eq!(event.ip.as_deref(), Some("198.51.100.1"));
+        assert!(event.details.contains("video call"), "{}", event.details);
+        assert!(
+            event.details.contains(r#""password_removed":true"#),
+            "{}",
+            event.details
+        );
+    }
+
+    fn requests_and_bad_links_are_rate_limited(backend: Backend) {
+        let env = Env::new(backend);
+        env.user("ivy@example.com");
+        let per_hour = env.authn.settings().password_reset_requests_per_hour;
+        let per_ip = env.authn.settings().password_reset_requests_per_ip_hour;
+        let links_threshold = env.authn.settings().ip_lockout_threshold;
+        runtime().block_on(async {
+            // Per address, the same for an account and for no account.
+            for email in ["ivy@example.com", "nobody@example.com"] {
+                for _ in 0..per_hour {
+                    env.request(email).await.unwrap();
+                }
+                match env.request(email).await {
+                    Err(AuthnError::Throttled { until }) => {
+                        assert_eq!(until, Some(env.clock.now() + Duration::hours(1)));
+                    }
+                    other => panic!("{email}: not throttled: {other:?}"),
+                }
+            }
+            let n = usize::try_from(per_hour).unwrap();
+            env.catcher.wait_for(n, WAIT);
+
+            // Per IP, across addresses.
+            let elsewhere = client_from("192.0.2.99");
+            for i in 0..per_ip {
+                env.authn
+                    .request_password_reset(
+                        env.t(),
+                        format!("x{i}@example.com"),
+                        links(),
+                        elsewhere.clone(),
+                    )
+                    .await
+                    .unwrap();
+            }
+            let flood = env
+                .authn
+                .request_password_reset(env.t(), "x-last@example.com".into(), links(), elsewhere)
+                .await;
+            assert!(
+                matches!(flood, Err(AuthnError::Throttled { .. })),
+                "{flood:?}"
+            );
+
+            // Bad links from one IP lock it, for good links too.
+            let token = env.reset_link_after_an_hour("ivy@example.com", n + 1).await;
+            let mut throttled = false;
+            for i in 0..links_threshold + 1 {
+                match env.open(&format!("guess-{i}")).await {
+                    Err(AuthnError::InvalidLink) => {}
+                    Err(AuthnError::Throttled { .. }) => throttled = true,
+                    other => panic!("{other:?}"),
+                }
+            }
+            assert!(throttled, "never throttled");
+            let locked = env.open(&token).await;
+            assert!(
+                matches!(locked, Err(AuthnError::Throttled { .. })),
+                "{locked:?}"
+            );
+            let locked = env.complete(&token, ResetProof::None).await;
+            assert!(
+                matches!(locked, Err(AuthnError::Throttled { .. })),
+                "{locked:?}"
+            );
+            // Another IP is not affected.
+            let ticket = env
+                .authn
+                .open_password_reset(env.t(), token, client_from("192.0.2.1"))
+                .await
+                .unwrap();
+            assert_eq!(ticket, ResetTicket::ReadyForNewPassword);
+        });
+        assert_eq!(
+            env.catcher.messages().len(),
+            usize::try_from(per_hour).unwrap() + 1
+        );
+        let denied = env
+            .audit()
+            .into_iter()
+            .filter(|e| e.action == "recovery.requested" && e.outcome == "denied")
+            .count();
+        assert_eq!(denied, 3);
+    }
+
+    impl Env {
+        async fn complete_recovery(&self, token: &str) -> Result<(), AuthnError> {
+            self.authn
+                .complete_factor_recovery(
+                    self.t(),
+                    token.into(),
+                    Zeroizing::new(NEW.into()),
+                    client(),
+                )
+                .await
+        }
+
+        async fn reset_link_after_an_hour(&self, email: &str, n: usize) -> String {
+            self.clock.advance(Duration::hours(1));
+            self.reset_link(email, n).await
+        }
+    }
+
+    fn token_of(mail: &CaughtMail, path: &str) -> String {
+        token(mail, path)
+    }
+}
