@@ -100,8 +100,13 @@ pub struct TenantPolicy {
     pub registration_enabled: bool,
     pub require_verified_email: bool,
     /// Every user needs a second factor: one without is sent to enrol before
-    /// anything else. Off by default (MFA optional); clients can demand it alone.
+    /// anything else. Off by default (MFA optional).
     pub mfa_required: bool,
+    /// Authorization requests from these clients need a second factor
+    /// (`"mfa": {"clients": [...]}`), even when MFA is otherwise optional.
+    pub mfa_clients: Vec<String>,
+    /// … and requests for any of these scopes (`"mfa": {"scopes": [...]}`).
+    pub mfa_scopes: Vec<String>,
 }
 
 impl TenantPolicy {
@@ -120,8 +125,34 @@ impl TenantPolicy {
                 .and_then(|m| m.get("required"))
                 .and_then(Value::as_bool)
                 .unwrap_or(false),
+            mfa_clients: strings(settings, "clients"),
+            mfa_scopes: strings(settings, "scopes"),
         }
     }
+
+    /// Whether an authorization request by `client_id` for `scopes` needs a second
+    /// factor under this policy.
+    pub fn mfa_required_for(&self, client_id: &str, scopes: &[String]) -> bool {
+        self.mfa_required
+            || self.mfa_clients.iter().any(|c| c == client_id)
+            || scopes.iter().any(|s| self.mfa_scopes.contains(s))
+    }
+}
+
+/// A list of strings under `"mfa"` in tenant settings; anything else is ignored.
+fn strings(settings: &Map<String, Value>, name: &str) -> Vec<String> {
+    settings
+        .get("mfa")
+        .and_then(|m| m.get(name))
+        .and_then(Value::as_array)
+        .map(|values| {
+            values
+                .iter()
+                .filter_map(Value::as_str)
+                .map(str::to_owned)
+                .collect()
+        })
+        .unwrap_or_default()
 }
 
 #[cfg(test)]
@@ -147,6 +178,18 @@ mod tests {
     }
 
     #[test]
+    fn mfa_can_be_required_for_some_clients_or_scopes_only() {
+        let settings: Map<String, Value> =
+            serde_json::from_str(r#"{"mfa": {"clients": ["payroll"], "scopes": ["payments"]}}"#)
+                .unwrap();
+        let policy = TenantPolicy::from_settings(&settings);
+        assert!(!policy.mfa_required);
+        assert!(policy.mfa_required_for("payroll", &["openid".into()]));
+        assert!(policy.mfa_required_for("webapp", &["openid".into(), "payments".into()]));
+        assert!(!policy.mfa_required_for("webapp", &["openid".into(), "profile".into()]));
+    }
+
+    #[test]
     fn tenant_policy_defaults_to_open_registration_with_verified_email() {
         let policy = TenantPolicy::from_settings(&Map::new());
         assert!(policy.registration_enabled && policy.require_verified_email);
@@ -155,7 +198,7 @@ mod tests {
             "MFA is optional unless the tenant says so"
         );
         let closed: Map<String, Value> = serde_json::from_str(
-            r#"{"registration": {"enabled": false, "require_verified_email": false}, "mfa": {"required": true}}"#,
+            r#"{"registration": {"enabled": false, "require_verified_email": false}, "mfa": {"required": true, "clients": ["payroll"], "scopes": ["payments", 7]}}"#,
         )
         .unwrap();
         assert_eq!(
@@ -164,6 +207,8 @@ mod tests {
                 registration_enabled: false,
                 require_verified_email: false,
                 mfa_required: true,
+                mfa_clients: vec!["payroll".into()],
+                mfa_scopes: vec!["payments".into()],
             }
         );
     }

@@ -789,6 +789,8 @@ mod tests {
                     registration_enabled: true,
                     require_verified_email: true,
                     mfa_required: false,
+                    mfa_clients: Vec::new(),
+                    mfa_scopes: Vec::new(),
                 },
                 identifier.into(),
                 Zeroizing::new(password.into()),

@@ -43,6 +43,15 @@ pub enum DomainEvent {
         user: UserId,
         sessions: Vec<SessionId>,
     },
+    /// A user withdrew consent for a purpose (or revoked an app: one event per
+    /// purpose). The grants that depended on it are already revoked in the database;
+    /// nodes drop whatever they cached about the user's consent.
+    ConsentWithdrawn {
+        tenant: TenantId,
+        user: UserId,
+        client_id: String,
+        purpose: String,
+    },
     /// Events may have been missed (transport reconnected, subscriber lagged):
     /// drop every cache.
     Resync,

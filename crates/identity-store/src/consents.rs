@@ -70,3 +70,53 @@ pub fn grant(
         Ok(())
     })
 }
+
+/// Forgets what the user allowed the client: the given scopes, or everything
+/// (`None`). The consent page then asks again before tokens carry them.
+pub fn forget(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+    client_id: &str,
+    withdrawn: Option<&[String]>,
+) -> StoreResult<()> {
+    let target = || {
+        oauth_consents::table
+            .filter(oauth_consents::tenant_id.eq(tenant.to_string()))
+            .filter(oauth_consents::user_id.eq(user.to_string()))
+            .filter(oauth_consents::client_id.eq(client_id))
+    };
+    let Some(withdrawn) = withdrawn else {
+        diesel::delete(target()).execute(conn)?;
+        return Ok(());
+    };
+    let kept: Vec<String> = scopes(conn, tenant, user, client_id)?
+        .into_iter()
+        .filter(|scope| !withdrawn.contains(scope))
+        .collect();
+    diesel::update(target())
+        .set(oauth_consents::scopes.eq(serde_json::Value::from(kept).to_string()))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Every client the user has allowed scopes, with those scopes, by client id.
+pub fn for_user(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> StoreResult<Vec<(String, Vec<String>)>> {
+    let rows: Vec<(String, String)> = oauth_consents::table
+        .filter(oauth_consents::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_consents::user_id.eq(user.to_string()))
+        .order(oauth_consents::client_id.asc())
+        .select((oauth_consents::client_id, oauth_consents::scopes))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(client_id, text)| {
+            let scopes = serde_json::from_str(&text)
+                .map_err(|e| StoreError::corrupt("oauth_consents", e))?;
+            Ok((client_id, scopes))
+        })
+        .collect()
+}

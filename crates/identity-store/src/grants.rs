@@ -468,3 +468,64 @@ pub fn refresh_token_grant(
         .first(conn)
         .optional()?)
 }
+
+/// Revokes the user's live grants to one client: all of them (`covering` = None, an
+/// app's access revoked) or those whose scope holds any of `covering` (consent for a
+/// purpose withdrawn). Returns the ids revoked.
+pub fn revoke_for_user_and_client(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    client_id: &str,
+    covering: Option<&[String]>,
+    reason: &str,
+) -> StoreResult<Vec<String>> {
+    let live: Vec<(String, String)> = oauth_grants::table
+        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_grants::user_id.eq(user.to_string()))
+        .filter(oauth_grants::client_id.eq(client_id))
+        .filter(oauth_grants::revoked_at.is_null())
+        .select((oauth_grants::id, oauth_grants::scope))
+        .load(conn)?;
+    let chosen: Vec<String> = live
+        .into_iter()
+        .filter(|(_, scope)| {
+            covering.is_none_or(|wanted| scope.split(' ').any(|s| wanted.iter().any(|w| w == s)))
+        })
+        .map(|(id, _)| id)
+        .collect();
+    if chosen.is_empty() {
+        return Ok(chosen);
+    }
+    diesel::update(
+        oauth_grants::table
+            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+            .filter(oauth_grants::id.eq_any(&chosen))
+            .filter(oauth_grants::revoked_at.is_null()),
+    )
+    .set((
+        oauth_grants::revoked_at.eq(Some(now.naive_utc())),
+        oauth_grants::revoke_reason.eq(Some(reason)),
+    ))
+    .execute(conn)?;
+    Ok(chosen)
+}
+
+/// The clients holding a live grant of the user, by client id.
+pub fn live_clients_for_user(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+) -> StoreResult<Vec<String>> {
+    Ok(oauth_grants::table
+        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_grants::user_id.eq(user.to_string()))
+        .filter(oauth_grants::revoked_at.is_null())
+        .filter(oauth_grants::expires_at.gt(now.naive_utc()))
+        .select(oauth_grants::client_id)
+        .distinct()
+        .order(oauth_grants::client_id.asc())
+        .load(conn)?)
+}

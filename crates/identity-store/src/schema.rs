@@ -348,6 +348,57 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    consent_purposes (tenant_id, slug, version) {
+        tenant_id -> Text,
+        slug -> Text,
+        version -> Integer,
+        name -> Text,
+        description -> Text,
+        scopes -> Text,
+        legal_basis -> Text,
+        created_at -> Timestamp,
+    }
+}
+
+diesel::table! {
+    consent_events (id) {
+        id -> Text,
+        tenant_id -> Text,
+        user_id -> Text,
+        client_id -> Text,
+        purpose -> Text,
+        version -> Integer,
+        kind -> Text,
+        occurred_at -> Timestamp,
+        expires_at -> Nullable<Timestamp>,
+        channel -> Text,
+    }
+}
+
+diesel::table! {
+    policy_sets (tenant_id, version) {
+        tenant_id -> Text,
+        version -> BigInt,
+        text -> Text,
+        created_at -> Timestamp,
+        created_by -> Text,
+    }
+}
+
+diesel::table! {
+    decision_log (id) {
+        id -> Text,
+        tenant_id -> Text,
+        at -> Timestamp,
+        request -> Text,
+        decision -> Bool,
+        reason -> Nullable<Text>,
+        policies -> Text,
+        request_id -> Nullable<Text>,
+    }
+}
+
 diesel::joinable!(users -> tenants (tenant_id));
 diesel::joinable!(user_emails -> users (user_id));
 diesel::joinable!(group_members -> groups (group_id));
@@ -379,4 +430,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     refresh_tokens,
     oauth_consents,
     account_recoveries,
+    consent_purposes,
+    consent_events,
 );

@@ -1,4 +1,5 @@
-//! The command line: `gatehouse serve | migrate | check-config | audit verify`.
+//! The command line: `gatehouse serve | migrate | check-config | audit verify`, and
+//! the keys, clients, policy and decisions tools.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -53,6 +54,16 @@ enum Command {
         #[command(subcommand)]
         action: crate::clients_cli::ClientsCommand,
     },
+    /// Cedar policy sets of the policy decision point (AuthZEN).
+    Policy {
+        #[command(subcommand)]
+        action: crate::policy_cli::PolicyCommand,
+    },
+    /// The policy decision point's decision log.
+    Decisions {
+        #[command(subcommand)]
+        action: crate::policy_cli::DecisionsCommand,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -77,6 +88,12 @@ pub fn run() -> Result<ExitCode, ServerError> {
         }
         Command::Clients { action } => {
             crate::clients_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Policy { action } => {
+            crate::policy_cli::run_policy(&config, action).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Decisions { action } => {
+            crate::policy_cli::run_decisions(&config, action).map(|()| ExitCode::SUCCESS)
         }
     }
 }

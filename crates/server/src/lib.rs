@@ -1,6 +1,7 @@
 //! The `gatehouse` server: command line, configuration, application state, HTTP
 //! server and middleware. Feature crates expose their routes; this crate mounts them.
 
+mod authzen;
 pub mod bootstrap;
 pub mod cli;
 mod clients_cli;
@@ -11,6 +12,7 @@ mod keys_cli;
 mod logging;
 mod oauth;
 pub mod pages;
+mod policy_cli;
 pub mod reactions;
 pub mod state;
 pub mod ui;

@@ -57,7 +57,7 @@ fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
         .json(body)
 }
 
-async fn resolve(
+pub(crate) async fn resolve(
     state: &web::Data<AppState>,
     req: &HttpRequest,
 ) -> Result<ResolvedTenant, HttpResponse> {
@@ -71,7 +71,7 @@ async fn resolve(
     }
 }
 
-fn issuer_of(tenant: &ResolvedTenant) -> String {
+pub(crate) fn issuer_of(tenant: &ResolvedTenant) -> String {
     format!("{}{}", tenant.origin, tenant.base_path)
 }
 

@@ -50,7 +50,15 @@ async fn react(
     match &envelope.event {
         DomainEvent::SigningKeysChanged { tenant } => state.issuer.invalidate(Some(*tenant)),
         DomainEvent::ClientChanged { tenant, .. } => state.issuer.invalidate(Some(*tenant)),
-        DomainEvent::Resync => state.issuer.invalidate(None),
+        DomainEvent::Resync => {
+            state.issuer.invalidate(None);
+            state.pdp.invalidate(None);
+        }
+        // Policy sets are tenant settings: a save announces TenantChanged.
+        DomainEvent::TenantChanged { tenant } => state.pdp.invalidate(Some(*tenant)),
+        // The withdrawing node revoked the dependent grants in the database, where
+        // the token endpoint and introspection look: no token state to drop here.
+        DomainEvent::ConsentWithdrawn { .. } => {}
         DomainEvent::SessionsEnded {
             tenant,
             user,

@@ -13,6 +13,8 @@ use gatehouse_identity_store::db::{self, ConnectOptions};
 use gatehouse_identity_store::events_pg::{self, Listener, PgNotifyTransport};
 
 use gatehouse_authn::Authn;
+use gatehouse_consent::Consents;
+use gatehouse_consent::pdp::Pdp;
 use gatehouse_token_issuer::service::Issuer;
 
 use crate::ServerError;
@@ -34,6 +36,10 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     pub authn: Authn,
     pub issuer: Issuer,
+    /// Purposes and consent records; withdrawal revokes the grants under it.
+    pub consents: Consents,
+    /// The policy decision point (AuthZEN).
+    pub pdp: Pdp,
     pub ui: Ui,
     pub tenants: TenantDirectory,
     pub cookie_policy: CookiePolicy,
@@ -150,6 +156,9 @@ impl AppState {
         )
         .map_err(|e| ServerError::Startup(format!("authentication service: {e}")))?;
         let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::clone(&clock));
+        let consents = Consents::new(pool.clone(), Arc::clone(&clock), events.clone());
+        let pdp = Pdp::new(pool.clone(), Arc::clone(&clock))
+            .map_err(|e| ServerError::Startup(format!("policy decision point: {e}")))?;
         let ui = Ui::embedded().map_err(|e| ServerError::Startup(format!("themes: {e}")))?;
         let public_url = config.server.public_url();
         let tenants =
@@ -165,6 +174,8 @@ impl AppState {
                 metrics,
                 authn,
                 issuer,
+                consents,
+                pdp,
                 ui,
                 tenants,
                 _listener: listener,

@@ -6,8 +6,11 @@
 //! - AAL2: two factors, or a user-verified passkey.
 //! - AAL3: hardware-bound, phishing-resistant keys under an attestation policy.
 
-/// The acr values in ascending strength; discovery lists them.
+/// The acr values in ascending strength.
 pub const SUPPORTED: [&str; 3] = [AAL1, AAL2, AAL3];
+/// What discovery advertises: the levels a session can reach. AAL3 needs an
+/// attestation policy for hardware-bound keys, which Gatehouse does not have.
+pub const REACHABLE: [&str; 2] = [AAL1, AAL2];
 pub const AAL1: &str = "urn:gatehouse:aal1";
 pub const AAL2: &str = "urn:gatehouse:aal2";
 pub const AAL3: &str = "urn:gatehouse:aal3";

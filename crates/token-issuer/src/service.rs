@@ -310,6 +310,24 @@ impl Issuer {
         }
     }
 
+    /// A bearer access token presented to one of the issuer's own APIs (AuthZEN):
+    /// signature, issuer, expiry and revocation. `None` for any token that is not
+    /// currently valid; the caller checks scope.
+    pub fn verify_bearer(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        token: &str,
+    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+        let Some(claims) = self.verified(tenant, issuer, token)? else {
+            return Ok(None);
+        };
+        let live = self
+            .token_is_live(tenant, &claims.jti, self.now())
+            .map_err(internal)?;
+        Ok(live.then_some(claims))
+    }
+
     /// Token introspection (RFC 7662). Only the calling client's authentication is an
     /// error; any token that is not currently valid is simply `{"active": false}`.
     pub fn introspect(
@@ -483,7 +501,7 @@ pub fn server_metadata(issuer: &str) -> Value {
         "require_pushed_authorization_requests": false,
         "request_parameter_supported": false,
         "request_uri_parameter_supported": false,
-        "acr_values_supported": crate::acr::SUPPORTED,
+        "acr_values_supported": crate::acr::REACHABLE,
         "prompt_values_supported": ["none", "login", "consent"],
         "end_session_endpoint": format!("{issuer}/oauth2/logout"),
         "backchannel_logout_supported": true,

@@ -5,11 +5,13 @@
 mod account_recoveries;
 mod audit;
 mod clients;
+mod consent;
 mod credentials;
 mod events;
 mod grants;
 mod groups_roles;
 mod migrations;
+mod policies;
 mod pushed_requests;
 mod sessions;
 mod signing_keys;

@@ -21,15 +21,18 @@ pub use observe::RequestId;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
     crate::oauth::root_routes(cfg);
+    crate::authzen::root_routes(cfg);
     crate::pages::root_routes(cfg);
     // One scope for everything under a tenant prefix: actix stops at the first scope
     // whose prefix matches, so two `/t/{tenant}` scopes would hide each other.
     cfg.service(
         web::scope("/t/{tenant}")
             .configure(crate::oauth::tenant_routes)
+            .configure(crate::authzen::tenant_routes)
             .configure(crate::pages::tenant_routes),
     );
     crate::oauth::tenant_routes(cfg);
+    crate::authzen::tenant_routes(cfg);
     crate::pages::tenant_routes(cfg);
 }
 
@@ -53,6 +56,8 @@ pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Resul
     crate::reactions::start(&state);
     crate::key_schedule::spawn(&state);
     let data = web::Data::new(state);
+    // Decisions still queued for the log are written before the process exits.
+    let pdp = data.pdp.clone();
     let bound = listener.local_addr()?;
     let server = HttpServer::new(move || {
         App::new()
@@ -75,6 +80,7 @@ pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Resul
     // actix stops accepting on SIGTERM/SIGINT and lets in-flight requests finish
     // within the shutdown timeout.
     server.run().await?;
+    pdp.flush_log();
     tracing::info!("stopped");
     Ok(())
 }

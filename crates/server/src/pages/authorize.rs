@@ -6,6 +6,7 @@
 use actix_web::http::StatusCode;
 use actix_web::http::header;
 use actix_web::{HttpMessage, HttpResponse, web};
+use gatehouse_consent::ConsentError;
 use gatehouse_identity_store::grants::Authentication;
 use gatehouse_token_issuer::acr;
 use gatehouse_token_issuer::code_flow::{AuthorizationRequest, AuthorizeError, ValidRequest};
@@ -206,10 +207,39 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
             );
         }
         permit_redirect_to(ctx, &valid.redirect_uri);
+        // The purposes behind the scopes, so the approval is informed and recorded
+        // per purpose and version (the form names the versions shown).
+        let consents = ctx.state.consents.clone();
+        let scopes = valid.scopes.clone();
+        let purposes = match web::block(move || consents.purposes_for_scopes(tenant, &scopes)).await
+        {
+            Ok(Ok(purposes)) => purposes,
+            _ => {
+                return ctx.error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "error.unavailable.title",
+                    "error.unavailable.message",
+                );
+            }
+        };
+        let shown: Vec<String> = purposes
+            .iter()
+            .map(|p| format!("{}:{}", p.slug, p.version))
+            .collect();
+        let purposes: Vec<_> = purposes
+            .iter()
+            .map(|p| json!({ "name": p.name, "description": p.description }))
+            .collect();
         return ctx.render(
             StatusCode::OK,
             "consent.html",
-            &json!({ "client_name": valid.client.data.name, "scopes": valid.scopes, "request": query }),
+            &json!({
+                "client_name": valid.client.data.name,
+                "scopes": valid.scopes,
+                "request": query,
+                "purposes": purposes,
+                "purposes_shown": shown.join(" "),
+            }),
         );
     }
     issue(ctx, valid).await
@@ -297,8 +327,8 @@ pub async fn authorize(ctx: PageContext) -> HttpResponse {
 /// A signed-in session below the level the request or the tenant asks for: the
 /// user passes only the missing factor and comes back here. `acr_values` are
 /// voluntary (OIDC Core §3.1.2.1): a user without a second factor goes on at the
-/// level they have, and the tokens say so — unless the tenant requires MFA, when
-/// they add one first.
+/// level they have, and the tokens say so — unless the tenant requires MFA (for
+/// everyone, this client or one of the scopes), when they add one first.
 async fn step_up_needed(
     ctx: &PageContext,
     valid: &ValidRequest,
@@ -306,7 +336,14 @@ async fn step_up_needed(
 ) -> Option<HttpResponse> {
     let session = ctx.session.as_ref()?;
     let requested = valid.required_aal().map(i32::from).unwrap_or(1);
-    let mandatory = if ctx.policy.mfa_required { 2 } else { 1 };
+    let mandatory = if ctx
+        .policy
+        .mfa_required_for(&valid.client.data.client_id, &valid.scopes)
+    {
+        2
+    } else {
+        1
+    };
     if session.aal >= requested.max(mandatory) {
         return None;
     }
@@ -381,6 +418,8 @@ pub struct ConsentForm {
     csrf_token: String,
     request: String,
     decision: String,
+    /// The purposes the page showed, `slug:version` separated by spaces.
+    purposes: String,
 }
 
 pub async fn consent(ctx: PageContext, form: web::Form<ConsentForm>) -> HttpResponse {
@@ -413,8 +452,56 @@ pub async fn consent(ctx: PageContext, form: web::Form<ConsentForm>) -> HttpResp
             "the user denied the request",
         );
     }
-    let issuer = ctx.state.issuer.clone();
     let tenant = ctx.tenant.tenant.id;
+    // Purposes first: if one changed since the page was shown, the scopes are not
+    // remembered yet and the authorization endpoint shows the new text.
+    let shown: Option<Vec<(String, i32)>> = form
+        .purposes
+        .split_whitespace()
+        .map(|item| {
+            let (slug, version) = item.rsplit_once(':')?;
+            Some((slug.to_owned(), version.parse().ok()?))
+        })
+        .collect();
+    let Some(shown) = shown else {
+        return ctx.error_page(
+            StatusCode::BAD_REQUEST,
+            "error.bad_request.title",
+            "error.bad_request.message",
+        );
+    };
+    if !shown.is_empty() {
+        let consents = ctx.state.consents.clone();
+        let (client_id, scopes) = (valid.client.data.client_id.clone(), valid.scopes.clone());
+        let granted = web::block(move || {
+            consents.grant_for_approval(tenant, session.user_id, &client_id, &scopes, &shown)
+        })
+        .await;
+        match granted {
+            Ok(Ok(_)) => {}
+            Ok(Err(ConsentError::OutdatedVersion { .. })) => {
+                let query = form_urlencoded::Serializer::new(String::new())
+                    .extend_pairs(form_urlencoded::parse(form.request.as_bytes()))
+                    .finish();
+                return ctx.redirect(&format!("{}?{query}", ctx.path("/authorize")));
+            }
+            Ok(Err(ConsentError::Invalid(_) | ConsentError::NotFound(_))) => {
+                return ctx.error_page(
+                    StatusCode::BAD_REQUEST,
+                    "error.bad_request.title",
+                    "error.bad_request.message",
+                );
+            }
+            _ => {
+                return ctx.error_page(
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    "error.unavailable.title",
+                    "error.unavailable.message",
+                );
+            }
+        }
+    }
+    let issuer = ctx.state.issuer.clone();
     let request = valid.clone();
     let recorded =
         web::block(move || issuer.record_consent(tenant, session.user_id, &request)).await;

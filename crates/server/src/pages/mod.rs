@@ -3,11 +3,14 @@
 //! stay thin: check CSRF, call the authn service, render or redirect.
 
 mod account;
+mod apps;
 mod authorize;
 pub mod context;
 mod entry;
 mod factors;
 mod logout;
+mod passkeys;
+mod recovery;
 
 use actix_web::web;
 
@@ -30,6 +33,37 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             "/signin/second-factor",
             web::post().to(factors::second_factor),
         )
+        .route(
+            "/signin/passkey/begin",
+            web::post().to(passkeys::begin_sign_in),
+        )
+        .route(
+            "/signin/passkey/finish",
+            web::post().to(passkeys::finish_sign_in),
+        )
+        .route(
+            "/signin/second-factor/passkey/begin",
+            web::post().to(passkeys::begin_second_factor),
+        )
+        .route(
+            "/signin/second-factor/passkey/finish",
+            web::post().to(passkeys::finish_second_factor),
+        )
+        .route("/recover/request", web::get().to(recovery::request_page))
+        .route("/recover/request", web::post().to(recovery::request))
+        .route("/recover", web::get().to(recovery::reset_page))
+        .route("/recover", web::post().to(recovery::reset))
+        .route(
+            "/recover/factors/start",
+            web::post().to(recovery::start_factor_recovery),
+        )
+        .route("/recover/factors", web::get().to(recovery::factors_page))
+        .route(
+            "/recover/factors",
+            web::post().to(recovery::complete_factor_recovery),
+        )
+        .route("/recover/cancel", web::get().to(recovery::cancel_page))
+        .route("/recover/cancel", web::post().to(recovery::cancel))
         .route("/signup", web::get().to(entry::sign_up_page))
         .route("/signup", web::post().to(entry::sign_up))
         .route("/verify", web::get().to(entry::verify))
@@ -45,6 +79,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route("/setup", web::post().to(entry::setup))
         .route("/account", web::get().to(account::page))
         .route("/account/security", web::get().to(factors::security_page))
+        .route("/account/apps", web::get().to(apps::page))
+        .route("/account/apps/withdraw", web::post().to(apps::withdraw))
+        .route("/account/apps/revoke", web::post().to(apps::revoke))
+        .route("/account/apps/receipt", web::get().to(apps::receipt))
         .route("/account/totp", web::post().to(factors::begin_totp))
         .route(
             "/account/totp/confirm",
@@ -54,6 +92,18 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/account/recovery-codes",
             web::post().to(factors::regenerate_recovery_codes),
+        )
+        .route(
+            "/account/passkeys/begin",
+            web::post().to(passkeys::begin_registration),
+        )
+        .route(
+            "/account/passkeys/finish",
+            web::post().to(passkeys::finish_registration),
+        )
+        .route(
+            "/account/passkeys/{id}/remove",
+            web::post().to(passkeys::remove),
         )
         .route("/account/profile", web::post().to(account::profile))
         .route("/account/password", web::post().to(account::password))

@@ -20,6 +20,11 @@ const ASSETS: &[(&str, &[u8], &str)] = &[
         include_bytes!("../../../../web/themes/default/static/favicon.svg"),
         "image/svg+xml",
     ),
+    (
+        "themes/default/passkeys.js",
+        include_bytes!("../../../../web/themes/default/static/passkeys.js"),
+        "text/javascript; charset=utf-8",
+    ),
 ];
 
 /// The embedded file at `path` (relative to `/static/`, a leading `/` is ignored).

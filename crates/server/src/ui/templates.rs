@@ -49,8 +49,10 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("logout.html"),
     builtin!("second_factor.html"),
     builtin!("security.html"),
+    builtin!("apps.html"),
     builtin!("totp_enrol.html"),
     builtin!("recovery_codes.html"),
+    builtin!("recover.html"),
 ];
 
 fn builtin_source(name: &str) -> Option<&'static str> {

@@ -88,7 +88,13 @@ fn samples() -> Vec<(&'static str, Value)> {
         ),
         (
             "consent.html",
-            json!({ "client_name": SCRIPT, "scopes": ["openid", "email"], "request": "client_id=a&scope=openid" }),
+            json!({
+                "client_name": SCRIPT,
+                "scopes": ["openid", "email"],
+                "request": "client_id=a&scope=openid",
+                "purposes": [{"name": SCRIPT, "description": SCRIPT}],
+                "purposes_shown": SCRIPT,
+            }),
         ),
         (
             "logout.html",
@@ -112,6 +118,7 @@ fn samples() -> Vec<(&'static str, Value)> {
             json!({
                 "totp": true,
                 "recovery_codes": true,
+                "passkeys": 1,
                 "step_up": false,
                 "method": "recovery_code",
                 "error": "second_factor.error.invalid",
@@ -122,12 +129,41 @@ fn samples() -> Vec<(&'static str, Value)> {
             "security.html",
             json!({
                 "totp": true,
-                "passkeys": 0,
+                "passkeys": 2,
+                "passkey_list": [
+                    {"id": "p-1", "name": SCRIPT, "created_at": "2026-11-01 10:00 UTC",
+                     "last_used_at": null, "synced": true},
+                    {"id": "p-2", "name": "Laptop", "created_at": "2026-11-02 10:00 UTC",
+                     "last_used_at": "2026-11-25 09:00 UTC", "synced": false},
+                ],
                 "recovery_codes": 7,
                 "mfa_required": true,
                 "notice": "security.totp.removed",
                 "error": "security.totp.expired",
                 "return_to": SCRIPT,
+            }),
+        ),
+        (
+            "apps.html",
+            json!({
+                "notice": "apps.withdrawn",
+                "apps": [
+                    {
+                        "client_id": SCRIPT,
+                        "name": SCRIPT,
+                        "scopes": ["openid", SCRIPT],
+                        "has_access": true,
+                        "purposes": [
+                            {"slug": SCRIPT, "name": SCRIPT, "description": SCRIPT,
+                             "version": 2, "scopes": ["email"],
+                             "legal_basis_key": "apps.basis.consent",
+                             "granted_at": "2026-11-01 10:00 UTC",
+                             "expires_at": "2027-11-01 10:00 UTC", "outdated": true},
+                        ],
+                    },
+                    {"client_id": "blog", "name": "Blog", "scopes": [], "has_access": false,
+                     "purposes": []},
+                ],
             }),
         ),
         (
@@ -138,6 +174,19 @@ fn samples() -> Vec<(&'static str, Value)> {
                 "secret": "JBSW Y3DP EHPK 3PXP",
                 "error": "second_factor.error.invalid",
                 "return_to": null,
+            }),
+        ),
+        (
+            "recover.html",
+            json!({
+                "mode": "reset",
+                "token": SCRIPT,
+                "needs_factor": true,
+                "totp": true,
+                "recovery_codes": true,
+                "error": "recover.error.factor_required",
+                "password_suggestions": [SCRIPT],
+                "min_length": 12,
             }),
         ),
         (
@@ -227,6 +276,8 @@ fn every_template_renders_in_every_locale_with_escaping() {
                 "security.",
                 "totp_enrol.",
                 "recovery_codes.",
+                "recover.",
+                "apps.",
             ] {
                 assert!(!html.contains(key), "{context}: untranslated {key}…");
             }
@@ -285,7 +336,7 @@ fn sign_in_has_the_exact_english_labels_and_fields() {
     assert!(html.contains(">Sign in</button>"));
     assert!(html.contains("<button type=\"submit\""));
     assert!(html.contains("action=\"/t/acme/signin\""));
-    assert!(html.contains("autocomplete=\"username\""));
+    assert!(html.contains("autocomplete=\"username webauthn\""));
     assert!(html.contains("autocomplete=\"current-password\""));
     assert!(html.contains("value=\"ada@example.com\""));
     assert!(
@@ -936,4 +987,79 @@ fn the_theming_docs_examples_are_true() {
     assert!(html.contains("<label for=\"password\">Password</label>"));
     assert!(html.contains("aria-describedby=\"sign-in-error\""));
     assert!(html.contains("value=\"csrf-token-123\""));
+}
+
+#[test]
+fn passkey_controls_are_hidden_until_the_script_runs() {
+    let ui = ui();
+    let sample = |name: &str| {
+        samples()
+            .into_iter()
+            .find(|(template, _)| *template == name)
+            .unwrap()
+            .1
+    };
+    let script = "<script nonce=\"nonce-abc\" src=\"/static/themes/default/passkeys.js\" defer";
+
+    let html = ui
+        .render("sign_in.html", &common(Locale::EN), &sample("sign_in.html"))
+        .unwrap();
+    assert!(html.contains("autocomplete=\"username webauthn\""));
+    assert!(html.contains("data-passkey=\"sign-in\" data-return-to=\"\" hidden>"));
+    assert!(html.contains(">Sign in with a passkey</button>"));
+    assert!(html.contains(script));
+    assert!(html.contains("data-csrf-token=\"csrf-token-123\""));
+    assert!(html.contains("data-base-path=\"/t/acme\""));
+
+    let mut page = sample("second_factor.html");
+    let html = ui
+        .render("second_factor.html", &common(Locale::EN), &page)
+        .unwrap();
+    assert!(html.contains(">Use a passkey</button>") && html.contains(script));
+    page["passkeys"] = json!(0);
+    let html = ui
+        .render("second_factor.html", &common(Locale::EN), &page)
+        .unwrap();
+    assert!(!html.contains("Use a passkey") && !html.contains("passkeys.js"));
+
+    let html = ui
+        .render(
+            "security.html",
+            &common(Locale::DE),
+            &sample("security.html"),
+        )
+        .unwrap();
+    assert!(html.contains("action=\"/t/acme/account/passkeys/p-1/remove\""));
+    assert!(html.contains("action=\"/t/acme/account/passkeys/p-2/remove\""));
+    assert!(html.contains("<form class=\"gh-form\" data-passkey=\"register\" hidden>"));
+    assert!(html.contains("<label for=\"passkey-name\">Name für den neuen Passkey</label>"));
+    assert!(html.contains(">Nie</dd>") && html.contains(">Synchronisiert</span>"));
+    assert!(html.contains(script));
+}
+
+#[test]
+fn apps_page_has_a_withdraw_form_per_purpose_and_a_revoke_form_per_app() {
+    let ui = ui();
+    let (_, page) = samples()
+        .into_iter()
+        .find(|(name, _)| *name == "apps.html")
+        .unwrap();
+    let html = ui.render("apps.html", &common(Locale::EN), &page).unwrap();
+    assert_eq!(
+        html.matches("action=\"/t/acme/account/apps/withdraw\"")
+            .count(),
+        1
+    );
+    assert_eq!(
+        html.matches("action=\"/t/acme/account/apps/revoke\"")
+            .count(),
+        2
+    );
+    assert!(html.contains("href=\"/t/acme/account/apps/receipt\""));
+    assert!(html.contains("<input type=\"hidden\" name=\"client_id\" value=\"blog\">"));
+    assert!(html.contains(">Your consent</dd>") && html.contains("Changed since you agreed"));
+    let empty = ui
+        .render("apps.html", &common(Locale::DE), &json!({ "apps": [] }))
+        .unwrap();
+    assert!(empty.contains("Keine App hat Zugriff auf Ihr Konto."));
 }

@@ -4,9 +4,11 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod authorize_params;
+mod authzen;
 mod cli;
 mod client_assertion;
 mod code_flow;
+mod consent;
 mod key_rotation;
 mod logout;
 mod mfa;
@@ -14,6 +16,8 @@ mod oauth;
 mod oidc_client;
 mod pages;
 mod par;
+mod passkeys;
+mod recovery;
 mod startup;
 mod support;
 mod web_kit;

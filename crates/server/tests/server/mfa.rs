@@ -15,7 +15,7 @@ const AAL1: &str = "urn:gatehouse:aal1";
 const AAL2: &str = "urn:gatehouse:aal2";
 
 /// What an authenticator app shows now (the app's clock) for a key as the page shows it.
-fn totp_now(app: &WebApp, key: &str) -> String {
+pub fn totp_now(app: &WebApp, key: &str) -> String {
     let secret = totp_rs::Secret::try_from_base32(key.replace(' ', "")).unwrap();
     let totp = totp_rs::Builder::new()
         .with_algorithm(totp_rs::Algorithm::SHA1)
@@ -29,7 +29,7 @@ fn totp_now(app: &WebApp, key: &str) -> String {
         .to_string()
 }
 
-fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
+pub fn between<'a>(body: &'a str, start: &str, end: &str) -> &'a str {
     let from = body
         .find(start)
         .unwrap_or_else(|| panic!("{start} not in {body}"))
@@ -44,7 +44,7 @@ fn hidden(page: &Page, name: &str) -> String {
 
 /// Adds an authenticator app on the security page; returns its key and the
 /// recovery codes shown once.
-fn enrol_totp(app: &WebApp, browser: &mut Browser) -> (String, Vec<String>) {
+pub fn enrol_totp(app: &WebApp, browser: &mut Browser) -> (String, Vec<String>) {
     let security = browser.get("/account/security");
     assert_eq!(security.status, 200, "{}", security.body);
     assert!(security.body.contains("Set up authenticator app"));

@@ -426,8 +426,12 @@ fn metadata_and_jwks_describe_each_tenant() {
         format!("{acme_issuer}/oauth2/token")
     );
 
-    // Snapshot: the metadata document changes only on purpose.
-    let normalised = serde_json::to_string_pretty(&root)
+    // Snapshot: the metadata document changes only on purpose. Keys sorted: the
+    // wire order is serde_json's (insertion order once any crate in the build asks
+    // for `preserve_order`) and means nothing.
+    let mut sorted = root.clone();
+    sorted.sort_all_objects();
+    let normalised = serde_json::to_string_pretty(&sorted)
         .unwrap()
         .replace(&app.base, "https://ISSUER");
     let expected = include_str!("snapshots/oauth-authorization-server.json");

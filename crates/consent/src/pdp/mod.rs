@@ -1,0 +1,506 @@
+//! The policy decision point: OpenID AuthZEN evaluations decided by Cedar policies.
+//!
+//! Per evaluation the PDP reads the subject from the live store (user, roles,
+//! groups, current consents), builds Cedar entities and context, and evaluates the
+//! tenant's policy set. Policy sets are cached per tenant; the cached version is
+//! compared with the stored one at most every `version_check` (one indexed read) and
+//! dropped at once by [`Pdp::invalidate`] (the server calls it on `TenantChanged`).
+//! Nothing is written on the request path: decisions go to the log through a
+//! bounded queue and a background writer.
+//!
+//! Reason codes come from policy annotations — see `policies/default.cedar`.
+
+mod authzen;
+mod context;
+mod facts;
+mod log;
+mod policies;
+mod store;
+#[cfg(test)]
+mod tests;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
+
+use cedar_policy::{Authorizer, Entities, PolicySet, Request, Schema};
+use chrono::{DateTime, Utc};
+use gatehouse_core::SharedClock;
+use gatehouse_core::ids::TenantId;
+use gatehouse_identity_store::Pool;
+use gatehouse_identity_store::decision_log::NewDecision;
+use serde_json::{Map, Value, json};
+
+pub use authzen::{
+    Action, EvaluationRequest, EvaluationsOptions, EvaluationsRequest, EvaluationsSemantic,
+    PartialEvaluation, Resource, Subject,
+};
+pub use facts::{DecisionSink, PolicySource, StoredPolicies, SubjectFacts, UserFacts};
+pub use policies::{DEFAULT_POLICIES, SCHEMA_TEXT, reason};
+pub use store::{StoreDecisionLog, StoreFacts, StorePolicies};
+
+use crate::ConsentError;
+
+/// The subject type whose facts come from the store.
+pub const SUBJECT_USER: &str = "user";
+
+#[derive(Debug, Clone)]
+pub struct PdpConfig {
+    /// How often a cached policy set is compared with the stored version.
+    pub version_check: Duration,
+    /// Decision log queue length; beyond it records are dropped and counted.
+    pub log_capacity: usize,
+    pub log_batch: usize,
+    pub log_flush_every: Duration,
+}
+
+impl Default for PdpConfig {
+    fn default() -> Self {
+        PdpConfig {
+            version_check: Duration::from_secs(2),
+            log_capacity: 16_384,
+            log_batch: 256,
+            log_flush_every: Duration::from_millis(200),
+        }
+    }
+}
+
+/// The answer to one evaluation.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Decision {
+    pub allowed: bool,
+    /// Why not (`reason::*` or a policy's own `@reason`); `None` when allowed.
+    pub reason: Option<String>,
+    /// With `insufficient_authentication`: the acr value to step up to.
+    pub acr_values: Option<String>,
+    pub max_age: Option<i64>,
+    /// The determining policies (their `@id`s): the permits that allowed, or the
+    /// forbids that denied; empty for a denial that no policy permitted.
+    pub policies: Vec<String>,
+    /// The policy set version that decided; `None` for the built-in default.
+    pub policy_version: Option<i64>,
+}
+
+impl Decision {
+    /// The AuthZEN decision object (§5.5): `decision` and, for a denial, the reason
+    /// (and what to step up to) in `context`.
+    pub fn to_authzen(&self) -> Value {
+        let Some(reason) = &self.reason else {
+            return json!({ "decision": self.allowed });
+        };
+        let mut context = Map::new();
+        context.insert("reason".into(), Value::String(reason.clone()));
+        if let Some(acr) = &self.acr_values {
+            context.insert("acr_values".into(), Value::String(acr.clone()));
+        }
+        if let Some(age) = self.max_age {
+            context.insert("max_age".into(), Value::from(age));
+        }
+        json!({ "decision": self.allowed, "context": context })
+    }
+}
+
+/// What the batch endpoint answers: a single decision when the request had no
+/// `evaluations` (§7.1), else one entry per evaluated request.
+#[derive(Debug, Clone, PartialEq)]
+pub enum BatchOutcome {
+    Single(Decision),
+    Many(Vec<Value>),
+}
+
+impl BatchOutcome {
+    pub fn to_authzen(&self) -> Value {
+        match self {
+            BatchOutcome::Single(decision) => decision.to_authzen(),
+            BatchOutcome::Many(entries) => json!({ "evaluations": entries }),
+        }
+    }
+}
+
+/// A result of compiling a policy set (for `gatehouse policy load` and tests).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PolicySummary {
+    pub policies: Vec<String>,
+}
+
+#[derive(Debug)]
+struct Loaded {
+    version: Option<i64>,
+    set: PolicySet,
+    /// Milliseconds since the PDP started when the version was last confirmed.
+    checked_at: AtomicU64,
+}
+
+#[derive(Debug)]
+struct Inner {
+    clock: SharedClock,
+    schema: Schema,
+    names: context::Names,
+    authorizer: Authorizer,
+    default_set: Arc<Loaded>,
+    sets: RwLock<HashMap<TenantId, Arc<Loaded>>>,
+    source: Arc<dyn PolicySource>,
+    facts: Arc<dyn SubjectFacts>,
+    log: log::DecisionLogger,
+    config: PdpConfig,
+    started: Instant,
+}
+
+#[derive(Clone, Debug)]
+pub struct Pdp {
+    inner: Arc<Inner>,
+}
+
+impl Pdp {
+    /// The PDP on the identity store.
+    pub fn new(pool: Pool, clock: SharedClock) -> Result<Pdp, ConsentError> {
+        Self::with_parts(
+            clock,
+            Arc::new(StorePolicies::new(pool.clone())),
+            Arc::new(StoreFacts::new(pool.clone())),
+            Arc::new(StoreDecisionLog::new(pool)),
+            PdpConfig::default(),
+        )
+    }
+
+    pub fn with_parts(
+        clock: SharedClock,
+        source: Arc<dyn PolicySource>,
+        facts: Arc<dyn SubjectFacts>,
+        sink: Arc<dyn DecisionSink>,
+        config: PdpConfig,
+    ) -> Result<Pdp, ConsentError> {
+        let schema = policies::schema()?;
+        let default_set = policies::compile(&schema, DEFAULT_POLICIES)
+            .map_err(|e| ConsentError::Internal(format!("built-in default policies: {e}")))?;
+        let log = log::DecisionLogger::start(
+            sink,
+            config.log_capacity,
+            config.log_batch,
+            config.log_flush_every,
+        )
+        .map_err(|e| ConsentError::Internal(format!("decision log writer: {e}")))?;
+        Ok(Pdp {
+            inner: Arc::new(Inner {
+                clock,
+                schema,
+                names: context::Names::new()?,
+                authorizer: Authorizer::new(),
+                default_set: Arc::new(Loaded {
+                    version: None,
+                    set: default_set,
+                    checked_at: AtomicU64::new(0),
+                }),
+                sets: RwLock::new(HashMap::new()),
+                source,
+                facts,
+                log,
+                config,
+                started: Instant::now(),
+            }),
+        })
+    }
+
+    fn millis(&self) -> u64 {
+        u64::try_from(self.inner.started.elapsed().as_millis()).unwrap_or(u64::MAX)
+    }
+
+    /// Parses and validates `text` without saving it.
+    pub fn check_policies(&self, text: &str) -> Result<PolicySummary, ConsentError> {
+        let set = policies::compile(&self.inner.schema, text)?;
+        Ok(PolicySummary {
+            policies: set.policies().map(|p| p.id().to_string()).collect(),
+        })
+    }
+
+    /// Validates `text` and stores it as the tenant's next version, which serves from
+    /// now on. A set that does not parse or validate is refused with the message and
+    /// the previous set keeps serving.
+    pub fn save_policies(
+        &self,
+        tenant: TenantId,
+        text: &str,
+        created_by: &str,
+    ) -> Result<i64, ConsentError> {
+        self.check_policies(text)?;
+        let version = self
+            .inner
+            .source
+            .save(tenant, self.inner.clock.now(), text, created_by)?;
+        self.invalidate(Some(tenant));
+        Ok(version)
+    }
+
+    /// Forgets cached policy sets (one tenant's, or all on `Resync`).
+    pub fn invalidate(&self, tenant: Option<TenantId>) {
+        let mut sets = self.inner.sets.write().unwrap_or_else(|p| p.into_inner());
+        match tenant {
+            Some(tenant) => {
+                sets.remove(&tenant);
+            }
+            None => sets.clear(),
+        }
+    }
+
+    /// The policy set serving `tenant`: cached, re-checked against the stored version
+    /// at most every `version_check`.
+    fn policies_for(&self, tenant: TenantId) -> Result<Arc<Loaded>, ConsentError> {
+        let now = self.millis();
+        let window = u64::try_from(self.inner.config.version_check.as_millis()).unwrap_or(0);
+        let cached = self
+            .inner
+            .sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            .cloned();
+        if let Some(loaded) = &cached {
+            if now.saturating_sub(loaded.checked_at.load(Ordering::Relaxed)) < window {
+                return Ok(Arc::clone(loaded));
+            }
+            match self.inner.source.latest_version(tenant) {
+                Ok(version) if version == loaded.version => {
+                    loaded.checked_at.store(now, Ordering::Relaxed);
+                    return Ok(Arc::clone(loaded));
+                }
+                Ok(_) => {}
+                Err(error) => {
+                    // Serve what we have rather than fail every request while the
+                    // database is away; the next window tries again.
+                    tracing::warn!(%error, %tenant, "policy version check failed");
+                    loaded.checked_at.store(now, Ordering::Relaxed);
+                    return Ok(Arc::clone(loaded));
+                }
+            }
+        }
+        let loaded = match self.inner.source.latest(tenant)? {
+            None => Arc::new(Loaded {
+                version: None,
+                set: self.inner.default_set.set.clone(),
+                checked_at: AtomicU64::new(now),
+            }),
+            Some(stored) => match policies::compile(&self.inner.schema, &stored.text) {
+                Ok(set) => Arc::new(Loaded {
+                    version: Some(stored.version),
+                    set,
+                    checked_at: AtomicU64::new(now),
+                }),
+                Err(error) => {
+                    // Saved sets were validated; this means the schema changed under
+                    // them. Keep the last good set if there is one.
+                    tracing::error!(%error, %tenant, version = stored.version, "stored policy set no longer compiles");
+                    return cached.ok_or(error);
+                }
+            },
+        };
+        self.inner
+            .sets
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(tenant, Arc::clone(&loaded));
+        Ok(loaded)
+    }
+
+    /// The serving policy set's version (`None`: the built-in default).
+    pub fn serving_version(&self, tenant: TenantId) -> Result<Option<i64>, ConsentError> {
+        Ok(self.policies_for(tenant)?.version)
+    }
+
+    /// One evaluation. `caller` is the client id of the PEP (its consent purposes
+    /// default to its own client id); `request_id` goes to the decision log.
+    pub fn evaluate(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        request: &EvaluationRequest,
+        request_id: Option<&str>,
+    ) -> Result<Decision, ConsentError> {
+        let now = self.inner.clock.now();
+        let decision = self.decide(tenant, caller, request, now, None)?;
+        self.record(tenant, caller, request, &decision, now, request_id);
+        Ok(decision)
+    }
+
+    /// Evaluates without writing to the decision log (`gatehouse policy test`).
+    pub fn dry_run(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        request: &EvaluationRequest,
+    ) -> Result<Decision, ConsentError> {
+        self.decide(tenant, caller, request, self.inner.clock.now(), None)
+    }
+
+    /// The Access Evaluations API (§7): defaults, per-entry overrides and the
+    /// evaluation semantic. An entry that cannot be evaluated (a member missing or
+    /// malformed) is a denial carrying the error, as §7.2.1 allows; a store failure
+    /// fails the whole batch.
+    pub fn evaluate_batch(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        batch: &EvaluationsRequest,
+        request_id: Option<&str>,
+    ) -> Result<BatchOutcome, ConsentError> {
+        let entries = match batch.evaluations.as_deref() {
+            None | Some([]) => {
+                let single = batch.resolve(&PartialEvaluation::default())?;
+                return Ok(BatchOutcome::Single(
+                    self.evaluate(tenant, caller, &single, request_id)?,
+                ));
+            }
+            Some(entries) => entries,
+        };
+        let semantic = batch.semantic();
+        let now = self.inner.clock.now();
+        let mut out = Vec::with_capacity(entries.len());
+        // The last subject's facts: batches mostly ask about one subject.
+        let mut cached: Option<(String, Option<UserFacts>)> = None;
+        for entry in entries {
+            // An entry that cannot be evaluated (a member missing, a malformed
+            // context) is a denial carrying the error; the batch goes on.
+            let mut decide_entry = || -> Result<Decision, ConsentError> {
+                let request = batch.resolve(entry)?;
+                let id = &request.subject.id;
+                if request.subject.kind == SUBJECT_USER
+                    && cached.as_ref().is_none_or(|(known, _)| known != id)
+                {
+                    let facts = self.inner.facts.user(tenant, id, now)?;
+                    cached = Some((id.clone(), facts));
+                }
+                let known = cached
+                    .as_ref()
+                    .filter(|(known, _)| known == id)
+                    .map(|(_, facts)| facts.as_ref());
+                let decision = self.decide(tenant, caller, &request, now, known)?;
+                self.record(tenant, caller, &request, &decision, now, request_id);
+                Ok(decision)
+            };
+            let (allowed, value) = match decide_entry() {
+                Ok(decision) => (decision.allowed, decision.to_authzen()),
+                Err(ConsentError::Invalid(message)) => (
+                    false,
+                    json!({
+                        "decision": false,
+                        "context": { "reason": "invalid_request", "error": { "status": 400, "message": message } }
+                    }),
+                ),
+                Err(other) => return Err(other),
+            };
+            out.push(value);
+            let stop = match semantic {
+                EvaluationsSemantic::ExecuteAll => false,
+                EvaluationsSemantic::DenyOnFirstDeny => !allowed,
+                EvaluationsSemantic::PermitOnFirstPermit => allowed,
+            };
+            if stop {
+                break;
+            }
+        }
+        Ok(BatchOutcome::Many(out))
+    }
+
+    /// `known`: the subject's facts when the caller has read them already (a batch
+    /// about one subject reads them once).
+    fn decide(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        request: &EvaluationRequest,
+        now: DateTime<Utc>,
+        known: Option<Option<&UserFacts>>,
+    ) -> Result<Decision, ConsentError> {
+        let loaded = self.policies_for(tenant)?;
+        let deny = |reason: &str| Decision {
+            allowed: false,
+            reason: Some(reason.to_owned()),
+            acr_values: None,
+            max_age: None,
+            policies: Vec::new(),
+            policy_version: loaded.version,
+        };
+        if request.subject.kind != SUBJECT_USER {
+            return Err(ConsentError::Invalid(format!(
+                "subject.type `{}` is not supported (use `{SUBJECT_USER}`)",
+                request.subject.kind
+            )));
+        }
+        let fetched;
+        let user = match known {
+            Some(user) => user,
+            None => {
+                fetched = self.inner.facts.user(tenant, &request.subject.id, now)?;
+                fetched.as_ref()
+            }
+        };
+        let Some(user) = user else {
+            return Ok(deny(reason::UNKNOWN_SUBJECT));
+        };
+        let names = &self.inner.names;
+        let principal = context::user_entity(names, user)?;
+        let resource = context::resource_entity(names, &request.resource)?;
+        let action = context::action_uid(names, &request.action.name);
+        let cedar_context = context::build(&request.context, caller, now)?;
+        let cedar_request =
+            Request::new(principal.uid(), action, resource.uid(), cedar_context, None)
+                .map_err(|e| ConsentError::Invalid(e.to_string()))?;
+        // Without the schema: the entities are built to match it, and checking them
+        // again on every request would be pure cost.
+        let entities = Entities::from_entities([principal, resource], None)
+            .map_err(|e| ConsentError::Internal(format!("entities: {e}")))?;
+        let response = self
+            .inner
+            .authorizer
+            .is_authorized(&cedar_request, &loaded.set, &entities);
+        for error in response.diagnostics().errors() {
+            tracing::debug!(%error, "policy evaluation error (the policy is skipped)");
+        }
+        let outcome = policies::outcome(&loaded.set, &response);
+        Ok(Decision {
+            allowed: outcome.allowed,
+            reason: outcome.reason,
+            acr_values: outcome.acr_values,
+            max_age: outcome.max_age,
+            policies: outcome.policies,
+            policy_version: loaded.version,
+        })
+    }
+
+    fn record(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        request: &EvaluationRequest,
+        decision: &Decision,
+        now: DateTime<Utc>,
+        request_id: Option<&str>,
+    ) {
+        let mut logged = serde_json::to_value(request).unwrap_or(Value::Null);
+        if let Value::Object(map) = &mut logged {
+            map.insert("caller".into(), Value::String(caller.to_owned()));
+            if let Some(version) = decision.policy_version {
+                map.insert("policy_version".into(), Value::from(version));
+            }
+        }
+        self.inner.log.record(NewDecision {
+            tenant_id: tenant,
+            at: now,
+            request: logged,
+            decision: decision.allowed,
+            reason: decision.reason.clone(),
+            policies: decision.policies.clone(),
+            request_id: request_id.map(str::to_owned),
+        });
+    }
+
+    /// Waits until the decisions made so far are written (tests, the CLI, shutdown).
+    pub fn flush_log(&self) {
+        self.inner.log.flush(Duration::from_secs(10));
+    }
+
+    /// Decision log records lost (queue full or write failed) since start.
+    pub fn dropped_log_records(&self) -> u64 {
+        self.inner.log.dropped()
+    }
+}

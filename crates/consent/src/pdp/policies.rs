@@ -1,0 +1,181 @@
+//! Compiling policy sets: parse, give each policy its `@id`, validate against the
+//! Gatehouse schema, and read the reason annotations that turn a Cedar denial into
+//! an AuthZEN reason code.
+
+use std::fmt::Write as _;
+use std::str::FromStr;
+
+use cedar_policy::{Effect, PolicyId, PolicySet, Response, Schema, ValidationMode, Validator};
+
+use miette::Diagnostic;
+
+use crate::ConsentError;
+
+pub const SCHEMA_TEXT: &str = include_str!("../../policies/schema.cedarschema");
+pub const DEFAULT_POLICIES: &str = include_str!("../../policies/default.cedar");
+
+/// Reason codes the PDP reports in the decision context.
+pub mod reason {
+    pub const CONSENT_WITHDRAWN: &str = "consent_withdrawn";
+    pub const INSUFFICIENT_AUTHENTICATION: &str = "insufficient_authentication";
+    pub const ENTITLEMENT_MISSING: &str = "entitlement_missing";
+    pub const RISK_TOO_HIGH: &str = "risk_too_high";
+    /// A forbid policy without `@reason` decided.
+    pub const DENIED_BY_POLICY: &str = "denied_by_policy";
+    /// The subject is not a user of this tenant.
+    pub const UNKNOWN_SUBJECT: &str = "unknown_subject";
+}
+
+pub fn schema() -> Result<Schema, ConsentError> {
+    let (schema, _warnings) = Schema::from_cedarschema_str(SCHEMA_TEXT)
+        .map_err(|e| ConsentError::Internal(format!("built-in Cedar schema: {e}")))?;
+    Ok(schema)
+}
+
+/// Parses `text`, renames policies after their `@id` annotations and validates the
+/// set in strict mode. The error carries every parser or validator message.
+pub fn compile(schema: &Schema, text: &str) -> Result<PolicySet, ConsentError> {
+    let parsed = PolicySet::from_str(text)
+        .map_err(|e| ConsentError::Policy(format!("parse error: {}", render(&e))))?;
+    if parsed.templates().next().is_some() {
+        return Err(ConsentError::Policy(
+            "templates are not supported; write plain policies".into(),
+        ));
+    }
+    let mut named = PolicySet::new();
+    for policy in parsed.policies() {
+        let policy = match policy.annotation("id") {
+            Some(id) if id.trim().is_empty() => {
+                return Err(ConsentError::Policy("an @id annotation is empty".into()));
+            }
+            Some(id) => policy.new_id(PolicyId::new(id)),
+            None => policy.clone(),
+        };
+        let id = policy.id().clone();
+        named
+            .add(policy)
+            .map_err(|_| ConsentError::Policy(format!("policy id `{id}` is used twice")))?;
+    }
+    let result = Validator::new(schema.clone()).validate(&named, ValidationMode::Strict);
+    if !result.validation_passed() {
+        // One line: it reaches operators as the CLI's single error line.
+        let mut message = String::from("validation failed");
+        for (index, error) in result.validation_errors().enumerate() {
+            let _ = write!(
+                message,
+                "{} {}",
+                if index == 0 { ":" } else { ";" },
+                render(error)
+            );
+        }
+        return Err(ConsentError::Policy(message));
+    }
+    Ok(named)
+}
+
+/// A diagnostic with its help text and related errors, on one line.
+fn render(error: &dyn Diagnostic) -> String {
+    let mut text = error.to_string();
+    for inner in error.related().into_iter().flatten() {
+        text.push_str("; ");
+        text.push_str(&render(inner));
+    }
+    if let Some(help) = error.help() {
+        text.push_str(" (");
+        text.push_str(&help.to_string());
+        text.push(')');
+    }
+    text
+}
+
+/// Where a denial comes from, with what the PEP should do about it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outcome {
+    pub allowed: bool,
+    pub reason: Option<String>,
+    pub acr_values: Option<String>,
+    pub max_age: Option<i64>,
+    pub policies: Vec<String>,
+}
+
+/// Which reason wins when several forbid policies apply: first what stepping up
+/// cannot cure, so a PEP is never sent to re-authenticate for nothing.
+fn rank(reason: &str) -> u8 {
+    match reason {
+        reason::CONSENT_WITHDRAWN => 0,
+        reason::RISK_TOO_HIGH => 1,
+        reason::ENTITLEMENT_MISSING => 2,
+        reason::INSUFFICIENT_AUTHENTICATION => 4,
+        _ => 3,
+    }
+}
+
+pub fn outcome(set: &PolicySet, response: &Response) -> Outcome {
+    let policies: Vec<String> = response
+        .diagnostics()
+        .reason()
+        .map(ToString::to_string)
+        .collect();
+    if response.decision() == cedar_policy::Decision::Allow {
+        return Outcome {
+            allowed: true,
+            reason: None,
+            acr_values: None,
+            max_age: None,
+            policies,
+        };
+    }
+    let mut best: Option<&str> = None;
+    for id in response.diagnostics().reason() {
+        let Some(policy) = set.policy(id) else {
+            continue;
+        };
+        if policy.effect() != Effect::Forbid {
+            continue;
+        }
+        let code = policy
+            .annotation("reason")
+            .unwrap_or(reason::DENIED_BY_POLICY);
+        if best.is_none_or(|current| rank(code) < rank(current)) {
+            best = Some(code);
+        }
+    }
+    let Some(code) = best else {
+        return Outcome {
+            allowed: false,
+            reason: Some(reason::ENTITLEMENT_MISSING.to_owned()),
+            acr_values: None,
+            max_age: None,
+            policies,
+        };
+    };
+    let (acr_values, max_age) = if code == reason::INSUFFICIENT_AUTHENTICATION {
+        // Several step-up policies may apply: ask for the strongest level any names
+        // (our acr URNs sort by level) and the shortest age.
+        let step_ups = response
+            .diagnostics()
+            .reason()
+            .filter_map(|id| set.policy(id))
+            .filter(|p| p.annotation("reason") == Some(reason::INSUFFICIENT_AUTHENTICATION));
+        let mut acr: Option<&str> = None;
+        let mut age: Option<i64> = None;
+        for policy in step_ups {
+            if let Some(value) = policy.annotation("acr_values") {
+                acr = Some(acr.map_or(value, |current| current.max(value)));
+            }
+            if let Some(value) = policy.annotation("max_age").and_then(|v| v.parse().ok()) {
+                age = Some(age.map_or(value, |current: i64| current.min(value)));
+            }
+        }
+        (acr.map(str::to_owned), age)
+    } else {
+        (None, None)
+    };
+    Outcome {
+        allowed: false,
+        reason: Some(code.to_owned()),
+        acr_values,
+        max_age,
+        policies,
+    }
+}

@@ -1,0 +1,148 @@
+//! The PDP's traits on the identity store: live users, roles, groups and consents;
+//! policy sets; the decision log.
+
+use std::str::FromStr;
+
+use chrono::{DateTime, Utc};
+use gatehouse_core::ids::{TenantId, UserId};
+use gatehouse_identity_store::decision_log::{self, NewDecision};
+use gatehouse_identity_store::{
+    Pool, StoreError, consent_records, groups, policy_sets, roles, users,
+};
+
+use super::facts::{DecisionSink, PolicySource, StoredPolicies, SubjectFacts, UserFacts};
+use crate::ConsentError;
+
+#[derive(Debug, Clone)]
+pub struct StoreFacts {
+    pool: Pool,
+}
+
+impl StoreFacts {
+    pub fn new(pool: Pool) -> Self {
+        StoreFacts { pool }
+    }
+}
+
+fn conn(pool: &Pool) -> Result<gatehouse_identity_store::PooledConnection, ConsentError> {
+    Ok(pool.get().map_err(StoreError::from)?)
+}
+
+impl SubjectFacts for StoreFacts {
+    fn user(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<UserFacts>, ConsentError> {
+        let Ok(user_id) = UserId::from_str(id) else {
+            return Ok(None);
+        };
+        let mut conn = conn(&self.pool)?;
+        let user = match users::get(&mut conn, tenant, user_id) {
+            Ok(user) => user,
+            Err(StoreError::NotFound { .. }) => return Ok(None),
+            Err(other) => return Err(other.into()),
+        };
+        let roles = roles::roles_of_user(&mut conn, tenant, user_id)?
+            .into_iter()
+            .map(|r| r.name)
+            .collect();
+        let groups = groups::groups_of_user(&mut conn, tenant, user_id)?
+            .into_iter()
+            .map(|g| g.display_name)
+            .collect();
+        let consents = current_consents(&mut conn, now, tenant, user_id)?;
+        let attributes = user
+            .data
+            .custom_attributes
+            .iter()
+            .map(|(name, value)| {
+                let text = match value {
+                    serde_json::Value::String(text) => text.clone(),
+                    other => other.to_string(),
+                };
+                (name.clone(), text)
+            })
+            .collect();
+        Ok(Some(UserFacts {
+            id: user.id.to_string(),
+            email_verified: user.primary_email().is_some_and(|e| e.verified),
+            user_name: user.data.user_name,
+            active: user.data.active,
+            roles,
+            groups,
+            consents,
+            attributes,
+        }))
+    }
+}
+
+/// The user's current consents as "client_id:purpose".
+fn current_consents(
+    conn: &mut gatehouse_identity_store::AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Vec<String>, ConsentError> {
+    Ok(consent_records::current_for_user(conn, now, tenant, user)?
+        .into_iter()
+        .map(|c| format!("{}:{}", c.client_id, c.purpose))
+        .collect())
+}
+
+#[derive(Debug, Clone)]
+pub struct StorePolicies {
+    pool: Pool,
+}
+
+impl StorePolicies {
+    pub fn new(pool: Pool) -> Self {
+        StorePolicies { pool }
+    }
+}
+
+impl PolicySource for StorePolicies {
+    fn latest_version(&self, tenant: TenantId) -> Result<Option<i64>, ConsentError> {
+        Ok(policy_sets::latest_version(
+            &mut *conn(&self.pool)?,
+            tenant,
+        )?)
+    }
+
+    fn latest(&self, tenant: TenantId) -> Result<Option<StoredPolicies>, ConsentError> {
+        Ok(
+            policy_sets::latest(&mut *conn(&self.pool)?, tenant)?.map(|set| StoredPolicies {
+                version: set.version,
+                text: set.text,
+            }),
+        )
+    }
+
+    fn save(
+        &self,
+        tenant: TenantId,
+        now: DateTime<Utc>,
+        text: &str,
+        created_by: &str,
+    ) -> Result<i64, ConsentError> {
+        Ok(policy_sets::insert(&mut *conn(&self.pool)?, now, tenant, text, created_by)?.version)
+    }
+}
+
+#[derive(Debug, Clone)]
+pub struct StoreDecisionLog {
+    pool: Pool,
+}
+
+impl StoreDecisionLog {
+    pub fn new(pool: Pool) -> Self {
+        StoreDecisionLog { pool }
+    }
+}
+
+impl DecisionSink for StoreDecisionLog {
+    fn write(&self, batch: &[NewDecision]) -> Result<usize, ConsentError> {
+        Ok(decision_log::append(&mut *conn(&self.pool)?, batch)?)
+    }
+}

@@ -1,0 +1,69 @@
+use chrono::Duration;
+use gatehouse_identity_store::decision_log::{self, NewDecision};
+use gatehouse_identity_store::policy_sets;
+use serde_json::json;
+
+use crate::{now, tenant};
+
+gatehouse_identity_store::backend_tests! {
+    fn policy_sets_are_versioned_per_tenant(db) {
+        let mut conn = db.conn();
+        let conn = &mut conn;
+        let now = now();
+        let t = tenant(conn, "pol");
+        let other = tenant(conn, "pol-other");
+        assert_eq!(policy_sets::latest_version(conn, t).unwrap(), None);
+        assert!(policy_sets::latest(conn, t).unwrap().is_none());
+
+        let first = policy_sets::insert(conn, now, t, "permit(principal, action, resource);", "cli").unwrap();
+        assert_eq!(first.version, 1);
+        let second = policy_sets::insert(conn, now + Duration::seconds(1), t, "forbid(principal, action, resource);", "admin:x").unwrap();
+        assert_eq!(second.version, 2);
+        policy_sets::insert(conn, now, other, "// other", "cli").unwrap();
+
+        assert_eq!(policy_sets::latest_version(conn, t).unwrap(), Some(2));
+        let latest = policy_sets::latest(conn, t).unwrap().unwrap();
+        assert_eq!(latest, second);
+        assert_eq!(policy_sets::get(conn, t, 1).unwrap(), first);
+        assert!(policy_sets::get(conn, t, 3).is_err());
+        let versions = policy_sets::list(conn, t).unwrap();
+        assert_eq!(versions.iter().map(|v| v.version).collect::<Vec<_>>(), vec![2, 1]);
+        assert_eq!(versions[0].created_by, "admin:x");
+        assert_eq!(policy_sets::latest_version(conn, other).unwrap(), Some(1), "versions are per tenant");
+        assert!(policy_sets::insert(conn, now, t, "x", " ").is_err(), "anonymous save");
+    }
+
+    fn decisions_are_logged_in_batches(db) {
+        let mut conn = db.conn();
+        let conn = &mut conn;
+        let now = now();
+        let t = tenant(conn, "dec");
+        let other = tenant(conn, "dec-other");
+        let decision = |at: i64, allowed: bool, tenant| NewDecision {
+            tenant_id: tenant,
+            at: now + Duration::seconds(at),
+            request: json!({"subject": {"type": "user", "id": "u1"}, "action": {"name": "read"}}),
+            decision: allowed,
+            reason: (!allowed).then(|| "consent_withdrawn".to_owned()),
+            policies: vec!["consent".to_owned()],
+            request_id: Some(format!("req-{at}")),
+        };
+        assert_eq!(decision_log::append(conn, &[]).unwrap(), 0);
+        let batch = vec![decision(0, true, t), decision(1, false, t), decision(2, true, other)];
+        assert_eq!(decision_log::append(conn, &batch).unwrap(), 3);
+
+        let recent = decision_log::recent(conn, t, 10).unwrap();
+        assert_eq!(recent.len(), 2, "another tenant's decision is listed");
+        assert_eq!(recent[0].request_id.as_deref(), Some("req-1"), "newest first");
+        assert!(!recent[0].decision);
+        assert_eq!(recent[0].reason.as_deref(), Some("consent_withdrawn"));
+        assert_eq!(recent[0].policies, vec!["consent".to_owned()]);
+        assert_eq!(recent[0].request, batch[1].request);
+        assert_eq!(recent[0].at, batch[1].at);
+        assert_eq!(decision_log::recent(conn, t, 1).unwrap().len(), 1);
+
+        assert_eq!(decision_log::prune(conn, now + Duration::seconds(2)).unwrap(), 2);
+        assert!(decision_log::recent(conn, t, 10).unwrap().is_empty());
+        assert_eq!(decision_log::recent(conn, other, 10).unwrap().len(), 1);
+    }
+}

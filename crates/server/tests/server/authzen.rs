@@ -1,0 +1,458 @@
+//! The AuthZEN Authorization API over HTTP: metadata, bearer-token protection
+//! (401/403), malformed input, single and batch evaluations with each semantic,
+//! the reason codes of the default policy set, X-Request-ID and the decision log.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gatehouse_core::Clock;
+use gatehouse_identity_store::users::{self, Email, UserData};
+use gatehouse_identity_store::{Backend, decision_log, tenants};
+use reqwest::blocking::Client as Http;
+use serde_json::{Value, json};
+
+use crate::code_flow::{SECRET, client_data, register_client};
+use crate::web_kit::WebApp;
+
+/// A confidential client that may use client_credentials, with `scopes`.
+fn register_pep(app: &WebApp, client_id: &str, scopes: &[&str]) {
+    let mut data = client_data(false);
+    data.client_id = client_id.into();
+    data.grant_types = vec!["client_credentials".into()];
+    data.scopes = scopes.iter().map(|s| (*s).to_owned()).collect();
+    register_client(app, data);
+}
+
+fn access_token(app: &WebApp, client_id: &str, scope: &str) -> String {
+    let response: Value = Http::new()
+        .post(format!("{}/oauth2/token", app.base))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("{client_id}:{SECRET}"))),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("grant_type=client_credentials&scope={scope}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    response["access_token"].as_str().unwrap().to_owned()
+}
+
+struct Answer {
+    status: u16,
+    www_authenticate: Option<String>,
+    request_id: Option<String>,
+    body: Value,
+}
+
+fn post(
+    app: &WebApp,
+    path: &str,
+    token: Option<&str>,
+    body: &str,
+    request_id: Option<&str>,
+) -> Answer {
+    let mut request = Http::new()
+        .post(format!("{}{path}", app.base))
+        .header("Content-Type", "application/json")
+        .body(body.to_owned());
+    if let Some(token) = token {
+        request = request.header("Authorization", format!("Bearer {token}"));
+    }
+    if let Some(id) = request_id {
+        request = request.header("X-Request-ID", id);
+    }
+    let response = request.send().unwrap();
+    let header = |name: &str| {
+        response
+            .headers()
+            .get(name)
+            .map(|v| v.to_str().unwrap().to_owned())
+    };
+    let (status, www_authenticate, request_id) = (
+        response.status().as_u16(),
+        header("www-authenticate"),
+        header("x-request-id"),
+    );
+    let text = response.text().unwrap();
+    Answer {
+        status,
+        www_authenticate,
+        request_id,
+        body: serde_json::from_str(&text).unwrap_or(Value::String(text)),
+    }
+}
+
+fn alice(app: &WebApp) -> String {
+    let mut conn = app.db.conn();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    users::create(
+        &mut conn,
+        app.clock.now(),
+        tenant,
+        UserData {
+            emails: vec![Email {
+                value: "alice@example.com".into(),
+                kind: None,
+                primary: true,
+                verified: true,
+            }],
+            ..UserData::new("alice")
+        },
+    )
+    .unwrap()
+    .id
+    .to_string()
+}
+
+fn evaluation(user: &str, action: &str, owner: &str, context: Value) -> String {
+    json!({
+        "subject": {"type": "user", "id": user},
+        "action": {"name": action},
+        "resource": {"type": "document", "id": "doc-1", "properties": {"owner": owner}},
+        "context": context,
+    })
+    .to_string()
+}
+
+fn conformance(backend: Backend) {
+    let app = WebApp::start(backend);
+    register_pep(&app, "pep", &["authzen:evaluate"]);
+    register_pep(&app, "other-api", &["orders:read"]);
+    let user = alice(&app);
+    let token = access_token(&app, "pep", "authzen:evaluate");
+    let unscoped = access_token(&app, "other-api", "orders:read");
+    let single = "/access/v1/evaluation";
+    let batch = "/access/v1/evaluations";
+    let read = evaluation(&user, "read", "bob", json!({}));
+
+    // Metadata, at the root and for a path-routed tenant.
+    let metadata: Value = Http::new()
+        .get(format!("{}/.well-known/authzen-configuration", app.base))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    assert_eq!(metadata["policy_decision_point"], json!(app.base));
+    assert_eq!(
+        metadata["access_evaluation_endpoint"],
+        json!(format!("{}{single}", app.base))
+    );
+    assert_eq!(
+        metadata["access_evaluations_endpoint"],
+        json!(format!("{}{batch}", app.base))
+    );
+    for path in [
+        "/.well-known/authzen-configuration/t/default",
+        "/t/default/.well-known/authzen-configuration",
+    ] {
+        let tenant: Value = Http::new()
+            .get(format!("{}{path}", app.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap();
+        assert_eq!(
+            tenant["policy_decision_point"],
+            json!(format!("{}/t/default", app.base)),
+            "{path}"
+        );
+    }
+
+    // Protection: no token, a bad token, a token without the scope.
+    let none = post(&app, single, None, &read, None);
+    assert_eq!(none.status, 401);
+    assert_eq!(none.www_authenticate.as_deref(), Some("Bearer"));
+    let forged = post(&app, single, Some("not.a.token"), &read, None);
+    assert_eq!(forged.status, 401);
+    assert!(forged.www_authenticate.unwrap().contains("invalid_token"));
+    let no_scope = post(&app, single, Some(&unscoped), &read, None);
+    assert_eq!(no_scope.status, 403, "{:?}", no_scope.body);
+    assert!(
+        no_scope
+            .www_authenticate
+            .unwrap()
+            .contains("insufficient_scope")
+    );
+    assert_eq!(post(&app, batch, None, &read, None).status, 401);
+
+    // Malformed input.
+    for body in [
+        "{not json".to_owned(),
+        json!({"subject": {"type": "user", "id": user}, "action": {"name": "read"}}).to_string(),
+        json!({"subject": {"type": "user"}, "action": {"name": "read"}, "resource": {"type": "d", "id": "1"}}).to_string(),
+        evaluation(&user, "read", "bob", json!({"acr": "gold"})),
+    ] {
+        let answer = post(&app, single, Some(&token), &body, None);
+        assert_eq!(answer.status, 400, "{body}: {:?}", answer.body);
+        assert_eq!(answer.body["error"], json!("invalid_request"));
+    }
+    let bad_semantic = json!({"options": {"evaluations_semantic": "sometimes"}, "evaluations": []});
+    assert_eq!(
+        post(&app, batch, Some(&token), &bad_semantic.to_string(), None).status,
+        400
+    );
+
+    // Single evaluations and the four reason codes of the default policy set.
+    let allowed = post(&app, single, Some(&token), &read, Some("authzen-test-1"));
+    assert_eq!(allowed.status, 200, "{:?}", allowed.body);
+    assert_eq!(allowed.body, json!({"decision": true}));
+    assert_eq!(
+        allowed.request_id.as_deref(),
+        Some("authzen-test-1"),
+        "X-Request-ID echoed"
+    );
+    let cases = [
+        (
+            evaluation(&user, "update", "bob", json!({})),
+            json!({"reason": "entitlement_missing"}),
+        ),
+        (
+            evaluation(&user, "export", &user, json!({"acr": "urn:gatehouse:aal1"})),
+            json!({"reason": "insufficient_authentication", "acr_values": "urn:gatehouse:aal2"}),
+        ),
+        (
+            evaluation(&user, "read", "bob", json!({"purpose": "marketing"})),
+            json!({"reason": "consent_withdrawn"}),
+        ),
+        (
+            evaluation(&user, "read", "bob", json!({"risk_score": 90})),
+            json!({"reason": "risk_too_high"}),
+        ),
+    ];
+    for (body, context) in cases {
+        let answer = post(&app, single, Some(&token), &body, None);
+        assert_eq!(answer.status, 200);
+        assert_eq!(
+            answer.body,
+            json!({"decision": false, "context": context}),
+            "{body}"
+        );
+    }
+    // Consent granted through the consent model, then withdrawn: the next decision
+    // sees it at once (facts are read live).
+    let marketing = evaluation(&user, "read", "bob", json!({"purpose": "marketing"}));
+    {
+        use gatehouse_identity_store::consent_records::{self, NewGrant, NewWithdrawal};
+        use gatehouse_identity_store::purposes::{self, LegalBasis, PurposeData};
+        let mut conn = app.db.conn();
+        let tenant = tenants::find_by_slug(&mut conn, "default")
+            .unwrap()
+            .unwrap()
+            .id;
+        let user_id = user.parse().unwrap();
+        let now = app.clock.now();
+        purposes::create(
+            &mut conn,
+            now,
+            tenant,
+            PurposeData {
+                slug: "marketing".into(),
+                name: "Marketing".into(),
+                description: "Offers by mail".into(),
+                scopes: vec![],
+                legal_basis: LegalBasis::Consent,
+            },
+        )
+        .unwrap();
+        consent_records::append_grant(
+            &mut conn,
+            now,
+            tenant,
+            NewGrant {
+                user: user_id,
+                client_id: "pep",
+                purpose: "marketing",
+                version: 1,
+                expires_at: None,
+                channel: "test",
+            },
+        )
+        .unwrap();
+        let granted = post(&app, single, Some(&token), &marketing, None);
+        assert_eq!(granted.body, json!({"decision": true}), "a granted consent");
+        consent_records::append_withdrawal(
+            &mut conn,
+            now,
+            tenant,
+            NewWithdrawal {
+                user: user_id,
+                client_id: "pep",
+                purpose: "marketing",
+                version: 1,
+                channel: "test",
+            },
+        )
+        .unwrap();
+    }
+    let withdrawn = post(&app, single, Some(&token), &marketing, None);
+    assert_eq!(
+        withdrawn.body,
+        json!({"decision": false, "context": {"reason": "consent_withdrawn"}})
+    );
+
+    let stepped_up = post(
+        &app,
+        single,
+        Some(&token),
+        &evaluation(&user, "export", &user, json!({"acr": "urn:gatehouse:aal2"})),
+        None,
+    );
+    assert_eq!(stepped_up.body, json!({"decision": true}));
+
+    // Batches: defaults, overrides and each semantic.
+    let entries = json!([
+        {"resource": {"type": "document", "id": "1", "properties": {"owner": user}}},
+        {"action": {"name": "update"}, "resource": {"type": "document", "id": "2", "properties": {"owner": "bob"}}},
+        {"resource": {"type": "document", "id": "3"}}
+    ]);
+    let mut decisions = Vec::new();
+    for semantic in [
+        "execute_all",
+        "deny_on_first_deny",
+        "permit_on_first_permit",
+    ] {
+        let body = json!({
+            "subject": {"type": "user", "id": user},
+            "action": {"name": "read"},
+            "options": {"evaluations_semantic": semantic},
+            "evaluations": entries,
+        });
+        let answer = post(&app, batch, Some(&token), &body.to_string(), None);
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        let got: Vec<bool> = answer.body["evaluations"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|e| e["decision"].as_bool().unwrap())
+            .collect();
+        decisions.push(got);
+    }
+    assert_eq!(
+        decisions,
+        vec![vec![true, false, true], vec![true, false], vec![true]]
+    );
+    let denied_entry = post(
+        &app,
+        batch,
+        Some(&token),
+        &json!({"subject": {"type": "user", "id": user}, "action": {"name": "update"},
+                "evaluations": [{"resource": {"type": "document", "id": "2"}}]})
+        .to_string(),
+        None,
+    );
+    assert_eq!(
+        denied_entry.body,
+        json!({"evaluations": [{"decision": false, "context": {"reason": "entitlement_missing"}}]})
+    );
+    let as_single = post(&app, batch, Some(&token), &read, None);
+    assert_eq!(
+        as_single.body,
+        json!({"decision": true}),
+        "no evaluations array: one decision"
+    );
+
+    // The decision log, once flushed.
+    app.state.pdp.flush_log();
+    let mut conn = app.db.conn();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    let logged = decision_log::recent(&mut conn, tenant, 100).unwrap();
+    assert_eq!(
+        logged.len(),
+        1 + 4 + 2 + 1 + (3 + 2 + 1) + 1 + 1,
+        "one row per evaluation"
+    );
+    let first = logged
+        .iter()
+        .find(|d| d.request_id.as_deref() == Some("authzen-test-1"))
+        .expect("the request id is logged");
+    assert!(first.decision);
+    assert_eq!(first.request["caller"], json!("pep"));
+    assert_eq!(first.request["subject"]["id"], json!(user));
+    assert!(
+        first.policies.contains(&"verified-users-read".to_owned()),
+        "{:?}",
+        first.policies
+    );
+    assert!(
+        logged
+            .iter()
+            .any(|d| d.reason.as_deref() == Some("consent_withdrawn")
+                && d.policies == vec!["consent-required".to_owned()])
+    );
+    assert_eq!(app.state.pdp.dropped_log_records(), 0);
+}
+
+#[test]
+fn authzen_api_on_sqlite() {
+    conformance(Backend::Sqlite);
+}
+
+#[test]
+fn authzen_api_on_postgres() {
+    conformance(Backend::Postgres);
+}
+
+#[test]
+fn policies_are_loaded_listed_and_tested_from_the_command_line() {
+    use crate::support::{Server, gatehouse, run, stderr, stdout, temp_dir};
+    let dir = temp_dir();
+    // The first start creates the default tenant.
+    assert!(
+        Server::start(gatehouse(dir.path(), &["serve"]))
+            .terminate()
+            .success()
+    );
+    let cli = |args: &[&str]| run(&mut gatehouse(dir.path(), args));
+    assert!(stdout(&cli(&["policy", "list"])).contains("built-in default serves"));
+
+    let bad = dir.path().join("bad.cedar");
+    std::fs::write(
+        &bad,
+        "permit (principal, action, resource) when { principal.salary > 1 };",
+    )
+    .unwrap();
+    let refused = cli(&["policy", "load", bad.to_str().unwrap()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("salary"), "{}", stderr(&refused));
+
+    let good = dir.path().join("good.cedar");
+    std::fs::write(
+        &good,
+        r#"@id("readers") permit (principal, action == Gatehouse::Action::"read", resource);"#,
+    )
+    .unwrap();
+    let loaded = cli(&["policy", "load", good.to_str().unwrap()]);
+    assert!(loaded.status.success(), "{}", stderr(&loaded));
+    assert!(stdout(&loaded).contains("version 1"), "{}", stdout(&loaded));
+    let listed = stdout(&cli(&["policy", "list"]));
+    assert!(
+        listed.starts_with("1\t") && listed.contains("serving"),
+        "{listed}"
+    );
+
+    let request = dir.path().join("request.json");
+    std::fs::write(
+        &request,
+        json!({"subject": {"type": "user", "id": "nobody"}, "action": {"name": "read"}, "resource": {"type": "d", "id": "1"}}).to_string(),
+    )
+    .unwrap();
+    let tested = cli(&["policy", "test", request.to_str().unwrap()]);
+    assert!(tested.status.success(), "{}", stderr(&tested));
+    let answer: Value = serde_json::from_str(&stdout(&tested)).unwrap();
+    assert_eq!(answer["context"]["reason"], json!("unknown_subject"));
+    assert_eq!(answer["policy_version"], json!(1));
+
+    let decisions = cli(&["decisions", "list", "--limit", "5"]);
+    assert!(decisions.status.success(), "{}", stderr(&decisions));
+    assert!(
+        stdout(&decisions).is_empty(),
+        "policy test must not log decisions"
+    );
+}

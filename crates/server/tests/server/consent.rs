@@ -1,0 +1,317 @@
+//! Consent that is enforced: withdrawing a purpose through the consent service ends,
+//! at once, the refresh token and the access token of the grant that held its
+//! scopes, and the consent page asks again.
+
+use gatehouse_consent::Channel;
+use gatehouse_core::ids::{TenantId, UserId};
+use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
+use gatehouse_identity_store::{Backend, tenants, users};
+
+use crate::code_flow::{
+    VERIFIER, authorize_query, exchange, get_code, introspect_active, register, signed_in, token,
+};
+use crate::web_kit::WebApp;
+
+fn purpose(slug: &str, scope: &str) -> PurposeData {
+    PurposeData {
+        slug: slug.into(),
+        name: format!("The {slug}"),
+        description: format!("Uses your {scope}."),
+        scopes: vec![scope.into()],
+        legal_basis: LegalBasis::Consent,
+    }
+}
+
+fn tenant_and_user(app: &WebApp) -> (TenantId, UserId) {
+    let mut conn = app.db.conn();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    let user = users::find_by_primary_email(&mut conn, tenant, "uma@example.com")
+        .unwrap()
+        .unwrap()
+        .id;
+    (tenant, user)
+}
+
+fn refresh(app: &WebApp, refresh_token: &str) -> (u16, serde_json::Value) {
+    token(
+        app,
+        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
+    )
+}
+
+fn withdrawal_ends_the_tokens_that_depended_on_it(backend: Backend) {
+    let app = WebApp::start(backend);
+    register(&app, false);
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let (tenant, user) = tenant_and_user(&app);
+
+    let consents = &app.state.consents;
+    for (slug, scope) in [("newsletter", "email"), ("telephony", "phone")] {
+        consents
+            .define_purpose(tenant, "admin", purpose(slug, scope))
+            .unwrap();
+        consents
+            .grant(
+                tenant,
+                user,
+                "webapp",
+                slug,
+                1,
+                Channel::OauthConsentPage,
+                None,
+            )
+            .unwrap();
+    }
+
+    // A purpose whose scopes the grant does not hold leaves it alone.
+    let other = consents
+        .withdraw(tenant, user, "webapp", "telephony", Channel::AccountPage)
+        .unwrap();
+    assert!(other.event.is_some() && other.grants_revoked.is_empty());
+    let (status, rotated) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 200, "{rotated}");
+    let access = rotated["access_token"].as_str().unwrap().to_owned();
+    let refresh_token = rotated["refresh_token"].as_str().unwrap().to_owned();
+    assert!(introspect_active(&app, &access));
+
+    let done = consents
+        .withdraw(tenant, user, "webapp", "newsletter", Channel::AccountPage)
+        .unwrap();
+    assert_eq!(done.grants_revoked.len(), 1, "{done:?}");
+    assert!(
+        !introspect_active(&app, &access),
+        "introspection still answers active after the withdrawal"
+    );
+    let (status, refused) = refresh(&app, &refresh_token);
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{refused}"
+    );
+    let current = consents.current(tenant, user).unwrap();
+    assert!(current.is_empty(), "{current:?}");
+
+    // The withdrawn scope is no longer remembered: the consent page asks again.
+    let again = browser.get(&authorize_query(""));
+    assert_eq!(again.status, 200, "no consent asked after a withdrawal");
+}
+
+#[test]
+fn withdrawing_consent_revokes_refresh_and_access_tokens_on_sqlite() {
+    withdrawal_ends_the_tokens_that_depended_on_it(Backend::Sqlite);
+}
+
+#[test]
+fn withdrawing_consent_revokes_refresh_and_access_tokens_on_postgres() {
+    withdrawal_ends_the_tokens_that_depended_on_it(Backend::Postgres);
+}
+
+#[test]
+fn revoking_an_app_ends_all_its_tokens() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, false);
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (tenant, user) = tenant_and_user(&app);
+    assert!(introspect_active(&app, &access));
+
+    let done = app
+        .state
+        .consents
+        .revoke_app(tenant, user, "webapp", Channel::AccountPage)
+        .unwrap();
+    assert_eq!(done.grants_revoked.len(), 1);
+    assert!(!introspect_active(&app, &access));
+    let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    assert_eq!(browser.get(&authorize_query("")).status, 200);
+}
+
+#[test]
+fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, false);
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (tenant, user) = tenant_and_user(&app);
+    let consents = &app.state.consents;
+    consents
+        .define_purpose(tenant, "admin", purpose("newsletter", "email"))
+        .unwrap();
+    consents
+        .grant(
+            tenant,
+            user,
+            "webapp",
+            "newsletter",
+            1,
+            Channel::OauthConsentPage,
+            None,
+        )
+        .unwrap();
+
+    let page = browser.get("/account/apps");
+    assert_eq!(page.status, 200, "{}", page.body);
+    assert!(page.body.contains("Web App") && page.body.contains("The newsletter"));
+    assert!(page.body.contains("name=\"purpose\" value=\"newsletter\""));
+
+    // Without the CSRF token nothing is withdrawn.
+    let forged = browser.post_raw(
+        "/account/apps/withdraw",
+        &[("client_id", "webapp"), ("purpose", "newsletter")],
+        &[],
+    );
+    assert_eq!(forged.status, 403);
+    assert!(introspect_active(&app, &access));
+
+    let withdrawn = browser.post_form(
+        "/account/apps/withdraw",
+        &page,
+        &[("client_id", "webapp"), ("purpose", "newsletter")],
+    );
+    assert_eq!(withdrawn.status, 200, "{}", withdrawn.body);
+    assert!(withdrawn.body.contains("Your consent has been withdrawn."));
+    assert!(!introspect_active(&app, &access));
+    let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant"))
+    );
+    let unknown = browser.post_form(
+        "/account/apps/withdraw",
+        &page,
+        &[("client_id", "webapp"), ("purpose", "nothing")],
+    );
+    assert_eq!(unknown.status, 404);
+
+    let receipt = browser.get("/account/apps/receipt");
+    assert_eq!(receipt.status, 200);
+    assert!(
+        receipt.headers["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let receipt: serde_json::Value = serde_json::from_str(&receipt.body).unwrap();
+    let events: Vec<_> = receipt["history"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| (e["event"].as_str().unwrap(), e["channel"].as_str().unwrap()))
+        .collect();
+    assert_eq!(
+        events,
+        [
+            ("granted", "oauth_consent_page"),
+            ("withdrawn", "account_page")
+        ]
+    );
+    assert_eq!(receipt["user"], user.to_string());
+
+    // The consent page still remembers openid and profile: the app stays listed
+    // until it is revoked.
+    let page = browser.get("/account/apps");
+    assert!(page.body.contains("Web App"));
+    let revoked = browser.post_form("/account/apps/revoke", &page, &[("client_id", "webapp")]);
+    assert_eq!(revoked.status, 200, "{}", revoked.body);
+    assert!(revoked.body.contains("No app has access to your account"));
+
+    let mut stranger = app.browser();
+    let page = stranger.get("/account/apps");
+    assert_eq!(page.status, 303);
+    assert_eq!(stranger.get("/account/apps/receipt").status, 303);
+}
+
+#[test]
+fn the_consent_page_records_the_purposes_it_shows() {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, false);
+    let mut browser = signed_in(&app);
+    let (tenant, user) = tenant_and_user(&app);
+    let consents = &app.state.consents;
+    for (slug, scope) in [("newsletter", "email"), ("telephony", "phone")] {
+        consents
+            .define_purpose(tenant, "admin", purpose(slug, scope))
+            .unwrap();
+    }
+    let request = authorize_query("").split_once('?').unwrap().1.to_owned();
+    let approve =
+        |browser: &mut crate::web_kit::Browser, page: &crate::web_kit::Page, shown: &str| {
+            browser.post_form(
+                "/authorize/consent",
+                page,
+                &[
+                    ("request", &request),
+                    ("decision", "allow"),
+                    ("purposes", shown),
+                ],
+            )
+        };
+
+    let page = browser.get(&authorize_query(""));
+    assert_eq!(page.status, 200);
+    assert!(page.body.contains("The newsletter") && !page.body.contains("The telephony"));
+    assert!(
+        page.body
+            .contains("name=\"purposes\" value=\"newsletter:1\"")
+    );
+
+    // The text changed while the page was open: shown again, nothing recorded.
+    let change = gatehouse_identity_store::purposes::PurposeChange {
+        name: "The weekly newsletter".into(),
+        description: "Weekly.".into(),
+        scopes: vec!["email".into()],
+    };
+    consents
+        .update_purpose(tenant, "admin", "newsletter", 1, change)
+        .unwrap();
+    let stale = approve(&mut browser, &page, "newsletter:1");
+    assert_eq!(stale.status, 303);
+    assert!(
+        stale.location().unwrap().contains("/authorize?"),
+        "{:?}",
+        stale.location()
+    );
+    assert!(consents.current(tenant, user).unwrap().is_empty());
+    let forged = approve(&mut browser, &page, "telephony:1");
+    assert_eq!(
+        forged.status, 400,
+        "consent to a purpose the page did not ask about"
+    );
+
+    let page = browser.get(&authorize_query(""));
+    assert!(page.body.contains("The weekly newsletter"));
+    let approved = approve(&mut browser, &page, "newsletter:2");
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    let code = crate::code_flow::param(&approved.location().unwrap(), "code").unwrap();
+    let current = consents.current(tenant, user).unwrap();
+    assert_eq!(current.len(), 1);
+    assert_eq!(
+        (current[0].purpose.as_str(), current[0].version),
+        ("newsletter", 2)
+    );
+    assert_eq!(
+        consents.history(tenant, user).unwrap()[0].channel,
+        "oauth_consent_page"
+    );
+
+    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    consents
+        .withdraw(tenant, user, "webapp", "newsletter", Channel::AccountPage)
+        .unwrap();
+    let (status, _) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 400);
+}

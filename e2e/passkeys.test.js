@@ -1,0 +1,193 @@
+// Passkeys in a real browser: sign up → sign in with the password → add a passkey
+// on the security page → sign out → the passkey autofill signs in → sign out →
+// "Sign in with a passkey" → the account page, without typing a password.
+//
+// The authenticator is Chromium's virtual one (DevTools protocol, WebAuthn domain):
+// a platform authenticator with resident keys and user verification, which answers
+// without anybody touching it. It lives in the browser context, so the credential
+// it makes at registration is the one it offers at sign-in.
+//
+// Screenshots, the server log and the mail land in e2e/artifacts/passkeys/.
+
+import assert from 'node:assert/strict';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { launchChromium, watchForProblems } from './lib/browser.js';
+import { journeySteps, submit } from './lib/journey.js';
+import { startGatehouse } from './lib/server.js';
+import { linksIn, startSmtpCatcher } from './lib/smtp.js';
+
+const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'passkeys');
+
+const EMAIL = 'grace.hopper@example.com';
+const PASSWORD = 'cobalt-meadow-lantern-31-harbor';
+const PASSKEY_NAME = 'Test laptop';
+
+describe('passkeys', { timeout: 180_000 }, () => {
+  let smtp;
+  let server;
+  let browser;
+  let page;
+  let cdp;
+  let authenticatorId;
+  let problems = [];
+  const step = journeySteps({ artifacts: ARTIFACTS, current: () => ({ page, server }) });
+
+  const onPath = (pathname) => (url) => url.pathname === pathname;
+
+  before(async () => {
+    await rm(ARTIFACTS, { recursive: true, force: true });
+    await mkdir(ARTIFACTS, { recursive: true });
+    smtp = await startSmtpCatcher();
+    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
+    browser = await launchChromium();
+    const context = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
+    page = await context.newPage();
+    page.setDefaultTimeout(15_000);
+    page.setDefaultNavigationTimeout(20_000);
+    problems = watchForProblems(page);
+
+    cdp = await context.newCDPSession(page);
+    await cdp.send('WebAuthn.enable');
+    ({ authenticatorId } = await cdp.send('WebAuthn.addVirtualAuthenticator', {
+      options: {
+        protocol: 'ctap2',
+        transport: 'internal',
+        hasResidentKey: true,
+        hasUserVerification: true,
+        isUserVerified: true,
+        automaticPresenceSimulation: true,
+      },
+    }));
+  });
+
+  after(async () => {
+    const results = await Promise.allSettled([
+      browser?.close(),
+      server?.stop().then((status) => {
+        if (status && (status.code !== 0 || status.signal)) {
+          console.error(`note: gatehouse did not exit cleanly on SIGTERM: code ${status.code}, signal ${status.signal}`);
+        }
+      }),
+      smtp?.close(),
+    ]);
+    for (const result of results) {
+      if (result.status === 'rejected') console.error('cleanup failed:', result.reason);
+    }
+  });
+
+  step('signs up and verifies the email address', async () => {
+    await page.goto('/signup');
+    await page.getByLabel('Email', { exact: true }).fill(EMAIL);
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await submit(page.getByRole('button', { name: 'Create account' }));
+    await page.getByRole('heading', { name: /check your email/i }).waitFor();
+    const mail = await smtp.waitForMessage((m) => m.to.includes(EMAIL));
+    const link = linksIn(mail.raw).find((l) => l.startsWith(`${server.baseUrl}/verify?token=`));
+    assert.ok(link, 'a verification link in the mail');
+    const response = await page.goto(link);
+    assert.equal(response.status(), 200, `GET ${link}`);
+  });
+
+  step('signs in with the password', async () => {
+    await page.goto('/signin');
+    // The passkey button appears once passkeys.js has run.
+    await page.getByRole('button', { name: 'Sign in with a passkey' }).waitFor();
+    await page.getByLabel('Email', { exact: true }).fill(EMAIL);
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await submit(page.getByRole('button', { name: 'Sign in', exact: true }));
+    await page.waitForURL(onPath('/account'));
+  });
+
+  step('adds a passkey on the security page and is shown its recovery codes', async () => {
+    await page.goto('/account/security');
+    await page.getByText('You have no passkeys yet.').waitFor();
+    await page.getByLabel('Name for the new passkey').fill(PASSKEY_NAME);
+    await page.getByRole('button', { name: 'Add a passkey' }).click();
+    // The first second factor of the account comes with recovery codes, shown once.
+    const codes = page.locator('[data-passkey-codes]');
+    await codes.getByRole('heading', { name: 'Save your recovery codes' }).waitFor();
+    assert.equal(await codes.locator('li code').count(), 10, 'ten recovery codes');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'recovery-codes.png'), fullPage: true });
+    await codes.getByRole('link', { name: 'I have saved them' }).click();
+    await page.waitForURL(onPath('/account/security'));
+  });
+
+  step('the passkey is listed and the authenticator holds one resident credential', async () => {
+    const list = page.locator('#passkey-list');
+    await list.getByText(PASSKEY_NAME, { exact: true }).waitFor();
+    assert.equal(await list.locator('li').count(), 1);
+    await list.getByRole('button', { name: 'Remove passkey' }).waitFor();
+    await page.screenshot({ path: path.join(ARTIFACTS, 'security.png'), fullPage: true });
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.equal(credentials.length, 1, 'one credential');
+    assert.equal(credentials[0].isResidentCredential, true, 'a discoverable credential');
+    assert.equal(credentials[0].rpId, 'localhost');
+  });
+
+  step('signs out; on the sign-in page the passkey autofill (conditional UI) signs in', async () => {
+    // passkeys.js starts a conditional request on the sign-in page. A person would
+    // pick the passkey from the email field's autofill; Chromium's virtual
+    // authenticator answers the request at once instead.
+    const finished = page.waitForResponse((r) => r.url().endsWith('/signin/passkey/finish'));
+    await submit(page.getByRole('banner').getByRole('button', { name: 'Sign out', exact: true }));
+    assert.equal((await finished).status(), 200, 'the passkey sign-in was accepted');
+    await page.waitForURL(onPath('/account'));
+    await page.locator('main').getByText(EMAIL, { exact: true }).first().waitFor();
+  });
+
+  step('signs out and stays signed out (autofill off)', async () => {
+    // From here on the pages see no conditional mediation, as in a browser without
+    // passkey autofill: only the button signs in with a passkey.
+    await page.context().addInitScript(() => {
+      if (window.PublicKeyCredential) {
+        Object.defineProperty(PublicKeyCredential, 'isConditionalMediationAvailable', {
+          value: async () => false,
+          configurable: true,
+        });
+      }
+    });
+    await submit(page.getByRole('banner').getByRole('button', { name: 'Sign out', exact: true }));
+    await page.waitForURL(onPath('/signin'));
+    await page.goto('/account');
+    assert.equal(new URL(page.url()).pathname, '/signin', 'signed out');
+  });
+
+  step('"Sign in with a passkey" signs in without a password', async () => {
+    await page.goto('/signin');
+    await page.screenshot({ path: path.join(ARTIFACTS, 'signin.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Sign in with a passkey' }).click();
+    await page.waitForURL(onPath('/account'));
+    await page.locator('main').getByText(EMAIL, { exact: true }).first().waitFor();
+    const { credentials } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.ok(credentials[0].signCount >= 2, `the credential was used twice (signCount ${credentials[0].signCount})`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'account.png'), fullPage: true });
+  });
+
+  step('after the password, "Use a passkey" is the second factor', async () => {
+    await submit(page.getByRole('banner').getByRole('button', { name: 'Sign out', exact: true }));
+    await page.waitForURL(onPath('/signin'));
+    await page.getByLabel('Email', { exact: true }).fill(EMAIL);
+    await page.getByLabel('Password', { exact: true }).fill(PASSWORD);
+    await submit(page.getByRole('button', { name: 'Sign in', exact: true }));
+    await page.waitForURL(onPath('/signin/second-factor'));
+    await page.screenshot({ path: path.join(ARTIFACTS, 'second-factor.png'), fullPage: true });
+    await page.getByRole('button', { name: 'Use a passkey' }).click();
+    await page.waitForURL(onPath('/account'));
+    await page.locator('main').getByText(EMAIL, { exact: true }).first().waitFor();
+  });
+
+  step('the security page shows the passkey as used', async () => {
+    await page.goto('/account/security');
+    const item = page.locator('#passkey-list li').filter({ hasText: PASSKEY_NAME });
+    await item.waitFor();
+    assert.doesNotMatch(await item.innerText(), /Never/);
+  });
+
+  step('no page showed a console error or a broken subresource', async () => {
+    assert.deepEqual(problems, []);
+  });
+});

@@ -1,0 +1,2 @@
+DROP TABLE decision_log;
+DROP TABLE policy_sets;
