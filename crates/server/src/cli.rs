@@ -54,6 +54,11 @@ enum Command {
         #[command(subcommand)]
         action: crate::clients_cli::ClientsCommand,
     },
+    /// Administrator-assisted account recovery.
+    Users {
+        #[command(subcommand)]
+        action: crate::users_cli::UsersCommand,
+    },
     /// Cedar policy sets of the policy decision point (AuthZEN).
     Policy {
         #[command(subcommand)]
@@ -88,6 +93,9 @@ pub fn run() -> Result<ExitCode, ServerError> {
         }
         Command::Clients { action } => {
             crate::clients_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Users { action } => {
+            crate::users_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Policy { action } => {
             crate::policy_cli::run_policy(&config, action).map(|()| ExitCode::SUCCESS)

@@ -16,5 +16,6 @@ mod policy_cli;
 pub mod reactions;
 pub mod state;
 pub mod ui;
+mod users_cli;
 
 pub use error::ServerError;

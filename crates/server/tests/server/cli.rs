@@ -226,3 +226,133 @@ fn keys_rotate_publishes_first_and_signs_later() {
     ));
     assert_clean_failure(&bad, 1, "unknown algorithm");
 }
+
+#[test]
+fn users_reset_removes_the_password_audits_the_operator_and_mails_a_link() {
+    use gatehouse_identity_store::db::{ConnectOptions, pool};
+    use gatehouse_identity_store::{PageRequest, audit, credentials, tenants, users};
+
+    let dir = temp_dir();
+    assert!(
+        Server::start(gatehouse(dir.path(), &["serve"]))
+            .terminate()
+            .success()
+    );
+    let url = format!(
+        "sqlite://{}",
+        data_dir(dir.path()).join("gatehouse.db").display()
+    );
+    let store = pool(&ConnectOptions::new(&url)).unwrap();
+    let mut conn = store.get().unwrap();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap();
+    let now = chrono::Utc::now();
+    let user = users::create(
+        &mut conn,
+        now,
+        tenant.id,
+        users::UserData {
+            emails: vec![users::Email {
+                value: "lost@example.com".into(),
+                kind: None,
+                primary: true,
+                verified: true,
+            }],
+            ..users::UserData::new("lost@example.com")
+        },
+    )
+    .unwrap();
+    credentials::create(
+        &mut conn,
+        &gatehouse_core::secrets::Cipher::new(vec![gatehouse_core::secrets::MasterKey::generate()])
+            .unwrap(),
+        now,
+        tenant.id,
+        user.id,
+        credentials::NewCredential {
+            kind: credentials::CredentialKind::Password,
+            label: None,
+            secret: b"sealed with another key: never read here",
+        },
+    )
+    .unwrap();
+    drop(conn);
+
+    let unknown = run(&mut gatehouse(
+        dir.path(),
+        &[
+            "users",
+            "reset",
+            "--email",
+            "nobody@example.com",
+            "--reason",
+            "ticket 7",
+            "--operator",
+            "ops",
+        ],
+    ));
+    assert_clean_failure(&unknown, 1, "no user with the address");
+    let no_reason = run(&mut gatehouse(
+        dir.path(),
+        &[
+            "users",
+            "reset",
+            "--email",
+            "lost@example.com",
+            "--reason",
+            " ",
+            "--operator",
+            "ops",
+        ],
+    ));
+    assert_clean_failure(&no_reason, 1, "must not be empty");
+
+    let reset = run(&mut gatehouse(
+        dir.path(),
+        &[
+            "users",
+            "reset",
+            "--email",
+            "lost@example.com",
+            "--reason",
+            "ticket 7: passport checked",
+            "--operator",
+            "ops-ann",
+        ],
+    ));
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    assert!(stdout(&reset).contains("mailed"), "{}", stdout(&reset));
+
+    let mut conn = store.get().unwrap();
+    assert!(
+        credentials::list_for_user(&mut conn, tenant.id, user.id, None)
+            .unwrap()
+            .is_empty(),
+        "the password is gone; the user chooses a new one through the link"
+    );
+    let events = audit::list(&mut conn, tenant.id, &PageRequest::first(100))
+        .unwrap()
+        .items;
+    let event = events
+        .iter()
+        .find(|e| e.action == "recovery.admin_reset")
+        .expect("audited");
+    assert_eq!(event.actor, "operator:ops-ann");
+    assert!(
+        event.details.to_string().contains("passport checked"),
+        "{:?}",
+        event.details
+    );
+    // Without SMTP the mail lands in the data directory (development mode).
+    let mails: Vec<_> = std::fs::read_dir(data_dir(dir.path()).join("mail"))
+        .unwrap()
+        .map(|e| std::fs::read_to_string(e.unwrap().path()).unwrap())
+        .collect();
+    assert!(
+        mails
+            .iter()
+            .any(|m| m.contains("lost@example.com") && m.contains("/recover?token=")),
+        "{mails:?}"
+    );
+}
