@@ -36,7 +36,12 @@ pub fn with_database(url: &str, name: &str) -> String {
 #[derive(Debug)]
 enum Cleanup {
     Sqlite(#[allow(dead_code)] tempfile::TempDir),
-    Postgres { admin_url: String, name: String },
+    Postgres {
+        admin_url: String,
+        name: String,
+    },
+    /// Another handle's database: left as it is.
+    None,
 }
 
 #[derive(Debug)]
@@ -80,6 +85,19 @@ impl TestDb {
             Backend::Postgres,
             Cleanup::Postgres { admin_url, name },
         )
+    }
+
+    /// Another handle on a database that `owner` created (a second node of a test
+    /// cluster); dropping it leaves the database to its owner.
+    pub fn attach(owner: &TestDb) -> Self {
+        let mut options = ConnectOptions::new(&owner.url);
+        options.pool_size = 4;
+        TestDb {
+            url: owner.url.clone(),
+            backend: owner.backend,
+            pool: Some(db::pool(&options).expect("test database pool")),
+            cleanup: Cleanup::None,
+        }
     }
 
     fn migrated(url: String, backend: Backend, cleanup: Cleanup) -> Self {

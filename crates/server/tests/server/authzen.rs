@@ -14,7 +14,7 @@ use crate::code_flow::{SECRET, client_data, register_client};
 use crate::web_kit::WebApp;
 
 /// A confidential client that may use client_credentials, with `scopes`.
-fn register_pep(app: &WebApp, client_id: &str, scopes: &[&str]) {
+pub fn register_pep(app: &WebApp, client_id: &str, scopes: &[&str]) {
     let mut data = client_data(false);
     data.client_id = client_id.into();
     data.grant_types = vec!["client_credentials".into()];
@@ -22,7 +22,7 @@ fn register_pep(app: &WebApp, client_id: &str, scopes: &[&str]) {
     register_client(app, data);
 }
 
-fn access_token(app: &WebApp, client_id: &str, scope: &str) -> String {
+pub fn access_token(app: &WebApp, client_id: &str, scope: &str) -> String {
     let response: Value = Http::new()
         .post(format!("{}/oauth2/token", app.base))
         .header(
@@ -38,14 +38,14 @@ fn access_token(app: &WebApp, client_id: &str, scope: &str) -> String {
     response["access_token"].as_str().unwrap().to_owned()
 }
 
-struct Answer {
-    status: u16,
-    www_authenticate: Option<String>,
-    request_id: Option<String>,
-    body: Value,
+pub struct Answer {
+    pub status: u16,
+    pub www_authenticate: Option<String>,
+    pub request_id: Option<String>,
+    pub body: Value,
 }
 
-fn post(
+pub fn post(
     app: &WebApp,
     path: &str,
     token: Option<&str>,
@@ -108,7 +108,7 @@ fn alice(app: &WebApp) -> String {
     .to_string()
 }
 
-fn evaluation(user: &str, action: &str, owner: &str, context: Value) -> String {
+pub fn evaluation(user: &str, action: &str, owner: &str, context: Value) -> String {
     json!({
         "subject": {"type": "user", "id": user},
         "action": {"name": action},

@@ -7,6 +7,7 @@ use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
 use gatehouse_identity_store::{Backend, tenants, users};
 
+use crate::authzen::{access_token, evaluation, post, register_pep};
 use crate::code_flow::{
     VERIFIER, authorize_query, exchange, get_code, introspect_active, register, signed_in, token,
 };
@@ -314,4 +315,89 @@ fn the_consent_page_records_the_purposes_it_shows() {
         .unwrap();
     let (status, _) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
     assert_eq!(status, 400);
+}
+
+/// Two nodes on one PostgreSQL database: a withdrawal recorded through one is
+/// enforced by the other within a second (it checks the grant in the database).
+#[test]
+fn a_withdrawal_on_one_node_is_enforced_by_another() {
+    let first = WebApp::start(Backend::Postgres);
+    register(&first, false);
+    let mut browser = signed_in(&first);
+    let code = get_code(&mut browser, "");
+    let (status, tokens) = exchange(&first, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (tenant, user) = tenant_and_user(&first);
+    first
+        .state
+        .consents
+        .define_purpose(tenant, "admin", purpose("newsletter", "email"))
+        .unwrap();
+    first
+        .state
+        .consents
+        .grant(
+            tenant,
+            user,
+            "webapp",
+            "newsletter",
+            1,
+            Channel::OauthConsentPage,
+            None,
+        )
+        .unwrap();
+
+    register_pep(&first, "pep", &["authzen:evaluate"]);
+    let second = first.start_node();
+    assert!(
+        introspect_active(&second, &access),
+        "the other node accepts the token first"
+    );
+    let pdp_token = access_token(&second, "pep", "authzen:evaluate");
+    let ask = evaluation(
+        &user.to_string(),
+        "read",
+        "bob",
+        serde_json::json!({"purpose": "newsletter", "client_id": "webapp"}),
+    );
+    let decide = || {
+        post(
+            &second,
+            "/access/v1/evaluation",
+            Some(&pdp_token),
+            &ask,
+            None,
+        )
+        .body
+    };
+    assert_eq!(
+        decide(),
+        serde_json::json!({"decision": true}),
+        "consent in force"
+    );
+    first
+        .state
+        .consents
+        .withdraw(tenant, user, "webapp", "newsletter", Channel::AccountPage)
+        .unwrap();
+    let withdrawn = std::time::Instant::now();
+    while introspect_active(&second, &access) {
+        assert!(
+            withdrawn.elapsed() < std::time::Duration::from_secs(1),
+            "the other node still accepts the token a second after the withdrawal"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    let (status, refused) = refresh(&second, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{refused}"
+    );
+    // And the policy decision point of the other node denies the purpose.
+    assert_eq!(
+        decide(),
+        serde_json::json!({"decision": false, "context": {"reason": "consent_withdrawn"}})
+    );
 }

@@ -31,7 +31,22 @@ impl WebApp {
     }
 
     pub fn start_with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> WebApp {
-        let db = TestDb::new(backend);
+        Self::start_on(TestDb::new(backend), adjust)
+    }
+
+    /// A second node of the same deployment: the same database, data directory (so
+    /// the same development master key) and issuer URL, its own listener, clock and
+    /// event bus. On PostgreSQL the nodes hear each other's events.
+    pub fn start_node(&self) -> WebApp {
+        let data_dir = self.state.config.data_dir.clone();
+        let issuer = self.base.clone();
+        Self::start_on(TestDb::attach(&self.db), move |config| {
+            config.data_dir = data_dir;
+            config.server.public_url = Some(issuer);
+        })
+    }
+
+    fn start_on(db: TestDb, adjust: impl FnOnce(&mut Config)) -> WebApp {
         let dir = tempfile::tempdir().unwrap();
         let smtp = SmtpCatcher::start();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
