@@ -42,13 +42,6 @@ fn error(status: actix_web::http::StatusCode, code: &str, message: &str) -> Http
         .json(json!({ "error": code, "error_description": message }))
 }
 
-fn unauthorized(challenge: &str) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, challenge.to_owned()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
-}
-
 fn failure(error: &ConsentError) -> HttpResponse {
     match error {
         ConsentError::Invalid(message) => self::error(
@@ -88,54 +81,8 @@ async fn authorize(
     state: &web::Data<AppState>,
     req: &HttpRequest,
 ) -> Result<(gatehouse_core::ids::TenantId, String), HttpResponse> {
-    let tenant = resolve(state, req).await?;
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty());
-    let Some(bearer) = bearer else {
-        return Err(unauthorized("Bearer"));
-    };
-    let issuer = state.issuer.clone();
-    let url = issuer_of(&tenant);
-    let id = tenant.tenant.id;
-    let claims = match web::block(move || issuer.verify_bearer(id, &url, &bearer)).await {
-        Ok(Ok(Some(claims))) => claims,
-        Ok(Ok(None)) => {
-            return Err(unauthorized(
-                "Bearer error=\"invalid_token\", error_description=\"the access token is invalid, expired or revoked\"",
-            ));
-        }
-        _ => {
-            return Err(error(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the token could not be checked",
-            ));
-        }
-    };
-    if !claims
-        .scope
-        .as_deref()
-        .unwrap_or_default()
-        .split(' ')
-        .any(|s| s == SCOPE)
-    {
-        return Err(HttpResponse::Forbidden()
-            .insert_header((
-                header::WWW_AUTHENTICATE,
-                format!("Bearer error=\"insufficient_scope\", scope=\"{SCOPE}\""),
-            ))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "error": "insufficient_scope", "error_description": format!("the token lacks the scope {SCOPE}") })));
-    }
-    Ok((id, claims.client_id))
+    let (tenant, claims) = crate::bearer::require(state, req, SCOPE).await?;
+    Ok((tenant, claims.client_id))
 }
 
 fn request_id(req: &HttpRequest) -> Option<String> {

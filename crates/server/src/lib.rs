@@ -2,9 +2,11 @@
 //! server and middleware. Feature crates expose their routes; this crate mounts them.
 
 mod authzen;
+mod bearer;
 pub mod bootstrap;
 pub mod cli;
 mod clients_cli;
+mod consent_api;
 mod error;
 pub mod http;
 pub mod key_schedule;

@@ -29,10 +29,12 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
         web::scope("/t/{tenant}")
             .configure(crate::oauth::tenant_routes)
             .configure(crate::authzen::tenant_routes)
+            .configure(crate::consent_api::tenant_routes)
             .configure(crate::pages::tenant_routes),
     );
     crate::oauth::tenant_routes(cfg);
     crate::authzen::tenant_routes(cfg);
+    crate::consent_api::tenant_routes(cfg);
     crate::pages::tenant_routes(cfg);
 }
 

@@ -401,3 +401,138 @@ fn a_withdrawal_on_one_node_is_enforced_by_another() {
         serde_json::json!({"decision": false, "context": {"reason": "consent_withdrawn"}})
     );
 }
+
+/// An application records and withdraws consent for its user with the user's token,
+/// sees only its own part of the receipt, and a client-credentials token is refused.
+#[test]
+fn applications_manage_their_users_consent_through_the_api() {
+    use crate::code_flow::{REDIRECT, client_data, param, register_client};
+    use reqwest::blocking::Client as Http;
+
+    let app = WebApp::start(Backend::Sqlite);
+    let mut data = client_data(true);
+    data.scopes.push("consent".into());
+    data.grant_types.push("client_credentials".into());
+    register_client(&app, data);
+    let mut browser = signed_in(&app);
+    let query = authorize_query("").replace(
+        "scope=openid%20profile%20email",
+        "scope=openid%20consent%20email",
+    );
+    assert!(query.contains("consent"), "{query}");
+    let answer = browser.get(&query);
+    let location = answer.location().unwrap();
+    assert!(location.starts_with(REDIRECT), "{location}");
+    let code = param(&location, "code").unwrap();
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    let (tenant, user) = tenant_and_user(&app);
+    app.state
+        .consents
+        .define_purpose(tenant, "admin", purpose("newsletter", "email"))
+        .unwrap();
+
+    let call = |method: &str, path: &str, token: &str, body: Option<serde_json::Value>| {
+        let url = format!("{}{path}", app.base);
+        let mut request = match method {
+            "GET" => Http::new().get(url),
+            _ => Http::new().post(url),
+        }
+        .header("Authorization", format!("Bearer {token}"));
+        if let Some(body) = body {
+            request = request
+                .header("Content-Type", "application/json")
+                .body(body.to_string());
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let text = response.text().unwrap();
+        (
+            status,
+            serde_json::from_str::<serde_json::Value>(&text)
+                .unwrap_or(serde_json::Value::String(text)),
+        )
+    };
+
+    let (status, body) = call(
+        "POST",
+        "/consents/v1/me/grants",
+        &access,
+        Some(serde_json::json!({"purpose": "newsletter", "version": 1})),
+    );
+    assert_eq!(status, 201, "{body}");
+    assert_eq!(body["channel"], "api");
+    let (status, body) = call(
+        "POST",
+        "/consents/v1/me/grants",
+        &access,
+        Some(serde_json::json!({"purpose": "nope", "version": 1})),
+    );
+    assert_eq!(status, 404, "{body}");
+    let (status, body) = call(
+        "POST",
+        "/consents/v1/me/grants",
+        &access,
+        Some(serde_json::json!({"purpose": 7})),
+    );
+    assert_eq!(status, 400, "{body}");
+    let (status, body) = call("GET", "/consents/v1/me", &access, None);
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["in_force"][0]["purpose"], "newsletter", "{body}");
+
+    // Another application's consent stays out of this one's receipt.
+    let mut other = client_data(true);
+    other.client_id = "other-app".into();
+    register_client(&app, other);
+    app.state
+        .consents
+        .grant(
+            tenant,
+            user,
+            "other-app",
+            "newsletter",
+            1,
+            Channel::AccountPage,
+            None,
+        )
+        .unwrap();
+    assert_eq!(
+        app.state
+            .consents
+            .receipt(tenant, user)
+            .unwrap()
+            .history
+            .len(),
+        2
+    );
+    let (status, receipt) = call("GET", "/consents/v1/me/receipt", &access, None);
+    assert_eq!(status, 200, "{receipt}");
+    assert!(
+        receipt["history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|e| e["client_id"] == "webapp"),
+        "{receipt}"
+    );
+    assert_eq!(receipt["history"].as_array().unwrap().len(), 1, "{receipt}");
+
+    // A client-credentials token names no user.
+    let (_, service) = crate::code_flow::token(&app, "grant_type=client_credentials&scope=consent");
+    let service = service["access_token"].as_str().unwrap();
+    assert_eq!(call("GET", "/consents/v1/me", service, None).0, 403);
+    assert_eq!(call("GET", "/consents/v1/me", "not-a-token", None).0, 401);
+
+    // Withdrawing revokes the grant that held the purpose's scope: the calling token too.
+    let (status, body) = call(
+        "POST",
+        "/consents/v1/me/withdrawals",
+        &access,
+        Some(serde_json::json!({"purpose": "newsletter"})),
+    );
+    assert_eq!(status, 200, "{body}");
+    assert_eq!(body["grants_revoked"], 1, "{body}");
+    assert!(!introspect_active(&app, &access));
+    assert_eq!(call("GET", "/consents/v1/me", &access, None).0, 401);
+}

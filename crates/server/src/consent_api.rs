@@ -1,0 +1,205 @@
+//! The consent API for applications, acting for the signed-in user with the user's
+//! access token (scope `consent`): what the user has agreed to with this
+//! application, recording a consent given in the application's own UI, withdrawing
+//! one, and the receipt. An application sees and changes only its own consents.
+//!
+//! - `GET  /consents/v1/me` → `{"client_id", "in_force": [...]}`
+//! - `POST /consents/v1/me/grants` `{"purpose", "version", "expires_at"?}` → 201
+//! - `POST /consents/v1/me/withdrawals` `{"purpose"}` → 200 (revokes the grants that
+//!   held the purpose's scopes — possibly the one behind the calling token)
+//! - `GET  /consents/v1/me/receipt` → the user's receipt, this application's part
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use gatehouse_consent::{Channel, ConsentError};
+use gatehouse_core::ids::{TenantId, UserId};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::state::AppState;
+
+/// The scope an application's token needs for this API.
+pub const SCOPE: &str = "consent";
+
+pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
+    cfg.route("/consents/v1/me", web::get().to(in_force))
+        .route("/consents/v1/me/grants", web::post().to(grant))
+        .route("/consents/v1/me/withdrawals", web::post().to(withdraw))
+        .route("/consents/v1/me/receipt", web::get().to(receipt));
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct GrantBody {
+    purpose: String,
+    version: i32,
+    #[serde(default)]
+    expires_at: Option<DateTime<Utc>>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WithdrawBody {
+    purpose: String,
+}
+
+fn answer(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    answer(
+        status,
+        json!({ "error": code, "error_description": message }),
+    )
+}
+
+fn failure(e: &ConsentError) -> HttpResponse {
+    match e {
+        ConsentError::NotFound(what) => error(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("unknown {what}"),
+        ),
+        ConsentError::Invalid(message) => {
+            error(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
+        ConsentError::OutdatedVersion { latest, .. } => error(
+            StatusCode::CONFLICT,
+            "outdated_version",
+            &format!("the purpose's current version is {latest}; show it to the user"),
+        ),
+        other => {
+            tracing::error!(error = %other, "consent API failed");
+            error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the request failed",
+            )
+        }
+    }
+}
+
+/// The tenant, the user the token is for and the calling application.
+async fn caller(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<(TenantId, UserId, String), HttpResponse> {
+    let (tenant, claims) = crate::bearer::require(state, req, SCOPE).await?;
+    // A client-credentials token names the client, not a user.
+    let Ok(user) = claims.sub.parse::<UserId>() else {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "invalid_token",
+            "a user's access token is required",
+        ));
+    };
+    if claims.sub == claims.client_id {
+        return Err(error(
+            StatusCode::FORBIDDEN,
+            "invalid_token",
+            "a user's access token is required",
+        ));
+    }
+    Ok((tenant, user, claims.client_id))
+}
+
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
+    serde_json::from_slice(body).map_err(|e| format!("malformed body: {e}"))
+}
+
+async fn in_force(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let (tenant, user, client) = match caller(&state, &req).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let consents = state.consents.clone();
+    let cid = client.clone();
+    match web::block(move || consents.current(tenant, user)).await {
+        Ok(Ok(all)) => {
+            let mine: Vec<_> = all.into_iter().filter(|c| c.client_id == cid).collect();
+            answer(
+                StatusCode::OK,
+                json!({ "client_id": client, "in_force": mine }),
+            )
+        }
+        Ok(Err(e)) => failure(&e),
+        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
+    }
+}
+
+async fn grant(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let (tenant, user, client) = match caller(&state, &req).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let body: GrantBody = match parse(&body) {
+        Ok(body) => body,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
+    };
+    let consents = state.consents.clone();
+    let recorded = web::block(move || {
+        consents.grant(
+            tenant,
+            user,
+            &client,
+            &body.purpose,
+            body.version,
+            Channel::Api,
+            body.expires_at,
+        )
+    })
+    .await;
+    match recorded {
+        Ok(Ok(event)) => answer(StatusCode::CREATED, json!(event)),
+        Ok(Err(e)) => failure(&e),
+        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
+    }
+}
+
+async fn withdraw(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
+    let (tenant, user, client) = match caller(&state, &req).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let body: WithdrawBody = match parse(&body) {
+        Ok(body) => body,
+        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
+    };
+    let consents = state.consents.clone();
+    match web::block(move || consents.withdraw(tenant, user, &client, &body.purpose, Channel::Api))
+        .await
+    {
+        Ok(Ok(done)) => answer(
+            StatusCode::OK,
+            json!({
+                "purpose": done.purpose,
+                "withdrawn": done.event.is_some(),
+                "grants_revoked": done.grants_revoked.len(),
+            }),
+        ),
+        Ok(Err(e)) => failure(&e),
+        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
+    }
+}
+
+async fn receipt(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
+    let (tenant, user, client) = match caller(&state, &req).await {
+        Ok(found) => found,
+        Err(response) => return response,
+    };
+    let consents = state.consents.clone();
+    match web::block(move || consents.receipt(tenant, user)).await {
+        Ok(Ok(mut receipt)) => {
+            // Another application's consents are none of this one's business.
+            receipt.in_force.retain(|c| c.client_id == client);
+            receipt.history.retain(|e| e.client_id == client);
+            answer(StatusCode::OK, json!(receipt))
+        }
+        Ok(Err(e)) => failure(&e),
+        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
+    }
+}
