@@ -10,6 +10,7 @@ use gatehouse_consent::ConsentError;
 use gatehouse_consent::pdp::{EvaluationRequest, EvaluationsRequest};
 use serde_json::json;
 
+use crate::bearer::json_error as error;
 use crate::http::RequestId;
 use crate::oauth::{issuer_of, resolve};
 use crate::state::AppState;
@@ -34,12 +35,6 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
     cfg.route(METADATA, web::get().to(metadata))
         .route(EVALUATION, web::post().to(evaluation))
         .route(EVALUATIONS, web::post().to(evaluations));
-}
-
-fn error(status: actix_web::http::StatusCode, code: &str, message: &str) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(json!({ "error": code, "error_description": message }))
 }
 
 fn failure(error: &ConsentError) -> HttpResponse {

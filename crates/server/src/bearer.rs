@@ -1,7 +1,7 @@
 //! Bearer access tokens (RFC 6750) on Gatehouse's own APIs: the token is one this
 //! tenant issued, live (not expired, its grant not revoked), and carries a scope.
 
-use actix_web::http::header;
+use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_core::ids::TenantId;
 use gatehouse_token_issuer::jwt::AccessTokenClaims;
@@ -9,6 +9,21 @@ use serde_json::json;
 
 use crate::oauth::{issuer_of, resolve};
 use crate::state::AppState;
+
+/// A JSON answer of an API endpoint; never cached (it may name the caller's data).
+pub fn json_answer(status: StatusCode, body: serde_json::Value) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .json(body)
+}
+
+/// `{"error", "error_description"}`, the shape OAuth and these APIs answer with.
+pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
+    json_answer(
+        status,
+        json!({ "error": code, "error_description": message }),
+    )
+}
 
 fn unauthorized(challenge: &str) -> HttpResponse {
     HttpResponse::Unauthorized()
@@ -48,9 +63,11 @@ pub async fn require(
             ));
         }
         _ => {
-            return Err(HttpResponse::InternalServerError()
-                .insert_header((header::CACHE_CONTROL, "no-store"))
-                .json(json!({ "error": "server_error", "error_description": "the token could not be checked" })));
+            return Err(json_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the token could not be checked",
+            ));
         }
     };
     if !claims

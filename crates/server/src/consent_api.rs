@@ -9,7 +9,7 @@
 //!   held the purpose's scopes — possibly the one behind the calling token)
 //! - `GET  /consents/v1/me/receipt` → the user's receipt, this application's part
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use gatehouse_consent::{Channel, ConsentError};
@@ -17,6 +17,7 @@ use gatehouse_core::ids::{TenantId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::bearer::{json_answer as answer, json_error as error};
 use crate::state::AppState;
 
 /// The scope an application's token needs for this API.
@@ -42,19 +43,6 @@ struct GrantBody {
 #[serde(deny_unknown_fields)]
 struct WithdrawBody {
     purpose: String,
-}
-
-fn answer(status: StatusCode, body: serde_json::Value) -> HttpResponse {
-    HttpResponse::build(status)
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .json(body)
-}
-
-fn error(status: StatusCode, code: &str, message: &str) -> HttpResponse {
-    answer(
-        status,
-        json!({ "error": code, "error_description": message }),
-    )
 }
 
 fn failure(e: &ConsentError) -> HttpResponse {

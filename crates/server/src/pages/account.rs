@@ -127,22 +127,13 @@ async fn failure(ctx: &PageContext, error: AuthnError) -> HttpResponse {
             StatusCode::UNPROCESSABLE_ENTITY,
             PageContext::policy_message(violation.code),
         ),
-        _ => return internal(ctx, error),
+        _ => return ctx.internal_error(&error),
     };
     let suggestions = match &error {
         AuthnError::PasswordPolicy(violation) => violation.suggestions.clone(),
         _ => Vec::new(),
     };
     view(ctx, status, None, Some(&key), &suggestions).await
-}
-
-fn internal(ctx: &PageContext, error: AuthnError) -> HttpResponse {
-    tracing::error!(%error, "account action failed");
-    ctx.error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "error.internal.title",
-        "error.internal.message",
-    )
 }
 
 pub async fn page(ctx: PageContext) -> HttpResponse {
@@ -188,7 +179,7 @@ pub async fn profile(ctx: PageContext, form: web::Form<ProfileForm>) -> HttpResp
             )
             .await
         }
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -273,7 +264,7 @@ pub async fn end_one(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpRespons
         .await
     {
         Ok(_) => ctx.redirect(&ctx.path("/account")),
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -300,6 +291,6 @@ pub async fn end_others(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResp
             )
             .await
         }
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }

@@ -29,15 +29,6 @@ pub struct RevokeForm {
 
 const TIME: &str = "%Y-%m-%d %H:%M UTC";
 
-fn failed(ctx: &PageContext, error: impl std::fmt::Display) -> HttpResponse {
-    tracing::error!(%error, "apps page failed");
-    ctx.error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "error.internal.title",
-        "error.internal.message",
-    )
-}
-
 /// Runs a consent-service call on the blocking pool (it holds a connection).
 async fn blocking<T: Send + 'static>(
     ctx: &PageContext,
@@ -56,7 +47,7 @@ async fn view(ctx: &PageContext, status: StatusCode, notice: Option<&str>) -> Ht
     let tenant = ctx.tenant.tenant.id;
     let apps = match blocking(ctx, move |c| c.apps(tenant, session.user_id)).await {
         Ok(apps) => apps,
-        Err(error) => return failed(ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     };
     let apps: Vec<_> = apps
         .into_iter()
@@ -121,7 +112,7 @@ pub async fn withdraw(ctx: PageContext, form: web::Form<WithdrawForm>) -> HttpRe
         Ok(_) => view(&ctx, StatusCode::OK, Some("apps.withdrawn")).await,
         // A forged or stale form naming no purpose of this tenant.
         Err(ConsentError::NotFound(_)) => view(&ctx, StatusCode::NOT_FOUND, None).await,
-        Err(error) => failed(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -145,7 +136,7 @@ pub async fn revoke(ctx: PageContext, form: web::Form<RevokeForm>) -> HttpRespon
     .await;
     match done {
         Ok(_) => view(&ctx, StatusCode::OK, Some("apps.revoked")).await,
-        Err(error) => failed(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -157,11 +148,11 @@ pub async fn receipt(ctx: PageContext) -> HttpResponse {
     let tenant = ctx.tenant.tenant.id;
     let receipt = match blocking(&ctx, move |c| c.receipt(tenant, session.user_id)).await {
         Ok(receipt) => receipt,
-        Err(error) => return failed(&ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     };
     let body = match serde_json::to_string_pretty(&receipt) {
         Ok(body) => body,
-        Err(error) => return failed(&ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     };
     HttpResponse::Ok()
         .content_type("application/json")

@@ -266,6 +266,17 @@ impl PageContext {
         )
     }
 
+    /// 500 with the readable internal-error page; the error goes to the log, never
+    /// to the page.
+    pub fn internal_error(&self, error: &dyn std::fmt::Display) -> HttpResponse {
+        tracing::error!(%error, path = self.request.path(), "page action failed");
+        self.error_page(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "error.internal.title",
+            "error.internal.message",
+        )
+    }
+
     /// 403 for a missing or wrong CSRF token, with a readable explanation.
     pub fn csrf_rejected(&self) -> HttpResponse {
         self.error_page(

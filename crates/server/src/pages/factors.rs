@@ -76,15 +76,6 @@ fn with_return(ctx: &PageContext, page: &str, return_to: Option<&str>) -> String
     }
 }
 
-fn internal(ctx: &PageContext, error: AuthnError) -> HttpResponse {
-    tracing::error!(%error, "second-factor page failed");
-    ctx.error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "error.internal.title",
-        "error.internal.message",
-    )
-}
-
 /// Who is asking: a sign-in waiting for its second factor, or a signed-in user
 /// stepping up.
 enum Asker {
@@ -155,7 +146,7 @@ pub async fn second_factor_page(ctx: PageContext, query: web::Query<ReturnQuery>
             return_to.as_deref(),
         )),
         Ok(None) => ctx.redirect(&sign_in_url(&ctx, return_to.as_deref())),
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -177,7 +168,7 @@ pub async fn second_factor(ctx: PageContext, form: web::Form<SecondFactorForm>) 
             ctx.set_pending_sign_in(&mut response, None);
             return response;
         }
-        Err(error) => return internal(&ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     };
     let code = Zeroizing::new(form.code);
     let (factor, method) = match form.method.as_str() {
@@ -239,7 +230,7 @@ pub async fn second_factor(ctx: PageContext, form: web::Form<SecondFactorForm>) 
             ctx.set_pending_sign_in(&mut response, None);
             response
         }
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -262,11 +253,11 @@ pub(super) async fn security_view(
         .await
     {
         Ok(factors) => factors,
-        Err(error) => return internal(ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     };
     let passkey_list = match super::passkeys::listing(ctx, session.user_id).await {
         Ok(list) => list,
-        Err(error) => return internal(ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     };
     ctx.render(
         status,
@@ -343,7 +334,7 @@ pub async fn begin_totp(ctx: PageContext, form: web::Form<CsrfForm>) -> HttpResp
             return step_up_first(&ctx);
         }
         Ok(_) => {}
-        Err(error) => return internal(&ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     }
     match ctx
         .state
@@ -364,7 +355,7 @@ pub async fn begin_totp(ctx: PageContext, form: web::Form<CsrfForm>) -> HttpResp
             )
             .await
         }
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -448,7 +439,7 @@ pub async fn confirm_totp(ctx: PageContext, form: web::Form<ConfirmForm>) -> Htt
                     )
                     .await
                 }
-                Err(error) => internal(&ctx, error),
+                Err(error) => ctx.internal_error(&error),
             }
         }
         Err(AuthnError::NotEnrolled) => {
@@ -481,7 +472,7 @@ pub async fn confirm_totp(ctx: PageContext, form: web::Form<ConfirmForm>) -> Htt
             )
             .await
         }
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -509,7 +500,7 @@ pub async fn remove_totp(ctx: PageContext, form: web::Form<CsrfForm>) -> HttpRes
             .await
         }
         Err(AuthnError::StepUpRequired) => step_up_first(&ctx),
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }
 
@@ -541,6 +532,6 @@ pub async fn regenerate_recovery_codes(
             )
             .await
         }
-        Err(error) => internal(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
 }

@@ -106,6 +106,14 @@ fn csrf_ok(ctx: &PageContext) -> bool {
     ctx.csrf_ok(submitted)
 }
 
+/// A ceremony's options for the browser, with the id that names it at finish.
+fn challenge_response(challenge_id: &str, options: &impl serde::Serialize) -> HttpResponse {
+    json_response(
+        StatusCode::OK,
+        &json!({ "challenge_id": challenge_id, "options": options }),
+    )
+}
+
 fn csrf_rejected(ctx: &PageContext) -> HttpResponse {
     json_error(ctx, StatusCode::FORBIDDEN, "csrf", "error.csrf.message")
 }
@@ -262,13 +270,7 @@ pub async fn begin_registration(ctx: PageContext) -> HttpResponse {
         .begin_passkey_registration(ctx.tenant.tenant.id, user, binding, rp)
         .await
     {
-        Ok(challenge) => json_response(
-            StatusCode::OK,
-            &json!({
-                "challenge_id": challenge.challenge_id,
-                "options": challenge.options,
-            }),
-        ),
+        Ok(challenge) => challenge_response(&challenge.challenge_id, &challenge.options),
         Err(error) => authn_error(&ctx, error),
     }
 }
@@ -351,7 +353,7 @@ pub async fn remove(
             return step_up_first(&ctx);
         }
         Ok(_) => {}
-        Err(error) => return page_error(&ctx, error),
+        Err(error) => return ctx.internal_error(&error),
     }
     match ctx
         .state
@@ -370,17 +372,8 @@ pub async fn remove(
             )
             .await
         }
-        Err(error) => page_error(&ctx, error),
+        Err(error) => ctx.internal_error(&error),
     }
-}
-
-fn page_error(ctx: &PageContext, error: AuthnError) -> HttpResponse {
-    tracing::error!(%error, "passkey page failed");
-    ctx.error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "error.internal.title",
-        "error.internal.message",
-    )
 }
 
 // ---- passwordless sign-in ----
@@ -416,13 +409,7 @@ pub async fn begin_sign_in(ctx: PageContext, body: web::Bytes) -> HttpResponse {
             .await
     };
     match begun {
-        Ok(challenge) => json_response(
-            StatusCode::OK,
-            &json!({
-                "challenge_id": challenge.challenge_id,
-                "options": challenge.options,
-            }),
-        ),
+        Ok(challenge) => challenge_response(&challenge.challenge_id, &challenge.options),
         Err(error) => authn_error(&ctx, error),
     }
 }
@@ -547,13 +534,7 @@ pub async fn begin_second_factor(ctx: PageContext) -> HttpResponse {
         )
         .await
     {
-        Ok(challenge) => json_response(
-            StatusCode::OK,
-            &json!({
-                "challenge_id": challenge.challenge_id,
-                "options": challenge.options,
-            }),
-        ),
+        Ok(challenge) => challenge_response(&challenge.challenge_id, &challenge.options),
         Err(error) => authn_error(&ctx, error),
     }
 }

@@ -63,13 +63,14 @@ fn invalid_link(ctx: &PageContext) -> HttpResponse {
     )
 }
 
-fn internal(ctx: &PageContext, error: AuthnError) -> HttpResponse {
-    tracing::error!(%error, "account recovery failed");
-    ctx.error_page(
-        StatusCode::INTERNAL_SERVER_ERROR,
-        "error.internal.title",
-        "error.internal.message",
-    )
+/// The answers every recovery step shares: a link that is unknown, used or expired;
+/// too many attempts; anything else is an internal error.
+fn refused(ctx: &PageContext, error: &AuthnError) -> HttpResponse {
+    match error {
+        AuthnError::InvalidLink => invalid_link(ctx),
+        AuthnError::Throttled { .. } => throttled(ctx),
+        other => ctx.internal_error(other),
+    }
 }
 
 fn throttled(ctx: &PageContext) -> HttpResponse {
@@ -150,8 +151,7 @@ pub async fn request(ctx: PageContext, form: web::Form<RequestForm>) -> HttpResp
             Some("signup.error.email"),
             &[],
         ),
-        Err(AuthnError::Throttled { .. }) => throttled(&ctx),
-        Err(error) => internal(&ctx, error),
+        Err(error) => refused(&ctx, &error),
     }
 }
 
@@ -172,9 +172,7 @@ pub async fn reset_page(ctx: PageContext, query: web::Query<TokenQuery>) -> Http
             None,
             &[],
         ),
-        Err(AuthnError::InvalidLink) => invalid_link(&ctx),
-        Err(AuthnError::Throttled { .. }) => throttled(&ctx),
-        Err(error) => internal(&ctx, error),
+        Err(error) => refused(&ctx, &error),
     }
 }
 
@@ -254,9 +252,7 @@ pub async fn reset(ctx: PageContext, form: web::Form<ResetForm>) -> HttpResponse
             )
             .await
         }
-        Err(AuthnError::InvalidLink) => invalid_link(&ctx),
-        Err(AuthnError::Throttled { .. }) => throttled(&ctx),
-        Err(error) => internal(&ctx, error),
+        Err(error) => refused(&ctx, &error),
     }
 }
 
@@ -283,9 +279,7 @@ pub async fn start_factor_recovery(ctx: PageContext, form: web::Form<TokenForm>)
             "recover.factors_started.title",
             "recover.factors_started.message",
         ),
-        Err(AuthnError::InvalidLink) => invalid_link(&ctx),
-        Err(AuthnError::Throttled { .. }) => throttled(&ctx),
-        Err(error) => internal(&ctx, error),
+        Err(error) => refused(&ctx, &error),
     }
 }
 
@@ -343,9 +337,7 @@ pub async fn complete_factor_recovery(
                 &violation.suggestions,
             )
         }
-        Err(AuthnError::InvalidLink) => invalid_link(&ctx),
-        Err(AuthnError::Throttled { .. }) => throttled(&ctx),
-        Err(error) => internal(&ctx, error),
+        Err(error) => refused(&ctx, &error),
     }
 }
 
@@ -372,7 +364,6 @@ pub async fn cancel(ctx: PageContext, form: web::Form<TokenForm>) -> HttpRespons
             "recover.cancel_done.message",
         ),
         Err(AuthnError::InvalidLink | AuthnError::RecoveryCancelled) => invalid_link(&ctx),
-        Err(AuthnError::Throttled { .. }) => throttled(&ctx),
-        Err(error) => internal(&ctx, error),
+        Err(error) => refused(&ctx, &error),
     }
 }
