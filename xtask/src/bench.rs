@@ -4,6 +4,12 @@
 //! (client_credentials, Basic auth), `GET /jwks` and the RFC 8414 metadata. Each
 //! endpoint gets a 1 s warm-up and a 5 s measured run, so the load takes 18 s.
 //!
+//! `cargo xtask bench-pdp` is the policy decision point's load run on the same
+//! scaffolding: a PEP client with `authzen:evaluate`, `crates/consent/benches/
+//! realistic.cedar` loaded with `gatehouse policy load`, 1,000 users seeded by the
+//! `pdp_seed` bench target of gatehouse-consent, then wrk posting AuthZEN
+//! evaluations at several connection counts (see `pdp_load`).
+//!
 //! `GATEHOUSE_BENCH_SERVER=/path/to/gatehouse` loads that binary instead of building
 //! one (to compare two builds under the same load).
 //!
@@ -445,19 +451,29 @@ fn start_server(binary: &Path, dir: &Path, addr: SocketAddr) -> Result<Server, F
 
 /// Registers the benchmark's confidential client; returns its secret.
 fn create_client(binary: &Path, dir: &Path) -> Result<String, Failed> {
+    create_client_for(binary, dir, CLIENT_ID, SCOPE)
+}
+
+/// Registers a confidential client_credentials client; returns its secret.
+fn create_client_for(
+    binary: &Path,
+    dir: &Path,
+    client_id: &str,
+    scope: &str,
+) -> Result<String, Failed> {
     // The CLI opens the same SQLite file; the listen address is not used.
     let mut cmd = gatehouse(binary, dir, SocketAddr::from(([127, 0, 0, 1], 0)));
     cmd.args([
         "clients",
         "create",
         "--name",
-        "bench",
+        client_id,
         "--client-id",
-        CLIENT_ID,
+        client_id,
         "--grant",
         "client_credentials",
         "--scope",
-        SCOPE,
+        scope,
         "--audience",
         AUDIENCE,
     ]);
@@ -519,9 +535,19 @@ fn http(addr: SocketAddr, request: &str) -> std::io::Result<(u16, String)> {
 
 /// Runs wrk; prints its report for the measured run.
 fn wrk(script: &Path, url: &str, secs: u32, report: bool) -> Result<Measured, Failed> {
+    wrk_with(script, url, secs, CONNECTIONS, report)
+}
+
+fn wrk_with(
+    script: &Path,
+    url: &str,
+    secs: u32,
+    connections: u32,
+    report: bool,
+) -> Result<Measured, Failed> {
     let mut cmd = Command::new("wrk");
     cmd.arg(format!("-t{THREADS}"))
-        .arg(format!("-c{CONNECTIONS}"))
+        .arg(format!("-c{connections}"))
         .arg(format!("-d{secs}s"))
         .arg("--latency")
         .arg("-s")
@@ -544,6 +570,388 @@ fn wrk(script: &Path, url: &str, secs: u32, report: bool) -> Result<Measured, Fa
         print!("{stdout}");
     }
     parse_measured(&stdout).ok_or_else(|| fail(format!("no result line from wrk:\n{stdout}")))
+}
+
+// ---------------------------------------------------------------------------
+// The PDP load run
+
+const PEP_ID: &str = "bench-pep";
+const PDP_SCOPE: &str = "authzen:evaluate";
+const PDP_USERS: usize = 1000;
+const PDP_BODIES: usize = 4096;
+const PDP_CONNECTIONS: [u32; 6] = [2, 4, 8, 16, 32, 64];
+/// The PDP's budget on a 2-core machine (issue #6, docs/benchmarks.md).
+const TARGET_DECISIONS_PER_SEC: f64 = 20_000.0;
+const TARGET_PDP_P99_MS: f64 = 2.0;
+const ACTIONS: [(&str, u32); 12] = [
+    ("read", 40),
+    ("list", 20),
+    ("update", 10),
+    ("create", 5),
+    ("export", 5),
+    ("share", 5),
+    ("approve", 4),
+    ("delete", 3),
+    ("manage", 2),
+    ("import", 2),
+    ("invoke", 2),
+    ("transfer", 2),
+];
+const RESOURCE_TYPES: [&str; 10] = [
+    "document", "invoice", "ticket", "project", "report", "customer", "contract", "payroll",
+    "asset", "order",
+];
+const DEPARTMENTS: [&str; 6] = ["sales", "finance", "support", "engineering", "legal", "hr"];
+
+/// xorshift64: the same request mix on every run.
+struct Rng(u64);
+
+impl Rng {
+    fn next(&mut self) -> u64 {
+        self.0 ^= self.0 << 13;
+        self.0 ^= self.0 >> 7;
+        self.0 ^= self.0 << 17;
+        self.0
+    }
+    fn below(&mut self, n: u64) -> u64 {
+        self.next() % n
+    }
+    fn pick<'a>(&mut self, items: &[&'a str]) -> &'a str {
+        items[self.below(items.len() as u64) as usize]
+    }
+}
+
+/// AuthZEN evaluation bodies about the seeded users (3 % about unknown ones), with
+/// the action mix above, ten resource types, and contexts that trip each kind of
+/// forbid now and then (step-up, risk, device, network, purpose without consent).
+fn evaluation_bodies(users: &[String], count: usize, now: u64) -> Vec<String> {
+    let mut rng = Rng(0x2545_F491_4F6C_DD1D);
+    let total: u32 = ACTIONS.iter().map(|(_, w)| w).sum();
+    (0..count)
+        .map(|_| {
+            let user = if rng.below(100) < 3 {
+                format!("0190a000-0000-7000-8000-{:012x}", rng.below(1 << 40))
+            } else {
+                users[rng.below(users.len() as u64) as usize].clone()
+            };
+            let mut roll = rng.below(u64::from(total)) as u32;
+            let action = ACTIONS
+                .iter()
+                .find(|(_, w)| {
+                    if roll < *w {
+                        true
+                    } else {
+                        roll -= w;
+                        false
+                    }
+                })
+                .map_or("read", |(name, _)| name);
+            let kind = rng.pick(&RESOURCE_TYPES);
+            let owner = if rng.below(10) == 0 { user.as_str() } else { "someone-else" };
+            let sensitivity = if rng.below(20) == 0 { "secret" } else { "internal" };
+            let department = rng.pick(&DEPARTMENTS);
+            let acr = 1 + rng.below(3);
+            let auth_time = now.saturating_sub(rng.below(3600));
+            let ip = if rng.below(10) < 7 { "10.1.2.3" } else { "192.0.2.10" };
+            let device = if rng.below(10) == 0 { "unmanaged" } else { "managed" };
+            let risk = rng.below(10) * rng.below(10);
+            let purpose = if rng.below(10) < 6 {
+                r#","purpose":"analytics""#
+            } else {
+                ""
+            };
+            format!(
+                r#"{{"subject":{{"type":"user","id":"{user}"}},"action":{{"name":"{action}"}},"resource":{{"type":"{kind}","id":"r-{}","properties":{{"owner":"{owner}","department":"{department}","sensitivity":"{sensitivity}"}}}},"context":{{"acr":"urn:gatehouse:aal{acr}","auth_time":{auth_time},"ip":"{ip}","device":"{device}","risk_score":{risk}{purpose}}}}}"#,
+                rng.below(100_000)
+            )
+        })
+        .collect()
+}
+
+/// The wrk script: every request the next body of the list (each thread starting
+/// somewhere else), with the PEP's bearer token.
+fn pdp_script(bodies: &[String], token: &str) -> String {
+    let mut lua = String::from("local bodies = {\n");
+    for body in bodies {
+        let _ = writeln!(lua, "[==[{body}]==],");
+    }
+    let _ = write!(
+        lua,
+        "}}\n\
+         wrk.method = \"POST\"\n\
+         wrk.headers[\"Content-Type\"] = \"application/json\"\n\
+         wrk.headers[\"Authorization\"] = \"Bearer {token}\"\n\
+         local next_body = 0\n\
+         init = function(args) math.randomseed(os.time() + math.random(1000)); next_body = math.random(#bodies) end\n\
+         request = function()\n  next_body = next_body % #bodies + 1\n  return wrk.format(nil, nil, nil, bodies[next_body])\nend\n"
+    );
+    lua
+}
+
+/// A client_credentials token for the PEP.
+fn pep_token(addr: SocketAddr, secret: &str) -> Result<String, String> {
+    let authorization = format!(
+        "Basic {}",
+        base64(format!("{}:{}", form_encode(PEP_ID), form_encode(secret)).as_bytes())
+    );
+    let body = format!("grant_type=client_credentials&scope={PDP_SCOPE}");
+    let request = format!(
+        "POST /oauth2/token HTTP/1.1\r\nHost: {addr}\r\nAuthorization: {authorization}\r\n\
+         Content-Type: application/x-www-form-urlencoded\r\nContent-Length: {}\r\n\
+         Connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    let (status, body) = http(addr, &request).map_err(|e| e.to_string())?;
+    let token = body
+        .split_once(r#""access_token":""#)
+        .and_then(|(_, rest)| rest.split_once('"'))
+        .map(|(token, _)| token.to_owned());
+    match token {
+        Some(token) if status == 200 => Ok(token),
+        _ => Err(format!("status {status}: {body}")),
+    }
+}
+
+fn evaluation_request(addr: SocketAddr, token: &str, body: &str) -> String {
+    format!(
+        "POST /access/v1/evaluation HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+}
+
+/// The decision mix of `bodies`, asked one by one: permits, and denials per reason.
+fn decision_mix(
+    addr: SocketAddr,
+    token: &str,
+    bodies: &[String],
+) -> Result<(usize, Vec<(String, usize)>), String> {
+    let mut permits = 0;
+    let mut reasons: Vec<(String, usize)> = Vec::new();
+    for body in bodies {
+        let (status, answer) =
+            http(addr, &evaluation_request(addr, token, body)).map_err(|e| e.to_string())?;
+        if status != 200 {
+            return Err(format!("status {status}: {answer}\nrequest: {body}"));
+        }
+        if answer.contains(r#""decision":true"#) {
+            permits += 1;
+            continue;
+        }
+        let reason = answer
+            .split_once(r#""reason":""#)
+            .and_then(|(_, rest)| rest.split_once('"'))
+            .map_or("?", |(reason, _)| reason)
+            .to_owned();
+        match reasons.iter_mut().find(|(known, _)| *known == reason) {
+            Some((_, n)) => *n += 1,
+            None => reasons.push((reason, 1)),
+        }
+    }
+    reasons.sort_by_key(|r| std::cmp::Reverse(r.1));
+    Ok((permits, reasons))
+}
+
+/// Seeds users, roles, groups and consents (`crates/consent/benches/pdp_seed.rs`,
+/// through the store's own repositories); returns the users' ids.
+fn seed_pdp_users(dir: &Path) -> Result<Vec<String>, Failed> {
+    let url = format!(
+        "sqlite://{}",
+        dir.join("gatehouse-data").join("gatehouse.db").display()
+    );
+    let mut cmd = cargo();
+    cmd.args([
+        "bench",
+        "-p",
+        "gatehouse-consent",
+        "--bench",
+        "pdp_seed",
+        "--",
+        &url,
+        "default",
+        PEP_ID,
+        &PDP_USERS.to_string(),
+    ])
+    .stderr(Stdio::inherit());
+    eprintln!("$ {}", display(&cmd));
+    let out = cmd
+        .output()
+        .map_err(|e| fail(format!("failed to start cargo: {e}")))?;
+    if !out.status.success() {
+        return Err(fail("seeding the PDP's users failed"));
+    }
+    let users: Vec<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| l.strip_prefix("user "))
+        .map(str::to_owned)
+        .collect();
+    if users.len() != PDP_USERS {
+        return Err(fail(format!("the seed printed {} users", users.len())));
+    }
+    Ok(users)
+}
+
+/// The PDP load run: `POST /access/v1/evaluation` with a realistic policy set
+/// (`crates/consent/benches/realistic.cedar`, 49 policies), 1,000 seeded users and
+/// a mix of permits and denials, at several connection counts.
+pub(crate) fn pdp_load() -> Outcome {
+    eprintln!("\n== PDP load run (wrk) ==");
+    if !ensure_wrk() {
+        return Ok(());
+    }
+    let binary = match env::var_os("GATEHOUSE_BENCH_SERVER") {
+        Some(path) => PathBuf::from(path),
+        None => build_server()?,
+    };
+    let dir = TempDir::new().map_err(|e| fail(format!("temporary directory: {e}")))?;
+    let addr = free_addr()?;
+    let server = start_server(&binary, &dir.0, addr)?;
+    let secret = create_client_for(&binary, &dir.0, PEP_ID, PDP_SCOPE)?;
+    let policies = crate::workspace_root().join("crates/consent/benches/realistic.cedar");
+    let mut load = gatehouse(&binary, &dir.0, SocketAddr::from(([127, 0, 0, 1], 0)));
+    load.arg("policy").arg("load").arg(&policies);
+    run(&mut load)?;
+    let users = seed_pdp_users(&dir.0)?;
+    let token = pep_token(addr, &secret).map_err(|e| {
+        fail(format!(
+            "token request failed: {e}\nserver log:\n{}",
+            server.log_tail()
+        ))
+    })?;
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    let bodies = evaluation_bodies(&users, PDP_BODIES, now);
+    let (permits, reasons) = decision_mix(addr, &token, &bodies[..400]).map_err(|e| {
+        fail(format!(
+            "evaluation failed: {e}\nserver log:\n{}",
+            server.log_tail()
+        ))
+    })?;
+    let script = dir.0.join("evaluation.lua");
+    fs::write(
+        &script,
+        format!("{}{DONE_HOOK}", pdp_script(&bodies, &token)),
+    )
+    .map_err(|e| fail(format!("write {}: {e}", script.display())))?;
+    let url = format!("http://{addr}/access/v1/evaluation");
+    let pid = server.child.id();
+    // GATEHOUSE_BENCH_PERF=<file>: a `perf record -g` of the server during the
+    // measured run at 32 connections, for `perf report -i <file>`.
+    let perf_out = env::var_os("GATEHOUSE_BENCH_PERF").map(PathBuf::from);
+    let mut results = Vec::new();
+    for connections in PDP_CONNECTIONS {
+        let warm = wrk_with(&script, &url, WARM_UP_SECS, connections, false)?;
+        let perf = match &perf_out {
+            Some(out) if connections == 32 => Command::new("perf")
+                .args(["record", "-F", "499", "-g", "-p", &pid.to_string(), "-o"])
+                .arg(out)
+                .args(["--", "sleep", &MEASURE_SECS.to_string()])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .ok(),
+            _ => None,
+        };
+        let cpu_before = cpu_ticks(pid);
+        let measured = wrk_with(&script, &url, MEASURE_SECS, connections, true)?;
+        let cpu = cpu_ticks(pid).saturating_sub(cpu_before);
+        if let Some(mut perf) = perf {
+            let _ = perf.wait();
+        }
+        for (phase, m) in [("warm-up", &warm), ("measured run", &measured)] {
+            if m.status_errors > 0 || m.socket_errors > 0 {
+                return Err(fail(format!(
+                    "{connections} connections: {phase} had {} error responses and {} socket errors; server log:\n{}",
+                    m.status_errors,
+                    m.socket_errors,
+                    server.log_tail()
+                )));
+            }
+        }
+        // Clock ticks are 10 ms (USER_HZ = 100 on Linux).
+        let cpu_us = (cpu * 10_000) as f64 / measured.requests.max(1) as f64;
+        results.push((connections, measured, cpu_us));
+    }
+    // How many threads the server ended up with (HTTP workers, blocking pool, …).
+    let threads = fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
+    println!("server threads after the load: {threads}");
+    let dropped = fs::read_to_string(&server.log)
+        .unwrap_or_default()
+        .lines()
+        .filter(|l| l.contains("decision log"))
+        .count();
+    drop(server);
+    println!("{}", pdp_summary(&results, permits, &reasons, dropped));
+    Ok(())
+}
+
+/// The server's user + system CPU time so far, in clock ticks (`/proc/<pid>/stat`).
+fn cpu_ticks(pid: u32) -> u64 {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+    // Fields after the command name (which may hold spaces) in parentheses.
+    let fields: Vec<&str> = stat
+        .rsplit_once(')')
+        .map_or("", |(_, rest)| rest)
+        .split_whitespace()
+        .collect();
+    let field = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|v| v.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the whole line: 11 and 12 here.
+    field(11) + field(12)
+}
+
+fn pdp_summary(
+    results: &[(u32, Measured, f64)],
+    permits: usize,
+    reasons: &[(String, usize)],
+    log_warnings: usize,
+) -> String {
+    let asked = permits + reasons.iter().map(|(_, n)| n).sum::<usize>();
+    let mut out = format!(
+        "\nPDP load: POST /access/v1/evaluation, wrk -t{THREADS}, {MEASURE_SECS} s per connection \
+         count after a {WARM_UP_SECS} s warm-up; release build, SQLite, loopback, wrk on the same \
+         machine; {PDP_USERS} users, {PDP_BODIES} request bodies, crates/consent/benches/realistic.cedar\n\
+         decision mix of the first {asked} bodies: {permits} permits",
+    );
+    for (reason, n) in reasons {
+        let _ = write!(out, ", {n} {reason}");
+    }
+    let _ = writeln!(
+        out,
+        "\n\n{:>11} {:>12} {:>9} {:>9} {:>9} {:>9} {:>16}",
+        "connections", "decisions/s", "p50 ms", "p90 ms", "p99 ms", "max ms", "server CPU µs/op"
+    );
+    for (connections, m, cpu_us) in results {
+        let _ = writeln!(
+            out,
+            "{connections:>11} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {cpu_us:>16.0}",
+            m.per_second(),
+            m.p50_us / 1000.0,
+            m.p90_us / 1000.0,
+            m.p99_us / 1000.0,
+            m.max_us / 1000.0,
+        );
+    }
+    let met = results.iter().any(|(_, m, _)| {
+        m.per_second() >= TARGET_DECISIONS_PER_SEC && m.p99_us / 1000.0 < TARGET_PDP_P99_MS
+    });
+    let _ = writeln!(
+        out,
+        "\ntarget (>= {TARGET_DECISIONS_PER_SEC:.0} decisions/s with p99 < {TARGET_PDP_P99_MS} ms at one connection count): {}",
+        if met { "met" } else { "NOT met" }
+    );
+    if log_warnings > 0 {
+        let _ = writeln!(
+            out,
+            "the server logged {log_warnings} decision-log warnings (queue full: records dropped)"
+        );
+    }
+    out
 }
 
 /// `application/x-www-form-urlencoded` for a Basic credential (RFC 6749 §2.3.1).
@@ -645,6 +1053,24 @@ mod tests {
             json_string_after(r#"{"executable":null}"#, r#""executable":"#),
             None
         );
+    }
+
+    #[test]
+    fn evaluation_bodies_are_authzen_requests_with_a_mix_of_actions() {
+        let users = vec!["0190a000-0000-7000-8000-000000000001".to_owned()];
+        let bodies = evaluation_bodies(&users, 500, 1_700_000_000);
+        let mut actions = std::collections::BTreeSet::new();
+        for body in &bodies {
+            let value: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(value["subject"]["type"], "user");
+            assert!(value["resource"]["properties"]["owner"].is_string());
+            assert!(value["context"]["risk_score"].as_u64().unwrap() < 100);
+            actions.insert(value["action"]["name"].as_str().unwrap().to_owned());
+        }
+        assert_eq!(actions.len(), ACTIONS.len(), "every action is asked");
+        assert_eq!(bodies, evaluation_bodies(&users, 500, 1_700_000_000));
+        let script = pdp_script(&bodies[..2], "tok");
+        assert!(script.contains("Bearer tok") && script.contains(&bodies[1]));
     }
 
     #[test]

@@ -30,6 +30,8 @@ commands:
                         run the benchmarks, then the token endpoint load run (release
                         server + wrk, about 20 s; --no-load skips it)
   bench-token           only the token endpoint load run
+  bench-pdp             the policy decision point load run (release server, seeded
+                        users, realistic policies, wrk at several connection counts)
   ci                    lint, then test, then e2e (what .ci/run calls)";
 
 /// A failed step; carries the exit code to hand back to the shell.
@@ -52,6 +54,7 @@ fn main() -> ExitCode {
         Some("lint") => lint(),
         Some("bench") => bench(&rest),
         Some("bench-token") => bench::token_load(),
+        Some("bench-pdp") => bench::pdp_load(),
         Some("ci") => ci(),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");

@@ -11,6 +11,7 @@
 pub mod account;
 pub mod error;
 mod hashing;
+pub mod lifecycle;
 pub mod mail;
 pub mod passkeys;
 pub mod password;

@@ -1456,6 +1456,7 @@ mod tests {
                         }),
                         scope: scope.into(),
                         resources: Vec::new(),
+                        purposes: vec![],
                         lifetime: Duration::days(30),
                     },
                 )

@@ -3,8 +3,12 @@
 //!
 //! - `engine`: subject facts from memory — Cedar evaluation, entity and context
 //!   building, the decision-log hand-off; what the PDP itself costs.
+//! - `engine_realistic`: the same against `benches/realistic.cedar` (49 policies,
+//!   the set of the HTTP load run).
 //! - `sqlite`: the same with facts read from a SQLite store (user, roles, groups,
 //!   consents: four indexed reads per evaluation).
+//! - `sqlite_cached`: the same PDP watching an event bus, so the subject comes from
+//!   its cache after the first read (what the server does).
 //!
 //! Run with `cargo bench -p gatehouse-consent --bench pdp`.
 
@@ -21,6 +25,7 @@ use gatehouse_consent::pdp::{
     DEFAULT_POLICIES, DecisionSink, EvaluationRequest, Pdp, PdpConfig, PolicySource, StoreFacts,
     StoredPolicies, SubjectFacts, UserFacts,
 };
+use gatehouse_core::events::EventBus;
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::{Clock, ManualClock, SharedClock};
 use gatehouse_identity_store::decision_log::NewDecision;
@@ -104,6 +109,11 @@ fn engine(c: &mut Criterion) {
     engine_with(c, "engine", policy_text());
     // The same request against the 7 default policies: what the set's size costs.
     engine_with(c, "engine_default_set", DEFAULT_POLICIES.to_owned());
+    engine_with(
+        c,
+        "engine_realistic",
+        include_str!("realistic.cedar").to_owned(),
+    );
 }
 
 fn engine_with(c: &mut Criterion, name: &str, text: String) {
@@ -191,10 +201,25 @@ fn sqlite(c: &mut Criterion) {
     drop(conn);
     let text = policy_text();
     let shared: SharedClock = Arc::new(clock);
+    for cached in [false, true] {
+        sqlite_with(c, &db, tenant, &user.id.to_string(), &text, &shared, cached);
+    }
+}
+
+fn sqlite_with(
+    c: &mut Criterion,
+    db: &TestDb,
+    tenant: TenantId,
+    user: &str,
+    text: &str,
+    shared: &SharedClock,
+    cached: bool,
+) {
+    let bus = EventBus::in_process();
     let pdp = Pdp::with_parts(
-        shared,
+        Arc::clone(shared),
         Arc::new(Fixed {
-            text,
+            text: text.to_owned(),
             user: UserFacts::default(),
         }),
         Arc::new(StoreFacts::new(db.pool().clone())),
@@ -202,12 +227,16 @@ fn sqlite(c: &mut Criterion) {
         config(),
     )
     .unwrap();
+    if cached {
+        pdp.watch(&bus);
+    }
     // No consent for the purpose in the store: a consent_withdrawn denial, which
     // reads as much as a permit does.
-    let request = request(&user.id.to_string());
+    let request = request(user);
     let mut group = c.benchmark_group("pdp");
     group.throughput(Throughput::Elements(1));
-    group.bench_function("sqlite", |b| {
+    let name = if cached { "sqlite_cached" } else { "sqlite" };
+    group.bench_function(name, |b| {
         b.iter(|| {
             black_box(
                 pdp.evaluate(tenant, "pep", black_box(&request), None)

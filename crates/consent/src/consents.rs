@@ -139,6 +139,24 @@ pub struct App {
     pub has_access: bool,
 }
 
+/// A purpose the consent page asks about.
+#[derive(Debug, Clone, Serialize)]
+pub struct PurposeToApprove {
+    pub purpose: Purpose,
+    /// Set when the user accepted an older version for this client.
+    pub change: Option<PurposeChanges>,
+}
+
+/// How the latest version of a purpose differs from the one the user accepted.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct PurposeChanges {
+    pub accepted_version: i32,
+    pub name_before: Option<String>,
+    pub description_before: Option<String>,
+    pub scopes_added: Vec<String>,
+    pub scopes_removed: Vec<String>,
+}
+
 #[derive(Clone, Debug)]
 pub struct Consents {
     inner: Arc<Inner>,
@@ -274,6 +292,50 @@ impl Consents {
             .collect())
     }
 
+    /// [`Self::purposes_for_scopes`] for one user and client, each with what changed
+    /// since the version the user last accepted for that client (if an older one).
+    pub fn purposes_to_approve(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+        scopes: &[String],
+    ) -> Result<Vec<PurposeToApprove>> {
+        let now = self.now();
+        let asked = self.purposes_for_scopes(tenant, scopes)?;
+        let mut conn = self.conn()?;
+        let in_force = consent_records::current_for(&mut conn, now, tenant, user, client_id)?;
+        let mut out = Vec::with_capacity(asked.len());
+        for purpose in asked {
+            let earlier = match in_force.iter().find(|c| c.purpose == purpose.slug) {
+                Some(c) if c.version < purpose.version => {
+                    purposes::get_version(&mut conn, tenant, &purpose.slug, c.version)?
+                }
+                _ => None,
+            };
+            let change = earlier.map(|before| PurposeChanges {
+                accepted_version: before.version,
+                name_before: (before.name != purpose.name).then(|| before.name.clone()),
+                description_before: (before.description != purpose.description)
+                    .then(|| before.description.clone()),
+                scopes_added: purpose
+                    .scopes
+                    .iter()
+                    .filter(|s| !before.scopes.contains(s))
+                    .cloned()
+                    .collect(),
+                scopes_removed: before
+                    .scopes
+                    .iter()
+                    .filter(|s| !purpose.scopes.contains(s))
+                    .cloned()
+                    .collect(),
+            });
+            out.push(PurposeToApprove { purpose, change });
+        }
+        Ok(out)
+    }
+
     /// Records the purposes an OAuth approval covered, `(slug, version)` as the
     /// consent page showed them, in one transaction: all or none. A purpose that
     /// covers none of `scopes` is refused (`Invalid`), so a tampered form cannot
@@ -349,6 +411,7 @@ impl Consents {
         if withdrawal.event.is_some() {
             self.announce(tenant, user, client_id, purpose);
         }
+        self.announce_revoked(tenant, user, &withdrawal.grants_revoked);
         Ok(withdrawal)
     }
 
@@ -405,6 +468,7 @@ impl Consents {
         for event in &revocation.withdrawn {
             self.announce(tenant, user, client_id, &event.purpose);
         }
+        self.announce_revoked(tenant, user, &revocation.grants_revoked);
         Ok(revocation)
     }
 
@@ -539,6 +603,22 @@ impl Consents {
             in_force,
             history,
         })
+    }
+
+    /// Tells relying parties (through the node's reactions) that the sessions they
+    /// built on these grants are over.
+    fn announce_revoked(&self, tenant: TenantId, user: UserId, grants: &[String]) {
+        if grants.is_empty() {
+            return;
+        }
+        let event = DomainEvent::GrantsRevoked {
+            tenant,
+            user,
+            grants: grants.to_vec(),
+        };
+        if let Err(error) = self.inner.events.publish(event) {
+            tracing::warn!(%error, "grants revoked, but the event was not published");
+        }
     }
 
     fn announce(&self, tenant: TenantId, user: UserId, client_id: &str, purpose: &str) {
@@ -857,6 +937,7 @@ mod tests {
                     authentication: Some(authentication),
                     scope: scope.into(),
                     resources: vec![],
+                    purposes: vec![],
                     lifetime: Duration::days(1),
                 },
             )
@@ -936,12 +1017,19 @@ mod tests {
         );
         assert_eq!(
             s.published(),
-            vec![DomainEvent::ConsentWithdrawn {
-                tenant: s.tenant,
-                user: s.user,
-                client_id: "shop".into(),
-                purpose: "newsletter".into(),
-            }]
+            vec![
+                DomainEvent::ConsentWithdrawn {
+                    tenant: s.tenant,
+                    user: s.user,
+                    client_id: "shop".into(),
+                    purpose: "newsletter".into(),
+                },
+                DomainEvent::GrantsRevoked {
+                    tenant: s.tenant,
+                    user: s.user,
+                    grants: vec![emailing.clone()],
+                }
+            ]
         );
         let current: Vec<_> = s
             .consents
@@ -1005,7 +1093,16 @@ mod tests {
         assert_eq!(purposes, ["newsletter", "personalisation"]);
         assert_eq!(done.grants_revoked.len(), 2, "{done:?}");
         assert!(!s.active(&first) && !s.active(&second) && s.active(&blog));
-        assert_eq!(s.published().len(), 2);
+        let published = s.published();
+        assert_eq!(published.len(), 3, "{published:?}");
+        let DomainEvent::GrantsRevoked { grants, .. } = &published[2] else {
+            panic!("no GrantsRevoked after the withdrawals: {published:?}");
+        };
+        let mut grants = grants.clone();
+        grants.sort();
+        let mut expected = vec![first.clone(), second.clone()];
+        expected.sort();
+        assert_eq!(grants, expected);
         let current = s.consents.current(s.tenant, s.user).unwrap();
         assert_eq!(current.len(), 1);
         assert_eq!(current[0].client_id, "blog");

@@ -54,6 +54,7 @@ pub struct Config {
     pub sign_in: SignInConfig,
     pub registration: RegistrationConfig,
     pub keys: KeysConfig,
+    pub pdp: PdpConfig,
 }
 
 impl Default for Config {
@@ -72,6 +73,7 @@ impl Default for Config {
             sign_in: SignInConfig::default(),
             registration: RegistrationConfig::default(),
             keys: KeysConfig::default(),
+            pdp: PdpConfig::default(),
         }
     }
 }
@@ -521,6 +523,31 @@ impl KeysConfig {
     }
 }
 
+/// The policy decision point (AuthZEN).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PdpConfig {
+    /// Days a decision stays in the decision log; older ones are deleted by the
+    /// periodic housekeeping. 0 keeps them forever.
+    pub decision_log_retention_days: u64,
+}
+
+impl Default for PdpConfig {
+    fn default() -> Self {
+        PdpConfig {
+            decision_log_retention_days: 90,
+        }
+    }
+}
+
+impl PdpConfig {
+    /// How long decisions are kept; `None` when they are kept forever.
+    pub fn decision_log_retention(&self) -> Option<Duration> {
+        (self.decision_log_retention_days > 0)
+            .then(|| Duration::from_secs(self.decision_log_retention_days.saturating_mul(86_400)))
+    }
+}
+
 /// Self-service sign-up.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -675,6 +702,12 @@ impl Config {
         self.sessions.validate()?;
         self.sign_in.validate()?;
         self.registration.validate()?;
+        if self.pdp.decision_log_retention_days > 36_500 {
+            return Err(Error::config(
+                "pdp.decision_log_retention_days",
+                "must be at most 36500 (100 years), or 0 to keep decisions forever",
+            ));
+        }
         self.keys.validate()?;
         Ok(())
     }
@@ -1376,7 +1409,7 @@ mod tests {
         production.validate().unwrap();
 
         type Breaker = fn(&mut Config);
-        let cases: [(&str, Breaker); 26] = [
+        let cases: [(&str, Breaker); 27] = [
             ("server.listen", |c| {
                 c.server.listen = "localhost".to_owned()
             }),
@@ -1430,6 +1463,9 @@ mod tests {
             }),
             ("registration.resend_per_hour", |c| {
                 c.registration.resend_per_hour = 0
+            }),
+            ("pdp.decision_log_retention_days", |c| {
+                c.pdp.decision_log_retention_days = 36_501
             }),
         ];
         for (expected, break_it) in cases {
@@ -1495,6 +1531,20 @@ mod tests {
             config_error(Config::load(None, env(&[("GATEHOUSE_MAIL__TLS", "ssl")])).unwrap_err());
         assert_eq!(key.as_deref(), Some("GATEHOUSE_MAIL__TLS"));
         assert!(message.contains("unknown variant `ssl`"), "{message}");
+    }
+
+    #[test]
+    fn decision_log_retention() {
+        assert_eq!(
+            Config::default().pdp.decision_log_retention(),
+            Some(Duration::from_secs(90 * 86_400))
+        );
+        let config = Config::load(
+            None,
+            env(&[("GATEHOUSE_PDP__DECISION_LOG_RETENTION_DAYS", "0")]),
+        )
+        .unwrap();
+        assert_eq!(config.pdp.decision_log_retention(), None, "0 keeps forever");
     }
 
     #[test]

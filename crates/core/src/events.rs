@@ -52,6 +52,14 @@ pub enum DomainEvent {
         client_id: String,
         purpose: String,
     },
+    /// OAuth grants were revoked for a reason other than their session ending (a
+    /// consent withdrawn, an app revoked): the relying parties' sessions built on
+    /// them are told to end (back-channel logout), by the node that revoked them.
+    GrantsRevoked {
+        tenant: TenantId,
+        user: UserId,
+        grants: Vec<String>,
+    },
     /// Events may have been missed (transport reconnected, subscriber lagged):
     /// drop every cache.
     Resync,

@@ -8,6 +8,9 @@ use diesel::prelude::*;
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use uuid::Uuid;
 
+use serde::{Deserialize, Serialize};
+
+use crate::purposes::LegalBasis;
 use crate::schema::{authorization_codes, oauth_grants, refresh_tokens};
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -38,6 +41,17 @@ pub struct Grant {
     pub revoked_at: Option<DateTime<Utc>>,
     /// The issuer identifier the grant's tokens carry.
     pub issuer: Option<String>,
+    /// The purposes the grant was issued under, with the versions then in force.
+    pub purposes: Vec<GrantPurpose>,
+}
+
+/// A purpose a grant was issued under: for a consent-based purpose, the version the
+/// user accepted; otherwise the version in force at issuance.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct GrantPurpose {
+    pub purpose: String,
+    pub version: i32,
+    pub legal_basis: LegalBasis,
 }
 
 impl Grant {
@@ -112,6 +126,7 @@ struct GrantRow {
     expires_at: NaiveDateTime,
     revoked_at: Option<NaiveDateTime>,
     issuer: Option<String>,
+    purposes: String,
 }
 
 fn corrupt(table: &'static str) -> impl Fn(&dyn std::fmt::Display) -> StoreError {
@@ -144,6 +159,7 @@ impl TryFrom<GrantRow> for Grant {
                 .map_err(|e| bad(&e))?,
             resources: parse_list("oauth_grants", &row.resources)?,
             amr: parse_list("oauth_grants", &row.amr)?,
+            purposes: serde_json::from_str(&row.purposes).map_err(|e| bad(&e))?,
             id: row.id,
             client_id: row.client_id,
             scope: row.scope,
@@ -296,6 +312,7 @@ pub struct NewGrant {
     pub authentication: Option<Authentication>,
     pub scope: String,
     pub resources: Vec<String>,
+    pub purposes: Vec<GrantPurpose>,
     pub lifetime: Duration,
 }
 
@@ -324,6 +341,8 @@ pub fn create(
             oauth_grants::created_at.eq(now.naive_utc()),
             oauth_grants::expires_at.eq((now + new.lifetime).naive_utc()),
             oauth_grants::issuer.eq(&new.issuer),
+            oauth_grants::purposes.eq(serde_json::to_string(&new.purposes)
+                .map_err(|e| StoreError::corrupt("oauth_grants", e))?),
         ))
         .execute(conn)?;
     get(conn, tenant, &id)?.ok_or(StoreError::NotFound { entity: "grant" })
@@ -528,4 +547,48 @@ pub fn live_clients_for_user(
         .distinct()
         .order(oauth_grants::client_id.asc())
         .load(conn)?)
+}
+
+/// Revokes the user's live grants, to any client, whose scope holds any of
+/// `covering` (an entitlement the tokens of those scopes carry was taken away).
+/// Returns the ids revoked.
+pub fn revoke_for_user_with_scopes(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    covering: &[String],
+    reason: &str,
+) -> StoreResult<Vec<String>> {
+    if covering.is_empty() {
+        return Ok(Vec::new());
+    }
+    // Scopes are one space-separated column: matched in Rust, the same way on both
+    // backends. A user's live grants are few.
+    let live: Vec<(String, String)> = oauth_grants::table
+        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_grants::user_id.eq(user.to_string()))
+        .filter(oauth_grants::revoked_at.is_null())
+        .select((oauth_grants::id, oauth_grants::scope))
+        .load(conn)?;
+    let chosen: Vec<String> = live
+        .into_iter()
+        .filter(|(_, scope)| scope.split(' ').any(|s| covering.iter().any(|c| c == s)))
+        .map(|(id, _)| id)
+        .collect();
+    if chosen.is_empty() {
+        return Ok(chosen);
+    }
+    diesel::update(
+        oauth_grants::table
+            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+            .filter(oauth_grants::id.eq_any(&chosen))
+            .filter(oauth_grants::revoked_at.is_null()),
+    )
+    .set((
+        oauth_grants::revoked_at.eq(Some(now.naive_utc())),
+        oauth_grants::revoke_reason.eq(Some(reason)),
+    ))
+    .execute(conn)?;
+    Ok(chosen)
 }

@@ -272,6 +272,7 @@ diesel::table! {
         revoked_at -> Nullable<Timestamp>,
         revoke_reason -> Nullable<Text>,
         issuer -> Nullable<Text>,
+        purposes -> Text,
     }
 }
 

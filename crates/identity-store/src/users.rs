@@ -419,6 +419,36 @@ pub fn update(
     get(conn, tenant, id)
 }
 
+/// Sets the user's `active` flag (an operator's deactivation or reactivation) and,
+/// when it changes, moves `version` on like any update. Unlike [`update`] it names
+/// no version: the flag alone is written, so an operator's decision is never lost to
+/// a concurrent profile edit, and that edit's stale version still fails. Returns
+/// whether the flag changed; `NotFound` for no such user.
+pub fn set_active(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    id: UserId,
+    active: bool,
+) -> StoreResult<bool> {
+    let updated = diesel::update(
+        users::table
+            .filter(users::tenant_id.eq(tenant.to_string()))
+            .filter(users::id.eq(id.to_string()))
+            .filter(users::active.ne(active)),
+    )
+    .set((
+        users::active.eq(active),
+        users::updated_at.eq(now.naive_utc()),
+        users::version.eq(users::version + 1),
+    ))
+    .execute(conn)?;
+    if updated == 0 {
+        get(conn, tenant, id)?;
+    }
+    Ok(updated > 0)
+}
+
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreResult<()> {
     let deleted = diesel::delete(
         users::table

@@ -1,5 +1,5 @@
 //! The command line: `gatehouse serve | migrate | check-config | audit verify`, and
-//! the keys, clients, policy and decisions tools.
+//! the keys, clients, users, roles, purposes, policy and decisions tools.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -54,10 +54,20 @@ enum Command {
         #[command(subcommand)]
         action: crate::clients_cli::ClientsCommand,
     },
-    /// Administrator-assisted account recovery.
+    /// Accounts: administrator-assisted recovery, deactivation and reactivation.
     Users {
         #[command(subcommand)]
         action: crate::users_cli::UsersCommand,
+    },
+    /// Roles and their assignment to users.
+    Roles {
+        #[command(subcommand)]
+        action: crate::users_cli::RolesCommand,
+    },
+    /// Consent purposes: what users consent to, versioned.
+    Purposes {
+        #[command(subcommand)]
+        action: crate::purposes_cli::PurposesCommand,
     },
     /// Cedar policy sets of the policy decision point (AuthZEN).
     Policy {
@@ -96,6 +106,12 @@ pub fn run() -> Result<ExitCode, ServerError> {
         }
         Command::Users { action } => {
             crate::users_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Roles { action } => {
+            crate::users_cli::run_roles(&config, action).map(|()| ExitCode::SUCCESS)
+        }
+        Command::Purposes { action } => {
+            crate::purposes_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Policy { action } => {
             crate::policy_cli::run_policy(&config, action).map(|()| ExitCode::SUCCESS)

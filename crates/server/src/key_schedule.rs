@@ -1,12 +1,14 @@
 //! Periodic housekeeping on every node: the token issuer's key-rotation schedule
 //! (the store lock makes concurrent passes rotate once; every node hears of it
 //! through the event bus) and the deletion of expired pushed requests and
-//! revocation records.
+//! revocation records, and of decisions past the decision log's retention.
 
 use std::time::Duration as StdDuration;
 
 use gatehouse_core::events::DomainEvent;
-use gatehouse_identity_store::{PageRequest, StoreError, pushed_requests, revoked_tokens, tenants};
+use gatehouse_identity_store::{
+    PageRequest, StoreError, decision_log, pushed_requests, revoked_tokens, tenants,
+};
 use gatehouse_token_issuer::schedule::rotate_due;
 
 use crate::state::AppState;
@@ -54,8 +56,9 @@ pub fn run_once(state: &AppState) -> Result<usize, String> {
     }
 }
 
-/// Deletes what has expired and is kept for nothing: pushed authorization requests
-/// and the jtis of revoked tokens past their expiry. Blocking.
+/// Deletes what has expired and is kept for nothing: pushed authorization requests,
+/// the jtis of revoked tokens past their expiry, and decisions older than
+/// `pdp.decision_log_retention_days`. Blocking.
 pub fn prune_expired(state: &AppState) -> Result<usize, String> {
     let now = state.clock.now();
     let mut conn = state
@@ -64,7 +67,24 @@ pub fn prune_expired(state: &AppState) -> Result<usize, String> {
         .map_err(|e| StoreError::from(e).to_string())?;
     let pushed = pushed_requests::prune(&mut conn, now).map_err(|e| e.to_string())?;
     let revoked = revoked_tokens::prune(&mut conn, now).map_err(|e| e.to_string())?;
-    Ok(pushed + revoked)
+    let mut decisions = 0;
+    if let Some(retention) = state.config.pdp.decision_log_retention() {
+        let before = now - chrono::Duration::from_std(retention).map_err(|e| e.to_string())?;
+        // Per tenant: the log's index is (tenant_id, at).
+        let mut request = PageRequest::first(200);
+        loop {
+            let page = tenants::list(&mut conn, &request).map_err(|e| e.to_string())?;
+            for tenant in &page.items {
+                decisions += decision_log::prune_tenant(&mut conn, tenant.id, before)
+                    .map_err(|e| e.to_string())?;
+            }
+            match page.next_cursor {
+                Some(cursor) => request = PageRequest::after(cursor, 200),
+                None => break,
+            }
+        }
+    }
+    Ok(pushed + revoked + decisions)
 }
 
 /// Starts the periodic pass. Call inside the runtime, once per server.

@@ -15,6 +15,7 @@ mod logging;
 mod oauth;
 pub mod pages;
 mod policy_cli;
+mod purposes_cli;
 pub mod reactions;
 pub mod state;
 pub mod ui;

@@ -8,7 +8,9 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use gatehouse_core::events::{DomainEvent, EventEnvelope};
+use gatehouse_token_issuer::IssuerResult;
 use gatehouse_token_issuer::logout::BackchannelNotice;
+use gatehouse_token_issuer::service::Issuer;
 
 use crate::state::AppState;
 
@@ -59,36 +61,60 @@ async fn react(
         // The withdrawing node revoked the dependent grants in the database, where
         // the token endpoint and introspection look: no token state to drop here.
         DomainEvent::ConsentWithdrawn { .. } => {}
+        DomainEvent::GrantsRevoked {
+            tenant,
+            user,
+            grants,
+        } if local => {
+            let (tenant, user, grants) = (*tenant, *user, grants.clone());
+            let notices = logout_notices(state, tenant, move |issuer, url| {
+                issuer.grants_revoked(tenant, url, user, &grants)
+            });
+            send_all(http, notices.await);
+        }
         DomainEvent::SessionsEnded {
             tenant,
             user,
             sessions,
         } if local => {
             let (tenant, user, sessions) = (*tenant, *user, sessions.clone());
-            let issuer = state.issuer.clone();
-            let directory = state.tenants.clone();
-            let notices = tokio::task::spawn_blocking(move || {
-                let url = directory.issuer_for(tenant).map_err(|e| e.to_string())?;
-                match url {
-                    Some(url) => issuer
-                        .sessions_ended(tenant, &url, user, &sessions)
-                        .map_err(|e| e.to_string()),
-                    None => Ok(Vec::new()),
-                }
-            })
-            .await
-            .map_err(|e| e.to_string())
-            .and_then(|inner| inner);
-            match notices {
-                Ok(notices) => {
-                    for notice in notices {
-                        tokio::spawn(deliver(Arc::clone(http), notice));
-                    }
-                }
-                Err(error) => tracing::error!(%error, "ending grants of ended sessions failed"),
-            }
+            let notices = logout_notices(state, tenant, move |issuer, url| {
+                issuer.sessions_ended(tenant, url, user, &sessions)
+            });
+            send_all(http, notices.await);
         }
         _ => {}
+    }
+}
+
+/// Runs `work` (revocation and signing: store work) on the blocking pool with the
+/// tenant's issuer URL; a tenant without one has nobody to notify.
+async fn logout_notices(
+    state: &AppState,
+    tenant: gatehouse_core::ids::TenantId,
+    work: impl FnOnce(&Issuer, &str) -> IssuerResult<Vec<BackchannelNotice>> + Send + 'static,
+) -> Result<Vec<BackchannelNotice>, String> {
+    let issuer = state.issuer.clone();
+    let directory = state.tenants.clone();
+    tokio::task::spawn_blocking(move || {
+        match directory.issuer_for(tenant).map_err(|e| e.to_string())? {
+            Some(url) => work(&issuer, &url).map_err(|e| e.to_string()),
+            None => Ok(Vec::new()),
+        }
+    })
+    .await
+    .map_err(|e| e.to_string())
+    .and_then(|inner| inner)
+}
+
+fn send_all(http: &Arc<reqwest::Client>, notices: Result<Vec<BackchannelNotice>, String>) {
+    match notices {
+        Ok(notices) => {
+            for notice in notices {
+                tokio::spawn(deliver(Arc::clone(http), notice));
+            }
+        }
+        Err(error) => tracing::error!(%error, "back-channel logout notices not made"),
     }
 }
 

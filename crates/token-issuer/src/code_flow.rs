@@ -15,18 +15,20 @@ use gatehouse_identity_store::clients::Client;
 use gatehouse_identity_store::grants::{
     self, Authentication, CodeRedemption, NewCode, NewGrant, RefreshUse,
 };
+use gatehouse_identity_store::purposes::{self, LegalBasis};
 use gatehouse_identity_store::{
-    StoreError, consents, db, groups, pushed_requests, revoked_tokens, roles, sessions, tenants,
-    users,
+    StoreError, consent_records, consents, db, groups, pushed_requests, revoked_tokens, roles,
+    sessions, tenants, users,
 };
 use rand::RngCore;
-use serde_json::{Map, Value};
+use serde_json::{Map, Value, json};
 use sha2::{Digest, Sha256};
 use subtle::ConstantTimeEq;
 
 use crate::acr;
 use crate::claims::{claims_for, scope_claims};
 use crate::client_auth::PresentedClient;
+use crate::consent_basis::{consent_basis, depends_on_consent, sort_scopes, still_in_force};
 use crate::jwt::{
     AccessTokenClaims, Audience, IdTokenClaims, at_hash, sign, verify_access_token_with_leeway,
 };
@@ -444,13 +446,33 @@ impl Issuer {
         user: gatehouse_core::ids::UserId,
         request: &ValidRequest,
     ) -> Result<bool, StoreError> {
-        if request.client.data.first_party && !request.prompt.iter().any(|p| p == "consent") {
-            return Ok(false);
-        }
         if request.prompt.iter().any(|p| p == "consent") {
             return Ok(true);
         }
         let mut conn = self.pool().get()?;
+        // Consent to a purpose is the user's to give, first-party client or not, and
+        // a new version of its text is asked for again.
+        let asked: Vec<_> = purposes::list(&mut conn, tenant)?
+            .into_iter()
+            .filter(|p| p.legal_basis == LegalBasis::Consent)
+            .filter(|p| p.scopes.iter().any(|s| request.scopes.contains(s)))
+            .collect();
+        if !asked.is_empty() {
+            let client_id = &request.client.data.client_id;
+            let now = self.clock_now();
+            let in_force = consent_records::current_for(&mut conn, now, tenant, user, client_id)?;
+            let accepted_latest = |slug: &str, version: i32| {
+                in_force
+                    .iter()
+                    .any(|c| c.purpose == slug && c.version == version)
+            };
+            if asked.iter().any(|p| !accepted_latest(&p.slug, p.version)) {
+                return Ok(true);
+            }
+        }
+        if request.client.data.first_party {
+            return Ok(false);
+        }
         let granted = consents::scopes(&mut conn, tenant, user, &request.client.data.client_id)?;
         Ok(request.scopes.iter().any(|s| !granted.contains(s)))
     }
@@ -682,6 +704,22 @@ impl Issuer {
             return Err(invalid("the session this code was issued in has ended"));
         }
         let grant = db::transaction(&mut conn, |conn| {
+            // Consent is read again here, not trusted from when the code was made: a
+            // withdrawal in between withholds its scopes from the tokens.
+            let requested: Vec<String> = redeemed
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let basis = consent_basis(
+                conn,
+                now,
+                tenant,
+                redeemed.authentication.user_id,
+                &client.data.client_id,
+                &requested,
+            )?;
             let grant = grants::create(
                 conn,
                 now,
@@ -690,8 +728,9 @@ impl Issuer {
                     client_id: client.data.client_id.clone(),
                     issuer: Some(issuer.to_owned()),
                     authentication: Some(redeemed.authentication.clone()),
-                    scope: redeemed.scope.clone(),
+                    scope: basis.scopes.join(" "),
                     resources: redeemed.resources.clone(),
+                    purposes: basis.purposes,
                     lifetime: Duration::seconds(
                         client
                             .data
@@ -772,6 +811,30 @@ impl Issuer {
             // Narrowing applies to the tokens of this response only.
             grant.scope = requested.to_owned();
         }
+        // A consent the grant was issued under that is no longer in force (withdrawal
+        // revokes the grant; expiry does not) ends the grant's usefulness, and a
+        // purpose defined since withholds the scopes it covers until consented.
+        if let Some(user) = grant.user_id {
+            let scopes: Vec<String> = grant
+                .scope
+                .split(' ')
+                .filter(|s| !s.is_empty())
+                .map(str::to_owned)
+                .collect();
+            let client_id = grant.client_id.clone();
+            let defined = purposes::list(&mut conn, tenant).map_err(crate::service::internal)?;
+            if !defined.is_empty() {
+                let in_force =
+                    consent_records::current_for(&mut conn, now, tenant, user, &client_id)
+                        .map_err(crate::service::internal)?;
+                if !still_in_force(&grant.purposes, &in_force) {
+                    return Err(invalid(
+                        "consent this grant was issued under is no longer in force",
+                    ));
+                }
+                grant.scope = sort_scopes(&defined, &in_force, &scopes).scopes.join(" ");
+            }
+        }
         drop(conn);
         self.user_tokens(tenant, issuer, &client, &grant, None, true)
     }
@@ -839,24 +902,101 @@ impl Issuer {
         Ok(Value::Object(out))
     }
 
-    /// Not revoked by jti, and (for user tokens) its grant still active.
+    /// The grant of a user token if it is still active and every consent it was
+    /// issued under is in force (an expired consent ends it like a withdrawal), with
+    /// the user's consents to its client when the grant depends on any.
+    pub(crate) fn live_grant(
+        &self,
+        conn: &mut gatehouse_identity_store::AnyConnection,
+        tenant: TenantId,
+        grant_id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<LiveGrant>, StoreError> {
+        let Some(grant) = grants::get(conn, tenant, grant_id)?.filter(|g| g.is_active(now)) else {
+            return Ok(None);
+        };
+        let mut consents = Vec::new();
+        if let Some(user) = grant.user_id
+            && depends_on_consent(&grant.purposes)
+        {
+            consents = consent_records::current_for(conn, now, tenant, user, &grant.client_id)?;
+            if !still_in_force(&grant.purposes, &consents) {
+                return Ok(None);
+            }
+        }
+        Ok(Some(LiveGrant { grant, consents }))
+    }
+
+    /// Whether a token is live: not revoked by jti and, for a user token, its grant
+    /// live ([`Self::live_grant`]). `Some(None)` is a live token without a grant
+    /// (client_credentials).
+    pub(crate) fn token_state(
+        &self,
+        tenant: TenantId,
+        jti: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Option<LiveGrant>>, StoreError> {
+        let mut conn = self.pool().get()?;
+        if revoked_tokens::is_revoked(&mut conn, tenant, jti)? {
+            return Ok(None);
+        }
+        match jti.split_once('.') {
+            Some((grant_id, _)) => Ok(self.live_grant(&mut conn, tenant, grant_id, now)?.map(Some)),
+            None => Ok(Some(None)),
+        }
+    }
+
+    /// Not revoked by jti, and (for user tokens) its grant still live.
     pub(crate) fn token_is_live(
         &self,
         tenant: TenantId,
         jti: &str,
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        let mut conn = self.pool().get()?;
-        if revoked_tokens::is_revoked(&mut conn, tenant, jti)? {
-            return Ok(false);
-        }
-        match jti.split_once('.') {
-            Some((grant_id, _)) => {
-                Ok(grants::get(&mut conn, tenant, grant_id)?.is_some_and(|g| g.is_active(now)))
-            }
-            None => Ok(true),
-        }
+        Ok(self.token_state(tenant, jti, now)?.is_some())
     }
+
+    /// The purposes a grant was issued under, for introspection: the version each was
+    /// issued under, the latest, and for consent the acceptance in force.
+    pub(crate) fn purposes_status(
+        &self,
+        tenant: TenantId,
+        live: &LiveGrant,
+    ) -> Result<Vec<Value>, StoreError> {
+        if live.grant.purposes.is_empty() {
+            return Ok(Vec::new());
+        }
+        let latest = purposes::list(&mut *self.pool().get()?, tenant)?;
+        Ok(live
+            .grant
+            .purposes
+            .iter()
+            .map(|p| {
+                let mut entry = Map::new();
+                entry.insert("purpose".into(), json!(p.purpose));
+                entry.insert("version".into(), json!(p.version));
+                entry.insert("legal_basis".into(), json!(p.legal_basis.as_str()));
+                if let Some(current) = latest.iter().find(|l| l.slug == p.purpose) {
+                    entry.insert("latest_version".into(), json!(current.version));
+                }
+                if let Some(consent) = live.consents.iter().find(|c| c.purpose == p.purpose) {
+                    entry.insert("consent".into(), json!("in_force"));
+                    entry.insert("accepted_version".into(), json!(consent.version));
+                    entry.insert("granted_at".into(), json!(consent.granted_at.timestamp()));
+                    if let Some(expires) = consent.expires_at {
+                        entry.insert("consent_expires_at".into(), json!(expires.timestamp()));
+                    }
+                }
+                Value::Object(entry)
+            })
+            .collect())
+    }
+}
+
+/// A grant found live, and the consents it rests on (empty unless it depends on one).
+pub(crate) struct LiveGrant {
+    pub grant: grants::Grant,
+    pub consents: Vec<consent_records::CurrentConsent>,
 }
 
 #[cfg(test)]

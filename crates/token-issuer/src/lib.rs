@@ -12,6 +12,7 @@ pub mod acr;
 pub mod claims;
 pub mod client_auth;
 pub mod code_flow;
+pub mod consent_basis;
 mod error;
 pub mod jwt;
 pub mod keys;

@@ -220,6 +220,42 @@ impl Issuer {
             }
         }
         drop(conn);
+        self.logout_notices(tenant, issuer, user, issued)
+    }
+
+    /// For grants revoked while their session goes on (a consent withdrawn, an app
+    /// revoked): a logout token for each client with a back-channel logout URI, so
+    /// the relying party ends its own session built on the grant. The user's session
+    /// here is untouched.
+    pub fn grants_revoked(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        user: UserId,
+        grant_ids: &[String],
+    ) -> IssuerResult<Vec<BackchannelNotice>> {
+        let mut conn = self.pool().get().map_err(StoreError::from)?;
+        let mut revoked = Vec::with_capacity(grant_ids.len());
+        for id in grant_ids {
+            if let Some(grant) = grants::get(&mut conn, tenant, id)?
+                && grant.user_id == Some(user)
+                && grant.revoked_at.is_some()
+            {
+                revoked.push(grant);
+            }
+        }
+        drop(conn);
+        self.logout_notices(tenant, issuer, user, revoked)
+    }
+
+    fn logout_notices(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        user: UserId,
+        issued: Vec<grants::Grant>,
+    ) -> IssuerResult<Vec<BackchannelNotice>> {
+        let now = self.clock_now();
         // Each token carries the issuer its grant was issued under (a tenant can be
         // reached by more than one URL), else the tenant's canonical one.
         let notices_due: BTreeSet<(String, SessionId, String)> = issued

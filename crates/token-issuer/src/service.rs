@@ -344,12 +344,12 @@ impl Issuer {
         let Some(claims) = self.verified(tenant, issuer, token)? else {
             return Ok(json!({ "active": false }));
         };
-        if !self
-            .token_is_live(tenant, &claims.jti, self.now())
+        let Some(grant) = self
+            .token_state(tenant, &claims.jti, self.now())
             .map_err(internal)?
-        {
+        else {
             return Ok(json!({ "active": false }));
-        }
+        };
         let mut answer = Map::new();
         answer.insert("active".into(), Value::Bool(true));
         answer.insert("token_type".into(), json!("Bearer"));
@@ -375,6 +375,14 @@ impl Issuer {
         }
         if let Some(acr) = claims.acr {
             answer.insert("acr".into(), json!(acr));
+        }
+        // An extension member (RFC 7662 §2.2): what the token was issued for and the
+        // state of the consent behind it, for resource servers that must honour it.
+        if let Some(live) = grant {
+            let purposes = self.purposes_status(tenant, &live).map_err(internal)?;
+            if !purposes.is_empty() {
+                answer.insert("purposes".into(), Value::Array(purposes));
+            }
         }
         Ok(Value::Object(answer))
     }

@@ -1,10 +1,14 @@
 //! The policy decision point: OpenID AuthZEN evaluations decided by Cedar policies.
 //!
-//! Per evaluation the PDP reads the subject from the live store (user, roles,
-//! groups, current consents), builds Cedar entities and context, and evaluates the
-//! tenant's policy set. Policy sets are cached per tenant; the cached version is
-//! compared with the stored one at most every `version_check` (one indexed read) and
-//! dropped at once by [`Pdp::invalidate`] (the server calls it on `TenantChanged`).
+//! Per evaluation the PDP reads the subject's current consents from the live store,
+//! and the rest of the subject (user, roles, groups) too — or, once [`Pdp::watch`]
+//! gave it the event bus, takes the rest from a per-node cache that domain events
+//! and a 1 s lifetime keep honest (`subjects`). It builds Cedar entities and context
+//! and evaluates the slice of the tenant's policy set that can apply to the
+//! request's action (`policies::slices`). Policy sets are cached per tenant; the
+//! cached version is compared with the stored one at most every `version_check`
+//! (one indexed read) and dropped at once by [`Pdp::invalidate`] (the server calls
+//! it on `TenantChanged`).
 //! Nothing is written on the request path: decisions go to the log through a
 //! bounded queue and a background writer.
 //!
@@ -16,8 +20,11 @@ mod facts;
 mod log;
 mod policies;
 mod store;
+mod subjects;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tests_fast_path;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -27,6 +34,7 @@ use std::time::{Duration, Instant};
 use cedar_policy::{Authorizer, Entities, PolicySet, Request, Schema};
 use chrono::{DateTime, Utc};
 use gatehouse_core::SharedClock;
+use gatehouse_core::events::EventBus;
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::Pool;
 use gatehouse_identity_store::decision_log::NewDecision;
@@ -53,6 +61,11 @@ pub struct PdpConfig {
     pub log_capacity: usize,
     pub log_batch: usize,
     pub log_flush_every: Duration,
+    /// How long a subject's facts may serve from the cache at most (once
+    /// [`Pdp::watch`] switched it on); events drop them sooner. Zero: no cache.
+    pub subject_ttl: Duration,
+    /// Subjects cached at most.
+    pub subject_capacity: usize,
 }
 
 impl Default for PdpConfig {
@@ -62,6 +75,8 @@ impl Default for PdpConfig {
             log_capacity: 16_384,
             log_batch: 256,
             log_flush_every: Duration::from_millis(200),
+            subject_ttl: Duration::from_secs(1),
+            subject_capacity: 100_000,
         }
     }
 }
@@ -128,6 +143,8 @@ pub struct PolicySummary {
 struct Loaded {
     version: Option<i64>,
     set: PolicySet,
+    /// `set` sliced per declared action (see `policies::slices`).
+    slices: HashMap<String, PolicySet>,
     /// Milliseconds since the PDP started when the version was last confirmed.
     checked_at: AtomicU64,
 }
@@ -140,6 +157,7 @@ struct Inner {
     authorizer: Authorizer,
     default_set: Arc<Loaded>,
     sets: RwLock<HashMap<TenantId, Arc<Loaded>>>,
+    subjects: subjects::SubjectCache,
     source: Arc<dyn PolicySource>,
     facts: Arc<dyn SubjectFacts>,
     log: log::DecisionLogger,
@@ -174,6 +192,7 @@ impl Pdp {
         let schema = policies::schema()?;
         let default_set = policies::compile(&schema, DEFAULT_POLICIES)
             .map_err(|e| ConsentError::Internal(format!("built-in default policies: {e}")))?;
+        let default_slices = policies::slices(&schema, &default_set)?;
         let log = log::DecisionLogger::start(
             sink,
             config.log_capacity,
@@ -184,12 +203,14 @@ impl Pdp {
         Ok(Pdp {
             inner: Arc::new(Inner {
                 clock,
+                subjects: subjects::SubjectCache::new(config.subject_ttl, config.subject_capacity),
                 schema,
                 names: context::Names::new()?,
                 authorizer: Authorizer::new(),
                 default_set: Arc::new(Loaded {
                     version: None,
                     set: default_set,
+                    slices: default_slices,
                     checked_at: AtomicU64::new(0),
                 }),
                 sets: RwLock::new(HashMap::new()),
@@ -232,6 +253,12 @@ impl Pdp {
         Ok(version)
     }
 
+    /// Switches the subject cache on, fed by `events` (see `subjects`). Idempotent;
+    /// without it every evaluation reads the subject from the store.
+    pub fn watch(&self, events: &EventBus) {
+        self.inner.subjects.watch(events);
+    }
+
     /// Forgets cached policy sets (one tenant's, or all on `Resync`).
     pub fn invalidate(&self, tenant: Option<TenantId>) {
         let mut sets = self.inner.sets.write().unwrap_or_else(|p| p.into_inner());
@@ -243,11 +270,26 @@ impl Pdp {
         }
     }
 
+    /// The cached policy set of `tenant` when it needs no version check now.
+    fn cached_policies(&self, tenant: TenantId) -> Option<Arc<Loaded>> {
+        let now = self.millis();
+        let window = u64::try_from(self.inner.config.version_check.as_millis()).unwrap_or(0);
+        self.inner
+            .sets
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            .filter(|loaded| now.saturating_sub(loaded.checked_at.load(Ordering::Relaxed)) < window)
+            .cloned()
+    }
+
     /// The policy set serving `tenant`: cached, re-checked against the stored version
     /// at most every `version_check`.
     fn policies_for(&self, tenant: TenantId) -> Result<Arc<Loaded>, ConsentError> {
+        if let Some(fresh) = self.cached_policies(tenant) {
+            return Ok(fresh);
+        }
         let now = self.millis();
-        let window = u64::try_from(self.inner.config.version_check.as_millis()).unwrap_or(0);
         let cached = self
             .inner
             .sets
@@ -256,9 +298,6 @@ impl Pdp {
             .get(&tenant)
             .cloned();
         if let Some(loaded) = &cached {
-            if now.saturating_sub(loaded.checked_at.load(Ordering::Relaxed)) < window {
-                return Ok(Arc::clone(loaded));
-            }
             match self.inner.source.latest_version(tenant) {
                 Ok(version) if version == loaded.version => {
                     loaded.checked_at.store(now, Ordering::Relaxed);
@@ -278,12 +317,16 @@ impl Pdp {
             None => Arc::new(Loaded {
                 version: None,
                 set: self.inner.default_set.set.clone(),
+                slices: self.inner.default_set.slices.clone(),
                 checked_at: AtomicU64::new(now),
             }),
-            Some(stored) => match policies::compile(&self.inner.schema, &stored.text) {
-                Ok(set) => Arc::new(Loaded {
+            Some(stored) => match policies::compile(&self.inner.schema, &stored.text)
+                .and_then(|set| Ok((policies::slices(&self.inner.schema, &set)?, set)))
+            {
+                Ok((slices, set)) => Arc::new(Loaded {
                     version: Some(stored.version),
                     set,
+                    slices,
                     checked_at: AtomicU64::new(now),
                 }),
                 Err(error) => {
@@ -322,6 +365,34 @@ impl Pdp {
         Ok(decision)
     }
 
+    /// The subject `id`: its consents always read live; the rest from the cache when
+    /// it holds the user, else read from the store, built, and kept.
+    fn subject(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Arc<subjects::Subject>>, ConsentError> {
+        let cache = &self.inner.subjects;
+        let (hit, epoch) = cache.get(tenant, id, now);
+        if let Some(cached) = hit {
+            // One query instead of four: consent is what must never be stale. When
+            // it changed, everything is read again below (rather than patching the
+            // entry, which would extend the life of the rest).
+            if self.inner.facts.consents(tenant, id, now)?.as_ref() == Some(&cached.facts.consents)
+            {
+                return Ok(Some(cached));
+            }
+        }
+        let Some(facts) = self.inner.facts.user(tenant, id, now)? else {
+            return Ok(None);
+        };
+        let principal = context::user_entity(&self.inner.names, &facts)?;
+        let subject = Arc::new(subjects::Subject { facts, principal });
+        cache.keep(tenant, id, &subject, now, epoch);
+        Ok(Some(subject))
+    }
+
     /// Evaluates without writing to the decision log (`gatehouse policy test`).
     pub fn dry_run(
         &self,
@@ -355,8 +426,8 @@ impl Pdp {
         let semantic = batch.semantic();
         let now = self.inner.clock.now();
         let mut out = Vec::with_capacity(entries.len());
-        // The last subject's facts: batches mostly ask about one subject.
-        let mut cached: Option<(String, Option<UserFacts>)> = None;
+        // The last subject: batches mostly ask about one subject.
+        let mut cached: Option<(String, Option<Arc<subjects::Subject>>)> = None;
         for entry in entries {
             // An entry that cannot be evaluated (a member missing, a malformed
             // context) is a denial carrying the error; the batch goes on.
@@ -366,13 +437,12 @@ impl Pdp {
                 if request.subject.kind == SUBJECT_USER
                     && cached.as_ref().is_none_or(|(known, _)| known != id)
                 {
-                    let facts = self.inner.facts.user(tenant, id, now)?;
-                    cached = Some((id.clone(), facts));
+                    cached = Some((id.clone(), self.subject(tenant, id, now)?));
                 }
                 let known = cached
                     .as_ref()
                     .filter(|(known, _)| known == id)
-                    .map(|(_, facts)| facts.as_ref());
+                    .map(|(_, subject)| subject.as_deref());
                 let decision = self.decide(tenant, caller, &request, now, known)?;
                 self.record(tenant, caller, &request, &decision, now, request_id);
                 Ok(decision)
@@ -401,25 +471,17 @@ impl Pdp {
         Ok(BatchOutcome::Many(out))
     }
 
-    /// `known`: the subject's facts when the caller has read them already (a batch
-    /// about one subject reads them once).
+    /// `known`: the subject when the caller has looked it up already (a batch about
+    /// one subject looks once); `Some(None)` for an unknown subject.
     fn decide(
         &self,
         tenant: TenantId,
         caller: &str,
         request: &EvaluationRequest,
         now: DateTime<Utc>,
-        known: Option<Option<&UserFacts>>,
+        known: Option<Option<&subjects::Subject>>,
     ) -> Result<Decision, ConsentError> {
         let loaded = self.policies_for(tenant)?;
-        let deny = |reason: &str| Decision {
-            allowed: false,
-            reason: Some(reason.to_owned()),
-            acr_values: None,
-            max_age: None,
-            policies: Vec::new(),
-            policy_version: loaded.version,
-        };
         if request.subject.kind != SUBJECT_USER {
             return Err(ConsentError::Invalid(format!(
                 "subject.type `{}` is not supported (use `{SUBJECT_USER}`)",
@@ -427,18 +489,38 @@ impl Pdp {
             )));
         }
         let fetched;
-        let user = match known {
-            Some(user) => user,
+        let subject = match known {
+            Some(subject) => subject,
             None => {
-                fetched = self.inner.facts.user(tenant, &request.subject.id, now)?;
-                fetched.as_ref()
+                fetched = self.subject(tenant, &request.subject.id, now)?;
+                fetched.as_deref()
             }
         };
-        let Some(user) = user else {
-            return Ok(deny(reason::UNKNOWN_SUBJECT));
+        self.judge(&loaded, caller, request, now, subject)
+    }
+
+    /// The Cedar evaluation of `request` about `subject` (`None`: no such user)
+    /// under `loaded`.
+    fn judge(
+        &self,
+        loaded: &Loaded,
+        caller: &str,
+        request: &EvaluationRequest,
+        now: DateTime<Utc>,
+        subject: Option<&subjects::Subject>,
+    ) -> Result<Decision, ConsentError> {
+        let Some(subject) = subject else {
+            return Ok(Decision {
+                allowed: false,
+                reason: Some(reason::UNKNOWN_SUBJECT.to_owned()),
+                acr_values: None,
+                max_age: None,
+                policies: Vec::new(),
+                policy_version: loaded.version,
+            });
         };
         let names = &self.inner.names;
-        let principal = context::user_entity(names, user)?;
+        let principal = subject.principal.clone();
         let resource = context::resource_entity(names, &request.resource)?;
         let action = context::action_uid(names, &request.action.name);
         let cedar_context = context::build(&request.context, caller, now)?;
@@ -449,14 +531,20 @@ impl Pdp {
         // again on every request would be pure cost.
         let entities = Entities::from_entities([principal, resource], None)
             .map_err(|e| ConsentError::Internal(format!("entities: {e}")))?;
+        // Only the policies that can apply to this action; an undeclared action has
+        // no slice and meets the whole set (where only unconstrained scopes match).
+        let set = loaded
+            .slices
+            .get(&request.action.name)
+            .unwrap_or(&loaded.set);
         let response = self
             .inner
             .authorizer
-            .is_authorized(&cedar_request, &loaded.set, &entities);
+            .is_authorized(&cedar_request, set, &entities);
         for error in response.diagnostics().errors() {
             tracing::debug!(%error, "policy evaluation error (the policy is skipped)");
         }
-        let outcome = policies::outcome(&loaded.set, &response);
+        let outcome = policies::outcome(set, &response);
         Ok(Decision {
             allowed: outcome.allowed,
             reason: outcome.reason,

@@ -2,10 +2,14 @@
 //! Gatehouse schema, and read the reason annotations that turn a Cedar denial into
 //! an AuthZEN reason code.
 
+use std::collections::HashMap;
 use std::fmt::Write as _;
 use std::str::FromStr;
 
-use cedar_policy::{Effect, PolicyId, PolicySet, Response, Schema, ValidationMode, Validator};
+use cedar_policy::{
+    ActionConstraint, Effect, EntityUid, PolicyId, PolicySet, Response, Schema, ValidationMode,
+    Validator,
+};
 
 use miette::Diagnostic;
 
@@ -178,4 +182,48 @@ pub fn outcome(set: &PolicySet, response: &Response) -> Outcome {
         max_age,
         policies,
     }
+}
+
+/// One policy set per action the schema declares, holding only the policies whose
+/// action scope can match that action, keyed by the action's id (`read`, …).
+///
+/// Cedar checks every policy of the set it is given; most of a realistic set names
+/// other actions, so a slice gives the same answer for less work. A policy goes into
+/// an action's slice when its scope is unconstrained, equals the action, or is `in`
+/// a list naming the action or any of the action's groups in the schema. That is a
+/// superset of the policies that can match (the PDP passes no action entities, so at
+/// evaluation `in` matches only the action itself), so no policy that could apply is
+/// ever left out, and a policy that cannot apply changes nothing: Cedar skips it
+/// before evaluating its conditions. Actions the schema does not declare have no
+/// slice and are evaluated against the whole set.
+pub fn slices(
+    schema: &Schema,
+    set: &PolicySet,
+) -> Result<HashMap<String, PolicySet>, ConsentError> {
+    let hierarchy = schema
+        .action_entities()
+        .map_err(|e| ConsentError::Internal(format!("schema actions: {e}")))?;
+    let mut out = HashMap::new();
+    for action in schema.actions() {
+        // The action itself and every group it belongs to, per the schema.
+        let mut names: Vec<&EntityUid> = vec![action];
+        if let Some(groups) = hierarchy.ancestors(action) {
+            names.extend(groups);
+        }
+        let mut slice = PolicySet::new();
+        for policy in set.policies() {
+            let applies = match policy.action_constraint() {
+                ActionConstraint::Any => true,
+                ActionConstraint::Eq(uid) => uid == *action,
+                ActionConstraint::In(list) => list.iter().any(|uid| names.contains(&uid)),
+            };
+            if applies {
+                slice
+                    .add(policy.clone())
+                    .map_err(|e| ConsentError::Internal(format!("policy slice: {e}")))?;
+            }
+        }
+        out.insert(action.id().unescaped().to_owned(), slice);
+    }
+    Ok(out)
 }

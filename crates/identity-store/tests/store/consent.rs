@@ -70,6 +70,7 @@ fn oauth_grant(
             }),
             scope: scope.into(),
             resources: vec![],
+            purposes: vec![],
             lifetime: Duration::days(30),
         },
     )

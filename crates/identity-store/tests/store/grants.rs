@@ -39,7 +39,7 @@ gatehouse_identity_store::backend_tests! {
         let CodeRedemption::Fresh(redeemed) = grants::redeem_code(&mut conn, now(), t, "c1").unwrap() else { panic!("first redemption failed") };
         assert_eq!((redeemed.client_id.as_str(), redeemed.nonce.as_deref()), ("shop", Some("n")));
         assert_eq!(redeemed.authentication.amr, vec!["pwd".to_owned()]);
-        let grant = grants::create(&mut conn, now(), t, NewGrant { client_id: "shop".into(), issuer: Some("https://id.example".into()), authentication: Some(redeemed.authentication.clone()), scope: redeemed.scope.clone(), resources: redeemed.resources.clone(), lifetime: Duration::days(30) }).unwrap();
+        let grant = grants::create(&mut conn, now(), t, NewGrant { client_id: "shop".into(), issuer: Some("https://id.example".into()), authentication: Some(redeemed.authentication.clone()), scope: redeemed.scope.clone(), resources: redeemed.resources.clone(), purposes: vec![], lifetime: Duration::days(30) }).unwrap();
         grants::link_code(&mut conn, t, "c1", &grant.id).unwrap();
         assert_eq!(grants::redeem_code(&mut conn, now(), t, "c1").unwrap(), CodeRedemption::Replayed { grant_id: Some(grant.id.clone()) });
 
@@ -53,7 +53,7 @@ gatehouse_identity_store::backend_tests! {
         let mut conn = db.conn();
         let t = tenant(&mut conn, "acme");
         let user = users::create(&mut conn, now(), t, UserData::new("alice")).unwrap();
-        let grant = grants::create(&mut conn, now(), t, NewGrant { client_id: "shop".into(), issuer: Some("https://id.example".into()), authentication: Some(authentication(user.id)), scope: "openid".into(), resources: vec![], lifetime: Duration::days(30) }).unwrap();
+        let grant = grants::create(&mut conn, now(), t, NewGrant { client_id: "shop".into(), issuer: Some("https://id.example".into()), authentication: Some(authentication(user.id)), scope: "openid".into(), resources: vec![], purposes: vec![], lifetime: Duration::days(30) }).unwrap();
         assert!(grant.is_active(now()));
         grants::insert_refresh_token(&mut conn, now(), t, &grant.id, "r1", Duration::days(7)).unwrap();
         assert_eq!(grants::use_refresh_token(&mut conn, now(), t, "r1").unwrap(), RefreshUse::Fresh { grant_id: grant.id.clone() });
@@ -64,7 +64,7 @@ gatehouse_identity_store::backend_tests! {
 
         assert!(grants::revoke(&mut conn, now(), t, &grant.id, "refresh_reuse").unwrap());
         assert!(!grants::get(&mut conn, t, &grant.id).unwrap().unwrap().is_active(now()));
-        let second = grants::create(&mut conn, now(), t, NewGrant { client_id: "app".into(), issuer: None, authentication: Some(authentication(user.id)), scope: "openid".into(), resources: vec![], lifetime: Duration::days(1) }).unwrap();
+        let second = grants::create(&mut conn, now(), t, NewGrant { client_id: "app".into(), issuer: None, authentication: Some(authentication(user.id)), scope: "openid".into(), resources: vec![], purposes: vec![], lifetime: Duration::days(1) }).unwrap();
         assert_eq!(grants::revoke_for_user(&mut conn, now(), t, user.id, "password_reset").unwrap(), 1);
         assert!(!grants::get(&mut conn, t, &second.id).unwrap().unwrap().is_active(now()));
     }

@@ -1,4 +1,6 @@
-use gatehouse_core::ids::UserId;
+use chrono::Duration;
+use gatehouse_core::ids::{SessionId, UserId};
+use gatehouse_identity_store::grants::{self, Authentication, NewGrant};
 use gatehouse_identity_store::groups::{self, GroupData};
 use gatehouse_identity_store::roles::{self, RoleData};
 use gatehouse_identity_store::users::{self, UserData};
@@ -110,5 +112,43 @@ gatehouse_identity_store::backend_tests! {
         assert_eq!(roles::list(&mut conn, t, &PageRequest::first(10)).unwrap().items.len(), 2);
         roles::delete(&mut conn, t, auditor.id).unwrap();
         assert!(roles::roles_of_user(&mut conn, t, alice.id).unwrap().is_empty());
+    }
+
+    fn grants_whose_scopes_carry_roles_are_revoked_across_clients(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        let alice = users::create(&mut conn, now(), t, UserData::new("alice")).unwrap();
+        let bob = users::create(&mut conn, now(), t, UserData::new("bob")).unwrap();
+        let grant = |conn: &mut gatehouse_identity_store::AnyConnection, user: UserId, client: &str, scope: &str| {
+            grants::create(conn, now(), t, NewGrant {
+                client_id: client.into(),
+                issuer: None,
+                authentication: Some(Authentication { user_id: user, session_id: SessionId::new(), auth_time: now(), acr: None, amr: vec!["pwd".into()] }),
+                scope: scope.into(),
+                resources: vec![],
+                purposes: vec![],
+                lifetime: Duration::days(1),
+            }).unwrap().id
+        };
+        let shop = grant(&mut conn, alice.id, "shop", "openid entitlements");
+        let crm = grant(&mut conn, alice.id, "crm", "openid profile entitlements");
+        let plain = grant(&mut conn, alice.id, "shop", "openid profile");
+        let bobs = grant(&mut conn, bob.id, "shop", "openid entitlements");
+        let covering = ["entitlements".to_owned()];
+        assert!(grants::revoke_for_user_with_scopes(&mut conn, now(), t, alice.id, &[], "role_removed").unwrap().is_empty());
+        let mut revoked = grants::revoke_for_user_with_scopes(&mut conn, now(), t, alice.id, &covering, "role_removed").unwrap();
+        revoked.sort();
+        let mut expected = vec![shop.clone(), crm.clone()];
+        expected.sort();
+        assert_eq!(revoked, expected);
+        let active = |conn: &mut gatehouse_identity_store::AnyConnection, id: &str| grants::get(conn, t, id).unwrap().unwrap().is_active(now());
+        assert!(!active(&mut conn, &shop) && !active(&mut conn, &crm));
+        assert!(active(&mut conn, &plain), "a grant without the scope was revoked");
+        assert!(active(&mut conn, &bobs), "another user's grant was revoked");
+        // Already revoked grants are not revoked (or reported) twice.
+        assert!(grants::revoke_for_user_with_scopes(&mut conn, now(), t, alice.id, &covering, "role_removed").unwrap().is_empty());
+        let other = tenant(&mut conn, "other");
+        assert!(grants::revoke_for_user_with_scopes(&mut conn, now(), other, bob.id, &covering, "role_removed").unwrap().is_empty());
+        assert!(active(&mut conn, &bobs));
     }
 }

@@ -192,4 +192,26 @@ gatehouse_identity_store::backend_tests! {
         assert!(matches!(users::get(&mut conn, t, user.id), Err(StoreError::NotFound { .. })));
         users::create(&mut conn, now(), t, alice()).unwrap();
     }
+
+    fn an_operator_sets_the_active_flag_without_naming_a_version(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        let user = users::create(&mut conn, now(), t, alice()).unwrap();
+        assert!(users::set_active(&mut conn, now(), t, user.id, false).unwrap());
+        let off = users::get(&mut conn, t, user.id).unwrap();
+        assert!(!off.data.active);
+        assert_eq!(off.version, user.version + 1);
+        assert_eq!(off.data, UserData { active: false, ..user.data.clone() });
+        // Idempotent: no change, no new version.
+        assert!(!users::set_active(&mut conn, now(), t, user.id, false).unwrap());
+        assert_eq!(users::get(&mut conn, t, user.id).unwrap().version, off.version);
+        // An edit based on the version before the deactivation cannot undo it.
+        let stale = users::update(&mut conn, now(), t, user.id, user.version, user.data.clone());
+        assert!(matches!(stale, Err(StoreError::StaleVersion { .. })), "{stale:?}");
+        assert!(users::set_active(&mut conn, now(), t, user.id, true).unwrap());
+        assert!(users::get(&mut conn, t, user.id).unwrap().data.active);
+        let other = tenant(&mut conn, "other");
+        assert!(matches!(users::set_active(&mut conn, now(), other, user.id, false), Err(StoreError::NotFound { .. })));
+        assert!(matches!(users::set_active(&mut conn, now(), t, UserId::new(), false), Err(StoreError::NotFound { .. })));
+    }
 }

@@ -211,8 +211,10 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
         // per purpose and version (the form names the versions shown).
         let consents = ctx.state.consents.clone();
         let scopes = valid.scopes.clone();
-        let purposes = match web::block(move || consents.purposes_for_scopes(tenant, &scopes)).await
-        {
+        let (user, client_id) = (session.user_id, valid.client.data.client_id.clone());
+        let asked =
+            web::block(move || consents.purposes_to_approve(tenant, user, &client_id, &scopes));
+        let purposes = match asked.await {
             Ok(Ok(purposes)) => purposes,
             _ => {
                 return ctx.error_page(
@@ -224,11 +226,17 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
         };
         let shown: Vec<String> = purposes
             .iter()
-            .map(|p| format!("{}:{}", p.slug, p.version))
+            .map(|p| format!("{}:{}", p.purpose.slug, p.purpose.version))
             .collect();
         let purposes: Vec<_> = purposes
             .iter()
-            .map(|p| json!({ "name": p.name, "description": p.description }))
+            .map(|p| {
+                json!({
+                    "name": p.purpose.name,
+                    "description": p.purpose.description,
+                    "change": p.change,
+                })
+            })
             .collect();
         return ctx.render(
             StatusCode::OK,

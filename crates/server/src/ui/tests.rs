@@ -92,7 +92,9 @@ fn samples() -> Vec<(&'static str, Value)> {
                 "client_name": SCRIPT,
                 "scopes": ["openid", "email"],
                 "request": "client_id=a&scope=openid",
-                "purposes": [{"name": SCRIPT, "description": SCRIPT}],
+                "purposes": [{"name": SCRIPT, "description": SCRIPT, "change": {
+                    "accepted_version": 1, "name_before": SCRIPT, "description_before": SCRIPT,
+                    "scopes_added": [SCRIPT], "scopes_removed": [SCRIPT]}}],
                 "purposes_shown": SCRIPT,
             }),
         ),

@@ -356,3 +356,560 @@ fn users_reset_removes_the_password_audits_the_operator_and_mails_a_link() {
         "{mails:?}"
     );
 }
+
+/// A command of the real binary against an in-process server's database and data
+/// directory (so its development master key), as an operator would run it there.
+fn gatehouse_for(
+    app: &crate::web_kit::WebApp,
+    cwd: &std::path::Path,
+    args: &[&str],
+) -> std::process::Output {
+    run(gatehouse(cwd, args)
+        .env("GATEHOUSE_DATABASE__URL", &app.db.url)
+        .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir))
+}
+
+fn refresh_refused(app: &crate::web_kit::WebApp, refresh_token: &str) -> bool {
+    let (status, answer) = crate::code_flow::token(
+        app,
+        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
+    );
+    (status, answer["error"].as_str()) == (400, Some("invalid_grant"))
+}
+
+fn sign_in_status(app: &crate::web_kit::WebApp) -> u16 {
+    let mut browser = app.browser();
+    let page = browser.get("/signin");
+    browser
+        .post_form(
+            "/signin",
+            &page,
+            &[
+                ("email", "uma@example.com"),
+                ("password", crate::code_flow::PASSWORD),
+            ],
+        )
+        .status
+}
+
+/// A relying party's back-channel logout endpoint: answers 200 and hands over each
+/// request's body.
+fn backchannel_receiver() -> (String, std::sync::mpsc::Receiver<String>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+    let (sender, bodies) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { return };
+            let mut reader = BufReader::new(stream.try_clone().unwrap());
+            let mut length = 0;
+            loop {
+                let mut line = String::new();
+                reader.read_line(&mut line).unwrap();
+                if line == "\r\n" || line.is_empty() {
+                    break;
+                }
+                if let Some((name, value)) = line.split_once(':')
+                    && name.eq_ignore_ascii_case("content-length")
+                {
+                    length = value.trim().parse().unwrap();
+                }
+            }
+            let mut body = vec![0; length];
+            reader.read_exact(&mut body).unwrap();
+            stream
+                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                .unwrap();
+            let _ = sender.send(String::from_utf8(body).unwrap());
+        }
+    });
+    (url, bodies)
+}
+
+fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
+    backend: gatehouse_identity_store::Backend,
+) {
+    use crate::code_flow::{
+        VERIFIER, client_data, exchange, get_code, introspect_active, param, register_client,
+        signed_in, verified_claims,
+    };
+    use gatehouse_identity_store::clients::ClientData;
+    use gatehouse_identity_store::{PageRequest, audit, tenants, users};
+
+    let app = crate::web_kit::WebApp::start(backend);
+    let (backchannel, logouts) = backchannel_receiver();
+    register_client(
+        &app,
+        ClientData {
+            backchannel_logout_uri: Some(backchannel),
+            ..client_data(false)
+        },
+    );
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let refresh_token = tokens["refresh_token"].as_str().unwrap();
+    assert!(introspect_active(&app, access));
+    let cwd = temp_dir();
+
+    let no_reason = gatehouse_for(
+        &app,
+        cwd.path(),
+        &[
+            "users",
+            "disable",
+            "--email",
+            "uma@example.com",
+            "--reason",
+            "",
+            "--operator",
+            "ops",
+        ],
+    );
+    assert_clean_failure(&no_reason, 1, "must not be empty");
+    assert!(introspect_active(&app, access));
+
+    let disabled = gatehouse_for(
+        &app,
+        cwd.path(),
+        &[
+            "users",
+            "disable",
+            "--email",
+            "uma@example.com",
+            "--reason",
+            "ticket 9: account compromised",
+            "--operator",
+            "ops-ann",
+        ],
+    );
+    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    let out = stdout(&disabled);
+    assert!(
+        out.contains("disabled uma@example.com")
+            && out.contains("1 sessions ended, 1 grants revoked"),
+        "{out}"
+    );
+    assert!(
+        !introspect_active(&app, access),
+        "introspection still answers active after the user was disabled"
+    );
+    assert!(
+        out.contains("back-channel logout delivered to webapp"),
+        "{out}"
+    );
+    let logout = logouts
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("no back-channel logout arrived");
+    let logout_token = param(&format!("?{logout}"), "logout_token").unwrap();
+    let (header, claims) = verified_claims(&app, &logout_token, "webapp");
+    let (_, id_token) = verified_claims(&app, tokens["id_token"].as_str().unwrap(), "webapp");
+    assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
+    assert_eq!(
+        (&claims["sub"], &claims["sid"]),
+        (&id_token["sub"], &id_token["sid"])
+    );
+    assert!(
+        refresh_refused(&app, refresh_token),
+        "the refresh token still works"
+    );
+    let account = browser.get("/account");
+    assert_ne!(
+        account.status, 200,
+        "the browser's session survived: {}",
+        account.body
+    );
+    assert_ne!(sign_in_status(&app), 303, "a disabled user signed in");
+
+    let mut conn = app.db.conn();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    let user = users::find_by_primary_email(&mut conn, tenant, "uma@example.com")
+        .unwrap()
+        .unwrap();
+    assert!(!user.data.active);
+    let events = audit::list(&mut conn, tenant, &PageRequest::first(500))
+        .unwrap()
+        .items;
+    let event = events
+        .iter()
+        .find(|e| e.action == "user.deactivated")
+        .expect("audited");
+    assert_eq!(event.actor, "operator:ops-ann");
+    assert_eq!(event.target, Some(format!("user:{}", user.id)));
+    assert!(
+        event.details.to_string().contains("account compromised"),
+        "{:?}",
+        event.details
+    );
+    drop(conn);
+
+    let enabled = gatehouse_for(
+        &app,
+        cwd.path(),
+        &[
+            "users",
+            "enable",
+            "--email",
+            "uma@example.com",
+            "--reason",
+            "ticket 9 closed",
+            "--operator",
+            "ops-ann",
+        ],
+    );
+    assert!(enabled.status.success(), "{}", stderr(&enabled));
+    assert!(
+        stdout(&enabled).contains("enabled uma@example.com"),
+        "{}",
+        stdout(&enabled)
+    );
+    assert_eq!(
+        sign_in_status(&app),
+        303,
+        "the re-enabled user cannot sign in"
+    );
+    assert!(
+        !introspect_active(&app, access),
+        "a token came back to life"
+    );
+    assert!(refresh_refused(&app, refresh_token));
+    let again = gatehouse_for(
+        &app,
+        cwd.path(),
+        &[
+            "users",
+            "enable",
+            "--email",
+            "uma@example.com",
+            "--reason",
+            "again",
+            "--operator",
+            "ops",
+        ],
+    );
+    assert!(
+        stdout(&again).contains("was not disabled"),
+        "{}",
+        stdout(&again)
+    );
+}
+
+#[test]
+fn users_disable_ends_every_token_at_once_on_sqlite() {
+    users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
+        gatehouse_identity_store::Backend::Sqlite,
+    );
+}
+
+#[test]
+fn users_disable_ends_every_token_at_once_on_postgres() {
+    users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
+        gatehouse_identity_store::Backend::Postgres,
+    );
+}
+
+#[test]
+fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
+    use crate::code_flow::{
+        VERIFIER, client_data, exchange, get_code, introspect_active, param, register_client,
+        signed_in, verified_claims,
+    };
+    use gatehouse_identity_store::clients::ClientData;
+    use gatehouse_identity_store::roles::{self, RoleData};
+    use gatehouse_identity_store::{Backend, PageRequest, audit, tenants};
+
+    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
+    // The tenant releases roles with `profile`, which the test client asks for.
+    let mut conn = app.db.conn();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap();
+    let mut data = tenants::TenantData {
+        slug: tenant.slug.clone(),
+        display_name: tenant.display_name.clone(),
+        settings: tenant.settings.clone(),
+    };
+    data.settings.insert(
+        "scopes".into(),
+        serde_json::json!({ "profile": ["name", "preferred_username", "roles"] }),
+    );
+    tenants::update(
+        &mut conn,
+        chrono::Utc::now(),
+        tenant.id,
+        tenant.version,
+        data,
+    )
+    .unwrap();
+    roles::create(
+        &mut conn,
+        chrono::Utc::now(),
+        tenant.id,
+        RoleData {
+            name: "auditor".into(),
+            description: Some("Reads the books".into()),
+        },
+    )
+    .unwrap();
+    drop(conn);
+    let (backchannel, logouts) = backchannel_receiver();
+    register_client(
+        &app,
+        ClientData {
+            backchannel_logout_uri: Some(backchannel),
+            ..client_data(false)
+        },
+    );
+    let mut browser = signed_in(&app);
+    let cwd = temp_dir();
+    let role_command = |action: &str, role: &str| {
+        gatehouse_for(
+            &app,
+            cwd.path(),
+            &[
+                "roles",
+                action,
+                "--email",
+                "uma@example.com",
+                "--role",
+                role,
+                "--operator",
+                "ops-ann",
+            ],
+        )
+    };
+
+    let listed = gatehouse_for(&app, cwd.path(), &["roles", "list"]);
+    assert!(
+        stdout(&listed).contains("auditor\tReads the books"),
+        "{}",
+        stdout(&listed)
+    );
+    assert_clean_failure(
+        &role_command("assign", "nosuchrole"),
+        1,
+        "no role `nosuchrole`",
+    );
+    let assigned = role_command("assign", "auditor");
+    assert!(assigned.status.success(), "{}", stderr(&assigned));
+    assert!(
+        stdout(&assigned).contains("now has the role auditor"),
+        "{}",
+        stdout(&assigned)
+    );
+
+    let code = get_code(&mut browser, "");
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let (_, id_token) = verified_claims(&app, tokens["id_token"].as_str().unwrap(), "webapp");
+    assert_eq!(
+        id_token["roles"],
+        serde_json::json!(["auditor"]),
+        "{id_token}"
+    );
+    let access = tokens["access_token"].as_str().unwrap();
+    assert!(introspect_active(&app, access));
+
+    let removed = role_command("remove", "auditor");
+    assert!(removed.status.success(), "{}", stderr(&removed));
+    assert!(
+        stdout(&removed).contains("no longer has the role auditor; 1 grants revoked"),
+        "{}",
+        stdout(&removed)
+    );
+    assert!(
+        !introspect_active(&app, access),
+        "a token stating the removed role is still active"
+    );
+    // The relying party's session built on the grant ends too.
+    assert!(
+        stdout(&removed).contains("back-channel logout delivered to webapp"),
+        "{}",
+        stdout(&removed)
+    );
+    let logout = logouts
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("no back-channel logout arrived");
+    let logout_token = param(&format!("?{logout}"), "logout_token").unwrap();
+    let (_, claims) = verified_claims(&app, &logout_token, "webapp");
+    assert_eq!(claims["sid"], id_token["sid"]);
+    assert!(refresh_refused(
+        &app,
+        tokens["refresh_token"].as_str().unwrap()
+    ));
+    // The session stays: only the grants go.
+    assert_eq!(browser.get("/account").status, 200);
+    let again = role_command("remove", "auditor");
+    assert!(
+        stdout(&again).contains("did not have the role"),
+        "{}",
+        stdout(&again)
+    );
+
+    let mut conn = app.db.conn();
+    let actions: Vec<(String, String)> =
+        audit::list(&mut conn, tenant.id, &PageRequest::first(500))
+            .unwrap()
+            .items
+            .into_iter()
+            .map(|e| (e.action, e.actor))
+            .collect();
+    for action in ["user.role_assigned", "user.role_removed"] {
+        assert!(
+            actions.contains(&(action.to_owned(), "operator:ops-ann".to_owned())),
+            "{action}: {actions:?}"
+        );
+    }
+}
+
+#[test]
+fn purposes_are_defined_versioned_and_listed_from_the_command_line() {
+    let dir = temp_dir();
+    assert!(
+        Server::start(gatehouse(dir.path(), &["serve"]))
+            .terminate()
+            .success()
+    );
+    let cli = |args: &[&str]| run(&mut gatehouse(dir.path(), args));
+    let empty = cli(&["purposes", "list"]);
+    assert!(empty.status.success(), "{}", stderr(&empty));
+    assert!(
+        stdout(&empty).contains("no purposes defined"),
+        "{}",
+        stdout(&empty)
+    );
+
+    let defined = cli(&[
+        "purposes",
+        "define",
+        "--slug",
+        "newsletter",
+        "--name",
+        "Newsletter",
+        "--description",
+        "We mail you news.",
+        "--scope",
+        "email",
+        "--scope",
+        "profile",
+        "--operator",
+        "ops-ann",
+    ]);
+    assert!(defined.status.success(), "{}", stderr(&defined));
+    assert!(
+        stdout(&defined).contains("newsletter\tv1\tconsent\temail profile\tNewsletter"),
+        "{}",
+        stdout(&defined)
+    );
+    let bad_basis = cli(&[
+        "purposes",
+        "define",
+        "--slug",
+        "x",
+        "--name",
+        "X",
+        "--description",
+        "x",
+        "--scope",
+        "email",
+        "--legal-basis",
+        "because",
+        "--operator",
+        "ops",
+    ]);
+    assert_clean_failure(&bad_basis, 1, "unknown legal basis `because`");
+    let twice = cli(&[
+        "purposes",
+        "define",
+        "--slug",
+        "newsletter",
+        "--name",
+        "Again",
+        "--description",
+        "x",
+        "--scope",
+        "email",
+        "--operator",
+        "ops",
+    ]);
+    assert!(!twice.status.success(), "a purpose was defined twice");
+
+    let updated = cli(&[
+        "purposes",
+        "update",
+        "--slug",
+        "newsletter",
+        "--expected-version",
+        "1",
+        "--description",
+        "We mail you news and offers.",
+        "--operator",
+        "ops-ann",
+    ]);
+    assert!(updated.status.success(), "{}", stderr(&updated));
+    assert!(
+        stdout(&updated).contains("newsletter\tv2\tconsent\temail profile\tNewsletter"),
+        "{}",
+        stdout(&updated)
+    );
+    let stale = cli(&[
+        "purposes",
+        "update",
+        "--slug",
+        "newsletter",
+        "--expected-version",
+        "1",
+        "--name",
+        "Lost update",
+        "--operator",
+        "ops",
+    ]);
+    assert_clean_failure(&stale, 1, "is at version 2, not 1");
+    let nothing = cli(&[
+        "purposes",
+        "update",
+        "--slug",
+        "newsletter",
+        "--expected-version",
+        "2",
+        "--operator",
+        "ops",
+    ]);
+    assert_clean_failure(&nothing, 1, "nothing to change");
+
+    let listed = stdout(&cli(&["purposes", "list"]));
+    assert!(listed.contains("newsletter\tv2\t"), "{listed}");
+    assert!(!listed.contains("Lost update"), "{listed}");
+
+    use gatehouse_identity_store::db::{ConnectOptions, pool};
+    use gatehouse_identity_store::{PageRequest, audit, purposes, tenants};
+    let url = format!(
+        "sqlite://{}",
+        data_dir(dir.path()).join("gatehouse.db").display()
+    );
+    let store = pool(&ConnectOptions::new(&url)).unwrap();
+    let mut conn = store.get().unwrap();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    let latest = purposes::get(&mut conn, tenant, "newsletter")
+        .unwrap()
+        .unwrap();
+    assert_eq!(latest.description, "We mail you news and offers.");
+    assert_eq!(latest.scopes, ["email", "profile"]);
+    let actors: Vec<String> = audit::list(&mut conn, tenant, &PageRequest::first(100))
+        .unwrap()
+        .items
+        .into_iter()
+        .filter(|e| e.action.starts_with("purpose."))
+        .map(|e| e.actor)
+        .collect();
+    assert_eq!(actors, ["operator:ops-ann", "operator:ops-ann"]);
+}

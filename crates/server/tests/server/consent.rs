@@ -536,3 +536,194 @@ fn applications_manage_their_users_consent_through_the_api() {
     assert!(!introspect_active(&app, &access));
     assert_eq!(call("GET", "/consents/v1/me", &access, None).0, 401);
 }
+
+fn introspection(app: &WebApp, token: &str) -> serde_json::Value {
+    use base64::Engine;
+    let basic = base64::engine::general_purpose::STANDARD
+        .encode(format!("webapp:{}", crate::code_flow::SECRET));
+    reqwest::blocking::Client::new()
+        .post(format!("{}/oauth2/introspect", app.base))
+        .header("Authorization", format!("Basic {basic}"))
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .unwrap()
+        .json()
+        .unwrap()
+}
+
+fn purpose_entry<'a>(answer: &'a serde_json::Value, slug: &str) -> Option<&'a serde_json::Value> {
+    answer["purposes"]
+        .as_array()?
+        .iter()
+        .find(|p| p["purpose"] == slug)
+}
+
+fn approve(browser: &mut crate::web_kit::Browser, shown: &str) -> String {
+    let page = browser.get(&authorize_query(""));
+    assert_eq!(page.status, 200, "no consent page: {}", page.body);
+    assert!(
+        page.body
+            .contains(&format!("name=\"purposes\" value=\"{shown}\"")),
+        "{}",
+        page.body
+    );
+    let request = authorize_query("").split_once('?').unwrap().1.to_owned();
+    let approved = browser.post_form(
+        "/authorize/consent",
+        &page,
+        &[
+            ("request", &request),
+            ("decision", "allow"),
+            ("purposes", shown),
+        ],
+    );
+    assert_eq!(approved.status, 303, "{}", approved.body);
+    crate::code_flow::param(&approved.location().unwrap(), "code").unwrap()
+}
+
+/// Issuance follows the consent in force when the tokens are made, not when the
+/// client was approved: a first-party client still asks for a purpose's consent, a
+/// withdrawal between code and exchange withholds the purpose's scopes, the tokens
+/// name the purposes and versions they were issued under (introspection reports
+/// them), a new version is asked for again with what changed, and an expired consent
+/// ends the tokens that rested on it.
+fn issuance_follows_the_consent_in_force(backend: Backend) {
+    let app = WebApp::start(backend);
+    register(&app, true);
+    let mut browser = signed_in(&app);
+    let (tenant, user) = tenant_and_user(&app);
+    let consents = &app.state.consents;
+    consents
+        .define_purpose(tenant, "admin", purpose("newsletter", "email"))
+        .unwrap();
+    consents
+        .define_purpose(
+            tenant,
+            "admin",
+            PurposeData {
+                legal_basis: LegalBasis::Contract,
+                ..purpose("account", "profile")
+            },
+        )
+        .unwrap();
+
+    // First-party, yet the consent-based purpose is asked for.
+    let code = approve(&mut browser, "newsletter:1");
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    assert_eq!(tokens["scope"], "openid profile email");
+    let answer = introspection(&app, tokens["access_token"].as_str().unwrap());
+    assert_eq!(answer["active"], true, "{answer}");
+    let newsletter = purpose_entry(&answer, "newsletter").expect("newsletter in introspection");
+    assert_eq!(
+        (
+            &newsletter["version"],
+            &newsletter["consent"],
+            &newsletter["legal_basis"]
+        ),
+        (&1.into(), &"in_force".into(), &"consent".into()),
+        "{answer}"
+    );
+    let account = purpose_entry(&answer, "account").expect("account in introspection");
+    assert_eq!(account["legal_basis"], "contract");
+    assert!(account.get("consent").is_none(), "{answer}");
+
+    // Withdrawn after the code was issued, before it was exchanged.
+    let pending = get_code(&mut browser, "");
+    consents
+        .withdraw(tenant, user, "webapp", "newsletter", Channel::AccountPage)
+        .unwrap();
+    let (status, narrowed) = exchange(&app, &pending, VERIFIER);
+    assert_eq!(status, 200, "{narrowed}");
+    assert_eq!(narrowed["scope"], "openid profile", "{narrowed}");
+    let answer = introspection(&app, narrowed["access_token"].as_str().unwrap());
+    assert!(purpose_entry(&answer, "newsletter").is_none(), "{answer}");
+
+    // Consent again, then a new version: old consent still carries the tokens, but
+    // the page asks again and says what changed.
+    let code = approve(&mut browser, "newsletter:1");
+    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    let change = gatehouse_identity_store::purposes::PurposeChange {
+        name: "The newsletter".into(),
+        description: "Uses your email, and your phone for reminders.".into(),
+        scopes: vec!["email".into(), "phone".into()],
+    };
+    consents
+        .update_purpose(tenant, "admin", "newsletter", 1, change)
+        .unwrap();
+    let (status, rotated) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["scope"], "openid profile email");
+    let answer = introspection(&app, rotated["access_token"].as_str().unwrap());
+    let newsletter = purpose_entry(&answer, "newsletter").unwrap();
+    assert_eq!(
+        (&newsletter["version"], &newsletter["latest_version"]),
+        (&1.into(), &2.into()),
+        "{answer}"
+    );
+    let page = browser.get(&authorize_query(""));
+    assert_eq!(page.status, 200);
+    for shown in [
+        "Changed since you agreed to version 1",
+        "It used to say: “Uses your email.”",
+        "Now also uses: phone",
+    ] {
+        assert!(
+            page.body.contains(shown),
+            "missing {shown:?}: {}",
+            page.body
+        );
+    }
+
+    // A consent that expires takes the tokens resting on it with it.
+    let expires = gatehouse_core::Clock::now(&app.clock) + chrono::Duration::minutes(2);
+    consents
+        .grant(
+            tenant,
+            user,
+            "webapp",
+            "newsletter",
+            2,
+            Channel::Api,
+            Some(expires),
+        )
+        .unwrap();
+    let code = get_code(&mut browser, "");
+    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    let access = tokens["access_token"].as_str().unwrap();
+    let answer = introspection(&app, access);
+    assert_eq!(purpose_entry(&answer, "newsletter").unwrap()["version"], 2);
+    app.advance(chrono::Duration::minutes(3));
+    assert_eq!(
+        introspection(&app, access)["active"],
+        false,
+        "the access token outlived the consent it rested on"
+    );
+    let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(
+        (status, refused["error"].as_str()),
+        (400, Some("invalid_grant")),
+        "{refused}"
+    );
+
+    // A purpose defined after a grant withholds its scopes at the next refresh.
+    let code = approve(&mut browser, "newsletter:2");
+    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    consents
+        .define_purpose(tenant, "admin", purpose("profiling", "profile"))
+        .unwrap();
+    let (status, rotated) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
+    assert_eq!(status, 200, "{rotated}");
+    assert_eq!(rotated["scope"], "openid email", "{rotated}");
+}
+
+#[test]
+fn issuance_follows_the_consent_in_force_on_sqlite() {
+    issuance_follows_the_consent_in_force(Backend::Sqlite);
+}
+
+#[test]
+fn issuance_follows_the_consent_in_force_on_postgres() {
+    issuance_follows_the_consent_in_force(Backend::Postgres);
+}

@@ -319,3 +319,60 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
     let logout_token = param(&format!("?{body}"), "logout_token").unwrap();
     assert_eq!(decode_verified(&app, &logout_token, "webapp").1["sid"], sid);
 }
+
+/// A consent withdrawn ends the relying party's session built on it (a logout token
+/// for the grant's sid), while the user stays signed in here.
+#[test]
+fn withdrawing_consent_logs_the_relying_party_out_of_the_session_built_on_it() {
+    use gatehouse_consent::Channel;
+    use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
+    use gatehouse_identity_store::{tenants, users};
+
+    let receiver = BackchannelReceiver::start();
+    let app = start(Backend::Sqlite, Some(&receiver.url));
+    let mut browser = signed_in(&app);
+    let (tenant, user) = {
+        let mut conn = app.db.conn();
+        let tenant = tenants::find_by_slug(&mut conn, "default")
+            .unwrap()
+            .unwrap()
+            .id;
+        let user = users::find_by_primary_email(&mut conn, tenant, "uma@example.com")
+            .unwrap()
+            .unwrap()
+            .id;
+        (tenant, user)
+    };
+    let consents = &app.state.consents;
+    let newsletter = PurposeData {
+        slug: "newsletter".into(),
+        name: "Newsletter".into(),
+        description: "Uses your email.".into(),
+        scopes: vec!["email".into()],
+        legal_basis: LegalBasis::Consent,
+    };
+    consents
+        .define_purpose(tenant, "admin", newsletter)
+        .unwrap();
+    consents
+        .grant(tenant, user, "webapp", "newsletter", 1, Channel::Api, None)
+        .unwrap();
+    let with_email = tokens(&app, &mut browser, "openid email");
+    let sid =
+        decode_verified(&app, with_email["id_token"].as_str().unwrap(), "webapp").1["sid"].clone();
+
+    consents
+        .withdraw(tenant, user, "webapp", "newsletter", Channel::AccountPage)
+        .unwrap();
+    let received = receiver
+        .next()
+        .expect("no back-channel logout after the withdrawal");
+    let (_, body) = received.split_once('\n').unwrap();
+    let logout_token = param(&format!("?{body}"), "logout_token").unwrap();
+    let (_, claims) = decode_verified(&app, &logout_token, "webapp");
+    assert_eq!(claims["sid"], sid);
+    assert!(
+        is_signed_in(&mut browser),
+        "a withdrawal for one app signed the user out of the identity provider"
+    );
+}

@@ -1,0 +1,185 @@
+//! The per-node cache of subjects: a user's facts and the Cedar entity built from
+//! them, so that a busy PEP asking about the same users costs one store read (the
+//! consents, which the PDP always reads live, so that a withdrawal counts at once on
+//! every node) instead of four, and rarely an entity build.
+//!
+//! It is only switched on by [`SubjectCache::watch`], with the event bus, which
+//! tells it when the rest changed. Entries go
+//!
+//! - at once on `ConsentWithdrawn`, `UserChanged`, `UserDeactivated` and
+//!   `CredentialsChanged` for the user, `TenantChanged` for the tenant and `Resync`
+//!   (all of them). The subscription is drained by every lookup before it reads the
+//!   cache, in the caller's thread, and `EventBus::publish` hands the event to local
+//!   subscribers before it returns: a change announced on this node counts for every
+//!   evaluation that starts after the announcing call returned, with no reliance on
+//!   a background task having run. Other nodes' events arrive through the
+//!   PostgreSQL listener within its poll interval;
+//! - after `ttl` (1 s) in any case: cross-node delivery is at most once, and changes
+//!   made by another process on SQLite (the CLI) announce nothing here.
+//!
+//! A read that raced with an invalidation is not kept (the epoch check), so facts
+//! read before a withdrawal committed cannot be cached after its event was handled.
+//! Unknown subjects are not cached: a user created a moment later must be found.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, RwLock};
+
+use cedar_policy::Entity;
+use chrono::{DateTime, Duration, Utc};
+use gatehouse_core::events::{DomainEvent, EventBus, EventSubscription};
+use gatehouse_core::ids::{TenantId, UserId};
+
+use super::facts::UserFacts;
+
+/// A user with the Cedar entity built from their facts.
+#[derive(Debug)]
+pub(crate) struct Subject {
+    pub(crate) facts: UserFacts,
+    pub(crate) principal: Entity,
+}
+
+#[derive(Debug)]
+struct Entry {
+    subject: Arc<Subject>,
+    until: DateTime<Utc>,
+}
+
+type Key = (TenantId, String);
+
+#[derive(Debug)]
+pub(crate) struct SubjectCache {
+    ttl: Duration,
+    capacity: usize,
+    subscription: OnceLock<Mutex<EventSubscription>>,
+    entries: RwLock<HashMap<Key, Entry>>,
+    /// Bumped by every invalidation; a read that saw it move is not kept.
+    epoch: AtomicU64,
+}
+
+/// The cache key for a subject id: the store's canonical form of a user id, which is
+/// also how events name users, so `ConsentWithdrawn` finds the entry whatever case
+/// the PEP wrote the UUID in.
+fn key(tenant: TenantId, id: &str) -> Key {
+    let canonical = UserId::from_str(id).map_or_else(|_| id.to_owned(), |u| u.to_string());
+    (tenant, canonical)
+}
+
+impl SubjectCache {
+    pub(crate) fn new(ttl: std::time::Duration, capacity: usize) -> Self {
+        SubjectCache {
+            ttl: Duration::from_std(ttl).unwrap_or(Duration::zero()),
+            capacity,
+            subscription: OnceLock::new(),
+            entries: RwLock::new(HashMap::new()),
+            epoch: AtomicU64::new(0),
+        }
+    }
+
+    /// Switches the cache on, fed by `events`. Later calls do nothing.
+    pub(crate) fn watch(&self, events: &EventBus) {
+        if self.capacity == 0 || self.ttl <= Duration::zero() {
+            return;
+        }
+        let _ = self
+            .subscription
+            .get_or_init(|| Mutex::new(events.subscribe()));
+    }
+
+    pub(crate) fn enabled(&self) -> bool {
+        self.subscription.get().is_some()
+    }
+
+    /// Applies the events that arrived since the last lookup.
+    fn drain(&self) {
+        let Some(subscription) = self.subscription.get() else {
+            return;
+        };
+        let mut subscription = subscription.lock().unwrap_or_else(|p| p.into_inner());
+        while let Some(envelope) = subscription.try_next() {
+            match &envelope.event {
+                DomainEvent::ConsentWithdrawn { tenant, user, .. }
+                | DomainEvent::UserChanged { tenant, user }
+                | DomainEvent::UserDeactivated { tenant, user }
+                | DomainEvent::CredentialsChanged { tenant, user } => {
+                    self.forget(|key| key.0 == *tenant && key.1 == user.to_string());
+                }
+                DomainEvent::TenantChanged { tenant } => self.forget(|key| key.0 == *tenant),
+                DomainEvent::Resync => self.forget(|_| true),
+                _ => {}
+            }
+        }
+    }
+
+    fn forget(&self, matches: impl Fn(&Key) -> bool) {
+        // Before the removal: a read in flight compares the epoch after it finished.
+        self.epoch.fetch_add(1, Ordering::SeqCst);
+        self.entries
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .retain(|key, _| !matches(key));
+    }
+
+    /// The cached subject, if fresh at `now`; also the epoch to hand to
+    /// [`SubjectCache::keep`] after reading the store on a miss.
+    pub(crate) fn get(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> (Option<Arc<Subject>>, u64) {
+        if !self.enabled() {
+            return (None, 0);
+        }
+        self.drain();
+        let epoch = self.epoch.load(Ordering::SeqCst);
+        let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
+        let hit = entries
+            .get(&key(tenant, id))
+            .filter(|entry| now < entry.until)
+            .map(|entry| Arc::clone(&entry.subject));
+        (hit, epoch)
+    }
+
+    /// Keeps a subject read at `now` after `get` returned `epoch`, unless something
+    /// was invalidated meanwhile.
+    pub(crate) fn keep(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        subject: &Arc<Subject>,
+        now: DateTime<Utc>,
+        epoch: u64,
+    ) {
+        if !self.enabled() {
+            return;
+        }
+        self.drain();
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        // Under the write lock: `forget` bumps the epoch before it takes this lock,
+        // so an invalidation either shows here or runs after the insert.
+        if self.epoch.load(Ordering::SeqCst) != epoch {
+            return;
+        }
+        let until = now + self.ttl;
+        if entries.len() >= self.capacity {
+            entries.retain(|_, entry| now < entry.until);
+            if entries.len() >= self.capacity {
+                entries.clear();
+            }
+        }
+        entries.insert(
+            key(tenant, id),
+            Entry {
+                subject: Arc::clone(subject),
+                until,
+            },
+        );
+    }
+
+    #[cfg(test)]
+    pub(crate) fn len(&self) -> usize {
+        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+    }
+}
