@@ -500,13 +500,47 @@ pub fn revoke_for_user_and_client(
     covering: Option<&[String]>,
     reason: &str,
 ) -> StoreResult<Vec<String>> {
-    let live: Vec<(String, String)> = oauth_grants::table
+    revoke_live(conn, now, tenant, user, Some(client_id), covering, reason)
+}
+
+/// Revokes the user's live grants, to any client, whose scope holds any of
+/// `covering` (an entitlement the tokens of those scopes carry was taken away).
+/// Returns the ids revoked.
+pub fn revoke_for_user_with_scopes(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    covering: &[String],
+    reason: &str,
+) -> StoreResult<Vec<String>> {
+    if covering.is_empty() {
+        return Ok(Vec::new());
+    }
+    revoke_live(conn, now, tenant, user, None, Some(covering), reason)
+}
+
+fn revoke_live(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    client_id: Option<&str>,
+    covering: Option<&[String]>,
+    reason: &str,
+) -> StoreResult<Vec<String>> {
+    let mut query = oauth_grants::table
         .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
         .filter(oauth_grants::user_id.eq(user.to_string()))
-        .filter(oauth_grants::client_id.eq(client_id))
         .filter(oauth_grants::revoked_at.is_null())
         .select((oauth_grants::id, oauth_grants::scope))
-        .load(conn)?;
+        .into_boxed();
+    if let Some(client_id) = client_id {
+        query = query.filter(oauth_grants::client_id.eq(client_id.to_owned()));
+    }
+    // Scopes are one space-separated column: matched in Rust, the same way on both
+    // backends. A user's live grants are few.
+    let live: Vec<(String, String)> = query.load(conn)?;
     let chosen: Vec<String> = live
         .into_iter()
         .filter(|(_, scope)| {
@@ -547,48 +581,4 @@ pub fn live_clients_for_user(
         .distinct()
         .order(oauth_grants::client_id.asc())
         .load(conn)?)
-}
-
-/// Revokes the user's live grants, to any client, whose scope holds any of
-/// `covering` (an entitlement the tokens of those scopes carry was taken away).
-/// Returns the ids revoked.
-pub fn revoke_for_user_with_scopes(
-    conn: &mut AnyConnection,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    covering: &[String],
-    reason: &str,
-) -> StoreResult<Vec<String>> {
-    if covering.is_empty() {
-        return Ok(Vec::new());
-    }
-    // Scopes are one space-separated column: matched in Rust, the same way on both
-    // backends. A user's live grants are few.
-    let live: Vec<(String, String)> = oauth_grants::table
-        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
-        .filter(oauth_grants::user_id.eq(user.to_string()))
-        .filter(oauth_grants::revoked_at.is_null())
-        .select((oauth_grants::id, oauth_grants::scope))
-        .load(conn)?;
-    let chosen: Vec<String> = live
-        .into_iter()
-        .filter(|(_, scope)| scope.split(' ').any(|s| covering.iter().any(|c| c == s)))
-        .map(|(id, _)| id)
-        .collect();
-    if chosen.is_empty() {
-        return Ok(chosen);
-    }
-    diesel::update(
-        oauth_grants::table
-            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
-            .filter(oauth_grants::id.eq_any(&chosen))
-            .filter(oauth_grants::revoked_at.is_null()),
-    )
-    .set((
-        oauth_grants::revoked_at.eq(Some(now.naive_utc())),
-        oauth_grants::revoke_reason.eq(Some(reason)),
-    ))
-    .execute(conn)?;
-    Ok(chosen)
 }
