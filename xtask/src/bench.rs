@@ -411,6 +411,15 @@ fn gatehouse(binary: &Path, dir: &Path, addr: SocketAddr) -> Command {
     }
     cmd.env("GATEHOUSE_SERVER__LISTEN", addr.to_string())
         .env("GATEHOUSE_LOG__LEVEL", "warn");
+    // GATEHOUSE_BENCH_SERVER_ENV="KEY=VALUE …": settings for the measured server
+    // (and its CLI runs), e.g. `GATEHOUSE_PDP__SUBJECT_CACHE_MS=5000`.
+    if let Ok(extra) = env::var("GATEHOUSE_BENCH_SERVER_ENV") {
+        for pair in extra.split_whitespace() {
+            if let Some((key, value)) = pair.split_once('=') {
+                cmd.env(key, value);
+            }
+        }
+    }
     cmd
 }
 
@@ -822,6 +831,13 @@ pub(crate) fn pdp_load() -> Outcome {
         .duration_since(std::time::UNIX_EPOCH)
         .map_or(0, |d| d.as_secs());
     let bodies = evaluation_bodies(&users, PDP_BODIES, now);
+    // GATEHOUSE_BENCH_BATCH=N: every request asks N decisions about one subject at
+    // `/access/v1/evaluations` (a PEP rendering a page of N items); decisions/s counts
+    // decisions, not requests.
+    let batch = env::var("GATEHOUSE_BENCH_BATCH")
+        .ok()
+        .and_then(|n| n.parse::<usize>().ok())
+        .filter(|n| *n > 1);
     let (permits, reasons) = decision_mix(addr, &token, &bodies[..400]).map_err(|e| {
         fail(format!(
             "evaluation failed: {e}\nserver log:\n{}",
@@ -829,12 +845,20 @@ pub(crate) fn pdp_load() -> Outcome {
         ))
     })?;
     let script = dir.0.join("evaluation.lua");
-    fs::write(
-        &script,
-        format!("{}{DONE_HOOK}", pdp_script(&bodies, &token)),
-    )
-    .map_err(|e| fail(format!("write {}: {e}", script.display())))?;
-    let url = format!("http://{addr}/access/v1/evaluation");
+    let (sent, url, per_request) = match batch {
+        Some(n) => (
+            batches(&bodies, n),
+            format!("http://{addr}/access/v1/evaluations"),
+            n,
+        ),
+        None => (
+            bodies.clone(),
+            format!("http://{addr}/access/v1/evaluation"),
+            1,
+        ),
+    };
+    fs::write(&script, format!("{}{DONE_HOOK}", pdp_script(&sent, &token)))
+        .map_err(|e| fail(format!("write {}: {e}", script.display())))?;
     let pid = server.child.id();
     // GATEHOUSE_BENCH_PERF=<file>: a `perf record -g` of the server during the
     // measured run at 32 connections, for `perf report -i <file>`.
@@ -870,8 +894,18 @@ pub(crate) fn pdp_load() -> Outcome {
             }
         }
         // Clock ticks are 10 ms (USER_HZ = 100 on Linux).
-        let cpu_us = (cpu * 10_000) as f64 / measured.requests.max(1) as f64;
+        let decisions = measured.requests.max(1) * per_request as u64;
+        let cpu_us = (cpu * 10_000) as f64 / decisions as f64;
         results.push((connections, measured, cpu_us));
+    }
+    // Where the requests were answered (the server's own counter).
+    if let Ok((200, metrics)) = http(addr, &get_request(addr, "/metrics")) {
+        for line in metrics
+            .lines()
+            .filter(|l| l.starts_with("gatehouse_pdp_requests"))
+        {
+            println!("{line}");
+        }
     }
     // How many threads the server ended up with (HTTP workers, blocking pool, …).
     let threads = fs::read_dir(format!("/proc/{pid}/task")).map_or(0, Iterator::count);
@@ -882,8 +916,36 @@ pub(crate) fn pdp_load() -> Outcome {
         .filter(|l| l.contains("decision log"))
         .count();
     drop(server);
-    println!("{}", pdp_summary(&results, permits, &reasons, dropped));
+    println!(
+        "{}",
+        pdp_summary(&results, per_request, permits, &reasons, dropped)
+    );
     Ok(())
+}
+
+/// `bodies` regrouped as Access Evaluations requests of `n` entries each, every
+/// entry about the subject of the group's first body. (Text surgery on the bodies
+/// `evaluation_bodies` writes: `{"subject":{…},"action":…}`; xtask has no JSON
+/// library.)
+fn batches(bodies: &[String], n: usize) -> Vec<String> {
+    const SUBJECT: &str = r#"{"subject":"#;
+    let split = |body: &str| -> Option<(String, String)> {
+        let end = body.find(r#"},"action":"#)?;
+        let subject = body.get(SUBJECT.len()..=end)?.to_owned();
+        Some((subject, format!("{{{}", body.get(end + 2..)?)))
+    };
+    bodies
+        .chunks(n)
+        .filter_map(|group| {
+            let parts: Vec<(String, String)> = group.iter().filter_map(|b| split(b)).collect();
+            let subject = parts.first()?.0.clone();
+            let entries: Vec<&str> = parts.iter().map(|(_, entry)| entry.as_str()).collect();
+            Some(format!(
+                r#"{{"subject":{subject},"evaluations":[{}]}}"#,
+                entries.join(",")
+            ))
+        })
+        .collect()
 }
 
 /// The server's user + system CPU time so far, in clock ticks (`/proc/<pid>/stat`).
@@ -907,13 +969,19 @@ fn cpu_ticks(pid: u32) -> u64 {
 
 fn pdp_summary(
     results: &[(u32, Measured, f64)],
+    per_request: usize,
     permits: usize,
     reasons: &[(String, usize)],
     log_warnings: usize,
 ) -> String {
     let asked = permits + reasons.iter().map(|(_, n)| n).sum::<usize>();
+    let endpoint = if per_request > 1 {
+        format!("POST /access/v1/evaluations with {per_request} decisions per request")
+    } else {
+        "POST /access/v1/evaluation".to_owned()
+    };
     let mut out = format!(
-        "\nPDP load: POST /access/v1/evaluation, wrk -t{THREADS}, {MEASURE_SECS} s per connection \
+        "\nPDP load: {endpoint}, wrk -t{THREADS}, {MEASURE_SECS} s per connection \
          count after a {WARM_UP_SECS} s warm-up; release build, SQLite, loopback, wrk on the same \
          machine; {PDP_USERS} users, {PDP_BODIES} request bodies, crates/consent/benches/realistic.cedar\n\
          decision mix of the first {asked} bodies: {permits} permits",
@@ -930,7 +998,7 @@ fn pdp_summary(
         let _ = writeln!(
             out,
             "{connections:>11} {:>12.0} {:>9.2} {:>9.2} {:>9.2} {:>9.2} {cpu_us:>16.0}",
-            m.per_second(),
+            m.per_second() * per_request as f64,
             m.p50_us / 1000.0,
             m.p90_us / 1000.0,
             m.p99_us / 1000.0,
@@ -938,7 +1006,8 @@ fn pdp_summary(
         );
     }
     let met = results.iter().any(|(_, m, _)| {
-        m.per_second() >= TARGET_DECISIONS_PER_SEC && m.p99_us / 1000.0 < TARGET_PDP_P99_MS
+        m.per_second() * per_request as f64 >= TARGET_DECISIONS_PER_SEC
+            && m.p99_us / 1000.0 < TARGET_PDP_P99_MS
     });
     let _ = writeln!(
         out,
@@ -1071,6 +1140,31 @@ mod tests {
         assert_eq!(bodies, evaluation_bodies(&users, 500, 1_700_000_000));
         let script = pdp_script(&bodies[..2], "tok");
         assert!(script.contains("Bearer tok") && script.contains(&bodies[1]));
+    }
+
+    #[test]
+    fn batches_are_access_evaluations_requests_about_the_first_subject() {
+        let users = vec![
+            "0190a000-0000-7000-8000-000000000001".to_owned(),
+            "0190a000-0000-7000-8000-000000000002".to_owned(),
+        ];
+        let bodies = evaluation_bodies(&users, 10, 1_700_000_000);
+        let grouped = batches(&bodies, 4);
+        assert_eq!(grouped.len(), 3, "4 + 4 + 2");
+        let first: serde_json::Value = serde_json::from_str(&grouped[0]).unwrap();
+        let single: serde_json::Value = serde_json::from_str(&bodies[0]).unwrap();
+        assert_eq!(first["subject"], single["subject"]);
+        let entries = first["evaluations"].as_array().unwrap();
+        assert_eq!(entries.len(), 4);
+        for (entry, body) in entries.iter().zip(&bodies) {
+            let body: serde_json::Value = serde_json::from_str(body).unwrap();
+            assert_eq!(entry["action"], body["action"]);
+            assert_eq!(entry["resource"], body["resource"]);
+            assert_eq!(entry["context"], body["context"]);
+            assert!(entry.get("subject").is_none());
+        }
+        let last: serde_json::Value = serde_json::from_str(&grouped[2]).unwrap();
+        assert_eq!(last["evaluations"].as_array().unwrap().len(), 2);
     }
 
     #[test]

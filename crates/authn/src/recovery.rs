@@ -172,12 +172,13 @@ pub struct FactorRecoveryStarted {
 }
 
 /// What an administrator's reset did.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AdminResetOutcome {
     /// Second-factor credentials removed (an authenticator app, each recovery code,
     /// each passkey).
     pub factors_removed: usize,
-    pub sessions_ended: usize,
+    /// The sessions the reset ended (for back-channel logout by whoever made it).
+    pub sessions_ended: Vec<SessionId>,
     pub grants_revoked: usize,
     /// Whether the mail with the reset link went out. When it did not, the reset
     /// still happened; the user can ask for a link with "forgot password".
@@ -1156,7 +1157,7 @@ impl Authn {
                 let (signed_out, factors_removed) = outcome;
                 let outcome = AdminResetOutcome {
                     factors_removed,
-                    sessions_ended: signed_out.sessions.len(),
+                    sessions_ended: signed_out.sessions.clone(),
                     grants_revoked: signed_out.grants,
                     link_sent: false,
                 };
@@ -2107,11 +2108,12 @@ mod tests {
                 )
                 .await
                 .unwrap();
+            assert_eq!(outcome.sessions_ended.len(), 1);
             assert_eq!(
                 outcome,
                 AdminResetOutcome {
                     factors_removed: recovery_codes::COUNT + 1,
-                    sessions_ended: 1,
+                    sessions_ended: outcome.sessions_ended.clone(),
                     grants_revoked: 2,
                     link_sent: true,
                 }

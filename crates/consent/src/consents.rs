@@ -280,6 +280,7 @@ impl Consents {
             audit_event(conn, now, tenant, channel, &event, json!({}))?;
             Ok(event)
         })
+        .inspect(|_| self.announce_granted(tenant, user, client_id, purpose))
     }
 
     /// The purposes (latest versions) based on consent that cover any of `scopes`:
@@ -390,6 +391,11 @@ impl Consents {
                 events.push(event);
             }
             Ok(events)
+        })
+        .inspect(|_| {
+            for (slug, _) in shown {
+                self.announce_granted(tenant, user, client_id, slug);
+            }
         })
     }
 
@@ -618,6 +624,20 @@ impl Consents {
         };
         if let Err(error) = self.inner.events.publish(event) {
             tracing::warn!(%error, "grants revoked, but the event was not published");
+        }
+    }
+
+    /// Caches of the user's consents (the PDP's) learn of it at once on this node and
+    /// within milliseconds elsewhere; without the event they would deny for up to
+    /// their lifetime.
+    fn announce_granted(&self, tenant: TenantId, user: UserId, client_id: &str, purpose: &str) {
+        if let Err(error) = self.inner.events.publish(DomainEvent::ConsentGranted {
+            tenant,
+            user,
+            client_id: client_id.to_owned(),
+            purpose: purpose.to_owned(),
+        }) {
+            tracing::warn!(%error, "consent granted, but the event was not sent to other nodes");
         }
     }
 

@@ -530,12 +530,17 @@ pub struct PdpConfig {
     /// Days a decision stays in the decision log; older ones are deleted by the
     /// periodic housekeeping. 0 keeps them forever.
     pub decision_log_retention_days: u64,
+    /// Milliseconds a node may decide from its cached copy of a subject (user,
+    /// roles, groups, consents) when no event told it of a change: the bound on how
+    /// late a change made elsewhere whose event was lost counts here. 0: no cache.
+    pub subject_cache_ms: u64,
 }
 
 impl Default for PdpConfig {
     fn default() -> Self {
         PdpConfig {
             decision_log_retention_days: 90,
+            subject_cache_ms: 1000,
         }
     }
 }
@@ -706,6 +711,12 @@ impl Config {
             return Err(Error::config(
                 "pdp.decision_log_retention_days",
                 "must be at most 36500 (100 years), or 0 to keep decisions forever",
+            ));
+        }
+        if self.pdp.subject_cache_ms > 60_000 {
+            return Err(Error::config(
+                "pdp.subject_cache_ms",
+                "must be at most 60000 (a minute), or 0 to read every subject from the database",
             ));
         }
         self.keys.validate()?;
@@ -1409,7 +1420,7 @@ mod tests {
         production.validate().unwrap();
 
         type Breaker = fn(&mut Config);
-        let cases: [(&str, Breaker); 27] = [
+        let cases: [(&str, Breaker); 28] = [
             ("server.listen", |c| {
                 c.server.listen = "localhost".to_owned()
             }),
@@ -1467,6 +1478,7 @@ mod tests {
             ("pdp.decision_log_retention_days", |c| {
                 c.pdp.decision_log_retention_days = 36_501
             }),
+            ("pdp.subject_cache_ms", |c| c.pdp.subject_cache_ms = 60_001),
         ];
         for (expected, break_it) in cases {
             let mut config = Config::default();

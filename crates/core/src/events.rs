@@ -52,6 +52,14 @@ pub enum DomainEvent {
         client_id: String,
         purpose: String,
     },
+    /// A user gave consent for a purpose: nodes drop whatever they cached about the
+    /// user's consent, so a policy decision right after the consent page sees it.
+    ConsentGranted {
+        tenant: TenantId,
+        user: UserId,
+        client_id: String,
+        purpose: String,
+    },
     /// OAuth grants were revoked for a reason other than their session ending (a
     /// consent withdrawn, an app revoked): the relying parties' sessions built on
     /// them are told to end (back-channel logout), by the node that revoked them.

@@ -1,15 +1,18 @@
 //! OpenID AuthZEN Authorization API 1.0 over HTTPS: the Access Evaluation (§6) and
 //! Access Evaluations (§7) endpoints and the PDP metadata (§9). Callers are policy
 //! enforcement points holding a client-credentials access token with the scope
-//! `authzen:evaluate`. The evaluation handlers do all their blocking work — tenant,
-//! token (signature, expiry, revocation), scope, parsing, the `Pdp` — in one trip to
-//! the blocking pool, and map the result.
+//! `authzen:evaluate`. An evaluation whose tenant, token and subject are all in
+//! memory (the usual case for a busy PEP) is decided on the HTTP worker without
+//! touching the store; otherwise all its blocking work — tenant, token (signature,
+//! expiry, revocation), scope, parsing, the `Pdp` — goes to the blocking pool in one
+//! trip. Both paths make the same checks in the same order.
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use gatehouse_consent::ConsentError;
 use gatehouse_consent::pdp::{EvaluationRequest, EvaluationsRequest, Pdp};
 use gatehouse_core::ids::TenantId;
+use gatehouse_token_issuer::jwt::AccessTokenClaims;
 use serde_json::{Value, json};
 
 use crate::bearer::json_error as error;
@@ -90,8 +93,8 @@ fn unauthorized(challenge: &str) -> HttpResponse {
         .finish()
 }
 
-/// How an evaluation request ended, from the blocking pool (where an `HttpResponse`
-/// cannot be built: it is not `Send`).
+/// How an evaluation request ended (decided on the blocking pool, an
+/// `HttpResponse` cannot be built there: it is not `Send`).
 enum Outcome {
     NoTenant,
     TenantFailed,
@@ -102,19 +105,54 @@ enum Outcome {
     Evaluated(Result<Value, ConsentError>),
 }
 
-/// `crate::bearer::require` followed by `evaluate`, in one `web::block` instead of
-/// three (tenant, token, PDP): each hand-over to the blocking pool and back costs
-/// ≈ 10–13 µs of CPU and two context switches (docs/benchmarks.md), against ≈ 50 µs
-/// for a decision. The checks, their order and the answers are `require`'s — keep
-/// them in step: 404 for an unknown tenant, 401 without a live token of this
-/// tenant's issuer, 403 without the scope (RFC 6750 §3); only then is the body
-/// parsed and evaluated.
+fn has_scope(claims: &AccessTokenClaims) -> bool {
+    claims
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .any(|s| s == SCOPE)
+}
+
+/// The whole request from memory: the tenant directory, the issuer's bearer cache
+/// and the PDP's caches. `None` as soon as one of them would need the store.
+fn from_memory(
+    state: &AppState,
+    slug: Option<&str>,
+    host: &str,
+    bearer: Option<&str>,
+    evaluate: impl FnOnce(&Pdp, TenantId, &str) -> Option<Result<Value, ConsentError>>,
+) -> Option<Outcome> {
+    let Some(tenant) = state.tenants.resolve_cached(slug, host)? else {
+        return Some(Outcome::NoTenant);
+    };
+    let Some(bearer) = bearer else {
+        return Some(Outcome::NoToken);
+    };
+    let id = tenant.tenant.id;
+    let claims = state
+        .issuer
+        .cached_bearer(id, &issuer_of(&tenant), bearer)?;
+    if !has_scope(&claims) {
+        return Some(Outcome::InsufficientScope);
+    }
+    evaluate(&state.pdp, id, &claims.client_id).map(Outcome::Evaluated)
+}
+
+/// `crate::bearer::require` followed by the evaluation: from memory when it can
+/// be (`cached`), else in one `web::block` (`evaluate`) instead of three (tenant,
+/// token, PDP): each hand-over to the blocking pool and back costs ≈ 10–13 µs of
+/// CPU and two context switches (docs/benchmarks.md). The checks, their order and
+/// the answers are `require`'s — keep them in step: 404 for an unknown tenant, 401
+/// without a live token of this tenant's issuer, 403 without the scope (RFC 6750
+/// §3); only then is the body parsed and evaluated.
 async fn authorized_evaluation(
     state: &web::Data<AppState>,
     req: &HttpRequest,
+    cached: impl FnOnce(&Pdp, TenantId, &str) -> Option<Result<Value, ConsentError>>,
     evaluate: impl FnOnce(&Pdp, TenantId, &str) -> Result<Value, ConsentError> + Send + 'static,
 ) -> HttpResponse {
-    let slug = req.match_info().get("tenant").map(str::to_owned);
+    let slug = req.match_info().get("tenant");
     let host = req.connection_info().host().to_owned();
     let bearer = req
         .headers()
@@ -124,13 +162,18 @@ async fn authorized_evaluation(
             v.strip_prefix("Bearer ")
                 .or_else(|| v.strip_prefix("bearer "))
         })
-        .map(|v| v.trim().to_owned())
+        .map(str::trim)
         .filter(|v| !v.is_empty());
+    if let Some(outcome) = from_memory(state, slug, &host, bearer, cached) {
+        state.metrics.pdp_answered(true);
+        return respond(outcome);
+    }
+    state.metrics.pdp_answered(false);
+    let slug = slug.map(str::to_owned);
+    let bearer = bearer.map(str::to_owned);
     let directory = state.tenants.clone();
     let issuer = state.issuer.clone();
     let pdp = state.pdp.clone();
-    // The subject cache is fed by the event bus (idempotent; see `Pdp::watch`).
-    pdp.watch(&state.events);
     let work = move || {
         let tenant = match directory.resolve(slug.as_deref(), &host) {
             Ok(Some(tenant)) => tenant,
@@ -146,38 +189,39 @@ async fn authorized_evaluation(
             Ok(None) => return Outcome::InvalidToken,
             Err(_) => return Outcome::TokenCheckFailed,
         };
-        if !claims
-            .scope
-            .as_deref()
-            .unwrap_or_default()
-            .split(' ')
-            .any(|s| s == SCOPE)
-        {
+        if !has_scope(&claims) {
             return Outcome::InsufficientScope;
         }
         Outcome::Evaluated(evaluate(&pdp, id, &claims.client_id))
     };
     match web::block(work).await {
-        Ok(Outcome::Evaluated(Ok(body))) => decided(body),
-        Ok(Outcome::Evaluated(Err(e))) => failure(&e),
-        Ok(Outcome::NoTenant) => HttpResponse::NotFound().finish(),
-        Ok(Outcome::NoToken) => unauthorized("Bearer"),
-        Ok(Outcome::InvalidToken) => unauthorized(
+        Ok(outcome) => respond(outcome),
+        Err(_) => respond(Outcome::TenantFailed),
+    }
+}
+
+fn respond(outcome: Outcome) -> HttpResponse {
+    match outcome {
+        Outcome::Evaluated(Ok(body)) => decided(body),
+        Outcome::Evaluated(Err(e)) => failure(&e),
+        Outcome::NoTenant => HttpResponse::NotFound().finish(),
+        Outcome::NoToken => unauthorized("Bearer"),
+        Outcome::InvalidToken => unauthorized(
             "Bearer error=\"invalid_token\", error_description=\"the access token is invalid, expired or revoked\"",
         ),
-        Ok(Outcome::InsufficientScope) => HttpResponse::Forbidden()
+        Outcome::InsufficientScope => HttpResponse::Forbidden()
             .insert_header((
                 header::WWW_AUTHENTICATE,
                 format!("Bearer error=\"insufficient_scope\", scope=\"{SCOPE}\""),
             ))
             .insert_header((header::CACHE_CONTROL, "no-store"))
             .json(json!({ "error": "insufficient_scope", "error_description": format!("the token lacks the scope {SCOPE}") })),
-        Ok(Outcome::TokenCheckFailed) => error(
+        Outcome::TokenCheckFailed => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",
             "the token could not be checked",
         ),
-        Ok(Outcome::TenantFailed) | Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
+        Outcome::TenantFailed => failure(&ConsentError::Internal("blocking pool".into())),
     }
 }
 
@@ -187,12 +231,25 @@ async fn evaluation(
     body: web::Bytes,
 ) -> HttpResponse {
     let request_id = request_id(&req);
-    authorized_evaluation(&state, &req, move |pdp, tenant, caller| {
-        let request = EvaluationRequest::from_json(&body)?;
-        Ok(pdp
-            .evaluate(tenant, caller, &request, request_id.as_deref())?
-            .to_authzen())
-    })
+    let (id, bytes) = (request_id.clone(), body.clone());
+    authorized_evaluation(
+        &state,
+        &req,
+        |pdp, tenant, caller| {
+            let request = match EvaluationRequest::from_json(&bytes) {
+                Ok(request) => request,
+                Err(error) => return Some(Err(error)),
+            };
+            pdp.evaluate_cached(tenant, caller, &request, id.as_deref())
+                .map(|decided| decided.map(|decision| decision.to_authzen()))
+        },
+        move |pdp, tenant, caller| {
+            let request = EvaluationRequest::from_json(&body)?;
+            Ok(pdp
+                .evaluate(tenant, caller, &request, request_id.as_deref())?
+                .to_authzen())
+        },
+    )
     .await
 }
 
@@ -202,11 +259,24 @@ async fn evaluations(
     body: web::Bytes,
 ) -> HttpResponse {
     let request_id = request_id(&req);
-    authorized_evaluation(&state, &req, move |pdp, tenant, caller| {
-        let batch = EvaluationsRequest::from_json(&body)?;
-        Ok(pdp
-            .evaluate_batch(tenant, caller, &batch, request_id.as_deref())?
-            .to_authzen())
-    })
+    let (id, bytes) = (request_id.clone(), body.clone());
+    authorized_evaluation(
+        &state,
+        &req,
+        |pdp, tenant, caller| {
+            let batch = match EvaluationsRequest::from_json(&bytes) {
+                Ok(batch) => batch,
+                Err(error) => return Some(Err(error)),
+            };
+            pdp.evaluate_batch_cached(tenant, caller, &batch, id.as_deref())
+                .map(|decided| decided.map(|outcome| outcome.to_authzen()))
+        },
+        move |pdp, tenant, caller| {
+            let batch = EvaluationsRequest::from_json(&body)?;
+            Ok(pdp
+                .evaluate_batch(tenant, caller, &batch, request_id.as_deref())?
+                .to_authzen())
+        },
+    )
     .await
 }

@@ -1,6 +1,8 @@
 //! Bearer access tokens (RFC 6750) on Gatehouse's own APIs: the token is one this
 //! tenant issued, live (not expired, its grant not revoked), and carries a scope.
 
+use std::sync::Arc;
+
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_core::ids::TenantId;
@@ -37,7 +39,7 @@ pub async fn require(
     state: &web::Data<AppState>,
     req: &HttpRequest,
     scope: &str,
-) -> Result<(TenantId, AccessTokenClaims), HttpResponse> {
+) -> Result<(TenantId, Arc<AccessTokenClaims>), HttpResponse> {
     let tenant = resolve(state, req).await?;
     let bearer = req
         .headers()

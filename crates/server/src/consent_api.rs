@@ -92,7 +92,7 @@ async fn caller(
             "a user's access token is required",
         ));
     }
-    Ok((tenant, user, claims.client_id))
+    Ok((tenant, user, claims.client_id.clone()))
 }
 
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {

@@ -63,6 +63,10 @@ pub(crate) async fn resolve(
 ) -> Result<ResolvedTenant, HttpResponse> {
     let slug = req.match_info().get("tenant").map(str::to_owned);
     let host = req.connection_info().host().to_owned();
+    // The directory is in memory almost always: no hop to the blocking pool then.
+    if let Some(found) = state.tenants.resolve_cached(slug.as_deref(), &host) {
+        return found.ok_or_else(|| HttpResponse::NotFound().finish());
+    }
     let directory = state.tenants.clone();
     match web::block(move || directory.resolve(slug.as_deref(), &host)).await {
         Ok(Ok(Some(tenant))) => Ok(tenant),

@@ -14,7 +14,7 @@ use gatehouse_identity_store::events_pg::{self, Listener, PgNotifyTransport};
 
 use gatehouse_authn::Authn;
 use gatehouse_consent::Consents;
-use gatehouse_consent::pdp::Pdp;
+use gatehouse_consent::pdp::{Pdp, PdpConfig};
 use gatehouse_token_issuer::service::Issuer;
 
 use crate::ServerError;
@@ -157,8 +157,18 @@ impl AppState {
         .map_err(|e| ServerError::Startup(format!("authentication service: {e}")))?;
         let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::clone(&clock));
         let consents = Consents::new(pool.clone(), Arc::clone(&clock), events.clone());
-        let pdp = Pdp::new(pool.clone(), Arc::clone(&clock))
-            .map_err(|e| ServerError::Startup(format!("policy decision point: {e}")))?;
+        let pdp = Pdp::on_store(
+            pool.clone(),
+            Arc::clone(&clock),
+            PdpConfig {
+                subject_ttl: std::time::Duration::from_millis(config.pdp.subject_cache_ms),
+                ..PdpConfig::default()
+            },
+        )
+        .map_err(|e| ServerError::Startup(format!("policy decision point: {e}")))?;
+        // The subject cache, kept exact by this node's events and bounded by its
+        // lifetime across nodes.
+        pdp.watch(&events);
         let ui = Ui::embedded().map_err(|e| ServerError::Startup(format!("themes: {e}")))?;
         let public_url = config.server.public_url();
         let tenants =

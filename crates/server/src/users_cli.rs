@@ -223,7 +223,10 @@ fn reset(config: &Config, args: ResetArgs) -> Result<(), ServerError> {
     .map_err(|e| ServerError::Usage(format!("reset failed: {e}")))?;
     println!(
         "reset {}: {} second-factor credentials removed, {} sessions ended, {} grants revoked",
-        args.user.email, outcome.factors_removed, outcome.sessions_ended, outcome.grants_revoked
+        args.user.email,
+        outcome.factors_removed,
+        outcome.sessions_ended.len(),
+        outcome.grants_revoked
     );
     if outcome.link_sent {
         println!("a link to choose a new password was mailed to the user");
@@ -232,6 +235,11 @@ fn reset(config: &Config, args: ResetArgs) -> Result<(), ServerError> {
             "the mail with the link could not be sent; the user can use \"Forgot your password?\""
         );
     }
+    // Relying parties of the ended sessions hear it from here (see `backchannel_logout`).
+    let sessions = outcome.sessions_ended;
+    backchannel_logout(config, &context, move |issuer, tenant, url, user| {
+        issuer.sessions_ended(tenant, url, user, &sessions)
+    });
     Ok(())
 }
 

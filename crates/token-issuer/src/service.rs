@@ -21,6 +21,7 @@ use serde::Serialize;
 use serde_json::{Map, Value, json};
 use sha2::Digest;
 
+use crate::bearer_cache::{self, BearerCache};
 use crate::client_auth::{AssertionRejection, PresentedClient, authenticate, verify_assertion};
 use crate::jwt::{AccessTokenClaims, Audience, sign, verify_access_token_with_leeway};
 use crate::keys::{Algorithm, KeyRing, ensure_active};
@@ -60,6 +61,7 @@ struct Inner {
     clock: SharedClock,
     rings: RwLock<HashMap<TenantId, KeyRing>>,
     clients: RwLock<ClientCache>,
+    bearers: BearerCache,
 }
 
 pub(crate) fn internal(error: impl std::fmt::Display) -> OAuthError {
@@ -76,6 +78,7 @@ impl Issuer {
                 clock,
                 rings: RwLock::new(HashMap::new()),
                 clients: RwLock::new(HashMap::new()),
+                bearers: BearerCache::default(),
             }),
         }
     }
@@ -153,6 +156,7 @@ impl Issuer {
                 clients.clear();
             }
         }
+        self.inner.bearers.forget(tenant);
     }
 
     pub(crate) fn client_for(
@@ -310,22 +314,52 @@ impl Issuer {
         }
     }
 
-    /// A bearer access token presented to one of the issuer's own APIs (AuthZEN):
-    /// signature, issuer, expiry and revocation. `None` for any token that is not
-    /// currently valid; the caller checks scope.
+    /// A bearer access token presented to one of the issuer's own APIs (AuthZEN, the
+    /// consent API): signature, issuer, expiry and revocation. `None` for any token
+    /// that is not currently valid; the caller checks scope. A client-credentials
+    /// token that passed is taken as live for up to a second (`bearer_cache`).
     pub fn verify_bearer(
         &self,
         tenant: TenantId,
         issuer: &str,
         token: &str,
-    ) -> Result<Option<AccessTokenClaims>, OAuthError> {
+    ) -> Result<Option<Arc<AccessTokenClaims>>, OAuthError> {
+        let key = bearer_cache::digest(token);
+        if let Some(claims) = self.inner.bearers.get(&key, tenant, issuer, self.now()) {
+            return Ok(Some(claims));
+        }
+        let epoch = self.inner.bearers.epoch();
         let Some(claims) = self.verified(tenant, issuer, token)? else {
             return Ok(None);
         };
-        let live = self
-            .token_is_live(tenant, &claims.jti, self.now())
-            .map_err(internal)?;
-        Ok(live.then_some(claims))
+        let now = self.now();
+        if !self
+            .token_is_live(tenant, &claims.jti, now)
+            .map_err(internal)?
+        {
+            return Ok(None);
+        }
+        let claims = Arc::new(claims);
+        if bearer_cache::cacheable(&claims) {
+            self.inner
+                .bearers
+                .keep(key, tenant, issuer, &claims, now, epoch);
+        }
+        Ok(Some(claims))
+    }
+
+    /// [`Issuer::verify_bearer`] from memory only: `None` when the token is not in
+    /// the cache (the caller then verifies it on the blocking pool). Lets a handler
+    /// answer without a thread hop.
+    pub fn cached_bearer(
+        &self,
+        tenant: TenantId,
+        issuer: &str,
+        token: &str,
+    ) -> Option<Arc<AccessTokenClaims>> {
+        self.inner
+            .bearers
+            .get(&bearer_cache::digest(token), tenant, issuer, self.now())
     }
 
     /// Token introspection (RFC 7662). Only the calling client's authentication is an
@@ -410,7 +444,11 @@ impl Issuer {
         let expires_at = DateTime::from_timestamp(claims.exp, 0).unwrap_or_else(|| self.now());
         let mut conn = self.inner.pool.get().map_err(internal)?;
         revoked_tokens::revoke(&mut conn, self.now(), tenant, &claims.jti, expires_at)
-            .map_err(internal)
+            .map_err(internal)?;
+        // After the commit: a verification racing with this one either saw the row
+        // or is dropped here.
+        self.inner.bearers.forget(Some(tenant));
+        Ok(())
     }
 
     fn revoke_refresh_token(

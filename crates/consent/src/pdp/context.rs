@@ -1,7 +1,9 @@
 //! Cedar entities and context from store facts and the AuthZEN request, shaped
 //! exactly as `policies/schema.cedarschema` declares them.
 
+use std::collections::HashMap;
 use std::str::FromStr;
+use std::sync::RwLock;
 
 use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, RestrictedExpression};
 use chrono::{DateTime, Timelike, Utc};
@@ -14,8 +16,13 @@ use crate::ConsentError;
 const ACR_PREFIX: &str = "urn:gatehouse:aal";
 const MAX_RISK: i64 = 100;
 
-/// The schema's entity type names, parsed once: parsing a name runs Cedar's parser,
-/// which would otherwise dominate building a request's entities.
+/// IP expressions kept at most (a full cache starts again).
+const IP_CAPACITY: usize = 4096;
+
+/// What building a request would otherwise parse again and again: the schema's
+/// entity type names, parsed once, and the `ip(...)` context values of recent
+/// addresses. Parsing a name runs Cedar's parser (a regex-driven lexer), and so does
+/// `RestrictedExpression::new_ip`, for the extension function's name, on every call.
 #[derive(Debug)]
 pub(crate) struct Names {
     user: EntityTypeName,
@@ -23,6 +30,7 @@ pub(crate) struct Names {
     group: EntityTypeName,
     resource: EntityTypeName,
     action: EntityTypeName,
+    ips: RwLock<HashMap<Box<str>, RestrictedExpression>>,
 }
 
 impl Names {
@@ -37,7 +45,27 @@ impl Names {
             group: name("Gatehouse::Group")?,
             resource: name("Gatehouse::Resource")?,
             action: name("Gatehouse::Action")?,
+            ips: RwLock::new(HashMap::new()),
         })
+    }
+
+    /// `ip(address)` for an address already checked to parse.
+    fn ip(&self, address: &str) -> RestrictedExpression {
+        if let Some(known) = self
+            .ips
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(address)
+        {
+            return known.clone();
+        }
+        let built = RestrictedExpression::new_ip(address);
+        let mut ips = self.ips.write().unwrap_or_else(|p| p.into_inner());
+        if ips.len() >= IP_CAPACITY {
+            ips.clear();
+        }
+        ips.insert(address.into(), built.clone());
+        built
     }
 }
 
@@ -168,6 +196,7 @@ fn acr_level(context: &Map<String, Value>) -> Result<i64, ConsentError> {
 /// The Cedar context from the request's context members (see the schema's `Env`).
 /// The PDP's clock decides `time`; a PEP cannot set it.
 pub(crate) fn build(
+    names: &Names,
     context: &Map<String, Value>,
     caller: &str,
     now: DateTime<Utc>,
@@ -189,7 +218,7 @@ pub(crate) fn build(
                 "context.ip is not an IP address".into(),
             ));
         }
-        pairs.push(("ip".into(), RestrictedExpression::new_ip(ip)));
+        pairs.push(("ip".into(), names.ip(ip)));
     }
     if let Some(device) = text(context, "device")? {
         pairs.push((

@@ -32,19 +32,6 @@ pub trait SubjectFacts: Send + Sync + std::fmt::Debug {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UserFacts>, ConsentError>;
-
-    /// Only the user's current consents (as in [`UserFacts::consents`]), for a
-    /// subject whose other facts are cached: consent is read live on every
-    /// evaluation, so a withdrawal counts at once on every node. `None` when there
-    /// is no such user. The default reads all the facts.
-    fn consents(
-        &self,
-        tenant: TenantId,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Vec<String>>, ConsentError> {
-        Ok(self.user(tenant, id, now)?.map(|user| user.consents))
-    }
 }
 
 /// A stored policy set's version and text.

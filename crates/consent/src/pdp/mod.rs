@@ -1,16 +1,19 @@
 //! The policy decision point: OpenID AuthZEN evaluations decided by Cedar policies.
 //!
-//! Per evaluation the PDP reads the subject's current consents from the live store,
-//! and the rest of the subject (user, roles, groups) too — or, once [`Pdp::watch`]
-//! gave it the event bus, takes the rest from a per-node cache that domain events
-//! and a 1 s lifetime keep honest (`subjects`). It builds Cedar entities and context
-//! and evaluates the slice of the tenant's policy set that can apply to the
-//! request's action (`policies::slices`). Policy sets are cached per tenant; the
-//! cached version is compared with the stored one at most every `version_check`
-//! (one indexed read) and dropped at once by [`Pdp::invalidate`] (the server calls
-//! it on `TenantChanged`).
+//! Per evaluation the PDP needs the subject (user, roles, groups, attributes and
+//! current consents). Once [`Pdp::watch`] gave it the event bus it takes them from a
+//! per-node cache that domain events keep exact on this node and a 1 s lifetime
+//! bounds across nodes (`subjects`); without it, from the store every time. It
+//! builds Cedar entities and context and evaluates the slice of the tenant's policy
+//! set that can apply to the request's action (`policies::slices`). Policy sets are
+//! cached per tenant; the cached version is compared with the stored one at most
+//! every `version_check` (one indexed read) and dropped at once by
+//! [`Pdp::invalidate`] (the server calls it on `TenantChanged`).
+//!
 //! Nothing is written on the request path: decisions go to the log through a
-//! bounded queue and a background writer.
+//! bounded queue and a background writer. When everything an evaluation needs is in
+//! memory, [`Pdp::evaluate_cached`] answers without touching the store at all, so a
+//! caller on an async runtime can skip the hop to a blocking thread.
 //!
 //! Reason codes come from policy annotations — see `policies/default.cedar`.
 
@@ -53,6 +56,46 @@ use crate::ConsentError;
 /// The subject type whose facts come from the store.
 pub const SUBJECT_USER: &str = "user";
 
+/// Where an evaluation may take what it needs from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Reach {
+    Store,
+    /// Caches only: stop with [`Stop::NeedsStore`] rather than read the store.
+    Memory,
+}
+
+/// Why an evaluation stopped.
+#[derive(Debug)]
+enum Stop {
+    Failed(ConsentError),
+    /// A memory-only evaluation found something uncached.
+    NeedsStore,
+}
+
+impl From<ConsentError> for Stop {
+    fn from(error: ConsentError) -> Self {
+        Stop::Failed(error)
+    }
+}
+
+impl Stop {
+    /// For evaluations that may use the store, which never stop for it.
+    fn into_error(self) -> ConsentError {
+        match self {
+            Stop::Failed(error) => error,
+            Stop::NeedsStore => ConsentError::Internal("a store-backed evaluation stopped".into()),
+        }
+    }
+
+    fn cached<T>(outcome: Result<T, Stop>) -> Option<Result<T, ConsentError>> {
+        match outcome {
+            Ok(value) => Some(Ok(value)),
+            Err(Stop::Failed(error)) => Some(Err(error)),
+            Err(Stop::NeedsStore) => None,
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct PdpConfig {
     /// How often a cached policy set is compared with the stored version.
@@ -72,8 +115,10 @@ impl Default for PdpConfig {
     fn default() -> Self {
         PdpConfig {
             version_check: Duration::from_secs(2),
-            log_capacity: 16_384,
-            log_batch: 256,
+            // ≈ 7 s of decisions at 9,000/s: a writer starved of CPU by a saturated
+            // node catches up instead of dropping records.
+            log_capacity: 65_536,
+            log_batch: 1024,
             log_flush_every: Duration::from_millis(200),
             subject_ttl: Duration::from_secs(1),
             subject_capacity: 100_000,
@@ -173,12 +218,21 @@ pub struct Pdp {
 impl Pdp {
     /// The PDP on the identity store.
     pub fn new(pool: Pool, clock: SharedClock) -> Result<Pdp, ConsentError> {
+        Self::on_store(pool, clock, PdpConfig::default())
+    }
+
+    /// The PDP on the identity store, configured.
+    pub fn on_store(
+        pool: Pool,
+        clock: SharedClock,
+        config: PdpConfig,
+    ) -> Result<Pdp, ConsentError> {
         Self::with_parts(
             clock,
             Arc::new(StorePolicies::new(pool.clone())),
             Arc::new(StoreFacts::new(pool.clone())),
             Arc::new(StoreDecisionLog::new(pool)),
-            PdpConfig::default(),
+            config,
         )
     }
 
@@ -359,36 +413,61 @@ impl Pdp {
         request: &EvaluationRequest,
         request_id: Option<&str>,
     ) -> Result<Decision, ConsentError> {
+        self.single(Reach::Store, tenant, caller, request, request_id)
+            .map_err(Stop::into_error)
+    }
+
+    /// [`Pdp::evaluate`] from memory only: `None` when the policy set is due for its
+    /// version check or the subject is not cached (nothing is evaluated or logged
+    /// then; the caller evaluates on a blocking thread instead).
+    pub fn evaluate_cached(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        request: &EvaluationRequest,
+        request_id: Option<&str>,
+    ) -> Option<Result<Decision, ConsentError>> {
+        Stop::cached(self.single(Reach::Memory, tenant, caller, request, request_id))
+    }
+
+    fn single(
+        &self,
+        reach: Reach,
+        tenant: TenantId,
+        caller: &str,
+        request: &EvaluationRequest,
+        request_id: Option<&str>,
+    ) -> Result<Decision, Stop> {
         let now = self.inner.clock.now();
-        let decision = self.decide(tenant, caller, request, now, None)?;
-        self.record(tenant, caller, request, &decision, now, request_id);
+        let decision = self.decide(reach, tenant, caller, request, now, None)?;
+        self.inner
+            .log
+            .record(self.log_entry(tenant, caller, request, &decision, now, request_id));
         Ok(decision)
     }
 
-    /// The subject `id`: its consents always read live; the rest from the cache when
-    /// it holds the user, else read from the store, built, and kept.
+    /// The subject `id`: from the cache when it holds the user, else (unless
+    /// `reach` is memory only) read from the store, built, and kept.
     fn subject(
         &self,
+        reach: Reach,
         tenant: TenantId,
         id: &str,
         now: DateTime<Utc>,
-    ) -> Result<Option<Arc<subjects::Subject>>, ConsentError> {
+    ) -> Result<Option<Arc<subjects::Subject>>, Stop> {
         let cache = &self.inner.subjects;
         let (hit, epoch) = cache.get(tenant, id, now);
         if let Some(cached) = hit {
-            // One query instead of four: consent is what must never be stale. When
-            // it changed, everything is read again below (rather than patching the
-            // entry, which would extend the life of the rest).
-            if self.inner.facts.consents(tenant, id, now)?.as_ref() == Some(&cached.facts.consents)
-            {
-                return Ok(Some(cached));
-            }
+            return Ok(Some(cached));
+        }
+        if reach == Reach::Memory {
+            return Err(Stop::NeedsStore);
         }
         let Some(facts) = self.inner.facts.user(tenant, id, now)? else {
             return Ok(None);
         };
         let principal = context::user_entity(&self.inner.names, &facts)?;
-        let subject = Arc::new(subjects::Subject { facts, principal });
+        let subject = Arc::new(subjects::Subject { principal });
         cache.keep(tenant, id, &subject, now, epoch);
         Ok(Some(subject))
     }
@@ -400,7 +479,15 @@ impl Pdp {
         caller: &str,
         request: &EvaluationRequest,
     ) -> Result<Decision, ConsentError> {
-        self.decide(tenant, caller, request, self.inner.clock.now(), None)
+        self.decide(
+            Reach::Store,
+            tenant,
+            caller,
+            request,
+            self.inner.clock.now(),
+            None,
+        )
+        .map_err(Stop::into_error)
     }
 
     /// The Access Evaluations API (§7): defaults, per-entry overrides and the
@@ -414,11 +501,35 @@ impl Pdp {
         batch: &EvaluationsRequest,
         request_id: Option<&str>,
     ) -> Result<BatchOutcome, ConsentError> {
+        self.batch(Reach::Store, tenant, caller, batch, request_id)
+            .map_err(Stop::into_error)
+    }
+
+    /// [`Pdp::evaluate_batch`] from memory only, like [`Pdp::evaluate_cached`]:
+    /// `None` when any entry would need the store (nothing is logged then).
+    pub fn evaluate_batch_cached(
+        &self,
+        tenant: TenantId,
+        caller: &str,
+        batch: &EvaluationsRequest,
+        request_id: Option<&str>,
+    ) -> Option<Result<BatchOutcome, ConsentError>> {
+        Stop::cached(self.batch(Reach::Memory, tenant, caller, batch, request_id))
+    }
+
+    fn batch(
+        &self,
+        reach: Reach,
+        tenant: TenantId,
+        caller: &str,
+        batch: &EvaluationsRequest,
+        request_id: Option<&str>,
+    ) -> Result<BatchOutcome, Stop> {
         let entries = match batch.evaluations.as_deref() {
             None | Some([]) => {
                 let single = batch.resolve(&PartialEvaluation::default())?;
                 return Ok(BatchOutcome::Single(
-                    self.evaluate(tenant, caller, &single, request_id)?,
+                    self.single(reach, tenant, caller, &single, request_id)?,
                 ));
             }
             Some(entries) => entries,
@@ -426,30 +537,33 @@ impl Pdp {
         let semantic = batch.semantic();
         let now = self.inner.clock.now();
         let mut out = Vec::with_capacity(entries.len());
+        // Logged once the whole batch is decided: a memory-only pass that stops
+        // half-way for the store must leave nothing behind.
+        let mut logged = Vec::with_capacity(entries.len());
         // The last subject: batches mostly ask about one subject.
         let mut cached: Option<(String, Option<Arc<subjects::Subject>>)> = None;
         for entry in entries {
             // An entry that cannot be evaluated (a member missing, a malformed
             // context) is a denial carrying the error; the batch goes on.
-            let mut decide_entry = || -> Result<Decision, ConsentError> {
+            let mut decide_entry = || -> Result<Decision, Stop> {
                 let request = batch.resolve(entry)?;
                 let id = &request.subject.id;
                 if request.subject.kind == SUBJECT_USER
                     && cached.as_ref().is_none_or(|(known, _)| known != id)
                 {
-                    cached = Some((id.clone(), self.subject(tenant, id, now)?));
+                    cached = Some((id.clone(), self.subject(reach, tenant, id, now)?));
                 }
                 let known = cached
                     .as_ref()
                     .filter(|(known, _)| known == id)
                     .map(|(_, subject)| subject.as_deref());
-                let decision = self.decide(tenant, caller, &request, now, known)?;
-                self.record(tenant, caller, &request, &decision, now, request_id);
+                let decision = self.decide(reach, tenant, caller, &request, now, known)?;
+                logged.push(self.log_entry(tenant, caller, &request, &decision, now, request_id));
                 Ok(decision)
             };
             let (allowed, value) = match decide_entry() {
                 Ok(decision) => (decision.allowed, decision.to_authzen()),
-                Err(ConsentError::Invalid(message)) => (
+                Err(Stop::Failed(ConsentError::Invalid(message))) => (
                     false,
                     json!({
                         "decision": false,
@@ -468,6 +582,9 @@ impl Pdp {
                 break;
             }
         }
+        for entry in logged {
+            self.inner.log.record(entry);
+        }
         Ok(BatchOutcome::Many(out))
     }
 
@@ -475,28 +592,33 @@ impl Pdp {
     /// one subject looks once); `Some(None)` for an unknown subject.
     fn decide(
         &self,
+        reach: Reach,
         tenant: TenantId,
         caller: &str,
         request: &EvaluationRequest,
         now: DateTime<Utc>,
         known: Option<Option<&subjects::Subject>>,
-    ) -> Result<Decision, ConsentError> {
-        let loaded = self.policies_for(tenant)?;
+    ) -> Result<Decision, Stop> {
+        let loaded = match reach {
+            Reach::Store => self.policies_for(tenant)?,
+            Reach::Memory => self.cached_policies(tenant).ok_or(Stop::NeedsStore)?,
+        };
         if request.subject.kind != SUBJECT_USER {
             return Err(ConsentError::Invalid(format!(
                 "subject.type `{}` is not supported (use `{SUBJECT_USER}`)",
                 request.subject.kind
-            )));
+            ))
+            .into());
         }
         let fetched;
         let subject = match known {
             Some(subject) => subject,
             None => {
-                fetched = self.subject(tenant, &request.subject.id, now)?;
+                fetched = self.subject(reach, tenant, &request.subject.id, now)?;
                 fetched.as_deref()
             }
         };
-        self.judge(&loaded, caller, request, now, subject)
+        Ok(self.judge(&loaded, caller, request, now, subject)?)
     }
 
     /// The Cedar evaluation of `request` about `subject` (`None`: no such user)
@@ -523,7 +645,7 @@ impl Pdp {
         let principal = subject.principal.clone();
         let resource = context::resource_entity(names, &request.resource)?;
         let action = context::action_uid(names, &request.action.name);
-        let cedar_context = context::build(&request.context, caller, now)?;
+        let cedar_context = context::build(names, &request.context, caller, now)?;
         let cedar_request =
             Request::new(principal.uid(), action, resource.uid(), cedar_context, None)
                 .map_err(|e| ConsentError::Invalid(e.to_string()))?;
@@ -555,7 +677,9 @@ impl Pdp {
         })
     }
 
-    fn record(
+    /// The decision log's record of an evaluation: the request serialized once, as
+    /// JSON text, with the caller and the policy set version.
+    fn log_entry(
         &self,
         tenant: TenantId,
         caller: &str,
@@ -563,23 +687,35 @@ impl Pdp {
         decision: &Decision,
         now: DateTime<Utc>,
         request_id: Option<&str>,
-    ) {
-        let mut logged = serde_json::to_value(request).unwrap_or(Value::Null);
-        if let Value::Object(map) = &mut logged {
-            map.insert("caller".into(), Value::String(caller.to_owned()));
-            if let Some(version) = decision.policy_version {
-                map.insert("policy_version".into(), Value::from(version));
-            }
+    ) -> NewDecision {
+        #[derive(serde::Serialize)]
+        struct Logged<'a> {
+            subject: &'a Subject,
+            action: &'a Action,
+            resource: &'a Resource,
+            #[serde(skip_serializing_if = "Map::is_empty")]
+            context: &'a Map<String, Value>,
+            caller: &'a str,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            policy_version: Option<i64>,
         }
-        self.inner.log.record(NewDecision {
+        let logged = Logged {
+            subject: &request.subject,
+            action: &request.action,
+            resource: &request.resource,
+            context: &request.context,
+            caller,
+            policy_version: decision.policy_version,
+        };
+        NewDecision {
             tenant_id: tenant,
             at: now,
-            request: logged,
+            request: serde_json::to_string(&logged).unwrap_or_else(|_| "null".to_owned()),
             decision: decision.allowed,
             reason: decision.reason.clone(),
             policies: decision.policies.clone(),
             request_id: request_id.map(str::to_owned),
-        });
+        }
     }
 
     /// Waits until the decisions made so far are written (tests, the CLI, shutdown).

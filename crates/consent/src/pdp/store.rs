@@ -76,22 +76,6 @@ impl SubjectFacts for StoreFacts {
             attributes,
         }))
     }
-
-    /// One query. A user that does not exist has no consents, so "no such user" is
-    /// not told apart here: the cached facts it is used with came from a read that
-    /// found the user, and events or the cache's lifetime catch a deletion.
-    fn consents(
-        &self,
-        tenant: TenantId,
-        id: &str,
-        now: DateTime<Utc>,
-    ) -> Result<Option<Vec<String>>, ConsentError> {
-        let Ok(user_id) = UserId::from_str(id) else {
-            return Ok(None);
-        };
-        let mut conn = conn(&self.pool)?;
-        Ok(Some(current_consents(&mut conn, now, tenant, user_id)?))
-    }
 }
 
 /// The user's current consents as "client_id:purpose".

@@ -1,21 +1,24 @@
-//! The per-node cache of subjects: a user's facts and the Cedar entity built from
-//! them, so that a busy PEP asking about the same users costs one store read (the
-//! consents, which the PDP always reads live, so that a withdrawal counts at once on
-//! every node) instead of four, and rarely an entity build.
+//! The per-node cache of subjects: a user's facts (record, roles, groups,
+//! attributes and current consents) and the Cedar entity built from them, so that a
+//! busy PEP asking about the same users costs no store read and rarely an entity
+//! build — and can be answered without leaving the async runtime.
 //!
 //! It is only switched on by [`SubjectCache::watch`], with the event bus, which
-//! tells it when the rest changed. Entries go
+//! tells it when something changed. Entries go
 //!
-//! - at once on `ConsentWithdrawn`, `UserChanged`, `UserDeactivated` and
+//! - at once on `ConsentWithdrawn`, `ConsentGranted`, `UserChanged`, `UserDeactivated` and
 //!   `CredentialsChanged` for the user, `TenantChanged` for the tenant and `Resync`
 //!   (all of them). The subscription is drained by every lookup before it reads the
 //!   cache, in the caller's thread, and `EventBus::publish` hands the event to local
 //!   subscribers before it returns: a change announced on this node counts for every
 //!   evaluation that starts after the announcing call returned, with no reliance on
 //!   a background task having run. Other nodes' events arrive through the
-//!   PostgreSQL listener within its poll interval;
+//!   PostgreSQL listener, normally within milliseconds;
 //! - after `ttl` (1 s) in any case: cross-node delivery is at most once, and changes
-//!   made by another process on SQLite (the CLI) announce nothing here.
+//!   made by another process on SQLite (the CLI) announce nothing here. So a consent
+//!   withdrawn on another node is enforced here within a second at worst — the
+//!   bound the consent issue sets — while introspection and refresh, which read the
+//!   grant, see it at once everywhere.
 //!
 //! A read that raced with an invalidation is not kept (the epoch check), so facts
 //! read before a withdrawal committed cannot be cached after its event was handled.
@@ -31,12 +34,9 @@ use chrono::{DateTime, Duration, Utc};
 use gatehouse_core::events::{DomainEvent, EventBus, EventSubscription};
 use gatehouse_core::ids::{TenantId, UserId};
 
-use super::facts::UserFacts;
-
-/// A user with the Cedar entity built from their facts.
+/// A user as the Cedar entity built from their facts.
 #[derive(Debug)]
 pub(crate) struct Subject {
-    pub(crate) facts: UserFacts,
     pub(crate) principal: Entity,
 }
 
@@ -100,6 +100,7 @@ impl SubjectCache {
         while let Some(envelope) = subscription.try_next() {
             match &envelope.event {
                 DomainEvent::ConsentWithdrawn { tenant, user, .. }
+                | DomainEvent::ConsentGranted { tenant, user, .. }
                 | DomainEvent::UserChanged { tenant, user }
                 | DomainEvent::UserDeactivated { tenant, user }
                 | DomainEvent::CredentialsChanged { tenant, user } => {

@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::{ManualClock, SharedClock};
 use gatehouse_identity_store::decision_log::NewDecision;
-use serde_json::json;
+use serde_json::{Value, json};
 
 use super::*;
 
@@ -165,6 +165,52 @@ fn permit_needs_a_policy_and_forbid_overrides_permit() {
     assert_eq!(denied.reason.as_deref(), Some("classified"));
     assert_eq!(denied.policies, vec!["no-secret-lists"]);
     assert_eq!(denied.policy_version, Some(1));
+}
+
+/// The `ip(...)` context values are kept per address: each address must still give
+/// its own answer, whichever was asked before.
+#[test]
+fn network_rules_see_each_address_whatever_came_before() {
+    let (pdp, _, tenant) = setup();
+    pdp.save_policies(
+        tenant,
+        r#"
+        @id("all") permit (principal, action, resource);
+        @id("office-only") @reason("outside_office")
+        forbid (principal, action, resource) unless { context has ip && context.ip.isInRange(ip("10.0.0.0/8")) };
+        "#,
+        "test",
+    )
+    .unwrap();
+    let from = |address: &str| {
+        pdp.evaluate(
+            tenant,
+            "pep",
+            &ask("read", "bob", json!({"ip": address})),
+            None,
+        )
+        .unwrap()
+        .allowed
+    };
+    let answers: Vec<bool> = [
+        "10.1.2.3",
+        "192.0.2.7",
+        "10.1.2.3",
+        "192.0.2.7",
+        "10.200.0.1",
+        "::1",
+    ]
+    .into_iter()
+    .map(from)
+    .collect();
+    assert_eq!(answers, vec![true, false, true, false, true, false]);
+    let bad = pdp.evaluate(
+        tenant,
+        "pep",
+        &ask("read", "bob", json!({"ip": "10.1.2"})),
+        None,
+    );
+    assert!(matches!(bad, Err(ConsentError::Invalid(_))), "{bad:?}");
 }
 
 #[test]
@@ -525,7 +571,9 @@ fn batches_honour_defaults_and_each_semantic() {
         "one record per evaluated entry"
     );
     assert_eq!(log[0].request_id.as_deref(), Some("r1"));
-    assert_eq!(log[0].request["caller"], json!("pep"));
+    let logged: Value = serde_json::from_str(&log[0].request).unwrap();
+    assert_eq!(logged["caller"], json!("pep"));
+    assert_eq!(logged["subject"]["type"], json!("user"));
     assert_eq!(log[1].reason.as_deref(), Some(reason::ENTITLEMENT_MISSING));
     assert_eq!(pdp.dropped_log_records(), 0);
 }

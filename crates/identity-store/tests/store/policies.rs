@@ -42,7 +42,8 @@ gatehouse_identity_store::backend_tests! {
         let decision = |at: i64, allowed: bool, tenant| NewDecision {
             tenant_id: tenant,
             at: now + Duration::seconds(at),
-            request: json!({"subject": {"type": "user", "id": "u1"}, "action": {"name": "read"}}),
+            request: json!({"subject": {"type": "user", "id": "u1"}, "action": {"name": "read"}})
+                .to_string(),
             decision: allowed,
             reason: (!allowed).then(|| "consent_withdrawn".to_owned()),
             policies: vec!["consent".to_owned()],
@@ -58,12 +59,22 @@ gatehouse_identity_store::backend_tests! {
         assert!(!recent[0].decision);
         assert_eq!(recent[0].reason.as_deref(), Some("consent_withdrawn"));
         assert_eq!(recent[0].policies, vec!["consent".to_owned()]);
-        assert_eq!(recent[0].request, batch[1].request);
+        assert_eq!(recent[0].request.to_string(), batch[1].request);
         assert_eq!(recent[0].at, batch[1].at);
         assert_eq!(decision_log::recent(conn, t, 1).unwrap().len(), 1);
 
         assert_eq!(decision_log::prune(conn, now + Duration::seconds(2)).unwrap(), 2);
         assert!(decision_log::recent(conn, t, 10).unwrap().is_empty());
         assert_eq!(decision_log::recent(conn, other, 10).unwrap().len(), 1);
+
+        // A batch larger than one multi-row INSERT: every row lands, in order.
+        let bulk = tenant(conn, "dec-bulk");
+        let many: Vec<_> = (0..600).map(|i| decision(10 + i, i % 3 != 0, bulk)).collect();
+        assert_eq!(decision_log::append(conn, &many).unwrap(), 600);
+        let listed = decision_log::recent(conn, bulk, 1000).unwrap();
+        assert_eq!(listed.len(), 600);
+        assert_eq!(listed[0].request_id.as_deref(), Some("req-609"));
+        assert_eq!(listed[599].request_id.as_deref(), Some("req-10"));
+        assert_eq!(listed.iter().filter(|d| !d.decision).count(), 200);
     }
 }

@@ -28,6 +28,13 @@ struct RouteLabels {
     route: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct PdpPathLabels {
+    /// `memory`: answered on the HTTP worker from caches; `blocking`: needed the
+    /// store (a subject, token or policy set not cached), on the blocking pool.
+    path: &'static str,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -40,6 +47,7 @@ pub struct Metrics {
     pool_connections: Gauge,
     pool_idle: Gauge,
     pool_max: Gauge,
+    pdp_requests: Family<PdpPathLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -79,6 +87,12 @@ impl Metrics {
             "Database pool size limit",
             pool_max.clone(),
         );
+        let pdp_requests = Family::<PdpPathLabels, Counter>::default();
+        registry.register(
+            "pdp_requests",
+            "AuthZEN evaluation requests by where they were answered",
+            pdp_requests.clone(),
+        );
         Metrics {
             registry,
             requests,
@@ -86,6 +100,7 @@ impl Metrics {
             pool_connections,
             pool_idle,
             pool_max,
+            pdp_requests,
         }
     }
 
@@ -103,6 +118,14 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Counts an AuthZEN request answered from memory or on the blocking pool.
+    pub fn pdp_answered(&self, from_memory: bool) {
+        let path = if from_memory { "memory" } else { "blocking" };
+        self.pdp_requests
+            .get_or_create(&PdpPathLabels { path })
+            .inc();
     }
 
     pub fn render(&self, pool: &Pool) -> Result<String, std::fmt::Error> {

@@ -134,32 +134,58 @@ impl TenantDirectory {
         host: &str,
     ) -> Result<Option<ResolvedTenant>, StoreError> {
         let snapshot = self.snapshot()?;
+        Ok(self.resolve_in(&snapshot, path_slug, host))
+    }
+
+    /// [`TenantDirectory::resolve`] when the directory is loaded (it stays loaded
+    /// until a `TenantChanged` event drops it): `None` means "call `resolve` on a
+    /// blocking thread". Lets hot handlers skip that hop.
+    pub fn resolve_cached(
+        &self,
+        path_slug: Option<&str>,
+        host: &str,
+    ) -> Option<Option<ResolvedTenant>> {
+        let snapshot = self
+            .snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .as_ref()
+            .map(Arc::clone)?;
+        Some(self.resolve_in(&snapshot, path_slug, host))
+    }
+
+    fn resolve_in(
+        &self,
+        snapshot: &Snapshot,
+        path_slug: Option<&str>,
+        host: &str,
+    ) -> Option<ResolvedTenant> {
         if let Some(slug) = path_slug {
-            return Ok(snapshot
+            return snapshot
                 .by_slug
                 .get(&slug.to_ascii_lowercase())
                 .map(|tenant| ResolvedTenant {
                     base_path: format!("/t/{}", tenant.slug),
                     tenant: Arc::clone(tenant),
                     origin: self.public_origin.clone(),
-                }));
+                });
         }
         let host = host.split(':').next().unwrap_or(host).to_ascii_lowercase();
         if let Some((configured, tenant)) = snapshot.by_host.get_key_value(&host) {
             let scheme = self.public_origin.split("://").next().unwrap_or("https");
-            return Ok(Some(ResolvedTenant {
+            return Some(ResolvedTenant {
                 tenant: Arc::clone(tenant),
                 base_path: String::new(),
                 origin: format!("{scheme}://{configured}"),
-            }));
+            });
         }
-        Ok(snapshot
+        snapshot
             .by_slug
             .get(&self.default_slug)
             .map(|tenant| ResolvedTenant {
                 tenant: Arc::clone(tenant),
                 base_path: String::new(),
                 origin: self.public_origin.clone(),
-            }))
+            })
     }
 }

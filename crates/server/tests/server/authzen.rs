@@ -232,61 +232,45 @@ fn conformance(backend: Backend) {
             "{body}"
         );
     }
-    // Consent granted through the consent model, then withdrawn: the next decision
-    // sees it at once (facts are read live).
+    // Consent granted through the consent service, then withdrawn: the next decision
+    // sees each at once (the events drop the PDP's cached subject on this node).
     let marketing = evaluation(&user, "read", "bob", json!({"purpose": "marketing"}));
     {
-        use gatehouse_identity_store::consent_records::{self, NewGrant, NewWithdrawal};
-        use gatehouse_identity_store::purposes::{self, LegalBasis, PurposeData};
-        let mut conn = app.db.conn();
-        let tenant = tenants::find_by_slug(&mut conn, "default")
+        use gatehouse_consent::Channel;
+        use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
+        let tenant = tenants::find_by_slug(&mut app.db.conn(), "default")
             .unwrap()
             .unwrap()
             .id;
         let user_id = user.parse().unwrap();
-        let now = app.clock.now();
-        purposes::create(
-            &mut conn,
-            now,
-            tenant,
-            PurposeData {
-                slug: "marketing".into(),
-                name: "Marketing".into(),
-                description: "Offers by mail".into(),
-                scopes: vec![],
-                legal_basis: LegalBasis::Consent,
-            },
-        )
-        .unwrap();
-        consent_records::append_grant(
-            &mut conn,
-            now,
-            tenant,
-            NewGrant {
-                user: user_id,
-                client_id: "pep",
-                purpose: "marketing",
-                version: 1,
-                expires_at: None,
-                channel: "test",
-            },
-        )
-        .unwrap();
+        let consents = &app.state.consents;
+        consents
+            .define_purpose(
+                tenant,
+                "admin",
+                PurposeData {
+                    slug: "marketing".into(),
+                    name: "Marketing".into(),
+                    description: "Offers by mail".into(),
+                    scopes: vec!["offers".into()],
+                    legal_basis: LegalBasis::Consent,
+                },
+            )
+            .unwrap();
+        let before = post(&app, single, Some(&token), &marketing, None);
+        assert_eq!(
+            before.body,
+            json!({"decision": false, "context": {"reason": "consent_withdrawn"}}),
+            "no consent yet (and the subject is cached now)"
+        );
+        consents
+            .grant(tenant, user_id, "pep", "marketing", 1, Channel::Api, None)
+            .unwrap();
         let granted = post(&app, single, Some(&token), &marketing, None);
         assert_eq!(granted.body, json!({"decision": true}), "a granted consent");
-        consent_records::append_withdrawal(
-            &mut conn,
-            now,
-            tenant,
-            NewWithdrawal {
-                user: user_id,
-                client_id: "pep",
-                purpose: "marketing",
-                version: 1,
-                channel: "test",
-            },
-        )
-        .unwrap();
+        consents
+            .withdraw(tenant, user_id, "pep", "marketing", Channel::Api)
+            .unwrap();
     }
     let withdrawn = post(&app, single, Some(&token), &marketing, None);
     assert_eq!(
@@ -365,7 +349,7 @@ fn conformance(backend: Backend) {
     let logged = decision_log::recent(&mut conn, tenant, 100).unwrap();
     assert_eq!(
         logged.len(),
-        1 + 4 + 2 + 1 + (3 + 2 + 1) + 1 + 1,
+        2 + 4 + 2 + 1 + (3 + 2 + 1) + 1 + 1,
         "one row per evaluation"
     );
     let first = logged
@@ -387,6 +371,73 @@ fn conformance(backend: Backend) {
                 && d.policies == vec!["consent-required".to_owned()])
     );
     assert_eq!(app.state.pdp.dropped_log_records(), 0);
+}
+
+/// The PEP's token is verified once and then taken from memory for up to a second:
+/// a revocation through this node's RFC 7009 endpoint counts at once, and one that
+/// only reached the database (another node, the CLI) within that second.
+fn revoked_pep_tokens(backend: Backend) {
+    use gatehouse_identity_store::revoked_tokens;
+    let app = WebApp::start(backend);
+    register_pep(&app, "pep", &["authzen:evaluate"]);
+    let user = alice(&app);
+    let ask = evaluation(&user, "read", "bob", json!({}));
+    let single = "/access/v1/evaluation";
+    let status = |token: &str| post(&app, single, Some(token), &ask, None).status;
+
+    let token = access_token(&app, "pep", "authzen:evaluate");
+    assert_eq!(status(&token), 200);
+    assert_eq!(status(&token), 200, "served from memory");
+    let revoked = Http::new()
+        .post(format!("{}/oauth2/revoke", app.base))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("pep:{SECRET}"))),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body(format!("token={token}"))
+        .send()
+        .unwrap();
+    assert_eq!(revoked.status(), 200);
+    assert_eq!(status(&token), 401, "revoked here: refused at once");
+
+    let token = access_token(&app, "pep", "authzen:evaluate");
+    assert_eq!(status(&token), 200);
+    let claims: Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(token.split('.').nth(1).unwrap())
+            .unwrap(),
+    )
+    .unwrap();
+    let tenant = tenants::find_by_slug(&mut app.db.conn(), "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    revoked_tokens::revoke(
+        &mut app.db.conn(),
+        app.clock.now(),
+        tenant,
+        claims["jti"].as_str().unwrap(),
+        app.clock.now() + chrono::Duration::minutes(5),
+    )
+    .unwrap();
+    assert_eq!(
+        status(&token),
+        200,
+        "within the second the cached check serves"
+    );
+    app.advance(chrono::Duration::seconds(1));
+    assert_eq!(status(&token), 401, "a second later the revocation counts");
+}
+
+#[test]
+fn revoked_pep_tokens_are_refused_on_sqlite() {
+    revoked_pep_tokens(Backend::Sqlite);
+}
+
+#[test]
+fn revoked_pep_tokens_are_refused_on_postgres() {
+    revoked_pep_tokens(Backend::Postgres);
 }
 
 #[test]

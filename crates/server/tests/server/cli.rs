@@ -614,6 +614,68 @@ fn users_disable_ends_every_token_at_once_on_postgres() {
     );
 }
 
+/// An administrator's reset ends the user's sessions from the CLI process, which
+/// running servers never hear about on SQLite: the command itself tells the relying
+/// parties (back-channel logout), as `users disable` does.
+#[test]
+fn users_reset_logs_the_relying_parties_out_of_the_sessions_it_ended() {
+    use crate::code_flow::{
+        VERIFIER, client_data, exchange, get_code, introspect_active, param, register_client,
+        signed_in, verified_claims,
+    };
+    use gatehouse_identity_store::clients::ClientData;
+
+    let app = crate::web_kit::WebApp::start(gatehouse_identity_store::Backend::Sqlite);
+    let (backchannel, logouts) = backchannel_receiver();
+    register_client(
+        &app,
+        ClientData {
+            backchannel_logout_uri: Some(backchannel),
+            ..client_data(false)
+        },
+    );
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let access = tokens["access_token"].as_str().unwrap();
+    let cwd = temp_dir();
+    let reset = gatehouse_for(
+        &app,
+        cwd.path(),
+        &[
+            "users",
+            "reset",
+            "--email",
+            "uma@example.com",
+            "--reason",
+            "ticket 12: phone lost, identity checked",
+            "--operator",
+            "ops-ann",
+        ],
+    );
+    assert!(reset.status.success(), "{}", stderr(&reset));
+    let out = stdout(&reset);
+    assert!(out.contains("1 sessions ended, 1 grants revoked"), "{out}");
+    assert!(
+        out.contains("back-channel logout delivered to webapp"),
+        "{out}"
+    );
+    assert!(!introspect_active(&app, access));
+    let logout = logouts
+        .recv_timeout(std::time::Duration::from_secs(10))
+        .expect("no back-channel logout arrived");
+    let logout_token = param(&format!("?{logout}"), "logout_token").unwrap();
+    let (_, claims) = verified_claims(&app, &logout_token, "webapp");
+    let (_, id_token) = verified_claims(&app, tokens["id_token"].as_str().unwrap(), "webapp");
+    assert_eq!(
+        (&claims["sub"], &claims["sid"]),
+        (&id_token["sub"], &id_token["sid"]),
+        "the logout names the session the reset ended"
+    );
+    assert_ne!(browser.get("/account").status, 200, "the session survived");
+}
+
 #[test]
 fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     use crate::code_flow::{
