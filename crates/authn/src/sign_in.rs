@@ -13,7 +13,7 @@ use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, Credential, CredentialKind};
 use gatehouse_identity_store::sessions::{self, AuthMethod, NewSession, Session};
 use gatehouse_identity_store::users::{self, User};
-use gatehouse_identity_store::{AnyConnection, db, fold_key, rate_limits};
+use gatehouse_identity_store::{AnyConnection, StoreError, db, fold_key, rate_limits};
 use serde_json::json;
 use zeroize::Zeroizing;
 
@@ -322,6 +322,55 @@ impl Inner {
     }
 }
 
+/// A sign-in's writes, once its password was checked.
+struct PendingWrite {
+    tenant: TenantId,
+    identifier: String,
+    client: ClientInfo,
+    checked: Checked,
+    has_failures: bool,
+    require_verified: bool,
+    previous_secret: Option<String>,
+}
+
+impl PendingWrite {
+    /// [`Inner::finish_sign_in`] in one transaction.
+    fn commit(
+        self,
+        inner: &Inner,
+        conn: &mut AnyConnection,
+    ) -> Result<Result<SignInOutcome, AuthnError>, AuthnError> {
+        let PendingWrite {
+            tenant,
+            identifier,
+            client,
+            checked,
+            has_failures,
+            require_verified,
+            previous_secret,
+        } = self;
+        db::transaction_with(conn, |conn| {
+            inner.finish_sign_in(
+                conn,
+                tenant,
+                &identifier,
+                &client,
+                checked,
+                has_failures,
+                require_verified,
+                previous_secret,
+            )
+        })
+    }
+}
+
+/// What the hashing thread hands back: the answer, or the writes left for the
+/// blocking pool because other jobs wait for the thread.
+enum Hashed {
+    Done(Result<SignInOutcome, AuthnError>),
+    Write(PendingWrite),
+}
+
 /// What a sign-in reads before hashing.
 enum Prepared {
     /// A failure bucket is locked until then: refused without looking further.
@@ -358,10 +407,15 @@ impl Authn {
     /// Checks email (or userName) and password and opens a new session. A session the
     /// browser already had (`previous_secret`) is ended: the id rotates at sign-in.
     ///
-    /// Three steps, so that no database connection is held during the hash: read
-    /// (failure buckets, account, stored hash) on one pooled connection; verify on
-    /// the hashing pool; write everything in one transaction on a pooled connection
-    /// again. [`AuthnError::Busy`] when the hashing pool's queue is full; nothing is
+    /// One job on the hashing pool, in three steps, so that no database connection is
+    /// held during the hash: read (failure buckets, account, stored hash) on a pooled
+    /// connection, given back; verify; write everything in one transaction on a
+    /// pooled connection again — on the hashing thread when no other job waits for
+    /// it, else on the blocking pool, so that the thread hashes the next one instead
+    /// of waiting for the commit to reach the disk. Each hand-over between threads
+    /// leaves a core idle while the next thread wakes, which with as many sign-ins in
+    /// flight as cores cost more than the database itself (docs/benchmarks.md).
+    /// [`AuthnError::Busy`] when the hashing pool's queue is full; nothing is read,
     /// verified or recorded then.
     pub async fn sign_in_with_password(
         &self,
@@ -373,22 +427,21 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<SignInOutcome, AuthnError> {
         let require_verified = policy.require_verified_email;
-        let prepared = {
-            let (identifier, client) = (identifier.clone(), client.clone());
-            self.blocking(move |inner, conn| {
-                inner.prepare_sign_in(conn, tenant, &identifier, &client)
-            })
-            .await?
-        };
-        let (account, stored, has_failures) = match prepared {
-            Prepared::Locked(until) => {
-                // Same work as a real attempt, so a locked account is not a timing oracle.
-                self.hashing(move |hasher, memory| hasher.verify_dummy_in(memory, &password))
-                    .await?;
-                return self
-                    .blocking(move |inner, conn| {
+        let inner = std::sync::Arc::clone(&self.inner);
+        let hashed = self
+            .hashing(move |hasher, memory| -> Result<Hashed, AuthnError> {
+                let prepared = {
+                    let mut conn = inner.pool.get().map_err(StoreError::from)?;
+                    inner.prepare_sign_in(&mut conn, tenant, &identifier, &client)?
+                };
+                let (account, stored, has_failures) = match prepared {
+                    Prepared::Locked(until) => {
+                        // Same work as a real attempt, so a locked account is not a
+                        // timing oracle.
+                        hasher.verify_dummy_in(memory, &password);
+                        let mut conn = inner.pool.get().map_err(StoreError::from)?;
                         inner.audit(
-                            conn,
+                            &mut conn,
                             tenant,
                             "anonymous".into(),
                             "login.throttled",
@@ -397,53 +450,55 @@ impl Authn {
                             &client,
                             json!({ "identifier": fold_key(&identifier) }),
                         )?;
-                        Err(AuthnError::Throttled { until: Some(until) })
-                    })
-                    .await;
-            }
-            Prepared::Check {
-                account,
-                stored,
-                has_failures,
-            } => (account, stored, has_failures),
-        };
-        // One verification whether or not the account exists (a dummy hash if not).
-        let upgrade = self
-            .hashing(
-                move |hasher, memory| -> Result<Option<Option<String>>, AuthnError> {
-                    // `None`: no match; `Some(upgraded)`: a match, with its new hash if due.
-                    let Some(stored) = stored else {
+                        return Err(AuthnError::Throttled { until: Some(until) });
+                    }
+                    Prepared::Check {
+                        account,
+                        stored,
+                        has_failures,
+                    } => (account, stored, has_failures),
+                };
+                // One verification whether or not the account exists (a dummy hash
+                // if not). `None`: no match; `Some(upgraded)`: a match, with its new
+                // hash if due.
+                let upgrade = match stored {
+                    None => {
                         hasher.verify_dummy_in(memory, &password);
-                        return Ok(None);
-                    };
-                    Ok(match hasher.verify_in(memory, &stored, &password) {
+                        None
+                    }
+                    Some(stored) => match hasher.verify_in(memory, &stored, &password) {
                         Verification::Match { needs_rehash } => {
                             Some(needs_rehash.then(|| hasher.hash(&password)).transpose()?)
                         }
                         Verification::Mismatch => None,
-                    })
-                },
-            )
-            .await??;
-        let checked = match (account, upgrade) {
-            (Some(account), Some(upgraded)) => Checked::Match { account, upgraded },
-            _ => Checked::Mismatch,
-        };
-        self.blocking(move |inner, conn| {
-            db::transaction_with(conn, |conn| {
-                inner.finish_sign_in(
-                    conn,
+                    },
+                };
+                let write = PendingWrite {
                     tenant,
-                    &identifier,
-                    &client,
-                    checked,
+                    identifier,
+                    client,
+                    checked: match (account, upgrade) {
+                        (Some(account), Some(upgraded)) => Checked::Match { account, upgraded },
+                        _ => Checked::Mismatch,
+                    },
                     has_failures,
                     require_verified,
                     previous_secret,
-                )
+                };
+                if inner.hashing.queued() > 0 {
+                    return Ok(Hashed::Write(write));
+                }
+                let mut conn = inner.pool.get().map_err(StoreError::from)?;
+                Ok(Hashed::Done(write.commit(&inner, &mut conn)?))
             })
-        })
-        .await?
+            .await??;
+        match hashed {
+            Hashed::Done(outcome) => outcome,
+            Hashed::Write(write) => {
+                self.blocking(move |inner, conn| write.commit(inner, conn))
+                    .await?
+            }
+        }
     }
 
     /// The live session behind a cookie secret, refreshing its idle expiry.
@@ -1042,7 +1097,7 @@ mod tests {
             );
             std::thread::sleep(StdDuration::from_millis(5));
         }
-        // The sign-in has read what it needs and waits for a hashing thread.
+        // The sign-in waits for a hashing thread, where it will read, hash and write.
         let conn = env.pool.get_timeout(StdDuration::from_millis(500));
         assert!(
             conn.is_ok(),
@@ -1055,6 +1110,48 @@ mod tests {
             signing_in.await.unwrap().unwrap();
         });
         assert_eq!(env.sessions(henry).len(), 1);
+    }
+
+    /// With a job waiting for the only hashing thread, the first sign-in leaves its
+    /// writes to the blocking pool (the thread moves on to the second hash) and the
+    /// second, with nothing queued behind it, writes on the hashing thread: both
+    /// complete, each with its session and audit event.
+    #[test]
+    fn sign_ins_complete_whether_they_write_on_the_hashing_thread_or_not() {
+        let env = Env::with(Backend::Sqlite, 2, HashingPool::new(1, 4).unwrap());
+        let (ida, ivo) = (env.user("ida@example.com"), env.user("ivo@example.com"));
+        let hashing = &env.authn.inner.hashing;
+        let (release, freed) = hashing.occupy_one_worker();
+        let rt = runtime();
+        let spawn = |email: &'static str| {
+            let (authn, tenant) = (env.authn.clone(), env.tenant);
+            rt.spawn(async move { sign_in_with(&authn, tenant, email, PASSWORD, None).await })
+        };
+        let first = spawn("ida@example.com");
+        let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
+        while hashing.queued() < 1 {
+            assert!(std::time::Instant::now() < deadline, "never queued");
+            std::thread::sleep(StdDuration::from_millis(5));
+        }
+        let second = spawn("ivo@example.com");
+        while hashing.queued() < 2 {
+            assert!(std::time::Instant::now() < deadline, "never queued");
+            std::thread::sleep(StdDuration::from_millis(5));
+        }
+        release.send(()).unwrap();
+        rt.block_on(async {
+            freed.await.unwrap();
+            first.await.unwrap().unwrap();
+            second.await.unwrap().unwrap();
+        });
+        assert_eq!(env.sessions(ida).len(), 1);
+        assert_eq!(env.sessions(ivo).len(), 1);
+        let succeeded = env
+            .actions()
+            .iter()
+            .filter(|a| a.as_str() == "login.succeeded")
+            .count();
+        assert_eq!(succeeded, 2);
     }
 
     fn concurrent_sign_ins_all_succeed(backend: Backend) {
