@@ -5,6 +5,7 @@
 //! that someone tried to sign up with it. Both paths hash a password, so they take
 //! similar time.
 
+use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
@@ -269,6 +270,12 @@ impl Authn {
                 &client,
                 json!({ "changed": !already_primary }),
             )?;
+            // A verified address (and perhaps a new userName) is what policies see
+            // as `email_verified`: caches of the user must hear of it.
+            let _ = inner.events.publish(DomainEvent::UserChanged {
+                tenant,
+                user: user.id,
+            });
             Ok(())
         })
         .await

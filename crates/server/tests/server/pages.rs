@@ -46,7 +46,18 @@ fn full_journey(backend: Backend) {
     let link = mail
         .find_link(&format!("{}/verify?token=", app.base))
         .expect("verification link in the mail");
+    let mut events = app.state.events.subscribe();
     assert_eq!(browser.get_absolute(&link).status, 200);
+    // Policies see `email_verified`: the policy decision point's cache must hear it.
+    let heard: Vec<_> = std::iter::from_fn(|| events.try_next())
+        .map(|e| e.event.clone())
+        .collect();
+    assert!(
+        heard
+            .iter()
+            .any(|e| matches!(e, gatehouse_core::events::DomainEvent::UserChanged { .. })),
+        "{heard:?}"
+    );
     assert_eq!(
         browser.get_absolute(&link).status,
         400,
