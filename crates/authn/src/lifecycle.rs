@@ -243,6 +243,35 @@ impl Authn {
         .await
     }
 
+    /// Creates a role, audited as `role.created`. [`AuthnError::Store`] with
+    /// `Conflict` when the tenant has a role of that name (names compare folded).
+    pub async fn create_role(
+        &self,
+        tenant: TenantId,
+        actor: String,
+        data: roles::RoleData,
+        client: ClientInfo,
+    ) -> Result<roles::Role, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            db::transaction_with(conn, |conn| {
+                let role = roles::create(conn, now, tenant, data)?;
+                inner.audit(
+                    conn,
+                    tenant,
+                    actor,
+                    "role.created",
+                    Some(format!("role:{}", role.id)),
+                    Outcome::Success,
+                    &client,
+                    json!({ "name": role.name, "description": role.description }),
+                )?;
+                Ok::<_, AuthnError>(role)
+            })
+        })
+        .await
+    }
+
     /// Gives the user a role; false when they had it already. Nothing is revoked
     /// (see the module documentation). [`AuthnError::Store`] with `NotFound` for an
     /// unknown user or role.

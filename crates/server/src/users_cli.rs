@@ -64,6 +64,8 @@ pub enum RolesCommand {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+    /// Create a role (audited).
+    Create(CreateRoleArgs),
     /// Give a user a role.
     Assign(RoleArgs),
     /// Take a role away from a user; the grants whose tokens carry roles are revoked.
@@ -117,6 +119,22 @@ pub struct RoleArgs {
     operator: String,
 }
 
+#[derive(Debug, Args)]
+pub struct CreateRoleArgs {
+    /// Tenant slug.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// The role's name, as policies and the `roles` claim name it.
+    #[arg(long)]
+    name: String,
+    /// What the role is for.
+    #[arg(long)]
+    description: Option<String>,
+    /// Who is doing this (the audit log's actor).
+    #[arg(long)]
+    operator: String,
+}
+
 /// What every account command needs: the pool, the tenant, the user and the service.
 struct Context {
     pool: Pool,
@@ -153,14 +171,13 @@ fn cli_bus(config: &Config, pool: &Pool) -> EventBus {
     }
 }
 
-fn open(config: &Config, who: &UserArg) -> Result<Context, ServerError> {
+/// The pool, the tenant and the service, for commands about a tenant.
+fn open_tenant(config: &Config, slug: &str) -> Result<(Pool, Cipher, Tenant, Authn), ServerError> {
     let pool = open_pool(config)?;
     let mut conn = pool.get().map_err(StoreError::from)?;
     gatehouse_identity_store::db::run_migrations(&mut conn)?;
-    let tenant = tenants::find_by_slug(&mut conn, &who.tenant)?
-        .ok_or_else(|| ServerError::Usage(format!("no tenant `{}`", who.tenant)))?;
-    let user = users::find_by_primary_email(&mut conn, tenant.id, &who.email)?
-        .ok_or_else(|| ServerError::Usage(format!("no user with the address `{}`", who.email)))?;
+    let tenant = tenants::find_by_slug(&mut conn, slug)?
+        .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}`")))?;
     drop(conn);
     let (cipher, _) = Cipher::load(config).map_err(ServerError::Secrets)?;
     let authn = Authn::new(
@@ -171,6 +188,15 @@ fn open(config: &Config, who: &UserArg) -> Result<Context, ServerError> {
         cli_bus(config, &pool),
     )
     .map_err(|e| ServerError::Usage(format!("cannot start the authentication service: {e}")))?;
+    Ok((pool, cipher, tenant, authn))
+}
+
+fn open(config: &Config, who: &UserArg) -> Result<Context, ServerError> {
+    let (pool, cipher, tenant, authn) = open_tenant(config, &who.tenant)?;
+    let mut conn = pool.get().map_err(StoreError::from)?;
+    let user = users::find_by_primary_email(&mut conn, tenant.id, &who.email)?
+        .ok_or_else(|| ServerError::Usage(format!("no user with the address `{}`", who.email)))?;
+    drop(conn);
     Ok(Context {
         pool,
         cipher,
@@ -196,6 +222,7 @@ pub fn run(config: &Config, command: UsersCommand) -> Result<(), ServerError> {
 pub fn run_roles(config: &Config, command: RolesCommand) -> Result<(), ServerError> {
     match command {
         RolesCommand::List { tenant } => list_roles(config, &tenant),
+        RolesCommand::Create(args) => create_role(config, args),
         RolesCommand::Assign(args) => assign_role(config, args),
         RolesCommand::Remove(args) => remove_role(config, args),
     }
@@ -385,6 +412,36 @@ fn open_with_role(config: &Config, args: &RoleArgs) -> Result<(Context, roles::R
         .ok_or_else(|| ServerError::Usage(format!("no role `{}`", args.role)))?;
     drop(conn);
     Ok((context, role))
+}
+
+fn create_role(config: &Config, args: CreateRoleArgs) -> Result<(), ServerError> {
+    require(&[("--name", &args.name), ("--operator", &args.operator)])?;
+    let (_, _, tenant, authn) = open_tenant(config, &args.tenant)?;
+    let data = roles::RoleData {
+        name: args.name.trim().to_owned(),
+        description: args
+            .description
+            .map(|d| d.trim().to_owned())
+            .filter(|d| !d.is_empty()),
+    };
+    let role = block_on(authn.create_role(
+        tenant.id,
+        actor(&args.operator),
+        data,
+        ClientInfo::default(),
+    ))
+    .map_err(|e| match e {
+        gatehouse_authn::AuthnError::Store(StoreError::Conflict { .. }) => {
+            ServerError::Usage(format!(
+                "tenant `{}` already has a role named `{}`",
+                tenant.slug,
+                args.name.trim()
+            ))
+        }
+        other => ServerError::Usage(format!("creating the role failed: {other}")),
+    })?;
+    println!("created the role {} ({})", role.name, role.id);
+    Ok(())
 }
 
 fn assign_role(config: &Config, args: RoleArgs) -> Result<(), ServerError> {

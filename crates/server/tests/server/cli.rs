@@ -677,6 +677,82 @@ fn users_reset_logs_the_relying_parties_out_of_the_sessions_it_ended() {
 }
 
 #[test]
+fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
+    use gatehouse_identity_store::{Backend, PageRequest, audit, tenants, users};
+
+    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
+    app.create_verified_user("rita@example.com", "correct horse battery staple");
+    let cwd = temp_dir();
+    let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
+    let create = |name: &str| {
+        cli(&[
+            "roles",
+            "create",
+            "--name",
+            name,
+            "--description",
+            "Reads the audit trail",
+            "--operator",
+            "ops-ann",
+        ])
+    };
+
+    let created = create("auditor");
+    assert!(created.status.success(), "{}", stderr(&created));
+    assert!(stdout(&created).contains("created the role auditor"));
+    let listed = cli(&["roles", "list"]);
+    assert!(
+        stdout(&listed).contains("auditor\tReads the audit trail"),
+        "{}",
+        stdout(&listed)
+    );
+    // Names compare folded: the same name in capitals is refused, cleanly.
+    assert_clean_failure(&create("AUDITOR"), 1, "already has a role named `AUDITOR`");
+    let unnamed = cli(&["roles", "create", "--name", " ", "--operator", "ops"]);
+    assert_clean_failure(&unnamed, 1, "must not be empty");
+
+    let assigned = cli(&[
+        "roles",
+        "assign",
+        "--email",
+        "rita@example.com",
+        "--role",
+        "auditor",
+        "--operator",
+        "ops-ann",
+    ]);
+    assert!(assigned.status.success(), "{}", stderr(&assigned));
+
+    let mut conn = app.db.conn();
+    let tenant = tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    let events = audit::list(&mut conn, tenant, &PageRequest::first(500))
+        .unwrap()
+        .items;
+    let made: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "role.created")
+        .collect();
+    assert_eq!(
+        made.len(),
+        1,
+        "a refused duplicate is not audited as created"
+    );
+    assert_eq!(made[0].actor, "operator:ops-ann");
+    assert!(made[0].target.as_deref().unwrap().starts_with("role:"));
+    let rita = users::find_by_primary_email(&mut conn, tenant, "rita@example.com")
+        .unwrap()
+        .unwrap();
+    let roles = gatehouse_identity_store::roles::roles_of_user(&mut conn, tenant, rita.id).unwrap();
+    assert_eq!(
+        roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
+        vec!["auditor"]
+    );
+}
+
+#[test]
 fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     use crate::code_flow::{
         VERIFIER, client_data, exchange, get_code, introspect_active, param, register_client,
