@@ -85,7 +85,8 @@ pub fn append(conn: &mut AnyConnection, batch: &[NewDecision]) -> StoreResult<us
             request: d.request.clone(),
             decision: d.decision,
             reason: d.reason.clone(),
-            policies: serde_json::Value::from(d.policies.clone()).to_string(),
+            // A list of strings always serializes.
+            policies: serde_json::to_string(&d.policies).unwrap_or_else(|_| "[]".to_owned()),
             request_id: d.request_id.clone(),
         })
         .collect();

@@ -52,7 +52,7 @@ pub(crate) fn digest(token: &str) -> [u8; 32] {
 
 /// Whether a token's liveness may be cached: it has no grant behind it.
 pub(crate) fn cacheable(claims: &AccessTokenClaims) -> bool {
-    !claims.jti.contains('.')
+    crate::code_flow::grant_of(&claims.jti).is_none()
 }
 
 impl BearerCache {

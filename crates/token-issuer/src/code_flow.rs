@@ -571,7 +571,7 @@ impl Issuer {
             lifetime,
         );
         // The grant id prefixes the jti, so introspection can see the grant was revoked.
-        access.jti = format!("{}.{}", grant.id, access.jti);
+        access.jti = grant_jti(&grant.id, &access.jti);
         access.scope = (!scopes.is_empty()).then(|| scopes.join(" "));
         access.auth_time = grant.auth_time.map(|t| t.timestamp());
         access.acr = grant.acr.clone();
@@ -940,8 +940,8 @@ impl Issuer {
         if revoked_tokens::is_revoked(&mut conn, tenant, jti)? {
             return Ok(None);
         }
-        match jti.split_once('.') {
-            Some((grant_id, _)) => Ok(self.live_grant(&mut conn, tenant, grant_id, now)?.map(Some)),
+        match grant_of(jti) {
+            Some(grant_id) => Ok(self.live_grant(&mut conn, tenant, grant_id, now)?.map(Some)),
             None => Ok(Some(None)),
         }
     }
@@ -997,6 +997,18 @@ impl Issuer {
 pub(crate) struct LiveGrant {
     pub grant: grants::Grant,
     pub consents: Vec<consent_records::CurrentConsent>,
+}
+
+/// The `jti` of an access token issued under a grant: the grant id, a dot, and the
+/// token's own random id, so that liveness can be checked against the grant.
+fn grant_jti(grant_id: &str, token_id: &str) -> String {
+    format!("{grant_id}.{token_id}")
+}
+
+/// The grant a token was issued under, from its `jti` ([`grant_jti`]); `None` for a
+/// token without one (client credentials).
+pub(crate) fn grant_of(jti: &str) -> Option<&str> {
+    jti.split_once('.').map(|(grant_id, _)| grant_id)
 }
 
 #[cfg(test)]

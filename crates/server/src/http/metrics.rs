@@ -47,7 +47,9 @@ pub struct Metrics {
     pool_connections: Gauge,
     pool_idle: Gauge,
     pool_max: Gauge,
-    pdp_requests: Family<PdpPathLabels, Counter>,
+    /// `pdp_requests_total` by path, looked up once: counted on every evaluation.
+    pdp_from_memory: Counter,
+    pdp_blocking: Counter,
 }
 
 impl Default for Metrics {
@@ -93,6 +95,12 @@ impl Metrics {
             "AuthZEN evaluation requests by where they were answered",
             pdp_requests.clone(),
         );
+        let pdp_from_memory = pdp_requests
+            .get_or_create(&PdpPathLabels { path: "memory" })
+            .clone();
+        let pdp_blocking = pdp_requests
+            .get_or_create(&PdpPathLabels { path: "blocking" })
+            .clone();
         Metrics {
             registry,
             requests,
@@ -100,7 +108,8 @@ impl Metrics {
             pool_connections,
             pool_idle,
             pool_max,
-            pdp_requests,
+            pdp_from_memory,
+            pdp_blocking,
         }
     }
 
@@ -122,10 +131,11 @@ impl Metrics {
 
     /// Counts an AuthZEN request answered from memory or on the blocking pool.
     pub fn pdp_answered(&self, from_memory: bool) {
-        let path = if from_memory { "memory" } else { "blocking" };
-        self.pdp_requests
-            .get_or_create(&PdpPathLabels { path })
-            .inc();
+        if from_memory {
+            self.pdp_from_memory.inc();
+        } else {
+            self.pdp_blocking.inc();
+        }
     }
 
     pub fn render(&self, pool: &Pool) -> Result<String, std::fmt::Error> {
