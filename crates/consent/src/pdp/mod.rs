@@ -5,7 +5,7 @@
 //! per-node cache that domain events keep exact on this node and a 1 s lifetime
 //! bounds across nodes (`subjects`); without it, from the store every time. It
 //! builds Cedar entities and context and evaluates the slice of the tenant's policy
-//! set that can apply to the request's action (`policies::slices`). Policy sets are
+//! set that can apply to the request's action and resource type (`policies::slices`). Policy sets are
 //! cached per tenant; the cached version is compared with the stored one at most
 //! every `version_check` (one indexed read) and dropped at once by
 //! [`Pdp::invalidate`] (the server calls it on `TenantChanged`).
@@ -188,8 +188,8 @@ pub struct PolicySummary {
 struct Loaded {
     version: Option<i64>,
     set: PolicySet,
-    /// `set` sliced per declared action (see `policies::slices`).
-    slices: HashMap<String, PolicySet>,
+    /// `set` sliced per declared action and resource type (see `policies::slices`).
+    slices: HashMap<String, policies::ActionSlice>,
     /// Milliseconds since the PDP started when the version was last confirmed.
     checked_at: AtomicU64,
 }
@@ -208,6 +208,41 @@ struct Inner {
     log: log::DecisionLogger,
     config: PdpConfig,
     started: Instant,
+}
+
+impl Inner {
+    /// The subject `id` as the store has it at `now`.
+    fn read_subject(
+        &self,
+        tenant: TenantId,
+        id: &str,
+        now: DateTime<Utc>,
+    ) -> Result<Option<Arc<subjects::Subject>>, ConsentError> {
+        let Some(facts) = self.facts.user(tenant, id, now)? else {
+            return Ok(None);
+        };
+        let principal = context::user_entity(&self.names, &facts)?;
+        Ok(Some(Arc::new(subjects::Subject { principal })))
+    }
+
+    /// Reads the subjects in use again before they expire (see `subjects`). A
+    /// subject that is gone or fails to read is left to expire; a store failure ends
+    /// the round, and requests then read (or fail) as they would without a cache.
+    fn refresh_subjects(&self) {
+        let cache = &self.subjects;
+        for (tenant, id) in cache.due(self.clock.now()) {
+            let epoch = cache.epoch();
+            let now = self.clock.now();
+            match self.read_subject(tenant, &id, now) {
+                Ok(Some(subject)) => cache.keep(tenant, &id, &subject, now, epoch),
+                Ok(None) => {}
+                Err(error) => {
+                    tracing::warn!(%error, %tenant, "PDP subject refresh failed");
+                    return;
+                }
+            }
+        }
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -309,8 +344,33 @@ impl Pdp {
 
     /// Switches the subject cache on, fed by `events` (see `subjects`). Idempotent;
     /// without it every evaluation reads the subject from the store.
+    /// Also starts the thread that reads subjects in use again before they expire.
     pub fn watch(&self, events: &EventBus) {
-        self.inner.subjects.watch(events);
+        if !self.inner.subjects.watch(events) {
+            return;
+        }
+        let every = self.inner.subjects.refresh_every();
+        let pdp = Arc::downgrade(&self.inner);
+        let started = std::thread::Builder::new()
+            .name("pdp-subjects".into())
+            .spawn(move || {
+                loop {
+                    std::thread::sleep(every);
+                    // Ends with the PDP.
+                    let Some(inner) = pdp.upgrade() else { return };
+                    inner.refresh_subjects();
+                }
+            });
+        if let Err(error) = started {
+            tracing::warn!(%error, "PDP subject refresher did not start; subjects are read when they expire");
+        }
+    }
+
+    /// One round of the subject refresher, now (tests; the thread runs it every
+    /// `subject_ttl / 4`).
+    #[cfg(test)]
+    fn refresh_subjects_now(&self) {
+        self.inner.refresh_subjects();
     }
 
     /// Forgets cached policy sets (one tenant's, or all on `Resync`).
@@ -463,11 +523,9 @@ impl Pdp {
         if reach == Reach::Memory {
             return Err(Stop::NeedsStore);
         }
-        let Some(facts) = self.inner.facts.user(tenant, id, now)? else {
+        let Some(subject) = self.inner.read_subject(tenant, id, now)? else {
             return Ok(None);
         };
-        let principal = context::user_entity(&self.inner.names, &facts)?;
-        let subject = Arc::new(subjects::Subject { principal });
         cache.keep(tenant, id, &subject, now, epoch);
         Ok(Some(subject))
     }
@@ -653,12 +711,13 @@ impl Pdp {
         // again on every request would be pure cost.
         let entities = Entities::from_entities([principal, resource], None)
             .map_err(|e| ConsentError::Internal(format!("entities: {e}")))?;
-        // Only the policies that can apply to this action; an undeclared action has
-        // no slice and meets the whole set (where only unconstrained scopes match).
+        // Only the policies that can apply to this action and resource type; an
+        // undeclared action has no slice and meets the whole set (where only
+        // unconstrained scopes match).
         let set = loaded
             .slices
             .get(&request.action.name)
-            .unwrap_or(&loaded.set);
+            .map_or(&loaded.set, |slice| slice.for_type(&request.resource.kind));
         let response = self
             .inner
             .authorizer

@@ -2,14 +2,15 @@
 //! Gatehouse schema, and read the reason annotations that turn a Cedar denial into
 //! an AuthZEN reason code.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::fmt::Write as _;
 use std::str::FromStr;
 
 use cedar_policy::{
-    ActionConstraint, Effect, EntityUid, PolicyId, PolicySet, Response, Schema, ValidationMode,
-    Validator,
+    ActionConstraint, Effect, EntityUid, Policy, PolicyId, PolicySet, Response, Schema,
+    ValidationMode, Validator,
 };
+use serde_json::Value;
 
 use miette::Diagnostic;
 
@@ -184,25 +185,59 @@ pub fn outcome(set: &PolicySet, response: &Response) -> Outcome {
     }
 }
 
-/// One policy set per action the schema declares, holding only the policies whose
-/// action scope can match that action, keyed by the action's id (`read`, …).
+/// The policies that can apply to one action, sliced again by resource type.
+#[derive(Debug, Clone)]
+pub struct ActionSlice {
+    /// The action's policies whose conditions name no resource type.
+    any_type: PolicySet,
+    /// Per resource type some condition names: `any_type` and the policies whose
+    /// conditions can hold for that type.
+    by_type: HashMap<String, PolicySet>,
+}
+
+impl ActionSlice {
+    /// The policies that can apply to a resource of type `kind`.
+    pub fn for_type(&self, kind: &str) -> &PolicySet {
+        self.by_type.get(kind).unwrap_or(&self.any_type)
+    }
+
+    #[cfg(test)]
+    pub fn types(&self) -> impl Iterator<Item = &str> {
+        self.by_type.keys().map(String::as_str)
+    }
+}
+
+/// One [`ActionSlice`] per action the schema declares, holding only the policies
+/// whose action scope can match that action, keyed by the action's id (`read`, …),
+/// and within it only those whose conditions can hold for the resource's type.
 ///
 /// Cedar checks every policy of the set it is given; most of a realistic set names
-/// other actions, so a slice gives the same answer for less work. A policy goes into
-/// an action's slice when its scope is unconstrained, equals the action, or is `in`
-/// a list naming the action or any of the action's groups in the schema. That is a
-/// superset of the policies that can match (the PDP passes no action entities, so at
-/// evaluation `in` matches only the action itself), so no policy that could apply is
-/// ever left out, and a policy that cannot apply changes nothing: Cedar skips it
-/// before evaluating its conditions. Actions the schema does not declare have no
-/// slice and are evaluated against the whole set.
+/// other actions or other resource types, so a slice gives the same answer for less
+/// work. A policy goes into an action's slice when its scope is unconstrained,
+/// equals the action, or is `in` a list naming the action or any of the action's
+/// groups in the schema. That is a superset of the policies that can match (the PDP
+/// passes no action entities, so at evaluation `in` matches only the action
+/// itself). By type, a policy is left out only where its `when` conditions require
+/// `resource.type` to be one of some strings (see [`required_types`]) that do not
+/// include the type: such a policy cannot be satisfied, so leaving it out changes
+/// neither the decision nor the determining policies. Actions the schema does not
+/// declare have no slice and are evaluated against the whole set.
 pub fn slices(
     schema: &Schema,
     set: &PolicySet,
-) -> Result<HashMap<String, PolicySet>, ConsentError> {
+) -> Result<HashMap<String, ActionSlice>, ConsentError> {
     let hierarchy = schema
         .action_entities()
         .map_err(|e| ConsentError::Internal(format!("schema actions: {e}")))?;
+    let typed: Vec<(&Policy, Option<BTreeSet<String>>)> = set
+        .policies()
+        .map(|policy| (policy, required_types(policy)))
+        .collect();
+    let add = |slice: &mut PolicySet, policy: &Policy| {
+        slice
+            .add(policy.clone())
+            .map_err(|e| ConsentError::Internal(format!("policy slice: {e}")))
+    };
     let mut out = HashMap::new();
     for action in schema.actions() {
         // The action itself and every group it belongs to, per the schema.
@@ -210,20 +245,103 @@ pub fn slices(
         if let Some(groups) = hierarchy.ancestors(action) {
             names.extend(groups);
         }
-        let mut slice = PolicySet::new();
-        for policy in set.policies() {
-            let applies = match policy.action_constraint() {
+        let applying: Vec<&(&Policy, Option<BTreeSet<String>>)> = typed
+            .iter()
+            .filter(|(policy, _)| match policy.action_constraint() {
                 ActionConstraint::Any => true,
                 ActionConstraint::Eq(uid) => uid == *action,
                 ActionConstraint::In(list) => list.iter().any(|uid| names.contains(&uid)),
-            };
-            if applies {
-                slice
-                    .add(policy.clone())
-                    .map_err(|e| ConsentError::Internal(format!("policy slice: {e}")))?;
+            })
+            .collect();
+        let mut any_type = PolicySet::new();
+        let mut kinds = BTreeSet::new();
+        for (policy, types) in &applying {
+            match types {
+                None => add(&mut any_type, policy)?,
+                Some(types) => kinds.extend(types.iter().cloned()),
             }
         }
-        out.insert(action.id().unescaped().to_owned(), slice);
+        let mut by_type = HashMap::new();
+        for kind in kinds {
+            let mut slice = PolicySet::new();
+            for (policy, types) in &applying {
+                if types.as_ref().is_none_or(|types| types.contains(&kind)) {
+                    add(&mut slice, policy)?;
+                }
+            }
+            by_type.insert(kind, slice);
+        }
+        out.insert(
+            action.id().unescaped().to_owned(),
+            ActionSlice { any_type, by_type },
+        );
     }
     Ok(out)
+}
+
+/// The resource types for which `policy` can be satisfied, when its `when`
+/// conditions say so: `resource.type == "…"` (either way round), joined by `&&`
+/// (both must hold: the intersection) or `||` (either: the union). `None`: any type.
+///
+/// Read from the policy's JSON form, where those appear as
+/// `{"==": {"left": {".": {"left": {"Var": "resource"}, "attr": "type"}}, "right": {"Value": "…"}}}`.
+/// Anything not understood counts as "any type", so the analysis can only keep
+/// policies in, never leave one out wrongly.
+pub fn required_types(policy: &Policy) -> Option<BTreeSet<String>> {
+    let json = policy.to_json().ok()?;
+    let mut required: Option<BTreeSet<String>> = None;
+    for condition in json.get("conditions")?.as_array()? {
+        if condition.get("kind").and_then(Value::as_str) != Some("when") {
+            continue;
+        }
+        if let Some(types) = condition.get("body").and_then(types_of) {
+            required = Some(match required {
+                None => types,
+                Some(known) => known.intersection(&types).cloned().collect(),
+            });
+        }
+    }
+    required
+}
+
+fn types_of(expr: &Value) -> Option<BTreeSet<String>> {
+    let (op, operands) = expr.as_object()?.iter().next()?;
+    let left = operands.get("left");
+    let right = operands.get("right");
+    match op.as_str() {
+        "==" => {
+            let (left, right) = (left?, right?);
+            let literal = |v: &Value| v.get("Value").and_then(Value::as_str).map(str::to_owned);
+            let kind = if is_resource_type(left) {
+                literal(right)?
+            } else if is_resource_type(right) {
+                literal(left)?
+            } else {
+                return None;
+            };
+            Some(BTreeSet::from([kind]))
+        }
+        "&&" => match (left.and_then(types_of), right.and_then(types_of)) {
+            (Some(a), Some(b)) => Some(a.intersection(&b).cloned().collect()),
+            (Some(one), None) | (None, Some(one)) => Some(one),
+            (None, None) => None,
+        },
+        "||" => {
+            let (a, b) = (left.and_then(types_of)?, right.and_then(types_of)?);
+            Some(a.union(&b).cloned().collect())
+        }
+        _ => None,
+    }
+}
+
+/// `resource.type`
+fn is_resource_type(expr: &Value) -> bool {
+    expr.get(".").is_some_and(|access| {
+        access.get("attr").and_then(Value::as_str) == Some("type")
+            && access
+                .get("left")
+                .and_then(|l| l.get("Var"))
+                .and_then(Value::as_str)
+                == Some("resource")
+    })
 }

@@ -23,10 +23,18 @@
 //! A read that raced with an invalidation is not kept (the epoch check), so facts
 //! read before a withdrawal committed cannot be cached after its event was handled.
 //! Unknown subjects are not cached: a user created a moment later must be found.
+//!
+//! Subjects in use are read again before they expire, off the request path (the
+//! PDP's refresher thread asks [`SubjectCache::due`] every `ttl / 4`): a busy PEP
+//! never waits for a store read about a subject it asked about within the last
+//! `ttl`, and the bound stays what it was — an entry serves for at most `ttl` after
+//! the read that made it began. Entries not asked about since their last read are
+//! left to expire, so the store work follows the subjects in use, not the request
+//! rate.
 
 use std::collections::HashMap;
 use std::str::FromStr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
 use cedar_policy::Entity;
@@ -44,9 +52,11 @@ pub(crate) struct Subject {
 struct Entry {
     subject: Arc<Subject>,
     until: DateTime<Utc>,
+    /// Asked about since it was read: worth reading again before it expires.
+    used: AtomicBool,
 }
 
-type Key = (TenantId, String);
+pub(crate) type Key = (TenantId, String);
 
 #[derive(Debug)]
 pub(crate) struct SubjectCache {
@@ -78,13 +88,25 @@ impl SubjectCache {
     }
 
     /// Switches the cache on, fed by `events`. Later calls do nothing.
-    pub(crate) fn watch(&self, events: &EventBus) {
+    /// Whether this call switched it on (so the caller starts the refresher once).
+    pub(crate) fn watch(&self, events: &EventBus) -> bool {
         if self.capacity == 0 || self.ttl <= Duration::zero() {
-            return;
+            return false;
         }
-        let _ = self
-            .subscription
-            .get_or_init(|| Mutex::new(events.subscribe()));
+        let mut switched_on = false;
+        let _ = self.subscription.get_or_init(|| {
+            switched_on = true;
+            Mutex::new(events.subscribe())
+        });
+        switched_on
+    }
+
+    /// How often the refresher should look for entries due.
+    pub(crate) fn refresh_every(&self) -> std::time::Duration {
+        (self.ttl / 4).to_std().unwrap_or_default().clamp(
+            std::time::Duration::from_millis(25),
+            std::time::Duration::from_secs(5),
+        )
     }
 
     pub(crate) fn enabled(&self) -> bool {
@@ -139,8 +161,37 @@ impl SubjectCache {
         let hit = entries
             .get(&key(tenant, id))
             .filter(|entry| now < entry.until)
-            .map(|entry| Arc::clone(&entry.subject));
+            .map(|entry| {
+                // Read first: hits on a hot subject then share the cache line.
+                if !entry.used.load(Ordering::Relaxed) {
+                    entry.used.store(true, Ordering::Relaxed);
+                }
+                Arc::clone(&entry.subject)
+            });
         (hit, epoch)
+    }
+
+    /// The subjects to read again now: asked about since their last read and in the
+    /// second half of their life. Drops the entries that expired meanwhile.
+    pub(crate) fn due(&self, now: DateTime<Utc>) -> Vec<Key> {
+        if !self.enabled() {
+            return Vec::new();
+        }
+        self.drain();
+        let half = self.ttl / 2;
+        let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
+        entries.retain(|_, entry| now < entry.until);
+        entries
+            .iter()
+            .filter(|(_, entry)| entry.until - now <= half && entry.used.load(Ordering::Relaxed))
+            .map(|(key, _)| key.clone())
+            .collect()
+    }
+
+    /// The epoch to hand to [`SubjectCache::keep`] with a read that starts now.
+    pub(crate) fn epoch(&self) -> u64 {
+        self.drain();
+        self.epoch.load(Ordering::SeqCst)
     }
 
     /// Keeps a subject read at `now` after `get` returned `epoch`, unless something
@@ -175,6 +226,7 @@ impl SubjectCache {
             Entry {
                 subject: Arc::clone(subject),
                 until,
+                used: AtomicBool::new(false),
             },
         );
     }

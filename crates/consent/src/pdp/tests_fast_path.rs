@@ -93,18 +93,27 @@ fn contexts() -> Vec<Value> {
     ]
 }
 
+/// Types that policies below name, alone or with others, and one none names.
+const RESOURCE_TYPES: [&str; 5] = ["document", "invoice", "payroll", "contract", "gadget"];
+
 fn resources(owner: &str) -> Vec<Value> {
-    vec![
-        json!({"type": "document", "id": "d1"}),
-        json!({"type": "document", "id": "d2", "properties": {"owner": owner}}),
-        json!({"type": "document", "id": "d3", "properties": {"sensitivity": "secret"}}),
-    ]
+    RESOURCE_TYPES
+        .iter()
+        .flat_map(|kind| {
+            [
+                json!({"type": kind, "id": "d1"}),
+                json!({"type": kind, "id": "d2", "properties": {"owner": owner}}),
+                json!({"type": kind, "id": "d3", "properties": {"sensitivity": "secret"}}),
+            ]
+        })
+        .collect()
 }
 
-/// Decision and determining policies of `set` for every combination, for `action`.
+/// Decision and determining policies for every combination, for `action`, each
+/// decided by the set `pick` gives for the resource's type.
 /// `actions`: the schema's action entities when the hierarchy is to be honoured.
-fn answers(
-    set: &PolicySet,
+fn answers<'s>(
+    pick: impl Fn(&str) -> &'s PolicySet,
     action: &str,
     actions: Option<&Entities>,
     hours: &[u32],
@@ -119,6 +128,7 @@ fn answers(
                 for ctx in contexts() {
                     let principal = context::user_entity(&names, &user).unwrap();
                     let resource: Resource = serde_json::from_value(resource.clone()).unwrap();
+                    let set = pick(&resource.kind);
                     let resource = context::resource_entity(&names, &resource).unwrap();
                     let cedar_context =
                         context::build(&names, ctx.as_object().unwrap(), "crm", now).unwrap();
@@ -158,13 +168,14 @@ fn answers(
     out
 }
 
-/// Compares, for every declared action and one the schema does not know, the
-/// whole set with the slice the PDP would use. Returns the slices.
+/// Compares, for every declared action and one the schema does not know, and
+/// every resource type, the whole set with the slice the PDP would use. Returns the
+/// slices.
 fn assert_slices_agree(
     schema: &Schema,
     text: &str,
     honour_hierarchy: bool,
-) -> HashMap<String, PolicySet> {
+) -> HashMap<String, policies::ActionSlice> {
     let set = policies::compile(schema, text).unwrap();
     let slices = policies::slices(schema, &set).unwrap();
     let actions = schema.action_entities().unwrap();
@@ -181,9 +192,17 @@ fn assert_slices_agree(
     );
     let (mut permits, mut denials) = (0, 0);
     for action in declared.iter().map(String::as_str).chain(["frobnicate"]) {
-        let slice = slices.get(action).unwrap_or(&set);
-        let whole = answers(&set, action, hierarchy, &[3, 12]);
-        let sliced = answers(slice, action, hierarchy, &[3, 12]);
+        let whole = answers(|_| &set, action, hierarchy, &[3, 12]);
+        let sliced = answers(
+            |kind| {
+                slices
+                    .get(action)
+                    .map_or(&set, |slice| slice.for_type(kind))
+            },
+            action,
+            hierarchy,
+            &[3, 12],
+        );
         assert_eq!(
             whole, sliced,
             "action {action}: the slice decides otherwise"
@@ -207,16 +226,18 @@ fn a_slice_decides_like_the_whole_set_for_every_action() {
         .unwrap()
         .policies()
         .count();
-    let size = |action: &str| slices[action].policies().count();
+    let size = |action: &str| slices[action].for_type("document").policies().count();
     // Unconstrained policies are in every slice; the rest only where they can match.
     assert!(size("read") < total && size("invoke") < size("read"));
     assert!(
         slices["delete"]
+            .for_type("document")
             .policy(&cedar_policy::PolicyId::new("delete-needs-aal3"))
             .is_some()
     );
     assert!(
         slices["read"]
+            .for_type("document")
             .policy(&cedar_policy::PolicyId::new("delete-needs-aal3"))
             .is_none()
     );
@@ -230,13 +251,78 @@ fn the_benchmark_policy_set_slices_without_changing_a_decision() {
     let slices = assert_slices_agree(&schema, text, false);
     let total = policies::compile(&schema, text).unwrap().policies().count();
     assert_eq!(total, 49);
-    // `read` and `list` meet most role rules (32 of 49); `invoke` few.
-    let sizes: Vec<usize> = slices.values().map(|s| s.policies().count()).collect();
-    assert!(sizes.iter().all(|&n| n < total), "{sizes:?}");
-    assert!(
-        sizes.iter().sum::<usize>() < total * sizes.len() / 2,
-        "{sizes:?}"
+    // By action alone `read` met 32 of the 49; a resource type leaves the rules of
+    // the other nine types out.
+    let read = &slices["read"];
+    let count = |set: &PolicySet| set.policies().count();
+    let mut types: Vec<&str> = read.types().collect();
+    types.sort_unstable();
+    assert_eq!(
+        types,
+        [
+            "asset", "contract", "customer", "document", "invoice", "order", "payroll", "project",
+            "report", "ticket"
+        ]
     );
+    assert!(
+        count(read.for_type("document")) <= 14,
+        "{}",
+        count(read.for_type("document"))
+    );
+    assert!(count(read.for_type("gadget")) < count(read.for_type("document")));
+    let has = |kind: &str, id: &str| {
+        read.for_type(kind)
+            .policy(&cedar_policy::PolicyId::new(id))
+            .is_some()
+    };
+    // `||` of types: in both; `&&` with other conditions: in its type's only.
+    assert!(has("invoice", "finance-money") && has("payroll", "finance-money"));
+    assert!(!has("document", "finance-money") && !has("gadget", "finance-money"));
+    assert!(has("payroll", "payroll-step-up") && !has("invoice", "payroll-step-up"));
+    assert!(has("gadget", "same-department-read") && has("document", "same-department-read"));
+}
+
+/// What the type analysis makes of each shape of condition: it may only ever keep
+/// a policy in.
+#[test]
+fn required_types_reads_only_what_it_understands() {
+    let schema = policies::schema().unwrap();
+    let text = r#"
+@id("eq") permit (principal, action, resource) when { resource.type == "a" };
+@id("reversed") permit (principal, action, resource) when { "a" == resource.type };
+@id("or") permit (principal, action, resource) when { resource.type == "a" || resource.type == "b" };
+@id("and") permit (principal, action, resource) when { context.acr >= 2 && resource.type == "b" };
+@id("two-whens") permit (principal, action, resource) when { resource.type == "a" || resource.type == "b" } when { resource.type == "b" };
+@id("contradiction") permit (principal, action, resource) when { resource.type == "a" && resource.type == "b" };
+@id("or-with-other") permit (principal, action, resource) when { resource.type == "a" || context.acr >= 2 };
+@id("not") permit (principal, action, resource) when { !(resource.type == "a") };
+@id("not-equal") permit (principal, action, resource) when { resource.type != "a" };
+@id("unless") permit (principal, action, resource) unless { resource.type == "a" };
+@id("other-attr") permit (principal, action, resource) when { resource.id == "a" };
+@id("like") permit (principal, action, resource) when { resource.type like "a*" };
+"#;
+    let set = policies::compile(&schema, text).unwrap();
+    let types = |id: &str| {
+        policies::required_types(set.policy(&cedar_policy::PolicyId::new(id)).unwrap())
+            .map(|t| t.into_iter().collect::<Vec<_>>())
+    };
+    let some = |t: &[&str]| Some(t.iter().map(|s| (*s).to_owned()).collect::<Vec<_>>());
+    assert_eq!(types("eq"), some(&["a"]));
+    assert_eq!(types("reversed"), some(&["a"]));
+    assert_eq!(types("or"), some(&["a", "b"]));
+    assert_eq!(types("and"), some(&["b"]));
+    assert_eq!(types("two-whens"), some(&["b"]));
+    assert_eq!(types("contradiction"), some(&[]));
+    for any in [
+        "or-with-other",
+        "not",
+        "not-equal",
+        "unless",
+        "other-attr",
+        "like",
+    ] {
+        assert_eq!(types(any), None, "{any}");
+    }
 }
 
 /// The shipped schema has no action groups; a schema with some must put a policy
@@ -265,6 +351,7 @@ forbid (principal, action in [Gatehouse::Action::"writing", Gatehouse::Action::"
     let slices = assert_slices_agree(&schema, &text, true);
     let has = |action: &str, id: &str| {
         slices[action]
+            .for_type("document")
             .policy(&cedar_policy::PolicyId::new(id))
             .is_some()
     };
@@ -641,4 +728,38 @@ fn a_read_overtaken_by_an_invalidation_is_not_kept() {
     cache.keep(tenant, &id, &subject, now, epoch);
     assert_eq!(cache.len(), 1, "an undisturbed read is kept");
     assert!(cache.get(tenant, &id, now).0.is_some());
+}
+
+#[test]
+fn subjects_in_use_are_read_again_before_they_expire() {
+    let f = Fixture::new(true);
+    assert!(f.decide().allowed);
+    f.clock.advance(chrono::Duration::milliseconds(600));
+    assert!(f.decide().allowed, "in use: a hit");
+    f.change_in_store(|u| u.consents.clear());
+    f.pdp.refresh_subjects_now();
+    assert_eq!(f.reads(), 2, "read again in the second half of its life");
+    // Past the first read's lifetime: the refreshed entry serves, with what the
+    // store held at the refresh, and the request path reads nothing.
+    f.clock.advance(chrono::Duration::milliseconds(600));
+    let after = f.decide();
+    assert_eq!(after.reason.as_deref(), Some(reason::CONSENT_WITHDRAWN));
+    assert_eq!(f.reads(), 2);
+}
+
+#[test]
+fn subjects_not_asked_about_are_left_to_expire() {
+    let f = Fixture::new(true);
+    assert!(f.decide().allowed);
+    f.clock.advance(chrono::Duration::milliseconds(600));
+    f.pdp.refresh_subjects_now();
+    assert_eq!(
+        f.reads(),
+        1,
+        "not asked about since its read: not read again"
+    );
+    f.clock.advance(chrono::Duration::milliseconds(400));
+    f.change_in_store(|u| u.active = false);
+    assert!(!f.decide().allowed, "expired, so read on the request path");
+    assert_eq!(f.reads(), 2);
 }
