@@ -164,6 +164,12 @@ impl Authn {
                 });
                 match created {
                     Ok((user, token)) => {
+                        // Caches that remember an id as unknown (the PDP's) must hear
+                        // that it exists now.
+                        let _ = inner.events.publish(DomainEvent::UserChanged {
+                            tenant,
+                            user: user.id,
+                        });
                         inner.audit(
                             conn,
                             tenant,

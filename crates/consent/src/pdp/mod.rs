@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
 
-use cedar_policy::{Authorizer, Entities, PolicySet, Request, Schema};
+use cedar_policy::{Authorizer, PolicyId, PolicySet, Request, Schema};
 use chrono::{DateTime, Utc};
 use gatehouse_core::SharedClock;
 use gatehouse_core::events::EventBus;
@@ -118,7 +118,7 @@ impl Default for PdpConfig {
             // ≈ 7 s of decisions at 9,000/s: a writer starved of CPU by a saturated
             // node catches up instead of dropping records.
             log_capacity: 65_536,
-            log_batch: 1024,
+            log_batch: 256,
             log_flush_every: Duration::from_millis(200),
             subject_ttl: Duration::from_secs(1),
             subject_capacity: 100_000,
@@ -190,8 +190,38 @@ struct Loaded {
     set: PolicySet,
     /// `set` sliced per declared action and resource type (see `policies::slices`).
     slices: HashMap<String, policies::ActionSlice>,
+    /// The annotations decisions read, per policy.
+    notes: HashMap<PolicyId, policies::Notes>,
     /// Milliseconds since the PDP started when the version was last confirmed.
     checked_at: AtomicU64,
+}
+
+impl Loaded {
+    fn new(
+        schema: &Schema,
+        version: Option<i64>,
+        set: PolicySet,
+        checked_at: u64,
+    ) -> Result<Loaded, ConsentError> {
+        Ok(Loaded {
+            version,
+            slices: policies::slices(schema, &set)?,
+            notes: policies::notes(&set),
+            set,
+            checked_at: AtomicU64::new(checked_at),
+        })
+    }
+
+    /// The same policies under another version, checked at `checked_at`.
+    fn relabelled(&self, version: Option<i64>, checked_at: u64) -> Loaded {
+        Loaded {
+            version,
+            set: self.set.clone(),
+            slices: self.slices.clone(),
+            notes: self.notes.clone(),
+            checked_at: AtomicU64::new(checked_at),
+        }
+    }
 }
 
 #[derive(Debug)]
@@ -222,11 +252,11 @@ impl Inner {
             return Ok(None);
         };
         let principal = context::user_entity(&self.names, &facts)?;
-        Ok(Some(Arc::new(subjects::Subject { principal })))
+        Ok(Some(Arc::new(subjects::Subject::new(principal)?)))
     }
 
     /// Reads the subjects in use again before they expire (see `subjects`). A
-    /// subject that is gone or fails to read is left to expire; a store failure ends
+    /// subject that fails to read is left to expire; a store failure ends
     /// the round, and requests then read (or fail) as they would without a cache.
     fn refresh_subjects(&self) {
         let cache = &self.subjects;
@@ -234,13 +264,15 @@ impl Inner {
             let epoch = cache.epoch();
             let now = self.clock.now();
             match self.read_subject(tenant, &id, now) {
-                Ok(Some(subject)) => cache.keep(tenant, &id, &subject, now, epoch),
-                Ok(None) => {}
+                Ok(subject) => cache.keep(tenant, &id, subject.as_ref(), now, epoch),
                 Err(error) => {
                     tracing::warn!(%error, %tenant, "PDP subject refresh failed");
                     return;
                 }
             }
+            // Background work in small steps: a request waiting for this core
+            // gets it after one read, not after a scheduler slice.
+            std::thread::yield_now();
         }
     }
 }
@@ -281,7 +313,7 @@ impl Pdp {
         let schema = policies::schema()?;
         let default_set = policies::compile(&schema, DEFAULT_POLICIES)
             .map_err(|e| ConsentError::Internal(format!("built-in default policies: {e}")))?;
-        let default_slices = policies::slices(&schema, &default_set)?;
+        let default_set = Loaded::new(&schema, None, default_set, 0)?;
         let log = log::DecisionLogger::start(
             sink,
             config.log_capacity,
@@ -296,12 +328,7 @@ impl Pdp {
                 schema,
                 names: context::Names::new()?,
                 authorizer: Authorizer::new(),
-                default_set: Arc::new(Loaded {
-                    version: None,
-                    set: default_set,
-                    slices: default_slices,
-                    checked_at: AtomicU64::new(0),
-                }),
+                default_set: Arc::new(default_set),
                 sets: RwLock::new(HashMap::new()),
                 source,
                 facts,
@@ -428,21 +455,11 @@ impl Pdp {
             }
         }
         let loaded = match self.inner.source.latest(tenant)? {
-            None => Arc::new(Loaded {
-                version: None,
-                set: self.inner.default_set.set.clone(),
-                slices: self.inner.default_set.slices.clone(),
-                checked_at: AtomicU64::new(now),
-            }),
+            None => Arc::new(self.inner.default_set.relabelled(None, now)),
             Some(stored) => match policies::compile(&self.inner.schema, &stored.text)
-                .and_then(|set| Ok((policies::slices(&self.inner.schema, &set)?, set)))
+                .and_then(|set| Loaded::new(&self.inner.schema, Some(stored.version), set, now))
             {
-                Ok((slices, set)) => Arc::new(Loaded {
-                    version: Some(stored.version),
-                    set,
-                    slices,
-                    checked_at: AtomicU64::new(now),
-                }),
+                Ok(loaded) => Arc::new(loaded),
                 Err(error) => {
                     // Saved sets were validated; this means the schema changed under
                     // them. Keep the last good set if there is one.
@@ -517,17 +534,15 @@ impl Pdp {
     ) -> Result<Option<Arc<subjects::Subject>>, Stop> {
         let cache = &self.inner.subjects;
         let (hit, epoch) = cache.get(tenant, id, now);
-        if let Some(cached) = hit {
-            return Ok(Some(cached));
+        if let Some(known) = hit {
+            return Ok(known);
         }
         if reach == Reach::Memory {
             return Err(Stop::NeedsStore);
         }
-        let Some(subject) = self.inner.read_subject(tenant, id, now)? else {
-            return Ok(None);
-        };
-        cache.keep(tenant, id, &subject, now, epoch);
-        Ok(Some(subject))
+        let subject = self.inner.read_subject(tenant, id, now)?;
+        cache.keep(tenant, id, subject.as_ref(), now, epoch);
+        Ok(subject)
     }
 
     /// Evaluates without writing to the decision log (`gatehouse policy test`).
@@ -700,16 +715,23 @@ impl Pdp {
             });
         };
         let names = &self.inner.names;
-        let principal = subject.principal.clone();
         let resource = context::resource_entity(names, &request.resource)?;
         let action = context::action_uid(names, &request.action.name);
         let cedar_context = context::build(names, &request.context, caller, now)?;
-        let cedar_request =
-            Request::new(principal.uid(), action, resource.uid(), cedar_context, None)
-                .map_err(|e| ConsentError::Invalid(e.to_string()))?;
+        let cedar_request = Request::new(
+            subject.principal.clone(),
+            action,
+            resource.uid(),
+            cedar_context,
+            None,
+        )
+        .map_err(|e| ConsentError::Invalid(e.to_string()))?;
         // Without the schema: the entities are built to match it, and checking them
         // again on every request would be pure cost.
-        let entities = Entities::from_entities([principal, resource], None)
+        let entities = subject
+            .entities
+            .clone()
+            .add_entities([resource], None)
             .map_err(|e| ConsentError::Internal(format!("entities: {e}")))?;
         // Only the policies that can apply to this action and resource type; an
         // undeclared action has no slice and meets the whole set (where only
@@ -725,7 +747,7 @@ impl Pdp {
         for error in response.diagnostics().errors() {
             tracing::debug!(%error, "policy evaluation error (the policy is skipped)");
         }
-        let outcome = policies::outcome(set, &response);
+        let outcome = policies::outcome(&loaded.notes, &response);
         Ok(Decision {
             allowed: outcome.allowed,
             reason: outcome.reason,

@@ -22,7 +22,11 @@
 //!
 //! A read that raced with an invalidation is not kept (the epoch check), so facts
 //! read before a withdrawal committed cannot be cached after its event was handled.
-//! Unknown subjects are not cached: a user created a moment later must be found.
+//! Unknown subjects are cached too, as absent, so a PEP asking about ids that do
+//! not exist (mistakes, or someone probing) costs no store read each time; they may
+//! fill only a tenth of the cache, so a flood of made-up ids cannot push real
+//! subjects out. A user created on this node is found at once (registration
+//! announces `UserChanged`), elsewhere within `ttl`.
 //!
 //! Subjects in use are read again before they expire, off the request path (the
 //! PDP's refresher thread asks [`SubjectCache::due`] every `ttl / 4`): a busy PEP
@@ -37,20 +41,34 @@ use std::str::FromStr;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, OnceLock, RwLock};
 
-use cedar_policy::Entity;
+use cedar_policy::{Entities, Entity, EntityUid};
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_core::events::{DomainEvent, EventBus, EventSubscription};
 use gatehouse_core::ids::{TenantId, UserId};
 
-/// A user as the Cedar entity built from their facts.
+/// A user as the Cedar entity built from their facts, and as entities holding just
+/// that one, whose transitive closure Cedar computed once, here: every evaluation
+/// adds its resource to a (shallow) copy instead of computing it again.
 #[derive(Debug)]
 pub(crate) struct Subject {
-    pub(crate) principal: Entity,
+    pub(crate) principal: EntityUid,
+    pub(crate) entities: Entities,
+}
+
+impl Subject {
+    pub(crate) fn new(principal: Entity) -> Result<Subject, crate::ConsentError> {
+        Ok(Subject {
+            principal: principal.uid(),
+            entities: Entities::from_entities([principal], None)
+                .map_err(|e| crate::ConsentError::Internal(format!("entities: {e}")))?,
+        })
+    }
 }
 
 #[derive(Debug)]
 struct Entry {
-    subject: Arc<Subject>,
+    /// `None`: no such user.
+    subject: Option<Arc<Subject>>,
     until: DateTime<Utc>,
     /// Asked about since it was read: worth reading again before it expires.
     used: AtomicBool,
@@ -63,9 +81,23 @@ pub(crate) struct SubjectCache {
     ttl: Duration,
     capacity: usize,
     subscription: OnceLock<Mutex<EventSubscription>>,
-    entries: RwLock<HashMap<Key, Entry>>,
+    entries: RwLock<Entries>,
     /// Bumped by every invalidation; a read that saw it move is not kept.
     epoch: AtomicU64,
+}
+
+#[derive(Debug, Default)]
+struct Entries {
+    map: HashMap<Key, Entry>,
+    /// Entries of subjects that do not exist.
+    absent: usize,
+}
+
+impl Entries {
+    fn retain(&mut self, keep: impl Fn(&Key, &Entry) -> bool) {
+        self.map.retain(|key, entry| keep(key, entry));
+        self.absent = self.map.values().filter(|e| e.subject.is_none()).count();
+    }
 }
 
 /// The cache key for a subject id: the store's canonical form of a user id, which is
@@ -82,7 +114,7 @@ impl SubjectCache {
             ttl: Duration::from_std(ttl).unwrap_or(Duration::zero()),
             capacity,
             subscription: OnceLock::new(),
-            entries: RwLock::new(HashMap::new()),
+            entries: RwLock::new(Entries::default()),
             epoch: AtomicU64::new(0),
         }
     }
@@ -126,7 +158,8 @@ impl SubjectCache {
                 | DomainEvent::UserChanged { tenant, user }
                 | DomainEvent::UserDeactivated { tenant, user }
                 | DomainEvent::CredentialsChanged { tenant, user } => {
-                    self.forget(|key| key.0 == *tenant && key.1 == user.to_string());
+                    let user = user.to_string();
+                    self.forget(|key| key.0 == *tenant && key.1 == user);
                 }
                 DomainEvent::TenantChanged { tenant } => self.forget(|key| key.0 == *tenant),
                 DomainEvent::Resync => self.forget(|_| true),
@@ -144,14 +177,15 @@ impl SubjectCache {
             .retain(|key, _| !matches(key));
     }
 
-    /// The cached subject, if fresh at `now`; also the epoch to hand to
-    /// [`SubjectCache::keep`] after reading the store on a miss.
+    /// The cached subject, if fresh at `now` (`Some(None)`: known not to exist);
+    /// also the epoch to hand to [`SubjectCache::keep`] after reading the store on a
+    /// miss.
     pub(crate) fn get(
         &self,
         tenant: TenantId,
         id: &str,
         now: DateTime<Utc>,
-    ) -> (Option<Arc<Subject>>, u64) {
+    ) -> (Option<Option<Arc<Subject>>>, u64) {
         if !self.enabled() {
             return (None, 0);
         }
@@ -159,6 +193,7 @@ impl SubjectCache {
         let epoch = self.epoch.load(Ordering::SeqCst);
         let entries = self.entries.read().unwrap_or_else(|p| p.into_inner());
         let hit = entries
+            .map
             .get(&key(tenant, id))
             .filter(|entry| now < entry.until)
             .map(|entry| {
@@ -166,7 +201,7 @@ impl SubjectCache {
                 if !entry.used.load(Ordering::Relaxed) {
                     entry.used.store(true, Ordering::Relaxed);
                 }
-                Arc::clone(&entry.subject)
+                entry.subject.clone()
             });
         (hit, epoch)
     }
@@ -182,6 +217,7 @@ impl SubjectCache {
         let mut entries = self.entries.write().unwrap_or_else(|p| p.into_inner());
         entries.retain(|_, entry| now < entry.until);
         entries
+            .map
             .iter()
             .filter(|(_, entry)| entry.until - now <= half && entry.used.load(Ordering::Relaxed))
             .map(|(key, _)| key.clone())
@@ -194,13 +230,13 @@ impl SubjectCache {
         self.epoch.load(Ordering::SeqCst)
     }
 
-    /// Keeps a subject read at `now` after `get` returned `epoch`, unless something
-    /// was invalidated meanwhile.
+    /// Keeps a subject (`None`: no such user) read at `now` after `get` returned
+    /// `epoch`, unless something was invalidated meanwhile.
     pub(crate) fn keep(
         &self,
         tenant: TenantId,
         id: &str,
-        subject: &Arc<Subject>,
+        subject: Option<&Arc<Subject>>,
         now: DateTime<Utc>,
         epoch: u64,
     ) {
@@ -215,24 +251,34 @@ impl SubjectCache {
             return;
         }
         let until = now + self.ttl;
-        if entries.len() >= self.capacity {
+        if entries.map.len() >= self.capacity {
             entries.retain(|_, entry| now < entry.until);
-            if entries.len() >= self.capacity {
-                entries.clear();
+            if entries.map.len() >= self.capacity {
+                *entries = Entries::default();
             }
         }
-        entries.insert(
-            key(tenant, id),
-            Entry {
-                subject: Arc::clone(subject),
-                until,
-                used: AtomicBool::new(false),
-            },
-        );
+        if subject.is_none() && entries.absent >= (self.capacity / 10).max(1) {
+            return;
+        }
+        let entry = Entry {
+            subject: subject.cloned(),
+            until,
+            used: AtomicBool::new(false),
+        };
+        let new_absent = usize::from(entry.subject.is_none());
+        let old_absent = entries
+            .map
+            .insert(key(tenant, id), entry)
+            .map_or(0, |old| usize::from(old.subject.is_none()));
+        entries.absent = entries.absent + new_absent - old_absent;
     }
 
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
-        self.entries.read().unwrap_or_else(|p| p.into_inner()).len()
+        self.entries
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .map
+            .len()
     }
 }

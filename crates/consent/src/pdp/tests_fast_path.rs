@@ -683,16 +683,61 @@ fn cached_subjects_expire_after_the_ttl() {
 }
 
 #[test]
-fn unknown_subjects_are_not_cached() {
+fn unknown_subjects_are_cached_as_absent_until_the_user_appears() {
     let f = Fixture::new(true);
-    let stranger = UserId::new().to_string();
-    for _ in 0..2 {
+    let newcomer = UserId::new();
+    for _ in 0..3 {
         assert_eq!(
-            f.decide_as(&stranger).reason.as_deref(),
+            f.decide_as(&newcomer.to_string()).reason.as_deref(),
             Some(reason::UNKNOWN_SUBJECT)
         );
     }
-    assert_eq!(f.reads(), 2, "a user created a moment later must be found");
+    assert_eq!(f.reads(), 1, "absence is remembered");
+    // Registration on this node announces the new user.
+    let facts = person(&newcomer.to_string(), &[], &[], true);
+    f.store
+        .users
+        .lock()
+        .unwrap()
+        .insert(newcomer.to_string(), facts);
+    f.bus
+        .publish(DomainEvent::UserChanged {
+            tenant: f.tenant,
+            user: newcomer,
+        })
+        .unwrap();
+    assert!(f.decide_as(&newcomer.to_string()).allowed);
+    assert_eq!(f.reads(), 2);
+}
+
+#[test]
+fn a_flood_of_unknown_subjects_cannot_push_real_ones_out() {
+    let cache = subjects::SubjectCache::new(Duration::from_secs(1), 100);
+    let bus = EventBus::in_process();
+    cache.watch(&bus);
+    let tenant = TenantId::new();
+    let names = context::Names::new().unwrap();
+    let now = ManualClock::fixed().now();
+    let real: Vec<String> = (0..50).map(|_| UserId::new().to_string()).collect();
+    for id in &real {
+        let subject = Arc::new(
+            subjects::Subject::new(
+                context::user_entity(&names, &person(id, &[], &[], true)).unwrap(),
+            )
+            .unwrap(),
+        );
+        let (_, epoch) = cache.get(tenant, id, now);
+        cache.keep(tenant, id, Some(&subject), now, epoch);
+    }
+    for n in 0..1000 {
+        let id = format!("made-up-{n}");
+        let (_, epoch) = cache.get(tenant, &id, now);
+        cache.keep(tenant, &id, None, now, epoch);
+    }
+    assert_eq!(cache.len(), 60, "absent subjects take a tenth at most");
+    assert!(real.iter().all(|id| cache.get(tenant, id, now).0.is_some()));
+    assert!(matches!(cache.get(tenant, "made-up-0", now).0, Some(None)));
+    assert!(cache.get(tenant, "made-up-999", now).0.is_none());
 }
 
 /// A read that started before an invalidation and finishes after it must not be
@@ -706,9 +751,8 @@ fn a_read_overtaken_by_an_invalidation_is_not_kept() {
     let user = UserId::new();
     let names = context::Names::new().unwrap();
     let facts = person(&user.to_string(), &[], &[], true);
-    let subject = Arc::new(subjects::Subject {
-        principal: context::user_entity(&names, &facts).unwrap(),
-    });
+    let subject =
+        Arc::new(subjects::Subject::new(context::user_entity(&names, &facts).unwrap()).unwrap());
     let now = ManualClock::fixed().now();
     let id = user.to_string();
 
@@ -721,11 +765,11 @@ fn a_read_overtaken_by_an_invalidation_is_not_kept() {
         purpose: "marketing".into(),
     })
     .unwrap();
-    cache.keep(tenant, &id, &subject, now, epoch);
+    cache.keep(tenant, &id, Some(&subject), now, epoch);
     assert_eq!(cache.len(), 0);
 
     let (_, epoch) = cache.get(tenant, &id, now);
-    cache.keep(tenant, &id, &subject, now, epoch);
+    cache.keep(tenant, &id, Some(&subject), now, epoch);
     assert_eq!(cache.len(), 1, "an undisturbed read is kept");
     assert!(cache.get(tenant, &id, now).0.is_some());
 }
