@@ -8,7 +8,7 @@
 //! by `occurred_at`, then by id (UUIDv7, increasing within a process), so a grant
 //! and a withdrawal at the same instant keep the order they were written in.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
 
 use chrono::{DateTime, NaiveDateTime, Utc};
@@ -324,6 +324,30 @@ pub fn current_for_user(
     user: UserId,
 ) -> StoreResult<Vec<CurrentConsent>> {
     Ok(in_force(load(of_user(tenant, user), conn)?, now))
+}
+
+/// [`current_for_user`] for each of `users` (at most [`crate::MAX_BATCH`]); users
+/// without a consent in force are left out. One query for all.
+pub fn current_for_users(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    users: &[UserId],
+) -> StoreResult<HashMap<UserId, Vec<CurrentConsent>>> {
+    let ids = crate::batch_ids(users)?;
+    let query = consent_events::table
+        .filter(consent_events::tenant_id.eq(tenant.to_string()))
+        .filter(consent_events::user_id.eq_any(ids))
+        .into_boxed();
+    let mut histories: HashMap<UserId, Vec<ConsentEvent>> = HashMap::new();
+    for event in load(query, conn)? {
+        histories.entry(event.user_id).or_default().push(event);
+    }
+    Ok(histories
+        .into_iter()
+        .map(|(user, events)| (user, in_force(events, now)))
+        .filter(|(_, current)| !current.is_empty())
+        .collect())
 }
 
 /// The user's consents for one client in force at `now`, by purpose.

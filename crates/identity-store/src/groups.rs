@@ -1,5 +1,7 @@
 //! Groups and their members (SCIM Group, RFC 7643 §4.2).
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{GroupId, TenantId, UserId};
@@ -254,6 +256,31 @@ pub fn members(
         })
         .collect::<StoreResult<Vec<UserId>>>()?;
     Ok(Page::from_rows(items, page, |id| id.to_string()))
+}
+
+/// The groups of each of `users` (at most [`crate::MAX_BATCH`]), by name; users
+/// in no group are left out. One query for all.
+pub fn groups_of_users(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    users: &[UserId],
+) -> StoreResult<HashMap<UserId, Vec<Group>>> {
+    let ids = crate::batch_ids(users)?;
+    let rows: Vec<(String, GroupRow)> = groups::table
+        .inner_join(group_members::table.on(group_members::group_id.eq(groups::id)))
+        .filter(group_members::tenant_id.eq(tenant.to_string()))
+        .filter(group_members::user_id.eq_any(&ids))
+        .order((group_members::user_id.asc(), groups::display_name_key.asc()))
+        .select((group_members::user_id, GroupRow::as_select()))
+        .load(conn)?;
+    let mut out: HashMap<UserId, Vec<Group>> = HashMap::new();
+    for (user, row) in rows {
+        let user = user
+            .parse()
+            .map_err(|e| StoreError::corrupt("group_members", &e))?;
+        out.entry(user).or_default().push(Group::try_from(row)?);
+    }
+    Ok(out)
 }
 
 pub fn groups_of_user(

@@ -42,3 +42,18 @@ pub use db::{AnyConnection, Backend, Pool, PooledConnection};
 pub use error::{StoreError, StoreResult};
 pub use keys::fold as fold_key;
 pub use page::{Page, PageRequest};
+
+/// Ids one batched read takes at most: well below SQLite's bound parameters and
+/// PostgreSQL's, and a statement that still parses quickly.
+pub const MAX_BATCH: usize = 500;
+
+/// `ids` as the text the tables store, refused beyond [`MAX_BATCH`].
+fn batch_ids(ids: &[gatehouse_core::ids::UserId]) -> StoreResult<Vec<String>> {
+    if ids.len() > MAX_BATCH {
+        return Err(StoreError::invalid(
+            "batch",
+            format!("{} ids, at most {MAX_BATCH} per read", ids.len()),
+        ));
+    }
+    Ok(ids.iter().map(ToString::to_string).collect())
+}

@@ -1,5 +1,7 @@
 //! Roles and their assignment to users: the entitlements that claims and policies read.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{RoleId, TenantId, UserId};
@@ -223,6 +225,31 @@ pub fn unassign(
     )
     .execute(conn)?;
     Ok(deleted > 0)
+}
+
+/// The roles of each of `users` (at most [`crate::MAX_BATCH`]), by name; users
+/// without a role are left out. One query for all.
+pub fn roles_of_users(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    users: &[UserId],
+) -> StoreResult<HashMap<UserId, Vec<Role>>> {
+    let ids = crate::batch_ids(users)?;
+    let rows: Vec<(String, RoleRow)> = roles::table
+        .inner_join(role_assignments::table.on(role_assignments::role_id.eq(roles::id)))
+        .filter(role_assignments::tenant_id.eq(tenant.to_string()))
+        .filter(role_assignments::user_id.eq_any(&ids))
+        .order((role_assignments::user_id.asc(), roles::name_key.asc()))
+        .select((role_assignments::user_id, RoleRow::as_select()))
+        .load(conn)?;
+    let mut out: HashMap<UserId, Vec<Role>> = HashMap::new();
+    for (user, row) in rows {
+        let user = user
+            .parse()
+            .map_err(|e| StoreError::corrupt("role_assignments", &e))?;
+        out.entry(user).or_default().push(Role::try_from(row)?);
+    }
+    Ok(out)
 }
 
 pub fn roles_of_user(

@@ -324,6 +324,21 @@ pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreResul
     Ok(assemble(conn, vec![row])?.remove(0))
 }
 
+/// The users of `ids` (at most [`crate::MAX_BATCH`]) that exist in the tenant, in no
+/// particular order. Two queries for all (users, emails).
+pub fn get_many(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    ids: &[UserId],
+) -> StoreResult<Vec<User>> {
+    let ids = crate::batch_ids(ids)?;
+    let rows = scoped(tenant)
+        .filter(users::id.eq_any(ids))
+        .select(UserRow::as_select())
+        .load(conn)?;
+    assemble(conn, rows)
+}
+
 pub fn find_by_user_name(
     conn: &mut AnyConnection,
     tenant: TenantId,

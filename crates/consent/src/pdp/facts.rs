@@ -3,6 +3,8 @@
 //! policy set, and where the decision log goes. `store` implements them on the
 //! identity store.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, Utc};
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::decision_log::NewDecision;
@@ -32,6 +34,23 @@ pub trait SubjectFacts: Send + Sync + std::fmt::Debug {
         id: &str,
         now: DateTime<Utc>,
     ) -> Result<Option<UserFacts>, ConsentError>;
+
+    /// The users of `ids` that exist, by the id as asked. A store answers them
+    /// together (a few queries for all); this default asks one by one.
+    fn users(
+        &self,
+        tenant: TenantId,
+        ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, UserFacts>, ConsentError> {
+        let mut found = HashMap::with_capacity(ids.len());
+        for id in ids {
+            if let Some(facts) = self.user(tenant, id, now)? {
+                found.insert((*id).to_owned(), facts);
+            }
+        }
+        Ok(found)
+    }
 }
 
 /// A stored policy set's version and text.

@@ -89,9 +89,8 @@ fn write(sink: &dyn DecisionSink, pending: &mut Vec<NewDecision>, failed: &Atomi
         tracing::error!(%error, records = pending.len(), "writing the decision log failed");
     }
     pending.clear();
-    // A batch is a few hundred microseconds of CPU; on a busy node the HTTP worker
-    // this thread displaced gets its core back now rather than at the end of a
-    // scheduler slice (milliseconds of latency for the request it holds).
+    // See `decision_log::append`: a request thread waiting for this core gets it
+    // after each statement and after the commit, not after a scheduler slice.
     std::thread::yield_now();
 }
 

@@ -53,6 +53,10 @@ pub use store::{StoreDecisionLog, StoreFacts, StorePolicies};
 
 use crate::ConsentError;
 
+/// Subjects the refresher reads in one go (a few queries, then a millisecond or so
+/// of entity building before it yields the core).
+const REFRESH_CHUNK: usize = 64;
+
 /// The subject type whose facts come from the store.
 pub const SUBJECT_USER: &str = "user";
 
@@ -118,7 +122,7 @@ impl Default for PdpConfig {
             // ≈ 7 s of decisions at 9,000/s: a writer starved of CPU by a saturated
             // node catches up instead of dropping records.
             log_capacity: 65_536,
-            log_batch: 256,
+            log_batch: 1024,
             log_flush_every: Duration::from_millis(200),
             subject_ttl: Duration::from_secs(1),
             subject_capacity: 100_000,
@@ -251,29 +255,51 @@ impl Inner {
         let Some(facts) = self.facts.user(tenant, id, now)? else {
             return Ok(None);
         };
-        let principal = context::user_entity(&self.names, &facts)?;
-        Ok(Some(Arc::new(subjects::Subject::new(principal)?)))
+        Ok(Some(self.subject_of(&facts)?))
     }
 
-    /// Reads the subjects in use again before they expire (see `subjects`). A
-    /// subject that fails to read is left to expire; a store failure ends
-    /// the round, and requests then read (or fail) as they would without a cache.
+    /// Reads the subjects in use again before they expire (see `subjects`), a
+    /// few dozen per store read. A store failure ends the round; the subjects
+    /// then expire and requests read (or fail) as they would without a cache.
     fn refresh_subjects(&self) {
         let cache = &self.subjects;
+        let mut due: HashMap<TenantId, Vec<String>> = HashMap::new();
         for (tenant, id) in cache.due(self.clock.now()) {
-            let epoch = cache.epoch();
-            let now = self.clock.now();
-            match self.read_subject(tenant, &id, now) {
-                Ok(subject) => cache.keep(tenant, &id, subject.as_ref(), now, epoch),
-                Err(error) => {
-                    tracing::warn!(%error, %tenant, "PDP subject refresh failed");
-                    return;
-                }
-            }
-            // Background work in small steps: a request waiting for this core
-            // gets it after one read, not after a scheduler slice.
-            std::thread::yield_now();
+            due.entry(tenant).or_default().push(id);
         }
+        for (tenant, ids) in due {
+            for chunk in ids.chunks(REFRESH_CHUNK) {
+                let epoch = cache.epoch();
+                let now = self.clock.now();
+                let asked: Vec<&str> = chunk.iter().map(String::as_str).collect();
+                let found = match self.facts.users(tenant, &asked, now) {
+                    Ok(found) => found,
+                    Err(error) => {
+                        tracing::warn!(%error, %tenant, "PDP subject refresh failed");
+                        return;
+                    }
+                };
+                for id in chunk {
+                    let subject = match found.get(id).map(|facts| self.subject_of(facts)) {
+                        None => None,
+                        Some(Ok(subject)) => Some(subject),
+                        Some(Err(error)) => {
+                            tracing::warn!(%error, %tenant, "PDP subject refresh failed");
+                            continue;
+                        }
+                    };
+                    cache.keep(tenant, id, subject.as_ref(), now, epoch);
+                }
+                // Background work in small steps: a request waiting for this core
+                // gets it after one chunk, not after a scheduler slice.
+                std::thread::yield_now();
+            }
+        }
+    }
+
+    fn subject_of(&self, facts: &UserFacts) -> Result<Arc<subjects::Subject>, ConsentError> {
+        let principal = context::user_entity(&self.names, facts)?;
+        Ok(Arc::new(subjects::Subject::new(principal)?))
     }
 }
 

@@ -614,3 +614,56 @@ fn a_full_log_queue_drops_instead_of_blocking() {
     );
     assert!(pdp.dropped_log_records() > 0);
 }
+
+// ---------------------------------------------------------------------------
+// Subject facts from the store, one by one and in batches
+
+mod store_facts {
+    use gatehouse_core::Clock;
+    use gatehouse_identity_store::consent_records::{self, NewGrant};
+    use gatehouse_identity_store::groups::{self, GroupData};
+    use gatehouse_identity_store::purposes::{self, LegalBasis, PurposeData};
+    use gatehouse_identity_store::roles::{self, RoleData};
+    use gatehouse_identity_store::tenants::{self, TenantData};
+    use gatehouse_identity_store::users::{self, Email, UserData};
+
+    use super::*;
+
+    gatehouse_identity_store::backend_tests! {
+        fn a_batched_read_gives_what_reads_one_by_one_give(db) {
+            let now = ManualClock::fixed().now();
+            let mut conn = db.conn();
+            let tenant = tenants::create(&mut conn, now, TenantData { slug: "acme".into(), display_name: "Acme".into(), ..TenantData::default() }).unwrap().id;
+            let mut alice = UserData::new("alice");
+            alice.emails = vec![Email { value: "alice@example.com".into(), kind: None, primary: true, verified: true }];
+            alice.custom_attributes.insert("department".into(), json!("sales"));
+            let alice = users::create(&mut conn, now, tenant, alice).unwrap().id;
+            let bob = users::create(&mut conn, now, tenant, UserData::new("bob")).unwrap().id;
+            let admin = roles::create(&mut conn, now, tenant, RoleData { name: "admin".into(), description: None }).unwrap();
+            roles::assign(&mut conn, now, tenant, admin.id, alice).unwrap();
+            let staff = groups::create(&mut conn, now, tenant, GroupData { display_name: "Staff".into(), external_id: None }).unwrap();
+            groups::add_member(&mut conn, now, tenant, staff.id, bob).unwrap();
+            purposes::create(&mut conn, now, tenant, PurposeData { slug: "marketing".into(), name: "Marketing".into(), description: "News.".into(), scopes: vec!["email".into()], legal_basis: LegalBasis::Consent }).unwrap();
+            consent_records::append_grant(&mut conn, now, tenant, NewGrant { user: alice, client_id: "crm", purpose: "marketing", version: 1, expires_at: None, channel: "api" }).unwrap();
+            drop(conn);
+
+            let facts = StoreFacts::new(db.pool().clone());
+            // As PEPs write them: any case, a made-up id, something not a UUID.
+            let alice_loud = alice.to_string().to_uppercase();
+            let bob_id = bob.to_string();
+            let stranger = gatehouse_core::ids::UserId::new().to_string();
+            let asked = [alice_loud.as_str(), bob_id.as_str(), stranger.as_str(), "not-a-uuid"];
+            let batch = facts.users(tenant, &asked, now).unwrap();
+            assert_eq!(batch.len(), 2, "{batch:?}");
+            for id in asked {
+                assert_eq!(batch.get(id), facts.user(tenant, id, now).unwrap().as_ref(), "{id}");
+            }
+            let alice_facts = &batch[&alice_loud];
+            assert_eq!(alice_facts.roles, ["admin"]);
+            assert_eq!(alice_facts.consents, ["crm:marketing"]);
+            assert_eq!(alice_facts.attributes, [("department".to_owned(), "sales".to_owned())]);
+            assert!(alice_facts.email_verified);
+            assert_eq!(batch[&bob_id].groups, ["Staff"]);
+        }
+    }
+}

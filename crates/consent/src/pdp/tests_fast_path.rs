@@ -367,8 +367,10 @@ forbid (principal, action in [Gatehouse::Action::"writing", Gatehouse::Action::"
 #[derive(Debug, Default)]
 struct Store {
     users: Mutex<HashMap<String, UserFacts>>,
-    /// Full reads of a user (four queries in the store).
+    /// Full reads of a user (four queries in the store), alone or in a batch.
     reads: Mutex<usize>,
+    /// Batched reads (a few queries for many users in the store).
+    batches: Mutex<usize>,
 }
 
 impl SubjectFacts for Store {
@@ -382,6 +384,22 @@ impl SubjectFacts for Store {
         // As the store does: any spelling of the UUID finds the user.
         let id = id.to_ascii_lowercase();
         Ok(self.users.lock().unwrap().get(&id).cloned())
+    }
+
+    fn users(
+        &self,
+        tenant: TenantId,
+        ids: &[&str],
+        now: DateTime<Utc>,
+    ) -> Result<HashMap<String, UserFacts>, ConsentError> {
+        *self.batches.lock().unwrap() += 1;
+        let mut found = HashMap::new();
+        for id in ids {
+            if let Some(facts) = self.user(tenant, id, now)? {
+                found.insert((*id).to_owned(), facts);
+            }
+        }
+        Ok(found)
     }
 }
 
@@ -806,4 +824,44 @@ fn subjects_not_asked_about_are_left_to_expire() {
     f.change_in_store(|u| u.active = false);
     assert!(!f.decide().allowed, "expired, so read on the request path");
     assert_eq!(f.reads(), 2);
+}
+
+#[test]
+fn the_refresher_reads_the_subjects_due_together() {
+    let f = Fixture::new(true);
+    let others: Vec<UserId> = (0..99).map(|_| UserId::new()).collect();
+    for id in &others {
+        let facts = person(&id.to_string(), &[], &[], true);
+        f.store.users.lock().unwrap().insert(id.to_string(), facts);
+    }
+    let stranger = UserId::new().to_string();
+    let everyone: Vec<String> = others
+        .iter()
+        .map(ToString::to_string)
+        .chain([f.user.to_string(), stranger.clone()])
+        .collect();
+    for id in &everyone {
+        f.decide_as(id);
+    }
+    assert_eq!(f.reads(), 101);
+    f.clock.advance(chrono::Duration::milliseconds(600));
+    for id in &everyone {
+        f.decide_as(id);
+    }
+    assert_eq!(f.reads(), 101, "all cached, the stranger as absent");
+    f.change_in_store(|u| u.active = false);
+    f.pdp.refresh_subjects_now();
+    assert_eq!(f.reads(), 202, "every subject in use read again");
+    assert_eq!(
+        *f.store.batches.lock().unwrap(),
+        2,
+        "in chunks of {REFRESH_CHUNK}"
+    );
+    f.clock.advance(chrono::Duration::milliseconds(600));
+    assert!(!f.decide().allowed, "the refreshed facts serve");
+    assert_eq!(
+        f.decide_as(&stranger).reason.as_deref(),
+        Some(reason::UNKNOWN_SUBJECT)
+    );
+    assert_eq!(f.reads(), 202);
 }

@@ -79,6 +79,62 @@ fn oauth_grant(
 }
 
 gatehouse_identity_store::backend_tests! {
+    fn batched_subject_reads_match_the_reads_one_by_one(db) {
+        use gatehouse_identity_store::{groups, roles, MAX_BATCH};
+        use std::collections::{BTreeSet, HashMap};
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        let evil = tenant(&mut conn, "evil");
+        let role = |name: &str| roles::RoleData { name: name.into(), description: None };
+        let admin = roles::create(&mut conn, now(), t, role("admin")).unwrap();
+        let auditor = roles::create(&mut conn, now(), t, role("auditor")).unwrap();
+        let evil_admin = roles::create(&mut conn, now(), evil, role("admin")).unwrap();
+        let staff = groups::create(&mut conn, now(), t, groups::GroupData { display_name: "Staff".into(), external_id: None }).unwrap();
+        let alice = users::create(&mut conn, now(), t, UserData::new("alice")).unwrap().id;
+        let bob = users::create(&mut conn, now(), t, UserData::new("bob")).unwrap().id;
+        let carol = users::create(&mut conn, now(), t, UserData::new("carol")).unwrap().id;
+        let mallory = users::create(&mut conn, now(), evil, UserData::new("mallory")).unwrap().id;
+        for r in [admin.id, auditor.id] {
+            roles::assign(&mut conn, now(), t, r, alice).unwrap();
+        }
+        roles::assign(&mut conn, now(), evil, evil_admin.id, mallory).unwrap();
+        groups::add_member(&mut conn, now(), t, staff.id, alice).unwrap();
+        groups::add_member(&mut conn, now(), t, staff.id, bob).unwrap();
+        purposes::create(&mut conn, now(), t, newsletter()).unwrap();
+        purposes::create(&mut conn, now(), evil, newsletter()).unwrap();
+        for user in [alice, bob] {
+            consent_records::append_grant(&mut conn, now(), t, grant(user, "shop", "newsletter", 1)).unwrap();
+        }
+        consent_records::append_grant(&mut conn, now(), t, grant(alice, "crm", "newsletter", 1)).unwrap();
+        consent_records::append_withdrawal(&mut conn, now(), t, withdrawal(bob, "shop", "newsletter", 1)).unwrap();
+        consent_records::append_grant(&mut conn, now(), evil, grant(mallory, "shop", "newsletter", 1)).unwrap();
+
+        let asked = [alice, bob, carol, mallory, UserId::new()];
+        let found = users::get_many(&mut conn, t, &asked).unwrap();
+        let ids: BTreeSet<UserId> = found.iter().map(|u| u.id).collect();
+        assert_eq!(ids, BTreeSet::from([alice, bob, carol]), "only this tenant's, only existing");
+        for user in &found {
+            assert_eq!(user, &users::get(&mut conn, t, user.id).unwrap());
+        }
+
+        let roles_of = roles::roles_of_users(&mut conn, t, &asked).unwrap();
+        assert_eq!(roles_of, HashMap::from([(alice, roles::roles_of_user(&mut conn, t, alice).unwrap())]));
+        assert_eq!(roles_of[&alice].len(), 2);
+
+        let groups_of = groups::groups_of_users(&mut conn, t, &asked).unwrap();
+        assert_eq!(groups_of, HashMap::from([(alice, vec![staff.clone()]), (bob, vec![staff.clone()])]));
+
+        let consents_of = consent_records::current_for_users(&mut conn, now(), t, &asked).unwrap();
+        let alices = consent_records::current_for_user(&mut conn, now(), t, alice).unwrap();
+        assert_eq!(alices.len(), 2);
+        assert_eq!(consents_of, HashMap::from([(alice, alices)]), "bob withdrew; mallory is elsewhere");
+
+        let too_many: Vec<UserId> = (0..=MAX_BATCH).map(|_| UserId::new()).collect();
+        assert!(matches!(users::get_many(&mut conn, t, &too_many), Err(StoreError::Invalid { .. })));
+        assert!(matches!(roles::roles_of_users(&mut conn, t, &too_many), Err(StoreError::Invalid { .. })));
+        assert!(users::get_many(&mut conn, t, &[]).unwrap().is_empty());
+    }
+
     fn purposes_are_versioned_and_old_versions_stay_readable(db) {
         let mut conn = db.conn();
         let t = tenant(&mut conn, "acme");
