@@ -117,10 +117,15 @@ pub fn connect(options: &ConnectOptions) -> StoreResult<AnyConnection> {
             })?;
             // WAL lets readers run beside the writer; FULL makes every acknowledged
             // commit durable even across power loss, not only process crashes.
+            // Checkpoints every 256 pages (1 MiB) instead of SQLite's 1,000: the
+            // committing thread copies the WAL into the database in one go, and on
+            // a busy node (the PDP's decision log) a 4 MiB copy held a core for
+            // 3 ms while a request thread waited for it.
             conn.batch_execute(&format!(
                 "PRAGMA busy_timeout = {};
                  PRAGMA journal_mode = WAL;
                  PRAGMA synchronous = FULL;
+                 PRAGMA wal_autocheckpoint = 256;
                  PRAGMA foreign_keys = ON;",
                 options.sqlite_busy_timeout.as_millis()
             ))

@@ -854,7 +854,7 @@ fn the_refresher_reads_the_subjects_due_together() {
     assert_eq!(f.reads(), 202, "every subject in use read again");
     assert_eq!(
         *f.store.batches.lock().unwrap(),
-        2,
+        101usize.div_ceil(REFRESH_CHUNK),
         "in chunks of {REFRESH_CHUNK}"
     );
     f.clock.advance(chrono::Duration::milliseconds(600));
