@@ -5,10 +5,11 @@
 //! per-node cache that domain events keep exact on this node and a 1 s lifetime
 //! bounds across nodes (`subjects`); without it, from the store every time. It
 //! builds Cedar entities and context and evaluates the slice of the tenant's policy
-//! set that can apply to the request's action and resource type (`policies::slices`). Policy sets are
-//! cached per tenant; the cached version is compared with the stored one at most
-//! every `version_check` (one indexed read) and dropped at once by
-//! [`Pdp::invalidate`] (the server calls it on `TenantChanged`).
+//! set that can apply to the request's action and resource type
+//! (`policies::slices`). Policy sets are cached per tenant; the cached version is
+//! compared with the stored one at most every `version_check` (one indexed read)
+//! and dropped at once by [`Pdp::invalidate`] (the server calls it on
+//! `TenantChanged`).
 //!
 //! Nothing is written on the request path: decisions go to the log through a
 //! bounded queue and a background writer. When everything an evaluation needs is in
@@ -217,10 +218,11 @@ impl Loaded {
         })
     }
 
-    /// The same policies under another version, checked at `checked_at`.
-    fn relabelled(&self, version: Option<i64>, checked_at: u64) -> Loaded {
+    /// The same policies, confirmed at `checked_at` (the default set, for a tenant
+    /// that has none of its own).
+    fn confirmed_copy(&self, checked_at: u64) -> Loaded {
         Loaded {
-            version,
+            version: self.version,
             set: self.set.clone(),
             slices: self.slices.clone(),
             notes: self.notes.clone(),
@@ -396,9 +398,9 @@ impl Pdp {
         Ok(version)
     }
 
-    /// Switches the subject cache on, fed by `events` (see `subjects`). Idempotent;
+    /// Switches the subject cache on, fed by `events` (see `subjects`), and starts the
+    /// thread that reads subjects in use again before they expire. Idempotent;
     /// without it every evaluation reads the subject from the store.
-    /// Also starts the thread that reads subjects in use again before they expire.
     pub fn watch(&self, events: &EventBus) {
         if !self.inner.subjects.watch(events) {
             return;
@@ -482,7 +484,7 @@ impl Pdp {
             }
         }
         let loaded = match self.inner.source.latest(tenant)? {
-            None => Arc::new(self.inner.default_set.relabelled(None, now)),
+            None => Arc::new(self.inner.default_set.confirmed_copy(now)),
             Some(stored) => match policies::compile(&self.inner.schema, &stored.text)
                 .and_then(|set| Loaded::new(&self.inner.schema, Some(stored.version), set, now))
             {

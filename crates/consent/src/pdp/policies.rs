@@ -137,7 +137,7 @@ pub fn notes(set: &PolicySet) -> HashMap<PolicyId, Notes> {
                     forbid: policy.effect() == Effect::Forbid,
                     reason: note("reason"),
                     acr_values: note("acr_values"),
-                    max_age: policy.annotation("max_age").and_then(|v| v.parse().ok()),
+                    max_age: note("max_age").and_then(|v| v.parse().ok()),
                 },
             )
         })

@@ -66,6 +66,10 @@ impl SubjectFacts for StoreFacts {
                 .filter_map(|id| UserId::from_str(id).ok().map(|user| (user, *id)))
                 .collect();
             let user_ids: Vec<UserId> = asked.keys().copied().collect();
+            if user_ids.is_empty() {
+                // Nothing a user id could be: no such users, no queries.
+                continue;
+            }
             let mut roles = roles::roles_of_users(&mut conn, tenant, &user_ids)?;
             let mut groups = groups::groups_of_users(&mut conn, tenant, &user_ids)?;
             let mut consents =
