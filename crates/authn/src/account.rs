@@ -3,18 +3,18 @@
 use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::audit::Outcome;
-use gatehouse_identity_store::credentials::{self, CredentialKind};
-use gatehouse_identity_store::db;
+use gatehouse_identity_store::credentials::{self, Credential, CredentialKind};
 use gatehouse_identity_store::sessions::{self, Session};
 use gatehouse_identity_store::users::{self, User};
+use gatehouse_identity_store::{db, rate_limits};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::AuthnError;
 use crate::mail::OutgoingMail;
 use crate::password::Verification;
-use crate::registration::{LinkBase, issue_verification, valid_email};
-use crate::service::{Authn, ClientInfo, Inner};
+use crate::registration::{LinkBase, issue_verification, valid_new_email};
+use crate::service::{Authn, ClientInfo};
 
 #[derive(Debug, Clone)]
 pub struct ProfileUpdate {
@@ -27,61 +27,81 @@ fn clean(value: Option<String>) -> Option<String> {
     value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty())
 }
 
-impl Inner {
-    /// Checks the current password of a signed-in user. Wrong guesses count against
-    /// the same per-account limit as sign-in, so a stolen session cannot brute-force it.
-    fn confirm_password(
+impl Authn {
+    /// Checks the current password of a signed-in, stepped-up user. Wrong guesses
+    /// count against the same per-account limit as sign-in, so a stolen session
+    /// cannot brute-force it. Argon2 runs on the hashing pool between two short
+    /// database steps: no pooled connection waits for it.
+    async fn confirm_password(
         &self,
-        conn: &mut gatehouse_identity_store::AnyConnection,
         tenant: TenantId,
-        user: &User,
-        password: &str,
-        client: &ClientInfo,
-    ) -> Result<gatehouse_identity_store::credentials::Credential, AuthnError> {
-        let bucket = format!("reauth:{}", user.id);
-        let now = self.now();
-        if gatehouse_identity_store::rate_limits::get(conn, tenant, &bucket)?
-            .is_some_and(|c| c.is_locked(now))
-        {
-            return Err(AuthnError::Throttled { until: None });
-        }
-        let credential =
-            credentials::list_for_user(conn, tenant, user.id, Some(CredentialKind::Password))?
-                .into_iter()
-                .next()
-                .ok_or(AuthnError::InvalidCredentials)?;
-        let stored = credential.secret(&self.cipher)?;
-        match self
-            .hasher
-            .verify(&String::from_utf8_lossy(&stored), password)
-        {
-            Verification::Match { .. } => {
-                gatehouse_identity_store::rate_limits::reset(conn, tenant, &bucket)?;
-                Ok(credential)
+        session: Session,
+        password: Zeroizing<String>,
+        client: ClientInfo,
+    ) -> Result<(User, Credential), AuthnError> {
+        let bucket = format!("reauth:{}", session.user_id);
+        let (user, credential, stored) = self
+            .blocking({
+                let bucket = bucket.clone();
+                move |inner, conn| {
+                    inner.ensure_stepped_up(conn, &session)?;
+                    let user = users::get(conn, tenant, session.user_id)?;
+                    if rate_limits::get(conn, tenant, &bucket)?
+                        .is_some_and(|c| c.is_locked(inner.now()))
+                    {
+                        return Err(AuthnError::Throttled { until: None });
+                    }
+                    let credential = credentials::list_for_user(
+                        conn,
+                        tenant,
+                        user.id,
+                        Some(CredentialKind::Password),
+                    )?
+                    .into_iter()
+                    .next()
+                    .ok_or(AuthnError::InvalidCredentials)?;
+                    let stored = Zeroizing::new(credential.secret(&inner.cipher)?);
+                    Ok((user, credential, stored))
+                }
+            })
+            .await?;
+        let matched = self
+            .hashing(move |hasher, memory| {
+                matches!(
+                    hasher.verify_in(memory, &String::from_utf8_lossy(&stored), &password),
+                    Verification::Match { .. }
+                )
+            })
+            .await?;
+        self.blocking(move |inner, conn| {
+            if matched {
+                rate_limits::reset(conn, tenant, &bucket)?;
+                return Ok((user, credential));
             }
-            Verification::Mismatch => {
-                let settings = &self.settings;
-                gatehouse_identity_store::rate_limits::record_failure(
+            let settings = &inner.settings;
+            db::transaction_with(conn, |conn| {
+                rate_limits::record_failure(
                     conn,
-                    now,
+                    inner.now(),
                     tenant,
                     &bucket,
                     settings.failure_window,
                     |n| settings.account_lock_for(n),
                 )?;
-                self.audit(
+                inner.audit(
                     conn,
                     tenant,
                     format!("user:{}", user.id),
                     "reauth.failed",
                     None,
                     Outcome::Failure,
-                    client,
+                    &client,
                     json!({}),
-                )?;
-                Err(AuthnError::InvalidCredentials)
-            }
-        }
+                )
+            })?;
+            Err(AuthnError::InvalidCredentials)
+        })
+        .await
     }
 }
 
@@ -138,38 +158,40 @@ impl Authn {
         new: Zeroizing<String>,
         client: ClientInfo,
     ) -> Result<usize, AuthnError> {
+        let session_id = session.id;
+        let (user, credential) = self
+            .confirm_password(tenant, session, current, client.clone())
+            .await?;
+        let mut inputs = vec![user.data.user_name.as_str()];
+        inputs.extend(user.primary_email().map(|e| e.value.as_str()));
+        inputs.extend(user.data.name.given_name.as_deref());
+        inputs.extend(user.data.name.family_name.as_deref());
+        self.inner.policy.check(&new, &inputs)?;
+        let phc = Zeroizing::new(self.hashing(move |hasher, _| hasher.hash(&new)).await??);
         self.blocking(move |inner, conn| {
-            inner.ensure_stepped_up(conn, &session)?;
-            let user = users::get(conn, tenant, session.user_id)?;
-            let credential = inner.confirm_password(conn, tenant, &user, &current, &client)?;
-            let mut inputs = vec![user.data.user_name.as_str()];
-            inputs.extend(user.primary_email().map(|e| e.value.as_str()));
-            inputs.extend(user.data.name.given_name.as_deref());
-            inputs.extend(user.data.name.family_name.as_deref());
-            inner.policy.check(&new, &inputs)?;
-            let phc = inner.hasher.hash(&new)?;
             let now = inner.now();
-            let ended = db::transaction(conn, |conn| {
+            let ended = db::transaction_with(conn, |conn| {
                 credentials::replace_secret(conn, &inner.cipher, &credential, phc.as_bytes())?;
-                sessions::end_all_for_user(
+                let ended = sessions::end_all_for_user(
                     conn,
                     now,
                     tenant,
                     user.id,
-                    Some(session.id),
+                    Some(session_id),
                     "password_changed",
-                )
+                )?;
+                inner.audit(
+                    conn,
+                    tenant,
+                    format!("user:{}", user.id),
+                    "password.changed",
+                    Some(format!("user:{}", user.id)),
+                    Outcome::Success,
+                    &client,
+                    json!({ "sessions_ended": ended.len() }),
+                )?;
+                Ok::<_, AuthnError>(ended)
             })?;
-            inner.audit(
-                conn,
-                tenant,
-                format!("user:{}", user.id),
-                "password.changed",
-                Some(format!("user:{}", user.id)),
-                Outcome::Success,
-                &client,
-                json!({ "sessions_ended": ended.len() }),
-            )?;
             let count = ended.len();
             inner.sessions_ended(tenant, user.id, ended);
             let _ = inner.events.publish(DomainEvent::CredentialsChanged {
@@ -193,19 +215,23 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<(), AuthnError> {
         let new_email = new_email.trim().to_owned();
-        if !valid_email(&new_email) {
+        if !valid_new_email(&new_email) {
             return Err(AuthnError::InvalidEmail);
         }
+        let (user, _) = self
+            .confirm_password(tenant, session, password, client.clone())
+            .await?;
         let mails = self
             .blocking(move |inner, conn| {
-                inner.ensure_stepped_up(conn, &session)?;
-                let user = users::get(conn, tenant, session.user_id)?;
-                inner.confirm_password(conn, tenant, &user, &password, &client)?;
-                if users::find_by_primary_email(conn, tenant, &new_email)?.is_some_and(|other| other.id != user.id) {
+                // Another user's address, or one that looks like it, is taken.
+                if users::primary_email_look_alike_holder(conn, tenant, &new_email)?.is_some_and(|other| other != user.id) {
                     return Err(AuthnError::EmailTaken);
                 }
-                let token = issue_verification(inner, conn, tenant, user.id, &new_email)?;
-                inner.audit(conn, tenant, format!("user:{}", user.id), "email.change_requested", Some(format!("user:{}", user.id)), Outcome::Success, &client, json!({}))?;
+                let token = db::transaction_with(conn, |conn| {
+                    let token = issue_verification(inner, conn, tenant, user.id, &new_email)?;
+                    inner.audit(conn, tenant, format!("user:{}", user.id), "email.change_requested", Some(format!("user:{}", user.id)), Outcome::Success, &client, json!({}))?;
+                    Ok::<_, AuthnError>(token)
+                })?;
                 let mut mails = vec![OutgoingMail {
                     to: new_email.clone(),
                     subject: "Confirm your new email address".into(),

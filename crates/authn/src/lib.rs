@@ -24,6 +24,7 @@ mod service;
 pub mod settings;
 pub mod setup;
 pub mod sign_in;
+pub mod signup_mail;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod totp;

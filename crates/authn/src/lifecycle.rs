@@ -644,7 +644,11 @@ mod tests {
         /// The audit events with `action`; the chain must be intact.
         fn audited(&self, action: &str) -> Vec<AuditEvent> {
             let mut conn = self.conn();
-            assert!(audit::verify(&mut conn).unwrap().is_intact());
+            assert!(
+                audit::verify(&mut conn, &self.authn.inner.cipher)
+                    .unwrap()
+                    .is_intact()
+            );
             audit::list(&mut conn, self.t(), &PageRequest::first(500))
                 .unwrap()
                 .items

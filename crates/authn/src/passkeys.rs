@@ -28,10 +28,18 @@
 //! ceremonies race. Finishing a sign-in opens no session: the caller gets
 //! [`PasskeyAuthenticated`] and decides.
 //!
-//! Failed assertions are counted like wrong TOTP codes ([`crate::totp`]'s policy):
-//! per user ([`bucket`]) when the passkey or the expected user is known, and per
-//! client address ([`client_bucket`]) in passwordless sign-in. Call these outside a
-//! transaction of your own: a failure is counted in its own commit.
+//! Rejected assertions are counted like failed passwords, with limits from the
+//! configuration (`[passkeys]`; [`AuthnSettings`]): per passkey
+//! ([`credential_bucket`]) when the response was checked against a registered
+//! passkey's key (a backoff, then a lockout), and per client address
+//! ([`address_bucket`]) for every rejection (a lockout, set well above what one NAT
+//! produces). A success forgets the counts of its passkey and of its address. Call
+//! these outside a transaction of your own: a failure is counted in its own commit.
+//!
+//! A verified assertion also cancels the user's waiting recoveries of lost factors,
+//! in the transaction that records the passkey's use ([`crate::recovery`]).
+//!
+//! [`AuthnSettings`]: crate::settings::AuthnSettings
 //!
 //! The relying party comes from the tenant's public origin ([`RelyingParty`]);
 //! WebAuthn refuses IP addresses as relying party ids, and browsers accept
@@ -62,8 +70,9 @@ use webauthn_rs::prelude::{
 };
 use zeroize::Zeroizing;
 
+use crate::recovery::cancel_recoveries_on_factor_use;
 use crate::service::{Authn, ClientInfo, Inner};
-use crate::totp::{ensure_not_locked, failure_window, lock_for};
+use crate::totp::ensure_not_locked;
 use crate::{AuthnError, secrets};
 
 /// How long a begun ceremony can be finished: WebAuthn's recommended timeout,
@@ -74,14 +83,14 @@ pub const NAME_MAX_CHARS: usize = 64;
 /// The name of a passkey registered without one.
 pub const DEFAULT_NAME: &str = "Passkey";
 
-/// The rate-limit bucket for failed passkey assertions of a user.
-pub fn bucket(user: UserId) -> String {
-    format!("passkey:{user}")
+/// The rate-limit bucket for rejected assertions checked against one passkey.
+pub fn credential_bucket(credential: CredentialId) -> String {
+    format!("passkey:credential:{credential}")
 }
 
-/// The rate-limit bucket for failed passwordless assertions from one address.
-pub fn client_bucket(ip: &str) -> String {
-    format!("passkey-ip:{ip}")
+/// The rate-limit bucket for rejected assertions from one client address.
+pub fn address_bucket(ip: &str) -> String {
+    format!("passkey:ip:{ip}")
 }
 
 /// The relying party a ceremony is for: the tenant's public origin and the id
@@ -381,6 +390,16 @@ fn as_single_credential(
         .map_err(|e| AuthnError::Internal(format!("passkey authentication state: {e}")))
 }
 
+/// Which failure counters an assertion touches.
+struct Attempt {
+    /// The registered passkey the response named, if any (for the audit log).
+    named: Option<CredentialId>,
+    /// The passkey whose key the response was checked against: its failures count.
+    checked: Option<CredentialId>,
+    /// The client address's bucket, when the address is known.
+    address: Option<String>,
+}
+
 /// How a sign-in ceremony was begun.
 #[derive(Clone, Copy)]
 enum Flow {
@@ -516,6 +535,7 @@ impl Inner {
                 let (_, bytes) = StoredPasskey::encode(stored.passkey)?;
                 credentials::replace_secret(conn, &self.cipher, &credential, &bytes)?;
             }
+            cancel_recoveries_on_factor_use(conn, &self.cipher, now, tenant, user, "passkey")?;
             Ok(PasskeyAuthenticated {
                 user_id: user,
                 credential_id: id,
@@ -549,11 +569,8 @@ impl Inner {
             (Ceremony::Passwordless(state), None) => (Flow::Passwordless, state),
             _ => return Err(AuthnError::ChallengeInvalid),
         };
-        let from_client = match flow {
-            Flow::Passwordless => client.ip.as_deref().map(client_bucket),
-            Flow::SecondFactor(_) => None,
-        };
-        if let Some(bucket) = &from_client {
+        let address = client.ip.as_deref().map(address_bucket);
+        if let Some(bucket) = &address {
             ensure_not_locked(conn, now, tenant, bucket)?;
         }
 
@@ -587,8 +604,10 @@ impl Inner {
             Flow::SecondFactor(user) => Some(user),
             Flow::Passwordless => owner.ok().map(|(user, _)| user),
         };
-        if let Some(user) = user {
-            ensure_not_locked(conn, now, tenant, &bucket(user))?;
+        // The passkey whose key the response will be checked against.
+        let checked = owner.ok().map(|(_, id)| id);
+        if let Some(id) = checked {
+            ensure_not_locked(conn, now, tenant, &credential_bucket(id))?;
         }
 
         let outcome = owner.map_err(rejected_because).and_then(|(user, id)| {
@@ -613,21 +632,25 @@ impl Inner {
                 Err(AuthnError::InvalidCredentials)
             }
         });
-        let credential = found.map(|credential| credential.id);
+        let named = found.map(|credential| credential.id);
         self.settle_authentication(
             conn,
             tenant,
             flow,
             user,
-            from_client,
-            credential,
+            Attempt {
+                named,
+                checked,
+                address,
+            },
             outcome,
             client,
         )
     }
 
-    /// Counts a rejected assertion (each count committed on its own) and audits it;
-    /// forgets the user's failures after a success.
+    /// Counts a rejected assertion against its passkey (when its key was checked)
+    /// and its address, each count committed on its own, and audits it; after a
+    /// success, forgets the failures of both. A lock applies from the next attempt.
     #[allow(clippy::too_many_arguments)]
     fn settle_authentication(
         &self,
@@ -635,36 +658,47 @@ impl Inner {
         tenant: TenantId,
         flow: Flow,
         user: Option<UserId>,
-        from_client: Option<String>,
-        credential: Option<CredentialId>,
+        attempt: Attempt,
         outcome: Result<PasskeyAuthenticated, AuthnError>,
         client: &ClientInfo,
     ) -> Result<PasskeyAuthenticated, AuthnError> {
         let now = self.now();
+        let settings = &self.settings;
         let error = match outcome {
             Ok(done) => {
-                rate_limits::reset(conn, tenant, &bucket(done.user_id))?;
+                rate_limits::reset(conn, tenant, &credential_bucket(done.credential_id))?;
+                if let Some(address) = &attempt.address {
+                    rate_limits::reset(conn, tenant, address)?;
+                }
                 return Ok(done);
             }
             Err(error @ (AuthnError::PasskeyRejected(_) | AuthnError::InvalidCredentials)) => error,
             Err(other) => return Err(other),
         };
-        let mut locked_until = None;
+        let mut locked = false;
         if matches!(error, AuthnError::PasskeyRejected(_)) {
-            let buckets = user.map(bucket).into_iter().chain(from_client);
-            for bucket in buckets {
-                let counter = rate_limits::record_failure(
+            let mut counted = Vec::new();
+            if let Some(id) = attempt.checked {
+                counted.push(rate_limits::record_failure(
                     conn,
                     now,
                     tenant,
-                    &bucket,
-                    failure_window(),
-                    lock_for,
-                )?;
-                if counter.is_locked(now) {
-                    locked_until = locked_until.max(counter.locked_until);
-                }
+                    &credential_bucket(id),
+                    settings.passkey_failure_window,
+                    |n| settings.passkey_credential_lock_for(n),
+                )?);
             }
+            if let Some(address) = &attempt.address {
+                counted.push(rate_limits::record_failure(
+                    conn,
+                    now,
+                    tenant,
+                    address,
+                    settings.passkey_failure_window,
+                    |n| settings.passkey_ip_lock_for(n),
+                )?);
+            }
+            locked = counted.iter().any(|counter| counter.is_locked(now));
         }
         let reason = match &error {
             AuthnError::PasskeyRejected(reason) => reason.as_str(),
@@ -675,15 +709,14 @@ impl Inner {
             tenant,
             user.map_or_else(|| "anonymous".to_owned(), |user| format!("user:{user}")),
             "passkey.authentication_failed",
-            credential.map(|id| format!("credential:{id}")),
+            attempt.named.map(|id| format!("credential:{id}")),
             Outcome::Failure,
             client,
-            json!({ "flow": flow.name(), "reason": reason, "locked": locked_until.is_some() }),
+            json!({ "flow": flow.name(), "reason": reason, "locked": locked }),
         )?;
-        Err(match locked_until {
-            Some(until) => AuthnError::Throttled { until: Some(until) },
-            None => error,
-        })
+        // As with a wrong password: this attempt is told what was wrong; a lock it
+        // set refuses the next ones.
+        Err(error)
     }
 
     fn begin_passwordless(
@@ -862,8 +895,9 @@ impl Authn {
     /// Starts a sign-in with a passkey. `None`: passwordless, in a modal dialog; the
     /// authenticator offers the discoverable credentials it holds for this relying
     /// party. `Some(user)`: a second factor for a user already known (after a
-    /// password), limited to that user's passkeys; [`AuthnError::NotEnrolled`] when
-    /// they have none, [`AuthnError::Throttled`] while their passkeys are locked.
+    /// password), limited to that user's passkeys that are not locked;
+    /// [`AuthnError::NotEnrolled`] when they have none, [`AuthnError::Throttled`]
+    /// (until the first unlocks) while every one of them is locked.
     pub async fn begin_passkey_authentication(
         &self,
         tenant: TenantId,
@@ -875,14 +909,23 @@ impl Authn {
             let Some(user) = user else {
                 return inner.begin_passwordless(conn, tenant, &binding, &rp, false);
             };
-            ensure_not_locked(conn, inner.now(), tenant, &bucket(user))?;
-            let passkeys: Vec<Passkey> = inner
-                .passkeys_of(conn, tenant, user)?
-                .into_iter()
-                .map(|(_, stored)| stored.passkey)
-                .collect();
+            let now = inner.now();
+            let mut passkeys: Vec<Passkey> = Vec::new();
+            let mut unlocks: Option<DateTime<Utc>> = None;
+            for (credential, stored) in inner.passkeys_of(conn, tenant, user)? {
+                match rate_limits::get(conn, tenant, &credential_bucket(credential.id))? {
+                    Some(counter) if counter.is_locked(now) => {
+                        let until = counter.locked_until.unwrap_or(now);
+                        unlocks = Some(unlocks.map_or(until, |first| first.min(until)));
+                    }
+                    _ => passkeys.push(stored.passkey),
+                }
+            }
             if passkeys.is_empty() {
-                return Err(AuthnError::NotEnrolled);
+                return Err(match unlocks {
+                    Some(until) => AuthnError::Throttled { until: Some(until) },
+                    None => AuthnError::NotEnrolled,
+                });
             }
             let (options, state) = rp
                 .webauthn()?
@@ -923,8 +966,8 @@ impl Authn {
     /// Opens no session. The challenge is spent whatever the outcome.
     /// [`AuthnError::ChallengeInvalid`]; [`AuthnError::PasskeyRejected`] for a
     /// response that does not verify (counted, audited as
-    /// `passkey.authentication_failed`), [`AuthnError::Throttled`] once those lock
-    /// the user or the client; [`AuthnError::InvalidCredentials`] for a disabled
+    /// `passkey.authentication_failed`), [`AuthnError::Throttled`] while those
+    /// lock the passkey or the client's address; [`AuthnError::InvalidCredentials`] for a disabled
     /// account.
     pub async fn finish_passkey_authentication(
         &self,
@@ -1047,7 +1090,6 @@ mod tests {
 
     use super::*;
     use crate::testing::soft_authenticator::{Refusal, SoftAuthenticator};
-    use crate::totp::LOCKOUT_THRESHOLD;
 
     const ORIGIN: &str = "https://id.example.com";
     /// What the caller derives the binding from: the browser's cookie secret.
@@ -1095,12 +1137,17 @@ mod tests {
 
     impl Env {
         fn new(backend: Backend) -> Env {
+            Env::with(backend, |_| {})
+        }
+
+        fn with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Env {
             let db = TestDb::new(backend);
             let dir = tempfile::tempdir().unwrap();
-            let config = Config {
+            let mut config = Config {
                 data_dir: dir.path().join("data"),
                 ..Config::default()
             };
+            adjust(&mut config);
             let pool = gatehouse_identity_store::db::pool(&ConnectOptions {
                 pool_size: 4,
                 ..ConnectOptions::new(&db.url)
@@ -1239,9 +1286,21 @@ mod tests {
             authenticator: &mut SoftAuthenticator,
             user: Option<UserId>,
         ) -> Result<PasskeyAuthenticated, AuthnError> {
+            self.sign_in_with(authenticator, user, 0).await
+        }
+
+        /// [`Env::sign_in`] from [`IP`] (`0`) or another address (`1`).
+        async fn sign_in_with(
+            &self,
+            authenticator: &mut SoftAuthenticator,
+            user: Option<UserId>,
+            address: usize,
+        ) -> Result<PasskeyAuthenticated, AuthnError> {
             let challenge = self.begin(user).await;
             let response = authenticator.get(&json(&challenge.options)).unwrap();
-            self.finish(&challenge.challenge_id, response).await
+            let ip = [IP, "198.51.100.4"][address];
+            self.finish_as(BROWSER, ip, &challenge.challenge_id, response)
+                .await
         }
 
         async fn passkeys(&self, user: UserId) -> Vec<PasskeyInfo> {
@@ -1257,7 +1316,11 @@ mod tests {
         /// Every audit action so far, in order; the chain must be intact.
         fn actions(&self) -> Vec<String> {
             let mut conn = self.pool.get().unwrap();
-            assert!(audit::verify(&mut conn).unwrap().is_intact());
+            assert!(
+                audit::verify(&mut conn, &self.authn.inner.cipher)
+                    .unwrap()
+                    .is_intact()
+            );
             audit::list(&mut conn, self.tenant, &PageRequest::first(500))
                 .unwrap()
                 .items
@@ -1305,7 +1368,10 @@ mod tests {
         a_removed_passkey_no_longer_signs_in,
         several_passkeys_are_listed_with_their_names,
         backup_state_is_stored_and_follows_the_authenticator,
-        failed_assertions_lock_the_user_and_the_client,
+        failed_assertions_lock_the_passkey_with_a_backoff,
+        a_passkey_locked_everywhere_throttles_the_second_factor,
+        failed_assertions_lock_the_address_until_a_success_or_the_lockout,
+        passwordless_failures_get_the_generous_password_limits_by_default,
         a_disabled_account_cannot_sign_in,
         a_cloned_authenticator_racing_the_original_passes_once,
     );
@@ -1397,7 +1463,7 @@ mod tests {
         runtime().block_on(async {
             env.register(alice, &mut laptop, "Laptop").await.unwrap();
             let on_key = env.register(alice, &mut key, "Key").await.unwrap();
-            env.register(bob, &mut bobs, "Bob's").await.unwrap();
+            let bobs_passkey = env.register(bob, &mut bobs, "Bob's").await.unwrap();
 
             let challenge = env.begin(Some(alice)).await;
             let options = json(&challenge.options);
@@ -1424,8 +1490,12 @@ mod tests {
                 )
                 .await;
             assert!(rejected_for(&wrong, "not one of the user's"), "{wrong:?}");
-            assert_eq!(env.failures(&bucket(alice)), Some(1));
-            assert_eq!(env.failures(&bucket(bob)), None, "bob was not signing in");
+            assert_eq!(env.failures(&address_bucket(IP)), Some(1));
+            assert_eq!(
+                env.failures(&credential_bucket(bobs_passkey.id)),
+                None,
+                "bob was not signing in"
+            );
 
             let challenge = env.begin(Some(alice)).await;
             let response = key.get(&json(&challenge.options)).unwrap();
@@ -1442,7 +1512,7 @@ mod tests {
                 }
             );
             assert_eq!(
-                env.failures(&bucket(alice)),
+                env.failures(&address_bucket(IP)),
                 None,
                 "a success forgets the failures"
             );
@@ -1489,6 +1559,8 @@ mod tests {
             let refused = env.sign_in(&mut phone, None).await;
             assert!(rejected_for(&refused, "another origin"), "{refused:?}");
 
+            // Three failures of the passkey: the next attempt waits a second.
+            env.clock.advance(Duration::seconds(1));
             phone.origin = ORIGIN.into();
             env.sign_in(&mut phone, None).await.unwrap();
         });
@@ -1664,7 +1736,7 @@ mod tests {
             assert_eq!(env.authn.prune_passkey_challenges().await.unwrap(), 2);
         });
         assert_eq!(
-            env.failures(&bucket(alice)),
+            env.failures(&address_bucket(IP)),
             None,
             "late answers are no guesses"
         );
@@ -1765,8 +1837,8 @@ mod tests {
             let removed = env.sign_in(&mut phone, None).await;
             assert!(rejected_for(&removed, "not registered"), "{removed:?}");
             // Nobody is known to blame: the failure counts against the client.
-            assert_eq!(env.failures(&client_bucket(IP)), Some(1));
-            assert_eq!(env.failures(&bucket(alice)), None);
+            assert_eq!(env.failures(&address_bucket(IP)), Some(1));
+            assert_eq!(env.failures(&credential_bucket(on_phone.id)), None);
 
             let challenge = env.begin(Some(alice)).await;
             let options = json(&challenge.options);
@@ -1932,88 +2004,183 @@ mod tests {
         });
     }
 
-    fn failed_assertions_lock_the_user_and_the_client(backend: Backend) {
-        let env = Env::new(backend);
+    /// Limits small enough to walk through: backoff from the 2nd failure of a
+    /// passkey, its lockout at the 4th, an address's lockout at the 6th.
+    fn small_limits(config: &mut Config) {
+        config.passkeys.credential_backoff_after = 2;
+        config.passkeys.credential_lockout_threshold = 4;
+        config.passkeys.ip_lockout_threshold = 6;
+        config.passkeys.lockout_mins = 10;
+    }
+
+    fn failed_assertions_lock_the_passkey_with_a_backoff(backend: Backend) {
+        let env = Env::with(backend, small_limits);
+        let alice = env.user("alice");
+        let mut phone = SoftAuthenticator::new(ORIGIN);
+        let mut key = SoftAuthenticator::new(ORIGIN);
+        runtime().block_on(async {
+            let on_phone = env.register(alice, &mut phone, "Phone").await.unwrap();
+            let phone_bucket = credential_bucket(on_phone.id);
+
+            phone.user_verification = false;
+            let refused = env.sign_in(&mut phone, None).await;
+            assert!(rejected_for(&refused, "verify the user"), "{refused:?}");
+            assert_eq!(env.failures(&phone_bucket), Some(1));
+            assert_eq!(env.failures(&address_bucket(IP)), Some(1));
+            // From the second failure on, each further attempt waits longer.
+            for wait in [Duration::seconds(1), Duration::seconds(2)] {
+                let refused = env.sign_in(&mut phone, None).await;
+                assert!(rejected_for(&refused, "verify the user"), "{refused:?}");
+                match env.sign_in(&mut phone, None).await {
+                    Err(AuthnError::Throttled { until }) => {
+                        assert_eq!(until, Some(env.clock.now() + wait));
+                    }
+                    other => panic!("expected a backoff of {wait}, got {other:?}"),
+                }
+                env.clock.advance(wait);
+            }
+            let refused = env.sign_in(&mut phone, None).await;
+            assert!(rejected_for(&refused, "verify the user"), "{refused:?}");
+            match env.sign_in(&mut phone, None).await {
+                Err(AuthnError::Throttled { until }) => {
+                    assert_eq!(until, Some(env.clock.now() + Duration::minutes(10)));
+                }
+                other => panic!("expected a lockout, got {other:?}"),
+            }
+            assert_eq!(
+                env.failures(&phone_bucket),
+                Some(4),
+                "refusals while locked are not counted"
+            );
+
+            // Locked wherever it is used, even from another address, and left out of
+            // a second factor's options while the user's other passkey is not.
+            phone.user_verification = true;
+            let elsewhere = env.sign_in_with(&mut phone, None, 1).await;
+            assert!(
+                matches!(elsewhere, Err(AuthnError::Throttled { .. })),
+                "{elsewhere:?}"
+            );
+            env.register(alice, &mut key, "Key").await.unwrap();
+            let options = json(&env.begin(Some(alice)).await.options);
+            let allowed: Vec<&str> = options["publicKey"]["allowCredentials"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c["id"].as_str().unwrap())
+                .collect();
+            assert_eq!(allowed, [lookup_key(&key.credentials[0].id)]);
+            env.sign_in(&mut key, Some(alice)).await.unwrap();
+            assert_eq!(env.failures(&address_bucket(IP)), None);
+            assert_eq!(
+                env.failures(&phone_bucket),
+                Some(4),
+                "another passkey's success forgets nothing of this one"
+            );
+
+            env.clock.advance(Duration::minutes(10));
+            env.sign_in(&mut phone, None).await.expect("unlocked");
+            assert_eq!(env.failures(&phone_bucket), None, "a success forgets");
+        });
+    }
+
+    fn a_passkey_locked_everywhere_throttles_the_second_factor(backend: Backend) {
+        let env = Env::with(backend, small_limits);
+        let alice = env.user("alice");
+        let mut phone = SoftAuthenticator::new(ORIGIN);
+        runtime().block_on(async {
+            env.register(alice, &mut phone, "Phone").await.unwrap();
+            phone.user_verification = false;
+            for _ in 0..4 {
+                let _ = env.sign_in_with(&mut phone, Some(alice), 0).await;
+                env.clock.advance(Duration::seconds(10));
+            }
+            let begin = env
+                .authn
+                .begin_passkey_authentication(env.tenant, BROWSER.into(), rp(), Some(alice))
+                .await;
+            match begin {
+                Err(AuthnError::Throttled { until }) => assert_eq!(
+                    until,
+                    Some(env.clock.now() - Duration::seconds(10) + Duration::minutes(10))
+                ),
+                other => panic!("expected a lockout, got {other:?}"),
+            }
+        });
+    }
+
+    fn failed_assertions_lock_the_address_until_a_success_or_the_lockout(backend: Backend) {
+        let env = Env::with(backend, small_limits);
         let (alice, bob) = (env.user("alice"), env.user("bob"));
         let mut phone = SoftAuthenticator::new(ORIGIN);
         let mut stranger = SoftAuthenticator::new(ORIGIN);
         runtime().block_on(async {
             env.register(alice, &mut phone, "Phone").await.unwrap();
-
-            phone.user_verification = false;
-            for _ in 1..LOCKOUT_THRESHOLD {
-                let refused = env.sign_in(&mut phone, Some(alice)).await;
-                assert!(rejected_for(&refused, "verify the user"), "{refused:?}");
-            }
-            let locked = env.sign_in(&mut phone, Some(alice)).await;
-            match locked {
-                Err(AuthnError::Throttled { until }) => {
-                    assert_eq!(until, Some(env.clock.now() + Duration::minutes(1)));
-                }
-                other => panic!("expected a lockout, got {other:?}"),
-            }
-            phone.user_verification = true;
-            let begin = env
-                .authn
-                .begin_passkey_authentication(env.tenant, BROWSER.into(), rp(), Some(alice))
-                .await;
-            assert!(
-                matches!(begin, Err(AuthnError::Throttled { .. })),
-                "{begin:?}"
-            );
-            let passwordless = env.sign_in(&mut phone, None).await;
-            assert!(
-                matches!(passwordless, Err(AuthnError::Throttled { .. })),
-                "{passwordless:?}"
-            );
-            assert_eq!(
-                env.failures(&bucket(alice)),
-                Some(LOCKOUT_THRESHOLD),
-                "refusals while locked are not counted"
-            );
-
-            env.clock.advance(Duration::seconds(61));
-            env.sign_in(&mut phone, None).await.expect("unlocked");
-            assert_eq!(env.failures(&bucket(alice)), None);
-
-            // Passwordless with credentials nobody registered: counted per address.
+            // A credential nobody registered: only the address is there to blame.
             let challenge = env.begin_registration(bob).await;
             stranger.create(&json(&challenge.options)).unwrap();
-            for _ in 1..LOCKOUT_THRESHOLD {
+            for _ in 1..6 {
                 let unknown = env.sign_in(&mut stranger, None).await;
                 assert!(rejected_for(&unknown, "not registered"), "{unknown:?}");
             }
-            let locked = env.sign_in(&mut stranger, None).await;
-            assert!(
-                matches!(locked, Err(AuthnError::Throttled { .. })),
-                "{locked:?}"
-            );
-            let challenge = env.begin(None).await;
-            let response = phone.get(&json(&challenge.options)).unwrap();
-            let same_address = env.finish(&challenge.challenge_id, response).await;
+            assert_eq!(env.failures(&address_bucket(IP)), Some(5));
+
+            // Someone at that address signs in: the address's count starts again.
+            env.sign_in(&mut phone, None).await.unwrap();
+            assert_eq!(env.failures(&address_bucket(IP)), None);
+            for _ in 1..=6 {
+                let unknown = env.sign_in(&mut stranger, None).await;
+                assert!(rejected_for(&unknown, "not registered"), "{unknown:?}");
+            }
+            match env.sign_in(&mut stranger, None).await {
+                Err(AuthnError::Throttled { until }) => {
+                    assert_eq!(until, Some(env.clock.now() + Duration::minutes(10)));
+                }
+                other => panic!("expected a lockout, got {other:?}"),
+            }
+            let same_address = env.sign_in(&mut phone, None).await;
             assert!(
                 matches!(same_address, Err(AuthnError::Throttled { .. })),
                 "{same_address:?}"
             );
-            let challenge = env.begin(None).await;
-            let response = phone.get(&json(&challenge.options)).unwrap();
-            let elsewhere = env
-                .finish_as(BROWSER, "198.51.100.4", &challenge.challenge_id, response)
-                .await
-                .unwrap();
-            assert_eq!(elsewhere.user_id, alice);
-            assert_eq!(
-                env.failures(&bucket(bob)),
-                None,
-                "the stranger's handle names nobody's passkey"
+            let second_factor = env.sign_in(&mut phone, Some(alice)).await;
+            assert!(
+                matches!(second_factor, Err(AuthnError::Throttled { .. })),
+                "{second_factor:?}"
             );
+            let elsewhere = env.sign_in_with(&mut phone, None, 1).await.unwrap();
+            assert_eq!(elsewhere.user_id, alice);
+            env.clock.advance(Duration::minutes(10));
+            env.sign_in(&mut phone, None)
+                .await
+                .expect("the lockout lapsed");
         });
         let failures = env
             .actions()
             .iter()
             .filter(|action| *action == "passkey.authentication_failed")
             .count();
-        assert_eq!(failures, 2 * LOCKOUT_THRESHOLD as usize);
+        assert_eq!(failures, 11, "refusals while locked are not audited");
+    }
+
+    fn passwordless_failures_get_the_generous_password_limits_by_default(backend: Backend) {
+        let env = Env::new(backend);
+        let bob = env.user("bob");
+        let mut stranger = SoftAuthenticator::new(ORIGIN);
+        runtime().block_on(async {
+            let challenge = env.begin_registration(bob).await;
+            stranger.create(&json(&challenge.options)).unwrap();
+            // Five locked an address for a minute, doubling up to 17 hours.
+            for _ in 0..20 {
+                let unknown = env.sign_in(&mut stranger, None).await;
+                assert!(rejected_for(&unknown, "not registered"), "{unknown:?}");
+            }
+            assert_eq!(env.failures(&address_bucket(IP)), Some(20));
+        });
+        assert_eq!(
+            env.authn.settings().passkey_ip_lockout_threshold,
+            env.authn.settings().ip_lockout_threshold
+        );
     }
 
     fn a_cloned_authenticator_racing_the_original_passes_once(backend: Backend) {
@@ -2072,7 +2239,7 @@ mod tests {
                 matches!(disabled, Err(AuthnError::InvalidCredentials)),
                 "{disabled:?}"
             );
-            assert_eq!(env.failures(&bucket(alice)), None, "not a guess");
+            assert_eq!(env.failures(&address_bucket(IP)), None, "not a guess");
         });
         assert_eq!(
             env.actions(),

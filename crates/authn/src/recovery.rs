@@ -45,9 +45,13 @@
 //! once, with the completion link and a cancel link: whoever took over the mailbox
 //! alone has to wait a day, while the owner reads the notice and cancels. A second
 //! factor used (or added) during the wait cancels the recovery too: its owner
-//! evidently has one. Completing removes every second factor (authenticator app,
-//! recovery codes, passkeys) and sets the new password. No link removes a second
-//! factor sooner.
+//! evidently has one. A use cancels it at once, in the transaction that accepts the
+//! TOTP code, spends the recovery code or verifies the passkey, with an audit event
+//! (`cancel_recoveries_on_factor_use`), so nothing depends on the factor still being
+//! there later: a spent recovery code is deleted. A factor added since the start is
+//! found when the recovery would complete. Completing removes every second factor
+//! (authenticator app, recovery codes, passkeys) and sets the new password. No link
+//! removes a second factor sooner.
 //!
 //! # Administrator
 //!
@@ -275,6 +279,44 @@ fn remove_second_factors(
     let codes = recovery_codes::remove_all(conn, tenant, user)?;
     let passkeys = credentials::delete_kind_for_user(conn, tenant, user, CredentialKind::Webauthn)?;
     Ok(app + codes + passkeys)
+}
+
+/// A second factor of `user` just passed (`factor`: `totp`, `recovery_code`,
+/// `passkey`), so it is not lost: every recovery of lost factors waiting on the
+/// account is cancelled and audited, in the caller's transaction with the factor's
+/// own write. Decided now, not looked up when the recovery completes: by then the
+/// proof may be gone (a recovery code is deleted as it is spent).
+pub(crate) fn cancel_recoveries_on_factor_use(
+    conn: &mut AnyConnection,
+    cipher: &gatehouse_core::secrets::Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    factor: &'static str,
+) -> Result<(), AuthnError> {
+    let cancelled =
+        account_recoveries::cancel_open_for_user(conn, now, tenant, user, "second_factor_used")?;
+    if cancelled > 0 {
+        gatehouse_identity_store::audit::append(
+            conn,
+            cipher,
+            now,
+            tenant,
+            gatehouse_identity_store::audit::NewAuditEvent {
+                actor: format!("user:{user}"),
+                action: "recovery.factor_recovery_cancelled".into(),
+                target: Some(format!("user:{user}")),
+                outcome: Outcome::Success,
+                ip: None,
+                details: json!({
+                    "reason": "second_factor_used",
+                    "factor": factor,
+                    "recoveries": cancelled,
+                }),
+            },
+        )?;
+    }
+    Ok(())
 }
 
 fn reset_link_mail(to: &str, link: &str, lifetime: Duration) -> OutgoingMail {
@@ -604,8 +646,10 @@ impl Inner {
         }
     }
 
-    /// Whether the user passed (or added) a second factor since `since`: then it
-    /// is not lost, and a recovery started at `since` must not remove it.
+    /// Whether the user added (or passed) a second factor since `since`: then it
+    /// is not lost, and a recovery started at `since` must not remove it. Uses
+    /// cancel recoveries as they happen (`cancel_recoveries_on_factor_use`); this
+    /// catches factors enrolled during the wait, and is a second look at uses.
     fn factor_used_since(
         &self,
         conn: &mut AnyConnection,
@@ -780,20 +824,34 @@ impl Authn {
         new_password: Zeroizing<String>,
         client: ClientInfo,
     ) -> Result<(), AuthnError> {
+        let (user, proven) = self
+            .blocking({
+                let (token, client, new_password) =
+                    (token.clone(), client.clone(), new_password.clone());
+                move |inner, conn| {
+                    let user = inner.reset_link_user(conn, tenant, &token, &client)?;
+                    inner.policy.check(&new_password, &password_inputs(&user))?;
+                    let factors = inner.owned_factors(conn, tenant, user.id)?;
+                    let proven =
+                        if factors.any() {
+                            Some(inner.check_reset_proof(
+                                conn, tenant, user.id, &factors, &proof, &client,
+                            )?)
+                        } else {
+                            None
+                        };
+                    Ok((user, proven))
+                }
+            })
+            .await?;
+        // On the hashing pool, between the two database steps: no pooled connection
+        // waits for Argon2.
+        let phc = Zeroizing::new(
+            self.hashing(move |hasher, _| hasher.hash(&new_password))
+                .await??,
+        );
         let notice = self
             .blocking(move |inner, conn| {
-                let user = inner.reset_link_user(conn, tenant, &token, &client)?;
-                inner.policy.check(&new_password, &password_inputs(&user))?;
-                let factors = inner.owned_factors(conn, tenant, user.id)?;
-                let proven = if factors.any() {
-                    Some(
-                        inner
-                            .check_reset_proof(conn, tenant, user.id, &factors, &proof, &client)?,
-                    )
-                } else {
-                    None
-                };
-                let phc = Zeroizing::new(inner.hasher.hash(&new_password)?);
                 let now = inner.now();
                 let signed_out = db::transaction_with(conn, |conn| {
                     spend_reset_link(conn, now, tenant, &token, user.id)?;
@@ -991,57 +1049,70 @@ impl Authn {
         new_password: Zeroizing<String>,
         client: ClientInfo,
     ) -> Result<(), AuthnError> {
+        let (recovery, user) = self
+            .blocking({
+                let (client, new_password) = (client.clone(), new_password.clone());
+                move |inner, conn| {
+                    inner.ensure_links_allowed(conn, tenant, &client)?;
+                    let now = inner.now();
+                    let Some(recovery) = account_recoveries::find_by_recovery_token(
+                        conn,
+                        tenant,
+                        &secrets::digest(&recovery_token),
+                    )?
+                    else {
+                        return inner.invalid_link(conn, tenant, &client);
+                    };
+                    match recovery.state(now) {
+                        RecoveryState::Waiting => {
+                            return Err(AuthnError::RecoveryNotReady {
+                                ready_at: recovery.ready_at,
+                            });
+                        }
+                        RecoveryState::Cancelled => return Err(AuthnError::RecoveryCancelled),
+                        RecoveryState::Completed | RecoveryState::Expired => {
+                            return inner.invalid_link(conn, tenant, &client);
+                        }
+                        RecoveryState::Ready => {}
+                    }
+                    let user = users::get(conn, tenant, recovery.user_id)?;
+                    if !user.data.active {
+                        return Err(AuthnError::InvalidLink);
+                    }
+                    if inner.factor_used_since(conn, tenant, user.id, recovery.created_at)? {
+                        if account_recoveries::cancel(
+                            conn,
+                            now,
+                            tenant,
+                            &recovery.id,
+                            "second_factor_used",
+                        )? {
+                            inner.audit(
+                                conn,
+                                tenant,
+                                "system".into(),
+                                "recovery.factor_recovery_cancelled",
+                                Some(format!("user:{}", user.id)),
+                                Outcome::Denied,
+                                &client,
+                                json!({ "recovery": recovery.id, "reason": "second_factor_used" }),
+                            )?;
+                        }
+                        return Err(AuthnError::RecoveryCancelled);
+                    }
+                    inner.policy.check(&new_password, &password_inputs(&user))?;
+                    Ok((recovery, user))
+                }
+            })
+            .await?;
+        // On the hashing pool, between the two database steps: no pooled connection
+        // waits for Argon2. `complete` below re-checks the recovery's state.
+        let phc = Zeroizing::new(
+            self.hashing(move |hasher, _| hasher.hash(&new_password))
+                .await??,
+        );
         let notice = self
             .blocking(move |inner, conn| {
-                inner.ensure_links_allowed(conn, tenant, &client)?;
-                let now = inner.now();
-                let Some(recovery) = account_recoveries::find_by_recovery_token(
-                    conn,
-                    tenant,
-                    &secrets::digest(&recovery_token),
-                )?
-                else {
-                    return inner.invalid_link(conn, tenant, &client);
-                };
-                match recovery.state(now) {
-                    RecoveryState::Waiting => {
-                        return Err(AuthnError::RecoveryNotReady {
-                            ready_at: recovery.ready_at,
-                        });
-                    }
-                    RecoveryState::Cancelled => return Err(AuthnError::RecoveryCancelled),
-                    RecoveryState::Completed | RecoveryState::Expired => {
-                        return inner.invalid_link(conn, tenant, &client);
-                    }
-                    RecoveryState::Ready => {}
-                }
-                let user = users::get(conn, tenant, recovery.user_id)?;
-                if !user.data.active {
-                    return Err(AuthnError::InvalidLink);
-                }
-                if inner.factor_used_since(conn, tenant, user.id, recovery.created_at)? {
-                    if account_recoveries::cancel(
-                        conn,
-                        now,
-                        tenant,
-                        &recovery.id,
-                        "second_factor_used",
-                    )? {
-                        inner.audit(
-                            conn,
-                            tenant,
-                            "system".into(),
-                            "recovery.factor_recovery_cancelled",
-                            Some(format!("user:{}", user.id)),
-                            Outcome::Denied,
-                            &client,
-                            json!({ "recovery": recovery.id, "reason": "second_factor_used" }),
-                        )?;
-                    }
-                    return Err(AuthnError::RecoveryCancelled);
-                }
-                inner.policy.check(&new_password, &password_inputs(&user))?;
-                let phc = Zeroizing::new(inner.hasher.hash(&new_password)?);
                 let now = inner.now();
                 let (removed, signed_out) = db::transaction_with(conn, |conn| {
                     if !account_recoveries::complete(conn, now, tenant, &recovery.id)? {
@@ -1212,8 +1283,10 @@ mod tests {
 
     use super::*;
     use crate::PasswordHasher;
+    use crate::second_factor::SecondFactor;
     use crate::settings::TenantPolicy;
     use crate::sign_in::SignInOutcome;
+    use crate::testing::soft_authenticator::SoftAuthenticator;
     use crate::testing::{CaughtMail, SmtpCatcher};
 
     const OLD: &str = "violet-harbor-quilt-97-lantern";
@@ -1512,7 +1585,11 @@ mod tests {
         /// Every audit event so far, in order; the chain must be intact.
         fn audit(&self) -> Vec<AuditEvent> {
             let mut conn = self.conn();
-            assert!(audit::verify(&mut conn).unwrap().is_intact());
+            assert!(
+                audit::verify(&mut conn, &self.authn.inner.cipher)
+                    .unwrap()
+                    .is_intact()
+            );
             audit::list(&mut conn, self.t(), &PageRequest::first(500))
                 .unwrap()
                 .items
@@ -1653,6 +1730,9 @@ mod tests {
         a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user,
         lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled,
         a_factor_used_during_the_cooling_off_cancels_the_recovery,
+        signing_in_with_the_app_during_the_cooling_off_cancels_the_recovery,
+        signing_in_with_a_recovery_code_during_the_cooling_off_cancels_the_recovery,
+        signing_in_with_a_passkey_during_the_cooling_off_cancels_the_recovery,
         an_administrator_reset_removes_factors_and_password_and_is_audited,
         requests_and_bad_links_are_rate_limited,
     );
@@ -2248,6 +2328,205 @@ mod tests {
             .filter(|e| e.action == "recovery.requested" && e.outcome == "denied")
             .count();
         assert_eq!(denied, 3);
+    }
+
+    /// The relying party of the passkey ceremonies in these tests.
+    fn relying_party() -> crate::passkeys::RelyingParty {
+        let origin = crate::passkeys::Url::parse("https://id.example.test").unwrap();
+        crate::passkeys::RelyingParty::for_origin(&origin, "Acme").unwrap()
+    }
+
+    /// A recovery of lost factors started with the reset link in mail `n`; its
+    /// completion token, from mail `n + 1`.
+    async fn start_factor_recovery(env: &Env, email: &str, n: usize) -> String {
+        let token = env.reset_link(email, n).await;
+        env.authn
+            .request_factor_recovery(env.t(), token, links(), client())
+            .await
+            .unwrap();
+        token_of(&env.mail(n + 1), FACTOR_RECOVERY_PATH)
+    }
+
+    /// The recovery was cancelled when the factor passed, not when someone tried to
+    /// complete it: no open recovery is left, and the audit log says which factor.
+    fn assert_cancelled_by(env: &Env, user: UserId, factor: &str) {
+        let open =
+            account_recoveries::open_for_user(&mut env.conn(), env.clock.now(), env.t(), user)
+                .unwrap();
+        assert_eq!(open, None, "the recovery is still open");
+        let cancelled: Vec<AuditEvent> = env
+            .audit()
+            .into_iter()
+            .filter(|e| e.action == "recovery.factor_recovery_cancelled")
+            .collect();
+        assert_eq!(cancelled.len(), 1, "{cancelled:?}");
+        assert_eq!(cancelled[0].target, Some(format!("user:{user}")));
+        for words in ["second_factor_used", &format!(r#""factor":"{factor}""#)] {
+            assert!(
+                cancelled[0].details.contains(words),
+                "{}",
+                cancelled[0].details
+            );
+        }
+    }
+
+    /// After the cooling-off the attacker's completion link is refused and every
+    /// factor is still there.
+    async fn assert_completion_refused(env: &Env, complete: &str) {
+        env.clock
+            .advance(env.authn.settings().factor_recovery_cooling_off);
+        let refused = env.complete_recovery(complete).await;
+        assert!(
+            matches!(refused, Err(AuthnError::RecoveryCancelled)),
+            "{refused:?}"
+        );
+        assert_eq!(env.count("recovery.factor_recovery_completed"), 0);
+    }
+
+    async fn pending_sign_in(env: &Env, email: &str) -> String {
+        match env.sign_in(email, OLD).await.unwrap() {
+            SignInOutcome::SecondFactor(pending) => pending.token.to_string(),
+            SignInOutcome::SignedIn(_) => panic!("no second factor asked"),
+        }
+    }
+
+    fn signing_in_with_the_app_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
+        let env = Env::new(backend);
+        let kim = env.user("kim@example.com");
+        let secret = env.enrol_totp(kim);
+        runtime().block_on(async {
+            let complete = start_factor_recovery(&env, "kim@example.com", 1).await;
+            env.clock.advance(Duration::hours(3));
+            // A wrong code proves nothing: the recovery stays.
+            let pending = pending_sign_in(&env, "kim@example.com").await;
+            let wrong = env
+                .authn
+                .complete_sign_in(
+                    env.t(),
+                    pending.clone(),
+                    SecondFactor::Totp(Zeroizing::new("000000".into())),
+                    None,
+                    client(),
+                )
+                .await;
+            assert!(matches!(wrong, Err(AuthnError::InvalidCode)), "{wrong:?}");
+            assert!(
+                account_recoveries::open_for_user(&mut env.conn(), env.clock.now(), env.t(), kim)
+                    .unwrap()
+                    .is_some()
+            );
+            let code = totp_code(&secret, env.clock.now());
+            env.authn
+                .complete_sign_in(
+                    env.t(),
+                    pending,
+                    SecondFactor::Totp(Zeroizing::new(code)),
+                    None,
+                    client(),
+                )
+                .await
+                .unwrap();
+            assert_cancelled_by(&env, kim, "totp");
+            assert_completion_refused(&env, &complete).await;
+            assert_eq!(env.factors(kim), (true, 0, 0));
+        });
+    }
+
+    fn signing_in_with_a_recovery_code_during_the_cooling_off_cancels_the_recovery(
+        backend: Backend,
+    ) {
+        let env = Env::new(backend);
+        let lea = env.user("lea@example.com");
+        env.enrol_totp(lea);
+        let codes = env.recovery_codes(lea);
+        runtime().block_on(async {
+            let complete = start_factor_recovery(&env, "lea@example.com", 1).await;
+            env.clock.advance(Duration::hours(3));
+            // The code is deleted as it is spent: nothing of it is left to find
+            // when the completion link is used.
+            let pending = pending_sign_in(&env, "lea@example.com").await;
+            env.authn
+                .complete_sign_in(
+                    env.t(),
+                    pending,
+                    SecondFactor::RecoveryCode(Zeroizing::new(codes[0].clone())),
+                    None,
+                    client(),
+                )
+                .await
+                .unwrap();
+            assert_eq!(env.factors(lea).1, recovery_codes::COUNT - 1);
+            assert_cancelled_by(&env, lea, "recovery_code");
+            assert_completion_refused(&env, &complete).await;
+            assert_eq!(env.factors(lea), (true, recovery_codes::COUNT - 1, 0));
+            assert_eq!(
+                env.catcher.messages().len(),
+                2,
+                "no 'factors removed' notice"
+            );
+        });
+    }
+
+    fn signing_in_with_a_passkey_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
+        let env = Env::new(backend);
+        let max = env.user("max@example.com");
+        let mut phone = SoftAuthenticator::new("https://id.example.test");
+        let binding = "browser-cookie".to_owned();
+        runtime().block_on(async {
+            let begun = env
+                .authn
+                .begin_passkey_registration(env.t(), max, binding.clone(), relying_party())
+                .await
+                .unwrap();
+            let created = phone
+                .create(&serde_json::to_value(&begun.options).unwrap())
+                .unwrap();
+            env.authn
+                .finish_passkey_registration(
+                    env.t(),
+                    max,
+                    binding.clone(),
+                    begun.challenge_id,
+                    "Phone".into(),
+                    serde_json::from_value(created).unwrap(),
+                    relying_party(),
+                    client(),
+                )
+                .await
+                .unwrap();
+            env.clock.advance(Duration::minutes(5));
+
+            let complete = start_factor_recovery(&env, "max@example.com", 1).await;
+            env.clock.advance(Duration::hours(3));
+            // Passwordless: the passkey alone names and signs in the account.
+            let begun = env
+                .authn
+                .begin_passkey_authentication(env.t(), binding.clone(), relying_party(), None)
+                .await
+                .unwrap();
+            let asserted = phone
+                .get(&serde_json::to_value(&begun.options).unwrap())
+                .unwrap();
+            let passkey = env
+                .authn
+                .finish_passkey_authentication(
+                    env.t(),
+                    binding,
+                    begun.challenge_id,
+                    serde_json::from_value(asserted).unwrap(),
+                    relying_party(),
+                    client(),
+                )
+                .await
+                .unwrap();
+            env.authn
+                .sign_in_with_passkey(env.t(), passkey, None, client())
+                .await
+                .unwrap();
+            assert_cancelled_by(&env, max, "passkey");
+            assert_completion_refused(&env, &complete).await;
+            assert_eq!(env.factors(max), (false, 0, 1));
+        });
     }
 
     impl Env {

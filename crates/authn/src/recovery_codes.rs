@@ -8,8 +8,10 @@
 //! digests serves one account only.
 //!
 //! A used code's row is deleted, and that DELETE is what makes it single-use: of two
-//! concurrent uses only one removes the row. Generating a new set deletes the old
-//! one in the same transaction.
+//! concurrent uses only one removes the row. The same transaction cancels any
+//! recovery of lost factors waiting on the account (the code proves a factor is at
+//! hand; see [`crate::recovery`]). Generating a new set deletes the old one in the
+//! same transaction.
 //!
 //! Failures are counted per user (bucket [`bucket`]) with the same policy as TOTP.
 //! Call these functions outside a transaction of your own: a failed attempt is
@@ -28,6 +30,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::AuthnError;
+use crate::recovery::cancel_recoveries_on_factor_use;
 use crate::totp::{ensure_not_locked, settle};
 
 /// Codes per set.
@@ -157,13 +160,14 @@ pub fn consume(
 ) -> Result<usize, AuthnError> {
     let bucket = bucket(user);
     ensure_not_locked(conn, now, tenant, &bucket)?;
-    let outcome = spend(conn, cipher, tenant, user, code);
+    let outcome = spend(conn, cipher, now, tenant, user, code);
     settle(conn, now, tenant, &bucket, outcome)
 }
 
 fn spend(
     conn: &mut AnyConnection,
     cipher: &Cipher,
+    now: DateTime<Utc>,
     tenant: TenantId,
     user: UserId,
     code: &str,
@@ -184,12 +188,15 @@ fn spend(
         }
     }
     let id = found.ok_or(AuthnError::InvalidCode)?;
-    match credentials::delete(conn, tenant, id) {
-        // A concurrent use of the same code deleted it first.
-        Err(StoreError::NotFound { .. }) => Err(AuthnError::InvalidCode),
-        Err(other) => Err(other.into()),
-        Ok(()) => Ok(stored.len() - 1),
-    }
+    db::transaction_with(conn, |conn| {
+        credentials::delete(conn, tenant, id).map_err(|error| match error {
+            // A concurrent use of the same code deleted it first.
+            StoreError::NotFound { .. } => AuthnError::InvalidCode,
+            other => other.into(),
+        })?;
+        cancel_recoveries_on_factor_use(conn, cipher, now, tenant, user, "recovery_code")?;
+        Ok(stored.len() - 1)
+    })
 }
 
 /// How many unused codes the user has.

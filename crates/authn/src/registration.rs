@@ -11,13 +11,13 @@ use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
 use gatehouse_identity_store::users::{self, Email, Name, UserData};
-use gatehouse_identity_store::{AnyConnection, StoreError, db, rate_limits};
+use gatehouse_identity_store::{AnyConnection, StoreError, db, identifier_problem, rate_limits};
 use serde_json::json;
 
 use crate::mail::OutgoingMail;
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::settings::TenantPolicy;
-use crate::{AuthnError, secrets};
+use crate::{AuthnError, secrets, signup_mail};
 
 #[derive(Debug, Clone)]
 pub struct Registration {
@@ -35,6 +35,14 @@ impl LinkBase {
     fn verify(&self, token: &str) -> String {
         format!("{}/verify?token={token}", self.0)
     }
+}
+
+/// An address a new account or an email change may take: a usable address that also
+/// passes the store's identifier rules (no invisible characters, no characters that
+/// identifiers must not carry, one script per label). Existing addresses are only
+/// held to [`valid_email`], so their owners can still sign in and recover.
+pub fn valid_new_email(email: &str) -> bool {
+    valid_email(email) && identifier_problem(email).is_none()
 }
 
 /// A deliberately modest check: the verification mail is the real test.
@@ -101,6 +109,20 @@ fn already_registered_mail(to: &str, sign_in: &str) -> OutgoingMail {
     }
 }
 
+fn look_alike_mail(to: &str) -> OutgoingMail {
+    OutgoingMail {
+        to: to.to_owned(),
+        subject: "This address cannot be used to sign up".to_owned(),
+        text_body: "Someone, perhaps you, tried to create an account with this email \
+             address. It looks too much like the address of an existing account to tell \
+             the two apart, so no account was created.\n\n\
+             Please sign up with another address. If it was not you, you can ignore this \
+             message."
+            .to_owned(),
+        html_body: None,
+    }
+}
+
 impl Authn {
     pub async fn register(
         &self,
@@ -114,7 +136,7 @@ impl Authn {
             return Err(AuthnError::RegistrationClosed);
         }
         let email = form.email.trim().to_owned();
-        if !valid_email(&email) {
+        if !valid_new_email(&email) {
             return Err(AuthnError::InvalidEmail);
         }
         let inputs: Vec<&str> = [
@@ -127,10 +149,27 @@ impl Authn {
         .collect();
         self.inner.policy.check(&form.password, &inputs)?;
 
+        // Argon2 runs on the hashing pool, holding no database connection: a pooled
+        // connection held across a hash is one that eight concurrent sign-ups take
+        // from everyone else for the length of the hash.
+        let password = form.password;
+        let phc = self
+            .hashing(move |hasher, _memory| hasher.hash(&password))
+            .await??;
         let mail = self
             .blocking(move |inner, conn| {
-                let phc = inner.hasher.hash(&form.password)?;
                 let now = inner.now();
+                // Counted for every sign-up before the address is looked up, so the
+                // request does the same counting whether or not it has an account;
+                // only the mail (verification link or note) is held back.
+                let mail_allowed = signup_mail::signup_mail_allowed(
+                    conn,
+                    now,
+                    tenant,
+                    &inner.settings,
+                    &email,
+                    &client,
+                )?;
                 let user_data = UserData {
                     name: Name {
                         given_name: form.given_name.filter(|s| !s.trim().is_empty()),
@@ -145,7 +184,9 @@ impl Authn {
                     }],
                     ..UserData::new(email.clone())
                 };
-                let created = db::transaction(conn, |conn| {
+                // The user, the password, the link and the audit record commit
+                // together or not at all (a crash never leaves a user unaudited).
+                let created = db::transaction_with(conn, |conn| {
                     let user = users::create(conn, now, tenant, user_data)?;
                     credentials::create(
                         conn,
@@ -160,29 +201,33 @@ impl Authn {
                         },
                     )?;
                     let token = issue_verification(inner, conn, tenant, user.id, &email)?;
-                    Ok((user, token))
+                    inner.audit(
+                        conn,
+                        tenant,
+                        format!("user:{}", user.id),
+                        "user.registered",
+                        Some(format!("user:{}", user.id)),
+                        Outcome::Success,
+                        &client,
+                        json!({}),
+                    )?;
+                    Ok::<_, AuthnError>((user, token))
                 });
                 match created {
                     Ok((user, token)) => {
                         // Caches that remember an id as unknown (the PDP's) must hear
-                        // that it exists now.
+                        // that it exists now. Queued, never waits on the database.
                         let _ = inner.events.publish(DomainEvent::UserChanged {
                             tenant,
                             user: user.id,
                         });
-                        inner.audit(
-                            conn,
-                            tenant,
-                            format!("user:{}", user.id),
-                            "user.registered",
-                            Some(format!("user:{}", user.id)),
-                            Outcome::Success,
-                            &client,
-                            json!({}),
-                        )?;
-                        Ok(verification_mail(&email, &links.verify(&token)))
+                        Ok(mail_allowed.then(|| verification_mail(&email, &links.verify(&token))))
                     }
-                    Err(StoreError::Conflict { .. }) => {
+                    Err(AuthnError::Store(StoreError::Conflict { field, .. })) => {
+                        // Unlike a duplicate, a look-alike's mailbox has no account:
+                        // it is told its address cannot be used, not to sign in.
+                        let look_alike = field == users::USER_NAME_LOOK_ALIKE
+                            || field == users::EMAIL_LOOK_ALIKE;
                         inner.audit(
                             conn,
                             tenant,
@@ -191,21 +236,24 @@ impl Authn {
                             None,
                             Outcome::Denied,
                             &client,
-                            json!({}),
+                            json!({ "notified": mail_allowed, "look_alike": look_alike }),
                         )?;
-                        Ok(already_registered_mail(
-                            &email,
-                            &format!("{}/signin", links.0),
-                        ))
+                        Ok(mail_allowed.then(|| {
+                            if look_alike {
+                                look_alike_mail(&email)
+                            } else {
+                                already_registered_mail(&email, &format!("{}/signin", links.0))
+                            }
+                        }))
                     }
-                    Err(other) => Err(other.into()),
+                    Err(other) => Err(other),
                 }
             })
             .await?;
         // The account exists now; a mail outage must not turn that into an error page
         // (and a differing answer). The user can ask for the link again.
-        if let Err(error) = self.inner.mailer.send(&mail).await {
-            tracing::error!(%error, "verification mail could not be sent");
+        if let Some(mail) = mail {
+            self.send_in_background(mail, "sign-up");
         }
         Ok(())
     }
@@ -289,6 +337,10 @@ impl Authn {
 
     /// Sends a fresh verification link if the address belongs to an unverified
     /// account. Answers the same either way, and at most `resend_per_hour` times.
+    ///
+    /// Enumeration rule (docs/security.md): the request path does only what every
+    /// address gets — the per-address count. Looking the address up, issuing the
+    /// link, auditing and mailing happen after the answer, in the background.
     pub async fn resend_verification(
         &self,
         tenant: TenantId,
@@ -296,38 +348,59 @@ impl Authn {
         links: LinkBase,
         client: ClientInfo,
     ) -> Result<(), AuthnError> {
-        let mail = self
-            .blocking(move |inner, conn| {
-                let now = inner.now();
-                let bucket = format!("resend:{}", gatehouse_identity_store::fold_key(&email));
-                let per_hour = inner.settings.resend_per_hour;
-                let counter = rate_limits::record_failure(
-                    conn,
-                    now,
-                    tenant,
-                    &bucket,
-                    chrono::Duration::hours(1),
-                    |n| (n > per_hour).then(|| chrono::Duration::hours(1)),
-                )?;
-                if counter.failures > per_hour {
-                    return Ok(None);
-                }
-                let Some(user) = users::find_by_primary_email(conn, tenant, &email)? else {
-                    return Ok(None);
-                };
-                let Some(primary) = user.primary_email().filter(|e| !e.verified).cloned() else {
-                    return Ok(None);
-                };
-                let token = db::transaction(conn, |conn| {
-                    one_time_tokens::revoke_for_user(
+        let within_limit = self
+            .blocking({
+                let email = email.clone();
+                move |inner, conn| {
+                    let bucket = format!("resend:{}", gatehouse_identity_store::fold_key(&email));
+                    let per_hour = inner.settings.resend_per_hour;
+                    let counter = rate_limits::record_failure(
                         conn,
-                        now,
+                        inner.now(),
                         tenant,
-                        user.id,
-                        Purpose::VerifyEmail,
+                        &bucket,
+                        chrono::Duration::hours(1),
+                        |n| (n > per_hour).then(|| chrono::Duration::hours(1)),
                     )?;
-                    issue_verification(inner, conn, tenant, user.id, &primary.value)
-                })?;
+                    Ok(counter.failures <= per_hour)
+                }
+            })
+            .await?;
+        if within_limit {
+            let authn = self.clone();
+            self.inner.background.spawn(async move {
+                match authn
+                    .issue_resent_verification(tenant, email, links, client)
+                    .await
+                {
+                    Ok(Some(mail)) => authn.send_in_background(mail, "verification"),
+                    Ok(None) => {}
+                    Err(error) => tracing::error!(%error, "resending a verification link failed"),
+                }
+            });
+        }
+        Ok(())
+    }
+
+    /// The account-dependent half of [`Authn::resend_verification`].
+    async fn issue_resent_verification(
+        &self,
+        tenant: TenantId,
+        email: String,
+        links: LinkBase,
+        client: ClientInfo,
+    ) -> Result<Option<OutgoingMail>, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            let Some(user) = users::find_by_primary_email(conn, tenant, &email)? else {
+                return Ok(None);
+            };
+            let Some(primary) = user.primary_email().filter(|e| !e.verified).cloned() else {
+                return Ok(None);
+            };
+            let token = db::transaction_with(conn, |conn| {
+                one_time_tokens::revoke_for_user(conn, now, tenant, user.id, Purpose::VerifyEmail)?;
+                let token = issue_verification(inner, conn, tenant, user.id, &primary.value)?;
                 inner.audit(
                     conn,
                     tenant,
@@ -338,16 +411,14 @@ impl Authn {
                     &client,
                     json!({}),
                 )?;
-                Ok(Some(verification_mail(
-                    &primary.value,
-                    &links.verify(&token),
-                )))
-            })
-            .await?;
-        match mail {
-            Some(mail) => self.inner.mailer.send(&mail).await,
-            None => Ok(()),
-        }
+                Ok::<_, AuthnError>(token)
+            })?;
+            Ok(Some(verification_mail(
+                &primary.value,
+                &links.verify(&token),
+            )))
+        })
+        .await
     }
 }
 
@@ -368,6 +439,19 @@ mod tests {
             "a@.com",
         ] {
             assert!(!super::valid_email(bad), "{bad}");
+        }
+    }
+
+    #[test]
+    fn new_addresses_also_pass_the_identifier_rules() {
+        assert!(super::valid_new_email("иван@example.com"));
+        for bad in [
+            "pаypal@example.com",
+            "bob\u{200b}@example.com",
+            "alice☃@example.com",
+        ] {
+            assert!(super::valid_email(bad), "{bad}");
+            assert!(!super::valid_new_email(bad), "{bad}");
         }
     }
 }

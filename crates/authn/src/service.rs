@@ -15,7 +15,7 @@ use gatehouse_identity_store::{AnyConnection, Pool, StoreError};
 
 use crate::AuthnError;
 use crate::hashing::HashingPool;
-use crate::mail::Mailer;
+use crate::mail::{Mailer, OutgoingMail};
 use crate::password::{HashMemory, PasswordHasher, PasswordPolicy};
 use crate::settings::AuthnSettings;
 
@@ -43,6 +43,42 @@ pub(crate) struct Inner {
     pub(crate) policy: PasswordPolicy,
     pub(crate) mailer: Mailer,
     pub(crate) settings: AuthnSettings,
+    /// Work that leaves the request path (mail, account-dependent steps).
+    pub(crate) background: Background,
+}
+
+/// Tasks started after a request is answered: mail, and the account-dependent half
+/// of enumeration-sensitive actions. Counted, so tests (and a shutdown) can wait
+/// until every one has finished instead of sleeping.
+#[derive(Debug, Clone, Default)]
+pub struct Background {
+    running: Arc<(std::sync::atomic::AtomicUsize, tokio::sync::Notify)>,
+}
+
+impl Background {
+    pub(crate) fn spawn(&self, work: impl std::future::Future<Output = ()> + Send + 'static) {
+        use std::sync::atomic::Ordering;
+        let running = Arc::clone(&self.running);
+        running.0.fetch_add(1, Ordering::SeqCst);
+        tokio::spawn(async move {
+            work.await;
+            if running.0.fetch_sub(1, Ordering::SeqCst) == 1 {
+                running.1.notify_waiters();
+            }
+        });
+    }
+
+    /// Returns once no background task is running.
+    pub async fn idle(&self) {
+        use std::sync::atomic::Ordering;
+        loop {
+            let notified = self.running.1.notified();
+            if self.running.0.load(Ordering::SeqCst) == 0 {
+                return;
+            }
+            notified.await;
+        }
+    }
 }
 
 impl Authn {
@@ -60,6 +96,7 @@ impl Authn {
                 policy: PasswordPolicy::new(&config.passwords),
                 mailer: Mailer::from_config(config)?,
                 settings: AuthnSettings::from_config(config),
+                background: Background::default(),
                 pool,
                 cipher,
                 clock,
@@ -89,6 +126,23 @@ impl Authn {
         })
         .await
         .map_err(|e| AuthnError::Internal(e.to_string()))?
+    }
+
+    /// The tasks this service left running after answering (see [`Background`]).
+    pub fn background(&self) -> &Background {
+        &self.inner.background
+    }
+
+    /// Sends `mail` after the answer: the answer never waits for SMTP, and never
+    /// waits for it only for some addresses. A failure is logged; the user can ask
+    /// again.
+    pub(crate) fn send_in_background(&self, mail: OutgoingMail, what: &'static str) {
+        let mailer = self.inner.mailer.clone();
+        self.inner.background.spawn(async move {
+            if let Err(error) = mailer.send(&mail).await {
+                tracing::error!(%error, what, "mail could not be sent");
+            }
+        });
     }
 
     /// Runs password hashing work on the hashing pool, without a database connection.
@@ -152,6 +206,7 @@ impl Inner {
     ) -> Result<(), AuthnError> {
         audit::append(
             conn,
+            &self.cipher,
             self.now(),
             tenant,
             NewAuditEvent {

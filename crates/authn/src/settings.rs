@@ -17,6 +17,20 @@ pub struct AuthnSettings {
     pub failure_window: Duration,
     pub verification_link_lifetime: Duration,
     pub resend_per_hour: i32,
+    /// Sign-up mails (verification link or "already registered" notice) per target
+    /// address and hour.
+    pub signup_mails_per_hour: i32,
+    /// Sign-up mails one client address may cause per hour, to any addresses.
+    pub signup_mails_per_ip_hour: i32,
+    /// Rejected assertions of one passkey before it is locked.
+    pub passkey_credential_lockout_threshold: i32,
+    /// Rejected assertions of one passkey after which each further one must wait
+    /// (1 s, 2 s, 4 s, …).
+    pub passkey_credential_backoff_after: i32,
+    /// Rejected assertions from one client address before it is locked out.
+    pub passkey_ip_lockout_threshold: i32,
+    pub passkey_lockout: Duration,
+    pub passkey_failure_window: Duration,
     /// Only update a session's last-seen time this often: a write per page view buys
     /// nothing for a 30-minute idle timeout.
     pub touch_interval: Duration,
@@ -65,6 +79,15 @@ impl AuthnSettings {
                 .registration
                 .verification_link_hours)),
             resend_per_hour: small(config.registration.resend_per_hour),
+            signup_mails_per_hour: small(config.registration.signup_mails_per_hour),
+            signup_mails_per_ip_hour: small(config.registration.signup_mails_per_ip_hour),
+            passkey_credential_lockout_threshold: small(
+                config.passkeys.credential_lockout_threshold,
+            ),
+            passkey_credential_backoff_after: small(config.passkeys.credential_backoff_after),
+            passkey_ip_lockout_threshold: small(config.passkeys.ip_lockout_threshold),
+            passkey_lockout: Duration::minutes(int(config.passkeys.lockout_mins)),
+            passkey_failure_window: Duration::minutes(int(config.passkeys.window_mins)),
             touch_interval: Duration::seconds(60),
             step_up_window: Duration::minutes(10),
             second_factor_wait: Duration::minutes(5),
@@ -78,18 +101,48 @@ impl AuthnSettings {
 
     /// Backoff, then lockout, for the per-account counter.
     pub fn account_lock_for(&self, failures: i32) -> Option<Duration> {
-        if failures >= self.account_lockout_threshold {
-            Some(self.lockout)
-        } else if failures >= self.account_backoff_after {
-            let exponent = (failures - self.account_backoff_after).clamp(0, 6) as u32;
-            Some(Duration::seconds(1 << exponent))
-        } else {
-            None
-        }
+        back_off_then_lock(
+            failures,
+            self.account_backoff_after,
+            self.account_lockout_threshold,
+            self.lockout,
+        )
     }
 
     pub fn ip_lock_for(&self, failures: i32) -> Option<Duration> {
         (failures >= self.ip_lockout_threshold).then_some(self.lockout)
+    }
+
+    /// Backoff, then lockout, for one passkey's counter: as for an account.
+    pub fn passkey_credential_lock_for(&self, failures: i32) -> Option<Duration> {
+        back_off_then_lock(
+            failures,
+            self.passkey_credential_backoff_after,
+            self.passkey_credential_lockout_threshold,
+            self.passkey_lockout,
+        )
+    }
+
+    pub fn passkey_ip_lock_for(&self, failures: i32) -> Option<Duration> {
+        (failures >= self.passkey_ip_lockout_threshold).then_some(self.passkey_lockout)
+    }
+}
+
+/// From `backoff_after` failures each further attempt waits 1 s, 2 s, 4 s, … (at most
+/// 64 s); from `threshold` the counter is locked for `lockout`.
+fn back_off_then_lock(
+    failures: i32,
+    backoff_after: i32,
+    threshold: i32,
+    lockout: Duration,
+) -> Option<Duration> {
+    if failures >= threshold {
+        Some(lockout)
+    } else if failures >= backoff_after {
+        let exponent = (failures - backoff_after).clamp(0, 6) as u32;
+        Some(Duration::seconds(1 << exponent))
+    } else {
+        None
     }
 }
 
@@ -175,6 +228,30 @@ mod tests {
             settings.account_lock_for(settings.account_lockout_threshold),
             Some(settings.lockout)
         );
+    }
+
+    #[test]
+    fn passkey_failures_are_limited_like_passwords_by_default() {
+        let settings = AuthnSettings::from_config(&Config::default());
+        for failures in 0..=settings.account_lockout_threshold + 1 {
+            assert_eq!(
+                settings.passkey_credential_lock_for(failures),
+                settings.account_lock_for(failures),
+                "{failures}"
+            );
+        }
+        assert_eq!(settings.passkey_ip_lock_for(99), None);
+        assert_eq!(
+            settings.passkey_ip_lock_for(100),
+            Some(Duration::minutes(15))
+        );
+
+        let mut config = Config::default();
+        config.passkeys.ip_lockout_threshold = 3;
+        config.passkeys.lockout_mins = 2;
+        let settings = AuthnSettings::from_config(&config);
+        assert_eq!(settings.passkey_ip_lock_for(3), Some(Duration::minutes(2)));
+        assert_eq!(settings.ip_lock_for(3), None, "passwords keep their own");
     }
 
     #[test]

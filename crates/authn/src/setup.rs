@@ -13,7 +13,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::AuthnError;
-use crate::registration::valid_email;
+use crate::registration::valid_new_email;
 use crate::service::{Authn, ClientInfo};
 
 const BUCKET: &str = "setup:secret";
@@ -35,7 +35,7 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<(), AuthnError> {
         let email = email.trim().to_owned();
-        if !valid_email(&email) {
+        if !valid_new_email(&email) {
             return Err(AuthnError::InvalidEmail);
         }
         self.inner

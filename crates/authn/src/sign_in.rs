@@ -815,7 +815,11 @@ mod tests {
         /// Every audit action so far, in order; the chain must be intact.
         fn actions(&self) -> Vec<String> {
             let mut conn = self.pool.get().unwrap();
-            assert!(audit::verify(&mut conn).unwrap().is_intact());
+            assert!(
+                audit::verify(&mut conn, &self.authn.inner.cipher)
+                    .unwrap()
+                    .is_intact()
+            );
             audit::list(&mut conn, self.tenant, &PageRequest::first(500))
                 .unwrap()
                 .items

@@ -408,8 +408,10 @@ pub fn confirm_enrolment(
     settle(conn, now, tenant, &bucket, outcome)
 }
 
-/// Checks a code against the user's confirmed factor and spends its time step.
-/// Wrong, too old, too new and already used codes are one error,
+/// Checks a code against the user's confirmed factor and spends its time step; an
+/// accepted code cancels the user's waiting recoveries of lost factors in the same
+/// transaction ([`crate::recovery`]). Wrong, too old, too new and already used
+/// codes are one error,
 /// [`AuthnError::InvalidCode`] (or [`AuthnError::Throttled`] once that locks the
 /// factor); [`AuthnError::NotEnrolled`] when there is no confirmed factor.
 pub fn verify(
@@ -434,6 +436,8 @@ pub fn verify(
         let step = payload.accepts(code, now)?.ok_or(AuthnError::InvalidCode)?;
         payload.last_step = Some(step);
         credentials::replace_secret(conn, cipher, &credential, &payload.to_bytes()?)?;
+        // The app is at hand: a recovery claiming it lost must not go on.
+        crate::recovery::cancel_recoveries_on_factor_use(conn, cipher, now, tenant, user, "totp")?;
         Ok(())
     });
     settle(conn, now, tenant, &bucket, outcome)

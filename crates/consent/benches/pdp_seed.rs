@@ -74,7 +74,18 @@ fn main() {
         .expect("the tenant exists")
         .id;
 
-    let consents = Consents::new(pool.clone(), clock.clone(), EventBus::in_process());
+    // The server's own master key (dev mode: beside the database), so the audit
+    // chain this writes stays the server's chain.
+    let data_dir = url
+        .strip_prefix("sqlite://")
+        .and_then(|path| std::path::Path::new(path).parent())
+        .expect("a sqlite:// URL inside the server's data directory");
+    let config = gatehouse_core::config::Config {
+        data_dir: data_dir.to_owned(),
+        ..gatehouse_core::config::Config::default()
+    };
+    let (cipher, _) = gatehouse_core::secrets::Cipher::load(&config).expect("the master key");
+    let consents = Consents::new(pool.clone(), cipher, clock.clone(), EventBus::in_process());
     let purpose = consents
         .define_purpose(
             tenant,

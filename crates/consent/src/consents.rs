@@ -18,6 +18,7 @@ use chrono::{DateTime, Utc};
 use gatehouse_core::SharedClock;
 use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::{TenantId, UserId};
+use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
 use gatehouse_identity_store::consent_records::{
     self, ConsentEvent, ConsentEventKind, CurrentConsent, NewGrant, NewWithdrawal,
@@ -165,6 +166,8 @@ pub struct Consents {
 #[derive(Debug)]
 struct Inner {
     pool: Pool,
+    /// Keys the audit chain (its key is sealed under the master key).
+    cipher: Cipher,
     clock: SharedClock,
     events: EventBus,
 }
@@ -172,10 +175,11 @@ struct Inner {
 type Result<T> = std::result::Result<T, ConsentError>;
 
 impl Consents {
-    pub fn new(pool: Pool, clock: SharedClock, events: EventBus) -> Consents {
+    pub fn new(pool: Pool, cipher: Cipher, clock: SharedClock, events: EventBus) -> Consents {
         Consents {
             inner: Arc::new(Inner {
                 pool,
+                cipher,
                 clock,
                 events,
             }),
@@ -202,7 +206,15 @@ impl Consents {
         let mut conn = self.conn()?;
         db::transaction_with(&mut conn, |conn| {
             let purpose = purposes::create(conn, now, tenant, data)?;
-            audit_purpose(conn, now, tenant, actor, "purpose.created", &purpose)?;
+            audit_purpose(
+                conn,
+                &self.inner.cipher,
+                now,
+                tenant,
+                actor,
+                "purpose.created",
+                &purpose,
+            )?;
             Ok(purpose)
         })
     }
@@ -222,7 +234,15 @@ impl Consents {
         let mut conn = self.conn()?;
         db::transaction_with(&mut conn, |conn| {
             let purpose = purposes::new_version(conn, now, tenant, slug, expected_version, change)?;
-            audit_purpose(conn, now, tenant, actor, "purpose.versioned", &purpose)?;
+            audit_purpose(
+                conn,
+                &self.inner.cipher,
+                now,
+                tenant,
+                actor,
+                "purpose.versioned",
+                &purpose,
+            )?;
             Ok(purpose)
         })
     }
@@ -238,7 +258,8 @@ impl Consents {
 
     /// Records that the user accepted `version` of a purpose for a client. The
     /// version must be the latest: a user who saw an older text is asked again
-    /// ([`ConsentError::OutdatedVersion`]).
+    /// ([`ConsentError::OutdatedVersion`]). An `expires_at` that is not in the
+    /// future is refused (`Invalid`): such a consent would never be in force.
     #[allow(clippy::too_many_arguments)]
     pub fn grant(
         &self,
@@ -251,6 +272,14 @@ impl Consents {
         expires_at: Option<DateTime<Utc>>,
     ) -> Result<ConsentEvent> {
         let now = self.now();
+        if let Some(at) = expires_at
+            && at <= now
+        {
+            return Err(ConsentError::Invalid(format!(
+                "expires_at ({}) must be in the future",
+                at.to_rfc3339()
+            )));
+        }
         let mut conn = self.conn()?;
         db::transaction_with(&mut conn, |conn| {
             let current =
@@ -277,7 +306,15 @@ impl Consents {
                     channel: channel.as_str(),
                 },
             )?;
-            audit_event(conn, now, tenant, channel, &event, json!({}))?;
+            audit_event(
+                conn,
+                &self.inner.cipher,
+                now,
+                tenant,
+                channel,
+                &event,
+                json!({}),
+            )?;
             Ok(event)
         })
         .inspect(|_| self.announce_granted(tenant, user, client_id, purpose))
@@ -382,6 +419,7 @@ impl Consents {
                 )?;
                 audit_event(
                     conn,
+                    &self.inner.cipher,
                     now,
                     tenant,
                     Channel::OauthConsentPage,
@@ -412,7 +450,16 @@ impl Consents {
         let now = self.now();
         let mut conn = self.conn()?;
         let withdrawal = db::transaction_with(&mut conn, |conn| {
-            withdraw_one(conn, now, tenant, user, client_id, purpose, channel)
+            withdraw_one(
+                conn,
+                &self.inner.cipher,
+                now,
+                tenant,
+                user,
+                client_id,
+                purpose,
+                channel,
+            )
         })?;
         if withdrawal.event.is_some() {
             self.announce(tenant, user, client_id, purpose);
@@ -437,7 +484,16 @@ impl Consents {
             let mut withdrawn = Vec::new();
             let mut grants_revoked = Vec::new();
             for purpose in granted_purposes(conn, tenant, user, client_id)? {
-                let done = withdraw_one(conn, now, tenant, user, client_id, &purpose, channel)?;
+                let done = withdraw_one(
+                    conn,
+                    &self.inner.cipher,
+                    now,
+                    tenant,
+                    user,
+                    client_id,
+                    &purpose,
+                    channel,
+                )?;
                 withdrawn.extend(done.event);
                 grants_revoked.extend(done.grants_revoked);
             }
@@ -453,6 +509,7 @@ impl Consents {
             consents::forget(conn, tenant, user, client_id, None)?;
             append_audit(
                 conn,
+                &self.inner.cipher,
                 now,
                 tenant,
                 channel.actor(user, client_id),
@@ -676,8 +733,10 @@ fn granted_purposes(
 }
 
 /// One withdrawal inside the caller's transaction.
+#[allow(clippy::too_many_arguments)]
 fn withdraw_one(
     conn: &mut AnyConnection,
+    cipher: &Cipher,
     now: DateTime<Utc>,
     tenant: TenantId,
     user: UserId,
@@ -731,6 +790,7 @@ fn withdraw_one(
     if let Some(event) = &event {
         audit_event(
             conn,
+            cipher,
             now,
             tenant,
             channel,
@@ -746,8 +806,10 @@ fn withdraw_one(
     })
 }
 
+#[allow(clippy::too_many_arguments)]
 fn append_audit(
     conn: &mut AnyConnection,
+    cipher: &Cipher,
     now: DateTime<Utc>,
     tenant: TenantId,
     actor: String,
@@ -758,6 +820,7 @@ fn append_audit(
     // Failing to audit fails the change: consent must be provable.
     audit::append(
         conn,
+        cipher,
         now,
         tenant,
         NewAuditEvent {
@@ -774,6 +837,7 @@ fn append_audit(
 
 fn audit_event(
     conn: &mut AnyConnection,
+    cipher: &Cipher,
     now: DateTime<Utc>,
     tenant: TenantId,
     channel: Channel,
@@ -793,6 +857,7 @@ fn audit_event(
     }
     append_audit(
         conn,
+        cipher,
         now,
         tenant,
         channel.actor(event.user_id, &event.client_id),
@@ -804,6 +869,7 @@ fn audit_event(
 
 fn audit_purpose(
     conn: &mut AnyConnection,
+    cipher: &Cipher,
     now: DateTime<Utc>,
     tenant: TenantId,
     actor: &str,
@@ -812,6 +878,7 @@ fn audit_purpose(
 ) -> Result<()> {
     audit::append(
         conn,
+        cipher,
         now,
         tenant,
         NewAuditEvent {
@@ -921,7 +988,12 @@ mod tests {
             drop(conn);
             let bus = EventBus::in_process();
             let events = bus.subscribe();
-            let consents = Consents::new(db.pool().clone(), Arc::new(clock.clone()), bus);
+            let consents = Consents::new(
+                db.pool().clone(),
+                gatehouse_identity_store::testing::test_cipher(),
+                Arc::new(clock.clone()),
+                bus,
+            );
             consents
                 .define_purpose(tenant, "admin", purpose("newsletter", "email"))
                 .unwrap();
@@ -995,7 +1067,11 @@ mod tests {
 
         fn actions(&self) -> Vec<String> {
             let mut conn = self.db.conn();
-            assert!(audit::verify(&mut conn).unwrap().is_intact());
+            assert!(
+                audit::verify(&mut conn, &self.consents.inner.cipher)
+                    .unwrap()
+                    .is_intact()
+            );
             audit::list(&mut conn, self.tenant, &PageRequest::first(100))
                 .unwrap()
                 .items
@@ -1179,6 +1255,22 @@ mod tests {
             matches!(missing, Err(ConsentError::NotFound("purpose"))),
             "{missing:?}"
         );
+        let now = gatehouse_core::Clock::now(&s.clock);
+        for expired in [now - Duration::days(1), now] {
+            let refused = s.consents.grant(
+                s.tenant,
+                s.user,
+                "shop",
+                "newsletter",
+                2,
+                Channel::Api,
+                Some(expired),
+            );
+            assert!(
+                matches!(&refused, Err(ConsentError::Invalid(m)) if m.contains("expires_at")),
+                "a consent that would never be in force: {refused:?}"
+            );
+        }
         let event = s
             .consents
             .grant(

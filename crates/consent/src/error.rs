@@ -24,6 +24,11 @@ pub enum ConsentError {
     #[error("not found: {0}")]
     NotFound(&'static str),
 
+    /// Something the answer depends on is too slow or away right now (the decision
+    /// log cannot take the record): try again later.
+    #[error("unavailable: {0}")]
+    Unavailable(String),
+
     #[error("internal error: {0}")]
     Internal(String),
 }

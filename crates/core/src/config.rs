@@ -15,6 +15,7 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroize;
 
 use crate::Error;
+use crate::net::IpNet;
 
 const ENV_PREFIX: &str = "GATEHOUSE_";
 /// Names the config file itself (read by the server's CLI), so it is not a setting.
@@ -52,6 +53,7 @@ pub struct Config {
     pub mail: MailConfig,
     pub sessions: SessionConfig,
     pub sign_in: SignInConfig,
+    pub passkeys: PasskeyConfig,
     pub registration: RegistrationConfig,
     pub keys: KeysConfig,
     pub pdp: PdpConfig,
@@ -71,6 +73,7 @@ impl Default for Config {
             mail: MailConfig::default(),
             sessions: SessionConfig::default(),
             sign_in: SignInConfig::default(),
+            passkeys: PasskeyConfig::default(),
             registration: RegistrationConfig::default(),
             keys: KeysConfig::default(),
             pdp: PdpConfig::default(),
@@ -112,6 +115,29 @@ pub struct ServerConfig {
     /// HTTP worker threads; 0 means one per available core.
     pub workers: usize,
     pub shutdown_timeout_secs: u64,
+    /// Reverse proxies (addresses or CIDR networks) whose `forwarded_header` names
+    /// the client. Empty: the TCP peer is the client, whatever the headers say.
+    pub trusted_proxies: Vec<IpNet>,
+    /// The header those proxies set. One, not either: a proxy that sets one passes
+    /// the other through from the client untouched, where anyone can forge it.
+    pub forwarded_header: ForwardedHeader,
+    /// A request still unanswered after this many milliseconds gets a 503 (its
+    /// database work may still finish): a stuck database never holds clients longer.
+    pub request_timeout_ms: u64,
+    /// `/readyz` answers 503 when the database has not answered within this.
+    pub readiness_timeout_ms: u64,
+}
+
+/// Which header a trusted reverse proxy names the client in.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum ForwardedHeader {
+    /// `X-Forwarded-For: client, proxy1, …`: what nginx, HAProxy, Envoy, Traefik,
+    /// Caddy and cloud load balancers set.
+    #[default]
+    XForwardedFor,
+    /// RFC 7239 `Forwarded: for=client, for=proxy1, …`.
+    Forwarded,
 }
 
 impl Default for ServerConfig {
@@ -121,6 +147,10 @@ impl Default for ServerConfig {
             public_url: None,
             workers: 0,
             shutdown_timeout_secs: 30,
+            trusted_proxies: Vec::new(),
+            forwarded_header: ForwardedHeader::default(),
+            request_timeout_ms: 15_000,
+            readiness_timeout_ms: 1_000,
         }
     }
 }
@@ -170,7 +200,14 @@ pub struct DatabaseConfig {
     pub url: Option<String>,
     pub pool_size: u32,
     pub connect_timeout_secs: u64,
+    /// How long a request waits for a free pooled connection.
+    pub acquire_timeout_ms: u64,
     pub sqlite_busy_timeout_ms: u64,
+    /// PostgreSQL: statements running longer are cancelled by the server. 0: none.
+    pub statement_timeout_ms: u64,
+    /// PostgreSQL: a connection whose sent data stays unacknowledged this long (a
+    /// partition), or that stays silent to keepalives, is dropped. 0: OS defaults.
+    pub network_timeout_ms: u64,
 }
 
 impl Default for DatabaseConfig {
@@ -179,7 +216,10 @@ impl Default for DatabaseConfig {
             url: None,
             pool_size: 8,
             connect_timeout_secs: 5,
+            acquire_timeout_ms: 3_000,
             sqlite_busy_timeout_ms: 5000,
+            statement_timeout_ms: 10_000,
+            network_timeout_ms: 15_000,
         }
     }
 }
@@ -191,7 +231,10 @@ impl fmt::Debug for DatabaseConfig {
             .field("url", &self.url.as_deref().map(redact_url_password))
             .field("pool_size", &self.pool_size)
             .field("connect_timeout_secs", &self.connect_timeout_secs)
+            .field("acquire_timeout_ms", &self.acquire_timeout_ms)
             .field("sqlite_busy_timeout_ms", &self.sqlite_busy_timeout_ms)
+            .field("statement_timeout_ms", &self.statement_timeout_ms)
+            .field("network_timeout_ms", &self.network_timeout_ms)
             .finish()
     }
 }
@@ -211,6 +254,18 @@ impl DatabaseConfig {
 
     pub fn sqlite_busy_timeout(&self) -> Duration {
         Duration::from_millis(self.sqlite_busy_timeout_ms)
+    }
+
+    pub fn acquire_timeout(&self) -> Duration {
+        Duration::from_millis(self.acquire_timeout_ms)
+    }
+
+    pub fn statement_timeout(&self) -> Duration {
+        Duration::from_millis(self.statement_timeout_ms)
+    }
+
+    pub fn network_timeout(&self) -> Duration {
+        Duration::from_millis(self.network_timeout_ms)
     }
 }
 
@@ -476,6 +531,36 @@ impl SignInConfig {
     }
 }
 
+/// Throttling of failed passkey sign-ins, per passkey and per client IP address:
+/// the same shape, and the same defaults, as [`SignInConfig`] for passwords.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PasskeyConfig {
+    /// Rejected assertions of one passkey within the window after which it is locked.
+    pub credential_lockout_threshold: u32,
+    /// Rejected assertions of one passkey after which each further one is delayed.
+    pub credential_backoff_after: u32,
+    /// Rejected assertions from one IP address after which it is locked out.
+    pub ip_lockout_threshold: u32,
+    /// How long a lockout lasts.
+    pub lockout_mins: u64,
+    /// How far back failures are counted.
+    pub window_mins: u64,
+}
+
+impl Default for PasskeyConfig {
+    fn default() -> Self {
+        let passwords = SignInConfig::default();
+        PasskeyConfig {
+            credential_lockout_threshold: passwords.account_lockout_threshold,
+            credential_backoff_after: passwords.account_backoff_after,
+            ip_lockout_threshold: passwords.ip_lockout_threshold,
+            lockout_mins: passwords.lockout_mins,
+            window_mins: passwords.window_mins,
+        }
+    }
+}
+
 /// Scheduled rotation of token signing keys. A rotation activates the key that has
 /// been published (as `next`) since the previous one and publishes a new `next`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -534,6 +619,26 @@ pub struct PdpConfig {
     /// roles, groups, consents) when no event told it of a change: the bound on how
     /// late a change made elsewhere whose event was lost counts here. 0: no cache.
     pub subject_cache_ms: u64,
+    /// Decisions waiting for the decision log's writer at most; beyond that
+    /// `decision_log_when_full` applies.
+    pub decision_log_queue: usize,
+    /// What a full decision log queue does with the next decision.
+    pub decision_log_when_full: DecisionLogWhenFull,
+    /// With `wait`: how long an evaluation waits for room in the queue before it
+    /// fails (503) rather than answer with a decision the log does not have.
+    pub decision_log_wait_ms: u64,
+}
+
+/// What the PDP does when its decision log's queue is full.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum DecisionLogWhenFull {
+    /// Hold the evaluation back until there is room (bounded by
+    /// `decision_log_wait_ms`): every decision given is logged.
+    #[default]
+    Wait,
+    /// Skip the record and count it: the log gets a gap record with the count.
+    Sample,
 }
 
 impl Default for PdpConfig {
@@ -541,6 +646,9 @@ impl Default for PdpConfig {
         PdpConfig {
             decision_log_retention_days: 90,
             subject_cache_ms: 1000,
+            decision_log_queue: 65_536,
+            decision_log_when_full: DecisionLogWhenFull::Wait,
+            decision_log_wait_ms: 2000,
         }
     }
 }
@@ -561,6 +669,12 @@ pub struct RegistrationConfig {
     pub verification_link_hours: u64,
     /// How many verification mails one address may be sent per hour.
     pub resend_per_hour: u32,
+    /// How many sign-up mails (the verification link, or the "someone tried to sign
+    /// up with your address" notice) one address may be sent per hour.
+    pub signup_mails_per_hour: u32,
+    /// How many sign-up mails, to any addresses, one client IP address may cause
+    /// per hour.
+    pub signup_mails_per_ip_hour: u32,
 }
 
 impl Default for RegistrationConfig {
@@ -568,6 +682,8 @@ impl Default for RegistrationConfig {
         RegistrationConfig {
             verification_link_hours: 24,
             resend_per_hour: 3,
+            signup_mails_per_hour: 3,
+            signup_mails_per_ip_hour: 30,
         }
     }
 }
@@ -695,6 +811,21 @@ impl Config {
         if self.database.pool_size == 0 {
             return Err(Error::config("database.pool_size", "must be at least 1"));
         }
+        at_least(
+            "database.acquire_timeout_ms",
+            self.database.acquire_timeout_ms,
+            1,
+        )?;
+        at_least(
+            "server.request_timeout_ms",
+            self.server.request_timeout_ms,
+            1,
+        )?;
+        at_least(
+            "server.readiness_timeout_ms",
+            self.server.readiness_timeout_ms,
+            1,
+        )?;
         self.database.backend()?;
         if self.log.level.trim().is_empty() {
             return Err(Error::config(
@@ -706,6 +837,7 @@ impl Config {
         self.mail.validate(self.mode)?;
         self.sessions.validate()?;
         self.sign_in.validate()?;
+        self.passkeys.validate()?;
         self.registration.validate()?;
         if self.pdp.decision_log_retention_days > 36_500 {
             return Err(Error::config(
@@ -717,6 +849,20 @@ impl Config {
             return Err(Error::config(
                 "pdp.subject_cache_ms",
                 "must be at most 60000 (a minute), or 0 to read every subject from the database",
+            ));
+        }
+        at_least("pdp.decision_log_queue", self.pdp.decision_log_queue, 1)?;
+        if self.pdp.decision_log_queue > 1_000_000 {
+            return Err(Error::config(
+                "pdp.decision_log_queue",
+                "must be at most 1000000 (about 200 MB of queued decisions)",
+            ));
+        }
+        at_least("pdp.decision_log_wait_ms", self.pdp.decision_log_wait_ms, 1)?;
+        if self.pdp.decision_log_wait_ms > 60_000 {
+            return Err(Error::config(
+                "pdp.decision_log_wait_ms",
+                "must be at most 60000 (a minute)",
             ));
         }
         self.keys.validate()?;
@@ -920,6 +1066,38 @@ impl SignInConfig {
     }
 }
 
+impl PasskeyConfig {
+    pub fn validate(&self) -> Result<(), Error> {
+        at_least(
+            "passkeys.credential_lockout_threshold",
+            self.credential_lockout_threshold,
+            1,
+        )?;
+        at_least(
+            "passkeys.credential_backoff_after",
+            self.credential_backoff_after,
+            1,
+        )?;
+        if self.credential_backoff_after > self.credential_lockout_threshold {
+            return Err(Error::config(
+                "passkeys.credential_backoff_after",
+                format!(
+                    "must not exceed passkeys.credential_lockout_threshold ({}), got {}",
+                    self.credential_lockout_threshold, self.credential_backoff_after
+                ),
+            ));
+        }
+        at_least(
+            "passkeys.ip_lockout_threshold",
+            self.ip_lockout_threshold,
+            1,
+        )?;
+        at_least("passkeys.lockout_mins", self.lockout_mins, 1)?;
+        at_least("passkeys.window_mins", self.window_mins, 1)?;
+        Ok(())
+    }
+}
+
 impl RegistrationConfig {
     pub fn validate(&self) -> Result<(), Error> {
         at_least(
@@ -928,6 +1106,16 @@ impl RegistrationConfig {
             1,
         )?;
         at_least("registration.resend_per_hour", self.resend_per_hour, 1)?;
+        at_least(
+            "registration.signup_mails_per_hour",
+            self.signup_mails_per_hour,
+            1,
+        )?;
+        at_least(
+            "registration.signup_mails_per_ip_hour",
+            self.signup_mails_per_ip_hour,
+            1,
+        )?;
         Ok(())
     }
 }
@@ -1104,8 +1292,16 @@ fn env_var_name(path: &[&str]) -> String {
 }
 
 /// Environment values are always text; the schema's default says what type is meant.
+/// A list is comma-separated (`10.0.0.0/8, 192.0.2.7`); an empty value is an empty list.
 fn typed_env_value(var: &str, kind: &toml::Value, raw: String) -> Result<toml::Value, Error> {
     match kind {
+        toml::Value::Array(_) => Ok(toml::Value::Array(
+            raw.split(',')
+                .map(str::trim)
+                .filter(|item| !item.is_empty())
+                .map(|item| toml::Value::String(item.to_owned()))
+                .collect(),
+        )),
         toml::Value::Integer(_) => raw
             .trim()
             .parse()
@@ -1420,7 +1616,7 @@ mod tests {
         production.validate().unwrap();
 
         type Breaker = fn(&mut Config);
-        let cases: [(&str, Breaker); 28] = [
+        let cases: [(&str, Breaker); 32] = [
             ("server.listen", |c| {
                 c.server.listen = "localhost".to_owned()
             }),
@@ -1479,6 +1675,16 @@ mod tests {
                 c.pdp.decision_log_retention_days = 36_501
             }),
             ("pdp.subject_cache_ms", |c| c.pdp.subject_cache_ms = 60_001),
+            ("pdp.decision_log_queue", |c| c.pdp.decision_log_queue = 0),
+            ("pdp.decision_log_queue", |c| {
+                c.pdp.decision_log_queue = 1_000_001
+            }),
+            ("pdp.decision_log_wait_ms", |c| {
+                c.pdp.decision_log_wait_ms = 0
+            }),
+            ("pdp.decision_log_wait_ms", |c| {
+                c.pdp.decision_log_wait_ms = 60_001
+            }),
         ];
         for (expected, break_it) in cases {
             let mut config = Config::default();
@@ -1546,6 +1752,125 @@ mod tests {
     }
 
     #[test]
+    fn trusted_proxies_from_file_and_env() {
+        assert!(Config::default().server.trusted_proxies.is_empty());
+        assert_eq!(
+            Config::default().server.forwarded_header,
+            ForwardedHeader::XForwardedFor
+        );
+        let f = file(
+            "[server]\ntrusted_proxies = [\"10.0.0.0/8\", \"2001:db8::1\"]\n\
+             forwarded_header = \"forwarded\"\n",
+        );
+        let config = Config::load(Some(f.path()), env(&[])).unwrap();
+        let expected: Vec<IpNet> = vec![
+            "10.0.0.0/8".parse().unwrap(),
+            "2001:db8::1".parse().unwrap(),
+        ];
+        assert_eq!(config.server.trusted_proxies, expected);
+        assert_eq!(config.server.forwarded_header, ForwardedHeader::Forwarded);
+
+        // The variable is a comma-separated list and wins over the file.
+        let config = Config::load(
+            Some(f.path()),
+            env(&[(
+                "GATEHOUSE_SERVER__TRUSTED_PROXIES",
+                " 192.0.2.7 ,172.16.0.0/12,",
+            )]),
+        )
+        .unwrap();
+        let expected: Vec<IpNet> = vec![
+            "192.0.2.7".parse().unwrap(),
+            "172.16.0.0/12".parse().unwrap(),
+        ];
+        assert_eq!(config.server.trusted_proxies, expected);
+        let config = Config::load(
+            Some(f.path()),
+            env(&[("GATEHOUSE_SERVER__TRUSTED_PROXIES", "")]),
+        )
+        .unwrap();
+        assert!(config.server.trusted_proxies.is_empty());
+
+        let (key, message) = config_error(
+            Config::load(
+                None,
+                env(&[("GATEHOUSE_SERVER__TRUSTED_PROXIES", "10.0.0.1/8")]),
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(key.as_deref(), Some("GATEHOUSE_SERVER__TRUSTED_PROXIES"));
+        assert!(message.contains("10.0.0.0/8"), "{message}");
+        let bad = file("[server]\ntrusted_proxies = [\"proxy.internal\"]\n");
+        let (key, message) = config_error(Config::load(Some(bad.path()), env(&[])).unwrap_err());
+        assert_eq!(key.as_deref(), Some("server.trusted_proxies"));
+        assert!(message.contains("not an IP address"), "{message}");
+        let (key, _) = config_error(
+            Config::load(
+                None,
+                env(&[("GATEHOUSE_SERVER__FORWARDED_HEADER", "x-real-ip")]),
+            )
+            .unwrap_err(),
+        );
+        assert_eq!(key.as_deref(), Some("GATEHOUSE_SERVER__FORWARDED_HEADER"));
+    }
+
+    #[test]
+    fn passkey_limits_default_to_the_password_ones() {
+        let defaults = Config::default();
+        assert_eq!(
+            defaults.passkeys.credential_lockout_threshold,
+            defaults.sign_in.account_lockout_threshold
+        );
+        assert_eq!(
+            defaults.passkeys.credential_backoff_after,
+            defaults.sign_in.account_backoff_after
+        );
+        assert_eq!(
+            defaults.passkeys.ip_lockout_threshold,
+            defaults.sign_in.ip_lockout_threshold
+        );
+        assert_eq!(
+            defaults.passkeys.lockout_mins,
+            defaults.sign_in.lockout_mins
+        );
+        assert_eq!(defaults.passkeys.window_mins, defaults.sign_in.window_mins);
+
+        let config = Config::load(
+            None,
+            env(&[
+                ("GATEHOUSE_PASSKEYS__IP_LOCKOUT_THRESHOLD", "500"),
+                ("GATEHOUSE_REGISTRATION__SIGNUP_MAILS_PER_HOUR", "2"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(config.passkeys.ip_lockout_threshold, 500);
+        assert_eq!(config.registration.signup_mails_per_hour, 2);
+
+        type Breaker = fn(&mut Config);
+        let cases: [(&str, Breaker); 5] = [
+            ("passkeys.credential_backoff_after", |c| {
+                c.passkeys.credential_backoff_after = 11
+            }),
+            ("passkeys.ip_lockout_threshold", |c| {
+                c.passkeys.ip_lockout_threshold = 0
+            }),
+            ("passkeys.window_mins", |c| c.passkeys.window_mins = 0),
+            ("registration.signup_mails_per_hour", |c| {
+                c.registration.signup_mails_per_hour = 0
+            }),
+            ("registration.signup_mails_per_ip_hour", |c| {
+                c.registration.signup_mails_per_ip_hour = 0
+            }),
+        ];
+        for (expected, break_it) in cases {
+            let mut config = Config::default();
+            break_it(&mut config);
+            let (key, _) = config_error(config.validate().unwrap_err());
+            assert_eq!(key.as_deref(), Some(expected));
+        }
+    }
+
+    #[test]
     fn decision_log_retention() {
         assert_eq!(
             Config::default().pdp.decision_log_retention(),
@@ -1557,6 +1882,29 @@ mod tests {
         )
         .unwrap();
         assert_eq!(config.pdp.decision_log_retention(), None, "0 keeps forever");
+    }
+
+    #[test]
+    fn decision_log_overflow_waits_unless_sampling_is_chosen() {
+        let defaults = Config::default().pdp;
+        assert_eq!(defaults.decision_log_when_full, DecisionLogWhenFull::Wait);
+        let f = file("[pdp]\ndecision_log_when_full = \"sample\"\ndecision_log_queue = 8\n");
+        let config = Config::load(
+            Some(f.path()),
+            env(&[("GATEHOUSE_PDP__DECISION_LOG_WAIT_MS", "250")]),
+        )
+        .unwrap();
+        assert_eq!(
+            config.pdp.decision_log_when_full,
+            DecisionLogWhenFull::Sample
+        );
+        assert_eq!(config.pdp.decision_log_queue, 8);
+        assert_eq!(config.pdp.decision_log_wait_ms, 250);
+        let refused = Config::load(
+            None,
+            env(&[("GATEHOUSE_PDP__DECISION_LOG_WHEN_FULL", "drop")]),
+        );
+        assert!(refused.is_err(), "only wait or sample");
     }
 
     #[test]

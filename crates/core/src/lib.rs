@@ -8,6 +8,7 @@ pub mod config;
 pub mod error;
 pub mod events;
 pub mod ids;
+pub mod net;
 pub mod secrets;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};

@@ -165,7 +165,10 @@ impl Cipher {
             return Ok((Cipher::new(keys)?, KeySource::File(path.clone())));
         }
         match config.mode {
-            Mode::Dev => load_or_generate(&config.data_dir.join("master.key")),
+            Mode::Dev => {
+                let path = config.data_dir.join("master.key");
+                load_or_generate(&path)
+            }
             Mode::Production => Err(Error::MasterKey(format!(
                 "production mode does not generate keys; set {ENV_VAR} to \
                  `<kid>:<base64url 32-byte key>[,<older kid>:<key>...]` or point \
@@ -398,6 +401,9 @@ fn parse_key_file(text: &str, path: &Path) -> Result<Vec<MasterKey>, Error> {
     Ok(keys)
 }
 
+/// A dev key is generated only for a database that does not exist yet: a new key
+/// beside existing data would open none of its secrets, and silently replacing a
+/// deleted key would hide the loss until the first sign-in fails.
 fn load_or_generate(path: &Path) -> Result<(Cipher, KeySource), Error> {
     match read_key_file(path) {
         Ok(keys) => return Ok((Cipher::new(keys)?, KeySource::File(path.to_owned()))),

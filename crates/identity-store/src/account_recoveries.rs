@@ -258,7 +258,8 @@ pub fn cancel(
 }
 
 /// Cancels every open recovery of a user (a newer one, a password reset passed with
-/// a second factor, an administrator's reset); returns how many.
+/// a second factor, a second factor used, an administrator's reset); returns how
+/// many. Void ones are left as they are: nothing is left to cancel there.
 pub fn cancel_open_for_user(
     conn: &mut AnyConnection,
     now: DateTime<Utc>,
@@ -271,7 +272,8 @@ pub fn cancel_open_for_user(
             .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
             .filter(account_recoveries::user_id.eq(user.to_string()))
             .filter(account_recoveries::cancelled_at.is_null())
-            .filter(account_recoveries::completed_at.is_null()),
+            .filter(account_recoveries::completed_at.is_null())
+            .filter(account_recoveries::expires_at.gt(now.naive_utc())),
     )
     .set((
         account_recoveries::cancelled_at.eq(Some(now.naive_utc())),

@@ -1,18 +1,27 @@
-//! The audit log: append-only and hash-chained per tenant.
+//! The audit log: append-only and chained per tenant under a secret key.
 //!
-//! Each event's hash covers its content and the previous event's hash, so changing,
-//! removing or reordering a stored event breaks the chain and [`verify`] reports it.
-//! Database triggers refuse UPDATE and DELETE on `audit_events`; the chain catches
-//! what someone with enough privilege to drop those triggers does anyway. Cutting off
-//! the newest events is caught by comparing with `audit_heads` (and, against an
-//! attacker who rewrites both, only by anchoring the head hash outside the database,
-//! which operators can do by exporting it).
+//! Each event's hash is an HMAC-SHA256 over its content and the previous event's
+//! hash, keyed with the tenant's audit key: a random key stored in `audit_heads`
+//! sealed under the master key. Changing, removing or reordering a stored event
+//! breaks the chain and [`verify`] reports it — and someone with write access to the
+//! database but not the master key cannot re-hash the chain after editing it (a
+//! plain SHA-256 chain they could). The head row (last seq and hash) carries its own
+//! HMAC, so cutting off the newest events and moving the head back is caught too.
+//! Database triggers refuse UPDATE and DELETE on `audit_events`.
+//!
+//! Chains written before keying (plain SHA-256) stay verifiable: the head records
+//! the first keyed `seq`, under the head's HMAC, and the first keyed event's MAC
+//! covers the last unkeyed hash, so rewriting the old part breaks the link.
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{AuditEventId, TenantId};
+use gatehouse_core::secrets::Cipher;
+use hmac::{Hmac, Mac};
+use rand::RngCore;
 use serde::Serialize;
 use sha2::{Digest, Sha256};
+use zeroize::Zeroizing;
 
 use crate::error::is_unique_violation;
 use crate::schema::{audit_events, audit_heads};
@@ -86,11 +95,73 @@ struct AuditRow {
     hash: String,
 }
 
+/// A tenant's audit key, opened from its sealed form in `audit_heads`.
+struct ChainKey(Zeroizing<Vec<u8>>);
+
+impl ChainKey {
+    fn generate() -> ChainKey {
+        let mut key = Zeroizing::new(vec![0_u8; 32]);
+        rand::rng().fill_bytes(&mut key);
+        ChainKey(key)
+    }
+
+    fn aad(tenant: &str) -> Vec<u8> {
+        format!("gatehouse audit chain key\0{tenant}").into_bytes()
+    }
+
+    fn open(cipher: &Cipher, tenant: &str, sealed: &str) -> StoreResult<ChainKey> {
+        Ok(ChainKey(cipher.open(sealed, &Self::aad(tenant))?))
+    }
+
+    fn seal(&self, cipher: &Cipher, tenant: &str) -> String {
+        cipher.seal(&self.0, &Self::aad(tenant))
+    }
+
+    fn mac(&self, message: &[u8]) -> String {
+        // HMAC takes keys of any length; this cannot fail.
+        let mut mac = <Hmac<Sha256> as Mac>::new_from_slice(&self.0)
+            .unwrap_or_else(|_| unreachable!("HMAC accepts every key length"));
+        mac.update(message);
+        hex::encode(mac.finalize().into_bytes())
+    }
+
+    /// The head's own MAC: binds the tip (so a cut-off tail shows) and the first
+    /// keyed sequence number (so the keyed part cannot be declared unkeyed).
+    fn head_mac(&self, tenant: &str, last_seq: i64, last_hash: &str, keyed_from: i64) -> String {
+        let canonical = serde_json::json!(["head", tenant, last_seq, last_hash, keyed_from]);
+        self.mac(canonical.to_string().as_bytes())
+    }
+}
+
+/// The head row as stored.
+#[derive(Queryable)]
+struct Head {
+    last_seq: i64,
+    last_hash: String,
+    sealed_key: Option<String>,
+    keyed_from_seq: Option<i64>,
+    head_mac: Option<String>,
+}
+
+const HEAD_COLUMNS: (
+    audit_heads::last_seq,
+    audit_heads::last_hash,
+    audit_heads::sealed_key,
+    audit_heads::keyed_from_seq,
+    audit_heads::head_mac,
+) = (
+    audit_heads::last_seq,
+    audit_heads::last_hash,
+    audit_heads::sealed_key,
+    audit_heads::keyed_from_seq,
+    audit_heads::head_mac,
+);
+
 impl AuditRow {
-    /// The hash over this row's content and its predecessor's hash. The encoding is a
+    /// The canonical encoding of this row's content and its predecessor's hash: a
     /// JSON array, so field boundaries are unambiguous.
-    fn compute_hash(&self) -> String {
-        let canonical = serde_json::json!([
+    fn canonical(&self) -> String {
+        serde_json::json!([
             self.prev_hash,
             self.id,
             self.tenant_id,
@@ -104,8 +175,17 @@ impl AuditRow {
             self.outcome,
             self.ip,
             self.details,
-        ]);
-        hex::encode(Sha256::digest(canonical.to_string().as_bytes()))
+        ])
+        .to_string()
+    }
+
+    /// The unkeyed hash of events written before chains were keyed.
+    fn legacy_hash(&self) -> String {
+        hex::encode(Sha256::digest(self.canonical().as_bytes()))
+    }
+
+    fn keyed_hash(&self, key: &ChainKey) -> String {
+        key.mac(self.canonical().as_bytes())
     }
 }
 
@@ -132,11 +212,15 @@ impl TryFrom<AuditRow> for AuditEvent {
     }
 }
 
-/// Appends an event to the tenant's chain. Appends to one tenant are serialised by
-/// locking its head row first (a write, so SQLite takes its write lock at once instead
-/// of failing to upgrade a read lock later).
+/// Appends an event to the tenant's chain, keyed with the tenant's audit key (made
+/// on the tenant's first event, or on the first event after an upgrade from unkeyed
+/// chains). Appends to one tenant are serialised by locking its head row first (a
+/// write, so SQLite takes its write lock at once instead of failing to upgrade a
+/// read lock later). Call it inside the transaction that makes the change it
+/// records, so both commit or neither does.
 pub fn append(
     conn: &mut AnyConnection,
+    cipher: &Cipher,
     now: DateTime<Utc>,
     tenant: TenantId,
     event: NewAuditEvent,
@@ -146,11 +230,11 @@ pub fn append(
     let mut attempt = 0;
     loop {
         attempt += 1;
-        let result = conn.transaction(|conn| {
+        let result = crate::db::transaction(conn, |conn| {
             let locked = diesel::update(audit_heads::table.find(&tenant_key))
                 .set(audit_heads::last_seq.eq(audit_heads::last_seq))
                 .execute(conn)?;
-            let (last_seq, last_hash) = if locked == 0 {
+            let head = if locked == 0 {
                 // First event of this tenant. A concurrent first append makes one of the
                 // two inserts fail on the primary key; that one retries.
                 diesel::insert_into(audit_heads::table)
@@ -160,17 +244,35 @@ pub fn append(
                         audit_heads::last_hash.eq(GENESIS_HASH),
                     ))
                     .execute(conn)?;
-                (0, GENESIS_HASH.to_owned())
+                Head {
+                    last_seq: 0,
+                    last_hash: GENESIS_HASH.to_owned(),
+                    sealed_key: None,
+                    keyed_from_seq: None,
+                    head_mac: None,
+                }
             } else {
                 audit_heads::table
                     .find(&tenant_key)
-                    .select((audit_heads::last_seq, audit_heads::last_hash))
-                    .first::<(i64, String)>(conn)?
+                    .select(HEAD_COLUMNS)
+                    .first::<Head>(conn)?
+            };
+            let (key, keyed_from, sealed) = match (&head.sealed_key, head.keyed_from_seq) {
+                (Some(sealed), Some(from)) => (
+                    ChainKey::open(cipher, &tenant_key, sealed)?,
+                    from,
+                    sealed.clone(),
+                ),
+                _ => {
+                    let key = ChainKey::generate();
+                    let sealed = key.seal(cipher, &tenant_key);
+                    (key, head.last_seq + 1, sealed)
+                }
             };
             let mut row = AuditRow {
                 id: AuditEventId::new().to_string(),
                 tenant_id: tenant_key.clone(),
-                seq: last_seq + 1,
+                seq: head.last_seq + 1,
                 occurred_at: now.naive_utc(),
                 actor: event.actor.clone(),
                 action: event.action.clone(),
@@ -178,10 +280,10 @@ pub fn append(
                 outcome: event.outcome.as_str().to_owned(),
                 ip: event.ip.clone(),
                 details: details.clone(),
-                prev_hash: last_hash,
+                prev_hash: head.last_hash,
                 hash: String::new(),
             };
-            row.hash = row.compute_hash();
+            row.hash = row.keyed_hash(&key);
             diesel::insert_into(audit_events::table)
                 .values(&row)
                 .execute(conn)?;
@@ -189,14 +291,26 @@ pub fn append(
                 .set((
                     audit_heads::last_seq.eq(row.seq),
                     audit_heads::last_hash.eq(&row.hash),
+                    audit_heads::sealed_key.eq(&sealed),
+                    audit_heads::keyed_from_seq.eq(keyed_from),
+                    audit_heads::head_mac.eq(key.head_mac(
+                        &tenant_key,
+                        row.seq,
+                        &row.hash,
+                        keyed_from,
+                    )),
                 ))
                 .execute(conn)?;
-            Ok::<_, diesel::result::Error>(row)
+            Ok(row)
         });
         match result {
             Ok(row) => return row.try_into(),
-            Err(e) if is_unique_violation(&e) && attempt < APPEND_ATTEMPTS => continue,
-            Err(e) => return Err(e.into()),
+            Err(StoreError::Database(e))
+                if is_unique_violation(&e) && attempt < APPEND_ATTEMPTS =>
+            {
+                continue;
+            }
+            Err(e) => return Err(e),
         }
     }
 }
@@ -247,20 +361,18 @@ impl VerifyReport {
     }
 }
 
-/// Walks every tenant's chain and reports each place where it does not hold.
-pub fn verify(conn: &mut AnyConnection) -> StoreResult<VerifyReport> {
+/// Walks every tenant's chain and reports each place where it does not hold. Needs
+/// the master keys: the chain is keyed, and a chain that cannot be checked (its key
+/// is missing or does not open) is reported, never passed.
+pub fn verify(conn: &mut AnyConnection, cipher: &Cipher) -> StoreResult<VerifyReport> {
     let mut tenants: Vec<String> = audit_events::table
         .select(audit_events::tenant_id)
         .distinct()
         .load(conn)?;
-    let heads: Vec<(String, i64, String)> = audit_heads::table
-        .select((
-            audit_heads::tenant_id,
-            audit_heads::last_seq,
-            audit_heads::last_hash,
-        ))
+    let heads: Vec<(String, Head)> = audit_heads::table
+        .select((audit_heads::tenant_id, HEAD_COLUMNS))
         .load(conn)?;
-    for (tenant, _, _) in &heads {
+    for (tenant, _) in &heads {
         if !tenants.contains(tenant) {
             tenants.push(tenant.clone());
         }
@@ -278,6 +390,24 @@ pub fn verify(conn: &mut AnyConnection) -> StoreResult<VerifyReport> {
                 seq,
                 problem: text,
             })
+        };
+        let head = heads.iter().find(|(t, _)| *t == tenant).map(|(_, h)| h);
+        // The key and where keyed events start; without them nothing can be trusted.
+        let keyed = match head.map(|h| (&h.sealed_key, h.keyed_from_seq, &h.head_mac)) {
+            Some((Some(sealed), Some(from), Some(head_mac))) => {
+                match ChainKey::open(cipher, &tenant, sealed) {
+                    Ok(key) => Some((key, from, head_mac.clone())),
+                    Err(_) => {
+                        problem(0, "the chain's key does not open with the configured master keys (wrong keys, or the key was replaced)".into());
+                        None
+                    }
+                }
+            }
+            Some(_) => {
+                problem(0, "the chain head has no key: the chain cannot be checked (keyed chains never lose their key)".into());
+                None
+            }
+            None => None,
         };
         let mut expected_seq = 1_i64;
         let mut prev_hash = GENESIS_HASH.to_owned();
@@ -303,25 +433,39 @@ pub fn verify(conn: &mut AnyConnection) -> StoreResult<VerifyReport> {
                 if row.prev_hash != prev_hash {
                     problem(row.seq, "previous-hash link broken (an event was removed or altered before this one)".into());
                 }
-                if row.compute_hash() != row.hash {
+                let expected_hash = match &keyed {
+                    Some((key, from, _)) if row.seq >= *from => Some(row.keyed_hash(key)),
+                    Some(_) => Some(row.legacy_hash()),
+                    None => None,
+                };
+                if expected_hash.is_some_and(|hash| hash != row.hash) {
                     problem(
                         row.seq,
-                        "content does not match its hash (the event was altered)".into(),
+                        "content does not match its keyed hash (the event was altered or the chain re-hashed)".into(),
                     );
                 }
                 expected_seq = row.seq + 1;
                 prev_hash = row.hash.clone();
             }
         }
-        match heads.iter().find(|(t, _, _)| *t == tenant) {
-            Some((_, last_seq, last_hash)) => {
-                if *last_seq != expected_seq - 1 || *last_hash != prev_hash {
+        match head {
+            Some(head) => {
+                if head.last_seq != expected_seq - 1 || head.last_hash != prev_hash {
                     problem(
-                        *last_seq,
+                        head.last_seq,
                         format!(
-                            "chain ends at event {} but the head records event {last_seq}: events were cut off or the head was altered",
-                            expected_seq - 1
+                            "chain ends at event {} but the head records event {}: events were cut off or the head was altered",
+                            expected_seq - 1,
+                            head.last_seq
                         ),
+                    );
+                }
+                if let Some((key, from, head_mac)) = &keyed
+                    && key.head_mac(&tenant, head.last_seq, &head.last_hash, *from) != *head_mac
+                {
+                    problem(
+                        head.last_seq,
+                        "the chain head does not match its MAC: the head was moved (events cut off) or rewritten".into(),
                     );
                 }
             }

@@ -60,7 +60,16 @@ pub struct ConnectOptions {
     pub url: String,
     pub pool_size: u32,
     pub connect_timeout: Duration,
+    /// How long a caller waits for a pooled connection before the pool gives up.
+    pub acquire_timeout: Duration,
     pub sqlite_busy_timeout: Duration,
+    /// PostgreSQL: the server cancels a statement that runs longer (a slow or stuck
+    /// query fails instead of holding its connection). Zero turns it off.
+    pub statement_timeout: Duration,
+    /// PostgreSQL: how long sent data may stay unacknowledged, and roughly how long
+    /// an idle connection to a vanished server survives (TCP keepalive), before the
+    /// kernel drops the connection and the caller gets an error. Zero: the OS default.
+    pub network_timeout: Duration,
 }
 
 impl ConnectOptions {
@@ -69,19 +78,22 @@ impl ConnectOptions {
             url: url.into(),
             pool_size: 8,
             connect_timeout: Duration::from_secs(5),
+            acquire_timeout: Duration::from_secs(5),
             sqlite_busy_timeout: Duration::from_secs(5),
+            statement_timeout: Duration::from_secs(30),
+            network_timeout: Duration::from_secs(15),
         }
     }
 }
 
 enum Target<'a> {
     Sqlite(&'a str),
-    Postgres(&'a str),
+    Postgres,
 }
 
 fn parse_url(url: &str) -> StoreResult<Target<'_>> {
     if url.starts_with("postgres://") || url.starts_with("postgresql://") {
-        Ok(Target::Postgres(url))
+        Ok(Target::Postgres)
     } else if url == "sqlite::memory:" {
         Ok(Target::Sqlite(":memory:"))
     } else if let Some(path) = url.strip_prefix("sqlite://") {
@@ -94,7 +106,7 @@ fn parse_url(url: &str) -> StoreResult<Target<'_>> {
 pub fn backend_of(url: &str) -> StoreResult<Backend> {
     Ok(match parse_url(url)? {
         Target::Sqlite(_) => Backend::Sqlite,
-        Target::Postgres(_) => Backend::Postgres,
+        Target::Postgres => Backend::Postgres,
     })
 }
 
@@ -102,14 +114,7 @@ pub fn backend_of(url: &str) -> StoreResult<Backend> {
 /// reports the real cause (the derived `establish` would swallow it).
 pub fn connect(options: &ConnectOptions) -> StoreResult<AnyConnection> {
     match parse_url(&options.url)? {
-        Target::Postgres(url) => {
-            let url = with_pg_connect_timeout(url, options.connect_timeout);
-            let conn = PgConnection::establish(&url).map_err(|e| StoreError::Connect {
-                backend: "PostgreSQL",
-                message: e.to_string().trim().to_owned(),
-            })?;
-            Ok(AnyConnection::Postgresql(conn))
-        }
+        Target::Postgres => Ok(AnyConnection::Postgresql(connect_pg(options)?)),
         Target::Sqlite(path) => {
             let mut conn = SqliteConnection::establish(path).map_err(|e| StoreError::Connect {
                 backend: "SQLite",
@@ -138,15 +143,73 @@ pub fn connect(options: &ConnectOptions) -> StoreResult<AnyConnection> {
     }
 }
 
-fn with_pg_connect_timeout(url: &str, timeout: Duration) -> String {
-    if url.contains("connect_timeout=") {
-        return url.to_owned();
+/// Opens one PostgreSQL connection with the timeouts of `options`: the pool's, the
+/// event listener's and the event publisher's connections all behave alike when the
+/// network to the database fails.
+pub fn connect_pg(options: &ConnectOptions) -> StoreResult<PgConnection> {
+    let url = pg_url_with_timeouts(&options.url, options);
+    PgConnection::establish(&url).map_err(|e| StoreError::Connect {
+        backend: "PostgreSQL",
+        message: e.to_string().trim().to_owned(),
+    })
+}
+
+/// The connection string with libpq's timeout parameters added, each only when the
+/// operator's URL does not set it already (theirs wins).
+///
+/// - `connect_timeout`: a database that does not answer the handshake.
+/// - `keepalives*`: an idle pooled connection to a vanished server is found dead
+///   (idle + interval × count ≈ `network_timeout`) rather than on its next use.
+/// - `tcp_user_timeout`: a query sent into a partition fails after `network_timeout`
+///   instead of waiting for TCP's retransmissions (about 15 minutes on Linux).
+/// - `options=-c statement_timeout=…`: the server cancels a statement that runs too
+///   long; set as the session default so a `RESET` (or a migration that lifts it
+///   with `SET LOCAL`) returns to it.
+fn pg_url_with_timeouts(url: &str, options: &ConnectOptions) -> String {
+    let mut params: Vec<(&str, String)> = vec![(
+        "connect_timeout",
+        options.connect_timeout.as_secs().max(1).to_string(),
+    )];
+    let network = options.network_timeout;
+    if !network.is_zero() {
+        let idle = (network.as_secs() / 3).max(1);
+        let count = 3u64;
+        let interval = ((network.as_secs().saturating_sub(idle)) / count).max(1);
+        params.extend([
+            ("keepalives", "1".to_owned()),
+            ("keepalives_idle", idle.to_string()),
+            ("keepalives_interval", interval.to_string()),
+            ("keepalives_count", count.to_string()),
+            ("tcp_user_timeout", network.as_millis().to_string()),
+        ]);
     }
-    let separator = if url.contains('?') { '&' } else { '?' };
-    format!(
-        "{url}{separator}connect_timeout={}",
-        timeout.as_secs().max(1)
-    )
+    if !options.statement_timeout.is_zero() {
+        // URL-encoded `-c statement_timeout=<ms>`.
+        params.push((
+            "options",
+            format!(
+                "-c%20statement_timeout%3D{}",
+                options.statement_timeout.as_millis()
+            ),
+        ));
+    }
+    let query = url.split_once('?').map_or("", |(_, query)| query);
+    let present = |key: &str| {
+        query
+            .split('&')
+            .any(|pair| pair.split_once('=').map_or(pair, |(k, _)| k) == key)
+    };
+    let mut out = url.to_owned();
+    for (key, value) in params {
+        if present(key) {
+            continue;
+        }
+        out.push(if out.contains('?') { '&' } else { '?' });
+        out.push_str(key);
+        out.push('=');
+        out.push_str(&value);
+    }
+    out
 }
 
 /// r2d2 manager that opens connections with [`connect`], so every pooled SQLite
@@ -190,7 +253,7 @@ pub fn pool(options: &ConnectOptions) -> StoreResult<Pool> {
     let pool = r2d2::Pool::builder()
         .max_size(size)
         .min_idle(Some(if backend == Backend::Sqlite { 1 } else { 0 }))
-        .connection_timeout(options.connect_timeout)
+        .connection_timeout(options.acquire_timeout)
         .build(ConnectionManager {
             options: options.clone(),
         })?;
@@ -199,12 +262,31 @@ pub fn pool(options: &ConnectOptions) -> StoreResult<Pool> {
 
 /// Applies pending migrations; returns the versions applied.
 pub fn run_migrations(conn: &mut AnyConnection) -> StoreResult<Vec<String>> {
-    let applied = match conn {
-        AnyConnection::Postgresql(c) => c.run_pending_migrations(POSTGRES_MIGRATIONS),
-        AnyConnection::Sqlite(c) => c.run_pending_migrations(SQLITE_MIGRATIONS),
+    let applied: Vec<String> = match conn {
+        AnyConnection::Postgresql(c) => {
+            // A migration may rewrite a large table: the request-sized statement
+            // timeout does not apply to it. RESET returns to the connection's default.
+            c.batch_execute("SET statement_timeout = 0")?;
+            let applied = c
+                .run_pending_migrations(POSTGRES_MIGRATIONS)
+                .map(|versions| versions.into_iter().map(|v| v.to_string()).collect());
+            c.batch_execute("RESET statement_timeout")?;
+            applied
+        }
+        AnyConnection::Sqlite(c) => c
+            .run_pending_migrations(SQLITE_MIGRATIONS)
+            .map(|versions| versions.into_iter().map(|v| v.to_string()).collect()),
     }
     .map_err(|e| StoreError::Migration(e.to_string()))?;
-    Ok(applied.into_iter().map(|v| v.to_string()).collect())
+    let backfill = crate::users::backfill_skeletons(conn)?;
+    if !backfill.look_alikes.is_empty() {
+        tracing::warn!(
+            users = ?backfill.look_alikes,
+            "these users' userName or primary email looks like another user's in the same \
+             tenant; rename one of each pair so it gets its look-alike key"
+        );
+    }
+    Ok(applied)
 }
 
 /// The number of embedded migrations not yet applied (readiness reports 0).
@@ -298,6 +380,38 @@ mod tests {
     struct Count {
         #[diesel(sql_type = diesel::sql_types::BigInt)]
         n: i64,
+    }
+
+    #[test]
+    fn postgres_urls_get_every_timeout_unless_the_operator_set_it() {
+        let options = ConnectOptions {
+            statement_timeout: Duration::from_millis(2500),
+            network_timeout: Duration::from_secs(12),
+            connect_timeout: Duration::from_secs(3),
+            ..ConnectOptions::new("postgres://db/gatehouse")
+        };
+        assert_eq!(
+            pg_url_with_timeouts("postgres://db/gatehouse", &options),
+            "postgres://db/gatehouse?connect_timeout=3&keepalives=1&keepalives_idle=4\
+             &keepalives_interval=2&keepalives_count=3&tcp_user_timeout=12000\
+             &options=-c%20statement_timeout%3D2500"
+        );
+        let theirs = "postgres://db/g?sslmode=require&connect_timeout=9&options=-c%20x%3Dy";
+        let ours = pg_url_with_timeouts(theirs, &options);
+        assert!(ours.starts_with(theirs), "{ours}");
+        assert_eq!(ours.matches("connect_timeout=").count(), 1, "{ours}");
+        assert_eq!(ours.matches("options=").count(), 1, "{ours}");
+        assert!(ours.contains("&tcp_user_timeout=12000"), "{ours}");
+
+        let off = ConnectOptions {
+            statement_timeout: Duration::ZERO,
+            network_timeout: Duration::ZERO,
+            ..options
+        };
+        assert_eq!(
+            pg_url_with_timeouts("postgres://db/g", &off),
+            "postgres://db/g?connect_timeout=3"
+        );
     }
 
     #[test]

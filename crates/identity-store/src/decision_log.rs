@@ -1,6 +1,7 @@
 //! The policy decision point's log: input, decision, reason code and determining
-//! policies of each evaluation. Written in batches by a background writer (the PDP
-//! never writes on the request path); read by operators.
+//! policies of each evaluation, the request members the PDP did not use, and gap
+//! records standing for decisions that were not logged. Written in batches by a
+//! background writer (the PDP never writes on the request path); read by operators.
 
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
@@ -22,7 +23,40 @@ pub struct NewDecision {
     pub reason: Option<String>,
     pub policies: Vec<String>,
     pub request_id: Option<String>,
+    /// Request members the PDP did not use (`context.consent`,
+    /// `subject.properties.x`, …): a PEP's typo shows here.
+    pub unknown_keys: Vec<String>,
+    /// `Some` on a gap record only: that many decisions of the tenant, taken from
+    /// `at` on, were not logged.
+    pub skipped: Option<u64>,
 }
+
+impl NewDecision {
+    /// A gap record: `skipped` decisions of `tenant`, taken between `from` and
+    /// `until`, are not in the log (see [`Decision::skipped`]).
+    pub fn gap(
+        tenant: TenantId,
+        from: DateTime<Utc>,
+        until: DateTime<Utc>,
+        skipped: u64,
+    ) -> NewDecision {
+        NewDecision {
+            tenant_id: tenant,
+            at: from,
+            request: serde_json::json!({ "skipped": skipped, "until": until }).to_string(),
+            decision: false,
+            reason: Some(GAP_REASON.to_owned()),
+            policies: Vec::new(),
+            request_id: None,
+            unknown_keys: Vec::new(),
+            skipped: Some(skipped),
+        }
+    }
+}
+
+/// The reason a gap record carries, so that a reader that knows nothing of gaps
+/// does not take one for a denial by policy.
+pub const GAP_REASON: &str = "decision_log_gap";
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Decision {
@@ -35,6 +69,15 @@ pub struct Decision {
     pub reason: Option<String>,
     pub policies: Vec<String>,
     pub request_id: Option<String>,
+    pub unknown_keys: Vec<String>,
+    /// On a gap record: how many decisions it stands for; `None` on a decision.
+    pub skipped: Option<i64>,
+}
+
+impl Decision {
+    pub fn is_gap(&self) -> bool {
+        self.skipped.is_some()
+    }
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -48,6 +91,8 @@ struct Row {
     reason: Option<String>,
     policies: String,
     request_id: Option<String>,
+    unknown_keys: Option<String>,
+    skipped: Option<i64>,
 }
 
 impl TryFrom<Row> for Decision {
@@ -58,6 +103,11 @@ impl TryFrom<Row> for Decision {
             tenant_id: row.tenant_id.parse().map_err(|e| corrupt(&e))?,
             request: serde_json::from_str(&row.request).map_err(|e| corrupt(&e))?,
             policies: serde_json::from_str(&row.policies).map_err(|e| corrupt(&e))?,
+            unknown_keys: match row.unknown_keys {
+                Some(keys) => serde_json::from_str(&keys).map_err(|e| corrupt(&e))?,
+                None => Vec::new(),
+            },
+            skipped: row.skipped,
             id: row.id,
             at: row.at.and_utc(),
             decision: row.decision,
@@ -89,6 +139,10 @@ pub fn append(conn: &mut AnyConnection, batch: &[NewDecision]) -> StoreResult<us
             // A list of strings always serializes.
             policies: serde_json::to_string(&d.policies).unwrap_or_else(|_| "[]".to_owned()),
             request_id: d.request_id.clone(),
+            unknown_keys: (!d.unknown_keys.is_empty()).then(|| {
+                serde_json::to_string(&d.unknown_keys).unwrap_or_else(|_| "[]".to_owned())
+            }),
+            skipped: d.skipped.map(|n| i64::try_from(n).unwrap_or(i64::MAX)),
         })
         .collect();
     // Multi-row INSERTs, one per backend: `MultiConnection` has no portable
@@ -216,6 +270,8 @@ mod tests {
                 reason: None,
                 policies: vec![],
                 request_id: Some(id.to_owned()),
+                unknown_keys: vec![],
+                skipped: None,
             };
             let batch = [
                 at(Duration::days(400), t, "a-year-old"),

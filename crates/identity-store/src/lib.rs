@@ -19,6 +19,7 @@ mod error;
 pub mod events_pg;
 pub mod grants;
 pub mod groups;
+pub mod key_canary;
 mod keys;
 pub mod one_time_tokens;
 pub mod page;
@@ -40,7 +41,7 @@ pub mod testing;
 
 pub use db::{AnyConnection, Backend, Pool, PooledConnection};
 pub use error::{StoreError, StoreResult};
-pub use keys::fold as fold_key;
+pub use keys::{IdentifierProblem, fold as fold_key, identifier_problem, skeleton as skeleton_key};
 pub use page::{Page, PageRequest};
 
 /// Ids one batched read takes at most: well below SQLite's bound parameters and

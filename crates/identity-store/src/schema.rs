@@ -19,6 +19,7 @@ diesel::table! {
         tenant_id -> Text,
         user_name -> Text,
         user_name_key -> Text,
+        user_name_skeleton -> Nullable<Text>,
         given_name -> Nullable<Text>,
         family_name -> Nullable<Text>,
         middle_name -> Nullable<Text>,
@@ -48,6 +49,7 @@ diesel::table! {
         user_id -> Text,
         value -> Text,
         value_key -> Text,
+        value_skeleton -> Nullable<Text>,
         kind -> Nullable<Text>,
         is_primary -> Bool,
         verified -> Bool,
@@ -135,6 +137,9 @@ diesel::table! {
         tenant_id -> Text,
         last_seq -> BigInt,
         last_hash -> Text,
+        sealed_key -> Nullable<Text>,
+        keyed_from_seq -> Nullable<BigInt>,
+        head_mac -> Nullable<Text>,
     }
 }
 
@@ -397,6 +402,8 @@ diesel::table! {
         reason -> Nullable<Text>,
         policies -> Text,
         request_id -> Nullable<Text>,
+        unknown_keys -> Nullable<Text>,
+        skipped -> Nullable<BigInt>,
     }
 }
 
@@ -405,6 +412,14 @@ diesel::joinable!(user_emails -> users (user_id));
 diesel::joinable!(group_members -> groups (group_id));
 diesel::joinable!(role_assignments -> roles (role_id));
 diesel::joinable!(credentials -> users (user_id));
+
+diesel::table! {
+    master_key_canary (id) {
+        id -> Text,
+        sealed -> Text,
+        created_at -> Timestamp,
+    }
+}
 
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,

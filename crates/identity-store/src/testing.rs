@@ -3,6 +3,8 @@
 //! state. PostgreSQL is never skipped: when it is unreachable the test fails and
 //! says how to point it elsewhere.
 
+pub mod fault_proxy;
+
 use diesel::connection::SimpleConnection;
 
 use crate::db::{self, Backend, ConnectOptions};
@@ -163,6 +165,14 @@ macro_rules! backend_tests {
             }
         }
     )*};
+}
+
+/// A cipher under a fresh random master key, for tests that seal values or append
+/// to the (keyed) audit chain. Verify a chain with the same cipher that wrote it.
+#[allow(clippy::expect_used)]
+pub fn test_cipher() -> gatehouse_core::secrets::Cipher {
+    gatehouse_core::secrets::Cipher::new(vec![gatehouse_core::secrets::MasterKey::generate()])
+        .expect("a cipher from a generated key")
 }
 
 #[cfg(test)]

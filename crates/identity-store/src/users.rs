@@ -2,7 +2,9 @@
 //! custom attributes as JSON, and a version for optimistic concurrency.
 //!
 //! userName and the primary email are unique per tenant, case-insensitively, on both
-//! backends: uniqueness is enforced by indexes on folded `*_key` columns.
+//! backends: uniqueness is enforced by indexes on folded `*_key` columns. Look-alikes
+//! (`pаypal` with a Cyrillic а) are kept out by unique indexes on `*_skeleton`
+//! columns, and a new user's identifiers must pass [`identifier_problem`].
 
 use std::collections::HashMap;
 
@@ -11,8 +13,8 @@ use diesel::prelude::*;
 use gatehouse_core::ids::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::map_unique;
-use crate::keys::fold;
+use crate::error::{is_unique_violation, map_unique};
+use crate::keys::{fold, identifier_problem, skeleton};
 use crate::schema::{user_emails, users};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -111,6 +113,9 @@ struct UserRow {
     tenant_id: String,
     user_name: String,
     user_name_key: String,
+    /// NULL only on rows written before look-alike keys existed, until
+    /// [`backfill_skeletons`] fills them.
+    user_name_skeleton: Option<String>,
     given_name: Option<String>,
     family_name: Option<String>,
     middle_name: Option<String>,
@@ -138,6 +143,7 @@ struct UserRow {
 struct UserChanges<'a> {
     user_name: &'a str,
     user_name_key: String,
+    user_name_skeleton: Option<String>,
     given_name: Option<&'a str>,
     family_name: Option<&'a str>,
     middle_name: Option<&'a str>,
@@ -165,16 +171,33 @@ struct EmailRow {
     user_id: String,
     value: String,
     value_key: String,
+    value_skeleton: Option<String>,
     kind: Option<String>,
     is_primary: bool,
     verified: bool,
     position: i32,
 }
 
+/// The field of a conflict with a look-alike rather than the same identifier.
+pub const USER_NAME_LOOK_ALIKE: &str = "userName look-alike";
+pub const EMAIL_LOOK_ALIKE: &str = "email look-alike";
+
 fn conflict() -> impl Fn(diesel::result::Error) -> StoreError {
+    // Skeleton indexes first: SQLite names only columns, and the email index's
+    // identifying column (`tenant_id`) appears in both of its messages.
     map_unique(
         ENTITY,
         &[
+            (
+                "users_user_name_skeleton",
+                "users.user_name_skeleton",
+                USER_NAME_LOOK_ALIKE,
+            ),
+            (
+                "user_emails_primary_value_skeleton",
+                "user_emails.value_skeleton",
+                EMAIL_LOOK_ALIKE,
+            ),
             ("users_user_name_key", "users.user_name_key", "userName"),
             (
                 "user_emails_primary_value_key",
@@ -211,12 +234,77 @@ fn validate(data: &UserData) -> StoreResult<()> {
     Ok(())
 }
 
+/// What a new user's identifiers must satisfy on top of [`validate`]. Not applied on
+/// update, so rows from before the rule keep working; the skeleton indexes still
+/// keep their look-alikes out.
+fn validate_new_identifiers(data: &UserData) -> StoreResult<()> {
+    let values = std::iter::once(("userName", data.user_name.as_str()))
+        .chain(data.emails.iter().map(|e| ("email", e.value.as_str())));
+    for (field, value) in values {
+        if let Some(problem) = identifier_problem(value) {
+            return Err(StoreError::invalid(
+                ENTITY,
+                format!("{field} {}", problem.describe()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// A conflict the skeleton index reported may also be a plain duplicate (SQLite
+/// checks the newest index first, PostgreSQL the oldest): name the exact field
+/// when another user holds the very same identifier. Runs after the failed
+/// statement's (sub)transaction was rolled back.
+fn exact_conflict_first(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: Option<UserId>,
+    data: &UserData,
+    error: StoreError,
+) -> StoreError {
+    let StoreError::Conflict { field, .. } = &error else {
+        return error;
+    };
+    if *field != USER_NAME_LOOK_ALIKE && *field != EMAIL_LOOK_ALIKE {
+        return error;
+    }
+    let other = user.map(|id| id.to_string()).unwrap_or_default();
+    let same_user_name = scoped(tenant)
+        .filter(users::user_name_key.eq(fold(&data.user_name)))
+        .filter(users::id.ne(&other))
+        .count()
+        .get_result::<i64>(conn);
+    if matches!(same_user_name, Ok(n) if n > 0) {
+        return StoreError::Conflict {
+            entity: ENTITY,
+            field: "userName",
+        };
+    }
+    if let Some(primary) = data.emails.iter().find(|e| e.primary) {
+        let same_email = user_emails::table
+            .filter(user_emails::tenant_id.eq(tenant.to_string()))
+            .filter(user_emails::value_key.eq(fold(&primary.value)))
+            .filter(user_emails::is_primary.eq(true))
+            .filter(user_emails::user_id.ne(&other))
+            .count()
+            .get_result::<i64>(conn);
+        if matches!(same_email, Ok(n) if n > 0) {
+            return StoreError::Conflict {
+                entity: ENTITY,
+                field: "email",
+            };
+        }
+    }
+    error
+}
+
 fn changes(data: &UserData, now: DateTime<Utc>) -> StoreResult<UserChanges<'_>> {
     let json =
         |v: serde_json::Result<String>| v.map_err(|e| StoreError::invalid(ENTITY, e.to_string()));
     Ok(UserChanges {
         user_name: data.user_name.trim(),
         user_name_key: fold(&data.user_name),
+        user_name_skeleton: Some(skeleton(&data.user_name)),
         given_name: data.name.given_name.as_deref(),
         family_name: data.name.family_name.as_deref(),
         middle_name: data.name.middle_name.as_deref(),
@@ -250,6 +338,7 @@ fn insert_emails(
         user_id: user.to_owned(),
         value: email.value.trim().to_owned(),
         value_key: fold(&email.value),
+        value_skeleton: Some(skeleton(&email.value)),
         kind: email.kind.clone(),
         is_primary: email.primary,
         verified: email.verified,
@@ -271,14 +360,16 @@ pub fn create(
     data: UserData,
 ) -> StoreResult<User> {
     validate(&data)?;
+    validate_new_identifiers(&data)?;
     let id = UserId::new();
-    conn.transaction(|conn| {
+    let created = conn.transaction(|conn| {
         let c = changes(&data, now)?;
         let row = UserRow {
             id: id.to_string(),
             tenant_id: tenant.to_string(),
             user_name: c.user_name.to_owned(),
             user_name_key: c.user_name_key,
+            user_name_skeleton: c.user_name_skeleton,
             given_name: data.name.given_name.clone(),
             family_name: data.name.family_name.clone(),
             middle_name: data.name.middle_name.clone(),
@@ -304,7 +395,10 @@ pub fn create(
             .execute(conn)
             .map_err(conflict())?;
         insert_emails(conn, tenant, &row.id, &data.emails)
-    })?;
+    });
+    if let Err(error) = created {
+        return Err(exact_conflict_first(conn, tenant, None, &data, error));
+    }
     get(conn, tenant, id)
 }
 
@@ -379,6 +473,27 @@ pub fn find_by_primary_email(
     }
 }
 
+/// The user whose primary email is `email` or looks like it (same skeleton).
+pub fn primary_email_look_alike_holder(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    email: &str,
+) -> StoreResult<Option<UserId>> {
+    let user_id: Option<String> = user_emails::table
+        .filter(user_emails::tenant_id.eq(tenant.to_string()))
+        .filter(user_emails::value_skeleton.eq(skeleton(email)))
+        .filter(user_emails::is_primary.eq(true))
+        .select(user_emails::user_id)
+        .first(conn)
+        .optional()?;
+    user_id
+        .map(|id| {
+            id.parse()
+                .map_err(|e| StoreError::corrupt("user_emails", e))
+        })
+        .transpose()
+}
+
 pub fn find_by_external_id(
     conn: &mut AnyConnection,
     tenant: TenantId,
@@ -406,7 +521,7 @@ pub fn update(
     data: UserData,
 ) -> StoreResult<User> {
     validate(&data)?;
-    conn.transaction(|conn| {
+    let replaced = conn.transaction(|conn| {
         let updated = diesel::update(
             users::table
                 .filter(users::tenant_id.eq(tenant.to_string()))
@@ -430,7 +545,10 @@ pub fn update(
         )
         .execute(conn)?;
         insert_emails(conn, tenant, &id.to_string(), &data.emails)
-    })?;
+    });
+    if let Err(error) = replaced {
+        return Err(exact_conflict_first(conn, tenant, Some(id), &data, error));
+    }
     get(conn, tenant, id)
 }
 
@@ -552,4 +670,80 @@ fn assemble(conn: &mut AnyConnection, rows: Vec<UserRow>) -> StoreResult<Vec<Use
             })
         })
         .collect()
+}
+
+/// Rows one backfill transaction covers.
+const BACKFILL_BATCH: i64 = 500;
+
+/// What [`backfill_skeletons`] did.
+#[derive(Debug, Default, PartialEq, Eq)]
+pub struct SkeletonBackfill {
+    pub filled: usize,
+    /// Users (by id) whose userName or primary email looks like another user's:
+    /// they keep no skeleton until an operator renames one of the two.
+    pub look_alikes: Vec<String>,
+}
+
+/// Fills the look-alike keys of rows written before they existed, or by an older
+/// node during a rolling deploy. SQL cannot compute UTS #39 skeletons, so this runs
+/// in Rust after the migrations, on every start (rows already filled are not read
+/// again). A row that would collide keeps NULL and is reported, never guessed at.
+pub fn backfill_skeletons(conn: &mut AnyConnection) -> StoreResult<SkeletonBackfill> {
+    let mut report = SkeletonBackfill::default();
+    let mut after = String::new();
+    loop {
+        let batch: Vec<(String, String)> = users::table
+            .filter(users::user_name_skeleton.is_null())
+            .filter(users::id.gt(&after))
+            .order(users::id.asc())
+            .limit(BACKFILL_BATCH)
+            .select((users::id, users::user_name))
+            .load(conn)?;
+        let Some((last, _)) = batch.last() else {
+            break;
+        };
+        after = last.clone();
+        conn.transaction(|conn| {
+            for (id, user_name) in &batch {
+                let set = diesel::update(users::table.filter(users::id.eq(id)))
+                    .set(users::user_name_skeleton.eq(skeleton(user_name)));
+                // A savepoint per row: one collision must not undo the batch.
+                match conn.transaction(|conn| set.execute(conn)) {
+                    Ok(_) => report.filled += 1,
+                    Err(e) if is_unique_violation(&e) => report.look_alikes.push(id.clone()),
+                    Err(e) => return Err(StoreError::from(e)),
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    let mut after = String::new();
+    loop {
+        let batch: Vec<(String, String, String)> = user_emails::table
+            .filter(user_emails::value_skeleton.is_null())
+            .filter(user_emails::id.gt(&after))
+            .order(user_emails::id.asc())
+            .limit(BACKFILL_BATCH)
+            .select((user_emails::id, user_emails::user_id, user_emails::value))
+            .load(conn)?;
+        let Some((last, _, _)) = batch.last() else {
+            break;
+        };
+        after = last.clone();
+        conn.transaction(|conn| {
+            for (id, user_id, value) in &batch {
+                let set = diesel::update(user_emails::table.filter(user_emails::id.eq(id)))
+                    .set(user_emails::value_skeleton.eq(skeleton(value)));
+                match conn.transaction(|conn| set.execute(conn)) {
+                    Ok(_) => report.filled += 1,
+                    Err(e) if is_unique_violation(&e) => report.look_alikes.push(user_id.clone()),
+                    Err(e) => return Err(StoreError::from(e)),
+                }
+            }
+            Ok::<_, StoreError>(())
+        })?;
+    }
+    report.look_alikes.sort();
+    report.look_alikes.dedup();
+    Ok(report)
 }

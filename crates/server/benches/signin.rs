@@ -642,7 +642,14 @@ fn breakdown(server: &Server) {
         "audit::append (lock head, INSERT, UPDATE; own commit)",
         true,
         step_us(conn, |conn, i| {
-            audit::append(conn, Utc::now(), tenant, login_event(user(i))).unwrap();
+            audit::append(
+                conn,
+                &state.cipher,
+                Utc::now(),
+                tenant,
+                login_event(user(i)),
+            )
+            .unwrap();
         }),
     ));
     // What sign-in commits now: one transaction, no reset (the bucket had no row).
@@ -650,7 +657,13 @@ fn breakdown(server: &Server) {
         db::transaction(conn, |conn| {
             credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS])?;
             sessions::create(conn, Utc::now(), tenant, session_for(user(i)))?;
-            audit::append(conn, Utc::now(), tenant, login_event(user(i)))?;
+            audit::append(
+                conn,
+                &state.cipher,
+                Utc::now(),
+                tenant,
+                login_event(user(i)),
+            )?;
             Ok(())
         })
         .unwrap();
@@ -661,7 +674,13 @@ fn breakdown(server: &Server) {
             credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS])?;
             rate_limits::reset(conn, tenant, &account(i))?;
             sessions::create(conn, Utc::now(), tenant, session_for(user(i)))?;
-            audit::append(conn, Utc::now(), tenant, login_event(user(i)))?;
+            audit::append(
+                conn,
+                &state.cipher,
+                Utc::now(),
+                tenant,
+                login_event(user(i)),
+            )?;
             Ok(())
         })
         .unwrap();
@@ -686,7 +705,14 @@ fn breakdown(server: &Server) {
         credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS]).unwrap();
         rate_limits::reset(conn, tenant, &account(i)).unwrap();
         sessions::create(conn, Utc::now(), tenant, session_for(user(i))).unwrap();
-        audit::append(conn, Utc::now(), tenant, login_event(user(i))).unwrap();
+        audit::append(
+            conn,
+            &state.cipher,
+            Utc::now(),
+            tenant,
+            login_event(user(i)),
+        )
+        .unwrap();
     });
 
     println!(

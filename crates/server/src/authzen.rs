@@ -16,6 +16,7 @@ use gatehouse_token_issuer::jwt::AccessTokenClaims;
 use serde_json::{Value, json};
 
 use crate::bearer::json_error as error;
+use crate::consent_api::failure;
 use crate::http::RequestId;
 use crate::oauth::{issuer_of, resolve};
 use crate::state::AppState;
@@ -40,24 +41,6 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
     cfg.route(METADATA, web::get().to(metadata))
         .route(EVALUATION, web::post().to(evaluation))
         .route(EVALUATIONS, web::post().to(evaluations));
-}
-
-fn failure(error: &ConsentError) -> HttpResponse {
-    match error {
-        ConsentError::Invalid(message) => self::error(
-            actix_web::http::StatusCode::BAD_REQUEST,
-            "invalid_request",
-            message,
-        ),
-        other => {
-            tracing::error!(error = %other, "policy evaluation failed");
-            self::error(
-                actix_web::http::StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the evaluation failed",
-            )
-        }
-    }
 }
 
 async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {

@@ -96,6 +96,7 @@ pub fn ensure(
         )?;
         audit::append(
             conn,
+            cipher,
             now,
             tenant.id,
             NewAuditEvent {
@@ -175,7 +176,7 @@ mod tests {
             "second start created another secret"
         );
         assert_eq!(second.tenant.id, first.tenant.id);
-        assert!(audit::verify(&mut conn).unwrap().is_intact());
+        assert!(audit::verify(&mut conn, &cipher).unwrap().is_intact());
     }
 
     #[test]

@@ -178,8 +178,10 @@ fn check_config(config: &Config) -> Result<ExitCode, ServerError> {
 
 fn audit_verify(config: &Config) -> Result<ExitCode, ServerError> {
     let pool = open_pool(config)?;
+    // The chain is keyed under the master key: verification needs the same keys.
+    let (cipher, _) = Cipher::load(config).map_err(ServerError::Secrets)?;
     let mut conn = pool.get().map_err(StoreError::from)?;
-    let report = audit::verify(&mut conn)?;
+    let report = audit::verify(&mut conn, &cipher)?;
     println!(
         "checked {} event(s) in {} tenant chain(s)",
         report.events, report.tenants

@@ -147,15 +147,9 @@ fn describe(client: &Client) -> String {
     )
 }
 
-fn announce_change(
-    config: &Config,
-    pool: &gatehouse_identity_store::Pool,
-    tenant: gatehouse_core::ids::TenantId,
-    client_id: &str,
-) {
+fn announce_change(config: &Config, tenant: gatehouse_core::ids::TenantId, client_id: &str) {
     crate::state::announce(
         config,
-        pool,
         gatehouse_core::events::DomainEvent::ClientChanged {
             tenant,
             client_id: client_id.to_owned(),
@@ -260,7 +254,7 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
                 })?;
             }
             let client = clients::create(&mut conn, now, tenant, data)?;
-            announce_change(config, &pool, tenant, &client.data.client_id);
+            announce_change(config, tenant, &client.data.client_id);
             print!("{}", describe(&client));
             if let Some(secret) = secret {
                 println!(
@@ -295,7 +289,7 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
         ClientsCommand::Delete(args) => {
             let tenant = tenant_of(&mut conn, &args.tenant.tenant)?;
             clients::delete(&mut conn, tenant, &args.client_id)?;
-            announce_change(config, &pool, tenant, &args.client_id);
+            announce_change(config, tenant, &args.client_id);
             println!("deleted {}", args.client_id);
         }
     }

@@ -87,7 +87,6 @@ pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
             }
             crate::state::announce(
                 config,
-                &pool,
                 gatehouse_core::events::DomainEvent::SigningKeysChanged { tenant },
             );
             println!(

@@ -88,7 +88,7 @@ pub fn run_policy(config: &Config, command: PolicyCommand) -> Result<(), ServerE
                 "policy set version {version} of tenant `{}` now serves",
                 tenant.tenant
             );
-            crate::state::announce(config, &pool, DomainEvent::TenantChanged { tenant: id });
+            crate::state::announce(config, DomainEvent::TenantChanged { tenant: id });
             println!("running nodes pick it up at once on PostgreSQL, within seconds on SQLite");
         }
         PolicyCommand::List(tenant) => {
@@ -135,8 +135,21 @@ pub fn run_decisions(config: &Config, command: DecisionsCommand) -> Result<(), S
     let (pool, id) = open(config, &tenant.tenant)?;
     let mut conn = pool.get().map_err(StoreError::from)?;
     for d in decision_log::recent(&mut conn, id, limit)? {
+        if let Some(skipped) = d.skipped {
+            println!(
+                "{}\tgap\t{skipped} decisions not logged\t-\t-\t{}",
+                d.at.to_rfc3339(),
+                d.request
+            );
+            continue;
+        }
+        let unknown = if d.unknown_keys.is_empty() {
+            String::new()
+        } else {
+            format!("\tunknown: {}", d.unknown_keys.join(","))
+        };
         println!(
-            "{}\t{}\t{}\t{}\t{}\t{}",
+            "{}\t{}\t{}\t{}\t{}\t{}{unknown}",
             d.at.to_rfc3339(),
             if d.decision { "permit" } else { "deny" },
             d.reason.as_deref().unwrap_or("-"),

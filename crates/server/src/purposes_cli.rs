@@ -13,6 +13,7 @@ use gatehouse_consent::Consents;
 use gatehouse_core::config::Config;
 use gatehouse_core::events::EventBus;
 use gatehouse_core::ids::TenantId;
+use gatehouse_core::secrets::Cipher;
 use gatehouse_core::{SharedClock, SystemClock};
 use gatehouse_identity_store::purposes::{LegalBasis, Purpose, PurposeChange, PurposeData};
 use gatehouse_identity_store::{StoreError, tenants};
@@ -94,10 +95,15 @@ fn open(config: &Config, slug: &str) -> Result<(Consents, TenantId), ServerError
     let tenant = tenants::find_by_slug(&mut conn, slug)?
         .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}`")))?
         .id;
-    drop(conn);
+    let (cipher, source) = Cipher::load(config).map_err(ServerError::Secrets)?;
     let clock: SharedClock = Arc::new(SystemClock);
+    crate::state::prove_master_keys(&mut conn, &cipher, &source, clock.now())?;
+    drop(conn);
     // Purpose changes publish no event (see the module documentation).
-    Ok((Consents::new(pool, clock, EventBus::in_process()), tenant))
+    Ok((
+        Consents::new(pool, cipher, clock, EventBus::in_process()),
+        tenant,
+    ))
 }
 
 fn actor(operator: &str) -> Result<String, ServerError> {

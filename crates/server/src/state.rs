@@ -3,7 +3,7 @@
 use std::path::Path;
 use std::sync::Arc;
 
-use gatehouse_core::config::{Config, DatabaseBackend};
+use gatehouse_core::config::{Config, DatabaseBackend, DecisionLogWhenFull};
 use gatehouse_core::events::{DomainEvent, EventBus, EventEnvelope, EventTransport};
 use gatehouse_core::ids::{EventId, NodeId};
 use gatehouse_core::secrets::{Cipher, KeySource};
@@ -11,10 +11,11 @@ use gatehouse_core::{SharedClock, SystemClock};
 use gatehouse_identity_store::Pool;
 use gatehouse_identity_store::db::{self, ConnectOptions};
 use gatehouse_identity_store::events_pg::{self, Listener, PgNotifyTransport};
+use gatehouse_identity_store::key_canary::{self, CanaryCheck};
 
 use gatehouse_authn::Authn;
 use gatehouse_consent::Consents;
-use gatehouse_consent::pdp::{Pdp, PdpConfig};
+use gatehouse_consent::pdp::{LogOverflow, Pdp, PdpConfig};
 use gatehouse_token_issuer::service::Issuer;
 
 use crate::ServerError;
@@ -43,6 +44,9 @@ pub struct AppState {
     pub ui: Ui,
     pub tenants: TenantDirectory,
     pub cookie_policy: CookiePolicy,
+    /// Sends this node's events to the others (PostgreSQL only); its counters are
+    /// exported at `/metrics`.
+    pub event_publisher: Option<Arc<PgNotifyTransport>>,
     /// Keeps the cross-node event listener alive as long as any state clone lives.
     _listener: Option<Arc<Listener>>,
 }
@@ -69,7 +73,7 @@ pub fn prepare_data_dir(path: &Path) -> Result<(), ServerError> {
 /// Tells running servers about a change made by a CLI command. On PostgreSQL the
 /// event goes out over NOTIFY and every node reacts at once; SQLite has no
 /// cross-process channel, so nodes there see the change when their caches expire.
-pub fn announce(config: &Config, pool: &Pool, event: DomainEvent) {
+pub fn announce(config: &Config, event: DomainEvent) {
     if !matches!(config.database.backend(), Ok(DatabaseBackend::Postgres)) {
         return;
     }
@@ -78,26 +82,88 @@ pub fn announce(config: &Config, pool: &Pool, event: DomainEvent) {
         origin: NodeId::new(),
         event,
     };
-    if let Err(error) = PgNotifyTransport::new(pool.clone()).publish(&envelope) {
+    let sent = PgNotifyTransport::start_delivering(connect_options(config), CLI_DELIVERY_TIMEOUT)
+        .map_err(|e| e.to_string())
+        .and_then(|transport| transport.publish(&envelope).map_err(|e| e.to_string()));
+    if let Err(error) = sent {
         tracing::warn!(%error, "running servers were not notified; they pick the change up within a minute");
+    }
+}
+
+/// The bus for a command-line process: on PostgreSQL every event reaches the running
+/// nodes before the call returns (the process may exit right after); on SQLite no
+/// other process can hear it.
+pub fn cli_bus(config: &Config) -> EventBus {
+    if !matches!(config.database.backend(), Ok(DatabaseBackend::Postgres)) {
+        return EventBus::in_process();
+    }
+    match PgNotifyTransport::start_delivering(connect_options(config), CLI_DELIVERY_TIMEOUT) {
+        Ok(transport) => EventBus::with_transport(NodeId::new(), Arc::new(transport)),
+        Err(error) => {
+            tracing::warn!(%error, "cannot start the event publisher; running servers will not hear of this change");
+            EventBus::in_process()
+        }
+    }
+}
+
+const CLI_DELIVERY_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(10);
+
+/// Connection settings for the pool and for the dedicated event connections.
+pub fn connect_options(config: &Config) -> ConnectOptions {
+    ConnectOptions {
+        url: config.database_url(),
+        pool_size: config.database.pool_size,
+        connect_timeout: config.database.connect_timeout(),
+        acquire_timeout: config.database.acquire_timeout(),
+        sqlite_busy_timeout: config.database.sqlite_busy_timeout(),
+        statement_timeout: config.database.statement_timeout(),
+        network_timeout: config.database.network_timeout(),
+    }
+}
+
+/// Refuses to start when the configured master keys cannot open the database's
+/// canary: a node with the wrong keys would otherwise report ready and then fail
+/// every sign-in and token request.
+pub fn prove_master_keys(
+    conn: &mut gatehouse_identity_store::AnyConnection,
+    cipher: &Cipher,
+    source: &KeySource,
+    now: chrono::DateTime<chrono::Utc>,
+) -> Result<(), ServerError> {
+    match key_canary::check(conn, cipher, now)? {
+        CanaryCheck::Opened | CanaryCheck::Created => Ok(()),
+        CanaryCheck::WrongKeys { key_id } => {
+            let sealed_with = key_id.as_deref().unwrap_or("unknown");
+            if let KeySource::Generated(path) = source {
+                // The dev key file was missing and has just been made: it can open
+                // nothing here. Take it away again so that restoring the original
+                // file is all the operator has to do.
+                let _ = std::fs::remove_file(path);
+                return Err(ServerError::Startup(format!(
+                    "{} is missing but this database holds secrets sealed with key `{sealed_with}`: \
+                     restore the key file (its secrets cannot be opened without it), or use a \
+                     fresh database to start afresh",
+                    path.display()
+                )));
+            }
+            Err(ServerError::Startup(format!(
+                "the configured master keys ({}) cannot open this database's secrets, which were \
+                 sealed with key `{sealed_with}`: configure the master keys this database was \
+                 created with",
+                cipher.key_ids().join(", "),
+            )))
+        }
     }
 }
 
 /// Opens the pool after preparing whatever the database needs on disk.
 pub fn open_pool(config: &Config) -> Result<Pool, ServerError> {
-    let url = config.database_url();
     let backend = config.database.backend().map_err(ServerError::Config)?;
     // The dev master key creates the directory itself when it needs to.
     if backend == DatabaseBackend::Sqlite {
         prepare_data_dir(&config.data_dir)?;
     }
-    let options = ConnectOptions {
-        url,
-        pool_size: config.database.pool_size,
-        connect_timeout: config.database.connect_timeout(),
-        sqlite_busy_timeout: config.database.sqlite_busy_timeout(),
-    };
-    Ok(db::pool(&options)?)
+    Ok(db::pool(&connect_options(config))?)
 }
 
 impl AppState {
@@ -130,19 +196,23 @@ impl AppState {
         if !applied.is_empty() {
             tracing::info!(?applied, "database migrations applied");
         }
+        prove_master_keys(&mut conn, &cipher, &source, clock.now())?;
         let bootstrapped = bootstrap::ensure(&mut conn, &cipher, clock.now(), &config.bootstrap)?;
         drop(conn);
 
-        let (events, listener) = match config.database.backend().map_err(ServerError::Config)? {
-            DatabaseBackend::Sqlite => (EventBus::in_process(), None),
+        let (events, listener, event_publisher) = match config
+            .database
+            .backend()
+            .map_err(ServerError::Config)?
+        {
+            DatabaseBackend::Sqlite => (EventBus::in_process(), None, None),
             DatabaseBackend::Postgres => {
-                let bus = EventBus::with_transport(
-                    NodeId::new(),
-                    Arc::new(PgNotifyTransport::new(pool.clone())),
-                );
+                let node = NodeId::new();
+                let transport = Arc::new(PgNotifyTransport::start(connect_options(&config), node)?);
+                let bus = EventBus::with_transport(node, Arc::clone(&transport) as _);
                 let listener =
-                    events_pg::spawn_listener(config.database_url(), bus.clone(), EVENT_POLL)?;
-                (bus, Some(Arc::new(listener)))
+                    events_pg::spawn_listener(connect_options(&config), bus.clone(), EVENT_POLL)?;
+                (bus, Some(Arc::new(listener)), Some(transport))
             }
         };
 
@@ -156,12 +226,23 @@ impl AppState {
         )
         .map_err(|e| ServerError::Startup(format!("authentication service: {e}")))?;
         let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::clone(&clock));
-        let consents = Consents::new(pool.clone(), Arc::clone(&clock), events.clone());
+        let consents = Consents::new(
+            pool.clone(),
+            cipher.clone(),
+            Arc::clone(&clock),
+            events.clone(),
+        );
         let pdp = Pdp::on_store(
             pool.clone(),
             Arc::clone(&clock),
             PdpConfig {
                 subject_ttl: std::time::Duration::from_millis(config.pdp.subject_cache_ms),
+                log_capacity: config.pdp.decision_log_queue,
+                log_overflow: match config.pdp.decision_log_when_full {
+                    DecisionLogWhenFull::Wait => LogOverflow::Wait,
+                    DecisionLogWhenFull::Sample => LogOverflow::Sample,
+                },
+                log_wait: std::time::Duration::from_millis(config.pdp.decision_log_wait_ms),
                 ..PdpConfig::default()
             },
         )
@@ -188,6 +269,7 @@ impl AppState {
                 pdp,
                 ui,
                 tenants,
+                event_publisher,
                 _listener: listener,
             },
             bootstrapped,

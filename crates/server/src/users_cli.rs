@@ -26,11 +26,9 @@ use clap::{Args, Subcommand};
 use gatehouse_authn::registration::LinkBase;
 use gatehouse_authn::{Authn, ClientInfo};
 use gatehouse_core::SystemClock;
-use gatehouse_core::config::{Config, DatabaseBackend};
-use gatehouse_core::events::EventBus;
-use gatehouse_core::ids::{NodeId, TenantId, UserId};
+use gatehouse_core::config::Config;
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
-use gatehouse_identity_store::events_pg::PgNotifyTransport;
 use gatehouse_identity_store::tenants::Tenant;
 use gatehouse_identity_store::users::User;
 use gatehouse_identity_store::{PageRequest, Pool, StoreError, roles, tenants, users};
@@ -158,19 +156,6 @@ fn actor(operator: &str) -> String {
     format!("operator:{}", operator.trim())
 }
 
-/// The bus the CLI's services publish on: on PostgreSQL it reaches every running
-/// node (as `state::announce` does for one event), so the servers hear every event
-/// the service publishes; on SQLite no other process can hear it.
-fn cli_bus(config: &Config, pool: &Pool) -> EventBus {
-    match config.database.backend() {
-        Ok(DatabaseBackend::Postgres) => EventBus::with_transport(
-            NodeId::new(),
-            Arc::new(PgNotifyTransport::new(pool.clone())),
-        ),
-        _ => EventBus::in_process(),
-    }
-}
-
 /// The pool, the tenant and the service, for commands about a tenant.
 fn open_tenant(config: &Config, slug: &str) -> Result<(Pool, Cipher, Tenant, Authn), ServerError> {
     let pool = open_pool(config)?;
@@ -178,14 +163,15 @@ fn open_tenant(config: &Config, slug: &str) -> Result<(Pool, Cipher, Tenant, Aut
     gatehouse_identity_store::db::run_migrations(&mut conn)?;
     let tenant = tenants::find_by_slug(&mut conn, slug)?
         .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}`")))?;
+    let (cipher, source) = Cipher::load(config).map_err(ServerError::Secrets)?;
+    crate::state::prove_master_keys(&mut conn, &cipher, &source, chrono::Utc::now())?;
     drop(conn);
-    let (cipher, _) = Cipher::load(config).map_err(ServerError::Secrets)?;
     let authn = Authn::new(
         config,
         pool.clone(),
         cipher.clone(),
         Arc::new(SystemClock),
-        cli_bus(config, &pool),
+        crate::state::cli_bus(config),
     )
     .map_err(|e| ServerError::Usage(format!("cannot start the authentication service: {e}")))?;
     Ok((pool, cipher, tenant, authn))

@@ -9,12 +9,29 @@ use cedar_policy::{Context, Entity, EntityId, EntityTypeName, EntityUid, Restric
 use chrono::{DateTime, Timelike, Utc};
 use serde_json::{Map, Value};
 
-use super::authzen::Resource;
+use super::authzen::{EvaluationRequest, Resource};
 use super::facts::UserFacts;
 use crate::ConsentError;
 
 const ACR_PREFIX: &str = "urn:gatehouse:aal";
 const MAX_RISK: i64 = 100;
+
+/// The context members the PDP reads (see [`build`]); the request may carry others
+/// (AuthZEN lets it), which [`unknown_keys`] reports.
+const CONTEXT_KEYS: [&str; 7] = [
+    "acr",
+    "auth_time",
+    "ip",
+    "device",
+    "risk_score",
+    "purpose",
+    "client_id",
+];
+
+/// Unknown members reported per request at most, and the longest name kept: the
+/// request itself is in the log, this list is for finding typos.
+const MAX_UNKNOWN: usize = 32;
+const MAX_UNKNOWN_NAME: usize = 128;
 
 /// IP expressions kept at most (a full cache starts again).
 const IP_CAPACITY: usize = 4096;
@@ -120,7 +137,45 @@ pub(crate) fn user_entity(names: &Names, user: &UserFacts) -> Result<Entity, Con
         .map_err(|e| ConsentError::Internal(format!("user entity: {e}")))
 }
 
-/// Resource properties become tags: strings as they are, anything else as JSON text.
+/// `name`, cut to a length fit for a log line or a metric label.
+fn shown(name: &str) -> &str {
+    match name.char_indices().nth(MAX_UNKNOWN_NAME) {
+        Some((end, _)) => &name[..end],
+        None => name,
+    }
+}
+
+/// The request's members that no policy can see, as paths (`context.consent`,
+/// `subject.properties.department`, `action.properties.x`), sorted: context keys
+/// the PDP does not read (the schema's `Env` is built from [`CONTEXT_KEYS`] alone),
+/// and subject and action properties (the subject comes from the store; actions
+/// carry no attributes). Resource properties are all tags, so all are seen.
+pub(crate) fn unknown_keys(request: &EvaluationRequest) -> Vec<String> {
+    let mut unknown = Vec::new();
+    let mut add = |prefix: &str, name: &str| {
+        if unknown.len() < MAX_UNKNOWN {
+            unknown.push(format!("{prefix}{}", shown(name)));
+        }
+    };
+    for name in request.context.keys() {
+        if !CONTEXT_KEYS.contains(&name.as_str()) {
+            add("context.", name);
+        }
+    }
+    for name in request.subject.properties.keys() {
+        add("subject.properties.", name);
+    }
+    for name in request.action.properties.keys() {
+        add("action.properties.", name);
+    }
+    unknown.sort_unstable();
+    unknown
+}
+
+/// Resource properties become tags, which the schema declares as strings: a string
+/// is taken as it is, `null` as absent, anything else is refused with its name (a
+/// number or a list would otherwise compare as its JSON text, which no policy
+/// author expects).
 pub(crate) fn resource_entity(names: &Names, resource: &Resource) -> Result<Entity, ConsentError> {
     // The uid is type and id together, so two types sharing an id stay apart.
     let id = format!("{}/{}", resource.kind, resource.id);
@@ -134,13 +189,21 @@ pub(crate) fn resource_entity(names: &Names, resource: &Resource) -> Result<Enti
             RestrictedExpression::new_string(resource.id.clone()),
         ),
     ];
-    let tags = resource.properties.iter().map(|(name, value)| {
-        let text = match value {
-            Value::String(text) => text.clone(),
-            other => other.to_string(),
-        };
-        (name.clone(), RestrictedExpression::new_string(text))
-    });
+    let mut tags = Vec::with_capacity(resource.properties.len());
+    for (name, value) in &resource.properties {
+        match value {
+            Value::String(text) => {
+                tags.push((name.clone(), RestrictedExpression::new_string(text.clone())));
+            }
+            Value::Null => {}
+            _ => {
+                return Err(ConsentError::Invalid(format!(
+                    "resource.properties.{} must be a string",
+                    shown(name)
+                )));
+            }
+        }
+    }
     Entity::new_with_tags(uid(&names.resource, &id), attrs, [], tags)
         .map_err(|e| ConsentError::Internal(format!("resource entity: {e}")))
 }
@@ -241,8 +304,14 @@ pub(crate) fn build(
         "hour".into(),
         RestrictedExpression::new_long(i64::from(now.hour())),
     ));
+    let client = text(context, "client_id")?;
     if let Some(purpose) = text(context, "purpose")? {
-        let client = text(context, "client_id")?.unwrap_or(caller);
+        if purpose.is_empty() {
+            return Err(ConsentError::Invalid(
+                "context.purpose must not be empty".into(),
+            ));
+        }
+        let client = client.unwrap_or(caller);
         pairs.push((
             "consent".into(),
             RestrictedExpression::new_string(format!("{client}:{purpose}")),

@@ -12,9 +12,15 @@
 //! `TenantChanged`).
 //!
 //! Nothing is written on the request path: decisions go to the log through a
-//! bounded queue and a background writer. When everything an evaluation needs is in
-//! memory, [`Pdp::evaluate_cached`] answers without touching the store at all, so a
-//! caller on an async runtime can skip the hop to a blocking thread.
+//! bounded queue and a background writer, and no decision is given that the log
+//! does not receive (`log`: a full queue holds the evaluation back, or, when
+//! sampling, a gap record counts what was skipped). When everything an evaluation
+//! needs is in memory, [`Pdp::evaluate_cached`] answers without touching the store
+//! at all, so a caller on an async runtime can skip the hop to a blocking thread.
+//!
+//! Requests may carry members the PDP does not read (AuthZEN asks for that
+//! leniency); each record names them and [`Pdp::unknown_keys_seen`] counts them, so a
+//! PEP's misspelt `purpose` shows up. Members it reads must have the schema's type.
 //!
 //! Reason codes come from policy annotations — see `policies/default.cedar`.
 
@@ -32,7 +38,7 @@ mod tests_fast_path;
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, Mutex, PoisonError, RwLock};
 use std::time::{Duration, Instant};
 
 use cedar_policy::{Authorizer, PolicyId, PolicySet, Request, Schema};
@@ -49,6 +55,7 @@ pub use authzen::{
     PartialEvaluation, Resource, Subject,
 };
 pub use facts::{DecisionSink, PolicySource, StoredPolicies, SubjectFacts, UserFacts};
+pub use log::{LogOverflow, LogStats};
 pub use policies::{DEFAULT_POLICIES, SCHEMA_TEXT, reason};
 pub use store::{StoreDecisionLog, StoreFacts, StorePolicies};
 
@@ -61,6 +68,12 @@ const REFRESH_CHUNK: usize = 16;
 
 /// The subject type whose facts come from the store.
 pub const SUBJECT_USER: &str = "user";
+
+/// Distinct unknown member names counted one by one; later ones count as
+/// [`OTHER_UNKNOWN_KEYS`], so a PEP sending random names cannot grow the table
+/// (or a metric's label set) without bound.
+const MAX_UNKNOWN_KEY_NAMES: usize = 100;
+pub const OTHER_UNKNOWN_KEYS: &str = "other";
 
 /// Where an evaluation may take what it needs from.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,10 +119,14 @@ impl Stop {
 pub struct PdpConfig {
     /// How often a cached policy set is compared with the stored version.
     pub version_check: Duration,
-    /// Decision log queue length; beyond it records are dropped and counted.
+    /// Decision log queue length; what happens beyond it is `log_overflow`.
     pub log_capacity: usize,
     pub log_batch: usize,
     pub log_flush_every: Duration,
+    pub log_overflow: LogOverflow,
+    /// With [`LogOverflow::Wait`], how long an evaluation waits for room in a full
+    /// queue before it fails (`Unavailable`) rather than go unlogged.
+    pub log_wait: Duration,
     /// How long a subject's facts may serve from the cache at most (once
     /// [`Pdp::watch`] switched it on); events drop them sooner. Zero: no cache.
     pub subject_ttl: Duration,
@@ -126,6 +143,8 @@ impl Default for PdpConfig {
             log_capacity: 65_536,
             log_batch: 1024,
             log_flush_every: Duration::from_millis(200),
+            log_overflow: LogOverflow::Wait,
+            log_wait: Duration::from_secs(2),
             subject_ttl: Duration::from_secs(1),
             subject_capacity: 100_000,
         }
@@ -243,6 +262,8 @@ struct Inner {
     source: Arc<dyn PolicySource>,
     facts: Arc<dyn SubjectFacts>,
     log: log::DecisionLogger,
+    /// Evaluations that carried each unknown member (see `context::unknown_keys`).
+    unknown_keys: Mutex<HashMap<String, u64>>,
     config: PdpConfig,
     started: Instant,
 }
@@ -348,6 +369,8 @@ impl Pdp {
             config.log_capacity,
             config.log_batch,
             config.log_flush_every,
+            config.log_overflow,
+            config.log_wait,
         )
         .map_err(|e| ConsentError::Internal(format!("decision log writer: {e}")))?;
         Ok(Pdp {
@@ -362,6 +385,7 @@ impl Pdp {
                 source,
                 facts,
                 log,
+                unknown_keys: Mutex::new(HashMap::new()),
                 config,
                 started: Instant::now(),
             }),
@@ -546,10 +570,45 @@ impl Pdp {
     ) -> Result<Decision, Stop> {
         let now = self.inner.clock.now();
         let decision = self.decide(reach, tenant, caller, request, now, None)?;
-        self.inner
-            .log
-            .record(self.log_entry(tenant, caller, request, &decision, now, request_id));
+        let entry = self.log_entry(tenant, caller, request, &decision, now, request_id);
+        self.keep(reach, vec![entry])?;
         Ok(decision)
+    }
+
+    /// Hands decided records to the log — all of them, or (from memory, where the
+    /// thread must not wait) none, stopping for the caller to decide again on a
+    /// thread that may wait — and counts their unknown members.
+    fn keep(&self, reach: Reach, entries: Vec<NewDecision>) -> Result<(), Stop> {
+        let unknown: Vec<String> = entries
+            .iter()
+            .flat_map(|entry| entry.unknown_keys.iter().cloned())
+            .collect();
+        match reach {
+            Reach::Store => self.inner.log.record(entries)?,
+            Reach::Memory if self.inner.log.try_record(entries) => {}
+            Reach::Memory => return Err(Stop::NeedsStore),
+        }
+        if !unknown.is_empty() {
+            self.count_unknown(&unknown);
+        }
+        Ok(())
+    }
+
+    fn count_unknown(&self, names: &[String]) {
+        let mut counts = self
+            .inner
+            .unknown_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for name in names {
+            if let Some(count) = counts.get_mut(name) {
+                *count += 1;
+            } else if counts.len() < MAX_UNKNOWN_KEY_NAMES {
+                counts.insert(name.clone(), 1);
+            } else {
+                *counts.entry(OTHER_UNKNOWN_KEYS.to_owned()).or_default() += 1;
+            }
+        }
     }
 
     /// The subject `id`: from the cache when it holds the user, else (unless
@@ -684,9 +743,7 @@ impl Pdp {
                 break;
             }
         }
-        for entry in logged {
-            self.inner.log.record(entry);
-        }
+        self.keep(reach, logged)?;
         Ok(BatchOutcome::Many(out))
     }
 
@@ -825,6 +882,8 @@ impl Pdp {
             reason: decision.reason.clone(),
             policies: decision.policies.clone(),
             request_id: request_id.map(str::to_owned),
+            unknown_keys: context::unknown_keys(request),
+            skipped: None,
         }
     }
 
@@ -833,8 +892,23 @@ impl Pdp {
         self.inner.log.flush(Duration::from_secs(10));
     }
 
-    /// Decision log records lost (queue full or write failed) since start.
-    pub fn dropped_log_records(&self) -> u64 {
-        self.inner.log.dropped()
+    /// The decision log's counters: waits for room, sampled-out and failed
+    /// records (each in a gap record), the queue's length.
+    pub fn decision_log_stats(&self) -> LogStats {
+        self.inner.log.stats()
+    }
+
+    /// How many evaluations carried each member the PDP does not read
+    /// (`context.consent`, …), since start; names beyond the first
+    /// hundred count under [`OTHER_UNKNOWN_KEYS`].
+    pub fn unknown_keys_seen(&self) -> Vec<(String, u64)> {
+        let counts = self
+            .inner
+            .unknown_keys
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut seen: Vec<(String, u64)> = counts.iter().map(|(k, v)| (k.clone(), *v)).collect();
+        seen.sort_unstable();
+        seen
     }
 }

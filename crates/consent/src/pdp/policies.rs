@@ -21,6 +21,9 @@ pub const DEFAULT_POLICIES: &str = include_str!("../../policies/default.cedar");
 
 /// Reason codes the PDP reports in the decision context.
 pub mod reason {
+    /// The action is governed by a purpose (a forbid policy with this reason says
+    /// so, e.g. `unless { context has consent }`) and the request named none.
+    pub const PURPOSE_MISSING: &str = "purpose_missing";
     pub const CONSENT_WITHDRAWN: &str = "consent_withdrawn";
     pub const INSUFFICIENT_AUTHENTICATION: &str = "insufficient_authentication";
     pub const ENTITLEMENT_MISSING: &str = "entitlement_missing";
@@ -103,15 +106,17 @@ pub struct Outcome {
     pub policies: Vec<String>,
 }
 
-/// Which reason wins when several forbid policies apply: first what stepping up
-/// cannot cure, so a PEP is never sent to re-authenticate for nothing.
+/// Which reason wins when several forbid policies apply: first the PEP's own
+/// mistake (no purpose: nothing else can be judged), then what stepping up cannot
+/// cure, so a PEP is never sent to re-authenticate for nothing.
 fn rank(reason: &str) -> u8 {
     match reason {
-        reason::CONSENT_WITHDRAWN => 0,
-        reason::RISK_TOO_HIGH => 1,
-        reason::ENTITLEMENT_MISSING => 2,
-        reason::INSUFFICIENT_AUTHENTICATION => 4,
-        _ => 3,
+        reason::PURPOSE_MISSING => 0,
+        reason::CONSENT_WITHDRAWN => 1,
+        reason::RISK_TOO_HIGH => 2,
+        reason::ENTITLEMENT_MISSING => 3,
+        reason::INSUFFICIENT_AUTHENTICATION => 5,
+        _ => 4,
     }
 }
 

@@ -158,7 +158,7 @@ fn permit_needs_a_policy_and_forbid_overrides_permit() {
     let secret = request(json!({
         "subject": {"type": "user", "id": "alice"},
         "action": {"name": "list"},
-        "resource": {"type": "folder", "id": "f", "properties": {"secret": true}},
+        "resource": {"type": "folder", "id": "f", "properties": {"secret": "yes"}},
     }));
     let denied = pdp.evaluate(tenant, "pep", &secret, None).unwrap();
     assert!(!denied.allowed, "forbid must override the permit");
@@ -393,6 +393,202 @@ fn a_missing_consent_is_consent_withdrawn() {
     assert_eq!(both.acr_values, None);
 }
 
+/// The default set governs `share` by a purpose: asked without one — or with the
+/// member misspelt, which AuthZEN says to ignore — it is `purpose_missing`, ahead of
+/// any other reason; with one, the consent decides. Actions no policy governs still
+/// go without a purpose.
+#[test]
+fn a_purpose_governed_action_asked_without_a_purpose_is_purpose_missing() {
+    let (pdp, _, tenant) = setup();
+    let share = |context: Value| {
+        pdp.evaluate(tenant, "crm", &ask("share", "alice", context), None)
+            .unwrap()
+    };
+    for context in [
+        json!({}),
+        json!({"consent": "marketing"}),
+        json!({"purpose": null}),
+        json!({"risk_score": 95, "acr": 1}),
+    ] {
+        let missing = share(context.clone());
+        assert!(!missing.allowed, "{context}");
+        assert_eq!(
+            missing.reason.as_deref(),
+            Some(reason::PURPOSE_MISSING),
+            "{context}"
+        );
+        assert!(
+            missing
+                .policies
+                .contains(&"purpose-required-for-sharing".to_owned()),
+            "{:?}",
+            missing.policies
+        );
+        assert_eq!(
+            missing.to_authzen(),
+            json!({"decision": false, "context": {"reason": "purpose_missing"}})
+        );
+    }
+    assert!(share(json!({"purpose": "marketing"})).allowed, "consented");
+    assert_eq!(
+        share(json!({"purpose": "analytics"})).reason.as_deref(),
+        Some(reason::CONSENT_WITHDRAWN)
+    );
+    let read = pdp
+        .evaluate(tenant, "crm", &ask("read", "bob", json!({})), None)
+        .unwrap();
+    assert!(read.allowed, "read is not governed by a purpose: {read:?}");
+
+    // A tenant's own set says which actions a purpose governs.
+    pdp.save_policies(
+        tenant,
+        r#"
+        @id("all") permit (principal, action, resource);
+        @id("purpose-for-reads") @reason("purpose_missing")
+        forbid (principal, action == Gatehouse::Action::"read", resource) unless { context has consent };
+        "#,
+        "test",
+    )
+    .unwrap();
+    let read = |context: Value| {
+        pdp.evaluate(tenant, "crm", &ask("read", "bob", context), None)
+            .unwrap()
+    };
+    assert_eq!(
+        read(json!({"consent": "marketing"})).reason.as_deref(),
+        Some(reason::PURPOSE_MISSING)
+    );
+    assert!(read(json!({"purpose": "marketing"})).allowed);
+}
+
+/// AuthZEN requests may carry members the PDP does not read; they are ignored, but
+/// every record names them and the PDP counts them, so a PEP's typo shows up.
+#[test]
+fn members_the_pdp_does_not_read_are_logged_and_counted() {
+    let (pdp, memory, tenant) = setup();
+    let typo = request(json!({
+        "subject": {"type": "user", "id": "alice", "properties": {"department": "sales"}},
+        "action": {"name": "read", "properties": {"method": "GET"}},
+        "resource": {"type": "document", "id": "d1", "properties": {"owner": "bob"}},
+        "context": {"consent": "marketing", "acr": 2, "time": 0, "x-trace": "abc"},
+    }));
+    let decision = pdp.evaluate(tenant, "crm", &typo, Some("typo")).unwrap();
+    assert!(
+        decision.allowed,
+        "unknown members are ignored: {decision:?}"
+    );
+    pdp.evaluate(
+        tenant,
+        "crm",
+        &ask("read", "bob", json!({"consent": "x"})),
+        None,
+    )
+    .unwrap();
+    pdp.evaluate(
+        tenant,
+        "crm",
+        &ask("read", "bob", json!({"purpose": "marketing"})),
+        None,
+    )
+    .unwrap();
+    let typos_in_a_batch = EvaluationsRequest::from_json(
+        json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"},
+               "context": {"consent": "marketing"},
+               "evaluations": [{"resource": {"type": "d", "id": "1"}},
+                               {"resource": {"type": "d", "id": "2"}, "context": {"purpose": "marketing"}}]})
+        .to_string()
+        .as_bytes(),
+    )
+    .unwrap();
+    pdp.evaluate_batch(tenant, "crm", &typos_in_a_batch, None)
+        .unwrap();
+
+    pdp.flush_log();
+    let log = memory.log.lock().unwrap();
+    assert_eq!(log.len(), 5);
+    assert_eq!(log[0].request_id.as_deref(), Some("typo"));
+    assert_eq!(
+        log[0].unknown_keys,
+        [
+            "action.properties.method",
+            "context.consent",
+            "context.time",
+            "context.x-trace",
+            "subject.properties.department"
+        ]
+    );
+    assert_eq!(log[1].unknown_keys, ["context.consent"]);
+    assert!(log[2].unknown_keys.is_empty(), "every member known");
+    assert_eq!(log[3].unknown_keys, ["context.consent"]);
+    assert!(log[4].unknown_keys.is_empty(), "the entry's own context");
+    drop(log);
+    let seen: HashMap<String, u64> = pdp.unknown_keys_seen().into_iter().collect();
+    assert_eq!(seen["context.consent"], 3);
+    assert_eq!(seen["subject.properties.department"], 1);
+    assert_eq!(seen.len(), 5);
+
+    // A PEP sending ever new names cannot grow the table without bound.
+    for index in 0..150 {
+        let context = json!({ format!("k{index}"): 1 });
+        pdp.evaluate(tenant, "crm", &ask("read", "bob", context), None)
+            .unwrap();
+    }
+    let seen: HashMap<String, u64> = pdp.unknown_keys_seen().into_iter().collect();
+    assert_eq!(seen.len(), 101);
+    assert_eq!(seen[OTHER_UNKNOWN_KEYS], 55);
+}
+
+/// A member the PDP reads must have the schema's type: anything else is refused
+/// with the member's name (a 400 over HTTP), never guessed at.
+#[test]
+fn values_of_the_wrong_type_are_refused_by_name() {
+    let (pdp, _, tenant) = setup();
+    let cases = [
+        (json!({"acr": true}), "context.acr"),
+        (json!({"auth_time": "yesterday"}), "context.auth_time"),
+        (json!({"risk_score": 12.5}), "context.risk_score"),
+        (json!({"ip": 10}), "context.ip"),
+        (json!({"device": {"managed": true}}), "context.device"),
+        (json!({"purpose": ["marketing"]}), "context.purpose"),
+        (json!({"purpose": ""}), "context.purpose"),
+        (
+            json!({"purpose": "marketing", "client_id": 7}),
+            "context.client_id",
+        ),
+    ];
+    for (context, member) in cases {
+        let refused = pdp.evaluate(tenant, "crm", &ask("read", "bob", context.clone()), None);
+        assert!(
+            matches!(&refused, Err(ConsentError::Invalid(message)) if message.contains(member)),
+            "{context}: {refused:?}"
+        );
+    }
+    for owner in [json!(42), json!(["bob"]), json!({"id": "bob"}), json!(true)] {
+        let asked = request(json!({
+            "subject": {"type": "user", "id": "alice"},
+            "action": {"name": "read"},
+            "resource": {"type": "document", "id": "d1", "properties": {"owner": owner}},
+        }));
+        let refused = pdp.evaluate(tenant, "crm", &asked, None);
+        assert!(
+            matches!(&refused, Err(ConsentError::Invalid(message)) if message.contains("resource.properties.owner")),
+            "{owner}: {refused:?}"
+        );
+    }
+    let absent = request(json!({
+        "subject": {"type": "user", "id": "alice"},
+        "action": {"name": "update"},
+        "resource": {"type": "document", "id": "d1", "properties": {"owner": null}},
+        "context": {"purpose": null, "risk_score": null},
+    }));
+    let decision = pdp.evaluate(tenant, "crm", &absent, None).unwrap();
+    assert_eq!(
+        decision.reason.as_deref(),
+        Some(reason::ENTITLEMENT_MISSING),
+        "null is absent"
+    );
+}
+
 #[test]
 fn high_risk_is_risk_too_high_and_unknown_subjects_are_denied() {
     let (pdp, _, tenant) = setup();
@@ -575,44 +771,8 @@ fn batches_honour_defaults_and_each_semantic() {
     assert_eq!(logged["caller"], json!("pep"));
     assert_eq!(logged["subject"]["type"], json!("user"));
     assert_eq!(log[1].reason.as_deref(), Some(reason::ENTITLEMENT_MISSING));
-    assert_eq!(pdp.dropped_log_records(), 0);
-}
-
-#[test]
-fn a_full_log_queue_drops_instead_of_blocking() {
-    #[derive(Debug)]
-    struct Slow;
-    impl DecisionSink for Slow {
-        fn write(&self, batch: &[NewDecision]) -> Result<usize, ConsentError> {
-            std::thread::sleep(Duration::from_millis(200));
-            Ok(batch.len())
-        }
-    }
-    let memory = Arc::new(Memory::default());
-    memory.users.lock().unwrap().insert("alice".into(), alice());
-    let pdp = Pdp::with_parts(
-        Arc::new(ManualClock::fixed()),
-        memory.clone(),
-        memory,
-        Arc::new(Slow),
-        PdpConfig {
-            log_capacity: 2,
-            log_batch: 1,
-            ..PdpConfig::default()
-        },
-    )
-    .unwrap();
-    let tenant = TenantId::new();
-    let started = std::time::Instant::now();
-    for _ in 0..20 {
-        pdp.evaluate(tenant, "pep", &ask("read", "alice", json!({})), None)
-            .unwrap();
-    }
-    assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "evaluations waited for the log"
-    );
-    assert!(pdp.dropped_log_records() > 0);
+    let stats = pdp.decision_log_stats();
+    assert_eq!((stats.skipped, stats.failed, stats.waits), (0, 0, 0));
 }
 
 // ---------------------------------------------------------------------------
@@ -664,6 +824,217 @@ mod store_facts {
             assert_eq!(alice_facts.attributes, [("department".to_owned(), "sales".to_owned())]);
             assert!(alice_facts.email_verified);
             assert_eq!(batch[&bob_id].groups, ["Staff"]);
+        }
+    }
+}
+
+// ---------------------------------------------------------------------------
+// The decision log on the store, with its queue full
+
+mod full_decision_log {
+    use std::collections::BTreeSet;
+    use std::time::Instant;
+
+    use gatehouse_core::events::EventBus;
+    use gatehouse_identity_store::decision_log;
+    use gatehouse_identity_store::tenants::{self, TenantData};
+    use gatehouse_identity_store::testing::TestDb;
+    use gatehouse_identity_store::users::{self, Email, UserData};
+
+    use super::*;
+
+    /// A PDP on `db` whose decision log writes through a pool of its own (so the
+    /// test can starve the writer of connections while evaluations read the
+    /// store), with a queue of 4 and batches of 2; and a verified user.
+    fn pdp_on(
+        db: &TestDb,
+        log_db: &TestDb,
+        overflow: LogOverflow,
+        wait: Duration,
+    ) -> (Pdp, TenantId, String) {
+        let clock: SharedClock = Arc::new(ManualClock::fixed());
+        let mut conn = db.conn();
+        let now = clock.now();
+        let tenant = tenants::create(
+            &mut conn,
+            now,
+            TenantData {
+                slug: "full".into(),
+                display_name: "Full".into(),
+                ..TenantData::default()
+            },
+        )
+        .unwrap()
+        .id;
+        let mut alice = UserData::new("alice");
+        alice.emails = vec![Email {
+            value: "alice@example.com".into(),
+            kind: None,
+            primary: true,
+            verified: true,
+        }];
+        let alice = users::create(&mut conn, now, tenant, alice)
+            .unwrap()
+            .id
+            .to_string();
+        drop(conn);
+        let pdp = Pdp::with_parts(
+            clock,
+            Arc::new(StorePolicies::new(db.pool().clone())),
+            Arc::new(StoreFacts::new(db.pool().clone())),
+            Arc::new(StoreDecisionLog::new(log_db.pool().clone())),
+            PdpConfig {
+                version_check: Duration::from_secs(3600),
+                log_capacity: 4,
+                log_batch: 2,
+                // Only a full batch or a flush writes: what the writer holds is known.
+                log_flush_every: Duration::from_secs(3600),
+                log_overflow: overflow,
+                log_wait: wait,
+                ..PdpConfig::default()
+            },
+        )
+        .unwrap();
+        pdp.watch(&EventBus::in_process());
+        (pdp, tenant, alice)
+    }
+
+    fn read(user: &str) -> EvaluationRequest {
+        request(json!({
+            "subject": {"type": "user", "id": user},
+            "action": {"name": "read"},
+            "resource": {"type": "document", "id": "d1", "properties": {"owner": "bob"}},
+        }))
+    }
+
+    /// Polls `condition` (a state the test waits for, not a guess at a duration).
+    fn until(what: &str, condition: impl Fn() -> bool) {
+        let started = Instant::now();
+        while !condition() {
+            assert!(
+                started.elapsed() < Duration::from_secs(20),
+                "timed out waiting until {what}"
+            );
+            std::thread::sleep(Duration::from_millis(1));
+        }
+    }
+
+    /// Takes every connection of the log's pool, then lets the writer take a full
+    /// batch (r0, r1) and block on the pool with it; the queue is then empty and
+    /// stays as the test fills it.
+    fn block_the_writer(
+        pdp: &Pdp,
+        tenant: TenantId,
+        user: &str,
+        log_db: &TestDb,
+    ) -> Vec<gatehouse_identity_store::PooledConnection> {
+        let held: Vec<_> = (0..4).map(|_| log_db.conn()).collect();
+        for id in ["r0", "r1"] {
+            pdp.evaluate(tenant, "pep", &read(user), Some(id)).unwrap();
+        }
+        until("the writer holds r0 and r1", || {
+            pdp.decision_log_stats().queued == 0
+        });
+        held
+    }
+
+    fn logged(db: &TestDb, tenant: TenantId) -> Vec<decision_log::Decision> {
+        decision_log::recent(&mut db.conn(), tenant, 1000).unwrap()
+    }
+
+    gatehouse_identity_store::backend_tests! {
+        // The default: a full queue holds the evaluation back until the writer
+        // makes room, and every decision given is in the log.
+        fn a_full_queue_holds_evaluations_back_and_no_record_is_missing(db) {
+            let log_db = TestDb::attach(db);
+            let (pdp, tenant, alice) = pdp_on(db, &log_db, LogOverflow::Wait, Duration::from_secs(60));
+            let held = block_the_writer(&pdp, tenant, &alice, &log_db);
+            for index in 2..6 {
+                pdp.evaluate(tenant, "pep", &read(&alice), Some(&format!("r{index}"))).unwrap();
+            }
+            assert_eq!(pdp.decision_log_stats().queued, 4, "the queue is full");
+            assert_eq!(
+                pdp.evaluate_cached(tenant, "pep", &read(&alice), Some("from-memory")).map(|d| d.unwrap().allowed),
+                None,
+                "from memory it does not wait: it hands over to a thread that may"
+            );
+            let evaluator = {
+                let (pdp, alice) = (pdp.clone(), alice.clone());
+                std::thread::spawn(move || {
+                    for index in 6..20 {
+                        pdp.evaluate(tenant, "pep", &read(&alice), Some(&format!("r{index}"))).unwrap();
+                    }
+                })
+            };
+            until("an evaluation waits for room", || pdp.decision_log_stats().waits > 0);
+            assert!(!evaluator.is_finished(), "held back while the log is full");
+
+            drop(held);
+            evaluator.join().unwrap();
+            pdp.flush_log();
+            let records = logged(&log_db, tenant);
+            let ids: BTreeSet<String> = records.iter().filter_map(|d| d.request_id.clone()).collect();
+            let expected: BTreeSet<String> = (0..20).map(|i| format!("r{i}")).collect();
+            assert_eq!(ids, expected, "every decision given is logged, nothing else");
+            assert_eq!(records.len(), 20);
+            assert!(records.iter().all(|d| !d.is_gap()));
+            let stats = pdp.decision_log_stats();
+            assert_eq!((stats.skipped, stats.failed, stats.wait_timeouts, stats.queued), (0, 0, 0, 0));
+        }
+
+        // Waiting is bounded: past `log_wait` the evaluation fails, and the
+        // decision it would have given is neither answered nor logged.
+        fn an_evaluation_the_log_cannot_take_in_time_fails(db) {
+            let log_db = TestDb::attach(db);
+            let (pdp, tenant, alice) = pdp_on(db, &log_db, LogOverflow::Wait, Duration::from_millis(50));
+            let held = block_the_writer(&pdp, tenant, &alice, &log_db);
+            for index in 2..6 {
+                pdp.evaluate(tenant, "pep", &read(&alice), Some(&format!("r{index}"))).unwrap();
+            }
+            let refused = pdp.evaluate(tenant, "pep", &read(&alice), Some("too-late"));
+            assert!(matches!(refused, Err(ConsentError::Unavailable(_))), "{refused:?}");
+            let stats = pdp.decision_log_stats();
+            assert_eq!((stats.waits, stats.wait_timeouts), (1, 1));
+
+            drop(held);
+            pdp.flush_log();
+            let records = logged(&log_db, tenant);
+            assert_eq!(records.len(), 6);
+            assert!(records.iter().all(|d| d.request_id.as_deref() != Some("too-late")));
+        }
+
+        // Sampling, when an operator chose it: evaluations never wait; what the
+        // full queue could not take is counted, exactly, in one gap record.
+        fn sampling_skips_and_a_gap_record_has_the_exact_count(db) {
+            let log_db = TestDb::attach(db);
+            let (pdp, tenant, alice) = pdp_on(db, &log_db, LogOverflow::Sample, Duration::from_secs(60));
+            let held = block_the_writer(&pdp, tenant, &alice, &log_db);
+            for index in 2..20 {
+                let id = format!("r{index}");
+                // From memory too: sampling never needs to wait.
+                let decision = if index % 2 == 0 {
+                    pdp.evaluate(tenant, "pep", &read(&alice), Some(&id)).unwrap()
+                } else {
+                    pdp.evaluate_cached(tenant, "pep", &read(&alice), Some(&id)).unwrap().unwrap()
+                };
+                assert!(decision.allowed);
+            }
+            // r0, r1 with the writer; r2..r5 queued; r6..r19 skipped.
+            let stats = pdp.decision_log_stats();
+            assert_eq!((stats.skipped, stats.waits, stats.queued), (14, 0, 4));
+
+            drop(held);
+            pdp.flush_log();
+            let records = logged(&log_db, tenant);
+            let decisions: BTreeSet<String> = records.iter().filter_map(|d| d.request_id.clone()).collect();
+            let expected: BTreeSet<String> = (0..6).map(|i| format!("r{i}")).collect();
+            assert_eq!(decisions, expected);
+            let gaps: Vec<_> = records.iter().filter(|d| d.is_gap()).collect();
+            assert_eq!(gaps.len(), 1, "{gaps:?}");
+            assert_eq!(gaps[0].skipped, Some(14));
+            assert_eq!(gaps[0].reason.as_deref(), Some(decision_log::GAP_REASON));
+            assert_eq!(records.len(), 6 + 1);
+            assert_eq!(pdp.decision_log_stats().failed, 0);
         }
     }
 }

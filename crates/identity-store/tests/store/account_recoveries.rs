@@ -100,6 +100,8 @@ gatehouse_identity_store::backend_tests! {
         assert!(!account_recoveries::complete(&mut conn, void, t, &started.id).unwrap());
         assert_eq!(account_recoveries::cancel_by_token(&mut conn, void, t, "c1", "owner").unwrap(), None);
         assert_eq!(account_recoveries::open_for_user(&mut conn, void, t, alice).unwrap(), None);
+        assert_eq!(account_recoveries::cancel_open_for_user(&mut conn, void, t, alice, "second_factor_used").unwrap(), 0, "a void recovery cancelled");
+        assert_eq!(account_recoveries::get(&mut conn, t, &started.id).unwrap().unwrap().state(void), RecoveryState::Expired);
         assert!(account_recoveries::start(&mut conn, now(), t, new(UserId::new(), "r9", "c9")).is_err(), "a recovery for no user");
     }
 

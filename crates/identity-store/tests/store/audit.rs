@@ -6,6 +6,36 @@ use gatehouse_identity_store::{AnyConnection, Backend, PageRequest};
 
 use crate::now;
 
+static CIPHER: std::sync::LazyLock<gatehouse_core::secrets::Cipher> =
+    std::sync::LazyLock::new(gatehouse_identity_store::testing::test_cipher);
+
+/// The content hash as a plain SHA-256 chain computes it: what an attacker with
+/// write access to the database but not the master key can recompute.
+fn unkeyed_hash(conn: &mut AnyConnection, tenant: TenantId, seq: i64, prev_hash: &str) -> String {
+    use sha2::Digest;
+    let e = audit::list(conn, tenant, &PageRequest::first(500))
+        .unwrap()
+        .items
+        .into_iter()
+        .find(|e| e.seq == seq)
+        .unwrap();
+    let canonical = serde_json::json!([
+        prev_hash,
+        e.id.to_string(),
+        e.tenant_id,
+        e.seq,
+        e.occurred_at
+            .to_rfc3339_opts(chrono::SecondsFormat::Micros, true),
+        e.actor,
+        e.action,
+        e.target,
+        e.outcome,
+        e.ip,
+        e.details,
+    ]);
+    hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
+}
+
 fn event(action: &str) -> NewAuditEvent {
     NewAuditEvent {
         actor: "system".into(),
@@ -33,8 +63,8 @@ gatehouse_identity_store::backend_tests! {
         let mut conn = db.conn();
         let (a, b) = (TenantId::new(), TenantId::new());
         for i in 0..3 {
-            audit::append(&mut conn, now(), a, event(&format!("a.{i}"))).unwrap();
-            audit::append(&mut conn, now(), b, event(&format!("b.{i}"))).unwrap();
+            audit::append(&mut conn, &CIPHER, now(), a, event(&format!("a.{i}"))).unwrap();
+            audit::append(&mut conn, &CIPHER, now(), b, event(&format!("b.{i}"))).unwrap();
         }
         let page = audit::list(&mut conn, a, &PageRequest::first(2)).unwrap();
         assert_eq!(page.items.iter().map(|e| e.seq).collect::<Vec<_>>(), [1, 2]);
@@ -43,14 +73,14 @@ gatehouse_identity_store::backend_tests! {
         let rest = audit::list(&mut conn, a, &PageRequest::after(page.next_cursor.unwrap(), 2)).unwrap();
         assert_eq!(rest.items[0].action, "a.2");
 
-        let report = audit::verify(&mut conn).unwrap();
+        let report = audit::verify(&mut conn, &CIPHER).unwrap();
         assert!(report.is_intact(), "{:?}", report.problems);
         assert_eq!((report.tenants, report.events), (2, 6));
     }
 
     fn the_database_refuses_to_change_or_delete_audit_events(db) {
         let mut conn = db.conn();
-        audit::append(&mut conn, now(), TenantId::new(), event("x")).unwrap();
+        audit::append(&mut conn, &CIPHER, now(), TenantId::new(), event("x")).unwrap();
         assert!(conn.batch_execute("UPDATE audit_events SET action = 'y'").is_err());
         assert!(conn.batch_execute("DELETE FROM audit_events").is_err());
     }
@@ -59,11 +89,11 @@ gatehouse_identity_store::backend_tests! {
         let mut conn = db.conn();
         let t = TenantId::new();
         for i in 0..4 {
-            audit::append(&mut conn, now(), t, event(&format!("e.{i}"))).unwrap();
+            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
         }
         drop_append_only_guard(db, &mut conn);
         conn.batch_execute("UPDATE audit_events SET outcome = 'failure' WHERE seq = 2").unwrap();
-        let report = audit::verify(&mut conn).unwrap();
+        let report = audit::verify(&mut conn, &CIPHER).unwrap();
         assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
         assert_eq!(report.problems[0].seq, 2);
         assert!(report.problems[0].problem.contains("altered"));
@@ -73,11 +103,11 @@ gatehouse_identity_store::backend_tests! {
         let mut conn = db.conn();
         let t = TenantId::new();
         for i in 0..5 {
-            audit::append(&mut conn, now(), t, event(&format!("e.{i}"))).unwrap();
+            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
         }
         drop_append_only_guard(db, &mut conn);
         conn.batch_execute("DELETE FROM audit_events WHERE seq IN (3, 5)").unwrap();
-        let problems = audit::verify(&mut conn).unwrap().problems;
+        let problems = audit::verify(&mut conn, &CIPHER).unwrap().problems;
         assert!(problems.iter().any(|p| p.seq == 4 && p.problem.contains("sequence gap")), "{problems:?}");
         assert!(problems.iter().any(|p| p.problem.contains("cut off")), "{problems:?}");
     }
@@ -89,14 +119,138 @@ gatehouse_identity_store::backend_tests! {
                 scope.spawn(move || {
                     let mut conn = db.conn();
                     for i in 0..15 {
-                        audit::append(&mut conn, now(), t, event(&format!("w{worker}.{i}"))).unwrap();
+                        audit::append(&mut conn, &CIPHER, now(), t, event(&format!("w{worker}.{i}"))).unwrap();
                     }
                 });
             }
         });
         let mut conn = db.conn();
-        let report = audit::verify(&mut conn).unwrap();
+        let report = audit::verify(&mut conn, &CIPHER).unwrap();
         assert!(report.is_intact(), "{:?}", report.problems);
         assert_eq!(report.events, 60);
+    }
+
+    fn a_chain_edited_and_rehashed_without_the_key_fails_verification(db) {
+        let mut conn = db.conn();
+        let t = TenantId::new();
+        for i in 0..4 {
+            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
+        }
+        drop_append_only_guard(db, &mut conn);
+        // Edit event 2, then re-hash it and everything after, and move the head.
+        conn.batch_execute(&format!(
+            "UPDATE audit_events SET outcome = 'failure' WHERE tenant_id = '{t}' AND seq = 2"
+        ))
+        .unwrap();
+        let mut prev = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items[0]
+            .hash
+            .clone();
+        for seq in 2..=4 {
+            let hash = unkeyed_hash(&mut conn, t, seq, &prev);
+            conn.batch_execute(&format!(
+                "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' \
+                 WHERE tenant_id = '{t}' AND seq = {seq}"
+            ))
+            .unwrap();
+            prev = hash;
+        }
+        conn.batch_execute(&format!(
+            "UPDATE audit_heads SET last_hash = '{prev}' WHERE tenant_id = '{t}'"
+        ))
+        .unwrap();
+
+        let problems = audit::verify(&mut conn, &CIPHER).unwrap().problems;
+        assert!(
+            problems.iter().any(|p| p.seq == 2 && p.problem.contains("keyed hash")),
+            "{problems:?}"
+        );
+        assert!(
+            problems.iter().any(|p| p.problem.contains("head does not match its MAC")),
+            "{problems:?}"
+        );
+    }
+
+    fn a_dropped_tail_with_the_head_moved_back_fails_verification(db) {
+        let mut conn = db.conn();
+        let t = TenantId::new();
+        for i in 0..5 {
+            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
+        }
+        let third = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items[2]
+            .hash
+            .clone();
+        drop_append_only_guard(db, &mut conn);
+        conn.batch_execute(&format!(
+            "DELETE FROM audit_events WHERE tenant_id = '{t}' AND seq > 3; \
+             UPDATE audit_heads SET last_seq = 3, last_hash = '{third}' WHERE tenant_id = '{t}'"
+        ))
+        .unwrap();
+        let problems = audit::verify(&mut conn, &CIPHER).unwrap().problems;
+        assert_eq!(problems.len(), 1, "{problems:?}");
+        assert!(problems[0].problem.contains("head does not match its MAC"), "{problems:?}");
+    }
+
+    fn a_chain_cannot_be_checked_with_other_keys_or_without_its_key(db) {
+        let mut conn = db.conn();
+        let t = TenantId::new();
+        audit::append(&mut conn, &CIPHER, now(), t, event("e")).unwrap();
+        let other = gatehouse_identity_store::testing::test_cipher();
+        let problems = audit::verify(&mut conn, &other).unwrap().problems;
+        assert!(problems.iter().any(|p| p.problem.contains("does not open")), "{problems:?}");
+
+        conn.batch_execute(&format!(
+            "UPDATE audit_heads SET sealed_key = NULL WHERE tenant_id = '{t}'"
+        ))
+        .unwrap();
+        let problems = audit::verify(&mut conn, &CIPHER).unwrap().problems;
+        assert!(problems.iter().any(|p| p.problem.contains("has no key")), "{problems:?}");
+    }
+
+    fn an_unkeyed_chain_from_before_keying_still_verifies_and_is_keyed_on(db) {
+        let mut conn = db.conn();
+        let t = TenantId::new();
+        for i in 0..3 {
+            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
+        }
+        // Rewrite the chain as an older release wrote it: plain SHA-256, no key.
+        drop_append_only_guard(db, &mut conn);
+        let mut prev = audit::GENESIS_HASH.to_owned();
+        for seq in 1..=3 {
+            let hash = unkeyed_hash(&mut conn, t, seq, &prev);
+            conn.batch_execute(&format!(
+                "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' \
+                 WHERE tenant_id = '{t}' AND seq = {seq}"
+            ))
+            .unwrap();
+            prev = hash;
+        }
+        conn.batch_execute(&format!(
+            "UPDATE audit_heads SET last_hash = '{prev}', sealed_key = NULL, \
+             keyed_from_seq = NULL, head_mac = NULL WHERE tenant_id = '{t}'"
+        ))
+        .unwrap();
+        // The next append keys the chain from event 4 on.
+        audit::append(&mut conn, &CIPHER, now(), t, event("e.3")).unwrap();
+        let report = audit::verify(&mut conn, &CIPHER).unwrap();
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert_eq!(report.events, 4);
+
+        // Rewriting the unkeyed part now breaks the first keyed event's link.
+        conn.batch_execute(&format!(
+            "UPDATE audit_events SET action = 'forged' WHERE tenant_id = '{t}' AND seq = 1"
+        ))
+        .unwrap();
+        let mut prev = audit::GENESIS_HASH.to_owned();
+        for seq in 1..=3 {
+            let hash = unkeyed_hash(&mut conn, t, seq, &prev);
+            conn.batch_execute(&format!(
+                "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' \
+                 WHERE tenant_id = '{t}' AND seq = {seq}"
+            ))
+            .unwrap();
+            prev = hash;
+        }
+        let problems = audit::verify(&mut conn, &CIPHER).unwrap().problems;
+        assert!(problems.iter().any(|p| p.seq == 4 && p.problem.contains("link broken")), "{problems:?}");
     }
 }

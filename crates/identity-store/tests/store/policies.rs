@@ -48,6 +48,8 @@ gatehouse_identity_store::backend_tests! {
             reason: (!allowed).then(|| "consent_withdrawn".to_owned()),
             policies: vec!["consent".to_owned()],
             request_id: Some(format!("req-{at}")),
+            unknown_keys: if at == 1 { vec!["context.consent".to_owned()] } else { vec![] },
+            skipped: None,
         };
         assert_eq!(decision_log::append(conn, &[]).unwrap(), 0);
         let batch = vec![decision(0, true, t), decision(1, false, t), decision(2, true, other)];
@@ -61,6 +63,9 @@ gatehouse_identity_store::backend_tests! {
         assert_eq!(recent[0].policies, vec!["consent".to_owned()]);
         assert_eq!(recent[0].request.to_string(), batch[1].request);
         assert_eq!(recent[0].at, batch[1].at);
+        assert_eq!(recent[0].unknown_keys, ["context.consent"]);
+        assert!(recent[1].unknown_keys.is_empty());
+        assert!(!recent[0].is_gap());
         assert_eq!(decision_log::recent(conn, t, 1).unwrap().len(), 1);
 
         assert_eq!(decision_log::prune(conn, now + Duration::seconds(2)).unwrap(), 2);
@@ -76,5 +81,17 @@ gatehouse_identity_store::backend_tests! {
         assert_eq!(listed[0].request_id.as_deref(), Some("req-609"));
         assert_eq!(listed[599].request_id.as_deref(), Some("req-10"));
         assert_eq!(listed.iter().filter(|d| !d.decision).count(), 200);
+
+        // A gap record stands for decisions that were not logged, with their count.
+        let gaps = tenant(conn, "dec-gap");
+        let gap = NewDecision::gap(gaps, now, now + Duration::seconds(3), 4711);
+        assert_eq!(decision_log::append(conn, &[gap, decision(5, true, gaps)]).unwrap(), 2);
+        let listed = decision_log::recent(conn, gaps, 10).unwrap();
+        assert_eq!(listed.len(), 2);
+        assert!(!listed[0].is_gap());
+        assert!(listed[1].is_gap());
+        assert_eq!(listed[1].skipped, Some(4711));
+        assert_eq!(listed[1].reason.as_deref(), Some(decision_log::GAP_REASON));
+        assert_eq!(listed[1].request["skipped"], json!(4711));
     }
 }

@@ -215,3 +215,143 @@ gatehouse_identity_store::backend_tests! {
         assert!(matches!(users::set_active(&mut conn, now(), t, UserId::new(), false), Err(StoreError::NotFound { .. })));
     }
 }
+
+/// Users written before look-alike keys existed: their skeletons are cleared and
+/// their identifiers set by plain SQL, as an older node would have left them.
+fn make_legacy(
+    conn: &mut gatehouse_identity_store::AnyConnection,
+    id: UserId,
+    user_name: &str,
+    primary: &str,
+) {
+    use diesel::prelude::*;
+    use gatehouse_identity_store::schema::{user_emails, users as users_table};
+    let id = id.to_string();
+    diesel::update(users_table::table.filter(users_table::id.eq(&id)))
+        .set((
+            users_table::user_name.eq(user_name),
+            users_table::user_name_key.eq(gatehouse_identity_store::fold_key(user_name)),
+            users_table::user_name_skeleton.eq(None::<String>),
+        ))
+        .execute(conn)
+        .unwrap();
+    diesel::update(user_emails::table.filter(user_emails::user_id.eq(&id)))
+        .set((
+            user_emails::value.eq(primary),
+            user_emails::value_key.eq(gatehouse_identity_store::fold_key(primary)),
+            user_emails::value_skeleton.eq(None::<String>),
+        ))
+        .execute(conn)
+        .unwrap();
+}
+
+gatehouse_identity_store::backend_tests! {
+    fn look_alike_user_names_and_emails_are_refused(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        users::create(&mut conn, now(), t, alice()).unwrap();
+        // Whole-script Cyrillic and a dotless ı: single-script, so only the skeleton stops them.
+        for look_alike in ["аӏісе", "alıce"] {
+            let result = users::create(&mut conn, now(), t, UserData::new(look_alike));
+            assert!(
+                matches!(result, Err(StoreError::Conflict { field: users::USER_NAME_LOOK_ALIKE, .. })),
+                "{look_alike:?}: {result:?}"
+            );
+        }
+        let result = users::create(&mut conn, now(), t, UserData {
+            emails: vec![email("alıce@example.com", true)],
+            ..UserData::new("someone")
+        });
+        assert!(
+            matches!(result, Err(StoreError::Conflict { field: users::EMAIL_LOOK_ALIKE, .. })),
+            "{result:?}"
+        );
+        // A plain duplicate still says which identifier, whichever index fired first.
+        let result = users::create(&mut conn, now(), t, UserData::new("ALICE"));
+        assert!(matches!(result, Err(StoreError::Conflict { field: "userName", .. })), "{result:?}");
+        let result = users::create(&mut conn, now(), t, UserData {
+            emails: vec![email("alice@EXAMPLE.com", true)],
+            ..UserData::new("someone")
+        });
+        assert!(matches!(result, Err(StoreError::Conflict { field: "email", .. })), "{result:?}");
+        // Another tenant is another namespace; a look-alike secondary address is fine.
+        let other = tenant(&mut conn, "other");
+        users::create(&mut conn, now(), other, UserData::new("alıce")).unwrap();
+        users::create(&mut conn, now(), t, UserData {
+            emails: vec![email("bob@example.com", true), email("alıce@example.com", false)],
+            ..UserData::new("bob")
+        })
+        .unwrap();
+    }
+
+    fn an_update_cannot_take_a_look_alike(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        users::create(&mut conn, now(), t, alice()).unwrap();
+        let bob = users::create(&mut conn, now(), t, UserData {
+            emails: vec![email("bob@example.com", true)],
+            ..UserData::new("bob")
+        })
+        .unwrap();
+        let steal = UserData { emails: vec![email("alicе@example.com", true)], ..bob.data.clone() };
+        let result = users::update(&mut conn, now(), t, bob.id, bob.version, steal);
+        assert!(matches!(result, Err(StoreError::Conflict { field: users::EMAIL_LOOK_ALIKE, .. })), "{result:?}");
+        // Its own identifiers, re-spelled, are no conflict.
+        let respelled = UserData { user_name: "BOB".into(), emails: vec![email("Bob@Example.com", true)], ..bob.data.clone() };
+        users::update(&mut conn, now(), t, bob.id, bob.version, respelled).unwrap();
+    }
+
+    fn new_identifiers_with_invisible_or_mixed_script_characters_are_refused(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        for name in ["bob\u{200b}", "pаypal", "alice\u{0}", "bob\u{202e}"] {
+            let result = users::create(&mut conn, now(), t, UserData::new(name));
+            assert!(matches!(result, Err(StoreError::Invalid { .. })), "{name:?}: {result:?}");
+        }
+        let result = users::create(&mut conn, now(), t, UserData {
+            emails: vec![email("pаypal@example.com", true)],
+            ..UserData::new("paypal")
+        });
+        assert!(matches!(result, Err(StoreError::Invalid { .. })), "{result:?}");
+        assert_eq!(users::count(&mut conn, t).unwrap(), 0);
+    }
+
+    fn the_backfill_fills_old_rows_and_reports_look_alikes(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        let first = users::create(&mut conn, now(), t, alice()).unwrap();
+        let second = users::create(&mut conn, now(), t, UserData {
+            emails: vec![email("tim@example.com", true)],
+            ..UserData::new("tim")
+        })
+        .unwrap();
+        let third = users::create(&mut conn, now(), t, UserData {
+            emails: vec![email("dave@example.com", true)],
+            ..UserData::new("dave")
+        })
+        .unwrap();
+        make_legacy(&mut conn, first.id, "alice", "alice@example.com");
+        make_legacy(&mut conn, second.id, "tim", "tim@example.com");
+        // Written by an old node: a look-alike of alice that nothing stopped then.
+        make_legacy(&mut conn, third.id, "alıce", "alıce@example.com");
+        let report = users::backfill_skeletons(&mut conn).unwrap();
+        assert_eq!(report.look_alikes.len(), 1, "{report:?}");
+        assert!(
+            [first.id.to_string(), third.id.to_string()].contains(&report.look_alikes[0]),
+            "{report:?}"
+        );
+        // Two users and three email rows (alice has a secondary address too).
+        assert_eq!(report.filled, 5, "{report:?}");
+        // Filled rows now keep their look-alikes out; a second run has nothing to fill.
+        let result = users::create(&mut conn, now(), t, UserData::new("tım"));
+        assert!(matches!(result, Err(StoreError::Conflict { .. })), "{result:?}");
+        let again = users::backfill_skeletons(&mut conn).unwrap();
+        assert_eq!(again.filled, 0);
+        assert_eq!(again.look_alikes, report.look_alikes);
+        // The unresolved user still works; renaming it resolves the pair.
+        let stuck = users::get(&mut conn, t, third.id).unwrap();
+        let renamed = UserData { user_name: "dave".into(), emails: vec![email("dave@example.com", true)], ..stuck.data.clone() };
+        users::update(&mut conn, now(), t, third.id, stuck.version, renamed).unwrap();
+        assert!(users::backfill_skeletons(&mut conn).unwrap().look_alikes.is_empty());
+    }
+}

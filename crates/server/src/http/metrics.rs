@@ -9,7 +9,11 @@ use prometheus_client::metrics::gauge::Gauge;
 use prometheus_client::metrics::histogram::Histogram;
 use prometheus_client::registry::Registry;
 
+use std::sync::{Mutex, PoisonError};
+
+use gatehouse_consent::pdp::LogStats;
 use gatehouse_identity_store::Pool;
+use gatehouse_identity_store::events_pg::PublishStats;
 
 const LATENCY_BUCKETS: [f64; 14] = [
     0.0002, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0,
@@ -35,6 +39,12 @@ struct PdpPathLabels {
     path: &'static str,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct UnknownKeyLabels {
+    /// The member's path (`context.consent`); the PDP bounds how many there are.
+    key: String,
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -50,6 +60,39 @@ pub struct Metrics {
     /// `pdp_requests_total` by path, looked up once: counted on every evaluation.
     pdp_from_memory: Counter,
     pdp_blocking: Counter,
+    /// The cross-node event publisher's counters, copied in at each scrape.
+    events: EventPublisherGauges,
+    /// The PDP's decision log and unknown-member counters, copied in at each scrape.
+    pdp: PdpCounters,
+}
+
+#[derive(Debug, Default)]
+struct PdpCounters {
+    log_queued: Gauge,
+    log_waits: Counter,
+    log_wait_timeouts: Counter,
+    log_skipped: Counter,
+    log_failed: Counter,
+    unknown_keys: Family<UnknownKeyLabels, Counter>,
+    /// One scrape copies at a time: a counter goes up by what it lacks, and two
+    /// scrapes at once would both add it.
+    copying: Mutex<()>,
+}
+
+/// Raises `counter` to `total` (the PDP keeps the totals).
+fn catch_up(counter: &Counter, total: u64) {
+    let shown = counter.get();
+    if total > shown {
+        counter.inc_by(total - shown);
+    }
+}
+
+#[derive(Debug, Default)]
+struct EventPublisherGauges {
+    published: Gauge,
+    failed_attempts: Gauge,
+    dropped: Gauge,
+    queued: Gauge,
 }
 
 impl Default for Metrics {
@@ -101,7 +144,61 @@ impl Metrics {
         let pdp_blocking = pdp_requests
             .get_or_create(&PdpPathLabels { path: "blocking" })
             .clone();
+        let events = EventPublisherGauges::default();
+        registry.register(
+            "events_published",
+            "Domain events sent to other nodes (PostgreSQL NOTIFY) since start",
+            events.published.clone(),
+        );
+        registry.register(
+            "events_publish_failed_attempts",
+            "Attempts to send a domain event that failed and were retried",
+            events.failed_attempts.clone(),
+        );
+        registry.register(
+            "events_dropped",
+            "Domain events dropped because the outbox was full (other nodes resync)",
+            events.dropped.clone(),
+        );
+        registry.register(
+            "events_queued",
+            "Domain events waiting to be sent to other nodes",
+            events.queued.clone(),
+        );
+        let pdp = PdpCounters::default();
+        registry.register(
+            "pdp_decision_log_queued",
+            "Decisions waiting for the decision log writer",
+            pdp.log_queued.clone(),
+        );
+        registry.register(
+            "pdp_decision_log_waits",
+            "Evaluations that found the decision log queue full and waited for room",
+            pdp.log_waits.clone(),
+        );
+        registry.register(
+            "pdp_decision_log_wait_timeouts",
+            "Evaluations that failed (503) because the decision log queue stayed full",
+            pdp.log_wait_timeouts.clone(),
+        );
+        registry.register(
+            "pdp_decision_log_skipped",
+            "Decisions not logged under sampling (pdp.decision_log_when_full = sample); gap records count them",
+            pdp.log_skipped.clone(),
+        );
+        registry.register(
+            "pdp_decision_log_failed",
+            "Decisions lost to a failed decision log write; gap records count them",
+            pdp.log_failed.clone(),
+        );
+        registry.register(
+            "pdp_unknown_keys",
+            "Evaluations carrying a request member the PDP does not read (a PEP's typo?), by member",
+            pdp.unknown_keys.clone(),
+        );
         Metrics {
+            events,
+            pdp,
             registry,
             requests,
             latency,
@@ -127,6 +224,31 @@ impl Metrics {
                 route: route.to_owned(),
             })
             .observe(seconds);
+    }
+
+    /// Copies the event publisher's counters (kept by the publisher) for a scrape.
+    pub fn record_event_publisher(&self, stats: PublishStats) {
+        let gauge = |g: &Gauge, v: u64| g.set(i64::try_from(v).unwrap_or(i64::MAX));
+        gauge(&self.events.published, stats.published);
+        gauge(&self.events.failed_attempts, stats.failed_attempts);
+        gauge(&self.events.dropped, stats.dropped);
+        gauge(&self.events.queued, stats.queued);
+    }
+
+    /// Copies the PDP's decision log counters and unknown-member counts for a scrape.
+    pub fn record_pdp(&self, log: LogStats, unknown_keys: &[(String, u64)]) {
+        let pdp = &self.pdp;
+        let _one_at_a_time = pdp.copying.lock().unwrap_or_else(PoisonError::into_inner);
+        pdp.log_queued
+            .set(i64::try_from(log.queued).unwrap_or(i64::MAX));
+        catch_up(&pdp.log_waits, log.waits);
+        catch_up(&pdp.log_wait_timeouts, log.wait_timeouts);
+        catch_up(&pdp.log_skipped, log.skipped);
+        catch_up(&pdp.log_failed, log.failed);
+        for (key, total) in unknown_keys {
+            let labels = UnknownKeyLabels { key: key.clone() };
+            catch_up(&pdp.unknown_keys.get_or_create(&labels), *total);
+        }
     }
 
     /// Counts an AuthZEN request answered from memory or on the blocking pool.

@@ -1,8 +1,11 @@
 //! The HTTP server: middleware, operational endpoints, and the mount point for every
 //! feature crate's routes.
 
+pub mod client_addr;
 pub mod cookies;
 pub mod csrf;
+mod deadline;
+pub mod input;
 pub mod metrics;
 mod observe;
 mod ops;
@@ -67,8 +70,12 @@ pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Resul
             .app_data(web::FormConfig::default().limit(16 * 1024))
             // Raw bodies (OAuth endpoints parse their forms themselves) are small too.
             .app_data(web::PayloadConfig::new(32 * 1024))
+            // Innermost: runs after the request id, CSP nonce and deadline are set,
+            // before routing, so no handler ever sees refused input.
+            .wrap(from_fn(input::refuse_unsafe_input))
             .wrap(from_fn(security::headers))
             .wrap(from_fn(observe::observe))
+            .wrap(from_fn(deadline::limit))
             .configure(routes)
     })
     .workers(server_config.worker_count())

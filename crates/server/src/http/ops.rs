@@ -1,6 +1,8 @@
 //! Operational endpoints: liveness, readiness, metrics.
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use std::time::Duration;
+
 use actix_web::{HttpResponse, web};
 use gatehouse_identity_store::{StoreError, db};
 use serde_json::json;
@@ -20,25 +22,38 @@ async fn healthz() -> HttpResponse {
         .json(json!({ "status": "ok" }))
 }
 
-/// Ready: the database answers and every migration is applied.
+/// Ready: the database answers and every migration is applied, within
+/// `server.readiness_timeout_ms` whatever the database does (a black-holed
+/// connection included): a load balancer must hear "not ready" promptly.
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.pool.clone();
-    let checked = web::block(move || -> Result<usize, StoreError> {
-        let mut conn = pool.get()?;
-        db::ping(&mut conn)?;
-        db::pending_migrations(&mut conn)
-    })
+    let deadline = Duration::from_millis(state.config.server.readiness_timeout_ms);
+    let checked = tokio::time::timeout(
+        deadline,
+        web::block(move || -> Result<usize, StoreError> {
+            let mut conn = pool.get_timeout(deadline)?;
+            db::ping(&mut conn)?;
+            db::pending_migrations(&mut conn)
+        }),
+    )
     .await;
     let (ready, reason) = match checked {
-        Ok(Ok(0)) => (true, None),
-        Ok(Ok(pending)) => (false, Some(format!("{pending} migration(s) pending"))),
-        Ok(Err(error)) => {
+        Ok(Ok(Ok(0))) => (true, None),
+        Ok(Ok(Ok(pending))) => (false, Some(format!("{pending} migration(s) pending"))),
+        Ok(Ok(Err(error))) => {
             tracing::warn!(%error, "readiness check failed");
             (false, Some("database unavailable".to_owned()))
         }
-        Err(error) => {
+        Ok(Err(error)) => {
             tracing::warn!(%error, "readiness check could not run");
             (false, Some("readiness check failed".to_owned()))
+        }
+        Err(_) => {
+            tracing::warn!(
+                deadline_ms = deadline.as_millis() as u64,
+                "readiness check: the database did not answer in time"
+            );
+            (false, Some("database did not answer in time".to_owned()))
         }
     };
     let mut response = if ready {
@@ -55,6 +70,13 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
+    if let Some(publisher) = &state.event_publisher {
+        state.metrics.record_event_publisher(publisher.stats());
+    }
+    state.metrics.record_pdp(
+        state.pdp.decision_log_stats(),
+        &state.pdp.unknown_keys_seen(),
+    );
     match state.metrics.render(&state.pool) {
         Ok(body) => HttpResponse::Ok()
             .insert_header((

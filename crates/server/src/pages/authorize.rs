@@ -14,6 +14,7 @@ use gatehouse_token_issuer::oauth_error::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::http::input;
 use crate::http::security::FormTarget;
 use crate::pages::context::PageContext;
 use crate::pages::factors;
@@ -438,6 +439,10 @@ pub async fn consent(ctx: PageContext, form: web::Form<ConsentForm>) -> HttpResp
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
+    // The request rides in a field: its own encoding is checked like a query's.
+    if let Err(refusal) = input::check_query(&form.request) {
+        return crate::pages::refused_input_page(&ctx, &refusal);
+    }
     let (request, marker) = parse_request(&form.request);
     let valid = match validate(&ctx, request).await {
         Ok(valid) => valid,
@@ -548,9 +553,19 @@ pub async fn permit_return_to_client(ctx: &PageContext, return_to: &str) {
 }
 
 /// Where sign-in may send the browser afterwards: only back into this tenant's
-/// authorization endpoint, never elsewhere (no open redirect).
+/// authorization endpoint, never elsewhere (no open redirect), and only as a URL
+/// that is a valid `Location` as it stands (visible ASCII) and whose request decodes
+/// to clean text: a target that fails here would fail after the session exists.
 pub fn safe_return_to(ctx: &PageContext, return_to: &str) -> Option<String> {
     let prefix = format!("{}?", ctx.path("/authorize"));
-    (return_to.starts_with(&prefix) && !return_to.contains(['\r', '\n', '\\']))
-        .then(|| return_to.to_owned())
+    let safe = return_to.strip_prefix(&prefix).is_some_and(|query| {
+        return_to
+            .bytes()
+            .all(|b| b.is_ascii_graphic() && b != b'\\')
+            && input::check_query(query).is_ok()
+    });
+    if !safe && !return_to.is_empty() {
+        tracing::info!(return_to = ?return_to, "return_to refused: not a clean authorization request of this tenant");
+    }
+    safe.then(|| return_to.to_owned())
 }

@@ -14,6 +14,7 @@ use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_identity_store::sessions::Session;
 use serde::Serialize;
 
+use crate::http::client_addr::client_ip;
 use crate::http::cookies::CookiePolicy;
 use crate::http::csrf::{self, CsrfToken};
 use crate::http::security::CspNonce;
@@ -169,9 +170,13 @@ impl FromRequest for PageContext {
 }
 
 impl PageContext {
+    /// Who is asking: the client's address as `http::client_addr` decides it (the
+    /// peer, or whom a trusted proxy names) and the user agent.
     pub fn client(&self) -> ClientInfo {
+        let peer = self.request.peer_addr().map(|a| a.ip());
+        let ip = client_ip(peer, self.request.headers(), &self.state.config.server);
         ClientInfo {
-            ip: self.request.peer_addr().map(|a| a.ip().to_string()),
+            ip: ip.map(|ip| ip.to_string()),
             user_agent: self
                 .request
                 .headers()
@@ -287,8 +292,18 @@ impl PageContext {
     }
 
     pub fn redirect(&self, to: &str) -> HttpResponse {
+        // Targets are built from checked parts; one that still cannot be a header
+        // value is refused here, logged, rather than becoming a silent 500.
+        let Ok(location) = header::HeaderValue::from_str(to) else {
+            tracing::error!(target_url = ?to, "redirect target is not a valid Location header");
+            return self.error_page(
+                StatusCode::BAD_REQUEST,
+                "error.bad_request.title",
+                "error.bad_request.message",
+            );
+        };
         let mut response = HttpResponse::SeeOther();
-        response.insert_header((header::LOCATION, to.to_owned()));
+        response.insert_header((header::LOCATION, location));
         if let Some(cookie) = &self.csrf.set_cookie {
             response.cookie(cookie.clone());
         }

@@ -145,6 +145,10 @@ pub async fn confirm(ctx: PageContext, form: web::Form<ConfirmForm>) -> HttpResp
     if !ctx.csrf_ok(&form.csrf_token) {
         return ctx.csrf_rejected();
     }
+    // The request rides in a field: its own encoding is checked like a query's.
+    if let Err(refusal) = crate::http::input::check_query(&form.request) {
+        return crate::pages::refused_input_page(&ctx, &refusal);
+    }
     let valid = match validate(&ctx, parse(&form.request)).await {
         Ok(valid) => valid,
         Err(response) => return response,

@@ -12,7 +12,39 @@ mod logout;
 mod passkeys;
 mod recovery;
 
-use actix_web::web;
+use actix_web::dev::Payload;
+use actix_web::http::StatusCode;
+use actix_web::http::header::ContentType;
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
+
+use crate::http::input::Refusal;
+use crate::pages::context::PageContext;
+
+/// The same page for input a handler found nested in a field (a request carried in
+/// a form), logged like the edge's refusals.
+pub fn refused_input_page(ctx: &PageContext, refusal: &Refusal) -> HttpResponse {
+    tracing::info!(path = ctx.request.path(), reason = %refusal, "request refused: unsafe input");
+    ctx.error_page(
+        StatusCode::BAD_REQUEST,
+        "error.input.title",
+        "error.input.message",
+    )
+}
+
+/// The readable 400 page for a request `http::input` refused before routing; plain
+/// text when not even a page's context can be had (an unknown tenant).
+pub async fn refused_input(request: &HttpRequest) -> HttpResponse {
+    match PageContext::from_request(request, &mut Payload::None).await {
+        Ok(ctx) => ctx.error_page(
+            StatusCode::BAD_REQUEST,
+            "error.input.title",
+            "error.input.message",
+        ),
+        Err(_) => HttpResponse::BadRequest()
+            .content_type(ContentType::plaintext())
+            .body("The request contains characters that are not allowed."),
+    }
+}
 
 /// Shared assets, outside any tenant prefix.
 pub fn root_routes(cfg: &mut web::ServiceConfig) {

@@ -370,7 +370,174 @@ fn conformance(backend: Backend) {
             .any(|d| d.reason.as_deref() == Some("consent_withdrawn")
                 && d.policies == vec!["consent-required".to_owned()])
     );
-    assert_eq!(app.state.pdp.dropped_log_records(), 0);
+    let stats = app.state.pdp.decision_log_stats();
+    assert_eq!(
+        (stats.skipped, stats.failed, stats.wait_timeouts),
+        (0, 0, 0)
+    );
+}
+
+fn metrics(app: &WebApp) -> String {
+    Http::new()
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .unwrap()
+        .text()
+        .unwrap()
+}
+
+/// Forward-compatible but never open: members the PDP does not read are ignored
+/// yet recorded and counted; a purpose-governed action asked without a purpose is
+/// denied; a value of the wrong type is a 400 naming it.
+fn never_fails_open(backend: Backend) {
+    let app = WebApp::start(backend);
+    register_pep(&app, "pep", &["authzen:evaluate"]);
+    let user = alice(&app);
+    let token = access_token(&app, "pep", "authzen:evaluate");
+    let single = "/access/v1/evaluation";
+    let batch = "/access/v1/evaluations";
+    let ask = |body: &str, id: Option<&str>| post(&app, single, Some(&token), body, id);
+
+    // `share` is governed by a purpose in the default set: without one — the member
+    // misspelt, which AuthZEN says to ignore, or left out — it is denied.
+    let purpose_missing = json!({"decision": false, "context": {"reason": "purpose_missing"}});
+    for context in [json!({}), json!({"consent": "marketing"})] {
+        let answer = ask(&evaluation(&user, "share", &user, context.clone()), None);
+        assert_eq!(answer.status, 200, "{:?}", answer.body);
+        assert_eq!(answer.body, purpose_missing, "{context}");
+    }
+    let named = ask(
+        &evaluation(&user, "share", &user, json!({"purpose": "marketing"})),
+        None,
+    );
+    assert_eq!(
+        named.body,
+        json!({"decision": false, "context": {"reason": "consent_withdrawn"}}),
+        "with the purpose named, its consent decides"
+    );
+
+    // An action no purpose governs: the typo changes nothing in the answer, but it
+    // is in the decision log and counted at /metrics.
+    let typo = json!({
+        "subject": {"type": "user", "id": user, "properties": {"departmnet": "sales"}},
+        "action": {"name": "read"},
+        "resource": {"type": "document", "id": "doc-1", "properties": {"owner": "bob"}},
+        "context": {"consent": "marketing", "acr": 1},
+        "an_extension": {"anything": true},
+    });
+    let answer = ask(&typo.to_string(), Some("typo-1"));
+    assert_eq!(
+        answer.body,
+        json!({"decision": true}),
+        "unknown members are ignored"
+    );
+    let in_batch = json!({
+        "subject": {"type": "user", "id": user},
+        "action": {"name": "read"},
+        "evaluations": [{"resource": {"type": "document", "id": "2"}, "context": {"consent": "x"}}],
+    });
+    let answer = post(&app, batch, Some(&token), &in_batch.to_string(), None);
+    assert_eq!(answer.body, json!({"evaluations": [{"decision": true}]}));
+
+    // A member the PDP reads, with the wrong type: 400 naming it.
+    for (body, member) in [
+        (
+            evaluation(&user, "read", "bob", json!({"risk_score": "high"})),
+            "context.risk_score",
+        ),
+        (
+            evaluation(&user, "read", "bob", json!({"purpose": 7})),
+            "context.purpose",
+        ),
+        (
+            evaluation(&user, "read", "bob", json!({"auth_time": "2026-01-01"})),
+            "context.auth_time",
+        ),
+        (
+            json!({
+                "subject": {"type": "user", "id": user},
+                "action": {"name": "read"},
+                "resource": {"type": "document", "id": "doc-1", "properties": {"owner": 42}},
+            })
+            .to_string(),
+            "resource.properties.owner",
+        ),
+    ] {
+        let answer = ask(&body, None);
+        assert_eq!(answer.status, 400, "{body}: {:?}", answer.body);
+        assert_eq!(answer.body["error"], json!("invalid_request"));
+        let message = answer.body["error_description"].as_str().unwrap();
+        assert!(message.contains(member), "{member}: {message}");
+    }
+    let bad_entry = json!({
+        "subject": {"type": "user", "id": user},
+        "action": {"name": "read"},
+        "evaluations": [{"resource": {"type": "document", "id": "2", "properties": {"owner": ["bob"]}}}],
+    });
+    let answer = post(&app, batch, Some(&token), &bad_entry.to_string(), None);
+    assert_eq!(
+        answer.status, 200,
+        "a batch reports a bad entry in place (§7.2.1)"
+    );
+    assert_eq!(answer.body["evaluations"][0]["decision"], json!(false));
+    assert_eq!(
+        answer.body["evaluations"][0]["context"]["error"]["status"],
+        json!(400)
+    );
+    assert!(
+        answer.body["evaluations"][0]["context"]["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("resource.properties.owner"),
+        "{:?}",
+        answer.body
+    );
+
+    app.state.pdp.flush_log();
+    let tenant = tenants::find_by_slug(&mut app.db.conn(), "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    let logged = decision_log::recent(&mut app.db.conn(), tenant, 100).unwrap();
+    let record = logged
+        .iter()
+        .find(|d| d.request_id.as_deref() == Some("typo-1"))
+        .expect("the typo's decision is logged");
+    assert_eq!(
+        record.unknown_keys,
+        ["context.consent", "subject.properties.departmnet"]
+    );
+    assert_eq!(record.request["context"]["consent"], json!("marketing"));
+    assert_eq!(
+        logged
+            .iter()
+            .filter(|d| d.reason.as_deref() == Some("purpose_missing"))
+            .count(),
+        2
+    );
+
+    let exposed = metrics(&app);
+    for line in [
+        r#"gatehouse_pdp_unknown_keys_total{key="context.consent"} 3"#,
+        r#"gatehouse_pdp_unknown_keys_total{key="subject.properties.departmnet"} 1"#,
+        "gatehouse_pdp_decision_log_skipped_total 0",
+        "gatehouse_pdp_decision_log_failed_total 0",
+        "gatehouse_pdp_decision_log_waits_total 0",
+        "gatehouse_pdp_decision_log_wait_timeouts_total 0",
+        "gatehouse_pdp_decision_log_queued 0",
+    ] {
+        assert!(exposed.contains(line), "{line} in:\n{exposed}");
+    }
+}
+
+#[test]
+fn authzen_never_fails_open_on_sqlite() {
+    never_fails_open(Backend::Sqlite);
+}
+
+#[test]
+fn authzen_never_fails_open_on_postgres() {
+    never_fails_open(Backend::Postgres);
 }
 
 /// The PEP's token is verified once and then taken from memory for up to a second:

@@ -409,13 +409,14 @@ fn a_withdrawal_on_one_node_is_enforced_by_another() {
 }
 
 /// An application records and withdraws consent for its user with the user's token,
-/// sees only its own part of the receipt, and a client-credentials token is refused.
-#[test]
-fn applications_manage_their_users_consent_through_the_api() {
+/// sees only its own part of the receipt, and a client-credentials token is refused;
+/// what it sends wrong (an expiry in the past included) is a 400 that says why.
+fn applications_manage_their_users_consent_through_the_api(backend: Backend) {
     use crate::code_flow::{REDIRECT, client_data, param, register_client};
+    use gatehouse_core::Clock;
     use reqwest::blocking::Client as Http;
 
-    let app = WebApp::start(Backend::Sqlite);
+    let app = WebApp::start(backend);
     let mut data = client_data(true);
     data.scopes.push("consent".into());
     data.grant_types.push("client_credentials".into());
@@ -461,14 +462,34 @@ fn applications_manage_their_users_consent_through_the_api() {
         )
     };
 
+    let now = app.clock.now();
+    for expired in [now - chrono::Duration::days(1), now] {
+        let (status, body) = call(
+            "POST",
+            "/consents/v1/me/grants",
+            &access,
+            Some(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": expired})),
+        );
+        assert_eq!(status, 400, "{body}");
+        assert_eq!(body["error"], "invalid_request", "{body}");
+        assert!(
+            body["error_description"]
+                .as_str()
+                .unwrap()
+                .contains("expires_at"),
+            "{body}"
+        );
+    }
+    let in_a_year = now + chrono::Duration::days(365);
     let (status, body) = call(
         "POST",
         "/consents/v1/me/grants",
         &access,
-        Some(serde_json::json!({"purpose": "newsletter", "version": 1})),
+        Some(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": in_a_year})),
     );
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["channel"], "api");
+    assert_eq!(body["expires_at"], serde_json::json!(in_a_year), "{body}");
     let (status, body) = call(
         "POST",
         "/consents/v1/me/grants",
@@ -541,6 +562,16 @@ fn applications_manage_their_users_consent_through_the_api() {
     assert_eq!(body["grants_revoked"], 1, "{body}");
     assert!(!introspect_active(&app, &access));
     assert_eq!(call("GET", "/consents/v1/me", &access, None).0, 401);
+}
+
+#[test]
+fn applications_manage_their_users_consent_through_the_api_on_sqlite() {
+    applications_manage_their_users_consent_through_the_api(Backend::Sqlite);
+}
+
+#[test]
+fn applications_manage_their_users_consent_through_the_api_on_postgres() {
+    applications_manage_their_users_consent_through_the_api(Backend::Postgres);
 }
 
 fn introspection(app: &WebApp, token: &str) -> serde_json::Value {

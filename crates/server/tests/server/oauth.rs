@@ -15,9 +15,9 @@ use serde_json::Value;
 
 use crate::web_kit::WebApp;
 
-const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cret-0123456";
+pub(crate) const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cret-0123456";
 
-fn register(app: &WebApp, tenant_slug: &str, client_id: &str, method: &str) {
+pub(crate) fn register(app: &WebApp, tenant_slug: &str, client_id: &str, method: &str) {
     let mut conn = app.db.conn();
     let tenant = tenants::find_by_slug(&mut conn, tenant_slug)
         .unwrap()
@@ -56,7 +56,7 @@ fn register(app: &WebApp, tenant_slug: &str, client_id: &str, method: &str) {
     .unwrap();
 }
 
-fn basic(client_id: &str, secret: &str) -> String {
+pub(crate) fn basic(client_id: &str, secret: &str) -> String {
     format!("Basic {}", STANDARD.encode(format!("{client_id}:{secret}")))
 }
 

@@ -88,7 +88,7 @@ fn full_journey(backend: Backend) {
     );
 
     let mut conn = app.db.conn();
-    let report = audit::verify(&mut conn).unwrap();
+    let report = audit::verify(&mut conn, &app.state.cipher).unwrap();
     assert!(report.is_intact());
     let tenant = app
         .state

@@ -46,6 +46,15 @@ impl WebApp {
         })
     }
 
+    /// A server on `db` that connects through `url` instead (a fault proxy in front
+    /// of it); `db` still owns and drops the database.
+    pub fn start_with_url(db: &TestDb, url: String, adjust: impl FnOnce(&mut Config)) -> WebApp {
+        Self::start_on(TestDb::attach(db), move |config| {
+            config.database.url = Some(url);
+            adjust(config);
+        })
+    }
+
     fn start_on(db: TestDb, adjust: impl FnOnce(&mut Config)) -> WebApp {
         let dir = tempfile::tempdir().unwrap();
         let smtp = SmtpCatcher::start();
@@ -255,6 +264,20 @@ impl Browser {
             request = request.header(*name, *value);
         }
         let response = request.send().unwrap();
+        self.absorb(response)
+    }
+
+    /// Posts `body` exactly as given (any bytes, any declared type) with the
+    /// browser's cookies: what a hostile client sends rather than a browser.
+    pub fn post_bytes(&mut self, path: &str, content_type: &str, body: Vec<u8>) -> Page {
+        let response = self
+            .client
+            .post(format!("{}{path}", self.base))
+            .header("Cookie", self.cookie_header())
+            .header("Content-Type", content_type)
+            .body(body)
+            .send()
+            .unwrap();
         self.absorb(response)
     }
 

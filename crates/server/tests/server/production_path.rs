@@ -1,0 +1,316 @@
+//! The production path: PostgreSQL under concurrency, two nodes, database faults
+//! played by a TCP proxy, and start-up refusing keys that cannot open the data.
+
+use std::time::{Duration, Instant};
+
+use gatehouse_core::events::DomainEvent;
+use gatehouse_identity_store::Backend;
+use gatehouse_identity_store::testing::fault_proxy::{Fault, FaultProxy};
+use gatehouse_identity_store::testing::{TestDb, pg_admin_url, with_database};
+
+use crate::oauth::{SECRET, basic, register};
+use crate::support::*;
+use crate::web_kit::WebApp;
+
+const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
+const IN_FLIGHT: usize = 64;
+
+/// Runs `work(i)` for every `i` in `0..n` on `n` threads at once, released together.
+fn all_at_once<T: Send>(n: usize, work: impl Fn(usize) -> T + Sync) -> Vec<T> {
+    let start = std::sync::Barrier::new(n);
+    std::thread::scope(|scope| {
+        let handles: Vec<_> = (0..n)
+            .map(|i| {
+                let (start, work) = (&start, &work);
+                scope.spawn(move || {
+                    start.wait();
+                    work(i)
+                })
+            })
+            .collect();
+        handles.into_iter().map(|h| h.join().unwrap()).collect()
+    })
+}
+
+fn email(i: usize) -> String {
+    format!("user{i}@example.com")
+}
+
+#[test]
+fn sixty_four_concurrent_signups_signins_and_token_requests_on_postgres() {
+    // The default pool (8 connections), as an operator would run it.
+    let app = WebApp::start_with(Backend::Postgres, |config| {
+        config.database.pool_size = gatehouse_core::config::DatabaseConfig::default().pool_size;
+        config.server.workers = 4;
+        // Every browser here comes from 127.0.0.1: let each of them have its mail.
+        config.registration.signup_mails_per_ip_hour = IN_FLIGHT as _;
+    });
+    let second = app.start_node();
+    let mut heard_elsewhere = second.state.events.subscribe();
+
+    let signed_up = all_at_once(IN_FLIGHT, |i| {
+        let mut browser = app.browser();
+        let form = browser.get("/signup");
+        let done = browser.post_form(
+            "/signup",
+            &form,
+            &[("email", &email(i)), ("password", PASSWORD)],
+        );
+        (done.status, done.body)
+    });
+    for (status, body) in &signed_up {
+        assert_eq!(*status, 200, "{body}");
+    }
+
+    // Every sign-up's event reached the other node.
+    let mut users = std::collections::HashSet::new();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    while users.len() < IN_FLIGHT {
+        assert!(
+            Instant::now() < deadline,
+            "the other node heard {} of {IN_FLIGHT} sign-ups",
+            users.len()
+        );
+        match heard_elsewhere.try_next() {
+            Some(envelope) => {
+                if let DomainEvent::UserChanged { user, .. } = &envelope.event {
+                    users.insert(*user);
+                }
+            }
+            None => std::thread::sleep(Duration::from_millis(10)),
+        }
+    }
+    let publisher = app.state.event_publisher.as_ref().unwrap().stats();
+    assert_eq!(
+        (publisher.dropped, publisher.queued),
+        (0, 0),
+        "{publisher:?}"
+    );
+
+    let mails = app.mails(IN_FLIGHT);
+    let mut verifier = app.browser();
+    for mail in &mails {
+        let link = mail
+            .find_link(&format!("{}/verify?token=", app.base))
+            .unwrap();
+        assert_eq!(verifier.get_absolute(&link).status, 200);
+    }
+
+    let signed_in = all_at_once(IN_FLIGHT, |i| {
+        let mut browser = app.browser();
+        let form = browser.get("/signin");
+        let done = browser.post_form(
+            "/signin",
+            &form,
+            &[("email", &email(i)), ("password", PASSWORD)],
+        );
+        (done.status, done.body)
+    });
+    for (status, body) in &signed_in {
+        assert_eq!(*status, 303, "{body}");
+    }
+
+    register(&app, "default", "reports", "client_secret_basic");
+    let http = reqwest::blocking::Client::new();
+    let tokens = all_at_once(IN_FLIGHT, |_| {
+        let response = http
+            .post(format!("{}/oauth2/token", app.base))
+            .header("Authorization", basic("reports", SECRET))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .unwrap();
+        (response.status().as_u16(), response.text().unwrap())
+    });
+    for (status, body) in &tokens {
+        assert_eq!(*status, 200, "{body}");
+    }
+}
+
+/// A server on PostgreSQL reached through `proxy`, with short deadlines.
+fn server_behind(proxy: &FaultProxy, db: &TestDb) -> WebApp {
+    let url = proxy.url_for(&db.url);
+    WebApp::start_with_url(db, url, |config| {
+        config.server.request_timeout_ms = 2_000;
+        config.server.readiness_timeout_ms = 500;
+        config.database.acquire_timeout_ms = 1_000;
+        config.database.statement_timeout_ms = 1_000;
+        config.database.network_timeout_ms = 2_000;
+    })
+}
+
+/// GET `path`: status and how long the answer took.
+fn timed_get(client: &reqwest::blocking::Client, url: &str) -> (u16, Duration) {
+    let start = Instant::now();
+    let status = client.get(url).send().unwrap().status().as_u16();
+    (status, start.elapsed())
+}
+
+fn ready_again(app: &WebApp, client: &reqwest::blocking::Client) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    while timed_get(client, &format!("{}/readyz", app.base)).0 != 200 {
+        assert!(
+            Instant::now() < deadline,
+            "never ready again after the fault ended"
+        );
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+fn sign_up(app: &WebApp, address: &str) -> (u16, Duration) {
+    let mut browser = app.browser();
+    let form = browser.get("/signup");
+    let start = Instant::now();
+    let done = browser.post_form(
+        "/signup",
+        &form,
+        &[("email", address), ("password", PASSWORD)],
+    );
+    (done.status, start.elapsed())
+}
+
+#[test]
+fn database_faults_give_prompt_answers_and_heal_without_a_restart() {
+    let db = TestDb::postgres();
+    let upstream = pg_admin_url();
+    let host = upstream
+        .split_once("://")
+        .and_then(|(_, rest)| rest.rsplit_once('@').map_or(Some(rest), |(_, h)| Some(h)))
+        .and_then(|rest| rest.split('/').next())
+        .unwrap()
+        .to_owned();
+    let proxy = FaultProxy::start(
+        std::net::ToSocketAddrs::to_socket_addrs(&host)
+            .unwrap()
+            .next()
+            .unwrap(),
+    );
+    let app = server_behind(&proxy, &db);
+    let client = reqwest::blocking::Client::builder()
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap();
+    let readyz = format!("{}/readyz", app.base);
+    assert_eq!(timed_get(&client, &readyz).0, 200);
+    assert_eq!(sign_up(&app, "before@example.com").0, 200);
+
+    // Black hole: connections stay open, nothing comes back.
+    proxy.set(Fault::BlackHole);
+    let (status, took) = timed_get(&client, &readyz);
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
+    let (status, took) = sign_up(&app, "hole@example.com");
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(4), "sign-up took {took:?}");
+    proxy.set(Fault::None);
+    ready_again(&app, &client);
+    assert_eq!(sign_up(&app, "after-hole@example.com").0, 200);
+
+    // Refused: every connection reset, new ones closed at once.
+    proxy.set(Fault::Refuse);
+    let (status, took) = timed_get(&client, &readyz);
+    assert_eq!(status, 503);
+    assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
+    let (status, took) = sign_up(&app, "refused@example.com");
+    assert!(status == 503 || status == 500, "{status}");
+    assert!(took < Duration::from_secs(4), "sign-up took {took:?}");
+    proxy.set(Fault::None);
+    ready_again(&app, &client);
+    assert_eq!(sign_up(&app, "after-refusal@example.com").0, 200);
+
+    // Slow: every chunk waits; answers still come within the deadlines.
+    proxy.set(Fault::Slow(Duration::from_millis(300)));
+    let (_, took) = timed_get(&client, &readyz);
+    assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
+    let (_, took) = sign_up(&app, "slow@example.com");
+    assert!(took < Duration::from_secs(4), "sign-up took {took:?}");
+    proxy.set(Fault::None);
+    ready_again(&app, &client);
+    assert_eq!(sign_up(&app, "after-slow@example.com").0, 200);
+}
+
+/// Starts `gatehouse serve` and waits for it to exit (it must refuse to start).
+fn refused_start(mut command: std::process::Command) -> String {
+    let mut child = command
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            assert!(!status.success(), "start was not refused");
+            let mut text = String::new();
+            std::io::Read::read_to_string(&mut child.stderr.take().unwrap(), &mut text).unwrap();
+            return text;
+        }
+        if Instant::now() > deadline {
+            let _ = child.kill();
+            panic!("the server started with keys that cannot open its data");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
+#[test]
+fn a_wrong_master_key_is_refused_at_start_on_postgres() {
+    let admin = pg_admin_url();
+    let name = format!("gatehouse_keys_{}", uuid::Uuid::new_v4().simple());
+    let mut conn = gatehouse_identity_store::db::connect(
+        &gatehouse_identity_store::db::ConnectOptions::new(&admin),
+    )
+    .unwrap();
+    diesel::connection::SimpleConnection::batch_execute(
+        &mut conn,
+        &format!("CREATE DATABASE {name}"),
+    )
+    .unwrap();
+    let url = with_database(&admin, &name);
+    let dir = temp_dir();
+    let production = |key: &str| {
+        let mut command = gatehouse(dir.path(), &["serve"]);
+        command
+            .env("GATEHOUSE_DATABASE__URL", &url)
+            .env("GATEHOUSE_MODE", "production")
+            .env("GATEHOUSE_SECRETS__MASTER_KEYS", key)
+            .env("GATEHOUSE_MAIL__SMTP_HOST", "127.0.0.1")
+            .env("GATEHOUSE_SERVER__PUBLIC_URL", "https://login.example.test");
+        command
+    };
+    let key = |fill: u8| {
+        use base64::Engine as _;
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode([fill; 32])
+    };
+    let right = format!("k1:{}", key(1));
+    let server = Server::start(production(&right));
+    assert!(server.terminate().success());
+
+    let wrong = format!("k1:{}", key(2));
+    let refused = refused_start(production(&wrong));
+    assert!(
+        refused.contains("cannot open this database's secrets"),
+        "{refused}"
+    );
+    // A rotation that keeps the old key behind a new one is no wrong key ...
+    let rotated = format!("k2:{},{right}", key(3));
+    let server = Server::start(production(&rotated));
+    assert!(server.terminate().success());
+    // ... but the old key cannot be dropped while data sealed with it remains.
+    let refused = refused_start(production(&format!("k2:{}", key(3))));
+    assert!(refused.contains("sealed with key `k1`"), "{refused}");
+}
+
+#[test]
+fn dev_mode_never_makes_a_new_key_beside_existing_data() {
+    let dir = temp_dir();
+    let server = Server::start(gatehouse(dir.path(), &["serve"]));
+    assert!(server.terminate().success());
+    std::fs::remove_file(data_dir(dir.path()).join("master.key")).unwrap();
+
+    let refused = refused_start(gatehouse(dir.path(), &["serve"]));
+    assert!(refused.contains("master.key is missing"), "{refused}");
+    assert!(
+        !data_dir(dir.path()).join("master.key").exists(),
+        "a new key was written anyway"
+    );
+}
