@@ -709,7 +709,7 @@ fn verification_mail_can_be_resent_a_few_times_an_hour_and_no_more() {
         let answer = browser.post_form("/verify/resend", &page, &[("email", "ivan@example.com")]);
         assert_eq!(answer.status, 200);
     }
-    std::thread::sleep(std::time::Duration::from_millis(300));
+    app.settle();
     assert_eq!(
         app.smtp.messages().len(),
         1 + limit,

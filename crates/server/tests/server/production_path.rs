@@ -314,3 +314,90 @@ fn dev_mode_never_makes_a_new_key_beside_existing_data() {
         "a new key was written anyway"
     );
 }
+
+/// An SMTP server that accepts connections and never says a word: mail sent to it
+/// hangs until the mailer's own timeout.
+struct SilentSmtp {
+    port: u16,
+    accepted: std::sync::Arc<std::sync::atomic::AtomicUsize>,
+}
+
+impl SilentSmtp {
+    fn start() -> SilentSmtp {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let accepted = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let counter = std::sync::Arc::clone(&accepted);
+        std::thread::spawn(move || {
+            let mut held = Vec::new();
+            for stream in listener.incoming().flatten() {
+                counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                held.push(stream);
+            }
+        });
+        SilentSmtp { port, accepted }
+    }
+
+    /// Waits (up to 10 s) until at least `count` mail connections have been opened.
+    fn wait_for_connections(&self, count: usize) {
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while self.accepted.load(std::sync::atomic::Ordering::SeqCst) < count {
+            assert!(Instant::now() < deadline, "no mail was attempted");
+            std::thread::sleep(Duration::from_millis(10));
+        }
+    }
+}
+
+#[test]
+fn mail_never_holds_up_an_answer_so_pending_and_unknown_addresses_look_alike() {
+    let smtp = SilentSmtp::start();
+    let app = WebApp::start_with(Backend::Postgres, |config| {
+        config.mail.smtp_port = smtp.port;
+        config.mail.timeout_secs = 120;
+    });
+    let mut browser = app.browser();
+
+    // A sign-up answers while its verification mail is stuck in SMTP ...
+    let form = browser.get("/signup");
+    let new = browser.post_form(
+        "/signup",
+        &form,
+        &[("email", "pending@example.com"), ("password", PASSWORD)],
+    );
+    assert_eq!(new.status, 200, "{}", new.body);
+    smtp.wait_for_connections(1);
+    // ... and so does a sign-up for the same address, whose note is stuck too.
+    let form = browser.get("/signup");
+    let again = browser.post_form(
+        "/signup",
+        &form,
+        &[("email", "pending@example.com"), ("password", PASSWORD)],
+    );
+    assert_eq!(again.status, 200);
+    assert_eq!(strip_tokens(&again.body), strip_tokens(&new.body));
+    smtp.wait_for_connections(2);
+
+    // Resend for the pending account and for an unknown address: the same answer,
+    // given while the pending account's mail has not even been accepted by SMTP.
+    let resend = |browser: &mut crate::web_kit::Browser, email: &str| {
+        let page = browser.get("/signin");
+        browser.post_form("/verify/resend", &page, &[("email", email)])
+    };
+    let pending = resend(&mut browser, "pending@example.com");
+    let unknown = resend(&mut browser, "nobody@example.com");
+    assert_eq!((pending.status, unknown.status), (200, 200));
+    assert_eq!(
+        strip_tokens(&pending.body.replace("pending@", "someone@")),
+        strip_tokens(&unknown.body.replace("nobody@", "someone@"))
+    );
+    // The pending account's link was sent after its answer, not before.
+    smtp.wait_for_connections(3);
+}
+
+/// A page without its per-request parts (CSRF tokens, nonces), for comparing answers.
+fn strip_tokens(body: &str) -> String {
+    body.split('"')
+        .filter(|part| part.len() < 20 || part.contains(' '))
+        .collect::<Vec<_>>()
+        .join("\"")
+}

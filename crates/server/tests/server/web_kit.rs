@@ -126,6 +126,17 @@ impl WebApp {
         self.smtp.wait_for(count, Duration::from_secs(10))
     }
 
+    /// Waits until the work that leaves the request path (mail, the account-dependent
+    /// half of resend and sign-up) has finished: what a test asserts after it is
+    /// final, with no sleep.
+    pub fn settle(&self) {
+        tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .unwrap()
+            .block_on(self.state.authn.background().idle());
+    }
+
     pub fn advance(&self, by: chrono::Duration) {
         self.clock.advance(by);
     }
