@@ -1,10 +1,12 @@
 //! Tidy checks over the workspace, run as tests with the rest of the suite.
 //!
 //! The crate graph points one way: `gatehouse-core` knows no other
-//! crate, the store knows only core, feature crates know the store and core but not
-//! each other, only `gatehouse-server` sees everything, and the resource-server
-//! helper (linked into third-party APIs) knows none of them. The store and core must
-//! not pull HTTP stacks, and core must not pull diesel, even transitively. The rules
+//! crate, the store knows only core, feature crates (authn, token-issuer, consent)
+//! know the store and core but not each other, the admin layer knows the feature
+//! crates, only `gatehouse-server` sees everything, and the resource-server helper
+//! (linked into third-party APIs) knows none of them. The HTTP server framework
+//! lives only in the server; the store, core and consent pull no HTTP stack at all
+//! (they never call out), and core must not pull diesel, even transitively. The rules
 //! are data below; the checks are plain functions over a [`Graph`] so that a
 //! hand-made graph can prove they catch violations.
 
@@ -15,13 +17,16 @@ use std::process::Command;
 const SERVER: &str = "gatehouse-server";
 const STORE: &str = "gatehouse-identity-store";
 const CORE: &str = "gatehouse-core";
-const FEATURE_CRATES: &[&str] = &[
-    "gatehouse-authn",
-    "gatehouse-token-issuer",
-    "gatehouse-consent",
-    "gatehouse-admin-api",
-];
+const AUTHN: &str = "gatehouse-authn";
+const TOKEN_ISSUER: &str = "gatehouse-token-issuer";
+const CONSENT: &str = "gatehouse-consent";
+const FEATURE_CRATES: &[&str] = &[AUTHN, TOKEN_ISSUER, CONSENT];
+/// The operator's use cases: over the feature crates, under every adapter.
+const ADMIN: &str = "gatehouse-admin";
 const HTTP_STACKS: &[&str] = &["actix-web", "actix-http", "hyper", "reqwest", "axum"];
+/// HTTP server frameworks: only the server adapts HTTP. Outbound clients are allowed
+/// where a feature must call out (back-channel logout, federation).
+const SERVER_FRAMEWORKS: &[&str] = &["actix-web", "actix-http", "actix-server", "axum"];
 /// Linked into third-party APIs, so it knows Gatehouse only by its wire format.
 const RESOURCE_SERVER: &str = "gatehouse-resource-server";
 
@@ -40,6 +45,7 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
         RESOURCE_SERVER => Some(Allowed::Only(&[])),
         // Automation drives crates through cargo; linking them would make it slow to build.
         "xtask" => Some(Allowed::Only(&[])),
+        ADMIN => Some(Allowed::Only(&[AUTHN, TOKEN_ISSUER, CONSENT, STORE, CORE])),
         _ if FEATURE_CRATES.contains(&name) => Some(Allowed::Only(&[STORE, CORE])),
         _ => None,
     }
@@ -49,8 +55,10 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
 fn forbidden_external_deps(name: &str) -> Vec<&'static str> {
     match name {
         CORE => [HTTP_STACKS, &["diesel"]].concat(),
-        STORE => HTTP_STACKS.to_vec(),
-        _ => Vec::new(),
+        STORE | CONSENT => HTTP_STACKS.to_vec(),
+        // The resource-server helper is an actix extractor for API teams' own servers.
+        SERVER | RESOURCE_SERVER | "xtask" => Vec::new(),
+        _ => SERVER_FRAMEWORKS.to_vec(),
     }
 }
 
@@ -260,12 +268,16 @@ mod tests {
                 "*gatehouse-server",
                 &["gatehouse-authn", STORE, CORE, "actix-web"],
             ),
-            ("*gatehouse-authn", &[STORE, CORE, "actix-web"]),
+            ("*gatehouse-authn", &[STORE, CORE, "reqwest"]),
+            ("*gatehouse-admin", &[AUTHN, TOKEN_ISSUER, STORE]),
+            ("*gatehouse-token-issuer", &[STORE, "reqwest"]),
             ("*gatehouse-identity-store", &[CORE, "diesel"]),
             ("*gatehouse-core", &["serde"]),
             ("*xtask", &[]),
             ("actix-web", &["actix-http"]),
             ("actix-http", &[]),
+            ("reqwest", &["hyper"]),
+            ("hyper", &[]),
             ("diesel", &[]),
             ("serde", &[]),
         ]);
@@ -277,12 +289,17 @@ mod tests {
         let g = graph(&[
             ("*gatehouse-server", &[]),
             ("*gatehouse-authn", &["gatehouse-consent", SERVER]),
-            ("*gatehouse-consent", &[]),
+            ("*gatehouse-consent", &["reqwest"]),
+            ("*gatehouse-admin", &[SERVER]),
+            ("*gatehouse-token-issuer", &[AUTHN, "web"]),
             ("*gatehouse-identity-store", &[CORE, "metrics"]),
             ("*gatehouse-core", &[STORE, "util"]),
             ("*gatehouse-mystery", &[]),
             ("metrics", &["hyper"]),
             ("util", &["diesel"]),
+            ("web", &["actix-web"]),
+            ("actix-web", &[]),
+            ("reqwest", &[]),
             ("hyper", &[]),
             ("diesel", &[]),
         ]);
@@ -298,6 +315,15 @@ mod tests {
              gatehouse-core -> gatehouse-identity-store -> metrics -> hyper",
             "`gatehouse-core` must not pull `diesel`, but does via gatehouse-core -> util -> diesel",
             "workspace crate `gatehouse-mystery` has no dependency rule",
+            // The admin layer sits under every adapter, never over one.
+            "`gatehouse-admin` must not depend on `gatehouse-server`",
+            // Feature crates never depend on each other, either way round.
+            "`gatehouse-token-issuer` must not depend on `gatehouse-authn`",
+            // The server framework only in the server.
+            "`gatehouse-token-issuer` must not pull `actix-web`, but does via \
+             gatehouse-token-issuer -> web -> actix-web",
+            // Consent never calls out.
+            "`gatehouse-consent` must not pull `reqwest`, but does via gatehouse-consent -> reqwest",
         ];
         for e in expected {
             assert!(

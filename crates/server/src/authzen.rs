@@ -12,10 +12,10 @@ use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
 use gatehouse_consent::ConsentError;
 use gatehouse_consent::pdp::{EvaluationRequest, EvaluationsRequest, Pdp};
 use gatehouse_core::ids::TenantId;
-use gatehouse_token_issuer::jwt::AccessTokenClaims;
 use serde_json::{Value, json};
 
 use crate::bearer::json_error as error;
+use crate::bearer::{Refusal, has_scope};
 use crate::consent_api::failure;
 use crate::http::RequestId;
 use crate::oauth::{issuer_of, resolve};
@@ -69,13 +69,6 @@ fn decided(body: Value) -> HttpResponse {
         .json(body)
 }
 
-fn unauthorized(challenge: &str) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, challenge.to_owned()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
-}
-
 /// How an evaluation request ended (decided on the blocking pool, an
 /// `HttpResponse` cannot be built there: it is not `Send`).
 enum Outcome {
@@ -86,15 +79,6 @@ enum Outcome {
     TokenCheckFailed,
     InsufficientScope,
     Evaluated(Result<Value, ConsentError>),
-}
-
-fn has_scope(claims: &AccessTokenClaims) -> bool {
-    claims
-        .scope
-        .as_deref()
-        .unwrap_or_default()
-        .split(' ')
-        .any(|s| s == SCOPE)
 }
 
 /// The whole request from memory: the tenant directory, the issuer's bearer cache
@@ -116,7 +100,7 @@ fn from_memory(
     let claims = state
         .issuer
         .cached_bearer(id, &issuer_of(&tenant), bearer)?;
-    if !has_scope(&claims) {
+    if !has_scope(&claims, SCOPE) {
         return Some(Outcome::InsufficientScope);
     }
     evaluate(&state.pdp, id, &claims.client_id).map(Outcome::Evaluated)
@@ -126,7 +110,7 @@ fn from_memory(
 /// be (`cached`), else in one `web::block` (`evaluate`) instead of three (tenant,
 /// token, PDP): each hand-over to the blocking pool and back costs ≈ 10–13 µs of
 /// CPU and two context switches (docs/benchmarks.md). The checks, their order and
-/// the answers are `require`'s — keep them in step: 404 for an unknown tenant, 401
+/// the answers are `require`'s (both answer through `bearer::Refusal`): 404 for an unknown tenant, 401
 /// without a live token of this tenant's issuer, 403 without the scope (RFC 6750
 /// §3); only then is the body parsed and evaluated.
 async fn authorized_evaluation(
@@ -137,16 +121,7 @@ async fn authorized_evaluation(
 ) -> HttpResponse {
     let slug = req.match_info().get("tenant");
     let host = req.connection_info().host().to_owned();
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(str::trim)
-        .filter(|v| !v.is_empty());
+    let bearer = crate::bearer::presented(req);
     if let Some(outcome) = from_memory(state, slug, &host, bearer, cached) {
         state.metrics.pdp_answered(true);
         return respond(outcome);
@@ -172,7 +147,7 @@ async fn authorized_evaluation(
             Ok(None) => return Outcome::InvalidToken,
             Err(_) => return Outcome::TokenCheckFailed,
         };
-        if !has_scope(&claims) {
+        if !has_scope(&claims, SCOPE) {
             return Outcome::InsufficientScope;
         }
         Outcome::Evaluated(evaluate(&pdp, id, &claims.client_id))
@@ -188,17 +163,9 @@ fn respond(outcome: Outcome) -> HttpResponse {
         Outcome::Evaluated(Ok(body)) => decided(body),
         Outcome::Evaluated(Err(e)) => failure(&e),
         Outcome::NoTenant => HttpResponse::NotFound().finish(),
-        Outcome::NoToken => unauthorized("Bearer"),
-        Outcome::InvalidToken => unauthorized(
-            "Bearer error=\"invalid_token\", error_description=\"the access token is invalid, expired or revoked\"",
-        ),
-        Outcome::InsufficientScope => HttpResponse::Forbidden()
-            .insert_header((
-                header::WWW_AUTHENTICATE,
-                format!("Bearer error=\"insufficient_scope\", scope=\"{SCOPE}\""),
-            ))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "error": "insufficient_scope", "error_description": format!("the token lacks the scope {SCOPE}") })),
+        Outcome::NoToken => Refusal::NoToken.answer(),
+        Outcome::InvalidToken => Refusal::InvalidToken.answer(),
+        Outcome::InsufficientScope => Refusal::InsufficientScope(SCOPE).answer(),
         Outcome::TokenCheckFailed => error(
             StatusCode::INTERNAL_SERVER_ERROR,
             "server_error",

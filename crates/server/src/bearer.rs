@@ -27,11 +27,63 @@ pub fn json_error(status: StatusCode, code: &str, message: &str) -> HttpResponse
     )
 }
 
-fn unauthorized(challenge: &str) -> HttpResponse {
-    HttpResponse::Unauthorized()
-        .insert_header((header::WWW_AUTHENTICATE, challenge.to_owned()))
-        .insert_header((header::CACHE_CONTROL, "no-store"))
-        .finish()
+/// The access token of an `Authorization: Bearer <token>` header (RFC 6750 §2.1;
+/// the scheme is case-insensitive, RFC 9110 §11.1). The one reading of it for
+/// UserInfo, the consent API and AuthZEN.
+pub fn presented(req: &HttpRequest) -> Option<&str> {
+    let value = req.headers().get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (scheme, token) = value.split_once(' ')?;
+    let token = token.trim();
+    (scheme.eq_ignore_ascii_case("bearer") && !token.is_empty()).then_some(token)
+}
+
+/// Whether the token's `scope` names `scope`.
+pub fn has_scope(claims: &AccessTokenClaims, scope: &str) -> bool {
+    claims
+        .scope
+        .as_deref()
+        .unwrap_or_default()
+        .split(' ')
+        .any(|s| s == scope)
+}
+
+/// Why a bearer token was not good enough, with its one answer (RFC 6750 §3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refusal<'a> {
+    /// No token: a bare challenge, no error code (§3.1).
+    NoToken,
+    /// Not a live token of this tenant's issuer.
+    InvalidToken,
+    /// Live, but without the scope the endpoint needs.
+    InsufficientScope(&'a str),
+}
+
+impl Refusal<'_> {
+    pub fn answer(self) -> HttpResponse {
+        let challenge = |status: StatusCode, challenge: String| {
+            let mut answer = HttpResponse::build(status);
+            answer
+                .insert_header((header::WWW_AUTHENTICATE, challenge))
+                .insert_header((header::CACHE_CONTROL, "no-store"));
+            answer
+        };
+        match self {
+            Refusal::NoToken => challenge(StatusCode::UNAUTHORIZED, "Bearer".into()).finish(),
+            Refusal::InvalidToken => challenge(
+                StatusCode::UNAUTHORIZED,
+                "Bearer error=\"invalid_token\", error_description=\"the access token is invalid, expired or revoked\"".into(),
+            )
+            .finish(),
+            Refusal::InsufficientScope(scope) => challenge(
+                StatusCode::FORBIDDEN,
+                format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
+            )
+            .json(json!({
+                "error": "insufficient_scope",
+                "error_description": format!("the token lacks the scope {scope}"),
+            })),
+        }
+    }
 }
 
 /// The tenant and the token's claims, or the 401 / 403 answer (RFC 6750 §3).
@@ -41,29 +93,15 @@ pub async fn require(
     scope: &str,
 ) -> Result<(TenantId, Arc<AccessTokenClaims>), HttpResponse> {
     let tenant = resolve(state, req).await?;
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|v| v.trim().to_owned())
-        .filter(|v| !v.is_empty());
-    let Some(bearer) = bearer else {
-        return Err(unauthorized("Bearer"));
+    let Some(bearer) = presented(req).map(str::to_owned) else {
+        return Err(Refusal::NoToken.answer());
     };
     let issuer = state.issuer.clone();
     let url = issuer_of(&tenant);
     let id = tenant.tenant.id;
     let claims = match web::block(move || issuer.verify_bearer(id, &url, &bearer)).await {
         Ok(Ok(Some(claims))) => claims,
-        Ok(Ok(None)) => {
-            return Err(unauthorized(
-                "Bearer error=\"invalid_token\", error_description=\"the access token is invalid, expired or revoked\"",
-            ));
-        }
+        Ok(Ok(None)) => return Err(Refusal::InvalidToken.answer()),
         _ => {
             return Err(json_error(
                 StatusCode::INTERNAL_SERVER_ERROR,
@@ -72,20 +110,8 @@ pub async fn require(
             ));
         }
     };
-    if !claims
-        .scope
-        .as_deref()
-        .unwrap_or_default()
-        .split(' ')
-        .any(|s| s == scope)
-    {
-        return Err(HttpResponse::Forbidden()
-            .insert_header((
-                header::WWW_AUTHENTICATE,
-                format!("Bearer error=\"insufficient_scope\", scope=\"{scope}\""),
-            ))
-            .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(json!({ "error": "insufficient_scope", "error_description": format!("the token lacks the scope {scope}") })));
+    if !has_scope(&claims, scope) {
+        return Err(Refusal::InsufficientScope(scope).answer());
     }
     Ok((id, claims))
 }

@@ -348,20 +348,9 @@ async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         Ok(tenant) => tenant,
         Err(response) => return response,
     };
-    let bearer = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .and_then(|v| v.to_str().ok())
-        .and_then(|v| {
-            v.strip_prefix("Bearer ")
-                .or_else(|| v.strip_prefix("bearer "))
-        })
-        .map(|v| v.trim().to_owned());
-    let Some(bearer) = bearer else {
-        // RFC 6750 §3.1: no credentials, no error code.
-        return HttpResponse::Unauthorized()
-            .insert_header((header::WWW_AUTHENTICATE, "Bearer"))
-            .finish();
+    // RFC 6750 §3.1: no credentials, no error code.
+    let Some(bearer) = crate::bearer::presented(&req).map(str::to_owned) else {
+        return crate::bearer::Refusal::NoToken.answer();
     };
     let issuer = state.issuer.clone();
     let url = issuer_of(&tenant);

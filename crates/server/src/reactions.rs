@@ -4,19 +4,13 @@
 //! Work with effects outside this process (back-channel logout calls) is done only
 //! by the node where the event happened, so each relying party hears once.
 
-use std::sync::Arc;
-use std::time::Duration;
-
 use gatehouse_core::events::{DomainEvent, EventEnvelope};
 use gatehouse_token_issuer::IssuerResult;
+use gatehouse_token_issuer::backchannel::BackchannelSender;
 use gatehouse_token_issuer::logout::BackchannelNotice;
 use gatehouse_token_issuer::service::Issuer;
 
 use crate::state::AppState;
-
-/// How long one back-channel call may take; the RP must answer promptly (§2.8).
-const BACKCHANNEL_TIMEOUT: Duration = Duration::from_secs(5);
-const BACKCHANNEL_ATTEMPTS: u32 = 3;
 
 /// Starts the event consumers. Call inside the runtime, once per server.
 pub fn start(state: &AppState) {
@@ -24,28 +18,23 @@ pub fn start(state: &AppState) {
     let mut subscription = state.events.subscribe();
     let state = state.clone();
     let node = state.events.node_id();
-    let http = reqwest::Client::builder()
-        .timeout(BACKCHANNEL_TIMEOUT)
-        // A logout URI that redirects is misconfigured; following it could leak the token.
-        .redirect(reqwest::redirect::Policy::none())
-        .build();
-    let http = match http {
-        Ok(client) => Arc::new(client),
+    let sender = match BackchannelSender::new() {
+        Ok(sender) => sender,
         Err(error) => {
-            tracing::error!(%error, "no HTTP client: back-channel logout disabled");
+            tracing::error!(%error, "back-channel logout disabled");
             return;
         }
     };
     tokio::spawn(async move {
         while let Some(envelope) = subscription.next().await {
-            react(&state, &http, node == envelope.origin, &envelope).await;
+            react(&state, &sender, node == envelope.origin, &envelope).await;
         }
     });
 }
 
 async fn react(
     state: &AppState,
-    http: &Arc<reqwest::Client>,
+    sender: &BackchannelSender,
     local: bool,
     envelope: &EventEnvelope,
 ) {
@@ -70,7 +59,7 @@ async fn react(
             let notices = logout_notices(state, tenant, move |issuer, url| {
                 issuer.grants_revoked(tenant, url, user, &grants)
             });
-            send_all(http, notices.await);
+            send_all(sender, notices.await);
         }
         DomainEvent::SessionsEnded {
             tenant,
@@ -81,7 +70,7 @@ async fn react(
             let notices = logout_notices(state, tenant, move |issuer, url| {
                 issuer.sessions_ended(tenant, url, user, &sessions)
             });
-            send_all(http, notices.await);
+            send_all(sender, notices.await);
         }
         _ => {}
     }
@@ -107,50 +96,14 @@ async fn logout_notices(
     .and_then(|inner| inner)
 }
 
-fn send_all(http: &Arc<reqwest::Client>, notices: Result<Vec<BackchannelNotice>, String>) {
+fn send_all(sender: &BackchannelSender, notices: Result<Vec<BackchannelNotice>, String>) {
     match notices {
         Ok(notices) => {
             for notice in notices {
-                tokio::spawn(deliver(Arc::clone(http), notice));
+                let sender = sender.clone();
+                tokio::spawn(async move { sender.deliver(&notice).await });
             }
         }
         Err(error) => tracing::error!(%error, "back-channel logout notices not made"),
-    }
-}
-
-/// Back-Channel Logout §2.5: POST `logout_token` as a form; 200 or 204 is success.
-async fn deliver(http: Arc<reqwest::Client>, notice: BackchannelNotice) {
-    let body = form_urlencoded::Serializer::new(String::new())
-        .append_pair("logout_token", &notice.logout_token)
-        .finish();
-    for attempt in 1..=BACKCHANNEL_ATTEMPTS {
-        let sent = http
-            .post(&notice.uri)
-            .header("content-type", "application/x-www-form-urlencoded")
-            .header("cache-control", "no-store")
-            .body(body.clone())
-            .send()
-            .await;
-        match sent {
-            Ok(response) if response.status().is_success() => {
-                tracing::info!(client_id = %notice.client_id, "back-channel logout delivered");
-                return;
-            }
-            Ok(response) => tracing::warn!(
-                client_id = %notice.client_id,
-                status = response.status().as_u16(),
-                attempt,
-                "back-channel logout refused"
-            ),
-            Err(error) => tracing::warn!(
-                client_id = %notice.client_id,
-                %error,
-                attempt,
-                "back-channel logout not delivered"
-            ),
-        }
-        if attempt < BACKCHANNEL_ATTEMPTS {
-            tokio::time::sleep(Duration::from_millis(500 * u64::from(attempt))).await;
-        }
     }
 }

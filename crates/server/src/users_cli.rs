@@ -1,47 +1,34 @@
-//! `gatehouse users …` and `gatehouse roles …`: what an operator does to an account
-//! until the admin API exists. Every change goes through the `Authn` service, which
-//! writes it, its revocations and its audit event (the operator as the actor) in one
-//! transaction; the CLI only finds the tenant, user and role by name and prints.
+//! `gatehouse users …` and `gatehouse roles …`: an adapter over the operator's use
+//! cases in `gatehouse-admin`, which write each change with its revocations and its
+//! audit record (the operator as the actor) and tell relying parties; this module
+//! only parses arguments, maps errors and prints.
 //!
 //! - `users reset`: the administrator-assisted account recovery, for a user who lost
-//!   every second factor and whose identity the operator checked by other means. It
-//!   removes the second factors and the password, ends every session and grant, and
-//!   mails the user a link to choose a new password; the operator never sees or sets
-//!   one.
+//!   every second factor and whose identity the operator checked by other means.
 //! - `users disable` / `users enable`: deactivation ends every session and grant at
-//!   once (refresh and introspection check the grant in the database) and tells the
-//!   relying parties of the ended sessions (back-channel logout, sent from here);
-//!   reactivation restores nothing.
+//!   once; reactivation restores nothing.
 //! - `roles assign` / `roles remove`: removal revokes the user's grants whose tokens
-//!   carry roles and tells those relying parties (back-channel logout, from here).
+//!   carry roles.
 //!
-//! The service's events (`UserDeactivated`, `SessionsEnded`, `UserChanged`,
-//! `CredentialsChanged`) travel to running servers over NOTIFY on PostgreSQL; on
+//! The service's events travel to running servers over NOTIFY on PostgreSQL; on
 //! SQLite they reach no other process, which is safe because nothing those events
 //! invalidate is needed for correctness (see `docs/architecture.md`, the event bus).
 
 use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use gatehouse_authn::registration::LinkBase;
-use gatehouse_authn::{Authn, ClientInfo};
+use gatehouse_admin::{Admin, AdminError, Operator, Reason};
+use gatehouse_authn::Authn;
 use gatehouse_core::SystemClock;
 use gatehouse_core::config::Config;
-use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
-use gatehouse_identity_store::tenants::Tenant;
-use gatehouse_identity_store::users::User;
-use gatehouse_identity_store::{PageRequest, Pool, StoreError, roles, tenants, users};
-use gatehouse_token_issuer::logout::BackchannelNotice;
+use gatehouse_identity_store::StoreError;
+use gatehouse_token_issuer::backchannel::Delivery;
 use gatehouse_token_issuer::service::Issuer;
 
 use crate::ServerError;
 use crate::http::tenant::TenantDirectory;
 use crate::state::open_pool;
-
-/// As the server's reactions (`reactions.rs`): the RP must answer promptly (§2.8).
-const BACKCHANNEL_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(5);
-const BACKCHANNEL_ATTEMPTS: u32 = 3;
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -133,36 +120,11 @@ pub struct CreateRoleArgs {
     operator: String,
 }
 
-/// What every account command needs: the pool, the tenant, the user and the service.
-struct Context {
-    pool: Pool,
-    cipher: Cipher,
-    tenant: Tenant,
-    user: User,
-    authn: Authn,
-}
-
-fn require(values: &[(&str, &str)]) -> Result<(), ServerError> {
-    match values.iter().find(|(_, value)| value.trim().is_empty()) {
-        Some((flag, _)) => Err(ServerError::Usage(format!(
-            "{flag} must not be empty: the audit log records it"
-        ))),
-        None => Ok(()),
-    }
-}
-
-/// The audit log's actor for an operator at the command line.
-fn actor(operator: &str) -> String {
-    format!("operator:{}", operator.trim())
-}
-
-/// The pool, the tenant and the service, for commands about a tenant.
-fn open_tenant(config: &Config, slug: &str) -> Result<(Pool, Cipher, Tenant, Authn), ServerError> {
+/// The operator's service over this configuration's database.
+pub(crate) fn open_admin(config: &Config) -> Result<Admin, ServerError> {
     let pool = open_pool(config)?;
     let mut conn = pool.get().map_err(StoreError::from)?;
     gatehouse_identity_store::db::run_migrations(&mut conn)?;
-    let tenant = tenants::find_by_slug(&mut conn, slug)?
-        .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}`")))?;
     let (cipher, source) = Cipher::load(config).map_err(ServerError::Secrets)?;
     crate::state::prove_master_keys(&mut conn, &cipher, &source, chrono::Utc::now())?;
     drop(conn);
@@ -174,27 +136,54 @@ fn open_tenant(config: &Config, slug: &str) -> Result<(Pool, Cipher, Tenant, Aut
         crate::state::cli_bus(config),
     )
     .map_err(|e| ServerError::Usage(format!("cannot start the authentication service: {e}")))?;
-    Ok((pool, cipher, tenant, authn))
+    let issuer = Issuer::new(pool.clone(), cipher, Arc::new(SystemClock));
+    let urls = TenantDirectory::new(
+        pool.clone(),
+        config.bootstrap.tenant.clone(),
+        &config.server.public_url(),
+    );
+    Admin::new(pool, authn, issuer, Arc::new(urls)).map_err(|e| admin_error("", e))
 }
 
-fn open(config: &Config, who: &UserArg) -> Result<Context, ServerError> {
-    let (pool, cipher, tenant, authn) = open_tenant(config, &who.tenant)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    let user = users::find_by_primary_email(&mut conn, tenant.id, &who.email)?
-        .ok_or_else(|| ServerError::Usage(format!("no user with the address `{}`", who.email)))?;
-    drop(conn);
-    Ok(Context {
-        pool,
-        cipher,
-        tenant,
-        user,
-        authn,
-    })
+/// One mapping of the admin layer's errors for the command line.
+pub(crate) fn admin_error(doing: &str, error: AdminError) -> ServerError {
+    match error {
+        AdminError::Invalid { field, message } => {
+            ServerError::Usage(format!("--{} {message}", field.replace('_', "-")))
+        }
+        AdminError::NotFound(message) | AdminError::Conflict(message) => {
+            ServerError::Usage(message)
+        }
+        AdminError::Store(error) => ServerError::Store(error),
+        other if doing.is_empty() => ServerError::Usage(other.to_string()),
+        other => ServerError::Usage(format!("{doing} failed: {other}")),
+    }
 }
 
 /// Runs one of the service's async methods to completion.
 fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
     actix_web::rt::System::new().block_on(work)
+}
+
+fn operator_and_reason(operator: &str, reason: &str) -> Result<(Operator, Reason), ServerError> {
+    Ok((
+        Operator::named(operator).map_err(|e| admin_error("", e))?,
+        Reason::new(reason).map_err(|e| admin_error("", e))?,
+    ))
+}
+
+fn report(deliveries: &[Delivery]) {
+    for delivery in deliveries {
+        if delivery.delivered {
+            println!("back-channel logout delivered to {}", delivery.client_id);
+        } else {
+            eprintln!(
+                "warning: back-channel logout to {} was not delivered after {} attempts",
+                delivery.client_id,
+                gatehouse_token_issuer::backchannel::ATTEMPTS
+            );
+        }
+    }
 }
 
 pub fn run(config: &Config, command: UsersCommand) -> Result<(), ServerError> {
@@ -215,31 +204,14 @@ pub fn run_roles(config: &Config, command: RolesCommand) -> Result<(), ServerErr
 }
 
 fn reset(config: &Config, args: ResetArgs) -> Result<(), ServerError> {
-    require(&[("--reason", &args.reason), ("--operator", &args.operator)])?;
-    let context = open(config, &args.user)?;
-    let tenant = &context.tenant;
-    // Links point where the server serves this tenant: the root for the default one.
-    let base_path = if tenant.slug == config.bootstrap.tenant {
-        String::new()
-    } else {
-        format!("/t/{}", tenant.slug)
-    };
-    let links = LinkBase(format!("{}{base_path}", config.server.public_url()));
-    let outcome = block_on(context.authn.admin_reset(
-        tenant.id,
-        actor(&args.operator),
-        context.user.id,
-        args.reason,
-        links,
-        ClientInfo::default(),
-    ))
-    .map_err(|e| ServerError::Usage(format!("reset failed: {e}")))?;
+    let (operator, reason) = operator_and_reason(&args.operator, &args.reason)?;
+    let admin = open_admin(config)?;
+    let who = &args.user;
+    let outcome = block_on(admin.reset_user(&operator, &who.tenant, &who.email, &reason))
+        .map_err(|e| admin_error("reset", e))?;
     println!(
         "reset {}: {} second-factor credentials removed, {} sessions ended, {} grants revoked",
-        args.user.email,
-        outcome.factors_removed,
-        outcome.sessions_ended.len(),
-        outcome.grants_revoked
+        who.email, outcome.factors_removed, outcome.sessions_ended, outcome.grants_revoked
     );
     if outcome.link_sent {
         println!("a link to choose a new password was mailed to the user");
@@ -248,26 +220,17 @@ fn reset(config: &Config, args: ResetArgs) -> Result<(), ServerError> {
             "the mail with the link could not be sent; the user can use \"Forgot your password?\""
         );
     }
-    // Relying parties of the ended sessions hear it from here (see `backchannel_logout`).
-    let sessions = outcome.sessions_ended;
-    backchannel_logout(config, &context, move |issuer, tenant, url, user| {
-        issuer.sessions_ended(tenant, url, user, &sessions)
-    });
+    report(&outcome.deliveries);
     Ok(())
 }
 
 fn disable(config: &Config, args: StatusArgs) -> Result<(), ServerError> {
-    require(&[("--reason", &args.reason), ("--operator", &args.operator)])?;
-    let context = open(config, &args.user)?;
-    let done = block_on(context.authn.deactivate_user(
-        context.tenant.id,
-        actor(&args.operator),
-        context.user.id,
-        args.reason,
-        ClientInfo::default(),
-    ))
-    .map_err(|e| ServerError::Usage(format!("disabling failed: {e}")))?;
-    let email = &args.user.email;
+    let (operator, reason) = operator_and_reason(&args.operator, &args.reason)?;
+    let admin = open_admin(config)?;
+    let who = &args.user;
+    let done = block_on(admin.disable_user(&operator, &who.tenant, &who.email, &reason))
+        .map_err(|e| admin_error("disabling", e))?;
+    let email = &who.email;
     if done.was_active {
         println!("disabled {email}");
     } else {
@@ -275,229 +238,86 @@ fn disable(config: &Config, args: StatusArgs) -> Result<(), ServerError> {
     }
     println!(
         "{} sessions ended, {} grants revoked",
-        done.sessions_ended.len(),
-        done.grants_revoked
+        done.sessions_ended, done.grants_revoked
     );
-    let sessions = done.sessions_ended;
-    backchannel_logout(config, &context, move |issuer, tenant, url, user| {
-        issuer.sessions_ended(tenant, url, user, &sessions)
-    });
+    report(&done.deliveries);
     Ok(())
-}
-
-/// Back-channel logout (OIDC Back-Channel Logout 1.0) for what this process ended:
-/// `notices` makes the logout tokens (`Issuer::sessions_ended` for ended sessions,
-/// `Issuer::grants_revoked` for grants revoked under a live session). Running
-/// servers deliver only for the events they published themselves (`reactions.rs`:
-/// each relying party must hear once, from the node where it happened), and on
-/// SQLite they hear nothing from this process; so the command is that node and
-/// delivers here, with the server's timeout and attempts. A relying party that
-/// cannot be reached is reported, not an error: the grants are already revoked, so
-/// its tokens are refused whatever it hears.
-fn backchannel_logout(
-    config: &Config,
-    context: &Context,
-    notices: impl FnOnce(
-        &Issuer,
-        TenantId,
-        &str,
-        UserId,
-    ) -> gatehouse_token_issuer::IssuerResult<Vec<BackchannelNotice>>,
-) {
-    let tenant = context.tenant.id;
-    let directory = TenantDirectory::new(
-        context.pool.clone(),
-        config.bootstrap.tenant.clone(),
-        &config.server.public_url(),
-    );
-    let issuer = Issuer::new(
-        context.pool.clone(),
-        context.cipher.clone(),
-        Arc::new(SystemClock),
-    );
-    let notices = directory
-        .issuer_for(tenant)
-        .map_err(|e| e.to_string())
-        .and_then(|url| {
-            let url = url.ok_or("the tenant is gone")?;
-            notices(&issuer, tenant, &url, context.user.id).map_err(|e| e.to_string())
-        });
-    let notices = match notices {
-        Ok(notices) => notices,
-        Err(error) => {
-            eprintln!("warning: back-channel logout was not sent: {error}");
-            return;
-        }
-    };
-    let http = reqwest::blocking::Client::builder()
-        .timeout(BACKCHANNEL_TIMEOUT)
-        // A logout URI that redirects is misconfigured; following it could leak the token.
-        .redirect(reqwest::redirect::Policy::none())
-        .build();
-    let http = match http {
-        Ok(http) => http,
-        Err(error) => {
-            eprintln!("warning: back-channel logout was not sent: {error}");
-            return;
-        }
-    };
-    for notice in notices {
-        let body = form_urlencoded::Serializer::new(String::new())
-            .append_pair("logout_token", &notice.logout_token)
-            .finish();
-        let delivered = (1..=BACKCHANNEL_ATTEMPTS).any(|attempt| {
-            let sent = http
-                .post(&notice.uri)
-                .header("content-type", "application/x-www-form-urlencoded")
-                .header("cache-control", "no-store")
-                .body(body.clone())
-                .send();
-            let ok = sent.is_ok_and(|response| response.status().is_success());
-            if !ok && attempt < BACKCHANNEL_ATTEMPTS {
-                std::thread::sleep(std::time::Duration::from_millis(500 * u64::from(attempt)));
-            }
-            ok
-        });
-        if delivered {
-            println!("back-channel logout delivered to {}", notice.client_id);
-        } else {
-            eprintln!(
-                "warning: back-channel logout to {} was not delivered after {BACKCHANNEL_ATTEMPTS} attempts",
-                notice.client_id
-            );
-        }
-    }
 }
 
 fn enable(config: &Config, args: StatusArgs) -> Result<(), ServerError> {
-    require(&[("--reason", &args.reason), ("--operator", &args.operator)])?;
-    let context = open(config, &args.user)?;
-    let changed = block_on(context.authn.reactivate_user(
-        context.tenant.id,
-        actor(&args.operator),
-        context.user.id,
-        args.reason,
-        ClientInfo::default(),
-    ))
-    .map_err(|e| ServerError::Usage(format!("enabling failed: {e}")))?;
-    let email = &args.user.email;
+    let (operator, reason) = operator_and_reason(&args.operator, &args.reason)?;
+    let admin = open_admin(config)?;
+    let who = &args.user;
+    let changed = block_on(admin.enable_user(&operator, &who.tenant, &who.email, &reason))
+        .map_err(|e| admin_error("enabling", e))?;
     if changed {
-        println!("enabled {email}; they can sign in again");
+        println!("enabled {}; they can sign in again", who.email);
     } else {
-        println!("{email} was not disabled");
+        println!("{} was not disabled", who.email);
     }
     Ok(())
 }
 
-/// The context and the role named by `args`.
-fn open_with_role(config: &Config, args: &RoleArgs) -> Result<(Context, roles::Role), ServerError> {
-    require(&[("--operator", &args.operator)])?;
-    let context = open(config, &args.user)?;
-    let mut conn = context.pool.get().map_err(StoreError::from)?;
-    let role = roles::find_by_name(&mut conn, context.tenant.id, &args.role)?
-        .ok_or_else(|| ServerError::Usage(format!("no role `{}`", args.role)))?;
-    drop(conn);
-    Ok((context, role))
-}
-
 fn create_role(config: &Config, args: CreateRoleArgs) -> Result<(), ServerError> {
-    require(&[("--name", &args.name), ("--operator", &args.operator)])?;
-    let (_, _, tenant, authn) = open_tenant(config, &args.tenant)?;
-    let data = roles::RoleData {
-        name: args.name.trim().to_owned(),
-        description: args
-            .description
-            .map(|d| d.trim().to_owned())
-            .filter(|d| !d.is_empty()),
-    };
-    let role = block_on(authn.create_role(
-        tenant.id,
-        actor(&args.operator),
-        data,
-        ClientInfo::default(),
+    let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
+    if args.name.trim().is_empty() {
+        return Err(ServerError::Usage(
+            "--name must not be empty: the audit log records it".into(),
+        ));
+    }
+    let admin = open_admin(config)?;
+    let role = block_on(admin.create_role(
+        &operator,
+        &args.tenant,
+        &args.name,
+        args.description.as_deref(),
     ))
-    .map_err(|e| match e {
-        gatehouse_authn::AuthnError::Store(StoreError::Conflict { .. }) => {
-            ServerError::Usage(format!(
-                "tenant `{}` already has a role named `{}`",
-                tenant.slug,
-                args.name.trim()
-            ))
-        }
-        other => ServerError::Usage(format!("creating the role failed: {other}")),
-    })?;
+    .map_err(|e| admin_error("creating the role", e))?;
     println!("created the role {} ({})", role.name, role.id);
     Ok(())
 }
 
 fn assign_role(config: &Config, args: RoleArgs) -> Result<(), ServerError> {
-    let (context, role) = open_with_role(config, &args)?;
-    let assigned = block_on(context.authn.assign_role(
-        context.tenant.id,
-        actor(&args.operator),
-        context.user.id,
-        role.id,
-        ClientInfo::default(),
-    ))
-    .map_err(|e| ServerError::Usage(format!("assigning the role failed: {e}")))?;
-    let email = &args.user.email;
+    let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
+    let admin = open_admin(config)?;
+    let who = &args.user;
+    let assigned = block_on(admin.assign_role(&operator, &who.tenant, &who.email, &args.role))
+        .map_err(|e| admin_error("assigning the role", e))?;
     if assigned {
-        println!("{email} now has the role {}", role.name);
+        println!("{} now has the role {}", who.email, args.role);
     } else {
-        println!("{email} already had the role {}", role.name);
+        println!("{} already had the role {}", who.email, args.role);
     }
     Ok(())
 }
 
 fn remove_role(config: &Config, args: RoleArgs) -> Result<(), ServerError> {
-    let (context, role) = open_with_role(config, &args)?;
-    let removal = block_on(context.authn.remove_role(
-        context.tenant.id,
-        actor(&args.operator),
-        context.user.id,
-        role.id,
-        ClientInfo::default(),
-    ))
-    .map_err(|e| ServerError::Usage(format!("removing the role failed: {e}")))?;
-    let email = &args.user.email;
+    let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
+    let admin = open_admin(config)?;
+    let who = &args.user;
+    let removal = block_on(admin.remove_role(&operator, &who.tenant, &who.email, &args.role))
+        .map_err(|e| admin_error("removing the role", e))?;
     if removal.was_assigned {
         println!(
-            "{email} no longer has the role {}; {} grants revoked",
-            role.name,
-            removal.grants_revoked.len()
+            "{} no longer has the role {}; {} grants revoked",
+            who.email, args.role, removal.grants_revoked
         );
-        if !removal.grants_revoked.is_empty() {
-            let revoked = removal.grants_revoked;
-            backchannel_logout(config, &context, move |issuer, tenant, url, user| {
-                issuer.grants_revoked(tenant, url, user, &revoked)
-            });
-        }
+        report(&removal.deliveries);
     } else {
-        println!("{email} did not have the role {}", role.name);
+        println!("{} did not have the role {}", who.email, args.role);
     }
     Ok(())
 }
 
 fn list_roles(config: &Config, slug: &str) -> Result<(), ServerError> {
-    let pool = open_pool(config)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    gatehouse_identity_store::db::run_migrations(&mut conn)?;
-    let tenant = tenants::find_by_slug(&mut conn, slug)?
-        .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}`")))?;
-    let mut request = PageRequest::first(100);
-    loop {
-        let page = roles::list(&mut conn, tenant.id, &request)?;
-        for role in &page.items {
-            println!(
-                "{}\t{}",
-                role.name,
-                role.description.as_deref().unwrap_or_default()
-            );
-        }
-        match page.next_cursor {
-            Some(cursor) => request = PageRequest::after(cursor, 100),
-            None => break,
-        }
+    let admin = open_admin(config)?;
+    let roles = block_on(admin.roles(slug)).map_err(|e| admin_error("listing roles", e))?;
+    for role in &roles {
+        println!(
+            "{}\t{}",
+            role.name,
+            role.description.as_deref().unwrap_or_default()
+        );
     }
     Ok(())
 }

@@ -348,34 +348,72 @@ pub fn generate_client_id() -> String {
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-/// Registration rules for redirect URIs (OAuth 2.0 Security BCP): absolute, no
-/// fragment, https — or http only on a loopback host for native apps and
-/// development. Matching at the authorization endpoint is exact string equality.
+/// Registration rules for redirect URIs (OAuth 2.0 Security BCP, RFC 9700 §2.1 and
+/// §4.1; RFC 8252 §7.3): an absolute URL as a WHATWG parser (the `url` crate, as
+/// browsers) reads it, no fragment, no userinfo, https — or http only on a loopback
+/// host for native apps and development. Matching at the authorization endpoint is
+/// exact string equality, so the rules look at what a browser would do with the
+/// registered string: characters a parser rewrites or drops (whitespace, control
+/// characters, backslashes) are refused rather than interpreted.
 pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
+    if uri
+        .chars()
+        .any(|c| c.is_whitespace() || c.is_control() || c == '\\')
+    {
+        return Err(format!(
+            "{uri:?}: whitespace, control characters and backslashes are not allowed"
+        ));
+    }
+    let parsed = url::Url::parse(uri)
+        .map_err(|_| format!("{uri}: must be an absolute https (or loopback http) URL"))?;
     if uri.contains('#') {
         return Err(format!("{uri}: a redirect URI must not contain a fragment"));
     }
-    if let Some(rest) = uri.strip_prefix("https://") {
-        return if rest.is_empty() || rest.starts_with('/') {
-            Err(format!("{uri}: missing host"))
-        } else {
-            Ok(())
-        };
+    // `http://127.0.0.1:1@evil.example/` goes to evil.example: a host check on the
+    // raw text would be fooled, and credentials have no place in a redirect anyway.
+    if !matches!(parsed.scheme(), "http" | "https") {
+        return Err(format!(
+            "{uri}: must be an absolute https (or loopback http) URL"
+        ));
     }
-    if let Some(rest) = uri.strip_prefix("http://") {
-        let host = rest.split(['/', '?']).next().unwrap_or_default();
-        let host = host.rsplit_once(':').map(|(h, _)| h).unwrap_or(host);
-        return if matches!(host, "localhost" | "127.0.0.1" | "[::1]") {
-            Ok(())
-        } else {
-            Err(format!(
-                "{uri}: http is allowed only for loopback hosts; use https"
-            ))
-        };
+    // The raw text must say `scheme://authority` itself: a WHATWG parser reads
+    // `https:///cb` and `https:app.example` as hosts `cb` and `app.example`, which
+    // is not what the operator wrote. It is also where an empty `@` shows.
+    let authority = uri
+        .split_once("://")
+        .map_or("", |(_, rest)| rest)
+        .split(['/', '?'])
+        .next()
+        .unwrap_or_default();
+    if authority.is_empty() {
+        return Err(format!("{uri}: missing host"));
     }
-    Err(format!(
-        "{uri}: must be an absolute https (or loopback http) URL"
-    ))
+    let raw_userinfo = authority.contains('@');
+    if !parsed.username().is_empty() || parsed.password().is_some() || raw_userinfo {
+        return Err(format!(
+            "{uri}: a redirect URI must not carry a user name or password"
+        ));
+    }
+    let host = parsed.host();
+    if host.is_none() {
+        return Err(format!("{uri}: missing host"));
+    }
+    if parsed.scheme() == "https" {
+        return Ok(());
+    }
+    let loopback = match host {
+        Some(url::Host::Domain(name)) => name == "localhost",
+        Some(url::Host::Ipv4(ip)) => ip == std::net::Ipv4Addr::LOCALHOST,
+        Some(url::Host::Ipv6(ip)) => ip == std::net::Ipv6Addr::LOCALHOST,
+        None => false,
+    };
+    if loopback {
+        Ok(())
+    } else {
+        Err(format!(
+            "{uri}: http is allowed only for loopback hosts; use https"
+        ))
+    }
 }
 
 #[cfg(test)]
@@ -1007,5 +1045,38 @@ mod tests {
         assert!(validate_redirect_uri("https://app.example/cb#frag").is_err());
         assert!(validate_redirect_uri("/relative").is_err());
         assert!(validate_redirect_uri("javascript:alert(1)").is_err());
+        assert!(validate_redirect_uri("http://[::1]:8123/cb").is_ok());
+        assert!(validate_redirect_uri("https://app.example:8443/cb?x=1").is_ok());
+    }
+
+    #[test]
+    fn redirect_uris_are_judged_as_a_browser_parses_them() {
+        for (uri, why) in [
+            ("http://127.0.0.1:1@evil.example/cb", "user name"),
+            ("http://localhost@evil.example/cb", "user name"),
+            ("https://user:pass@app.example/cb", "user name"),
+            ("https://@app.example/cb", "user name"),
+            ("http://localhost.evil.example/cb", "loopback"),
+            ("http://127.0.0.2.evil.example/cb", "loopback"),
+            ("https:\\\\evil.example/cb", "backslash"),
+            ("http://localhost\\@evil.example/cb", "backslash"),
+            (" https://app.example/cb", "whitespace"),
+            ("https://app.example/c b", "whitespace"),
+            ("https://app.example/cb\t", "whitespace"),
+            ("https:///cb", "host"),
+            ("https:app.example/cb", "host"),
+            ("https://", "absolute"),
+            ("custom.scheme:/cb", "absolute"),
+        ] {
+            let error = validate_redirect_uri(uri).expect_err(uri);
+            let reason = match why {
+                "user name" => "user name or password",
+                "loopback" => "only for loopback",
+                "backslash" | "whitespace" => "not allowed",
+                "host" => "host",
+                _ => "absolute",
+            };
+            assert!(error.contains(reason), "{uri}: {error}");
+        }
     }
 }

@@ -9,6 +9,7 @@
 //! of HTTP. Store work is synchronous: callers run it on the blocking pool.
 
 pub mod acr;
+pub mod backchannel;
 mod bearer_cache;
 pub mod claims;
 pub mod client_auth;

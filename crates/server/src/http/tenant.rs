@@ -189,3 +189,9 @@ impl TenantDirectory {
             })
     }
 }
+
+impl gatehouse_admin::TenantUrls for TenantDirectory {
+    fn issuer_for(&self, tenant: TenantId) -> Result<Option<String>, String> {
+        TenantDirectory::issuer_for(self, tenant).map_err(|e| e.to_string())
+    }
+}

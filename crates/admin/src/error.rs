@@ -1,0 +1,27 @@
+use gatehouse_authn::AuthnError;
+use gatehouse_identity_store::StoreError;
+
+/// Everything an operator action can answer besides success. Adapters map it once:
+/// the CLI to a message and exit code, the admin API (later) to problem details.
+#[derive(Debug, thiserror::Error)]
+pub enum AdminError {
+    /// Input the action cannot take, naming the field at fault.
+    #[error("{field} {message}")]
+    Invalid {
+        field: &'static str,
+        message: String,
+    },
+    /// A tenant, user or role named by the operator does not exist.
+    #[error("{0}")]
+    NotFound(String),
+    /// The name is taken (a role, a client …).
+    #[error("{0}")]
+    Conflict(String),
+    /// A part the action needs could not be reached or started.
+    #[error("{0}")]
+    Unavailable(String),
+    #[error(transparent)]
+    Authn(#[from] AuthnError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}

@@ -1,0 +1,208 @@
+//! The operator's use cases, in one place: what an operator does to users and roles
+//! (and, as the admin layer grows, tenants, clients, keys, purposes, policies and
+//! themes). Every action names its acting operator and, where it takes something
+//! away, a reason; the feature crates write the change, its revocations and its
+//! audit record (the operator as actor) in one transaction and announce it; this
+//! layer looks things up by the names operators use, and tells relying parties about
+//! what ended (back-channel logout), once, from here.
+//!
+//! Adapters: the CLI (`gatehouse users|roles …`) today; the admin REST API, SCIM and
+//! the console later. No HTTP framework here — an adapter maps [`AdminError`] once.
+
+mod error;
+mod roles;
+mod users;
+
+use std::sync::Arc;
+
+use gatehouse_authn::Authn;
+use gatehouse_core::ids::TenantId;
+use gatehouse_identity_store::tenants::{self, Tenant};
+use gatehouse_identity_store::users::User;
+use gatehouse_identity_store::{Pool, users as user_store};
+use gatehouse_token_issuer::IssuerResult;
+use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
+use gatehouse_token_issuer::logout::BackchannelNotice;
+use gatehouse_token_issuer::service::Issuer;
+
+pub use error::AdminError;
+pub use roles::RoleRemoved;
+pub use users::{Disabled, Reset};
+
+pub type AdminResult<T> = Result<T, AdminError>;
+
+/// Who is acting: recorded as the actor of every audit record the action writes.
+/// Today an operator at the command line names themselves (whoever can run the
+/// binary against the database is trusted); the admin API will authenticate one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Operator(String);
+
+impl Operator {
+    /// An operator by the name they give; refused when empty.
+    pub fn named(name: &str) -> AdminResult<Operator> {
+        let name = name.trim();
+        if name.is_empty() {
+            return Err(AdminError::Invalid {
+                field: "operator",
+                message: "must not be empty: the audit log records who acted".into(),
+            });
+        }
+        Ok(Operator(name.to_owned()))
+    }
+
+    /// The audit log's actor.
+    pub fn actor(&self) -> String {
+        format!("operator:{}", self.0)
+    }
+}
+
+/// Why an operator acted; required where the action takes something away.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Reason(String);
+
+impl Reason {
+    pub fn new(text: &str) -> AdminResult<Reason> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(AdminError::Invalid {
+                field: "reason",
+                message: "must not be empty: the audit log records why".into(),
+            });
+        }
+        Ok(Reason(text.to_owned()))
+    }
+
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+/// Where a tenant is served: its issuer URL, which is also the base of the links in
+/// its mails. The server knows (host names, `/t/{slug}`); the admin layer asks.
+pub trait TenantUrls: Send + Sync {
+    fn issuer_for(&self, tenant: TenantId) -> Result<Option<String>, String>;
+}
+
+/// The operator's service. Cheap to clone.
+#[derive(Clone)]
+pub struct Admin {
+    pool: Pool,
+    authn: Authn,
+    issuer: Issuer,
+    urls: Arc<dyn TenantUrls>,
+    backchannel: BackchannelSender,
+}
+
+impl std::fmt::Debug for Admin {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Admin").finish_non_exhaustive()
+    }
+}
+
+impl Admin {
+    pub fn new(
+        pool: Pool,
+        authn: Authn,
+        issuer: Issuer,
+        urls: Arc<dyn TenantUrls>,
+    ) -> AdminResult<Admin> {
+        let backchannel = BackchannelSender::new().map_err(AdminError::Unavailable)?;
+        Ok(Admin {
+            pool,
+            authn,
+            issuer,
+            urls,
+            backchannel,
+        })
+    }
+
+    /// Runs store work on the blocking pool with a pooled connection.
+    async fn blocking<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&mut gatehouse_identity_store::AnyConnection) -> AdminResult<T>
+        + Send
+        + 'static,
+    ) -> AdminResult<T> {
+        let pool = self.pool.clone();
+        tokio::task::spawn_blocking(move || {
+            let mut conn = pool
+                .get()
+                .map_err(|e| AdminError::Store(gatehouse_identity_store::StoreError::from(e)))?;
+            work(&mut conn)
+        })
+        .await
+        .map_err(|e| AdminError::Unavailable(format!("background task failed: {e}")))?
+    }
+
+    /// The tenant with this slug.
+    pub async fn tenant(&self, slug: &str) -> AdminResult<Tenant> {
+        let slug = slug.to_owned();
+        self.blocking(move |conn| {
+            tenants::find_by_slug(conn, &slug)?
+                .ok_or_else(|| AdminError::NotFound(format!("no tenant `{slug}`")))
+        })
+        .await
+    }
+
+    /// The tenant and the user whose primary address is `email`.
+    pub async fn user(&self, slug: &str, email: &str) -> AdminResult<(Tenant, User)> {
+        let tenant = self.tenant(slug).await?;
+        let (id, email) = (tenant.id, email.to_owned());
+        let user = self
+            .blocking(move |conn| {
+                user_store::find_by_primary_email(conn, id, &email)?.ok_or_else(|| {
+                    AdminError::NotFound(format!("no user with the address `{email}`"))
+                })
+            })
+            .await?;
+        Ok((tenant, user))
+    }
+
+    fn issuer_url(&self, tenant: TenantId) -> AdminResult<String> {
+        self.urls
+            .issuer_for(tenant)
+            .map_err(AdminError::Unavailable)?
+            .ok_or_else(|| AdminError::NotFound("the tenant is gone".into()))
+    }
+
+    /// Back-channel logout (OIDC Back-Channel Logout 1.0) for what an action ended.
+    /// Running servers deliver only for events they published themselves (each
+    /// relying party hears once, from the node where it happened), and on SQLite
+    /// they hear nothing from another process: so the acting process is that node.
+    /// `notices` makes the logout tokens. Failures are reported in the result, not
+    /// as errors: the grants are revoked already.
+    async fn tell_relying_parties(
+        &self,
+        tenant: TenantId,
+        user: gatehouse_core::ids::UserId,
+        notices: impl FnOnce(
+            &Issuer,
+            TenantId,
+            &str,
+            gatehouse_core::ids::UserId,
+        ) -> IssuerResult<Vec<BackchannelNotice>>
+        + Send
+        + 'static,
+    ) -> Vec<Delivery> {
+        let url = match self.issuer_url(tenant) {
+            Ok(url) => url,
+            Err(error) => {
+                tracing::warn!(%error, "back-channel logout not sent");
+                return Vec::new();
+            }
+        };
+        let issuer = self.issuer.clone();
+        let made = tokio::task::spawn_blocking(move || notices(&issuer, tenant, &url, user)).await;
+        match made {
+            Ok(Ok(notices)) => self.backchannel.deliver_all(&notices).await,
+            Ok(Err(error)) => {
+                tracing::warn!(%error, "back-channel logout notices not made");
+                Vec::new()
+            }
+            Err(error) => {
+                tracing::warn!(%error, "back-channel logout notices not made");
+                Vec::new()
+            }
+        }
+    }
+}

@@ -1,0 +1,129 @@
+//! Operator actions on accounts: disable, enable, and the administrator-assisted
+//! reset for a user who lost every factor.
+
+use gatehouse_authn::ClientInfo;
+use gatehouse_authn::registration::LinkBase;
+use gatehouse_token_issuer::backchannel::Delivery;
+
+use crate::{Admin, AdminResult, Operator, Reason};
+
+/// What disabling a user did.
+#[derive(Debug)]
+pub struct Disabled {
+    /// False when the user was already disabled (whatever was still live was ended
+    /// all the same).
+    pub was_active: bool,
+    pub sessions_ended: usize,
+    pub grants_revoked: usize,
+    /// The relying parties told of the ended sessions.
+    pub deliveries: Vec<Delivery>,
+}
+
+/// What a reset did.
+#[derive(Debug)]
+pub struct Reset {
+    pub factors_removed: usize,
+    pub sessions_ended: usize,
+    pub grants_revoked: usize,
+    /// Whether the mail with the link to choose a new password went out.
+    pub link_sent: bool,
+    pub deliveries: Vec<Delivery>,
+}
+
+impl Admin {
+    /// Deactivates the user: sign-in is refused, every session and grant ends at
+    /// once, and relying parties of the ended sessions are told.
+    pub async fn disable_user(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        email: &str,
+        reason: &Reason,
+    ) -> AdminResult<Disabled> {
+        let (tenant, user) = self.user(tenant, email).await?;
+        let done = self
+            .authn
+            .deactivate_user(
+                tenant.id,
+                operator.actor(),
+                user.id,
+                reason.as_str().to_owned(),
+                ClientInfo::default(),
+            )
+            .await?;
+        let sessions = done.sessions_ended.clone();
+        let deliveries = self
+            .tell_relying_parties(tenant.id, user.id, move |issuer, tenant, url, user| {
+                issuer.sessions_ended(tenant, url, user, &sessions)
+            })
+            .await;
+        Ok(Disabled {
+            was_active: done.was_active,
+            sessions_ended: done.sessions_ended.len(),
+            grants_revoked: done.grants_revoked,
+            deliveries,
+        })
+    }
+
+    /// Lets a disabled user sign in again; nothing that was ended comes back. False
+    /// when the user was not disabled.
+    pub async fn enable_user(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        email: &str,
+        reason: &Reason,
+    ) -> AdminResult<bool> {
+        let (tenant, user) = self.user(tenant, email).await?;
+        Ok(self
+            .authn
+            .reactivate_user(
+                tenant.id,
+                operator.actor(),
+                user.id,
+                reason.as_str().to_owned(),
+                ClientInfo::default(),
+            )
+            .await?)
+    }
+
+    /// The administrator-assisted recovery: removes the second factors and the
+    /// password, ends every session and grant, and mails the user a link to choose
+    /// a new password (the operator never sees or sets one). The reason says how
+    /// the user's identity was checked.
+    pub async fn reset_user(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        email: &str,
+        reason: &Reason,
+    ) -> AdminResult<Reset> {
+        let (tenant, user) = self.user(tenant, email).await?;
+        // Links point where the tenant is served, as its issuer.
+        let links = LinkBase(self.issuer_url(tenant.id)?);
+        let outcome = self
+            .authn
+            .admin_reset(
+                tenant.id,
+                operator.actor(),
+                user.id,
+                reason.as_str().to_owned(),
+                links,
+                ClientInfo::default(),
+            )
+            .await?;
+        let sessions = outcome.sessions_ended.clone();
+        let deliveries = self
+            .tell_relying_parties(tenant.id, user.id, move |issuer, tenant, url, user| {
+                issuer.sessions_ended(tenant, url, user, &sessions)
+            })
+            .await;
+        Ok(Reset {
+            factors_removed: outcome.factors_removed,
+            sessions_ended: outcome.sessions_ended.len(),
+            grants_revoked: outcome.grants_revoked,
+            link_sent: outcome.link_sent,
+            deliveries,
+        })
+    }
+}
