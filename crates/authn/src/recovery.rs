@@ -20,11 +20,11 @@
 //! # Forgotten password
 //!
 //! [`Authn::request_password_reset`] answers `Ok(())` whether or not the address
-//! belongs to an (active) account, and does the same database work either way: the
-//! same rate-limit writes, the same look-up, one transaction that voids older links
-//! (an update that finds nothing when there is no account) and writes an audit
-//! event. Only a real account gets a mail, and that mail is sent in the background,
-//! so the SMTP round trip does not show in the answer's timing either.
+//! belongs to an (active) account, and the request path does the same work either
+//! way: the rate-limit writes, nothing else. The look-up, voiding older links,
+//! issuing the new one, the audit event and the mail happen after the answer, in
+//! the background, so neither the database work nor the SMTP round trip shows in
+//! the answer.
 //!
 //! Opening the link ([`Authn::open_password_reset`]) does not spend it: mail
 //! scanners and browsers fetch links before anyone clicks. It says what the user must
@@ -676,10 +676,14 @@ impl Inner {
 impl Authn {
     /// "Forgot password": mails a reset link to the account whose primary address is
     /// `identifier_email`. `Ok(())` whether or not there is such an (active)
-    /// account, with the same database work; see the module documentation.
-    /// [`AuthnError::Throttled`] when the address or the client IP asked too often
-    /// (counted alike for unknown addresses); [`AuthnError::InvalidEmail`] for
-    /// something that is no address at all.
+    /// account. [`AuthnError::Throttled`] when the address or the client IP asked
+    /// too often (counted alike for unknown addresses); [`AuthnError::InvalidEmail`]
+    /// for something that is no address at all.
+    ///
+    /// Enumeration rule (docs/architecture.md, invariants): the request path does
+    /// only what every address gets — the counts. Looking the account up, revoking
+    /// older links, issuing the new one, auditing and mailing happen after the
+    /// answer, in the background.
     pub async fn request_password_reset(
         &self,
         tenant: TenantId,
@@ -691,91 +695,107 @@ impl Authn {
         if !valid_email(&identifier) {
             return Err(AuthnError::InvalidEmail);
         }
-        let mail = self
-            .blocking(move |inner, conn| {
-                let now = inner.now();
-                let lifetime = inner.settings.password_reset_link_lifetime;
-                let details = json!({ "identifier": fold_key(&identifier) });
-                if let Err(error) = inner.count_reset_request(conn, tenant, &identifier, &client) {
-                    if matches!(error, AuthnError::Throttled { .. }) {
-                        inner.audit(
-                            conn,
-                            tenant,
-                            "anonymous".into(),
-                            "recovery.requested",
-                            None,
-                            Outcome::Denied,
-                            &client,
-                            details,
-                        )?;
-                    }
-                    return Err(error);
-                }
-                let account = users::find_by_primary_email(conn, tenant, &identifier)?
-                    .filter(|user| user.data.active)
-                    .and_then(|user| {
-                        let address = user.primary_email()?.value.clone();
-                        Some((user.id, address))
-                    });
-                let target = account.as_ref().map(|(user, _)| *user);
-                let token = db::transaction_with(conn, |conn| {
-                    // Older links of the account stop working. Without an account the
-                    // same update runs for an id that matches nothing.
-                    one_time_tokens::revoke_for_user(
-                        conn,
-                        now,
-                        tenant,
-                        target.unwrap_or_else(UserId::new),
-                        Purpose::PasswordReset,
-                    )?;
-                    let token = match target {
-                        Some(user) => {
-                            let (token, token_hash) = secrets::generate();
-                            one_time_tokens::issue(
-                                conn,
-                                now,
-                                tenant,
-                                user,
-                                Purpose::PasswordReset,
-                                &token_hash,
-                                lifetime,
-                                &json!({}),
-                            )?;
-                            Some(token)
-                        }
-                        None => None,
-                    };
+        self.blocking({
+            let (identifier, client) = (identifier.clone(), client.clone());
+            move |inner, conn| {
+                let Err(error) = inner.count_reset_request(conn, tenant, &identifier, &client)
+                else {
+                    return Ok(());
+                };
+                if matches!(error, AuthnError::Throttled { .. }) {
                     inner.audit(
                         conn,
                         tenant,
                         "anonymous".into(),
                         "recovery.requested",
-                        target.map(|user| format!("user:{user}")),
-                        Outcome::Success,
+                        None,
+                        Outcome::Denied,
                         &client,
-                        json!({
-                            "identifier": fold_key(&identifier),
-                            "account_found": target.is_some(),
-                        }),
+                        json!({ "identifier": fold_key(&identifier) }),
                     )?;
-                    Ok::<_, AuthnError>(token)
-                })?;
-                Ok(token.zip(account).map(|(token, (_, address))| {
-                    reset_link_mail(&address, &link(&links, RESET_PATH, &token), lifetime)
-                }))
-            })
-            .await?;
-        if let Some(mail) = mail {
-            // In the background: the answer must not wait for SMTP only when there
-            // is an account. A failure is logged; the user can ask again.
-            let mailer = self.inner.mailer.clone();
-            tokio::spawn(async move {
-                if let Err(error) = mailer.send(&mail).await {
-                    tracing::error!(%error, "password reset mail could not be sent");
                 }
-            });
-        }
+                Err(error)
+            }
+        })
+        .await?;
+        let authn = self.clone();
+        self.inner.background.spawn(async move {
+            match authn
+                .issue_password_reset(tenant, identifier, links, client)
+                .await
+            {
+                Ok(Some(mail)) => authn.send_in_background(mail, "password reset"),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "issuing a password reset link failed"),
+            }
+        });
         Ok(())
+    }
+
+    /// The account-dependent half of [`Authn::request_password_reset`].
+    async fn issue_password_reset(
+        &self,
+        tenant: TenantId,
+        identifier: String,
+        links: LinkBase,
+        client: ClientInfo,
+    ) -> Result<Option<OutgoingMail>, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            let lifetime = inner.settings.password_reset_link_lifetime;
+            let account = users::find_by_primary_email(conn, tenant, &identifier)?
+                .filter(|user| user.data.active)
+                .and_then(|user| {
+                    let address = user.primary_email()?.value.clone();
+                    Some((user.id, address))
+                });
+            let target = account.as_ref().map(|(user, _)| *user);
+            let token = db::transaction_with(conn, |conn| {
+                let token = match target {
+                    Some(user) => {
+                        // Older links of the account stop working.
+                        one_time_tokens::revoke_for_user(
+                            conn,
+                            now,
+                            tenant,
+                            user,
+                            Purpose::PasswordReset,
+                        )?;
+                        let (token, token_hash) = secrets::generate();
+                        one_time_tokens::issue(
+                            conn,
+                            now,
+                            tenant,
+                            user,
+                            Purpose::PasswordReset,
+                            &token_hash,
+                            lifetime,
+                            &json!({}),
+                        )?;
+                        Some(token)
+                    }
+                    None => None,
+                };
+                inner.audit(
+                    conn,
+                    tenant,
+                    "anonymous".into(),
+                    "recovery.requested",
+                    target.map(|user| format!("user:{user}")),
+                    Outcome::Success,
+                    &client,
+                    json!({
+                        "identifier": fold_key(&identifier),
+                        "account_found": target.is_some(),
+                    }),
+                )?;
+                Ok::<_, AuthnError>(token)
+            })?;
+            Ok(token.zip(account).map(|(token, (_, address))| {
+                reset_link_mail(&address, &link(&links, RESET_PATH, &token), lifetime)
+            }))
+        })
+        .await
     }
 
     /// Reads a reset link without spending it and says what the user must prove
@@ -1608,10 +1628,15 @@ mod tests {
             self.catcher.wait_for(n, WAIT).swap_remove(n - 1)
         }
 
+        /// Asks for a reset link and waits for what follows the answer (the
+        /// look-up, the link, the audit record, the mail), so tests read it in order.
         async fn request(&self, email: &str) -> Result<(), AuthnError> {
-            self.authn
+            let answer = self
+                .authn
                 .request_password_reset(self.t(), email.into(), links(), client())
-                .await
+                .await;
+            self.authn.background().idle().await;
+            answer
         }
 
         /// Asks for a reset link and returns its token from the `n`th mail.

@@ -338,7 +338,7 @@ impl Authn {
     /// Sends a fresh verification link if the address belongs to an unverified
     /// account. Answers the same either way, and at most `resend_per_hour` times.
     ///
-    /// Enumeration rule (docs/security.md): the request path does only what every
+    /// Enumeration rule (docs/architecture.md, invariants): the request path does only what every
     /// address gets — the per-address count. Looking the address up, issuing the
     /// link, auditing and mailing happen after the answer, in the background.
     pub async fn resend_verification(

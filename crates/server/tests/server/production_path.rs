@@ -392,6 +392,20 @@ fn mail_never_holds_up_an_answer_so_pending_and_unknown_addresses_look_alike() {
     );
     // The pending account's link was sent after its answer, not before.
     smtp.wait_for_connections(3);
+
+    // Forgot-password: the same, and the account's reset link goes out afterwards.
+    let forgot = |browser: &mut crate::web_kit::Browser, email: &str| {
+        let page = browser.get("/recover/request");
+        browser.post_form("/recover/request", &page, &[("email", email)])
+    };
+    let known = forgot(&mut browser, "pending@example.com");
+    let unknown = forgot(&mut browser, "nobody@example.com");
+    assert_eq!((known.status, unknown.status), (200, 200), "{}", known.body);
+    assert_eq!(
+        strip_tokens(&known.body.replace("pending@", "someone@")),
+        strip_tokens(&unknown.body.replace("nobody@", "someone@"))
+    );
+    smtp.wait_for_connections(4);
 }
 
 /// A page without its per-request parts (CSRF tokens, nonces), for comparing answers.
@@ -400,4 +414,139 @@ fn strip_tokens(body: &str) -> String {
         .filter(|part| part.len() < 20 || part.contains(' '))
         .collect::<Vec<_>>()
         .join("\"")
+}
+
+/// Sign-ups from `writers` threads against the real binary until it is killed with
+/// SIGKILL; then every user in the database must have its `user.registered` audit
+/// record (they commit together), and every acknowledged sign-up must be there.
+fn kill_9_during_signups(db: &TestDb) {
+    const WRITERS: usize = 8;
+    const ACKS_BEFORE_KILL: usize = 48;
+    let dir = temp_dir();
+    let mut command = gatehouse(dir.path(), &["serve"]);
+    command
+        .env("GATEHOUSE_DATABASE__URL", &db.url)
+        // Cheap hashes: the burst is about commits, not Argon2.
+        .env("GATEHOUSE_PASSWORDS__MEMORY_KIB", "1024")
+        .env("GATEHOUSE_PASSWORDS__ITERATIONS", "1")
+        .env("GATEHOUSE_REGISTRATION__SIGNUP_MAILS_PER_IP_HOUR", "100000");
+    let server = Server::start(command);
+    let base = server.base_url.clone();
+
+    let acknowledged = std::sync::Mutex::new(Vec::<String>::new());
+    let killed = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        for writer in 0..WRITERS {
+            let (base, acknowledged, killed) = (&base, &acknowledged, &killed);
+            scope.spawn(move || {
+                let mut browser = crate::web_kit::Browser::at(base);
+                let form = browser.get("/signup");
+                let (csrf, cookie) = (form.csrf(), browser.cookie_header());
+                let client = http();
+                for n in 0.. {
+                    if killed.load(std::sync::atomic::Ordering::SeqCst) {
+                        return;
+                    }
+                    let email = format!("w{writer}-{n}@burst.test");
+                    let sent = client
+                        .post(format!("{base}/signup"))
+                        .header("Cookie", &cookie)
+                        .form(&[
+                            ("csrf_token", csrf.as_str()),
+                            ("email", email.as_str()),
+                            ("password", PASSWORD),
+                        ])
+                        .send();
+                    match sent {
+                        Ok(response) if response.status().as_u16() == 200 => {
+                            acknowledged.lock().unwrap().push(email)
+                        }
+                        // The kill: connections refused or cut mid-request.
+                        Ok(_) | Err(_) => {
+                            assert!(
+                                killed.load(std::sync::atomic::Ordering::SeqCst),
+                                "a sign-up failed before the kill"
+                            );
+                            return;
+                        }
+                    }
+                }
+            });
+        }
+        let deadline = Instant::now() + Duration::from_secs(60);
+        while acknowledged.lock().unwrap().len() < ACKS_BEFORE_KILL {
+            assert!(Instant::now() < deadline, "sign-ups too slow");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        killed.store(true, std::sync::atomic::Ordering::SeqCst);
+        let status = server.kill_hard();
+        assert_eq!(
+            std::os::unix::process::ExitStatusExt::signal(&status),
+            Some(9)
+        );
+    });
+
+    let mut conn = db.conn();
+    let tenant = gatehouse_identity_store::tenants::find_by_slug(&mut conn, "default")
+        .unwrap()
+        .unwrap()
+        .id;
+    let mut users = Vec::new();
+    let mut page = gatehouse_identity_store::PageRequest::first(100);
+    loop {
+        let found = gatehouse_identity_store::users::list(&mut conn, tenant, &page).unwrap();
+        users.extend(found.items);
+        match found.next_cursor {
+            Some(cursor) => page = gatehouse_identity_store::PageRequest::after(cursor, 100),
+            None => break,
+        }
+    }
+    let mut registered = std::collections::HashSet::new();
+    let mut page = gatehouse_identity_store::PageRequest::first(500);
+    loop {
+        let found = gatehouse_identity_store::audit::list(&mut conn, tenant, &page).unwrap();
+        registered.extend(
+            found
+                .items
+                .iter()
+                .filter(|e| e.action == "user.registered")
+                .filter_map(|e| e.target.clone()),
+        );
+        match found.next_cursor {
+            Some(cursor) => page = gatehouse_identity_store::PageRequest::after(cursor, 500),
+            None => break,
+        }
+    }
+    let burst: Vec<_> = users
+        .iter()
+        .filter(|u| u.data.user_name.ends_with("@burst.test"))
+        .collect();
+    let unaudited: Vec<_> = burst
+        .iter()
+        .filter(|u| !registered.contains(&format!("user:{}", u.id)))
+        .map(|u| u.data.user_name.clone())
+        .collect();
+    assert!(
+        unaudited.is_empty(),
+        "users without their audit record: {unaudited:?}"
+    );
+    let names: std::collections::HashSet<_> =
+        burst.iter().map(|u| u.data.user_name.as_str()).collect();
+    let acknowledged = acknowledged.into_inner().unwrap();
+    let lost: Vec<_> = acknowledged
+        .iter()
+        .filter(|e| !names.contains(e.as_str()))
+        .collect();
+    assert!(lost.is_empty(), "acknowledged sign-ups lost: {lost:?}");
+    assert!(burst.len() >= acknowledged.len());
+}
+
+#[test]
+fn kill_9_during_signups_leaves_no_user_without_its_audit_record_on_postgres() {
+    kill_9_during_signups(&TestDb::postgres());
+}
+
+#[test]
+fn kill_9_during_signups_leaves_no_user_without_its_audit_record_on_sqlite() {
+    kill_9_during_signups(&TestDb::sqlite());
 }

@@ -117,6 +117,12 @@ impl Server {
         self.stderr.lock().unwrap().clone()
     }
 
+    /// SIGKILL: the process ends wherever it is, mid-transaction or not.
+    pub fn kill_hard(mut self) -> ExitStatus {
+        self.child.kill().unwrap();
+        self.child.wait().unwrap()
+    }
+
     /// Sends SIGTERM and waits for a graceful exit.
     pub fn terminate(mut self) -> ExitStatus {
         let pid = self.child.id().to_string();

@@ -199,7 +199,20 @@ pub struct Browser {
 }
 
 impl Browser {
-    fn cookie_header(&self) -> String {
+    /// A browser for a server this kit did not start (the real binary).
+    pub fn at(base: &str) -> Browser {
+        Browser {
+            base: base.trim_end_matches('/').to_owned(),
+            client: Client::builder()
+                .redirect(reqwest::redirect::Policy::none())
+                .build()
+                .unwrap(),
+            cookies: HashMap::new(),
+        }
+    }
+
+    /// The `Cookie` header this browser would send.
+    pub fn cookie_header(&self) -> String {
         self.cookies
             .iter()
             .map(|(k, v)| format!("{k}={v}"))
