@@ -1,4 +1,5 @@
 use gatehouse_authn::AuthnError;
+use gatehouse_consent::ConsentError;
 use gatehouse_identity_store::StoreError;
 
 /// Everything an operator action can answer besides success. Adapters map it once:
@@ -22,6 +23,8 @@ pub enum AdminError {
     Unavailable(String),
     #[error(transparent)]
     Authn(#[from] AuthnError),
+    #[error(transparent)]
+    Consent(#[from] ConsentError),
     #[error(transparent)]
     Store(#[from] StoreError),
 }

@@ -9,14 +9,25 @@
 //! Adapters: the CLI (`gatehouse users|roles …`) today; the admin REST API, SCIM and
 //! the console later. No HTTP framework here — an adapter maps [`AdminError`] once.
 
+mod clients;
 mod error;
+mod keys;
+mod policies;
+mod purposes;
 mod roles;
 mod users;
 
 use std::sync::Arc;
 
+use chrono::{DateTime, Utc};
 use gatehouse_authn::Authn;
+use gatehouse_consent::Consents;
+use gatehouse_consent::pdp::Pdp;
+use gatehouse_core::SharedClock;
+use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::TenantId;
+use gatehouse_core::secrets::Cipher;
+use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
 use gatehouse_identity_store::tenants::{self, Tenant};
 use gatehouse_identity_store::users::User;
 use gatehouse_identity_store::{Pool, users as user_store};
@@ -25,7 +36,9 @@ use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
 use gatehouse_token_issuer::logout::BackchannelNotice;
 use gatehouse_token_issuer::service::Issuer;
 
+pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
 pub use error::AdminError;
+pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
 pub use users::{Disabled, Reset};
 
@@ -83,12 +96,38 @@ pub trait TenantUrls: Send + Sync {
     fn issuer_for(&self, tenant: TenantId) -> Result<Option<String>, String>;
 }
 
+/// What the operator's service is made of; the adapter (the CLI, the server)
+/// builds the parts it already has.
+pub struct AdminParts {
+    pub pool: Pool,
+    pub cipher: Cipher,
+    pub clock: SharedClock,
+    /// Where changes are announced: on PostgreSQL they reach every node.
+    pub events: EventBus,
+    pub authn: Authn,
+    pub issuer: Issuer,
+    pub consents: Consents,
+    pub pdp: Pdp,
+    pub urls: Arc<dyn TenantUrls>,
+}
+
+impl std::fmt::Debug for AdminParts {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("AdminParts").finish_non_exhaustive()
+    }
+}
+
 /// The operator's service. Cheap to clone.
 #[derive(Clone)]
 pub struct Admin {
     pool: Pool,
+    cipher: Cipher,
+    clock: SharedClock,
+    events: EventBus,
     authn: Authn,
     issuer: Issuer,
+    consents: Consents,
+    pdp: Pdp,
     urls: Arc<dyn TenantUrls>,
     backchannel: BackchannelSender,
 }
@@ -100,20 +139,60 @@ impl std::fmt::Debug for Admin {
 }
 
 impl Admin {
-    pub fn new(
-        pool: Pool,
-        authn: Authn,
-        issuer: Issuer,
-        urls: Arc<dyn TenantUrls>,
-    ) -> AdminResult<Admin> {
+    pub fn new(parts: AdminParts) -> AdminResult<Admin> {
         let backchannel = BackchannelSender::new().map_err(AdminError::Unavailable)?;
         Ok(Admin {
-            pool,
-            authn,
-            issuer,
-            urls,
+            pool: parts.pool,
+            cipher: parts.cipher,
+            clock: parts.clock,
+            events: parts.events,
+            authn: parts.authn,
+            issuer: parts.issuer,
+            consents: parts.consents,
+            pdp: parts.pdp,
+            urls: parts.urls,
             backchannel,
         })
+    }
+
+    fn now(&self) -> DateTime<Utc> {
+        self.clock.now()
+    }
+
+    /// Writes the audit record of an operator action; call inside the action's
+    /// transaction, so the change and its record commit together.
+    fn audit(
+        &self,
+        conn: &mut gatehouse_identity_store::AnyConnection,
+        tenant: TenantId,
+        actor: String,
+        action: &str,
+        target: String,
+        details: serde_json::Value,
+    ) -> AdminResult<()> {
+        audit::append(
+            conn,
+            &self.cipher,
+            self.now(),
+            tenant,
+            NewAuditEvent {
+                actor,
+                action: action.to_owned(),
+                target: Some(target),
+                outcome: Outcome::Success,
+                ip: None,
+                details,
+            },
+        )?;
+        Ok(())
+    }
+
+    /// Announces a change; a failure to reach other nodes is logged (they pick the
+    /// change up on their caches' expiry), never the action's error.
+    fn announce(&self, event: DomainEvent) {
+        if let Err(error) = self.events.publish(event) {
+            tracing::warn!(%error, "the change was made, but other nodes were not told");
+        }
     }
 
     /// Runs store work on the blocking pool with a pooled connection.
@@ -138,8 +217,12 @@ impl Admin {
     pub async fn tenant(&self, slug: &str) -> AdminResult<Tenant> {
         let slug = slug.to_owned();
         self.blocking(move |conn| {
-            tenants::find_by_slug(conn, &slug)?
-                .ok_or_else(|| AdminError::NotFound(format!("no tenant `{slug}`")))
+            tenants::find_by_slug(conn, &slug)?.ok_or_else(|| {
+                AdminError::NotFound(format!(
+                    "no tenant `{slug}` (a new installation gets its default tenant on \
+                     the first `gatehouse serve`)"
+                ))
+            })
         })
         .await
     }

@@ -6,8 +6,12 @@
 
 use std::sync::Arc;
 
-use gatehouse_admin::{Admin, AdminError, Operator, Reason, TenantUrls};
+use gatehouse_admin::{
+    Admin, AdminError, AdminParts, ClientKind, NewClient, Operator, Reason, TenantUrls,
+};
 use gatehouse_authn::Authn;
+use gatehouse_consent::Consents;
+use gatehouse_consent::pdp::Pdp;
 use gatehouse_core::config::Config;
 use gatehouse_core::events::EventBus;
 use gatehouse_core::ids::TenantId;
@@ -84,8 +88,26 @@ fn env(db: &TestDb) -> Env {
         EventBus::in_process(),
     )
     .unwrap();
-    let issuer = Issuer::new(pool.clone(), cipher, Arc::new(clock));
-    let admin = Admin::new(pool.clone(), authn, issuer, Arc::new(FixedUrl)).unwrap();
+    let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::new(clock.clone()));
+    let consents = Consents::new(
+        pool.clone(),
+        cipher.clone(),
+        Arc::new(clock.clone()),
+        EventBus::in_process(),
+    );
+    let pdp = Pdp::new(pool.clone(), Arc::new(clock.clone())).unwrap();
+    let admin = Admin::new(AdminParts {
+        pool: pool.clone(),
+        cipher,
+        clock: Arc::new(clock),
+        events: EventBus::in_process(),
+        authn,
+        issuer,
+        consents,
+        pdp,
+        urls: Arc::new(FixedUrl),
+    })
+    .unwrap();
     Env {
         admin,
         pool,
@@ -184,5 +206,108 @@ gatehouse_identity_store::backend_tests! {
         assert!(matches!(Operator::named("  "), Err(AdminError::Invalid { field: "operator", .. })));
         assert!(matches!(Reason::new(""), Err(AdminError::Invalid { field: "reason", .. })));
         assert!(env.active(), "nothing changed");
+    }
+
+    fn clients_are_registered_and_deleted_with_an_audit_record_each(db) {
+        let env = env(db);
+        let grace = Operator::named("grace").unwrap();
+        let new = NewClient {
+            name: "Shop".into(),
+            client_id: Some("shop".into()),
+            kind: ClientKind::Confidential,
+            auth_method: None,
+            redirect_uris: vec!["https://shop.example/cb".into()],
+            grants: vec!["authorization_code".into()],
+            scopes: vec!["openid".into()],
+            audiences: vec![],
+            access_token_ttl_secs: 300,
+            first_party: false,
+            require_par: false,
+            jwks: None,
+            id_token_alg: "RS256".into(),
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+        };
+        let created = block_on(env.admin.create_client(&grace, "acme", new.clone())).unwrap();
+        assert!(created.secret.is_some());
+        assert_eq!(block_on(env.admin.client("acme", "shop")).unwrap().data.name, "Shop");
+        // The RS256 ID-token key exists before the first token.
+        let keys = block_on(env.admin.signing_keys("acme")).unwrap();
+        assert!(keys.iter().any(|k| format!("{:?}", k.alg).to_uppercase().contains("RS256")), "{keys:?}");
+        let again = block_on(env.admin.create_client(&grace, "acme", new)).unwrap_err();
+        assert!(matches!(again, AdminError::Store(_) | AdminError::Conflict(_)), "{again:?}");
+
+        block_on(env.admin.delete_client(&grace, "acme", "shop")).unwrap();
+        let gone = block_on(env.admin.delete_client(&grace, "acme", "shop")).unwrap_err();
+        assert!(matches!(gone, AdminError::NotFound(_)), "{gone:?}");
+        let actions: Vec<_> = env
+            .audit()
+            .into_iter()
+            .filter(|e| e.actor == "operator:grace")
+            .map(|e| (e.action, e.target))
+            .collect();
+        assert_eq!(
+            actions,
+            [
+                ("client.created".to_owned(), Some("client:shop".to_owned())),
+                ("client.deleted".to_owned(), Some("client:shop".to_owned())),
+            ]
+        );
+    }
+
+    fn key_rotations_are_audited(db) {
+        let env = env(db);
+        let grace = Operator::named("grace").unwrap();
+        let rotation = block_on(env.admin.rotate_keys(&grace, "acme", "ES256", chrono::Duration::hours(1))).unwrap();
+        let bad = block_on(env.admin.rotate_keys(&grace, "acme", "HS256", chrono::Duration::hours(1))).unwrap_err();
+        assert!(matches!(bad, AdminError::Invalid { field: "alg", .. }), "{bad:?}");
+        let records: Vec<_> = env
+            .audit()
+            .into_iter()
+            .filter(|e| e.action == "keys.rotated")
+            .collect();
+        assert_eq!(records.len(), 1);
+        assert_eq!(records[0].actor, "operator:grace");
+        assert_eq!(records[0].target, Some(format!("key:{}", rotation.kid)));
+    }
+
+    fn policy_saves_are_validated_audited_and_listed(db) {
+        let env = env(db);
+        let grace = Operator::named("grace").unwrap();
+        let bad = block_on(env.admin.save_policies(&grace, "acme", "permit(principal, action, resource")).unwrap_err();
+        assert!(matches!(bad, AdminError::Invalid { field: "policies", .. }), "{bad:?}");
+        assert!(block_on(env.admin.policy_versions("acme")).unwrap().is_empty(), "nothing saved");
+
+        let text = "@id(\"everyone\")\npermit(principal, action, resource);";
+        let version = block_on(env.admin.save_policies(&grace, "acme", text)).unwrap();
+        let versions = block_on(env.admin.policy_versions("acme")).unwrap();
+        assert_eq!(versions.len(), 1);
+        assert_eq!((versions[0].version, versions[0].created_by.as_str()), (version, "operator:grace"));
+        let saved: Vec<_> = env.audit().into_iter().filter(|e| e.action == "policies.saved").collect();
+        assert_eq!(saved.len(), 1);
+        assert_eq!(saved[0].actor, "operator:grace");
+        assert!(saved[0].details.contains("everyone"), "{}", saved[0].details);
+    }
+
+    fn purposes_are_defined_and_updated_by_version(db) {
+        let env = env(db);
+        let grace = Operator::named("grace").unwrap();
+        let purpose = |slug: &str, basis: &str| gatehouse_admin::NewPurpose {
+            slug: slug.into(),
+            name: "Newsletter".into(),
+            description: "Mail about news".into(),
+            scopes: vec!["news".into()],
+            legal_basis: basis.into(),
+        };
+        let defined = block_on(env.admin.define_purpose(&grace, "acme", purpose("newsletter", "consent"))).unwrap();
+        assert_eq!(defined.version, 1);
+        let bad = block_on(env.admin.define_purpose(&grace, "acme", purpose("x", "whim"))).unwrap_err();
+        assert!(matches!(bad, AdminError::Invalid { field: "legal_basis", .. }), "{bad:?}");
+        let edit = gatehouse_admin::PurposeEdit { name: Some("News".into()), ..Default::default() };
+        let updated = block_on(env.admin.update_purpose(&grace, "acme", "newsletter", 1, edit.clone())).unwrap();
+        assert_eq!((updated.version, updated.name.as_str()), (2, "News"));
+        let stale = block_on(env.admin.update_purpose(&grace, "acme", "newsletter", 1, edit)).unwrap_err();
+        assert!(matches!(stale, AdminError::Conflict(_)), "{stale:?}");
+        assert_eq!(block_on(env.admin.purposes("acme")).unwrap().len(), 1);
     }
 }

@@ -1,18 +1,16 @@
-//! `gatehouse clients …`: register and inspect OAuth clients from the command line
-//! (the admin API comes later). A new client's secret is printed once; only its
-//! SHA-256 is stored. A private_key_jwt client has no secret: it registers its
-//! public keys (a JWK Set) instead.
+//! `gatehouse clients …`: register and inspect OAuth clients from the command line,
+//! an adapter over `gatehouse-admin` (registration rules, audit, announcement). A
+//! new client's secret is printed once; only its SHA-256 is stored. A
+//! private_key_jwt client has no secret: it registers its public keys (a JWK Set)
+//! instead.
 
 use clap::{Args, Subcommand, ValueEnum};
+use gatehouse_admin::NewClient;
 use gatehouse_core::config::Config;
-use gatehouse_core::secrets::Cipher;
-use gatehouse_core::{Clock, SystemClock};
-use gatehouse_identity_store::clients::{self, Client, ClientData};
-use gatehouse_identity_store::{PageRequest, StoreError, tenants};
-use gatehouse_token_issuer::{Algorithm, client_auth, ensure_active};
+use gatehouse_identity_store::clients::Client;
 
 use crate::ServerError;
-use crate::state::open_pool;
+use crate::admin_cli::{admin_error, block_on, open_admin, operator};
 
 // Parsed once per process: the size of the enum does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -40,6 +38,9 @@ pub struct ClientArg {
     #[command(flatten)]
     tenant: TenantArg,
     client_id: String,
+    /// Who is doing this (the audit log's actor; default: the login name).
+    #[arg(long)]
+    operator: Option<String>,
 }
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -106,25 +107,20 @@ pub struct CreateArgs {
     /// server, when a session the client signed in to ends.
     #[arg(long)]
     backchannel_logout_uri: Option<String>,
+    /// Who is doing this (the audit log's actor; default: the login name).
+    #[arg(long)]
+    operator: Option<String>,
 }
 
 /// `--jwks` takes the set itself or a path to it; a JWK Set is an object, so a
-/// leading `{` tells them apart.
+/// leading `{` tells them apart. Checked by the admin layer.
 fn read_jwks(value: &str) -> Result<String, ServerError> {
-    let text = if value.trim_start().starts_with('{') {
-        value.to_owned()
-    } else {
-        std::fs::read_to_string(value)
-            .map_err(|e| ServerError::Usage(format!("cannot read the JWK Set {value}: {e}")))?
-    };
-    client_auth::check_jwks(&text).map_err(|e| ServerError::Usage(format!("--jwks: {e}")))?;
-    // Stored compact: whitespace of the file is not worth keeping.
-    serde_json::from_str::<serde_json::Value>(&text)
-        .map(|set| set.to_string())
-        .map_err(|e| ServerError::Usage(format!("--jwks: {e}")))
+    if value.trim_start().starts_with('{') {
+        return Ok(value.to_owned());
+    }
+    std::fs::read_to_string(value)
+        .map_err(|e| ServerError::Usage(format!("cannot read the JWK Set {value}: {e}")))
 }
-
-const GRANTS: [&str; 3] = ["authorization_code", "refresh_token", "client_credentials"];
 
 fn describe(client: &Client) -> String {
     let d = &client.data;
@@ -147,151 +143,75 @@ fn describe(client: &Client) -> String {
     )
 }
 
-fn announce_change(config: &Config, tenant: gatehouse_core::ids::TenantId, client_id: &str) {
-    crate::state::announce(
-        config,
-        gatehouse_core::events::DomainEvent::ClientChanged {
-            tenant,
-            client_id: client_id.to_owned(),
-        },
-    );
-}
-
 pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> {
-    let pool = open_pool(config)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    gatehouse_identity_store::db::run_migrations(&mut conn)?;
-    let tenant_of = |conn: &mut _, slug: &str| -> Result<_, ServerError> {
-        tenants::find_by_slug(conn, slug)?
-            .map(|t| t.id)
-            .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}` (a new installation gets its default tenant on the first `gatehouse serve`)")))
-    };
     match command {
-        ClientsCommand::Create(args) => {
-            let tenant = tenant_of(&mut conn, &args.tenant.tenant)?;
-            for uri in args
-                .redirect_uris
-                .iter()
-                .chain(&args.post_logout_redirect_uris)
-                .chain(&args.backchannel_logout_uri)
-            {
-                client_auth::validate_redirect_uri(uri).map_err(ServerError::Usage)?;
-            }
-            if let Some(bad) = args.grants.iter().find(|g| !GRANTS.contains(&g.as_str())) {
-                return Err(ServerError::Usage(format!(
-                    "unknown grant `{bad}`; use one of {}",
-                    GRANTS.join(", ")
-                )));
-            }
-            let public = matches!(args.kind, ClientKind::Public);
-            let method = match (args.kind, args.auth_method) {
-                (ClientKind::Public, None | Some(AuthMethod::None)) => "none",
-                (ClientKind::Public, Some(_)) => return Err(ServerError::Usage("public clients have no secret: use --auth-method none".into())),
-                (ClientKind::Confidential, Some(AuthMethod::None)) => return Err(ServerError::Usage("confidential clients authenticate; pick client-secret-basic, client-secret-post or private-key-jwt".into())),
-                (ClientKind::Confidential, Some(AuthMethod::ClientSecretPost)) => "client_secret_post",
-                (ClientKind::Confidential, Some(AuthMethod::PrivateKeyJwt)) => "private_key_jwt",
-                (ClientKind::Confidential, _) => "client_secret_basic",
-            };
-            if public && args.grants.iter().any(|g| g == "client_credentials") {
-                return Err(ServerError::Usage(
-                    "public clients cannot use client_credentials".into(),
-                ));
-            }
-            let jwks = match (method, args.jwks.as_deref()) {
-                ("private_key_jwt", Some(value)) => Some(read_jwks(value)?),
-                ("private_key_jwt", None) => {
-                    return Err(ServerError::Usage(
-                        "private_key_jwt needs the client's public keys: --jwks <file|json>".into(),
-                    ));
-                }
-                (_, Some(_)) => {
-                    return Err(ServerError::Usage(
-                        "--jwks is for --auth-method private-key-jwt".into(),
-                    ));
-                }
-                (_, None) => None,
-            };
-            let id_token_alg: Algorithm = args.id_token_alg.parse().map_err(|_| {
-                ServerError::Usage(format!(
-                    "unknown ID token algorithm `{}`: use ES256, RS256 or EdDSA",
-                    args.id_token_alg
-                ))
-            })?;
-            let secret =
-                (!public && method != "private_key_jwt").then(client_auth::generate_secret);
-            let data = ClientData {
-                client_id: args
-                    .client_id
-                    .unwrap_or_else(client_auth::generate_client_id),
-                name: args.name,
-                client_type: if public { "public" } else { "confidential" }.into(),
-                auth_method: method.into(),
-                secret_hash: secret.as_ref().map(|s| client_auth::secret_hash(s)),
-                jwks,
-                redirect_uris: args.redirect_uris,
-                post_logout_redirect_uris: args.post_logout_redirect_uris,
-                grant_types: args.grants,
-                scopes: args.scopes,
-                default_audience: args.audiences.first().cloned(),
-                audiences: args.audiences,
-                access_token_ttl_secs: args.access_token_ttl,
-                refresh_token_ttl_secs: 30 * 24 * 3600,
-                refresh_idle_ttl_secs: 7 * 24 * 3600,
-                id_token_alg: id_token_alg.as_str().into(),
-                // PKCE is required for public clients and enforced for all by default.
-                require_pkce: true,
-                require_par: args.require_par,
-                first_party: args.first_party,
-                backchannel_logout_uri: args.backchannel_logout_uri,
-            };
-            let now = SystemClock.now();
-            if id_token_alg != Algorithm::default() {
-                // Created now rather than at the first sign-in, so relying parties
-                // find the key in the JWKS before the first token signed with it.
-                let (cipher, _) = Cipher::load(config).map_err(ServerError::Secrets)?;
-                ensure_active(&mut conn, &cipher, now, tenant, id_token_alg).map_err(|e| {
-                    ServerError::Usage(format!("cannot create the {id_token_alg} signing key: {e}"))
-                })?;
-            }
-            let client = clients::create(&mut conn, now, tenant, data)?;
-            announce_change(config, tenant, &client.data.client_id);
-            print!("{}", describe(&client));
-            if let Some(secret) = secret {
+        ClientsCommand::Create(args) => create(config, args),
+        ClientsCommand::List(args) => {
+            let admin = open_admin(config)?;
+            let clients = block_on(admin.clients(&args.tenant)).map_err(|e| admin_error("", e))?;
+            for client in &clients {
                 println!(
-                    "client_secret:  {}\n\nThe secret is shown only now; only its hash is stored.",
-                    secret.as_str()
+                    "{}\t{}\t{}",
+                    client.data.client_id, client.data.client_type, client.data.name
                 );
             }
-        }
-        ClientsCommand::List(args) => {
-            let tenant = tenant_of(&mut conn, &args.tenant)?;
-            let mut request = PageRequest::first(100);
-            loop {
-                let page = clients::list(&mut conn, tenant, &request)?;
-                for client in &page.items {
-                    println!(
-                        "{}\t{}\t{}",
-                        client.data.client_id, client.data.client_type, client.data.name
-                    );
-                }
-                match page.next_cursor {
-                    Some(cursor) => request = PageRequest::after(cursor, 100),
-                    None => break,
-                }
-            }
+            Ok(())
         }
         ClientsCommand::Show(args) => {
-            let tenant = tenant_of(&mut conn, &args.tenant.tenant)?;
-            let client = clients::get_by_client_id(&mut conn, tenant, &args.client_id)?
-                .ok_or_else(|| ServerError::Usage(format!("no client `{}`", args.client_id)))?;
+            let admin = open_admin(config)?;
+            let client = block_on(admin.client(&args.tenant.tenant, &args.client_id))
+                .map_err(|e| admin_error("", e))?;
             print!("{}", describe(&client));
+            Ok(())
         }
         ClientsCommand::Delete(args) => {
-            let tenant = tenant_of(&mut conn, &args.tenant.tenant)?;
-            clients::delete(&mut conn, tenant, &args.client_id)?;
-            announce_change(config, tenant, &args.client_id);
+            let operator = operator(args.operator.as_deref())?;
+            let admin = open_admin(config)?;
+            block_on(admin.delete_client(&operator, &args.tenant.tenant, &args.client_id))
+                .map_err(|e| admin_error("deleting the client", e))?;
             println!("deleted {}", args.client_id);
+            Ok(())
         }
+    }
+}
+
+fn create(config: &Config, args: CreateArgs) -> Result<(), ServerError> {
+    let operator = operator(args.operator.as_deref())?;
+    let jwks = args.jwks.as_deref().map(read_jwks).transpose()?;
+    let new = NewClient {
+        name: args.name,
+        client_id: args.client_id,
+        kind: match args.kind {
+            ClientKind::Confidential => gatehouse_admin::ClientKind::Confidential,
+            ClientKind::Public => gatehouse_admin::ClientKind::Public,
+        },
+        auth_method: args.auth_method.map(|method| match method {
+            AuthMethod::ClientSecretBasic => gatehouse_admin::AuthMethod::ClientSecretBasic,
+            AuthMethod::ClientSecretPost => gatehouse_admin::AuthMethod::ClientSecretPost,
+            AuthMethod::PrivateKeyJwt => gatehouse_admin::AuthMethod::PrivateKeyJwt,
+            AuthMethod::None => gatehouse_admin::AuthMethod::None,
+        }),
+        redirect_uris: args.redirect_uris,
+        grants: args.grants,
+        scopes: args.scopes,
+        audiences: args.audiences,
+        access_token_ttl_secs: args.access_token_ttl,
+        first_party: args.first_party,
+        require_par: args.require_par,
+        jwks,
+        id_token_alg: args.id_token_alg,
+        post_logout_redirect_uris: args.post_logout_redirect_uris,
+        backchannel_logout_uri: args.backchannel_logout_uri,
+    };
+    let admin = open_admin(config)?;
+    let created = block_on(admin.create_client(&operator, &args.tenant.tenant, new))
+        .map_err(|e| admin_error("registering the client", e))?;
+    print!("{}", describe(&created.client));
+    if let Some(secret) = created.secret {
+        println!(
+            "client_secret:  {}\n\nThe secret is shown only now; only its hash is stored.",
+            secret.as_str()
+        );
     }
     Ok(())
 }

@@ -4,13 +4,9 @@
 
 use clap::{Args, Subcommand};
 use gatehouse_core::config::Config;
-use gatehouse_core::secrets::Cipher;
-use gatehouse_core::{Clock, SystemClock};
-use gatehouse_identity_store::{StoreError, signing_keys, tenants};
-use gatehouse_token_issuer::{Algorithm, rotate};
 
 use crate::ServerError;
-use crate::state::open_pool;
+use crate::admin_cli::{admin_error, block_on, open_admin, operator};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -38,22 +34,18 @@ pub struct RotateArgs {
     /// published that long. Include clock skew and caching.
     #[arg(long, default_value_t = 24 * 3600)]
     max_token_lifetime: i64,
+    /// Who is doing this (the audit log's actor; default: the login name).
+    #[arg(long)]
+    operator: Option<String>,
 }
 
 pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
-    let pool = open_pool(config)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    gatehouse_identity_store::db::run_migrations(&mut conn)?;
-    let slug = match &command {
-        KeysCommand::List(args) => &args.tenant,
-        KeysCommand::Rotate(args) => &args.keys.tenant,
-    };
-    let tenant = tenants::find_by_slug(&mut conn, slug)?
-        .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}` (a new installation gets its default tenant on the first `gatehouse serve`)")))?
-        .id;
     match command {
-        KeysCommand::List(_) => {
-            for key in signing_keys::list(&mut conn, tenant)? {
+        KeysCommand::List(args) => {
+            let admin = open_admin(config)?;
+            let keys =
+                block_on(admin.signing_keys(&args.tenant)).map_err(|e| admin_error("", e))?;
+            for key in keys {
                 let until = key
                     .publish_until
                     .map(|t| format!(" until {}", t.to_rfc3339()))
@@ -62,22 +54,15 @@ pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
             }
         }
         KeysCommand::Rotate(args) => {
-            let alg: Algorithm = args.alg.parse().map_err(|_| {
-                ServerError::Usage(format!(
-                    "unknown algorithm `{}`: use ES256, RS256 or EdDSA",
-                    args.alg
-                ))
-            })?;
-            let (cipher, _) = Cipher::load(config).map_err(ServerError::Secrets)?;
-            let rotation = rotate(
-                &mut conn,
-                &cipher,
-                SystemClock.now(),
-                tenant,
-                alg,
+            let operator = operator(args.operator.as_deref())?;
+            let admin = open_admin(config)?;
+            let rotation = block_on(admin.rotate_keys(
+                &operator,
+                &args.keys.tenant,
+                &args.alg,
                 chrono::Duration::seconds(args.max_token_lifetime),
-            )
-            .map_err(|e| ServerError::Usage(format!("rotation failed: {e}")))?;
+            ))
+            .map_err(|e| admin_error("rotation", e))?;
             println!("new key {} ({:?})", rotation.kid, rotation.state);
             if let Some(activated) = rotation.activated {
                 println!("now signing with {activated}");
@@ -85,10 +70,6 @@ pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
             if let Some((retired, until)) = rotation.retired {
                 println!("retired {retired}; published until {}", until.to_rfc3339());
             }
-            crate::state::announce(
-                config,
-                gatehouse_core::events::DomainEvent::SigningKeysChanged { tenant },
-            );
             println!(
                 "running nodes pick up the change at once on PostgreSQL, within a minute on SQLite"
             );

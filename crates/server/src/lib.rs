@@ -1,6 +1,7 @@
 //! The `gatehouse` server: command line, configuration, application state, HTTP
 //! server and middleware. Feature crates expose their routes; this crate mounts them.
 
+mod admin_cli;
 mod authzen;
 mod bearer;
 pub mod bootstrap;

@@ -1,20 +1,15 @@
 //! `gatehouse policy …` and `gatehouse decisions …`: a tenant's Cedar policy sets
-//! (load, list, test a request) and the decision log.
+//! (load, list, test a request) and the decision log, an adapter over
+//! `gatehouse-admin`.
 
 use std::path::PathBuf;
-use std::sync::Arc;
 
 use clap::{Args, Subcommand};
-use gatehouse_consent::pdp::{EvaluationRequest, Pdp};
+use gatehouse_admin::AdminError;
 use gatehouse_core::config::Config;
-use gatehouse_core::events::DomainEvent;
-use gatehouse_core::ids::TenantId;
-use gatehouse_core::{SharedClock, SystemClock};
-use gatehouse_identity_store::{Pool, StoreError, decision_log, policy_sets, tenants};
-use serde_json::json;
 
 use crate::ServerError;
-use crate::state::open_pool;
+use crate::admin_cli::{admin_error, block_on, open_admin, operator};
 
 #[derive(Debug, Args)]
 pub struct TenantArg {
@@ -30,6 +25,9 @@ pub enum PolicyCommand {
         file: PathBuf,
         #[command(flatten)]
         tenant: TenantArg,
+        /// Who is doing this (the audit log's actor; default: the login name).
+        #[arg(long)]
+        operator: Option<String>,
     },
     /// List the tenant's policy set versions (the newest serves).
     List(TenantArg),
@@ -56,21 +54,6 @@ pub enum DecisionsCommand {
     },
 }
 
-fn open(config: &Config, slug: &str) -> Result<(Pool, TenantId), ServerError> {
-    let pool = open_pool(config)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    gatehouse_identity_store::db::run_migrations(&mut conn)?;
-    let tenant = tenants::find_by_slug(&mut conn, slug)?
-        .ok_or_else(|| ServerError::Usage(format!("no tenant `{slug}` (a new installation gets its default tenant on the first `gatehouse serve`)")))?
-        .id;
-    Ok((pool, tenant))
-}
-
-fn pdp(pool: &Pool) -> Result<Pdp, ServerError> {
-    let clock: SharedClock = Arc::new(SystemClock);
-    Pdp::new(pool.clone(), clock).map_err(|e| ServerError::Startup(e.to_string()))
-}
-
 fn read(path: &PathBuf) -> Result<String, ServerError> {
     std::fs::read_to_string(path)
         .map_err(|e| ServerError::Usage(format!("cannot read {}: {e}", path.display())))
@@ -78,23 +61,31 @@ fn read(path: &PathBuf) -> Result<String, ServerError> {
 
 pub fn run_policy(config: &Config, command: PolicyCommand) -> Result<(), ServerError> {
     match command {
-        PolicyCommand::Load { file, tenant } => {
+        PolicyCommand::Load {
+            file,
+            tenant,
+            operator: name,
+        } => {
             let text = read(&file)?;
-            let (pool, id) = open(config, &tenant.tenant)?;
-            let version = pdp(&pool)?
-                .save_policies(id, &text, "cli")
-                .map_err(|e| ServerError::Usage(e.to_string()))?;
+            let operator = operator(name.as_deref())?;
+            let admin = open_admin(config)?;
+            let version = block_on(admin.save_policies(&operator, &tenant.tenant, &text)).map_err(
+                |e| match e {
+                    // The validator's own words: they name the policy and the problem.
+                    AdminError::Invalid { message, .. } => ServerError::Usage(message),
+                    other => admin_error("saving the policies", other),
+                },
+            )?;
             println!(
                 "policy set version {version} of tenant `{}` now serves",
                 tenant.tenant
             );
-            crate::state::announce(config, DomainEvent::TenantChanged { tenant: id });
             println!("running nodes pick it up at once on PostgreSQL, within seconds on SQLite");
         }
         PolicyCommand::List(tenant) => {
-            let (pool, id) = open(config, &tenant.tenant)?;
-            let mut conn = pool.get().map_err(StoreError::from)?;
-            let versions = policy_sets::list(&mut conn, id)?;
+            let admin = open_admin(config)?;
+            let versions =
+                block_on(admin.policy_versions(&tenant.tenant)).map_err(|e| admin_error("", e))?;
             if versions.is_empty() {
                 println!("no policy set loaded: the built-in default serves");
             }
@@ -115,15 +106,12 @@ pub fn run_policy(config: &Config, command: PolicyCommand) -> Result<(), ServerE
             client,
         } => {
             let body = read(&request)?;
-            let parsed = EvaluationRequest::from_json(body.as_bytes())
-                .map_err(|e| ServerError::Usage(e.to_string()))?;
-            let (pool, id) = open(config, &tenant.tenant)?;
-            let decision = pdp(&pool)?
-                .dry_run(id, &client, &parsed)
-                .map_err(|e| ServerError::Usage(e.to_string()))?;
-            let mut out = decision.to_authzen();
-            out["policies"] = json!(decision.policies);
-            out["policy_version"] = json!(decision.policy_version);
+            let admin = open_admin(config)?;
+            let out = block_on(admin.test_policies(&tenant.tenant, &client, body.as_bytes()))
+                .map_err(|e| match e {
+                    AdminError::Invalid { message, .. } => ServerError::Usage(message),
+                    other => admin_error("", other),
+                })?;
             println!("{out:#}");
         }
     }
@@ -132,9 +120,13 @@ pub fn run_policy(config: &Config, command: PolicyCommand) -> Result<(), ServerE
 
 pub fn run_decisions(config: &Config, command: DecisionsCommand) -> Result<(), ServerError> {
     let DecisionsCommand::List { tenant, limit } = command;
-    let (pool, id) = open(config, &tenant.tenant)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    for d in decision_log::recent(&mut conn, id, limit)? {
+    let admin = open_admin(config)?;
+    let decisions =
+        block_on(admin.decisions(&tenant.tenant, limit)).map_err(|e| admin_error("", e))?;
+    if decisions.is_empty() {
+        eprintln!("no decisions logged");
+    }
+    for d in decisions {
         if let Some(skipped) = d.skipped {
             println!(
                 "{}\tgap\t{skipped} decisions not logged\t-\t-\t{}",

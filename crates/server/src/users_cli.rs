@@ -14,21 +14,13 @@
 //! SQLite they reach no other process, which is safe because nothing those events
 //! invalidate is needed for correctness (see `docs/architecture.md`, the event bus).
 
-use std::sync::Arc;
-
 use clap::{Args, Subcommand};
-use gatehouse_admin::{Admin, AdminError, Operator, Reason};
-use gatehouse_authn::Authn;
-use gatehouse_core::SystemClock;
+use gatehouse_admin::{Operator, Reason};
 use gatehouse_core::config::Config;
-use gatehouse_core::secrets::Cipher;
-use gatehouse_identity_store::StoreError;
 use gatehouse_token_issuer::backchannel::Delivery;
-use gatehouse_token_issuer::service::Issuer;
 
 use crate::ServerError;
-use crate::http::tenant::TenantDirectory;
-use crate::state::open_pool;
+use crate::admin_cli::{admin_error, block_on, open_admin};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -118,51 +110,6 @@ pub struct CreateRoleArgs {
     /// Who is doing this (the audit log's actor).
     #[arg(long)]
     operator: String,
-}
-
-/// The operator's service over this configuration's database.
-pub(crate) fn open_admin(config: &Config) -> Result<Admin, ServerError> {
-    let pool = open_pool(config)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    gatehouse_identity_store::db::run_migrations(&mut conn)?;
-    let (cipher, source) = Cipher::load(config).map_err(ServerError::Secrets)?;
-    crate::state::prove_master_keys(&mut conn, &cipher, &source, chrono::Utc::now())?;
-    drop(conn);
-    let authn = Authn::new(
-        config,
-        pool.clone(),
-        cipher.clone(),
-        Arc::new(SystemClock),
-        crate::state::cli_bus(config),
-    )
-    .map_err(|e| ServerError::Usage(format!("cannot start the authentication service: {e}")))?;
-    let issuer = Issuer::new(pool.clone(), cipher, Arc::new(SystemClock));
-    let urls = TenantDirectory::new(
-        pool.clone(),
-        config.bootstrap.tenant.clone(),
-        &config.server.public_url(),
-    );
-    Admin::new(pool, authn, issuer, Arc::new(urls)).map_err(|e| admin_error("", e))
-}
-
-/// One mapping of the admin layer's errors for the command line.
-pub(crate) fn admin_error(doing: &str, error: AdminError) -> ServerError {
-    match error {
-        AdminError::Invalid { field, message } => {
-            ServerError::Usage(format!("--{} {message}", field.replace('_', "-")))
-        }
-        AdminError::NotFound(message) | AdminError::Conflict(message) => {
-            ServerError::Usage(message)
-        }
-        AdminError::Store(error) => ServerError::Store(error),
-        other if doing.is_empty() => ServerError::Usage(other.to_string()),
-        other => ServerError::Usage(format!("{doing} failed: {other}")),
-    }
-}
-
-/// Runs one of the service's async methods to completion.
-fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
-    actix_web::rt::System::new().block_on(work)
 }
 
 fn operator_and_reason(operator: &str, reason: &str) -> Result<(Operator, Reason), ServerError> {

@@ -588,7 +588,7 @@ fn the_cli_registers_private_key_jwt_clients_and_their_id_token_key() {
     );
     fails(
         create(&["--jwks", &client_jwks().to_string()]),
-        "--jwks is for --auth-method private-key-jwt",
+        "--jwks is for private_key_jwt clients only",
     );
     fails(
         create(&["--id-token-alg", "HS256"]),
