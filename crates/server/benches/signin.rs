@@ -33,11 +33,13 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
-use std::collections::HashMap;
+mod common;
+
 use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 use chrono::Utc;
+use common::{FormClient, PASSWORD};
 use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::{ClientInfo, HashMemory, PasswordHasher};
 use gatehouse_core::config::Config;
@@ -50,12 +52,10 @@ use gatehouse_identity_store::{AnyConnection, db, rate_limits};
 use gatehouse_server::state::AppState;
 use rand::RngCore;
 use reqwest::blocking::Client;
-use reqwest::header::SET_COOKIE;
 use zeroize::Zeroizing;
 
 /// Users to sign in as, round-robin; each attempt uses the next one.
 const USERS: usize = 512;
-const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
 /// Before every measured segment: connections open, blocking pools grow.
 const WARM_UP: Duration = Duration::from_secs(1);
 /// Each kind of run is measured in this many segments, interleaved with the others,
@@ -360,75 +360,6 @@ fn start_server() -> Server {
     }
 }
 
-/// A keep-alive client that has fetched the sign-in form once: its CSRF cookie and
-/// token. Session cookies from sign-ins are dropped, so every attempt is a fresh
-/// sign-in (no session to rotate).
-struct SignInClient {
-    client: Client,
-    url: String,
-    cookie: String,
-    csrf: String,
-}
-
-impl SignInClient {
-    fn new(base: &str) -> SignInClient {
-        let client = Client::builder()
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .unwrap();
-        let url = format!("{base}/signin");
-        let page = client.get(&url).send().unwrap();
-        assert_eq!(page.status().as_u16(), 200);
-        let mut cookies = HashMap::new();
-        for value in page.headers().get_all(SET_COOKIE) {
-            let pair = value.to_str().unwrap().split(';').next().unwrap();
-            let (name, value) = pair.split_once('=').unwrap();
-            cookies.insert(name.to_owned(), value.to_owned());
-        }
-        let body = page.text().unwrap();
-        let marker = "name=\"csrf_token\" value=\"";
-        let start = body.find(marker).expect("sign-in form has a CSRF field") + marker.len();
-        let csrf = body[start..].split('"').next().unwrap().to_owned();
-        let cookie = cookies
-            .iter()
-            .map(|(k, v)| format!("{k}={v}"))
-            .collect::<Vec<_>>()
-            .join("; ");
-        SignInClient {
-            client,
-            url,
-            cookie,
-            csrf,
-        }
-    }
-
-    /// One sign-in; true when it was accepted (303 with a session cookie).
-    fn sign_in(&self, email: &str) -> bool {
-        let Ok(response) = self
-            .client
-            .post(&self.url)
-            .header("Cookie", &self.cookie)
-            .form(&[
-                ("csrf_token", self.csrf.as_str()),
-                ("email", email),
-                ("password", PASSWORD),
-            ])
-            .send()
-        else {
-            return false;
-        };
-        let ok = response.status().as_u16() == 303
-            && response
-                .headers()
-                .get_all(SET_COOKIE)
-                .iter()
-                .any(|v| v.to_str().is_ok_and(|v| v.contains("gatehouse-session")));
-        // Read the (empty) body so the connection goes back to the pool.
-        let _ = response.bytes();
-        ok
-    }
-}
-
 /// The reference: `PasswordHasher::verify_in` on plain threads, each keeping its
 /// Argon2 memory between verifications, as the service's hashing threads do.
 fn raw_verify(hasher: &PasswordHasher, phc: &str, threads: usize, measure: Duration) -> Run {
@@ -495,12 +426,12 @@ fn service_sign_ins(bench: &Bench, threads: usize, measure: Duration) -> Run {
 
 fn sign_ins(server: &Server, threads: usize, measure: Duration) -> Run {
     timed(threads, measure, |t| {
-        let client = SignInClient::new(&server.base);
+        let client = FormClient::new(&server.base, "/signin");
         let mut next = t;
         move || {
             let user = next % USERS;
             next += threads;
-            client.sign_in(&email(user))
+            client.post(&email(user), 303)
         }
     })
 }

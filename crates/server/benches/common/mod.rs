@@ -1,0 +1,79 @@
+//! What the server benchmarks share: a keep-alive client that posts a form the way
+//! a browser does, with its CSRF cookie and token.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use reqwest::blocking::Client;
+use reqwest::header::SET_COOKIE;
+
+/// The password every benchmark user has.
+pub const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
+
+/// A keep-alive client that fetched one form: its CSRF cookie and token.
+pub struct FormClient {
+    client: Client,
+    url: String,
+    cookie: String,
+    csrf: String,
+}
+
+impl FormClient {
+    pub fn new(base: &str, path: &str) -> FormClient {
+        let client = Client::builder()
+            .redirect(reqwest::redirect::Policy::none())
+            .timeout(Duration::from_secs(60))
+            .build()
+            .unwrap();
+        let url = format!("{base}{path}");
+        let page = client.get(&url).send().unwrap();
+        assert_eq!(page.status().as_u16(), 200);
+        let mut cookies = HashMap::new();
+        for value in page.headers().get_all(SET_COOKIE) {
+            let pair = value.to_str().unwrap().split(';').next().unwrap();
+            let (name, value) = pair.split_once('=').unwrap();
+            cookies.insert(name.to_owned(), value.to_owned());
+        }
+        let body = page.text().unwrap();
+        let marker = "name=\"csrf_token\" value=\"";
+        let start = body.find(marker).expect("the form has a CSRF field") + marker.len();
+        let csrf = body[start..].split('"').next().unwrap().to_owned();
+        let cookie = cookies
+            .iter()
+            .map(|(k, v)| format!("{k}={v}"))
+            .collect::<Vec<_>>()
+            .join("; ");
+        FormClient {
+            client,
+            url,
+            cookie,
+            csrf,
+        }
+    }
+
+    /// Posts the form; true when the answer was `expected` (and, for 303, set a
+    /// session cookie).
+    pub fn post(&self, email: &str, expected: u16) -> bool {
+        let Ok(response) = self
+            .client
+            .post(&self.url)
+            .header("Cookie", &self.cookie)
+            .form(&[
+                ("csrf_token", self.csrf.as_str()),
+                ("email", email),
+                ("password", PASSWORD),
+            ])
+            .send()
+        else {
+            return false;
+        };
+        let status = response.status().as_u16();
+        let session = response
+            .headers()
+            .get_all(SET_COOKIE)
+            .iter()
+            .any(|v| v.to_str().is_ok_and(|v| v.contains("gatehouse-session")));
+        let _ = response.bytes();
+        status == expected && (expected != 303 || session)
+    }
+}
