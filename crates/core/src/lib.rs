@@ -10,6 +10,7 @@ pub mod events;
 pub mod ids;
 pub mod net;
 pub mod secrets;
+pub mod tenant_settings;
 
 pub use clock::{Clock, ManualClock, SharedClock, SystemClock};
 pub use error::Error;

@@ -3,6 +3,7 @@
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
+use gatehouse_core::tenant_settings::TenantSettings;
 
 use crate::error::map_unique;
 use crate::schema::tenants;
@@ -21,6 +22,13 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+}
+
+impl Tenant {
+    /// The settings, typed: the one way features read them.
+    pub fn typed_settings(&self) -> TenantSettings {
+        TenantSettings::read(&self.settings)
+    }
 }
 
 #[derive(Debug, Clone, Default)]
@@ -82,6 +90,9 @@ fn validate(data: &TenantData) -> StoreResult<String> {
             "display name must not be empty",
         ));
     }
+    // Settings are checked when written, so every reader may trust their types.
+    TenantSettings::from_map(&data.settings)
+        .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?;
     Ok(slug)
 }
 

@@ -290,7 +290,7 @@ fn start_server() -> Server {
     config.server.workers = 2;
     let (state, bootstrapped) = AppState::open(config).unwrap();
     let tenant = bootstrapped.tenant.id;
-    let policy = TenantPolicy::from_settings(&bootstrapped.tenant.settings);
+    let policy = TenantPolicy::from_settings(&bootstrapped.tenant.typed_settings());
 
     // One hash for every user: verifying costs the same whatever the salt, and
     // seeding 512 real hashes would take longer than the benchmark.

@@ -4,6 +4,7 @@
 
 use std::collections::BTreeMap;
 
+use gatehouse_core::tenant_settings::TenantSettings;
 use gatehouse_identity_store::users::User;
 use serde_json::{Map, Value, json};
 
@@ -39,19 +40,10 @@ pub fn default_scope_claims() -> BTreeMap<String, Vec<String>> {
 }
 
 /// The tenant's scope table: defaults, with the tenant's own entries added or replacing.
-pub fn scope_claims(tenant_settings: &Map<String, Value>) -> BTreeMap<String, Vec<String>> {
+pub fn scope_claims(tenant_settings: &TenantSettings) -> BTreeMap<String, Vec<String>> {
     let mut scopes = default_scope_claims();
-    if let Some(custom) = tenant_settings.get("scopes").and_then(Value::as_object) {
-        for (scope, claims) in custom {
-            if let Some(list) = claims.as_array() {
-                scopes.insert(
-                    scope.clone(),
-                    list.iter()
-                        .filter_map(|c| c.as_str().map(str::to_owned))
-                        .collect(),
-                );
-            }
-        }
+    for (scope, claims) in &tenant_settings.scopes {
+        scopes.insert(scope.clone(), claims.clone());
     }
     scopes
 }
@@ -176,7 +168,7 @@ mod tests {
             "scopes": { "loyalty": ["loyalty_tier", "roles", "groups"] }
         }))
         .unwrap();
-        let table = scope_claims(&settings);
+        let table = scope_claims(&TenantSettings::from_map(&settings).unwrap());
         let claims = claims_for(
             &table,
             &["loyalty"],

@@ -595,7 +595,7 @@ impl Issuer {
                 .into_iter()
                 .map(|g| g.display_name)
                 .collect();
-            let table = scope_claims(&tenant_row.settings);
+            let table = scope_claims(&tenant_row.typed_settings());
             let mut id = IdTokenClaims::new(
                 issuer,
                 auth_user.to_string(),
@@ -893,7 +893,7 @@ impl Issuer {
         let mut out = Map::new();
         out.insert("sub".into(), Value::String(claims.sub.clone()));
         out.extend(claims_for(
-            &scope_claims(&tenant_row.settings),
+            &scope_claims(&tenant_row.typed_settings()),
             &scopes,
             &user,
             &role_names,

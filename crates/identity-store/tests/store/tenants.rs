@@ -23,6 +23,32 @@ gatehouse_identity_store::backend_tests! {
         assert!(matches!(bad, Err(StoreError::Invalid { .. })));
     }
 
+    fn tenant_settings_are_checked_when_written(db) {
+        let mut conn = db.conn();
+        let id = tenant(&mut conn, "acme");
+        let current = tenants::get(&mut conn, id).unwrap();
+        for (section, value) in [
+            ("mfa", serde_json::json!({"required": "yes"})),
+            ("hosts", serde_json::json!(["bad host"])),
+            ("colour", serde_json::json!("blue")),
+        ] {
+            let mut data = TenantData {
+                slug: current.slug.clone(),
+                display_name: current.display_name.clone(),
+                settings: current.settings.clone(),
+            };
+            data.settings.insert(section.into(), value);
+            let refused = tenants::update(&mut conn, now(), id, current.version, data);
+            match refused {
+                Err(StoreError::Invalid { message, .. }) => {
+                    assert!(message.contains(section), "{section}: {message}")
+                }
+                other => panic!("{section}: {other:?}"),
+            }
+        }
+        assert_eq!(tenants::get(&mut conn, id).unwrap().version, current.version, "nothing written");
+    }
+
     fn tenant_update_checks_the_version(db) {
         let mut conn = db.conn();
         let id = tenant(&mut conn, "acme");
@@ -32,10 +58,11 @@ gatehouse_identity_store::backend_tests! {
             display_name: "Acme Corp".into(),
             settings: current.settings.clone(),
         };
-        data.settings.insert("registration".into(), serde_json::json!(true));
+        data.settings.insert("registration".into(), serde_json::json!({"enabled": false}));
         let updated = tenants::update(&mut conn, now(), id, current.version, data.clone()).unwrap();
         assert_eq!(updated.version, current.version + 1);
-        assert_eq!(updated.settings["registration"], serde_json::json!(true));
+        assert_eq!(updated.settings["registration"], serde_json::json!({"enabled": false}));
+        assert!(!updated.typed_settings().registration.enabled);
         let stale = tenants::update(&mut conn, now(), id, current.version, data);
         assert!(matches!(stale, Err(StoreError::StaleVersion { .. })));
     }

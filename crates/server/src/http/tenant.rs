@@ -83,12 +83,8 @@ impl TenantDirectory {
             let page = tenants::list(&mut conn, &request)?;
             for tenant in page.items {
                 let tenant = Arc::new(tenant);
-                if let Some(hosts) = tenant.settings.get("hosts").and_then(|h| h.as_array()) {
-                    for host in hosts.iter().filter_map(|h| h.as_str()) {
-                        snapshot
-                            .by_host
-                            .insert(host.to_ascii_lowercase(), Arc::clone(&tenant));
-                    }
+                for host in tenant.typed_settings().hosts {
+                    snapshot.by_host.insert(host, Arc::clone(&tenant));
                 }
                 snapshot.by_slug.insert(tenant.slug.clone(), tenant);
             }
@@ -111,16 +107,11 @@ impl TenantDirectory {
         let Some(tenant) = snapshot.by_slug.values().find(|t| t.id == id) else {
             return Ok(None);
         };
-        let host = tenant
-            .settings
-            .get("hosts")
-            .and_then(|h| h.as_array())
-            .and_then(|hosts| hosts.first())
-            .and_then(|h| h.as_str());
+        let host = tenant.typed_settings().hosts.into_iter().next();
         Ok(Some(match host {
             Some(host) => {
                 let scheme = self.public_origin.split("://").next().unwrap_or("https");
-                format!("{scheme}://{}", host.to_ascii_lowercase())
+                format!("{scheme}://{host}")
             }
             None if tenant.slug == self.default_slug => self.public_origin.clone(),
             None => format!("{}/t/{}", self.public_origin, tenant.slug),

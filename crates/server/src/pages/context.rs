@@ -89,11 +89,12 @@ impl FromRequest for PageContext {
                 })?
                 .ok_or_else(|| fail(StatusCode::NOT_FOUND, "unknown tenant"))?;
 
-            let theme = ThemeSettings::from_tenant_settings(&resolved.tenant.settings).unwrap_or_else(|error| {
+            let settings = resolved.tenant.typed_settings();
+            let theme = ThemeSettings::from_tenant_settings(&settings).unwrap_or_else(|error| {
                 tracing::warn!(tenant = %resolved.tenant.slug, %error, "invalid theme settings; using the default theme");
                 ThemeSettings::default()
             });
-            let policy = TenantPolicy::from_settings(&resolved.tenant.settings);
+            let policy = TenantPolicy::from_settings(&settings);
             let query_lang = web::Query::<std::collections::HashMap<String, String>>::from_query(
                 req.query_string(),
             )

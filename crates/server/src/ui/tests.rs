@@ -787,7 +787,9 @@ fn override_directory_replaces_a_template_for_that_theme_only() {
 
 #[test]
 fn theme_settings_from_tenant_settings() {
-    let settings = |value: Value| value.as_object().unwrap().clone();
+    let settings = |value: Value| {
+        gatehouse_core::tenant_settings::TenantSettings::read(value.as_object().unwrap())
+    };
     assert_eq!(
         ThemeSettings::from_tenant_settings(&settings(json!({}))).unwrap(),
         ThemeSettings::default()
@@ -977,7 +979,11 @@ fn docs_block(language: &str) -> &'static str {
 #[test]
 fn the_theming_docs_examples_are_true() {
     let settings: Value = serde_json::from_str(docs_block("json")).unwrap();
-    let theme = ThemeSettings::from_tenant_settings(settings.as_object().unwrap()).unwrap();
+    let theme = ThemeSettings::from_tenant_settings(
+        &gatehouse_core::tenant_settings::TenantSettings::from_map(settings.as_object().unwrap())
+            .unwrap(),
+    )
+    .unwrap();
     assert_eq!(ui().theme_css(&theme), docs_block("css"));
 
     let dir = tempfile::tempdir().unwrap();

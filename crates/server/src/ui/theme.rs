@@ -5,6 +5,8 @@ use std::path::{Component, PathBuf};
 
 use serde::{Deserialize, Serialize};
 
+use gatehouse_core::tenant_settings::TenantSettings;
+
 use super::UiError;
 
 /// Blue 700: 6.7:1 against white, so white button text and blue links both pass AA.
@@ -56,10 +58,8 @@ impl Default for ThemeSettings {
 impl ThemeSettings {
     /// Reads and validates the `"theme"` entry of a tenant's settings; the defaults
     /// when there is none (or it is `null`).
-    pub fn from_tenant_settings(
-        settings: &serde_json::Map<String, serde_json::Value>,
-    ) -> Result<ThemeSettings, UiError> {
-        let theme = match settings.get(SETTINGS_KEY) {
+    pub fn from_tenant_settings(settings: &TenantSettings) -> Result<ThemeSettings, UiError> {
+        let theme = match &settings.theme {
             None | Some(serde_json::Value::Null) => ThemeSettings::default(),
             Some(value) => ThemeSettings::deserialize(value)
                 .map_err(|e| UiError::InvalidTheme(e.to_string()))?,

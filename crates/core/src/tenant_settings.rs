@@ -1,0 +1,256 @@
+//! A tenant's settings, typed: one struct per section, checked when they are written
+//! (the store refuses a bad value with a message naming the field) and read through
+//! one accessor, instead of each feature picking at a JSON bag.
+//!
+//! Stored as a JSON object (`tenants.settings`); a section that is absent takes its
+//! defaults. Sections: `registration`, `mfa`, `scopes`, `hosts`, `theme` (the
+//! theme's own fields are the server's; here it is carried as JSON and checked for
+//! shape only).
+
+use std::collections::BTreeMap;
+
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+
+/// Every section of a tenant's settings.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TenantSettings {
+    pub registration: RegistrationSettings,
+    pub mfa: MfaSettings,
+    /// Scope → the claims it releases; an entry replaces the default of the same
+    /// name (`openid`, `profile`, `email`, …). Only tenant entries can release
+    /// `roles` or `groups`.
+    pub scopes: BTreeMap<String, Vec<String>>,
+    /// Host names that serve the tenant, lower-case; the first is its issuer host.
+    pub hosts: Vec<String>,
+    /// The tenant's theme; its fields are checked by the server's theme module.
+    pub theme: Option<Value>,
+}
+
+/// Who may sign up, and what they must prove first.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct RegistrationSettings {
+    /// Sign-up is open.
+    pub enabled: bool,
+    /// Sign-in waits for the address to be verified.
+    pub require_verified_email: bool,
+}
+
+impl Default for RegistrationSettings {
+    fn default() -> Self {
+        RegistrationSettings {
+            enabled: true,
+            require_verified_email: true,
+        }
+    }
+}
+
+/// When a second factor is needed.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MfaSettings {
+    /// Every user needs one; a user without is sent to enrol first.
+    pub required: bool,
+    /// Authorization requests from these clients need one.
+    pub clients: Vec<String>,
+    /// … and requests for any of these scopes.
+    pub scopes: Vec<String>,
+}
+
+/// A setting that cannot be taken, naming it (`mfa.required`, `hosts`, …).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("tenant setting `{field}`: {message}")]
+pub struct SettingsError {
+    pub field: String,
+    pub message: String,
+}
+
+/// The sections, each parsed on its own so an error names its section.
+const SECTIONS: [&str; 5] = ["registration", "mfa", "scopes", "hosts", "theme"];
+
+impl TenantSettings {
+    /// Strict: what a write must pass. Unknown sections and unknown or mistyped
+    /// fields are refused, naming them.
+    pub fn from_map(map: &Map<String, Value>) -> Result<TenantSettings, SettingsError> {
+        if let Some(unknown) = map.keys().find(|k| !SECTIONS.contains(&k.as_str())) {
+            return Err(SettingsError {
+                field: unknown.clone(),
+                message: format!("unknown setting; known are {}", SECTIONS.join(", ")),
+            });
+        }
+        let mut settings = TenantSettings::default();
+        for (section, value) in map {
+            settings
+                .set(section, value)
+                .map_err(|message| SettingsError {
+                    field: section.clone(),
+                    message,
+                })?;
+        }
+        settings.hosts = settings
+            .hosts
+            .iter()
+            .map(|h| h.trim().to_ascii_lowercase())
+            .collect();
+        if let Some(bad) = settings.hosts.iter().find(|h| !valid_host(h)) {
+            return Err(SettingsError {
+                field: "hosts".into(),
+                message: format!("`{bad}` is not a host name"),
+            });
+        }
+        if let Some(theme) = &settings.theme
+            && !(theme.is_object() || theme.is_null())
+        {
+            return Err(SettingsError {
+                field: "theme".into(),
+                message: "must be an object".into(),
+            });
+        }
+        Ok(settings)
+    }
+
+    /// Lenient: how stored settings are read. Rows written before settings were
+    /// checked may hold anything; a section that does not parse takes its defaults
+    /// (and is logged), so one bad value never takes a tenant down.
+    pub fn read(map: &Map<String, Value>) -> TenantSettings {
+        let mut settings = TenantSettings::default();
+        for (section, value) in map {
+            if let Err(message) = settings.set(section, value) {
+                tracing::warn!(section, %message, "tenant setting ignored");
+            }
+        }
+        for host in &mut settings.hosts {
+            *host = host.to_ascii_lowercase();
+        }
+        settings
+    }
+
+    fn set(&mut self, section: &str, value: &Value) -> Result<(), String> {
+        fn parse<T: serde::de::DeserializeOwned + Default>(value: &Value) -> Result<T, String> {
+            if value.is_null() {
+                return Ok(T::default());
+            }
+            T::deserialize(value).map_err(|e| e.to_string())
+        }
+        match section {
+            "registration" => self.registration = parse(value)?,
+            "mfa" => self.mfa = parse(value)?,
+            "scopes" => self.scopes = parse(value)?,
+            "hosts" => self.hosts = parse(value)?,
+            "theme" => self.theme = (!value.is_null()).then(|| value.clone()),
+            other => return Err(format!("unknown setting `{other}`")),
+        }
+        Ok(())
+    }
+}
+
+/// A DNS host name (optionally with a port): labels of letters, digits and `-`.
+fn valid_host(host: &str) -> bool {
+    let name = match host.rsplit_once(':') {
+        Some((name, port)) if port.parse::<u16>().is_ok() => name,
+        _ => host,
+    };
+    !name.is_empty()
+        && name.len() <= 253
+        && name.split('.').all(|label| {
+            !label.is_empty()
+                && label.len() <= 63
+                && !label.starts_with('-')
+                && !label.ends_with('-')
+                && label.chars().all(|c| c.is_ascii_alphanumeric() || c == '-')
+        })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    fn map(value: Value) -> Map<String, Value> {
+        value.as_object().unwrap().clone()
+    }
+
+    #[test]
+    fn absent_sections_take_their_defaults() {
+        let settings = TenantSettings::from_map(&Map::new()).unwrap();
+        assert!(settings.registration.enabled && settings.registration.require_verified_email);
+        assert!(!settings.mfa.required);
+        assert!(settings.scopes.is_empty() && settings.hosts.is_empty());
+        assert_eq!(settings, TenantSettings::read(&Map::new()));
+    }
+
+    #[test]
+    fn sections_are_read_into_their_types() {
+        let settings = TenantSettings::from_map(&map(json!({
+            "registration": {"enabled": false},
+            "mfa": {"required": true, "clients": ["bank"], "scopes": ["payments"]},
+            "scopes": {"staff": ["roles", "groups"]},
+            "hosts": ["Login.Initech.TEST"],
+            "theme": {"primary_color": "#123456"},
+        })))
+        .unwrap();
+        assert!(!settings.registration.enabled);
+        assert!(
+            settings.registration.require_verified_email,
+            "the default stays"
+        );
+        assert_eq!(settings.mfa.clients, ["bank"]);
+        assert_eq!(settings.scopes["staff"], ["roles", "groups"]);
+        assert_eq!(settings.hosts, ["login.initech.test"]);
+        assert!(settings.theme.is_some());
+    }
+
+    #[test]
+    fn a_bad_value_is_refused_naming_the_field() {
+        for (value, field, needle) in [
+            (
+                json!({"mfa": {"required": "yes"}}),
+                "mfa",
+                "expected a boolean",
+            ),
+            (
+                json!({"mfa": {"requried": true}}),
+                "mfa",
+                "unknown field `requried`",
+            ),
+            (json!({"registraton": {}}), "registraton", "unknown setting"),
+            (
+                json!({"scopes": {"x": "email"}}),
+                "scopes",
+                "expected a sequence",
+            ),
+            (
+                json!({"hosts": ["evil.example/path"]}),
+                "hosts",
+                "not a host name",
+            ),
+            (
+                json!({"hosts": "login.example"}),
+                "hosts",
+                "expected a sequence",
+            ),
+            (json!({"theme": "dark"}), "theme", "must be an object"),
+        ] {
+            let error = TenantSettings::from_map(&map(value.clone())).unwrap_err();
+            assert_eq!(error.field, field, "{value}");
+            assert!(error.message.contains(needle), "{value}: {error}");
+            assert!(error.to_string().contains(field));
+        }
+    }
+
+    #[test]
+    fn reading_stored_settings_never_fails() {
+        let settings = TenantSettings::read(&map(json!({
+            "mfa": {"required": "yes"},
+            "registration": {"enabled": false},
+            "legacy": 1,
+        })));
+        assert!(!settings.mfa.required, "the bad section takes its defaults");
+        assert!(!settings.registration.enabled, "the good one is read");
+    }
+}
