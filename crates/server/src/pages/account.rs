@@ -1,14 +1,14 @@
 //! The account page: profile, password, email address, sessions.
 
+use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
-use actix_web::{HttpResponse, web};
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::account::ProfileUpdate;
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::pages::context::PageContext;
+use crate::pages::context::{CsrfOnly, PageContext, Submitted, csrf_protected};
 use crate::pages::factors;
 
 #[derive(Deserialize, Default)]
@@ -34,12 +34,6 @@ pub struct EmailForm {
     csrf_token: String,
     new_email: String,
     current_password: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 async fn view(
@@ -150,11 +144,7 @@ pub async fn page(ctx: PageContext) -> HttpResponse {
     view(&ctx, StatusCode::OK, None, None, &[]).await
 }
 
-pub async fn profile(ctx: PageContext, form: web::Form<ProfileForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn profile(Submitted { ctx, form }: Submitted<ProfileForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -183,11 +173,7 @@ pub async fn profile(ctx: PageContext, form: web::Form<ProfileForm>) -> HttpResp
     }
 }
 
-pub async fn password(ctx: PageContext, form: web::Form<PasswordForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn password(Submitted { ctx, form }: Submitted<PasswordForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -217,11 +203,7 @@ pub async fn password(ctx: PageContext, form: web::Form<PasswordForm>) -> HttpRe
     }
 }
 
-pub async fn email(ctx: PageContext, form: web::Form<EmailForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn email(Submitted { ctx, form }: Submitted<EmailForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -243,10 +225,7 @@ pub async fn email(ctx: PageContext, form: web::Form<EmailForm>) -> HttpResponse
     }
 }
 
-pub async fn end_one(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResponse {
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn end_one(Submitted { ctx, .. }: Submitted<CsrfOnly>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -268,10 +247,7 @@ pub async fn end_one(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpRespons
     }
 }
 
-pub async fn end_others(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResponse {
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn end_others(Submitted { ctx, .. }: Submitted<CsrfOnly>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -294,3 +270,5 @@ pub async fn end_others(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResp
         Err(error) => ctx.internal_error(&error),
     }
 }
+
+csrf_protected!(EmailForm, PasswordForm, ProfileForm);

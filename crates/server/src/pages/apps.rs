@@ -10,7 +10,7 @@ use gatehouse_consent::{Channel, ConsentError, Consents};
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::pages::context::PageContext;
+use crate::pages::context::{PageContext, Submitted, csrf_protected};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -89,11 +89,7 @@ pub async fn page(ctx: PageContext) -> HttpResponse {
     view(&ctx, StatusCode::OK, None).await
 }
 
-pub async fn withdraw(ctx: PageContext, form: web::Form<WithdrawForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn withdraw(Submitted { ctx, form }: Submitted<WithdrawForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -116,11 +112,7 @@ pub async fn withdraw(ctx: PageContext, form: web::Form<WithdrawForm>) -> HttpRe
     }
 }
 
-pub async fn revoke(ctx: PageContext, form: web::Form<RevokeForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn revoke(Submitted { ctx, form }: Submitted<RevokeForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -164,3 +156,5 @@ pub async fn receipt(ctx: PageContext) -> HttpResponse {
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .body(body)
 }
+
+csrf_protected!(RevokeForm, WithdrawForm);

@@ -16,7 +16,7 @@ use serde_json::json;
 
 use crate::http::input;
 use crate::http::security::FormTarget;
-use crate::pages::context::PageContext;
+use crate::pages::context::{PageContext, Submitted, csrf_protected};
 use crate::pages::factors;
 use crate::ui::Locale;
 
@@ -431,11 +431,7 @@ pub struct ConsentForm {
     purposes: String,
 }
 
-pub async fn consent(ctx: PageContext, form: web::Form<ConsentForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -569,3 +565,5 @@ pub fn safe_return_to(ctx: &PageContext, return_to: &str) -> Option<String> {
     }
     safe.then(|| return_to.to_owned())
 }
+
+csrf_protected!(ConsentForm);

@@ -346,3 +346,69 @@ impl PageContext {
         format!("error.{}", code.as_str())
     }
 }
+
+/// A form that carries the page's CSRF token (`csrf_token`).
+pub trait CsrfProtected {
+    fn csrf_token(&self) -> &str;
+}
+
+/// Implements [`CsrfProtected`] for form structs with a `csrf_token` field.
+macro_rules! csrf_protected {
+    ($($form:ty),+ $(,)?) => {$(
+        impl $crate::pages::context::CsrfProtected for $form {
+            fn csrf_token(&self) -> &str {
+                &self.csrf_token
+            }
+        }
+    )+};
+}
+pub(crate) use csrf_protected;
+
+/// A form with nothing but the CSRF token (sign-out, ending sessions).
+#[derive(Debug, serde::Deserialize, Default)]
+#[serde(default)]
+pub struct CsrfOnly {
+    csrf_token: String,
+}
+
+csrf_protected!(CsrfOnly);
+
+/// A posted form whose CSRF token has been checked, with the page context: the one
+/// place every state-changing page checks it. A missing or wrong token never reaches
+/// the handler; it gets the readable 403 page.
+pub struct Submitted<T> {
+    pub ctx: PageContext,
+    pub form: T,
+}
+
+impl<T> std::fmt::Debug for Submitted<T> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Submitted")
+            .field("ctx", &self.ctx)
+            .finish_non_exhaustive()
+    }
+}
+
+impl<T> FromRequest for Submitted<T>
+where
+    T: serde::de::DeserializeOwned + CsrfProtected + 'static,
+{
+    type Error = actix_web::Error;
+    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
+        let context = PageContext::from_request(req, payload);
+        let form = web::Form::<T>::from_request(req, payload);
+        Box::pin(async move {
+            let ctx = context.await?;
+            let form = form.await?.into_inner();
+            if !ctx.csrf_ok(form.csrf_token()) {
+                let refused = ctx.csrf_rejected();
+                return Err(
+                    actix_web::error::InternalError::from_response("csrf token", refused).into(),
+                );
+            }
+            Ok(Submitted { ctx, form })
+        })
+    }
+}

@@ -11,7 +11,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::pages::authorize::{permit_return_to_client, safe_return_to};
-use crate::pages::context::PageContext;
+use crate::pages::context::{CsrfOnly, PageContext, Submitted, csrf_protected};
 use crate::pages::factors;
 use crate::state::AppState;
 
@@ -32,12 +32,6 @@ pub struct SignUpForm {
     given_name: Option<String>,
     family_name: Option<String>,
     password: String,
-}
-
-#[derive(Deserialize, Default)]
-#[serde(default)]
-pub struct CsrfOnly {
-    csrf_token: String,
 }
 
 #[derive(Deserialize, Default)]
@@ -125,11 +119,7 @@ pub async fn sign_in_page(ctx: PageContext, query: web::Query<SignInQuery>) -> H
     sign_in_view(&ctx, StatusCode::OK, hint, None, None, return_to.as_deref())
 }
 
-pub async fn sign_in(ctx: PageContext, form: web::Form<SignInForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn sign_in(Submitted { ctx, form }: Submitted<SignInForm>) -> HttpResponse {
     let return_to = safe_return_to(&ctx, &form.return_to);
     if let Some(return_to) = &return_to {
         permit_return_to_client(&ctx, return_to).await;
@@ -241,11 +231,7 @@ pub async fn sign_up_page(ctx: PageContext) -> HttpResponse {
     sign_up_view(&ctx, StatusCode::OK, None, &[], &[])
 }
 
-pub async fn sign_up(ctx: PageContext, form: web::Form<SignUpForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn sign_up(Submitted { ctx, form }: Submitted<SignUpForm>) -> HttpResponse {
     let registration = Registration {
         email: form.email.clone(),
         given_name: form.given_name.clone(),
@@ -322,11 +308,7 @@ pub async fn verify(ctx: PageContext, query: web::Query<VerifyQuery>) -> HttpRes
     }
 }
 
-pub async fn resend(ctx: PageContext, form: web::Form<ResendForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn resend(Submitted { ctx, form }: Submitted<ResendForm>) -> HttpResponse {
     if let Err(error) = ctx
         .state
         .authn
@@ -348,10 +330,7 @@ pub async fn resend(ctx: PageContext, form: web::Form<ResendForm>) -> HttpRespon
     )
 }
 
-pub async fn sign_out(ctx: PageContext, form: web::Form<CsrfOnly>) -> HttpResponse {
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn sign_out(Submitted { ctx, .. }: Submitted<CsrfOnly>) -> HttpResponse {
     if let Some(session) = ctx.session.clone()
         && let Err(error) = ctx
             .state
@@ -402,11 +381,7 @@ pub async fn setup_page(ctx: PageContext) -> HttpResponse {
 }
 
 /// Completes first-start set-up with the one-time secret printed at bootstrap.
-pub async fn setup(ctx: PageContext, form: web::Form<SetupForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn setup(Submitted { ctx, form }: Submitted<SetupForm>) -> HttpResponse {
     let result = ctx
         .state
         .authn
@@ -439,3 +414,5 @@ pub async fn setup(ctx: PageContext, form: web::Form<SetupForm>) -> HttpResponse
         }
     }
 }
+
+csrf_protected!(ResendForm, SetupForm, SignInForm, SignUpForm);

@@ -12,7 +12,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::pages::authorize::{permit_return_to_client, safe_return_to};
-use crate::pages::context::PageContext;
+use crate::pages::context::{PageContext, Submitted, csrf_protected};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -154,11 +154,7 @@ pub(super) fn sign_in_url(ctx: &PageContext, return_to: Option<&str>) -> String 
     with_return(ctx, "/signin", return_to)
 }
 
-pub async fn second_factor(ctx: PageContext, form: web::Form<SecondFactorForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn second_factor(Submitted { ctx, form }: Submitted<SecondFactorForm>) -> HttpResponse {
     let return_to = return_to(&ctx, &form.return_to).await;
     let (asker, factors) = match asker(&ctx).await {
         Ok(Some(found)) => found,
@@ -315,10 +311,7 @@ fn enrolment_view(
     )
 }
 
-pub async fn begin_totp(ctx: PageContext, form: web::Form<CsrfForm>) -> HttpResponse {
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn begin_totp(Submitted { ctx, form }: Submitted<CsrfForm>) -> HttpResponse {
     let return_to = return_to(&ctx, &form.return_to).await;
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
@@ -375,11 +368,7 @@ fn recovery_codes_view(
     )
 }
 
-pub async fn confirm_totp(ctx: PageContext, form: web::Form<ConfirmForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn confirm_totp(Submitted { ctx, form }: Submitted<ConfirmForm>) -> HttpResponse {
     let return_to = return_to(&ctx, &form.return_to).await;
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
@@ -476,10 +465,7 @@ pub async fn confirm_totp(ctx: PageContext, form: web::Form<ConfirmForm>) -> Htt
     }
 }
 
-pub async fn remove_totp(ctx: PageContext, form: web::Form<CsrfForm>) -> HttpResponse {
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn remove_totp(Submitted { ctx, .. }: Submitted<CsrfForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -504,13 +490,7 @@ pub async fn remove_totp(ctx: PageContext, form: web::Form<CsrfForm>) -> HttpRes
     }
 }
 
-pub async fn regenerate_recovery_codes(
-    ctx: PageContext,
-    form: web::Form<CsrfForm>,
-) -> HttpResponse {
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn regenerate_recovery_codes(Submitted { ctx, .. }: Submitted<CsrfForm>) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -535,3 +515,5 @@ pub async fn regenerate_recovery_codes(
         Err(error) => ctx.internal_error(&error),
     }
 }
+
+csrf_protected!(ConfirmForm, CsrfForm, SecondFactorForm);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::http::security::FormTarget;
-use crate::pages::context::PageContext;
+use crate::pages::context::{PageContext, Submitted, csrf_protected};
 
 fn issuer(ctx: &PageContext) -> String {
     format!("{}{}", ctx.tenant.origin, ctx.tenant.base_path)
@@ -140,11 +140,7 @@ pub struct ConfirmForm {
 }
 
 /// The user's answer on the confirmation page.
-pub async fn confirm(ctx: PageContext, form: web::Form<ConfirmForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> HttpResponse {
     // The request rides in a field: its own encoding is checked like a query's.
     if let Err(refusal) = crate::http::input::check_query(&form.request) {
         return crate::pages::refused_input_page(&ctx, &refusal);
@@ -162,3 +158,5 @@ pub async fn confirm(ctx: PageContext, form: web::Form<ConfirmForm>) -> HttpResp
     }
     sign_out_and_finish(&ctx, &valid).await
 }
+
+csrf_protected!(ConfirmForm);

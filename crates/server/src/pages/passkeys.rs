@@ -25,7 +25,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
-use crate::pages::context::PageContext;
+use crate::pages::context::{PageContext, Submitted, csrf_protected};
 use crate::pages::factors::{
     return_to, second_factor_url, security_view, sign_in_url, step_up_first,
 };
@@ -327,13 +327,9 @@ pub async fn finish_registration(ctx: PageContext, body: web::Bytes) -> HttpResp
 }
 
 pub async fn remove(
-    ctx: PageContext,
+    Submitted { ctx, .. }: Submitted<RemoveForm>,
     path: web::Path<(String,)>,
-    form: web::Form<RemoveForm>,
 ) -> HttpResponse {
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
@@ -598,3 +594,5 @@ pub async fn finish_second_factor(ctx: PageContext, body: web::Bytes) -> HttpRes
         Err(error) => authn_error(&ctx, error),
     }
 }
+
+csrf_protected!(RemoveForm);

@@ -12,7 +12,7 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::pages::context::PageContext;
+use crate::pages::context::{PageContext, Submitted, csrf_protected};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -119,11 +119,7 @@ pub async fn request_page(ctx: PageContext) -> HttpResponse {
     recover_view(&ctx, StatusCode::OK, "request", "", None, None, &[])
 }
 
-pub async fn request(ctx: PageContext, form: web::Form<RequestForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn request(Submitted { ctx, form }: Submitted<RequestForm>) -> HttpResponse {
     match ctx
         .state
         .authn
@@ -176,11 +172,7 @@ pub async fn reset_page(ctx: PageContext, query: web::Query<TokenQuery>) -> Http
     }
 }
 
-pub async fn reset(ctx: PageContext, form: web::Form<ResetForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn reset(Submitted { ctx, form }: Submitted<ResetForm>) -> HttpResponse {
     let tenant = ctx.tenant.tenant.id;
     let code = Zeroizing::new(form.code);
     let proof = match form.method.as_str() {
@@ -257,11 +249,7 @@ pub async fn reset(ctx: PageContext, form: web::Form<ResetForm>) -> HttpResponse
 }
 
 /// "I have none of my second factors": starts the recovery with a cooling-off.
-pub async fn start_factor_recovery(ctx: PageContext, form: web::Form<TokenForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn start_factor_recovery(Submitted { ctx, form }: Submitted<TokenForm>) -> HttpResponse {
     match ctx
         .state
         .authn
@@ -289,13 +277,8 @@ pub async fn factors_page(ctx: PageContext, query: web::Query<TokenQuery>) -> Ht
 }
 
 pub async fn complete_factor_recovery(
-    ctx: PageContext,
-    form: web::Form<TokenForm>,
+    Submitted { ctx, form }: Submitted<TokenForm>,
 ) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
     match ctx
         .state
         .authn
@@ -346,11 +329,7 @@ pub async fn cancel_page(ctx: PageContext, query: web::Query<TokenQuery>) -> Htt
     recover_view(&ctx, StatusCode::OK, "cancel", &token, None, None, &[])
 }
 
-pub async fn cancel(ctx: PageContext, form: web::Form<TokenForm>) -> HttpResponse {
-    let form = form.into_inner();
-    if !ctx.csrf_ok(&form.csrf_token) {
-        return ctx.csrf_rejected();
-    }
+pub async fn cancel(Submitted { ctx, form }: Submitted<TokenForm>) -> HttpResponse {
     match ctx
         .state
         .authn
@@ -367,3 +346,5 @@ pub async fn cancel(ctx: PageContext, form: web::Form<TokenForm>) -> HttpRespons
         Err(error) => refused(&ctx, &error),
     }
 }
+
+csrf_protected!(RequestForm, ResetForm, TokenForm);

@@ -224,6 +224,61 @@ fn repeated_failures_lock_the_account_until_the_lockout_expires() {
     assert!(actions.iter().any(|a| a == "login.failed"));
 }
 
+/// Every page that changes state on a form post: each checks the token through the
+/// one `Submitted` extractor, so each must refuse a post without it, signed in or
+/// not, with the readable 403 page.
+const FORM_POSTS: [&str; 24] = [
+    "/signin",
+    "/signin/second-factor",
+    "/recover/request",
+    "/recover",
+    "/recover/factors/start",
+    "/recover/factors",
+    "/recover/cancel",
+    "/signup",
+    "/verify/resend",
+    "/signout",
+    "/authorize/consent",
+    "/oauth2/logout/confirm",
+    "/setup",
+    "/account/apps/withdraw",
+    "/account/apps/revoke",
+    "/account/totp",
+    "/account/totp/confirm",
+    "/account/totp/remove",
+    "/account/recovery-codes",
+    "/account/passkeys/0190a3a2-0000-7000-8000-000000000000/remove",
+    "/account/profile",
+    "/account/password",
+    "/account/email",
+    "/account/sessions/end-others",
+];
+
+#[test]
+fn every_form_post_refuses_a_missing_csrf_token() {
+    let app = WebApp::start(Backend::Sqlite);
+    app.create_verified_user("csrf@example.com", PASSWORD);
+    let mut signed_in = app.browser();
+    let form = signed_in.get("/signin");
+    let done = signed_in.post_form(
+        "/signin",
+        &form,
+        &[("email", "csrf@example.com"), ("password", PASSWORD)],
+    );
+    assert_eq!(done.status, 303, "{}", done.body);
+    for path in FORM_POSTS {
+        for browser in [&mut app.browser(), &mut signed_in] {
+            // The page's cookie is there; only the form field is missing.
+            browser.get("/signin");
+            let refused = browser.post_raw(path, &[("email", "csrf@example.com")], &[]);
+            assert_eq!(refused.status, 403, "{path}: {}", refused.body);
+            assert!(refused.body.contains("<html"), "{path}: not a page");
+        }
+    }
+    // Still signed in: nothing above took effect.
+    assert_eq!(signed_in.get("/account").status, 200);
+}
+
 #[test]
 fn forms_without_a_valid_csrf_token_are_refused() {
     let app = WebApp::start(Backend::Sqlite);
