@@ -56,10 +56,26 @@ async fn an_event_published_on_one_node_reaches_the_other_once() {
     assert_eq!(received.origin, node_a.node_id());
 
     assert_eq!(on_a.next().await.unwrap().event, event);
-    // Node A's own echo from PostgreSQL must not be delivered a second time.
-    tokio::time::sleep(Duration::from_millis(200)).await;
-    assert!(on_a.try_next().is_none(), "own event delivered twice");
-    assert!(on_b.try_next().is_none());
+    // Node A's own echo from PostgreSQL must not be delivered a second time. B now
+    // publishes a marker; NOTIFYs reach a listener in commit order, so A's echo
+    // (committed before B even had the event) would arrive at A before the marker.
+    let marker = DomainEvent::UserChanged {
+        tenant: TenantId::new(),
+        user: UserId::new(),
+    };
+    let publisher = node_b.clone();
+    let sent = marker.clone();
+    tokio::task::spawn_blocking(move || publisher.publish(sent))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(on_b.next().await.unwrap().event, marker, "B's own, at once");
+    let next_on_a = tokio::time::timeout(Duration::from_secs(5), on_a.next())
+        .await
+        .expect("the marker did not reach node A")
+        .unwrap();
+    assert_eq!(next_on_a.event, marker, "own event delivered twice");
+    assert_eq!(next_on_a.origin, node_b.node_id());
 }
 
 /// Waits (polling, bounded) until `done` holds; false if it never did.

@@ -60,8 +60,9 @@ fn first_start_needs_no_configuration_and_prints_the_setup_secret_once() {
 
     // The restart printed no new secret.
     let second = Server::start(gatehouse(dir.path(), &["serve"]));
-    std::thread::sleep(std::time::Duration::from_millis(200));
-    assert!(!second.stdout().contains("ghsetup_"), "{}", second.stdout());
+    let (status, stdout, _) = second.stop();
+    assert!(status.success());
+    assert!(!stdout.contains("ghsetup_"), "{stdout}");
 }
 
 #[test]

@@ -37,16 +37,21 @@ pub struct Server {
     pub base_url: String,
     stdout: Arc<Mutex<String>>,
     stderr: Arc<Mutex<String>>,
+    /// The threads copying the pipes; they end when the process has exited.
+    readers: Vec<std::thread::JoinHandle<()>>,
 }
 
-fn collect(stream: impl std::io::Read + Send + 'static, into: Arc<Mutex<String>>) {
+fn collect(
+    stream: impl std::io::Read + Send + 'static,
+    into: Arc<Mutex<String>>,
+) -> std::thread::JoinHandle<()> {
     std::thread::spawn(move || {
         for line in BufReader::new(stream).lines().map_while(Result::ok) {
             let mut text = into.lock().unwrap();
             text.push_str(&line);
             text.push('\n');
         }
-    });
+    })
 }
 
 /// The URL at the start of `text`, in a plain or a JSON log line alike.
@@ -65,8 +70,10 @@ impl Server {
             .expect("start gatehouse serve");
         let stdout = Arc::new(Mutex::new(String::new()));
         let stderr = Arc::new(Mutex::new(String::new()));
-        collect(child.stdout.take().unwrap(), stdout.clone());
-        collect(child.stderr.take().unwrap(), stderr.clone());
+        let readers = vec![
+            collect(child.stdout.take().unwrap(), stdout.clone()),
+            collect(child.stderr.take().unwrap(), stderr.clone()),
+        ];
         let deadline = Instant::now() + Duration::from_secs(20);
         let base_url = loop {
             if let Some(url) = stderr
@@ -102,6 +109,7 @@ impl Server {
             base_url,
             stdout,
             stderr,
+            readers,
         }
     }
 
@@ -123,16 +131,28 @@ impl Server {
         self.child.wait().unwrap()
     }
 
+    /// Sends SIGTERM, waits for a graceful exit and for everything the process
+    /// wrote: the exit status, its whole stdout and stderr.
+    pub fn stop(mut self) -> (ExitStatus, String, String) {
+        let status = self.signal_term_and_wait();
+        for reader in std::mem::take(&mut self.readers) {
+            reader.join().unwrap();
+        }
+        (status, self.stdout(), self.stderr())
+    }
+
     /// Sends SIGTERM and waits for a graceful exit.
-    pub fn terminate(mut self) -> ExitStatus {
+    pub fn terminate(self) -> ExitStatus {
+        self.stop().0
+    }
+
+    fn signal_term_and_wait(&mut self) -> ExitStatus {
         let pid = self.child.id().to_string();
         let sent = Command::new("kill").args(["-TERM", &pid]).status().unwrap();
         assert!(sent.success());
         let deadline = Instant::now() + Duration::from_secs(15);
         loop {
             if let Some(status) = self.child.try_wait().unwrap() {
-                // Let the reader threads drain the pipes.
-                std::thread::sleep(Duration::from_millis(50));
                 return status;
             }
             assert!(Instant::now() < deadline, "server ignored SIGTERM");
