@@ -202,7 +202,14 @@ impl Admin {
                             },
                         )?;
                     }
-                    let client = clients::create(conn, now, tenant, data)?;
+                    let client = clients::create(conn, now, tenant, data).map_err(|e| match e {
+                        gatehouse_identity_store::StoreError::Conflict { .. } => {
+                            AdminError::Conflict(
+                                "a client with that client_id exists already".into(),
+                            )
+                        }
+                        other => other.into(),
+                    })?;
                     admin.audit(
                         conn,
                         tenant,

@@ -44,9 +44,8 @@ impl Admin {
                 let now = admin.now();
                 gatehouse_identity_store::db::transaction_with(conn, |conn| {
                     let rotation =
-                        rotate(conn, &admin.cipher, now, tenant, alg, max_token_lifetime).map_err(
-                            |e| AdminError::Unavailable(format!("rotation failed: {e}")),
-                        )?;
+                        rotate(conn, &admin.cipher, now, tenant, alg, max_token_lifetime)
+                            .map_err(|e| AdminError::Unavailable(e.to_string()))?;
                     admin.audit(
                         conn,
                         tenant,

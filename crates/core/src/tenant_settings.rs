@@ -112,19 +112,83 @@ impl TenantSettings {
     }
 
     /// Lenient: how stored settings are read. Rows written before settings were
-    /// checked may hold anything; a section that does not parse takes its defaults
-    /// (and is logged), so one bad value never takes a tenant down.
+    /// checked may hold anything, so each field is read on its own: a field of the
+    /// wrong type takes its default, a list keeps its strings, an unknown field or
+    /// section is ignored (and logged). One exception fails closed: an `mfa.required`
+    /// that is present but not a boolean counts as `true`.
     pub fn read(map: &Map<String, Value>) -> TenantSettings {
         let mut settings = TenantSettings::default();
+        let strings = |value: Option<&Value>| -> Vec<String> {
+            value
+                .and_then(Value::as_array)
+                .map(|items| {
+                    items
+                        .iter()
+                        .filter_map(Value::as_str)
+                        .map(str::to_owned)
+                        .collect()
+                })
+                .unwrap_or_default()
+        };
         for (section, value) in map {
-            if let Err(message) = settings.set(section, value) {
-                tracing::warn!(section, %message, "tenant setting ignored");
+            match section.as_str() {
+                "registration" => {
+                    let flag = |name: &str, default: bool| {
+                        value.get(name).and_then(Value::as_bool).unwrap_or(default)
+                    };
+                    settings.registration = RegistrationSettings {
+                        enabled: flag("enabled", true),
+                        require_verified_email: flag("require_verified_email", true),
+                    };
+                }
+                "mfa" => {
+                    settings.mfa = MfaSettings {
+                        required: match value.get("required") {
+                            None | Some(Value::Null) => false,
+                            Some(Value::Bool(required)) => *required,
+                            Some(_) => {
+                                tracing::warn!(
+                                    "tenant setting mfa.required is not a boolean; requiring MFA"
+                                );
+                                true
+                            }
+                        },
+                        clients: strings(value.get("clients")),
+                        scopes: strings(value.get("scopes")),
+                    };
+                }
+                "scopes" => {
+                    if let Some(table) = value.as_object() {
+                        settings.scopes = table
+                            .iter()
+                            .filter(|(_, claims)| claims.is_array())
+                            .map(|(scope, claims)| (scope.clone(), strings(Some(claims))))
+                            .collect();
+                    }
+                }
+                "hosts" => {
+                    settings.hosts = strings(Some(value))
+                        .iter()
+                        .map(|h| h.trim().to_ascii_lowercase())
+                        .filter(|h| !h.is_empty())
+                        .collect();
+                }
+                "theme" => settings.theme = (!value.is_null()).then(|| value.clone()),
+                other => tracing::warn!(section = other, "unknown tenant setting ignored"),
             }
         }
-        for host in &mut settings.hosts {
-            *host = host.to_ascii_lowercase();
-        }
         settings
+    }
+
+    /// The stored form of checked settings: what a write keeps (host names
+    /// normalised as they are matched).
+    pub fn normalised(map: &Map<String, Value>) -> Result<Map<String, Value>, SettingsError> {
+        let checked = TenantSettings::from_map(map)?;
+        let mut stored = map.clone();
+        if stored.contains_key("hosts") {
+            stored.insert("hosts".into(), Value::from(checked.hosts));
+        }
+        Ok(stored)
     }
 
     fn set(&mut self, section: &str, value: &Value) -> Result<(), String> {
@@ -244,13 +308,35 @@ mod tests {
     }
 
     #[test]
-    fn reading_stored_settings_never_fails() {
+    fn reading_stored_settings_never_fails_and_keeps_what_it_can() {
         let settings = TenantSettings::read(&map(json!({
-            "mfa": {"required": "yes"},
-            "registration": {"enabled": false},
+            "mfa": {"required": true, "note": "x", "clients": ["bank", 7]},
+            "registration": {"enabled": false, "colour": "blue"},
+            "scopes": {"staff": ["roles", 1], "broken": "roles"},
+            "hosts": [" Login.Acme.Example ", 3],
             "legacy": 1,
         })));
-        assert!(!settings.mfa.required, "the bad section takes its defaults");
-        assert!(!settings.registration.enabled, "the good one is read");
+        assert!(
+            settings.mfa.required,
+            "a stray field does not switch MFA off"
+        );
+        assert_eq!(settings.mfa.clients, ["bank"]);
+        assert!(!settings.registration.enabled);
+        assert_eq!(settings.scopes.len(), 1);
+        assert_eq!(settings.scopes["staff"], ["roles"]);
+        assert_eq!(settings.hosts, ["login.acme.example"]);
+    }
+
+    #[test]
+    fn a_mistyped_mfa_requirement_fails_closed() {
+        let settings = TenantSettings::read(&map(json!({"mfa": {"required": "no"}})));
+        assert!(settings.mfa.required);
+    }
+
+    #[test]
+    fn writes_store_host_names_as_they_are_matched() {
+        let stored =
+            TenantSettings::normalised(&map(json!({"hosts": [" Login.Acme.Example"]}))).unwrap();
+        assert_eq!(stored["hosts"], json!(["login.acme.example"]));
     }
 }

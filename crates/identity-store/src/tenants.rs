@@ -90,10 +90,14 @@ fn validate(data: &TenantData) -> StoreResult<String> {
             "display name must not be empty",
         ));
     }
-    // Settings are checked when written, so every reader may trust their types.
-    TenantSettings::from_map(&data.settings)
-        .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?;
     Ok(slug)
+}
+
+/// Settings are checked when written, so every reader may trust their types; host
+/// names are stored as they are matched.
+fn checked_settings(data: &TenantData) -> StoreResult<serde_json::Map<String, serde_json::Value>> {
+    TenantSettings::normalised(&data.settings)
+        .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))
 }
 
 fn conflict() -> impl Fn(diesel::result::Error) -> StoreError {
@@ -110,7 +114,7 @@ pub fn create(
         id: TenantId::new().to_string(),
         slug,
         display_name: data.display_name.trim().to_owned(),
-        settings: serde_json::Value::Object(data.settings).to_string(),
+        settings: serde_json::Value::Object(checked_settings(&data)?).to_string(),
         created_at: now.naive_utc(),
         updated_at: now.naive_utc(),
         version: 1,
@@ -159,7 +163,7 @@ pub fn update(
     .set((
         tenants::slug.eq(slug),
         tenants::display_name.eq(data.display_name.trim()),
-        tenants::settings.eq(serde_json::Value::Object(data.settings).to_string()),
+        tenants::settings.eq(serde_json::Value::Object(checked_settings(&data)?).to_string()),
         tenants::updated_at.eq(now.naive_utc()),
         tenants::version.eq(expected_version + 1),
     ))

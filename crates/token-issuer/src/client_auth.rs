@@ -379,9 +379,11 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
     // The raw text must say `scheme://authority` itself: a WHATWG parser reads
     // `https:///cb` and `https:app.example` as hosts `cb` and `app.example`, which
     // is not what the operator wrote. It is also where an empty `@` shows.
+    let prefix = format!("{}://", parsed.scheme());
     let authority = uri
-        .split_once("://")
-        .map_or("", |(_, rest)| rest)
+        .get(..prefix.len())
+        .filter(|start| start.eq_ignore_ascii_case(&prefix))
+        .map_or("", |_| &uri[prefix.len()..])
         .split(['/', '?'])
         .next()
         .unwrap_or_default();
@@ -1065,6 +1067,7 @@ mod tests {
             ("https://app.example/cb\t", "whitespace"),
             ("https:///cb", "host"),
             ("https:app.example/cb", "host"),
+            ("https:app.example/cb?x=://y", "host"),
             ("https://", "absolute"),
             ("custom.scheme:/cb", "absolute"),
         ] {
