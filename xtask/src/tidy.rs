@@ -23,6 +23,8 @@ const CONSENT: &str = "gatehouse-consent";
 const FEATURE_CRATES: &[&str] = &[AUTHN, TOKEN_ISSUER, CONSENT];
 /// The operator's use cases: over the feature crates, under every adapter.
 const ADMIN: &str = "gatehouse-admin";
+/// The one outbound HTTP client (SSRF rules, timeouts, size limits).
+const OUTBOUND: &str = "gatehouse-outbound";
 const HTTP_STACKS: &[&str] = &["actix-web", "actix-http", "hyper", "reqwest", "axum"];
 /// HTTP server frameworks: only the server adapts HTTP. Outbound clients are allowed
 /// where a feature must call out (back-channel logout, federation).
@@ -45,8 +47,16 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
         RESOURCE_SERVER => Some(Allowed::Only(&[])),
         // Automation drives crates through cargo; linking them would make it slow to build.
         "xtask" => Some(Allowed::Only(&[])),
-        ADMIN => Some(Allowed::Only(&[AUTHN, TOKEN_ISSUER, CONSENT, STORE, CORE])),
-        _ if FEATURE_CRATES.contains(&name) => Some(Allowed::Only(&[STORE, CORE])),
+        ADMIN => Some(Allowed::Only(&[
+            AUTHN,
+            TOKEN_ISSUER,
+            CONSENT,
+            OUTBOUND,
+            STORE,
+            CORE,
+        ])),
+        OUTBOUND => Some(Allowed::Only(&[CORE])),
+        _ if FEATURE_CRATES.contains(&name) => Some(Allowed::Only(&[OUTBOUND, STORE, CORE])),
         _ => None,
     }
 }

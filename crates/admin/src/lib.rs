@@ -31,6 +31,7 @@ use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
 use gatehouse_identity_store::tenants::{self, Tenant};
 use gatehouse_identity_store::users::User;
 use gatehouse_identity_store::{Pool, users as user_store};
+use gatehouse_outbound::Outbound;
 use gatehouse_token_issuer::IssuerResult;
 use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
 use gatehouse_token_issuer::logout::BackchannelNotice;
@@ -109,6 +110,8 @@ pub struct AdminParts {
     pub consents: Consents,
     pub pdp: Pdp,
     pub urls: Arc<dyn TenantUrls>,
+    /// How back-channel logout reaches relying parties.
+    pub outbound: Outbound,
 }
 
 impl std::fmt::Debug for AdminParts {
@@ -140,7 +143,7 @@ impl std::fmt::Debug for Admin {
 
 impl Admin {
     pub fn new(parts: AdminParts) -> AdminResult<Admin> {
-        let backchannel = BackchannelSender::new().map_err(AdminError::Unavailable)?;
+        let backchannel = BackchannelSender::new(parts.outbound);
         Ok(Admin {
             pool: parts.pool,
             cipher: parts.cipher,

@@ -106,6 +106,7 @@ fn env(db: &TestDb) -> Env {
         consents,
         pdp,
         urls: Arc::new(FixedUrl),
+        outbound: gatehouse_outbound::Outbound::new(Default::default()).unwrap(),
     })
     .unwrap();
     Env {

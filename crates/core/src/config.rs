@@ -57,6 +57,7 @@ pub struct Config {
     pub registration: RegistrationConfig,
     pub keys: KeysConfig,
     pub pdp: PdpConfig,
+    pub outbound: OutboundConfig,
 }
 
 impl Default for Config {
@@ -77,6 +78,7 @@ impl Default for Config {
             registration: RegistrationConfig::default(),
             keys: KeysConfig::default(),
             pdp: PdpConfig::default(),
+            outbound: OutboundConfig::default(),
         }
     }
 }
@@ -561,6 +563,48 @@ impl Default for PasskeyConfig {
     }
 }
 
+/// Calls Gatehouse makes to addresses others chose (back-channel logout URIs;
+/// federation metadata later): one client, with a timeout, no redirects, a body
+/// limit, and no private, loopback or link-local targets unless allowed here.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct OutboundConfig {
+    /// Allow targets on loopback, private (RFC 1918, unique-local) and link-local
+    /// addresses. Off: a client registered with `http://169.254.169.254/…` or an
+    /// internal host cannot make Gatehouse call it. Turn on for development, or when
+    /// relying parties live on the private network.
+    pub allow_private_networks: bool,
+    /// For each call: connect, send and answer.
+    pub timeout_ms: u64,
+    /// The largest response body read.
+    pub max_body_kib: u64,
+}
+
+impl Default for OutboundConfig {
+    fn default() -> Self {
+        OutboundConfig {
+            allow_private_networks: false,
+            timeout_ms: 5_000,
+            max_body_kib: 1_024,
+        }
+    }
+}
+
+impl OutboundConfig {
+    pub fn timeout(&self) -> Duration {
+        Duration::from_millis(self.timeout_ms)
+    }
+
+    pub fn max_body_bytes(&self) -> usize {
+        usize::try_from(self.max_body_kib.saturating_mul(1024)).unwrap_or(usize::MAX)
+    }
+
+    fn validate(&self) -> Result<(), Error> {
+        at_least("outbound.timeout_ms", self.timeout_ms, 100)?;
+        at_least("outbound.max_body_kib", self.max_body_kib, 1)
+    }
+}
+
 /// Scheduled rotation of token signing keys. A rotation activates the key that has
 /// been published (as `next`) since the previous one and publishes a new `next`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -866,6 +910,7 @@ impl Config {
             ));
         }
         self.keys.validate()?;
+        self.outbound.validate()?;
         Ok(())
     }
 

@@ -11,6 +11,7 @@ use gatehouse_core::SystemClock;
 use gatehouse_core::config::Config;
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::StoreError;
+use gatehouse_outbound::Outbound;
 use gatehouse_token_issuer::service::Issuer;
 
 use crate::ServerError;
@@ -59,6 +60,8 @@ pub fn open_admin(config: &Config) -> Result<Admin, ServerError> {
         consents,
         pdp,
         urls: Arc::new(urls),
+        outbound: Outbound::from_config(&config.outbound)
+            .map_err(|e| ServerError::Startup(e.to_string()))?,
     })
     .map_err(|e| admin_error("", e))
 }

@@ -18,8 +18,8 @@ pub fn start(state: &AppState) {
     let mut subscription = state.events.subscribe();
     let state = state.clone();
     let node = state.events.node_id();
-    let sender = match BackchannelSender::new() {
-        Ok(sender) => sender,
+    let sender = match gatehouse_outbound::Outbound::from_config(&state.config.outbound) {
+        Ok(http) => BackchannelSender::new(http),
         Err(error) => {
             tracing::error!(%error, "back-channel logout disabled");
             return;

@@ -8,19 +8,22 @@
 
 use std::time::Duration;
 
+use gatehouse_outbound::Outbound;
+use gatehouse_outbound::reqwest::Method;
+
 use crate::logout::BackchannelNotice;
 
-/// How long one call may take; the RP must answer promptly (§2.8).
-pub const TIMEOUT: Duration = Duration::from_secs(5);
 /// Calls per notice before it is given up.
 pub const ATTEMPTS: u32 = 3;
 /// The wait before the second attempt; it grows linearly after that.
 const BACKOFF: Duration = Duration::from_millis(500);
 
-/// Sends logout tokens. Cheap to clone (one shared connection pool).
+/// Sends logout tokens through the shared outbound client (its timeout — the RP
+/// must answer promptly, §2.8 —, no redirects, no private targets unless
+/// configured). Cheap to clone.
 #[derive(Debug, Clone)]
 pub struct BackchannelSender {
-    http: reqwest::Client,
+    http: Outbound,
 }
 
 /// What happened to one notice.
@@ -31,15 +34,8 @@ pub struct Delivery {
 }
 
 impl BackchannelSender {
-    pub fn new() -> Result<BackchannelSender, String> {
-        let http = reqwest::Client::builder()
-            .timeout(TIMEOUT)
-            // A logout URI that redirects is misconfigured; following it could leak
-            // the token to wherever it points.
-            .redirect(reqwest::redirect::Policy::none())
-            .build()
-            .map_err(|e| format!("no HTTP client for back-channel logout: {e}"))?;
-        Ok(BackchannelSender { http })
+    pub fn new(http: Outbound) -> BackchannelSender {
+        BackchannelSender { http }
     }
 
     /// POSTs `logout_token` as a form (§2.5), up to [`ATTEMPTS`] times; 2xx is
@@ -49,9 +45,15 @@ impl BackchannelSender {
             .append_pair("logout_token", &notice.logout_token)
             .finish();
         for attempt in 1..=ATTEMPTS {
-            let sent = self
-                .http
-                .post(&notice.uri)
+            let request = match self.http.request(Method::POST, &notice.uri) {
+                Ok(request) => request,
+                // A refused target stays refused: no point in trying again.
+                Err(error) => {
+                    tracing::warn!(client_id = %notice.client_id, %error, "back-channel logout not sent");
+                    break;
+                }
+            };
+            let sent = request
                 .header("content-type", "application/x-www-form-urlencoded")
                 .header("cache-control", "no-store")
                 .body(body.clone())

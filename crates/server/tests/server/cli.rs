@@ -1051,3 +1051,54 @@ fn purposes_are_defined_versioned_and_listed_from_the_command_line() {
         .collect();
     assert_eq!(actors, ["operator:ops-ann", "operator:ops-ann"]);
 }
+
+/// With the default outbound policy a back-channel logout URI on a private address
+/// (here 127.0.0.1) is never called: the action happens, the call is refused and
+/// reported, the relying party hears nothing.
+#[test]
+fn back_channel_logout_to_a_private_address_is_refused_by_default() {
+    use crate::code_flow::{VERIFIER, client_data, exchange, get_code, register_client, signed_in};
+    use gatehouse_identity_store::clients::ClientData;
+
+    let app = crate::web_kit::WebApp::start(gatehouse_identity_store::Backend::Sqlite);
+    let (backchannel, logouts) = backchannel_receiver();
+    register_client(
+        &app,
+        ClientData {
+            backchannel_logout_uri: Some(backchannel),
+            ..client_data(false)
+        },
+    );
+    let mut browser = signed_in(&app);
+    let code = get_code(&mut browser, "");
+    assert_eq!(exchange(&app, &code, VERIFIER).0, 200);
+
+    let cwd = temp_dir();
+    let disabled = run(gatehouse(
+        cwd.path(),
+        &[
+            "users",
+            "disable",
+            "--email",
+            "uma@example.com",
+            "--reason",
+            "ticket 10",
+            "--operator",
+            "ops",
+        ],
+    )
+    .env("GATEHOUSE_DATABASE__URL", &app.db.url)
+    .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+    .env("GATEHOUSE_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "false"));
+    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    assert!(
+        stderr(&disabled).contains("was not delivered"),
+        "{}",
+        stderr(&disabled)
+    );
+    // The command has exited: whatever it was going to send, it has sent.
+    assert!(
+        logouts.try_recv().is_err(),
+        "the private address was called"
+    );
+}

@@ -16,6 +16,8 @@ pub fn gatehouse(dir: &Path, args: &[&str]) -> Command {
         }
     }
     command.env("GATEHOUSE_SERVER__LISTEN", "127.0.0.1:0");
+    // Relying parties in the tests listen on 127.0.0.1.
+    command.env("GATEHOUSE_OUTBOUND__ALLOW_PRIVATE_NETWORKS", "true");
     command
 }
 

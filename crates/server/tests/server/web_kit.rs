@@ -74,6 +74,8 @@ impl WebApp {
         // Cheap Argon2 keeps the suite fast; the benchmark measures the real parameters.
         config.passwords.memory_kib = 1024;
         config.passwords.iterations = 1;
+        // Relying parties in the tests listen on 127.0.0.1.
+        config.outbound.allow_private_networks = true;
         adjust(&mut config);
         let clock = ManualClock::new(chrono::Utc::now());
         let shared: SharedClock = Arc::new(clock.clone());
