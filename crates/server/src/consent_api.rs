@@ -101,6 +101,40 @@ pub(crate) fn failure(e: &ConsentError) -> HttpResponse {
     }
 }
 
+/// The caller of the consent API: the tenant, the user the token is for and the
+/// calling application, from a live user's token with the `consent` scope. As an
+/// extractor, a request without one is answered (401/403) before any handler runs.
+struct Caller {
+    tenant: TenantId,
+    user: UserId,
+    client: String,
+}
+
+impl actix_web::FromRequest for Caller {
+    type Error = actix_web::Error;
+    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let refused = |response: HttpResponse| -> actix_web::Error {
+                actix_web::error::InternalError::from_response("consent api caller", response)
+                    .into()
+            };
+            let state = req
+                .app_data::<web::Data<AppState>>()
+                .cloned()
+                .ok_or_else(|| refused(HttpResponse::InternalServerError().finish()))?;
+            let (tenant, user, client) = caller(&state, &req).await.map_err(refused)?;
+            Ok(Caller {
+                tenant,
+                user,
+                client,
+            })
+        })
+    }
+}
+
 /// The tenant, the user the token is for and the calling application.
 async fn caller(
     state: &web::Data<AppState>,
@@ -129,11 +163,14 @@ fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed body: {e}"))
 }
 
-async fn in_force(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let (tenant, user, client) = match caller(&state, &req).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+async fn in_force(
+    state: web::Data<AppState>,
+    Caller {
+        tenant,
+        user,
+        client,
+    }: Caller,
+) -> HttpResponse {
     let consents = state.consents.clone();
     let cid = client.clone();
     match web::block(move || consents.current(tenant, user)).await {
@@ -149,11 +186,15 @@ async fn in_force(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     }
 }
 
-async fn grant(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (tenant, user, client) = match caller(&state, &req).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+async fn grant(
+    state: web::Data<AppState>,
+    Caller {
+        tenant,
+        user,
+        client,
+    }: Caller,
+    body: web::Bytes,
+) -> HttpResponse {
     let body: GrantBody = match parse(&body) {
         Ok(body) => body,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
@@ -178,11 +219,15 @@ async fn grant(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
     }
 }
 
-async fn withdraw(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (tenant, user, client) = match caller(&state, &req).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+async fn withdraw(
+    state: web::Data<AppState>,
+    Caller {
+        tenant,
+        user,
+        client,
+    }: Caller,
+    body: web::Bytes,
+) -> HttpResponse {
     let body: WithdrawBody = match parse(&body) {
         Ok(body) => body,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
@@ -204,11 +249,14 @@ async fn withdraw(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes
     }
 }
 
-async fn receipt(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let (tenant, user, client) = match caller(&state, &req).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
+async fn receipt(
+    state: web::Data<AppState>,
+    Caller {
+        tenant,
+        user,
+        client,
+    }: Caller,
+) -> HttpResponse {
     let consents = state.consents.clone();
     match web::block(move || consents.receipt(tenant, user)).await {
         Ok(Ok(mut receipt)) => {

@@ -75,6 +75,108 @@ pub(crate) async fn resolve(
     }
 }
 
+/// An answer given before the handler (an unknown tenant, a malformed request, a
+/// client that did not authenticate), carried through actix as an error.
+fn answered(response: HttpResponse) -> actix_web::Error {
+    actix_web::error::InternalError::from_response("answered before the handler", response).into()
+}
+
+type Extracting<T> =
+    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, actix_web::Error>>>>;
+
+fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, actix_web::Error> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| answered(error_response(&OAuthError::server_error())))
+}
+
+/// The tenant a protocol endpoint serves (404 for none).
+struct OAuthTenant(ResolvedTenant);
+
+impl actix_web::FromRequest for OAuthTenant {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = app_state(&req)?;
+            resolve(&state, &req)
+                .await
+                .map(OAuthTenant)
+                .map_err(answered)
+        })
+    }
+}
+
+/// What every client-authenticated endpoint starts from: the tenant, the form and
+/// the credentials the client presented (RFC 6749 §2.3); a request without them is
+/// answered with the RFC error before the handler.
+struct ClientCall {
+    tenant: ResolvedTenant,
+    form: Form,
+    presented: PresentedClient,
+}
+
+impl actix_web::FromRequest for ClientCall {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        let body = web::Bytes::from_request(&req, payload);
+        Box::pin(async move {
+            let body = body.await?;
+            let state = app_state(&req)?;
+            let (tenant, form, presented) = client_request(&state, &req, &body)
+                .await
+                .map_err(answered)?;
+            Ok(ClientCall {
+                tenant,
+                form,
+                presented,
+            })
+        })
+    }
+}
+
+/// Introspection's and revocation's start: a [`ClientCall`] with a `token`.
+struct TokenCall {
+    tenant: ResolvedTenant,
+    presented: PresentedClient,
+    token: String,
+}
+
+impl actix_web::FromRequest for TokenCall {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
+        let call = ClientCall::from_request(req, payload);
+        Box::pin(async move {
+            let ClientCall {
+                tenant,
+                form,
+                presented,
+            } = call.await?;
+            let token = form
+                .get("token")
+                .ok_or_else(|| {
+                    answered(error_response(&OAuthError::new(
+                        ErrorCode::InvalidRequest,
+                        "token is required",
+                    )))
+                })?
+                .to_owned();
+            Ok(TokenCall {
+                tenant,
+                presented,
+                token,
+            })
+        })
+    }
+}
+
 pub(crate) fn issuer_of(tenant: &ResolvedTenant) -> String {
     format!("{}{}", tenant.origin, tenant.base_path)
 }
@@ -166,11 +268,7 @@ async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     }
 }
 
-async fn jwks(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let tenant = match resolve(&state, &req).await {
-        Ok(tenant) => tenant,
-        Err(response) => return response,
-    };
+async fn jwks(state: web::Data<AppState>, OAuthTenant(tenant): OAuthTenant) -> HttpResponse {
     let issuer = state.issuer.clone();
     let id = tenant.tenant.id;
     match web::block(move || issuer.jwks(id)).await {
@@ -213,11 +311,14 @@ async fn client_request(
     Ok((tenant, form, presented))
 }
 
-async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (tenant, form, presented) = match client_request(&state, &req, &body).await {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
+async fn token(
+    state: web::Data<AppState>,
+    ClientCall {
+        tenant,
+        form,
+        presented,
+    }: ClientCall,
+) -> HttpResponse {
     match form.get("grant_type") {
         Some("client_credentials") => {
             let issuer = state.issuer.clone();
@@ -290,45 +391,27 @@ async fn token(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -
     }
 }
 
-/// What introspection and revocation both start from: the tenant, the calling
-/// client's credentials and the `token` parameter.
-async fn token_request(
-    state: &web::Data<AppState>,
-    req: &HttpRequest,
-    body: &[u8],
-) -> Result<(ResolvedTenant, PresentedClient, String), HttpResponse> {
-    let (tenant, form, presented) = client_request(state, req, body).await?;
-    let token = form
-        .get("token")
-        .ok_or_else(|| {
-            error_response(&OAuthError::new(
-                ErrorCode::InvalidRequest,
-                "token is required",
-            ))
-        })?
-        .to_owned();
-    Ok((tenant, presented, token))
-}
-
 async fn introspect(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
+    TokenCall {
+        tenant,
+        presented,
+        token,
+    }: TokenCall,
 ) -> HttpResponse {
-    let (tenant, presented, token) = match token_request(&state, &req, &body).await {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
     let issuer = state.issuer.clone();
     let url = issuer_of(&tenant);
     run(move || issuer.introspect(tenant.tenant.id, &url, &presented, &token)).await
 }
 
-async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) -> HttpResponse {
-    let (tenant, presented, token) = match token_request(&state, &req, &body).await {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
+async fn revoke(
+    state: web::Data<AppState>,
+    TokenCall {
+        tenant,
+        presented,
+        token,
+    }: TokenCall,
+) -> HttpResponse {
     let issuer = state.issuer.clone();
     let url = issuer_of(&tenant);
     match web::block(move || issuer.revoke(tenant.tenant.id, &url, &presented, &token)).await {
@@ -343,11 +426,11 @@ async fn revoke(state: web::Data<AppState>, req: HttpRequest, body: web::Bytes) 
 
 /// UserInfo (OIDC Core §5.3), GET or POST, with the token in the Authorization header
 /// (RFC 6750 §2.1).
-async fn userinfo(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let tenant = match resolve(&state, &req).await {
-        Ok(tenant) => tenant,
-        Err(response) => return response,
-    };
+async fn userinfo(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+    OAuthTenant(tenant): OAuthTenant,
+) -> HttpResponse {
     // RFC 6750 §3.1: no credentials, no error code.
     let Some(bearer) = crate::bearer::presented(&req).map(str::to_owned) else {
         return crate::bearer::Refusal::NoToken.answer();
@@ -364,13 +447,12 @@ const CLIENT_AUTH_PARAMETERS: [&str; 3] =
 /// Pushed authorization requests (RFC 9126 §2): 201 with a `request_uri`.
 async fn pushed_authorization_request(
     state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
+    ClientCall {
+        tenant,
+        form,
+        presented,
+    }: ClientCall,
 ) -> HttpResponse {
-    let (tenant, form, presented) = match client_request(&state, &req, &body).await {
-        Ok(parts) => parts,
-        Err(response) => return response,
-    };
     let parameters: Vec<(String, String)> = form
         .0
         .into_iter()
