@@ -25,6 +25,8 @@ pub mod settings;
 pub mod setup;
 pub mod sign_in;
 pub mod signup_mail;
+#[cfg(test)]
+mod test_kit;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod totp;

@@ -375,20 +375,19 @@ mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
     use std::cell::RefCell;
-    use std::sync::Arc;
 
     use chrono::Duration;
-    use gatehouse_core::config::{Config, PasswordConfig};
-    use gatehouse_core::events::{EventBus, EventSubscription};
-    use gatehouse_core::secrets::{Cipher, MasterKey};
+
+    use gatehouse_core::events::EventSubscription;
+    use gatehouse_core::secrets::Cipher;
     use gatehouse_core::{Clock, ManualClock};
     use gatehouse_identity_store::audit::{self, AuditEvent};
     use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
-    use gatehouse_identity_store::db::{Backend, ConnectOptions};
+    use gatehouse_identity_store::db::Backend;
     use gatehouse_identity_store::grants::{Authentication, NewGrant};
     use gatehouse_identity_store::roles::RoleData;
     use gatehouse_identity_store::sessions::NewSession;
-    use gatehouse_identity_store::tenants::{Tenant, TenantData};
+    use gatehouse_identity_store::tenants::Tenant;
     use gatehouse_identity_store::testing::TestDb;
     use gatehouse_identity_store::users::{Email, UserData};
     use gatehouse_identity_store::{PageRequest, Pool};
@@ -400,15 +399,6 @@ mod tests {
 
     const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
     const OPERATOR: &str = "operator:ops-ann";
-
-    fn cheap() -> PasswordConfig {
-        PasswordConfig {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-            ..PasswordConfig::default()
-        }
-    }
 
     fn runtime() -> tokio::runtime::Runtime {
         tokio::runtime::Builder::new_multi_thread()
@@ -433,52 +423,25 @@ mod tests {
 
     impl Env {
         fn new(backend: Backend) -> Env {
-            let db = TestDb::new(backend);
-            let dir = tempfile::tempdir().unwrap();
-            let config = Config {
-                data_dir: dir.path().join("data"),
-                passwords: cheap(),
-                ..Config::default()
-            };
-            let pool = gatehouse_identity_store::db::pool(&ConnectOptions {
-                pool_size: 4,
-                ..ConnectOptions::new(&db.url)
-            })
-            .unwrap();
-            let cipher = Cipher::new(vec![MasterKey::generate()]).unwrap();
-            let clock = ManualClock::fixed();
-            let settings = json!({
-                "scopes": { "entitlements": ["roles", "groups"], "teams": ["groups"] }
-            });
-            let tenant = tenants::create(
-                &mut pool.get().unwrap(),
-                clock.now(),
-                TenantData {
-                    slug: "acme".into(),
-                    display_name: "Acme".into(),
-                    settings: settings.as_object().unwrap().clone(),
+            let kit = crate::test_kit::Kit::with(
+                backend,
+                crate::test_kit::KitOptions {
+                    settings: json!({
+                        "scopes": { "entitlements": ["roles", "groups"], "teams": ["groups"] }
+                    }),
+                    ..Default::default()
                 },
-            )
-            .unwrap();
-            let bus = EventBus::in_process();
-            let events = bus.subscribe();
-            let authn = Authn::new(
-                &config,
-                pool.clone(),
-                cipher.clone(),
-                Arc::new(clock.clone()),
-                bus,
-            )
-            .unwrap();
+                |_| {},
+            );
             Env {
-                authn,
-                pool,
-                clock,
-                cipher,
-                tenant,
-                events: RefCell::new(events),
-                _dir: dir,
-                _db: db,
+                events: RefCell::new(kit.bus.subscribe()),
+                authn: kit.authn,
+                pool: kit.pool,
+                clock: kit.clock,
+                cipher: kit.cipher,
+                tenant: kit.tenant,
+                _dir: kit.dir,
+                _db: kit.db,
             }
         }
 
@@ -492,7 +455,7 @@ mod tests {
 
         /// An active user with a verified primary address and [`PASSWORD`].
         fn user(&self, email: &str) -> UserId {
-            let phc = PasswordHasher::new(&cheap())
+            let phc = PasswordHasher::new(&crate::test_kit::cheap_passwords(8))
                 .unwrap()
                 .hash(PASSWORD)
                 .unwrap();

@@ -1075,14 +1075,12 @@ impl Authn {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use std::sync::Arc;
-
     use gatehouse_core::config::Config;
-    use gatehouse_core::events::{DomainEvent, EventBus, EventSubscription};
-    use gatehouse_core::secrets::MasterKey;
+    use gatehouse_core::events::{DomainEvent, EventSubscription};
+
     use gatehouse_core::{Clock, ManualClock};
-    use gatehouse_identity_store::db::{Backend, ConnectOptions};
-    use gatehouse_identity_store::tenants::{self, TenantData};
+    use gatehouse_identity_store::db::Backend;
+
     use gatehouse_identity_store::testing::TestDb;
     use gatehouse_identity_store::users::{Email, UserData};
     use gatehouse_identity_store::{PageRequest, Pool, audit};
@@ -1141,48 +1139,19 @@ mod tests {
         }
 
         fn with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Env {
-            let db = TestDb::new(backend);
-            let dir = tempfile::tempdir().unwrap();
-            let mut config = Config {
-                data_dir: dir.path().join("data"),
-                ..Config::default()
-            };
-            adjust(&mut config);
-            let pool = gatehouse_identity_store::db::pool(&ConnectOptions {
-                pool_size: 4,
-                ..ConnectOptions::new(&db.url)
-            })
-            .unwrap();
-            let clock = ManualClock::fixed();
-            let tenant = tenants::create(
-                &mut pool.get().unwrap(),
-                clock.now(),
-                TenantData {
-                    slug: "acme".into(),
-                    display_name: "Acme".into(),
-                    settings: serde_json::Map::new(),
-                },
-            )
-            .unwrap()
-            .id;
-            let bus = EventBus::in_process();
-            let events = bus.subscribe();
-            let authn = Authn::new(
-                &config,
-                pool.clone(),
-                Cipher::new(vec![MasterKey::generate()]).unwrap(),
-                Arc::new(clock.clone()),
-                bus,
-            )
-            .unwrap();
+            let kit = crate::test_kit::Kit::with(backend, Default::default(), |config| {
+                // These tests hash real passwords at the default cost as before.
+                config.passwords = Config::default().passwords;
+                adjust(config);
+            });
             Env {
-                authn,
-                pool,
-                clock,
-                tenant,
-                events,
-                _dir: dir,
-                _db: db,
+                events: kit.bus.subscribe(),
+                authn: kit.authn,
+                pool: kit.pool,
+                clock: kit.clock,
+                tenant: kit.tenant.id,
+                _dir: kit.dir,
+                _db: kit.db,
             }
         }
 

@@ -1285,18 +1285,15 @@ impl Authn {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-    use std::sync::Arc;
     use std::time::Duration as StdDuration;
 
-    use gatehouse_core::config::{Config, MailConfig, MailTls, PasswordConfig};
-    use gatehouse_core::events::EventBus;
-    use gatehouse_core::secrets::{Cipher, MasterKey};
+    use gatehouse_core::secrets::Cipher;
     use gatehouse_core::{Clock, ManualClock};
     use gatehouse_identity_store::audit::{self, AuditEvent};
-    use gatehouse_identity_store::db::{Backend, ConnectOptions};
+    use gatehouse_identity_store::db::Backend;
     use gatehouse_identity_store::grants::{Authentication, NewGrant};
     use gatehouse_identity_store::sessions::NewSession;
-    use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
+    use gatehouse_identity_store::tenants::Tenant;
     use gatehouse_identity_store::testing::TestDb;
     use gatehouse_identity_store::users::{Email, UserData};
     use gatehouse_identity_store::{PageRequest, Pool};
@@ -1314,15 +1311,6 @@ mod tests {
     const IP: &str = "203.0.113.7";
     const BASE: &str = "https://id.example.test/t/acme";
     const WAIT: StdDuration = StdDuration::from_secs(10);
-
-    fn cheap() -> PasswordConfig {
-        PasswordConfig {
-            memory_kib: 8,
-            iterations: 1,
-            parallelism: 1,
-            ..PasswordConfig::default()
-        }
-    }
 
     fn client() -> ClientInfo {
         client_from(IP)
@@ -1362,56 +1350,18 @@ mod tests {
 
     impl Env {
         fn new(backend: Backend) -> Env {
-            let db = TestDb::new(backend);
-            let dir = tempfile::tempdir().unwrap();
-            let catcher = SmtpCatcher::start();
-            let mut config = Config {
-                data_dir: dir.path().join("data"),
-                passwords: cheap(),
-                mail: MailConfig {
-                    smtp_host: Some("127.0.0.1".into()),
-                    smtp_port: catcher.port(),
-                    tls: MailTls::None,
-                    timeout_secs: 5,
-                    ..MailConfig::default()
-                },
-                ..Config::default()
-            };
-            config.sign_in.ip_lockout_threshold = 8;
-            let pool = gatehouse_identity_store::db::pool(&ConnectOptions {
-                pool_size: 4,
-                ..ConnectOptions::new(&db.url)
-            })
-            .unwrap();
-            let cipher = Cipher::new(vec![MasterKey::generate()]).unwrap();
-            let clock = ManualClock::fixed();
-            let tenant = tenants::create(
-                &mut pool.get().unwrap(),
-                clock.now(),
-                TenantData {
-                    slug: "acme".into(),
-                    display_name: "Acme".into(),
-                    settings: serde_json::Map::new(),
-                },
-            )
-            .unwrap();
-            let authn = Authn::new(
-                &config,
-                pool.clone(),
-                cipher.clone(),
-                Arc::new(clock.clone()),
-                EventBus::in_process(),
-            )
-            .unwrap();
+            let kit = crate::test_kit::Kit::with(backend, Default::default(), |config| {
+                config.sign_in.ip_lockout_threshold = 8;
+            });
             Env {
-                authn,
-                pool,
-                clock,
-                cipher,
-                tenant,
-                catcher,
-                _dir: dir,
-                _db: db,
+                authn: kit.authn,
+                pool: kit.pool,
+                clock: kit.clock,
+                cipher: kit.cipher,
+                tenant: kit.tenant,
+                catcher: kit.catcher,
+                _dir: kit.dir,
+                _db: kit.db,
             }
         }
 
@@ -1425,7 +1375,10 @@ mod tests {
 
         /// An active user with a verified primary address and the password [`OLD`].
         fn user(&self, email: &str) -> UserId {
-            let phc = PasswordHasher::new(&cheap()).unwrap().hash(OLD).unwrap();
+            let phc = PasswordHasher::new(&crate::test_kit::cheap_passwords(8))
+                .unwrap()
+                .hash(OLD)
+                .unwrap();
             let mut conn = self.conn();
             let user = users::create(
                 &mut conn,

@@ -648,13 +648,13 @@ mod tests {
     use std::time::Duration as StdDuration;
 
     use chrono::Duration;
-    use gatehouse_core::config::{Config, PasswordConfig};
-    use gatehouse_core::events::EventBus;
+    use gatehouse_core::config::PasswordConfig;
+
     use gatehouse_core::ids::UserId;
-    use gatehouse_core::secrets::{Cipher, MasterKey};
+    use gatehouse_core::secrets::Cipher;
     use gatehouse_core::{Clock, ManualClock};
     use gatehouse_identity_store::credentials::NewCredential;
-    use gatehouse_identity_store::db::{Backend, ConnectOptions};
+    use gatehouse_identity_store::db::Backend;
     use gatehouse_identity_store::tenants::{self, TenantData};
     use gatehouse_identity_store::testing::TestDb;
     use gatehouse_identity_store::users::{Email, UserData};
@@ -666,16 +666,6 @@ mod tests {
 
     const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
     const IP: &str = "203.0.113.7";
-
-    /// Argon2's minimum cost: these tests are about what sign-in does, not strength.
-    fn cheap(memory_kib: u32) -> PasswordConfig {
-        PasswordConfig {
-            memory_kib,
-            iterations: 1,
-            parallelism: 1,
-            ..PasswordConfig::default()
-        }
-    }
 
     /// A service on a throwaway database with one tenant.
     struct Env {
@@ -696,50 +686,24 @@ mod tests {
 
         /// `connections` pooled connections for the service; its own hashing pool.
         fn with(backend: Backend, connections: u32, hashing: HashingPool) -> Env {
-            let db = TestDb::new(backend);
-            let dir = tempfile::tempdir().unwrap();
-            let config = Config {
-                data_dir: dir.path().join("data"),
-                passwords: cheap(8),
-                ..Config::default()
-            };
-            let pool = gatehouse_identity_store::db::pool(&ConnectOptions {
-                pool_size: connections,
-                ..ConnectOptions::new(&db.url)
-            })
-            .unwrap();
-            let cipher = Cipher::new(vec![MasterKey::generate()]).unwrap();
-            let clock = ManualClock::fixed();
-            let mut conn = pool.get().unwrap();
-            let tenant = tenants::create(
-                &mut conn,
-                clock.now(),
-                TenantData {
-                    slug: "acme".into(),
-                    display_name: "Acme".into(),
-                    settings: serde_json::Map::new(),
+            let kit = crate::test_kit::Kit::with(
+                backend,
+                crate::test_kit::KitOptions {
+                    connections,
+                    ..Default::default()
                 },
-            )
-            .unwrap()
-            .id;
-            drop(conn);
-            let mut authn = Authn::new(
-                &config,
-                pool.clone(),
-                cipher.clone(),
-                Arc::new(clock.clone()),
-                EventBus::in_process(),
-            )
-            .unwrap();
+                |_| {},
+            );
+            let mut authn = kit.authn;
             Arc::get_mut(&mut authn.inner).unwrap().hashing = hashing;
             Env {
                 authn,
-                pool,
-                clock,
-                cipher,
-                tenant,
-                _dir: dir,
-                db,
+                pool: kit.pool,
+                clock: kit.clock,
+                cipher: kit.cipher,
+                tenant: kit.tenant.id,
+                _dir: kit.dir,
+                db: kit.db,
             }
         }
 
@@ -786,7 +750,7 @@ mod tests {
         }
 
         fn user(&self, email: &str) -> UserId {
-            self.user_with(email, true, true, &cheap(8))
+            self.user_with(email, true, true, &crate::test_kit::cheap_passwords(8))
         }
 
         async fn sign_in(
@@ -1007,8 +971,18 @@ mod tests {
     #[test]
     fn a_right_password_for_an_unverified_or_inactive_account_opens_no_session() {
         let env = Env::new(Backend::Sqlite);
-        let unverified = env.user_with("dan@example.com", false, true, &cheap(8));
-        let inactive = env.user_with("eve@example.com", true, false, &cheap(8));
+        let unverified = env.user_with(
+            "dan@example.com",
+            false,
+            true,
+            &crate::test_kit::cheap_passwords(8),
+        );
+        let inactive = env.user_with(
+            "eve@example.com",
+            true,
+            false,
+            &crate::test_kit::cheap_passwords(8),
+        );
         runtime().block_on(async {
             let refused = env.sign_in("dan@example.com", PASSWORD, None).await;
             assert!(
@@ -1034,7 +1008,12 @@ mod tests {
     #[test]
     fn an_outdated_hash_is_upgraded_at_sign_in() {
         let env = Env::new(Backend::Sqlite);
-        let frank = env.user_with("frank@example.com", true, true, &cheap(16));
+        let frank = env.user_with(
+            "frank@example.com",
+            true,
+            true,
+            &crate::test_kit::cheap_passwords(16),
+        );
         let before = env.credential(frank).secret(&env.cipher).unwrap();
         assert!(String::from_utf8_lossy(&before).starts_with("$argon2id$v=19$m=16,"));
         runtime().block_on(async {
