@@ -631,24 +631,7 @@ mod tests {
         OPERATOR.into()
     }
 
-    /// Declares `<name>::sqlite` and `<name>::postgres` for `fn <name>(Backend)`.
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {$(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(super::Backend::Sqlite)
-                }
-
-                #[test]
-                fn postgres() {
-                    super::$name(super::Backend::Postgres)
-                }
-            }
-        )*};
-    }
-
-    on_both_backends!(
+    gatehouse_identity_store::on_both_backends!(
         deactivation_ends_sessions_grants_and_links_and_is_announced,
         removing_a_role_revokes_only_the_grants_whose_tokens_carry_roles,
     );

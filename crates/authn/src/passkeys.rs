@@ -1308,24 +1308,7 @@ mod tests {
         }
     }
 
-    /// Declares `<name>::sqlite` and `<name>::postgres` for each `fn <name>(Backend)`.
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {$(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(super::Backend::Sqlite)
-                }
-
-                #[test]
-                fn postgres() {
-                    super::$name(super::Backend::Postgres)
-                }
-            }
-        )*};
-    }
-
-    on_both_backends!(
+    gatehouse_identity_store::on_both_backends!(
         registers_then_signs_in_without_a_user_name,
         a_passkey_is_a_second_factor_for_a_known_user,
         a_response_from_another_origin_is_refused,

@@ -1684,24 +1684,7 @@ mod tests {
         Zeroizing::new(text.to_owned())
     }
 
-    /// Declares `<name>::sqlite` and `<name>::postgres` for `fn <name>(Backend)`.
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {$(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(super::Backend::Sqlite)
-                }
-
-                #[test]
-                fn postgres() {
-                    super::$name(super::Backend::Postgres)
-                }
-            }
-        )*};
-    }
-
-    on_both_backends!(
+    gatehouse_identity_store::on_both_backends!(
         a_reset_link_goes_only_to_real_accounts_and_works_once,
         reset_links_expire_after_fifteen_minutes_and_newer_ones_replace_them,
         an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link,

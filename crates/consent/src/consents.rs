@@ -1081,7 +1081,10 @@ mod tests {
         }
     }
 
-    fn withdrawal_revokes_the_grants_that_hold_its_scopes(db: TestDb) {
+    fn withdrawal_revokes_the_grants_that_hold_its_scopes(
+        backend: gatehouse_identity_store::Backend,
+    ) {
+        let db = TestDb::new(backend);
         let mut s = Setup::new(db);
         s.grant("shop", "newsletter");
         s.grant("shop", "personalisation");
@@ -1163,7 +1166,8 @@ mod tests {
         );
     }
 
-    fn revoking_an_app_withdraws_everything_it_held(db: TestDb) {
+    fn revoking_an_app_withdraws_everything_it_held(backend: gatehouse_identity_store::Backend) {
+        let db = TestDb::new(backend);
         let mut s = Setup::new(db);
         s.grant("shop", "newsletter");
         s.grant("shop", "personalisation");
@@ -1207,7 +1211,10 @@ mod tests {
         assert_eq!(apps.len(), 1, "a revoked app is still listed: {apps:?}");
     }
 
-    fn a_grant_must_name_the_latest_version_and_a_known_client(db: TestDb) {
+    fn a_grant_must_name_the_latest_version_and_a_known_client(
+        backend: gatehouse_identity_store::Backend,
+    ) {
+        let db = TestDb::new(backend);
         let s = Setup::new(db);
         let change = PurposeChange {
             name: "Newsletter, weekly".into(),
@@ -1286,7 +1293,10 @@ mod tests {
         assert_eq!(event.channel, "api");
     }
 
-    fn an_approval_records_the_purposes_the_consent_page_showed(db: TestDb) {
+    fn an_approval_records_the_purposes_the_consent_page_showed(
+        backend: gatehouse_identity_store::Backend,
+    ) {
+        let db = TestDb::new(backend);
         let s = Setup::new(db);
         let scopes = ["openid".to_owned(), "email".to_owned()];
         let shown = s.consents.purposes_for_scopes(s.tenant, &scopes).unwrap();
@@ -1317,7 +1327,10 @@ mod tests {
         assert_eq!(s.consents.current(s.tenant, s.user).unwrap().len(), 1);
     }
 
-    fn the_receipt_carries_the_whole_history_with_the_accepted_texts(db: TestDb) {
+    fn the_receipt_carries_the_whole_history_with_the_accepted_texts(
+        backend: gatehouse_identity_store::Backend,
+    ) {
+        let db = TestDb::new(backend);
         let s = Setup::new(db);
         s.grant("shop", "newsletter");
         s.clock.advance(Duration::days(1));
@@ -1362,22 +1375,7 @@ mod tests {
         assert_eq!(json["user"], s.user.to_string());
     }
 
-    macro_rules! on_both_backends {
-        ($($name:ident),* $(,)?) => {$(
-            mod $name {
-                #[test]
-                fn sqlite() {
-                    super::$name(super::TestDb::sqlite())
-                }
-                #[test]
-                fn postgres() {
-                    super::$name(super::TestDb::postgres())
-                }
-            }
-        )*};
-    }
-
-    on_both_backends!(
+    gatehouse_identity_store::on_both_backends!(
         withdrawal_revokes_the_grants_that_hold_its_scopes,
         revoking_an_app_withdraws_everything_it_held,
         a_grant_must_name_the_latest_version_and_a_known_client,

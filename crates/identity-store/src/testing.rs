@@ -137,6 +137,31 @@ impl Drop for TestDb {
     }
 }
 
+/// Runs tests written as `fn <name>(Backend)` on both backends, as `<name>::sqlite`
+/// and `<name>::postgres`: for service tests that build their own environment on a
+/// backend (the store's own tests use [`backend_tests!`]).
+///
+/// ```ignore
+/// on_both_backends!(signs_in, locks_out);
+/// fn signs_in(backend: Backend) { let env = Env::new(backend); /* … */ }
+/// ```
+#[macro_export]
+macro_rules! on_both_backends {
+    ($($name:ident),* $(,)?) => {$(
+        mod $name {
+            #[test]
+            fn sqlite() {
+                super::$name($crate::Backend::Sqlite)
+            }
+
+            #[test]
+            fn postgres() {
+                super::$name($crate::Backend::Postgres)
+            }
+        }
+    )*};
+}
+
 /// Declares each test twice, as `<name>::sqlite` and `<name>::postgres`, so every
 /// store rule is proven on both backends:
 ///

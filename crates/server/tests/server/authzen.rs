@@ -530,15 +530,7 @@ fn never_fails_open(backend: Backend) {
     }
 }
 
-#[test]
-fn authzen_never_fails_open_on_sqlite() {
-    never_fails_open(Backend::Sqlite);
-}
-
-#[test]
-fn authzen_never_fails_open_on_postgres() {
-    never_fails_open(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(never_fails_open);
 
 /// The PEP's token is verified once and then taken from memory for up to a second:
 /// a revocation through this node's RFC 7009 endpoint counts at once, and one that
@@ -597,25 +589,9 @@ fn revoked_pep_tokens(backend: Backend) {
     assert_eq!(status(&token), 401, "a second later the revocation counts");
 }
 
-#[test]
-fn revoked_pep_tokens_are_refused_on_sqlite() {
-    revoked_pep_tokens(Backend::Sqlite);
-}
+gatehouse_identity_store::on_both_backends!(revoked_pep_tokens);
 
-#[test]
-fn revoked_pep_tokens_are_refused_on_postgres() {
-    revoked_pep_tokens(Backend::Postgres);
-}
-
-#[test]
-fn authzen_api_on_sqlite() {
-    conformance(Backend::Sqlite);
-}
-
-#[test]
-fn authzen_api_on_postgres() {
-    conformance(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(conformance);
 
 #[test]
 fn policies_are_loaded_listed_and_tested_from_the_command_line() {

@@ -600,19 +600,9 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
     );
 }
 
-#[test]
-fn users_disable_ends_every_token_at_once_on_sqlite() {
-    users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
-        gatehouse_identity_store::Backend::Sqlite,
-    );
-}
-
-#[test]
-fn users_disable_ends_every_token_at_once_on_postgres() {
-    users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
-        gatehouse_identity_store::Backend::Postgres,
-    );
-}
+gatehouse_identity_store::on_both_backends!(
+    users_disable_ends_every_token_at_once_and_enable_lets_the_user_back
+);
 
 /// An administrator's reset ends the user's sessions from the CLI process, which
 /// running servers never hear about on SQLite: the command itself tells the relying

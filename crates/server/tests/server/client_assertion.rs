@@ -245,15 +245,7 @@ fn private_key_jwt_flow(backend: Backend) {
     assert_eq!(introspect(&app, &access_token, &again).1["active"], false);
 }
 
-#[test]
-fn private_key_jwt_authenticates_at_token_introspection_and_revocation_on_sqlite() {
-    private_key_jwt_flow(Backend::Sqlite);
-}
-
-#[test]
-fn private_key_jwt_authenticates_at_token_introspection_and_revocation_on_postgres() {
-    private_key_jwt_flow(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(private_key_jwt_flow);
 
 #[test]
 fn bad_assertions_are_invalid_client() {

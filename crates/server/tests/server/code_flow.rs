@@ -285,15 +285,7 @@ fn full_code_flow(backend: Backend) {
     );
 }
 
-#[test]
-fn code_flow_with_pkce_id_token_userinfo_and_refresh_on_sqlite() {
-    full_code_flow(Backend::Sqlite);
-}
-
-#[test]
-fn code_flow_with_pkce_id_token_userinfo_and_refresh_on_postgres() {
-    full_code_flow(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(full_code_flow);
 
 #[test]
 fn a_replayed_code_revokes_what_it_issued() {

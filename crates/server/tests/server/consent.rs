@@ -103,15 +103,7 @@ fn withdrawal_ends_the_tokens_that_depended_on_it(backend: Backend) {
     assert_eq!(again.status, 200, "no consent asked after a withdrawal");
 }
 
-#[test]
-fn withdrawing_consent_revokes_refresh_and_access_tokens_on_sqlite() {
-    withdrawal_ends_the_tokens_that_depended_on_it(Backend::Sqlite);
-}
-
-#[test]
-fn withdrawing_consent_revokes_refresh_and_access_tokens_on_postgres() {
-    withdrawal_ends_the_tokens_that_depended_on_it(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(withdrawal_ends_the_tokens_that_depended_on_it);
 
 #[test]
 fn revoking_an_app_ends_all_its_tokens() {
@@ -564,15 +556,9 @@ fn applications_manage_their_users_consent_through_the_api(backend: Backend) {
     assert_eq!(call("GET", "/consents/v1/me", &access, None).0, 401);
 }
 
-#[test]
-fn applications_manage_their_users_consent_through_the_api_on_sqlite() {
-    applications_manage_their_users_consent_through_the_api(Backend::Sqlite);
-}
-
-#[test]
-fn applications_manage_their_users_consent_through_the_api_on_postgres() {
-    applications_manage_their_users_consent_through_the_api(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(
+    applications_manage_their_users_consent_through_the_api
+);
 
 fn introspection(app: &WebApp, token: &str) -> serde_json::Value {
     use base64::Engine;
@@ -755,12 +741,4 @@ fn issuance_follows_the_consent_in_force(backend: Backend) {
     assert_eq!(rotated["scope"], "openid email", "{rotated}");
 }
 
-#[test]
-fn issuance_follows_the_consent_in_force_on_sqlite() {
-    issuance_follows_the_consent_in_force(Backend::Sqlite);
-}
-
-#[test]
-fn issuance_follows_the_consent_in_force_on_postgres() {
-    issuance_follows_the_consent_in_force(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(issuance_follows_the_consent_in_force);

@@ -607,15 +607,7 @@ fn refusals_are_readable_pages_and_rfc_errors(backend: Backend) {
     assert_eq!(response.status().as_u16(), 200);
 }
 
-#[test]
-fn refusals_are_readable_pages_and_rfc_errors_on_sqlite() {
-    refusals_are_readable_pages_and_rfc_errors(Backend::Sqlite);
-}
-
-#[test]
-fn refusals_are_readable_pages_and_rfc_errors_on_postgres() {
-    refusals_are_readable_pages_and_rfc_errors(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(refusals_are_readable_pages_and_rfc_errors);
 
 fn a_hostile_return_to_never_follows_a_sign_in(backend: Backend) {
     let app = WebApp::start(backend);
@@ -650,15 +642,7 @@ fn a_hostile_return_to_never_follows_a_sign_in(backend: Backend) {
     assert!(browser.session_cookie().is_none());
 }
 
-#[test]
-fn a_hostile_return_to_never_follows_a_sign_in_on_sqlite() {
-    a_hostile_return_to_never_follows_a_sign_in(Backend::Sqlite);
-}
-
-#[test]
-fn a_hostile_return_to_never_follows_a_sign_in_on_postgres() {
-    a_hostile_return_to_never_follows_a_sign_in(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(a_hostile_return_to_never_follows_a_sign_in);
 
 fn look_alike_addresses_get_no_second_account(backend: Backend) {
     let app = WebApp::start(backend);
@@ -731,12 +715,4 @@ fn look_alike_addresses_get_no_second_account(backend: Backend) {
     assert_eq!(page.status, 409, "{}", page.body);
 }
 
-#[test]
-fn look_alike_addresses_get_no_second_account_on_sqlite() {
-    look_alike_addresses_get_no_second_account(Backend::Sqlite);
-}
-
-#[test]
-fn look_alike_addresses_get_no_second_account_on_postgres() {
-    look_alike_addresses_get_no_second_account(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(look_alike_addresses_get_no_second_account);

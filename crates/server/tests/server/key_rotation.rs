@@ -107,12 +107,4 @@ fn scheduled_rotation(backend: Backend) {
     assert!(app.clock.now() > chrono::Utc::now());
 }
 
-#[test]
-fn keys_rotate_on_schedule_on_sqlite() {
-    scheduled_rotation(Backend::Sqlite);
-}
-
-#[test]
-fn keys_rotate_on_schedule_on_postgres() {
-    scheduled_rotation(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(scheduled_rotation);

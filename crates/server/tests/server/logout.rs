@@ -158,15 +158,7 @@ fn logout_with_hint(backend: Backend) {
     assert!(claims["jti"].is_string() && claims["iat"].is_number() && claims["exp"].is_number());
 }
 
-#[test]
-fn logout_with_an_id_token_hint_ends_the_session_at_once_on_sqlite() {
-    logout_with_hint(Backend::Sqlite);
-}
-
-#[test]
-fn logout_with_an_id_token_hint_ends_the_session_at_once_on_postgres() {
-    logout_with_hint(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(logout_with_hint);
 
 #[test]
 fn logout_without_proof_asks_the_user_first() {

@@ -212,15 +212,7 @@ fn client_credentials_flow(backend: Backend) {
     );
 }
 
-#[test]
-fn client_credentials_introspection_and_revocation_on_sqlite() {
-    client_credentials_flow(Backend::Sqlite);
-}
-
-#[test]
-fn client_credentials_introspection_and_revocation_on_postgres() {
-    client_credentials_flow(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(client_credentials_flow);
 
 #[test]
 fn client_authentication_failures_follow_rfc_6749() {

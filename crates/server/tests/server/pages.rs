@@ -116,15 +116,7 @@ fn full_journey(backend: Backend) {
     }
 }
 
-#[test]
-fn sign_up_verify_and_sign_in_on_sqlite() {
-    full_journey(Backend::Sqlite);
-}
-
-#[test]
-fn sign_up_verify_and_sign_in_on_postgres() {
-    full_journey(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(full_journey);
 
 /// Strips what legitimately differs between two responses (per-response nonce,
 /// the echoed identifier) so the rest can be compared byte for byte.

@@ -96,15 +96,7 @@ fn pushed_par(backend: Backend) {
     );
 }
 
-#[test]
-fn a_pushed_request_is_used_once_on_sqlite() {
-    pushed_par(Backend::Sqlite);
-}
-
-#[test]
-fn a_pushed_request_is_used_once_on_postgres() {
-    pushed_par(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(pushed_par);
 
 #[test]
 fn pushing_checks_the_client_and_the_request() {

@@ -87,22 +87,8 @@ fn forwarding_headers_from_an_untrusted_peer_are_ignored(backend: Backend) {
     assert_eq!(failed_sign_in(&app, 3, "198.51.100.200"), 429);
 }
 
-#[test]
-fn a_trusted_proxy_names_the_client_on_sqlite() {
-    failures_count_against_the_client_a_trusted_proxy_names(Backend::Sqlite);
-}
+gatehouse_identity_store::on_both_backends!(
+    failures_count_against_the_client_a_trusted_proxy_names
+);
 
-#[test]
-fn a_trusted_proxy_names_the_client_on_postgres() {
-    failures_count_against_the_client_a_trusted_proxy_names(Backend::Postgres);
-}
-
-#[test]
-fn headers_from_an_untrusted_peer_are_ignored_on_sqlite() {
-    forwarding_headers_from_an_untrusted_peer_are_ignored(Backend::Sqlite);
-}
-
-#[test]
-fn headers_from_an_untrusted_peer_are_ignored_on_postgres() {
-    forwarding_headers_from_an_untrusted_peer_are_ignored(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(forwarding_headers_from_an_untrusted_peer_are_ignored);
