@@ -10,6 +10,7 @@
 
 pub mod account;
 pub mod error;
+mod factor_attempts;
 mod hashing;
 pub mod lifecycle;
 pub mod mail;

@@ -70,9 +70,9 @@ use webauthn_rs::prelude::{
 };
 use zeroize::Zeroizing;
 
-use crate::recovery::cancel_recoveries_on_factor_use;
+use crate::factor_attempts::cancel_recoveries_on_factor_use;
+use crate::factor_attempts::ensure_not_locked;
 use crate::service::{Authn, ClientInfo, Inner};
-use crate::totp::ensure_not_locked;
 use crate::{AuthnError, secrets};
 
 /// How long a begun ceremony can be finished: WebAuthn's recommended timeout,

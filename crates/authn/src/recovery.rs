@@ -47,7 +47,7 @@
 //! factor used (or added) during the wait cancels the recovery too: its owner
 //! evidently has one. A use cancels it at once, in the transaction that accepts the
 //! TOTP code, spends the recovery code or verifies the passkey, with an audit event
-//! (`cancel_recoveries_on_factor_use`), so nothing depends on the factor still being
+//! (`factor_attempts::cancel_recoveries_on_factor_use`), so nothing depends on the factor still being
 //! there later: a spent recovery code is deleted. A factor added since the start is
 //! found when the recovery would complete. Completing removes every second factor
 //! (authenticator app, recovery codes, passkeys) and sets the new password. No link
@@ -279,44 +279,6 @@ fn remove_second_factors(
     let codes = recovery_codes::remove_all(conn, tenant, user)?;
     let passkeys = credentials::delete_kind_for_user(conn, tenant, user, CredentialKind::Webauthn)?;
     Ok(app + codes + passkeys)
-}
-
-/// A second factor of `user` just passed (`factor`: `totp`, `recovery_code`,
-/// `passkey`), so it is not lost: every recovery of lost factors waiting on the
-/// account is cancelled and audited, in the caller's transaction with the factor's
-/// own write. Decided now, not looked up when the recovery completes: by then the
-/// proof may be gone (a recovery code is deleted as it is spent).
-pub(crate) fn cancel_recoveries_on_factor_use(
-    conn: &mut AnyConnection,
-    cipher: &gatehouse_core::secrets::Cipher,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    factor: &'static str,
-) -> Result<(), AuthnError> {
-    let cancelled =
-        account_recoveries::cancel_open_for_user(conn, now, tenant, user, "second_factor_used")?;
-    if cancelled > 0 {
-        gatehouse_identity_store::audit::append(
-            conn,
-            cipher,
-            now,
-            tenant,
-            gatehouse_identity_store::audit::NewAuditEvent {
-                actor: format!("user:{user}"),
-                action: "recovery.factor_recovery_cancelled".into(),
-                target: Some(format!("user:{user}")),
-                outcome: Outcome::Success,
-                ip: None,
-                details: json!({
-                    "reason": "second_factor_used",
-                    "factor": factor,
-                    "recoveries": cancelled,
-                }),
-            },
-        )?;
-    }
-    Ok(())
 }
 
 fn reset_link_mail(to: &str, link: &str, lifetime: Duration) -> OutgoingMail {
@@ -648,7 +610,7 @@ impl Inner {
 
     /// Whether the user added (or passed) a second factor since `since`: then it
     /// is not lost, and a recovery started at `since` must not remove it. Uses
-    /// cancel recoveries as they happen (`cancel_recoveries_on_factor_use`); this
+    /// cancel recoveries as they happen (`factor_attempts::cancel_recoveries_on_factor_use`); this
     /// catches factors enrolled during the wait, and is a second look at uses.
     fn factor_used_since(
         &self,

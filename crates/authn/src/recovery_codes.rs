@@ -30,8 +30,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::AuthnError;
-use crate::recovery::cancel_recoveries_on_factor_use;
-use crate::totp::{ensure_not_locked, settle};
+use crate::factor_attempts::cancel_recoveries_on_factor_use;
+use crate::factor_attempts::{ensure_not_locked, settle};
 
 /// Codes per set.
 pub const COUNT: usize = 10;
@@ -238,7 +238,7 @@ mod tests {
     use gatehouse_identity_store::users::{self, UserData};
 
     use super::*;
-    use crate::totp::LOCKOUT_THRESHOLD;
+    use crate::factor_attempts::LOCKOUT_THRESHOLD;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_767_225_600, 0).unwrap()

@@ -25,9 +25,16 @@ use zeroize::Zeroizing;
 use crate::passkeys::PasskeyAuthenticated;
 use crate::recovery_codes::{self, RecoveryCodes};
 use crate::service::{Authn, ClientInfo, Inner};
-use crate::sign_in::SignedIn;
 use crate::totp::{self, Enrolment};
 use crate::{AuthnError, secrets};
+
+/// A new session and the secret for its cookie (shown to the browser only): what a
+/// sign-in ends with, by password alone or after its second factor.
+#[derive(Debug)]
+pub struct SignedIn {
+    pub session: Session,
+    pub secret: Zeroizing<String>,
+}
 
 const PENDING_AAD: &[u8] = b"gatehouse/authn/pending-sign-in/v1";
 

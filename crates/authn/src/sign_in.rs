@@ -18,17 +18,11 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::password::Verification;
+pub use crate::second_factor::SignedIn;
 use crate::second_factor::{Factors, PendingSignIn, assurance_level};
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::settings::TenantPolicy;
 use crate::{AuthnError, secrets};
-
-/// A new session and the secret for its cookie (shown to the browser only).
-#[derive(Debug)]
-pub struct SignedIn {
-    pub session: Session,
-    pub secret: Zeroizing<String>,
-}
 
 /// What a right password leads to.
 #[derive(Debug)]

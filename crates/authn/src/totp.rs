@@ -24,12 +24,13 @@ use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::credentials::{self, Credential, CredentialKind, NewCredential};
 use gatehouse_identity_store::tenants::Tenant;
 use gatehouse_identity_store::users::User;
-use gatehouse_identity_store::{AnyConnection, StoreError, db, rate_limits};
+use gatehouse_identity_store::{AnyConnection, StoreError, db};
 use serde::{Deserialize, Serialize};
 use totp_rs::{Algorithm, Builder, Secret, Totp};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::AuthnError;
+use crate::factor_attempts::{ensure_not_locked, settle};
 
 /// Digits per code. Six is what every authenticator app shows by default.
 pub const DIGITS: u8 = 6;
@@ -42,75 +43,9 @@ pub const TOLERANCE_STEPS: u64 = 1;
 /// an enrolment abandoned there should not become confirmable days later.
 pub const ENROLMENT_LIFETIME_MINUTES: i64 = 30;
 
-/// The failure that locks the factor; the ones before it are free, for typos and a
-/// phone whose clock is off.
-pub(crate) const LOCKOUT_THRESHOLD: i32 = 5;
-
-/// Failures are forgotten a day after the first one of a series, or at a success.
-pub(crate) fn failure_window() -> Duration {
-    Duration::hours(24)
-}
-
-/// At [`LOCKOUT_THRESHOLD`] failures: 1 minute, then doubling with each further one
-/// up to about 17 hours. With ±1 step a guess hits one of three codes in a million,
-/// so what matters is how many guesses fit in a year, and doubling keeps that small
-/// while a user who mistyped a few times waits only a minute.
-pub(crate) fn lock_for(failures: i32) -> Option<Duration> {
-    (failures >= LOCKOUT_THRESHOLD).then(|| {
-        let exponent = (failures - LOCKOUT_THRESHOLD).clamp(0, 10) as u32;
-        Duration::minutes(1 << exponent)
-    })
-}
-
 /// The rate-limit bucket for a user's TOTP attempts (enrolment and verification).
 pub fn bucket(user: UserId) -> String {
     format!("totp:{user}")
-}
-
-/// Refuses at once while the bucket is locked: a locked factor checks no code, so a
-/// right code sent during a lockout is not spent either.
-pub(crate) fn ensure_not_locked(
-    conn: &mut AnyConnection,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    bucket: &str,
-) -> Result<(), AuthnError> {
-    match rate_limits::get(conn, tenant, bucket)? {
-        Some(counter) if counter.is_locked(now) => Err(AuthnError::Throttled {
-            until: counter.locked_until,
-        }),
-        _ => Ok(()),
-    }
-}
-
-/// Counts a wrong code (committed on its own) and forgets the failures after a
-/// success. Other outcomes, such as no factor at all, are not guesses and count
-/// nothing.
-pub(crate) fn settle<T>(
-    conn: &mut AnyConnection,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    bucket: &str,
-    outcome: Result<T, AuthnError>,
-) -> Result<T, AuthnError> {
-    match outcome {
-        Ok(value) => {
-            rate_limits::reset(conn, tenant, bucket)?;
-            Ok(value)
-        }
-        Err(AuthnError::InvalidCode) => {
-            let counter =
-                rate_limits::record_failure(conn, now, tenant, bucket, failure_window(), lock_for)?;
-            Err(if counter.is_locked(now) {
-                AuthnError::Throttled {
-                    until: counter.locked_until,
-                }
-            } else {
-                AuthnError::InvalidCode
-            })
-        }
-        Err(other) => Err(other),
-    }
 }
 
 /// What the enrolment page shows once: the QR code and, for typing in, the key as
@@ -437,7 +372,9 @@ pub fn verify(
         payload.last_step = Some(step);
         credentials::replace_secret(conn, cipher, &credential, &payload.to_bytes()?)?;
         // The app is at hand: a recovery claiming it lost must not go on.
-        crate::recovery::cancel_recoveries_on_factor_use(conn, cipher, now, tenant, user, "totp")?;
+        crate::factor_attempts::cancel_recoveries_on_factor_use(
+            conn, cipher, now, tenant, user, "totp",
+        )?;
         Ok(())
     });
     settle(conn, now, tenant, &bucket, outcome)
@@ -524,6 +461,8 @@ mod tests {
     use gatehouse_core::secrets::MasterKey;
     use gatehouse_identity_store::tenants::{self, TenantData};
     use gatehouse_identity_store::users::{self, Email, UserData};
+
+    use gatehouse_identity_store::rate_limits;
 
     use super::*;
 
@@ -670,11 +609,26 @@ mod tests {
 
     #[test]
     fn failures_lock_after_a_few_and_longer_each_time() {
-        assert_eq!(lock_for(LOCKOUT_THRESHOLD - 1), None);
-        assert_eq!(lock_for(LOCKOUT_THRESHOLD), Some(Duration::minutes(1)));
-        assert_eq!(lock_for(LOCKOUT_THRESHOLD + 1), Some(Duration::minutes(2)));
-        assert_eq!(lock_for(LOCKOUT_THRESHOLD + 3), Some(Duration::minutes(8)));
-        assert_eq!(lock_for(1_000), Some(Duration::minutes(1024)));
+        assert_eq!(
+            crate::factor_attempts::lock_for(crate::factor_attempts::LOCKOUT_THRESHOLD - 1),
+            None
+        );
+        assert_eq!(
+            crate::factor_attempts::lock_for(crate::factor_attempts::LOCKOUT_THRESHOLD),
+            Some(Duration::minutes(1))
+        );
+        assert_eq!(
+            crate::factor_attempts::lock_for(crate::factor_attempts::LOCKOUT_THRESHOLD + 1),
+            Some(Duration::minutes(2))
+        );
+        assert_eq!(
+            crate::factor_attempts::lock_for(crate::factor_attempts::LOCKOUT_THRESHOLD + 3),
+            Some(Duration::minutes(8))
+        );
+        assert_eq!(
+            crate::factor_attempts::lock_for(1_000),
+            Some(Duration::minutes(1024))
+        );
     }
 
     gatehouse_identity_store::backend_tests! {
@@ -829,7 +783,7 @@ mod tests {
             let f = fixture(&mut conn);
             let secret = f.enrol(&mut conn, t0() - Duration::minutes(10));
             let wrong = wrong_code(&secret, t0());
-            for _ in 1..LOCKOUT_THRESHOLD {
+            for _ in 1..crate::factor_attempts::LOCKOUT_THRESHOLD {
                 assert!(matches!(f.verify(&mut conn, t0(), &wrong), Err(AuthnError::InvalidCode)));
             }
             match f.verify(&mut conn, t0(), &wrong) {
@@ -842,7 +796,7 @@ mod tests {
             let right = code(&secret, locked);
             assert!(matches!(f.verify(&mut conn, locked, &right), Err(AuthnError::Throttled { .. })));
             let counter = rate_limits::get(&mut conn, f.tenant.id, &bucket(f.user.id)).unwrap().unwrap();
-            assert_eq!(counter.failures, LOCKOUT_THRESHOLD, "refused attempts are not counted again");
+            assert_eq!(counter.failures, crate::factor_attempts::LOCKOUT_THRESHOLD, "refused attempts are not counted again");
 
             let unlocked = t0() + seconds(61);
             f.verify(&mut conn, unlocked, &right).expect("the same code, a step later");
