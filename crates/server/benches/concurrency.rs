@@ -28,15 +28,10 @@ mod common;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
-use chrono::Utc;
-use common::{FormClient, PASSWORD};
-use gatehouse_authn::PasswordHasher;
+use common::FormClient;
 use gatehouse_authn::testing::SmtpCatcher;
 use gatehouse_core::config::{Config, MailTls};
-use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
-use gatehouse_identity_store::db;
 use gatehouse_identity_store::testing::TestDb;
-use gatehouse_identity_store::users::{self, Email, UserData};
 use gatehouse_server::state::AppState;
 use reqwest::blocking::Client;
 
@@ -88,44 +83,7 @@ fn start_server(db: TestDb) -> Server {
     let (state, bootstrapped) = AppState::open(config).unwrap();
     let tenant = bootstrapped.tenant.id;
 
-    // One hash for every seeded user: verifying costs the same whatever the salt.
-    let hasher = PasswordHasher::new(&state.config.passwords).unwrap();
-    let phc = hasher.hash(PASSWORD).unwrap();
-    let mut conn = state.pool.get().unwrap();
-    let now = Utc::now();
-    db::transaction(&mut conn, |conn| {
-        for i in 0..USERS {
-            let user = users::create(
-                conn,
-                now,
-                tenant,
-                UserData {
-                    emails: vec![Email {
-                        value: format!("seeded-{i}@example.test"),
-                        kind: None,
-                        primary: true,
-                        verified: true,
-                    }],
-                    ..UserData::new(format!("seeded-{i}"))
-                },
-            )?;
-            credentials::create(
-                conn,
-                &state.cipher,
-                now,
-                tenant,
-                user.id,
-                NewCredential {
-                    kind: CredentialKind::Password,
-                    label: None,
-                    secret: phc.as_bytes(),
-                },
-            )?;
-        }
-        Ok::<_, gatehouse_identity_store::StoreError>(())
-    })
-    .unwrap();
-    drop(conn);
+    common::seed_users(&state, tenant, "seeded", USERS);
 
     let serving = state.clone();
     std::thread::spawn(move || {

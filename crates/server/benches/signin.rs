@@ -45,9 +45,9 @@ use gatehouse_authn::{ClientInfo, HashMemory, PasswordHasher};
 use gatehouse_core::config::Config;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
-use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
+use gatehouse_identity_store::credentials::{self, CredentialKind};
 use gatehouse_identity_store::sessions::{self, AuthMethod, NewSession};
-use gatehouse_identity_store::users::{self, Email, UserData};
+use gatehouse_identity_store::users::{self};
 use gatehouse_identity_store::{AnyConnection, db, rate_limits};
 use gatehouse_server::state::AppState;
 use rand::RngCore;
@@ -292,47 +292,7 @@ fn start_server() -> Server {
     let tenant = bootstrapped.tenant.id;
     let policy = TenantPolicy::from_settings(&bootstrapped.tenant.typed_settings());
 
-    // One hash for every user: verifying costs the same whatever the salt, and
-    // seeding 512 real hashes would take longer than the benchmark.
-    let hasher = PasswordHasher::new(&state.config.passwords).unwrap();
-    let phc = hasher.hash(PASSWORD).unwrap();
-    let mut conn = state.pool.get().unwrap();
-    let now = Utc::now();
-    let users = db::transaction(&mut conn, |conn| {
-        (0..USERS)
-            .map(|i| {
-                let user = users::create(
-                    conn,
-                    now,
-                    tenant,
-                    UserData {
-                        emails: vec![Email {
-                            value: email(i),
-                            kind: Some("work".into()),
-                            primary: true,
-                            verified: true,
-                        }],
-                        ..UserData::new(format!("bench-{i}"))
-                    },
-                )?;
-                credentials::create(
-                    conn,
-                    &state.cipher,
-                    now,
-                    tenant,
-                    user.id,
-                    NewCredential {
-                        kind: CredentialKind::Password,
-                        label: None,
-                        secret: phc.as_bytes(),
-                    },
-                )?;
-                Ok(user.id)
-            })
-            .collect::<Result<Vec<_>, _>>()
-    })
-    .unwrap();
-    drop(conn);
+    let (users, phc) = common::seed_users(&state, tenant, "bench", USERS);
 
     let serving = state.clone();
     std::thread::spawn(move || {

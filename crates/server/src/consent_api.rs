@@ -159,6 +159,21 @@ async fn caller(
     Ok((tenant, user, claims.client_id.clone()))
 }
 
+/// Runs consent-service work on the blocking pool; `done` makes the answer, and a
+/// service error is mapped once, by [`failure`].
+async fn run<T: Send + 'static>(
+    state: &web::Data<AppState>,
+    work: impl FnOnce(&gatehouse_consent::Consents) -> Result<T, ConsentError> + Send + 'static,
+    done: impl FnOnce(T) -> HttpResponse,
+) -> HttpResponse {
+    let consents = state.consents.clone();
+    match web::block(move || work(&consents)).await {
+        Ok(Ok(value)) => done(value),
+        Ok(Err(e)) => failure(&e),
+        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
+    }
+}
+
 fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
     serde_json::from_slice(body).map_err(|e| format!("malformed body: {e}"))
 }
@@ -171,19 +186,18 @@ async fn in_force(
         client,
     }: Caller,
 ) -> HttpResponse {
-    let consents = state.consents.clone();
-    let cid = client.clone();
-    match web::block(move || consents.current(tenant, user)).await {
-        Ok(Ok(all)) => {
-            let mine: Vec<_> = all.into_iter().filter(|c| c.client_id == cid).collect();
+    run(
+        &state,
+        move |consents| consents.current(tenant, user),
+        |all| {
+            let mine: Vec<_> = all.into_iter().filter(|c| c.client_id == client).collect();
             answer(
                 StatusCode::OK,
                 json!({ "client_id": client, "in_force": mine }),
             )
-        }
-        Ok(Err(e)) => failure(&e),
-        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
-    }
+        },
+    )
+    .await
 }
 
 async fn grant(
@@ -199,24 +213,22 @@ async fn grant(
         Ok(body) => body,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
     };
-    let consents = state.consents.clone();
-    let recorded = web::block(move || {
-        consents.grant(
-            tenant,
-            user,
-            &client,
-            &body.purpose,
-            body.version,
-            Channel::Api,
-            body.expires_at,
-        )
-    })
-    .await;
-    match recorded {
-        Ok(Ok(event)) => answer(StatusCode::CREATED, json!(event)),
-        Ok(Err(e)) => failure(&e),
-        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
-    }
+    run(
+        &state,
+        move |consents| {
+            consents.grant(
+                tenant,
+                user,
+                &client,
+                &body.purpose,
+                body.version,
+                Channel::Api,
+                body.expires_at,
+            )
+        },
+        |event| answer(StatusCode::CREATED, json!(event)),
+    )
+    .await
 }
 
 async fn withdraw(
@@ -232,21 +244,21 @@ async fn withdraw(
         Ok(body) => body,
         Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
     };
-    let consents = state.consents.clone();
-    match web::block(move || consents.withdraw(tenant, user, &client, &body.purpose, Channel::Api))
-        .await
-    {
-        Ok(Ok(done)) => answer(
-            StatusCode::OK,
-            json!({
-                "purpose": done.purpose,
-                "withdrawn": done.event.is_some(),
-                "grants_revoked": done.grants_revoked.len(),
-            }),
-        ),
-        Ok(Err(e)) => failure(&e),
-        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
-    }
+    run(
+        &state,
+        move |consents| consents.withdraw(tenant, user, &client, &body.purpose, Channel::Api),
+        |done| {
+            answer(
+                StatusCode::OK,
+                json!({
+                    "purpose": done.purpose,
+                    "withdrawn": done.event.is_some(),
+                    "grants_revoked": done.grants_revoked.len(),
+                }),
+            )
+        },
+    )
+    .await
 }
 
 async fn receipt(
@@ -257,17 +269,17 @@ async fn receipt(
         client,
     }: Caller,
 ) -> HttpResponse {
-    let consents = state.consents.clone();
-    match web::block(move || consents.receipt(tenant, user)).await {
-        Ok(Ok(mut receipt)) => {
+    run(
+        &state,
+        move |consents| consents.receipt(tenant, user),
+        |mut receipt| {
             // Another application's consents are none of this one's business.
             receipt.in_force.retain(|c| c.client_id == client);
             receipt.history.retain(|e| e.client_id == client);
             answer(StatusCode::OK, json!(receipt))
-        }
-        Ok(Err(e)) => failure(&e),
-        Err(_) => failure(&ConsentError::Internal("blocking pool".into())),
-    }
+        },
+    )
+    .await
 }
 
 #[cfg(test)]

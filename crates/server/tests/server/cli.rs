@@ -427,15 +427,18 @@ fn backchannel_receiver() -> (String, std::sync::mpsc::Receiver<String>) {
     (url, bodies)
 }
 
-fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
+/// A running app with a client that registered a back-channel logout URI (a
+/// receiver on 127.0.0.1), a browser signed in to it and an authorization code.
+fn signed_in_to_a_backchannel_client(
     backend: gatehouse_identity_store::Backend,
+) -> (
+    crate::web_kit::WebApp,
+    std::sync::mpsc::Receiver<String>,
+    crate::web_kit::Browser,
+    String,
 ) {
-    use crate::code_flow::{
-        VERIFIER, client_data, exchange, get_code, introspect_active, param, register_client,
-        signed_in, verified_claims,
-    };
+    use crate::code_flow::{client_data, get_code, register_client, signed_in};
     use gatehouse_identity_store::clients::ClientData;
-    use gatehouse_identity_store::{PageRequest, audit, tenants, users};
 
     let app = crate::web_kit::WebApp::start(backend);
     let (backchannel, logouts) = backchannel_receiver();
@@ -448,6 +451,17 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
     );
     let mut browser = signed_in(&app);
     let code = get_code(&mut browser, "");
+    (app, logouts, browser, code)
+}
+
+fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
+    backend: gatehouse_identity_store::Backend,
+) {
+    use crate::code_flow::{VERIFIER, exchange, introspect_active, param, verified_claims};
+
+    use gatehouse_identity_store::{PageRequest, audit, tenants, users};
+
+    let (app, logouts, mut browser, code) = signed_in_to_a_backchannel_client(backend);
     let (status, tokens) = exchange(&app, &code, VERIFIER);
     assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap();
@@ -609,23 +623,10 @@ gatehouse_identity_store::on_both_backends!(
 /// parties (back-channel logout), as `users disable` does.
 #[test]
 fn users_reset_logs_the_relying_parties_out_of_the_sessions_it_ended() {
-    use crate::code_flow::{
-        VERIFIER, client_data, exchange, get_code, introspect_active, param, register_client,
-        signed_in, verified_claims,
-    };
-    use gatehouse_identity_store::clients::ClientData;
+    use crate::code_flow::{VERIFIER, exchange, introspect_active, param, verified_claims};
 
-    let app = crate::web_kit::WebApp::start(gatehouse_identity_store::Backend::Sqlite);
-    let (backchannel, logouts) = backchannel_receiver();
-    register_client(
-        &app,
-        ClientData {
-            backchannel_logout_uri: Some(backchannel),
-            ..client_data(false)
-        },
-    );
-    let mut browser = signed_in(&app);
-    let code = get_code(&mut browser, "");
+    let (app, logouts, mut browser, code) =
+        signed_in_to_a_backchannel_client(gatehouse_identity_store::Backend::Sqlite);
     let (status, tokens) = exchange(&app, &code, VERIFIER);
     assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap();
@@ -1047,20 +1048,10 @@ fn purposes_are_defined_versioned_and_listed_from_the_command_line() {
 /// reported, the relying party hears nothing.
 #[test]
 fn back_channel_logout_to_a_private_address_is_refused_by_default() {
-    use crate::code_flow::{VERIFIER, client_data, exchange, get_code, register_client, signed_in};
-    use gatehouse_identity_store::clients::ClientData;
+    use crate::code_flow::{VERIFIER, exchange};
 
-    let app = crate::web_kit::WebApp::start(gatehouse_identity_store::Backend::Sqlite);
-    let (backchannel, logouts) = backchannel_receiver();
-    register_client(
-        &app,
-        ClientData {
-            backchannel_logout_uri: Some(backchannel),
-            ..client_data(false)
-        },
-    );
-    let mut browser = signed_in(&app);
-    let code = get_code(&mut browser, "");
+    let (app, logouts, _browser, code) =
+        signed_in_to_a_backchannel_client(gatehouse_identity_store::Backend::Sqlite);
     assert_eq!(exchange(&app, &code, VERIFIER).0, 200);
 
     let cwd = temp_dir();
