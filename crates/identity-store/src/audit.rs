@@ -361,6 +361,12 @@ impl VerifyReport {
     }
 }
 
+/// MACs compared in constant time: how much of one matched must not show.
+fn same_mac(expected: &str, found: &str) -> bool {
+    use subtle::ConstantTimeEq;
+    expected.len() == found.len() && bool::from(expected.as_bytes().ct_eq(found.as_bytes()))
+}
+
 /// Walks every tenant's chain and reports each place where it does not hold. Needs
 /// the master keys: the chain is keyed, and a chain that cannot be checked (its key
 /// is missing or does not open) is reported, never passed.
@@ -438,7 +444,7 @@ pub fn verify(conn: &mut AnyConnection, cipher: &Cipher) -> StoreResult<VerifyRe
                     Some(_) => Some(row.legacy_hash()),
                     None => None,
                 };
-                if expected_hash.is_some_and(|hash| hash != row.hash) {
+                if expected_hash.is_some_and(|hash| !same_mac(&hash, &row.hash)) {
                     problem(
                         row.seq,
                         "content does not match its keyed hash (the event was altered or the chain re-hashed)".into(),
@@ -461,7 +467,10 @@ pub fn verify(conn: &mut AnyConnection, cipher: &Cipher) -> StoreResult<VerifyRe
                     );
                 }
                 if let Some((key, from, head_mac)) = &keyed
-                    && key.head_mac(&tenant, head.last_seq, &head.last_hash, *from) != *head_mac
+                    && !same_mac(
+                        &key.head_mac(&tenant, head.last_seq, &head.last_hash, *from),
+                        head_mac,
+                    )
                 {
                     problem(
                         head.last_seq,

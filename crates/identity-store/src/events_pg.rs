@@ -16,7 +16,6 @@
 use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Condvar, Mutex};
-use std::thread::JoinHandle;
 use std::time::{Duration, Instant};
 
 use diesel::connection::SimpleConnection;
@@ -37,6 +36,10 @@ const MAX_RETRY_DELAY: Duration = Duration::from_secs(5);
 /// Events waiting for the database beyond this many are dropped oldest first, and
 /// the other nodes are then told to resync (drop every cache) once it is back.
 pub const OUTBOX_CAPACITY: usize = 65_536;
+/// PostgreSQL refuses a NOTIFY payload of 8000 bytes or more. A bigger event (say, a
+/// user's hundreds of ended sessions) is never sent: other nodes get `Resync`
+/// instead, so one oversized event cannot block the queue behind it.
+const MAX_PAYLOAD: usize = 7_900;
 
 /// Publishes events to the other nodes through a dedicated connection.
 ///
@@ -48,7 +51,6 @@ pub const OUTBOX_CAPACITY: usize = 65_536;
 #[derive(Debug)]
 pub struct PgNotifyTransport {
     outbox: Arc<Outbox>,
-    thread: Mutex<Option<JoinHandle<()>>>,
     /// Set for short-lived processes (the CLI): `publish` returns once the event is
     /// sent, or fails after this long.
     wait_for_delivery: Option<Duration>,
@@ -117,7 +119,9 @@ impl PgNotifyTransport {
             changed: Condvar::new(),
             counters: PublishCounters::default(),
         });
-        let thread = std::thread::Builder::new()
+        // Not kept: the thread ends on its own after `stop`, possibly only after a
+        // network call in progress, and nothing waits for it.
+        std::thread::Builder::new()
             .name("gatehouse-publish".into())
             .spawn({
                 let outbox = Arc::clone(&outbox);
@@ -125,7 +129,6 @@ impl PgNotifyTransport {
             })?;
         Ok(PgNotifyTransport {
             outbox,
-            thread: Mutex::new(Some(thread)),
             wait_for_delivery: None,
         })
     }
@@ -165,6 +168,17 @@ impl EventTransport for PgNotifyTransport {
     fn publish(&self, envelope: &EventEnvelope) -> Result<(), CoreError> {
         let payload = envelope.to_json()?;
         let mut state = self.outbox.lock();
+        if payload.len() > MAX_PAYLOAD {
+            state.lost += 1;
+            self.outbox.counters.dropped.fetch_add(1, Ordering::Relaxed);
+            tracing::warn!(
+                bytes = payload.len(),
+                "event too large for NOTIFY: other nodes will resync instead"
+            );
+            drop(state);
+            self.outbox.changed.notify_all();
+            return Ok(());
+        }
         if state.pending.len() >= self.outbox.capacity {
             state.pending.pop_front();
             state.lost += 1;
@@ -193,8 +207,6 @@ impl Drop for PgNotifyTransport {
     fn drop(&mut self) {
         self.outbox.lock().stop = true;
         self.outbox.changed.notify_all();
-        // Not joined: the thread may be inside a network call; it exits after it.
-        let _ = self.thread.lock().map(|mut t| t.take());
     }
 }
 
@@ -202,7 +214,9 @@ fn publish_loop(options: &ConnectOptions, node: NodeId, outbox: &Outbox) {
     let mut conn: Option<PgConnection> = None;
     let mut delay = MIN_RETRY_DELAY;
     loop {
-        // The next payload, left at the head of the queue until it has been sent.
+        // The next payload, left at the head of the queue until it has been sent;
+        // `sending` says what it stands for: a resync for so many lost events, or
+        // the queued event with that number.
         let (payload, sending) = {
             let state = outbox.lock();
             let state = outbox
@@ -213,10 +227,10 @@ fn publish_loop(options: &ConnectOptions, node: NodeId, outbox: &Outbox) {
                 return;
             }
             if state.lost > 0 {
-                (resync_payload(node), None)
+                (resync_payload(node), Sending::Resync(state.lost))
             } else {
                 match state.pending.front() {
-                    Some((number, payload)) => (payload.clone(), Some(*number)),
+                    Some((number, payload)) => (payload.clone(), Sending::Event(*number)),
                     None => continue,
                 }
             }
@@ -237,8 +251,9 @@ fn publish_loop(options: &ConnectOptions, node: NodeId, outbox: &Outbox) {
                 outbox.counters.published.fetch_add(1, Ordering::Relaxed);
                 let mut state = outbox.lock();
                 match sending {
-                    None => state.lost = 0,
-                    Some(number) => {
+                    // Events lost while the resync was on its way need one more.
+                    Sending::Resync(covered) => state.lost = state.lost.saturating_sub(covered),
+                    Sending::Event(number) => {
                         if state.pending.front().is_some_and(|(n, _)| *n == number) {
                             state.pending.pop_front();
                         }
@@ -267,6 +282,14 @@ fn publish_loop(options: &ConnectOptions, node: NodeId, outbox: &Outbox) {
     }
 }
 
+/// What the payload being sent stands for.
+enum Sending {
+    /// A resync covering this many lost events.
+    Resync(u64),
+    /// The queued event with this number.
+    Event(u64),
+}
+
 fn notify(pg: &mut PgConnection, payload: &str) -> Result<(), String> {
     diesel::sql_query("SELECT pg_notify($1, $2)")
         .bind::<Text, _>(CHANNEL)
@@ -291,7 +314,7 @@ fn resync_payload(node: NodeId) -> String {
 pub struct Listener {
     stop: Arc<AtomicBool>,
     listening: Arc<(Mutex<bool>, Condvar)>,
-    thread: Option<JoinHandle<()>>,
+    thread: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Listener {

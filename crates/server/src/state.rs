@@ -47,6 +47,10 @@ pub struct AppState {
     /// Sends this node's events to the others (PostgreSQL only); its counters are
     /// exported at `/metrics`.
     pub event_publisher: Option<Arc<PgNotifyTransport>>,
+    /// One readiness check at a time: a check the deadline gave up on may still hold
+    /// a pooled connection until the socket times out, and probes must not pile up
+    /// more of them while the database stalls.
+    pub readiness_check: Arc<tokio::sync::Semaphore>,
     /// Keeps the cross-node event listener alive as long as any state clone lives.
     _listener: Option<Arc<Listener>>,
 }
@@ -270,6 +274,7 @@ impl AppState {
                 ui,
                 tenants,
                 event_publisher,
+                readiness_check: Arc::new(tokio::sync::Semaphore::new(1)),
                 _listener: listener,
             },
             bootstrapped,

@@ -119,8 +119,16 @@ pub fn presented_client(
         let (id, secret) = decoded
             .split_once(':')
             .ok_or_else(|| OAuthError::invalid_client(true))?;
-        let client_id = form_decode(id).ok_or_else(|| OAuthError::invalid_client(true))?;
-        let secret = form_decode(secret).ok_or_else(|| OAuthError::invalid_client(true))?;
+        // The header escapes the server's input checks (they read paths, queries and
+        // bodies): a control character decoded from it is refused here, as one in a
+        // form would be, before it can reach the database.
+        let plain = |text: String| (!text.chars().any(char::is_control)).then_some(text);
+        let client_id = form_decode(id)
+            .and_then(plain)
+            .ok_or_else(|| OAuthError::invalid_client(true))?;
+        let secret = form_decode(secret)
+            .and_then(plain)
+            .ok_or_else(|| OAuthError::invalid_client(true))?;
         if form_client_id.is_some_and(|form_id| form_id != client_id) {
             return Err(OAuthError::new(
                 ErrorCode::InvalidRequest,
@@ -448,6 +456,17 @@ mod tests {
             require_par: false,
             first_party: false,
             backchannel_logout_uri: None,
+        }
+    }
+
+    #[test]
+    fn basic_credentials_with_control_characters_are_refused() {
+        for pair in ["id%00:secret", "id:se%0Acret", "i\u{7}d:secret"] {
+            let header = format!("Basic {}", STANDARD.encode(pair));
+            assert!(
+                presented_client(Some(&header), None, None).is_err(),
+                "{pair}"
+            );
         }
     }
 

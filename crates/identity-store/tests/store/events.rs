@@ -202,3 +202,41 @@ async fn a_full_outbox_drops_the_oldest_and_tells_the_other_nodes_to_resync() {
         vec![DomainEvent::Resync, events[3].clone(), events[4].clone()]
     );
 }
+
+#[tokio::test]
+async fn an_event_too_large_for_notify_becomes_a_resync_and_blocks_nothing() {
+    let db = TestDb::postgres();
+    let (node_a, _listener_a) = node(&db);
+    let (_node_b, listener_b) = node(&db);
+    let mut on_b = _node_b.subscribe();
+    // Hundreds of ended sessions: far past NOTIFY's 8000-byte limit.
+    let huge = DomainEvent::SessionsEnded {
+        tenant: TenantId::new(),
+        user: UserId::new(),
+        sessions: (0..500)
+            .map(|_| gatehouse_core::ids::SessionId::new())
+            .collect(),
+    };
+    let after = DomainEvent::UserChanged {
+        tenant: TenantId::new(),
+        user: UserId::new(),
+    };
+    let publisher = node_a.clone();
+    let sent = after.clone();
+    tokio::task::spawn_blocking(move || {
+        publisher.publish(huge).unwrap();
+        publisher.publish(sent).unwrap();
+    })
+    .await
+    .unwrap();
+    let mut heard = Vec::new();
+    while heard.last() != Some(&after) {
+        let envelope = tokio::time::timeout(Duration::from_secs(5), on_b.next())
+            .await
+            .expect("node B heard nothing more")
+            .unwrap();
+        heard.push(envelope.event.clone());
+    }
+    assert!(heard.contains(&DomainEvent::Resync), "{heard:?}");
+    drop(listener_b);
+}

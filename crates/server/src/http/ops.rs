@@ -1,6 +1,7 @@
 //! Operational endpoints: liveness, readiness, metrics.
 
 use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
+use std::sync::Arc;
 use std::time::Duration;
 
 use actix_web::{HttpResponse, web};
@@ -28,9 +29,14 @@ async fn healthz() -> HttpResponse {
 async fn readyz(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.pool.clone();
     let deadline = Duration::from_millis(state.config.server.readiness_timeout_ms);
+    // The previous check has not come back: the database is not answering.
+    let Ok(permit) = Arc::clone(&state.readiness_check).try_acquire_owned() else {
+        return not_ready("database unavailable (the previous check is still waiting)");
+    };
     let checked = tokio::time::timeout(
         deadline,
         web::block(move || -> Result<usize, StoreError> {
+            let _one_at_a_time = permit;
             let mut conn = pool.get_timeout(deadline)?;
             db::ping(&mut conn)?;
             db::pending_migrations(&mut conn)
@@ -56,17 +62,18 @@ async fn readyz(state: web::Data<AppState>) -> HttpResponse {
             (false, Some("database did not answer in time".to_owned()))
         }
     };
-    let mut response = if ready {
-        HttpResponse::Ok()
-    } else {
-        HttpResponse::ServiceUnavailable()
-    };
-    response
+    match reason {
+        None if ready => HttpResponse::Ok()
+            .insert_header((CACHE_CONTROL, "no-store"))
+            .json(json!({ "status": "ready", "reason": null })),
+        reason => not_ready(reason.as_deref().unwrap_or("not ready")),
+    }
+}
+
+fn not_ready(reason: &str) -> HttpResponse {
+    HttpResponse::ServiceUnavailable()
         .insert_header((CACHE_CONTROL, "no-store"))
-        .json(json!({
-            "status": if ready { "ready" } else { "not_ready" },
-            "reason": reason,
-        }))
+        .json(json!({ "status": "not_ready", "reason": reason }))
 }
 
 async fn metrics(state: web::Data<AppState>) -> HttpResponse {
