@@ -51,6 +51,10 @@ const MAX_PAYLOAD: usize = 7_900;
 #[derive(Debug)]
 pub struct PgNotifyTransport {
     outbox: Arc<Outbox>,
+    /// Joined on drop by a delivering (command-line) transport, so the process does
+    /// not exit while the thread is closing its connection; a server's is left to
+    /// end on its own.
+    thread: Mutex<Option<std::thread::JoinHandle<()>>>,
     /// Set for short-lived processes (the CLI): `publish` returns once the event is
     /// sent, or fails after this long.
     wait_for_delivery: Option<Duration>,
@@ -119,9 +123,7 @@ impl PgNotifyTransport {
             changed: Condvar::new(),
             counters: PublishCounters::default(),
         });
-        // Not kept: the thread ends on its own after `stop`, possibly only after a
-        // network call in progress, and nothing waits for it.
-        std::thread::Builder::new()
+        let thread = std::thread::Builder::new()
             .name("gatehouse-publish".into())
             .spawn({
                 let outbox = Arc::clone(&outbox);
@@ -129,6 +131,7 @@ impl PgNotifyTransport {
             })?;
         Ok(PgNotifyTransport {
             outbox,
+            thread: Mutex::new(Some(thread)),
             wait_for_delivery: None,
         })
     }
@@ -207,6 +210,12 @@ impl Drop for PgNotifyTransport {
     fn drop(&mut self) {
         self.outbox.lock().stop = true;
         self.outbox.changed.notify_all();
+        let thread = self.thread.lock().ok().and_then(|mut t| t.take());
+        if let (Some(thread), Some(_)) = (thread, self.wait_for_delivery) {
+            // Everything was delivered (or given up on) in `publish`; the thread is
+            // idle and ends at once.
+            let _ = thread.join();
+        }
     }
 }
 

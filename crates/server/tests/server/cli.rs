@@ -500,7 +500,12 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
             "ops-ann",
         ],
     );
-    assert!(disabled.status.success(), "{}", stderr(&disabled));
+    assert!(
+        disabled.status.success(),
+        "{:?}: {}",
+        disabled.status,
+        stderr(&disabled)
+    );
     let out = stdout(&disabled);
     assert!(
         out.contains("disabled uma@example.com")
