@@ -1,6 +1,7 @@
-//! The operator's use cases, in one place: what an operator does to users and roles
-//! (and, as the admin layer grows, tenants, clients, keys, purposes, policies and
-//! themes). Every action names its acting operator and, where it takes something
+//! The operator's use cases, in one place: tenants (reading), users, groups, roles,
+//! clients, keys, consent purposes, policies and the decision log, and reading and
+//! checking the audit log. (Themes follow when their validation leaves the server's
+//! renderer.) Every action names its acting operator and, where it takes something
 //! away, a reason; the feature crates write the change, its revocations and its
 //! audit record (the operator as actor) in one transaction and announce it; this
 //! layer looks things up by the names operators use, and tells relying parties about
@@ -9,12 +10,15 @@
 //! Adapters: the CLI (`gatehouse users|roles …`) today; the admin REST API, SCIM and
 //! the console later. No HTTP framework here — an adapter maps [`AdminError`] once.
 
+mod audit;
 mod clients;
 mod error;
+mod groups;
 mod keys;
 mod policies;
 mod purposes;
 mod roles;
+mod tenants;
 mod users;
 
 use std::sync::Arc;
@@ -27,8 +31,8 @@ use gatehouse_core::SharedClock;
 use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::secrets::Cipher;
-use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
-use gatehouse_identity_store::tenants::{self, Tenant};
+use gatehouse_identity_store::audit::{self as audit_log, NewAuditEvent, Outcome};
+use gatehouse_identity_store::tenants::{self as tenant_store, Tenant};
 use gatehouse_identity_store::users::User;
 use gatehouse_identity_store::{Pool, users as user_store};
 use gatehouse_outbound::Outbound;
@@ -37,10 +41,12 @@ use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
 use gatehouse_token_issuer::logout::BackchannelNotice;
 use gatehouse_token_issuer::service::Issuer;
 
+pub use audit::{AuditQuery, MAX_AUDIT_EVENTS};
 pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
 pub use error::AdminError;
 pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
+pub use tenants::TenantView;
 pub use users::{Disabled, Reset};
 
 pub type AdminResult<T> = Result<T, AdminError>;
@@ -173,7 +179,7 @@ impl Admin {
         target: String,
         details: serde_json::Value,
     ) -> AdminResult<()> {
-        audit::append(
+        audit_log::append(
             conn,
             &self.cipher,
             self.now(),
@@ -220,7 +226,7 @@ impl Admin {
     pub async fn tenant(&self, slug: &str) -> AdminResult<Tenant> {
         let slug = slug.to_owned();
         self.blocking(move |conn| {
-            tenants::find_by_slug(conn, &slug)?.ok_or_else(|| {
+            tenant_store::find_by_slug(conn, &slug)?.ok_or_else(|| {
                 AdminError::NotFound(format!(
                     "no tenant `{slug}` (a new installation gets its default tenant on \
                      the first `gatehouse serve`)"

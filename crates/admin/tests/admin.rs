@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use gatehouse_admin::{
-    Admin, AdminError, AdminParts, ClientKind, NewClient, Operator, Reason, TenantUrls,
+    Admin, AdminError, AdminParts, AuditQuery, ClientKind, NewClient, Operator, Reason, TenantUrls,
 };
 use gatehouse_authn::Authn;
 use gatehouse_consent::Consents;
@@ -310,5 +310,86 @@ gatehouse_identity_store::backend_tests! {
         let stale = block_on(env.admin.update_purpose(&grace, "acme", "newsletter", 1, edit)).unwrap_err();
         assert!(matches!(stale, AdminError::Conflict(_)), "{stale:?}");
         assert_eq!(block_on(env.admin.purposes("acme")).unwrap().len(), 1);
+    }
+}
+
+gatehouse_identity_store::backend_tests! {
+    fn groups_are_created_and_members_added_and_removed_with_audit(db) {
+        let env = env(db);
+        let grace = Operator::named("grace").unwrap();
+        let group = block_on(env.admin.create_group(&grace, "acme", " Partners ")).unwrap();
+        assert_eq!(group.display_name, "Partners");
+        let taken = block_on(env.admin.create_group(&grace, "acme", "Partners")).unwrap_err();
+        assert!(matches!(taken, AdminError::Conflict(_)), "{taken:?}");
+        let unknown = block_on(env.admin.add_to_group(&grace, "acme", "Nobody", "ada@example.com"))
+            .unwrap_err();
+        assert!(matches!(unknown, AdminError::NotFound(_)), "{unknown:?}");
+
+        assert!(block_on(env.admin.add_to_group(&grace, "acme", "Partners", "ada@example.com")).unwrap());
+        assert!(!block_on(env.admin.add_to_group(&grace, "acme", "Partners", "ada@example.com")).unwrap());
+        let user = users::find_by_primary_email(&mut env.pool.get().unwrap(), env.tenant, "ada@example.com")
+            .unwrap()
+            .unwrap();
+        let of_user = gatehouse_identity_store::groups::groups_of_user(&mut env.pool.get().unwrap(), env.tenant, user.id)
+            .unwrap();
+        assert_eq!(of_user.iter().map(|g| g.display_name.as_str()).collect::<Vec<_>>(), ["Partners"]);
+        assert!(block_on(env.admin.remove_from_group(&grace, "acme", "Partners", "ada@example.com")).unwrap());
+        assert!(!block_on(env.admin.remove_from_group(&grace, "acme", "Partners", "ada@example.com")).unwrap());
+
+        let actions: Vec<String> = env
+            .audit()
+            .into_iter()
+            .filter(|e| e.actor == "operator:grace")
+            .map(|e| e.action)
+            .collect();
+        // Only what changed is recorded: the repeated add and remove wrote nothing.
+        assert_eq!(actions, ["group.created", "group.member_added", "group.member_removed"]);
+        assert_eq!(block_on(env.admin.groups("acme")).unwrap().len(), 1);
+    }
+
+    fn the_audit_log_is_read_by_actor_action_target_and_time_and_verified(db) {
+        let env = env(db);
+        let grace = Operator::named("grace").unwrap();
+        let alan = Operator::named("alan").unwrap();
+        block_on(env.admin.create_group(&grace, "acme", "One")).unwrap();
+        block_on(env.admin.create_group(&alan, "acme", "Two")).unwrap();
+        block_on(env.admin.add_to_group(&grace, "acme", "One", "ada@example.com")).unwrap();
+
+        let read = |query: AuditQuery| block_on(env.admin.audit_events("acme", query)).unwrap();
+        let everything = AuditQuery { limit: 100, ..AuditQuery::default() };
+        let by_grace = read(AuditQuery { actor: Some("operator:grace".into()), ..everything.clone() });
+        assert_eq!(by_grace.len(), 2);
+        let group_events = read(AuditQuery { action: Some("group.".into()), ..everything.clone() });
+        assert_eq!(group_events.len(), 3);
+        let created = read(AuditQuery { action: Some("group.created".into()), ..everything.clone() });
+        assert_eq!(created.len(), 2);
+        let about_ada = read(AuditQuery { target: by_grace[1].target.clone(), ..everything.clone() });
+        assert_eq!(about_ada.len(), 1);
+        assert_eq!(about_ada[0].action, "group.member_added");
+        let first = read(AuditQuery { limit: 1, ..everything.clone() });
+        assert_eq!(first.len(), 1);
+        assert!(first[0].seq <= group_events[0].seq);
+        let later = read(AuditQuery {
+            since: Some(group_events[2].occurred_at + chrono::Duration::seconds(1)),
+            ..everything.clone()
+        });
+        assert!(later.is_empty(), "{later:#?}");
+        let bad = block_on(env.admin.audit_events("acme", AuditQuery::default())).unwrap_err();
+        assert!(matches!(bad, AdminError::Invalid { field: "limit", .. }), "{bad:?}");
+
+        let report = block_on(env.admin.verify_audit()).unwrap();
+        assert!(report.is_intact(), "{:?}", report.problems);
+        assert!(report.events >= 3);
+    }
+
+    fn tenants_are_listed_with_their_issuer(db) {
+        let env = env(db);
+        let tenants = block_on(env.admin.tenants()).unwrap();
+        let acme = tenants.iter().find(|v| v.tenant.slug == "acme").expect("acme listed");
+        assert_eq!(acme.issuer.as_deref(), Some("https://login.example.test"));
+        let shown = block_on(env.admin.tenant_view("acme")).unwrap();
+        assert_eq!(shown.tenant.id, env.tenant);
+        let missing = block_on(env.admin.tenant_view("nope")).unwrap_err();
+        assert!(matches!(missing, AdminError::NotFound(_)), "{missing:?}");
     }
 }

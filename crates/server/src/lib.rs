@@ -1,25 +1,23 @@
-//! The `gatehouse` server: command line, configuration, application state, HTTP
-//! server and middleware. Feature crates expose their routes; this crate mounts them.
+//! The `gatehouse` server: the one binary and every adapter around the use-case
+//! crates. Its folders are the adapters:
+//! - `http/`: the kit every HTTP adapter shares (tenant and bearer extraction, CSRF,
+//!   cookies, input hygiene, deadlines, metrics, request logging, operations routes);
+//! - `pages/` and `ui/`: the themed end-user pages and their templates;
+//! - `oauth/`: the OAuth 2.0 / OpenID Connect endpoints;
+//! - `api/`: the JSON APIs (consent, AuthZEN);
+//! - `cli/`: the command line, a thin adapter over `crates/admin`.
 
-mod admin_cli;
-mod authzen;
-mod bearer;
+mod api;
 pub mod bootstrap;
 pub mod cli;
-mod clients_cli;
-mod consent_api;
 mod error;
 pub mod http;
 pub mod key_schedule;
-mod keys_cli;
 mod logging;
 mod oauth;
 pub mod pages;
-mod policy_cli;
-mod purposes_cli;
 pub mod reactions;
 pub mod state;
 pub mod ui;
-mod users_cli;
 
 pub use error::ServerError;

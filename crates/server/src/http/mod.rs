@@ -1,6 +1,8 @@
 //! The HTTP server: middleware, operational endpoints, and the mount point for every
 //! feature crate's routes.
 
+pub(crate) mod answer;
+pub(crate) mod bearer;
 pub mod client_addr;
 pub mod cookies;
 pub mod csrf;
@@ -24,20 +26,20 @@ pub use observe::RequestId;
 pub fn routes(cfg: &mut web::ServiceConfig) {
     ops::configure(cfg);
     crate::oauth::root_routes(cfg);
-    crate::authzen::root_routes(cfg);
+    crate::api::authzen::root_routes(cfg);
     crate::pages::root_routes(cfg);
     // One scope for everything under a tenant prefix: actix stops at the first scope
     // whose prefix matches, so two `/t/{tenant}` scopes would hide each other.
     cfg.service(
         web::scope("/t/{tenant}")
             .configure(crate::oauth::tenant_routes)
-            .configure(crate::authzen::tenant_routes)
-            .configure(crate::consent_api::tenant_routes)
+            .configure(crate::api::authzen::tenant_routes)
+            .configure(crate::api::consent::tenant_routes)
             .configure(crate::pages::tenant_routes),
     );
     crate::oauth::tenant_routes(cfg);
-    crate::authzen::tenant_routes(cfg);
-    crate::consent_api::tenant_routes(cfg);
+    crate::api::authzen::tenant_routes(cfg);
+    crate::api::consent::tenant_routes(cfg);
     crate::pages::tenant_routes(cfg);
 }
 

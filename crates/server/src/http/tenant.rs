@@ -36,6 +36,44 @@ pub struct ResolvedTenant {
     pub origin: String,
 }
 
+impl ResolvedTenant {
+    /// The issuer identifier as this request reached the tenant.
+    pub fn issuer(&self) -> String {
+        format!("{}{}", self.origin, self.base_path)
+    }
+}
+
+/// Why a request's tenant could not be told: no such tenant, or the directory
+/// could not be loaded (the database is away).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum TenantMiss {
+    Unknown,
+    Unavailable,
+}
+
+/// The tenant a request is for: from memory when the directory is loaded (almost
+/// always, so no hop to the blocking pool), else loaded on the blocking pool.
+pub(crate) async fn tenant_of(
+    directory: &TenantDirectory,
+    req: &actix_web::HttpRequest,
+) -> Result<ResolvedTenant, TenantMiss> {
+    let slug = req.match_info().get("tenant").map(str::to_owned);
+    let host = req.connection_info().host().to_owned();
+    if let Some(found) = directory.resolve_cached(slug.as_deref(), &host) {
+        return found.ok_or(TenantMiss::Unknown);
+    }
+    let directory = directory.clone();
+    match actix_web::web::block(move || directory.resolve(slug.as_deref(), &host)).await {
+        Ok(Ok(Some(tenant))) => Ok(tenant),
+        Ok(Ok(None)) => Err(TenantMiss::Unknown),
+        Ok(Err(error)) => {
+            tracing::error!(%error, "tenant lookup failed");
+            Err(TenantMiss::Unavailable)
+        }
+        Err(_) => Err(TenantMiss::Unavailable),
+    }
+}
+
 impl TenantDirectory {
     pub fn new(pool: Pool, default_slug: String, public_url: &str) -> Self {
         TenantDirectory {

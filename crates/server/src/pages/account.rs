@@ -9,6 +9,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::pages::context::{CsrfOnly, PageContext, Submitted, csrf_protected};
+use crate::pages::errors::{FormError, Shown, shown};
 use crate::pages::factors;
 
 #[derive(Deserialize, Default)]
@@ -103,31 +104,27 @@ async fn failure(ctx: &PageContext, error: AuthnError) -> HttpResponse {
             Some(&ctx.path("/account")),
         ));
     }
-    let (status, key) = match &error {
-        AuthnError::InvalidCredentials => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "account.error.current_password".to_owned(),
-        ),
-        AuthnError::Throttled { .. } => (
-            StatusCode::TOO_MANY_REQUESTS,
-            "signin.error.throttled".to_owned(),
-        ),
-        AuthnError::InvalidEmail => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            "signup.error.email".to_owned(),
-        ),
-        AuthnError::EmailTaken => (StatusCode::CONFLICT, "account.error.email_taken".to_owned()),
-        AuthnError::PasswordPolicy(violation) => (
-            StatusCode::UNPROCESSABLE_ENTITY,
-            PageContext::policy_message(violation.code),
-        ),
-        _ => return ctx.internal_error(&error),
-    };
-    let suggestions = match &error {
-        AuthnError::PasswordPolicy(violation) => violation.suggestions.clone(),
-        _ => Vec::new(),
-    };
-    view(ctx, status, None, Some(&key), &suggestions).await
+    match shown(&error) {
+        // The account page asks for the current password: say that it is wrong.
+        Shown::OnForm(refused) if matches!(error, AuthnError::InvalidCredentials) => {
+            let refused = FormError {
+                status: StatusCode::UNPROCESSABLE_ENTITY,
+                ..refused.worded("account.error.current_password")
+            };
+            view(ctx, refused.status, None, Some(&refused.message), &[]).await
+        }
+        Shown::OnForm(refused) => {
+            view(
+                ctx,
+                refused.status,
+                None,
+                Some(&refused.message),
+                &refused.suggestions,
+            )
+            .await
+        }
+        _ => ctx.authn_failure(&error),
+    }
 }
 
 pub async fn page(ctx: PageContext) -> HttpResponse {

@@ -14,6 +14,7 @@ use gatehouse_token_issuer::oauth_error::ErrorCode;
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::http::answer::{Answer, answered};
 use crate::http::input;
 use crate::http::security::FormTarget;
 use crate::pages::context::{PageContext, Submitted, csrf_protected};
@@ -279,25 +280,22 @@ async fn issue(ctx: &PageContext, valid: ValidRequest) -> HttpResponse {
     }
 }
 
-pub async fn authorize(ctx: PageContext) -> HttpResponse {
+pub async fn authorize(ctx: PageContext) -> Answer {
     let query = ctx.request.query_string().to_owned();
     let (request, marker) = parse_request(&query);
-    let valid = match validate(&ctx, request).await {
-        Ok(valid) => valid,
-        Err(response) => return response,
-    };
+    let valid = validate(&ctx, request).await.map_err(answered)?;
     let now = ctx.state.clock.now();
     let prompt_login = valid.prompt.iter().any(|p| p == "login");
     let login_after = marker.as_deref().and_then(|m| open_login_after(&ctx, m));
     let (needs_login, forced) = login_needed(&ctx, &valid, login_after);
     if needs_login {
         if valid.prompt.iter().any(|p| p == "none") {
-            return respond_error(
+            return Ok(respond_error(
                 &ctx,
                 &valid,
                 ErrorCode::LoginRequired,
                 "the user is not signed in",
-            );
+            ));
         }
         // Come back here after signing in; a forced login must produce a new auth_time.
         let mut back: Vec<(String, String)> = form_urlencoded::parse(query.as_bytes())
@@ -325,12 +323,12 @@ pub async fn authorize(ctx: PageContext) -> HttpResponse {
             target.append_pair("lang", locale.code);
         }
         let target = target.finish();
-        return ctx.redirect(&format!("{}?{target}", ctx.path("/signin")));
+        return Ok(ctx.redirect(&format!("{}?{target}", ctx.path("/signin"))));
     }
     if let Some(response) = step_up_needed(&ctx, &valid, &query).await {
-        return response;
+        return Ok(response);
     }
-    proceed(&ctx, valid, &query).await
+    Ok(proceed(&ctx, valid, &query).await)
 }
 
 /// A signed-in session below the level the request or the tenant asks for: the
@@ -431,19 +429,16 @@ pub struct ConsentForm {
     purposes: String,
 }
 
-pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> HttpResponse {
+pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> Answer {
     let Some(session) = ctx.session.clone() else {
-        return ctx.redirect(&ctx.path("/signin"));
+        return Ok(ctx.redirect(&ctx.path("/signin")));
     };
     // The request rides in a field: its own encoding is checked like a query's.
     if let Err(refusal) = input::check_query(&form.request) {
-        return crate::pages::refused_input_page(&ctx, &refusal);
+        return Ok(crate::pages::refused_input_page(&ctx, &refusal));
     }
     let (request, marker) = parse_request(&form.request);
-    let valid = match validate(&ctx, request).await {
-        Ok(valid) => valid,
-        Err(response) => return response,
-    };
+    let valid = validate(&ctx, request).await.map_err(answered)?;
     // The consent form must not issue a code the authorization endpoint would not
     // (max_age, prompt=login, acr_values): back there if the session no longer does.
     let login_after = marker.as_deref().and_then(|m| open_login_after(&ctx, m));
@@ -451,15 +446,15 @@ pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> HttpRes
         let query = form_urlencoded::Serializer::new(String::new())
             .extend_pairs(form_urlencoded::parse(form.request.as_bytes()))
             .finish();
-        return ctx.redirect(&format!("{}?{query}", ctx.path("/authorize")));
+        return Ok(ctx.redirect(&format!("{}?{query}", ctx.path("/authorize"))));
     }
     if form.decision != "allow" {
-        return respond_error(
+        return Ok(respond_error(
             &ctx,
             &valid,
             ErrorCode::AccessDenied,
             "the user denied the request",
-        );
+        ));
     }
     let tenant = ctx.tenant.tenant.id;
     // Purposes first: if one changed since the page was shown, the scopes are not
@@ -473,11 +468,11 @@ pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> HttpRes
         })
         .collect();
     let Some(shown) = shown else {
-        return ctx.error_page(
+        return Ok(ctx.error_page(
             StatusCode::BAD_REQUEST,
             "error.bad_request.title",
             "error.bad_request.message",
-        );
+        ));
     };
     if !shown.is_empty() {
         let consents = ctx.state.consents.clone();
@@ -492,21 +487,21 @@ pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> HttpRes
                 let query = form_urlencoded::Serializer::new(String::new())
                     .extend_pairs(form_urlencoded::parse(form.request.as_bytes()))
                     .finish();
-                return ctx.redirect(&format!("{}?{query}", ctx.path("/authorize")));
+                return Ok(ctx.redirect(&format!("{}?{query}", ctx.path("/authorize"))));
             }
             Ok(Err(ConsentError::Invalid(_) | ConsentError::NotFound(_))) => {
-                return ctx.error_page(
+                return Ok(ctx.error_page(
                     StatusCode::BAD_REQUEST,
                     "error.bad_request.title",
                     "error.bad_request.message",
-                );
+                ));
             }
             _ => {
-                return ctx.error_page(
+                return Ok(ctx.error_page(
                     StatusCode::SERVICE_UNAVAILABLE,
                     "error.unavailable.title",
                     "error.unavailable.message",
-                );
+                ));
             }
         }
     }
@@ -515,13 +510,13 @@ pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> HttpRes
     let recorded =
         web::block(move || issuer.record_consent(tenant, session.user_id, &request)).await;
     if !matches!(recorded, Ok(Ok(()))) {
-        return ctx.error_page(
+        return Ok(ctx.error_page(
             StatusCode::SERVICE_UNAVAILABLE,
             "error.unavailable.title",
             "error.unavailable.message",
-        );
+        ));
     }
-    issue(&ctx, valid).await
+    Ok(issue(&ctx, valid).await)
 }
 
 /// Lets this page's forms end in a redirect to the client: CSP `form-action` also

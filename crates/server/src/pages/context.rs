@@ -14,11 +14,12 @@ use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_identity_store::sessions::Session;
 use serde::Serialize;
 
+use crate::http::answer::{answered, app_state};
 use crate::http::client_addr::client_ip;
 use crate::http::cookies::CookiePolicy;
 use crate::http::csrf::{self, CsrfToken};
 use crate::http::security::CspNonce;
-use crate::http::tenant::ResolvedTenant;
+use crate::http::tenant::{ResolvedTenant, TenantMiss, tenant_of};
 use crate::state::AppState;
 use crate::ui::{Locale, PageCommon, ThemeSettings};
 
@@ -61,33 +62,21 @@ impl FromRequest for PageContext {
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let fail = |status, message: &str| -> actix_web::Error {
-                actix_web::error::InternalError::from_response(
-                    message.to_owned(),
-                    plain_error(status, message),
+            let fail = |status, message: &str| answered(plain_error(status, message));
+            let state = app_state(&req, || {
+                plain_error(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "application state missing",
                 )
-                .into()
-            };
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| {
-                    fail(
-                        StatusCode::INTERNAL_SERVER_ERROR,
-                        "application state missing",
-                    )
-                })?;
-            let slug = req.match_info().get("tenant").map(str::to_owned);
-            let host = req.connection_info().host().to_owned();
-            let directory = state.tenants.clone();
-            let resolved = web::block(move || directory.resolve(slug.as_deref(), &host))
+            })?;
+            let resolved = tenant_of(&state.tenants, &req)
                 .await
-                .map_err(|_| fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable"))?
-                .map_err(|error| {
-                    tracing::error!(%error, "tenant lookup failed");
-                    fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
-                })?
-                .ok_or_else(|| fail(StatusCode::NOT_FOUND, "unknown tenant"))?;
+                .map_err(|miss| match miss {
+                    TenantMiss::Unknown => fail(StatusCode::NOT_FOUND, "unknown tenant"),
+                    TenantMiss::Unavailable => {
+                        fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+                    }
+                })?;
 
             let settings = resolved.tenant.typed_settings();
             let theme = ThemeSettings::from_tenant_settings(&settings).unwrap_or_else(|error| {
@@ -404,9 +393,7 @@ where
             let form = form.await?.into_inner();
             if !ctx.csrf_ok(form.csrf_token()) {
                 let refused = ctx.csrf_rejected();
-                return Err(
-                    actix_web::error::InternalError::from_response("csrf token", refused).into(),
-                );
+                return Err(answered(refused));
             }
             Ok(Submitted { ctx, form })
         })

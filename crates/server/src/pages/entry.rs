@@ -12,6 +12,7 @@ use zeroize::Zeroizing;
 
 use crate::pages::authorize::{permit_return_to_client, safe_return_to};
 use crate::pages::context::{CsrfOnly, PageContext, Submitted, csrf_protected};
+use crate::pages::errors::{FormError, Shown, shown};
 use crate::pages::factors;
 use crate::state::AppState;
 
@@ -151,51 +152,17 @@ pub async fn sign_in(Submitted { ctx, form }: Submitted<SignInForm>) -> HttpResp
             ctx.set_pending_sign_in(&mut response, Some(&pending.token));
             response
         }
-        // One message for unknown account and wrong password.
-        Err(AuthnError::InvalidCredentials) => sign_in_view(
-            &ctx,
-            StatusCode::UNAUTHORIZED,
-            &form.email,
-            Some("signin.error.invalid"),
-            None,
-            return_to.as_deref(),
-        ),
-        Err(AuthnError::Throttled { .. }) => sign_in_view(
-            &ctx,
-            StatusCode::TOO_MANY_REQUESTS,
-            &form.email,
-            Some("signin.error.throttled"),
-            None,
-            return_to.as_deref(),
-        ),
-        Err(AuthnError::EmailNotVerified) => sign_in_view(
-            &ctx,
-            StatusCode::FORBIDDEN,
-            &form.email,
-            Some("signin.error.unverified"),
-            None,
-            return_to.as_deref(),
-        ),
-        // Every hashing thread busy and the queue full: refused without being tried.
-        Err(AuthnError::Busy) => {
-            let mut response = ctx.error_page(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "error.unavailable.title",
-                "error.unavailable.message",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
-        }
-        Err(error) => {
-            tracing::error!(%error, "sign-in failed");
-            ctx.error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error.internal.title",
-                "error.internal.message",
-            )
-        }
+        Err(error) => match shown(&error) {
+            Shown::OnForm(refused) => sign_in_view(
+                &ctx,
+                refused.status,
+                &form.email,
+                Some(&refused.message),
+                None,
+                return_to.as_deref(),
+            ),
+            _ => ctx.authn_failure(&error),
+        },
     }
 }
 
@@ -255,36 +222,16 @@ pub async fn sign_up(Submitted { ctx, form }: Submitted<SignUpForm>) -> HttpResp
             "check_email.html",
             &json!({ "email": form.email.trim(), "notice": null }),
         ),
-        Err(AuthnError::RegistrationClosed) => ctx.error_page(
-            StatusCode::NOT_FOUND,
-            "signup.closed.title",
-            "signup.closed.message",
-        ),
-        Err(AuthnError::InvalidEmail) => sign_up_view(
-            &ctx,
-            StatusCode::UNPROCESSABLE_ENTITY,
-            Some(&form),
-            &["signup.error.email"],
-            &[],
-        ),
-        Err(AuthnError::PasswordPolicy(violation)) => {
-            let key = PageContext::policy_message(violation.code);
-            sign_up_view(
+        Err(error) => match shown(&error) {
+            Shown::OnForm(refused) => sign_up_view(
                 &ctx,
-                StatusCode::UNPROCESSABLE_ENTITY,
+                refused.status,
                 Some(&form),
-                &[key.as_str()],
-                &violation.suggestions,
-            )
-        }
-        Err(error) => {
-            tracing::error!(%error, "sign-up failed");
-            ctx.error_page(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "error.internal.title",
-                "error.internal.message",
-            )
-        }
+                &[refused.message.as_str()],
+                &refused.suggestions,
+            ),
+            _ => ctx.authn_failure(&error),
+        },
     }
 }
 
@@ -301,10 +248,7 @@ pub async fn verify(ctx: PageContext, query: web::Query<VerifyQuery>) -> HttpRes
             &json!({ "title": "verify.invalid.title", "message": "verify.invalid.message", "link_href": ctx.path("/signin"), "link_label": "verify.done.link" }),
         ),
         Err(AuthnError::EmailTaken) => ctx.error_page(StatusCode::CONFLICT, "verify.taken.title", "verify.taken.message"),
-        Err(error) => {
-            tracing::error!(%error, "verification failed");
-            ctx.error_page(StatusCode::INTERNAL_SERVER_ERROR, "error.internal.title", "error.internal.message")
-        }
+        Err(error) => ctx.authn_failure(&error),
     }
 }
 
@@ -400,18 +344,18 @@ pub async fn setup(Submitted { ctx, form }: Submitted<SetupForm>) -> HttpRespons
             "message.html",
             &json!({ "title": "setup.done.title", "message": "setup.done.message", "link_href": ctx.path("/signin"), "link_label": "verify.done.link" }),
         ),
-        Err(AuthnError::InvalidCredentials) => setup_view(&ctx, StatusCode::FORBIDDEN, &form.email, Some("setup.error.invalid"), &[]),
-        Err(AuthnError::Throttled { .. }) => setup_view(&ctx, StatusCode::TOO_MANY_REQUESTS, &form.email, Some("signin.error.throttled"), &[]),
-        Err(AuthnError::InvalidEmail) => setup_view(&ctx, StatusCode::UNPROCESSABLE_ENTITY, &form.email, Some("signup.error.email"), &[]),
-        Err(AuthnError::EmailTaken) => setup_view(&ctx, StatusCode::CONFLICT, &form.email, Some("account.error.email_taken"), &[]),
-        Err(AuthnError::PasswordPolicy(violation)) => {
-            let key = PageContext::policy_message(violation.code);
-            setup_view(&ctx, StatusCode::UNPROCESSABLE_ENTITY, &form.email, Some(key.as_str()), &violation.suggestions)
-        }
-        Err(error) => {
-            tracing::error!(%error, "set-up failed");
-            ctx.error_page(StatusCode::INTERNAL_SERVER_ERROR, "error.internal.title", "error.internal.message")
-        }
+        Err(error) => match shown(&error) {
+            Shown::OnForm(refused) => {
+                // Here the credentials are the set-up token's, not a password's.
+                let refused = if matches!(error, AuthnError::InvalidCredentials) {
+                    FormError { status: StatusCode::FORBIDDEN, ..refused.worded("setup.error.invalid") }
+                } else {
+                    refused
+                };
+                setup_view(&ctx, refused.status, &form.email, Some(&refused.message), &refused.suggestions)
+            }
+            _ => ctx.authn_failure(&error),
+        },
     }
 }
 

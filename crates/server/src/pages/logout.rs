@@ -11,6 +11,7 @@ use gatehouse_token_issuer::logout::{EndSessionRequest, ValidEndSession};
 use serde::Deserialize;
 use serde_json::json;
 
+use crate::http::answer::{Answer, answered};
 use crate::http::security::FormTarget;
 use crate::pages::context::{PageContext, Submitted, csrf_protected};
 
@@ -92,31 +93,28 @@ async fn sign_out_and_finish(ctx: &PageContext, valid: &ValidEndSession) -> Http
     finish(ctx, valid, true)
 }
 
-async fn end_session(ctx: PageContext, raw: String) -> HttpResponse {
-    let valid = match validate(&ctx, parse(&raw)).await {
-        Ok(valid) => valid,
-        Err(response) => return response,
-    };
+async fn end_session(ctx: PageContext, raw: String) -> Answer {
+    let valid = validate(&ctx, parse(&raw)).await.map_err(answered)?;
     let Some(session) = ctx.session.clone() else {
-        return finish(&ctx, &valid, false);
+        return Ok(finish(&ctx, &valid, false));
     };
     if valid.hint_matches(session.user_id, session.id) {
-        return sign_out_and_finish(&ctx, &valid).await;
+        return Ok(sign_out_and_finish(&ctx, &valid).await);
     }
     // The confirmation form ends in a redirect to the RP: CSP form-action must allow it.
     if let Some(target) = valid.redirect.as_deref().and_then(FormTarget::origin_of) {
         ctx.request.extensions_mut().insert(target);
     }
     let client_name = valid.client.as_ref().map(|c| c.data.name.clone());
-    ctx.render(
+    Ok(ctx.render(
         StatusCode::OK,
         "logout.html",
         &json!({ "client_name": client_name, "request": raw }),
-    )
+    ))
 }
 
 /// GET: parameters in the query.
-pub async fn end_session_get(ctx: PageContext) -> HttpResponse {
+pub async fn end_session_get(ctx: PageContext) -> Answer {
     let raw = ctx.request.query_string().to_owned();
     end_session(ctx, raw).await
 }
@@ -140,23 +138,22 @@ pub struct ConfirmForm {
 }
 
 /// The user's answer on the confirmation page.
-pub async fn confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> HttpResponse {
+pub async fn confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> Answer {
     // The request rides in a field: its own encoding is checked like a query's.
     if let Err(refusal) = crate::http::input::check_query(&form.request) {
-        return crate::pages::refused_input_page(&ctx, &refusal);
+        return Ok(crate::pages::refused_input_page(&ctx, &refusal));
     }
-    let valid = match validate(&ctx, parse(&form.request)).await {
-        Ok(valid) => valid,
-        Err(response) => return response,
-    };
+    let valid = validate(&ctx, parse(&form.request))
+        .await
+        .map_err(answered)?;
     if form.decision != "sign_out" {
-        return ctx.render(
+        return Ok(ctx.render(
             StatusCode::OK,
             "message.html",
             &json!({ "title": "logout.kept.title", "message": "logout.kept.message" }),
-        );
+        ));
     }
-    sign_out_and_finish(&ctx, &valid).await
+    Ok(sign_out_and_finish(&ctx, &valid).await)
 }
 
 csrf_protected!(ConfirmForm);

@@ -7,6 +7,7 @@ mod apps;
 mod authorize;
 pub mod context;
 mod entry;
+mod errors;
 mod factors;
 mod logout;
 mod passkeys;

@@ -25,6 +25,7 @@ use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::{Value, json};
 
+use crate::http::answer::{Answer, answered};
 use crate::pages::context::{PageContext, Submitted, csrf_protected};
 use crate::pages::factors::{
     return_to, second_factor_url, security_view, sign_in_url, step_up_first,
@@ -252,44 +253,33 @@ async fn may_add(ctx: &PageContext) -> Result<(UserId, String), HttpResponse> {
     Ok((session.user_id, secret))
 }
 
-pub async fn begin_registration(ctx: PageContext) -> HttpResponse {
+pub async fn begin_registration(ctx: PageContext) -> Answer {
     if !csrf_ok(&ctx) {
-        return csrf_rejected(&ctx);
+        return Ok(csrf_rejected(&ctx));
     }
-    let (user, binding) = match may_add(&ctx).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let rp = match relying_party(&ctx) {
-        Ok(rp) => rp,
-        Err(error) => return authn_error(&ctx, error),
-    };
-    match ctx
+    let (user, binding) = may_add(&ctx).await.map_err(answered)?;
+    let rp = relying_party(&ctx).map_err(|error| answered(authn_error(&ctx, error)))?;
+    let challenge = ctx
         .state
         .authn
         .begin_passkey_registration(ctx.tenant.tenant.id, user, binding, rp)
         .await
-    {
-        Ok(challenge) => challenge_response(&challenge.challenge_id, &challenge.options),
-        Err(error) => authn_error(&ctx, error),
-    }
+        .map_err(|error| answered(authn_error(&ctx, error)))?;
+    Ok(challenge_response(
+        &challenge.challenge_id,
+        &challenge.options,
+    ))
 }
 
-pub async fn finish_registration(ctx: PageContext, body: web::Bytes) -> HttpResponse {
+pub async fn finish_registration(ctx: PageContext, body: web::Bytes) -> Answer {
     if !csrf_ok(&ctx) {
-        return csrf_rejected(&ctx);
+        return Ok(csrf_rejected(&ctx));
     }
     let Some(request) = parse::<FinishRegistration>(&body) else {
-        return bad_request(&ctx);
+        return Ok(bad_request(&ctx));
     };
-    let (user, binding) = match may_add(&ctx).await {
-        Ok(found) => found,
-        Err(response) => return response,
-    };
-    let rp = match relying_party(&ctx) {
-        Ok(rp) => rp,
-        Err(error) => return authn_error(&ctx, error),
-    };
+    let (user, binding) = may_add(&ctx).await.map_err(answered)?;
+    let rp = relying_party(&ctx).map_err(|error| answered(authn_error(&ctx, error)))?;
     let tenant = ctx.tenant.tenant.id;
     let added = ctx
         .state
@@ -305,17 +295,14 @@ pub async fn finish_registration(ctx: PageContext, body: web::Bytes) -> HttpResp
             ctx.client(),
         )
         .await;
-    let passkey = match added {
-        Ok(passkey) => passkey,
-        Err(error) => return authn_error(&ctx, error),
-    };
+    let passkey = added.map_err(|error| answered(authn_error(&ctx, error)))?;
     // The first second factor of the account: its recovery codes, shown once by
     // the page (they are not kept in a readable form).
     let codes = match ctx.state.authn.first_recovery_codes(tenant, user).await {
         Ok(codes) => codes.map(|codes| codes.codes().map(str::to_owned).collect::<Vec<_>>()),
-        Err(error) => return authn_error(&ctx, error),
+        Err(error) => return Ok(authn_error(&ctx, error)),
     };
-    json_response(
+    Ok(json_response(
         StatusCode::OK,
         &json!({
             "ok": true,
@@ -323,7 +310,7 @@ pub async fn finish_registration(ctx: PageContext, body: web::Bytes) -> HttpResp
             "recovery_codes": codes,
             "redirect": ctx.path("/account/security"),
         }),
-    )
+    ))
 }
 
 pub async fn remove(
@@ -507,19 +494,13 @@ async fn asker(ctx: &PageContext) -> Result<Asker, HttpResponse> {
     }
 }
 
-pub async fn begin_second_factor(ctx: PageContext) -> HttpResponse {
+pub async fn begin_second_factor(ctx: PageContext) -> Answer {
     if !csrf_ok(&ctx) {
-        return csrf_rejected(&ctx);
+        return Ok(csrf_rejected(&ctx));
     }
-    let asker = match asker(&ctx).await {
-        Ok(asker) => asker,
-        Err(response) => return response,
-    };
-    let rp = match relying_party(&ctx) {
-        Ok(rp) => rp,
-        Err(error) => return authn_error(&ctx, error),
-    };
-    match ctx
+    let asker = asker(&ctx).await.map_err(answered)?;
+    let rp = relying_party(&ctx).map_err(|error| answered(authn_error(&ctx, error)))?;
+    let challenge = ctx
         .state
         .authn
         .begin_passkey_authentication(
@@ -529,27 +510,22 @@ pub async fn begin_second_factor(ctx: PageContext) -> HttpResponse {
             Some(asker.user()),
         )
         .await
-    {
-        Ok(challenge) => challenge_response(&challenge.challenge_id, &challenge.options),
-        Err(error) => authn_error(&ctx, error),
-    }
+        .map_err(|error| answered(authn_error(&ctx, error)))?;
+    Ok(challenge_response(
+        &challenge.challenge_id,
+        &challenge.options,
+    ))
 }
 
-pub async fn finish_second_factor(ctx: PageContext, body: web::Bytes) -> HttpResponse {
+pub async fn finish_second_factor(ctx: PageContext, body: web::Bytes) -> Answer {
     if !csrf_ok(&ctx) {
-        return csrf_rejected(&ctx);
+        return Ok(csrf_rejected(&ctx));
     }
     let Some(request) = parse::<FinishAuthentication>(&body) else {
-        return bad_request(&ctx);
+        return Ok(bad_request(&ctx));
     };
-    let asker = match asker(&ctx).await {
-        Ok(asker) => asker,
-        Err(response) => return response,
-    };
-    let rp = match relying_party(&ctx) {
-        Ok(rp) => rp,
-        Err(error) => return authn_error(&ctx, error),
-    };
+    let asker = asker(&ctx).await.map_err(answered)?;
+    let rp = relying_party(&ctx).map_err(|error| answered(authn_error(&ctx, error)))?;
     let tenant = ctx.tenant.tenant.id;
     let authenticated = ctx
         .state
@@ -565,7 +541,7 @@ pub async fn finish_second_factor(ctx: PageContext, body: web::Bytes) -> HttpRes
         .await;
     let factor = match authenticated {
         Ok(authenticated) => SecondFactor::Passkey(authenticated),
-        Err(error) => return authn_error(&ctx, error),
+        Err(error) => return Ok(authn_error(&ctx, error)),
     };
     let return_to = return_to(&ctx, &request.return_to).await;
     let result = match (asker, ctx.session.clone()) {
@@ -589,10 +565,10 @@ pub async fn finish_second_factor(ctx: PageContext, body: web::Bytes) -> HttpRes
         }
         (Asker::Session { .. }, None) => Err(AuthnError::SessionEnded),
     };
-    match result {
+    Ok(match result {
         Ok(signed_in) => signed_in_response(&ctx, &signed_in.secret, return_to),
         Err(error) => authn_error(&ctx, error),
-    }
+    })
 }
 
 csrf_protected!(RemoveForm);

@@ -68,17 +68,8 @@ fn invalid_link(ctx: &PageContext) -> HttpResponse {
 fn refused(ctx: &PageContext, error: &AuthnError) -> HttpResponse {
     match error {
         AuthnError::InvalidLink => invalid_link(ctx),
-        AuthnError::Throttled { .. } => throttled(ctx),
-        other => ctx.internal_error(other),
+        other => ctx.authn_failure(other),
     }
-}
-
-fn throttled(ctx: &PageContext) -> HttpResponse {
-    ctx.error_page(
-        StatusCode::TOO_MANY_REQUESTS,
-        "error.too_many_requests.title",
-        "error.too_many_requests.message",
-    )
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -1088,3 +1088,87 @@ fn back_channel_logout_to_a_private_address_is_refused_by_default() {
         "the private address was called"
     );
 }
+
+#[test]
+fn tenants_groups_and_the_audit_log_from_the_command_line() {
+    use gatehouse_identity_store::Backend;
+
+    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
+    app.create_verified_user("gus@example.com", "correct horse battery staple");
+    let cwd = temp_dir();
+    let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
+
+    let listed = cli(&["tenants", "list"]);
+    assert!(listed.status.success(), "{}", stderr(&listed));
+    assert!(
+        stdout(&listed).starts_with("default\t"),
+        "{}",
+        stdout(&listed)
+    );
+    let shown = cli(&["tenants", "show"]);
+    assert!(
+        stdout(&shown).contains("registration: open"),
+        "{}",
+        stdout(&shown)
+    );
+    assert_clean_failure(
+        &cli(&["tenants", "show", "--tenant", "nope"]),
+        1,
+        "no tenant `nope`",
+    );
+
+    let created = cli(&[
+        "groups",
+        "create",
+        "--name",
+        "Partners",
+        "--operator",
+        "ops-ann",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let member = |verb: &str| {
+        cli(&[
+            "groups",
+            verb,
+            "--group",
+            "Partners",
+            "--email",
+            "gus@example.com",
+            "--operator",
+            "ops-ann",
+        ])
+    };
+    assert!(stdout(&member("add-member")).contains("is now a member of `Partners`"));
+    assert!(stdout(&member("add-member")).contains("was a member of `Partners` already"));
+    assert!(stdout(&cli(&["groups", "list"])).contains("\tPartners"));
+    assert!(stdout(&member("remove-member")).contains("is no longer a member"));
+
+    let audit = cli(&[
+        "audit",
+        "list",
+        "--actor",
+        "operator:ops-ann",
+        "--action",
+        "group.",
+    ]);
+    assert!(audit.status.success(), "{}", stderr(&audit));
+    let actions: Vec<String> = stdout(&audit)
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value =
+                serde_json::from_str(line).expect("one JSON event a line");
+            event["action"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(
+        actions,
+        [
+            "group.created",
+            "group.member_added",
+            "group.member_removed"
+        ]
+    );
+    let verified = cli(&["audit", "verify"]);
+    assert!(verified.status.success(), "{}", stdout(&verified));
+    assert!(stdout(&verified).contains("audit log intact"));
+}

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
-use crate::admin_cli::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, block_on, open_admin, operator};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {

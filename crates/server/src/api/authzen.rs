@@ -14,11 +14,10 @@ use gatehouse_consent::pdp::{EvaluationRequest, EvaluationsRequest, Pdp};
 use gatehouse_core::ids::TenantId;
 use serde_json::{Value, json};
 
-use crate::bearer::json_error as error;
-use crate::bearer::{Refusal, has_scope};
-use crate::consent_api::failure;
+use crate::api::problem::{consent_failure as failure, problem as error};
 use crate::http::RequestId;
-use crate::oauth::{issuer_of, resolve};
+use crate::http::bearer::{Refusal, has_scope};
+use crate::oauth::resolve;
 use crate::state::AppState;
 
 /// The scope a PEP's access token must carry.
@@ -46,7 +45,7 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
 async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     match resolve(&state, &req).await {
         Ok(tenant) => {
-            let pdp = issuer_of(&tenant);
+            let pdp = tenant.issuer();
             HttpResponse::Ok()
                 .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
                 .json(json!({
@@ -97,16 +96,14 @@ fn from_memory(
         return Some(Outcome::NoToken);
     };
     let id = tenant.tenant.id;
-    let claims = state
-        .issuer
-        .cached_bearer(id, &issuer_of(&tenant), bearer)?;
+    let claims = state.issuer.cached_bearer(id, &tenant.issuer(), bearer)?;
     if !has_scope(&claims, SCOPE) {
         return Some(Outcome::InsufficientScope);
     }
     evaluate(&state.pdp, id, &claims.client_id).map(Outcome::Evaluated)
 }
 
-/// `crate::bearer::require` followed by the evaluation: from memory when it can
+/// `crate::http::bearer::require` followed by the evaluation: from memory when it can
 /// be (`cached`), else in one `web::block` (`evaluate`) instead of three (tenant,
 /// token, PDP): each hand-over to the blocking pool and back costs ≈ 10–13 µs of
 /// CPU and two context switches (docs/benchmarks.md). The checks, their order and
@@ -121,7 +118,7 @@ async fn authorized_evaluation(
 ) -> HttpResponse {
     let slug = req.match_info().get("tenant");
     let host = req.connection_info().host().to_owned();
-    let bearer = crate::bearer::presented(req);
+    let bearer = crate::http::bearer::presented(req);
     if let Some(outcome) = from_memory(state, slug, &host, bearer, cached) {
         state.metrics.pdp_answered(true);
         return respond(outcome);
@@ -142,7 +139,7 @@ async fn authorized_evaluation(
             return Outcome::NoToken;
         };
         let id = tenant.tenant.id;
-        let claims = match issuer.verify_bearer(id, &issuer_of(&tenant), &bearer) {
+        let claims = match issuer.verify_bearer(id, &tenant.issuer(), &bearer) {
             Ok(Some(claims)) => claims,
             Ok(None) => return Outcome::InvalidToken,
             Err(_) => return Outcome::TokenCheckFailed,

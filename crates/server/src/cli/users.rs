@@ -20,7 +20,7 @@ use gatehouse_core::config::Config;
 use gatehouse_token_issuer::backchannel::Delivery;
 
 use crate::ServerError;
-use crate::admin_cli::{admin_error, block_on, open_admin};
+use crate::cli::admin::{admin_error, block_on, open_admin};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {

@@ -1,5 +1,6 @@
-//! The command line: `gatehouse serve | migrate | check-config | audit verify`, and
-//! the keys, clients, users, roles, purposes, policy and decisions tools.
+//! The command line: `gatehouse serve | migrate | check-config`, and the operator
+//! tools (tenants, users, groups, roles, clients, keys, purposes, policy, decisions,
+//! audit), each a thin adapter over `gatehouse-admin`.
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -8,7 +9,15 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gatehouse_core::config::Config;
 use gatehouse_core::secrets::Cipher;
-use gatehouse_identity_store::{StoreError, audit, db};
+use gatehouse_identity_store::{StoreError, db};
+
+pub(crate) mod admin;
+mod clients;
+mod directory;
+mod keys;
+mod policy;
+mod purposes;
+mod users;
 
 use crate::ServerError;
 use crate::bootstrap::FirstAdmin;
@@ -39,52 +48,56 @@ enum Command {
     Migrate,
     /// Validate the configuration and print what it resolves to.
     CheckConfig,
-    /// Audit log tools.
+    /// The audit log: read a tenant's events, check every hash chain.
     Audit {
         #[command(subcommand)]
-        action: AuditCommand,
+        action: crate::cli::directory::AuditCommand,
+    },
+    /// Tenants and their issuers.
+    Tenants {
+        #[command(subcommand)]
+        action: crate::cli::directory::TenantsCommand,
+    },
+    /// Groups and their members.
+    Groups {
+        #[command(subcommand)]
+        action: crate::cli::directory::GroupsCommand,
     },
     /// Inspect and rotate signing keys.
     Keys {
         #[command(subcommand)]
-        action: crate::keys_cli::KeysCommand,
+        action: crate::cli::keys::KeysCommand,
     },
     /// Register and inspect OAuth / OpenID Connect clients.
     Clients {
         #[command(subcommand)]
-        action: crate::clients_cli::ClientsCommand,
+        action: crate::cli::clients::ClientsCommand,
     },
     /// Accounts: administrator-assisted recovery, deactivation and reactivation.
     Users {
         #[command(subcommand)]
-        action: crate::users_cli::UsersCommand,
+        action: crate::cli::users::UsersCommand,
     },
     /// Roles and their assignment to users.
     Roles {
         #[command(subcommand)]
-        action: crate::users_cli::RolesCommand,
+        action: crate::cli::users::RolesCommand,
     },
     /// Consent purposes: what users consent to, versioned.
     Purposes {
         #[command(subcommand)]
-        action: crate::purposes_cli::PurposesCommand,
+        action: crate::cli::purposes::PurposesCommand,
     },
     /// Cedar policy sets of the policy decision point (AuthZEN).
     Policy {
         #[command(subcommand)]
-        action: crate::policy_cli::PolicyCommand,
+        action: crate::cli::policy::PolicyCommand,
     },
     /// The policy decision point's decision log.
     Decisions {
         #[command(subcommand)]
-        action: crate::policy_cli::DecisionsCommand,
+        action: crate::cli::policy::DecisionsCommand,
     },
-}
-
-#[derive(Debug, Subcommand)]
-enum AuditCommand {
-    /// Check every tenant's hash chain; exits 1 if anything was altered or removed.
-    Verify,
 }
 
 pub fn run() -> Result<ExitCode, ServerError> {
@@ -95,29 +108,29 @@ pub fn run() -> Result<ExitCode, ServerError> {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
         Command::CheckConfig => check_config(&config),
-        Command::Audit {
-            action: AuditCommand::Verify,
-        } => audit_verify(&config),
+        Command::Audit { action } => crate::cli::directory::run_audit(&config, action),
+        Command::Tenants { action } => crate::cli::directory::run_tenants(&config, action),
+        Command::Groups { action } => crate::cli::directory::run_groups(&config, action),
         Command::Keys { action } => {
-            crate::keys_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+            crate::cli::keys::run(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Clients { action } => {
-            crate::clients_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+            crate::cli::clients::run(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Users { action } => {
-            crate::users_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+            crate::cli::users::run(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Roles { action } => {
-            crate::users_cli::run_roles(&config, action).map(|()| ExitCode::SUCCESS)
+            crate::cli::users::run_roles(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Purposes { action } => {
-            crate::purposes_cli::run(&config, action).map(|()| ExitCode::SUCCESS)
+            crate::cli::purposes::run(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Policy { action } => {
-            crate::policy_cli::run_policy(&config, action).map(|()| ExitCode::SUCCESS)
+            crate::cli::policy::run_policy(&config, action).map(|()| ExitCode::SUCCESS)
         }
         Command::Decisions { action } => {
-            crate::policy_cli::run_decisions(&config, action).map(|()| ExitCode::SUCCESS)
+            crate::cli::policy::run_decisions(&config, action).map(|()| ExitCode::SUCCESS)
         }
     }
 }
@@ -174,27 +187,4 @@ fn check_config(config: &Config) -> Result<ExitCode, ServerError> {
     println!("  database:   {backend:?}");
     println!("  data dir:   {}", config.data_dir.display());
     Ok(ExitCode::SUCCESS)
-}
-
-fn audit_verify(config: &Config) -> Result<ExitCode, ServerError> {
-    let pool = open_pool(config)?;
-    // The chain is keyed under the master key: verification needs the same keys.
-    let (cipher, _) = Cipher::load(config).map_err(ServerError::Secrets)?;
-    let mut conn = pool.get().map_err(StoreError::from)?;
-    let report = audit::verify(&mut conn, &cipher)?;
-    println!(
-        "checked {} event(s) in {} tenant chain(s)",
-        report.events, report.tenants
-    );
-    if report.is_intact() {
-        println!("audit log intact");
-        return Ok(ExitCode::SUCCESS);
-    }
-    for problem in &report.problems {
-        println!(
-            "tenant {} event {}: {}",
-            problem.tenant_id, problem.seq, problem.problem
-        );
-    }
-    Err(ServerError::AuditBroken(report.problems.len()))
 }

@@ -11,7 +11,7 @@ use gatehouse_core::config::Config;
 use gatehouse_identity_store::purposes::Purpose;
 
 use crate::ServerError;
-use crate::admin_cli::{admin_error, block_on, open_admin};
+use crate::cli::admin::{admin_error, block_on, open_admin};
 
 #[derive(Debug, Subcommand)]
 pub enum PurposesCommand {

@@ -10,7 +10,7 @@ use gatehouse_core::config::Config;
 use gatehouse_identity_store::clients::Client;
 
 use crate::ServerError;
-use crate::admin_cli::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, block_on, open_admin, operator};
 
 // Parsed once per process: the size of the enum does not matter.
 #[allow(clippy::large_enum_variant)]

@@ -10,7 +10,8 @@ use gatehouse_token_issuer::client_auth::{PresentedClient, presented_assertion, 
 use gatehouse_token_issuer::oauth_error::{ErrorCode, OAuthError};
 use gatehouse_token_issuer::service::server_metadata;
 
-use crate::http::tenant::ResolvedTenant;
+use crate::http::answer::{self, Extracting, answered};
+use crate::http::tenant::{ResolvedTenant, TenantMiss, tenant_of};
 use crate::state::AppState;
 
 /// Routes outside any tenant prefix: RFC 8414 places a path issuer's metadata at
@@ -61,33 +62,16 @@ pub(crate) async fn resolve(
     state: &web::Data<AppState>,
     req: &HttpRequest,
 ) -> Result<ResolvedTenant, HttpResponse> {
-    let slug = req.match_info().get("tenant").map(str::to_owned);
-    let host = req.connection_info().host().to_owned();
-    // The directory is in memory almost always: no hop to the blocking pool then.
-    if let Some(found) = state.tenants.resolve_cached(slug.as_deref(), &host) {
-        return found.ok_or_else(|| HttpResponse::NotFound().finish());
-    }
-    let directory = state.tenants.clone();
-    match web::block(move || directory.resolve(slug.as_deref(), &host)).await {
-        Ok(Ok(Some(tenant))) => Ok(tenant),
-        Ok(Ok(None)) => Err(HttpResponse::NotFound().finish()),
-        _ => Err(error_response(&OAuthError::server_error())),
-    }
+    tenant_of(&state.tenants, req)
+        .await
+        .map_err(|miss| match miss {
+            TenantMiss::Unknown => HttpResponse::NotFound().finish(),
+            TenantMiss::Unavailable => error_response(&OAuthError::server_error()),
+        })
 }
-
-/// An answer given before the handler (an unknown tenant, a malformed request, a
-/// client that did not authenticate), carried through actix as an error.
-fn answered(response: HttpResponse) -> actix_web::Error {
-    actix_web::error::InternalError::from_response("answered before the handler", response).into()
-}
-
-type Extracting<T> =
-    std::pin::Pin<Box<dyn std::future::Future<Output = Result<T, actix_web::Error>>>>;
 
 fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, actix_web::Error> {
-    req.app_data::<web::Data<AppState>>()
-        .cloned()
-        .ok_or_else(|| answered(error_response(&OAuthError::server_error())))
+    answer::app_state(req, || error_response(&OAuthError::server_error()))
 }
 
 /// The tenant a protocol endpoint serves (404 for none).
@@ -177,10 +161,6 @@ impl actix_web::FromRequest for TokenCall {
     }
 }
 
-pub(crate) fn issuer_of(tenant: &ResolvedTenant) -> String {
-    format!("{}{}", tenant.origin, tenant.base_path)
-}
-
 /// A form body as name → values. RFC 6749 §3.2: parameters must not repeat, except
 /// `resource` (RFC 8707), which may.
 struct Form(Vec<(String, String)>);
@@ -254,7 +234,7 @@ impl Form {
             self.get("client_id"),
             assertion_type,
             assertion,
-            vec![issuer_of(tenant)],
+            vec![tenant.issuer()],
         )
     }
 }
@@ -263,7 +243,7 @@ async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     match resolve(&state, &req).await {
         Ok(tenant) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-            .json(server_metadata(&issuer_of(&tenant))),
+            .json(server_metadata(&tenant.issuer())),
         Err(response) => response,
     }
 }
@@ -324,7 +304,7 @@ async fn token(
             let issuer = state.issuer.clone();
             let scope = form.get("scope").map(str::to_owned);
             let resources = form.all("resource");
-            let url = issuer_of(&tenant);
+            let url = tenant.issuer();
             run(move || {
                 issuer.client_credentials(
                     tenant.tenant.id,
@@ -346,7 +326,7 @@ async fn token(
             let issuer = state.issuer.clone();
             let redirect_uri = form.get("redirect_uri").map(str::to_owned);
             let verifier = form.get("code_verifier").map(str::to_owned);
-            let url = issuer_of(&tenant);
+            let url = tenant.issuer();
             run(move || {
                 issuer.exchange_code(
                     tenant.tenant.id,
@@ -368,7 +348,7 @@ async fn token(
             };
             let issuer = state.issuer.clone();
             let scope = form.get("scope").map(str::to_owned);
-            let url = issuer_of(&tenant);
+            let url = tenant.issuer();
             run(move || {
                 issuer.refresh(
                     tenant.tenant.id,
@@ -400,7 +380,7 @@ async fn introspect(
     }: TokenCall,
 ) -> HttpResponse {
     let issuer = state.issuer.clone();
-    let url = issuer_of(&tenant);
+    let url = tenant.issuer();
     run(move || issuer.introspect(tenant.tenant.id, &url, &presented, &token)).await
 }
 
@@ -413,7 +393,7 @@ async fn revoke(
     }: TokenCall,
 ) -> HttpResponse {
     let issuer = state.issuer.clone();
-    let url = issuer_of(&tenant);
+    let url = tenant.issuer();
     match web::block(move || issuer.revoke(tenant.tenant.id, &url, &presented, &token)).await {
         // RFC 7009 §2.2: 200 with an empty body.
         Ok(Ok(())) => HttpResponse::Ok()
@@ -432,11 +412,11 @@ async fn userinfo(
     OAuthTenant(tenant): OAuthTenant,
 ) -> HttpResponse {
     // RFC 6750 §3.1: no credentials, no error code.
-    let Some(bearer) = crate::bearer::presented(&req).map(str::to_owned) else {
-        return crate::bearer::Refusal::NoToken.answer();
+    let Some(bearer) = crate::http::bearer::presented(&req).map(str::to_owned) else {
+        return crate::http::bearer::Refusal::NoToken.answer();
     };
     let issuer = state.issuer.clone();
-    let url = issuer_of(&tenant);
+    let url = tenant.issuer();
     run(move || issuer.userinfo(tenant.tenant.id, &url, &bearer)).await
 }
 

@@ -9,7 +9,7 @@ use gatehouse_admin::AdminError;
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
-use crate::admin_cli::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, block_on, open_admin, operator};
 
 #[derive(Debug, Args)]
 pub struct TenantArg {

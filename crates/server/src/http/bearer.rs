@@ -9,7 +9,7 @@ use gatehouse_core::ids::TenantId;
 use gatehouse_token_issuer::jwt::AccessTokenClaims;
 use serde_json::json;
 
-use crate::oauth::{issuer_of, resolve};
+use crate::oauth::resolve;
 use crate::state::AppState;
 
 /// A JSON answer of an API endpoint; never cached (it may name the caller's data).
@@ -97,7 +97,7 @@ pub async fn require(
         return Err(Refusal::NoToken.answer());
     };
     let issuer = state.issuer.clone();
-    let url = issuer_of(&tenant);
+    let url = tenant.issuer();
     let id = tenant.tenant.id;
     let claims = match web::block(move || issuer.verify_bearer(id, &url, &bearer)).await {
         Ok(Ok(Some(claims))) => claims,

@@ -9,16 +9,17 @@
 //!   held the purpose's scopes — possibly the one behind the calling token)
 //! - `GET  /consents/v1/me/receipt` → the user's receipt, this application's part
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use gatehouse_consent::{Channel, ConsentError};
 use gatehouse_core::ids::{TenantId, UserId};
-use gatehouse_identity_store::StoreError;
 use serde::Deserialize;
 use serde_json::json;
 
-use crate::bearer::{json_answer as answer, json_error as error};
+use crate::api::problem::{consent_failure as failure, problem as error};
+use crate::http::answer::{Extracting, answered, app_state};
+use crate::http::bearer::json_answer as answer;
 use crate::state::AppState;
 
 /// The scope an application's token needs for this API.
@@ -46,61 +47,6 @@ struct WithdrawBody {
     purpose: String,
 }
 
-/// The answer to a failure of the consent crate, for this API and AuthZEN's: what
-/// the caller sent wrong — the service's checks or the store's (`StoreError::
-/// Invalid`, a uniqueness conflict, a stale version) — is a 4xx naming it, so input
-/// never reaches the caller as a 500; only what is the server's own is.
-pub(crate) fn failure(e: &ConsentError) -> HttpResponse {
-    match e {
-        ConsentError::NotFound(what) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("unknown {what}"),
-        ),
-        ConsentError::Store(StoreError::NotFound { entity }) => error(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("unknown {entity}"),
-        ),
-        ConsentError::Invalid(message) | ConsentError::Policy(message) => {
-            error(StatusCode::BAD_REQUEST, "invalid_request", message)
-        }
-        ConsentError::Store(invalid @ StoreError::Invalid { .. }) => error(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &invalid.to_string(),
-        ),
-        ConsentError::OutdatedVersion { latest, .. } => error(
-            StatusCode::CONFLICT,
-            "outdated_version",
-            &format!("the purpose's current version is {latest}; show it to the user"),
-        ),
-        ConsentError::Store(
-            conflict @ (StoreError::Conflict { .. } | StoreError::StaleVersion { .. }),
-        ) => error(StatusCode::CONFLICT, "conflict", &conflict.to_string()),
-        ConsentError::Unavailable(message) => {
-            tracing::warn!(%message, "consent or policy service unavailable");
-            let mut response = error(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                message,
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
-        }
-        other => {
-            tracing::error!(error = %other, "consent API failed");
-            error(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the request failed",
-            )
-        }
-    }
-}
-
 /// The caller of the consent API: the tenant, the user the token is for and the
 /// calling application, from a live user's token with the `consent` scope. As an
 /// extractor, a request without one is answered (401/403) before any handler runs.
@@ -112,20 +58,13 @@ struct Caller {
 
 impl actix_web::FromRequest for Caller {
     type Error = actix_web::Error;
-    type Future = std::pin::Pin<Box<dyn std::future::Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
         let req = req.clone();
         Box::pin(async move {
-            let refused = |response: HttpResponse| -> actix_web::Error {
-                actix_web::error::InternalError::from_response("consent api caller", response)
-                    .into()
-            };
-            let state = req
-                .app_data::<web::Data<AppState>>()
-                .cloned()
-                .ok_or_else(|| refused(HttpResponse::InternalServerError().finish()))?;
-            let (tenant, user, client) = caller(&state, &req).await.map_err(refused)?;
+            let state = app_state(&req, || HttpResponse::InternalServerError().finish())?;
+            let (tenant, user, client) = caller(&state, &req).await.map_err(answered)?;
             Ok(Caller {
                 tenant,
                 user,
@@ -140,7 +79,7 @@ async fn caller(
     state: &web::Data<AppState>,
     req: &HttpRequest,
 ) -> Result<(TenantId, UserId, String), HttpResponse> {
-    let (tenant, claims) = crate::bearer::require(state, req, SCOPE).await?;
+    let (tenant, claims) = crate::http::bearer::require(state, req, SCOPE).await?;
     // A client-credentials token names the client, not a user.
     let Ok(user) = claims.sub.parse::<UserId>() else {
         return Err(error(
@@ -280,56 +219,4 @@ async fn receipt(
         },
     )
     .await
-}
-
-#[cfg(test)]
-mod tests {
-    #![allow(clippy::unwrap_used)]
-
-    use super::*;
-
-    fn answered(e: ConsentError) -> (u16, serde_json::Value, Option<String>) {
-        let response = failure(&e);
-        let status = response.status().as_u16();
-        let retry = response
-            .headers()
-            .get(header::RETRY_AFTER)
-            .map(|v| v.to_str().unwrap().to_owned());
-        let body = actix_web::rt::System::new()
-            .block_on(actix_web::body::to_bytes(response.into_body()))
-            .unwrap();
-        (status, serde_json::from_slice(&body).unwrap(), retry)
-    }
-
-    /// What the caller sent wrong is never a 500, whichever layer noticed it.
-    #[test]
-    fn input_errors_are_4xx_and_only_the_servers_own_are_5xx() {
-        let invalid = StoreError::Invalid {
-            entity: "consent",
-            message: "it would expire before it starts".into(),
-        };
-        let (status, body, _) = answered(ConsentError::Store(invalid));
-        assert_eq!(status, 400);
-        assert_eq!(body["error"], "invalid_request");
-        assert_eq!(
-            body["error_description"],
-            "invalid consent: it would expire before it starts"
-        );
-        assert_eq!(
-            answered(ConsentError::Invalid("context.acr must be 1..3".into())).0,
-            400
-        );
-        let conflict = StoreError::StaleVersion { entity: "purpose" };
-        assert_eq!(answered(ConsentError::Store(conflict)).0, 409);
-        let missing = StoreError::NotFound { entity: "purpose" };
-        assert_eq!(answered(ConsentError::Store(missing)).0, 404);
-        let (status, body, retry) =
-            answered(ConsentError::Unavailable("the decision log is full".into()));
-        assert_eq!(status, 503);
-        assert_eq!(body["error"], "temporarily_unavailable");
-        assert_eq!(retry.as_deref(), Some("1"));
-        let (status, body, _) = answered(ConsentError::Internal("secret detail".into()));
-        assert_eq!(status, 500);
-        assert!(!body.to_string().contains("secret detail"));
-    }
 }

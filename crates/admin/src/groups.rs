@@ -1,0 +1,155 @@
+//! Operator actions on groups: list, create, add and remove members. Membership
+//! shows in the `groups` claim and in policy decisions, so a change announces
+//! `UserChanged` for the member (caches of the user's facts drop it on every node).
+
+use gatehouse_core::events::DomainEvent;
+use gatehouse_core::ids::TenantId;
+use gatehouse_identity_store::groups::{self, Group, GroupData};
+use gatehouse_identity_store::{PageRequest, StoreError};
+use serde_json::json;
+
+use crate::{Admin, AdminError, AdminResult, Operator};
+
+impl Admin {
+    /// Every group of the tenant.
+    pub async fn groups(&self, tenant: &str) -> AdminResult<Vec<Group>> {
+        let tenant = self.tenant(tenant).await?.id;
+        self.blocking(move |conn| {
+            let mut all = Vec::new();
+            let mut request = PageRequest::first(100);
+            loop {
+                let page = groups::list(conn, tenant, &request)?;
+                all.extend(page.items);
+                match page.next_cursor {
+                    Some(cursor) => request = PageRequest::after(cursor, 100),
+                    None => return Ok(all),
+                }
+            }
+        })
+        .await
+    }
+
+    /// Creates a group; its display name is unique in the tenant.
+    pub async fn create_group(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        display_name: &str,
+    ) -> AdminResult<Group> {
+        let display_name = display_name.trim().to_owned();
+        if display_name.is_empty() {
+            return Err(AdminError::Invalid {
+                field: "name",
+                message: "must not be empty".into(),
+            });
+        }
+        let tenant = self.tenant(tenant).await?;
+        let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
+        let slug = tenant.slug.clone();
+        self.blocking(move |conn| {
+            gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                let data = GroupData {
+                    display_name: display_name.clone(),
+                    external_id: None,
+                };
+                let group = groups::create(conn, now, tenant.id, data).map_err(|e| match e {
+                    StoreError::Conflict { .. } => AdminError::Conflict(format!(
+                        "tenant `{slug}` already has a group named `{display_name}`"
+                    )),
+                    other => other.into(),
+                })?;
+                admin.audit(
+                    conn,
+                    tenant.id,
+                    actor,
+                    "group.created",
+                    format!("group:{}", group.id),
+                    json!({ "name": group.display_name }),
+                )?;
+                Ok(group)
+            })
+        })
+        .await
+    }
+
+    /// Adds the user with the primary address `email` to the group; false when
+    /// they were a member already (nothing is written then).
+    pub async fn add_to_group(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        group: &str,
+        email: &str,
+    ) -> AdminResult<bool> {
+        self.change_membership(operator, tenant, group, email, true)
+            .await
+    }
+
+    /// Removes the user from the group; false when they were not a member.
+    pub async fn remove_from_group(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        group: &str,
+        email: &str,
+    ) -> AdminResult<bool> {
+        self.change_membership(operator, tenant, group, email, false)
+            .await
+    }
+
+    async fn change_membership(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        group: &str,
+        email: &str,
+        add: bool,
+    ) -> AdminResult<bool> {
+        let (tenant, user) = self.user(tenant, email).await?;
+        let group = self.group(tenant.id, group).await?;
+        let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
+        let changed = self
+            .blocking(move |conn| {
+                gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    let changed = if add {
+                        groups::add_member(conn, now, tenant.id, group.id, user.id)?
+                    } else {
+                        groups::remove_member(conn, tenant.id, group.id, user.id)?
+                    };
+                    if changed {
+                        admin.audit(
+                            conn,
+                            tenant.id,
+                            actor,
+                            if add {
+                                "group.member_added"
+                            } else {
+                                "group.member_removed"
+                            },
+                            format!("user:{}", user.id),
+                            json!({ "group": group.display_name, "group_id": group.id.to_string() }),
+                        )?;
+                    }
+                    Ok(changed)
+                })
+            })
+            .await?;
+        if changed {
+            self.announce(DomainEvent::UserChanged {
+                tenant: tenant.id,
+                user: user.id,
+            });
+        }
+        Ok(changed)
+    }
+
+    /// The group named `name` in the tenant.
+    async fn group(&self, tenant: TenantId, name: &str) -> AdminResult<Group> {
+        let name = name.to_owned();
+        self.blocking(move |conn| {
+            groups::find_by_display_name(conn, tenant, &name)?
+                .ok_or_else(|| AdminError::NotFound(format!("no group `{name}`")))
+        })
+        .await
+    }
+}

@@ -1,0 +1,47 @@
+//! Reading tenants: every tenant with its issuer and the settings operators set.
+//! (Creating, changing and deleting tenants comes with the admin API.)
+
+use gatehouse_identity_store::PageRequest;
+use gatehouse_identity_store::tenants::{self, Tenant};
+
+use crate::{Admin, AdminResult};
+
+/// A tenant as an operator sees it.
+#[derive(Debug, Clone)]
+pub struct TenantView {
+    pub tenant: Tenant,
+    /// Its issuer URL, where the server can tell (`None` before the first start).
+    pub issuer: Option<String>,
+}
+
+impl Admin {
+    /// Every tenant, by slug.
+    pub async fn tenants(&self) -> AdminResult<Vec<TenantView>> {
+        let all = self
+            .blocking(|conn| {
+                let mut all = Vec::new();
+                let mut request = PageRequest::first(100);
+                loop {
+                    let page = tenants::list(conn, &request)?;
+                    all.extend(page.items);
+                    match page.next_cursor {
+                        Some(cursor) => request = PageRequest::after(cursor, 100),
+                        None => return Ok(all),
+                    }
+                }
+            })
+            .await?;
+        Ok(all.into_iter().map(|tenant| self.view(tenant)).collect())
+    }
+
+    /// One tenant by slug.
+    pub async fn tenant_view(&self, slug: &str) -> AdminResult<TenantView> {
+        let tenant = self.tenant(slug).await?;
+        Ok(self.view(tenant))
+    }
+
+    fn view(&self, tenant: Tenant) -> TenantView {
+        let issuer = self.urls.issuer_for(tenant.id).ok().flatten();
+        TenantView { tenant, issuer }
+    }
+}

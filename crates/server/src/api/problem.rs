@@ -1,0 +1,160 @@
+//! RFC 9457 problem details: how the JSON APIs that are not OAuth (the consent API,
+//! AuthZEN; later the admin API and SCIM) answer a failure. Each answer is
+//! `application/problem+json` with `type` (a URN naming the problem), `title`,
+//! `status` and `detail`; the members `error` and `error_description` repeat the
+//! code and the detail in the shape these APIs answered with before, so existing
+//! clients keep working. OAuth endpoints keep RFC 6749's shape (`oauth/`).
+
+use actix_web::HttpResponse;
+use actix_web::http::{StatusCode, header};
+use gatehouse_consent::ConsentError;
+use gatehouse_identity_store::StoreError;
+use serde_json::json;
+
+/// The media type of a problem details object (RFC 9457 §3).
+pub const PROBLEM_JSON: &str = "application/problem+json";
+
+/// A problem details answer; `code` names the problem (`invalid_request`,
+/// `not_found`, …) and becomes its type `urn:gatehouse:problem:{code}`.
+pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
+    HttpResponse::build(status)
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .content_type(PROBLEM_JSON)
+        .body(
+            json!({
+                "type": format!("urn:gatehouse:problem:{code}"),
+                "title": status.canonical_reason().unwrap_or("Error"),
+                "status": status.as_u16(),
+                "detail": detail,
+                "error": code,
+                "error_description": detail,
+            })
+            .to_string(),
+        )
+}
+
+/// The answer to a failure of the consent crate, for this API and AuthZEN's: what
+/// the caller sent wrong — the service's checks or the store's (`StoreError::
+/// Invalid`, a uniqueness conflict, a stale version) — is a 4xx naming it, so input
+/// never reaches the caller as a 500; only what is the server's own is.
+pub(crate) fn consent_failure(e: &ConsentError) -> HttpResponse {
+    match e {
+        ConsentError::NotFound(what) => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("unknown {what}"),
+        ),
+        ConsentError::Store(StoreError::NotFound { entity }) => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("unknown {entity}"),
+        ),
+        ConsentError::Invalid(message) | ConsentError::Policy(message) => {
+            problem(StatusCode::BAD_REQUEST, "invalid_request", message)
+        }
+        ConsentError::Store(invalid @ StoreError::Invalid { .. }) => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &invalid.to_string(),
+        ),
+        ConsentError::OutdatedVersion { latest, .. } => problem(
+            StatusCode::CONFLICT,
+            "outdated_version",
+            &format!("the purpose's current version is {latest}; show it to the user"),
+        ),
+        ConsentError::Store(
+            conflict @ (StoreError::Conflict { .. } | StoreError::StaleVersion { .. }),
+        ) => problem(StatusCode::CONFLICT, "conflict", &conflict.to_string()),
+        ConsentError::Unavailable(message) => {
+            tracing::warn!(%message, "consent or policy service unavailable");
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                message,
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
+        other => {
+            tracing::error!(error = %other, "consent API failed");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the request failed",
+            )
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    fn answered(e: ConsentError) -> (u16, serde_json::Value, Option<String>) {
+        let response = consent_failure(&e);
+        let status = response.status().as_u16();
+        let retry = response
+            .headers()
+            .get(header::RETRY_AFTER)
+            .map(|v| v.to_str().unwrap().to_owned());
+        let body = actix_web::rt::System::new()
+            .block_on(actix_web::body::to_bytes(response.into_body()))
+            .unwrap();
+        (status, serde_json::from_slice(&body).unwrap(), retry)
+    }
+
+    /// What the caller sent wrong is never a 500, whichever layer noticed it.
+    #[test]
+    fn input_errors_are_4xx_and_only_the_servers_own_are_5xx() {
+        let invalid = StoreError::Invalid {
+            entity: "consent",
+            message: "it would expire before it starts".into(),
+        };
+        let (status, body, _) = answered(ConsentError::Store(invalid));
+        assert_eq!(status, 400);
+        assert_eq!(body["error"], "invalid_request");
+        assert_eq!(
+            body["error_description"],
+            "invalid consent: it would expire before it starts"
+        );
+        assert_eq!(
+            answered(ConsentError::Invalid("context.acr must be 1..3".into())).0,
+            400
+        );
+        let conflict = StoreError::StaleVersion { entity: "purpose" };
+        assert_eq!(answered(ConsentError::Store(conflict)).0, 409);
+        let missing = StoreError::NotFound { entity: "purpose" };
+        assert_eq!(answered(ConsentError::Store(missing)).0, 404);
+        let (status, body, retry) =
+            answered(ConsentError::Unavailable("the decision log is full".into()));
+        assert_eq!(status, 503);
+        assert_eq!(body["error"], "temporarily_unavailable");
+        assert_eq!(retry.as_deref(), Some("1"));
+        let (status, body, _) = answered(ConsentError::Internal("secret detail".into()));
+        assert_eq!(status, 500);
+        assert!(!body.to_string().contains("secret detail"));
+    }
+
+    #[test]
+    fn a_problem_names_its_type_status_and_detail() {
+        let response = problem(StatusCode::CONFLICT, "outdated_version", "show version 3");
+        assert_eq!(
+            response.headers().get(header::CONTENT_TYPE).unwrap(),
+            PROBLEM_JSON
+        );
+        let (status, body, _) = answered(ConsentError::OutdatedVersion {
+            latest: 3,
+            purpose: "newsletter".into(),
+        });
+        assert_eq!(status, 409);
+        assert_eq!(body["type"], "urn:gatehouse:problem:outdated_version");
+        assert_eq!(body["title"], "Conflict");
+        assert_eq!(body["status"], 409);
+        assert!(body["detail"].as_str().unwrap().contains('3'));
+        assert_eq!(body["detail"], body["error_description"]);
+    }
+}

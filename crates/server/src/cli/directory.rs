@@ -1,0 +1,262 @@
+//! `gatehouse tenants …`, `gatehouse groups …` and `gatehouse audit list|verify`: an
+//! adapter over the operator's use cases in `gatehouse-admin`; it parses arguments,
+//! maps errors and prints.
+
+use std::process::ExitCode;
+
+use chrono::{DateTime, Utc};
+use clap::{Args, Subcommand};
+use gatehouse_admin::AuditQuery;
+use gatehouse_core::config::Config;
+
+use crate::ServerError;
+use crate::cli::admin::{admin_error, block_on, open_admin, operator};
+
+#[derive(Debug, Subcommand)]
+pub enum TenantsCommand {
+    /// Every tenant with its issuer.
+    List,
+    /// One tenant: issuer, registration and second-factor policy, host names.
+    Show {
+        /// Tenant slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum GroupsCommand {
+    /// The tenant's groups.
+    List {
+        /// Tenant slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// Create a group (audited).
+    Create {
+        /// Tenant slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// The group's display name, unique in the tenant.
+        #[arg(long)]
+        name: String,
+        /// Who is doing this (the audit log's actor); default: the login name.
+        #[arg(long)]
+        operator: Option<String>,
+    },
+    /// Add a user to a group (audited).
+    AddMember(MemberArgs),
+    /// Remove a user from a group (audited).
+    RemoveMember(MemberArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct MemberArgs {
+    /// Tenant slug.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// The group's display name.
+    #[arg(long)]
+    group: String,
+    /// The user's primary email address.
+    #[arg(long)]
+    email: String,
+    /// Who is doing this (the audit log's actor); default: the login name.
+    #[arg(long)]
+    operator: Option<String>,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum AuditCommand {
+    /// Check every tenant's hash chain; exits 1 if anything was altered or removed.
+    Verify,
+    /// A tenant's audit events, oldest first, one JSON object per line.
+    List {
+        /// Tenant slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// Only this actor (`operator:alice`, `user:<id>`, `client:<id>`).
+        #[arg(long)]
+        actor: Option<String>,
+        /// Only this action, or every action under a prefix ending in `.` (`user.`).
+        #[arg(long)]
+        action: Option<String>,
+        /// Only events about this target (`user:<id>`, `client:<id>`).
+        #[arg(long)]
+        target: Option<String>,
+        /// From this time on (RFC 3339).
+        #[arg(long)]
+        since: Option<DateTime<Utc>>,
+        /// Before this time (RFC 3339).
+        #[arg(long)]
+        until: Option<DateTime<Utc>>,
+        /// At most this many events.
+        #[arg(long, default_value_t = 100)]
+        limit: usize,
+    },
+}
+
+pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode, ServerError> {
+    let admin = open_admin(config)?;
+    match command {
+        TenantsCommand::List => {
+            let tenants =
+                block_on(admin.tenants()).map_err(|e| admin_error("listing tenants", e))?;
+            for view in tenants {
+                println!(
+                    "{}\t{}\t{}",
+                    view.tenant.slug,
+                    view.issuer.as_deref().unwrap_or("-"),
+                    view.tenant.display_name
+                );
+            }
+        }
+        TenantsCommand::Show { tenant } => {
+            let view = block_on(admin.tenant_view(&tenant))
+                .map_err(|e| admin_error("showing the tenant", e))?;
+            let settings = view.tenant.typed_settings();
+            println!("slug:         {}", view.tenant.slug);
+            println!("name:         {}", view.tenant.display_name);
+            println!("id:           {}", view.tenant.id);
+            println!("issuer:       {}", view.issuer.as_deref().unwrap_or("-"));
+            println!("registration: {}", on_off(settings.registration.enabled));
+            println!(
+                "verified email required: {}",
+                yes_no(settings.registration.require_verified_email)
+            );
+            println!("second factor required:  {}", yes_no(settings.mfa.required));
+            println!(
+                "hosts:        {}",
+                if settings.hosts.is_empty() {
+                    "-".to_owned()
+                } else {
+                    settings.hosts.join(", ")
+                }
+            );
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn on_off(on: bool) -> &'static str {
+    if on { "open" } else { "closed" }
+}
+
+fn yes_no(yes: bool) -> &'static str {
+    if yes { "yes" } else { "no" }
+}
+
+pub fn run_groups(config: &Config, command: GroupsCommand) -> Result<ExitCode, ServerError> {
+    let admin = open_admin(config)?;
+    match command {
+        GroupsCommand::List { tenant } => {
+            let groups =
+                block_on(admin.groups(&tenant)).map_err(|e| admin_error("listing groups", e))?;
+            if groups.is_empty() {
+                println!("no groups in tenant `{tenant}`");
+            }
+            for group in groups {
+                println!("{}\t{}", group.id, group.display_name);
+            }
+        }
+        GroupsCommand::Create {
+            tenant,
+            name,
+            operator: given,
+        } => {
+            let operator = operator(given.as_deref())?;
+            let group = block_on(admin.create_group(&operator, &tenant, &name))
+                .map_err(|e| admin_error("creating the group", e))?;
+            println!("created group `{}` ({})", group.display_name, group.id);
+        }
+        GroupsCommand::AddMember(args) => {
+            let operator = operator(args.operator.as_deref())?;
+            let added =
+                block_on(admin.add_to_group(&operator, &args.tenant, &args.group, &args.email))
+                    .map_err(|e| admin_error("adding the member", e))?;
+            if added {
+                println!("{} is now a member of `{}`", args.email, args.group);
+            } else {
+                println!("{} was a member of `{}` already", args.email, args.group);
+            }
+        }
+        GroupsCommand::RemoveMember(args) => {
+            let operator = operator(args.operator.as_deref())?;
+            let removed = block_on(admin.remove_from_group(
+                &operator,
+                &args.tenant,
+                &args.group,
+                &args.email,
+            ))
+            .map_err(|e| admin_error("removing the member", e))?;
+            if removed {
+                println!("{} is no longer a member of `{}`", args.email, args.group);
+            } else {
+                println!("{} was not a member of `{}`", args.email, args.group);
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn run_audit(config: &Config, command: AuditCommand) -> Result<ExitCode, ServerError> {
+    let admin = open_admin(config)?;
+    match command {
+        AuditCommand::Verify => {
+            let report = block_on(admin.verify_audit()).map_err(|e| admin_error("verifying", e))?;
+            println!(
+                "checked {} event(s) in {} tenant chain(s)",
+                report.events, report.tenants
+            );
+            if report.is_intact() {
+                println!("audit log intact");
+                return Ok(ExitCode::SUCCESS);
+            }
+            for problem in &report.problems {
+                println!(
+                    "tenant {} event {}: {}",
+                    problem.tenant_id, problem.seq, problem.problem
+                );
+            }
+            Err(ServerError::AuditBroken(report.problems.len()))
+        }
+        AuditCommand::List {
+            tenant,
+            actor,
+            action,
+            target,
+            since,
+            until,
+            limit,
+        } => {
+            let query = AuditQuery {
+                actor,
+                action,
+                target,
+                since,
+                until,
+                limit,
+            };
+            let events = block_on(admin.audit_events(&tenant, query))
+                .map_err(|e| admin_error("reading the audit log", e))?;
+            for event in events {
+                let details: serde_json::Value =
+                    serde_json::from_str(&event.details).unwrap_or(serde_json::Value::Null);
+                println!(
+                    "{}",
+                    serde_json::json!({
+                        "seq": event.seq,
+                        "occurred_at": event.occurred_at,
+                        "actor": event.actor,
+                        "action": event.action,
+                        "target": event.target,
+                        "outcome": event.outcome,
+                        "ip": event.ip,
+                        "details": details,
+                    })
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
+    }
+}

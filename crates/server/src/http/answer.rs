@@ -1,0 +1,33 @@
+//! Answers decided early — an unknown tenant, a refused token or form, an invalid
+//! request — carried through actix's error path, so extractors and handlers stop
+//! with `?` instead of `match … { Err(response) => return response }`. Actix turns
+//! the error back into exactly this response before any middleware sees it.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use actix_web::{HttpRequest, HttpResponse, web};
+
+use crate::state::AppState;
+
+/// The future an extractor of this crate returns.
+pub(crate) type Extracting<T> = Pin<Box<dyn Future<Output = Result<T, actix_web::Error>>>>;
+
+/// What a handler that may answer early returns.
+pub(crate) type Answer = Result<HttpResponse, actix_web::Error>;
+
+/// Carries a finished response through actix's error path.
+pub(crate) fn answered(response: HttpResponse) -> actix_web::Error {
+    actix_web::error::InternalError::from_response("answered early", response).into()
+}
+
+/// The application state, or `otherwise` as the answer (a route mounted without it
+/// is a wiring mistake, answered in the adapter's own error shape).
+pub(crate) fn app_state(
+    req: &HttpRequest,
+    otherwise: impl FnOnce() -> HttpResponse,
+) -> Result<web::Data<AppState>, actix_web::Error> {
+    req.app_data::<web::Data<AppState>>()
+        .cloned()
+        .ok_or_else(|| answered(otherwise()))
+}
