@@ -3,8 +3,8 @@
 //! write is audited with the operator and announced, so every node drops its copy.
 
 use gatehouse_core::events::DomainEvent;
-use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::clients::{self, Client, ClientData};
+use gatehouse_identity_store::page::every;
 use gatehouse_token_issuer::{Algorithm, client_auth, ensure_active};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -240,19 +240,8 @@ impl Admin {
     /// The tenant's clients, by client_id.
     pub async fn clients(&self, tenant: &str) -> AdminResult<Vec<Client>> {
         let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| {
-            let mut all = Vec::new();
-            let mut request = PageRequest::first(100);
-            loop {
-                let page = clients::list(conn, tenant, &request)?;
-                all.extend(page.items);
-                match page.next_cursor {
-                    Some(cursor) => request = PageRequest::after(cursor, 100),
-                    None => return Ok(all),
-                }
-            }
-        })
-        .await
+        self.blocking(move |conn| Ok(every(100, |request| clients::list(conn, tenant, request))?))
+            .await
     }
 
     /// One client.

@@ -4,8 +4,9 @@
 
 use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::TenantId;
+use gatehouse_identity_store::StoreError;
 use gatehouse_identity_store::groups::{self, Group, GroupData};
-use gatehouse_identity_store::{PageRequest, StoreError};
+use gatehouse_identity_store::page::every;
 use serde_json::json;
 
 use crate::{Admin, AdminError, AdminResult, Operator};
@@ -14,19 +15,8 @@ impl Admin {
     /// Every group of the tenant.
     pub async fn groups(&self, tenant: &str) -> AdminResult<Vec<Group>> {
         let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| {
-            let mut all = Vec::new();
-            let mut request = PageRequest::first(100);
-            loop {
-                let page = groups::list(conn, tenant, &request)?;
-                all.extend(page.items);
-                match page.next_cursor {
-                    Some(cursor) => request = PageRequest::after(cursor, 100),
-                    None => return Ok(all),
-                }
-            }
-        })
-        .await
+        self.blocking(move |conn| Ok(every(100, |request| groups::list(conn, tenant, request))?))
+            .await
     }
 
     /// Creates a group; its display name is unique in the tenant.

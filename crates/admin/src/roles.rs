@@ -1,8 +1,9 @@
 //! Operator actions on roles: list, create, assign, remove.
 
 use gatehouse_authn::{AuthnError, ClientInfo};
+use gatehouse_identity_store::StoreError;
+use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::roles::{self, Role, RoleData};
-use gatehouse_identity_store::{PageRequest, StoreError};
 use gatehouse_token_issuer::backchannel::Delivery;
 
 use crate::{Admin, AdminError, AdminResult, Operator};
@@ -21,19 +22,8 @@ impl Admin {
     /// Every role of the tenant, by name.
     pub async fn roles(&self, tenant: &str) -> AdminResult<Vec<Role>> {
         let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| {
-            let mut all = Vec::new();
-            let mut request = PageRequest::first(100);
-            loop {
-                let page = roles::list(conn, tenant, &request)?;
-                all.extend(page.items);
-                match page.next_cursor {
-                    Some(cursor) => request = PageRequest::after(cursor, 100),
-                    None => return Ok(all),
-                }
-            }
-        })
-        .await
+        self.blocking(move |conn| Ok(every(100, |request| roles::list(conn, tenant, request))?))
+            .await
     }
 
     /// Creates a role; its name is how policies and the `roles` claim name it.

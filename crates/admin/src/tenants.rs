@@ -1,7 +1,7 @@
 //! Reading tenants: every tenant with its issuer and the settings operators set.
 //! (Creating, changing and deleting tenants comes with the admin API.)
 
-use gatehouse_identity_store::PageRequest;
+use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::tenants::{self, Tenant};
 
 use crate::{Admin, AdminResult};
@@ -18,18 +18,7 @@ impl Admin {
     /// Every tenant, by slug.
     pub async fn tenants(&self) -> AdminResult<Vec<TenantView>> {
         let all = self
-            .blocking(|conn| {
-                let mut all = Vec::new();
-                let mut request = PageRequest::first(100);
-                loop {
-                    let page = tenants::list(conn, &request)?;
-                    all.extend(page.items);
-                    match page.next_cursor {
-                        Some(cursor) => request = PageRequest::after(cursor, 100),
-                        None => return Ok(all),
-                    }
-                }
-            })
+            .blocking(|conn| Ok(every(100, |request| tenants::list(conn, request))?))
             .await?;
         Ok(all.into_iter().map(|tenant| self.view(tenant)).collect())
     }

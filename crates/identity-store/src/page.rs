@@ -63,3 +63,50 @@ impl<T> Page<T> {
         Page { items, next_cursor }
     }
 }
+
+/// Every item a paged listing has, read a page of `page_size` at a time (for
+/// operators' lists and caches that want all of a tenant's rows, never for user
+/// input that could ask for millions).
+pub fn every<T, E>(
+    page_size: u32,
+    mut list: impl FnMut(&PageRequest) -> Result<Page<T>, E>,
+) -> Result<Vec<T>, E> {
+    let mut all = Vec::new();
+    let mut request = PageRequest::first(page_size);
+    loop {
+        let page = list(&request)?;
+        all.extend(page.items);
+        match page.next_cursor {
+            Some(cursor) => request = PageRequest::after(cursor, page_size),
+            None => return Ok(all),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_reads_page_after_page_until_there_is_no_cursor() {
+        let rows: Vec<u32> = (1..=7).collect();
+        let mut calls = 0;
+        let all = every(3, |request: &PageRequest| -> StoreResult<Page<u32>> {
+            calls += 1;
+            let after: u32 = request
+                .after
+                .as_deref()
+                .map_or(0, |c| c.parse().unwrap_or(0));
+            let fetched: Vec<u32> = rows
+                .iter()
+                .copied()
+                .filter(|r| *r > after)
+                .take(request.fetch_limit()? as usize)
+                .collect();
+            Ok(Page::from_rows(fetched, request, u32::to_string))
+        })
+        .unwrap();
+        assert_eq!(all, rows);
+        assert_eq!(calls, 3);
+    }
+}

@@ -10,7 +10,7 @@ use zeroize::Zeroizing;
 
 use crate::pages::context::{CsrfOnly, PageContext, Submitted, csrf_protected};
 use crate::pages::errors::{FormError, Shown, shown};
-use crate::pages::factors;
+use crate::pages::navigation;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -99,7 +99,7 @@ async fn view(
 async fn failure(ctx: &PageContext, error: AuthnError) -> HttpResponse {
     if let AuthnError::StepUpRequired = error {
         // Pass the second factor, then back here to submit again.
-        return ctx.redirect(&factors::second_factor_url(
+        return ctx.redirect(&navigation::second_factor_url(
             ctx,
             Some(&ctx.path("/account")),
         ));
@@ -133,7 +133,7 @@ pub async fn page(ctx: PageContext) -> HttpResponse {
         && session.aal < 2
     {
         // The tenant wants a second factor from everyone: pass it, or add one.
-        return ctx.redirect(&factors::second_factor_url(
+        return ctx.redirect(&navigation::second_factor_url(
             &ctx,
             Some(&ctx.path("/account")),
         ));

@@ -18,7 +18,7 @@ use crate::http::answer::{Answer, answered};
 use crate::http::input;
 use crate::http::security::FormTarget;
 use crate::pages::context::{PageContext, Submitted, csrf_protected};
-use crate::pages::factors;
+use crate::pages::navigation::{self, permit_redirect_to};
 use crate::ui::Locale;
 
 /// Internal marker added when the user is sent to sign in because the request
@@ -383,7 +383,7 @@ async fn step_up_needed(
         ));
     }
     let back = format!("{}?{query}", ctx.path("/authorize"));
-    Some(ctx.redirect(&factors::second_factor_url(ctx, Some(&back))))
+    Some(ctx.redirect(&navigation::second_factor_url(ctx, Some(&back))))
 }
 
 /// OIDC Core §3.1.2.1: the authorization endpoint accepts POST as well. The form
@@ -517,48 +517,6 @@ pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> Answer 
         ));
     }
     Ok(issue(&ctx, valid).await)
-}
-
-/// Lets this page's forms end in a redirect to the client: CSP `form-action` also
-/// governs where a form submission is redirected (CSP 3 §6.4.1), so a sign-in or
-/// consent form that leads back to the client needs the client's origin in it.
-fn permit_redirect_to(ctx: &PageContext, redirect_uri: &str) {
-    if let Some(target) = FormTarget::origin_of(redirect_uri) {
-        ctx.request.extensions_mut().insert(target);
-    }
-}
-
-/// [`permit_redirect_to`] for a sign-in page that returns to an authorization
-/// request: only once that request has been validated, so the origin is registered.
-pub async fn permit_return_to_client(ctx: &PageContext, return_to: &str) {
-    let Some((_, query)) = return_to.split_once('?') else {
-        return;
-    };
-    let (request, _) = parse_request(query);
-    let issuer = ctx.state.issuer.clone();
-    let tenant = ctx.tenant.tenant.id;
-    if let Ok(Ok(valid)) = web::block(move || issuer.validate_authorization(tenant, &request)).await
-    {
-        permit_redirect_to(ctx, &valid.redirect_uri);
-    }
-}
-
-/// Where sign-in may send the browser afterwards: only back into this tenant's
-/// authorization endpoint, never elsewhere (no open redirect), and only as a URL
-/// that is a valid `Location` as it stands (visible ASCII) and whose request decodes
-/// to clean text: a target that fails here would fail after the session exists.
-pub fn safe_return_to(ctx: &PageContext, return_to: &str) -> Option<String> {
-    let prefix = format!("{}?", ctx.path("/authorize"));
-    let safe = return_to.strip_prefix(&prefix).is_some_and(|query| {
-        return_to
-            .bytes()
-            .all(|b| b.is_ascii_graphic() && b != b'\\')
-            && input::check_query(query).is_ok()
-    });
-    if !safe && !return_to.is_empty() {
-        tracing::info!(return_to = ?return_to, "return_to refused: not a clean authorization request of this tenant");
-    }
-    safe.then(|| return_to.to_owned())
 }
 
 csrf_protected!(ConsentForm);

@@ -10,10 +10,10 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::pages::authorize::{permit_return_to_client, safe_return_to};
 use crate::pages::context::{CsrfOnly, PageContext, Submitted, csrf_protected};
 use crate::pages::errors::{FormError, Shown, shown};
-use crate::pages::factors;
+use crate::pages::navigation;
+use crate::pages::navigation::{permit_return_to_client, safe_return_to};
 use crate::state::AppState;
 
 #[derive(Deserialize, Default)]
@@ -148,7 +148,7 @@ pub async fn sign_in(Submitted { ctx, form }: Submitted<SignInForm>) -> HttpResp
         // The password was right; the second factor comes next, on its own page.
         Ok(SignInOutcome::SecondFactor(pending)) => {
             let mut response =
-                ctx.redirect(&factors::second_factor_url(&ctx, return_to.as_deref()));
+                ctx.redirect(&navigation::second_factor_url(&ctx, return_to.as_deref()));
             ctx.set_pending_sign_in(&mut response, Some(&pending.token));
             response
         }

@@ -11,8 +11,8 @@ use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::pages::authorize::{permit_return_to_client, safe_return_to};
 use crate::pages::context::{PageContext, Submitted, csrf_protected};
+use crate::pages::navigation::{return_to, second_factor_url, sign_in_url, with_return};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -44,36 +44,6 @@ pub struct ConfirmForm {
     enrolment: String,
     code: String,
     return_to: String,
-}
-
-/// The second-factor page, coming back to `return_to` (a local path) afterwards.
-pub fn second_factor_url(ctx: &PageContext, return_to: Option<&str>) -> String {
-    with_return(ctx, "/signin/second-factor", return_to)
-}
-
-/// Where these pages may send the browser afterwards: an authorization request of
-/// this tenant, or one of the account pages. Never anywhere else.
-pub(super) async fn return_to(ctx: &PageContext, requested: &str) -> Option<String> {
-    if let Some(authorize) = safe_return_to(ctx, requested) {
-        // The form here ends in a redirect to the client: CSP must allow that.
-        permit_return_to_client(ctx, &authorize).await;
-        return Some(authorize);
-    }
-    [ctx.path("/account"), ctx.path("/account/security")]
-        .into_iter()
-        .find(|page| page == requested)
-}
-
-fn with_return(ctx: &PageContext, page: &str, return_to: Option<&str>) -> String {
-    match return_to {
-        Some(back) => {
-            let query = form_urlencoded::Serializer::new(String::new())
-                .append_pair("return_to", back)
-                .finish();
-            format!("{}?{query}", ctx.path(page))
-        }
-        None => ctx.path(page),
-    }
 }
 
 /// Who is asking: a sign-in waiting for its second factor, or a signed-in user
@@ -148,10 +118,6 @@ pub async fn second_factor_page(ctx: PageContext, query: web::Query<ReturnQuery>
         Ok(None) => ctx.redirect(&sign_in_url(&ctx, return_to.as_deref())),
         Err(error) => ctx.internal_error(&error),
     }
-}
-
-pub(super) fn sign_in_url(ctx: &PageContext, return_to: Option<&str>) -> String {
-    with_return(ctx, "/signin", return_to)
 }
 
 pub async fn second_factor(Submitted { ctx, form }: Submitted<SecondFactorForm>) -> HttpResponse {
@@ -251,7 +217,7 @@ pub(super) async fn security_view(
         Ok(factors) => factors,
         Err(error) => return ctx.internal_error(&error),
     };
-    let passkey_list = match super::passkeys::listing(ctx, session.user_id).await {
+    let passkey_list = match passkey_listing(ctx, session.user_id).await {
         Ok(list) => list,
         Err(error) => return ctx.internal_error(&error),
     };
@@ -517,3 +483,27 @@ pub async fn regenerate_recovery_codes(Submitted { ctx, .. }: Submitted<CsrfForm
 }
 
 csrf_protected!(ConfirmForm, CsrfForm, SecondFactorForm);
+
+/// The user's passkeys as the security page lists them.
+async fn passkey_listing(
+    ctx: &PageContext,
+    user: gatehouse_core::ids::UserId,
+) -> Result<Vec<serde_json::Value>, AuthnError> {
+    let format = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
+    Ok(ctx
+        .state
+        .authn
+        .passkeys(ctx.tenant.tenant.id, user)
+        .await?
+        .into_iter()
+        .map(|passkey| {
+            json!({
+                "id": passkey.id.to_string(),
+                "name": passkey.name,
+                "created_at": format(passkey.created_at),
+                "last_used_at": passkey.last_used_at.map(format),
+                "synced": passkey.backup_eligible,
+            })
+        })
+        .collect())
+}

@@ -10,6 +10,7 @@ mod entry;
 mod errors;
 mod factors;
 mod logout;
+mod navigation;
 mod passkeys;
 mod recovery;
 

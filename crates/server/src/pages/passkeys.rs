@@ -27,9 +27,8 @@ use serde_json::{Value, json};
 
 use crate::http::answer::{Answer, answered};
 use crate::pages::context::{PageContext, Submitted, csrf_protected};
-use crate::pages::factors::{
-    return_to, second_factor_url, security_view, sign_in_url, step_up_first,
-};
+use crate::pages::factors::{security_view, step_up_first};
+use crate::pages::navigation::{return_to, second_factor_url, sign_in_url};
 
 /// The request header that carries the page's CSRF token.
 pub const CSRF_HEADER: &str = "x-csrf-token";
@@ -198,27 +197,6 @@ fn authn_error(ctx: &PageContext, error: AuthnError) -> HttpResponse {
             )
         }
     }
-}
-
-/// The user's passkeys as the security page lists them.
-pub(super) async fn listing(ctx: &PageContext, user: UserId) -> Result<Vec<Value>, AuthnError> {
-    let format = |at: chrono::DateTime<chrono::Utc>| at.format("%Y-%m-%d %H:%M UTC").to_string();
-    Ok(ctx
-        .state
-        .authn
-        .passkeys(ctx.tenant.tenant.id, user)
-        .await?
-        .into_iter()
-        .map(|passkey| {
-            json!({
-                "id": passkey.id.to_string(),
-                "name": passkey.name,
-                "created_at": format(passkey.created_at),
-                "last_used_at": passkey.last_used_at.map(format),
-                "synced": passkey.backup_eligible,
-            })
-        })
-        .collect())
 }
 
 // ---- adding a passkey (signed in) ----
