@@ -423,9 +423,9 @@ mod tests {
 
     impl Env {
         fn new(backend: Backend) -> Env {
-            let kit = crate::test_kit::Kit::with(
+            let kit = crate::testing::kit::Kit::with(
                 backend,
-                crate::test_kit::KitOptions {
+                crate::testing::kit::KitOptions {
                     settings: json!({
                         "scopes": { "entitlements": ["roles", "groups"], "teams": ["groups"] }
                     }),
@@ -455,7 +455,7 @@ mod tests {
 
         /// An active user with a verified primary address and [`PASSWORD`].
         fn user(&self, email: &str) -> UserId {
-            let phc = PasswordHasher::new(&crate::test_kit::cheap_passwords(8))
+            let phc = PasswordHasher::new(&crate::testing::kit::cheap_passwords(8))
                 .unwrap()
                 .hash(PASSWORD)
                 .unwrap();

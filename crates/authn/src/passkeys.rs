@@ -1102,6 +1102,7 @@ mod tests {
         ClientInfo {
             ip: Some(ip.into()),
             user_agent: Some("test".into()),
+            locale: None,
         }
     }
 
@@ -1139,7 +1140,7 @@ mod tests {
         }
 
         fn with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Env {
-            let kit = crate::test_kit::Kit::with(backend, Default::default(), |config| {
+            let kit = crate::testing::kit::Kit::with(backend, Default::default(), |config| {
                 // These tests hash real passwords at the default cost as before.
                 config.passwords = Config::default().passwords;
                 adjust(config);

@@ -91,7 +91,7 @@ use std::fmt;
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
-use gatehouse_identity_store::account_recoveries::{self, NewRecovery, Recovery, RecoveryState};
+use gatehouse_identity_store::account_recoveries::{self, NewRecovery, RecoveryState};
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
@@ -100,7 +100,7 @@ use gatehouse_identity_store::{AnyConnection, db, fold_key, grants, rate_limits,
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::mail::OutgoingMail;
+use crate::mail_render::{Mail, MailKind, SignInChange};
 use crate::registration::{LinkBase, valid_email};
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::{AuthnError, recovery_codes, secrets, totp};
@@ -281,73 +281,12 @@ fn remove_second_factors(
     Ok(app + codes + passkeys)
 }
 
-fn reset_link_mail(to: &str, link: &str, lifetime: Duration) -> OutgoingMail {
-    OutgoingMail {
+/// The notice after a reset, in the language of the request that made it.
+fn changed_mail(to: &str, change: SignInChange, client: &ClientInfo) -> Mail {
+    Mail {
         to: to.to_owned(),
-        subject: "Reset your password".to_owned(),
-        text_body: format!(
-            "Someone, perhaps you, asked to reset the password of your account.\n\n\
-             Choose a new password here within {} minutes:\n\n{link}\n\n\
-             The link works once. If you did not ask for it, ignore this message: \
-             your password stays as it is.",
-            lifetime.num_minutes()
-        ),
-        html_body: None,
-    }
-}
-
-fn admin_reset_mail(to: &str, link: &str, lifetime: Duration) -> OutgoingMail {
-    OutgoingMail {
-        to: to.to_owned(),
-        subject: "Your account was reset by an administrator".to_owned(),
-        text_body: format!(
-            "An administrator reset the sign-in of your account: your password and \
-             your second factors (authenticator app, recovery codes, passkeys) were \
-             removed, and every session was signed out.\n\n\
-             Choose a new password here within {} minutes:\n\n{link}\n\n\
-             The link works once; afterwards, set up your second factors again. If the \
-             link has expired, use \"Forgot password\" on the sign-in page.",
-            lifetime.num_minutes()
-        ),
-        html_body: None,
-    }
-}
-
-fn factor_recovery_mail(
-    to: &str,
-    recovery: &Recovery,
-    complete: &str,
-    cancel: &str,
-) -> OutgoingMail {
-    let ready = recovery.ready_at.format("%Y-%m-%d %H:%M UTC");
-    let expires = recovery.expires_at.format("%Y-%m-%d %H:%M UTC");
-    OutgoingMail {
-        to: to.to_owned(),
-        subject: "Your second factors will be removed".to_owned(),
-        text_body: format!(
-            "Someone, perhaps you, said they lost every second factor of your account \
-             (authenticator app, recovery codes, passkeys) and asked to remove them.\n\n\
-             IF THIS WAS NOT YOU, cancel it now, and change your email password:\n\n\
-             {cancel}\n\n\
-             If it was you: from {ready} you can remove them and choose a new password \
-             here (until {expires}):\n\n{complete}\n\n\
-             Signing in with a second factor before then also cancels the request."
-        ),
-        html_body: None,
-    }
-}
-
-fn changed_mail(to: &str, what: &str) -> OutgoingMail {
-    OutgoingMail {
-        to: to.to_owned(),
-        subject: "Your account's sign-in was changed".to_owned(),
-        text_body: format!(
-            "{what}\n\nEvery session of your account was signed out, and apps you had \
-             signed in to must ask you again.\n\n\
-             If this was not you, use \"Forgot password\" on the sign-in page at once \
-             and tell your administrator."
-        ),
-        html_body: None,
+        locale: client.locale.clone(),
+        kind: MailKind::SignInChanged { change },
     }
 }
 
@@ -686,7 +625,7 @@ impl Authn {
                 .issue_password_reset(tenant, identifier, links, client)
                 .await
             {
-                Ok(Some(mail)) => authn.send_in_background(mail, "password reset"),
+                Ok(Some(mail)) => authn.send_in_background(tenant, mail, "password reset"),
                 Ok(None) => {}
                 Err(error) => tracing::error!(%error, "issuing a password reset link failed"),
             }
@@ -701,7 +640,7 @@ impl Authn {
         identifier: String,
         links: LinkBase,
         client: ClientInfo,
-    ) -> Result<Option<OutgoingMail>, AuthnError> {
+    ) -> Result<Option<Mail>, AuthnError> {
         self.blocking(move |inner, conn| {
             let now = inner.now();
             let lifetime = inner.settings.password_reset_link_lifetime;
@@ -753,8 +692,13 @@ impl Authn {
                 )?;
                 Ok::<_, AuthnError>(token)
             })?;
-            Ok(token.zip(account).map(|(token, (_, address))| {
-                reset_link_mail(&address, &link(&links, RESET_PATH, &token), lifetime)
+            Ok(token.zip(account).map(|(token, (_, address))| Mail {
+                to: address,
+                locale: client.locale.clone(),
+                kind: MailKind::PasswordReset {
+                    link: link(&links, RESET_PATH, &token),
+                    valid_minutes: lifetime.num_minutes(),
+                },
             }))
         })
         .await
@@ -857,15 +801,12 @@ impl Authn {
                     Ok::<_, AuthnError>(signed_out)
                 })?;
                 inner.announce_reset(tenant, user.id, signed_out.sessions);
-                Ok(user.primary_email().map(|email| {
-                    changed_mail(
-                        &email.value,
-                        "The password of your account was reset with a link sent to this address.",
-                    )
-                }))
+                Ok(user
+                    .primary_email()
+                    .map(|email| changed_mail(&email.value, SignInChange::PasswordReset, &client)))
             })
             .await?;
-        self.send_notice(notice).await;
+        self.send_notice(tenant, notice).await;
         Ok(())
     }
 
@@ -933,16 +874,20 @@ impl Authn {
                     )?;
                     Ok::<_, AuthnError>(recovery)
                 })?;
-                let mail = factor_recovery_mail(
-                    &address,
-                    &recovery,
-                    &link(&links, FACTOR_RECOVERY_PATH, &recovery_token),
-                    &link(&links, CANCEL_PATH, &cancel_token),
-                );
+                let mail = Mail {
+                    to: address,
+                    locale: client.locale.clone(),
+                    kind: MailKind::FactorRecovery {
+                        cancel_link: link(&links, CANCEL_PATH, &cancel_token),
+                        complete_link: link(&links, FACTOR_RECOVERY_PATH, &recovery_token),
+                        ready_at: recovery.ready_at,
+                        expires_at: recovery.expires_at,
+                    },
+                };
                 Ok((recovery, mail))
             })
             .await?;
-        if let Err(error) = self.inner.mailer.send(&mail).await {
+        if let Err(error) = self.send_mail(tenant, mail).await {
             let id = recovery.id.clone();
             let user = recovery.user_id;
             self.blocking(move |inner, conn| {
@@ -1131,16 +1076,11 @@ impl Authn {
                 tracing::debug!(removed, "second factors removed by a recovery");
                 inner.announce_reset(tenant, user.id, signed_out.sessions);
                 Ok(user.primary_email().map(|email| {
-                    changed_mail(
-                        &email.value,
-                        "The second factors of your account (authenticator app, recovery \
-                         codes, passkeys) were removed and a new password was set, as asked \
-                         a day ago. Set up a second factor again soon.",
-                    )
+                    changed_mail(&email.value, SignInChange::FactorsRecovered, &client)
                 }))
             })
             .await?;
-        self.send_notice(notice).await;
+        self.send_notice(tenant, notice).await;
         Ok(())
     }
 
@@ -1215,11 +1155,18 @@ impl Authn {
                     link_sent: false,
                 };
                 inner.announce_reset(tenant, user.id, signed_out.sessions);
-                let mail = admin_reset_mail(&address, &link(&links, RESET_PATH, &token), lifetime);
+                let mail = Mail {
+                    to: address,
+                    locale: client.locale.clone(),
+                    kind: MailKind::AdminReset {
+                        link: link(&links, RESET_PATH, &token),
+                        valid_minutes: lifetime.num_minutes(),
+                    },
+                };
                 Ok((outcome, mail))
             })
             .await?;
-        let link_sent = match self.inner.mailer.send(&mail).await {
+        let link_sent = match self.send_mail(tenant, mail).await {
             Ok(()) => true,
             Err(error) => {
                 tracing::error!(%error, "the reset link of an administrator's reset could not be sent");
@@ -1234,9 +1181,9 @@ impl Authn {
 
     /// Sends the after-reset notice. The reset has happened; a mail failure is
     /// logged, not turned into an error page for a change that was made.
-    async fn send_notice(&self, notice: Option<OutgoingMail>) {
+    async fn send_notice(&self, tenant: TenantId, notice: Option<Mail>) {
         if let Some(mail) = notice
-            && let Err(error) = self.inner.mailer.send(&mail).await
+            && let Err(error) = self.send_mail(tenant, mail).await
         {
             tracing::error!(%error, "the notice of an account reset could not be sent");
         }
@@ -1282,6 +1229,7 @@ mod tests {
         ClientInfo {
             ip: Some(ip.into()),
             user_agent: Some("test".into()),
+            locale: None,
         }
     }
 
@@ -1312,7 +1260,7 @@ mod tests {
 
     impl Env {
         fn new(backend: Backend) -> Env {
-            let kit = crate::test_kit::Kit::with(backend, Default::default(), |config| {
+            let kit = crate::testing::kit::Kit::with(backend, Default::default(), |config| {
                 config.sign_in.ip_lockout_threshold = 8;
             });
             Env {
@@ -1337,7 +1285,7 @@ mod tests {
 
         /// An active user with a verified primary address and the password [`OLD`].
         fn user(&self, email: &str) -> UserId {
-            let phc = PasswordHasher::new(&crate::test_kit::cheap_passwords(8))
+            let phc = PasswordHasher::new(&crate::testing::kit::cheap_passwords(8))
                 .unwrap()
                 .hash(OLD)
                 .unwrap();

@@ -680,9 +680,9 @@ mod tests {
 
         /// `connections` pooled connections for the service; its own hashing pool.
         fn with(backend: Backend, connections: u32, hashing: HashingPool) -> Env {
-            let kit = crate::test_kit::Kit::with(
+            let kit = crate::testing::kit::Kit::with(
                 backend,
-                crate::test_kit::KitOptions {
+                crate::testing::kit::KitOptions {
                     connections,
                     ..Default::default()
                 },
@@ -744,7 +744,7 @@ mod tests {
         }
 
         fn user(&self, email: &str) -> UserId {
-            self.user_with(email, true, true, &crate::test_kit::cheap_passwords(8))
+            self.user_with(email, true, true, &crate::testing::kit::cheap_passwords(8))
         }
 
         async fn sign_in(
@@ -815,6 +815,7 @@ mod tests {
                 ClientInfo {
                     ip: Some(IP.into()),
                     user_agent: Some("test".into()),
+                    locale: None,
                 },
             )
             .await
@@ -969,13 +970,13 @@ mod tests {
             "dan@example.com",
             false,
             true,
-            &crate::test_kit::cheap_passwords(8),
+            &crate::testing::kit::cheap_passwords(8),
         );
         let inactive = env.user_with(
             "eve@example.com",
             true,
             false,
-            &crate::test_kit::cheap_passwords(8),
+            &crate::testing::kit::cheap_passwords(8),
         );
         runtime().block_on(async {
             let refused = env.sign_in("dan@example.com", PASSWORD, None).await;
@@ -1006,7 +1007,7 @@ mod tests {
             "frank@example.com",
             true,
             true,
-            &crate::test_kit::cheap_passwords(16),
+            &crate::testing::kit::cheap_passwords(16),
         );
         let before = env.credential(frank).secret(&env.cipher).unwrap();
         assert!(String::from_utf8_lossy(&before).starts_with("$argon2id$v=19$m=16,"));
