@@ -19,6 +19,17 @@ pub mod soft_authenticator;
 
 pub use plain_mail::PlainMailRenderer;
 
+/// A new bearer secret and its stored digest, made as the service makes them (for
+/// tests that put sessions and links into the store directly).
+pub fn secret() -> (String, String) {
+    crate::secrets::generate()
+}
+
+/// The stored digest of a bearer secret.
+pub fn secret_digest(secret: &str) -> String {
+    crate::secrets::digest(secret)
+}
+
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -50,6 +50,8 @@ pub struct KitOptions {
     pub connections: u32,
     /// The tenant's settings.
     pub settings: serde_json::Value,
+    /// The hashing pool's threads and queue; the machine's default when `None`.
+    pub hashing: Option<(usize, usize)>,
 }
 
 impl Default for KitOptions {
@@ -57,6 +59,7 @@ impl Default for KitOptions {
         KitOptions {
             connections: 4,
             settings: serde_json::json!({}),
+            hashing: None,
         }
     }
 }
@@ -98,7 +101,7 @@ impl Kit {
         )
         .unwrap();
         let bus = EventBus::in_process();
-        let authn = Authn::new(
+        let mut authn = Authn::new(
             &config,
             pool.clone(),
             cipher.clone(),
@@ -107,6 +110,10 @@ impl Kit {
             PlainMailRenderer::shared(),
         )
         .unwrap();
+        if let Some((threads, queue)) = options.hashing {
+            Arc::get_mut(&mut authn.inner).unwrap().hashing =
+                crate::hashing::HashingPool::new(threads, queue).unwrap();
+        }
         Kit {
             authn,
             pool,
