@@ -86,6 +86,7 @@ fn env(db: &TestDb) -> Env {
         cipher.clone(),
         Arc::new(clock.clone()),
         EventBus::in_process(),
+        gatehouse_authn::testing::PlainMailRenderer::shared(),
     )
     .unwrap();
     let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::new(clock.clone()));

@@ -11,7 +11,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::AuthnError;
-use crate::mail::OutgoingMail;
+use crate::mail_render::{Mail, MailKind};
 use crate::password::Verification;
 use crate::registration::{LinkBase, issue_verification, valid_new_email};
 use crate::service::{Authn, ClientInfo};
@@ -224,37 +224,47 @@ impl Authn {
         let mails = self
             .blocking(move |inner, conn| {
                 // Another user's address, or one that looks like it, is taken.
-                if users::primary_email_look_alike_holder(conn, tenant, &new_email)?.is_some_and(|other| other != user.id) {
+                if users::primary_email_look_alike_holder(conn, tenant, &new_email)?
+                    .is_some_and(|other| other != user.id)
+                {
                     return Err(AuthnError::EmailTaken);
                 }
                 let token = db::transaction_with(conn, |conn| {
                     let token = issue_verification(inner, conn, tenant, user.id, &new_email)?;
-                    inner.audit(conn, tenant, format!("user:{}", user.id), "email.change_requested", Some(format!("user:{}", user.id)), Outcome::Success, &client, json!({}))?;
+                    inner.audit(
+                        conn,
+                        tenant,
+                        format!("user:{}", user.id),
+                        "email.change_requested",
+                        Some(format!("user:{}", user.id)),
+                        Outcome::Success,
+                        &client,
+                        json!({}),
+                    )?;
                     Ok::<_, AuthnError>(token)
                 })?;
-                let mut mails = vec![OutgoingMail {
+                let mut mails = vec![Mail {
                     to: new_email.clone(),
-                    subject: "Confirm your new email address".into(),
-                    text_body: format!("Open this link to make this your sign-in address:\n\n{}/verify?token={token}\n\nThe link works once.", links.0),
-                    html_body: None,
+                    locale: client.locale.clone(),
+                    kind: MailKind::VerifyNewEmail {
+                        link: links.verify(&token),
+                    },
                 }];
                 if let Some(old) = user.primary_email() {
-                    mails.push(OutgoingMail {
+                    mails.push(Mail {
                         to: old.value.clone(),
-                        subject: "Your email address is being changed".into(),
-                        text_body: format!(
-                            "Someone signed in to your account asked to change its email address to {new_email}.\n\n\
-                             If this was not you, sign in and change your password now: {}/signin",
-                            links.0
-                        ),
-                        html_body: None,
+                        locale: client.locale.clone(),
+                        kind: MailKind::EmailChangeRequested {
+                            new_email: new_email.clone(),
+                            sign_in_link: links.sign_in(),
+                        },
                     });
                 }
                 Ok(mails)
             })
             .await?;
-        for mail in &mails {
-            self.inner.mailer.send(mail).await?;
+        for mail in mails {
+            self.send_mail(tenant, mail).await?;
         }
         Ok(())
     }

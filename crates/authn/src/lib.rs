@@ -14,6 +14,7 @@ mod factor_attempts;
 mod hashing;
 pub mod lifecycle;
 pub mod mail;
+pub mod mail_render;
 pub mod passkeys;
 pub mod password;
 pub mod recovery;
@@ -26,14 +27,13 @@ pub mod settings;
 pub mod setup;
 pub mod sign_in;
 pub mod signup_mail;
-#[cfg(test)]
-mod test_kit;
 #[cfg(any(test, feature = "test-support"))]
 pub mod testing;
 pub mod totp;
 
 pub use error::AuthnError;
 pub use mail::{Mailer, OutgoingMail};
+pub use mail_render::{Mail, MailKind, MailRenderer, SignInChange};
 pub use password::{
     HashMemory, PasswordHasher, PasswordPolicy, PolicyCode, PolicyViolation, Verification,
 };

@@ -1,4 +1,6 @@
 //! Outgoing mail: SMTP through lettre, or `.eml` files when no SMTP server is set.
+//! What a mail says is not decided here: the service describes it
+//! ([`crate::mail_render::Mail`]) and its renderer writes the [`OutgoingMail`].
 //!
 //! Mail bodies carry single-use links (verification, recovery), so they are never
 //! logged and [`OutgoingMail`]'s `Debug` leaves them out.

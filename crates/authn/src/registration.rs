@@ -14,7 +14,7 @@ use gatehouse_identity_store::users::{self, Email, Name, UserData};
 use gatehouse_identity_store::{AnyConnection, StoreError, db, identifier_problem, rate_limits};
 use serde_json::json;
 
-use crate::mail::OutgoingMail;
+use crate::mail_render::{Mail, MailKind};
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::settings::TenantPolicy;
 use crate::{AuthnError, secrets, signup_mail};
@@ -32,8 +32,12 @@ pub struct Registration {
 pub struct LinkBase(pub String);
 
 impl LinkBase {
-    fn verify(&self, token: &str) -> String {
+    pub(crate) fn verify(&self, token: &str) -> String {
         format!("{}/verify?token={token}", self.0)
+    }
+
+    pub(crate) fn sign_in(&self) -> String {
+        format!("{}/signin", self.0)
     }
 }
 
@@ -84,42 +88,11 @@ pub(crate) fn issue_verification(
     Ok(token)
 }
 
-fn verification_mail(to: &str, link: &str) -> OutgoingMail {
-    OutgoingMail {
+fn verification_mail(to: &str, link: String, client: &ClientInfo) -> Mail {
+    Mail {
         to: to.to_owned(),
-        subject: "Confirm your email address".to_owned(),
-        text_body: format!(
-            "Welcome!\n\nConfirm your email address by opening this link:\n\n{link}\n\n\
-             The link works once. If you did not sign up, ignore this message."
-        ),
-        html_body: None,
-    }
-}
-
-fn already_registered_mail(to: &str, sign_in: &str) -> OutgoingMail {
-    OutgoingMail {
-        to: to.to_owned(),
-        subject: "Someone tried to sign up with your address".to_owned(),
-        text_body: format!(
-            "Someone, perhaps you, tried to create an account with this email address, \
-             but you already have one.\n\nSign in here: {sign_in}\n\n\
-             If it was not you, you can ignore this message; nothing was changed."
-        ),
-        html_body: None,
-    }
-}
-
-fn look_alike_mail(to: &str) -> OutgoingMail {
-    OutgoingMail {
-        to: to.to_owned(),
-        subject: "This address cannot be used to sign up".to_owned(),
-        text_body: "Someone, perhaps you, tried to create an account with this email \
-             address. It looks too much like the address of an existing account to tell \
-             the two apart, so no account was created.\n\n\
-             Please sign up with another address. If it was not you, you can ignore this \
-             message."
-            .to_owned(),
-        html_body: None,
+        locale: client.locale.clone(),
+        kind: MailKind::VerifyEmail { link },
     }
 }
 
@@ -221,7 +194,8 @@ impl Authn {
                             tenant,
                             user: user.id,
                         });
-                        Ok(mail_allowed.then(|| verification_mail(&email, &links.verify(&token))))
+                        Ok(mail_allowed
+                            .then(|| verification_mail(&email, links.verify(&token), &client)))
                     }
                     Err(AuthnError::Store(StoreError::Conflict { field, .. })) => {
                         // Unlike a duplicate, a look-alike's mailbox has no account:
@@ -238,12 +212,16 @@ impl Authn {
                             &client,
                             json!({ "notified": mail_allowed, "look_alike": look_alike }),
                         )?;
-                        Ok(mail_allowed.then(|| {
-                            if look_alike {
-                                look_alike_mail(&email)
+                        Ok(mail_allowed.then(|| Mail {
+                            to: email.clone(),
+                            locale: client.locale.clone(),
+                            kind: if look_alike {
+                                MailKind::LookAlikeAddress
                             } else {
-                                already_registered_mail(&email, &format!("{}/signin", links.0))
-                            }
+                                MailKind::AlreadyRegistered {
+                                    sign_in_link: links.sign_in(),
+                                }
+                            },
                         }))
                     }
                     Err(other) => Err(other),
@@ -253,7 +231,7 @@ impl Authn {
         // The account exists now; a mail outage must not turn that into an error page
         // (and a differing answer). The user can ask for the link again.
         if let Some(mail) = mail {
-            self.send_in_background(mail, "sign-up");
+            self.send_in_background(tenant, mail, "sign-up");
         }
         Ok(())
     }
@@ -373,7 +351,7 @@ impl Authn {
                     .issue_resent_verification(tenant, email, links, client)
                     .await
                 {
-                    Ok(Some(mail)) => authn.send_in_background(mail, "verification"),
+                    Ok(Some(mail)) => authn.send_in_background(tenant, mail, "verification"),
                     Ok(None) => {}
                     Err(error) => tracing::error!(%error, "resending a verification link failed"),
                 }
@@ -389,7 +367,7 @@ impl Authn {
         email: String,
         links: LinkBase,
         client: ClientInfo,
-    ) -> Result<Option<OutgoingMail>, AuthnError> {
+    ) -> Result<Option<Mail>, AuthnError> {
         self.blocking(move |inner, conn| {
             let now = inner.now();
             let Some(user) = users::find_by_primary_email(conn, tenant, &email)? else {
@@ -415,7 +393,8 @@ impl Authn {
             })?;
             Ok(Some(verification_mail(
                 &primary.value,
-                &links.verify(&token),
+                links.verify(&token),
+                &client,
             )))
         })
         .await

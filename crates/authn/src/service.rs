@@ -11,11 +11,12 @@ use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
-use gatehouse_identity_store::{AnyConnection, Pool, StoreError};
+use gatehouse_identity_store::{AnyConnection, Pool, StoreError, tenants};
 
 use crate::AuthnError;
 use crate::hashing::HashingPool;
 use crate::mail::{Mailer, OutgoingMail};
+use crate::mail_render::{Mail, MailRenderer};
 use crate::password::{HashMemory, PasswordHasher, PasswordPolicy};
 use crate::settings::AuthnSettings;
 
@@ -24,6 +25,9 @@ use crate::settings::AuthnSettings;
 pub struct ClientInfo {
     pub ip: Option<String>,
     pub user_agent: Option<String>,
+    /// The language negotiated for the request (`"de"`): mail the request causes is
+    /// written in it.
+    pub locale: Option<String>,
 }
 
 #[derive(Clone, Debug)]
@@ -42,6 +46,8 @@ pub(crate) struct Inner {
     pub(crate) hashing: HashingPool,
     pub(crate) policy: PasswordPolicy,
     pub(crate) mailer: Mailer,
+    /// Words and layout of every mail (the server's templates).
+    pub(crate) mail_renderer: Arc<dyn MailRenderer>,
     pub(crate) settings: AuthnSettings,
     /// Work that leaves the request path (mail, account-dependent steps).
     pub(crate) background: Background,
@@ -88,6 +94,7 @@ impl Authn {
         cipher: Cipher,
         clock: SharedClock,
         events: EventBus,
+        mail_renderer: Arc<dyn MailRenderer>,
     ) -> Result<Authn, AuthnError> {
         Ok(Authn {
             inner: Arc::new(Inner {
@@ -95,6 +102,7 @@ impl Authn {
                 hashing: HashingPool::for_this_machine()?,
                 policy: PasswordPolicy::new(&config.passwords),
                 mailer: Mailer::from_config(config)?,
+                mail_renderer,
                 settings: AuthnSettings::from_config(config),
                 background: Background::default(),
                 pool,
@@ -136,13 +144,34 @@ impl Authn {
     /// Sends `mail` after the answer: the answer never waits for SMTP, and never
     /// waits for it only for some addresses. A failure is logged; the user can ask
     /// again.
-    pub(crate) fn send_in_background(&self, mail: OutgoingMail, what: &'static str) {
-        let mailer = self.inner.mailer.clone();
+    pub(crate) fn send_in_background(&self, tenant: TenantId, mail: Mail, what: &'static str) {
+        let authn = self.clone();
         self.inner.background.spawn(async move {
-            if let Err(error) = mailer.send(&mail).await {
+            if let Err(error) = authn.send_mail(tenant, mail).await {
                 tracing::error!(%error, what, "mail could not be sent");
             }
         });
+    }
+
+    /// Renders `mail` in the tenant's theme and sends it.
+    pub(crate) async fn send_mail(&self, tenant: TenantId, mail: Mail) -> Result<(), AuthnError> {
+        let outgoing = self.render_mail(tenant, mail).await?;
+        self.inner.mailer.send(&outgoing).await
+    }
+
+    /// Off the async workers: the tenant is read on a pooled connection, given back
+    /// before rendering (which may read template files).
+    async fn render_mail(&self, tenant: TenantId, mail: Mail) -> Result<OutgoingMail, AuthnError> {
+        let inner = Arc::clone(&self.inner);
+        tokio::task::spawn_blocking(move || {
+            let tenant = {
+                let mut conn = inner.pool.get().map_err(StoreError::from)?;
+                tenants::get(&mut conn, tenant)?
+            };
+            inner.mail_renderer.render(&tenant, &mail)
+        })
+        .await
+        .map_err(|e| AuthnError::Internal(e.to_string()))?
     }
 
     /// Runs password hashing work on the hashing pool, without a database connection.

@@ -119,6 +119,7 @@ mod tests {
                 Cipher::new(vec![MasterKey::generate()]).unwrap(),
                 Arc::new(clock.clone()),
                 EventBus::in_process(),
+                crate::testing::PlainMailRenderer::shared(),
             )
             .unwrap();
             Env {
@@ -137,7 +138,7 @@ mod tests {
         fn allowed(&self, address: &str, ip: Option<&str>) -> bool {
             let client = ClientInfo {
                 ip: ip.map(str::to_owned),
-                user_agent: None,
+                ..ClientInfo::default()
             };
             signup_mail_allowed(
                 &mut self.conn(),

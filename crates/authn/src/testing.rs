@@ -1,5 +1,6 @@
 //! Test support: [`SmtpCatcher`], a small real SMTP server on 127.0.0.1 that records
-//! every message it is given, and helpers to read those messages.
+//! every message it is given, and helpers to read those messages; the service's test
+//! environment ([`kit`]) and a mail renderer for it ([`PlainMailRenderer`]).
 //!
 //! It speaks enough SMTP for lettre and other clients (EHLO/HELO, MAIL FROM,
 //! RCPT TO, DATA with dot-unstuffing, RSET, NOOP, QUIT, several messages per
@@ -9,8 +10,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// The service's test environment: database, tenant, service, SMTP catcher, clock.
+pub mod kit;
+/// A mail renderer for tests that run without the server's templates.
+pub mod plain_mail;
 /// A software passkey authenticator, for the passkey ceremonies.
 pub mod soft_authenticator;
+
+pub use plain_mail::PlainMailRenderer;
+
+/// A new bearer secret and its stored digest, made as the service makes them (for
+/// tests that put sessions and links into the store directly).
+pub fn secret() -> (String, String) {
+    crate::secrets::generate()
+}
+
+/// The stored digest of a bearer secret.
+pub fn secret_digest(secret: &str) -> String {
+    crate::secrets::digest(secret)
+}
 
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;

@@ -376,7 +376,7 @@ fn service_sign_ins(bench: &Bench, threads: usize, measure: Duration) -> Run {
                     None,
                     ClientInfo {
                         ip: Some("127.0.0.1".into()),
-                        user_agent: None,
+                        ..ClientInfo::default()
                     },
                 ))
                 .is_ok()

@@ -221,12 +221,14 @@ impl AppState {
         };
 
         let metrics = Arc::new(Metrics::new());
+        let ui = Ui::embedded().map_err(|e| ServerError::Startup(format!("themes: {e}")))?;
         let authn = Authn::new(
             &config,
             pool.clone(),
             cipher.clone(),
             Arc::clone(&clock),
             events.clone(),
+            Arc::new(ui.clone()),
         )
         .map_err(|e| ServerError::Startup(format!("authentication service: {e}")))?;
         let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::clone(&clock));
@@ -254,7 +256,6 @@ impl AppState {
         // The subject cache, kept exact by this node's events and bounded by its
         // lifetime across nodes.
         pdp.watch(&events);
-        let ui = Ui::embedded().map_err(|e| ServerError::Startup(format!("themes: {e}")))?;
         let public_url = config.server.public_url();
         let tenants =
             TenantDirectory::new(pool.clone(), config.bootstrap.tenant.clone(), &public_url);

@@ -34,6 +34,10 @@ pub fn open_admin(config: &Config) -> Result<Admin, ServerError> {
         cipher.clone(),
         Arc::new(SystemClock),
         events.clone(),
+        // Mail an operator's action sends (a reset link) uses the tenant's templates.
+        Arc::new(
+            crate::ui::Ui::embedded().map_err(|e| ServerError::Startup(format!("themes: {e}")))?,
+        ),
     )
     .map_err(|e| ServerError::Usage(format!("cannot start the authentication service: {e}")))?;
     let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::new(SystemClock));

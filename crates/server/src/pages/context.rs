@@ -161,7 +161,8 @@ impl FromRequest for PageContext {
 
 impl PageContext {
     /// Who is asking: the client's address as `http::client_addr` decides it (the
-    /// peer, or whom a trusted proxy names) and the user agent.
+    /// peer, or whom a trusted proxy names), the user agent and the page's language
+    /// (mail the action causes is written in it).
     pub fn client(&self) -> ClientInfo {
         let peer = self.request.peer_addr().map(|a| a.ip());
         let ip = client_ip(peer, self.request.headers(), &self.state.config.server);
@@ -173,6 +174,7 @@ impl PageContext {
                 .get(header::USER_AGENT)
                 .and_then(|v| v.to_str().ok())
                 .map(|v| v.chars().take(256).collect()),
+            locale: Some(self.locale.code.to_owned()),
         }
     }
 

@@ -1,15 +1,19 @@
-//! The presentation layer of the end-user pages: templates, translations, per-tenant
-//! themes and the static files they need. Handlers build a [`PageCommon`] plus a
-//! page-specific context and call [`Ui::render`]; nothing here touches HTTP.
+//! The presentation layer of the end-user pages and of mail: templates, translations,
+//! per-tenant themes and the static files they need. Handlers build a [`PageCommon`]
+//! plus a page-specific context and call [`Ui::render`]; authn's mail goes through
+//! [`Ui::render_mail`] (`Ui` is its `MailRenderer`). Nothing here touches HTTP.
 //!
 //! Operators' view of this module (settings, overrides, languages) is
 //! `docs/theming.md`.
 
 mod assets;
 mod i18n;
+mod mail;
 mod templates;
 mod theme;
 
+#[cfg(test)]
+mod mail_tests;
 #[cfg(test)]
 mod tests;
 
@@ -24,6 +28,7 @@ use serde::Serialize;
 
 pub use assets::Asset;
 pub use i18n::Locale;
+pub use mail::RenderedMail;
 pub use theme::{
     DEFAULT_BACKGROUND_COLOR, DEFAULT_PRIMARY_COLOR, DEFAULT_TEXT_COLOR,
     SETTINGS_KEY as THEME_SETTINGS_KEY, ThemeSettings,

@@ -53,6 +53,16 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("totp_enrol.html"),
     builtin!("recovery_codes.html"),
     builtin!("recover.html"),
+    // Mail bodies (text), one per `gatehouse_authn::MailKind`.
+    builtin!("mail_verify_email.txt"),
+    builtin!("mail_already_registered.txt"),
+    builtin!("mail_look_alike_address.txt"),
+    builtin!("mail_verify_new_email.txt"),
+    builtin!("mail_email_change_requested.txt"),
+    builtin!("mail_password_reset.txt"),
+    builtin!("mail_admin_reset.txt"),
+    builtin!("mail_factor_recovery.txt"),
+    builtin!("mail_sign_in_changed.txt"),
 ];
 
 fn builtin_source(name: &str) -> Option<&'static str> {

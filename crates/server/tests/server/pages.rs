@@ -602,6 +602,33 @@ fn pages_follow_the_browser_language() {
 }
 
 #[test]
+fn mail_is_written_in_the_language_of_the_request_that_caused_it() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut browser = app.browser();
+    let form = browser.get("/signup?lang=de");
+    let done = browser.post_form(
+        "/signup",
+        &form,
+        &[("email", "jonas@example.com"), ("password", PASSWORD)],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+    let mail = app.mails(1).remove(0);
+    assert_eq!(
+        mail.header("subject").as_deref(),
+        Some("Bestätigen Sie Ihre E-Mail-Adresse")
+    );
+    assert!(
+        mail.text_body().starts_with("Willkommen!"),
+        "{}",
+        mail.text_body()
+    );
+    let link = mail
+        .find_link(&format!("{}/verify?token=", app.base))
+        .expect("verification link in the mail");
+    assert_eq!(browser.get_absolute(&link).status, 200);
+}
+
+#[test]
 fn the_setup_secret_makes_the_first_administrator_once() {
     let app = WebApp::start(Backend::Sqlite);
     assert!(app.setup_secret.starts_with("ghsetup_"));

@@ -1,9 +1,8 @@
-//! One test environment for the authentication service's own tests: a throwaway
+//! One test environment for the authentication service's tests (unit and
+//! integration): a throwaway
 //! database (SQLite or PostgreSQL), a tenant `acme`, a service with cheap Argon2
 //! and real SMTP to a catcher, a manual clock and an event bus. Each module's tests
 //! wrap it with their own helpers instead of building it again.
-
-#![allow(clippy::unwrap_used, clippy::expect_used)]
 
 use std::sync::Arc;
 
@@ -17,7 +16,7 @@ use gatehouse_identity_store::testing::TestDb;
 use gatehouse_identity_store::{Backend, Pool};
 
 use crate::Authn;
-use crate::testing::SmtpCatcher;
+use crate::testing::{PlainMailRenderer, SmtpCatcher};
 
 /// Argon2's minimum cost: these tests are about what the service does, not strength.
 pub fn cheap_passwords(memory_kib: u32) -> PasswordConfig {
@@ -30,6 +29,7 @@ pub fn cheap_passwords(memory_kib: u32) -> PasswordConfig {
 }
 
 /// What a test environment is made of; fields move out into a module's own `Env`.
+#[allow(missing_debug_implementations)]
 pub struct Kit {
     pub authn: Authn,
     pub pool: Pool,
@@ -45,10 +45,13 @@ pub struct Kit {
 }
 
 /// How to build a [`Kit`].
+#[derive(Debug)]
 pub struct KitOptions {
     pub connections: u32,
     /// The tenant's settings.
     pub settings: serde_json::Value,
+    /// The hashing pool's threads and queue; the machine's default when `None`.
+    pub hashing: Option<(usize, usize)>,
 }
 
 impl Default for KitOptions {
@@ -56,6 +59,7 @@ impl Default for KitOptions {
         KitOptions {
             connections: 4,
             settings: serde_json::json!({}),
+            hashing: None,
         }
     }
 }
@@ -97,14 +101,19 @@ impl Kit {
         )
         .unwrap();
         let bus = EventBus::in_process();
-        let authn = Authn::new(
+        let mut authn = Authn::new(
             &config,
             pool.clone(),
             cipher.clone(),
             Arc::new(clock.clone()),
             bus.clone(),
+            PlainMailRenderer::shared(),
         )
         .unwrap();
+        if let Some((threads, queue)) = options.hashing {
+            Arc::get_mut(&mut authn.inner).unwrap().hashing =
+                crate::hashing::HashingPool::new(threads, queue).unwrap();
+        }
         Kit {
             authn,
             pool,

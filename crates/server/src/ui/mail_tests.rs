@@ -1,0 +1,288 @@
+//! Mail rendering: every mail in every language, theme overrides and their fallback,
+//! and the `MailRenderer` face authn sees.
+
+use chrono::{TimeZone, Utc};
+use gatehouse_authn::{Mail, MailKind, MailRenderer, SignInChange};
+use gatehouse_core::ids::TenantId;
+use gatehouse_identity_store::tenants::Tenant;
+use serde_json::json;
+
+use super::i18n::Catalogues;
+use super::templates::BUILTIN;
+use super::*;
+
+const LINK: &str = "https://id.example.test/t/acme/recover?token=abc123";
+const CANCEL: &str = "https://id.example.test/t/acme/recover/cancel?token=def456";
+
+fn ui() -> Ui {
+    Ui::embedded().unwrap()
+}
+
+/// One of each mail, with the values that must appear in it.
+fn every_mail() -> Vec<(MailKind, Vec<&'static str>)> {
+    let ready = Utc.with_ymd_and_hms(2030, 1, 2, 3, 4, 0).unwrap();
+    let expires = Utc.with_ymd_and_hms(2030, 1, 9, 3, 4, 0).unwrap();
+    vec![
+        (MailKind::VerifyEmail { link: LINK.into() }, vec![LINK]),
+        (
+            MailKind::AlreadyRegistered {
+                sign_in_link: LINK.into(),
+            },
+            vec![LINK],
+        ),
+        (MailKind::LookAlikeAddress, vec![]),
+        (MailKind::VerifyNewEmail { link: LINK.into() }, vec![LINK]),
+        (
+            MailKind::EmailChangeRequested {
+                new_email: "hana@new.example".into(),
+                sign_in_link: LINK.into(),
+            },
+            vec!["hana@new.example", LINK],
+        ),
+        (
+            MailKind::PasswordReset {
+                link: LINK.into(),
+                valid_minutes: 15,
+            },
+            vec![LINK, "15"],
+        ),
+        (
+            MailKind::AdminReset {
+                link: LINK.into(),
+                valid_minutes: 15,
+            },
+            vec![LINK, "15"],
+        ),
+        (
+            MailKind::FactorRecovery {
+                cancel_link: CANCEL.into(),
+                complete_link: LINK.into(),
+                ready_at: ready,
+                expires_at: expires,
+            },
+            vec![CANCEL, LINK, "2030-01-02 03:04 UTC", "2030-01-09 03:04 UTC"],
+        ),
+        (
+            MailKind::SignInChanged {
+                change: SignInChange::PasswordReset,
+            },
+            vec![],
+        ),
+        (
+            MailKind::SignInChanged {
+                change: SignInChange::FactorsRecovered,
+            },
+            vec![],
+        ),
+    ]
+}
+
+fn tenant(settings: serde_json::Value) -> Tenant {
+    Tenant {
+        id: TenantId::new(),
+        slug: "acme".into(),
+        display_name: "Acme".into(),
+        settings: settings.as_object().cloned().unwrap_or_default(),
+        created_at: Utc::now(),
+        updated_at: Utc::now(),
+        version: 1,
+    }
+}
+
+fn mail(locale: Option<&str>, kind: MailKind) -> Mail {
+    Mail {
+        to: "ada@example.com".into(),
+        locale: locale.map(str::to_owned),
+        kind,
+    }
+}
+
+#[test]
+fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
+    let ui = ui();
+    let catalogues = Catalogues::parse(CATALOGUES).unwrap();
+    for (kind, values) in every_mail() {
+        let mut bodies = Vec::new();
+        for locale in Locale::ALL {
+            let context = format!("{kind:?} in {}", locale.code);
+            let rendered = ui
+                .render_mail("Acme", &ThemeSettings::default(), locale, &kind)
+                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            let subject_key = format!("mail.{}.subject", kind.name());
+            assert!(
+                catalogues.lookup(locale, &subject_key).is_some(),
+                "{context}: no {subject_key}"
+            );
+            assert!(!rendered.subject.contains("mail."), "{context}");
+            assert!(!rendered.subject.chars().any(char::is_control), "{context}");
+            let body = &rendered.text_body;
+            for leftover in ["{{", "}}", "{%", "{", "mail."] {
+                assert!(
+                    !body.contains(leftover),
+                    "{context}: {leftover:?} in\n{body}"
+                );
+            }
+            for value in &values {
+                assert!(
+                    body.contains(value),
+                    "{context}: {value} missing from\n{body}"
+                );
+            }
+            // Links stand on a line of their own (or at its end): mail clients and
+            // tests read them up to the next whitespace.
+            for link in values.iter().filter(|v| v.starts_with("https://")) {
+                assert!(
+                    body.lines().any(|line| line.trim_end().ends_with(link)),
+                    "{context}: {link} runs into text in\n{body}"
+                );
+            }
+            assert!(body.len() > 40, "{context}: {body}");
+            bodies.push((rendered.subject, body.clone()));
+        }
+        assert_ne!(bodies[0], bodies[1], "{kind:?}: German equals English");
+    }
+}
+
+#[test]
+fn every_mail_has_a_builtin_template() {
+    for (kind, _) in every_mail() {
+        let name = format!("mail_{}.txt", kind.name());
+        assert!(
+            BUILTIN.iter().any(|(builtin, _)| *builtin == name),
+            "{name} is not built in"
+        );
+    }
+}
+
+#[test]
+fn english_mail_keeps_its_words() {
+    let ui = ui();
+    let reset = ui
+        .render_mail(
+            "Acme",
+            &ThemeSettings::default(),
+            &Locale::EN,
+            &MailKind::PasswordReset {
+                link: LINK.into(),
+                valid_minutes: 15,
+            },
+        )
+        .unwrap();
+    assert_eq!(reset.subject, "Reset your password");
+    assert_eq!(
+        reset.text_body,
+        format!(
+            "Someone, perhaps you, asked to reset the password of your account.\n\n\
+             Choose a new password here within 15 minutes:\n\n{LINK}\n\n\
+             The link works once. If you did not ask for it, ignore this message: \
+             your password stays as it is."
+        )
+    );
+    let german = ui
+        .render_mail(
+            "Acme",
+            &ThemeSettings::default(),
+            &Locale::DE,
+            &MailKind::SignInChanged {
+                change: SignInChange::FactorsRecovered,
+            },
+        )
+        .unwrap();
+    assert_eq!(german.subject, "Die Anmeldung Ihres Kontos wurde geändert");
+    assert!(german.text_body.contains("zweiten Faktoren"));
+}
+
+#[test]
+fn a_theme_override_is_used_and_a_broken_one_falls_back() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mail_verify_email.txt"),
+        "Hello from {{ brand_name }}! {{ t(\"mail.verify_email.open_link\") }}\n{{ link }}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("mail_password_reset.txt"),
+        "{{ t(\"mail.password_reset.body\") }} {{ no_such_variable }}",
+    )
+    .unwrap();
+    std::fs::write(dir.path().join("mail_admin_reset.txt"), "{% if %}").unwrap();
+    let ui = ui();
+    let theme = ThemeSettings {
+        display_name: Some("Acme Login".into()),
+        template_dir: Some(dir.path().to_path_buf()),
+        ..ThemeSettings::default()
+    };
+
+    let verify = MailKind::VerifyEmail { link: LINK.into() };
+    let custom = ui
+        .render_mail("Acme", &theme, &Locale::DE, &verify)
+        .unwrap();
+    assert_eq!(
+        custom.text_body,
+        format!(
+            "Hello from Acme Login! Bestätigen Sie Ihre E-Mail-Adresse, indem Sie diesen Link öffnen:\n{LINK}"
+        )
+    );
+    assert_eq!(custom.subject, "Bestätigen Sie Ihre E-Mail-Adresse");
+    // Other tenants keep the built-in template.
+    let builtin = ui
+        .render_mail("Acme", &ThemeSettings::default(), &Locale::DE, &verify)
+        .unwrap();
+    assert!(builtin.text_body.starts_with("Willkommen!"));
+
+    // An undefined variable and a syntax error: the built-in template instead.
+    for kind in [
+        MailKind::PasswordReset {
+            link: LINK.into(),
+            valid_minutes: 15,
+        },
+        MailKind::AdminReset {
+            link: LINK.into(),
+            valid_minutes: 15,
+        },
+    ] {
+        let fallback = ui.render_mail("Acme", &theme, &Locale::EN, &kind).unwrap();
+        let expected = ui
+            .render_mail("Acme", &ThemeSettings::default(), &Locale::EN, &kind)
+            .unwrap();
+        assert_eq!(fallback.text_body, expected.text_body, "{kind:?}");
+    }
+}
+
+#[test]
+fn the_renderer_picks_the_mails_language_else_english() {
+    let ui = ui();
+    let acme = tenant(json!({}));
+    let verify = || MailKind::VerifyEmail { link: LINK.into() };
+    let german = MailRenderer::render(&ui, &acme, &mail(Some("de-CH"), verify())).unwrap();
+    assert_eq!(german.to, "ada@example.com");
+    assert_eq!(german.subject, "Bestätigen Sie Ihre E-Mail-Adresse");
+    assert!(german.html_body.is_none());
+    for locale in [None, Some("fr"), Some("not a tag")] {
+        let english = MailRenderer::render(&ui, &acme, &mail(locale, verify())).unwrap();
+        assert_eq!(english.subject, "Confirm your email address", "{locale:?}");
+        assert!(english.text_body.contains(LINK));
+    }
+    // Debug output of what authn hands over never shows a link.
+    assert!(!format!("{:?}", mail(None, verify())).contains("token"));
+}
+
+#[test]
+fn the_renderer_uses_the_tenants_theme_and_survives_a_bad_one() {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::write(
+        dir.path().join("mail_look_alike_address.txt"),
+        "Custom for {{ brand_name }}",
+    )
+    .unwrap();
+    let ui = ui();
+    let themed = tenant(json!({ "theme": { "template_dir": dir.path() } }));
+    let rendered =
+        MailRenderer::render(&ui, &themed, &mail(None, MailKind::LookAlikeAddress)).unwrap();
+    assert_eq!(rendered.text_body, "Custom for Acme");
+
+    let broken = tenant(json!({ "theme": { "primary_color": "red" } }));
+    let rendered =
+        MailRenderer::render(&ui, &broken, &mail(None, MailKind::LookAlikeAddress)).unwrap();
+    assert!(rendered.text_body.starts_with("Someone, perhaps you"));
+}
