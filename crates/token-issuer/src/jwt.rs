@@ -4,48 +4,28 @@
 //! pre-encoded header, so the hot path is one JSON serialization, one base64 pass and
 //! one signature. Verification checks the header itself, then the signature with the
 //! key named by `kid` and only that key's algorithm (public key decoded when the key
-//! ring was built; *ring* for ES256 and RS256, `ed25519-dalek` for EdDSA), and only
-//! then decodes the claims. The tests also check tokens with `jsonwebtoken`.
+//! ring was built; *ring* for all three, through `gatehouse-jose`), and only then
+//! decodes the claims. The tests also check tokens with `jsonwebtoken`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use gatehouse_jose::{Algorithm, CompactJws, JoseError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::{IssuerError, IssuerResult, Rejection};
-use crate::keys::{Algorithm, ClientKey, KeyRing};
+use crate::keys::{ClientKey, KeyRing};
+pub use crate::token_kind::TokenKind;
 
 /// Clock leeway for `exp` and `nbf` when verifying, unless the caller chooses one.
 pub const DEFAULT_LEEWAY: Duration = Duration::seconds(5);
 /// Larger leeways are capped here: a token is not valid minutes after it expired.
 pub const MAX_LEEWAY: Duration = Duration::seconds(30);
 /// Longer tokens are rejected before any parsing.
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
-
-/// Which JOSE `typ` a token carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    /// `at+jwt` (RFC 9068 §2.1), so an access token cannot pass as an ID token.
-    Access = 0,
-    /// `JWT` (OIDC Core).
-    Id = 1,
-    /// `logout+jwt` (OIDC Back-Channel Logout 1.0 §2.4), so a logout token cannot
-    /// pass as either of the others.
-    Logout = 2,
-}
-
-impl TokenKind {
-    pub fn typ(self) -> &'static str {
-        match self {
-            TokenKind::Access => "at+jwt",
-            TokenKind::Id => "JWT",
-            TokenKind::Logout => "logout+jwt",
-        }
-    }
-}
+pub const MAX_TOKEN_LEN: usize = gatehouse_jose::MAX_JWS_LEN;
 
 /// Claims that [`sign`] can sign.
 pub trait TokenClaims: Serialize {
@@ -322,17 +302,6 @@ pub fn verify_id_token_hint(
     Ok(claims)
 }
 
-#[derive(Deserialize)]
-struct JoseHeader {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
-}
-
 fn is_expected_type(kind: TokenKind, typ: &str) -> bool {
     match kind {
         TokenKind::Access => {
@@ -343,52 +312,27 @@ fn is_expected_type(kind: TokenKind, typ: &str) -> bool {
     }
 }
 
-/// A JWS in compact form, split, with its header decoded and checked for `crit`.
-/// Nothing of the payload has been read.
-struct SplitJws<'a> {
-    header: JoseHeader,
-    /// `header.payload` exactly as sent (RFC 7515 §5.2).
-    signing_input: &'a str,
-    encoded_payload: &'a str,
-    encoded_signature: &'a str,
-}
-
-fn split_jws(token: &str) -> Result<SplitJws<'_>, Rejection> {
-    // JWS compact serialization: exactly three segments (a JWE has five).
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(Rejection::Malformed);
-    }
-    let mut segments = token.split('.');
-    let (Some(encoded_header), Some(encoded_payload), Some(encoded_signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(Rejection::Malformed);
-    };
-    let header: JoseHeader = URL_SAFE_NO_PAD
-        .decode(encoded_header)
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok())
-        .ok_or(Rejection::Malformed)?;
-    if header.crit.is_some() {
+/// Splits a compact JWS and decodes its header, refusing `crit` (no extension is
+/// understood). Nothing of the payload is read.
+fn split_jws(token: &str) -> Result<CompactJws<'_>, Rejection> {
+    let jws = CompactJws::parse(token).map_err(|_| Rejection::Malformed)?;
+    if jws.header.crit.is_some() {
         return Err(Rejection::CriticalHeader);
     }
-    Ok(SplitJws {
-        header,
-        signing_input: &token[..encoded_header.len() + 1 + encoded_payload.len()],
-        encoded_payload,
-        encoded_signature,
-    })
+    Ok(jws)
 }
 
 /// Decodes the claims; only call once the signature holds.
-fn verified_claims<C: DeserializeOwned>(jws: &SplitJws<'_>) -> Result<C, Rejection> {
-    let payload = URL_SAFE_NO_PAD
-        .decode(jws.encoded_payload)
-        .map_err(|_| Rejection::Malformed)?;
-    serde_json::from_slice(&payload).map_err(|_| Rejection::BadClaims)
+fn verified_claims<C: DeserializeOwned>(jws: &CompactJws<'_>) -> Result<C, Rejection> {
+    jws.payload().map_err(|error| match error {
+        JoseError::Payload(_) => Rejection::BadClaims,
+        _ => Rejection::Malformed,
+    })
+}
+
+/// The decoded signature.
+fn signature(jws: &CompactJws<'_>) -> Result<Vec<u8>, Rejection> {
+    jws.signature().map_err(|_| Rejection::Malformed)
 }
 
 /// Header checks, key selection and signature; returns the claims unchecked.
@@ -419,10 +363,8 @@ fn verify_jws<C: DeserializeOwned>(
     if !key.is_published_at(now) {
         return Err(Rejection::KeyWithdrawn.into());
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(jws.encoded_signature)
-        .map_err(|_| Rejection::Malformed)?;
-    if !key.signed(jws.signing_input.as_bytes(), &signature) {
+    let signature = signature(&jws)?;
+    if !key.signed(jws.signing_input(), &signature) {
         return Err(Rejection::BadSignature.into());
     }
     // Nothing of the payload is looked at before the signature holds.
@@ -523,12 +465,10 @@ pub(crate) fn verify_client_assertion(
     if candidates.is_empty() {
         return Err(Rejection::UnknownKey);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(jws.encoded_signature)
-        .map_err(|_| Rejection::Malformed)?;
+    let signature = signature(&jws)?;
     if !candidates
         .iter()
-        .any(|key| key.signed(jws.signing_input.as_bytes(), &signature))
+        .any(|key| key.signed(jws.signing_input(), &signature))
     {
         return Err(Rejection::BadSignature);
     }
@@ -1023,7 +963,7 @@ mod tests {
     fn next_keys_verify_but_do_not_sign() {
         // Node B already promoted the key; node A's ring still lists it as `next`.
         let promoted = material(Algorithm::ES256, KeyState::Active, t0());
-        let listed_as_next = crate::keys::KeyMaterial {
+        let listed_as_next = crate::keys::key_ring::KeyMaterial {
             kid: promoted.kid.clone(),
             alg: Algorithm::ES256,
             state: KeyState::Next,
