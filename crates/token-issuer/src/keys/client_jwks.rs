@@ -94,3 +94,23 @@ fn is_ed25519_point(entry: &serde_json::Value) -> bool {
         .and_then(|x| <[u8; 32]>::try_from(x).ok())
         .is_some_and(|x| ed25519_dalek::VerifyingKey::from_bytes(&x).is_ok())
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used, clippy::expect_used)]
+
+    use serde_json::json;
+
+    use super::*;
+
+    #[test]
+    fn an_ed25519_key_must_be_a_point_on_the_curve() {
+        let not_a_point = (0..=u8::MAX)
+            .map(|byte| [byte; 32])
+            .find(|x| ed25519_dalek::VerifyingKey::from_bytes(x).is_err())
+            .expect("some repeated byte is not a point");
+        let set = json!({"keys": [{"kty": "OKP", "crv": "Ed25519", "x": URL_SAFE_NO_PAD.encode(not_a_point)}]});
+        let error = client_keys(&set.to_string()).err().unwrap();
+        assert!(error.contains("not an Ed25519 point"), "{error}");
+    }
+}

@@ -32,9 +32,9 @@
 //!
 //! # Modules
 //!
-//! One concern each, depending one way: [`rotation`] (what changes in the store)
-//! uses [`generate`] and [`key_ring`]; the ring uses [`signer`]; [`client_jwks`]
-//! (keys clients register) stands apart. The JOSE side — algorithms, public JWKs,
+//! One concern each, depending one way: `rotation` (what changes in the store) uses
+//! `generate`; `key_ring` (what is read from it) uses `signer`, as does
+//! `generate`; `client_jwks` (keys clients register) stands apart. The JOSE side — algorithms, public JWKs,
 //! thumbprints, signature checks — is `gatehouse-jose`'s.
 
 pub(crate) mod client_jwks;
