@@ -1264,4 +1264,130 @@ mod tests {
             );
         }
     }
+
+    /// Tokens across rotations: a key signs only once published, and what a retired
+    /// key signed verifies until its publication ends.
+    mod rotated_rings {
+        use chrono::DateTime;
+        use gatehouse_identity_store::StoreError;
+        use gatehouse_identity_store::signing_keys::{self, KeyState};
+
+        use super::super::*;
+        use crate::keys::tests::{cipher, t0, tenant};
+        use crate::keys::{KeyRing, ensure_keys, prune, rotate};
+
+        const ISSUER: &str = "https://id.example.com";
+
+        fn token(ring: &KeyRing, now: DateTime<Utc>) -> String {
+            token_for(ring, now, Duration::minutes(5))
+        }
+
+        fn token_for(ring: &KeyRing, now: DateTime<Utc>, lifetime: Duration) -> String {
+            let claims = AccessTokenClaims::new(
+                ISSUER,
+                "user-1",
+                Audience::One("https://api.example.com".into()),
+                "web",
+                now,
+                lifetime,
+            );
+            sign(ring, Algorithm::ES256, &claims).unwrap()
+        }
+
+        fn states(ring: &KeyRing) -> Vec<(String, KeyState)> {
+            ring.published_kids()
+                .map(|kid| (kid.to_owned(), ring.verification_key(kid).unwrap().state))
+                .collect()
+        }
+
+        fn jwks_value(ring: &KeyRing) -> Value {
+            serde_json::from_slice(ring.jwks_json()).unwrap()
+        }
+
+        gatehouse_identity_store::backend_tests! {
+            fn ensure_keys_creates_one_active_es256_key(db) {
+                let mut conn = db.conn();
+                let cipher = cipher();
+                let t = tenant(&mut conn);
+                assert!(ensure_keys(&mut conn, &cipher, t0(), t).unwrap());
+                assert!(!ensure_keys(&mut conn, &cipher, t0(), t).unwrap());
+                let ring = KeyRing::load(&mut conn, &cipher, t0(), t).unwrap();
+                assert_eq!(ring.algorithms().collect::<Vec<_>>(), [Algorithm::ES256]);
+                assert_eq!(ring.published_kids().count(), 1);
+                let claims = verify_access_token(&ring, &token(&ring, t0()), ISSUER, t0()).unwrap();
+                assert_eq!(claims.sub, "user-1");
+
+                // Another master key cannot open the tenant's signing key.
+                assert!(matches!(
+                    KeyRing::load(&mut conn, &self::cipher(), t0(), t),
+                    Err(IssuerError::Store(StoreError::Secret(_)))
+                ));
+            }
+
+            fn rotation_publishes_before_signing_and_retires_after_lifetime(db) {
+                let mut conn = db.conn();
+                let cipher = cipher();
+                let t = tenant(&mut conn);
+                let lifetime = Duration::hours(1);
+                ensure_keys(&mut conn, &cipher, t0(), t).unwrap();
+                let first = KeyRing::load(&mut conn, &cipher, t0(), t).unwrap();
+                let k1 = first.signer(Algorithm::ES256).unwrap().kid().to_owned();
+                let old_token = token(&first, t0());
+
+                // First rotation: k2 is published as next; k1 keeps signing.
+                let t1 = t0() + Duration::days(30);
+                let r1 = rotate(&mut conn, &cipher, t1, t, Algorithm::ES256, lifetime).unwrap();
+                assert_eq!((r1.state, r1.activated.as_deref(), r1.retired.as_ref()), (KeyState::Next, None, None));
+                let k2 = r1.kid.clone();
+                let ring = KeyRing::load(&mut conn, &cipher, t1, t).unwrap();
+                assert_eq!(states(&ring), [(k1.clone(), KeyState::Active), (k2.clone(), KeyState::Next)]);
+                assert_eq!(ring.signer(Algorithm::ES256).unwrap().kid(), k1, "the next key must not sign");
+
+                // Second rotation: k3 next, k2 active, k1 retired until t2 + lifetime.
+                let t2 = t1 + Duration::days(30);
+                let r2 = rotate(&mut conn, &cipher, t2, t, Algorithm::ES256, lifetime).unwrap();
+                assert_eq!(r2.activated.as_deref(), Some(k2.as_str()));
+                assert_eq!(r2.retired, Some((k1.clone(), t2 + lifetime)));
+                let k3 = r2.kid.clone();
+                let ring = KeyRing::load(&mut conn, &cipher, t2, t).unwrap();
+                assert_eq!(
+                    states(&ring),
+                    [(k2.clone(), KeyState::Active), (k3.clone(), KeyState::Next), (k1.clone(), KeyState::Retired)]
+                );
+                let jwks = jwks_value(&ring);
+                let published: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+                assert_eq!(published, [k2.as_str(), k3.as_str(), k1.as_str()]);
+                assert_eq!(ring.signer(Algorithm::ES256).unwrap().kid(), k2);
+                assert_eq!(ring.refresh_at(), Some(t2 + lifetime));
+
+                // A token the retired key signed (here: signed just before the
+                // rotation, still unexpired) verifies until publish_until.
+                let last_old = token(&first, t2 - Duration::seconds(1));
+                let just_before_end = t2 + Duration::minutes(4);
+                verify_access_token(&ring, &last_old, ISSUER, just_before_end).unwrap();
+                // A token outliving the promised maximum lifetime stops verifying when
+                // its key's publication ends, even against this (now stale) ring.
+                let too_long = token_for(&first, t2 - Duration::seconds(1), lifetime * 3);
+                verify_access_token(&ring, &too_long, ISSUER, t2 + lifetime - Duration::seconds(1)).unwrap();
+                let error = verify_access_token(&ring, &too_long, ISSUER, t2 + lifetime).unwrap_err();
+                assert!(matches!(error, IssuerError::Rejected(Rejection::KeyWithdrawn)), "{error}");
+                // The very first token expired long ago.
+                assert!(verify_access_token(&ring, &old_token, ISSUER, t2).is_err());
+                // New tokens carry k2.
+                let new_token = token(&ring, t2);
+                let header = jsonwebtoken::decode_header(&new_token).unwrap();
+                assert_eq!(header.kid.as_deref(), Some(k2.as_str()));
+                verify_access_token(&ring, &new_token, ISSUER, t2).unwrap();
+
+                // After publish_until the retired key leaves the JWKS and is pruned.
+                let after = t2 + lifetime;
+                let ring = KeyRing::load(&mut conn, &cipher, after, t).unwrap();
+                assert_eq!(states(&ring), [(k2.clone(), KeyState::Active), (k3, KeyState::Next)]);
+                assert_eq!(prune(&mut conn, after - Duration::seconds(1), t).unwrap(), 0);
+                assert_eq!(prune(&mut conn, after, t).unwrap(), 1);
+                assert_eq!(signing_keys::list(&mut conn, t).unwrap().len(), 2);
+            }
+
+        }
+    }
 }

@@ -7,7 +7,10 @@ use std::sync::OnceLock;
 
 use chrono::{DateTime, Utc};
 use gatehouse_core::ids::TenantId;
+use gatehouse_core::secrets::{Cipher, MasterKey};
+use gatehouse_identity_store::AnyConnection;
 use gatehouse_identity_store::signing_keys::KeyState;
+use gatehouse_identity_store::tenants::{self, TenantData};
 use zeroize::Zeroizing;
 
 use super::generate::{GeneratedKey, generate};
@@ -84,6 +87,26 @@ pub(crate) fn other_ring() -> KeyRing {
         ],
     )
     .unwrap()
+}
+
+/// A cipher with a fresh master key.
+pub(crate) fn cipher() -> Cipher {
+    Cipher::new(vec![MasterKey::generate()]).unwrap()
+}
+
+/// A tenant to hold keys.
+pub(crate) fn tenant(conn: &mut AnyConnection) -> TenantId {
+    tenants::create(
+        conn,
+        t0(),
+        TenantData {
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            ..TenantData::default()
+        },
+    )
+    .unwrap()
+    .id
 }
 
 pub(crate) fn t0() -> DateTime<Utc> {
