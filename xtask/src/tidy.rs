@@ -4,7 +4,8 @@
 //! crate, the store knows only core, feature crates (authn, token-issuer, consent)
 //! know the store and core but not each other, the admin layer knows the feature
 //! crates, only `gatehouse-server` sees everything, and the resource-server helper
-//! (linked into third-party APIs) knows none of them. The HTTP server framework
+//! (linked into third-party APIs) knows none of them but the JOSE crate, which it
+//! shares with token-issuer and which knows no Gatehouse crate at all. The HTTP server framework
 //! lives only in the server; the store, core and consent pull no HTTP stack at all
 //! (they never call out), and core must not pull diesel, even transitively. The rules
 //! are data below; the checks are plain functions over a [`Graph`] so that a
@@ -31,6 +32,9 @@ const HTTP_STACKS: &[&str] = &["actix-web", "actix-http", "hyper", "reqwest", "a
 const SERVER_FRAMEWORKS: &[&str] = &["actix-web", "actix-http", "actix-server", "axum"];
 /// Linked into third-party APIs, so it knows Gatehouse only by its wire format.
 const RESOURCE_SERVER: &str = "gatehouse-resource-server";
+/// JWS and JWK for token-issuer and the resource server; linked into third-party
+/// APIs too, so nothing of Gatehouse.
+const JOSE: &str = "gatehouse-jose";
 
 /// Which workspace crates a member may depend on (normal dependencies).
 enum Allowed {
@@ -44,7 +48,8 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
         SERVER => Some(Allowed::Any),
         STORE => Some(Allowed::Only(&[CORE])),
         CORE => Some(Allowed::Only(&[])),
-        RESOURCE_SERVER => Some(Allowed::Only(&[])),
+        RESOURCE_SERVER => Some(Allowed::Only(&[JOSE])),
+        JOSE => Some(Allowed::Only(&[])),
         // Automation drives crates through cargo; linking them would make it slow to build.
         "xtask" => Some(Allowed::Only(&[])),
         ADMIN => Some(Allowed::Only(&[
@@ -56,6 +61,7 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
             CORE,
         ])),
         OUTBOUND => Some(Allowed::Only(&[CORE])),
+        TOKEN_ISSUER => Some(Allowed::Only(&[JOSE, OUTBOUND, STORE, CORE])),
         _ if FEATURE_CRATES.contains(&name) => Some(Allowed::Only(&[OUTBOUND, STORE, CORE])),
         _ => None,
     }
@@ -65,7 +71,8 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
 fn forbidden_external_deps(name: &str) -> Vec<&'static str> {
     match name {
         CORE => [HTTP_STACKS, &["diesel"]].concat(),
-        STORE | CONSENT => HTTP_STACKS.to_vec(),
+        // JOSE never calls out: fetching a JWK Set is its users' business.
+        STORE | CONSENT | JOSE => HTTP_STACKS.to_vec(),
         // The resource-server helper is an actix extractor for API teams' own servers.
         SERVER | RESOURCE_SERVER | "xtask" => Vec::new(),
         _ => SERVER_FRAMEWORKS.to_vec(),
@@ -280,7 +287,12 @@ mod tests {
             ),
             ("*gatehouse-authn", &[STORE, CORE, "reqwest"]),
             ("*gatehouse-admin", &[AUTHN, TOKEN_ISSUER, STORE]),
-            ("*gatehouse-token-issuer", &[STORE, "reqwest"]),
+            ("*gatehouse-token-issuer", &[JOSE, STORE, "reqwest"]),
+            (
+                "*gatehouse-resource-server",
+                &[JOSE, "actix-web", "reqwest"],
+            ),
+            ("*gatehouse-jose", &["serde"]),
             ("*gatehouse-identity-store", &[CORE, "diesel"]),
             ("*gatehouse-core", &["serde"]),
             ("*xtask", &[]),
@@ -305,6 +317,8 @@ mod tests {
             ("*gatehouse-identity-store", &[CORE, "metrics"]),
             ("*gatehouse-core", &[STORE, "util"]),
             ("*gatehouse-mystery", &[]),
+            ("*gatehouse-jose", &[CONSENT, "reqwest"]),
+            ("*gatehouse-resource-server", &[TOKEN_ISSUER, JOSE]),
             ("metrics", &["hyper"]),
             ("util", &["diesel"]),
             ("web", &["actix-web"]),
@@ -334,6 +348,11 @@ mod tests {
              gatehouse-token-issuer -> web -> actix-web",
             // Consent never calls out.
             "`gatehouse-consent` must not pull `reqwest`, but does via gatehouse-consent -> reqwest",
+            // JOSE knows no Gatehouse crate and never calls out.
+            "`gatehouse-jose` must not depend on `gatehouse-consent`",
+            "`gatehouse-jose` must not pull `reqwest`, but does via gatehouse-jose -> reqwest",
+            // The resource server shares JOSE with token-issuer, nothing more.
+            "`gatehouse-resource-server` must not depend on `gatehouse-token-issuer`",
         ];
         for e in expected {
             assert!(

@@ -5,13 +5,12 @@ use std::fmt;
 use std::sync::{Arc, PoisonError, RwLock};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-use base64::Engine;
-use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+use gatehouse_jose::{CompactJws, JoseError, PublicKey};
 use serde::Deserialize;
 
 use crate::claims::Claims;
 use crate::error::{Rejection, VerifyError};
-use crate::jwk::{Algorithm, PublicKey, parse_jwks};
+use crate::jwk::{Algorithm, parse_jwks};
 
 /// Clock leeway for `exp` and `nbf`, unless the builder chooses another.
 pub const DEFAULT_LEEWAY: Duration = Duration::from_secs(5);
@@ -22,8 +21,6 @@ pub const DEFAULT_REFETCH_COOLDOWN: Duration = Duration::from_secs(30);
 /// Cached keys are fetched again after this long, so that a key the issuer
 /// withdrew stops being accepted.
 pub const DEFAULT_JWKS_MAX_AGE: Duration = Duration::from_secs(300);
-/// Longer tokens are refused before any parsing.
-const MAX_TOKEN_LEN: usize = 16 * 1024;
 /// Larger discovery documents or JWK Sets are refused.
 const MAX_DOCUMENT_BYTES: usize = 1024 * 1024;
 const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
@@ -201,66 +198,30 @@ impl fmt::Debug for Verifier {
     }
 }
 
-#[derive(Deserialize)]
-struct JoseHeader {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<serde_json::Value>,
-}
-
 /// A compact JWS with its header checked; nothing of the payload read yet.
 struct Jws<'a> {
     alg: Algorithm,
     kid: String,
-    /// `header.payload` exactly as sent (RFC 7515 §5.2).
-    signing_input: &'a str,
-    payload: &'a str,
-    signature: &'a str,
+    jws: CompactJws<'a>,
 }
 
 /// Splits the token and checks the header: `typ` is `at+jwt` (RFC 9068 §2.1, so an
 /// ID token or another JWT of the issuer cannot pass), no `crit`, an algorithm from
 /// [`Algorithm`] (so `none` and HMAC fail here, before any key is looked up), a `kid`.
 fn split(token: &str) -> Result<Jws<'_>, Rejection> {
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(Rejection::Malformed);
-    }
-    // Exactly three segments: a JWE has five.
-    let mut segments = token.split('.');
-    let (Some(header), Some(payload), Some(signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(Rejection::Malformed);
-    };
-    let decoded: JoseHeader = URL_SAFE_NO_PAD
-        .decode(header)
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok())
-        .ok_or(Rejection::Malformed)?;
-    if !decoded.typ.as_deref().is_some_and(|typ| {
+    let jws = CompactJws::parse(token).map_err(|_| Rejection::Malformed)?;
+    let header = &jws.header;
+    if !header.typ.as_deref().is_some_and(|typ| {
         typ.eq_ignore_ascii_case("at+jwt") || typ.eq_ignore_ascii_case("application/at+jwt")
     }) {
         return Err(Rejection::WrongType);
     }
-    if decoded.crit.is_some() {
+    if header.crit.is_some() {
         return Err(Rejection::CriticalHeader);
     }
-    let alg = Algorithm::from_name(&decoded.alg).ok_or(Rejection::AlgorithmNotAllowed)?;
-    let kid = decoded.kid.ok_or(Rejection::MissingKeyId)?;
-    Ok(Jws {
-        alg,
-        kid,
-        signing_input: &token[..header.len() + 1 + payload.len()],
-        payload,
-        signature,
-    })
+    let alg = Algorithm::from_name(&header.alg).ok_or(Rejection::AlgorithmNotAllowed)?;
+    let kid = header.kid.clone().ok_or(Rejection::MissingKeyId)?;
+    Ok(Jws { alg, kid, jws })
 }
 
 impl Verifier {
@@ -311,19 +272,17 @@ impl Verifier {
     pub async fn verify(&self, token: &str) -> Result<Claims, VerifyError> {
         let jws = split(token)?;
         let key = self.key(&jws.kid).await?;
-        if key.alg != jws.alg {
+        if key.alg() != jws.alg {
             return Err(Rejection::AlgorithmNotAllowed.into());
         }
-        let signature = URL_SAFE_NO_PAD
-            .decode(jws.signature)
-            .map_err(|_| Rejection::Malformed)?;
-        if !key.verifies(jws.signing_input.as_bytes(), &signature) {
+        let signature = jws.jws.signature().map_err(|_| Rejection::Malformed)?;
+        if !key.verifies(jws.jws.signing_input(), &signature) {
             return Err(Rejection::BadSignature.into());
         }
-        let payload = URL_SAFE_NO_PAD
-            .decode(jws.payload)
-            .map_err(|_| Rejection::Malformed)?;
-        let claims: Claims = serde_json::from_slice(&payload).map_err(|_| Rejection::BadClaims)?;
+        let claims: Claims = jws.jws.payload().map_err(|error| match error {
+            JoseError::Payload(_) => Rejection::BadClaims,
+            _ => Rejection::Malformed,
+        })?;
         if claims.iss != self.inner.issuer {
             return Err(Rejection::WrongIssuer.into());
         }
@@ -499,6 +458,9 @@ impl Verifier {
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
 
+    use base64::Engine;
+    use base64::engine::general_purpose::URL_SAFE_NO_PAD;
+
     use super::*;
 
     fn encode(value: serde_json::Value) -> String {
@@ -548,7 +510,7 @@ mod tests {
             assert!(split(malformed).is_err(), "{malformed}");
         }
         assert_eq!(
-            split(&"a".repeat(MAX_TOKEN_LEN + 1)).err(),
+            split(&"a".repeat(gatehouse_jose::MAX_JWS_LEN + 1)).err(),
             Some(Rejection::Malformed)
         );
     }

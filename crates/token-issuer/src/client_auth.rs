@@ -12,10 +12,11 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use gatehouse_identity_store::clients::ClientData;
+use gatehouse_jose::{Algorithm, JoseError};
 
 use crate::error::Rejection;
 use crate::jwt::{Audience, MAX_LEEWAY, unverified_assertion_claims, verify_client_assertion};
-use crate::keys::{Algorithm, UnsupportedAlgorithm, client_keys};
+use crate::keys::client_keys;
 use crate::oauth_error::{ErrorCode, OAuthError};
 
 /// `client_assertion_type` for a JWT (RFC 7523 §2.2).
@@ -313,7 +314,7 @@ pub fn check_jwks(jwks: &str) -> Result<Vec<Algorithm>, String> {
 
 /// The algorithm the client's ID tokens are signed with (its registered
 /// `id_token_signed_response_alg`; ES256 when none is recorded).
-pub fn id_token_alg(client: &ClientData) -> Result<Algorithm, UnsupportedAlgorithm> {
+pub fn id_token_alg(client: &ClientData) -> Result<Algorithm, JoseError> {
     match client.id_token_alg.trim() {
         "" => Ok(Algorithm::default()),
         name => name.parse(),

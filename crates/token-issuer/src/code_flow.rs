@@ -207,6 +207,246 @@ pub fn pkce_matches(verifier: &str, challenge: &str) -> bool {
     valid_verifier && bool::from(computed.as_bytes().ct_eq(challenge.as_bytes()))
 }
 
+/// The redirect URI: one the client registered, compared as an exact string (no
+/// prefix, no normalisation); it may be left out only when the client has just one.
+fn registered_redirect_uri(
+    client: &Client,
+    request: &AuthorizationRequest,
+) -> Result<String, AuthorizeError> {
+    match request.redirect_uri.as_deref() {
+        Some(uri)
+            if client
+                .data
+                .redirect_uris
+                .iter()
+                .any(|registered| registered == uri) =>
+        {
+            Ok(uri.to_owned())
+        }
+        Some(_) => Err(AuthorizeError::Page(
+            "the redirect_uri is not registered for this client",
+        )),
+        None if client.data.redirect_uris.len() == 1 => Ok(client.data.redirect_uris[0].clone()),
+        None => Err(AuthorizeError::Page("redirect_uri is required")),
+    }
+}
+
+/// Space-separated values of an optional parameter, empty ones dropped.
+fn space_separated(value: Option<&str>) -> Vec<String> {
+    value
+        .unwrap_or_default()
+        .split(' ')
+        .filter(|v| !v.is_empty())
+        .map(str::to_owned)
+        .collect()
+}
+
+impl ValidRequest {
+    /// The request as received, for a client and redirect URI already checked; the
+    /// fields that need checking stay empty until their check has passed.
+    fn unchecked(
+        client: Arc<Client>,
+        redirect_uri: String,
+        request: &AuthorizationRequest,
+        pushed_request: Option<String>,
+    ) -> Self {
+        ValidRequest {
+            client,
+            redirect_uri,
+            scopes: Vec::new(),
+            state: request.state.clone(),
+            nonce: request.nonce.clone(),
+            code_challenge: None,
+            prompt: space_separated(request.prompt.as_deref()),
+            max_age: None,
+            form_post: false,
+            resources: request.resources.clone(),
+            acr_values: space_separated(request.acr_values.as_deref()),
+            login_hint: request.login_hint.clone(),
+            ui_locales: request.ui_locales.clone(),
+            pushed_request,
+        }
+    }
+}
+
+/// `response_mode`: `query` (the default) or `form_post`, nothing else.
+fn uses_form_post(
+    valid: &ValidRequest,
+    request: &AuthorizationRequest,
+) -> Result<bool, AuthorizeError> {
+    match request.response_mode.as_deref() {
+        None | Some("query") => Ok(false),
+        Some("form_post") => Ok(true),
+        Some(_) => Err(redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "unsupported response_mode",
+        )),
+    }
+}
+
+/// A client registered with `require_par` sends its parameters by PAR only.
+fn check_par_requirement(valid: &ValidRequest) -> Result<(), AuthorizeError> {
+    if valid.client.data.require_par && valid.pushed_request.is_none() {
+        return Err(redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "this client must use pushed authorization requests",
+        ));
+    }
+    Ok(())
+}
+
+/// Request objects (RFC 9101) are not accepted.
+fn check_no_request_object(
+    valid: &ValidRequest,
+    request: &AuthorizationRequest,
+) -> Result<(), AuthorizeError> {
+    if request.request.is_some() {
+        return Err(redirect_error(
+            valid,
+            ErrorCode::RequestNotSupported,
+            "request objects are not supported",
+        ));
+    }
+    Ok(())
+}
+
+/// `response_type` is present and is `code`.
+fn check_response_type(
+    valid: &ValidRequest,
+    request: &AuthorizationRequest,
+) -> Result<(), AuthorizeError> {
+    match request.response_type.as_deref() {
+        Some("code") => Ok(()),
+        Some(_) => Err(redirect_error(
+            valid,
+            ErrorCode::UnsupportedResponseType,
+            "only response_type=code is supported",
+        )),
+        None => Err(redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "response_type is required",
+        )),
+    }
+}
+
+/// The client is registered for the `authorization_code` grant.
+fn check_code_flow_allowed(valid: &ValidRequest) -> Result<(), AuthorizeError> {
+    if !valid
+        .client
+        .data
+        .grant_types
+        .iter()
+        .any(|g| g == "authorization_code")
+    {
+        return Err(redirect_error(
+            valid,
+            ErrorCode::UnauthorizedClient,
+            "this client may not use the authorization code flow",
+        ));
+    }
+    Ok(())
+}
+
+/// The PKCE challenge: S256 only, the length of a base64url SHA-256, and required
+/// of public clients and of clients registered with `require_pkce`.
+fn checked_code_challenge(
+    valid: &ValidRequest,
+    request: &AuthorizationRequest,
+) -> Result<Option<String>, AuthorizeError> {
+    let client = &valid.client.data;
+    let public = client.client_type == "public";
+    match (
+        request.code_challenge.as_deref(),
+        request.code_challenge_method.as_deref(),
+    ) {
+        (Some(challenge), Some("S256")) if challenge.len() == 43 => Ok(Some(challenge.to_owned())),
+        (Some(_), Some("S256")) => Err(redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "code_challenge must be a base64url SHA-256",
+        )),
+        (Some(_), Some(_) | None) => Err(redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "code_challenge_method must be S256",
+        )),
+        (None, _) if public || client.require_pkce => Err(redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "PKCE (S256) is required",
+        )),
+        (None, _) => Ok(None),
+    }
+}
+
+/// The requested scopes, each one the client may ask for.
+fn allowed_scopes(
+    valid: &ValidRequest,
+    request: &AuthorizationRequest,
+) -> Result<Vec<String>, AuthorizeError> {
+    let scopes = space_separated(request.scope.as_deref());
+    if let Some(bad) = scopes
+        .iter()
+        .find(|s| !valid.client.data.scopes.contains(s))
+    {
+        return Err(redirect_error(
+            valid,
+            ErrorCode::InvalidScope,
+            format!("scope `{bad}` is not allowed for this client"),
+        ));
+    }
+    Ok(scopes)
+}
+
+/// Every requested resource (RFC 8707) is an audience registered for the client.
+fn check_resources(valid: &ValidRequest) -> Result<(), AuthorizeError> {
+    if let Some(bad) = valid
+        .resources
+        .iter()
+        .find(|r| !valid.client.data.audiences.contains(r))
+    {
+        return Err(redirect_error(
+            valid,
+            ErrorCode::InvalidTarget,
+            format!("resource `{bad}` is not allowed for this client"),
+        ));
+    }
+    Ok(())
+}
+
+/// `max_age`, if sent, is a non-negative number of seconds.
+fn checked_max_age(
+    valid: &ValidRequest,
+    request: &AuthorizationRequest,
+) -> Result<Option<i64>, AuthorizeError> {
+    let Some(max_age) = request.max_age.as_deref() else {
+        return Ok(None);
+    };
+    let seconds = max_age.parse::<i64>().ok().filter(|s| *s >= 0);
+    seconds.map(Some).ok_or_else(|| {
+        redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "max_age must be a non-negative number of seconds",
+        )
+    })
+}
+
+/// `prompt=none` stands alone.
+fn check_prompt(valid: &ValidRequest) -> Result<(), AuthorizeError> {
+    if valid.prompt.iter().any(|p| p == "none") && valid.prompt.len() > 1 {
+        return Err(redirect_error(
+            valid,
+            ErrorCode::InvalidRequest,
+            "prompt=none cannot be combined",
+        ));
+    }
+    Ok(())
+}
+
 impl Issuer {
     /// Checks an authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1, RFC 7636).
     /// A request carrying a `request_uri` (RFC 9126) is replaced by the parameters
@@ -244,199 +484,45 @@ impl Issuer {
         self.check_authorization(tenant, &expanded, Some(hash))
     }
 
+    /// The checks of [`Issuer::validate_authorization`], in the order that keeps it
+    /// safe: the client and its redirect URI first (errors on a page), then the
+    /// rest of the request (errors back to the client).
     pub(crate) fn check_authorization(
         &self,
         tenant: TenantId,
         request: &AuthorizationRequest,
         pushed_request: Option<String>,
     ) -> Result<ValidRequest, AuthorizeError> {
+        let client = self.requesting_client(tenant, request)?;
+        let redirect_uri = registered_redirect_uri(&client, request)?;
+        let mut valid = ValidRequest::unchecked(client, redirect_uri, request, pushed_request);
+        valid.form_post = uses_form_post(&valid, request)?;
+        check_par_requirement(&valid)?;
+        check_no_request_object(&valid, request)?;
+        check_response_type(&valid, request)?;
+        check_code_flow_allowed(&valid)?;
+        valid.code_challenge = checked_code_challenge(&valid, request)?;
+        let scopes = allowed_scopes(&valid, request)?;
+        check_resources(&valid)?;
+        valid.scopes = scopes;
+        valid.max_age = checked_max_age(&valid, request)?;
+        check_prompt(&valid)?;
+        Ok(valid)
+    }
+
+    /// The client named by `client_id`, which must exist.
+    fn requesting_client(
+        &self,
+        tenant: TenantId,
+        request: &AuthorizationRequest,
+    ) -> Result<Arc<Client>, AuthorizeError> {
         let client_id = request
             .client_id
             .as_deref()
             .ok_or(AuthorizeError::Page("client_id is missing"))?;
-        let client = self
-            .client_for(tenant, client_id)
+        self.client_for(tenant, client_id)
             .map_err(|_| AuthorizeError::Page("temporarily unavailable"))?
-            .ok_or(AuthorizeError::Page("unknown client"))?;
-        let redirect_uri = match request.redirect_uri.as_deref() {
-            // Exact string comparison: no prefix, no normalisation.
-            Some(uri)
-                if client
-                    .data
-                    .redirect_uris
-                    .iter()
-                    .any(|registered| registered == uri) =>
-            {
-                uri.to_owned()
-            }
-            Some(_) => {
-                return Err(AuthorizeError::Page(
-                    "the redirect_uri is not registered for this client",
-                ));
-            }
-            None if client.data.redirect_uris.len() == 1 => client.data.redirect_uris[0].clone(),
-            None => return Err(AuthorizeError::Page("redirect_uri is required")),
-        };
-        let mut valid = ValidRequest {
-            client: Arc::clone(&client),
-            redirect_uri,
-            scopes: Vec::new(),
-            state: request.state.clone(),
-            nonce: request.nonce.clone(),
-            code_challenge: None,
-            prompt: request
-                .prompt
-                .as_deref()
-                .unwrap_or_default()
-                .split(' ')
-                .filter(|p| !p.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            max_age: None,
-            form_post: false,
-            resources: request.resources.clone(),
-            acr_values: request
-                .acr_values
-                .as_deref()
-                .unwrap_or_default()
-                .split(' ')
-                .filter(|v| !v.is_empty())
-                .map(str::to_owned)
-                .collect(),
-            login_hint: request.login_hint.clone(),
-            ui_locales: request.ui_locales.clone(),
-            pushed_request,
-        };
-        match request.response_mode.as_deref() {
-            None | Some("query") => {}
-            Some("form_post") => valid.form_post = true,
-            Some(_) => {
-                return Err(redirect_error(
-                    &valid,
-                    ErrorCode::InvalidRequest,
-                    "unsupported response_mode",
-                ));
-            }
-        }
-        if client.data.require_par && valid.pushed_request.is_none() {
-            return Err(redirect_error(
-                &valid,
-                ErrorCode::InvalidRequest,
-                "this client must use pushed authorization requests",
-            ));
-        }
-        if request.request.is_some() {
-            return Err(redirect_error(
-                &valid,
-                ErrorCode::RequestNotSupported,
-                "request objects are not supported",
-            ));
-        }
-        match request.response_type.as_deref() {
-            Some("code") => {}
-            Some(_) => {
-                return Err(redirect_error(
-                    &valid,
-                    ErrorCode::UnsupportedResponseType,
-                    "only response_type=code is supported",
-                ));
-            }
-            None => {
-                return Err(redirect_error(
-                    &valid,
-                    ErrorCode::InvalidRequest,
-                    "response_type is required",
-                ));
-            }
-        }
-        if !client
-            .data
-            .grant_types
-            .iter()
-            .any(|g| g == "authorization_code")
-        {
-            return Err(redirect_error(
-                &valid,
-                ErrorCode::UnauthorizedClient,
-                "this client may not use the authorization code flow",
-            ));
-        }
-        let public = client.data.client_type == "public";
-        match (
-            request.code_challenge.as_deref(),
-            request.code_challenge_method.as_deref(),
-        ) {
-            (Some(challenge), Some("S256")) if challenge.len() == 43 => {
-                valid.code_challenge = Some(challenge.to_owned())
-            }
-            (Some(_), Some("S256")) => {
-                return Err(redirect_error(
-                    &valid,
-                    ErrorCode::InvalidRequest,
-                    "code_challenge must be a base64url SHA-256",
-                ));
-            }
-            (Some(_), Some(_) | None) => {
-                return Err(redirect_error(
-                    &valid,
-                    ErrorCode::InvalidRequest,
-                    "code_challenge_method must be S256",
-                ));
-            }
-            (None, _) if public || client.data.require_pkce => {
-                return Err(redirect_error(
-                    &valid,
-                    ErrorCode::InvalidRequest,
-                    "PKCE (S256) is required",
-                ));
-            }
-            (None, _) => {}
-        }
-        let scopes: Vec<String> = request
-            .scope
-            .as_deref()
-            .unwrap_or_default()
-            .split(' ')
-            .filter(|s| !s.is_empty())
-            .map(str::to_owned)
-            .collect();
-        if let Some(bad) = scopes.iter().find(|s| !client.data.scopes.contains(s)) {
-            return Err(redirect_error(
-                &valid,
-                ErrorCode::InvalidScope,
-                format!("scope `{bad}` is not allowed for this client"),
-            ));
-        }
-        if let Some(bad) = valid
-            .resources
-            .iter()
-            .find(|r| !client.data.audiences.contains(r))
-        {
-            return Err(redirect_error(
-                &valid,
-                ErrorCode::InvalidTarget,
-                format!("resource `{bad}` is not allowed for this client"),
-            ));
-        }
-        valid.scopes = scopes;
-        if let Some(max_age) = request.max_age.as_deref() {
-            let seconds = max_age.parse::<i64>().ok().filter(|s| *s >= 0);
-            valid.max_age = Some(seconds.ok_or_else(|| {
-                redirect_error(
-                    &valid,
-                    ErrorCode::InvalidRequest,
-                    "max_age must be a non-negative number of seconds",
-                )
-            })?);
-        }
-        if valid.prompt.iter().any(|p| p == "none") && valid.prompt.len() > 1 {
-            return Err(redirect_error(
-                &valid,
-                ErrorCode::InvalidRequest,
-                "prompt=none cannot be combined",
-            ));
-        }
-        Ok(valid)
+            .ok_or(AuthorizeError::Page("unknown client"))
     }
 
     /// Whether the user still has to approve the requested scopes.

@@ -1,6 +1,5 @@
 use gatehouse_identity_store::StoreError;
-
-use crate::keys::Algorithm;
+use gatehouse_jose::Algorithm;
 
 pub type IssuerResult<T> = Result<T, IssuerError>;
 

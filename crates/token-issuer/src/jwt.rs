@@ -4,48 +4,28 @@
 //! pre-encoded header, so the hot path is one JSON serialization, one base64 pass and
 //! one signature. Verification checks the header itself, then the signature with the
 //! key named by `kid` and only that key's algorithm (public key decoded when the key
-//! ring was built; *ring* for ES256 and RS256, `ed25519-dalek` for EdDSA), and only
-//! then decodes the claims. The tests also check tokens with `jsonwebtoken`.
+//! ring was built; *ring* for all three, through `gatehouse-jose`), and only then
+//! decodes the claims. The tests also check tokens with `jsonwebtoken`.
 
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
+use gatehouse_jose::{Algorithm, CompactJws, JoseError};
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use sha2::{Digest, Sha256, Sha512};
 
 use crate::error::{IssuerError, IssuerResult, Rejection};
-use crate::keys::{Algorithm, ClientKey, KeyRing};
+use crate::keys::{ClientKey, KeyRing};
+pub use crate::token_kind::TokenKind;
 
 /// Clock leeway for `exp` and `nbf` when verifying, unless the caller chooses one.
 pub const DEFAULT_LEEWAY: Duration = Duration::seconds(5);
 /// Larger leeways are capped here: a token is not valid minutes after it expired.
 pub const MAX_LEEWAY: Duration = Duration::seconds(30);
 /// Longer tokens are rejected before any parsing.
-pub const MAX_TOKEN_LEN: usize = 16 * 1024;
-
-/// Which JOSE `typ` a token carries.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum TokenKind {
-    /// `at+jwt` (RFC 9068 §2.1), so an access token cannot pass as an ID token.
-    Access = 0,
-    /// `JWT` (OIDC Core).
-    Id = 1,
-    /// `logout+jwt` (OIDC Back-Channel Logout 1.0 §2.4), so a logout token cannot
-    /// pass as either of the others.
-    Logout = 2,
-}
-
-impl TokenKind {
-    pub fn typ(self) -> &'static str {
-        match self {
-            TokenKind::Access => "at+jwt",
-            TokenKind::Id => "JWT",
-            TokenKind::Logout => "logout+jwt",
-        }
-    }
-}
+pub const MAX_TOKEN_LEN: usize = gatehouse_jose::MAX_JWS_LEN;
 
 /// Claims that [`sign`] can sign.
 pub trait TokenClaims: Serialize {
@@ -322,17 +302,6 @@ pub fn verify_id_token_hint(
     Ok(claims)
 }
 
-#[derive(Deserialize)]
-struct JoseHeader {
-    alg: String,
-    #[serde(default)]
-    typ: Option<String>,
-    #[serde(default)]
-    kid: Option<String>,
-    #[serde(default)]
-    crit: Option<Value>,
-}
-
 fn is_expected_type(kind: TokenKind, typ: &str) -> bool {
     match kind {
         TokenKind::Access => {
@@ -343,52 +312,27 @@ fn is_expected_type(kind: TokenKind, typ: &str) -> bool {
     }
 }
 
-/// A JWS in compact form, split, with its header decoded and checked for `crit`.
-/// Nothing of the payload has been read.
-struct SplitJws<'a> {
-    header: JoseHeader,
-    /// `header.payload` exactly as sent (RFC 7515 §5.2).
-    signing_input: &'a str,
-    encoded_payload: &'a str,
-    encoded_signature: &'a str,
-}
-
-fn split_jws(token: &str) -> Result<SplitJws<'_>, Rejection> {
-    // JWS compact serialization: exactly three segments (a JWE has five).
-    if token.len() > MAX_TOKEN_LEN {
-        return Err(Rejection::Malformed);
-    }
-    let mut segments = token.split('.');
-    let (Some(encoded_header), Some(encoded_payload), Some(encoded_signature), None) = (
-        segments.next(),
-        segments.next(),
-        segments.next(),
-        segments.next(),
-    ) else {
-        return Err(Rejection::Malformed);
-    };
-    let header: JoseHeader = URL_SAFE_NO_PAD
-        .decode(encoded_header)
-        .ok()
-        .and_then(|json| serde_json::from_slice(&json).ok())
-        .ok_or(Rejection::Malformed)?;
-    if header.crit.is_some() {
+/// Splits a compact JWS and decodes its header, refusing `crit` (no extension is
+/// understood). Nothing of the payload is read.
+fn split_jws(token: &str) -> Result<CompactJws<'_>, Rejection> {
+    let jws = CompactJws::parse(token).map_err(|_| Rejection::Malformed)?;
+    if jws.header.crit.is_some() {
         return Err(Rejection::CriticalHeader);
     }
-    Ok(SplitJws {
-        header,
-        signing_input: &token[..encoded_header.len() + 1 + encoded_payload.len()],
-        encoded_payload,
-        encoded_signature,
-    })
+    Ok(jws)
 }
 
 /// Decodes the claims; only call once the signature holds.
-fn verified_claims<C: DeserializeOwned>(jws: &SplitJws<'_>) -> Result<C, Rejection> {
-    let payload = URL_SAFE_NO_PAD
-        .decode(jws.encoded_payload)
-        .map_err(|_| Rejection::Malformed)?;
-    serde_json::from_slice(&payload).map_err(|_| Rejection::BadClaims)
+fn verified_claims<C: DeserializeOwned>(jws: &CompactJws<'_>) -> Result<C, Rejection> {
+    jws.payload().map_err(|error| match error {
+        JoseError::Payload(_) => Rejection::BadClaims,
+        _ => Rejection::Malformed,
+    })
+}
+
+/// The decoded signature.
+fn signature(jws: &CompactJws<'_>) -> Result<Vec<u8>, Rejection> {
+    jws.signature().map_err(|_| Rejection::Malformed)
 }
 
 /// Header checks, key selection and signature; returns the claims unchecked.
@@ -419,10 +363,8 @@ fn verify_jws<C: DeserializeOwned>(
     if !key.is_published_at(now) {
         return Err(Rejection::KeyWithdrawn.into());
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(jws.encoded_signature)
-        .map_err(|_| Rejection::Malformed)?;
-    if !key.signed(jws.signing_input.as_bytes(), &signature) {
+    let signature = signature(&jws)?;
+    if !key.signed(jws.signing_input(), &signature) {
         return Err(Rejection::BadSignature.into());
     }
     // Nothing of the payload is looked at before the signature holds.
@@ -523,12 +465,10 @@ pub(crate) fn verify_client_assertion(
     if candidates.is_empty() {
         return Err(Rejection::UnknownKey);
     }
-    let signature = URL_SAFE_NO_PAD
-        .decode(jws.encoded_signature)
-        .map_err(|_| Rejection::Malformed)?;
+    let signature = signature(&jws)?;
     if !candidates
         .iter()
-        .any(|key| key.signed(jws.signing_input.as_bytes(), &signature))
+        .any(|key| key.signed(jws.signing_input(), &signature))
     {
         return Err(Rejection::BadSignature);
     }
@@ -1023,7 +963,7 @@ mod tests {
     fn next_keys_verify_but_do_not_sign() {
         // Node B already promoted the key; node A's ring still lists it as `next`.
         let promoted = material(Algorithm::ES256, KeyState::Active, t0());
-        let listed_as_next = crate::keys::KeyMaterial {
+        let listed_as_next = crate::keys::key_ring::KeyMaterial {
             kid: promoted.kid.clone(),
             alg: Algorithm::ES256,
             state: KeyState::Next,
@@ -1322,6 +1262,132 @@ mod tests {
                     public.verify(&message, signature.as_ref()).unwrap();
                 }),
             );
+        }
+    }
+
+    /// Tokens across rotations: a key signs only once published, and what a retired
+    /// key signed verifies until its publication ends.
+    mod rotated_rings {
+        use chrono::DateTime;
+        use gatehouse_identity_store::StoreError;
+        use gatehouse_identity_store::signing_keys::{self, KeyState};
+
+        use super::super::*;
+        use crate::keys::tests::{cipher, t0, tenant};
+        use crate::keys::{KeyRing, ensure_keys, prune, rotate};
+
+        const ISSUER: &str = "https://id.example.com";
+
+        fn token(ring: &KeyRing, now: DateTime<Utc>) -> String {
+            token_for(ring, now, Duration::minutes(5))
+        }
+
+        fn token_for(ring: &KeyRing, now: DateTime<Utc>, lifetime: Duration) -> String {
+            let claims = AccessTokenClaims::new(
+                ISSUER,
+                "user-1",
+                Audience::One("https://api.example.com".into()),
+                "web",
+                now,
+                lifetime,
+            );
+            sign(ring, Algorithm::ES256, &claims).unwrap()
+        }
+
+        fn states(ring: &KeyRing) -> Vec<(String, KeyState)> {
+            ring.published_kids()
+                .map(|kid| (kid.to_owned(), ring.verification_key(kid).unwrap().state))
+                .collect()
+        }
+
+        fn jwks_value(ring: &KeyRing) -> Value {
+            serde_json::from_slice(ring.jwks_json()).unwrap()
+        }
+
+        gatehouse_identity_store::backend_tests! {
+            fn ensure_keys_creates_one_active_es256_key(db) {
+                let mut conn = db.conn();
+                let cipher = cipher();
+                let t = tenant(&mut conn);
+                assert!(ensure_keys(&mut conn, &cipher, t0(), t).unwrap());
+                assert!(!ensure_keys(&mut conn, &cipher, t0(), t).unwrap());
+                let ring = KeyRing::load(&mut conn, &cipher, t0(), t).unwrap();
+                assert_eq!(ring.algorithms().collect::<Vec<_>>(), [Algorithm::ES256]);
+                assert_eq!(ring.published_kids().count(), 1);
+                let claims = verify_access_token(&ring, &token(&ring, t0()), ISSUER, t0()).unwrap();
+                assert_eq!(claims.sub, "user-1");
+
+                // Another master key cannot open the tenant's signing key.
+                assert!(matches!(
+                    KeyRing::load(&mut conn, &self::cipher(), t0(), t),
+                    Err(IssuerError::Store(StoreError::Secret(_)))
+                ));
+            }
+
+            fn rotation_publishes_before_signing_and_retires_after_lifetime(db) {
+                let mut conn = db.conn();
+                let cipher = cipher();
+                let t = tenant(&mut conn);
+                let lifetime = Duration::hours(1);
+                ensure_keys(&mut conn, &cipher, t0(), t).unwrap();
+                let first = KeyRing::load(&mut conn, &cipher, t0(), t).unwrap();
+                let k1 = first.signer(Algorithm::ES256).unwrap().kid().to_owned();
+                let old_token = token(&first, t0());
+
+                // First rotation: k2 is published as next; k1 keeps signing.
+                let t1 = t0() + Duration::days(30);
+                let r1 = rotate(&mut conn, &cipher, t1, t, Algorithm::ES256, lifetime).unwrap();
+                assert_eq!((r1.state, r1.activated.as_deref(), r1.retired.as_ref()), (KeyState::Next, None, None));
+                let k2 = r1.kid.clone();
+                let ring = KeyRing::load(&mut conn, &cipher, t1, t).unwrap();
+                assert_eq!(states(&ring), [(k1.clone(), KeyState::Active), (k2.clone(), KeyState::Next)]);
+                assert_eq!(ring.signer(Algorithm::ES256).unwrap().kid(), k1, "the next key must not sign");
+
+                // Second rotation: k3 next, k2 active, k1 retired until t2 + lifetime.
+                let t2 = t1 + Duration::days(30);
+                let r2 = rotate(&mut conn, &cipher, t2, t, Algorithm::ES256, lifetime).unwrap();
+                assert_eq!(r2.activated.as_deref(), Some(k2.as_str()));
+                assert_eq!(r2.retired, Some((k1.clone(), t2 + lifetime)));
+                let k3 = r2.kid.clone();
+                let ring = KeyRing::load(&mut conn, &cipher, t2, t).unwrap();
+                assert_eq!(
+                    states(&ring),
+                    [(k2.clone(), KeyState::Active), (k3.clone(), KeyState::Next), (k1.clone(), KeyState::Retired)]
+                );
+                let jwks = jwks_value(&ring);
+                let published: Vec<&str> = jwks["keys"].as_array().unwrap().iter().map(|k| k["kid"].as_str().unwrap()).collect();
+                assert_eq!(published, [k2.as_str(), k3.as_str(), k1.as_str()]);
+                assert_eq!(ring.signer(Algorithm::ES256).unwrap().kid(), k2);
+                assert_eq!(ring.refresh_at(), Some(t2 + lifetime));
+
+                // A token the retired key signed (here: signed just before the
+                // rotation, still unexpired) verifies until publish_until.
+                let last_old = token(&first, t2 - Duration::seconds(1));
+                let just_before_end = t2 + Duration::minutes(4);
+                verify_access_token(&ring, &last_old, ISSUER, just_before_end).unwrap();
+                // A token outliving the promised maximum lifetime stops verifying when
+                // its key's publication ends, even against this (now stale) ring.
+                let too_long = token_for(&first, t2 - Duration::seconds(1), lifetime * 3);
+                verify_access_token(&ring, &too_long, ISSUER, t2 + lifetime - Duration::seconds(1)).unwrap();
+                let error = verify_access_token(&ring, &too_long, ISSUER, t2 + lifetime).unwrap_err();
+                assert!(matches!(error, IssuerError::Rejected(Rejection::KeyWithdrawn)), "{error}");
+                // The very first token expired long ago.
+                assert!(verify_access_token(&ring, &old_token, ISSUER, t2).is_err());
+                // New tokens carry k2.
+                let new_token = token(&ring, t2);
+                let header = jsonwebtoken::decode_header(&new_token).unwrap();
+                assert_eq!(header.kid.as_deref(), Some(k2.as_str()));
+                verify_access_token(&ring, &new_token, ISSUER, t2).unwrap();
+
+                // After publish_until the retired key leaves the JWKS and is pruned.
+                let after = t2 + lifetime;
+                let ring = KeyRing::load(&mut conn, &cipher, after, t).unwrap();
+                assert_eq!(states(&ring), [(k2.clone(), KeyState::Active), (k3, KeyState::Next)]);
+                assert_eq!(prune(&mut conn, after - Duration::seconds(1), t).unwrap(), 0);
+                assert_eq!(prune(&mut conn, after, t).unwrap(), 1);
+                assert_eq!(signing_keys::list(&mut conn, t).unwrap().len(), 2);
+            }
+
         }
     }
 }

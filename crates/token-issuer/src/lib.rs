@@ -5,8 +5,13 @@
 //! - [`jwt`]: access tokens (RFC 9068) and ID tokens (OIDC Core): [`sign`],
 //!   [`verify_access_token`], [`at_hash`].
 //!
-//! Depends on `gatehouse-core` and `gatehouse-identity-store` only; it knows nothing
-//! of HTTP. Store work is synchronous: callers run it on the blocking pool.
+//! Modules depend one way: `jwt` → `keys` → `error`, and both `jwt` and `keys` on
+//! `token_kind` (the `typ` of each kind of token); JOSE itself (algorithms, public
+//! JWKs, JWS parsing, signature checks) is `gatehouse-jose`'s.
+//!
+//! Depends on `gatehouse-core`, `gatehouse-identity-store`, `gatehouse-jose` and, for
+//! back-channel logout delivery, `gatehouse-outbound`; it knows nothing of HTTP
+//! servers. Store work is synchronous: callers run it on the blocking pool.
 
 pub mod acr;
 pub mod backchannel;
@@ -23,6 +28,7 @@ pub mod oauth_error;
 pub mod par;
 pub mod schedule;
 pub mod service;
+mod token_kind;
 
 pub use error::{IssuerError, IssuerResult, Rejection};
 /// A key's life-cycle state, as stored (`next`, `active`, `retired`).

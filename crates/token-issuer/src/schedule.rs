@@ -9,7 +9,7 @@ use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::signing_keys::{self, KeyState};
 use gatehouse_identity_store::{AnyConnection, StoreError, db};
 
-use crate::keys::{Algorithm, Rotation, prune, rotate};
+use crate::keys::{Algorithm, Rotation, prune, rotate, to_store};
 use crate::{IssuerError, IssuerResult};
 
 /// How long a `next` key must have been published before it may sign: longer than
@@ -45,7 +45,7 @@ pub fn rotate_due(
         signing_keys::lock_for_rotation(conn, tenant)?;
         let mut done = ScheduledRotation::default();
         for alg in Algorithm::ALL {
-            let store_alg = alg.to_store();
+            let store_alg = to_store(alg);
             let Some(active) = signing_keys::find(conn, tenant, store_alg, KeyState::Active)?
             else {
                 continue;
