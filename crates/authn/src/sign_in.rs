@@ -646,15 +646,13 @@ mod tests {
     use std::time::Duration as StdDuration;
 
     use gatehouse_core::Clock;
-    use gatehouse_identity_store::credentials::NewCredential;
+
     use gatehouse_identity_store::db::Backend;
-    use gatehouse_identity_store::users::{Email, UserData};
-    use gatehouse_identity_store::{PageRequest, audit};
 
     use super::*;
-    use crate::PasswordHasher;
+
     use crate::hashing::HashingPool;
-    use crate::testing::kit::{Kit, KitOptions, cheap_passwords};
+    use crate::testing::kit::{self, Kit, KitOptions, SeedUser, audit_actions, seed_user};
 
     const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
     const IP: &str = "203.0.113.7";
@@ -687,41 +685,17 @@ mod tests {
         }
 
         fn user(&self, email: &str) -> UserId {
-            let phc = PasswordHasher::new(&cheap_passwords(8))
-                .unwrap()
-                .hash(PASSWORD)
-                .unwrap();
-            let mut conn = self.pool.get().unwrap();
-            let now = self.kit.clock.now();
-            let user = users::create(
-                &mut conn,
-                now,
-                self.tenant,
-                UserData {
-                    emails: vec![Email {
-                        value: email.into(),
-                        kind: None,
-                        primary: true,
-                        verified: true,
-                    }],
-                    ..UserData::new(email)
-                },
-            )
-            .unwrap();
-            credentials::create(
-                &mut conn,
+            let user = SeedUser {
+                password: Some(PASSWORD),
+                ..SeedUser::new(email)
+            };
+            seed_user(
+                &self.pool,
                 &self.kit.cipher,
-                now,
+                self.kit.clock.now(),
                 self.tenant,
-                user.id,
-                NewCredential {
-                    kind: CredentialKind::Password,
-                    label: None,
-                    secret: phc.as_bytes(),
-                },
+                user,
             )
-            .unwrap();
-            user.id
         }
 
         async fn sign_in(
@@ -734,26 +708,12 @@ mod tests {
         }
 
         fn failures(&self, bucket: &str) -> Option<i32> {
-            let mut conn = self.pool.get().unwrap();
-            rate_limits::get(&mut conn, self.tenant, bucket)
-                .unwrap()
-                .map(|c| c.failures)
+            kit::failures(&self.pool, self.tenant, bucket)
         }
 
         /// Every audit action so far, in order; the chain must be intact.
         fn actions(&self) -> Vec<String> {
-            let mut conn = self.pool.get().unwrap();
-            assert!(
-                audit::verify(&mut conn, &self.kit.cipher)
-                    .unwrap()
-                    .is_intact()
-            );
-            audit::list(&mut conn, self.tenant, &PageRequest::first(500))
-                .unwrap()
-                .items
-                .into_iter()
-                .map(|e| e.action)
-                .collect()
+            audit_actions(&self.pool, &self.kit.cipher, self.tenant)
         }
 
         fn sessions(&self, user: UserId) -> Vec<Session> {

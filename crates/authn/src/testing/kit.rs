@@ -8,14 +8,19 @@ use std::sync::Arc;
 
 use gatehouse_core::config::{Config, MailConfig, MailTls, PasswordConfig};
 use gatehouse_core::events::EventBus;
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::{Cipher, MasterKey};
 use gatehouse_core::{Clock, ManualClock};
+use gatehouse_identity_store::audit::{self, AuditEvent};
+use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::db::ConnectOptions;
 use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
 use gatehouse_identity_store::testing::TestDb;
-use gatehouse_identity_store::{Backend, Pool};
+use gatehouse_identity_store::users::{self, Email, UserData};
+use gatehouse_identity_store::{Backend, PageRequest, Pool, rate_limits};
 
 use crate::Authn;
+use crate::PasswordHasher;
 use crate::testing::{PlainMailRenderer, SmtpCatcher};
 
 /// Argon2's minimum cost: these tests are about what the service does, not strength.
@@ -126,4 +131,107 @@ impl Kit {
             db,
         }
     }
+}
+
+/// The test password of [`seed_user`]'s accounts when none is given.
+pub const SEED_PASSWORD: &str = "correct horse battery staple";
+
+/// A user to put straight into the store, as the tests need one.
+#[derive(Debug, Clone)]
+pub struct SeedUser<'a> {
+    pub email: &'a str,
+    /// Hashed with cheap Argon2 unless `hashing` says otherwise; no password
+    /// credential when `None`.
+    pub password: Option<&'a str>,
+    pub verified: bool,
+    pub active: bool,
+    /// The address's `kind` (`work`, `home`).
+    pub kind: Option<&'a str>,
+    pub hashing: Option<&'a PasswordConfig>,
+}
+
+impl<'a> SeedUser<'a> {
+    /// An active user with a verified primary address and [`SEED_PASSWORD`].
+    pub fn new(email: &'a str) -> Self {
+        SeedUser {
+            email,
+            password: Some(SEED_PASSWORD),
+            verified: true,
+            active: true,
+            kind: None,
+            hashing: None,
+        }
+    }
+}
+
+/// Writes `user` (and its password credential) to the store.
+pub fn seed_user(
+    pool: &Pool,
+    cipher: &Cipher,
+    now: chrono::DateTime<chrono::Utc>,
+    tenant: TenantId,
+    user: SeedUser<'_>,
+) -> UserId {
+    let mut conn = pool.get().unwrap();
+    let created = users::create(
+        &mut conn,
+        now,
+        tenant,
+        UserData {
+            emails: vec![Email {
+                value: user.email.into(),
+                kind: user.kind.map(str::to_owned),
+                primary: true,
+                verified: user.verified,
+            }],
+            active: user.active,
+            ..UserData::new(user.email)
+        },
+    )
+    .unwrap();
+    if let Some(password) = user.password {
+        let cheap = cheap_passwords(8);
+        let phc = PasswordHasher::new(user.hashing.unwrap_or(&cheap))
+            .unwrap()
+            .hash(password)
+            .unwrap();
+        credentials::create(
+            &mut conn,
+            cipher,
+            now,
+            tenant,
+            created.id,
+            NewCredential {
+                kind: CredentialKind::Password,
+                label: None,
+                secret: phc.as_bytes(),
+            },
+        )
+        .unwrap();
+    }
+    created.id
+}
+
+/// Every audit action of the tenant so far, in order; the chain must be intact.
+pub fn audit_actions(pool: &Pool, cipher: &Cipher, tenant: TenantId) -> Vec<String> {
+    audit_events(pool, cipher, tenant)
+        .into_iter()
+        .map(|event| event.action)
+        .collect()
+}
+
+/// Every audit event of the tenant so far, in order; the chain must be intact.
+pub fn audit_events(pool: &Pool, cipher: &Cipher, tenant: TenantId) -> Vec<AuditEvent> {
+    let mut conn = pool.get().unwrap();
+    assert!(audit::verify(&mut conn, cipher).unwrap().is_intact());
+    audit::list(&mut conn, tenant, &PageRequest::first(500))
+        .unwrap()
+        .items
+}
+
+/// The failure count of a throttling bucket, `None` when it has none.
+pub fn failures(pool: &Pool, tenant: TenantId, bucket: &str) -> Option<i32> {
+    rate_limits::get(&mut pool.get().unwrap(), tenant, bucket)
+        .unwrap()
+        .map(|counter| counter.failures)
 }

@@ -9,7 +9,6 @@ use gatehouse_core::ids::{RoleId, SessionId, TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_core::{Clock, ManualClock};
 use gatehouse_identity_store::audit::{self, AuditEvent};
-use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::db::Backend;
 use gatehouse_identity_store::grants::{Authentication, NewGrant};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
@@ -17,16 +16,15 @@ use gatehouse_identity_store::roles::RoleData;
 use gatehouse_identity_store::sessions::NewSession;
 use gatehouse_identity_store::tenants::Tenant;
 use gatehouse_identity_store::testing::TestDb;
-use gatehouse_identity_store::users::{Email, UserData};
 use gatehouse_identity_store::{PageRequest, Pool};
 use gatehouse_identity_store::{StoreError, grants, roles, sessions, users};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use gatehouse_authn::AuthnError;
-use gatehouse_authn::PasswordHasher;
 use gatehouse_authn::lifecycle::*;
 use gatehouse_authn::settings::TenantPolicy;
+use gatehouse_authn::testing::kit::{SeedUser, seed_user};
 use gatehouse_authn::{Authn, ClientInfo};
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
@@ -87,40 +85,11 @@ impl Env {
 
     /// An active user with a verified primary address and [`PASSWORD`].
     fn user(&self, email: &str) -> UserId {
-        let phc = PasswordHasher::new(&gatehouse_authn::testing::kit::cheap_passwords(8))
-            .unwrap()
-            .hash(PASSWORD)
-            .unwrap();
-        let mut conn = self.conn();
-        let user = users::create(
-            &mut conn,
-            self.clock.now(),
-            self.t(),
-            UserData {
-                emails: vec![Email {
-                    value: email.into(),
-                    kind: None,
-                    primary: true,
-                    verified: true,
-                }],
-                ..UserData::new(email)
-            },
-        )
-        .unwrap();
-        credentials::create(
-            &mut conn,
-            &self.cipher,
-            self.clock.now(),
-            self.t(),
-            user.id,
-            NewCredential {
-                kind: CredentialKind::Password,
-                label: None,
-                secret: phc.as_bytes(),
-            },
-        )
-        .unwrap();
-        user.id
+        let user = SeedUser {
+            password: Some(PASSWORD),
+            ..SeedUser::new(email)
+        };
+        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
     }
 
     fn session(&self, user: UserId) -> SessionId {

@@ -8,17 +8,18 @@ use gatehouse_core::events::{DomainEvent, EventSubscription};
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_core::{Clock, ManualClock};
+use gatehouse_identity_store::Pool;
 use gatehouse_identity_store::db::Backend;
 use gatehouse_identity_store::testing::TestDb;
-use gatehouse_identity_store::users::{Email, UserData};
-use gatehouse_identity_store::{PageRequest, Pool, audit};
-use gatehouse_identity_store::{rate_limits, users};
+use gatehouse_identity_store::users;
+use gatehouse_identity_store::users::UserData;
 use serde::Serialize;
 use serde_json::Value;
 use serde_json::json;
 
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::passkeys::*;
+use gatehouse_authn::testing::kit::{self, SeedUser, audit_actions, seed_user};
 use gatehouse_authn::testing::soft_authenticator::{Refusal, SoftAuthenticator};
 use gatehouse_authn::{Authn, ClientInfo};
 
@@ -97,22 +98,18 @@ impl Env {
     }
 
     fn user(&self, name: &str) -> UserId {
-        users::create(
-            &mut self.pool.get().unwrap(),
+        let email = format!("{name}@example.com");
+        let user = SeedUser {
+            password: None,
+            ..SeedUser::new(&email)
+        };
+        seed_user(
+            &self.pool,
+            &self.cipher,
             self.clock.now(),
             self.tenant,
-            UserData {
-                emails: vec![Email {
-                    value: format!("{name}@example.com"),
-                    kind: None,
-                    primary: true,
-                    verified: true,
-                }],
-                ..UserData::new(name)
-            },
+            user,
         )
-        .unwrap()
-        .id
     }
 
     async fn begin_registration(&self, user: UserId) -> RegistrationChallenge {
@@ -218,21 +215,12 @@ impl Env {
     }
 
     fn failures(&self, bucket: &str) -> Option<i32> {
-        rate_limits::get(&mut self.pool.get().unwrap(), self.tenant, bucket)
-            .unwrap()
-            .map(|counter| counter.failures)
+        kit::failures(&self.pool, self.tenant, bucket)
     }
 
     /// Every audit action so far, in order; the chain must be intact.
     fn actions(&self) -> Vec<String> {
-        let mut conn = self.pool.get().unwrap();
-        assert!(audit::verify(&mut conn, &self.cipher).unwrap().is_intact());
-        audit::list(&mut conn, self.tenant, &PageRequest::first(500))
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|event| event.action)
-            .collect()
+        audit_actions(&self.pool, &self.cipher, self.tenant)
     }
 
     /// How many `CredentialsChanged` events were published since the last call.

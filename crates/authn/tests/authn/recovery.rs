@@ -15,17 +15,16 @@ use gatehouse_identity_store::sessions::NewSession;
 use gatehouse_identity_store::tenants::Tenant;
 use gatehouse_identity_store::testing::TestDb;
 use gatehouse_identity_store::users;
-use gatehouse_identity_store::users::{Email, UserData};
 use gatehouse_identity_store::{PageRequest, Pool};
 use gatehouse_identity_store::{grants, sessions};
 use zeroize::Zeroizing;
 
-use gatehouse_authn::PasswordHasher;
 use gatehouse_authn::recovery::*;
 use gatehouse_authn::registration::LinkBase;
 use gatehouse_authn::second_factor::SecondFactor;
 use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::sign_in::SignInOutcome;
+use gatehouse_authn::testing::kit::{SeedUser, seed_user};
 use gatehouse_authn::testing::soft_authenticator::SoftAuthenticator;
 use gatehouse_authn::testing::{CaughtMail, SmtpCatcher};
 use gatehouse_authn::{Authn, ClientInfo};
@@ -101,40 +100,11 @@ impl Env {
 
     /// An active user with a verified primary address and the password [`OLD`].
     fn user(&self, email: &str) -> UserId {
-        let phc = PasswordHasher::new(&gatehouse_authn::testing::kit::cheap_passwords(8))
-            .unwrap()
-            .hash(OLD)
-            .unwrap();
-        let mut conn = self.conn();
-        let user = users::create(
-            &mut conn,
-            self.clock.now(),
-            self.t(),
-            UserData {
-                emails: vec![Email {
-                    value: email.into(),
-                    kind: None,
-                    primary: true,
-                    verified: true,
-                }],
-                ..UserData::new(email)
-            },
-        )
-        .unwrap();
-        credentials::create(
-            &mut conn,
-            &self.cipher,
-            self.clock.now(),
-            self.t(),
-            user.id,
-            NewCredential {
-                kind: CredentialKind::Password,
-                label: None,
-                secret: phc.as_bytes(),
-            },
-        )
-        .unwrap();
-        user.id
+        let user = SeedUser {
+            password: Some(OLD),
+            ..SeedUser::new(email)
+        };
+        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
     }
 
     /// Enrols and confirms an authenticator app; returns its secret. The clock

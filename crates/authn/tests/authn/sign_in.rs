@@ -6,22 +6,18 @@ use gatehouse_core::config::PasswordConfig;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_core::{Clock, ManualClock};
-use gatehouse_identity_store::credentials::NewCredential;
-use gatehouse_identity_store::credentials::{self, Credential, CredentialKind};
+use gatehouse_identity_store::Pool;
+use gatehouse_identity_store::credentials::{self, Credential};
 use gatehouse_identity_store::db::Backend;
-use gatehouse_identity_store::rate_limits;
 use gatehouse_identity_store::sessions::{self, Session};
 use gatehouse_identity_store::tenants::{self, TenantData};
 use gatehouse_identity_store::testing::TestDb;
-use gatehouse_identity_store::users;
-use gatehouse_identity_store::users::{Email, UserData};
-use gatehouse_identity_store::{PageRequest, Pool, audit};
 use zeroize::Zeroizing;
 
 use gatehouse_authn::AuthnError;
-use gatehouse_authn::PasswordHasher;
 use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::sign_in::*;
+use gatehouse_authn::testing::kit::{self, SeedUser, audit_actions, seed_user};
 use gatehouse_authn::{Authn, ClientInfo};
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
@@ -70,38 +66,21 @@ impl Env {
         active: bool,
         config: &PasswordConfig,
     ) -> UserId {
-        let phc = PasswordHasher::new(config).unwrap().hash(PASSWORD).unwrap();
-        let mut conn = self.pool.get().unwrap();
-        let user = users::create(
-            &mut conn,
-            self.clock.now(),
-            self.tenant,
-            UserData {
-                emails: vec![Email {
-                    value: email.into(),
-                    kind: Some("work".into()),
-                    primary: true,
-                    verified,
-                }],
-                active,
-                ..UserData::new(email)
-            },
-        )
-        .unwrap();
-        credentials::create(
-            &mut conn,
+        let user = SeedUser {
+            password: Some(PASSWORD),
+            verified,
+            active,
+            kind: Some("work"),
+            hashing: Some(config),
+            ..SeedUser::new(email)
+        };
+        seed_user(
+            &self.pool,
             &self.cipher,
             self.clock.now(),
             self.tenant,
-            user.id,
-            NewCredential {
-                kind: CredentialKind::Password,
-                label: None,
-                secret: phc.as_bytes(),
-            },
+            user,
         )
-        .unwrap();
-        user.id
     }
 
     fn user(&self, email: &str) -> UserId {
@@ -130,22 +109,12 @@ impl Env {
     }
 
     fn failures(&self, bucket: &str) -> Option<i32> {
-        let mut conn = self.pool.get().unwrap();
-        rate_limits::get(&mut conn, self.tenant, bucket)
-            .unwrap()
-            .map(|c| c.failures)
+        kit::failures(&self.pool, self.tenant, bucket)
     }
 
     /// Every audit action so far, in order; the chain must be intact.
     fn actions(&self) -> Vec<String> {
-        let mut conn = self.pool.get().unwrap();
-        assert!(audit::verify(&mut conn, &self.cipher).unwrap().is_intact());
-        audit::list(&mut conn, self.tenant, &PageRequest::first(500))
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|e| e.action)
-            .collect()
+        audit_actions(&self.pool, &self.cipher, self.tenant)
     }
 
     fn sessions(&self, user: UserId) -> Vec<Session> {
@@ -240,15 +209,7 @@ fn signs_in_and_commits_everything(backend: Backend) {
     assert_eq!(env.failures(&ip_bucket(IP)), Some(1));
 }
 
-#[test]
-fn signs_in_and_commits_everything_on_sqlite() {
-    signs_in_and_commits_everything(Backend::Sqlite);
-}
-
-#[test]
-fn signs_in_and_commits_everything_on_postgres() {
-    signs_in_and_commits_everything(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(signs_in_and_commits_everything);
 
 #[test]
 fn wrong_password_and_unknown_account_are_one_error_and_both_counted() {
@@ -437,15 +398,7 @@ fn concurrent_sign_ins_all_succeed(backend: Backend) {
     drop(env.db);
 }
 
-#[test]
-fn concurrent_sign_ins_all_succeed_on_sqlite() {
-    concurrent_sign_ins_all_succeed(Backend::Sqlite);
-}
-
-#[test]
-fn concurrent_sign_ins_all_succeed_on_postgres() {
-    concurrent_sign_ins_all_succeed(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(concurrent_sign_ins_all_succeed);
 
 #[test]
 fn variants_of_one_identifier_share_a_throttling_bucket() {
@@ -629,15 +582,7 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
     }
 }
 
-#[test]
-fn a_second_factor_is_asked_for_after_the_password_on_sqlite() {
-    a_second_factor_is_asked_for_after_the_password(Backend::Sqlite);
-}
-
-#[test]
-fn a_second_factor_is_asked_for_after_the_password_on_postgres() {
-    a_second_factor_is_asked_for_after_the_password(Backend::Postgres);
-}
+gatehouse_identity_store::on_both_backends!(a_second_factor_is_asked_for_after_the_password);
 
 #[test]
 fn a_pending_sign_in_expires_and_cannot_be_forged_or_moved() {
