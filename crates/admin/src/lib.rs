@@ -47,7 +47,7 @@ pub use error::AdminError;
 pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
 pub use tenants::TenantView;
-pub use users::{Disabled, Reset};
+pub use users::{Deleted, Disabled, Reset};
 
 pub type AdminResult<T> = Result<T, AdminError>;
 

@@ -1,11 +1,24 @@
-//! Operator actions on accounts: disable, enable, and the administrator-assisted
-//! reset for a user who lost every factor.
+//! Operator actions on accounts: list, disable, enable, delete, and the
+//! administrator-assisted reset for a user who lost every factor.
 
 use gatehouse_authn::ClientInfo;
 use gatehouse_authn::registration::LinkBase;
+use gatehouse_core::events::DomainEvent;
+use gatehouse_identity_store::users::{self, User};
+use gatehouse_identity_store::{Page, PageRequest};
 use gatehouse_token_issuer::backchannel::Delivery;
+use serde_json::json;
 
 use crate::{Admin, AdminResult, Operator, Reason};
+
+/// What deleting a user did.
+#[derive(Debug)]
+pub struct Deleted {
+    pub sessions_ended: usize,
+    pub grants_revoked: usize,
+    /// The relying parties told of the ended sessions.
+    pub deliveries: Vec<Delivery>,
+}
 
 /// What disabling a user did.
 #[derive(Debug)]
@@ -124,6 +137,53 @@ impl Admin {
             grants_revoked: outcome.grants_revoked,
             link_sent: outcome.link_sent,
             deliveries,
+        })
+    }
+
+    /// One page of the tenant's users, in the order they were created.
+    pub async fn users(&self, tenant: &str, page: PageRequest) -> AdminResult<Page<User>> {
+        let tenant = self.tenant(tenant).await?.id;
+        self.blocking(move |conn| Ok(users::list(conn, tenant, &page)?))
+            .await
+    }
+
+    /// Deletes the user and what is theirs (credentials, sessions, grants,
+    /// consents, memberships). They are deactivated first — every session and
+    /// grant ends at once and relying parties are told, as for `disable_user` — so
+    /// a failure half way leaves a disabled account, never a live one. The audit
+    /// log keeps `user.deleted` with the operator, the reason and the user's id.
+    pub async fn delete_user(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        email: &str,
+        reason: &Reason,
+    ) -> AdminResult<Deleted> {
+        let disabled = self.disable_user(operator, tenant, email, reason).await?;
+        let (tenant, user) = self.user(tenant, email).await?;
+        let (admin, actor, why) = (self.clone(), operator.actor(), reason.as_str().to_owned());
+        self.blocking(move |conn| {
+            gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                users::delete(conn, tenant.id, user.id)?;
+                admin.audit(
+                    conn,
+                    tenant.id,
+                    actor,
+                    "user.deleted",
+                    format!("user:{}", user.id),
+                    json!({ "reason": why }),
+                )
+            })
+        })
+        .await?;
+        self.announce(DomainEvent::UserDeactivated {
+            tenant: tenant.id,
+            user: user.id,
+        });
+        Ok(Deleted {
+            sessions_ended: disabled.sessions_ended,
+            grants_revoked: disabled.grants_revoked,
+            deliveries: disabled.deliveries,
         })
     }
 }

@@ -393,4 +393,34 @@ gatehouse_identity_store::backend_tests! {
         let missing = block_on(env.admin.tenant_view("nope")).unwrap_err();
         assert!(matches!(missing, AdminError::NotFound(_)), "{missing:?}");
     }
+
+    fn users_are_listed_by_page_and_deleted_with_what_is_theirs(db) {
+        let env = env(db);
+        let grace = Operator::named("grace").unwrap();
+        let why = Reason::new("GDPR erasure request 17").unwrap();
+        let first = block_on(env.admin.users("acme", PageRequest::first(1))).unwrap();
+        assert_eq!(first.items.len(), 1);
+        assert_eq!(first.items[0].primary_email().unwrap().value, "ada@example.com");
+        assert!(first.next_cursor.is_none(), "one user, one page");
+
+        block_on(env.admin.create_group(&grace, "acme", "Partners")).unwrap();
+        block_on(env.admin.add_to_group(&grace, "acme", "Partners", "ada@example.com")).unwrap();
+        let deleted = block_on(env.admin.delete_user(&grace, "acme", "ada@example.com", &why)).unwrap();
+        assert_eq!(deleted.grants_revoked, 0);
+        let gone = users::find_by_primary_email(&mut env.pool.get().unwrap(), env.tenant, "ada@example.com").unwrap();
+        assert!(gone.is_none(), "the user is deleted");
+        assert!(block_on(env.admin.users("acme", PageRequest::first(10))).unwrap().items.is_empty());
+        let again = block_on(env.admin.delete_user(&grace, "acme", "ada@example.com", &why)).unwrap_err();
+        assert!(matches!(again, AdminError::NotFound(_)), "{again:?}");
+
+        let records = env.audit();
+        let deletion = records.iter().find(|e| e.action == "user.deleted").expect("audited");
+        assert_eq!(deletion.actor, "operator:grace");
+        assert!(deletion.details.contains("GDPR erasure request 17"));
+        // Deactivated first, so a failure half way leaves no live account.
+        let order: Vec<&str> = records.iter().map(|e| e.action.as_str()).collect();
+        let deactivated = order.iter().position(|a| a.starts_with("user.deactivated")).expect("deactivated first");
+        assert!(deactivated < order.iter().position(|a| *a == "user.deleted").unwrap(), "{order:?}");
+        assert!(block_on(env.admin.verify_audit()).unwrap().is_intact());
+    }
 }

@@ -7,6 +7,8 @@
 //!   every second factor and whose identity the operator checked by other means.
 //! - `users disable` / `users enable`: deactivation ends every session and grant at
 //!   once; reactivation restores nothing.
+//! - `users list` pages through a tenant's users; `users delete` deactivates, then
+//!   removes the user with what is theirs.
 //! - `roles assign` / `roles remove`: removal revokes the user's grants whose tokens
 //!   carry roles.
 //!
@@ -17,6 +19,7 @@
 use clap::{Args, Subcommand};
 use gatehouse_admin::{Operator, Reason};
 use gatehouse_core::config::Config;
+use gatehouse_identity_store::PageRequest;
 use gatehouse_token_issuer::backchannel::Delivery;
 
 use crate::ServerError;
@@ -31,6 +34,22 @@ pub enum UsersCommand {
     Disable(StatusArgs),
     /// Let a deactivated user sign in again (nothing that was ended comes back).
     Enable(StatusArgs),
+    /// The tenant's users, oldest first: id, primary address, active, verified.
+    List {
+        /// Tenant slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        /// At most this many (1..=500); the last line names the cursor for more.
+        #[arg(long, default_value_t = 100)]
+        limit: u32,
+        /// Continue after this cursor (printed by the previous page).
+        #[arg(long)]
+        after: Option<String>,
+    },
+    /// Delete a user and everything that is theirs (credentials, sessions, grants,
+    /// consents); every token stops working at once. The audit log keeps the
+    /// deletion.
+    Delete(StatusArgs),
 }
 
 #[derive(Debug, Subcommand)]
@@ -138,6 +157,12 @@ pub fn run(config: &Config, command: UsersCommand) -> Result<(), ServerError> {
         UsersCommand::Reset(args) => reset(config, args),
         UsersCommand::Disable(args) => disable(config, args),
         UsersCommand::Enable(args) => enable(config, args),
+        UsersCommand::List {
+            tenant,
+            limit,
+            after,
+        } => list_users(config, &tenant, limit, after),
+        UsersCommand::Delete(args) => delete(config, args),
     }
 }
 
@@ -202,6 +227,57 @@ fn enable(config: &Config, args: StatusArgs) -> Result<(), ServerError> {
     } else {
         println!("{} was not disabled", who.email);
     }
+    Ok(())
+}
+
+fn list_users(
+    config: &Config,
+    tenant: &str,
+    limit: u32,
+    after: Option<String>,
+) -> Result<(), ServerError> {
+    let admin = open_admin(config)?;
+    let request = PageRequest { after, limit };
+    let page =
+        block_on(admin.users(tenant, request)).map_err(|e| admin_error("listing users", e))?;
+    if page.items.is_empty() {
+        println!("no users");
+    }
+    for user in &page.items {
+        let primary = user.primary_email();
+        println!(
+            "{}\t{}\t{}\t{}",
+            user.id,
+            primary.map_or("-", |e| e.value.as_str()),
+            if user.data.active {
+                "active"
+            } else {
+                "disabled"
+            },
+            if primary.is_some_and(|e| e.verified) {
+                "verified"
+            } else {
+                "unverified"
+            },
+        );
+    }
+    if let Some(cursor) = page.next_cursor {
+        println!("more: --after {cursor}");
+    }
+    Ok(())
+}
+
+fn delete(config: &Config, args: StatusArgs) -> Result<(), ServerError> {
+    let (operator, reason) = operator_and_reason(&args.operator, &args.reason)?;
+    let admin = open_admin(config)?;
+    let who = &args.user;
+    let done = block_on(admin.delete_user(&operator, &who.tenant, &who.email, &reason))
+        .map_err(|e| admin_error("deleting", e))?;
+    println!(
+        "deleted {}: {} sessions ended, {} grants revoked",
+        who.email, done.sessions_ended, done.grants_revoked
+    );
+    report(&done.deliveries);
     Ok(())
 }
 

@@ -1090,7 +1090,7 @@ fn back_channel_logout_to_a_private_address_is_refused_by_default() {
 }
 
 #[test]
-fn tenants_groups_and_the_audit_log_from_the_command_line() {
+fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
     use gatehouse_identity_store::Backend;
 
     let app = crate::web_kit::WebApp::start(Backend::Sqlite);
@@ -1171,4 +1171,38 @@ fn tenants_groups_and_the_audit_log_from_the_command_line() {
     let verified = cli(&["audit", "verify"]);
     assert!(verified.status.success(), "{}", stdout(&verified));
     assert!(stdout(&verified).contains("audit log intact"));
+
+    let listed = cli(&["users", "list"]);
+    assert!(
+        stdout(&listed).contains("\tgus@example.com\tactive\tverified"),
+        "{}",
+        stdout(&listed)
+    );
+    let deleted = cli(&[
+        "users",
+        "delete",
+        "--email",
+        "gus@example.com",
+        "--reason",
+        "asked to be forgotten",
+        "--operator",
+        "ops-ann",
+    ]);
+    assert!(deleted.status.success(), "{}", stderr(&deleted));
+    assert!(stdout(&deleted).contains("deleted gus@example.com"));
+    assert!(!stdout(&cli(&["users", "list"])).contains("gus@example.com"));
+    assert_clean_failure(
+        &cli(&[
+            "users",
+            "delete",
+            "--email",
+            "gus@example.com",
+            "--reason",
+            "again",
+            "--operator",
+            "ops-ann",
+        ]),
+        1,
+        "gus@example.com",
+    );
 }
