@@ -64,6 +64,27 @@ impl From<DieselError> for StoreError {
 }
 
 impl StoreError {
+    /// Whether the database could not be reached in time (no pooled connection, a
+    /// connection that broke or was cancelled by a timeout): the request may well
+    /// succeed when retried, so adapters answer 503 with `Retry-After`, not 500.
+    pub fn is_unavailable(&self) -> bool {
+        use diesel::result::DatabaseErrorKind;
+        match self {
+            StoreError::Pool(_) | StoreError::Connect { .. } => true,
+            StoreError::Database(DieselError::DatabaseError(kind, info)) => {
+                matches!(
+                    kind,
+                    DatabaseErrorKind::ClosedConnection | DatabaseErrorKind::UnableToSendCommand
+                ) || info
+                    .message()
+                    .contains("canceling statement due to statement timeout")
+                    || info.message().contains("server closed the connection")
+                    || info.message().contains("database is locked")
+            }
+            _ => false,
+        }
+    }
+
     pub(crate) fn invalid(entity: &'static str, message: impl Into<String>) -> Self {
         StoreError::Invalid {
             entity,

@@ -65,6 +65,18 @@ pub(crate) fn consent_failure(e: &ConsentError) -> HttpResponse {
         ConsentError::Store(
             conflict @ (StoreError::Conflict { .. } | StoreError::StaleVersion { .. }),
         ) => problem(StatusCode::CONFLICT, "conflict", &conflict.to_string()),
+        ConsentError::Store(store) if store.is_unavailable() => {
+            tracing::warn!(error = %store, "database out of reach");
+            let mut response = problem(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "temporarily_unavailable",
+                "the database could not be reached in time; retry shortly",
+            );
+            response
+                .headers_mut()
+                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+            response
+        }
         ConsentError::Unavailable(message) => {
             tracing::warn!(%message, "consent or policy service unavailable");
             let mut response = problem(

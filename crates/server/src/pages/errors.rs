@@ -79,8 +79,14 @@ pub(crate) fn shown(error: &AuthnError) -> Shown {
             title: "verify.invalid.title",
             message: "verify.invalid.message",
         },
-        // Every hashing thread busy and the queue full: refused without being tried.
+        // Every hashing thread busy and the queue full, or the database out of
+        // reach in time: refused now, worth retrying shortly.
         AuthnError::Busy => Shown::Page {
+            status: StatusCode::SERVICE_UNAVAILABLE,
+            title: "error.unavailable.title",
+            message: "error.unavailable.message",
+        },
+        AuthnError::Store(store) if store.is_unavailable() => Shown::Page {
             status: StatusCode::SERVICE_UNAVAILABLE,
             title: "error.unavailable.title",
             message: "error.unavailable.message",
@@ -146,6 +152,21 @@ mod tests {
         assert!(matches!(
             shown(&AuthnError::Hash("argon2".into())),
             Shown::Internal
+        ));
+    }
+
+    #[test]
+    fn a_database_out_of_reach_is_unavailable_not_internal() {
+        let unreachable = AuthnError::Store(gatehouse_identity_store::StoreError::Connect {
+            backend: "PostgreSQL",
+            message: "timed out".into(),
+        });
+        assert!(matches!(
+            shown(&unreachable),
+            Shown::Page {
+                status: StatusCode::SERVICE_UNAVAILABLE,
+                ..
+            }
         ));
     }
 

@@ -71,6 +71,18 @@ fn register(app: &WebApp, tenant_slug: &str, data: ClientData) {
         .unwrap()
         .unwrap()
         .id;
+    // As `gatehouse clients create` does: the signing key of a client's ID-token
+    // algorithm is made with the client, never during one of its requests (an RSA
+    // key takes seconds to generate in a debug build).
+    let alg: gatehouse_token_issuer::Algorithm = data.id_token_alg.parse().unwrap();
+    gatehouse_token_issuer::ensure_active(
+        &mut conn,
+        &app.state.cipher,
+        app.clock.now(),
+        tenant,
+        alg,
+    )
+    .unwrap();
     clients::create(&mut conn, app.clock.now(), tenant, data).unwrap();
 }
 
