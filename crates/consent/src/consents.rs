@@ -930,26 +930,11 @@ mod tests {
 
     fn client(client_id: &str) -> ClientData {
         ClientData {
-            client_id: client_id.into(),
-            name: client_id.into(),
-            client_type: "confidential".into(),
-            auth_method: "client_secret_basic".into(),
             secret_hash: Some("x".into()),
-            jwks: None,
             redirect_uris: vec!["https://app.example/cb".into()],
-            post_logout_redirect_uris: vec![],
             grant_types: vec!["authorization_code".into()],
             scopes: vec!["openid".into(), "email".into(), "profile".into()],
-            audiences: vec![],
-            default_audience: None,
-            access_token_ttl_secs: 300,
-            refresh_token_ttl_secs: 86_400,
-            refresh_idle_ttl_secs: 3_600,
-            id_token_alg: "ES256".into(),
-            require_pkce: true,
-            require_par: false,
-            first_party: false,
-            backchannel_logout_uri: None,
+            ..ClientData::new(client_id, client_id)
         }
     }
 

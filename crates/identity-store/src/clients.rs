@@ -39,6 +39,37 @@ pub struct ClientData {
     pub backchannel_logout_uri: Option<String>,
 }
 
+impl ClientData {
+    /// A confidential client (`client_secret_basic`) that may do nothing yet: no
+    /// secret, redirect URIs, grants, scopes or audiences; 300 s access tokens, a
+    /// day of refresh (an hour idle), ES256 ID tokens, PKCE required, third party.
+    /// Callers name what differs with struct update syntax.
+    pub fn new(client_id: impl Into<String>, name: impl Into<String>) -> ClientData {
+        ClientData {
+            client_id: client_id.into(),
+            name: name.into(),
+            client_type: "confidential".into(),
+            auth_method: "client_secret_basic".into(),
+            secret_hash: None,
+            jwks: None,
+            redirect_uris: Vec::new(),
+            post_logout_redirect_uris: Vec::new(),
+            grant_types: Vec::new(),
+            scopes: Vec::new(),
+            audiences: Vec::new(),
+            default_audience: None,
+            access_token_ttl_secs: 300,
+            refresh_token_ttl_secs: 86_400,
+            refresh_idle_ttl_secs: 3_600,
+            id_token_alg: "ES256".into(),
+            require_pkce: true,
+            require_par: false,
+            first_party: false,
+            backchannel_logout_uri: None,
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Client {
     pub id: Uuid,

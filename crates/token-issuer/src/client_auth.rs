@@ -433,8 +433,6 @@ mod tests {
 
     fn client(method: &str, secret: Option<&str>) -> ClientData {
         ClientData {
-            client_id: "c1".into(),
-            name: "c".into(),
             client_type: if method == "none" {
                 "public".into()
             } else {
@@ -442,21 +440,9 @@ mod tests {
             },
             auth_method: method.into(),
             secret_hash: secret.map(secret_hash),
-            jwks: None,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
-            grant_types: vec![],
-            scopes: vec![],
-            audiences: vec![],
-            default_audience: None,
-            access_token_ttl_secs: 300,
             refresh_token_ttl_secs: 0,
             refresh_idle_ttl_secs: 0,
-            id_token_alg: "ES256".into(),
-            require_pkce: true,
-            require_par: false,
-            first_party: false,
-            backchannel_logout_uri: None,
+            ..ClientData::new("c1", "c")
         }
     }
 

@@ -5,26 +5,13 @@ use crate::{now, tenant};
 
 fn web_app(client_id: &str) -> ClientData {
     ClientData {
-        client_id: client_id.into(),
-        name: "Web shop".into(),
-        client_type: "confidential".into(),
-        auth_method: "client_secret_basic".into(),
         secret_hash: Some("ab".repeat(32)),
-        jwks: None,
         redirect_uris: vec!["https://shop.example/callback".into()],
-        post_logout_redirect_uris: vec![],
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         scopes: vec!["openid".into(), "profile".into()],
         audiences: vec!["https://api.example".into()],
         default_audience: Some("https://api.example".into()),
-        access_token_ttl_secs: 300,
-        refresh_token_ttl_secs: 86_400,
-        refresh_idle_ttl_secs: 3_600,
-        id_token_alg: "ES256".into(),
-        require_pkce: true,
-        require_par: false,
-        first_party: false,
-        backchannel_logout_uri: None,
+        ..ClientData::new(client_id, "Web shop")
     }
 }
 

@@ -42,26 +42,19 @@ fn client_jwks() -> Value {
 
 fn client(client_id: &str, method: &str, id_token_alg: &str) -> ClientData {
     ClientData {
-        client_id: client_id.into(),
-        name: client_id.into(),
-        client_type: "confidential".into(),
         auth_method: method.into(),
         secret_hash: (method != "private_key_jwt").then(|| secret_hash("a-secret")),
         jwks: (method == "private_key_jwt").then(|| client_jwks().to_string()),
         redirect_uris: vec![REDIRECT.into()],
-        post_logout_redirect_uris: vec![],
         grant_types: vec!["client_credentials".into(), "authorization_code".into()],
         scopes: vec!["openid".into(), "email".into(), "orders:read".into()],
         audiences: vec!["https://api.example".into()],
         default_audience: Some("https://api.example".into()),
-        access_token_ttl_secs: 300,
         refresh_token_ttl_secs: 0,
         refresh_idle_ttl_secs: 0,
         id_token_alg: id_token_alg.into(),
-        require_pkce: true,
-        require_par: false,
         first_party: true,
-        backchannel_logout_uri: None,
+        ..ClientData::new(client_id, client_id)
     }
 }
 

@@ -27,14 +27,8 @@ pub fn challenge() -> String {
 /// The test's confidential client, `webapp`, before registration.
 pub fn client_data(first_party: bool) -> ClientData {
     ClientData {
-        client_id: "webapp".into(),
-        name: "Web App".into(),
-        client_type: "confidential".into(),
-        auth_method: "client_secret_basic".into(),
         secret_hash: Some(secret_hash(SECRET)),
-        jwks: None,
         redirect_uris: vec![REDIRECT.into()],
-        post_logout_redirect_uris: vec![],
         grant_types: vec!["authorization_code".into(), "refresh_token".into()],
         scopes: vec![
             "openid".into(),
@@ -44,14 +38,8 @@ pub fn client_data(first_party: bool) -> ClientData {
         ],
         audiences: vec!["https://api.example".into()],
         default_audience: Some("https://api.example".into()),
-        access_token_ttl_secs: 300,
-        refresh_token_ttl_secs: 86_400,
-        refresh_idle_ttl_secs: 3_600,
-        id_token_alg: "ES256".into(),
-        require_pkce: true,
-        require_par: false,
         first_party,
-        backchannel_logout_uri: None,
+        ..ClientData::new("webapp", "Web App")
     }
 }
 

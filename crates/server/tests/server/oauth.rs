@@ -28,14 +28,8 @@ pub(crate) fn register(app: &WebApp, tenant_slug: &str, client_id: &str, method:
         app.clock.now(),
         tenant,
         ClientData {
-            client_id: client_id.into(),
-            name: client_id.into(),
-            client_type: "confidential".into(),
             auth_method: method.into(),
             secret_hash: Some(secret_hash(SECRET)),
-            jwks: None,
-            redirect_uris: vec![],
-            post_logout_redirect_uris: vec![],
             grant_types: vec!["client_credentials".into()],
             scopes: vec!["orders:read".into(), "orders:write".into()],
             audiences: vec![
@@ -43,14 +37,9 @@ pub(crate) fn register(app: &WebApp, tenant_slug: &str, client_id: &str, method:
                 "https://billing.example".into(),
             ],
             default_audience: Some("https://api.example".into()),
-            access_token_ttl_secs: 300,
             refresh_token_ttl_secs: 0,
             refresh_idle_ttl_secs: 0,
-            id_token_alg: "ES256".into(),
-            require_pkce: true,
-            require_par: false,
-            first_party: false,
-            backchannel_logout_uri: None,
+            ..ClientData::new(client_id, client_id)
         },
     )
     .unwrap();

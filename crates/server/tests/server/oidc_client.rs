@@ -91,14 +91,8 @@ fn register(app: &WebApp) {
         app.clock.now(),
         tenant,
         ClientData {
-            client_id: CLIENT_ID.into(),
-            name: "Web App".into(),
-            client_type: "confidential".into(),
-            auth_method: "client_secret_basic".into(),
             secret_hash: Some(secret_hash(SECRET)),
-            jwks: None,
             redirect_uris: vec![REDIRECT.into()],
-            post_logout_redirect_uris: vec![],
             grant_types: vec![
                 "authorization_code".into(),
                 "refresh_token".into(),
@@ -113,14 +107,7 @@ fn register(app: &WebApp) {
             ],
             audiences: vec![API.into()],
             default_audience: Some(API.into()),
-            access_token_ttl_secs: 300,
-            refresh_token_ttl_secs: 86_400,
-            refresh_idle_ttl_secs: 3_600,
-            id_token_alg: "ES256".into(),
-            require_pkce: true,
-            require_par: false,
-            first_party: false,
-            backchannel_logout_uri: None,
+            ..ClientData::new(CLIENT_ID, "Web App")
         },
     )
     .unwrap();
