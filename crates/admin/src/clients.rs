@@ -55,6 +55,30 @@ pub struct NewClient {
     pub backchannel_logout_uri: Option<String>,
 }
 
+impl NewClient {
+    /// A confidential web app signing users in with the authorization code flow at
+    /// `redirect_uri`, asking for `openid`; every other setting at its default.
+    pub fn web_app(name: &str, client_id: &str, redirect_uri: &str) -> Self {
+        NewClient {
+            name: name.into(),
+            client_id: Some(client_id.into()),
+            kind: ClientKind::Confidential,
+            auth_method: None,
+            redirect_uris: vec![redirect_uri.into()],
+            grants: vec!["authorization_code".into()],
+            scopes: vec!["openid".into()],
+            audiences: vec![],
+            access_token_ttl_secs: 300,
+            first_party: false,
+            require_par: false,
+            jwks: None,
+            id_token_alg: "ES256".into(),
+            post_logout_redirect_uris: vec![],
+            backchannel_logout_uri: None,
+        }
+    }
+}
+
 /// A registered client and, for a confidential client with a secret, the secret:
 /// shown once, only its hash is stored.
 #[derive(Debug)]
@@ -299,23 +323,7 @@ mod tests {
     use super::*;
 
     fn new_client() -> NewClient {
-        NewClient {
-            name: "Shop".into(),
-            client_id: Some("shop".into()),
-            kind: ClientKind::Confidential,
-            auth_method: None,
-            redirect_uris: vec!["https://shop.example/cb".into()],
-            grants: vec!["authorization_code".into()],
-            scopes: vec!["openid".into()],
-            audiences: vec![],
-            access_token_ttl_secs: 300,
-            first_party: false,
-            require_par: false,
-            jwks: None,
-            id_token_alg: "ES256".into(),
-            post_logout_redirect_uris: vec![],
-            backchannel_logout_uri: None,
-        }
+        NewClient::web_app("Shop", "shop", "https://shop.example/cb")
     }
 
     fn refused(change: impl FnOnce(&mut NewClient)) -> (&'static str, String) {

@@ -199,9 +199,7 @@ impl Admin {
     /// Announces a change; a failure to reach other nodes is logged (they pick the
     /// change up on their caches' expiry), never the action's error.
     fn announce(&self, event: DomainEvent) {
-        if let Err(error) = self.events.publish(event) {
-            tracing::warn!(%error, "the change was made, but other nodes were not told");
-        }
+        self.events.announce(event);
     }
 
     /// Runs store work on the blocking pool with a pooled connection.

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use gatehouse_admin::{
-    Admin, AdminError, AdminParts, AuditQuery, ClientKind, NewClient, Operator, Reason, TenantUrls,
+    Admin, AdminError, AdminParts, AuditQuery, NewClient, Operator, Reason, TenantUrls,
 };
 use gatehouse_authn::Authn;
 use gatehouse_consent::Consents;
@@ -214,21 +214,8 @@ gatehouse_identity_store::backend_tests! {
         let env = env(db);
         let grace = Operator::named("grace").unwrap();
         let new = NewClient {
-            name: "Shop".into(),
-            client_id: Some("shop".into()),
-            kind: ClientKind::Confidential,
-            auth_method: None,
-            redirect_uris: vec!["https://shop.example/cb".into()],
-            grants: vec!["authorization_code".into()],
-            scopes: vec!["openid".into()],
-            audiences: vec![],
-            access_token_ttl_secs: 300,
-            first_party: false,
-            require_par: false,
-            jwks: None,
             id_token_alg: "RS256".into(),
-            post_logout_redirect_uris: vec![],
-            backchannel_logout_uri: None,
+            ..NewClient::web_app("Shop", "shop", "https://shop.example/cb")
         };
         let created = block_on(env.admin.create_client(&grace, "acme", new.clone())).unwrap();
         assert!(created.secret.is_some());

@@ -139,7 +139,7 @@ impl Authn {
                 &client,
                 json!({}),
             )?;
-            let _ = inner.events.publish(DomainEvent::UserChanged {
+            inner.events.announce(DomainEvent::UserChanged {
                 tenant,
                 user: user.id,
             });
@@ -194,7 +194,7 @@ impl Authn {
             })?;
             let count = ended.len();
             inner.sessions_ended(tenant, user.id, ended);
-            let _ = inner.events.publish(DomainEvent::CredentialsChanged {
+            inner.events.announce(DomainEvent::CredentialsChanged {
                 tenant,
                 user: user.id,
             });

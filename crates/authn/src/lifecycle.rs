@@ -131,9 +131,7 @@ impl Inner {
     /// Publishes after a commit. A failure reaches no other node, but the database
     /// already holds the truth every node checks, so it is logged, not returned.
     fn announce(&self, event: DomainEvent) {
-        if let Err(error) = self.events.publish(event) {
-            tracing::warn!(%error, "account change committed, but the event was not sent to other nodes");
-        }
+        self.events.announce(event);
     }
 
     /// Inside the deactivation's transaction: everything that lets the user in, or

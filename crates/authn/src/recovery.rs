@@ -89,7 +89,6 @@
 use std::fmt;
 
 use chrono::{DateTime, Duration, Utc};
-use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use gatehouse_identity_store::account_recoveries::{self, NewRecovery, RecoveryState};
 use gatehouse_identity_store::audit::Outcome;
@@ -539,12 +538,7 @@ impl Inner {
     /// hears that the credentials changed.
     fn announce_reset(&self, tenant: TenantId, user: UserId, sessions: Vec<SessionId>) {
         self.sessions_ended(tenant, user, sessions);
-        if let Err(error) = self
-            .events
-            .publish(DomainEvent::CredentialsChanged { tenant, user })
-        {
-            tracing::warn!(%error, "credentials reset, but the event was not sent to other nodes");
-        }
+        self.credentials_changed(tenant, user);
     }
 
     /// Whether the user added (or passed) a second factor since `since`: then it

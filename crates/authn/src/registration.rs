@@ -190,7 +190,7 @@ impl Authn {
                     Ok((user, token)) => {
                         // Caches that remember an id as unknown (the PDP's) must hear
                         // that it exists now. Queued, never waits on the database.
-                        let _ = inner.events.publish(DomainEvent::UserChanged {
+                        inner.events.announce(DomainEvent::UserChanged {
                             tenant,
                             user: user.id,
                         });
@@ -304,7 +304,7 @@ impl Authn {
             )?;
             // A verified address (and perhaps a new userName) is what policies see
             // as `email_verified`: caches of the user must hear of it.
-            let _ = inner.events.publish(DomainEvent::UserChanged {
+            inner.events.announce(DomainEvent::UserChanged {
                 tenant,
                 user: user.id,
             });

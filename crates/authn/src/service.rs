@@ -199,24 +199,18 @@ impl Inner {
         if sessions.is_empty() {
             return;
         }
-        if let Err(error) = self.events.publish(DomainEvent::SessionsEnded {
+        self.events.announce(DomainEvent::SessionsEnded {
             tenant,
             user,
             sessions,
-        }) {
-            tracing::warn!(%error, "sessions ended, but the event was not sent to other nodes");
-        }
+        });
     }
 
     /// Tells every node that a user's credentials changed (a factor added or
     /// removed, a password reset).
     pub(crate) fn credentials_changed(&self, tenant: TenantId, user: UserId) {
-        if let Err(error) = self
-            .events
-            .publish(DomainEvent::CredentialsChanged { tenant, user })
-        {
-            tracing::warn!(%error, "credentials changed, but the event was not sent to other nodes");
-        }
+        self.events
+            .announce(DomainEvent::CredentialsChanged { tenant, user });
     }
 
     /// Writes an audit event. Failing to audit fails the action: a security event

@@ -652,7 +652,9 @@ mod tests {
     use super::*;
 
     use crate::hashing::HashingPool;
-    use crate::testing::kit::{self, Kit, KitOptions, SeedUser, audit_actions, seed_user};
+    use crate::testing::kit::{
+        self, Kit, KitOptions, SeedUser, audit_actions, runtime, seed_user, sign_in_with,
+    };
 
     const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
     const IP: &str = "203.0.113.7";
@@ -704,7 +706,7 @@ mod tests {
             password: &str,
             previous: Option<String>,
         ) -> Result<SignedIn, AuthnError> {
-            sign_in_with(&self.authn, self.tenant, identifier, password, previous).await
+            sign_in_with(&self.authn, self.tenant, identifier, password, previous, IP).await
         }
 
         fn failures(&self, bucket: &str) -> Option<i32> {
@@ -721,48 +723,6 @@ mod tests {
             sessions::list_active_for_user(&mut conn, self.kit.clock.now(), self.tenant, user)
                 .unwrap()
         }
-    }
-
-    async fn sign_in_with(
-        authn: &Authn,
-        tenant: TenantId,
-        identifier: &str,
-        password: &str,
-        previous: Option<String>,
-    ) -> Result<SignedIn, AuthnError> {
-        authn
-            .sign_in_with_password(
-                tenant,
-                &TenantPolicy {
-                    registration_enabled: true,
-                    require_verified_email: true,
-                    mfa_required: false,
-                    mfa_clients: Vec::new(),
-                    mfa_scopes: Vec::new(),
-                },
-                identifier.into(),
-                Zeroizing::new(password.into()),
-                previous,
-                ClientInfo {
-                    ip: Some(IP.into()),
-                    user_agent: Some("test".into()),
-                    locale: None,
-                },
-            )
-            .await
-            .map(|outcome| {
-                outcome
-                    .signed_in()
-                    .expect("no second factor in these tests")
-            })
-    }
-
-    fn runtime() -> tokio::runtime::Runtime {
-        tokio::runtime::Builder::new_multi_thread()
-            .worker_threads(2)
-            .enable_time()
-            .build()
-            .unwrap()
     }
 
     #[test]
@@ -805,7 +765,7 @@ mod tests {
         let signing_in = {
             let (authn, tenant) = (env.authn.clone(), env.tenant);
             rt.spawn(async move {
-                sign_in_with(&authn, tenant, "henry@example.com", PASSWORD, None).await
+                sign_in_with(&authn, tenant, "henry@example.com", PASSWORD, None, IP).await
             })
         };
         let deadline = std::time::Instant::now() + StdDuration::from_secs(10);
@@ -844,7 +804,7 @@ mod tests {
         let rt = runtime();
         let spawn = |email: &'static str| {
             let (authn, tenant) = (env.authn.clone(), env.tenant);
-            rt.spawn(async move { sign_in_with(&authn, tenant, email, PASSWORD, None).await })
+            rt.spawn(async move { sign_in_with(&authn, tenant, email, PASSWORD, None, IP).await })
         };
         let first = spawn("ida@example.com");
         let deadline = std::time::Instant::now() + StdDuration::from_secs(10);

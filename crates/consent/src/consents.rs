@@ -679,35 +679,29 @@ impl Consents {
             user,
             grants: grants.to_vec(),
         };
-        if let Err(error) = self.inner.events.publish(event) {
-            tracing::warn!(%error, "grants revoked, but the event was not published");
-        }
+        self.inner.events.announce(event);
     }
 
     /// Caches of the user's consents (the PDP's) learn of it at once on this node and
     /// within milliseconds elsewhere; without the event they would deny for up to
     /// their lifetime.
     fn announce_granted(&self, tenant: TenantId, user: UserId, client_id: &str, purpose: &str) {
-        if let Err(error) = self.inner.events.publish(DomainEvent::ConsentGranted {
+        self.inner.events.announce(DomainEvent::ConsentGranted {
             tenant,
             user,
             client_id: client_id.to_owned(),
             purpose: purpose.to_owned(),
-        }) {
-            tracing::warn!(%error, "consent granted, but the event was not sent to other nodes");
-        }
+        });
     }
 
     fn announce(&self, tenant: TenantId, user: UserId, client_id: &str, purpose: &str) {
-        if let Err(error) = self.inner.events.publish(DomainEvent::ConsentWithdrawn {
+        // The revocation is committed; only other nodes' caches hear of it late.
+        self.inner.events.announce(DomainEvent::ConsentWithdrawn {
             tenant,
             user,
             client_id: client_id.to_owned(),
             purpose: purpose.to_owned(),
-        }) {
-            // The revocation is committed; only other nodes' caches hear of it late.
-            tracing::warn!(%error, "consent withdrawn, but the event was not sent to other nodes");
-        }
+        });
     }
 }
 

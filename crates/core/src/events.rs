@@ -149,6 +149,15 @@ impl EventBus {
         Ok(id)
     }
 
+    /// [`EventBus::publish`] after a commit. The database already holds the truth
+    /// every node checks, so a failure to reach other nodes is logged (their caches
+    /// catch up when they expire), never the committed action's error.
+    pub fn announce(&self, event: DomainEvent) {
+        if let Err(error) = self.publish(event) {
+            tracing::warn!(%error, "a change was committed, but its event was not sent to other nodes");
+        }
+    }
+
     /// Called by a transport listener for each event it receives. Copies of this
     /// node's own events are dropped: local subscribers had them at publish time.
     pub fn deliver_remote(&self, envelope: EventEnvelope) -> bool {

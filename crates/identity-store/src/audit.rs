@@ -334,11 +334,7 @@ pub fn list(
         .limit(page.fetch_limit()?)
         .select(AuditRow::as_select())
         .load(conn)?;
-    let items = rows
-        .into_iter()
-        .map(AuditEvent::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::from_rows(items, page, |e| e.seq.to_string()))
+    Page::convert_rows(rows, page, |e: &AuditEvent| e.seq.to_string())
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -6,7 +6,7 @@ use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 use uuid::Uuid;
 
-use crate::error::{is_unique_violation, map_unique};
+use crate::error::{is_unique_violation, map_unique, touched_one};
 use crate::schema::{client_assertion_jtis, oauth_clients};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -293,10 +293,7 @@ pub fn delete(conn: &mut AnyConnection, tenant: TenantId, client_id: &str) -> St
             .filter(oauth_clients::client_id.eq(client_id)),
     )
     .execute(conn)?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(deleted, ENTITY)
 }
 
 pub fn list(
@@ -311,11 +308,7 @@ pub fn list(
         .limit(page.fetch_limit()?)
         .select(ClientRow::as_select())
         .load(conn)?;
-    let items = rows
-        .into_iter()
-        .map(Client::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::from_rows(items, page, |c| c.id.to_string()))
+    Page::convert_rows(rows, page, |c: &Client| c.id.to_string())
 }
 
 /// Records the `jti` of a client assertion (RFC 7523 §3, item 7). Returns `false` if

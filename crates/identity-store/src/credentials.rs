@@ -10,7 +10,7 @@ use gatehouse_core::ids::{CredentialId, TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use zeroize::Zeroizing;
 
-use crate::error::{is_unique_violation, map_missing_reference};
+use crate::error::{is_unique_violation, map_missing_reference, touched_one};
 use crate::schema::credentials;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -277,10 +277,7 @@ pub fn replace_secret(
     )
     .set(credentials::data.eq(sealed))
     .execute(conn)?;
-    if updated == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(updated, ENTITY)
 }
 
 /// Renames a credential (the name the user gave a passkey).
@@ -297,10 +294,7 @@ pub fn set_label(
     )
     .set(credentials::label.eq(label))
     .execute(conn)?;
-    if updated == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(updated, ENTITY)
 }
 
 pub fn mark_used(
@@ -316,10 +310,7 @@ pub fn mark_used(
     )
     .set(credentials::last_used_at.eq(Some(now.naive_utc())))
     .execute(conn)?;
-    if updated == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(updated, ENTITY)
 }
 
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: CredentialId) -> StoreResult<()> {
@@ -329,10 +320,7 @@ pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: CredentialId) -> S
             .filter(credentials::id.eq(id.to_string())),
     )
     .execute(conn)?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(deleted, ENTITY)
 }
 
 /// Deletes every credential of one kind for a user (e.g. all recovery codes on

@@ -141,3 +141,25 @@ pub(crate) fn is_unique_violation(error: &DieselError) -> bool {
         DieselError::DatabaseError(DatabaseErrorKind::UniqueViolation, _)
     )
 }
+
+/// A write aimed at one row that touched none: the row is not there (in this tenant).
+pub(crate) fn touched_one(rows: usize, entity: &'static str) -> Result<(), StoreError> {
+    if rows == 0 {
+        return Err(StoreError::NotFound { entity });
+    }
+    Ok(())
+}
+
+/// The outcome of inserting a link row (a membership, an assignment): `true` when it
+/// was added, `false` when it was there already, `NotFound` when either end is
+/// missing or in another tenant.
+pub(crate) fn linked(
+    inserted: diesel::QueryResult<usize>,
+    entity: &'static str,
+) -> Result<bool, StoreError> {
+    match inserted {
+        Ok(_) => Ok(true),
+        Err(e) if is_unique_violation(&e) => Ok(false),
+        Err(e) => Err(map_missing_reference(entity)(e)),
+    }
+}

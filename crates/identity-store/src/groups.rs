@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{GroupId, TenantId, UserId};
 
-use crate::error::{is_unique_violation, map_missing_reference, map_unique};
+use crate::error::{linked, map_missing_reference, map_unique, touched_one};
 use crate::keys::fold;
 use crate::schema::{group_members, groups};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
@@ -168,10 +168,7 @@ pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: GroupId) -> StoreR
             .filter(groups::id.eq(id.to_string())),
     )
     .execute(conn)?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(deleted, ENTITY)
 }
 
 pub fn list(
@@ -186,11 +183,7 @@ pub fn list(
         .limit(page.fetch_limit()?)
         .select(GroupRow::as_select())
         .load(conn)?;
-    let items = rows
-        .into_iter()
-        .map(Group::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::from_rows(items, page, |g| g.id.to_string()))
+    Page::convert_rows(rows, page, |g: &Group| g.id.to_string())
 }
 
 /// Adds a member; returns false if they already were one. A user or group of another
@@ -210,11 +203,7 @@ pub fn add_member(
             group_members::created_at.eq(now.naive_utc()),
         ))
         .execute(conn);
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(map_missing_reference("group member")(e)),
-    }
+    linked(inserted, "group member")
 }
 
 /// Removes a member; returns false if they were not one.

@@ -62,6 +62,22 @@ impl<T> Page<T> {
         };
         Page { items, next_cursor }
     }
+
+    /// [`Page::from_rows`] over fetched database rows, each converted to its item.
+    pub(crate) fn convert_rows<R>(
+        rows: Vec<R>,
+        request: &PageRequest,
+        id: impl Fn(&T) -> String,
+    ) -> StoreResult<Self>
+    where
+        T: TryFrom<R, Error = StoreError>,
+    {
+        let items = rows
+            .into_iter()
+            .map(T::try_from)
+            .collect::<StoreResult<Vec<T>>>()?;
+        Ok(Self::from_rows(items, request, id))
+    }
 }
 
 /// Every item a paged listing has, read a page of `page_size` at a time (for

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{RoleId, TenantId, UserId};
 
-use crate::error::{is_unique_violation, map_missing_reference, map_unique};
+use crate::error::{linked, map_unique, touched_one};
 use crate::keys::fold;
 use crate::schema::{role_assignments, roles};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
@@ -162,10 +162,7 @@ pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: RoleId) -> StoreRe
             .filter(roles::id.eq(id.to_string())),
     )
     .execute(conn)?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(deleted, ENTITY)
 }
 
 pub fn list(
@@ -180,11 +177,7 @@ pub fn list(
         .limit(page.fetch_limit()?)
         .select(RoleRow::as_select())
         .load(conn)?;
-    let items = rows
-        .into_iter()
-        .map(Role::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::from_rows(items, page, |r| r.id.to_string()))
+    Page::convert_rows(rows, page, |r: &Role| r.id.to_string())
 }
 
 /// Assigns a role; returns false if the user already had it.
@@ -203,11 +196,7 @@ pub fn assign(
             role_assignments::created_at.eq(now.naive_utc()),
         ))
         .execute(conn);
-    match inserted {
-        Ok(_) => Ok(true),
-        Err(e) if is_unique_violation(&e) => Ok(false),
-        Err(e) => Err(map_missing_reference("role assignee")(e)),
-    }
+    linked(inserted, "role assignee")
 }
 
 /// Removes an assignment; returns false if there was none.

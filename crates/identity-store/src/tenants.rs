@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::tenant_settings::TenantSettings;
 
-use crate::error::map_unique;
+use crate::error::{map_unique, touched_one};
 use crate::schema::tenants;
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -180,10 +180,7 @@ pub fn update(
 /// Deletes the tenant and, by cascade, everything it owns except its audit trail.
 pub fn delete(conn: &mut AnyConnection, id: TenantId) -> StoreResult<()> {
     let deleted = diesel::delete(tenants::table.find(id.to_string())).execute(conn)?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(deleted, ENTITY)
 }
 
 pub fn list(conn: &mut AnyConnection, page: &PageRequest) -> StoreResult<Page<Tenant>> {
@@ -193,9 +190,5 @@ pub fn list(conn: &mut AnyConnection, page: &PageRequest) -> StoreResult<Page<Te
         .limit(page.fetch_limit()?)
         .select(TenantRow::as_select())
         .load(conn)?;
-    let items = rows
-        .into_iter()
-        .map(Tenant::try_from)
-        .collect::<StoreResult<Vec<_>>>()?;
-    Ok(Page::from_rows(items, page, |t| t.id.to_string()))
+    Page::convert_rows(rows, page, |t: &Tenant| t.id.to_string())
 }

@@ -13,7 +13,7 @@ use diesel::prelude::*;
 use gatehouse_core::ids::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
-use crate::error::{is_unique_violation, map_unique};
+use crate::error::{is_unique_violation, map_unique, touched_one};
 use crate::keys::{fold, identifier_problem, skeleton};
 use crate::schema::{user_emails, users};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
@@ -589,10 +589,7 @@ pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreRe
             .filter(users::id.eq(id.to_string())),
     )
     .execute(conn)?;
-    if deleted == 0 {
-        return Err(StoreError::NotFound { entity: ENTITY });
-    }
-    Ok(())
+    touched_one(deleted, ENTITY)
 }
 
 pub fn list(

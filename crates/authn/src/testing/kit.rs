@@ -19,9 +19,11 @@ use gatehouse_identity_store::testing::TestDb;
 use gatehouse_identity_store::users::{self, Email, UserData};
 use gatehouse_identity_store::{Backend, PageRequest, Pool, rate_limits};
 
-use crate::Authn;
 use crate::PasswordHasher;
+use crate::settings::TenantPolicy;
+use crate::sign_in::SignedIn;
 use crate::testing::{PlainMailRenderer, SmtpCatcher};
+use crate::{Authn, AuthnError, ClientInfo};
 
 /// Argon2's minimum cost: these tests are about what the service does, not strength.
 pub fn cheap_passwords(memory_kib: u32) -> PasswordConfig {
@@ -131,6 +133,73 @@ impl Kit {
             db,
         }
     }
+}
+
+impl Kit {
+    /// The tenant every test works in.
+    pub fn t(&self) -> TenantId {
+        self.tenant.id
+    }
+
+    pub fn conn(&self) -> gatehouse_identity_store::PooledConnection {
+        self.pool.get().unwrap()
+    }
+}
+
+/// A runtime for driving the service's async API from synchronous tests.
+pub fn runtime() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// What a browser at `ip` tells the service about itself.
+pub fn client_from(ip: &str) -> ClientInfo {
+    ClientInfo {
+        ip: Some(ip.into()),
+        user_agent: Some("test".into()),
+        locale: None,
+    }
+}
+
+/// Open registration, verified addresses required, no second factor asked.
+pub fn open_policy() -> TenantPolicy {
+    TenantPolicy {
+        registration_enabled: true,
+        require_verified_email: true,
+        mfa_required: false,
+        mfa_clients: Vec::new(),
+        mfa_scopes: Vec::new(),
+    }
+}
+
+/// A password sign-in from `ip` under [`open_policy`], for accounts without a
+/// second factor.
+pub async fn sign_in_with(
+    authn: &Authn,
+    tenant: TenantId,
+    identifier: &str,
+    password: &str,
+    previous: Option<String>,
+    ip: &str,
+) -> Result<SignedIn, AuthnError> {
+    authn
+        .sign_in_with_password(
+            tenant,
+            &open_policy(),
+            identifier.into(),
+            zeroize::Zeroizing::new(password.into()),
+            previous,
+            client_from(ip),
+        )
+        .await
+        .map(|outcome| {
+            outcome
+                .signed_in()
+                .expect("no second factor in these tests")
+        })
 }
 
 /// The test password of [`seed_user`]'s accounts when none is given.

@@ -3,59 +3,39 @@
 use std::cell::RefCell;
 
 use chrono::Duration;
+use gatehouse_core::Clock;
 use gatehouse_core::events::DomainEvent;
 use gatehouse_core::events::EventSubscription;
-use gatehouse_core::ids::{RoleId, SessionId, TenantId, UserId};
-use gatehouse_core::secrets::Cipher;
-use gatehouse_core::{Clock, ManualClock};
+use gatehouse_core::ids::{RoleId, SessionId, UserId};
+use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::audit::{self, AuditEvent};
 use gatehouse_identity_store::db::Backend;
 use gatehouse_identity_store::grants::{Authentication, NewGrant};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
 use gatehouse_identity_store::roles::RoleData;
 use gatehouse_identity_store::sessions::NewSession;
-use gatehouse_identity_store::tenants::Tenant;
-use gatehouse_identity_store::testing::TestDb;
-use gatehouse_identity_store::{PageRequest, Pool};
 use gatehouse_identity_store::{StoreError, grants, roles, sessions, users};
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use gatehouse_authn::AuthnError;
+use gatehouse_authn::ClientInfo;
 use gatehouse_authn::lifecycle::*;
 use gatehouse_authn::settings::TenantPolicy;
-use gatehouse_authn::testing::kit::{SeedUser, seed_user};
-use gatehouse_authn::{Authn, ClientInfo};
+use gatehouse_authn::testing::kit::{Kit, KitOptions, SeedUser, runtime, seed_user};
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
 const OPERATOR: &str = "operator:ops-ann";
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The service on a throwaway database whose tenant maps `entitlements` to roles
-/// and groups and `teams` to groups only; a subscriber on its event bus.
-struct Env {
-    authn: Authn,
-    pool: Pool,
-    clock: ManualClock,
-    cipher: Cipher,
-    tenant: Tenant,
-    events: RefCell<EventSubscription>,
-    _dir: tempfile::TempDir,
-    _db: TestDb,
-}
+// The service on a throwaway database whose tenant maps `entitlements` to roles
+// and groups and `teams` to groups only; a subscriber on its event bus.
+kit_env!(events: RefCell<EventSubscription>);
 
 impl Env {
     fn new(backend: Backend) -> Env {
-        let kit = gatehouse_authn::testing::kit::Kit::with(
+        let kit = Kit::with(
             backend,
-            gatehouse_authn::testing::kit::KitOptions {
+            KitOptions {
                 settings: json!({
                     "scopes": { "entitlements": ["roles", "groups"], "teams": ["groups"] }
                 }),
@@ -65,22 +45,8 @@ impl Env {
         );
         Env {
             events: RefCell::new(kit.bus.subscribe()),
-            authn: kit.authn,
-            pool: kit.pool,
-            clock: kit.clock,
-            cipher: kit.cipher,
-            tenant: kit.tenant,
-            _dir: kit.dir,
-            _db: kit.db,
+            kit,
         }
-    }
-
-    fn t(&self) -> TenantId {
-        self.tenant.id
-    }
-
-    fn conn(&self) -> gatehouse_identity_store::PooledConnection {
-        self.pool.get().unwrap()
     }
 
     /// An active user with a verified primary address and [`PASSWORD`].

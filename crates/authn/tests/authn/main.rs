@@ -4,6 +4,25 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+/// A module's test environment: the shared kit, whose fields and helpers read
+/// through it, plus the module's own fields.
+macro_rules! kit_env {
+    ($($field:ident: $ty:ty),* $(,)?) => {
+        struct Env {
+            kit: gatehouse_authn::testing::kit::Kit,
+            $($field: $ty,)*
+        }
+
+        impl std::ops::Deref for Env {
+            type Target = gatehouse_authn::testing::kit::Kit;
+
+            fn deref(&self) -> &Self::Target {
+                &self.kit
+            }
+        }
+    };
+}
+
 mod lifecycle;
 mod passkeys;
 mod recovery;

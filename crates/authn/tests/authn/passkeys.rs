@@ -3,14 +3,11 @@
 use base64::Engine as _;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
+use gatehouse_core::Clock;
 use gatehouse_core::config::Config;
 use gatehouse_core::events::{DomainEvent, EventSubscription};
-use gatehouse_core::ids::{TenantId, UserId};
-use gatehouse_core::secrets::Cipher;
-use gatehouse_core::{Clock, ManualClock};
-use gatehouse_identity_store::Pool;
+use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::db::Backend;
-use gatehouse_identity_store::testing::TestDb;
 use gatehouse_identity_store::users;
 use gatehouse_identity_store::users::UserData;
 use serde::Serialize;
@@ -19,9 +16,10 @@ use serde_json::json;
 
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::passkeys::*;
-use gatehouse_authn::testing::kit::{self, SeedUser, audit_actions, seed_user};
+use gatehouse_authn::testing::kit::{
+    self, Kit, SeedUser, audit_actions, client_from, runtime, seed_user,
+};
 use gatehouse_authn::testing::soft_authenticator::{Refusal, SoftAuthenticator};
-use gatehouse_authn::{Authn, ClientInfo};
 
 const ORIGIN: &str = "https://id.example.com";
 /// What the caller derives the binding from: the browser's cookie secret.
@@ -37,14 +35,6 @@ fn rp() -> RelyingParty {
     RelyingParty::for_origin(&Url::parse(ORIGIN).unwrap(), "Acme").unwrap()
 }
 
-fn from(ip: &str) -> ClientInfo {
-    ClientInfo {
-        ip: Some(ip.into()),
-        user_agent: Some("test".into()),
-        locale: None,
-    }
-}
-
 fn json<T: Serialize>(value: &T) -> Value {
     serde_json::to_value(value).unwrap()
 }
@@ -53,26 +43,8 @@ fn rejected_for(result: &Result<PasskeyAuthenticated, AuthnError>, words: &str) 
     matches!(result, Err(AuthnError::PasskeyRejected(reason)) if reason.contains(words))
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap()
-}
-
-/// The service on a throwaway database with one tenant.
-struct Env {
-    authn: Authn,
-    pool: Pool,
-    clock: ManualClock,
-    cipher: Cipher,
-    tenant: TenantId,
-    events: EventSubscription,
-    // Dropped last: the database outlives the service's connections.
-    _dir: tempfile::TempDir,
-    _db: TestDb,
-}
+// The service on a throwaway database with one tenant.
+kit_env!(events: EventSubscription);
 
 impl Env {
     fn new(backend: Backend) -> Env {
@@ -80,20 +52,14 @@ impl Env {
     }
 
     fn with(backend: Backend, adjust: impl FnOnce(&mut Config)) -> Env {
-        let kit = gatehouse_authn::testing::kit::Kit::with(backend, Default::default(), |config| {
+        let kit = Kit::with(backend, Default::default(), |config| {
             // These tests hash real passwords at the default cost as before.
             config.passwords = Config::default().passwords;
             adjust(config);
         });
         Env {
             events: kit.bus.subscribe(),
-            authn: kit.authn,
-            pool: kit.pool,
-            clock: kit.clock,
-            cipher: kit.cipher,
-            tenant: kit.tenant.id,
-            _dir: kit.dir,
-            _db: kit.db,
+            kit,
         }
     }
 
@@ -103,18 +69,12 @@ impl Env {
             password: None,
             ..SeedUser::new(&email)
         };
-        seed_user(
-            &self.pool,
-            &self.cipher,
-            self.clock.now(),
-            self.tenant,
-            user,
-        )
+        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
     }
 
     async fn begin_registration(&self, user: UserId) -> RegistrationChallenge {
         self.authn
-            .begin_passkey_registration(self.tenant, user, BROWSER.into(), rp())
+            .begin_passkey_registration(self.t(), user, BROWSER.into(), rp())
             .await
             .unwrap()
     }
@@ -128,14 +88,14 @@ impl Env {
     ) -> Result<PasskeyInfo, AuthnError> {
         self.authn
             .finish_passkey_registration(
-                self.tenant,
+                self.t(),
                 user,
                 BROWSER.into(),
                 challenge_id,
                 name.into(),
                 serde_json::from_value(response).unwrap(),
                 rp(),
-                from(IP),
+                client_from(IP),
             )
             .await
     }
@@ -155,7 +115,7 @@ impl Env {
 
     async fn begin(&self, user: Option<UserId>) -> AuthenticationChallenge {
         self.authn
-            .begin_passkey_authentication(self.tenant, BROWSER.into(), rp(), user)
+            .begin_passkey_authentication(self.t(), BROWSER.into(), rp(), user)
             .await
             .unwrap()
     }
@@ -169,12 +129,12 @@ impl Env {
     ) -> Result<PasskeyAuthenticated, AuthnError> {
         self.authn
             .finish_passkey_authentication(
-                self.tenant,
+                self.t(),
                 binding.into(),
                 challenge_id.into(),
                 serde_json::from_value(response).unwrap(),
                 rp(),
-                from(ip),
+                client_from(ip),
             )
             .await
     }
@@ -211,23 +171,24 @@ impl Env {
     }
 
     async fn passkeys(&self, user: UserId) -> Vec<PasskeyInfo> {
-        self.authn.passkeys(self.tenant, user).await.unwrap()
+        self.authn.passkeys(self.t(), user).await.unwrap()
     }
 
     fn failures(&self, bucket: &str) -> Option<i32> {
-        kit::failures(&self.pool, self.tenant, bucket)
+        kit::failures(&self.pool, self.t(), bucket)
     }
 
     /// Every audit action so far, in order; the chain must be intact.
     fn actions(&self) -> Vec<String> {
-        audit_actions(&self.pool, &self.cipher, self.tenant)
+        audit_actions(&self.pool, &self.cipher, self.t())
     }
 
     /// How many `CredentialsChanged` events were published since the last call.
     fn credentials_changed(&mut self) -> usize {
+        let ours = self.t();
         std::iter::from_fn(|| self.events.try_next())
             .filter(|envelope| {
-                matches!(envelope.event, DomainEvent::CredentialsChanged { tenant, .. } if tenant == self.tenant)
+                matches!(envelope.event, DomainEvent::CredentialsChanged { tenant, .. } if tenant == ours)
             })
             .count()
     }
@@ -317,7 +278,7 @@ fn registers_then_signs_in_without_a_user_name(backend: Backend) {
         // Autofill: the same ceremony, mediated by the browser's form filling.
         let challenge = env
             .authn
-            .begin_conditional_passkey_authentication(env.tenant, BROWSER.into(), rp())
+            .begin_conditional_passkey_authentication(env.t(), BROWSER.into(), rp())
             .await
             .unwrap();
         let options = json(&challenge.options);
@@ -396,7 +357,7 @@ fn a_passkey_is_a_second_factor_for_a_known_user(backend: Backend) {
 
         let none = env
             .authn
-            .begin_passkey_authentication(env.tenant, BROWSER.into(), rp(), Some(carol))
+            .begin_passkey_authentication(env.t(), BROWSER.into(), rp(), Some(carol))
             .await;
         assert!(matches!(none, Err(AuthnError::NotEnrolled)), "{none:?}");
     });
@@ -693,21 +654,21 @@ fn a_removed_passkey_no_longer_signs_in(backend: Backend) {
 
         let not_bobs = env
             .authn
-            .remove_passkey(env.tenant, bob, on_phone.id, from(IP))
+            .remove_passkey(env.t(), bob, on_phone.id, client_from(IP))
             .await;
         assert!(
             matches!(not_bobs, Err(AuthnError::NotEnrolled)),
             "{not_bobs:?}"
         );
         env.authn
-            .remove_passkey(env.tenant, alice, on_phone.id, from(IP))
+            .remove_passkey(env.t(), alice, on_phone.id, client_from(IP))
             .await
             .unwrap();
         assert_eq!(env.credentials_changed(), 1);
         assert_eq!(env.passkeys(alice).await, std::slice::from_ref(&on_key));
         let again = env
             .authn
-            .remove_passkey(env.tenant, alice, on_phone.id, from(IP))
+            .remove_passkey(env.t(), alice, on_phone.id, client_from(IP))
             .await;
         assert!(matches!(again, Err(AuthnError::NotEnrolled)), "{again:?}");
 
@@ -789,7 +750,7 @@ fn several_passkeys_are_listed_with_their_names(backend: Backend) {
 
         let renamed = env
             .authn
-            .rename_passkey(env.tenant, alice, second.id, "Old phone".into())
+            .rename_passkey(env.t(), alice, second.id, "Old phone".into())
             .await
             .unwrap();
         assert_eq!(
@@ -802,7 +763,7 @@ fn several_passkeys_are_listed_with_their_names(backend: Backend) {
         assert_eq!(env.passkeys(alice).await[1].name, "Old phone");
         let not_bobs = env
             .authn
-            .rename_passkey(env.tenant, bob, second.id, "Mine".into())
+            .rename_passkey(env.t(), bob, second.id, "Mine".into())
             .await;
         assert!(
             matches!(not_bobs, Err(AuthnError::NotEnrolled)),
@@ -974,7 +935,7 @@ fn a_passkey_locked_everywhere_throttles_the_second_factor(backend: Backend) {
         }
         let begin = env
             .authn
-            .begin_passkey_authentication(env.tenant, BROWSER.into(), rp(), Some(alice))
+            .begin_passkey_authentication(env.t(), BROWSER.into(), rp(), Some(alice))
             .await;
         match begin {
             Err(AuthnError::Throttled { until }) => assert_eq!(
@@ -1097,11 +1058,11 @@ fn a_disabled_account_cannot_sign_in(backend: Backend) {
     runtime().block_on(async {
         env.register(alice, &mut phone, "Phone").await.unwrap();
         let mut conn = env.pool.get().unwrap();
-        let user = users::get(&mut conn, env.tenant, alice).unwrap();
+        let user = users::get(&mut conn, env.t(), alice).unwrap();
         users::update(
             &mut conn,
             env.clock.now(),
-            env.tenant,
+            env.t(),
             alice,
             user.version,
             UserData {

@@ -3,31 +3,28 @@
 use std::time::Duration as StdDuration;
 
 use chrono::{DateTime, Duration, Utc};
-use gatehouse_core::ids::{SessionId, TenantId, UserId};
-use gatehouse_core::secrets::Cipher;
-use gatehouse_core::{Clock, ManualClock};
+use gatehouse_core::Clock;
+use gatehouse_core::ids::{SessionId, UserId};
+use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::account_recoveries;
 use gatehouse_identity_store::audit::{self, AuditEvent};
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::db::Backend;
 use gatehouse_identity_store::grants::{Authentication, NewGrant};
 use gatehouse_identity_store::sessions::NewSession;
-use gatehouse_identity_store::tenants::Tenant;
-use gatehouse_identity_store::testing::TestDb;
 use gatehouse_identity_store::users;
-use gatehouse_identity_store::{PageRequest, Pool};
 use gatehouse_identity_store::{grants, sessions};
 use zeroize::Zeroizing;
 
+use gatehouse_authn::ClientInfo;
 use gatehouse_authn::recovery::*;
 use gatehouse_authn::registration::LinkBase;
 use gatehouse_authn::second_factor::SecondFactor;
 use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::sign_in::SignInOutcome;
-use gatehouse_authn::testing::kit::{SeedUser, seed_user};
+use gatehouse_authn::testing::CaughtMail;
+use gatehouse_authn::testing::kit::{Kit, SeedUser, client_from, runtime, seed_user};
 use gatehouse_authn::testing::soft_authenticator::SoftAuthenticator;
-use gatehouse_authn::testing::{CaughtMail, SmtpCatcher};
-use gatehouse_authn::{Authn, ClientInfo};
 use gatehouse_authn::{AuthnError, recovery_codes, totp};
 
 const OLD: &str = "violet-harbor-quilt-97-lantern";
@@ -40,62 +37,20 @@ fn client() -> ClientInfo {
     client_from(IP)
 }
 
-fn client_from(ip: &str) -> ClientInfo {
-    ClientInfo {
-        ip: Some(ip.into()),
-        user_agent: Some("test".into()),
-        locale: None,
-    }
-}
-
 fn links() -> LinkBase {
     LinkBase(BASE.into())
 }
 
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .unwrap()
-}
-
-/// The service on a throwaway database, its clock, and an SMTP server catching
-/// its mail.
-struct Env {
-    authn: Authn,
-    pool: Pool,
-    clock: ManualClock,
-    cipher: Cipher,
-    tenant: Tenant,
-    catcher: SmtpCatcher,
-    _dir: tempfile::TempDir,
-    _db: TestDb,
-}
+// The service on a throwaway database, its clock, and an SMTP server catching
+// its mail.
+kit_env!();
 
 impl Env {
     fn new(backend: Backend) -> Env {
-        let kit = gatehouse_authn::testing::kit::Kit::with(backend, Default::default(), |config| {
+        let kit = Kit::with(backend, Default::default(), |config| {
             config.sign_in.ip_lockout_threshold = 8;
         });
-        Env {
-            authn: kit.authn,
-            pool: kit.pool,
-            clock: kit.clock,
-            cipher: kit.cipher,
-            tenant: kit.tenant,
-            catcher: kit.catcher,
-            _dir: kit.dir,
-            _db: kit.db,
-        }
-    }
-
-    fn t(&self) -> TenantId {
-        self.tenant.id
-    }
-
-    fn conn(&self) -> gatehouse_identity_store::PooledConnection {
-        self.pool.get().unwrap()
+        Env { kit }
     }
 
     /// An active user with a verified primary address and the password [`OLD`].

@@ -2,60 +2,42 @@
 
 use chrono::Duration;
 use chrono::Utc;
+use gatehouse_core::Clock;
 use gatehouse_core::config::PasswordConfig;
 use gatehouse_core::ids::{TenantId, UserId};
-use gatehouse_core::secrets::Cipher;
-use gatehouse_core::{Clock, ManualClock};
-use gatehouse_identity_store::Pool;
 use gatehouse_identity_store::credentials::{self, Credential};
 use gatehouse_identity_store::db::Backend;
 use gatehouse_identity_store::sessions::{self, Session};
 use gatehouse_identity_store::tenants::{self, TenantData};
-use gatehouse_identity_store::testing::TestDb;
 use zeroize::Zeroizing;
 
 use gatehouse_authn::AuthnError;
+use gatehouse_authn::ClientInfo;
 use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::sign_in::*;
-use gatehouse_authn::testing::kit::{self, SeedUser, audit_actions, seed_user};
-use gatehouse_authn::{Authn, ClientInfo};
+use gatehouse_authn::testing::kit::{
+    self, Kit, KitOptions, SeedUser, audit_actions, runtime, seed_user, sign_in_with,
+};
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
 const IP: &str = "203.0.113.7";
 
-/// A service on a throwaway database with one tenant.
-struct Env {
-    authn: Authn,
-    pool: Pool,
-    clock: ManualClock,
-    cipher: Cipher,
-    tenant: TenantId,
-    // Dropped last: the database outlives the service's connections.
-    _dir: tempfile::TempDir,
-    db: TestDb,
-}
+// A service on a throwaway database with one tenant.
+kit_env!();
 
 impl Env {
     /// Four pooled connections for the service; a hashing pool of its own.
     fn new(backend: Backend) -> Env {
-        let kit = gatehouse_authn::testing::kit::Kit::with(
+        let kit = Kit::with(
             backend,
-            gatehouse_authn::testing::kit::KitOptions {
+            KitOptions {
                 connections: 4,
                 hashing: Some((2, 64)),
                 ..Default::default()
             },
             |_| {},
         );
-        Env {
-            authn: kit.authn,
-            pool: kit.pool,
-            clock: kit.clock,
-            cipher: kit.cipher,
-            tenant: kit.tenant.id,
-            _dir: kit.dir,
-            db: kit.db,
-        }
+        Env { kit }
     }
 
     /// A user with a primary email and a password hashed with `config`.
@@ -74,13 +56,7 @@ impl Env {
             hashing: Some(config),
             ..SeedUser::new(email)
         };
-        seed_user(
-            &self.pool,
-            &self.cipher,
-            self.clock.now(),
-            self.tenant,
-            user,
-        )
+        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
     }
 
     fn user(&self, email: &str) -> UserId {
@@ -98,71 +74,29 @@ impl Env {
         password: &str,
         previous: Option<String>,
     ) -> Result<SignedIn, AuthnError> {
-        sign_in_with(&self.authn, self.tenant, identifier, password, previous).await
+        sign_in_with(&self.authn, self.t(), identifier, password, previous, IP).await
     }
 
     fn credential(&self, user: UserId) -> Credential {
         let mut conn = self.pool.get().unwrap();
-        credentials::list_for_user(&mut conn, self.tenant, user, None)
+        credentials::list_for_user(&mut conn, self.t(), user, None)
             .unwrap()
             .remove(0)
     }
 
     fn failures(&self, bucket: &str) -> Option<i32> {
-        kit::failures(&self.pool, self.tenant, bucket)
+        kit::failures(&self.pool, self.t(), bucket)
     }
 
     /// Every audit action so far, in order; the chain must be intact.
     fn actions(&self) -> Vec<String> {
-        audit_actions(&self.pool, &self.cipher, self.tenant)
+        audit_actions(&self.pool, &self.cipher, self.t())
     }
 
     fn sessions(&self, user: UserId) -> Vec<Session> {
         let mut conn = self.pool.get().unwrap();
-        sessions::list_active_for_user(&mut conn, self.clock.now(), self.tenant, user).unwrap()
+        sessions::list_active_for_user(&mut conn, self.clock.now(), self.t(), user).unwrap()
     }
-}
-
-async fn sign_in_with(
-    authn: &Authn,
-    tenant: TenantId,
-    identifier: &str,
-    password: &str,
-    previous: Option<String>,
-) -> Result<SignedIn, AuthnError> {
-    authn
-        .sign_in_with_password(
-            tenant,
-            &TenantPolicy {
-                registration_enabled: true,
-                require_verified_email: true,
-                mfa_required: false,
-                mfa_clients: Vec::new(),
-                mfa_scopes: Vec::new(),
-            },
-            identifier.into(),
-            Zeroizing::new(password.into()),
-            previous,
-            ClientInfo {
-                ip: Some(IP.into()),
-                user_agent: Some("test".into()),
-                locale: None,
-            },
-        )
-        .await
-        .map(|outcome| {
-            outcome
-                .signed_in()
-                .expect("no second factor in these tests")
-        })
-}
-
-fn runtime() -> tokio::runtime::Runtime {
-    tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_time()
-        .build()
-        .unwrap()
 }
 
 fn signs_in_and_commits_everything(backend: Backend) {
@@ -357,7 +291,7 @@ fn concurrent_sign_ins_all_succeed(backend: Backend) {
     rt.block_on(async {
         let tasks: Vec<_> = (0..USERS * 2)
             .map(|i| {
-                let (authn, tenant) = (env.authn.clone(), env.tenant);
+                let (authn, tenant) = (env.authn.clone(), env.t());
                 tokio::spawn(async move {
                     let email = format!("user-{}@example.com", i % USERS);
                     // Every third attempt is a wrong password.
@@ -368,7 +302,7 @@ fn concurrent_sign_ins_all_succeed(backend: Backend) {
                     };
                     (
                         i,
-                        sign_in_with(&authn, tenant, &email, password, None).await,
+                        sign_in_with(&authn, tenant, &email, password, None, IP).await,
                     )
                 })
             })
@@ -395,7 +329,7 @@ fn concurrent_sign_ins_all_succeed(backend: Backend) {
         env.failures(&ip_bucket(IP)),
         Some((USERS * 2 - successes) as i32)
     );
-    drop(env.db);
+    drop(env);
 }
 
 gatehouse_identity_store::on_both_backends!(concurrent_sign_ins_all_succeed);
@@ -431,13 +365,13 @@ fn totp_code(secret_base32: &str, at: chrono::DateTime<Utc>) -> Zeroizing<String
 
 impl Env {
     fn tenant_record(&self) -> gatehouse_identity_store::tenants::Tenant {
-        tenants::get(&mut self.pool.get().unwrap(), self.tenant).unwrap()
+        tenants::get(&mut self.pool.get().unwrap(), self.t()).unwrap()
     }
 
     async fn password_step(&self, email: &str) -> SignInOutcome {
         self.authn
             .sign_in_with_password(
-                self.tenant,
+                self.t(),
                 &TenantPolicy::from_settings(&Default::default()),
                 email.into(),
                 Zeroizing::new(PASSWORD.into()),
@@ -464,7 +398,7 @@ impl Env {
         let confirmed = self
             .authn
             .confirm_totp_enrolment(
-                self.tenant,
+                self.t(),
                 signed_in.session,
                 enrolment.credential,
                 totp_code(&key, self.clock.now()),
@@ -504,7 +438,7 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
         assert_eq!(env.sessions(alice).len(), before);
         let (user, factors) = env
             .authn
-            .pending_sign_in(env.tenant, pending.token.to_string())
+            .pending_sign_in(env.t(), pending.token.to_string())
             .await
             .unwrap();
         assert_eq!((user, factors), (alice, pending.factors));
@@ -513,7 +447,7 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
         let wrong = env
             .authn
             .complete_sign_in(
-                env.tenant,
+                env.t(),
                 pending.token.to_string(),
                 SecondFactor::Totp(Zeroizing::new("000000".into())),
                 None,
@@ -528,7 +462,7 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
             let right = env
                 .authn
                 .complete_sign_in(
-                    env.tenant,
+                    env.t(),
                     pending.token.to_string(),
                     SecondFactor::Totp(totp_code(&key, env.clock.now())),
                     None,
@@ -548,7 +482,7 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
         };
         let with_code = |code: &str| {
             env.authn.complete_sign_in(
-                env.tenant,
+                env.t(),
                 pending.token.to_string(),
                 SecondFactor::RecoveryCode(Zeroizing::new(code.to_owned())),
                 None,
@@ -562,7 +496,7 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
         ));
         assert_eq!(
             env.authn
-                .factors(env.tenant, alice)
+                .factors(env.t(), alice)
                 .await
                 .unwrap()
                 .recovery_codes,
@@ -606,7 +540,7 @@ fn a_pending_sign_in_expires_and_cannot_be_forged_or_moved() {
         let mut forged = pending.token.to_string();
         forged.pop();
         assert!(matches!(
-            complete(forged, env.tenant).await,
+            complete(forged, env.t()).await,
             Err(AuthnError::InvalidLink)
         ));
         let elsewhere = {
@@ -629,7 +563,7 @@ fn a_pending_sign_in_expires_and_cannot_be_forged_or_moved() {
         ));
         env.clock.advance(Duration::minutes(5));
         assert!(matches!(
-            complete(pending.token.to_string(), env.tenant).await,
+            complete(pending.token.to_string(), env.t()).await,
             Err(AuthnError::InvalidLink)
         ));
     });
@@ -642,19 +576,19 @@ fn sensitive_actions_need_a_recent_second_factor() {
     runtime().block_on(async {
         let (raised, key, _) = env.with_totp("alice@example.com").await;
         let session = raised.session;
-        assert!(!env.authn.needs_step_up(
-            &session,
-            &env.authn.factors(env.tenant, alice).await.unwrap()
-        ));
+        assert!(
+            !env.authn
+                .needs_step_up(&session, &env.authn.factors(env.t(), alice).await.unwrap())
+        );
 
         // Eleven minutes on, the factor is no longer recent.
         env.clock.advance(Duration::minutes(11));
-        let factors = env.authn.factors(env.tenant, alice).await.unwrap();
+        let factors = env.authn.factors(env.t(), alice).await.unwrap();
         assert!(env.authn.needs_step_up(&session, &factors));
         let change = env
             .authn
             .change_password(
-                env.tenant,
+                env.t(),
                 session.clone(),
                 Zeroizing::new(PASSWORD.into()),
                 Zeroizing::new("an-entirely-new-passphrase-42".into()),
@@ -667,13 +601,13 @@ fn sensitive_actions_need_a_recent_second_factor() {
         );
         assert!(matches!(
             env.authn
-                .remove_totp(env.tenant, session.clone(), ClientInfo::default())
+                .remove_totp(env.t(), session.clone(), ClientInfo::default())
                 .await,
             Err(AuthnError::StepUpRequired)
         ));
         assert!(matches!(
             env.authn
-                .regenerate_recovery_codes(env.tenant, session.clone(), ClientInfo::default())
+                .regenerate_recovery_codes(env.t(), session.clone(), ClientInfo::default())
                 .await,
             Err(AuthnError::StepUpRequired)
         ));
@@ -682,7 +616,7 @@ fn sensitive_actions_need_a_recent_second_factor() {
         let stepped = env
             .authn
             .step_up(
-                env.tenant,
+                env.t(),
                 session.clone(),
                 SecondFactor::Totp(totp_code(&key, env.clock.now())),
                 ClientInfo::default(),
@@ -693,7 +627,7 @@ fn sensitive_actions_need_a_recent_second_factor() {
         assert_eq!(stepped.session.aal, 2);
         assert!(
             env.authn
-                .session(env.tenant, raised.secret.to_string())
+                .session(env.t(), raised.secret.to_string())
                 .await
                 .unwrap()
                 .is_none(),
@@ -702,7 +636,7 @@ fn sensitive_actions_need_a_recent_second_factor() {
         assert!(!env.authn.needs_step_up(&stepped.session, &factors));
         let fresh = env
             .authn
-            .regenerate_recovery_codes(env.tenant, stepped.session.clone(), ClientInfo::default())
+            .regenerate_recovery_codes(env.t(), stepped.session.clone(), ClientInfo::default())
             .await
             .unwrap();
         assert_eq!(fresh.codes().len(), 10);
@@ -710,11 +644,11 @@ fn sensitive_actions_need_a_recent_second_factor() {
         // Removing the app takes the recovery codes with it: no factor is left.
         assert!(
             env.authn
-                .remove_totp(env.tenant, stepped.session.clone(), ClientInfo::default())
+                .remove_totp(env.t(), stepped.session.clone(), ClientInfo::default())
                 .await
                 .unwrap()
         );
-        let none = env.authn.factors(env.tenant, alice).await.unwrap();
+        let none = env.authn.factors(env.t(), alice).await.unwrap();
         assert!(!none.any() && none.recovery_codes == 0, "{none:?}");
         assert!(
             env.password_step("alice@example.com")

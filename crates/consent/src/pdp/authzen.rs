@@ -132,30 +132,26 @@ impl EvaluationsRequest {
     /// Entry `entry` completed from the defaults (§7.1.1: an entry's member replaces
     /// the default one as a whole), or why it cannot be evaluated.
     pub fn resolve(&self, entry: &PartialEvaluation) -> Result<EvaluationRequest, ConsentError> {
-        let missing = |what: &str| ConsentError::Invalid(format!("{what} is required"));
+        fn required<T: Clone>(
+            entry: &Option<T>,
+            default: &Option<T>,
+            what: &str,
+        ) -> Result<T, ConsentError> {
+            entry
+                .as_ref()
+                .or(default.as_ref())
+                .cloned()
+                .ok_or_else(|| ConsentError::Invalid(format!("{what} is required")))
+        }
+        let defaults = &self.defaults;
         let request = EvaluationRequest {
-            subject: entry
-                .subject
-                .as_ref()
-                .or(self.defaults.subject.as_ref())
-                .ok_or_else(|| missing("subject"))?
-                .clone(),
-            action: entry
-                .action
-                .as_ref()
-                .or(self.defaults.action.as_ref())
-                .ok_or_else(|| missing("action"))?
-                .clone(),
-            resource: entry
-                .resource
-                .as_ref()
-                .or(self.defaults.resource.as_ref())
-                .ok_or_else(|| missing("resource"))?
-                .clone(),
+            subject: required(&entry.subject, &defaults.subject, "subject")?,
+            action: required(&entry.action, &defaults.action, "action")?,
+            resource: required(&entry.resource, &defaults.resource, "resource")?,
             context: entry
                 .context
                 .as_ref()
-                .or(self.defaults.context.as_ref())
+                .or(defaults.context.as_ref())
                 .cloned()
                 .unwrap_or_default(),
         };

@@ -38,8 +38,11 @@ pub fn root_routes(cfg: &mut web::ServiceConfig) {
 /// Mounted at the root and under `/t/{tenant}`.
 pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
     cfg.route(METADATA, web::get().to(metadata))
-        .route(EVALUATION, web::post().to(evaluation))
-        .route(EVALUATIONS, web::post().to(evaluations));
+        .route(EVALUATION, web::post().to(evaluation::<EvaluationRequest>))
+        .route(
+            EVALUATIONS,
+            web::post().to(evaluation::<EvaluationsRequest>),
+        );
 }
 
 async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
@@ -172,35 +175,68 @@ fn respond(outcome: Outcome) -> HttpResponse {
     }
 }
 
-async fn evaluation(
-    state: web::Data<AppState>,
-    req: HttpRequest,
-    body: web::Bytes,
-) -> HttpResponse {
-    let request_id = request_id(&req);
-    let (id, bytes) = (request_id.clone(), body.clone());
-    authorized_evaluation(
-        &state,
-        &req,
-        |pdp, tenant, caller| {
-            let request = match EvaluationRequest::from_json(&bytes) {
-                Ok(request) => request,
-                Err(error) => return Some(Err(error)),
-            };
-            pdp.evaluate_cached(tenant, caller, &request, id.as_deref())
-                .map(|decided| decided.map(|decision| decision.to_authzen()))
-        },
-        move |pdp, tenant, caller| {
-            let request = EvaluationRequest::from_json(&body)?;
-            Ok(pdp
-                .evaluate(tenant, caller, &request, request_id.as_deref())?
-                .to_authzen())
-        },
-    )
-    .await
+/// What differs between the two evaluation endpoints: how the body is read and
+/// which of the PDP's entry points decides it.
+trait Evaluable: Sized {
+    fn parse(body: &[u8]) -> Result<Self, ConsentError>;
+    /// The decision from memory, `None` when it needs the store.
+    fn cached(
+        &self,
+        pdp: &Pdp,
+        tenant: TenantId,
+        caller: &str,
+        request_id: Option<&str>,
+    ) -> Option<Result<Value, ConsentError>>;
+    fn evaluate(
+        &self,
+        pdp: &Pdp,
+        tenant: TenantId,
+        caller: &str,
+        request_id: Option<&str>,
+    ) -> Result<Value, ConsentError>;
 }
 
-async fn evaluations(
+/// The two requests differ only in the PDP entry points that decide them.
+macro_rules! evaluable {
+    ($request:ty, $cached:ident, $evaluate:ident) => {
+        impl Evaluable for $request {
+            fn parse(body: &[u8]) -> Result<Self, ConsentError> {
+                <$request>::from_json(body)
+            }
+
+            fn cached(
+                &self,
+                pdp: &Pdp,
+                tenant: TenantId,
+                caller: &str,
+                request_id: Option<&str>,
+            ) -> Option<Result<Value, ConsentError>> {
+                pdp.$cached(tenant, caller, self, request_id)
+                    .map(|decided| decided.map(|answer| answer.to_authzen()))
+            }
+
+            fn evaluate(
+                &self,
+                pdp: &Pdp,
+                tenant: TenantId,
+                caller: &str,
+                request_id: Option<&str>,
+            ) -> Result<Value, ConsentError> {
+                Ok(pdp
+                    .$evaluate(tenant, caller, self, request_id)?
+                    .to_authzen())
+            }
+        }
+    };
+}
+
+evaluable!(EvaluationRequest, evaluate_cached, evaluate);
+evaluable!(EvaluationsRequest, evaluate_batch_cached, evaluate_batch);
+
+/// The Access Evaluation (`EvaluationRequest`) and Access Evaluations
+/// (`EvaluationsRequest`) endpoints. The body is parsed only after the token checks
+/// passed, on whichever path decides.
+async fn evaluation<E: Evaluable>(
     state: web::Data<AppState>,
     req: HttpRequest,
     body: web::Bytes,
@@ -210,19 +246,12 @@ async fn evaluations(
     authorized_evaluation(
         &state,
         &req,
-        |pdp, tenant, caller| {
-            let batch = match EvaluationsRequest::from_json(&bytes) {
-                Ok(batch) => batch,
-                Err(error) => return Some(Err(error)),
-            };
-            pdp.evaluate_batch_cached(tenant, caller, &batch, id.as_deref())
-                .map(|decided| decided.map(|outcome| outcome.to_authzen()))
+        |pdp, tenant, caller| match E::parse(&bytes) {
+            Ok(request) => request.cached(pdp, tenant, caller, id.as_deref()),
+            Err(error) => Some(Err(error)),
         },
         move |pdp, tenant, caller| {
-            let batch = EvaluationsRequest::from_json(&body)?;
-            Ok(pdp
-                .evaluate_batch(tenant, caller, &batch, request_id.as_deref())?
-                .to_authzen())
+            E::parse(&body)?.evaluate(pdp, tenant, caller, request_id.as_deref())
         },
     )
     .await
