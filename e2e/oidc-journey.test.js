@@ -18,7 +18,6 @@ import assert from 'node:assert/strict';
 import { createHash, webcrypto } from 'node:crypto';
 import dns from 'node:dns';
 import { mkdir, rm, writeFile } from 'node:fs/promises';
-import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -28,6 +27,7 @@ import * as oidc from 'openid-client';
 import { launchChromium, watchForProblems } from './lib/browser.js';
 import { escapeRegExp, journeySteps, submit } from './lib/journey.js';
 import { startGatehouse } from './lib/server.js';
+import { cliCredentials, startCallbackServer, waitForCallback } from './lib/relying-party.js';
 import { linksIn, startSmtpCatcher } from './lib/smtp.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'oidc-journey');
@@ -241,8 +241,9 @@ describe('OpenID Connect journey with openid-client', { timeout: 240_000 }, () =
     // OIDC Core §3.1.3.8: at_hash is the left half of the access token's SHA-256.
     const digest = createHash('sha256').update(tokens.access_token).digest();
     assert.equal(claims.at_hash, digest.subarray(0, 16).toString('base64url'), 'at_hash');
+    // The client named no algorithm: OpenID Connect's registration default, RS256.
     const header = jwtPart(tokens.id_token, 0);
-    assert.equal(header.alg, 'ES256');
+    assert.equal(header.alg, 'RS256');
   });
 
   step('reads UserInfo with the access token', async () => {
@@ -346,13 +347,6 @@ async function discover(issuer, { clientId, clientSecret }) {
   });
 }
 
-/** The client_id and client_secret lines of `gatehouse clients create`. */
-function cliCredentials(output) {
-  const clientId = /^client_id:\s+(\S+)$/m.exec(output)?.[1];
-  const clientSecret = /^client_secret:\s+(\S+)$/m.exec(output)?.[1];
-  assert.ok(clientId && clientSecret, `client_id and client_secret in:\n${output}`);
-  return { clientId, clientSecret };
-}
 
 /** The sign-in and consent pages come with the theme's stylesheet, applied. */
 async function assertThemed(page) {
@@ -402,45 +396,4 @@ async function verifyWithJwks(jwt, jwksUri) {
     Buffer.from(`${headerPart}.${payloadPart}`, 'ascii'),
   );
   assert.ok(valid, 'the signature verifies with the JWKS key');
-}
-
-/**
- * The client application's redirect URI: a plain HTTP server on a free port that
- * records every request and answers with a small page. `next()` resolves with the URL
- * of the next request.
- */
-async function startCallbackServer() {
-  const waiting = [];
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url, `http://localhost:${server.address().port}`);
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end('<!doctype html><title>Compiler Notes</title><h1>Signed in</h1>');
-    waiting.shift()?.(url);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    port: server.address().port,
-    next: () => new Promise((resolve) => waiting.push(resolve)),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
-}
-
-/** The redirect to the client, or a failure that says where the browser got stuck. */
-async function waitForCallback(arrived, page, problems, timeoutMs = 15_000) {
-  let timer;
-  const timeout = new Promise((resolve) => {
-    timer = setTimeout(resolve, timeoutMs, null);
-  });
-  const url = await Promise.race([arrived, timeout]);
-  clearTimeout(timer);
-  if (!url) {
-    throw new Error(
-      `the redirect to the client's callback did not arrive within ${timeoutMs} ms; the browser is at ${page.url()}` +
-        (problems.length ? `; problems seen:\n    ${problems.join('\n    ')}` : ''),
-    );
-  }
-  return url;
 }

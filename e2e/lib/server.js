@@ -132,18 +132,20 @@ export async function startGatehouse({ smtpPort, logFile, env = {}, readyTimeout
 
   /**
    * Runs `gatehouse ARGS…` as an administrator would next to this server: same
-   * working directory and environment, so the same SQLite database. Resolves with its
+   * working directory and environment, so the same SQLite database. `input` goes to
+   * its standard input (a password for `--password-stdin`). Resolves with its
    * stdout; rejects with its output when it exits non-zero.
    */
-  const cli = (args, { timeoutMs = 30_000 } = {}) =>
+  const cli = (args, { timeoutMs = 30_000, input } = {}) =>
     new Promise((resolve, reject) => {
-      execFile(bin, args, { cwd: workDir, env: childEnv, timeout: timeoutMs }, (err, stdout, stderr) => {
+      const child = execFile(bin, args, { cwd: workDir, env: childEnv, timeout: timeoutMs }, (err, stdout, stderr) => {
         if (err) {
           reject(new Error(`gatehouse ${args.join(' ')} failed (${err.code ?? err.signal}):\n${stdout}${stderr}`));
         } else {
           resolve(stdout);
         }
       });
+      child.stdin.end(input ?? '');
     });
 
   return { port, baseUrl, workDir, tail, stop, cli };

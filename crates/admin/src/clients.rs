@@ -53,6 +53,12 @@ pub struct NewClient {
     pub id_token_alg: String,
     pub post_logout_redirect_uris: Vec<String>,
     pub backchannel_logout_uri: Option<String>,
+    /// Web origins a browser app calls the token, UserInfo and revocation
+    /// endpoints from (CORS).
+    pub allowed_origins: Vec<String>,
+    /// PKCE on every authorization request; only a confidential client may turn it
+    /// off (a legacy server-side app that cannot send it).
+    pub require_pkce: bool,
 }
 
 impl NewClient {
@@ -75,6 +81,8 @@ impl NewClient {
             id_token_alg: "ES256".into(),
             post_logout_redirect_uris: vec![],
             backchannel_logout_uri: None,
+            allowed_origins: vec![],
+            require_pkce: true,
         }
     }
 }
@@ -170,6 +178,19 @@ fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm, Option<Zer
             ),
         )
     })?;
+    if public && !new.require_pkce {
+        return Err(invalid(
+            "require_pkce",
+            "public clients always use PKCE (RFC 9700 §2.1.1)",
+        ));
+    }
+    let allowed_origins = new
+        .allowed_origins
+        .iter()
+        .map(|origin| client_auth::web_origin(origin).map_err(|e| invalid("cors_origin", e)))
+        .collect::<AdminResult<std::collections::BTreeSet<String>>>()?
+        .into_iter()
+        .collect();
     let secret = (!public && method != "private_key_jwt").then(client_auth::generate_secret);
     let data = ClientData {
         client_id: new
@@ -190,11 +211,11 @@ fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm, Option<Zer
         refresh_token_ttl_secs: 30 * 24 * 3600,
         refresh_idle_ttl_secs: 7 * 24 * 3600,
         id_token_alg: id_token_alg.as_str().into(),
-        // PKCE is required for public clients and enforced for all by default.
-        require_pkce: true,
+        require_pkce: new.require_pkce,
         require_par: new.require_par,
         first_party: new.first_party,
         backchannel_logout_uri: new.backchannel_logout_uri,
+        allowed_origins,
     };
     Ok((data, id_token_alg, secret))
 }
@@ -384,5 +405,36 @@ mod tests {
         let (data, _, secret) = client_data(new).unwrap();
         assert_eq!(data.auth_method, "none");
         assert!(secret.is_none() && data.secret_hash.is_none());
+    }
+
+    #[test]
+    fn web_origins_are_checked_normalised_and_deduplicated() {
+        let mut new = new_client();
+        new.allowed_origins = vec![
+            "https://SPA.example/".into(),
+            "https://spa.example".into(),
+            "http://localhost:5173".into(),
+        ];
+        let (data, _, _) = client_data(new).unwrap();
+        assert_eq!(
+            data.allowed_origins,
+            ["http://localhost:5173", "https://spa.example"]
+        );
+        let (field, message) =
+            refused(|c| c.allowed_origins = vec!["https://spa.example/app".into()]);
+        assert_eq!(field, "cors_origin");
+        assert!(message.contains("no path"), "{message}");
+    }
+
+    #[test]
+    fn only_confidential_clients_may_go_without_pkce() {
+        let mut legacy = new_client();
+        legacy.require_pkce = false;
+        assert!(!client_data(legacy).unwrap().0.require_pkce);
+        let (field, _) = refused(|c| {
+            c.kind = ClientKind::Public;
+            c.require_pkce = false;
+        });
+        assert_eq!(field, "require_pkce");
     }
 }

@@ -44,6 +44,7 @@ use gatehouse_token_issuer::service::Issuer;
 pub use audit::{AuditQuery, MAX_AUDIT_EVENTS};
 pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
 pub use error::AdminError;
+pub use gatehouse_authn::lifecycle::NewAccount;
 pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
 pub use tenants::TenantView;

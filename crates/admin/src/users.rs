@@ -1,15 +1,17 @@
 //! Operator actions on accounts: list, disable, enable, delete, and the
 //! administrator-assisted reset for a user who lost every factor.
 
-use gatehouse_authn::ClientInfo;
+use gatehouse_authn::lifecycle::NewAccount;
 use gatehouse_authn::registration::LinkBase;
+use gatehouse_authn::{AuthnError, ClientInfo};
 use gatehouse_core::events::DomainEvent;
+use gatehouse_identity_store::StoreError;
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{Page, PageRequest};
 use gatehouse_token_issuer::backchannel::Delivery;
 use serde_json::json;
 
-use crate::{Admin, AdminResult, Operator, Reason};
+use crate::{Admin, AdminError, AdminResult, Operator, Reason};
 
 /// What deleting a user did.
 #[derive(Debug)]
@@ -138,6 +140,34 @@ impl Admin {
             link_sent: outcome.link_sent,
             deliveries,
         })
+    }
+
+    /// Creates an account (development, tests, moving users in by hand): no mail is
+    /// sent; the address is verified when the operator vouches for it. Audited as
+    /// `user.created` with the operator.
+    pub async fn create_user(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        account: NewAccount,
+    ) -> AdminResult<User> {
+        let tenant = self.tenant(tenant).await?;
+        let email = account.email.trim().to_owned();
+        let created = self
+            .authn
+            .create_account(tenant.id, operator.actor(), account, ClientInfo::default())
+            .await;
+        match created {
+            Ok(_) => Ok(self.user(&tenant.slug, &email).await?.1),
+            Err(AuthnError::Store(StoreError::Conflict { .. })) => Err(AdminError::Conflict(
+                format!("the address `{email}` (or one that looks like it) has an account"),
+            )),
+            Err(AuthnError::InvalidEmail) => Err(AdminError::Invalid {
+                field: "email",
+                message: "is not a valid address".into(),
+            }),
+            Err(other) => Err(other.into()),
+        }
     }
 
     /// One page of the tenant's users, in the order they were created.

@@ -1,5 +1,6 @@
-//! An account's lifecycle in an operator's hands: deactivating and reactivating a
-//! user, and giving or taking away a role.
+//! An account's lifecycle in an operator's hands: creating an account
+//! ([`Authn::create_account`]), deactivating and reactivating a user, and giving or
+//! taking away a role.
 //!
 //! # Deactivation
 //!
@@ -44,6 +45,7 @@ use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{RoleId, SessionId, TenantId, UserId};
 use gatehouse_core::tenant_settings::TenantSettings;
 use gatehouse_identity_store::audit::Outcome;
+use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
 use gatehouse_identity_store::{
     AnyConnection, StoreError, account_recoveries, db, grants, roles, sessions, tenants, users,
@@ -55,6 +57,19 @@ use crate::service::{Authn, ClientInfo, Inner};
 
 /// The claim a role reaches tokens as (see `gatehouse-token-issuer`'s `claims.rs`).
 const ROLES_CLAIM: &str = "roles";
+
+/// An account an operator makes (development, tests, moving users in by hand).
+#[derive(Debug)]
+pub struct NewAccount {
+    pub email: String,
+    pub given_name: Option<String>,
+    pub family_name: Option<String>,
+    /// Checked by the sign-up policy. Without one, the user chooses it through
+    /// "forgot password" (which needs the address verified).
+    pub password: Option<zeroize::Zeroizing<String>>,
+    /// Whether the address counts as verified: the operator vouches for it.
+    pub verified: bool,
+}
 
 /// What a deactivation did.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -196,6 +211,92 @@ impl Authn {
             inner.announce(DomainEvent::UserDeactivated { tenant, user });
             inner.sessions_ended(tenant, user, outcome.sessions_ended.clone());
             Ok(outcome)
+        })
+        .await
+    }
+
+    /// Creates an active account with `account`'s primary address, audited as
+    /// `user.created` with the operator. No mail is sent: the operator vouches for
+    /// the address (or leaves it unverified, so sign-in asks for verification
+    /// first). [`AuthnError::Store`] with `Conflict` when the address or a look-alike
+    /// is taken.
+    pub async fn create_account(
+        &self,
+        tenant: TenantId,
+        actor: String,
+        account: NewAccount,
+        client: ClientInfo,
+    ) -> Result<UserId, AuthnError> {
+        let email = account.email.trim().to_owned();
+        if !crate::registration::valid_new_email(&email) {
+            return Err(AuthnError::InvalidEmail);
+        }
+        let phc = match account.password {
+            Some(password) => {
+                let inputs: Vec<&str> = [
+                    Some(email.as_str()),
+                    account.given_name.as_deref(),
+                    account.family_name.as_deref(),
+                ]
+                .into_iter()
+                .flatten()
+                .collect();
+                self.inner.policy.check(&password, &inputs)?;
+                // Hashed on the hashing pool, holding no database connection.
+                Some(
+                    self.hashing(move |hasher, _memory| hasher.hash(&password))
+                        .await??,
+                )
+            }
+            None => None,
+        };
+        let user_data = users::UserData {
+            name: users::Name {
+                given_name: account.given_name.filter(|s| !s.trim().is_empty()),
+                family_name: account.family_name.filter(|s| !s.trim().is_empty()),
+                ..users::Name::default()
+            },
+            emails: vec![users::Email {
+                value: email.clone(),
+                kind: None,
+                primary: true,
+                verified: account.verified,
+            }],
+            ..users::UserData::new(email)
+        };
+        let verified = account.verified;
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            let user = db::transaction_with(conn, |conn| {
+                let user = users::create(conn, now, tenant, user_data)?;
+                if let Some(phc) = &phc {
+                    credentials::create(
+                        conn,
+                        &inner.cipher,
+                        now,
+                        tenant,
+                        user.id,
+                        NewCredential {
+                            kind: CredentialKind::Password,
+                            label: None,
+                            secret: phc.as_bytes(),
+                        },
+                    )?;
+                }
+                inner.audit(
+                    conn,
+                    tenant,
+                    actor,
+                    "user.created",
+                    target(user.id),
+                    Outcome::Success,
+                    &client,
+                    json!({ "verified": verified, "password": phc.is_some() }),
+                )?;
+                Ok::<_, AuthnError>(user.id)
+            })?;
+            inner.announce(DomainEvent::UserChanged { tenant, user });
+            Ok(user)
         })
         .await
     }

@@ -37,6 +37,9 @@ pub struct ClientData {
     pub require_par: bool,
     pub first_party: bool,
     pub backchannel_logout_uri: Option<String>,
+    /// Web origins (`https://app.example`) a browser app may call the token,
+    /// UserInfo and revocation endpoints from (CORS), ASCII-serialised.
+    pub allowed_origins: Vec<String>,
 }
 
 impl ClientData {
@@ -54,6 +57,7 @@ impl ClientData {
             jwks: None,
             redirect_uris: Vec::new(),
             post_logout_redirect_uris: Vec::new(),
+            allowed_origins: Vec::new(),
             grant_types: Vec::new(),
             scopes: Vec::new(),
             audiences: Vec::new(),
@@ -105,6 +109,7 @@ struct ClientRow {
     require_par: bool,
     first_party: bool,
     backchannel_logout_uri: Option<String>,
+    allowed_origins: String,
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     version: i64,
@@ -127,6 +132,7 @@ impl ClientRow {
             tenant_id: tenant.to_string(),
             redirect_uris: list_json(&data.redirect_uris),
             post_logout_redirect_uris: list_json(&data.post_logout_redirect_uris),
+            allowed_origins: list_json(&data.allowed_origins),
             grant_types: list_json(&data.grant_types),
             scopes: list_json(&data.scopes),
             audiences: list_json(&data.audiences),
@@ -163,6 +169,7 @@ impl TryFrom<ClientRow> for Client {
             data: ClientData {
                 redirect_uris: list(&row.redirect_uris)?,
                 post_logout_redirect_uris: list(&row.post_logout_redirect_uris)?,
+                allowed_origins: list(&row.allowed_origins)?,
                 grant_types: list(&row.grant_types)?,
                 scopes: list(&row.scopes)?,
                 audiences: list(&row.audiences)?,
@@ -235,6 +242,23 @@ pub fn get_by_client_id(
         .transpose()
 }
 
+/// Every web origin some client of the tenant registered (CORS preflights name no
+/// client, so they are answered for the tenant), deduplicated and sorted.
+pub fn web_origins(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Vec<String>> {
+    let lists: Vec<String> = oauth_clients::table
+        .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+        .filter(oauth_clients::allowed_origins.ne("[]"))
+        .select(oauth_clients::allowed_origins)
+        .load(conn)?;
+    let mut origins = std::collections::BTreeSet::new();
+    for list in lists {
+        let parsed: Vec<String> =
+            serde_json::from_str(&list).map_err(|e| StoreError::corrupt("oauth_clients", e))?;
+        origins.extend(parsed);
+    }
+    Ok(origins.into_iter().collect())
+}
+
 /// Replaces the client's data if `expected_version` is still current.
 pub fn update(
     conn: &mut AnyConnection,
@@ -275,6 +299,7 @@ pub fn update(
         oauth_clients::require_par.eq(row.require_par),
         oauth_clients::first_party.eq(row.first_party),
         oauth_clients::backchannel_logout_uri.eq(&row.backchannel_logout_uri),
+        oauth_clients::allowed_origins.eq(&row.allowed_origins),
         oauth_clients::updated_at.eq(row.updated_at),
         oauth_clients::version.eq(row.version),
     ))

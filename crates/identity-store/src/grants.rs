@@ -474,6 +474,43 @@ pub fn use_refresh_token(
     })
 }
 
+/// A refresh token that could still be spent: never used and not idle too long.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LiveRefreshToken {
+    pub grant_id: String,
+    pub created_at: DateTime<Utc>,
+    pub idle_expires_at: DateTime<Utc>,
+}
+
+/// The refresh token with this hash if it could still be spent (introspection);
+/// reads only, unlike [`use_refresh_token`].
+pub fn live_refresh_token(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    token_hash: &str,
+) -> StoreResult<Option<LiveRefreshToken>> {
+    let row: Option<(String, NaiveDateTime, NaiveDateTime)> = refresh_tokens::table
+        .filter(refresh_tokens::token_hash.eq(token_hash))
+        .filter(refresh_tokens::tenant_id.eq(tenant.to_string()))
+        .filter(refresh_tokens::used_at.is_null())
+        .filter(refresh_tokens::idle_expires_at.gt(now.naive_utc()))
+        .select((
+            refresh_tokens::grant_id,
+            refresh_tokens::created_at,
+            refresh_tokens::idle_expires_at,
+        ))
+        .first(conn)
+        .optional()?;
+    Ok(
+        row.map(|(grant_id, created_at, idle_expires_at)| LiveRefreshToken {
+            grant_id,
+            created_at: created_at.and_utc(),
+            idle_expires_at: idle_expires_at.and_utc(),
+        }),
+    )
+}
+
 /// The grant a refresh token belongs to (used or not), for revocation by the client.
 pub fn refresh_token_grant(
     conn: &mut AnyConnection,

@@ -212,6 +212,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         version -> BigInt,
+        allowed_origins -> Text,
     }
 }
 

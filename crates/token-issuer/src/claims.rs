@@ -8,6 +8,9 @@ use gatehouse_core::tenant_settings::TenantSettings;
 use gatehouse_identity_store::users::User;
 use serde_json::{Map, Value, json};
 
+/// The scopes OpenID Connect defines (Core §5.4, §11): each is about a user.
+pub const OPENID_SCOPES: [&str; 5] = ["openid", "profile", "email", "phone", "offline_access"];
+
 /// The scopes every tenant starts with and the claims they release.
 pub fn default_scope_claims() -> BTreeMap<String, Vec<String>> {
     let mut scopes = BTreeMap::new();
@@ -34,7 +37,6 @@ pub fn default_scope_claims() -> BTreeMap<String, Vec<String>> {
     );
     put("email", &["email", "email_verified"]);
     put("phone", &["phone_number", "phone_number_verified"]);
-    put("address", &["address"]);
     put("offline_access", &[]);
     scopes
 }

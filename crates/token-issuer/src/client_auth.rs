@@ -427,9 +427,47 @@ pub fn validate_redirect_uri(uri: &str) -> Result<(), String> {
     }
 }
 
+/// A web origin a browser app may call from (CORS), as browsers send it in
+/// `Origin`: `scheme://host[:port]`, https (or http on loopback), nothing after the
+/// authority but an optional `/`. Returned ASCII-serialised (lower-case host, IDN
+/// as punycode, default port left out), the form requests are compared in.
+pub fn web_origin(text: &str) -> Result<String, String> {
+    validate_redirect_uri(text).map_err(|e| e.replace("redirect URI", "web origin"))?;
+    let parsed = url::Url::parse(text).map_err(|e| format!("{text}: {e}"))?;
+    if parsed.path() != "/" || parsed.query().is_some() || text.ends_with('?') {
+        return Err(format!(
+            "{text}: an origin is scheme, host and port only (no path or query)"
+        ));
+    }
+    Ok(parsed.origin().ascii_serialization())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn web_origins_are_normalised_and_only_origins() {
+        assert_eq!(
+            web_origin("https://App.Example:443/").unwrap(),
+            "https://app.example"
+        );
+        assert_eq!(
+            web_origin("http://localhost:5173").unwrap(),
+            "http://localhost:5173"
+        );
+        for bad in [
+            "https://app.example/spa",
+            "https://app.example?x=1",
+            "https://app.example#top",
+            "http://app.example",
+            "https://user@app.example",
+            "*",
+            "null",
+        ] {
+            assert!(web_origin(bad).is_err(), "{bad} accepted");
+        }
+    }
 
     fn client(method: &str, secret: Option<&str>) -> ClientData {
         ClientData {

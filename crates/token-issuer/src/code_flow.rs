@@ -447,6 +447,13 @@ fn check_prompt(valid: &ValidRequest) -> Result<(), AuthorizeError> {
     Ok(())
 }
 
+/// UserInfo's answer and the client the access token was issued to.
+#[derive(Debug)]
+pub struct UserInfo {
+    pub client_id: String,
+    pub claims: Value,
+}
+
 impl Issuer {
     /// Checks an authorization request (RFC 6749 §4.1.1, OIDC Core §3.1.2.1, RFC 7636).
     /// A request carrying a `request_uri` (RFC 9126) is replaced by the parameters
@@ -931,7 +938,7 @@ impl Issuer {
         tenant: TenantId,
         issuer: &str,
         bearer: &str,
-    ) -> Result<Value, OAuthError> {
+    ) -> Result<UserInfo, OAuthError> {
         let ring = self.key_ring(tenant).map_err(crate::service::internal)?;
         let now = self.clock_now();
         let claims = verify_access_token_with_leeway(&ring, bearer, issuer, now, Duration::zero())
@@ -985,7 +992,10 @@ impl Issuer {
             &role_names,
             &group_names,
         ));
-        Ok(Value::Object(out))
+        Ok(UserInfo {
+            client_id: claims.client_id,
+            claims: Value::Object(out),
+        })
     }
 
     /// The grant of a user token if it is still active and every consent it was

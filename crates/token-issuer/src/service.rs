@@ -7,7 +7,7 @@
 //! process (the CLI on SQLite, which has no cross-process events) is seen within that
 //! bound, and at once when an event arrives.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::{Arc, RwLock};
 use std::time::{Duration as StdDuration, Instant};
 
@@ -35,6 +35,8 @@ const RING_TTL: Duration = Duration::seconds(60);
 
 /// Registered clients by (tenant, client_id), with when each was loaded.
 type ClientCache = HashMap<(TenantId, String), (Arc<Client>, Instant)>;
+/// Every web origin some client of a tenant registered, with when it was loaded.
+type OriginCache = HashMap<TenantId, (Arc<BTreeSet<String>>, Instant)>;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct TokenResponse {
@@ -61,6 +63,7 @@ struct Inner {
     clock: SharedClock,
     rings: RwLock<HashMap<TenantId, KeyRing>>,
     clients: RwLock<ClientCache>,
+    origins: RwLock<OriginCache>,
     bearers: BearerCache,
 }
 
@@ -78,6 +81,7 @@ impl Issuer {
                 clock,
                 rings: RwLock::new(HashMap::new()),
                 clients: RwLock::new(HashMap::new()),
+                origins: RwLock::new(HashMap::new()),
                 bearers: BearerCache::default(),
             }),
         }
@@ -146,14 +150,21 @@ impl Issuer {
             .clients
             .write()
             .unwrap_or_else(|p| p.into_inner());
+        let mut origins = self
+            .inner
+            .origins
+            .write()
+            .unwrap_or_else(|p| p.into_inner());
         match tenant {
             Some(tenant) => {
                 rings.remove(&tenant);
                 clients.retain(|(t, _), _| *t != tenant);
+                origins.remove(&tenant);
             }
             None => {
                 rings.clear();
                 clients.clear();
+                origins.clear();
             }
         }
         self.inner.bearers.forget(tenant);
@@ -186,6 +197,65 @@ impl Issuer {
             .unwrap_or_else(|p| p.into_inner())
             .insert(key, (Arc::clone(&client), Instant::now()));
         Ok(Some(client))
+    }
+
+    /// Whether a browser app at `origin` may read the answer (CORS): `origin` must be
+    /// registered by `client` when the request named one, else by some client of the
+    /// tenant (a preflight carries no body, so it names no client). `None` when the
+    /// answer is not in memory and `load` is false.
+    pub fn allows_origin(
+        &self,
+        tenant: TenantId,
+        client: Option<&str>,
+        origin: &str,
+        load: bool,
+    ) -> IssuerResult<Option<bool>> {
+        if let Some(client_id) = client {
+            let key = (tenant, client_id.to_owned());
+            let cached = self
+                .inner
+                .clients
+                .read()
+                .unwrap_or_else(|p| p.into_inner())
+                .get(&key)
+                .filter(|(_, at)| at.elapsed() < CLIENT_TTL)
+                .map(|(client, _)| Arc::clone(client));
+            let client = match cached {
+                Some(client) => Some(client),
+                None if load => self.client_for(tenant, client_id)?,
+                None => return Ok(None),
+            };
+            return Ok(Some(client.is_some_and(|c| {
+                c.data.allowed_origins.iter().any(|o| o == origin)
+            })));
+        }
+        let cached = self
+            .inner
+            .origins
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+            .filter(|(_, at)| at.elapsed() < CLIENT_TTL)
+            .map(|(origins, _)| Arc::clone(origins));
+        let origins = match cached {
+            Some(origins) => origins,
+            None if load => {
+                let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
+                let origins: Arc<BTreeSet<String>> = Arc::new(
+                    clients::web_origins(&mut conn, tenant)?
+                        .into_iter()
+                        .collect(),
+                );
+                self.inner
+                    .origins
+                    .write()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .insert(tenant, (Arc::clone(&origins), Instant::now()));
+                origins
+            }
+            None => return Ok(None),
+        };
+        Ok(Some(origins.contains(origin)))
     }
 
     /// Authenticates the calling client (RFC 6749 §2.3); unknown and wrong look alike.
@@ -251,12 +321,15 @@ impl Issuer {
                 "this client may not use client_credentials",
             ));
         }
+        // OpenID Connect's scopes ask for a user's claims or a user's offline access;
+        // a client acting for itself has no user.
+        let for_users = |scope: &str| crate::claims::OPENID_SCOPES.contains(&scope);
         let granted: Vec<&str> = match scope.map(str::trim).filter(|s| !s.is_empty()) {
             Some(requested) => {
                 let requested: Vec<&str> = requested.split(' ').filter(|s| !s.is_empty()).collect();
                 if let Some(bad) = requested
                     .iter()
-                    .find(|s| !data.scopes.iter().any(|allowed| allowed == *s) || **s == "openid")
+                    .find(|s| !data.scopes.iter().any(|allowed| allowed == *s) || for_users(s))
                 {
                     return Err(OAuthError::new(
                         ErrorCode::InvalidScope,
@@ -265,12 +338,12 @@ impl Issuer {
                 }
                 requested
             }
-            // No scope asked for: the client's API scopes (OpenID scopes need a user).
+            // No scope asked for: the client's API scopes.
             None => data
                 .scopes
                 .iter()
                 .map(String::as_str)
-                .filter(|s| !matches!(*s, "openid" | "offline_access"))
+                .filter(|s| !for_users(s))
                 .collect(),
         };
         let audience = audience_for(&data.audiences, data.default_audience.as_deref(), resources)?;
@@ -376,7 +449,9 @@ impl Issuer {
             return Err(OAuthError::invalid_client(presented.used_basic()));
         }
         let Some(claims) = self.verified(tenant, issuer, token)? else {
-            return Ok(json!({ "active": false }));
+            // Not an access token of this issuer: perhaps a refresh token (RFC 7662
+            // §2.1 asks the server to look through all its token types).
+            return self.introspect_refresh_token(tenant, &caller, token);
         };
         let Some(grant) = self
             .token_state(tenant, &claims.jti, self.now())
@@ -417,6 +492,51 @@ impl Issuer {
             if !purposes.is_empty() {
                 answer.insert("purposes".into(), Value::Array(purposes));
             }
+        }
+        Ok(Value::Object(answer))
+    }
+
+    /// A refresh token introspected by the client it was issued to: active while it
+    /// could be spent (unused, not idle too long, its grant live); inactive for
+    /// anyone else, so one client cannot learn about another's tokens.
+    fn introspect_refresh_token(
+        &self,
+        tenant: TenantId,
+        caller: &Client,
+        token: &str,
+    ) -> Result<Value, OAuthError> {
+        let inactive = || Ok(json!({ "active": false }));
+        let now = self.now();
+        let hash = hex::encode(sha2::Sha256::digest(token.as_bytes()));
+        let mut conn = self.inner.pool.get().map_err(internal)?;
+        let Some(refresh) =
+            grants::live_refresh_token(&mut conn, now, tenant, &hash).map_err(internal)?
+        else {
+            return inactive();
+        };
+        let Some(live) = self
+            .live_grant(&mut conn, tenant, &refresh.grant_id, now)
+            .map_err(internal)?
+        else {
+            return inactive();
+        };
+        let grant = &live.grant;
+        if grant.client_id != caller.data.client_id {
+            return inactive();
+        }
+        let mut answer = Map::new();
+        answer.insert("active".into(), Value::Bool(true));
+        answer.insert("client_id".into(), json!(grant.client_id));
+        answer.insert("scope".into(), json!(grant.scope));
+        answer.insert("iat".into(), json!(refresh.created_at.timestamp()));
+        // Whichever ends it first: the idle limit or the grant's own lifetime.
+        let exp = refresh.idle_expires_at.min(grant.expires_at);
+        answer.insert("exp".into(), json!(exp.timestamp()));
+        if let Some(user) = grant.user_id {
+            answer.insert("sub".into(), json!(user.to_string()));
+        }
+        if let Some(issuer) = &grant.issuer {
+            answer.insert("iss".into(), json!(issuer));
         }
         Ok(Value::Object(answer))
     }
@@ -519,7 +639,11 @@ fn audience_for(
 
 /// Authorization-server metadata (RFC 8414), also served as OpenID Provider
 /// metadata (OpenID Connect Discovery 1.0): only what is implemented.
-pub fn server_metadata(issuer: &str) -> Value {
+///
+/// `ui_locales` are the languages the pages are written in. Only scopes and claims
+/// the user model can fill are advertised: it has no postal address, and no
+/// self-service or provisioning path fills phone numbers or middle names yet.
+pub fn server_metadata(issuer: &str, ui_locales: &[&str]) -> Value {
     json!({
         "issuer": issuer,
         "token_endpoint": format!("{issuer}/oauth2/token"),
@@ -533,14 +657,17 @@ pub fn server_metadata(issuer: &str) -> Value {
         "code_challenge_methods_supported": ["S256"],
         "subject_types_supported": ["public"],
         "id_token_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
-        "scopes_supported": ["openid", "profile", "email", "phone", "address", "offline_access"],
-        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "name", "given_name", "family_name", "middle_name", "nickname", "preferred_username", "locale", "zoneinfo", "updated_at", "email", "email_verified", "phone_number", "phone_number_verified"],
+        "scopes_supported": ["openid", "profile", "email", "offline_access"],
+        "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "nonce", "acr", "amr", "azp", "sid", "name", "given_name", "family_name", "nickname", "preferred_username", "locale", "zoneinfo", "updated_at", "email", "email_verified"],
+        "claims_parameter_supported": false,
+        "ui_locales_supported": ui_locales,
         "authorization_response_iss_parameter_supported": true,
         "token_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "token_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "introspection_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
         "introspection_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
-        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt"],
+        // Public clients revoke their own tokens with just their client_id (RFC 7009 §5).
+        "revocation_endpoint_auth_methods_supported": ["client_secret_basic", "client_secret_post", "private_key_jwt", "none"],
         "revocation_endpoint_auth_signing_alg_values_supported": ["ES256", "RS256", "EdDSA"],
         "response_types_supported": ["code"],
         "pushed_authorization_request_endpoint": format!("{issuer}/oauth2/par"),

@@ -106,7 +106,7 @@ pub(super) fn env_overrides(
                 return Err(Error::config(
                     &var,
                     format!(
-                        "`{var}` names the section `{}`, not a setting; expected one of {}",
+                        "names the section `{}`, not a setting; expected one of {}",
                         path.join("."),
                         known_vars(&schema, &path).join(", ")
                     ),
@@ -124,9 +124,7 @@ pub(super) fn env_overrides(
                 };
                 return Err(Error::config(
                     &var,
-                    format!(
-                        "unknown environment variable `{var}`: not a configuration setting{hint}"
-                    ),
+                    format!("not a configuration setting{hint}"),
                 ));
             }
         };
@@ -194,13 +192,13 @@ pub(super) fn typed_env_value(
             .trim()
             .parse()
             .map(toml::Value::Integer)
-            .map_err(|_| Error::config(var, format!("`{var}` must be an integer, got `{raw}`"))),
+            .map_err(|_| Error::config(var, format!("must be an integer, got `{raw}`"))),
         toml::Value::Boolean(_) => match raw.trim().to_ascii_lowercase().as_str() {
             "true" => Ok(toml::Value::Boolean(true)),
             "false" => Ok(toml::Value::Boolean(false)),
             _ => Err(Error::config(
                 var,
-                format!("`{var}` must be `true` or `false`, got `{raw}`"),
+                format!("must be `true` or `false`, got `{raw}`"),
             )),
         },
         _ => Ok(toml::Value::String(raw)),
@@ -235,7 +233,7 @@ pub(super) fn merged_error(err: &toml::de::Error, overrides: &[EnvOverride]) -> 
         .as_deref()
         .and_then(|key| overrides.iter().find(|o| o.path.join(".") == key));
     match culprit {
-        Some(o) => Error::config(&o.var, format!("`{}`: {}", o.var, err.message())),
+        Some(o) => Error::config(&o.var, err.message()),
         None => Error::Config {
             key,
             message: err.message().to_owned(),

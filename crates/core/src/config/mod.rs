@@ -194,7 +194,7 @@ impl Config {
             }
             let value = value
                 .into_string()
-                .map_err(|_| Error::config(&name, format!("`{name}` is not valid UTF-8")))?;
+                .map_err(|_| Error::config(&name, "is not valid UTF-8"))?;
             env.push((name, value));
         }
         Config::load(file, env)

@@ -178,8 +178,9 @@ fn unknown_env_var_is_named() {
     ] {
         let err = Config::load(None, env(&[(var, "x")])).unwrap_err();
         let (key, message) = config_error(err);
+        // Named once, by the error's key: the message does not repeat it.
         assert_eq!(key.as_deref(), Some(var));
-        assert!(message.contains(var), "{message}");
+        assert!(!message.contains(&format!("`{var}`")), "{message}");
     }
     let (_, message) =
         config_error(Config::load(None, env(&[("GATEHOUSE_SERVER__LISTN", "x")])).unwrap_err());
@@ -201,7 +202,7 @@ fn bad_env_value_names_the_variable() {
     let (key, message) =
         config_error(Config::load(None, env(&[("GATEHOUSE_SERVER__WORKERS", "-1")])).unwrap_err());
     assert_eq!(key.as_deref(), Some("GATEHOUSE_SERVER__WORKERS"));
-    assert!(message.contains("GATEHOUSE_SERVER__WORKERS"), "{message}");
+    assert!(!message.contains("GATEHOUSE_SERVER__WORKERS"), "{message}");
 
     let (key, message) =
         config_error(Config::load(None, env(&[("GATEHOUSE_MODE", "prod")])).unwrap_err());

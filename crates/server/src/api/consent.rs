@@ -81,20 +81,18 @@ async fn caller(
 ) -> Result<(TenantId, UserId, String), HttpResponse> {
     let (tenant, claims) = crate::http::bearer::require(state, req, SCOPE).await?;
     // A client-credentials token names the client, not a user.
-    let Ok(user) = claims.sub.parse::<UserId>() else {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "invalid_token",
-            "a user's access token is required",
-        ));
-    };
-    if claims.sub == claims.client_id {
-        return Err(error(
-            StatusCode::FORBIDDEN,
-            "invalid_token",
-            "a user's access token is required",
-        ));
-    }
+    let user = claims
+        .sub
+        .parse::<UserId>()
+        .ok()
+        .filter(|_| claims.sub != claims.client_id)
+        .ok_or_else(|| {
+            error(
+                StatusCode::FORBIDDEN,
+                "invalid_token",
+                "a user's access token is required",
+            )
+        })?;
     Ok((tenant, user, claims.client_id.clone()))
 }
 
@@ -113,8 +111,16 @@ async fn run<T: Send + 'static>(
     }
 }
 
-fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, String> {
-    serde_json::from_slice(body).map_err(|e| format!("malformed body: {e}"))
+/// The request body as JSON, parsed in the handler: after the token was checked
+/// (an extractor would race the token check and could answer 400 before 401).
+fn parse<T: serde::de::DeserializeOwned>(body: &[u8]) -> Result<T, actix_web::Error> {
+    serde_json::from_slice(body).map_err(|e| {
+        answered(error(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &format!("malformed body: {e}"),
+        ))
+    })
 }
 
 async fn in_force(
@@ -147,12 +153,9 @@ async fn grant(
         client,
     }: Caller,
     body: web::Bytes,
-) -> HttpResponse {
-    let body: GrantBody = match parse(&body) {
-        Ok(body) => body,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
-    };
-    run(
+) -> actix_web::Result<HttpResponse> {
+    let body: GrantBody = parse(&body)?;
+    Ok(run(
         &state,
         move |consents| {
             consents.grant(
@@ -167,7 +170,7 @@ async fn grant(
         },
         |event| answer(StatusCode::CREATED, json!(event)),
     )
-    .await
+    .await)
 }
 
 async fn withdraw(
@@ -178,12 +181,9 @@ async fn withdraw(
         client,
     }: Caller,
     body: web::Bytes,
-) -> HttpResponse {
-    let body: WithdrawBody = match parse(&body) {
-        Ok(body) => body,
-        Err(message) => return error(StatusCode::BAD_REQUEST, "invalid_request", &message),
-    };
-    run(
+) -> actix_web::Result<HttpResponse> {
+    let body: WithdrawBody = parse(&body)?;
+    Ok(run(
         &state,
         move |consents| consents.withdraw(tenant, user, &client, &body.purpose, Channel::Api),
         |done| {
@@ -197,7 +197,7 @@ async fn withdraw(
             )
         },
     )
-    .await
+    .await)
 }
 
 async fn receipt(

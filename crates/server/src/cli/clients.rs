@@ -97,12 +97,21 @@ pub struct CreateArgs {
     /// The client's public keys for private_key_jwt: a JWK Set, inline JSON or a file.
     #[arg(long, value_name = "FILE|JSON")]
     jwks: Option<String>,
-    /// ID token signing algorithm: ES256, RS256 or EdDSA.
-    #[arg(long, default_value = "ES256")]
+    /// ID token signing algorithm: RS256 (OpenID Connect's default, which every
+    /// client library accepts), ES256 or EdDSA.
+    #[arg(long, default_value = "RS256")]
     id_token_alg: String,
     /// Where RP-initiated logout may return the browser, exactly (repeatable).
     #[arg(long = "post-logout-redirect-uri")]
     post_logout_redirect_uris: Vec<String>,
+    /// A web origin (`https://app.example`) a browser app calls the token, UserInfo
+    /// and revocation endpoints from (CORS; repeatable).
+    #[arg(long = "cors-origin", value_name = "ORIGIN")]
+    cors_origins: Vec<String>,
+    /// Lets a confidential legacy client that cannot send PKCE go without it
+    /// (public clients always need it).
+    #[arg(long)]
+    pkce_optional: bool,
     /// Back-channel logout endpoint (OIDC Back-Channel Logout 1.0): told, server to
     /// server, when a session the client signed in to ends.
     #[arg(long)]
@@ -124,23 +133,46 @@ fn read_jwks(value: &str) -> Result<String, ServerError> {
 
 fn describe(client: &Client) -> String {
     let d = &client.data;
-    format!(
-        "client_id:      {}\nname:           {}\ntype:           {} ({})\nredirect URIs:  {}\nlogout URIs:    {}\nback-channel:   {}\ngrants:         {}\nscopes:         {}\naudiences:      {}\naccess token:   {} s\nID token alg:   {}\nfirst party:    {}\nrequire PAR:    {}\n",
-        d.client_id,
-        d.name,
-        d.client_type,
-        d.auth_method,
-        d.redirect_uris.join(" "),
-        d.post_logout_redirect_uris.join(" "),
-        d.backchannel_logout_uri.as_deref().unwrap_or("-"),
-        d.grant_types.join(" "),
-        d.scopes.join(" "),
-        d.audiences.join(" "),
-        d.access_token_ttl_secs,
-        d.id_token_alg,
-        d.first_party,
-        d.require_par,
-    )
+    let or_dash = |list: &[String]| {
+        if list.is_empty() {
+            "-".to_owned()
+        } else {
+            list.join(" ")
+        }
+    };
+    let rows: [(&str, String); 15] = [
+        ("client_id", d.client_id.clone()),
+        ("name", d.name.clone()),
+        ("type", format!("{} ({})", d.client_type, d.auth_method)),
+        ("redirect URIs", or_dash(&d.redirect_uris)),
+        ("logout URIs", or_dash(&d.post_logout_redirect_uris)),
+        (
+            "back-channel",
+            d.backchannel_logout_uri
+                .clone()
+                .unwrap_or_else(|| "-".into()),
+        ),
+        ("CORS origins", or_dash(&d.allowed_origins)),
+        ("grants", or_dash(&d.grant_types)),
+        ("scopes", or_dash(&d.scopes)),
+        ("audiences", or_dash(&d.audiences)),
+        ("access token", format!("{} s", d.access_token_ttl_secs)),
+        ("ID token alg", d.id_token_alg.clone()),
+        (
+            "PKCE",
+            if d.require_pkce {
+                "required"
+            } else {
+                "optional"
+            }
+            .into(),
+        ),
+        ("first party", d.first_party.to_string()),
+        ("require PAR", d.require_par.to_string()),
+    ];
+    rows.iter()
+        .map(|(label, value)| format!("{:<16}{value}\n", format!("{label}:")))
+        .collect()
 }
 
 pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> {
@@ -202,6 +234,8 @@ fn create(config: &Config, args: CreateArgs) -> Result<(), ServerError> {
         id_token_alg: args.id_token_alg,
         post_logout_redirect_uris: args.post_logout_redirect_uris,
         backchannel_logout_uri: args.backchannel_logout_uri,
+        allowed_origins: args.cors_origins,
+        require_pkce: !args.pkce_optional,
     };
     let admin = open_admin(config)?;
     let created = block_on(admin.create_client(&operator, &args.tenant.tenant, new))

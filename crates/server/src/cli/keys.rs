@@ -45,12 +45,26 @@ pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
             let admin = open_admin(config)?;
             let keys =
                 block_on(admin.signing_keys(&args.tenant)).map_err(|e| admin_error("", e))?;
+            if keys.is_empty() {
+                eprintln!("no signing keys yet (the first is made with the first token)");
+            }
+            println!("KID\tALG\tSTATE\tCREATED\tSIGNS SINCE\tPUBLISHED UNTIL");
+            let when = |t: Option<chrono::DateTime<chrono::Utc>>| {
+                t.map_or_else(
+                    || "-".to_owned(),
+                    |t| t.format("%Y-%m-%d %H:%M UTC").to_string(),
+                )
+            };
             for key in keys {
-                let until = key
-                    .publish_until
-                    .map(|t| format!(" until {}", t.to_rfc3339()))
-                    .unwrap_or_default();
-                println!("{}\t{:?}\t{:?}{until}", key.kid, key.alg, key.state);
+                println!(
+                    "{}\t{}\t{}\t{}\t{}\t{}",
+                    key.kid,
+                    key.alg.as_str(),
+                    key.state.as_str(),
+                    when(Some(key.created_at)),
+                    when(key.activated_at),
+                    when(key.publish_until),
+                );
             }
         }
         KeysCommand::Rotate(args) => {
@@ -63,7 +77,7 @@ pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
                 chrono::Duration::seconds(args.max_token_lifetime),
             ))
             .map_err(|e| admin_error("rotation", e))?;
-            println!("new key {} ({:?})", rotation.kid, rotation.state);
+            println!("new key {} ({})", rotation.kid, rotation.state.as_str());
             if let Some(activated) = rotation.activated {
                 println!("now signing with {activated}");
             }

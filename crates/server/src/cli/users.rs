@@ -17,7 +17,7 @@
 //! invalidate is needed for correctness (see `docs/architecture.md`, the event bus).
 
 use clap::{Args, Subcommand};
-use gatehouse_admin::{Operator, Reason};
+use gatehouse_admin::{NewAccount, Operator, Reason};
 use gatehouse_core::config::Config;
 use gatehouse_identity_store::PageRequest;
 use gatehouse_token_issuer::backchannel::Delivery;
@@ -27,8 +27,12 @@ use crate::cli::admin::{admin_error, block_on, open_admin};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
+    /// Create an account without mail (development, tests, moving users in by
+    /// hand); audited with the operator.
+    Create(CreateUserArgs),
     /// Reset a user's password and second factors; they get a link to start again.
-    Reset(ResetArgs),
+    /// The reason says how the user's identity was checked.
+    Reset(StatusArgs),
     /// Deactivate a user: sign-in is refused, every session ends and every token
     /// stops working at once.
     Disable(StatusArgs),
@@ -80,12 +84,21 @@ pub struct UserArg {
 }
 
 #[derive(Debug, Args)]
-pub struct ResetArgs {
+pub struct CreateUserArgs {
     #[command(flatten)]
     user: UserArg,
-    /// Why, and how the user's identity was checked (goes into the audit log).
     #[arg(long)]
-    reason: String,
+    given_name: Option<String>,
+    #[arg(long)]
+    family_name: Option<String>,
+    /// Read the password from the first line of standard input (never from the
+    /// command line, where other users and the shell history would see it).
+    /// Without it the user sets one through "forgot password".
+    #[arg(long)]
+    password_stdin: bool,
+    /// The operator vouches for the address: no verification mail is needed.
+    #[arg(long)]
+    verified: bool,
     /// Who is doing this (the audit log's actor).
     #[arg(long)]
     operator: String,
@@ -154,6 +167,7 @@ fn report(deliveries: &[Delivery]) {
 
 pub fn run(config: &Config, command: UsersCommand) -> Result<(), ServerError> {
     match command {
+        UsersCommand::Create(args) => create_user(config, args),
         UsersCommand::Reset(args) => reset(config, args),
         UsersCommand::Disable(args) => disable(config, args),
         UsersCommand::Enable(args) => enable(config, args),
@@ -175,7 +189,41 @@ pub fn run_roles(config: &Config, command: RolesCommand) -> Result<(), ServerErr
     }
 }
 
-fn reset(config: &Config, args: ResetArgs) -> Result<(), ServerError> {
+fn create_user(config: &Config, args: CreateUserArgs) -> Result<(), ServerError> {
+    let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
+    let password = if args.password_stdin {
+        let mut line = zeroize::Zeroizing::new(String::new());
+        std::io::stdin()
+            .read_line(&mut line)
+            .map_err(|e| ServerError::Usage(format!("cannot read the password: {e}")))?;
+        let password = line.trim_end_matches(['\r', '\n']);
+        if password.is_empty() {
+            return Err(ServerError::Usage(
+                "--password-stdin: standard input had no password".into(),
+            ));
+        }
+        Some(zeroize::Zeroizing::new(password.to_owned()))
+    } else {
+        None
+    };
+    let admin = open_admin(config)?;
+    let user = block_on(admin.create_user(
+        &operator,
+        &args.user.tenant,
+        NewAccount {
+            email: args.user.email,
+            given_name: args.given_name,
+            family_name: args.family_name,
+            password,
+            verified: args.verified,
+        },
+    ))
+    .map_err(|e| admin_error("", e))?;
+    println!("created user {}", user.id);
+    Ok(())
+}
+
+fn reset(config: &Config, args: StatusArgs) -> Result<(), ServerError> {
     let (operator, reason) = operator_and_reason(&args.operator, &args.reason)?;
     let admin = open_admin(config)?;
     let who = &args.user;

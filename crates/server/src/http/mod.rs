@@ -5,6 +5,7 @@ pub(crate) mod answer;
 pub(crate) mod bearer;
 pub mod client_addr;
 pub mod cookies;
+pub mod cors;
 pub mod csrf;
 mod deadline;
 pub mod input;

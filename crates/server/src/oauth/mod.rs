@@ -10,32 +10,55 @@ use gatehouse_token_issuer::client_auth::{PresentedClient, presented_assertion, 
 use gatehouse_token_issuer::oauth_error::{ErrorCode, OAuthError};
 use gatehouse_token_issuer::service::server_metadata;
 
+use actix_web::HttpMessage;
+use actix_web::middleware::from_fn;
+
 use crate::http::answer::{self, Extracting, answered};
+use crate::http::cors::{self, CorsClient};
 use crate::http::tenant::{ResolvedTenant, TenantMiss, tenant_of};
 use crate::state::AppState;
 
 /// Routes outside any tenant prefix: RFC 8414 places a path issuer's metadata at
 /// `/.well-known/oauth-authorization-server{path}`.
 pub fn root_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route(
+    for path in [
         "/.well-known/oauth-authorization-server",
-        web::get().to(metadata),
-    )
-    .route(
         "/.well-known/oauth-authorization-server/t/{tenant}",
-        web::get().to(metadata),
-    );
+    ] {
+        cfg.service(
+            web::resource(path)
+                .wrap(from_fn(cors::public))
+                .get(metadata),
+        );
+    }
 }
 
 /// Routes relative to a tenant's issuer (mounted at the root and under `/t/{tenant}`).
+/// What a browser app calls itself answers CORS (`http::cors`).
 pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
-    cfg.route("/jwks", web::get().to(jwks))
-        .route("/.well-known/openid-configuration", web::get().to(metadata))
-        .route("/userinfo", web::get().to(userinfo))
-        .route("/userinfo", web::post().to(userinfo))
-        .route("/oauth2/token", web::post().to(token))
+    cfg.service(web::resource("/jwks").wrap(from_fn(cors::public)).get(jwks))
+        .service(
+            web::resource("/.well-known/openid-configuration")
+                .wrap(from_fn(cors::public))
+                .get(metadata),
+        )
+        .service(
+            web::resource("/userinfo")
+                .wrap(from_fn(cors::for_clients))
+                .get(userinfo)
+                .post(userinfo),
+        )
+        .service(
+            web::resource("/oauth2/token")
+                .wrap(from_fn(cors::for_clients))
+                .post(token),
+        )
+        .service(
+            web::resource("/oauth2/revoke")
+                .wrap(from_fn(cors::for_clients))
+                .post(revoke),
+        )
         .route("/oauth2/introspect", web::post().to(introspect))
-        .route("/oauth2/revoke", web::post().to(revoke))
         .route("/oauth2/par", web::post().to(pushed_authorization_request));
 }
 
@@ -243,7 +266,13 @@ async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
     match resolve(&state, &req).await {
         Ok(tenant) => HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "public, max-age=300"))
-            .json(server_metadata(&tenant.issuer())),
+            .json(server_metadata(
+                &tenant.issuer(),
+                &crate::ui::Locale::ALL
+                    .iter()
+                    .map(|locale| locale.code)
+                    .collect::<Vec<_>>(),
+            )),
         Err(response) => response,
     }
 }
@@ -288,6 +317,8 @@ async fn client_request(
     let presented = form
         .client(req, &tenant)
         .map_err(|error| error_response(&error))?;
+    req.extensions_mut()
+        .insert(CorsClient(presented.client_id().to_owned()));
     Ok((tenant, form, presented))
 }
 
@@ -298,38 +329,34 @@ async fn token(
         form,
         presented,
     }: ClientCall,
-) -> HttpResponse {
-    match form.get("grant_type") {
+) -> actix_web::Result<HttpResponse> {
+    let issuer = state.issuer.clone();
+    let url = tenant.issuer();
+    let tenant = tenant.tenant.id;
+    let required = |name: &str| {
+        form.get(name).map(str::to_owned).ok_or_else(|| {
+            answered(error_response(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("{name} is required"),
+            )))
+        })
+    };
+    let scope = form.get("scope").map(str::to_owned);
+    Ok(match form.get("grant_type") {
         Some("client_credentials") => {
-            let issuer = state.issuer.clone();
-            let scope = form.get("scope").map(str::to_owned);
             let resources = form.all("resource");
-            let url = tenant.issuer();
             run(move || {
-                issuer.client_credentials(
-                    tenant.tenant.id,
-                    &url,
-                    &presented,
-                    scope.as_deref(),
-                    &resources,
-                )
+                issuer.client_credentials(tenant, &url, &presented, scope.as_deref(), &resources)
             })
             .await
         }
         Some("authorization_code") => {
-            let Some(code) = form.get("code").map(str::to_owned) else {
-                return error_response(&OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "code is required",
-                ));
-            };
-            let issuer = state.issuer.clone();
+            let code = required("code")?;
             let redirect_uri = form.get("redirect_uri").map(str::to_owned);
             let verifier = form.get("code_verifier").map(str::to_owned);
-            let url = tenant.issuer();
             run(move || {
                 issuer.exchange_code(
-                    tenant.tenant.id,
+                    tenant,
                     &url,
                     &presented,
                     &code,
@@ -340,25 +367,9 @@ async fn token(
             .await
         }
         Some("refresh_token") => {
-            let Some(refresh_token) = form.get("refresh_token").map(str::to_owned) else {
-                return error_response(&OAuthError::new(
-                    ErrorCode::InvalidRequest,
-                    "refresh_token is required",
-                ));
-            };
-            let issuer = state.issuer.clone();
-            let scope = form.get("scope").map(str::to_owned);
-            let url = tenant.issuer();
-            run(move || {
-                issuer.refresh(
-                    tenant.tenant.id,
-                    &url,
-                    &presented,
-                    &refresh_token,
-                    scope.as_deref(),
-                )
-            })
-            .await
+            let refresh_token = required("refresh_token")?;
+            run(move || issuer.refresh(tenant, &url, &presented, &refresh_token, scope.as_deref()))
+                .await
         }
         Some(_) => error_response(&OAuthError::new(
             ErrorCode::UnsupportedGrantType,
@@ -368,7 +379,7 @@ async fn token(
             ErrorCode::InvalidRequest,
             "grant_type is required",
         )),
-    }
+    })
 }
 
 async fn introspect(
@@ -417,7 +428,14 @@ async fn userinfo(
     };
     let issuer = state.issuer.clone();
     let url = tenant.issuer();
-    run(move || issuer.userinfo(tenant.tenant.id, &url, &bearer)).await
+    match web::block(move || issuer.userinfo(tenant.tenant.id, &url, &bearer)).await {
+        Ok(Ok(info)) => {
+            req.extensions_mut().insert(CorsClient(info.client_id));
+            json_no_store(info.claims)
+        }
+        Ok(Err(error)) => error_response(&error),
+        Err(_) => error_response(&OAuthError::server_error()),
+    }
 }
 
 /// Client authentication parameters: checked, never stored with a pushed request.

@@ -37,6 +37,18 @@ fn an_unknown_environment_variable_is_named() {
     let dir = temp_dir();
     let output = run(gatehouse(dir.path(), &["check-config"]).env("GATEHOUSE_DATABASE__URI", "x"));
     assert_clean_failure(&output, 2, "GATEHOUSE_DATABASE__URI");
+    // Named once, with the settings it could have meant.
+    let err = stderr(&output);
+    assert_eq!(err.matches("GATEHOUSE_DATABASE__URI").count(), 1, "{err}");
+    assert!(err.contains("GATEHOUSE_DATABASE__URL"), "{err}");
+
+    let typed =
+        run(gatehouse(dir.path(), &["check-config"]).env("GATEHOUSE_SERVER__WORKERS", "many"));
+    assert_clean_failure(&typed, 2, "must be an integer, got `many`");
+    assert_eq!(
+        stderr(&typed).matches("GATEHOUSE_SERVER__WORKERS").count(),
+        1
+    );
 }
 
 #[test]
@@ -114,6 +126,10 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
             "https://shop.example/bye",
             "--backchannel-logout-uri",
             "https://shop.example/backchannel",
+            "--cors-origin",
+            "https://Shop.example/",
+            "--cors-origin",
+            "http://localhost:5173",
         ],
     ));
     assert!(created.status.success(), "{}", stderr(&created));
@@ -142,6 +158,28 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
             && shown.contains("back-channel:   https://shop.example/backchannel"),
         "{shown}"
     );
+    // Origins as browsers send them; OpenID Connect's default ID-token algorithm,
+    // whose key exists before the first token; PKCE required unless asked otherwise.
+    assert!(
+        shown.contains("CORS origins:   http://localhost:5173 https://shop.example")
+            && shown.contains("ID token alg:   RS256")
+            && shown.contains("PKCE:           required"),
+        "{shown}"
+    );
+    let keys = stdout(&run(&mut gatehouse(dir.path(), &["keys", "list"])));
+    assert!(keys.contains("\tRS256\tactive\t"), "{keys}");
+    let bad_origin = run(&mut gatehouse(
+        dir.path(),
+        &[
+            "clients",
+            "create",
+            "--name",
+            "x",
+            "--cors-origin",
+            "https://shop.example/app",
+        ],
+    ));
+    assert_clean_failure(&bad_origin, 1, "--cors-origin");
 
     // The stored form is the hash, never the secret.
     let db = std::fs::read(data_dir(dir.path()).join("gatehouse.db")).unwrap();
@@ -202,11 +240,18 @@ fn keys_rotate_publishes_first_and_signs_later() {
     // The first rotation on a tenant without keys makes an active key at once.
     let first = run(&mut gatehouse(dir.path(), &["keys", "rotate"]));
     assert!(first.status.success(), "{}", stderr(&first));
-    assert!(list(dir.path()).contains("Active"), "{}", list(dir.path()));
+    assert!(
+        list(dir.path()).contains("\tactive\t"),
+        "{}",
+        list(dir.path())
+    );
     let second = stdout(&run(&mut gatehouse(dir.path(), &["keys", "rotate"])));
-    assert!(second.contains("(Next)"), "{second}");
+    assert!(second.contains("(next)"), "{second}");
     let keys = list(dir.path());
-    assert!(keys.contains("Active") && keys.contains("Next"), "{keys}");
+    assert!(
+        keys.contains("\tES256\tactive\t") && keys.contains("\tES256\tnext\t"),
+        "{keys}"
+    );
     let third = stdout(&run(&mut gatehouse(
         dir.path(),
         &["keys", "rotate", "--max-token-lifetime", "600"],
@@ -217,7 +262,7 @@ fn keys_rotate_publishes_first_and_signs_later() {
     );
     let keys = list(dir.path());
     assert!(
-        keys.contains("Retired") && keys.contains("Active") && keys.contains("Next"),
+        keys.contains("\tretired\t") && keys.contains("\tactive\t") && keys.contains("\tnext\t"),
         "{keys}"
     );
     let bad = run(&mut gatehouse(
@@ -1171,6 +1216,65 @@ fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
     let verified = cli(&["audit", "verify"]);
     assert!(verified.status.success(), "{}", stdout(&verified));
     assert!(stdout(&verified).contains("audit log intact"));
+
+    // An account made by an operator, with a password read from standard input.
+    let create_user = |email: &str, stdin: &str, extra: &[&str]| {
+        use std::io::Write;
+        let mut args = vec!["users", "create", "--email", email, "--operator", "ops-ann"];
+        args.extend_from_slice(extra);
+        let mut child = gatehouse(cwd.path(), &args)
+            .env("GATEHOUSE_DATABASE__URL", &app.db.url)
+            .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+            .stdin(std::process::Stdio::piped())
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        child
+            .stdin
+            .take()
+            .unwrap()
+            .write_all(stdin.as_bytes())
+            .unwrap();
+        child.wait_with_output().unwrap()
+    };
+    let made = create_user(
+        "hal@example.com",
+        "violet-harbor-quilt-97-lantern\n",
+        &["--password-stdin", "--verified", "--given-name", "Hal"],
+    );
+    assert!(made.status.success(), "{}", stderr(&made));
+    assert!(
+        stdout(&made).starts_with("created user "),
+        "{}",
+        stdout(&made)
+    );
+    let mut browser = app.browser();
+    let page = browser.get("/signin");
+    let signed_in = browser.post_form(
+        "/signin",
+        &page,
+        &[
+            ("email", "hal@example.com"),
+            ("password", "violet-harbor-quilt-97-lantern"),
+        ],
+    );
+    assert_eq!(signed_in.status, 303, "the new account cannot sign in");
+    assert_clean_failure(
+        &create_user("hal@example.com", "", &[]),
+        1,
+        "has an account",
+    );
+    assert_clean_failure(
+        &create_user("weak@example.com", "password\n", &["--password-stdin"]),
+        1,
+        "password",
+    );
+    let audit = stdout(&cli(&["audit", "list", "--action", "user.created"]));
+    assert!(
+        audit.contains("\"operator:ops-ann\"") && audit.contains("\"verified\":true"),
+        "{audit}"
+    );
 
     let listed = cli(&["users", "list"]);
     assert!(

@@ -552,7 +552,7 @@ fn the_cli_registers_private_key_jwt_clients_and_their_id_token_key() {
     );
     // The ID token key exists before any token is signed with it.
     let keys = stdout(&run(&mut gatehouse(dir.path(), &["keys", "list"])));
-    assert!(keys.contains("EdDsa\tActive"), "{keys}");
+    assert!(keys.contains("\tEdDSA\tactive\t"), "{keys}");
 
     // Inline JSON works too.
     let inline = create(&[

@@ -5,6 +5,7 @@
 
 mod authorize_params;
 mod authzen;
+mod browser_apps;
 mod cli;
 mod client_assertion;
 mod code_flow;
