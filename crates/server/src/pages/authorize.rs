@@ -245,7 +245,7 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
             "consent.html",
             &json!({
                 "client_name": valid.client.data.name,
-                "scopes": valid.scopes,
+                "scopes": scope_descriptions(ctx, &valid.scopes),
                 "request": query,
                 "purposes": purposes,
                 "purposes_shown": shown.join(" "),
@@ -253,6 +253,19 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
         );
     }
     issue(ctx, valid).await
+}
+
+/// Each scope with the catalogue key that says in words what it lets the client
+/// see (`scope.<name>`); a tenant's own scopes without one are shown by name.
+fn scope_descriptions(ctx: &PageContext, scopes: &[String]) -> Vec<serde_json::Value> {
+    scopes
+        .iter()
+        .map(|scope| {
+            let key = format!("scope.{scope}");
+            let key = ctx.state.ui.has_message(&key).then_some(key);
+            json!({ "name": scope, "key": key })
+        })
+        .collect()
 }
 
 async fn issue(ctx: &PageContext, valid: ValidRequest) -> HttpResponse {

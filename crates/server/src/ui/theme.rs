@@ -68,6 +68,48 @@ impl ThemeSettings {
         Ok(theme)
     }
 
+    /// Reads the `"theme"` entry field by field: a field that is misspelt, mistyped or
+    /// invalid is left at its default and named in the problems, and the rest of the
+    /// theme still applies (one typo must not drop the tenant's whole look).
+    pub fn read_lenient(settings: &TenantSettings) -> (ThemeSettings, Vec<String>) {
+        let mut theme = ThemeSettings::default();
+        let mut problems = Vec::new();
+        let map = match &settings.theme {
+            None | Some(serde_json::Value::Null) => return (theme, problems),
+            Some(serde_json::Value::Object(map)) => map,
+            Some(other) => {
+                problems.push(format!("the theme must be an object, not {other}"));
+                return (theme, problems);
+            }
+        };
+        for (name, value) in map {
+            let single =
+                serde_json::Value::Object([(name.clone(), value.clone())].into_iter().collect());
+            // One field at a time, with every other field at its (valid) default.
+            let parsed = ThemeSettings::deserialize(&single)
+                .map_err(|e| e.to_string())
+                .and_then(|one| one.validate().map(|()| one).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(one) => theme.take_field(name, one),
+                Err(error) => problems.push(error),
+            }
+        }
+        (theme, problems)
+    }
+
+    fn take_field(&mut self, name: &str, from: ThemeSettings) {
+        match name {
+            "display_name" => self.display_name = from.display_name,
+            "logo_url" => self.logo_url = from.logo_url,
+            "primary_color" => self.primary_color = from.primary_color,
+            "background_color" => self.background_color = from.background_color,
+            "text_color" => self.text_color = from.text_color,
+            "custom_css" => self.custom_css = from.custom_css,
+            "template_dir" => self.template_dir = from.template_dir,
+            _ => {}
+        }
+    }
+
     /// Checks every field that ends up in CSS or HTML attributes.
     pub fn validate(&self) -> Result<(), UiError> {
         for (field, value) in [
