@@ -8,6 +8,7 @@
 
 import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
+import { createRequire } from 'node:module';
 import dns from 'node:dns';
 import { mkdir, readFile, rm } from 'node:fs/promises';
 import http from 'node:http';
@@ -27,6 +28,20 @@ const PASSWORD = 'orbit-lantern-violet-73-harbor';
 const CLIENT_NAME = 'Trajectory Notes';
 
 dns.setDefaultResultOrder('ipv4first');
+
+// axe-core, evaluated through the DevTools protocol: the pages' CSP (rightly) refuses
+// an injected <script>, and the test must not switch the CSP off to look.
+const AXE_SOURCE = await readFile(createRequire(import.meta.url).resolve('axe-core/axe.min.js'), 'utf8');
+
+/** Fails with every WCAG 2 A/AA violation axe-core finds on the page as it is now. */
+async function assertAccessible(page, what) {
+  await page.evaluate(AXE_SOURCE);
+  const violations = await page.evaluate(async () => {
+    const result = await window.axe.run(document, { runOnly: ['wcag2a', 'wcag2aa', 'wcag21a', 'wcag21aa'] });
+    return result.violations.map((v) => `${v.id}: ${v.help} (${v.nodes.map((n) => n.target.join(' ')).join(', ')})`);
+  });
+  assert.deepEqual(violations, [], `axe-core on ${what}`);
+}
 
 describe('pages that keep the journey', { timeout: 240_000 }, () => {
   let smtp;
@@ -106,6 +121,7 @@ describe('pages that keep the journey', { timeout: 240_000 }, () => {
     assert.equal(switched.pathname, '/signin');
     assert.equal(switched.searchParams.get('return_to'), returnTo, 'return_to survived the switch');
     assert.equal(await page.locator('html').getAttribute('lang'), 'de');
+    await assertAccessible(page, 'the German sign-in page');
 
     await page.getByLabel('E-Mail', { exact: true }).fill(EMAIL);
     await page.getByLabel('Passwort', { exact: true }).fill(PASSWORD);
@@ -129,6 +145,7 @@ describe('pages that keep the journey', { timeout: 240_000 }, () => {
       'deny is styled as the secondary choice',
     );
     await page.screenshot({ path: path.join(ARTIFACTS, 'consent-de.png'), fullPage: true });
+    await assertAccessible(page, 'the consent page');
 
     const arrived = callback.next();
     await allow.click();
@@ -145,6 +162,7 @@ describe('pages that keep the journey', { timeout: 240_000 }, () => {
     assert.ok(requestId, 'a request id header');
     assert.match(await page.locator('#request-id').innerText(), new RegExp(requestId));
     await page.screenshot({ path: path.join(ARTIFACTS, 'not-found.png'), fullPage: true });
+    await assertAccessible(page, 'the 404 page');
   });
 
   step('an account error is shown at its field, and a reload submits nothing', async () => {
@@ -162,6 +180,7 @@ describe('pages that keep the journey', { timeout: 240_000 }, () => {
     const [i, e] = [await input.boundingBox(), await error.boundingBox()];
     assert.ok(e.y >= i.y + i.height && e.y - (i.y + i.height) < 40, `the error sits right under its field: ${JSON.stringify({ i, e })}`);
     await page.screenshot({ path: path.join(ARTIFACTS, 'account-error.png'), fullPage: true });
+    await assertAccessible(page, 'the account page with an error at its field');
 
     const methods = [];
     page.on('request', (r) => r.isNavigationRequest() && methods.push(r.method()));
@@ -194,6 +213,7 @@ describe('pages that keep the journey', { timeout: 240_000 }, () => {
     const saved = await readFile(file, 'utf8');
     for (const code of codes) assert.ok(saved.includes(code), `${code} in the file`);
     await page.screenshot({ path: path.join(ARTIFACTS, 'recovery-codes.png'), fullPage: true });
+    await assertAccessible(page, 'the recovery codes page with its buttons');
   });
 
   step('no page showed a console error or a broken subresource', async () => {

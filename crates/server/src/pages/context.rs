@@ -39,6 +39,9 @@ pub struct PageContext {
     pub session: Option<Session>,
     pub session_secret: Option<String>,
     pub signed_in_as: Option<String>,
+    /// False for a GET that used something up (a single-use link): opening it again
+    /// would not show this page, so it offers no language switcher either.
+    pub reopenable: bool,
 }
 
 impl std::fmt::Debug for PageContext {
@@ -151,6 +154,7 @@ impl FromRequest for PageContext {
                 session,
                 session_secret,
                 signed_in_as,
+                reopenable: true,
             })
         })
     }
@@ -224,10 +228,12 @@ impl PageContext {
     /// The query to open this page again with (without `lang`), or `None` when the
     /// page answers a form post and a link could not bring it back.
     fn reopen_query(&self) -> Option<String> {
-        if !matches!(
-            *self.request.method(),
-            actix_web::http::Method::GET | actix_web::http::Method::HEAD
-        ) {
+        if !self.reopenable
+            || !matches!(
+                *self.request.method(),
+                actix_web::http::Method::GET | actix_web::http::Method::HEAD
+            )
+        {
             return None;
         }
         // The query as sent, only `lang` left out: re-encoding it could change what

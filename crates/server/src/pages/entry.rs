@@ -235,7 +235,9 @@ pub async fn sign_up(Submitted { ctx, form }: Submitted<SignUpForm>) -> HttpResp
     }
 }
 
-pub async fn verify(ctx: PageContext, query: web::Query<VerifyQuery>) -> HttpResponse {
+pub async fn verify(mut ctx: PageContext, query: web::Query<VerifyQuery>) -> HttpResponse {
+    // The link works once: the same URL in another language would say it is invalid.
+    ctx.reopenable = false;
     match ctx.state.authn.verify_email(ctx.tenant.tenant.id, query.into_inner().token, ctx.client()).await {
         Ok(()) => ctx.render(
             StatusCode::OK,

@@ -326,5 +326,18 @@ fn an_unconfirmed_address_gets_a_resend_button_on_the_sign_in_page() {
     let resent = browser.post_form("/verify/resend", &refused, &[("email", "new@example.com")]);
     assert_eq!(resent.status, 200);
     app.settle();
-    assert_eq!(app.mails(2).len(), 2, "the link went out again");
+    let mails = app.mails(2);
+    assert_eq!(mails.len(), 2, "the link went out again");
+
+    // The link works once: its page offers no language link that would open it again.
+    let link = mails[1]
+        .find_link(&format!("{}/verify?token=", app.base))
+        .unwrap();
+    let verified = browser.get_absolute(&link);
+    assert_eq!(verified.status, 200, "{}", verified.body);
+    assert!(
+        !verified.body.contains("class=\"gh-lang\""),
+        "{}",
+        verified.body
+    );
 }
