@@ -165,6 +165,23 @@ describe('pages that keep the journey', { timeout: 240_000 }, () => {
     await assertAccessible(page, 'the 404 page');
   });
 
+  step('an SVG logo with only a viewBox is shown at the logo height, not 0×0', async () => {
+    // The favicon has only a viewBox; put it where a theme's logo goes.
+    const box = await page.evaluate(async () => {
+      const brand = document.querySelector('.gh-brand');
+      const img = document.createElement('img');
+      img.className = 'gh-brand__logo';
+      img.alt = 'Logo';
+      img.src = '/static/themes/default/favicon.svg';
+      brand.replaceChildren(img);
+      await img.decode();
+      const { width, height } = img.getBoundingClientRect();
+      return { width, height };
+    });
+    assert.ok(box.height >= 32 && box.width >= 32, `the logo is visible: ${JSON.stringify(box)}`);
+    assert.ok(Math.abs(box.width - box.height) < 1, `its aspect ratio is kept: ${JSON.stringify(box)}`);
+  });
+
   step('an account error is shown at its field, and a reload submits nothing', async () => {
     await page.goto('/account?lang=en');
     const form = page.locator('form').filter({ has: page.getByRole('button', { name: 'Change password' }) });
