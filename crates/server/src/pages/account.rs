@@ -154,8 +154,8 @@ fn back_to_account(
     ))
 }
 
-/// The account page again, with the message at the field that failed (`field` for
-/// the password, `other_field` for everything else).
+/// The account page again, with the message at the field that failed:
+/// `password_field` for a wrong current password, `other_field` for the rest.
 async fn failure(
     ctx: &PageContext,
     error: AuthnError,

@@ -228,7 +228,12 @@ impl PageContext {
     /// The query to open this page again with (without `lang`), or `None` when the
     /// page answers a form post and a link could not bring it back.
     fn reopen_query(&self) -> Option<String> {
+        // "//host/…" would make the link leave this site (an unknown URL's 404 page
+        // shows whatever path was asked for).
+        let path = self.request.path();
         if !self.reopenable
+            || path.starts_with("//")
+            || path.contains('\\')
             || !matches!(
                 *self.request.method(),
                 actix_web::http::Method::GET | actix_web::http::Method::HEAD

@@ -132,6 +132,12 @@ fn unknown_pages_get_the_themed_404_and_protocol_urls_stay_plain() {
             page.body
         );
     }
+    // The page names the path asked for in no link that could leave this site.
+    let odd = browser.get_with("//evil.example/x", &html);
+    assert_eq!(odd.status, 404);
+    assert!(odd.body.contains("Page not found"), "{}", odd.body);
+    assert!(!odd.body.contains("href=\"//evil.example"), "{}", odd.body);
+
     // Programs asking protocol or JSON endpoints keep the empty 404.
     for (path, accept) in [
         ("/oauth2/nothing", "text/html"),
