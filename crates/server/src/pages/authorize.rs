@@ -255,14 +255,19 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
     issue(ctx, valid).await
 }
 
-/// Each scope with the catalogue key that says in words what it lets the client
-/// see (`scope.<name>`); a tenant's own scopes without one are shown by name.
+/// Each scope with the message key that says in words what it lets the client see
+/// (`scope.<name>`, from the tenant's theme messages or the catalogue); a scope
+/// without one is shown by name.
 fn scope_descriptions(ctx: &PageContext, scopes: &[String]) -> Vec<serde_json::Value> {
     scopes
         .iter()
         .map(|scope| {
             let key = format!("scope.{scope}");
-            let key = ctx.state.ui.has_message(&key).then_some(key);
+            let key = ctx
+                .state
+                .ui
+                .has_tenant_message(&ctx.theme, &key)
+                .then_some(key);
             json!({ "name": scope, "key": key })
         })
         .collect()

@@ -240,6 +240,12 @@ impl Ui {
         self.inner.catalogues.lookup(&Locale::EN, key).is_some()
     }
 
+    /// Whether a page of this tenant has words for `key`: its own (`theme.messages`,
+    /// in any language) or the catalogue's.
+    pub fn has_tenant_message(&self, theme: &ThemeSettings, key: &str) -> bool {
+        theme.messages.values().any(|texts| texts.contains_key(key)) || self.has_message(key)
+    }
+
     /// The stylesheet for `{base_path}/theme.css`: the theme's colours as CSS custom
     /// properties, then the tenant's custom CSS. Invalid colours fall back to defaults.
     pub fn theme_css(&self, theme: &ThemeSettings) -> String {

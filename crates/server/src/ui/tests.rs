@@ -1285,3 +1285,60 @@ fn the_error_page_names_the_request() {
         "{html}"
     );
 }
+
+#[test]
+fn a_tenant_words_its_own_scopes_and_rewords_built_in_ones_per_language() {
+    let settings = gatehouse_core::tenant_settings::TenantSettings::read(
+        json!({"theme": {"messages": {
+            "en": {"scope.loyalty": "Your loyalty points <b>", "scope.email": "Where we write to you"},
+            "de": {"scope.loyalty": "Ihre Treuepunkte"},
+        }}})
+        .as_object()
+        .unwrap(),
+    );
+    let (theme, problems) = ThemeSettings::read_lenient(&settings);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ui = ui();
+    assert!(ui.has_tenant_message(&theme, "scope.loyalty"));
+    assert!(!ui.has_tenant_message(&ThemeSettings::default(), "scope.loyalty"));
+    let page = json!({
+        "client_name": "Shop",
+        "scopes": [{"name": "email", "key": "scope.email"}, {"name": "loyalty", "key": "scope.loyalty"}],
+        "request": "client_id=shop", "purposes": [], "purposes_shown": "",
+    });
+    let render = |locale: Locale| {
+        let mut common = common(locale);
+        common.theme = theme.clone();
+        ui.render("consent.html", &common, &page).unwrap()
+    };
+    let english = render(Locale::EN);
+    assert!(
+        english.contains("<li>Where we write to you</li>"),
+        "{english}"
+    );
+    assert!(
+        english.contains("<li>Your loyalty points &lt;b&gt;</li>"),
+        "escaped"
+    );
+    let german = render(Locale::DE);
+    assert!(german.contains("<li>Ihre Treuepunkte</li>"), "{german}");
+    // Not reworded in German: the catalogue's German, not the tenant's English.
+    assert!(german.contains("<li>Ihre E-Mail-Adresse</li>"), "{german}");
+
+    // Unknown languages, odd keys and control characters are refused, field by field.
+    for bad in [
+        json!({"xx": {"scope.a": "A"}}),
+        json!({"en": {"scope a": "A"}}),
+        json!({"en": {"scope.a": "line\nbreak"}}),
+    ] {
+        let settings = gatehouse_core::tenant_settings::TenantSettings::read(
+            json!({"theme": {"messages": bad, "display_name": "Acme"}})
+                .as_object()
+                .unwrap(),
+        );
+        let (theme, problems) = ThemeSettings::read_lenient(&settings);
+        assert_eq!(problems.len(), 1, "{bad}");
+        assert!(theme.messages.is_empty(), "{bad}");
+        assert_eq!(theme.display_name.as_deref(), Some("Acme"));
+    }
+}

@@ -353,3 +353,47 @@ fn an_unconfirmed_address_gets_a_resend_button_on_the_sign_in_page() {
         verified.body
     );
 }
+
+#[test]
+fn a_theme_with_a_typo_and_a_broken_override_still_serves_its_pages() {
+    let app = WebApp::start(Backend::Sqlite);
+    let overrides = tempfile::tempdir().unwrap();
+    // An unclosed block: this template cannot compile.
+    std::fs::write(
+        overrides.path().join("sign_in.html"),
+        "{% extends \"layout.html\" %}{% block content %}<p>BROKEN",
+    )
+    .unwrap();
+    let mut settings = serde_json::Map::new();
+    settings.insert(
+        "theme".into(),
+        serde_json::json!({
+            "template_dir": overrides.path(),
+            "primary_colour": "#123456",
+            "primary_color": "#7a1f5c",
+            "display_name": "Acme Sign-in",
+        }),
+    );
+    gatehouse_identity_store::tenants::create(
+        &mut app.db.conn(),
+        gatehouse_core::Clock::now(&app.clock),
+        gatehouse_identity_store::tenants::TenantData {
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            settings,
+        },
+    )
+    .unwrap();
+    let mut browser = app.browser();
+    // The typo costs only its own field: the colour next to it still applies.
+    let css = browser.get("/t/acme/theme.css");
+    assert!(css.body.contains("--gh-primary: #7a1f5c;"), "{}", css.body);
+    // The broken override gives way to the built-in page, themed with the rest.
+    for _ in 0..2 {
+        let page = browser.get("/t/acme/signin");
+        assert_eq!(page.status, 200, "{}", page.body);
+        assert!(page.body.contains("<label for=\"email\">Email</label>"));
+        assert!(page.body.contains("Acme Sign-in"));
+        assert!(!page.body.contains("BROKEN"));
+    }
+}
