@@ -1342,3 +1342,29 @@ fn a_tenant_words_its_own_scopes_and_rewords_built_in_ones_per_language() {
         assert_eq!(theme.display_name.as_deref(), Some("Acme"));
     }
 }
+
+#[test]
+fn set_up_marks_only_the_field_at_fault() {
+    let ui = ui();
+    let render = |page: Value| ui.render("setup.html", &common(Locale::EN), &page).unwrap();
+    let html = render(
+        json!({"email": "x", "error": "error.password_too_short", "error_field": "password",
+                             "password_suggestions": ["Add another word or two."], "min_length": 12}),
+    );
+    assert!(
+        html.contains("aria-describedby=\"password-hint password-error password-suggestions\""),
+        "{html}"
+    );
+    assert!(!html.contains("setup_secret-error"));
+    let field = html.find("id=\"password\"").unwrap();
+    assert!(
+        field < html.find("id=\"password-suggestions\"").unwrap(),
+        "suggestions by the field"
+    );
+    let html = render(
+        json!({"email": "x", "error": "signup.error.email", "error_field": "email",
+                             "password_suggestions": [], "min_length": 12}),
+    );
+    assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"email-error\""));
+    assert!(!html.contains("setup_secret-error") && !html.contains("password-error"));
+}
