@@ -39,6 +39,13 @@ const PASSWORD = 'cobalt-meadow-prism-58-anchor';
 const CLIENT_NAME = 'Compiler Notes';
 const SCOPE = 'openid profile email offline_access';
 const API = 'https://api.example.com';
+// What the consent page says for each scope of SCOPE (web/i18n/en.toml, `scope.*`).
+const SCOPE_WORDS = {
+  openid: 'Your sign-in with this account (a user id for you)',
+  profile: 'Your name and profile details',
+  email: 'Your email address',
+  offline_access: 'Access while you are not using the app (it stays signed in)',
+};
 const API_SCOPE = 'reports:read';
 
 // The server listens on 127.0.0.1 only, while the issuer (and so every URL the library
@@ -125,7 +132,11 @@ describe('OpenID Connect journey with openid-client', { timeout: 240_000 }, () =
       const heading = page.getByRole('heading', { level: 1 });
       assert.match(await heading.innerText(), new RegExp(escapeRegExp(CLIENT_NAME)), 'the consent page names the client');
       const listed = await page.locator('main li').allInnerTexts();
-      assert.deepEqual(listed.map((s) => s.trim()), SCOPE.split(' '), 'the consent page lists the requested scopes');
+      assert.deepEqual(
+        listed.map((s) => s.trim()),
+        SCOPE.split(' ').map((scope) => SCOPE_WORDS[scope]),
+        'the consent page describes the requested scopes in words',
+      );
       await assertThemed(page);
       await page.screenshot({ path: path.join(ARTIFACTS, 'consent.png'), fullPage: true });
       // Not `submit`: the answer is a redirect to the client, which the browser may

@@ -10,7 +10,7 @@
 // Screenshots, the server log and the mail land in e2e/artifacts/passkeys/.
 
 import assert from 'node:assert/strict';
-import { mkdir, rm } from 'node:fs/promises';
+import { mkdir, readFile, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
@@ -111,6 +111,14 @@ describe('passkeys', { timeout: 180_000 }, () => {
     const codes = page.locator('[data-passkey-codes]');
     await codes.getByRole('heading', { name: 'Save your recovery codes' }).waitFor();
     assert.equal(await codes.locator('li code').count(), 10, 'ten recovery codes');
+    // The same download as on the recovery codes page, with the codes shown here.
+    const shown = (await codes.locator('li code').allInnerTexts()).map((c) => c.trim());
+    const [download] = await Promise.all([
+      page.waitForEvent('download'),
+      codes.getByRole('button', { name: 'Download as a text file' }).click(),
+    ]);
+    const saved = await readFile(await download.path(), 'utf8');
+    for (const code of shown) assert.ok(saved.includes(code), `${code} in the downloaded file`);
     await page.screenshot({ path: path.join(ARTIFACTS, 'recovery-codes.png'), fullPage: true });
     await codes.getByRole('link', { name: 'I have saved them' }).click();
     await page.waitForURL(onPath('/account/security'));

@@ -25,6 +25,29 @@ pub fn setup_secret_digest(secret: &str) -> [u8; 32] {
 }
 
 impl Authn {
+    /// Whether first-start set-up is still open: the administrator bootstrap made
+    /// still holds an unused setup secret. Once set-up is done there is nothing to
+    /// show a form for.
+    pub async fn setup_pending(
+        &self,
+        tenant: TenantId,
+        admin_user_name: String,
+    ) -> Result<bool, AuthnError> {
+        self.blocking(move |_, conn| {
+            let Some(admin) = users::find_by_user_name(conn, tenant, &admin_user_name)? else {
+                return Ok(false);
+            };
+            let secrets = credentials::list_for_user(
+                conn,
+                tenant,
+                admin.id,
+                Some(CredentialKind::SetupSecret),
+            )?;
+            Ok(!secrets.is_empty())
+        })
+        .await
+    }
+
     pub async fn complete_setup(
         &self,
         tenant: TenantId,

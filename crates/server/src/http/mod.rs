@@ -42,6 +42,7 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
     crate::api::authzen::tenant_routes(cfg);
     crate::api::consent::tenant_routes(cfg);
     crate::pages::tenant_routes(cfg);
+    cfg.default_service(web::to(crate::pages::not_found));
 }
 
 /// Binds the configured address and serves until SIGTERM/SIGINT.

@@ -1,7 +1,7 @@
 //! The account page: profile, password, email address, sessions.
 
-use actix_web::HttpResponse;
 use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::account::ProfileUpdate;
 use serde::Deserialize;
@@ -9,8 +9,8 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::pages::context::{CsrfOnly, PageContext, Submitted, csrf_protected};
-use crate::pages::errors::{FormError, Shown, shown};
-use crate::pages::navigation;
+use crate::pages::errors::{Shown, shown};
+use crate::pages::{device, navigation};
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -37,12 +37,44 @@ pub struct EmailForm {
     current_password: String,
 }
 
+/// The fields an account-page error can be shown at (their input ids).
+const FIELDS: &[&str] = &[
+    "email-new",
+    "email-current-password",
+    "password-current",
+    "password-new",
+];
+
+/// The notices the account page shows after an action.
+const NOTICES: &[&str] = &[
+    "account.profile.saved",
+    "account.password.changed",
+    "account.email.sent",
+    "account.sessions.ended",
+];
+
+/// What the account page shows after a redirect: only known keys and fields, so a
+/// link cannot put words of its own on the page.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AccountQuery {
+    notice: String,
+    error: String,
+    field: String,
+}
+
+/// A failure shown at one field of the account page.
+struct FieldError<'a> {
+    field: &'a str,
+    message: &'a str,
+    suggestions: &'a [String],
+}
+
 async fn view(
     ctx: &PageContext,
     status: StatusCode,
     notice: Option<&str>,
-    error: Option<&str>,
-    suggestions: &[String],
+    error: Option<FieldError<'_>>,
 ) -> HttpResponse {
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
@@ -71,6 +103,7 @@ async fn view(
                 "created_at": s.created_at.format("%Y-%m-%d %H:%M UTC").to_string(),
                 "last_seen_at": s.last_seen_at.format("%Y-%m-%d %H:%M UTC").to_string(),
                 "ip": s.ip,
+                "device": s.user_agent.as_deref().and_then(device::describe),
                 "user_agent": s.user_agent,
                 "current": s.id == session.id,
             })
@@ -88,15 +121,47 @@ async fn view(
                 "email_verified": email.is_some_and(|e| e.verified),
             },
             "notice": notice,
-            "error": error,
-            "password_suggestions": suggestions,
+            "error": error.as_ref().map(|e| e.message),
+            "error_field": error.as_ref().map(|e| e.field),
+            "password_suggestions": error.as_ref().map_or(&[][..], |e| e.suggestions),
             "sessions": sessions,
         }),
     )
 }
 
-/// The account page again, with the message for a failed action.
-async fn failure(ctx: &PageContext, error: AuthnError) -> HttpResponse {
+/// Post/redirect/get: the account page again, so a reload does not submit twice.
+fn back_to_account(
+    ctx: &PageContext,
+    notice: Option<&str>,
+    error: Option<(&str, &str)>,
+) -> HttpResponse {
+    let mut query = form_urlencoded::Serializer::new(String::new());
+    if let Some(notice) = notice {
+        query.append_pair("notice", notice);
+    }
+    let mut fragment = String::new();
+    if let Some((field, message)) = error {
+        query
+            .append_pair("error", message)
+            .append_pair("field", field);
+        // On a phone the browser scrolls to the field at fault.
+        fragment = format!("#{field}");
+    }
+    ctx.redirect(&format!(
+        "{}?{}{fragment}",
+        ctx.path("/account"),
+        query.finish()
+    ))
+}
+
+/// The account page again, with the message at the field that failed:
+/// `password_field` for a wrong current password, `other_field` for the rest.
+async fn failure(
+    ctx: &PageContext,
+    error: AuthnError,
+    password_field: &str,
+    other_field: &str,
+) -> HttpResponse {
     if let AuthnError::StepUpRequired = error {
         // Pass the second factor, then back here to submit again.
         return ctx.redirect(&navigation::second_factor_url(
@@ -106,28 +171,34 @@ async fn failure(ctx: &PageContext, error: AuthnError) -> HttpResponse {
     }
     match shown(&error) {
         // The account page asks for the current password: say that it is wrong.
-        Shown::OnForm(refused) if matches!(error, AuthnError::InvalidCredentials) => {
-            let refused = FormError {
-                status: StatusCode::UNPROCESSABLE_ENTITY,
-                ..refused.worded("account.error.current_password")
-            };
-            view(ctx, refused.status, None, Some(&refused.message), &[]).await
-        }
-        Shown::OnForm(refused) => {
+        Shown::OnForm(_) if matches!(error, AuthnError::InvalidCredentials) => back_to_account(
+            ctx,
+            None,
+            Some((password_field, "account.error.current_password")),
+        ),
+        // A refused new password comes with suggestions, which cannot travel in a
+        // URL: shown here, at the field.
+        Shown::OnForm(refused) if !refused.suggestions.is_empty() => {
             view(
                 ctx,
                 refused.status,
                 None,
-                Some(&refused.message),
-                &refused.suggestions,
+                Some(FieldError {
+                    field: other_field,
+                    message: &refused.message,
+                    suggestions: &refused.suggestions,
+                }),
             )
             .await
+        }
+        Shown::OnForm(refused) if refused.status != StatusCode::TOO_MANY_REQUESTS => {
+            back_to_account(ctx, None, Some((other_field, &refused.message)))
         }
         _ => ctx.authn_failure(&error),
     }
 }
 
-pub async fn page(ctx: PageContext) -> HttpResponse {
+pub async fn page(ctx: PageContext, query: web::Query<AccountQuery>) -> HttpResponse {
     if let Some(session) = &ctx.session
         && ctx.policy.mfa_required
         && session.aal < 2
@@ -138,7 +209,26 @@ pub async fn page(ctx: PageContext) -> HttpResponse {
             Some(&ctx.path("/account")),
         ));
     }
-    view(&ctx, StatusCode::OK, None, None, &[]).await
+    let notice = NOTICES.iter().copied().find(|n| *n == query.notice);
+    let error = FIELDS
+        .iter()
+        .copied()
+        .find(|f| *f == query.field)
+        .filter(|_| shown_message(&ctx, &query.error))
+        .map(|field| FieldError {
+            field,
+            message: &query.error,
+            suggestions: &[],
+        });
+    view(&ctx, StatusCode::OK, notice, error).await
+}
+
+/// Whether `key` is a message an account action can fail with.
+fn shown_message(ctx: &PageContext, key: &str) -> bool {
+    (key.starts_with("account.error.")
+        || key.starts_with("error.")
+        || key.starts_with("signup.error."))
+        && ctx.state.ui.has_message(key)
 }
 
 pub async fn profile(Submitted { ctx, form }: Submitted<ProfileForm>) -> HttpResponse {
@@ -156,16 +246,7 @@ pub async fn profile(Submitted { ctx, form }: Submitted<ProfileForm>) -> HttpRes
         .update_profile(ctx.tenant.tenant.id, session, update, ctx.client())
         .await
     {
-        Ok(()) => {
-            view(
-                &ctx,
-                StatusCode::OK,
-                Some("account.profile.saved"),
-                None,
-                &[],
-            )
-            .await
-        }
+        Ok(()) => back_to_account(&ctx, Some("account.profile.saved"), None),
         Err(error) => ctx.internal_error(&error),
     }
 }
@@ -186,17 +267,8 @@ pub async fn password(Submitted { ctx, form }: Submitted<PasswordForm>) -> HttpR
         )
         .await;
     match result {
-        Ok(_) => {
-            view(
-                &ctx,
-                StatusCode::OK,
-                Some("account.password.changed"),
-                None,
-                &[],
-            )
-            .await
-        }
-        Err(error) => failure(&ctx, error).await,
+        Ok(_) => back_to_account(&ctx, Some("account.password.changed"), None),
+        Err(error) => failure(&ctx, error, "password-current", "password-new").await,
     }
 }
 
@@ -217,8 +289,8 @@ pub async fn email(Submitted { ctx, form }: Submitted<EmailForm>) -> HttpRespons
         )
         .await;
     match result {
-        Ok(_) => view(&ctx, StatusCode::OK, Some("account.email.sent"), None, &[]).await,
-        Err(error) => failure(&ctx, error).await,
+        Ok(_) => back_to_account(&ctx, Some("account.email.sent"), None),
+        Err(error) => failure(&ctx, error, "email-current-password", "email-new").await,
     }
 }
 
@@ -254,16 +326,7 @@ pub async fn end_others(Submitted { ctx, .. }: Submitted<CsrfOnly>) -> HttpRespo
         .end_other_sessions(ctx.tenant.tenant.id, session, ctx.client())
         .await
     {
-        Ok(_) => {
-            view(
-                &ctx,
-                StatusCode::OK,
-                Some("account.sessions.ended"),
-                None,
-                &[],
-            )
-            .await
-        }
+        Ok(_) => back_to_account(&ctx, Some("account.sessions.ended"), None),
         Err(error) => ctx.internal_error(&error),
     }
 }

@@ -245,7 +245,7 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
             "consent.html",
             &json!({
                 "client_name": valid.client.data.name,
-                "scopes": valid.scopes,
+                "scopes": scope_descriptions(ctx, &valid.scopes),
                 "request": query,
                 "purposes": purposes,
                 "purposes_shown": shown.join(" "),
@@ -253,6 +253,24 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
         );
     }
     issue(ctx, valid).await
+}
+
+/// Each scope with the message key that says in words what it lets the client see
+/// (`scope.<name>`, from the tenant's theme messages or the catalogue); a scope
+/// without one is shown by name.
+fn scope_descriptions(ctx: &PageContext, scopes: &[String]) -> Vec<serde_json::Value> {
+    scopes
+        .iter()
+        .map(|scope| {
+            let key = format!("scope.{scope}");
+            let key = ctx
+                .state
+                .ui
+                .has_tenant_message(&ctx.theme, &key)
+                .then_some(key);
+            json!({ "name": scope, "key": key })
+        })
+        .collect()
 }
 
 async fn issue(ctx: &PageContext, valid: ValidRequest) -> HttpResponse {

@@ -39,6 +39,9 @@ pub struct PageContext {
     pub session: Option<Session>,
     pub session_secret: Option<String>,
     pub signed_in_as: Option<String>,
+    /// False for a GET that used something up (a single-use link): opening it again
+    /// would not show this page, so it offers no language switcher either.
+    pub reopenable: bool,
 }
 
 impl std::fmt::Debug for PageContext {
@@ -79,10 +82,7 @@ impl FromRequest for PageContext {
                 })?;
 
             let settings = resolved.tenant.typed_settings();
-            let theme = ThemeSettings::from_tenant_settings(&settings).unwrap_or_else(|error| {
-                tracing::warn!(tenant = %resolved.tenant.slug, %error, "invalid theme settings; using the default theme");
-                ThemeSettings::default()
-            });
+            let theme = state.ui.tenant_theme(&resolved.tenant.slug, &settings);
             let policy = TenantPolicy::from_settings(&settings);
             let query_lang = web::Query::<std::collections::HashMap<String, String>>::from_query(
                 req.query_string(),
@@ -154,6 +154,7 @@ impl FromRequest for PageContext {
                 session,
                 session_secret,
                 signed_in_as,
+                reopenable: true,
             })
         })
     }
@@ -216,11 +217,42 @@ impl PageContext {
             base_path: self.tenant.base_path.clone(),
             locale: self.locale.clone(),
             current_path: self.request.path().to_owned(),
+            reopen_query: self.reopen_query(),
             csrf_token: self.csrf.value.clone(),
             csp_nonce: self.nonce.clone(),
             theme: self.theme.clone(),
             signed_in_as: self.signed_in_as.clone(),
         }
+    }
+
+    /// The query to open this page again with (without `lang`), or `None` when the
+    /// page answers a form post and a link could not bring it back.
+    fn reopen_query(&self) -> Option<String> {
+        // "//host/…" would make the link leave this site (an unknown URL's 404 page
+        // shows whatever path was asked for).
+        let path = self.request.path();
+        if !self.reopenable
+            || path.starts_with("//")
+            || path.contains('\\')
+            || !matches!(
+                *self.request.method(),
+                actix_web::http::Method::GET | actix_web::http::Method::HEAD
+            )
+        {
+            return None;
+        }
+        // The query as sent, only `lang` left out: re-encoding it could change what
+        // a signed or compared parameter (an authorization request) says.
+        let kept: Vec<&str> = self
+            .request
+            .query_string()
+            .split('&')
+            .filter(|pair| {
+                let name = pair.split('=').next().unwrap_or_default();
+                !pair.is_empty() && name != "lang"
+            })
+            .collect();
+        Some(kept.join("&"))
     }
 
     fn finish(&self, mut response: actix_web::HttpResponseBuilder, body: String) -> HttpResponse {
@@ -255,11 +287,22 @@ impl PageContext {
         }
     }
 
+    /// An error page of its own, with the request id so support can find the log line.
     pub fn error_page(&self, status: StatusCode, title: &str, message: &str) -> HttpResponse {
+        let request_id = self
+            .request
+            .extensions()
+            .get::<crate::http::RequestId>()
+            .map(|id| id.0.clone());
         self.render(
             status,
             "error.html",
-            &serde_json::json!({ "status": status.as_u16(), "title": title, "message": message }),
+            &serde_json::json!({
+                "status": status.as_u16(),
+                "title": title,
+                "message": message,
+                "request_id": request_id,
+            }),
         )
     }
 

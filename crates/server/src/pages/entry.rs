@@ -235,7 +235,9 @@ pub async fn sign_up(Submitted { ctx, form }: Submitted<SignUpForm>) -> HttpResp
     }
 }
 
-pub async fn verify(ctx: PageContext, query: web::Query<VerifyQuery>) -> HttpResponse {
+pub async fn verify(mut ctx: PageContext, query: web::Query<VerifyQuery>) -> HttpResponse {
+    // The link works once: the same URL in another language would say it is invalid.
+    ctx.reopenable = false;
     match ctx.state.authn.verify_email(ctx.tenant.tenant.id, query.into_inner().token, ctx.client()).await {
         Ok(()) => ctx.render(
             StatusCode::OK,
@@ -305,7 +307,7 @@ fn setup_view(
     ctx: &PageContext,
     status: StatusCode,
     email: &str,
-    error: Option<&str>,
+    error: Option<(&str, &str)>,
     suggestions: &[String],
 ) -> HttpResponse {
     ctx.render(
@@ -313,19 +315,48 @@ fn setup_view(
         "setup.html",
         &json!({
             "email": email,
-            "error": error,
+            "error": error.map(|(_, message)| message),
+            "error_field": error.map(|(field, _)| field),
             "password_suggestions": suggestions,
             "min_length": ctx.state.authn.password_policy().min_length(),
         }),
     )
 }
 
+/// The page once set-up is done: nothing to fill in any more, sign in instead.
+fn setup_done(ctx: &PageContext, status: StatusCode) -> HttpResponse {
+    ctx.render(
+        status,
+        "message.html",
+        &json!({ "title": "setup.done.title", "message": "setup.done.message", "link_href": ctx.path("/signin"), "link_label": "verify.done.link" }),
+    )
+}
+
+async fn setup_pending(ctx: &PageContext) -> Result<bool, AuthnError> {
+    ctx.state
+        .authn
+        .setup_pending(
+            ctx.tenant.tenant.id,
+            ctx.state.config.bootstrap.admin_user_name.clone(),
+        )
+        .await
+}
+
 pub async fn setup_page(ctx: PageContext) -> HttpResponse {
-    setup_view(&ctx, StatusCode::OK, "", None, &[])
+    match setup_pending(&ctx).await {
+        Ok(true) => setup_view(&ctx, StatusCode::OK, "", None, &[]),
+        Ok(false) => setup_done(&ctx, StatusCode::OK),
+        Err(error) => ctx.authn_failure(&error),
+    }
 }
 
 /// Completes first-start set-up with the one-time secret printed at bootstrap.
 pub async fn setup(Submitted { ctx, form }: Submitted<SetupForm>) -> HttpResponse {
+    match setup_pending(&ctx).await {
+        Ok(true) => {}
+        Ok(false) => return setup_done(&ctx, StatusCode::CONFLICT),
+        Err(error) => return ctx.authn_failure(&error),
+    }
     let result = ctx
         .state
         .authn
@@ -339,20 +370,29 @@ pub async fn setup(Submitted { ctx, form }: Submitted<SetupForm>) -> HttpRespons
         )
         .await;
     match result {
-        Ok(()) => ctx.render(
-            StatusCode::OK,
-            "message.html",
-            &json!({ "title": "setup.done.title", "message": "setup.done.message", "link_href": ctx.path("/signin"), "link_label": "verify.done.link" }),
-        ),
+        Ok(()) => setup_done(&ctx, StatusCode::OK),
         Err(error) => match shown(&error) {
-            Shown::OnForm(refused) => {
-                // Here the credentials are the set-up token's, not a password's.
-                let refused = if matches!(error, AuthnError::InvalidCredentials) {
-                    FormError { status: StatusCode::FORBIDDEN, ..refused.worded("setup.error.invalid") }
-                } else {
-                    refused
+            // Throttling is a page of its own, not a field's fault.
+            Shown::OnForm(refused) if refused.status != StatusCode::TOO_MANY_REQUESTS => {
+                // Each failure at the field it is about: only a wrong secret marks the secret.
+                let (field, refused) = match error {
+                    AuthnError::InvalidCredentials => (
+                        "setup_secret",
+                        FormError {
+                            status: StatusCode::FORBIDDEN,
+                            ..refused.worded("setup.error.invalid")
+                        },
+                    ),
+                    AuthnError::PasswordPolicy(_) => ("password", refused),
+                    _ => ("email", refused),
                 };
-                setup_view(&ctx, refused.status, &form.email, Some(&refused.message), &refused.suggestions)
+                setup_view(
+                    &ctx,
+                    refused.status,
+                    &form.email,
+                    Some((field, &refused.message)),
+                    &refused.suggestions,
+                )
             }
             _ => ctx.authn_failure(&error),
         },

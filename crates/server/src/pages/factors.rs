@@ -20,6 +20,26 @@ pub struct ReturnQuery {
     return_to: String,
 }
 
+/// The security page's query: where to go afterwards and, after a redirect, which
+/// notice to show (only known ones, so a link cannot put its own words there).
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct SecurityQuery {
+    return_to: String,
+    notice: String,
+}
+
+/// The notices the security page shows after an action elsewhere redirected to it.
+const SECURITY_NOTICES: &[&str] = &["security.totp.removed", "passkeys.removed"];
+
+/// Post/redirect/get: the security page with `notice`, so a reload repeats nothing.
+pub(super) fn back_to_security(ctx: &PageContext, notice: &str) -> HttpResponse {
+    let query = form_urlencoded::Serializer::new(String::new())
+        .append_pair("notice", notice)
+        .finish();
+    ctx.redirect(&format!("{}?{query}", ctx.path("/account/security")))
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct SecondFactorForm {
@@ -237,9 +257,13 @@ pub(super) async fn security_view(
     )
 }
 
-pub async fn security_page(ctx: PageContext, query: web::Query<ReturnQuery>) -> HttpResponse {
+pub async fn security_page(ctx: PageContext, query: web::Query<SecurityQuery>) -> HttpResponse {
     let return_to = return_to(&ctx, &query.return_to).await;
-    security_view(&ctx, StatusCode::OK, None, None, return_to.as_deref()).await
+    let notice = SECURITY_NOTICES
+        .iter()
+        .copied()
+        .find(|n| *n == query.notice);
+    security_view(&ctx, StatusCode::OK, notice, None, return_to.as_deref()).await
 }
 
 /// Sends the user to pass their second factor, then back to the security page.
@@ -441,16 +465,7 @@ pub async fn remove_totp(Submitted { ctx, .. }: Submitted<CsrfForm>) -> HttpResp
         .remove_totp(ctx.tenant.tenant.id, session, ctx.client())
         .await
     {
-        Ok(_) => {
-            security_view(
-                &ctx,
-                StatusCode::OK,
-                Some("security.totp.removed"),
-                None,
-                None,
-            )
-            .await
-        }
+        Ok(_) => back_to_security(&ctx, "security.totp.removed"),
         Err(AuthnError::StepUpRequired) => step_up_first(&ctx),
         Err(error) => ctx.internal_error(&error),
     }

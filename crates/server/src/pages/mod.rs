@@ -6,6 +6,7 @@ mod account;
 mod apps;
 mod authorize;
 pub mod context;
+mod device;
 mod entry;
 mod errors;
 mod factors;
@@ -46,6 +47,60 @@ pub async fn refused_input(request: &HttpRequest) -> HttpResponse {
             .content_type(ContentType::plaintext())
             .body("The request contains characters that are not allowed."),
     }
+}
+
+/// Paths of the protocol and JSON endpoints (after any `/t/{tenant}` prefix): their
+/// clients are programs, and an unknown URL there keeps its empty 404.
+const PROTOCOL_PREFIXES: &[&str] = &[
+    "/oauth2/",
+    "/.well-known/",
+    "/jwks",
+    "/userinfo",
+    "/access/",
+    "/consents/",
+    "/api/",
+    "/scim/",
+    "/static/",
+    "/theme.css",
+    "/healthz",
+    "/readyz",
+    "/metrics",
+];
+
+/// Whether an unknown URL was a person's browser opening a page: a GET or HEAD that
+/// accepts HTML, outside the protocol endpoints.
+fn wants_page(request: &HttpRequest) -> bool {
+    let path = request.path();
+    let path = match path.strip_prefix("/t/") {
+        Some(rest) => rest.find('/').map_or("/", |slash| &rest[slash..]),
+        None => path,
+    };
+    let accepts_html = request
+        .headers()
+        .get(actix_web::http::header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("text/html"));
+    matches!(
+        *request.method(),
+        actix_web::http::Method::GET | actix_web::http::Method::HEAD
+    ) && accepts_html
+        && !PROTOCOL_PREFIXES
+            .iter()
+            .any(|prefix| path.starts_with(prefix))
+}
+
+/// Every URL no route answers: the themed 404 page for a browser, else an empty 404.
+pub async fn not_found(request: HttpRequest) -> HttpResponse {
+    if wants_page(&request)
+        && let Ok(ctx) = PageContext::from_request(&request, &mut Payload::None).await
+    {
+        return ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "error.not_found.title",
+            "error.not_found.message",
+        );
+    }
+    HttpResponse::NotFound().finish()
 }
 
 /// Shared assets, outside any tenant prefix.

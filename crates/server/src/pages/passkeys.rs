@@ -322,7 +322,7 @@ pub async fn remove(
         .remove_passkey(tenant, session.user_id, passkey, ctx.client())
         .await
     {
-        Ok(()) => security_view(&ctx, StatusCode::OK, Some("passkeys.removed"), None, None).await,
+        Ok(()) => super::factors::back_to_security(&ctx, "passkeys.removed"),
         Err(AuthnError::NotEnrolled) => {
             security_view(
                 &ctx,

@@ -25,6 +25,11 @@ const ASSETS: &[(&str, &[u8], &str)] = &[
         include_bytes!("../../../../web/themes/default/static/passkeys.js"),
         "text/javascript; charset=utf-8",
     ),
+    (
+        "themes/default/recovery-codes.js",
+        include_bytes!("../../../../web/themes/default/static/recovery-codes.js"),
+        "text/javascript; charset=utf-8",
+    ),
 ];
 
 /// The embedded file at `path` (relative to `/static/`, a leading `/` is ignored).

@@ -47,7 +47,10 @@ impl Ui {
         let text_body = match render(&self.environment(&theme)) {
             Ok(body) => body,
             Err(error) if theme.template_dir.is_some() => {
-                tracing::warn!(%error, template, "a mail template override failed; using the built-in template");
+                let problem = format!("mail: {template}: {error}");
+                if self.first_time(&problem) {
+                    tracing::warn!(%error, template, "a mail template override failed; using the built-in template (logged once until it changes)");
+                }
                 render(&self.inner.builtin)?
             }
             Err(error) => return Err(error.into()),
@@ -100,12 +103,7 @@ fn parameters(kind: &MailKind) -> Map<String, Value> {
 
 impl MailRenderer for Ui {
     fn render(&self, tenant: &Tenant, mail: &Mail) -> Result<OutgoingMail, AuthnError> {
-        let theme = ThemeSettings::from_tenant_settings(&tenant.typed_settings()).unwrap_or_else(
-            |error| {
-                tracing::warn!(tenant = %tenant.slug, %error, "invalid theme settings; mail uses the default theme");
-                ThemeSettings::default()
-            },
-        );
+        let theme = self.tenant_theme(&tenant.slug, &tenant.typed_settings());
         // The request's language; without a request, the fallback language.
         let locale = mail
             .locale

@@ -17,7 +17,7 @@ mod mail_tests;
 #[cfg(test)]
 mod tests;
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, PoisonError};
@@ -69,8 +69,12 @@ pub struct PageCommon {
     /// `""` for the default or a host-routed tenant, `"/t/acme"` for a path-routed one.
     pub base_path: String,
     pub locale: Locale,
-    /// The path of this page without query, for the language switcher's `?lang=` links.
+    /// The path of this page without query.
     pub current_path: String,
+    /// The query this page can be opened again with, `lang` left out; `None` when it
+    /// cannot be (the answer to a form post), and then no language switcher is shown:
+    /// its link would lose the page (a POST-only URL, recovery codes shown once).
+    pub reopen_query: Option<String>,
     /// Put into every POST form as `csrf_token`.
     pub csrf_token: String,
     /// For any `<script>`/`<style>` element a template adds (the built-in ones add none).
@@ -79,6 +83,19 @@ pub struct PageCommon {
     /// Display name or email of the signed-in user: the header then shows it and a
     /// sign-out button.
     pub signed_in_as: Option<String>,
+}
+
+/// This page again in `code`: the same path and query (an authorization request's
+/// parameters, a `return_to`), with `lang` set; the page then keeps it in a cookie.
+pub(crate) fn language_href(path: &str, query: &str, code: &str) -> String {
+    let mut href = format!("{path}?");
+    if !query.is_empty() {
+        href.push_str(query);
+        href.push('&');
+    }
+    href.push_str("lang=");
+    href.push_str(code);
+    href
 }
 
 /// Renders the end-user pages. Cheap to clone.
@@ -92,7 +109,14 @@ struct Inner {
     builtin: Arc<Environment<'static>>,
     /// One environment per template override directory, created on first use.
     overrides: Mutex<HashMap<PathBuf, Arc<Environment<'static>>>>,
+    /// Theme and template problems already logged: the operator hears of each once,
+    /// not once per request.
+    warned: Mutex<HashSet<String>>,
 }
+
+/// At most this many distinct problems are remembered; past it the memory starts
+/// over (and a problem may be logged once more), so it cannot grow without bound.
+const MAX_WARNED: usize = 4096;
 
 impl fmt::Debug for Ui {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
@@ -118,6 +142,7 @@ impl Ui {
                 catalogues,
                 builtin: Arc::new(builtin),
                 overrides: Mutex::new(HashMap::new()),
+                warned: Mutex::new(HashSet::new()),
             }),
         })
     }
@@ -136,12 +161,62 @@ impl Ui {
         }
         let theme = common.theme.sanitized();
         let context = self.context(common, &theme, page)?;
-        let env = self.environment(&theme);
-        let compiled = env.get_template(template).map_err(|e| match e.kind() {
+        let render = |env: &Environment<'static>| {
+            env.get_template(template)
+                .and_then(|compiled| compiled.render(&context))
+        };
+        let builtin_error = |e: minijinja::Error| match e.kind() {
             ErrorKind::TemplateNotFound => UiError::UnknownTemplate(template.to_owned()),
             _ => UiError::Template(e),
-        })?;
-        Ok(compiled.render(context)?)
+        };
+        match (render(&self.environment(&theme)), &theme.template_dir) {
+            (Ok(html), _) => Ok(html),
+            // A broken override (syntax, an unknown variable, an include it may not
+            // reach) must not take the page down: the built-in template serves it, and
+            // the operator is told once. A name no template has fails there too.
+            (Err(error), Some(dir)) => {
+                let problem = format!("{}: {template}: {error}", dir.display());
+                if self.first_time(&problem) {
+                    tracing::warn!(template_dir = %dir.display(), template, %error,
+                        "a template override failed; using the built-in template (logged once until it changes)");
+                }
+                render(&self.inner.builtin).map_err(builtin_error)
+            }
+            (Err(error), _) => Err(builtin_error(error)),
+        }
+    }
+
+    /// A tenant's theme, read leniently: each invalid field is left at its default
+    /// and logged once (per tenant and problem), not on every request.
+    pub fn tenant_theme(
+        &self,
+        tenant: &str,
+        settings: &gatehouse_core::tenant_settings::TenantSettings,
+    ) -> ThemeSettings {
+        let (theme, problems) = ThemeSettings::read_lenient(settings);
+        for problem in problems {
+            if self.first_time(&format!("theme:{tenant}:{problem}")) {
+                tracing::warn!(tenant, %problem,
+                    "invalid theme setting ignored; the rest of the theme applies (logged once)");
+            }
+        }
+        theme
+    }
+
+    /// Whether `problem` is new: true once, false after, so each is logged once.
+    fn first_time(&self, problem: &str) -> bool {
+        let mut warned = self
+            .inner
+            .warned
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        if warned.contains(problem) {
+            return false;
+        }
+        if warned.len() >= MAX_WARNED {
+            warned.clear();
+        }
+        warned.insert(problem.to_owned())
     }
 
     /// `?lang=` wins, then the `gatehouse_lang` cookie, then Accept-Language
@@ -158,6 +233,17 @@ impl Ui {
     /// The message for `key` in `locale`, else in English, else the key itself.
     pub fn translate(&self, locale: &Locale, key: &str) -> String {
         self.inner.catalogues.translate(locale, key)
+    }
+
+    /// Whether the English catalogue (the fallback every locale has) holds `key`.
+    pub fn has_message(&self, key: &str) -> bool {
+        self.inner.catalogues.lookup(&Locale::EN, key).is_some()
+    }
+
+    /// Whether a page of this tenant has words for `key`: its own (`theme.messages`,
+    /// in any language) or the catalogue's.
+    pub fn has_tenant_message(&self, theme: &ThemeSettings, key: &str) -> bool {
+        theme.messages.values().any(|texts| texts.contains_key(key)) || self.has_message(key)
     }
 
     /// The stylesheet for `{base_path}/theme.css`: the theme's colours as CSS custom
@@ -225,9 +311,16 @@ impl Ui {
                     "code": locale.code,
                     "name": self.inner.catalogues.translate(locale, "language.name"),
                     "current": *locale == common.locale,
+                    "href": common.reopen_query.as_deref().map(|query| {
+                        language_href(&common.current_path, query, locale.code)
+                    }),
                 })
             })
             .collect();
+        context.insert(
+            "language_switch".into(),
+            common.reopen_query.is_some().into(),
+        );
         context.insert(templates::LANG_VARIABLE.into(), common.locale.code.into());
         context.insert("brand_name".into(), brand_name.into());
         context.insert("languages".into(), languages.into());

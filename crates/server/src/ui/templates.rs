@@ -105,7 +105,12 @@ fn base_environment(catalogues: Arc<Catalogues>) -> Environment<'static> {
                 .lookup(LANG_VARIABLE)
                 .and_then(|lang| lang.as_str().and_then(Locale::from_tag))
                 .unwrap_or_default();
-            let text = catalogues.translate(&locale, key);
+            // In the page's language the tenant's words (theme.messages), then the
+            // catalogue's; only then English, the tenant's and then the catalogue's.
+            let text = tenant_message(state, locale.code, key)
+                .or_else(|| catalogues.lookup(&locale, key).map(str::to_owned))
+                .or_else(|| tenant_message(state, Locale::EN.code, key))
+                .unwrap_or_else(|| catalogues.translate(&locale, key));
             Ok(interpolate(&text, |name| {
                 kwargs
                     .get::<Option<Value>>(name)
@@ -117,6 +122,19 @@ fn base_environment(catalogues: Arc<Catalogues>) -> Environment<'static> {
         },
     );
     env
+}
+
+/// `theme.messages[code][key]` from the page's context, if the tenant set it.
+fn tenant_message(state: &State, code: &str, key: &str) -> Option<String> {
+    let text = state
+        .lookup("theme")?
+        .get_attr("messages")
+        .ok()?
+        .get_item(&Value::from(code))
+        .ok()?
+        .get_item(&Value::from(key))
+        .ok()?;
+    text.as_str().map(str::to_owned)
 }
 
 /// Prints `none` as nothing and escapes HTML with the five entities HTML needs

@@ -19,6 +19,7 @@ fn common(locale: Locale) -> PageCommon {
         base_path: "/t/acme".into(),
         locale,
         current_path: "/t/acme/signin".into(),
+        reopen_query: Some(String::new()),
         csrf_token: "csrf-token-123".into(),
         csp_nonce: "nonce-abc".into(),
         theme: ThemeSettings::default(),
@@ -75,12 +76,13 @@ fn samples() -> Vec<(&'static str, Value)> {
                 },
                 "notice": "account.profile.saved",
                 "error": "account.error.current_password",
-                "error_section": "password",
+                "error_field": "password-current",
                 "password_suggestions": ["Add another word or two."],
                 "min_length": 12,
                 "sessions": [
                     {"id": "s-current", "created_at": "2026-11-01 10:00", "last_seen_at": "2026-11-25 09:00",
-                     "ip": "192.0.2.1", "user_agent": "Firefox", "current": true},
+                     "ip": "192.0.2.1", "user_agent": "Firefox", "current": true,
+                     "device": {"browser": "Firefox", "os": null}},
                     {"id": "s-other", "created_at": "2026-10-01 08:00", "last_seen_at": "2026-10-02 08:00",
                      "ip": null, "user_agent": SCRIPT, "current": false},
                 ],
@@ -90,7 +92,7 @@ fn samples() -> Vec<(&'static str, Value)> {
             "consent.html",
             json!({
                 "client_name": SCRIPT,
-                "scopes": ["openid", "email"],
+                "scopes": [{"name": "openid", "key": "scope.openid"}, {"name": SCRIPT, "key": null}],
                 "request": "client_id=a&scope=openid",
                 "purposes": [{"name": SCRIPT, "description": SCRIPT, "change": {
                     "accepted_version": 1, "name_before": SCRIPT, "description_before": SCRIPT,
@@ -432,12 +434,23 @@ fn account_page_has_every_form() {
     assert!(html.contains("name=\"new_password\""));
     assert!(html.contains("name=\"display_name\""));
     assert!(html.contains("value=\"Lovelace\""));
-    // The error sits in the password section and is linked to its inputs.
+    // The error sits right under the field it is about and is linked to it.
+    let field = html.find("id=\"password-current\"").unwrap();
+    let error = html
+        .find("role=\"alert\" id=\"password-current-error\">The current password is incorrect.")
+        .expect("the error at the current password");
+    let next_field = html.find("id=\"password-new\"").unwrap();
     assert!(
-        html.contains("role=\"alert\" id=\"password-error\">The current password is incorrect.")
+        field < error && error < next_field,
+        "the error is not at its field"
     );
-    assert!(html.contains("aria-describedby=\"password-error\""));
+    assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"password-current-error\""));
     assert!(!html.contains("id=\"account-error\""));
+    // Sessions are named by browser and system, the raw string only as a tooltip.
+    assert!(
+        html.contains(">Firefox on an unknown system</dd>"),
+        "{html}"
+    );
     assert!(html.contains("Not verified"));
     assert!(html.contains("This session"));
     assert!(html.contains("Signed in as Ada"));
@@ -780,9 +793,91 @@ fn override_directory_replaces_a_template_for_that_theme_only() {
         "{% include \"../secret.html\" %}",
     )
     .unwrap();
+    // Overrides cannot reach outside their directory: the include fails, and the
+    // page is the built-in one.
     let mut tenant = common(Locale::EN);
     tenant.theme.template_dir = Some(dir.path().to_path_buf());
-    assert!(ui.render("message.html", &tenant, &json!({})).is_err());
+    let html = ui
+        .render(
+            "message.html",
+            &tenant,
+            &json!({"title": "verify.done.title", "message": "verify.done.message"}),
+        )
+        .unwrap();
+    assert!(html.contains("<h1 id=\"page-heading\">"), "{html}");
+}
+
+#[test]
+fn a_broken_override_falls_back_to_the_built_in_template_and_is_reported_once() {
+    let dir = tempfile::tempdir().unwrap();
+    // An unclosed block and, in another file, a misspelt variable.
+    std::fs::write(
+        dir.path().join("sign_in.html"),
+        "{% extends \"layout.html\" %}{% block content %}",
+    )
+    .unwrap();
+    std::fs::write(
+        dir.path().join("message.html"),
+        "{% extends \"layout.html\" %}{% block content %}{{ titel }}{% endblock %}",
+    )
+    .unwrap();
+    let ui = ui();
+    let mut tenant = common(Locale::EN);
+    tenant.theme.template_dir = Some(dir.path().to_path_buf());
+    let page = json!({ "email": "", "registration_enabled": false });
+    let html = ui.render("sign_in.html", &tenant, &page).unwrap();
+    assert!(
+        html.contains("<label for=\"email\">Email</label>"),
+        "{html}"
+    );
+    let html = ui
+        .render(
+            "message.html",
+            &tenant,
+            &json!({"title": "verify.done.title", "message": "verify.done.message"}),
+        )
+        .unwrap();
+    assert!(html.contains("<h1"), "{html}");
+    // The same problem is logged the first time only.
+    assert!(ui.first_time("a problem"));
+    assert!(!ui.first_time("a problem"));
+    assert!(ui.first_time("another problem"));
+}
+
+#[test]
+fn one_bad_theme_field_leaves_the_rest_of_the_theme() {
+    let settings = gatehouse_core::tenant_settings::TenantSettings::read(
+        json!({"theme": {
+            "display_name": "Acme",
+            "primary_colour": "#0a7",
+            "text_color": "red",
+            "background_color": "#111827",
+        }})
+        .as_object()
+        .unwrap(),
+    );
+    let (theme, problems) = ThemeSettings::read_lenient(&settings);
+    assert_eq!(theme.display_name.as_deref(), Some("Acme"));
+    assert_eq!(theme.background_color, "#111827");
+    assert_eq!(theme.text_color, DEFAULT_TEXT_COLOR);
+    assert_eq!(problems.len(), 2, "{problems:?}");
+    assert!(
+        problems.iter().any(|p| p.contains("primary_colour")),
+        "{problems:?}"
+    );
+    assert!(
+        problems.iter().any(|p| p.contains("text_color")),
+        "{problems:?}"
+    );
+    // The theme the pages get is the same, and each problem is logged once.
+    let ui = ui();
+    assert_eq!(ui.tenant_theme("acme", &settings), theme);
+    for problem in &problems {
+        assert!(
+            !ui.first_time(&format!("theme:acme:{problem}")),
+            "{problem} not remembered"
+        );
+    }
 }
 
 #[test]
@@ -990,11 +1085,29 @@ fn the_theming_docs_examples_are_true() {
     std::fs::write(dir.path().join("sign_in.html"), docs_block("jinja")).unwrap();
     let mut common = common(Locale::EN);
     common.theme.template_dir = Some(dir.path().to_path_buf());
-    let page = json!({ "email": "a@example.com", "error": "signin.error.invalid" });
+    let page = json!({ "email": "a@example.com", "error": "signin.error.invalid",
+                       "return_to": "/t/acme/authorize?client_id=app", "registration_enabled": true });
     let html = ui().render("sign_in.html", &common, &page).unwrap();
+    // The example itself rendered, not the built-in fallback.
+    assert!(html.contains("gh-card acme-sign-in"), "{html}");
     assert!(html.contains("<label for=\"password\">Password</label>"));
     assert!(html.contains("aria-describedby=\"sign-in-error\""));
     assert!(html.contains("value=\"csrf-token-123\""));
+    // Following the example keeps the way back to the application and every link.
+    assert!(html.contains(
+        "<input type=\"hidden\" name=\"return_to\" value=\"/t/acme/authorize?client_id=app\">"
+    ));
+    assert!(
+        html.contains(
+            "data-passkey=\"sign-in\" data-return-to=\"/t/acme/authorize?client_id=app\""
+        )
+    );
+    assert!(html.contains("/static/themes/default/passkeys.js"));
+    assert!(html.contains("href=\"/t/acme/recover/request\""));
+    assert!(html.contains("href=\"/t/acme/signup\""));
+    let unverified = json!({ "email": "a@example.com", "error": "signin.error.unverified" });
+    let html = ui().render("sign_in.html", &common, &unverified).unwrap();
+    assert!(html.contains("action=\"/t/acme/verify/resend\""));
 }
 
 #[test]
@@ -1070,4 +1183,188 @@ fn apps_page_has_a_withdraw_form_per_purpose_and_a_revoke_form_per_app() {
         .render("apps.html", &common(Locale::DE), &json!({ "apps": [] }))
         .unwrap();
     assert!(empty.contains("Keine App hat Zugriff auf Ihr Konto."));
+}
+
+#[test]
+fn the_language_switcher_keeps_the_page_and_is_left_out_after_a_form_post() {
+    let ui = ui();
+    let page = json!({"email": "", "error": null, "notice": null, "registration_enabled": false,
+                      "return_to": "/t/acme/authorize?client_id=app&scope=openid"});
+    let mut common = common(Locale::EN);
+    common.reopen_query = Some("return_to=%2Ft%2Facme%2Fauthorize%3Fclient_id%3Dapp".into());
+    let html = ui.render("sign_in.html", &common, &page).unwrap();
+    assert!(
+        html.contains(
+            "href=\"/t/acme/signin?return_to=%2Ft%2Facme%2Fauthorize%3Fclient_id%3Dapp&amp;lang=de\""
+        ),
+        "{html}"
+    );
+    assert!(html.contains("aria-current=\"true\">English</a>"));
+
+    common.reopen_query = Some(String::new());
+    let html = ui.render("sign_in.html", &common, &page).unwrap();
+    assert!(html.contains("href=\"/t/acme/signin?lang=de\""), "{html}");
+
+    // The answer to a form post (recovery codes, a TOTP secret) cannot be opened again.
+    common.reopen_query = None;
+    let html = ui.render("sign_in.html", &common, &page).unwrap();
+    assert!(!html.contains("lang=de"), "{html}");
+    assert!(!html.contains("class=\"gh-lang\""));
+}
+
+#[test]
+fn consent_describes_scopes_in_the_page_language_and_keeps_the_buttons_apart() {
+    let ui = ui();
+    let page = json!({
+        "client_name": "Shop",
+        "scopes": [
+            {"name": "openid", "key": "scope.openid"},
+            {"name": "email", "key": "scope.email"},
+            {"name": "offline_access", "key": "scope.offline_access"},
+            {"name": "loyalty", "key": null},
+        ],
+        "request": "client_id=shop",
+        "purposes": [],
+        "purposes_shown": "",
+    });
+    let html = ui
+        .render("consent.html", &common(Locale::DE), &page)
+        .unwrap();
+    assert!(html.contains("<li>Ihre E-Mail-Adresse</li>"), "{html}");
+    assert!(html.contains("<li>Zugriff, auch wenn Sie die Anwendung gerade nicht nutzen"));
+    assert!(!html.contains("offline_access"), "a raw scope name shows");
+    // A tenant's own scope without a description is shown by name.
+    assert!(html.contains("<code>loyalty</code>"));
+    assert!(html.contains("class=\"gh-form gh-actions\""));
+    assert!(
+        html.contains("value=\"deny\" class=\"gh-button gh-button--secondary\">Ablehnen</button>")
+    );
+    let html = ui
+        .render("consent.html", &common(Locale::EN), &page)
+        .unwrap();
+    assert!(html.contains("<li>Your email address</li>"));
+
+    let logout = ui
+        .render(
+            "logout.html",
+            &common(Locale::EN),
+            &json!({"client_name": null, "request": "x"}),
+        )
+        .unwrap();
+    assert!(logout.contains("value=\"stay\" class=\"gh-button gh-button--secondary\""));
+}
+
+#[test]
+fn every_standard_scope_has_a_description() {
+    let ui = ui();
+    for scope in [
+        "openid",
+        "profile",
+        "email",
+        "phone",
+        "address",
+        "offline_access",
+    ] {
+        assert!(ui.has_message(&format!("scope.{scope}")), "{scope}");
+    }
+}
+
+#[test]
+fn the_error_page_names_the_request() {
+    let html = ui()
+        .render(
+            "error.html",
+            &common(Locale::EN),
+            &json!({"status": 404, "title": "error.not_found.title",
+                    "message": "error.not_found.message", "request_id": "req-123"}),
+        )
+        .unwrap();
+    assert!(html.contains("Page not found"));
+    assert!(
+        html.contains("id=\"request-id\">Request id: req-123</p>"),
+        "{html}"
+    );
+}
+
+#[test]
+fn a_tenant_words_its_own_scopes_and_rewords_built_in_ones_per_language() {
+    let settings = gatehouse_core::tenant_settings::TenantSettings::read(
+        json!({"theme": {"messages": {
+            "en": {"scope.loyalty": "Your loyalty points <b>", "scope.email": "Where we write to you"},
+            "de": {"scope.loyalty": "Ihre Treuepunkte"},
+        }}})
+        .as_object()
+        .unwrap(),
+    );
+    let (theme, problems) = ThemeSettings::read_lenient(&settings);
+    assert!(problems.is_empty(), "{problems:?}");
+    let ui = ui();
+    assert!(ui.has_tenant_message(&theme, "scope.loyalty"));
+    assert!(!ui.has_tenant_message(&ThemeSettings::default(), "scope.loyalty"));
+    let page = json!({
+        "client_name": "Shop",
+        "scopes": [{"name": "email", "key": "scope.email"}, {"name": "loyalty", "key": "scope.loyalty"}],
+        "request": "client_id=shop", "purposes": [], "purposes_shown": "",
+    });
+    let render = |locale: Locale| {
+        let mut common = common(locale);
+        common.theme = theme.clone();
+        ui.render("consent.html", &common, &page).unwrap()
+    };
+    let english = render(Locale::EN);
+    assert!(
+        english.contains("<li>Where we write to you</li>"),
+        "{english}"
+    );
+    assert!(
+        english.contains("<li>Your loyalty points &lt;b&gt;</li>"),
+        "escaped"
+    );
+    let german = render(Locale::DE);
+    assert!(german.contains("<li>Ihre Treuepunkte</li>"), "{german}");
+    // Not reworded in German: the catalogue's German, not the tenant's English.
+    assert!(german.contains("<li>Ihre E-Mail-Adresse</li>"), "{german}");
+
+    // Unknown languages, odd keys and control characters are refused, field by field.
+    for bad in [
+        json!({"xx": {"scope.a": "A"}}),
+        json!({"en": {"scope a": "A"}}),
+        json!({"en": {"scope.a": "line\nbreak"}}),
+    ] {
+        let settings = gatehouse_core::tenant_settings::TenantSettings::read(
+            json!({"theme": {"messages": bad, "display_name": "Acme"}})
+                .as_object()
+                .unwrap(),
+        );
+        let (theme, problems) = ThemeSettings::read_lenient(&settings);
+        assert_eq!(problems.len(), 1, "{bad}");
+        assert!(theme.messages.is_empty(), "{bad}");
+        assert_eq!(theme.display_name.as_deref(), Some("Acme"));
+    }
+}
+
+#[test]
+fn set_up_marks_only_the_field_at_fault() {
+    let ui = ui();
+    let render = |page: Value| ui.render("setup.html", &common(Locale::EN), &page).unwrap();
+    let html = render(
+        json!({"email": "x", "error": "error.password_too_short", "error_field": "password",
+                             "password_suggestions": ["Add another word or two."], "min_length": 12}),
+    );
+    assert!(
+        html.contains("aria-describedby=\"password-hint password-error password-suggestions\""),
+        "{html}"
+    );
+    assert!(!html.contains("setup_secret-error"));
+    let field = html.find("id=\"password\"").unwrap();
+    assert!(
+        field < html.find("id=\"password-suggestions\"").unwrap(),
+        "suggestions by the field"
+    );
+    let html = render(
+        json!({"email": "x", "error": "signup.error.email", "error_field": "email",
+                             "password_suggestions": [], "min_length": 12}),
+    );
+    assert!(html.contains("aria-invalid=\"true\" aria-describedby=\"email-error\""));
+    assert!(!html.contains("setup_secret-error") && !html.contains("password-error"));
 }

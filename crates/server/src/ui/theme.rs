@@ -1,5 +1,6 @@
 //! Per-tenant theme settings: colours, logo, custom CSS and template overrides.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::path::{Component, PathBuf};
 
@@ -7,7 +8,7 @@ use serde::{Deserialize, Serialize};
 
 use gatehouse_core::tenant_settings::TenantSettings;
 
-use super::UiError;
+use super::{Locale, UiError};
 
 /// Blue 700: 6.7:1 against white, so white button text and blue links both pass AA.
 pub const DEFAULT_PRIMARY_COLOR: &str = "#1d4ed8";
@@ -21,6 +22,9 @@ pub const SETTINGS_KEY: &str = "theme";
 const MAX_DISPLAY_NAME_CHARS: usize = 200;
 const MAX_LOGO_URL_BYTES: usize = 2048;
 const MAX_CUSTOM_CSS_BYTES: usize = 64 * 1024;
+/// Per-tenant messages: at most this many in all, each at most this long.
+const MAX_MESSAGES: usize = 500;
+const MAX_MESSAGE_CHARS: usize = 1000;
 
 /// How a tenant's pages look. Stored in the tenant's settings JSON under `"theme"`;
 /// every field is optional and unknown fields are rejected (they are typos).
@@ -39,6 +43,9 @@ pub struct ThemeSettings {
     pub custom_css: Option<String>,
     /// An absolute directory whose templates replace the built-in ones of the same name.
     pub template_dir: Option<PathBuf>,
+    /// This tenant's own words: language code → catalogue key → text. They win over
+    /// the built-in catalogues (`scope.loyalty` describes a tenant's own scope).
+    pub messages: BTreeMap<String, BTreeMap<String, String>>,
 }
 
 impl Default for ThemeSettings {
@@ -51,6 +58,7 @@ impl Default for ThemeSettings {
             text_color: DEFAULT_TEXT_COLOR.to_owned(),
             custom_css: None,
             template_dir: None,
+            messages: BTreeMap::new(),
         }
     }
 }
@@ -66,6 +74,49 @@ impl ThemeSettings {
         };
         theme.validate()?;
         Ok(theme)
+    }
+
+    /// Reads the `"theme"` entry field by field: a field that is misspelt, mistyped or
+    /// invalid is left at its default and named in the problems, and the rest of the
+    /// theme still applies (one typo must not drop the tenant's whole look).
+    pub fn read_lenient(settings: &TenantSettings) -> (ThemeSettings, Vec<String>) {
+        let mut theme = ThemeSettings::default();
+        let mut problems = Vec::new();
+        let map = match &settings.theme {
+            None | Some(serde_json::Value::Null) => return (theme, problems),
+            Some(serde_json::Value::Object(map)) => map,
+            Some(other) => {
+                problems.push(format!("the theme must be an object, not {other}"));
+                return (theme, problems);
+            }
+        };
+        for (name, value) in map {
+            let single =
+                serde_json::Value::Object([(name.clone(), value.clone())].into_iter().collect());
+            // One field at a time, with every other field at its (valid) default.
+            let parsed = ThemeSettings::deserialize(&single)
+                .map_err(|e| e.to_string())
+                .and_then(|one| one.validate().map(|()| one).map_err(|e| e.to_string()));
+            match parsed {
+                Ok(one) => theme.take_field(name, one),
+                Err(error) => problems.push(error),
+            }
+        }
+        (theme, problems)
+    }
+
+    fn take_field(&mut self, name: &str, from: ThemeSettings) {
+        match name {
+            "display_name" => self.display_name = from.display_name,
+            "logo_url" => self.logo_url = from.logo_url,
+            "primary_color" => self.primary_color = from.primary_color,
+            "background_color" => self.background_color = from.background_color,
+            "text_color" => self.text_color = from.text_color,
+            "custom_css" => self.custom_css = from.custom_css,
+            "template_dir" => self.template_dir = from.template_dir,
+            "messages" => self.messages = from.messages,
+            _ => {}
+        }
     }
 
     /// Checks every field that ends up in CSS or HTML attributes.
@@ -102,6 +153,11 @@ impl ThemeSettings {
                 "custom_css must be at most {MAX_CUSTOM_CSS_BYTES} bytes without NUL characters"
             )));
         }
+        if !messages_ok(&self.messages) {
+            return Err(UiError::InvalidTheme(format!(
+                "messages must map a supported language code to keys (letters, digits, \"_\", \".\") and texts of at most {MAX_MESSAGE_CHARS} characters without control characters, at most {MAX_MESSAGES} in all"
+            )));
+        }
         if let Some(dir) = &self.template_dir
             && !template_dir_ok(dir)
         {
@@ -132,6 +188,11 @@ impl ThemeSettings {
             text_color: color(&self.text_color, DEFAULT_TEXT_COLOR),
             custom_css: self.custom_css.clone().filter(|c| custom_css_ok(c)),
             template_dir: self.template_dir.clone().filter(|d| template_dir_ok(d)),
+            messages: if messages_ok(&self.messages) {
+                self.messages.clone()
+            } else {
+                BTreeMap::new()
+            },
         }
     }
 }
@@ -244,6 +305,23 @@ fn logo_url_ok(url: &str) -> bool {
 
 fn custom_css_ok(css: &str) -> bool {
     css.len() <= MAX_CUSTOM_CSS_BYTES && !css.contains('\0')
+}
+
+/// The tenant's messages: known languages, catalogue-shaped keys, bounded text.
+fn messages_ok(messages: &BTreeMap<String, BTreeMap<String, String>>) -> bool {
+    let total: usize = messages.values().map(BTreeMap::len).sum();
+    total <= MAX_MESSAGES
+        && messages.iter().all(|(code, texts)| {
+            Locale::ALL.iter().any(|locale| locale.code == code)
+                && texts.iter().all(|(key, text)| {
+                    (1..=128).contains(&key.len())
+                        && key
+                            .bytes()
+                            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'.'))
+                        && text.chars().count() <= MAX_MESSAGE_CHARS
+                        && !text.chars().any(char::is_control)
+                })
+        })
 }
 
 fn template_dir_ok(dir: &std::path::Path) -> bool {

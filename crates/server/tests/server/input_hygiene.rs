@@ -712,7 +712,12 @@ fn look_alike_addresses_get_no_second_account(backend: Backend) {
             ("current_password", PASSWORD),
         ],
     );
-    assert_eq!(page.status, 409, "{}", page.body);
+    // Refused as taken, shown at the new address's field after the redirect.
+    assert_eq!(page.status, 303, "{}", page.body);
+    assert_eq!(
+        page.location().as_deref(),
+        Some("/account?error=account.error.email_taken&field=email-new#email-new")
+    );
 }
 
 gatehouse_identity_store::on_both_backends!(look_alike_addresses_get_no_second_account);

@@ -16,6 +16,7 @@ mod logout;
 mod mfa;
 mod oauth;
 mod oidc_client;
+mod page_journeys;
 mod pages;
 mod par;
 mod passkeys;

@@ -296,12 +296,18 @@ fn sensitive_account_actions_need_a_recent_second_factor() {
             ("new_password", "a-brand-new-passphrase-77"),
         ],
     );
-    assert_eq!(change.status, 200, "{}", change.body);
-    assert!(change.body.contains("Your password has been changed"));
+    assert_eq!(change.status, 303, "{}", change.body);
+    let changed = browser.get(&change.location().unwrap());
+    assert!(changed.body.contains("Your password has been changed"));
 
     let security = browser.get("/account/security");
     let removed = browser.post_form("/account/totp/remove", &security, &[]);
-    assert_eq!(removed.status, 200, "{}", removed.body);
+    assert_eq!(removed.status, 303, "{}", removed.body);
+    assert_eq!(
+        removed.location().as_deref(),
+        Some("/account/security?notice=security.totp.removed")
+    );
+    let removed = browser.get(&removed.location().unwrap());
     assert!(
         removed
             .body

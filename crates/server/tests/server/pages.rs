@@ -424,7 +424,22 @@ fn changing_the_password_ends_the_other_sessions() {
             ("new_password", "amber-ocean-tulip-42-compass"),
         ],
     );
-    assert_eq!(wrong.status, 422);
+    // Post/redirect/get, and the message at the field it is about.
+    assert_eq!(wrong.status, 303, "{}", wrong.body);
+    let back = wrong.location().unwrap();
+    assert_eq!(
+        back,
+        "/account?error=account.error.current_password&field=password-current#password-current"
+    );
+    let shown = laptop.get(back.split('#').next().unwrap());
+    assert_eq!(shown.status, 200);
+    assert!(
+        shown.body.contains(
+            "aria-invalid=\"true\" aria-describedby=\"password-current-error\">\n      <p class=\"gh-field-error\" role=\"alert\" id=\"password-current-error\">The current password is incorrect.</p>"
+        ),
+        "{}",
+        shown.body
+    );
     let changed = laptop.post_form(
         "/account/password",
         &account,
@@ -433,7 +448,17 @@ fn changing_the_password_ends_the_other_sessions() {
             ("new_password", "amber-ocean-tulip-42-compass"),
         ],
     );
-    assert_eq!(changed.status, 200, "{}", changed.body);
+    assert_eq!(changed.status, 303, "{}", changed.body);
+    assert_eq!(
+        changed.location().as_deref(),
+        Some("/account?notice=account.password.changed")
+    );
+    assert!(
+        laptop
+            .get("/account?notice=account.password.changed")
+            .body
+            .contains("Your password has been changed")
+    );
     assert_eq!(
         laptop.get("/account").status,
         200,
@@ -664,7 +689,13 @@ fn the_setup_secret_makes_the_first_administrator_once() {
             ("password", PASSWORD),
         ],
     );
-    assert_eq!(again.status, 403, "the setup secret worked twice");
+    // Set-up is done: no form any more, whatever is posted.
+    assert_eq!(again.status, 409, "the setup secret worked twice");
+    assert!(
+        !again.body.contains("name=\"setup_secret\""),
+        "{}",
+        again.body
+    );
     let mut admin = app.browser();
     assert_eq!(
         sign_in(&app, &mut admin, "ops@example.com", PASSWORD).status,
@@ -727,7 +758,11 @@ fn changing_the_email_verifies_the_new_address_and_tells_the_old_one() {
             ("current_password", PASSWORD),
         ],
     );
-    assert_eq!(requested.status, 200, "{}", requested.body);
+    assert_eq!(requested.status, 303, "{}", requested.body);
+    assert_eq!(
+        requested.location().as_deref(),
+        Some("/account?notice=account.email.sent")
+    );
 
     let mails = app.mails(3);
     let to_new = mails
