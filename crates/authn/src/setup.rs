@@ -64,50 +64,59 @@ impl Authn {
         self.inner
             .policy
             .check(&password, &[email.as_str(), admin_user_name.as_str()])?;
+        // 1. The secret, checked on a pooled connection; a wrong one is counted and
+        //    audited at once.
+        let checking = client.clone();
+        let admin = self
+            .blocking(move |inner, conn| {
+                let now = inner.now();
+                if rate_limits::get(conn, tenant, BUCKET)?.is_some_and(|c| c.is_locked(now)) {
+                    return Err(AuthnError::Throttled { until: None });
+                }
+                let admin = users::find_by_user_name(conn, tenant, &admin_user_name)?;
+                let stored = match &admin {
+                    Some(admin) => credentials::list_for_user(
+                        conn,
+                        tenant,
+                        admin.id,
+                        Some(CredentialKind::SetupSecret),
+                    )?,
+                    None => Vec::new(),
+                };
+                let presented = setup_secret_digest(&secret);
+                let mut matched = false;
+                for credential in &stored {
+                    let digest = credential.secret(&inner.cipher)?;
+                    matched |= bool::from(digest.as_slice().ct_eq(&presented));
+                }
+                match (admin, matched) {
+                    (Some(admin), true) => Ok(admin),
+                    _ => {
+                        refuse(inner, conn, now, tenant, &checking)?;
+                        Err(AuthnError::InvalidCredentials)
+                    }
+                }
+            })
+            .await?;
+        // 2. The password, hashed on the hashing pool with no connection held.
+        let phc = self
+            .hashing(move |hasher, _memory| hasher.hash(&password))
+            .await??;
+        // 3. One transaction: the secret is spent (a concurrent set-up that spent it
+        //    first wins; this one is refused), the address and password are written,
+        //    the failure count is cleared and the completion audited.
         self.blocking(move |inner, conn| {
             let now = inner.now();
-            if rate_limits::get(conn, tenant, BUCKET)?.is_some_and(|c| c.is_locked(now)) {
-                return Err(AuthnError::Throttled { until: None });
-            }
-            let admin = users::find_by_user_name(conn, tenant, &admin_user_name)?;
-            let stored = match &admin {
-                Some(admin) => credentials::list_for_user(
+            db::transaction_with(conn, |conn| {
+                let spent = credentials::delete_kind_for_user(
                     conn,
                     tenant,
                     admin.id,
-                    Some(CredentialKind::SetupSecret),
-                )?,
-                None => Vec::new(),
-            };
-            let presented = setup_secret_digest(&secret);
-            let mut matched = false;
-            for credential in &stored {
-                let digest = credential.secret(&inner.cipher)?;
-                matched |= bool::from(digest.as_slice().ct_eq(&presented));
-            }
-            let (Some(admin), true) = (admin, matched) else {
-                rate_limits::record_failure(
-                    conn,
-                    now,
-                    tenant,
-                    BUCKET,
-                    chrono::Duration::hours(1),
-                    |n| (n >= MAX_FAILURES).then(|| chrono::Duration::hours(1)),
+                    CredentialKind::SetupSecret,
                 )?;
-                inner.audit(
-                    conn,
-                    tenant,
-                    "anonymous".into(),
-                    "bootstrap.setup_failed",
-                    None,
-                    Outcome::Failure,
-                    &client,
-                    json!({}),
-                )?;
-                return Err(AuthnError::InvalidCredentials);
-            };
-            let phc = inner.hasher.hash(&password)?;
-            db::transaction(conn, |conn| {
+                if spent == 0 {
+                    return Err(AuthnError::InvalidCredentials);
+                }
                 let mut data = admin.data.clone();
                 data.emails = vec![Email {
                     value: email.clone(),
@@ -115,12 +124,13 @@ impl Authn {
                     primary: true,
                     verified: true,
                 }];
-                users::update(conn, now, tenant, admin.id, admin.version, data)?;
-                credentials::delete_kind_for_user(
-                    conn,
-                    tenant,
-                    admin.id,
-                    CredentialKind::SetupSecret,
+                users::update(conn, now, tenant, admin.id, admin.version, data).map_err(
+                    |e| match e {
+                        gatehouse_identity_store::StoreError::Conflict { .. } => {
+                            AuthnError::EmailTaken
+                        }
+                        other => other.into(),
+                    },
                 )?;
                 credentials::delete_kind_for_user(
                     conn,
@@ -140,25 +150,49 @@ impl Authn {
                         secret: phc.as_bytes(),
                     },
                 )?;
+                rate_limits::reset(conn, tenant, BUCKET)?;
+                inner.audit(
+                    conn,
+                    tenant,
+                    format!("user:{}", admin.id),
+                    "bootstrap.setup_completed",
+                    Some(format!("user:{}", admin.id)),
+                    Outcome::Success,
+                    &client,
+                    json!({}),
+                )?;
                 Ok(())
             })
-            .map_err(|e| match e {
-                gatehouse_identity_store::StoreError::Conflict { .. } => AuthnError::EmailTaken,
-                other => other.into(),
-            })?;
-            rate_limits::reset(conn, tenant, BUCKET)?;
-            inner.audit(
-                conn,
-                tenant,
-                format!("user:{}", admin.id),
-                "bootstrap.setup_completed",
-                Some(format!("user:{}", admin.id)),
-                Outcome::Success,
-                &client,
-                json!({}),
-            )?;
-            Ok(())
         })
         .await
     }
+}
+
+/// A wrong setup secret: counted towards the lockout and audited.
+fn refuse(
+    inner: &crate::service::Inner,
+    conn: &mut gatehouse_identity_store::AnyConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    tenant: TenantId,
+    client: &ClientInfo,
+) -> Result<(), AuthnError> {
+    rate_limits::record_failure(
+        conn,
+        now,
+        tenant,
+        BUCKET,
+        chrono::Duration::hours(1),
+        |n| (n >= MAX_FAILURES).then(|| chrono::Duration::hours(1)),
+    )?;
+    inner.audit(
+        conn,
+        tenant,
+        "anonymous".into(),
+        "bootstrap.setup_failed",
+        None,
+        Outcome::Failure,
+        client,
+        json!({}),
+    )?;
+    Ok(())
 }

@@ -707,6 +707,59 @@ fn the_setup_secret_makes_the_first_administrator_once() {
     );
 }
 
+/// Set-ups racing with the right secret: the secret is spent in the transaction that
+/// writes the administrator, so exactly one of them takes effect.
+fn concurrent_setups_make_one_administrator(backend: Backend) {
+    let app = WebApp::start(backend);
+    let attempts: Vec<_> = (0..6)
+        .map(|i| {
+            let mut browser = app.browser();
+            let form = browser.get("/setup");
+            (i, browser, form)
+        })
+        .collect();
+    let secret = app.setup_secret.clone();
+    let statuses: Vec<(usize, u16)> = std::thread::scope(|scope| {
+        let running: Vec<_> = attempts
+            .into_iter()
+            .map(|(i, mut browser, form)| {
+                let secret = secret.clone();
+                scope.spawn(move || {
+                    let email = format!("ops{i}@example.com");
+                    let answer = browser.post_form(
+                        "/setup",
+                        &form,
+                        &[
+                            ("setup_secret", secret.as_str()),
+                            ("email", email.as_str()),
+                            ("password", PASSWORD),
+                        ],
+                    );
+                    (i, answer.status)
+                })
+            })
+            .collect();
+        running.into_iter().map(|t| t.join().unwrap()).collect()
+    });
+    let winners: Vec<usize> = statuses
+        .iter()
+        .filter(|(_, status)| *status == 200)
+        .map(|(i, _)| *i)
+        .collect();
+    assert_eq!(winners.len(), 1, "{statuses:?}");
+    for (i, _) in &statuses {
+        let expected = if *i == winners[0] { 303 } else { 401 };
+        let email = format!("ops{i}@example.com");
+        assert_eq!(
+            sign_in(&app, &mut app.browser(), &email, PASSWORD).status,
+            expected,
+            "{email}"
+        );
+    }
+}
+
+gatehouse_identity_store::on_both_backends!(concurrent_setups_make_one_administrator);
+
 #[test]
 fn a_tenant_is_reachable_by_its_own_host_name() {
     let app = WebApp::start(Backend::Sqlite);
