@@ -782,6 +782,12 @@ fn verification_mail_can_be_resent_a_few_times_an_hour_and_no_more() {
         let page = browser.get("/signin");
         let answer = browser.post_form("/verify/resend", &page, &[("email", "ivan@example.com")]);
         assert_eq!(answer.status, 200);
+        // A new link voids the older ones, and the page says so.
+        assert!(
+            answer.body.contains("The earlier link no longer works"),
+            "{}",
+            answer.body
+        );
     }
     app.settle();
     assert_eq!(
