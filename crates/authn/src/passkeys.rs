@@ -39,6 +39,11 @@
 //! A verified assertion also cancels the user's waiting recoveries of lost factors,
 //! in the transaction that records the passkey's use ([`crate::recovery`]).
 //!
+//! A password reset's proof is a ceremony of its own ([`Authn::begin_reset_passkey`]):
+//! for the reset link's user, bound to that link as well as the browser, and
+//! finished only by [`Authn::complete_password_reset`]; each kind of ceremony is
+//! refused by the others' finish.
+//!
 //! [`AuthnSettings`]: crate::settings::AuthnSettings
 //!
 //! The relying party comes from the tenant's public origin ([`RelyingParty`]);

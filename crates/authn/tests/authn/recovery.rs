@@ -725,6 +725,24 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
             matches!(not_a_reset, Err(AuthnError::ChallengeInvalid)),
             "{not_a_reset:?}"
         );
+        // Nor does a reset's ceremony sign anyone in.
+        let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
+        let for_reset = eves_phone.get(&options).unwrap();
+        let signed_in = env
+            .authn
+            .finish_passkey_authentication(
+                env.t(),
+                BROWSER.into(),
+                challenge,
+                serde_json::from_value(for_reset).unwrap(),
+                relying_party(),
+                client(),
+            )
+            .await;
+        assert!(
+            matches!(signed_in, Err(AuthnError::ChallengeInvalid)),
+            "{signed_in:?}"
+        );
         // Nor in another browser.
         let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
         let asserted = eves_phone.get(&options).unwrap();
