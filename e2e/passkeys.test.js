@@ -1,6 +1,7 @@
 // Passkeys in a real browser: sign up → sign in with the password → add a passkey
 // on the security page → sign out → the passkey autofill signs in → sign out →
-// "Sign in with a passkey" → the account page, without typing a password.
+// "Sign in with a passkey" → the account page, without typing a password → forgot
+// password: the reset link's page takes the passkey as the second factor.
 //
 // The authenticator is Chromium's virtual one (DevTools protocol, WebAuthn domain):
 // a platform authenticator with resident keys and user verification, which answers
@@ -25,6 +26,7 @@ const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artif
 const EMAIL = 'grace.hopper@example.com';
 const PASSWORD = 'cobalt-meadow-lantern-31-harbor';
 const PASSKEY_NAME = 'Test laptop';
+const NEW_PASSWORD = 'amber-willow-quarry-64-sextant';
 
 describe('passkeys', { timeout: 180_000 }, () => {
   let smtp;
@@ -193,6 +195,44 @@ describe('passkeys', { timeout: 180_000 }, () => {
     const item = page.locator('#passkey-list li').filter({ hasText: PASSKEY_NAME });
     await item.waitFor();
     assert.doesNotMatch(await item.innerText(), /Never/);
+  });
+
+  step('forgot password: the reset page offers the passkey, with small radio buttons', async () => {
+    await submit(page.getByRole('banner').getByRole('button', { name: 'Sign out', exact: true }));
+    await page.waitForURL(onPath('/signin'));
+    await page.goto('/recover/request');
+    await page.getByLabel('Email', { exact: true }).fill(EMAIL);
+    await submit(page.getByRole('button', { name: 'Send link' }));
+    await page.getByText('the earlier link no longer works').waitFor();
+    const mail = await smtp.waitForMessage((m) => m.to.includes(EMAIL) && linksIn(m.raw).some((l) => l.includes('/recover?token=')));
+    const link = linksIn(mail.raw).find((l) => l.startsWith(`${server.baseUrl}/recover?token=`));
+    assert.ok(link, 'a reset link in the mail');
+    await page.goto(link);
+    const passkey = page.getByLabel('Passkey', { exact: true });
+    await passkey.waitFor();
+    // passkeys.js chose the passkey: no code is asked for.
+    assert.equal(await passkey.isChecked(), true, 'the passkey is the chosen proof');
+    assert.equal(await page.locator('#recover-code').isVisible(), false, 'no code field for the passkey');
+    assert.equal(await page.getByText(/authenticator app/i).count(), 0, 'no app the account does not have');
+    const box = await passkey.boundingBox();
+    assert.ok(box.width < 32 && box.height < 32, `a radio button of ordinary size: ${JSON.stringify(box)}`);
+    await page.screenshot({ path: path.join(ARTIFACTS, 'reset.png'), fullPage: true });
+  });
+
+  step('the passkey proves the reset and the new password signs in', async () => {
+    const { credentials: before } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    await page.getByLabel('New password', { exact: true }).fill(NEW_PASSWORD);
+    await submit(page.getByRole('button', { name: 'Set new password' }));
+    await page.getByRole('heading', { name: 'Password changed' }).waitFor();
+    const { credentials: after } = await cdp.send('WebAuthn.getCredentials', { authenticatorId });
+    assert.ok(after[0].signCount > before[0].signCount, 'the passkey signed the reset');
+    await page.goto('/signin');
+    await page.getByLabel('Email', { exact: true }).fill(EMAIL);
+    await page.getByLabel('Password', { exact: true }).fill(NEW_PASSWORD);
+    await submit(page.getByRole('button', { name: 'Sign in', exact: true }));
+    await page.waitForURL(onPath('/signin/second-factor'));
+    await page.getByRole('button', { name: 'Use a passkey' }).click();
+    await page.waitForURL(onPath('/account'));
   });
 
   step('no page showed a console error or a broken subresource', async () => {

@@ -32,7 +32,7 @@ pub mod testing;
 pub mod totp;
 
 pub use error::AuthnError;
-pub use mail::{Mailer, OutgoingMail};
+pub use mail::{Mailer, OutgoingMail, Sender};
 pub use mail_render::{Mail, MailKind, MailRenderer, SignInChange};
 pub use password::{
     HashMemory, PasswordHasher, PasswordPolicy, PolicyCode, PolicyViolation, Verification,

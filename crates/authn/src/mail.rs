@@ -16,6 +16,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 
 use gatehouse_core::config::{Config, MailConfig, MailTls};
+use lettre::Address;
 use lettre::message::{Mailbox, MultiPart, SinglePart};
 use lettre::transport::smtp::authentication::Credentials;
 use lettre::transport::smtp::client::{Tls, TlsParameters};
@@ -32,6 +33,18 @@ pub struct OutgoingMail {
     pub text_body: String,
     /// With an HTML body the mail is `multipart/alternative` (text first, then HTML).
     pub html_body: Option<String>,
+    /// Who it is from, where the tenant says; the rest from `mail.from`.
+    pub sender: Sender,
+}
+
+/// The sender of one mail: each part that is `None` (or an address that does not
+/// parse) comes from the configured `mail.from`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Sender {
+    /// The name mail clients show (the tenant's).
+    pub name: Option<String>,
+    /// A bare address (`no-reply@acme.example`).
+    pub address: Option<String>,
 }
 
 // Bodies hold single-use links: Debug shows only their size.
@@ -42,6 +55,7 @@ impl fmt::Debug for OutgoingMail {
             .field("subject", &self.subject)
             .field("text_body_len", &self.text_body.len())
             .field("html_body_len", &self.html_body.as_ref().map(String::len))
+            .field("sender", &self.sender)
             .finish()
     }
 }
@@ -197,7 +211,7 @@ impl Mailer {
             ));
         }
         let builder = Message::builder()
-            .from(self.from.clone())
+            .from(self.sender(&mail.sender))
             .to(to)
             .subject(mail.subject.as_str());
         let built = match &mail.html_body {
@@ -208,6 +222,29 @@ impl Mailer {
             )),
         };
         built.map_err(|err| AuthnError::Mail(format!("building mail to {}: {err}", mail.to)))
+    }
+}
+
+impl Mailer {
+    /// The mail's `From`: the tenant's name and address where given and valid,
+    /// else the configured ones. lettre encodes the name, so any text is safe.
+    fn sender(&self, sender: &Sender) -> Mailbox {
+        let address = sender.address.as_deref().and_then(|address| {
+            address
+                .parse::<Address>()
+                .inspect_err(|error| {
+                    tracing::warn!(%error, address, "a tenant's sender address is refused; using mail.from");
+                })
+                .ok()
+        });
+        Mailbox::new(
+            sender
+                .name
+                .clone()
+                .filter(|name| !name.chars().any(char::is_control))
+                .or_else(|| self.from.name.clone()),
+            address.unwrap_or_else(|| self.from.email.clone()),
+        )
     }
 }
 
@@ -292,6 +329,7 @@ mod tests {
             html_body: html.then(|| {
                 format!("<p>Hello Alice,</p><p><a href=\"{link}\">Confirm your address</a></p>")
             }),
+            sender: Sender::default(),
         }
     }
 
@@ -361,6 +399,29 @@ mod tests {
             mail.find_link("https://id.example.com/").as_deref(),
             Some("https://id.example.com/verify?token=ghv_Zm9vYmFyYmF6cXV4cXV1eA")
         );
+    }
+
+    #[tokio::test]
+    async fn a_tenant_sender_replaces_the_configured_one_where_valid() {
+        let catcher = SmtpCatcher::start();
+        let mailer = Mailer::new(&smtp_config(&catcher), Path::new("unused")).unwrap();
+        let mut mail = verification_mail(false);
+        mail.sender = Sender {
+            name: Some("Acme, \"Login\" Ünit".into()),
+            address: Some("login@acme.example".into()),
+        };
+        mailer.send(&mail).await.unwrap();
+        // Only the name where the address does not parse.
+        mail.sender.address = Some("not an address".into());
+        mailer.send(&mail).await.unwrap();
+        let caught = catcher.wait_for(2, Duration::from_secs(10));
+        assert_eq!(caught[0].from, "login@acme.example");
+        let from = caught[0].header("From").unwrap();
+        // The name is quoted and encoded by lettre, whatever it holds.
+        assert!(from.contains("Login") && from.contains("Ünit"), "{from}");
+        assert!(from.contains("<login@acme.example>"), "{from}");
+        assert_eq!(caught[1].from, "no-reply@gatehouse.test");
+        assert!(caught[1].header("From").unwrap().contains("Ünit"));
     }
 
     #[tokio::test]

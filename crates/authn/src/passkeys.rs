@@ -39,6 +39,11 @@
 //! A verified assertion also cancels the user's waiting recoveries of lost factors,
 //! in the transaction that records the passkey's use ([`crate::recovery`]).
 //!
+//! A password reset's proof is a ceremony of its own ([`Authn::begin_reset_passkey`]):
+//! for the reset link's user, bound to that link as well as the browser, and
+//! finished only by [`Authn::complete_password_reset`]; each kind of ceremony is
+//! refused by the others' finish.
+//!
 //! [`AuthnSettings`]: crate::settings::AuthnSettings
 //!
 //! The relying party comes from the tenant's public origin ([`RelyingParty`]);
@@ -227,6 +232,12 @@ enum Ceremony {
     Registration(PasskeyRegistration),
     SecondFactor(PasskeyAuthentication),
     Passwordless(DiscoverableAuthentication),
+    /// A password reset's proof: only for the user of the reset link whose digest
+    /// it names, so it answers neither a sign-in nor another link.
+    Reset {
+        link: String,
+        state: PasskeyAuthentication,
+    },
 }
 
 /// What listings show without exposing webauthn-rs internals: read off the
@@ -407,6 +418,8 @@ enum Flow {
     SecondFactor(UserId),
     /// The passkey names the account.
     Passwordless,
+    /// The proof of a password reset: only this user's passkeys.
+    Reset(UserId),
 }
 
 impl Flow {
@@ -414,6 +427,15 @@ impl Flow {
         match self {
             Flow::SecondFactor(_) => "second_factor",
             Flow::Passwordless => "passwordless",
+            Flow::Reset(_) => "password_reset",
+        }
+    }
+
+    /// The user the ceremony was begun for, when it was.
+    fn known_user(self) -> Option<UserId> {
+        match self {
+            Flow::SecondFactor(user) | Flow::Reset(user) => Some(user),
+            Flow::Passwordless => None,
         }
     }
 }
@@ -446,7 +468,9 @@ impl Inner {
     ) -> Result<(String, DateTime<Utc>), AuthnError> {
         let purpose = match ceremony {
             Ceremony::Registration(_) => Purpose::Registration,
-            Ceremony::SecondFactor(_) | Ceremony::Passwordless(_) => Purpose::Authentication,
+            Ceremony::SecondFactor(_) | Ceremony::Passwordless(_) | Ceremony::Reset { .. } => {
+                Purpose::Authentication
+            }
         };
         let state = Zeroizing::new(
             serde_json::to_vec(ceremony)
@@ -547,8 +571,11 @@ impl Inner {
         })
     }
 
+    /// Finishes a sign-in ceremony, or with `reset_link` (the reset token's digest)
+    /// a password reset's: a ceremony is accepted only by the kind of finish it was
+    /// begun for.
     #[allow(clippy::too_many_arguments)]
-    fn finish_authentication(
+    pub(crate) fn finish_authentication(
         &self,
         conn: &mut AnyConnection,
         tenant: TenantId,
@@ -557,16 +584,20 @@ impl Inner {
         response: &PublicKeyCredential,
         rp: &RelyingParty,
         client: &ClientInfo,
+        reset_link: Option<&str>,
     ) -> Result<PasskeyAuthenticated, AuthnError> {
         let webauthn = rp.webauthn()?;
         let now = self.now();
         let (expected, ceremony) =
             self.take(conn, tenant, challenge_id, Purpose::Authentication, binding)?;
-        let (flow, state) = match (ceremony, expected) {
-            (Ceremony::SecondFactor(state), Some(user)) => {
+        let (flow, state) = match (ceremony, expected, reset_link) {
+            (Ceremony::SecondFactor(state), Some(user), None) => {
                 (Flow::SecondFactor(user), as_single_credential(state)?)
             }
-            (Ceremony::Passwordless(state), None) => (Flow::Passwordless, state),
+            (Ceremony::Passwordless(state), None, None) => (Flow::Passwordless, state),
+            (Ceremony::Reset { link, state }, Some(user), Some(wanted)) if link == wanted => {
+                (Flow::Reset(user), as_single_credential(state)?)
+            }
             _ => return Err(AuthnError::ChallengeInvalid),
         };
         let address = client.ip.as_deref().map(address_bucket);
@@ -587,7 +618,9 @@ impl Inner {
             .map(|bytes| Uuid::from_slice(bytes).map(UserId::from_uuid).ok());
         let owner = match (&found, flow) {
             (None, _) => Err("the passkey is not registered"),
-            (Some(credential), Flow::SecondFactor(user)) if credential.user_id != user => {
+            (Some(credential), Flow::SecondFactor(user) | Flow::Reset(user))
+                if credential.user_id != user =>
+            {
                 Err("the passkey is not one of the user's")
             }
             (Some(_), Flow::Passwordless) if handle.is_none() => {
@@ -600,10 +633,9 @@ impl Inner {
                 _ => Ok((credential.user_id, credential.id)),
             },
         };
-        let user = match flow {
-            Flow::SecondFactor(user) => Some(user),
-            Flow::Passwordless => owner.ok().map(|(user, _)| user),
-        };
+        let user = flow
+            .known_user()
+            .or_else(|| owner.ok().map(|(user, _)| user));
         // The passkey whose key the response will be checked against.
         let checked = owner.ok().map(|(_, id)| id);
         if let Some(id) = checked {
@@ -909,44 +941,81 @@ impl Authn {
             let Some(user) = user else {
                 return inner.begin_passwordless(conn, tenant, &binding, &rp, false);
             };
-            let now = inner.now();
-            let mut passkeys: Vec<Passkey> = Vec::new();
-            let mut unlocks: Option<DateTime<Utc>> = None;
-            for (credential, stored) in inner.passkeys_of(conn, tenant, user)? {
-                match rate_limits::get(conn, tenant, &credential_bucket(credential.id))? {
-                    Some(counter) if counter.is_locked(now) => {
-                        let until = counter.locked_until.unwrap_or(now);
-                        unlocks = Some(unlocks.map_or(until, |first| first.min(until)));
-                    }
-                    _ => passkeys.push(stored.passkey),
-                }
-            }
-            if passkeys.is_empty() {
-                return Err(match unlocks {
-                    Some(until) => AuthnError::Throttled { until: Some(until) },
-                    None => AuthnError::NotEnrolled,
-                });
-            }
-            let (options, state) = rp
-                .webauthn()?
-                .start_passkey_authentication(&passkeys)
-                .map_err(|e| internal("starting a passkey sign-in", &e))?;
-            let (challenge_id, expires_at) = inner.remember(
-                conn,
-                tenant,
-                Some(user),
-                &binding,
-                &Ceremony::SecondFactor(state),
-            )?;
-            Ok(AuthenticationChallenge {
-                challenge_id,
-                options,
-                expires_at,
-            })
+            inner.begin_for_user(conn, tenant, user, &binding, &rp, Ceremony::SecondFactor)
         })
         .await
     }
 
+    /// Starts a passkey ceremony that proves a password reset: for the user of the
+    /// reset link `token` (not spent), limited to their passkeys that are not
+    /// locked, and bound to that link and this browser, so the assertion answers
+    /// this reset and nothing else. Finished by [`Authn::complete_password_reset`]
+    /// with [`crate::recovery::ResetProof::Passkey`].
+    /// [`AuthnError::InvalidLink`] for a link that does not open;
+    /// [`AuthnError::NotEnrolled`], [`AuthnError::Throttled`] as for a second factor.
+    pub async fn begin_reset_passkey(
+        &self,
+        tenant: TenantId,
+        token: String,
+        binding: String,
+        rp: RelyingParty,
+        client: ClientInfo,
+    ) -> Result<AuthenticationChallenge, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let user = inner.reset_link_user(conn, tenant, &token, &client)?;
+            let link = secrets::digest(&token);
+            inner.begin_for_user(conn, tenant, user.id, &binding, &rp, |state| {
+                Ceremony::Reset { link, state }
+            })
+        })
+        .await
+    }
+}
+
+impl Inner {
+    /// A ceremony for a known user, limited to their passkeys that are not locked.
+    fn begin_for_user(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        user: UserId,
+        binding: &str,
+        rp: &RelyingParty,
+        ceremony: impl FnOnce(PasskeyAuthentication) -> Ceremony,
+    ) -> Result<AuthenticationChallenge, AuthnError> {
+        let now = self.now();
+        let mut passkeys: Vec<Passkey> = Vec::new();
+        let mut unlocks: Option<DateTime<Utc>> = None;
+        for (credential, stored) in self.passkeys_of(conn, tenant, user)? {
+            match rate_limits::get(conn, tenant, &credential_bucket(credential.id))? {
+                Some(counter) if counter.is_locked(now) => {
+                    let until = counter.locked_until.unwrap_or(now);
+                    unlocks = Some(unlocks.map_or(until, |first| first.min(until)));
+                }
+                _ => passkeys.push(stored.passkey),
+            }
+        }
+        if passkeys.is_empty() {
+            return Err(match unlocks {
+                Some(until) => AuthnError::Throttled { until: Some(until) },
+                None => AuthnError::NotEnrolled,
+            });
+        }
+        let (options, state) = rp
+            .webauthn()?
+            .start_passkey_authentication(&passkeys)
+            .map_err(|e| internal("starting a passkey sign-in", &e))?;
+        let (challenge_id, expires_at) =
+            self.remember(conn, tenant, Some(user), binding, &ceremony(state))?;
+        Ok(AuthenticationChallenge {
+            challenge_id,
+            options,
+            expires_at,
+        })
+    }
+}
+
+impl Authn {
     /// Starts a passwordless sign-in through the browser's autofill (conditional
     /// UI: `mediation: "conditional"`), for the sign-in page to start on load and
     /// leave pending while the user types. Finished like any other.
@@ -987,6 +1056,7 @@ impl Authn {
                 &response,
                 &rp,
                 &client,
+                None,
             )
         })
         .await

@@ -32,9 +32,19 @@
 //! authenticator app, unused recovery codes or a passkey — the link alone is not
 //! enough: [`Authn::complete_password_reset`] wants a [`ResetProof`]. A wrong code
 //! does not spend the link, and cannot be guessed at length either: codes are
-//! checked by [`totp::verify`] and [`recovery_codes::consume`], which count the
-//! failures per user and lock the factor, whatever the way in. The link is spent
-//! only by the step that succeeds.
+//! checked like [`totp::verify`] and [`recovery_codes::consume`] check them, counting
+//! the failures per user and locking the factor, whatever the way in. The proof is
+//! checked before the new password is hashed, and a code is spent in the
+//! transaction that writes the password and spends the link, so a refused
+//! password or a failed hash costs neither.
+//!
+//! A passkey proves a reset through its own ceremony: [`Authn::begin_reset_passkey`]
+//! begins it for the link's user (their passkeys only, user verification required
+//! as at sign-in), bound to the link and the browser, and the assertion comes back
+//! in [`ResetProof::Passkey`]. The challenge is single-use, so an assertion cannot
+//! be replayed, and a ceremony of one link answers no other link, sign-in or
+//! account. Rejections count like a passkey's at sign-in and are audited
+//! (`passkey.authentication_failed`, `recovery.second_factor_failed`).
 //!
 //! # Lost second factors
 //!
@@ -100,6 +110,7 @@ use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::mail_render::{Mail, MailKind, SignInChange};
+use crate::passkeys::{PublicKeyCredential, RelyingParty};
 use crate::registration::{LinkBase, valid_email};
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::{AuthnError, recovery_codes, secrets, totp};
@@ -135,9 +146,18 @@ pub enum ResetProof {
     Totp(Zeroizing<String>),
     /// One of the user's recovery codes, spent by using it.
     RecoveryCode(Zeroizing<String>),
-    /// The caller verified a passkey assertion, ceremony and all, for `user`. Accepted
-    /// only when `user` is the link's user and has a passkey.
-    PasskeyVerified { user: UserId },
+    /// A passkey assertion answering a ceremony begun with
+    /// [`Authn::begin_reset_passkey`] for the same link, in the same browser.
+    Passkey(Box<PasskeyProof>),
+}
+
+/// A passkey assertion for a password reset, as the browser sent it.
+pub struct PasskeyProof {
+    pub challenge_id: String,
+    /// What the ceremony was bound to when it began (the browser's cookie).
+    pub binding: String,
+    pub response: PublicKeyCredential,
+    pub rp: RelyingParty,
 }
 
 impl ResetProof {
@@ -147,21 +167,24 @@ impl ResetProof {
             ResetProof::None => "none",
             ResetProof::Totp(_) => "totp",
             ResetProof::RecoveryCode(_) => "recovery_code",
-            ResetProof::PasskeyVerified { .. } => "passkey",
+            ResetProof::Passkey(_) => "passkey",
         }
     }
 }
 
-// Codes stay out of logs.
+// The binding is a cookie's secret; the assertion is the client's to log.
+impl fmt::Debug for PasskeyProof {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("PasskeyProof")
+            .field("rp", &self.rp)
+            .finish_non_exhaustive()
+    }
+}
+
+// Codes and assertions stay out of logs.
 impl fmt::Debug for ResetProof {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            ResetProof::PasskeyVerified { user } => f
-                .debug_struct("PasskeyVerified")
-                .field("user", user)
-                .finish(),
-            other => f.write_str(other.name()),
-        }
+        f.write_str(self.name())
     }
 }
 
@@ -172,6 +195,17 @@ pub struct FactorRecoveryStarted {
     pub ready_at: DateTime<Utc>,
     /// …until then.
     pub expires_at: DateTime<Utc>,
+}
+
+/// Where a recovery of lost second factors stands ([`Authn::open_factor_recovery`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FactorRecoveryStatus {
+    /// In its cooling-off: it can complete from `ready_at`.
+    Waiting { ready_at: DateTime<Utc> },
+    /// It can complete until `expires_at`.
+    Ready { expires_at: DateTime<Utc> },
+    /// Cancelled; it never completes.
+    Cancelled,
 }
 
 /// What an administrator's reset did.
@@ -378,7 +412,7 @@ impl Inner {
     }
 
     /// The active user behind an outstanding reset link, without spending it.
-    fn reset_link_user(
+    pub(crate) fn reset_link_user(
         &self,
         conn: &mut AnyConnection,
         tenant: TenantId,
@@ -422,13 +456,19 @@ impl Inner {
         })
     }
 
-    /// Checks the proof of an account with second factors. Codes count their own
-    /// failures (committed at once, so call this outside a transaction); a failure
-    /// is audited. Returns the proof's name for the audit log.
+    /// Checks the proof of an account with second factors, before the new password
+    /// is hashed. A code is only checked here, and spent by [`Inner::spend_reset_proof`]
+    /// in the transaction that sets the password, so a refused password or a failed
+    /// hash does not cost it; a passkey ceremony is finished here (its challenge is
+    /// single-use, the passkey itself is not used up). Failures count as for the
+    /// factor (committed at once, so call this outside a transaction) and are
+    /// audited.
+    #[allow(clippy::too_many_arguments)]
     fn check_reset_proof(
         &self,
         conn: &mut AnyConnection,
         tenant: TenantId,
+        token: &str,
         user: UserId,
         factors: &OwnedFactors,
         proof: &ResetProof,
@@ -437,32 +477,48 @@ impl Inner {
         let now = self.now();
         let checked = match proof {
             ResetProof::None => return Err(AuthnError::SecondFactorRequired),
-            ResetProof::Totp(code) => totp::verify(conn, &self.cipher, now, tenant, user, code),
+            ResetProof::Totp(code) => totp::check(conn, &self.cipher, now, tenant, user, code),
             ResetProof::RecoveryCode(code) => {
-                recovery_codes::consume(conn, &self.cipher, now, tenant, user, code).map(drop)
+                recovery_codes::check(conn, &self.cipher, now, tenant, user, code)
             }
-            ResetProof::PasskeyVerified { user: verified } => {
-                if *verified == user && factors.passkeys > 0 {
-                    Ok(())
-                } else {
-                    Err(AuthnError::InvalidCode)
-                }
-            }
+            ResetProof::Passkey(_) if factors.passkeys == 0 => Err(AuthnError::NotEnrolled),
+            // Counted and audited as a passkey attempt (`passkey.authentication_failed`)
+            // by the ceremony itself; audited here as a reset's failed proof too.
+            ResetProof::Passkey(passkey) => self
+                .finish_authentication(
+                    conn,
+                    tenant,
+                    &passkey.binding,
+                    &passkey.challenge_id,
+                    &passkey.response,
+                    &passkey.rp,
+                    client,
+                    Some(&secrets::digest(token)),
+                )
+                .and_then(|done| {
+                    if done.user_id == user && done.user_verified {
+                        Ok(())
+                    } else {
+                        Err(AuthnError::PasskeyRejected(
+                            "the passkey did not verify this user".into(),
+                        ))
+                    }
+                }),
         };
         match checked {
             Ok(()) => Ok(proof.name()),
             Err(error) => {
-                if matches!(
-                    error,
-                    AuthnError::InvalidCode
-                        | AuthnError::Throttled { .. }
-                        | AuthnError::NotEnrolled
-                ) {
-                    let outcome = match error {
-                        AuthnError::Throttled { .. } => "throttled",
-                        AuthnError::NotEnrolled => "not_enrolled",
-                        _ => "invalid_code",
-                    };
+                let outcome = match error {
+                    AuthnError::Throttled { .. } => Some("throttled"),
+                    AuthnError::NotEnrolled => Some("not_enrolled"),
+                    AuthnError::InvalidCode => Some("invalid_code"),
+                    AuthnError::PasskeyRejected(_) | AuthnError::InvalidCredentials => {
+                        Some("passkey_rejected")
+                    }
+                    AuthnError::ChallengeInvalid => Some("challenge_invalid"),
+                    _ => None,
+                };
+                if let Some(outcome) = outcome {
                     self.audit(
                         conn,
                         tenant,
@@ -476,6 +532,27 @@ impl Inner {
                 }
                 Err(error)
             }
+        }
+    }
+
+    /// Inside the transaction that sets the new password: spends the code that
+    /// [`Inner::check_reset_proof`] accepted. A code used by someone else in the
+    /// meantime is [`AuthnError::InvalidCode`] and the reset rolls back (a race,
+    /// not a guess: not counted).
+    fn spend_reset_proof(
+        &self,
+        conn: &mut AnyConnection,
+        now: DateTime<Utc>,
+        tenant: TenantId,
+        user: UserId,
+        proof: &ResetProof,
+    ) -> Result<(), AuthnError> {
+        match proof {
+            ResetProof::Totp(code) => totp::verify(conn, &self.cipher, now, tenant, user, code),
+            ResetProof::RecoveryCode(code) => {
+                recovery_codes::consume(conn, &self.cipher, now, tenant, user, code).map(drop)
+            }
+            ResetProof::None | ResetProof::Passkey(_) => Ok(()),
         }
     }
 
@@ -733,9 +810,15 @@ impl Authn {
     /// Errors: [`AuthnError::InvalidLink`]; [`AuthnError::PasswordPolicy`] (checked
     /// first, so no code is spent on a password that is refused);
     /// [`AuthnError::SecondFactorRequired`] without a proof;
-    /// [`AuthnError::InvalidCode`] for a wrong code or a passkey verified for someone
-    /// else; [`AuthnError::NotEnrolled`] for a factor the account does not have;
+    /// [`AuthnError::InvalidCode`] for a wrong code; [`AuthnError::PasskeyRejected`]
+    /// for an assertion that does not verify or comes from another account's passkey,
+    /// [`AuthnError::ChallengeInvalid`] for one that answers no reset ceremony of this
+    /// link and browser (or one already answered);
+    /// [`AuthnError::NotEnrolled`] for a factor the account does not have;
     /// [`AuthnError::Throttled`] once the factor (or the client IP) is locked.
+    ///
+    /// The proof is checked before the password is hashed and a code spent only in
+    /// the transaction that writes the password.
     pub async fn complete_password_reset(
         &self,
         tenant: TenantId,
@@ -744,7 +827,7 @@ impl Authn {
         new_password: Zeroizing<String>,
         client: ClientInfo,
     ) -> Result<(), AuthnError> {
-        let (user, proven) = self
+        let (user, proven, proof) = self
             .blocking({
                 let (token, client, new_password) =
                     (token.clone(), client.clone(), new_password.clone());
@@ -752,15 +835,14 @@ impl Authn {
                     let user = inner.reset_link_user(conn, tenant, &token, &client)?;
                     inner.policy.check(&new_password, &password_inputs(&user))?;
                     let factors = inner.owned_factors(conn, tenant, user.id)?;
-                    let proven =
-                        if factors.any() {
-                            Some(inner.check_reset_proof(
-                                conn, tenant, user.id, &factors, &proof, &client,
-                            )?)
-                        } else {
-                            None
-                        };
-                    Ok((user, proven))
+                    let proven = if factors.any() {
+                        Some(inner.check_reset_proof(
+                            conn, tenant, &token, user.id, &factors, &proof, &client,
+                        )?)
+                    } else {
+                        None
+                    };
+                    Ok((user, proven, proof))
                 }
             })
             .await?;
@@ -775,6 +857,9 @@ impl Authn {
                 let now = inner.now();
                 let signed_out = db::transaction_with(conn, |conn| {
                     spend_reset_link(conn, now, tenant, &token, user.id)?;
+                    if proven.is_some() {
+                        inner.spend_reset_proof(conn, now, tenant, user.id, &proof)?;
+                    }
                     inner.set_password(conn, now, tenant, user.id, &phc)?;
                     let signed_out =
                         inner.sign_out_everywhere(conn, now, tenant, user.id, "password_reset")?;
@@ -950,6 +1035,42 @@ impl Authn {
                 Ok(())
             } else {
                 inner.invalid_link(conn, tenant, &client)
+            }
+        })
+        .await
+    }
+
+    /// Reads a factor recovery's link without spending anything, for its page:
+    /// whether it waits (and until when), can complete, or was cancelled.
+    /// [`AuthnError::InvalidLink`] for an unknown, completed or expired link (counted
+    /// like any bad link), [`AuthnError::Throttled`] while the client's IP is locked.
+    pub async fn open_factor_recovery(
+        &self,
+        tenant: TenantId,
+        recovery_token: String,
+        client: ClientInfo,
+    ) -> Result<FactorRecoveryStatus, AuthnError> {
+        self.blocking(move |inner, conn| {
+            inner.ensure_links_allowed(conn, tenant, &client)?;
+            let Some(recovery) = account_recoveries::find_by_recovery_token(
+                conn,
+                tenant,
+                &secrets::digest(&recovery_token),
+            )?
+            else {
+                return inner.invalid_link(conn, tenant, &client);
+            };
+            match recovery.state(inner.now()) {
+                RecoveryState::Waiting => Ok(FactorRecoveryStatus::Waiting {
+                    ready_at: recovery.ready_at,
+                }),
+                RecoveryState::Ready => Ok(FactorRecoveryStatus::Ready {
+                    expires_at: recovery.expires_at,
+                }),
+                RecoveryState::Cancelled => Ok(FactorRecoveryStatus::Cancelled),
+                RecoveryState::Completed | RecoveryState::Expired => {
+                    inner.invalid_link(conn, tenant, &client)
+                }
             }
         })
         .await
@@ -1182,4 +1303,88 @@ impl Authn {
             tracing::error!(%error, "the notice of an account reset could not be sent");
         }
     }
+}
+
+/// What needs the service's hashing pool; the rest is in `tests/authn/recovery.rs`.
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use gatehouse_core::Clock;
+    use gatehouse_identity_store::Backend;
+
+    use super::*;
+    use crate::testing::kit::{Kit, KitOptions, SeedUser, client_from, runtime, seed_user};
+
+    const NEW: &str = "copper-meadow-ninety-owls-drift";
+
+    fn a_failed_hash_spends_neither_the_code_nor_the_link(backend: Backend) {
+        let kit = Kit::with(
+            backend,
+            KitOptions {
+                hashing: Some((1, 1)),
+                ..KitOptions::default()
+            },
+            |_| {},
+        );
+        let (tenant, now) = (kit.t(), kit.clock.now());
+        let user = seed_user(
+            &kit.pool,
+            &kit.cipher,
+            now,
+            tenant,
+            SeedUser::new("ann@example.com"),
+        );
+        let codes = recovery_codes::generate(&mut kit.conn(), &kit.cipher, now, tenant, user)
+            .unwrap()
+            .codes()
+            .map(str::to_owned)
+            .collect::<Vec<_>>();
+        let (token, token_hash) = secrets::generate();
+        one_time_tokens::issue(
+            &mut kit.conn(),
+            now,
+            tenant,
+            user,
+            Purpose::PasswordReset,
+            &token_hash,
+            Duration::minutes(15),
+            &json!({}),
+        )
+        .unwrap();
+        let reset = || {
+            kit.authn.complete_password_reset(
+                tenant,
+                token.clone(),
+                ResetProof::RecoveryCode(Zeroizing::new(codes[0].clone())),
+                Zeroizing::new(NEW.into()),
+                client_from("203.0.113.5"),
+            )
+        };
+        runtime().block_on(async {
+            // The one worker busy and the one queue place taken: the hash is refused.
+            let hashing = &kit.authn.inner.hashing;
+            let (release, done) = hashing.occupy_one_worker();
+            let queued = hashing.submit(|_| ()).ok().unwrap();
+            let refused = reset().await;
+            assert!(matches!(refused, Err(AuthnError::Busy)), "{refused:?}");
+            assert_eq!(
+                recovery_codes::remaining(&mut kit.conn(), tenant, user).unwrap(),
+                recovery_codes::COUNT,
+                "the code was checked, not spent"
+            );
+            drop(release);
+            done.await.unwrap();
+            queued.await.unwrap();
+
+            // The same code and link work once the pool has room.
+            reset().await.unwrap();
+            assert_eq!(
+                recovery_codes::remaining(&mut kit.conn(), tenant, user).unwrap(),
+                recovery_codes::COUNT - 1
+            );
+        });
+    }
+
+    gatehouse_identity_store::on_both_backends!(a_failed_hash_spends_neither_the_code_nor_the_link);
 }

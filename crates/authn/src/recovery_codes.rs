@@ -164,14 +164,31 @@ pub fn consume(
     settle(conn, now, tenant, &bucket, outcome)
 }
 
-fn spend(
+/// Whether `code` is one of the user's unused codes, without spending it: for a
+/// code that must be spent together with something else later ([`consume`] in
+/// that transaction). Wrong codes count and lock as in [`consume`].
+pub(crate) fn check(
     conn: &mut AnyConnection,
     cipher: &Cipher,
     now: DateTime<Utc>,
     tenant: TenantId,
     user: UserId,
     code: &str,
-) -> Result<usize, AuthnError> {
+) -> Result<(), AuthnError> {
+    let bucket = bucket(user);
+    ensure_not_locked(conn, now, tenant, &bucket)?;
+    let outcome = find(conn, cipher, tenant, user, code).map(drop);
+    settle(conn, now, tenant, &bucket, outcome)
+}
+
+/// The stored code `code` matches, and how many codes there are.
+fn find(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    tenant: TenantId,
+    user: UserId,
+    code: &str,
+) -> Result<(gatehouse_core::ids::CredentialId, usize), AuthnError> {
     let wanted = digest(
         tenant,
         user,
@@ -187,7 +204,18 @@ fn spend(
             found = Some(credential.id);
         }
     }
-    let id = found.ok_or(AuthnError::InvalidCode)?;
+    Ok((found.ok_or(AuthnError::InvalidCode)?, stored.len()))
+}
+
+fn spend(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    code: &str,
+) -> Result<usize, AuthnError> {
+    let (id, count) = find(conn, cipher, tenant, user, code)?;
     db::transaction_with(conn, |conn| {
         credentials::delete(conn, tenant, id).map_err(|error| match error {
             // A concurrent use of the same code deleted it first.
@@ -195,7 +223,7 @@ fn spend(
             other => other.into(),
         })?;
         cancel_recoveries_on_factor_use(conn, cipher, now, tenant, user, "recovery_code")?;
-        Ok(stored.len() - 1)
+        Ok(count - 1)
     })
 }
 

@@ -380,6 +380,29 @@ pub fn verify(
     settle(conn, now, tenant, &bucket, outcome)
 }
 
+/// Whether `code` would be accepted now, without spending its step: for a step
+/// that must be spent together with something else later ([`verify`] in that
+/// transaction). Wrong codes count and lock as in [`verify`].
+pub(crate) fn check(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    code: &str,
+) -> Result<(), AuthnError> {
+    let bucket = bucket(user);
+    ensure_not_locked(conn, now, tenant, &bucket)?;
+    let Some(factor) = confirmed(conn, cipher, tenant, user)? else {
+        return Err(AuthnError::NotEnrolled);
+    };
+    let outcome = Payload::open(&factor, cipher)?
+        .accepts(code, now)?
+        .map(drop)
+        .ok_or(AuthnError::InvalidCode);
+    settle(conn, now, tenant, &bucket, outcome)
+}
+
 /// The user's confirmed factor, if any (pending enrolments are not factors).
 pub fn enrolled(
     conn: &mut AnyConnection,

@@ -3,9 +3,9 @@
 //! one accessor, instead of each feature picking at a JSON bag.
 //!
 //! Stored as a JSON object (`tenants.settings`); a section that is absent takes its
-//! defaults. Sections: `registration`, `mfa`, `scopes`, `hosts`, `theme` (the
-//! theme's own fields are the server's; here it is carried as JSON and checked for
-//! shape only).
+//! defaults. Sections: `registration`, `mfa`, `scopes`, `hosts`, `mail` (the
+//! sender of the tenant's mail), `theme` (the theme's own fields are the server's;
+//! here it is carried as JSON and checked for shape only).
 
 use std::collections::BTreeMap;
 
@@ -24,8 +24,48 @@ pub struct TenantSettings {
     pub scopes: BTreeMap<String, Vec<String>>,
     /// Host names that serve the tenant, lower-case; the first is its issuer host.
     pub hosts: Vec<String>,
+    /// Who the tenant's mail comes from.
+    pub mail: MailSettings,
     /// The tenant's theme; its fields are checked by the server's theme module.
     pub theme: Option<Value>,
+}
+
+/// The sender of a tenant's mail. Unset, mail comes from the configured
+/// `mail.from` address under the tenant's display name.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MailSettings {
+    /// The sender address (`no-reply@acme.example`); the SMTP server must accept it.
+    pub from: Option<String>,
+    /// The sender's name as mail clients show it; the display name when unset.
+    pub sender_name: Option<String>,
+}
+
+/// The longest sender name kept, in characters.
+pub const SENDER_NAME_MAX_CHARS: usize = 100;
+
+/// A bare address as a sender: `local@domain`, no display name, brackets, spaces
+/// or control characters (those would be header injection), at most 254 bytes.
+/// The mailer parses it again and falls back to the configured sender if it refuses.
+pub fn valid_sender_address(address: &str) -> bool {
+    let Some((local, domain)) = address.rsplit_once('@') else {
+        return false;
+    };
+    address.len() <= 254
+        && !local.is_empty()
+        && local.len() <= 64
+        && !address
+            .chars()
+            .any(|c| c.is_control() || c.is_whitespace() || "<>()[],;:\\\"".contains(c))
+        && valid_host(domain)
+        && domain.contains('.')
+}
+
+/// A sender name: some text, no control characters, not too long.
+pub fn valid_sender_name(name: &str) -> bool {
+    !name.trim().is_empty()
+        && name.chars().count() <= SENDER_NAME_MAX_CHARS
+        && !name.chars().any(char::is_control)
 }
 
 /// Who may sign up, and what they must prove first.
@@ -68,7 +108,7 @@ pub struct SettingsError {
 }
 
 /// The sections, each parsed on its own so an error names its section.
-const SECTIONS: [&str; 5] = ["registration", "mfa", "scopes", "hosts", "theme"];
+const SECTIONS: [&str; 6] = ["registration", "mfa", "scopes", "hosts", "mail", "theme"];
 
 impl TenantSettings {
     /// Strict: what a write must pass. Unknown sections and unknown or mistyped
@@ -98,6 +138,24 @@ impl TenantSettings {
             return Err(SettingsError {
                 field: "hosts".into(),
                 message: format!("`{bad}` is not a host name"),
+            });
+        }
+        if let Some(from) = &settings.mail.from
+            && !valid_sender_address(from)
+        {
+            return Err(SettingsError {
+                field: "mail.from".into(),
+                message: format!("`{from}` is not a plain email address (local@domain)"),
+            });
+        }
+        if let Some(name) = &settings.mail.sender_name
+            && !valid_sender_name(name)
+        {
+            return Err(SettingsError {
+                field: "mail.sender_name".into(),
+                message: format!(
+                    "must be text of 1 to {SENDER_NAME_MAX_CHARS} characters without control characters"
+                ),
             });
         }
         if let Some(theme) = &settings.theme
@@ -173,6 +231,19 @@ impl TenantSettings {
                         .filter(|h| !h.is_empty())
                         .collect();
                 }
+                // A stored sender that would not pass today is dropped: mail then
+                // comes from the configured sender rather than from a bad header.
+                "mail" => {
+                    let text = |name: &str| value.get(name).and_then(Value::as_str);
+                    settings.mail = MailSettings {
+                        from: text("from")
+                            .filter(|from| valid_sender_address(from))
+                            .map(str::to_owned),
+                        sender_name: text("sender_name")
+                            .filter(|name| valid_sender_name(name))
+                            .map(str::to_owned),
+                    };
+                }
                 "theme" => settings.theme = (!value.is_null()).then(|| value.clone()),
                 other => tracing::warn!(section = other, "unknown tenant setting ignored"),
             }
@@ -203,6 +274,7 @@ impl TenantSettings {
             "mfa" => self.mfa = parse(value)?,
             "scopes" => self.scopes = parse(value)?,
             "hosts" => self.hosts = parse(value)?,
+            "mail" => self.mail = parse(value)?,
             "theme" => self.theme = (!value.is_null()).then(|| value.clone()),
             other => return Err(format!("unknown setting `{other}`")),
         }
@@ -299,6 +371,26 @@ mod tests {
                 "expected a sequence",
             ),
             (json!({"theme": "dark"}), "theme", "must be an object"),
+            (
+                json!({"mail": {"from": "Acme <no-reply@acme.example>"}}),
+                "mail.from",
+                "plain email address",
+            ),
+            (
+                json!({"mail": {"from": "no-reply@acme.example\r\nBcc: x@evil.example"}}),
+                "mail.from",
+                "plain email address",
+            ),
+            (
+                json!({"mail": {"sender_name": "Acme\r\nBcc: x@evil.example"}}),
+                "mail.sender_name",
+                "control characters",
+            ),
+            (
+                json!({"mail": {"form": "no-reply@acme.example"}}),
+                "mail",
+                "unknown field `form`",
+            ),
         ] {
             let error = TenantSettings::from_map(&map(value.clone())).unwrap_err();
             assert_eq!(error.field, field, "{value}");
@@ -325,6 +417,21 @@ mod tests {
         assert_eq!(settings.scopes.len(), 1);
         assert_eq!(settings.scopes["staff"], ["roles"]);
         assert_eq!(settings.hosts, ["login.acme.example"]);
+    }
+
+    #[test]
+    fn a_tenant_names_its_sender() {
+        let settings = TenantSettings::from_map(&map(json!({
+            "mail": {"from": "no-reply@acme.example", "sender_name": "Acme Login"},
+        })))
+        .unwrap();
+        assert_eq!(settings.mail.from.as_deref(), Some("no-reply@acme.example"));
+        assert_eq!(settings.mail.sender_name.as_deref(), Some("Acme Login"));
+        let stored = TenantSettings::read(&map(json!({
+            "mail": {"from": "not an address", "sender_name": "Acme"},
+        })));
+        assert_eq!(stored.mail.from, None, "a bad stored sender is not used");
+        assert_eq!(stored.mail.sender_name.as_deref(), Some("Acme"));
     }
 
     #[test]

@@ -85,6 +85,7 @@ impl MailRenderer for PlainMailRenderer {
             subject: summary.trim_end_matches('.').to_owned(),
             text_body,
             html_body: None,
+            sender: Default::default(),
         })
     }
 }

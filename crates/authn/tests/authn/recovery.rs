@@ -329,7 +329,9 @@ gatehouse_identity_store::on_both_backends!(
     a_reset_link_goes_only_to_real_accounts_and_works_once,
     reset_links_expire_after_fifteen_minutes_and_newer_ones_replace_them,
     an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link,
-    a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user,
+    a_recovery_code_is_a_proof_once,
+    a_passkey_proves_a_reset_for_its_own_user_once,
+    a_factor_recovery_link_says_when_it_unlocks_without_spending_anything,
     lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled,
     a_factor_used_during_the_cooling_off_cancels_the_recovery,
     signing_in_with_the_app_during_the_cooling_off_cancels_the_recovery,
@@ -550,13 +552,11 @@ fn an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link(backend: B
     );
 }
 
-fn a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user(backend: Backend) {
+fn a_recovery_code_is_a_proof_once(backend: Backend) {
     let env = Env::new(backend);
     let dan = env.user("dan@example.com");
-    let eve = env.user("eve@example.com");
     env.enrol_totp(dan);
     let codes = env.recovery_codes(dan);
-    env.passkey(eve);
     runtime().block_on(async {
         let token = env.reset_link("dan@example.com", 1).await;
         assert_eq!(
@@ -568,18 +568,18 @@ fn a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user(backend: Back
                 passkey: false
             }
         );
-        // A passkey verified for someone else, or on an account without one.
-        let foreign = env
-            .complete(&token, ResetProof::PasskeyVerified { user: eve })
-            .await;
-        assert!(
-            matches!(foreign, Err(AuthnError::InvalidCode)),
-            "{foreign:?}"
+        // A passkey proof for an account without a passkey.
+        let none = env.authn.begin_reset_passkey(
+            env.t(),
+            token.clone(),
+            "browser-cookie".into(),
+            relying_party(),
+            client(),
         );
-        let none = env
-            .complete(&token, ResetProof::PasskeyVerified { user: dan })
-            .await;
-        assert!(matches!(none, Err(AuthnError::InvalidCode)), "{none:?}");
+        assert!(
+            matches!(none.await, Err(AuthnError::NotEnrolled)),
+            "no ceremony for an account without passkeys"
+        );
 
         env.complete(&token, ResetProof::RecoveryCode(code(&codes[0])))
             .await
@@ -594,11 +594,89 @@ fn a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user(backend: Back
             .await
             .unwrap();
         assert_eq!(env.factors(dan), (true, recovery_codes::COUNT - 2, 0));
+    });
+    assert_eq!(env.count("recovery.completed"), 2);
+    assert_eq!(env.count("recovery.second_factor_failed"), 1);
+}
 
-        // Eve's passkey, verified for her, is enough for her own link.
-        let token = env.reset_link("eve@example.com", 5).await;
+/// A browser's cookie, to which its passkey ceremonies are bound.
+const BROWSER: &str = "browser-cookie";
+
+impl Env {
+    /// Registers a passkey of `authenticator` for `user`; its credential id.
+    async fn register_passkey(
+        &self,
+        user: UserId,
+        authenticator: &mut SoftAuthenticator,
+    ) -> Vec<u8> {
+        let begun = self
+            .authn
+            .begin_passkey_registration(self.t(), user, BROWSER.into(), relying_party())
+            .await
+            .unwrap();
+        let created = authenticator
+            .create(&serde_json::to_value(&begun.options).unwrap())
+            .unwrap();
+        let raw_id = created["rawId"].as_str().unwrap().to_owned();
+        self.authn
+            .finish_passkey_registration(
+                self.t(),
+                user,
+                BROWSER.into(),
+                begun.challenge_id,
+                "Phone".into(),
+                serde_json::from_value(created).unwrap(),
+                relying_party(),
+                client(),
+            )
+            .await
+            .unwrap();
+        base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw_id).unwrap()
+    }
+
+    /// Begins the passkey proof of reset link `token`: the challenge id and options.
+    async fn begin_reset_passkey(&self, token: &str) -> (String, serde_json::Value) {
+        let begun = self
+            .authn
+            .begin_reset_passkey(
+                self.t(),
+                token.into(),
+                BROWSER.into(),
+                relying_party(),
+                client(),
+            )
+            .await
+            .unwrap();
+        (
+            begun.challenge_id,
+            serde_json::to_value(&begun.options).unwrap(),
+        )
+    }
+}
+
+fn passkey_proof(challenge_id: &str, response: &serde_json::Value) -> ResetProof {
+    ResetProof::Passkey(Box::new(PasskeyProof {
+        challenge_id: challenge_id.into(),
+        binding: BROWSER.into(),
+        response: serde_json::from_value(response.clone()).unwrap(),
+        rp: relying_party(),
+    }))
+}
+
+fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
+    let env = Env::new(backend);
+    let dan = env.user("dan@example.com");
+    let eve = env.user("eve@example.com");
+    let mut dans_phone = SoftAuthenticator::new("https://id.example.test");
+    let mut eves_phone = SoftAuthenticator::new("https://id.example.test");
+    runtime().block_on(async {
+        let dans_key = env.register_passkey(dan, &mut dans_phone).await;
+        env.register_passkey(eve, &mut eves_phone).await;
+        let eves_link = env.reset_link("eve@example.com", 1).await;
+        let dans_link = env.reset_link("dan@example.com", 2).await;
+        // Eve has a passkey and nothing else: that is what her page offers.
         assert_eq!(
-            env.open(&token).await.unwrap(),
+            env.open(&eves_link).await.unwrap(),
             ResetTicket::NeedsSecondFactor {
                 user: eve,
                 totp: false,
@@ -606,13 +684,156 @@ fn a_recovery_code_is_a_proof_once_and_a_passkey_only_for_its_user(backend: Back
                 passkey: true
             }
         );
-        env.complete(&token, ResetProof::PasskeyVerified { user: eve })
+
+        // Dan's passkey, forced into a ceremony for Eve's link, is refused.
+        let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
+        assert_eq!(
+            options["publicKey"]["allowCredentials"]
+                .as_array()
+                .unwrap()
+                .len(),
+            1,
+            "only Eve's passkeys are offered"
+        );
+        let foreign = dans_phone.assert_with(&options, &dans_key);
+        let refused = env.complete(&eves_link, passkey_proof(&challenge, &foreign)).await;
+        assert!(
+            matches!(&refused, Err(AuthnError::PasskeyRejected(why)) if why.contains("not one of the user's")),
+            "{refused:?}"
+        );
+
+        // A ceremony of Dan's own link does not answer Eve's link, nor does a sign-in's.
+        let (challenge, options) = env.begin_reset_passkey(&dans_link).await;
+        let dans = dans_phone.get(&options).unwrap();
+        let other_link = env.complete(&eves_link, passkey_proof(&challenge, &dans)).await;
+        assert!(
+            matches!(other_link, Err(AuthnError::ChallengeInvalid)),
+            "{other_link:?}"
+        );
+        let sign_in = env
+            .authn
+            .begin_passkey_authentication(env.t(), BROWSER.into(), relying_party(), Some(eve))
             .await
             .unwrap();
-        assert_eq!(env.factors(eve), (false, 0, 1));
+        let for_sign_in = eves_phone
+            .get(&serde_json::to_value(&sign_in.options).unwrap())
+            .unwrap();
+        let not_a_reset = env
+            .complete(&eves_link, passkey_proof(&sign_in.challenge_id, &for_sign_in))
+            .await;
+        assert!(
+            matches!(not_a_reset, Err(AuthnError::ChallengeInvalid)),
+            "{not_a_reset:?}"
+        );
+        // Nor does a reset's ceremony sign anyone in.
+        let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
+        let for_reset = eves_phone.get(&options).unwrap();
+        let signed_in = env
+            .authn
+            .finish_passkey_authentication(
+                env.t(),
+                BROWSER.into(),
+                challenge,
+                serde_json::from_value(for_reset).unwrap(),
+                relying_party(),
+                client(),
+            )
+            .await;
+        assert!(
+            matches!(signed_in, Err(AuthnError::ChallengeInvalid)),
+            "{signed_in:?}"
+        );
+        // Nor in another browser.
+        let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
+        let asserted = eves_phone.get(&options).unwrap();
+        let mut elsewhere = passkey_proof(&challenge, &asserted);
+        if let ResetProof::Passkey(proof) = &mut elsewhere {
+            proof.binding = "another-browser".into();
+        }
+        let elsewhere = env.complete(&eves_link, elsewhere).await;
+        assert!(
+            matches!(elsewhere, Err(AuthnError::ChallengeInvalid)),
+            "{elsewhere:?}"
+        );
+
+        // Her own passkey, for her own link: the password is reset.
+        let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
+        let asserted = eves_phone.get(&options).unwrap();
+        env.complete(&eves_link, passkey_proof(&challenge, &asserted))
+            .await
+            .unwrap();
+        env.assert_password_replaced("eve@example.com", true).await;
+        assert_eq!(env.factors(eve), (false, 0, 1), "the passkey stays");
+
+        // The same assertion again, on a new link: its challenge is spent.
+        let new_link = env.reset_link("eve@example.com", 4).await;
+        let replayed = env.complete(&new_link, passkey_proof(&challenge, &asserted)).await;
+        assert!(
+            matches!(replayed, Err(AuthnError::ChallengeInvalid)),
+            "{replayed:?}"
+        );
+        // …or under a new challenge: it answers the old one.
+        let (challenge, _) = env.begin_reset_passkey(&new_link).await;
+        let replayed = env.complete(&new_link, passkey_proof(&challenge, &asserted)).await;
+        assert!(
+            matches!(&replayed, Err(AuthnError::PasskeyRejected(_))),
+            "{replayed:?}"
+        );
+        // The refusals left the new link working.
+        assert_eq!(
+            env.open(&new_link).await.unwrap(),
+            ResetTicket::NeedsSecondFactor {
+                user: eve,
+                totp: false,
+                recovery_codes: false,
+                passkey: true
+            }
+        );
     });
-    assert_eq!(env.count("recovery.completed"), 3);
-    assert_eq!(env.count("recovery.second_factor_failed"), 3);
+    let events = env.audit();
+    let completed: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "recovery.completed")
+        .collect();
+    assert_eq!(completed.len(), 1);
+    assert_eq!(
+        completed[0].target.as_deref(),
+        Some(format!("user:{eve}").as_str())
+    );
+    assert!(
+        completed[0]
+            .details
+            .contains(r#""second_factor":"passkey""#),
+        "{}",
+        completed[0].details
+    );
+    let failed: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "recovery.second_factor_failed")
+        .collect();
+    assert_eq!(failed.len(), 6, "every refused proof is audited");
+    assert!(
+        failed
+            .iter()
+            .all(|e| e.details.contains(r#""factor":"passkey""#))
+    );
+    assert!(
+        failed[0].details.contains("passkey_rejected"),
+        "{}",
+        failed[0].details
+    );
+    assert!(
+        failed[1].details.contains("challenge_invalid"),
+        "{}",
+        failed[1].details
+    );
+    assert!(
+        events
+            .iter()
+            .any(|e| e.action == "passkey.authentication_failed"
+                && e.details.contains("password_reset")),
+        "the rejected assertion counts as a passkey failure"
+    );
 }
 
 fn lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled(backend: Backend) {
@@ -1143,4 +1364,45 @@ impl Env {
 
 fn token_of(mail: &CaughtMail, path: &str) -> String {
     token(mail, path)
+}
+
+fn a_factor_recovery_link_says_when_it_unlocks_without_spending_anything(backend: Backend) {
+    let env = Env::new(backend);
+    let ida = env.user("ida@example.com");
+    env.enrol_totp(ida);
+    runtime().block_on(async {
+        let started = env.clock.now();
+        let complete = start_factor_recovery(&env, "ida@example.com", 1).await;
+        let cooling_off = env.authn.settings().factor_recovery_cooling_off;
+        let window = env.authn.settings().factor_recovery_window;
+        let open = || {
+            env.authn
+                .open_factor_recovery(env.t(), complete.clone(), client())
+        };
+        assert_eq!(
+            open().await.unwrap(),
+            FactorRecoveryStatus::Waiting {
+                ready_at: started + cooling_off
+            }
+        );
+        env.clock.advance(cooling_off + Duration::minutes(1));
+        assert_eq!(
+            open().await.unwrap(),
+            FactorRecoveryStatus::Ready {
+                expires_at: started + cooling_off + window
+            },
+            "opening it spent nothing"
+        );
+        let unknown = env
+            .authn
+            .open_factor_recovery(env.t(), "no-such-token".into(), client())
+            .await;
+        assert!(
+            matches!(unknown, Err(AuthnError::InvalidLink)),
+            "{unknown:?}"
+        );
+        env.complete_recovery(&complete).await.unwrap();
+        let used = open().await;
+        assert!(matches!(used, Err(AuthnError::InvalidLink)), "{used:?}");
+    });
 }

@@ -143,6 +143,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route("/recover", web::get().to(recovery::reset_page))
         .route("/recover", web::post().to(recovery::reset))
         .route(
+            "/recover/passkey/begin",
+            web::post().to(passkeys::begin_reset),
+        )
+        .route(
             "/recover/factors/start",
             web::post().to(recovery::start_factor_recovery),
         )

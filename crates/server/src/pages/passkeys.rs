@@ -41,6 +41,12 @@ struct BeginRequest {
 }
 
 #[derive(Deserialize)]
+struct BeginReset {
+    /// The reset link's token.
+    token: String,
+}
+
+#[derive(Deserialize)]
 struct FinishRegistration {
     challenge_id: String,
     #[serde(default)]
@@ -132,7 +138,7 @@ fn bad_request(ctx: &PageContext) -> HttpResponse {
     )
 }
 
-fn relying_party(ctx: &PageContext) -> Result<RelyingParty, AuthnError> {
+pub(crate) fn relying_party(ctx: &PageContext) -> Result<RelyingParty, AuthnError> {
     let origin = Url::parse(&ctx.tenant.origin)
         .map_err(|_| AuthnError::Internal(format!("{} is not a URL", ctx.tenant.origin)))?;
     RelyingParty::for_origin(&origin, &ctx.tenant.tenant.display_name)
@@ -426,6 +432,47 @@ pub async fn finish_sign_in(ctx: PageContext, body: web::Bytes) -> HttpResponse 
         .await
     {
         Ok(signed_in) => signed_in_response(&ctx, &signed_in.secret, return_to),
+        Err(error) => authn_error(&ctx, error),
+    }
+}
+
+// ---- a passkey as the proof of a password reset ----
+
+/// Begins the passkey ceremony of a reset link's page. Bound, like a passwordless
+/// sign-in, to the CSRF cookie; the assertion goes back with the reset form
+/// (`pages/recovery.rs`), which authn checks against this ceremony and link.
+pub async fn begin_reset(ctx: PageContext, body: web::Bytes) -> HttpResponse {
+    if !csrf_ok(&ctx) {
+        return csrf_rejected(&ctx);
+    }
+    let Some(request) = parse::<BeginReset>(&body) else {
+        return bad_request(&ctx);
+    };
+    let rp = match relying_party(&ctx) {
+        Ok(rp) => rp,
+        Err(error) => return authn_error(&ctx, error),
+    };
+    match ctx
+        .state
+        .authn
+        .begin_reset_passkey(
+            ctx.tenant.tenant.id,
+            request.token,
+            ctx.csrf.value.clone(),
+            rp,
+            ctx.client(),
+        )
+        .await
+    {
+        Ok(challenge) => challenge_response(&challenge.challenge_id, &challenge.options),
+        // The link is used, expired or unknown: ask for a new one.
+        Err(AuthnError::InvalidLink) => json_redirect_error(
+            &ctx,
+            StatusCode::BAD_REQUEST,
+            "invalid_link",
+            "verify.invalid.message",
+            &ctx.path("/recover/request"),
+        ),
         Err(error) => authn_error(&ctx, error),
     }
 }

@@ -7,12 +7,14 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use gatehouse_authn::AuthnError;
-use gatehouse_authn::recovery::{ResetProof, ResetTicket};
+use gatehouse_authn::passkeys::PublicKeyCredential;
+use gatehouse_authn::recovery::{FactorRecoveryStatus, PasskeyProof, ResetProof, ResetTicket};
 use serde::Deserialize;
 use serde_json::json;
 use zeroize::Zeroizing;
 
 use crate::pages::context::{PageContext, Submitted, csrf_protected};
+use crate::pages::passkeys::relying_party;
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
@@ -32,9 +34,13 @@ pub struct RequestForm {
 pub struct ResetForm {
     csrf_token: String,
     token: String,
-    /// `totp`, `recovery_code` or empty.
+    /// `totp`, `recovery_code`, `passkey` or empty.
     method: String,
     code: String,
+    /// With `passkey`: the ceremony begun at `/recover/passkey/begin` and the
+    /// browser's assertion (JSON), filled in by `passkeys.js`.
+    passkey_challenge: String,
+    passkey_credential: String,
     new_password: String,
 }
 
@@ -82,14 +88,32 @@ fn recover_view(
     error: Option<&str>,
     suggestions: &[String],
 ) -> HttpResponse {
-    let (totp, recovery_codes) = match ticket {
+    // Only the proofs the account has are offered.
+    let (totp, recovery_codes, passkey) = match ticket {
         Some(ResetTicket::NeedsSecondFactor {
             totp,
             recovery_codes,
+            passkey,
             ..
-        }) => (*totp, *recovery_codes),
-        _ => (false, false),
+        }) => (*totp, *recovery_codes, *passkey),
+        _ => (false, false, false),
     };
+    let methods: Vec<&str> = [
+        (passkey, "passkey"),
+        (totp, "totp"),
+        (recovery_codes, "recovery_code"),
+    ]
+    .into_iter()
+    .filter_map(|(owned, name)| owned.then_some(name))
+    .collect();
+    // Without script a passkey cannot be used: a code, when there is one, is chosen
+    // first, and `passkeys.js` prefers the passkey where the browser has them.
+    let default_method = methods
+        .iter()
+        .find(|method| **method != "passkey")
+        .or(methods.first())
+        .copied()
+        .unwrap_or_default();
     ctx.render(
         status,
         "recover.html",
@@ -97,13 +121,59 @@ fn recover_view(
             "mode": mode,
             "token": token,
             "needs_factor": matches!(ticket, Some(ResetTicket::NeedsSecondFactor { .. })),
+            "methods": methods,
+            "default_method": default_method,
             "totp": totp,
             "recovery_codes": recovery_codes,
+            "passkey": passkey,
             "error": error,
             "password_suggestions": suggestions,
             "min_length": ctx.state.authn.password_policy().min_length(),
         }),
     )
+}
+
+/// A factor recovery still in its cooling-off: when it unlocks, in the reader's
+/// language, and no form (it could not be sent before then).
+fn recovery_waiting(
+    ctx: &PageContext,
+    status: StatusCode,
+    ready_at: chrono::DateTime<chrono::Utc>,
+) -> HttpResponse {
+    ctx.render(
+        status,
+        "recover.html",
+        &json!({
+            "mode": "waiting",
+            "ready_at": ctx.state.ui.format_time(&ctx.locale, ready_at),
+        }),
+    )
+}
+
+/// The reset's proof from the submitted form. A passkey assertion is bound to this
+/// browser's CSRF cookie, as its ceremony was when it began.
+fn reset_proof(ctx: &PageContext, form: &mut ResetForm) -> Result<ResetProof, &'static str> {
+    let code = Zeroizing::new(std::mem::take(&mut form.code));
+    Ok(match form.method.as_str() {
+        "totp" => ResetProof::Totp(code),
+        "recovery_code" => ResetProof::RecoveryCode(code),
+        "passkey" if form.passkey_credential.is_empty() => ResetProof::None,
+        "passkey" => {
+            let response: PublicKeyCredential = serde_json::from_str(&form.passkey_credential)
+                .map_err(|_| "passkeys.error.failed")?;
+            let rp = relying_party(ctx).map_err(|error| {
+                tracing::error!(%error, "no relying party for a passkey reset");
+                "passkeys.error.failed"
+            })?;
+            ResetProof::Passkey(Box::new(PasskeyProof {
+                challenge_id: form.passkey_challenge.clone(),
+                binding: ctx.csrf.value.clone(),
+                response,
+                rp,
+            }))
+        }
+        _ => ResetProof::None,
+    })
 }
 
 pub async fn request_page(ctx: PageContext) -> HttpResponse {
@@ -163,25 +233,23 @@ pub async fn reset_page(ctx: PageContext, query: web::Query<TokenQuery>) -> Http
     }
 }
 
-pub async fn reset(Submitted { ctx, form }: Submitted<ResetForm>) -> HttpResponse {
+pub async fn reset(Submitted { ctx, mut form }: Submitted<ResetForm>) -> HttpResponse {
     let tenant = ctx.tenant.tenant.id;
-    let code = Zeroizing::new(form.code);
-    let proof = match form.method.as_str() {
-        "totp" => ResetProof::Totp(code),
-        "recovery_code" => ResetProof::RecoveryCode(code),
-        _ => ResetProof::None,
+    let result = match reset_proof(&ctx, &mut form) {
+        Ok(proof) => {
+            ctx.state
+                .authn
+                .complete_password_reset(
+                    tenant,
+                    form.token.clone(),
+                    proof,
+                    Zeroizing::new(std::mem::take(&mut form.new_password)),
+                    ctx.client(),
+                )
+                .await
+        }
+        Err(unreadable) => Err(AuthnError::PasskeyRejected(unreadable.into())),
     };
-    let result = ctx
-        .state
-        .authn
-        .complete_password_reset(
-            tenant,
-            form.token.clone(),
-            proof,
-            Zeroizing::new(form.new_password),
-            ctx.client(),
-        )
-        .await;
     // A refused attempt shows the form again, for the same link.
     let again = |status, error: &str, suggestions: &[String]| {
         let ctx = &ctx;
@@ -226,6 +294,12 @@ pub async fn reset(Submitted { ctx, form }: Submitted<ResetForm>) -> HttpRespons
         Err(AuthnError::InvalidCode | AuthnError::NotEnrolled) => {
             again(StatusCode::UNAUTHORIZED, "second_factor.error.invalid", &[]).await
         }
+        Err(AuthnError::PasskeyRejected(_) | AuthnError::InvalidCredentials) => {
+            again(StatusCode::UNAUTHORIZED, "passkeys.error.rejected", &[]).await
+        }
+        Err(AuthnError::ChallengeInvalid) => {
+            again(StatusCode::BAD_REQUEST, "passkeys.error.expired", &[]).await
+        }
         Err(AuthnError::PasswordPolicy(violation)) => {
             let key = PageContext::policy_message(violation.code);
             again(
@@ -264,7 +338,26 @@ pub async fn start_factor_recovery(Submitted { ctx, form }: Submitted<TokenForm>
 
 pub async fn factors_page(ctx: PageContext, query: web::Query<TokenQuery>) -> HttpResponse {
     let token = query.into_inner().token;
-    recover_view(&ctx, StatusCode::OK, "factors", &token, None, None, &[])
+    match ctx
+        .state
+        .authn
+        .open_factor_recovery(ctx.tenant.tenant.id, token.clone(), ctx.client())
+        .await
+    {
+        Ok(FactorRecoveryStatus::Ready { .. }) => {
+            recover_view(&ctx, StatusCode::OK, "factors", &token, None, None, &[])
+        }
+        Ok(FactorRecoveryStatus::Waiting { ready_at }) => {
+            recovery_waiting(&ctx, StatusCode::OK, ready_at)
+        }
+        Ok(FactorRecoveryStatus::Cancelled) => message(
+            &ctx,
+            StatusCode::GONE,
+            "recover.cancelled.title",
+            "recover.cancelled.message",
+        ),
+        Err(error) => refused(&ctx, &error),
+    }
 }
 
 pub async fn complete_factor_recovery(
@@ -287,12 +380,9 @@ pub async fn complete_factor_recovery(
             "recover.done.title",
             "recover.factors_done.message",
         ),
-        Err(AuthnError::RecoveryNotReady { .. }) => message(
-            &ctx,
-            StatusCode::CONFLICT,
-            "recover.not_ready.title",
-            "recover.not_ready.message",
-        ),
+        Err(AuthnError::RecoveryNotReady { ready_at }) => {
+            recovery_waiting(&ctx, StatusCode::CONFLICT, ready_at)
+        }
         Err(AuthnError::RecoveryCancelled) => message(
             &ctx,
             StatusCode::GONE,

@@ -8,6 +8,7 @@ use gatehouse_identity_store::tenants::Tenant;
 use serde_json::json;
 
 use super::i18n::Catalogues;
+use super::mail::{Block, blocks};
 use super::templates::BUILTIN;
 use super::*;
 
@@ -137,6 +138,30 @@ fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
                 );
             }
             assert!(body.len() > 40, "{context}: {body}");
+            // The HTML part says the same, with each link as a link.
+            let html = &rendered.html_body;
+            assert!(
+                html.contains(&format!(r#"lang="{}""#, locale.code)),
+                "{context}"
+            );
+            for leftover in ["{{", "}}", "{%", "mail."] {
+                assert!(
+                    !html.contains(leftover),
+                    "{context}: {leftover:?} in\n{html}"
+                );
+            }
+            for value in &values {
+                assert!(
+                    html.contains(value),
+                    "{context}: {value} missing from\n{html}"
+                );
+            }
+            for link in values.iter().filter(|v| v.starts_with("https://")) {
+                assert!(
+                    html.contains(&format!(r#"href="{link}""#)),
+                    "{context}: {link} is no link in\n{html}"
+                );
+            }
             bodies.push((rendered.subject, body.clone()));
         }
         assert_ne!(bodies[0], bodies[1], "{kind:?}: German equals English");
@@ -257,7 +282,16 @@ fn the_renderer_picks_the_mails_language_else_english() {
     let german = MailRenderer::render(&ui, &acme, &mail(Some("de-CH"), verify())).unwrap();
     assert_eq!(german.to, "ada@example.com");
     assert_eq!(german.subject, "Bestätigen Sie Ihre E-Mail-Adresse");
-    assert!(german.html_body.is_none());
+    let html = german.html_body.as_deref().unwrap();
+    assert!(html.contains(r#"<html lang="de">"#), "{html}");
+    assert!(html.contains(&format!(r#"<a href="{LINK}""#)), "{html}");
+    assert!(
+        html.contains("Link öffnen") && html.contains("Willkommen!"),
+        "{html}"
+    );
+    assert!(html.contains("Gesendet von Acme."), "{html}");
+    assert_eq!(german.sender.name.as_deref(), Some("Acme"));
+    assert_eq!(german.sender.address, None, "the configured address");
     for locale in [None, Some("fr"), Some("not a tag")] {
         let english = MailRenderer::render(&ui, &acme, &mail(locale, verify())).unwrap();
         assert_eq!(english.subject, "Confirm your email address", "{locale:?}");
@@ -285,4 +319,82 @@ fn the_renderer_uses_the_tenants_theme_and_survives_a_bad_one() {
     let rendered =
         MailRenderer::render(&ui, &broken, &mail(None, MailKind::LookAlikeAddress)).unwrap();
     assert!(rendered.text_body.starts_with("Someone, perhaps you"));
+}
+
+#[test]
+fn the_html_part_escapes_what_it_shows_and_links_what_is_a_link() {
+    let ui = ui();
+    let hostile = "<script>alert(1)</script>\"@evil.example";
+    let rendered = ui
+        .render_mail(
+            "Acme & <Co>",
+            &ThemeSettings::default(),
+            &Locale::EN,
+            &MailKind::EmailChangeRequested {
+                new_email: hostile.into(),
+                sign_in_link: LINK.into(),
+            },
+        )
+        .unwrap();
+    let html = &rendered.html_body;
+    assert!(!html.contains("<script>"), "{html}");
+    assert!(
+        html.contains("&lt;script&gt;alert(1)&lt;/script&gt;&quot;@evil.example"),
+        "{html}"
+    );
+    assert!(html.contains("Acme &amp; &lt;Co&gt;"), "{html}");
+    // The link inside a sentence is a link, and the sentence's text stays.
+    assert!(
+        html.contains(&format!(r#"<a href="{LINK}" style="#)),
+        "{html}"
+    );
+    assert!(
+        rendered.text_body.contains(hostile),
+        "the text part is text"
+    );
+}
+
+#[test]
+fn paragraphs_and_links_are_read_off_the_text() {
+    let blocks = blocks(
+        "Hello,\r\nthere.\n\nhttps://a.test/x?token=1\n\nSee https://b.test/y. Or not.\n\n\n",
+    );
+    assert_eq!(blocks.len(), 3);
+    assert_eq!(
+        blocks[1],
+        Block::Button {
+            href: "https://a.test/x?token=1".into()
+        }
+    );
+    let Block::Paragraph { lines } = &blocks[2] else {
+        panic!("{blocks:?}")
+    };
+    let hrefs: Vec<_> = lines[0].iter().map(|s| s.href.as_deref()).collect();
+    assert_eq!(hrefs, [None, Some("https://b.test/y"), None]);
+    assert_eq!(lines[0][2].text, ". Or not.");
+    let Block::Paragraph { lines } = &blocks[0] else {
+        panic!("{blocks:?}")
+    };
+    assert_eq!(lines.len(), 2, "line breaks stay");
+}
+
+#[test]
+fn mail_comes_from_the_tenant() {
+    let ui = ui();
+    let verify = || mail(None, MailKind::VerifyEmail { link: LINK.into() });
+    let named = tenant(json!({
+        "mail": { "from": "login@acme.example", "sender_name": "Acme Login" },
+        "theme": { "display_name": "Acme Portal" },
+    }));
+    let rendered = MailRenderer::render(&ui, &named, &verify()).unwrap();
+    assert_eq!(rendered.sender.name.as_deref(), Some("Acme Login"));
+    assert_eq!(
+        rendered.sender.address.as_deref(),
+        Some("login@acme.example")
+    );
+    // Without a sender name, the theme's display name, else the tenant's.
+    let themed = tenant(json!({ "theme": { "display_name": "Acme Portal" } }));
+    let rendered = MailRenderer::render(&ui, &themed, &verify()).unwrap();
+    assert_eq!(rendered.sender.name.as_deref(), Some("Acme Portal"));
+    assert!(rendered.html_body.unwrap().contains("Acme Portal"));
 }

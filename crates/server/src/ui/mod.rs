@@ -246,6 +246,28 @@ impl Ui {
         theme.messages.values().any(|texts| texts.contains_key(key)) || self.has_message(key)
     }
 
+    /// A moment for a reader in `locale` (`7 December 2026, 14:05 UTC`, `7. Dezember
+    /// 2026, 14:05 UTC`): in UTC, since the reader's time zone is unknown, with the
+    /// month named so day and month cannot be swapped.
+    pub fn format_time(&self, locale: &Locale, at: chrono::DateTime<chrono::Utc>) -> String {
+        use chrono::Datelike;
+        let months = self.translate(locale, "time.months");
+        let month = months.split(',').nth(at.month0() as usize).map_or_else(
+            || at.format("%m").to_string(),
+            |name| name.trim().to_owned(),
+        );
+        i18n::interpolate(
+            &self.translate(locale, "time.datetime"),
+            |name| match name {
+                "day" => Some(at.day().to_string()),
+                "month" => Some(month.clone()),
+                "year" => Some(at.year().to_string()),
+                "time" => Some(at.format("%H:%M").to_string()),
+                _ => None,
+            },
+        )
+    }
+
     /// The stylesheet for `{base_path}/theme.css`: the theme's colours as CSS custom
     /// properties, then the tenant's custom CSS. Invalid colours fall back to defaults.
     pub fn theme_css(&self, theme: &ThemeSettings) -> String {

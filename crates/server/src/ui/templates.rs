@@ -63,6 +63,8 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("mail_admin_reset.txt"),
     builtin!("mail_factor_recovery.txt"),
     builtin!("mail_sign_in_changed.txt"),
+    // The HTML part of every mail, made from its text.
+    builtin!("mail.html"),
 ];
 
 fn builtin_source(name: &str) -> Option<&'static str> {

@@ -269,7 +269,7 @@ pub(crate) fn contrast_ratio(a: [u8; 3], b: [u8; 3]) -> f64 {
 
 /// White or black, whichever reads better on `background` (button text on the
 /// primary colour, so a light brand colour still gets legible buttons).
-fn best_text_on(background: [u8; 3]) -> &'static str {
+pub(crate) fn best_text_on(background: [u8; 3]) -> &'static str {
     if contrast_ratio(background, [255, 255, 255]) >= contrast_ratio(background, [0, 0, 0]) {
         "#ffffff"
     } else {

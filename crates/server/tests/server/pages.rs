@@ -613,6 +613,70 @@ fn registration_can_be_closed_per_tenant() {
 }
 
 #[test]
+fn a_german_sign_up_gets_a_german_mail_in_two_parts_from_the_tenant() {
+    let app = WebApp::start(Backend::Sqlite);
+    let mut settings = serde_json::Map::new();
+    settings.insert(
+        "mail".into(),
+        serde_json::json!({ "from": "anmeldung@bergwerk.example" }),
+    );
+    gatehouse_identity_store::tenants::create(
+        &mut app.db.conn(),
+        app.clock.now(),
+        gatehouse_identity_store::tenants::TenantData {
+            slug: "bergwerk".into(),
+            display_name: "Bergwerk & Söhne".into(),
+            settings,
+        },
+    )
+    .unwrap();
+    app.state.tenants.invalidate();
+    let mut browser = app.browser();
+    let form = browser.get("/t/bergwerk/signup?lang=de");
+    assert_eq!(form.status, 200, "{}", form.body);
+    let answer = browser.post_form(
+        "/t/bergwerk/signup",
+        &form,
+        &[("email", "greta@example.com"), ("password", PASSWORD)],
+    );
+    assert!(answer.status < 400, "{}", answer.body);
+    let mail = app.mails(1).pop().unwrap();
+    assert!(
+        mail.header("Content-Type")
+            .unwrap()
+            .starts_with("multipart/alternative"),
+        "{}",
+        mail.data
+    );
+    assert_eq!(
+        mail.header("Subject").as_deref(),
+        Some("Bestätigen Sie Ihre E-Mail-Adresse")
+    );
+    let from = mail.header("From").unwrap();
+    assert!(
+        from.contains("Bergwerk & Söhne") && from.contains("<anmeldung@bergwerk.example>"),
+        "{from}"
+    );
+    assert_eq!(mail.from, "anmeldung@bergwerk.example");
+    assert!(
+        mail.text_body().starts_with("Willkommen!"),
+        "{}",
+        mail.text_body()
+    );
+    let html = mail.html_body().expect("an HTML part");
+    assert!(html.contains(r#"<html lang="de">"#), "{html}");
+    assert!(html.contains("Bergwerk &amp; Söhne"), "{html}");
+    assert!(
+        html.contains("Bestätigen Sie Ihre E-Mail-Adresse, indem Sie"),
+        "{html}"
+    );
+    let link = mail
+        .find_link(&format!("{}/t/bergwerk/verify?token=", app.base))
+        .expect("a verification link");
+    assert!(html.contains(&format!(r#"<a href="{link}""#)), "{html}");
+}
+
+#[test]
 fn pages_follow_the_browser_language() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
@@ -870,6 +934,12 @@ fn verification_mail_can_be_resent_a_few_times_an_hour_and_no_more() {
         let page = browser.get("/signin");
         let answer = browser.post_form("/verify/resend", &page, &[("email", "ivan@example.com")]);
         assert_eq!(answer.status, 200);
+        // A new link voids the older ones, and the page says so.
+        assert!(
+            answer.body.contains("The earlier link no longer works"),
+            "{}",
+            answer.body
+        );
     }
     app.settle();
     assert_eq!(

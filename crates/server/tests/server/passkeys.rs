@@ -15,7 +15,7 @@ use crate::web_kit::{Browser, Page, WebApp};
 
 const AAL2: &str = "urn:gatehouse:aal2";
 
-fn localhost_app() -> WebApp {
+pub(crate) fn localhost_app() -> WebApp {
     let mut app = WebApp::start_with(Backend::Sqlite, |config| {
         config.server.public_url = config
             .server
@@ -27,12 +27,16 @@ fn localhost_app() -> WebApp {
     app
 }
 
-fn body(page: &Page) -> Value {
+pub(crate) fn body(page: &Page) -> Value {
     serde_json::from_str(&page.body).unwrap_or_else(|_| panic!("not JSON: {}", page.body))
 }
 
 /// Adds a passkey named `name` from the security page; the finish answer.
-fn add_passkey(browser: &mut Browser, authenticator: &mut SoftAuthenticator, name: &str) -> Value {
+pub(crate) fn add_passkey(
+    browser: &mut Browser,
+    authenticator: &mut SoftAuthenticator,
+    name: &str,
+) -> Value {
     let security = browser.get("/account/security");
     assert_eq!(security.status, 200, "{}", security.body);
     let csrf = security.csrf();

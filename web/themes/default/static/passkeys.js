@@ -10,6 +10,8 @@
 //                                   (conditional UI) on the email field
 //   [data-passkey="second-factor"]  "Use a passkey" after a password or for step-up
 //   [data-passkey="register"]       the form that adds a passkey (security page)
+//   [data-passkey="reset"]          the password-reset form, where a passkey proves
+//                                   the reset: the assertion goes with the form
 (function () {
   'use strict';
 
@@ -254,6 +256,52 @@
     form.hidden = false;
   }
 
+  // The reset form: with the passkey chosen, submitting first runs the ceremony
+  // (bound to the reset link), then sends the assertion with the new password.
+  function setUpReset(form) {
+    const radios = form.querySelectorAll('input[name="method"][type="radio"]');
+    const chosen = () => {
+      const checked = form.querySelector('input[name="method"]:checked') || form.querySelector('input[name="method"][type="hidden"]');
+      return checked ? checked.value : '';
+    };
+    const code = form.querySelector('[data-proof-code]');
+    const update = () => {
+      if (!code) return;
+      const usePasskey = chosen() === 'passkey';
+      code.hidden = usePasskey;
+      code.querySelector('input').required = !usePasskey;
+    };
+    for (const option of form.querySelectorAll('[data-passkey-option]')) option.hidden = false;
+    for (const missing of form.querySelectorAll('[data-passkey-missing]')) missing.hidden = true;
+    for (const radio of radios) {
+      if (radio.value === 'passkey') {
+        radio.disabled = false;
+        radio.checked = true;
+      }
+      radio.addEventListener('change', update);
+    }
+    update();
+    const button = form.querySelector('button[type="submit"]');
+    form.addEventListener('submit', async (event) => {
+      if (chosen() !== 'passkey') return;
+      event.preventDefault();
+      if (!form.reportValidity()) return;
+      clearError(form);
+      button.disabled = true;
+      try {
+        const begun = await post('/recover/passkey/begin', { token: form.dataset.token || '' });
+        const credential = await navigator.credentials.get({ publicKey: requestOptions(begun.options) });
+        if (!credential) throw new Error(config.msgFailed);
+        form.querySelector('input[name="passkey_challenge"]').value = begun.challenge_id;
+        form.querySelector('input[name="passkey_credential"]').value = JSON.stringify(assertionJSON(credential));
+        form.submit();
+      } catch (error) {
+        showError(form, error);
+        button.disabled = false;
+      }
+    });
+  }
+
   for (const block of document.querySelectorAll('[data-passkey]')) {
     switch (block.dataset.passkey) {
       case 'sign-in':
@@ -264,6 +312,9 @@
         break;
       case 'register':
         setUpRegistration(block);
+        break;
+      case 'reset':
+        setUpReset(block);
         break;
       default:
         break;
