@@ -176,14 +176,9 @@ fn refuse(
     tenant: TenantId,
     client: &ClientInfo,
 ) -> Result<(), AuthnError> {
-    rate_limits::record_failure(
-        conn,
-        now,
-        tenant,
-        BUCKET,
-        chrono::Duration::hours(1),
-        |n| (n >= MAX_FAILURES).then(|| chrono::Duration::hours(1)),
-    )?;
+    rate_limits::record_failure(conn, now, tenant, BUCKET, chrono::Duration::hours(1), |n| {
+        (n >= MAX_FAILURES).then(|| chrono::Duration::hours(1))
+    })?;
     inner.audit(
         conn,
         tenant,
