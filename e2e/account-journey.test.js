@@ -9,15 +9,14 @@
 // e2e/artifacts/account-journey/ (not committed; CI keeps them as artifacts).
 
 import assert from 'node:assert/strict';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { launchChromium, watchForProblems } from './lib/browser.js';
 import { escapeRegExp, journeySteps, submit } from './lib/journey.js';
-import { startGatehouse } from './lib/server.js';
-import { linksIn, parseHeaders, startSmtpCatcher } from './lib/smtp.js';
+import { linksIn, parseHeaders } from './lib/smtp.js';
+import { openStage } from './lib/stage.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'account-journey');
 
@@ -38,16 +37,7 @@ describe('account journey', { timeout: 180_000 }, () => {
   const onPath = (pathname) => (url) => url.pathname === pathname;
 
   before(async () => {
-    await rm(ARTIFACTS, { recursive: true, force: true });
-    await mkdir(ARTIFACTS, { recursive: true });
-    smtp = await startSmtpCatcher();
-    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
-    browser = await launchChromium();
-    const context = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.setDefaultNavigationTimeout(20_000);
-    problems = watchForProblems(page);
+    ({ smtp, server, browser, page, problems } = await openStage({ artifacts: ARTIFACTS }));
   });
 
   after(async () => {

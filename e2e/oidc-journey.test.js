@@ -17,18 +17,17 @@
 import assert from 'node:assert/strict';
 import { createHash, webcrypto } from 'node:crypto';
 import dns from 'node:dns';
-import { mkdir, rm, writeFile } from 'node:fs/promises';
+import { writeFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import * as oidc from 'openid-client';
 
-import { launchChromium, watchForProblems } from './lib/browser.js';
 import { escapeRegExp, journeySteps, submit } from './lib/journey.js';
-import { startGatehouse } from './lib/server.js';
 import { cliCredentials, startCallbackServer, waitForCallback } from './lib/relying-party.js';
-import { linksIn, startSmtpCatcher } from './lib/smtp.js';
+import { linksIn } from './lib/smtp.js';
+import { closeAll, openStage } from './lib/stage.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'oidc-journey');
 
@@ -63,30 +62,11 @@ describe('OpenID Connect journey with openid-client', { timeout: 240_000 }, () =
   const step = journeySteps({ artifacts: ARTIFACTS, current: () => ({ page, server }) });
 
   before(async () => {
-    await rm(ARTIFACTS, { recursive: true, force: true });
-    await mkdir(ARTIFACTS, { recursive: true });
-    smtp = await startSmtpCatcher();
-    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
+    ({ smtp, server, browser, page, problems } = await openStage({ artifacts: ARTIFACTS }));
     callback = await startCallbackServer();
-    browser = await launchChromium();
-    const context = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.setDefaultNavigationTimeout(20_000);
-    problems = watchForProblems(page);
   });
 
-  after(async () => {
-    const results = await Promise.allSettled([
-      browser?.close(),
-      server?.stop(),
-      smtp?.close(),
-      callback?.close(),
-    ]);
-    for (const result of results) {
-      if (result.status === 'rejected') console.error('cleanup failed:', result.reason);
-    }
-  });
+  after(() => closeAll([browser?.close(), server?.stop(), smtp?.close(), callback?.close()]));
 
   // The relying party: a confidential web application and a machine client.
   let app; // { clientId, clientSecret, redirectUri }

@@ -9,18 +9,15 @@
 
 import assert from 'node:assert/strict';
 import dns from 'node:dns';
-import { mkdir, rm } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
 import { Issuer, custom, generators } from 'openid-client-v5';
 
-import { launchChromium, watchForProblems } from './lib/browser.js';
 import { journeySteps, submit } from './lib/journey.js';
 import { cliCredentials, startCallbackServer, waitForCallback } from './lib/relying-party.js';
-import { startGatehouse } from './lib/server.js';
-import { startSmtpCatcher } from './lib/smtp.js';
+import { closeAll, openStage } from './lib/stage.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'openid-client-v5');
 const EMAIL = 'dorothy.vaughan@example.com';
@@ -42,24 +39,11 @@ describe('openid-client v5 (RS256 by default)', { timeout: 180_000 }, () => {
   const step = journeySteps({ artifacts: ARTIFACTS, current: () => ({ page, server }) });
 
   before(async () => {
-    await rm(ARTIFACTS, { recursive: true, force: true });
-    await mkdir(ARTIFACTS, { recursive: true });
-    smtp = await startSmtpCatcher();
-    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
+    ({ smtp, server, browser, page, problems } = await openStage({ artifacts: ARTIFACTS }));
     callback = await startCallbackServer();
-    browser = await launchChromium();
-    const context = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    problems = watchForProblems(page);
   });
 
-  after(async () => {
-    const results = await Promise.allSettled([browser?.close(), server?.stop(), smtp?.close(), callback?.close()]);
-    for (const result of results) {
-      if (result.status === 'rejected') console.error('cleanup failed:', result.reason);
-    }
-  });
+  after(() => closeAll([browser?.close(), server?.stop(), smtp?.close(), callback?.close()]));
 
   step('registers a client that names no ID-token algorithm, and a user', async () => {
     redirectUri = `http://localhost:${callback.port}/callback`;

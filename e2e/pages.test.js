@@ -10,16 +10,15 @@ import assert from 'node:assert/strict';
 import { createHash, createHmac, randomBytes } from 'node:crypto';
 import { createRequire } from 'node:module';
 import dns from 'node:dns';
-import { mkdir, readFile, rm } from 'node:fs/promises';
-import http from 'node:http';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { launchChromium, watchForProblems } from './lib/browser.js';
 import { journeySteps, submit } from './lib/journey.js';
-import { startGatehouse } from './lib/server.js';
-import { linksIn, startSmtpCatcher } from './lib/smtp.js';
+import { startCallbackServer } from './lib/relying-party.js';
+import { linksIn } from './lib/smtp.js';
+import { closeAll, openStage } from './lib/stage.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'pages');
 
@@ -54,26 +53,15 @@ describe('pages that keep the journey', { timeout: 240_000 }, () => {
   const step = journeySteps({ artifacts: ARTIFACTS, current: () => ({ page, server }) });
 
   before(async () => {
-    await rm(ARTIFACTS, { recursive: true, force: true });
-    await mkdir(ARTIFACTS, { recursive: true });
-    smtp = await startSmtpCatcher();
-    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
-    callback = await startCallbackServer();
-    browser = await launchChromium();
-    context = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB', acceptDownloads: true });
+    ({ smtp, server, browser, context, page, problems } = await openStage({
+      artifacts: ARTIFACTS,
+      contextOptions: { acceptDownloads: true },
+    }));
     await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.baseUrl });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.setDefaultNavigationTimeout(20_000);
-    problems = watchForProblems(page);
+    callback = await startCallbackServer();
   });
 
-  after(async () => {
-    const results = await Promise.allSettled([browser?.close(), server?.stop(), smtp?.close(), callback?.close()]);
-    for (const result of results) {
-      if (result.status === 'rejected') console.error('cleanup failed:', result.reason);
-    }
-  });
+  after(() => closeAll([browser?.close(), server?.stop(), smtp?.close(), callback?.close()]));
 
   let app; // { clientId, redirectUri }
 
@@ -250,24 +238,4 @@ function totp(base32, at = Date.now()) {
   const offset = mac[mac.length - 1] & 0xf;
   const value = (mac.readUInt32BE(offset) & 0x7fffffff) % 1_000_000;
   return String(value).padStart(6, '0');
-}
-
-/** The application's redirect URI: records each request, `next()` resolves with the next URL. */
-async function startCallbackServer() {
-  const waiting = [];
-  const server = http.createServer((req, res) => {
-    const url = new URL(req.url, `http://localhost:${server.address().port}`);
-    res.writeHead(200, { 'content-type': 'text/html; charset=utf-8' });
-    res.end(`<!doctype html><title>${CLIENT_NAME}</title><h1>Signed in</h1>`);
-    waiting.shift()?.(url);
-  });
-  await new Promise((resolve, reject) => {
-    server.once('error', reject);
-    server.listen(0, '127.0.0.1', resolve);
-  });
-  return {
-    port: server.address().port,
-    next: () => new Promise((resolve) => waiting.push(resolve)),
-    close: () => new Promise((resolve) => server.close(() => resolve())),
-  };
 }

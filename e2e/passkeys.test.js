@@ -11,15 +11,14 @@
 // Screenshots, the server log and the mail land in e2e/artifacts/passkeys/.
 
 import assert from 'node:assert/strict';
-import { mkdir, readFile, rm } from 'node:fs/promises';
+import { readFile } from 'node:fs/promises';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { launchChromium, watchForProblems } from './lib/browser.js';
 import { journeySteps, submit } from './lib/journey.js';
-import { startGatehouse } from './lib/server.js';
-import { linksIn, startSmtpCatcher } from './lib/smtp.js';
+import { linksIn } from './lib/smtp.js';
+import { openStage } from './lib/stage.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'passkeys');
 
@@ -41,16 +40,8 @@ describe('passkeys', { timeout: 180_000 }, () => {
   const onPath = (pathname) => (url) => url.pathname === pathname;
 
   before(async () => {
-    await rm(ARTIFACTS, { recursive: true, force: true });
-    await mkdir(ARTIFACTS, { recursive: true });
-    smtp = await startSmtpCatcher();
-    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
-    browser = await launchChromium();
-    const context = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    page.setDefaultNavigationTimeout(20_000);
-    problems = watchForProblems(page);
+    let context;
+    ({ smtp, server, browser, context, page, problems } = await openStage({ artifacts: ARTIFACTS }));
 
     cdp = await context.newCDPSession(page);
     await cdp.send('WebAuthn.enable');

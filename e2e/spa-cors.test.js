@@ -15,16 +15,13 @@
 
 import assert from 'node:assert/strict';
 import dns from 'node:dns';
-import { mkdir, rm } from 'node:fs/promises';
 import http from 'node:http';
 import path from 'node:path';
 import { after, before, describe } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { launchChromium, watchForProblems } from './lib/browser.js';
 import { journeySteps, submit } from './lib/journey.js';
-import { startGatehouse } from './lib/server.js';
-import { startSmtpCatcher } from './lib/smtp.js';
+import { closeAll, openStage } from './lib/stage.js';
 
 const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'spa-cors');
 const EMAIL = 'katherine.johnson@example.com';
@@ -43,24 +40,11 @@ describe('a browser app on another origin (CORS)', { timeout: 180_000 }, () => {
   const step = journeySteps({ artifacts: ARTIFACTS, current: () => ({ page, server }) });
 
   before(async () => {
-    await rm(ARTIFACTS, { recursive: true, force: true });
-    await mkdir(ARTIFACTS, { recursive: true });
-    smtp = await startSmtpCatcher();
-    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
+    ({ smtp, server, browser, page, problems } = await openStage({ artifacts: ARTIFACTS }));
     spa = await startSpa(() => ({ issuer: server.baseUrl, clientId }));
-    browser = await launchChromium();
-    const context = await browser.newContext({ locale: 'en-GB' });
-    page = await context.newPage();
-    page.setDefaultTimeout(15_000);
-    problems = watchForProblems(page);
   });
 
-  after(async () => {
-    const results = await Promise.allSettled([browser?.close(), server?.stop(), smtp?.close(), spa?.close()]);
-    for (const result of results) {
-      if (result.status === 'rejected') console.error('cleanup failed:', result.reason);
-    }
-  });
+  after(() => closeAll([browser?.close(), server?.stop(), smtp?.close(), spa?.close()]));
 
   step('the operator registers the app with its web origin, and a user', async () => {
     const created = await server.cli([

@@ -162,12 +162,18 @@ impl Authn {
         let (user, credential) = self
             .confirm_password(tenant, session, current, client.clone())
             .await?;
-        let mut inputs = vec![user.data.user_name.as_str()];
-        inputs.extend(user.primary_email().map(|e| e.value.as_str()));
-        inputs.extend(user.data.name.given_name.as_deref());
-        inputs.extend(user.data.name.family_name.as_deref());
-        self.inner.policy.check(&new, &inputs)?;
-        let phc = Zeroizing::new(self.hashing(move |hasher, _| hasher.hash(&new)).await??);
+        let phc = Zeroizing::new(
+            self.new_password_hash(
+                new,
+                &[
+                    Some(user.data.user_name.as_str()),
+                    user.primary_email().map(|e| e.value.as_str()),
+                    user.data.name.given_name.as_deref(),
+                    user.data.name.family_name.as_deref(),
+                ],
+            )
+            .await?,
+        );
         self.blocking(move |inner, conn| {
             let now = inner.now();
             let ended = db::transaction_with(conn, |conn| {

@@ -45,7 +45,6 @@ use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{RoleId, SessionId, TenantId, UserId};
 use gatehouse_core::tenant_settings::TenantSettings;
 use gatehouse_identity_store::audit::Outcome;
-use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
 use gatehouse_identity_store::{
     AnyConnection, StoreError, account_recoveries, db, grants, roles, sessions, tenants, users,
@@ -232,57 +231,37 @@ impl Authn {
             return Err(AuthnError::InvalidEmail);
         }
         let phc = match account.password {
-            Some(password) => {
-                let inputs: Vec<&str> = [
-                    Some(email.as_str()),
-                    account.given_name.as_deref(),
-                    account.family_name.as_deref(),
-                ]
-                .into_iter()
-                .flatten()
-                .collect();
-                self.inner.policy.check(&password, &inputs)?;
-                // Hashed on the hashing pool, holding no database connection.
-                Some(
-                    self.hashing(move |hasher, _memory| hasher.hash(&password))
-                        .await??,
+            Some(password) => Some(
+                self.new_password_hash(
+                    password,
+                    &[
+                        Some(email.as_str()),
+                        account.given_name.as_deref(),
+                        account.family_name.as_deref(),
+                    ],
                 )
-            }
+                .await?,
+            ),
             None => None,
         };
-        let user_data = users::UserData {
-            name: users::Name {
-                given_name: account.given_name.filter(|s| !s.trim().is_empty()),
-                family_name: account.family_name.filter(|s| !s.trim().is_empty()),
-                ..users::Name::default()
-            },
-            emails: vec![users::Email {
-                value: email.clone(),
-                kind: None,
-                primary: true,
-                verified: account.verified,
-            }],
-            ..users::UserData::new(email)
-        };
+        let user_data = crate::registration::new_user_data(
+            &email,
+            account.given_name,
+            account.family_name,
+            account.verified,
+        );
         let verified = account.verified;
         self.blocking(move |inner, conn| {
             let now = inner.now();
             let user = db::transaction_with(conn, |conn| {
-                let user = users::create(conn, now, tenant, user_data)?;
-                if let Some(phc) = &phc {
-                    credentials::create(
-                        conn,
-                        &inner.cipher,
-                        now,
-                        tenant,
-                        user.id,
-                        NewCredential {
-                            kind: CredentialKind::Password,
-                            label: None,
-                            secret: phc.as_bytes(),
-                        },
-                    )?;
-                }
+                let user = crate::registration::create_user(
+                    inner,
+                    conn,
+                    now,
+                    tenant,
+                    user_data,
+                    phc.as_deref(),
+                )?;
                 inner.audit(
                     conn,
                     tenant,

@@ -96,7 +96,72 @@ fn verification_mail(to: &str, link: String, client: &ClientInfo) -> Mail {
     }
 }
 
+/// A new user whose user name and primary address are `email`.
+pub(crate) fn new_user_data(
+    email: &str,
+    given_name: Option<String>,
+    family_name: Option<String>,
+    verified: bool,
+) -> UserData {
+    UserData {
+        name: Name {
+            given_name: given_name.filter(|s| !s.trim().is_empty()),
+            family_name: family_name.filter(|s| !s.trim().is_empty()),
+            ..Name::default()
+        },
+        emails: vec![Email {
+            value: email.to_owned(),
+            kind: None,
+            primary: true,
+            verified,
+        }],
+        ..UserData::new(email)
+    }
+}
+
+/// Creates the user and, when one is given, its password (a PHC string).
+pub(crate) fn create_user(
+    inner: &Inner,
+    conn: &mut AnyConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    tenant: TenantId,
+    data: UserData,
+    password_phc: Option<&str>,
+) -> Result<users::User, StoreError> {
+    let user = users::create(conn, now, tenant, data)?;
+    if let Some(phc) = password_phc {
+        credentials::create(
+            conn,
+            &inner.cipher,
+            now,
+            tenant,
+            user.id,
+            NewCredential {
+                kind: CredentialKind::Password,
+                label: None,
+                secret: phc.as_bytes(),
+            },
+        )?;
+    }
+    Ok(user)
+}
+
 impl Authn {
+    /// A new account's password: checked against the policy, with the person's own
+    /// details as words to avoid, then hashed on the hashing pool. No database
+    /// connection is held across the hash: one held by each of eight concurrent
+    /// sign-ups is one taken from everyone else for the length of the hash.
+    pub(crate) async fn new_password_hash(
+        &self,
+        password: impl AsRef<str> + Send + 'static,
+        details: &[Option<&str>],
+    ) -> Result<String, AuthnError> {
+        let details: Vec<&str> = details.iter().flatten().copied().collect();
+        self.inner.policy.check(password.as_ref(), &details)?;
+        self.hashing(move |hasher, _memory| hasher.hash(password.as_ref()))
+            .await?
+    }
+
     pub async fn register(
         &self,
         tenant: TenantId,
@@ -112,23 +177,16 @@ impl Authn {
         if !valid_new_email(&email) {
             return Err(AuthnError::InvalidEmail);
         }
-        let inputs: Vec<&str> = [
-            Some(email.as_str()),
-            form.given_name.as_deref(),
-            form.family_name.as_deref(),
-        ]
-        .into_iter()
-        .flatten()
-        .collect();
-        self.inner.policy.check(&form.password, &inputs)?;
-
-        // Argon2 runs on the hashing pool, holding no database connection: a pooled
-        // connection held across a hash is one that eight concurrent sign-ups take
-        // from everyone else for the length of the hash.
-        let password = form.password;
         let phc = self
-            .hashing(move |hasher, _memory| hasher.hash(&password))
-            .await??;
+            .new_password_hash(
+                form.password,
+                &[
+                    Some(email.as_str()),
+                    form.given_name.as_deref(),
+                    form.family_name.as_deref(),
+                ],
+            )
+            .await?;
         let mail = self
             .blocking(move |inner, conn| {
                 let now = inner.now();
@@ -143,36 +201,11 @@ impl Authn {
                     &email,
                     &client,
                 )?;
-                let user_data = UserData {
-                    name: Name {
-                        given_name: form.given_name.filter(|s| !s.trim().is_empty()),
-                        family_name: form.family_name.filter(|s| !s.trim().is_empty()),
-                        ..Name::default()
-                    },
-                    emails: vec![Email {
-                        value: email.clone(),
-                        kind: None,
-                        primary: true,
-                        verified: false,
-                    }],
-                    ..UserData::new(email.clone())
-                };
+                let user_data = new_user_data(&email, form.given_name, form.family_name, false);
                 // The user, the password, the link and the audit record commit
                 // together or not at all (a crash never leaves a user unaudited).
                 let created = db::transaction_with(conn, |conn| {
-                    let user = users::create(conn, now, tenant, user_data)?;
-                    credentials::create(
-                        conn,
-                        &inner.cipher,
-                        now,
-                        tenant,
-                        user.id,
-                        NewCredential {
-                            kind: CredentialKind::Password,
-                            label: None,
-                            secret: phc.as_bytes(),
-                        },
-                    )?;
+                    let user = create_user(inner, conn, now, tenant, user_data, Some(&phc))?;
                     let token = issue_verification(inner, conn, tenant, user.id, &email)?;
                     inner.audit(
                         conn,

@@ -67,6 +67,19 @@ struct Inner {
     bearers: BearerCache,
 }
 
+/// A cached value still younger than [`CLIENT_TTL`].
+fn fresh<K: Eq + std::hash::Hash, V: Clone>(
+    cache: &RwLock<HashMap<K, (V, Instant)>>,
+    key: &K,
+) -> Option<V> {
+    cache
+        .read()
+        .unwrap_or_else(|p| p.into_inner())
+        .get(key)
+        .filter(|(_, at)| at.elapsed() < CLIENT_TTL)
+        .map(|(value, _)| value.clone())
+}
+
 pub(crate) fn internal(error: impl std::fmt::Display) -> OAuthError {
     tracing::error!(%error, "token service failure");
     OAuthError::server_error()
@@ -176,15 +189,8 @@ impl Issuer {
         client_id: &str,
     ) -> IssuerResult<Option<Arc<Client>>> {
         let key = (tenant, client_id.to_owned());
-        if let Some((client, at)) = self
-            .inner
-            .clients
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&key)
-            && at.elapsed() < CLIENT_TTL
-        {
-            return Ok(Some(Arc::clone(client)));
+        if let Some(client) = fresh(&self.inner.clients, &key) {
+            return Ok(Some(client));
         }
         let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
         let Some(client) = clients::get_by_client_id(&mut conn, tenant, client_id)? else {
@@ -211,15 +217,7 @@ impl Issuer {
         load: bool,
     ) -> IssuerResult<Option<bool>> {
         if let Some(client_id) = client {
-            let key = (tenant, client_id.to_owned());
-            let cached = self
-                .inner
-                .clients
-                .read()
-                .unwrap_or_else(|p| p.into_inner())
-                .get(&key)
-                .filter(|(_, at)| at.elapsed() < CLIENT_TTL)
-                .map(|(client, _)| Arc::clone(client));
+            let cached = fresh(&self.inner.clients, &(tenant, client_id.to_owned()));
             let client = match cached {
                 Some(client) => Some(client),
                 None if load => self.client_for(tenant, client_id)?,
@@ -229,15 +227,7 @@ impl Issuer {
                 c.data.allowed_origins.iter().any(|o| o == origin)
             })));
         }
-        let cached = self
-            .inner
-            .origins
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&tenant)
-            .filter(|(_, at)| at.elapsed() < CLIENT_TTL)
-            .map(|(origins, _)| Arc::clone(origins));
-        let origins = match cached {
+        let origins = match fresh(&self.inner.origins, &tenant) {
             Some(origins) => origins,
             None if load => {
                 let mut conn = self.inner.pool.get().map_err(StoreError::from)?;
