@@ -1,44 +1,17 @@
 //! Reading the audit log: a tenant's events filtered by actor, action and time,
 //! and the check of every tenant's keyed hash chain.
 
-use chrono::{DateTime, Utc};
 use gatehouse_identity_store::PageRequest;
-use gatehouse_identity_store::audit::{self, AuditEvent, VerifyReport};
+use gatehouse_identity_store::audit::{self, AuditEvent, AuditFilter, VerifyReport};
 
 use crate::{Admin, AdminError, AdminResult};
 
-/// Which events to read; every field narrows the result.
+/// Which events to read: the store's filter and how many at most (1..=1000),
+/// the oldest first.
 #[derive(Debug, Clone, Default)]
 pub struct AuditQuery {
-    /// The actor as recorded (`operator:alice`, `user:…`, `client:…`).
-    pub actor: Option<String>,
-    /// The action, or a prefix ending in `.` (`user.` for every user event).
-    pub action: Option<String>,
-    /// The target as recorded (`user:…`, `client:…`).
-    pub target: Option<String>,
-    pub since: Option<DateTime<Utc>>,
-    pub until: Option<DateTime<Utc>>,
-    /// At most this many events (1..=1000), the oldest first.
+    pub filter: AuditFilter,
     pub limit: usize,
-}
-
-impl AuditQuery {
-    fn matches(&self, event: &AuditEvent) -> bool {
-        self.actor.as_ref().is_none_or(|a| &event.actor == a)
-            && self.action.as_ref().is_none_or(|a| {
-                if a.ends_with('.') {
-                    event.action.starts_with(a.as_str())
-                } else {
-                    &event.action == a
-                }
-            })
-            && self
-                .target
-                .as_ref()
-                .is_none_or(|t| event.target.as_deref() == Some(t.as_str()))
-            && self.since.is_none_or(|since| event.occurred_at >= since)
-            && self.until.is_none_or(|until| event.occurred_at < until)
-    }
 }
 
 /// The most events one query reads.
@@ -59,26 +32,8 @@ impl Admin {
         }
         let tenant = self.tenant(tenant).await?.id;
         self.blocking(move |conn| {
-            let mut found = Vec::new();
-            let mut request = PageRequest::first(500);
-            loop {
-                let page = audit::list(conn, tenant, &request)?;
-                for event in page.items {
-                    if query.until.is_some_and(|until| event.occurred_at >= until) {
-                        return Ok(found);
-                    }
-                    if query.matches(&event) {
-                        found.push(event);
-                        if found.len() == query.limit {
-                            return Ok(found);
-                        }
-                    }
-                }
-                match page.next_cursor {
-                    Some(cursor) => request = PageRequest::after(cursor, 500),
-                    None => return Ok(found),
-                }
-            }
+            let page = PageRequest::first(query.limit as u32);
+            Ok(audit::search(conn, tenant, &query.filter, &page)?.items)
         })
         .await
     }

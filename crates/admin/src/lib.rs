@@ -45,6 +45,7 @@ pub use audit::{AuditQuery, MAX_AUDIT_EVENTS};
 pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
 pub use error::AdminError;
 pub use gatehouse_authn::lifecycle::NewAccount;
+pub use gatehouse_identity_store::audit::AuditFilter;
 pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
 pub use tenants::TenantView;

@@ -7,7 +7,7 @@
 use std::sync::Arc;
 
 use gatehouse_admin::{
-    Admin, AdminError, AdminParts, AuditQuery, NewClient, Operator, Reason, TenantUrls,
+    Admin, AdminError, AdminParts, AuditFilter, AuditQuery, NewClient, Operator, Reason, TenantUrls,
 };
 use gatehouse_authn::Authn;
 use gatehouse_consent::Consents;
@@ -345,22 +345,27 @@ gatehouse_identity_store::backend_tests! {
 
         let read = |query: AuditQuery| block_on(env.admin.audit_events("acme", query)).unwrap();
         let everything = AuditQuery { limit: 100, ..AuditQuery::default() };
-        let by_grace = read(AuditQuery { actor: Some("operator:grace".into()), ..everything.clone() });
+        let with = |filter: AuditFilter| AuditQuery { filter, ..everything.clone() };
+        let by_grace = read(with(AuditFilter { actor: Some("operator:grace".into()), ..AuditFilter::default() }));
         assert_eq!(by_grace.len(), 2);
-        let group_events = read(AuditQuery { action: Some("group.".into()), ..everything.clone() });
+        let group_events = read(with(AuditFilter { action: Some("group.".into()), ..AuditFilter::default() }));
         assert_eq!(group_events.len(), 3);
-        let created = read(AuditQuery { action: Some("group.created".into()), ..everything.clone() });
+        // Actions are compared lower-cased, alike on both backends.
+        assert_eq!(read(with(AuditFilter { action: Some("GROUP.".into()), ..AuditFilter::default() })).len(), 3);
+        // A LIKE wildcard in the prefix is a plain character.
+        assert!(read(with(AuditFilter { action: Some("gro_p.".into()), ..AuditFilter::default() })).is_empty());
+        let created = read(with(AuditFilter { action: Some("group.created".into()), ..AuditFilter::default() }));
         assert_eq!(created.len(), 2);
-        let about_ada = read(AuditQuery { target: by_grace[1].target.clone(), ..everything.clone() });
+        let about_ada = read(with(AuditFilter { target: by_grace[1].target.clone(), ..AuditFilter::default() }));
         assert_eq!(about_ada.len(), 1);
         assert_eq!(about_ada[0].action, "group.member_added");
         let first = read(AuditQuery { limit: 1, ..everything.clone() });
         assert_eq!(first.len(), 1);
         assert!(first[0].seq <= group_events[0].seq);
-        let later = read(AuditQuery {
+        let later = read(with(AuditFilter {
             since: Some(group_events[2].occurred_at + chrono::Duration::seconds(1)),
-            ..everything.clone()
-        });
+            ..AuditFilter::default()
+        }));
         assert!(later.is_empty(), "{later:#?}");
         let bad = block_on(env.admin.audit_events("acme", AuditQuery::default())).unwrap_err();
         assert!(matches!(bad, AdminError::Invalid { field: "limit", .. }), "{bad:?}");

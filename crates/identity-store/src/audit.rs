@@ -315,6 +315,90 @@ pub fn append(
     }
 }
 
+/// Which of a tenant's events to read; every field narrows the result, and all of
+/// them are conditions of the query (an index on `(tenant_id, seq)` orders it).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct AuditFilter {
+    /// The actor as recorded (`operator:alice`, `user:…`, `client:…`).
+    pub actor: Option<String>,
+    /// The action, or a prefix ending in `.` (`user.` for every user event).
+    /// Actions are lower case; the filter is compared lower-cased, so both backends
+    /// answer alike (SQLite's `LIKE` ignores ASCII case, PostgreSQL's does not).
+    pub action: Option<String>,
+    /// The target as recorded (`user:…`, `client:…`).
+    pub target: Option<String>,
+    pub since: Option<DateTime<Utc>>,
+    /// Exclusive.
+    pub until: Option<DateTime<Utc>>,
+}
+
+/// `LIKE` pattern for "starts with `prefix`", its wildcards escaped with `\`.
+fn starts_with_pattern(prefix: &str) -> String {
+    let mut pattern = String::with_capacity(prefix.len() + 1);
+    for c in prefix.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern.push('%');
+    pattern
+}
+
+/// A tenant's events that match `filter`, in order; the cursor is the last `seq`
+/// returned, as for [`list`].
+pub fn search(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    filter: &AuditFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<AuditEvent>> {
+    let after: i64 = match page.after.as_deref() {
+        None => 0,
+        Some(cursor) => cursor.parse().map_err(|_| {
+            StoreError::invalid("page request", "audit cursor must be a sequence number")
+        })?,
+    };
+    let mut query = audit_events::table
+        .filter(audit_events::tenant_id.eq(tenant.to_string()))
+        .filter(audit_events::seq.gt(after))
+        .into_boxed();
+    if let Some(actor) = &filter.actor {
+        query = query.filter(audit_events::actor.eq(actor.clone()));
+    }
+    match filter
+        .action
+        .as_deref()
+        .map(str::to_ascii_lowercase)
+        .as_deref()
+    {
+        Some(prefix) if prefix.ends_with('.') => {
+            query = query.filter(
+                audit_events::action
+                    .like(starts_with_pattern(prefix))
+                    .escape('\\'),
+            );
+        }
+        Some(action) => query = query.filter(audit_events::action.eq(action.to_owned())),
+        None => {}
+    }
+    if let Some(target) = &filter.target {
+        query = query.filter(audit_events::target.eq(target.clone()));
+    }
+    if let Some(since) = filter.since {
+        query = query.filter(audit_events::occurred_at.ge(since.naive_utc()));
+    }
+    if let Some(until) = filter.until {
+        query = query.filter(audit_events::occurred_at.lt(until.naive_utc()));
+    }
+    let rows: Vec<AuditRow> = query
+        .order(audit_events::seq.asc())
+        .limit(page.fetch_limit()?)
+        .select(AuditRow::as_select())
+        .load(conn)?;
+    Page::convert_rows(rows, page, |e: &AuditEvent| e.seq.to_string())
+}
+
 /// A tenant's events in order; the cursor is the last `seq` returned.
 pub fn list(
     conn: &mut AnyConnection,

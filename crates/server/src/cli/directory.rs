@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use gatehouse_admin::AuditQuery;
+use gatehouse_admin::{AuditFilter, AuditQuery};
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
@@ -230,11 +230,13 @@ pub fn run_audit(config: &Config, command: AuditCommand) -> Result<ExitCode, Ser
             limit,
         } => {
             let query = AuditQuery {
-                actor,
-                action,
-                target,
-                since,
-                until,
+                filter: AuditFilter {
+                    actor,
+                    action,
+                    target,
+                    since,
+                    until,
+                },
                 limit,
             };
             let events = block_on(admin.audit_events(&tenant, query))
