@@ -54,8 +54,9 @@ pub use users::{Deleted, Disabled, Reset};
 pub type AdminResult<T> = Result<T, AdminError>;
 
 /// Who is acting: recorded as the actor of every audit record the action writes.
-/// Today an operator at the command line names themselves (whoever can run the
-/// binary against the database is trusted); the admin API will authenticate one.
+/// An operator at the command line names themselves (whoever can run the binary
+/// against the database is trusted); an admin API client is the client its access
+/// token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Operator(String);
 
@@ -69,12 +70,17 @@ impl Operator {
                 message: "must not be empty: the audit log records who acted".into(),
             });
         }
-        Ok(Operator(name.to_owned()))
+        Ok(Operator(format!("operator:{name}")))
+    }
+
+    /// An admin API client, authenticated by its access token.
+    pub fn api_client(client_id: &str) -> Operator {
+        Operator(format!("client:{client_id}"))
     }
 
     /// The audit log's actor.
     pub fn actor(&self) -> String {
-        format!("operator:{}", self.0)
+        self.0.clone()
     }
 }
 

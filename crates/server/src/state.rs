@@ -43,6 +43,8 @@ pub struct AppState {
     pub pdp: Pdp,
     pub ui: Ui,
     pub tenants: TenantDirectory,
+    /// The operator's use cases, for the admin API.
+    pub admin: gatehouse_admin::Admin,
     pub cookie_policy: CookiePolicy,
     /// Sends this node's events to the others (PostgreSQL only); its counters are
     /// exported at `/metrics`.
@@ -259,6 +261,20 @@ impl AppState {
         let public_url = config.server.public_url();
         let tenants =
             TenantDirectory::new(pool.clone(), config.bootstrap.tenant.clone(), &public_url);
+        let admin = gatehouse_admin::Admin::new(gatehouse_admin::AdminParts {
+            pool: pool.clone(),
+            cipher: cipher.clone(),
+            clock: clock.clone(),
+            events: events.clone(),
+            authn: authn.clone(),
+            issuer: issuer.clone(),
+            consents: consents.clone(),
+            pdp: pdp.clone(),
+            urls: Arc::new(tenants.clone()),
+            outbound: gatehouse_outbound::Outbound::from_config(&config.outbound)
+                .map_err(|e| ServerError::Startup(e.to_string()))?,
+        })
+        .map_err(|e| ServerError::Startup(format!("the admin service: {e}")))?;
         Ok((
             AppState {
                 cookie_policy: CookiePolicy::for_public_url(&public_url),
@@ -274,6 +290,7 @@ impl AppState {
                 pdp,
                 ui,
                 tenants,
+                admin,
                 event_publisher,
                 readiness_check: Arc::new(tokio::sync::Semaphore::new(1)),
                 _listener: listener,

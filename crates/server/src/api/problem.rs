@@ -7,6 +7,8 @@
 
 use actix_web::HttpResponse;
 use actix_web::http::{StatusCode, header};
+use gatehouse_admin::AdminError;
+use gatehouse_authn::AuthnError;
 use gatehouse_consent::ConsentError;
 use gatehouse_identity_store::StoreError;
 use serde_json::json;
@@ -17,20 +19,97 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// A problem details answer; `code` names the problem (`invalid_request`,
 /// `not_found`, …) and becomes its type `urn:gatehouse:problem:{code}`.
 pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
+    answer(status, code, detail, None)
+}
+
+/// A problem naming the member of the request at fault (`field`, an extension
+/// member, RFC 9457 §3.2).
+pub(crate) fn invalid_field(field: &str, detail: &str) -> HttpResponse {
+    answer(
+        StatusCode::BAD_REQUEST,
+        "invalid_request",
+        detail,
+        Some(field),
+    )
+}
+
+fn answer(status: StatusCode, code: &str, detail: &str, field: Option<&str>) -> HttpResponse {
+    let mut body = json!({
+        "type": format!("urn:gatehouse:problem:{code}"),
+        "title": status.canonical_reason().unwrap_or("Error"),
+        "status": status.as_u16(),
+        "detail": detail,
+        "error": code,
+        "error_description": detail,
+    });
+    if let Some(field) = field {
+        body["field"] = json!(field);
+    }
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
         .content_type(PROBLEM_JSON)
-        .body(
-            json!({
-                "type": format!("urn:gatehouse:problem:{code}"),
-                "title": status.canonical_reason().unwrap_or("Error"),
-                "status": status.as_u16(),
-                "detail": detail,
-                "error": code,
-                "error_description": detail,
-            })
-            .to_string(),
-        )
+        .body(body.to_string())
+}
+
+/// 503 with Retry-After: the database (or a service) could not be reached in time.
+fn unavailable(detail: &str) -> HttpResponse {
+    let mut response = problem(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "temporarily_unavailable",
+        detail,
+    );
+    response
+        .headers_mut()
+        .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
+    response
+}
+
+/// The answer to a failure of the admin layer, for the admin API: input at fault
+/// names its field; a missing or taken name is 404 or 409; only the server's own
+/// failures are 5xx.
+pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
+    match e {
+        AdminError::Invalid { field, message } => {
+            invalid_field(field, &format!("{field} {message}"))
+        }
+        AdminError::Authn(AuthnError::InvalidEmail) => {
+            invalid_field("email", "email is not a valid address")
+        }
+        AdminError::Authn(AuthnError::PasswordPolicy(violation)) => {
+            invalid_field("password", &violation.to_string())
+        }
+        AdminError::NotFound(message) => problem(StatusCode::NOT_FOUND, "not_found", message),
+        AdminError::Conflict(message) => problem(StatusCode::CONFLICT, "conflict", message),
+        AdminError::Store(StoreError::NotFound { entity }) => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("unknown {entity}"),
+        ),
+        AdminError::Store(invalid @ StoreError::Invalid { .. }) => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &invalid.to_string(),
+        ),
+        AdminError::Store(
+            conflict @ (StoreError::Conflict { .. } | StoreError::StaleVersion { .. }),
+        ) => problem(StatusCode::CONFLICT, "conflict", &conflict.to_string()),
+        AdminError::Store(store) if store.is_unavailable() => {
+            tracing::warn!(error = %store, "database out of reach");
+            unavailable("the database could not be reached in time; retry shortly")
+        }
+        AdminError::Unavailable(message) => {
+            tracing::warn!(%message, "admin service unavailable");
+            unavailable(message)
+        }
+        other => {
+            tracing::error!(error = %other, "admin API failed");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the request failed",
+            )
+        }
+    }
 }
 
 /// The answer to a failure of the consent crate, for this API and AuthZEN's: what
@@ -67,27 +146,11 @@ pub(crate) fn consent_failure(e: &ConsentError) -> HttpResponse {
         ) => problem(StatusCode::CONFLICT, "conflict", &conflict.to_string()),
         ConsentError::Store(store) if store.is_unavailable() => {
             tracing::warn!(error = %store, "database out of reach");
-            let mut response = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                "the database could not be reached in time; retry shortly",
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
+            unavailable("the database could not be reached in time; retry shortly")
         }
         ConsentError::Unavailable(message) => {
             tracing::warn!(%message, "consent or policy service unavailable");
-            let mut response = problem(
-                StatusCode::SERVICE_UNAVAILABLE,
-                "temporarily_unavailable",
-                message,
-            );
-            response
-                .headers_mut()
-                .insert(header::RETRY_AFTER, header::HeaderValue::from_static("1"));
-            response
+            unavailable(message)
         }
         other => {
             tracing::error!(error = %other, "consent API failed");

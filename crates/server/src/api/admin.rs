@@ -1,0 +1,285 @@
+//! The admin REST API, `/admin/v1` under each tenant's issuer: an adapter over
+//! `gatehouse-admin`, as the CLI is. This first part serves the tenant's own
+//! administrators: the tenant, its users (list, create) and its audit log (query,
+//! NDJSON export).
+//!
+//! Callers are API clients with a client-credentials access token of this tenant's
+//! issuer, carrying the scope `admin` and the audience `{issuer}/admin/v1` (so a
+//! token minted for another API cannot be replayed here). A token of another
+//! tenant's issuer is refused like any invalid token: tenants are administered
+//! through their own issuer. Every write is audited with the calling client as the
+//! actor (`client:<client_id>`). Failures are RFC 9457 problem details naming the
+//! field at fault; request bodies with unknown members are refused.
+//!
+//! Not yet (issue 15): platform administrators across tenants, the roles
+//! (helpdesk, auditor) decided by the PDP, the other resources, ETags, OpenAPI.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use gatehouse_admin::{AuditFilter, AuditQuery, NewAccount, Operator};
+use gatehouse_identity_store::PageRequest;
+use gatehouse_identity_store::audit::AuditEvent;
+use gatehouse_identity_store::users::User;
+use serde::Deserialize;
+use serde_json::{Value, json};
+
+use crate::api::problem::{admin_failure, invalid_field};
+use crate::http::answer::{self, Extracting, answered};
+use crate::http::bearer::{Refusal, json_answer};
+use crate::http::tenant::{ResolvedTenant, tenant_of};
+use crate::state::AppState;
+
+/// The scope an admin API token must carry.
+pub const SCOPE: &str = "admin";
+/// Where the API lives under an issuer; also the audience its tokens must name.
+pub const PATH: &str = "/admin/v1";
+
+/// Mounted at the root and under `/t/{tenant}`.
+pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope(PATH)
+            .route("/tenant", web::get().to(tenant))
+            .route("/users", web::get().to(users))
+            .route("/users", web::post().to(create_user))
+            .route("/audit", web::get().to(audit)),
+    );
+}
+
+/// An authenticated admin API call: the tenant and who acts.
+struct Caller {
+    tenant: ResolvedTenant,
+    operator: Operator,
+}
+
+impl actix_web::FromRequest for Caller {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
+            let (_, claims) = crate::http::bearer::require(&state, &req, SCOPE)
+                .await
+                .map_err(answered)?;
+            let tenant = tenant_of(&state.tenants, &req)
+                .await
+                .map_err(|_| answered(HttpResponse::NotFound().finish()))?;
+            if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {
+                return Err(answered(Refusal::InvalidToken.answer()));
+            }
+            Ok(Caller {
+                operator: Operator::api_client(&claims.client_id),
+                tenant,
+            })
+        })
+    }
+}
+
+/// A JSON body of `T`, read after the caller was authenticated (the handler parses
+/// it, so an unauthenticated request is never told what was wrong with its body).
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, actix_web::Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let field = e.to_string();
+        // serde names an unknown or missing member in backticks.
+        let member = field.split('`').nth(1).unwrap_or("body").to_owned();
+        answered(invalid_field(&member, &format!("malformed body: {e}")))
+    })
+}
+
+fn user_json(user: &User) -> Value {
+    json!({
+        "id": user.id.to_string(),
+        "user_name": user.data.user_name,
+        "given_name": user.data.name.given_name,
+        "family_name": user.data.name.family_name,
+        "emails": user.data.emails.iter().map(|e| json!({
+            "value": e.value,
+            "primary": e.primary,
+            "verified": e.verified,
+        })).collect::<Vec<_>>(),
+        "active": user.data.active,
+        "created_at": user.created_at,
+        "updated_at": user.updated_at,
+        "version": user.version,
+    })
+}
+
+fn event_json(event: &AuditEvent) -> Value {
+    let details: Value = serde_json::from_str(&event.details).unwrap_or(Value::Null);
+    json!({
+        "seq": event.seq,
+        "occurred_at": event.occurred_at,
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "details": details,
+    })
+}
+
+async fn tenant(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    match state.admin.tenant_view(&caller.tenant.tenant.slug).await {
+        Ok(view) => json_answer(
+            StatusCode::OK,
+            json!({
+                "id": view.tenant.id.to_string(),
+                "slug": view.tenant.slug,
+                "display_name": view.tenant.display_name,
+                "issuer": caller.tenant.issuer(),
+                "created_at": view.tenant.created_at,
+            }),
+        ),
+        Err(e) => admin_failure(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PageQuery {
+    #[serde(default = "default_limit")]
+    limit: u32,
+    after: Option<String>,
+}
+
+fn default_limit() -> u32 {
+    100
+}
+
+/// One page of the tenant's users, oldest first; `next_cursor` continues.
+async fn users(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let query = web::Query::<PageQuery>::from_query(req.query_string())
+        .map_err(|e| answered(invalid_field("query", &e.to_string())))?
+        .into_inner();
+    let page = PageRequest {
+        after: query.after,
+        limit: query.limit,
+    };
+    Ok(
+        match state.admin.users(&caller.tenant.tenant.slug, page).await {
+            Ok(page) => json_answer(
+                StatusCode::OK,
+                json!({
+                    "items": page.items.iter().map(user_json).collect::<Vec<_>>(),
+                    "next_cursor": page.next_cursor,
+                }),
+            ),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewUserBody {
+    email: String,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    /// The caller vouches for the address; otherwise sign-in asks to verify it.
+    #[serde(default)]
+    verified: bool,
+}
+
+/// Creates an account without a password: the user sets one through "forgot
+/// password" (an invitation mail is still to come).
+async fn create_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let new: NewUserBody = body(&bytes)?;
+    let account = NewAccount {
+        email: new.email,
+        given_name: new.given_name,
+        family_name: new.family_name,
+        password: None,
+        verified: new.verified,
+    };
+    let created = state
+        .admin
+        .create_user(&caller.operator, &caller.tenant.tenant.slug, account)
+        .await;
+    Ok(match created {
+        Ok(user) => {
+            let mut answer = json_answer(StatusCode::CREATED, user_json(&user));
+            if let Ok(location) = header::HeaderValue::from_str(&format!(
+                "{}{PATH}/users/{}",
+                caller.tenant.issuer(),
+                user.id
+            )) {
+                answer.headers_mut().insert(header::LOCATION, location);
+            }
+            answer
+        }
+        Err(e) => admin_failure(&e),
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct AuditParams {
+    actor: Option<String>,
+    action: Option<String>,
+    target: Option<String>,
+    since: Option<DateTime<Utc>>,
+    until: Option<DateTime<Utc>>,
+    #[serde(default = "default_limit")]
+    limit: u32,
+}
+
+/// The tenant's audit events, oldest first, as JSON or — with
+/// `Accept: application/x-ndjson` — one event a line, for export.
+async fn audit(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let params = web::Query::<AuditParams>::from_query(req.query_string())
+        .map_err(|e| answered(invalid_field("query", &e.to_string())))?
+        .into_inner();
+    let query = AuditQuery {
+        filter: AuditFilter {
+            actor: params.actor,
+            action: params.action,
+            target: params.target,
+            since: params.since,
+            until: params.until,
+        },
+        limit: params.limit as usize,
+    };
+    let events = match state
+        .admin
+        .audit_events(&caller.tenant.tenant.slug, query)
+        .await
+    {
+        Ok(events) => events,
+        Err(e) => return Ok(admin_failure(&e)),
+    };
+    let ndjson = req
+        .headers()
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|accept| accept.contains("application/x-ndjson"));
+    if ndjson {
+        let mut lines = String::new();
+        for event in &events {
+            lines.push_str(&event_json(event).to_string());
+            lines.push('\n');
+        }
+        return Ok(HttpResponse::Ok()
+            .insert_header((header::CACHE_CONTROL, "no-store"))
+            .content_type("application/x-ndjson")
+            .body(lines));
+    }
+    Ok(json_answer(
+        StatusCode::OK,
+        json!({ "items": events.iter().map(event_json).collect::<Vec<_>>() }),
+    ))
+}

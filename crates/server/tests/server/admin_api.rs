@@ -1,0 +1,289 @@
+//! The admin REST API (`/admin/v1`) as an API client calls it: a client-credentials
+//! token with the scope `admin` and the API's audience, the tenant, users (page,
+//! create) and the audit log (query, NDJSON), answers as RFC 9457 problem details.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gatehouse_core::Clock;
+use gatehouse_identity_store::Backend;
+use gatehouse_identity_store::clients::{self, ClientData};
+use gatehouse_identity_store::tenants::{self, TenantData};
+use gatehouse_token_issuer::client_auth::secret_hash;
+use reqwest::blocking::{Client as Http, RequestBuilder, Response};
+use serde_json::{Value, json};
+
+use crate::code_flow::SECRET;
+use crate::web_kit::WebApp;
+
+/// Registers a client-credentials client of `tenant` and returns an access token.
+fn token_for(app: &WebApp, tenant: &str, client_id: &str, scope: &str, audience: &str) -> String {
+    let mut conn = app.db.conn();
+    let id = tenants::find_by_slug(&mut conn, tenant)
+        .unwrap()
+        .unwrap()
+        .id;
+    clients::create(
+        &mut conn,
+        app.clock.now(),
+        id,
+        ClientData {
+            secret_hash: Some(secret_hash(SECRET)),
+            grant_types: vec!["client_credentials".into()],
+            scopes: vec![scope.into()],
+            audiences: vec![audience.into()],
+            default_audience: Some(audience.into()),
+            ..ClientData::new(client_id, client_id)
+        },
+    )
+    .unwrap();
+    drop(conn);
+    let prefix = if tenant == "default" {
+        String::new()
+    } else {
+        format!("/t/{tenant}")
+    };
+    let answer: Value = Http::new()
+        .post(format!("{}{prefix}/oauth2/token", app.base))
+        .header(
+            "Authorization",
+            format!("Basic {}", STANDARD.encode(format!("{client_id}:{SECRET}"))),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .unwrap()
+        .json()
+        .unwrap();
+    answer["access_token"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{answer}"))
+        .to_owned()
+}
+
+fn call(
+    app: &WebApp,
+    token: Option<&str>,
+    build: impl FnOnce(&Http, &str) -> RequestBuilder,
+) -> Response {
+    let http = Http::new();
+    let mut request = build(&http, &app.base);
+    if let Some(token) = token {
+        request = request.bearer_auth(token);
+    }
+    request.send().unwrap()
+}
+
+fn problem(response: Response) -> (u16, Value) {
+    let status = response.status().as_u16();
+    assert_eq!(
+        response.headers()["content-type"],
+        "application/problem+json",
+        "status {status}"
+    );
+    (status, response.json().unwrap())
+}
+
+fn the_admin_api_answers_its_own_tenants_clients_only(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let no_scope = token_for(&app, "default", "reporter", "reports:read", &audience);
+    let elsewhere = token_for(&app, "default", "api-bot", "admin", "https://api.example");
+
+    let tenant = |token: Option<&str>| {
+        call(&app, token, |http, base| {
+            http.get(format!("{base}/admin/v1/tenant"))
+        })
+    };
+    let ok = tenant(Some(&admin));
+    assert_eq!(ok.status(), 200);
+    let body: Value = ok.json().unwrap();
+    assert_eq!(body["slug"], "default");
+    assert_eq!(body["issuer"], app.base.as_str());
+
+    let none = tenant(None);
+    assert_eq!(none.status(), 401);
+    assert_eq!(none.headers()["www-authenticate"], "Bearer");
+    assert_eq!(
+        tenant(Some(&no_scope)).status(),
+        403,
+        "a token without the scope"
+    );
+    let other_audience = tenant(Some(&elsewhere));
+    assert_eq!(other_audience.status(), 401, "a token for another API");
+    assert!(
+        other_audience.headers()["www-authenticate"]
+            .to_str()
+            .unwrap()
+            .contains("invalid_token")
+    );
+
+    // Another tenant is administered through its own issuer: this token is refused.
+    let mut conn = app.db.conn();
+    tenants::create(
+        &mut conn,
+        app.clock.now(),
+        TenantData {
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            settings: serde_json::Map::new(),
+        },
+    )
+    .unwrap();
+    drop(conn);
+    // Created behind the node's back: its tenant directory forgets what it cached
+    // (the TenantChanged event does this, a moment later, when the admin layer
+    // creates tenants).
+    app.state.tenants.invalidate();
+    let foreign = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/t/acme/admin/v1/users"))
+    });
+    assert_eq!(foreign.status(), 401);
+    let acme_admin = token_for(
+        &app,
+        "acme",
+        "acme-ops",
+        "admin",
+        &format!("{}/t/acme/admin/v1", app.base),
+    );
+    let acme = call(&app, Some(&acme_admin), |http, base| {
+        http.get(format!("{base}/t/acme/admin/v1/tenant"))
+    });
+    assert_eq!(acme.json::<Value>().unwrap()["slug"], "acme");
+}
+
+gatehouse_identity_store::on_both_backends!(the_admin_api_answers_its_own_tenants_clients_only);
+
+fn users_are_created_and_paged_and_each_write_is_audited(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let create = |body: Value| {
+        call(&app, Some(&admin), |http, base| {
+            http.post(format!("{base}/admin/v1/users")).json(&body)
+        })
+    };
+
+    let created =
+        create(json!({"email": "lin@example.com", "given_name": "Lin", "verified": true}));
+    assert_eq!(created.status(), 201);
+    let location = created.headers()["location"].to_str().unwrap().to_owned();
+    let lin: Value = created.json().unwrap();
+    assert!(
+        location.ends_with(lin["id"].as_str().unwrap()),
+        "{location}"
+    );
+    assert_eq!(lin["user_name"], "lin@example.com");
+    assert_eq!(lin["given_name"], "Lin");
+    assert_eq!(lin["emails"][0]["verified"], true);
+    assert_eq!(lin["active"], true);
+    assert_eq!(create(json!({"email": "kai@example.com"})).status(), 201);
+
+    // Failures name the field; nothing is written.
+    let (status, taken) = problem(create(json!({"email": "LIN@example.com"})));
+    assert_eq!(
+        (status, taken["error"].as_str()),
+        (409, Some("conflict")),
+        "{taken}"
+    );
+    let (status, unknown) = problem(create(json!({"email": "x@example.com", "nickname": "x"})));
+    assert_eq!(
+        (status, unknown["field"].as_str()),
+        (400, Some("nickname")),
+        "{unknown}"
+    );
+    let (status, bad) = problem(create(json!({"email": "not an address"})));
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (400, Some("email")),
+        "{bad}"
+    );
+    let (status, missing) = problem(create(json!({"given_name": "No Mail"})));
+    assert_eq!(
+        (status, missing["field"].as_str()),
+        (400, Some("email")),
+        "{missing}"
+    );
+    let not_json = call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/users")).body("{")
+    });
+    assert_eq!(problem(not_json).0, 400);
+
+    // Pages, oldest first, with a cursor; every user once.
+    let page = |query: &str| -> Value {
+        call(&app, Some(&admin), |http, base| {
+            http.get(format!("{base}/admin/v1/users{query}"))
+        })
+        .json()
+        .unwrap()
+    };
+    let mut seen = Vec::new();
+    let mut query = "?limit=1".to_owned();
+    loop {
+        let current = page(&query);
+        let items = current["items"].as_array().unwrap();
+        assert!(items.len() <= 1);
+        seen.extend(
+            items
+                .iter()
+                .map(|u| u["user_name"].as_str().unwrap().to_owned()),
+        );
+        match current["next_cursor"].as_str() {
+            Some(cursor) => query = format!("?limit=1&after={cursor}"),
+            None => break,
+        }
+    }
+    assert!(
+        seen.contains(&"lin@example.com".to_owned())
+            && seen.contains(&"kai@example.com".to_owned()),
+        "{seen:?}"
+    );
+    assert_eq!(
+        seen.len(),
+        page("?limit=500")["items"].as_array().unwrap().len()
+    );
+    let (status, too_many) = problem(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users?limit=100000"))
+    }));
+    assert_eq!(status, 400, "{too_many}");
+    let (status, stray) = problem(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users?sort=name"))
+    }));
+    assert_eq!(status, 400, "{stray}");
+
+    // The audit log names the calling client as the actor; NDJSON for export.
+    let audit: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?action=user.created"))
+    })
+    .json()
+    .unwrap();
+    let events = audit["items"].as_array().unwrap();
+    assert_eq!(events.len(), 2, "{audit}");
+    assert!(
+        events.iter().all(|e| e["actor"] == "client:ops-bot"),
+        "{audit}"
+    );
+    let export = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?actor=client:ops-bot"))
+            .header("Accept", "application/x-ndjson")
+    });
+    assert_eq!(export.headers()["content-type"], "application/x-ndjson");
+    let lines: Vec<Value> = export
+        .text()
+        .unwrap()
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap())
+        .collect();
+    assert_eq!(lines.len(), 2);
+    assert_eq!(lines[0]["action"], "user.created");
+    let (status, limit) = problem(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?limit=5000"))
+    }));
+    assert_eq!(
+        (status, limit["field"].as_str()),
+        (400, Some("limit")),
+        "{limit}"
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(users_are_created_and_paged_and_each_write_is_audited);
