@@ -9,7 +9,7 @@ use gatehouse_identity_store::groups::{self, Group, GroupData};
 use gatehouse_identity_store::page::every;
 use serde_json::json;
 
-use crate::{Admin, AdminError, AdminResult, Operator};
+use crate::{Admin, AdminError, AdminResult, Operator, UserKey};
 
 impl Admin {
     /// Every group of the tenant.
@@ -62,16 +62,16 @@ impl Admin {
         .await
     }
 
-    /// Adds the user with the primary address `email` to the group; false when
+    /// Adds the user `who` names to the group; false when
     /// they were a member already (nothing is written then).
     pub async fn add_to_group(
         &self,
         operator: &Operator,
         tenant: &str,
         group: &str,
-        email: &str,
+        who: impl Into<UserKey>,
     ) -> AdminResult<bool> {
-        self.change_membership(operator, tenant, group, email, true)
+        self.change_membership(operator, tenant, group, who.into(), true)
             .await
     }
 
@@ -81,9 +81,9 @@ impl Admin {
         operator: &Operator,
         tenant: &str,
         group: &str,
-        email: &str,
+        who: impl Into<UserKey>,
     ) -> AdminResult<bool> {
-        self.change_membership(operator, tenant, group, email, false)
+        self.change_membership(operator, tenant, group, who.into(), false)
             .await
     }
 
@@ -92,10 +92,10 @@ impl Admin {
         operator: &Operator,
         tenant: &str,
         group: &str,
-        email: &str,
+        who: UserKey,
         add: bool,
     ) -> AdminResult<bool> {
-        let (tenant, user) = self.user(tenant, email).await?;
+        let (tenant, user) = self.user(tenant, who).await?;
         let group = self.group(tenant.id, group).await?;
         let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
         let changed = self

@@ -29,7 +29,7 @@ use gatehouse_consent::Consents;
 use gatehouse_consent::pdp::Pdp;
 use gatehouse_core::SharedClock;
 use gatehouse_core::events::{DomainEvent, EventBus};
-use gatehouse_core::ids::TenantId;
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self as audit_log, NewAuditEvent, Outcome};
 use gatehouse_identity_store::tenants::{self as tenant_store, Tenant};
@@ -81,6 +81,32 @@ impl Operator {
     /// The audit log's actor.
     pub fn actor(&self) -> String {
         self.0.clone()
+    }
+}
+
+/// How an action names its user: by primary address (the command line) or by id
+/// (the admin API).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UserKey {
+    Email(String),
+    Id(UserId),
+}
+
+impl From<&str> for UserKey {
+    fn from(email: &str) -> Self {
+        UserKey::Email(email.to_owned())
+    }
+}
+
+impl From<&String> for UserKey {
+    fn from(email: &String) -> Self {
+        UserKey::Email(email.clone())
+    }
+}
+
+impl From<UserId> for UserKey {
+    fn from(id: UserId) -> Self {
+        UserKey::Id(id)
     }
 }
 
@@ -242,15 +268,23 @@ impl Admin {
         .await
     }
 
-    /// The tenant and the user whose primary address is `email`.
-    pub async fn user(&self, slug: &str, email: &str) -> AdminResult<(Tenant, User)> {
+    /// The tenant and the user `who` names.
+    pub async fn user(&self, slug: &str, who: impl Into<UserKey>) -> AdminResult<(Tenant, User)> {
         let tenant = self.tenant(slug).await?;
-        let (id, email) = (tenant.id, email.to_owned());
+        let (id, who) = (tenant.id, who.into());
         let user = self
-            .blocking(move |conn| {
-                user_store::find_by_primary_email(conn, id, &email)?.ok_or_else(|| {
-                    AdminError::NotFound(format!("no user with the address `{email}`"))
-                })
+            .blocking(move |conn| match &who {
+                UserKey::Email(email) => user_store::find_by_primary_email(conn, id, email)?
+                    .ok_or_else(|| {
+                        AdminError::NotFound(format!("no user with the address `{email}`"))
+                    }),
+                UserKey::Id(user) => match user_store::get(conn, id, *user) {
+                    Ok(found) => Ok(found),
+                    Err(gatehouse_identity_store::StoreError::NotFound { .. }) => {
+                        Err(AdminError::NotFound(format!("no user `{user}`")))
+                    }
+                    Err(other) => Err(other.into()),
+                },
             })
             .await?;
         Ok((tenant, user))

@@ -6,7 +6,7 @@ use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::roles::{self, Role, RoleData};
 use gatehouse_token_issuer::backchannel::Delivery;
 
-use crate::{Admin, AdminError, AdminResult, Operator};
+use crate::{Admin, AdminError, AdminResult, Operator, UserKey};
 
 /// What removing a role did.
 #[derive(Debug)]
@@ -76,10 +76,10 @@ impl Admin {
         &self,
         operator: &Operator,
         tenant: &str,
-        email: &str,
+        who: impl Into<UserKey>,
         role: &str,
     ) -> AdminResult<bool> {
-        let (tenant, user) = self.user(tenant, email).await?;
+        let (tenant, user) = self.user(tenant, who).await?;
         let role = self.role(tenant.id, role).await?;
         Ok(self
             .authn
@@ -99,10 +99,10 @@ impl Admin {
         &self,
         operator: &Operator,
         tenant: &str,
-        email: &str,
+        who: impl Into<UserKey>,
         role: &str,
     ) -> AdminResult<RoleRemoved> {
-        let (tenant, user) = self.user(tenant, email).await?;
+        let (tenant, user) = self.user(tenant, who).await?;
         let role = self.role(tenant.id, role).await?;
         let removal = self
             .authn

@@ -11,7 +11,7 @@ use gatehouse_identity_store::{Page, PageRequest};
 use gatehouse_token_issuer::backchannel::Delivery;
 use serde_json::json;
 
-use crate::{Admin, AdminError, AdminResult, Operator, Reason};
+use crate::{Admin, AdminError, AdminResult, Operator, Reason, UserKey};
 
 /// What deleting a user did.
 #[derive(Debug)]
@@ -52,10 +52,10 @@ impl Admin {
         &self,
         operator: &Operator,
         tenant: &str,
-        email: &str,
+        who: impl Into<UserKey>,
         reason: &Reason,
     ) -> AdminResult<Disabled> {
-        let (tenant, user) = self.user(tenant, email).await?;
+        let (tenant, user) = self.user(tenant, who).await?;
         let done = self
             .authn
             .deactivate_user(
@@ -86,10 +86,10 @@ impl Admin {
         &self,
         operator: &Operator,
         tenant: &str,
-        email: &str,
+        who: impl Into<UserKey>,
         reason: &Reason,
     ) -> AdminResult<bool> {
-        let (tenant, user) = self.user(tenant, email).await?;
+        let (tenant, user) = self.user(tenant, who).await?;
         Ok(self
             .authn
             .reactivate_user(
@@ -110,10 +110,10 @@ impl Admin {
         &self,
         operator: &Operator,
         tenant: &str,
-        email: &str,
+        who: impl Into<UserKey>,
         reason: &Reason,
     ) -> AdminResult<Reset> {
-        let (tenant, user) = self.user(tenant, email).await?;
+        let (tenant, user) = self.user(tenant, who).await?;
         // Links point where the tenant is served, as its issuer.
         let links = LinkBase(self.issuer_url(tenant.id)?);
         let outcome = self
@@ -158,7 +158,7 @@ impl Admin {
             .create_account(tenant.id, operator.actor(), account, ClientInfo::default())
             .await;
         match created {
-            Ok(_) => Ok(self.user(&tenant.slug, &email).await?.1),
+            Ok(id) => Ok(self.user(&tenant.slug, id).await?.1),
             Err(AuthnError::Store(StoreError::Conflict { .. })) => Err(AdminError::Conflict(
                 format!("the address `{email}` (or one that looks like it) has an account"),
             )),
@@ -186,11 +186,14 @@ impl Admin {
         &self,
         operator: &Operator,
         tenant: &str,
-        email: &str,
+        who: impl Into<UserKey>,
         reason: &Reason,
     ) -> AdminResult<Deleted> {
-        let disabled = self.disable_user(operator, tenant, email, reason).await?;
-        let (tenant, user) = self.user(tenant, email).await?;
+        let who = who.into();
+        let disabled = self
+            .disable_user(operator, tenant, who.clone(), reason)
+            .await?;
+        let (tenant, user) = self.user(tenant, who).await?;
         let (admin, actor, why) = (self.clone(), operator.actor(), reason.as_str().to_owned());
         self.blocking(move |conn| {
             gatehouse_identity_store::db::transaction_with(conn, |conn| {

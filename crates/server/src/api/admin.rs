@@ -1,7 +1,9 @@
 //! The admin REST API, `/admin/v1` under each tenant's issuer: an adapter over
 //! `gatehouse-admin`, as the CLI is. This first part serves the tenant's own
-//! administrators: the tenant, its users (list, create) and its audit log (query,
-//! NDJSON export).
+//! administrators: the tenant, its users (list, show, create, disable, enable,
+//! reset, delete) and its audit log (query, NDJSON export). An action that takes
+//! something away says why in the `Gatehouse-Reason` header, which the audit
+//! record keeps.
 //!
 //! Callers are API clients with a client-credentials access token of this tenant's
 //! issuer, carrying the scope `admin` and the audience `{issuer}/admin/v1` (so a
@@ -17,14 +19,16 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use gatehouse_admin::{AuditFilter, AuditQuery, NewAccount, Operator};
+use gatehouse_admin::{AuditFilter, AuditQuery, NewAccount, Operator, Reason};
+use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::audit::AuditEvent;
 use gatehouse_identity_store::users::User;
+use gatehouse_token_issuer::backchannel::Delivery;
 use serde::Deserialize;
 use serde_json::{Value, json};
 
-use crate::api::problem::{admin_failure, invalid_field};
+use crate::api::problem::{admin_failure, invalid_field, problem};
 use crate::http::answer::{self, Extracting, answered};
 use crate::http::bearer::{Refusal, json_answer};
 use crate::http::tenant::{ResolvedTenant, tenant_of};
@@ -42,6 +46,11 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/tenant", web::get().to(tenant))
             .route("/users", web::get().to(users))
             .route("/users", web::post().to(create_user))
+            .route("/users/{id}", web::get().to(user))
+            .route("/users/{id}", web::delete().to(delete_user))
+            .route("/users/{id}/disable", web::post().to(disable_user))
+            .route("/users/{id}/enable", web::post().to(enable_user))
+            .route("/users/{id}/reset", web::post().to(reset_user))
             .route("/audit", web::get().to(audit)),
     );
 }
@@ -117,6 +126,40 @@ fn event_json(event: &AuditEvent) -> Value {
         "outcome": event.outcome,
         "details": details,
     })
+}
+
+/// The header an action that takes something away carries its reason in.
+const REASON_HEADER: &str = "Gatehouse-Reason";
+
+fn reason(req: &HttpRequest) -> Result<Reason, actix_web::Error> {
+    let text = req
+        .headers()
+        .get(REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Reason::new(text).map_err(|_| {
+        answered(invalid_field(
+            REASON_HEADER,
+            "this action needs a reason (the audit log records why)",
+        ))
+    })
+}
+
+/// The user the path names; an id that is not one is no user (404).
+fn user_id(req: &HttpRequest) -> Result<UserId, actix_web::Error> {
+    req.match_info()
+        .get("id")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| answered(problem(StatusCode::NOT_FOUND, "not_found", "no such user")))
+}
+
+fn deliveries_json(deliveries: &[Delivery]) -> Value {
+    json!(
+        deliveries
+            .iter()
+            .map(|d| json!({ "client_id": d.client_id, "delivered": d.delivered }))
+            .collect::<Vec<_>>()
+    )
 }
 
 async fn tenant(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
@@ -220,6 +263,120 @@ async fn create_user(
         }
         Err(e) => admin_failure(&e),
     })
+}
+
+async fn user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    Ok(
+        match state.admin.user(&caller.tenant.tenant.slug, id).await {
+            Ok((_, user)) => json_answer(StatusCode::OK, user_json(&user)),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// Deactivates the user: every session and grant ends at once, relying parties are
+/// told (back-channel logout).
+async fn disable_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .disable_user(&caller.operator, slug, id, &why)
+            .await
+        {
+            Ok(done) => json_answer(
+                StatusCode::OK,
+                json!({
+                    "was_active": done.was_active,
+                    "sessions_ended": done.sessions_ended,
+                    "grants_revoked": done.grants_revoked,
+                    "backchannel_logout": deliveries_json(&done.deliveries),
+                }),
+            ),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+async fn enable_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .enable_user(&caller.operator, slug, id, &why)
+            .await
+        {
+            Ok(changed) => json_answer(StatusCode::OK, json!({ "was_disabled": changed })),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// The administrator-assisted recovery: the password and second factors go, every
+/// session and grant ends, and the user is mailed a link to start again.
+async fn reset_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .reset_user(&caller.operator, slug, id, &why)
+            .await
+        {
+            Ok(done) => json_answer(
+                StatusCode::OK,
+                json!({
+                    "factors_removed": done.factors_removed,
+                    "sessions_ended": done.sessions_ended,
+                    "grants_revoked": done.grants_revoked,
+                    "link_sent": done.link_sent,
+                    "backchannel_logout": deliveries_json(&done.deliveries),
+                }),
+            ),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// Deletes the user with what is theirs; the audit log keeps the deletion.
+async fn delete_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .delete_user(&caller.operator, slug, id, &why)
+            .await
+        {
+            Ok(_) => HttpResponse::NoContent()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish(),
+            Err(e) => admin_failure(&e),
+        },
+    )
 }
 
 #[derive(Deserialize)]

@@ -287,3 +287,106 @@ fn users_are_created_and_paged_and_each_write_is_audited(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(users_are_created_and_paged_and_each_write_is_audited);
+
+fn a_user_is_disabled_enabled_reset_and_deleted_by_id_with_a_reason(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let mut browser = crate::code_flow::signed_in(&app);
+    assert_eq!(browser.get("/account").status, 200, "signed in");
+
+    let listed: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users"))
+    })
+    .json()
+    .unwrap();
+    let uma = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user_name"] == "uma@example.com")
+        .unwrap_or_else(|| panic!("{listed}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let act = |verb: &str, why: Option<&str>| {
+        call(&app, Some(&admin), |http, base| {
+            let request = http.post(format!("{base}/admin/v1/users/{uma}/{verb}"));
+            match why {
+                Some(why) => request.header("Gatehouse-Reason", why),
+                None => request,
+            }
+        })
+    };
+
+    let (status, unexplained) = problem(act("disable", None));
+    assert_eq!(
+        (status, unexplained["field"].as_str()),
+        (400, Some("Gatehouse-Reason")),
+        "{unexplained}"
+    );
+    let disabled = act("disable", Some("ticket 4711: account takeover suspected"));
+    assert_eq!(disabled.status(), 200);
+    let disabled: Value = disabled.json().unwrap();
+    assert_eq!(disabled["was_active"], true);
+    assert!(
+        disabled["sessions_ended"].as_u64().unwrap() >= 1,
+        "{disabled}"
+    );
+    assert_ne!(
+        browser.get("/account").status,
+        200,
+        "the session outlived the deactivation"
+    );
+    let shown: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{uma}"))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(shown["active"], false);
+
+    let enabled: Value = act("enable", Some("ticket 4711: cleared")).json().unwrap();
+    assert_eq!(enabled["was_disabled"], true);
+
+    let before = app.smtp.messages().len();
+    let reset: Value = act("reset", Some("ticket 4712: identity checked by video call"))
+        .json()
+        .unwrap();
+    assert_eq!(reset["link_sent"], true, "{reset}");
+    assert!(app.mails(before + 1).len() > before, "no reset mail");
+
+    let audit: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?actor=client:ops-bot"))
+    })
+    .json()
+    .unwrap();
+    let reasons: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter_map(|e| e["details"]["reason"].as_str())
+        .collect();
+    assert!(
+        reasons.contains(&"ticket 4711: account takeover suspected")
+            && reasons.contains(&"ticket 4711: cleared"),
+        "{audit}"
+    );
+
+    let deleted = call(&app, Some(&admin), |http, base| {
+        http.delete(format!("{base}/admin/v1/users/{uma}"))
+            .header("Gatehouse-Reason", "asked to be forgotten")
+    });
+    assert_eq!(deleted.status(), 204);
+    let gone = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{uma}"))
+    });
+    assert_eq!(problem(gone).0, 404);
+    let nonsense = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/not-a-user"))
+    });
+    assert_eq!(problem(nonsense).0, 404);
+}
+
+gatehouse_identity_store::on_both_backends!(
+    a_user_is_disabled_enabled_reset_and_deleted_by_id_with_a_reason
+);
