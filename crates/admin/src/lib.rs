@@ -48,7 +48,7 @@ pub use gatehouse_authn::lifecycle::NewAccount;
 pub use gatehouse_identity_store::audit::AuditFilter;
 pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
-pub use tenants::TenantView;
+pub use tenants::{TenantChange, TenantView};
 pub use users::{Deleted, Disabled, Reset};
 
 pub type AdminResult<T> = Result<T, AdminError>;

@@ -1,10 +1,35 @@
-//! Reading tenants: every tenant with its issuer and the settings operators set.
-//! (Creating, changing and deleting tenants comes with the admin API.)
+//! Tenants: every tenant with its issuer, and creating and changing one (name and
+//! settings, each section checked when written). A change is audited in the
+//! tenant's own log with the operator and announced (`TenantChanged`), so every
+//! node's tenant directory, PDP and caches read it again.
+//! (Deleting and disabling tenants comes with the admin API's platform part.)
 
+use gatehouse_core::events::DomainEvent;
+use gatehouse_identity_store::StoreError;
 use gatehouse_identity_store::page::every;
-use gatehouse_identity_store::tenants::{self, Tenant};
+use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
+use serde_json::{Map, Value, json};
 
-use crate::{Admin, AdminResult};
+use crate::{Admin, AdminError, AdminResult, Operator};
+
+/// What a tenant change sets; `None` leaves it as it is.
+#[derive(Debug, Clone, Default)]
+pub struct TenantChange {
+    pub display_name: Option<String>,
+    /// Settings sections to replace (`registration`, `mfa`, `hosts`, `mail`, …);
+    /// `Value::Null` removes a section (its defaults apply again).
+    pub settings: Map<String, Value>,
+}
+
+fn settings_error(error: StoreError) -> AdminError {
+    match error {
+        StoreError::Invalid { message, .. } => AdminError::Invalid {
+            field: "settings",
+            message,
+        },
+        other => other.into(),
+    }
+}
 
 /// A tenant as an operator sees it.
 #[derive(Debug, Clone)]
@@ -27,6 +52,122 @@ impl Admin {
     pub async fn tenant_view(&self, slug: &str) -> AdminResult<TenantView> {
         let tenant = self.tenant(slug).await?;
         Ok(self.view(tenant))
+    }
+
+    /// Creates a tenant: its slug (its `/t/{slug}` path), its name and settings.
+    pub async fn create_tenant(
+        &self,
+        operator: &Operator,
+        slug: &str,
+        display_name: &str,
+        settings: Map<String, Value>,
+    ) -> AdminResult<TenantView> {
+        let display_name = display_name.trim().to_owned();
+        if display_name.is_empty() {
+            return Err(AdminError::Invalid {
+                field: "name",
+                message: "must not be empty".into(),
+            });
+        }
+        let (admin, actor, now, wanted) = (
+            self.clone(),
+            operator.actor(),
+            self.now(),
+            slug.trim().to_ascii_lowercase(),
+        );
+        let tenant = self
+            .blocking(move |conn| {
+                gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    let data = TenantData {
+                        slug: wanted.clone(),
+                        display_name,
+                        settings,
+                    };
+                    let tenant = tenants::create(conn, now, data).map_err(|e| match e {
+                        StoreError::Conflict { .. } => {
+                            AdminError::Conflict(format!("a tenant `{wanted}` exists already"))
+                        }
+                        StoreError::Invalid { message, .. } if message.starts_with("slug") => {
+                            AdminError::Invalid {
+                                field: "slug",
+                                message,
+                            }
+                        }
+                        other => settings_error(other),
+                    })?;
+                    admin.audit(
+                        conn,
+                        tenant.id,
+                        actor,
+                        "tenant.created",
+                        format!("tenant:{}", tenant.id),
+                        json!({ "slug": tenant.slug, "name": tenant.display_name }),
+                    )?;
+                    Ok(tenant)
+                })
+            })
+            .await?;
+        self.announce(DomainEvent::TenantChanged { tenant: tenant.id });
+        Ok(self.view(tenant))
+    }
+
+    /// Changes a tenant's name and settings sections; the audit record names the
+    /// sections changed.
+    pub async fn update_tenant(
+        &self,
+        operator: &Operator,
+        slug: &str,
+        change: TenantChange,
+    ) -> AdminResult<TenantView> {
+        let tenant = self.tenant(slug).await?;
+        let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
+        let updated = self
+            .blocking(move |conn| {
+                gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    let mut settings = tenant.settings.clone();
+                    for (section, value) in &change.settings {
+                        if value.is_null() {
+                            settings.remove(section);
+                        } else {
+                            settings.insert(section.clone(), value.clone());
+                        }
+                    }
+                    let display_name = change
+                        .display_name
+                        .clone()
+                        .map(|name| name.trim().to_owned())
+                        .unwrap_or_else(|| tenant.display_name.clone());
+                    if display_name.is_empty() {
+                        return Err(AdminError::Invalid {
+                            field: "name",
+                            message: "must not be empty".into(),
+                        });
+                    }
+                    let data = TenantData {
+                        slug: tenant.slug.clone(),
+                        display_name,
+                        settings,
+                    };
+                    let updated = tenants::update(conn, now, tenant.id, tenant.version, data)
+                        .map_err(settings_error)?;
+                    let sections: Vec<&String> = change.settings.keys().collect();
+                    admin.audit(
+                        conn,
+                        tenant.id,
+                        actor,
+                        "tenant.updated",
+                        format!("tenant:{}", tenant.id),
+                        json!({
+                            "name_changed": change.display_name.is_some(),
+                            "settings_changed": sections,
+                        }),
+                    )?;
+                    Ok(updated)
+                })
+            })
+            .await?;
+        self.announce(DomainEvent::TenantChanged { tenant: updated.id });
+        Ok(self.view(updated))
     }
 
     fn view(&self, tenant: Tenant) -> TenantView {

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use gatehouse_admin::{AuditFilter, AuditQuery};
+use gatehouse_admin::{AuditFilter, AuditQuery, TenantChange};
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
@@ -16,12 +16,101 @@ use crate::cli::admin::{admin_error, block_on, open_admin, operator};
 pub enum TenantsCommand {
     /// Every tenant with its issuer.
     List,
+    /// Create a tenant (audited in its own log); served at `/t/{slug}` and at any
+    /// host name given.
+    Create {
+        /// URL-safe name: a-z, 0-9 and '-'.
+        #[arg(long)]
+        slug: String,
+        /// The name its pages and mail show.
+        #[arg(long)]
+        name: String,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+        /// Who is doing this (the audit log's actor; default: the login name).
+        #[arg(long)]
+        operator: Option<String>,
+    },
+    /// Change a tenant's name or settings (audited; every node reads it again).
+    Update {
+        /// Tenant slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        name: Option<String>,
+        #[command(flatten)]
+        settings: TenantSettingsArgs,
+        /// Who is doing this (the audit log's actor; default: the login name).
+        #[arg(long)]
+        operator: Option<String>,
+    },
     /// One tenant: issuer, registration and second-factor policy, host names.
     Show {
         /// Tenant slug.
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+}
+
+/// The tenant settings the command line sets; what is not given stays as it is.
+#[derive(Debug, Args)]
+pub struct TenantSettingsArgs {
+    /// A host name the tenant is served at as its own issuer (repeatable; replaces
+    /// the list).
+    #[arg(long = "host")]
+    hosts: Vec<String>,
+    /// Whether people may sign up themselves.
+    #[arg(long, value_enum)]
+    registration: Option<Switch>,
+    /// Whether every user needs a second factor.
+    #[arg(long, value_enum)]
+    mfa: Option<Requirement>,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Switch {
+    Open,
+    Closed,
+}
+
+#[derive(Debug, Clone, Copy, clap::ValueEnum)]
+enum Requirement {
+    Required,
+    Optional,
+}
+
+impl TenantSettingsArgs {
+    /// The settings sections these arguments replace, read over `current`.
+    fn sections(
+        &self,
+        current: &serde_json::Map<String, serde_json::Value>,
+    ) -> serde_json::Map<String, serde_json::Value> {
+        let section = |name: &str| {
+            current
+                .get(name)
+                .and_then(|v| v.as_object())
+                .cloned()
+                .unwrap_or_default()
+        };
+        let mut out = serde_json::Map::new();
+        if !self.hosts.is_empty() {
+            out.insert("hosts".into(), serde_json::json!(self.hosts));
+        }
+        if let Some(switch) = self.registration {
+            let mut registration = section("registration");
+            registration.insert("enabled".into(), matches!(switch, Switch::Open).into());
+            out.insert("registration".into(), registration.into());
+        }
+        if let Some(requirement) = self.mfa {
+            let mut mfa = section("mfa");
+            mfa.insert(
+                "required".into(),
+                matches!(requirement, Requirement::Required).into(),
+            );
+            out.insert("mfa".into(), mfa.into());
+        }
+        out
+    }
 }
 
 #[derive(Debug, Subcommand)]
@@ -110,6 +199,38 @@ pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode,
                     view.tenant.display_name
                 );
             }
+        }
+        TenantsCommand::Create {
+            slug,
+            name,
+            settings,
+            operator: who,
+        } => {
+            let who = operator(who.as_deref())?;
+            let sections = settings.sections(&serde_json::Map::new());
+            let view = block_on(admin.create_tenant(&who, &slug, &name, sections))
+                .map_err(|e| admin_error("creating the tenant", e))?;
+            println!(
+                "created tenant {} at {}",
+                view.tenant.slug,
+                view.issuer.as_deref().unwrap_or("-")
+            );
+        }
+        TenantsCommand::Update {
+            tenant,
+            name,
+            settings,
+            operator: who,
+        } => {
+            let who = operator(who.as_deref())?;
+            let current = block_on(admin.tenant(&tenant)).map_err(|e| admin_error("", e))?;
+            let change = TenantChange {
+                display_name: name,
+                settings: settings.sections(&current.settings),
+            };
+            let view = block_on(admin.update_tenant(&who, &tenant, change))
+                .map_err(|e| admin_error("changing the tenant", e))?;
+            println!("updated tenant {}", view.tenant.slug);
         }
         TenantsCommand::Show { tenant } => {
             let view = block_on(admin.tenant_view(&tenant))

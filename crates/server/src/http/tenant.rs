@@ -1,20 +1,45 @@
 //! Which tenant a request is for: `/t/{slug}/…` by path, otherwise the tenant that
 //! lists the request's host name in its settings (`"hosts": ["login.acme.example"]`),
 //! otherwise the default tenant. Tenants are cached in memory and the cache is
-//! dropped on `TenantChanged` or `Resync` events, so no page pays a lookup.
+//! dropped on `TenantChanged` or `Resync` events, so no page pays a lookup; it is
+//! also reloaded after 30 s, and a slug it does not know is looked up again (at most
+//! every 2 s), so changes made where events do not reach (the command line on
+//! SQLite) show too.
 
 use std::collections::HashMap;
 use std::sync::{Arc, RwLock};
+use std::time::{Duration, Instant};
 
 use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::tenants::{self, Tenant};
 use gatehouse_identity_store::{PageRequest, Pool, StoreError};
 
-#[derive(Debug, Default)]
+#[derive(Debug)]
 struct Snapshot {
     by_slug: HashMap<String, Arc<Tenant>>,
     by_host: HashMap<String, Arc<Tenant>>,
+    loaded_at: Instant,
+}
+
+/// How long a loaded directory is trusted without an event: a change made where
+/// events do not reach this process (the command line on SQLite) shows within it.
+const SNAPSHOT_TTL: Duration = Duration::from_secs(30);
+/// A slug the directory does not know is looked up again once the directory is
+/// this old, so a tenant created elsewhere is reachable at once; unknown slugs
+/// cost at most one load per this interval.
+const MISS_RELOAD_AFTER: Duration = Duration::from_secs(2);
+
+impl Snapshot {
+    fn fresh(&self) -> bool {
+        self.loaded_at.elapsed() < SNAPSHOT_TTL
+    }
+
+    /// Whether a miss on `slug` is worth a reload.
+    fn may_know_more(&self, slug: Option<&str>) -> bool {
+        slug.is_some_and(|slug| !self.by_slug.contains_key(&slug.to_ascii_lowercase()))
+            && self.loaded_at.elapsed() >= MISS_RELOAD_AFTER
+    }
 }
 
 #[derive(Clone, Debug)]
@@ -111,11 +136,20 @@ impl TenantDirectory {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
+            .filter(|snapshot| snapshot.fresh())
         {
             return Ok(Arc::clone(snapshot));
         }
+        self.load()
+    }
+
+    fn load(&self) -> Result<Arc<Snapshot>, StoreError> {
         let mut conn = self.pool.get()?;
-        let mut snapshot = Snapshot::default();
+        let mut snapshot = Snapshot {
+            by_slug: HashMap::new(),
+            by_host: HashMap::new(),
+            loaded_at: Instant::now(),
+        };
         let mut request = PageRequest::first(500);
         loop {
             let page = tenants::list(&mut conn, &request)?;
@@ -162,7 +196,10 @@ impl TenantDirectory {
         path_slug: Option<&str>,
         host: &str,
     ) -> Result<Option<ResolvedTenant>, StoreError> {
-        let snapshot = self.snapshot()?;
+        let mut snapshot = self.snapshot()?;
+        if snapshot.may_know_more(path_slug) {
+            snapshot = self.load()?;
+        }
         Ok(self.resolve_in(&snapshot, path_slug, host))
     }
 
@@ -179,6 +216,7 @@ impl TenantDirectory {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .as_ref()
+            .filter(|snapshot| snapshot.fresh() && !snapshot.may_know_more(path_slug))
             .map(Arc::clone)?;
         Some(self.resolve_in(&snapshot, path_slug, host))
     }

@@ -411,7 +411,8 @@ fn gatehouse_for(
 ) -> std::process::Output {
     run(gatehouse(cwd, args)
         .env("GATEHOUSE_DATABASE__URL", &app.db.url)
-        .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir))
+        .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+        .env("GATEHOUSE_SERVER__PUBLIC_URL", &app.base))
 }
 
 fn refresh_refused(app: &crate::web_kit::WebApp, refresh_token: &str) -> bool {
@@ -1132,6 +1133,113 @@ fn back_channel_logout_to_a_private_address_is_refused_by_default() {
         logouts.try_recv().is_err(),
         "the private address was called"
     );
+}
+
+#[test]
+fn tenants_are_created_and_changed_from_the_command_line_and_served_at_once() {
+    use gatehouse_identity_store::Backend;
+
+    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
+    let cwd = temp_dir();
+    let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
+    let created = cli(&[
+        "tenants",
+        "create",
+        "--slug",
+        "Acme",
+        "--name",
+        "Acme Corp",
+        "--registration",
+        "closed",
+        "--operator",
+        "ops-ann",
+    ]);
+    assert!(created.status.success(), "{}", stderr(&created));
+    let issuer = format!("{}/t/acme", app.base);
+    assert!(
+        stdout(&created).contains(&format!("created tenant acme at {issuer}")),
+        "{}",
+        stdout(&created)
+    );
+    // The running server did not hear of it (SQLite: no events between processes);
+    // it looks an unknown slug up again, so the tenant is served within seconds.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    let metadata = loop {
+        let answer = http()
+            .get(format!("{issuer}/.well-known/openid-configuration"))
+            .send()
+            .unwrap();
+        if answer.status() == 200 {
+            break answer.json::<serde_json::Value>().unwrap();
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the new tenant is not served"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    };
+    assert_eq!(metadata["issuer"], issuer.as_str());
+    assert!(
+        stdout(&cli(&["tenants", "show", "--tenant", "acme"])).contains("registration: closed")
+    );
+
+    let changed = cli(&[
+        "tenants",
+        "update",
+        "--tenant",
+        "acme",
+        "--name",
+        "Acme Inc",
+        "--mfa",
+        "required",
+        "--registration",
+        "open",
+        "--operator",
+        "ops-ann",
+    ]);
+    assert!(changed.status.success(), "{}", stderr(&changed));
+    let shown = stdout(&cli(&["tenants", "show", "--tenant", "acme"]));
+    assert!(
+        shown.contains("name:         Acme Inc")
+            && shown.contains("registration: open")
+            && shown.contains("second factor required:  yes"),
+        "{shown}"
+    );
+
+    assert_clean_failure(
+        &cli(&["tenants", "create", "--slug", "acme", "--name", "Again"]),
+        1,
+        "exists already",
+    );
+    assert_clean_failure(
+        &cli(&["tenants", "create", "--slug", "no spaces", "--name", "Bad"]),
+        1,
+        "--slug",
+    );
+    assert_clean_failure(
+        &cli(&[
+            "tenants",
+            "update",
+            "--tenant",
+            "acme",
+            "--host",
+            "bad host!",
+        ]),
+        1,
+        "hosts",
+    );
+    let audit = stdout(&cli(&[
+        "audit", "list", "--tenant", "acme", "--action", "tenant.",
+    ]));
+    let actions: Vec<String> = audit
+        .lines()
+        .map(|line| {
+            let event: serde_json::Value = serde_json::from_str(line).unwrap();
+            assert_eq!(event["actor"], "operator:ops-ann", "{line}");
+            event["action"].as_str().unwrap().to_owned()
+        })
+        .collect();
+    assert_eq!(actions, ["tenant.created", "tenant.updated"]);
 }
 
 #[test]
