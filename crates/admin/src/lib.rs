@@ -49,7 +49,7 @@ pub use gatehouse_identity_store::audit::AuditFilter;
 pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
 pub use tenants::{TenantChange, TenantView};
-pub use users::{Deleted, Disabled, Reset};
+pub use users::{Deleted, Disabled, Reset, UserChange};
 
 pub type AdminResult<T> = Result<T, AdminError>;
 

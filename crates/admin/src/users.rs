@@ -34,6 +34,16 @@ pub struct Disabled {
     pub deliveries: Vec<Delivery>,
 }
 
+/// Profile fields an operator changes; `None` leaves one as it is, `Some(None)`
+/// clears it. (The addresses are not changed here: a new address needs proof.)
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct UserChange {
+    pub given_name: Option<Option<String>>,
+    pub family_name: Option<Option<String>>,
+    pub locale: Option<Option<String>>,
+    pub timezone: Option<Option<String>>,
+}
+
 /// What a reset did.
 #[derive(Debug)]
 pub struct Reset {
@@ -168,6 +178,62 @@ impl Admin {
             }),
             Err(other) => Err(other.into()),
         }
+    }
+
+    /// Changes the user's profile if `expected_version` is still theirs: a
+    /// concurrent change makes it `StaleVersion` instead of overwriting. Audited
+    /// as `user.updated` with the fields changed; announced as `UserChanged`.
+    pub async fn update_user(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        who: impl Into<UserKey>,
+        expected_version: i64,
+        change: UserChange,
+    ) -> AdminResult<User> {
+        let (tenant, user) = self.user(tenant, who).await?;
+        let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
+        let tidy =
+            |value: Option<String>| value.map(|v| v.trim().to_owned()).filter(|v| !v.is_empty());
+        let updated = self
+            .blocking(move |conn| {
+                gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    let mut data = user.data.clone();
+                    let mut changed = Vec::new();
+                    for (name, value, slot) in [
+                        ("given_name", change.given_name, &mut data.name.given_name),
+                        (
+                            "family_name",
+                            change.family_name,
+                            &mut data.name.family_name,
+                        ),
+                        ("locale", change.locale, &mut data.locale),
+                        ("timezone", change.timezone, &mut data.timezone),
+                    ] {
+                        if let Some(value) = value {
+                            *slot = tidy(value);
+                            changed.push(name);
+                        }
+                    }
+                    let updated =
+                        users::update(conn, now, tenant.id, user.id, expected_version, data)?;
+                    admin.audit(
+                        conn,
+                        tenant.id,
+                        actor,
+                        "user.updated",
+                        format!("user:{}", user.id),
+                        json!({ "changed": changed }),
+                    )?;
+                    Ok(updated)
+                })
+            })
+            .await?;
+        self.announce(DomainEvent::UserChanged {
+            tenant: tenant.id,
+            user: updated.id,
+        });
+        Ok(updated)
     }
 
     /// One page of the tenant's users, in the order they were created.

@@ -19,9 +19,12 @@
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use gatehouse_admin::{AuditFilter, AuditQuery, NewAccount, Operator, Reason};
+use gatehouse_admin::{
+    AdminError, AuditFilter, AuditQuery, NewAccount, Operator, Reason, UserChange,
+};
 use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::PageRequest;
+use gatehouse_identity_store::StoreError;
 use gatehouse_identity_store::audit::AuditEvent;
 use gatehouse_identity_store::users::User;
 use gatehouse_token_issuer::backchannel::Delivery;
@@ -48,6 +51,7 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/users", web::post().to(create_user))
             .route("/users/{id}", web::get().to(user))
             .route("/users/{id}", web::delete().to(delete_user))
+            .route("/users/{id}", web::patch().to(update_user))
             .route("/users/{id}/disable", web::post().to(disable_user))
             .route("/users/{id}/enable", web::post().to(enable_user))
             .route("/users/{id}/reset", web::post().to(reset_user))
@@ -108,6 +112,8 @@ fn user_json(user: &User) -> Value {
             "primary": e.primary,
             "verified": e.verified,
         })).collect::<Vec<_>>(),
+        "locale": user.data.locale,
+        "timezone": user.data.timezone,
         "active": user.data.active,
         "created_at": user.created_at,
         "updated_at": user.updated_at,
@@ -273,7 +279,92 @@ async fn user(
     let id = user_id(&req)?;
     Ok(
         match state.admin.user(&caller.tenant.tenant.slug, id).await {
-            Ok((_, user)) => json_answer(StatusCode::OK, user_json(&user)),
+            Ok((_, user)) => with_etag(json_answer(StatusCode::OK, user_json(&user)), &user),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// The user's version as a strong entity tag (RFC 9110 §8.8.3).
+fn with_etag(mut answer: HttpResponse, user: &User) -> HttpResponse {
+    if let Ok(tag) = header::HeaderValue::from_str(&format!("\"{}\"", user.version)) {
+        answer.headers_mut().insert(header::ETAG, tag);
+    }
+    answer
+}
+
+/// `Some(value)` for a member that is present, even as `null` (which clears it).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct UserPatch {
+    #[serde(default, deserialize_with = "present")]
+    given_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    family_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    locale: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    timezone: Option<Option<String>>,
+}
+
+/// Changes profile fields (RFC 7396 merge-patch semantics for these members). The
+/// request must say which version it read (`If-Match` with the `ETag` of a GET):
+/// without it 428, for a version that is no longer current 412 — a concurrent
+/// change is never overwritten.
+async fn update_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let Some(if_match) = req.headers().get(header::IF_MATCH) else {
+        return Ok(problem(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            "send If-Match with the ETag of the user you read",
+        ));
+    };
+    let stale = || {
+        problem(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "the user changed since it was read; read it again",
+        )
+    };
+    let Some(version) = if_match.to_str().ok().and_then(|tag| {
+        tag.trim()
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .parse::<i64>()
+            .ok()
+    }) else {
+        return Ok(stale());
+    };
+    let patch: UserPatch = body(&bytes)?;
+    let change = UserChange {
+        given_name: patch.given_name,
+        family_name: patch.family_name,
+        locale: patch.locale,
+        timezone: patch.timezone,
+    };
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .update_user(&caller.operator, slug, id, version, change)
+            .await
+        {
+            Ok(user) => with_etag(json_answer(StatusCode::OK, user_json(&user)), &user),
+            Err(AdminError::Store(StoreError::StaleVersion { .. })) => stale(),
             Err(e) => admin_failure(&e),
         },
     )

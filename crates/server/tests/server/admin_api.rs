@@ -390,3 +390,78 @@ fn a_user_is_disabled_enabled_reset_and_deleted_by_id_with_a_reason(backend: Bac
 gatehouse_identity_store::on_both_backends!(
     a_user_is_disabled_enabled_reset_and_deleted_by_id_with_a_reason
 );
+
+fn a_user_is_changed_only_at_the_version_that_was_read(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let created: Value = call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/users"))
+            .json(&json!({"email": "ola@example.com", "given_name": "Ola", "family_name": "N"}))
+    })
+    .json()
+    .unwrap();
+    let id = created["id"].as_str().unwrap().to_owned();
+    let read = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{id}"))
+    });
+    let etag = read.headers()["etag"].to_str().unwrap().to_owned();
+    let patch = |tag: Option<&str>, body: Value| {
+        call(&app, Some(&admin), |http, base| {
+            let request = http
+                .patch(format!("{base}/admin/v1/users/{id}"))
+                .json(&body);
+            match tag {
+                Some(tag) => request.header("If-Match", tag),
+                None => request,
+            }
+        })
+    };
+
+    let (status, _) = problem(patch(None, json!({"given_name": "Ola-Marie"})));
+    assert_eq!(status, 428, "a change without If-Match");
+    let changed = patch(
+        Some(&etag),
+        json!({"given_name": "Ola-Marie", "family_name": null, "locale": "de"}),
+    );
+    assert_eq!(changed.status(), 200);
+    let new_etag = changed.headers()["etag"].to_str().unwrap().to_owned();
+    assert_ne!(new_etag, etag);
+    let changed: Value = changed.json().unwrap();
+    assert_eq!(changed["given_name"], "Ola-Marie");
+    assert_eq!(changed["family_name"], Value::Null, "null clears");
+    assert_eq!(changed["locale"], "de");
+
+    // A second writer that read before the change: refused, nothing overwritten.
+    let (status, stale) = problem(patch(Some(&etag), json!({"given_name": "Olaf"})));
+    assert_eq!(
+        (status, stale["error"].as_str()),
+        (412, Some("precondition_failed"))
+    );
+    let now: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{id}"))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(now["given_name"], "Ola-Marie");
+    let (status, unknown) = problem(patch(Some(&new_etag), json!({"emails": []})));
+    assert_eq!(
+        (status, unknown["field"].as_str()),
+        (400, Some("emails")),
+        "{unknown}"
+    );
+    assert_eq!(problem(patch(Some("W/\"x\""), json!({}))).0, 412);
+
+    let audit: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?action=user.updated"))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(
+        audit["items"][0]["details"]["changed"],
+        json!(["given_name", "family_name", "locale"]),
+        "{audit}"
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(a_user_is_changed_only_at_the_version_that_was_read);
