@@ -55,6 +55,17 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/disable", web::post().to(disable_user))
             .route("/users/{id}/enable", web::post().to(enable_user))
             .route("/users/{id}/reset", web::post().to(reset_user))
+            .route("/users/{id}/roles/{role}", web::put().to(assign_role))
+            .route("/users/{id}/roles/{role}", web::delete().to(remove_role))
+            .route("/users/{id}/groups/{group}", web::put().to(add_to_group))
+            .route(
+                "/users/{id}/groups/{group}",
+                web::delete().to(remove_from_group),
+            )
+            .route("/roles", web::get().to(roles))
+            .route("/roles", web::post().to(create_role))
+            .route("/groups", web::get().to(groups))
+            .route("/groups", web::post().to(create_group))
             .route("/audit", web::get().to(audit)),
     );
 }
@@ -465,6 +476,187 @@ async fn delete_user(
             Ok(_) => HttpResponse::NoContent()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish(),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// A path segment by name (actix decodes it).
+fn segment(req: &HttpRequest, name: &str) -> String {
+    req.match_info().get(name).unwrap_or_default().to_owned()
+}
+
+async fn roles(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    match state.admin.roles(&caller.tenant.tenant.slug).await {
+        Ok(roles) => json_answer(
+            StatusCode::OK,
+            json!({ "items": roles.iter().map(|r| json!({
+                "id": r.id.to_string(),
+                "name": r.name,
+                "description": r.description,
+            })).collect::<Vec<_>>() }),
+        ),
+        Err(e) => admin_failure(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewRoleBody {
+    name: String,
+    #[serde(default)]
+    description: Option<String>,
+}
+
+async fn create_role(
+    state: web::Data<AppState>,
+    caller: Caller,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let new: NewRoleBody = body(&bytes)?;
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .create_role(
+                &caller.operator,
+                slug,
+                &new.name,
+                new.description.as_deref(),
+            )
+            .await
+        {
+            Ok(role) => json_answer(
+                StatusCode::CREATED,
+                json!({ "id": role.id.to_string(), "name": role.name, "description": role.description }),
+            ),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// Gives the user the role (idempotent: `changed` says whether it was new).
+async fn assign_role(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, role) = (user_id(&req)?, segment(&req, "role"));
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .assign_role(&caller.operator, slug, id, &role)
+            .await
+        {
+            Ok(changed) => json_answer(StatusCode::OK, json!({ "changed": changed })),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// Takes the role away; grants whose tokens carried it are revoked and their
+/// relying parties told.
+async fn remove_role(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, role) = (user_id(&req)?, segment(&req, "role"));
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .remove_role(&caller.operator, slug, id, &role)
+            .await
+        {
+            Ok(done) => json_answer(
+                StatusCode::OK,
+                json!({
+                    "changed": done.was_assigned,
+                    "grants_revoked": done.grants_revoked,
+                    "backchannel_logout": deliveries_json(&done.deliveries),
+                }),
+            ),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+async fn groups(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    match state.admin.groups(&caller.tenant.tenant.slug).await {
+        Ok(groups) => json_answer(
+            StatusCode::OK,
+            json!({ "items": groups.iter().map(|g| json!({
+                "id": g.id.to_string(),
+                "display_name": g.display_name,
+            })).collect::<Vec<_>>() }),
+        ),
+        Err(e) => admin_failure(&e),
+    }
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewGroupBody {
+    display_name: String,
+}
+
+async fn create_group(
+    state: web::Data<AppState>,
+    caller: Caller,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let new: NewGroupBody = body(&bytes)?;
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .create_group(&caller.operator, slug, &new.display_name)
+            .await
+        {
+            Ok(group) => json_answer(
+                StatusCode::CREATED,
+                json!({ "id": group.id.to_string(), "display_name": group.display_name }),
+            ),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+async fn add_to_group(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, group) = (user_id(&req)?, segment(&req, "group"));
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .add_to_group(&caller.operator, slug, &group, id)
+            .await
+        {
+            Ok(changed) => json_answer(StatusCode::OK, json!({ "changed": changed })),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+async fn remove_from_group(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, group) = (user_id(&req)?, segment(&req, "group"));
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .remove_from_group(&caller.operator, slug, &group, id)
+            .await
+        {
+            Ok(changed) => json_answer(StatusCode::OK, json!({ "changed": changed })),
             Err(e) => admin_failure(&e),
         },
     )

@@ -465,3 +465,122 @@ fn a_user_is_changed_only_at_the_version_that_was_read(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(a_user_is_changed_only_at_the_version_that_was_read);
+
+fn roles_and_groups_are_made_and_given_through_the_api(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let user: Value = call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/users"))
+            .json(&json!({"email": "ida@example.com"}))
+    })
+    .json()
+    .unwrap();
+    let id = user["id"].as_str().unwrap().to_owned();
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>| {
+        let path = path.to_owned();
+        call(&app, Some(&admin), move |http, base| {
+            let request = http.request(method, format!("{base}/admin/v1{path}"));
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        })
+    };
+    use reqwest::Method;
+
+    let role = send(
+        Method::POST,
+        "/roles",
+        Some(json!({"name": "auditor", "description": "reads logs"})),
+    );
+    assert_eq!(role.status(), 201);
+    let (status, _) = problem(send(
+        Method::POST,
+        "/roles",
+        Some(json!({"name": "Auditor"})),
+    ));
+    assert_eq!(status, 409, "role names compare folded");
+    let roles: Value = send(Method::GET, "/roles", None).json().unwrap();
+    assert!(
+        roles["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["name"] == "auditor" && r["description"] == "reads logs"),
+        "{roles}"
+    );
+    let given: Value = send(Method::PUT, &format!("/users/{id}/roles/auditor"), None)
+        .json()
+        .unwrap();
+    assert_eq!(given["changed"], true);
+    let again: Value = send(Method::PUT, &format!("/users/{id}/roles/auditor"), None)
+        .json()
+        .unwrap();
+    assert_eq!(again["changed"], false, "idempotent");
+    assert_eq!(
+        problem(send(Method::PUT, &format!("/users/{id}/roles/nope"), None)).0,
+        404
+    );
+    let taken: Value = send(Method::DELETE, &format!("/users/{id}/roles/auditor"), None)
+        .json()
+        .unwrap();
+    assert_eq!(taken["changed"], true);
+
+    assert_eq!(
+        send(
+            Method::POST,
+            "/groups",
+            Some(json!({"display_name": "Night Shift"}))
+        )
+        .status(),
+        201
+    );
+    let groups: Value = send(Method::GET, "/groups", None).json().unwrap();
+    assert!(
+        groups["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|g| g["display_name"] == "Night Shift"),
+        "{groups}"
+    );
+    let joined: Value = send(
+        Method::PUT,
+        &format!("/users/{id}/groups/Night%20Shift"),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(joined["changed"], true);
+    let left: Value = send(
+        Method::DELETE,
+        &format!("/users/{id}/groups/Night%20Shift"),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(left["changed"], true);
+
+    let audit: Value = send(Method::GET, "/audit?actor=client:ops-bot", None)
+        .json()
+        .unwrap();
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for expected in [
+        "role.created",
+        "user.role_assigned",
+        "user.role_removed",
+        "group.created",
+        "group.member_added",
+        "group.member_removed",
+    ] {
+        assert!(actions.contains(&expected), "{expected} in {actions:?}");
+    }
+}
+
+gatehouse_identity_store::on_both_backends!(roles_and_groups_are_made_and_given_through_the_api);
