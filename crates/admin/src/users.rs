@@ -6,8 +6,11 @@ use gatehouse_authn::registration::LinkBase;
 use gatehouse_authn::{AuthnError, ClientInfo};
 use gatehouse_core::events::DomainEvent;
 use gatehouse_identity_store::StoreError;
+use gatehouse_identity_store::audit::{self, AuditFilter};
+use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{Page, PageRequest};
+use gatehouse_identity_store::{consent_records, credentials, sessions};
 use gatehouse_token_issuer::backchannel::Delivery;
 use serde_json::json;
 
@@ -234,6 +237,103 @@ impl Admin {
             user: updated.id,
         });
         Ok(updated)
+    }
+
+    /// Everything held about the user (GDPR Art. 15 and 20): the profile, credential
+    /// metadata (never a secret), active sessions, the consent history and the
+    /// audit events by or about them, as one JSON document. The export is itself
+    /// audited (`user.exported`): reading personal data is an event.
+    pub async fn export_user(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        who: impl Into<UserKey>,
+    ) -> AdminResult<serde_json::Value> {
+        let (tenant, user) = self.user(tenant, who).await?;
+        let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
+        self.blocking(move |conn| {
+            let credentials = credentials::list_for_user(conn, tenant.id, user.id, None)?;
+            let sessions = sessions::list_active_for_user(conn, now, tenant.id, user.id)?;
+            let consents = consent_records::history_for_user(conn, tenant.id, user.id)?;
+            let subject = format!("user:{}", user.id);
+            let mut events = Vec::new();
+            for filter in [
+                AuditFilter {
+                    target: Some(subject.clone()),
+                    ..AuditFilter::default()
+                },
+                AuditFilter {
+                    actor: Some(subject.clone()),
+                    ..AuditFilter::default()
+                },
+            ] {
+                events.extend(every(500, |page| {
+                    audit::search(conn, tenant.id, &filter, page)
+                })?);
+            }
+            events.sort_by_key(|e| e.seq);
+            events.dedup_by_key(|e| e.seq);
+            let data = &user.data;
+            let document = json!({
+                "exported_at": now,
+                "tenant": tenant.slug,
+                "user": {
+                    "id": user.id.to_string(),
+                    "user_name": data.user_name,
+                    "name": data.name,
+                    "display_name": data.display_name,
+                    "nick_name": data.nick_name,
+                    "title": data.title,
+                    "preferred_language": data.preferred_language,
+                    "locale": data.locale,
+                    "timezone": data.timezone,
+                    "active": data.active,
+                    "external_id": data.external_id,
+                    "emails": data.emails,
+                    "phone_numbers": data.phone_numbers,
+                    "custom_attributes": data.custom_attributes,
+                    "created_at": user.created_at,
+                    "updated_at": user.updated_at,
+                },
+                "credentials": credentials.iter().map(|c| json!({
+                    "kind": c.kind.as_str(),
+                    "label": c.label,
+                    "created_at": c.created_at,
+                    "last_used_at": c.last_used_at,
+                })).collect::<Vec<_>>(),
+                "sessions": sessions.iter().map(|s| json!({
+                    "created_at": s.created_at,
+                    "last_seen_at": s.last_seen_at,
+                    "ip": s.ip,
+                    "user_agent": s.user_agent,
+                    "authenticated_with": s.auth_methods,
+                    "aal": s.aal,
+                })).collect::<Vec<_>>(),
+                "consents": consents.iter().map(|c| json!({
+                    "client_id": c.client_id,
+                    "purpose": c.purpose,
+                    "version": c.version,
+                    "event": c.kind.as_str(),
+                    "occurred_at": c.occurred_at,
+                    "expires_at": c.expires_at,
+                    "channel": c.channel,
+                })).collect::<Vec<_>>(),
+                "audit_events": events.iter().map(|e| json!({
+                    "seq": e.seq,
+                    "occurred_at": e.occurred_at,
+                    "actor": e.actor,
+                    "action": e.action,
+                    "target": e.target,
+                    "outcome": e.outcome,
+                    "ip": e.ip,
+                    "details": serde_json::from_str::<serde_json::Value>(&e.details)
+                        .unwrap_or(serde_json::Value::Null),
+                })).collect::<Vec<_>>(),
+            });
+            admin.audit(conn, tenant.id, actor, "user.exported", subject, json!({}))?;
+            Ok(document)
+        })
+        .await
     }
 
     /// One page of the tenant's users, in the order they were created.

@@ -55,6 +55,7 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/disable", web::post().to(disable_user))
             .route("/users/{id}/enable", web::post().to(enable_user))
             .route("/users/{id}/reset", web::post().to(reset_user))
+            .route("/users/{id}/export", web::get().to(export_user))
             .route("/users/{id}/roles/{role}", web::put().to(assign_role))
             .route("/users/{id}/roles/{role}", web::delete().to(remove_role))
             .route("/users/{id}/groups/{group}", web::put().to(add_to_group))
@@ -454,6 +455,33 @@ async fn reset_user(
                     "backchannel_logout": deliveries_json(&done.deliveries),
                 }),
             ),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+/// Everything held about the user as one JSON document (a data-subject access or
+/// portability request); the export is audited.
+async fn export_user(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state.admin.export_user(&caller.operator, slug, id).await {
+            Ok(document) => {
+                let mut answer = json_answer(StatusCode::OK, document);
+                if let Ok(value) = header::HeaderValue::from_str(&format!(
+                    "attachment; filename=\"user-{id}.json\""
+                )) {
+                    answer
+                        .headers_mut()
+                        .insert(header::CONTENT_DISPOSITION, value);
+                }
+                answer
+            }
             Err(e) => admin_failure(&e),
         },
     )

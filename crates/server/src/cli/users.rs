@@ -50,6 +50,16 @@ pub enum UsersCommand {
         #[arg(long)]
         after: Option<String>,
     },
+    /// Everything held about a user (profile, credential metadata, sessions,
+    /// consent history, audit events by or about them) as JSON on standard output;
+    /// the export is audited.
+    Export {
+        #[command(flatten)]
+        user: UserArg,
+        /// Who is doing this (the audit log's actor).
+        #[arg(long)]
+        operator: String,
+    },
     /// Delete a user and everything that is theirs (credentials, sessions, grants,
     /// consents); every token stops working at once. The audit log keeps the
     /// deletion.
@@ -177,6 +187,14 @@ pub fn run(config: &Config, command: UsersCommand) -> Result<(), ServerError> {
             after,
         } => list_users(config, &tenant, limit, after),
         UsersCommand::Delete(args) => delete(config, args),
+        UsersCommand::Export { user, operator } => {
+            let operator = Operator::named(&operator).map_err(|e| admin_error("", e))?;
+            let admin = open_admin(config)?;
+            let document = block_on(admin.export_user(&operator, &user.tenant, &user.email))
+                .map_err(|e| admin_error("", e))?;
+            println!("{document:#}");
+            Ok(())
+        }
     }
 }
 

@@ -584,3 +584,77 @@ fn roles_and_groups_are_made_and_given_through_the_api(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(roles_and_groups_are_made_and_given_through_the_api);
+
+fn a_user_is_exported_with_everything_held_about_them(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    // A user who signed up, signed in and gave a consent in the code flow.
+    crate::code_flow::register(&app, false);
+    let mut browser = crate::code_flow::signed_in(&app);
+    crate::code_flow::get_code(&mut browser, "");
+    let listed: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users"))
+    })
+    .json()
+    .unwrap();
+    let uma = listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user_name"] == "uma@example.com")
+        .unwrap()["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+
+    let exported = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{uma}/export"))
+    });
+    assert_eq!(exported.status(), 200);
+    assert!(
+        exported.headers()["content-disposition"]
+            .to_str()
+            .unwrap()
+            .starts_with("attachment")
+    );
+    let document: Value = exported.json().unwrap();
+    assert_eq!(document["user"]["id"], uma.as_str());
+    assert_eq!(document["user"]["emails"][0]["value"], "uma@example.com");
+    let kinds: Vec<&str> = document["credentials"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["kind"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["password"]);
+    assert!(
+        !document.to_string().contains("$argon2"),
+        "a secret left the store"
+    );
+    assert_eq!(
+        document["sessions"].as_array().unwrap().len(),
+        1,
+        "{document}"
+    );
+    let actions: Vec<&str> = document["audit_events"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert!(
+        actions.contains(&"user.registered") && actions.contains(&"login.succeeded"),
+        "{actions:?}"
+    );
+    // The export itself is on record.
+    let audit: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?action=user.exported"))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(audit["items"][0]["target"], format!("user:{uma}"));
+    assert_eq!(audit["items"][0]["actor"], "client:ops-bot");
+}
+
+gatehouse_identity_store::on_both_backends!(a_user_is_exported_with_everything_held_about_them);
