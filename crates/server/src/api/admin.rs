@@ -5,8 +5,8 @@
 //! something away says why in the `Gatehouse-Reason` header, which the audit
 //! record keeps.
 //!
-//! Callers are API clients with a client-credentials access token of this tenant's
-//! issuer, carrying the scope `admin` and the audience `{issuer}/admin/v1` (so a
+//! Callers are API clients with a client-credentials access token (a user's token
+//! is refused) of this tenant's issuer, carrying the scope `admin` and the audience `{issuer}/admin/v1` (so a
 //! token minted for another API cannot be replayed here). A token of another
 //! tenant's issuer is refused like any invalid token: tenants are administered
 //! through their own issuer. Every write is audited with the calling client as the
@@ -93,6 +93,16 @@ impl actix_web::FromRequest for Caller {
                 .map_err(|_| answered(HttpResponse::NotFound().finish()))?;
             if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {
                 return Err(answered(Refusal::InvalidToken.answer()));
+            }
+            // A user's token would let a client act with admin power on the word of
+            // any user who consented; until administrators' roles are checked (the
+            // console), only a client acting for itself may call.
+            if claims.sub != claims.client_id {
+                return Err(answered(problem(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    "the admin API takes client-credentials tokens only",
+                )));
             }
             Ok(Caller {
                 operator: Operator::api_client(&claims.client_id),

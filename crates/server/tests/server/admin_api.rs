@@ -658,3 +658,36 @@ fn a_user_is_exported_with_everything_held_about_them(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(a_user_is_exported_with_everything_held_about_them);
+
+/// A user's token, even with the scope and audience, is not an admin credential:
+/// the client would act with admin power on the word of whichever user consented.
+#[test]
+fn a_users_token_is_refused_by_the_admin_api() {
+    use crate::code_flow::{VERIFIER, client_data, exchange, register_client, signed_in};
+
+    let app = WebApp::start(Backend::Sqlite);
+    let audience = format!("{}/admin/v1", app.base);
+    register_client(
+        &app,
+        ClientData {
+            scopes: vec!["openid".into(), "admin".into()],
+            audiences: vec![audience.clone()],
+            default_audience: Some(audience.clone()),
+            ..client_data(true)
+        },
+    );
+    let mut browser = signed_in(&app);
+    let query = crate::code_flow::authorize_query("")
+        .replace("scope=openid%20profile%20email", "scope=openid%20admin");
+    let answer = browser.get(&query);
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let location = answer.location().unwrap();
+    let code = crate::code_flow::param(&location, "code").expect("a code");
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    let user_token = tokens["access_token"].as_str().unwrap();
+    let (status, refused) = problem(call(&app, Some(user_token), |http, base| {
+        http.get(format!("{base}/admin/v1/tenant"))
+    }));
+    assert_eq!(status, 403, "{refused}");
+}
