@@ -20,7 +20,8 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use gatehouse_admin::{
-    AdminError, AuditFilter, AuditQuery, NewAccount, Operator, Reason, UserChange,
+    AdminError, AuditFilter, AuditQuery, AuthMethod, ClientKind, NewAccount, NewClient, Operator,
+    Reason, UserChange,
 };
 use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::PageRequest;
@@ -63,6 +64,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
                 "/users/{id}/groups/{group}",
                 web::delete().to(remove_from_group),
             )
+            .route("/clients", web::get().to(clients))
+            .route("/clients", web::post().to(create_client))
+            .route("/clients/{client_id}", web::get().to(client))
+            .route("/clients/{client_id}", web::delete().to(delete_client))
             .route("/roles", web::get().to(roles))
             .route("/roles", web::post().to(create_role))
             .route("/groups", web::get().to(groups))
@@ -512,6 +517,209 @@ async fn delete_user(
             .await
         {
             Ok(_) => HttpResponse::NoContent()
+                .insert_header((header::CACHE_CONTROL, "no-store"))
+                .finish(),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+fn client_json(client: &gatehouse_identity_store::clients::Client) -> Value {
+    let d = &client.data;
+    json!({
+        "client_id": d.client_id,
+        "name": d.name,
+        "type": d.client_type,
+        "auth_method": d.auth_method,
+        "redirect_uris": d.redirect_uris,
+        "post_logout_redirect_uris": d.post_logout_redirect_uris,
+        "backchannel_logout_uri": d.backchannel_logout_uri,
+        "cors_origins": d.allowed_origins,
+        "grants": d.grant_types,
+        "scopes": d.scopes,
+        "audiences": d.audiences,
+        "access_token_ttl_secs": d.access_token_ttl_secs,
+        "id_token_alg": d.id_token_alg,
+        "require_pkce": d.require_pkce,
+        "require_par": d.require_par,
+        "first_party": d.first_party,
+        "created_at": client.created_at,
+        "version": client.version,
+    })
+}
+
+async fn clients(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
+    match state.admin.clients(&caller.tenant.tenant.slug).await {
+        Ok(clients) => json_answer(
+            StatusCode::OK,
+            json!({ "items": clients.iter().map(client_json).collect::<Vec<_>>() }),
+        ),
+        Err(e) => admin_failure(&e),
+    }
+}
+
+async fn client(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = segment(&req, "client_id");
+    Ok(
+        match state.admin.client(&caller.tenant.tenant.slug, &id).await {
+            Ok(client) => json_answer(StatusCode::OK, client_json(&client)),
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum KindBody {
+    Confidential,
+    Public,
+}
+
+#[derive(Deserialize, Clone, Copy)]
+#[serde(rename_all = "snake_case")]
+enum AuthMethodBody {
+    ClientSecretBasic,
+    ClientSecretPost,
+    PrivateKeyJwt,
+    None,
+}
+
+fn default_ttl() -> i64 {
+    300
+}
+
+fn default_alg() -> String {
+    "RS256".into()
+}
+
+fn yes() -> bool {
+    true
+}
+
+/// A client registration, with the CLI's defaults (a confidential web app with the
+/// code flow and refresh, `openid profile email`, OpenID Connect's RS256 ID tokens,
+/// PKCE required, 300 s access tokens).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NewClientBody {
+    name: String,
+    #[serde(default)]
+    client_id: Option<String>,
+    #[serde(default = "default_kind")]
+    kind: KindBody,
+    #[serde(default)]
+    auth_method: Option<AuthMethodBody>,
+    #[serde(default)]
+    redirect_uris: Vec<String>,
+    #[serde(default = "default_grants")]
+    grants: Vec<String>,
+    #[serde(default = "default_scopes")]
+    scopes: Vec<String>,
+    #[serde(default)]
+    audiences: Vec<String>,
+    #[serde(default = "default_ttl")]
+    access_token_ttl_secs: i64,
+    #[serde(default)]
+    first_party: bool,
+    #[serde(default)]
+    require_par: bool,
+    /// The client's public keys for private_key_jwt (a JWK Set).
+    #[serde(default)]
+    jwks: Option<Value>,
+    #[serde(default = "default_alg")]
+    id_token_alg: String,
+    #[serde(default)]
+    post_logout_redirect_uris: Vec<String>,
+    #[serde(default)]
+    backchannel_logout_uri: Option<String>,
+    #[serde(default)]
+    cors_origins: Vec<String>,
+    #[serde(default = "yes")]
+    require_pkce: bool,
+}
+
+fn default_grants() -> Vec<String> {
+    vec!["authorization_code".into(), "refresh_token".into()]
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["openid".into(), "profile".into(), "email".into()]
+}
+
+fn default_kind() -> KindBody {
+    KindBody::Confidential
+}
+
+/// Registers a client; a generated secret is in this answer only (stored hashed).
+async fn create_client(
+    state: web::Data<AppState>,
+    caller: Caller,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let new: NewClientBody = body(&bytes)?;
+    let registration = NewClient {
+        name: new.name,
+        client_id: new.client_id,
+        kind: match new.kind {
+            KindBody::Confidential => ClientKind::Confidential,
+            KindBody::Public => ClientKind::Public,
+        },
+        auth_method: new.auth_method.map(|method| match method {
+            AuthMethodBody::ClientSecretBasic => AuthMethod::ClientSecretBasic,
+            AuthMethodBody::ClientSecretPost => AuthMethod::ClientSecretPost,
+            AuthMethodBody::PrivateKeyJwt => AuthMethod::PrivateKeyJwt,
+            AuthMethodBody::None => AuthMethod::None,
+        }),
+        redirect_uris: new.redirect_uris,
+        grants: new.grants,
+        scopes: new.scopes,
+        audiences: new.audiences,
+        access_token_ttl_secs: new.access_token_ttl_secs,
+        first_party: new.first_party,
+        require_par: new.require_par,
+        jwks: new.jwks.map(|set| set.to_string()),
+        id_token_alg: new.id_token_alg,
+        post_logout_redirect_uris: new.post_logout_redirect_uris,
+        backchannel_logout_uri: new.backchannel_logout_uri,
+        allowed_origins: new.cors_origins,
+        require_pkce: new.require_pkce,
+    };
+    let slug = &caller.tenant.tenant.slug;
+    Ok(
+        match state
+            .admin
+            .create_client(&caller.operator, slug, registration)
+            .await
+        {
+            Ok(created) => {
+                let mut answer = client_json(&created.client);
+                if let Some(secret) = &created.secret {
+                    answer["client_secret"] = json!(secret.as_str());
+                }
+                json_answer(StatusCode::CREATED, answer)
+            }
+            Err(e) => admin_failure(&e),
+        },
+    )
+}
+
+async fn delete_client(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = segment(&req, "client_id");
+    Ok(
+        match state
+            .admin
+            .delete_client(&caller.operator, &caller.tenant.tenant.slug, &id)
+            .await
+        {
+            Ok(()) => HttpResponse::NoContent()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
                 .finish(),
             Err(e) => admin_failure(&e),

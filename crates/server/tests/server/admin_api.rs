@@ -691,3 +691,106 @@ fn a_users_token_is_refused_by_the_admin_api() {
     }));
     assert_eq!(status, 403, "{refused}");
 }
+
+fn clients_are_registered_read_and_deleted_through_the_api(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let register = |body: Value| {
+        call(&app, Some(&admin), |http, base| {
+            http.post(format!("{base}/admin/v1/clients")).json(&body)
+        })
+    };
+    let created = register(json!({
+        "name": "Reporting",
+        "client_id": "reporting",
+        "grants": ["client_credentials"],
+        "scopes": ["reports:read"],
+        "audiences": ["https://api.example"],
+    }));
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().unwrap();
+    let secret = created["client_secret"]
+        .as_str()
+        .expect("the secret, once")
+        .to_owned();
+    assert_eq!(created["id_token_alg"], "RS256");
+
+    // The secret works at the token endpoint.
+    let token = |secret: &str| {
+        Http::new()
+            .post(format!("{}/oauth2/token", app.base))
+            .header(
+                "Authorization",
+                format!("Basic {}", STANDARD.encode(format!("reporting:{secret}"))),
+            )
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body("grant_type=client_credentials")
+            .send()
+            .unwrap()
+    };
+    assert_eq!(token(&secret).status(), 200);
+
+    let shown: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/clients/reporting"))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(shown["grants"], json!(["client_credentials"]));
+    assert!(shown.get("client_secret").is_none(), "{shown}");
+    let listed: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/clients"))
+    })
+    .json()
+    .unwrap();
+    assert!(
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|c| c["client_id"] == "reporting"),
+        "{listed}"
+    );
+
+    let (status, bad) = problem(register(
+        json!({"name": "x", "redirect_uris": ["http://evil.example/cb"]}),
+    ));
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (400, Some("redirect_uri")),
+        "{bad}"
+    );
+    let (status, unknown) = problem(register(json!({"name": "x", "secret": "mine"})));
+    assert_eq!(
+        (status, unknown["field"].as_str()),
+        (400, Some("secret")),
+        "{unknown}"
+    );
+    let (status, _) = problem(register(json!({"name": "Again", "client_id": "reporting"})));
+    assert_eq!(status, 409);
+
+    let deleted = call(&app, Some(&admin), |http, base| {
+        http.delete(format!("{base}/admin/v1/clients/reporting"))
+    });
+    assert_eq!(deleted.status(), 204);
+    assert_eq!(
+        problem(call(&app, Some(&admin), |http, base| {
+            http.get(format!("{base}/admin/v1/clients/reporting"))
+        }))
+        .0,
+        404
+    );
+    // The node's client cache hears of the deletion by event, a moment later.
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while token(&secret).status() != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "a deleted client's secret still works"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+}
+
+gatehouse_identity_store::on_both_backends!(
+    clients_are_registered_read_and_deleted_through_the_api
+);
