@@ -20,8 +20,8 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use gatehouse_admin::{
-    AdminError, AuditFilter, AuditQuery, AuthMethod, ClientKind, NewAccount, NewClient, Operator,
-    Reason, UserChange,
+    AdminError, AdminResult, AuditFilter, AuditQuery, AuthMethod, ClientKind, NewAccount,
+    NewClient, Operator, Reason, UserChange,
 };
 use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::PageRequest;
@@ -161,6 +161,15 @@ fn event_json(event: &AuditEvent) -> Value {
     })
 }
 
+/// The answer to an admin action: `ok` makes it from the result; a failure is
+/// mapped once, by [`admin_failure`].
+fn respond<T>(result: AdminResult<T>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
+    match result {
+        Ok(value) => ok(value),
+        Err(e) => admin_failure(&e),
+    }
+}
+
 /// The header an action that takes something away carries its reason in.
 const REASON_HEADER: &str = "Gatehouse-Reason";
 
@@ -196,19 +205,21 @@ fn deliveries_json(deliveries: &[Delivery]) -> Value {
 }
 
 async fn tenant(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
-    match state.admin.tenant_view(&caller.tenant.tenant.slug).await {
-        Ok(view) => json_answer(
-            StatusCode::OK,
-            json!({
-                "id": view.tenant.id.to_string(),
-                "slug": view.tenant.slug,
-                "display_name": view.tenant.display_name,
-                "issuer": caller.tenant.issuer(),
-                "created_at": view.tenant.created_at,
-            }),
-        ),
-        Err(e) => admin_failure(&e),
-    }
+    respond(
+        state.admin.tenant_view(&caller.tenant.tenant.slug).await,
+        |view| {
+            json_answer(
+                StatusCode::OK,
+                json!({
+                    "id": view.tenant.id.to_string(),
+                    "slug": view.tenant.slug,
+                    "display_name": view.tenant.display_name,
+                    "issuer": caller.tenant.issuer(),
+                    "created_at": view.tenant.created_at,
+                }),
+            )
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -236,18 +247,18 @@ async fn users(
         after: query.after,
         limit: query.limit,
     };
-    Ok(
-        match state.admin.users(&caller.tenant.tenant.slug, page).await {
-            Ok(page) => json_answer(
+    Ok(respond(
+        state.admin.users(&caller.tenant.tenant.slug, page).await,
+        |page| {
+            json_answer(
                 StatusCode::OK,
                 json!({
                     "items": page.items.iter().map(user_json).collect::<Vec<_>>(),
                     "next_cursor": page.next_cursor,
                 }),
-            ),
-            Err(e) => admin_failure(&e),
+            )
         },
-    )
+    ))
 }
 
 #[derive(Deserialize)]
@@ -304,12 +315,10 @@ async fn user(
     req: HttpRequest,
 ) -> actix_web::Result<HttpResponse> {
     let id = user_id(&req)?;
-    Ok(
-        match state.admin.user(&caller.tenant.tenant.slug, id).await {
-            Ok((_, user)) => with_etag(json_answer(StatusCode::OK, user_json(&user)), &user),
-            Err(e) => admin_failure(&e),
-        },
-    )
+    Ok(respond(
+        state.admin.user(&caller.tenant.tenant.slug, id).await,
+        |(_, user)| with_etag(json_answer(StatusCode::OK, user_json(&user)), &user),
+    ))
 }
 
 /// The user's version as a strong entity tag (RFC 9110 §8.8.3).
@@ -406,13 +415,13 @@ async fn disable_user(
 ) -> actix_web::Result<HttpResponse> {
     let (id, why) = (user_id(&req)?, reason(&req)?);
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .disable_user(&caller.operator, slug, id, &why)
-            .await
-        {
-            Ok(done) => json_answer(
+            .await,
+        |done| {
+            json_answer(
                 StatusCode::OK,
                 json!({
                     "was_active": done.was_active,
@@ -420,10 +429,9 @@ async fn disable_user(
                     "grants_revoked": done.grants_revoked,
                     "backchannel_logout": deliveries_json(&done.deliveries),
                 }),
-            ),
-            Err(e) => admin_failure(&e),
+            )
         },
-    )
+    ))
 }
 
 async fn enable_user(
@@ -433,16 +441,13 @@ async fn enable_user(
 ) -> actix_web::Result<HttpResponse> {
     let (id, why) = (user_id(&req)?, reason(&req)?);
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .enable_user(&caller.operator, slug, id, &why)
-            .await
-        {
-            Ok(changed) => json_answer(StatusCode::OK, json!({ "was_disabled": changed })),
-            Err(e) => admin_failure(&e),
-        },
-    )
+            .await,
+        |changed| json_answer(StatusCode::OK, json!({ "was_disabled": changed })),
+    ))
 }
 
 /// The administrator-assisted recovery: the password and second factors go, every
@@ -454,13 +459,13 @@ async fn reset_user(
 ) -> actix_web::Result<HttpResponse> {
     let (id, why) = (user_id(&req)?, reason(&req)?);
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .reset_user(&caller.operator, slug, id, &why)
-            .await
-        {
-            Ok(done) => json_answer(
+            .await,
+        |done| {
+            json_answer(
                 StatusCode::OK,
                 json!({
                     "factors_removed": done.factors_removed,
@@ -469,10 +474,9 @@ async fn reset_user(
                     "link_sent": done.link_sent,
                     "backchannel_logout": deliveries_json(&done.deliveries),
                 }),
-            ),
-            Err(e) => admin_failure(&e),
+            )
         },
-    )
+    ))
 }
 
 /// Everything held about the user as one JSON document (a data-subject access or
@@ -510,18 +514,17 @@ async fn delete_user(
 ) -> actix_web::Result<HttpResponse> {
     let (id, why) = (user_id(&req)?, reason(&req)?);
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .delete_user(&caller.operator, slug, id, &why)
-            .await
-        {
-            Ok(_) => HttpResponse::NoContent()
+            .await,
+        |_| {
+            HttpResponse::NoContent()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish(),
-            Err(e) => admin_failure(&e),
+                .finish()
         },
-    )
+    ))
 }
 
 fn client_json(client: &gatehouse_identity_store::clients::Client) -> Value {
@@ -549,13 +552,15 @@ fn client_json(client: &gatehouse_identity_store::clients::Client) -> Value {
 }
 
 async fn clients(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
-    match state.admin.clients(&caller.tenant.tenant.slug).await {
-        Ok(clients) => json_answer(
-            StatusCode::OK,
-            json!({ "items": clients.iter().map(client_json).collect::<Vec<_>>() }),
-        ),
-        Err(e) => admin_failure(&e),
-    }
+    respond(
+        state.admin.clients(&caller.tenant.tenant.slug).await,
+        |clients| {
+            json_answer(
+                StatusCode::OK,
+                json!({ "items": clients.iter().map(client_json).collect::<Vec<_>>() }),
+            )
+        },
+    )
 }
 
 async fn client(
@@ -564,12 +569,10 @@ async fn client(
     req: HttpRequest,
 ) -> actix_web::Result<HttpResponse> {
     let id = segment(&req, "client_id");
-    Ok(
-        match state.admin.client(&caller.tenant.tenant.slug, &id).await {
-            Ok(client) => json_answer(StatusCode::OK, client_json(&client)),
-            Err(e) => admin_failure(&e),
-        },
-    )
+    Ok(respond(
+        state.admin.client(&caller.tenant.tenant.slug, &id).await,
+        |client| json_answer(StatusCode::OK, client_json(&client)),
+    ))
 }
 
 #[derive(Deserialize, Clone, Copy)]
@@ -713,18 +716,17 @@ async fn delete_client(
     req: HttpRequest,
 ) -> actix_web::Result<HttpResponse> {
     let id = segment(&req, "client_id");
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .delete_client(&caller.operator, &caller.tenant.tenant.slug, &id)
-            .await
-        {
-            Ok(()) => HttpResponse::NoContent()
+            .await,
+        |()| {
+            HttpResponse::NoContent()
                 .insert_header((header::CACHE_CONTROL, "no-store"))
-                .finish(),
-            Err(e) => admin_failure(&e),
+                .finish()
         },
-    )
+    ))
 }
 
 /// A path segment by name (actix decodes it).
@@ -733,17 +735,19 @@ fn segment(req: &HttpRequest, name: &str) -> String {
 }
 
 async fn roles(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
-    match state.admin.roles(&caller.tenant.tenant.slug).await {
-        Ok(roles) => json_answer(
-            StatusCode::OK,
-            json!({ "items": roles.iter().map(|r| json!({
+    respond(
+        state.admin.roles(&caller.tenant.tenant.slug).await,
+        |roles| {
+            json_answer(
+                StatusCode::OK,
+                json!({ "items": roles.iter().map(|r| json!({
                 "id": r.id.to_string(),
                 "name": r.name,
                 "description": r.description,
             })).collect::<Vec<_>>() }),
-        ),
-        Err(e) => admin_failure(&e),
-    }
+            )
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -761,8 +765,8 @@ async fn create_role(
 ) -> actix_web::Result<HttpResponse> {
     let new: NewRoleBody = body(&bytes)?;
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .create_role(
                 &caller.operator,
@@ -770,15 +774,14 @@ async fn create_role(
                 &new.name,
                 new.description.as_deref(),
             )
-            .await
-        {
-            Ok(role) => json_answer(
+            .await,
+        |role| {
+            json_answer(
                 StatusCode::CREATED,
                 json!({ "id": role.id.to_string(), "name": role.name, "description": role.description }),
-            ),
-            Err(e) => admin_failure(&e),
+            )
         },
-    )
+    ))
 }
 
 /// Gives the user the role (idempotent: `changed` says whether it was new).
@@ -789,16 +792,13 @@ async fn assign_role(
 ) -> actix_web::Result<HttpResponse> {
     let (id, role) = (user_id(&req)?, segment(&req, "role"));
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .assign_role(&caller.operator, slug, id, &role)
-            .await
-        {
-            Ok(changed) => json_answer(StatusCode::OK, json!({ "changed": changed })),
-            Err(e) => admin_failure(&e),
-        },
-    )
+            .await,
+        |changed| json_answer(StatusCode::OK, json!({ "changed": changed })),
+    ))
 }
 
 /// Takes the role away; grants whose tokens carried it are revoked and their
@@ -810,36 +810,37 @@ async fn remove_role(
 ) -> actix_web::Result<HttpResponse> {
     let (id, role) = (user_id(&req)?, segment(&req, "role"));
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .remove_role(&caller.operator, slug, id, &role)
-            .await
-        {
-            Ok(done) => json_answer(
+            .await,
+        |done| {
+            json_answer(
                 StatusCode::OK,
                 json!({
                     "changed": done.was_assigned,
                     "grants_revoked": done.grants_revoked,
                     "backchannel_logout": deliveries_json(&done.deliveries),
                 }),
-            ),
-            Err(e) => admin_failure(&e),
+            )
         },
-    )
+    ))
 }
 
 async fn groups(state: web::Data<AppState>, caller: Caller) -> HttpResponse {
-    match state.admin.groups(&caller.tenant.tenant.slug).await {
-        Ok(groups) => json_answer(
-            StatusCode::OK,
-            json!({ "items": groups.iter().map(|g| json!({
+    respond(
+        state.admin.groups(&caller.tenant.tenant.slug).await,
+        |groups| {
+            json_answer(
+                StatusCode::OK,
+                json!({ "items": groups.iter().map(|g| json!({
                 "id": g.id.to_string(),
                 "display_name": g.display_name,
             })).collect::<Vec<_>>() }),
-        ),
-        Err(e) => admin_failure(&e),
-    }
+            )
+        },
+    )
 }
 
 #[derive(Deserialize)]
@@ -855,19 +856,18 @@ async fn create_group(
 ) -> actix_web::Result<HttpResponse> {
     let new: NewGroupBody = body(&bytes)?;
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .create_group(&caller.operator, slug, &new.display_name)
-            .await
-        {
-            Ok(group) => json_answer(
+            .await,
+        |group| {
+            json_answer(
                 StatusCode::CREATED,
                 json!({ "id": group.id.to_string(), "display_name": group.display_name }),
-            ),
-            Err(e) => admin_failure(&e),
+            )
         },
-    )
+    ))
 }
 
 async fn add_to_group(
@@ -877,16 +877,13 @@ async fn add_to_group(
 ) -> actix_web::Result<HttpResponse> {
     let (id, group) = (user_id(&req)?, segment(&req, "group"));
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .add_to_group(&caller.operator, slug, &group, id)
-            .await
-        {
-            Ok(changed) => json_answer(StatusCode::OK, json!({ "changed": changed })),
-            Err(e) => admin_failure(&e),
-        },
-    )
+            .await,
+        |changed| json_answer(StatusCode::OK, json!({ "changed": changed })),
+    ))
 }
 
 async fn remove_from_group(
@@ -896,16 +893,13 @@ async fn remove_from_group(
 ) -> actix_web::Result<HttpResponse> {
     let (id, group) = (user_id(&req)?, segment(&req, "group"));
     let slug = &caller.tenant.tenant.slug;
-    Ok(
-        match state
+    Ok(respond(
+        state
             .admin
             .remove_from_group(&caller.operator, slug, &group, id)
-            .await
-        {
-            Ok(changed) => json_answer(StatusCode::OK, json!({ "changed": changed })),
-            Err(e) => admin_failure(&e),
-        },
-    )
+            .await,
+        |changed| json_answer(StatusCode::OK, json!({ "changed": changed })),
+    ))
 }
 
 #[derive(Deserialize)]

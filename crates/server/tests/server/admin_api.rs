@@ -73,6 +73,24 @@ fn call(
     request.send().unwrap()
 }
 
+/// The id of the user whose user name is `user_name`, read through the API.
+fn user_id_of(app: &WebApp, admin: &str, user_name: &str) -> String {
+    let listed: Value = call(app, Some(admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users?limit=500"))
+    })
+    .json()
+    .unwrap();
+    listed["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|u| u["user_name"] == user_name)
+        .unwrap_or_else(|| panic!("no {user_name} in {listed}"))["id"]
+        .as_str()
+        .unwrap()
+        .to_owned()
+}
+
 fn problem(response: Response) -> (u16, Value) {
     let status = response.status().as_u16();
     assert_eq!(
@@ -295,20 +313,7 @@ fn a_user_is_disabled_enabled_reset_and_deleted_by_id_with_a_reason(backend: Bac
     let mut browser = crate::code_flow::signed_in(&app);
     assert_eq!(browser.get("/account").status, 200, "signed in");
 
-    let listed: Value = call(&app, Some(&admin), |http, base| {
-        http.get(format!("{base}/admin/v1/users"))
-    })
-    .json()
-    .unwrap();
-    let uma = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["user_name"] == "uma@example.com")
-        .unwrap_or_else(|| panic!("{listed}"))["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let uma = user_id_of(&app, &admin, "uma@example.com");
     let act = |verb: &str, why: Option<&str>| {
         call(&app, Some(&admin), |http, base| {
             let request = http.post(format!("{base}/admin/v1/users/{uma}/{verb}"));
@@ -593,20 +598,7 @@ fn a_user_is_exported_with_everything_held_about_them(backend: Backend) {
     crate::code_flow::register(&app, false);
     let mut browser = crate::code_flow::signed_in(&app);
     crate::code_flow::get_code(&mut browser, "");
-    let listed: Value = call(&app, Some(&admin), |http, base| {
-        http.get(format!("{base}/admin/v1/users"))
-    })
-    .json()
-    .unwrap();
-    let uma = listed["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .find(|u| u["user_name"] == "uma@example.com")
-        .unwrap()["id"]
-        .as_str()
-        .unwrap()
-        .to_owned();
+    let uma = user_id_of(&app, &admin, "uma@example.com");
 
     let exported = call(&app, Some(&admin), |http, base| {
         http.get(format!("{base}/admin/v1/users/{uma}/export"))
