@@ -336,6 +336,45 @@ impl Admin {
         .await
     }
 
+    /// The user's live sessions.
+    pub async fn user_sessions(
+        &self,
+        tenant: &str,
+        who: impl Into<UserKey>,
+    ) -> AdminResult<Vec<gatehouse_identity_store::sessions::Session>> {
+        let (tenant, user) = self.user(tenant, who).await?;
+        Ok(self.authn.active_sessions(tenant.id, user.id).await?)
+    }
+
+    /// Signs the user out everywhere: every session ends (audited with the reason)
+    /// and relying parties are told; grants and the account stay.
+    pub async fn end_user_sessions(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        who: impl Into<UserKey>,
+        reason: &Reason,
+    ) -> AdminResult<(usize, Vec<Delivery>)> {
+        let (tenant, user) = self.user(tenant, who).await?;
+        let ended = self
+            .authn
+            .end_sessions_by_operator(
+                tenant.id,
+                operator.actor(),
+                user.id,
+                reason.as_str().to_owned(),
+                ClientInfo::default(),
+            )
+            .await?;
+        let count = ended.len();
+        let deliveries = self
+            .tell_relying_parties(tenant.id, user.id, move |issuer, tenant, url, user| {
+                issuer.sessions_ended(tenant, url, user, &ended)
+            })
+            .await;
+        Ok((count, deliveries))
+    }
+
     /// One page of the tenant's users, in the order they were created.
     pub async fn users(&self, tenant: &str, page: PageRequest) -> AdminResult<Page<User>> {
         let tenant = self.tenant(tenant).await?.id;

@@ -280,6 +280,41 @@ impl Authn {
         .await
     }
 
+    /// Ends every session of the user (an operator's "sign out everywhere"): the
+    /// ends and the audit record (`session.ended_by_operator`, with the reason)
+    /// commit together; relying parties hear of it (back-channel logout). Grants
+    /// stay: the user is signed out, not deactivated. Returns the sessions ended.
+    pub async fn end_sessions_by_operator(
+        &self,
+        tenant: TenantId,
+        actor: String,
+        user: UserId,
+        reason: String,
+        client: ClientInfo,
+    ) -> Result<Vec<SessionId>, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            let ended = db::transaction_with(conn, |conn| {
+                let ended =
+                    sessions::end_all_for_user(conn, now, tenant, user, None, "ended_by_operator")?;
+                inner.audit(
+                    conn,
+                    tenant,
+                    actor,
+                    "session.ended_by_operator",
+                    target(user),
+                    Outcome::Success,
+                    &client,
+                    json!({ "reason": reason, "count": ended.len() }),
+                )?;
+                Ok::<_, AuthnError>(ended)
+            })?;
+            inner.sessions_ended(tenant, user, ended.clone());
+            Ok(ended)
+        })
+        .await
+    }
+
     /// Lets a deactivated user sign in again. Nothing ended by the deactivation comes
     /// back. Returns false (and still audits the request) when the user was active.
     pub async fn reactivate_user(

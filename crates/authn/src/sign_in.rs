@@ -560,25 +560,31 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<bool, AuthnError> {
         self.blocking(move |inner, conn| {
-            let ended = sessions::end(
-                conn,
-                inner.now(),
-                tenant,
-                target,
-                Some(current.user_id),
-                "ended_by_user",
-            )?;
-            if ended {
-                inner.audit(
+            // The end and its audit record commit together.
+            let ended = db::transaction_with(conn, |conn| {
+                let ended = sessions::end(
                     conn,
+                    inner.now(),
                     tenant,
-                    format!("user:{}", current.user_id),
-                    "session.ended",
-                    Some(format!("session:{target}")),
-                    Outcome::Success,
-                    &client,
-                    json!({}),
+                    target,
+                    Some(current.user_id),
+                    "ended_by_user",
                 )?;
+                if ended {
+                    inner.audit(
+                        conn,
+                        tenant,
+                        format!("user:{}", current.user_id),
+                        "session.ended",
+                        Some(format!("session:{target}")),
+                        Outcome::Success,
+                        &client,
+                        json!({}),
+                    )?;
+                }
+                Ok::<_, AuthnError>(ended)
+            })?;
+            if ended {
                 inner.sessions_ended(tenant, current.user_id, vec![target]);
             }
             Ok(ended)
@@ -594,24 +600,28 @@ impl Authn {
         client: ClientInfo,
     ) -> Result<usize, AuthnError> {
         self.blocking(move |inner, conn| {
-            let ended = sessions::end_all_for_user(
-                conn,
-                inner.now(),
-                tenant,
-                current.user_id,
-                Some(current.id),
-                "ended_by_user",
-            )?;
-            inner.audit(
-                conn,
-                tenant,
-                format!("user:{}", current.user_id),
-                "session.ended_others",
-                None,
-                Outcome::Success,
-                &client,
-                json!({ "count": ended.len() }),
-            )?;
+            // The ends and their audit record commit together.
+            let ended = db::transaction_with(conn, |conn| {
+                let ended = sessions::end_all_for_user(
+                    conn,
+                    inner.now(),
+                    tenant,
+                    current.user_id,
+                    Some(current.id),
+                    "ended_by_user",
+                )?;
+                inner.audit(
+                    conn,
+                    tenant,
+                    format!("user:{}", current.user_id),
+                    "session.ended_others",
+                    None,
+                    Outcome::Success,
+                    &client,
+                    json!({ "count": ended.len() }),
+                )?;
+                Ok::<_, AuthnError>(ended)
+            })?;
             let count = ended.len();
             inner.sessions_ended(tenant, current.user_id, ended);
             Ok(count)

@@ -57,6 +57,8 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/enable", web::post().to(enable_user))
             .route("/users/{id}/reset", web::post().to(reset_user))
             .route("/users/{id}/export", web::get().to(export_user))
+            .route("/users/{id}/sessions", web::get().to(user_sessions))
+            .route("/users/{id}/sessions", web::delete().to(end_user_sessions))
             .route("/users/{id}/roles/{role}", web::put().to(assign_role))
             .route("/users/{id}/roles/{role}", web::delete().to(remove_role))
             .route("/users/{id}/groups/{group}", web::put().to(add_to_group))
@@ -473,6 +475,58 @@ async fn reset_user(
                     "grants_revoked": done.grants_revoked,
                     "link_sent": done.link_sent,
                     "backchannel_logout": deliveries_json(&done.deliveries),
+                }),
+            )
+        },
+    ))
+}
+
+/// The user's live sessions.
+async fn user_sessions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let slug = &caller.tenant.tenant.slug;
+    Ok(respond(
+        state.admin.user_sessions(slug, id).await,
+        |sessions| {
+            json_answer(
+                StatusCode::OK,
+                json!({ "items": sessions.iter().map(|s| json!({
+                "id": s.id.to_string(),
+                "created_at": s.created_at,
+                "last_seen_at": s.last_seen_at,
+                "ip": s.ip,
+                "user_agent": s.user_agent,
+                "aal": s.aal,
+                "authenticated_with": s.auth_methods,
+            })).collect::<Vec<_>>() }),
+            )
+        },
+    ))
+}
+
+/// Signs the user out everywhere (with a reason); relying parties are told.
+async fn end_user_sessions(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let slug = &caller.tenant.tenant.slug;
+    Ok(respond(
+        state
+            .admin
+            .end_user_sessions(&caller.operator, slug, id, &why)
+            .await,
+        |(ended, deliveries)| {
+            json_answer(
+                StatusCode::OK,
+                json!({
+                    "sessions_ended": ended,
+                    "backchannel_logout": deliveries_json(&deliveries),
                 }),
             )
         },

@@ -324,6 +324,28 @@ fn a_user_is_disabled_enabled_reset_and_deleted_by_id_with_a_reason(backend: Bac
         })
     };
 
+    // Signed out everywhere first: the session ends, the account stays.
+    let sessions = |method: reqwest::Method, why: Option<&str>| {
+        call(&app, Some(&admin), |http, base| {
+            let request = http.request(method, format!("{base}/admin/v1/users/{uma}/sessions"));
+            match why {
+                Some(why) => request.header("Gatehouse-Reason", why),
+                None => request,
+            }
+        })
+    };
+    let live: Value = sessions(reqwest::Method::GET, None).json().unwrap();
+    assert_eq!(live["items"].as_array().unwrap().len(), 1, "{live}");
+    assert_eq!(problem(sessions(reqwest::Method::DELETE, None)).0, 400);
+    let ended: Value = sessions(reqwest::Method::DELETE, Some("lost laptop"))
+        .json()
+        .unwrap();
+    assert_eq!(ended["sessions_ended"], 1);
+    assert_ne!(browser.get("/account").status, 200, "signed out everywhere");
+    let live: Value = sessions(reqwest::Method::GET, None).json().unwrap();
+    assert!(live["items"].as_array().unwrap().is_empty());
+    browser = crate::code_flow::signed_in_again(&app);
+
     let (status, unexplained) = problem(act("disable", None));
     assert_eq!(
         (status, unexplained["field"].as_str()),

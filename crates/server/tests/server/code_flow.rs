@@ -84,6 +84,11 @@ pub fn param(location: &str, name: &str) -> Option<String> {
 
 pub fn signed_in(app: &WebApp) -> Browser {
     app.create_verified_user("uma@example.com", PASSWORD);
+    signed_in_again(app)
+}
+
+/// A new browser signed in as the user [`signed_in`] made.
+pub fn signed_in_again(app: &WebApp) -> Browser {
     let mut browser = app.browser();
     let page = browser.get("/signin");
     assert_eq!(
