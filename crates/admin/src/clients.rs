@@ -300,6 +300,65 @@ impl Admin {
         .await
     }
 
+    /// Gives a client a new secret, returned this once (only its hash is kept). The
+    /// old secret stops working at once, on every node once it hears. Only for
+    /// clients that authenticate with a secret.
+    pub async fn rotate_client_secret(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        client_id: &str,
+    ) -> AdminResult<Zeroizing<String>> {
+        let client = self.client(tenant, client_id).await?;
+        if !matches!(
+            client.data.auth_method.as_str(),
+            "client_secret_basic" | "client_secret_post"
+        ) {
+            return Err(AdminError::Invalid {
+                field: "client_id",
+                message: format!(
+                    "`{client_id}` authenticates with {}, not a secret",
+                    client.data.auth_method
+                ),
+            });
+        }
+        let secret = client_auth::generate_secret();
+        let hash = client_auth::secret_hash(&secret);
+        let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
+        let tenant_id = client.tenant_id;
+        self.blocking(move |conn| {
+            gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                let data = ClientData {
+                    secret_hash: Some(hash),
+                    ..client.data.clone()
+                };
+                clients::update(
+                    conn,
+                    now,
+                    tenant_id,
+                    &client.data.client_id,
+                    client.version,
+                    data,
+                )?;
+                admin.audit(
+                    conn,
+                    tenant_id,
+                    actor,
+                    "client.secret_rotated",
+                    format!("client:{}", client.data.client_id),
+                    json!({}),
+                )?;
+                Ok(())
+            })
+        })
+        .await?;
+        self.announce(DomainEvent::ClientChanged {
+            tenant: tenant_id,
+            client_id: client_id.to_owned(),
+        });
+        Ok(secret)
+    }
+
     /// Deletes a client: its tokens stop verifying on every node once they hear.
     pub async fn delete_client(
         &self,

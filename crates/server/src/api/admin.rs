@@ -70,6 +70,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/clients", web::post().to(create_client))
             .route("/clients/{client_id}", web::get().to(client))
             .route("/clients/{client_id}", web::delete().to(delete_client))
+            .route(
+                "/clients/{client_id}/secret",
+                web::post().to(rotate_client_secret),
+            )
             .route("/roles", web::get().to(roles))
             .route("/roles", web::post().to(create_role))
             .route("/groups", web::get().to(groups))
@@ -762,6 +766,28 @@ async fn create_client(
             Err(e) => admin_failure(&e),
         },
     )
+}
+
+/// A new secret for the client, in this answer only; the old one stops working.
+async fn rotate_client_secret(
+    state: web::Data<AppState>,
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = segment(&req, "client_id");
+    let slug = &caller.tenant.tenant.slug;
+    Ok(respond(
+        state
+            .admin
+            .rotate_client_secret(&caller.operator, slug, &id)
+            .await,
+        |secret| {
+            json_answer(
+                StatusCode::OK,
+                json!({ "client_id": id, "client_secret": secret.as_str() }),
+            )
+        },
+    ))
 }
 
 async fn delete_client(

@@ -24,6 +24,8 @@ pub enum ClientsCommand {
     Show(ClientArg),
     /// Delete a client.
     Delete(ClientArg),
+    /// Give a client a new secret, printed once; the old one stops working at once.
+    RotateSecret(ClientArg),
 }
 
 #[derive(Debug, Args)]
@@ -194,6 +196,20 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
             let client = block_on(admin.client(&args.tenant.tenant, &args.client_id))
                 .map_err(|e| admin_error("", e))?;
             print!("{}", describe(&client));
+            Ok(())
+        }
+        ClientsCommand::RotateSecret(args) => {
+            let operator = operator(args.operator.as_deref())?;
+            let admin = open_admin(config)?;
+            let secret = block_on(admin.rotate_client_secret(
+                &operator,
+                &args.tenant.tenant,
+                &args.client_id,
+            ))
+            .map_err(|e| admin_error("rotating the secret", e))?;
+            println!("client_id:      {}", args.client_id);
+            println!("client_secret:  {}", secret.as_str());
+            eprintln!("store the secret now: it is not shown again");
             Ok(())
         }
         ClientsCommand::Delete(args) => {

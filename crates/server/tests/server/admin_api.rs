@@ -783,6 +783,26 @@ fn clients_are_registered_read_and_deleted_through_the_api(backend: Backend) {
     let (status, _) = problem(register(json!({"name": "Again", "client_id": "reporting"})));
     assert_eq!(status, 409);
 
+    // Rotation: the new secret works, the old one stops (once the node's client
+    // cache hears of the change, a moment later).
+    let rotated: Value = call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/clients/reporting/secret"))
+    })
+    .json()
+    .unwrap();
+    let new_secret = rotated["client_secret"].as_str().unwrap().to_owned();
+    assert_ne!(new_secret, secret);
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    while token(&secret).status() != 401 {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the old secret still works"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    assert_eq!(token(&new_secret).status(), 200);
+    let secret = new_secret;
+
     let deleted = call(&app, Some(&admin), |http, base| {
         http.delete(format!("{base}/admin/v1/clients/reporting"))
     });

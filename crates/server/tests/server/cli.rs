@@ -219,6 +219,26 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
         "public clients cannot use client_credentials",
     );
 
+    let rotated = run(&mut gatehouse(
+        dir.path(),
+        &["clients", "rotate-secret", "shop", "--operator", "ops-ann"],
+    ));
+    assert!(rotated.status.success(), "{}", stderr(&rotated));
+    let new_secret = stdout(&rotated)
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("client_secret:")
+                .map(|s| s.trim().to_owned())
+        })
+        .expect("the new secret, once");
+    assert_ne!(new_secret, secret);
+    let db = std::fs::read(data_dir(dir.path()).join("gatehouse.db")).unwrap();
+    assert!(
+        !db.windows(new_secret.len())
+            .any(|w| w == new_secret.as_bytes()),
+        "rotated secret stored in clear"
+    );
+
     assert!(
         run(&mut gatehouse(dir.path(), &["clients", "delete", "shop"]))
             .status
