@@ -155,23 +155,38 @@ impl Admin {
         })
     }
 
-    /// Creates an account (development, tests, moving users in by hand): no mail is
-    /// sent; the address is verified when the operator vouches for it. Audited as
-    /// `user.created` with the operator.
+    /// Creates an account. With `invite`, the user is mailed a link to choose a
+    /// password (which proves the address); otherwise no mail is sent and the
+    /// address is verified when the operator vouches for it. Audited as
+    /// `user.created` with the operator. Returns the user and, for an invitation,
+    /// whether it went out.
     pub async fn create_user(
         &self,
         operator: &Operator,
         tenant: &str,
-        account: NewAccount,
-    ) -> AdminResult<User> {
+        mut account: NewAccount,
+        invite: bool,
+    ) -> AdminResult<(User, Option<bool>)> {
+        if invite && account.password.is_some() {
+            return Err(AdminError::Invalid {
+                field: "invite",
+                message: "is for accounts without a password".into(),
+            });
+        }
         let tenant = self.tenant(tenant).await?;
+        if invite {
+            account.invite = Some(LinkBase(self.issuer_url(tenant.id)?));
+        }
         let email = account.email.trim().to_owned();
         let created = self
             .authn
             .create_account(tenant.id, operator.actor(), account, ClientInfo::default())
             .await;
         match created {
-            Ok(id) => Ok(self.user(&tenant.slug, id).await?.1),
+            Ok(made) => Ok((
+                self.user(&tenant.slug, made.user).await?.1,
+                made.invitation_sent,
+            )),
             Err(AuthnError::Store(StoreError::Conflict { .. })) => Err(AdminError::Conflict(
                 format!("the address `{email}` (or one that looks like it) has an account"),
             )),

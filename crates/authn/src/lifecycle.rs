@@ -68,6 +68,21 @@ pub struct NewAccount {
     pub password: Option<zeroize::Zeroizing<String>>,
     /// Whether the address counts as verified: the operator vouches for it.
     pub verified: bool,
+    /// Mail the user an invitation: a link (valid [`INVITATION_DAYS`] days) to
+    /// choose a password. Using it proves the address, which then counts as
+    /// verified. Not with a password.
+    pub invite: Option<crate::registration::LinkBase>,
+}
+
+/// How long an invitation link works.
+pub const INVITATION_DAYS: i64 = 7;
+
+/// What [`Authn::create_account`] made.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct AccountCreated {
+    pub user: UserId,
+    /// Whether the invitation went out; `None` when none was asked for.
+    pub invitation_sent: Option<bool>,
 }
 
 /// What a deactivation did.
@@ -225,8 +240,13 @@ impl Authn {
         actor: String,
         account: NewAccount,
         client: ClientInfo,
-    ) -> Result<UserId, AuthnError> {
+    ) -> Result<AccountCreated, AuthnError> {
         let email = account.email.trim().to_owned();
+        if account.invite.is_some() && account.password.is_some() {
+            return Err(AuthnError::Internal(
+                "an invitation is for an account without a password".into(),
+            ));
+        }
         if !crate::registration::valid_new_email(&email) {
             return Err(AuthnError::InvalidEmail);
         }
@@ -244,6 +264,7 @@ impl Authn {
             ),
             None => None,
         };
+        let address = email.clone();
         let user_data = crate::registration::new_user_data(
             &email,
             account.given_name,
@@ -251,33 +272,76 @@ impl Authn {
             account.verified,
         );
         let verified = account.verified;
-        self.blocking(move |inner, conn| {
-            let now = inner.now();
-            let user = db::transaction_with(conn, |conn| {
-                let user = crate::registration::create_user(
-                    inner,
-                    conn,
-                    now,
-                    tenant,
-                    user_data,
-                    phc.as_deref(),
-                )?;
-                inner.audit(
-                    conn,
-                    tenant,
-                    actor,
-                    "user.created",
-                    target(user.id),
-                    Outcome::Success,
-                    &client,
-                    json!({ "verified": verified, "password": phc.is_some() }),
-                )?;
-                Ok::<_, AuthnError>(user.id)
-            })?;
-            inner.announce(DomainEvent::UserChanged { tenant, user });
-            Ok(user)
+        let invite = account.invite;
+        let (token, token_hash) = crate::secrets::generate();
+        let inviting = invite.is_some();
+        let (user, mail) = self
+            .blocking(move |inner, conn| {
+                let now = inner.now();
+                let user = db::transaction_with(conn, |conn| {
+                    let user = crate::registration::create_user(
+                        inner,
+                        conn,
+                        now,
+                        tenant,
+                        user_data,
+                        phc.as_deref(),
+                    )?;
+                    if inviting {
+                        one_time_tokens::issue(
+                            conn,
+                            now,
+                            tenant,
+                            user.id,
+                            Purpose::PasswordReset,
+                            &token_hash,
+                            chrono::Duration::days(INVITATION_DAYS),
+                            &json!({ "invitation": true }),
+                        )?;
+                    }
+                    inner.audit(
+                        conn,
+                        tenant,
+                        actor,
+                        "user.created",
+                        target(user.id),
+                        Outcome::Success,
+                        &client,
+                        json!({
+                            "verified": verified,
+                            "password": phc.is_some(),
+                            "invited": inviting,
+                        }),
+                    )?;
+                    Ok::<_, AuthnError>(user.id)
+                })?;
+                inner.announce(DomainEvent::UserChanged { tenant, user });
+                let mail = invite.map(|links| crate::mail_render::Mail {
+                    to: address,
+                    locale: client.locale.clone(),
+                    kind: crate::mail_render::MailKind::Invitation {
+                        link: format!("{}{}?token={token}", links.0, crate::recovery::RESET_PATH),
+                        valid_days: INVITATION_DAYS,
+                    },
+                });
+                Ok((user, mail))
+            })
+            .await?;
+        // The account exists; a mail outage is reported, not turned into a failure.
+        let invitation_sent = match mail {
+            Some(mail) => Some(match self.send_mail(tenant, mail).await {
+                Ok(()) => true,
+                Err(error) => {
+                    tracing::error!(%error, "an invitation could not be sent");
+                    false
+                }
+            }),
+            None => None,
+        };
+        Ok(AccountCreated {
+            user,
+            invitation_sent,
         })
-        .await
     }
 
     /// Ends every session of the user (an operator's "sign out everywhere"): the

@@ -43,6 +43,9 @@ pub enum MailKind {
     },
     /// "Forgot password": a reset link valid for `valid_minutes`.
     PasswordReset { link: String, valid_minutes: i64 },
+    /// An account an operator made: a link to choose a password, valid for
+    /// `valid_days` days.
+    Invitation { link: String, valid_days: i64 },
     /// An administrator's reset: what was removed, and a reset link.
     AdminReset { link: String, valid_minutes: i64 },
     /// A recovery of lost second factors started: cancel it at once, or complete it
@@ -87,6 +90,7 @@ impl MailKind {
             MailKind::EmailChangeRequested { .. } => "email_change_requested",
             MailKind::PasswordReset { .. } => "password_reset",
             MailKind::AdminReset { .. } => "admin_reset",
+            MailKind::Invitation { .. } => "invitation",
             MailKind::FactorRecovery { .. } => "factor_recovery",
             MailKind::SignInChanged { .. } => "sign_in_changed",
         }

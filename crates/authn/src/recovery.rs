@@ -289,7 +289,7 @@ fn spend_reset_link(
     tenant: TenantId,
     token: &str,
     user: UserId,
-) -> Result<(), AuthnError> {
+) -> Result<one_time_tokens::ConsumedToken, AuthnError> {
     match one_time_tokens::consume(
         conn,
         now,
@@ -297,9 +297,32 @@ fn spend_reset_link(
         Purpose::PasswordReset,
         &secrets::digest(token),
     )? {
-        Some(spent) if spent.user_id == user => Ok(()),
+        Some(spent) if spent.user_id == user => Ok(spent),
         _ => Err(AuthnError::InvalidLink),
     }
+}
+
+/// An invitation link that was used proves the mailbox: the primary address
+/// counts as verified from then on (inside the reset's transaction).
+fn verify_invited_address(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    spent: &one_time_tokens::ConsumedToken,
+) -> Result<bool, AuthnError> {
+    if spent.payload.get("invitation") != Some(&serde_json::Value::Bool(true)) {
+        return Ok(false);
+    }
+    let user = users::get(conn, tenant, spent.user_id)?;
+    if user.primary_email().is_none_or(|e| e.verified) {
+        return Ok(false);
+    }
+    let mut data = user.data.clone();
+    for email in data.emails.iter_mut().filter(|e| e.primary) {
+        email.verified = true;
+    }
+    users::update(conn, now, tenant, user.id, user.version, data)?;
+    Ok(true)
 }
 
 /// Removes every second factor of the user; how many credentials went.
@@ -856,7 +879,8 @@ impl Authn {
             .blocking(move |inner, conn| {
                 let now = inner.now();
                 let signed_out = db::transaction_with(conn, |conn| {
-                    spend_reset_link(conn, now, tenant, &token, user.id)?;
+                    let spent = spend_reset_link(conn, now, tenant, &token, user.id)?;
+                    let address_verified = verify_invited_address(conn, now, tenant, &spent)?;
                     if proven.is_some() {
                         inner.spend_reset_proof(conn, now, tenant, user.id, &proof)?;
                     }
@@ -875,6 +899,7 @@ impl Authn {
                             "second_factor": proven,
                             "sessions_ended": signed_out.sessions.len(),
                             "grants_revoked": signed_out.grants,
+                            "address_verified": address_verified,
                         }),
                     )?;
                     Ok::<_, AuthnError>(signed_out)

@@ -45,6 +45,10 @@ impl MailRenderer for PlainMailRenderer {
                 "Reset your password.",
                 vec![link.clone(), format!("{valid_minutes} minutes")],
             ),
+            MailKind::Invitation { link, valid_days } => (
+                "You are invited: choose your password.",
+                vec![link.clone(), format!("{valid_days} days")],
+            ),
             MailKind::AdminReset {
                 link,
                 valid_minutes,

@@ -278,10 +278,14 @@ struct NewUserBody {
     /// The caller vouches for the address; otherwise sign-in asks to verify it.
     #[serde(default)]
     verified: bool,
+    /// Mail the user a link to choose their password (default); using it proves
+    /// the address.
+    #[serde(default = "yes")]
+    invite: bool,
 }
 
-/// Creates an account without a password: the user sets one through "forgot
-/// password" (an invitation mail is still to come).
+/// Creates an account without a password; by default the user is invited by mail
+/// to choose one (`invitation_sent` says whether the mail went out).
 async fn create_user(
     state: web::Data<AppState>,
     caller: Caller,
@@ -294,14 +298,22 @@ async fn create_user(
         family_name: new.family_name,
         password: None,
         verified: new.verified,
+        invite: None,
     };
     let created = state
         .admin
-        .create_user(&caller.operator, &caller.tenant.tenant.slug, account)
+        .create_user(
+            &caller.operator,
+            &caller.tenant.tenant.slug,
+            account,
+            new.invite,
+        )
         .await;
     Ok(match created {
-        Ok(user) => {
-            let mut answer = json_answer(StatusCode::CREATED, user_json(&user));
+        Ok((user, invitation_sent)) => {
+            let mut body = user_json(&user);
+            body["invitation_sent"] = json!(invitation_sent);
+            let mut answer = json_answer(StatusCode::CREATED, body);
             if let Ok(location) = header::HeaderValue::from_str(&format!(
                 "{}{PATH}/users/{}",
                 caller.tenant.issuer(),

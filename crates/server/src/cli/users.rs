@@ -109,6 +109,9 @@ pub struct CreateUserArgs {
     /// The operator vouches for the address: no verification mail is needed.
     #[arg(long)]
     verified: bool,
+    /// Mail the user a link to choose their password (instead of --password-stdin).
+    #[arg(long)]
+    invite: bool,
     /// Who is doing this (the audit log's actor).
     #[arg(long)]
     operator: String,
@@ -234,10 +237,17 @@ fn create_user(config: &Config, args: CreateUserArgs) -> Result<(), ServerError>
             family_name: args.family_name,
             password,
             verified: args.verified,
+            invite: None,
         },
+        args.invite,
     ))
     .map_err(|e| admin_error("", e))?;
-    println!("created user {}", user.id);
+    println!("created user {}", user.0.id);
+    match user.1 {
+        Some(true) => println!("invitation sent"),
+        Some(false) => eprintln!("warning: the invitation could not be sent (see the log)"),
+        None => {}
+    }
     Ok(())
 }
 

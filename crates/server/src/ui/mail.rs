@@ -203,6 +203,7 @@ fn parameters(kind: &MailKind) -> Map<String, Value> {
             link,
             valid_minutes,
         } => json!({ "link": link, "minutes": valid_minutes }),
+        MailKind::Invitation { link, valid_days } => json!({ "link": link, "days": valid_days }),
         MailKind::FactorRecovery {
             cancel_link,
             complete_link,

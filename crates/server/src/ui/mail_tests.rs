@@ -48,6 +48,13 @@ fn every_mail() -> Vec<(MailKind, Vec<&'static str>)> {
             vec![LINK, "15"],
         ),
         (
+            MailKind::Invitation {
+                link: LINK.into(),
+                valid_days: 7,
+            },
+            vec![LINK, "7"],
+        ),
+        (
             MailKind::AdminReset {
                 link: LINK.into(),
                 valid_minutes: 15,

@@ -61,6 +61,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("mail_email_change_requested.txt"),
     builtin!("mail_password_reset.txt"),
     builtin!("mail_admin_reset.txt"),
+    builtin!("mail_invitation.txt"),
     builtin!("mail_factor_recovery.txt"),
     builtin!("mail_sign_in_changed.txt"),
     // The HTML part of every mail, made from its text.

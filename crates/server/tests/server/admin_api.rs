@@ -828,3 +828,70 @@ fn clients_are_registered_read_and_deleted_through_the_api(backend: Backend) {
 gatehouse_identity_store::on_both_backends!(
     clients_are_registered_read_and_deleted_through_the_api
 );
+
+/// An account made through the API is invited by mail: the link lets the user
+/// choose a password, and using it proves the address, so sign-in works at once.
+fn an_invited_user_chooses_a_password_and_signs_in(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let before = app.smtp.messages().len();
+    let created: Value = call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/users"))
+            .json(&json!({"email": "ivy@example.com", "given_name": "Ivy"}))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(created["invitation_sent"], true, "{created}");
+    assert_eq!(created["emails"][0]["verified"], false);
+
+    let mail = app.mails(before + 1).pop().unwrap();
+    assert!(mail.header("to").unwrap().contains("ivy@example.com"));
+    let link = mail
+        .find_link(&format!("{}/recover?token=", app.base))
+        .expect("an invitation link");
+    let path = link.strip_prefix(&app.base).unwrap().to_owned();
+    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let mut browser = app.browser();
+    let form = browser.get(&path);
+    assert_eq!(form.status, 200, "{}", form.body);
+    let password = "harbor-violet-quilt-58-lantern";
+    let done = browser.post_form(
+        "/recover",
+        &form,
+        &[("token", &token), ("new_password", password)],
+    );
+    assert_eq!(done.status, 200, "{}", done.body);
+
+    let mut fresh = app.browser();
+    let page = fresh.get("/signin");
+    let signed_in = fresh.post_form(
+        "/signin",
+        &page,
+        &[("email", "ivy@example.com"), ("password", password)],
+    );
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let id = created["id"].as_str().unwrap();
+    let now: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{id}"))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(
+        now["emails"][0]["verified"], true,
+        "the link proved the address"
+    );
+
+    // No invitation asked for: no mail.
+    let quiet_before = app.smtp.messages().len();
+    let quiet: Value = call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/users"))
+            .json(&json!({"email": "max@example.com", "invite": false}))
+    })
+    .json()
+    .unwrap();
+    assert_eq!(quiet["invitation_sent"], Value::Null);
+    assert_eq!(app.smtp.messages().len(), quiet_before);
+}
+
+gatehouse_identity_store::on_both_backends!(an_invited_user_chooses_a_password_and_signs_in);
