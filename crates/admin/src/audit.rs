@@ -14,6 +14,22 @@ pub struct AuditQuery {
     pub limit: usize,
 }
 
+/// An audit event as operators read it (the CLI, the admin API, a user's export):
+/// its record with the details as JSON; the chain's hashes stay out.
+pub fn event_view(event: &AuditEvent) -> serde_json::Value {
+    serde_json::json!({
+        "seq": event.seq,
+        "occurred_at": event.occurred_at,
+        "actor": event.actor,
+        "action": event.action,
+        "target": event.target,
+        "outcome": event.outcome,
+        "ip": event.ip,
+        "details": serde_json::from_str::<serde_json::Value>(&event.details)
+            .unwrap_or(serde_json::Value::Null),
+    })
+}
+
 /// The most events one query reads.
 pub const MAX_AUDIT_EVENTS: usize = 1000;
 

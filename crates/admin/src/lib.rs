@@ -41,7 +41,7 @@ use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
 use gatehouse_token_issuer::logout::BackchannelNotice;
 use gatehouse_token_issuer::service::Issuer;
 
-pub use audit::{AuditQuery, MAX_AUDIT_EVENTS};
+pub use audit::{AuditQuery, MAX_AUDIT_EVENTS, event_view};
 pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
 pub use error::AdminError;
 pub use gatehouse_authn::lifecycle::NewAccount;

@@ -333,17 +333,7 @@ impl Admin {
                     "expires_at": c.expires_at,
                     "channel": c.channel,
                 })).collect::<Vec<_>>(),
-                "audit_events": events.iter().map(|e| json!({
-                    "seq": e.seq,
-                    "occurred_at": e.occurred_at,
-                    "actor": e.actor,
-                    "action": e.action,
-                    "target": e.target,
-                    "outcome": e.outcome,
-                    "ip": e.ip,
-                    "details": serde_json::from_str::<serde_json::Value>(&e.details)
-                        .unwrap_or(serde_json::Value::Null),
-                })).collect::<Vec<_>>(),
+                "audit_events": events.iter().map(crate::audit::event_view).collect::<Vec<_>>(),
             });
             admin.audit(conn, tenant.id, actor, "user.exported", subject, json!({}))?;
             Ok(document)

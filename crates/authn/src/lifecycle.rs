@@ -272,9 +272,11 @@ impl Authn {
             account.verified,
         );
         let verified = account.verified;
-        let invite = account.invite;
-        let (token, token_hash) = crate::secrets::generate();
-        let inviting = invite.is_some();
+        // The link's token, made only for an invitation.
+        let invitation = account
+            .invite
+            .map(|links| (links, crate::secrets::generate()));
+        let inviting = invitation.is_some();
         let (user, mail) = self
             .blocking(move |inner, conn| {
                 let now = inner.now();
@@ -287,14 +289,14 @@ impl Authn {
                         user_data,
                         phc.as_deref(),
                     )?;
-                    if inviting {
+                    if let Some((_, (_, token_hash))) = &invitation {
                         one_time_tokens::issue(
                             conn,
                             now,
                             tenant,
                             user.id,
                             Purpose::PasswordReset,
-                            &token_hash,
+                            token_hash,
                             chrono::Duration::days(INVITATION_DAYS),
                             &json!({ "invitation": true }),
                         )?;
@@ -316,7 +318,7 @@ impl Authn {
                     Ok::<_, AuthnError>(user.id)
                 })?;
                 inner.announce(DomainEvent::UserChanged { tenant, user });
-                let mail = invite.map(|links| crate::mail_render::Mail {
+                let mail = invitation.map(|(links, (token, _))| crate::mail_render::Mail {
                     to: address,
                     locale: client.locale.clone(),
                     kind: crate::mail_render::MailKind::Invitation {

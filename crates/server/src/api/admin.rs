@@ -21,12 +21,11 @@ use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
 use gatehouse_admin::{
     AdminError, AdminResult, AuditFilter, AuditQuery, AuthMethod, ClientKind, NewAccount,
-    NewClient, Operator, Reason, UserChange,
+    NewClient, Operator, Reason, UserChange, event_view,
 };
 use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::StoreError;
-use gatehouse_identity_store::audit::AuditEvent;
 use gatehouse_identity_store::users::User;
 use gatehouse_token_issuer::backchannel::Delivery;
 use serde::Deserialize;
@@ -35,7 +34,7 @@ use serde_json::{Value, json};
 use crate::api::problem::{admin_failure, invalid_field, problem};
 use crate::http::answer::{self, Extracting, answered};
 use crate::http::bearer::{Refusal, json_answer};
-use crate::http::tenant::{ResolvedTenant, tenant_of};
+use crate::http::tenant::ResolvedTenant;
 use crate::state::AppState;
 
 /// The scope an admin API token must carry.
@@ -96,12 +95,9 @@ impl actix_web::FromRequest for Caller {
         let req = req.clone();
         Box::pin(async move {
             let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
-            let (_, claims) = crate::http::bearer::require(&state, &req, SCOPE)
+            let (tenant, claims) = crate::http::bearer::require(&state, &req, SCOPE)
                 .await
                 .map_err(answered)?;
-            let tenant = tenant_of(&state.tenants, &req)
-                .await
-                .map_err(|_| answered(HttpResponse::NotFound().finish()))?;
             if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {
                 return Err(answered(Refusal::InvalidToken.answer()));
             }
@@ -151,19 +147,6 @@ fn user_json(user: &User) -> Value {
         "created_at": user.created_at,
         "updated_at": user.updated_at,
         "version": user.version,
-    })
-}
-
-fn event_json(event: &AuditEvent) -> Value {
-    let details: Value = serde_json::from_str(&event.details).unwrap_or(Value::Null);
-    json!({
-        "seq": event.seq,
-        "occurred_at": event.occurred_at,
-        "actor": event.actor,
-        "action": event.action,
-        "target": event.target,
-        "outcome": event.outcome,
-        "details": details,
     })
 }
 
@@ -1042,7 +1025,7 @@ async fn audit(
     if ndjson {
         let mut lines = String::new();
         for event in &events {
-            lines.push_str(&event_json(event).to_string());
+            lines.push_str(&event_view(event).to_string());
             lines.push('\n');
         }
         return Ok(HttpResponse::Ok()
@@ -1052,6 +1035,6 @@ async fn audit(
     }
     Ok(json_answer(
         StatusCode::OK,
-        json!({ "items": events.iter().map(event_json).collect::<Vec<_>>() }),
+        json!({ "items": events.iter().map(event_view).collect::<Vec<_>>() }),
     ))
 }

@@ -93,7 +93,7 @@ async fn caller(
                 "a user's access token is required",
             )
         })?;
-    Ok((tenant, user, claims.client_id.clone()))
+    Ok((tenant.tenant.id, user, claims.client_id.clone()))
 }
 
 /// Runs consent-service work on the blocking pool; `done` makes the answer, and a

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use chrono::{DateTime, Utc};
 use clap::{Args, Subcommand};
-use gatehouse_admin::{AuditFilter, AuditQuery, TenantChange};
+use gatehouse_admin::{AuditFilter, AuditQuery, TenantChange, event_view};
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
@@ -363,21 +363,7 @@ pub fn run_audit(config: &Config, command: AuditCommand) -> Result<ExitCode, Ser
             let events = block_on(admin.audit_events(&tenant, query))
                 .map_err(|e| admin_error("reading the audit log", e))?;
             for event in events {
-                let details: serde_json::Value =
-                    serde_json::from_str(&event.details).unwrap_or(serde_json::Value::Null);
-                println!(
-                    "{}",
-                    serde_json::json!({
-                        "seq": event.seq,
-                        "occurred_at": event.occurred_at,
-                        "actor": event.actor,
-                        "action": event.action,
-                        "target": event.target,
-                        "outcome": event.outcome,
-                        "ip": event.ip,
-                        "details": details,
-                    })
-                );
+                println!("{}", event_view(&event));
             }
             Ok(ExitCode::SUCCESS)
         }

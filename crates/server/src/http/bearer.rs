@@ -5,10 +5,10 @@ use std::sync::Arc;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use gatehouse_core::ids::TenantId;
 use gatehouse_token_issuer::jwt::AccessTokenClaims;
 use serde_json::json;
 
+use crate::http::tenant::ResolvedTenant;
 use crate::oauth::resolve;
 use crate::state::AppState;
 
@@ -91,7 +91,7 @@ pub async fn require(
     state: &web::Data<AppState>,
     req: &HttpRequest,
     scope: &str,
-) -> Result<(TenantId, Arc<AccessTokenClaims>), HttpResponse> {
+) -> Result<(ResolvedTenant, Arc<AccessTokenClaims>), HttpResponse> {
     let tenant = resolve(state, req).await?;
     let Some(bearer) = presented(req).map(str::to_owned) else {
         return Err(Refusal::NoToken.answer());
@@ -113,5 +113,5 @@ pub async fn require(
     if !has_scope(&claims, scope) {
         return Err(Refusal::InsufficientScope(scope).answer());
     }
-    Ok((id, claims))
+    Ok((tenant, claims))
 }

@@ -78,7 +78,7 @@ pub async fn for_clients(
         } else {
             "POST"
         };
-        let allowed = allowed(&req, None, &origin).await;
+        let allowed = allowed_for(req.request(), None, &origin).await;
         let response = if allowed {
             let mut response = HttpResponse::NoContent();
             response
@@ -114,10 +114,6 @@ pub async fn for_clients(
         );
     }
     Ok(response)
-}
-
-async fn allowed(req: &ServiceRequest, client: Option<&str>, origin: &str) -> bool {
-    allowed_for(req.request(), client, origin).await
 }
 
 /// Whether `origin` is registered (see the module comment); from memory when the

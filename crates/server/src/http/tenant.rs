@@ -37,8 +37,11 @@ impl Snapshot {
 
     /// Whether a miss on `slug` is worth a reload.
     fn may_know_more(&self, slug: Option<&str>) -> bool {
-        slug.is_some_and(|slug| !self.by_slug.contains_key(&slug.to_ascii_lowercase()))
-            && self.loaded_at.elapsed() >= MISS_RELOAD_AFTER
+        slug.is_some_and(|slug| {
+            // Slugs are stored lower-case; most requests spell them so.
+            !self.by_slug.contains_key(slug)
+                && !self.by_slug.contains_key(&slug.to_ascii_lowercase())
+        }) && self.loaded_at.elapsed() >= MISS_RELOAD_AFTER
     }
 }
 
