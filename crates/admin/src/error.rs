@@ -28,3 +28,17 @@ pub enum AdminError {
     #[error(transparent)]
     Store(#[from] StoreError),
 }
+
+impl AdminError {
+    /// The store's error under this one, whichever layer passed it up: adapters map
+    /// a store refusal (invalid input, a taken name, a stale version, an
+    /// unreachable database) the same wherever it was noticed.
+    pub fn store_error(&self) -> Option<&StoreError> {
+        match self {
+            AdminError::Store(store)
+            | AdminError::Authn(AuthnError::Store(store))
+            | AdminError::Consent(ConsentError::Store(store)) => Some(store),
+            _ => None,
+        }
+    }
+}

@@ -64,10 +64,50 @@ fn unavailable(detail: &str) -> HttpResponse {
     response
 }
 
+/// The answer to a refusal by the store, noticed by any layer: an unknown thing is
+/// 404, input the store refuses 400, a taken name or a stale version 409, an
+/// unreachable database 503. `None` for the store's own failures (the caller's
+/// 500).
+fn store_failure(store: &StoreError) -> Option<HttpResponse> {
+    Some(match store {
+        StoreError::NotFound { entity } => problem(
+            StatusCode::NOT_FOUND,
+            "not_found",
+            &format!("unknown {entity}"),
+        ),
+        StoreError::Invalid { .. } => problem(
+            StatusCode::BAD_REQUEST,
+            "invalid_request",
+            &store.to_string(),
+        ),
+        StoreError::Conflict { .. } | StoreError::StaleVersion { .. } => {
+            problem(StatusCode::CONFLICT, "conflict", &store.to_string())
+        }
+        _ if store.is_unavailable() => {
+            tracing::warn!(error = %store, "database out of reach");
+            unavailable("the database could not be reached in time; retry shortly")
+        }
+        _ => return None,
+    })
+}
+
+/// 500 for a failure that is the server's own, logged with `what` failed.
+fn server_failure(what: &str, error: &dyn std::fmt::Display) -> HttpResponse {
+    tracing::error!(error = %error, "{what} failed");
+    problem(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "server_error",
+        "the request failed",
+    )
+}
+
 /// The answer to a failure of the admin layer, for the admin API: input at fault
 /// names its field; a missing or taken name is 404 or 409; only the server's own
 /// failures are 5xx.
 pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
+    if let Some(answer) = e.store_error().and_then(store_failure) {
+        return answer;
+    }
     match e {
         AdminError::Invalid { field, message } => {
             invalid_field(field, &format!("{field} {message}"))
@@ -80,35 +120,11 @@ pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
         }
         AdminError::NotFound(message) => problem(StatusCode::NOT_FOUND, "not_found", message),
         AdminError::Conflict(message) => problem(StatusCode::CONFLICT, "conflict", message),
-        AdminError::Store(StoreError::NotFound { entity }) => problem(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("unknown {entity}"),
-        ),
-        AdminError::Store(invalid @ StoreError::Invalid { .. }) => problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &invalid.to_string(),
-        ),
-        AdminError::Store(
-            conflict @ (StoreError::Conflict { .. } | StoreError::StaleVersion { .. }),
-        ) => problem(StatusCode::CONFLICT, "conflict", &conflict.to_string()),
-        AdminError::Store(store) if store.is_unavailable() => {
-            tracing::warn!(error = %store, "database out of reach");
-            unavailable("the database could not be reached in time; retry shortly")
-        }
         AdminError::Unavailable(message) => {
             tracing::warn!(%message, "admin service unavailable");
             unavailable(message)
         }
-        other => {
-            tracing::error!(error = %other, "admin API failed");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the request failed",
-            )
-        }
+        other => server_failure("admin API", other),
     }
 }
 
@@ -117,49 +133,30 @@ pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
 /// Invalid`, a uniqueness conflict, a stale version) — is a 4xx naming it, so input
 /// never reaches the caller as a 500; only what is the server's own is.
 pub(crate) fn consent_failure(e: &ConsentError) -> HttpResponse {
+    if let ConsentError::Store(store) = e
+        && let Some(answer) = store_failure(store)
+    {
+        return answer;
+    }
     match e {
         ConsentError::NotFound(what) => problem(
             StatusCode::NOT_FOUND,
             "not_found",
             &format!("unknown {what}"),
         ),
-        ConsentError::Store(StoreError::NotFound { entity }) => problem(
-            StatusCode::NOT_FOUND,
-            "not_found",
-            &format!("unknown {entity}"),
-        ),
         ConsentError::Invalid(message) | ConsentError::Policy(message) => {
             problem(StatusCode::BAD_REQUEST, "invalid_request", message)
         }
-        ConsentError::Store(invalid @ StoreError::Invalid { .. }) => problem(
-            StatusCode::BAD_REQUEST,
-            "invalid_request",
-            &invalid.to_string(),
-        ),
         ConsentError::OutdatedVersion { latest, .. } => problem(
             StatusCode::CONFLICT,
             "outdated_version",
             &format!("the purpose's current version is {latest}; show it to the user"),
         ),
-        ConsentError::Store(
-            conflict @ (StoreError::Conflict { .. } | StoreError::StaleVersion { .. }),
-        ) => problem(StatusCode::CONFLICT, "conflict", &conflict.to_string()),
-        ConsentError::Store(store) if store.is_unavailable() => {
-            tracing::warn!(error = %store, "database out of reach");
-            unavailable("the database could not be reached in time; retry shortly")
-        }
         ConsentError::Unavailable(message) => {
             tracing::warn!(%message, "consent or policy service unavailable");
             unavailable(message)
         }
-        other => {
-            tracing::error!(error = %other, "consent API failed");
-            problem(
-                StatusCode::INTERNAL_SERVER_ERROR,
-                "server_error",
-                "the request failed",
-            )
-        }
+        other => server_failure("consent API", other),
     }
 }
 
@@ -170,7 +167,10 @@ mod tests {
     use super::*;
 
     fn answered(e: ConsentError) -> (u16, serde_json::Value, Option<String>) {
-        let response = consent_failure(&e);
+        read(consent_failure(&e))
+    }
+
+    fn read(response: HttpResponse) -> (u16, serde_json::Value, Option<String>) {
         let status = response.status().as_u16();
         let retry = response
             .headers()
@@ -210,6 +210,34 @@ mod tests {
         assert_eq!(body["error"], "temporarily_unavailable");
         assert_eq!(retry.as_deref(), Some("1"));
         let (status, body, _) = answered(ConsentError::Internal("secret detail".into()));
+        assert_eq!(status, 500);
+        assert!(!body.to_string().contains("secret detail"));
+    }
+
+    /// The store refuses input the same whichever layer passed its error up: a
+    /// role name the store refuses, reported through authn, is a 400, not a 500.
+    #[test]
+    fn a_store_refusal_under_another_layer_is_still_the_callers_fault() {
+        let invalid = || StoreError::Invalid {
+            entity: "role",
+            message: "name must be one word, not empty".into(),
+        };
+        for e in [
+            AdminError::Store(invalid()),
+            AdminError::Authn(AuthnError::Store(invalid())),
+            AdminError::Consent(ConsentError::Store(invalid())),
+        ] {
+            let (status, body, _) = read(admin_failure(&e));
+            assert_eq!(status, 400, "{e}");
+            assert_eq!(body["error"], "invalid_request");
+        }
+        let stale = AdminError::Authn(AuthnError::Store(StoreError::StaleVersion {
+            entity: "user",
+        }));
+        assert_eq!(read(admin_failure(&stale)).0, 409);
+        let (status, body, _) = read(admin_failure(&AdminError::Authn(AuthnError::Internal(
+            "secret detail".into(),
+        ))));
         assert_eq!(status, 500);
         assert!(!body.to_string().contains("secret detail"));
     }

@@ -4,6 +4,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod admin_api;
+mod admin_contract;
 mod authorize_params;
 mod authzen;
 mod browser_apps;

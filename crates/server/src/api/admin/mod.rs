@@ -1,0 +1,262 @@
+//! The admin REST API, `/admin/v1` under each tenant's issuer: an adapter over
+//! `gatehouse-admin`, as the CLI is. It serves the tenant's own administrators:
+//! the tenant, its users (list, show, create, update, disable, enable, reset,
+//! sessions, export, delete), roles and groups and who has them, clients
+//! (register, secret rotation, delete) and the audit log (query, NDJSON export).
+//! An action that takes something away says why in the `Gatehouse-Reason`
+//! header, which the audit record keeps.
+//!
+//! Callers are API clients with a client-credentials access token (a user's token
+//! is refused) of this tenant's issuer, carrying the scope `admin` and the audience
+//! `{issuer}/admin/v1` (so a token minted for another API cannot be replayed here).
+//! A token of another tenant's issuer is refused like any invalid token: tenants
+//! are administered through their own issuer. Every write is audited with the
+//! calling client as the actor (`client:<client_id>`). Failures are RFC 9457
+//! problem details naming the field at fault; request bodies with unknown members
+//! are refused.
+//!
+//! The contract is an OpenAPI 3.1 document generated from these handlers and
+//! types ([`openapi`]), served at `/admin/v1/openapi.json`.
+//!
+//! Not yet (issue 15): platform administrators across tenants, the roles
+//! (helpdesk, auditor) decided by the PDP, the other resources.
+
+mod audit;
+mod clients;
+mod directory;
+mod openapi;
+mod users;
+mod views;
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use gatehouse_admin::{Admin, AdminResult, Operator, Reason};
+use gatehouse_core::ids::UserId;
+use serde::Serialize;
+
+use crate::api::problem::{admin_failure, invalid_field, problem};
+use crate::http::answer::{self, Extracting, answered};
+use crate::http::bearer::{Refusal, json_answer};
+use crate::http::tenant::ResolvedTenant;
+use crate::state::AppState;
+
+/// The scope an admin API token must carry.
+pub const SCOPE: &str = "admin";
+/// Where the API lives under an issuer; also the audience its tokens must name.
+pub const PATH: &str = "/admin/v1";
+
+/// Mounted at the root and under `/t/{tenant}`.
+pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
+    cfg.service(
+        web::scope(PATH)
+            .route("/openapi.json", web::get().to(openapi::document))
+            .route("/tenant", web::get().to(audit::show_tenant))
+            .route("/users", web::get().to(users::list_users))
+            .route("/users", web::post().to(users::create_user))
+            .route("/users/{id}", web::get().to(users::show_user))
+            .route("/users/{id}", web::delete().to(users::delete_user))
+            .route("/users/{id}", web::patch().to(users::update_user))
+            .route("/users/{id}/disable", web::post().to(users::disable_user))
+            .route("/users/{id}/enable", web::post().to(users::enable_user))
+            .route("/users/{id}/reset", web::post().to(users::reset_user))
+            .route("/users/{id}/export", web::get().to(users::export_user))
+            .route("/users/{id}/sessions", web::get().to(users::list_sessions))
+            .route(
+                "/users/{id}/sessions",
+                web::delete().to(users::end_sessions),
+            )
+            .route(
+                "/users/{id}/roles/{role}",
+                web::put().to(directory::assign_role),
+            )
+            .route(
+                "/users/{id}/roles/{role}",
+                web::delete().to(directory::remove_role),
+            )
+            .route(
+                "/users/{id}/groups/{group}",
+                web::put().to(directory::add_to_group),
+            )
+            .route(
+                "/users/{id}/groups/{group}",
+                web::delete().to(directory::remove_from_group),
+            )
+            .route("/clients", web::get().to(clients::list_clients))
+            .route("/clients", web::post().to(clients::create_client))
+            .route("/clients/{client_id}", web::get().to(clients::show_client))
+            .route(
+                "/clients/{client_id}",
+                web::delete().to(clients::delete_client),
+            )
+            .route(
+                "/clients/{client_id}/secret",
+                web::post().to(clients::rotate_secret),
+            )
+            .route("/roles", web::get().to(directory::list_roles))
+            .route("/roles", web::post().to(directory::create_role))
+            .route("/groups", web::get().to(directory::list_groups))
+            .route("/groups", web::post().to(directory::create_group))
+            .route("/audit", web::get().to(audit::audit_events)),
+    );
+}
+
+/// An authenticated admin API call: the tenant, who acts, and the admin layer to
+/// act through.
+struct Caller {
+    state: web::Data<AppState>,
+    tenant: ResolvedTenant,
+    operator: Operator,
+}
+
+impl Caller {
+    fn admin(&self) -> &Admin {
+        &self.state.admin
+    }
+
+    fn slug(&self) -> &str {
+        &self.tenant.tenant.slug
+    }
+}
+
+impl actix_web::FromRequest for Caller {
+    type Error = actix_web::Error;
+    type Future = Extracting<Self>;
+
+    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
+        let req = req.clone();
+        Box::pin(async move {
+            let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
+            let (tenant, claims) = crate::http::bearer::require(&state, &req, SCOPE)
+                .await
+                .map_err(answered)?;
+            if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {
+                return Err(answered(Refusal::InvalidToken.answer()));
+            }
+            // A user's token would let a client act with admin power on the word of
+            // any user who consented; until administrators' roles are checked (the
+            // console), only a client acting for itself may call.
+            if claims.sub != claims.client_id {
+                return Err(answered(problem(
+                    StatusCode::FORBIDDEN,
+                    "insufficient_scope",
+                    "the admin API takes client-credentials tokens only",
+                )));
+            }
+            Ok(Caller {
+                operator: Operator::api_client(&claims.client_id),
+                state,
+                tenant,
+            })
+        })
+    }
+}
+
+/// A JSON body of `T`, read after the caller was authenticated (the handler parses
+/// it, so an unauthenticated request is never told what was wrong with its body).
+fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, actix_web::Error> {
+    serde_json::from_slice(bytes).map_err(|e| {
+        let field = e.to_string();
+        // serde names an unknown or missing member in backticks.
+        let member = field.split('`').nth(1).unwrap_or("body").to_owned();
+        answered(invalid_field(&member, &format!("malformed body: {e}")))
+    })
+}
+
+/// The query string as `T`, read after the caller was authenticated.
+fn query<T: serde::de::DeserializeOwned>(req: &HttpRequest) -> Result<T, actix_web::Error> {
+    web::Query::<T>::from_query(req.query_string())
+        .map(web::Query::into_inner)
+        .map_err(|e| answered(invalid_field("query", &e.to_string())))
+}
+
+/// The answer to an admin action: `ok` makes it from the result; a failure is
+/// mapped once, by [`admin_failure`].
+fn respond<T>(result: AdminResult<T>, ok: impl FnOnce(T) -> HttpResponse) -> HttpResponse {
+    match result {
+        Ok(value) => ok(value),
+        Err(e) => admin_failure(&e),
+    }
+}
+
+/// 200 with the result as its view `V`, or the failure's problem.
+fn ok_as<V: Serialize, T: Into<V>>(result: AdminResult<T>) -> HttpResponse {
+    respond(result, |value| ok(value.into()))
+}
+
+/// 200 with `view` as JSON.
+fn ok(view: impl Serialize) -> HttpResponse {
+    json(StatusCode::OK, view)
+}
+
+/// 201 with `view` as JSON.
+fn created(view: impl Serialize) -> HttpResponse {
+    json(StatusCode::CREATED, view)
+}
+
+fn json(status: StatusCode, view: impl Serialize) -> HttpResponse {
+    match serde_json::to_value(view) {
+        Ok(value) => json_answer(status, value),
+        Err(e) => {
+            tracing::error!(error = %e, "admin API answer not serialisable");
+            problem(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "server_error",
+                "the request failed",
+            )
+        }
+    }
+}
+
+/// 204: the thing is gone.
+fn no_content() -> HttpResponse {
+    HttpResponse::NoContent()
+        .insert_header((header::CACHE_CONTROL, "no-store"))
+        .finish()
+}
+
+/// `answer` with the header set, when `value` is a valid header value.
+fn with_header(mut answer: HttpResponse, name: header::HeaderName, value: &str) -> HttpResponse {
+    if let Ok(value) = header::HeaderValue::from_str(value) {
+        answer.headers_mut().insert(name, value);
+    }
+    answer
+}
+
+/// The header an action that takes something away carries its reason in.
+const REASON_HEADER: &str = "Gatehouse-Reason";
+
+/// The reason header, for the contract.
+#[derive(utoipa::IntoParams)]
+#[into_params(names("Gatehouse-Reason"), parameter_in = Header)]
+#[allow(dead_code)]
+struct ReasonHeader(
+    /// Why (the audit record keeps it); required, not blank.
+    String,
+);
+
+fn reason(req: &HttpRequest) -> Result<Reason, actix_web::Error> {
+    let text = req
+        .headers()
+        .get(REASON_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or_default();
+    Reason::new(text).map_err(|_| {
+        answered(invalid_field(
+            REASON_HEADER,
+            "this action needs a reason (the audit log records why)",
+        ))
+    })
+}
+
+/// The user the path names; an id that is not one is no user (404).
+fn user_id(req: &HttpRequest) -> Result<UserId, actix_web::Error> {
+    req.match_info()
+        .get("id")
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(|| answered(problem(StatusCode::NOT_FOUND, "not_found", "no such user")))
+}
+
+/// A path segment by name (actix decodes it).
+fn segment(req: &HttpRequest, name: &str) -> String {
+    req.match_info().get(name).unwrap_or_default().to_owned()
+}

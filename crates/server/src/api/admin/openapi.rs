@@ -1,0 +1,163 @@
+//! The admin API's contract: an OpenAPI 3.1 document generated from the handlers'
+//! `#[utoipa::path]` annotations and the request and answer types, served per
+//! tenant at `/admin/v1/openapi.json` (its server and token URL are that tenant's
+//! issuer). The answers every operation can give — a problem for bad input, the
+//! bearer challenges, an unreachable database, an unknown thing in the path — are
+//! added here once rather than on each handler.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpRequest, HttpResponse, web};
+use utoipa::OpenApi;
+use utoipa::openapi::path::Operation;
+use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
+use utoipa::openapi::server::Server;
+use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, ResponseBuilder, Type};
+
+use super::views::{BearerError, Problem};
+use super::{PATH, SCOPE, audit, clients, directory, json, users};
+use crate::http::answer::answered;
+use crate::oauth::resolve;
+use crate::state::AppState;
+
+#[derive(OpenApi)]
+#[openapi(
+    info(
+        title = "Gatehouse admin API",
+        description = "Operate one tenant: its users, roles and groups, clients and audit log. \
+            Callers authenticate with a client-credentials access token of the tenant's issuer \
+            carrying the scope `admin` and the audience `{issuer}/admin/v1`."
+    ),
+    paths(
+        audit::show_tenant,
+        users::list_users, users::create_user, users::show_user, users::update_user, users::delete_user,
+        users::disable_user, users::enable_user, users::reset_user, users::list_sessions, users::end_sessions,
+        users::export_user,
+        directory::list_roles, directory::create_role, directory::assign_role, directory::remove_role,
+        directory::list_groups, directory::create_group, directory::add_to_group,
+        directory::remove_from_group,
+        clients::list_clients, clients::create_client, clients::show_client, clients::delete_client, clients::rotate_secret,
+        audit::audit_events,
+    ),
+    components(schemas(Problem, BearerError)),
+    security(("admin_token" = ["admin"])),
+)]
+struct AdminApi;
+
+/// The name of the security scheme every operation requires.
+const SCHEME: &str = "admin_token";
+
+/// The document for the tenant whose issuer is `issuer`.
+pub(crate) fn openapi(issuer: &str) -> utoipa::openapi::OpenApi {
+    let mut doc = AdminApi::openapi();
+    doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
+    doc.servers = Some(vec![Server::new(format!("{issuer}{PATH}"))]);
+    let components = doc.components.get_or_insert_with(Default::default);
+    components.add_security_scheme(
+        SCHEME,
+        SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
+            ClientCredentials::new(
+                format!("{issuer}/oauth2/token"),
+                Scopes::one(SCOPE, "operate the tenant"),
+            ),
+        )])),
+    );
+    for (name, response) in common_responses() {
+        components
+            .responses
+            .insert(name.to_owned(), response.into());
+    }
+    for (path, item) in doc.paths.paths.iter_mut() {
+        let names_a_thing = path.contains('{');
+        for operation in [
+            &mut item.get,
+            &mut item.put,
+            &mut item.post,
+            &mut item.delete,
+            &mut item.patch,
+        ]
+        .into_iter()
+        .flatten()
+        {
+            add_common_responses(operation, names_a_thing);
+        }
+    }
+    doc
+}
+
+/// `GET /admin/v1/openapi.json`: the contract, public like discovery (it names no
+/// data of the tenant).
+pub(super) async fn document(
+    state: web::Data<AppState>,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let tenant = resolve(&state, &req).await.map_err(answered)?;
+    Ok(json(StatusCode::OK, openapi(&tenant.issuer())))
+}
+
+fn problem_response(description: &str) -> Response {
+    ResponseBuilder::new()
+        .description(description)
+        .content(
+            crate::api::problem::PROBLEM_JSON,
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build()
+}
+
+/// The answers any operation may give, by component name.
+fn common_responses() -> Vec<(&'static str, Response)> {
+    let challenge = Header::new(Object::with_type(Type::String));
+    let mut unauthorized = ResponseBuilder::new()
+        .description("No valid access token (RFC 6750 §3: see WWW-Authenticate)")
+        .build();
+    unauthorized
+        .headers
+        .insert("WWW-Authenticate".into(), challenge.clone().into());
+    let mut forbidden = ResponseBuilder::new()
+        .description("The token lacks the scope `admin`, or is a user's token")
+        .content(
+            "application/json",
+            Content::new(Some(Ref::from_schema_name("BearerError"))),
+        )
+        .content(
+            crate::api::problem::PROBLEM_JSON,
+            Content::new(Some(Ref::from_schema_name("Problem"))),
+        )
+        .build();
+    forbidden
+        .headers
+        .insert("WWW-Authenticate".into(), challenge.into());
+    vec![
+        (
+            "BadRequest",
+            problem_response("Invalid input; `field` names the member, parameter or header"),
+        ),
+        ("Unauthorized", unauthorized),
+        ("Forbidden", forbidden),
+        (
+            "NotFound",
+            problem_response("Nothing of this tenant has that name"),
+        ),
+        (
+            "Unavailable",
+            problem_response("The database could not be reached in time; retry"),
+        ),
+    ]
+}
+
+fn add_common_responses(operation: &mut Operation, names_a_thing: bool) {
+    let mut add = |status: &str, name: &str| {
+        operation
+            .responses
+            .responses
+            .entry(status.to_owned())
+            .or_insert_with(|| RefOr::Ref(Ref::from_response_name(name)));
+    };
+    add("400", "BadRequest");
+    add("401", "Unauthorized");
+    add("403", "Forbidden");
+    if names_a_thing {
+        add("404", "NotFound");
+    }
+    add("503", "Unavailable");
+}

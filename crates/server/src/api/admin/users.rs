@@ -1,0 +1,348 @@
+//! The tenant's users: page, show, create, update, disable, enable, reset,
+//! sessions, export, delete.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use gatehouse_admin::{AdminError, NewAccount, UserChange};
+use gatehouse_identity_store::users::User;
+use gatehouse_identity_store::{PageRequest, StoreError};
+use serde::Deserialize;
+use utoipa::{IntoParams, ToSchema};
+
+use super::views::{
+    CreatedUser, DisabledView, EnabledView, Items, ResetView, SessionView, SessionsEnded, UserPage,
+    UserView,
+};
+use super::{
+    Caller, PATH, body, created, no_content, ok, ok_as, query, reason, respond, user_id,
+    with_header,
+};
+use crate::api::problem::{admin_failure, problem};
+
+#[derive(Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub(super) struct PageQuery {
+    /// How many users at most (1–500).
+    #[serde(default = "default_limit")]
+    #[param(default = 100, minimum = 1, maximum = 500)]
+    limit: u32,
+    /// The `next_cursor` of the page before.
+    after: Option<String>,
+}
+
+pub(super) fn default_limit() -> u32 {
+    100
+}
+
+/// One page of the tenant's users, oldest first; `next_cursor` continues.
+#[utoipa::path(get, path = "/users", tag = "users", params(PageQuery),
+    responses((status = 200, description = "One page of users", body = UserPage)))]
+pub(super) async fn list_users(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let page: PageQuery = query(&req)?;
+    let page = PageRequest {
+        after: page.after,
+        limit: page.limit,
+    };
+    Ok(respond(
+        caller.admin().users(caller.slug(), page).await,
+        |page| {
+            ok(UserPage {
+                items: page.items.iter().map(UserView::from).collect(),
+                next_cursor: page.next_cursor,
+            })
+        },
+    ))
+}
+
+fn yes() -> bool {
+    true
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewUser {
+    email: String,
+    #[serde(default)]
+    given_name: Option<String>,
+    #[serde(default)]
+    family_name: Option<String>,
+    /// The caller vouches for the address; otherwise sign-in asks to verify it.
+    #[serde(default)]
+    verified: bool,
+    /// Mail the user a link to choose their password; using it proves the address.
+    #[serde(default = "yes")]
+    #[schema(default = true)]
+    invite: bool,
+}
+
+/// Creates a user.
+///
+/// The account has no password; by default the user is invited by mail to choose
+/// one (`invitation_sent` says whether the mail went out).
+#[utoipa::path(post, path = "/users", tag = "users", request_body = NewUser,
+    responses((status = 201, description = "Created", body = CreatedUser,
+        headers(("Location" = String, description = "The new user's URL"))),
+        (status = 409, description = "The address is taken", body = super::views::Problem,
+            content_type = "application/problem+json")))]
+pub(super) async fn create_user(
+    caller: Caller,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let new: NewUser = body(&bytes)?;
+    let account = NewAccount {
+        email: new.email,
+        given_name: new.given_name,
+        family_name: new.family_name,
+        password: None,
+        verified: new.verified,
+        invite: None,
+    };
+    let made = caller
+        .admin()
+        .create_user(&caller.operator, caller.slug(), account, new.invite)
+        .await;
+    Ok(respond(made, |(user, invitation_sent)| {
+        let location = format!("{}{PATH}/users/{}", caller.tenant.issuer(), user.id);
+        with_header(
+            created(CreatedUser {
+                user: UserView::from(&user),
+                invitation_sent,
+            }),
+            header::LOCATION,
+            &location,
+        )
+    }))
+}
+
+/// The user, with its version as the `ETag`.
+#[utoipa::path(get, path = "/users/{id}", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, description = "The user", body = UserView, headers(("ETag" = String)))))]
+pub(super) async fn show_user(caller: Caller, req: HttpRequest) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    Ok(respond(
+        caller.admin().user(caller.slug(), id).await,
+        |(_, user)| tagged(&user),
+    ))
+}
+
+/// The user as JSON with its version as a strong entity tag (RFC 9110 §8.8.3).
+fn tagged(user: &User) -> HttpResponse {
+    with_header(
+        ok(UserView::from(user)),
+        header::ETAG,
+        &format!("\"{}\"", user.version),
+    )
+}
+
+/// `Some(value)` for a member that is present, even as `null` (which clears it).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Profile members to change; a member that is `null` is cleared, one that is
+/// absent is kept.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct UserPatch {
+    #[serde(default, deserialize_with = "present")]
+    given_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    family_name: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    locale: Option<Option<String>>,
+    #[serde(default, deserialize_with = "present")]
+    timezone: Option<Option<String>>,
+}
+
+/// Changes the user's profile.
+///
+/// RFC 7396 merge-patch semantics for these members. The request must say which
+/// version it read (`If-Match` with the `ETag` of a GET): without it 428, for a
+/// version that is no longer current 412 — a concurrent change is never
+/// overwritten.
+#[utoipa::path(patch, path = "/users/{id}", tag = "users",
+    params(("id" = String, Path), ("If-Match" = String, Header, description = "The ETag read")),
+    request_body(content(
+        (UserPatch = "application/merge-patch+json"), (UserPatch = "application/json"))),
+    responses((status = 200, description = "Changed", body = UserView, headers(("ETag" = String))),
+        (status = 412, description = "The user changed since it was read",
+            body = super::views::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing",
+            body = super::views::Problem, content_type = "application/problem+json")))]
+pub(super) async fn update_user(
+    caller: Caller,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let Some(if_match) = req.headers().get(header::IF_MATCH) else {
+        return Ok(problem(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            "send If-Match with the ETag of the user you read",
+        ));
+    };
+    let stale = || {
+        problem(
+            StatusCode::PRECONDITION_FAILED,
+            "precondition_failed",
+            "the user changed since it was read; read it again",
+        )
+    };
+    let Some(version) = if_match.to_str().ok().and_then(|tag| {
+        tag.trim()
+            .strip_prefix('"')?
+            .strip_suffix('"')?
+            .parse::<i64>()
+            .ok()
+    }) else {
+        return Ok(stale());
+    };
+    let patch: UserPatch = body(&bytes)?;
+    let change = UserChange {
+        given_name: patch.given_name,
+        family_name: patch.family_name,
+        locale: patch.locale,
+        timezone: patch.timezone,
+    };
+    let updated = caller
+        .admin()
+        .update_user(&caller.operator, caller.slug(), id, version, change)
+        .await;
+    Ok(match updated {
+        Ok(user) => tagged(&user),
+        Err(AdminError::Store(StoreError::StaleVersion { .. })) => stale(),
+        Err(e) => admin_failure(&e),
+    })
+}
+
+/// Disables the user.
+///
+/// Every session and grant ends at once; relying parties are told (back-channel
+/// logout).
+#[utoipa::path(post, path = "/users/{id}/disable", tag = "users",
+    params(("id" = String, Path), super::ReasonHeader),
+    responses((status = 200, description = "What ended", body = DisabledView)))]
+pub(super) async fn disable_user(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let done = caller
+        .admin()
+        .disable_user(&caller.operator, caller.slug(), id, &why)
+        .await;
+    Ok(ok_as::<DisabledView, _>(done))
+}
+
+/// Lets a disabled user sign in again.
+#[utoipa::path(post, path = "/users/{id}/enable", tag = "users",
+    params(("id" = String, Path), super::ReasonHeader),
+    responses((status = 200, description = "Enabled, or it already was", body = EnabledView)))]
+pub(super) async fn enable_user(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let done = caller
+        .admin()
+        .enable_user(&caller.operator, caller.slug(), id, &why)
+        .await;
+    Ok(ok_as::<EnabledView, _>(done))
+}
+
+/// Resets the user's credentials.
+///
+/// The administrator-assisted recovery: the password and second factors go, every
+/// session and grant ends, and the user is mailed a link to start again.
+#[utoipa::path(post, path = "/users/{id}/reset", tag = "users",
+    params(("id" = String, Path), super::ReasonHeader),
+    responses((status = 200, description = "What the reset removed and ended", body = ResetView)))]
+pub(super) async fn reset_user(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let done = caller
+        .admin()
+        .reset_user(&caller.operator, caller.slug(), id, &why)
+        .await;
+    Ok(ok_as::<ResetView, _>(done))
+}
+
+/// The user's live sessions.
+#[utoipa::path(get, path = "/users/{id}/sessions", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, description = "The user's live sessions", body = Items<SessionView>)))]
+pub(super) async fn list_sessions(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let sessions = caller.admin().user_sessions(caller.slug(), id).await;
+    Ok(ok_as::<Items<SessionView>, _>(sessions))
+}
+
+/// Signs the user out everywhere (with a reason); relying parties are told.
+#[utoipa::path(delete, path = "/users/{id}/sessions", tag = "users",
+    params(("id" = String, Path), super::ReasonHeader),
+    responses((status = 200, description = "What ended", body = SessionsEnded)))]
+pub(super) async fn end_sessions(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let done = caller
+        .admin()
+        .end_user_sessions(&caller.operator, caller.slug(), id, &why)
+        .await;
+    Ok(ok_as::<SessionsEnded, _>(done))
+}
+
+/// Exports the user's data.
+///
+/// Everything held about the user as one JSON document (a data-subject access or
+/// portability request); the export is audited.
+#[utoipa::path(get, path = "/users/{id}/export", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, description = "The user's data", body = serde_json::Value,
+        headers(("Content-Disposition" = String)))))]
+pub(super) async fn export_user(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let document = caller
+        .admin()
+        .export_user(&caller.operator, caller.slug(), id)
+        .await;
+    Ok(respond(document, |document| {
+        with_header(
+            ok(document),
+            header::CONTENT_DISPOSITION,
+            &format!("attachment; filename=\"user-{id}.json\""),
+        )
+    }))
+}
+
+/// Deletes the user with what is theirs; the audit log keeps the deletion.
+#[utoipa::path(delete, path = "/users/{id}", tag = "users",
+    params(("id" = String, Path), super::ReasonHeader),
+    responses((status = 204, description = "Deleted")))]
+pub(super) async fn delete_user(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let done = caller
+        .admin()
+        .delete_user(&caller.operator, caller.slug(), id, &why)
+        .await;
+    Ok(respond(done, |_| no_content()))
+}

@@ -1,0 +1,228 @@
+// The admin API's contract, checked by parties that are not Gatehouse.
+//
+// 1. The document at /admin/v1/openapi.json must be valid OpenAPI 3.1:
+//    @seriousme/openapi-schema-validator checks it against the specification's own
+//    JSON Schema.
+// 2. A recorded sequence of requests — the successes and the refusals an operator's
+//    tooling meets — is replayed against a real `gatehouse serve`. Every answer
+//    (status, content type, body) must be one the document describes for that
+//    operation, and every body sent must match the document's request schema; ajv
+//    judges both in JSON Schema 2020-12, the dialect of OpenAPI 3.1. Every
+//    operation the document lists must be exercised, so none goes unchecked.
+//
+// The server log lands in e2e/artifacts/admin-openapi/ (not committed).
+
+import assert from 'node:assert/strict';
+import { mkdir, rm } from 'node:fs/promises';
+import path from 'node:path';
+import { after, before, describe, test } from 'node:test';
+import { fileURLToPath } from 'node:url';
+
+import { Validator } from '@seriousme/openapi-schema-validator';
+import Ajv2020 from 'ajv/dist/2020.js';
+import addFormats from 'ajv-formats';
+
+import { startGatehouse } from './lib/server.js';
+import { startSmtpCatcher } from './lib/smtp.js';
+import { closeAll } from './lib/stage.js';
+
+const ARTIFACTS = path.join(path.dirname(fileURLToPath(import.meta.url)), 'artifacts', 'admin-openapi');
+const REASON = { 'Gatehouse-Reason': 'contract test' };
+
+/** The requests, in order; `{name}` in a path or header is filled from `seen`. */
+const RECORDED = [
+  { method: 'GET', path: '/tenant', status: 200 },
+  { method: 'POST', path: '/users', status: 201, save: 'user',
+    body: { email: 'ada.lovelace@example.com', given_name: 'Ada', family_name: 'Lovelace', invite: false } },
+  { method: 'POST', path: '/users', status: 409, body: { email: 'ada.lovelace@example.com', invite: false } },
+  { method: 'POST', path: '/users', status: 400, invalid: true, body: { email: 'grace@example.com', admin: true } },
+  { method: 'GET', path: '/users?limit=10', status: 200 },
+  { method: 'GET', path: '/users?limit=0', status: 400 },
+  { method: 'GET', path: '/users?colour=blue', status: 400 },
+  { method: 'GET', path: '/users/{user}', status: 200, saveHeader: ['etag', 'etag'] },
+  { method: 'GET', path: '/users/not-a-user-id', status: 404 },
+  { method: 'PATCH', path: '/users/{user}', status: 428, body: { locale: 'en-GB' },
+    headers: { 'Content-Type': 'application/merge-patch+json' } },
+  { method: 'PATCH', path: '/users/{user}', status: 200, body: { locale: 'en-GB', timezone: null },
+    headers: { 'If-Match': '{etag}', 'Content-Type': 'application/merge-patch+json' } },
+  { method: 'PATCH', path: '/users/{user}', status: 412, body: { locale: 'de-DE' },
+    headers: { 'If-Match': '{etag}', 'Content-Type': 'application/merge-patch+json' } },
+  { method: 'GET', path: '/users/{user}/sessions', status: 200 },
+  { method: 'POST', path: '/users/{user}/disable', status: 400 },
+  { method: 'POST', path: '/users/{user}/disable', status: 200, headers: REASON },
+  { method: 'POST', path: '/users/{user}/enable', status: 200, headers: REASON },
+  { method: 'POST', path: '/roles', status: 201, body: { name: 'auditor', description: 'reads the log' } },
+  { method: 'POST', path: '/roles', status: 400, body: { name: 'two words' } },
+  { method: 'GET', path: '/roles', status: 200 },
+  { method: 'PUT', path: '/users/{user}/roles/auditor', status: 200 },
+  { method: 'PUT', path: '/users/{user}/roles/nobody', status: 404 },
+  { method: 'DELETE', path: '/users/{user}/roles/auditor', status: 200 },
+  { method: 'POST', path: '/groups', status: 201, body: { display_name: 'Engineering' } },
+  { method: 'GET', path: '/groups', status: 200 },
+  { method: 'PUT', path: '/users/{user}/groups/Engineering', status: 200 },
+  { method: 'DELETE', path: '/users/{user}/groups/Engineering', status: 200 },
+  { method: 'POST', path: '/clients', status: 201, save: 'client',
+    body: { name: 'Billing portal', redirect_uris: ['https://billing.example.com/callback'] } },
+  { method: 'POST', path: '/clients', status: 400,
+    body: { name: 'Loose', redirect_uris: ['http://evil.example.com/cb'] } },
+  { method: 'GET', path: '/clients', status: 200 },
+  { method: 'GET', path: '/clients/{client}', status: 200 },
+  { method: 'POST', path: '/clients/{client}/secret', status: 200 },
+  { method: 'DELETE', path: '/clients/{client}', status: 204 },
+  { method: 'GET', path: '/clients/{client}', status: 404 },
+  { method: 'GET', path: '/users/{user}/export', status: 200 },
+  { method: 'POST', path: '/users/{user}/reset', status: 200, headers: REASON },
+  { method: 'DELETE', path: '/users/{user}/sessions', status: 200, headers: REASON },
+  { method: 'GET', path: '/audit?action=user.&limit=50', status: 200 },
+  { method: 'GET', path: '/audit?action=user.', status: 200, headers: { Accept: 'application/x-ndjson' } },
+  { method: 'GET', path: '/audit?since=yesterday', status: 400 },
+  { method: 'DELETE', path: '/users/{user}', status: 204, headers: REASON },
+  { method: 'GET', path: '/users/{user}', status: 404 },
+  { method: 'GET', path: '/tenant', status: 401, token: 'none' },
+  { method: 'GET', path: '/tenant', status: 401, token: 'forged' },
+  { method: 'GET', path: '/tenant', status: 403, token: 'unscoped' },
+];
+
+describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
+  let smtp;
+  let server;
+  let doc;
+  let resolved;
+  const tokens = {};
+
+  before(async () => {
+    await rm(ARTIFACTS, { recursive: true, force: true });
+    await mkdir(ARTIFACTS, { recursive: true });
+    smtp = await startSmtpCatcher();
+    server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
+    const audience = `${server.baseUrl}/admin/v1`;
+    tokens.admin = await clientToken(server, ['--scope', 'admin', '--audience', audience]);
+    tokens.unscoped = await clientToken(server, ['--scope', 'reports', '--audience', audience]);
+    tokens.forged = `${tokens.admin.slice(0, -4)}AAAA`;
+  });
+
+  after(() => closeAll([server?.stop(), smtp?.close()]));
+
+  test('the document is valid OpenAPI 3.1, needs no token, and names this issuer', async () => {
+    const answer = await fetch(`${server.baseUrl}/admin/v1/openapi.json`);
+    assert.equal(answer.status, 200);
+    doc = await answer.json();
+    const validator = new Validator();
+    const verdict = await validator.validate(structuredClone(doc));
+    assert.ok(verdict.valid, JSON.stringify(verdict.errors, null, 2));
+    assert.equal(validator.version, '3.1');
+    resolved = validator.resolveRefs();
+    assert.equal(doc.servers[0].url, `${server.baseUrl}/admin/v1`);
+    const flow = doc.components.securitySchemes.admin_token.flows.clientCredentials;
+    assert.equal(flow.tokenUrl, `${server.baseUrl}/oauth2/token`);
+    assert.ok('admin' in flow.scopes);
+  });
+
+  test('recorded requests get answers the document describes', async () => {
+    assert.ok(resolved, 'the document was read');
+    const ajv = new Ajv2020({ allErrors: true, strict: false });
+    addFormats(ajv);
+    // OpenAPI's numeric format hints (int32, int64, …) constrain nothing JSON Schema
+    // would check; integer-ness is the `type`'s job.
+    for (const hint of ['int32', 'int64', 'uint16', 'uint32', 'uint64', 'double', 'float']) {
+      ajv.addFormat(hint, true);
+    }
+    const seen = {};
+    const exercised = new Set();
+    for (const recorded of RECORDED) {
+      const fill = (text) => text.replace(/\{(\w+)\}/g, (_, name) => {
+        assert.ok(name in seen, `${name} was saved before ${recorded.method} ${recorded.path}`);
+        return encodeURIComponent(seen[name]);
+      });
+      const url = `${server.baseUrl}/admin/v1${fill(recorded.path)}`;
+      const label = `${recorded.method} ${recorded.path} → ${recorded.status}`;
+      const headers = { ...(recorded.headers ?? {}) };
+      for (const [name, value] of Object.entries(headers)) headers[name] = value.replace(/\{(\w+)\}/g, (_, n) => seen[n]);
+      if (recorded.body !== undefined) headers['Content-Type'] ??= 'application/json';
+      const token = tokens[recorded.token ?? 'admin'];
+      if (token) headers.Authorization = `Bearer ${token}`;
+
+      const { template, operation } = operationFor(resolved, recorded.method, recorded.path);
+      exercised.add(`${recorded.method} ${template}`);
+      if (recorded.body !== undefined) {
+        const media = operation.requestBody?.content?.[headers['Content-Type']];
+        assert.ok(media, `${label}: the document takes ${headers['Content-Type']}`);
+        const valid = ajv.validate(media.schema, recorded.body);
+        assert.equal(valid, !recorded.invalid, `${label}: request body against the schema: ${ajv.errorsText()}`);
+      }
+
+      const answer = await fetch(url, {
+        method: recorded.method,
+        headers,
+        body: recorded.body === undefined ? undefined : JSON.stringify(recorded.body),
+      });
+      const text = await answer.text();
+      assert.equal(answer.status, recorded.status, `${label}: got ${answer.status} ${text}`);
+      const described = operation.responses[String(answer.status)] ?? operation.responses.default;
+      assert.ok(described, `${label}: the document lists status ${answer.status}`);
+      for (const header of Object.keys(described.headers ?? {})) {
+        assert.ok(answer.headers.has(header), `${label}: the document promises the header ${header}`);
+      }
+      const contentType = (answer.headers.get('content-type') ?? '').split(';')[0].trim();
+      if (!text) {
+        assert.ok(!described.content, `${label}: an empty answer where the document describes a body`);
+        continue;
+      }
+      const media = described.content?.[contentType];
+      assert.ok(media, `${label}: the document describes ${contentType} (it has ${Object.keys(described.content ?? {})})`);
+      const bodies = contentType === 'application/x-ndjson'
+        ? text.trim().split('\n').map((line) => JSON.parse(line))
+        : [JSON.parse(text)];
+      assert.ok(bodies.length > 0, `${label}: some content`);
+      for (const body of bodies) {
+        assert.ok(ajv.validate(media.schema, body), `${label}: ${ajv.errorsText()}\n${JSON.stringify(body, null, 2)}`);
+      }
+      const body = bodies[0];
+      if (recorded.save === 'user') seen.user = body.id;
+      if (recorded.save === 'client') seen.client = body.client_id;
+      if (recorded.saveHeader) seen[recorded.saveHeader[1]] = answer.headers.get(recorded.saveHeader[0]);
+    }
+    const listed = [];
+    for (const [template, item] of Object.entries(resolved.paths)) {
+      for (const method of ['get', 'put', 'post', 'delete', 'patch']) {
+        if (item[method]) listed.push(`${method.toUpperCase()} ${template}`);
+      }
+    }
+    const missed = listed.filter((operation) => !exercised.has(operation));
+    assert.deepEqual(missed, [], 'every operation of the document is replayed');
+  });
+});
+
+/** The operation of the document that `concrete` (a path with `{name}`s unfilled) is. */
+function operationFor(doc, method, concrete) {
+  const bare = concrete.split('?')[0];
+  const verb = method.toLowerCase();
+  // An exact template first: `/users/{user}` is the template itself.
+  if (doc.paths[bare]?.[verb]) return { template: bare, operation: doc.paths[bare][verb] };
+  for (const [template, item] of Object.entries(doc.paths)) {
+    const pattern = new RegExp(`^${template.replace(/\{[^}]+\}/g, '[^/]+')}$`);
+    if (item[verb] && pattern.test(bare)) return { template, operation: item[verb] };
+  }
+  assert.fail(`${method} ${concrete} is not in the document`);
+}
+
+/** A client-credentials token of a client the operator registers with `args`. */
+async function clientToken(server, args) {
+  const created = await server.cli([
+    'clients', 'create', '--name', 'Provisioning job', '--grant', 'client_credentials', ...args,
+  ]);
+  const id = created.match(/^client_id:\s*(\S+)/m)?.[1];
+  const secret = created.match(/^client_secret:\s*(\S+)/m)?.[1];
+  assert.ok(id && secret, `a client_id and secret in:\n${created}`);
+  const answer = await fetch(`${server.baseUrl}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+      'Content-Type': 'application/x-www-form-urlencoded',
+    },
+    body: 'grant_type=client_credentials',
+  });
+  const body = await answer.json();
+  assert.ok(body.access_token, JSON.stringify(body));
+  return body.access_token;
+}
