@@ -3,12 +3,14 @@
 
 use std::collections::HashMap;
 
-use diesel::dsl::{AsSelect, Limit, Select};
-use diesel::expression::Expression;
+use chrono::{DateTime, NaiveDateTime, Utc};
+use diesel::dsl::{AsSelect, Eq, Limit, Select};
+use diesel::expression::{AsExpression, Expression};
 use diesel::prelude::*;
 use diesel::query_builder::QueryId;
 use diesel::query_dsl::LoadQuery;
 use diesel::query_dsl::methods::{LimitDsl, SelectDsl};
+use diesel::sql_types::SqlType;
 
 use gatehouse_core::ids::UserId;
 
@@ -105,4 +107,29 @@ pub(crate) fn items_by_user<T: FromRow>(
         out.entry(user).or_default().push(T::from_row(row)?);
     }
     Ok(out)
+}
+
+/// What [`closed`] assigns: the closing time and the reason.
+pub(crate) type Closing<'r, A, R> = (Eq<A, Option<NaiveDateTime>>, Eq<R, Option<&'r str>>);
+
+/// The assignments that close a row for good, saying when (`at_column`, now) and
+/// why (`reason_column`): a recovery cancelled, a grant revoked, a session ended.
+pub(crate) fn closed<'r, A, R>(
+    at_column: A,
+    reason_column: R,
+    now: DateTime<Utc>,
+    reason: &'r str,
+) -> Closing<'r, A, R>
+where
+    A: ExpressionMethods,
+    A::SqlType: SqlType,
+    Option<NaiveDateTime>: AsExpression<A::SqlType>,
+    R: ExpressionMethods,
+    R::SqlType: SqlType,
+    Option<&'r str>: AsExpression<R::SqlType>,
+{
+    (
+        at_column.eq(Some(now.naive_utc())),
+        reason_column.eq(Some(reason)),
+    )
 }
