@@ -9,10 +9,13 @@
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::query_builder::BoxedUpdateStatement;
 use gatehouse_core::ids::{TenantId, UserId};
 use uuid::Uuid;
 
+use crate::db::MultiBackend;
 use crate::error::map_missing_reference;
+use crate::query::{FromRow, LoadItems, closed, tenant_row, tenant_rows};
 use crate::schema::account_recoveries;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -75,7 +78,7 @@ pub struct NewRecovery<'a> {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = account_recoveries)]
-struct RecoveryRow {
+pub(crate) struct RecoveryRow {
     id: String,
     tenant_id: String,
     user_id: String,
@@ -87,9 +90,9 @@ struct RecoveryRow {
     completed_at: Option<NaiveDateTime>,
 }
 
-impl TryFrom<RecoveryRow> for Recovery {
-    type Error = StoreError;
-    fn try_from(row: RecoveryRow) -> StoreResult<Recovery> {
+impl FromRow for Recovery {
+    type Row = RecoveryRow;
+    fn from_row(row: RecoveryRow) -> StoreResult<Recovery> {
         let corrupt = |e: uuid::Error| StoreError::corrupt("account_recoveries", e);
         Ok(Recovery {
             id: row.id,
@@ -109,13 +112,39 @@ impl TryFrom<RecoveryRow> for Recovery {
 fn open_ones(
     tenant: TenantId,
     now: DateTime<Utc>,
-) -> account_recoveries::BoxedQuery<'static, crate::db::MultiBackend> {
-    account_recoveries::table
-        .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
+) -> account_recoveries::BoxedQuery<'static, MultiBackend> {
+    tenant_rows!(account_recoveries, tenant)
         .filter(account_recoveries::cancelled_at.is_null())
         .filter(account_recoveries::completed_at.is_null())
         .filter(account_recoveries::expires_at.gt(now.naive_utc()))
         .into_boxed()
+}
+
+type RecoveryUpdate<'a> = BoxedUpdateStatement<'a, MultiBackend, account_recoveries::table>;
+
+/// The tenant's recoveries neither cancelled nor completed, to be updated: every
+/// state change is an update of these, so none happens twice.
+fn unsettled<'a>(tenant: TenantId) -> RecoveryUpdate<'a> {
+    diesel::update(tenant_rows!(account_recoveries, tenant))
+        .filter(account_recoveries::cancelled_at.is_null())
+        .filter(account_recoveries::completed_at.is_null())
+        .into_boxed()
+}
+
+/// Cancels the recoveries `which` picks, for `reason`; returns how many.
+fn cancel_where(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    which: RecoveryUpdate<'_>,
+    reason: &str,
+) -> StoreResult<usize> {
+    let cancelled = closed(
+        account_recoveries::cancelled_at,
+        account_recoveries::cancel_reason,
+        now,
+        reason,
+    );
+    Ok(which.set(cancelled).execute(conn)?)
 }
 
 /// Starts a recovery for `new.user`. Open recoveries of the user are cancelled
@@ -151,14 +180,7 @@ pub fn start(
 }
 
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: &str) -> StoreResult<Option<Recovery>> {
-    account_recoveries::table
-        .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
-        .filter(account_recoveries::id.eq(id))
-        .select(RecoveryRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Recovery::try_from)
-        .transpose()
+    tenant_row!(account_recoveries, tenant, id).first_item(conn)
 }
 
 /// The recovery whose completion link carries a token with this digest, in any
@@ -168,14 +190,9 @@ pub fn find_by_recovery_token(
     tenant: TenantId,
     recovery_token_hash: &str,
 ) -> StoreResult<Option<Recovery>> {
-    account_recoveries::table
-        .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(account_recoveries, tenant)
         .filter(account_recoveries::recovery_token_hash.eq(recovery_token_hash))
-        .select(RecoveryRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Recovery::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// The open recovery of a user, if any (for the account page and the sign-in
@@ -189,11 +206,7 @@ pub fn open_for_user(
     open_ones(tenant, now)
         .filter(account_recoveries::user_id.eq(user.to_string()))
         .order(account_recoveries::created_at.desc())
-        .select(RecoveryRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Recovery::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// Cancels the open recovery whose cancel link carries a token with this digest.
@@ -207,30 +220,15 @@ pub fn cancel_by_token(
     reason: &str,
 ) -> StoreResult<Option<Recovery>> {
     crate::db::transaction(conn, |conn| {
-        let cancelled = diesel::update(
-            account_recoveries::table
-                .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
-                .filter(account_recoveries::cancel_token_hash.eq(cancel_token_hash))
-                .filter(account_recoveries::cancelled_at.is_null())
-                .filter(account_recoveries::completed_at.is_null())
-                .filter(account_recoveries::expires_at.gt(now.naive_utc())),
-        )
-        .set((
-            account_recoveries::cancelled_at.eq(Some(now.naive_utc())),
-            account_recoveries::cancel_reason.eq(Some(reason)),
-        ))
-        .execute(conn)?;
-        if cancelled == 0 {
+        let open_with_token = unsettled(tenant)
+            .filter(account_recoveries::cancel_token_hash.eq(cancel_token_hash))
+            .filter(account_recoveries::expires_at.gt(now.naive_utc()));
+        if cancel_where(conn, now, open_with_token, reason)? == 0 {
             return Ok(None);
         }
-        account_recoveries::table
-            .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(account_recoveries, tenant)
             .filter(account_recoveries::cancel_token_hash.eq(cancel_token_hash))
-            .select(RecoveryRow::as_select())
-            .first(conn)
-            .optional()?
-            .map(Recovery::try_from)
-            .transpose()
+            .first_item(conn)
     })
 }
 
@@ -242,19 +240,8 @@ pub fn cancel(
     id: &str,
     reason: &str,
 ) -> StoreResult<bool> {
-    let cancelled = diesel::update(
-        account_recoveries::table
-            .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
-            .filter(account_recoveries::id.eq(id))
-            .filter(account_recoveries::cancelled_at.is_null())
-            .filter(account_recoveries::completed_at.is_null()),
-    )
-    .set((
-        account_recoveries::cancelled_at.eq(Some(now.naive_utc())),
-        account_recoveries::cancel_reason.eq(Some(reason)),
-    ))
-    .execute(conn)?;
-    Ok(cancelled > 0)
+    let this_one = unsettled(tenant).filter(account_recoveries::id.eq(id));
+    Ok(cancel_where(conn, now, this_one, reason)? > 0)
 }
 
 /// Cancels every open recovery of a user (a newer one, a password reset passed with
@@ -267,19 +254,10 @@ pub fn cancel_open_for_user(
     user: UserId,
     reason: &str,
 ) -> StoreResult<usize> {
-    Ok(diesel::update(
-        account_recoveries::table
-            .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
-            .filter(account_recoveries::user_id.eq(user.to_string()))
-            .filter(account_recoveries::cancelled_at.is_null())
-            .filter(account_recoveries::completed_at.is_null())
-            .filter(account_recoveries::expires_at.gt(now.naive_utc())),
-    )
-    .set((
-        account_recoveries::cancelled_at.eq(Some(now.naive_utc())),
-        account_recoveries::cancel_reason.eq(Some(reason)),
-    ))
-    .execute(conn)?)
+    let open_of_user = unsettled(tenant)
+        .filter(account_recoveries::user_id.eq(user.to_string()))
+        .filter(account_recoveries::expires_at.gt(now.naive_utc()));
+    cancel_where(conn, now, open_of_user, reason)
 }
 
 /// Marks the recovery completed, if it is ready now: past its cooling-off, before
@@ -291,16 +269,11 @@ pub fn complete(
     tenant: TenantId,
     id: &str,
 ) -> StoreResult<bool> {
-    let completed = diesel::update(
-        account_recoveries::table
-            .filter(account_recoveries::tenant_id.eq(tenant.to_string()))
-            .filter(account_recoveries::id.eq(id))
-            .filter(account_recoveries::cancelled_at.is_null())
-            .filter(account_recoveries::completed_at.is_null())
-            .filter(account_recoveries::ready_at.le(now.naive_utc()))
-            .filter(account_recoveries::expires_at.gt(now.naive_utc())),
-    )
-    .set(account_recoveries::completed_at.eq(Some(now.naive_utc())))
-    .execute(conn)?;
+    let completed = unsettled(tenant)
+        .filter(account_recoveries::id.eq(id))
+        .filter(account_recoveries::ready_at.le(now.naive_utc()))
+        .filter(account_recoveries::expires_at.gt(now.naive_utc()))
+        .set(account_recoveries::completed_at.eq(Some(now.naive_utc())))
+        .execute(conn)?;
     Ok(completed > 0)
 }

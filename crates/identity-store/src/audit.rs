@@ -24,6 +24,7 @@ use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
 use crate::error::is_unique_violation;
+use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::{audit_events, audit_heads};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -80,7 +81,7 @@ pub struct AuditEvent {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = audit_events)]
-struct AuditRow {
+pub(crate) struct AuditRow {
     id: String,
     tenant_id: String,
     seq: i64,
@@ -189,9 +190,9 @@ impl AuditRow {
     }
 }
 
-impl TryFrom<AuditRow> for AuditEvent {
-    type Error = StoreError;
-    fn try_from(row: AuditRow) -> StoreResult<AuditEvent> {
+impl FromRow for AuditEvent {
+    type Row = AuditRow;
+    fn from_row(row: AuditRow) -> StoreResult<AuditEvent> {
         Ok(AuditEvent {
             id: row
                 .id
@@ -304,7 +305,7 @@ pub fn append(
             Ok(row)
         });
         match result {
-            Ok(row) => return row.try_into(),
+            Ok(row) => return AuditEvent::from_row(row),
             Err(StoreError::Database(e))
                 if is_unique_violation(&e) && attempt < APPEND_ATTEMPTS =>
             {
@@ -359,8 +360,7 @@ pub fn search(
             StoreError::invalid("page request", "audit cursor must be a sequence number")
         })?,
     };
-    let mut query = audit_events::table
-        .filter(audit_events::tenant_id.eq(tenant.to_string()))
+    let mut query = tenant_rows!(audit_events, tenant)
         .filter(audit_events::seq.gt(after))
         .into_boxed();
     if let Some(actor) = &filter.actor {
@@ -391,12 +391,13 @@ pub fn search(
     if let Some(until) = filter.until {
         query = query.filter(audit_events::occurred_at.lt(until.naive_utc()));
     }
-    let rows: Vec<AuditRow> = query
+    let events = query
         .order(audit_events::seq.asc())
         .limit(page.fetch_limit()?)
-        .select(AuditRow::as_select())
-        .load(conn)?;
-    Page::convert_rows(rows, page, |e: &AuditEvent| e.seq.to_string())
+        .load_items(conn)?;
+    Ok(Page::from_rows(events, page, |e: &AuditEvent| {
+        e.seq.to_string()
+    }))
 }
 
 /// A tenant's events in order; the cursor is the last `seq` returned.
@@ -405,20 +406,7 @@ pub fn list(
     tenant: TenantId,
     page: &PageRequest,
 ) -> StoreResult<Page<AuditEvent>> {
-    let after: i64 = match page.after.as_deref() {
-        None => 0,
-        Some(cursor) => cursor.parse().map_err(|_| {
-            StoreError::invalid("page request", "audit cursor must be a sequence number")
-        })?,
-    };
-    let rows: Vec<AuditRow> = audit_events::table
-        .filter(audit_events::tenant_id.eq(tenant.to_string()))
-        .filter(audit_events::seq.gt(after))
-        .order(audit_events::seq.asc())
-        .limit(page.fetch_limit()?)
-        .select(AuditRow::as_select())
-        .load(conn)?;
-    Page::convert_rows(rows, page, |e: &AuditEvent| e.seq.to_string())
+    search(conn, tenant, &AuditFilter::default(), page)
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]

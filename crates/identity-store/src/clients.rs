@@ -7,6 +7,7 @@ use gatehouse_core::ids::TenantId;
 use uuid::Uuid;
 
 use crate::error::{is_unique_violation, map_unique, touched_one};
+use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::{client_assertion_jtis, oauth_clients};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -86,7 +87,7 @@ pub struct Client {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = oauth_clients)]
-struct ClientRow {
+pub(crate) struct ClientRow {
     id: String,
     tenant_id: String,
     client_id: String,
@@ -158,9 +159,9 @@ impl ClientRow {
     }
 }
 
-impl TryFrom<ClientRow> for Client {
-    type Error = StoreError;
-    fn try_from(row: ClientRow) -> StoreResult<Client> {
+impl FromRow for Client {
+    type Row = ClientRow;
+    fn from_row(row: ClientRow) -> StoreResult<Client> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("oauth_clients", e);
         let list = |text: &str| serde_json::from_str::<Vec<String>>(text).map_err(|e| corrupt(&e));
         Ok(Client {
@@ -224,7 +225,7 @@ pub fn create(
         .values(&row)
         .execute(conn)
         .map_err(conflict())?;
-    row.try_into()
+    Client::from_row(row)
 }
 
 pub fn get_by_client_id(
@@ -232,21 +233,15 @@ pub fn get_by_client_id(
     tenant: TenantId,
     client_id: &str,
 ) -> StoreResult<Option<Client>> {
-    oauth_clients::table
-        .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(oauth_clients, tenant)
         .filter(oauth_clients::client_id.eq(client_id))
-        .select(ClientRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Client::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// Every web origin some client of the tenant registered (CORS preflights name no
 /// client, so they are answered for the tenant), deduplicated and sorted.
 pub fn web_origins(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Vec<String>> {
-    let lists: Vec<String> = oauth_clients::table
-        .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+    let lists: Vec<String> = tenant_rows!(oauth_clients, tenant)
         .filter(oauth_clients::allowed_origins.ne("[]"))
         .select(oauth_clients::allowed_origins)
         .load(conn)?;
@@ -273,8 +268,7 @@ pub fn update(
     let mut row = ClientRow::new(existing.id, tenant, data, now, expected_version + 1);
     row.created_at = existing.created_at.naive_utc();
     let updated = diesel::update(
-        oauth_clients::table
-            .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(oauth_clients, tenant)
             .filter(oauth_clients::id.eq(existing.id.to_string()))
             .filter(oauth_clients::version.eq(expected_version)),
     )
@@ -308,14 +302,12 @@ pub fn update(
     if updated == 0 {
         return Err(StoreError::StaleVersion { entity: ENTITY });
     }
-    row.try_into()
+    Client::from_row(row)
 }
 
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, client_id: &str) -> StoreResult<()> {
     let deleted = diesel::delete(
-        oauth_clients::table
-            .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
-            .filter(oauth_clients::client_id.eq(client_id)),
+        tenant_rows!(oauth_clients, tenant).filter(oauth_clients::client_id.eq(client_id)),
     )
     .execute(conn)?;
     touched_one(deleted, ENTITY)
@@ -326,14 +318,12 @@ pub fn list(
     tenant: TenantId,
     page: &PageRequest,
 ) -> StoreResult<Page<Client>> {
-    let rows: Vec<ClientRow> = oauth_clients::table
-        .filter(oauth_clients::tenant_id.eq(tenant.to_string()))
-        .filter(oauth_clients::id.gt(page.cursor()))
-        .order(oauth_clients::id.asc())
-        .limit(page.fetch_limit()?)
-        .select(ClientRow::as_select())
-        .load(conn)?;
-    Page::convert_rows(rows, page, |c: &Client| c.id.to_string())
+    let clients = page
+        .of_rows(tenant_rows!(oauth_clients, tenant), oauth_clients::id)?
+        .load_items(conn)?;
+    Ok(Page::from_rows(clients, page, |c: &Client| {
+        c.id.to_string()
+    }))
 }
 
 /// Records the `jti` of a client assertion (RFC 7523 §3, item 7). Returns `false` if
@@ -350,8 +340,7 @@ pub fn use_assertion_jti(
     expires_at: DateTime<Utc>,
 ) -> StoreResult<bool> {
     diesel::delete(
-        client_assertion_jtis::table
-            .filter(client_assertion_jtis::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(client_assertion_jtis, tenant)
             .filter(client_assertion_jtis::client_id.eq(client_id))
             .filter(client_assertion_jtis::expires_at.le(now.naive_utc())),
     )

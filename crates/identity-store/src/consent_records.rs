@@ -18,6 +18,7 @@ use serde::Serialize;
 use uuid::Uuid;
 
 use crate::error::map_missing_reference;
+use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::consent_events;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -110,7 +111,7 @@ pub struct NewWithdrawal<'a> {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = consent_events)]
-struct EventRow {
+pub(crate) struct EventRow {
     id: String,
     tenant_id: String,
     user_id: String,
@@ -123,9 +124,9 @@ struct EventRow {
     channel: String,
 }
 
-impl TryFrom<EventRow> for ConsentEvent {
-    type Error = StoreError;
-    fn try_from(row: EventRow) -> StoreResult<ConsentEvent> {
+impl FromRow for ConsentEvent {
+    type Row = EventRow;
+    fn from_row(row: EventRow) -> StoreResult<ConsentEvent> {
         let bad = |e: &dyn fmt::Display| StoreError::corrupt("consent_events", e);
         Ok(ConsentEvent {
             tenant_id: row.tenant_id.parse().map_err(|e| bad(&e))?,
@@ -255,8 +256,7 @@ fn of_user(
     tenant: TenantId,
     user: UserId,
 ) -> consent_events::BoxedQuery<'static, crate::db::MultiBackend> {
-    consent_events::table
-        .filter(consent_events::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(consent_events, tenant)
         .filter(consent_events::user_id.eq(user.to_string()))
         .into_boxed()
 }
@@ -267,11 +267,7 @@ fn load(
 ) -> StoreResult<Vec<ConsentEvent>> {
     query
         .order((consent_events::occurred_at.asc(), consent_events::id.asc()))
-        .select(EventRow::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(ConsentEvent::try_from)
-        .collect()
+        .load_items(conn)
 }
 
 /// The latest event of one (user, client, purpose), grant or withdrawal, expired or
@@ -290,11 +286,7 @@ pub fn latest(
             consent_events::occurred_at.desc(),
             consent_events::id.desc(),
         ))
-        .select(EventRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(ConsentEvent::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// The consents in force from a history in write order, by (client, purpose).
@@ -335,8 +327,7 @@ pub fn current_for_users(
     users: &[UserId],
 ) -> StoreResult<HashMap<UserId, Vec<CurrentConsent>>> {
     let ids = crate::batch_ids(users)?;
-    let query = consent_events::table
-        .filter(consent_events::tenant_id.eq(tenant.to_string()))
+    let query = tenant_rows!(consent_events, tenant)
         .filter(consent_events::user_id.eq_any(ids))
         .into_boxed();
     let mut histories: HashMap<UserId, Vec<ConsentEvent>> = HashMap::new();

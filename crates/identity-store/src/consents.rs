@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{TenantId, UserId};
 
+use crate::query::tenant_rows;
 use crate::schema::oauth_consents;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -14,8 +15,7 @@ pub fn scopes(
     user: UserId,
     client_id: &str,
 ) -> StoreResult<Vec<String>> {
-    let stored: Option<String> = oauth_consents::table
-        .filter(oauth_consents::tenant_id.eq(tenant.to_string()))
+    let stored: Option<String> = tenant_rows!(oauth_consents, tenant)
         .filter(oauth_consents::user_id.eq(user.to_string()))
         .filter(oauth_consents::client_id.eq(client_id))
         .select(oauth_consents::scopes)
@@ -46,8 +46,7 @@ pub fn grant(
             }
         }
         let text = serde_json::Value::from(all).to_string();
-        let target = oauth_consents::table
-            .filter(oauth_consents::tenant_id.eq(tenant.to_string()))
+        let target = tenant_rows!(oauth_consents, tenant)
             .filter(oauth_consents::user_id.eq(user.to_string()))
             .filter(oauth_consents::client_id.eq(client_id));
         let updated = diesel::update(target)
@@ -81,8 +80,7 @@ pub fn forget(
     withdrawn: Option<&[String]>,
 ) -> StoreResult<()> {
     let target = || {
-        oauth_consents::table
-            .filter(oauth_consents::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(oauth_consents, tenant)
             .filter(oauth_consents::user_id.eq(user.to_string()))
             .filter(oauth_consents::client_id.eq(client_id))
     };
@@ -106,8 +104,7 @@ pub fn for_user(
     tenant: TenantId,
     user: UserId,
 ) -> StoreResult<Vec<(String, Vec<String>)>> {
-    let rows: Vec<(String, String)> = oauth_consents::table
-        .filter(oauth_consents::tenant_id.eq(tenant.to_string()))
+    let rows: Vec<(String, String)> = tenant_rows!(oauth_consents, tenant)
         .filter(oauth_consents::user_id.eq(user.to_string()))
         .order(oauth_consents::client_id.asc())
         .select((oauth_consents::client_id, oauth_consents::scopes))

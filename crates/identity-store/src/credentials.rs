@@ -11,6 +11,7 @@ use gatehouse_core::secrets::Cipher;
 use zeroize::Zeroizing;
 
 use crate::error::{is_unique_violation, map_missing_reference, touched_one};
+use crate::query::{FromRow, LoadItems, tenant_row, tenant_rows};
 use crate::schema::credentials;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -91,7 +92,7 @@ fn aad(tenant: TenantId, user: UserId, id: CredentialId, kind: CredentialKind) -
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = credentials)]
-struct CredentialRow {
+pub(crate) struct CredentialRow {
     id: String,
     tenant_id: String,
     user_id: String,
@@ -103,9 +104,9 @@ struct CredentialRow {
     lookup_key: Option<String>,
 }
 
-impl TryFrom<CredentialRow> for Credential {
-    type Error = StoreError;
-    fn try_from(row: CredentialRow) -> StoreResult<Credential> {
+impl FromRow for Credential {
+    type Row = CredentialRow;
+    fn from_row(row: CredentialRow) -> StoreResult<Credential> {
         let corrupt = |e: uuid::Error| StoreError::corrupt("credentials", e);
         Ok(Credential {
             id: row.id.parse().map_err(corrupt)?,
@@ -196,7 +197,7 @@ fn insert(
                 map_missing_reference("user")(error)
             }
         })?;
-    row.try_into()
+    Credential::from_row(row)
 }
 
 /// The tenant's credential of `kind` with `lookup_key`, whoever it belongs to.
@@ -206,15 +207,10 @@ pub fn find_by_lookup_key(
     kind: CredentialKind,
     lookup_key: &str,
 ) -> StoreResult<Option<Credential>> {
-    credentials::table
-        .filter(credentials::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(credentials, tenant)
         .filter(credentials::kind.eq(kind.as_str()))
         .filter(credentials::lookup_key.eq(lookup_key))
-        .select(CredentialRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Credential::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 pub fn get(
@@ -222,14 +218,7 @@ pub fn get(
     tenant: TenantId,
     id: CredentialId,
 ) -> StoreResult<Credential> {
-    credentials::table
-        .filter(credentials::tenant_id.eq(tenant.to_string()))
-        .filter(credentials::id.eq(id.to_string()))
-        .select(CredentialRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?
-        .try_into()
+    tenant_row!(credentials, tenant, id).one_item(conn, ENTITY)
 }
 
 /// A user's credentials, oldest first; optionally only one kind. Bounded per user,
@@ -240,18 +229,13 @@ pub fn list_for_user(
     user: UserId,
     kind: Option<CredentialKind>,
 ) -> StoreResult<Vec<Credential>> {
-    let mut query = credentials::table
-        .filter(credentials::tenant_id.eq(tenant.to_string()))
+    let mut query = tenant_rows!(credentials, tenant)
         .filter(credentials::user_id.eq(user.to_string()))
         .into_boxed();
     if let Some(kind) = kind {
         query = query.filter(credentials::kind.eq(kind.as_str()));
     }
-    let rows: Vec<CredentialRow> = query
-        .order(credentials::id.asc())
-        .select(CredentialRow::as_select())
-        .load(conn)?;
-    rows.into_iter().map(Credential::try_from).collect()
+    query.order(credentials::id.asc()).load_items(conn)
 }
 
 /// Replaces the secret, e.g. a password rehashed with new parameters.
@@ -270,11 +254,11 @@ pub fn replace_secret(
             credential.kind,
         ),
     );
-    let updated = diesel::update(
-        credentials::table
-            .filter(credentials::tenant_id.eq(credential.tenant_id.to_string()))
-            .filter(credentials::id.eq(credential.id.to_string())),
-    )
+    let updated = diesel::update(tenant_row!(
+        credentials,
+        credential.tenant_id,
+        credential.id
+    ))
     .set(credentials::data.eq(sealed))
     .execute(conn)?;
     touched_one(updated, ENTITY)
@@ -287,13 +271,9 @@ pub fn set_label(
     id: CredentialId,
     label: Option<&str>,
 ) -> StoreResult<()> {
-    let updated = diesel::update(
-        credentials::table
-            .filter(credentials::tenant_id.eq(tenant.to_string()))
-            .filter(credentials::id.eq(id.to_string())),
-    )
-    .set(credentials::label.eq(label))
-    .execute(conn)?;
+    let updated = diesel::update(tenant_row!(credentials, tenant, id))
+        .set(credentials::label.eq(label))
+        .execute(conn)?;
     touched_one(updated, ENTITY)
 }
 
@@ -303,23 +283,14 @@ pub fn mark_used(
     tenant: TenantId,
     id: CredentialId,
 ) -> StoreResult<()> {
-    let updated = diesel::update(
-        credentials::table
-            .filter(credentials::tenant_id.eq(tenant.to_string()))
-            .filter(credentials::id.eq(id.to_string())),
-    )
-    .set(credentials::last_used_at.eq(Some(now.naive_utc())))
-    .execute(conn)?;
+    let updated = diesel::update(tenant_row!(credentials, tenant, id))
+        .set(credentials::last_used_at.eq(Some(now.naive_utc())))
+        .execute(conn)?;
     touched_one(updated, ENTITY)
 }
 
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: CredentialId) -> StoreResult<()> {
-    let deleted = diesel::delete(
-        credentials::table
-            .filter(credentials::tenant_id.eq(tenant.to_string()))
-            .filter(credentials::id.eq(id.to_string())),
-    )
-    .execute(conn)?;
+    let deleted = diesel::delete(tenant_row!(credentials, tenant, id)).execute(conn)?;
     touched_one(deleted, ENTITY)
 }
 
@@ -332,8 +303,7 @@ pub fn delete_kind_for_user(
     kind: CredentialKind,
 ) -> StoreResult<usize> {
     Ok(diesel::delete(
-        credentials::table
-            .filter(credentials::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(credentials, tenant)
             .filter(credentials::user_id.eq(user.to_string()))
             .filter(credentials::kind.eq(kind.as_str())),
     )

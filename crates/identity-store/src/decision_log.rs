@@ -7,6 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 
+use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::decision_log;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -82,7 +83,7 @@ impl Decision {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = decision_log)]
-struct Row {
+pub(crate) struct Row {
     id: String,
     tenant_id: String,
     at: NaiveDateTime,
@@ -95,9 +96,9 @@ struct Row {
     skipped: Option<i64>,
 }
 
-impl TryFrom<Row> for Decision {
-    type Error = StoreError;
-    fn try_from(row: Row) -> StoreResult<Decision> {
+impl FromRow for Decision {
+    type Row = Row;
+    fn from_row(row: Row) -> StoreResult<Decision> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("decision_log", e);
         Ok(Decision {
             tenant_id: row.tenant_id.parse().map_err(|e| corrupt(&e))?,
@@ -177,13 +178,10 @@ pub fn recent(
     tenant: TenantId,
     limit: i64,
 ) -> StoreResult<Vec<Decision>> {
-    let rows: Vec<Row> = decision_log::table
-        .filter(decision_log::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(decision_log, tenant)
         .order((decision_log::at.desc(), decision_log::id.desc()))
         .limit(limit.clamp(1, MAX_LIST))
-        .select(Row::as_select())
-        .load(conn)?;
-    rows.into_iter().map(Decision::try_from).collect()
+        .load_items(conn)
 }
 
 /// Forgets decisions taken before `before` (retention).
@@ -209,8 +207,7 @@ pub fn prune_tenant(
     let mut total = 0;
     loop {
         // The ids first: a DELETE cannot select from its own table in diesel.
-        let due: Vec<String> = decision_log::table
-            .filter(decision_log::tenant_id.eq(tenant.to_string()))
+        let due: Vec<String> = tenant_rows!(decision_log, tenant)
             .filter(decision_log::at.lt(before.naive_utc()))
             .select(decision_log::id)
             .limit(PRUNE_CHUNK)

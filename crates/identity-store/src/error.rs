@@ -150,6 +150,21 @@ pub(crate) fn touched_one(rows: usize, entity: &'static str) -> Result<(), Store
     Ok(())
 }
 
+/// The outcome of an UPDATE guarded by the version the caller read (`updated` rows):
+/// the row as `reread` finds it now; `NotFound` when it is gone, `StaleVersion`
+/// when it is there but changed since.
+pub(crate) fn versioned<T>(
+    updated: usize,
+    entity: &'static str,
+    reread: impl FnOnce() -> StoreResult<T>,
+) -> StoreResult<T> {
+    let current = reread()?;
+    if updated == 0 {
+        return Err(StoreError::StaleVersion { entity });
+    }
+    Ok(current)
+}
+
 /// The outcome of inserting a link row (a membership, an assignment): `true` when it
 /// was added, `false` when it was there already, `NotFound` when either end is
 /// missing or in another tenant.

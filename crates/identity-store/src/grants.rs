@@ -5,12 +5,15 @@
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::query_builder::BoxedUpdateStatement;
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use uuid::Uuid;
 
 use serde::{Deserialize, Serialize};
 
+use crate::db::MultiBackend;
 use crate::purposes::LegalBasis;
+use crate::query::{FromRow, LoadItems, closed, tenant_row, tenant_rows};
 use crate::schema::{authorization_codes, oauth_grants, refresh_tokens};
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -111,7 +114,7 @@ pub enum RefreshUse {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = oauth_grants)]
-struct GrantRow {
+pub(crate) struct GrantRow {
     id: String,
     tenant_id: String,
     client_id: String,
@@ -141,9 +144,9 @@ fn parse_list(table: &'static str, text: &str) -> StoreResult<Vec<String>> {
     serde_json::from_str(text).map_err(|e| corrupt(table)(&e))
 }
 
-impl TryFrom<GrantRow> for Grant {
-    type Error = StoreError;
-    fn try_from(row: GrantRow) -> StoreResult<Grant> {
+impl FromRow for Grant {
+    type Row = GrantRow;
+    fn from_row(row: GrantRow) -> StoreResult<Grant> {
         let bad = corrupt("oauth_grants");
         Ok(Grant {
             tenant_id: row.tenant_id.parse().map_err(|e| bad(&e))?,
@@ -228,9 +231,8 @@ pub fn redeem_code(
 ) -> StoreResult<CodeRedemption> {
     crate::db::transaction(conn, |conn| {
         let target = || {
-            authorization_codes::table
+            tenant_rows!(authorization_codes, tenant)
                 .filter(authorization_codes::code_hash.eq(code_hash))
-                .filter(authorization_codes::tenant_id.eq(tenant.to_string()))
         };
         let claimed = diesel::update(
             target()
@@ -296,9 +298,8 @@ pub fn link_code(
     grant_id: &str,
 ) -> StoreResult<()> {
     diesel::update(
-        authorization_codes::table
-            .filter(authorization_codes::code_hash.eq(code_hash))
-            .filter(authorization_codes::tenant_id.eq(tenant.to_string())),
+        tenant_rows!(authorization_codes, tenant)
+            .filter(authorization_codes::code_hash.eq(code_hash)),
     )
     .set(authorization_codes::grant_id.eq(Some(grant_id)))
     .execute(conn)?;
@@ -349,14 +350,32 @@ pub fn create(
 }
 
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: &str) -> StoreResult<Option<Grant>> {
-    oauth_grants::table
-        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
-        .filter(oauth_grants::id.eq(id))
-        .select(GrantRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Grant::try_from)
-        .transpose()
+    tenant_row!(oauth_grants, tenant, id).first_item(conn)
+}
+
+type GrantUpdate<'a> = BoxedUpdateStatement<'a, MultiBackend, oauth_grants::table>;
+
+/// The tenant's grants not revoked yet, to be revoked.
+fn unrevoked<'a>(tenant: TenantId) -> GrantUpdate<'a> {
+    diesel::update(tenant_rows!(oauth_grants, tenant))
+        .filter(oauth_grants::revoked_at.is_null())
+        .into_boxed()
+}
+
+/// Revokes the grants `which` picks, for `reason`; returns how many.
+fn revoke_where(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    which: GrantUpdate<'_>,
+    reason: &str,
+) -> StoreResult<usize> {
+    let revoked = closed(
+        oauth_grants::revoked_at,
+        oauth_grants::revoke_reason,
+        now,
+        reason,
+    );
+    Ok(which.set(revoked).execute(conn)?)
 }
 
 /// Revokes a grant and with it every token issued from it; false if it was already.
@@ -367,18 +386,8 @@ pub fn revoke(
     id: &str,
     reason: &str,
 ) -> StoreResult<bool> {
-    let revoked = diesel::update(
-        oauth_grants::table
-            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
-            .filter(oauth_grants::id.eq(id))
-            .filter(oauth_grants::revoked_at.is_null()),
-    )
-    .set((
-        oauth_grants::revoked_at.eq(Some(now.naive_utc())),
-        oauth_grants::revoke_reason.eq(Some(reason)),
-    ))
-    .execute(conn)?;
-    Ok(revoked > 0)
+    let this_one = unrevoked(tenant).filter(oauth_grants::id.eq(id));
+    Ok(revoke_where(conn, now, this_one, reason)? > 0)
 }
 
 /// Revokes every live grant of a user (password reset, account disabled).
@@ -389,17 +398,8 @@ pub fn revoke_for_user(
     user: UserId,
     reason: &str,
 ) -> StoreResult<usize> {
-    Ok(diesel::update(
-        oauth_grants::table
-            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
-            .filter(oauth_grants::user_id.eq(user.to_string()))
-            .filter(oauth_grants::revoked_at.is_null()),
-    )
-    .set((
-        oauth_grants::revoked_at.eq(Some(now.naive_utc())),
-        oauth_grants::revoke_reason.eq(Some(reason)),
-    ))
-    .execute(conn)?)
+    let of_user = unrevoked(tenant).filter(oauth_grants::user_id.eq(user.to_string()));
+    revoke_where(conn, now, of_user, reason)
 }
 
 /// The grants issued under any of these sessions, revoked or not (a logout must
@@ -412,14 +412,9 @@ pub fn for_sessions(
     if sessions.is_empty() {
         return Ok(Vec::new());
     }
-    oauth_grants::table
-        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(oauth_grants, tenant)
         .filter(oauth_grants::session_id.eq_any(sessions.iter().map(|s| s.to_string())))
-        .select(GrantRow::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(Grant::try_from)
-        .collect()
+        .load_items(conn)
 }
 
 pub fn insert_refresh_token(
@@ -451,9 +446,7 @@ pub fn use_refresh_token(
 ) -> StoreResult<RefreshUse> {
     crate::db::transaction(conn, |conn| {
         let target = || {
-            refresh_tokens::table
-                .filter(refresh_tokens::token_hash.eq(token_hash))
-                .filter(refresh_tokens::tenant_id.eq(tenant.to_string()))
+            tenant_rows!(refresh_tokens, tenant).filter(refresh_tokens::token_hash.eq(token_hash))
         };
         let claimed = diesel::update(
             target()
@@ -490,9 +483,8 @@ pub fn live_refresh_token(
     tenant: TenantId,
     token_hash: &str,
 ) -> StoreResult<Option<LiveRefreshToken>> {
-    let row: Option<(String, NaiveDateTime, NaiveDateTime)> = refresh_tokens::table
+    let row: Option<(String, NaiveDateTime, NaiveDateTime)> = tenant_rows!(refresh_tokens, tenant)
         .filter(refresh_tokens::token_hash.eq(token_hash))
-        .filter(refresh_tokens::tenant_id.eq(tenant.to_string()))
         .filter(refresh_tokens::used_at.is_null())
         .filter(refresh_tokens::idle_expires_at.gt(now.naive_utc()))
         .select((
@@ -517,9 +509,8 @@ pub fn refresh_token_grant(
     tenant: TenantId,
     token_hash: &str,
 ) -> StoreResult<Option<String>> {
-    Ok(refresh_tokens::table
+    Ok(tenant_rows!(refresh_tokens, tenant)
         .filter(refresh_tokens::token_hash.eq(token_hash))
-        .filter(refresh_tokens::tenant_id.eq(tenant.to_string()))
         .select(refresh_tokens::grant_id)
         .first(conn)
         .optional()?)
@@ -566,8 +557,7 @@ fn revoke_live(
     covering: Option<&[String]>,
     reason: &str,
 ) -> StoreResult<Vec<String>> {
-    let mut query = oauth_grants::table
-        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+    let mut query = tenant_rows!(oauth_grants, tenant)
         .filter(oauth_grants::user_id.eq(user.to_string()))
         .filter(oauth_grants::revoked_at.is_null())
         .select((oauth_grants::id, oauth_grants::scope))
@@ -588,17 +578,8 @@ fn revoke_live(
     if chosen.is_empty() {
         return Ok(chosen);
     }
-    diesel::update(
-        oauth_grants::table
-            .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
-            .filter(oauth_grants::id.eq_any(&chosen))
-            .filter(oauth_grants::revoked_at.is_null()),
-    )
-    .set((
-        oauth_grants::revoked_at.eq(Some(now.naive_utc())),
-        oauth_grants::revoke_reason.eq(Some(reason)),
-    ))
-    .execute(conn)?;
+    let chosen_ones = unrevoked(tenant).filter(oauth_grants::id.eq_any(&chosen));
+    revoke_where(conn, now, chosen_ones, reason)?;
     Ok(chosen)
 }
 
@@ -609,8 +590,7 @@ pub fn live_clients_for_user(
     tenant: TenantId,
     user: UserId,
 ) -> StoreResult<Vec<String>> {
-    Ok(oauth_grants::table
-        .filter(oauth_grants::tenant_id.eq(tenant.to_string()))
+    Ok(tenant_rows!(oauth_grants, tenant)
         .filter(oauth_grants::user_id.eq(user.to_string()))
         .filter(oauth_grants::revoked_at.is_null())
         .filter(oauth_grants::expires_at.gt(now.naive_utc()))

@@ -6,8 +6,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{GroupId, TenantId, UserId};
 
-use crate::error::{linked, map_missing_reference, map_unique, touched_one};
+use crate::error::{linked, map_missing_reference, map_unique, touched_one, versioned};
 use crate::keys::fold;
+use crate::query::{FromRow, LoadItems, items_by_user, tenant_row, tenant_rows};
 use crate::schema::{group_members, groups};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -32,7 +33,7 @@ pub struct GroupData {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = groups)]
-struct GroupRow {
+pub(crate) struct GroupRow {
     id: String,
     tenant_id: String,
     display_name: String,
@@ -43,9 +44,9 @@ struct GroupRow {
     version: i64,
 }
 
-impl TryFrom<GroupRow> for Group {
-    type Error = StoreError;
-    fn try_from(row: GroupRow) -> StoreResult<Group> {
+impl FromRow for Group {
+    type Row = GroupRow;
+    fn from_row(row: GroupRow) -> StoreResult<Group> {
         let corrupt = |e: uuid::Error| StoreError::corrupt("groups", e);
         Ok(Group {
             id: row.id.parse().map_err(corrupt)?,
@@ -101,18 +102,11 @@ pub fn create(
             StoreError::Database(e) => conflict()(e),
             other => other,
         })?;
-    row.try_into()
+    Group::from_row(row)
 }
 
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: GroupId) -> StoreResult<Group> {
-    groups::table
-        .filter(groups::tenant_id.eq(tenant.to_string()))
-        .filter(groups::id.eq(id.to_string()))
-        .select(GroupRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?
-        .try_into()
+    tenant_row!(groups, tenant, id).one_item(conn, ENTITY)
 }
 
 pub fn find_by_display_name(
@@ -120,14 +114,9 @@ pub fn find_by_display_name(
     tenant: TenantId,
     name: &str,
 ) -> StoreResult<Option<Group>> {
-    groups::table
-        .filter(groups::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(groups, tenant)
         .filter(groups::display_name_key.eq(fold(name)))
-        .select(GroupRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Group::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 pub fn update(
@@ -140,10 +129,7 @@ pub fn update(
 ) -> StoreResult<Group> {
     validate(&data)?;
     let updated = diesel::update(
-        groups::table
-            .filter(groups::tenant_id.eq(tenant.to_string()))
-            .filter(groups::id.eq(id.to_string()))
-            .filter(groups::version.eq(expected_version)),
+        tenant_row!(groups, tenant, id).filter(groups::version.eq(expected_version)),
     )
     .set((
         groups::display_name.eq(data.display_name.trim()),
@@ -154,20 +140,11 @@ pub fn update(
     ))
     .execute(conn)
     .map_err(conflict())?;
-    if updated == 0 {
-        get(conn, tenant, id)?;
-        return Err(StoreError::StaleVersion { entity: ENTITY });
-    }
-    get(conn, tenant, id)
+    versioned(updated, ENTITY, || get(conn, tenant, id))
 }
 
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: GroupId) -> StoreResult<()> {
-    let deleted = diesel::delete(
-        groups::table
-            .filter(groups::tenant_id.eq(tenant.to_string()))
-            .filter(groups::id.eq(id.to_string())),
-    )
-    .execute(conn)?;
+    let deleted = diesel::delete(tenant_row!(groups, tenant, id)).execute(conn)?;
     touched_one(deleted, ENTITY)
 }
 
@@ -176,14 +153,10 @@ pub fn list(
     tenant: TenantId,
     page: &PageRequest,
 ) -> StoreResult<Page<Group>> {
-    let rows: Vec<GroupRow> = groups::table
-        .filter(groups::tenant_id.eq(tenant.to_string()))
-        .filter(groups::id.gt(page.cursor()))
-        .order(groups::id.asc())
-        .limit(page.fetch_limit()?)
-        .select(GroupRow::as_select())
-        .load(conn)?;
-    Page::convert_rows(rows, page, |g: &Group| g.id.to_string())
+    let groups = page
+        .of_rows(tenant_rows!(groups, tenant), groups::id)?
+        .load_items(conn)?;
+    Ok(Page::from_rows(groups, page, |g: &Group| g.id.to_string()))
 }
 
 /// Adds a member; returns false if they already were one. A user or group of another
@@ -214,8 +187,7 @@ pub fn remove_member(
     user: UserId,
 ) -> StoreResult<bool> {
     let deleted = diesel::delete(
-        group_members::table
-            .filter(group_members::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(group_members, tenant)
             .filter(group_members::group_id.eq(group.to_string()))
             .filter(group_members::user_id.eq(user.to_string())),
     )
@@ -229,8 +201,7 @@ pub fn members(
     group: GroupId,
     page: &PageRequest,
 ) -> StoreResult<Page<UserId>> {
-    let ids: Vec<String> = group_members::table
-        .filter(group_members::tenant_id.eq(tenant.to_string()))
+    let ids: Vec<String> = tenant_rows!(group_members, tenant)
         .filter(group_members::group_id.eq(group.to_string()))
         .filter(group_members::user_id.gt(page.cursor()))
         .order(group_members::user_id.asc())
@@ -262,14 +233,7 @@ pub fn groups_of_users(
         .order((group_members::user_id.asc(), groups::display_name_key.asc()))
         .select((group_members::user_id, GroupRow::as_select()))
         .load(conn)?;
-    let mut out: HashMap<UserId, Vec<Group>> = HashMap::new();
-    for (user, row) in rows {
-        let user = user
-            .parse()
-            .map_err(|e| StoreError::corrupt("group_members", &e))?;
-        out.entry(user).or_default().push(Group::try_from(row)?);
-    }
-    Ok(out)
+    items_by_user(rows, "group_members")
 }
 
 pub fn groups_of_user(
@@ -277,12 +241,10 @@ pub fn groups_of_user(
     tenant: TenantId,
     user: UserId,
 ) -> StoreResult<Vec<Group>> {
-    let rows: Vec<GroupRow> = groups::table
+    groups::table
         .inner_join(group_members::table.on(group_members::group_id.eq(groups::id)))
         .filter(group_members::tenant_id.eq(tenant.to_string()))
         .filter(group_members::user_id.eq(user.to_string()))
         .order(groups::display_name_key.asc())
-        .select(GroupRow::as_select())
-        .load(conn)?;
-    rows.into_iter().map(Group::try_from).collect()
+        .load_items(conn)
 }

@@ -26,6 +26,7 @@ pub mod page;
 pub mod policy_sets;
 pub mod purposes;
 pub mod pushed_requests;
+mod query;
 pub mod rate_limits;
 pub mod revoked_tokens;
 pub mod roles;

@@ -4,8 +4,10 @@
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::sql_types::Bool;
 use gatehouse_core::ids::{TenantId, UserId};
 
+use crate::db::MultiBackend;
 use crate::error::map_missing_reference;
 use crate::schema::one_time_tokens;
 use crate::{AnyConnection, StoreError, StoreResult};
@@ -31,6 +33,47 @@ pub struct ConsumedToken {
     pub user_id: UserId,
     pub payload: serde_json::Value,
     pub created_at: DateTime<Utc>,
+}
+
+/// What [`find`] and [`consume`] read of a token: user, payload, creation time.
+type TokenColumns = (
+    one_time_tokens::user_id,
+    one_time_tokens::payload,
+    one_time_tokens::created_at,
+);
+const TOKEN_COLUMNS: TokenColumns = (
+    one_time_tokens::user_id,
+    one_time_tokens::payload,
+    one_time_tokens::created_at,
+);
+
+fn token(
+    (user_id, payload, created_at): (String, String, NaiveDateTime),
+) -> StoreResult<ConsumedToken> {
+    let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("one_time_tokens", e);
+    Ok(ConsumedToken {
+        user_id: user_id.parse().map_err(|e| corrupt(&e))?,
+        payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
+        created_at: created_at.and_utc(),
+    })
+}
+
+/// The token with this hash if it can still be used: of this tenant and purpose,
+/// not used yet and not expired.
+fn usable<'a>(
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    purpose: Purpose,
+    token_hash: &'a str,
+) -> Box<dyn BoxableExpression<one_time_tokens::table, MultiBackend, SqlType = Bool> + 'a> {
+    Box::new(
+        one_time_tokens::token_hash
+            .eq(token_hash)
+            .and(one_time_tokens::tenant_id.eq(tenant.to_string()))
+            .and(one_time_tokens::purpose.eq(purpose.as_str()))
+            .and(one_time_tokens::consumed_at.is_null())
+            .and(one_time_tokens::expires_at.gt(now.naive_utc())),
+    )
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -70,28 +113,12 @@ pub fn find(
     purpose: Purpose,
     token_hash: &str,
 ) -> StoreResult<Option<ConsumedToken>> {
-    let row: Option<(String, String, NaiveDateTime)> = one_time_tokens::table
-        .filter(one_time_tokens::token_hash.eq(token_hash))
-        .filter(one_time_tokens::tenant_id.eq(tenant.to_string()))
-        .filter(one_time_tokens::purpose.eq(purpose.as_str()))
-        .filter(one_time_tokens::consumed_at.is_null())
-        .filter(one_time_tokens::expires_at.gt(now.naive_utc()))
-        .select((
-            one_time_tokens::user_id,
-            one_time_tokens::payload,
-            one_time_tokens::created_at,
-        ))
+    let row = one_time_tokens::table
+        .filter(usable(now, tenant, purpose, token_hash))
+        .select(TOKEN_COLUMNS)
         .first(conn)
         .optional()?;
-    let Some((user_id, payload, created_at)) = row else {
-        return Ok(None);
-    };
-    let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("one_time_tokens", e);
-    Ok(Some(ConsumedToken {
-        user_id: user_id.parse().map_err(|e| corrupt(&e))?,
-        payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
-        created_at: created_at.and_utc(),
-    }))
+    row.map(token).transpose()
 }
 
 /// Marks the token used and returns what it was for; `None` if it is unknown, of
@@ -103,34 +130,14 @@ pub fn consume(
     purpose: Purpose,
     token_hash: &str,
 ) -> StoreResult<Option<ConsumedToken>> {
-    crate::db::transaction(conn, |conn| {
-        let claimed = diesel::update(one_time_tokens::table)
-            .filter(one_time_tokens::token_hash.eq(token_hash))
-            .filter(one_time_tokens::tenant_id.eq(tenant.to_string()))
-            .filter(one_time_tokens::purpose.eq(purpose.as_str()))
-            .filter(one_time_tokens::consumed_at.is_null())
-            .filter(one_time_tokens::expires_at.gt(now.naive_utc()))
-            .set(one_time_tokens::consumed_at.eq(Some(now.naive_utc())))
-            .execute(conn)?;
-        if claimed == 0 {
-            return Ok(None);
-        }
-        let (user_id, payload, created_at): (String, String, NaiveDateTime) =
-            one_time_tokens::table
-                .find(token_hash)
-                .select((
-                    one_time_tokens::user_id,
-                    one_time_tokens::payload,
-                    one_time_tokens::created_at,
-                ))
-                .first(conn)?;
-        let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("one_time_tokens", e);
-        Ok(Some(ConsumedToken {
-            user_id: user_id.parse().map_err(|e| corrupt(&e))?,
-            payload: serde_json::from_str(&payload).map_err(|e| corrupt(&e))?,
-            created_at: created_at.and_utc(),
-        }))
-    })
+    // One statement claims and reads the token, so two clicks cannot both get it.
+    let claimed = diesel::update(one_time_tokens::table)
+        .filter(usable(now, tenant, purpose, token_hash))
+        .set(one_time_tokens::consumed_at.eq(Some(now.naive_utc())))
+        .returning(TOKEN_COLUMNS)
+        .get_result(conn)
+        .optional()?;
+    claimed.map(token).transpose()
 }
 
 /// Invalidates every outstanding token of a purpose for a user (e.g. after a reset,

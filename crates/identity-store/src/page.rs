@@ -1,6 +1,12 @@
 //! Cursor pagination: pages are ordered by id (UUIDv7, so by creation time) and the
 //! cursor is the last id returned. Stable under concurrent inserts, unlike OFFSET.
 
+use diesel::dsl::{Asc, Filter, Gt, Limit, Order};
+use diesel::expression::AsExpression;
+use diesel::prelude::*;
+use diesel::query_dsl::methods::{FilterDsl, LimitDsl, OrderDsl};
+use diesel::sql_types::SqlType;
+
 use crate::{StoreError, StoreResult};
 
 pub const MAX_PAGE_SIZE: u32 = 500;
@@ -37,7 +43,27 @@ impl PageRequest {
     pub(crate) fn cursor(&self) -> &str {
         self.after.as_deref().unwrap_or("")
     }
+
+    /// `query` narrowed to this page: the rows whose `id` comes after the cursor, in
+    /// `id` order, [`PageRequest::fetch_limit`] of them.
+    pub(crate) fn of_rows<Q, C>(&self, query: Q, id: C) -> StoreResult<PageOf<Q, C>>
+    where
+        C: ExpressionMethods + Copy,
+        C::SqlType: SqlType,
+        String: AsExpression<C::SqlType>,
+        Q: FilterDsl<Gt<C, String>>,
+        Filter<Q, Gt<C, String>>: OrderDsl<Asc<C>>,
+        Order<Filter<Q, Gt<C, String>>, Asc<C>>: LimitDsl,
+    {
+        Ok(query
+            .filter(id.gt(self.cursor().to_owned()))
+            .order(id.asc())
+            .limit(self.fetch_limit()?))
+    }
 }
+
+/// What [`PageRequest::of_rows`] makes of a query.
+pub(crate) type PageOf<Q, C> = Limit<Order<Filter<Q, Gt<C, String>>, Asc<C>>>;
 
 #[derive(Debug, Clone)]
 pub struct Page<T> {
@@ -61,22 +87,6 @@ impl<T> Page<T> {
             None
         };
         Page { items, next_cursor }
-    }
-
-    /// [`Page::from_rows`] over fetched database rows, each converted to its item.
-    pub(crate) fn convert_rows<R>(
-        rows: Vec<R>,
-        request: &PageRequest,
-        id: impl Fn(&T) -> String,
-    ) -> StoreResult<Self>
-    where
-        T: TryFrom<R, Error = StoreError>,
-    {
-        let items = rows
-            .into_iter()
-            .map(T::try_from)
-            .collect::<StoreResult<Vec<T>>>()?;
-        Ok(Self::from_rows(items, request, id))
     }
 }
 

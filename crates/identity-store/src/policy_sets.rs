@@ -8,6 +8,7 @@ use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 
 use crate::error::is_unique_violation;
+use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::policy_sets;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -35,7 +36,7 @@ pub struct PolicySetVersion {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = policy_sets)]
-struct Row {
+pub(crate) struct Row {
     tenant_id: String,
     version: i64,
     text: String,
@@ -43,9 +44,9 @@ struct Row {
     created_by: String,
 }
 
-impl TryFrom<Row> for PolicySet {
-    type Error = StoreError;
-    fn try_from(row: Row) -> StoreResult<PolicySet> {
+impl FromRow for PolicySet {
+    type Row = Row;
+    fn from_row(row: Row) -> StoreResult<PolicySet> {
         Ok(PolicySet {
             tenant_id: row
                 .tenant_id
@@ -92,7 +93,7 @@ pub fn insert(
             Ok::<_, diesel::result::Error>(row)
         });
         match result {
-            Ok(row) => return row.try_into(),
+            Ok(row) => return PolicySet::from_row(row),
             Err(e) if is_unique_violation(&e) && attempt < INSERT_ATTEMPTS => continue,
             Err(e) if is_unique_violation(&e) => {
                 return Err(StoreError::StaleVersion { entity: ENTITY });
@@ -104,39 +105,27 @@ pub fn insert(
 
 /// The serving version number: one indexed lookup, cheap enough to poll.
 pub fn latest_version(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Option<i64>> {
-    Ok(policy_sets::table
-        .filter(policy_sets::tenant_id.eq(tenant.to_string()))
+    Ok(tenant_rows!(policy_sets, tenant)
         .select(diesel::dsl::max(policy_sets::version))
         .first::<Option<i64>>(conn)?)
 }
 
 /// The serving set, if the tenant has saved one.
 pub fn latest(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Option<PolicySet>> {
-    policy_sets::table
-        .filter(policy_sets::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(policy_sets, tenant)
         .order(policy_sets::version.desc())
-        .select(Row::as_select())
-        .first(conn)
-        .optional()?
-        .map(PolicySet::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, version: i64) -> StoreResult<PolicySet> {
-    policy_sets::table
-        .filter(policy_sets::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(policy_sets, tenant)
         .filter(policy_sets::version.eq(version))
-        .select(Row::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?
-        .try_into()
+        .one_item(conn, ENTITY)
 }
 
 /// Every version of the tenant's set, newest first.
 pub fn list(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Vec<PolicySetVersion>> {
-    let rows: Vec<Row> = policy_sets::table
-        .filter(policy_sets::tenant_id.eq(tenant.to_string()))
+    let rows: Vec<Row> = tenant_rows!(policy_sets, tenant)
         .order(policy_sets::version.desc())
         .select(Row::as_select())
         .load(conn)?;

@@ -12,6 +12,7 @@ use gatehouse_core::ids::TenantId;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{is_unique_violation, map_unique};
+use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::consent_purposes;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -101,7 +102,7 @@ pub struct PurposeChange {
 
 #[derive(Queryable, Selectable)]
 #[diesel(table_name = consent_purposes)]
-struct PurposeRow {
+pub(crate) struct PurposeRow {
     tenant_id: String,
     slug: String,
     version: i32,
@@ -112,9 +113,9 @@ struct PurposeRow {
     created_at: NaiveDateTime,
 }
 
-impl TryFrom<PurposeRow> for Purpose {
-    type Error = StoreError;
-    fn try_from(row: PurposeRow) -> StoreResult<Purpose> {
+impl FromRow for Purpose {
+    type Row = PurposeRow;
+    fn from_row(row: PurposeRow) -> StoreResult<Purpose> {
         let bad = |e: &dyn fmt::Display| StoreError::corrupt("consent_purposes", e);
         Ok(Purpose {
             tenant_id: row.tenant_id.parse().map_err(|e| bad(&e))?,
@@ -249,15 +250,10 @@ pub fn new_version(
 
 /// The latest version of a purpose.
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, slug: &str) -> StoreResult<Option<Purpose>> {
-    consent_purposes::table
-        .filter(consent_purposes::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(consent_purposes, tenant)
         .filter(consent_purposes::slug.eq(slug))
         .order(consent_purposes::version.desc())
-        .select(PurposeRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Purpose::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// One version of a purpose, current or old (what a consent record accepted).
@@ -267,15 +263,10 @@ pub fn get_version(
     slug: &str,
     version: i32,
 ) -> StoreResult<Option<Purpose>> {
-    consent_purposes::table
-        .filter(consent_purposes::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(consent_purposes, tenant)
         .filter(consent_purposes::slug.eq(slug))
         .filter(consent_purposes::version.eq(version))
-        .select(PurposeRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Purpose::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// Every version of a purpose, oldest first.
@@ -284,22 +275,16 @@ pub fn versions(
     tenant: TenantId,
     slug: &str,
 ) -> StoreResult<Vec<Purpose>> {
-    consent_purposes::table
-        .filter(consent_purposes::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(consent_purposes, tenant)
         .filter(consent_purposes::slug.eq(slug))
         .order(consent_purposes::version.asc())
-        .select(PurposeRow::as_select())
-        .load(conn)?
-        .into_iter()
-        .map(Purpose::try_from)
-        .collect()
+        .load_items(conn)
 }
 
 /// The latest version of every purpose of the tenant, by slug. Tenants define a
 /// handful of purposes, so the versions are folded here rather than in SQL.
 pub fn list(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Vec<Purpose>> {
-    let rows: Vec<PurposeRow> = consent_purposes::table
-        .filter(consent_purposes::tenant_id.eq(tenant.to_string()))
+    let rows: Vec<PurposeRow> = tenant_rows!(consent_purposes, tenant)
         .order((
             consent_purposes::slug.asc(),
             consent_purposes::version.desc(),
@@ -311,7 +296,7 @@ pub fn list(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Vec<Purpo
         if latest.last().is_some_and(|p| p.slug == row.slug) {
             continue;
         }
-        latest.push(Purpose::try_from(row)?);
+        latest.push(Purpose::from_row(row)?);
     }
     Ok(latest)
 }

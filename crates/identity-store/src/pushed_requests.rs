@@ -5,6 +5,7 @@ use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 
+use crate::query::tenant_rows;
 use crate::schema::pushed_authorization_requests as par;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -50,9 +51,8 @@ pub fn find_live(
     tenant: TenantId,
     request_uri_hash: &str,
 ) -> StoreResult<Option<PushedRequest>> {
-    let row: Option<(String, String, chrono::NaiveDateTime)> = par::table
+    let row: Option<(String, String, chrono::NaiveDateTime)> = tenant_rows!(par, tenant)
         .filter(par::request_uri_hash.eq(request_uri_hash))
-        .filter(par::tenant_id.eq(tenant.to_string()))
         .filter(par::expires_at.gt(now.naive_utc()))
         .filter(par::consumed_at.is_null())
         .select((par::client_id, par::parameters, par::expires_at))

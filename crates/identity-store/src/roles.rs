@@ -6,8 +6,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{RoleId, TenantId, UserId};
 
-use crate::error::{linked, map_unique, touched_one};
+use crate::error::{linked, map_unique, touched_one, versioned};
 use crate::keys::fold;
+use crate::query::{FromRow, LoadItems, items_by_user, tenant_row, tenant_rows};
 use crate::schema::{role_assignments, roles};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -32,7 +33,7 @@ pub struct RoleData {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = roles)]
-struct RoleRow {
+pub(crate) struct RoleRow {
     id: String,
     tenant_id: String,
     name: String,
@@ -43,9 +44,9 @@ struct RoleRow {
     version: i64,
 }
 
-impl TryFrom<RoleRow> for Role {
-    type Error = StoreError;
-    fn try_from(row: RoleRow) -> StoreResult<Role> {
+impl FromRow for Role {
+    type Row = RoleRow;
+    fn from_row(row: RoleRow) -> StoreResult<Role> {
         let corrupt = |e: uuid::Error| StoreError::corrupt("roles", e);
         Ok(Role {
             id: row.id.parse().map_err(corrupt)?,
@@ -95,18 +96,11 @@ pub fn create(
         .values(&row)
         .execute(conn)
         .map_err(conflict())?;
-    row.try_into()
+    Role::from_row(row)
 }
 
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: RoleId) -> StoreResult<Role> {
-    roles::table
-        .filter(roles::tenant_id.eq(tenant.to_string()))
-        .filter(roles::id.eq(id.to_string()))
-        .select(RoleRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?
-        .try_into()
+    tenant_row!(roles, tenant, id).one_item(conn, ENTITY)
 }
 
 pub fn find_by_name(
@@ -114,14 +108,9 @@ pub fn find_by_name(
     tenant: TenantId,
     name: &str,
 ) -> StoreResult<Option<Role>> {
-    roles::table
-        .filter(roles::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(roles, tenant)
         .filter(roles::name_key.eq(fold(name)))
-        .select(RoleRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Role::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 pub fn update(
@@ -133,35 +122,22 @@ pub fn update(
     data: RoleData,
 ) -> StoreResult<Role> {
     validate(&data)?;
-    let updated = diesel::update(
-        roles::table
-            .filter(roles::tenant_id.eq(tenant.to_string()))
-            .filter(roles::id.eq(id.to_string()))
-            .filter(roles::version.eq(expected_version)),
-    )
-    .set((
-        roles::name.eq(data.name.trim()),
-        roles::name_key.eq(fold(&data.name)),
-        roles::description.eq(data.description),
-        roles::updated_at.eq(now.naive_utc()),
-        roles::version.eq(expected_version + 1),
-    ))
-    .execute(conn)
-    .map_err(conflict())?;
-    if updated == 0 {
-        get(conn, tenant, id)?;
-        return Err(StoreError::StaleVersion { entity: ENTITY });
-    }
-    get(conn, tenant, id)
+    let updated =
+        diesel::update(tenant_row!(roles, tenant, id).filter(roles::version.eq(expected_version)))
+            .set((
+                roles::name.eq(data.name.trim()),
+                roles::name_key.eq(fold(&data.name)),
+                roles::description.eq(data.description),
+                roles::updated_at.eq(now.naive_utc()),
+                roles::version.eq(expected_version + 1),
+            ))
+            .execute(conn)
+            .map_err(conflict())?;
+    versioned(updated, ENTITY, || get(conn, tenant, id))
 }
 
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: RoleId) -> StoreResult<()> {
-    let deleted = diesel::delete(
-        roles::table
-            .filter(roles::tenant_id.eq(tenant.to_string()))
-            .filter(roles::id.eq(id.to_string())),
-    )
-    .execute(conn)?;
+    let deleted = diesel::delete(tenant_row!(roles, tenant, id)).execute(conn)?;
     touched_one(deleted, ENTITY)
 }
 
@@ -170,14 +146,10 @@ pub fn list(
     tenant: TenantId,
     page: &PageRequest,
 ) -> StoreResult<Page<Role>> {
-    let rows: Vec<RoleRow> = roles::table
-        .filter(roles::tenant_id.eq(tenant.to_string()))
-        .filter(roles::id.gt(page.cursor()))
-        .order(roles::id.asc())
-        .limit(page.fetch_limit()?)
-        .select(RoleRow::as_select())
-        .load(conn)?;
-    Page::convert_rows(rows, page, |r: &Role| r.id.to_string())
+    let roles = page
+        .of_rows(tenant_rows!(roles, tenant), roles::id)?
+        .load_items(conn)?;
+    Ok(Page::from_rows(roles, page, |r: &Role| r.id.to_string()))
 }
 
 /// Assigns a role; returns false if the user already had it.
@@ -207,8 +179,7 @@ pub fn unassign(
     user: UserId,
 ) -> StoreResult<bool> {
     let deleted = diesel::delete(
-        role_assignments::table
-            .filter(role_assignments::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(role_assignments, tenant)
             .filter(role_assignments::role_id.eq(role.to_string()))
             .filter(role_assignments::user_id.eq(user.to_string())),
     )
@@ -231,14 +202,7 @@ pub fn roles_of_users(
         .order((role_assignments::user_id.asc(), roles::name_key.asc()))
         .select((role_assignments::user_id, RoleRow::as_select()))
         .load(conn)?;
-    let mut out: HashMap<UserId, Vec<Role>> = HashMap::new();
-    for (user, row) in rows {
-        let user = user
-            .parse()
-            .map_err(|e| StoreError::corrupt("role_assignments", &e))?;
-        out.entry(user).or_default().push(Role::try_from(row)?);
-    }
-    Ok(out)
+    items_by_user(rows, "role_assignments")
 }
 
 pub fn roles_of_user(
@@ -246,12 +210,10 @@ pub fn roles_of_user(
     tenant: TenantId,
     user: UserId,
 ) -> StoreResult<Vec<Role>> {
-    let rows: Vec<RoleRow> = roles::table
+    roles::table
         .inner_join(role_assignments::table.on(role_assignments::role_id.eq(roles::id)))
         .filter(role_assignments::tenant_id.eq(tenant.to_string()))
         .filter(role_assignments::user_id.eq(user.to_string()))
         .order(roles::name_key.asc())
-        .select(RoleRow::as_select())
-        .load(conn)?;
-    rows.into_iter().map(Role::try_from).collect()
+        .load_items(conn)
 }

@@ -4,10 +4,13 @@
 
 use chrono::{DateTime, Duration, NaiveDateTime, Utc};
 use diesel::prelude::*;
+use diesel::query_builder::BoxedUpdateStatement;
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::db::MultiBackend;
 use crate::error::map_missing_reference;
+use crate::query::{FromRow, LoadItems, closed, tenant_row, tenant_rows};
 use crate::schema::sessions;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -88,7 +91,7 @@ pub struct NewSession {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = sessions)]
-struct SessionRow {
+pub(crate) struct SessionRow {
     id: String,
     tenant_id: String,
     user_id: String,
@@ -105,9 +108,9 @@ struct SessionRow {
     end_reason: Option<String>,
 }
 
-impl TryFrom<SessionRow> for Session {
-    type Error = StoreError;
-    fn try_from(row: SessionRow) -> StoreResult<Session> {
+impl FromRow for Session {
+    type Row = SessionRow;
+    fn from_row(row: SessionRow) -> StoreResult<Session> {
         let corrupt = |e: &dyn std::fmt::Display| StoreError::corrupt("sessions", e);
         Ok(Session {
             id: row.id.parse().map_err(|e| corrupt(&e))?,
@@ -125,6 +128,20 @@ impl TryFrom<SessionRow> for Session {
             end_reason: row.end_reason,
         })
     }
+}
+
+fn methods_json(methods: &[AuthMethod]) -> StoreResult<String> {
+    serde_json::to_string(methods).map_err(|e| StoreError::invalid(ENTITY, e.to_string()))
+}
+
+type SessionUpdate<'a> = BoxedUpdateStatement<'a, MultiBackend, sessions::table>;
+
+/// The tenant's sessions not ended yet, to be updated: an ended session is never
+/// changed again.
+fn unended<'a>(tenant: TenantId) -> SessionUpdate<'a> {
+    diesel::update(tenant_rows!(sessions, tenant))
+        .filter(sessions::ended_at.is_null())
+        .into_boxed()
 }
 
 pub fn create(
@@ -145,8 +162,7 @@ pub fn create(
         absolute_expires_at: absolute.naive_utc(),
         ip: new.ip,
         user_agent: new.user_agent,
-        auth_methods: serde_json::to_string(&new.auth_methods)
-            .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?,
+        auth_methods: methods_json(&new.auth_methods)?,
         aal: new.aal,
         ended_at: None,
         end_reason: None,
@@ -155,7 +171,7 @@ pub fn create(
         .values(&row)
         .execute(conn)
         .map_err(map_missing_reference("user"))?;
-    row.try_into()
+    Session::from_row(row)
 }
 
 /// A new sign-in of the session's own user on the same browser: the cookie secret
@@ -170,25 +186,20 @@ pub fn reauthenticate(
     new: NewSession,
 ) -> StoreResult<Option<Session>> {
     let absolute = now + new.absolute_timeout;
-    let updated = diesel::update(
-        sessions::table
-            .filter(sessions::tenant_id.eq(tenant.to_string()))
-            .filter(sessions::id.eq(id.to_string()))
-            .filter(sessions::user_id.eq(new.user_id.to_string()))
-            .filter(sessions::ended_at.is_null()),
-    )
-    .set((
-        sessions::secret_hash.eq(new.secret_hash),
-        sessions::last_seen_at.eq(now.naive_utc()),
-        sessions::idle_expires_at.eq((now + new.idle_timeout).min(absolute).naive_utc()),
-        sessions::absolute_expires_at.eq(absolute.naive_utc()),
-        sessions::ip.eq(new.ip),
-        sessions::user_agent.eq(new.user_agent),
-        sessions::auth_methods.eq(serde_json::to_string(&new.auth_methods)
-            .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?),
-        sessions::aal.eq(new.aal),
-    ))
-    .execute(conn)?;
+    let updated = unended(tenant)
+        .filter(sessions::id.eq(id.to_string()))
+        .filter(sessions::user_id.eq(new.user_id.to_string()))
+        .set((
+            sessions::secret_hash.eq(new.secret_hash),
+            sessions::last_seen_at.eq(now.naive_utc()),
+            sessions::idle_expires_at.eq((now + new.idle_timeout).min(absolute).naive_utc()),
+            sessions::absolute_expires_at.eq(absolute.naive_utc()),
+            sessions::ip.eq(new.ip),
+            sessions::user_agent.eq(new.user_agent),
+            sessions::auth_methods.eq(methods_json(&new.auth_methods)?),
+            sessions::aal.eq(new.aal),
+        ))
+        .execute(conn)?;
     if updated == 0 {
         return Ok(None);
     }
@@ -206,34 +217,25 @@ pub fn elevate(
     aal: i32,
     secret_hash: String,
 ) -> StoreResult<Option<Session>> {
-    let updated = diesel::update(
-        sessions::table
-            .filter(sessions::tenant_id.eq(session.tenant_id.to_string()))
-            .filter(sessions::id.eq(session.id.to_string()))
-            .filter(sessions::user_id.eq(session.user_id.to_string()))
-            .filter(sessions::ended_at.is_null())
-            .filter(sessions::absolute_expires_at.gt(now.naive_utc())),
-    )
-    .set((
-        sessions::secret_hash.eq(secret_hash),
-        sessions::last_seen_at.eq(now.naive_utc()),
-        sessions::auth_methods.eq(serde_json::to_string(auth_methods)
-            .map_err(|e| StoreError::invalid(ENTITY, e.to_string()))?),
-        sessions::aal.eq(aal),
-    ))
-    .execute(conn)?;
+    let updated = unended(session.tenant_id)
+        .filter(sessions::id.eq(session.id.to_string()))
+        .filter(sessions::user_id.eq(session.user_id.to_string()))
+        .filter(sessions::absolute_expires_at.gt(now.naive_utc()))
+        .set((
+            sessions::secret_hash.eq(secret_hash),
+            sessions::last_seen_at.eq(now.naive_utc()),
+            sessions::auth_methods.eq(methods_json(auth_methods)?),
+            sessions::aal.eq(aal),
+        ))
+        .execute(conn)?;
     if updated == 0 {
         return Ok(None);
     }
     get(conn, session.tenant_id, session.id).map(Some)
 }
 
-fn active(
-    tenant: TenantId,
-    now: DateTime<Utc>,
-) -> sessions::BoxedQuery<'static, crate::db::MultiBackend> {
-    sessions::table
-        .filter(sessions::tenant_id.eq(tenant.to_string()))
+fn active(tenant: TenantId, now: DateTime<Utc>) -> sessions::BoxedQuery<'static, MultiBackend> {
+    tenant_rows!(sessions, tenant)
         .filter(sessions::ended_at.is_null())
         .filter(sessions::idle_expires_at.gt(now.naive_utc()))
         .filter(sessions::absolute_expires_at.gt(now.naive_utc()))
@@ -249,22 +251,11 @@ pub fn find_active(
 ) -> StoreResult<Option<Session>> {
     active(tenant, now)
         .filter(sessions::secret_hash.eq(secret_hash.to_owned()))
-        .select(SessionRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Session::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: SessionId) -> StoreResult<Session> {
-    sessions::table
-        .filter(sessions::tenant_id.eq(tenant.to_string()))
-        .filter(sessions::id.eq(id.to_string()))
-        .select(SessionRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?
-        .try_into()
+    tenant_row!(sessions, tenant, id).one_item(conn, ENTITY)
 }
 
 /// Records activity and slides the idle expiry, never past the absolute one.
@@ -275,16 +266,12 @@ pub fn touch(
     idle_timeout: Duration,
 ) -> StoreResult<()> {
     let idle = (now + idle_timeout).min(session.absolute_expires_at);
-    diesel::update(
-        sessions::table
-            .filter(sessions::tenant_id.eq(session.tenant_id.to_string()))
-            .filter(sessions::id.eq(session.id.to_string())),
-    )
-    .set((
-        sessions::last_seen_at.eq(now.naive_utc()),
-        sessions::idle_expires_at.eq(idle.naive_utc()),
-    ))
-    .execute(conn)?;
+    diesel::update(tenant_row!(sessions, session.tenant_id, session.id))
+        .set((
+            sessions::last_seen_at.eq(now.naive_utc()),
+            sessions::idle_expires_at.eq(idle.naive_utc()),
+        ))
+        .execute(conn)?;
     Ok(())
 }
 
@@ -298,18 +285,16 @@ pub fn end(
     user: Option<UserId>,
     reason: &str,
 ) -> StoreResult<bool> {
-    let mut query = diesel::update(sessions::table)
-        .filter(sessions::tenant_id.eq(tenant.to_string()))
-        .filter(sessions::id.eq(id.to_string()))
-        .filter(sessions::ended_at.is_null())
-        .into_boxed();
+    let mut query = unended(tenant).filter(sessions::id.eq(id.to_string()));
     if let Some(user) = user {
         query = query.filter(sessions::user_id.eq(user.to_string()));
     }
     let ended = query
-        .set((
-            sessions::ended_at.eq(Some(now.naive_utc())),
-            sessions::end_reason.eq(Some(reason)),
+        .set(closed(
+            sessions::ended_at,
+            sessions::end_reason,
+            now,
+            reason,
         ))
         .execute(conn)?;
     Ok(ended > 0)
@@ -324,18 +309,16 @@ pub fn end_all_for_user(
     keep: Option<SessionId>,
     reason: &str,
 ) -> StoreResult<Vec<SessionId>> {
-    let mut query = diesel::update(sessions::table)
-        .filter(sessions::tenant_id.eq(tenant.to_string()))
-        .filter(sessions::user_id.eq(user.to_string()))
-        .filter(sessions::ended_at.is_null())
-        .into_boxed();
+    let mut query = unended(tenant).filter(sessions::user_id.eq(user.to_string()));
     if let Some(keep) = keep {
         query = query.filter(sessions::id.ne(keep.to_string()));
     }
     let ended: Vec<String> = query
-        .set((
-            sessions::ended_at.eq(Some(now.naive_utc())),
-            sessions::end_reason.eq(Some(reason)),
+        .set(closed(
+            sessions::ended_at,
+            sessions::end_reason,
+            now,
+            reason,
         ))
         .returning(sessions::id)
         .get_results(conn)?;
@@ -352,10 +335,8 @@ pub fn list_active_for_user(
     tenant: TenantId,
     user: UserId,
 ) -> StoreResult<Vec<Session>> {
-    let rows: Vec<SessionRow> = active(tenant, now)
+    active(tenant, now)
         .filter(sessions::user_id.eq(user.to_string()))
         .order(sessions::created_at.desc())
-        .select(SessionRow::as_select())
-        .load(conn)?;
-    rows.into_iter().map(Session::try_from).collect()
+        .load_items(conn)
 }

@@ -19,6 +19,7 @@ use gatehouse_core::secrets::Cipher;
 use zeroize::Zeroizing;
 
 use crate::error::{map_missing_reference, map_unique};
+use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::signing_keys;
 use crate::{AnyConnection, StoreError, StoreResult};
 
@@ -122,7 +123,7 @@ fn aad(tenant: TenantId, kid: &str, alg: KeyAlgorithm) -> Vec<u8> {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = signing_keys)]
-struct SigningKeyRow {
+pub(crate) struct SigningKeyRow {
     kid: String,
     tenant_id: String,
     alg: String,
@@ -135,9 +136,9 @@ struct SigningKeyRow {
     publish_until: Option<NaiveDateTime>,
 }
 
-impl TryFrom<SigningKeyRow> for SigningKey {
-    type Error = StoreError;
-    fn try_from(row: SigningKeyRow) -> StoreResult<SigningKey> {
+impl FromRow for SigningKey {
+    type Row = SigningKeyRow;
+    fn from_row(row: SigningKeyRow) -> StoreResult<SigningKey> {
         Ok(SigningKey {
             tenant_id: row
                 .tenant_id
@@ -215,28 +216,20 @@ pub fn insert(
             )(e),
             other => other,
         })?;
-    row.try_into()
+    SigningKey::from_row(row)
 }
 
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, kid: &str) -> StoreResult<SigningKey> {
-    signing_keys::table
-        .filter(signing_keys::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(signing_keys, tenant)
         .filter(signing_keys::kid.eq(kid))
-        .select(SigningKeyRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?
-        .try_into()
+        .one_item(conn, ENTITY)
 }
 
 /// Every key of the tenant, retired and past publication included, oldest first.
 pub fn list(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<Vec<SigningKey>> {
-    let rows: Vec<SigningKeyRow> = signing_keys::table
-        .filter(signing_keys::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(signing_keys, tenant)
         .order((signing_keys::created_at.asc(), signing_keys::kid.asc()))
-        .select(SigningKeyRow::as_select())
-        .load(conn)?;
-    rows.into_iter().map(SigningKey::try_from).collect()
+        .load_items(conn)
 }
 
 /// The keys that belong in the tenant's JWKS at `now`: `next`, `active`, and
@@ -246,8 +239,7 @@ pub fn list_published(
     tenant: TenantId,
     now: DateTime<Utc>,
 ) -> StoreResult<Vec<SigningKey>> {
-    let rows: Vec<SigningKeyRow> = signing_keys::table
-        .filter(signing_keys::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(signing_keys, tenant)
         .filter(
             signing_keys::state
                 .eq_any([KeyState::Next.as_str(), KeyState::Active.as_str()])
@@ -256,9 +248,7 @@ pub fn list_published(
                     .and(signing_keys::publish_until.gt(now.naive_utc()))),
         )
         .order((signing_keys::created_at.asc(), signing_keys::kid.asc()))
-        .select(SigningKeyRow::as_select())
-        .load(conn)?;
-    rows.into_iter().map(SigningKey::try_from).collect()
+        .load_items(conn)
 }
 
 /// The tenant's key of `alg` in `state` (`Next` or `Active`, of which there is at
@@ -269,16 +259,11 @@ pub fn find(
     alg: KeyAlgorithm,
     state: KeyState,
 ) -> StoreResult<Option<SigningKey>> {
-    signing_keys::table
-        .filter(signing_keys::tenant_id.eq(tenant.to_string()))
+    tenant_rows!(signing_keys, tenant)
         .filter(signing_keys::alg.eq(alg.as_str()))
         .filter(signing_keys::state.eq(state.as_str()))
         .order((signing_keys::created_at.desc(), signing_keys::kid.desc()))
-        .select(SigningKeyRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(SigningKey::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// The key that signs for `alg`, if any.
@@ -364,8 +349,7 @@ pub fn advance(
         )
     };
     let retired: Vec<String> = diesel::update(
-        signing_keys::table
-            .filter(signing_keys::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(signing_keys, tenant)
             .filter(signing_keys::alg.eq(alg.as_str()))
             .filter(signing_keys::state.eq(KeyState::Active.as_str()))
             .filter(has_next),
@@ -379,8 +363,7 @@ pub fn advance(
     .get_results(conn)
     .map_err(conflict())?;
     let activated: Vec<String> = diesel::update(
-        signing_keys::table
-            .filter(signing_keys::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(signing_keys, tenant)
             .filter(signing_keys::alg.eq(alg.as_str()))
             .filter(signing_keys::state.eq(KeyState::Next.as_str())),
     )
@@ -401,8 +384,7 @@ pub fn advance(
 /// at or before `now`); returns how many went.
 pub fn prune(conn: &mut AnyConnection, now: DateTime<Utc>, tenant: TenantId) -> StoreResult<usize> {
     Ok(diesel::delete(
-        signing_keys::table
-            .filter(signing_keys::tenant_id.eq(tenant.to_string()))
+        tenant_rows!(signing_keys, tenant)
             .filter(signing_keys::state.eq(KeyState::Retired.as_str()))
             .filter(
                 signing_keys::publish_until

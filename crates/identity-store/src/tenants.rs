@@ -6,6 +6,7 @@ use gatehouse_core::ids::TenantId;
 use gatehouse_core::tenant_settings::TenantSettings;
 
 use crate::error::{map_unique, touched_one};
+use crate::query::{FromRow, LoadItems};
 use crate::schema::tenants;
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -40,7 +41,7 @@ pub struct TenantData {
 
 #[derive(Queryable, Selectable, Insertable)]
 #[diesel(table_name = tenants)]
-struct TenantRow {
+pub(crate) struct TenantRow {
     id: String,
     slug: String,
     display_name: String,
@@ -50,9 +51,9 @@ struct TenantRow {
     version: i64,
 }
 
-impl TryFrom<TenantRow> for Tenant {
-    type Error = StoreError;
-    fn try_from(row: TenantRow) -> StoreResult<Tenant> {
+impl FromRow for Tenant {
+    type Row = TenantRow;
+    fn from_row(row: TenantRow) -> StoreResult<Tenant> {
         Ok(Tenant {
             id: row
                 .id
@@ -123,27 +124,17 @@ pub fn create(
         .values(&row)
         .execute(conn)
         .map_err(conflict())?;
-    row.try_into()
+    Tenant::from_row(row)
 }
 
 pub fn get(conn: &mut AnyConnection, id: TenantId) -> StoreResult<Tenant> {
-    tenants::table
-        .find(id.to_string())
-        .select(TenantRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?
-        .try_into()
+    tenants::table.find(id.to_string()).one_item(conn, ENTITY)
 }
 
 pub fn find_by_slug(conn: &mut AnyConnection, slug: &str) -> StoreResult<Option<Tenant>> {
     tenants::table
         .filter(tenants::slug.eq(slug.trim().to_ascii_lowercase()))
-        .select(TenantRow::as_select())
-        .first(conn)
-        .optional()?
-        .map(Tenant::try_from)
-        .transpose()
+        .first_item(conn)
 }
 
 /// Replaces the tenant's data if `expected_version` is still current.
@@ -184,11 +175,10 @@ pub fn delete(conn: &mut AnyConnection, id: TenantId) -> StoreResult<()> {
 }
 
 pub fn list(conn: &mut AnyConnection, page: &PageRequest) -> StoreResult<Page<Tenant>> {
-    let rows: Vec<TenantRow> = tenants::table
-        .filter(tenants::id.gt(page.cursor()))
-        .order(tenants::id.asc())
-        .limit(page.fetch_limit()?)
-        .select(TenantRow::as_select())
-        .load(conn)?;
-    Page::convert_rows(rows, page, |t: &Tenant| t.id.to_string())
+    let tenants = page
+        .of_rows(tenants::table, tenants::id)?
+        .load_items(conn)?;
+    Ok(Page::from_rows(tenants, page, |t: &Tenant| {
+        t.id.to_string()
+    }))
 }

@@ -13,8 +13,10 @@ use diesel::prelude::*;
 use gatehouse_core::ids::{TenantId, UserId};
 use serde::{Deserialize, Serialize};
 
+use crate::db::MultiBackend;
 use crate::error::{is_unique_violation, map_unique, touched_one};
 use crate::keys::{fold, identifier_problem, skeleton};
+use crate::query::{tenant_row, tenant_rows};
 use crate::schema::{user_emails, users};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
@@ -281,11 +283,9 @@ fn exact_conflict_first(
         };
     }
     if let Some(primary) = data.emails.iter().find(|e| e.primary) {
-        let same_email = user_emails::table
-            .filter(user_emails::tenant_id.eq(tenant.to_string()))
+        let same_email = primary_emails(tenant)
             .filter(user_emails::value_key.eq(fold(&primary.value)))
-            .filter(user_emails::is_primary.eq(true))
-            .filter(user_emails::user_id.ne(&other))
+            .filter(user_emails::user_id.ne(other))
             .count()
             .get_result::<i64>(conn);
         if matches!(same_email, Ok(n) if n > 0) {
@@ -402,20 +402,45 @@ pub fn create(
     get(conn, tenant, id)
 }
 
-fn scoped(tenant: TenantId) -> users::BoxedQuery<'static, crate::db::MultiBackend> {
-    users::table
-        .filter(users::tenant_id.eq(tenant.to_string()))
+fn scoped(tenant: TenantId) -> users::BoxedQuery<'static, MultiBackend> {
+    tenant_rows!(users, tenant).into_boxed()
+}
+
+/// The first user `query` finds, with their emails.
+fn first_user(
+    conn: &mut AnyConnection,
+    query: users::BoxedQuery<'static, MultiBackend>,
+) -> StoreResult<Option<User>> {
+    let Some(row) = query.select(UserRow::as_select()).first(conn).optional()? else {
+        return Ok(None);
+    };
+    Ok(assemble(conn, vec![row])?.pop())
+}
+
+/// The tenant's primary emails (a user has one at most).
+fn primary_emails(tenant: TenantId) -> user_emails::BoxedQuery<'static, MultiBackend> {
+    tenant_rows!(user_emails, tenant)
+        .filter(user_emails::is_primary.eq(true))
         .into_boxed()
 }
 
+/// The user whose primary email `query` finds, if any.
+fn primary_email_holder(
+    conn: &mut AnyConnection,
+    query: user_emails::BoxedQuery<'static, MultiBackend>,
+) -> StoreResult<Option<UserId>> {
+    let user_id: Option<String> = query.select(user_emails::user_id).first(conn).optional()?;
+    user_id
+        .map(|id| {
+            id.parse()
+                .map_err(|e| StoreError::corrupt("user_emails", e))
+        })
+        .transpose()
+}
+
 pub fn get(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreResult<User> {
-    let row = scoped(tenant)
-        .filter(users::id.eq(id.to_string()))
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?
-        .ok_or(StoreError::NotFound { entity: ENTITY })?;
-    Ok(assemble(conn, vec![row])?.remove(0))
+    first_user(conn, scoped(tenant).filter(users::id.eq(id.to_string())))?
+        .ok_or(StoreError::NotFound { entity: ENTITY })
 }
 
 /// The users of `ids` (at most [`crate::MAX_BATCH`]) that exist in the tenant, in no
@@ -438,15 +463,10 @@ pub fn find_by_user_name(
     tenant: TenantId,
     user_name: &str,
 ) -> StoreResult<Option<User>> {
-    let row = scoped(tenant)
-        .filter(users::user_name_key.eq(fold(user_name)))
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?;
-    Ok(row
-        .map(|row| assemble(conn, vec![row]))
-        .transpose()?
-        .and_then(|mut v| v.pop()))
+    first_user(
+        conn,
+        scoped(tenant).filter(users::user_name_key.eq(fold(user_name))),
+    )
 }
 
 /// Finds the user whose primary email is `email` (case-insensitive).
@@ -455,20 +475,9 @@ pub fn find_by_primary_email(
     tenant: TenantId,
     email: &str,
 ) -> StoreResult<Option<User>> {
-    let user_id: Option<String> = user_emails::table
-        .filter(user_emails::tenant_id.eq(tenant.to_string()))
-        .filter(user_emails::value_key.eq(fold(email)))
-        .filter(user_emails::is_primary.eq(true))
-        .select(user_emails::user_id)
-        .first(conn)
-        .optional()?;
-    match user_id {
-        Some(id) => Ok(Some(get(
-            conn,
-            tenant,
-            id.parse()
-                .map_err(|e| StoreError::corrupt("user_emails", e))?,
-        )?)),
+    let holder = primary_emails(tenant).filter(user_emails::value_key.eq(fold(email)));
+    match primary_email_holder(conn, holder)? {
+        Some(id) => get(conn, tenant, id).map(Some),
         None => Ok(None),
     }
 }
@@ -479,19 +488,8 @@ pub fn primary_email_look_alike_holder(
     tenant: TenantId,
     email: &str,
 ) -> StoreResult<Option<UserId>> {
-    let user_id: Option<String> = user_emails::table
-        .filter(user_emails::tenant_id.eq(tenant.to_string()))
-        .filter(user_emails::value_skeleton.eq(skeleton(email)))
-        .filter(user_emails::is_primary.eq(true))
-        .select(user_emails::user_id)
-        .first(conn)
-        .optional()?;
-    user_id
-        .map(|id| {
-            id.parse()
-                .map_err(|e| StoreError::corrupt("user_emails", e))
-        })
-        .transpose()
+    let holder = primary_emails(tenant).filter(user_emails::value_skeleton.eq(skeleton(email)));
+    primary_email_holder(conn, holder)
 }
 
 pub fn find_by_external_id(
@@ -499,15 +497,10 @@ pub fn find_by_external_id(
     tenant: TenantId,
     external_id: &str,
 ) -> StoreResult<Option<User>> {
-    let row = scoped(tenant)
-        .filter(users::external_id.eq(external_id))
-        .select(UserRow::as_select())
-        .first(conn)
-        .optional()?;
-    Ok(row
-        .map(|row| assemble(conn, vec![row]))
-        .transpose()?
-        .and_then(|mut v| v.pop()))
+    first_user(
+        conn,
+        scoped(tenant).filter(users::external_id.eq(external_id.to_owned())),
+    )
 }
 
 /// Replaces the user's data if `expected_version` is still current; otherwise
@@ -523,10 +516,7 @@ pub fn update(
     validate(&data)?;
     let replaced = conn.transaction(|conn| {
         let updated = diesel::update(
-            users::table
-                .filter(users::tenant_id.eq(tenant.to_string()))
-                .filter(users::id.eq(id.to_string()))
-                .filter(users::version.eq(expected_version)),
+            tenant_row!(users, tenant, id).filter(users::version.eq(expected_version)),
         )
         .set((
             changes(&data, now)?,
@@ -539,9 +529,7 @@ pub fn update(
             return Err(StoreError::StaleVersion { entity: ENTITY });
         }
         diesel::delete(
-            user_emails::table
-                .filter(user_emails::tenant_id.eq(tenant.to_string()))
-                .filter(user_emails::user_id.eq(id.to_string())),
+            tenant_rows!(user_emails, tenant).filter(user_emails::user_id.eq(id.to_string())),
         )
         .execute(conn)?;
         insert_emails(conn, tenant, &id.to_string(), &data.emails)
@@ -564,18 +552,13 @@ pub fn set_active(
     id: UserId,
     active: bool,
 ) -> StoreResult<bool> {
-    let updated = diesel::update(
-        users::table
-            .filter(users::tenant_id.eq(tenant.to_string()))
-            .filter(users::id.eq(id.to_string()))
-            .filter(users::active.ne(active)),
-    )
-    .set((
-        users::active.eq(active),
-        users::updated_at.eq(now.naive_utc()),
-        users::version.eq(users::version + 1),
-    ))
-    .execute(conn)?;
+    let updated = diesel::update(tenant_row!(users, tenant, id).filter(users::active.ne(active)))
+        .set((
+            users::active.eq(active),
+            users::updated_at.eq(now.naive_utc()),
+            users::version.eq(users::version + 1),
+        ))
+        .execute(conn)?;
     if updated == 0 {
         get(conn, tenant, id)?;
     }
@@ -583,12 +566,7 @@ pub fn set_active(
 }
 
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreResult<()> {
-    let deleted = diesel::delete(
-        users::table
-            .filter(users::tenant_id.eq(tenant.to_string()))
-            .filter(users::id.eq(id.to_string())),
-    )
-    .execute(conn)?;
+    let deleted = diesel::delete(tenant_row!(users, tenant, id)).execute(conn)?;
     touched_one(deleted, ENTITY)
 }
 
@@ -597,10 +575,8 @@ pub fn list(
     tenant: TenantId,
     page: &PageRequest,
 ) -> StoreResult<Page<User>> {
-    let rows = scoped(tenant)
-        .filter(users::id.gt(page.cursor().to_owned()))
-        .order(users::id.asc())
-        .limit(page.fetch_limit()?)
+    let rows = page
+        .of_rows(scoped(tenant), users::id)?
         .select(UserRow::as_select())
         .load(conn)?;
     let items = assemble(conn, rows)?;
@@ -687,51 +663,68 @@ pub struct SkeletonBackfill {
 /// again). A row that would collide keeps NULL and is reported, never guessed at.
 pub fn backfill_skeletons(conn: &mut AnyConnection) -> StoreResult<SkeletonBackfill> {
     let mut report = SkeletonBackfill::default();
+    // A user row is its own user: its id stands for both.
+    backfill_pass(
+        conn,
+        &mut report,
+        |conn, after| {
+            users::table
+                .filter(users::user_name_skeleton.is_null())
+                .filter(users::id.gt(after))
+                .order(users::id.asc())
+                .limit(BACKFILL_BATCH)
+                .select((users::id, users::id, users::user_name))
+                .load(conn)
+        },
+        |conn, id, key| {
+            diesel::update(users::table.filter(users::id.eq(id)))
+                .set(users::user_name_skeleton.eq(key))
+                .execute(conn)
+        },
+    )?;
+    backfill_pass(
+        conn,
+        &mut report,
+        |conn, after| {
+            user_emails::table
+                .filter(user_emails::value_skeleton.is_null())
+                .filter(user_emails::id.gt(after))
+                .order(user_emails::id.asc())
+                .limit(BACKFILL_BATCH)
+                .select((user_emails::id, user_emails::user_id, user_emails::value))
+                .load(conn)
+        },
+        |conn, id, key| {
+            diesel::update(user_emails::table.filter(user_emails::id.eq(id)))
+                .set(user_emails::value_skeleton.eq(key))
+                .execute(conn)
+        },
+    )?;
+    report.look_alikes.sort();
+    report.look_alikes.dedup();
+    Ok(report)
+}
+
+/// One table's part of [`backfill_skeletons`]: `unfilled` reads the next batch of
+/// rows without a skeleton after an id, as `(row id, user id, identifier)`, and
+/// `fill` stores a row's skeleton; a row whose skeleton collides is reported.
+fn backfill_pass(
+    conn: &mut AnyConnection,
+    report: &mut SkeletonBackfill,
+    unfilled: impl Fn(&mut AnyConnection, &str) -> QueryResult<Vec<(String, String, String)>>,
+    fill: impl Fn(&mut AnyConnection, &str, String) -> QueryResult<usize>,
+) -> StoreResult<()> {
     let mut after = String::new();
     loop {
-        let batch: Vec<(String, String)> = users::table
-            .filter(users::user_name_skeleton.is_null())
-            .filter(users::id.gt(&after))
-            .order(users::id.asc())
-            .limit(BACKFILL_BATCH)
-            .select((users::id, users::user_name))
-            .load(conn)?;
-        let Some((last, _)) = batch.last() else {
-            break;
-        };
-        after = last.clone();
-        conn.transaction(|conn| {
-            for (id, user_name) in &batch {
-                let set = diesel::update(users::table.filter(users::id.eq(id)))
-                    .set(users::user_name_skeleton.eq(skeleton(user_name)));
-                // A savepoint per row: one collision must not undo the batch.
-                match conn.transaction(|conn| set.execute(conn)) {
-                    Ok(_) => report.filled += 1,
-                    Err(e) if is_unique_violation(&e) => report.look_alikes.push(id.clone()),
-                    Err(e) => return Err(StoreError::from(e)),
-                }
-            }
-            Ok::<_, StoreError>(())
-        })?;
-    }
-    let mut after = String::new();
-    loop {
-        let batch: Vec<(String, String, String)> = user_emails::table
-            .filter(user_emails::value_skeleton.is_null())
-            .filter(user_emails::id.gt(&after))
-            .order(user_emails::id.asc())
-            .limit(BACKFILL_BATCH)
-            .select((user_emails::id, user_emails::user_id, user_emails::value))
-            .load(conn)?;
+        let batch = unfilled(conn, &after)?;
         let Some((last, _, _)) = batch.last() else {
-            break;
+            return Ok(());
         };
         after = last.clone();
         conn.transaction(|conn| {
-            for (id, user_id, value) in &batch {
-                let set = diesel::update(user_emails::table.filter(user_emails::id.eq(id)))
-                    .set(user_emails::value_skeleton.eq(skeleton(value)));
-                match conn.transaction(|conn| set.execute(conn)) {
+            for (id, user_id, identifier) in &batch {
+                // A savepoint per row: one collision must not undo the batch.
+                match conn.transaction(|conn| fill(conn, id, skeleton(identifier))) {
                     Ok(_) => report.filled += 1,
                     Err(e) if is_unique_violation(&e) => report.look_alikes.push(user_id.clone()),
                     Err(e) => return Err(StoreError::from(e)),
@@ -740,7 +733,4 @@ pub fn backfill_skeletons(conn: &mut AnyConnection) -> StoreResult<SkeletonBackf
             Ok::<_, StoreError>(())
         })?;
     }
-    report.look_alikes.sort();
-    report.look_alikes.dedup();
-    Ok(report)
 }

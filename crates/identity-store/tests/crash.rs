@@ -141,7 +141,7 @@ struct Ack {
     user_name: String,
 }
 
-fn run(db: &TestDb, writers: u32) {
+fn kill_writers_mid_burst(db: &TestDb, writers: u32) {
     let tenant = tenants::create(
         &mut db.conn(),
         SystemClock.now(),
@@ -279,30 +279,12 @@ fn run(db: &TestDb, writers: u32) {
     );
 }
 
-mod kill_9_during_a_write_burst_loses_no_acknowledged_user {
-    use super::*;
-
-    #[test]
-    fn sqlite() {
-        run(&TestDb::sqlite(), 1);
+gatehouse_identity_store::backend_tests! {
+    fn kill_9_during_a_write_burst_loses_no_acknowledged_user(db) {
+        kill_writers_mid_burst(db, 1);
     }
 
-    #[test]
-    fn postgres() {
-        run(&TestDb::postgres(), 1);
-    }
-}
-
-mod kill_9_during_a_concurrent_write_burst_loses_no_acknowledged_user {
-    use super::*;
-
-    #[test]
-    fn sqlite() {
-        run(&TestDb::sqlite(), 4);
-    }
-
-    #[test]
-    fn postgres() {
-        run(&TestDb::postgres(), 4);
+    fn kill_9_during_a_concurrent_write_burst_loses_no_acknowledged_user(db) {
+        kill_writers_mid_burst(db, 4);
     }
 }

@@ -2,7 +2,7 @@ use diesel::connection::SimpleConnection;
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
 use gatehouse_identity_store::testing::TestDb;
-use gatehouse_identity_store::{AnyConnection, Backend, PageRequest};
+use gatehouse_identity_store::{AnyConnection, Backend, PageRequest, PooledConnection};
 
 use crate::now;
 
@@ -36,6 +36,34 @@ fn unkeyed_hash(conn: &mut AnyConnection, tenant: TenantId, seq: i64, prev_hash:
     hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
 }
 
+/// Re-hashes events `seqs` as a plain SHA-256 chain continuing from `prev`, as
+/// someone with write access to the database but not the key would; returns the
+/// last hash.
+fn rehash_unkeyed(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    seqs: std::ops::RangeInclusive<i64>,
+    mut prev: String,
+) -> String {
+    for seq in seqs {
+        let hash = unkeyed_hash(conn, tenant, seq, &prev);
+        conn.batch_execute(&format!(
+            "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' \
+             WHERE tenant_id = '{tenant}' AND seq = {seq}"
+        ))
+        .unwrap();
+        prev = hash;
+    }
+    prev
+}
+
+/// Appends `count` events (`e.0`, `e.1`, …) to the tenant's chain.
+fn append_events(conn: &mut AnyConnection, tenant: TenantId, count: usize) {
+    for i in 0..count {
+        audit::append(conn, &CIPHER, now(), tenant, event(&format!("e.{i}"))).unwrap();
+    }
+}
+
 fn event(action: &str) -> NewAuditEvent {
     NewAuditEvent {
         actor: "system".into(),
@@ -56,6 +84,16 @@ fn drop_append_only_guard(db: &TestDb, conn: &mut AnyConnection) {
         Backend::Postgres => "DROP TRIGGER audit_events_append_only ON audit_events;",
     };
     conn.batch_execute(sql).unwrap();
+}
+
+/// A tenant's chain of `events` events with the append-only guard dropped: where
+/// every tampering test starts.
+fn chain_open_to_tampering(db: &TestDb, events: usize) -> (PooledConnection, TenantId) {
+    let mut conn = db.conn();
+    let t = TenantId::new();
+    append_events(&mut conn, t, events);
+    drop_append_only_guard(db, &mut conn);
+    (conn, t)
 }
 
 gatehouse_identity_store::backend_tests! {
@@ -86,12 +124,7 @@ gatehouse_identity_store::backend_tests! {
     }
 
     fn verify_reports_an_altered_event(db) {
-        let mut conn = db.conn();
-        let t = TenantId::new();
-        for i in 0..4 {
-            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
-        }
-        drop_append_only_guard(db, &mut conn);
+        let (mut conn, _) = chain_open_to_tampering(db, 4);
         conn.batch_execute("UPDATE audit_events SET outcome = 'failure' WHERE seq = 2").unwrap();
         let report = audit::verify(&mut conn, &CIPHER).unwrap();
         assert_eq!(report.problems.len(), 1, "{:?}", report.problems);
@@ -100,12 +133,7 @@ gatehouse_identity_store::backend_tests! {
     }
 
     fn verify_reports_a_removed_event_and_a_cut_tail(db) {
-        let mut conn = db.conn();
-        let t = TenantId::new();
-        for i in 0..5 {
-            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
-        }
-        drop_append_only_guard(db, &mut conn);
+        let (mut conn, _) = chain_open_to_tampering(db, 5);
         conn.batch_execute("DELETE FROM audit_events WHERE seq IN (3, 5)").unwrap();
         let problems = audit::verify(&mut conn, &CIPHER).unwrap().problems;
         assert!(problems.iter().any(|p| p.seq == 4 && p.problem.contains("sequence gap")), "{problems:?}");
@@ -131,29 +159,16 @@ gatehouse_identity_store::backend_tests! {
     }
 
     fn a_chain_edited_and_rehashed_without_the_key_fails_verification(db) {
-        let mut conn = db.conn();
-        let t = TenantId::new();
-        for i in 0..4 {
-            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
-        }
-        drop_append_only_guard(db, &mut conn);
+        let (mut conn, t) = chain_open_to_tampering(db, 4);
         // Edit event 2, then re-hash it and everything after, and move the head.
         conn.batch_execute(&format!(
             "UPDATE audit_events SET outcome = 'failure' WHERE tenant_id = '{t}' AND seq = 2"
         ))
         .unwrap();
-        let mut prev = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items[0]
+        let first = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items[0]
             .hash
             .clone();
-        for seq in 2..=4 {
-            let hash = unkeyed_hash(&mut conn, t, seq, &prev);
-            conn.batch_execute(&format!(
-                "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' \
-                 WHERE tenant_id = '{t}' AND seq = {seq}"
-            ))
-            .unwrap();
-            prev = hash;
-        }
+        let prev = rehash_unkeyed(&mut conn, t, 2..=4, first);
         conn.batch_execute(&format!(
             "UPDATE audit_heads SET last_hash = '{prev}' WHERE tenant_id = '{t}'"
         ))
@@ -173,9 +188,7 @@ gatehouse_identity_store::backend_tests! {
     fn a_dropped_tail_with_the_head_moved_back_fails_verification(db) {
         let mut conn = db.conn();
         let t = TenantId::new();
-        for i in 0..5 {
-            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
-        }
+        append_events(&mut conn, t, 5);
         let third = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items[2]
             .hash
             .clone();
@@ -207,23 +220,9 @@ gatehouse_identity_store::backend_tests! {
     }
 
     fn an_unkeyed_chain_from_before_keying_still_verifies_and_is_keyed_on(db) {
-        let mut conn = db.conn();
-        let t = TenantId::new();
-        for i in 0..3 {
-            audit::append(&mut conn, &CIPHER, now(), t, event(&format!("e.{i}"))).unwrap();
-        }
         // Rewrite the chain as an older release wrote it: plain SHA-256, no key.
-        drop_append_only_guard(db, &mut conn);
-        let mut prev = audit::GENESIS_HASH.to_owned();
-        for seq in 1..=3 {
-            let hash = unkeyed_hash(&mut conn, t, seq, &prev);
-            conn.batch_execute(&format!(
-                "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' \
-                 WHERE tenant_id = '{t}' AND seq = {seq}"
-            ))
-            .unwrap();
-            prev = hash;
-        }
+        let (mut conn, t) = chain_open_to_tampering(db, 3);
+        let prev = rehash_unkeyed(&mut conn, t, 1..=3, audit::GENESIS_HASH.to_owned());
         conn.batch_execute(&format!(
             "UPDATE audit_heads SET last_hash = '{prev}', sealed_key = NULL, \
              keyed_from_seq = NULL, head_mac = NULL WHERE tenant_id = '{t}'"
@@ -240,16 +239,7 @@ gatehouse_identity_store::backend_tests! {
             "UPDATE audit_events SET action = 'forged' WHERE tenant_id = '{t}' AND seq = 1"
         ))
         .unwrap();
-        let mut prev = audit::GENESIS_HASH.to_owned();
-        for seq in 1..=3 {
-            let hash = unkeyed_hash(&mut conn, t, seq, &prev);
-            conn.batch_execute(&format!(
-                "UPDATE audit_events SET prev_hash = '{prev}', hash = '{hash}' \
-                 WHERE tenant_id = '{t}' AND seq = {seq}"
-            ))
-            .unwrap();
-            prev = hash;
-        }
+        rehash_unkeyed(&mut conn, t, 1..=3, audit::GENESIS_HASH.to_owned());
         let problems = audit::verify(&mut conn, &CIPHER).unwrap().problems;
         assert!(problems.iter().any(|p| p.seq == 4 && p.problem.contains("link broken")), "{problems:?}");
     }

@@ -4,13 +4,15 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use gatehouse_core::events::{DomainEvent, EventBus};
+use gatehouse_core::events::{DomainEvent, EventBus, EventEnvelope, EventSubscription};
 use gatehouse_core::ids::{NodeId, TenantId, UserId};
 use gatehouse_identity_store::db::ConnectOptions;
-use gatehouse_identity_store::events_pg::{PgNotifyTransport, spawn_listener};
+use gatehouse_identity_store::events_pg::{Listener, PgNotifyTransport, spawn_listener};
 use gatehouse_identity_store::testing::TestDb;
 
-fn node(db: &TestDb) -> (EventBus, gatehouse_identity_store::events_pg::Listener) {
+type Node = (EventBus, Listener);
+
+fn node(db: &TestDb) -> Node {
     let node = NodeId::new();
     let bus = EventBus::with_transport(
         node,
@@ -29,11 +31,44 @@ fn node(db: &TestDb) -> (EventBus, gatehouse_identity_store::events_pg::Listener
     (bus, listener)
 }
 
+/// Two nodes on one database, as a cluster of two.
+fn two_nodes(db: &TestDb) -> (Node, Node) {
+    (node(db), node(db))
+}
+
+/// A change to some user, as the tests publish it when the kind does not matter.
+fn user_changed() -> DomainEvent {
+    DomainEvent::UserChanged {
+        tenant: TenantId::new(),
+        user: UserId::new(),
+    }
+}
+
+/// Publishes from a blocking thread, as request handlers do: the transport blocks.
+async fn publish_blocking(bus: &EventBus, event: DomainEvent) {
+    let bus = bus.clone();
+    tokio::task::spawn_blocking(move || bus.publish(event))
+        .await
+        .unwrap()
+        .unwrap();
+}
+
+/// The next event `on` hears within `seconds`; fails the test with `missing` if none.
+async fn next_within(
+    on: &mut EventSubscription,
+    seconds: u64,
+    missing: &str,
+) -> Arc<EventEnvelope> {
+    tokio::time::timeout(Duration::from_secs(seconds), on.next())
+        .await
+        .expect(missing)
+        .unwrap()
+}
+
 #[tokio::test]
 async fn an_event_published_on_one_node_reaches_the_other_once() {
     let db = TestDb::postgres();
-    let (node_a, _listener_a) = node(&db);
-    let (node_b, _listener_b) = node(&db);
+    let ((node_a, _listener_a), (node_b, _listener_b)) = two_nodes(&db);
     let mut on_a = node_a.subscribe();
     let mut on_b = node_b.subscribe();
 
@@ -41,17 +76,14 @@ async fn an_event_published_on_one_node_reaches_the_other_once() {
         tenant: TenantId::new(),
         user: UserId::new(),
     };
-    let publisher = node_a.clone();
-    let sent = event.clone();
-    tokio::task::spawn_blocking(move || publisher.publish(sent))
-        .await
-        .unwrap()
-        .unwrap();
+    publish_blocking(&node_a, event.clone()).await;
 
-    let received = tokio::time::timeout(Duration::from_secs(1), on_b.next())
-        .await
-        .expect("event did not reach the other node within 1 s")
-        .unwrap();
+    let received = next_within(
+        &mut on_b,
+        1,
+        "event did not reach the other node within 1 s",
+    )
+    .await;
     assert_eq!(received.event, event);
     assert_eq!(received.origin, node_a.node_id());
 
@@ -59,21 +91,10 @@ async fn an_event_published_on_one_node_reaches_the_other_once() {
     // Node A's own echo from PostgreSQL must not be delivered a second time. B now
     // publishes a marker; NOTIFYs reach a listener in commit order, so A's echo
     // (committed before B even had the event) would arrive at A before the marker.
-    let marker = DomainEvent::UserChanged {
-        tenant: TenantId::new(),
-        user: UserId::new(),
-    };
-    let publisher = node_b.clone();
-    let sent = marker.clone();
-    tokio::task::spawn_blocking(move || publisher.publish(sent))
-        .await
-        .unwrap()
-        .unwrap();
+    let marker = user_changed();
+    publish_blocking(&node_b, marker.clone()).await;
     assert_eq!(on_b.next().await.unwrap().event, marker, "B's own, at once");
-    let next_on_a = tokio::time::timeout(Duration::from_secs(5), on_a.next())
-        .await
-        .expect("the marker did not reach node A")
-        .unwrap();
+    let next_on_a = next_within(&mut on_a, 5, "the marker did not reach node A").await;
     assert_eq!(next_on_a.event, marker, "own event delivered twice");
     assert_eq!(next_on_a.origin, node_b.node_id());
 }
@@ -93,22 +114,15 @@ fn eventually(timeout: Duration, mut done: impl FnMut() -> bool) -> bool {
 #[tokio::test]
 async fn publishing_takes_no_pooled_connection() {
     let db = TestDb::postgres();
-    let (node_a, _listener_a) = node(&db);
-    let (node_b, _listener_b) = node(&db);
+    let ((node_a, _listener_a), (node_b, _listener_b)) = two_nodes(&db);
     let mut on_b = node_b.subscribe();
     // Every pooled connection is taken, as under a burst of requests.
     let held: Vec<_> = (0..db.pool().max_size()).map(|_| db.conn()).collect();
     assert_eq!(db.pool().state().idle_connections, 0);
 
-    let event = DomainEvent::UserChanged {
-        tenant: TenantId::new(),
-        user: UserId::new(),
-    };
+    let event = user_changed();
     node_a.publish(event.clone()).unwrap();
-    let received = tokio::time::timeout(Duration::from_secs(2), on_b.next())
-        .await
-        .expect("the event waited for a pooled connection")
-        .unwrap();
+    let received = next_within(&mut on_b, 2, "the event waited for a pooled connection").await;
     assert_eq!(received.event, event);
     drop(held);
 }
@@ -143,10 +157,12 @@ async fn an_event_published_while_the_database_is_away_is_sent_when_it_returns()
     assert_eq!(transport.stats().published, 0);
 
     proxy.set(Fault::None);
-    let received = tokio::time::timeout(Duration::from_secs(10), on_b.next())
-        .await
-        .expect("the queued event never arrived after the database came back")
-        .unwrap();
+    let received = next_within(
+        &mut on_b,
+        10,
+        "the queued event never arrived after the database came back",
+    )
+    .await;
     assert_eq!(received.event, first);
     assert_eq!(transport.stats().queued, 0);
     assert_eq!(transport.stats().dropped, 0);
@@ -169,12 +185,7 @@ async fn a_full_outbox_drops_the_oldest_and_tells_the_other_nodes_to_resync() {
         .unwrap(),
     );
     let node_a = EventBus::with_transport(NodeId::new(), Arc::clone(&transport) as _);
-    let events: Vec<_> = (0..5)
-        .map(|_| DomainEvent::UserChanged {
-            tenant: TenantId::new(),
-            user: UserId::new(),
-        })
-        .collect();
+    let events: Vec<_> = (0..5).map(|_| user_changed()).collect();
     for event in &events {
         node_a.publish(event.clone()).unwrap();
     }
@@ -191,10 +202,12 @@ async fn a_full_outbox_drops_the_oldest_and_tells_the_other_nodes_to_resync() {
     proxy.set(Fault::None);
     let mut received = Vec::new();
     for _ in 0..3 {
-        let envelope = tokio::time::timeout(Duration::from_secs(10), on_b.next())
-            .await
-            .expect("events did not arrive after the database came back")
-            .unwrap();
+        let envelope = next_within(
+            &mut on_b,
+            10,
+            "events did not arrive after the database came back",
+        )
+        .await;
         received.push(envelope.event.clone());
     }
     assert_eq!(
@@ -206,8 +219,7 @@ async fn a_full_outbox_drops_the_oldest_and_tells_the_other_nodes_to_resync() {
 #[tokio::test]
 async fn an_event_too_large_for_notify_becomes_a_resync_and_blocks_nothing() {
     let db = TestDb::postgres();
-    let (node_a, _listener_a) = node(&db);
-    let (_node_b, listener_b) = node(&db);
+    let ((node_a, _listener_a), (_node_b, listener_b)) = two_nodes(&db);
     let mut on_b = _node_b.subscribe();
     // Hundreds of ended sessions: far past NOTIFY's 8000-byte limit.
     let huge = DomainEvent::SessionsEnded {
@@ -217,10 +229,7 @@ async fn an_event_too_large_for_notify_becomes_a_resync_and_blocks_nothing() {
             .map(|_| gatehouse_core::ids::SessionId::new())
             .collect(),
     };
-    let after = DomainEvent::UserChanged {
-        tenant: TenantId::new(),
-        user: UserId::new(),
-    };
+    let after = user_changed();
     let publisher = node_a.clone();
     let sent = after.clone();
     tokio::task::spawn_blocking(move || {
@@ -231,10 +240,7 @@ async fn an_event_too_large_for_notify_becomes_a_resync_and_blocks_nothing() {
     .unwrap();
     let mut heard = Vec::new();
     while heard.last() != Some(&after) {
-        let envelope = tokio::time::timeout(Duration::from_secs(5), on_b.next())
-            .await
-            .expect("node B heard nothing more")
-            .unwrap();
+        let envelope = next_within(&mut on_b, 5, "node B heard nothing more").await;
         heard.push(envelope.event.clone());
     }
     assert!(heard.contains(&DomainEvent::Resync), "{heard:?}");
