@@ -315,20 +315,10 @@ fn set_up_marks_only_the_field_at_fault_and_is_gone_once_done() {
 fn an_unconfirmed_address_gets_a_resend_button_on_the_sign_in_page() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
-    let form = browser.get("/signup");
-    let done = browser.post_form(
-        "/signup",
-        &form,
-        &[("email", "new@example.com"), ("password", PASSWORD)],
-    );
+    let done = browser.sign_up("/signup", "new@example.com", PASSWORD);
     assert_eq!(done.status, 200);
     let _ = app.mails(1);
-    let page = browser.get("/signin");
-    let refused = browser.post_form(
-        "/signin",
-        &page,
-        &[("email", "new@example.com"), ("password", PASSWORD)],
-    );
+    let refused = browser.sign_in("new@example.com", PASSWORD);
     assert_eq!(refused.status, 403);
     assert!(
         refused.body.contains("action=\"/verify/resend\""),
@@ -364,26 +354,18 @@ fn a_theme_with_a_typo_and_a_broken_override_still_serves_its_pages() {
         "{% extends \"layout.html\" %}{% block content %}<p>BROKEN",
     )
     .unwrap();
-    let mut settings = serde_json::Map::new();
-    settings.insert(
-        "theme".into(),
+    app.create_tenant(
+        "acme",
+        "Acme",
         serde_json::json!({
-            "template_dir": overrides.path(),
-            "primary_colour": "#123456",
-            "primary_color": "#7a1f5c",
-            "display_name": "Acme Sign-in",
+            "theme": {
+                "template_dir": overrides.path(),
+                "primary_colour": "#123456",
+                "primary_color": "#7a1f5c",
+                "display_name": "Acme Sign-in",
+            }
         }),
     );
-    gatehouse_identity_store::tenants::create(
-        &mut app.db.conn(),
-        gatehouse_core::Clock::now(&app.clock),
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "acme".into(),
-            display_name: "Acme".into(),
-            settings,
-        },
-    )
-    .unwrap();
     let mut browser = app.browser();
     // The typo costs only its own field: the colour next to it still applies.
     let css = browser.get("/t/acme/theme.css");
