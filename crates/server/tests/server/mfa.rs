@@ -284,8 +284,7 @@ fn sensitive_account_actions_need_a_recent_second_factor() {
     let changed = browser.get(&change.location().unwrap());
     assert!(changed.body.contains("Your password has been changed"));
 
-    let security = browser.get("/account/security");
-    let removed = browser.post_form("/account/totp/remove", &security, &[]);
+    let removed = browser.fill_in("/account/security", "/account/totp/remove", &[]);
     assert_eq!(removed.status, 303, "{}", removed.body);
     assert_eq!(
         removed.location().as_deref(),

@@ -196,15 +196,7 @@ fn account_errors_are_shown_at_their_field_after_a_redirect() {
     let app = WebApp::start(Backend::Sqlite);
     app.create_verified_user("taken@example.com", PASSWORD);
     let mut browser = signed_in(&app);
-    let account = browser.get("/account");
-    let taken = browser.post_form(
-        "/account/email",
-        &account,
-        &[
-            ("new_email", "taken@example.com"),
-            ("current_password", PASSWORD),
-        ],
-    );
+    let taken = browser.change_email("taken@example.com", PASSWORD);
     assert_eq!(taken.status, 303, "{}", taken.body);
     let page = browser.get(taken.location().unwrap().split('#').next().unwrap());
     let field = page.body.find("id=\"email-new\"").unwrap();
@@ -258,15 +250,7 @@ fn set_up_marks_only_the_field_at_fault_and_is_gone_once_done() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
     let form = browser.get("/setup");
-    let bad_email = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "not-an-address"),
-            ("password", PASSWORD),
-        ],
-    );
+    let bad_email = browser.post_setup(&form, &app.setup_secret, "not-an-address", PASSWORD);
     assert_eq!(bad_email.status, 422, "{}", bad_email.body);
     assert!(bad_email.body.contains("id=\"email-error\""));
     assert!(
@@ -276,30 +260,14 @@ fn set_up_marks_only_the_field_at_fault_and_is_gone_once_done() {
         "{}",
         bad_email.body
     );
-    let wrong = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", "ghsetup_wrong"),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let wrong = browser.post_setup(&form, "ghsetup_wrong", "ops@example.com", PASSWORD);
     assert_eq!(wrong.status, 403);
     assert!(
         wrong
             .body
             .contains("aria-invalid=\"true\" aria-describedby=\"setup_secret-error\"")
     );
-    let done = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let done = browser.post_setup(&form, &app.setup_secret, "ops@example.com", PASSWORD);
     assert_eq!(done.status, 200, "{}", done.body);
     let after = browser.get("/setup");
     assert_eq!(after.status, 200);

@@ -268,10 +268,9 @@ fn signing_in_rotates_the_session_and_signing_out_ends_it() {
     assert_eq!(browser.sign_in("dave@example.com", PASSWORD).status, 303);
     let (name, first) = browser.session_cookie().unwrap();
     // Signing in again while signed in (say, from another tab).
-    let account = browser.get("/account");
-    let again = browser.post_form(
+    let again = browser.fill_in(
+        "/account",
         "/signin",
-        &account,
         &[("email", "dave@example.com"), ("password", PASSWORD)],
     );
     assert_eq!(again.status, 303);
@@ -588,35 +587,11 @@ fn the_setup_secret_makes_the_first_administrator_once() {
     let mut browser = app.browser();
     let form = browser.get("/setup");
     assert_eq!(form.status, 200);
-    let wrong = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", "ghsetup_wrong"),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let wrong = browser.post_setup(&form, "ghsetup_wrong", "ops@example.com", PASSWORD);
     assert_eq!(wrong.status, 403);
-    let done = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let done = browser.post_setup(&form, &app.setup_secret, "ops@example.com", PASSWORD);
     assert_eq!(done.status, 200, "{}", done.body);
-    let again = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "evil@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let again = browser.post_setup(&form, &app.setup_secret, "evil@example.com", PASSWORD);
     // Set-up is done: no form any more, whatever is posted.
     assert_eq!(again.status, 409, "the setup secret worked twice");
     assert!(
@@ -651,15 +626,7 @@ fn concurrent_setups_make_one_administrator(backend: Backend) {
                 let secret = secret.clone();
                 scope.spawn(move || {
                     let email = format!("ops{i}@example.com");
-                    let answer = browser.post_form(
-                        "/setup",
-                        &form,
-                        &[
-                            ("setup_secret", secret.as_str()),
-                            ("email", email.as_str()),
-                            ("password", PASSWORD),
-                        ],
-                    );
+                    let answer = browser.post_setup(&form, &secret, &email, PASSWORD);
                     (i, answer.status)
                 })
             })
@@ -717,15 +684,7 @@ fn changing_the_email_verifies_the_new_address_and_tells_the_old_one() {
     app.create_verified_user("hana@example.com", PASSWORD);
     let mut browser = app.browser();
     browser.sign_in("hana@example.com", PASSWORD);
-    let account = browser.get("/account");
-    let requested = browser.post_form(
-        "/account/email",
-        &account,
-        &[
-            ("new_email", "hana@new.example"),
-            ("current_password", PASSWORD),
-        ],
-    );
+    let requested = browser.change_email("hana@new.example", PASSWORD);
     assert_eq!(requested.status, 303, "{}", requested.body);
     assert_eq!(
         requested.location().as_deref(),

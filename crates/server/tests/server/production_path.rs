@@ -358,8 +358,7 @@ fn mail_never_holds_up_an_answer_so_pending_and_unknown_addresses_look_alike() {
     // Resend for the pending account and for an unknown address: the same answer,
     // given while the pending account's mail has not even been accepted by SMTP.
     let resend = |browser: &mut crate::web_kit::Browser, email: &str| {
-        let page = browser.get("/signin");
-        browser.post_form("/verify/resend", &page, &[("email", email)])
+        browser.fill_in("/signin", "/verify/resend", &[("email", email)])
     };
     let pending = resend(&mut browser, "pending@example.com");
     let unknown = resend(&mut browser, "nobody@example.com");
@@ -373,8 +372,7 @@ fn mail_never_holds_up_an_answer_so_pending_and_unknown_addresses_look_alike() {
 
     // Forgot-password: the same, and the account's reset link goes out afterwards.
     let forgot = |browser: &mut crate::web_kit::Browser, email: &str| {
-        let page = browser.get("/recover/request");
-        browser.post_form("/recover/request", &page, &[("email", email)])
+        browser.fill_in("/recover/request", "/recover/request", &[("email", email)])
     };
     let known = forgot(&mut browser, "pending@example.com");
     let unknown = forgot(&mut browser, "nobody@example.com");

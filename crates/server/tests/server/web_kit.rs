@@ -347,12 +347,18 @@ impl Browser {
         }
     }
 
+    /// Opens the page at `page` and posts its form to `action` with `fields`, as a
+    /// person filling it in would (with the page's CSRF token); the answer.
+    pub fn fill_in(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let form = self.get(page);
+        self.post_form(action, &form, fields)
+    }
+
     /// Posts the sign-in form as a person would; the answer is the form's.
     pub fn sign_in(&mut self, email: &str, password: &str) -> Page {
-        let page = self.get("/signin");
-        self.post_form(
+        self.fill_in(
             "/signin",
-            &page,
+            "/signin",
             &[("email", email), ("password", password)],
         )
     }
@@ -360,17 +366,37 @@ impl Browser {
     /// Fills in the sign-up form at `form` (a path, perhaps with a query such as
     /// `?lang=de`) with just an address and a password; the answer to the post.
     pub fn sign_up(&mut self, form: &str, email: &str, password: &str) -> Page {
-        let page = self.get(form);
         let action = form.split('?').next().unwrap();
-        self.post_form(action, &page, &[("email", email), ("password", password)])
+        self.fill_in(form, action, &[("email", email), ("password", password)])
+    }
+
+    /// Posts the first administrator's set-up form, with the CSRF token of `from`.
+    pub fn post_setup(&mut self, from: &Page, secret: &str, email: &str, password: &str) -> Page {
+        self.post_form(
+            "/setup",
+            from,
+            &[
+                ("setup_secret", secret),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+    }
+
+    /// Posts the account page's form for a new address, as the signed-in user would.
+    pub fn change_email(&mut self, new_email: &str, password: &str) -> Page {
+        self.fill_in(
+            "/account",
+            "/account/email",
+            &[("new_email", new_email), ("current_password", password)],
+        )
     }
 
     /// Posts the account page's password form, as the signed-in user would.
     pub fn change_password(&mut self, current: &str, new: &str) -> Page {
-        let account = self.get("/account");
-        self.post_form(
+        self.fill_in(
+            "/account",
             "/account/password",
-            &account,
             &[("current_password", current), ("new_password", new)],
         )
     }
