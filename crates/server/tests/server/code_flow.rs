@@ -128,6 +128,14 @@ pub fn token(app: &WebApp, body: &str) -> (u16, Value) {
     (answer.status, answer.json)
 }
 
+/// A refresh of `webapp`'s `refresh_token`.
+pub fn refresh(app: &WebApp, refresh_token: &str) -> (u16, Value) {
+    token(
+        app,
+        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
+    )
+}
+
 pub fn exchange(app: &WebApp, code: &str, verifier: &str) -> (u16, Value) {
     token(
         app,
@@ -228,10 +236,7 @@ fn full_code_flow(backend: Backend) {
     );
     let new_access = rotated["access_token"].as_str().unwrap().to_owned();
     assert!(introspect_active(&app, &new_access));
-    let (status, reuse) = token(
-        &app,
-        &format!("grant_type=refresh_token&refresh_token={first_refresh}"),
-    );
+    let (status, reuse) = refresh(&app, &first_refresh);
     assert_eq!(
         (status, reuse["error"].as_str()),
         (400, Some("invalid_grant"))
@@ -241,13 +246,7 @@ fn full_code_flow(backend: Backend) {
         "tokens of a grant survived refresh-token reuse"
     );
     assert!(!introspect_active(&app, &access));
-    let (status, _) = token(
-        &app,
-        &format!(
-            "grant_type=refresh_token&refresh_token={}",
-            rotated["refresh_token"].as_str().unwrap()
-        ),
-    );
+    let (status, _) = refresh(&app, rotated["refresh_token"].as_str().unwrap());
     assert_eq!(
         status, 400,
         "the rotated token still worked after the family was revoked"

@@ -9,10 +9,19 @@ use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
 
 use crate::authzen::{access_token, evaluation, post, register_pep};
 use crate::code_flow::{
-    VERIFIER, authorize_query, exchange, get_code, introspect_active, register, signed_in,
-    signed_in_with_tokens, token,
+    VERIFIER, authorize_query, exchange, get_code, introspect_active, refresh, register, signed_in,
+    signed_in_with_tokens,
 };
 use crate::web_kit::WebApp;
+
+/// The newsletter purpose that other tests define as it stands: consent to be
+/// mailed, over `email`.
+pub fn newsletter() -> PurposeData {
+    PurposeData {
+        name: "Newsletter".into(),
+        ..purpose("newsletter", "email")
+    }
+}
 
 fn purpose(slug: &str, scope: &str) -> PurposeData {
     PurposeData {
@@ -47,13 +56,6 @@ fn consented(app: &WebApp, slug: &str, scope: &str) {
             None,
         )
         .unwrap();
-}
-
-fn refresh(app: &WebApp, refresh_token: &str) -> (u16, serde_json::Value) {
-    token(
-        app,
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
-    )
 }
 
 fn withdrawal_ends_the_tokens_that_depended_on_it(backend: Backend) {

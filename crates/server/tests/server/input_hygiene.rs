@@ -5,7 +5,6 @@
 
 use std::cell::RefCell;
 
-use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
 use gatehouse_identity_store::{Backend, users};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
@@ -15,6 +14,7 @@ use crate::code_flow::{
     PASSWORD, SECRET, VERIFIER, authorize_query, client_data, exchange, param, register_client,
     signed_in,
 };
+use crate::consent::newsletter;
 use crate::web_kit::{Browser, Page, WebApp};
 
 /// One server per backend, set up alike and reused by every case.
@@ -46,16 +46,9 @@ impl Target {
         let (status, tokens) = exchange(&app, &code, VERIFIER);
         assert_eq!(status, 200, "{tokens}");
         let user_token = tokens["access_token"].as_str().unwrap().to_owned();
-        let purpose = PurposeData {
-            slug: "newsletter".into(),
-            name: "Newsletter".into(),
-            description: "Uses your email.".into(),
-            scopes: vec!["email".into()],
-            legal_basis: LegalBasis::Consent,
-        };
         app.state
             .consents
-            .define_purpose(app.default_tenant(), "admin", purpose)
+            .define_purpose(app.default_tenant(), "admin", newsletter())
             .unwrap();
         register_pep(&app, "pep", &["authzen:evaluate"]);
         let pep_token = access_token(&app, "pep", "authzen:evaluate");
@@ -674,15 +667,7 @@ fn look_alike_addresses_get_no_second_account(backend: Backend) {
     let mut bob = app.browser();
     let signed = bob.sign_in("bob@example.com", PASSWORD);
     assert_eq!(signed.status, 303);
-    let account = bob.get("/account");
-    let page = bob.post_form(
-        "/account/email",
-        &account,
-        &[
-            ("new_email", "alıce@example.com"),
-            ("current_password", PASSWORD),
-        ],
-    );
+    let page = bob.change_email("alıce@example.com", PASSWORD);
     // Refused as taken, shown at the new address's field after the redirect.
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(

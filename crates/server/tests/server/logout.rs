@@ -6,8 +6,8 @@ use gatehouse_identity_store::Backend;
 use serde_json::Value;
 
 use crate::code_flow::{
-    VERIFIER, client_data, exchange, get_code, id_token_claims, logout_token_claims,
-    register_client, signed_in, token, urlencode,
+    VERIFIER, client_data, exchange, get_code, id_token_claims, logout_token_claims, refresh,
+    register_client, signed_in, urlencode,
 };
 use crate::web_kit::{BackchannelReceiver, Browser, WebApp};
 
@@ -28,13 +28,6 @@ fn tokens(app: &WebApp, browser: &mut Browser, scope: &str) -> Value {
     let (status, tokens) = exchange(app, &code, VERIFIER);
     assert_eq!(status, 200, "{tokens}");
     tokens
-}
-
-fn refresh(app: &WebApp, refresh_token: &str) -> (u16, Value) {
-    token(
-        app,
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
-    )
 }
 
 fn is_signed_in(browser: &mut Browser) -> bool {
@@ -123,19 +116,18 @@ fn logout_without_proof_asks_the_user_first() {
     assert_eq!(forged.status, 403);
     assert!(is_signed_in(&mut browser));
 
-    let stay = browser.post_form(
-        "/oauth2/logout/confirm",
-        &page,
-        &[("request", &query), ("decision", "stay")],
-    );
+    let decide = |browser: &mut Browser, decision: &str| {
+        browser.post_form(
+            "/oauth2/logout/confirm",
+            &page,
+            &[("request", &query), ("decision", decision)],
+        )
+    };
+    let stay = decide(&mut browser, "stay");
     assert_eq!(stay.status, 200);
     assert!(is_signed_in(&mut browser));
 
-    let confirmed = browser.post_form(
-        "/oauth2/logout/confirm",
-        &page,
-        &[("request", &query), ("decision", "sign_out")],
-    );
+    let confirmed = decide(&mut browser, "sign_out");
     assert_eq!(confirmed.status, 303, "{}", confirmed.body);
     assert_eq!(
         confirmed.location().as_deref(),
@@ -212,10 +204,9 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
     let old_cookie = browser.session_cookie().unwrap();
 
     // The same user signs in again on this browser (the session id rotates).
-    let page = browser.get("/signin?return_to=%2Fauthorize%3Fclient_id%3Dwebapp");
-    let again = browser.post_form(
+    let again = browser.fill_in(
+        "/signin?return_to=%2Fauthorize%3Fclient_id%3Dwebapp",
         "/signin",
-        &page,
         &[
             ("email", "uma@example.com"),
             ("password", crate::code_flow::PASSWORD),
@@ -231,8 +222,7 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
     assert_eq!(status, 200, "rotation ended the grant: {refreshed}");
 
     // Signing out of the new session ends it too.
-    let page = browser.get("/account");
-    let out = browser.post_form("/signout", &page, &[]);
+    let out = browser.fill_in("/account", "/signout", &[]);
     assert_eq!(out.status, 303);
     let (status, body) = refresh(&app, refreshed["refresh_token"].as_str().unwrap());
     assert_eq!(
@@ -250,22 +240,14 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
 #[test]
 fn withdrawing_consent_logs_the_relying_party_out_of_the_session_built_on_it() {
     use gatehouse_consent::Channel;
-    use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
 
     let receiver = BackchannelReceiver::start();
     let app = start(Backend::Sqlite, Some(&receiver.url));
     let mut browser = signed_in(&app);
     let (tenant, user) = (app.default_tenant(), app.user_id("uma@example.com"));
     let consents = &app.state.consents;
-    let newsletter = PurposeData {
-        slug: "newsletter".into(),
-        name: "Newsletter".into(),
-        description: "Uses your email.".into(),
-        scopes: vec!["email".into()],
-        legal_basis: LegalBasis::Consent,
-    };
     consents
-        .define_purpose(tenant, "admin", newsletter)
+        .define_purpose(tenant, "admin", crate::consent::newsletter())
         .unwrap();
     consents
         .grant(tenant, user, "webapp", "newsletter", 1, Channel::Api, None)
