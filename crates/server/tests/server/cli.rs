@@ -412,10 +412,7 @@ fn gatehouse_for(
 }
 
 fn refresh_refused(app: &crate::web_kit::WebApp, refresh_token: &str) -> bool {
-    let (status, answer) = crate::code_flow::token(
-        app,
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
-    );
+    let (status, answer) = crate::code_flow::refresh(app, refresh_token);
     (status, answer["error"].as_str()) == (400, Some("invalid_grant"))
 }
 
@@ -821,101 +818,82 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
 fn purposes_are_defined_versioned_and_listed_from_the_command_line() {
     let dir = started_once();
     let cli = |args: &[&str]| run(&mut gatehouse(dir.path(), args));
+    // `purposes <verb> --slug <slug> <fields…> --operator <operator>`.
+    let purposes = |verb: &str, slug: &str, fields: &[&str], operator: &str| {
+        let mut args = vec!["purposes", verb, "--slug", slug];
+        args.extend_from_slice(fields);
+        args.extend(["--operator", operator]);
+        cli(&args)
+    };
     let empty = succeeded(&cli(&["purposes", "list"]));
     assert!(empty.contains("no purposes defined"), "{empty}");
 
-    let defined = succeeded(&cli(&[
-        "purposes",
+    let defined = succeeded(&purposes(
         "define",
-        "--slug",
         "newsletter",
-        "--name",
-        "Newsletter",
-        "--description",
-        "We mail you news.",
-        "--scope",
-        "email",
-        "--scope",
-        "profile",
-        "--operator",
+        &[
+            "--name",
+            "Newsletter",
+            "--description",
+            "We mail you news.",
+            "--scope",
+            "email",
+            "--scope",
+            "profile",
+        ],
         "ops-ann",
-    ]));
+    ));
     assert!(
         defined.contains("newsletter\tv1\tconsent\temail profile\tNewsletter"),
         "{defined}"
     );
-    let bad_basis = cli(&[
-        "purposes",
+    let bad_basis = purposes(
         "define",
-        "--slug",
         "x",
-        "--name",
-        "X",
-        "--description",
-        "x",
-        "--scope",
-        "email",
-        "--legal-basis",
-        "because",
-        "--operator",
+        &[
+            "--name",
+            "X",
+            "--description",
+            "x",
+            "--scope",
+            "email",
+            "--legal-basis",
+            "because",
+        ],
         "ops",
-    ]);
+    );
     assert_clean_failure(&bad_basis, 1, "unknown legal basis `because`");
-    let twice = cli(&[
-        "purposes",
+    let twice = purposes(
         "define",
-        "--slug",
         "newsletter",
-        "--name",
-        "Again",
-        "--description",
-        "x",
-        "--scope",
-        "email",
-        "--operator",
+        &["--name", "Again", "--description", "x", "--scope", "email"],
         "ops",
-    ]);
+    );
     assert!(!twice.status.success(), "a purpose was defined twice");
 
-    let updated = succeeded(&cli(&[
-        "purposes",
+    let updated = succeeded(&purposes(
         "update",
-        "--slug",
         "newsletter",
-        "--expected-version",
-        "1",
-        "--description",
-        "We mail you news and offers.",
-        "--operator",
+        &[
+            "--expected-version",
+            "1",
+            "--description",
+            "We mail you news and offers.",
+        ],
         "ops-ann",
-    ]));
+    ));
     assert!(
         updated.contains("newsletter\tv2\tconsent\temail profile\tNewsletter"),
         "{updated}"
     );
-    let stale = cli(&[
-        "purposes",
+    let stale = purposes(
         "update",
-        "--slug",
         "newsletter",
-        "--expected-version",
-        "1",
-        "--name",
-        "Lost update",
-        "--operator",
+        &["--expected-version", "1", "--name", "Lost update"],
         "ops",
-    ]);
+    );
     assert_clean_failure(&stale, 1, "is at version 2, not 1");
-    let nothing = cli(&[
-        "purposes",
-        "update",
-        "--slug",
-        "newsletter",
-        "--expected-version",
-        "2",
-        "--operator",
-        "ops",
-    ]);
+    let nothing = purposes("update", "newsletter", &["--expected-version", "2"], "ops");
     assert_clean_failure(&nothing, 1, "nothing to change");
 
     let listed = stdout(&cli(&["purposes", "list"]));
