@@ -310,43 +310,41 @@ fn bad_assertions_are_invalid_client() {
     app.advance(Duration::seconds(60 + 30));
     refused(client_credentials(&app, "", &late), "expired");
 
-    // Two methods at once, or half an assertion, is a malformed request.
+    // Two methods at once, or half an assertion, is a malformed request; the
+    // client_id parameter, when sent, must be the assertion's subject.
     let fresh = assertion(&app, Key::Ec, "svc", &issuer, "h");
     let basic = format!("Basic {}", STANDARD.encode("svc:a-secret"));
-    let (status, both) = post(
-        &app,
-        "/oauth2/token",
-        &format!("grant_type=client_credentials&{}", with_assertion(&fresh)),
-        Some(&basic),
-    );
-    assert_eq!(
-        (status, both["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
-    let (status, half) = post(
-        &app,
-        "/oauth2/token",
-        &format!("grant_type=client_credentials&client_assertion={fresh}"),
-        None,
-    );
-    assert_eq!(
-        (status, half["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
-    // The client_id parameter, when sent, must be the assertion's subject.
-    let (status, mismatch) = post(
-        &app,
-        "/oauth2/token",
-        &format!(
-            "grant_type=client_credentials&client_id=basic&{}",
-            with_assertion(&fresh)
+    let malformed = [
+        (
+            "two methods at once",
+            format!("grant_type=client_credentials&{}", with_assertion(&fresh)),
+            Some(basic.as_str()),
+            (400, "invalid_request"),
         ),
-        None,
-    );
-    assert_eq!(
-        (status, mismatch["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+        (
+            "half an assertion",
+            format!("grant_type=client_credentials&client_assertion={fresh}"),
+            None,
+            (400, "invalid_request"),
+        ),
+        (
+            "a client_id that is not the assertion's subject",
+            format!(
+                "grant_type=client_credentials&client_id=basic&{}",
+                with_assertion(&fresh)
+            ),
+            None,
+            (401, "invalid_client"),
+        ),
+    ];
+    for (what, body, authorization, (status, error)) in malformed {
+        let (got, answer) = post(&app, "/oauth2/token", &body, authorization);
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(error)),
+            "{what}: {answer}"
+        );
+    }
     // None of the failures above used up `h`.
     let (status, ok) = post(
         &app,
