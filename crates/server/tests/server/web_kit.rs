@@ -1,5 +1,7 @@
 //! An in-process Gatehouse on a free port, with time under the test's control, a
-//! real SMTP catcher for its mail and a tiny browser (cookie jar, form posts).
+//! real SMTP catcher for its mail and a tiny browser (cookie jar, form posts);
+//! the store look-ups and API calls the tests share, and a relying party's
+//! back-channel logout endpoint.
 
 use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
