@@ -33,7 +33,6 @@ use gatehouse_authn::testing::SmtpCatcher;
 use gatehouse_core::config::{Config, MailTls};
 use gatehouse_identity_store::testing::TestDb;
 use gatehouse_server::state::AppState;
-use reqwest::blocking::Client;
 
 const USERS: usize = 512;
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -85,24 +84,7 @@ fn start_server(db: TestDb) -> Server {
 
     common::seed_users(&state, tenant, "seeded", USERS);
 
-    let serving = state.clone();
-    std::thread::spawn(move || {
-        let _ = actix_web::rt::System::new()
-            .block_on(gatehouse_server::http::serve_on(serving, listener));
-    });
-    let base = format!("http://127.0.0.1:{port}");
-    let probe = Client::new();
-    let ready = (0..250).any(|_| {
-        let up = probe
-            .get(format!("{base}/readyz"))
-            .send()
-            .is_ok_and(|r| r.status().is_success());
-        if !up {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        up
-    });
-    assert!(ready, "in-process server did not start");
+    let base = common::serve_in_background(&state, listener, "/readyz");
     Server {
         base,
         _smtp: smtp,

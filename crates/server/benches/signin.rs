@@ -51,7 +51,6 @@ use gatehouse_identity_store::users::{self};
 use gatehouse_identity_store::{AnyConnection, db, rate_limits};
 use gatehouse_server::state::AppState;
 use rand::RngCore;
-use reqwest::blocking::Client;
 use zeroize::Zeroizing;
 
 /// Users to sign in as, round-robin; each attempt uses the next one.
@@ -294,21 +293,7 @@ fn start_server() -> Server {
 
     let (users, phc) = common::seed_users(&state, tenant, "bench", USERS);
 
-    let serving = state.clone();
-    std::thread::spawn(move || {
-        let _ = actix_web::rt::System::new()
-            .block_on(gatehouse_server::http::serve_on(serving, listener));
-    });
-    let base = format!("http://127.0.0.1:{port}");
-    let probe = Client::new();
-    let ready = (0..250).any(|_| {
-        let up = probe.get(format!("{base}/healthz")).send().is_ok();
-        if !up {
-            std::thread::sleep(Duration::from_millis(20));
-        }
-        up
-    });
-    assert!(ready, "in-process server did not start");
+    let base = common::serve_in_background(&state, listener, "/healthz");
     Server {
         base,
         state,
@@ -508,53 +493,58 @@ fn breakdown(server: &Server) {
         }),
     ));
     let credential_ids: Vec<_> = (0..USERS).map(|i| credential(conn, i).id).collect();
+    // The four writes of a sign-in, each in whatever transaction `conn` is in.
+    let mark_used = |conn: &mut AnyConnection, i: usize| {
+        credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS])
+    };
+    let reset_limit =
+        |conn: &mut AnyConnection, i: usize| rate_limits::reset(conn, tenant, &account(i));
+    let open_session = |conn: &mut AnyConnection, i: usize| {
+        sessions::create(conn, Utc::now(), tenant, session_for(user(i)))
+    };
+    let audit_login = |conn: &mut AnyConnection, i: usize| {
+        audit::append(
+            conn,
+            &state.cipher,
+            Utc::now(),
+            tenant,
+            login_event(user(i)),
+        )
+    };
     rows.push((
         "credentials::mark_used (UPDATE, own commit)",
         true,
         step_us(conn, |conn, i| {
-            credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS]).unwrap();
+            mark_used(conn, i).unwrap();
         }),
     ));
     rows.push((
         "rate_limits::reset (DELETE of no row, own commit)",
         true,
         step_us(conn, |conn, i| {
-            rate_limits::reset(conn, tenant, &account(i)).unwrap();
+            reset_limit(conn, i).unwrap();
         }),
     ));
     rows.push((
         "sessions::create (INSERT, own commit)",
         true,
         step_us(conn, |conn, i| {
-            sessions::create(conn, Utc::now(), tenant, session_for(user(i))).unwrap();
+            open_session(conn, i).unwrap();
         }),
     ));
     rows.push((
         "audit::append (lock head, INSERT, UPDATE; own commit)",
         true,
         step_us(conn, |conn, i| {
-            audit::append(
-                conn,
-                &state.cipher,
-                Utc::now(),
-                tenant,
-                login_event(user(i)),
-            )
-            .unwrap();
+            audit_login(conn, i).unwrap();
         }),
     ));
     // What sign-in commits now: one transaction, no reset (the bucket had no row).
     let as_sign_in = |conn: &mut AnyConnection, i: usize| {
         db::transaction(conn, |conn| {
-            credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS])?;
-            sessions::create(conn, Utc::now(), tenant, session_for(user(i)))?;
-            audit::append(
-                conn,
-                &state.cipher,
-                Utc::now(),
-                tenant,
-                login_event(user(i)),
-            )?;
+            mark_used(conn, i)?;
+            open_session(conn, i)?;
+            audit_login(conn, i)?;
             Ok(())
         })
         .unwrap();
@@ -562,16 +552,10 @@ fn breakdown(server: &Server) {
     let one_transaction = step_us(conn, &as_sign_in);
     let combined = step_us(conn, |conn, i| {
         db::transaction(conn, |conn| {
-            credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS])?;
-            rate_limits::reset(conn, tenant, &account(i))?;
-            sessions::create(conn, Utc::now(), tenant, session_for(user(i)))?;
-            audit::append(
-                conn,
-                &state.cipher,
-                Utc::now(),
-                tenant,
-                login_event(user(i)),
-            )?;
+            mark_used(conn, i)?;
+            reset_limit(conn, i)?;
+            open_session(conn, i)?;
+            audit_login(conn, i)?;
             Ok(())
         })
         .unwrap();
@@ -593,17 +577,10 @@ fn breakdown(server: &Server) {
     };
     let concurrent_one = two_at_once(&as_sign_in);
     let concurrent = two_at_once(&|conn: &mut AnyConnection, i: usize| {
-        credentials::mark_used(conn, Utc::now(), tenant, credential_ids[i % USERS]).unwrap();
-        rate_limits::reset(conn, tenant, &account(i)).unwrap();
-        sessions::create(conn, Utc::now(), tenant, session_for(user(i))).unwrap();
-        audit::append(
-            conn,
-            &state.cipher,
-            Utc::now(),
-            tenant,
-            login_event(user(i)),
-        )
-        .unwrap();
+        mark_used(conn, i).unwrap();
+        reset_limit(conn, i).unwrap();
+        open_session(conn, i).unwrap();
+        audit_login(conn, i).unwrap();
     });
 
     println!(

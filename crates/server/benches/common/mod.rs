@@ -1,5 +1,6 @@
-//! What the server benchmarks share: a keep-alive client that posts a form the way
-//! a browser does, with its CSRF cookie and token.
+//! What the server benchmarks share: seeded users, an in-process server, and a
+//! keep-alive client that posts a form the way a browser does, with its CSRF
+//! cookie and token.
 
 use std::collections::HashMap;
 use std::time::Duration;
@@ -13,6 +14,34 @@ use gatehouse_identity_store::users::{self, Email, UserData};
 use gatehouse_server::state::AppState;
 use reqwest::blocking::Client;
 use reqwest::header::SET_COOKIE;
+
+/// Serves `state` on `listener` from a thread of its own and waits (five seconds
+/// at most) until `ready_path` answers with success; the server's base URL.
+pub fn serve_in_background(
+    state: &AppState,
+    listener: std::net::TcpListener,
+    ready_path: &str,
+) -> String {
+    let base = format!("http://{}", listener.local_addr().unwrap());
+    let serving = state.clone();
+    std::thread::spawn(move || {
+        let _ = actix_web::rt::System::new()
+            .block_on(gatehouse_server::http::serve_on(serving, listener));
+    });
+    let probe = Client::new();
+    let ready = (0..250).any(|_| {
+        let up = probe
+            .get(format!("{base}{ready_path}"))
+            .send()
+            .is_ok_and(|r| r.status().is_success());
+        if !up {
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        up
+    });
+    assert!(ready, "in-process server did not start");
+    base
+}
 
 /// The password every benchmark user has.
 pub const PASSWORD: &str = "violet-harbor-quilt-97-lantern";

@@ -4,28 +4,19 @@
 
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
-use gatehouse_core::Clock;
 use gatehouse_identity_store::Backend;
-use gatehouse_identity_store::clients::{self, ClientData};
-use gatehouse_identity_store::tenants::{self, TenantData};
+use gatehouse_identity_store::clients::ClientData;
 use gatehouse_token_issuer::client_auth::secret_hash;
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
 use serde_json::{Value, json};
 
 use crate::code_flow::SECRET;
-use crate::web_kit::WebApp;
+use crate::web_kit::{WebApp, basic};
 
 /// Registers a client-credentials client of `tenant` and returns an access token.
 fn token_for(app: &WebApp, tenant: &str, client_id: &str, scope: &str, audience: &str) -> String {
-    let mut conn = app.db.conn();
-    let id = tenants::find_by_slug(&mut conn, tenant)
-        .unwrap()
-        .unwrap()
-        .id;
-    clients::create(
-        &mut conn,
-        app.clock.now(),
-        id,
+    app.create_client(
+        tenant,
         ClientData {
             secret_hash: Some(secret_hash(SECRET)),
             grant_types: vec!["client_credentials".into()],
@@ -34,26 +25,19 @@ fn token_for(app: &WebApp, tenant: &str, client_id: &str, scope: &str, audience:
             default_audience: Some(audience.into()),
             ..ClientData::new(client_id, client_id)
         },
-    )
-    .unwrap();
-    drop(conn);
+    );
     let prefix = if tenant == "default" {
         String::new()
     } else {
         format!("/t/{tenant}")
     };
-    let answer: Value = Http::new()
-        .post(format!("{}{prefix}/oauth2/token", app.base))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("{client_id}:{SECRET}"))),
+    let answer = app
+        .post_urlencoded(
+            &format!("{prefix}/oauth2/token"),
+            Some(&basic(client_id, SECRET)),
+            "grant_type=client_credentials",
         )
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body("grant_type=client_credentials")
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+        .json;
     answer["access_token"]
         .as_str()
         .unwrap_or_else(|| panic!("{answer}"))
@@ -137,22 +121,7 @@ fn the_admin_api_answers_its_own_tenants_clients_only(backend: Backend) {
     );
 
     // Another tenant is administered through its own issuer: this token is refused.
-    let mut conn = app.db.conn();
-    tenants::create(
-        &mut conn,
-        app.clock.now(),
-        TenantData {
-            slug: "acme".into(),
-            display_name: "Acme".into(),
-            settings: serde_json::Map::new(),
-        },
-    )
-    .unwrap();
-    drop(conn);
-    // Created behind the node's back: its tenant directory forgets what it cached
-    // (the TenantChanged event does this, a moment later, when the admin layer
-    // creates tenants).
-    app.state.tenants.invalidate();
+    app.create_tenant("acme", "Acme", json!({}));
     let foreign = call(&app, Some(&admin), |http, base| {
         http.get(format!("{base}/t/acme/admin/v1/users"))
     });
@@ -864,12 +833,7 @@ fn an_invited_user_chooses_a_password_and_signs_in(backend: Backend) {
     assert_eq!(done.status, 200, "{}", done.body);
 
     let mut fresh = app.browser();
-    let page = fresh.get("/signin");
-    let signed_in = fresh.post_form(
-        "/signin",
-        &page,
-        &[("email", "ivy@example.com"), ("password", password)],
-    );
+    let signed_in = fresh.sign_in("ivy@example.com", password);
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     let id = created["id"].as_str().unwrap();
     let now: Value = call(&app, Some(&admin), |http, base| {

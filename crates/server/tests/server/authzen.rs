@@ -6,12 +6,12 @@ use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gatehouse_core::Clock;
 use gatehouse_identity_store::users::{self, Email, UserData};
-use gatehouse_identity_store::{Backend, decision_log, tenants};
+use gatehouse_identity_store::{Backend, decision_log};
 use reqwest::blocking::Client as Http;
 use serde_json::{Value, json};
 
 use crate::code_flow::{SECRET, client_data, register_client};
-use crate::web_kit::WebApp;
+use crate::web_kit::{WebApp, basic};
 
 /// A confidential client that may use client_credentials, with `scopes`.
 pub fn register_pep(app: &WebApp, client_id: &str, scopes: &[&str]) {
@@ -23,19 +23,12 @@ pub fn register_pep(app: &WebApp, client_id: &str, scopes: &[&str]) {
 }
 
 pub fn access_token(app: &WebApp, client_id: &str, scope: &str) -> String {
-    let response: Value = Http::new()
-        .post(format!("{}/oauth2/token", app.base))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("{client_id}:{SECRET}"))),
-        )
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("grant_type=client_credentials&scope={scope}"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    response["access_token"].as_str().unwrap().to_owned()
+    let answer = app.post_urlencoded(
+        "/oauth2/token",
+        Some(&basic(client_id, SECRET)),
+        &format!("grant_type=client_credentials&scope={scope}"),
+    );
+    answer.json["access_token"].as_str().unwrap().to_owned()
 }
 
 pub struct Answer {
@@ -84,11 +77,8 @@ pub fn post(
 }
 
 fn alice(app: &WebApp) -> String {
+    let tenant = app.default_tenant();
     let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
     users::create(
         &mut conn,
         app.clock.now(),
@@ -130,12 +120,7 @@ fn conformance(backend: Backend) {
     let read = evaluation(&user, "read", "bob", json!({}));
 
     // Metadata, at the root and for a path-routed tenant.
-    let metadata: Value = Http::new()
-        .get(format!("{}/.well-known/authzen-configuration", app.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let metadata: Value = app.get_json("/.well-known/authzen-configuration");
     assert_eq!(metadata["policy_decision_point"], json!(app.base));
     assert_eq!(
         metadata["access_evaluation_endpoint"],
@@ -149,12 +134,7 @@ fn conformance(backend: Backend) {
         "/.well-known/authzen-configuration/t/default",
         "/t/default/.well-known/authzen-configuration",
     ] {
-        let tenant: Value = Http::new()
-            .get(format!("{}{path}", app.base))
-            .send()
-            .unwrap()
-            .json()
-            .unwrap();
+        let tenant: Value = app.get_json(path);
         assert_eq!(
             tenant["policy_decision_point"],
             json!(format!("{}/t/default", app.base)),
@@ -238,10 +218,7 @@ fn conformance(backend: Backend) {
     {
         use gatehouse_consent::Channel;
         use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
-        let tenant = tenants::find_by_slug(&mut app.db.conn(), "default")
-            .unwrap()
-            .unwrap()
-            .id;
+        let tenant = app.default_tenant();
         let user_id = user.parse().unwrap();
         let consents = &app.state.consents;
         consents
@@ -341,12 +318,7 @@ fn conformance(backend: Backend) {
 
     // The decision log, once flushed.
     app.state.pdp.flush_log();
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
-    let logged = decision_log::recent(&mut conn, tenant, 100).unwrap();
+    let logged = decision_log::recent(&mut app.db.conn(), app.default_tenant(), 100).unwrap();
     assert_eq!(
         logged.len(),
         2 + 4 + 2 + 1 + (3 + 2 + 1) + 1 + 1,
@@ -494,10 +466,7 @@ fn never_fails_open(backend: Backend) {
     );
 
     app.state.pdp.flush_log();
-    let tenant = tenants::find_by_slug(&mut app.db.conn(), "default")
-        .unwrap()
-        .unwrap()
-        .id;
+    let tenant = app.default_tenant();
     let logged = decision_log::recent(&mut app.db.conn(), tenant, 100).unwrap();
     let record = logged
         .iter()
@@ -568,10 +537,7 @@ fn revoked_pep_tokens(backend: Backend) {
             .unwrap(),
     )
     .unwrap();
-    let tenant = tenants::find_by_slug(&mut app.db.conn(), "default")
-        .unwrap()
-        .unwrap()
-        .id;
+    let tenant = app.default_tenant();
     revoked_tokens::revoke(
         &mut app.db.conn(),
         app.clock.now(),
@@ -595,14 +561,8 @@ gatehouse_identity_store::on_both_backends!(conformance);
 
 #[test]
 fn policies_are_loaded_listed_and_tested_from_the_command_line() {
-    use crate::support::{Server, gatehouse, run, stderr, stdout, temp_dir};
-    let dir = temp_dir();
-    // The first start creates the default tenant.
-    assert!(
-        Server::start(gatehouse(dir.path(), &["serve"]))
-            .terminate()
-            .success()
-    );
+    use crate::support::{gatehouse, run, started_once, stderr, stdout};
+    let dir = started_once();
     let cli = |args: &[&str]| run(&mut gatehouse(dir.path(), args));
     assert!(stdout(&cli(&["policy", "list"])).contains("built-in default serves"));
 

@@ -16,6 +16,26 @@ fn assert_clean_failure(output: &std::process::Output, code: i32, needle: &str) 
     );
 }
 
+/// `users <verb>` for the account at `email`, with the reason and the operator
+/// that every change to an account must give.
+fn user_action<'a>(
+    verb: &'a str,
+    email: &'a str,
+    reason: &'a str,
+    operator: &'a str,
+) -> [&'a str; 8] {
+    [
+        "users",
+        verb,
+        "--email",
+        email,
+        "--reason",
+        reason,
+        "--operator",
+        operator,
+    ]
+}
+
 #[test]
 fn a_misspelt_key_in_the_config_file_is_named() {
     let dir = temp_dir();
@@ -83,9 +103,7 @@ fn production_mode_refuses_to_start_without_a_master_key() {
 #[test]
 fn check_config_reports_the_resolved_settings() {
     let dir = temp_dir();
-    let output = run(&mut gatehouse(dir.path(), &["check-config"]));
-    assert!(output.status.success(), "{}", stderr(&output));
-    let out = stdout(&output);
+    let out = succeeded(&run(&mut gatehouse(dir.path(), &["check-config"])));
     assert!(
         out.contains("configuration OK") && out.contains("Sqlite"),
         "{out}"
@@ -107,7 +125,7 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
             .terminate()
             .success()
     );
-    let created = run(&mut gatehouse(
+    let out = succeeded(&run(&mut gatehouse(
         dir.path(),
         &[
             "clients",
@@ -131,9 +149,7 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
             "--cors-origin",
             "http://localhost:5173",
         ],
-    ));
-    assert!(created.status.success(), "{}", stderr(&created));
-    let out = stdout(&created);
+    )));
     let secret = out
         .lines()
         .find_map(|l| l.strip_prefix("client_secret:"))
@@ -219,12 +235,11 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
         "public clients cannot use client_credentials",
     );
 
-    let rotated = run(&mut gatehouse(
+    let rotated = succeeded(&run(&mut gatehouse(
         dir.path(),
         &["clients", "rotate-secret", "shop", "--operator", "ops-ann"],
-    ));
-    assert!(rotated.status.success(), "{}", stderr(&rotated));
-    let new_secret = stdout(&rotated)
+    )));
+    let new_secret = rotated
         .lines()
         .find_map(|l| {
             l.strip_prefix("client_secret:")
@@ -250,16 +265,10 @@ fn clients_are_created_listed_shown_and_deleted_from_the_command_line() {
 
 #[test]
 fn keys_rotate_publishes_first_and_signs_later() {
-    let dir = temp_dir();
-    assert!(
-        Server::start(gatehouse(dir.path(), &["serve"]))
-            .terminate()
-            .success()
-    );
+    let dir = started_once();
     let list = |dir: &std::path::Path| stdout(&run(&mut gatehouse(dir, &["keys", "list"])));
     // The first rotation on a tenant without keys makes an active key at once.
-    let first = run(&mut gatehouse(dir.path(), &["keys", "rotate"]));
-    assert!(first.status.success(), "{}", stderr(&first));
+    let _first = succeeded(&run(&mut gatehouse(dir.path(), &["keys", "rotate"])));
     assert!(
         list(dir.path()).contains("\tactive\t"),
         "{}",
@@ -294,20 +303,10 @@ fn keys_rotate_publishes_first_and_signs_later() {
 
 #[test]
 fn users_reset_removes_the_password_audits_the_operator_and_mails_a_link() {
-    use gatehouse_identity_store::db::{ConnectOptions, pool};
     use gatehouse_identity_store::{PageRequest, audit, credentials, tenants, users};
 
-    let dir = temp_dir();
-    assert!(
-        Server::start(gatehouse(dir.path(), &["serve"]))
-            .terminate()
-            .success()
-    );
-    let url = format!(
-        "sqlite://{}",
-        data_dir(dir.path()).join("gatehouse.db").display()
-    );
-    let store = pool(&ConnectOptions::new(&url)).unwrap();
+    let dir = started_once();
+    let store = sqlite_store(dir.path());
     let mut conn = store.get().unwrap();
     let tenant = tenants::find_by_slug(&mut conn, "default")
         .unwrap()
@@ -346,48 +345,25 @@ fn users_reset_removes_the_password_audits_the_operator_and_mails_a_link() {
 
     let unknown = run(&mut gatehouse(
         dir.path(),
-        &[
-            "users",
-            "reset",
-            "--email",
-            "nobody@example.com",
-            "--reason",
-            "ticket 7",
-            "--operator",
-            "ops",
-        ],
+        &user_action("reset", "nobody@example.com", "ticket 7", "ops"),
     ));
     assert_clean_failure(&unknown, 1, "no user with the address");
     let no_reason = run(&mut gatehouse(
         dir.path(),
-        &[
-            "users",
-            "reset",
-            "--email",
-            "lost@example.com",
-            "--reason",
-            " ",
-            "--operator",
-            "ops",
-        ],
+        &user_action("reset", "lost@example.com", " ", "ops"),
     ));
     assert_clean_failure(&no_reason, 1, "must not be empty");
 
-    let reset = run(&mut gatehouse(
+    let reset = succeeded(&run(&mut gatehouse(
         dir.path(),
-        &[
-            "users",
+        &user_action(
             "reset",
-            "--email",
             "lost@example.com",
-            "--reason",
             "ticket 7: passport checked",
-            "--operator",
             "ops-ann",
-        ],
-    ));
-    assert!(reset.status.success(), "{}", stderr(&reset));
-    assert!(stdout(&reset).contains("mailed"), "{}", stdout(&reset));
+        ),
+    )));
+    assert!(reset.contains("mailed"), "{reset}");
 
     let mut conn = store.get().unwrap();
     assert!(
@@ -436,100 +412,69 @@ fn gatehouse_for(
 }
 
 fn refresh_refused(app: &crate::web_kit::WebApp, refresh_token: &str) -> bool {
-    let (status, answer) = crate::code_flow::token(
-        app,
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
-    );
+    let (status, answer) = crate::code_flow::refresh(app, refresh_token);
     (status, answer["error"].as_str()) == (400, Some("invalid_grant"))
 }
 
 fn sign_in_status(app: &crate::web_kit::WebApp) -> u16 {
-    let mut browser = app.browser();
-    let page = browser.get("/signin");
-    browser
-        .post_form(
-            "/signin",
-            &page,
-            &[
-                ("email", "uma@example.com"),
-                ("password", crate::code_flow::PASSWORD),
-            ],
-        )
+    app.browser()
+        .sign_in("uma@example.com", crate::code_flow::PASSWORD)
         .status
 }
 
-/// A relying party's back-channel logout endpoint: answers 200 and hands over each
-/// request's body.
-fn backchannel_receiver() -> (String, std::sync::mpsc::Receiver<String>) {
-    use std::io::{BufRead, BufReader, Read, Write};
-    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
-    let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
-    let (sender, bodies) = std::sync::mpsc::channel();
-    std::thread::spawn(move || {
-        for stream in listener.incoming() {
-            let Ok(mut stream) = stream else { return };
-            let mut reader = BufReader::new(stream.try_clone().unwrap());
-            let mut length = 0;
-            loop {
-                let mut line = String::new();
-                reader.read_line(&mut line).unwrap();
-                if line == "\r\n" || line.is_empty() {
-                    break;
-                }
-                if let Some((name, value)) = line.split_once(':')
-                    && name.eq_ignore_ascii_case("content-length")
-                {
-                    length = value.trim().parse().unwrap();
-                }
-            }
-            let mut body = vec![0; length];
-            reader.read_exact(&mut body).unwrap();
-            stream
-                .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                .unwrap();
-            let _ = sender.send(String::from_utf8(body).unwrap());
-        }
-    });
-    (url, bodies)
+/// Checks that a command which ended a session or grant of `webapp` reported the
+/// back-channel logout in `out`, and that the relying party got one; the logout
+/// token's verified header and claims.
+fn logout_delivered(
+    app: &crate::web_kit::WebApp,
+    out: &str,
+    logouts: &crate::web_kit::BackchannelReceiver,
+) -> (jsonwebtoken::Header, serde_json::Value) {
+    assert!(
+        out.contains("back-channel logout delivered to webapp"),
+        "{out}"
+    );
+    let logout = logouts.next().expect("no back-channel logout arrived");
+    crate::code_flow::logout_token_claims(app, &logout)
 }
 
 /// A running app with a client that registered a back-channel logout URI (a
-/// receiver on 127.0.0.1), a browser signed in to it and an authorization code.
+/// receiver on 127.0.0.1), a browser signed in to it and the tokens the client got.
 fn signed_in_to_a_backchannel_client(
     backend: gatehouse_identity_store::Backend,
 ) -> (
     crate::web_kit::WebApp,
-    std::sync::mpsc::Receiver<String>,
+    crate::web_kit::BackchannelReceiver,
     crate::web_kit::Browser,
-    String,
+    serde_json::Value,
 ) {
-    use crate::code_flow::{client_data, get_code, register_client, signed_in};
+    use crate::code_flow::{VERIFIER, client_data, exchange, get_code, register_client, signed_in};
     use gatehouse_identity_store::clients::ClientData;
 
     let app = crate::web_kit::WebApp::start(backend);
-    let (backchannel, logouts) = backchannel_receiver();
+    let logouts = crate::web_kit::BackchannelReceiver::start();
     register_client(
         &app,
         ClientData {
-            backchannel_logout_uri: Some(backchannel),
+            backchannel_logout_uri: Some(logouts.url.clone()),
             ..client_data(false)
         },
     );
     let mut browser = signed_in(&app);
     let code = get_code(&mut browser, "");
-    (app, logouts, browser, code)
+    let (status, tokens) = exchange(&app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    (app, logouts, browser, tokens)
 }
 
 fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
     backend: gatehouse_identity_store::Backend,
 ) {
-    use crate::code_flow::{VERIFIER, exchange, introspect_active, param, verified_claims};
+    use crate::code_flow::{introspect_active, verified_claims};
 
-    use gatehouse_identity_store::{PageRequest, audit, tenants, users};
+    use gatehouse_identity_store::users;
 
-    let (app, logouts, mut browser, code) = signed_in_to_a_backchannel_client(backend);
-    let (status, tokens) = exchange(&app, &code, VERIFIER);
-    assert_eq!(status, 200, "{tokens}");
+    let (app, logouts, mut browser, tokens) = signed_in_to_a_backchannel_client(backend);
     let access = tokens["access_token"].as_str().unwrap();
     let refresh_token = tokens["refresh_token"].as_str().unwrap();
     assert!(introspect_active(&app, access));
@@ -538,41 +483,21 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
     let no_reason = gatehouse_for(
         &app,
         cwd.path(),
-        &[
-            "users",
-            "disable",
-            "--email",
-            "uma@example.com",
-            "--reason",
-            "",
-            "--operator",
-            "ops",
-        ],
+        &user_action("disable", "uma@example.com", "", "ops"),
     );
     assert_clean_failure(&no_reason, 1, "must not be empty");
     assert!(introspect_active(&app, access));
 
-    let disabled = gatehouse_for(
+    let out = succeeded(&gatehouse_for(
         &app,
         cwd.path(),
-        &[
-            "users",
+        &user_action(
             "disable",
-            "--email",
             "uma@example.com",
-            "--reason",
             "ticket 9: account compromised",
-            "--operator",
             "ops-ann",
-        ],
-    );
-    assert!(
-        disabled.status.success(),
-        "{:?}: {}",
-        disabled.status,
-        stderr(&disabled)
-    );
-    let out = stdout(&disabled);
+        ),
+    ));
     assert!(
         out.contains("disabled uma@example.com")
             && out.contains("1 sessions ended, 1 grants revoked"),
@@ -582,15 +507,7 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
         !introspect_active(&app, access),
         "introspection still answers active after the user was disabled"
     );
-    assert!(
-        out.contains("back-channel logout delivered to webapp"),
-        "{out}"
-    );
-    let logout = logouts
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("no back-channel logout arrived");
-    let logout_token = param(&format!("?{logout}"), "logout_token").unwrap();
-    let (header, claims) = verified_claims(&app, &logout_token, "webapp");
+    let (header, claims) = logout_delivered(&app, &out, &logouts);
     let (_, id_token) = verified_claims(&app, tokens["id_token"].as_str().unwrap(), "webapp");
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
     assert_eq!(
@@ -609,18 +526,12 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
     );
     assert_ne!(sign_in_status(&app), 303, "a disabled user signed in");
 
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
-    let user = users::find_by_primary_email(&mut conn, tenant, "uma@example.com")
-        .unwrap()
-        .unwrap();
+    let user =
+        users::find_by_primary_email(&mut app.db.conn(), app.default_tenant(), "uma@example.com")
+            .unwrap()
+            .unwrap();
     assert!(!user.data.active);
-    let events = audit::list(&mut conn, tenant, &PageRequest::first(500))
-        .unwrap()
-        .items;
+    let events = app.audit_events(500);
     let event = events
         .iter()
         .find(|e| e.action == "user.deactivated")
@@ -632,28 +543,13 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
         "{:?}",
         event.details
     );
-    drop(conn);
 
-    let enabled = gatehouse_for(
+    let enabled = succeeded(&gatehouse_for(
         &app,
         cwd.path(),
-        &[
-            "users",
-            "enable",
-            "--email",
-            "uma@example.com",
-            "--reason",
-            "ticket 9 closed",
-            "--operator",
-            "ops-ann",
-        ],
-    );
-    assert!(enabled.status.success(), "{}", stderr(&enabled));
-    assert!(
-        stdout(&enabled).contains("enabled uma@example.com"),
-        "{}",
-        stdout(&enabled)
-    );
+        &user_action("enable", "uma@example.com", "ticket 9 closed", "ops-ann"),
+    ));
+    assert!(enabled.contains("enabled uma@example.com"), "{enabled}");
     assert_eq!(
         sign_in_status(&app),
         303,
@@ -667,16 +563,7 @@ fn users_disable_ends_every_token_at_once_and_enable_lets_the_user_back(
     let again = gatehouse_for(
         &app,
         cwd.path(),
-        &[
-            "users",
-            "enable",
-            "--email",
-            "uma@example.com",
-            "--reason",
-            "again",
-            "--operator",
-            "ops",
-        ],
+        &user_action("enable", "uma@example.com", "again", "ops"),
     );
     assert!(
         stdout(&again).contains("was not disabled"),
@@ -694,41 +581,25 @@ gatehouse_identity_store::on_both_backends!(
 /// parties (back-channel logout), as `users disable` does.
 #[test]
 fn users_reset_logs_the_relying_parties_out_of_the_sessions_it_ended() {
-    use crate::code_flow::{VERIFIER, exchange, introspect_active, param, verified_claims};
+    use crate::code_flow::{introspect_active, verified_claims};
 
-    let (app, logouts, mut browser, code) =
+    let (app, logouts, mut browser, tokens) =
         signed_in_to_a_backchannel_client(gatehouse_identity_store::Backend::Sqlite);
-    let (status, tokens) = exchange(&app, &code, VERIFIER);
-    assert_eq!(status, 200, "{tokens}");
     let access = tokens["access_token"].as_str().unwrap();
     let cwd = temp_dir();
-    let reset = gatehouse_for(
+    let out = succeeded(&gatehouse_for(
         &app,
         cwd.path(),
-        &[
-            "users",
+        &user_action(
             "reset",
-            "--email",
             "uma@example.com",
-            "--reason",
             "ticket 12: phone lost, identity checked",
-            "--operator",
             "ops-ann",
-        ],
-    );
-    assert!(reset.status.success(), "{}", stderr(&reset));
-    let out = stdout(&reset);
+        ),
+    ));
     assert!(out.contains("1 sessions ended, 1 grants revoked"), "{out}");
-    assert!(
-        out.contains("back-channel logout delivered to webapp"),
-        "{out}"
-    );
     assert!(!introspect_active(&app, access));
-    let logout = logouts
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("no back-channel logout arrived");
-    let logout_token = param(&format!("?{logout}"), "logout_token").unwrap();
-    let (_, claims) = verified_claims(&app, &logout_token, "webapp");
+    let (_, claims) = logout_delivered(&app, &out, &logouts);
     let (_, id_token) = verified_claims(&app, tokens["id_token"].as_str().unwrap(), "webapp");
     assert_eq!(
         (&claims["sub"], &claims["sid"]),
@@ -740,7 +611,7 @@ fn users_reset_logs_the_relying_parties_out_of_the_sessions_it_ended() {
 
 #[test]
 fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
-    use gatehouse_identity_store::{Backend, PageRequest, audit, tenants, users};
+    use gatehouse_identity_store::Backend;
 
     let app = crate::web_kit::WebApp::start(Backend::Sqlite);
     app.create_verified_user("rita@example.com", "correct horse battery staple");
@@ -759,9 +630,8 @@ fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
         ])
     };
 
-    let created = create("auditor");
-    assert!(created.status.success(), "{}", stderr(&created));
-    assert!(stdout(&created).contains("created the role auditor"));
+    let created = succeeded(&create("auditor"));
+    assert!(created.contains("created the role auditor"));
     let listed = cli(&["roles", "list"]);
     assert!(
         stdout(&listed).contains("auditor\tReads the audit trail"),
@@ -773,7 +643,7 @@ fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
     let unnamed = cli(&["roles", "create", "--name", " ", "--operator", "ops"]);
     assert_clean_failure(&unnamed, 1, "must not be empty");
 
-    let assigned = cli(&[
+    let _assigned = succeeded(&cli(&[
         "roles",
         "assign",
         "--email",
@@ -782,17 +652,9 @@ fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
         "auditor",
         "--operator",
         "ops-ann",
-    ]);
-    assert!(assigned.status.success(), "{}", stderr(&assigned));
+    ]));
 
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
-    let events = audit::list(&mut conn, tenant, &PageRequest::first(500))
-        .unwrap()
-        .items;
+    let events = app.audit_events(500);
     let made: Vec<_> = events
         .iter()
         .filter(|e| e.action == "role.created")
@@ -804,10 +666,13 @@ fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
     );
     assert_eq!(made[0].actor, "operator:ops-ann");
     assert!(made[0].target.as_deref().unwrap().starts_with("role:"));
-    let rita = users::find_by_primary_email(&mut conn, tenant, "rita@example.com")
-        .unwrap()
-        .unwrap();
-    let roles = gatehouse_identity_store::roles::roles_of_user(&mut conn, tenant, rita.id).unwrap();
+    let rita = app.user_id("rita@example.com");
+    let roles = gatehouse_identity_store::roles::roles_of_user(
+        &mut app.db.conn(),
+        app.default_tenant(),
+        rita,
+    )
+    .unwrap();
     assert_eq!(
         roles.iter().map(|r| r.name.as_str()).collect::<Vec<_>>(),
         vec!["auditor"]
@@ -817,12 +682,12 @@ fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
 #[test]
 fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     use crate::code_flow::{
-        VERIFIER, client_data, exchange, get_code, introspect_active, param, register_client,
-        signed_in, verified_claims,
+        VERIFIER, client_data, exchange, get_code, introspect_active, register_client, signed_in,
+        verified_claims,
     };
     use gatehouse_identity_store::clients::ClientData;
     use gatehouse_identity_store::roles::{self, RoleData};
-    use gatehouse_identity_store::{Backend, PageRequest, audit, tenants};
+    use gatehouse_identity_store::{Backend, tenants};
 
     let app = crate::web_kit::WebApp::start(Backend::Sqlite);
     // The tenant releases roles with `profile`, which the test client asks for.
@@ -858,11 +723,11 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     )
     .unwrap();
     drop(conn);
-    let (backchannel, logouts) = backchannel_receiver();
+    let logouts = crate::web_kit::BackchannelReceiver::start();
     register_client(
         &app,
         ClientData {
-            backchannel_logout_uri: Some(backchannel),
+            backchannel_logout_uri: Some(logouts.url.clone()),
             ..client_data(false)
         },
     );
@@ -896,13 +761,8 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
         1,
         "no role `nosuchrole`",
     );
-    let assigned = role_command("assign", "auditor");
-    assert!(assigned.status.success(), "{}", stderr(&assigned));
-    assert!(
-        stdout(&assigned).contains("now has the role auditor"),
-        "{}",
-        stdout(&assigned)
-    );
+    let assigned = succeeded(&role_command("assign", "auditor"));
+    assert!(assigned.contains("now has the role auditor"), "{assigned}");
 
     let code = get_code(&mut browser, "");
     let (status, tokens) = exchange(&app, &code, VERIFIER);
@@ -916,28 +776,17 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     let access = tokens["access_token"].as_str().unwrap();
     assert!(introspect_active(&app, access));
 
-    let removed = role_command("remove", "auditor");
-    assert!(removed.status.success(), "{}", stderr(&removed));
+    let removed = succeeded(&role_command("remove", "auditor"));
     assert!(
-        stdout(&removed).contains("no longer has the role auditor; 1 grants revoked"),
-        "{}",
-        stdout(&removed)
+        removed.contains("no longer has the role auditor; 1 grants revoked"),
+        "{removed}"
     );
     assert!(
         !introspect_active(&app, access),
         "a token stating the removed role is still active"
     );
     // The relying party's session built on the grant ends too.
-    assert!(
-        stdout(&removed).contains("back-channel logout delivered to webapp"),
-        "{}",
-        stdout(&removed)
-    );
-    let logout = logouts
-        .recv_timeout(std::time::Duration::from_secs(10))
-        .expect("no back-channel logout arrived");
-    let logout_token = param(&format!("?{logout}"), "logout_token").unwrap();
-    let (_, claims) = verified_claims(&app, &logout_token, "webapp");
+    let (_, claims) = logout_delivered(&app, &removed, &logouts);
     assert_eq!(claims["sid"], id_token["sid"]);
     assert!(refresh_refused(
         &app,
@@ -952,14 +801,11 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
         stdout(&again)
     );
 
-    let mut conn = app.db.conn();
-    let actions: Vec<(String, String)> =
-        audit::list(&mut conn, tenant.id, &PageRequest::first(500))
-            .unwrap()
-            .items
-            .into_iter()
-            .map(|e| (e.action, e.actor))
-            .collect();
+    let actions: Vec<(String, String)> = app
+        .audit_events(500)
+        .into_iter()
+        .map(|e| (e.action, e.actor))
+        .collect();
     for action in ["user.role_assigned", "user.role_removed"] {
         assert!(
             actions.contains(&(action.to_owned(), "operator:ops-ann".to_owned())),
@@ -970,130 +816,92 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
 
 #[test]
 fn purposes_are_defined_versioned_and_listed_from_the_command_line() {
-    let dir = temp_dir();
-    assert!(
-        Server::start(gatehouse(dir.path(), &["serve"]))
-            .terminate()
-            .success()
-    );
+    let dir = started_once();
     let cli = |args: &[&str]| run(&mut gatehouse(dir.path(), args));
-    let empty = cli(&["purposes", "list"]);
-    assert!(empty.status.success(), "{}", stderr(&empty));
-    assert!(
-        stdout(&empty).contains("no purposes defined"),
-        "{}",
-        stdout(&empty)
-    );
+    // `purposes <verb> --slug <slug> <fields…> --operator <operator>`.
+    let purposes = |verb: &str, slug: &str, fields: &[&str], operator: &str| {
+        let mut args = vec!["purposes", verb, "--slug", slug];
+        args.extend_from_slice(fields);
+        args.extend(["--operator", operator]);
+        cli(&args)
+    };
+    let empty = succeeded(&cli(&["purposes", "list"]));
+    assert!(empty.contains("no purposes defined"), "{empty}");
 
-    let defined = cli(&[
-        "purposes",
+    let defined = succeeded(&purposes(
         "define",
-        "--slug",
         "newsletter",
-        "--name",
-        "Newsletter",
-        "--description",
-        "We mail you news.",
-        "--scope",
-        "email",
-        "--scope",
-        "profile",
-        "--operator",
+        &[
+            "--name",
+            "Newsletter",
+            "--description",
+            "We mail you news.",
+            "--scope",
+            "email",
+            "--scope",
+            "profile",
+        ],
         "ops-ann",
-    ]);
-    assert!(defined.status.success(), "{}", stderr(&defined));
+    ));
     assert!(
-        stdout(&defined).contains("newsletter\tv1\tconsent\temail profile\tNewsletter"),
-        "{}",
-        stdout(&defined)
+        defined.contains("newsletter\tv1\tconsent\temail profile\tNewsletter"),
+        "{defined}"
     );
-    let bad_basis = cli(&[
-        "purposes",
+    let bad_basis = purposes(
         "define",
-        "--slug",
         "x",
-        "--name",
-        "X",
-        "--description",
-        "x",
-        "--scope",
-        "email",
-        "--legal-basis",
-        "because",
-        "--operator",
+        &[
+            "--name",
+            "X",
+            "--description",
+            "x",
+            "--scope",
+            "email",
+            "--legal-basis",
+            "because",
+        ],
         "ops",
-    ]);
+    );
     assert_clean_failure(&bad_basis, 1, "unknown legal basis `because`");
-    let twice = cli(&[
-        "purposes",
+    let twice = purposes(
         "define",
-        "--slug",
         "newsletter",
-        "--name",
-        "Again",
-        "--description",
-        "x",
-        "--scope",
-        "email",
-        "--operator",
+        &["--name", "Again", "--description", "x", "--scope", "email"],
         "ops",
-    ]);
+    );
     assert!(!twice.status.success(), "a purpose was defined twice");
 
-    let updated = cli(&[
-        "purposes",
+    let updated = succeeded(&purposes(
         "update",
-        "--slug",
         "newsletter",
-        "--expected-version",
-        "1",
-        "--description",
-        "We mail you news and offers.",
-        "--operator",
+        &[
+            "--expected-version",
+            "1",
+            "--description",
+            "We mail you news and offers.",
+        ],
         "ops-ann",
-    ]);
-    assert!(updated.status.success(), "{}", stderr(&updated));
+    ));
     assert!(
-        stdout(&updated).contains("newsletter\tv2\tconsent\temail profile\tNewsletter"),
-        "{}",
-        stdout(&updated)
+        updated.contains("newsletter\tv2\tconsent\temail profile\tNewsletter"),
+        "{updated}"
     );
-    let stale = cli(&[
-        "purposes",
+    let stale = purposes(
         "update",
-        "--slug",
         "newsletter",
-        "--expected-version",
-        "1",
-        "--name",
-        "Lost update",
-        "--operator",
+        &["--expected-version", "1", "--name", "Lost update"],
         "ops",
-    ]);
+    );
     assert_clean_failure(&stale, 1, "is at version 2, not 1");
-    let nothing = cli(&[
-        "purposes",
-        "update",
-        "--slug",
-        "newsletter",
-        "--expected-version",
-        "2",
-        "--operator",
-        "ops",
-    ]);
+    let nothing = purposes("update", "newsletter", &["--expected-version", "2"], "ops");
     assert_clean_failure(&nothing, 1, "nothing to change");
 
     let listed = stdout(&cli(&["purposes", "list"]));
     assert!(listed.contains("newsletter\tv2\t"), "{listed}");
     assert!(!listed.contains("Lost update"), "{listed}");
 
-    use gatehouse_identity_store::db::{ConnectOptions, pool};
     use gatehouse_identity_store::{PageRequest, audit, purposes, tenants};
-    let url = format!(
-        "sqlite://{}",
-        data_dir(dir.path()).join("gatehouse.db").display()
-    );
-    let store = pool(&ConnectOptions::new(&url)).unwrap();
+    let store = sqlite_store(dir.path());
     let mut conn = store.get().unwrap();
     let tenant = tenants::find_by_slug(&mut conn, "default")
         .unwrap()
@@ -1119,25 +927,13 @@ fn purposes_are_defined_versioned_and_listed_from_the_command_line() {
 /// reported, the relying party hears nothing.
 #[test]
 fn back_channel_logout_to_a_private_address_is_refused_by_default() {
-    use crate::code_flow::{VERIFIER, exchange};
-
-    let (app, logouts, _browser, code) =
+    let (app, logouts, _browser, _tokens) =
         signed_in_to_a_backchannel_client(gatehouse_identity_store::Backend::Sqlite);
-    assert_eq!(exchange(&app, &code, VERIFIER).0, 200);
 
     let cwd = temp_dir();
     let disabled = run(gatehouse(
         cwd.path(),
-        &[
-            "users",
-            "disable",
-            "--email",
-            "uma@example.com",
-            "--reason",
-            "ticket 10",
-            "--operator",
-            "ops",
-        ],
+        &user_action("disable", "uma@example.com", "ticket 10", "ops"),
     )
     .env("GATEHOUSE_DATABASE__URL", &app.db.url)
     .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
@@ -1149,10 +945,7 @@ fn back_channel_logout_to_a_private_address_is_refused_by_default() {
         stderr(&disabled)
     );
     // The command has exited: whatever it was going to send, it has sent.
-    assert!(
-        logouts.try_recv().is_err(),
-        "the private address was called"
-    );
+    assert!(!logouts.has_received(), "the private address was called");
 }
 
 #[test]
@@ -1162,7 +955,7 @@ fn tenants_are_created_and_changed_from_the_command_line_and_served_at_once() {
     let app = crate::web_kit::WebApp::start(Backend::Sqlite);
     let cwd = temp_dir();
     let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
-    let created = cli(&[
+    let created = succeeded(&cli(&[
         "tenants",
         "create",
         "--slug",
@@ -1173,13 +966,11 @@ fn tenants_are_created_and_changed_from_the_command_line_and_served_at_once() {
         "closed",
         "--operator",
         "ops-ann",
-    ]);
-    assert!(created.status.success(), "{}", stderr(&created));
+    ]));
     let issuer = format!("{}/t/acme", app.base);
     assert!(
-        stdout(&created).contains(&format!("created tenant acme at {issuer}")),
-        "{}",
-        stdout(&created)
+        created.contains(&format!("created tenant acme at {issuer}")),
+        "{created}"
     );
     // The running server did not hear of it (SQLite: no events between processes);
     // it looks an unknown slug up again, so the tenant is served within seconds.
@@ -1203,7 +994,7 @@ fn tenants_are_created_and_changed_from_the_command_line_and_served_at_once() {
         stdout(&cli(&["tenants", "show", "--tenant", "acme"])).contains("registration: closed")
     );
 
-    let changed = cli(&[
+    let _changed = succeeded(&cli(&[
         "tenants",
         "update",
         "--tenant",
@@ -1216,8 +1007,7 @@ fn tenants_are_created_and_changed_from_the_command_line_and_served_at_once() {
         "open",
         "--operator",
         "ops-ann",
-    ]);
-    assert!(changed.status.success(), "{}", stderr(&changed));
+    ]));
     let shown = stdout(&cli(&["tenants", "show", "--tenant", "acme"]));
     assert!(
         shown.contains("name:         Acme Inc")
@@ -1271,13 +1061,8 @@ fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
     let cwd = temp_dir();
     let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
 
-    let listed = cli(&["tenants", "list"]);
-    assert!(listed.status.success(), "{}", stderr(&listed));
-    assert!(
-        stdout(&listed).starts_with("default\t"),
-        "{}",
-        stdout(&listed)
-    );
+    let listed = succeeded(&cli(&["tenants", "list"]));
+    assert!(listed.starts_with("default\t"), "{listed}");
     let shown = cli(&["tenants", "show"]);
     assert!(
         stdout(&shown).contains("registration: open"),
@@ -1290,15 +1075,14 @@ fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
         "no tenant `nope`",
     );
 
-    let created = cli(&[
+    let _created = succeeded(&cli(&[
         "groups",
         "create",
         "--name",
         "Partners",
         "--operator",
         "ops-ann",
-    ]);
-    assert!(created.status.success(), "{}", stderr(&created));
+    ]));
     let member = |verb: &str| {
         cli(&[
             "groups",
@@ -1316,16 +1100,15 @@ fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
     assert!(stdout(&cli(&["groups", "list"])).contains("\tPartners"));
     assert!(stdout(&member("remove-member")).contains("is no longer a member"));
 
-    let audit = cli(&[
+    let audit = succeeded(&cli(&[
         "audit",
         "list",
         "--actor",
         "operator:ops-ann",
         "--action",
         "group.",
-    ]);
-    assert!(audit.status.success(), "{}", stderr(&audit));
-    let actions: Vec<String> = stdout(&audit)
+    ]));
+    let actions: Vec<String> = audit
         .lines()
         .map(|line| {
             let event: serde_json::Value =
@@ -1366,27 +1149,14 @@ fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
             .unwrap();
         child.wait_with_output().unwrap()
     };
-    let made = create_user(
+    let made = succeeded(&create_user(
         "hal@example.com",
         "violet-harbor-quilt-97-lantern\n",
         &["--password-stdin", "--verified", "--given-name", "Hal"],
-    );
-    assert!(made.status.success(), "{}", stderr(&made));
-    assert!(
-        stdout(&made).starts_with("created user "),
-        "{}",
-        stdout(&made)
-    );
+    ));
+    assert!(made.starts_with("created user "), "{made}");
     let mut browser = app.browser();
-    let page = browser.get("/signin");
-    let signed_in = browser.post_form(
-        "/signin",
-        &page,
-        &[
-            ("email", "hal@example.com"),
-            ("password", "violet-harbor-quilt-97-lantern"),
-        ],
-    );
+    let signed_in = browser.sign_in("hal@example.com", "violet-harbor-quilt-97-lantern");
     assert_eq!(signed_in.status, 303, "the new account cannot sign in");
     assert_clean_failure(
         &create_user("hal@example.com", "", &[]),
@@ -1410,30 +1180,21 @@ fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
         "{}",
         stdout(&listed)
     );
-    let deleted = cli(&[
-        "users",
+    let deleted = succeeded(&cli(&user_action(
         "delete",
-        "--email",
         "gus@example.com",
-        "--reason",
         "asked to be forgotten",
-        "--operator",
         "ops-ann",
-    ]);
-    assert!(deleted.status.success(), "{}", stderr(&deleted));
-    assert!(stdout(&deleted).contains("deleted gus@example.com"));
+    )));
+    assert!(deleted.contains("deleted gus@example.com"));
     assert!(!stdout(&cli(&["users", "list"])).contains("gus@example.com"));
     assert_clean_failure(
-        &cli(&[
-            "users",
+        &cli(&user_action(
             "delete",
-            "--email",
             "gus@example.com",
-            "--reason",
             "again",
-            "--operator",
             "ops-ann",
-        ]),
+        )),
         1,
         "gus@example.com",
     );

@@ -8,10 +8,8 @@ use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
 use chrono::Duration;
 use gatehouse_core::Clock;
 use gatehouse_identity_store::Backend;
-use gatehouse_identity_store::clients::{self, ClientData};
-use gatehouse_identity_store::tenants::{self, TenantData};
+use gatehouse_identity_store::clients::ClientData;
 use gatehouse_token_issuer::client_auth::{JWT_BEARER, secret_hash};
-use reqwest::blocking::Client as Http;
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
@@ -59,24 +57,20 @@ fn client(client_id: &str, method: &str, id_token_alg: &str) -> ClientData {
 }
 
 fn register(app: &WebApp, tenant_slug: &str, data: ClientData) {
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, tenant_slug)
-        .unwrap()
-        .unwrap()
-        .id;
+    let tenant = app.tenant_id(tenant_slug);
     // As `gatehouse clients create` does: the signing key of a client's ID-token
     // algorithm is made with the client, never during one of its requests (an RSA
     // key takes seconds to generate in a debug build).
     let alg: gatehouse_token_issuer::Algorithm = data.id_token_alg.parse().unwrap();
     gatehouse_token_issuer::ensure_active(
-        &mut conn,
+        &mut app.db.conn(),
         &app.state.cipher,
         app.clock.now(),
         tenant,
         alg,
     )
     .unwrap();
-    clients::create(&mut conn, app.clock.now(), tenant, data).unwrap();
+    app.create_client(tenant_slug, data);
 }
 
 #[derive(Clone, Copy)]
@@ -140,23 +134,10 @@ fn urlencode(value: &str) -> String {
     form_urlencoded::byte_serialize(value.as_bytes()).collect()
 }
 
+/// The status and JSON of a form post to `path`, with `authorization` if given.
 fn post(app: &WebApp, path: &str, body: &str, authorization: Option<&str>) -> (u16, Value) {
-    let mut request = Http::new()
-        .post(format!("{}{path}", app.base))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body.to_owned());
-    if let Some(value) = authorization {
-        request = request.header("Authorization", value);
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    let text = response.text().unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    (status, json)
+    let answer = app.post_urlencoded(path, authorization, body);
+    (answer.status, answer.json)
 }
 
 fn client_credentials(app: &WebApp, prefix: &str, assertion: &str) -> (u16, Value) {
@@ -181,12 +162,7 @@ fn introspect(app: &WebApp, token: &str, assertion: &str) -> (u16, Value) {
 }
 
 fn jwks(app: &WebApp) -> jsonwebtoken::jwk::JwkSet {
-    Http::new()
-        .get(format!("{}/jwks", app.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap()
+    app.get_json("/jwks")
 }
 
 /// Checks a token against the published JWKS with jsonwebtoken; returns its header
@@ -255,20 +231,7 @@ gatehouse_identity_store::on_both_backends!(private_key_jwt_flow);
 #[test]
 fn bad_assertions_are_invalid_client() {
     let app = WebApp::start(Backend::Sqlite);
-    {
-        let mut conn = app.db.conn();
-        tenants::create(
-            &mut conn,
-            app.clock.now(),
-            TenantData {
-                slug: "acme".into(),
-                display_name: "Acme".into(),
-                ..TenantData::default()
-            },
-        )
-        .unwrap();
-        app.state.tenants.invalidate();
-    }
+    app.create_tenant("acme", "Acme", serde_json::json!({}));
     register(&app, "default", client("svc", "private_key_jwt", "ES256"));
     register(&app, "acme", client("svc", "private_key_jwt", "ES256"));
     register(
@@ -347,43 +310,41 @@ fn bad_assertions_are_invalid_client() {
     app.advance(Duration::seconds(60 + 30));
     refused(client_credentials(&app, "", &late), "expired");
 
-    // Two methods at once, or half an assertion, is a malformed request.
+    // Two methods at once, or half an assertion, is a malformed request; the
+    // client_id parameter, when sent, must be the assertion's subject.
     let fresh = assertion(&app, Key::Ec, "svc", &issuer, "h");
     let basic = format!("Basic {}", STANDARD.encode("svc:a-secret"));
-    let (status, both) = post(
-        &app,
-        "/oauth2/token",
-        &format!("grant_type=client_credentials&{}", with_assertion(&fresh)),
-        Some(&basic),
-    );
-    assert_eq!(
-        (status, both["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
-    let (status, half) = post(
-        &app,
-        "/oauth2/token",
-        &format!("grant_type=client_credentials&client_assertion={fresh}"),
-        None,
-    );
-    assert_eq!(
-        (status, half["error"].as_str()),
-        (400, Some("invalid_request"))
-    );
-    // The client_id parameter, when sent, must be the assertion's subject.
-    let (status, mismatch) = post(
-        &app,
-        "/oauth2/token",
-        &format!(
-            "grant_type=client_credentials&client_id=basic&{}",
-            with_assertion(&fresh)
+    let malformed = [
+        (
+            "two methods at once",
+            format!("grant_type=client_credentials&{}", with_assertion(&fresh)),
+            Some(basic.as_str()),
+            (400, "invalid_request"),
         ),
-        None,
-    );
-    assert_eq!(
-        (status, mismatch["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+        (
+            "half an assertion",
+            format!("grant_type=client_credentials&client_assertion={fresh}"),
+            None,
+            (400, "invalid_request"),
+        ),
+        (
+            "a client_id that is not the assertion's subject",
+            format!(
+                "grant_type=client_credentials&client_id=basic&{}",
+                with_assertion(&fresh)
+            ),
+            None,
+            (401, "invalid_client"),
+        ),
+    ];
+    for (what, body, authorization, (status, error)) in malformed {
+        let (got, answer) = post(&app, "/oauth2/token", &body, authorization);
+        assert_eq!(
+            (got, answer["error"].as_str()),
+            (status, Some(error)),
+            "{what}: {answer}"
+        );
+    }
     // None of the failures above used up `h`.
     let (status, ok) = post(
         &app,
@@ -399,15 +360,7 @@ fn bad_assertions_are_invalid_client() {
 
 fn signed_in(app: &WebApp) -> Browser {
     app.create_verified_user("ada@example.com", PASSWORD);
-    let mut browser = app.browser();
-    let page = browser.get("/signin");
-    let answer = browser.post_form(
-        "/signin",
-        &page,
-        &[("email", "ada@example.com"), ("password", PASSWORD)],
-    );
-    assert_eq!(answer.status, 303, "{}", answer.body);
-    browser
+    app.signed_in_browser("ada@example.com", PASSWORD)
 }
 
 /// Runs the code flow for `client_id` (first party: no consent page) and redeems
@@ -502,12 +455,7 @@ fn id_tokens_are_signed_with_the_clients_algorithm() {
 
 #[test]
 fn the_cli_registers_private_key_jwt_clients_and_their_id_token_key() {
-    let dir = temp_dir();
-    assert!(
-        Server::start(gatehouse(dir.path(), &["serve"]))
-            .terminate()
-            .success()
-    );
+    let dir = started_once();
     let jwks_file = dir.path().join("client-jwks.json");
     std::fs::write(
         &jwks_file,

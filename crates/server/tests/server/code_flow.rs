@@ -3,17 +3,15 @@
 //! token, wrong verifier, plain PKCE, unregistered redirect URI).
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
-use gatehouse_core::Clock;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use gatehouse_identity_store::Backend;
-use gatehouse_identity_store::clients::{self, ClientData};
-use gatehouse_identity_store::tenants;
+use gatehouse_identity_store::clients::ClientData;
 use gatehouse_token_issuer::client_auth::secret_hash;
 use reqwest::blocking::Client as Http;
 use serde_json::Value;
 use sha2::{Digest, Sha256};
 
-use crate::web_kit::{Browser, WebApp};
+use crate::web_kit::{Browser, ReceivedRequest, WebApp, basic};
 
 pub const SECRET: &str = "app-secret-app-secret-app-secret-app-secre";
 pub const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
@@ -44,12 +42,7 @@ pub fn client_data(first_party: bool) -> ClientData {
 }
 
 pub fn register_client(app: &WebApp, data: ClientData) {
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
-    clients::create(&mut conn, app.clock.now(), tenant, data).unwrap();
+    app.create_client("default", data);
 }
 
 pub fn register(app: &WebApp, first_party: bool) {
@@ -89,19 +82,18 @@ pub fn signed_in(app: &WebApp) -> Browser {
 
 /// A new browser signed in as the user [`signed_in`] made.
 pub fn signed_in_again(app: &WebApp) -> Browser {
-    let mut browser = app.browser();
-    let page = browser.get("/signin");
-    assert_eq!(
-        browser
-            .post_form(
-                "/signin",
-                &page,
-                &[("email", "uma@example.com"), ("password", PASSWORD)]
-            )
-            .status,
-        303
-    );
-    browser
+    app.signed_in_browser("uma@example.com", PASSWORD)
+}
+
+/// Registers `webapp`, signs uma in and runs the whole code flow: the signed-in
+/// browser and the token response.
+pub fn signed_in_with_tokens(app: &WebApp, first_party: bool) -> (Browser, Value) {
+    register(app, first_party);
+    let mut browser = signed_in(app);
+    let code = get_code(&mut browser, "");
+    let (status, tokens) = exchange(app, &code, VERIFIER);
+    assert_eq!(status, 200, "{tokens}");
+    (browser, tokens)
 }
 
 /// Runs the browser part up to the code (approving consent when asked).
@@ -130,18 +122,18 @@ pub fn get_code(browser: &mut Browser, extra: &str) -> String {
     param(&location, "code").expect("code in the redirect")
 }
 
+/// A token request of `webapp`, authenticated with its secret.
 pub fn token(app: &WebApp, body: &str) -> (u16, Value) {
-    let response = Http::new()
-        .post(format!("{}/oauth2/token", app.base))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("webapp:{SECRET}"))),
-        )
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body.to_owned())
-        .send()
-        .unwrap();
-    (response.status().as_u16(), response.json().unwrap())
+    let answer = app.post_urlencoded("/oauth2/token", Some(&basic("webapp", SECRET)), body);
+    (answer.status, answer.json)
+}
+
+/// A refresh of `webapp`'s `refresh_token`.
+pub fn refresh(app: &WebApp, refresh_token: &str) -> (u16, Value) {
+    token(
+        app,
+        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
+    )
 }
 
 pub fn exchange(app: &WebApp, code: &str, verifier: &str) -> (u16, Value) {
@@ -155,30 +147,18 @@ pub fn exchange(app: &WebApp, code: &str, verifier: &str) -> (u16, Value) {
 }
 
 pub fn introspect_active(app: &WebApp, token: &str) -> bool {
-    let response: Value = Http::new()
-        .post(format!("{}/oauth2/introspect", app.base))
-        .header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("webapp:{SECRET}"))),
-        )
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(format!("token={token}"))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
-    response["active"] == true
+    let answer = app.post_urlencoded(
+        "/oauth2/introspect",
+        Some(&basic("webapp", SECRET)),
+        &format!("token={token}"),
+    );
+    answer.json["active"] == true
 }
 
 /// Verifies a token of this server against its JWKS (signature, `iss`, `aud`; not
 /// expiry) and returns its header and claims.
 pub fn verified_claims(app: &WebApp, token: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
-    let jwks: jsonwebtoken::jwk::JwkSet = Http::new()
-        .get(format!("{}/jwks", app.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = app.get_json("/jwks");
     let header = jsonwebtoken::decode_header(token).unwrap();
     let key =
         jsonwebtoken::DecodingKey::from_jwk(jwks.find(header.kid.as_deref().unwrap()).unwrap())
@@ -194,18 +174,22 @@ pub fn verified_claims(app: &WebApp, token: &str, audience: &str) -> (jsonwebtok
     (header, claims)
 }
 
+/// The verified header and claims of the logout token that a back-channel logout
+/// request to `webapp` carried.
+pub fn logout_token_claims(
+    app: &WebApp,
+    request: &ReceivedRequest,
+) -> (jsonwebtoken::Header, Value) {
+    verified_claims(app, &request.logout_token(), "webapp")
+}
+
 pub fn id_token_claims(app: &WebApp, id_token: &str) -> Value {
     verified_claims(app, id_token, "webapp").1
 }
 
 fn full_code_flow(backend: Backend) {
     let app = WebApp::start(backend);
-    register(&app, false);
-    let mut browser = signed_in(&app);
-    let code = get_code(&mut browser, "");
-
-    let (status, tokens) = exchange(&app, &code, VERIFIER);
-    assert_eq!(status, 200, "{tokens}");
+    let (mut browser, tokens) = signed_in_with_tokens(&app, false);
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let claims = id_token_claims(&app, tokens["id_token"].as_str().unwrap());
     assert_eq!(claims["nonce"], "n-0S6");
@@ -252,10 +236,7 @@ fn full_code_flow(backend: Backend) {
     );
     let new_access = rotated["access_token"].as_str().unwrap().to_owned();
     assert!(introspect_active(&app, &new_access));
-    let (status, reuse) = token(
-        &app,
-        &format!("grant_type=refresh_token&refresh_token={first_refresh}"),
-    );
+    let (status, reuse) = refresh(&app, &first_refresh);
     assert_eq!(
         (status, reuse["error"].as_str()),
         (400, Some("invalid_grant"))
@@ -265,13 +246,7 @@ fn full_code_flow(backend: Backend) {
         "tokens of a grant survived refresh-token reuse"
     );
     assert!(!introspect_active(&app, &access));
-    let (status, _) = token(
-        &app,
-        &format!(
-            "grant_type=refresh_token&refresh_token={}",
-            rotated["refresh_token"].as_str().unwrap()
-        ),
-    );
+    let (status, _) = refresh(&app, rotated["refresh_token"].as_str().unwrap());
     assert_eq!(
         status, 400,
         "the rotated token still worked after the family was revoked"

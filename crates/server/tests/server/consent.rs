@@ -4,14 +4,24 @@
 
 use gatehouse_consent::Channel;
 use gatehouse_core::ids::{TenantId, UserId};
+use gatehouse_identity_store::Backend;
 use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
-use gatehouse_identity_store::{Backend, tenants, users};
 
 use crate::authzen::{access_token, evaluation, post, register_pep};
 use crate::code_flow::{
-    VERIFIER, authorize_query, exchange, get_code, introspect_active, register, signed_in, token,
+    VERIFIER, authorize_query, exchange, get_code, introspect_active, refresh, register, signed_in,
+    signed_in_with_tokens,
 };
 use crate::web_kit::WebApp;
+
+/// The newsletter purpose that other tests define as it stands: consent to be
+/// mailed, over `email`.
+pub fn newsletter() -> PurposeData {
+    PurposeData {
+        name: "Newsletter".into(),
+        ..purpose("newsletter", "email")
+    }
+}
 
 fn purpose(slug: &str, scope: &str) -> PurposeData {
     PurposeData {
@@ -24,50 +34,38 @@ fn purpose(slug: &str, scope: &str) -> PurposeData {
 }
 
 fn tenant_and_user(app: &WebApp) -> (TenantId, UserId) {
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
-    let user = users::find_by_primary_email(&mut conn, tenant, "uma@example.com")
-        .unwrap()
-        .unwrap()
-        .id;
-    (tenant, user)
+    (app.default_tenant(), app.user_id("uma@example.com"))
 }
 
-fn refresh(app: &WebApp, refresh_token: &str) -> (u16, serde_json::Value) {
-    token(
-        app,
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
-    )
+/// Defines the purpose `slug` over `scope` and records uma's consent to it for
+/// `webapp`, as the consent page would.
+fn consented(app: &WebApp, slug: &str, scope: &str) {
+    let (tenant, user) = tenant_and_user(app);
+    let consents = &app.state.consents;
+    consents
+        .define_purpose(tenant, "admin", purpose(slug, scope))
+        .unwrap();
+    consents
+        .grant(
+            tenant,
+            user,
+            "webapp",
+            slug,
+            1,
+            Channel::OauthConsentPage,
+            None,
+        )
+        .unwrap();
 }
 
 fn withdrawal_ends_the_tokens_that_depended_on_it(backend: Backend) {
     let app = WebApp::start(backend);
-    register(&app, false);
-    let mut browser = signed_in(&app);
-    let code = get_code(&mut browser, "");
-    let (status, tokens) = exchange(&app, &code, VERIFIER);
-    assert_eq!(status, 200, "{tokens}");
+    let (mut browser, tokens) = signed_in_with_tokens(&app, false);
     let (tenant, user) = tenant_and_user(&app);
 
     let consents = &app.state.consents;
     for (slug, scope) in [("newsletter", "email"), ("telephony", "phone")] {
-        consents
-            .define_purpose(tenant, "admin", purpose(slug, scope))
-            .unwrap();
-        consents
-            .grant(
-                tenant,
-                user,
-                "webapp",
-                slug,
-                1,
-                Channel::OauthConsentPage,
-                None,
-            )
-            .unwrap();
+        consented(&app, slug, scope);
     }
 
     // A purpose whose scopes the grant does not hold leaves it alone.
@@ -108,10 +106,7 @@ gatehouse_identity_store::on_both_backends!(withdrawal_ends_the_tokens_that_depe
 #[test]
 fn revoking_an_app_ends_all_its_tokens() {
     let app = WebApp::start(Backend::Sqlite);
-    register(&app, false);
-    let mut browser = signed_in(&app);
-    let code = get_code(&mut browser, "");
-    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    let (mut browser, tokens) = signed_in_with_tokens(&app, false);
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let (tenant, user) = tenant_and_user(&app);
     assert!(introspect_active(&app, &access));
@@ -134,27 +129,10 @@ fn revoking_an_app_ends_all_its_tokens() {
 #[test]
 fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
     let app = WebApp::start(Backend::Sqlite);
-    register(&app, false);
-    let mut browser = signed_in(&app);
-    let code = get_code(&mut browser, "");
-    let (_, tokens) = exchange(&app, &code, VERIFIER);
+    let (mut browser, tokens) = signed_in_with_tokens(&app, false);
     let access = tokens["access_token"].as_str().unwrap().to_owned();
-    let (tenant, user) = tenant_and_user(&app);
-    let consents = &app.state.consents;
-    consents
-        .define_purpose(tenant, "admin", purpose("newsletter", "email"))
-        .unwrap();
-    consents
-        .grant(
-            tenant,
-            user,
-            "webapp",
-            "newsletter",
-            1,
-            Channel::OauthConsentPage,
-            None,
-        )
-        .unwrap();
+    let (_tenant, user) = tenant_and_user(&app);
+    consented(&app, "newsletter", "email");
 
     let page = browser.get("/account/apps");
     assert_eq!(page.status, 200, "{}", page.body);
@@ -314,31 +292,10 @@ fn the_consent_page_records_the_purposes_it_shows() {
 #[test]
 fn a_withdrawal_on_one_node_is_enforced_by_another() {
     let first = WebApp::start(Backend::Postgres);
-    register(&first, false);
-    let mut browser = signed_in(&first);
-    let code = get_code(&mut browser, "");
-    let (status, tokens) = exchange(&first, &code, VERIFIER);
-    assert_eq!(status, 200, "{tokens}");
+    let (_browser, tokens) = signed_in_with_tokens(&first, false);
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     let (tenant, user) = tenant_and_user(&first);
-    first
-        .state
-        .consents
-        .define_purpose(tenant, "admin", purpose("newsletter", "email"))
-        .unwrap();
-    first
-        .state
-        .consents
-        .grant(
-            tenant,
-            user,
-            "webapp",
-            "newsletter",
-            1,
-            Channel::OauthConsentPage,
-            None,
-        )
-        .unwrap();
+    consented(&first, "newsletter", "email");
 
     register_pep(&first, "pep", &["authzen:evaluate"]);
     let second = first.start_node();

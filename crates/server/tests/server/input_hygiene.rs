@@ -5,8 +5,7 @@
 
 use std::cell::RefCell;
 
-use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
-use gatehouse_identity_store::{Backend, tenants, users};
+use gatehouse_identity_store::{Backend, users};
 use proptest::prelude::*;
 use proptest::test_runner::{Config, TestCaseError, TestRunner};
 
@@ -15,6 +14,7 @@ use crate::code_flow::{
     PASSWORD, SECRET, VERIFIER, authorize_query, client_data, exchange, param, register_client,
     signed_in,
 };
+use crate::consent::newsletter;
 use crate::web_kit::{Browser, Page, WebApp};
 
 /// One server per backend, set up alike and reused by every case.
@@ -27,14 +27,6 @@ struct Target {
     user_token: String,
     /// A policy enforcement point's token (`authzen:evaluate`).
     pep_token: String,
-}
-
-fn default_tenant(app: &WebApp) -> gatehouse_core::ids::TenantId {
-    let mut conn = app.db.conn();
-    tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id
 }
 
 impl Target {
@@ -54,16 +46,9 @@ impl Target {
         let (status, tokens) = exchange(&app, &code, VERIFIER);
         assert_eq!(status, 200, "{tokens}");
         let user_token = tokens["access_token"].as_str().unwrap().to_owned();
-        let purpose = PurposeData {
-            slug: "newsletter".into(),
-            name: "Newsletter".into(),
-            description: "Uses your email.".into(),
-            scopes: vec!["email".into()],
-            legal_basis: LegalBasis::Consent,
-        };
         app.state
             .consents
-            .define_purpose(default_tenant(&app), "admin", purpose)
+            .define_purpose(app.default_tenant(), "admin", newsletter())
             .unwrap();
         register_pep(&app, "pep", &["authzen:evaluate"]);
         let pep_token = access_token(&app, "pep", "authzen:evaluate");
@@ -530,15 +515,10 @@ fn refusals_are_readable_pages_and_rfc_errors(backend: Backend) {
     let target = Target::start(backend);
     let app = &target.app;
 
-    let users_before = users::count(&mut app.db.conn(), default_tenant(app)).unwrap();
+    let users_before = users::count(&mut app.db.conn(), app.default_tenant()).unwrap();
     // A page: the readable 400 page, in the page's own layout.
     let mut visitor = app.browser();
-    let csrf = visitor.get("/signup").csrf();
-    let page = visitor.post_bytes(
-        "/signup",
-        "application/x-www-form-urlencoded",
-        format!("csrf_token={csrf}&email=eve%00@example.com&password=x").into_bytes(),
-    );
+    let page = visitor.post_encoded_form("/signup", "email=eve%00@example.com&password=x");
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(
         page.body.contains("Characters not allowed"),
@@ -552,13 +532,12 @@ fn refusals_are_readable_pages_and_rfc_errors(backend: Backend) {
             .starts_with("text/html")
     );
     // %FF is refused, not stored as U+FFFD.
-    let page = visitor.post_bytes(
+    let page = visitor.post_encoded_form(
         "/signup",
-        "application/x-www-form-urlencoded",
-        format!("csrf_token={csrf}&email=eve%FF@example.com&password={PASSWORD}").into_bytes(),
+        &format!("email=eve%FF@example.com&password={PASSWORD}"),
     );
     assert_eq!(page.status, 400, "{}", page.body);
-    let users_after = users::count(&mut app.db.conn(), default_tenant(app)).unwrap();
+    let users_after = users::count(&mut app.db.conn(), app.default_tenant()).unwrap();
     assert_eq!(users_after, users_before);
     // Also under a tenant prefix, where routing has not named the tenant yet.
     let page = visitor.get("/t/default/signin?return_to=%0B");
@@ -614,15 +593,12 @@ fn a_hostile_return_to_never_follows_a_sign_in(backend: Backend) {
     app.create_verified_user("uma@example.com", PASSWORD);
     for return_to in ["/authorize?x=1%0B", "/authorize?x=1%7F", "/authorize?x=%00"] {
         let mut browser = app.browser();
-        let csrf = browser.get("/signin").csrf();
-        let page = browser.post_bytes(
+        let page = browser.post_encoded_form(
             "/signin",
-            "application/x-www-form-urlencoded",
-            format!(
-                "csrf_token={csrf}&email=uma%40example.com&password={PASSWORD}&return_to={}",
+            &format!(
+                "email=uma%40example.com&password={PASSWORD}&return_to={}",
                 form_urlencoded::byte_serialize(return_to.as_bytes()).collect::<String>()
-            )
-            .into_bytes(),
+            ),
         );
         // The nested request's control character: no redirect back into it, but the
         // sign-in itself went through to the account page.
@@ -632,11 +608,9 @@ fn a_hostile_return_to_never_follows_a_sign_in(backend: Backend) {
     }
     // Raw in the field itself: refused at the edge, before any session exists.
     let mut browser = app.browser();
-    let csrf = browser.get("/signin").csrf();
-    let page = browser.post_bytes(
+    let page = browser.post_encoded_form(
         "/signin",
-        "application/x-www-form-urlencoded",
-        format!("csrf_token={csrf}&email=uma%40example.com&password={PASSWORD}&return_to=%2Fauthorize%3Fx%3D%0B").into_bytes(),
+        &format!("email=uma%40example.com&password={PASSWORD}&return_to=%2Fauthorize%3Fx%3D%0B"),
     );
     assert_eq!(page.status, 400, "{}", page.body);
     assert!(browser.session_cookie().is_none());
@@ -647,16 +621,11 @@ gatehouse_identity_store::on_both_backends!(a_hostile_return_to_never_follows_a_
 fn look_alike_addresses_get_no_second_account(backend: Backend) {
     let app = WebApp::start(backend);
     app.create_verified_user("alice@example.com", PASSWORD);
-    let tenant = default_tenant(&app);
+    let tenant = app.default_tenant();
     let users_before = users::count(&mut app.db.conn(), tenant).unwrap();
     let sign_up = |email: &str| {
         let mut browser = app.browser();
-        let page = browser.get("/signup");
-        browser.post_form(
-            "/signup",
-            &page,
-            &[("email", email), ("password", PASSWORD)],
-        )
+        browser.sign_up("/signup", email, PASSWORD)
     };
     // Refused outright, whoever exists: mixed scripts in one label, invisible marks.
     for refused in [
@@ -696,22 +665,9 @@ fn look_alike_addresses_get_no_second_account(backend: Backend) {
     // An email change to a look-alike of another account is refused too.
     app.create_verified_user("bob@example.com", PASSWORD);
     let mut bob = app.browser();
-    let page = bob.get("/signin");
-    let signed = bob.post_form(
-        "/signin",
-        &page,
-        &[("email", "bob@example.com"), ("password", PASSWORD)],
-    );
+    let signed = bob.sign_in("bob@example.com", PASSWORD);
     assert_eq!(signed.status, 303);
-    let account = bob.get("/account");
-    let page = bob.post_form(
-        "/account/email",
-        &account,
-        &[
-            ("new_email", "alıce@example.com"),
-            ("current_password", PASSWORD),
-        ],
-    );
+    let page = bob.change_email("alıce@example.com", PASSWORD);
     // Refused as taken, shown at the new address's field after the redirect.
     assert_eq!(page.status, 303, "{}", page.body);
     assert_eq!(

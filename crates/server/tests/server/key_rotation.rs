@@ -5,21 +5,15 @@
 use std::time::{Duration, Instant};
 
 use gatehouse_core::Clock;
+use gatehouse_identity_store::Backend;
 use gatehouse_identity_store::signing_keys::{self, KeyAlgorithm, KeyState};
-use gatehouse_identity_store::{Backend, tenants};
 use gatehouse_server::key_schedule;
-use reqwest::blocking::Client as Http;
 use serde_json::Value;
 
 use crate::web_kit::WebApp;
 
 fn published_kids(app: &WebApp) -> Vec<String> {
-    let jwks: Value = Http::new()
-        .get(format!("{}/jwks", app.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks: Value = app.get_json("/jwks");
     jwks["keys"]
         .as_array()
         .unwrap()
@@ -41,14 +35,14 @@ fn wait_for_jwks(app: &WebApp, expected: usize) -> Vec<String> {
 }
 
 fn kid_in(app: &WebApp, state: KeyState) -> Option<String> {
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
-    signing_keys::find(&mut conn, tenant, KeyAlgorithm::Es256, state)
-        .unwrap()
-        .map(|k| k.kid)
+    signing_keys::find(
+        &mut app.db.conn(),
+        app.default_tenant(),
+        KeyAlgorithm::Es256,
+        state,
+    )
+    .unwrap()
+    .map(|k| k.kid)
 }
 
 fn run_passes_concurrently(app: &WebApp, passes: usize) -> usize {

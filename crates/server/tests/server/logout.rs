@@ -2,76 +2,16 @@
 //! to registered URIs, confirmation unless the RP proves the session) and
 //! Back-Channel Logout 1.0 (a signed logout token POSTed to the RP).
 
-use std::io::{BufRead, BufReader, Read, Write};
-use std::net::TcpListener;
-use std::sync::mpsc;
-use std::time::Duration;
-
 use gatehouse_identity_store::Backend;
 use serde_json::Value;
 
 use crate::code_flow::{
-    VERIFIER, client_data, exchange, get_code, param, register_client, signed_in, token, urlencode,
-    verified_claims,
+    VERIFIER, client_data, exchange, get_code, id_token_claims, logout_token_claims, refresh,
+    register_client, signed_in, urlencode,
 };
-use crate::web_kit::{Browser, WebApp};
+use crate::web_kit::{BackchannelReceiver, Browser, WebApp};
 
 const AFTER_LOGOUT: &str = "http://127.0.0.1:9/signed-out";
-
-/// A relying party's back-channel logout endpoint: records each request body.
-struct BackchannelReceiver {
-    url: String,
-    bodies: mpsc::Receiver<String>,
-}
-
-impl BackchannelReceiver {
-    fn start() -> BackchannelReceiver {
-        let listener = TcpListener::bind("127.0.0.1:0").unwrap();
-        let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
-        let (sender, bodies) = mpsc::channel();
-        std::thread::spawn(move || {
-            for stream in listener.incoming() {
-                let Ok(mut stream) = stream else { return };
-                let mut reader = BufReader::new(stream.try_clone().unwrap());
-                let mut length = 0;
-                let mut line = String::new();
-                let mut request_line = String::new();
-                reader.read_line(&mut request_line).unwrap();
-                loop {
-                    line.clear();
-                    reader.read_line(&mut line).unwrap();
-                    if line == "\r\n" || line.is_empty() {
-                        break;
-                    }
-                    if let Some((name, value)) = line.split_once(':')
-                        && name.eq_ignore_ascii_case("content-length")
-                    {
-                        length = value.trim().parse().unwrap();
-                    }
-                }
-                let mut body = vec![0; length];
-                reader.read_exact(&mut body).unwrap();
-                stream
-                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
-                    .unwrap();
-                let _ = sender.send(format!(
-                    "{}\n{}",
-                    request_line.trim_end(),
-                    String::from_utf8(body).unwrap()
-                ));
-            }
-        });
-        BackchannelReceiver { url, bodies }
-    }
-
-    fn next(&self) -> Option<String> {
-        self.bodies.recv_timeout(Duration::from_secs(10)).ok()
-    }
-}
-
-fn decode_verified(app: &WebApp, token: &str, audience: &str) -> (jsonwebtoken::Header, Value) {
-    verified_claims(app, token, audience)
-}
 
 fn start(backend: Backend, backchannel: Option<&str>) -> WebApp {
     let app = WebApp::start(backend);
@@ -90,13 +30,6 @@ fn tokens(app: &WebApp, browser: &mut Browser, scope: &str) -> Value {
     tokens
 }
 
-fn refresh(app: &WebApp, refresh_token: &str) -> (u16, Value) {
-    token(
-        app,
-        &format!("grant_type=refresh_token&refresh_token={refresh_token}"),
-    )
-}
-
 fn is_signed_in(browser: &mut Browser) -> bool {
     browser.get("/account").status == 200
 }
@@ -108,7 +41,7 @@ fn logout_with_hint(backend: Backend) {
     let online = tokens(&app, &mut browser, "openid email");
     let offline = tokens(&app, &mut browser, "openid offline_access");
     let id_token = online["id_token"].as_str().unwrap();
-    let sid = decode_verified(&app, id_token, "webapp").1["sid"].clone();
+    let sid = id_token_claims(&app, id_token)["sid"].clone();
 
     let answer = browser.get(&format!(
         "/oauth2/logout?id_token_hint={id_token}&post_logout_redirect_uri={}&state=bye",
@@ -137,19 +70,15 @@ fn logout_with_hint(backend: Backend) {
 
     // One logout token for the one session, delivered as a form.
     let received = receiver.next().expect("no back-channel logout arrived");
-    let (request_line, body) = received.split_once('\n').unwrap();
     assert!(
-        request_line.starts_with("POST /backchannel "),
-        "{request_line}"
+        received.request_line.starts_with("POST /backchannel "),
+        "{}",
+        received.request_line
     );
-    let logout_token = param(&format!("?{body}"), "logout_token").unwrap();
-    let (header, claims) = decode_verified(&app, &logout_token, "webapp");
+    let (header, claims) = logout_token_claims(&app, &received);
     assert_eq!(header.typ.as_deref(), Some("logout+jwt"));
     assert_eq!(claims["sid"], sid);
-    assert_eq!(
-        claims["sub"],
-        decode_verified(&app, id_token, "webapp").1["sub"]
-    );
+    assert_eq!(claims["sub"], id_token_claims(&app, id_token)["sub"]);
     assert!(claims["events"]["http://schemas.openid.net/event/backchannel-logout"].is_object());
     assert!(
         claims.get("nonce").is_none(),
@@ -187,19 +116,18 @@ fn logout_without_proof_asks_the_user_first() {
     assert_eq!(forged.status, 403);
     assert!(is_signed_in(&mut browser));
 
-    let stay = browser.post_form(
-        "/oauth2/logout/confirm",
-        &page,
-        &[("request", &query), ("decision", "stay")],
-    );
+    let decide = |browser: &mut Browser, decision: &str| {
+        browser.post_form(
+            "/oauth2/logout/confirm",
+            &page,
+            &[("request", &query), ("decision", decision)],
+        )
+    };
+    let stay = decide(&mut browser, "stay");
     assert_eq!(stay.status, 200);
     assert!(is_signed_in(&mut browser));
 
-    let confirmed = browser.post_form(
-        "/oauth2/logout/confirm",
-        &page,
-        &[("request", &query), ("decision", "sign_out")],
-    );
+    let confirmed = decide(&mut browser, "sign_out");
     assert_eq!(confirmed.status, 303, "{}", confirmed.body);
     assert_eq!(
         confirmed.location().as_deref(),
@@ -272,15 +200,13 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
     let app = start(Backend::Sqlite, Some(&receiver.url));
     let mut browser = signed_in(&app);
     let before = tokens(&app, &mut browser, "openid email");
-    let sid =
-        decode_verified(&app, before["id_token"].as_str().unwrap(), "webapp").1["sid"].clone();
+    let sid = id_token_claims(&app, before["id_token"].as_str().unwrap())["sid"].clone();
     let old_cookie = browser.session_cookie().unwrap();
 
     // The same user signs in again on this browser (the session id rotates).
-    let page = browser.get("/signin?return_to=%2Fauthorize%3Fclient_id%3Dwebapp");
-    let again = browser.post_form(
+    let again = browser.fill_in(
+        "/signin?return_to=%2Fauthorize%3Fclient_id%3Dwebapp",
         "/signin",
-        &page,
         &[
             ("email", "uma@example.com"),
             ("password", crate::code_flow::PASSWORD),
@@ -296,8 +222,7 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
     assert_eq!(status, 200, "rotation ended the grant: {refreshed}");
 
     // Signing out of the new session ends it too.
-    let page = browser.get("/account");
-    let out = browser.post_form("/signout", &page, &[]);
+    let out = browser.fill_in("/account", "/signout", &[]);
     assert_eq!(out.status, 303);
     let (status, body) = refresh(&app, refreshed["refresh_token"].as_str().unwrap());
     assert_eq!(
@@ -307,9 +232,7 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
     );
     // The logout token names the sid the relying party was given before.
     let received = receiver.next().expect("no back-channel logout arrived");
-    let body = received.split_once('\n').unwrap().1;
-    let logout_token = param(&format!("?{body}"), "logout_token").unwrap();
-    assert_eq!(decode_verified(&app, &logout_token, "webapp").1["sid"], sid);
+    assert_eq!(logout_token_claims(&app, &received).1["sid"], sid);
 }
 
 /// A consent withdrawn ends the relying party's session built on it (a logout token
@@ -317,41 +240,20 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
 #[test]
 fn withdrawing_consent_logs_the_relying_party_out_of_the_session_built_on_it() {
     use gatehouse_consent::Channel;
-    use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
-    use gatehouse_identity_store::{tenants, users};
 
     let receiver = BackchannelReceiver::start();
     let app = start(Backend::Sqlite, Some(&receiver.url));
     let mut browser = signed_in(&app);
-    let (tenant, user) = {
-        let mut conn = app.db.conn();
-        let tenant = tenants::find_by_slug(&mut conn, "default")
-            .unwrap()
-            .unwrap()
-            .id;
-        let user = users::find_by_primary_email(&mut conn, tenant, "uma@example.com")
-            .unwrap()
-            .unwrap()
-            .id;
-        (tenant, user)
-    };
+    let (tenant, user) = (app.default_tenant(), app.user_id("uma@example.com"));
     let consents = &app.state.consents;
-    let newsletter = PurposeData {
-        slug: "newsletter".into(),
-        name: "Newsletter".into(),
-        description: "Uses your email.".into(),
-        scopes: vec!["email".into()],
-        legal_basis: LegalBasis::Consent,
-    };
     consents
-        .define_purpose(tenant, "admin", newsletter)
+        .define_purpose(tenant, "admin", crate::consent::newsletter())
         .unwrap();
     consents
         .grant(tenant, user, "webapp", "newsletter", 1, Channel::Api, None)
         .unwrap();
     let with_email = tokens(&app, &mut browser, "openid email");
-    let sid =
-        decode_verified(&app, with_email["id_token"].as_str().unwrap(), "webapp").1["sid"].clone();
+    let sid = id_token_claims(&app, with_email["id_token"].as_str().unwrap())["sid"].clone();
 
     consents
         .withdraw(tenant, user, "webapp", "newsletter", Channel::AccountPage)
@@ -359,9 +261,7 @@ fn withdrawing_consent_logs_the_relying_party_out_of_the_session_built_on_it() {
     let received = receiver
         .next()
         .expect("no back-channel logout after the withdrawal");
-    let (_, body) = received.split_once('\n').unwrap();
-    let logout_token = param(&format!("?{body}"), "logout_token").unwrap();
-    let (_, claims) = decode_verified(&app, &logout_token, "webapp");
+    let (_, claims) = logout_token_claims(&app, &received);
     assert_eq!(claims["sid"], sid);
     assert!(
         is_signed_in(&mut browser),

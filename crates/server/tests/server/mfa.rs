@@ -258,15 +258,7 @@ fn sensitive_account_actions_need_a_recent_second_factor() {
     let (key, _) = enrol_totp(&app, &mut browser);
 
     app.advance(chrono::Duration::minutes(11));
-    let account = browser.get("/account");
-    let change = browser.post_form(
-        "/account/password",
-        &account,
-        &[
-            ("current_password", PASSWORD),
-            ("new_password", "a-brand-new-passphrase-77"),
-        ],
-    );
+    let change = browser.change_password(PASSWORD, "a-brand-new-passphrase-77");
     assert_eq!(change.status, 303, "{}", change.body);
     let to_factor = change.location().unwrap();
     assert_eq!(to_factor, "/signin/second-factor?return_to=%2Faccount");
@@ -287,21 +279,12 @@ fn sensitive_account_actions_need_a_recent_second_factor() {
         "{}",
         stepped.body
     );
-    let account = browser.get("/account");
-    let change = browser.post_form(
-        "/account/password",
-        &account,
-        &[
-            ("current_password", PASSWORD),
-            ("new_password", "a-brand-new-passphrase-77"),
-        ],
-    );
+    let change = browser.change_password(PASSWORD, "a-brand-new-passphrase-77");
     assert_eq!(change.status, 303, "{}", change.body);
     let changed = browser.get(&change.location().unwrap());
     assert!(changed.body.contains("Your password has been changed"));
 
-    let security = browser.get("/account/security");
-    let removed = browser.post_form("/account/totp/remove", &security, &[]);
+    let removed = browser.fill_in("/account/security", "/account/totp/remove", &[]);
     assert_eq!(removed.status, 303, "{}", removed.body);
     assert_eq!(
         removed.location().as_deref(),
@@ -323,33 +306,17 @@ fn sensitive_account_actions_need_a_recent_second_factor() {
 #[test]
 fn a_tenant_that_requires_mfa_sends_users_without_one_to_add_it() {
     let app = WebApp::start(Backend::Sqlite);
-    let mut conn = app.db.conn();
-    let mut settings = serde_json::Map::new();
-    settings.insert("mfa".into(), serde_json::json!({ "required": true }));
-    settings.insert(
-        "registration".into(),
-        serde_json::json!({ "require_verified_email": false }),
+    app.create_tenant(
+        "strict",
+        "Strict",
+        serde_json::json!({
+            "mfa": { "required": true },
+            "registration": { "require_verified_email": false },
+        }),
     );
-    gatehouse_identity_store::tenants::create(
-        &mut conn,
-        app.clock.now(),
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "strict".into(),
-            display_name: "Strict".into(),
-            settings,
-        },
-    )
-    .unwrap();
-    drop(conn);
-    app.state.tenants.invalidate();
 
     let mut browser = app.browser();
-    let signup = browser.get("/t/strict/signup");
-    let created = browser.post_form(
-        "/t/strict/signup",
-        &signup,
-        &[("email", "sam@example.com"), ("password", PASSWORD)],
-    );
+    let created = browser.sign_up("/t/strict/signup", "sam@example.com", PASSWORD);
     assert_eq!(created.status, 200, "{}", created.body);
     let page = browser.get("/t/strict/signin");
     let signed = browser.post_form(

@@ -3,30 +3,21 @@
 //! against the published JWKS, not with Gatehouse's own verifier.
 
 use base64::Engine;
-use base64::engine::general_purpose::{STANDARD, URL_SAFE_NO_PAD};
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::Duration;
-use gatehouse_core::Clock;
 use gatehouse_identity_store::Backend;
-use gatehouse_identity_store::clients::{self, ClientData};
-use gatehouse_identity_store::tenants::{self, TenantData};
+use gatehouse_identity_store::clients::ClientData;
 use gatehouse_token_issuer::client_auth::secret_hash;
 use reqwest::blocking::Client as Http;
 use serde_json::Value;
 
-use crate::web_kit::WebApp;
+use crate::web_kit::{ApiAnswer, WebApp, basic};
 
 pub(crate) const SECRET: &str = "s3cret-s3cret-s3cret-s3cret-s3cret-0123456";
 
 pub(crate) fn register(app: &WebApp, tenant_slug: &str, client_id: &str, method: &str) {
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, tenant_slug)
-        .unwrap()
-        .unwrap()
-        .id;
-    clients::create(
-        &mut conn,
-        app.clock.now(),
-        tenant,
+    app.create_client(
+        tenant_slug,
         ClientData {
             auth_method: method.into(),
             secret_hash: Some(secret_hash(SECRET)),
@@ -41,47 +32,11 @@ pub(crate) fn register(app: &WebApp, tenant_slug: &str, client_id: &str, method:
             refresh_idle_ttl_secs: 0,
             ..ClientData::new(client_id, client_id)
         },
-    )
-    .unwrap();
+    );
 }
 
-pub(crate) fn basic(client_id: &str, secret: &str) -> String {
-    format!("Basic {}", STANDARD.encode(format!("{client_id}:{secret}")))
-}
-
-struct Answer {
-    status: u16,
-    headers: reqwest::header::HeaderMap,
-    json: Value,
-}
-
-fn post(app: &WebApp, path: &str, authorization: Option<&str>, body: &str) -> Answer {
-    let mut request = Http::new()
-        .post(format!("{}{path}", app.base))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body.to_owned());
-    if let Some(value) = authorization {
-        request = request.header("Authorization", value);
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
-    let headers = response.headers().clone();
-    let text = response.text().unwrap();
-    let json = if text.is_empty() {
-        Value::Null
-    } else {
-        serde_json::from_str(&text).unwrap()
-    };
-    Answer {
-        status,
-        headers,
-        json,
-    }
-}
-
-fn token(app: &WebApp, prefix: &str, client_id: &str, extra: &str) -> Answer {
-    post(
-        app,
+fn token(app: &WebApp, prefix: &str, client_id: &str, extra: &str) -> ApiAnswer {
+    app.post_urlencoded(
         &format!("{prefix}/oauth2/token"),
         Some(&basic(client_id, SECRET)),
         &format!("grant_type=client_credentials{extra}"),
@@ -90,12 +45,7 @@ fn token(app: &WebApp, prefix: &str, client_id: &str, extra: &str) -> Answer {
 
 /// Verifies a token the way an API would: with the published JWKS and a generic library.
 fn verify_independently(app: &WebApp, prefix: &str, token: &str) -> Value {
-    let jwks: jsonwebtoken::jwk::JwkSet = Http::new()
-        .get(format!("{}{prefix}/jwks", app.base))
-        .send()
-        .unwrap()
-        .json()
-        .unwrap();
+    let jwks: jsonwebtoken::jwk::JwkSet = app.get_json(&format!("{prefix}/jwks"));
     let header = jsonwebtoken::decode_header(token).unwrap();
     assert_eq!(header.typ.as_deref(), Some("at+jwt"));
     let jwk = jwks
@@ -111,18 +61,7 @@ fn verify_independently(app: &WebApp, prefix: &str, token: &str) -> Value {
 }
 
 fn acme(app: &WebApp) {
-    let mut conn = app.db.conn();
-    tenants::create(
-        &mut conn,
-        app.clock.now(),
-        TenantData {
-            slug: "acme".into(),
-            display_name: "Acme".into(),
-            ..TenantData::default()
-        },
-    )
-    .unwrap();
-    app.state.tenants.invalidate();
+    app.create_tenant("acme", "Acme", serde_json::json!({}));
 }
 
 fn client_credentials_flow(backend: Backend) {
@@ -147,8 +86,7 @@ fn client_credentials_flow(backend: Backend) {
     );
     assert!(claims["jti"].as_str().is_some_and(|j| !j.is_empty()));
 
-    let active = post(
-        &app,
+    let active = app.post_urlencoded(
         "/oauth2/introspect",
         Some(&basic("reports", SECRET)),
         &format!("token={access_token}"),
@@ -176,8 +114,7 @@ fn client_credentials_flow(backend: Backend) {
         "insufficient_scope"
     );
 
-    let revoked = post(
-        &app,
+    let revoked = app.post_urlencoded(
         "/oauth2/revoke",
         Some(&basic("reports", SECRET)),
         &format!("token={access_token}&token_type_hint=access_token"),
@@ -188,8 +125,7 @@ fn client_credentials_flow(backend: Backend) {
         Value::Null,
         "RFC 7009 revocation answers with an empty body"
     );
-    let after = post(
-        &app,
+    let after = app.post_urlencoded(
         "/oauth2/introspect",
         Some(&basic("reports", SECRET)),
         &format!("token={access_token}"),
@@ -209,8 +145,7 @@ fn client_authentication_failures_follow_rfc_6749() {
     register(&app, "default", "reports", "client_secret_basic");
     register(&app, "default", "poster", "client_secret_post");
 
-    let wrong = post(
-        &app,
+    let wrong = app.post_urlencoded(
         "/oauth2/token",
         Some(&basic("reports", "wrong")),
         "grant_type=client_credentials",
@@ -223,8 +158,7 @@ fn client_authentication_failures_follow_rfc_6749() {
             .unwrap()
             .starts_with("Basic")
     );
-    let unknown = post(
-        &app,
+    let unknown = app.post_urlencoded(
         "/oauth2/token",
         Some(&basic("nobody", SECRET)),
         "grant_type=client_credentials",
@@ -235,15 +169,13 @@ fn client_authentication_failures_follow_rfc_6749() {
         "unknown and wrong clients must look alike"
     );
 
-    let by_post = post(
-        &app,
+    let by_post = app.post_urlencoded(
         "/oauth2/token",
         None,
         &format!("grant_type=client_credentials&client_id=poster&client_secret={SECRET}"),
     );
     assert_eq!(by_post.status, 200, "{}", by_post.json);
-    let wrong_method = post(
-        &app,
+    let wrong_method = app.post_urlencoded(
         "/oauth2/token",
         None,
         &format!("grant_type=client_credentials&client_id=reports&client_secret={SECRET}"),
@@ -252,9 +184,9 @@ fn client_authentication_failures_follow_rfc_6749() {
         wrong_method.status, 401,
         "a basic client authenticated with the post method"
     );
-    let nothing = post(&app, "/oauth2/token", None, "grant_type=client_credentials");
+    let nothing = app.post_urlencoded("/oauth2/token", None, "grant_type=client_credentials");
     assert_eq!(nothing.json["error"], "invalid_client");
-    let no_auth_introspect = post(&app, "/oauth2/introspect", None, "token=abc");
+    let no_auth_introspect = app.post_urlencoded("/oauth2/introspect", None, "token=abc");
     assert_eq!(no_auth_introspect.status, 401);
 }
 
@@ -280,15 +212,13 @@ fn hostile_and_malformed_token_requests_get_rfc_errors() {
         );
         assert_eq!(answer.headers["cache-control"], "no-store");
     }
-    let unsupported = post(
-        &app,
+    let unsupported = app.post_urlencoded(
         "/oauth2/token",
         Some(&basic("reports", SECRET)),
         "grant_type=password&username=a&password=b",
     );
     assert_eq!(unsupported.json["error"], "unsupported_grant_type");
-    let missing = post(
-        &app,
+    let missing = app.post_urlencoded(
         "/oauth2/token",
         Some(&basic("reports", SECRET)),
         "scope=orders%3Aread",
@@ -324,8 +254,7 @@ fn forged_expired_and_foreign_tokens_are_inactive() {
     register(&app, "default", "reports", "client_secret_basic");
     register(&app, "acme", "reports", "client_secret_basic");
     let introspect = |prefix: &str, token: &str| {
-        post(
-            &app,
+        app.post_urlencoded(
             &format!("{prefix}/oauth2/introspect"),
             Some(&basic("reports", SECRET)),
             &format!("token={token}"),
@@ -370,8 +299,7 @@ fn forged_expired_and_foreign_tokens_are_inactive() {
         .unwrap()
         .to_owned();
     assert_eq!(introspect("/t/acme", &acme_token)["active"], true);
-    let junk = post(
-        &app,
+    let junk = app.post_urlencoded(
         "/oauth2/revoke",
         Some(&basic("reports", SECRET)),
         "token=junk",

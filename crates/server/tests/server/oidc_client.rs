@@ -8,10 +8,8 @@
 
 use std::error::Error;
 
-use gatehouse_core::Clock;
 use gatehouse_identity_store::Backend;
-use gatehouse_identity_store::clients::{self, ClientData};
-use gatehouse_identity_store::tenants;
+use gatehouse_identity_store::clients::ClientData;
 use gatehouse_token_issuer::client_auth::secret_hash;
 use openidconnect::core::{
     CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
@@ -81,15 +79,8 @@ type RelyingParty = CoreClient<
 >;
 
 fn register(app: &WebApp) {
-    let mut conn = app.db.conn();
-    let tenant = tenants::find_by_slug(&mut conn, "default")
-        .unwrap()
-        .unwrap()
-        .id;
-    clients::create(
-        &mut conn,
-        app.clock.now(),
-        tenant,
+    app.create_client(
+        "default",
         ClientData {
             secret_hash: Some(secret_hash(SECRET)),
             redirect_uris: vec![REDIRECT.into()],
@@ -109,8 +100,7 @@ fn register(app: &WebApp) {
             default_audience: Some(API.into()),
             ..ClientData::new(CLIENT_ID, "Web App")
         },
-    )
-    .unwrap();
+    );
 }
 
 /// The library's recommended HTTP client (no redirects followed, against SSRF),

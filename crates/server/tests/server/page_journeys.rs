@@ -196,15 +196,7 @@ fn account_errors_are_shown_at_their_field_after_a_redirect() {
     let app = WebApp::start(Backend::Sqlite);
     app.create_verified_user("taken@example.com", PASSWORD);
     let mut browser = signed_in(&app);
-    let account = browser.get("/account");
-    let taken = browser.post_form(
-        "/account/email",
-        &account,
-        &[
-            ("new_email", "taken@example.com"),
-            ("current_password", PASSWORD),
-        ],
-    );
+    let taken = browser.change_email("taken@example.com", PASSWORD);
     assert_eq!(taken.status, 303, "{}", taken.body);
     let page = browser.get(taken.location().unwrap().split('#').next().unwrap());
     let field = page.body.find("id=\"email-new\"").unwrap();
@@ -258,15 +250,7 @@ fn set_up_marks_only_the_field_at_fault_and_is_gone_once_done() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
     let form = browser.get("/setup");
-    let bad_email = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "not-an-address"),
-            ("password", PASSWORD),
-        ],
-    );
+    let bad_email = browser.post_setup(&form, &app.setup_secret, "not-an-address", PASSWORD);
     assert_eq!(bad_email.status, 422, "{}", bad_email.body);
     assert!(bad_email.body.contains("id=\"email-error\""));
     assert!(
@@ -276,30 +260,14 @@ fn set_up_marks_only_the_field_at_fault_and_is_gone_once_done() {
         "{}",
         bad_email.body
     );
-    let wrong = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", "ghsetup_wrong"),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let wrong = browser.post_setup(&form, "ghsetup_wrong", "ops@example.com", PASSWORD);
     assert_eq!(wrong.status, 403);
     assert!(
         wrong
             .body
             .contains("aria-invalid=\"true\" aria-describedby=\"setup_secret-error\"")
     );
-    let done = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let done = browser.post_setup(&form, &app.setup_secret, "ops@example.com", PASSWORD);
     assert_eq!(done.status, 200, "{}", done.body);
     let after = browser.get("/setup");
     assert_eq!(after.status, 200);
@@ -315,20 +283,10 @@ fn set_up_marks_only_the_field_at_fault_and_is_gone_once_done() {
 fn an_unconfirmed_address_gets_a_resend_button_on_the_sign_in_page() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
-    let form = browser.get("/signup");
-    let done = browser.post_form(
-        "/signup",
-        &form,
-        &[("email", "new@example.com"), ("password", PASSWORD)],
-    );
+    let done = browser.sign_up("/signup", "new@example.com", PASSWORD);
     assert_eq!(done.status, 200);
     let _ = app.mails(1);
-    let page = browser.get("/signin");
-    let refused = browser.post_form(
-        "/signin",
-        &page,
-        &[("email", "new@example.com"), ("password", PASSWORD)],
-    );
+    let refused = browser.sign_in("new@example.com", PASSWORD);
     assert_eq!(refused.status, 403);
     assert!(
         refused.body.contains("action=\"/verify/resend\""),
@@ -364,26 +322,18 @@ fn a_theme_with_a_typo_and_a_broken_override_still_serves_its_pages() {
         "{% extends \"layout.html\" %}{% block content %}<p>BROKEN",
     )
     .unwrap();
-    let mut settings = serde_json::Map::new();
-    settings.insert(
-        "theme".into(),
+    app.create_tenant(
+        "acme",
+        "Acme",
         serde_json::json!({
-            "template_dir": overrides.path(),
-            "primary_colour": "#123456",
-            "primary_color": "#7a1f5c",
-            "display_name": "Acme Sign-in",
+            "theme": {
+                "template_dir": overrides.path(),
+                "primary_colour": "#123456",
+                "primary_color": "#7a1f5c",
+                "display_name": "Acme Sign-in",
+            }
         }),
     );
-    gatehouse_identity_store::tenants::create(
-        &mut app.db.conn(),
-        gatehouse_core::Clock::now(&app.clock),
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "acme".into(),
-            display_name: "Acme".into(),
-            settings,
-        },
-    )
-    .unwrap();
     let mut browser = app.browser();
     // The typo costs only its own field: the colour next to it still applies.
     let css = browser.get("/t/acme/theme.css");

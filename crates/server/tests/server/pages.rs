@@ -2,23 +2,12 @@
 //! sign-in rules, sessions, CSRF, headers and themes.
 
 use chrono::Duration;
-use gatehouse_core::Clock;
 use gatehouse_identity_store::Backend;
 use gatehouse_identity_store::audit;
 
 use crate::web_kit::*;
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
-
-fn sign_in(app: &WebApp, browser: &mut Browser, email: &str, password: &str) -> Page {
-    let _ = app;
-    let page = browser.get("/signin");
-    browser.post_form(
-        "/signin",
-        &page,
-        &[("email", email), ("password", password)],
-    )
-}
 
 fn full_journey(backend: Backend) {
     let app = WebApp::start(backend);
@@ -38,7 +27,7 @@ fn full_journey(backend: Backend) {
     assert_eq!(done.status, 200, "{}", done.body);
 
     // Not verified yet: sign-in is refused (the password was right, so this reveals nothing new).
-    let early = sign_in(&app, &mut browser, "alice@example.com", PASSWORD);
+    let early = browser.sign_in("alice@example.com", PASSWORD);
     assert_eq!(early.status, 403, "{}", early.body);
 
     let mail = app.mails(1).remove(0);
@@ -64,7 +53,7 @@ fn full_journey(backend: Backend) {
         "a verification link worked twice"
     );
 
-    let signed_in = sign_in(&app, &mut browser, "alice@example.com", PASSWORD);
+    let signed_in = browser.sign_in("alice@example.com", PASSWORD);
     assert_eq!(signed_in.status, 303, "{}", signed_in.body);
     assert_eq!(signed_in.location().as_deref(), Some("/account"));
     let cookie = signed_in
@@ -87,27 +76,9 @@ fn full_journey(backend: Backend) {
         account.body
     );
 
-    let mut conn = app.db.conn();
-    let report = audit::verify(&mut conn, &app.state.cipher).unwrap();
+    let report = audit::verify(&mut app.db.conn(), &app.state.cipher).unwrap();
     assert!(report.is_intact());
-    let tenant = app
-        .state
-        .tenants
-        .resolve(None, "127.0.0.1")
-        .unwrap()
-        .unwrap()
-        .tenant
-        .id;
-    let actions: Vec<String> = audit::list(
-        &mut conn,
-        tenant,
-        &gatehouse_identity_store::PageRequest::first(50),
-    )
-    .unwrap()
-    .items
-    .into_iter()
-    .map(|e| e.action)
-    .collect();
+    let actions = app.audit_actions(50);
     for expected in ["user.registered", "email.verified", "login.succeeded"] {
         assert!(
             actions.iter().any(|a| a == expected),
@@ -139,18 +110,8 @@ fn unknown_account_and_wrong_password_look_the_same() {
     let app = WebApp::start(Backend::Sqlite);
     app.create_verified_user("bob@example.com", PASSWORD);
     let mut browser = app.browser();
-    let wrong = sign_in(
-        &app,
-        &mut browser,
-        "bob@example.com",
-        "not-the-password-at-all",
-    );
-    let unknown = sign_in(
-        &app,
-        &mut browser,
-        "nobody@example.com",
-        "not-the-password-at-all",
-    );
+    let wrong = browser.sign_in("bob@example.com", "not-the-password-at-all");
+    let unknown = browser.sign_in("nobody@example.com", "not-the-password-at-all");
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.status, unknown.status);
     assert_eq!(
@@ -167,12 +128,7 @@ fn repeated_failures_lock_the_account_until_the_lockout_expires() {
     let mut attacker = app.browser();
     let mut throttled = 0;
     for _ in 0..threshold + 2 {
-        let page = sign_in(
-            &app,
-            &mut attacker,
-            "carol@example.com",
-            "guess-guess-guess-guess",
-        );
+        let page = attacker.sign_in("carol@example.com", "guess-guess-guess-guess");
         if page.status == 429 {
             throttled += 1;
         }
@@ -182,36 +138,12 @@ fn repeated_failures_lock_the_account_until_the_lockout_expires() {
     assert!(throttled >= 1, "never throttled");
     // Locked now: even the right password is refused.
     let mut owner = app.browser();
-    assert_eq!(
-        sign_in(&app, &mut owner, "carol@example.com", PASSWORD).status,
-        429
-    );
+    assert_eq!(owner.sign_in("carol@example.com", PASSWORD).status, 429);
     // The lockout lapses with time (no sleeping: the clock moves).
     app.advance(app.state.authn.settings().lockout + Duration::seconds(1));
-    assert_eq!(
-        sign_in(&app, &mut owner, "carol@example.com", PASSWORD).status,
-        303
-    );
+    assert_eq!(owner.sign_in("carol@example.com", PASSWORD).status, 303);
 
-    let mut conn = app.db.conn();
-    let tenant = app
-        .state
-        .tenants
-        .resolve(None, "127.0.0.1")
-        .unwrap()
-        .unwrap()
-        .tenant
-        .id;
-    let actions: Vec<String> = audit::list(
-        &mut conn,
-        tenant,
-        &gatehouse_identity_store::PageRequest::first(200),
-    )
-    .unwrap()
-    .items
-    .into_iter()
-    .map(|e| e.action)
-    .collect();
+    let actions = app.audit_actions(200);
     assert!(actions.iter().any(|a| a == "login.locked"), "{actions:?}");
     assert!(actions.iter().any(|a| a == "login.failed"));
 }
@@ -251,12 +183,7 @@ fn every_form_post_refuses_a_missing_csrf_token() {
     let app = WebApp::start(Backend::Sqlite);
     app.create_verified_user("csrf@example.com", PASSWORD);
     let mut signed_in = app.browser();
-    let form = signed_in.get("/signin");
-    let done = signed_in.post_form(
-        "/signin",
-        &form,
-        &[("email", "csrf@example.com"), ("password", PASSWORD)],
-    );
+    let done = signed_in.sign_in("csrf@example.com", PASSWORD);
     assert_eq!(done.status, 303, "{}", done.body);
     for path in FORM_POSTS {
         for browser in [&mut app.browser(), &mut signed_in] {
@@ -338,16 +265,12 @@ fn signing_in_rotates_the_session_and_signing_out_ends_it() {
     let app = WebApp::start(Backend::Sqlite);
     app.create_verified_user("dave@example.com", PASSWORD);
     let mut browser = app.browser();
-    assert_eq!(
-        sign_in(&app, &mut browser, "dave@example.com", PASSWORD).status,
-        303
-    );
+    assert_eq!(browser.sign_in("dave@example.com", PASSWORD).status, 303);
     let (name, first) = browser.session_cookie().unwrap();
     // Signing in again while signed in (say, from another tab).
-    let account = browser.get("/account");
-    let again = browser.post_form(
+    let again = browser.fill_in(
+        "/account",
         "/signin",
-        &account,
         &[("email", "dave@example.com"), ("password", PASSWORD)],
     );
     assert_eq!(again.status, 303);
@@ -382,12 +305,12 @@ fn sessions_expire_when_idle_and_at_their_absolute_limit() {
     let settings = app.state.authn.settings().clone();
 
     let mut idle = app.browser();
-    sign_in(&app, &mut idle, "erin@example.com", PASSWORD);
+    idle.sign_in("erin@example.com", PASSWORD);
     app.advance(settings.session_idle + Duration::seconds(1));
     assert_eq!(idle.get("/account").status, 303, "idle session still valid");
 
     let mut busy = app.browser();
-    sign_in(&app, &mut busy, "erin@example.com", PASSWORD);
+    busy.sign_in("erin@example.com", PASSWORD);
     let step = settings.session_idle - Duration::minutes(5);
     let mut elapsed = Duration::zero();
     while elapsed + step < settings.session_absolute {
@@ -413,8 +336,8 @@ fn changing_the_password_ends_the_other_sessions() {
     app.create_verified_user("frank@example.com", PASSWORD);
     let mut laptop = app.browser();
     let mut phone = app.browser();
-    sign_in(&app, &mut laptop, "frank@example.com", PASSWORD);
-    sign_in(&app, &mut phone, "frank@example.com", PASSWORD);
+    laptop.sign_in("frank@example.com", PASSWORD);
+    phone.sign_in("frank@example.com", PASSWORD);
     let account = laptop.get("/account");
     let wrong = laptop.post_form(
         "/account/password",
@@ -470,18 +393,11 @@ fn changing_the_password_ends_the_other_sessions() {
         "another session survived the password change"
     );
     let mut again = app.browser();
+    assert_eq!(again.sign_in("frank@example.com", PASSWORD).status, 401);
     assert_eq!(
-        sign_in(&app, &mut again, "frank@example.com", PASSWORD).status,
-        401
-    );
-    assert_eq!(
-        sign_in(
-            &app,
-            &mut again,
-            "frank@example.com",
-            "amber-ocean-tulip-42-compass"
-        )
-        .status,
+        again
+            .sign_in("frank@example.com", "amber-ocean-tulip-42-compass")
+            .status,
         303
     );
 }
@@ -490,12 +406,7 @@ fn changing_the_password_ends_the_other_sessions() {
 fn weak_passwords_are_refused_with_a_helpful_message() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
-    let form = browser.get("/signup");
-    let weak = browser.post_form(
-        "/signup",
-        &form,
-        &[("email", "gina@example.com"), ("password", "password1234")],
-    );
+    let weak = browser.sign_up("/signup", "gina@example.com", "password1234");
     assert_eq!(weak.status, 422);
     assert!(
         !weak.body.contains("password1234"),
@@ -546,34 +457,14 @@ fn a_theme_override_changes_one_tenant_only() {
          <form method=\"post\"><input type=\"hidden\" name=\"csrf_token\" value=\"{{ csrf_token }}\"></form>{% endblock %}",
     )
     .unwrap();
-    let mut conn = app.db.conn();
-    let now = app.clock.now();
-    let mut settings = serde_json::Map::new();
-    settings.insert(
-        "theme".into(),
-        serde_json::json!({ "template_dir": overrides.path(), "primary_color": "#7a1f5c" }),
+    app.create_tenant(
+        "acme",
+        "Acme",
+        serde_json::json!({
+            "theme": { "template_dir": overrides.path(), "primary_color": "#7a1f5c" }
+        }),
     );
-    gatehouse_identity_store::tenants::create(
-        &mut conn,
-        now,
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "acme".into(),
-            display_name: "Acme".into(),
-            settings,
-        },
-    )
-    .unwrap();
-    gatehouse_identity_store::tenants::create(
-        &mut conn,
-        now,
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "globex".into(),
-            display_name: "Globex".into(),
-            settings: serde_json::Map::new(),
-        },
-    )
-    .unwrap();
-    app.state.tenants.invalidate();
+    app.create_tenant("globex", "Globex", serde_json::json!({}));
 
     let mut browser = app.browser();
     let acme = browser.get("/t/acme/signin");
@@ -590,23 +481,11 @@ fn a_theme_override_changes_one_tenant_only() {
 #[test]
 fn registration_can_be_closed_per_tenant() {
     let app = WebApp::start(Backend::Sqlite);
-    let mut conn = app.db.conn();
-    let mut settings = serde_json::Map::new();
-    settings.insert(
-        "registration".into(),
-        serde_json::json!({ "enabled": false }),
+    app.create_tenant(
+        "closed",
+        "Closed",
+        serde_json::json!({ "registration": { "enabled": false } }),
     );
-    gatehouse_identity_store::tenants::create(
-        &mut conn,
-        app.clock.now(),
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "closed".into(),
-            display_name: "Closed".into(),
-            settings,
-        },
-    )
-    .unwrap();
-    app.state.tenants.invalidate();
     let mut browser = app.browser();
     assert_eq!(browser.get("/t/closed/signup").status, 404);
     assert_eq!(browser.get("/signup").status, 200);
@@ -615,22 +494,11 @@ fn registration_can_be_closed_per_tenant() {
 #[test]
 fn a_german_sign_up_gets_a_german_mail_in_two_parts_from_the_tenant() {
     let app = WebApp::start(Backend::Sqlite);
-    let mut settings = serde_json::Map::new();
-    settings.insert(
-        "mail".into(),
-        serde_json::json!({ "from": "anmeldung@bergwerk.example" }),
+    app.create_tenant(
+        "bergwerk",
+        "Bergwerk & Söhne",
+        serde_json::json!({ "mail": { "from": "anmeldung@bergwerk.example" } }),
     );
-    gatehouse_identity_store::tenants::create(
-        &mut app.db.conn(),
-        app.clock.now(),
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "bergwerk".into(),
-            display_name: "Bergwerk & Söhne".into(),
-            settings,
-        },
-    )
-    .unwrap();
-    app.state.tenants.invalidate();
     let mut browser = app.browser();
     let form = browser.get("/t/bergwerk/signup?lang=de");
     assert_eq!(form.status, 200, "{}", form.body);
@@ -694,12 +562,7 @@ fn pages_follow_the_browser_language() {
 fn mail_is_written_in_the_language_of_the_request_that_caused_it() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
-    let form = browser.get("/signup?lang=de");
-    let done = browser.post_form(
-        "/signup",
-        &form,
-        &[("email", "jonas@example.com"), ("password", PASSWORD)],
-    );
+    let done = browser.sign_up("/signup?lang=de", "jonas@example.com", PASSWORD);
     assert_eq!(done.status, 200, "{}", done.body);
     let mail = app.mails(1).remove(0);
     assert_eq!(
@@ -724,35 +587,11 @@ fn the_setup_secret_makes_the_first_administrator_once() {
     let mut browser = app.browser();
     let form = browser.get("/setup");
     assert_eq!(form.status, 200);
-    let wrong = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", "ghsetup_wrong"),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let wrong = browser.post_setup(&form, "ghsetup_wrong", "ops@example.com", PASSWORD);
     assert_eq!(wrong.status, 403);
-    let done = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "ops@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let done = browser.post_setup(&form, &app.setup_secret, "ops@example.com", PASSWORD);
     assert_eq!(done.status, 200, "{}", done.body);
-    let again = browser.post_form(
-        "/setup",
-        &form,
-        &[
-            ("setup_secret", &app.setup_secret),
-            ("email", "evil@example.com"),
-            ("password", PASSWORD),
-        ],
-    );
+    let again = browser.post_setup(&form, &app.setup_secret, "evil@example.com", PASSWORD);
     // Set-up is done: no form any more, whatever is posted.
     assert_eq!(again.status, 409, "the setup secret worked twice");
     assert!(
@@ -761,12 +600,9 @@ fn the_setup_secret_makes_the_first_administrator_once() {
         again.body
     );
     let mut admin = app.browser();
+    assert_eq!(admin.sign_in("ops@example.com", PASSWORD).status, 303);
     assert_eq!(
-        sign_in(&app, &mut admin, "ops@example.com", PASSWORD).status,
-        303
-    );
-    assert_eq!(
-        sign_in(&app, &mut app.browser(), "evil@example.com", PASSWORD).status,
+        app.browser().sign_in("evil@example.com", PASSWORD).status,
         401
     );
 }
@@ -790,15 +626,7 @@ fn concurrent_setups_make_one_administrator(backend: Backend) {
                 let secret = secret.clone();
                 scope.spawn(move || {
                     let email = format!("ops{i}@example.com");
-                    let answer = browser.post_form(
-                        "/setup",
-                        &form,
-                        &[
-                            ("setup_secret", secret.as_str()),
-                            ("email", email.as_str()),
-                            ("password", PASSWORD),
-                        ],
-                    );
+                    let answer = browser.post_setup(&form, &secret, &email, PASSWORD);
                     (i, answer.status)
                 })
             })
@@ -815,7 +643,7 @@ fn concurrent_setups_make_one_administrator(backend: Backend) {
         let expected = if *i == winners[0] { 303 } else { 401 };
         let email = format!("ops{i}@example.com");
         assert_eq!(
-            sign_in(&app, &mut app.browser(), &email, PASSWORD).status,
+            app.browser().sign_in(&email, PASSWORD).status,
             expected,
             "{email}"
         );
@@ -827,24 +655,14 @@ gatehouse_identity_store::on_both_backends!(concurrent_setups_make_one_administr
 #[test]
 fn a_tenant_is_reachable_by_its_own_host_name() {
     let app = WebApp::start(Backend::Sqlite);
-    let mut conn = app.db.conn();
-    let mut settings = serde_json::Map::new();
-    settings.insert("hosts".into(), serde_json::json!(["login.initech.test"]));
-    settings.insert(
-        "theme".into(),
-        serde_json::json!({ "display_name": "Initech Login" }),
+    app.create_tenant(
+        "initech",
+        "Initech",
+        serde_json::json!({
+            "hosts": ["login.initech.test"],
+            "theme": { "display_name": "Initech Login" },
+        }),
     );
-    gatehouse_identity_store::tenants::create(
-        &mut conn,
-        app.clock.now(),
-        gatehouse_identity_store::tenants::TenantData {
-            slug: "initech".into(),
-            display_name: "Initech".into(),
-            settings,
-        },
-    )
-    .unwrap();
-    app.state.tenants.invalidate();
     let mut browser = app.browser();
     let by_host = browser.get_with("/signin", &[("Host", "login.initech.test")]);
     assert!(by_host.body.contains("Initech Login"), "{}", by_host.body);
@@ -865,16 +683,8 @@ fn changing_the_email_verifies_the_new_address_and_tells_the_old_one() {
     let app = WebApp::start(Backend::Sqlite);
     app.create_verified_user("hana@example.com", PASSWORD);
     let mut browser = app.browser();
-    sign_in(&app, &mut browser, "hana@example.com", PASSWORD);
-    let account = browser.get("/account");
-    let requested = browser.post_form(
-        "/account/email",
-        &account,
-        &[
-            ("new_email", "hana@new.example"),
-            ("current_password", PASSWORD),
-        ],
-    );
+    browser.sign_in("hana@example.com", PASSWORD);
+    let requested = browser.change_email("hana@new.example", PASSWORD);
     assert_eq!(requested.status, 303, "{}", requested.body);
     assert_eq!(
         requested.location().as_deref(),
@@ -901,7 +711,7 @@ fn changing_the_email_verifies_the_new_address_and_tells_the_old_one() {
 
     // Until the link is opened, the old address still signs in.
     assert_eq!(
-        sign_in(&app, &mut app.browser(), "hana@example.com", PASSWORD).status,
+        app.browser().sign_in("hana@example.com", PASSWORD).status,
         303
     );
     let link = to_new
@@ -909,11 +719,11 @@ fn changing_the_email_verifies_the_new_address_and_tells_the_old_one() {
         .unwrap();
     assert_eq!(browser.get_absolute(&link).status, 200);
     assert_eq!(
-        sign_in(&app, &mut app.browser(), "hana@new.example", PASSWORD).status,
+        app.browser().sign_in("hana@new.example", PASSWORD).status,
         303
     );
     assert_eq!(
-        sign_in(&app, &mut app.browser(), "hana@example.com", PASSWORD).status,
+        app.browser().sign_in("hana@example.com", PASSWORD).status,
         401
     );
 }
@@ -922,12 +732,7 @@ fn changing_the_email_verifies_the_new_address_and_tells_the_old_one() {
 fn verification_mail_can_be_resent_a_few_times_an_hour_and_no_more() {
     let app = WebApp::start(Backend::Sqlite);
     let mut browser = app.browser();
-    let form = browser.get("/signup");
-    browser.post_form(
-        "/signup",
-        &form,
-        &[("email", "ivan@example.com"), ("password", PASSWORD)],
-    );
+    browser.sign_up("/signup", "ivan@example.com", PASSWORD);
     app.mails(1);
     let limit = app.state.config.registration.resend_per_hour as usize;
     for _ in 0..limit + 2 {

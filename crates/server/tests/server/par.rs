@@ -2,17 +2,14 @@
 //! authorization endpoint uses, a request_uri yields one code, and a client can be
 //! made to use nothing else.
 
-use base64::Engine;
-use base64::engine::general_purpose::STANDARD;
 use gatehouse_identity_store::Backend;
-use reqwest::blocking::Client as Http;
 use serde_json::Value;
 
 use crate::code_flow::{
     REDIRECT, SECRET, VERIFIER, challenge, client_data, exchange, param, register, register_client,
     signed_in, urlencode,
 };
-use crate::web_kit::{Browser, WebApp};
+use crate::web_kit::{Browser, WebApp, basic};
 
 fn pushed_body(extra: &str) -> String {
     format!(
@@ -22,24 +19,14 @@ fn pushed_body(extra: &str) -> String {
     )
 }
 
-fn push(app: &WebApp, basic: Option<(&str, &str)>, body: &str) -> (u16, Value) {
-    let mut request = Http::new()
-        .post(format!("{}/oauth2/par", app.base))
-        .header("Content-Type", "application/x-www-form-urlencoded")
-        .body(body.to_owned());
-    if let Some((id, secret)) = basic {
-        request = request.header(
-            "Authorization",
-            format!("Basic {}", STANDARD.encode(format!("{id}:{secret}"))),
-        );
-    }
-    let response = request.send().unwrap();
-    let status = response.status().as_u16();
+fn push(app: &WebApp, client: Option<(&str, &str)>, body: &str) -> (u16, Value) {
+    let authorization = client.map(|(id, secret)| basic(id, secret));
+    let answer = app.post_urlencoded("/oauth2/par", authorization.as_deref(), body);
     assert_eq!(
-        response.headers()["cache-control"].to_str().unwrap(),
+        answer.headers["cache-control"].to_str().unwrap(),
         "no-store"
     );
-    (status, response.json().unwrap())
+    (answer.status, answer.json)
 }
 
 fn authorize_pushed(browser: &mut Browser, request_uri: &str, extra: &str) -> crate::web_kit::Page {
@@ -114,56 +101,42 @@ fn pushing_checks_the_client_and_the_request() {
         (401, Some("invalid_client"))
     );
 
-    let bad_redirect =
-        pushed_body("").replace(&urlencode(REDIRECT), &urlencode("https://evil.example/cb"));
-    let (status, body) = push(&app, Some(("webapp", SECRET)), &bad_redirect);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-
-    let plain =
-        pushed_body("").replace("code_challenge_method=S256", "code_challenge_method=plain");
-    let (status, body) = push(&app, Some(("webapp", SECRET)), &plain);
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-
-    let (status, body) = push(
-        &app,
-        Some(("webapp", SECRET)),
-        &pushed_body("&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Ax"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-
-    let (status, body) = push(
-        &app,
-        Some(("webapp", SECRET)),
-        &pushed_body("&client_id=someone-else"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_request")),
-        "{body}"
-    );
-
-    let (status, body) = push(
-        &app,
-        Some(("webapp", SECRET)),
-        &pushed_body("").replace("scope=openid%20email", "scope=openid%20admin"),
-    );
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_scope")),
-        "{body}"
-    );
+    // Requests from the right client that are wrong in themselves.
+    let refused = [
+        (
+            "a redirect URI not registered",
+            pushed_body("").replace(&urlencode(REDIRECT), &urlencode("https://evil.example/cb")),
+            "invalid_request",
+        ),
+        (
+            "plain PKCE",
+            pushed_body("").replace("code_challenge_method=S256", "code_challenge_method=plain"),
+            "invalid_request",
+        ),
+        (
+            "a request_uri inside the pushed request",
+            pushed_body("&request_uri=urn%3Aietf%3Aparams%3Aoauth%3Arequest_uri%3Ax"),
+            "invalid_request",
+        ),
+        (
+            "another client's id",
+            pushed_body("&client_id=someone-else"),
+            "invalid_request",
+        ),
+        (
+            "a scope the client may not ask for",
+            pushed_body("").replace("scope=openid%20email", "scope=openid%20admin"),
+            "invalid_scope",
+        ),
+    ];
+    for (what, body, error) in refused {
+        let (status, answer) = push(&app, Some(("webapp", SECRET)), &body);
+        assert_eq!(
+            (status, answer["error"].as_str()),
+            (400, Some(error)),
+            "{what}: {answer}"
+        );
+    }
 
     // A request_uri works only with the client that pushed it.
     let mut other = client_data(true);

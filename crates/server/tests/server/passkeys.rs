@@ -191,15 +191,7 @@ fn after_a_password_a_passkey_is_the_second_factor() {
     add_passkey(&mut browser, &mut authenticator, "Phone");
 
     let mut fresh = app.browser();
-    let page = fresh.get("/signin");
-    let answer = fresh.post_form(
-        "/signin",
-        &page,
-        &[
-            ("email", "uma@example.com"),
-            ("password", crate::code_flow::PASSWORD),
-        ],
-    );
+    let answer = fresh.sign_in("uma@example.com", crate::code_flow::PASSWORD);
     assert_eq!(answer.status, 303, "{}", answer.body);
     let to_factor = answer.location().unwrap();
     assert!(

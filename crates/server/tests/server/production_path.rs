@@ -8,9 +8,9 @@ use gatehouse_identity_store::Backend;
 use gatehouse_identity_store::testing::fault_proxy::{Fault, FaultProxy};
 use gatehouse_identity_store::testing::{TestDb, pg_admin_url, with_database};
 
-use crate::oauth::{SECRET, basic, register};
+use crate::oauth::{SECRET, register};
 use crate::support::*;
-use crate::web_kit::WebApp;
+use crate::web_kit::{WebApp, basic};
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
 const IN_FLIGHT: usize = 64;
@@ -49,13 +49,7 @@ fn sixty_four_concurrent_signups_signins_and_token_requests_on_postgres() {
     let mut heard_elsewhere = second.state.events.subscribe();
 
     let signed_up = all_at_once(IN_FLIGHT, |i| {
-        let mut browser = app.browser();
-        let form = browser.get("/signup");
-        let done = browser.post_form(
-            "/signup",
-            &form,
-            &[("email", &email(i)), ("password", PASSWORD)],
-        );
+        let done = app.browser().sign_up("/signup", &email(i), PASSWORD);
         (done.status, done.body)
     });
     for (status, body) in &signed_up {
@@ -97,13 +91,7 @@ fn sixty_four_concurrent_signups_signins_and_token_requests_on_postgres() {
     }
 
     let signed_in = all_at_once(IN_FLIGHT, |i| {
-        let mut browser = app.browser();
-        let form = browser.get("/signin");
-        let done = browser.post_form(
-            "/signin",
-            &form,
-            &[("email", &email(i)), ("password", PASSWORD)],
-        );
+        let done = app.browser().sign_in(&email(i), PASSWORD);
         (done.status, done.body)
     });
     for (status, body) in &signed_in {
@@ -358,21 +346,11 @@ fn mail_never_holds_up_an_answer_so_pending_and_unknown_addresses_look_alike() {
     let mut browser = app.browser();
 
     // A sign-up answers while its verification mail is stuck in SMTP ...
-    let form = browser.get("/signup");
-    let new = browser.post_form(
-        "/signup",
-        &form,
-        &[("email", "pending@example.com"), ("password", PASSWORD)],
-    );
+    let new = browser.sign_up("/signup", "pending@example.com", PASSWORD);
     assert_eq!(new.status, 200, "{}", new.body);
     smtp.wait_for_connections(1);
     // ... and so does a sign-up for the same address, whose note is stuck too.
-    let form = browser.get("/signup");
-    let again = browser.post_form(
-        "/signup",
-        &form,
-        &[("email", "pending@example.com"), ("password", PASSWORD)],
-    );
+    let again = browser.sign_up("/signup", "pending@example.com", PASSWORD);
     assert_eq!(again.status, 200);
     assert_eq!(strip_tokens(&again.body), strip_tokens(&new.body));
     smtp.wait_for_connections(2);
@@ -380,8 +358,7 @@ fn mail_never_holds_up_an_answer_so_pending_and_unknown_addresses_look_alike() {
     // Resend for the pending account and for an unknown address: the same answer,
     // given while the pending account's mail has not even been accepted by SMTP.
     let resend = |browser: &mut crate::web_kit::Browser, email: &str| {
-        let page = browser.get("/signin");
-        browser.post_form("/verify/resend", &page, &[("email", email)])
+        browser.fill_in("/signin", "/verify/resend", &[("email", email)])
     };
     let pending = resend(&mut browser, "pending@example.com");
     let unknown = resend(&mut browser, "nobody@example.com");
@@ -395,8 +372,7 @@ fn mail_never_holds_up_an_answer_so_pending_and_unknown_addresses_look_alike() {
 
     // Forgot-password: the same, and the account's reset link goes out afterwards.
     let forgot = |browser: &mut crate::web_kit::Browser, email: &str| {
-        let page = browser.get("/recover/request");
-        browser.post_form("/recover/request", &page, &[("email", email)])
+        browser.fill_in("/recover/request", "/recover/request", &[("email", email)])
     };
     let known = forgot(&mut browser, "pending@example.com");
     let unknown = forgot(&mut browser, "nobody@example.com");

@@ -280,12 +280,7 @@ fn a_passkey_account_resets_its_password_with_the_passkey() {
     // Someone else with a passkey of their own.
     app.create_verified_user("vic@example.com", PASSWORD);
     let mut vic = app.browser();
-    let page = vic.get("/signin");
-    vic.post_form(
-        "/signin",
-        &page,
-        &[("email", "vic@example.com"), ("password", PASSWORD)],
-    );
+    vic.sign_in("vic@example.com", PASSWORD);
     let mut vics_phone = SoftAuthenticator::new(&app.base);
     let vics = add_passkey(&mut vic, &mut vics_phone, "Vic's phone");
     assert!(vics["ok"].as_bool().unwrap());

@@ -184,3 +184,33 @@ pub fn temp_dir() -> tempfile::TempDir {
 pub fn data_dir(dir: &Path) -> PathBuf {
     dir.join("gatehouse-data")
 }
+
+/// A directory whose data directory the first `gatehouse serve` has set up (the
+/// default tenant, its keys), with that server stopped again.
+pub fn started_once() -> tempfile::TempDir {
+    let dir = temp_dir();
+    assert!(
+        Server::start(gatehouse(dir.path(), &["serve"]))
+            .terminate()
+            .success()
+    );
+    dir
+}
+
+/// A pool on the SQLite database in `dir`'s data directory.
+pub fn sqlite_store(dir: &Path) -> gatehouse_identity_store::db::Pool {
+    let url = format!("sqlite://{}", data_dir(dir).join("gatehouse.db").display());
+    gatehouse_identity_store::db::pool(&gatehouse_identity_store::db::ConnectOptions::new(&url))
+        .unwrap()
+}
+
+/// Asserts that the command succeeded (showing its stderr if not); its stdout.
+pub fn succeeded(output: &Output) -> String {
+    assert!(
+        output.status.success(),
+        "{:?}: {}",
+        output.status,
+        stderr(output)
+    );
+    stdout(output)
+}

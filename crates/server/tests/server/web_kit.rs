@@ -1,18 +1,27 @@
 //! An in-process Gatehouse on a free port, with time under the test's control, a
-//! real SMTP catcher for its mail and a tiny browser (cookie jar, form posts).
+//! real SMTP catcher for its mail and a tiny browser (cookie jar, form posts);
+//! the store look-ups and API calls the tests share, and a relying party's
+//! back-channel logout endpoint.
 
 use std::collections::HashMap;
-use std::sync::Arc;
+use std::io::{BufRead, BufReader, Read, Write};
+use std::sync::{Arc, mpsc};
 use std::time::Duration;
 
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
 use gatehouse_authn::testing::{CaughtMail, SmtpCatcher};
 use gatehouse_core::config::{Config, MailTls};
-use gatehouse_core::{ManualClock, SharedClock};
-use gatehouse_identity_store::Backend;
+use gatehouse_core::ids::{TenantId, UserId};
+use gatehouse_core::{Clock, ManualClock, SharedClock};
+use gatehouse_identity_store::clients::{self, ClientData};
 use gatehouse_identity_store::testing::TestDb;
+use gatehouse_identity_store::{Backend, PageRequest, audit, tenants, users};
 use gatehouse_server::state::AppState;
 use reqwest::blocking::{Client, Response};
 use reqwest::header::{HeaderMap, SET_COOKIE};
+use serde::de::DeserializeOwned;
+use serde_json::Value;
 
 pub struct WebApp {
     pub base: String,
@@ -143,6 +152,120 @@ impl WebApp {
         self.clock.advance(by);
     }
 
+    /// The id of the tenant `slug`, read from the store.
+    pub fn tenant_id(&self, slug: &str) -> TenantId {
+        tenants::find_by_slug(&mut self.db.conn(), slug)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no tenant `{slug}`"))
+            .id
+    }
+
+    /// The id of the tenant that the first start creates.
+    pub fn default_tenant(&self) -> TenantId {
+        self.tenant_id("default")
+    }
+
+    /// The id of the default tenant's user whose primary address is `email`.
+    pub fn user_id(&self, email: &str) -> UserId {
+        let tenant = self.default_tenant();
+        users::find_by_primary_email(&mut self.db.conn(), tenant, email)
+            .unwrap()
+            .unwrap_or_else(|| panic!("no user {email}"))
+            .id
+    }
+
+    /// Creates the tenant `slug` with `settings` (a JSON object) straight in the
+    /// store. Created behind the server's back, so its tenant directory is told to
+    /// forget what it cached (the TenantChanged event does this, a moment later,
+    /// when the admin layer creates tenants).
+    pub fn create_tenant(&self, slug: &str, display_name: &str, settings: serde_json::Value) {
+        let serde_json::Value::Object(settings) = settings else {
+            panic!("tenant settings are a JSON object: {settings}")
+        };
+        tenants::create(
+            &mut self.db.conn(),
+            self.clock.now(),
+            tenants::TenantData {
+                slug: slug.into(),
+                display_name: display_name.into(),
+                settings,
+            },
+        )
+        .unwrap();
+        self.state.tenants.invalidate();
+    }
+
+    /// Registers `data` as a client of the tenant `tenant_slug`, straight in the store.
+    pub fn create_client(&self, tenant_slug: &str, data: ClientData) {
+        let tenant = self.tenant_id(tenant_slug);
+        clients::create(&mut self.db.conn(), self.clock.now(), tenant, data).unwrap();
+    }
+
+    /// The default tenant's first `limit` audit events.
+    pub fn audit_events(&self, limit: u32) -> Vec<audit::AuditEvent> {
+        let tenant = self.default_tenant();
+        audit::list(&mut self.db.conn(), tenant, &PageRequest::first(limit))
+            .unwrap()
+            .items
+    }
+
+    /// The actions of the default tenant's first `limit` audit events.
+    pub fn audit_actions(&self, limit: u32) -> Vec<String> {
+        self.audit_events(limit)
+            .into_iter()
+            .map(|e| e.action)
+            .collect()
+    }
+
+    /// A new browser signed in with the password of a user made before.
+    pub fn signed_in_browser(&self, email: &str, password: &str) -> Browser {
+        let mut browser = self.browser();
+        let answer = browser.sign_in(email, password);
+        assert_eq!(answer.status, 303, "{}", answer.body);
+        browser
+    }
+
+    /// GETs `path` as an API client does and reads the answer as JSON.
+    pub fn get_json<T: DeserializeOwned>(&self, path: &str) -> T {
+        Client::new()
+            .get(format!("{}{path}", self.base))
+            .send()
+            .unwrap()
+            .json()
+            .unwrap()
+    }
+
+    /// POSTs a form-encoded `body` to `path` as an OAuth client does, with the
+    /// `Authorization` header when one is given.
+    pub fn post_urlencoded(
+        &self,
+        path: &str,
+        authorization: Option<&str>,
+        body: &str,
+    ) -> ApiAnswer {
+        let mut request = Client::new()
+            .post(format!("{}{path}", self.base))
+            .header("Content-Type", "application/x-www-form-urlencoded")
+            .body(body.to_owned());
+        if let Some(value) = authorization {
+            request = request.header("Authorization", value);
+        }
+        let response = request.send().unwrap();
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let text = response.text().unwrap();
+        let json = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap()
+        };
+        ApiAnswer {
+            status,
+            headers,
+            json,
+        }
+    }
+
     /// Marks the user's primary email verified, as following the link would.
     pub fn create_verified_user(&self, email: &str, password: &str) {
         let mut browser = self.browser();
@@ -166,6 +289,19 @@ impl WebApp {
         let verified = browser.get_absolute(&link);
         assert_eq!(verified.status, 200, "{}", verified.body);
     }
+}
+
+/// `Authorization` for client_secret_basic. The tests' client ids and secrets
+/// need no form-encoding first.
+pub fn basic(client_id: &str, secret: &str) -> String {
+    format!("Basic {}", STANDARD.encode(format!("{client_id}:{secret}")))
+}
+
+/// What an API answered: its status, headers and JSON body (`Null` when empty).
+pub struct ApiAnswer {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub json: Value,
 }
 
 #[derive(Debug)]
@@ -211,6 +347,60 @@ impl Browser {
                 .unwrap(),
             cookies: HashMap::new(),
         }
+    }
+
+    /// Opens the page at `page` and posts its form to `action` with `fields`, as a
+    /// person filling it in would (with the page's CSRF token); the answer.
+    pub fn fill_in(&mut self, page: &str, action: &str, fields: &[(&str, &str)]) -> Page {
+        let form = self.get(page);
+        self.post_form(action, &form, fields)
+    }
+
+    /// Posts the sign-in form as a person would; the answer is the form's.
+    pub fn sign_in(&mut self, email: &str, password: &str) -> Page {
+        self.fill_in(
+            "/signin",
+            "/signin",
+            &[("email", email), ("password", password)],
+        )
+    }
+
+    /// Fills in the sign-up form at `form` (a path, perhaps with a query such as
+    /// `?lang=de`) with just an address and a password; the answer to the post.
+    pub fn sign_up(&mut self, form: &str, email: &str, password: &str) -> Page {
+        let action = form.split('?').next().unwrap();
+        self.fill_in(form, action, &[("email", email), ("password", password)])
+    }
+
+    /// Posts the first administrator's set-up form, with the CSRF token of `from`.
+    pub fn post_setup(&mut self, from: &Page, secret: &str, email: &str, password: &str) -> Page {
+        self.post_form(
+            "/setup",
+            from,
+            &[
+                ("setup_secret", secret),
+                ("email", email),
+                ("password", password),
+            ],
+        )
+    }
+
+    /// Posts the account page's form for a new address, as the signed-in user would.
+    pub fn change_email(&mut self, new_email: &str, password: &str) -> Page {
+        self.fill_in(
+            "/account",
+            "/account/email",
+            &[("new_email", new_email), ("current_password", password)],
+        )
+    }
+
+    /// Posts the account page's password form, as the signed-in user would.
+    pub fn change_password(&mut self, current: &str, new: &str) -> Page {
+        self.fill_in(
+            "/account",
+            "/account/password",
+            &[("current_password", current), ("new_password", new)],
+        )
     }
 
     /// The `Cookie` header this browser would send.
@@ -307,6 +497,18 @@ impl Browser {
         self.absorb(response)
     }
 
+    /// Posts to the form at `path` the fields in `encoded`, already form-encoded and
+    /// sent byte for byte (hostile escapes and all), after the CSRF token of the
+    /// page there.
+    pub fn post_encoded_form(&mut self, path: &str, encoded: &str) -> Page {
+        let csrf = self.get(path).csrf();
+        self.post_bytes(
+            path,
+            "application/x-www-form-urlencoded",
+            format!("csrf_token={csrf}&{encoded}").into_bytes(),
+        )
+    }
+
     /// Posts JSON the way the pages' scripts do, with `csrf` in `X-CSRF-Token`.
     pub fn post_json(&mut self, path: &str, csrf: Option<&str>, body: &serde_json::Value) -> Page {
         let mut request = self
@@ -326,5 +528,79 @@ impl Browser {
             .iter()
             .find(|(k, _)| k.contains("gatehouse-session"))
             .map(|(k, v)| (k.clone(), v.clone()))
+    }
+}
+
+/// A relying party's back-channel logout endpoint on 127.0.0.1: answers 200 and
+/// hands over each request it got.
+pub struct BackchannelReceiver {
+    pub url: String,
+    requests: mpsc::Receiver<ReceivedRequest>,
+}
+
+/// One request a [`BackchannelReceiver`] got.
+pub struct ReceivedRequest {
+    /// Such as `POST /backchannel HTTP/1.1`.
+    pub request_line: String,
+    pub body: String,
+}
+
+impl ReceivedRequest {
+    /// The `logout_token` field of the form the request carried.
+    pub fn logout_token(&self) -> String {
+        form_urlencoded::parse(self.body.as_bytes())
+            .find(|(name, _)| name == "logout_token")
+            .map(|(_, value)| value.into_owned())
+            .unwrap_or_else(|| panic!("no logout_token in {}", self.body))
+    }
+}
+
+impl BackchannelReceiver {
+    pub fn start() -> BackchannelReceiver {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/backchannel", listener.local_addr().unwrap());
+        let (sender, requests) = mpsc::channel();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { return };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut request_line = String::new();
+                reader.read_line(&mut request_line).unwrap();
+                let mut length = 0;
+                let mut line = String::new();
+                loop {
+                    line.clear();
+                    reader.read_line(&mut line).unwrap();
+                    if line == "\r\n" || line.is_empty() {
+                        break;
+                    }
+                    if let Some((name, value)) = line.split_once(':')
+                        && name.eq_ignore_ascii_case("content-length")
+                    {
+                        length = value.trim().parse().unwrap();
+                    }
+                }
+                let mut body = vec![0; length];
+                reader.read_exact(&mut body).unwrap();
+                stream
+                    .write_all(b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\nconnection: close\r\n\r\n")
+                    .unwrap();
+                let _ = sender.send(ReceivedRequest {
+                    request_line: request_line.trim_end().to_owned(),
+                    body: String::from_utf8(body).unwrap(),
+                });
+            }
+        });
+        BackchannelReceiver { url, requests }
+    }
+
+    /// The next request, waiting up to ten seconds for it.
+    pub fn next(&self) -> Option<ReceivedRequest> {
+        self.requests.recv_timeout(Duration::from_secs(10)).ok()
+    }
+
+    /// Whether a request has come already (no waiting).
+    pub fn has_received(&self) -> bool {
+        self.requests.try_recv().is_ok()
     }
 }
