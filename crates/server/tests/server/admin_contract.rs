@@ -4,9 +4,7 @@
 //! document's validity and the answers' agreement with it are judged by
 //! independent tools in `e2e/admin-openapi.test.js`.)
 
-use gatehouse_core::Clock;
 use gatehouse_identity_store::Backend;
-use gatehouse_identity_store::tenants::{self, TenantData};
 use reqwest::blocking::Client as Http;
 use serde_json::Value;
 
@@ -19,17 +17,7 @@ const SNAPSHOT: &str = "tests/server/snapshots/admin-openapi.json";
 #[test]
 fn the_openapi_document_is_public_per_tenant_and_changes_only_on_purpose() {
     let app = WebApp::start(Backend::Sqlite);
-    tenants::create(
-        &mut app.db.conn(),
-        app.clock.now(),
-        TenantData {
-            slug: "acme".into(),
-            display_name: "Acme".into(),
-            ..TenantData::default()
-        },
-    )
-    .unwrap();
-    app.state.tenants.invalidate();
+    app.create_tenant("acme", "Acme", serde_json::json!({}));
     let get = |path: &str| {
         let answer = Http::new()
             .get(format!("{}{path}", app.base))
