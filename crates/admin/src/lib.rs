@@ -297,6 +297,19 @@ impl Admin {
             .ok_or_else(|| AdminError::NotFound("the tenant is gone".into()))
     }
 
+    /// Back-channel logout for the user's sessions an action ended.
+    async fn tell_sessions_ended(
+        &self,
+        tenant: TenantId,
+        user: gatehouse_core::ids::UserId,
+        sessions: Vec<gatehouse_core::ids::SessionId>,
+    ) -> Vec<Delivery> {
+        self.tell_relying_parties(tenant, user, move |issuer, tenant, url, user| {
+            issuer.sessions_ended(tenant, url, user, &sessions)
+        })
+        .await
+    }
+
     /// Back-channel logout (OIDC Back-Channel Logout 1.0) for what an action ended.
     /// Running servers deliver only for events they published themselves (each
     /// relying party hears once, from the node where it happened), and on SQLite

@@ -79,11 +79,8 @@ impl Admin {
                 ClientInfo::default(),
             )
             .await?;
-        let sessions = done.sessions_ended.clone();
         let deliveries = self
-            .tell_relying_parties(tenant.id, user.id, move |issuer, tenant, url, user| {
-                issuer.sessions_ended(tenant, url, user, &sessions)
-            })
+            .tell_sessions_ended(tenant.id, user.id, done.sessions_ended.clone())
             .await;
         Ok(Disabled {
             was_active: done.was_active,
@@ -140,11 +137,8 @@ impl Admin {
                 ClientInfo::default(),
             )
             .await?;
-        let sessions = outcome.sessions_ended.clone();
         let deliveries = self
-            .tell_relying_parties(tenant.id, user.id, move |issuer, tenant, url, user| {
-                issuer.sessions_ended(tenant, url, user, &sessions)
-            })
+            .tell_sessions_ended(tenant.id, user.id, outcome.sessions_ended.clone())
             .await;
         Ok(Reset {
             factors_removed: outcome.factors_removed,
@@ -372,11 +366,7 @@ impl Admin {
             )
             .await?;
         let count = ended.len();
-        let deliveries = self
-            .tell_relying_parties(tenant.id, user.id, move |issuer, tenant, url, user| {
-                issuer.sessions_ended(tenant, url, user, &ended)
-            })
-            .await;
+        let deliveries = self.tell_sessions_ended(tenant.id, user.id, ended).await;
         Ok((count, deliveries))
     }
 

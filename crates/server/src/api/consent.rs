@@ -18,7 +18,7 @@ use serde::Deserialize;
 use serde_json::json;
 
 use crate::api::problem::{consent_failure as failure, problem as error};
-use crate::http::answer::{Extracting, answered, app_state};
+use crate::http::answer::{answered, app_state, from_request_with};
 use crate::http::bearer::json_answer as answer;
 use crate::state::AppState;
 
@@ -56,20 +56,16 @@ struct Caller {
     client: String,
 }
 
-impl actix_web::FromRequest for Caller {
-    type Error = actix_web::Error;
-    type Future = Extracting<Self>;
+from_request_with!(Caller, Caller::extract);
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = app_state(&req, || HttpResponse::InternalServerError().finish())?;
-            let (tenant, user, client) = caller(&state, &req).await.map_err(answered)?;
-            Ok(Caller {
-                tenant,
-                user,
-                client,
-            })
+impl Caller {
+    async fn extract(req: HttpRequest) -> Result<Caller, actix_web::Error> {
+        let state = app_state(&req, || HttpResponse::InternalServerError().finish())?;
+        let (tenant, user, client) = caller(&state, &req).await.map_err(answered)?;
+        Ok(Caller {
+            tenant,
+            user,
+            client,
         })
     }
 }

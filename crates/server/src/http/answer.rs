@@ -31,3 +31,22 @@ pub(crate) fn app_state(
         .cloned()
         .ok_or_else(|| answered(otherwise()))
 }
+
+/// Implements `FromRequest` for an extractor that an async function makes from the
+/// request alone (it reads no body): `from_request_with!(Caller, Caller::extract)`.
+macro_rules! from_request_with {
+    ($extractor:ty, $make:path) => {
+        impl actix_web::FromRequest for $extractor {
+            type Error = actix_web::Error;
+            type Future = $crate::http::answer::Extracting<Self>;
+
+            fn from_request(
+                req: &actix_web::HttpRequest,
+                _: &mut actix_web::dev::Payload,
+            ) -> Self::Future {
+                Box::pin($make(req.clone()))
+            }
+        }
+    };
+}
+pub(crate) use from_request_with;

@@ -101,6 +101,14 @@ impl Default for Metrics {
     }
 }
 
+/// Registers each metric under its name and help text; the registry keeps a clone
+/// (the metric types are shared handles), `Metrics` the original.
+macro_rules! register {
+    ($registry:expr, $($name:literal, $help:literal, $metric:expr;)+) => {
+        $($registry.register($name, $help, $metric.clone());)+
+    };
+}
+
 impl Metrics {
     pub fn new() -> Self {
         let mut registry = Registry::with_prefix("gatehouse");
@@ -111,33 +119,7 @@ impl Metrics {
         let pool_connections = Gauge::default();
         let pool_idle = Gauge::default();
         let pool_max = Gauge::default();
-        registry.register("http_requests", "HTTP requests answered", requests.clone());
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer an HTTP request",
-            latency.clone(),
-        );
-        registry.register(
-            "db_pool_connections",
-            "Open database connections",
-            pool_connections.clone(),
-        );
-        registry.register(
-            "db_pool_idle_connections",
-            "Idle database connections",
-            pool_idle.clone(),
-        );
-        registry.register(
-            "db_pool_max_connections",
-            "Database pool size limit",
-            pool_max.clone(),
-        );
         let pdp_requests = Family::<PdpPathLabels, Counter>::default();
-        registry.register(
-            "pdp_requests",
-            "AuthZEN evaluation requests by where they were answered",
-            pdp_requests.clone(),
-        );
         let pdp_from_memory = pdp_requests
             .get_or_create(&PdpPathLabels { path: "memory" })
             .clone();
@@ -145,56 +127,24 @@ impl Metrics {
             .get_or_create(&PdpPathLabels { path: "blocking" })
             .clone();
         let events = EventPublisherGauges::default();
-        registry.register(
-            "events_published",
-            "Domain events sent to other nodes (PostgreSQL NOTIFY) since start",
-            events.published.clone(),
-        );
-        registry.register(
-            "events_publish_failed_attempts",
-            "Attempts to send a domain event that failed and were retried",
-            events.failed_attempts.clone(),
-        );
-        registry.register(
-            "events_dropped",
-            "Domain events dropped because the outbox was full (other nodes resync)",
-            events.dropped.clone(),
-        );
-        registry.register(
-            "events_queued",
-            "Domain events waiting to be sent to other nodes",
-            events.queued.clone(),
-        );
         let pdp = PdpCounters::default();
-        registry.register(
-            "pdp_decision_log_queued",
-            "Decisions waiting for the decision log writer",
-            pdp.log_queued.clone(),
-        );
-        registry.register(
-            "pdp_decision_log_waits",
-            "Evaluations that found the decision log queue full and waited for room",
-            pdp.log_waits.clone(),
-        );
-        registry.register(
-            "pdp_decision_log_wait_timeouts",
-            "Evaluations that failed (503) because the decision log queue stayed full",
-            pdp.log_wait_timeouts.clone(),
-        );
-        registry.register(
-            "pdp_decision_log_skipped",
-            "Decisions not logged under sampling (pdp.decision_log_when_full = sample); gap records count them",
-            pdp.log_skipped.clone(),
-        );
-        registry.register(
-            "pdp_decision_log_failed",
-            "Decisions lost to a failed decision log write; gap records count them",
-            pdp.log_failed.clone(),
-        );
-        registry.register(
-            "pdp_unknown_keys",
-            "Evaluations carrying a request member the PDP does not read (a PEP's typo?), by member",
-            pdp.unknown_keys.clone(),
+        register!(registry,
+            "http_requests", "HTTP requests answered", requests;
+            "http_request_duration_seconds", "Time to answer an HTTP request", latency;
+            "db_pool_connections", "Open database connections", pool_connections;
+            "db_pool_idle_connections", "Idle database connections", pool_idle;
+            "db_pool_max_connections", "Database pool size limit", pool_max;
+            "pdp_requests", "AuthZEN evaluation requests by where they were answered", pdp_requests;
+            "events_published", "Domain events sent to other nodes (PostgreSQL NOTIFY) since start", events.published;
+            "events_publish_failed_attempts", "Attempts to send a domain event that failed and were retried", events.failed_attempts;
+            "events_dropped", "Domain events dropped because the outbox was full (other nodes resync)", events.dropped;
+            "events_queued", "Domain events waiting to be sent to other nodes", events.queued;
+            "pdp_decision_log_queued", "Decisions waiting for the decision log writer", pdp.log_queued;
+            "pdp_decision_log_waits", "Evaluations that found the decision log queue full and waited for room", pdp.log_waits;
+            "pdp_decision_log_wait_timeouts", "Evaluations that failed (503) because the decision log queue stayed full", pdp.log_wait_timeouts;
+            "pdp_decision_log_skipped", "Decisions not logged under sampling (pdp.decision_log_when_full = sample); gap records count them", pdp.log_skipped;
+            "pdp_decision_log_failed", "Decisions lost to a failed decision log write; gap records count them", pdp.log_failed;
+            "pdp_unknown_keys", "Evaluations carrying a request member the PDP does not read (a PEP's typo?), by member", pdp.unknown_keys;
         );
         Metrics {
             events,

@@ -13,7 +13,7 @@ use gatehouse_token_issuer::service::server_metadata;
 use actix_web::HttpMessage;
 use actix_web::middleware::from_fn;
 
-use crate::http::answer::{self, Extracting, answered};
+use crate::http::answer::{self, Extracting, answered, from_request_with};
 use crate::http::cors::{self, CorsClient};
 use crate::http::tenant::{ResolvedTenant, TenantMiss, tenant_of};
 use crate::state::AppState;
@@ -100,19 +100,15 @@ fn app_state(req: &HttpRequest) -> Result<web::Data<AppState>, actix_web::Error>
 /// The tenant a protocol endpoint serves (404 for none).
 struct OAuthTenant(ResolvedTenant);
 
-impl actix_web::FromRequest for OAuthTenant {
-    type Error = actix_web::Error;
-    type Future = Extracting<Self>;
+from_request_with!(OAuthTenant, OAuthTenant::extract);
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = app_state(&req)?;
-            resolve(&state, &req)
-                .await
-                .map(OAuthTenant)
-                .map_err(answered)
-        })
+impl OAuthTenant {
+    async fn extract(req: HttpRequest) -> Result<OAuthTenant, actix_web::Error> {
+        let state = app_state(&req)?;
+        resolve(&state, &req)
+            .await
+            .map(OAuthTenant)
+            .map_err(answered)
     }
 }
 

@@ -1,9 +1,6 @@
 //! What every end-user page handler starts from: the tenant, the language, the CSRF
 //! token, the CSP nonce and the signed-in session, gathered by one extractor.
 
-use std::future::Future;
-use std::pin::Pin;
-
 use actix_web::cookie::Cookie;
 use actix_web::dev::Payload;
 use actix_web::http::StatusCode;
@@ -14,7 +11,7 @@ use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_identity_store::sessions::Session;
 use serde::Serialize;
 
-use crate::http::answer::{answered, app_state};
+use crate::http::answer::{Extracting, answered, app_state, from_request_with};
 use crate::http::client_addr::client_ip;
 use crate::http::cookies::CookiePolicy;
 use crate::http::csrf::{self, CsrfToken};
@@ -58,104 +55,98 @@ fn plain_error(status: StatusCode, message: &str) -> HttpResponse {
         .body(message.to_owned())
 }
 
-impl FromRequest for PageContext {
-    type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+from_request_with!(PageContext, PageContext::extract);
 
-    fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let fail = |status, message: &str| answered(plain_error(status, message));
-            let state = app_state(&req, || {
-                plain_error(
-                    StatusCode::INTERNAL_SERVER_ERROR,
-                    "application state missing",
-                )
-            })?;
-            let resolved = tenant_of(&state.tenants, &req)
-                .await
-                .map_err(|miss| match miss {
-                    TenantMiss::Unknown => fail(StatusCode::NOT_FOUND, "unknown tenant"),
-                    TenantMiss::Unavailable => {
-                        fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
-                    }
-                })?;
-
-            let settings = resolved.tenant.typed_settings();
-            let theme = state.ui.tenant_theme(&resolved.tenant.slug, &settings);
-            let policy = TenantPolicy::from_settings(&settings);
-            let query_lang = web::Query::<std::collections::HashMap<String, String>>::from_query(
-                req.query_string(),
+impl PageContext {
+    async fn extract(req: HttpRequest) -> Result<PageContext, actix_web::Error> {
+        let fail = |status, message: &str| answered(plain_error(status, message));
+        let state = app_state(&req, || {
+            plain_error(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                "application state missing",
             )
-            .ok()
-            .and_then(|q| q.get("lang").cloned());
-            let cookie_lang = req.cookie(LANG_COOKIE).map(|c| c.value().to_owned());
-            let accept = req
-                .headers()
-                .get(header::ACCEPT_LANGUAGE)
-                .and_then(|v| v.to_str().ok())
-                .map(str::to_owned);
-            let locale = state.ui.negotiate_locale(
-                query_lang.as_deref(),
-                cookie_lang.as_deref(),
-                accept.as_deref(),
-            );
-            let set_locale_cookie =
-                query_lang.is_some() && cookie_lang.as_deref() != Some(locale.code);
+        })?;
+        let resolved = tenant_of(&state.tenants, &req)
+            .await
+            .map_err(|miss| match miss {
+                TenantMiss::Unknown => fail(StatusCode::NOT_FOUND, "unknown tenant"),
+                TenantMiss::Unavailable => {
+                    fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+                }
+            })?;
 
-            let cookies = state.cookie_policy.clone();
-            let csrf = csrf::token_for(&req, &cookies);
-            let nonce = req
-                .extensions()
-                .get::<CspNonce>()
-                .map(|n| n.0.clone())
-                .unwrap_or_default();
+        let settings = resolved.tenant.typed_settings();
+        let theme = state.ui.tenant_theme(&resolved.tenant.slug, &settings);
+        let policy = TenantPolicy::from_settings(&settings);
+        let query_lang =
+            web::Query::<std::collections::HashMap<String, String>>::from_query(req.query_string())
+                .ok()
+                .and_then(|q| q.get("lang").cloned());
+        let cookie_lang = req.cookie(LANG_COOKIE).map(|c| c.value().to_owned());
+        let accept = req
+            .headers()
+            .get(header::ACCEPT_LANGUAGE)
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let locale = state.ui.negotiate_locale(
+            query_lang.as_deref(),
+            cookie_lang.as_deref(),
+            accept.as_deref(),
+        );
+        let set_locale_cookie = query_lang.is_some() && cookie_lang.as_deref() != Some(locale.code);
 
-            let session_secret = req
-                .cookie(&cookies.session_name(&resolved.tenant.slug))
-                .map(|c| c.value().to_owned());
-            let session = match &session_secret {
-                Some(secret) => state
-                    .authn
-                    .session(resolved.tenant.id, secret.clone())
-                    .await
-                    .map_err(|error| {
-                        tracing::error!(%error, "session lookup failed");
-                        fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
-                    })?,
-                None => None,
-            };
-            let signed_in_as = match &session {
-                Some(session) => state
-                    .authn
-                    .user(resolved.tenant.id, session.user_id)
-                    .await
-                    .ok()
-                    .map(|user| {
-                        user.data
-                            .display_name
-                            .clone()
-                            .or_else(|| user.primary_email().map(|e| e.value.clone()))
-                            .unwrap_or(user.data.user_name)
-                    }),
-                None => None,
-            };
-            Ok(PageContext {
-                state,
-                request: req,
-                tenant: resolved,
-                policy,
-                theme,
-                locale,
-                set_locale_cookie,
-                csrf,
-                nonce,
-                cookies,
-                session,
-                session_secret,
-                signed_in_as,
-                reopenable: true,
-            })
+        let cookies = state.cookie_policy.clone();
+        let csrf = csrf::token_for(&req, &cookies);
+        let nonce = req
+            .extensions()
+            .get::<CspNonce>()
+            .map(|n| n.0.clone())
+            .unwrap_or_default();
+
+        let session_secret = req
+            .cookie(&cookies.session_name(&resolved.tenant.slug))
+            .map(|c| c.value().to_owned());
+        let session = match &session_secret {
+            Some(secret) => state
+                .authn
+                .session(resolved.tenant.id, secret.clone())
+                .await
+                .map_err(|error| {
+                    tracing::error!(%error, "session lookup failed");
+                    fail(StatusCode::SERVICE_UNAVAILABLE, "temporarily unavailable")
+                })?,
+            None => None,
+        };
+        let signed_in_as = match &session {
+            Some(session) => state
+                .authn
+                .user(resolved.tenant.id, session.user_id)
+                .await
+                .ok()
+                .map(|user| {
+                    user.data
+                        .display_name
+                        .clone()
+                        .or_else(|| user.primary_email().map(|e| e.value.clone()))
+                        .unwrap_or(user.data.user_name)
+                }),
+            None => None,
+        };
+        Ok(PageContext {
+            state,
+            request: req,
+            tenant: resolved,
+            policy,
+            theme,
+            locale,
+            set_locale_cookie,
+            csrf,
+            nonce,
+            cookies,
+            session,
+            session_secret,
+            signed_in_as,
+            reopenable: true,
         })
     }
 }
@@ -428,7 +419,7 @@ where
     T: serde::de::DeserializeOwned + CsrfProtected + 'static,
 {
     type Error = actix_web::Error;
-    type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
+    type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut Payload) -> Self::Future {
         let context = PageContext::from_request(req, payload);

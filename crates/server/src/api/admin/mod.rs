@@ -35,7 +35,7 @@ use gatehouse_core::ids::UserId;
 use serde::Serialize;
 
 use crate::api::problem::{admin_failure, invalid_field, problem};
-use crate::http::answer::{self, Extracting, answered};
+use crate::http::answer::{self, answered, from_request_with};
 use crate::http::bearer::{Refusal, json_answer};
 use crate::http::tenant::ResolvedTenant;
 use crate::state::AppState;
@@ -118,35 +118,31 @@ impl Caller {
     }
 }
 
-impl actix_web::FromRequest for Caller {
-    type Error = actix_web::Error;
-    type Future = Extracting<Self>;
+from_request_with!(Caller, Caller::extract);
 
-    fn from_request(req: &HttpRequest, _: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        Box::pin(async move {
-            let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
-            let (tenant, claims) = crate::http::bearer::require(&state, &req, SCOPE)
-                .await
-                .map_err(answered)?;
-            if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {
-                return Err(answered(Refusal::InvalidToken.answer()));
-            }
-            // A user's token would let a client act with admin power on the word of
-            // any user who consented; until administrators' roles are checked (the
-            // console), only a client acting for itself may call.
-            if claims.sub != claims.client_id {
-                return Err(answered(problem(
-                    StatusCode::FORBIDDEN,
-                    "insufficient_scope",
-                    "the admin API takes client-credentials tokens only",
-                )));
-            }
-            Ok(Caller {
-                operator: Operator::api_client(&claims.client_id),
-                state,
-                tenant,
-            })
+impl Caller {
+    async fn extract(req: HttpRequest) -> Result<Caller, actix_web::Error> {
+        let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
+        let (tenant, claims) = crate::http::bearer::require(&state, &req, SCOPE)
+            .await
+            .map_err(answered)?;
+        if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {
+            return Err(answered(Refusal::InvalidToken.answer()));
+        }
+        // A user's token would let a client act with admin power on the word of any
+        // user who consented; until administrators' roles are checked (the console),
+        // only a client acting for itself may call.
+        if claims.sub != claims.client_id {
+            return Err(answered(problem(
+                StatusCode::FORBIDDEN,
+                "insufficient_scope",
+                "the admin API takes client-credentials tokens only",
+            )));
+        }
+        Ok(Caller {
+            operator: Operator::api_client(&claims.client_id),
+            state,
+            tenant,
         })
     }
 }
