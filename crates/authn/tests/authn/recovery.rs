@@ -2,28 +2,26 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use gatehouse_core::Clock;
 use gatehouse_core::ids::{SessionId, UserId};
-use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::account_recoveries;
-use gatehouse_identity_store::audit::{self, AuditEvent};
+use gatehouse_identity_store::audit::AuditEvent;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::db::Backend;
-use gatehouse_identity_store::grants::{Authentication, NewGrant};
-use gatehouse_identity_store::sessions::NewSession;
+use gatehouse_identity_store::grants;
 use gatehouse_identity_store::users;
-use gatehouse_identity_store::{grants, sessions};
 use zeroize::Zeroizing;
 
 use gatehouse_authn::ClientInfo;
 use gatehouse_authn::recovery::*;
 use gatehouse_authn::registration::LinkBase;
 use gatehouse_authn::second_factor::SecondFactor;
-use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::sign_in::SignInOutcome;
 use gatehouse_authn::testing::CaughtMail;
-use gatehouse_authn::testing::kit::{Kit, SeedUser, client_from, runtime, seed_user};
+use gatehouse_authn::testing::kit::{
+    Kit, client_from, runtime, totp_code, wrong_totp_code as wrong_code,
+};
 use gatehouse_authn::testing::soft_authenticator::SoftAuthenticator;
 use gatehouse_authn::{AuthnError, recovery_codes, totp};
 
@@ -55,11 +53,7 @@ impl Env {
 
     /// An active user with a verified primary address and the password [`OLD`].
     fn user(&self, email: &str) -> UserId {
-        let user = SeedUser {
-            password: Some(OLD),
-            ..SeedUser::new(email)
-        };
-        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
+        self.user_with_password(email, OLD)
     }
 
     /// Enrols and confirms an authenticator app; returns its secret. The clock
@@ -119,47 +113,8 @@ impl Env {
     fn signed_in_with_grants(&self, user: UserId) -> (SessionId, [String; 2]) {
         let mut conn = self.conn();
         let now = self.clock.now();
-        let (_, secret_hash) = gatehouse_authn::testing::secret();
-        let session = sessions::create(
-            &mut conn,
-            now,
-            self.t(),
-            NewSession {
-                user_id: user,
-                secret_hash,
-                idle_timeout: Duration::days(3),
-                absolute_timeout: Duration::days(3),
-                ip: Some(IP.into()),
-                user_agent: None,
-                auth_methods: Vec::new(),
-                aal: 1,
-            },
-        )
-        .unwrap();
-        let grant = |scope: &str| {
-            grants::create(
-                &mut self.conn(),
-                now,
-                self.t(),
-                NewGrant {
-                    client_id: "shop".into(),
-                    issuer: Some(BASE.into()),
-                    authentication: Some(Authentication {
-                        user_id: user,
-                        session_id: session.id,
-                        auth_time: now,
-                        acr: None,
-                        amr: vec!["pwd".into()],
-                    }),
-                    scope: scope.into(),
-                    resources: Vec::new(),
-                    purposes: vec![],
-                    lifetime: Duration::days(30),
-                },
-            )
-            .unwrap()
-            .id
-        };
+        let session = self.live_session(user, Some(IP));
+        let grant = |scope: &str| self.session_grant(user, session, "shop", Some(BASE), scope);
         let online = grant("openid");
         let offline = grant("openid offline_access");
         grants::insert_refresh_token(
@@ -171,13 +126,11 @@ impl Env {
             Duration::days(30),
         )
         .unwrap();
-        (session.id, [online, offline])
+        (session, [online, offline])
     }
 
     fn live_sessions(&self, user: UserId) -> usize {
-        sessions::list_active_for_user(&mut self.conn(), self.clock.now(), self.t(), user)
-            .unwrap()
-            .len()
+        self.active_sessions(user).len()
     }
 
     fn grant_revoked(&self, id: &str) -> bool {
@@ -198,19 +151,6 @@ impl Env {
                 .unwrap()
                 .len(),
         )
-    }
-
-    /// Every audit event so far, in order; the chain must be intact.
-    fn audit(&self) -> Vec<AuditEvent> {
-        let mut conn = self.conn();
-        assert!(audit::verify(&mut conn, &self.cipher).unwrap().is_intact());
-        audit::list(&mut conn, self.t(), &PageRequest::first(500))
-            .unwrap()
-            .items
-    }
-
-    fn actions(&self) -> Vec<String> {
-        self.audit().into_iter().map(|e| e.action).collect()
     }
 
     fn count(&self, action: &str) -> usize {
@@ -260,16 +200,7 @@ impl Env {
     }
 
     async fn sign_in(&self, email: &str, password: &str) -> Result<SignInOutcome, AuthnError> {
-        self.authn
-            .sign_in_with_password(
-                self.t(),
-                &TenantPolicy::from_settings(&Default::default()),
-                email.into(),
-                Zeroizing::new(password.into()),
-                None,
-                client(),
-            )
-            .await
+        self.password_sign_in(email, password, client()).await
     }
 
     /// The old password is refused; the new one works (and, when `second_factor`,
@@ -294,31 +225,6 @@ fn token(mail: &CaughtMail, path: &str) -> String {
         .find_link(&prefix)
         .unwrap_or_else(|| panic!("no {prefix} link in: {}", mail.text_body()));
     link[prefix.len()..].to_owned()
-}
-
-/// What the user's authenticator app shows at `at`.
-fn totp_code(secret: &str, at: DateTime<Utc>) -> String {
-    totp_rs::Builder::new()
-        .with_algorithm(totp_rs::Algorithm::SHA1)
-        .with_digits(totp::DIGITS)
-        .with_step_duration(totp::STEP_SECONDS)
-        .with_skew(0)
-        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
-        .build()
-        .unwrap()
-        .generate(u64::try_from(at.timestamp()).unwrap())
-        .to_string()
-}
-
-/// A six-digit code valid for no step near `at`.
-fn wrong_code(secret: &str, at: DateTime<Utc>) -> String {
-    let valid: Vec<String> = (-3..=3)
-        .map(|steps| totp_code(secret, at + Duration::seconds(30 * steps)))
-        .collect();
-    (1..)
-        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
-        .find(|candidate| !valid.contains(candidate))
-        .unwrap()
 }
 
 fn code(text: &str) -> Zeroizing<String> {
@@ -411,7 +317,7 @@ fn a_reset_link_goes_only_to_real_accounts_and_works_once(backend: Backend) {
     });
     assert_eq!(env.catcher.messages().len(), 2, "a mail for no account");
 
-    let events = env.audit();
+    let events = env.audit_events();
     let requested: Vec<&AuditEvent> = events
         .iter()
         .filter(|e| e.action == "recovery.requested")
@@ -529,7 +435,7 @@ fn an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link(backend: B
         let replay = env.complete(&token, ResetProof::Totp(code(&right))).await;
         assert!(matches!(replay, Err(AuthnError::InvalidCode)), "{replay:?}");
     });
-    let events = env.audit();
+    let events = env.audit_events();
     let failed: Vec<&AuditEvent> = events
         .iter()
         .filter(|e| e.action == "recovery.second_factor_failed")
@@ -790,7 +696,7 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
             }
         );
     });
-    let events = env.audit();
+    let events = env.audit_events();
     let completed: Vec<_> = events
         .iter()
         .filter(|e| e.action == "recovery.completed")
@@ -924,7 +830,7 @@ fn lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled(backend:
     }
     assert_eq!(env.count("recovery.factor_recovery_started"), 2);
     let completed = env
-        .audit()
+        .audit_events()
         .into_iter()
         .find(|e| e.action == "recovery.factor_recovery_completed")
         .unwrap();
@@ -973,7 +879,7 @@ fn a_factor_used_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
         );
     });
     let cancelled = env
-        .audit()
+        .audit_events()
         .into_iter()
         .find(|e| e.action == "recovery.factor_recovery_cancelled")
         .unwrap();
@@ -1053,7 +959,7 @@ fn an_administrator_reset_removes_factors_and_password_and_is_audited(backend: B
         env.assert_password_replaced("hal@example.com", false).await;
     });
     let event = env
-        .audit()
+        .audit_events()
         .into_iter()
         .find(|e| e.action == "recovery.admin_reset")
         .unwrap();
@@ -1146,7 +1052,7 @@ fn requests_and_bad_links_are_rate_limited(backend: Backend) {
         usize::try_from(per_hour).unwrap() + 1
     );
     let denied = env
-        .audit()
+        .audit_events()
         .into_iter()
         .filter(|e| e.action == "recovery.requested" && e.outcome == "denied")
         .count();
@@ -1177,7 +1083,7 @@ fn assert_cancelled_by(env: &Env, user: UserId, factor: &str) {
         account_recoveries::open_for_user(&mut env.conn(), env.clock.now(), env.t(), user).unwrap();
     assert_eq!(open, None, "the recovery is still open");
     let cancelled: Vec<AuditEvent> = env
-        .audit()
+        .audit_events()
         .into_iter()
         .filter(|e| e.action == "recovery.factor_recovery_cancelled")
         .collect();
