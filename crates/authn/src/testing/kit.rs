@@ -432,6 +432,14 @@ impl Kit {
             .items
     }
 
+    /// The first audit event of `action`; there must be one.
+    pub fn first_event(&self, action: &str) -> AuditEvent {
+        self.audit_events()
+            .into_iter()
+            .find(|event| event.action == action)
+            .unwrap_or_else(|| panic!("no {action} event"))
+    }
+
     /// The failure count of a throttling bucket, `None` when it has none.
     pub fn failures(&self, bucket: &str) -> Option<i32> {
         rate_limits::get(&mut self.conn(), self.t(), bucket)

@@ -39,6 +39,11 @@ fn links() -> LinkBase {
     LinkBase(BASE.into())
 }
 
+/// The event's details name `part`.
+fn assert_details_contain(event: &AuditEvent, part: &str) {
+    assert!(event.details.contains(part), "{}", event.details);
+}
+
 // The service on a throwaway database, its clock, and an SMTP server catching
 // its mail.
 kit_env!();
@@ -333,16 +338,8 @@ fn a_reset_link_goes_only_to_real_accounts_and_works_once(backend: Backend) {
         .collect();
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].actor, format!("user:{alice}"));
-    assert!(
-        completed[0].details.contains(r#""sessions_ended":1"#),
-        "{}",
-        completed[0].details
-    );
-    assert!(
-        completed[0].details.contains(r#""grants_revoked":2"#),
-        "{}",
-        completed[0].details
-    );
+    assert_details_contain(completed[0], r#""sessions_ended":1"#);
+    assert_details_contain(completed[0], r#""grants_revoked":2"#);
 }
 
 fn reset_links_expire_after_fifteen_minutes_and_newer_ones_replace_them(backend: Backend) {
@@ -441,21 +438,10 @@ fn an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link(backend: B
         .filter(|e| e.action == "recovery.second_factor_failed")
         .collect();
     assert_eq!(failed.len(), 3);
-    assert!(
-        failed[0].details.contains(r#""factor":"totp""#),
-        "{}",
-        failed[0].details
-    );
+    assert_details_contain(failed[0], r#""factor":"totp""#);
     assert_eq!(failed[0].outcome, "failure");
-    let completed = events
-        .iter()
-        .find(|e| e.action == "recovery.completed")
-        .unwrap();
-    assert!(
-        completed.details.contains(r#""second_factor":"totp""#),
-        "{}",
-        completed.details
-    );
+    let completed = env.first_event("recovery.completed");
+    assert_details_contain(&completed, r#""second_factor":"totp""#);
 }
 
 fn a_recovery_code_is_a_proof_once(backend: Backend) {
@@ -723,16 +709,8 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
             .iter()
             .all(|e| e.details.contains(r#""factor":"passkey""#))
     );
-    assert!(
-        failed[0].details.contains("passkey_rejected"),
-        "{}",
-        failed[0].details
-    );
-    assert!(
-        failed[1].details.contains("challenge_invalid"),
-        "{}",
-        failed[1].details
-    );
+    assert_details_contain(failed[0], "passkey_rejected");
+    assert_details_contain(failed[1], "challenge_invalid");
     assert!(
         events
             .iter()
@@ -829,17 +807,9 @@ fn lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled(backend:
         assert!(env.count(action) >= 1, "{action}: {:?}", env.actions());
     }
     assert_eq!(env.count("recovery.factor_recovery_started"), 2);
-    let completed = env
-        .audit_events()
-        .into_iter()
-        .find(|e| e.action == "recovery.factor_recovery_completed")
-        .unwrap();
+    let completed = env.first_event("recovery.factor_recovery_completed");
     let removed = format!(r#""factors_removed":{}"#, recovery_codes::COUNT + 2);
-    assert!(
-        completed.details.contains(&removed),
-        "{}",
-        completed.details
-    );
+    assert_details_contain(&completed, &removed);
 }
 
 fn a_factor_used_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
@@ -878,16 +848,8 @@ fn a_factor_used_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
             "{again:?}"
         );
     });
-    let cancelled = env
-        .audit_events()
-        .into_iter()
-        .find(|e| e.action == "recovery.factor_recovery_cancelled")
-        .unwrap();
-    assert!(
-        cancelled.details.contains("second_factor_used"),
-        "{}",
-        cancelled.details
-    );
+    let cancelled = env.first_event("recovery.factor_recovery_cancelled");
+    assert_details_contain(&cancelled, "second_factor_used");
 }
 
 fn an_administrator_reset_removes_factors_and_password_and_is_audited(backend: Backend) {
@@ -958,20 +920,12 @@ fn an_administrator_reset_removes_factors_and_password_and_is_audited(backend: B
         env.complete(&token, ResetProof::None).await.unwrap();
         env.assert_password_replaced("hal@example.com", false).await;
     });
-    let event = env
-        .audit_events()
-        .into_iter()
-        .find(|e| e.action == "recovery.admin_reset")
-        .unwrap();
+    let event = env.first_event("recovery.admin_reset");
     assert_eq!(event.actor, "user:admin-7");
     assert_eq!(event.target, Some(format!("user:{hal}")));
     assert_eq!(event.ip.as_deref(), Some("198.51.100.1"));
-    assert!(event.details.contains("video call"), "{}", event.details);
-    assert!(
-        event.details.contains(r#""password_removed":true"#),
-        "{}",
-        event.details
-    );
+    assert_details_contain(&event, "video call");
+    assert_details_contain(&event, r#""password_removed":true"#);
 }
 
 fn requests_and_bad_links_are_rate_limited(backend: Backend) {
@@ -1090,11 +1044,7 @@ fn assert_cancelled_by(env: &Env, user: UserId, factor: &str) {
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
     assert_eq!(cancelled[0].target, Some(format!("user:{user}")));
     for words in ["second_factor_used", &format!(r#""factor":"{factor}""#)] {
-        assert!(
-            cancelled[0].details.contains(words),
-            "{}",
-            cancelled[0].details
-        );
+        assert_details_contain(&cancelled[0], words);
     }
 }
 
