@@ -14,6 +14,7 @@ use gatehouse_identity_store::users;
 use zeroize::Zeroizing;
 
 use gatehouse_authn::ClientInfo;
+use gatehouse_authn::passkeys::PasskeyAuthenticated;
 use gatehouse_authn::recovery::*;
 use gatehouse_authn::registration::LinkBase;
 use gatehouse_authn::second_factor::SecondFactor;
@@ -526,6 +527,37 @@ impl Env {
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw_id).unwrap()
     }
 
+    /// Begins a passkey sign-in in [`BROWSER`]: the challenge id and options.
+    async fn begin_passkey_sign_in(&self, user: Option<UserId>) -> (String, serde_json::Value) {
+        let begun = self
+            .authn
+            .begin_passkey_authentication(self.t(), BROWSER.into(), relying_party(), user)
+            .await
+            .unwrap();
+        (
+            begun.challenge_id,
+            serde_json::to_value(&begun.options).unwrap(),
+        )
+    }
+
+    /// Finishes a passkey sign-in begun in [`BROWSER`] with the authenticator's answer.
+    async fn finish_passkey_sign_in(
+        &self,
+        challenge_id: String,
+        response: serde_json::Value,
+    ) -> Result<PasskeyAuthenticated, AuthnError> {
+        self.authn
+            .finish_passkey_authentication(
+                self.t(),
+                BROWSER.into(),
+                challenge_id,
+                serde_json::from_value(response).unwrap(),
+                relying_party(),
+                client(),
+            )
+            .await
+    }
+
     /// Begins the passkey proof of reset link `token`: the challenge id and options.
     async fn begin_reset_passkey(&self, token: &str) -> (String, serde_json::Value) {
         let begun = self
@@ -602,16 +634,10 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
             matches!(other_link, Err(AuthnError::ChallengeInvalid)),
             "{other_link:?}"
         );
-        let sign_in = env
-            .authn
-            .begin_passkey_authentication(env.t(), BROWSER.into(), relying_party(), Some(eve))
-            .await
-            .unwrap();
-        let for_sign_in = eves_phone
-            .get(&serde_json::to_value(&sign_in.options).unwrap())
-            .unwrap();
+        let (sign_in, options) = env.begin_passkey_sign_in(Some(eve)).await;
+        let for_sign_in = eves_phone.get(&options).unwrap();
         let not_a_reset = env
-            .complete(&eves_link, passkey_proof(&sign_in.challenge_id, &for_sign_in))
+            .complete(&eves_link, passkey_proof(&sign_in, &for_sign_in))
             .await;
         assert!(
             matches!(not_a_reset, Err(AuthnError::ChallengeInvalid)),
@@ -620,17 +646,7 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
         // Nor does a reset's ceremony sign anyone in.
         let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
         let for_reset = eves_phone.get(&options).unwrap();
-        let signed_in = env
-            .authn
-            .finish_passkey_authentication(
-                env.t(),
-                BROWSER.into(),
-                challenge,
-                serde_json::from_value(for_reset).unwrap(),
-                relying_party(),
-                client(),
-            )
-            .await;
+        let signed_in = env.finish_passkey_sign_in(challenge, for_reset).await;
         assert!(
             matches!(signed_in, Err(AuthnError::ChallengeInvalid)),
             "{signed_in:?}"
@@ -1147,52 +1163,17 @@ fn signing_in_with_a_passkey_during_the_cooling_off_cancels_the_recovery(backend
     let env = Env::new(backend);
     let max = env.user("max@example.com");
     let mut phone = SoftAuthenticator::new("https://id.example.test");
-    let binding = "browser-cookie".to_owned();
     runtime().block_on(async {
-        let begun = env
-            .authn
-            .begin_passkey_registration(env.t(), max, binding.clone(), relying_party())
-            .await
-            .unwrap();
-        let created = phone
-            .create(&serde_json::to_value(&begun.options).unwrap())
-            .unwrap();
-        env.authn
-            .finish_passkey_registration(
-                env.t(),
-                max,
-                binding.clone(),
-                begun.challenge_id,
-                "Phone".into(),
-                serde_json::from_value(created).unwrap(),
-                relying_party(),
-                client(),
-            )
-            .await
-            .unwrap();
+        env.register_passkey(max, &mut phone).await;
         env.clock.advance(Duration::minutes(5));
 
         let complete = start_factor_recovery(&env, "max@example.com", 1).await;
         env.clock.advance(Duration::hours(3));
         // Passwordless: the passkey alone names and signs in the account.
-        let begun = env
-            .authn
-            .begin_passkey_authentication(env.t(), binding.clone(), relying_party(), None)
-            .await
-            .unwrap();
-        let asserted = phone
-            .get(&serde_json::to_value(&begun.options).unwrap())
-            .unwrap();
+        let (challenge, options) = env.begin_passkey_sign_in(None).await;
+        let asserted = phone.get(&options).unwrap();
         let passkey = env
-            .authn
-            .finish_passkey_authentication(
-                env.t(),
-                binding,
-                begun.challenge_id,
-                serde_json::from_value(asserted).unwrap(),
-                relying_party(),
-                client(),
-            )
+            .finish_passkey_sign_in(challenge, asserted)
             .await
             .unwrap();
         env.authn
