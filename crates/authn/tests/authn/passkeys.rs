@@ -167,11 +167,21 @@ impl Env {
         user: Option<UserId>,
         address: usize,
     ) -> Result<PasskeyAuthenticated, AuthnError> {
+        let (challenge_id, response) = self.answered(authenticator, user).await;
+        let ip = [IP, "198.51.100.4"][address];
+        self.finish_as(BROWSER, ip, &challenge_id, response).await
+    }
+
+    /// A sign-in begun and answered by `authenticator`, not yet finished: the
+    /// challenge id and the response.
+    async fn answered(
+        &self,
+        authenticator: &mut SoftAuthenticator,
+        user: Option<UserId>,
+    ) -> (String, Value) {
         let challenge = self.begin(user).await;
         let response = authenticator.get(&json(&challenge.options)).unwrap();
-        let ip = [IP, "198.51.100.4"][address];
-        self.finish_as(BROWSER, ip, &challenge.challenge_id, response)
-            .await
+        (challenge.challenge_id, response)
     }
 
     async fn passkeys(&self, user: UserId) -> Vec<PasskeyInfo> {
@@ -330,9 +340,7 @@ fn a_passkey_is_a_second_factor_for_a_known_user(backend: Backend) {
             "bob was not signing in"
         );
 
-        let challenge = env.begin(Some(alice)).await;
-        let response = key.get(&json(&challenge.options)).unwrap();
-        let passed = env.finish(&challenge.challenge_id, response).await.unwrap();
+        let passed = env.sign_in(&mut key, Some(alice)).await.unwrap();
         assert_eq!(
             passed,
             PasskeyAuthenticated {
@@ -461,28 +469,24 @@ fn a_challenge_is_bound_to_the_browser_that_began_it(backend: Backend) {
     runtime().block_on(async {
         env.register(alice, &mut phone, "Phone").await.unwrap();
 
-        let challenge = env.begin(None).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
+        let (challenge_id, response) = env.answered(&mut phone, None).await;
         let elsewhere = env
             .finish_as(
                 "cookie-secret-of-another-browser",
                 IP,
-                &challenge.challenge_id,
+                &challenge_id,
                 response.clone(),
             )
             .await;
         assert!(challenge_invalid(&elsewhere), "{elsewhere:?}");
-        let then_here = env.finish(&challenge.challenge_id, response).await;
+        let then_here = env.finish(&challenge_id, response).await;
         assert!(
             challenge_invalid(&then_here),
             "a challenge shown to another browser is spent: {then_here:?}"
         );
 
-        let challenge = env.begin(None).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
-        let unbound = env
-            .finish_as("", IP, &challenge.challenge_id, response)
-            .await;
+        let (challenge_id, response) = env.answered(&mut phone, None).await;
+        let unbound = env.finish_as("", IP, &challenge_id, response).await;
         assert!(
             matches!(unbound, Err(AuthnError::Internal(_))),
             "{unbound:?}"
@@ -518,19 +522,17 @@ fn an_expired_challenge_is_refused(backend: Backend) {
 
         let mut phone = SoftAuthenticator::new(ORIGIN);
         env.register(alice, &mut phone, "Phone").await.unwrap();
-        let challenge = env.begin(None).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
+        let (challenge_id, response) = env.answered(&mut phone, None).await;
         env.clock
             .advance(Duration::minutes(CHALLENGE_LIFETIME_MINUTES) - Duration::seconds(1));
-        env.finish(&challenge.challenge_id, response)
+        env.finish(&challenge_id, response)
             .await
             .expect("just in time");
 
-        let challenge = env.begin(Some(alice)).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
+        let (challenge_id, response) = env.answered(&mut phone, Some(alice)).await;
         env.clock
             .advance(Duration::minutes(CHALLENGE_LIFETIME_MINUTES));
-        let late = env.finish(&challenge.challenge_id, response).await;
+        let late = env.finish(&challenge_id, response).await;
         assert!(challenge_invalid(&late), "{late:?}");
 
         // Abandoned ceremonies are pruned once expired.
