@@ -299,14 +299,9 @@ fn the_version_is_not_read_on_every_request() {
 #[test]
 fn step_up_denials_say_which_acr_to_reach() {
     let (pdp, _, tenant) = setup();
-    let low = decide(
-        &pdp,
-        tenant,
-        "pep",
-        "export",
-        "alice",
-        json!({"acr": "urn:gatehouse:aal1"}),
-    );
+    let aal1 = json!({"acr": "urn:gatehouse:aal1"});
+    let aal2 = json!({"acr": "urn:gatehouse:aal2"});
+    let low = decide(&pdp, tenant, "pep", "export", "alice", aal1);
     assert!(!low.allowed);
     assert_eq!(
         low.reason.as_deref(),
@@ -323,14 +318,7 @@ fn step_up_denials_say_which_acr_to_reach() {
         Some(reason::INSUFFICIENT_AUTHENTICATION),
         "no acr is level 0"
     );
-    let high = decide(
-        &pdp,
-        tenant,
-        "pep",
-        "export",
-        "alice",
-        json!({"acr": "urn:gatehouse:aal2"}),
-    );
+    let high = decide(&pdp, tenant, "pep", "export", "alice", aal2);
     assert!(high.allowed, "{high:?}");
     assert_eq!(high.policies, vec!["owner-full-access"]);
 }
@@ -338,47 +326,22 @@ fn step_up_denials_say_which_acr_to_reach() {
 #[test]
 fn a_missing_consent_is_consent_withdrawn() {
     let (pdp, _, tenant) = setup();
-    let granted = decide(
-        &pdp,
-        tenant,
-        "crm",
-        "read",
-        "bob",
-        json!({"purpose": "marketing"}),
-    );
+    let marketing = json!({"purpose": "marketing"});
+    let granted = decide(&pdp, tenant, "crm", "read", "bob", marketing.clone());
     assert!(granted.allowed, "{granted:?}");
-    let other_client = decide(
-        &pdp,
-        tenant,
-        "shop",
-        "read",
-        "bob",
-        json!({"purpose": "marketing"}),
-    );
+    let other_client = decide(&pdp, tenant, "shop", "read", "bob", marketing);
     assert!(!other_client.allowed);
     assert_eq!(
         other_client.reason.as_deref(),
         Some(reason::CONSENT_WITHDRAWN)
     );
     assert_eq!(other_client.policies, vec!["consent-required"]);
-    let named = decide(
-        &pdp,
-        tenant,
-        "shop",
-        "read",
-        "bob",
-        json!({"purpose": "marketing", "client_id": "crm"}),
-    );
+    let for_crm = json!({"purpose": "marketing", "client_id": "crm"});
+    let named = decide(&pdp, tenant, "shop", "read", "bob", for_crm);
     assert!(named.allowed, "context.client_id names the client");
     // Consent outranks step-up: re-authenticating would not help.
-    let both = decide(
-        &pdp,
-        tenant,
-        "crm",
-        "export",
-        "alice",
-        json!({"purpose": "analytics"}),
-    );
+    let analytics = json!({"purpose": "analytics"});
+    let both = decide(&pdp, tenant, "crm", "export", "alice", analytics);
     assert_eq!(both.reason.as_deref(), Some(reason::CONSENT_WITHDRAWN));
     assert_eq!(both.acr_values, None);
 }
@@ -459,15 +422,9 @@ fn members_the_pdp_does_not_read_are_logged_and_counted() {
         decision.allowed,
         "unknown members are ignored: {decision:?}"
     );
-    decide(&pdp, tenant, "crm", "read", "bob", json!({"consent": "x"}));
-    decide(
-        &pdp,
-        tenant,
-        "crm",
-        "read",
-        "bob",
-        json!({"purpose": "marketing"}),
-    );
+    for context in [json!({"consent": "x"}), json!({"purpose": "marketing"})] {
+        decide(&pdp, tenant, "crm", "read", "bob", context);
+    }
     let typos_in_a_batch = EvaluationsRequest::from_json(
         json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"},
                "context": {"consent": "marketing"},
@@ -568,14 +525,8 @@ fn values_of_the_wrong_type_are_refused_by_name() {
 #[test]
 fn high_risk_is_risk_too_high_and_unknown_subjects_are_denied() {
     let (pdp, _, tenant) = setup();
-    let risky = decide(
-        &pdp,
-        tenant,
-        "pep",
-        "read",
-        "alice",
-        json!({"risk_score": 95, "ip": "10.0.0.1", "device": "managed"}),
-    );
+    let high_risk = json!({"risk_score": 95, "ip": "10.0.0.1", "device": "managed"});
+    let risky = decide(&pdp, tenant, "pep", "read", "alice", high_risk);
     assert_eq!(risky.reason.as_deref(), Some(reason::RISK_TOO_HIGH));
     let unknown = request(json!({
         "subject": {"type": "user", "id": "nobody"},
@@ -879,6 +830,14 @@ mod full_decision_log {
         }))
     }
 
+    /// Behind a blocked writer, fills the log's queue (capacity 4) with r2 to r5.
+    fn fill_the_queue(pdp: &Pdp, tenant: TenantId, user: &str) {
+        for index in 2..6 {
+            let id = format!("r{index}");
+            pdp.evaluate(tenant, "pep", &read(user), Some(&id)).unwrap();
+        }
+    }
+
     /// Polls `condition` (a state the test waits for, not a guess at a duration).
     fn until(what: &str, condition: impl Fn() -> bool) {
         let started = Instant::now();
@@ -921,9 +880,7 @@ mod full_decision_log {
             let log_db = TestDb::attach(db);
             let (pdp, tenant, alice) = pdp_on(db, &log_db, LogOverflow::Wait, Duration::from_secs(60));
             let held = block_the_writer(&pdp, tenant, &alice, &log_db);
-            for index in 2..6 {
-                pdp.evaluate(tenant, "pep", &read(&alice), Some(&format!("r{index}"))).unwrap();
-            }
+            fill_the_queue(&pdp, tenant, &alice);
             assert_eq!(pdp.decision_log_stats().queued, 4, "the queue is full");
             assert_eq!(
                 pdp.evaluate_cached(tenant, "pep", &read(&alice), Some("from-memory")).map(|d| d.unwrap().allowed),
@@ -960,9 +917,7 @@ mod full_decision_log {
             let log_db = TestDb::attach(db);
             let (pdp, tenant, alice) = pdp_on(db, &log_db, LogOverflow::Wait, Duration::from_millis(50));
             let held = block_the_writer(&pdp, tenant, &alice, &log_db);
-            for index in 2..6 {
-                pdp.evaluate(tenant, "pep", &read(&alice), Some(&format!("r{index}"))).unwrap();
-            }
+            fill_the_queue(&pdp, tenant, &alice);
             let refused = pdp.evaluate(tenant, "pep", &read(&alice), Some("too-late"));
             assert!(matches!(refused, Err(ConsentError::Unavailable(_))), "{refused:?}");
             let stats = pdp.decision_log_stats();
