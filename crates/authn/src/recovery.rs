@@ -571,15 +571,17 @@ impl Inner {
     }
 
     /// Sets the password credential to `phc`, creating it if the account has none
-    /// (after an administrator's reset).
-    fn set_password(
+    /// (after an administrator's reset), and signs the user out everywhere for
+    /// `reason`: whoever held the old credentials is out.
+    fn reset_password(
         &self,
         conn: &mut AnyConnection,
         now: DateTime<Utc>,
         tenant: TenantId,
         user: UserId,
         phc: &str,
-    ) -> Result<(), AuthnError> {
+        reason: &str,
+    ) -> Result<SignedOut, AuthnError> {
         let existing =
             credentials::list_for_user(conn, tenant, user, Some(CredentialKind::Password))?;
         match existing.split_first() {
@@ -604,7 +606,7 @@ impl Inner {
                 )?;
             }
         }
-        Ok(())
+        self.sign_out_everywhere(conn, now, tenant, user, reason)
     }
 
     /// Inside the credential change's transaction: ends every session, revokes every
@@ -868,9 +870,8 @@ impl Authn {
                     if proven.is_some() {
                         inner.spend_reset_proof(conn, now, tenant, user.id, &proof)?;
                     }
-                    inner.set_password(conn, now, tenant, user.id, &phc)?;
                     let signed_out =
-                        inner.sign_out_everywhere(conn, now, tenant, user.id, "password_reset")?;
+                        inner.reset_password(conn, now, tenant, user.id, &phc, "password_reset")?;
                     inner.audit_own_account(
                         conn,
                         tenant,
@@ -1165,9 +1166,14 @@ impl Authn {
                         });
                     }
                     let removed = remove_second_factors(conn, tenant, user.id)?;
-                    inner.set_password(conn, now, tenant, user.id, &phc)?;
-                    let signed_out =
-                        inner.sign_out_everywhere(conn, now, tenant, user.id, "factor_recovery")?;
+                    let signed_out = inner.reset_password(
+                        conn,
+                        now,
+                        tenant,
+                        user.id,
+                        &phc,
+                        "factor_recovery",
+                    )?;
                     inner.audit_own_account(
                         conn,
                         tenant,
