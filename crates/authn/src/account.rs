@@ -1,6 +1,5 @@
 //! The signed-in user's own account: profile, password, email address.
 
-use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, Credential, CredentialKind};
@@ -129,20 +128,15 @@ impl Authn {
             data.name.family_name = clean(update.family_name);
             data.display_name = clean(update.display_name);
             users::update(conn, inner.now(), tenant, user.id, user.version, data)?;
-            inner.audit(
+            inner.audit_own_account(
                 conn,
                 tenant,
-                format!("user:{}", user.id),
+                user.id,
                 "profile.updated",
-                Some(format!("user:{}", user.id)),
-                Outcome::Success,
                 &client,
                 json!({}),
             )?;
-            inner.events.announce(DomainEvent::UserChanged {
-                tenant,
-                user: user.id,
-            });
+            inner.user_changed(tenant, user.id);
             Ok(())
         })
         .await
@@ -186,13 +180,11 @@ impl Authn {
                     Some(session_id),
                     "password_changed",
                 )?;
-                inner.audit(
+                inner.audit_own_account(
                     conn,
                     tenant,
-                    format!("user:{}", user.id),
+                    user.id,
                     "password.changed",
-                    Some(format!("user:{}", user.id)),
-                    Outcome::Success,
                     &client,
                     json!({ "sessions_ended": ended.len() }),
                 )?;
@@ -200,10 +192,7 @@ impl Authn {
             })?;
             let count = ended.len();
             inner.sessions_ended(tenant, user.id, ended);
-            inner.events.announce(DomainEvent::CredentialsChanged {
-                tenant,
-                user: user.id,
-            });
+            inner.credentials_changed(tenant, user.id);
             Ok(count)
         })
         .await
@@ -237,13 +226,11 @@ impl Authn {
                 }
                 let token = db::transaction_with(conn, |conn| {
                     let token = issue_verification(inner, conn, tenant, user.id, &new_email)?;
-                    inner.audit(
+                    inner.audit_own_account(
                         conn,
                         tenant,
-                        format!("user:{}", user.id),
+                        user.id,
                         "email.change_requested",
-                        Some(format!("user:{}", user.id)),
-                        Outcome::Success,
                         &client,
                         json!({}),
                     )?;

@@ -34,7 +34,8 @@ pub(crate) fn lock_for(failures: i32) -> Option<Duration> {
 }
 
 /// Refuses at once while the bucket is locked: a locked factor checks no code, so a
-/// right code sent during a lockout is not spent either.
+/// right code sent during a lockout is not spent either. Other buckets (reset
+/// requests, links) use it the same way.
 pub(crate) fn ensure_not_locked(
     conn: &mut AnyConnection,
     now: DateTime<Utc>,
@@ -47,6 +48,20 @@ pub(crate) fn ensure_not_locked(
         }),
         _ => Ok(()),
     }
+}
+
+/// One attempt at a guessable code under `bucket`: refused while the bucket is
+/// locked, then counted by [`settle`].
+pub(crate) fn attempt<T>(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    bucket: &str,
+    check: impl FnOnce(&mut AnyConnection) -> Result<T, AuthnError>,
+) -> Result<T, AuthnError> {
+    ensure_not_locked(conn, now, tenant, bucket)?;
+    let outcome = check(conn);
+    settle(conn, now, tenant, bucket, outcome)
 }
 
 /// Counts a wrong code (committed on its own) and forgets the failures after a

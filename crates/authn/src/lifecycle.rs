@@ -152,11 +152,33 @@ fn assign_in_savepoint(
     }
 }
 
-fn target(user: UserId) -> Option<String> {
-    Some(format!("user:{user}"))
-}
-
 impl Inner {
+    /// Audits a successful action of `actor` (an operator or administrator) on
+    /// `user`'s account.
+    #[allow(clippy::too_many_arguments)]
+    fn audit_operator_action(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        actor: String,
+        action: &str,
+        user: UserId,
+        client: &ClientInfo,
+        details: serde_json::Value,
+    ) -> Result<(), AuthnError> {
+        let target = Some(format!("user:{user}"));
+        self.audit(
+            conn,
+            tenant,
+            actor,
+            action,
+            target,
+            Outcome::Success,
+            client,
+            details,
+        )
+    }
+
     /// Publishes after a commit. A failure reaches no other node, but the database
     /// already holds the truth every node checks, so it is logged, not returned.
     fn announce(&self, event: DomainEvent) {
@@ -201,13 +223,12 @@ impl Authn {
                 // A write first: SQLite takes its write lock at once.
                 let was_active = users::set_active(conn, now, tenant, user, false)?;
                 let (ended, grants_revoked) = inner.end_everything(conn, now, tenant, user)?;
-                inner.audit(
+                inner.audit_operator_action(
                     conn,
                     tenant,
                     actor,
                     "user.deactivated",
-                    target(user),
-                    Outcome::Success,
+                    user,
                     &client,
                     json!({
                         "reason": reason,
@@ -301,13 +322,12 @@ impl Authn {
                             &json!({ "invitation": true }),
                         )?;
                     }
-                    inner.audit(
+                    inner.audit_operator_action(
                         conn,
                         tenant,
                         actor,
                         "user.created",
-                        target(user.id),
-                        Outcome::Success,
+                        user.id,
                         &client,
                         json!({
                             "verified": verified,
@@ -363,13 +383,12 @@ impl Authn {
             let ended = db::transaction_with(conn, |conn| {
                 let ended =
                     sessions::end_all_for_user(conn, now, tenant, user, None, "ended_by_operator")?;
-                inner.audit(
+                inner.audit_operator_action(
                     conn,
                     tenant,
                     actor,
                     "session.ended_by_operator",
-                    target(user),
-                    Outcome::Success,
+                    user,
                     &client,
                     json!({ "reason": reason, "count": ended.len() }),
                 )?;
@@ -395,13 +414,12 @@ impl Authn {
             let now = inner.now();
             let changed = db::transaction_with(conn, |conn| {
                 let changed = users::set_active(conn, now, tenant, user, true)?;
-                inner.audit(
+                inner.audit_operator_action(
                     conn,
                     tenant,
                     actor,
                     "user.reactivated",
-                    target(user),
-                    Outcome::Success,
+                    user,
                     &client,
                     json!({ "reason": reason, "was_active": !changed }),
                 )?;
@@ -458,13 +476,12 @@ impl Authn {
             let role = roles::get(conn, tenant, role)?;
             let assigned = db::transaction_with(conn, |conn| {
                 let assigned = assign_in_savepoint(conn, now, tenant, role.id, user)?;
-                inner.audit(
+                inner.audit_operator_action(
                     conn,
                     tenant,
                     actor,
                     "user.role_assigned",
-                    target(user),
-                    Outcome::Success,
+                    user,
                     &client,
                     json!({ "role": role.name, "already_assigned": !assigned }),
                 )?;
@@ -511,13 +528,12 @@ impl Authn {
                 } else {
                     Vec::new()
                 };
-                inner.audit(
+                inner.audit_operator_action(
                     conn,
                     tenant,
                     actor,
                     "user.role_removed",
-                    target(user),
-                    Outcome::Success,
+                    user,
                     &client,
                     json!({
                         "role": role.name,

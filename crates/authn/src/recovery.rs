@@ -109,6 +109,7 @@ use gatehouse_identity_store::{AnyConnection, db, fold_key, grants, rate_limits,
 use serde_json::json;
 use zeroize::Zeroizing;
 
+use crate::factor_attempts::ensure_not_locked;
 use crate::mail_render::{Mail, MailKind, SignInChange};
 use crate::passkeys::{PublicKeyCredential, RelyingParty};
 use crate::registration::{LinkBase, valid_email};
@@ -337,13 +338,14 @@ fn remove_second_factors(
     Ok(app + codes + passkeys)
 }
 
-/// The notice after a reset, in the language of the request that made it.
-fn changed_mail(to: &str, change: SignInChange, client: &ClientInfo) -> Mail {
-    Mail {
-        to: to.to_owned(),
+/// The notice after a reset, to the user's primary address if they have one, in
+/// the language of the request that made it.
+fn changed_notice(user: &User, change: SignInChange, client: &ClientInfo) -> Option<Mail> {
+    user.primary_email().map(|email| Mail {
+        to: email.value.clone(),
         locale: client.locale.clone(),
         kind: MailKind::SignInChanged { change },
-    }
+    })
 }
 
 impl Inner {
@@ -369,13 +371,7 @@ impl Inner {
             ));
         }
         for (bucket, _) in &buckets {
-            if let Some(counter) = rate_limits::get(conn, tenant, bucket)?
-                && counter.is_locked(now)
-            {
-                return Err(AuthnError::Throttled {
-                    until: counter.locked_until,
-                });
-            }
+            ensure_not_locked(conn, now, tenant, bucket)?;
         }
         let (mut over, mut until) = (false, None);
         for (bucket, limit) in &buckets {
@@ -405,12 +401,7 @@ impl Inner {
         let Some(ip) = &client.ip else {
             return Ok(());
         };
-        match rate_limits::get(conn, tenant, &link_ip_bucket(ip))? {
-            Some(counter) if counter.is_locked(self.now()) => Err(AuthnError::Throttled {
-                until: counter.locked_until,
-            }),
-            _ => Ok(()),
-        }
+        ensure_not_locked(conn, self.now(), tenant, &link_ip_bucket(ip))
     }
 
     /// Counts a bad link against the client's IP and answers [`AuthnError::InvalidLink`].
@@ -580,15 +571,17 @@ impl Inner {
     }
 
     /// Sets the password credential to `phc`, creating it if the account has none
-    /// (after an administrator's reset).
-    fn set_password(
+    /// (after an administrator's reset), and signs the user out everywhere for
+    /// `reason`: whoever held the old credentials is out.
+    fn reset_password(
         &self,
         conn: &mut AnyConnection,
         now: DateTime<Utc>,
         tenant: TenantId,
         user: UserId,
         phc: &str,
-    ) -> Result<(), AuthnError> {
+        reason: &str,
+    ) -> Result<SignedOut, AuthnError> {
         let existing =
             credentials::list_for_user(conn, tenant, user, Some(CredentialKind::Password))?;
         match existing.split_first() {
@@ -613,7 +606,7 @@ impl Inner {
                 )?;
             }
         }
-        Ok(())
+        self.sign_out_everywhere(conn, now, tenant, user, reason)
     }
 
     /// Inside the credential change's transaction: ends every session, revokes every
@@ -811,13 +804,11 @@ impl Authn {
         self.blocking(move |inner, conn| {
             let user = inner.reset_link_user(conn, tenant, &token, &client)?;
             let factors = inner.owned_factors(conn, tenant, user.id)?;
-            inner.audit(
+            inner.audit_own_account(
                 conn,
                 tenant,
-                format!("user:{}", user.id),
+                user.id,
                 "recovery.link_opened",
-                Some(format!("user:{}", user.id)),
-                Outcome::Success,
                 &client,
                 json!({ "second_factor_required": factors.any() }),
             )?;
@@ -869,12 +860,7 @@ impl Authn {
                 }
             })
             .await?;
-        // On the hashing pool, between the two database steps: no pooled connection
-        // waits for Argon2.
-        let phc = Zeroizing::new(
-            self.hashing(move |hasher, _| hasher.hash(&new_password))
-                .await??,
-        );
+        let phc = self.hash_between_steps(new_password).await?;
         let notice = self
             .blocking(move |inner, conn| {
                 let now = inner.now();
@@ -884,16 +870,13 @@ impl Authn {
                     if proven.is_some() {
                         inner.spend_reset_proof(conn, now, tenant, user.id, &proof)?;
                     }
-                    inner.set_password(conn, now, tenant, user.id, &phc)?;
                     let signed_out =
-                        inner.sign_out_everywhere(conn, now, tenant, user.id, "password_reset")?;
-                    inner.audit(
+                        inner.reset_password(conn, now, tenant, user.id, &phc, "password_reset")?;
+                    inner.audit_own_account(
                         conn,
                         tenant,
-                        format!("user:{}", user.id),
+                        user.id,
                         "recovery.completed",
-                        Some(format!("user:{}", user.id)),
-                        Outcome::Success,
                         &client,
                         json!({
                             "second_factor": proven,
@@ -905,9 +888,7 @@ impl Authn {
                     Ok::<_, AuthnError>(signed_out)
                 })?;
                 inner.announce_reset(tenant, user.id, signed_out.sessions);
-                Ok(user
-                    .primary_email()
-                    .map(|email| changed_mail(&email.value, SignInChange::PasswordReset, &client)))
+                Ok(changed_notice(&user, SignInChange::PasswordReset, &client))
             })
             .await?;
         self.send_notice(tenant, notice).await;
@@ -963,13 +944,11 @@ impl Authn {
                             completion_window: inner.settings.factor_recovery_window,
                         },
                     )?;
-                    inner.audit(
+                    inner.audit_own_account(
                         conn,
                         tenant,
-                        format!("user:{}", user.id),
+                        user.id,
                         "recovery.factor_recovery_started",
-                        Some(format!("user:{}", user.id)),
-                        Outcome::Success,
                         &client,
                         json!({
                             "recovery": recovery.id,
@@ -1044,13 +1023,11 @@ impl Authn {
                 };
                 let user = recovery.user_id;
                 one_time_tokens::revoke_for_user(conn, now, tenant, user, Purpose::PasswordReset)?;
-                inner.audit(
+                inner.audit_own_account(
                     conn,
                     tenant,
-                    format!("user:{user}"),
+                    user,
                     "recovery.factor_recovery_cancelled",
-                    Some(format!("user:{user}")),
-                    Outcome::Success,
                     &client,
                     json!({ "recovery": recovery.id, "reason": "cancelled_by_owner" }),
                 )?;
@@ -1172,12 +1149,8 @@ impl Authn {
                 }
             })
             .await?;
-        // On the hashing pool, between the two database steps: no pooled connection
-        // waits for Argon2. `complete` below re-checks the recovery's state.
-        let phc = Zeroizing::new(
-            self.hashing(move |hasher, _| hasher.hash(&new_password))
-                .await??,
-        );
+        // `complete` below re-checks the recovery's state.
+        let phc = self.hash_between_steps(new_password).await?;
         let notice = self
             .blocking(move |inner, conn| {
                 let now = inner.now();
@@ -1193,16 +1166,19 @@ impl Authn {
                         });
                     }
                     let removed = remove_second_factors(conn, tenant, user.id)?;
-                    inner.set_password(conn, now, tenant, user.id, &phc)?;
-                    let signed_out =
-                        inner.sign_out_everywhere(conn, now, tenant, user.id, "factor_recovery")?;
-                    inner.audit(
+                    let signed_out = inner.reset_password(
+                        conn,
+                        now,
+                        tenant,
+                        user.id,
+                        &phc,
+                        "factor_recovery",
+                    )?;
+                    inner.audit_own_account(
                         conn,
                         tenant,
-                        format!("user:{}", user.id),
+                        user.id,
                         "recovery.factor_recovery_completed",
-                        Some(format!("user:{}", user.id)),
-                        Outcome::Success,
                         &client,
                         json!({
                             "recovery": recovery.id,
@@ -1215,9 +1191,11 @@ impl Authn {
                 })?;
                 tracing::debug!(removed, "second factors removed by a recovery");
                 inner.announce_reset(tenant, user.id, signed_out.sessions);
-                Ok(user.primary_email().map(|email| {
-                    changed_mail(&email.value, SignInChange::FactorsRecovered, &client)
-                }))
+                Ok(changed_notice(
+                    &user,
+                    SignInChange::FactorsRecovered,
+                    &client,
+                ))
             })
             .await?;
         self.send_notice(tenant, notice).await;
@@ -1317,6 +1295,18 @@ impl Authn {
             link_sent,
             ..outcome
         })
+    }
+
+    /// Hashes a reset's new password on the hashing pool, between its two database
+    /// steps: no pooled connection waits for Argon2.
+    async fn hash_between_steps(
+        &self,
+        new_password: Zeroizing<String>,
+    ) -> Result<Zeroizing<String>, AuthnError> {
+        let phc = self
+            .hashing(move |hasher, _| hasher.hash(&new_password))
+            .await??;
+        Ok(Zeroizing::new(phc))
     }
 
     /// Sends the after-reset notice. The reset has happened; a mail failure is

@@ -30,8 +30,8 @@ use subtle::ConstantTimeEq;
 use zeroize::Zeroizing;
 
 use crate::AuthnError;
+use crate::factor_attempts::attempt;
 use crate::factor_attempts::cancel_recoveries_on_factor_use;
-use crate::factor_attempts::{ensure_not_locked, settle};
 
 /// Codes per set.
 pub const COUNT: usize = 10;
@@ -158,10 +158,9 @@ pub fn consume(
     user: UserId,
     code: &str,
 ) -> Result<usize, AuthnError> {
-    let bucket = bucket(user);
-    ensure_not_locked(conn, now, tenant, &bucket)?;
-    let outcome = spend(conn, cipher, now, tenant, user, code);
-    settle(conn, now, tenant, &bucket, outcome)
+    attempt(conn, now, tenant, &bucket(user), |conn| {
+        spend(conn, cipher, now, tenant, user, code)
+    })
 }
 
 /// Whether `code` is one of the user's unused codes, without spending it: for a
@@ -175,10 +174,9 @@ pub(crate) fn check(
     user: UserId,
     code: &str,
 ) -> Result<(), AuthnError> {
-    let bucket = bucket(user);
-    ensure_not_locked(conn, now, tenant, &bucket)?;
-    let outcome = find(conn, cipher, tenant, user, code).map(drop);
-    settle(conn, now, tenant, &bucket, outcome)
+    attempt(conn, now, tenant, &bucket(user), |conn| {
+        find(conn, cipher, tenant, user, code).map(drop)
+    })
 }
 
 /// The stored code `code` matches, and how many codes there are.
@@ -258,15 +256,14 @@ mod tests {
     use std::sync::Barrier;
 
     use chrono::Duration;
-    use diesel::prelude::*;
-    use diesel::sql_types::Text;
     use gatehouse_core::secrets::MasterKey;
     use gatehouse_identity_store::rate_limits;
-    use gatehouse_identity_store::tenants::{self, TenantData};
     use gatehouse_identity_store::users::{self, UserData};
 
     use super::*;
     use crate::factor_attempts::LOCKOUT_THRESHOLD;
+    use crate::testing::kit::create_acme;
+    use crate::testing::stored_credential_data;
 
     fn t0() -> DateTime<Utc> {
         DateTime::from_timestamp(1_767_225_600, 0).unwrap()
@@ -280,17 +277,7 @@ mod tests {
     }
 
     fn fixture(conn: &mut AnyConnection) -> Fixture {
-        let tenant = tenants::create(
-            conn,
-            t0(),
-            TenantData {
-                slug: "acme".into(),
-                display_name: "Acme".into(),
-                settings: serde_json::Map::new(),
-            },
-        )
-        .unwrap()
-        .id;
+        let tenant = create_acme(conn, t0(), serde_json::Map::new()).id;
         let user = |conn: &mut AnyConnection, name: &str| {
             users::create(conn, t0(), tenant, UserData::new(name))
                 .unwrap()
@@ -325,12 +312,6 @@ mod tests {
         fn remaining(&self, conn: &mut AnyConnection) -> usize {
             remaining(conn, self.tenant, self.alice).unwrap()
         }
-    }
-
-    #[derive(QueryableByName)]
-    struct Raw {
-        #[diesel(sql_type = Text)]
-        data: String,
     }
 
     #[test]
@@ -444,12 +425,7 @@ mod tests {
             let mut conn = db.conn();
             let f = fixture(&mut conn);
             let codes = f.generate(&mut conn, f.alice);
-            let rows: Vec<String> = diesel::sql_query("SELECT data FROM credentials")
-                .load::<Raw>(&mut *conn)
-                .unwrap()
-                .into_iter()
-                .map(|raw| raw.data)
-                .collect();
+            let rows = stored_credential_data(&mut conn);
             assert_eq!(rows.len(), COUNT);
             for code in &codes {
                 let bare = code.replace('-', "");

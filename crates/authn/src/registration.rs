@@ -5,7 +5,6 @@
 //! that someone tried to sign up with it. Both paths hash a password, so they take
 //! similar time.
 
-use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
@@ -207,13 +206,11 @@ impl Authn {
                 let created = db::transaction_with(conn, |conn| {
                     let user = create_user(inner, conn, now, tenant, user_data, Some(&phc))?;
                     let token = issue_verification(inner, conn, tenant, user.id, &email)?;
-                    inner.audit(
+                    inner.audit_own_account(
                         conn,
                         tenant,
-                        format!("user:{}", user.id),
+                        user.id,
                         "user.registered",
-                        Some(format!("user:{}", user.id)),
-                        Outcome::Success,
                         &client,
                         json!({}),
                     )?;
@@ -223,10 +220,7 @@ impl Authn {
                     Ok((user, token)) => {
                         // Caches that remember an id as unknown (the PDP's) must hear
                         // that it exists now. Queued, never waits on the database.
-                        inner.events.announce(DomainEvent::UserChanged {
-                            tenant,
-                            user: user.id,
-                        });
+                        inner.user_changed(tenant, user.id);
                         Ok(mail_allowed
                             .then(|| verification_mail(&email, links.verify(&token), &client)))
                     }
@@ -325,22 +319,17 @@ impl Authn {
                 StoreError::Conflict { .. } => AuthnError::EmailTaken,
                 other => other.into(),
             })?;
-            inner.audit(
+            inner.audit_own_account(
                 conn,
                 tenant,
-                format!("user:{}", user.id),
+                user.id,
                 "email.verified",
-                Some(format!("user:{}", user.id)),
-                Outcome::Success,
                 &client,
                 json!({ "changed": !already_primary }),
             )?;
             // A verified address (and perhaps a new userName) is what policies see
             // as `email_verified`: caches of the user must hear of it.
-            inner.events.announce(DomainEvent::UserChanged {
-                tenant,
-                user: user.id,
-            });
+            inner.user_changed(tenant, user.id);
             Ok(())
         })
         .await

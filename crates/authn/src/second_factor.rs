@@ -536,13 +536,11 @@ impl Authn {
                 Ok::<_, AuthnError>(removed)
             })?;
             if removed {
-                inner.audit(
+                inner.audit_own_account(
                     conn,
                     tenant,
-                    format!("user:{user}"),
+                    user,
                     "mfa.totp_removed",
-                    Some(format!("user:{user}")),
-                    Outcome::Success,
                     &client,
                     json!({}),
                 )?;
@@ -591,13 +589,11 @@ impl Authn {
             }
             inner.ensure_stepped_up(conn, &session)?;
             let codes = recovery_codes::generate(conn, &inner.cipher, inner.now(), tenant, user)?;
-            inner.audit(
+            inner.audit_own_account(
                 conn,
                 tenant,
-                format!("user:{user}"),
+                user,
                 "mfa.recovery_codes_regenerated",
-                Some(format!("user:{user}")),
-                Outcome::Success,
                 &client,
                 json!({}),
             )?;

@@ -206,6 +206,13 @@ impl Inner {
         });
     }
 
+    /// Tells every node that something policies see of the user changed (their
+    /// profile, a verified address, roles).
+    pub(crate) fn user_changed(&self, tenant: TenantId, user: UserId) {
+        self.events
+            .announce(DomainEvent::UserChanged { tenant, user });
+    }
+
     /// Tells every node that a user's credentials changed (a factor added or
     /// removed, a password reset).
     pub(crate) fn credentials_changed(&self, tenant: TenantId, user: UserId) {
@@ -242,5 +249,29 @@ impl Inner {
             },
         )?;
         Ok(())
+    }
+
+    /// Audits a successful change the user made to their own account: the user is
+    /// both actor and target.
+    pub(crate) fn audit_own_account(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        user: UserId,
+        action: &str,
+        client: &ClientInfo,
+        details: serde_json::Value,
+    ) -> Result<(), AuthnError> {
+        let user = format!("user:{user}");
+        self.audit(
+            conn,
+            tenant,
+            user.clone(),
+            action,
+            Some(user),
+            Outcome::Success,
+            client,
+            details,
+        )
     }
 }

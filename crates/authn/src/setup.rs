@@ -151,13 +151,11 @@ impl Authn {
                     },
                 )?;
                 rate_limits::reset(conn, tenant, BUCKET)?;
-                inner.audit(
+                inner.audit_own_account(
                     conn,
                     tenant,
-                    format!("user:{}", admin.id),
+                    admin.id,
                     "bootstrap.setup_completed",
-                    Some(format!("user:{}", admin.id)),
-                    Outcome::Success,
                     &client,
                     json!({}),
                 )?;

@@ -655,26 +655,27 @@ mod tests {
     use std::sync::Arc;
     use std::time::Duration as StdDuration;
 
-    use gatehouse_core::Clock;
-
     use gatehouse_identity_store::db::Backend;
 
     use super::*;
 
     use crate::hashing::HashingPool;
-    use crate::testing::kit::{
-        self, Kit, KitOptions, SeedUser, audit_actions, runtime, seed_user, sign_in_with,
-    };
+    use crate::testing::kit::{Kit, KitOptions, runtime, sign_in_with};
 
     const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
     const IP: &str = "203.0.113.7";
 
     /// The test kit with a hashing pool of the test's choosing.
     struct Env {
-        authn: Authn,
-        tenant: TenantId,
-        pool: gatehouse_identity_store::Pool,
         kit: Kit,
+    }
+
+    impl std::ops::Deref for Env {
+        type Target = Kit;
+
+        fn deref(&self) -> &Kit {
+            &self.kit
+        }
     }
 
     impl Env {
@@ -688,26 +689,11 @@ mod tests {
                 |_| {},
             );
             Arc::get_mut(&mut kit.authn.inner).unwrap().hashing = hashing;
-            Env {
-                authn: kit.authn.clone(),
-                tenant: kit.tenant.id,
-                pool: kit.pool.clone(),
-                kit,
-            }
+            Env { kit }
         }
 
         fn user(&self, email: &str) -> UserId {
-            let user = SeedUser {
-                password: Some(PASSWORD),
-                ..SeedUser::new(email)
-            };
-            seed_user(
-                &self.pool,
-                &self.kit.cipher,
-                self.kit.clock.now(),
-                self.tenant,
-                user,
-            )
+            self.user_with_password(email, PASSWORD)
         }
 
         async fn sign_in(
@@ -716,22 +702,7 @@ mod tests {
             password: &str,
             previous: Option<String>,
         ) -> Result<SignedIn, AuthnError> {
-            sign_in_with(&self.authn, self.tenant, identifier, password, previous, IP).await
-        }
-
-        fn failures(&self, bucket: &str) -> Option<i32> {
-            kit::failures(&self.pool, self.tenant, bucket)
-        }
-
-        /// Every audit action so far, in order; the chain must be intact.
-        fn actions(&self) -> Vec<String> {
-            audit_actions(&self.pool, &self.kit.cipher, self.tenant)
-        }
-
-        fn sessions(&self, user: UserId) -> Vec<Session> {
-            let mut conn = self.pool.get().unwrap();
-            sessions::list_active_for_user(&mut conn, self.kit.clock.now(), self.tenant, user)
-                .unwrap()
+            sign_in_with(&self.authn, self.t(), identifier, password, previous, IP).await
         }
     }
 
@@ -760,7 +731,7 @@ mod tests {
                 .await
                 .unwrap();
         });
-        assert_eq!(env.sessions(grace).len(), 1);
+        assert_eq!(env.active_sessions(grace).len(), 1);
     }
 
     #[test]
@@ -773,7 +744,7 @@ mod tests {
         let (release, freed) = hashing.occupy_one_worker();
         let rt = runtime();
         let signing_in = {
-            let (authn, tenant) = (env.authn.clone(), env.tenant);
+            let (authn, tenant) = (env.authn.clone(), env.t());
             rt.spawn(async move {
                 sign_in_with(&authn, tenant, "henry@example.com", PASSWORD, None, IP).await
             })
@@ -798,7 +769,7 @@ mod tests {
             freed.await.unwrap();
             signing_in.await.unwrap().unwrap();
         });
-        assert_eq!(env.sessions(henry).len(), 1);
+        assert_eq!(env.active_sessions(henry).len(), 1);
     }
 
     /// With a job waiting for the only hashing thread, the first sign-in leaves its
@@ -813,7 +784,7 @@ mod tests {
         let (release, freed) = hashing.occupy_one_worker();
         let rt = runtime();
         let spawn = |email: &'static str| {
-            let (authn, tenant) = (env.authn.clone(), env.tenant);
+            let (authn, tenant) = (env.authn.clone(), env.t());
             rt.spawn(async move { sign_in_with(&authn, tenant, email, PASSWORD, None, IP).await })
         };
         let first = spawn("ida@example.com");
@@ -833,8 +804,8 @@ mod tests {
             first.await.unwrap().unwrap();
             second.await.unwrap().unwrap();
         });
-        assert_eq!(env.sessions(ida).len(), 1);
-        assert_eq!(env.sessions(ivo).len(), 1);
+        assert_eq!(env.active_sessions(ida).len(), 1);
+        assert_eq!(env.active_sessions(ivo).len(), 1);
         let succeeded = env
             .actions()
             .iter()

@@ -69,13 +69,13 @@ mod tests {
     use gatehouse_core::secrets::{Cipher, MasterKey};
     use gatehouse_core::{Clock, ManualClock};
     use gatehouse_identity_store::db::ConnectOptions;
-    use gatehouse_identity_store::tenants::{self, TenantData};
     use gatehouse_identity_store::testing::TestDb;
     use gatehouse_identity_store::users::{self, Email, UserData};
     use gatehouse_identity_store::{Pool, PooledConnection};
 
     use super::*;
     use crate::Authn;
+    use crate::testing::kit::create_acme;
 
     const IP: &str = "203.0.113.5";
 
@@ -102,16 +102,11 @@ mod tests {
             })
             .unwrap();
             let clock = ManualClock::fixed();
-            let tenant = tenants::create(
+            let tenant = create_acme(
                 &mut pool.get().unwrap(),
                 clock.now(),
-                TenantData {
-                    slug: "acme".into(),
-                    display_name: "Acme".into(),
-                    settings: serde_json::Map::new(),
-                },
+                serde_json::Map::new(),
             )
-            .unwrap()
             .id;
             let authn = Authn::new(
                 &config,

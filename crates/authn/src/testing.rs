@@ -30,6 +30,28 @@ pub fn secret_digest(secret: &str) -> String {
     crate::secrets::digest(secret)
 }
 
+/// Every credential's `data` column as the database holds it, for unit tests that
+/// check what is stored (diesel is only a dev-dependency, hence `cfg(test)`).
+#[cfg(test)]
+pub(crate) fn stored_credential_data(
+    conn: &mut gatehouse_identity_store::AnyConnection,
+) -> Vec<String> {
+    use diesel::prelude::*;
+
+    #[derive(QueryableByName)]
+    struct Raw {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        data: String,
+    }
+
+    diesel::sql_query("SELECT data FROM credentials")
+        .load::<Raw>(conn)
+        .unwrap()
+        .into_iter()
+        .map(|raw| raw.data)
+        .collect()
+}
+
 use std::sync::{Arc, Condvar, Mutex};
 use std::thread::JoinHandle;
 use std::time::{Duration, Instant};

@@ -30,7 +30,7 @@ use totp_rs::{Algorithm, Builder, Secret, Totp};
 use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::AuthnError;
-use crate::factor_attempts::{ensure_not_locked, settle};
+use crate::factor_attempts::attempt;
 
 /// Digits per code. Six is what every authenticator app shows by default.
 pub const DIGITS: u8 = 6;
@@ -314,33 +314,33 @@ pub fn confirm_enrolment(
     enrolment: CredentialId,
     code: &str,
 ) -> Result<TotpFactor, AuthnError> {
-    let bucket = bucket(user);
-    ensure_not_locked(conn, now, tenant, &bucket)?;
-    let outcome = db::transaction_with(conn, |conn| {
-        let credential = lock(conn, now, tenant, user, enrolment)?;
-        let mut payload = Payload::open(&credential, cipher)?;
-        if payload.active {
-            return Err(AuthnError::AlreadyEnrolled);
-        }
-        if now >= credential.created_at + Duration::minutes(ENROLMENT_LIFETIME_MINUTES) {
-            return Err(AuthnError::NotEnrolled);
-        }
-        let step = payload.accepts(code, now)?.ok_or(AuthnError::InvalidCode)?;
-        payload.active = true;
-        payload.last_step = Some(step);
-        credentials::replace_secret(conn, cipher, &credential, &payload.to_bytes()?)?;
-        for other in credentials::list_for_user(conn, tenant, user, Some(CredentialKind::Totp))? {
-            if other.id != enrolment {
-                credentials::delete(conn, tenant, other.id)?;
+    attempt(conn, now, tenant, &bucket(user), |conn| {
+        db::transaction_with(conn, |conn| {
+            let credential = lock(conn, now, tenant, user, enrolment)?;
+            let mut payload = Payload::open(&credential, cipher)?;
+            if payload.active {
+                return Err(AuthnError::AlreadyEnrolled);
             }
-        }
-        Ok(TotpFactor {
-            credential: credential.id,
-            enrolled_at: credential.created_at,
-            last_used_at: Some(now),
+            if now >= credential.created_at + Duration::minutes(ENROLMENT_LIFETIME_MINUTES) {
+                return Err(AuthnError::NotEnrolled);
+            }
+            let step = payload.accepts(code, now)?.ok_or(AuthnError::InvalidCode)?;
+            payload.active = true;
+            payload.last_step = Some(step);
+            credentials::replace_secret(conn, cipher, &credential, &payload.to_bytes()?)?;
+            for other in credentials::list_for_user(conn, tenant, user, Some(CredentialKind::Totp))?
+            {
+                if other.id != enrolment {
+                    credentials::delete(conn, tenant, other.id)?;
+                }
+            }
+            Ok(TotpFactor {
+                credential: credential.id,
+                enrolled_at: credential.created_at,
+                last_used_at: Some(now),
+            })
         })
-    });
-    settle(conn, now, tenant, &bucket, outcome)
+    })
 }
 
 /// Checks a code against the user's confirmed factor and spends its time step; an
@@ -357,27 +357,24 @@ pub fn verify(
     user: UserId,
     code: &str,
 ) -> Result<(), AuthnError> {
-    let bucket = bucket(user);
-    ensure_not_locked(conn, now, tenant, &bucket)?;
-    let Some(factor) = confirmed(conn, cipher, tenant, user)? else {
-        return Err(AuthnError::NotEnrolled);
-    };
-    let outcome = db::transaction_with(conn, |conn| {
-        let credential = lock(conn, now, tenant, user, factor.id)?;
-        let mut payload = Payload::open(&credential, cipher)?;
-        if !payload.active {
-            return Err(AuthnError::NotEnrolled);
-        }
-        let step = payload.accepts(code, now)?.ok_or(AuthnError::InvalidCode)?;
-        payload.last_step = Some(step);
-        credentials::replace_secret(conn, cipher, &credential, &payload.to_bytes()?)?;
-        // The app is at hand: a recovery claiming it lost must not go on.
-        crate::factor_attempts::cancel_recoveries_on_factor_use(
-            conn, cipher, now, tenant, user, "totp",
-        )?;
-        Ok(())
-    });
-    settle(conn, now, tenant, &bucket, outcome)
+    attempt(conn, now, tenant, &bucket(user), |conn| {
+        let factor = confirmed(conn, cipher, tenant, user)?.ok_or(AuthnError::NotEnrolled)?;
+        db::transaction_with(conn, |conn| {
+            let credential = lock(conn, now, tenant, user, factor.id)?;
+            let mut payload = Payload::open(&credential, cipher)?;
+            if !payload.active {
+                return Err(AuthnError::NotEnrolled);
+            }
+            let step = payload.accepts(code, now)?.ok_or(AuthnError::InvalidCode)?;
+            payload.last_step = Some(step);
+            credentials::replace_secret(conn, cipher, &credential, &payload.to_bytes()?)?;
+            // The app is at hand: a recovery claiming it lost must not go on.
+            crate::factor_attempts::cancel_recoveries_on_factor_use(
+                conn, cipher, now, tenant, user, "totp",
+            )?;
+            Ok(())
+        })
+    })
 }
 
 /// Whether `code` would be accepted now, without spending its step: for a step
@@ -391,16 +388,13 @@ pub(crate) fn check(
     user: UserId,
     code: &str,
 ) -> Result<(), AuthnError> {
-    let bucket = bucket(user);
-    ensure_not_locked(conn, now, tenant, &bucket)?;
-    let Some(factor) = confirmed(conn, cipher, tenant, user)? else {
-        return Err(AuthnError::NotEnrolled);
-    };
-    let outcome = Payload::open(&factor, cipher)?
-        .accepts(code, now)?
-        .map(drop)
-        .ok_or(AuthnError::InvalidCode);
-    settle(conn, now, tenant, &bucket, outcome)
+    attempt(conn, now, tenant, &bucket(user), |conn| {
+        let factor = confirmed(conn, cipher, tenant, user)?.ok_or(AuthnError::NotEnrolled)?;
+        Payload::open(&factor, cipher)?
+            .accepts(code, now)?
+            .map(drop)
+            .ok_or(AuthnError::InvalidCode)
+    })
 }
 
 /// The user's confirmed factor, if any (pending enrolments are not factors).
@@ -479,8 +473,6 @@ mod tests {
 
     use std::sync::Barrier;
 
-    use diesel::prelude::*;
-    use diesel::sql_types::Text;
     use gatehouse_core::secrets::MasterKey;
     use gatehouse_identity_store::tenants::{self, TenantData};
     use gatehouse_identity_store::users::{self, Email, UserData};
@@ -488,6 +480,8 @@ mod tests {
     use gatehouse_identity_store::rate_limits;
 
     use super::*;
+    use crate::testing::kit::wrong_totp_code as wrong_code;
+    use crate::testing::stored_credential_data;
 
     /// 2026-01-01T00:00:10Z: ten seconds into a step, so "one step earlier" and
     /// "two steps earlier" are unambiguous.
@@ -547,17 +541,6 @@ mod tests {
             .to_string()
     }
 
-    /// A six-digit code valid for no step within reach of `at`.
-    fn wrong_code(secret_base32: &str, at: DateTime<Utc>) -> String {
-        let valid: Vec<String> = (-3..=3)
-            .map(|steps| code(secret_base32, at + seconds(30 * steps)))
-            .collect();
-        (0..)
-            .map(|n| format!("{:06}", n * 7919 % 1_000_000))
-            .find(|candidate| !valid.contains(candidate))
-            .unwrap()
-    }
-
     impl Fixture {
         fn verify(
             &self,
@@ -585,21 +568,6 @@ mod tests {
             .unwrap();
             enrolment.secret_base32
         }
-    }
-
-    #[derive(QueryableByName)]
-    struct Raw {
-        #[diesel(sql_type = Text)]
-        data: String,
-    }
-
-    fn raw_credentials(conn: &mut AnyConnection) -> Vec<String> {
-        diesel::sql_query("SELECT data FROM credentials")
-            .load::<Raw>(conn)
-            .unwrap()
-            .into_iter()
-            .map(|raw| raw.data)
-            .collect()
     }
 
     #[test]
@@ -792,13 +760,13 @@ mod tests {
                     "raw secret in clear"
                 );
             };
-            assert_sealed(raw_credentials(&mut conn));
+            assert_sealed(stored_credential_data(&mut conn));
             confirm_enrolment(
                 &mut conn, &f.cipher, t0(), f.tenant.id, f.user.id, enrolment.credential,
                 &code(&enrolment.secret_base32, t0()),
             )
             .unwrap();
-            assert_sealed(raw_credentials(&mut conn));
+            assert_sealed(stored_credential_data(&mut conn));
         }
 
         fn failures_lock_the_factor_without_spending_codes(db) {

@@ -143,12 +143,23 @@ fn engine_with(c: &mut Criterion, name: &str, text: String) {
     let request = request("u-1");
     let decision = pdp.evaluate(tenant, "pep", &request, None).unwrap();
     assert!(decision.allowed || name != "engine", "{decision:?}");
+    bench_evaluate(c, name, &pdp, tenant, &request);
+}
+
+/// One decision per iteration, as the `pdp` group's `name`.
+fn bench_evaluate(
+    c: &mut Criterion,
+    name: &str,
+    pdp: &Pdp,
+    tenant: TenantId,
+    request: &EvaluationRequest,
+) {
     let mut group = c.benchmark_group("pdp");
     group.throughput(Throughput::Elements(1));
     group.bench_function(name, |b| {
         b.iter(|| {
             black_box(
-                pdp.evaluate(tenant, "pep", black_box(&request), None)
+                pdp.evaluate(tenant, "pep", black_box(request), None)
                     .unwrap(),
             )
         })
@@ -232,19 +243,8 @@ fn sqlite_with(
     }
     // No consent for the purpose in the store: a consent_withdrawn denial, which
     // reads as much as a permit does.
-    let request = request(user);
-    let mut group = c.benchmark_group("pdp");
-    group.throughput(Throughput::Elements(1));
     let name = if cached { "sqlite_cached" } else { "sqlite" };
-    group.bench_function(name, |b| {
-        b.iter(|| {
-            black_box(
-                pdp.evaluate(tenant, "pep", black_box(&request), None)
-                    .unwrap(),
-            )
-        })
-    });
-    group.finish();
+    bench_evaluate(c, name, &pdp, tenant, &request(user));
 }
 
 criterion_group! {

@@ -24,7 +24,9 @@ use gatehouse_identity_store::consent_records::{
     self, ConsentEvent, ConsentEventKind, CurrentConsent, NewGrant, NewWithdrawal,
 };
 use gatehouse_identity_store::purposes::{self, LegalBasis, Purpose, PurposeChange, PurposeData};
-use gatehouse_identity_store::{AnyConnection, Pool, StoreError, clients, consents, db, grants};
+use gatehouse_identity_store::{
+    AnyConnection, Pool, StoreError, StoreResult, clients, consents, db, grants,
+};
 use serde::Serialize;
 use serde_json::json;
 
@@ -202,20 +204,8 @@ impl Consents {
         actor: &str,
         data: PurposeData,
     ) -> Result<Purpose> {
-        let now = self.now();
-        let mut conn = self.conn()?;
-        db::transaction_with(&mut conn, |conn| {
-            let purpose = purposes::create(conn, now, tenant, data)?;
-            audit_purpose(
-                conn,
-                &self.inner.cipher,
-                now,
-                tenant,
-                actor,
-                "purpose.created",
-                &purpose,
-            )?;
-            Ok(purpose)
+        self.audited_purpose_change(tenant, actor, "purpose.created", |conn, now| {
+            purposes::create(conn, now, tenant, data)
         })
     }
 
@@ -230,17 +220,30 @@ impl Consents {
         expected_version: i32,
         change: PurposeChange,
     ) -> Result<Purpose> {
+        self.audited_purpose_change(tenant, actor, "purpose.versioned", |conn, now| {
+            purposes::new_version(conn, now, tenant, slug, expected_version, change)
+        })
+    }
+
+    /// Applies `change` to a purpose and audits it as `action`, in one transaction.
+    fn audited_purpose_change(
+        &self,
+        tenant: TenantId,
+        actor: &str,
+        action: &str,
+        change: impl FnOnce(&mut AnyConnection, DateTime<Utc>) -> StoreResult<Purpose>,
+    ) -> Result<Purpose> {
         let now = self.now();
         let mut conn = self.conn()?;
         db::transaction_with(&mut conn, |conn| {
-            let purpose = purposes::new_version(conn, now, tenant, slug, expected_version, change)?;
+            let purpose = change(conn, now)?;
             audit_purpose(
                 conn,
                 &self.inner.cipher,
                 now,
                 tenant,
                 actor,
-                "purpose.versioned",
+                action,
                 &purpose,
             )?;
             Ok(purpose)
@@ -282,40 +285,19 @@ impl Consents {
         }
         let mut conn = self.conn()?;
         db::transaction_with(&mut conn, |conn| {
-            let current =
-                purposes::get(conn, tenant, purpose)?.ok_or(ConsentError::NotFound("purpose"))?;
-            if current.version != version {
-                return Err(ConsentError::OutdatedVersion {
-                    purpose: current.slug,
-                    latest: current.version,
-                });
-            }
+            ensure_latest(&latest_purpose(conn, tenant, purpose)?, version)?;
             if clients::get_by_client_id(conn, tenant, client_id)?.is_none() {
                 return Err(ConsentError::NotFound("client"));
             }
-            let event = consent_records::append_grant(
-                conn,
-                now,
-                tenant,
-                NewGrant {
-                    user,
-                    client_id,
-                    purpose,
-                    version,
-                    expires_at,
-                    channel: channel.as_str(),
-                },
-            )?;
-            audit_event(
-                conn,
-                &self.inner.cipher,
-                now,
-                tenant,
-                channel,
-                &event,
-                json!({}),
-            )?;
-            Ok(event)
+            let grant = NewGrant {
+                user,
+                client_id,
+                purpose,
+                version,
+                expires_at,
+                channel: channel.as_str(),
+            };
+            record_grant(conn, &self.inner.cipher, now, tenant, channel, grant)
         })
         .inspect(|_| self.announce_granted(tenant, user, client_id, purpose))
     }
@@ -391,42 +373,30 @@ impl Consents {
         db::transaction_with(&mut conn, |conn| {
             let mut events = Vec::new();
             for (slug, version) in shown {
-                let current =
-                    purposes::get(conn, tenant, slug)?.ok_or(ConsentError::NotFound("purpose"))?;
+                let current = latest_purpose(conn, tenant, slug)?;
                 if !current.scopes.iter().any(|s| scopes.contains(s)) {
                     return Err(ConsentError::Invalid(format!(
                         "purpose {slug} covers none of the approved scopes"
                     )));
                 }
-                if current.version != *version {
-                    return Err(ConsentError::OutdatedVersion {
-                        purpose: current.slug,
-                        latest: current.version,
-                    });
-                }
-                let event = consent_records::append_grant(
-                    conn,
-                    now,
-                    tenant,
-                    NewGrant {
-                        user,
-                        client_id,
-                        purpose: slug,
-                        version: *version,
-                        expires_at: None,
-                        channel: Channel::OauthConsentPage.as_str(),
-                    },
-                )?;
-                audit_event(
+                ensure_latest(&current, *version)?;
+                let channel = Channel::OauthConsentPage;
+                let grant = NewGrant {
+                    user,
+                    client_id,
+                    purpose: slug,
+                    version: *version,
+                    expires_at: None,
+                    channel: channel.as_str(),
+                };
+                events.push(record_grant(
                     conn,
                     &self.inner.cipher,
                     now,
                     tenant,
-                    Channel::OauthConsentPage,
-                    &event,
-                    json!({}),
-                )?;
-                events.push(event);
+                    channel,
+                    grant,
+                )?);
             }
             Ok(events)
         })
@@ -726,6 +696,37 @@ fn granted_purposes(
         .collect())
 }
 
+/// The latest version of the purpose `slug`.
+fn latest_purpose(conn: &mut AnyConnection, tenant: TenantId, slug: &str) -> Result<Purpose> {
+    purposes::get(conn, tenant, slug)?.ok_or(ConsentError::NotFound("purpose"))
+}
+
+/// Only the latest version of a purpose can be accepted: a user who saw an older
+/// text is asked again.
+fn ensure_latest(latest: &Purpose, version: i32) -> Result<()> {
+    if latest.version == version {
+        return Ok(());
+    }
+    Err(ConsentError::OutdatedVersion {
+        purpose: latest.slug.clone(),
+        latest: latest.version,
+    })
+}
+
+/// Appends a grant and its audit event inside the caller's transaction.
+fn record_grant(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    channel: Channel,
+    grant: NewGrant<'_>,
+) -> Result<ConsentEvent> {
+    let event = consent_records::append_grant(conn, now, tenant, grant)?;
+    audit_event(conn, cipher, now, tenant, channel, &event, json!({}))?;
+    Ok(event)
+}
+
 /// One withdrawal inside the caller's transaction.
 #[allow(clippy::too_many_arguments)]
 fn withdraw_one(
@@ -738,8 +739,7 @@ fn withdraw_one(
     purpose: &str,
     channel: Channel,
 ) -> Result<Withdrawal> {
-    let latest_text =
-        purposes::get(conn, tenant, purpose)?.ok_or(ConsentError::NotFound("purpose"))?;
+    let latest_text = latest_purpose(conn, tenant, purpose)?;
     let previous = consent_records::latest(conn, tenant, user, client_id, purpose)?;
     let granted = previous.filter(|e| e.kind == ConsentEventKind::Granted);
     // The scopes of the version granted and of the latest: a grant made under either

@@ -565,7 +565,7 @@ mod tests {
         use super::*;
         use crate::keys::KeyRing;
         use crate::keys::tests::{
-            full_ring as client_keys, material, other_ring as other_keys, t0,
+            b64, full_ring as client_keys, material, other_ring as other_keys, signed_with, t0,
         };
 
         const ISSUER: &str = "https://id.example.com/t/acme";
@@ -591,25 +591,6 @@ mod tests {
                 "exp": t0().timestamp() + 60,
                 "jti": jti,
             })
-        }
-
-        fn b64(value: &Value) -> String {
-            URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
-        }
-
-        /// Signs any header and payload with `ring`'s key for `alg`.
-        pub(crate) fn signed_with(
-            ring: &KeyRing,
-            alg: Algorithm,
-            header: &Value,
-            payload: &Value,
-        ) -> String {
-            let mut token = format!("{}.{}", b64(header), b64(payload));
-            ring.signer(alg)
-                .unwrap()
-                .sign_appending(&mut token)
-                .unwrap();
-            token
         }
 
         fn assertion(alg: Algorithm, payload: &Value) -> String {
@@ -841,35 +822,30 @@ mod tests {
                 verify_assertion(&client, &ed, &audiences(), t0()),
                 Err(AssertionRejection::Token(Rejection::AlgorithmNotAllowed))
             );
-            // Our own access tokens (typ at+jwt) are not client assertions.
-            let header = json!({"alg": "ES256", "typ": "at+jwt", "kid": kid(Algorithm::ES256)});
-            assert_eq!(
-                check(&signed_with(
-                    client_keys(),
-                    Algorithm::ES256,
-                    &header,
-                    &claims("j")
-                )),
-                Err(AssertionRejection::Token(Rejection::WrongType))
-            );
-            let header = json!({"alg": "ES256", "typ": "client-authentication+jwt", "kid": kid(Algorithm::ES256)});
-            check(&signed_with(
-                client_keys(),
-                Algorithm::ES256,
-                &header,
-                &claims("j"),
-            ))
-            .unwrap();
-            let header = json!({"alg": "ES256", "crit": ["exp"], "kid": kid(Algorithm::ES256)});
-            assert_eq!(
-                check(&signed_with(
-                    client_keys(),
-                    Algorithm::ES256,
-                    &header,
-                    &claims("j")
-                )),
-                Err(AssertionRejection::Token(Rejection::CriticalHeader))
-            );
+            // Our own access tokens (typ at+jwt) are not client assertions, the
+            // explicit assertion type is, and no `crit` extension is understood.
+            let es256_kid = kid(Algorithm::ES256);
+            for (header, refusal) in [
+                (
+                    json!({"alg": "ES256", "typ": "at+jwt", "kid": es256_kid}),
+                    Some(Rejection::WrongType),
+                ),
+                (
+                    json!({"alg": "ES256", "typ": "client-authentication+jwt", "kid": es256_kid}),
+                    None,
+                ),
+                (
+                    json!({"alg": "ES256", "crit": ["exp"], "kid": es256_kid}),
+                    Some(Rejection::CriticalHeader),
+                ),
+            ] {
+                let token = signed_with(client_keys(), Algorithm::ES256, &header, &claims("j"));
+                assert_eq!(
+                    check(&token).err(),
+                    refusal.map(AssertionRejection::Token),
+                    "{header}"
+                );
+            }
             assert_eq!(
                 check("not.a.jwt"),
                 Err(AssertionRejection::Token(Rejection::Malformed))
@@ -945,26 +921,15 @@ mod tests {
             use std::sync::Arc;
 
             use gatehouse_core::ManualClock;
-            use gatehouse_core::secrets::{Cipher, MasterKey};
             use gatehouse_identity_store::clients;
-            use gatehouse_identity_store::tenants::{self, TenantData};
 
             use super::*;
+            use crate::keys::tests::{cipher, tenant};
             use crate::service::Issuer;
 
             fn setup(db: &gatehouse_identity_store::testing::TestDb) -> (Issuer, TenantId) {
                 let mut conn = db.conn();
-                let tenant = tenants::create(
-                    &mut conn,
-                    t0(),
-                    TenantData {
-                        slug: "acme".into(),
-                        display_name: "Acme".into(),
-                        ..TenantData::default()
-                    },
-                )
-                .unwrap()
-                .id;
+                let tenant = tenant(&mut conn);
                 clients::create(
                     &mut conn,
                     t0(),
@@ -974,7 +939,7 @@ mod tests {
                 .unwrap();
                 let issuer = Issuer::new(
                     db.pool().clone(),
-                    Cipher::new(vec![MasterKey::generate()]).unwrap(),
+                    cipher(),
                     Arc::new(ManualClock::new(t0())),
                 );
                 (issuer, tenant)

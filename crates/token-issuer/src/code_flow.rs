@@ -10,15 +10,15 @@ use std::sync::Arc;
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Duration, Utc};
-use gatehouse_core::ids::TenantId;
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::clients::Client;
 use gatehouse_identity_store::grants::{
     self, Authentication, CodeRedemption, NewCode, NewGrant, RefreshUse,
 };
 use gatehouse_identity_store::purposes::{self, LegalBasis};
 use gatehouse_identity_store::{
-    StoreError, consent_records, consents, db, groups, pushed_requests, revoked_tokens, roles,
-    sessions, tenants, users,
+    AnyConnection, StoreError, consent_records, consents, db, groups, pushed_requests,
+    revoked_tokens, roles, sessions, tenants, users,
 };
 use rand::RngCore;
 use serde_json::{Map, Value, json};
@@ -678,16 +678,7 @@ impl Issuer {
             let user =
                 users::get(&mut conn, tenant, auth_user).map_err(crate::service::internal)?;
             let tenant_row = tenants::get(&mut conn, tenant).map_err(crate::service::internal)?;
-            let role_names: Vec<String> = roles::roles_of_user(&mut conn, tenant, auth_user)
-                .map_err(crate::service::internal)?
-                .into_iter()
-                .map(|r| r.name)
-                .collect();
-            let group_names: Vec<String> = groups::groups_of_user(&mut conn, tenant, auth_user)
-                .map_err(crate::service::internal)?
-                .into_iter()
-                .map(|g| g.display_name)
-                .collect();
+            let (role_names, group_names) = role_and_group_names(&mut conn, tenant, auth_user)?;
             let table = scope_claims(&tenant_row.typed_settings());
             let mut id = IdTokenClaims::new(
                 issuer,
@@ -973,16 +964,7 @@ impl Issuer {
         let user = users::get(&mut conn, tenant, user_id)
             .map_err(|_| OAuthError::invalid_token("unknown user"))?;
         let tenant_row = tenants::get(&mut conn, tenant).map_err(crate::service::internal)?;
-        let role_names: Vec<String> = roles::roles_of_user(&mut conn, tenant, user_id)
-            .map_err(crate::service::internal)?
-            .into_iter()
-            .map(|r| r.name)
-            .collect();
-        let group_names: Vec<String> = groups::groups_of_user(&mut conn, tenant, user_id)
-            .map_err(crate::service::internal)?
-            .into_iter()
-            .map(|g| g.display_name)
-            .collect();
+        let (role_names, group_names) = role_and_group_names(&mut conn, tenant, user_id)?;
         let mut out = Map::new();
         out.insert("sub".into(), Value::String(claims.sub.clone()));
         out.extend(claims_for(
@@ -1097,6 +1079,26 @@ pub(crate) struct LiveGrant {
 
 /// The `jti` of an access token issued under a grant: the grant id, a dot, and the
 /// token's own random id, so that liveness can be checked against the grant.
+/// The names of the user's roles and groups, for the `roles` and `groups` claims of
+/// the ID token and the userinfo answer.
+fn role_and_group_names(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<(Vec<String>, Vec<String>), OAuthError> {
+    let roles = roles::roles_of_user(conn, tenant, user)
+        .map_err(crate::service::internal)?
+        .into_iter()
+        .map(|r| r.name)
+        .collect();
+    let groups = groups::groups_of_user(conn, tenant, user)
+        .map_err(crate::service::internal)?
+        .into_iter()
+        .map(|g| g.display_name)
+        .collect();
+    Ok((roles, groups))
+}
+
 fn grant_jti(grant_id: &str, token_id: &str) -> String {
     format!("{grant_id}.{token_id}")
 }

@@ -502,7 +502,7 @@ mod tests {
     use serde_json::json;
 
     use super::*;
-    use crate::keys::tests::{full_ring as ring, material, other_ring, t0};
+    use crate::keys::tests::{b64, full_ring as ring, material, other_ring, signed_with, t0};
 
     const ISSUER: &str = "https://id.example.com/t/acme";
 
@@ -526,20 +526,6 @@ mod tests {
             .extra
             .insert("roles".into(), json!(["admin", "auditor"]));
         claims
-    }
-
-    fn b64(json: &Value) -> String {
-        URL_SAFE_NO_PAD.encode(serde_json::to_vec(json).unwrap())
-    }
-
-    /// Signs an arbitrary header and payload with the ring's key for `alg`.
-    fn sign_raw(ring: &KeyRing, alg: Algorithm, header: &Value, payload: &Value) -> String {
-        let mut token = format!("{}.{}", b64(header), b64(payload));
-        ring.signer(alg)
-            .unwrap()
-            .sign_appending(&mut token)
-            .unwrap();
-        token
     }
 
     fn header(alg: &str, typ: &str, kid: &str) -> Value {
@@ -700,7 +686,7 @@ mod tests {
         }
         // Nor may one asymmetric algorithm pose as another's key.
         let payload = serde_json::to_value(claims()).unwrap();
-        let token = sign_raw(
+        let token = signed_with(
             ring(),
             Algorithm::EdDSA,
             &header("EdDSA", "at+jwt", kid(Algorithm::ES256)),
@@ -751,7 +737,7 @@ mod tests {
         let payload = serde_json::to_value(claims()).unwrap();
         let impostor = other_ring();
         for alg in [Algorithm::ES256, Algorithm::EdDSA] {
-            let token = sign_raw(
+            let token = signed_with(
                 &impostor,
                 alg,
                 &header(alg.as_str(), "at+jwt", kid(alg)),
@@ -822,7 +808,7 @@ mod tests {
             "application/at+jwt",
             "Application/AT+JWT",
         ] {
-            let token = sign_raw(
+            let token = signed_with(
                 ring(),
                 Algorithm::ES256,
                 &header("ES256", typ, es),
@@ -831,7 +817,7 @@ mod tests {
             verify(&token).unwrap_or_else(|e| panic!("{typ}: {e}"));
         }
         for typ in ["JWT", "jwt", "at+JWT2", "application/jwt", ""] {
-            let token = sign_raw(
+            let token = signed_with(
                 ring(),
                 Algorithm::ES256,
                 &header("ES256", typ, es),
@@ -839,7 +825,7 @@ mod tests {
             );
             assert_eq!(rejection(verify(&token)), Rejection::WrongType, "{typ}");
         }
-        let untyped = sign_raw(
+        let untyped = signed_with(
             ring(),
             Algorithm::ES256,
             &json!({"alg": "ES256", "kid": es}),
@@ -851,21 +837,21 @@ mod tests {
     #[test]
     fn unknown_or_missing_kid_and_crit_are_rejected() {
         let payload = serde_json::to_value(claims()).unwrap();
-        let unknown = sign_raw(
+        let unknown = signed_with(
             ring(),
             Algorithm::ES256,
             &header("ES256", "at+jwt", "no-such-key"),
             &payload,
         );
         assert_eq!(rejection(verify(&unknown)), Rejection::UnknownKey);
-        let missing = sign_raw(
+        let missing = signed_with(
             ring(),
             Algorithm::ES256,
             &json!({"alg": "ES256", "typ": "at+jwt"}),
             &payload,
         );
         assert_eq!(rejection(verify(&missing)), Rejection::UnknownKey);
-        let crit = sign_raw(
+        let crit = signed_with(
             ring(),
             Algorithm::ES256,
             &json!({"alg": "ES256", "typ": "at+jwt", "kid": kid(Algorithm::ES256), "crit": ["exp"], "exp": 1}),
@@ -928,7 +914,7 @@ mod tests {
     fn claims_missing_a_required_member_are_rejected() {
         let mut payload = serde_json::to_value(claims()).unwrap();
         payload.as_object_mut().unwrap().remove("client_id");
-        let token = sign_raw(
+        let token = signed_with(
             ring(),
             Algorithm::ES256,
             &header("ES256", "at+jwt", kid(Algorithm::ES256)),

@@ -6,22 +6,25 @@
 
 use std::sync::Arc;
 
+use chrono::Duration;
 use gatehouse_core::config::{Config, MailConfig, MailTls, PasswordConfig};
 use gatehouse_core::events::EventBus;
-use gatehouse_core::ids::{TenantId, UserId};
+use gatehouse_core::ids::{SessionId, TenantId, UserId};
 use gatehouse_core::secrets::{Cipher, MasterKey};
 use gatehouse_core::{Clock, ManualClock};
 use gatehouse_identity_store::audit::{self, AuditEvent};
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::db::ConnectOptions;
+use gatehouse_identity_store::grants::{self, Authentication, NewGrant};
+use gatehouse_identity_store::sessions::{self, NewSession, Session};
 use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
 use gatehouse_identity_store::testing::TestDb;
 use gatehouse_identity_store::users::{self, Email, UserData};
-use gatehouse_identity_store::{Backend, PageRequest, Pool, rate_limits};
+use gatehouse_identity_store::{AnyConnection, Backend, PageRequest, Pool, rate_limits};
 
 use crate::PasswordHasher;
 use crate::settings::TenantPolicy;
-use crate::sign_in::SignedIn;
+use crate::sign_in::{SignInOutcome, SignedIn};
 use crate::testing::{PlainMailRenderer, SmtpCatcher};
 use crate::{Authn, AuthnError, ClientInfo};
 
@@ -97,16 +100,11 @@ impl Kit {
         .unwrap();
         let cipher = Cipher::new(vec![MasterKey::generate()]).unwrap();
         let clock = ManualClock::fixed();
-        let tenant = tenants::create(
+        let tenant = create_acme(
             &mut pool.get().unwrap(),
             clock.now(),
-            TenantData {
-                slug: "acme".into(),
-                display_name: "Acme".into(),
-                settings: options.settings.as_object().cloned().unwrap_or_default(),
-            },
-        )
-        .unwrap();
+            options.settings.as_object().cloned().unwrap_or_default(),
+        );
         let bus = EventBus::in_process();
         let mut authn = Authn::new(
             &config,
@@ -144,6 +142,114 @@ impl Kit {
     pub fn conn(&self) -> gatehouse_identity_store::PooledConnection {
         self.pool.get().unwrap()
     }
+
+    /// Writes `user` to the store of the kit's tenant, created now.
+    pub fn seed(&self, user: SeedUser<'_>) -> UserId {
+        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
+    }
+
+    /// An active user with a verified primary address and `password`.
+    pub fn user_with_password(&self, email: &str, password: &str) -> UserId {
+        self.seed(SeedUser {
+            password: Some(password),
+            ..SeedUser::new(email)
+        })
+    }
+
+    /// A live session of `user` (three days long, password only), as a sign-in from
+    /// `ip` would leave it.
+    pub fn live_session(&self, user: UserId, ip: Option<&str>) -> SessionId {
+        let (_, secret_hash) = crate::secrets::generate();
+        sessions::create(
+            &mut self.conn(),
+            self.clock.now(),
+            self.t(),
+            NewSession {
+                user_id: user,
+                secret_hash,
+                idle_timeout: Duration::days(3),
+                absolute_timeout: Duration::days(3),
+                ip: ip.map(str::to_owned),
+                user_agent: None,
+                auth_methods: Vec::new(),
+                aal: 1,
+            },
+        )
+        .unwrap()
+        .id
+    }
+
+    /// A 30-day grant of `scope` to `client`, made now in `user`'s password `session`.
+    pub fn session_grant(
+        &self,
+        user: UserId,
+        session: SessionId,
+        client: &str,
+        issuer: Option<&str>,
+        scope: &str,
+    ) -> String {
+        let now = self.clock.now();
+        grants::create(
+            &mut self.conn(),
+            now,
+            self.t(),
+            NewGrant {
+                client_id: client.into(),
+                issuer: issuer.map(str::to_owned),
+                authentication: Some(Authentication {
+                    user_id: user,
+                    session_id: session,
+                    auth_time: now,
+                    acr: None,
+                    amr: vec!["pwd".into()],
+                }),
+                scope: scope.into(),
+                resources: Vec::new(),
+                purposes: Vec::new(),
+                lifetime: Duration::days(30),
+            },
+        )
+        .unwrap()
+        .id
+    }
+
+    /// A password sign-in under the policy of a tenant without settings, whatever
+    /// its outcome (a second factor may be asked for).
+    pub async fn password_sign_in(
+        &self,
+        email: &str,
+        password: &str,
+        client: ClientInfo,
+    ) -> Result<SignInOutcome, AuthnError> {
+        self.authn
+            .sign_in_with_password(
+                self.t(),
+                &TenantPolicy::from_settings(&Default::default()),
+                email.into(),
+                zeroize::Zeroizing::new(password.into()),
+                None,
+                client,
+            )
+            .await
+    }
+}
+
+/// The tenant `acme` with `settings`, the one every test works in.
+pub fn create_acme(
+    conn: &mut AnyConnection,
+    now: chrono::DateTime<chrono::Utc>,
+    settings: serde_json::Map<String, serde_json::Value>,
+) -> Tenant {
+    tenants::create(
+        conn,
+        now,
+        TenantData {
+            slug: "acme".into(),
+            display_name: "Acme".into(),
+            settings,
+        },
+    )
+    .unwrap()
 }
 
 /// A runtime for driving the service's async API from synchronous tests.
@@ -200,6 +306,33 @@ pub async fn sign_in_with(
                 .signed_in()
                 .expect("no second factor in these tests")
         })
+}
+
+/// What an authenticator app shows at `at` for a base32 key: computed with
+/// `totp-rs` directly, not with the code under test.
+pub fn totp_code(secret_base32: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    totp_rs::Builder::new()
+        .with_algorithm(totp_rs::Algorithm::SHA1)
+        .with_digits(crate::totp::DIGITS)
+        .with_step_duration(crate::totp::STEP_SECONDS)
+        .with_skew(0)
+        .with_secret(totp_rs::Secret::try_from_base32(secret_base32).unwrap())
+        .build()
+        .unwrap()
+        .generate(u64::try_from(at.timestamp()).unwrap())
+        .to_string()
+}
+
+/// A six-digit code valid for no step near `at`.
+pub fn wrong_totp_code(secret_base32: &str, at: chrono::DateTime<chrono::Utc>) -> String {
+    let step = chrono::Duration::seconds(i64::try_from(crate::totp::STEP_SECONDS).unwrap());
+    let valid: Vec<String> = (-3..=3)
+        .map(|steps| totp_code(secret_base32, at + step * steps))
+        .collect();
+    (1..)
+        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
+        .find(|candidate| !valid.contains(candidate))
+        .unwrap()
 }
 
 /// The test password of [`seed_user`]'s accounts when none is given.
@@ -281,26 +414,41 @@ pub fn seed_user(
     created.id
 }
 
-/// Every audit action of the tenant so far, in order; the chain must be intact.
-pub fn audit_actions(pool: &Pool, cipher: &Cipher, tenant: TenantId) -> Vec<String> {
-    audit_events(pool, cipher, tenant)
-        .into_iter()
-        .map(|event| event.action)
-        .collect()
-}
+impl Kit {
+    /// Every audit action of the tenant so far, in order; the chain must be intact.
+    pub fn actions(&self) -> Vec<String> {
+        self.audit_events()
+            .into_iter()
+            .map(|event| event.action)
+            .collect()
+    }
 
-/// Every audit event of the tenant so far, in order; the chain must be intact.
-pub fn audit_events(pool: &Pool, cipher: &Cipher, tenant: TenantId) -> Vec<AuditEvent> {
-    let mut conn = pool.get().unwrap();
-    assert!(audit::verify(&mut conn, cipher).unwrap().is_intact());
-    audit::list(&mut conn, tenant, &PageRequest::first(500))
-        .unwrap()
-        .items
-}
+    /// Every audit event of the tenant so far, in order; the chain must be intact.
+    pub fn audit_events(&self) -> Vec<AuditEvent> {
+        let mut conn = self.conn();
+        assert!(audit::verify(&mut conn, &self.cipher).unwrap().is_intact());
+        audit::list(&mut conn, self.t(), &PageRequest::first(500))
+            .unwrap()
+            .items
+    }
 
-/// The failure count of a throttling bucket, `None` when it has none.
-pub fn failures(pool: &Pool, tenant: TenantId, bucket: &str) -> Option<i32> {
-    rate_limits::get(&mut pool.get().unwrap(), tenant, bucket)
-        .unwrap()
-        .map(|counter| counter.failures)
+    /// The first audit event of `action`; there must be one.
+    pub fn first_event(&self, action: &str) -> AuditEvent {
+        self.audit_events()
+            .into_iter()
+            .find(|event| event.action == action)
+            .unwrap_or_else(|| panic!("no {action} event"))
+    }
+
+    /// The failure count of a throttling bucket, `None` when it has none.
+    pub fn failures(&self, bucket: &str) -> Option<i32> {
+        rate_limits::get(&mut self.conn(), self.t(), bucket)
+            .unwrap()
+            .map(|counter| counter.failures)
+    }
+
+    /// The user's live sessions now.
+    pub fn active_sessions(&self, user: UserId) -> Vec<Session> {
+        sessions::list_active_for_user(&mut self.conn(), self.clock.now(), self.t(), user).unwrap()
+    }
 }

@@ -7,22 +7,17 @@ use gatehouse_core::Clock;
 use gatehouse_core::events::DomainEvent;
 use gatehouse_core::events::EventSubscription;
 use gatehouse_core::ids::{RoleId, SessionId, UserId};
-use gatehouse_identity_store::PageRequest;
-use gatehouse_identity_store::audit::{self, AuditEvent};
+use gatehouse_identity_store::audit::AuditEvent;
 use gatehouse_identity_store::db::Backend;
-use gatehouse_identity_store::grants::{Authentication, NewGrant};
 use gatehouse_identity_store::one_time_tokens::{self, Purpose};
 use gatehouse_identity_store::roles::RoleData;
-use gatehouse_identity_store::sessions::NewSession;
-use gatehouse_identity_store::{StoreError, grants, roles, sessions, users};
+use gatehouse_identity_store::{StoreError, grants, roles, users};
 use serde_json::json;
-use zeroize::Zeroizing;
 
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::ClientInfo;
 use gatehouse_authn::lifecycle::*;
-use gatehouse_authn::settings::TenantPolicy;
-use gatehouse_authn::testing::kit::{Kit, KitOptions, SeedUser, runtime, seed_user};
+use gatehouse_authn::testing::kit::{Kit, KitOptions, runtime};
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
 const OPERATOR: &str = "operator:ops-ann";
@@ -51,64 +46,20 @@ impl Env {
 
     /// An active user with a verified primary address and [`PASSWORD`].
     fn user(&self, email: &str) -> UserId {
-        let user = SeedUser {
-            password: Some(PASSWORD),
-            ..SeedUser::new(email)
-        };
-        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
+        self.user_with_password(email, PASSWORD)
     }
 
     fn session(&self, user: UserId) -> SessionId {
-        let (_, secret_hash) = gatehouse_authn::testing::secret();
-        sessions::create(
-            &mut self.conn(),
-            self.clock.now(),
-            self.t(),
-            NewSession {
-                user_id: user,
-                secret_hash,
-                idle_timeout: Duration::days(3),
-                absolute_timeout: Duration::days(3),
-                ip: None,
-                user_agent: None,
-                auth_methods: Vec::new(),
-                aal: 1,
-            },
-        )
-        .unwrap()
-        .id
+        self.live_session(user, None)
     }
 
     /// A grant to `client` made in `session`, with a refresh token.
     fn grant(&self, user: UserId, session: SessionId, client: &str, scope: &str) -> String {
-        let now = self.clock.now();
-        let mut conn = self.conn();
-        let id = grants::create(
-            &mut conn,
-            now,
-            self.t(),
-            NewGrant {
-                client_id: client.into(),
-                issuer: None,
-                authentication: Some(Authentication {
-                    user_id: user,
-                    session_id: session,
-                    auth_time: now,
-                    acr: None,
-                    amr: vec!["pwd".into()],
-                }),
-                scope: scope.into(),
-                resources: Vec::new(),
-                purposes: Vec::new(),
-                lifetime: Duration::days(30),
-            },
-        )
-        .unwrap()
-        .id;
+        let id = self.session_grant(user, session, client, None, scope);
         let (_, token_hash) = gatehouse_authn::testing::secret();
         grants::insert_refresh_token(
-            &mut conn,
-            now,
+            &mut self.conn(),
+            self.clock.now(),
             self.t(),
             &id,
             &token_hash,
@@ -142,9 +93,7 @@ impl Env {
     }
 
     fn live_sessions(&self, user: UserId) -> usize {
-        sessions::list_active_for_user(&mut self.conn(), self.clock.now(), self.t(), user)
-            .unwrap()
-            .len()
+        self.active_sessions(user).len()
     }
 
     fn role_names(&self, user: UserId) -> Vec<String> {
@@ -165,26 +114,14 @@ impl Env {
 
     /// The audit events with `action`; the chain must be intact.
     fn audited(&self, action: &str) -> Vec<AuditEvent> {
-        let mut conn = self.conn();
-        assert!(audit::verify(&mut conn, &self.cipher).unwrap().is_intact());
-        audit::list(&mut conn, self.t(), &PageRequest::first(500))
-            .unwrap()
-            .items
+        self.audit_events()
             .into_iter()
             .filter(|e| e.action == action)
             .collect()
     }
 
     async fn sign_in(&self, email: &str) -> Result<(), AuthnError> {
-        self.authn
-            .sign_in_with_password(
-                self.t(),
-                &TenantPolicy::from_settings(&Default::default()),
-                email.into(),
-                Zeroizing::new(PASSWORD.into()),
-                None,
-                ClientInfo::default(),
-            )
+        self.password_sign_in(email, PASSWORD, ClientInfo::default())
             .await
             .map(drop)
     }

@@ -16,9 +16,7 @@ use serde_json::json;
 
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::passkeys::*;
-use gatehouse_authn::testing::kit::{
-    self, Kit, SeedUser, audit_actions, client_from, runtime, seed_user,
-};
+use gatehouse_authn::testing::kit::{Kit, SeedUser, client_from, runtime};
 use gatehouse_authn::testing::soft_authenticator::{Refusal, SoftAuthenticator};
 
 const ORIGIN: &str = "https://id.example.com";
@@ -41,6 +39,12 @@ fn json<T: Serialize>(value: &T) -> Value {
 
 fn rejected_for(result: &Result<PasskeyAuthenticated, AuthnError>, words: &str) -> bool {
     matches!(result, Err(AuthnError::PasskeyRejected(reason)) if reason.contains(words))
+}
+
+/// Whether a ceremony was refused for its challenge: unknown, spent, expired or
+/// begun elsewhere.
+fn challenge_invalid<T>(result: &Result<T, AuthnError>) -> bool {
+    matches!(result, Err(AuthnError::ChallengeInvalid))
 }
 
 // The service on a throwaway database with one tenant.
@@ -69,7 +73,7 @@ impl Env {
             password: None,
             ..SeedUser::new(&email)
         };
-        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
+        self.seed(user)
     }
 
     async fn begin_registration(&self, user: UserId) -> RegistrationChallenge {
@@ -163,24 +167,25 @@ impl Env {
         user: Option<UserId>,
         address: usize,
     ) -> Result<PasskeyAuthenticated, AuthnError> {
+        let (challenge_id, response) = self.answered(authenticator, user).await;
+        let ip = [IP, "198.51.100.4"][address];
+        self.finish_as(BROWSER, ip, &challenge_id, response).await
+    }
+
+    /// A sign-in begun and answered by `authenticator`, not yet finished: the
+    /// challenge id and the response.
+    async fn answered(
+        &self,
+        authenticator: &mut SoftAuthenticator,
+        user: Option<UserId>,
+    ) -> (String, Value) {
         let challenge = self.begin(user).await;
         let response = authenticator.get(&json(&challenge.options)).unwrap();
-        let ip = [IP, "198.51.100.4"][address];
-        self.finish_as(BROWSER, ip, &challenge.challenge_id, response)
-            .await
+        (challenge.challenge_id, response)
     }
 
     async fn passkeys(&self, user: UserId) -> Vec<PasskeyInfo> {
         self.authn.passkeys(self.t(), user).await.unwrap()
-    }
-
-    fn failures(&self, bucket: &str) -> Option<i32> {
-        kit::failures(&self.pool, self.t(), bucket)
-    }
-
-    /// Every audit action so far, in order; the chain must be intact.
-    fn actions(&self) -> Vec<String> {
-        audit_actions(&self.pool, &self.cipher, self.t())
     }
 
     /// How many `CredentialsChanged` events were published since the last call.
@@ -335,9 +340,7 @@ fn a_passkey_is_a_second_factor_for_a_known_user(backend: Backend) {
             "bob was not signing in"
         );
 
-        let challenge = env.begin(Some(alice)).await;
-        let response = key.get(&json(&challenge.options)).unwrap();
-        let passed = env.finish(&challenge.challenge_id, response).await.unwrap();
+        let passed = env.sign_in(&mut key, Some(alice)).await.unwrap();
         assert_eq!(
             passed,
             PasskeyAuthenticated {
@@ -422,10 +425,7 @@ fn a_challenge_is_used_once(backend: Backend) {
         let again = env
             .finish_registration(alice, challenge.challenge_id, "Phone", response)
             .await;
-        assert!(
-            matches!(again, Err(AuthnError::ChallengeInvalid)),
-            "{again:?}"
-        );
+        assert!(challenge_invalid(&again), "{again:?}");
 
         let challenge = env.begin(None).await;
         let options = json(&challenge.options);
@@ -434,16 +434,10 @@ fn a_challenge_is_used_once(backend: Backend) {
             .await
             .unwrap();
         let replayed = env.finish(&challenge.challenge_id, response).await;
-        assert!(
-            matches!(replayed, Err(AuthnError::ChallengeInvalid)),
-            "{replayed:?}"
-        );
+        assert!(challenge_invalid(&replayed), "{replayed:?}");
         let fresh_answer = phone.get(&options).unwrap();
         let reused = env.finish(&challenge.challenge_id, fresh_answer).await;
-        assert!(
-            matches!(reused, Err(AuthnError::ChallengeInvalid)),
-            "{reused:?}"
-        );
+        assert!(challenge_invalid(&reused), "{reused:?}");
 
         // A failed attempt spends the challenge too.
         let challenge = env.begin(None).await;
@@ -457,20 +451,14 @@ fn a_challenge_is_used_once(backend: Backend) {
         let retried = env
             .finish(&challenge.challenge_id, phone.get(&options).unwrap())
             .await;
-        assert!(
-            matches!(retried, Err(AuthnError::ChallengeInvalid)),
-            "{retried:?}"
-        );
+        assert!(challenge_invalid(&retried), "{retried:?}");
 
         // A registration challenge does not finish a sign-in.
         let registration = env.begin_registration(alice).await;
         let crossed = env
             .finish(&registration.challenge_id, phone.get(&options).unwrap())
             .await;
-        assert!(
-            matches!(crossed, Err(AuthnError::ChallengeInvalid)),
-            "{crossed:?}"
-        );
+        assert!(challenge_invalid(&crossed), "{crossed:?}");
     });
 }
 
@@ -481,31 +469,24 @@ fn a_challenge_is_bound_to_the_browser_that_began_it(backend: Backend) {
     runtime().block_on(async {
         env.register(alice, &mut phone, "Phone").await.unwrap();
 
-        let challenge = env.begin(None).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
+        let (challenge_id, response) = env.answered(&mut phone, None).await;
         let elsewhere = env
             .finish_as(
                 "cookie-secret-of-another-browser",
                 IP,
-                &challenge.challenge_id,
+                &challenge_id,
                 response.clone(),
             )
             .await;
+        assert!(challenge_invalid(&elsewhere), "{elsewhere:?}");
+        let then_here = env.finish(&challenge_id, response).await;
         assert!(
-            matches!(elsewhere, Err(AuthnError::ChallengeInvalid)),
-            "{elsewhere:?}"
-        );
-        let then_here = env.finish(&challenge.challenge_id, response).await;
-        assert!(
-            matches!(then_here, Err(AuthnError::ChallengeInvalid)),
+            challenge_invalid(&then_here),
             "a challenge shown to another browser is spent: {then_here:?}"
         );
 
-        let challenge = env.begin(None).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
-        let unbound = env
-            .finish_as("", IP, &challenge.challenge_id, response)
-            .await;
+        let (challenge_id, response) = env.answered(&mut phone, None).await;
+        let unbound = env.finish_as("", IP, &challenge_id, response).await;
         assert!(
             matches!(unbound, Err(AuthnError::Internal(_))),
             "{unbound:?}"
@@ -520,10 +501,7 @@ fn a_challenge_is_bound_to_the_browser_that_began_it(backend: Backend) {
         let for_bob = env
             .finish_registration(bob, challenge.challenge_id, "Laptop", response)
             .await;
-        assert!(
-            matches!(for_bob, Err(AuthnError::ChallengeInvalid)),
-            "{for_bob:?}"
-        );
+        assert!(challenge_invalid(&for_bob), "{for_bob:?}");
         assert!(env.passkeys(bob).await.is_empty());
     });
 }
@@ -540,30 +518,22 @@ fn an_expired_challenge_is_refused(backend: Backend) {
         let late = env
             .finish_registration(alice, challenge.challenge_id, "Phone", response)
             .await;
-        assert!(
-            matches!(late, Err(AuthnError::ChallengeInvalid)),
-            "{late:?}"
-        );
+        assert!(challenge_invalid(&late), "{late:?}");
 
         let mut phone = SoftAuthenticator::new(ORIGIN);
         env.register(alice, &mut phone, "Phone").await.unwrap();
-        let challenge = env.begin(None).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
+        let (challenge_id, response) = env.answered(&mut phone, None).await;
         env.clock
             .advance(Duration::minutes(CHALLENGE_LIFETIME_MINUTES) - Duration::seconds(1));
-        env.finish(&challenge.challenge_id, response)
+        env.finish(&challenge_id, response)
             .await
             .expect("just in time");
 
-        let challenge = env.begin(Some(alice)).await;
-        let response = phone.get(&json(&challenge.options)).unwrap();
+        let (challenge_id, response) = env.answered(&mut phone, Some(alice)).await;
         env.clock
             .advance(Duration::minutes(CHALLENGE_LIFETIME_MINUTES));
-        let late = env.finish(&challenge.challenge_id, response).await;
-        assert!(
-            matches!(late, Err(AuthnError::ChallengeInvalid)),
-            "{late:?}"
-        );
+        let late = env.finish(&challenge_id, response).await;
+        assert!(challenge_invalid(&late), "{late:?}");
 
         // Abandoned ceremonies are pruned once expired.
         env.begin(None).await;

@@ -2,28 +2,27 @@
 
 use std::time::Duration as StdDuration;
 
-use chrono::{DateTime, Duration, Utc};
+use chrono::Duration;
 use gatehouse_core::Clock;
 use gatehouse_core::ids::{SessionId, UserId};
-use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::account_recoveries;
-use gatehouse_identity_store::audit::{self, AuditEvent};
+use gatehouse_identity_store::audit::AuditEvent;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::db::Backend;
-use gatehouse_identity_store::grants::{Authentication, NewGrant};
-use gatehouse_identity_store::sessions::NewSession;
+use gatehouse_identity_store::grants;
 use gatehouse_identity_store::users;
-use gatehouse_identity_store::{grants, sessions};
 use zeroize::Zeroizing;
 
 use gatehouse_authn::ClientInfo;
+use gatehouse_authn::passkeys::PasskeyAuthenticated;
 use gatehouse_authn::recovery::*;
 use gatehouse_authn::registration::LinkBase;
 use gatehouse_authn::second_factor::SecondFactor;
-use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::sign_in::SignInOutcome;
 use gatehouse_authn::testing::CaughtMail;
-use gatehouse_authn::testing::kit::{Kit, SeedUser, client_from, runtime, seed_user};
+use gatehouse_authn::testing::kit::{
+    Kit, client_from, runtime, totp_code, wrong_totp_code as wrong_code,
+};
 use gatehouse_authn::testing::soft_authenticator::SoftAuthenticator;
 use gatehouse_authn::{AuthnError, recovery_codes, totp};
 
@@ -41,6 +40,11 @@ fn links() -> LinkBase {
     LinkBase(BASE.into())
 }
 
+/// The event's details name `part`.
+fn assert_details_contain(event: &AuditEvent, part: &str) {
+    assert!(event.details.contains(part), "{}", event.details);
+}
+
 // The service on a throwaway database, its clock, and an SMTP server catching
 // its mail.
 kit_env!();
@@ -55,11 +59,7 @@ impl Env {
 
     /// An active user with a verified primary address and the password [`OLD`].
     fn user(&self, email: &str) -> UserId {
-        let user = SeedUser {
-            password: Some(OLD),
-            ..SeedUser::new(email)
-        };
-        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
+        self.user_with_password(email, OLD)
     }
 
     /// Enrols and confirms an authenticator app; returns its secret. The clock
@@ -119,47 +119,8 @@ impl Env {
     fn signed_in_with_grants(&self, user: UserId) -> (SessionId, [String; 2]) {
         let mut conn = self.conn();
         let now = self.clock.now();
-        let (_, secret_hash) = gatehouse_authn::testing::secret();
-        let session = sessions::create(
-            &mut conn,
-            now,
-            self.t(),
-            NewSession {
-                user_id: user,
-                secret_hash,
-                idle_timeout: Duration::days(3),
-                absolute_timeout: Duration::days(3),
-                ip: Some(IP.into()),
-                user_agent: None,
-                auth_methods: Vec::new(),
-                aal: 1,
-            },
-        )
-        .unwrap();
-        let grant = |scope: &str| {
-            grants::create(
-                &mut self.conn(),
-                now,
-                self.t(),
-                NewGrant {
-                    client_id: "shop".into(),
-                    issuer: Some(BASE.into()),
-                    authentication: Some(Authentication {
-                        user_id: user,
-                        session_id: session.id,
-                        auth_time: now,
-                        acr: None,
-                        amr: vec!["pwd".into()],
-                    }),
-                    scope: scope.into(),
-                    resources: Vec::new(),
-                    purposes: vec![],
-                    lifetime: Duration::days(30),
-                },
-            )
-            .unwrap()
-            .id
-        };
+        let session = self.live_session(user, Some(IP));
+        let grant = |scope: &str| self.session_grant(user, session, "shop", Some(BASE), scope);
         let online = grant("openid");
         let offline = grant("openid offline_access");
         grants::insert_refresh_token(
@@ -171,13 +132,11 @@ impl Env {
             Duration::days(30),
         )
         .unwrap();
-        (session.id, [online, offline])
+        (session, [online, offline])
     }
 
     fn live_sessions(&self, user: UserId) -> usize {
-        sessions::list_active_for_user(&mut self.conn(), self.clock.now(), self.t(), user)
-            .unwrap()
-            .len()
+        self.active_sessions(user).len()
     }
 
     fn grant_revoked(&self, id: &str) -> bool {
@@ -198,19 +157,6 @@ impl Env {
                 .unwrap()
                 .len(),
         )
-    }
-
-    /// Every audit event so far, in order; the chain must be intact.
-    fn audit(&self) -> Vec<AuditEvent> {
-        let mut conn = self.conn();
-        assert!(audit::verify(&mut conn, &self.cipher).unwrap().is_intact());
-        audit::list(&mut conn, self.t(), &PageRequest::first(500))
-            .unwrap()
-            .items
-    }
-
-    fn actions(&self) -> Vec<String> {
-        self.audit().into_iter().map(|e| e.action).collect()
     }
 
     fn count(&self, action: &str) -> usize {
@@ -260,16 +206,7 @@ impl Env {
     }
 
     async fn sign_in(&self, email: &str, password: &str) -> Result<SignInOutcome, AuthnError> {
-        self.authn
-            .sign_in_with_password(
-                self.t(),
-                &TenantPolicy::from_settings(&Default::default()),
-                email.into(),
-                Zeroizing::new(password.into()),
-                None,
-                client(),
-            )
-            .await
+        self.password_sign_in(email, password, client()).await
     }
 
     /// The old password is refused; the new one works (and, when `second_factor`,
@@ -294,31 +231,6 @@ fn token(mail: &CaughtMail, path: &str) -> String {
         .find_link(&prefix)
         .unwrap_or_else(|| panic!("no {prefix} link in: {}", mail.text_body()));
     link[prefix.len()..].to_owned()
-}
-
-/// What the user's authenticator app shows at `at`.
-fn totp_code(secret: &str, at: DateTime<Utc>) -> String {
-    totp_rs::Builder::new()
-        .with_algorithm(totp_rs::Algorithm::SHA1)
-        .with_digits(totp::DIGITS)
-        .with_step_duration(totp::STEP_SECONDS)
-        .with_skew(0)
-        .with_secret(totp_rs::Secret::try_from_base32(secret).unwrap())
-        .build()
-        .unwrap()
-        .generate(u64::try_from(at.timestamp()).unwrap())
-        .to_string()
-}
-
-/// A six-digit code valid for no step near `at`.
-fn wrong_code(secret: &str, at: DateTime<Utc>) -> String {
-    let valid: Vec<String> = (-3..=3)
-        .map(|steps| totp_code(secret, at + Duration::seconds(30 * steps)))
-        .collect();
-    (1..)
-        .map(|n| format!("{:06}", n * 7919 % 1_000_000))
-        .find(|candidate| !valid.contains(candidate))
-        .unwrap()
 }
 
 fn code(text: &str) -> Zeroizing<String> {
@@ -411,7 +323,7 @@ fn a_reset_link_goes_only_to_real_accounts_and_works_once(backend: Backend) {
     });
     assert_eq!(env.catcher.messages().len(), 2, "a mail for no account");
 
-    let events = env.audit();
+    let events = env.audit_events();
     let requested: Vec<&AuditEvent> = events
         .iter()
         .filter(|e| e.action == "recovery.requested")
@@ -427,16 +339,8 @@ fn a_reset_link_goes_only_to_real_accounts_and_works_once(backend: Backend) {
         .collect();
     assert_eq!(completed.len(), 1);
     assert_eq!(completed[0].actor, format!("user:{alice}"));
-    assert!(
-        completed[0].details.contains(r#""sessions_ended":1"#),
-        "{}",
-        completed[0].details
-    );
-    assert!(
-        completed[0].details.contains(r#""grants_revoked":2"#),
-        "{}",
-        completed[0].details
-    );
+    assert_details_contain(completed[0], r#""sessions_ended":1"#);
+    assert_details_contain(completed[0], r#""grants_revoked":2"#);
 }
 
 fn reset_links_expire_after_fifteen_minutes_and_newer_ones_replace_them(backend: Backend) {
@@ -529,27 +433,16 @@ fn an_account_with_an_app_needs_a_code_and_a_wrong_one_keeps_the_link(backend: B
         let replay = env.complete(&token, ResetProof::Totp(code(&right))).await;
         assert!(matches!(replay, Err(AuthnError::InvalidCode)), "{replay:?}");
     });
-    let events = env.audit();
+    let events = env.audit_events();
     let failed: Vec<&AuditEvent> = events
         .iter()
         .filter(|e| e.action == "recovery.second_factor_failed")
         .collect();
     assert_eq!(failed.len(), 3);
-    assert!(
-        failed[0].details.contains(r#""factor":"totp""#),
-        "{}",
-        failed[0].details
-    );
+    assert_details_contain(failed[0], r#""factor":"totp""#);
     assert_eq!(failed[0].outcome, "failure");
-    let completed = events
-        .iter()
-        .find(|e| e.action == "recovery.completed")
-        .unwrap();
-    assert!(
-        completed.details.contains(r#""second_factor":"totp""#),
-        "{}",
-        completed.details
-    );
+    let completed = env.first_event("recovery.completed");
+    assert_details_contain(&completed, r#""second_factor":"totp""#);
 }
 
 fn a_recovery_code_is_a_proof_once(backend: Backend) {
@@ -634,6 +527,37 @@ impl Env {
         base64::Engine::decode(&base64::engine::general_purpose::URL_SAFE_NO_PAD, raw_id).unwrap()
     }
 
+    /// Begins a passkey sign-in in [`BROWSER`]: the challenge id and options.
+    async fn begin_passkey_sign_in(&self, user: Option<UserId>) -> (String, serde_json::Value) {
+        let begun = self
+            .authn
+            .begin_passkey_authentication(self.t(), BROWSER.into(), relying_party(), user)
+            .await
+            .unwrap();
+        (
+            begun.challenge_id,
+            serde_json::to_value(&begun.options).unwrap(),
+        )
+    }
+
+    /// Finishes a passkey sign-in begun in [`BROWSER`] with the authenticator's answer.
+    async fn finish_passkey_sign_in(
+        &self,
+        challenge_id: String,
+        response: serde_json::Value,
+    ) -> Result<PasskeyAuthenticated, AuthnError> {
+        self.authn
+            .finish_passkey_authentication(
+                self.t(),
+                BROWSER.into(),
+                challenge_id,
+                serde_json::from_value(response).unwrap(),
+                relying_party(),
+                client(),
+            )
+            .await
+    }
+
     /// Begins the passkey proof of reset link `token`: the challenge id and options.
     async fn begin_reset_passkey(&self, token: &str) -> (String, serde_json::Value) {
         let begun = self
@@ -710,16 +634,10 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
             matches!(other_link, Err(AuthnError::ChallengeInvalid)),
             "{other_link:?}"
         );
-        let sign_in = env
-            .authn
-            .begin_passkey_authentication(env.t(), BROWSER.into(), relying_party(), Some(eve))
-            .await
-            .unwrap();
-        let for_sign_in = eves_phone
-            .get(&serde_json::to_value(&sign_in.options).unwrap())
-            .unwrap();
+        let (sign_in, options) = env.begin_passkey_sign_in(Some(eve)).await;
+        let for_sign_in = eves_phone.get(&options).unwrap();
         let not_a_reset = env
-            .complete(&eves_link, passkey_proof(&sign_in.challenge_id, &for_sign_in))
+            .complete(&eves_link, passkey_proof(&sign_in, &for_sign_in))
             .await;
         assert!(
             matches!(not_a_reset, Err(AuthnError::ChallengeInvalid)),
@@ -728,17 +646,7 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
         // Nor does a reset's ceremony sign anyone in.
         let (challenge, options) = env.begin_reset_passkey(&eves_link).await;
         let for_reset = eves_phone.get(&options).unwrap();
-        let signed_in = env
-            .authn
-            .finish_passkey_authentication(
-                env.t(),
-                BROWSER.into(),
-                challenge,
-                serde_json::from_value(for_reset).unwrap(),
-                relying_party(),
-                client(),
-            )
-            .await;
+        let signed_in = env.finish_passkey_sign_in(challenge, for_reset).await;
         assert!(
             matches!(signed_in, Err(AuthnError::ChallengeInvalid)),
             "{signed_in:?}"
@@ -790,7 +698,7 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
             }
         );
     });
-    let events = env.audit();
+    let events = env.audit_events();
     let completed: Vec<_> = events
         .iter()
         .filter(|e| e.action == "recovery.completed")
@@ -817,16 +725,8 @@ fn a_passkey_proves_a_reset_for_its_own_user_once(backend: Backend) {
             .iter()
             .all(|e| e.details.contains(r#""factor":"passkey""#))
     );
-    assert!(
-        failed[0].details.contains("passkey_rejected"),
-        "{}",
-        failed[0].details
-    );
-    assert!(
-        failed[1].details.contains("challenge_invalid"),
-        "{}",
-        failed[1].details
-    );
+    assert_details_contain(failed[0], "passkey_rejected");
+    assert_details_contain(failed[1], "challenge_invalid");
     assert!(
         events
             .iter()
@@ -923,17 +823,9 @@ fn lost_factors_are_removed_only_after_the_cooling_off_unless_cancelled(backend:
         assert!(env.count(action) >= 1, "{action}: {:?}", env.actions());
     }
     assert_eq!(env.count("recovery.factor_recovery_started"), 2);
-    let completed = env
-        .audit()
-        .into_iter()
-        .find(|e| e.action == "recovery.factor_recovery_completed")
-        .unwrap();
+    let completed = env.first_event("recovery.factor_recovery_completed");
     let removed = format!(r#""factors_removed":{}"#, recovery_codes::COUNT + 2);
-    assert!(
-        completed.details.contains(&removed),
-        "{}",
-        completed.details
-    );
+    assert_details_contain(&completed, &removed);
 }
 
 fn a_factor_used_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
@@ -972,16 +864,8 @@ fn a_factor_used_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
             "{again:?}"
         );
     });
-    let cancelled = env
-        .audit()
-        .into_iter()
-        .find(|e| e.action == "recovery.factor_recovery_cancelled")
-        .unwrap();
-    assert!(
-        cancelled.details.contains("second_factor_used"),
-        "{}",
-        cancelled.details
-    );
+    let cancelled = env.first_event("recovery.factor_recovery_cancelled");
+    assert_details_contain(&cancelled, "second_factor_used");
 }
 
 fn an_administrator_reset_removes_factors_and_password_and_is_audited(backend: Backend) {
@@ -1052,20 +936,12 @@ fn an_administrator_reset_removes_factors_and_password_and_is_audited(backend: B
         env.complete(&token, ResetProof::None).await.unwrap();
         env.assert_password_replaced("hal@example.com", false).await;
     });
-    let event = env
-        .audit()
-        .into_iter()
-        .find(|e| e.action == "recovery.admin_reset")
-        .unwrap();
+    let event = env.first_event("recovery.admin_reset");
     assert_eq!(event.actor, "user:admin-7");
     assert_eq!(event.target, Some(format!("user:{hal}")));
     assert_eq!(event.ip.as_deref(), Some("198.51.100.1"));
-    assert!(event.details.contains("video call"), "{}", event.details);
-    assert!(
-        event.details.contains(r#""password_removed":true"#),
-        "{}",
-        event.details
-    );
+    assert_details_contain(&event, "video call");
+    assert_details_contain(&event, r#""password_removed":true"#);
 }
 
 fn requests_and_bad_links_are_rate_limited(backend: Backend) {
@@ -1146,7 +1022,7 @@ fn requests_and_bad_links_are_rate_limited(backend: Backend) {
         usize::try_from(per_hour).unwrap() + 1
     );
     let denied = env
-        .audit()
+        .audit_events()
         .into_iter()
         .filter(|e| e.action == "recovery.requested" && e.outcome == "denied")
         .count();
@@ -1177,18 +1053,14 @@ fn assert_cancelled_by(env: &Env, user: UserId, factor: &str) {
         account_recoveries::open_for_user(&mut env.conn(), env.clock.now(), env.t(), user).unwrap();
     assert_eq!(open, None, "the recovery is still open");
     let cancelled: Vec<AuditEvent> = env
-        .audit()
+        .audit_events()
         .into_iter()
         .filter(|e| e.action == "recovery.factor_recovery_cancelled")
         .collect();
     assert_eq!(cancelled.len(), 1, "{cancelled:?}");
     assert_eq!(cancelled[0].target, Some(format!("user:{user}")));
     for words in ["second_factor_used", &format!(r#""factor":"{factor}""#)] {
-        assert!(
-            cancelled[0].details.contains(words),
-            "{}",
-            cancelled[0].details
-        );
+        assert_details_contain(&cancelled[0], words);
     }
 }
 
@@ -1291,52 +1163,17 @@ fn signing_in_with_a_passkey_during_the_cooling_off_cancels_the_recovery(backend
     let env = Env::new(backend);
     let max = env.user("max@example.com");
     let mut phone = SoftAuthenticator::new("https://id.example.test");
-    let binding = "browser-cookie".to_owned();
     runtime().block_on(async {
-        let begun = env
-            .authn
-            .begin_passkey_registration(env.t(), max, binding.clone(), relying_party())
-            .await
-            .unwrap();
-        let created = phone
-            .create(&serde_json::to_value(&begun.options).unwrap())
-            .unwrap();
-        env.authn
-            .finish_passkey_registration(
-                env.t(),
-                max,
-                binding.clone(),
-                begun.challenge_id,
-                "Phone".into(),
-                serde_json::from_value(created).unwrap(),
-                relying_party(),
-                client(),
-            )
-            .await
-            .unwrap();
+        env.register_passkey(max, &mut phone).await;
         env.clock.advance(Duration::minutes(5));
 
         let complete = start_factor_recovery(&env, "max@example.com", 1).await;
         env.clock.advance(Duration::hours(3));
         // Passwordless: the passkey alone names and signs in the account.
-        let begun = env
-            .authn
-            .begin_passkey_authentication(env.t(), binding.clone(), relying_party(), None)
-            .await
-            .unwrap();
-        let asserted = phone
-            .get(&serde_json::to_value(&begun.options).unwrap())
-            .unwrap();
+        let (challenge, options) = env.begin_passkey_sign_in(None).await;
+        let asserted = phone.get(&options).unwrap();
         let passkey = env
-            .authn
-            .finish_passkey_authentication(
-                env.t(),
-                binding,
-                begun.challenge_id,
-                serde_json::from_value(asserted).unwrap(),
-                relying_party(),
-                client(),
-            )
+            .finish_passkey_sign_in(challenge, asserted)
             .await
             .unwrap();
         env.authn

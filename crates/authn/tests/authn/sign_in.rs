@@ -3,21 +3,16 @@
 use chrono::Duration;
 use chrono::Utc;
 use gatehouse_core::Clock;
-use gatehouse_core::config::PasswordConfig;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::credentials::{self, Credential};
 use gatehouse_identity_store::db::Backend;
-use gatehouse_identity_store::sessions::{self, Session};
 use gatehouse_identity_store::tenants::{self, TenantData};
 use zeroize::Zeroizing;
 
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::ClientInfo;
-use gatehouse_authn::settings::TenantPolicy;
 use gatehouse_authn::sign_in::*;
-use gatehouse_authn::testing::kit::{
-    self, Kit, KitOptions, SeedUser, audit_actions, runtime, seed_user, sign_in_with,
-};
+use gatehouse_authn::testing::kit::{self, Kit, KitOptions, SeedUser, runtime, sign_in_with};
 
 const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
 const IP: &str = "203.0.113.7";
@@ -40,32 +35,17 @@ impl Env {
         Env { kit }
     }
 
-    /// A user with a primary email and a password hashed with `config`.
-    fn user_with(
-        &self,
-        email: &str,
-        verified: bool,
-        active: bool,
-        config: &PasswordConfig,
-    ) -> UserId {
-        let user = SeedUser {
+    /// `user` with a work address and [`PASSWORD`].
+    fn work_user(&self, user: SeedUser<'_>) -> UserId {
+        self.seed(SeedUser {
             password: Some(PASSWORD),
-            verified,
-            active,
             kind: Some("work"),
-            hashing: Some(config),
-            ..SeedUser::new(email)
-        };
-        seed_user(&self.pool, &self.cipher, self.clock.now(), self.t(), user)
+            ..user
+        })
     }
 
     fn user(&self, email: &str) -> UserId {
-        self.user_with(
-            email,
-            true,
-            true,
-            &gatehouse_authn::testing::kit::cheap_passwords(8),
-        )
+        self.work_user(SeedUser::new(email))
     }
 
     async fn sign_in(
@@ -82,20 +62,6 @@ impl Env {
         credentials::list_for_user(&mut conn, self.t(), user, None)
             .unwrap()
             .remove(0)
-    }
-
-    fn failures(&self, bucket: &str) -> Option<i32> {
-        kit::failures(&self.pool, self.t(), bucket)
-    }
-
-    /// Every audit action so far, in order; the chain must be intact.
-    fn actions(&self) -> Vec<String> {
-        audit_actions(&self.pool, &self.cipher, self.t())
-    }
-
-    fn sessions(&self, user: UserId) -> Vec<Session> {
-        let mut conn = self.pool.get().unwrap();
-        sessions::list_active_for_user(&mut conn, self.clock.now(), self.t(), user).unwrap()
     }
 }
 
@@ -120,7 +86,7 @@ fn signs_in_and_commits_everything(backend: Backend) {
         assert_eq!(first.session.user_id, alice);
         assert_eq!(env.failures(&account_bucket("alice@example.com")), None);
         assert_eq!(env.credential(alice).last_used_at, Some(env.clock.now()));
-        assert_eq!(env.sessions(alice).len(), 1);
+        assert_eq!(env.active_sessions(alice).len(), 1);
 
         // Signed in again: the browser's previous session is ended (rotation).
         let second = env
@@ -131,7 +97,7 @@ fn signs_in_and_commits_everything(backend: Backend) {
             )
             .await
             .unwrap();
-        let live = env.sessions(alice);
+        let live = env.active_sessions(alice);
         assert_eq!(live.len(), 1);
         assert_eq!(live[0].id, second.session.id);
     });
@@ -167,7 +133,7 @@ fn wrong_password_and_unknown_account_are_one_error_and_both_counted() {
     assert_eq!(env.failures(&account_bucket("nobody@example.com")), Some(1));
     assert_eq!(env.failures(&ip_bucket(IP)), Some(2));
     assert_eq!(env.credential(bob).last_used_at, None);
-    assert!(env.sessions(bob).is_empty());
+    assert!(env.active_sessions(bob).is_empty());
     assert_eq!(env.actions(), ["login.failed", "login.failed"]);
 }
 
@@ -198,7 +164,7 @@ fn a_locked_account_is_refused_even_with_the_right_password() {
             matches!(locked, Err(AuthnError::Throttled { .. })),
             "{locked:?}"
         );
-        assert!(env.sessions(carol).is_empty());
+        assert!(env.active_sessions(carol).is_empty());
 
         env.clock
             .advance(env.authn.settings().lockout + Duration::seconds(1));
@@ -223,18 +189,14 @@ fn a_locked_account_is_refused_even_with_the_right_password() {
 #[test]
 fn a_right_password_for_an_unverified_or_inactive_account_opens_no_session() {
     let env = Env::new(Backend::Sqlite);
-    let unverified = env.user_with(
-        "dan@example.com",
-        false,
-        true,
-        &gatehouse_authn::testing::kit::cheap_passwords(8),
-    );
-    let inactive = env.user_with(
-        "eve@example.com",
-        true,
-        false,
-        &gatehouse_authn::testing::kit::cheap_passwords(8),
-    );
+    let unverified = env.work_user(SeedUser {
+        verified: false,
+        ..SeedUser::new("dan@example.com")
+    });
+    let inactive = env.work_user(SeedUser {
+        active: false,
+        ..SeedUser::new("eve@example.com")
+    });
     runtime().block_on(async {
         let refused = env.sign_in("dan@example.com", PASSWORD, None).await;
         assert!(
@@ -250,7 +212,7 @@ fn a_right_password_for_an_unverified_or_inactive_account_opens_no_session() {
     // The password was right: its use is recorded (and kept) either way.
     assert!(env.credential(unverified).last_used_at.is_some());
     assert!(env.credential(inactive).last_used_at.is_some());
-    assert!(env.sessions(unverified).is_empty() && env.sessions(inactive).is_empty());
+    assert!(env.active_sessions(unverified).is_empty() && env.active_sessions(inactive).is_empty());
     // A disabled account's sign-in counts as a failure; an unverified one does not.
     assert_eq!(env.failures(&account_bucket("dan@example.com")), None);
     assert_eq!(env.failures(&account_bucket("eve@example.com")), Some(1));
@@ -260,12 +222,11 @@ fn a_right_password_for_an_unverified_or_inactive_account_opens_no_session() {
 #[test]
 fn an_outdated_hash_is_upgraded_at_sign_in() {
     let env = Env::new(Backend::Sqlite);
-    let frank = env.user_with(
-        "frank@example.com",
-        true,
-        true,
-        &gatehouse_authn::testing::kit::cheap_passwords(16),
-    );
+    let outdated = gatehouse_authn::testing::kit::cheap_passwords(16);
+    let frank = env.work_user(SeedUser {
+        hashing: Some(&outdated),
+        ..SeedUser::new("frank@example.com")
+    });
     let before = env.credential(frank).secret(&env.cipher).unwrap();
     assert!(String::from_utf8_lossy(&before).starts_with("$argon2id$v=19$m=16,"));
     runtime().block_on(async {
@@ -316,7 +277,7 @@ fn concurrent_sign_ins_all_succeed(backend: Backend) {
             }
         }
     });
-    let sessions: usize = users.iter().map(|u| env.sessions(*u).len()).sum();
+    let sessions: usize = users.iter().map(|u| env.active_sessions(*u).len()).sum();
     let successes = (0..USERS * 2).filter(|i| i % 3 != 2).count();
     assert_eq!(sessions, successes);
     let actions = env.actions();
@@ -346,21 +307,9 @@ fn variants_of_one_identifier_share_a_throttling_bucket() {
 
 use gatehouse_authn::second_factor::SecondFactor;
 
-/// What an authenticator app shows at `at` for a base32 key.
+/// What an authenticator app shows at `at` for a base32 key, as typed in.
 fn totp_code(secret_base32: &str, at: chrono::DateTime<Utc>) -> Zeroizing<String> {
-    let secret = totp_rs::Secret::try_from_base32(secret_base32).unwrap();
-    let totp = totp_rs::Builder::new()
-        .with_algorithm(totp_rs::Algorithm::SHA1)
-        .with_digits(6)
-        .with_step_duration(30)
-        .with_skew(0)
-        .with_secret(secret)
-        .build()
-        .unwrap();
-    Zeroizing::new(
-        totp.generate(u64::try_from(at.timestamp()).unwrap())
-            .to_string(),
-    )
+    Zeroizing::new(kit::totp_code(secret_base32, at))
 }
 
 impl Env {
@@ -369,15 +318,7 @@ impl Env {
     }
 
     async fn password_step(&self, email: &str) -> SignInOutcome {
-        self.authn
-            .sign_in_with_password(
-                self.t(),
-                &TenantPolicy::from_settings(&Default::default()),
-                email.into(),
-                Zeroizing::new(PASSWORD.into()),
-                None,
-                ClientInfo::default(),
-            )
+        self.password_sign_in(email, PASSWORD, ClientInfo::default())
             .await
             .unwrap()
     }
@@ -429,13 +370,13 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
         env.clock.advance(Duration::minutes(1));
 
         // The right password now opens no session, only the way to the factor.
-        let before = env.sessions(alice).len();
+        let before = env.active_sessions(alice).len();
         let SignInOutcome::SecondFactor(pending) = env.password_step("alice@example.com").await
         else {
             panic!("a password alone must not sign in an account with TOTP");
         };
         assert!(pending.factors.totp && pending.factors.recovery_codes == 10);
-        assert_eq!(env.sessions(alice).len(), before);
+        assert_eq!(env.active_sessions(alice).len(), before);
         let (user, factors) = env
             .authn
             .pending_sign_in(env.t(), pending.token.to_string())
@@ -458,7 +399,7 @@ fn a_second_factor_is_asked_for_after_the_password(backend: Backend) {
         if let Err(error) = &wrong {
             assert!(matches!(error, AuthnError::InvalidCode), "{error:?}");
             assert_eq!(env.failures(&gatehouse_authn::totp::bucket(alice)), Some(1));
-            assert_eq!(env.sessions(alice).len(), before);
+            assert_eq!(env.active_sessions(alice).len(), before);
             let right = env
                 .authn
                 .complete_sign_in(

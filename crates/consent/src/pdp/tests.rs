@@ -116,6 +116,19 @@ fn ask(action: &str, owner: &str, context: serde_json::Value) -> EvaluationReque
     }))
 }
 
+/// `pdp`'s decision for `client` on [`ask`], logged without a request id.
+fn decide(
+    pdp: &Pdp,
+    tenant: TenantId,
+    client: &str,
+    action: &str,
+    owner: &str,
+    context: Value,
+) -> Decision {
+    pdp.evaluate(tenant, client, &ask(action, owner, context), None)
+        .unwrap()
+}
+
 #[test]
 fn the_shipped_schema_and_default_set_compile() {
     let schema = policies::schema().unwrap();
@@ -141,16 +154,12 @@ fn permit_needs_a_policy_and_forbid_overrides_permit() {
         "test",
     )
     .unwrap();
-    let allowed = pdp
-        .evaluate(tenant, "pep", &ask("read", "bob", json!({})), None)
-        .unwrap();
+    let allowed = decide(&pdp, tenant, "pep", "read", "bob", json!({}));
     assert!(allowed.allowed);
     assert_eq!(allowed.policies, vec!["sales-read"]);
     assert_eq!(allowed.to_authzen(), json!({"decision": true}));
 
-    let none = pdp
-        .evaluate(tenant, "pep", &ask("update", "bob", json!({})), None)
-        .unwrap();
+    let none = decide(&pdp, tenant, "pep", "update", "bob", json!({}));
     assert!(!none.allowed, "default deny");
     assert_eq!(none.reason.as_deref(), Some(reason::ENTITLEMENT_MISSING));
     assert!(none.policies.is_empty());
@@ -182,16 +191,8 @@ fn network_rules_see_each_address_whatever_came_before() {
         "test",
     )
     .unwrap();
-    let from = |address: &str| {
-        pdp.evaluate(
-            tenant,
-            "pep",
-            &ask("read", "bob", json!({"ip": address})),
-            None,
-        )
-        .unwrap()
-        .allowed
-    };
+    let from =
+        |address: &str| decide(&pdp, tenant, "pep", "read", "bob", json!({"ip": address})).allowed;
     let answers: Vec<bool> = [
         "10.1.2.3",
         "192.0.2.7",
@@ -246,9 +247,7 @@ fn an_invalid_policy_set_is_refused_and_the_previous_one_keeps_serving() {
         1,
         "a refused set was stored"
     );
-    let still = pdp
-        .evaluate(tenant, "pep", &ask("manage", "bob", json!({})), None)
-        .unwrap();
+    let still = decide(&pdp, tenant, "pep", "manage", "bob", json!({}));
     assert!(still.allowed);
     assert_eq!(still.policies, vec!["all"]);
 }
@@ -284,9 +283,7 @@ fn a_new_version_serves_after_the_version_check() {
         )
         .unwrap();
     assert_eq!(pdp.serving_version(tenant).unwrap(), Some(1));
-    let decision = pdp
-        .evaluate(tenant, "pep", &ask("read", "alice", json!({})), None)
-        .unwrap();
+    let decision = decide(&pdp, tenant, "pep", "read", "alice", json!({}));
     assert_eq!(decision.reason.as_deref(), Some(reason::DENIED_BY_POLICY));
 }
 
@@ -294,8 +291,7 @@ fn a_new_version_serves_after_the_version_check() {
 fn the_version_is_not_read_on_every_request() {
     let (pdp, memory, tenant) = setup();
     for _ in 0..10 {
-        pdp.evaluate(tenant, "pep", &ask("read", "alice", json!({})), None)
-            .unwrap();
+        decide(&pdp, tenant, "pep", "read", "alice", json!({}));
     }
     assert_eq!(*memory.version_reads.lock().unwrap(), 0);
 }
@@ -303,14 +299,9 @@ fn the_version_is_not_read_on_every_request() {
 #[test]
 fn step_up_denials_say_which_acr_to_reach() {
     let (pdp, _, tenant) = setup();
-    let low = pdp
-        .evaluate(
-            tenant,
-            "pep",
-            &ask("export", "alice", json!({"acr": "urn:gatehouse:aal1"})),
-            None,
-        )
-        .unwrap();
+    let aal1 = json!({"acr": "urn:gatehouse:aal1"});
+    let aal2 = json!({"acr": "urn:gatehouse:aal2"});
+    let low = decide(&pdp, tenant, "pep", "export", "alice", aal1);
     assert!(!low.allowed);
     assert_eq!(
         low.reason.as_deref(),
@@ -321,22 +312,13 @@ fn step_up_denials_say_which_acr_to_reach() {
         low.to_authzen(),
         json!({"decision": false, "context": {"reason": "insufficient_authentication", "acr_values": "urn:gatehouse:aal2"}})
     );
-    let missing = pdp
-        .evaluate(tenant, "pep", &ask("export", "alice", json!({})), None)
-        .unwrap();
+    let missing = decide(&pdp, tenant, "pep", "export", "alice", json!({}));
     assert_eq!(
         missing.reason.as_deref(),
         Some(reason::INSUFFICIENT_AUTHENTICATION),
         "no acr is level 0"
     );
-    let high = pdp
-        .evaluate(
-            tenant,
-            "pep",
-            &ask("export", "alice", json!({"acr": "urn:gatehouse:aal2"})),
-            None,
-        )
-        .unwrap();
+    let high = decide(&pdp, tenant, "pep", "export", "alice", aal2);
     assert!(high.allowed, "{high:?}");
     assert_eq!(high.policies, vec!["owner-full-access"]);
 }
@@ -344,51 +326,22 @@ fn step_up_denials_say_which_acr_to_reach() {
 #[test]
 fn a_missing_consent_is_consent_withdrawn() {
     let (pdp, _, tenant) = setup();
-    let granted = pdp
-        .evaluate(
-            tenant,
-            "crm",
-            &ask("read", "bob", json!({"purpose": "marketing"})),
-            None,
-        )
-        .unwrap();
+    let marketing = json!({"purpose": "marketing"});
+    let granted = decide(&pdp, tenant, "crm", "read", "bob", marketing.clone());
     assert!(granted.allowed, "{granted:?}");
-    let other_client = pdp
-        .evaluate(
-            tenant,
-            "shop",
-            &ask("read", "bob", json!({"purpose": "marketing"})),
-            None,
-        )
-        .unwrap();
+    let other_client = decide(&pdp, tenant, "shop", "read", "bob", marketing);
     assert!(!other_client.allowed);
     assert_eq!(
         other_client.reason.as_deref(),
         Some(reason::CONSENT_WITHDRAWN)
     );
     assert_eq!(other_client.policies, vec!["consent-required"]);
-    let named = pdp
-        .evaluate(
-            tenant,
-            "shop",
-            &ask(
-                "read",
-                "bob",
-                json!({"purpose": "marketing", "client_id": "crm"}),
-            ),
-            None,
-        )
-        .unwrap();
+    let for_crm = json!({"purpose": "marketing", "client_id": "crm"});
+    let named = decide(&pdp, tenant, "shop", "read", "bob", for_crm);
     assert!(named.allowed, "context.client_id names the client");
     // Consent outranks step-up: re-authenticating would not help.
-    let both = pdp
-        .evaluate(
-            tenant,
-            "crm",
-            &ask("export", "alice", json!({"purpose": "analytics"})),
-            None,
-        )
-        .unwrap();
+    let analytics = json!({"purpose": "analytics"});
+    let both = decide(&pdp, tenant, "crm", "export", "alice", analytics);
     assert_eq!(both.reason.as_deref(), Some(reason::CONSENT_WITHDRAWN));
     assert_eq!(both.acr_values, None);
 }
@@ -400,10 +353,7 @@ fn a_missing_consent_is_consent_withdrawn() {
 #[test]
 fn a_purpose_governed_action_asked_without_a_purpose_is_purpose_missing() {
     let (pdp, _, tenant) = setup();
-    let share = |context: Value| {
-        pdp.evaluate(tenant, "crm", &ask("share", "alice", context), None)
-            .unwrap()
-    };
+    let share = |context: Value| decide(&pdp, tenant, "crm", "share", "alice", context);
     for context in [
         json!({}),
         json!({"consent": "marketing"}),
@@ -434,9 +384,7 @@ fn a_purpose_governed_action_asked_without_a_purpose_is_purpose_missing() {
         share(json!({"purpose": "analytics"})).reason.as_deref(),
         Some(reason::CONSENT_WITHDRAWN)
     );
-    let read = pdp
-        .evaluate(tenant, "crm", &ask("read", "bob", json!({})), None)
-        .unwrap();
+    let read = decide(&pdp, tenant, "crm", "read", "bob", json!({}));
     assert!(read.allowed, "read is not governed by a purpose: {read:?}");
 
     // A tenant's own set says which actions a purpose governs.
@@ -450,10 +398,7 @@ fn a_purpose_governed_action_asked_without_a_purpose_is_purpose_missing() {
         "test",
     )
     .unwrap();
-    let read = |context: Value| {
-        pdp.evaluate(tenant, "crm", &ask("read", "bob", context), None)
-            .unwrap()
-    };
+    let read = |context: Value| decide(&pdp, tenant, "crm", "read", "bob", context);
     assert_eq!(
         read(json!({"consent": "marketing"})).reason.as_deref(),
         Some(reason::PURPOSE_MISSING)
@@ -477,20 +422,9 @@ fn members_the_pdp_does_not_read_are_logged_and_counted() {
         decision.allowed,
         "unknown members are ignored: {decision:?}"
     );
-    pdp.evaluate(
-        tenant,
-        "crm",
-        &ask("read", "bob", json!({"consent": "x"})),
-        None,
-    )
-    .unwrap();
-    pdp.evaluate(
-        tenant,
-        "crm",
-        &ask("read", "bob", json!({"purpose": "marketing"})),
-        None,
-    )
-    .unwrap();
+    for context in [json!({"consent": "x"}), json!({"purpose": "marketing"})] {
+        decide(&pdp, tenant, "crm", "read", "bob", context);
+    }
     let typos_in_a_batch = EvaluationsRequest::from_json(
         json!({"subject": {"type": "user", "id": "alice"}, "action": {"name": "read"},
                "context": {"consent": "marketing"},
@@ -530,8 +464,7 @@ fn members_the_pdp_does_not_read_are_logged_and_counted() {
     // A PEP sending ever new names cannot grow the table without bound.
     for index in 0..150 {
         let context = json!({ format!("k{index}"): 1 });
-        pdp.evaluate(tenant, "crm", &ask("read", "bob", context), None)
-            .unwrap();
+        decide(&pdp, tenant, "crm", "read", "bob", context);
     }
     let seen: HashMap<String, u64> = pdp.unknown_keys_seen().into_iter().collect();
     assert_eq!(seen.len(), 101);
@@ -592,18 +525,8 @@ fn values_of_the_wrong_type_are_refused_by_name() {
 #[test]
 fn high_risk_is_risk_too_high_and_unknown_subjects_are_denied() {
     let (pdp, _, tenant) = setup();
-    let risky = pdp
-        .evaluate(
-            tenant,
-            "pep",
-            &ask(
-                "read",
-                "alice",
-                json!({"risk_score": 95, "ip": "10.0.0.1", "device": "managed"}),
-            ),
-            None,
-        )
-        .unwrap();
+    let high_risk = json!({"risk_score": 95, "ip": "10.0.0.1", "device": "managed"});
+    let risky = decide(&pdp, tenant, "pep", "read", "alice", high_risk);
     assert_eq!(risky.reason.as_deref(), Some(reason::RISK_TOO_HIGH));
     let unknown = request(json!({
         "subject": {"type": "user", "id": "nobody"},
@@ -907,6 +830,14 @@ mod full_decision_log {
         }))
     }
 
+    /// Behind a blocked writer, fills the log's queue (capacity 4) with r2 to r5.
+    fn fill_the_queue(pdp: &Pdp, tenant: TenantId, user: &str) {
+        for index in 2..6 {
+            let id = format!("r{index}");
+            pdp.evaluate(tenant, "pep", &read(user), Some(&id)).unwrap();
+        }
+    }
+
     /// Polls `condition` (a state the test waits for, not a guess at a duration).
     fn until(what: &str, condition: impl Fn() -> bool) {
         let started = Instant::now();
@@ -949,9 +880,7 @@ mod full_decision_log {
             let log_db = TestDb::attach(db);
             let (pdp, tenant, alice) = pdp_on(db, &log_db, LogOverflow::Wait, Duration::from_secs(60));
             let held = block_the_writer(&pdp, tenant, &alice, &log_db);
-            for index in 2..6 {
-                pdp.evaluate(tenant, "pep", &read(&alice), Some(&format!("r{index}"))).unwrap();
-            }
+            fill_the_queue(&pdp, tenant, &alice);
             assert_eq!(pdp.decision_log_stats().queued, 4, "the queue is full");
             assert_eq!(
                 pdp.evaluate_cached(tenant, "pep", &read(&alice), Some("from-memory")).map(|d| d.unwrap().allowed),
@@ -988,9 +917,7 @@ mod full_decision_log {
             let log_db = TestDb::attach(db);
             let (pdp, tenant, alice) = pdp_on(db, &log_db, LogOverflow::Wait, Duration::from_millis(50));
             let held = block_the_writer(&pdp, tenant, &alice, &log_db);
-            for index in 2..6 {
-                pdp.evaluate(tenant, "pep", &read(&alice), Some(&format!("r{index}"))).unwrap();
-            }
+            fill_the_queue(&pdp, tenant, &alice);
             let refused = pdp.evaluate(tenant, "pep", &read(&alice), Some("too-late"));
             assert!(matches!(refused, Err(ConsentError::Unavailable(_))), "{refused:?}");
             let stats = pdp.decision_log_stats();

@@ -269,7 +269,7 @@ mod tests {
 
     use super::*;
     use crate::keys::generate::generate;
-    use crate::keys::tests::{material, rsa_material, t0};
+    use crate::keys::tests::{full_ring, material, t0};
 
     fn jwks_value(ring: &KeyRing) -> serde_json::Value {
         serde_json::from_slice(ring.jwks_json()).unwrap()
@@ -277,17 +277,8 @@ mod tests {
 
     #[test]
     fn jwks_has_public_members_only_per_rfc_7517() {
-        let ring = KeyRing::build(
-            TenantId::new(),
-            t0(),
-            vec![
-                material(Algorithm::ES256, KeyState::Active, t0()),
-                rsa_material(KeyState::Active, t0()),
-                material(Algorithm::EdDSA, KeyState::Active, t0()),
-            ],
-        )
-        .unwrap();
-        let jwks = jwks_value(&ring);
+        let ring = full_ring();
+        let jwks = jwks_value(ring);
         let keys = jwks["keys"].as_array().unwrap();
         assert_eq!(jwks.as_object().unwrap().len(), 1, "only `keys`: {jwks}");
         assert_eq!(keys.len(), 3);

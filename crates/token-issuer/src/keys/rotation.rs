@@ -3,11 +3,11 @@
 use chrono::{DateTime, Duration, Utc};
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::secrets::Cipher;
-use gatehouse_identity_store::signing_keys::{self, KeyState, NewSigningKey};
+use gatehouse_identity_store::signing_keys::{self, KeyState, NewSigningKey, SigningKey};
 use gatehouse_identity_store::{AnyConnection, StoreError, db};
 use gatehouse_jose::{Algorithm, PublicJwk};
 
-use super::generate::generate;
+use super::generate::{GeneratedKey, generate};
 use super::to_store;
 use crate::error::{IssuerError, IssuerResult};
 
@@ -37,19 +37,7 @@ pub fn ensure_active(
     }
     let key = generate(alg)?;
     let inserted = db::transaction(conn, |conn| {
-        signing_keys::insert(
-            conn,
-            cipher,
-            now,
-            tenant,
-            NewSigningKey {
-                kid: key.jwk.kid.clone(),
-                alg: to_store(alg),
-                private_key: &key.pkcs8,
-                public_jwk: public_jwk_json(&key.jwk)?,
-                state: KeyState::Active,
-            },
-        )
+        store_key(conn, cipher, now, tenant, alg, &key, KeyState::Active)
     });
     match inserted {
         Ok(_) => {
@@ -105,19 +93,7 @@ pub fn rotate(
         } else {
             KeyState::Active
         };
-        signing_keys::insert(
-            conn,
-            cipher,
-            now,
-            tenant,
-            NewSigningKey {
-                kid: key.jwk.kid.clone(),
-                alg: to_store(alg),
-                private_key: &key.pkcs8,
-                public_jwk: public_jwk_json(&key.jwk)?,
-                state,
-            },
-        )?;
+        store_key(conn, cipher, now, tenant, alg, &key, state)?;
         Ok(Rotation {
             kid: key.jwk.kid.clone(),
             state,
@@ -149,7 +125,32 @@ pub fn prune(
     Ok(pruned)
 }
 
-pub(super) fn public_jwk_json(jwk: &PublicJwk) -> Result<String, StoreError> {
+/// Stores a freshly generated `alg` key for the tenant in `state`.
+fn store_key(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    alg: Algorithm,
+    key: &GeneratedKey,
+    state: KeyState,
+) -> Result<SigningKey, StoreError> {
+    signing_keys::insert(
+        conn,
+        cipher,
+        now,
+        tenant,
+        NewSigningKey {
+            kid: key.jwk.kid.clone(),
+            alg: to_store(alg),
+            private_key: &key.pkcs8,
+            public_jwk: public_jwk_json(&key.jwk)?,
+            state,
+        },
+    )
+}
+
+fn public_jwk_json(jwk: &PublicJwk) -> Result<String, StoreError> {
     serde_json::to_string(jwk).map_err(|e| StoreError::Invalid {
         entity: "signing key",
         message: e.to_string(),
@@ -159,8 +160,6 @@ pub(super) fn public_jwk_json(jwk: &PublicJwk) -> Result<String, StoreError> {
 #[cfg(test)]
 mod tests {
     #![allow(clippy::unwrap_used, clippy::expect_used)]
-
-    use gatehouse_identity_store::signing_keys::KeyAlgorithm;
 
     use super::*;
     use crate::keys::KeyRing;
@@ -190,13 +189,7 @@ mod tests {
             // Simulate the loser: it would insert a second `next` key.
             let stray = generate(Algorithm::ES256).unwrap();
             let second_next = db::transaction(&mut conn, |conn| {
-                signing_keys::insert(conn, &cipher, t0(), t, NewSigningKey {
-                    kid: stray.jwk.kid.clone(),
-                    alg: KeyAlgorithm::Es256,
-                    private_key: &stray.pkcs8,
-                    public_jwk: public_jwk_json(&stray.jwk)?,
-                    state: KeyState::Next,
-                })
+                store_key(conn, &cipher, t0(), t, Algorithm::ES256, &stray, KeyState::Next)
             });
             assert!(matches!(second_next, Err(StoreError::Conflict { field: "state", .. })));
             assert_eq!(signing_keys::list(&mut conn, t).unwrap().len(), before.len());

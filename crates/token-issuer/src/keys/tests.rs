@@ -5,6 +5,8 @@
 
 use std::sync::OnceLock;
 
+use base64::Engine as _;
+use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use chrono::{DateTime, Utc};
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::secrets::{Cipher, MasterKey};
@@ -87,6 +89,27 @@ pub(crate) fn other_ring() -> KeyRing {
         ],
     )
     .unwrap()
+}
+
+/// A JSON value as a JWT segment: base64url without padding.
+pub(crate) fn b64(value: &serde_json::Value) -> String {
+    URL_SAFE_NO_PAD.encode(serde_json::to_vec(value).unwrap())
+}
+
+/// Signs any header and payload with `ring`'s key for `alg`, so tests can build
+/// tokens the issuer itself would never produce.
+pub(crate) fn signed_with(
+    ring: &KeyRing,
+    alg: Algorithm,
+    header: &serde_json::Value,
+    payload: &serde_json::Value,
+) -> String {
+    let mut token = format!("{}.{}", b64(header), b64(payload));
+    ring.signer(alg)
+        .unwrap()
+        .sign_appending(&mut token)
+        .unwrap();
+    token
 }
 
 /// A cipher with a fresh master key.
