@@ -71,6 +71,26 @@ const RECORDED = [
   { method: 'DELETE', path: '/clients/{client}', status: 204 },
   { method: 'GET', path: '/clients/{client}', status: 404 },
   { method: 'GET', path: '/users/{user}/export', status: 200 },
+  { method: 'GET', path: '/users/{user}/consents', status: 200 },
+  { method: 'GET', path: '/keys', status: 200 },
+  { method: 'POST', path: '/keys/rotate', status: 200, body: { alg: 'ES256' } },
+  { method: 'POST', path: '/keys/rotate', status: 400, body: { alg: 'HS256' } },
+  { method: 'PUT', path: '/policies', status: 400, body: 'permit(principal, action, resource',
+    headers: { 'Content-Type': 'text/plain' } },
+  { method: 'PUT', path: '/policies', status: 201, body: '@id("everyone")\npermit(principal, action, resource);',
+    headers: { 'Content-Type': 'text/plain' } },
+  { method: 'GET', path: '/policies', status: 200 },
+  { method: 'POST', path: '/policies/test?client={adminClient}', status: 200,
+    body: { subject: { type: 'user', id: '{user}' }, action: { name: 'read' }, resource: { type: 'document', id: 'd1' } } },
+  { method: 'GET', path: '/decisions?limit=5', status: 200 },
+  { method: 'GET', path: '/decisions?limit=0', status: 400 },
+  { method: 'POST', path: '/purposes', status: 201,
+    body: { slug: 'newsletter', name: 'Newsletter', description: 'Monthly news', scopes: ['newsletter'], legal_basis: 'consent' } },
+  { method: 'POST', path: '/purposes', status: 409,
+    body: { slug: 'newsletter', name: 'Newsletter', description: 'Monthly news', legal_basis: 'consent' } },
+  { method: 'GET', path: '/purposes', status: 200 },
+  { method: 'PATCH', path: '/purposes/newsletter', status: 200, body: { version: 1, name: 'News' } },
+  { method: 'PATCH', path: '/purposes/newsletter', status: 409, body: { version: 1, name: 'Old news' } },
   { method: 'POST', path: '/users/{user}/reset', status: 200, headers: REASON },
   { method: 'DELETE', path: '/users/{user}/sessions', status: 200, headers: REASON },
   { method: 'GET', path: '/audit?action=user.&limit=50', status: 200 },
@@ -89,6 +109,7 @@ describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
   let doc;
   let resolved;
   const tokens = {};
+  let adminClientId;
 
   before(async () => {
     await rm(ARTIFACTS, { recursive: true, force: true });
@@ -96,8 +117,8 @@ describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
     smtp = await startSmtpCatcher();
     server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
     const audience = `${server.baseUrl}/admin/v1`;
-    tokens.admin = await clientToken(server, ['--scope', 'admin', '--audience', audience]);
-    tokens.unscoped = await clientToken(server, ['--scope', 'reports', '--audience', audience]);
+    ({ token: tokens.admin, id: adminClientId } = await clientToken(server, ['--scope', 'admin', '--audience', audience]));
+    ({ token: tokens.unscoped } = await clientToken(server, ['--scope', 'reports', '--audience', audience]));
     tokens.forged = `${tokens.admin.slice(0, -4)}AAAA`;
   });
 
@@ -127,7 +148,7 @@ describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
     for (const hint of ['int32', 'int64', 'uint16', 'uint32', 'uint64', 'double', 'float']) {
       ajv.addFormat(hint, true);
     }
-    const seen = {};
+    const seen = { adminClient: adminClientId };
     const exercised = new Set();
     for (const recorded of RECORDED) {
       const fill = (text) => text.replace(/\{(\w+)\}/g, (_, name) => {
@@ -142,19 +163,22 @@ describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
       const token = tokens[recorded.token ?? 'admin'];
       if (token) headers.Authorization = `Bearer ${token}`;
 
+      const body = typeof recorded.body === 'object'
+        ? JSON.parse(JSON.stringify(recorded.body).replace(/\{(\w+)\}/g, (_, n) => seen[n]))
+        : recorded.body;
       const { template, operation } = operationFor(resolved, recorded.method, recorded.path);
       exercised.add(`${recorded.method} ${template}`);
       if (recorded.body !== undefined) {
         const media = operation.requestBody?.content?.[headers['Content-Type']];
         assert.ok(media, `${label}: the document takes ${headers['Content-Type']}`);
-        const valid = ajv.validate(media.schema, recorded.body);
+        const valid = ajv.validate(media.schema, body);
         assert.equal(valid, !recorded.invalid, `${label}: request body against the schema: ${ajv.errorsText()}`);
       }
 
       const answer = await fetch(url, {
         method: recorded.method,
         headers,
-        body: recorded.body === undefined ? undefined : JSON.stringify(recorded.body),
+        body: typeof body === 'string' ? body : body === undefined ? undefined : JSON.stringify(body),
       });
       const text = await answer.text();
       assert.equal(answer.status, recorded.status, `${label}: got ${answer.status} ${text}`);
@@ -177,9 +201,8 @@ describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
       for (const body of bodies) {
         assert.ok(ajv.validate(media.schema, body), `${label}: ${ajv.errorsText()}\n${JSON.stringify(body, null, 2)}`);
       }
-      const body = bodies[0];
-      if (recorded.save === 'user') seen.user = body.id;
-      if (recorded.save === 'client') seen.client = body.client_id;
+      if (recorded.save === 'user') seen.user = bodies[0].id;
+      if (recorded.save === 'client') seen.client = bodies[0].client_id;
       if (recorded.saveHeader) seen[recorded.saveHeader[1]] = answer.headers.get(recorded.saveHeader[0]);
     }
     const listed = [];
@@ -224,5 +247,5 @@ async function clientToken(server, args) {
   });
   const body = await answer.json();
   assert.ok(body.access_token, JSON.stringify(body));
-  return body.access_token;
+  return { token: body.access_token, id };
 }

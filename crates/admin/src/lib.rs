@@ -12,6 +12,7 @@
 
 mod audit;
 mod clients;
+mod consents;
 mod error;
 mod groups;
 mod keys;
@@ -43,6 +44,7 @@ use gatehouse_token_issuer::service::Issuer;
 
 pub use audit::{AuditQuery, MAX_AUDIT_EVENTS, event_view};
 pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
+pub use consents::UserConsents;
 pub use error::AdminError;
 pub use gatehouse_authn::lifecycle::NewAccount;
 pub use gatehouse_identity_store::audit::AuditFilter;

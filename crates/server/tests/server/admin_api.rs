@@ -14,7 +14,13 @@ use crate::code_flow::SECRET;
 use crate::web_kit::{WebApp, basic};
 
 /// Registers a client-credentials client of `tenant` and returns an access token.
-fn token_for(app: &WebApp, tenant: &str, client_id: &str, scope: &str, audience: &str) -> String {
+pub(crate) fn token_for(
+    app: &WebApp,
+    tenant: &str,
+    client_id: &str,
+    scope: &str,
+    audience: &str,
+) -> String {
     app.create_client(
         tenant,
         ClientData {
@@ -44,7 +50,7 @@ fn token_for(app: &WebApp, tenant: &str, client_id: &str, scope: &str, audience:
         .to_owned()
 }
 
-fn call(
+pub(crate) fn call(
     app: &WebApp,
     token: Option<&str>,
     build: impl FnOnce(&Http, &str) -> RequestBuilder,
@@ -58,7 +64,7 @@ fn call(
 }
 
 /// The id of the user whose user name is `user_name`, read through the API.
-fn user_id_of(app: &WebApp, admin: &str, user_name: &str) -> String {
+pub(crate) fn user_id_of(app: &WebApp, admin: &str, user_name: &str) -> String {
     let listed: Value = call(app, Some(admin), |http, base| {
         http.get(format!("{base}/admin/v1/users?limit=500"))
     })

@@ -5,6 +5,7 @@
 
 mod admin_api;
 mod admin_contract;
+mod admin_governance;
 mod authorize_params;
 mod authzen;
 mod browser_apps;

@@ -24,6 +24,7 @@
 mod audit;
 mod clients;
 mod directory;
+mod governance;
 mod openapi;
 mod users;
 mod views;
@@ -60,6 +61,7 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/enable", web::post().to(users::enable_user))
             .route("/users/{id}/reset", web::post().to(users::reset_user))
             .route("/users/{id}/export", web::get().to(users::export_user))
+            .route("/users/{id}/consents", web::get().to(users::list_consents))
             .route("/users/{id}/sessions", web::get().to(users::list_sessions))
             .route(
                 "/users/{id}/sessions",
@@ -96,7 +98,19 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/roles", web::post().to(directory::create_role))
             .route("/groups", web::get().to(directory::list_groups))
             .route("/groups", web::post().to(directory::create_group))
-            .route("/audit", web::get().to(audit::audit_events)),
+            .route("/audit", web::get().to(audit::audit_events))
+            .route("/keys", web::get().to(governance::list_keys))
+            .route("/keys/rotate", web::post().to(governance::rotate_keys))
+            .route("/policies", web::get().to(governance::list_policy_versions))
+            .route("/policies", web::put().to(governance::save_policies))
+            .route("/policies/test", web::post().to(governance::test_policies))
+            .route("/decisions", web::get().to(governance::list_decisions))
+            .route("/purposes", web::get().to(governance::list_purposes))
+            .route("/purposes", web::post().to(governance::define_purpose))
+            .route(
+                "/purposes/{slug}",
+                web::patch().to(governance::update_purpose),
+            ),
     );
 }
 

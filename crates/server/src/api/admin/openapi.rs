@@ -14,7 +14,7 @@ use utoipa::openapi::server::Server;
 use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, ResponseBuilder, Type};
 
 use super::views::{BearerError, Problem};
-use super::{PATH, SCOPE, audit, clients, directory, json, users};
+use super::{PATH, SCOPE, audit, clients, directory, governance, json, users};
 use crate::http::answer::answered;
 use crate::oauth::resolve;
 use crate::state::AppState;
@@ -23,7 +23,8 @@ use crate::state::AppState;
 #[openapi(
     info(
         title = "Gatehouse admin API",
-        description = "Operate one tenant: its users, roles and groups, clients and audit log. \
+        description = "Operate one tenant: its users, roles and groups, clients, signing keys, \
+            policies and decision log, consent purposes and audit log. \
             Callers authenticate with a client-credentials access token of the tenant's issuer \
             carrying the scope `admin` and the audience `{issuer}/admin/v1`."
     ),
@@ -31,12 +32,15 @@ use crate::state::AppState;
         audit::show_tenant,
         users::list_users, users::create_user, users::show_user, users::update_user, users::delete_user,
         users::disable_user, users::enable_user, users::reset_user, users::list_sessions, users::end_sessions,
-        users::export_user,
+        users::export_user, users::list_consents,
         directory::list_roles, directory::create_role, directory::assign_role, directory::remove_role,
         directory::list_groups, directory::create_group, directory::add_to_group,
         directory::remove_from_group,
         clients::list_clients, clients::create_client, clients::show_client, clients::delete_client, clients::rotate_secret,
         audit::audit_events,
+        governance::list_keys, governance::rotate_keys, governance::list_policy_versions,
+        governance::save_policies, governance::test_policies, governance::list_decisions,
+        governance::list_purposes, governance::define_purpose, governance::update_purpose,
     ),
     components(schemas(Problem, BearerError)),
     security(("admin_token" = ["admin"])),

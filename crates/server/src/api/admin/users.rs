@@ -10,8 +10,8 @@ use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
 use super::views::{
-    CreatedUser, DisabledView, EnabledView, Items, ResetView, SessionView, SessionsEnded, UserPage,
-    UserView,
+    CreatedUser, DisabledView, EnabledView, Items, ResetView, SessionView, SessionsEnded,
+    UserConsentsView, UserPage, UserView,
 };
 use super::{
     Caller, PATH, body, created, no_content, ok, ok_as, query, reason, respond, user_id,
@@ -345,4 +345,16 @@ pub(super) async fn delete_user(
         .delete_user(&caller.operator, caller.slug(), id, &why)
         .await;
     Ok(respond(done, |_| no_content()))
+}
+
+/// The user's consents: in force now, and the whole history.
+#[utoipa::path(get, path = "/users/{id}/consents", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, description = "The consents", body = UserConsentsView)))]
+pub(super) async fn list_consents(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let consents = caller.admin().user_consents(caller.slug(), id).await;
+    Ok(ok_as::<UserConsentsView, _>(consents))
 }

@@ -415,3 +415,66 @@ pub(super) struct BearerError {
     error: String,
     error_description: String,
 }
+
+/// A consent in force.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ConsentView {
+    pub client_id: String,
+    /// The purpose's slug.
+    pub purpose: String,
+    /// The purpose version consented to.
+    pub version: i32,
+    pub granted_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+}
+
+/// One event of a user's consent history.
+#[derive(Serialize, ToSchema)]
+pub(super) struct ConsentEventView {
+    pub client_id: String,
+    pub purpose: String,
+    pub version: i32,
+    /// `granted` or `withdrawn`.
+    pub kind: String,
+    pub occurred_at: DateTime<Utc>,
+    pub expires_at: Option<DateTime<Utc>>,
+    /// Where it happened (`page`, `api`, …).
+    pub channel: String,
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct UserConsentsView {
+    pub current: Vec<ConsentView>,
+    pub history: Vec<ConsentEventView>,
+}
+
+impl From<gatehouse_admin::UserConsents> for UserConsentsView {
+    fn from(consents: gatehouse_admin::UserConsents) -> Self {
+        UserConsentsView {
+            current: consents
+                .current
+                .into_iter()
+                .map(|c| ConsentView {
+                    client_id: c.client_id,
+                    purpose: c.purpose,
+                    version: c.version,
+                    granted_at: c.granted_at,
+                    expires_at: c.expires_at,
+                })
+                .collect(),
+            history: consents
+                .history
+                .into_iter()
+                .map(|e| ConsentEventView {
+                    client_id: e.client_id,
+                    purpose: e.purpose,
+                    version: e.version,
+                    kind: e.kind.as_str().to_owned(),
+                    occurred_at: e.occurred_at,
+                    expires_at: e.expires_at,
+                    channel: e.channel,
+                })
+                .collect(),
+        }
+    }
+}

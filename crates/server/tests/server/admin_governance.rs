@@ -1,0 +1,170 @@
+//! The admin API's keys, policies, decision log, purposes and a user's consents,
+//! on both backends: each write is audited with the calling client, each refusal
+//! is a problem naming what was wrong, and what is read is what was written.
+
+use gatehouse_identity_store::Backend;
+use reqwest::blocking::Response;
+use serde_json::{Value, json};
+
+use crate::admin_api::{call, token_for, user_id_of};
+use crate::web_kit::WebApp;
+
+/// The status and JSON body of an answer.
+fn read(answer: Response) -> (u16, Value) {
+    let status = answer.status().as_u16();
+    (status, answer.json().unwrap_or(Value::Null))
+}
+
+fn keys_policies_and_purposes_are_operated_through_the_api(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let get = |path: &str| {
+        read(call(&app, Some(&admin), |http, base| {
+            http.get(format!("{base}/admin/v1{path}"))
+        }))
+    };
+    let send = |method: reqwest::Method, path: &str, body: Value| {
+        read(call(&app, Some(&admin), |http, base| {
+            http.request(method, format!("{base}/admin/v1{path}"))
+                .json(&body)
+        }))
+    };
+
+    // Keys: the token above was signed, so an ES256 key is active; a rotation
+    // promotes the next one and keeps the old published.
+    let (status, keys) = get("/keys");
+    assert_eq!(status, 200);
+    let active: Vec<&Value> = keys["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|k| k["state"] == "active")
+        .collect();
+    assert!(!active.is_empty(), "{keys}");
+    assert!(
+        active[0]["public_jwk"].get("d").is_none(),
+        "only public parts"
+    );
+    let (status, rotation) = send(
+        reqwest::Method::POST,
+        "/keys/rotate",
+        json!({"alg": "ES256"}),
+    );
+    assert_eq!(status, 200, "{rotation}");
+    let (_, after) = get("/keys");
+    assert!(
+        after["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|k| k["kid"] == rotation["kid"]),
+        "{after}"
+    );
+    let (status, bad) = send(
+        reqwest::Method::POST,
+        "/keys/rotate",
+        json!({"alg": "HS256"}),
+    );
+    assert_eq!((status, bad["field"].as_str()), (400, Some("alg")), "{bad}");
+
+    // Policies: a set that does not parse is refused and nothing is saved; a good
+    // one is versioned and serves.
+    let put_policies = |text: &str| {
+        read(call(&app, Some(&admin), |http, base| {
+            http.put(format!("{base}/admin/v1/policies"))
+                .header("Content-Type", "text/plain")
+                .body(text.to_owned())
+        }))
+    };
+    let (status, bad) = put_policies("permit(principal, action, resource");
+    assert_eq!(status, 400, "{bad}");
+    assert_eq!(get("/policies").1["items"], json!([]), "nothing saved");
+    let (status, saved) = put_policies("@id(\"everyone\")\npermit(principal, action, resource);");
+    assert_eq!(status, 201, "{saved}");
+    let (_, versions) = get("/policies");
+    assert_eq!(versions["items"][0]["version"], saved["version"]);
+    assert_eq!(versions["items"][0]["created_by"], "client:ops-bot");
+    let (status, decisions) = get("/decisions?limit=5");
+    assert_eq!(status, 200);
+    assert!(decisions["items"].is_array());
+    assert_eq!(get("/decisions?limit=0").0, 400);
+
+    // Purposes: defined, refused when the slug is taken, changed only at the
+    // version read.
+    let newsletter = json!({"slug": "newsletter", "name": "Newsletter", "description": "Monthly news",
+        "scopes": ["newsletter"], "legal_basis": "consent"});
+    let (status, defined) = send(reqwest::Method::POST, "/purposes", newsletter.clone());
+    assert_eq!(status, 201, "{defined}");
+    assert_eq!(defined["version"], 1);
+    assert_eq!(send(reqwest::Method::POST, "/purposes", newsletter).0, 409);
+    let (status, bad) = send(
+        reqwest::Method::POST,
+        "/purposes",
+        json!({"slug": "x", "name": "X", "description": "x", "legal_basis": "whim"}),
+    );
+    assert_eq!(status, 400, "{bad}");
+    let (status, stale) = send(
+        reqwest::Method::PATCH,
+        "/purposes/newsletter",
+        json!({"version": 7, "name": "News"}),
+    );
+    assert_eq!(status, 409, "{stale}");
+    let (status, changed) = send(
+        reqwest::Method::PATCH,
+        "/purposes/newsletter",
+        json!({"version": 1, "name": "News"}),
+    );
+    assert_eq!(
+        (status, changed["version"].as_i64()),
+        (200, Some(2)),
+        "{changed}"
+    );
+    let (_, purposes) = get("/purposes");
+    assert_eq!(purposes["items"][0]["name"], "News");
+
+    // Every write above is audited with the client as the actor.
+    let (_, audit) = get("/audit?actor=client:ops-bot");
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    for action in [
+        "keys.rotated",
+        "policies.saved",
+        "purpose.created",
+        "purpose.versioned",
+    ] {
+        assert!(actions.contains(&action), "{action} in {actions:?}");
+    }
+}
+
+gatehouse_identity_store::on_both_backends!(
+    keys_policies_and_purposes_are_operated_through_the_api
+);
+
+fn a_users_consents_are_read_through_the_api(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let (status, made) = read(call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/users"))
+            .json(&json!({"email": "noor@example.com", "invite": false}))
+    }));
+    assert_eq!(status, 201, "{made}");
+    let noor = user_id_of(&app, &admin, "noor@example.com");
+    let (status, consents) = read(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{noor}/consents"))
+    }));
+    assert_eq!(status, 200);
+    assert_eq!(consents, json!({"current": [], "history": []}));
+    let missing = "00000000-0000-7000-8000-000000000000";
+    let (status, _) = read(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{missing}/consents"))
+    }));
+    assert_eq!(status, 404);
+}
+
+gatehouse_identity_store::on_both_backends!(a_users_consents_are_read_through_the_api);
