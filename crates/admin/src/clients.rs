@@ -102,8 +102,9 @@ fn invalid(field: &'static str, message: impl Into<String>) -> AdminError {
     }
 }
 
-/// The registration rules, before anything is written.
-fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm, Option<Zeroizing<String>>)> {
+/// The registration rules, before anything is written: the client's data (no
+/// secret yet) and its ID-token algorithm.
+pub(crate) fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm)> {
     for (field, uri) in new
         .redirect_uris
         .iter()
@@ -191,7 +192,6 @@ fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm, Option<Zer
         .collect::<AdminResult<std::collections::BTreeSet<String>>>()?
         .into_iter()
         .collect();
-    let secret = (!public && method != "private_key_jwt").then(client_auth::generate_secret);
     let data = ClientData {
         client_id: new
             .client_id
@@ -199,7 +199,7 @@ fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm, Option<Zer
         name: new.name,
         client_type: if public { "public" } else { "confidential" }.into(),
         auth_method: method.into(),
-        secret_hash: secret.as_ref().map(|s| client_auth::secret_hash(s)),
+        secret_hash: None,
         jwks,
         redirect_uris: new.redirect_uris,
         post_logout_redirect_uris: new.post_logout_redirect_uris,
@@ -217,7 +217,15 @@ fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm, Option<Zer
         backchannel_logout_uri: new.backchannel_logout_uri,
         allowed_origins,
     };
-    Ok((data, id_token_alg, secret))
+    Ok((data, id_token_alg))
+}
+
+/// Whether the client authenticates with a secret Gatehouse issues.
+pub(crate) fn uses_secret(data: &ClientData) -> bool {
+    matches!(
+        data.auth_method.as_str(),
+        "client_secret_basic" | "client_secret_post"
+    )
 }
 
 impl Admin {
@@ -230,7 +238,9 @@ impl Admin {
         tenant: &str,
         new: NewClient,
     ) -> AdminResult<CreatedClient> {
-        let (data, id_token_alg, secret) = client_data(new)?;
+        let (mut data, id_token_alg) = client_data(new)?;
+        let secret = uses_secret(&data).then(client_auth::generate_secret);
+        data.secret_hash = secret.as_deref().map(|s| client_auth::secret_hash(s));
         let tenant = self.tenant(tenant).await?.id;
         let admin = self.clone();
         let actor = operator.actor();
@@ -310,10 +320,7 @@ impl Admin {
         client_id: &str,
     ) -> AdminResult<Zeroizing<String>> {
         let client = self.client(tenant, client_id).await?;
-        if !matches!(
-            client.data.auth_method.as_str(),
-            "client_secret_basic" | "client_secret_post"
-        ) {
+        if !uses_secret(&client.data) {
             return Err(AdminError::Invalid {
                 field: "client_id",
                 message: format!(
@@ -417,10 +424,10 @@ mod tests {
 
     #[test]
     fn registration_rules_name_the_field_at_fault() {
-        let (data, alg, secret) = client_data(new_client()).unwrap();
+        let (data, alg) = client_data(new_client()).unwrap();
         assert_eq!(data.auth_method, "client_secret_basic");
         assert_eq!(alg, Algorithm::ES256);
-        assert!(secret.is_some());
+        assert!(uses_secret(&data));
 
         assert_eq!(
             refused(|c| c.redirect_uris = vec!["http://127.0.0.1:1@evil.example/cb".into()]).0,
@@ -461,9 +468,9 @@ mod tests {
     fn public_clients_get_no_secret() {
         let mut new = new_client();
         new.kind = ClientKind::Public;
-        let (data, _, secret) = client_data(new).unwrap();
+        let (data, _) = client_data(new).unwrap();
         assert_eq!(data.auth_method, "none");
-        assert!(secret.is_none() && data.secret_hash.is_none());
+        assert!(!uses_secret(&data));
     }
 
     #[test]
@@ -474,7 +481,7 @@ mod tests {
             "https://spa.example".into(),
             "http://localhost:5173".into(),
         ];
-        let (data, _, _) = client_data(new).unwrap();
+        let (data, _) = client_data(new).unwrap();
         assert_eq!(
             data.allowed_origins,
             ["http://localhost:5173", "https://spa.example"]

@@ -11,6 +11,7 @@
 //! the console later. No HTTP framework here — an adapter maps [`AdminError`] once.
 
 mod audit;
+mod client_changes;
 mod clients;
 mod consents;
 mod error;
@@ -43,6 +44,7 @@ use gatehouse_token_issuer::logout::BackchannelNotice;
 use gatehouse_token_issuer::service::Issuer;
 
 pub use audit::{AuditQuery, MAX_AUDIT_EVENTS, event_view};
+pub use client_changes::ClientChange;
 pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
 pub use consents::UserConsents;
 pub use error::AdminError;

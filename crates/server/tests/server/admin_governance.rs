@@ -1,5 +1,5 @@
-//! The admin API's keys, policies, decision log, purposes and a user's consents,
-//! on both backends: each write is audited with the calling client, each refusal
+//! The admin API's keys, policies, decision log, purposes, a user's consents and
+//! client changes, on both backends: each write is audited with the calling client, each refusal
 //! is a problem naming what was wrong, and what is read is what was written.
 
 use gatehouse_identity_store::Backend;
@@ -168,3 +168,85 @@ fn a_users_consents_are_read_through_the_api(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(a_users_consents_are_read_through_the_api);
+
+fn a_client_is_changed_at_the_version_read_and_by_the_registration_rules(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let (status, made) = read(call(&app, Some(&admin), |http, base| {
+        http.post(format!("{base}/admin/v1/clients")).json(&json!({
+            "name": "Billing", "client_id": "billing",
+            "redirect_uris": ["https://billing.example/cb"]}))
+    }));
+    assert_eq!(status, 201, "{made}");
+    let shown = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/clients/billing"))
+    });
+    let etag = shown.headers()["etag"].to_str().unwrap().to_owned();
+    let patch = |tag: Option<&str>, body: Value| {
+        let answer = call(&app, Some(&admin), |http, base| {
+            let request = http
+                .patch(format!("{base}/admin/v1/clients/billing"))
+                .json(&body);
+            match tag {
+                Some(tag) => request.header("If-Match", tag),
+                None => request,
+            }
+        });
+        let etag = answer
+            .headers()
+            .get("etag")
+            .map(|v| v.to_str().unwrap().to_owned());
+        let (status, body) = read(answer);
+        (status, body, etag)
+    };
+
+    let change = json!({"redirect_uris": ["https://billing.example/cb", "https://billing.example/cb2"],
+        "cors_origins": ["https://billing.example"], "name": "Billing portal"});
+    assert_eq!(patch(None, change.clone()).0, 428);
+    let (status, changed, new_tag) = patch(Some(&etag), change.clone());
+    assert_eq!(status, 200, "{changed}");
+    assert_eq!(changed["name"], "Billing portal");
+    assert_eq!(changed["redirect_uris"][1], "https://billing.example/cb2");
+    assert_eq!(changed["cors_origins"], json!(["https://billing.example"]));
+    assert_ne!(new_tag.as_deref(), Some(etag.as_str()), "a new version");
+    // The version read is gone: a second writer is refused, nothing is overwritten.
+    let (status, _, _) = patch(Some(&etag), json!({"name": "Overwritten"}));
+    assert_eq!(status, 412);
+    // The changed registration passes the same rules as a new one.
+    let new_tag = new_tag.unwrap();
+    let (status, refused, _) = patch(
+        Some(&new_tag),
+        json!({"redirect_uris": ["http://127.0.0.1:1@evil.example/cb"]}),
+    );
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("redirect_uri")),
+        "{refused}"
+    );
+    let (status, refused, _) = patch(Some(&new_tag), json!({"client_secret": "mine"}));
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("client_secret")),
+        "{refused}"
+    );
+    let (_, kept) = read(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/clients/billing"))
+    }));
+    assert_eq!(kept["name"], "Billing portal", "nothing half-written");
+
+    let (_, audit) = read(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?action=client.updated"))
+    }));
+    let events = audit["items"].as_array().unwrap();
+    assert_eq!(events.len(), 1, "{audit}");
+    assert_eq!(events[0]["actor"], "client:ops-bot");
+    assert_eq!(
+        events[0]["details"]["changed"],
+        json!(["name", "redirect_uris", "cors_origins"])
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(
+    a_client_is_changed_at_the_version_read_and_by_the_registration_rules
+);

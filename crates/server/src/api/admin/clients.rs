@@ -1,12 +1,16 @@
 //! The tenant's OAuth clients: list, show, register, rotate the secret, delete.
 
 use actix_web::{HttpRequest, HttpResponse, web};
-use gatehouse_admin::{AuthMethod, ClientKind, NewClient};
+use gatehouse_admin::{AuthMethod, ClientChange, ClientKind, NewClient};
+use gatehouse_identity_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::views::{ClientView, CreatedClient, Items, NewSecret};
-use super::{Caller, body, created, no_content, ok, ok_as, respond, segment};
+use super::{
+    Caller, body, created, if_match, no_content, ok, ok_as, respond, segment, stale, tagged,
+};
+use crate::api::problem::admin_failure;
 
 /// The tenant's clients.
 #[utoipa::path(get, path = "/clients", tag = "clients",
@@ -17,11 +21,13 @@ pub(super) async fn list_clients(caller: Caller) -> HttpResponse {
 
 /// One client.
 #[utoipa::path(get, path = "/clients/{client_id}", tag = "clients",
-    params(("client_id" = String, Path)), responses((status = 200, description = "The client", body = ClientView)))]
+    params(("client_id" = String, Path)),
+    responses((status = 200, description = "The client", body = ClientView,
+        headers(("ETag" = String, description = "Its version, for If-Match")))))]
 pub(super) async fn show_client(caller: Caller, req: HttpRequest) -> HttpResponse {
     let id = segment(&req, "client_id");
     respond(caller.admin().client(caller.slug(), &id).await, |client| {
-        ok(ClientView::from(&client))
+        tagged(ClientView::from(&client), client.version)
     })
 }
 
@@ -193,4 +199,102 @@ pub(super) async fn delete_client(caller: Caller, req: HttpRequest) -> HttpRespo
         .delete_client(&caller.operator, caller.slug(), &id)
         .await;
     respond(done, |()| no_content())
+}
+
+/// `Some(value)` for a member that is present, even as `null` (which clears it).
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: Deserialize<'de>,
+{
+    Option::<T>::deserialize(deserializer).map(Some)
+}
+
+/// Registration members to change; an absent member is kept. How the client
+/// authenticates (kind, method, secret, keys) is not changed here.
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct ClientPatch {
+    #[serde(default)]
+    name: Option<String>,
+    #[serde(default)]
+    redirect_uris: Option<Vec<String>>,
+    #[serde(default)]
+    post_logout_redirect_uris: Option<Vec<String>>,
+    /// `null` removes it.
+    #[serde(default, deserialize_with = "present")]
+    backchannel_logout_uri: Option<Option<String>>,
+    #[serde(default)]
+    cors_origins: Option<Vec<String>>,
+    #[serde(default)]
+    grants: Option<Vec<String>>,
+    #[serde(default)]
+    scopes: Option<Vec<String>>,
+    #[serde(default)]
+    audiences: Option<Vec<String>>,
+    #[serde(default)]
+    access_token_ttl_secs: Option<i64>,
+    #[serde(default)]
+    id_token_alg: Option<String>,
+    #[serde(default)]
+    require_pkce: Option<bool>,
+    #[serde(default)]
+    require_par: Option<bool>,
+    #[serde(default)]
+    first_party: Option<bool>,
+}
+
+impl From<ClientPatch> for ClientChange {
+    fn from(p: ClientPatch) -> Self {
+        ClientChange {
+            name: p.name,
+            redirect_uris: p.redirect_uris,
+            post_logout_redirect_uris: p.post_logout_redirect_uris,
+            backchannel_logout_uri: p.backchannel_logout_uri,
+            allowed_origins: p.cors_origins,
+            grants: p.grants,
+            scopes: p.scopes,
+            audiences: p.audiences,
+            access_token_ttl_secs: p.access_token_ttl_secs,
+            id_token_alg: p.id_token_alg,
+            require_pkce: p.require_pkce,
+            require_par: p.require_par,
+            first_party: p.first_party,
+        }
+    }
+}
+
+/// Changes the client's registration.
+///
+/// The changed registration passes the same rules as a new one. The request must
+/// say which version it read (`If-Match` with the `ETag` of a GET): without it 428,
+/// for a version that is no longer current 412.
+#[utoipa::path(patch, path = "/clients/{client_id}", tag = "clients",
+    params(("client_id" = String, Path), ("If-Match" = String, Header, description = "The ETag read")),
+    request_body(content(
+        (ClientPatch = "application/merge-patch+json"), (ClientPatch = "application/json"))),
+    responses((status = 200, description = "Changed", body = ClientView, headers(("ETag" = String))),
+        (status = 412, description = "The client changed since it was read",
+            body = super::views::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing",
+            body = super::views::Problem, content_type = "application/problem+json")))]
+pub(super) async fn update_client(
+    caller: Caller,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let id = segment(&req, "client_id");
+    let version = if_match(&req, "client")?;
+    let patch: ClientPatch = body(&bytes)?;
+    let updated = caller
+        .admin()
+        .update_client(&caller.operator, caller.slug(), &id, version, patch.into())
+        .await;
+    Ok(match updated {
+        Ok(client) => tagged(ClientView::from(&client), client.version),
+        Err(e) if matches!(e.store_error(), Some(StoreError::StaleVersion { .. })) => {
+            stale("client")
+        }
+        Err(e) => admin_failure(&e),
+    })
 }

@@ -91,6 +91,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
                 web::delete().to(clients::delete_client),
             )
             .route(
+                "/clients/{client_id}",
+                web::patch().to(clients::update_client),
+            )
+            .route(
                 "/clients/{client_id}/secret",
                 web::post().to(clients::rotate_secret),
             )
@@ -230,6 +234,42 @@ fn with_header(mut answer: HttpResponse, name: header::HeaderName, value: &str) 
         answer.headers_mut().insert(name, value);
     }
     answer
+}
+
+/// 200 with `view` and its version as a strong entity tag (RFC 9110 §8.8.3).
+fn tagged(view: impl Serialize, version: i64) -> HttpResponse {
+    with_header(ok(view), header::ETAG, &format!("\"{version}\""))
+}
+
+/// 412: the thing changed since the caller read it.
+fn stale(what: &str) -> HttpResponse {
+    problem(
+        StatusCode::PRECONDITION_FAILED,
+        "precondition_failed",
+        &format!("the {what} changed since it was read; read it again"),
+    )
+}
+
+/// The version a change was made to: `If-Match` with the `ETag` of a GET. Without
+/// it 428; a tag that names no version of the `what` is 412 (RFC 9110 §13.1.1).
+fn if_match(req: &HttpRequest, what: &str) -> Result<i64, actix_web::Error> {
+    let Some(tag) = req.headers().get(header::IF_MATCH) else {
+        return Err(answered(problem(
+            StatusCode::PRECONDITION_REQUIRED,
+            "precondition_required",
+            &format!("send If-Match with the ETag of the {what} you read"),
+        )));
+    };
+    tag.to_str()
+        .ok()
+        .and_then(|tag| {
+            tag.trim()
+                .strip_prefix('"')?
+                .strip_suffix('"')?
+                .parse::<i64>()
+                .ok()
+        })
+        .ok_or_else(|| answered(stale(what)))
 }
 
 /// The header an action that takes something away carries its reason in.

@@ -37,6 +37,7 @@ use crate::state::AppState;
         directory::list_groups, directory::create_group, directory::add_to_group,
         directory::remove_from_group,
         clients::list_clients, clients::create_client, clients::show_client, clients::delete_client, clients::rotate_secret,
+        clients::update_client,
         audit::audit_events,
         governance::list_keys, governance::rotate_keys, governance::list_policy_versions,
         governance::save_policies, governance::test_policies, governance::list_decisions,

@@ -1,7 +1,7 @@
 //! The tenant's users: page, show, create, update, disable, enable, reset,
 //! sessions, export, delete.
 
-use actix_web::http::{StatusCode, header};
+use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_admin::{AdminError, NewAccount, UserChange};
 use gatehouse_identity_store::users::User;
@@ -14,10 +14,10 @@ use super::views::{
     UserConsentsView, UserPage, UserView,
 };
 use super::{
-    Caller, PATH, body, created, no_content, ok, ok_as, query, reason, respond, user_id,
-    with_header,
+    Caller, PATH, body, created, if_match, no_content, ok, ok_as, query, reason, respond, stale,
+    tagged, user_id, with_header,
 };
-use crate::api::problem::{admin_failure, problem};
+use crate::api::problem::admin_failure;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -125,17 +125,13 @@ pub(super) async fn show_user(caller: Caller, req: HttpRequest) -> actix_web::Re
     let id = user_id(&req)?;
     Ok(respond(
         caller.admin().user(caller.slug(), id).await,
-        |(_, user)| tagged(&user),
+        |(_, user)| tagged_user(&user),
     ))
 }
 
-/// The user as JSON with its version as a strong entity tag (RFC 9110 §8.8.3).
-fn tagged(user: &User) -> HttpResponse {
-    with_header(
-        ok(UserView::from(user)),
-        header::ETAG,
-        &format!("\"{}\"", user.version),
-    )
+/// The user as JSON with its version as the entity tag.
+fn tagged_user(user: &User) -> HttpResponse {
+    tagged(UserView::from(user), user.version)
 }
 
 /// `Some(value)` for a member that is present, even as `null` (which clears it).
@@ -183,29 +179,7 @@ pub(super) async fn update_user(
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let id = user_id(&req)?;
-    let Some(if_match) = req.headers().get(header::IF_MATCH) else {
-        return Ok(problem(
-            StatusCode::PRECONDITION_REQUIRED,
-            "precondition_required",
-            "send If-Match with the ETag of the user you read",
-        ));
-    };
-    let stale = || {
-        problem(
-            StatusCode::PRECONDITION_FAILED,
-            "precondition_failed",
-            "the user changed since it was read; read it again",
-        )
-    };
-    let Some(version) = if_match.to_str().ok().and_then(|tag| {
-        tag.trim()
-            .strip_prefix('"')?
-            .strip_suffix('"')?
-            .parse::<i64>()
-            .ok()
-    }) else {
-        return Ok(stale());
-    };
+    let version = if_match(&req, "user")?;
     let patch: UserPatch = body(&bytes)?;
     let change = UserChange {
         given_name: patch.given_name,
@@ -218,8 +192,8 @@ pub(super) async fn update_user(
         .update_user(&caller.operator, caller.slug(), id, version, change)
         .await;
     Ok(match updated {
-        Ok(user) => tagged(&user),
-        Err(AdminError::Store(StoreError::StaleVersion { .. })) => stale(),
+        Ok(user) => tagged_user(&user),
+        Err(AdminError::Store(StoreError::StaleVersion { .. })) => stale("user"),
         Err(e) => admin_failure(&e),
     })
 }
