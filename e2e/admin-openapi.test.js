@@ -106,6 +106,14 @@ const RECORDED = [
   { method: 'GET', path: '/audit?since=yesterday', status: 400 },
   { method: 'DELETE', path: '/users/{user}', status: 204, headers: REASON },
   { method: 'GET', path: '/users/{user}', status: 404 },
+  { method: 'POST', path: '/tenants', status: 201, token: 'platform',
+    body: { slug: 'acme', display_name: 'Acme', settings: { registration: { enabled: false } } } },
+  { method: 'POST', path: '/tenants', status: 409, token: 'platform', body: { slug: 'acme', display_name: 'Acme' } },
+  { method: 'GET', path: '/tenants', status: 200, token: 'platform' },
+  { method: 'GET', path: '/tenants', status: 403 },
+  { method: 'GET', path: '/tenants/acme', status: 200, token: 'platform' },
+  { method: 'PATCH', path: '/tenants/acme', status: 200, token: 'platform', body: { display_name: 'Acme Corp' } },
+  { method: 'PATCH', path: '/tenants/acme', status: 400, token: 'platform', body: { settings: { mfa: { required: 'often' } } } },
   { method: 'GET', path: '/tenant', status: 401, token: 'none' },
   { method: 'GET', path: '/tenant', status: 401, token: 'forged' },
   { method: 'GET', path: '/tenant', status: 403, token: 'unscoped' },
@@ -127,6 +135,7 @@ describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
     const audience = `${server.baseUrl}/admin/v1`;
     ({ token: tokens.admin, id: adminClientId } = await clientToken(server, ['--scope', 'admin', '--audience', audience]));
     ({ token: tokens.unscoped } = await clientToken(server, ['--scope', 'reports', '--audience', audience]));
+    ({ token: tokens.platform } = await clientToken(server, ['--scope', 'platform', '--audience', audience]));
     tokens.forged = `${tokens.admin.slice(0, -4)}AAAA`;
   });
 

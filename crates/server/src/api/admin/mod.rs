@@ -26,6 +26,7 @@ mod clients;
 mod directory;
 mod governance;
 mod openapi;
+mod platform;
 mod users;
 mod views;
 
@@ -103,6 +104,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/groups", web::get().to(directory::list_groups))
             .route("/groups", web::post().to(directory::create_group))
             .route("/audit", web::get().to(audit::audit_events))
+            .route("/tenants", web::get().to(platform::list_tenants))
+            .route("/tenants", web::post().to(platform::create_tenant))
+            .route("/tenants/{slug}", web::get().to(platform::show_tenant))
+            .route("/tenants/{slug}", web::patch().to(platform::update_tenant))
             .route("/keys", web::get().to(governance::list_keys))
             .route("/keys/rotate", web::post().to(governance::rotate_keys))
             .route("/policies", web::get().to(governance::list_policy_versions))
@@ -140,8 +145,14 @@ from_request_with!(Caller, Caller::extract);
 
 impl Caller {
     async fn extract(req: HttpRequest) -> Result<Caller, actix_web::Error> {
+        Caller::authenticate(req, SCOPE).await
+    }
+
+    /// A client-credentials token of this tenant's issuer, for the API's audience,
+    /// carrying `scope`.
+    async fn authenticate(req: HttpRequest, scope: &str) -> Result<Caller, actix_web::Error> {
         let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
-        let (tenant, claims) = crate::http::bearer::require(&state, &req, SCOPE)
+        let (tenant, claims) = crate::http::bearer::require(&state, &req, scope)
             .await
             .map_err(answered)?;
         if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {

@@ -13,8 +13,9 @@ use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, Securit
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, ResponseBuilder, Type};
 
+use super::platform::PLATFORM_SCOPE;
 use super::views::{BearerError, Problem};
-use super::{PATH, SCOPE, audit, clients, directory, governance, json, users};
+use super::{PATH, SCOPE, audit, clients, directory, governance, json, platform, users};
 use crate::http::answer::answered;
 use crate::oauth::resolve;
 use crate::state::AppState;
@@ -39,6 +40,8 @@ use crate::state::AppState;
         clients::list_clients, clients::create_client, clients::show_client, clients::delete_client, clients::rotate_secret,
         clients::update_client,
         audit::audit_events,
+        platform::list_tenants, platform::create_tenant, platform::show_tenant,
+        platform::update_tenant,
         governance::list_keys, governance::rotate_keys, governance::list_policy_versions,
         governance::save_policies, governance::test_policies, governance::list_decisions,
         governance::list_purposes, governance::define_purpose, governance::update_purpose,
@@ -62,7 +65,13 @@ pub(crate) fn openapi(issuer: &str) -> utoipa::openapi::OpenApi {
         SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
             ClientCredentials::new(
                 format!("{issuer}/oauth2/token"),
-                Scopes::one(SCOPE, "operate the tenant"),
+                Scopes::from_iter([
+                    (SCOPE, "operate the tenant"),
+                    (
+                        PLATFORM_SCOPE,
+                        "operate the tenants (the platform's own tenant only)",
+                    ),
+                ]),
             ),
         )])),
     );

@@ -1,0 +1,176 @@
+//! The platform's part of the admin API: the tenants themselves (list, create,
+//! show, change). Only the platform's own tenant (the one bootstrapped at first
+//! start) serves it, to API clients of that tenant whose token carries the scope
+//! `platform`; under any other tenant the routes do not exist (404), so a tenant's
+//! administrators learn nothing of the others.
+
+use actix_web::http::{StatusCode, header};
+use actix_web::{HttpRequest, HttpResponse, web};
+use chrono::{DateTime, Utc};
+use gatehouse_admin::{TenantChange, TenantView};
+use serde::{Deserialize, Serialize};
+use serde_json::{Map, Value};
+use utoipa::ToSchema;
+
+use super::views::Items;
+use super::{Caller, PATH, body, created, ok, respond, segment, with_header};
+use crate::api::problem::problem;
+use crate::http::answer::{answered, from_request_with};
+
+/// The scope a platform administrator's token carries.
+pub const PLATFORM_SCOPE: &str = "platform";
+
+/// A platform administrator: an API client of the platform's own tenant with the
+/// scope `platform`.
+pub(super) struct PlatformCaller(Caller);
+
+from_request_with!(PlatformCaller, PlatformCaller::extract);
+
+impl PlatformCaller {
+    async fn extract(req: HttpRequest) -> Result<PlatformCaller, actix_web::Error> {
+        let caller = Caller::authenticate(req, PLATFORM_SCOPE).await?;
+        if caller.slug() != caller.state.config.bootstrap.tenant {
+            return Err(answered(problem(
+                StatusCode::NOT_FOUND,
+                "not_found",
+                "no such resource",
+            )));
+        }
+        Ok(PlatformCaller(caller))
+    }
+}
+
+#[derive(Serialize, ToSchema)]
+pub(super) struct TenantDetail {
+    pub id: String,
+    pub slug: String,
+    pub display_name: String,
+    /// Its issuer identifier (`null` before the server first started).
+    pub issuer: Option<String>,
+    /// Settings by section (`registration`, `mfa`, `hosts`, `mail`, `scopes`,
+    /// `theme`); an absent section has its defaults.
+    pub settings: Map<String, Value>,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub version: i64,
+}
+
+impl From<&TenantView> for TenantDetail {
+    fn from(view: &TenantView) -> Self {
+        let t = &view.tenant;
+        TenantDetail {
+            id: t.id.to_string(),
+            slug: t.slug.clone(),
+            display_name: t.display_name.clone(),
+            issuer: view.issuer.clone(),
+            settings: t.settings.clone(),
+            created_at: t.created_at,
+            updated_at: t.updated_at,
+            version: t.version,
+        }
+    }
+}
+
+impl From<TenantView> for TenantDetail {
+    fn from(view: TenantView) -> Self {
+        TenantDetail::from(&view)
+    }
+}
+
+/// Every tenant, by slug.
+#[utoipa::path(get, path = "/tenants", tag = "platform",
+    security(("admin_token" = ["platform"])),
+    responses((status = 200, description = "The tenants", body = Items<TenantDetail>)))]
+pub(super) async fn list_tenants(PlatformCaller(caller): PlatformCaller) -> HttpResponse {
+    super::ok_as::<Items<TenantDetail>, _>(caller.admin().tenants().await)
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct NewTenant {
+    /// Lower-case letters, digits and `-`; the path `/t/{slug}`.
+    slug: String,
+    display_name: String,
+    /// Settings sections, each checked before anything is written.
+    #[serde(default)]
+    settings: Map<String, Value>,
+}
+
+/// Creates a tenant, served at `/t/{slug}` (and at its own host names, if its
+/// settings name any).
+#[utoipa::path(post, path = "/tenants", tag = "platform", request_body = NewTenant,
+    security(("admin_token" = ["platform"])),
+    responses((status = 201, description = "Created", body = TenantDetail,
+        headers(("Location" = String))),
+        (status = 409, description = "The slug is taken", body = super::views::Problem,
+            content_type = "application/problem+json")))]
+pub(super) async fn create_tenant(
+    PlatformCaller(caller): PlatformCaller,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let new: NewTenant = body(&bytes)?;
+    let made = caller
+        .admin()
+        .create_tenant(&caller.operator, &new.slug, &new.display_name, new.settings)
+        .await;
+    Ok(respond(made, |view| {
+        let location = format!(
+            "{}{PATH}/tenants/{}",
+            caller.tenant.issuer(),
+            view.tenant.slug
+        );
+        with_header(
+            created(TenantDetail::from(&view)),
+            header::LOCATION,
+            &location,
+        )
+    }))
+}
+
+/// One tenant.
+#[utoipa::path(get, path = "/tenants/{slug}", tag = "platform",
+    params(("slug" = String, Path)), security(("admin_token" = ["platform"])),
+    responses((status = 200, description = "The tenant", body = TenantDetail)))]
+pub(super) async fn show_tenant(
+    PlatformCaller(caller): PlatformCaller,
+    req: HttpRequest,
+) -> HttpResponse {
+    let slug = segment(&req, "slug");
+    respond(caller.admin().tenant_view(&slug).await, |view| {
+        ok(TenantDetail::from(&view))
+    })
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub(super) struct TenantPatch {
+    #[serde(default)]
+    display_name: Option<String>,
+    /// Sections to replace; `null` removes a section (its defaults apply again).
+    #[serde(default)]
+    settings: Map<String, Value>,
+}
+
+/// Changes a tenant's name or settings sections; every node reads the change.
+#[utoipa::path(patch, path = "/tenants/{slug}", tag = "platform",
+    params(("slug" = String, Path)), security(("admin_token" = ["platform"])),
+    request_body(content(
+        (TenantPatch = "application/merge-patch+json"), (TenantPatch = "application/json"))),
+    responses((status = 200, description = "Changed", body = TenantDetail)))]
+pub(super) async fn update_tenant(
+    PlatformCaller(caller): PlatformCaller,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> actix_web::Result<HttpResponse> {
+    let slug = segment(&req, "slug");
+    let patch: TenantPatch = body(&bytes)?;
+    let change = TenantChange {
+        display_name: patch.display_name,
+        settings: patch.settings,
+    };
+    let done = caller
+        .admin()
+        .update_tenant(&caller.operator, &slug, change)
+        .await;
+    Ok(super::ok_as::<TenantDetail, _>(done))
+}

@@ -1,0 +1,139 @@
+//! The platform's part of the admin API: the tenants, for API clients of the
+//! platform's own tenant with the scope `platform`; under any other tenant the
+//! routes do not exist.
+
+use gatehouse_identity_store::Backend;
+use reqwest::blocking::Response;
+use serde_json::{Value, json};
+
+use crate::admin_api::{call, token_for};
+use crate::web_kit::WebApp;
+
+fn read(answer: Response) -> (u16, Value) {
+    let status = answer.status().as_u16();
+    (status, answer.json().unwrap_or(Value::Null))
+}
+
+fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let platform = token_for(&app, "default", "platform-bot", "platform", &audience);
+    let tenant_admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let tenants = |token: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
+        read(call(&app, Some(token), |http, base| {
+            let request = http.request(method, format!("{base}/admin/v1/tenants{path}"));
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        }))
+    };
+
+    let (status, made) = tenants(
+        &platform,
+        reqwest::Method::POST,
+        "",
+        Some(json!({
+        "slug": "acme", "display_name": "Acme", "settings": {"registration": {"enabled": false}}})),
+    );
+    assert_eq!(status, 201, "{made}");
+    assert_eq!(made["issuer"], format!("{}/t/acme", app.base));
+    assert_eq!(made["settings"]["registration"]["enabled"], false);
+    assert_eq!(
+        tenants(
+            &platform,
+            reqwest::Method::POST,
+            "",
+            Some(json!({"slug": "acme", "display_name": "Again"}))
+        )
+        .0,
+        409
+    );
+    let (status, bad) = tenants(
+        &platform,
+        reqwest::Method::POST,
+        "",
+        Some(json!({"slug": "Not A Slug", "display_name": "X"})),
+    );
+    assert_eq!(status, 400, "{bad}");
+    let (status, bad) = tenants(
+        &platform,
+        reqwest::Method::POST,
+        "",
+        Some(json!({
+        "slug": "beta", "display_name": "Beta", "settings": {"mfa": {"required": "often"}}})),
+    );
+    assert_eq!(
+        (status, bad["field"].as_str()),
+        (400, Some("settings")),
+        "{bad}"
+    );
+
+    // The new tenant serves at once: its discovery names its issuer.
+    let discovery: Value = app.get_json("/t/acme/.well-known/openid-configuration");
+    assert_eq!(discovery["issuer"], format!("{}/t/acme", app.base));
+
+    let (status, changed) = tenants(
+        &platform,
+        reqwest::Method::PATCH,
+        "/acme",
+        Some(json!({"display_name": "Acme Corp"})),
+    );
+    assert_eq!(
+        (status, changed["display_name"].as_str()),
+        (200, Some("Acme Corp")),
+        "{changed}"
+    );
+    let (status, shown) = tenants(&platform, reqwest::Method::GET, "/acme", None);
+    assert_eq!(
+        (status, shown["version"].as_i64()),
+        (200, changed["version"].as_i64())
+    );
+    let (_, all) = tenants(&platform, reqwest::Method::GET, "", None);
+    let slugs: Vec<&str> = all["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["slug"].as_str().unwrap())
+        .collect();
+    assert!(
+        slugs.contains(&"acme") && slugs.contains(&"default"),
+        "{slugs:?}"
+    );
+    assert_eq!(
+        tenants(&platform, reqwest::Method::GET, "/nobody", None).0,
+        404
+    );
+
+    // A tenant administrator is not a platform administrator.
+    assert_eq!(
+        tenants(&tenant_admin, reqwest::Method::GET, "", None).0,
+        403
+    );
+    // Under another tenant the routes do not exist, even with the scope.
+    let acme_audience = format!("{}/t/acme/admin/v1", app.base);
+    let acme_platform = token_for(&app, "acme", "acme-bot", "platform", &acme_audience);
+    let (status, _) = read(call(&app, Some(&acme_platform), |http, base| {
+        http.get(format!("{base}/t/acme/admin/v1/tenants"))
+    }));
+    assert_eq!(status, 404);
+
+    // Each write is in the tenant's own log with the platform client as the actor.
+    let acme_admin = token_for(&app, "acme", "acme-ops", "admin", &acme_audience);
+    let (_, audit) = read(call(&app, Some(&acme_admin), |http, base| {
+        http.get(format!(
+            "{base}/t/acme/admin/v1/audit?actor=client:platform-bot"
+        ))
+    }));
+    let actions: Vec<&str> = audit["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["action"].as_str().unwrap())
+        .collect();
+    assert_eq!(actions, ["tenant.created", "tenant.updated"], "{audit}");
+}
+
+gatehouse_identity_store::on_both_backends!(
+    tenants_are_created_and_changed_by_platform_administrators_only
+);
