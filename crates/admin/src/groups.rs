@@ -9,7 +9,7 @@ use gatehouse_identity_store::groups::{self, Group, GroupData};
 use gatehouse_identity_store::page::every;
 use serde_json::json;
 
-use crate::{Admin, AdminError, AdminResult, Operator, UserKey};
+use crate::{Admin, AdminError, AdminResult, NOT_EMPTY, Operator, UserKey, required_text};
 
 impl Admin {
     /// Every group of the tenant.
@@ -26,13 +26,7 @@ impl Admin {
         tenant: &str,
         display_name: &str,
     ) -> AdminResult<Group> {
-        let display_name = display_name.trim().to_owned();
-        if display_name.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "name",
-                message: "must not be empty".into(),
-            });
-        }
+        let display_name = required_text("name", display_name, NOT_EMPTY)?.to_owned();
         let tenant = self.tenant(tenant).await?;
         let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
         let slug = tenant.slug.clone();

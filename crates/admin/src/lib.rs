@@ -63,13 +63,11 @@ pub struct Operator(String);
 impl Operator {
     /// An operator by the name they give; refused when empty.
     pub fn named(name: &str) -> AdminResult<Operator> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "operator",
-                message: "must not be empty: the audit log records who acted".into(),
-            });
-        }
+        let name = required_text(
+            "operator",
+            name,
+            "must not be empty: the audit log records who acted",
+        )?;
         Ok(Operator(format!("operator:{name}")))
     }
 
@@ -116,19 +114,33 @@ pub struct Reason(String);
 
 impl Reason {
     pub fn new(text: &str) -> AdminResult<Reason> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "reason",
-                message: "must not be empty: the audit log records why".into(),
-            });
-        }
+        let text = required_text(
+            "reason",
+            text,
+            "must not be empty: the audit log records why",
+        )?;
         Ok(Reason(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// What a name left empty is told.
+const NOT_EMPTY: &str = "must not be empty";
+
+/// `value` without surrounding white space; `Invalid` for `field` with `message`
+/// when nothing is left.
+fn required_text<'a>(field: &'static str, value: &'a str, message: &str) -> AdminResult<&'a str> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(AdminError::Invalid {
+            field,
+            message: message.to_owned(),
+        });
+    }
+    Ok(value)
 }
 
 /// Where a tenant is served: its issuer URL, which is also the base of the links in

@@ -6,7 +6,7 @@ use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::roles::{self, Role, RoleData};
 use gatehouse_token_issuer::backchannel::Delivery;
 
-use crate::{Admin, AdminError, AdminResult, Operator, UserKey};
+use crate::{Admin, AdminError, AdminResult, NOT_EMPTY, Operator, UserKey, required_text};
 
 /// What removing a role did.
 #[derive(Debug)]
@@ -34,13 +34,7 @@ impl Admin {
         name: &str,
         description: Option<&str>,
     ) -> AdminResult<Role> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "name",
-                message: "must not be empty".into(),
-            });
-        }
+        let name = required_text("name", name, NOT_EMPTY)?;
         let tenant = self.tenant(tenant).await?;
         let data = RoleData {
             name: name.to_owned(),
