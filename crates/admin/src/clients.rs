@@ -292,12 +292,8 @@ impl Admin {
     /// One client.
     pub async fn client(&self, tenant: &str, client_id: &str) -> AdminResult<Client> {
         let tenant = self.tenant(tenant).await?.id;
-        let client_id = client_id.to_owned();
-        self.blocking(move |conn| {
-            clients::get_by_client_id(conn, tenant, &client_id)?
-                .ok_or_else(|| AdminError::NotFound(format!("no client `{client_id}`")))
-        })
-        .await
+        self.named("client", tenant, client_id, clients::get_by_client_id)
+            .await
     }
 
     /// Gives a client a new secret, returned this once (only its hash is kept). The

@@ -129,11 +129,7 @@ impl Admin {
 
     /// The group named `name` in the tenant.
     async fn group(&self, tenant: TenantId, name: &str) -> AdminResult<Group> {
-        let name = name.to_owned();
-        self.blocking(move |conn| {
-            groups::find_by_display_name(conn, tenant, &name)?
-                .ok_or_else(|| AdminError::NotFound(format!("no group `{name}`")))
-        })
-        .await
+        self.named("group", tenant, name, groups::find_by_display_name)
+            .await
     }
 }

@@ -34,7 +34,7 @@ use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self as audit_log, NewAuditEvent, Outcome};
 use gatehouse_identity_store::tenants::{self as tenant_store, Tenant};
 use gatehouse_identity_store::users::User;
-use gatehouse_identity_store::{Pool, users as user_store};
+use gatehouse_identity_store::{AnyConnection, Pool, StoreResult, users as user_store};
 use gatehouse_outbound::Outbound;
 use gatehouse_token_issuer::IssuerResult;
 use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
@@ -264,6 +264,23 @@ impl Admin {
         })
         .await
         .map_err(|e| AdminError::Unavailable(format!("background task failed: {e}")))?
+    }
+
+    /// The `kind` (client, group, role) of the tenant that `find` finds by `name`;
+    /// `NotFound` naming both when there is none.
+    async fn named<T: Send + 'static>(
+        &self,
+        kind: &'static str,
+        tenant: TenantId,
+        name: &str,
+        find: fn(&mut AnyConnection, TenantId, &str) -> StoreResult<Option<T>>,
+    ) -> AdminResult<T> {
+        let name = name.to_owned();
+        self.blocking(move |conn| {
+            find(conn, tenant, &name)?
+                .ok_or_else(|| AdminError::NotFound(format!("no {kind} `{name}`")))
+        })
+        .await
     }
 
     /// The tenant with this slug.

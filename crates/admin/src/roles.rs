@@ -57,12 +57,7 @@ impl Admin {
 
     /// The role named `role` of the tenant `tenant`.
     async fn role(&self, tenant: gatehouse_core::ids::TenantId, role: &str) -> AdminResult<Role> {
-        let name = role.to_owned();
-        self.blocking(move |conn| {
-            roles::find_by_name(conn, tenant, &name)?
-                .ok_or_else(|| AdminError::NotFound(format!("no role `{name}`")))
-        })
-        .await
+        self.named("role", tenant, role, roles::find_by_name).await
     }
 
     /// Gives the user the role; false when they had it already.
