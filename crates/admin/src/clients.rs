@@ -4,7 +4,6 @@
 
 use gatehouse_core::events::DomainEvent;
 use gatehouse_identity_store::clients::{self, Client, ClientData};
-use gatehouse_identity_store::page::every;
 use gatehouse_token_issuer::{Algorithm, client_auth, ensure_active};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -284,9 +283,7 @@ impl Admin {
 
     /// The tenant's clients, by client_id.
     pub async fn clients(&self, tenant: &str) -> AdminResult<Vec<Client>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(every(100, |request| clients::list(conn, tenant, request))?))
-            .await
+        self.read_all(tenant, clients::list).await
     }
 
     /// One client.

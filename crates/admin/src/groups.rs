@@ -6,7 +6,6 @@ use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::StoreError;
 use gatehouse_identity_store::groups::{self, Group, GroupData};
-use gatehouse_identity_store::page::every;
 use serde_json::json;
 
 use crate::{Admin, AdminError, AdminResult, NOT_EMPTY, Operator, UserKey, required_text};
@@ -14,9 +13,7 @@ use crate::{Admin, AdminError, AdminResult, NOT_EMPTY, Operator, UserKey, requir
 impl Admin {
     /// Every group of the tenant.
     pub async fn groups(&self, tenant: &str) -> AdminResult<Vec<Group>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(every(100, |request| groups::list(conn, tenant, request))?))
-            .await
+        self.read_all(tenant, groups::list).await
     }
 
     /// Creates a group; its display name is unique in the tenant.

@@ -32,9 +32,12 @@ use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self as audit_log, NewAuditEvent, Outcome};
+use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::tenants::{self as tenant_store, Tenant};
 use gatehouse_identity_store::users::User;
-use gatehouse_identity_store::{AnyConnection, Pool, StoreResult, users as user_store};
+use gatehouse_identity_store::{
+    AnyConnection, Page, PageRequest, Pool, StoreResult, users as user_store,
+};
 use gatehouse_outbound::Outbound;
 use gatehouse_token_issuer::IssuerResult;
 use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
@@ -264,6 +267,28 @@ impl Admin {
         })
         .await
         .map_err(|e| AdminError::Unavailable(format!("background task failed: {e}")))?
+    }
+
+    /// A store read of the tenant with this slug, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        read: impl FnOnce(&mut AnyConnection, TenantId) -> StoreResult<T> + Send + 'static,
+    ) -> AdminResult<T> {
+        let tenant = self.tenant(tenant).await?.id;
+        self.blocking(move |conn| Ok(read(conn, tenant)?)).await
+    }
+
+    /// Every item of a paged `list` of the tenant, fetched a hundred at a time.
+    async fn read_all<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        list: fn(&mut AnyConnection, TenantId, &PageRequest) -> StoreResult<Page<T>>,
+    ) -> AdminResult<Vec<T>> {
+        self.read(tenant, move |conn, tenant| {
+            every(100, |request| list(conn, tenant, request))
+        })
+        .await
     }
 
     /// The `kind` (client, group, role) of the tenant that `find` finds by `name`;

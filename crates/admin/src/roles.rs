@@ -2,7 +2,6 @@
 
 use gatehouse_authn::{AuthnError, ClientInfo};
 use gatehouse_identity_store::StoreError;
-use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::roles::{self, Role, RoleData};
 use gatehouse_token_issuer::backchannel::Delivery;
 
@@ -21,9 +20,7 @@ pub struct RoleRemoved {
 impl Admin {
     /// Every role of the tenant, by name.
     pub async fn roles(&self, tenant: &str) -> AdminResult<Vec<Role>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(every(100, |request| roles::list(conn, tenant, request))?))
-            .await
+        self.read_all(tenant, roles::list).await
     }
 
     /// Creates a role; its name is how policies and the `roles` claim name it.
