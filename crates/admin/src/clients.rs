@@ -4,7 +4,6 @@
 
 use gatehouse_core::events::DomainEvent;
 use gatehouse_identity_store::clients::{self, Client, ClientData};
-use gatehouse_identity_store::page::every;
 use gatehouse_token_issuer::{Algorithm, client_auth, ensure_active};
 use serde_json::json;
 use zeroize::Zeroizing;
@@ -294,20 +293,14 @@ impl Admin {
 
     /// The tenant's clients, by client_id.
     pub async fn clients(&self, tenant: &str) -> AdminResult<Vec<Client>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(every(100, |request| clients::list(conn, tenant, request))?))
-            .await
+        self.read_all(tenant, clients::list).await
     }
 
     /// One client.
     pub async fn client(&self, tenant: &str, client_id: &str) -> AdminResult<Client> {
         let tenant = self.tenant(tenant).await?.id;
-        let client_id = client_id.to_owned();
-        self.blocking(move |conn| {
-            clients::get_by_client_id(conn, tenant, &client_id)?
-                .ok_or_else(|| AdminError::NotFound(format!("no client `{client_id}`")))
-        })
-        .await
+        self.named("client", tenant, client_id, clients::get_by_client_id)
+            .await
     }
 
     /// Gives a client a new secret, returned this once (only its hash is kept). The

@@ -6,17 +6,14 @@ use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::TenantId;
 use gatehouse_identity_store::StoreError;
 use gatehouse_identity_store::groups::{self, Group, GroupData};
-use gatehouse_identity_store::page::every;
 use serde_json::json;
 
-use crate::{Admin, AdminError, AdminResult, Operator, UserKey};
+use crate::{Admin, AdminError, AdminResult, NOT_EMPTY, Operator, UserKey, required_text};
 
 impl Admin {
     /// Every group of the tenant.
     pub async fn groups(&self, tenant: &str) -> AdminResult<Vec<Group>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(every(100, |request| groups::list(conn, tenant, request))?))
-            .await
+        self.read_all(tenant, groups::list).await
     }
 
     /// Creates a group; its display name is unique in the tenant.
@@ -26,13 +23,7 @@ impl Admin {
         tenant: &str,
         display_name: &str,
     ) -> AdminResult<Group> {
-        let display_name = display_name.trim().to_owned();
-        if display_name.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "name",
-                message: "must not be empty".into(),
-            });
-        }
+        let display_name = required_text("name", display_name, NOT_EMPTY)?.to_owned();
         let tenant = self.tenant(tenant).await?;
         let (admin, actor, now) = (self.clone(), operator.actor(), self.now());
         let slug = tenant.slug.clone();
@@ -135,11 +126,7 @@ impl Admin {
 
     /// The group named `name` in the tenant.
     async fn group(&self, tenant: TenantId, name: &str) -> AdminResult<Group> {
-        let name = name.to_owned();
-        self.blocking(move |conn| {
-            groups::find_by_display_name(conn, tenant, &name)?
-                .ok_or_else(|| AdminError::NotFound(format!("no group `{name}`")))
-        })
-        .await
+        self.named("group", tenant, name, groups::find_by_display_name)
+            .await
     }
 }

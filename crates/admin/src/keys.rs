@@ -13,9 +13,7 @@ use crate::{Admin, AdminError, AdminResult, Operator};
 impl Admin {
     /// The tenant's signing keys, oldest first.
     pub async fn signing_keys(&self, tenant: &str) -> AdminResult<Vec<SigningKey>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(signing_keys::list(conn, tenant)?))
-            .await
+        self.read(tenant, signing_keys::list).await
     }
 
     /// Rotates the tenant's keys of `alg` (`ES256`, `RS256`, `EdDSA`); the retiring

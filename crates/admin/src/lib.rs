@@ -34,9 +34,12 @@ use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self as audit_log, NewAuditEvent, Outcome};
+use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::tenants::{self as tenant_store, Tenant};
 use gatehouse_identity_store::users::User;
-use gatehouse_identity_store::{Pool, users as user_store};
+use gatehouse_identity_store::{
+    AnyConnection, Page, PageRequest, Pool, StoreResult, users as user_store,
+};
 use gatehouse_outbound::Outbound;
 use gatehouse_token_issuer::IssuerResult;
 use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
@@ -67,13 +70,11 @@ pub struct Operator(String);
 impl Operator {
     /// An operator by the name they give; refused when empty.
     pub fn named(name: &str) -> AdminResult<Operator> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "operator",
-                message: "must not be empty: the audit log records who acted".into(),
-            });
-        }
+        let name = required_text(
+            "operator",
+            name,
+            "must not be empty: the audit log records who acted",
+        )?;
         Ok(Operator(format!("operator:{name}")))
     }
 
@@ -120,19 +121,33 @@ pub struct Reason(String);
 
 impl Reason {
     pub fn new(text: &str) -> AdminResult<Reason> {
-        let text = text.trim();
-        if text.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "reason",
-                message: "must not be empty: the audit log records why".into(),
-            });
-        }
+        let text = required_text(
+            "reason",
+            text,
+            "must not be empty: the audit log records why",
+        )?;
         Ok(Reason(text.to_owned()))
     }
 
     pub fn as_str(&self) -> &str {
         &self.0
     }
+}
+
+/// What a name left empty is told.
+const NOT_EMPTY: &str = "must not be empty";
+
+/// `value` without surrounding white space; `Invalid` for `field` with `message`
+/// when nothing is left.
+fn required_text<'a>(field: &'static str, value: &'a str, message: &str) -> AdminResult<&'a str> {
+    let value = value.trim();
+    if value.is_empty() {
+        return Err(AdminError::Invalid {
+            field,
+            message: message.to_owned(),
+        });
+    }
+    Ok(value)
 }
 
 /// Where a tenant is served: its issuer URL, which is also the base of the links in
@@ -256,6 +271,45 @@ impl Admin {
         })
         .await
         .map_err(|e| AdminError::Unavailable(format!("background task failed: {e}")))?
+    }
+
+    /// A store read of the tenant with this slug, on the blocking pool.
+    async fn read<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        read: impl FnOnce(&mut AnyConnection, TenantId) -> StoreResult<T> + Send + 'static,
+    ) -> AdminResult<T> {
+        let tenant = self.tenant(tenant).await?.id;
+        self.blocking(move |conn| Ok(read(conn, tenant)?)).await
+    }
+
+    /// Every item of a paged `list` of the tenant, fetched a hundred at a time.
+    async fn read_all<T: Send + 'static>(
+        &self,
+        tenant: &str,
+        list: fn(&mut AnyConnection, TenantId, &PageRequest) -> StoreResult<Page<T>>,
+    ) -> AdminResult<Vec<T>> {
+        self.read(tenant, move |conn, tenant| {
+            every(100, |request| list(conn, tenant, request))
+        })
+        .await
+    }
+
+    /// The `kind` (client, group, role) of the tenant that `find` finds by `name`;
+    /// `NotFound` naming both when there is none.
+    async fn named<T: Send + 'static>(
+        &self,
+        kind: &'static str,
+        tenant: TenantId,
+        name: &str,
+        find: fn(&mut AnyConnection, TenantId, &str) -> StoreResult<Option<T>>,
+    ) -> AdminResult<T> {
+        let name = name.to_owned();
+        self.blocking(move |conn| {
+            find(conn, tenant, &name)?
+                .ok_or_else(|| AdminError::NotFound(format!("no {kind} `{name}`")))
+        })
+        .await
     }
 
     /// The tenant with this slug.

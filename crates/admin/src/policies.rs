@@ -52,9 +52,7 @@ impl Admin {
 
     /// The tenant's policy set versions, newest (serving) first.
     pub async fn policy_versions(&self, tenant: &str) -> AdminResult<Vec<PolicySetVersion>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(policy_sets::list(conn, tenant)?))
-            .await
+        self.read(tenant, policy_sets::list).await
     }
 
     /// Evaluates an AuthZEN evaluation request (JSON) against the serving set as
@@ -84,8 +82,9 @@ impl Admin {
 
     /// The tenant's most recent decisions, newest first.
     pub async fn decisions(&self, tenant: &str, limit: i64) -> AdminResult<Vec<Decision>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(decision_log::recent(conn, tenant, limit)?))
-            .await
+        self.read(tenant, move |conn, tenant| {
+            decision_log::recent(conn, tenant, limit)
+        })
+        .await
     }
 }

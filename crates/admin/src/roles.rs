@@ -2,11 +2,10 @@
 
 use gatehouse_authn::{AuthnError, ClientInfo};
 use gatehouse_identity_store::StoreError;
-use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::roles::{self, Role, RoleData};
 use gatehouse_token_issuer::backchannel::Delivery;
 
-use crate::{Admin, AdminError, AdminResult, Operator, UserKey};
+use crate::{Admin, AdminError, AdminResult, NOT_EMPTY, Operator, UserKey, required_text};
 
 /// What removing a role did.
 #[derive(Debug)]
@@ -21,9 +20,7 @@ pub struct RoleRemoved {
 impl Admin {
     /// Every role of the tenant, by name.
     pub async fn roles(&self, tenant: &str) -> AdminResult<Vec<Role>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(every(100, |request| roles::list(conn, tenant, request))?))
-            .await
+        self.read_all(tenant, roles::list).await
     }
 
     /// Creates a role; its name is how policies and the `roles` claim name it.
@@ -34,13 +31,7 @@ impl Admin {
         name: &str,
         description: Option<&str>,
     ) -> AdminResult<Role> {
-        let name = name.trim();
-        if name.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "name",
-                message: "must not be empty".into(),
-            });
-        }
+        let name = required_text("name", name, NOT_EMPTY)?;
         let tenant = self.tenant(tenant).await?;
         let data = RoleData {
             name: name.to_owned(),
@@ -63,12 +54,7 @@ impl Admin {
 
     /// The role named `role` of the tenant `tenant`.
     async fn role(&self, tenant: gatehouse_core::ids::TenantId, role: &str) -> AdminResult<Role> {
-        let name = role.to_owned();
-        self.blocking(move |conn| {
-            roles::find_by_name(conn, tenant, &name)?
-                .ok_or_else(|| AdminError::NotFound(format!("no role `{name}`")))
-        })
-        .await
+        self.named("role", tenant, role, roles::find_by_name).await
     }
 
     /// Gives the user the role; false when they had it already.

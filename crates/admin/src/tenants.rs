@@ -10,7 +10,7 @@ use gatehouse_identity_store::page::every;
 use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
 use serde_json::{Map, Value, json};
 
-use crate::{Admin, AdminError, AdminResult, Operator};
+use crate::{Admin, AdminError, AdminResult, NOT_EMPTY, Operator, required_text};
 
 /// What a tenant change sets; `None` leaves it as it is.
 #[derive(Debug, Clone, Default)]
@@ -62,13 +62,7 @@ impl Admin {
         display_name: &str,
         settings: Map<String, Value>,
     ) -> AdminResult<TenantView> {
-        let display_name = display_name.trim().to_owned();
-        if display_name.is_empty() {
-            return Err(AdminError::Invalid {
-                field: "name",
-                message: "must not be empty".into(),
-            });
-        }
+        let display_name = required_text("name", display_name, NOT_EMPTY)?.to_owned();
         let (admin, actor, now, wanted) = (
             self.clone(),
             operator.actor(),

@@ -372,8 +372,7 @@ impl Admin {
 
     /// One page of the tenant's users, in the order they were created.
     pub async fn users(&self, tenant: &str, page: PageRequest) -> AdminResult<Page<User>> {
-        let tenant = self.tenant(tenant).await?.id;
-        self.blocking(move |conn| Ok(users::list(conn, tenant, &page)?))
+        self.read(tenant, move |conn, tenant| users::list(conn, tenant, &page))
             .await
     }
 

@@ -73,6 +73,27 @@ fn scattered(i: usize) -> usize {
     (i * 7_919) % SEEDED_USERS
 }
 
+/// The benchmark `name`: one `lookup` of a seeded user an iteration, the users
+/// visited in [`scattered`] order.
+fn bench_lookups(
+    c: &mut Criterion,
+    name: &str,
+    label: &str,
+    seeded: &[(UserId, String)],
+    mut lookup: impl FnMut(&(UserId, String)),
+) {
+    let mut group = c.benchmark_group(name);
+    group.throughput(Throughput::Elements(1));
+    let mut i = 0;
+    group.bench_function(label, |b| {
+        b.iter(|| {
+            lookup(&seeded[scattered(i)]);
+            i += 1;
+        })
+    });
+    group.finish();
+}
+
 fn backend(c: &mut Criterion, backend: Backend) {
     let label = match backend {
         Backend::Sqlite => "sqlite",
@@ -105,30 +126,13 @@ fn backend(c: &mut Criterion, backend: Backend) {
     group.bench_function(label, |b| b.iter(|| db::ping(&mut conn).unwrap()));
     group.finish();
 
-    let mut group = c.benchmark_group("find_by_user_name");
-    group.throughput(Throughput::Elements(1));
-    let mut i = 0;
-    group.bench_function(label, |b| {
-        b.iter(|| {
-            let (id, name) = &seeded[scattered(i)];
-            i += 1;
-            let found = users::find_by_user_name(&mut conn, lookups, black_box(name)).unwrap();
-            assert_eq!(found.map(|u| u.id), Some(*id));
-        })
+    bench_lookups(c, "find_by_user_name", label, &seeded, |(id, name)| {
+        let found = users::find_by_user_name(&mut conn, lookups, black_box(name)).unwrap();
+        assert_eq!(found.map(|u| u.id), Some(*id));
     });
-    group.finish();
-
-    let mut group = c.benchmark_group("get_by_id");
-    group.throughput(Throughput::Elements(1));
-    let mut i = 0;
-    group.bench_function(label, |b| {
-        b.iter(|| {
-            let (id, _) = &seeded[scattered(i)];
-            i += 1;
-            black_box(users::get(&mut conn, lookups, black_box(*id)).unwrap())
-        })
+    bench_lookups(c, "get_by_id", label, &seeded, |(id, _)| {
+        black_box(users::get(&mut conn, lookups, black_box(*id)).unwrap());
     });
-    group.finish();
 
     // Each iteration is one committed transaction (user row + primary email), so
     // it includes the commit's fsync, as every acknowledged write in production does.

@@ -14,7 +14,7 @@ use gatehouse_core::ids::{TenantId, UserId};
 use uuid::Uuid;
 
 use crate::db::MultiBackend;
-use crate::error::map_missing_reference;
+use crate::error::{map_missing_reference, parse_column};
 use crate::query::{FromRow, LoadItems, closed, tenant_row, tenant_rows};
 use crate::schema::account_recoveries;
 use crate::{AnyConnection, StoreError, StoreResult};
@@ -93,11 +93,10 @@ pub(crate) struct RecoveryRow {
 impl FromRow for Recovery {
     type Row = RecoveryRow;
     fn from_row(row: RecoveryRow) -> StoreResult<Recovery> {
-        let corrupt = |e: uuid::Error| StoreError::corrupt("account_recoveries", e);
         Ok(Recovery {
             id: row.id,
-            tenant_id: row.tenant_id.parse().map_err(corrupt)?,
-            user_id: row.user_id.parse().map_err(corrupt)?,
+            tenant_id: parse_column("account_recoveries", &row.tenant_id)?,
+            user_id: parse_column("account_recoveries", &row.user_id)?,
             created_at: row.created_at.and_utc(),
             ready_at: row.ready_at.and_utc(),
             expires_at: row.expires_at.and_utc(),

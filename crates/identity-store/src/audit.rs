@@ -23,7 +23,7 @@ use serde::Serialize;
 use sha2::{Digest, Sha256};
 use zeroize::Zeroizing;
 
-use crate::error::is_unique_violation;
+use crate::error::{is_unique_violation, parse_column};
 use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::{audit_events, audit_heads};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
@@ -194,10 +194,7 @@ impl FromRow for AuditEvent {
     type Row = AuditRow;
     fn from_row(row: AuditRow) -> StoreResult<AuditEvent> {
         Ok(AuditEvent {
-            id: row
-                .id
-                .parse()
-                .map_err(|e| StoreError::corrupt("audit_events", e))?,
+            id: parse_column("audit_events", &row.id)?,
             tenant_id: row.tenant_id,
             seq: row.seq,
             occurred_at: row.occurred_at.and_utc(),

@@ -10,7 +10,7 @@ use gatehouse_core::ids::{CredentialId, TenantId, UserId};
 use gatehouse_core::secrets::Cipher;
 use zeroize::Zeroizing;
 
-use crate::error::{is_unique_violation, map_missing_reference, touched_one};
+use crate::error::{is_unique_violation, map_missing_reference, parse_column, touched_one};
 use crate::query::{FromRow, LoadItems, tenant_row, tenant_rows};
 use crate::schema::credentials;
 use crate::{AnyConnection, StoreError, StoreResult};
@@ -107,11 +107,10 @@ pub(crate) struct CredentialRow {
 impl FromRow for Credential {
     type Row = CredentialRow;
     fn from_row(row: CredentialRow) -> StoreResult<Credential> {
-        let corrupt = |e: uuid::Error| StoreError::corrupt("credentials", e);
         Ok(Credential {
-            id: row.id.parse().map_err(corrupt)?,
-            tenant_id: row.tenant_id.parse().map_err(corrupt)?,
-            user_id: row.user_id.parse().map_err(corrupt)?,
+            id: parse_column("credentials", &row.id)?,
+            tenant_id: parse_column("credentials", &row.tenant_id)?,
+            user_id: parse_column("credentials", &row.user_id)?,
             kind: CredentialKind::parse(&row.kind)?,
             label: row.label,
             created_at: row.created_at.and_utc(),

@@ -100,6 +100,16 @@ impl StoreError {
     }
 }
 
+/// Parses a text column read from `table` (an id, a JSON document): a value that
+/// does not parse means the row is corrupt.
+pub(crate) fn parse_column<T>(table: &'static str, text: &str) -> StoreResult<T>
+where
+    T: std::str::FromStr,
+    T::Err: std::fmt::Display,
+{
+    text.parse().map_err(|e| StoreError::corrupt(table, e))
+}
+
 /// Maps a unique violation to `Conflict` naming the field whose index fired.
 /// PostgreSQL reports the index name, SQLite the indexed columns; `indexes` lists
 /// `(index name, column that identifies it, field)` so both are recognised in one place.

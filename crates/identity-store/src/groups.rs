@@ -6,7 +6,9 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{GroupId, TenantId, UserId};
 
-use crate::error::{linked, map_missing_reference, map_unique, touched_one, versioned};
+use crate::error::{
+    linked, map_missing_reference, map_unique, parse_column, touched_one, versioned,
+};
 use crate::keys::fold;
 use crate::query::{FromRow, LoadItems, items_by_user, tenant_row, tenant_rows};
 use crate::schema::{group_members, groups};
@@ -47,10 +49,9 @@ pub(crate) struct GroupRow {
 impl FromRow for Group {
     type Row = GroupRow;
     fn from_row(row: GroupRow) -> StoreResult<Group> {
-        let corrupt = |e: uuid::Error| StoreError::corrupt("groups", e);
         Ok(Group {
-            id: row.id.parse().map_err(corrupt)?,
-            tenant_id: row.tenant_id.parse().map_err(corrupt)?,
+            id: parse_column("groups", &row.id)?,
+            tenant_id: parse_column("groups", &row.tenant_id)?,
             display_name: row.display_name,
             external_id: row.external_id,
             created_at: row.created_at.and_utc(),

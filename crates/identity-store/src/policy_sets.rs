@@ -7,7 +7,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 
-use crate::error::is_unique_violation;
+use crate::error::{is_unique_violation, parse_column};
 use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::policy_sets;
 use crate::{AnyConnection, StoreError, StoreResult};
@@ -48,10 +48,7 @@ impl FromRow for PolicySet {
     type Row = Row;
     fn from_row(row: Row) -> StoreResult<PolicySet> {
         Ok(PolicySet {
-            tenant_id: row
-                .tenant_id
-                .parse()
-                .map_err(|e| StoreError::corrupt("policy_sets", e))?,
+            tenant_id: parse_column("policy_sets", &row.tenant_id)?,
             version: row.version,
             text: row.text,
             created_at: row.created_at.and_utc(),

@@ -6,7 +6,7 @@ use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{RoleId, TenantId, UserId};
 
-use crate::error::{linked, map_unique, touched_one, versioned};
+use crate::error::{linked, map_unique, parse_column, touched_one, versioned};
 use crate::keys::fold;
 use crate::query::{FromRow, LoadItems, items_by_user, tenant_row, tenant_rows};
 use crate::schema::{role_assignments, roles};
@@ -47,10 +47,9 @@ pub(crate) struct RoleRow {
 impl FromRow for Role {
     type Row = RoleRow;
     fn from_row(row: RoleRow) -> StoreResult<Role> {
-        let corrupt = |e: uuid::Error| StoreError::corrupt("roles", e);
         Ok(Role {
-            id: row.id.parse().map_err(corrupt)?,
-            tenant_id: row.tenant_id.parse().map_err(corrupt)?,
+            id: parse_column("roles", &row.id)?,
+            tenant_id: parse_column("roles", &row.tenant_id)?,
             name: row.name,
             description: row.description,
             created_at: row.created_at.and_utc(),

@@ -18,7 +18,7 @@ use gatehouse_core::ids::TenantId;
 use gatehouse_core::secrets::Cipher;
 use zeroize::Zeroizing;
 
-use crate::error::{map_missing_reference, map_unique};
+use crate::error::{map_missing_reference, map_unique, parse_column};
 use crate::query::{FromRow, LoadItems, tenant_rows};
 use crate::schema::signing_keys;
 use crate::{AnyConnection, StoreError, StoreResult};
@@ -140,10 +140,7 @@ impl FromRow for SigningKey {
     type Row = SigningKeyRow;
     fn from_row(row: SigningKeyRow) -> StoreResult<SigningKey> {
         Ok(SigningKey {
-            tenant_id: row
-                .tenant_id
-                .parse()
-                .map_err(|e| StoreError::corrupt(TABLE, e))?,
+            tenant_id: parse_column(TABLE, &row.tenant_id)?,
             alg: KeyAlgorithm::parse(&row.alg).ok_or_else(|| {
                 StoreError::corrupt(TABLE, format!("unknown algorithm {}", row.alg))
             })?,

@@ -5,7 +5,7 @@ use diesel::prelude::*;
 use gatehouse_core::ids::TenantId;
 use gatehouse_core::tenant_settings::TenantSettings;
 
-use crate::error::{map_unique, touched_one};
+use crate::error::{map_unique, parse_column, touched_one};
 use crate::query::{FromRow, LoadItems};
 use crate::schema::tenants;
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
@@ -55,10 +55,7 @@ impl FromRow for Tenant {
     type Row = TenantRow;
     fn from_row(row: TenantRow) -> StoreResult<Tenant> {
         Ok(Tenant {
-            id: row
-                .id
-                .parse()
-                .map_err(|e| StoreError::corrupt("tenants", e))?,
+            id: parse_column("tenants", &row.id)?,
             slug: row.slug,
             display_name: row.display_name,
             settings: serde_json::from_str(&row.settings)

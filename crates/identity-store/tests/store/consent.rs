@@ -9,7 +9,7 @@ use gatehouse_identity_store::purposes::{self, LegalBasis, PurposeChange, Purpos
 use gatehouse_identity_store::users::{self, UserData};
 use gatehouse_identity_store::{StoreError, consents};
 
-use crate::{now, tenant};
+use crate::{now, tenant, tenant_and_other};
 
 fn newsletter() -> PurposeData {
     PurposeData {
@@ -83,8 +83,7 @@ gatehouse_identity_store::backend_tests! {
         use gatehouse_identity_store::{groups, roles, MAX_BATCH};
         use std::collections::{BTreeSet, HashMap};
         let mut conn = db.conn();
-        let t = tenant(&mut conn, "acme");
-        let evil = tenant(&mut conn, "evil");
+        let (t, evil) = tenant_and_other(&mut conn, "acme");
         let role = |name: &str| roles::RoleData { name: name.into(), description: None };
         let admin = roles::create(&mut conn, now(), t, role("admin")).unwrap();
         let auditor = roles::create(&mut conn, now(), t, role("auditor")).unwrap();
@@ -232,8 +231,7 @@ gatehouse_identity_store::backend_tests! {
 
     fn a_grant_needs_a_known_purpose_version_and_user_of_the_tenant(db) {
         let mut conn = db.conn();
-        let t = tenant(&mut conn, "acme");
-        let other = tenant(&mut conn, "other");
+        let (t, other) = tenant_and_other(&mut conn, "acme");
         let alice = users::create(&mut conn, now(), t, UserData::new("alice")).unwrap().id;
         purposes::create(&mut conn, now(), t, newsletter()).unwrap();
         assert!(matches!(consent_records::append_grant(&mut conn, now(), t, grant(alice, "shop", "newsletter", 2)), Err(StoreError::NotFound { .. })));

@@ -5,7 +5,7 @@ use gatehouse_identity_store::StoreError;
 use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
 use gatehouse_identity_store::users::{self, UserData};
 
-use crate::{now, tenant};
+use crate::{now, tenant, tenant_and_other};
 
 fn cipher() -> Cipher {
     Cipher::new(vec![MasterKey::generate()]).unwrap()
@@ -64,8 +64,7 @@ gatehouse_identity_store::backend_tests! {
     fn credentials_are_listed_used_replaced_and_deleted_per_user(db) {
         let mut conn = db.conn();
         let cipher = cipher();
-        let t = tenant(&mut conn, "acme");
-        let evil = tenant(&mut conn, "evil");
+        let (t, evil) = tenant_and_other(&mut conn, "acme");
         let alice = users::create(&mut conn, now(), t, UserData::new("alice")).unwrap();
         let password = credentials::create(&mut conn, &cipher, now(), t, alice.id, NewCredential {
             kind: CredentialKind::Password, label: None, secret: b"old-hash",

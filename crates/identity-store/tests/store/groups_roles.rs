@@ -6,7 +6,7 @@ use gatehouse_identity_store::roles::{self, RoleData};
 use gatehouse_identity_store::users::{self, UserData};
 use gatehouse_identity_store::{PageRequest, StoreError};
 
-use crate::{now, tenant};
+use crate::{now, tenant, tenant_and_other};
 
 fn group(name: &str) -> GroupData {
     GroupData {
@@ -83,8 +83,7 @@ gatehouse_identity_store::backend_tests! {
 
     fn roles_are_assigned_within_a_tenant(db) {
         let mut conn = db.conn();
-        let t = tenant(&mut conn, "acme");
-        let evil = tenant(&mut conn, "evil");
+        let (t, evil) = tenant_and_other(&mut conn, "acme");
         let admin = roles::create(&mut conn, now(), t, role("admin")).unwrap();
         let auditor = roles::create(&mut conn, now(), t, role("auditor")).unwrap();
         assert!(matches!(roles::create(&mut conn, now(), t, role("ADMIN")), Err(StoreError::Conflict { field: "name", .. })));

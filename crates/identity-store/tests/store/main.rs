@@ -42,3 +42,9 @@ pub fn tenant(conn: &mut AnyConnection, slug: &str) -> TenantId {
     .unwrap()
     .id
 }
+
+/// A tenant and a second one (`{slug}-other`), for showing that nothing of the
+/// first is found through the second.
+pub fn tenant_and_other(conn: &mut AnyConnection, slug: &str) -> (TenantId, TenantId) {
+    (tenant(conn, slug), tenant(conn, &format!("{slug}-other")))
+}

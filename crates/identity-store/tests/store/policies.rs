@@ -3,15 +3,14 @@ use gatehouse_identity_store::decision_log::{self, NewDecision};
 use gatehouse_identity_store::policy_sets;
 use serde_json::json;
 
-use crate::{now, tenant};
+use crate::{now, tenant, tenant_and_other};
 
 gatehouse_identity_store::backend_tests! {
     fn policy_sets_are_versioned_per_tenant(db) {
         let mut conn = db.conn();
         let conn = &mut conn;
         let now = now();
-        let t = tenant(conn, "pol");
-        let other = tenant(conn, "pol-other");
+        let (t, other) = tenant_and_other(conn, "pol");
         assert_eq!(policy_sets::latest_version(conn, t).unwrap(), None);
         assert!(policy_sets::latest(conn, t).unwrap().is_none());
 
@@ -37,8 +36,7 @@ gatehouse_identity_store::backend_tests! {
         let mut conn = db.conn();
         let conn = &mut conn;
         let now = now();
-        let t = tenant(conn, "dec");
-        let other = tenant(conn, "dec-other");
+        let (t, other) = tenant_and_other(conn, "dec");
         let decision = |at: i64, allowed: bool, tenant| NewDecision {
             tenant_id: tenant,
             at: now + Duration::seconds(at),

@@ -1,15 +1,14 @@
 use chrono::Duration;
 use gatehouse_identity_store::pushed_requests::{consume, find_live, insert, prune};
 
-use crate::{now, tenant};
+use crate::{now, tenant_and_other};
 
 gatehouse_identity_store::backend_tests! {
     fn pushed_requests_are_found_until_consumed_or_expired(db) {
         let mut conn = db.conn();
         let conn = &mut conn;
         let now = now();
-        let t = tenant(conn, "par");
-        let other = tenant(conn, "par-other");
+        let (t, other) = tenant_and_other(conn, "par");
         let params = vec![
             ("response_type".to_owned(), "code".to_owned()),
             ("resource".to_owned(), "https://a".to_owned()),

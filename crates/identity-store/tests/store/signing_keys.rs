@@ -7,7 +7,7 @@ use gatehouse_identity_store::signing_keys::{
     self, Advanced, KeyAlgorithm, KeyState, NewSigningKey,
 };
 
-use crate::{now, tenant};
+use crate::{now, tenant, tenant_and_other};
 
 fn cipher() -> Cipher {
     Cipher::new(vec![MasterKey::generate()]).unwrap()
@@ -64,8 +64,7 @@ gatehouse_identity_store::backend_tests! {
     fn keys_are_tenant_scoped(db) {
         let mut conn = db.conn();
         let cipher = cipher();
-        let t = tenant(&mut conn, "acme");
-        let evil = tenant(&mut conn, "evil");
+        let (t, evil) = tenant_and_other(&mut conn, "acme");
         signing_keys::insert(&mut conn, &cipher, now(), t,
             key("k1", KeyAlgorithm::Es256, KeyState::Active, b"x")).unwrap();
         assert!(matches!(signing_keys::get(&mut conn, evil, "k1"), Err(StoreError::NotFound { .. })));

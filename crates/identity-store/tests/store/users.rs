@@ -2,7 +2,7 @@ use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::users::{self, Email, Name, PhoneNumber, UserData};
 use gatehouse_identity_store::{PageRequest, StoreError};
 
-use crate::{now, tenant};
+use crate::{now, tenant, tenant_and_other};
 
 fn email(value: &str, primary: bool) -> Email {
     Email {
@@ -57,8 +57,7 @@ gatehouse_identity_store::backend_tests! {
 
     fn user_names_are_unique_per_tenant_ignoring_case_and_width(db) {
         let mut conn = db.conn();
-        let t = tenant(&mut conn, "acme");
-        let other = tenant(&mut conn, "other");
+        let (t, other) = tenant_and_other(&mut conn, "acme");
         users::create(&mut conn, now(), t, UserData::new("Alice")).unwrap();
         for clash in ["alice", "ALICE", " Alice ", "ＡＬＩＣＥ"] {
             let result = users::create(&mut conn, now(), t, UserData::new(clash));

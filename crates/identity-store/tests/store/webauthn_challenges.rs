@@ -11,7 +11,7 @@ use gatehouse_identity_store::webauthn_challenges::{
     NewChallenge, Purpose, insert, prune_expired, take,
 };
 
-use crate::{now, tenant};
+use crate::{now, tenant, tenant_and_other};
 
 fn cipher() -> Cipher {
     Cipher::new(vec![MasterKey::generate()]).unwrap()
@@ -73,8 +73,7 @@ gatehouse_identity_store::backend_tests! {
         let mut conn = db.conn();
         let conn = &mut *conn;
         let cipher = cipher();
-        let t = tenant(conn, "acme");
-        let other = tenant(conn, "other");
+        let (t, other) = tenant_and_other(conn, "acme");
         let new = |binding| challenge(Purpose::Authentication, None, binding, b"{}");
         let count = |conn: &mut gatehouse_identity_store::AnyConnection| -> usize {
             diesel::sql_query("SELECT state FROM webauthn_challenges").load::<Raw>(conn).unwrap().len()
@@ -165,8 +164,7 @@ gatehouse_identity_store::backend_tests! {
         let mut conn = db.conn();
         let conn = &mut *conn;
         let cipher = cipher();
-        let t = tenant(conn, "acme");
-        let other = tenant(conn, "other");
+        let (t, other) = tenant_and_other(conn, "acme");
         let alice = users::create(conn, now(), t, UserData::new("alice")).unwrap();
         let bob = users::create(conn, now(), t, UserData::new("bob")).unwrap();
         let carol = users::create(conn, now(), other, UserData::new("carol")).unwrap();
