@@ -186,6 +186,18 @@ impl Ui {
         }
     }
 
+    /// What is wrong with the template overrides in `dir`, checked before a theme
+    /// naming it is saved: every override of a built-in template must compile.
+    /// Empty when all do (a name the directory lacks falls back to the built-in).
+    pub fn check_overrides(&self, dir: &std::path::Path) -> Vec<String> {
+        let env =
+            templates::override_environment(Arc::clone(&self.inner.catalogues), dir.to_path_buf());
+        templates::BUILTIN
+            .iter()
+            .filter_map(|(name, _)| env.get_template(name).err().map(|e| format!("{name}: {e}")))
+            .collect()
+    }
+
     /// A tenant's theme, read leniently: each invalid field is left at its default
     /// and logged once (per tenant and problem), not on every request.
     pub fn tenant_theme(

@@ -67,11 +67,17 @@ impl ThemeSettings {
     /// Reads and validates the `"theme"` entry of a tenant's settings; the defaults
     /// when there is none (or it is `null`).
     pub fn from_tenant_settings(settings: &TenantSettings) -> Result<ThemeSettings, UiError> {
-        let theme = match &settings.theme {
-            None | Some(serde_json::Value::Null) => ThemeSettings::default(),
-            Some(value) => ThemeSettings::deserialize(value)
-                .map_err(|e| UiError::InvalidTheme(e.to_string()))?,
-        };
+        match &settings.theme {
+            None | Some(serde_json::Value::Null) => Ok(ThemeSettings::default()),
+            Some(value) => ThemeSettings::deserialize_checked(value),
+        }
+    }
+
+    /// A theme given as JSON, checked as one about to be saved: unknown fields and
+    /// invalid values are refused.
+    pub fn deserialize_checked(value: &serde_json::Value) -> Result<ThemeSettings, UiError> {
+        let theme =
+            ThemeSettings::deserialize(value).map_err(|e| UiError::InvalidTheme(e.to_string()))?;
         theme.validate()?;
         Ok(theme)
     }

@@ -250,3 +250,88 @@ fn a_client_is_changed_at_the_version_read_and_by_the_registration_rules(backend
 gatehouse_identity_store::on_both_backends!(
     a_client_is_changed_at_the_version_read_and_by_the_registration_rules
 );
+
+fn a_theme_is_checked_before_it_is_saved_and_applies_at_once(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let theme = |method: reqwest::Method, body: Option<Value>| {
+        read(call(&app, Some(&admin), |http, base| {
+            let request = http.request(method, format!("{base}/admin/v1/theme"));
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        }))
+    };
+    let css = || {
+        reqwest::blocking::get(format!("{}/theme.css", app.base))
+            .unwrap()
+            .text()
+            .unwrap()
+    };
+
+    assert_eq!(
+        theme(reqwest::Method::GET, None).1,
+        json!({"theme": null, "problems": []})
+    );
+    let (status, saved) = theme(
+        reqwest::Method::PUT,
+        Some(json!({"primary_color": "#0A7A55", "display_name": "Acme"})),
+    );
+    assert_eq!(status, 200, "{saved}");
+    assert!(css().contains("#0a7a55"), "applied at once");
+
+    // Refused, naming what is wrong; the saved theme stays.
+    for bad in [
+        json!({"primary_colour": "#000000"}),
+        json!({"primary_color": "red"}),
+        json!({"logo_url": "javascript:alert(1)"}),
+    ] {
+        let (status, refused) = theme(reqwest::Method::PUT, Some(bad.clone()));
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (400, Some("theme")),
+            "{bad}: {refused}"
+        );
+    }
+    let overrides = tempfile::tempdir().unwrap();
+    std::fs::write(overrides.path().join("sign_in.html"), "{% if %}broken").unwrap();
+    let (status, refused) = theme(
+        reqwest::Method::PUT,
+        Some(json!({"template_dir": overrides.path()})),
+    );
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("template_dir")),
+        "{refused}"
+    );
+    assert!(
+        refused["detail"].as_str().unwrap().contains("sign_in.html"),
+        "{refused}"
+    );
+    assert!(css().contains("#0a7a55"), "the saved theme stays");
+
+    std::fs::write(
+        overrides.path().join("sign_in.html"),
+        "{% extends \"base.html\" %}",
+    )
+    .unwrap();
+    let (status, saved) = theme(
+        reqwest::Method::PUT,
+        Some(json!({"template_dir": overrides.path()})),
+    );
+    assert_eq!(status, 200, "{saved}");
+    let (status, removed) = theme(reqwest::Method::DELETE, None);
+    assert_eq!((status, &removed["theme"]), (200, &Value::Null));
+    assert!(!css().contains("#0a7a55"), "the defaults again");
+
+    let (_, audit) = read(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?action=tenant.updated"))
+    }));
+    assert_eq!(audit["items"].as_array().unwrap().len(), 3, "{audit}");
+}
+
+gatehouse_identity_store::on_both_backends!(
+    a_theme_is_checked_before_it_is_saved_and_applies_at_once
+);

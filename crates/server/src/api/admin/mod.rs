@@ -27,6 +27,7 @@ mod directory;
 mod governance;
 mod openapi;
 mod platform;
+mod themes;
 mod users;
 mod views;
 
@@ -104,6 +105,9 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/groups", web::get().to(directory::list_groups))
             .route("/groups", web::post().to(directory::create_group))
             .route("/audit", web::get().to(audit::audit_events))
+            .route("/theme", web::get().to(themes::show_theme))
+            .route("/theme", web::put().to(themes::save_theme))
+            .route("/theme", web::delete().to(themes::remove_theme))
             .route("/tenants", web::get().to(platform::list_tenants))
             .route("/tenants", web::post().to(platform::create_tenant))
             .route("/tenants/{slug}", web::get().to(platform::show_tenant))

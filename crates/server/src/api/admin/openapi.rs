@@ -15,7 +15,7 @@ use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, ResponseBui
 
 use super::platform::PLATFORM_SCOPE;
 use super::views::{BearerError, Problem};
-use super::{PATH, SCOPE, audit, clients, directory, governance, json, platform, users};
+use super::{PATH, SCOPE, audit, clients, directory, governance, json, platform, themes, users};
 use crate::http::answer::answered;
 use crate::oauth::resolve;
 use crate::state::AppState;
@@ -42,6 +42,7 @@ use crate::state::AppState;
         audit::audit_events,
         platform::list_tenants, platform::create_tenant, platform::show_tenant,
         platform::update_tenant,
+        themes::show_theme, themes::save_theme, themes::remove_theme,
         governance::list_keys, governance::rotate_keys, governance::list_policy_versions,
         governance::save_policies, governance::test_policies, governance::list_decisions,
         governance::list_purposes, governance::define_purpose, governance::update_purpose,
