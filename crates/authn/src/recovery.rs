@@ -491,9 +491,9 @@ impl Inner {
         let now = self.now();
         let checked = match proof {
             ResetProof::None => return Err(AuthnError::SecondFactorRequired),
-            ResetProof::Totp(code) => totp::check(conn, &self.cipher, now, tenant, user, code),
+            ResetProof::Totp(code) => totp::check(conn, self.offered(now, tenant, user, code)),
             ResetProof::RecoveryCode(code) => {
-                recovery_codes::check(conn, &self.cipher, now, tenant, user, code)
+                recovery_codes::check(conn, self.offered(now, tenant, user, code))
             }
             ResetProof::Passkey(_) if factors.passkeys == 0 => Err(AuthnError::NotEnrolled),
             // Counted and audited as a passkey attempt (`passkey.authentication_failed`)
@@ -562,9 +562,9 @@ impl Inner {
         proof: &ResetProof,
     ) -> Result<(), AuthnError> {
         match proof {
-            ResetProof::Totp(code) => totp::verify(conn, &self.cipher, now, tenant, user, code),
+            ResetProof::Totp(code) => totp::verify(conn, self.offered(now, tenant, user, code)),
             ResetProof::RecoveryCode(code) => {
-                recovery_codes::consume(conn, &self.cipher, now, tenant, user, code).map(drop)
+                recovery_codes::consume(conn, self.offered(now, tenant, user, code)).map(drop)
             }
             ResetProof::None | ResetProof::Passkey(_) => Ok(()),
         }
