@@ -159,39 +159,30 @@ impl RelyingParty {
     }
 }
 
-/// A registration begun: the options for `navigator.credentials.create()` and the
-/// id that finishes it.
-pub struct RegistrationChallenge {
+/// A ceremony begun: the options for the browser and the id that finishes it.
+pub struct Challenge<Options> {
     pub challenge_id: String,
-    /// Serialise as JSON for the page (`PublicKeyCredential.parseCreationOptionsFromJSON`).
-    pub options: CreationChallengeResponse,
+    /// Serialise as JSON for the page (`PublicKeyCredential.parseCreationOptionsFromJSON`,
+    /// `PublicKeyCredential.parseRequestOptionsFromJSON`).
+    pub options: Options,
     pub expires_at: DateTime<Utc>,
 }
 
-impl fmt::Debug for RegistrationChallenge {
+impl<Options> fmt::Debug for Challenge<Options> {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("RegistrationChallenge")
+        f.debug_struct("Challenge")
             .field("expires_at", &self.expires_at)
             .finish_non_exhaustive()
     }
 }
+
+/// A registration begun: the options for `navigator.credentials.create()` and the
+/// id that finishes it.
+pub type RegistrationChallenge = Challenge<CreationChallengeResponse>;
 
 /// A sign-in begun: the options for `navigator.credentials.get()` (with
 /// `mediation: "conditional"` for autofill) and the id that finishes it.
-pub struct AuthenticationChallenge {
-    pub challenge_id: String,
-    /// Serialise as JSON for the page (`PublicKeyCredential.parseRequestOptionsFromJSON`).
-    pub options: RequestChallengeResponse,
-    pub expires_at: DateTime<Utc>,
-}
-
-impl fmt::Debug for AuthenticationChallenge {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("AuthenticationChallenge")
-            .field("expires_at", &self.expires_at)
-            .finish_non_exhaustive()
-    }
-}
+pub type AuthenticationChallenge = Challenge<RequestChallengeResponse>;
 
 /// A registered passkey, as the account page lists it.
 #[derive(Debug, Clone, PartialEq, Eq)]

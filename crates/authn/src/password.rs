@@ -494,17 +494,24 @@ mod tests {
         PasswordHasher::new(config).unwrap()
     }
 
-    #[test]
-    fn hash_verify_round_trip() {
-        let hasher = hasher(&cheap());
+    /// A hash by `hasher`, checked to start with `prefix` (algorithm, version and
+    /// parameters) and to verify without a rehash.
+    fn hash_as_configured(hasher: &PasswordHasher, prefix: &str) -> String {
         let phc = hasher.hash("violet-harbor-quilt-97-lantern").unwrap();
-        assert!(phc.starts_with("$argon2id$v=19$m=8,t=1,p=1$"), "{phc}");
+        assert!(phc.starts_with(prefix), "{phc}");
         assert_eq!(
             hasher.verify(&phc, "violet-harbor-quilt-97-lantern"),
             Verification::Match {
                 needs_rehash: false
             }
         );
+        phc
+    }
+
+    #[test]
+    fn hash_verify_round_trip() {
+        let hasher = hasher(&cheap());
+        let phc = hash_as_configured(&hasher, "$argon2id$v=19$m=8,t=1,p=1$");
         // Random salt: the same password never hashes the same twice.
         assert_ne!(phc, hasher.hash("violet-harbor-quilt-97-lantern").unwrap());
     }
@@ -534,15 +541,7 @@ mod tests {
             (config.memory_kib, config.iterations, config.parallelism),
             (19456, 2, 1)
         );
-        let hasher = hasher(&config);
-        let phc = hasher.hash("violet-harbor-quilt-97-lantern").unwrap();
-        assert!(phc.starts_with("$argon2id$v=19$m=19456,t=2,p=1$"), "{phc}");
-        assert_eq!(
-            hasher.verify(&phc, "violet-harbor-quilt-97-lantern"),
-            Verification::Match {
-                needs_rehash: false
-            }
-        );
+        hash_as_configured(&hasher(&config), "$argon2id$v=19$m=19456,t=2,p=1$");
     }
 
     #[test]
@@ -582,7 +581,10 @@ mod tests {
     fn verifying_in_kept_memory_answers_as_verifying_in_fresh_memory() {
         let hasher = hasher(&cheap());
         let password = "violet-harbor-quilt-97-lantern";
-        let with = |algorithm, version, params: Params| {
+        // A hash made by another Argon2 configuration: memory (KiB), iterations, lanes
+        // and output length.
+        let with = |algorithm, version, memory, iterations, lanes, output| {
+            let params = Params::new(memory, iterations, lanes, output).unwrap();
             Argon2::new(algorithm, version, params)
                 .hash_password(password.as_bytes())
                 .unwrap()
@@ -591,26 +593,10 @@ mod tests {
         let stored = [
             hasher.hash(password).unwrap(),
             // Larger, then smaller memory than before: the buffer grows, then is cut.
-            with(
-                Algorithm::Argon2id,
-                Version::V0x13,
-                Params::new(64, 2, 1, None).unwrap(),
-            ),
-            with(
-                Algorithm::Argon2id,
-                Version::V0x13,
-                Params::new(16, 1, 2, Some(16)).unwrap(),
-            ),
-            with(
-                Algorithm::Argon2i,
-                Version::V0x13,
-                Params::new(8, 1, 1, None).unwrap(),
-            ),
-            with(
-                Algorithm::Argon2d,
-                Version::V0x10,
-                Params::new(32, 3, 1, Some(64)).unwrap(),
-            ),
+            with(Algorithm::Argon2id, Version::V0x13, 64, 2, 1, None),
+            with(Algorithm::Argon2id, Version::V0x13, 16, 1, 2, Some(16)),
+            with(Algorithm::Argon2i, Version::V0x13, 8, 1, 1, None),
+            with(Algorithm::Argon2d, Version::V0x10, 32, 3, 1, Some(64)),
             hasher.hash(password).unwrap(),
         ];
         let mut memory = HashMemory::new();

@@ -113,7 +113,7 @@ use crate::factor_attempts::ensure_not_locked;
 use crate::mail_render::{Mail, MailKind, SignInChange};
 use crate::passkeys::{PublicKeyCredential, RelyingParty};
 use crate::registration::{LinkBase, valid_email};
-use crate::service::{Authn, ClientInfo, Inner};
+use crate::service::{Authn, ClientInfo, Inner, MailRequest};
 use crate::{AuthnError, recovery_codes, secrets, totp};
 
 /// The page that opens a password-reset link.
@@ -349,6 +349,75 @@ fn changed_notice(user: &User, change: SignInChange, client: &ClientInfo) -> Opt
 }
 
 impl Inner {
+    /// The account-dependent half of [`Authn::request_password_reset`]: the mail, if
+    /// there is an active account to send it to.
+    fn password_reset_mail(
+        &self,
+        conn: &mut AnyConnection,
+        request: &MailRequest,
+    ) -> Result<Option<Mail>, AuthnError> {
+        let (tenant, identifier) = (request.tenant, request.address.as_str());
+        let (links, client) = (&request.links, &request.client);
+        let now = self.now();
+        let lifetime = self.settings.password_reset_link_lifetime;
+        let account = users::find_by_primary_email(conn, tenant, identifier)?
+            .filter(|user| user.data.active)
+            .and_then(|user| {
+                let address = user.primary_email()?.value.clone();
+                Some((user.id, address))
+            });
+        let target = account.as_ref().map(|(user, _)| *user);
+        let token = db::transaction_with(conn, |conn| {
+            let token = match target {
+                Some(user) => {
+                    // Older links of the account stop working.
+                    one_time_tokens::revoke_for_user(
+                        conn,
+                        now,
+                        tenant,
+                        user,
+                        Purpose::PasswordReset,
+                    )?;
+                    let (token, token_hash) = secrets::generate();
+                    one_time_tokens::issue(
+                        conn,
+                        now,
+                        tenant,
+                        user,
+                        Purpose::PasswordReset,
+                        &token_hash,
+                        lifetime,
+                        &json!({}),
+                    )?;
+                    Some(token)
+                }
+                None => None,
+            };
+            self.audit(
+                conn,
+                tenant,
+                "anonymous".into(),
+                "recovery.requested",
+                target.map(|user| format!("user:{user}")),
+                Outcome::Success,
+                client,
+                json!({
+                    "identifier": fold_key(identifier),
+                    "account_found": target.is_some(),
+                }),
+            )?;
+            Ok::<_, AuthnError>(token)
+        })?;
+        Ok(token.zip(account).map(|(token, (_, address))| Mail {
+            to: address,
+            locale: client.locale.clone(),
+            kind: MailKind::PasswordReset {
+                link: link(links, RESET_PATH, &token),
+                valid_minutes: lifetime.num_minutes(),
+            },
+        }))
+    }
+
     /// Counts a reset request per address and per IP; [`AuthnError::Throttled`] when
     /// either is over its hourly limit. A locked bucket refuses without counting.
     fn count_reset_request(
@@ -491,9 +560,9 @@ impl Inner {
         let now = self.now();
         let checked = match proof {
             ResetProof::None => return Err(AuthnError::SecondFactorRequired),
-            ResetProof::Totp(code) => totp::check(conn, &self.cipher, now, tenant, user, code),
+            ResetProof::Totp(code) => totp::check(conn, self.offered(now, tenant, user, code)),
             ResetProof::RecoveryCode(code) => {
-                recovery_codes::check(conn, &self.cipher, now, tenant, user, code)
+                recovery_codes::check(conn, self.offered(now, tenant, user, code))
             }
             ResetProof::Passkey(_) if factors.passkeys == 0 => Err(AuthnError::NotEnrolled),
             // Counted and audited as a passkey attempt (`passkey.authentication_failed`)
@@ -562,9 +631,9 @@ impl Inner {
         proof: &ResetProof,
     ) -> Result<(), AuthnError> {
         match proof {
-            ResetProof::Totp(code) => totp::verify(conn, &self.cipher, now, tenant, user, code),
+            ResetProof::Totp(code) => totp::verify(conn, self.offered(now, tenant, user, code)),
             ResetProof::RecoveryCode(code) => {
-                recovery_codes::consume(conn, &self.cipher, now, tenant, user, code).map(drop)
+                recovery_codes::consume(conn, self.offered(now, tenant, user, code)).map(drop)
             }
             ResetProof::None | ResetProof::Passkey(_) => Ok(()),
         }
@@ -706,89 +775,9 @@ impl Authn {
             }
         })
         .await?;
-        let authn = self.clone();
-        self.inner.background.spawn(async move {
-            match authn
-                .issue_password_reset(tenant, identifier, links, client)
-                .await
-            {
-                Ok(Some(mail)) => authn.send_in_background(tenant, mail, "password reset"),
-                Ok(None) => {}
-                Err(error) => tracing::error!(%error, "issuing a password reset link failed"),
-            }
-        });
+        let request = MailRequest::new(tenant, identifier, links, client);
+        self.mail_in_background("password reset", request, Inner::password_reset_mail);
         Ok(())
-    }
-
-    /// The account-dependent half of [`Authn::request_password_reset`].
-    async fn issue_password_reset(
-        &self,
-        tenant: TenantId,
-        identifier: String,
-        links: LinkBase,
-        client: ClientInfo,
-    ) -> Result<Option<Mail>, AuthnError> {
-        self.blocking(move |inner, conn| {
-            let now = inner.now();
-            let lifetime = inner.settings.password_reset_link_lifetime;
-            let account = users::find_by_primary_email(conn, tenant, &identifier)?
-                .filter(|user| user.data.active)
-                .and_then(|user| {
-                    let address = user.primary_email()?.value.clone();
-                    Some((user.id, address))
-                });
-            let target = account.as_ref().map(|(user, _)| *user);
-            let token = db::transaction_with(conn, |conn| {
-                let token = match target {
-                    Some(user) => {
-                        // Older links of the account stop working.
-                        one_time_tokens::revoke_for_user(
-                            conn,
-                            now,
-                            tenant,
-                            user,
-                            Purpose::PasswordReset,
-                        )?;
-                        let (token, token_hash) = secrets::generate();
-                        one_time_tokens::issue(
-                            conn,
-                            now,
-                            tenant,
-                            user,
-                            Purpose::PasswordReset,
-                            &token_hash,
-                            lifetime,
-                            &json!({}),
-                        )?;
-                        Some(token)
-                    }
-                    None => None,
-                };
-                inner.audit(
-                    conn,
-                    tenant,
-                    "anonymous".into(),
-                    "recovery.requested",
-                    target.map(|user| format!("user:{user}")),
-                    Outcome::Success,
-                    &client,
-                    json!({
-                        "identifier": fold_key(&identifier),
-                        "account_found": target.is_some(),
-                    }),
-                )?;
-                Ok::<_, AuthnError>(token)
-            })?;
-            Ok(token.zip(account).map(|(token, (_, address))| Mail {
-                to: address,
-                locale: client.locale.clone(),
-                kind: MailKind::PasswordReset {
-                    link: link(&links, RESET_PATH, &token),
-                    valid_minutes: lifetime.num_minutes(),
-                },
-            }))
-        })
-        .await
     }
 
     /// Reads a reset link without spending it and says what the user must prove
@@ -1355,18 +1344,7 @@ mod tests {
             .codes()
             .map(str::to_owned)
             .collect::<Vec<_>>();
-        let (token, token_hash) = secrets::generate();
-        one_time_tokens::issue(
-            &mut kit.conn(),
-            now,
-            tenant,
-            user,
-            Purpose::PasswordReset,
-            &token_hash,
-            Duration::minutes(15),
-            &json!({}),
-        )
-        .unwrap();
+        let token = kit.reset_link(user);
         let reset = || {
             kit.authn.complete_password_reset(
                 tenant,

@@ -32,6 +32,7 @@ use zeroize::Zeroizing;
 use crate::AuthnError;
 use crate::factor_attempts::attempt;
 use crate::factor_attempts::cancel_recoveries_on_factor_use;
+use crate::second_factor::OfferedCode;
 
 /// Codes per set.
 pub const COUNT: usize = 10;
@@ -150,43 +151,44 @@ pub fn generate(
 /// Spends one code; returns how many are left. A wrong, malformed or already used
 /// code is [`AuthnError::InvalidCode`] (or [`AuthnError::Throttled`] once that locks
 /// the user's recovery codes).
-pub fn consume(
-    conn: &mut AnyConnection,
-    cipher: &Cipher,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    code: &str,
-) -> Result<usize, AuthnError> {
-    attempt(conn, now, tenant, &bucket(user), |conn| {
-        spend(conn, cipher, now, tenant, user, code)
-    })
+pub fn consume(conn: &mut AnyConnection, offered: OfferedCode<'_>) -> Result<usize, AuthnError> {
+    attempt_for(conn, offered, |conn| spend(conn, offered))
 }
 
 /// Whether `code` is one of the user's unused codes, without spending it: for a
 /// code that must be spent together with something else later ([`consume`] in
 /// that transaction). Wrong codes count and lock as in [`consume`].
-pub(crate) fn check(
-    conn: &mut AnyConnection,
-    cipher: &Cipher,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    code: &str,
-) -> Result<(), AuthnError> {
-    attempt(conn, now, tenant, &bucket(user), |conn| {
-        find(conn, cipher, tenant, user, code).map(drop)
-    })
+pub(crate) fn check(conn: &mut AnyConnection, offered: OfferedCode<'_>) -> Result<(), AuthnError> {
+    attempt_for(conn, offered, |conn| find(conn, offered).map(drop))
 }
 
-/// The stored code `code` matches, and how many codes there are.
+/// One attempt of `offered`, counted and locked under the user's bucket.
+fn attempt_for<T>(
+    conn: &mut AnyConnection,
+    offered: OfferedCode<'_>,
+    check: impl FnOnce(&mut AnyConnection) -> Result<T, AuthnError>,
+) -> Result<T, AuthnError> {
+    attempt(
+        conn,
+        offered.now,
+        offered.tenant,
+        &bucket(offered.user),
+        check,
+    )
+}
+
+/// The stored code `offered` matches, and how many codes there are.
 fn find(
     conn: &mut AnyConnection,
-    cipher: &Cipher,
-    tenant: TenantId,
-    user: UserId,
-    code: &str,
+    offered: OfferedCode<'_>,
 ) -> Result<(gatehouse_core::ids::CredentialId, usize), AuthnError> {
+    let OfferedCode {
+        cipher,
+        tenant,
+        user,
+        code,
+        ..
+    } = offered;
     let wanted = digest(
         tenant,
         user,
@@ -205,15 +207,15 @@ fn find(
     Ok((found.ok_or(AuthnError::InvalidCode)?, stored.len()))
 }
 
-fn spend(
-    conn: &mut AnyConnection,
-    cipher: &Cipher,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    code: &str,
-) -> Result<usize, AuthnError> {
-    let (id, count) = find(conn, cipher, tenant, user, code)?;
+fn spend(conn: &mut AnyConnection, offered: OfferedCode<'_>) -> Result<usize, AuthnError> {
+    let (id, count) = find(conn, offered)?;
+    let OfferedCode {
+        cipher,
+        now,
+        tenant,
+        user,
+        ..
+    } = offered;
     db::transaction_with(conn, |conn| {
         credentials::delete(conn, tenant, id).map_err(|error| match error {
             // A concurrent use of the same code deleted it first.
@@ -306,7 +308,14 @@ mod tests {
             at: DateTime<Utc>,
             code: &str,
         ) -> Result<usize, AuthnError> {
-            consume(conn, &self.cipher, at, self.tenant, self.alice, code)
+            let offered = OfferedCode {
+                cipher: &self.cipher,
+                now: at,
+                tenant: self.tenant,
+                user: self.alice,
+                code,
+            };
+            consume(conn, offered)
         }
 
         fn remaining(&self, conn: &mut AnyConnection) -> usize {

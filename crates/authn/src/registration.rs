@@ -14,7 +14,7 @@ use gatehouse_identity_store::{AnyConnection, StoreError, db, identifier_problem
 use serde_json::json;
 
 use crate::mail_render::{Mail, MailKind};
-use crate::service::{Authn, ClientInfo, Inner};
+use crate::service::{Authn, ClientInfo, Inner, MailRequest};
 use crate::settings::TenantPolicy;
 use crate::{AuthnError, secrets, signup_mail};
 
@@ -85,6 +85,43 @@ pub(crate) fn issue_verification(
         &json!({ "email": email }),
     )?;
     Ok(token)
+}
+
+/// The account-dependent half of [`Authn::resend_verification`]: the mail, if the
+/// address is an unverified account's.
+fn resent_verification_mail(
+    inner: &Inner,
+    conn: &mut AnyConnection,
+    request: &MailRequest,
+) -> Result<Option<Mail>, AuthnError> {
+    let tenant = request.tenant;
+    let now = inner.now();
+    let Some(user) = users::find_by_primary_email(conn, tenant, &request.address)? else {
+        return Ok(None);
+    };
+    let Some(primary) = user.primary_email().filter(|e| !e.verified).cloned() else {
+        return Ok(None);
+    };
+    let token = db::transaction_with(conn, |conn| {
+        one_time_tokens::revoke_for_user(conn, now, tenant, user.id, Purpose::VerifyEmail)?;
+        let token = issue_verification(inner, conn, tenant, user.id, &primary.value)?;
+        inner.audit(
+            conn,
+            tenant,
+            "anonymous".into(),
+            "email.verification_resent",
+            Some(format!("user:{}", user.id)),
+            Outcome::Success,
+            &request.client,
+            json!({}),
+        )?;
+        Ok::<_, AuthnError>(token)
+    })?;
+    Ok(Some(verification_mail(
+        &primary.value,
+        request.links.verify(&token),
+        &request.client,
+    )))
 }
 
 fn verification_mail(to: &str, link: String, client: &ClientInfo) -> Mail {
@@ -367,59 +404,10 @@ impl Authn {
             })
             .await?;
         if within_limit {
-            let authn = self.clone();
-            self.inner.background.spawn(async move {
-                match authn
-                    .issue_resent_verification(tenant, email, links, client)
-                    .await
-                {
-                    Ok(Some(mail)) => authn.send_in_background(tenant, mail, "verification"),
-                    Ok(None) => {}
-                    Err(error) => tracing::error!(%error, "resending a verification link failed"),
-                }
-            });
+            let request = MailRequest::new(tenant, email, links, client);
+            self.mail_in_background("verification", request, resent_verification_mail);
         }
         Ok(())
-    }
-
-    /// The account-dependent half of [`Authn::resend_verification`].
-    async fn issue_resent_verification(
-        &self,
-        tenant: TenantId,
-        email: String,
-        links: LinkBase,
-        client: ClientInfo,
-    ) -> Result<Option<Mail>, AuthnError> {
-        self.blocking(move |inner, conn| {
-            let now = inner.now();
-            let Some(user) = users::find_by_primary_email(conn, tenant, &email)? else {
-                return Ok(None);
-            };
-            let Some(primary) = user.primary_email().filter(|e| !e.verified).cloned() else {
-                return Ok(None);
-            };
-            let token = db::transaction_with(conn, |conn| {
-                one_time_tokens::revoke_for_user(conn, now, tenant, user.id, Purpose::VerifyEmail)?;
-                let token = issue_verification(inner, conn, tenant, user.id, &primary.value)?;
-                inner.audit(
-                    conn,
-                    tenant,
-                    "anonymous".into(),
-                    "email.verification_resent",
-                    Some(format!("user:{}", user.id)),
-                    Outcome::Success,
-                    &client,
-                    json!({}),
-                )?;
-                Ok::<_, AuthnError>(token)
-            })?;
-            Ok(Some(verification_mail(
-                &primary.value,
-                links.verify(&token),
-                &client,
-            )))
-        })
-        .await
     }
 }
 

@@ -93,6 +93,29 @@ pub enum SecondFactor {
     Passkey(PasskeyAuthenticated),
 }
 
+/// A code the user offers for one of their guessable factors (a TOTP code or a
+/// recovery code), with what checking it needs: [`totp::verify`],
+/// [`recovery_codes::consume`] and their checks that spend nothing take it.
+#[derive(Clone, Copy)]
+pub struct OfferedCode<'a> {
+    pub cipher: &'a gatehouse_core::secrets::Cipher,
+    pub now: DateTime<Utc>,
+    pub tenant: TenantId,
+    pub user: UserId,
+    pub code: &'a str,
+}
+
+impl std::fmt::Debug for OfferedCode<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        // Never the code itself, nor the key.
+        f.debug_struct("OfferedCode")
+            .field("now", &self.now)
+            .field("tenant", &self.tenant)
+            .field("user", &self.user)
+            .finish_non_exhaustive()
+    }
+}
+
 impl std::fmt::Debug for SecondFactor {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         // Never the code itself.
@@ -147,6 +170,23 @@ fn passkey_method(passkey: &PasskeyAuthenticated) -> &'static str {
 }
 
 impl Inner {
+    /// `code` as the user offers it now, to be checked with the master key.
+    pub(crate) fn offered<'a>(
+        &'a self,
+        now: DateTime<Utc>,
+        tenant: TenantId,
+        user: UserId,
+        code: &'a str,
+    ) -> OfferedCode<'a> {
+        OfferedCode {
+            cipher: &self.cipher,
+            now,
+            tenant,
+            user,
+            code,
+        }
+    }
+
     pub(crate) fn seal_pending(
         &self,
         tenant: TenantId,
@@ -230,9 +270,9 @@ impl Inner {
     ) -> Result<AuthMethod, AuthnError> {
         let now = self.now();
         let checked = match factor {
-            SecondFactor::Totp(code) => totp::verify(conn, &self.cipher, now, tenant, user, code),
+            SecondFactor::Totp(code) => totp::verify(conn, self.offered(now, tenant, user, code)),
             SecondFactor::RecoveryCode(code) => {
-                recovery_codes::consume(conn, &self.cipher, now, tenant, user, code).map(|left| {
+                recovery_codes::consume(conn, self.offered(now, tenant, user, code)).map(|left| {
                     tracing::debug!(left, "recovery code used");
                 })
             }

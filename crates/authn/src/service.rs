@@ -18,7 +18,34 @@ use crate::hashing::HashingPool;
 use crate::mail::{Mailer, OutgoingMail};
 use crate::mail_render::{Mail, MailRenderer};
 use crate::password::{HashMemory, PasswordHasher, PasswordPolicy};
+use crate::registration::LinkBase;
 use crate::settings::AuthnSettings;
+
+/// A mail asked for by address, for [`Authn::mail_in_background`]: the address (whose
+/// account, if any, is looked up after the answer), where its links point and who
+/// asked.
+pub(crate) struct MailRequest {
+    pub(crate) tenant: TenantId,
+    pub(crate) address: String,
+    pub(crate) links: LinkBase,
+    pub(crate) client: ClientInfo,
+}
+
+impl MailRequest {
+    pub(crate) fn new(
+        tenant: TenantId,
+        address: String,
+        links: LinkBase,
+        client: ClientInfo,
+    ) -> MailRequest {
+        MailRequest {
+            tenant,
+            address,
+            links,
+            client,
+        }
+    }
+}
 
 /// Where a request came from, for throttling, sessions and the audit log.
 #[derive(Clone, Debug, Default)]
@@ -149,6 +176,30 @@ impl Authn {
         self.inner.background.spawn(async move {
             if let Err(error) = authn.send_mail(tenant, mail).await {
                 tracing::error!(%error, what, "mail could not be sent");
+            }
+        });
+    }
+
+    /// Issues a mail and sends it, both after the answer: what depends on whether
+    /// the address has an account (looking it up, issuing a link, auditing) must
+    /// not make the answer differ. `issue` finds no mail to send when there is no
+    /// account to write to; a failure is logged as one of `what` (the mail's kind).
+    pub(crate) fn mail_in_background(
+        &self,
+        what: &'static str,
+        request: MailRequest,
+        issue: fn(&Inner, &mut AnyConnection, &MailRequest) -> Result<Option<Mail>, AuthnError>,
+    ) {
+        let authn = self.clone();
+        let tenant = request.tenant;
+        self.inner.background.spawn(async move {
+            match authn
+                .blocking(move |inner, conn| issue(inner, conn, &request))
+                .await
+            {
+                Ok(Some(mail)) => authn.send_in_background(tenant, mail, what),
+                Ok(None) => {}
+                Err(error) => tracing::error!(%error, "issuing the {what} mail failed"),
             }
         });
     }

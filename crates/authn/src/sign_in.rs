@@ -660,10 +660,9 @@ mod tests {
     use super::*;
 
     use crate::hashing::HashingPool;
-    use crate::testing::kit::{Kit, KitOptions, runtime, sign_in_with};
+    use crate::testing::kit::{IP, Kit, KitOptions, runtime, sign_in_with};
 
     const PASSWORD: &str = "violet-harbor-quilt-97-lantern";
-    const IP: &str = "203.0.113.7";
 
     /// The test kit with a hashing pool of the test's choosing.
     struct Env {
@@ -694,15 +693,6 @@ mod tests {
 
         fn user(&self, email: &str) -> UserId {
             self.user_with_password(email, PASSWORD)
-        }
-
-        async fn sign_in(
-            &self,
-            identifier: &str,
-            password: &str,
-            previous: Option<String>,
-        ) -> Result<SignedIn, AuthnError> {
-            sign_in_with(&self.authn, self.t(), identifier, password, previous, IP).await
         }
     }
 

@@ -31,6 +31,7 @@ use zeroize::{Zeroize, ZeroizeOnDrop, Zeroizing};
 
 use crate::AuthnError;
 use crate::factor_attempts::attempt;
+use crate::second_factor::OfferedCode;
 
 /// Digits per code. Six is what every authenticator app shows by default.
 pub const DIGITS: u8 = 6;
@@ -349,16 +350,15 @@ pub fn confirm_enrolment(
 /// codes are one error,
 /// [`AuthnError::InvalidCode`] (or [`AuthnError::Throttled`] once that locks the
 /// factor); [`AuthnError::NotEnrolled`] when there is no confirmed factor.
-pub fn verify(
-    conn: &mut AnyConnection,
-    cipher: &Cipher,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    code: &str,
-) -> Result<(), AuthnError> {
-    attempt(conn, now, tenant, &bucket(user), |conn| {
-        let factor = confirmed(conn, cipher, tenant, user)?.ok_or(AuthnError::NotEnrolled)?;
+pub fn verify(conn: &mut AnyConnection, offered: OfferedCode<'_>) -> Result<(), AuthnError> {
+    let OfferedCode {
+        cipher,
+        now,
+        tenant,
+        user,
+        code,
+    } = offered;
+    attempt_on_factor(conn, offered, |conn, factor| {
         db::transaction_with(conn, |conn| {
             let credential = lock(conn, now, tenant, user, factor.id)?;
             let mut payload = Payload::open(&credential, cipher)?;
@@ -380,20 +380,27 @@ pub fn verify(
 /// Whether `code` would be accepted now, without spending its step: for a step
 /// that must be spent together with something else later ([`verify`] in that
 /// transaction). Wrong codes count and lock as in [`verify`].
-pub(crate) fn check(
-    conn: &mut AnyConnection,
-    cipher: &Cipher,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    code: &str,
-) -> Result<(), AuthnError> {
-    attempt(conn, now, tenant, &bucket(user), |conn| {
-        let factor = confirmed(conn, cipher, tenant, user)?.ok_or(AuthnError::NotEnrolled)?;
-        Payload::open(&factor, cipher)?
-            .accepts(code, now)?
+pub(crate) fn check(conn: &mut AnyConnection, offered: OfferedCode<'_>) -> Result<(), AuthnError> {
+    attempt_on_factor(conn, offered, |_, factor| {
+        Payload::open(&factor, offered.cipher)?
+            .accepts(offered.code, offered.now)?
             .map(drop)
             .ok_or(AuthnError::InvalidCode)
+    })
+}
+
+/// One attempt of `offered` on the user's confirmed factor (counted and locked under
+/// the user's bucket); [`AuthnError::NotEnrolled`] when there is none.
+fn attempt_on_factor<T>(
+    conn: &mut AnyConnection,
+    offered: OfferedCode<'_>,
+    check: impl FnOnce(&mut AnyConnection, Credential) -> Result<T, AuthnError>,
+) -> Result<T, AuthnError> {
+    let (tenant, user) = (offered.tenant, offered.user);
+    attempt(conn, offered.now, tenant, &bucket(user), |conn| {
+        let factor =
+            confirmed(conn, offered.cipher, tenant, user)?.ok_or(AuthnError::NotEnrolled)?;
+        check(conn, factor)
     })
 }
 
@@ -548,7 +555,14 @@ mod tests {
             at: DateTime<Utc>,
             code: &str,
         ) -> Result<(), AuthnError> {
-            verify(conn, &self.cipher, at, self.tenant.id, self.user.id, code)
+            let offered = OfferedCode {
+                cipher: &self.cipher,
+                now: at,
+                tenant: self.tenant.id,
+                user: self.user.id,
+                code,
+            };
+            verify(conn, offered)
         }
 
         /// Enrols and confirms at `at`; returns the secret.

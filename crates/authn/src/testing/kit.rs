@@ -20,7 +20,9 @@ use gatehouse_identity_store::sessions::{self, NewSession, Session};
 use gatehouse_identity_store::tenants::{self, Tenant, TenantData};
 use gatehouse_identity_store::testing::TestDb;
 use gatehouse_identity_store::users::{self, Email, UserData};
-use gatehouse_identity_store::{AnyConnection, Backend, PageRequest, Pool, rate_limits};
+use gatehouse_identity_store::{
+    AnyConnection, Backend, PageRequest, Pool, one_time_tokens, rate_limits,
+};
 
 use crate::PasswordHasher;
 use crate::settings::TenantPolicy;
@@ -213,6 +215,35 @@ impl Kit {
         .id
     }
 
+    /// A password reset link for `user` issued now, valid for 15 minutes: the token
+    /// the link carries.
+    pub fn reset_link(&self, user: UserId) -> String {
+        let (token, token_hash) = crate::secrets::generate();
+        one_time_tokens::issue(
+            &mut self.conn(),
+            self.clock.now(),
+            self.t(),
+            user,
+            one_time_tokens::Purpose::PasswordReset,
+            &token_hash,
+            Duration::minutes(15),
+            &serde_json::json!({}),
+        )
+        .unwrap();
+        token
+    }
+
+    /// A password sign-in from [`IP`] under [`open_policy`], for accounts without a
+    /// second factor (see [`sign_in_with`]).
+    pub async fn sign_in(
+        &self,
+        identifier: &str,
+        password: &str,
+        previous: Option<String>,
+    ) -> Result<SignedIn, AuthnError> {
+        sign_in_with(&self.authn, self.t(), identifier, password, previous, IP).await
+    }
+
     /// A password sign-in under the policy of a tenant without settings, whatever
     /// its outcome (a second factor may be asked for).
     pub async fn password_sign_in(
@@ -280,6 +311,9 @@ pub fn open_policy() -> TenantPolicy {
         mfa_scopes: Vec::new(),
     }
 }
+
+/// The client address of [`Kit::sign_in`].
+pub const IP: &str = "203.0.113.7";
 
 /// A password sign-in from `ip` under [`open_policy`], for accounts without a
 /// second factor.
@@ -421,6 +455,17 @@ impl Kit {
             .into_iter()
             .map(|event| event.action)
             .collect()
+    }
+
+    /// Asserts that each of `expected` is among [`Kit::actions`].
+    pub fn assert_audited(&self, expected: &[&str]) {
+        let actions = self.actions();
+        for expected in expected {
+            assert!(
+                actions.iter().any(|a| a == expected),
+                "{expected} in {actions:?}"
+            );
+        }
     }
 
     /// Every audit event of the tenant so far, in order; the chain must be intact.

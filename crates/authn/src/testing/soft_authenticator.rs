@@ -215,9 +215,7 @@ impl SoftAuthenticator {
         ])
         .encode(&mut cose_key);
 
-        let mut auth_data = Sha256::digest(credential.rp_id.as_bytes()).to_vec();
-        auth_data.push(self.flags() | ATTESTED_CREDENTIAL_DATA);
-        auth_data.extend_from_slice(&credential.counter.to_be_bytes());
+        let mut auth_data = authenticator_data(credential, self.flags() | ATTESTED_CREDENTIAL_DATA);
         auth_data.extend_from_slice(&[0_u8; 16]); // AAGUID: none
         let id_length = u16::try_from(credential.id.len()).expect("a short credential id");
         auth_data.extend_from_slice(&id_length.to_be_bytes());
@@ -232,17 +230,14 @@ impl SoftAuthenticator {
         ])
         .encode(&mut attestation);
 
-        json!({
-            "id": b64(&credential.id),
-            "rawId": b64(&credential.id),
-            "type": "public-key",
-            "response": {
+        public_key_credential(
+            credential,
+            json!({
                 "attestationObject": b64(&attestation),
                 "clientDataJSON": b64(&self.client_data("webauthn.create", challenge)),
                 "transports": ["internal"],
-            },
-            "clientExtensionResults": {},
-        })
+            }),
+        )
     }
 
     /// `navigator.credentials.get()`: an assertion from the first credential for
@@ -275,25 +270,20 @@ impl SoftAuthenticator {
             .expect("a credential of this authenticator");
         credential.counter = credential.counter.wrapping_add(step);
 
-        let mut auth_data = Sha256::digest(credential.rp_id.as_bytes()).to_vec();
-        auth_data.push(flags);
-        auth_data.extend_from_slice(&credential.counter.to_be_bytes());
+        let auth_data = authenticator_data(credential, flags);
         let mut signed = auth_data.clone();
         signed.extend_from_slice(&Sha256::digest(&client_data));
         let signature: Signature = credential.key.sign(&signed);
 
-        json!({
-            "id": b64(&credential.id),
-            "rawId": b64(&credential.id),
-            "type": "public-key",
-            "response": {
+        public_key_credential(
+            credential,
+            json!({
                 "authenticatorData": b64(&auth_data),
                 "clientDataJSON": b64(&client_data),
                 "signature": b64(signature.to_der().as_bytes()),
                 "userHandle": b64(&credential.user_handle),
-            },
-            "clientExtensionResults": {},
-        })
+            }),
+        )
     }
 
     /// The credential with this id. Panics if there is none.
@@ -303,6 +293,26 @@ impl SoftAuthenticator {
             .find(|c| c.id == id)
             .expect("a credential of this authenticator")
     }
+}
+
+/// The start of the authenticator data (WebAuthn §6.1): the relying party's id hash,
+/// the flags and the signature counter.
+fn authenticator_data(credential: &SoftCredential, flags: u8) -> Vec<u8> {
+    let mut data = Sha256::digest(credential.rp_id.as_bytes()).to_vec();
+    data.push(flags);
+    data.extend_from_slice(&credential.counter.to_be_bytes());
+    data
+}
+
+/// A `PublicKeyCredential` in JSON, as the browser hands it to the page.
+fn public_key_credential(credential: &SoftCredential, response: Value) -> Value {
+    json!({
+        "id": b64(&credential.id),
+        "rawId": b64(&credential.id),
+        "type": "public-key",
+        "response": response,
+        "clientExtensionResults": {},
+    })
 }
 
 fn new_key() -> SigningKey {

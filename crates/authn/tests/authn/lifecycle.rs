@@ -120,6 +120,14 @@ impl Env {
             .collect()
     }
 
+    /// The one audit event with `action`, recorded as the operator's.
+    fn audited_once(&self, action: &str) -> AuditEvent {
+        let mut audited = self.audited(action);
+        assert_eq!(audited.len(), 1, "{action}");
+        assert_eq!(audited[0].actor, OPERATOR);
+        audited.remove(0)
+    }
+
     async fn sign_in(&self, email: &str) -> Result<(), AuthnError> {
         self.password_sign_in(email, PASSWORD, ClientInfo::default())
             .await
@@ -144,18 +152,7 @@ fn deactivation_ends_sessions_grants_and_links_and_is_announced(backend: Backend
     let online = env.grant(ann, session, "shop", "openid");
     let offline = env.grant(ann, session, "crm", "openid offline_access");
     let bobs = env.grant(bob, env.session(bob), "shop", "openid");
-    let (link, link_hash) = gatehouse_authn::testing::secret();
-    one_time_tokens::issue(
-        &mut env.conn(),
-        env.clock.now(),
-        env.t(),
-        ann,
-        Purpose::PasswordReset,
-        &link_hash,
-        Duration::minutes(15),
-        &json!({}),
-    )
-    .unwrap();
+    let link = env.reset_link(ann);
     let rt = runtime();
 
     let done = rt
@@ -214,11 +211,9 @@ fn deactivation_ends_sessions_grants_and_links_and_is_announced(backend: Backend
             },
         ]
     );
-    let audited = env.audited("user.deactivated");
-    assert_eq!(audited.len(), 1);
-    assert_eq!(audited[0].actor, OPERATOR);
-    assert_eq!(audited[0].target, Some(format!("user:{ann}")));
-    let details = audited[0].details.to_string();
+    let audited = env.audited_once("user.deactivated");
+    assert_eq!(audited.target, Some(format!("user:{ann}")));
+    let details = audited.details.to_string();
     assert!(details.contains("left the company"), "{details}");
     assert!(details.contains(r#""grants_revoked":2"#), "{details}");
 
@@ -329,10 +324,7 @@ fn removing_a_role_revokes_only_the_grants_whose_tokens_carry_roles(backend: Bac
             },
         ]
     );
-    let audited = env.audited("user.role_removed");
-    assert_eq!(audited.len(), 1);
-    assert_eq!(audited[0].actor, OPERATOR);
-    let details = audited[0].details.to_string();
+    let details = env.audited_once("user.role_removed").details.to_string();
     assert!(
         details.contains("auditor") && details.contains(&with_roles),
         "{details}"

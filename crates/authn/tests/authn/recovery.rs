@@ -17,7 +17,7 @@ use gatehouse_authn::ClientInfo;
 use gatehouse_authn::passkeys::PasskeyAuthenticated;
 use gatehouse_authn::recovery::*;
 use gatehouse_authn::registration::LinkBase;
-use gatehouse_authn::second_factor::SecondFactor;
+use gatehouse_authn::second_factor::{OfferedCode, SecondFactor};
 use gatehouse_authn::sign_in::SignInOutcome;
 use gatehouse_authn::testing::CaughtMail;
 use gatehouse_authn::testing::kit::{
@@ -842,15 +842,15 @@ fn a_factor_used_during_the_cooling_off_cancels_the_recovery(backend: Backend) {
         // The owner signs in with the app meanwhile: it is not lost.
         env.clock.advance(Duration::hours(3));
         let now = env.clock.now();
-        totp::verify(
-            &mut env.conn(),
-            &env.cipher,
+        let code = totp_code(&secret, now);
+        let offered = OfferedCode {
+            cipher: &env.cipher,
             now,
-            env.t(),
-            gina,
-            &totp_code(&secret, now),
-        )
-        .unwrap();
+            tenant: env.t(),
+            user: gina,
+            code: &code,
+        };
+        totp::verify(&mut env.conn(), offered).unwrap();
         env.clock.advance(Duration::hours(24));
         let refused = env.complete_recovery(&complete).await;
         assert!(

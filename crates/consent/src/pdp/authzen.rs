@@ -11,8 +11,10 @@ use crate::ConsentError;
 /// Longest `type`, `id` or action `name` accepted; longer is a malformed request.
 const MAX_NAME: usize = 512;
 
+/// A subject (§5.1) or a resource (§5.2): the two have the same members, a `type`, an
+/// `id` and optional properties.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Subject {
+pub struct Entity {
     #[serde(rename = "type")]
     pub kind: String,
     pub id: String,
@@ -20,14 +22,11 @@ pub struct Subject {
     pub properties: Map<String, Value>,
 }
 
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
-pub struct Resource {
-    #[serde(rename = "type")]
-    pub kind: String,
-    pub id: String,
-    #[serde(default, skip_serializing_if = "Map::is_empty")]
-    pub properties: Map<String, Value>,
-}
+/// Who asks (§5.1).
+pub type Subject = Entity;
+
+/// What is asked about (§5.2).
+pub type Resource = Entity;
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Action {

@@ -51,7 +51,7 @@ use gatehouse_identity_store::decision_log::NewDecision;
 use serde_json::{Map, Value, json};
 
 pub use authzen::{
-    Action, EvaluationRequest, EvaluationsOptions, EvaluationsRequest, EvaluationsSemantic,
+    Action, Entity, EvaluationRequest, EvaluationsOptions, EvaluationsRequest, EvaluationsSemantic,
     PartialEvaluation, Resource, Subject,
 };
 pub use facts::{DecisionSink, PolicySource, StoredPolicies, SubjectFacts, UserFacts};

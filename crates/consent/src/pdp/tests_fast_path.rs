@@ -493,6 +493,11 @@ impl Fixture {
         self.decide_as(&self.user.to_string())
     }
 
+    /// Publishes an event about the fixture's user, made from its tenant and id.
+    fn announce(&self, event: fn(TenantId, UserId) -> DomainEvent) {
+        self.bus.publish(event(self.tenant, self.user)).unwrap();
+    }
+
     fn change_in_store(&self, change: impl FnOnce(&mut UserFacts)) {
         change(
             self.store
@@ -574,12 +579,7 @@ fn memory_only_evaluation_answers_from_the_caches_or_not_at_all() {
     assert_eq!(cached.map(|d| d.unwrap().allowed), Some(true));
     assert_eq!(f.reads(), 1, "the cached answer read nothing");
     // An announced change empties the cache: memory-only gives up again.
-    f.bus
-        .publish(DomainEvent::UserChanged {
-            tenant: f.tenant,
-            user: f.user,
-        })
-        .unwrap();
+    f.announce(|tenant, user| DomainEvent::UserChanged { tenant, user });
     assert!(f.pdp.evaluate_cached(f.tenant, "crm", &ask, None).is_none());
     // Without the cache switched on it never answers.
     let cold = Fixture::new(false);
@@ -664,12 +664,7 @@ fn user_tenant_and_resync_events_drop_cached_subjects() {
     // What `UserDeactivated` is for: published on this node, it counts at once —
     // the lookup drains the subscription itself, no background task must run first.
     f.change_in_store(|u| u.active = false);
-    f.bus
-        .publish(DomainEvent::UserDeactivated {
-            tenant: f.tenant,
-            user: f.user,
-        })
-        .unwrap();
+    f.announce(|tenant, user| DomainEvent::UserDeactivated { tenant, user });
     assert!(!f.decide().allowed);
     // The PEP may spell the UUID in capitals: the event still finds the entry.
     f.change_in_store(|u| u.active = true);
@@ -677,12 +672,7 @@ fn user_tenant_and_resync_events_drop_cached_subjects() {
     f.bus.publish(DomainEvent::Resync).unwrap();
     assert!(f.decide_as(&shouting).allowed);
     f.change_in_store(|u| u.active = false);
-    f.bus
-        .publish(DomainEvent::UserChanged {
-            tenant: f.tenant,
-            user: f.user,
-        })
-        .unwrap();
+    f.announce(|tenant, user| DomainEvent::UserChanged { tenant, user });
     assert!(!f.decide_as(&shouting).allowed);
 }
 
@@ -728,22 +718,29 @@ fn unknown_subjects_are_cached_as_absent_until_the_user_appears() {
     assert_eq!(f.reads(), 2);
 }
 
-#[test]
-fn a_flood_of_unknown_subjects_cannot_push_real_ones_out() {
+/// A subject cache of 100 entries kept for 1 s, watching a bus of its own.
+fn watched_cache() -> (subjects::SubjectCache, EventBus) {
     let cache = subjects::SubjectCache::new(Duration::from_secs(1), 100);
     let bus = EventBus::in_process();
     cache.watch(&bus);
+    (cache, bus)
+}
+
+/// What the cache keeps for the active user `id` without roles or groups.
+fn cached_person(names: &context::Names, id: &str) -> Arc<subjects::Subject> {
+    let facts = person(id, &[], &[], true);
+    Arc::new(subjects::Subject::new(context::user_entity(names, &facts).unwrap()).unwrap())
+}
+
+#[test]
+fn a_flood_of_unknown_subjects_cannot_push_real_ones_out() {
+    let (cache, _bus) = watched_cache();
     let tenant = TenantId::new();
     let names = context::Names::new().unwrap();
     let now = ManualClock::fixed().now();
     let real: Vec<String> = (0..50).map(|_| UserId::new().to_string()).collect();
     for id in &real {
-        let subject = Arc::new(
-            subjects::Subject::new(
-                context::user_entity(&names, &person(id, &[], &[], true)).unwrap(),
-            )
-            .unwrap(),
-        );
+        let subject = cached_person(&names, id);
         let (_, epoch) = cache.get(tenant, id, now);
         cache.keep(tenant, id, Some(&subject), now, epoch);
     }
@@ -762,17 +759,12 @@ fn a_flood_of_unknown_subjects_cannot_push_real_ones_out() {
 /// kept: it may hold the facts from before the withdrawal.
 #[test]
 fn a_read_overtaken_by_an_invalidation_is_not_kept() {
-    let cache = subjects::SubjectCache::new(Duration::from_secs(1), 100);
-    let bus = EventBus::in_process();
-    cache.watch(&bus);
+    let (cache, bus) = watched_cache();
     let tenant = TenantId::new();
     let user = UserId::new();
-    let names = context::Names::new().unwrap();
-    let facts = person(&user.to_string(), &[], &[], true);
-    let subject =
-        Arc::new(subjects::Subject::new(context::user_entity(&names, &facts).unwrap()).unwrap());
-    let now = ManualClock::fixed().now();
     let id = user.to_string();
+    let subject = cached_person(&context::Names::new().unwrap(), &id);
+    let now = ManualClock::fixed().now();
 
     let (hit, epoch) = cache.get(tenant, &id, now);
     assert!(hit.is_none());
