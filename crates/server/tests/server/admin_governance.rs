@@ -9,8 +9,18 @@ use serde_json::{Value, json};
 use crate::admin_api::{call, token_for, user_id_of};
 use crate::web_kit::WebApp;
 
+/// The string `member` of each element of the array `items`.
+pub(crate) fn members<'a>(items: &'a Value, member: &str) -> Vec<&'a str> {
+    items
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|item| item[member].as_str().unwrap())
+        .collect()
+}
+
 /// The status and JSON body of an answer.
-fn read(answer: Response) -> (u16, Value) {
+pub(crate) fn read(answer: Response) -> (u16, Value) {
     let status = answer.status().as_u16();
     (status, answer.json().unwrap_or(Value::Null))
 }
@@ -125,12 +135,7 @@ fn keys_policies_and_purposes_are_operated_through_the_api(backend: Backend) {
 
     // Every write above is audited with the client as the actor.
     let (_, audit) = get("/audit?actor=client:ops-bot");
-    let actions: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = members(&audit["items"], "action");
     for action in [
         "keys.rotated",
         "policies.saved",

@@ -3,16 +3,11 @@
 //! routes do not exist.
 
 use gatehouse_identity_store::Backend;
-use reqwest::blocking::Response;
 use serde_json::{Value, json};
 
 use crate::admin_api::{call, token_for};
+use crate::admin_governance::{members, read};
 use crate::web_kit::WebApp;
-
-fn read(answer: Response) -> (u16, Value) {
-    let status = answer.status().as_u16();
-    (status, answer.json().unwrap_or(Value::Null))
-}
 
 fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Backend) {
     let app = WebApp::start(backend);
@@ -90,12 +85,7 @@ fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Back
         (200, changed["version"].as_i64())
     );
     let (_, all) = tenants(&platform, reqwest::Method::GET, "", None);
-    let slugs: Vec<&str> = all["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|t| t["slug"].as_str().unwrap())
-        .collect();
+    let slugs = members(&all["items"], "slug");
     assert!(
         slugs.contains(&"acme") && slugs.contains(&"default"),
         "{slugs:?}"
@@ -125,12 +115,7 @@ fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Back
             "{base}/t/acme/admin/v1/audit?actor=client:platform-bot"
         ))
     }));
-    let actions: Vec<&str> = audit["items"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|e| e["action"].as_str().unwrap())
-        .collect();
+    let actions = members(&audit["items"], "action");
     assert_eq!(actions, ["tenant.created", "tenant.updated"], "{audit}");
 }
 

@@ -2,15 +2,14 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_admin::{AuthMethod, ClientChange, ClientKind, NewClient};
-use gatehouse_identity_store::StoreError;
 use serde::Deserialize;
 use utoipa::ToSchema;
 
 use super::views::{ClientView, CreatedClient, Items, NewSecret};
 use super::{
-    Caller, body, created, if_match, no_content, ok, ok_as, respond, segment, stale, tagged,
+    Caller, body, changed_at_version, created, if_match, no_content, ok, ok_as, respond, segment,
+    tagged,
 };
-use crate::api::problem::admin_failure;
 
 /// The tenant's clients.
 #[utoipa::path(get, path = "/clients", tag = "clients",
@@ -290,11 +289,7 @@ pub(super) async fn update_client(
         .admin()
         .update_client(&caller.operator, caller.slug(), &id, version, patch.into())
         .await;
-    Ok(match updated {
-        Ok(client) => tagged(ClientView::from(&client), client.version),
-        Err(e) if matches!(e.store_error(), Some(StoreError::StaleVersion { .. })) => {
-            stale("client")
-        }
-        Err(e) => admin_failure(&e),
-    })
+    Ok(changed_at_version(updated, "client", |client| {
+        tagged(ClientView::from(&client), client.version)
+    }))
 }

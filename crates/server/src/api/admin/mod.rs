@@ -35,6 +35,7 @@ use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_admin::{Admin, AdminResult, Operator, Reason};
 use gatehouse_core::ids::UserId;
+use gatehouse_identity_store::StoreError;
 use serde::Serialize;
 
 use crate::api::problem::{admin_failure, invalid_field, problem};
@@ -263,6 +264,19 @@ fn stale(what: &str) -> HttpResponse {
         "precondition_failed",
         &format!("the {what} changed since it was read; read it again"),
     )
+}
+
+/// The answer to a change made at the version the caller read: `answer` makes it
+/// from the changed thing; 412 when it changed since; a failure's problem.
+fn changed_at_version<T>(
+    result: AdminResult<T>,
+    what: &str,
+    answer: impl FnOnce(T) -> HttpResponse,
+) -> HttpResponse {
+    match result {
+        Err(e) if matches!(e.store_error(), Some(StoreError::StaleVersion { .. })) => stale(what),
+        other => respond(other, answer),
+    }
 }
 
 /// The version a change was made to: `If-Match` with the `ETag` of a GET. Without

@@ -3,9 +3,9 @@
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
-use gatehouse_admin::{AdminError, NewAccount, UserChange};
+use gatehouse_admin::{NewAccount, UserChange};
+use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::users::User;
-use gatehouse_identity_store::{PageRequest, StoreError};
 use serde::Deserialize;
 use utoipa::{IntoParams, ToSchema};
 
@@ -14,10 +14,9 @@ use super::views::{
     UserConsentsView, UserPage, UserView,
 };
 use super::{
-    Caller, PATH, body, created, if_match, no_content, ok, ok_as, query, reason, respond, stale,
-    tagged, user_id, with_header,
+    Caller, PATH, body, changed_at_version, created, if_match, no_content, ok, ok_as, query,
+    reason, respond, tagged, user_id, with_header,
 };
-use crate::api::problem::admin_failure;
 
 #[derive(Deserialize, IntoParams)]
 #[serde(deny_unknown_fields)]
@@ -191,11 +190,9 @@ pub(super) async fn update_user(
         .admin()
         .update_user(&caller.operator, caller.slug(), id, version, change)
         .await;
-    Ok(match updated {
-        Ok(user) => tagged_user(&user),
-        Err(AdminError::Store(StoreError::StaleVersion { .. })) => stale("user"),
-        Err(e) => admin_failure(&e),
-    })
+    Ok(changed_at_version(updated, "user", |user| {
+        tagged_user(&user)
+    }))
 }
 
 /// Disables the user.
