@@ -17,6 +17,7 @@ mod directory;
 mod keys;
 mod policy;
 mod purposes;
+mod themes;
 mod users;
 
 use crate::ServerError;
@@ -93,6 +94,11 @@ enum Command {
         #[command(subcommand)]
         action: crate::cli::policy::PolicyCommand,
     },
+    /// Tenant themes: check a theme file, apply it.
+    Themes {
+        #[command(subcommand)]
+        action: crate::cli::themes::ThemesCommand,
+    },
     /// The policy decision point's decision log.
     Decisions {
         #[command(subcommand)]
@@ -111,6 +117,9 @@ pub fn run() -> Result<ExitCode, ServerError> {
         Command::Audit { action } => crate::cli::directory::run_audit(&config, action),
         Command::Tenants { action } => crate::cli::directory::run_tenants(&config, action),
         Command::Groups { action } => crate::cli::directory::run_groups(&config, action),
+        Command::Themes { action } => {
+            crate::cli::themes::run(&config, action).map(|()| ExitCode::SUCCESS)
+        }
         Command::Keys { action } => {
             crate::cli::keys::run(&config, action).map(|()| ExitCode::SUCCESS)
         }

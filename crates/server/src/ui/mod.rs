@@ -186,10 +186,31 @@ impl Ui {
         }
     }
 
-    /// What is wrong with the template overrides in `dir`, checked before a theme
-    /// naming it is saved: every override of a built-in template must compile.
-    /// Empty when all do (a name the directory lacks falls back to the built-in).
-    pub fn check_overrides(&self, dir: &std::path::Path) -> Vec<String> {
+    /// A theme (JSON) checked as one about to be saved: its fields, and every
+    /// template override in its directory must compile. The refusal names the field
+    /// at fault (`theme` or `template_dir`) and why.
+    pub fn check_theme(
+        &self,
+        theme: &serde_json::Value,
+    ) -> Result<ThemeSettings, (&'static str, String)> {
+        let checked =
+            ThemeSettings::deserialize_checked(theme).map_err(|e| ("theme", e.to_string()))?;
+        if let Some(dir) = &checked.template_dir {
+            let problems = self.check_overrides(dir);
+            if !problems.is_empty() {
+                return Err((
+                    "template_dir",
+                    format!("template overrides do not compile: {}", problems.join("; ")),
+                ));
+            }
+        }
+        Ok(checked)
+    }
+
+    /// What is wrong with the template overrides in `dir`: every override of a
+    /// built-in template must compile. Empty when all do (a name the directory
+    /// lacks falls back to the built-in).
+    fn check_overrides(&self, dir: &std::path::Path) -> Vec<String> {
         let env =
             templates::override_environment(Arc::clone(&self.inner.catalogues), dir.to_path_buf());
         templates::BUILTIN

@@ -51,17 +51,11 @@ pub(super) async fn save_theme(
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let theme: Value = super::body(&bytes)?;
-    let checked = ThemeSettings::deserialize_checked(&theme)
-        .map_err(|e| answered(invalid_field("theme", &e.to_string())))?;
-    if let Some(dir) = &checked.template_dir {
-        let problems = caller.state.ui.check_overrides(dir);
-        if !problems.is_empty() {
-            return Err(answered(invalid_field(
-                "template_dir",
-                &format!("template overrides do not compile: {}", problems.join("; ")),
-            )));
-        }
-    }
+    caller
+        .state
+        .ui
+        .check_theme(&theme)
+        .map_err(|(field, why)| answered(invalid_field(field, &why)))?;
     Ok(change_theme(&caller, theme).await)
 }
 
