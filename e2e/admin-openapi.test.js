@@ -80,6 +80,7 @@ const RECORDED = [
   { method: 'GET', path: '/clients/{client}', status: 404 },
   { method: 'GET', path: '/users/{user}/export', status: 200 },
   { method: 'GET', path: '/users/{user}/consents', status: 200 },
+  { method: 'GET', path: '/users/{user}/audit', status: 200 },
   { method: 'GET', path: '/theme', status: 200 },
   { method: 'PUT', path: '/theme', status: 200, body: { primary_color: '#0a7a55', display_name: 'Acme' } },
   { method: 'PUT', path: '/theme', status: 400, body: { primary_colour: '#000000' } },

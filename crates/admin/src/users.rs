@@ -58,7 +58,46 @@ pub struct Reset {
     pub deliveries: Vec<Delivery>,
 }
 
+/// Every audit event the subject (`user:<id>`) did or that was done to it, in the
+/// order they were written.
+fn events_by_or_about(
+    conn: &mut gatehouse_identity_store::AnyConnection,
+    tenant: gatehouse_core::ids::TenantId,
+    subject: &str,
+) -> AdminResult<Vec<gatehouse_identity_store::audit::AuditEvent>> {
+    let mut events = Vec::new();
+    for filter in [
+        AuditFilter {
+            target: Some(subject.to_owned()),
+            ..AuditFilter::default()
+        },
+        AuditFilter {
+            actor: Some(subject.to_owned()),
+            ..AuditFilter::default()
+        },
+    ] {
+        events.extend(every(500, |page| {
+            audit::search(conn, tenant, &filter, page)
+        })?);
+    }
+    events.sort_by_key(|e| e.seq);
+    events.dedup_by_key(|e| e.seq);
+    Ok(events)
+}
+
 impl Admin {
+    /// The user's audit trail: every event they did or that was done to them, in
+    /// the order they were written.
+    pub async fn user_audit(
+        &self,
+        tenant: &str,
+        who: impl Into<UserKey>,
+    ) -> AdminResult<Vec<gatehouse_identity_store::audit::AuditEvent>> {
+        let (tenant, user) = self.user(tenant, who).await?;
+        self.blocking(move |conn| events_by_or_about(conn, tenant.id, &format!("user:{}", user.id)))
+            .await
+    }
+
     /// Deactivates the user: sign-in is refused, every session and grant ends at
     /// once, and relying parties of the ended sessions are told.
     pub async fn disable_user(
@@ -265,23 +304,7 @@ impl Admin {
             let sessions = sessions::list_active_for_user(conn, now, tenant.id, user.id)?;
             let consents = consent_records::history_for_user(conn, tenant.id, user.id)?;
             let subject = format!("user:{}", user.id);
-            let mut events = Vec::new();
-            for filter in [
-                AuditFilter {
-                    target: Some(subject.clone()),
-                    ..AuditFilter::default()
-                },
-                AuditFilter {
-                    actor: Some(subject.clone()),
-                    ..AuditFilter::default()
-                },
-            ] {
-                events.extend(every(500, |page| {
-                    audit::search(conn, tenant.id, &filter, page)
-                })?);
-            }
-            events.sort_by_key(|e| e.seq);
-            events.dedup_by_key(|e| e.seq);
+            let events = events_by_or_about(conn, tenant.id, &subject)?;
             let data = &user.data;
             let document = json!({
                 "exported_at": now,

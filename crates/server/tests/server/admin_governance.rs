@@ -150,7 +150,7 @@ gatehouse_identity_store::on_both_backends!(
     keys_policies_and_purposes_are_operated_through_the_api
 );
 
-fn a_users_consents_are_read_through_the_api(backend: Backend) {
+fn a_users_consents_and_audit_trail_are_read_through_the_api(backend: Backend) {
     let app = WebApp::start(backend);
     let audience = format!("{}/admin/v1", app.base);
     let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
@@ -165,6 +165,19 @@ fn a_users_consents_are_read_through_the_api(backend: Backend) {
     }));
     assert_eq!(status, 200);
     assert_eq!(consents, json!({"current": [], "history": []}));
+    let (status, trail) = read(call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/users/{noor}/audit"))
+    }));
+    assert_eq!(status, 200);
+    let subject = format!("user:{noor}");
+    let events = trail["items"].as_array().unwrap();
+    assert!(!events.is_empty(), "the creation is on record: {trail}");
+    for event in events {
+        assert!(
+            event["actor"] == subject.as_str() || event["target"] == subject.as_str(),
+            "{event}"
+        );
+    }
     let missing = "00000000-0000-7000-8000-000000000000";
     let (status, _) = read(call(&app, Some(&admin), |http, base| {
         http.get(format!("{base}/admin/v1/users/{missing}/consents"))
@@ -172,7 +185,9 @@ fn a_users_consents_are_read_through_the_api(backend: Backend) {
     assert_eq!(status, 404);
 }
 
-gatehouse_identity_store::on_both_backends!(a_users_consents_are_read_through_the_api);
+gatehouse_identity_store::on_both_backends!(
+    a_users_consents_and_audit_trail_are_read_through_the_api
+);
 
 fn a_client_is_changed_at_the_version_read_and_by_the_registration_rules(backend: Backend) {
     let app = WebApp::start(backend);

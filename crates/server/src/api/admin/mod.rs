@@ -65,6 +65,7 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/users/{id}/reset", web::post().to(users::reset_user))
             .route("/users/{id}/export", web::get().to(users::export_user))
             .route("/users/{id}/consents", web::get().to(users::list_consents))
+            .route("/users/{id}/audit", web::get().to(users::user_audit))
             .route("/users/{id}/sessions", web::get().to(users::list_sessions))
             .route(
                 "/users/{id}/sessions",

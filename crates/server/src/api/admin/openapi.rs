@@ -33,7 +33,7 @@ use crate::state::AppState;
         audit::show_tenant,
         users::list_users, users::create_user, users::show_user, users::update_user, users::delete_user,
         users::disable_user, users::enable_user, users::reset_user, users::list_sessions, users::end_sessions,
-        users::export_user, users::list_consents,
+        users::export_user, users::list_consents, users::user_audit,
         directory::list_roles, directory::create_role, directory::assign_role, directory::remove_role,
         directory::list_groups, directory::create_group, directory::add_to_group,
         directory::remove_from_group,

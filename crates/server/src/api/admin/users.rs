@@ -329,3 +329,18 @@ pub(super) async fn list_consents(
     let consents = caller.admin().user_consents(caller.slug(), id).await;
     Ok(ok_as::<UserConsentsView, _>(consents))
 }
+
+/// The user's audit trail: every event they did or that was done to them, oldest
+/// first.
+#[utoipa::path(get, path = "/users/{id}/audit", tag = "users", params(("id" = String, Path)),
+    responses((status = 200, description = "The events", body = Items<super::views::AuditEvent>)))]
+pub(super) async fn user_audit(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let id = user_id(&req)?;
+    let events = caller.admin().user_audit(caller.slug(), id).await;
+    Ok(respond(events, |events| {
+        ok(Items::of(&events, gatehouse_admin::event_view))
+    }))
+}
