@@ -315,8 +315,8 @@ fn a_theme_is_checked_before_it_is_saved_and_applies_at_once(backend: Backend) {
             "{bad}: {refused}"
         );
     }
+    // A template directory is a path on the server: not a tenant client's to name.
     let overrides = tempfile::tempdir().unwrap();
-    std::fs::write(overrides.path().join("sign_in.html"), "{% if %}broken").unwrap();
     let (status, refused) = theme(
         reqwest::Method::PUT,
         Some(json!({"template_dir": overrides.path()})),
@@ -326,22 +326,8 @@ fn a_theme_is_checked_before_it_is_saved_and_applies_at_once(backend: Backend) {
         (400, Some("template_dir")),
         "{refused}"
     );
-    assert!(
-        refused["detail"].as_str().unwrap().contains("sign_in.html"),
-        "{refused}"
-    );
     assert!(css().contains("#0a7a55"), "the saved theme stays");
 
-    std::fs::write(
-        overrides.path().join("sign_in.html"),
-        "{% extends \"base.html\" %}",
-    )
-    .unwrap();
-    let (status, saved) = theme(
-        reqwest::Method::PUT,
-        Some(json!({"template_dir": overrides.path()})),
-    );
-    assert_eq!(status, 200, "{saved}");
     let (status, removed) = theme(reqwest::Method::DELETE, None);
     assert_eq!((status, &removed["theme"]), (200, &Value::Null));
     assert!(!css().contains("#0a7a55"), "the defaults again");
@@ -349,7 +335,7 @@ fn a_theme_is_checked_before_it_is_saved_and_applies_at_once(backend: Backend) {
     let (_, audit) = read(call(&app, Some(&admin), |http, base| {
         http.get(format!("{base}/admin/v1/audit?action=tenant.updated"))
     }));
-    assert_eq!(audit["items"].as_array().unwrap().len(), 3, "{audit}");
+    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
 }
 
 gatehouse_identity_store::on_both_backends!(

@@ -169,7 +169,10 @@ pub(super) async fn save_policies(
         .admin()
         .save_policies(&caller.operator, caller.slug(), text)
         .await;
-    Ok(respond(saved, |version| created(SavedPolicies { version })))
+    Ok(respond(saved, |version| {
+        caller.tenant_changed(caller.tenant.tenant.id);
+        created(SavedPolicies { version })
+    }))
 }
 
 #[derive(Deserialize, IntoParams)]

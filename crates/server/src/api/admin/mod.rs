@@ -145,6 +145,14 @@ impl Caller {
     fn slug(&self) -> &str {
         &self.tenant.tenant.slug
     }
+
+    /// After a tenant change this node answered for: its own caches drop the tenant
+    /// now, so the caller's next request sees the change (other nodes drop it when
+    /// the `TenantChanged` event reaches them).
+    fn tenant_changed(&self, tenant: gatehouse_core::ids::TenantId) {
+        self.state.tenants.invalidate();
+        self.state.pdp.invalidate(Some(tenant));
+    }
 }
 
 from_request_with!(Caller, Caller::extract);

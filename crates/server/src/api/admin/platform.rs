@@ -114,6 +114,7 @@ pub(super) async fn create_tenant(
         .create_tenant(&caller.operator, &new.slug, &new.display_name, new.settings)
         .await;
     Ok(respond(made, |view| {
+        caller.tenant_changed(view.tenant.id);
         let location = format!(
             "{}{PATH}/tenants/{}",
             caller.tenant.issuer(),
@@ -172,5 +173,8 @@ pub(super) async fn update_tenant(
         .admin()
         .update_tenant(&caller.operator, &slug, change)
         .await;
-    Ok(super::ok_as::<TenantDetail, _>(done))
+    Ok(respond(done, |view| {
+        caller.tenant_changed(view.tenant.id);
+        ok(TenantDetail::from(&view))
+    }))
 }

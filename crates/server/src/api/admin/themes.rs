@@ -1,8 +1,9 @@
-//! The tenant's theme: colours, logo, custom CSS, its own words and template
-//! overrides. A theme is checked before it is saved — every field, and every
-//! override in its template directory must compile — and applies at once on every
-//! node (a tenant change). A page whose override still fails when rendered is
-//! served by the built-in template.
+//! The tenant's theme: colours, logo, custom CSS and its own words. A theme is
+//! checked before it is saved and applies at once on every node (a tenant change).
+//! Template overrides live in a directory on the server's disk, so only the
+//! platform's operator names one (`gatehouse themes apply`, which checks that every
+//! override compiles); a page whose override still fails when rendered is served by
+//! the built-in template.
 
 use actix_web::{HttpResponse, web};
 use gatehouse_admin::TenantChange;
@@ -41,8 +42,10 @@ pub(super) async fn show_theme(caller: Caller) -> HttpResponse {
 /// Checks and saves the tenant's theme.
 ///
 /// Unknown fields are refused (they are typos); colours must be `#rgb` or
-/// `#rrggbb`, the logo `https://` or a path on this server, and every template in
-/// `template_dir` must compile. Nothing is saved unless all of it passes.
+/// `#rrggbb`, the logo `https://` or a path on this server. A template directory
+/// (a path on the server) is the platform operator's to set, with
+/// `gatehouse themes apply`, which also checks that every override compiles.
+/// Nothing is saved unless all of it passes.
 #[utoipa::path(put, path = "/theme", tag = "theme",
     request_body(content = serde_json::Value, description = "The theme's fields (all optional)"),
     responses((status = 200, description = "Saved and applied", body = ThemeView)))]
@@ -51,6 +54,14 @@ pub(super) async fn save_theme(
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let theme: Value = super::body(&bytes)?;
+    // A template directory is a path on the server's own disk: the platform's
+    // operator sets it there (`gatehouse themes apply`), never a tenant's API client.
+    if theme.get("template_dir").is_some_and(|dir| !dir.is_null()) {
+        return Err(answered(invalid_field(
+            "template_dir",
+            "template directories are set by the platform operator (gatehouse themes apply)",
+        )));
+    }
     caller
         .state
         .ui
@@ -76,7 +87,8 @@ async fn change_theme(caller: &Caller, theme: Value) -> HttpResponse {
         .admin()
         .update_tenant(&caller.operator, caller.slug(), change)
         .await;
-    respond(done, |_| {
+    respond(done, |view| {
+        caller.tenant_changed(view.tenant.id);
         ok(ThemeView {
             theme,
             problems: Vec::new(),
