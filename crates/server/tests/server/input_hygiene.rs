@@ -108,6 +108,11 @@ const SIGN_IN: &[(&str, &str)] = &[
     ("password", PASSWORD),
     ("return_to", ""),
 ];
+const PROFILE: &[(&str, &str)] = &[
+    ("given_name", "Uma"),
+    ("family_name", "Example"),
+    ("display_name", "Uma"),
+];
 
 /// Every form and JSON endpoint a stranger or a signed-in user reaches, in an
 /// order that keeps later ones reachable (the failed-password counts come last).
@@ -115,21 +120,13 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint::Form {
         path: "/account/profile",
         sender: Sender::Member,
-        fields: &[
-            ("given_name", "Uma"),
-            ("family_name", "Example"),
-            ("display_name", "Uma"),
-        ],
+        fields: PROFILE,
         fuzzed: "given_name",
     },
     Endpoint::Form {
         path: "/account/profile",
         sender: Sender::Member,
-        fields: &[
-            ("given_name", "Uma"),
-            ("family_name", "Example"),
-            ("display_name", "Uma"),
-        ],
+        fields: PROFILE,
         fuzzed: "display_name",
     },
     Endpoint::Form {
