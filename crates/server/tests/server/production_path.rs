@@ -182,39 +182,41 @@ fn database_faults_give_prompt_answers_and_heal_without_a_restart() {
     assert_eq!(timed_get(&client, &readyz).0, 200);
     assert_eq!(sign_up(&app, "before@example.com").0, 200);
 
-    // Black hole: connections stay open, nothing comes back.
-    proxy.set(Fault::BlackHole);
-    let (status, took) = timed_get(&client, &readyz);
-    assert_eq!(status, 503);
-    assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
-    let (status, took) = sign_up(&app, "hole@example.com");
-    assert_eq!(status, 503);
-    assert!(took < Duration::from_secs(4), "sign-up took {took:?}");
-    proxy.set(Fault::None);
-    ready_again(&app, &client);
-    assert_eq!(sign_up(&app, "after-hole@example.com").0, 200);
-
-    // Refused: every connection reset, new ones closed at once.
-    proxy.set(Fault::Refuse);
-    let (status, took) = timed_get(&client, &readyz);
-    assert_eq!(status, 503);
-    assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
-    let (status, took) = sign_up(&app, "refused@example.com");
-    assert!(status == 503 || status == 500, "{status}");
-    assert!(took < Duration::from_secs(4), "sign-up took {took:?}");
-    proxy.set(Fault::None);
-    ready_again(&app, &client);
-    assert_eq!(sign_up(&app, "after-refusal@example.com").0, 200);
-
-    // Slow: every chunk waits; answers still come within the deadlines.
-    proxy.set(Fault::Slow(Duration::from_millis(300)));
-    let (_, took) = timed_get(&client, &readyz);
-    assert!(took < Duration::from_secs(2), "/readyz took {took:?}");
-    let (_, took) = sign_up(&app, "slow@example.com");
-    assert!(took < Duration::from_secs(4), "sign-up took {took:?}");
-    proxy.set(Fault::None);
-    ready_again(&app, &client);
-    assert_eq!(sign_up(&app, "after-slow@example.com").0, 200);
+    // Under each fault /readyz and a sign-up still answer within their deadlines
+    // (with one of the listed statuses; none listed: any), and once the fault
+    // clears the node heals without a restart.
+    let faults: [(&str, Fault, &[u16], &[u16]); 3] = [
+        // Black hole: connections stay open, nothing comes back.
+        ("hole", Fault::BlackHole, &[503], &[503]),
+        // Refused: every connection reset, new ones closed at once.
+        ("refused", Fault::Refuse, &[503], &[503, 500]),
+        // Slow: every chunk waits; answers still come within the deadlines.
+        ("slow", Fault::Slow(Duration::from_millis(300)), &[], &[]),
+    ];
+    for (name, fault, readyz_statuses, sign_up_statuses) in faults {
+        proxy.set(fault);
+        let (status, took) = timed_get(&client, &readyz);
+        assert!(
+            readyz_statuses.is_empty() || readyz_statuses.contains(&status),
+            "{name}: /readyz answered {status}"
+        );
+        assert!(
+            took < Duration::from_secs(2),
+            "{name}: /readyz took {took:?}"
+        );
+        let (status, took) = sign_up(&app, &format!("{name}@example.com"));
+        assert!(
+            sign_up_statuses.is_empty() || sign_up_statuses.contains(&status),
+            "{name}: sign-up answered {status}"
+        );
+        assert!(
+            took < Duration::from_secs(4),
+            "{name}: sign-up took {took:?}"
+        );
+        proxy.set(Fault::None);
+        ready_again(&app, &client);
+        assert_eq!(sign_up(&app, &format!("after-{name}@example.com")).0, 200);
+    }
 }
 
 /// Starts `gatehouse serve` and waits for it to exit (it must refuse to start).
