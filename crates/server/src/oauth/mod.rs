@@ -290,12 +290,21 @@ async fn jwks(state: web::Data<AppState>, OAuthTenant(tenant): OAuthTenant) -> H
     }
 }
 
-/// Runs an issuer call on the blocking pool and turns its outcome into a response.
+/// Runs an issuer call on the blocking pool and answers its result as JSON.
 async fn run<T: serde::Serialize + Send + 'static>(
     work: impl FnOnce() -> Result<T, OAuthError> + Send + 'static,
 ) -> HttpResponse {
+    run_then(work, json_no_store).await
+}
+
+/// Runs an issuer call on the blocking pool and answers its result with `respond`;
+/// its error, or the pool's, gets the RFC error answer.
+async fn run_then<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, OAuthError> + Send + 'static,
+    respond: impl FnOnce(T) -> HttpResponse,
+) -> HttpResponse {
     match web::block(work).await {
-        Ok(Ok(body)) => json_no_store(body),
+        Ok(Ok(done)) => respond(done),
         Ok(Err(error)) => error_response(&error),
         Err(_) => error_response(&OAuthError::server_error()),
     }
@@ -378,37 +387,23 @@ async fn token(
     })
 }
 
-async fn introspect(
-    state: web::Data<AppState>,
-    TokenCall {
-        tenant,
-        presented,
-        token,
-    }: TokenCall,
-) -> HttpResponse {
+async fn introspect(state: web::Data<AppState>, call: TokenCall) -> HttpResponse {
     let issuer = state.issuer.clone();
-    let url = tenant.issuer();
-    run(move || issuer.introspect(tenant.tenant.id, &url, &presented, &token)).await
+    let url = call.tenant.issuer();
+    run(move || issuer.introspect(call.tenant.tenant.id, &url, &call.presented, &call.token)).await
 }
 
-async fn revoke(
-    state: web::Data<AppState>,
-    TokenCall {
-        tenant,
-        presented,
-        token,
-    }: TokenCall,
-) -> HttpResponse {
+async fn revoke(state: web::Data<AppState>, call: TokenCall) -> HttpResponse {
     let issuer = state.issuer.clone();
-    let url = tenant.issuer();
-    match web::block(move || issuer.revoke(tenant.tenant.id, &url, &presented, &token)).await {
-        // RFC 7009 §2.2: 200 with an empty body.
-        Ok(Ok(())) => HttpResponse::Ok()
+    let url = call.tenant.issuer();
+    let revoked = move || issuer.revoke(call.tenant.tenant.id, &url, &call.presented, &call.token);
+    // RFC 7009 §2.2: 200 with an empty body.
+    run_then(revoked, |()| {
+        HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish(),
-        Ok(Err(error)) => error_response(&error),
-        Err(_) => error_response(&OAuthError::server_error()),
-    }
+            .finish()
+    })
+    .await
 }
 
 /// UserInfo (OIDC Core §5.3), GET or POST, with the token in the Authorization header
@@ -424,14 +419,14 @@ async fn userinfo(
     };
     let issuer = state.issuer.clone();
     let url = tenant.issuer();
-    match web::block(move || issuer.userinfo(tenant.tenant.id, &url, &bearer)).await {
-        Ok(Ok(info)) => {
+    run_then(
+        move || issuer.userinfo(tenant.tenant.id, &url, &bearer),
+        |info| {
             req.extensions_mut().insert(CorsClient(info.client_id));
             json_no_store(info.claims)
-        }
-        Ok(Err(error)) => error_response(&error),
-        Err(_) => error_response(&OAuthError::server_error()),
-    }
+        },
+    )
+    .await
 }
 
 /// Client authentication parameters: checked, never stored with a pushed request.
@@ -453,15 +448,12 @@ async fn pushed_authorization_request(
         .filter(|(name, _)| !CLIENT_AUTH_PARAMETERS.contains(&name.as_str()))
         .collect();
     let issuer = state.issuer.clone();
-    let pushed = web::block(move || {
-        issuer.push_authorization_request(tenant.tenant.id, &presented, parameters)
-    })
-    .await;
-    match pushed {
-        Ok(Ok(body)) => HttpResponse::Created()
+    let pushed =
+        move || issuer.push_authorization_request(tenant.tenant.id, &presented, parameters);
+    run_then(pushed, |body| {
+        HttpResponse::Created()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(body),
-        Ok(Err(error)) => error_response(&error),
-        Err(_) => error_response(&OAuthError::server_error()),
-    }
+            .json(body)
+    })
+    .await
 }
