@@ -3,6 +3,10 @@
 
 use crate::support::*;
 
+fn assert_no_data_dir(home: &std::path::Path, why: &str) {
+    assert!(!data_dir(home).exists(), "{why}");
+}
+
 fn assert_clean_failure(output: &std::process::Output, code: i32, needle: &str) {
     let err = stderr(output);
     assert_eq!(output.status.code(), Some(code), "{err}");
@@ -46,10 +50,7 @@ fn a_misspelt_key_in_the_config_file_is_named() {
         &["--config", file.to_str().unwrap(), "serve"],
     ));
     assert_clean_failure(&output, 2, "listn");
-    assert!(
-        !data_dir(dir.path()).exists(),
-        "a bad config must not create anything"
-    );
+    assert_no_data_dir(dir.path(), "a bad config must not create anything");
 }
 
 #[test]
@@ -108,9 +109,9 @@ fn check_config_reports_the_resolved_settings() {
         out.contains("configuration OK") && out.contains("Sqlite"),
         "{out}"
     );
-    assert!(
-        !data_dir(dir.path()).exists(),
-        "check-config must not create the data directory"
+    assert_no_data_dir(
+        dir.path(),
+        "check-config must not create the data directory",
     );
 }
 
@@ -438,6 +439,23 @@ fn logout_delivered(
     crate::code_flow::logout_token_claims(app, &logout)
 }
 
+/// Registers the test client with a back-channel logout URI: a receiver on
+/// 127.0.0.1, returned to read the logout tokens from.
+fn backchannel_client(app: &crate::web_kit::WebApp) -> crate::web_kit::BackchannelReceiver {
+    use crate::code_flow::{client_data, register_client};
+    use gatehouse_identity_store::clients::ClientData;
+
+    let logouts = crate::web_kit::BackchannelReceiver::start();
+    register_client(
+        app,
+        ClientData {
+            backchannel_logout_uri: Some(logouts.url.clone()),
+            ..client_data(false)
+        },
+    );
+    logouts
+}
+
 /// A running app with a client that registered a back-channel logout URI (a
 /// receiver on 127.0.0.1), a browser signed in to it and the tokens the client got.
 fn signed_in_to_a_backchannel_client(
@@ -448,18 +466,10 @@ fn signed_in_to_a_backchannel_client(
     crate::web_kit::Browser,
     serde_json::Value,
 ) {
-    use crate::code_flow::{VERIFIER, client_data, exchange, get_code, register_client, signed_in};
-    use gatehouse_identity_store::clients::ClientData;
+    use crate::code_flow::{VERIFIER, exchange, get_code, signed_in};
 
     let app = crate::web_kit::WebApp::start(backend);
-    let logouts = crate::web_kit::BackchannelReceiver::start();
-    register_client(
-        &app,
-        ClientData {
-            backchannel_logout_uri: Some(logouts.url.clone()),
-            ..client_data(false)
-        },
-    );
+    let logouts = backchannel_client(&app);
     let mut browser = signed_in(&app);
     let code = get_code(&mut browser, "");
     let (status, tokens) = exchange(&app, &code, VERIFIER);
@@ -682,10 +692,8 @@ fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
 #[test]
 fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     use crate::code_flow::{
-        VERIFIER, client_data, exchange, get_code, introspect_active, register_client, signed_in,
-        verified_claims,
+        VERIFIER, exchange, get_code, introspect_active, signed_in, verified_claims,
     };
-    use gatehouse_identity_store::clients::ClientData;
     use gatehouse_identity_store::roles::{self, RoleData};
     use gatehouse_identity_store::{Backend, tenants};
 
@@ -723,14 +731,7 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     )
     .unwrap();
     drop(conn);
-    let logouts = crate::web_kit::BackchannelReceiver::start();
-    register_client(
-        &app,
-        ClientData {
-            backchannel_logout_uri: Some(logouts.url.clone()),
-            ..client_data(false)
-        },
-    );
+    let logouts = backchannel_client(&app);
     let mut browser = signed_in(&app);
     let cwd = temp_dir();
     let role_command = |action: &str, role: &str| {
