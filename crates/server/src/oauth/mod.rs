@@ -13,7 +13,7 @@ use gatehouse_token_issuer::service::server_metadata;
 use actix_web::HttpMessage;
 use actix_web::middleware::from_fn;
 
-use crate::http::answer::{self, Extracting, answered, from_request_with};
+use crate::http::answer::{self, Extracting, answered, from_request_with, with_body};
 use crate::http::cors::{self, CorsClient};
 use crate::http::tenant::{ResolvedTenant, TenantMiss, tenant_of};
 use crate::state::AppState;
@@ -126,19 +126,20 @@ impl actix_web::FromRequest for ClientCall {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        let body = web::Bytes::from_request(&req, payload);
-        Box::pin(async move {
-            let body = body.await?;
-            let state = app_state(&req)?;
-            let (tenant, form, presented) = client_request(&state, &req, &body)
-                .await
-                .map_err(answered)?;
-            Ok(ClientCall {
-                tenant,
-                form,
-                presented,
-            })
+        with_body(req, payload, ClientCall::extract)
+    }
+}
+
+impl ClientCall {
+    async fn extract(req: HttpRequest, body: web::Bytes) -> Result<ClientCall, actix_web::Error> {
+        let state = app_state(&req)?;
+        let (tenant, form, presented) = client_request(&state, &req, &body)
+            .await
+            .map_err(answered)?;
+        Ok(ClientCall {
+            tenant,
+            form,
+            presented,
         })
     }
 }
@@ -155,27 +156,30 @@ impl actix_web::FromRequest for TokenCall {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let call = ClientCall::from_request(req, payload);
-        Box::pin(async move {
-            let ClientCall {
-                tenant,
-                form,
-                presented,
-            } = call.await?;
-            let token = form
-                .get("token")
-                .ok_or_else(|| {
-                    answered(error_response(&OAuthError::new(
-                        ErrorCode::InvalidRequest,
-                        "token is required",
-                    )))
-                })?
-                .to_owned();
-            Ok(TokenCall {
-                tenant,
-                presented,
-                token,
-            })
+        with_body(req, payload, TokenCall::extract)
+    }
+}
+
+impl TokenCall {
+    async fn extract(req: HttpRequest, body: web::Bytes) -> Result<TokenCall, actix_web::Error> {
+        let ClientCall {
+            tenant,
+            form,
+            presented,
+        } = ClientCall::extract(req, body).await?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| {
+                answered(error_response(&OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "token is required",
+                )))
+            })?
+            .to_owned();
+        Ok(TokenCall {
+            tenant,
+            presented,
+            token,
         })
     }
 }
