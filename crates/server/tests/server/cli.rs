@@ -399,6 +399,14 @@ fn users_reset_removes_the_password_audits_the_operator_and_mails_a_link() {
     );
 }
 
+/// An in-process server on SQLite with one verified user, and a working directory
+/// for the commands run against it.
+fn app_with_user(email: &str) -> (crate::web_kit::WebApp, tempfile::TempDir) {
+    let app = crate::web_kit::WebApp::start(gatehouse_identity_store::Backend::Sqlite);
+    app.create_verified_user(email, "correct horse battery staple");
+    (app, temp_dir())
+}
+
 /// A command of the real binary against an in-process server's database and data
 /// directory (so its development master key), as an operator would run it there.
 fn gatehouse_for(
@@ -621,11 +629,7 @@ fn users_reset_logs_the_relying_parties_out_of_the_sessions_it_ended() {
 
 #[test]
 fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
-    use gatehouse_identity_store::Backend;
-
-    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
-    app.create_verified_user("rita@example.com", "correct horse battery staple");
-    let cwd = temp_dir();
+    let (app, cwd) = app_with_user("rita@example.com");
     let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
     let create = |name: &str| {
         cli(&[
@@ -1055,11 +1059,7 @@ fn tenants_are_created_and_changed_from_the_command_line_and_served_at_once() {
 
 #[test]
 fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
-    use gatehouse_identity_store::Backend;
-
-    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
-    app.create_verified_user("gus@example.com", "correct horse battery staple");
-    let cwd = temp_dir();
+    let (app, cwd) = app_with_user("gus@example.com");
     let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
 
     let listed = succeeded(&cli(&["tenants", "list"]));
