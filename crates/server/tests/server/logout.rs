@@ -98,8 +98,7 @@ fn logout_without_proof_asks_the_user_first() {
         urlencode(AFTER_LOGOUT)
     );
     let page = browser.get(&format!("/oauth2/logout?{query}"));
-    assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains("Web App"), "{}", page.body);
+    page.assert_shows(200, "Web App");
     let csp = page.headers["content-security-policy"].to_str().unwrap();
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),

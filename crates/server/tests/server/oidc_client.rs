@@ -399,12 +399,7 @@ fn browse_to_callback(app: &WebApp, authorize_url: &Url) -> Callback {
     );
     // A third-party client without a remembered consent: the user is asked.
     let consent = follow(&mut browser, app, &back);
-    assert_eq!(consent.status, 200, "no consent page: {}", consent.body);
-    assert!(
-        consent.body.contains("Web App"),
-        "consent page does not name the client: {}",
-        consent.body
-    );
+    consent.assert_shows(200, "Web App");
     let request = hidden_field(&consent, "request");
     let page = browser.post_form(
         "/authorize/consent",

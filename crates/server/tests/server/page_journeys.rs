@@ -78,12 +78,7 @@ fn the_consent_page_describes_scopes_in_german_and_its_switcher_keeps_the_reques
     let mut browser = signed_in(&app);
     let authorize = authorize_query("");
     let consent = browser.get(&authorize);
-    assert_eq!(consent.status, 200, "{}", consent.body);
-    assert!(
-        consent.body.contains("<li>Your email address</li>"),
-        "{}",
-        consent.body
-    );
+    consent.assert_shows(200, "<li>Your email address</li>");
 
     let german = language_link(&consent, "de");
     assert_eq!(german, format!("{authorize}&lang=de"));

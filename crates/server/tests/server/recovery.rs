@@ -60,12 +60,7 @@ fn a_reset_link_alone_is_not_enough_for_an_account_with_a_second_factor() {
 
     let mut stranger = app.browser();
     let form = stranger.get(&path);
-    assert_eq!(form.status, 200, "{}", form.body);
-    assert!(
-        form.body.contains("Your account has a second factor"),
-        "{}",
-        form.body
-    );
+    form.assert_shows(200, "Your account has a second factor");
 
     // The link and a new password, but no code: refused, and the link still works.
     let refused = stranger.post_form(
@@ -314,35 +309,20 @@ fn a_passkey_account_resets_its_password_with_the_passkey() {
     any["publicKey"]["allowCredentials"] = json!([]);
     let vics_key = vics_phone.get(&any).unwrap();
     let refused = reset_with_passkey(&mut browser, &form, &token, &challenge, &vics_key);
-    assert_eq!(refused.status, 401, "{}", refused.body);
-    assert!(
-        refused.body.contains("This passkey was not accepted"),
-        "{}",
-        refused.body
-    );
+    refused.assert_shows(401, "This passkey was not accepted");
 
     // Her own passkey: the password is reset.
     let (challenge, options) = begin_passkey(&mut browser, &form, &token);
     let assertion = phone.get(&options).unwrap();
     let done = reset_with_passkey(&mut browser, &form, &token, &challenge, &assertion);
-    assert_eq!(done.status, 200, "{}", done.body);
-    assert!(
-        done.body.contains("Your new password is set"),
-        "{}",
-        done.body
-    );
+    done.assert_shows(200, "Your new password is set");
     assert_eq!(owner.get("/account").location().as_deref(), Some("/signin"));
 
     // The same assertion again, with a new link: refused.
     let (path, token) = reset_link(&app, "uma@example.com");
     let form = browser.get(&path);
     let replayed = reset_with_passkey(&mut browser, &form, &token, &challenge, &assertion);
-    assert_eq!(replayed.status, 400, "{}", replayed.body);
-    assert!(
-        replayed.body.contains("This passkey request has expired"),
-        "{}",
-        replayed.body
-    );
+    replayed.assert_shows(400, "This passkey request has expired");
     assert_eq!(browser.get(&path).status, 200, "the link still works");
 
     // A ceremony needs a link that opens.

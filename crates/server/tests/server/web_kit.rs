@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gatehouse_authn::testing::{CaughtMail, SmtpCatcher};
-use gatehouse_core::config::{Config, MailTls};
+use gatehouse_core::config::Config;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::{Clock, ManualClock, SharedClock};
 use gatehouse_identity_store::clients::{self, ClientData};
@@ -22,6 +22,8 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::local_config::local_config;
 
 pub struct WebApp {
     pub base: String,
@@ -69,17 +71,8 @@ impl WebApp {
         let smtp = SmtpCatcher::start();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut config = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        config.database.url = Some(db.url.clone());
+        let mut config = local_config(dir.path(), &db.url, port, smtp.port());
         config.database.pool_size = 4;
-        config.server.public_url = Some(format!("http://127.0.0.1:{port}"));
-        config.server.workers = 2;
-        config.mail.smtp_host = Some("127.0.0.1".into());
-        config.mail.smtp_port = smtp.port();
-        config.mail.tls = MailTls::None;
         // Cheap Argon2 keeps the suite fast; the benchmark measures the real parameters.
         config.passwords.memory_kib = 1024;
         config.passwords.iterations = 1;
@@ -312,6 +305,17 @@ pub struct Page {
 }
 
 impl Page {
+    /// Checks the page answered `status` and shows `text`; the body tells why not.
+    #[track_caller]
+    pub fn assert_shows(&self, status: u16, text: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(
+            self.body.contains(text),
+            "{text:?} not shown: {}",
+            self.body
+        );
+    }
+
     /// The CSRF token the page's forms carry.
     pub fn csrf(&self) -> String {
         let marker = "name=\"csrf_token\" value=\"";
