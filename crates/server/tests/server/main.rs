@@ -14,6 +14,7 @@ mod code_flow;
 mod consent;
 mod input_hygiene;
 mod key_rotation;
+mod local_config;
 mod logout;
 mod mfa;
 mod oauth;
