@@ -10,7 +10,7 @@ use gatehouse_admin::{AuditFilter, AuditQuery, TenantChange, event_view};
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
-use crate::cli::admin::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, ask, block_on, open_admin, operator};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantsCommand {
@@ -242,7 +242,7 @@ pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode,
             operator: who,
         } => {
             let who = operator(who.as_deref())?;
-            let current = block_on(admin.tenant(&tenant)).map_err(|e| admin_error("", e))?;
+            let current = ask(admin.tenant(&tenant))?;
             let change = TenantChange {
                 display_name: name,
                 settings: settings.sections(&current.settings),
