@@ -10,6 +10,7 @@ use serde_json::json;
 use super::i18n::Catalogues;
 use super::mail::{Block, blocks};
 use super::templates::BUILTIN;
+use super::tests::override_dir;
 use super::*;
 
 const LINK: &str = "https://id.example.test/t/acme/recover?token=abc123";
@@ -105,6 +106,23 @@ fn mail(locale: Option<&str>, kind: MailKind) -> Mail {
     }
 }
 
+/// One part of a rendered mail has no template syntax or message key left in it
+/// (`leftovers`) and shows every value it was given.
+fn assert_filled(context: &str, part: &str, leftovers: &[&str], values: &[&str]) {
+    for leftover in leftovers {
+        assert!(
+            !part.contains(leftover),
+            "{context}: {leftover:?} in\n{part}"
+        );
+    }
+    for value in values {
+        assert!(
+            part.contains(value),
+            "{context}: {value} missing from\n{part}"
+        );
+    }
+}
+
 #[test]
 fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
     let ui = ui();
@@ -124,18 +142,7 @@ fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
             assert!(!rendered.subject.contains("mail."), "{context}");
             assert!(!rendered.subject.chars().any(char::is_control), "{context}");
             let body = &rendered.text_body;
-            for leftover in ["{{", "}}", "{%", "{", "mail."] {
-                assert!(
-                    !body.contains(leftover),
-                    "{context}: {leftover:?} in\n{body}"
-                );
-            }
-            for value in &values {
-                assert!(
-                    body.contains(value),
-                    "{context}: {value} missing from\n{body}"
-                );
-            }
+            assert_filled(&context, body, &["{{", "}}", "{%", "{", "mail."], &values);
             // Links stand on a line of their own (or at its end): mail clients and
             // tests read them up to the next whitespace.
             for link in values.iter().filter(|v| v.starts_with("https://")) {
@@ -151,18 +158,7 @@ fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
                 html.contains(&format!(r#"lang="{}""#, locale.code)),
                 "{context}"
             );
-            for leftover in ["{{", "}}", "{%", "mail."] {
-                assert!(
-                    !html.contains(leftover),
-                    "{context}: {leftover:?} in\n{html}"
-                );
-            }
-            for value in &values {
-                assert!(
-                    html.contains(value),
-                    "{context}: {value} missing from\n{html}"
-                );
-            }
+            assert_filled(&context, html, &["{{", "}}", "{%", "mail."], &values);
             for link in values.iter().filter(|v| v.starts_with("https://")) {
                 assert!(
                     html.contains(&format!(r#"href="{link}""#)),
@@ -226,18 +222,17 @@ fn english_mail_keeps_its_words() {
 
 #[test]
 fn a_theme_override_is_used_and_a_broken_one_falls_back() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mail_verify_email.txt"),
-        "Hello from {{ brand_name }}! {{ t(\"mail.verify_email.open_link\") }}\n{{ link }}",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("mail_password_reset.txt"),
-        "{{ t(\"mail.password_reset.body\") }} {{ no_such_variable }}",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("mail_admin_reset.txt"), "{% if %}").unwrap();
+    let dir = override_dir(&[
+        (
+            "mail_verify_email.txt",
+            "Hello from {{ brand_name }}! {{ t(\"mail.verify_email.open_link\") }}\n{{ link }}",
+        ),
+        (
+            "mail_password_reset.txt",
+            "{{ t(\"mail.password_reset.body\") }} {{ no_such_variable }}",
+        ),
+        ("mail_admin_reset.txt", "{% if %}"),
+    ]);
     let ui = ui();
     let theme = ThemeSettings {
         display_name: Some("Acme Login".into()),
@@ -310,12 +305,7 @@ fn the_renderer_picks_the_mails_language_else_english() {
 
 #[test]
 fn the_renderer_uses_the_tenants_theme_and_survives_a_bad_one() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mail_look_alike_address.txt"),
-        "Custom for {{ brand_name }}",
-    )
-    .unwrap();
+    let dir = override_dir(&[("mail_look_alike_address.txt", "Custom for {{ brand_name }}")]);
     let ui = ui();
     let themed = tenant(json!({ "theme": { "template_dir": dir.path() } }));
     let rendered =
