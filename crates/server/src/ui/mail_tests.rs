@@ -98,6 +98,11 @@ fn tenant(settings: serde_json::Value) -> Tenant {
     }
 }
 
+/// The mail `kind` as Acme sends it with the built-in look.
+fn render_plain(ui: &Ui, locale: &Locale, kind: &MailKind) -> Result<RenderedMail, UiError> {
+    ui.render_mail("Acme", &ThemeSettings::default(), locale, kind)
+}
+
 fn mail(locale: Option<&str>, kind: MailKind) -> Mail {
     Mail {
         to: "ada@example.com".into(),
@@ -131,9 +136,8 @@ fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
         let mut bodies = Vec::new();
         for locale in Locale::ALL {
             let context = format!("{kind:?} in {}", locale.code);
-            let rendered = ui
-                .render_mail("Acme", &ThemeSettings::default(), locale, &kind)
-                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            let rendered =
+                render_plain(&ui, locale, &kind).unwrap_or_else(|e| panic!("{context}: {e}"));
             let subject_key = format!("mail.{}.subject", kind.name());
             assert!(
                 catalogues.lookup(locale, &subject_key).is_some(),
@@ -185,17 +189,15 @@ fn every_mail_has_a_builtin_template() {
 #[test]
 fn english_mail_keeps_its_words() {
     let ui = ui();
-    let reset = ui
-        .render_mail(
-            "Acme",
-            &ThemeSettings::default(),
-            &Locale::EN,
-            &MailKind::PasswordReset {
-                link: LINK.into(),
-                valid_minutes: 15,
-            },
-        )
-        .unwrap();
+    let reset = render_plain(
+        &ui,
+        &Locale::EN,
+        &MailKind::PasswordReset {
+            link: LINK.into(),
+            valid_minutes: 15,
+        },
+    )
+    .unwrap();
     assert_eq!(reset.subject, "Reset your password");
     assert_eq!(
         reset.text_body,
@@ -206,16 +208,14 @@ fn english_mail_keeps_its_words() {
              your password stays as it is."
         )
     );
-    let german = ui
-        .render_mail(
-            "Acme",
-            &ThemeSettings::default(),
-            &Locale::DE,
-            &MailKind::SignInChanged {
-                change: SignInChange::FactorsRecovered,
-            },
-        )
-        .unwrap();
+    let german = render_plain(
+        &ui,
+        &Locale::DE,
+        &MailKind::SignInChanged {
+            change: SignInChange::FactorsRecovered,
+        },
+    )
+    .unwrap();
     assert_eq!(german.subject, "Die Anmeldung Ihres Kontos wurde geändert");
     assert!(german.text_body.contains("zweiten Faktoren"));
 }
@@ -252,9 +252,7 @@ fn a_theme_override_is_used_and_a_broken_one_falls_back() {
     );
     assert_eq!(custom.subject, "Bestätigen Sie Ihre E-Mail-Adresse");
     // Other tenants keep the built-in template.
-    let builtin = ui
-        .render_mail("Acme", &ThemeSettings::default(), &Locale::DE, &verify)
-        .unwrap();
+    let builtin = render_plain(&ui, &Locale::DE, &verify).unwrap();
     assert!(builtin.text_body.starts_with("Willkommen!"));
 
     // An undefined variable and a syntax error: the built-in template instead.
@@ -269,9 +267,7 @@ fn a_theme_override_is_used_and_a_broken_one_falls_back() {
         },
     ] {
         let fallback = ui.render_mail("Acme", &theme, &Locale::EN, &kind).unwrap();
-        let expected = ui
-            .render_mail("Acme", &ThemeSettings::default(), &Locale::EN, &kind)
-            .unwrap();
+        let expected = render_plain(&ui, &Locale::EN, &kind).unwrap();
         assert_eq!(fallback.text_body, expected.text_body, "{kind:?}");
     }
 }
