@@ -286,11 +286,7 @@ fn sensitive_account_actions_need_a_recent_second_factor() {
 
     let removed = browser.fill_in("/account/security", "/account/totp/remove", &[]);
     assert_eq!(removed.status, 303, "{}", removed.body);
-    assert_eq!(
-        removed.location().as_deref(),
-        Some("/account/security?notice=security.totp.removed")
-    );
-    let removed = browser.get(&removed.location().unwrap());
+    let removed = browser.follow_to(&removed, "/account/security?notice=security.totp.removed");
     assert!(
         removed
             .body
@@ -339,11 +335,10 @@ fn a_tenant_that_requires_mfa_sends_users_without_one_to_add_it() {
         "/t/strict/signin/second-factor?return_to=%2Ft%2Fstrict%2Faccount"
     );
     let factor = browser.get(&to_factor);
-    assert_eq!(
-        factor.location().as_deref(),
-        Some("/t/strict/account/security?return_to=%2Ft%2Fstrict%2Faccount")
+    let security = browser.follow_to(
+        &factor,
+        "/t/strict/account/security?return_to=%2Ft%2Fstrict%2Faccount",
     );
-    let security = browser.get(&factor.location().unwrap());
     assert!(
         security
             .body

@@ -434,6 +434,13 @@ impl Browser {
         }
     }
 
+    /// Checks that `page` redirects to `to`, then follows it.
+    #[track_caller]
+    pub fn follow_to(&mut self, page: &Page, to: &str) -> Page {
+        assert_eq!(page.location().as_deref(), Some(to), "{}", page.body);
+        self.get(to)
+    }
+
     pub fn get(&mut self, path: &str) -> Page {
         let url = format!("{}{path}", self.base);
         self.get_absolute(&url)
