@@ -411,13 +411,13 @@ fn applications_manage_their_users_consent_through_the_api(backend: Backend) {
         )
     };
 
+    // Grants the body asks for, as the signed-in user through this client.
+    let grant =
+        |body: serde_json::Value| call("POST", "/consents/v1/me/grants", &access, Some(body));
     let now = app.clock.now();
     for expired in [now - chrono::Duration::days(1), now] {
-        let (status, body) = call(
-            "POST",
-            "/consents/v1/me/grants",
-            &access,
-            Some(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": expired})),
+        let (status, body) = grant(
+            serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": expired}),
         );
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["error"], "invalid_request", "{body}");
@@ -430,28 +430,14 @@ fn applications_manage_their_users_consent_through_the_api(backend: Backend) {
         );
     }
     let in_a_year = now + chrono::Duration::days(365);
-    let (status, body) = call(
-        "POST",
-        "/consents/v1/me/grants",
-        &access,
-        Some(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": in_a_year})),
-    );
+    let (status, body) =
+        grant(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": in_a_year}));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["channel"], "api");
     assert_eq!(body["expires_at"], serde_json::json!(in_a_year), "{body}");
-    let (status, body) = call(
-        "POST",
-        "/consents/v1/me/grants",
-        &access,
-        Some(serde_json::json!({"purpose": "nope", "version": 1})),
-    );
+    let (status, body) = grant(serde_json::json!({"purpose": "nope", "version": 1}));
     assert_eq!(status, 404, "{body}");
-    let (status, body) = call(
-        "POST",
-        "/consents/v1/me/grants",
-        &access,
-        Some(serde_json::json!({"purpose": 7})),
-    );
+    let (status, body) = grant(serde_json::json!({"purpose": 7}));
     assert_eq!(status, 400, "{body}");
     let (status, body) = call("GET", "/consents/v1/me", &access, None);
     assert_eq!(status, 200, "{body}");
