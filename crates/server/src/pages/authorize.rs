@@ -345,12 +345,7 @@ async fn step_up_needed(
     if session.aal >= requested.max(mandatory) {
         return None;
     }
-    let factors = match ctx
-        .state
-        .authn
-        .factors(ctx.tenant.tenant.id, session.user_id)
-        .await
-    {
+    let factors = match ctx.factors_of(session.user_id).await {
         Ok(factors) => factors,
         Err(error) => {
             tracing::error!(%error, "reading second factors failed");

@@ -7,9 +7,10 @@ use actix_web::error::BlockingError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
-use gatehouse_authn::ClientInfo;
+use gatehouse_authn::second_factor::Factors;
 use gatehouse_authn::settings::TenantPolicy;
-use gatehouse_core::ids::TenantId;
+use gatehouse_authn::{AuthnError, ClientInfo};
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::sessions::Session;
 use gatehouse_token_issuer::service::Issuer;
 use serde::Serialize;
@@ -279,6 +280,11 @@ impl PageContext {
                 plain_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
+    }
+
+    /// The second factors `user` of this tenant has.
+    pub async fn factors_of(&self, user: UserId) -> Result<Factors, AuthnError> {
+        self.state.authn.factors(self.tenant.tenant.id, user).await
     }
 
     /// Runs a token-issuer call for this tenant on the blocking pool (it holds a
