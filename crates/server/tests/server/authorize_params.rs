@@ -111,13 +111,7 @@ fn a_forced_sign_in_cannot_be_skipped_by_forging_its_marker_or_the_consent_form(
         .unwrap()
         .1
         .to_owned();
-    let posted = browser.post_form(
-        "/authorize/consent",
-        &page,
-        &[("request", &request), ("decision", "allow")],
-    );
-    assert_eq!(posted.status, 303, "{}", posted.body);
-    let location = posted.location().unwrap();
+    let location = browser.approve_consent(&page, &request);
     assert!(location.starts_with("/authorize?"), "{location}");
     assert!(param(&location, "code").is_none());
 }

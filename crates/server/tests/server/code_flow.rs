@@ -106,13 +106,7 @@ pub fn get_code(browser: &mut Browser, extra: &str) -> String {
             page.body
         );
         let request = authorize_query(extra).split_once('?').unwrap().1.to_owned();
-        let approved = browser.post_form(
-            "/authorize/consent",
-            &page,
-            &[("request", &request), ("decision", "allow")],
-        );
-        assert_eq!(approved.status, 303, "{}", approved.body);
-        approved.location().unwrap()
+        browser.approve_consent(&page, &request)
     } else {
         assert_eq!(page.status, 303, "{}", page.body);
         page.location().unwrap()

@@ -401,13 +401,7 @@ fn browse_to_callback(app: &WebApp, authorize_url: &Url) -> Callback {
     let consent = follow(&mut browser, app, &back);
     consent.assert_shows(200, "Web App");
     let request = hidden_field(&consent, "request");
-    let page = browser.post_form(
-        "/authorize/consent",
-        &consent,
-        &[("request", request.as_str()), ("decision", "allow")],
-    );
-    assert_eq!(page.status, 303, "no redirect to the client: {}", page.body);
-    let location = page.location().unwrap();
+    let location = browser.approve_consent(&consent, &request);
     let url = Url::parse(&location)
         .unwrap_or_else(|e| panic!("redirect `{location}` is not an absolute URL: {e}"));
     let mut without_query = url.clone();

@@ -184,12 +184,6 @@ fn a_client_that_requires_par_cannot_skip_it() {
         "{csp}"
     );
     let request = format!("client_id=webapp&request_uri={}", urlencode(request_uri));
-    let approved = browser.post_form(
-        "/authorize/consent",
-        &consent,
-        &[("request", &request), ("decision", "allow")],
-    );
-    assert_eq!(approved.status, 303, "{}", approved.body);
-    let location = approved.location().unwrap();
+    let location = browser.approve_consent(&consent, &request);
     assert!(param(&location, "code").is_some(), "{location}");
 }

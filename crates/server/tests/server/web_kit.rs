@@ -434,6 +434,19 @@ impl Browser {
         }
     }
 
+    /// Approves the consent page `page` asks for the authorization `request` (its
+    /// query); where the browser is sent next.
+    #[track_caller]
+    pub fn approve_consent(&mut self, page: &Page, request: &str) -> String {
+        let approved = self.post_form(
+            "/authorize/consent",
+            page,
+            &[("request", request), ("decision", "allow")],
+        );
+        assert_eq!(approved.status, 303, "{}", approved.body);
+        approved.location().unwrap()
+    }
+
     /// Checks that `page` redirects to `to`, then follows it.
     #[track_caller]
     pub fn follow_to(&mut self, page: &Page, to: &str) -> Page {
