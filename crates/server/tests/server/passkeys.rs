@@ -90,13 +90,7 @@ fn a_passkey_added_on_the_security_page_signs_in_without_a_password() {
 
     let security = browser.get("/account/security");
     assert!(security.body.contains("You have no passkeys yet."));
-    assert!(
-        security
-            .body
-            .contains("src=\"/static/themes/default/passkeys.js\"")
-    );
-    let script = browser.get("/static/themes/default/passkeys.js");
-    assert_eq!(script.status, 200);
+    let script = browser.script_of(&security, "/static/themes/default/passkeys.js");
     assert!(
         script.headers["content-type"]
             .to_str()

@@ -447,6 +447,16 @@ impl Browser {
         approved.location().unwrap()
     }
 
+    /// Checks that `page` loads the script at `path` and that it is served; the script.
+    #[track_caller]
+    pub fn script_of(&mut self, page: &Page, path: &str) -> Page {
+        let tag = format!("src=\"{path}\"");
+        assert!(page.body.contains(&tag), "no {tag} in {}", page.body);
+        let script = self.get(path);
+        assert_eq!(script.status, 200, "{path}");
+        script
+    }
+
     /// Checks that `page` redirects to `to`, then follows it.
     #[track_caller]
     pub fn follow_to(&mut self, page: &Page, to: &str) -> Page {
