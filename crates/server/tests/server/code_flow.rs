@@ -87,6 +87,14 @@ pub fn signed_in_again(app: &WebApp) -> Browser {
 
 /// Registers `webapp`, signs uma in and runs the whole code flow: the signed-in
 /// browser and the token response.
+/// An app on SQLite with the web app client registered and a browser signed in.
+pub fn client_and_signed_in_user(first_party: bool) -> (WebApp, Browser) {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, first_party);
+    let browser = signed_in(&app);
+    (app, browser)
+}
+
 pub fn signed_in_with_tokens(app: &WebApp, first_party: bool) -> (Browser, Value) {
     register(app, first_party);
     let mut browser = signed_in(app);
@@ -251,9 +259,7 @@ gatehouse_identity_store::on_both_backends!(full_code_flow);
 
 #[test]
 fn a_replayed_code_revokes_what_it_issued() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(true);
     let code = get_code(&mut browser, "");
     let (_, tokens) = exchange(&app, &code, VERIFIER);
     let access = tokens["access_token"].as_str().unwrap().to_owned();
@@ -271,9 +277,7 @@ fn a_replayed_code_revokes_what_it_issued() {
 
 #[test]
 fn pkce_and_redirect_uri_are_enforced() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(true);
 
     let code = get_code(&mut browser, "");
     let (status, wrong) = exchange(
@@ -374,9 +378,7 @@ fn prompt_none_without_a_session_answers_login_required() {
 
 #[test]
 fn form_post_responses_may_post_only_to_the_client() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (_app, mut browser) = client_and_signed_in_user(true);
     let page = browser.get(&authorize_query("&response_mode=form_post"));
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(

@@ -9,8 +9,8 @@ use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
 
 use crate::authzen::{access_token, evaluation, post, register_pep};
 use crate::code_flow::{
-    VERIFIER, authorize_query, exchange, get_code, introspect_active, refresh, register, signed_in,
-    signed_in_with_tokens,
+    VERIFIER, authorize_query, client_and_signed_in_user, exchange, get_code, introspect_active,
+    refresh, register, signed_in, signed_in_with_tokens,
 };
 use crate::web_kit::WebApp;
 
@@ -208,9 +208,7 @@ fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
 
 #[test]
 fn the_consent_page_records_the_purposes_it_shows() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, false);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(false);
     let (tenant, user) = tenant_and_user(&app);
     let consents = &app.state.consents;
     for (slug, scope) in [("newsletter", "email"), ("telephony", "phone")] {

@@ -6,8 +6,8 @@ use gatehouse_core::Clock;
 use gatehouse_identity_store::Backend;
 
 use crate::code_flow::{
-    PASSWORD, VERIFIER, authorize_query, exchange, id_token_claims, param, register, signed_in,
-    urlencode,
+    PASSWORD, VERIFIER, authorize_query, client_and_signed_in_user, exchange, id_token_claims,
+    param, register, signed_in, urlencode,
 };
 use crate::web_kit::{Browser, Page, WebApp};
 
@@ -114,9 +114,7 @@ fn submit_code(browser: &mut Browser, at: &str, method: &str, code: &str) -> Pag
 
 #[test]
 fn with_an_authenticator_app_a_password_alone_does_not_sign_in() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(true);
     let (key, codes) = enrol_totp(&app, &mut browser);
     let signout = browser.get("/account");
     assert_eq!(browser.post_form("/signout", &signout, &[]).status, 303);
@@ -237,9 +235,7 @@ fn unmet_acr_values_ask_only_for_the_missing_factor() {
 
 #[test]
 fn acr_values_are_voluntary_for_a_user_without_a_second_factor() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(true);
     let answer = browser.get(&authorize_query(&format!(
         "&acr_values={}",
         urlencode(AAL2)

@@ -5,7 +5,9 @@
 
 use gatehouse_identity_store::Backend;
 
-use crate::code_flow::{PASSWORD, REDIRECT, authorize_query, param, register, signed_in};
+use crate::code_flow::{
+    PASSWORD, REDIRECT, authorize_query, client_and_signed_in_user, param, register, signed_in,
+};
 use crate::mfa::enrol_totp;
 use crate::web_kit::*;
 
@@ -73,9 +75,7 @@ fn switching_language_during_an_applications_sign_in_keeps_the_way_back() {
 
 #[test]
 fn the_consent_page_describes_scopes_in_german_and_its_switcher_keeps_the_request() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, false);
-    let mut browser = signed_in(&app);
+    let (_app, mut browser) = client_and_signed_in_user(false);
     let authorize = authorize_query("");
     let consent = browser.get(&authorize);
     consent.assert_shows(200, "<li>Your email address</li>");
