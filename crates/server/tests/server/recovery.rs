@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::code_flow::{PASSWORD, signed_in};
 use crate::mfa::{enrol_totp, totp_now};
-use crate::passkeys::{add_passkey, body, localhost_app};
+use crate::passkeys::{add_passkey, body, signed_in_with_a_passkey};
 use crate::web_kit::{Browser, Page, WebApp};
 
 const NEW_PASSWORD: &str = "quiet-harbour-lantern-58-violet";
@@ -268,10 +268,7 @@ fn reset_with_passkey(
 
 #[test]
 fn a_passkey_account_resets_its_password_with_the_passkey() {
-    let app = localhost_app();
-    let mut owner = signed_in(&app);
-    let mut phone = SoftAuthenticator::new(&app.base);
-    add_passkey(&mut owner, &mut phone, "Phone");
+    let (app, mut owner, mut phone) = signed_in_with_a_passkey();
     // Someone else with a passkey of their own.
     app.create_verified_user("vic@example.com", PASSWORD);
     let mut vic = app.browser();
