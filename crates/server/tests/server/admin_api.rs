@@ -10,7 +10,7 @@ use gatehouse_token_issuer::client_auth::secret_hash;
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use crate::code_flow::SECRET;
+use crate::code_flow::{SECRET, assert_oauth_error};
 use crate::web_kit::{WebApp, basic};
 
 /// Registers a client-credentials client of `tenant` and returns an access token.
@@ -430,10 +430,7 @@ fn a_user_is_changed_only_at_the_version_that_was_read(backend: Backend) {
 
     // A second writer that read before the change: refused, nothing overwritten.
     let (status, stale) = problem(patch(Some(&etag), json!({"given_name": "Olaf"})));
-    assert_eq!(
-        (status, stale["error"].as_str()),
-        (412, Some("precondition_failed"))
-    );
+    assert_oauth_error(status, &stale, 412, "precondition_failed");
     let now: Value = call(&app, Some(&admin), |http, base| {
         http.get(format!("{base}/admin/v1/users/{id}"))
     })

@@ -104,6 +104,16 @@ pub fn signed_in_with_tokens(app: &WebApp, first_party: bool) -> (Browser, Value
     (browser, tokens)
 }
 
+/// Checks an OAuth answer is the RFC 6749 error `code` with `status`.
+#[track_caller]
+pub fn assert_oauth_error(answered: u16, body: &Value, status: u16, code: &str) {
+    assert_eq!(
+        (answered, body["error"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
+}
+
 /// Runs the browser part up to the code (approving consent when asked).
 pub fn get_code(browser: &mut Browser, extra: &str) -> String {
     let page = browser.get(&authorize_query(extra));
@@ -232,17 +242,11 @@ fn full_code_flow(backend: Backend) {
             rotated["refresh_token"].as_str().unwrap()
         ),
     );
-    assert_eq!(
-        (status, widened["error"].as_str()),
-        (400, Some("invalid_scope"))
-    );
+    assert_oauth_error(status, &widened, 400, "invalid_scope");
     let new_access = rotated["access_token"].as_str().unwrap().to_owned();
     assert!(introspect_active(&app, &new_access));
     let (status, reuse) = refresh(&app, &first_refresh);
-    assert_eq!(
-        (status, reuse["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &reuse, 400, "invalid_grant");
     assert!(
         !introspect_active(&app, &new_access),
         "tokens of a grant survived refresh-token reuse"
@@ -265,10 +269,7 @@ fn a_replayed_code_revokes_what_it_issued() {
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert!(introspect_active(&app, &access));
     let (status, replay) = exchange(&app, &code, VERIFIER);
-    assert_eq!(
-        (status, replay["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &replay, 400, "invalid_grant");
     assert!(
         !introspect_active(&app, &access),
         "tokens from a replayed code stayed active"
@@ -285,10 +286,7 @@ fn pkce_and_redirect_uri_are_enforced() {
         &code,
         "wrong-verifier-wrong-verifier-wrong-verifier-0",
     );
-    assert_eq!(
-        (status, wrong["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &wrong, 400, "invalid_grant");
     let code = get_code(&mut browser, "");
     let (status, _) = token(
         &app,

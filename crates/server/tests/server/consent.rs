@@ -9,8 +9,8 @@ use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
 
 use crate::authzen::{access_token, evaluation, post, register_pep};
 use crate::code_flow::{
-    VERIFIER, authorize_query, client_and_signed_in_user, exchange, get_code, introspect_active,
-    refresh, register, signed_in, signed_in_with_tokens,
+    VERIFIER, assert_oauth_error, authorize_query, client_and_signed_in_user, exchange, get_code,
+    introspect_active, refresh, register, signed_in, signed_in_with_tokens,
 };
 use crate::web_kit::WebApp;
 
@@ -119,10 +119,7 @@ fn revoking_an_app_ends_all_its_tokens() {
     assert_eq!(done.grants_revoked.len(), 1);
     assert!(!introspect_active(&app, &access));
     let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     assert_eq!(browser.get(&authorize_query("")).status, 200);
 }
 
@@ -157,10 +154,7 @@ fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
     assert!(withdrawn.body.contains("Your consent has been withdrawn."));
     assert!(!introspect_active(&app, &access));
     let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     let unknown = browser.post_form(
         "/account/apps/withdraw",
         &page,

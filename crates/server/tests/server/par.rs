@@ -6,8 +6,8 @@ use gatehouse_identity_store::Backend;
 use serde_json::Value;
 
 use crate::code_flow::{
-    REDIRECT, SECRET, VERIFIER, challenge, client_data, exchange, param, register, register_client,
-    signed_in, urlencode,
+    REDIRECT, SECRET, VERIFIER, assert_oauth_error, challenge, client_data, exchange, param,
+    register, register_client, signed_in, urlencode,
 };
 use crate::web_kit::{Browser, WebApp, basic};
 
@@ -96,10 +96,7 @@ fn pushing_checks_the_client_and_the_request() {
         "{body}"
     );
     let (status, body) = push(&app, Some(("webapp", "wrong-secret")), &pushed_body(""));
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &body, 401, "invalid_client");
 
     // Requests from the right client that are wrong in themselves.
     let refused = [
