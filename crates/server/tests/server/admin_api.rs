@@ -813,11 +813,7 @@ fn an_invited_user_chooses_a_password_and_signs_in(backend: Backend) {
 
     let mail = app.mails(before + 1).pop().unwrap();
     assert!(mail.header("to").unwrap().contains("ivy@example.com"));
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .expect("an invitation link");
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let (path, token) = app.recovery_link(&mail);
     let mut browser = app.browser();
     let form = browser.get(&path);
     assert_eq!(form.status, 200, "{}", form.body);

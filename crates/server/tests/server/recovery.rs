@@ -52,11 +52,7 @@ fn a_reset_link_alone_is_not_enough_for_an_account_with_a_second_factor() {
             .map(|t| t.contains("uma@example.com")),
         Some(true)
     );
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .expect("a reset link");
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let (path, token) = app.recovery_link(&mail);
 
     let mut stranger = app.browser();
     let form = stranger.get(&path);
@@ -130,11 +126,7 @@ fn lost_factors_wait_a_day_and_the_owner_can_cancel() {
     let before = app.smtp.messages().len();
     ask_for_link(&app, "uma@example.com");
     let mail = app.mails(before + 1).pop().unwrap();
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .unwrap();
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let (path, token) = app.recovery_link(&mail);
 
     let mut browser = app.browser();
     let form = browser.get(&path);
@@ -223,12 +215,7 @@ fn reset_link(app: &WebApp, email: &str) -> (String, String) {
     let before = app.smtp.messages().len();
     ask_for_link(app, email);
     let mail = app.mails(before + 1).pop().unwrap();
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .expect("a reset link");
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
-    (path, token)
+    app.recovery_link(&mail)
 }
 
 /// Begins the reset page's passkey ceremony: the challenge id and the options.

@@ -130,6 +130,17 @@ impl WebApp {
         self.smtp.wait_for(count, Duration::from_secs(10))
     }
 
+    /// The password-reset or invitation link in `mail`: its path on this server
+    /// and its token.
+    pub fn recovery_link(&self, mail: &CaughtMail) -> (String, String) {
+        let link = mail
+            .find_link(&format!("{}/recover?token=", self.base))
+            .expect("a recovery link");
+        let path = link.strip_prefix(&self.base).unwrap().to_owned();
+        let token = path.split("token=").nth(1).unwrap().to_owned();
+        (path, token)
+    }
+
     /// Waits until the work that leaves the request path (mail, the account-dependent
     /// half of resend and sign-up) has finished: what a test asserts after it is
     /// final, with no sleep.
