@@ -168,11 +168,7 @@ fn users_are_created_and_paged_and_each_write_is_audited(backend: Backend) {
 
     // Failures name the field; nothing is written.
     let (status, taken) = problem(create(json!({"email": "LIN@example.com"})));
-    assert_eq!(
-        (status, taken["error"].as_str()),
-        (409, Some("conflict")),
-        "{taken}"
-    );
+    assert_oauth_error(status, &taken, 409, "conflict");
     let (status, unknown) = problem(create(json!({"email": "x@example.com", "nickname": "x"})));
     assert_eq!(
         (status, unknown["field"].as_str()),

@@ -309,11 +309,7 @@ fn pkce_and_redirect_uri_are_enforced() {
             urlencode(REDIRECT)
         ),
     );
-    assert_eq!(
-        (status, missing["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{missing}"
-    );
+    assert_oauth_error(status, &missing, 400, "invalid_grant");
     // Codes live 60 seconds.
     let code = get_code(&mut browser, "");
     app.advance(chrono::Duration::seconds(61));

@@ -90,11 +90,7 @@ fn pushing_checks_the_client_and_the_request() {
     let app = WebApp::start(Backend::Sqlite);
     register(&app, true);
     let (status, body) = push(&app, None, &format!("client_id=webapp&{}", pushed_body("")));
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    assert_oauth_error(status, &body, 401, "invalid_client");
     let (status, body) = push(&app, Some(("webapp", "wrong-secret")), &pushed_body(""));
     assert_oauth_error(status, &body, 401, "invalid_client");
 
