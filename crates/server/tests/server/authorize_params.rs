@@ -56,7 +56,7 @@ fn login_hint_and_ui_locales_reach_the_sign_in_page() {
         &page.body[..200]
     );
     // The sign-in form leads back to the client, so CSP must allow that redirect.
-    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    let csp = page.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"

@@ -161,9 +161,8 @@ fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
     let receipt = browser.get("/account/apps/receipt");
     assert_eq!(receipt.status, 200);
     assert!(
-        receipt.headers["content-disposition"]
-            .to_str()
-            .unwrap()
+        receipt
+            .header("content-disposition")
             .starts_with("attachment")
     );
     let receipt: serde_json::Value = serde_json::from_str(&receipt.body).unwrap();

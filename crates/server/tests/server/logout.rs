@@ -95,7 +95,7 @@ fn logout_without_proof_asks_the_user_first() {
     );
     let page = browser.get(&format!("/oauth2/logout?{query}"));
     page.assert_shows(200, "Web App");
-    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    let csp = page.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"

@@ -204,7 +204,7 @@ fn unmet_acr_values_ask_only_for_the_missing_factor() {
         page.body
     );
     assert!(!page.body.contains("name=\"password\""));
-    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    let csp = page.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"

@@ -22,10 +22,7 @@ fn pushed_body(extra: &str) -> String {
 fn push(app: &WebApp, client: Option<(&str, &str)>, body: &str) -> (u16, Value) {
     let authorization = client.map(|(id, secret)| basic(id, secret));
     let answer = app.post_urlencoded("/oauth2/par", authorization.as_deref(), body);
-    assert_eq!(
-        answer.headers["cache-control"].to_str().unwrap(),
-        "no-store"
-    );
+    assert_eq!(answer.header("cache-control"), "no-store");
     (answer.status, answer.json)
 }
 
@@ -171,7 +168,7 @@ fn a_client_that_requires_par_cannot_skip_it() {
     let consent = authorize_pushed(&mut browser, request_uri, "");
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains("Web App"));
-    let csp = consent.headers["content-security-policy"].to_str().unwrap();
+    let csp = consent.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"

@@ -101,12 +101,7 @@ fn a_passkey_added_on_the_security_page_signs_in_without_a_password() {
     let security = browser.get("/account/security");
     assert!(security.body.contains("You have no passkeys yet."));
     let script = browser.script_of(&security, "/static/themes/default/passkeys.js");
-    assert!(
-        script.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/javascript")
-    );
+    assert!(script.header("content-type").starts_with("text/javascript"));
 
     // The first passkey is the first second factor: its recovery codes come with it.
     let added = add_passkey(&mut browser, &mut authenticator, "Work <laptop>");

@@ -308,6 +308,14 @@ pub struct ApiAnswer {
     pub json: Value,
 }
 
+impl ApiAnswer {
+    /// The value of header `name`, which the test expects to be there.
+    #[track_caller]
+    pub fn header(&self, name: &str) -> &str {
+        self.headers[name].to_str().unwrap()
+    }
+}
+
 #[derive(Debug)]
 pub struct Page {
     pub status: u16,
@@ -316,6 +324,12 @@ pub struct Page {
 }
 
 impl Page {
+    /// The value of header `name`, which the test expects to be there.
+    #[track_caller]
+    pub fn header(&self, name: &str) -> &str {
+        self.headers[name].to_str().unwrap()
+    }
+
     /// Checks the page answered `status` and shows `text`; the body tells why not.
     #[track_caller]
     pub fn assert_shows(&self, status: u16, text: &str) {
