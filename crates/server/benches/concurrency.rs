@@ -24,15 +24,17 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)]
 
 mod common;
+#[path = "../tests/server/local_config.rs"]
+mod local_config;
 
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use common::FormClient;
 use gatehouse_authn::testing::SmtpCatcher;
-use gatehouse_core::config::{Config, MailTls};
 use gatehouse_identity_store::testing::TestDb;
 use gatehouse_server::state::AppState;
+use local_config::local_config;
 
 const USERS: usize = 512;
 const WARM_UP: Duration = Duration::from_secs(1);
@@ -66,16 +68,7 @@ fn start_server(db: TestDb) -> Server {
     let smtp = SmtpCatcher::start();
     let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
     let port = listener.local_addr().unwrap().port();
-    let mut config = Config {
-        data_dir: dir.path().join("data"),
-        ..Config::default()
-    };
-    config.database.url = Some(db.url.clone());
-    config.server.public_url = Some(format!("http://127.0.0.1:{port}"));
-    config.server.workers = 2;
-    config.mail.smtp_host = Some("127.0.0.1".into());
-    config.mail.smtp_port = smtp.port();
-    config.mail.tls = MailTls::None;
+    let mut config = local_config(dir.path(), &db.url, port, smtp.port());
     // Every client here is 127.0.0.1; the per-address mail limit would only hold
     // mail back, but keep the work the same as for many clients.
     config.registration.signup_mails_per_ip_hour = u32::MAX;

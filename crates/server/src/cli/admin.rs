@@ -93,6 +93,14 @@ pub fn operator(given: Option<&str>) -> Result<Operator, ServerError> {
     Operator::named(given.unwrap_or(&fallback)).map_err(|e| admin_error("", e))
 }
 
+/// Runs one of the service's async methods to completion, its error said as the
+/// command line says it.
+pub fn ask<T>(
+    work: impl std::future::Future<Output = Result<T, AdminError>>,
+) -> Result<T, ServerError> {
+    block_on(work).map_err(|e| admin_error("", e))
+}
+
 /// Runs one of the service's async methods to completion.
 pub fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
     actix_web::rt::System::new().block_on(work)

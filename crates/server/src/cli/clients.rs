@@ -10,7 +10,7 @@ use gatehouse_core::config::Config;
 use gatehouse_identity_store::clients::Client;
 
 use crate::ServerError;
-use crate::cli::admin::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, ask, block_on, open_admin, operator};
 
 // Parsed once per process: the size of the enum does not matter.
 #[allow(clippy::large_enum_variant)]
@@ -182,7 +182,7 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
         ClientsCommand::Create(args) => create(config, args),
         ClientsCommand::List(args) => {
             let admin = open_admin(config)?;
-            let clients = block_on(admin.clients(&args.tenant)).map_err(|e| admin_error("", e))?;
+            let clients = ask(admin.clients(&args.tenant))?;
             for client in &clients {
                 println!(
                     "{}\t{}\t{}",
@@ -193,8 +193,7 @@ pub fn run(config: &Config, command: ClientsCommand) -> Result<(), ServerError> 
         }
         ClientsCommand::Show(args) => {
             let admin = open_admin(config)?;
-            let client = block_on(admin.client(&args.tenant.tenant, &args.client_id))
-                .map_err(|e| admin_error("", e))?;
+            let client = ask(admin.client(&args.tenant.tenant, &args.client_id))?;
             print!("{}", describe(&client));
             Ok(())
         }

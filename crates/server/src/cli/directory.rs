@@ -10,7 +10,7 @@ use gatehouse_admin::{AuditFilter, AuditQuery, TenantChange, event_view};
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
-use crate::cli::admin::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, ask, block_on, open_admin, operator};
 
 #[derive(Debug, Subcommand)]
 pub enum TenantsCommand {
@@ -160,29 +160,48 @@ pub enum AuditCommand {
     /// Check every tenant's hash chain; exits 1 if anything was altered or removed.
     Verify,
     /// A tenant's audit events, oldest first, one JSON object per line.
-    List {
-        /// Tenant slug.
-        #[arg(long, default_value = "default")]
-        tenant: String,
-        /// Only this actor (`operator:alice`, `user:<id>`, `client:<id>`).
-        #[arg(long)]
-        actor: Option<String>,
-        /// Only this action, or every action under a prefix ending in `.` (`user.`).
-        #[arg(long)]
-        action: Option<String>,
-        /// Only events about this target (`user:<id>`, `client:<id>`).
-        #[arg(long)]
-        target: Option<String>,
-        /// From this time on (RFC 3339).
-        #[arg(long)]
-        since: Option<DateTime<Utc>>,
-        /// Before this time (RFC 3339).
-        #[arg(long)]
-        until: Option<DateTime<Utc>>,
-        /// At most this many events.
-        #[arg(long, default_value_t = 100)]
-        limit: usize,
-    },
+    List(AuditListArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct AuditListArgs {
+    /// Tenant slug.
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Only this actor (`operator:alice`, `user:<id>`, `client:<id>`).
+    #[arg(long)]
+    actor: Option<String>,
+    /// Only this action, or every action under a prefix ending in `.` (`user.`).
+    #[arg(long)]
+    action: Option<String>,
+    /// Only events about this target (`user:<id>`, `client:<id>`).
+    #[arg(long)]
+    target: Option<String>,
+    /// From this time on (RFC 3339).
+    #[arg(long)]
+    since: Option<DateTime<Utc>>,
+    /// Before this time (RFC 3339).
+    #[arg(long)]
+    until: Option<DateTime<Utc>>,
+    /// At most this many events.
+    #[arg(long, default_value_t = 100)]
+    limit: usize,
+}
+
+impl AuditListArgs {
+    /// The admin layer's query for these flags.
+    fn query(&self) -> AuditQuery {
+        AuditQuery {
+            filter: AuditFilter {
+                actor: self.actor.clone(),
+                action: self.action.clone(),
+                target: self.target.clone(),
+                since: self.since,
+                until: self.until,
+            },
+            limit: self.limit,
+        }
+    }
 }
 
 pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode, ServerError> {
@@ -223,7 +242,7 @@ pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode,
             operator: who,
         } => {
             let who = operator(who.as_deref())?;
-            let current = block_on(admin.tenant(&tenant)).map_err(|e| admin_error("", e))?;
+            let current = ask(admin.tenant(&tenant))?;
             let change = TenantChange {
                 display_name: name,
                 settings: settings.sections(&current.settings),
@@ -341,26 +360,8 @@ pub fn run_audit(config: &Config, command: AuditCommand) -> Result<ExitCode, Ser
             }
             Err(ServerError::AuditBroken(report.problems.len()))
         }
-        AuditCommand::List {
-            tenant,
-            actor,
-            action,
-            target,
-            since,
-            until,
-            limit,
-        } => {
-            let query = AuditQuery {
-                filter: AuditFilter {
-                    actor,
-                    action,
-                    target,
-                    since,
-                    until,
-                },
-                limit,
-            };
-            let events = block_on(admin.audit_events(&tenant, query))
+        AuditCommand::List(args) => {
+            let events = block_on(admin.audit_events(&args.tenant, args.query()))
                 .map_err(|e| admin_error("reading the audit log", e))?;
             for event in events {
                 println!("{}", event_view(&event));

@@ -6,7 +6,7 @@ use clap::{Args, Subcommand};
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
-use crate::cli::admin::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, ask, block_on, open_admin, operator};
 
 #[derive(Debug, Subcommand)]
 pub enum KeysCommand {
@@ -43,8 +43,7 @@ pub fn run(config: &Config, command: KeysCommand) -> Result<(), ServerError> {
     match command {
         KeysCommand::List(args) => {
             let admin = open_admin(config)?;
-            let keys =
-                block_on(admin.signing_keys(&args.tenant)).map_err(|e| admin_error("", e))?;
+            let keys = ask(admin.signing_keys(&args.tenant))?;
             if keys.is_empty() {
                 eprintln!("no signing keys yet (the first is made with the first token)");
             }

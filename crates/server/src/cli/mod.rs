@@ -114,34 +114,23 @@ pub fn run() -> Result<ExitCode, ServerError> {
         Command::Serve => serve(config),
         Command::Migrate => migrate(&config),
         Command::CheckConfig => check_config(&config),
-        Command::Audit { action } => crate::cli::directory::run_audit(&config, action),
-        Command::Tenants { action } => crate::cli::directory::run_tenants(&config, action),
-        Command::Groups { action } => crate::cli::directory::run_groups(&config, action),
-        Command::Themes { action } => {
-            crate::cli::themes::run(&config, action).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Keys { action } => {
-            crate::cli::keys::run(&config, action).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Clients { action } => {
-            crate::cli::clients::run(&config, action).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Users { action } => {
-            crate::cli::users::run(&config, action).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Roles { action } => {
-            crate::cli::users::run_roles(&config, action).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Purposes { action } => {
-            crate::cli::purposes::run(&config, action).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Policy { action } => {
-            crate::cli::policy::run_policy(&config, action).map(|()| ExitCode::SUCCESS)
-        }
-        Command::Decisions { action } => {
-            crate::cli::policy::run_decisions(&config, action).map(|()| ExitCode::SUCCESS)
-        }
+        Command::Audit { action } => directory::run_audit(&config, action),
+        Command::Tenants { action } => directory::run_tenants(&config, action),
+        Command::Groups { action } => directory::run_groups(&config, action),
+        Command::Themes { action } => succeeded(themes::run(&config, action)),
+        Command::Keys { action } => succeeded(keys::run(&config, action)),
+        Command::Clients { action } => succeeded(clients::run(&config, action)),
+        Command::Users { action } => succeeded(users::run(&config, action)),
+        Command::Roles { action } => succeeded(users::run_roles(&config, action)),
+        Command::Purposes { action } => succeeded(purposes::run(&config, action)),
+        Command::Policy { action } => succeeded(policy::run_policy(&config, action)),
+        Command::Decisions { action } => succeeded(policy::run_decisions(&config, action)),
     }
+}
+
+/// The operator commands print what they did; success is a plain zero exit.
+fn succeeded(done: Result<(), ServerError>) -> Result<ExitCode, ServerError> {
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 fn serve(config: Config) -> Result<ExitCode, ServerError> {

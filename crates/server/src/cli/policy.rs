@@ -9,7 +9,7 @@ use gatehouse_admin::AdminError;
 use gatehouse_core::config::Config;
 
 use crate::ServerError;
-use crate::cli::admin::{admin_error, block_on, open_admin, operator};
+use crate::cli::admin::{admin_error, ask, block_on, open_admin, operator};
 
 #[derive(Debug, Args)]
 pub struct TenantArg {
@@ -84,8 +84,7 @@ pub fn run_policy(config: &Config, command: PolicyCommand) -> Result<(), ServerE
         }
         PolicyCommand::List(tenant) => {
             let admin = open_admin(config)?;
-            let versions =
-                block_on(admin.policy_versions(&tenant.tenant)).map_err(|e| admin_error("", e))?;
+            let versions = ask(admin.policy_versions(&tenant.tenant))?;
             if versions.is_empty() {
                 println!("no policy set loaded: the built-in default serves");
             }
@@ -121,8 +120,7 @@ pub fn run_policy(config: &Config, command: PolicyCommand) -> Result<(), ServerE
 pub fn run_decisions(config: &Config, command: DecisionsCommand) -> Result<(), ServerError> {
     let DecisionsCommand::List { tenant, limit } = command;
     let admin = open_admin(config)?;
-    let decisions =
-        block_on(admin.decisions(&tenant.tenant, limit)).map_err(|e| admin_error("", e))?;
+    let decisions = ask(admin.decisions(&tenant.tenant, limit))?;
     if decisions.is_empty() {
         eprintln!("no decisions logged");
     }

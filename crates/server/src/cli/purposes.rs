@@ -11,7 +11,7 @@ use gatehouse_core::config::Config;
 use gatehouse_identity_store::purposes::Purpose;
 
 use crate::ServerError;
-use crate::cli::admin::{admin_error, block_on, open_admin};
+use crate::cli::admin::{admin_error, ask, block_on, open_admin};
 
 #[derive(Debug, Subcommand)]
 pub enum PurposesCommand {
@@ -95,7 +95,7 @@ pub fn run(config: &Config, command: PurposesCommand) -> Result<(), ServerError>
     match command {
         PurposesCommand::List { tenant } => {
             let admin = open_admin(config)?;
-            let purposes = block_on(admin.purposes(&tenant)).map_err(|e| admin_error("", e))?;
+            let purposes = ask(admin.purposes(&tenant))?;
             if purposes.is_empty() {
                 println!("no purposes defined");
             }

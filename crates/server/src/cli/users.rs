@@ -23,7 +23,7 @@ use gatehouse_identity_store::PageRequest;
 use gatehouse_token_issuer::backchannel::Delivery;
 
 use crate::ServerError;
-use crate::cli::admin::{admin_error, block_on, open_admin};
+use crate::cli::admin::{admin_error, ask, block_on, open_admin};
 
 #[derive(Debug, Subcommand)]
 pub enum UsersCommand {
@@ -193,8 +193,7 @@ pub fn run(config: &Config, command: UsersCommand) -> Result<(), ServerError> {
         UsersCommand::Export { user, operator } => {
             let operator = Operator::named(&operator).map_err(|e| admin_error("", e))?;
             let admin = open_admin(config)?;
-            let document = block_on(admin.export_user(&operator, &user.tenant, &user.email))
-                .map_err(|e| admin_error("", e))?;
+            let document = ask(admin.export_user(&operator, &user.tenant, &user.email))?;
             println!("{document:#}");
             Ok(())
         }
@@ -228,7 +227,7 @@ fn create_user(config: &Config, args: CreateUserArgs) -> Result<(), ServerError>
         None
     };
     let admin = open_admin(config)?;
-    let user = block_on(admin.create_user(
+    let user = ask(admin.create_user(
         &operator,
         &args.user.tenant,
         NewAccount {
@@ -240,8 +239,7 @@ fn create_user(config: &Config, args: CreateUserArgs) -> Result<(), ServerError>
             invite: None,
         },
         args.invite,
-    ))
-    .map_err(|e| admin_error("", e))?;
+    ))?;
     println!("created user {}", user.0.id);
     match user.1 {
         Some(true) => println!("invitation sent"),

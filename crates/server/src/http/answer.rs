@@ -6,7 +6,7 @@
 use std::future::Future;
 use std::pin::Pin;
 
-use actix_web::{HttpRequest, HttpResponse, web};
+use actix_web::{FromRequest, HttpRequest, HttpResponse, web};
 
 use crate::state::AppState;
 
@@ -30,6 +30,21 @@ pub(crate) fn app_state(
     req.app_data::<web::Data<AppState>>()
         .cloned()
         .ok_or_else(|| answered(otherwise()))
+}
+
+/// `FromRequest::from_request` for an extractor that an async function makes from
+/// the request and its whole body.
+pub(crate) fn with_body<T, Made>(
+    req: &HttpRequest,
+    payload: &mut actix_web::dev::Payload,
+    make: impl FnOnce(HttpRequest, web::Bytes) -> Made + 'static,
+) -> Extracting<T>
+where
+    Made: Future<Output = Result<T, actix_web::Error>> + 'static,
+{
+    let req = req.clone();
+    let body = web::Bytes::from_request(&req, payload);
+    Box::pin(async move { make(req, body.await?).await })
 }
 
 /// Implements `FromRequest` for an extractor that an async function makes from the

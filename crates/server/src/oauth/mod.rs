@@ -13,7 +13,7 @@ use gatehouse_token_issuer::service::server_metadata;
 use actix_web::HttpMessage;
 use actix_web::middleware::from_fn;
 
-use crate::http::answer::{self, Extracting, answered, from_request_with};
+use crate::http::answer::{self, Extracting, answered, from_request_with, with_body};
 use crate::http::cors::{self, CorsClient};
 use crate::http::tenant::{ResolvedTenant, TenantMiss, tenant_of};
 use crate::state::AppState;
@@ -126,19 +126,20 @@ impl actix_web::FromRequest for ClientCall {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let req = req.clone();
-        let body = web::Bytes::from_request(&req, payload);
-        Box::pin(async move {
-            let body = body.await?;
-            let state = app_state(&req)?;
-            let (tenant, form, presented) = client_request(&state, &req, &body)
-                .await
-                .map_err(answered)?;
-            Ok(ClientCall {
-                tenant,
-                form,
-                presented,
-            })
+        with_body(req, payload, ClientCall::extract)
+    }
+}
+
+impl ClientCall {
+    async fn extract(req: HttpRequest, body: web::Bytes) -> Result<ClientCall, actix_web::Error> {
+        let state = app_state(&req)?;
+        let (tenant, form, presented) = client_request(&state, &req, &body)
+            .await
+            .map_err(answered)?;
+        Ok(ClientCall {
+            tenant,
+            form,
+            presented,
         })
     }
 }
@@ -155,27 +156,30 @@ impl actix_web::FromRequest for TokenCall {
     type Future = Extracting<Self>;
 
     fn from_request(req: &HttpRequest, payload: &mut actix_web::dev::Payload) -> Self::Future {
-        let call = ClientCall::from_request(req, payload);
-        Box::pin(async move {
-            let ClientCall {
-                tenant,
-                form,
-                presented,
-            } = call.await?;
-            let token = form
-                .get("token")
-                .ok_or_else(|| {
-                    answered(error_response(&OAuthError::new(
-                        ErrorCode::InvalidRequest,
-                        "token is required",
-                    )))
-                })?
-                .to_owned();
-            Ok(TokenCall {
-                tenant,
-                presented,
-                token,
-            })
+        with_body(req, payload, TokenCall::extract)
+    }
+}
+
+impl TokenCall {
+    async fn extract(req: HttpRequest, body: web::Bytes) -> Result<TokenCall, actix_web::Error> {
+        let ClientCall {
+            tenant,
+            form,
+            presented,
+        } = ClientCall::extract(req, body).await?;
+        let token = form
+            .get("token")
+            .ok_or_else(|| {
+                answered(error_response(&OAuthError::new(
+                    ErrorCode::InvalidRequest,
+                    "token is required",
+                )))
+            })?
+            .to_owned();
+        Ok(TokenCall {
+            tenant,
+            presented,
+            token,
         })
     }
 }
@@ -290,12 +294,21 @@ async fn jwks(state: web::Data<AppState>, OAuthTenant(tenant): OAuthTenant) -> H
     }
 }
 
-/// Runs an issuer call on the blocking pool and turns its outcome into a response.
+/// Runs an issuer call on the blocking pool and answers its result as JSON.
 async fn run<T: serde::Serialize + Send + 'static>(
     work: impl FnOnce() -> Result<T, OAuthError> + Send + 'static,
 ) -> HttpResponse {
+    run_then(work, json_no_store).await
+}
+
+/// Runs an issuer call on the blocking pool and answers its result with `respond`;
+/// its error, or the pool's, gets the RFC error answer.
+async fn run_then<T: Send + 'static>(
+    work: impl FnOnce() -> Result<T, OAuthError> + Send + 'static,
+    respond: impl FnOnce(T) -> HttpResponse,
+) -> HttpResponse {
     match web::block(work).await {
-        Ok(Ok(body)) => json_no_store(body),
+        Ok(Ok(done)) => respond(done),
         Ok(Err(error)) => error_response(&error),
         Err(_) => error_response(&OAuthError::server_error()),
     }
@@ -378,37 +391,23 @@ async fn token(
     })
 }
 
-async fn introspect(
-    state: web::Data<AppState>,
-    TokenCall {
-        tenant,
-        presented,
-        token,
-    }: TokenCall,
-) -> HttpResponse {
+async fn introspect(state: web::Data<AppState>, call: TokenCall) -> HttpResponse {
     let issuer = state.issuer.clone();
-    let url = tenant.issuer();
-    run(move || issuer.introspect(tenant.tenant.id, &url, &presented, &token)).await
+    let url = call.tenant.issuer();
+    run(move || issuer.introspect(call.tenant.tenant.id, &url, &call.presented, &call.token)).await
 }
 
-async fn revoke(
-    state: web::Data<AppState>,
-    TokenCall {
-        tenant,
-        presented,
-        token,
-    }: TokenCall,
-) -> HttpResponse {
+async fn revoke(state: web::Data<AppState>, call: TokenCall) -> HttpResponse {
     let issuer = state.issuer.clone();
-    let url = tenant.issuer();
-    match web::block(move || issuer.revoke(tenant.tenant.id, &url, &presented, &token)).await {
-        // RFC 7009 §2.2: 200 with an empty body.
-        Ok(Ok(())) => HttpResponse::Ok()
+    let url = call.tenant.issuer();
+    let revoked = move || issuer.revoke(call.tenant.tenant.id, &url, &call.presented, &call.token);
+    // RFC 7009 §2.2: 200 with an empty body.
+    run_then(revoked, |()| {
+        HttpResponse::Ok()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .finish(),
-        Ok(Err(error)) => error_response(&error),
-        Err(_) => error_response(&OAuthError::server_error()),
-    }
+            .finish()
+    })
+    .await
 }
 
 /// UserInfo (OIDC Core §5.3), GET or POST, with the token in the Authorization header
@@ -424,14 +423,14 @@ async fn userinfo(
     };
     let issuer = state.issuer.clone();
     let url = tenant.issuer();
-    match web::block(move || issuer.userinfo(tenant.tenant.id, &url, &bearer)).await {
-        Ok(Ok(info)) => {
+    run_then(
+        move || issuer.userinfo(tenant.tenant.id, &url, &bearer),
+        |info| {
             req.extensions_mut().insert(CorsClient(info.client_id));
             json_no_store(info.claims)
-        }
-        Ok(Err(error)) => error_response(&error),
-        Err(_) => error_response(&OAuthError::server_error()),
-    }
+        },
+    )
+    .await
 }
 
 /// Client authentication parameters: checked, never stored with a pushed request.
@@ -453,15 +452,12 @@ async fn pushed_authorization_request(
         .filter(|(name, _)| !CLIENT_AUTH_PARAMETERS.contains(&name.as_str()))
         .collect();
     let issuer = state.issuer.clone();
-    let pushed = web::block(move || {
-        issuer.push_authorization_request(tenant.tenant.id, &presented, parameters)
-    })
-    .await;
-    match pushed {
-        Ok(Ok(body)) => HttpResponse::Created()
+    let pushed =
+        move || issuer.push_authorization_request(tenant.tenant.id, &presented, parameters);
+    run_then(pushed, |body| {
+        HttpResponse::Created()
             .insert_header((header::CACHE_CONTROL, "no-store"))
-            .json(body),
-        Ok(Err(error)) => error_response(&error),
-        Err(_) => error_response(&OAuthError::server_error()),
-    }
+            .json(body)
+    })
+    .await
 }

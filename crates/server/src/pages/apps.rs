@@ -7,6 +7,7 @@ use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentDisposition, DispositionParam, DispositionType};
 use actix_web::{HttpResponse, web};
 use gatehouse_consent::{Channel, ConsentError, Consents};
+use gatehouse_core::ids::{TenantId, UserId};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -29,25 +30,24 @@ pub struct RevokeForm {
 
 const TIME: &str = "%Y-%m-%d %H:%M UTC";
 
-/// Runs a consent-service call on the blocking pool (it holds a connection).
-async fn blocking<T: Send + 'static>(
+/// Runs a consent-service call for the signed-in user on the blocking pool (it
+/// holds a connection); `None` when nobody is signed in.
+async fn for_user<T: Send + 'static>(
     ctx: &PageContext,
-    work: impl FnOnce(&Consents) -> Result<T, ConsentError> + Send + 'static,
-) -> Result<T, ConsentError> {
+    work: impl FnOnce(&Consents, TenantId, UserId) -> Result<T, ConsentError> + Send + 'static,
+) -> Option<Result<T, ConsentError>> {
+    let user = ctx.session.as_ref()?.user_id;
+    let tenant = ctx.tenant.tenant.id;
     let consents = ctx.state.consents.clone();
-    web::block(move || work(&consents))
-        .await
-        .map_err(|e| ConsentError::Internal(e.to_string()))?
+    let done = web::block(move || work(&consents, tenant, user)).await;
+    Some(done.unwrap_or_else(|e| Err(ConsentError::Internal(e.to_string()))))
 }
 
 async fn view(ctx: &PageContext, status: StatusCode, notice: Option<&str>) -> HttpResponse {
-    let Some(session) = ctx.session.clone() else {
-        return ctx.redirect(&ctx.path("/signin"));
-    };
-    let tenant = ctx.tenant.tenant.id;
-    let apps = match blocking(ctx, move |c| c.apps(tenant, session.user_id)).await {
-        Ok(apps) => apps,
-        Err(error) => return ctx.internal_error(&error),
+    let apps = match for_user(ctx, |c, tenant, user| c.apps(tenant, user)).await {
+        None => return ctx.redirect(&ctx.path("/signin")),
+        Some(Ok(apps)) => apps,
+        Some(Err(error)) => return ctx.internal_error(&error),
     };
     let apps: Vec<_> = apps
         .into_iter()
@@ -90,57 +90,40 @@ pub async fn page(ctx: PageContext) -> HttpResponse {
 }
 
 pub async fn withdraw(Submitted { ctx, form }: Submitted<WithdrawForm>) -> HttpResponse {
-    let Some(session) = ctx.session.clone() else {
-        return ctx.redirect(&ctx.path("/signin"));
-    };
-    let tenant = ctx.tenant.tenant.id;
-    let done = blocking(&ctx, move |c| {
-        c.withdraw(
-            tenant,
-            session.user_id,
-            &form.client_id,
-            &form.purpose,
-            Channel::AccountPage,
-        )
+    let WithdrawForm {
+        client_id, purpose, ..
+    } = form;
+    let done = for_user(&ctx, move |c, tenant, user| {
+        c.withdraw(tenant, user, &client_id, &purpose, Channel::AccountPage)
     })
     .await;
     match done {
-        Ok(_) => view(&ctx, StatusCode::OK, Some("apps.withdrawn")).await,
+        None => ctx.redirect(&ctx.path("/signin")),
+        Some(Ok(_)) => view(&ctx, StatusCode::OK, Some("apps.withdrawn")).await,
         // A forged or stale form naming no purpose of this tenant.
-        Err(ConsentError::NotFound(_)) => view(&ctx, StatusCode::NOT_FOUND, None).await,
-        Err(error) => ctx.internal_error(&error),
+        Some(Err(ConsentError::NotFound(_))) => view(&ctx, StatusCode::NOT_FOUND, None).await,
+        Some(Err(error)) => ctx.internal_error(&error),
     }
 }
 
 pub async fn revoke(Submitted { ctx, form }: Submitted<RevokeForm>) -> HttpResponse {
-    let Some(session) = ctx.session.clone() else {
-        return ctx.redirect(&ctx.path("/signin"));
-    };
-    let tenant = ctx.tenant.tenant.id;
-    let done = blocking(&ctx, move |c| {
-        c.revoke_app(
-            tenant,
-            session.user_id,
-            &form.client_id,
-            Channel::AccountPage,
-        )
+    let done = for_user(&ctx, move |c, tenant, user| {
+        c.revoke_app(tenant, user, &form.client_id, Channel::AccountPage)
     })
     .await;
     match done {
-        Ok(_) => view(&ctx, StatusCode::OK, Some("apps.revoked")).await,
-        Err(error) => ctx.internal_error(&error),
+        None => ctx.redirect(&ctx.path("/signin")),
+        Some(Ok(_)) => view(&ctx, StatusCode::OK, Some("apps.revoked")).await,
+        Some(Err(error)) => ctx.internal_error(&error),
     }
 }
 
 /// The consent receipt, as a JSON file to keep.
 pub async fn receipt(ctx: PageContext) -> HttpResponse {
-    let Some(session) = ctx.session.clone() else {
-        return ctx.redirect(&ctx.path("/signin"));
-    };
-    let tenant = ctx.tenant.tenant.id;
-    let receipt = match blocking(&ctx, move |c| c.receipt(tenant, session.user_id)).await {
-        Ok(receipt) => receipt,
-        Err(error) => return ctx.internal_error(&error),
+    let receipt = match for_user(&ctx, |c, tenant, user| c.receipt(tenant, user)).await {
+        None => return ctx.redirect(&ctx.path("/signin")),
+        Some(Ok(receipt)) => receipt,
+        Some(Err(error)) => return ctx.internal_error(&error),
     };
     let body = match serde_json::to_string_pretty(&receipt) {
         Ok(body) => body,

@@ -94,13 +94,7 @@ fn respond(
             Some(target) => {
                 ctx.request.extensions_mut().insert(target);
             }
-            None => {
-                return ctx.error_page(
-                    StatusCode::BAD_REQUEST,
-                    "oauth.error.title",
-                    "oauth.error.message",
-                );
-            }
+            None => return ctx.oauth_error(),
         }
         let fields: Vec<_> = params
             .iter()
@@ -149,11 +143,7 @@ fn handle_error(ctx: &PageContext, error: AuthorizeError) -> HttpResponse {
     match error {
         AuthorizeError::Page(reason) => {
             tracing::info!(reason, "authorization request refused without redirect");
-            ctx.error_page(
-                StatusCode::BAD_REQUEST,
-                "oauth.error.title",
-                "oauth.error.message",
-            )
+            ctx.oauth_error()
         }
         AuthorizeError::Redirect {
             request,
@@ -167,16 +157,12 @@ async fn validate(
     ctx: &PageContext,
     request: AuthorizationRequest,
 ) -> Result<ValidRequest, HttpResponse> {
-    let issuer = ctx.state.issuer.clone();
-    let tenant = ctx.tenant.tenant.id;
-    match web::block(move || issuer.validate_authorization(tenant, &request)).await {
+    let validated =
+        ctx.with_issuer(move |issuer, tenant| issuer.validate_authorization(tenant, &request));
+    match validated.await {
         Ok(Ok(valid)) => Ok(valid),
         Ok(Err(error)) => Err(handle_error(ctx, error)),
-        Err(_) => Err(ctx.error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "error.unavailable.title",
-            "error.unavailable.message",
-        )),
+        Err(_) => Err(ctx.unavailable()),
     }
 }
 
@@ -185,20 +171,12 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&ctx.path("/signin"));
     };
-    let issuer = ctx.state.issuer.clone();
-    let tenant = ctx.tenant.tenant.id;
-    let check = valid.clone();
-    let needs_consent =
-        match web::block(move || issuer.needs_consent(tenant, session.user_id, &check)).await {
-            Ok(Ok(needed)) => needed,
-            _ => {
-                return ctx.error_page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "error.unavailable.title",
-                    "error.unavailable.message",
-                );
-            }
-        };
+    let (user, check) = (session.user_id, valid.clone());
+    let asked = ctx.with_issuer(move |issuer, tenant| issuer.needs_consent(tenant, user, &check));
+    let needs_consent = match asked.await {
+        Ok(Ok(needed)) => needed,
+        _ => return ctx.unavailable(),
+    };
     if needs_consent {
         if valid.prompt.iter().any(|p| p == "none") {
             return respond_error(
@@ -212,19 +190,14 @@ async fn proceed(ctx: &PageContext, valid: ValidRequest, query: &str) -> HttpRes
         // The purposes behind the scopes, so the approval is informed and recorded
         // per purpose and version (the form names the versions shown).
         let consents = ctx.state.consents.clone();
+        let tenant = ctx.tenant.tenant.id;
         let scopes = valid.scopes.clone();
-        let (user, client_id) = (session.user_id, valid.client.data.client_id.clone());
+        let client_id = valid.client.data.client_id.clone();
         let asked =
             web::block(move || consents.purposes_to_approve(tenant, user, &client_id, &scopes));
         let purposes = match asked.await {
             Ok(Ok(purposes)) => purposes,
-            _ => {
-                return ctx.error_page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "error.unavailable.title",
-                    "error.unavailable.message",
-                );
-            }
+            _ => return ctx.unavailable(),
         };
         let shown: Vec<String> = purposes
             .iter()
@@ -284,10 +257,10 @@ async fn issue(ctx: &PageContext, valid: ValidRequest) -> HttpResponse {
         acr: Some(acr::for_level(u8::try_from(session.aal).unwrap_or(0)).to_owned()),
         amr: session.amr(),
     };
-    let issuer = ctx.state.issuer.clone();
-    let tenant = ctx.tenant.tenant.id;
     let request = valid.clone();
-    match web::block(move || issuer.issue_code(tenant, &request, authentication)).await {
+    let issued =
+        ctx.with_issuer(move |issuer, tenant| issuer.issue_code(tenant, &request, authentication));
+    match issued.await {
         Ok(Ok(code)) => respond(ctx, &valid, vec![("code", code)]),
         _ => respond_error(
             ctx,
@@ -372,12 +345,7 @@ async fn step_up_needed(
     if session.aal >= requested.max(mandatory) {
         return None;
     }
-    let factors = match ctx
-        .state
-        .authn
-        .factors(ctx.tenant.tenant.id, session.user_id)
-        .await
-    {
+    let factors = match ctx.factors_of(session.user_id).await {
         Ok(factors) => factors,
         Err(error) => {
             tracing::error!(%error, "reading second factors failed");
@@ -417,18 +385,10 @@ pub async fn authorize_post(ctx: PageContext, body: web::Bytes) -> HttpResponse 
                 .starts_with("application/x-www-form-urlencoded")
         });
     let Ok(query) = std::str::from_utf8(&body) else {
-        return ctx.error_page(
-            StatusCode::BAD_REQUEST,
-            "oauth.error.title",
-            "oauth.error.message",
-        );
+        return ctx.oauth_error();
     };
     if !is_form || query.contains(['\r', '\n']) {
-        return ctx.error_page(
-            StatusCode::BAD_REQUEST,
-            "oauth.error.title",
-            "oauth.error.message",
-        );
+        return ctx.oauth_error();
     }
     // Re-encoded, so the Location header carries only what the parser accepted.
     let query = form_urlencoded::Serializer::new(String::new())
@@ -514,25 +474,15 @@ pub async fn consent(Submitted { ctx, form }: Submitted<ConsentForm>) -> Answer 
                     "error.bad_request.message",
                 ));
             }
-            _ => {
-                return Ok(ctx.error_page(
-                    StatusCode::SERVICE_UNAVAILABLE,
-                    "error.unavailable.title",
-                    "error.unavailable.message",
-                ));
-            }
+            _ => return Ok(ctx.unavailable()),
         }
     }
-    let issuer = ctx.state.issuer.clone();
-    let request = valid.clone();
-    let recorded =
-        web::block(move || issuer.record_consent(tenant, session.user_id, &request)).await;
+    let (user, request) = (session.user_id, valid.clone());
+    let recorded = ctx
+        .with_issuer(move |issuer, tenant| issuer.record_consent(tenant, user, &request))
+        .await;
     if !matches!(recorded, Ok(Ok(()))) {
-        return Ok(ctx.error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "error.unavailable.title",
-            "error.unavailable.message",
-        ));
+        return Ok(ctx.unavailable());
     }
     Ok(issue(&ctx, valid).await)
 }

@@ -3,12 +3,16 @@
 
 use actix_web::cookie::Cookie;
 use actix_web::dev::Payload;
+use actix_web::error::BlockingError;
 use actix_web::http::StatusCode;
 use actix_web::http::header::{self, ContentType};
 use actix_web::{FromRequest, HttpMessage, HttpRequest, HttpResponse, web};
-use gatehouse_authn::ClientInfo;
+use gatehouse_authn::second_factor::Factors;
 use gatehouse_authn::settings::TenantPolicy;
+use gatehouse_authn::{AuthnError, ClientInfo};
+use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::sessions::Session;
+use gatehouse_token_issuer::service::Issuer;
 use serde::Serialize;
 
 use crate::http::answer::{Extracting, answered, app_state, from_request_with};
@@ -276,6 +280,40 @@ impl PageContext {
                 plain_error(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
             }
         }
+    }
+
+    /// The second factors `user` of this tenant has.
+    pub async fn factors_of(&self, user: UserId) -> Result<Factors, AuthnError> {
+        self.state.authn.factors(self.tenant.tenant.id, user).await
+    }
+
+    /// Runs a token-issuer call for this tenant on the blocking pool (it holds a
+    /// connection); `Err` when the pool could not run it.
+    pub async fn with_issuer<T: Send + 'static>(
+        &self,
+        work: impl FnOnce(&Issuer, TenantId) -> T + Send + 'static,
+    ) -> Result<T, BlockingError> {
+        let issuer = self.state.issuer.clone();
+        let tenant = self.tenant.tenant.id;
+        web::block(move || work(&issuer, tenant)).await
+    }
+
+    /// The store or a worker is out of reach for now: the user may try again.
+    pub fn unavailable(&self) -> HttpResponse {
+        self.error_page(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "error.unavailable.title",
+            "error.unavailable.message",
+        )
+    }
+
+    /// An authorization request that cannot safely go back to its client.
+    pub fn oauth_error(&self) -> HttpResponse {
+        self.error_page(
+            StatusCode::BAD_REQUEST,
+            "oauth.error.title",
+            "oauth.error.message",
+        )
     }
 
     /// An error page of its own, with the request id so support can find the log line.

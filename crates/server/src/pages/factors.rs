@@ -228,12 +228,7 @@ pub(super) async fn security_view(
     let Some(session) = ctx.session.clone() else {
         return ctx.redirect(&sign_in_url(ctx, Some(&ctx.path("/account/security"))));
     };
-    let factors = match ctx
-        .state
-        .authn
-        .factors(ctx.tenant.tenant.id, session.user_id)
-        .await
-    {
+    let factors = match ctx.factors_of(session.user_id).await {
         Ok(factors) => factors,
         Err(error) => return ctx.internal_error(&error),
     };
@@ -307,12 +302,7 @@ pub async fn begin_totp(Submitted { ctx, form }: Submitted<CsrfForm>) -> HttpRes
         return ctx.redirect(&ctx.path("/signin"));
     };
     // Adding a factor to an account that has one is as sensitive as removing one.
-    match ctx
-        .state
-        .authn
-        .factors(ctx.tenant.tenant.id, session.user_id)
-        .await
-    {
+    match ctx.factors_of(session.user_id).await {
         Ok(factors) if ctx.state.authn.needs_step_up(&session, &factors) => {
             return step_up_first(&ctx);
         }

@@ -30,10 +30,10 @@ async fn validate(
     ctx: &PageContext,
     request: EndSessionRequest,
 ) -> Result<ValidEndSession, HttpResponse> {
-    let issuer_service = ctx.state.issuer.clone();
-    let tenant = ctx.tenant.tenant.id;
     let url = issuer(ctx);
-    match web::block(move || issuer_service.validate_end_session(tenant, &url, &request)).await {
+    let validated = ctx
+        .with_issuer(move |service, tenant| service.validate_end_session(tenant, &url, &request));
+    match validated.await {
         Ok(Ok(valid)) => Ok(valid),
         Ok(Err(reason)) => {
             tracing::info!(reason, "logout request refused without redirect");
@@ -43,11 +43,7 @@ async fn validate(
                 "logout.error.message",
             ))
         }
-        Err(_) => Err(ctx.error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "error.unavailable.title",
-            "error.unavailable.message",
-        )),
+        Err(_) => Err(ctx.unavailable()),
     }
 }
 
@@ -84,11 +80,7 @@ async fn sign_out_and_finish(ctx: &PageContext, valid: &ValidEndSession) -> Http
         .await
     {
         tracing::error!(%error, "sign-out failed");
-        return ctx.error_page(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "error.unavailable.title",
-            "error.unavailable.message",
-        );
+        return ctx.unavailable();
     }
     finish(ctx, valid, true)
 }

@@ -4,7 +4,7 @@
 //! of the account pages. The sign-in, second-factor, passkey and authorization
 //! pages all use it; it uses none of them.
 
-use actix_web::{HttpMessage, web};
+use actix_web::HttpMessage;
 use gatehouse_token_issuer::code_flow::AuthorizationRequest;
 
 use crate::http::input;
@@ -65,10 +65,9 @@ pub async fn permit_return_to_client(ctx: &PageContext, return_to: &str) {
         .collect();
     let request =
         AuthorizationRequest::from_pairs(pairs.iter().map(|(n, v)| (n.as_str(), v.as_str())));
-    let issuer = ctx.state.issuer.clone();
-    let tenant = ctx.tenant.tenant.id;
-    if let Ok(Ok(valid)) = web::block(move || issuer.validate_authorization(tenant, &request)).await
-    {
+    let validated =
+        ctx.with_issuer(move |issuer, tenant| issuer.validate_authorization(tenant, &request));
+    if let Ok(Ok(valid)) = validated.await {
         permit_redirect_to(ctx, &valid.redirect_uri);
     }
 }

@@ -220,9 +220,7 @@ async fn may_add(ctx: &PageContext) -> Result<(UserId, String), HttpResponse> {
         ));
     };
     let factors = ctx
-        .state
-        .authn
-        .factors(ctx.tenant.tenant.id, session.user_id)
+        .factors_of(session.user_id)
         .await
         .map_err(|error| authn_error(ctx, error))?;
     if ctx.state.authn.needs_step_up(&session, &factors) {

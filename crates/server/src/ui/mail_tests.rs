@@ -10,6 +10,7 @@ use serde_json::json;
 use super::i18n::Catalogues;
 use super::mail::{Block, blocks};
 use super::templates::BUILTIN;
+use super::tests::override_dir;
 use super::*;
 
 const LINK: &str = "https://id.example.test/t/acme/recover?token=abc123";
@@ -97,11 +98,33 @@ fn tenant(settings: serde_json::Value) -> Tenant {
     }
 }
 
+/// The mail `kind` as Acme sends it with the built-in look.
+fn render_plain(ui: &Ui, locale: &Locale, kind: &MailKind) -> Result<RenderedMail, UiError> {
+    ui.render_mail("Acme", &ThemeSettings::default(), locale, kind)
+}
+
 fn mail(locale: Option<&str>, kind: MailKind) -> Mail {
     Mail {
         to: "ada@example.com".into(),
         locale: locale.map(str::to_owned),
         kind,
+    }
+}
+
+/// One part of a rendered mail has no template syntax or message key left in it
+/// (`leftovers`) and shows every value it was given.
+fn assert_filled(context: &str, part: &str, leftovers: &[&str], values: &[&str]) {
+    for leftover in leftovers {
+        assert!(
+            !part.contains(leftover),
+            "{context}: {leftover:?} in\n{part}"
+        );
+    }
+    for value in values {
+        assert!(
+            part.contains(value),
+            "{context}: {value} missing from\n{part}"
+        );
     }
 }
 
@@ -113,9 +136,8 @@ fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
         let mut bodies = Vec::new();
         for locale in Locale::ALL {
             let context = format!("{kind:?} in {}", locale.code);
-            let rendered = ui
-                .render_mail("Acme", &ThemeSettings::default(), locale, &kind)
-                .unwrap_or_else(|e| panic!("{context}: {e}"));
+            let rendered =
+                render_plain(&ui, locale, &kind).unwrap_or_else(|e| panic!("{context}: {e}"));
             let subject_key = format!("mail.{}.subject", kind.name());
             assert!(
                 catalogues.lookup(locale, &subject_key).is_some(),
@@ -124,18 +146,7 @@ fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
             assert!(!rendered.subject.contains("mail."), "{context}");
             assert!(!rendered.subject.chars().any(char::is_control), "{context}");
             let body = &rendered.text_body;
-            for leftover in ["{{", "}}", "{%", "{", "mail."] {
-                assert!(
-                    !body.contains(leftover),
-                    "{context}: {leftover:?} in\n{body}"
-                );
-            }
-            for value in &values {
-                assert!(
-                    body.contains(value),
-                    "{context}: {value} missing from\n{body}"
-                );
-            }
+            assert_filled(&context, body, &["{{", "}}", "{%", "{", "mail."], &values);
             // Links stand on a line of their own (or at its end): mail clients and
             // tests read them up to the next whitespace.
             for link in values.iter().filter(|v| v.starts_with("https://")) {
@@ -151,18 +162,7 @@ fn every_mail_renders_in_every_locale_with_every_placeholder_filled() {
                 html.contains(&format!(r#"lang="{}""#, locale.code)),
                 "{context}"
             );
-            for leftover in ["{{", "}}", "{%", "mail."] {
-                assert!(
-                    !html.contains(leftover),
-                    "{context}: {leftover:?} in\n{html}"
-                );
-            }
-            for value in &values {
-                assert!(
-                    html.contains(value),
-                    "{context}: {value} missing from\n{html}"
-                );
-            }
+            assert_filled(&context, html, &["{{", "}}", "{%", "mail."], &values);
             for link in values.iter().filter(|v| v.starts_with("https://")) {
                 assert!(
                     html.contains(&format!(r#"href="{link}""#)),
@@ -189,17 +189,15 @@ fn every_mail_has_a_builtin_template() {
 #[test]
 fn english_mail_keeps_its_words() {
     let ui = ui();
-    let reset = ui
-        .render_mail(
-            "Acme",
-            &ThemeSettings::default(),
-            &Locale::EN,
-            &MailKind::PasswordReset {
-                link: LINK.into(),
-                valid_minutes: 15,
-            },
-        )
-        .unwrap();
+    let reset = render_plain(
+        &ui,
+        &Locale::EN,
+        &MailKind::PasswordReset {
+            link: LINK.into(),
+            valid_minutes: 15,
+        },
+    )
+    .unwrap();
     assert_eq!(reset.subject, "Reset your password");
     assert_eq!(
         reset.text_body,
@@ -210,34 +208,31 @@ fn english_mail_keeps_its_words() {
              your password stays as it is."
         )
     );
-    let german = ui
-        .render_mail(
-            "Acme",
-            &ThemeSettings::default(),
-            &Locale::DE,
-            &MailKind::SignInChanged {
-                change: SignInChange::FactorsRecovered,
-            },
-        )
-        .unwrap();
+    let german = render_plain(
+        &ui,
+        &Locale::DE,
+        &MailKind::SignInChanged {
+            change: SignInChange::FactorsRecovered,
+        },
+    )
+    .unwrap();
     assert_eq!(german.subject, "Die Anmeldung Ihres Kontos wurde geändert");
     assert!(german.text_body.contains("zweiten Faktoren"));
 }
 
 #[test]
 fn a_theme_override_is_used_and_a_broken_one_falls_back() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mail_verify_email.txt"),
-        "Hello from {{ brand_name }}! {{ t(\"mail.verify_email.open_link\") }}\n{{ link }}",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("mail_password_reset.txt"),
-        "{{ t(\"mail.password_reset.body\") }} {{ no_such_variable }}",
-    )
-    .unwrap();
-    std::fs::write(dir.path().join("mail_admin_reset.txt"), "{% if %}").unwrap();
+    let dir = override_dir(&[
+        (
+            "mail_verify_email.txt",
+            "Hello from {{ brand_name }}! {{ t(\"mail.verify_email.open_link\") }}\n{{ link }}",
+        ),
+        (
+            "mail_password_reset.txt",
+            "{{ t(\"mail.password_reset.body\") }} {{ no_such_variable }}",
+        ),
+        ("mail_admin_reset.txt", "{% if %}"),
+    ]);
     let ui = ui();
     let theme = ThemeSettings {
         display_name: Some("Acme Login".into()),
@@ -257,9 +252,7 @@ fn a_theme_override_is_used_and_a_broken_one_falls_back() {
     );
     assert_eq!(custom.subject, "Bestätigen Sie Ihre E-Mail-Adresse");
     // Other tenants keep the built-in template.
-    let builtin = ui
-        .render_mail("Acme", &ThemeSettings::default(), &Locale::DE, &verify)
-        .unwrap();
+    let builtin = render_plain(&ui, &Locale::DE, &verify).unwrap();
     assert!(builtin.text_body.starts_with("Willkommen!"));
 
     // An undefined variable and a syntax error: the built-in template instead.
@@ -274,9 +267,7 @@ fn a_theme_override_is_used_and_a_broken_one_falls_back() {
         },
     ] {
         let fallback = ui.render_mail("Acme", &theme, &Locale::EN, &kind).unwrap();
-        let expected = ui
-            .render_mail("Acme", &ThemeSettings::default(), &Locale::EN, &kind)
-            .unwrap();
+        let expected = render_plain(&ui, &Locale::EN, &kind).unwrap();
         assert_eq!(fallback.text_body, expected.text_body, "{kind:?}");
     }
 }
@@ -310,12 +301,7 @@ fn the_renderer_picks_the_mails_language_else_english() {
 
 #[test]
 fn the_renderer_uses_the_tenants_theme_and_survives_a_bad_one() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("mail_look_alike_address.txt"),
-        "Custom for {{ brand_name }}",
-    )
-    .unwrap();
+    let dir = override_dir(&[("mail_look_alike_address.txt", "Custom for {{ brand_name }}")]);
     let ui = ui();
     let themed = tenant(json!({ "theme": { "template_dir": dir.path() } }));
     let rendered =

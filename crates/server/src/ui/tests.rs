@@ -13,6 +13,15 @@ fn ui() -> Ui {
     Ui::embedded().unwrap()
 }
 
+/// A theme's template directory holding these `(file name, contents)` overrides.
+pub(super) fn override_dir(files: &[(&str, &str)]) -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    for (name, contents) in files {
+        std::fs::write(dir.path().join(name), contents).unwrap();
+    }
+    dir
+}
+
 fn common(locale: Locale) -> PageCommon {
     PageCommon {
         tenant_name: "Acme <Corp>".into(),
@@ -740,13 +749,11 @@ fn locale_negotiation() {
 
 #[test]
 fn override_directory_replaces_a_template_for_that_theme_only() {
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        dir.path().join("sign_in.html"),
+    let dir = override_dir(&[(
+        "sign_in.html",
         "{% extends \"layout.html\" %}{% block title %}Custom{% endblock %}\
          {% block content %}<p class=\"custom\">{{ t(\"sign_in.submit\") }} {{ email }}</p>{% endblock %}",
-    )
-    .unwrap();
+    )]);
     let ui = ui();
     let page = json!({ "email": SCRIPT, "registration_enabled": false });
 
@@ -778,12 +785,10 @@ fn override_directory_replaces_a_template_for_that_theme_only() {
     assert!(html.contains("<label for=\"email\">E-Mail</label>"));
 
     // An overridden layout applies to the built-in pages of that tenant.
-    let layout_dir = tempfile::tempdir().unwrap();
-    std::fs::write(
-        layout_dir.path().join("layout.html"),
+    let layout_dir = override_dir(&[(
+        "layout.html",
         "<!doctype html><html lang=\"{{ lang }}\"><body class=\"tenant-layout\">{% block content %}{% endblock %}</body></html>",
-    )
-    .unwrap();
+    )]);
     let mut tenant = common(Locale::EN);
     tenant.theme.template_dir = Some(layout_dir.path().to_path_buf());
     let html = ui.render("sign_in.html", &tenant, &page).unwrap();
@@ -812,18 +817,17 @@ fn override_directory_replaces_a_template_for_that_theme_only() {
 
 #[test]
 fn a_broken_override_falls_back_to_the_built_in_template_and_is_reported_once() {
-    let dir = tempfile::tempdir().unwrap();
     // An unclosed block and, in another file, a misspelt variable.
-    std::fs::write(
-        dir.path().join("sign_in.html"),
-        "{% extends \"layout.html\" %}{% block content %}",
-    )
-    .unwrap();
-    std::fs::write(
-        dir.path().join("message.html"),
-        "{% extends \"layout.html\" %}{% block content %}{{ titel }}{% endblock %}",
-    )
-    .unwrap();
+    let dir = override_dir(&[
+        (
+            "sign_in.html",
+            "{% extends \"layout.html\" %}{% block content %}",
+        ),
+        (
+            "message.html",
+            "{% extends \"layout.html\" %}{% block content %}{{ titel }}{% endblock %}",
+        ),
+    ]);
     let ui = ui();
     let mut tenant = common(Locale::EN);
     tenant.theme.template_dir = Some(dir.path().to_path_buf());
@@ -1084,8 +1088,7 @@ fn the_theming_docs_examples_are_true() {
     .unwrap();
     assert_eq!(ui().theme_css(&theme), docs_block("css"));
 
-    let dir = tempfile::tempdir().unwrap();
-    std::fs::write(dir.path().join("sign_in.html"), docs_block("jinja")).unwrap();
+    let dir = override_dir(&[("sign_in.html", docs_block("jinja"))]);
     let mut common = common(Locale::EN);
     common.theme.template_dir = Some(dir.path().to_path_buf());
     let page = json!({ "email": "a@example.com", "error": "signin.error.invalid",

@@ -10,7 +10,7 @@ use gatehouse_token_issuer::client_auth::secret_hash;
 use reqwest::blocking::{Client as Http, RequestBuilder, Response};
 use serde_json::{Value, json};
 
-use crate::code_flow::SECRET;
+use crate::code_flow::{SECRET, assert_oauth_error};
 use crate::web_kit::{WebApp, basic};
 
 /// Registers a client-credentials client of `tenant` and returns an access token.
@@ -174,11 +174,7 @@ fn users_are_created_and_paged_and_each_write_is_audited(backend: Backend) {
 
     // Failures name the field; nothing is written.
     let (status, taken) = problem(create(json!({"email": "LIN@example.com"})));
-    assert_eq!(
-        (status, taken["error"].as_str()),
-        (409, Some("conflict")),
-        "{taken}"
-    );
+    assert_oauth_error(status, &taken, 409, "conflict");
     let (status, unknown) = problem(create(json!({"email": "x@example.com", "nickname": "x"})));
     assert_eq!(
         (status, unknown["field"].as_str()),
@@ -436,10 +432,7 @@ fn a_user_is_changed_only_at_the_version_that_was_read(backend: Backend) {
 
     // A second writer that read before the change: refused, nothing overwritten.
     let (status, stale) = problem(patch(Some(&etag), json!({"given_name": "Olaf"})));
-    assert_eq!(
-        (status, stale["error"].as_str()),
-        (412, Some("precondition_failed"))
-    );
+    assert_oauth_error(status, &stale, 412, "precondition_failed");
     let now: Value = call(&app, Some(&admin), |http, base| {
         http.get(format!("{base}/admin/v1/users/{id}"))
     })
@@ -822,11 +815,7 @@ fn an_invited_user_chooses_a_password_and_signs_in(backend: Backend) {
 
     let mail = app.mails(before + 1).pop().unwrap();
     assert!(mail.header("to").unwrap().contains("ivy@example.com"));
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .expect("an invitation link");
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let (path, token) = app.recovery_link(&mail);
     let mut browser = app.browser();
     let form = browser.get(&path);
     assert_eq!(form.status, 200, "{}", form.body);

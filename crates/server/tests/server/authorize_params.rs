@@ -5,7 +5,8 @@
 use gatehouse_identity_store::Backend;
 
 use crate::code_flow::{
-    VERIFIER, authorize_query, exchange, id_token_claims, param, register, signed_in, urlencode,
+    VERIFIER, authorize_query, client_and_signed_in_user, exchange, id_token_claims, param,
+    register, urlencode,
 };
 use crate::web_kit::WebApp;
 
@@ -13,9 +14,7 @@ const AAL1: &str = "urn:gatehouse:aal1";
 
 #[test]
 fn a_met_acr_goes_straight_to_the_code_and_the_tokens_carry_it() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(true);
     // Unknown values are ignored; the known one is met by a password session.
     let met = browser.get(&authorize_query(&format!(
         "&acr_values={}",
@@ -57,7 +56,7 @@ fn login_hint_and_ui_locales_reach_the_sign_in_page() {
         &page.body[..200]
     );
     // The sign-in form leads back to the client, so CSP must allow that redirect.
-    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    let csp = page.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"
@@ -66,9 +65,7 @@ fn login_hint_and_ui_locales_reach_the_sign_in_page() {
 
 #[test]
 fn the_authorization_endpoint_accepts_post() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (_app, mut browser) = client_and_signed_in_user(true);
     let query = authorize_query("");
     let body = query.split_once('?').unwrap().1;
     let fields: Vec<(String, String)> = form_urlencoded::parse(body.as_bytes())
@@ -87,9 +84,7 @@ fn the_authorization_endpoint_accepts_post() {
 
 #[test]
 fn a_forced_sign_in_cannot_be_skipped_by_forging_its_marker_or_the_consent_form() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, false);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(false);
     app.advance(chrono::Duration::seconds(30));
 
     for marker in ["1", "0", "99999999999"] {
@@ -111,22 +106,14 @@ fn a_forced_sign_in_cannot_be_skipped_by_forging_its_marker_or_the_consent_form(
         .unwrap()
         .1
         .to_owned();
-    let posted = browser.post_form(
-        "/authorize/consent",
-        &page,
-        &[("request", &request), ("decision", "allow")],
-    );
-    assert_eq!(posted.status, 303, "{}", posted.body);
-    let location = posted.location().unwrap();
+    let location = browser.approve_consent(&page, &request);
     assert!(location.starts_with("/authorize?"), "{location}");
     assert!(param(&location, "code").is_none());
 }
 
 #[test]
 fn a_negative_max_age_is_an_invalid_request() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (_app, mut browser) = client_and_signed_in_user(true);
     let answer = browser.get(&authorize_query("&max_age=-1"));
     assert_eq!(answer.status, 303);
     assert_eq!(

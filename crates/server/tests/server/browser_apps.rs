@@ -313,12 +313,7 @@ fn a_confidential_legacy_client_may_go_without_pkce() {
     );
     let page = browser.get(&query);
     let request = query.split_once('?').unwrap().1.to_owned();
-    let approved = browser.post_form(
-        "/authorize/consent",
-        &page,
-        &[("request", &request), ("decision", "allow")],
-    );
-    let location = approved.location().unwrap();
+    let location = browser.approve_consent(&page, &request);
     let code = param(&location, "code").expect("a code without PKCE");
     let (status, tokens) = token(
         &app,

@@ -3,6 +3,10 @@
 
 use crate::support::*;
 
+fn assert_no_data_dir(home: &std::path::Path, why: &str) {
+    assert!(!data_dir(home).exists(), "{why}");
+}
+
 fn assert_clean_failure(output: &std::process::Output, code: i32, needle: &str) {
     let err = stderr(output);
     assert_eq!(output.status.code(), Some(code), "{err}");
@@ -46,10 +50,7 @@ fn a_misspelt_key_in_the_config_file_is_named() {
         &["--config", file.to_str().unwrap(), "serve"],
     ));
     assert_clean_failure(&output, 2, "listn");
-    assert!(
-        !data_dir(dir.path()).exists(),
-        "a bad config must not create anything"
-    );
+    assert_no_data_dir(dir.path(), "a bad config must not create anything");
 }
 
 #[test]
@@ -108,9 +109,9 @@ fn check_config_reports_the_resolved_settings() {
         out.contains("configuration OK") && out.contains("Sqlite"),
         "{out}"
     );
-    assert!(
-        !data_dir(dir.path()).exists(),
-        "check-config must not create the data directory"
+    assert_no_data_dir(
+        dir.path(),
+        "check-config must not create the data directory",
     );
 }
 
@@ -398,6 +399,14 @@ fn users_reset_removes_the_password_audits_the_operator_and_mails_a_link() {
     );
 }
 
+/// An in-process server on SQLite with one verified user, and a working directory
+/// for the commands run against it.
+fn app_with_user(email: &str) -> (crate::web_kit::WebApp, tempfile::TempDir) {
+    let app = crate::web_kit::WebApp::start(gatehouse_identity_store::Backend::Sqlite);
+    app.create_verified_user(email, "correct horse battery staple");
+    (app, temp_dir())
+}
+
 /// A command of the real binary against an in-process server's database and data
 /// directory (so its development master key), as an operator would run it there.
 fn gatehouse_for(
@@ -438,6 +447,23 @@ fn logout_delivered(
     crate::code_flow::logout_token_claims(app, &logout)
 }
 
+/// Registers the test client with a back-channel logout URI: a receiver on
+/// 127.0.0.1, returned to read the logout tokens from.
+fn backchannel_client(app: &crate::web_kit::WebApp) -> crate::web_kit::BackchannelReceiver {
+    use crate::code_flow::{client_data, register_client};
+    use gatehouse_identity_store::clients::ClientData;
+
+    let logouts = crate::web_kit::BackchannelReceiver::start();
+    register_client(
+        app,
+        ClientData {
+            backchannel_logout_uri: Some(logouts.url.clone()),
+            ..client_data(false)
+        },
+    );
+    logouts
+}
+
 /// A running app with a client that registered a back-channel logout URI (a
 /// receiver on 127.0.0.1), a browser signed in to it and the tokens the client got.
 fn signed_in_to_a_backchannel_client(
@@ -448,18 +474,10 @@ fn signed_in_to_a_backchannel_client(
     crate::web_kit::Browser,
     serde_json::Value,
 ) {
-    use crate::code_flow::{VERIFIER, client_data, exchange, get_code, register_client, signed_in};
-    use gatehouse_identity_store::clients::ClientData;
+    use crate::code_flow::{VERIFIER, exchange, get_code, signed_in};
 
     let app = crate::web_kit::WebApp::start(backend);
-    let logouts = crate::web_kit::BackchannelReceiver::start();
-    register_client(
-        &app,
-        ClientData {
-            backchannel_logout_uri: Some(logouts.url.clone()),
-            ..client_data(false)
-        },
-    );
+    let logouts = backchannel_client(&app);
     let mut browser = signed_in(&app);
     let code = get_code(&mut browser, "");
     let (status, tokens) = exchange(&app, &code, VERIFIER);
@@ -611,11 +629,7 @@ fn users_reset_logs_the_relying_parties_out_of_the_sessions_it_ended() {
 
 #[test]
 fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
-    use gatehouse_identity_store::Backend;
-
-    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
-    app.create_verified_user("rita@example.com", "correct horse battery staple");
-    let cwd = temp_dir();
+    let (app, cwd) = app_with_user("rita@example.com");
     let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
     let create = |name: &str| {
         cli(&[
@@ -682,10 +696,8 @@ fn roles_are_created_audited_listed_and_assignable_from_the_command_line() {
 #[test]
 fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     use crate::code_flow::{
-        VERIFIER, client_data, exchange, get_code, introspect_active, register_client, signed_in,
-        verified_claims,
+        VERIFIER, exchange, get_code, introspect_active, signed_in, verified_claims,
     };
-    use gatehouse_identity_store::clients::ClientData;
     use gatehouse_identity_store::roles::{self, RoleData};
     use gatehouse_identity_store::{Backend, tenants};
 
@@ -723,14 +735,7 @@ fn roles_remove_revokes_the_grants_whose_tokens_carry_roles() {
     )
     .unwrap();
     drop(conn);
-    let logouts = crate::web_kit::BackchannelReceiver::start();
-    register_client(
-        &app,
-        ClientData {
-            backchannel_logout_uri: Some(logouts.url.clone()),
-            ..client_data(false)
-        },
-    );
+    let logouts = backchannel_client(&app);
     let mut browser = signed_in(&app);
     let cwd = temp_dir();
     let role_command = |action: &str, role: &str| {
@@ -1054,11 +1059,7 @@ fn tenants_are_created_and_changed_from_the_command_line_and_served_at_once() {
 
 #[test]
 fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
-    use gatehouse_identity_store::Backend;
-
-    let app = crate::web_kit::WebApp::start(Backend::Sqlite);
-    app.create_verified_user("gus@example.com", "correct horse battery staple");
-    let cwd = temp_dir();
+    let (app, cwd) = app_with_user("gus@example.com");
     let cli = |args: &[&str]| gatehouse_for(&app, cwd.path(), args);
 
     let listed = succeeded(&cli(&["tenants", "list"]));

@@ -13,6 +13,7 @@ use gatehouse_token_issuer::client_auth::{JWT_BEARER, secret_hash};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256, Sha512};
 
+use crate::code_flow::assert_oauth_error;
 use crate::support::*;
 use crate::web_kit::{Browser, WebApp};
 
@@ -202,10 +203,7 @@ fn private_key_jwt_flow(backend: Backend) {
 
     // The same assertion again is a replay.
     let (status, replayed) = client_credentials(&app, "", &first);
-    assert_eq!(
-        (status, replayed["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &replayed, 401, "invalid_client");
 
     // Introspection with an EdDSA assertion addressed to the issuer itself.
     let by_issuer = assertion(&app, Key::Ed, "svc", &app.base, "jti-2");

@@ -87,6 +87,14 @@ pub fn signed_in_again(app: &WebApp) -> Browser {
 
 /// Registers `webapp`, signs uma in and runs the whole code flow: the signed-in
 /// browser and the token response.
+/// An app on SQLite with the web app client registered and a browser signed in.
+pub fn client_and_signed_in_user(first_party: bool) -> (WebApp, Browser) {
+    let app = WebApp::start(Backend::Sqlite);
+    register(&app, first_party);
+    let browser = signed_in(&app);
+    (app, browser)
+}
+
 pub fn signed_in_with_tokens(app: &WebApp, first_party: bool) -> (Browser, Value) {
     register(app, first_party);
     let mut browser = signed_in(app);
@@ -94,6 +102,16 @@ pub fn signed_in_with_tokens(app: &WebApp, first_party: bool) -> (Browser, Value
     let (status, tokens) = exchange(app, &code, VERIFIER);
     assert_eq!(status, 200, "{tokens}");
     (browser, tokens)
+}
+
+/// Checks an OAuth answer is the RFC 6749 error `code` with `status`.
+#[track_caller]
+pub fn assert_oauth_error(answered: u16, body: &Value, status: u16, code: &str) {
+    assert_eq!(
+        (answered, body["error"].as_str()),
+        (status, Some(code)),
+        "{body}"
+    );
 }
 
 /// Runs the browser part up to the code (approving consent when asked).
@@ -106,13 +124,7 @@ pub fn get_code(browser: &mut Browser, extra: &str) -> String {
             page.body
         );
         let request = authorize_query(extra).split_once('?').unwrap().1.to_owned();
-        let approved = browser.post_form(
-            "/authorize/consent",
-            &page,
-            &[("request", &request), ("decision", "allow")],
-        );
-        assert_eq!(approved.status, 303, "{}", approved.body);
-        approved.location().unwrap()
+        browser.approve_consent(&page, &request)
     } else {
         assert_eq!(page.status, 303, "{}", page.body);
         page.location().unwrap()
@@ -230,17 +242,11 @@ fn full_code_flow(backend: Backend) {
             rotated["refresh_token"].as_str().unwrap()
         ),
     );
-    assert_eq!(
-        (status, widened["error"].as_str()),
-        (400, Some("invalid_scope"))
-    );
+    assert_oauth_error(status, &widened, 400, "invalid_scope");
     let new_access = rotated["access_token"].as_str().unwrap().to_owned();
     assert!(introspect_active(&app, &new_access));
     let (status, reuse) = refresh(&app, &first_refresh);
-    assert_eq!(
-        (status, reuse["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &reuse, 400, "invalid_grant");
     assert!(
         !introspect_active(&app, &new_access),
         "tokens of a grant survived refresh-token reuse"
@@ -257,18 +263,13 @@ gatehouse_identity_store::on_both_backends!(full_code_flow);
 
 #[test]
 fn a_replayed_code_revokes_what_it_issued() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(true);
     let code = get_code(&mut browser, "");
     let (_, tokens) = exchange(&app, &code, VERIFIER);
     let access = tokens["access_token"].as_str().unwrap().to_owned();
     assert!(introspect_active(&app, &access));
     let (status, replay) = exchange(&app, &code, VERIFIER);
-    assert_eq!(
-        (status, replay["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &replay, 400, "invalid_grant");
     assert!(
         !introspect_active(&app, &access),
         "tokens from a replayed code stayed active"
@@ -277,9 +278,7 @@ fn a_replayed_code_revokes_what_it_issued() {
 
 #[test]
 fn pkce_and_redirect_uri_are_enforced() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(true);
 
     let code = get_code(&mut browser, "");
     let (status, wrong) = exchange(
@@ -287,10 +286,7 @@ fn pkce_and_redirect_uri_are_enforced() {
         &code,
         "wrong-verifier-wrong-verifier-wrong-verifier-0",
     );
-    assert_eq!(
-        (status, wrong["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &wrong, 400, "invalid_grant");
     let code = get_code(&mut browser, "");
     let (status, _) = token(
         &app,
@@ -313,11 +309,7 @@ fn pkce_and_redirect_uri_are_enforced() {
             urlencode(REDIRECT)
         ),
     );
-    assert_eq!(
-        (status, missing["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{missing}"
-    );
+    assert_oauth_error(status, &missing, 400, "invalid_grant");
     // Codes live 60 seconds.
     let code = get_code(&mut browser, "");
     app.advance(chrono::Duration::seconds(61));
@@ -380,16 +372,14 @@ fn prompt_none_without_a_session_answers_login_required() {
 
 #[test]
 fn form_post_responses_may_post_only_to_the_client() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, true);
-    let mut browser = signed_in(&app);
+    let (_app, mut browser) = client_and_signed_in_user(true);
     let page = browser.get(&authorize_query("&response_mode=form_post"));
     assert_eq!(page.status, 200, "{}", page.body);
     assert!(
         page.body.contains("action=\"http://127.0.0.1:9/callback\"")
             && page.body.contains("name=\"code\"")
     );
-    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    let csp = page.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"
@@ -397,9 +387,8 @@ fn form_post_responses_may_post_only_to_the_client() {
     // Other pages keep form-action to themselves.
     let plain = browser.get("/account");
     assert!(
-        plain.headers["content-security-policy"]
-            .to_str()
-            .unwrap()
+        plain
+            .header("content-security-policy")
             .contains("form-action 'self';")
     );
 }

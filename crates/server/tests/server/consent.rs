@@ -9,8 +9,8 @@ use gatehouse_identity_store::purposes::{LegalBasis, PurposeData};
 
 use crate::authzen::{access_token, evaluation, post, register_pep};
 use crate::code_flow::{
-    VERIFIER, authorize_query, exchange, get_code, introspect_active, refresh, register, signed_in,
-    signed_in_with_tokens,
+    VERIFIER, assert_oauth_error, authorize_query, client_and_signed_in_user, exchange, get_code,
+    introspect_active, refresh, register, signed_in, signed_in_with_tokens,
 };
 use crate::web_kit::WebApp;
 
@@ -88,11 +88,7 @@ fn withdrawal_ends_the_tokens_that_depended_on_it(backend: Backend) {
         "introspection still answers active after the withdrawal"
     );
     let (status, refused) = refresh(&app, &refresh_token);
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     let current = consents.current(tenant, user).unwrap();
     assert!(current.is_empty(), "{current:?}");
 
@@ -119,10 +115,7 @@ fn revoking_an_app_ends_all_its_tokens() {
     assert_eq!(done.grants_revoked.len(), 1);
     assert!(!introspect_active(&app, &access));
     let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     assert_eq!(browser.get(&authorize_query("")).status, 200);
 }
 
@@ -157,10 +150,7 @@ fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
     assert!(withdrawn.body.contains("Your consent has been withdrawn."));
     assert!(!introspect_active(&app, &access));
     let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant"))
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     let unknown = browser.post_form(
         "/account/apps/withdraw",
         &page,
@@ -171,9 +161,8 @@ fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
     let receipt = browser.get("/account/apps/receipt");
     assert_eq!(receipt.status, 200);
     assert!(
-        receipt.headers["content-disposition"]
-            .to_str()
-            .unwrap()
+        receipt
+            .header("content-disposition")
             .starts_with("attachment")
     );
     let receipt: serde_json::Value = serde_json::from_str(&receipt.body).unwrap();
@@ -208,9 +197,7 @@ fn the_apps_page_withdraws_revokes_and_hands_out_the_receipt() {
 
 #[test]
 fn the_consent_page_records_the_purposes_it_shows() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, false);
-    let mut browser = signed_in(&app);
+    let (app, mut browser) = client_and_signed_in_user(false);
     let (tenant, user) = tenant_and_user(&app);
     let consents = &app.state.consents;
     for (slug, scope) in [("newsletter", "email"), ("telephony", "phone")] {
@@ -339,11 +326,7 @@ fn a_withdrawal_on_one_node_is_enforced_by_another() {
         std::thread::sleep(std::time::Duration::from_millis(20));
     }
     let (status, refused) = refresh(&second, tokens["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
     // And the policy decision point of the other node denies the purpose: its
     // cached subject is dropped by the withdrawal's event (the test clock never
     // moves, so this is the event, not the cache's lifetime).
@@ -411,13 +394,13 @@ fn applications_manage_their_users_consent_through_the_api(backend: Backend) {
         )
     };
 
+    // Grants the body asks for, as the signed-in user through this client.
+    let grant =
+        |body: serde_json::Value| call("POST", "/consents/v1/me/grants", &access, Some(body));
     let now = app.clock.now();
     for expired in [now - chrono::Duration::days(1), now] {
-        let (status, body) = call(
-            "POST",
-            "/consents/v1/me/grants",
-            &access,
-            Some(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": expired})),
+        let (status, body) = grant(
+            serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": expired}),
         );
         assert_eq!(status, 400, "{body}");
         assert_eq!(body["error"], "invalid_request", "{body}");
@@ -430,28 +413,14 @@ fn applications_manage_their_users_consent_through_the_api(backend: Backend) {
         );
     }
     let in_a_year = now + chrono::Duration::days(365);
-    let (status, body) = call(
-        "POST",
-        "/consents/v1/me/grants",
-        &access,
-        Some(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": in_a_year})),
-    );
+    let (status, body) =
+        grant(serde_json::json!({"purpose": "newsletter", "version": 1, "expires_at": in_a_year}));
     assert_eq!(status, 201, "{body}");
     assert_eq!(body["channel"], "api");
     assert_eq!(body["expires_at"], serde_json::json!(in_a_year), "{body}");
-    let (status, body) = call(
-        "POST",
-        "/consents/v1/me/grants",
-        &access,
-        Some(serde_json::json!({"purpose": "nope", "version": 1})),
-    );
+    let (status, body) = grant(serde_json::json!({"purpose": "nope", "version": 1}));
     assert_eq!(status, 404, "{body}");
-    let (status, body) = call(
-        "POST",
-        "/consents/v1/me/grants",
-        &access,
-        Some(serde_json::json!({"purpose": 7})),
-    );
+    let (status, body) = grant(serde_json::json!({"purpose": 7}));
     assert_eq!(status, 400, "{body}");
     let (status, body) = call("GET", "/consents/v1/me", &access, None);
     assert_eq!(status, 200, "{body}");
@@ -681,11 +650,7 @@ fn issuance_follows_the_consent_in_force(backend: Backend) {
         "the access token outlived the consent it rested on"
     );
     let (status, refused) = refresh(&app, tokens["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, refused["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{refused}"
-    );
+    assert_oauth_error(status, &refused, 400, "invalid_grant");
 
     // A purpose defined after a grant withholds its scopes at the next refresh.
     let code = approve(&mut browser, "newsletter:2");

@@ -108,6 +108,11 @@ const SIGN_IN: &[(&str, &str)] = &[
     ("password", PASSWORD),
     ("return_to", ""),
 ];
+const PROFILE: &[(&str, &str)] = &[
+    ("given_name", "Uma"),
+    ("family_name", "Example"),
+    ("display_name", "Uma"),
+];
 
 /// Every form and JSON endpoint a stranger or a signed-in user reaches, in an
 /// order that keeps later ones reachable (the failed-password counts come last).
@@ -115,21 +120,13 @@ const ENDPOINTS: &[Endpoint] = &[
     Endpoint::Form {
         path: "/account/profile",
         sender: Sender::Member,
-        fields: &[
-            ("given_name", "Uma"),
-            ("family_name", "Example"),
-            ("display_name", "Uma"),
-        ],
+        fields: PROFILE,
         fuzzed: "given_name",
     },
     Endpoint::Form {
         path: "/account/profile",
         sender: Sender::Member,
-        fields: &[
-            ("given_name", "Uma"),
-            ("family_name", "Example"),
-            ("display_name", "Uma"),
-        ],
+        fields: PROFILE,
         fuzzed: "display_name",
     },
     Endpoint::Form {
@@ -519,18 +516,8 @@ fn refusals_are_readable_pages_and_rfc_errors(backend: Backend) {
     // A page: the readable 400 page, in the page's own layout.
     let mut visitor = app.browser();
     let page = visitor.post_encoded_form("/signup", "email=eve%00@example.com&password=x");
-    assert_eq!(page.status, 400, "{}", page.body);
-    assert!(
-        page.body.contains("Characters not allowed"),
-        "{}",
-        page.body
-    );
-    assert!(
-        page.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/html")
-    );
+    page.assert_shows(400, "Characters not allowed");
+    assert!(page.header("content-type").starts_with("text/html"));
     // %FF is refused, not stored as U+FFFD.
     let page = visitor.post_encoded_form(
         "/signup",
@@ -541,12 +528,7 @@ fn refusals_are_readable_pages_and_rfc_errors(backend: Backend) {
     assert_eq!(users_after, users_before);
     // Also under a tenant prefix, where routing has not named the tenant yet.
     let page = visitor.get("/t/default/signin?return_to=%0B");
-    assert_eq!(page.status, 400, "{}", page.body);
-    assert!(
-        page.body.contains("Characters not allowed"),
-        "{}",
-        page.body
-    );
+    page.assert_shows(400, "Characters not allowed");
 
     // The token endpoint: RFC 6749 §5.2, no client credentials needed to get there.
     let response = reqwest::blocking::Client::new()

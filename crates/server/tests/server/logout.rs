@@ -6,8 +6,8 @@ use gatehouse_identity_store::Backend;
 use serde_json::Value;
 
 use crate::code_flow::{
-    VERIFIER, client_data, exchange, get_code, id_token_claims, logout_token_claims, refresh,
-    register_client, signed_in, urlencode,
+    VERIFIER, assert_oauth_error, client_data, exchange, get_code, id_token_claims,
+    logout_token_claims, refresh, register_client, signed_in, urlencode,
 };
 use crate::web_kit::{BackchannelReceiver, Browser, WebApp};
 
@@ -60,11 +60,7 @@ fn logout_with_hint(backend: Backend) {
     // §2.7 of Back-Channel Logout: refresh tokens without offline_access end with
     // the session; offline ones do not.
     let (status, body) = refresh(&app, online["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_oauth_error(status, &body, 400, "invalid_grant");
     let (status, body) = refresh(&app, offline["refresh_token"].as_str().unwrap());
     assert_eq!(status, 200, "{body}");
 
@@ -98,9 +94,8 @@ fn logout_without_proof_asks_the_user_first() {
         urlencode(AFTER_LOGOUT)
     );
     let page = browser.get(&format!("/oauth2/logout?{query}"));
-    assert_eq!(page.status, 200, "{}", page.body);
-    assert!(page.body.contains("Web App"), "{}", page.body);
-    let csp = page.headers["content-security-policy"].to_str().unwrap();
+    page.assert_shows(200, "Web App");
+    let csp = page.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"
@@ -225,11 +220,7 @@ fn signing_in_again_keeps_what_the_old_session_signed_in_to() {
     let out = browser.fill_in("/account", "/signout", &[]);
     assert_eq!(out.status, 303);
     let (status, body) = refresh(&app, refreshed["refresh_token"].as_str().unwrap());
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (400, Some("invalid_grant")),
-        "{body}"
-    );
+    assert_oauth_error(status, &body, 400, "invalid_grant");
     // The logout token names the sid the relying party was given before.
     let received = receiver.next().expect("no back-channel logout arrived");
     assert_eq!(logout_token_claims(&app, &received).1["sid"], sid);

@@ -17,6 +17,7 @@ mod code_flow;
 mod consent;
 mod input_hygiene;
 mod key_rotation;
+mod local_config;
 mod logout;
 mod mfa;
 mod oauth;

@@ -152,12 +152,7 @@ fn client_authentication_failures_follow_rfc_6749() {
     );
     assert_eq!(wrong.status, 401);
     assert_eq!(wrong.json["error"], "invalid_client");
-    assert!(
-        wrong.headers["www-authenticate"]
-            .to_str()
-            .unwrap()
-            .starts_with("Basic")
-    );
+    assert!(wrong.header("www-authenticate").starts_with("Basic"));
     let unknown = app.post_urlencoded(
         "/oauth2/token",
         Some(&basic("nobody", SECRET)),

@@ -399,20 +399,9 @@ fn browse_to_callback(app: &WebApp, authorize_url: &Url) -> Callback {
     );
     // A third-party client without a remembered consent: the user is asked.
     let consent = follow(&mut browser, app, &back);
-    assert_eq!(consent.status, 200, "no consent page: {}", consent.body);
-    assert!(
-        consent.body.contains("Web App"),
-        "consent page does not name the client: {}",
-        consent.body
-    );
+    consent.assert_shows(200, "Web App");
     let request = hidden_field(&consent, "request");
-    let page = browser.post_form(
-        "/authorize/consent",
-        &consent,
-        &[("request", request.as_str()), ("decision", "allow")],
-    );
-    assert_eq!(page.status, 303, "no redirect to the client: {}", page.body);
-    let location = page.location().unwrap();
+    let location = browser.approve_consent(&consent, &request);
     let url = Url::parse(&location)
         .unwrap_or_else(|e| panic!("redirect `{location}` is not an absolute URL: {e}"));
     let mut without_query = url.clone();

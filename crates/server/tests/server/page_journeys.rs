@@ -5,7 +5,9 @@
 
 use gatehouse_identity_store::Backend;
 
-use crate::code_flow::{PASSWORD, REDIRECT, authorize_query, param, register, signed_in};
+use crate::code_flow::{
+    PASSWORD, REDIRECT, authorize_query, client_and_signed_in_user, param, register, signed_in,
+};
 use crate::mfa::enrol_totp;
 use crate::web_kit::*;
 
@@ -73,17 +75,10 @@ fn switching_language_during_an_applications_sign_in_keeps_the_way_back() {
 
 #[test]
 fn the_consent_page_describes_scopes_in_german_and_its_switcher_keeps_the_request() {
-    let app = WebApp::start(Backend::Sqlite);
-    register(&app, false);
-    let mut browser = signed_in(&app);
+    let (_app, mut browser) = client_and_signed_in_user(false);
     let authorize = authorize_query("");
     let consent = browser.get(&authorize);
-    assert_eq!(consent.status, 200, "{}", consent.body);
-    assert!(
-        consent.body.contains("<li>Your email address</li>"),
-        "{}",
-        consent.body
-    );
+    consent.assert_shows(200, "<li>Your email address</li>");
 
     let german = language_link(&consent, "de");
     assert_eq!(german, format!("{authorize}&lang=de"));
@@ -181,13 +176,7 @@ fn the_answer_to_a_form_post_offers_no_language_link_that_would_lose_it() {
             .body
             .contains("data-recovery-codes-download hidden>Download as a text file</button>")
     );
-    assert!(
-        codes
-            .body
-            .contains("src=\"/static/themes/default/recovery-codes.js\"")
-    );
-    let script = browser.get("/static/themes/default/recovery-codes.js");
-    assert_eq!(script.status, 200);
+    let script = browser.script_of(&codes, "/static/themes/default/recovery-codes.js");
     assert!(script.body.contains("navigator.clipboard.writeText"));
 }
 

@@ -6,8 +6,8 @@ use gatehouse_identity_store::Backend;
 use serde_json::Value;
 
 use crate::code_flow::{
-    REDIRECT, SECRET, VERIFIER, challenge, client_data, exchange, param, register, register_client,
-    signed_in, urlencode,
+    REDIRECT, SECRET, VERIFIER, assert_oauth_error, challenge, client_data, exchange, param,
+    register, register_client, signed_in, urlencode,
 };
 use crate::web_kit::{Browser, WebApp, basic};
 
@@ -22,10 +22,7 @@ fn pushed_body(extra: &str) -> String {
 fn push(app: &WebApp, client: Option<(&str, &str)>, body: &str) -> (u16, Value) {
     let authorization = client.map(|(id, secret)| basic(id, secret));
     let answer = app.post_urlencoded("/oauth2/par", authorization.as_deref(), body);
-    assert_eq!(
-        answer.headers["cache-control"].to_str().unwrap(),
-        "no-store"
-    );
+    assert_eq!(answer.header("cache-control"), "no-store");
     (answer.status, answer.json)
 }
 
@@ -90,16 +87,9 @@ fn pushing_checks_the_client_and_the_request() {
     let app = WebApp::start(Backend::Sqlite);
     register(&app, true);
     let (status, body) = push(&app, None, &format!("client_id=webapp&{}", pushed_body("")));
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client")),
-        "{body}"
-    );
+    assert_oauth_error(status, &body, 401, "invalid_client");
     let (status, body) = push(&app, Some(("webapp", "wrong-secret")), &pushed_body(""));
-    assert_eq!(
-        (status, body["error"].as_str()),
-        (401, Some("invalid_client"))
-    );
+    assert_oauth_error(status, &body, 401, "invalid_client");
 
     // Requests from the right client that are wrong in themselves.
     let refused = [
@@ -178,18 +168,12 @@ fn a_client_that_requires_par_cannot_skip_it() {
     let consent = authorize_pushed(&mut browser, request_uri, "");
     assert_eq!(consent.status, 200, "{}", consent.body);
     assert!(consent.body.contains("Web App"));
-    let csp = consent.headers["content-security-policy"].to_str().unwrap();
+    let csp = consent.header("content-security-policy");
     assert!(
         csp.contains("form-action 'self' http://127.0.0.1:9;"),
         "{csp}"
     );
     let request = format!("client_id=webapp&request_uri={}", urlencode(request_uri));
-    let approved = browser.post_form(
-        "/authorize/consent",
-        &consent,
-        &[("request", &request), ("decision", "allow")],
-    );
-    assert_eq!(approved.status, 303, "{}", approved.body);
-    let location = approved.location().unwrap();
+    let location = browser.approve_consent(&consent, &request);
     assert!(param(&location, "code").is_some(), "{location}");
 }

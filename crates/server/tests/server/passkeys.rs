@@ -31,6 +31,16 @@ pub(crate) fn body(page: &Page) -> Value {
     serde_json::from_str(&page.body).unwrap_or_else(|_| panic!("not JSON: {}", page.body))
 }
 
+/// A [`localhost_app`] with a user signed in who added a passkey named "Phone":
+/// the app, the browser and the authenticator that holds the passkey.
+pub(crate) fn signed_in_with_a_passkey() -> (WebApp, Browser, SoftAuthenticator) {
+    let app = localhost_app();
+    let mut browser = signed_in(&app);
+    let mut authenticator = SoftAuthenticator::new(&app.base);
+    add_passkey(&mut browser, &mut authenticator, "Phone");
+    (app, browser, authenticator)
+}
+
 /// Adds a passkey named `name` from the security page; the finish answer.
 pub(crate) fn add_passkey(
     browser: &mut Browser,
@@ -90,19 +100,8 @@ fn a_passkey_added_on_the_security_page_signs_in_without_a_password() {
 
     let security = browser.get("/account/security");
     assert!(security.body.contains("You have no passkeys yet."));
-    assert!(
-        security
-            .body
-            .contains("src=\"/static/themes/default/passkeys.js\"")
-    );
-    let script = browser.get("/static/themes/default/passkeys.js");
-    assert_eq!(script.status, 200);
-    assert!(
-        script.headers["content-type"]
-            .to_str()
-            .unwrap()
-            .starts_with("text/javascript")
-    );
+    let script = browser.script_of(&security, "/static/themes/default/passkeys.js");
+    assert!(script.header("content-type").starts_with("text/javascript"));
 
     // The first passkey is the first second factor: its recovery codes come with it.
     let added = add_passkey(&mut browser, &mut authenticator, "Work <laptop>");
@@ -185,10 +184,7 @@ fn a_passkey_added_on_the_security_page_signs_in_without_a_password() {
 
 #[test]
 fn after_a_password_a_passkey_is_the_second_factor() {
-    let app = localhost_app();
-    let mut browser = signed_in(&app);
-    let mut authenticator = SoftAuthenticator::new(&app.base);
-    add_passkey(&mut browser, &mut authenticator, "Phone");
+    let (app, _owner, mut authenticator) = signed_in_with_a_passkey();
 
     let mut fresh = app.browser();
     let answer = fresh.sign_in("uma@example.com", crate::code_flow::PASSWORD);
@@ -247,10 +243,7 @@ fn after_a_password_a_passkey_is_the_second_factor() {
 
 #[test]
 fn a_passkey_steps_up_the_session_for_adding_another() {
-    let app = localhost_app();
-    let mut browser = signed_in(&app);
-    let mut authenticator = SoftAuthenticator::new(&app.base);
-    add_passkey(&mut browser, &mut authenticator, "Phone");
+    let (app, mut browser, mut authenticator) = signed_in_with_a_passkey();
 
     // The session only passed the password: step up with the passkey first.
     let security = browser.get("/account/security");

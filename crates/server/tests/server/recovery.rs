@@ -9,7 +9,7 @@ use serde_json::json;
 
 use crate::code_flow::{PASSWORD, signed_in};
 use crate::mfa::{enrol_totp, totp_now};
-use crate::passkeys::{add_passkey, body, localhost_app};
+use crate::passkeys::{add_passkey, body, signed_in_with_a_passkey};
 use crate::web_kit::{Browser, Page, WebApp};
 
 const NEW_PASSWORD: &str = "quiet-harbour-lantern-58-violet";
@@ -52,20 +52,11 @@ fn a_reset_link_alone_is_not_enough_for_an_account_with_a_second_factor() {
             .map(|t| t.contains("uma@example.com")),
         Some(true)
     );
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .expect("a reset link");
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let (path, token) = app.recovery_link(&mail);
 
     let mut stranger = app.browser();
     let form = stranger.get(&path);
-    assert_eq!(form.status, 200, "{}", form.body);
-    assert!(
-        form.body.contains("Your account has a second factor"),
-        "{}",
-        form.body
-    );
+    form.assert_shows(200, "Your account has a second factor");
 
     // The link and a new password, but no code: refused, and the link still works.
     let refused = stranger.post_form(
@@ -135,11 +126,7 @@ fn lost_factors_wait_a_day_and_the_owner_can_cancel() {
     let before = app.smtp.messages().len();
     ask_for_link(&app, "uma@example.com");
     let mail = app.mails(before + 1).pop().unwrap();
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .unwrap();
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
+    let (path, token) = app.recovery_link(&mail);
 
     let mut browser = app.browser();
     let form = browser.get(&path);
@@ -228,12 +215,7 @@ fn reset_link(app: &WebApp, email: &str) -> (String, String) {
     let before = app.smtp.messages().len();
     ask_for_link(app, email);
     let mail = app.mails(before + 1).pop().unwrap();
-    let link = mail
-        .find_link(&format!("{}/recover?token=", app.base))
-        .expect("a reset link");
-    let path = link.strip_prefix(&app.base).unwrap().to_owned();
-    let token = path.split("token=").nth(1).unwrap().to_owned();
-    (path, token)
+    app.recovery_link(&mail)
 }
 
 /// Begins the reset page's passkey ceremony: the challenge id and the options.
@@ -273,10 +255,7 @@ fn reset_with_passkey(
 
 #[test]
 fn a_passkey_account_resets_its_password_with_the_passkey() {
-    let app = localhost_app();
-    let mut owner = signed_in(&app);
-    let mut phone = SoftAuthenticator::new(&app.base);
-    add_passkey(&mut owner, &mut phone, "Phone");
+    let (app, mut owner, mut phone) = signed_in_with_a_passkey();
     // Someone else with a passkey of their own.
     app.create_verified_user("vic@example.com", PASSWORD);
     let mut vic = app.browser();
@@ -314,35 +293,20 @@ fn a_passkey_account_resets_its_password_with_the_passkey() {
     any["publicKey"]["allowCredentials"] = json!([]);
     let vics_key = vics_phone.get(&any).unwrap();
     let refused = reset_with_passkey(&mut browser, &form, &token, &challenge, &vics_key);
-    assert_eq!(refused.status, 401, "{}", refused.body);
-    assert!(
-        refused.body.contains("This passkey was not accepted"),
-        "{}",
-        refused.body
-    );
+    refused.assert_shows(401, "This passkey was not accepted");
 
     // Her own passkey: the password is reset.
     let (challenge, options) = begin_passkey(&mut browser, &form, &token);
     let assertion = phone.get(&options).unwrap();
     let done = reset_with_passkey(&mut browser, &form, &token, &challenge, &assertion);
-    assert_eq!(done.status, 200, "{}", done.body);
-    assert!(
-        done.body.contains("Your new password is set"),
-        "{}",
-        done.body
-    );
+    done.assert_shows(200, "Your new password is set");
     assert_eq!(owner.get("/account").location().as_deref(), Some("/signin"));
 
     // The same assertion again, with a new link: refused.
     let (path, token) = reset_link(&app, "uma@example.com");
     let form = browser.get(&path);
     let replayed = reset_with_passkey(&mut browser, &form, &token, &challenge, &assertion);
-    assert_eq!(replayed.status, 400, "{}", replayed.body);
-    assert!(
-        replayed.body.contains("This passkey request has expired"),
-        "{}",
-        replayed.body
-    );
+    replayed.assert_shows(400, "This passkey request has expired");
     assert_eq!(browser.get(&path).status, 200, "the link still works");
 
     // A ceremony needs a link that opens.

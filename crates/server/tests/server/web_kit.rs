@@ -11,7 +11,7 @@ use std::time::Duration;
 use base64::Engine;
 use base64::engine::general_purpose::STANDARD;
 use gatehouse_authn::testing::{CaughtMail, SmtpCatcher};
-use gatehouse_core::config::{Config, MailTls};
+use gatehouse_core::config::Config;
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_core::{Clock, ManualClock, SharedClock};
 use gatehouse_identity_store::clients::{self, ClientData};
@@ -22,6 +22,8 @@ use reqwest::blocking::{Client, Response};
 use reqwest::header::{HeaderMap, SET_COOKIE};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
+
+use crate::local_config::local_config;
 
 pub struct WebApp {
     pub base: String,
@@ -69,17 +71,8 @@ impl WebApp {
         let smtp = SmtpCatcher::start();
         let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
         let port = listener.local_addr().unwrap().port();
-        let mut config = Config {
-            data_dir: dir.path().join("data"),
-            ..Config::default()
-        };
-        config.database.url = Some(db.url.clone());
+        let mut config = local_config(dir.path(), &db.url, port, smtp.port());
         config.database.pool_size = 4;
-        config.server.public_url = Some(format!("http://127.0.0.1:{port}"));
-        config.server.workers = 2;
-        config.mail.smtp_host = Some("127.0.0.1".into());
-        config.mail.smtp_port = smtp.port();
-        config.mail.tls = MailTls::None;
         // Cheap Argon2 keeps the suite fast; the benchmark measures the real parameters.
         config.passwords.memory_kib = 1024;
         config.passwords.iterations = 1;
@@ -135,6 +128,17 @@ impl WebApp {
 
     pub fn mails(&self, count: usize) -> Vec<CaughtMail> {
         self.smtp.wait_for(count, Duration::from_secs(10))
+    }
+
+    /// The password-reset or invitation link in `mail`: its path on this server
+    /// and its token.
+    pub fn recovery_link(&self, mail: &CaughtMail) -> (String, String) {
+        let link = mail
+            .find_link(&format!("{}/recover?token=", self.base))
+            .expect("a recovery link");
+        let path = link.strip_prefix(&self.base).unwrap().to_owned();
+        let token = path.split("token=").nth(1).unwrap().to_owned();
+        (path, token)
     }
 
     /// Waits until the work that leaves the request path (mail, the account-dependent
@@ -304,6 +308,14 @@ pub struct ApiAnswer {
     pub json: Value,
 }
 
+impl ApiAnswer {
+    /// The value of header `name`, which the test expects to be there.
+    #[track_caller]
+    pub fn header(&self, name: &str) -> &str {
+        self.headers[name].to_str().unwrap()
+    }
+}
+
 #[derive(Debug)]
 pub struct Page {
     pub status: u16,
@@ -312,6 +324,23 @@ pub struct Page {
 }
 
 impl Page {
+    /// The value of header `name`, which the test expects to be there.
+    #[track_caller]
+    pub fn header(&self, name: &str) -> &str {
+        self.headers[name].to_str().unwrap()
+    }
+
+    /// Checks the page answered `status` and shows `text`; the body tells why not.
+    #[track_caller]
+    pub fn assert_shows(&self, status: u16, text: &str) {
+        assert_eq!(self.status, status, "{}", self.body);
+        assert!(
+            self.body.contains(text),
+            "{text:?} not shown: {}",
+            self.body
+        );
+    }
+
     /// The CSRF token the page's forms carry.
     pub fn csrf(&self) -> String {
         let marker = "name=\"csrf_token\" value=\"";
@@ -428,6 +457,36 @@ impl Browser {
             headers: response.headers().clone(),
             body: response.text().unwrap(),
         }
+    }
+
+    /// Approves the consent page `page` asks for the authorization `request` (its
+    /// query); where the browser is sent next.
+    #[track_caller]
+    pub fn approve_consent(&mut self, page: &Page, request: &str) -> String {
+        let approved = self.post_form(
+            "/authorize/consent",
+            page,
+            &[("request", request), ("decision", "allow")],
+        );
+        assert_eq!(approved.status, 303, "{}", approved.body);
+        approved.location().unwrap()
+    }
+
+    /// Checks that `page` loads the script at `path` and that it is served; the script.
+    #[track_caller]
+    pub fn script_of(&mut self, page: &Page, path: &str) -> Page {
+        let tag = format!("src=\"{path}\"");
+        assert!(page.body.contains(&tag), "no {tag} in {}", page.body);
+        let script = self.get(path);
+        assert_eq!(script.status, 200, "{path}");
+        script
+    }
+
+    /// Checks that `page` redirects to `to`, then follows it.
+    #[track_caller]
+    pub fn follow_to(&mut self, page: &Page, to: &str) -> Page {
+        assert_eq!(page.location().as_deref(), Some(to), "{}", page.body);
+        self.get(to)
     }
 
     pub fn get(&mut self, path: &str) -> Page {
