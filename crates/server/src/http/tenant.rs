@@ -177,10 +177,20 @@ impl TenantDirectory {
     /// it was reached by (messages the server sends on its own, such as back-channel
     /// logout): its own host if it has one, the root for the default tenant, else
     /// its path prefix. Blocking, like [`TenantDirectory::resolve`].
+    /// A tenant missing from the cached list is looked for once more in a fresh one:
+    /// it was most likely created a moment ago (ids name existing tenants).
     pub fn issuer_for(&self, id: TenantId) -> Result<Option<String>, StoreError> {
-        let snapshot = self.snapshot()?;
-        let Some(tenant) = snapshot.by_slug.values().find(|t| t.id == id) else {
-            return Ok(None);
+        let find =
+            |snapshot: Arc<Snapshot>| snapshot.by_slug.values().find(|t| t.id == id).cloned();
+        let tenant = match find(self.snapshot()?) {
+            Some(tenant) => tenant,
+            None => {
+                self.invalidate();
+                let Some(tenant) = find(self.snapshot()?) else {
+                    return Ok(None);
+                };
+                tenant
+            }
         };
         let host = tenant.typed_settings().hosts.into_iter().next();
         Ok(Some(match host {
