@@ -3,7 +3,7 @@
 
 use gatehouse_identity_store::consent_records::{ConsentEvent, CurrentConsent};
 
-use crate::{Admin, AdminError, AdminResult, UserKey};
+use crate::{Admin, AdminResult, UserKey};
 
 /// A user's consents.
 #[derive(Debug)]
@@ -23,14 +23,12 @@ impl Admin {
     ) -> AdminResult<UserConsents> {
         let (tenant, user) = self.user(tenant, who).await?;
         let consents = self.consents.clone();
-        // The consent service takes its own connection: none is held here.
-        tokio::task::spawn_blocking(move || {
+        self.off_pool(move || {
             Ok(UserConsents {
                 current: consents.current(tenant.id, user.id)?,
                 history: consents.history(tenant.id, user.id)?,
             })
         })
         .await
-        .map_err(|e| AdminError::Unavailable(format!("reading consents: {e}")))?
     }
 }

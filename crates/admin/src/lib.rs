@@ -273,6 +273,18 @@ impl Admin {
         .map_err(|e| AdminError::Unavailable(format!("background task failed: {e}")))?
     }
 
+    /// Runs blocking work of a service that takes its own connections (consent,
+    /// the PDP) on the blocking pool, holding none here: holding one while the
+    /// service waits for another could exhaust the pool.
+    async fn off_pool<T: Send + 'static>(
+        &self,
+        work: impl FnOnce() -> AdminResult<T> + Send + 'static,
+    ) -> AdminResult<T> {
+        tokio::task::spawn_blocking(work)
+            .await
+            .map_err(|e| AdminError::Unavailable(format!("background task failed: {e}")))?
+    }
+
     /// A store read of the tenant with this slug, on the blocking pool.
     async fn read<T: Send + 'static>(
         &self,

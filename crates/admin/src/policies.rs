@@ -70,7 +70,7 @@ impl Admin {
         })?;
         let tenant = self.tenant(tenant).await?.id;
         let (pdp, client) = (self.pdp.clone(), client.to_owned());
-        self.blocking(move |_| {
+        self.off_pool(move || {
             let decision = pdp.dry_run(tenant, &client, &parsed)?;
             let mut out = decision.to_authzen();
             out["policies"] = json!(decision.policies);

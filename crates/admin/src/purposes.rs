@@ -43,7 +43,7 @@ impl Admin {
     pub async fn purposes(&self, tenant: &str) -> AdminResult<Vec<Purpose>> {
         let tenant = self.tenant(tenant).await?.id;
         let consents = self.consents.clone();
-        self.blocking(move |_| consents.purposes(tenant).map_err(consent_error))
+        self.off_pool(move || consents.purposes(tenant).map_err(consent_error))
             .await
     }
 
@@ -69,7 +69,7 @@ impl Admin {
             scopes: new.scopes,
             legal_basis,
         };
-        self.blocking(move |_| {
+        self.off_pool(move || {
             consents
                 .define_purpose(tenant, &actor, data)
                 .map_err(consent_error)
@@ -95,7 +95,7 @@ impl Admin {
         }
         let tenant = self.tenant(tenant).await?.id;
         let (consents, actor, slug) = (self.consents.clone(), operator.actor(), slug.to_owned());
-        self.blocking(move |_| {
+        self.off_pool(move || {
             let current = consents.purpose(tenant, &slug).map_err(consent_error)?;
             let current_version = current.version;
             let change = PurposeChange {
