@@ -154,6 +154,9 @@ fn required_text<'a>(field: &'static str, value: &'a str, message: &str) -> Admi
 /// its mails. The server knows (host names, `/t/{slug}`); the admin layer asks.
 pub trait TenantUrls: Send + Sync {
     fn issuer_for(&self, tenant: TenantId) -> Result<Option<String>, String>;
+    /// The slug of the platform's own tenant (served at the root), which is never
+    /// disabled: the platform is administered through it.
+    fn platform_tenant(&self) -> &str;
 }
 
 /// What the operator's service is made of; the adapter (the CLI, the server)

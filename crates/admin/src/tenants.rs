@@ -2,7 +2,8 @@
 //! settings, each section checked when written). A change is audited in the
 //! tenant's own log with the operator and announced (`TenantChanged`), so every
 //! node's tenant directory, PDP and caches read it again.
-//! (Deleting and disabling tenants comes with the admin API's platform part.)
+//! Disabling a tenant stops everything of it being served while its data stays;
+//! the platform's own tenant is never disabled. (Deleting tenants is not here yet.)
 
 use gatehouse_core::events::DomainEvent;
 use gatehouse_identity_store::StoreError;
@@ -167,5 +168,61 @@ impl Admin {
     fn view(&self, tenant: Tenant) -> TenantView {
         let issuer = self.urls.issuer_for(tenant.id).ok().flatten();
         TenantView { tenant, issuer }
+    }
+}
+
+impl Admin {
+    /// Disables (`disabled`) or enables the tenant `slug`, with the operator's
+    /// reason in its audit log; false when it already was so. While disabled,
+    /// nothing of the tenant is served on any node (paths, host names, tokens'
+    /// endpoints); its data stays.
+    pub async fn set_tenant_disabled(
+        &self,
+        operator: &Operator,
+        slug: &str,
+        disabled: bool,
+        reason: &crate::Reason,
+    ) -> AdminResult<bool> {
+        let tenant = self.tenant(slug).await?;
+        if disabled && tenant.slug == self.urls.platform_tenant() {
+            return Err(AdminError::Invalid {
+                field: "slug",
+                message: "is the platform's own tenant, which is never disabled".into(),
+            });
+        }
+        let (admin, actor, now, why) = (
+            self.clone(),
+            operator.actor(),
+            self.now(),
+            reason.as_str().to_owned(),
+        );
+        let id = tenant.id;
+        let changed = self
+            .blocking(move |conn| {
+                gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    let changed = tenants::set_disabled(conn, now, id, disabled)?;
+                    if changed {
+                        let action = if disabled {
+                            "tenant.disabled"
+                        } else {
+                            "tenant.enabled"
+                        };
+                        admin.audit(
+                            conn,
+                            id,
+                            actor,
+                            action,
+                            format!("tenant:{}", tenant.slug),
+                            json!({ "reason": why }),
+                        )?;
+                    }
+                    Ok::<_, AdminError>(changed)
+                })
+            })
+            .await?;
+        if changed {
+            self.announce(DomainEvent::TenantChanged { tenant: id });
+        }
+        Ok(changed)
     }
 }

@@ -30,6 +30,10 @@ impl TenantUrls for FixedUrl {
     fn issuer_for(&self, _tenant: TenantId) -> Result<Option<String>, String> {
         Ok(Some("https://login.example.test".into()))
     }
+
+    fn platform_tenant(&self) -> &str {
+        "default"
+    }
 }
 
 struct Env {

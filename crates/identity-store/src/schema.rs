@@ -10,6 +10,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         version -> BigInt,
+        disabled_at -> Nullable<Timestamp>,
     }
 }
 

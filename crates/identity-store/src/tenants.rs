@@ -23,6 +23,8 @@ pub struct Tenant {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    /// Set while an operator has the tenant disabled: nothing of it is served.
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl Tenant {
@@ -49,6 +51,7 @@ pub(crate) struct TenantRow {
     created_at: NaiveDateTime,
     updated_at: NaiveDateTime,
     version: i64,
+    disabled_at: Option<NaiveDateTime>,
 }
 
 impl FromRow for Tenant {
@@ -63,6 +66,7 @@ impl FromRow for Tenant {
             created_at: row.created_at.and_utc(),
             updated_at: row.updated_at.and_utc(),
             version: row.version,
+            disabled_at: row.disabled_at.map(|at| at.and_utc()),
         })
     }
 }
@@ -116,6 +120,7 @@ pub fn create(
         created_at: now.naive_utc(),
         updated_at: now.naive_utc(),
         version: 1,
+        disabled_at: None,
     };
     diesel::insert_into(tenants::table)
         .values(&row)
@@ -178,4 +183,37 @@ pub fn list(conn: &mut AnyConnection, page: &PageRequest) -> StoreResult<Page<Te
     Ok(Page::from_rows(tenants, page, |t: &Tenant| {
         t.id.to_string()
     }))
+}
+
+/// Disables (`true`) or enables the tenant; false when it already was so. A new
+/// version, so a change made at the old one conflicts.
+pub fn set_disabled(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    id: TenantId,
+    disabled: bool,
+) -> StoreResult<bool> {
+    let state = tenants::table.find(id.to_string());
+    let changed = if disabled {
+        diesel::update(state.filter(tenants::disabled_at.is_null()))
+            .set((
+                tenants::disabled_at.eq(Some(now.naive_utc())),
+                tenants::updated_at.eq(now.naive_utc()),
+                tenants::version.eq(tenants::version + 1),
+            ))
+            .execute(conn)?
+    } else {
+        diesel::update(state.filter(tenants::disabled_at.is_not_null()))
+            .set((
+                tenants::disabled_at.eq(None::<chrono::NaiveDateTime>),
+                tenants::updated_at.eq(now.naive_utc()),
+                tenants::version.eq(tenants::version + 1),
+            ))
+            .execute(conn)?
+    };
+    if changed == 0 {
+        // Already so, or no such tenant.
+        get(conn, id)?;
+    }
+    Ok(changed == 1)
 }

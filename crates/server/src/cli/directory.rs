@@ -50,6 +50,24 @@ pub enum TenantsCommand {
         #[arg(long, default_value = "default")]
         tenant: String,
     },
+    /// Stop serving a tenant on every node (its data stays); audited with the reason.
+    Disable(SwitchArgs),
+    /// Serve a disabled tenant again.
+    Enable(SwitchArgs),
+}
+
+/// Which tenant, and why (the audit log records it).
+#[derive(Debug, Args)]
+pub struct SwitchArgs {
+    /// Tenant slug.
+    #[arg(long)]
+    tenant: String,
+    /// Why (required; the tenant's audit log keeps it).
+    #[arg(long)]
+    reason: String,
+    /// Who is doing this (the audit log's actor; default: the login name).
+    #[arg(long)]
+    operator: Option<String>,
 }
 
 /// The tenant settings the command line sets; what is not given stays as it is.
@@ -251,6 +269,8 @@ pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode,
                 .map_err(|e| admin_error("changing the tenant", e))?;
             println!("updated tenant {}", view.tenant.slug);
         }
+        TenantsCommand::Disable(args) => switch(&admin, args, true)?,
+        TenantsCommand::Enable(args) => switch(&admin, args, false)?,
         TenantsCommand::Show { tenant } => {
             let view = block_on(admin.tenant_view(&tenant))
                 .map_err(|e| admin_error("showing the tenant", e))?;
@@ -369,4 +389,25 @@ pub fn run_audit(config: &Config, command: AuditCommand) -> Result<ExitCode, Ser
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// Disables or enables a tenant, saying whether it changed.
+fn switch(
+    admin: &gatehouse_admin::Admin,
+    args: SwitchArgs,
+    disabled: bool,
+) -> Result<(), ServerError> {
+    let who = operator(args.operator.as_deref())?;
+    let why = gatehouse_admin::Reason::new(&args.reason).map_err(|e| admin_error("", e))?;
+    let changed = ask(admin.set_tenant_disabled(&who, &args.tenant, disabled, &why))?;
+    let state = if disabled { "disabled" } else { "enabled" };
+    if changed {
+        println!(
+            "tenant {} {state}; every node stops or starts serving it as it hears",
+            args.tenant
+        );
+    } else {
+        println!("tenant {} was already {state}", args.tenant);
+    }
+    Ok(())
 }

@@ -234,7 +234,20 @@ impl TenantDirectory {
         Some(self.resolve_in(&snapshot, path_slug, host))
     }
 
+    /// The tenant the request names, unless an operator disabled it: then nothing
+    /// of it is served, as for an unknown tenant (its own host names do not fall
+    /// back to the default tenant either).
     fn resolve_in(
+        &self,
+        snapshot: &Snapshot,
+        path_slug: Option<&str>,
+        host: &str,
+    ) -> Option<ResolvedTenant> {
+        self.named_in(snapshot, path_slug, host)
+            .filter(|resolved| resolved.tenant.disabled_at.is_none())
+    }
+
+    fn named_in(
         &self,
         snapshot: &Snapshot,
         path_slug: Option<&str>,
@@ -273,5 +286,9 @@ impl TenantDirectory {
 impl gatehouse_admin::TenantUrls for TenantDirectory {
     fn issuer_for(&self, tenant: TenantId) -> Result<Option<String>, String> {
         TenantDirectory::issuer_for(self, tenant).map_err(|e| e.to_string())
+    }
+
+    fn platform_tenant(&self) -> &str {
+        &self.default_slug
     }
 }

@@ -95,6 +95,7 @@ fn tenant(settings: serde_json::Value) -> Tenant {
         created_at: Utc::now(),
         updated_at: Utc::now(),
         version: 1,
+        disabled_at: None,
     }
 }
 

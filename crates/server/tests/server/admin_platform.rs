@@ -95,6 +95,61 @@ fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Back
         404
     );
 
+    // Disabled, nothing of the tenant is served; enabled, all of it again.
+    let switch = |verb: &str, slug: &str, why: Option<&str>| {
+        read(call(&app, Some(&platform), |http, base| {
+            let request = http.post(format!("{base}/admin/v1/tenants/{slug}/{verb}"));
+            match why {
+                Some(why) => request.header("Gatehouse-Reason", why),
+                None => request,
+            }
+        }))
+    };
+    let served = |path: &str| {
+        reqwest::blocking::get(format!("{}{path}", app.base))
+            .unwrap()
+            .status()
+            .as_u16()
+    };
+    assert_eq!(
+        switch("disable", "acme", None).0,
+        400,
+        "a reason is required"
+    );
+    assert_eq!(
+        switch("disable", "acme", Some("contract ended")),
+        (200, json!({"changed": true}))
+    );
+    assert_eq!(
+        switch("disable", "acme", Some("again")),
+        (200, json!({"changed": false}))
+    );
+    for path in [
+        "/t/acme/.well-known/openid-configuration",
+        "/t/acme/jwks",
+        "/t/acme/sign-in",
+    ] {
+        assert_eq!(served(path), 404, "{path}");
+    }
+    let (_, shown) = tenants(&platform, reqwest::Method::GET, "/acme", None);
+    assert!(shown["disabled_at"].is_string(), "{shown}");
+    let (status, refused) = switch("disable", "default", Some("oops"));
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("slug")),
+        "{refused}"
+    );
+    assert_eq!(
+        served("/.well-known/openid-configuration"),
+        200,
+        "the platform stays"
+    );
+    assert_eq!(
+        switch("enable", "acme", Some("renewed")),
+        (200, json!({"changed": true}))
+    );
+    assert_eq!(served("/t/acme/.well-known/openid-configuration"), 200);
+
     // A tenant administrator is not a platform administrator.
     assert_eq!(
         tenants(&tenant_admin, reqwest::Method::GET, "", None).0,
@@ -116,7 +171,16 @@ fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Back
         ))
     }));
     let actions = members(&audit["items"], "action");
-    assert_eq!(actions, ["tenant.created", "tenant.updated"], "{audit}");
+    assert_eq!(
+        actions,
+        [
+            "tenant.created",
+            "tenant.updated",
+            "tenant.disabled",
+            "tenant.enabled"
+        ],
+        "{audit}"
+    );
 }
 
 gatehouse_identity_store::on_both_backends!(

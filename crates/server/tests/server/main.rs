@@ -11,6 +11,7 @@ mod authorize_params;
 mod authzen;
 mod browser_apps;
 mod cli;
+mod cli_tenants;
 mod cli_themes;
 mod client_assertion;
 mod code_flow;

@@ -114,6 +114,14 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             .route("/tenants", web::post().to(platform::create_tenant))
             .route("/tenants/{slug}", web::get().to(platform::show_tenant))
             .route("/tenants/{slug}", web::patch().to(platform::update_tenant))
+            .route(
+                "/tenants/{slug}/disable",
+                web::post().to(platform::disable_tenant),
+            )
+            .route(
+                "/tenants/{slug}/enable",
+                web::post().to(platform::enable_tenant),
+            )
             .route("/keys", web::get().to(governance::list_keys))
             .route("/keys/rotate", web::post().to(governance::rotate_keys))
             .route("/policies", web::get().to(governance::list_policy_versions))
@@ -152,6 +160,13 @@ impl Caller {
     fn tenant_changed(&self, tenant: gatehouse_core::ids::TenantId) {
         self.state.tenants.invalidate();
         self.state.pdp.invalidate(Some(tenant));
+    }
+
+    /// As [`Caller::tenant_changed`], for a change to a tenant other than the
+    /// caller's own (the platform's tenant routes).
+    fn tenant_changed_everywhere(&self) {
+        self.state.tenants.invalidate();
+        self.state.pdp.invalidate(None);
     }
 }
 

@@ -41,7 +41,7 @@ use crate::state::AppState;
         clients::update_client,
         audit::audit_events,
         platform::list_tenants, platform::create_tenant, platform::show_tenant,
-        platform::update_tenant,
+        platform::update_tenant, platform::disable_tenant, platform::enable_tenant,
         themes::show_theme, themes::save_theme, themes::remove_theme,
         governance::list_keys, governance::rotate_keys, governance::list_policy_versions,
         governance::save_policies, governance::test_policies, governance::list_decisions,

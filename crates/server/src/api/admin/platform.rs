@@ -12,8 +12,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
-use super::views::Items;
-use super::{Caller, PATH, body, created, ok, respond, segment, with_header};
+use super::views::{Changed, Items};
+use super::{Caller, PATH, body, created, ok, reason, respond, segment, with_header};
 use crate::api::problem::problem;
 use crate::http::answer::{answered, from_request_with};
 
@@ -53,6 +53,8 @@ pub(super) struct TenantDetail {
     pub created_at: DateTime<Utc>,
     pub updated_at: DateTime<Utc>,
     pub version: i64,
+    /// Set while the tenant is disabled (nothing of it is served).
+    pub disabled_at: Option<DateTime<Utc>>,
 }
 
 impl From<&TenantView> for TenantDetail {
@@ -67,6 +69,7 @@ impl From<&TenantView> for TenantDetail {
             created_at: t.created_at,
             updated_at: t.updated_at,
             version: t.version,
+            disabled_at: t.disabled_at,
         }
     }
 }
@@ -176,5 +179,45 @@ pub(super) async fn update_tenant(
     Ok(respond(done, |view| {
         caller.tenant_changed(view.tenant.id);
         ok(TenantDetail::from(&view))
+    }))
+}
+
+/// Disables a tenant: nothing of it is served on any node — its paths, host names
+/// and token endpoints answer as for an unknown tenant — while its data stays.
+/// The platform's own tenant is never disabled.
+#[utoipa::path(post, path = "/tenants/{slug}/disable", tag = "platform",
+    params(("slug" = String, Path), super::ReasonHeader), security(("admin_token" = ["platform"])),
+    responses((status = 200, description = "Disabled, or it already was", body = Changed)))]
+pub(super) async fn disable_tenant(
+    PlatformCaller(caller): PlatformCaller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    set_disabled(caller, &req, true).await
+}
+
+/// Enables a disabled tenant: it is served again as before.
+#[utoipa::path(post, path = "/tenants/{slug}/enable", tag = "platform",
+    params(("slug" = String, Path), super::ReasonHeader), security(("admin_token" = ["platform"])),
+    responses((status = 200, description = "Enabled, or it already was", body = Changed)))]
+pub(super) async fn enable_tenant(
+    PlatformCaller(caller): PlatformCaller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    set_disabled(caller, &req, false).await
+}
+
+async fn set_disabled(
+    caller: Caller,
+    req: &HttpRequest,
+    disabled: bool,
+) -> actix_web::Result<HttpResponse> {
+    let (slug, why) = (segment(req, "slug"), reason(req)?);
+    let done = caller
+        .admin()
+        .set_tenant_disabled(&caller.operator, &slug, disabled, &why)
+        .await;
+    Ok(respond(done, |changed| {
+        caller.tenant_changed_everywhere();
+        ok(Changed { changed })
     }))
 }
