@@ -48,8 +48,20 @@ impl Admin {
         }
         let tenant = self.tenant(tenant).await?.id;
         self.blocking(move |conn| {
-            let page = PageRequest::first(query.limit as u32);
-            Ok(audit::search(conn, tenant, &query.filter, &page)?.items)
+            // Read in the store's pages (at most MAX_PAGE_SIZE each) up to the limit.
+            let mut events = Vec::new();
+            let mut page = PageRequest::first(0);
+            loop {
+                let wanted = query.limit - events.len();
+                page.limit =
+                    wanted.min(gatehouse_identity_store::page::MAX_PAGE_SIZE as usize) as u32;
+                let read = audit::search(conn, tenant, &query.filter, &page)?;
+                events.extend(read.items);
+                match read.next_cursor {
+                    Some(next) if events.len() < query.limit => page.after = Some(next),
+                    _ => return Ok(events),
+                }
+            }
         })
         .await
     }

@@ -121,12 +121,17 @@ impl Admin {
         expected_version: i64,
         change: ClientChange,
     ) -> AdminResult<Client> {
+        if let Some(scopes) = &change.scopes {
+            operator.may_give(scopes)?;
+        }
         let current = self.client(tenant, client_id).await?;
         let (checked, id_token_alg) = client_data(change.applied_to(&current.data))?;
         let data = ClientData {
-            // How it authenticates stays as it was.
+            // How it authenticates, and what this change cannot set, stay as they were.
             secret_hash: current.data.secret_hash.clone(),
             jwks: current.data.jwks.clone(),
+            refresh_token_ttl_secs: current.data.refresh_token_ttl_secs,
+            refresh_idle_ttl_secs: current.data.refresh_idle_ttl_secs,
             ..checked
         };
         let changed = changed_members(&current.data, &data);

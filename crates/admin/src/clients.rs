@@ -101,6 +101,10 @@ fn invalid(field: &'static str, message: impl Into<String>) -> AdminError {
     }
 }
 
+/// The longest an access token may live: a day. Longer-lived bearer tokens could not
+/// be cut off in time when their client is.
+pub const MAX_ACCESS_TOKEN_TTL_SECS: i64 = 24 * 3600;
+
 /// The registration rules, before anything is written: the client's data (no
 /// secret yet) and its ID-token algorithm.
 pub(crate) fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm)> {
@@ -178,6 +182,12 @@ pub(crate) fn client_data(new: NewClient) -> AdminResult<(ClientData, Algorithm)
             ),
         )
     })?;
+    if !(1..=MAX_ACCESS_TOKEN_TTL_SECS).contains(&new.access_token_ttl_secs) {
+        return Err(invalid(
+            "access_token_ttl_secs",
+            format!("must be between 1 and {MAX_ACCESS_TOKEN_TTL_SECS} seconds"),
+        ));
+    }
     if public && !new.require_pkce {
         return Err(invalid(
             "require_pkce",
@@ -237,6 +247,7 @@ impl Admin {
         tenant: &str,
         new: NewClient,
     ) -> AdminResult<CreatedClient> {
+        operator.may_give(&new.scopes)?;
         let (mut data, id_token_alg) = client_data(new)?;
         let secret = uses_secret(&data).then(client_auth::generate_secret);
         data.secret_hash = secret.as_deref().map(|s| client_auth::secret_hash(s));

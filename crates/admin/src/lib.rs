@@ -48,7 +48,9 @@ use gatehouse_token_issuer::service::Issuer;
 
 pub use audit::{AuditQuery, MAX_AUDIT_EVENTS, event_view};
 pub use client_changes::ClientChange;
-pub use clients::{AuthMethod, ClientKind, CreatedClient, GRANTS, NewClient};
+pub use clients::{
+    AuthMethod, ClientKind, CreatedClient, GRANTS, MAX_ACCESS_TOKEN_TTL_SECS, NewClient,
+};
 pub use consents::UserConsents;
 pub use error::AdminError;
 pub use gatehouse_authn::lifecycle::NewAccount;
@@ -65,7 +67,15 @@ pub type AdminResult<T> = Result<T, AdminError>;
 /// against the database is trusted); an admin API client is the client its access
 /// token was issued to.
 #[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Operator(String);
+pub struct Operator {
+    actor: String,
+    /// Acts for the platform (the command line on the server, or a platform
+    /// administrator's client): may give the scope `platform`.
+    platform: bool,
+}
+
+/// The scope that lets a client of the platform's own tenant operate every tenant.
+pub const PLATFORM_SCOPE: &str = "platform";
 
 impl Operator {
     /// An operator by the name they give; refused when empty.
@@ -75,17 +85,45 @@ impl Operator {
             name,
             "must not be empty: the audit log records who acted",
         )?;
-        Ok(Operator(format!("operator:{name}")))
+        Ok(Operator {
+            actor: format!("operator:{name}"),
+            platform: true,
+        })
     }
 
-    /// An admin API client, authenticated by its access token.
+    /// A tenant's admin API client, authenticated by its access token.
     pub fn api_client(client_id: &str) -> Operator {
-        Operator(format!("client:{client_id}"))
+        Operator {
+            actor: format!("client:{client_id}"),
+            platform: false,
+        }
+    }
+
+    /// A platform administrator's API client (the platform tenant's, with the scope
+    /// `platform`).
+    pub fn platform_client(client_id: &str) -> Operator {
+        Operator {
+            platform: true,
+            ..Operator::api_client(client_id)
+        }
     }
 
     /// The audit log's actor.
     pub fn actor(&self) -> String {
-        self.0.clone()
+        self.actor.clone()
+    }
+
+    /// Refused unless the operator acts for the platform, when `scopes` gives the
+    /// platform's scope: a tenant's administrator must not make a client that
+    /// administers every tenant.
+    pub(crate) fn may_give(&self, scopes: &[String]) -> AdminResult<()> {
+        if !self.platform && scopes.iter().any(|s| s == PLATFORM_SCOPE) {
+            return Err(AdminError::Invalid {
+                field: "scopes",
+                message: format!("`{PLATFORM_SCOPE}` is given only by a platform administrator"),
+            });
+        }
+        Ok(())
     }
 }
 
@@ -157,6 +195,8 @@ pub trait TenantUrls: Send + Sync {
     /// The slug of the platform's own tenant (served at the root), which is never
     /// disabled: the platform is administered through it.
     fn platform_tenant(&self) -> &str;
+    /// The host name of the platform's public URL, which no tenant may claim.
+    fn public_host(&self) -> &str;
 }
 
 /// What the operator's service is made of; the adapter (the CLI, the server)

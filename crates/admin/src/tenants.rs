@@ -32,6 +32,43 @@ fn settings_error(error: StoreError) -> AdminError {
     }
 }
 
+/// Refused when `settings` name a host that is the platform's own (its public
+/// URL's) or another tenant's: a tenant must never take over where another is
+/// served. Checked in the transaction that writes the settings.
+fn hosts_free(
+    conn: &mut gatehouse_identity_store::AnyConnection,
+    public_host: &str,
+    tenant: Option<gatehouse_core::ids::TenantId>,
+    settings: &Map<String, Value>,
+) -> AdminResult<()> {
+    let wanted = gatehouse_core::tenant_settings::TenantSettings::read(settings).hosts;
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let others = every(100, |request| tenants::list(conn, request))?;
+    for host in &wanted {
+        let host = host.to_ascii_lowercase();
+        let taken = host == public_host.to_ascii_lowercase()
+            || others.iter().any(|other| {
+                Some(other.id) != tenant
+                    && other
+                        .typed_settings()
+                        .hosts
+                        .iter()
+                        .any(|theirs| theirs.eq_ignore_ascii_case(&host))
+            });
+        if taken {
+            return Err(AdminError::Invalid {
+                field: "settings",
+                message: format!(
+                    "hosts: `{host}` is where the platform or another tenant is served"
+                ),
+            });
+        }
+    }
+    Ok(())
+}
+
 /// A tenant as an operator sees it.
 #[derive(Debug, Clone)]
 pub struct TenantView {
@@ -73,6 +110,7 @@ impl Admin {
         let tenant = self
             .blocking(move |conn| {
                 gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    hosts_free(conn, admin.urls.public_host(), None, &settings)?;
                     let data = TenantData {
                         slug: wanted.clone(),
                         display_name,
@@ -127,6 +165,7 @@ impl Admin {
                             settings.insert(section.clone(), value.clone());
                         }
                     }
+                    hosts_free(conn, admin.urls.public_host(), Some(tenant.id), &settings)?;
                     let display_name = change
                         .display_name
                         .clone()

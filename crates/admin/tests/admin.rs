@@ -34,6 +34,10 @@ impl TenantUrls for FixedUrl {
     fn platform_tenant(&self) -> &str {
         "default"
     }
+
+    fn public_host(&self) -> &str {
+        "login.example.test"
+    }
 }
 
 struct Env {

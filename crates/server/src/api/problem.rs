@@ -121,8 +121,9 @@ pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
         AdminError::NotFound(message) => problem(StatusCode::NOT_FOUND, "not_found", message),
         AdminError::Conflict(message) => problem(StatusCode::CONFLICT, "conflict", message),
         AdminError::Unavailable(message) => {
+            // The message is the server's own (a key store, a task): logged, not told.
             tracing::warn!(%message, "admin service unavailable");
-            unavailable(message)
+            unavailable("a service could not be reached in time; retry shortly")
         }
         other => server_failure("admin API", other),
     }

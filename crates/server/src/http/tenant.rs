@@ -291,4 +291,12 @@ impl gatehouse_admin::TenantUrls for TenantDirectory {
     fn platform_tenant(&self) -> &str {
         &self.default_slug
     }
+
+    fn public_host(&self) -> &str {
+        let authority = self
+            .public_origin
+            .split_once("://")
+            .map_or(self.public_origin.as_str(), |(_, rest)| rest);
+        authority.split([':', '/']).next().unwrap_or(authority)
+    }
 }

@@ -32,6 +32,11 @@ pub(crate) fn token_for(
             ..ClientData::new(client_id, client_id)
         },
     );
+    client_token(app, tenant, client_id, SECRET)
+}
+
+/// A client-credentials access token of the client `client_id` of `tenant`.
+pub(crate) fn client_token(app: &WebApp, tenant: &str, client_id: &str, secret: &str) -> String {
     let prefix = if tenant == "default" {
         String::new()
     } else {
@@ -40,7 +45,7 @@ pub(crate) fn token_for(
     let answer = app
         .post_urlencoded(
             &format!("{prefix}/oauth2/token"),
-            Some(&basic(client_id, SECRET)),
+            Some(&basic(client_id, secret)),
             "grant_type=client_credentials",
         )
         .json;

@@ -186,3 +186,203 @@ fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Back
 gatehouse_identity_store::on_both_backends!(
     tenants_are_created_and_changed_by_platform_administrators_only
 );
+
+/// What a hostile review tried: a tenant administrator making itself a platform
+/// administrator, a tenant taking the platform's or another tenant's host, tokens
+/// outliving their client's registration, unchecked themes through the platform
+/// routes, lifetimes that overflow.
+fn escalations_and_takeovers_are_refused(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let platform = token_for(&app, "default", "platform-bot", "platform", &audience);
+    let send = |token: &str, method: reqwest::Method, path: &str, body: Value| {
+        read(call(&app, Some(token), |http, base| {
+            http.request(method, format!("{base}/admin/v1{path}"))
+                .json(&body)
+        }))
+    };
+
+    // A tenant administrator cannot give the platform's scope, by create or change.
+    let (status, refused) = send(
+        &admin,
+        reqwest::Method::POST,
+        "/clients",
+        json!({
+        "name": "Escalator", "client_id": "escalator", "grants": ["client_credentials"],
+        "scopes": ["platform"], "audiences": [audience]}),
+    );
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("scopes")),
+        "{refused}"
+    );
+    let (status, made) = send(
+        &admin,
+        reqwest::Method::POST,
+        "/clients",
+        json!({
+        "name": "Worker", "client_id": "worker", "grants": ["client_credentials"],
+        "scopes": ["admin"], "audiences": [audience]}),
+    );
+    assert_eq!(status, 201, "{made}");
+    let etag = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/clients/worker"))
+    })
+    .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (status, refused) = read(call(&app, Some(&admin), |http, base| {
+        http.patch(format!("{base}/admin/v1/clients/worker"))
+            .header("If-Match", &etag)
+            .json(&json!({"scopes": ["admin", "platform"]}))
+    }));
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("scopes")),
+        "{refused}"
+    );
+    for ttl in [100_000_000_000_000_i64, -5, 0] {
+        let (status, refused) = send(
+            &admin,
+            reqwest::Method::POST,
+            "/clients",
+            json!({
+            "name": "Forever", "grants": ["client_credentials"], "access_token_ttl_secs": ttl}),
+        );
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (400, Some("access_token_ttl_secs")),
+            "{ttl}: {refused}"
+        );
+    }
+    let (status, refused) = send(
+        &admin,
+        reqwest::Method::POST,
+        "/keys/rotate",
+        json!({"max_token_lifetime_secs": i64::MAX}),
+    );
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("max_token_lifetime_secs")),
+        "{refused}"
+    );
+
+    // No tenant takes the platform's host or another tenant's.
+    let public_host = reqwest::Url::parse(&app.base)
+        .unwrap()
+        .host_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = send(
+        &platform,
+        reqwest::Method::POST,
+        "/tenants",
+        json!({
+        "slug": "first", "display_name": "First", "settings": {"hosts": ["first.example"]}}),
+    );
+    assert_eq!(status, 201);
+    for host in [public_host.as_str(), "FIRST.example"] {
+        let (status, refused) = send(
+            &platform,
+            reqwest::Method::POST,
+            "/tenants",
+            json!({
+            "slug": "second", "display_name": "Second", "settings": {"hosts": [host]}}),
+        );
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (400, Some("settings")),
+            "{host}: {refused}"
+        );
+    }
+    let (status, refused) = send(
+        &platform,
+        reqwest::Method::PATCH,
+        "/tenants/first",
+        json!({"settings": {"hosts": [public_host]}}),
+    );
+    assert_eq!(status, 400, "{refused}");
+    let (status, _) = send(
+        &platform,
+        reqwest::Method::PATCH,
+        "/tenants/first",
+        json!({"settings": {"hosts": ["first.example", "www.first.example"]}}),
+    );
+    assert_eq!(status, 200, "its own host again is fine");
+    let discovery: Value = app.get_json("/.well-known/openid-configuration");
+    assert_eq!(
+        discovery["issuer"], app.base,
+        "the root is the platform's still"
+    );
+
+    // Themes through the platform routes are checked like the tenant's own.
+    for theme in [
+        json!({"template_dir": "/tmp"}),
+        json!({"primary_colour": "#000000"}),
+    ] {
+        let (status, refused) = send(
+            &platform,
+            reqwest::Method::PATCH,
+            "/tenants/first",
+            json!({"settings": {"theme": theme}}),
+        );
+        assert_eq!(status, 400, "{theme}: {refused}");
+    }
+
+    // A token outlives nothing of its client's registration.
+    let worker = crate::admin_api::client_token(
+        &app,
+        "default",
+        "worker",
+        made["client_secret"].as_str().unwrap(),
+    );
+    assert_eq!(
+        read(call(&app, Some(&worker), |http, base| http
+            .get(format!("{base}/admin/v1/tenant"))))
+        .0,
+        200
+    );
+    let etag = call(&app, Some(&admin), |http, base| {
+        http.get(format!("{base}/admin/v1/clients/worker"))
+    })
+    .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (status, _) = read(call(&app, Some(&admin), |http, base| {
+        http.patch(format!("{base}/admin/v1/clients/worker"))
+            .header("If-Match", &etag)
+            .json(&json!({"scopes": ["reports"]}))
+    }));
+    assert_eq!(status, 200);
+    assert_eq!(
+        read(call(&app, Some(&worker), |http, base| http
+            .get(format!("{base}/admin/v1/tenant"))))
+        .0,
+        401,
+        "the scope is gone"
+    );
+    let (status, _) = read(call(&app, Some(&admin), |http, base| {
+        http.delete(format!("{base}/admin/v1/clients/ops-bot"))
+    }));
+    assert_eq!(status, 204);
+    assert_eq!(
+        read(call(&app, Some(&admin), |http, base| http
+            .get(format!("{base}/admin/v1/tenant"))))
+        .0,
+        401,
+        "the client is gone"
+    );
+
+    // The audit log reads past the store's page size (500).
+    let auditor = token_for(&app, "default", "auditor-bot", "admin", &audience);
+    let (status, audit) = read(call(&app, Some(&auditor), |http, base| {
+        http.get(format!("{base}/admin/v1/audit?limit=600"))
+    }));
+    assert_eq!(status, 200, "{audit}");
+    assert!(!audit["items"].as_array().unwrap().is_empty());
+}
+
+gatehouse_identity_store::on_both_backends!(escalations_and_takeovers_are_refused);

@@ -63,6 +63,9 @@ fn default_lifetime() -> i64 {
     24 * 3600
 }
 
+/// The longest a retiring key stays published: a year covers any token lifetime.
+const MAX_TOKEN_LIFETIME_SECS: i64 = 365 * 24 * 3600;
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct RotateKeys {
@@ -73,7 +76,7 @@ pub(super) struct RotateKeys {
     /// How long tokens signed by the retiring key can live (seconds): it stays
     /// published that long.
     #[serde(default = "default_lifetime")]
-    #[schema(default = 86400, minimum = 0)]
+    #[schema(default = 86400, minimum = 0, maximum = 31536000)]
     max_token_lifetime_secs: i64,
 }
 
@@ -101,7 +104,15 @@ pub(super) async fn rotate_keys(
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let asked: RotateKeys = body(&bytes)?;
-    let lifetime = chrono::Duration::seconds(asked.max_token_lifetime_secs.max(0));
+    let lifetime = (0..=MAX_TOKEN_LIFETIME_SECS)
+        .contains(&asked.max_token_lifetime_secs)
+        .then(|| chrono::Duration::seconds(asked.max_token_lifetime_secs))
+        .ok_or_else(|| {
+            answered(invalid_field(
+                "max_token_lifetime_secs",
+                &format!("max_token_lifetime_secs must be between 0 and {MAX_TOKEN_LIFETIME_SECS}"),
+            ))
+        })?;
     let done = caller
         .admin()
         .rotate_keys(&caller.operator, caller.slug(), &asked.alg, lifetime)

@@ -197,8 +197,32 @@ impl Caller {
                 "the admin API takes client-credentials tokens only",
             )));
         }
+        // A token outlives its client's registration: a client deleted, or no longer
+        // given the scope or this audience, acts no more, whatever its tokens say.
+        let registered = match state
+            .admin
+            .client(&tenant.tenant.slug, &claims.client_id)
+            .await
+        {
+            Ok(client) => Some(client),
+            Err(gatehouse_admin::AdminError::NotFound(_)) => None,
+            Err(e) => return Err(answered(admin_failure(&e))),
+        };
+        let audience = format!("{}{PATH}", tenant.issuer());
+        let still_allowed = registered.is_some_and(|client| {
+            client.data.scopes.iter().any(|s| s == scope)
+                && client.data.audiences.contains(&audience)
+        });
+        if !still_allowed {
+            return Err(answered(Refusal::InvalidToken.answer()));
+        }
+        let operator = if scope == platform::PLATFORM_SCOPE {
+            Operator::platform_client(&claims.client_id)
+        } else {
+            Operator::api_client(&claims.client_id)
+        };
         Ok(Caller {
-            operator: Operator::api_client(&claims.client_id),
+            operator,
             state,
             tenant,
         })

@@ -18,7 +18,7 @@ use crate::api::problem::problem;
 use crate::http::answer::{answered, from_request_with};
 
 /// The scope a platform administrator's token carries.
-pub const PLATFORM_SCOPE: &str = "platform";
+pub use gatehouse_admin::PLATFORM_SCOPE;
 
 /// A platform administrator: an API client of the platform's own tenant with the
 /// scope `platform`.
@@ -112,6 +112,7 @@ pub(super) async fn create_tenant(
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let new: NewTenant = body(&bytes)?;
+    checked_theme(&caller, &new.settings)?;
     let made = caller
         .admin()
         .create_tenant(&caller.operator, &new.slug, &new.display_name, new.settings)
@@ -168,6 +169,7 @@ pub(super) async fn update_tenant(
 ) -> actix_web::Result<HttpResponse> {
     let slug = segment(&req, "slug");
     let patch: TenantPatch = body(&bytes)?;
+    checked_theme(&caller, &patch.settings)?;
     let change = TenantChange {
         display_name: patch.display_name,
         settings: patch.settings,
@@ -220,4 +222,13 @@ async fn set_disabled(
         caller.tenant_changed_everywhere();
         ok(Changed { changed })
     }))
+}
+
+/// A theme among tenant settings is checked as the tenant's own theme route checks
+/// it (`null` removes it).
+fn checked_theme(caller: &Caller, settings: &Map<String, Value>) -> Result<(), actix_web::Error> {
+    match settings.get(crate::ui::THEME_SETTINGS_KEY) {
+        Some(theme) if !theme.is_null() => super::themes::checked_from_api(caller, theme),
+        _ => Ok(()),
+    }
 }

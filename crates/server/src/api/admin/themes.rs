@@ -54,19 +54,7 @@ pub(super) async fn save_theme(
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let theme: Value = super::body(&bytes)?;
-    // A template directory is a path on the server's own disk: the platform's
-    // operator sets it there (`gatehouse themes apply`), never a tenant's API client.
-    if theme.get("template_dir").is_some_and(|dir| !dir.is_null()) {
-        return Err(answered(invalid_field(
-            "template_dir",
-            "template directories are set by the platform operator (gatehouse themes apply)",
-        )));
-    }
-    caller
-        .state
-        .ui
-        .check_theme(&theme)
-        .map_err(|(field, why)| answered(invalid_field(field, &why)))?;
+    checked_from_api(&caller, &theme)?;
     Ok(change_theme(&caller, theme).await)
 }
 
@@ -94,4 +82,22 @@ async fn change_theme(caller: &Caller, theme: Value) -> HttpResponse {
             problems: Vec::new(),
         })
     })
+}
+
+/// A theme sent through the API, checked as the renderer will read it. A template
+/// directory is a path on the server's own disk: the platform's operator sets it
+/// there (`gatehouse themes apply`), never an API client.
+pub(super) fn checked_from_api(caller: &Caller, theme: &Value) -> Result<(), actix_web::Error> {
+    if theme.get("template_dir").is_some_and(|dir| !dir.is_null()) {
+        return Err(answered(invalid_field(
+            "template_dir",
+            "template directories are set by the platform operator (gatehouse themes apply)",
+        )));
+    }
+    caller
+        .state
+        .ui
+        .check_theme(theme)
+        .map(|_| ())
+        .map_err(|(field, why)| answered(invalid_field(field, &why)))
 }
