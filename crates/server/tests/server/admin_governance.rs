@@ -328,14 +328,41 @@ fn a_theme_is_checked_before_it_is_saved_and_applies_at_once(backend: Backend) {
     );
     assert!(css().contains("#0a7a55"), "the saved theme stays");
 
+    // A template directory the platform's operator set stays through the tenant's
+    // own changes.
+    let dir = overrides.path().to_str().unwrap().to_owned();
+    let operator = gatehouse_admin::Operator::named("grace").unwrap();
+    actix_web::rt::System::new()
+        .block_on(app.state.admin.update_tenant(
+            &operator,
+            "default",
+            gatehouse_admin::TenantChange {
+                display_name: None,
+                settings: serde_json::Map::from_iter([(
+                    "theme".to_owned(),
+                    json!({"primary_color": "#0a7a55", "template_dir": dir}),
+                )]),
+            },
+        ))
+        .unwrap();
+    app.state.tenants.invalidate();
+    let (status, saved) = theme(
+        reqwest::Method::PUT,
+        Some(json!({"primary_color": "#112233"})),
+    );
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["theme"]["template_dir"], dir.as_str(), "{saved}");
     let (status, removed) = theme(reqwest::Method::DELETE, None);
-    assert_eq!((status, &removed["theme"]), (200, &Value::Null));
+    assert_eq!(
+        (status, &removed["theme"]),
+        (200, &json!({"template_dir": dir}))
+    );
     assert!(!css().contains("#0a7a55"), "the defaults again");
 
     let (_, audit) = read(call(&app, Some(&admin), |http, base| {
         http.get(format!("{base}/admin/v1/audit?action=tenant.updated"))
     }));
-    assert_eq!(audit["items"].as_array().unwrap().len(), 2, "{audit}");
+    assert_eq!(audit["items"].as_array().unwrap().len(), 4, "{audit}");
 }
 
 gatehouse_identity_store::on_both_backends!(

@@ -162,6 +162,10 @@ fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Back
         http.get(format!("{base}/t/acme/admin/v1/tenants"))
     }));
     assert_eq!(status, 404);
+    let (status, _) = read(call(&app, None, |http, base| {
+        http.get(format!("{base}/t/acme/admin/v1/tenants"))
+    }));
+    assert_eq!(status, 404, "not even a challenge tells they exist");
 
     // Each write is in the tenant's own log with the platform client as the actor.
     let acme_admin = token_for(&app, "acme", "acme-ops", "admin", &acme_audience);
@@ -241,6 +245,35 @@ fn escalations_and_takeovers_are_refused(backend: Backend) {
     assert_eq!(
         (status, refused["field"].as_str()),
         (400, Some("scopes")),
+        "{refused}"
+    );
+    // A value of the wrong type is named by its path.
+    let (status, refused) = send(&admin, reqwest::Method::POST, "/users", json!({"email": 5}));
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("email")),
+        "{refused}"
+    );
+    let (status, refused) = send(
+        &admin,
+        reqwest::Method::POST,
+        "/clients",
+        json!({"name": "Typed", "redirect_uris": ["https://a.example/cb", 7]}),
+    );
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("redirect_uris[1]")),
+        "{refused}"
+    );
+    let (status, refused) = send(
+        &admin,
+        reqwest::Method::POST,
+        "/users",
+        json!({"given_name": "No mail"}),
+    );
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("email")),
         "{refused}"
     );
     for ttl in [100_000_000_000_000_i64, -5, 0] {

@@ -232,11 +232,25 @@ impl Caller {
 /// A JSON body of `T`, read after the caller was authenticated (the handler parses
 /// it, so an unauthenticated request is never told what was wrong with its body).
 fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, actix_web::Error> {
-    serde_json::from_slice(bytes).map_err(|e| {
-        let field = e.to_string();
-        // serde names an unknown or missing member in backticks.
-        let member = field.split('`').nth(1).unwrap_or("body").to_owned();
-        answered(invalid_field(&member, &format!("malformed body: {e}")))
+    let mut json = serde_json::Deserializer::from_slice(bytes);
+    serde_path_to_error::deserialize(&mut json).map_err(|e| {
+        let path = e.path().to_string();
+        let message = e.inner().to_string();
+        // The path names the member at fault (an unknown one included); a missing
+        // member is named by serde's message, in backticks, at its parent's path.
+        let missing = message
+            .strip_prefix("missing field `")
+            .and_then(|rest| rest.split('`').next());
+        let member = match missing {
+            Some(named) if path == "." => named.to_owned(),
+            Some(named) => format!("{path}.{named}"),
+            None if path != "." => path,
+            None => "body".to_owned(),
+        };
+        answered(invalid_field(
+            &member,
+            &format!("malformed body: {message}"),
+        ))
     })
 }
 

@@ -28,15 +28,23 @@ from_request_with!(PlatformCaller, PlatformCaller::extract);
 
 impl PlatformCaller {
     async fn extract(req: HttpRequest) -> Result<PlatformCaller, actix_web::Error> {
-        let caller = Caller::authenticate(req, PLATFORM_SCOPE).await?;
-        if caller.slug() != caller.state.config.bootstrap.tenant {
+        // Under any other tenant the routes do not exist: 404 before any token is
+        // looked at, so nothing tells a tenant's administrators they are here.
+        let state =
+            crate::http::answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
+        let tenant = crate::oauth::resolve(&state, &req)
+            .await
+            .map_err(answered)?;
+        if tenant.tenant.slug != state.config.bootstrap.tenant {
             return Err(answered(problem(
                 StatusCode::NOT_FOUND,
                 "not_found",
                 "no such resource",
             )));
         }
-        Ok(PlatformCaller(caller))
+        Ok(PlatformCaller(
+            Caller::authenticate(req, PLATFORM_SCOPE).await?,
+        ))
     }
 }
 

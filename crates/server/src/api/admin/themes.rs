@@ -65,8 +65,28 @@ pub(super) async fn remove_theme(caller: Caller) -> HttpResponse {
     change_theme(&caller, Value::Null).await
 }
 
-/// Saves `theme` (`null` removes it) as the tenant's theme section.
+/// Saves `theme` (`null` removes it) as the tenant's theme section. A template
+/// directory the platform's operator set stays: the tenant changes only its own
+/// fields.
 async fn change_theme(caller: &Caller, theme: Value) -> HttpResponse {
+    let operators_dir = caller
+        .tenant
+        .tenant
+        .settings
+        .get(THEME_SETTINGS_KEY)
+        .and_then(|stored| stored.get("template_dir"))
+        .filter(|dir| !dir.is_null())
+        .cloned();
+    let theme = match (theme, operators_dir) {
+        (Value::Null, Some(dir)) => {
+            Value::Object(Map::from_iter([("template_dir".to_owned(), dir)]))
+        }
+        (Value::Object(mut fields), Some(dir)) => {
+            fields.insert("template_dir".to_owned(), dir);
+            Value::Object(fields)
+        }
+        (theme, _) => theme,
+    };
     let change = TenantChange {
         display_name: None,
         settings: Map::from_iter([(THEME_SETTINGS_KEY.to_owned(), theme.clone())]),
