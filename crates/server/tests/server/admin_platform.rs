@@ -230,18 +230,22 @@ fn escalations_and_takeovers_are_refused(backend: Backend) {
         "scopes": ["admin"], "audiences": [audience]}),
     );
     assert_eq!(status, 201, "{made}");
-    let etag = call(&app, Some(&admin), |http, base| {
-        http.get(format!("{base}/admin/v1/clients/worker"))
-    })
-    .headers()["etag"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let (status, refused) = read(call(&app, Some(&admin), |http, base| {
-        http.patch(format!("{base}/admin/v1/clients/worker"))
-            .header("If-Match", &etag)
-            .json(&json!({"scopes": ["admin", "platform"]}))
-    }));
+    // Changes the worker client at the version just read.
+    let change_worker = |change: Value| {
+        let etag = call(&app, Some(&admin), |http, base| {
+            http.get(format!("{base}/admin/v1/clients/worker"))
+        })
+        .headers()["etag"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        read(call(&app, Some(&admin), |http, base| {
+            http.patch(format!("{base}/admin/v1/clients/worker"))
+                .header("If-Match", &etag)
+                .json(&change)
+        }))
+    };
+    let (status, refused) = change_worker(json!({"scopes": ["admin", "platform"]}));
     assert_eq!(
         (status, refused["field"].as_str()),
         (400, Some("scopes")),
@@ -377,18 +381,7 @@ fn escalations_and_takeovers_are_refused(backend: Backend) {
         .0,
         200
     );
-    let etag = call(&app, Some(&admin), |http, base| {
-        http.get(format!("{base}/admin/v1/clients/worker"))
-    })
-    .headers()["etag"]
-        .to_str()
-        .unwrap()
-        .to_owned();
-    let (status, _) = read(call(&app, Some(&admin), |http, base| {
-        http.patch(format!("{base}/admin/v1/clients/worker"))
-            .header("If-Match", &etag)
-            .json(&json!({"scopes": ["reports"]}))
-    }));
+    let (status, _) = change_worker(json!({"scopes": ["reports"]}));
     assert_eq!(status, 200);
     assert_eq!(
         read(call(&app, Some(&worker), |http, base| http

@@ -200,15 +200,6 @@ pub(super) async fn delete_client(caller: Caller, req: HttpRequest) -> HttpRespo
     respond(done, |()| no_content())
 }
 
-/// `Some(value)` for a member that is present, even as `null` (which clears it).
-fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
-where
-    D: serde::Deserializer<'de>,
-    T: Deserialize<'de>,
-{
-    Option::<T>::deserialize(deserializer).map(Some)
-}
-
 /// Registration members to change; an absent member is kept. How the client
 /// authenticates (kind, method, secret, keys) is not changed here.
 #[derive(Deserialize, ToSchema)]
@@ -221,7 +212,7 @@ pub(super) struct ClientPatch {
     #[serde(default)]
     post_logout_redirect_uris: Option<Vec<String>>,
     /// `null` removes it.
-    #[serde(default, deserialize_with = "present")]
+    #[serde(default, deserialize_with = "super::present")]
     backchannel_logout_uri: Option<Option<String>>,
     #[serde(default)]
     cors_origins: Option<Vec<String>>,

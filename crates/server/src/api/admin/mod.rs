@@ -184,7 +184,8 @@ impl Caller {
         let (tenant, claims) = crate::http::bearer::require(&state, &req, scope)
             .await
             .map_err(answered)?;
-        if !claims.aud.contains(&format!("{}{PATH}", tenant.issuer())) {
+        let audience = format!("{}{PATH}", tenant.issuer());
+        if !claims.aud.contains(&audience) {
             return Err(answered(Refusal::InvalidToken.answer()));
         }
         // A user's token would let a client act with admin power on the word of any
@@ -208,7 +209,6 @@ impl Caller {
             Err(gatehouse_admin::AdminError::NotFound(_)) => None,
             Err(e) => return Err(answered(admin_failure(&e))),
         };
-        let audience = format!("{}{PATH}", tenant.issuer());
         let still_allowed = registered.is_some_and(|client| {
             client.data.scopes.iter().any(|s| s == scope)
                 && client.data.audiences.contains(&audience)
@@ -252,6 +252,16 @@ fn body<T: serde::de::DeserializeOwned>(bytes: &[u8]) -> Result<T, actix_web::Er
             &format!("malformed body: {message}"),
         ))
     })
+}
+
+/// `Some(value)` for a body member that is present, even as `null` (which clears
+/// it): merge-patch bodies tell "absent" from "null".
+fn present<'de, D, T>(deserializer: D) -> Result<Option<Option<T>>, D::Error>
+where
+    D: serde::Deserializer<'de>,
+    T: serde::Deserialize<'de>,
+{
+    <Option<T> as serde::Deserialize>::deserialize(deserializer).map(Some)
 }
 
 /// The query string as `T`, read after the caller was authenticated.

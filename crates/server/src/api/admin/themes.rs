@@ -69,10 +69,13 @@ pub(super) async fn remove_theme(caller: Caller) -> HttpResponse {
 /// directory the platform's operator set stays: the tenant changes only its own
 /// fields.
 async fn change_theme(caller: &Caller, theme: Value) -> HttpResponse {
-    let operators_dir = caller
-        .tenant
-        .tenant
-        .settings
+    // Read from the store, not this node's cached tenant: an operator may have set
+    // the directory a moment ago on another node.
+    let stored = match caller.admin().tenant_view(caller.slug()).await {
+        Ok(view) => view.tenant.settings,
+        Err(e) => return crate::api::problem::admin_failure(&e),
+    };
+    let operators_dir = stored
         .get(THEME_SETTINGS_KEY)
         .and_then(|stored| stored.get("template_dir"))
         .filter(|dir| !dir.is_null())
