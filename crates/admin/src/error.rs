@@ -18,6 +18,15 @@ pub enum AdminError {
     /// The name is taken (a role, a client …).
     #[error("{0}")]
     Conflict(String),
+    /// The operator policies refuse the operator this action; `reason` is the
+    /// decision's reason code (`entitlement_missing`, `insufficient_authentication`
+    /// with what to step up to).
+    #[error("not permitted to {action} ({reason})")]
+    Denied {
+        action: String,
+        reason: String,
+        acr_values: Option<String>,
+    },
     /// A part the action needs could not be reached or started.
     #[error("{0}")]
     Unavailable(String),

@@ -10,6 +10,7 @@
 //! Adapters: the CLI (`gatehouse users|roles …`) today; the admin REST API, SCIM and
 //! the console later. No HTTP framework here — an adapter maps [`AdminError`] once.
 
+mod access;
 mod audit;
 mod client_changes;
 mod clients;
@@ -46,6 +47,7 @@ use gatehouse_token_issuer::backchannel::{BackchannelSender, Delivery};
 use gatehouse_token_issuer::logout::BackchannelNotice;
 use gatehouse_token_issuer::service::Issuer;
 
+pub use access::{AdminAction, AdminRole};
 pub use audit::{AuditQuery, MAX_AUDIT_EVENTS, event_view};
 pub use client_changes::ClientChange;
 pub use clients::{

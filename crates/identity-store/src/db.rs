@@ -322,16 +322,24 @@ pub fn transaction<T>(
     conn: &mut AnyConnection,
     work: impl FnOnce(&mut AnyConnection) -> StoreResult<T>,
 ) -> StoreResult<T> {
-    conn.transaction(work)
+    transaction_with(conn, work)
 }
 
 /// [`transaction`] for callers with their own error type (one that a [`StoreError`]
 /// converts into): any `Err` from `work` rolls the transaction back and is returned
 /// as it was.
+///
+/// On SQLite the outermost transaction begins `IMMEDIATE`, taking the write lock
+/// at once: a deferred one that read first could not upgrade once another
+/// connection had committed since its read (`database is locked` at once, past
+/// any busy timeout), which the decision log's writer or a second request makes
+/// likely. Waiting for the lock up front is what the busy timeout handles.
 pub fn transaction_with<T, E: From<StoreError>>(
     conn: &mut AnyConnection,
     work: impl FnOnce(&mut AnyConnection) -> Result<T, E>,
 ) -> Result<T, E> {
+    use diesel::connection::{AnsiTransactionManager, TransactionManager};
+
     enum Failure<E> {
         Database(diesel::result::Error),
         Caller(E),
@@ -341,11 +349,53 @@ pub fn transaction_with<T, E: From<StoreError>>(
             Failure::Database(error)
         }
     }
-    conn.transaction(|conn| work(conn).map_err(Failure::Caller))
-        .map_err(|failure| match failure {
-            Failure::Database(error) => E::from(StoreError::from(error)),
-            Failure::Caller(error) => error,
-        })
+    let outermost_sqlite = match conn {
+        AnyConnection::Sqlite(sqlite) => {
+            AnsiTransactionManager::transaction_manager_status_mut(sqlite)
+                .transaction_depth()
+                .map_err(|e| E::from(StoreError::from(e)))?
+                .is_none()
+        }
+        AnyConnection::Postgresql(_) => false,
+    };
+    if !outermost_sqlite {
+        return conn
+            .transaction(|conn| work(conn).map_err(Failure::Caller))
+            .map_err(|failure| match failure {
+                Failure::Database(error) => E::from(StoreError::from(error)),
+                Failure::Caller(error) => error,
+            });
+    }
+    let database = |e: diesel::result::Error| E::from(StoreError::from(e));
+    with_sqlite(conn, |c| {
+        AnsiTransactionManager::begin_transaction_sql(c, "BEGIN IMMEDIATE")
+    })
+    .map_err(database)?;
+    match work(conn) {
+        Ok(value) => {
+            with_sqlite(conn, AnsiTransactionManager::commit_transaction).map_err(database)?;
+            Ok(value)
+        }
+        Err(error) => {
+            // The caller's error is what it reports; a failed rollback leaves the
+            // connection broken, which the pool's health check discards.
+            if let Err(rollback) = with_sqlite(conn, AnsiTransactionManager::rollback_transaction) {
+                tracing::warn!(%rollback, "rolling back an SQLite transaction failed");
+            }
+            Err(error)
+        }
+    }
+}
+
+/// `op` on the SQLite connection inside `conn` (callers checked the backend).
+fn with_sqlite<T>(
+    conn: &mut AnyConnection,
+    op: impl FnOnce(&mut SqliteConnection) -> diesel::QueryResult<T>,
+) -> diesel::QueryResult<T> {
+    match conn {
+        AnyConnection::Sqlite(sqlite) => op(sqlite),
+        AnyConnection::Postgresql(_) => Err(diesel::result::Error::BrokenTransactionManager),
+    }
 }
 
 #[cfg(test)]
@@ -445,5 +495,47 @@ mod tests {
         });
         assert!(matches!(failed, Err(CallerError::Store(_))), "{failed:?}");
         assert_eq!(rows(&mut conn), 1, "the database error did not roll back");
+    }
+
+    #[test]
+    fn an_sqlite_transaction_that_reads_first_still_writes_after_another_commit() {
+        let dir = tempfile::tempdir().unwrap();
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let options = ConnectOptions {
+            sqlite_busy_timeout: Duration::from_millis(200),
+            ..ConnectOptions::new(url)
+        };
+        let mut ours = connect(&options).unwrap();
+        let mut other = connect(&options).unwrap();
+        ours.batch_execute("CREATE TABLE t (id INTEGER PRIMARY KEY)")
+            .unwrap();
+
+        let written: StoreResult<()> = transaction(&mut ours, |conn| {
+            assert_eq!(rows(conn), 0);
+            // Another connection cannot commit in between: the write lock is ours
+            // from the start, so it waits (here: times out) instead of making our
+            // own write fail after our read.
+            let theirs = other.batch_execute("INSERT INTO t (id) VALUES (2)");
+            assert!(theirs.is_err(), "the other writer got in");
+            conn.batch_execute("INSERT INTO t (id) VALUES (1)")?;
+            Ok(())
+        });
+        written.unwrap();
+        other
+            .batch_execute("INSERT INTO t (id) VALUES (2)")
+            .unwrap();
+        assert_eq!(rows(&mut ours), 2);
+        // Nested calls are savepoints inside the outer transaction.
+        let nested: StoreResult<()> = transaction(&mut ours, |conn| {
+            let inner: StoreResult<()> = transaction(conn, |conn| {
+                conn.batch_execute("INSERT INTO t (id) VALUES (3)")?;
+                Err(StoreError::invalid("t", "refused"))
+            });
+            assert!(inner.is_err());
+            conn.batch_execute("INSERT INTO t (id) VALUES (4)")?;
+            Ok(())
+        });
+        nested.unwrap();
+        assert_eq!(rows(&mut ours), 3, "the savepoint alone rolled back");
     }
 }

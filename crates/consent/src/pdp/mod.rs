@@ -28,6 +28,7 @@ mod authzen;
 mod context;
 mod facts;
 mod log;
+mod operators;
 mod policies;
 mod store;
 mod subjects;
@@ -56,6 +57,7 @@ pub use authzen::{
 };
 pub use facts::{DecisionSink, PolicySource, StoredPolicies, SubjectFacts, UserFacts};
 pub use log::{LogOverflow, LogStats};
+pub use operators::{ADMIN_PEP, OperatorRequest, SUBJECT_OPERATOR};
 pub use policies::{DEFAULT_POLICIES, SCHEMA_TEXT, reason};
 pub use store::{StoreDecisionLog, StoreFacts, StorePolicies};
 
@@ -257,6 +259,8 @@ struct Inner {
     names: context::Names,
     authorizer: Authorizer,
     default_set: Arc<Loaded>,
+    /// Gatehouse's own administration rules (`policies/operators.*`).
+    operators: operators::OperatorPolicies,
     sets: RwLock<HashMap<TenantId, Arc<Loaded>>>,
     subjects: subjects::SubjectCache,
     source: Arc<dyn PolicySource>,
@@ -381,6 +385,7 @@ impl Pdp {
                 names: context::Names::new()?,
                 authorizer: Authorizer::new(),
                 default_set: Arc::new(default_set),
+                operators: operators::OperatorPolicies::compile()?,
                 sets: RwLock::new(HashMap::new()),
                 source,
                 facts,
@@ -631,6 +636,44 @@ impl Pdp {
         let subject = self.inner.read_subject(tenant, id, now)?;
         cache.keep(tenant, id, subject.as_ref(), now, epoch);
         Ok(subject)
+    }
+
+    /// Whether an operator may take an admin action, by the shipped operator
+    /// policies; logged like any evaluation (caller [`ADMIN_PEP`]). A request
+    /// naming an action the policies do not know is refused as invalid.
+    pub fn authorize_operator(
+        &self,
+        tenant: TenantId,
+        request: &OperatorRequest,
+        request_id: Option<&str>,
+    ) -> Result<Decision, ConsentError> {
+        let decision = self
+            .inner
+            .operators
+            .judge(&self.inner.authorizer, request)?;
+        let now = self.inner.clock.now();
+        let entry = self.log_entry(
+            tenant,
+            ADMIN_PEP,
+            &request.as_evaluation(),
+            &decision,
+            now,
+            request_id,
+        );
+        self.keep(Reach::Store, vec![entry])
+            .map_err(Stop::into_error)?;
+        Ok(decision)
+    }
+
+    /// The decision on an operator's request without logging it (what the admin
+    /// API's contract states about each operation's roles).
+    pub fn judge_operator(&self, request: &OperatorRequest) -> Result<Decision, ConsentError> {
+        self.inner.operators.judge(&self.inner.authorizer, request)
+    }
+
+    /// Whether the shipped operator policies declare `action`.
+    pub fn knows_operator_action(&self, action: &str) -> bool {
+        self.inner.operators.knows(action)
     }
 
     /// Evaluates without writing to the decision log (`gatehouse policy test`).

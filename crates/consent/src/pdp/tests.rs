@@ -965,3 +965,179 @@ mod full_decision_log {
         }
     }
 }
+
+fn operator(roles: &[&str], action: &str, platform_tenant: bool) -> OperatorRequest {
+    OperatorRequest {
+        operator: "client:ops".into(),
+        roles: roles.iter().map(|role| (*role).to_owned()).collect(),
+        interactive: false,
+        acr: 0,
+        action: action.into(),
+        tenant_slug: "acme".into(),
+        platform_tenant,
+    }
+}
+
+/// The decision on `action` for an API client holding `roles` in an ordinary tenant.
+fn operator_allowed(pdp: &Pdp, roles: &[&str], action: &str) -> bool {
+    pdp.judge_operator(&operator(roles, action, false))
+        .unwrap()
+        .allowed
+}
+
+#[test]
+fn each_role_takes_its_own_admin_actions_and_no_others() {
+    let (pdp, _, _) = setup();
+    let reads = [
+        "users.read",
+        "clients.read",
+        "audit.read",
+        "decisions.read",
+        "policies.read",
+    ];
+    let support = [
+        "users.reset",
+        "users.sessions.end",
+        "users.disable",
+        "users.enable",
+    ];
+    let administer = [
+        "users.create",
+        "clients.write",
+        "policies.write",
+        "keys.rotate",
+        "roles.write",
+    ];
+    for action in reads.iter().chain(&support).chain(&administer) {
+        assert!(
+            operator_allowed(&pdp, &["tenant_administrator"], action),
+            "{action}"
+        );
+        assert!(!operator_allowed(&pdp, &[], action), "no role: {action}");
+    }
+    for action in reads
+        .iter()
+        .filter(|a| a.starts_with("users."))
+        .chain(&support)
+    {
+        assert!(
+            operator_allowed(&pdp, &["helpdesk"], action),
+            "helpdesk {action}"
+        );
+    }
+    for action in ["clients.read", "policies.read", "audit.read"]
+        .iter()
+        .chain(&administer)
+    {
+        assert!(
+            !operator_allowed(&pdp, &["helpdesk"], action),
+            "helpdesk {action}"
+        );
+    }
+    for action in &reads {
+        assert!(
+            operator_allowed(&pdp, &["auditor"], action),
+            "auditor {action}"
+        );
+    }
+    for action in support.iter().chain(&administer) {
+        assert!(
+            !operator_allowed(&pdp, &["auditor"], action),
+            "auditor {action}"
+        );
+    }
+    // Roles add up: an auditor who is also helpdesk reads clients and resets users.
+    assert!(operator_allowed(
+        &pdp,
+        &["auditor", "helpdesk"],
+        "clients.read"
+    ));
+    assert!(operator_allowed(
+        &pdp,
+        &["auditor", "helpdesk"],
+        "users.reset"
+    ));
+    // The platform role operates tenants and nothing inside them.
+    assert!(!operator_allowed(
+        &pdp,
+        &["platform_administrator"],
+        "users.read"
+    ));
+    assert!(!operator_allowed(
+        &pdp,
+        &["tenant_administrator"],
+        "tenants.write"
+    ));
+}
+
+#[test]
+fn tenants_are_operated_from_the_platform_tenant_only() {
+    let (pdp, _, _) = setup();
+    let platform = ["platform_administrator"];
+    for action in ["tenants.read", "tenants.write"] {
+        let at_home = pdp
+            .judge_operator(&operator(&platform, action, true))
+            .unwrap();
+        assert!(at_home.allowed, "{action}");
+        let elsewhere = pdp
+            .judge_operator(&operator(&platform, action, false))
+            .unwrap();
+        assert!(!elsewhere.allowed, "{action}");
+        assert_eq!(
+            elsewhere.reason.as_deref(),
+            Some(reason::ENTITLEMENT_MISSING)
+        );
+        assert_eq!(
+            elsewhere.policies,
+            vec!["tenants-from-the-platform-only".to_owned()]
+        );
+    }
+}
+
+#[test]
+fn a_console_session_below_aal2_is_sent_to_step_up() {
+    let (pdp, _, _) = setup();
+    let mut at_console = operator(&["tenant_administrator"], "users.read", false);
+    at_console.interactive = true;
+    at_console.acr = 1;
+    let refused = pdp.judge_operator(&at_console).unwrap();
+    assert!(!refused.allowed);
+    assert_eq!(
+        refused.reason.as_deref(),
+        Some(reason::INSUFFICIENT_AUTHENTICATION)
+    );
+    assert_eq!(refused.acr_values.as_deref(), Some("urn:gatehouse:aal2"));
+    at_console.acr = 2;
+    assert!(pdp.judge_operator(&at_console).unwrap().allowed);
+}
+
+#[test]
+fn operator_decisions_are_logged_and_unknown_actions_refused() {
+    let (pdp, memory, tenant) = setup();
+    let denied = pdp
+        .authorize_operator(
+            tenant,
+            &operator(&["helpdesk"], "clients.write", false),
+            Some("req-1"),
+        )
+        .unwrap();
+    assert!(!denied.allowed);
+    assert_eq!(denied.reason.as_deref(), Some(reason::ENTITLEMENT_MISSING));
+    pdp.flush_log();
+    let log = memory.log.lock().unwrap().clone();
+    let entry = log.last().expect("the decision is logged");
+    assert_eq!(entry.tenant_id, tenant);
+    assert!(!entry.decision);
+    assert_eq!(entry.reason.as_deref(), Some(reason::ENTITLEMENT_MISSING));
+    assert_eq!(entry.request_id.as_deref(), Some("req-1"));
+    let logged: Value = serde_json::from_str(&entry.request).unwrap();
+    assert_eq!(logged["subject"]["type"], SUBJECT_OPERATOR);
+    assert_eq!(logged["subject"]["id"], "client:ops");
+    assert_eq!(logged["action"]["name"], "clients.write");
+    assert_eq!(logged["resource"]["id"], "acme");
+
+    assert!(pdp.knows_operator_action("users.reset"));
+    assert!(!pdp.knows_operator_action("users.reset.everything"));
+    let unknown = pdp.judge_operator(&operator(&["tenant_administrator"], "drop.tables", false));
+    assert!(matches!(unknown, Err(ConsentError::Invalid(_))));
+}

@@ -8,7 +8,7 @@
 //! trip. Both paths make the same checks in the same order.
 
 use actix_web::http::{StatusCode, header};
-use actix_web::{HttpMessage, HttpRequest, HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_consent::ConsentError;
 use gatehouse_consent::pdp::{EvaluationRequest, EvaluationsRequest, Pdp};
 use gatehouse_core::ids::TenantId;
@@ -59,10 +59,6 @@ async fn metadata(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse 
         }
         Err(response) => response,
     }
-}
-
-fn request_id(req: &HttpRequest) -> Option<String> {
-    req.extensions().get::<RequestId>().map(|id| id.0.clone())
 }
 
 fn decided(body: Value) -> HttpResponse {
@@ -241,7 +237,7 @@ async fn evaluation<E: Evaluable>(
     req: HttpRequest,
     body: web::Bytes,
 ) -> HttpResponse {
-    let request_id = request_id(&req);
+    let request_id = RequestId::of(&req);
     let (id, bytes) = (request_id.clone(), body.clone());
     authorized_evaluation(
         &state,

@@ -11,7 +11,7 @@ use gatehouse_admin::AdminError;
 use gatehouse_authn::AuthnError;
 use gatehouse_consent::ConsentError;
 use gatehouse_identity_store::StoreError;
-use serde_json::json;
+use serde_json::{Value, json};
 
 /// The media type of a problem details object (RFC 9457 §3).
 pub const PROBLEM_JSON: &str = "application/problem+json";
@@ -19,7 +19,7 @@ pub const PROBLEM_JSON: &str = "application/problem+json";
 /// A problem details answer; `code` names the problem (`invalid_request`,
 /// `not_found`, …) and becomes its type `urn:gatehouse:problem:{code}`.
 pub(crate) fn problem(status: StatusCode, code: &str, detail: &str) -> HttpResponse {
-    answer(status, code, detail, None)
+    answer(status, code, detail, json!({}))
 }
 
 /// A problem naming the member of the request at fault (`field`, an extension
@@ -29,11 +29,27 @@ pub(crate) fn invalid_field(field: &str, detail: &str) -> HttpResponse {
         StatusCode::BAD_REQUEST,
         "invalid_request",
         detail,
-        Some(field),
+        json!({ "field": field }),
     )
 }
 
-fn answer(status: StatusCode, code: &str, detail: &str, field: Option<&str>) -> HttpResponse {
+/// 403: the operator policies refuse this action; `reason` is the decision's
+/// reason code, and `acr_values` what a console session must step up to.
+fn denied(action: &str, reason: &str, acr_values: Option<&str>) -> HttpResponse {
+    let mut members = json!({ "action": action, "reason": reason });
+    if let Some(acr) = acr_values {
+        members["acr_values"] = json!(acr);
+    }
+    answer(
+        StatusCode::FORBIDDEN,
+        "forbidden",
+        &format!("the caller's roles do not permit `{action}` ({reason})"),
+        members,
+    )
+}
+
+/// `members` are extension members (RFC 9457 §3.2) added to the standard ones.
+fn answer(status: StatusCode, code: &str, detail: &str, members: Value) -> HttpResponse {
     let mut body = json!({
         "type": format!("urn:gatehouse:problem:{code}"),
         "title": status.canonical_reason().unwrap_or("Error"),
@@ -42,8 +58,8 @@ fn answer(status: StatusCode, code: &str, detail: &str, field: Option<&str>) -> 
         "error": code,
         "error_description": detail,
     });
-    if let Some(field) = field {
-        body["field"] = json!(field);
+    if let (Some(body), Value::Object(members)) = (body.as_object_mut(), members) {
+        body.extend(members);
     }
     HttpResponse::build(status)
         .insert_header((header::CACHE_CONTROL, "no-store"))
@@ -118,6 +134,11 @@ pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
         AdminError::Authn(AuthnError::PasswordPolicy(violation)) => {
             invalid_field("password", &violation.to_string())
         }
+        AdminError::Denied {
+            action,
+            reason,
+            acr_values,
+        } => denied(action, reason, acr_values.as_deref()),
         AdminError::NotFound(message) => problem(StatusCode::NOT_FOUND, "not_found", message),
         AdminError::Conflict(message) => problem(StatusCode::CONFLICT, "conflict", message),
         AdminError::Unavailable(message) => {

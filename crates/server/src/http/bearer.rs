@@ -92,6 +92,16 @@ pub async fn require(
     req: &HttpRequest,
     scope: &str,
 ) -> Result<(ResolvedTenant, Arc<AccessTokenClaims>), HttpResponse> {
+    require_any(state, req, &[scope]).await
+}
+
+/// As [`require`], for a token carrying at least one of `scopes` (the refusal
+/// names the first).
+pub async fn require_any(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+    scopes: &[&str],
+) -> Result<(ResolvedTenant, Arc<AccessTokenClaims>), HttpResponse> {
     let tenant = resolve(state, req).await?;
     let Some(bearer) = presented(req).map(str::to_owned) else {
         return Err(Refusal::NoToken.answer());
@@ -110,8 +120,10 @@ pub async fn require(
             ));
         }
     };
-    if !has_scope(&claims, scope) {
-        return Err(Refusal::InsufficientScope(scope).answer());
+    if !scopes.iter().any(|scope| has_scope(&claims, scope)) {
+        return Err(
+            Refusal::InsufficientScope(scopes.first().copied().unwrap_or_default()).answer(),
+        );
     }
     Ok((tenant, claims))
 }

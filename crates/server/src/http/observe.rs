@@ -20,6 +20,15 @@ static REQUEST_ID: HeaderName = HeaderName::from_static("x-request-id");
 #[derive(Clone, Debug)]
 pub struct RequestId(pub String);
 
+impl RequestId {
+    /// The id this request was given (for the decision log and problem answers).
+    pub fn of(req: &actix_web::HttpRequest) -> Option<String> {
+        actix_web::HttpMessage::extensions(req)
+            .get::<RequestId>()
+            .map(|id| id.0.clone())
+    }
+}
+
 fn acceptable(id: &str) -> bool {
     (1..=128).contains(&id.len())
         && id

@@ -7,6 +7,7 @@ mod admin_api;
 mod admin_contract;
 mod admin_governance;
 mod admin_platform;
+mod admin_roles;
 mod authorize_params;
 mod authzen;
 mod browser_apps;

@@ -33,108 +33,101 @@ mod views;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use gatehouse_admin::{Admin, AdminResult, Operator, Reason};
+use gatehouse_admin::{Admin, AdminAction, AdminResult, AdminRole, Operator, Reason};
 use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::StoreError;
 use serde::Serialize;
 
 use crate::api::problem::{admin_failure, invalid_field, problem};
+use crate::http::RequestId;
 use crate::http::answer::{self, answered, from_request_with};
 use crate::http::bearer::{Refusal, json_answer};
 use crate::http::tenant::ResolvedTenant;
 use crate::state::AppState;
 
-/// The scope an admin API token must carry.
-pub const SCOPE: &str = "admin";
 /// Where the API lives under an issuer; also the audience its tokens must name.
 pub const PATH: &str = "/admin/v1";
 
-/// Mounted at the root and under `/t/{tenant}`.
-pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
-    cfg.service(
-        web::scope(PATH)
-            .route("/openapi.json", web::get().to(openapi::document))
-            .route("/tenant", web::get().to(audit::show_tenant))
-            .route("/users", web::get().to(users::list_users))
-            .route("/users", web::post().to(users::create_user))
-            .route("/users/{id}", web::get().to(users::show_user))
-            .route("/users/{id}", web::delete().to(users::delete_user))
-            .route("/users/{id}", web::patch().to(users::update_user))
-            .route("/users/{id}/disable", web::post().to(users::disable_user))
-            .route("/users/{id}/enable", web::post().to(users::enable_user))
-            .route("/users/{id}/reset", web::post().to(users::reset_user))
-            .route("/users/{id}/export", web::get().to(users::export_user))
-            .route("/users/{id}/consents", web::get().to(users::list_consents))
-            .route("/users/{id}/audit", web::get().to(users::user_audit))
-            .route("/users/{id}/sessions", web::get().to(users::list_sessions))
-            .route(
-                "/users/{id}/sessions",
-                web::delete().to(users::end_sessions),
-            )
-            .route(
-                "/users/{id}/roles/{role}",
-                web::put().to(directory::assign_role),
-            )
-            .route(
-                "/users/{id}/roles/{role}",
-                web::delete().to(directory::remove_role),
-            )
-            .route(
-                "/users/{id}/groups/{group}",
-                web::put().to(directory::add_to_group),
-            )
-            .route(
-                "/users/{id}/groups/{group}",
-                web::delete().to(directory::remove_from_group),
-            )
-            .route("/clients", web::get().to(clients::list_clients))
-            .route("/clients", web::post().to(clients::create_client))
-            .route("/clients/{client_id}", web::get().to(clients::show_client))
-            .route(
-                "/clients/{client_id}",
-                web::delete().to(clients::delete_client),
-            )
-            .route(
-                "/clients/{client_id}",
-                web::patch().to(clients::update_client),
-            )
-            .route(
-                "/clients/{client_id}/secret",
-                web::post().to(clients::rotate_secret),
-            )
-            .route("/roles", web::get().to(directory::list_roles))
-            .route("/roles", web::post().to(directory::create_role))
-            .route("/groups", web::get().to(directory::list_groups))
-            .route("/groups", web::post().to(directory::create_group))
-            .route("/audit", web::get().to(audit::audit_events))
-            .route("/theme", web::get().to(themes::show_theme))
-            .route("/theme", web::put().to(themes::save_theme))
-            .route("/theme", web::delete().to(themes::remove_theme))
-            .route("/tenants", web::get().to(platform::list_tenants))
-            .route("/tenants", web::post().to(platform::create_tenant))
-            .route("/tenants/{slug}", web::get().to(platform::show_tenant))
-            .route("/tenants/{slug}", web::patch().to(platform::update_tenant))
-            .route(
-                "/tenants/{slug}/disable",
-                web::post().to(platform::disable_tenant),
-            )
-            .route(
-                "/tenants/{slug}/enable",
-                web::post().to(platform::enable_tenant),
-            )
-            .route("/keys", web::get().to(governance::list_keys))
-            .route("/keys/rotate", web::post().to(governance::rotate_keys))
-            .route("/policies", web::get().to(governance::list_policy_versions))
-            .route("/policies", web::put().to(governance::save_policies))
-            .route("/policies/test", web::post().to(governance::test_policies))
-            .route("/decisions", web::get().to(governance::list_decisions))
-            .route("/purposes", web::get().to(governance::list_purposes))
-            .route("/purposes", web::post().to(governance::define_purpose))
-            .route(
-                "/purposes/{slug}",
-                web::patch().to(governance::update_purpose),
-            ),
-    );
+/// Every route of the API with the operator action it takes (the operator
+/// policies' schema, `consent/policies/operators.cedarschema`): one table, so no
+/// route is served without a decision by the PDP.
+macro_rules! admin_routes {
+    ($($method:ident $path:literal => $handler:path, $action:literal;)*) => {
+        /// Mounted at the root and under `/t/{tenant}`.
+        pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
+            cfg.service(
+                web::scope(PATH)
+                    .route("/openapi.json", web::get().to(openapi::document))
+                    $(.route($path, web::$method().to($handler)))*
+            );
+        }
+
+        /// `(method, path under PATH, action)` of every route that takes a token.
+        const ROUTE_ACTIONS: &[(&str, &str, &str)] = &[$((stringify!($method), $path, $action)),*];
+    };
+}
+
+admin_routes! {
+    get "/tenant" => audit::show_tenant, "tenant.read";
+    get "/users" => users::list_users, "users.read";
+    post "/users" => users::create_user, "users.create";
+    get "/users/{id}" => users::show_user, "users.read";
+    delete "/users/{id}" => users::delete_user, "users.delete";
+    patch "/users/{id}" => users::update_user, "users.update";
+    post "/users/{id}/disable" => users::disable_user, "users.disable";
+    post "/users/{id}/enable" => users::enable_user, "users.enable";
+    post "/users/{id}/reset" => users::reset_user, "users.reset";
+    get "/users/{id}/export" => users::export_user, "users.export";
+    get "/users/{id}/consents" => users::list_consents, "users.consents.read";
+    get "/users/{id}/audit" => users::user_audit, "users.audit.read";
+    get "/users/{id}/sessions" => users::list_sessions, "users.sessions.read";
+    delete "/users/{id}/sessions" => users::end_sessions, "users.sessions.end";
+    put "/users/{id}/roles/{role}" => directory::assign_role, "users.roles.write";
+    delete "/users/{id}/roles/{role}" => directory::remove_role, "users.roles.write";
+    put "/users/{id}/groups/{group}" => directory::add_to_group, "users.groups.write";
+    delete "/users/{id}/groups/{group}" => directory::remove_from_group, "users.groups.write";
+    get "/clients" => clients::list_clients, "clients.read";
+    post "/clients" => clients::create_client, "clients.write";
+    get "/clients/{client_id}" => clients::show_client, "clients.read";
+    delete "/clients/{client_id}" => clients::delete_client, "clients.write";
+    patch "/clients/{client_id}" => clients::update_client, "clients.write";
+    post "/clients/{client_id}/secret" => clients::rotate_secret, "clients.write";
+    get "/roles" => directory::list_roles, "roles.read";
+    post "/roles" => directory::create_role, "roles.write";
+    get "/groups" => directory::list_groups, "groups.read";
+    post "/groups" => directory::create_group, "groups.write";
+    get "/audit" => audit::audit_events, "audit.read";
+    get "/theme" => themes::show_theme, "theme.read";
+    put "/theme" => themes::save_theme, "theme.write";
+    delete "/theme" => themes::remove_theme, "theme.write";
+    get "/tenants" => platform::list_tenants, "tenants.read";
+    post "/tenants" => platform::create_tenant, "tenants.write";
+    get "/tenants/{slug}" => platform::show_tenant, "tenants.read";
+    patch "/tenants/{slug}" => platform::update_tenant, "tenants.write";
+    post "/tenants/{slug}/disable" => platform::disable_tenant, "tenants.write";
+    post "/tenants/{slug}/enable" => platform::enable_tenant, "tenants.write";
+    get "/keys" => governance::list_keys, "keys.read";
+    post "/keys/rotate" => governance::rotate_keys, "keys.rotate";
+    get "/policies" => governance::list_policy_versions, "policies.read";
+    put "/policies" => governance::save_policies, "policies.write";
+    post "/policies/test" => governance::test_policies, "policies.test";
+    get "/decisions" => governance::list_decisions, "decisions.read";
+    get "/purposes" => governance::list_purposes, "purposes.read";
+    post "/purposes" => governance::define_purpose, "purposes.write";
+    patch "/purposes/{slug}" => governance::update_purpose, "purposes.write";
+}
+
+/// The operator action of the route `req` matched (`None`: a route missing from
+/// [`ROUTE_ACTIONS`], refused).
+fn route_action(req: &HttpRequest) -> Option<&'static str> {
+    let pattern = req.match_pattern()?;
+    let under = &pattern[pattern.find(PATH)? + PATH.len()..];
+    ROUTE_ACTIONS
+        .iter()
+        .find(|(method, path, _)| {
+            *path == under && req.method().as_str().eq_ignore_ascii_case(method)
+        })
+        .map(|(_, _, action)| *action)
 }
 
 /// An authenticated admin API call: the tenant, who acts, and the admin layer to
@@ -174,14 +167,25 @@ from_request_with!(Caller, Caller::extract);
 
 impl Caller {
     async fn extract(req: HttpRequest) -> Result<Caller, actix_web::Error> {
-        Caller::authenticate(req, SCOPE).await
+        let Some(action) = route_action(&req) else {
+            // A route left out of the table: refused rather than served undecided.
+            tracing::error!(path = req.path(), "admin route without an operator action");
+            return Err(answered(problem(
+                StatusCode::FORBIDDEN,
+                "forbidden",
+                "this route is not open to any role",
+            )));
+        };
+        Caller::authenticate(req, action).await
     }
 
     /// A client-credentials token of this tenant's issuer, for the API's audience,
-    /// carrying `scope`.
-    async fn authenticate(req: HttpRequest, scope: &str) -> Result<Caller, actix_web::Error> {
+    /// carrying the scope of a role its client still holds; then the PDP decides
+    /// whether those roles may take `action` (logged with its reason code).
+    async fn authenticate(req: HttpRequest, action: &str) -> Result<Caller, actix_web::Error> {
         let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
-        let (tenant, claims) = crate::http::bearer::require(&state, &req, scope)
+        let scopes = AdminRole::ALL.map(AdminRole::scope);
+        let (tenant, claims) = crate::http::bearer::require_any(&state, &req, &scopes)
             .await
             .map_err(answered)?;
         let audience = format!("{}{PATH}", tenant.issuer());
@@ -189,8 +193,7 @@ impl Caller {
             return Err(answered(Refusal::InvalidToken.answer()));
         }
         // A user's token would let a client act with admin power on the word of any
-        // user who consented; until administrators' roles are checked (the console),
-        // only a client acting for itself may call.
+        // user who consented; administrators at a console come with their session.
         if claims.sub != claims.client_id {
             return Err(answered(problem(
                 StatusCode::FORBIDDEN,
@@ -199,7 +202,8 @@ impl Caller {
             )));
         }
         // A token outlives its client's registration: a client deleted, or no longer
-        // given the scope or this audience, acts no more, whatever its tokens say.
+        // given the role's scope or this audience, acts no more, whatever its tokens
+        // say.
         let registered = match state
             .admin
             .client(&tenant.tenant.slug, &claims.client_id)
@@ -209,18 +213,40 @@ impl Caller {
             Err(gatehouse_admin::AdminError::NotFound(_)) => None,
             Err(e) => return Err(answered(admin_failure(&e))),
         };
-        let still_allowed = registered.is_some_and(|client| {
-            client.data.scopes.iter().any(|s| s == scope)
-                && client.data.audiences.contains(&audience)
-        });
-        if !still_allowed {
+        let platform_tenant = tenant.tenant.slug == state.config.bootstrap.tenant;
+        let roles: Vec<AdminRole> = registered
+            .filter(|client| client.data.audiences.contains(&audience))
+            .map(|client| {
+                AdminRole::ALL
+                    .into_iter()
+                    .filter(|role| {
+                        let scope = role.scope();
+                        crate::http::bearer::has_scope(&claims, scope)
+                            && client.data.scopes.iter().any(|s| s == scope)
+                    })
+                    // Tenants are operated from the platform's own tenant only.
+                    .filter(|role| platform_tenant || *role != AdminRole::PlatformAdministrator)
+                    .collect()
+            })
+            .unwrap_or_default();
+        if roles.is_empty() {
             return Err(answered(Refusal::InvalidToken.answer()));
         }
-        let operator = if scope == platform::PLATFORM_SCOPE {
+        let operator = if roles.contains(&AdminRole::PlatformAdministrator) {
             Operator::platform_client(&claims.client_id)
         } else {
             Operator::api_client(&claims.client_id)
         };
+        let asked = AdminAction {
+            name: action,
+            tenant: &tenant.tenant,
+            platform_tenant,
+        };
+        state
+            .admin
+            .authorize(&operator, &roles, asked, RequestId::of(&req))
+            .await
+            .map_err(|e| answered(admin_failure(&e)))?;
         Ok(Caller {
             operator,
             state,

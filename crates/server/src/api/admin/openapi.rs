@@ -7,15 +7,20 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use gatehouse_admin::{Admin, AdminRole};
 use utoipa::OpenApi;
+use utoipa::openapi::extensions::Extensions;
 use utoipa::openapi::path::Operation;
-use utoipa::openapi::security::{ClientCredentials, Flow, OAuth2, Scopes, SecurityScheme};
+use utoipa::openapi::security::{
+    ClientCredentials, Flow, OAuth2, Scopes, SecurityRequirement, SecurityScheme,
+};
 use utoipa::openapi::server::Server;
 use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, ResponseBuilder, Type};
 
-use super::platform::PLATFORM_SCOPE;
 use super::views::{BearerError, Problem};
-use super::{PATH, SCOPE, audit, clients, directory, governance, json, platform, themes, users};
+use super::{
+    PATH, ROUTE_ACTIONS, audit, clients, directory, governance, json, platform, themes, users,
+};
 use crate::http::answer::answered;
 use crate::oauth::resolve;
 use crate::state::AppState;
@@ -27,36 +32,72 @@ use crate::state::AppState;
         description = "Operate one tenant: its users, roles and groups, clients, signing keys, \
             policies and decision log, consent purposes and audit log. \
             Callers authenticate with a client-credentials access token of the tenant's issuer \
-            carrying the scope `admin` and the audience `{issuer}/admin/v1`."
+            for the audience `{issuer}/admin/v1`, carrying the scope of a role its client is \
+            registered with: `admin` (tenant administrator), `admin:helpdesk` (helpdesk), \
+            `admin:audit` (auditor) or `platform` (platform administrator, the platform's own \
+            tenant only). Gatehouse's policy decision point decides each call by the role's \
+            policies and logs the decision; each operation lists the role scopes it is open to \
+            and names its action in `x-gatehouse-action`."
     ),
     paths(
         audit::show_tenant,
-        users::list_users, users::create_user, users::show_user, users::update_user, users::delete_user,
-        users::disable_user, users::enable_user, users::reset_user, users::list_sessions, users::end_sessions,
-        users::export_user, users::list_consents, users::user_audit,
-        directory::list_roles, directory::create_role, directory::assign_role, directory::remove_role,
-        directory::list_groups, directory::create_group, directory::add_to_group,
+        users::list_users,
+        users::create_user,
+        users::show_user,
+        users::update_user,
+        users::delete_user,
+        users::disable_user,
+        users::enable_user,
+        users::reset_user,
+        users::list_sessions,
+        users::end_sessions,
+        users::export_user,
+        users::list_consents,
+        users::user_audit,
+        directory::list_roles,
+        directory::create_role,
+        directory::assign_role,
+        directory::remove_role,
+        directory::list_groups,
+        directory::create_group,
+        directory::add_to_group,
         directory::remove_from_group,
-        clients::list_clients, clients::create_client, clients::show_client, clients::delete_client, clients::rotate_secret,
+        clients::list_clients,
+        clients::create_client,
+        clients::show_client,
+        clients::delete_client,
+        clients::rotate_secret,
         clients::update_client,
         audit::audit_events,
-        platform::list_tenants, platform::create_tenant, platform::show_tenant,
-        platform::update_tenant, platform::disable_tenant, platform::enable_tenant,
-        themes::show_theme, themes::save_theme, themes::remove_theme,
-        governance::list_keys, governance::rotate_keys, governance::list_policy_versions,
-        governance::save_policies, governance::test_policies, governance::list_decisions,
-        governance::list_purposes, governance::define_purpose, governance::update_purpose,
+        platform::list_tenants,
+        platform::create_tenant,
+        platform::show_tenant,
+        platform::update_tenant,
+        platform::disable_tenant,
+        platform::enable_tenant,
+        themes::show_theme,
+        themes::save_theme,
+        themes::remove_theme,
+        governance::list_keys,
+        governance::rotate_keys,
+        governance::list_policy_versions,
+        governance::save_policies,
+        governance::test_policies,
+        governance::list_decisions,
+        governance::list_purposes,
+        governance::define_purpose,
+        governance::update_purpose,
     ),
-    components(schemas(Problem, BearerError)),
-    security(("admin_token" = ["admin"])),
+    components(schemas(Problem, BearerError))
 )]
 struct AdminApi;
 
 /// The name of the security scheme every operation requires.
 const SCHEME: &str = "admin_token";
 
-/// The document for the tenant whose issuer is `issuer`.
-pub(crate) fn openapi(issuer: &str) -> utoipa::openapi::OpenApi {
+/// The document for the tenant whose issuer is `issuer`; `admin` says which roles
+/// each operation is open to.
+pub(crate) fn openapi(issuer: &str, admin: &Admin) -> utoipa::openapi::OpenApi {
     let mut doc = AdminApi::openapi();
     doc.info.version = env!("CARGO_PKG_VERSION").to_owned();
     doc.servers = Some(vec![Server::new(format!("{issuer}{PATH}"))]);
@@ -66,13 +107,7 @@ pub(crate) fn openapi(issuer: &str) -> utoipa::openapi::OpenApi {
         SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
             ClientCredentials::new(
                 format!("{issuer}/oauth2/token"),
-                Scopes::from_iter([
-                    (SCOPE, "operate the tenant"),
-                    (
-                        PLATFORM_SCOPE,
-                        "operate the tenants (the platform's own tenant only)",
-                    ),
-                ]),
+                Scopes::from_iter(AdminRole::ALL.map(|role| (role.scope(), role_summary(role)))),
             ),
         )])),
     );
@@ -83,20 +118,56 @@ pub(crate) fn openapi(issuer: &str) -> utoipa::openapi::OpenApi {
     }
     for (path, item) in doc.paths.paths.iter_mut() {
         let names_a_thing = path.contains('{');
-        for operation in [
-            &mut item.get,
-            &mut item.put,
-            &mut item.post,
-            &mut item.delete,
-            &mut item.patch,
-        ]
-        .into_iter()
-        .flatten()
-        {
+        let under = path.strip_prefix(PATH).unwrap_or(path);
+        for (method, operation) in [
+            ("get", &mut item.get),
+            ("put", &mut item.put),
+            ("post", &mut item.post),
+            ("delete", &mut item.delete),
+            ("patch", &mut item.patch),
+        ] {
+            let Some(operation) = operation else { continue };
             add_common_responses(operation, names_a_thing);
+            let action = ROUTE_ACTIONS
+                .iter()
+                .find(|(m, p, _)| *m == method && *p == under)
+                .map(|(_, _, action)| *action);
+            if let Some(action) = action {
+                state_access(operation, action, admin);
+            }
         }
     }
     doc
+}
+
+/// The scopes in the token endpoint's flow, one per role.
+fn role_summary(role: AdminRole) -> &'static str {
+    match role {
+        AdminRole::PlatformAdministrator => {
+            "platform administrator: create and operate tenants (the platform's own tenant only)"
+        }
+        AdminRole::TenantAdministrator => "tenant administrator: everything about the tenant",
+        AdminRole::Helpdesk => {
+            "helpdesk: read users; reset their factors, end their sessions, disable and enable them"
+        }
+        AdminRole::Auditor => "auditor: read everything, change nothing",
+    }
+}
+
+/// The operation's action and the role scopes open to it (any one suffices: each
+/// is its own security requirement), as the operator policies decide them.
+fn state_access(operation: &mut Operation, action: &str, admin: &Admin) {
+    operation.security = Some(
+        admin
+            .roles_permitted(action)
+            .into_iter()
+            .map(|role| SecurityRequirement::new(SCHEME, [role.scope()]))
+            .collect(),
+    );
+    operation
+        .extensions
+        .get_or_insert_with(Extensions::default)
+        .insert("x-gatehouse-action".to_owned(), action.into());
 }
 
 /// `GET /admin/v1/openapi.json`: the contract, public like discovery (it names no
@@ -106,7 +177,10 @@ pub(super) async fn document(
     req: HttpRequest,
 ) -> actix_web::Result<HttpResponse> {
     let tenant = resolve(&state, &req).await.map_err(answered)?;
-    Ok(json(StatusCode::OK, openapi(&tenant.issuer())))
+    Ok(json(
+        StatusCode::OK,
+        openapi(&tenant.issuer(), &state.admin),
+    ))
 }
 
 fn problem_response(description: &str) -> Response {
@@ -129,7 +203,12 @@ fn common_responses() -> Vec<(&'static str, Response)> {
         .headers
         .insert("WWW-Authenticate".into(), challenge.clone().into());
     let mut forbidden = ResponseBuilder::new()
-        .description("The token lacks the scope `admin`, or is a user's token")
+        .description(
+            "The token carries no admin role's scope, or is a user's token \
+            (`WWW-Authenticate` with `insufficient_scope`); or the policy decision point \
+            refused the role this action (problem `forbidden` with `action`, the `reason` \
+            code as in the decision log, and `acr_values` where a stronger sign-in would do)",
+        )
         .content(
             "application/json",
             Content::new(Some(Ref::from_schema_name("BearerError"))),

@@ -17,9 +17,6 @@ use super::{Caller, PATH, body, created, ok, reason, respond, segment, with_head
 use crate::api::problem::problem;
 use crate::http::answer::{answered, from_request_with};
 
-/// The scope a platform administrator's token carries.
-pub use gatehouse_admin::PLATFORM_SCOPE;
-
 /// A platform administrator: an API client of the platform's own tenant with the
 /// scope `platform`.
 pub(super) struct PlatformCaller(Caller);
@@ -42,9 +39,7 @@ impl PlatformCaller {
                 "no such resource",
             )));
         }
-        Ok(PlatformCaller(
-            Caller::authenticate(req, PLATFORM_SCOPE).await?,
-        ))
+        Ok(PlatformCaller(Caller::extract(req).await?))
     }
 }
 

@@ -405,6 +405,12 @@ pub(super) struct Problem {
     error_description: String,
     /// The member, query parameter or header at fault.
     field: Option<String>,
+    /// A refusal by the operator policies (`forbidden`): the action refused.
+    action: Option<String>,
+    /// A refusal by the operator policies: its reason code, as in the decision log.
+    reason: Option<String>,
+    /// A refusal a stronger sign-in would lift: the assurance level to step up to.
+    acr_values: Option<String>,
 }
 
 /// A bearer-token refusal with a body (RFC 6750 §3.1).

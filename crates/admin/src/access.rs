@@ -1,0 +1,137 @@
+//! Who may do what: the roles an operator holds and the PDP's decision on each
+//! admin action. The rules are Gatehouse's shipped operator policies
+//! (`consent/policies/operators.cedar`), so every decision lands in the decision log
+//! with its reason code, like any AuthZEN evaluation.
+
+use gatehouse_consent::pdp::OperatorRequest;
+use gatehouse_identity_store::tenants::Tenant;
+
+use crate::{Admin, AdminError, AdminResult, Operator, PLATFORM_SCOPE};
+
+/// An administrator's role. API clients hold a role by the scope their token
+/// carries and their registration still grants.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum AdminRole {
+    /// Operates the tenants themselves (the platform's own tenant only).
+    PlatformAdministrator,
+    /// Everything about one tenant.
+    TenantAdministrator,
+    /// Reads users; resets their factors, ends their sessions, disables and enables
+    /// them. No client, policy or key changes.
+    Helpdesk,
+    /// Reads everything, changes nothing.
+    Auditor,
+}
+
+impl AdminRole {
+    pub const ALL: [AdminRole; 4] = [
+        AdminRole::PlatformAdministrator,
+        AdminRole::TenantAdministrator,
+        AdminRole::Helpdesk,
+        AdminRole::Auditor,
+    ];
+
+    /// The scope an API client's token carries for the role.
+    pub fn scope(self) -> &'static str {
+        match self {
+            AdminRole::PlatformAdministrator => PLATFORM_SCOPE,
+            AdminRole::TenantAdministrator => "admin",
+            AdminRole::Helpdesk => "admin:helpdesk",
+            AdminRole::Auditor => "admin:audit",
+        }
+    }
+
+    pub fn from_scope(scope: &str) -> Option<AdminRole> {
+        AdminRole::ALL
+            .into_iter()
+            .find(|role| role.scope() == scope)
+    }
+
+    /// The role's name in the operator policies.
+    pub fn name(self) -> &'static str {
+        match self {
+            AdminRole::PlatformAdministrator => "platform_administrator",
+            AdminRole::TenantAdministrator => "tenant_administrator",
+            AdminRole::Helpdesk => "helpdesk",
+            AdminRole::Auditor => "auditor",
+        }
+    }
+}
+
+/// What an operator asks to do: one action of the operator policies' schema
+/// (`users.reset`, `clients.write`, …) on one tenant.
+#[derive(Debug, Clone, Copy)]
+pub struct AdminAction<'a> {
+    pub name: &'a str,
+    pub tenant: &'a Tenant,
+    /// The tenant is the platform's own.
+    pub platform_tenant: bool,
+}
+
+impl Admin {
+    /// Whether `operator`, holding `roles`, may take `action`: the PDP decides by
+    /// the shipped operator policies and logs the decision (with `request_id`).
+    /// A denial is [`AdminError::Denied`] with the reason code.
+    pub async fn authorize(
+        &self,
+        operator: &Operator,
+        roles: &[AdminRole],
+        action: AdminAction<'_>,
+        request_id: Option<String>,
+    ) -> AdminResult<()> {
+        let request = OperatorRequest {
+            operator: operator.actor(),
+            roles: roles.iter().map(|role| role.name().to_owned()).collect(),
+            interactive: false,
+            acr: 0,
+            action: action.name.to_owned(),
+            tenant_slug: action.tenant.slug.clone(),
+            platform_tenant: action.platform_tenant,
+        };
+        let (pdp, tenant) = (self.pdp.clone(), action.tenant.id);
+        let decision = self
+            .off_pool(move || {
+                Ok(pdp.authorize_operator(tenant, &request, request_id.as_deref())?)
+            })
+            .await?;
+        if decision.allowed {
+            return Ok(());
+        }
+        Err(AdminError::Denied {
+            action: action.name.to_owned(),
+            reason: decision
+                .reason
+                .unwrap_or_else(|| "entitlement_missing".to_owned()),
+            acr_values: decision.acr_values,
+        })
+    }
+
+    /// The roles the operator policies let an API client take `action` with (on the
+    /// platform's own tenant, where every role applies), decided without logging:
+    /// what the admin API's contract states about each operation.
+    pub fn roles_permitted(&self, action: &str) -> Vec<AdminRole> {
+        AdminRole::ALL
+            .into_iter()
+            .filter(|role| {
+                let request = OperatorRequest {
+                    operator: "contract".to_owned(),
+                    roles: vec![role.name().to_owned()],
+                    interactive: false,
+                    acr: 0,
+                    action: action.to_owned(),
+                    tenant_slug: "contract".to_owned(),
+                    platform_tenant: true,
+                };
+                self.pdp
+                    .judge_operator(&request)
+                    .is_ok_and(|decision| decision.allowed)
+            })
+            .collect()
+    }
+
+    /// Whether the operator policies know `action` (a route naming another would
+    /// be refused on every call; the server's tests check its table with this).
+    pub fn knows_action(&self, action: &str) -> bool {
+        self.pdp.knows_operator_action(action)
+    }
+}
