@@ -103,6 +103,11 @@ impl Admin {
                 .reason
                 .unwrap_or_else(|| "entitlement_missing".to_owned()),
             acr_values: decision.acr_values,
+            scopes: self
+                .roles_permitted(action.name)
+                .into_iter()
+                .map(|role| role.scope().to_owned())
+                .collect(),
         })
     }
 

@@ -26,6 +26,9 @@ pub enum AdminError {
         action: String,
         reason: String,
         acr_values: Option<String>,
+        /// The scopes of the roles that may take the action (the bearer challenge's
+        /// `scope`).
+        scopes: Vec<String>,
     },
     /// A part the action needs could not be reached or started.
     #[error("{0}")]

@@ -34,18 +34,34 @@ pub(crate) fn invalid_field(field: &str, detail: &str) -> HttpResponse {
 }
 
 /// 403: the operator policies refuse this action; `reason` is the decision's
-/// reason code, and `acr_values` what a console session must step up to.
-fn denied(action: &str, reason: &str, acr_values: Option<&str>) -> HttpResponse {
+/// reason code, and `acr_values` what a console session must step up to. The
+/// bearer challenge says what would do: a stronger sign-in (RFC 9470's
+/// `insufficient_user_authentication`), or a role's scope (RFC 6750's
+/// `insufficient_scope`, naming the scopes of the roles that may).
+fn denied(action: &str, reason: &str, acr_values: Option<&str>, scopes: &[String]) -> HttpResponse {
     let mut members = json!({ "action": action, "reason": reason });
-    if let Some(acr) = acr_values {
-        members["acr_values"] = json!(acr);
-    }
-    answer(
+    let challenge = match acr_values {
+        Some(acr) => {
+            members["acr_values"] = json!(acr);
+            format!("Bearer error=\"insufficient_user_authentication\", acr_values=\"{acr}\"")
+        }
+        None => format!(
+            "Bearer error=\"insufficient_scope\", scope=\"{}\"",
+            scopes.join(" ")
+        ),
+    };
+    let mut response = answer(
         StatusCode::FORBIDDEN,
         "forbidden",
         &format!("the caller's roles do not permit `{action}` ({reason})"),
         members,
-    )
+    );
+    if let Ok(value) = header::HeaderValue::from_str(&challenge) {
+        response
+            .headers_mut()
+            .insert(header::WWW_AUTHENTICATE, value);
+    }
+    response
 }
 
 /// `members` are extension members (RFC 9457 §3.2) added to the standard ones.
@@ -138,7 +154,8 @@ pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
             action,
             reason,
             acr_values,
-        } => denied(action, reason, acr_values.as_deref()),
+            scopes,
+        } => denied(action, reason, acr_values.as_deref(), scopes),
         AdminError::NotFound(message) => problem(StatusCode::NOT_FOUND, "not_found", message),
         AdminError::Conflict(message) => problem(StatusCode::CONFLICT, "conflict", message),
         AdminError::Unavailable(message) => {

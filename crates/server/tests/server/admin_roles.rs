@@ -134,6 +134,10 @@ fn every_role_takes_exactly_its_own_operations(backend: Backend) {
         for (scope, token) in &tokens {
             let answer = send(&app, token, &method, &url_path, body);
             let status = answer.status().as_u16();
+            let challenge = answer
+                .headers()
+                .get("www-authenticate")
+                .map(|h| h.to_str().unwrap().to_owned());
             let (_, problem) = read(answer);
             if expected.contains(scope) {
                 assert!(
@@ -148,6 +152,16 @@ fn every_role_takes_exactly_its_own_operations(backend: Backend) {
                 assert_eq!(problem["error"], "forbidden", "{problem}");
                 assert_eq!(problem["action"], action.as_str());
                 assert_eq!(problem["reason"], "entitlement_missing");
+                // The challenge names the scopes that would do (RFC 6750 §3).
+                let scopes = expected.iter().copied().collect::<Vec<_>>().join(" ");
+                let challenge = challenge.unwrap_or_default();
+                assert!(challenge.contains("insufficient_scope"), "{challenge}");
+                for scope in &expected {
+                    assert!(
+                        challenge.contains(scope),
+                        "{challenge} lacks {scope} ({scopes})"
+                    );
+                }
             }
         }
     }
