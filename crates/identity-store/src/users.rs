@@ -20,6 +20,8 @@ use crate::query::{tenant_row, tenant_rows};
 use crate::schema::{user_emails, users};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
+pub mod search;
+
 const ENTITY: &str = "user";
 const MAX_USER_NAME: usize = 256;
 const MAX_EMAILS: usize = 20;

@@ -16,6 +16,7 @@ mod pushed_requests;
 mod sessions;
 mod signing_keys;
 mod tenants;
+mod user_search;
 mod users;
 mod webauthn_challenges;
 
