@@ -35,6 +35,9 @@ const RESOURCE_SERVER: &str = "gatehouse-resource-server";
 /// JWS and JWK for token-issuer and the resource server; linked into third-party
 /// APIs too, so nothing of Gatehouse.
 const JOSE: &str = "gatehouse-jose";
+/// SCIM's grammar and semantics (filters, PATCH): a protocol library that knows
+/// nothing of Gatehouse; only the server's SCIM adapter uses it.
+const SCIM: &str = "gatehouse-scim";
 
 /// Which workspace crates a member may depend on (normal dependencies).
 enum Allowed {
@@ -50,6 +53,7 @@ fn allowed_workspace_deps(name: &str) -> Option<Allowed> {
         CORE => Some(Allowed::Only(&[])),
         RESOURCE_SERVER => Some(Allowed::Only(&[JOSE])),
         JOSE => Some(Allowed::Only(&[])),
+        SCIM => Some(Allowed::Only(&[])),
         // Automation drives crates through cargo; linking them would make it slow to build.
         "xtask" => Some(Allowed::Only(&[])),
         ADMIN => Some(Allowed::Only(&[
@@ -73,6 +77,8 @@ fn forbidden_external_deps(name: &str) -> Vec<&'static str> {
         CORE => [HTTP_STACKS, &["diesel"]].concat(),
         // JOSE never calls out: fetching a JWK Set is its users' business.
         STORE | CONSENT | JOSE => HTTP_STACKS.to_vec(),
+        // A grammar: no HTTP, no database; the store gets typed filters, never text.
+        SCIM => [HTTP_STACKS, &["diesel"]].concat(),
         // The resource-server helper is an actix extractor for API teams' own servers.
         SERVER | RESOURCE_SERVER | "xtask" => Vec::new(),
         _ => SERVER_FRAMEWORKS.to_vec(),

@@ -21,15 +21,29 @@ pub enum AdminRole {
     Helpdesk,
     /// Reads everything, changes nothing.
     Auditor,
+    /// A provisioning system (SCIM): creates, changes and removes users and groups.
+    Provisioner,
 }
 
 impl AdminRole {
-    pub const ALL: [AdminRole; 4] = [
+    pub const ALL: [AdminRole; 5] = [
+        AdminRole::PlatformAdministrator,
+        AdminRole::TenantAdministrator,
+        AdminRole::Helpdesk,
+        AdminRole::Auditor,
+        AdminRole::Provisioner,
+    ];
+
+    /// The roles the admin API takes tokens for.
+    pub const ADMIN_API: [AdminRole; 4] = [
         AdminRole::PlatformAdministrator,
         AdminRole::TenantAdministrator,
         AdminRole::Helpdesk,
         AdminRole::Auditor,
     ];
+
+    /// The roles SCIM takes tokens for.
+    pub const SCIM: [AdminRole; 1] = [AdminRole::Provisioner];
 
     /// The scope an API client's token carries for the role.
     pub fn scope(self) -> &'static str {
@@ -38,6 +52,7 @@ impl AdminRole {
             AdminRole::TenantAdministrator => "admin",
             AdminRole::Helpdesk => "admin:helpdesk",
             AdminRole::Auditor => "admin:audit",
+            AdminRole::Provisioner => "scim",
         }
     }
 
@@ -54,6 +69,7 @@ impl AdminRole {
             AdminRole::TenantAdministrator => "tenant_administrator",
             AdminRole::Helpdesk => "helpdesk",
             AdminRole::Auditor => "auditor",
+            AdminRole::Provisioner => "provisioner",
         }
     }
 }
@@ -66,6 +82,8 @@ pub struct AdminAction<'a> {
     pub tenant: &'a Tenant,
     /// The tenant is the platform's own.
     pub platform_tenant: bool,
+    /// The roles the API asked through takes (what a refusal names as the way in).
+    pub roles: &'a [AdminRole],
 }
 
 impl Admin {
@@ -104,19 +122,20 @@ impl Admin {
                 .unwrap_or_else(|| "entitlement_missing".to_owned()),
             acr_values: decision.acr_values,
             scopes: self
-                .roles_permitted(action.name)
+                .roles_permitted(action.name, action.roles)
                 .into_iter()
                 .map(|role| role.scope().to_owned())
                 .collect(),
         })
     }
 
-    /// The roles the operator policies let an API client take `action` with (on the
-    /// platform's own tenant, where every role applies), decided without logging:
-    /// what the admin API's contract states about each operation.
-    pub fn roles_permitted(&self, action: &str) -> Vec<AdminRole> {
-        AdminRole::ALL
-            .into_iter()
+    /// The roles `among` that the operator policies let an API client take
+    /// `action` with (on the platform's own tenant, where every role applies),
+    /// decided without logging: what an API's contract states about each operation.
+    pub fn roles_permitted(&self, action: &str, among: &[AdminRole]) -> Vec<AdminRole> {
+        among
+            .iter()
+            .copied()
             .filter(|role| {
                 let request = OperatorRequest {
                     operator: "contract".to_owned(),

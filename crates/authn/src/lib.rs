@@ -17,6 +17,7 @@ pub mod mail;
 pub mod mail_render;
 pub mod passkeys;
 pub mod password;
+pub mod provisioning;
 pub mod recovery;
 pub mod recovery_codes;
 pub mod registration;

@@ -156,7 +156,7 @@ impl Inner {
     /// Audits a successful action of `actor` (an operator or administrator) on
     /// `user`'s account.
     #[allow(clippy::too_many_arguments)]
-    fn audit_operator_action(
+    pub(crate) fn audit_operator_action(
         &self,
         conn: &mut AnyConnection,
         tenant: TenantId,
@@ -181,13 +181,13 @@ impl Inner {
 
     /// Publishes after a commit. A failure reaches no other node, but the database
     /// already holds the truth every node checks, so it is logged, not returned.
-    fn announce(&self, event: DomainEvent) {
+    pub(crate) fn announce(&self, event: DomainEvent) {
         self.events.announce(event);
     }
 
     /// Inside the deactivation's transaction: everything that lets the user in, or
     /// lets an application act for them, ends.
-    fn end_everything(
+    pub(crate) fn end_everything(
         &self,
         conn: &mut AnyConnection,
         now: DateTime<Utc>,

@@ -1141,3 +1141,34 @@ fn operator_decisions_are_logged_and_unknown_actions_refused() {
     let unknown = pdp.judge_operator(&operator(&["tenant_administrator"], "drop.tables", false));
     assert!(matches!(unknown, Err(ConsentError::Invalid(_))));
 }
+
+#[test]
+fn a_provisioner_keeps_users_and_groups_and_nothing_else() {
+    let (pdp, _, _) = setup();
+    for action in [
+        "users.read",
+        "users.create",
+        "users.update",
+        "users.delete",
+        "users.disable",
+        "groups.read",
+        "groups.write",
+        "users.groups.write",
+    ] {
+        assert!(operator_allowed(&pdp, &["provisioner"], action), "{action}");
+    }
+    for action in [
+        "users.reset",
+        "users.export",
+        "users.roles.write",
+        "users.audit.read",
+        "clients.read",
+        "policies.write",
+        "tenants.read",
+    ] {
+        assert!(
+            !operator_allowed(&pdp, &["provisioner"], action),
+            "{action}"
+        );
+    }
+}

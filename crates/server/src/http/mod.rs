@@ -37,12 +37,14 @@ pub fn routes(cfg: &mut web::ServiceConfig) {
             .configure(crate::api::authzen::tenant_routes)
             .configure(crate::api::consent::tenant_routes)
             .configure(crate::api::admin::tenant_routes)
+            .configure(crate::api::scim::tenant_routes)
             .configure(crate::pages::tenant_routes),
     );
     crate::oauth::tenant_routes(cfg);
     crate::api::authzen::tenant_routes(cfg);
     crate::api::consent::tenant_routes(cfg);
     crate::api::admin::tenant_routes(cfg);
+    crate::api::scim::tenant_routes(cfg);
     crate::pages::tenant_routes(cfg);
     cfg.default_service(web::to(crate::pages::not_found));
 }

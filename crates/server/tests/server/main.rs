@@ -31,6 +31,7 @@ mod passkeys;
 mod production_path;
 mod proxies;
 mod recovery;
+mod scim;
 mod startup;
 mod support;
 mod web_kit;

@@ -33,15 +33,14 @@ mod views;
 
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
-use gatehouse_admin::{Admin, AdminAction, AdminResult, AdminRole, Operator, Reason};
+use gatehouse_admin::{Admin, AdminResult, AdminRole, Operator, Reason};
 use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::StoreError;
 use serde::Serialize;
 
 use crate::api::problem::{admin_failure, invalid_field, problem};
-use crate::http::RequestId;
-use crate::http::answer::{self, answered, from_request_with};
-use crate::http::bearer::{Refusal, json_answer};
+use crate::http::answer::{answered, from_request_with};
+use crate::http::bearer::json_answer;
 use crate::http::tenant::ResolvedTenant;
 use crate::state::AppState;
 
@@ -179,78 +178,15 @@ impl Caller {
         Caller::authenticate(req, action).await
     }
 
-    /// A client-credentials token of this tenant's issuer, for the API's audience,
-    /// carrying the scope of a role its client still holds; then the PDP decides
-    /// whether those roles may take `action` (logged with its reason code).
+    /// The admin API's caller: see [`crate::api::operator::authorize`].
     async fn authenticate(req: HttpRequest, action: &str) -> Result<Caller, actix_web::Error> {
-        let state = answer::app_state(&req, || HttpResponse::InternalServerError().finish())?;
-        let scopes = AdminRole::ALL.map(AdminRole::scope);
-        let (tenant, claims) = crate::http::bearer::require_any(&state, &req, &scopes)
+        let call = crate::api::operator::authorize(&req, PATH, &AdminRole::ADMIN_API, action)
             .await
-            .map_err(answered)?;
-        let audience = format!("{}{PATH}", tenant.issuer());
-        if !claims.aud.contains(&audience) {
-            return Err(answered(Refusal::InvalidToken.answer()));
-        }
-        // A user's token would let a client act with admin power on the word of any
-        // user who consented; administrators at a console come with their session.
-        if claims.sub != claims.client_id {
-            return Err(answered(problem(
-                StatusCode::FORBIDDEN,
-                "insufficient_scope",
-                "the admin API takes client-credentials tokens only",
-            )));
-        }
-        // A token outlives its client's registration: a client deleted, or no longer
-        // given the role's scope or this audience, acts no more, whatever its tokens
-        // say.
-        let registered = match state
-            .admin
-            .client(&tenant.tenant.slug, &claims.client_id)
-            .await
-        {
-            Ok(client) => Some(client),
-            Err(gatehouse_admin::AdminError::NotFound(_)) => None,
-            Err(e) => return Err(answered(admin_failure(&e))),
-        };
-        let platform_tenant = tenant.tenant.slug == state.config.bootstrap.tenant;
-        let roles: Vec<AdminRole> = registered
-            .filter(|client| client.data.audiences.contains(&audience))
-            .map(|client| {
-                AdminRole::ALL
-                    .into_iter()
-                    .filter(|role| {
-                        let scope = role.scope();
-                        crate::http::bearer::has_scope(&claims, scope)
-                            && client.data.scopes.iter().any(|s| s == scope)
-                    })
-                    // Tenants are operated from the platform's own tenant only.
-                    .filter(|role| platform_tenant || *role != AdminRole::PlatformAdministrator)
-                    .collect()
-            })
-            .unwrap_or_default();
-        if roles.is_empty() {
-            return Err(answered(Refusal::InvalidToken.answer()));
-        }
-        let operator = if roles.contains(&AdminRole::PlatformAdministrator) {
-            Operator::platform_client(&claims.client_id)
-        } else {
-            Operator::api_client(&claims.client_id)
-        };
-        let asked = AdminAction {
-            name: action,
-            tenant: &tenant.tenant,
-            platform_tenant,
-        };
-        state
-            .admin
-            .authorize(&operator, &roles, asked, RequestId::of(&req))
-            .await
-            .map_err(|e| answered(admin_failure(&e)))?;
+            .map_err(|refused| answered(refused.into_problem()))?;
         Ok(Caller {
-            operator,
-            state,
-            tenant,
+            operator: call.operator,
+            state: call.state,
+            tenant: call.tenant,
         })
     }
 }

@@ -107,7 +107,9 @@ pub(crate) fn openapi(issuer: &str, admin: &Admin) -> utoipa::openapi::OpenApi {
         SecurityScheme::OAuth2(OAuth2::new([Flow::ClientCredentials(
             ClientCredentials::new(
                 format!("{issuer}/oauth2/token"),
-                Scopes::from_iter(AdminRole::ALL.map(|role| (role.scope(), role_summary(role)))),
+                Scopes::from_iter(
+                    AdminRole::ADMIN_API.map(|role| (role.scope(), role_summary(role))),
+                ),
             ),
         )])),
     );
@@ -151,6 +153,7 @@ fn role_summary(role: AdminRole) -> &'static str {
             "helpdesk: read users; reset their factors, end their sessions, disable and enable them"
         }
         AdminRole::Auditor => "auditor: read everything, change nothing",
+        AdminRole::Provisioner => "provisioner: SCIM's users and groups",
     }
 }
 
@@ -159,7 +162,7 @@ fn role_summary(role: AdminRole) -> &'static str {
 fn state_access(operation: &mut Operation, action: &str, admin: &Admin) {
     operation.security = Some(
         admin
-            .roles_permitted(action)
+            .roles_permitted(action, &AdminRole::ADMIN_API)
             .into_iter()
             .map(|role| SecurityRequirement::new(SCHEME, [role.scope()]))
             .collect(),

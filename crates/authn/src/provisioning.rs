@@ -1,0 +1,259 @@
+//! Accounts kept by a provisioning system (SCIM from an HR or CRM system): the
+//! whole profile is written at once, by an operator's client, not by the user.
+//!
+//! The provisioning system is trusted for who the person is, not for proof of an
+//! address: a new address arrives unverified (so it cannot receive a recovery
+//! link before the person proves it), and an address the account already had
+//! keeps its proof. Deactivation (`active: false`) ends everything the user has
+//! live, as an operator's disable does; a password, when sent, passes the sign-up
+//! policy and is hashed with no database connection held.
+
+use chrono::{DateTime, Utc};
+use gatehouse_core::events::DomainEvent;
+use gatehouse_core::ids::{TenantId, UserId};
+use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
+use gatehouse_identity_store::users::{self, User, UserData};
+use gatehouse_identity_store::{AnyConnection, db};
+use serde_json::json;
+use zeroize::Zeroizing;
+
+use crate::service::Inner;
+use crate::{Authn, AuthnError, ClientInfo};
+
+/// The user's own details a new password must not contain.
+fn password_details(data: &UserData) -> Vec<Option<&str>> {
+    let mut details = vec![
+        Some(data.user_name.as_str()),
+        data.name.given_name.as_deref(),
+        data.name.family_name.as_deref(),
+    ];
+    details.extend(data.emails.iter().map(|e| Some(e.value.as_str())));
+    details
+}
+
+/// Each address must be one Gatehouse could send to.
+fn check_addresses(data: &UserData) -> Result<(), AuthnError> {
+    if data
+        .emails
+        .iter()
+        .all(|e| crate::registration::valid_new_email(e.value.trim()))
+    {
+        Ok(())
+    } else {
+        Err(AuthnError::InvalidEmail)
+    }
+}
+
+/// Proof of an address is kept only for an address the account already had.
+fn carry_proofs(previous: Option<&User>, data: &mut UserData) {
+    for email in &mut data.emails {
+        email.verified = previous.is_some_and(|user| {
+            user.data.emails.iter().any(|old| {
+                old.verified && old.value.trim().eq_ignore_ascii_case(email.value.trim())
+            })
+        });
+    }
+}
+
+/// Sets or replaces the user's password inside the caller's transaction.
+fn store_password(
+    inner: &Inner,
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    phc: &str,
+) -> Result<(), AuthnError> {
+    let existing = credentials::list_for_user(conn, tenant, user, Some(CredentialKind::Password))?;
+    match existing.first() {
+        Some(credential) => {
+            credentials::replace_secret(conn, &inner.cipher, credential, phc.as_bytes())?
+        }
+        None => {
+            credentials::create(
+                conn,
+                &inner.cipher,
+                now,
+                tenant,
+                user,
+                NewCredential {
+                    kind: CredentialKind::Password,
+                    label: None,
+                    secret: phc.as_bytes(),
+                },
+            )?;
+        }
+    }
+    Ok(())
+}
+
+/// The profile attributes that differ, by name, for the audit record (never their
+/// values: the record outlives the data).
+fn changed_attributes(old: &UserData, new: &UserData) -> Vec<&'static str> {
+    let mut changed = Vec::new();
+    let mut check = |name: &'static str, differs: bool| {
+        if differs {
+            changed.push(name);
+        }
+    };
+    check("userName", old.user_name != new.user_name);
+    check("name", old.name != new.name);
+    check("displayName", old.display_name != new.display_name);
+    check("nickName", old.nick_name != new.nick_name);
+    check("title", old.title != new.title);
+    check("userType", old.user_type != new.user_type);
+    check(
+        "preferredLanguage",
+        old.preferred_language != new.preferred_language,
+    );
+    check("locale", old.locale != new.locale);
+    check("timezone", old.timezone != new.timezone);
+    check("active", old.active != new.active);
+    check("externalId", old.external_id != new.external_id);
+    check("emails", old.emails != new.emails);
+    check("phoneNumbers", old.phone_numbers != new.phone_numbers);
+    check("extensions", old.custom_attributes != new.custom_attributes);
+    changed
+}
+
+impl Authn {
+    /// Creates an account from a provisioning system's profile, audited as
+    /// `user.created` by `actor`. [`AuthnError::Store`] with `Conflict` when the
+    /// userName or primary address (or a look-alike) is taken.
+    pub async fn provision_account(
+        &self,
+        tenant: TenantId,
+        actor: String,
+        mut data: UserData,
+        password: Option<Zeroizing<String>>,
+    ) -> Result<User, AuthnError> {
+        check_addresses(&data)?;
+        carry_proofs(None, &mut data);
+        let phc = match password {
+            Some(password) => Some(Zeroizing::new(
+                self.new_password_hash(password, &password_details(&data))
+                    .await?,
+            )),
+            None => None,
+        };
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            let user = db::transaction_with(conn, |conn| {
+                let user = crate::registration::create_user(
+                    inner,
+                    conn,
+                    now,
+                    tenant,
+                    data,
+                    phc.as_deref().map(String::as_str),
+                )?;
+                inner.audit_operator_action(
+                    conn,
+                    tenant,
+                    actor,
+                    "user.created",
+                    user.id,
+                    &ClientInfo::default(),
+                    json!({ "provisioned": true, "password": phc.is_some() }),
+                )?;
+                Ok::<_, AuthnError>(user)
+            })?;
+            inner.announce(DomainEvent::UserChanged {
+                tenant,
+                user: user.id,
+            });
+            Ok(user)
+        })
+        .await
+    }
+
+    /// Replaces the account's profile with a provisioning system's, if
+    /// `expected_version` (when given) is still current: `StaleVersion` otherwise.
+    /// Deactivating ends the user's sessions and grants in the same transaction.
+    /// Audited as `user.updated` with the attributes changed, plus
+    /// `user.deactivated`/`user.reactivated` when `active` changed.
+    pub async fn replace_account(
+        &self,
+        tenant: TenantId,
+        actor: String,
+        user: UserId,
+        expected_version: Option<i64>,
+        mut data: UserData,
+        password: Option<Zeroizing<String>>,
+    ) -> Result<User, AuthnError> {
+        check_addresses(&data)?;
+        let phc = match password {
+            Some(password) => Some(Zeroizing::new(
+                self.new_password_hash(password, &password_details(&data))
+                    .await?,
+            )),
+            None => None,
+        };
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            let (updated, ended) = db::transaction_with(conn, |conn| {
+                let current = users::get(conn, tenant, user)?;
+                carry_proofs(Some(&current), &mut data);
+                let version = expected_version.unwrap_or(current.version);
+                let changed = changed_attributes(&current.data, &data);
+                let deactivated = current.data.active && !data.active;
+                let reactivated = !current.data.active && data.active;
+                let updated = users::update(conn, now, tenant, user, version, data)?;
+                if let Some(phc) = &phc {
+                    store_password(inner, conn, now, tenant, user, phc)?;
+                }
+                let ended = if deactivated {
+                    let (ended, grants_revoked) = inner.end_everything(conn, now, tenant, user)?;
+                    inner.audit_operator_action(
+                        conn,
+                        tenant,
+                        actor.clone(),
+                        "user.deactivated",
+                        user,
+                        &ClientInfo::default(),
+                        json!({
+                            "reason": "provisioning",
+                            "sessions_ended": ended.len(),
+                            "grants_revoked": grants_revoked,
+                        }),
+                    )?;
+                    ended
+                } else {
+                    Vec::new()
+                };
+                if reactivated {
+                    inner.audit_operator_action(
+                        conn,
+                        tenant,
+                        actor.clone(),
+                        "user.reactivated",
+                        user,
+                        &ClientInfo::default(),
+                        json!({ "reason": "provisioning" }),
+                    )?;
+                }
+                inner.audit_operator_action(
+                    conn,
+                    tenant,
+                    actor,
+                    "user.updated",
+                    user,
+                    &ClientInfo::default(),
+                    json!({ "changed": changed, "password": phc.is_some(), "provisioned": true }),
+                )?;
+                Ok::<_, AuthnError>((updated, ended))
+            })?;
+            if !updated.data.active {
+                inner.announce(DomainEvent::UserDeactivated { tenant, user });
+            } else {
+                inner.announce(DomainEvent::UserChanged { tenant, user });
+            }
+            if phc.is_some() {
+                inner.credentials_changed(tenant, user);
+            }
+            inner.sessions_ended(tenant, user, ended);
+            Ok(updated)
+        })
+        .await
+    }
+}
