@@ -39,11 +39,14 @@ pub fn run_e2e(extra: &[OsString]) -> Outcome {
         run(&mut npm)?;
     }
 
+    let python = python_tools(&dir)?;
+
     let mut node = Command::new("node");
     node.arg("--test")
         .args(extra)
         .current_dir(&dir)
-        .env("GATEHOUSE_BIN", &binary);
+        .env("GATEHOUSE_BIN", &binary)
+        .env("GATEHOUSE_E2E_PYTHON", &python);
     eprintln!("GATEHOUSE_BIN={}", binary.display());
     run(&mut node)
 }
@@ -163,6 +166,47 @@ fn needs_npm_ci(dir: &Path) -> bool {
         .iter()
         .filter_map(|name| modified(&dir.join(name)))
         .any(|changed| changed > installed)
+}
+
+/// The Python the tests run independent tools with (scim2-tester): a virtual
+/// environment outside the clone, like the cargo target, so CI reuses it; rebuilt
+/// when `e2e/scim/requirements.txt` (every package pinned) changes.
+fn python_tools(dir: &Path) -> Result<PathBuf, Failed> {
+    let requirements = dir.join("scim").join("requirements.txt");
+    let wanted = fs::read_to_string(&requirements).map_err(|err| {
+        eprintln!("cannot read {}: {err}", requirements.display());
+        Failed(1)
+    })?;
+    let venv = match std::env::var_os("GATEHOUSE_E2E_VENV") {
+        Some(path) => PathBuf::from(path),
+        None => {
+            let home = std::env::var_os("HOME")
+                .map(PathBuf::from)
+                .unwrap_or_else(std::env::temp_dir);
+            home.join(".cache").join("gatehouse").join("e2e-venv")
+        }
+    };
+    let python = venv.join("bin").join("python");
+    let stamp = venv.join("installed-requirements.txt");
+    if python.exists() && fs::read_to_string(&stamp).is_ok_and(|had| had == wanted) {
+        return Ok(python);
+    }
+    let _ = fs::remove_dir_all(&venv);
+    let mut create = Command::new("python3");
+    create.args(["-m", "venv"]).arg(&venv);
+    run(&mut create).inspect_err(|_| {
+        eprintln!("python3 with its venv module runs the SCIM conformance tests {SKIP_HINT}");
+    })?;
+    let mut install = Command::new(venv.join("bin").join("pip"));
+    install
+        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
+        .arg(&requirements);
+    run(&mut install)?;
+    fs::write(&stamp, wanted).map_err(|err| {
+        eprintln!("cannot write {}: {err}", stamp.display());
+        Failed(1)
+    })?;
+    Ok(python)
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

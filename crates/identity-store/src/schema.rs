@@ -40,6 +40,7 @@ diesel::table! {
         created_at -> Timestamp,
         updated_at -> Timestamp,
         version -> BigInt,
+        name_formatted -> Nullable<Text>,
     }
 }
 

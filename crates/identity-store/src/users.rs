@@ -28,6 +28,8 @@ const MAX_EMAILS: usize = 20;
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Name {
+    /// The full name as written (SCIM's `name.formatted`), kept beside its parts.
+    pub formatted: Option<String>,
     pub given_name: Option<String>,
     pub family_name: Option<String>,
     pub middle_name: Option<String>,
@@ -120,6 +122,7 @@ struct UserRow {
     /// NULL only on rows written before look-alike keys existed, until
     /// [`backfill_skeletons`] fills them.
     user_name_skeleton: Option<String>,
+    name_formatted: Option<String>,
     given_name: Option<String>,
     family_name: Option<String>,
     middle_name: Option<String>,
@@ -148,6 +151,7 @@ struct UserChanges<'a> {
     user_name: &'a str,
     user_name_key: String,
     user_name_skeleton: Option<String>,
+    name_formatted: Option<&'a str>,
     given_name: Option<&'a str>,
     family_name: Option<&'a str>,
     middle_name: Option<&'a str>,
@@ -307,6 +311,7 @@ fn changes(data: &UserData, now: DateTime<Utc>) -> StoreResult<UserChanges<'_>> 
         user_name: data.user_name.trim(),
         user_name_key: fold(&data.user_name),
         user_name_skeleton: Some(skeleton(&data.user_name)),
+        name_formatted: data.name.formatted.as_deref(),
         given_name: data.name.given_name.as_deref(),
         family_name: data.name.family_name.as_deref(),
         middle_name: data.name.middle_name.as_deref(),
@@ -372,6 +377,7 @@ pub fn create(
             user_name: c.user_name.to_owned(),
             user_name_key: c.user_name_key,
             user_name_skeleton: c.user_name_skeleton,
+            name_formatted: data.name.formatted.clone(),
             given_name: data.name.given_name.clone(),
             family_name: data.name.family_name.clone(),
             middle_name: data.name.middle_name.clone(),
@@ -619,6 +625,7 @@ fn assemble(conn: &mut AnyConnection, rows: Vec<UserRow>) -> StoreResult<Vec<Use
                     emails: emails.remove(&row.id).unwrap_or_default(),
                     user_name: row.user_name,
                     name: Name {
+                        formatted: row.name_formatted,
                         given_name: row.given_name,
                         family_name: row.family_name,
                         middle_name: row.middle_name,

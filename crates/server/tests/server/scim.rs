@@ -141,7 +141,7 @@ fn users_are_provisioned_found_changed_and_removed(backend: Backend) {
             "schemas": [USER, ENTERPRISE],
             "userName": "bjensen",
             "externalId": "hr-1001",
-            "name": {"givenName": "Barbara", "familyName": "Jensen"},
+            "name": {"formatted": "Ms. Barbara J Jensen, III", "givenName": "Barbara", "familyName": "Jensen"},
             "title": "Tour Guide",
             "emails": [
                 {"value": "bjensen@work.example", "type": "work", "primary": true},
@@ -164,7 +164,7 @@ fn users_are_provisioned_found_changed_and_removed(backend: Backend) {
         Value::Null,
         "a password is never returned"
     );
-    assert_eq!(made.body["name"]["formatted"], "Barbara Jensen");
+    assert_eq!(made.body["name"]["formatted"], "Ms. Barbara J Jensen, III");
     // The provisioned password is the account's: it passes the password check and
     // meets the unproven address (a provisioned address is unverified); another
     // password does not get that far.
@@ -503,6 +503,31 @@ fn groups_keep_their_members_through_patch_and_put(backend: Backend) {
         Some("uniqueness"),
     );
 
+    // A search across resource types: users first, then groups, paged as one list;
+    // a Group's attribute in the filter matches no user.
+    let everything = scim.post(
+        "/.search",
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": format!("userName eq \"ben\" or members[value eq \"{}\"]", ids[2]),
+            "attributes": ["id"]}),
+    );
+    assert_eq!(everything.status, 200, "{}", everything.body);
+    assert_eq!(everything.body["totalResults"], 2);
+    let kinds: Vec<&str> = everything.body["Resources"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["meta"]["resourceType"].as_str().unwrap())
+        .collect();
+    assert_eq!(kinds, ["User", "Group"]);
+    let second = scim.post(
+        "/.search",
+        json!({"schemas": ["urn:ietf:params:scim:api:messages:2.0:SearchRequest"],
+            "filter": format!("userName eq \"ben\" or members[value eq \"{}\"]", ids[2]),
+            "startIndex": 2, "count": 1}),
+    );
+    assert_eq!(second.body["Resources"][0]["displayName"], "Night Shift");
+
     let removed = scim.send(Method::DELETE, &format!("/Groups/{group}"), None, None);
     assert_eq!(removed.status, 204);
     assert_scim_error(&scim.get(&format!("/Groups/{group}")), 404, None);
@@ -553,6 +578,18 @@ fn scim_takes_its_own_tokens_and_answers_its_own_tenant_only() {
         http.get(format!("{base}/scim/v2/Users"))
     });
     assert_eq!(none.status(), 401);
+
+    // A known path asked with another method: 405 naming the methods it takes.
+    let wrong_method = call(&app, Some(&home.token), |http, base| {
+        http.post(format!("{base}/scim/v2/ServiceProviderConfig"))
+    });
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "GET");
+    let wrong_method = call(&app, Some(&home.token), |http, base| {
+        http.post(format!("{base}/scim/v2/Users/{id}"))
+    });
+    assert_eq!(wrong_method.status(), 405);
+    assert_eq!(wrong_method.headers()["allow"], "GET, PUT, PATCH, DELETE");
 
     // Discovery is public and names what is supported.
     let config = call(&app, None, |http, base| {

@@ -6,7 +6,7 @@ use chrono::DateTime;
 use gatehouse_identity_store::users::search::{
     Comparison, EmailAttribute, EmailFilter, FilterValue, UserAttribute, UserFilter,
 };
-use gatehouse_scim::schema::CORE_USER_SCHEMA;
+use gatehouse_scim::schema::{CORE_GROUP_SCHEMA, CORE_USER_SCHEMA};
 use gatehouse_scim::{AttrPath, CompValue, CompareOp, Filter, ScimError};
 
 fn comparison(op: CompareOp) -> Comparison {
@@ -117,12 +117,34 @@ fn email_value(
     })
 }
 
-/// A filter on Users as the store's tree.
-pub(super) fn users(filter: &Filter) -> Result<UserFilter, ScimError> {
+/// Whether `path` names an attribute Groups have and Users do not.
+fn group_only(path: &AttrPath) -> bool {
+    path.name.eq_ignore_ascii_case("members")
+        || path
+            .urn
+            .as_deref()
+            .is_some_and(|urn| urn.eq_ignore_ascii_case(CORE_GROUP_SCHEMA))
+}
+
+/// A condition no user meets (every user has an id).
+fn no_user() -> UserFilter {
+    UserFilter::Not(Box::new(UserFilter::Present(UserAttribute::Id)))
+}
+
+/// A filter on Users as the store's tree. `across_types` (a search of every
+/// resource type): a Group's attribute is one no user has, so its comparison is
+/// false for users instead of an error.
+pub(super) fn users(filter: &Filter, across_types: bool) -> Result<UserFilter, ScimError> {
+    let users = |f: &Filter| users(f, across_types);
     Ok(match filter {
         Filter::And(a, b) => UserFilter::And(Box::new(users(a)?), Box::new(users(b)?)),
         Filter::Or(a, b) => UserFilter::Or(Box::new(users(a)?), Box::new(users(b)?)),
         Filter::Not(inner) => UserFilter::Not(Box::new(users(inner)?)),
+        Filter::Present(path) | Filter::Compare { path, .. } | Filter::ValuePath { path, .. }
+            if across_types && group_only(path) =>
+        {
+            no_user()
+        }
         Filter::Present(path) if is_emails(path) => {
             let attribute =
                 email_attribute(path.sub.as_deref()).ok_or_else(|| unfilterable(path))?;

@@ -137,19 +137,25 @@ fn one(caller: &ScimCaller, found: &GroupWithMembers, status: StatusCode) -> Htt
     )
 }
 
-async fn answer_list(caller: ScimCaller, asked: Result<ListRequest, ScimError>) -> HttpResponse {
-    let asked = match asked {
-        Ok(asked) => asked,
-        Err(e) => return error(&e),
-    };
-    let filter = match asked.filter.as_deref().map(parse_filter).transpose() {
-        Ok(filter) => filter,
-        Err(e) => return error(&e),
-    };
-    let all = match caller.admin().groups_with_members(caller.slug()).await {
-        Ok(all) => all,
-        Err(e) => return failure(&e),
-    };
+/// The groups `asked` finds: how many in all, and the page asked for (from
+/// `start_index`, at most `count`) as resources.
+pub(super) async fn find(
+    caller: &ScimCaller,
+    asked: &ListRequest,
+    start_index: i64,
+    count: i64,
+) -> Result<(i64, Vec<Value>), HttpResponse> {
+    let filter = asked
+        .filter
+        .as_deref()
+        .map(parse_filter)
+        .transpose()
+        .map_err(|e| error(&e))?;
+    let all = caller
+        .admin()
+        .groups_with_members(caller.slug())
+        .await
+        .map_err(|e| failure(&e))?;
     let base = caller.base();
     let mut matching: Vec<Value> = all
         .iter()
@@ -171,12 +177,23 @@ async fn answer_list(caller: ScimCaller, asked: Result<ListRequest, ScimError>) 
         }
     }
     let total = matching.len() as i64;
-    let page: Vec<Value> = matching
+    let page = matching
         .into_iter()
-        .skip((asked.start_index - 1) as usize)
-        .take(asked.count as usize)
+        .skip(usize::try_from(start_index - 1).unwrap_or_default())
+        .take(usize::try_from(count).unwrap_or_default())
         .collect();
-    asked.answer(total, page)
+    Ok((total, page))
+}
+
+async fn answer_list(caller: ScimCaller, asked: Result<ListRequest, ScimError>) -> HttpResponse {
+    let asked = match asked {
+        Ok(asked) => asked,
+        Err(e) => return error(&e),
+    };
+    match find(&caller, &asked, asked.start_index, asked.count).await {
+        Ok((total, page)) => asked.answer(total, page),
+        Err(answer) => answer,
+    }
 }
 
 /// `GET /Groups`.

@@ -60,6 +60,7 @@ macro_rules! scim_routes {
 }
 
 scim_routes! {
+    post "/.search" => search_everything, "users.read";
     get "/Users" => users::list, "users.read";
     post "/Users/.search" => users::search, "users.read";
     post "/Users" => users::create, "users.create";
@@ -76,8 +77,90 @@ scim_routes! {
     delete "/Groups/{id}" => groups::delete, "groups.write";
 }
 
-async fn not_found() -> HttpResponse {
-    error(&ScimError::new(404, None, "no such endpoint"))
+/// The public discovery routes (all `GET`).
+const DISCOVERY: [&str; 5] = [
+    "/ServiceProviderConfig",
+    "/Schemas",
+    "/Schemas/{id}",
+    "/ResourceTypes",
+    "/ResourceTypes/{id}",
+];
+
+/// Whether `path` (under [`PATH`]) is of the route `pattern` (`{…}` is one segment).
+fn path_matches(pattern: &str, path: &str) -> bool {
+    let (pattern, path): (Vec<&str>, Vec<&str>) = (
+        pattern.split('/').collect(),
+        path.trim_end_matches('/').split('/').collect(),
+    );
+    pattern.len() == path.len()
+        && pattern
+            .iter()
+            .zip(&path)
+            .all(|(p, s)| (p.starts_with('{') && !s.is_empty()) || p == s)
+}
+
+/// No route took the request: 405 with `Allow` for a known path asked with
+/// another method (RFC 9110 §15.5.6), 404 otherwise — each a SCIM error.
+async fn not_found(req: HttpRequest) -> HttpResponse {
+    let path = req.path();
+    let under = path.find(PATH).map_or(path, |at| &path[at + PATH.len()..]);
+    let allowed: Vec<String> = ROUTE_ACTIONS
+        .iter()
+        .map(|(method, pattern, _)| (*method, *pattern))
+        .chain(DISCOVERY.iter().map(|pattern| ("get", *pattern)))
+        .filter(|(_, pattern)| path_matches(pattern, under))
+        .map(|(method, _)| method.to_ascii_uppercase())
+        .collect();
+    if allowed.is_empty() {
+        return error(&ScimError::new(404, None, "no such endpoint"));
+    }
+    let mut answer = error(&ScimError::new(
+        405,
+        None,
+        format!("{} is not allowed here", req.method()),
+    ));
+    if let Ok(value) = header::HeaderValue::from_str(&allowed.join(", ")) {
+        answer.headers_mut().insert(header::ALLOW, value);
+    }
+    answer
+}
+
+/// `POST /.search` at the root (RFC 7644 §3.4.3): Users, then Groups, as one list
+/// paged across both. Sorting across types is not offered (400). The caller's
+/// route decision covered users; groups are decided too.
+async fn search_everything(
+    caller: ScimCaller,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> HttpResponse {
+    let asked = match ListRequest::from_search(&bytes) {
+        Ok(asked) => asked,
+        Err(e) => return error(&e),
+    };
+    if asked.sort_by.is_some() {
+        return error(&ScimError::invalid_value(
+            "sortBy is not offered across resource types: search /Users or /Groups",
+        ));
+    }
+    if let Err(refused) = authorize(&req, PATH, &AdminRole::SCIM, "groups.read").await {
+        return match refused {
+            Refused::Answer(answer) => answer,
+            Refused::Admin(e) => failure(&e),
+        };
+    }
+    let (user_total, mut page) = match users::find(&caller, &asked, true).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    // The groups continue the list where the users end.
+    let room = asked.count - page.len() as i64;
+    let group_start = (asked.start_index - user_total).max(1);
+    let (group_total, groups) = match groups::find(&caller, &asked, group_start, room).await {
+        Ok(found) => found,
+        Err(answer) => return answer,
+    };
+    page.extend(groups);
+    asked.answer(user_total + group_total, page)
 }
 
 fn route_action(req: &HttpRequest) -> Option<&'static str> {

@@ -48,24 +48,13 @@ pub(super) fn to_scim(user: &User, groups: &[Group], base: &str) -> Value {
     text(&mut object, "externalId", &data.external_id);
     object.insert("userName".into(), json!(data.user_name));
     let mut name = Map::new();
+    text(&mut name, "formatted", &data.name.formatted);
     text(&mut name, "givenName", &data.name.given_name);
     text(&mut name, "familyName", &data.name.family_name);
     text(&mut name, "middleName", &data.name.middle_name);
     text(&mut name, "honorificPrefix", &data.name.honorific_prefix);
     text(&mut name, "honorificSuffix", &data.name.honorific_suffix);
-    let formatted: Vec<&str> = [
-        &data.name.honorific_prefix,
-        &data.name.given_name,
-        &data.name.middle_name,
-        &data.name.family_name,
-        &data.name.honorific_suffix,
-    ]
-    .into_iter()
-    .flatten()
-    .map(String::as_str)
-    .collect();
-    if !formatted.is_empty() {
-        name.insert("formatted".into(), json!(formatted.join(" ")));
+    if !name.is_empty() {
         object.insert("name".into(), Value::Object(name));
     }
     text(&mut object, "displayName", &data.display_name);
@@ -204,7 +193,8 @@ fn enterprise(value: &Value) -> Result<Map<String, Value>, ScimError> {
         )));
     };
     let mut known: Vec<&str> = ENTERPRISE_TEXT.to_vec();
-    known.push("manager");
+    // Some clients repeat the extension's URN inside its object; it says nothing new.
+    known.extend(["manager", "schemas"]);
     only_known(object, &known, "the enterprise extension")?;
     let mut kept = Map::new();
     for name in ENTERPRISE_TEXT {
@@ -295,6 +285,7 @@ fn from_scim(
             )?;
             let part = |part: &str| optional_text(member(name, part), &format!("name.{part}"));
             Name {
+                formatted: part("formatted")?,
                 given_name: part("givenName")?,
                 family_name: part("familyName")?,
                 middle_name: part("middleName")?,
@@ -315,6 +306,8 @@ fn from_scim(
         Some(Value::String(p)) if !p.is_empty() => Some(Zeroizing::new(p.clone())),
         Some(_) => return Err(invalid("password must be a non-empty string")),
     };
+    // Kept as sent: with no address marked primary, Gatehouse has none to sign in
+    // with or mail (the provisioning system says which one is).
     let emails = multi_valued(member(object, "emails"), "emails")?
         .into_iter()
         .map(|(value, kind, primary)| Email {
@@ -324,12 +317,6 @@ fn from_scim(
             verified: false,
         })
         .collect::<Vec<_>>();
-    // Gatehouse signs in and mails by the primary address: with addresses but none
-    // marked, the first is it.
-    let mut emails = emails;
-    if !emails.is_empty() && !emails.iter().any(|e| e.primary) {
-        emails[0].primary = true;
-    }
     let phone_numbers = multi_valued(member(object, "phoneNumbers"), "phoneNumbers")?
         .into_iter()
         .map(|(value, kind, primary)| PhoneNumber {
@@ -421,23 +408,23 @@ async fn one(
     }
 }
 
-async fn answer_list(caller: ScimCaller, asked: Result<ListRequest, ScimError>) -> HttpResponse {
-    let asked = match asked {
-        Ok(asked) => asked,
-        Err(e) => return error(&e),
-    };
+/// The users `asked` finds: how many in all, and the page asked for as resources.
+/// `across_types` (a search of every resource type) makes a Group's attribute in the
+/// filter match no user rather than refuse the filter.
+pub(super) async fn find(
+    caller: &ScimCaller,
+    asked: &ListRequest,
+    across_types: bool,
+) -> Result<(i64, Vec<Value>), HttpResponse> {
     let store_filter = match asked.filter.as_deref().map(parse_filter) {
         None => None,
-        Some(Ok(parsed)) => match filter::users(&parsed) {
-            Ok(mapped) => Some(mapped),
-            Err(e) => return error(&e),
-        },
-        Some(Err(e)) => return error(&e),
+        Some(Ok(parsed)) => Some(filter::users(&parsed, across_types).map_err(|e| error(&e))?),
+        Some(Err(e)) => return Err(error(&e)),
     };
     let sort = match asked.sort_by.as_deref().map(filter::sort_attribute) {
         None => None,
         Some(Ok(attribute)) => Some((attribute, asked.descending)),
-        Some(Err(e)) => return error(&e),
+        Some(Err(e)) => return Err(error(&e)),
     };
     let query = UserQuery {
         filter: store_filter,
@@ -454,12 +441,20 @@ async fn answer_list(caller: ScimCaller, asked: Result<ListRequest, ScimError>) 
                 Some(gatehouse_identity_store::StoreError::Invalid { .. })
             ) =>
         {
-            return error(&ScimError::invalid_filter(e.to_string()));
+            return Err(error(&ScimError::invalid_filter(e.to_string())));
         }
-        Err(e) => return failure(&e),
+        Err(e) => return Err(failure(&e)),
     };
-    match resources(&caller, &found.users).await {
-        Ok(resources) => asked.answer(found.total, resources),
+    Ok((found.total, resources(caller, &found.users).await?))
+}
+
+async fn answer_list(caller: ScimCaller, asked: Result<ListRequest, ScimError>) -> HttpResponse {
+    let asked = match asked {
+        Ok(asked) => asked,
+        Err(e) => return error(&e),
+    };
+    match find(&caller, &asked, false).await {
+        Ok((total, resources)) => asked.answer(total, resources),
         Err(answer) => answer,
     }
 }
