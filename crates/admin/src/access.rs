@@ -84,6 +84,9 @@ pub struct AdminAction<'a> {
     pub platform_tenant: bool,
     /// The roles the API asked through takes (what a refusal names as the way in).
     pub roles: &'a [AdminRole],
+    /// Whether the user the action touches administers Gatehouse, once the caller
+    /// knows which user that is.
+    pub target_administrator: Option<bool>,
 }
 
 impl Admin {
@@ -105,6 +108,7 @@ impl Admin {
             action: action.name.to_owned(),
             tenant_slug: action.tenant.slug.clone(),
             platform_tenant: action.platform_tenant,
+            target_administrator: action.target_administrator,
         };
         let (pdp, tenant) = (self.pdp.clone(), action.tenant.id);
         let decision = self
@@ -145,12 +149,28 @@ impl Admin {
                     action: action.to_owned(),
                     tenant_slug: "contract".to_owned(),
                     platform_tenant: true,
+                    target_administrator: None,
                 };
                 self.pdp
                     .judge_operator(&request)
                     .is_ok_and(|decision| decision.allowed)
             })
             .collect()
+    }
+
+    /// Whether the user holds the role of Gatehouse's own administrators.
+    pub async fn is_administrator(
+        &self,
+        tenant: &str,
+        user: gatehouse_core::ids::UserId,
+    ) -> AdminResult<bool> {
+        self.read(tenant, move |conn, tenant| {
+            let roles = gatehouse_identity_store::roles::roles_of_user(conn, tenant, user)?;
+            Ok(roles
+                .iter()
+                .any(|role| role.name == gatehouse_identity_store::roles::ADMINISTRATOR))
+        })
+        .await
     }
 
     /// Whether the operator policies know `action` (a route naming another would

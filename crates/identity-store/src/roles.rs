@@ -14,6 +14,10 @@ use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
 const ENTITY: &str = "role";
 
+/// The role of the people who administer Gatehouse itself (the first administrator
+/// bootstrapped at first start holds it).
+pub const ADMINISTRATOR: &str = "gatehouse-admin";
+
 #[derive(Debug, Clone, PartialEq)]
 pub struct Role {
     pub id: RoleId,

@@ -17,7 +17,7 @@ use gatehouse_identity_store::{AnyConnection, StoreError, db};
 use rand::RngCore;
 use zeroize::Zeroizing;
 
-pub const ADMIN_ROLE: &str = "gatehouse-admin";
+pub const ADMIN_ROLE: &str = roles::ADMINISTRATOR;
 const SETUP_SECRET_PREFIX: &str = "ghsetup_";
 
 #[derive(Debug)]

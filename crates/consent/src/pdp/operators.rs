@@ -41,6 +41,9 @@ pub struct OperatorRequest {
     pub tenant_slug: String,
     /// The platform's own tenant.
     pub platform_tenant: bool,
+    /// Whether the user the action touches administers Gatehouse, where the caller
+    /// knows which user that is.
+    pub target_administrator: Option<bool>,
 }
 
 impl OperatorRequest {
@@ -53,6 +56,10 @@ impl OperatorRequest {
         }
         let mut resource = Map::new();
         resource.insert("platform".into(), Value::Bool(self.platform_tenant));
+        let mut context = Map::new();
+        if let Some(administrator) = self.target_administrator {
+            context.insert("target_administrator".into(), Value::Bool(administrator));
+        }
         EvaluationRequest {
             subject: Subject {
                 kind: SUBJECT_OPERATOR.into(),
@@ -68,7 +75,7 @@ impl OperatorRequest {
                 id: self.tenant_slug.clone(),
                 properties: resource,
             },
-            context: Map::new(),
+            context,
         }
     }
 }
@@ -176,14 +183,17 @@ impl OperatorPolicies {
         // action hierarchy, which Cedar takes from it.
         let entities = Entities::from_entities([operator, tenant], Some(&self.schema))
             .map_err(|e| ConsentError::Internal(format!("operator entities: {e}")))?;
-        let cedar_request = Request::new(
-            principal,
-            uid(&self.action_type, &request.action),
-            resource,
-            Context::empty(),
-            Some(&self.schema),
-        )
-        .map_err(|e| ConsentError::Internal(format!("operator request: {e}")))?;
+        let action = uid(&self.action_type, &request.action);
+        let context = match request.target_administrator {
+            None => Context::empty(),
+            Some(administrator) => Context::from_pairs([(
+                "target_administrator".to_owned(),
+                RestrictedExpression::new_bool(administrator),
+            )])
+            .map_err(|e| ConsentError::Internal(format!("operator context: {e}")))?,
+        };
+        let cedar_request = Request::new(principal, action, resource, context, Some(&self.schema))
+            .map_err(|e| ConsentError::Internal(format!("operator request: {e}")))?;
         let response = authorizer.is_authorized(&cedar_request, &self.set, &entities);
         for error in response.diagnostics().errors() {
             tracing::warn!(%error, "operator policy evaluation error (the policy is skipped)");

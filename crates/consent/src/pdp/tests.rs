@@ -975,6 +975,7 @@ fn operator(roles: &[&str], action: &str, platform_tenant: bool) -> OperatorRequ
         action: action.into(),
         tenant_slug: "acme".into(),
         platform_tenant,
+        target_administrator: None,
     }
 }
 
@@ -1170,5 +1171,26 @@ fn a_provisioner_keeps_users_and_groups_and_nothing_else() {
             !operator_allowed(&pdp, &["provisioner"], action),
             "{action}"
         );
+    }
+}
+
+#[test]
+fn a_provisioner_cannot_touch_an_administrator_but_a_tenant_administrator_can() {
+    let (pdp, _, _) = setup();
+    for action in ["users.update", "users.delete", "users.disable"] {
+        let mut asked = operator(&["provisioner"], action, false);
+        asked.target_administrator = Some(true);
+        let refused = pdp.judge_operator(&asked).unwrap();
+        assert!(!refused.allowed, "{action}");
+        assert_eq!(refused.reason.as_deref(), Some(reason::ENTITLEMENT_MISSING));
+        assert_eq!(
+            refused.policies,
+            vec!["provisioning-spares-administrators".to_owned()]
+        );
+        asked.target_administrator = Some(false);
+        assert!(pdp.judge_operator(&asked).unwrap().allowed, "{action}");
+        let mut admin = operator(&["tenant_administrator"], action, false);
+        admin.target_administrator = Some(true);
+        assert!(pdp.judge_operator(&admin).unwrap().allowed, "{action}");
     }
 }

@@ -20,6 +20,34 @@ pub(crate) struct OperatorCall {
     pub state: web::Data<AppState>,
     pub tenant: ResolvedTenant,
     pub operator: Operator,
+    /// The roles the caller holds here.
+    pub roles: Vec<AdminRole>,
+    /// The roles the API takes.
+    pub api_roles: &'static [AdminRole],
+    pub platform_tenant: bool,
+}
+
+impl OperatorCall {
+    /// A further decision once the action's target user is known: may these roles
+    /// take `action` on a user who does (or does not) administer Gatehouse?
+    pub(crate) async fn authorize_on_user(
+        &self,
+        req: &HttpRequest,
+        action: &str,
+        target_administrator: bool,
+    ) -> Result<(), AdminError> {
+        let asked = AdminAction {
+            name: action,
+            tenant: &self.tenant.tenant,
+            platform_tenant: self.platform_tenant,
+            roles: self.api_roles,
+            target_administrator: Some(target_administrator),
+        };
+        self.state
+            .admin
+            .authorize(&self.operator, &self.roles, asked, RequestId::of(req))
+            .await
+    }
 }
 
 /// Why a call was refused: a bearer-level answer ready to send, or the admin
@@ -44,7 +72,7 @@ impl Refused {
 pub(crate) async fn authorize(
     req: &HttpRequest,
     path: &str,
-    roles: &[AdminRole],
+    roles: &'static [AdminRole],
     action: &str,
 ) -> Result<OperatorCall, Refused> {
     let state = answer::app_state(req, || HttpResponse::InternalServerError().finish())
@@ -107,6 +135,7 @@ pub(crate) async fn authorize(
         tenant: &tenant.tenant,
         platform_tenant,
         roles,
+        target_administrator: None,
     };
     state
         .admin
@@ -117,5 +146,8 @@ pub(crate) async fn authorize(
         state,
         tenant,
         operator,
+        roles: held,
+        api_roles: roles,
+        platform_tenant,
     })
 }

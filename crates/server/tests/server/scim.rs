@@ -579,6 +579,66 @@ fn scim_takes_its_own_tokens_and_answers_its_own_tenant_only() {
     });
     assert_eq!(none.status(), 401);
 
+    // Gatehouse's own administrators are spared: a provisioning client may read the
+    // first administrator but not change, disable or delete them, and the PDP's
+    // refusal is in the decision log with the deciding policy.
+    let admins = home.get(&format!(
+        "/Users?filter={}",
+        urlencoding("userName eq \"admin\"")
+    ));
+    let admin_id = admins.body["Resources"][0]["id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
+    let takeover = json!({"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": "emails", "value": [{"value": "mallory@evil.example", "primary": true}]},
+        {"op": "add", "path": "password", "value": "mallory-owns-this-now-42"}
+    ]});
+    let refused = home.send(
+        Method::PATCH,
+        &format!("/Users/{admin_id}"),
+        Some(takeover),
+        None,
+    );
+    assert_scim_error(&refused, 403, None);
+    let mut replaced = user("admin", "Mallory", json!([]));
+    replaced["active"] = json!(false);
+    assert_scim_error(
+        &home.send(
+            Method::PUT,
+            &format!("/Users/{admin_id}"),
+            Some(replaced),
+            None,
+        ),
+        403,
+        None,
+    );
+    assert_scim_error(
+        &home.send(Method::DELETE, &format!("/Users/{admin_id}"), None, None),
+        403,
+        None,
+    );
+    let still = home.get(&format!("/Users/{admin_id}"));
+    assert_eq!(still.body["active"], true);
+    assert_eq!(
+        still.body["meta"]["version"],
+        admins.body["Resources"][0]["meta"]["version"]
+    );
+    app.state.pdp.flush_log();
+    let decisions = gatehouse_identity_store::decision_log::recent(
+        &mut app.db.conn(),
+        app.default_tenant(),
+        50,
+    )
+    .unwrap();
+    assert!(
+        decisions.iter().any(|d| !d.decision
+            && d.policies
+                .iter()
+                .any(|p| p == "provisioning-spares-administrators")),
+        "the refusal is logged"
+    );
+
     // A known path asked with another method: 405 naming the methods it takes.
     let wrong_method = call(&app, Some(&home.token), |http, base| {
         http.post(format!("{base}/scim/v2/ServiceProviderConfig"))

@@ -18,11 +18,12 @@ mod users;
 use actix_web::http::{StatusCode, header};
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_admin::{Admin, AdminError, AdminRole, Operator};
+use gatehouse_core::ids::UserId;
 use gatehouse_identity_store::StoreError;
 use gatehouse_scim::ScimError;
 use serde_json::{Map, Value, json};
 
-use crate::api::operator::{Refused, authorize};
+use crate::api::operator::{OperatorCall, Refused, authorize};
 use crate::http::answer::{answered, from_request_with};
 use crate::http::tenant::ResolvedTenant;
 use crate::state::AppState;
@@ -179,6 +180,7 @@ struct ScimCaller {
     state: web::Data<AppState>,
     tenant: ResolvedTenant,
     operator: Operator,
+    call: OperatorCall,
 }
 
 from_request_with!(ScimCaller, ScimCaller::extract);
@@ -202,10 +204,31 @@ impl ScimCaller {
                 })
             })?;
         Ok(ScimCaller {
-            state: call.state,
-            tenant: call.tenant,
-            operator: call.operator,
+            state: call.state.clone(),
+            tenant: call.tenant.clone(),
+            operator: call.operator.clone(),
+            call,
         })
+    }
+
+    /// Before an account is changed, disabled or deleted: an account that
+    /// administers Gatehouse is put to the PDP again, which spares it from
+    /// provisioning clients (the policy `provisioning-spares-administrators`).
+    async fn may_touch(
+        &self,
+        req: &HttpRequest,
+        action: &str,
+        user: UserId,
+    ) -> Result<(), HttpResponse> {
+        match self.admin().is_administrator(self.slug(), user).await {
+            Ok(false) => Ok(()),
+            Ok(true) => self
+                .call
+                .authorize_on_user(req, action, true)
+                .await
+                .map_err(|e| failure(&e)),
+            Err(e) => Err(failure(&e)),
+        }
     }
 
     fn admin(&self) -> &Admin {

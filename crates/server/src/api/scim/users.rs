@@ -512,6 +512,9 @@ pub(super) async fn replace(
         Ok(user) => user,
         Err(e) => return failure(&e),
     };
+    if let Err(refused) = caller.may_touch(&req, "users.update", id).await {
+        return refused;
+    }
     let made = json_body(&bytes).and_then(|object| from_scim(&object, Some(&current.data)));
     let (data, password) = match made {
         Ok(made) => made,
@@ -542,6 +545,9 @@ pub(super) async fn patch(caller: ScimCaller, req: HttpRequest, bytes: web::Byte
         Ok(user) => user,
         Err(e) => return failure(&e),
     };
+    if let Err(refused) = caller.may_touch(&req, "users.update", id).await {
+        return refused;
+    }
     if version.is_some_and(|v| v != current.version) {
         return error(&ScimError::new(
             412,
@@ -599,6 +605,9 @@ pub(super) async fn delete(caller: ScimCaller, req: HttpRequest) -> HttpResponse
         Ok(id) => id,
         Err(e) => return error(&e),
     };
+    if let Err(refused) = caller.may_touch(&req, "users.delete", id).await {
+        return refused;
+    }
     let why = match Reason::new("deprovisioned by SCIM") {
         Ok(why) => why,
         Err(e) => return failure(&e),
