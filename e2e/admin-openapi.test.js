@@ -37,6 +37,8 @@ const RECORDED = [
   { method: 'POST', path: '/users', status: 409, body: { email: 'ada.lovelace@example.com', invite: false } },
   { method: 'POST', path: '/users', status: 400, invalid: true, body: { email: 'grace@example.com', admin: true } },
   { method: 'GET', path: '/users?limit=10', status: 200 },
+  { method: 'GET', path: `/users?limit=10&filter=${encodeURIComponent('emails.value co "@example.com" and active eq true')}`, status: 200 },
+  { method: 'GET', path: `/users?filter=${encodeURIComponent('emails.value co')}`, status: 400 },
   { method: 'GET', path: '/users?limit=0', status: 400 },
   { method: 'GET', path: '/users?colour=blue', status: 400 },
   { method: 'GET', path: '/users/{user}', status: 200, saveHeader: ['etag', 'etag'] },

@@ -9,7 +9,7 @@ use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{GroupId, TenantId, UserId};
 use gatehouse_identity_store::groups::{self, Group, GroupData};
 use gatehouse_identity_store::page::every;
-use gatehouse_identity_store::users::search::{Found, UserQuery};
+use gatehouse_identity_store::users::search::{Found, UserFilter, UserQuery};
 use gatehouse_identity_store::users::{self, User, UserData};
 use gatehouse_identity_store::{AnyConnection, StoreError, db};
 use serde_json::json;
@@ -46,6 +46,20 @@ impl Admin {
     pub async fn search_users(&self, tenant: &str, query: UserQuery) -> AdminResult<Found> {
         self.read(tenant, move |conn, tenant| {
             users::search::search(conn, tenant, &query)
+        })
+        .await
+    }
+
+    /// One page of the users matching `filter`, in creation order (the admin API's
+    /// filtered listing).
+    pub async fn users_matching(
+        &self,
+        tenant: &str,
+        filter: UserFilter,
+        page: gatehouse_identity_store::PageRequest,
+    ) -> AdminResult<gatehouse_identity_store::Page<User>> {
+        self.read(tenant, move |conn, tenant| {
+            users::search::matching(conn, tenant, &filter, &page)
         })
         .await
     }

@@ -19,7 +19,7 @@ use super::{User, UserRow, assemble};
 use crate::keys::fold;
 use crate::query::tenant_rows;
 use crate::schema::{user_emails, users};
-use crate::{AnyConnection, StoreError, StoreResult};
+use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
 const ENTITY: &str = "user filter";
 /// The most users one page holds.
@@ -133,12 +133,49 @@ pub struct UserQuery {
     pub start_index: i64,
     /// 0 asks only for the total.
     pub count: i64,
+    /// Keyset paging instead of an index: only users whose id sorts after this
+    /// one (ids sort in creation order), with `sort: None` and `start_index: 1`.
+    pub after: Option<String>,
+    /// Whether to count every match (SCIM's `totalResults`); a keyset page needs
+    /// no total, and counting costs a pass over the matches.
+    pub count_total: bool,
 }
 
-/// One page of a search and how many users match in all.
+impl UserQuery {
+    /// A page by 1-based index, with the total (SCIM).
+    pub fn by_index(
+        filter: Option<UserFilter>,
+        sort: Option<(UserAttribute, bool)>,
+        start_index: i64,
+        count: i64,
+    ) -> UserQuery {
+        UserQuery {
+            filter,
+            sort,
+            start_index,
+            count,
+            after: None,
+            count_total: true,
+        }
+    }
+
+    /// The next `count` users after `after` in creation order, without a total.
+    pub fn after(filter: Option<UserFilter>, after: Option<String>, count: i64) -> UserQuery {
+        UserQuery {
+            filter,
+            sort: None,
+            start_index: 1,
+            count,
+            after,
+            count_total: false,
+        }
+    }
+}
+
+/// One page of a search and how many users match in all (when asked).
 #[derive(Debug, Clone)]
 pub struct Found {
-    pub total: i64,
+    pub total: Option<i64>,
     pub users: Vec<User>,
 }
 
@@ -146,6 +183,12 @@ pub struct Found {
 pub fn search(conn: &mut AnyConnection, tenant: TenantId, query: &UserQuery) -> StoreResult<Found> {
     if query.start_index < 1 {
         return Err(StoreError::invalid(ENTITY, "startIndex starts at 1"));
+    }
+    if query.after.is_some() && (query.sort.is_some() || query.start_index != 1) {
+        return Err(StoreError::invalid(
+            ENTITY,
+            "a page after a cursor is in creation order, from its start",
+        ));
     }
     if !(0..=MAX_COUNT).contains(&query.count) {
         return Err(StoreError::invalid(
@@ -161,6 +204,23 @@ pub fn search(conn: &mut AnyConnection, tenant: TenantId, query: &UserQuery) -> 
         total,
         users: assemble(conn, rows)?,
     })
+}
+
+/// One page of the users matching `filter`, in creation order after the page's
+/// cursor (the admin API's listing with a filter).
+pub fn matching(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    filter: &UserFilter,
+    page: &PageRequest,
+) -> StoreResult<Page<User>> {
+    let query = UserQuery::after(
+        Some(filter.clone()),
+        page.after.clone(),
+        page.fetch_limit()?,
+    );
+    let found = search(conn, tenant, &query)?;
+    Ok(Page::from_rows(found.users, page, |u| u.id.to_string()))
 }
 
 fn too_deep(depth: usize) -> StoreResult<()> {
@@ -298,7 +358,7 @@ macro_rules! backend_queries {
                 conn: &mut $connection,
                 tenant: TenantId,
                 query: &UserQuery,
-            ) -> StoreResult<(i64, Vec<UserRow>)> {
+            ) -> StoreResult<(Option<i64>, Vec<UserRow>)> {
                 let matching = || -> StoreResult<users::BoxedQuery<'static, $backend>> {
                     let all = users::table
                         .filter(users::tenant_id.eq(tenant.to_string()))
@@ -308,14 +368,21 @@ macro_rules! backend_queries {
                         None => all,
                     })
                 };
-                let total: i64 = matching()?.count().get_result(conn)?;
-                if query.count == 0 || total < query.start_index {
+                let total: Option<i64> = if query.count_total {
+                    Some(matching()?.count().get_result(conn)?)
+                } else {
+                    None
+                };
+                if query.count == 0 || total.is_some_and(|total| total < query.start_index) {
                     return Ok((total, Vec::new()));
                 }
-                let ordered = match query.sort {
+                let mut ordered = match query.sort {
                     Some((attribute, descending)) => sorted(matching()?, attribute, descending)?,
                     None => matching()?,
                 };
+                if let Some(after) = &query.after {
+                    ordered = ordered.filter(users::id.gt(after.clone()));
+                }
                 let rows = ordered
                     .then_order_by(users::id.asc())
                     .offset(query.start_index - 1)

@@ -65,15 +65,10 @@ fn names(
     let found = search(
         conn,
         tenant,
-        &UserQuery {
-            filter: Some(filter),
-            sort: None,
-            start_index: 1,
-            count: 100,
-        },
+        &UserQuery::by_index(Some(filter), None, 1, 100),
     )
     .unwrap();
-    assert_eq!(found.total as usize, found.users.len());
+    assert_eq!(found.total, Some(found.users.len() as i64));
     found.users.into_iter().map(|u| u.data.user_name).collect()
 }
 
@@ -168,8 +163,8 @@ gatehouse_identity_store::backend_tests! {
         let t = tenant(&mut conn, "acme");
         seed(&mut conn, t);
         let page = |conn: &mut AnyConnection, start_index, count, sort| {
-            let found = search(conn, t, &UserQuery { filter: None, sort, start_index, count }).unwrap();
-            (found.total, found.users.into_iter().map(|u| u.data.user_name).collect::<Vec<_>>())
+            let found = search(conn, t, &UserQuery::by_index(None, sort, start_index, count)).unwrap();
+            (found.total.unwrap(), found.users.into_iter().map(|u| u.data.user_name).collect::<Vec<_>>())
         };
         assert_eq!(page(&mut conn, 1, 2, None), (4, vec!["alice".into(), "bob".into()]));
         assert_eq!(page(&mut conn, 3, 2, None), (4, vec!["Carol_1".into(), "dave%".into()]));
@@ -185,9 +180,26 @@ gatehouse_identity_store::backend_tests! {
             ["alice", "bob"]
         );
         for (start_index, count) in [(0, 10), (1, -1), (1, 1001)] {
-            let refused = search(&mut conn, t, &UserQuery { filter: None, sort: None, start_index, count });
+            let refused = search(&mut conn, t, &UserQuery::by_index(None, None, start_index, count));
             assert!(matches!(refused, Err(StoreError::Invalid { .. })), "{start_index} {count}");
         }
+    }
+
+    fn a_keyset_page_continues_after_its_cursor_without_a_total(db) {
+        let mut conn = db.conn();
+        let t = tenant(&mut conn, "acme");
+        seed(&mut conn, t);
+        let engineers = || Some(F::Present(A::Title));
+        let first = search(&mut conn, t, &UserQuery::after(engineers(), None, 2)).unwrap();
+        assert_eq!(first.total, None);
+        let names: Vec<_> = first.users.iter().map(|u| u.data.user_name.as_str()).collect();
+        assert_eq!(names, ["alice", "Carol_1"]);
+        let cursor = first.users.last().unwrap().id.to_string();
+        let next = search(&mut conn, t, &UserQuery::after(engineers(), Some(cursor), 2)).unwrap();
+        let names: Vec<_> = next.users.iter().map(|u| u.data.user_name.as_str()).collect();
+        assert_eq!(names, ["dave%"]);
+        let mixed = UserQuery { sort: Some((A::UserName, false)), ..UserQuery::after(None, Some("x".into()), 2) };
+        assert!(matches!(search(&mut conn, t, &mixed), Err(StoreError::Invalid { .. })));
     }
 
     fn values_of_the_wrong_kind_are_refused(db) {
@@ -201,7 +213,7 @@ gatehouse_identity_store::backend_tests! {
             cmp(A::Title, C::Greater, V::Null),
             F::Email(email(E::Primary, C::Eq, text("true"))),
         ] {
-            let refused = search(&mut conn, t, &UserQuery { filter: Some(filter.clone()), sort: None, start_index: 1, count: 10 });
+            let refused = search(&mut conn, t, &UserQuery::by_index(Some(filter.clone()), None, 1, 10));
             assert!(matches!(refused, Err(StoreError::Invalid { .. })), "{filter:?}");
         }
     }

@@ -49,6 +49,10 @@ pub enum UsersCommand {
         /// Continue after this cursor (printed by the previous page).
         #[arg(long)]
         after: Option<String>,
+        /// Only the users this SCIM filter matches (RFC 7644 §3.4.2.2), such as
+        /// 'emails.value co "@example.com" and active eq true'.
+        #[arg(long)]
+        filter: Option<String>,
     },
     /// Everything held about a user (profile, credential metadata, sessions,
     /// consent history, audit events by or about them) as JSON on standard output;
@@ -188,7 +192,8 @@ pub fn run(config: &Config, command: UsersCommand) -> Result<(), ServerError> {
             tenant,
             limit,
             after,
-        } => list_users(config, &tenant, limit, after),
+            filter,
+        } => list_users(config, &tenant, limit, after, filter.as_deref()),
         UsersCommand::Delete(args) => delete(config, args),
         UsersCommand::Export { user, operator } => {
             let operator = Operator::named(&operator).map_err(|e| admin_error("", e))?;
@@ -309,11 +314,20 @@ fn list_users(
     tenant: &str,
     limit: u32,
     after: Option<String>,
+    filter: Option<&str>,
 ) -> Result<(), ServerError> {
     let admin = open_admin(config)?;
     let request = PageRequest { after, limit };
-    let page =
-        block_on(admin.users(tenant, request)).map_err(|e| admin_error("listing users", e))?;
+    let page = match filter {
+        None => block_on(admin.users(tenant, request)),
+        Some(text) => {
+            let filter = gatehouse_scim::parse_filter(text)
+                .and_then(|parsed| crate::api::scim::filter::users(&parsed, false))
+                .map_err(|e| ServerError::Usage(format!("--filter: {}", e.detail)))?;
+            block_on(admin.users_matching(tenant, filter, request))
+        }
+    }
+    .map_err(|e| admin_error("listing users", e))?;
     if page.items.is_empty() {
         println!("no users");
     }

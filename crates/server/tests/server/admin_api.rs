@@ -859,3 +859,63 @@ fn an_invited_user_chooses_a_password_and_signs_in(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(an_invited_user_chooses_a_password_and_signs_in);
+
+fn users_are_found_by_a_scim_filter_a_page_at_a_time(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    for email in ["ann@acme.example", "bob@other.example", "cat@acme.example"] {
+        let made = call(&app, Some(&admin), |http, base| {
+            http.post(format!("{base}/admin/v1/users"))
+                .json(&json!({"email": email, "invite": false}))
+        });
+        assert_eq!(made.status(), 201);
+    }
+    let list = |query: &str| {
+        let answer = call(&app, Some(&admin), |http, base| {
+            http.get(format!("{base}/admin/v1/users?{query}"))
+        });
+        (answer.status().as_u16(), answer.json::<Value>().unwrap())
+    };
+    let filter = |text: &str| form_urlencoded::byte_serialize(text.as_bytes()).collect::<String>();
+
+    let (status, first) = list(&format!(
+        "limit=1&filter={}",
+        filter("emails.value co \"@ACME.example\"")
+    ));
+    assert_eq!(status, 200, "{first}");
+    assert_eq!(first["items"].as_array().unwrap().len(), 1);
+    assert_eq!(first["items"][0]["emails"][0]["value"], "ann@acme.example");
+    let cursor = first["next_cursor"].as_str().unwrap();
+    let (_, second) = list(&format!(
+        "limit=1&after={cursor}&filter={}",
+        filter("emails.value co \"@ACME.example\"")
+    ));
+    assert_eq!(second["items"][0]["emails"][0]["value"], "cat@acme.example");
+    assert_eq!(second["next_cursor"], Value::Null, "the last match: no more pages");
+
+    let (_, precedence) = list(&format!(
+        "filter={}",
+        filter("emails.value sw \"bob\" or emails.value sw \"ann\" and not (active eq true)")
+    ));
+    let found: Vec<&str> = precedence["items"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|u| u["emails"][0]["value"].as_str().unwrap())
+        .collect();
+    assert_eq!(found, ["bob@other.example"], "and binds tighter than or");
+
+    for bad in [
+        "emails.value co",
+        "userName zz \"a\"",
+        "active eq \"yes\"",
+        "phoneNumbers pr",
+    ] {
+        let (status, problem) = list(&format!("filter={}", filter(bad)));
+        assert_eq!(status, 400, "{bad}: {problem}");
+        assert_eq!(problem["field"], "filter", "{bad}: {problem}");
+    }
+}
+
+gatehouse_identity_store::on_both_backends!(users_are_found_by_a_scim_filter_a_page_at_a_time);

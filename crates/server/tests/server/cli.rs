@@ -1181,6 +1181,20 @@ fn tenants_groups_users_and_the_audit_log_from_the_command_line() {
         "{}",
         stdout(&listed)
     );
+    // A SCIM filter narrows the list; a malformed one is a clean usage error.
+    let filtered = stdout(&cli(&[
+        "users",
+        "list",
+        "--filter",
+        "emails.value sw \"HAL@\"",
+    ]));
+    assert!(filtered.contains("\thal@example.com\t"), "{filtered}");
+    assert!(!filtered.contains("gus@example.com"), "{filtered}");
+    assert_clean_failure(
+        &cli(&["users", "list", "--filter", "emails.value sw"]),
+        1,
+        "--filter",
+    );
     let deleted = succeeded(&cli(&user_action(
         "delete",
         "gus@example.com",

@@ -13,6 +13,9 @@ use super::views::{
     CreatedUser, DisabledView, EnabledView, Items, ResetView, SessionView, SessionsEnded,
     UserConsentsView, UserPage, UserView,
 };
+use crate::api::problem::invalid_field;
+use crate::http::answer::answered;
+
 use super::{
     Caller, PATH, body, changed_at_version, created, if_match, no_content, ok, ok_as, query,
     reason, respond, tagged, user_id, with_header,
@@ -28,6 +31,10 @@ pub(super) struct PageQuery {
     limit: u32,
     /// The `next_cursor` of the page before.
     after: Option<String>,
+    /// Only the users this SCIM filter (RFC 7644 §3.4.2.2) matches, such as
+    /// `emails.value co "@example.com" and not (active eq false)`: the same grammar
+    /// and attributes as `GET /scim/v2/Users?filter=`.
+    filter: Option<String>,
 }
 
 pub(super) fn default_limit() -> u32 {
@@ -41,20 +48,29 @@ pub(super) async fn list_users(
     caller: Caller,
     req: HttpRequest,
 ) -> actix_web::Result<HttpResponse> {
-    let page: PageQuery = query(&req)?;
+    let asked: PageQuery = query(&req)?;
     let page = PageRequest {
-        after: page.after,
-        limit: page.limit,
+        after: asked.after,
+        limit: asked.limit,
     };
-    Ok(respond(
-        caller.admin().users(caller.slug(), page).await,
-        |page| {
-            ok(UserPage {
-                items: page.items.iter().map(UserView::from).collect(),
-                next_cursor: page.next_cursor,
-            })
-        },
-    ))
+    let found = match asked.filter.as_deref() {
+        None => caller.admin().users(caller.slug(), page).await,
+        Some(text) => {
+            let filter = gatehouse_scim::parse_filter(text)
+                .and_then(|parsed| crate::api::scim::filter::users(&parsed, false))
+                .map_err(|e| answered(invalid_field("filter", &e.detail)))?;
+            caller
+                .admin()
+                .users_matching(caller.slug(), filter, page)
+                .await
+        }
+    };
+    Ok(respond(found, |page| {
+        ok(UserPage {
+            items: page.items.iter().map(UserView::from).collect(),
+            next_cursor: page.next_cursor,
+        })
+    }))
 }
 
 fn yes() -> bool {

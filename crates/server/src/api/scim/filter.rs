@@ -134,7 +134,7 @@ fn no_user() -> UserFilter {
 /// A filter on Users as the store's tree. `across_types` (a search of every
 /// resource type): a Group's attribute is one no user has, so its comparison is
 /// false for users instead of an error.
-pub(super) fn users(filter: &Filter, across_types: bool) -> Result<UserFilter, ScimError> {
+pub(crate) fn users(filter: &Filter, across_types: bool) -> Result<UserFilter, ScimError> {
     let users = |f: &Filter| users(f, across_types);
     Ok(match filter {
         Filter::And(a, b) => UserFilter::And(Box::new(users(a)?), Box::new(users(b)?)),

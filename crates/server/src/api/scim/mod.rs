@@ -11,7 +11,7 @@
 //! failure is answered as a SCIM error (§3.12) with `application/scim+json`.
 
 mod discovery;
-mod filter;
+pub(crate) mod filter;
 mod groups;
 mod users;
 

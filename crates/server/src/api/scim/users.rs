@@ -426,12 +426,7 @@ pub(super) async fn find(
         Some(Ok(attribute)) => Some((attribute, asked.descending)),
         Some(Err(e)) => return Err(error(&e)),
     };
-    let query = UserQuery {
-        filter: store_filter,
-        sort,
-        start_index: asked.start_index,
-        count: asked.count,
-    };
+    let query = UserQuery::by_index(store_filter, sort, asked.start_index, asked.count);
     let found = match caller.admin().search_users(caller.slug(), query).await {
         Ok(found) => found,
         // A filter the store refuses (a value of the wrong kind) is the filter's fault.
@@ -445,7 +440,10 @@ pub(super) async fn find(
         }
         Err(e) => return Err(failure(&e)),
     };
-    Ok((found.total, resources(caller, &found.users).await?))
+    Ok((
+        found.total.unwrap_or_default(),
+        resources(caller, &found.users).await?,
+    ))
 }
 
 async fn answer_list(caller: ScimCaller, asked: Result<ListRequest, ScimError>) -> HttpResponse {
