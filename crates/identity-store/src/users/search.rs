@@ -383,12 +383,27 @@ macro_rules! backend_queries {
                 if let Some(after) = &query.after {
                     ordered = ordered.filter(users::id.gt(after.clone()));
                 }
-                let rows = ordered
+                // The page's ids first, then their rows: skipping `start_index - 1`
+                // matches walks an index of ids alone (the tenant's `(tenant_id, id)`
+                // index covers it when unsorted) instead of reading every skipped
+                // user's row.
+                let ids: Vec<String> = ordered
                     .then_order_by(users::id.asc())
                     .offset(query.start_index - 1)
                     .limit(query.count)
+                    .select(users::id)
+                    .load(conn)?;
+                if ids.is_empty() {
+                    return Ok((total, Vec::new()));
+                }
+                let mut rows: Vec<UserRow> = users::table
+                    .filter(users::tenant_id.eq(tenant.to_string()))
+                    .filter(users::id.eq_any(&ids))
                     .select(UserRow::as_select())
                     .load(conn)?;
+                let position: std::collections::HashMap<&str, usize> =
+                    ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
+                rows.sort_by_key(|row| position.get(row.id.as_str()).copied().unwrap_or(usize::MAX));
                 Ok((total, rows))
             }
 
