@@ -22,7 +22,7 @@ import { Validator } from '@seriousme/openapi-schema-validator';
 import Ajv2020 from 'ajv/dist/2020.js';
 import addFormats from 'ajv-formats';
 
-import { startGatehouse } from './lib/server.js';
+import { clientCredentialsToken, startGatehouse } from './lib/server.js';
 import { startSmtpCatcher } from './lib/smtp.js';
 import { closeAll } from './lib/stage.js';
 
@@ -144,9 +144,9 @@ describe('the admin API contract (OpenAPI 3.1)', { timeout: 120_000 }, () => {
     smtp = await startSmtpCatcher();
     server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(ARTIFACTS, 'server.log') });
     const audience = `${server.baseUrl}/admin/v1`;
-    ({ token: tokens.admin, id: adminClientId } = await clientToken(server, ['--scope', 'admin', '--audience', audience]));
-    ({ token: tokens.unscoped } = await clientToken(server, ['--scope', 'reports', '--audience', audience]));
-    ({ token: tokens.platform } = await clientToken(server, ['--scope', 'platform', '--audience', audience]));
+    ({ token: tokens.admin, id: adminClientId } = await clientCredentialsToken(server, ['--scope', 'admin', '--audience', audience]));
+    ({ token: tokens.unscoped } = await clientCredentialsToken(server, ['--scope', 'reports', '--audience', audience]));
+    ({ token: tokens.platform } = await clientCredentialsToken(server, ['--scope', 'platform', '--audience', audience]));
     tokens.forged = `${tokens.admin.slice(0, -4)}AAAA`;
   });
 
@@ -255,25 +255,4 @@ function operationFor(doc, method, concrete) {
     if (item[verb] && pattern.test(bare)) return { template, operation: item[verb] };
   }
   assert.fail(`${method} ${concrete} is not in the document`);
-}
-
-/** A client-credentials token of a client the operator registers with `args`. */
-async function clientToken(server, args) {
-  const created = await server.cli([
-    'clients', 'create', '--name', 'Provisioning job', '--grant', 'client_credentials', ...args,
-  ]);
-  const id = created.match(/^client_id:\s*(\S+)/m)?.[1];
-  const secret = created.match(/^client_secret:\s*(\S+)/m)?.[1];
-  assert.ok(id && secret, `a client_id and secret in:\n${created}`);
-  const answer = await fetch(`${server.baseUrl}/oauth2/token`, {
-    method: 'POST',
-    headers: {
-      Authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
-      'Content-Type': 'application/x-www-form-urlencoded',
-    },
-    body: 'grant_type=client_credentials',
-  });
-  const body = await answer.json();
-  assert.ok(body.access_token, JSON.stringify(body));
-  return { token: body.access_token, id };
 }

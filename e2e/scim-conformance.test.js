@@ -15,7 +15,7 @@ import path from 'node:path';
 import { after, before, test } from 'node:test';
 import { fileURLToPath } from 'node:url';
 
-import { startGatehouse } from './lib/server.js';
+import { clientCredentialsToken, startGatehouse } from './lib/server.js';
 import { startSmtpCatcher } from './lib/smtp.js';
 import { closeAll } from './lib/stage.js';
 
@@ -36,32 +36,15 @@ after(async () => {
   await closeAll([server?.stop(), smtp?.close()]);
 });
 
-/** A client-credentials token of a client made with the CLI, for SCIM. */
-async function scimToken() {
-  const created = await server.cli([
-    'clients', 'create', '--name', 'HR sync', '--grant', 'client_credentials',
-    '--scope', 'scim', '--audience', `${server.baseUrl}/scim/v2`,
-  ]);
-  const id = created.match(/^client_id:\s*(\S+)/m)?.[1];
-  const secret = created.match(/^client_secret:\s*(\S+)/m)?.[1];
-  assert.ok(id && secret, `a client_id and secret in:\n${created}`);
-  const answer = await fetch(`${server.baseUrl}/oauth2/token`, {
-    method: 'POST',
-    headers: {
-      Authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
-      'Content-Type': 'application/x-www-form-urlencoded',
-    },
-    body: 'grant_type=client_credentials',
-  });
-  const body = await answer.json();
-  assert.ok(body.access_token, JSON.stringify(body));
-  return body.access_token;
-}
 
 test('scim2-tester finds every check passing for Users and Groups', async () => {
   const python = process.env.GATEHOUSE_E2E_PYTHON;
   assert.ok(python, 'GATEHOUSE_E2E_PYTHON names the Python with scim2-tester (cargo xtask e2e sets it)');
-  const token = await scimToken();
+  const { token } = await clientCredentialsToken(
+    server,
+    ['--scope', 'scim', '--audience', `${server.baseUrl}/scim/v2`],
+    'HR sync',
+  );
   const { code, stdout, stderr } = await new Promise((resolve) => {
     execFile(
       python,

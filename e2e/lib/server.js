@@ -150,3 +150,27 @@ export async function startGatehouse({ smtpPort, logFile, env = {}, readyTimeout
 
   return { port, baseUrl, workDir, tail, stop, cli };
 }
+
+/**
+ * Registers a client-credentials client with `gatehouse clients create` (extra
+ * `args` such as `--scope`, `--audience`) and returns a token of it and its id.
+ */
+export async function clientCredentialsToken(server, args, name = 'Provisioning job') {
+  const created = await server.cli([
+    'clients', 'create', '--name', name, '--grant', 'client_credentials', ...args,
+  ]);
+  const id = created.match(/^client_id:\s*(\S+)/m)?.[1];
+  const secret = created.match(/^client_secret:\s*(\S+)/m)?.[1];
+  if (!id || !secret) throw new Error(`no client_id and secret in:\n${created}`);
+  const answer = await fetch(`${server.baseUrl}/oauth2/token`, {
+    method: 'POST',
+    headers: {
+      Authorization: `Basic ${Buffer.from(`${id}:${secret}`).toString('base64')}`,
+      'Content-Type': 'application/x-www-form-urlencoded',
+    },
+    body: 'grant_type=client_credentials',
+  });
+  const body = await answer.json();
+  if (!body.access_token) throw new Error(`no token: ${JSON.stringify(body)}`);
+  return { token: body.access_token, id };
+}

@@ -6,18 +6,16 @@
 //! link before the person proves it), and an address the account already had
 //! keeps its proof. Deactivation (`active: false`) ends everything the user has
 //! live, as an operator's disable does; a password, when sent, passes the sign-up
-//! policy and is hashed with no database connection held.
+//! policy, is hashed with no database connection held, and (on a change) signs the
+//! user out everywhere, as a reset does.
 
-use chrono::{DateTime, Utc};
 use gatehouse_core::events::DomainEvent;
 use gatehouse_core::ids::{TenantId, UserId};
-use gatehouse_identity_store::credentials::{self, CredentialKind, NewCredential};
+use gatehouse_identity_store::db;
 use gatehouse_identity_store::users::{self, User, UserData};
-use gatehouse_identity_store::{AnyConnection, db};
 use serde_json::json;
 use zeroize::Zeroizing;
 
-use crate::service::Inner;
 use crate::{Authn, AuthnError, ClientInfo};
 
 /// The user's own details a new password must not contain.
@@ -55,38 +53,6 @@ fn carry_proofs(previous: Option<&User>, data: &mut UserData) {
     }
 }
 
-/// Sets or replaces the user's password inside the caller's transaction.
-fn store_password(
-    inner: &Inner,
-    conn: &mut AnyConnection,
-    now: DateTime<Utc>,
-    tenant: TenantId,
-    user: UserId,
-    phc: &str,
-) -> Result<(), AuthnError> {
-    let existing = credentials::list_for_user(conn, tenant, user, Some(CredentialKind::Password))?;
-    match existing.first() {
-        Some(credential) => {
-            credentials::replace_secret(conn, &inner.cipher, credential, phc.as_bytes())?
-        }
-        None => {
-            credentials::create(
-                conn,
-                &inner.cipher,
-                now,
-                tenant,
-                user,
-                NewCredential {
-                    kind: CredentialKind::Password,
-                    label: None,
-                    secret: phc.as_bytes(),
-                },
-            )?;
-        }
-    }
-    Ok(())
-}
-
 /// The profile attributes that differ, by name, for the audit record (never their
 /// values: the record outlives the data).
 fn changed_attributes(old: &UserData, new: &UserData) -> Vec<&'static str> {
@@ -117,6 +83,22 @@ fn changed_attributes(old: &UserData, new: &UserData) -> Vec<&'static str> {
 }
 
 impl Authn {
+    /// A provisioned password: checked by the policy against the person's own
+    /// details, hashed with no connection held.
+    async fn provisioned_hash(
+        &self,
+        password: Option<Zeroizing<String>>,
+        data: &UserData,
+    ) -> Result<Option<Zeroizing<String>>, AuthnError> {
+        Ok(match password {
+            Some(password) => Some(Zeroizing::new(
+                self.new_password_hash(password, &password_details(data))
+                    .await?,
+            )),
+            None => None,
+        })
+    }
+
     /// Creates an account from a provisioning system's profile, audited as
     /// `user.created` by `actor`. [`AuthnError::Store`] with `Conflict` when the
     /// userName or primary address (or a look-alike) is taken.
@@ -129,13 +111,7 @@ impl Authn {
     ) -> Result<User, AuthnError> {
         check_addresses(&data)?;
         carry_proofs(None, &mut data);
-        let phc = match password {
-            Some(password) => Some(Zeroizing::new(
-                self.new_password_hash(password, &password_details(&data))
-                    .await?,
-            )),
-            None => None,
-        };
+        let phc = self.provisioned_hash(password, &data).await?;
         self.blocking(move |inner, conn| {
             let now = inner.now();
             let user = db::transaction_with(conn, |conn| {
@@ -182,13 +158,7 @@ impl Authn {
         password: Option<Zeroizing<String>>,
     ) -> Result<User, AuthnError> {
         check_addresses(&data)?;
-        let phc = match password {
-            Some(password) => Some(Zeroizing::new(
-                self.new_password_hash(password, &password_details(&data))
-                    .await?,
-            )),
-            None => None,
-        };
+        let phc = self.provisioned_hash(password, &data).await?;
         self.blocking(move |inner, conn| {
             let now = inner.now();
             let (updated, ended) = db::transaction_with(conn, |conn| {
@@ -199,10 +169,16 @@ impl Authn {
                 let deactivated = current.data.active && !data.active;
                 let reactivated = !current.data.active && data.active;
                 let updated = users::update(conn, now, tenant, user, version, data)?;
-                if let Some(phc) = &phc {
-                    store_password(inner, conn, now, tenant, user, phc)?;
-                }
-                let ended = if deactivated {
+                // A new password puts whoever held the old one out, as a reset does.
+                let mut ended = match &phc {
+                    Some(phc) => {
+                        inner
+                            .reset_password(conn, now, tenant, user, phc, "password_provisioned")?
+                            .sessions
+                    }
+                    None => Vec::new(),
+                };
+                ended.extend(if deactivated {
                     let (ended, grants_revoked) = inner.end_everything(conn, now, tenant, user)?;
                     inner.audit_operator_action(
                         conn,
@@ -220,7 +196,7 @@ impl Authn {
                     ended
                 } else {
                     Vec::new()
-                };
+                });
                 if reactivated {
                     inner.audit_operator_action(
                         conn,

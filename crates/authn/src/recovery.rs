@@ -268,9 +268,9 @@ impl OwnedFactors {
 }
 
 /// What ending everything of a user did.
-struct SignedOut {
-    sessions: Vec<SessionId>,
-    grants: usize,
+pub(crate) struct SignedOut {
+    pub(crate) sessions: Vec<SessionId>,
+    pub(crate) grants: usize,
 }
 
 /// What the password policy compares a new password with.
@@ -642,7 +642,7 @@ impl Inner {
     /// Sets the password credential to `phc`, creating it if the account has none
     /// (after an administrator's reset), and signs the user out everywhere for
     /// `reason`: whoever held the old credentials is out.
-    fn reset_password(
+    pub(crate) fn reset_password(
         &self,
         conn: &mut AnyConnection,
         now: DateTime<Utc>,

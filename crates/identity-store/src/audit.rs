@@ -332,15 +332,7 @@ pub struct AuditFilter {
 
 /// `LIKE` pattern for "starts with `prefix`", its wildcards escaped with `\`.
 fn starts_with_pattern(prefix: &str) -> String {
-    let mut pattern = String::with_capacity(prefix.len() + 1);
-    for c in prefix.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern.push('%');
-    pattern
+    format!("{}%", crate::query::like_literal(prefix))
 }
 
 /// A tenant's events that match `filter`, in order; the cursor is the last `seq`

@@ -133,3 +133,16 @@ where
         reason_column.eq(Some(reason)),
     )
 }
+
+/// `value` as a literal inside a LIKE pattern: `%`, `_` and `\` escaped, for
+/// `LIKE … ESCAPE '\'` (the same on both backends).
+pub(crate) fn like_literal(value: &str) -> String {
+    let mut pattern = String::with_capacity(value.len() + 2);
+    for c in value.chars() {
+        if matches!(c, '%' | '_' | '\\') {
+            pattern.push('\\');
+        }
+        pattern.push(c);
+    }
+    pattern
+}

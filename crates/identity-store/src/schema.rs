@@ -424,9 +424,18 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    user_counts (tenant_id, shard) {
+        tenant_id -> Text,
+        shard -> Integer,
+        users -> BigInt,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     users,
+    user_counts,
     user_emails,
     groups,
     group_members,

@@ -122,10 +122,14 @@ pub fn create(
         version: 1,
         disabled_at: None,
     };
-    diesel::insert_into(tenants::table)
-        .values(&row)
-        .execute(conn)
-        .map_err(conflict())?;
+    let id: TenantId = parse_column("tenants", &row.id)?;
+    crate::db::transaction(conn, |conn| {
+        diesel::insert_into(tenants::table)
+            .values(&row)
+            .execute(conn)
+            .map_err(conflict())?;
+        crate::users::prepare_counts(conn, id)
+    })?;
     Tenant::from_row(row)
 }
 

@@ -17,12 +17,14 @@ use crate::db::MultiBackend;
 use crate::error::{is_unique_violation, map_unique, touched_one};
 use crate::keys::{fold, identifier_problem, skeleton};
 use crate::query::{tenant_row, tenant_rows};
-use crate::schema::{user_emails, users};
+use crate::schema::{user_counts, user_emails, users};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
 pub mod search;
 
 const ENTITY: &str = "user";
+/// Rows a tenant's user count is spread over (see the `user_counts` migration).
+const COUNT_SHARDS: i32 = 16;
 const MAX_USER_NAME: usize = 256;
 const MAX_EMAILS: usize = 20;
 
@@ -402,7 +404,8 @@ pub fn create(
             .values(&row)
             .execute(conn)
             .map_err(conflict())?;
-        insert_emails(conn, tenant, &row.id, &data.emails)
+        insert_emails(conn, tenant, &row.id, &data.emails)?;
+        count_change(conn, tenant, id, 1)
     });
     if let Err(error) = created {
         return Err(exact_conflict_first(conn, tenant, None, &data, error));
@@ -574,8 +577,70 @@ pub fn set_active(
 }
 
 pub fn delete(conn: &mut AnyConnection, tenant: TenantId, id: UserId) -> StoreResult<()> {
-    let deleted = diesel::delete(tenant_row!(users, tenant, id)).execute(conn)?;
-    touched_one(deleted, ENTITY)
+    conn.transaction(|conn| {
+        let deleted = diesel::delete(tenant_row!(users, tenant, id)).execute(conn)?;
+        touched_one(deleted, ENTITY)?;
+        count_change(conn, tenant, id, -1)
+    })
+}
+
+/// The count row a user is counted in: their id's last hex digit.
+fn count_shard(id: UserId) -> i32 {
+    id.to_string()
+        .chars()
+        .last()
+        .and_then(|c| c.to_digit(16))
+        .map_or(0, |d| d as i32 % COUNT_SHARDS)
+}
+
+/// Inside a user's creation or deletion: the tenant's count moves by `delta`.
+fn count_change(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    id: UserId,
+    delta: i64,
+) -> StoreResult<()> {
+    let shard = count_shard(id);
+    let row = user_counts::table
+        .filter(user_counts::tenant_id.eq(tenant.to_string()))
+        .filter(user_counts::shard.eq(shard));
+    let updated = diesel::update(row)
+        .set(user_counts::users.eq(user_counts::users + delta))
+        .execute(conn)?;
+    if updated == 0 {
+        // A tenant made before its count rows (they are made with the tenant).
+        diesel::insert_into(user_counts::table)
+            .values((
+                user_counts::tenant_id.eq(tenant.to_string()),
+                user_counts::shard.eq(shard),
+                user_counts::users.eq(delta),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// A new tenant's count rows, so users created at once never race to make them.
+pub(crate) fn prepare_counts(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<()> {
+    for shard in 0..COUNT_SHARDS {
+        diesel::insert_into(user_counts::table)
+            .values((
+                user_counts::tenant_id.eq(tenant.to_string()),
+                user_counts::shard.eq(shard),
+                user_counts::users.eq(0_i64),
+            ))
+            .execute(conn)?;
+    }
+    Ok(())
+}
+
+/// How many users the tenant has, from its count rows (no pass over the users).
+pub fn total(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<i64> {
+    let parts: Vec<i64> = user_counts::table
+        .filter(user_counts::tenant_id.eq(tenant.to_string()))
+        .select(user_counts::users)
+        .load(conn)?;
+    Ok(parts.into_iter().sum())
 }
 
 pub fn list(

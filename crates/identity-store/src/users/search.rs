@@ -18,7 +18,7 @@ use gatehouse_core::ids::TenantId;
 use super::{User, UserRow, assemble};
 use crate::keys::fold;
 use crate::query::tenant_rows;
-use crate::schema::{user_emails, users};
+use crate::schema::{user_counts, user_emails, users};
 use crate::{AnyConnection, Page, PageRequest, StoreError, StoreResult};
 
 const ENTITY: &str = "user filter";
@@ -237,20 +237,8 @@ fn wrong(what: &str) -> StoreError {
     StoreError::invalid(ENTITY, what.to_owned())
 }
 
-/// `%`/`_`/`\` escaped, for LIKE with `ESCAPE '\'`.
-fn escaped(value: &str) -> String {
-    let mut pattern = String::with_capacity(value.len() + 2);
-    for c in value.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            pattern.push('\\');
-        }
-        pattern.push(c);
-    }
-    pattern
-}
-
 fn like_pattern(op: Comparison, folded: &str) -> Option<String> {
-    let value = escaped(folded);
+    let value = crate::query::like_literal(folded);
     match op {
         Comparison::Contains => Some(format!("%{value}%")),
         Comparison::StartsWith => Some(format!("{value}%")),
@@ -368,10 +356,18 @@ macro_rules! backend_queries {
                         None => all,
                     })
                 };
-                let total: Option<i64> = if query.count_total {
-                    Some(matching()?.count().get_result(conn)?)
-                } else {
-                    None
+                let total: Option<i64> = match (query.count_total, &query.filter) {
+                    (false, _) => None,
+                    // Every user: the tenant's kept count, not a pass over them.
+                    (true, None) => Some(
+                        user_counts::table
+                            .filter(user_counts::tenant_id.eq(tenant.to_string()))
+                            .select(user_counts::users)
+                            .load::<i64>(conn)?
+                            .into_iter()
+                            .sum(),
+                    ),
+                    (true, Some(_)) => Some(matching()?.count().get_result(conn)?),
                 };
                 if query.count == 0 || total.is_some_and(|total| total < query.start_index) {
                     return Ok((total, Vec::new()));
@@ -401,9 +397,14 @@ macro_rules! backend_queries {
                     .filter(users::id.eq_any(&ids))
                     .select(UserRow::as_select())
                     .load(conn)?;
-                let position: std::collections::HashMap<&str, usize> =
-                    ids.iter().enumerate().map(|(i, id)| (id.as_str(), i)).collect();
-                rows.sort_by_key(|row| position.get(row.id.as_str()).copied().unwrap_or(usize::MAX));
+                let position: std::collections::HashMap<&str, usize> = ids
+                    .iter()
+                    .enumerate()
+                    .map(|(i, id)| (id.as_str(), i))
+                    .collect();
+                rows.sort_by_key(|row| {
+                    position.get(row.id.as_str()).copied().unwrap_or(usize::MAX)
+                });
                 Ok((total, rows))
             }
 

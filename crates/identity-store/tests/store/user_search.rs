@@ -202,6 +202,23 @@ gatehouse_identity_store::backend_tests! {
         assert!(matches!(search(&mut conn, t, &mixed), Err(StoreError::Invalid { .. })));
     }
 
+    fn the_unfiltered_total_is_the_kept_count_through_creation_and_deletion(db) {
+        let mut conn = db.conn();
+        let (t, other) = tenant_and_other(&mut conn, "acme");
+        seed(&mut conn, t);
+        seed(&mut conn, other);
+        let bob = users::find_by_user_name(&mut conn, t, "bob").unwrap().unwrap();
+        users::delete(&mut conn, t, bob.id).unwrap();
+        let all = search(&mut conn, t, &UserQuery::by_index(None, None, 1, 100)).unwrap();
+        assert_eq!(all.total, Some(3));
+        assert_eq!(all.users.len(), 3);
+        assert_eq!(users::total(&mut conn, t).unwrap(), users::count(&mut conn, t).unwrap());
+        assert_eq!(users::total(&mut conn, other).unwrap(), 4);
+        // A refused creation (a taken userName) leaves the count as it was.
+        assert!(users::create(&mut conn, now(), t, person("ALICE", "Again", None, &[])).is_err());
+        assert_eq!(users::total(&mut conn, t).unwrap(), 3);
+    }
+
     fn values_of_the_wrong_kind_are_refused(db) {
         let mut conn = db.conn();
         let t = tenant(&mut conn, "acme");

@@ -15,6 +15,23 @@ use crate::http::bearer::{Refusal, has_scope, require_any};
 use crate::http::tenant::ResolvedTenant;
 use crate::state::AppState;
 
+/// The operator action of the route `req` matched, from an API's table of
+/// `(method, path under api_path, action)`; `None` for a route left out of it.
+pub(crate) fn route_action(
+    req: &HttpRequest,
+    api_path: &str,
+    table: &[(&str, &str, &'static str)],
+) -> Option<&'static str> {
+    let pattern = req.match_pattern()?;
+    let under = &pattern[pattern.find(api_path)? + api_path.len()..];
+    table
+        .iter()
+        .find(|(method, path, _)| {
+            *path == under && req.method().as_str().eq_ignore_ascii_case(method)
+        })
+        .map(|(_, _, action)| *action)
+}
+
 /// An authenticated, authorized operator call.
 pub(crate) struct OperatorCall {
     pub state: web::Data<AppState>,

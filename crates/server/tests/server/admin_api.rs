@@ -892,7 +892,11 @@ fn users_are_found_by_a_scim_filter_a_page_at_a_time(backend: Backend) {
         filter("emails.value co \"@ACME.example\"")
     ));
     assert_eq!(second["items"][0]["emails"][0]["value"], "cat@acme.example");
-    assert_eq!(second["next_cursor"], Value::Null, "the last match: no more pages");
+    assert_eq!(
+        second["next_cursor"],
+        Value::Null,
+        "the last match: no more pages"
+    );
 
     let (_, precedence) = list(&format!(
         "filter={}",

@@ -116,17 +116,8 @@ admin_routes! {
     patch "/purposes/{slug}" => governance::update_purpose, "purposes.write";
 }
 
-/// The operator action of the route `req` matched (`None`: a route missing from
-/// [`ROUTE_ACTIONS`], refused).
 fn route_action(req: &HttpRequest) -> Option<&'static str> {
-    let pattern = req.match_pattern()?;
-    let under = &pattern[pattern.find(PATH)? + PATH.len()..];
-    ROUTE_ACTIONS
-        .iter()
-        .find(|(method, path, _)| {
-            *path == under && req.method().as_str().eq_ignore_ascii_case(method)
-        })
-        .map(|(_, _, action)| *action)
+    crate::api::operator::route_action(req, PATH, ROUTE_ACTIONS)
 }
 
 /// An authenticated admin API call: the tenant, who acts, and the admin layer to

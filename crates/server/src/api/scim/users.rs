@@ -65,34 +65,13 @@ pub(super) fn to_scim(user: &User, groups: &[Group], base: &str) -> Value {
     text(&mut object, "locale", &data.locale);
     text(&mut object, "timezone", &data.timezone);
     object.insert("active".into(), json!(data.active));
-    if !data.emails.is_empty() {
-        let emails: Vec<Value> = data
-            .emails
-            .iter()
-            .map(|e| {
-                let mut email = json!({ "value": e.value, "primary": e.primary });
-                if let Some(kind) = &e.kind {
-                    email["type"] = json!(kind);
-                }
-                email
-            })
-            .collect();
-        object.insert("emails".into(), Value::Array(emails));
-    }
-    if !data.phone_numbers.is_empty() {
-        let phones: Vec<Value> = data
-            .phone_numbers
-            .iter()
-            .map(|p| {
-                let mut phone = json!({ "value": p.value, "primary": p.primary });
-                if let Some(kind) = &p.kind {
-                    phone["type"] = json!(kind);
-                }
-                phone
-            })
-            .collect();
-        object.insert("phoneNumbers".into(), Value::Array(phones));
-    }
+    let emails = data.emails.iter().map(|e| (&e.value, &e.kind, e.primary));
+    multi_valued_out(&mut object, "emails", emails);
+    let phones = data
+        .phone_numbers
+        .iter()
+        .map(|p| (&p.value, &p.kind, p.primary));
+    multi_valued_out(&mut object, "phoneNumbers", phones);
     if !groups.is_empty() {
         let groups: Vec<Value> = groups
             .iter()
@@ -127,6 +106,26 @@ pub(super) fn to_scim(user: &User, groups: &[Group], base: &str) -> Value {
         }),
     );
     Value::Object(object)
+}
+
+/// `emails` or `phoneNumbers` as SCIM values, left out when there are none.
+fn multi_valued_out<'a>(
+    object: &mut Map<String, Value>,
+    name: &str,
+    values: impl Iterator<Item = (&'a String, &'a Option<String>, bool)>,
+) {
+    let values: Vec<Value> = values
+        .map(|(value, kind, primary)| {
+            let mut out = json!({ "value": value, "primary": primary });
+            if let Some(kind) = kind {
+                out["type"] = json!(kind);
+            }
+            out
+        })
+        .collect();
+    if !values.is_empty() {
+        object.insert(name.into(), Value::Array(values));
+    }
 }
 
 fn invalid(detail: impl Into<String>) -> ScimError {
