@@ -9,7 +9,7 @@
 //!   (startIndex paging is an OFFSET) — under 50 ms.
 //!
 //! Each search is what the endpoint does: the total (`COUNT`), the page, and the
-//! page's emails. Users are seeded through `users::create` in transactions of
+//! page's emails. `GATEHOUSE_BENCH_BACKENDS` narrows the backends. Users are seeded through `users::create` in transactions of
 //! 10,000, each followed by `ANALYZE` (on PostgreSQL in bulk by the server, see
 //! [`seed_in_bulk`]). Run with
 //! `cargo bench -p gatehouse-identity-store --bench user_search`; method and numbers
@@ -103,8 +103,12 @@ fn seed_in_bulk(conn: &mut AnyConnection, tenant: TenantId, count: usize) {
     .unwrap();
     // What autovacuum does after a large insert: the visibility map that lets
     // index-only scans skip the table.
-    conn.batch_execute("VACUUM ANALYZE users; VACUUM ANALYZE user_emails")
-        .unwrap();
+    // One statement a call: VACUUM cannot run in the implicit transaction of a
+    // multi-statement query.
+    for table in ["users", "user_emails"] {
+        conn.batch_execute(&format!("VACUUM ANALYZE {table}"))
+            .unwrap();
+    }
     eprintln!(
         "seeded {count} users in bulk in {:.1} s",
         started.elapsed().as_secs_f64()
@@ -245,7 +249,13 @@ fn main() {
     println!(
         "{users_count} users in the searched tenant; {LOOKUPS} lookups and {PAGES} pages per kind"
     );
-    for backend in [Backend::Sqlite, Backend::Postgres] {
-        run(backend, users_count);
+    let backends =
+        std::env::var("GATEHOUSE_BENCH_BACKENDS").unwrap_or_else(|_| "sqlite,postgres".into());
+    for backend in backends.split(',').map(str::trim) {
+        match backend {
+            "sqlite" => run(Backend::Sqlite, users_count),
+            "postgres" => run(Backend::Postgres, users_count),
+            other => panic!("unknown backend `{other}`"),
+        }
     }
 }
