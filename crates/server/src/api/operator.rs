@@ -45,20 +45,21 @@ pub(crate) struct OperatorCall {
 }
 
 impl OperatorCall {
-    /// A further decision once the action's target user is known: may these roles
-    /// take `action` on a user who does (or does not) administer Gatehouse?
-    pub(crate) async fn authorize_on_user(
+    /// A further decision for the same caller, without authenticating again:
+    /// another action the request takes, or the same once its target user is known
+    /// (`target_administrator`: whether that user administers Gatehouse).
+    pub(crate) async fn authorize_also(
         &self,
         req: &HttpRequest,
         action: &str,
-        target_administrator: bool,
+        target_administrator: Option<bool>,
     ) -> Result<(), AdminError> {
         let asked = AdminAction {
             name: action,
             tenant: &self.tenant.tenant,
             platform_tenant: self.platform_tenant,
             roles: self.api_roles,
-            target_administrator: Some(target_administrator),
+            target_administrator,
         };
         self.state
             .admin

@@ -234,7 +234,7 @@ pub(super) async fn create(caller: ScimCaller, bytes: web::Bytes) -> HttpRespons
     };
     match caller
         .admin()
-        .provision_group(&caller.operator, caller.slug(), data, members)
+        .provision_group(caller.operator(), caller.slug(), data, members)
         .await
     {
         Ok(found) => one(&caller, &found, StatusCode::CREATED),
@@ -318,7 +318,7 @@ async fn write(
 ) -> HttpResponse {
     match caller
         .admin()
-        .replace_group(&caller.operator, caller.slug(), id, version, data, members)
+        .replace_group(caller.operator(), caller.slug(), id, version, data, members)
         .await
     {
         Ok(found) => one(caller, &found, StatusCode::OK),
@@ -334,7 +334,7 @@ pub(super) async fn delete(caller: ScimCaller, req: HttpRequest) -> HttpResponse
     };
     match caller
         .admin()
-        .delete_group(&caller.operator, caller.slug(), id)
+        .delete_group(caller.operator(), caller.slug(), id)
         .await
     {
         Ok(()) => HttpResponse::NoContent().finish(),

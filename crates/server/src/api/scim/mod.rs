@@ -25,8 +25,6 @@ use serde_json::{Map, Value, json};
 
 use crate::api::operator::{OperatorCall, Refused, authorize};
 use crate::http::answer::{answered, from_request_with};
-use crate::http::tenant::ResolvedTenant;
-use crate::state::AppState;
 
 /// Where SCIM lives under an issuer; also the audience its tokens must name.
 pub const PATH: &str = "/scim/v2";
@@ -143,11 +141,8 @@ async fn search_everything(
             "sortBy is not offered across resource types: search /Users or /Groups",
         ));
     }
-    if let Err(refused) = authorize(&req, PATH, &AdminRole::SCIM, "groups.read").await {
-        return match refused {
-            Refused::Answer(answer) => answer,
-            Refused::Admin(e) => failure(&e),
-        };
+    if let Err(e) = caller.call.authorize_also(&req, "groups.read", None).await {
+        return failure(&e);
     }
     let (user_total, mut page) = match users::find(&caller, &asked, true).await {
         Ok(found) => found,
@@ -170,9 +165,6 @@ fn route_action(req: &HttpRequest) -> Option<&'static str> {
 
 /// An authenticated SCIM call: the tenant, who acts, and the admin layer.
 struct ScimCaller {
-    state: web::Data<AppState>,
-    tenant: ResolvedTenant,
-    operator: Operator,
     call: OperatorCall,
 }
 
@@ -196,12 +188,7 @@ impl ScimCaller {
                     Refused::Admin(e) => failure(&e),
                 })
             })?;
-        Ok(ScimCaller {
-            state: call.state.clone(),
-            tenant: call.tenant.clone(),
-            operator: call.operator.clone(),
-            call,
-        })
+        Ok(ScimCaller { call })
     }
 
     /// Before an account is changed, disabled or deleted: an account that
@@ -217,24 +204,28 @@ impl ScimCaller {
             Ok(false) => Ok(()),
             Ok(true) => self
                 .call
-                .authorize_on_user(req, action, true)
+                .authorize_also(req, action, Some(true))
                 .await
                 .map_err(|e| failure(&e)),
             Err(e) => Err(failure(&e)),
         }
     }
 
+    fn operator(&self) -> &Operator {
+        &self.call.operator
+    }
+
     fn admin(&self) -> &Admin {
-        &self.state.admin
+        &self.call.state.admin
     }
 
     fn slug(&self) -> &str {
-        &self.tenant.tenant.slug
+        &self.call.tenant.tenant.slug
     }
 
     /// The URL of the SCIM service for this tenant (resources' `location`).
     fn base(&self) -> String {
-        format!("{}{PATH}", self.tenant.issuer())
+        format!("{}{PATH}", self.call.tenant.issuer())
     }
 }
 

@@ -487,7 +487,7 @@ pub(super) async fn create(caller: ScimCaller, bytes: web::Bytes) -> HttpRespons
     };
     match caller
         .admin()
-        .provision_user(&caller.operator, caller.slug(), data, password)
+        .provision_user(caller.operator(), caller.slug(), data, password)
         .await
     {
         Ok(user) => one(&caller, &user, StatusCode::CREATED, None).await,
@@ -588,7 +588,14 @@ async fn write(
 ) -> HttpResponse {
     match caller
         .admin()
-        .replace_user(&caller.operator, caller.slug(), id, version, data, password)
+        .replace_user(
+            caller.operator(),
+            caller.slug(),
+            id,
+            version,
+            data,
+            password,
+        )
         .await
     {
         Ok(user) => one(caller, &user, StatusCode::OK, None).await,
@@ -611,7 +618,7 @@ pub(super) async fn delete(caller: ScimCaller, req: HttpRequest) -> HttpResponse
     };
     match caller
         .admin()
-        .delete_user(&caller.operator, caller.slug(), id, &why)
+        .delete_user(caller.operator(), caller.slug(), id, &why)
         .await
     {
         Ok(_) => HttpResponse::NoContent().finish(),
