@@ -164,11 +164,29 @@ impl Admin {
         tenant: &str,
         user: gatehouse_core::ids::UserId,
     ) -> AdminResult<bool> {
+        self.any_administrator(tenant, vec![user]).await
+    }
+
+    /// Whether any of `users` holds the role of Gatehouse's own administrators
+    /// (read a batch at a time).
+    pub async fn any_administrator(
+        &self,
+        tenant: &str,
+        users: Vec<gatehouse_core::ids::UserId>,
+    ) -> AdminResult<bool> {
+        use gatehouse_identity_store::roles;
         self.read(tenant, move |conn, tenant| {
-            let roles = gatehouse_identity_store::roles::roles_of_user(conn, tenant, user)?;
-            Ok(roles
-                .iter()
-                .any(|role| role.name == gatehouse_identity_store::roles::ADMINISTRATOR))
+            for batch in users.chunks(gatehouse_identity_store::MAX_BATCH) {
+                let held = roles::roles_of_users(conn, tenant, batch)?;
+                if held
+                    .values()
+                    .flatten()
+                    .any(|role| role.name == roles::ADMINISTRATOR)
+                {
+                    return Ok(true);
+                }
+            }
+            Ok(false)
         })
         .await
     }

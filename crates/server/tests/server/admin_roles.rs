@@ -384,3 +384,71 @@ fn another_tenants_things_are_not_found_on_every_route(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(another_tenants_things_are_not_found_on_every_route);
+
+fn the_helpdesk_leaves_administrators_to_administrators(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let helpdesk = token_for(&app, "default", "desk", "admin:helpdesk", &audience);
+    let administrator = token_for(&app, "default", "ops", "admin", &audience);
+    let (status, found) = read(send(
+        &app,
+        &helpdesk,
+        &Method::GET,
+        "/admin/v1/users?filter=userName%20eq%20%22admin%22",
+        None,
+    ));
+    assert_eq!(status, 200, "{found}");
+    let admin_path = format!(
+        "/admin/v1/users/{}",
+        found["items"][0]["id"].as_str().unwrap()
+    );
+
+    // Reading an administrator is the helpdesk's; resetting, signing out or
+    // disabling one is not.
+    let (status, _) = read(send(&app, &helpdesk, &Method::GET, &admin_path, None));
+    assert_eq!(status, 200);
+    for (method, suffix) in [
+        (Method::POST, "/reset"),
+        (Method::DELETE, "/sessions"),
+        (Method::POST, "/disable"),
+        (Method::POST, "/enable"),
+    ] {
+        let (status, refused) = read(send(
+            &app,
+            &helpdesk,
+            &method,
+            &format!("{admin_path}{suffix}"),
+            None,
+        ));
+        assert_eq!(status, 403, "{method} {suffix}: {refused}");
+        assert_eq!(refused["reason"], "entitlement_missing", "{refused}");
+    }
+    let (_, still) = read(send(&app, &helpdesk, &Method::GET, &admin_path, None));
+    assert_eq!(still["active"], true, "{still}");
+    app.state.pdp.flush_log();
+    let decisions = gatehouse_identity_store::decision_log::recent(
+        &mut app.db.conn(),
+        app.default_tenant(),
+        50,
+    )
+    .unwrap();
+    assert!(
+        decisions.iter().any(|d| !d.decision
+            && d.policies
+                .iter()
+                .any(|p| p == "support-spares-administrators")),
+        "the refusal is logged with its policy"
+    );
+
+    // A tenant administrator may.
+    let (status, ended) = read(send(
+        &app,
+        &administrator,
+        &Method::DELETE,
+        &format!("{admin_path}/sessions"),
+        None,
+    ));
+    assert_eq!(status, 200, "{ended}");
+}
+
+gatehouse_identity_store::on_both_backends!(the_helpdesk_leaves_administrators_to_administrators);

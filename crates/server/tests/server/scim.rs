@@ -624,6 +624,41 @@ fn scim_takes_its_own_tokens_and_answers_its_own_tenant_only() {
         still.body["meta"]["version"],
         admins.body["Resources"][0]["meta"]["version"]
     );
+    // Nor moved into or out of groups: a group change that adds or removes an
+    // administrator is refused whole.
+    let with_admin = json!({"schemas": [GROUP], "displayName": "Keepers",
+        "members": [{"value": admin_id}]});
+    assert_scim_error(
+        &home.send(Method::POST, "/Groups", Some(with_admin), None),
+        403,
+        None,
+    );
+    let keepers = home.send(
+        Method::POST,
+        "/Groups",
+        Some(json!({"schemas": [GROUP], "displayName": "Keepers"})),
+        None,
+    );
+    assert_eq!(keepers.status, 201, "{}", keepers.body);
+    let keepers = keepers.body["id"].as_str().unwrap().to_owned();
+    let add_admin = json!({"schemas": [PATCH], "Operations": [
+        {"op": "add", "path": "members", "value": [{"value": admin_id}]}
+    ]});
+    assert_scim_error(
+        &home.send(
+            Method::PATCH,
+            &format!("/Groups/{keepers}"),
+            Some(add_admin),
+            None,
+        ),
+        403,
+        None,
+    );
+    assert_eq!(
+        home.get(&format!("/Groups/{keepers}")).body["members"],
+        json!([]),
+        "nobody was added"
+    );
     app.state.pdp.flush_log();
     let decisions = gatehouse_identity_store::decision_log::recent(
         &mut app.db.conn(),

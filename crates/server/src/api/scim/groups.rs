@@ -5,6 +5,8 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_admin::GroupWithMembers;
+use std::collections::BTreeSet;
+
 use gatehouse_core::ids::{GroupId, UserId};
 use gatehouse_identity_store::groups::GroupData;
 use gatehouse_scim::schema::CORE_GROUP_SCHEMA;
@@ -227,11 +229,21 @@ pub(super) async fn show(caller: ScimCaller, req: HttpRequest) -> HttpResponse {
 }
 
 /// `POST /Groups`.
-pub(super) async fn create(caller: ScimCaller, bytes: web::Bytes) -> HttpResponse {
+pub(super) async fn create(
+    caller: ScimCaller,
+    req: HttpRequest,
+    bytes: web::Bytes,
+) -> HttpResponse {
     let (data, members) = match json_body(&bytes).and_then(|object| from_scim(&object)) {
         Ok(made) => made,
         Err(e) => return error(&e),
     };
+    if let Err(refused) = caller
+        .may_touch_any(&req, "groups.write", members.clone())
+        .await
+    {
+        return refused;
+    }
     match caller
         .admin()
         .provision_group(caller.operator(), caller.slug(), data, members)
@@ -256,7 +268,11 @@ pub(super) async fn replace(
         Ok(made) => made,
         Err(e) => return error(&e),
     };
-    write(&caller, id, version, data, members).await
+    let current = match caller.admin().group_by_id(caller.slug(), id).await {
+        Ok(found) => found,
+        Err(e) => return failure(&e),
+    };
+    write(&caller, &req, &current, version, data, members).await
 }
 
 /// `PATCH /Groups/{id}`: typically members added and removed one by one.
@@ -306,16 +322,28 @@ pub(super) async fn patch(caller: ScimCaller, req: HttpRequest, bytes: web::Byte
         Ok(made) => made,
         Err(e) => return error(&e),
     };
-    write(&caller, id, Some(current.group.version), data, members).await
+    let version = Some(current.group.version);
+    write(&caller, &req, &current, version, data, members).await
 }
 
+/// Replaces the group `current` (as read) at `version` with `data` and `members`;
+/// the members added or removed are put to the PDP first when one administers
+/// Gatehouse (`provisioning-spares-administrators`).
 async fn write(
     caller: &ScimCaller,
-    id: GroupId,
+    req: &HttpRequest,
+    current: &GroupWithMembers,
     version: Option<i64>,
     data: GroupData,
     members: Vec<UserId>,
 ) -> HttpResponse {
+    let id = current.group.id;
+    let had: BTreeSet<UserId> = current.members.iter().copied().collect();
+    let wanted: BTreeSet<UserId> = members.iter().copied().collect();
+    let moved: Vec<UserId> = had.symmetric_difference(&wanted).copied().collect();
+    if let Err(refused) = caller.may_touch_any(req, "groups.write", moved).await {
+        return refused;
+    }
     match caller
         .admin()
         .replace_group(caller.operator(), caller.slug(), id, version, data, members)
@@ -332,6 +360,13 @@ pub(super) async fn delete(caller: ScimCaller, req: HttpRequest) -> HttpResponse
         Ok(id) => id,
         Err(e) => return error(&e),
     };
+    let members = match caller.admin().group_by_id(caller.slug(), id).await {
+        Ok(found) => found.members,
+        Err(e) => return failure(&e),
+    };
+    if let Err(refused) = caller.may_touch_any(&req, "groups.write", members).await {
+        return refused;
+    }
     match caller
         .admin()
         .delete_group(caller.operator(), caller.slug(), id)

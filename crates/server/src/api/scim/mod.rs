@@ -200,7 +200,21 @@ impl ScimCaller {
         action: &str,
         user: UserId,
     ) -> Result<(), HttpResponse> {
-        match self.admin().is_administrator(self.slug(), user).await {
+        self.may_touch_any(req, action, vec![user]).await
+    }
+
+    /// As [`ScimCaller::may_touch`], for a change that touches every one of
+    /// `users` (the members a group change adds or removes).
+    async fn may_touch_any(
+        &self,
+        req: &HttpRequest,
+        action: &str,
+        users: Vec<UserId>,
+    ) -> Result<(), HttpResponse> {
+        if users.is_empty() {
+            return Ok(());
+        }
+        match self.admin().any_administrator(self.slug(), users).await {
             Ok(false) => Ok(()),
             Ok(true) => self
                 .call
