@@ -27,6 +27,8 @@ pub fn event_view(event: &AuditEvent) -> serde_json::Value {
         "ip": event.ip,
         "details": serde_json::from_str::<serde_json::Value>(&event.details)
             .unwrap_or(serde_json::Value::Null),
+        // The user the event was about was erased: what it said of them is gone.
+        "erased": event.erased,
     })
 }
 
@@ -47,6 +49,7 @@ impl Admin {
             });
         }
         let tenant = self.tenant(tenant).await?.id;
+        let cipher = self.cipher.clone();
         self.blocking(move |conn| {
             // Read in the store's pages (at most MAX_PAGE_SIZE each) up to the limit.
             let mut events = Vec::new();
@@ -59,9 +62,11 @@ impl Admin {
                 events.extend(read.items);
                 match read.next_cursor {
                     Some(next) if events.len() < query.limit => page.after = Some(next),
-                    _ => return Ok(events),
+                    _ => break,
                 }
             }
+            audit::personal::open(conn, &cipher, &mut events)?;
+            Ok(events)
         })
         .await
     }

@@ -62,6 +62,7 @@ pub struct Reset {
 /// order they were written.
 fn events_by_or_about(
     conn: &mut gatehouse_identity_store::AnyConnection,
+    cipher: &gatehouse_core::secrets::Cipher,
     tenant: gatehouse_core::ids::TenantId,
     subject: &str,
 ) -> AdminResult<Vec<gatehouse_identity_store::audit::AuditEvent>> {
@@ -82,6 +83,7 @@ fn events_by_or_about(
     }
     events.sort_by_key(|e| e.seq);
     events.dedup_by_key(|e| e.seq);
+    audit::personal::open(conn, cipher, &mut events)?;
     Ok(events)
 }
 
@@ -94,8 +96,11 @@ impl Admin {
         who: impl Into<UserKey>,
     ) -> AdminResult<Vec<gatehouse_identity_store::audit::AuditEvent>> {
         let (tenant, user) = self.user(tenant, who).await?;
-        self.blocking(move |conn| events_by_or_about(conn, tenant.id, &format!("user:{}", user.id)))
-            .await
+        let cipher = self.cipher.clone();
+        self.blocking(move |conn| {
+            events_by_or_about(conn, &cipher, tenant.id, &format!("user:{}", user.id))
+        })
+        .await
     }
 
     /// Deactivates the user: sign-in is refused, every session and grant ends at
@@ -304,7 +309,7 @@ impl Admin {
             let sessions = sessions::list_active_for_user(conn, now, tenant.id, user.id)?;
             let consents = consent_records::history_for_user(conn, tenant.id, user.id)?;
             let subject = format!("user:{}", user.id);
-            let events = events_by_or_about(conn, tenant.id, &subject)?;
+            let events = events_by_or_about(conn, &admin.cipher, tenant.id, &subject)?;
             let data = &user.data;
             let document = json!({
                 "exported_at": now,
@@ -400,7 +405,9 @@ impl Admin {
     }
 
     /// Deletes the user and what is theirs (credentials, sessions, grants,
-    /// consents, memberships). They are deactivated first — every session and
+    /// consents, memberships), and erases them from the audit log: the events about
+    /// them stay (the chain still verifies) but their personal data — addresses,
+    /// names, IP addresses — was sealed with the user's own key, which is destroyed. They are deactivated first — every session and
     /// grant ends at once and relying parties are told, as for `disable_user` — so
     /// a failure half way leaves a disabled account, never a live one. The audit
     /// log keeps `user.deleted` with the operator, the reason and the user's id.
@@ -416,10 +423,18 @@ impl Admin {
             .disable_user(operator, tenant, who.clone(), reason)
             .await?;
         let (tenant, user) = self.user(tenant, who).await?;
-        let (admin, actor, why) = (self.clone(), operator.actor(), reason.as_str().to_owned());
+        let (admin, actor, why, now) = (
+            self.clone(),
+            operator.actor(),
+            reason.as_str().to_owned(),
+            self.now(),
+        );
         self.blocking(move |conn| {
             gatehouse_identity_store::db::transaction_with(conn, |conn| {
                 users::delete(conn, tenant.id, user.id)?;
+                // Erasure: the key that seals the personal data of the audit events
+                // about them goes too; the events stay in the chain, unreadable.
+                gatehouse_identity_store::audit::personal::erase(conn, now, tenant.id, user.id)?;
                 admin.audit(
                     conn,
                     tenant.id,

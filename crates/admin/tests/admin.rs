@@ -135,14 +135,16 @@ fn block_on<T>(work: impl std::future::Future<Output = T>) -> T {
 }
 
 impl Env {
+    /// The tenant's audit events, their personal data opened.
     fn audit(&self) -> Vec<audit::AuditEvent> {
-        audit::list(
-            &mut self.pool.get().unwrap(),
-            self.tenant,
-            &PageRequest::first(100),
-        )
+        block_on(self.admin.audit_events(
+            "acme",
+            gatehouse_admin::AuditQuery {
+                filter: Default::default(),
+                limit: 100,
+            },
+        ))
         .unwrap()
-        .items
     }
 
     fn active(&self) -> bool {

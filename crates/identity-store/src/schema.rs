@@ -131,6 +131,17 @@ diesel::table! {
         details -> Text,
         prev_hash -> Text,
         hash -> Text,
+        sealed_for -> Nullable<Text>,
+    }
+}
+
+diesel::table! {
+    audit_subject_keys (tenant_id, subject) {
+        tenant_id -> Text,
+        subject -> Text,
+        sealed_key -> Nullable<Text>,
+        created_at -> Timestamp,
+        erased_at -> Nullable<Timestamp>,
     }
 }
 
@@ -445,6 +456,7 @@ diesel::allow_tables_to_appear_in_same_query!(
     webauthn_challenges,
     audit_events,
     audit_heads,
+    audit_subject_keys,
     sessions,
     one_time_tokens,
     rate_limits,

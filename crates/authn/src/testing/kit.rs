@@ -472,9 +472,11 @@ impl Kit {
     pub fn audit_events(&self) -> Vec<AuditEvent> {
         let mut conn = self.conn();
         assert!(audit::verify(&mut conn, &self.cipher).unwrap().is_intact());
-        audit::list(&mut conn, self.t(), &PageRequest::first(500))
+        let mut events = audit::list(&mut conn, self.t(), &PageRequest::first(500))
             .unwrap()
-            .items
+            .items;
+        audit::personal::open(&mut conn, &self.cipher, &mut events).unwrap();
+        events
     }
 
     /// The first audit event of `action`; there must be one.

@@ -19,7 +19,7 @@ fn unkeyed_hash(conn: &mut AnyConnection, tenant: TenantId, seq: i64, prev_hash:
         .into_iter()
         .find(|e| e.seq == seq)
         .unwrap();
-    let canonical = serde_json::json!([
+    let mut canonical = serde_json::json!([
         prev_hash,
         e.id.to_string(),
         e.tenant_id,
@@ -33,6 +33,12 @@ fn unkeyed_hash(conn: &mut AnyConnection, tenant: TenantId, seq: i64, prev_hash:
         e.ip,
         e.details,
     ]);
+    if let Some(subject) = &e.sealed_for {
+        canonical
+            .as_array_mut()
+            .unwrap()
+            .push(subject.clone().into());
+    }
     hex::encode(sha2::Sha256::digest(canonical.to_string().as_bytes()))
 }
 
@@ -118,9 +124,85 @@ gatehouse_identity_store::backend_tests! {
 
     fn the_database_refuses_to_change_or_delete_audit_events(db) {
         let mut conn = db.conn();
-        audit::append(&mut conn, &CIPHER, now(), TenantId::new(), event("x")).unwrap();
+        let t = crate::tenant(&mut conn, "kept");
+        audit::append(&mut conn, &CIPHER, now(), t, event("x")).unwrap();
         assert!(conn.batch_execute("UPDATE audit_events SET action = 'y'").is_err());
         assert!(conn.batch_execute("DELETE FROM audit_events").is_err());
+        // A deleted tenant's trail may go with it, and only then.
+        gatehouse_identity_store::tenants::delete(&mut conn, t).unwrap();
+        assert!(conn.batch_execute("UPDATE audit_events SET action = 'y'").is_err());
+        conn.batch_execute(&format!("DELETE FROM audit_events WHERE tenant_id = '{t}'")).unwrap();
+    }
+
+    fn personal_data_is_sealed_per_user_and_erased_with_their_key(db) {
+        use gatehouse_core::ids::UserId;
+        let mut conn = db.conn();
+        let t = TenantId::new();
+        let (alice, bob) = (UserId::new(), UserId::new());
+        let about = |actor: String, target: Option<String>, details: serde_json::Value| NewAuditEvent {
+            actor,
+            action: "user.changed".into(),
+            target,
+            outcome: Outcome::Success,
+            ip: Some("203.0.113.7".into()),
+            details,
+        };
+        for new in [
+            about("operator:ops".into(), Some(format!("user:{alice}")), serde_json::json!({"email": "alice@example.com"})),
+            about(format!("user:{bob}"), Some("client:app".into()), serde_json::json!({"email": "bob@example.com"})),
+            about("system".into(), Some("client:app".into()), serde_json::json!({"n": 1})),
+        ] {
+            audit::append(&mut conn, &CIPHER, now(), t, new).unwrap();
+        }
+
+        // As stored: nothing personal in clear, each sealed for its user.
+        let stored = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items;
+        assert_eq!(stored[0].sealed_for, Some(alice.to_string()));
+        assert_eq!(stored[1].sealed_for, Some(bob.to_string()));
+        assert_eq!(stored[2].sealed_for, None);
+        for sealed in &stored[..2] {
+            assert!(!sealed.details.contains("example.com"), "{}", sealed.details);
+            assert_eq!(sealed.ip, None);
+        }
+        assert_eq!(stored[2].ip.as_deref(), Some("203.0.113.7"));
+
+        // Opened with the users' keys: as written.
+        let mut opened = stored.clone();
+        audit::personal::open(&mut conn, &CIPHER, &mut opened).unwrap();
+        assert!(opened[0].details.contains("alice@example.com"));
+        assert_eq!(opened[0].ip.as_deref(), Some("203.0.113.7"));
+        assert!(opened[1].details.contains("bob@example.com"));
+        assert!(!opened.iter().any(|e| e.erased));
+
+        // Alice is erased: her events stay in the chain, which still verifies, and
+        // what they said of her is gone; Bob's are untouched.
+        audit::personal::erase(&mut conn, now(), t, alice).unwrap();
+        let mut after = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items;
+        audit::personal::open(&mut conn, &CIPHER, &mut after).unwrap();
+        assert!(after[0].erased);
+        assert_eq!((after[0].ip.as_deref(), after[0].details.as_str()), (None, "{}"));
+        assert!(after[1].details.contains("bob@example.com"));
+        let report = audit::verify(&mut conn, &CIPHER).unwrap();
+        assert!(report.is_intact(), "{:?}", report.problems);
+
+        // Events about her afterwards are not sealed with a new key: there is
+        // no one left to describe.
+        let later = audit::append(&mut conn, &CIPHER, now(), t,
+            about("operator:ops".into(), Some(format!("user:{alice}")), serde_json::json!({"reason": "asked"}))).unwrap();
+        assert_eq!(later.sealed_for, None);
+        assert!(audit::verify(&mut conn, &CIPHER).unwrap().is_intact());
+    }
+
+    fn sealed_personal_data_is_bound_to_its_event(db) {
+        let (mut conn, t) = chain_open_to_tampering(db, 2);
+        // Swapping two events' sealed details is refused when they are opened (and
+        // breaks the chain besides).
+        conn.batch_execute(&format!(
+            "UPDATE audit_events SET details = (SELECT details FROM audit_events WHERE tenant_id = '{t}' AND seq = 1) \
+             WHERE tenant_id = '{t}' AND seq = 2"
+        )).unwrap();
+        let mut events = audit::list(&mut conn, t, &PageRequest::first(10)).unwrap().items;
+        assert!(audit::personal::open(&mut conn, &CIPHER, &mut events).is_err());
     }
 
     fn verify_reports_an_altered_event(db) {

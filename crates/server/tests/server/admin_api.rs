@@ -646,6 +646,91 @@ fn a_user_is_exported_with_everything_held_about_them(backend: Backend) {
 
 gatehouse_identity_store::on_both_backends!(a_user_is_exported_with_everything_held_about_them);
 
+/// Erasure (GDPR Art. 17): deleting a user destroys the key their audit events'
+/// personal data was sealed with. The events stay, the chains still verify, and
+/// nothing the events said of the person — address, IP address — can be read.
+fn an_erased_user_leaves_a_verifiable_trail_with_nothing_about_them(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    crate::code_flow::register(&app, false);
+    let mut browser = crate::code_flow::signed_in(&app);
+    crate::code_flow::get_code(&mut browser, "");
+    let uma = user_id_of(&app, &admin, "uma@example.com");
+    let trail = |app: &WebApp| -> Value {
+        call(app, Some(&admin), |http, base| {
+            http.get(format!("{base}/admin/v1/users/{uma}/audit"))
+        })
+        .json()
+        .unwrap()
+    };
+    let before = trail(&app);
+    let personal = |events: &Value| {
+        events["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|e| {
+                let text = e.to_string();
+                text.contains("uma@example.com") || !e["ip"].is_null()
+            })
+            .count()
+    };
+    assert!(
+        personal(&before) > 0,
+        "the trail held personal data: {before}"
+    );
+    let stored_before = app.audit_events(500).len();
+
+    let deleted = call(&app, Some(&admin), |http, base| {
+        http.delete(format!("{base}/admin/v1/users/{uma}"))
+            .header("Gatehouse-Reason", "erasure request 12")
+    });
+    assert!(deleted.status().is_success(), "{}", deleted.status());
+
+    // Every event is still there (plus the deletion), the chains verify...
+    let mut conn = app.db.conn();
+    let stored = gatehouse_identity_store::audit::list(
+        &mut conn,
+        app.default_tenant(),
+        &gatehouse_identity_store::PageRequest::first(500),
+    )
+    .unwrap()
+    .items;
+    assert!(stored.len() > stored_before, "no event was removed");
+    let report = gatehouse_identity_store::audit::verify(&mut conn, &app.state.cipher).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+    // ...and what they said of her is unreadable, to the operator and in the store.
+    let after: Value = call(&app, Some(&admin), |http, base| {
+        http.get(format!(
+            "{base}/admin/v1/audit?target=user:{uma}&limit=1000"
+        ))
+    })
+    .json()
+    .unwrap();
+    let events = after["items"].as_array().unwrap();
+    assert!(events.iter().any(|e| e["erased"] == true), "{after}");
+    assert_eq!(personal(&after), 0, "{after}");
+    let deletion = events
+        .iter()
+        .find(|e| e["action"] == "user.deleted")
+        .expect("the deletion is on record");
+    assert_eq!(deletion["details"]["reason"], "erasure request 12");
+    assert!(
+        !stored.iter().any(|e| {
+            e.details.contains("uma@example.com")
+                || (e.sealed_for.is_none()
+                    && e.target.as_deref() == Some(&format!("user:{uma}"))
+                    && e.ip.is_some())
+        }),
+        "personal data in clear in the store"
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(
+    an_erased_user_leaves_a_verifiable_trail_with_nothing_about_them
+);
+
 /// A user's token, even with the scope and audience, is not an admin credential:
 /// the client would act with admin power on the word of whichever user consented.
 #[test]

@@ -208,9 +208,12 @@ impl WebApp {
     /// The default tenant's first `limit` audit events.
     pub fn audit_events(&self, limit: u32) -> Vec<audit::AuditEvent> {
         let tenant = self.default_tenant();
-        audit::list(&mut self.db.conn(), tenant, &PageRequest::first(limit))
+        let mut conn = self.db.conn();
+        let mut events = audit::list(&mut conn, tenant, &PageRequest::first(limit))
             .unwrap()
-            .items
+            .items;
+        audit::personal::open(&mut conn, &self.state.cipher, &mut events).unwrap();
+        events
     }
 
     /// The actions of the default tenant's first `limit` audit events.

@@ -12,6 +12,11 @@
 //! Chains written before keying (plain SHA-256) stay verifiable: the head records
 //! the first keyed `seq`, under the head's HMAC, and the first keyed event's MAC
 //! covers the last unkeyed hash, so rewriting the old part breaks the link.
+//!
+//! An event about a user keeps its personal data sealed with that user's own key
+//! ([`personal`]), which erasing the user destroys.
+
+pub mod personal;
 
 use chrono::{DateTime, NaiveDateTime, SecondsFormat, Utc};
 use diesel::prelude::*;
@@ -77,6 +82,11 @@ pub struct AuditEvent {
     pub details: String,
     pub prev_hash: String,
     pub hash: String,
+    /// The user whose key seals `ip` and `details` as stored; [`personal::open`]
+    /// opens them.
+    pub sealed_for: Option<String>,
+    /// The user the event was about was erased: its personal data is gone.
+    pub erased: bool,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -94,6 +104,7 @@ pub(crate) struct AuditRow {
     details: String,
     prev_hash: String,
     hash: String,
+    sealed_for: Option<String>,
 }
 
 /// A tenant's audit key, opened from its sealed form in `audit_heads`.
@@ -162,7 +173,7 @@ impl AuditRow {
     /// The canonical encoding of this row's content and its predecessor's hash: a
     /// JSON array, so field boundaries are unambiguous.
     fn canonical(&self) -> String {
-        serde_json::json!([
+        let mut fields = serde_json::json!([
             self.prev_hash,
             self.id,
             self.tenant_id,
@@ -176,8 +187,12 @@ impl AuditRow {
             self.outcome,
             self.ip,
             self.details,
-        ])
-        .to_string()
+        ]);
+        // Only sealed events name their subject; older events hash as they always did.
+        if let (Some(subject), Some(fields)) = (&self.sealed_for, fields.as_array_mut()) {
+            fields.push(serde_json::Value::String(subject.clone()));
+        }
+        fields.to_string()
     }
 
     /// The unkeyed hash of events written before chains were keyed.
@@ -206,6 +221,8 @@ impl FromRow for AuditEvent {
             details: row.details,
             prev_hash: row.prev_hash,
             hash: row.hash,
+            sealed_for: row.sealed_for,
+            erased: false,
         })
     }
 }
@@ -267,8 +284,23 @@ pub fn append(
                     (key, head.last_seq + 1, sealed)
                 }
             };
+            let id = AuditEventId::new().to_string();
+            let subject = personal::subject_of(&event.actor, event.target.as_deref());
+            let subject_key = match subject {
+                Some(subject) => personal::key_for_append(conn, cipher, now, &tenant_key, subject)?
+                    .map(|key| (subject.to_owned(), key)),
+                None => None,
+            };
+            let (ip, stored_details, sealed_for) = match &subject_key {
+                Some((subject, key)) => (
+                    None,
+                    key.seal(&tenant_key, &id, event.ip.as_deref(), &details),
+                    Some(subject.clone()),
+                ),
+                None => (event.ip.clone(), details.clone(), None),
+            };
             let mut row = AuditRow {
-                id: AuditEventId::new().to_string(),
+                id,
                 tenant_id: tenant_key.clone(),
                 seq: head.last_seq + 1,
                 occurred_at: now.naive_utc(),
@@ -276,10 +308,11 @@ pub fn append(
                 action: event.action.clone(),
                 target: event.target.clone(),
                 outcome: event.outcome.as_str().to_owned(),
-                ip: event.ip.clone(),
-                details: details.clone(),
+                ip,
+                details: stored_details,
                 prev_hash: head.last_hash,
                 hash: String::new(),
+                sealed_for,
             };
             row.hash = row.keyed_hash(&key);
             diesel::insert_into(audit_events::table)
