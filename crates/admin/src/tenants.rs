@@ -3,7 +3,9 @@
 //! tenant's own log with the operator and announced (`TenantChanged`), so every
 //! node's tenant directory, PDP and caches read it again.
 //! Disabling a tenant stops everything of it being served while its data stays;
-//! the platform's own tenant is never disabled. (Deleting tenants is not here yet.)
+//! deleting a disabled tenant removes it with all of its data, its audit trail
+//! included, recorded in the platform tenant's log. The platform's own tenant is
+//! never disabled or deleted.
 
 use gatehouse_core::events::DomainEvent;
 use gatehouse_identity_store::StoreError;
@@ -20,6 +22,9 @@ pub struct TenantChange {
     /// Settings sections to replace (`registration`, `mfa`, `hosts`, `mail`, …);
     /// `Value::Null` removes a section (its defaults apply again).
     pub settings: Map<String, Value>,
+    /// The version the change was made to (an API's `If-Match`): a tenant changed
+    /// since is [`StoreError::StaleVersion`]. `None` changes the current version.
+    pub expected_version: Option<i64>,
 }
 
 fn settings_error(error: StoreError) -> AdminError {
@@ -182,8 +187,13 @@ impl Admin {
                         display_name,
                         settings,
                     };
-                    let updated = tenants::update(conn, now, tenant.id, tenant.version, data)
-                        .map_err(settings_error)?;
+                    let version = change.expected_version.unwrap_or(tenant.version);
+                    let updated = tenants::update(conn, now, tenant.id, version, data).map_err(
+                        |e| match e {
+                            stale @ StoreError::StaleVersion { .. } => AdminError::from(stale),
+                            other => settings_error(other),
+                        },
+                    )?;
                     let sections: Vec<&String> = change.settings.keys().collect();
                     admin.audit(
                         conn,
@@ -263,5 +273,69 @@ impl Admin {
             self.announce(DomainEvent::TenantChanged { tenant: id });
         }
         Ok(changed)
+    }
+}
+
+/// What deleting a tenant removed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TenantDeleted {
+    /// Its audit events, gone with it.
+    pub audit_events: usize,
+}
+
+impl Admin {
+    /// Deletes the tenant `slug` with all of its data — users and everything
+    /// theirs, clients, grants, keys, policies, purposes, the decision log and its
+    /// audit trail — in one transaction. Only a disabled tenant is deleted (so
+    /// nothing of it is being served, and deleting takes two deliberate steps);
+    /// never the platform's own. The deletion is audited in the platform tenant's
+    /// log with the operator and the reason, and announced so every node forgets
+    /// the tenant.
+    pub async fn delete_tenant(
+        &self,
+        operator: &Operator,
+        slug: &str,
+        reason: &crate::Reason,
+    ) -> AdminResult<TenantDeleted> {
+        let tenant = self.tenant(slug).await?;
+        if tenant.slug == self.urls.platform_tenant() {
+            return Err(AdminError::Invalid {
+                field: "slug",
+                message: "is the platform's own tenant, which is never deleted".into(),
+            });
+        }
+        if tenant.disabled_at.is_none() {
+            return Err(AdminError::Conflict(format!(
+                "tenant `{}` is being served: disable it first, then delete it",
+                tenant.slug
+            )));
+        }
+        let platform = self.tenant(self.urls.platform_tenant()).await?;
+        let (admin, actor, why) = (self.clone(), operator.actor(), reason.as_str().to_owned());
+        let id = tenant.id;
+        let deleted = self
+            .blocking(move |conn| {
+                gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    let audit_events = tenants::delete_with_everything(conn, id)?;
+                    admin.audit(
+                        conn,
+                        platform.id,
+                        actor,
+                        "tenant.deleted",
+                        format!("tenant:{}", tenant.slug),
+                        json!({
+                            "id": id.to_string(),
+                            "slug": tenant.slug,
+                            "name": tenant.display_name,
+                            "reason": why,
+                            "audit_events": audit_events,
+                        }),
+                    )?;
+                    Ok::<_, AdminError>(TenantDeleted { audit_events })
+                })
+            })
+            .await?;
+        self.announce(DomainEvent::TenantChanged { tenant: id });
+        Ok(deleted)
     }
 }

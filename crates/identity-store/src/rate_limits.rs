@@ -115,3 +115,11 @@ pub fn reset(conn: &mut AnyConnection, tenant: TenantId, bucket: &str) -> StoreR
     diesel::delete(rate_limits::table.find(key(tenant, bucket))).execute(conn)?;
     Ok(())
 }
+
+/// Forgets every counter of the tenant (its deletion).
+pub fn delete_for_tenant(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<usize> {
+    Ok(
+        diesel::delete(rate_limits::table.filter(rate_limits::tenant_id.eq(tenant.to_string())))
+            .execute(conn)?,
+    )
+}

@@ -49,3 +49,11 @@ pub fn prune(conn: &mut AnyConnection, now: DateTime<Utc>) -> StoreResult<usize>
         .execute(conn)?,
     )
 }
+
+/// Forgets every revocation of the tenant (its deletion: no token of it is served).
+pub fn delete_for_tenant(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<usize> {
+    Ok(diesel::delete(
+        revoked_tokens::table.filter(revoked_tokens::tenant_id.eq(tenant.to_string())),
+    )
+    .execute(conn)?)
+}

@@ -174,10 +174,22 @@ pub fn update(
     get(conn, id)
 }
 
-/// Deletes the tenant and, by cascade, everything it owns except its audit trail.
+/// Deletes the tenant row and, by cascade, everything that references it (users
+/// and all that is theirs, clients, grants, keys, policies, purposes, the decision
+/// log); the audit trail and the tables keyed by tenant without a reference stay.
+/// [`delete_with_everything`] takes those too.
 pub fn delete(conn: &mut AnyConnection, id: TenantId) -> StoreResult<()> {
     let deleted = diesel::delete(tenants::table.find(id.to_string())).execute(conn)?;
     touched_one(deleted, ENTITY)
+}
+
+/// Deletes the tenant with all of its data, its audit trail included; the number
+/// of audit events removed. Run it in one transaction: all of it goes, or none.
+pub fn delete_with_everything(conn: &mut AnyConnection, id: TenantId) -> StoreResult<usize> {
+    delete(conn, id)?;
+    crate::revoked_tokens::delete_for_tenant(conn, id)?;
+    crate::rate_limits::delete_for_tenant(conn, id)?;
+    crate::audit::delete_for_deleted_tenant(conn, id)
 }
 
 pub fn list(conn: &mut AnyConnection, page: &PageRequest) -> StoreResult<Page<Tenant>> {

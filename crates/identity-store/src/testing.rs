@@ -200,6 +200,56 @@ pub fn test_cipher() -> gatehouse_core::secrets::Cipher {
         .expect("a cipher from a generated key")
 }
 
+/// How many rows each table that has a `tenant_id` column holds for `tenant`, as
+/// the database itself lists its tables (so a table added later is counted too).
+#[allow(clippy::expect_used)]
+pub fn rows_of_tenant(
+    conn: &mut crate::AnyConnection,
+    tenant: gatehouse_core::ids::TenantId,
+) -> std::collections::BTreeMap<String, i64> {
+    use diesel::prelude::*;
+    use diesel::sql_types::{BigInt, Text};
+
+    #[derive(QueryableByName)]
+    struct Table {
+        #[diesel(sql_type = Text)]
+        name: String,
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = BigInt)]
+        n: i64,
+    }
+    let (tables_sql, placeholder) = match conn {
+        crate::AnyConnection::Postgresql(_) => (
+            "SELECT table_name::text AS name FROM information_schema.columns \
+             WHERE table_schema = 'public' AND column_name = 'tenant_id'",
+            "$1",
+        ),
+        crate::AnyConnection::Sqlite(_) => (
+            "SELECT m.name AS name FROM sqlite_master m JOIN pragma_table_info(m.name) p \
+             WHERE m.type = 'table' AND p.name = 'tenant_id'",
+            "?",
+        ),
+    };
+    let tables: Vec<Table> = diesel::sql_query(tables_sql)
+        .load(conn)
+        .expect("the tables are listed");
+    let mut counts = std::collections::BTreeMap::new();
+    for table in tables {
+        // Table names come from the database's own catalogue, never from input.
+        let count: Count = diesel::sql_query(format!(
+            "SELECT COUNT(*) AS n FROM {} WHERE tenant_id = {placeholder}",
+            table.name
+        ))
+        .bind::<Text, _>(tenant.to_string())
+        .get_result(conn)
+        .expect("the rows are counted");
+        counts.insert(table.name, count.n);
+    }
+    counts
+}
+
 #[cfg(test)]
 mod tests {
     #[test]

@@ -431,6 +431,20 @@ pub fn list(
     search(conn, tenant, &AuditFilter::default(), page)
 }
 
+/// Deletes a deleted tenant's trail: its events, chain head and subject keys. The
+/// database refuses it while the tenant row exists, so call it in the transaction
+/// that deletes the tenant, after the row is gone.
+pub fn delete_for_deleted_tenant(conn: &mut AnyConnection, tenant: TenantId) -> StoreResult<usize> {
+    use crate::schema::audit_subject_keys;
+    let key = tenant.to_string();
+    let events = diesel::delete(audit_events::table.filter(audit_events::tenant_id.eq(&key)))
+        .execute(conn)?;
+    diesel::delete(audit_heads::table.find(&key)).execute(conn)?;
+    diesel::delete(audit_subject_keys::table.filter(audit_subject_keys::tenant_id.eq(&key)))
+        .execute(conn)?;
+    Ok(events)
+}
+
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ChainProblem {
     pub tenant_id: String,

@@ -54,6 +54,9 @@ pub enum TenantsCommand {
     Disable(SwitchArgs),
     /// Serve a disabled tenant again.
     Enable(SwitchArgs),
+    /// Delete a disabled tenant with all of its data, its audit trail included
+    /// (recorded, with the reason, in the platform tenant's audit log).
+    Delete(SwitchArgs),
 }
 
 /// Which tenant, and why (the audit log records it).
@@ -264,6 +267,8 @@ pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode,
             let change = TenantChange {
                 display_name: name,
                 settings: settings.sections(&current.settings),
+                // Made from what was read: a change in between conflicts.
+                expected_version: Some(current.version),
             };
             let view = block_on(admin.update_tenant(&who, &tenant, change))
                 .map_err(|e| admin_error("changing the tenant", e))?;
@@ -271,6 +276,17 @@ pub fn run_tenants(config: &Config, command: TenantsCommand) -> Result<ExitCode,
         }
         TenantsCommand::Disable(args) => switch(&admin, args, true)?,
         TenantsCommand::Enable(args) => switch(&admin, args, false)?,
+        TenantsCommand::Delete(args) => {
+            let who = operator(args.operator.as_deref())?;
+            let why = gatehouse_admin::Reason::new(&args.reason)
+                .map_err(|e| admin_error("deleting the tenant", e))?;
+            let deleted = block_on(admin.delete_tenant(&who, &args.tenant, &why))
+                .map_err(|e| admin_error("deleting the tenant", e))?;
+            println!(
+                "deleted tenant {} with all of its data ({} audit events)",
+                args.tenant, deleted.audit_events
+            );
+        }
         TenantsCommand::Show { tenant } => {
             let view = block_on(admin.tenant_view(&tenant))
                 .map_err(|e| admin_error("showing the tenant", e))?;

@@ -65,6 +65,7 @@ pub fn run(config: &Config, command: ThemesCommand) -> Result<(), ServerError> {
             let change = TenantChange {
                 display_name: None,
                 settings: Map::from_iter([(THEME_SETTINGS_KEY.to_owned(), theme)]),
+                expected_version: None,
             };
             block_on(admin.update_tenant(&operator, &args.tenant, change))
                 .map_err(|e| admin_error("applying the theme", e))?;

@@ -342,6 +342,7 @@ fn a_theme_is_checked_before_it_is_saved_and_applies_at_once(backend: Backend) {
                     "theme".to_owned(),
                     json!({"primary_color": "#0a7a55", "template_dir": dir}),
                 )]),
+                expected_version: None,
             },
         ))
         .unwrap();

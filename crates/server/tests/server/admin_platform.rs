@@ -68,17 +68,44 @@ fn tenants_are_created_and_changed_by_platform_administrators_only(backend: Back
     let discovery: Value = app.get_json("/t/acme/.well-known/openid-configuration");
     assert_eq!(discovery["issuer"], format!("{}/t/acme", app.base));
 
-    let (status, changed) = tenants(
+    // A change names the version it was made to: without If-Match 428, with a
+    // version no longer current 412, nothing overwritten.
+    let (status, _) = tenants(
         &platform,
         reqwest::Method::PATCH,
         "/acme",
         Some(json!({"display_name": "Acme Corp"})),
     );
+    assert_eq!(status, 428);
+    let patch_at = |tag: &str, name: &str| {
+        let answer = call(&app, Some(&platform), |http, base| {
+            http.patch(format!("{base}/admin/v1/tenants/acme"))
+                .header("If-Match", tag)
+                .json(&json!({"display_name": name}))
+        });
+        let etag = answer
+            .headers()
+            .get("etag")
+            .map(|t| t.to_str().unwrap().to_owned());
+        let (status, body) = read(answer);
+        (status, body, etag)
+    };
+    let read_tag = call(&app, Some(&platform), |http, base| {
+        http.get(format!("{base}/admin/v1/tenants/acme"))
+    })
+    .headers()["etag"]
+        .to_str()
+        .unwrap()
+        .to_owned();
+    let (status, changed, new_tag) = patch_at(&read_tag, "Acme Corp");
     assert_eq!(
         (status, changed["display_name"].as_str()),
         (200, Some("Acme Corp")),
         "{changed}"
     );
+    assert_ne!(new_tag.as_deref(), Some(read_tag.as_str()));
+    let (status, stale, _) = patch_at(&read_tag, "Acme Again");
+    assert_eq!(status, 412, "{stale}");
     let (status, shown) = tenants(&platform, reqwest::Method::GET, "/acme", None);
     assert_eq!(
         (status, shown["version"].as_i64()),
@@ -191,6 +218,152 @@ gatehouse_identity_store::on_both_backends!(
     tenants_are_created_and_changed_by_platform_administrators_only
 );
 
+/// Deleting a tenant takes everything of it — users and theirs, clients, grants,
+/// keys, policies, the decision log, revocations, counters and its audit trail —
+/// in one go, only once it is disabled, and never the platform's own; the
+/// platform's audit log keeps the deletion, and every chain still verifies.
+fn a_disabled_tenant_is_deleted_with_all_of_its_data(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let platform = token_for(&app, "default", "platform-bot", "platform", &audience);
+    let send = |method: reqwest::Method, path: &str, why: Option<&str>, body: Option<Value>| {
+        read(call(&app, Some(&platform), |http, base| {
+            let mut request = http.request(method, format!("{base}/admin/v1/tenants{path}"));
+            if let Some(why) = why {
+                request = request.header("Gatehouse-Reason", why);
+            }
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        }))
+    };
+    let (status, made) = send(
+        reqwest::Method::POST,
+        "",
+        None,
+        Some(json!({"slug": "doomed", "display_name": "Doomed"})),
+    );
+    assert_eq!(status, 201, "{made}");
+    let doomed: gatehouse_core::ids::TenantId = made["id"].as_str().unwrap().parse().unwrap();
+
+    // Some of everything: a client and its token, users (one signed in with a
+    // session), decisions, a revocation, a counter, audit events.
+    let doomed_audience = format!("{}/t/doomed/admin/v1", app.base);
+    let ops = token_for(&app, "doomed", "doomed-ops", "admin", &doomed_audience);
+    let (status, user) = read(call(&app, Some(&ops), |http, base| {
+        http.post(format!("{base}/t/doomed/admin/v1/users"))
+            .json(&json!({"email": "dora@example.com", "invite": false}))
+    }));
+    assert_eq!(status, 201, "{user}");
+    {
+        let mut conn = app.db.conn();
+        let now = chrono::Utc::now();
+        gatehouse_identity_store::revoked_tokens::revoke(
+            &mut conn,
+            now,
+            doomed,
+            "a-token",
+            now + chrono::Duration::hours(1),
+        )
+        .unwrap();
+        gatehouse_identity_store::rate_limits::record_failure(
+            &mut conn,
+            now,
+            doomed,
+            "ip:203.0.113.9",
+            chrono::Duration::minutes(15),
+            |_| None,
+        )
+        .unwrap();
+    }
+    app.state.pdp.flush_log();
+    let held = gatehouse_identity_store::testing::rows_of_tenant(&mut app.db.conn(), doomed);
+    for table in [
+        "users",
+        "oauth_clients",
+        "signing_keys",
+        "audit_events",
+        "audit_heads",
+        "audit_subject_keys",
+        "decision_log",
+        "revoked_tokens",
+        "rate_limits",
+    ] {
+        assert!(held[table] > 0, "{table} holds nothing yet: {held:?}");
+    }
+
+    // Served, it is not deleted; nor without a reason; nor the platform's own.
+    let (status, refused) = send(reqwest::Method::DELETE, "/doomed", Some("closing"), None);
+    assert_eq!(status, 409, "{refused}");
+    assert_eq!(
+        send(
+            reqwest::Method::POST,
+            "/doomed/disable",
+            Some("closing"),
+            None
+        )
+        .0,
+        200
+    );
+    assert_eq!(send(reqwest::Method::DELETE, "/doomed", None, None).0, 400);
+    let (status, refused) = send(reqwest::Method::DELETE, "/default", Some("oops"), None);
+    assert_eq!(
+        (status, refused["field"].as_str()),
+        (400, Some("slug")),
+        "{refused}"
+    );
+
+    let (status, _) = send(
+        reqwest::Method::DELETE,
+        "/doomed",
+        Some("contract ended"),
+        None,
+    );
+    assert_eq!(status, 204);
+    let left = gatehouse_identity_store::testing::rows_of_tenant(&mut app.db.conn(), doomed);
+    assert!(left.values().all(|&n| n == 0), "rows left behind: {left:?}");
+    assert_eq!(send(reqwest::Method::GET, "/doomed", None, None).0, 404);
+    let discovery = reqwest::blocking::get(format!(
+        "{}/t/doomed/.well-known/openid-configuration",
+        app.base
+    ))
+    .unwrap();
+    assert_eq!(discovery.status(), 404);
+
+    // On record in the platform's log; every remaining chain verifies.
+    let (_, audit) = read(call(
+        &app,
+        Some(&token_for(
+            &app,
+            "default",
+            "reader",
+            "admin:audit",
+            &audience,
+        )),
+        |http, base| http.get(format!("{base}/admin/v1/audit?action=tenant.deleted")),
+    ));
+    let deletion = &audit["items"][0];
+    assert_eq!(deletion["target"], "tenant:doomed", "{audit}");
+    assert_eq!(deletion["actor"], "client:platform-bot");
+    assert_eq!(deletion["details"]["reason"], "contract ended");
+    let report =
+        gatehouse_identity_store::audit::verify(&mut app.db.conn(), &app.state.cipher).unwrap();
+    assert!(report.is_intact(), "{:?}", report.problems);
+
+    // The slug is free again, for a tenant that starts empty.
+    let (status, again) = send(
+        reqwest::Method::POST,
+        "",
+        None,
+        Some(json!({"slug": "doomed", "display_name": "Reborn"})),
+    );
+    assert_eq!(status, 201, "{again}");
+    assert_ne!(again["id"], made["id"]);
+}
+
+gatehouse_identity_store::on_both_backends!(a_disabled_tenant_is_deleted_with_all_of_its_data);
+
 /// What a hostile review tried: a tenant administrator making itself a platform
 /// administrator, a tenant taking the platform's or another tenant's host, tokens
 /// outliving their client's registration, unchecked themes through the platform
@@ -200,10 +373,25 @@ fn escalations_and_takeovers_are_refused(backend: Backend) {
     let audience = format!("{}/admin/v1", app.base);
     let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
     let platform = token_for(&app, "default", "platform-bot", "platform", &audience);
+    // A change to a tenant is made at the version just read (If-Match).
     let send = |token: &str, method: reqwest::Method, path: &str, body: Value| {
+        let tag = (method == reqwest::Method::PATCH && path.starts_with("/tenants/")).then(|| {
+            call(&app, Some(token), |http, base| {
+                http.get(format!("{base}/admin/v1{path}"))
+            })
+            .headers()["etag"]
+                .to_str()
+                .unwrap()
+                .to_owned()
+        });
         read(call(&app, Some(token), |http, base| {
-            http.request(method, format!("{base}/admin/v1{path}"))
-                .json(&body)
+            let request = http
+                .request(method, format!("{base}/admin/v1{path}"))
+                .json(&body);
+            match &tag {
+                Some(tag) => request.header("If-Match", tag),
+                None => request,
+            }
         }))
     };
 

@@ -103,6 +103,7 @@ admin_routes! {
     post "/tenants" => platform::create_tenant, "tenants.write";
     get "/tenants/{slug}" => platform::show_tenant, "tenants.read";
     patch "/tenants/{slug}" => platform::update_tenant, "tenants.write";
+    delete "/tenants/{slug}" => platform::delete_tenant, "tenants.delete";
     post "/tenants/{slug}/disable" => platform::disable_tenant, "tenants.write";
     post "/tenants/{slug}/enable" => platform::enable_tenant, "tenants.write";
     get "/keys" => governance::list_keys, "keys.read";

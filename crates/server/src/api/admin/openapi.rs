@@ -73,6 +73,7 @@ use crate::state::AppState;
         platform::create_tenant,
         platform::show_tenant,
         platform::update_tenant,
+        platform::delete_tenant,
         platform::disable_tenant,
         platform::enable_tenant,
         themes::show_theme,

@@ -1,5 +1,5 @@
 //! The platform's part of the admin API: the tenants themselves (list, create,
-//! show, change). Only the platform's own tenant (the one bootstrapped at first
+//! show, change at the version read, disable, enable, delete). Only the platform's own tenant (the one bootstrapped at first
 //! start) serves it, to API clients of that tenant whose token carries the scope
 //! `platform`; under any other tenant the routes do not exist (404), so a tenant's
 //! administrators learn nothing of the others.
@@ -13,7 +13,10 @@ use serde_json::{Map, Value};
 use utoipa::ToSchema;
 
 use super::views::{Changed, Items};
-use super::{Caller, PATH, body, created, ok, reason, respond, segment, with_header};
+use super::{
+    Caller, PATH, body, changed_at_version, created, if_match, no_content, ok, reason, respond,
+    segment, tagged, with_header,
+};
 use crate::api::problem::problem;
 use crate::http::answer::{answered, from_request_with};
 
@@ -135,18 +138,23 @@ pub(super) async fn create_tenant(
     }))
 }
 
-/// One tenant.
+/// One tenant, tagged with its version (`ETag`).
 #[utoipa::path(get, path = "/tenants/{slug}", tag = "platform",
     params(("slug" = String, Path)), security(("admin_token" = ["platform"])),
-    responses((status = 200, description = "The tenant", body = TenantDetail)))]
+    responses((status = 200, description = "The tenant", body = TenantDetail,
+        headers(("ETag" = String)))))]
 pub(super) async fn show_tenant(
     PlatformCaller(caller): PlatformCaller,
     req: HttpRequest,
 ) -> HttpResponse {
     let slug = segment(&req, "slug");
     respond(caller.admin().tenant_view(&slug).await, |view| {
-        ok(TenantDetail::from(&view))
+        tagged_tenant(&view)
     })
+}
+
+fn tagged_tenant(view: &TenantView) -> HttpResponse {
+    tagged(TenantDetail::from(view), view.tenant.version)
 }
 
 #[derive(Deserialize, ToSchema)]
@@ -159,31 +167,66 @@ pub(super) struct TenantPatch {
     settings: Map<String, Value>,
 }
 
-/// Changes a tenant's name or settings sections; every node reads the change.
+/// Changes a tenant's name or settings sections at the version read (`If-Match`
+/// with the `ETag` of a GET): without it 428, for a version no longer current 412.
+/// Every node reads the change.
 #[utoipa::path(patch, path = "/tenants/{slug}", tag = "platform",
-    params(("slug" = String, Path)), security(("admin_token" = ["platform"])),
+    params(("slug" = String, Path), ("If-Match" = String, Header, description = "The ETag read")),
+    security(("admin_token" = ["platform"])),
     request_body(content(
         (TenantPatch = "application/merge-patch+json"), (TenantPatch = "application/json"))),
-    responses((status = 200, description = "Changed", body = TenantDetail)))]
+    responses((status = 200, description = "Changed", body = TenantDetail,
+        headers(("ETag" = String))),
+        (status = 412, description = "The tenant changed since it was read",
+            body = super::views::Problem, content_type = "application/problem+json"),
+        (status = 428, description = "If-Match is missing",
+            body = super::views::Problem, content_type = "application/problem+json")))]
 pub(super) async fn update_tenant(
     PlatformCaller(caller): PlatformCaller,
     req: HttpRequest,
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let slug = segment(&req, "slug");
+    let version = if_match(&req, "tenant")?;
     let patch: TenantPatch = body(&bytes)?;
     checked_theme(&caller, &patch.settings)?;
     let change = TenantChange {
         display_name: patch.display_name,
         settings: patch.settings,
+        expected_version: Some(version),
     };
     let done = caller
         .admin()
         .update_tenant(&caller.operator, &slug, change)
         .await;
-    Ok(respond(done, |view| {
+    Ok(changed_at_version(done, "tenant", |view| {
         caller.tenant_changed(view.tenant.id);
-        ok(TenantDetail::from(&view))
+        tagged_tenant(&view)
+    }))
+}
+
+/// Deletes a disabled tenant with all of its data — users and everything theirs,
+/// clients, grants, keys, policies, purposes, decision log and audit trail — in one
+/// transaction; the platform tenant's audit log records it with the reason. A
+/// tenant still served is refused (409: disable it first); the platform's own
+/// tenant is never deleted.
+#[utoipa::path(delete, path = "/tenants/{slug}", tag = "platform",
+    params(("slug" = String, Path), super::ReasonHeader), security(("admin_token" = ["platform"])),
+    responses((status = 204, description = "Deleted"),
+        (status = 409, description = "The tenant is still served: disable it first",
+            body = super::views::Problem, content_type = "application/problem+json")))]
+pub(super) async fn delete_tenant(
+    PlatformCaller(caller): PlatformCaller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let (slug, why) = (segment(&req, "slug"), reason(&req)?);
+    let done = caller
+        .admin()
+        .delete_tenant(&caller.operator, &slug, &why)
+        .await;
+    Ok(respond(done, |_| {
+        caller.tenant_changed_everywhere();
+        no_content()
     }))
 }
 

@@ -93,6 +93,7 @@ async fn change_theme(caller: &Caller, theme: Value) -> HttpResponse {
     let change = TenantChange {
         display_name: None,
         settings: Map::from_iter([(THEME_SETTINGS_KEY.to_owned(), theme.clone())]),
+        expected_version: None,
     };
     let done = caller
         .admin()
