@@ -22,6 +22,7 @@ mod policies;
 mod provisioning;
 mod purposes;
 mod roles;
+mod scopes;
 mod tenants;
 mod users;
 
@@ -54,14 +55,15 @@ pub use client_changes::ClientChange;
 pub use clients::{
     AuthMethod, ClientKind, CreatedClient, GRANTS, MAX_ACCESS_TOKEN_TTL_SECS, NewClient,
 };
-pub use consents::UserConsents;
+pub use consents::{ConsentWithdrawal, UserConsents};
 pub use error::AdminError;
 pub use gatehouse_authn::lifecycle::NewAccount;
 pub use gatehouse_identity_store::audit::AuditFilter;
 pub use provisioning::GroupWithMembers;
 pub use purposes::{NewPurpose, PurposeEdit};
 pub use roles::RoleRemoved;
-pub use tenants::{TenantChange, TenantView};
+pub use scopes::ScopeView;
+pub use tenants::{TenantChange, TenantDeleted, TenantView};
 pub use users::{Deleted, Disabled, Reset, UserChange};
 
 pub type AdminResult<T> = Result<T, AdminError>;

@@ -66,6 +66,24 @@ impl Channel {
     }
 }
 
+/// Who withdraws, as the audit log records it: through which channel, the actor,
+/// and an operator's reason.
+struct Acting<'a> {
+    channel: Channel,
+    actor: String,
+    reason: Option<&'a str>,
+}
+
+impl Acting<'_> {
+    fn by_channel(channel: Channel, user: UserId, client_id: &str) -> Acting<'static> {
+        Acting {
+            channel,
+            actor: channel.actor(user, client_id),
+            reason: None,
+        }
+    }
+}
+
 /// What one withdrawal did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct Withdrawal {
@@ -417,6 +435,37 @@ impl Consents {
         purpose: &str,
         channel: Channel,
     ) -> Result<Withdrawal> {
+        let acting = Acting::by_channel(channel, user, client_id);
+        self.withdraw_acting(tenant, user, client_id, purpose, &acting)
+    }
+
+    /// [`Consents::withdraw`] by an operator (a support request, a legal order):
+    /// the audit log names the operator (`actor`) and keeps the reason.
+    pub fn withdraw_as_operator(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+        purpose: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<Withdrawal> {
+        let acting = Acting {
+            channel: Channel::Admin,
+            actor: actor.to_owned(),
+            reason: Some(reason),
+        };
+        self.withdraw_acting(tenant, user, client_id, purpose, &acting)
+    }
+
+    fn withdraw_acting(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+        purpose: &str,
+        acting: &Acting<'_>,
+    ) -> Result<Withdrawal> {
         let now = self.now();
         let mut conn = self.conn()?;
         let withdrawal = db::transaction_with(&mut conn, |conn| {
@@ -428,7 +477,7 @@ impl Consents {
                 user,
                 client_id,
                 purpose,
-                channel,
+                acting,
             )
         })?;
         if withdrawal.event.is_some() {
@@ -448,6 +497,36 @@ impl Consents {
         client_id: &str,
         channel: Channel,
     ) -> Result<AppRevocation> {
+        let acting = Acting::by_channel(channel, user, client_id);
+        self.revoke_app_acting(tenant, user, client_id, &acting)
+    }
+
+    /// [`Consents::revoke_app`] by an operator: the audit log names the operator
+    /// (`actor`) and keeps the reason.
+    pub fn revoke_app_as_operator(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+        actor: &str,
+        reason: &str,
+    ) -> Result<AppRevocation> {
+        let acting = Acting {
+            channel: Channel::Admin,
+            actor: actor.to_owned(),
+            reason: Some(reason),
+        };
+        self.revoke_app_acting(tenant, user, client_id, &acting)
+    }
+
+    fn revoke_app_acting(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+        client_id: &str,
+        acting: &Acting<'_>,
+    ) -> Result<AppRevocation> {
+        let channel = acting.channel;
         let now = self.now();
         let mut conn = self.conn()?;
         let revocation = db::transaction_with(&mut conn, |conn| {
@@ -462,7 +541,7 @@ impl Consents {
                     user,
                     client_id,
                     &purpose,
-                    channel,
+                    acting,
                 )?;
                 withdrawn.extend(done.event);
                 grants_revoked.extend(done.grants_revoked);
@@ -482,7 +561,7 @@ impl Consents {
                 &self.inner.cipher,
                 now,
                 tenant,
-                channel.actor(user, client_id),
+                acting.actor.clone(),
                 "consent.app_revoked",
                 user,
                 json!({
@@ -490,6 +569,7 @@ impl Consents {
                     "channel": channel.as_str(),
                     "purposes": withdrawn.iter().map(|e| e.purpose.as_str()).collect::<Vec<_>>(),
                     "grants_revoked": grants_revoked.len(),
+                    "reason": acting.reason,
                 }),
             )?;
             Ok::<_, ConsentError>(AppRevocation {
@@ -723,7 +803,8 @@ fn record_grant(
     grant: NewGrant<'_>,
 ) -> Result<ConsentEvent> {
     let event = consent_records::append_grant(conn, now, tenant, grant)?;
-    audit_event(conn, cipher, now, tenant, channel, &event, json!({}))?;
+    let actor = channel.actor(event.user_id, &event.client_id);
+    audit_event(conn, cipher, now, tenant, actor, &event, json!({}))?;
     Ok(event)
 }
 
@@ -737,8 +818,9 @@ fn withdraw_one(
     user: UserId,
     client_id: &str,
     purpose: &str,
-    channel: Channel,
+    acting: &Acting<'_>,
 ) -> Result<Withdrawal> {
+    let channel = acting.channel;
     let latest_text = latest_purpose(conn, tenant, purpose)?;
     let previous = consent_records::latest(conn, tenant, user, client_id, purpose)?;
     let granted = previous.filter(|e| e.kind == ConsentEventKind::Granted);
@@ -782,14 +864,18 @@ fn withdraw_one(
     };
     consents::forget(conn, tenant, user, client_id, Some(&scopes))?;
     if let Some(event) = &event {
+        let mut details = json!({ "grants_revoked": grants_revoked.len() });
+        if let Some(reason) = acting.reason {
+            details["reason"] = json!(reason);
+        }
         audit_event(
             conn,
             cipher,
             now,
             tenant,
-            channel,
+            acting.actor.clone(),
             event,
-            json!({ "grants_revoked": grants_revoked.len() }),
+            details,
         )?;
     }
     Ok(Withdrawal {
@@ -834,7 +920,7 @@ fn audit_event(
     cipher: &Cipher,
     now: DateTime<Utc>,
     tenant: TenantId,
-    channel: Channel,
+    actor: String,
     event: &ConsentEvent,
     mut details: serde_json::Value,
 ) -> Result<()> {
@@ -854,7 +940,7 @@ fn audit_event(
         cipher,
         now,
         tenant,
-        channel.actor(event.user_id, &event.client_id),
+        actor,
         action,
         event.user_id,
         details,

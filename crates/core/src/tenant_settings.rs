@@ -5,7 +5,8 @@
 //! Stored as a JSON object (`tenants.settings`); a section that is absent takes its
 //! defaults. Sections: `registration`, `mfa`, `scopes`, `hosts`, `mail` (the
 //! sender of the tenant's mail), `theme` (the theme's own fields are the server's;
-//! here it is carried as JSON and checked for shape only).
+//! here it is carried as JSON and checked for shape only), `user_extension` (the
+//! tenant's own SCIM User extension schema).
 
 use std::collections::BTreeMap;
 
@@ -28,6 +29,125 @@ pub struct TenantSettings {
     pub mail: MailSettings,
     /// The tenant's theme; its fields are checked by the server's theme module.
     pub theme: Option<Value>,
+    /// The tenant's own extension of the SCIM User resource.
+    pub user_extension: Option<UserExtension>,
+}
+
+/// The URNs of SCIM's own User schemas, which no tenant extension may take.
+const SCIM_USER_SCHEMAS: [&str; 2] = [
+    "urn:ietf:params:scim:schemas:core:2.0:User",
+    "urn:ietf:params:scim:schemas:extension:enterprise:2.0:User",
+];
+
+/// The most attributes one extension defines.
+pub const MAX_EXTENSION_ATTRIBUTES: usize = 50;
+
+/// A tenant's own extension of the SCIM User (RFC 7643 §3.3, §7): the attributes
+/// its provisioning systems send besides the core and enterprise ones, kept in each
+/// user's custom attributes under the extension's URN and released as claims like
+/// any custom attribute.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct UserExtension {
+    /// The schema's URN (`urn:acme:params:scim:schemas:extension:acme:2.0:User`).
+    pub id: String,
+    pub name: String,
+    #[serde(default)]
+    pub description: Option<String>,
+    pub attributes: Vec<ExtensionAttribute>,
+}
+
+/// One attribute of a tenant's extension.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ExtensionAttribute {
+    /// RFC 7643 §2.1 `ATTRNAME`: a letter, then letters, digits, `-` or `_`.
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: AttributeKind,
+    #[serde(default)]
+    pub multi_valued: bool,
+    /// Must be sent whenever the extension is.
+    #[serde(default)]
+    pub required: bool,
+    #[serde(default)]
+    pub description: Option<String>,
+}
+
+/// The simple SCIM types an extension attribute takes (RFC 7643 §2.3).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub enum AttributeKind {
+    String,
+    Boolean,
+    Integer,
+    Decimal,
+    DateTime,
+}
+
+impl AttributeKind {
+    /// The type's name in a SCIM schema.
+    pub fn scim_name(self) -> &'static str {
+        match self {
+            AttributeKind::String => "string",
+            AttributeKind::Boolean => "boolean",
+            AttributeKind::Integer => "integer",
+            AttributeKind::Decimal => "decimal",
+            AttributeKind::DateTime => "dateTime",
+        }
+    }
+}
+
+impl UserExtension {
+    fn check(&self) -> Result<(), String> {
+        let id_ok = self.id.len() <= 200
+            && self.id.starts_with("urn:")
+            && self
+                .id
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"-._:".contains(&b));
+        if !id_ok {
+            return Err(format!("id `{}` is not a schema URN (`urn:…`)", self.id));
+        }
+        if SCIM_USER_SCHEMAS
+            .iter()
+            .any(|own| own.eq_ignore_ascii_case(&self.id))
+        {
+            return Err(format!("id `{}` is one of SCIM's own schemas", self.id));
+        }
+        if self.name.trim().is_empty() {
+            return Err("name must not be empty".into());
+        }
+        if self.attributes.is_empty() || self.attributes.len() > MAX_EXTENSION_ATTRIBUTES {
+            return Err(format!(
+                "attributes: 1 to {MAX_EXTENSION_ATTRIBUTES} are defined"
+            ));
+        }
+        let mut seen = std::collections::BTreeSet::new();
+        for attribute in &self.attributes {
+            let name = &attribute.name;
+            let valid = name.len() <= 64
+                && name.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
+                && name
+                    .chars()
+                    .all(|c| c.is_ascii_alphanumeric() || c == '-' || c == '_');
+            if !valid {
+                return Err(format!("attribute `{name}` is not an attribute name"));
+            }
+            if !seen.insert(name.to_ascii_lowercase()) {
+                return Err(format!("attribute `{name}` is defined twice"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The attribute named `name`, whatever its case (attribute names are
+    /// case-insensitive, RFC 7643 §2.1).
+    pub fn attribute(&self, name: &str) -> Option<&ExtensionAttribute> {
+        self.attributes
+            .iter()
+            .find(|a| a.name.eq_ignore_ascii_case(name))
+    }
 }
 
 /// The sender of a tenant's mail. Unset, mail comes from the configured
@@ -108,7 +228,15 @@ pub struct SettingsError {
 }
 
 /// The sections, each parsed on its own so an error names its section.
-const SECTIONS: [&str; 6] = ["registration", "mfa", "scopes", "hosts", "mail", "theme"];
+const SECTIONS: [&str; 7] = [
+    "registration",
+    "mfa",
+    "scopes",
+    "hosts",
+    "mail",
+    "theme",
+    "user_extension",
+];
 
 impl TenantSettings {
     /// Strict: what a write must pass. Unknown sections and unknown or mistyped
@@ -157,6 +285,12 @@ impl TenantSettings {
                     "must be text of 1 to {SENDER_NAME_MAX_CHARS} characters without control characters"
                 ),
             });
+        }
+        if let Some(extension) = &settings.user_extension {
+            extension.check().map_err(|message| SettingsError {
+                field: "user_extension".into(),
+                message,
+            })?;
         }
         if let Some(theme) = &settings.theme
             && !(theme.is_object() || theme.is_null())
@@ -245,6 +379,16 @@ impl TenantSettings {
                     };
                 }
                 "theme" => settings.theme = (!value.is_null()).then(|| value.clone()),
+                // An extension that would not pass today is not served: its
+                // attributes are refused until an operator fixes it.
+                "user_extension" => {
+                    settings.user_extension = UserExtension::deserialize(value)
+                        .ok()
+                        .filter(|extension| extension.check().is_ok());
+                    if settings.user_extension.is_none() && !value.is_null() {
+                        tracing::warn!("tenant setting user_extension is not valid; ignored");
+                    }
+                }
                 other => tracing::warn!(section = other, "unknown tenant setting ignored"),
             }
         }
@@ -276,6 +420,7 @@ impl TenantSettings {
             "hosts" => self.hosts = parse(value)?,
             "mail" => self.mail = parse(value)?,
             "theme" => self.theme = (!value.is_null()).then(|| value.clone()),
+            "user_extension" => self.user_extension = parse(value)?,
             other => return Err(format!("unknown setting `{other}`")),
         }
         Ok(())

@@ -158,6 +158,7 @@ pub(crate) fn admin_failure(e: &AdminError) -> HttpResponse {
         } => denied(action, reason, acr_values.as_deref(), scopes),
         AdminError::NotFound(message) => problem(StatusCode::NOT_FOUND, "not_found", message),
         AdminError::Conflict(message) => problem(StatusCode::CONFLICT, "conflict", message),
+        AdminError::Consent(consent) => consent_failure(consent),
         AdminError::Unavailable(message) => {
             // The message is the server's own (a key store, a task): logged, not told.
             tracing::warn!(%message, "admin service unavailable");

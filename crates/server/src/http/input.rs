@@ -205,8 +205,14 @@ fn check_json_body(body: &[u8]) -> Result<(), Refusal> {
         if forbidden_in_json(c) {
             return Err(refuse(Problem::ControlCharacter));
         }
-        if c != '\\' || chars.next() != Some('u') {
+        if c != '\\' {
             continue;
+        }
+        match chars.next() {
+            Some('u') => {}
+            // The short escapes of control characters: backspace and form feed.
+            Some('b' | 'f') => return Err(refuse(Problem::ControlCharacter)),
+            _ => continue,
         }
         let Some(unit) = read_hex4(&mut chars) else {
             continue;
@@ -379,10 +385,13 @@ mod tests {
 
     #[test]
     fn json_allows_whitespace_controls_but_no_others() {
-        let fine = "{\n\t\"a\": \"line\\nbreak\\t\\u000a\\u00e9 \\ud83d\\ude00 \\\\u0000\"\r\n}";
+        let fine = "{\n\t\"a\": \"line\\nbreak\\t\\u000a\\u00e9 \\ud83d\\ude00 \\\\u0000 \\\\f \\\\b\"\r\n}";
         assert_eq!(check_body(false, fine.as_bytes()), Ok(()));
         for (raw, problem) in [
             ("{\"a\": \"\\u0000\"}", Problem::ControlCharacter),
+            // JSON's short escapes of controls: backspace and form feed.
+            ("{\"a\": \"\\f\"}", Problem::ControlCharacter),
+            ("{\"\\b\": 1}", Problem::ControlCharacter),
             ("{\"a\": \"\\u001B\"}", Problem::ControlCharacter),
             ("{\"a\": \"\\u007f\"}", Problem::ControlCharacter),
             ("{\"a\": \"\\u0085\"}", Problem::ControlCharacter),

@@ -369,3 +369,128 @@ fn a_theme_is_checked_before_it_is_saved_and_applies_at_once(backend: Backend) {
 gatehouse_identity_store::on_both_backends!(
     a_theme_is_checked_before_it_is_saved_and_applies_at_once
 );
+
+/// The tenant's scopes and their claims through the admin API: listed with the
+/// OpenID Connect defaults, changed and restored, the token's own claims and
+/// malformed names refused — and a changed scope is what the next ID token carries.
+fn scopes_release_the_claims_the_tenant_sets(backend: Backend) {
+    use crate::code_flow::{VERIFIER, exchange, get_code, register, signed_in, verified_claims};
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let auditor = token_for(&app, "default", "reader", "admin:audit", &audience);
+    let send = |token: &str, method: reqwest::Method, path: &str, body: Option<Value>| {
+        read(call(&app, Some(token), |http, base| {
+            let request = http.request(method, format!("{base}/admin/v1/scopes{path}"));
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        }))
+    };
+    let scope = |listed: &Value, name: &str| {
+        listed["items"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|s| s["scope"] == name)
+            .cloned()
+    };
+
+    let (status, listed) = send(&auditor, reqwest::Method::GET, "", None);
+    assert_eq!(status, 200, "{listed}");
+    let profile = scope(&listed, "profile").unwrap();
+    assert_eq!(
+        (
+            profile["standard"].as_bool(),
+            profile["customised"].as_bool()
+        ),
+        (Some(true), Some(false))
+    );
+    assert!(
+        profile["claims"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("preferred_username"))
+    );
+    assert_eq!(
+        scope(&listed, "email").unwrap()["claims"],
+        json!(["email", "email_verified"])
+    );
+
+    // The auditor reads, the administrator changes.
+    let staff = Some(json!({"claims": ["roles", "groups", "department"]}));
+    assert_eq!(
+        send(&auditor, reqwest::Method::PUT, "/staff", staff.clone()).0,
+        403
+    );
+    for (path, body, field) in [
+        ("/openid", json!({"claims": ["email"]}), "scope"),
+        ("/staff", json!({"claims": ["aud"]}), "claims"),
+        ("/staff", json!({"claims": ["nonce"]}), "claims"),
+        ("/staff", json!({"claims": ["has space"]}), "claims"),
+        ("/sta%22ff", json!({"claims": ["roles"]}), "scope"),
+    ] {
+        let (status, refused) = send(&admin, reqwest::Method::PUT, path, Some(body));
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (400, Some(field)),
+            "{path}: {refused}"
+        );
+    }
+    let (status, refused) = send(
+        &admin,
+        reqwest::Method::PUT,
+        "/staff",
+        Some(json!({"claim": []})),
+    );
+    assert_eq!(status, 400, "{refused}");
+    let (status, saved) = send(&admin, reqwest::Method::PUT, "/staff", staff);
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(
+        (saved["customised"].as_bool(), saved["standard"].as_bool()),
+        (Some(true), Some(false))
+    );
+
+    // `profile` replaced: the next ID token carries exactly what it now releases.
+    let (status, _) = send(
+        &admin,
+        reqwest::Method::PUT,
+        "/profile",
+        Some(json!({"claims": ["name", "groups"]})),
+    );
+    assert_eq!(status, 200);
+    register(&app, false);
+    let mut browser = signed_in(&app);
+    let id_token = |browser: &mut crate::web_kit::Browser| {
+        let code = get_code(browser, "");
+        let (status, tokens) = exchange(&app, &code, VERIFIER);
+        assert_eq!(status, 200, "{tokens}");
+        verified_claims(&app, tokens["id_token"].as_str().unwrap(), "webapp").1
+    };
+    let claims = id_token(&mut browser);
+    assert_eq!(claims["groups"], json!([]), "{claims}");
+    assert!(claims.get("preferred_username").is_none(), "{claims}");
+
+    // Removed, the default is back; removing again changes nothing.
+    let (status, removed) = send(&admin, reqwest::Method::DELETE, "/profile", None);
+    assert_eq!((status, removed), (200, json!({"changed": true})));
+    let (_, again) = send(&admin, reqwest::Method::DELETE, "/profile", None);
+    assert_eq!(again, json!({"changed": false}));
+    let claims = id_token(&mut browser);
+    assert_eq!(claims["preferred_username"], "uma@example.com", "{claims}");
+    assert!(claims.get("groups").is_none(), "{claims}");
+    let (_, listed) = send(&auditor, reqwest::Method::GET, "", None);
+    assert_eq!(scope(&listed, "staff").unwrap()["customised"], true);
+    assert_eq!(scope(&listed, "profile").unwrap()["customised"], false);
+
+    // Each change is on record with the client that made it.
+    let (_, audit) = read(call(&app, Some(&admin), |http, base| {
+        http.get(format!(
+            "{base}/admin/v1/audit?action=tenant.updated&actor=client:ops-bot"
+        ))
+    }));
+    assert_eq!(audit["items"].as_array().unwrap().len(), 3, "{audit}");
+}
+
+gatehouse_identity_store::on_both_backends!(scopes_release_the_claims_the_tenant_sets);

@@ -664,3 +664,73 @@ fn issuance_follows_the_consent_in_force(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(issuance_follows_the_consent_in_force);
+
+/// An operator withdraws consent on the user's behalf (a support request, a legal
+/// order) through the admin API: in force at once, with the operator and the
+/// reason on record; an unknown client or purpose is a 404, never an empty record.
+fn an_operator_withdraws_a_users_consent_through_the_admin_api(backend: Backend) {
+    use crate::admin_api::{call, token_for};
+    let app = WebApp::start(backend);
+    let (_browser, tokens) = signed_in_with_tokens(&app, false);
+    let (tenant, user) = tenant_and_user(&app);
+    for (slug, scope) in [("newsletter", "email"), ("telephony", "phone")] {
+        consented(&app, slug, scope);
+    }
+    let access = tokens["access_token"].as_str().unwrap().to_owned();
+    assert!(introspect_active(&app, &access));
+    let audience = format!("{}/admin/v1", app.base);
+    let helpdesk = token_for(&app, "default", "desk", "admin:helpdesk", &audience);
+    let withdraw = |path: &str, why: Option<&str>| {
+        let answer = call(&app, Some(&helpdesk), |http, base| {
+            let request = http.delete(format!("{base}/admin/v1/users/{user}/consents{path}"));
+            match why {
+                Some(why) => request.header("Gatehouse-Reason", why),
+                None => request,
+            }
+        });
+        let status = answer.status().as_u16();
+        (status, answer.json::<serde_json::Value>().unwrap())
+    };
+
+    assert_eq!(
+        withdraw("/webapp/newsletter", None).0,
+        400,
+        "a reason is required"
+    );
+    assert_eq!(withdraw("/webapp/nonsense", Some("ticket 9")).0, 404);
+    assert_eq!(withdraw("/nobody/newsletter", Some("ticket 9")).0, 404);
+    let (status, done) = withdraw("/webapp/newsletter", Some("ticket 9: asked by phone"));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(
+        done,
+        serde_json::json!({"withdrawn": ["newsletter"], "grants_revoked": 1})
+    );
+    assert!(
+        !introspect_active(&app, &access),
+        "the token outlived the withdrawal"
+    );
+
+    // Without a purpose, everything the user gave the client goes.
+    let (status, done) = withdraw("/webapp", Some("ticket 9: remove the app"));
+    assert_eq!(status, 200, "{done}");
+    assert_eq!(done["withdrawn"], serde_json::json!(["telephony"]));
+    let current = app.state.consents.current(tenant, user).unwrap();
+    assert!(current.is_empty(), "{current:?}");
+
+    let events = app.audit_events(500);
+    let withdrawn: Vec<_> = events
+        .iter()
+        .filter(|e| e.action == "consent.withdrawn" || e.action == "consent.app_revoked")
+        .collect();
+    assert_eq!(withdrawn.len(), 3, "{withdrawn:#?}");
+    assert!(
+        withdrawn
+            .iter()
+            .all(|e| e.actor == "client:desk" && e.details.contains("ticket 9")),
+        "{withdrawn:#?}"
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(
+    an_operator_withdraws_a_users_consent_through_the_admin_api
+);

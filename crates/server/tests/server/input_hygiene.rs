@@ -388,7 +388,8 @@ fn must_refuse(endpoint: &Endpoint, value: &[u8]) -> bool {
 }
 
 const CONTROLS: &[char] = &[
-    '\0', '\u{1}', '\t', '\n', '\u{b}', '\r', '\u{1b}', '\u{7f}', '\u{80}', '\u{85}', '\u{9b}',
+    '\0', '\u{1}', '\u{8}', '\t', '\n', '\u{b}', '\u{c}', '\r', '\u{1b}', '\u{7f}', '\u{80}',
+    '\u{85}', '\u{9b}',
 ];
 const INVISIBLES: &[char] = &[
     '\u{200b}', '\u{200d}', '\u{ad}', '\u{feff}', '\u{202e}', '\u{2060}',

@@ -711,3 +711,134 @@ fn scim_takes_its_own_tokens_and_answers_its_own_tenant_only() {
         format!("{}/t/acme/scim/v2/ResourceTypes/User", app.base)
     );
 }
+
+/// The tenant's own User extension (RFC 7643 §3.3): defined by its administrator
+/// through the admin API, served by the discovery endpoints at once, and what
+/// provisioning systems send under it is kept, checked against it — unknown
+/// attributes, wrong types and missing required ones refused — and reaches tokens
+/// as custom attributes do.
+fn a_tenant_defines_its_own_user_extension(backend: Backend) {
+    const ACME: &str = "urn:acme:params:scim:schemas:extension:acme:2.0:User";
+    let app = WebApp::start(backend);
+    let scim = Scim::for_tenant(&app, "default");
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let extension = |method: Method, body: Option<Value>| {
+        let answer = call(&app, Some(&admin), |http, base| {
+            let request = http.request(method, format!("{base}/admin/v1/user-extension"));
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        });
+        let status = answer.status().as_u16();
+        (status, answer.json::<Value>().unwrap_or(Value::Null))
+    };
+    assert_eq!(extension(Method::GET, None).0, 404);
+    let defined = json!({
+        "id": ACME, "name": "AcmeUser", "description": "What Acme's HR system knows",
+        "attributes": [
+            {"name": "badgeNumber", "type": "integer", "required": true},
+            {"name": "clearances", "type": "string", "multi_valued": true},
+            {"name": "remote", "type": "boolean"},
+            {"name": "startDate", "type": "dateTime"}
+        ]
+    });
+    for bad in [
+        json!({"id": "not-a-urn", "name": "X", "attributes": [{"name": "a", "type": "string"}]}),
+        json!({"id": ENTERPRISE, "name": "X", "attributes": [{"name": "a", "type": "string"}]}),
+        json!({"id": ACME, "name": "X", "attributes": [{"name": "9lives", "type": "string"}]}),
+        json!({"id": ACME, "name": "X", "attributes": [{"name": "a", "type": "complex"}]}),
+        json!({"id": ACME, "name": "X", "attributes": []}),
+        json!({"id": ACME, "name": "X", "attributes": [
+            {"name": "a", "type": "string"}, {"name": "A", "type": "string"}]}),
+    ] {
+        let (status, refused) = extension(Method::PUT, Some(bad.clone()));
+        assert_eq!(
+            (status, refused["field"].as_str()),
+            (400, Some("settings")),
+            "{bad}: {refused}"
+        );
+    }
+    let (status, saved) = extension(Method::PUT, Some(defined));
+    assert_eq!(status, 200, "{saved}");
+    assert_eq!(saved["attributes"][1]["multi_valued"], true);
+    assert_eq!(extension(Method::GET, None), (200, saved));
+
+    // Discovery names it at once.
+    let schema = scim.get(&format!("/Schemas/{ACME}"));
+    assert_eq!(schema.status, 200, "{}", schema.body);
+    assert_eq!(schema.body["attributes"][0]["name"], "badgeNumber");
+    assert_eq!(schema.body["attributes"][0]["type"], "integer");
+    assert_eq!(schema.body["attributes"][1]["multiValued"], true);
+    let user_type = scim.get("/ResourceTypes/User");
+    assert!(
+        user_type.body["schemaExtensions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e["schema"] == ACME),
+        "{}",
+        user_type.body
+    );
+
+    // Kept as sent, checked against the definition.
+    let mut ada = user(
+        "ada",
+        "Ada",
+        json!([{"value": "ada@acme.example", "primary": true}]),
+    );
+    ada["schemas"] = json!([USER, ACME]);
+    ada[ACME] = json!({"badgeNumber": 4711, "clearances": ["lab", "vault"], "remote": false});
+    let made = scim.post("/Users", ada.clone());
+    assert_eq!(made.status, 201, "{}", made.body);
+    assert_eq!(made.body[ACME]["clearances"], json!(["lab", "vault"]));
+    assert!(
+        made.body["schemas"]
+            .as_array()
+            .unwrap()
+            .contains(&json!(ACME))
+    );
+    let id = made.body["id"].as_str().unwrap().to_owned();
+    for (bad, why) in [
+        (json!({"badgeNumber": "4711"}), "a string for an integer"),
+        (json!({"badgeNumber": 1.5}), "a decimal for an integer"),
+        (
+            json!({"badgeNumber": 1, "clearances": "lab"}),
+            "a single value for a multi-valued one",
+        ),
+        (
+            json!({"badgeNumber": 1, "shoeSize": 44}),
+            "an attribute it does not define",
+        ),
+        (
+            json!({"badgeNumber": 1, "startDate": "yesterday"}),
+            "not a dateTime",
+        ),
+        (json!({"remote": true}), "the required attribute missing"),
+    ] {
+        let mut sent = user("bad", "Bad", json!([]));
+        sent[ACME] = bad;
+        assert_scim_error(&scim.post("/Users", sent), 400, Some("invalidValue"));
+        let _ = why;
+    }
+
+    // PATCH by the extension's attribute path.
+    let patch = json!({"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": format!("{ACME}:remote"), "value": true},
+        {"op": "add", "path": format!("{ACME}:startDate"), "value": "2027-01-04T09:00:00Z"}
+    ]});
+    let patched = scim.send(Method::PATCH, &format!("/Users/{id}"), Some(patch), None);
+    assert_eq!(patched.status, 200, "{}", patched.body);
+    assert_eq!(patched.body[ACME]["remote"], true);
+    assert_eq!(patched.body[ACME]["badgeNumber"], 4711);
+
+    // Removed, the tenant serves SCIM without it; a user sending it is refused.
+    assert_eq!(extension(Method::DELETE, None).0, 204);
+    assert_eq!(scim.get(&format!("/Schemas/{ACME}")).status, 404);
+    let mut again = ada;
+    again["userName"] = json!("ada2");
+    assert_scim_error(&scim.post("/Users", again), 400, Some("invalidValue"));
+}
+
+gatehouse_identity_store::on_both_backends!(a_tenant_defines_its_own_user_extension);

@@ -19,7 +19,8 @@ use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, ResponseBui
 
 use super::views::{BearerError, Problem};
 use super::{
-    PATH, ROUTE_ACTIONS, audit, clients, directory, governance, json, platform, themes, users,
+    PATH, ROUTE_ACTIONS, audit, clients, directory, governance, json, platform, scopes, themes,
+    users,
 };
 use crate::http::answer::answered;
 use crate::oauth::resolve;
@@ -30,7 +31,7 @@ use crate::state::AppState;
     info(
         title = "Gatehouse admin API",
         description = "Operate one tenant: its users, roles and groups, clients, signing keys, \
-            policies and decision log, consent purposes and audit log. \
+            policies and decision log, consent purposes, scopes and their claims, and audit log. \
             Callers authenticate with a client-credentials access token of the tenant's issuer \
             for the audience `{issuer}/admin/v1`, carrying the scope of a role its client is \
             registered with: `admin` (tenant administrator), `admin:helpdesk` (helpdesk), \
@@ -53,6 +54,8 @@ use crate::state::AppState;
         users::end_sessions,
         users::export_user,
         users::list_consents,
+        users::withdraw_app,
+        users::withdraw_purpose,
         users::user_audit,
         directory::list_roles,
         directory::create_role,
@@ -88,6 +91,12 @@ use crate::state::AppState;
         governance::list_purposes,
         governance::define_purpose,
         governance::update_purpose,
+        scopes::list_scopes,
+        scopes::set_scope,
+        scopes::remove_scope,
+        scopes::show_user_extension,
+        scopes::save_user_extension,
+        scopes::remove_user_extension,
     ),
     components(schemas(Problem, BearerError))
 )]

@@ -1,12 +1,12 @@
 //! The tenant's users: page, show, create, update, disable, enable, reset,
-//! sessions, export, delete.
+//! sessions, export, delete, consents (read and withdraw).
 
 use actix_web::http::header;
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_admin::{NewAccount, UserChange};
 use gatehouse_identity_store::PageRequest;
 use gatehouse_identity_store::users::User;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 
 use super::views::{
@@ -18,7 +18,7 @@ use crate::http::answer::answered;
 
 use super::{
     Caller, PATH, body, changed_at_version, created, if_match, no_content, ok, ok_as, query,
-    reason, respond, tagged, user_id, with_header,
+    reason, respond, segment, tagged, user_id, with_header,
 };
 
 #[derive(Deserialize, IntoParams)]
@@ -335,6 +335,74 @@ pub(super) async fn list_consents(
     let id = user_id(&req)?;
     let consents = caller.admin().user_consents(caller.slug(), id).await;
     Ok(ok_as::<UserConsentsView, _>(consents))
+}
+
+/// What a withdrawal did.
+#[derive(Serialize, ToSchema)]
+pub(super) struct WithdrawalView {
+    /// The purposes whose consent was in force and is now withdrawn.
+    withdrawn: Vec<String>,
+    /// The OAuth grants (and their tokens) revoked with them.
+    grants_revoked: usize,
+}
+
+impl From<gatehouse_admin::ConsentWithdrawal> for WithdrawalView {
+    fn from(done: gatehouse_admin::ConsentWithdrawal) -> Self {
+        WithdrawalView {
+            withdrawn: done.withdrawn,
+            grants_revoked: done.grants_revoked,
+        }
+    }
+}
+
+/// Withdraws, on the user's behalf, every consent they gave the client: each
+/// purpose is withdrawn, every grant they hold with it is revoked and the scopes
+/// its consent page remembered are forgotten — in force at once on every node.
+/// The reason is kept in the audit log.
+#[utoipa::path(delete, path = "/users/{id}/consents/{client_id}", tag = "users",
+    params(("id" = String, Path), ("client_id" = String, Path), super::ReasonHeader),
+    responses((status = 200, description = "What was withdrawn", body = WithdrawalView)))]
+pub(super) async fn withdraw_app(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    withdraw(caller, req, None).await
+}
+
+/// Withdraws, on the user's behalf, their consent to the client for one purpose;
+/// the grants holding a scope the purpose covers are revoked at once on every node.
+/// The reason is kept in the audit log.
+#[utoipa::path(delete, path = "/users/{id}/consents/{client_id}/{purpose}", tag = "users",
+    params(("id" = String, Path), ("client_id" = String, Path), ("purpose" = String, Path),
+        super::ReasonHeader),
+    responses((status = 200, description = "What was withdrawn", body = WithdrawalView)))]
+pub(super) async fn withdraw_purpose(
+    caller: Caller,
+    req: HttpRequest,
+) -> actix_web::Result<HttpResponse> {
+    let purpose = segment(&req, "purpose");
+    withdraw(caller, req, Some(purpose)).await
+}
+
+async fn withdraw(
+    caller: Caller,
+    req: HttpRequest,
+    purpose: Option<String>,
+) -> actix_web::Result<HttpResponse> {
+    let (id, why) = (user_id(&req)?, reason(&req)?);
+    let client_id = segment(&req, "client_id");
+    let done = caller
+        .admin()
+        .withdraw_consent(
+            &caller.operator,
+            caller.slug(),
+            id,
+            &client_id,
+            purpose.as_deref(),
+            &why,
+        )
+        .await;
+    Ok(ok_as::<WithdrawalView, _>(done))
 }
 
 /// The user's audit trail: every event they did or that was done to them, oldest

@@ -4,6 +4,7 @@
 
 use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
+use gatehouse_core::tenant_settings::{AttributeKind, UserExtension};
 use gatehouse_scim::ScimError;
 use gatehouse_scim::schema::{CORE_GROUP_SCHEMA, CORE_USER_SCHEMA, ENTERPRISE_USER_SCHEMA};
 use serde_json::{Value, json};
@@ -18,11 +19,52 @@ const SCHEMAS: &str = include_str!("schemas.json");
 const SCHEMA_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:Schema";
 const RESOURCE_TYPE_SCHEMA: &str = "urn:ietf:params:scim:schemas:core:2.0:ResourceType";
 
-/// This tenant's SCIM base URL.
-async fn base(state: &web::Data<AppState>, req: &HttpRequest) -> Result<String, HttpResponse> {
-    resolve(state, req)
-        .await
-        .map(|tenant| format!("{}{PATH}", tenant.issuer()))
+/// This tenant's SCIM base URL and its own User extension, if it defines one.
+async fn base(
+    state: &web::Data<AppState>,
+    req: &HttpRequest,
+) -> Result<(String, Option<UserExtension>), HttpResponse> {
+    resolve(state, req).await.map(|tenant| {
+        (
+            format!("{}{PATH}", tenant.issuer()),
+            tenant.tenant.typed_settings().user_extension,
+        )
+    })
+}
+
+/// The tenant's extension as a SCIM schema (RFC 7643 §7).
+fn extension_schema(extension: &UserExtension) -> Value {
+    let attributes: Vec<Value> = extension
+        .attributes
+        .iter()
+        .map(|attribute| {
+            let mut described = json!({
+                "name": attribute.name,
+                "type": attribute.kind.scim_name(),
+                "multiValued": attribute.multi_valued,
+                "required": attribute.required,
+                "mutability": "readWrite",
+                "returned": "default",
+                "uniqueness": "none",
+            });
+            if attribute.kind == AttributeKind::String {
+                described["caseExact"] = json!(false);
+            }
+            if let Some(description) = &attribute.description {
+                described["description"] = json!(description);
+            }
+            described
+        })
+        .collect();
+    let mut schema = json!({
+        "id": extension.id,
+        "name": extension.name,
+        "attributes": attributes,
+    });
+    if let Some(description) = &extension.description {
+        schema["description"] = json!(description);
+    }
+    schema
 }
 
 fn list(resources: Vec<Value>) -> HttpResponse {
@@ -46,7 +88,7 @@ pub(super) async fn service_provider_config(
     req: HttpRequest,
 ) -> HttpResponse {
     let base = match base(&state, &req).await {
-        Ok(base) => base,
+        Ok((base, _)) => base,
         Err(answer) => return answer,
     };
     resource(
@@ -77,8 +119,9 @@ pub(super) async fn service_provider_config(
     )
 }
 
-fn schemas(base: &str) -> Vec<Value> {
-    let parsed: Vec<Value> = serde_json::from_str(SCHEMAS).unwrap_or_default();
+fn schemas(base: &str, extension: Option<&UserExtension>) -> Vec<Value> {
+    let mut parsed: Vec<Value> = serde_json::from_str(SCHEMAS).unwrap_or_default();
+    parsed.extend(extension.map(extension_schema));
     parsed
         .into_iter()
         .map(|mut schema| {
@@ -93,7 +136,9 @@ fn schemas(base: &str) -> Vec<Value> {
         .collect()
 }
 
-fn resource_types(base: &str) -> Vec<Value> {
+fn resource_types(base: &str, extension: Option<&UserExtension>) -> Vec<Value> {
+    let mut extensions = vec![json!({"schema": ENTERPRISE_USER_SCHEMA, "required": false})];
+    extensions.extend(extension.map(|e| json!({"schema": e.id, "required": false})));
     vec![
         json!({
             "schemas": [RESOURCE_TYPE_SCHEMA],
@@ -102,7 +147,7 @@ fn resource_types(base: &str) -> Vec<Value> {
             "endpoint": "/Users",
             "description": "User Account",
             "schema": CORE_USER_SCHEMA,
-            "schemaExtensions": [{"schema": ENTERPRISE_USER_SCHEMA, "required": false}],
+            "schemaExtensions": extensions,
             "meta": {"resourceType": "ResourceType", "location": format!("{base}/ResourceTypes/User")},
         }),
         json!({
@@ -120,19 +165,22 @@ fn resource_types(base: &str) -> Vec<Value> {
 /// `GET /Schemas`.
 pub(super) async fn schemas_list(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
     match base(&state, &req).await {
-        Ok(base) => list(schemas(&base)),
+        Ok((base, extension)) => list(schemas(&base, extension.as_ref())),
         Err(answer) => answer,
     }
 }
 
 /// `GET /Schemas/{id}`.
 pub(super) async fn schema(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let base = match base(&state, &req).await {
-        Ok(base) => base,
+    let (base, extension) = match base(&state, &req).await {
+        Ok(found) => found,
         Err(answer) => return answer,
     };
     let id = req.match_info().get("id").unwrap_or_default();
-    match schemas(&base).into_iter().find(|s| s["id"] == id) {
+    match schemas(&base, extension.as_ref())
+        .into_iter()
+        .find(|s| s["id"] == id)
+    {
         Some(found) => resource(StatusCode::OK, found, None, None),
         None => error(&ScimError::new(404, None, format!("no schema `{id}`"))),
     }
@@ -144,19 +192,22 @@ pub(super) async fn resource_types_list(
     req: HttpRequest,
 ) -> HttpResponse {
     match base(&state, &req).await {
-        Ok(base) => list(resource_types(&base)),
+        Ok((base, extension)) => list(resource_types(&base, extension.as_ref())),
         Err(answer) => answer,
     }
 }
 
 /// `GET /ResourceTypes/{id}`.
 pub(super) async fn resource_type(state: web::Data<AppState>, req: HttpRequest) -> HttpResponse {
-    let base = match base(&state, &req).await {
-        Ok(base) => base,
+    let (base, extension) = match base(&state, &req).await {
+        Ok(found) => found,
         Err(answer) => return answer,
     };
     let id = req.match_info().get("id").unwrap_or_default();
-    match resource_types(&base).into_iter().find(|t| t["id"] == id) {
+    match resource_types(&base, extension.as_ref())
+        .into_iter()
+        .find(|t| t["id"] == id)
+    {
         Some(found) => resource(StatusCode::OK, found, None, None),
         None => error(&ScimError::new(
             404,

@@ -225,6 +225,11 @@ impl ScimCaller {
         }
     }
 
+    /// The tenant's own User extension, if its settings define one.
+    fn extension(&self) -> Option<gatehouse_core::tenant_settings::UserExtension> {
+        self.call.tenant.tenant.typed_settings().user_extension
+    }
+
     fn operator(&self) -> &Operator {
         &self.call.operator
     }

@@ -1,5 +1,7 @@
 //! `/Users`: Gatehouse's users as SCIM User resources (RFC 7643 §4.1) with the
-//! enterprise extension (§4.3), kept in the user's custom attributes under its URN.
+//! enterprise extension (§4.3) and the tenant's own extension, if it defines one
+//! (settings `user_extension`), each kept in the user's custom attributes under its
+//! URN.
 //!
 //! A resource read from a request is checked whole before anything is written:
 //! unknown attributes, values of the wrong type and more than one primary value are
@@ -13,6 +15,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_admin::Reason;
 use gatehouse_core::ids::UserId;
+use gatehouse_core::tenant_settings::{AttributeKind, ExtensionAttribute, UserExtension};
 use gatehouse_identity_store::groups::Group;
 use gatehouse_identity_store::users::search::UserQuery;
 use gatehouse_identity_store::users::{Email, Name, PhoneNumber, User, UserData};
@@ -34,8 +37,14 @@ const ENTERPRISE_TEXT: [&str; 5] = [
     "department",
 ];
 
-/// The user as a SCIM resource; `groups` are theirs, `base` the service's URL.
-pub(super) fn to_scim(user: &User, groups: &[Group], base: &str) -> Value {
+/// The user as a SCIM resource; `groups` are theirs, `base` the service's URL,
+/// `extension` the tenant's own User extension.
+pub(super) fn to_scim(
+    user: &User,
+    groups: &[Group],
+    base: &str,
+    extension: Option<&UserExtension>,
+) -> Value {
     let data = &user.data;
     let mut object = Map::new();
     let mut schemas = vec![json!(CORE_USER_SCHEMA)];
@@ -93,6 +102,13 @@ pub(super) fn to_scim(user: &User, groups: &[Group], base: &str) -> Value {
             ENTERPRISE_USER_SCHEMA.into(),
             Value::Object(enterprise.clone()),
         );
+    }
+    if let Some(extension) = extension
+        && let Some(Value::Object(values)) = data.custom_attributes.get(&extension.id)
+        && !values.is_empty()
+    {
+        schemas.push(json!(extension.id));
+        object.insert(extension.id.clone(), Value::Object(values.clone()));
     }
     object.insert("schemas".into(), Value::Array(schemas));
     object.insert(
@@ -222,12 +238,87 @@ fn enterprise(value: &Value) -> Result<Map<String, Value>, ScimError> {
     Ok(kept)
 }
 
+/// One value of an extension attribute, checked against its type.
+fn extension_value(attribute: &ExtensionAttribute, value: &Value) -> Result<Value, ScimError> {
+    let name = &attribute.name;
+    let fits = match (attribute.kind, value) {
+        (AttributeKind::String, Value::String(_))
+        | (AttributeKind::Boolean, Value::Bool(_))
+        | (AttributeKind::Decimal, Value::Number(_)) => true,
+        (AttributeKind::Integer, Value::Number(n)) => n.is_i64(),
+        (AttributeKind::DateTime, Value::String(text)) => {
+            chrono::DateTime::parse_from_rfc3339(text).is_ok()
+        }
+        _ => false,
+    };
+    if fits {
+        Ok(value.clone())
+    } else {
+        Err(invalid(format!(
+            "{name} must be a {} value",
+            attribute.kind.scim_name()
+        )))
+    }
+}
+
+/// The tenant extension's object, checked against its definition: only its
+/// attributes, each of its type, the required ones present.
+fn extension_values(
+    extension: &UserExtension,
+    value: &Value,
+) -> Result<Map<String, Value>, ScimError> {
+    let Value::Object(object) = value else {
+        return Err(invalid(format!("{} must be an object", extension.id)));
+    };
+    let mut kept = Map::new();
+    for (key, value) in object {
+        if key.eq_ignore_ascii_case("schemas") {
+            continue;
+        }
+        let Some(attribute) = extension.attribute(key) else {
+            return Err(invalid(format!(
+                "`{key}` is not an attribute of {}",
+                extension.id
+            )));
+        };
+        let checked = match value {
+            Value::Null => continue,
+            Value::Array(items) if attribute.multi_valued => Value::Array(
+                items
+                    .iter()
+                    .map(|item| extension_value(attribute, item))
+                    .collect::<Result<_, _>>()?,
+            ),
+            _ if attribute.multi_valued => {
+                return Err(invalid(format!(
+                    "{} is multi-valued: send an array",
+                    attribute.name
+                )));
+            }
+            single => extension_value(attribute, single)?,
+        };
+        kept.insert(attribute.name.clone(), checked);
+    }
+    if let Some(missing) = extension
+        .attributes
+        .iter()
+        .find(|a| a.required && !kept.contains_key(&a.name))
+    {
+        return Err(invalid(format!(
+            "{} is required by {}",
+            missing.name, extension.id
+        )));
+    }
+    Ok(kept)
+}
+
 /// A User resource from a request: the profile to keep and a new password, if
 /// any. `current` supplies what the resource cannot say (custom attributes of
 /// other kinds); `present` tells an absent `active` to stay as it was.
 fn from_scim(
     object: &Map<String, Value>,
     current: Option<&UserData>,
+    extension: Option<&UserExtension>,
 ) -> Result<(UserData, Option<Zeroizing<String>>), ScimError> {
     let declared = member(object, "schemas")
         .and_then(Value::as_array)
@@ -240,31 +331,29 @@ fn from_scim(
     if !declared {
         return Err(invalid(format!("schemas must list {CORE_USER_SCHEMA}")));
     }
-    only_known(
-        object,
-        &[
-            "schemas",
-            "id",
-            "meta",
-            "groups",
-            "externalId",
-            "userName",
-            "name",
-            "displayName",
-            "nickName",
-            "title",
-            "userType",
-            "preferredLanguage",
-            "locale",
-            "timezone",
-            "active",
-            "password",
-            "emails",
-            "phoneNumbers",
-            ENTERPRISE_USER_SCHEMA,
-        ],
-        "a User",
-    )?;
+    let mut known = vec![
+        "schemas",
+        "id",
+        "meta",
+        "groups",
+        "externalId",
+        "userName",
+        "name",
+        "displayName",
+        "nickName",
+        "title",
+        "userType",
+        "preferredLanguage",
+        "locale",
+        "timezone",
+        "active",
+        "password",
+        "emails",
+        "phoneNumbers",
+        ENTERPRISE_USER_SCHEMA,
+    ];
+    known.extend(extension.map(|e| e.id.as_str()));
+    only_known(object, &known, "a User")?;
     let user_name = optional_text(member(object, "userName"), "userName")?
         .ok_or_else(|| invalid("userName is required"))?;
     let name = match member(object, "name") {
@@ -336,6 +425,17 @@ fn from_scim(
             custom_attributes.insert(ENTERPRISE_USER_SCHEMA.into(), Value::Object(kept));
         }
     }
+    if let Some(extension) = extension {
+        custom_attributes.remove(&extension.id);
+        if let Some(value) = member(object, &extension.id)
+            && !value.is_null()
+        {
+            let kept = extension_values(extension, value)?;
+            if !kept.is_empty() {
+                custom_attributes.insert(extension.id.clone(), Value::Object(kept));
+            }
+        }
+    }
     Ok((
         UserData {
             user_name,
@@ -372,7 +472,7 @@ async fn resources(caller: &ScimCaller, users: &[User]) -> Result<Vec<Value>, Ht
         .groups_of_users(caller.slug(), ids)
         .await
         .map_err(|e| failure(&e))?;
-    let base = caller.base();
+    let (base, extension) = (caller.base(), caller.extension());
     Ok(users
         .iter()
         .map(|u| {
@@ -380,6 +480,7 @@ async fn resources(caller: &ScimCaller, users: &[User]) -> Result<Vec<Value>, Ht
                 u,
                 groups.get(&u.id).map(Vec::as_slice).unwrap_or_default(),
                 &base,
+                extension.as_ref(),
             )
         })
         .collect())
@@ -480,7 +581,8 @@ pub(super) async fn show(caller: ScimCaller, req: HttpRequest) -> HttpResponse {
 
 /// `POST /Users`.
 pub(super) async fn create(caller: ScimCaller, bytes: web::Bytes) -> HttpResponse {
-    let made = json_body(&bytes).and_then(|object| from_scim(&object, None));
+    let made =
+        json_body(&bytes).and_then(|object| from_scim(&object, None, caller.extension().as_ref()));
     let (data, password) = match made {
         Ok(made) => made,
         Err(e) => return error(&e),
@@ -512,7 +614,9 @@ pub(super) async fn replace(
     if let Err(refused) = caller.may_touch(&req, "users.update", id).await {
         return refused;
     }
-    let made = json_body(&bytes).and_then(|object| from_scim(&object, Some(&current.data)));
+    let extension = caller.extension();
+    let made = json_body(&bytes)
+        .and_then(|object| from_scim(&object, Some(&current.data), extension.as_ref()));
     let (data, password) = match made {
         Ok(made) => made,
         Err(e) => return error(&e),
@@ -552,7 +656,8 @@ pub(super) async fn patch(caller: ScimCaller, req: HttpRequest, bytes: web::Byte
             "the resource changed since the version in If-Match",
         ));
     }
-    let mut patched = to_scim(&current, &[], &caller.base());
+    let extension = caller.extension();
+    let mut patched = to_scim(&current, &[], &caller.base(), extension.as_ref());
     let outcome = match apply_patch(&mut patched, &request.operations) {
         Ok(outcome) => outcome,
         Err(e) => return error(&e),
@@ -572,7 +677,7 @@ pub(super) async fn patch(caller: ScimCaller, req: HttpRequest, bytes: web::Byte
     let Value::Object(object) = patched else {
         return error(&ScimError::new(500, None, "the request failed"));
     };
-    let (data, password) = match from_scim(&object, Some(&current.data)) {
+    let (data, password) = match from_scim(&object, Some(&current.data), extension.as_ref()) {
         Ok(made) => made,
         Err(e) => return error(&e),
     };
