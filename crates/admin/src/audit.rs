@@ -29,6 +29,8 @@ pub fn event_view(event: &AuditEvent) -> serde_json::Value {
             .unwrap_or(serde_json::Value::Null),
         // The user the event was about was erased: what it said of them is gone.
         "erased": event.erased,
+        // Its sealed personal data does not open: altered in the database.
+        "unreadable": event.unreadable,
     })
 }
 

@@ -6,6 +6,7 @@
 
 use std::collections::BTreeMap;
 
+use gatehouse_core::tenant_settings::{claim_problem, scope_problem};
 use gatehouse_token_issuer::claims::{OPENID_SCOPES, default_scope_claims};
 use serde_json::{Map, Value};
 
@@ -13,34 +14,6 @@ use crate::{Admin, AdminError, AdminResult, Operator, TenantChange};
 
 /// The settings section the tenant's scope table lives in.
 const SECTION: &str = "scopes";
-
-/// Claims a scope may never release: they are the token's own (who issued it, to
-/// whom, until when, how the user signed in), and a user attribute of the same
-/// name must never stand in for them.
-const RESERVED_CLAIMS: [&str; 22] = [
-    "iss",
-    "sub",
-    "aud",
-    "exp",
-    "iat",
-    "nbf",
-    "jti",
-    "client_id",
-    "scope",
-    "auth_time",
-    "acr",
-    "amr",
-    "nonce",
-    "azp",
-    "at_hash",
-    "c_hash",
-    "s_hash",
-    "sid",
-    "cnf",
-    "act",
-    "may_act",
-    "typ",
-];
 
 /// One scope as an operator sees it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -56,45 +29,24 @@ pub struct ScopeView {
     pub customised: bool,
 }
 
-/// RFC 6749 §3.3: `scope-token = 1*( %x21 / %x23-5B / %x5D-7E )`.
 fn scope_token(scope: &str) -> AdminResult<()> {
-    let valid = !scope.is_empty()
-        && scope.len() <= 100
-        && scope
-            .bytes()
-            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
-    if valid {
-        Ok(())
-    } else {
-        Err(AdminError::Invalid {
+    match scope_problem(scope) {
+        None => Ok(()),
+        Some(message) => Err(AdminError::Invalid {
             field: "scope",
-            message: "must be an OAuth scope token (printable ASCII without space, `\"` or `\\`, at most 100 characters)".into(),
-        })
+            message,
+        }),
     }
 }
 
 fn claim_names(claims: &[String]) -> AdminResult<()> {
-    for claim in claims {
-        let plain = claim.strip_prefix("custom:").unwrap_or(claim);
-        let valid = !plain.is_empty()
-            && claim.len() <= 100
-            && plain
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
-        if !valid {
-            return Err(AdminError::Invalid {
-                field: "claims",
-                message: format!("`{claim}` is not a claim name (letters, digits, `_`, `-`, `.`)"),
-            });
-        }
-        if RESERVED_CLAIMS.contains(&claim.as_str()) {
-            return Err(AdminError::Invalid {
-                field: "claims",
-                message: format!("`{claim}` is the token's own claim, never a scope's"),
-            });
-        }
+    match claims.iter().find_map(|claim| claim_problem(claim)) {
+        None => Ok(()),
+        Some(message) => Err(AdminError::Invalid {
+            field: "claims",
+            message,
+        }),
     }
-    Ok(())
 }
 
 impl Admin {
@@ -144,8 +96,12 @@ impl Admin {
             });
         }
         claim_names(&claims)?;
-        let mut claims = claims;
-        claims.dedup();
+        // Each claim once, in the order given.
+        let mut seen = std::collections::BTreeSet::new();
+        let claims: Vec<String> = claims
+            .into_iter()
+            .filter(|claim| seen.insert(claim.clone()))
+            .collect();
         self.change_scopes(operator, tenant, |table| {
             table.insert(
                 scope.to_owned(),

@@ -311,11 +311,27 @@ impl Admin {
             )));
         }
         let platform = self.tenant(self.urls.platform_tenant()).await?;
+        // Decisions this node still holds for the tenant reach the log before the
+        // log's rows go (a disabled tenant is served nowhere, so no new ones come).
+        let pdp = self.pdp.clone();
+        self.off_pool(move || {
+            pdp.flush_log();
+            Ok(())
+        })
+        .await?;
         let (admin, actor, why) = (self.clone(), operator.actor(), reason.as_str().to_owned());
         let id = tenant.id;
         let deleted = self
             .blocking(move |conn| {
                 gatehouse_identity_store::db::transaction_with(conn, |conn| {
+                    // Still disabled now, inside the deleting transaction: an enable
+                    // that came in between keeps the tenant.
+                    if tenants::get(conn, id)?.disabled_at.is_none() {
+                        return Err(AdminError::Conflict(format!(
+                            "tenant `{}` is being served again: disable it first",
+                            tenant.slug
+                        )));
+                    }
                     let audit_events = tenants::delete_with_everything(conn, id)?;
                     admin.audit(
                         conn,

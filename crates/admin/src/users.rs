@@ -435,6 +435,22 @@ impl Admin {
                 // Erasure: the key that seals the personal data of the audit events
                 // about them goes too; the events stay in the chain, unreadable.
                 gatehouse_identity_store::audit::personal::erase(conn, now, tenant.id, user.id)?;
+                // ...and what was recorded under the names they sign in with
+                // (failed sign-ins, recovery requests).
+                let mut identifiers =
+                    vec![gatehouse_identity_store::fold_key(&user.data.user_name)];
+                identifiers.extend(
+                    user.data
+                        .emails
+                        .iter()
+                        .map(|e| gatehouse_identity_store::fold_key(&e.value)),
+                );
+                gatehouse_identity_store::audit::erase_identifiers(
+                    conn,
+                    &admin.cipher,
+                    tenant.id,
+                    &identifiers,
+                )?;
                 admin.audit(
                     conn,
                     tenant.id,

@@ -47,7 +47,11 @@ fn carry_proofs(previous: Option<&User>, data: &mut UserData) {
     for email in &mut data.emails {
         email.verified = previous.is_some_and(|user| {
             user.data.emails.iter().any(|old| {
-                old.verified && old.value.trim().eq_ignore_ascii_case(email.value.trim())
+                // The store's identity of addresses (NFKC, then lower case), not
+                // ASCII case alone: `ÄDA@…` and `äda@…` are one address there.
+                old.verified
+                    && gatehouse_identity_store::fold_key(&old.value)
+                        == gatehouse_identity_store::fold_key(&email.value)
             })
         });
     }
@@ -231,5 +235,54 @@ impl Authn {
             Ok(updated)
         })
         .await
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use gatehouse_core::ids::{TenantId, UserId};
+    use gatehouse_identity_store::users::{Email, User, UserData};
+
+    use super::carry_proofs;
+
+    fn address(value: &str, verified: bool) -> Email {
+        Email {
+            value: value.into(),
+            kind: None,
+            primary: true,
+            verified,
+        }
+    }
+
+    #[test]
+    fn a_proven_address_stays_proven_as_the_store_folds_it_and_a_new_one_is_not() {
+        let previous = User {
+            id: UserId::new(),
+            tenant_id: TenantId::new(),
+            data: UserData {
+                emails: vec![
+                    address("äda@example.com", true),
+                    address("old@example.com", false),
+                ],
+                ..UserData::new("ada")
+            },
+            created_at: chrono::Utc::now(),
+            updated_at: chrono::Utc::now(),
+            version: 1,
+        };
+        let mut sent = UserData {
+            emails: vec![
+                // Upper case beyond ASCII, and a full-width letter NFKC folds.
+                address(" ÄDA@EXAMPLE.COM ", false),
+                address("ｏld@example.com", true),
+                address("new@example.com", true),
+            ],
+            ..UserData::new("ada")
+        };
+        carry_proofs(Some(&previous), &mut sent);
+        let proven: Vec<bool> = sent.emails.iter().map(|e| e.verified).collect();
+        assert_eq!(proven, [true, false, false]);
+        carry_proofs(None, &mut sent);
+        assert!(sent.emails.iter().all(|e| !e.verified));
     }
 }

@@ -33,6 +33,78 @@ pub struct TenantSettings {
     pub user_extension: Option<UserExtension>,
 }
 
+/// Claims a scope may never release: they are the token's own (who issued it, to
+/// whom, until when, how the user signed in), and a user attribute of the same name
+/// must never stand in for them.
+pub const RESERVED_CLAIMS: [&str; 22] = [
+    "iss",
+    "sub",
+    "aud",
+    "exp",
+    "iat",
+    "nbf",
+    "jti",
+    "client_id",
+    "scope",
+    "auth_time",
+    "acr",
+    "amr",
+    "nonce",
+    "azp",
+    "at_hash",
+    "c_hash",
+    "s_hash",
+    "sid",
+    "cnf",
+    "act",
+    "may_act",
+    "typ",
+];
+
+/// Why `scope` cannot name a scope: RFC 6749 §3.3 `scope-token = 1*( %x21 /
+/// %x23-5B / %x5D-7E )`, at most 100 characters.
+pub fn scope_problem(scope: &str) -> Option<String> {
+    let valid = !scope.is_empty()
+        && scope.len() <= 100
+        && scope
+            .bytes()
+            .all(|b| b == 0x21 || (0x23..=0x5B).contains(&b) || (0x5D..=0x7E).contains(&b));
+    (!valid).then(|| {
+        format!(
+            "`{scope}` is not an OAuth scope token (printable ASCII without space, `\"` or `\\`, at most 100 characters)"
+        )
+    })
+}
+
+/// Why a scope cannot release `claim`: a malformed name, or one of the token's own.
+pub fn claim_problem(claim: &str) -> Option<String> {
+    let plain = claim.strip_prefix("custom:").unwrap_or(claim);
+    let valid = !plain.is_empty()
+        && claim.len() <= 100
+        && plain
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-' || b == b'.');
+    if !valid {
+        return Some(format!(
+            "`{claim}` is not a claim name (letters, digits, `_`, `-`, `.`)"
+        ));
+    }
+    RESERVED_CLAIMS
+        .contains(&claim)
+        .then(|| format!("`{claim}` is the token's own claim, never a scope's"))
+}
+
+/// Why the tenant's scope table cannot be taken; `openid` stays as OpenID Connect
+/// defines it.
+fn scopes_problem(scopes: &BTreeMap<String, Vec<String>>) -> Option<String> {
+    scopes.iter().find_map(|(scope, claims)| {
+        if scope == "openid" {
+            return Some("`openid` releases `sub` as OpenID Connect defines it".to_owned());
+        }
+        scope_problem(scope).or_else(|| claims.iter().find_map(|c| claim_problem(c)))
+    })
+}
+
 /// The URNs of SCIM's own User schemas, which no tenant extension may take.
 const SCIM_USER_SCHEMAS: [&str; 2] = [
     "urn:ietf:params:scim:schemas:core:2.0:User",
@@ -112,8 +184,12 @@ impl UserExtension {
         if SCIM_USER_SCHEMAS
             .iter()
             .any(|own| own.eq_ignore_ascii_case(&self.id))
+            || self
+                .id
+                .to_ascii_lowercase()
+                .starts_with("urn:ietf:params:scim:")
         {
-            return Err(format!("id `{}` is one of SCIM's own schemas", self.id));
+            return Err(format!("id `{}` is in SCIM's own namespace", self.id));
         }
         if self.name.trim().is_empty() {
             return Err("name must not be empty".into());
@@ -286,6 +362,12 @@ impl TenantSettings {
                 ),
             });
         }
+        if let Some(message) = scopes_problem(&settings.scopes) {
+            return Err(SettingsError {
+                field: "scopes".into(),
+                message,
+            });
+        }
         if let Some(extension) = &settings.user_extension {
             extension.check().map_err(|message| SettingsError {
                 field: "user_extension".into(),
@@ -349,12 +431,24 @@ impl TenantSettings {
                         scopes: strings(value.get("scopes")),
                     };
                 }
+                // A stored entry that would not pass today is not served: a scope
+                // never releases a claim that would stand in for the token's own.
                 "scopes" => {
                     if let Some(table) = value.as_object() {
                         settings.scopes = table
                             .iter()
-                            .filter(|(_, claims)| claims.is_array())
-                            .map(|(scope, claims)| (scope.clone(), strings(Some(claims))))
+                            .filter(|(scope, claims)| {
+                                claims.is_array()
+                                    && scope.as_str() != "openid"
+                                    && scope_problem(scope).is_none()
+                            })
+                            .map(|(scope, claims)| {
+                                let kept: Vec<String> = strings(Some(claims))
+                                    .into_iter()
+                                    .filter(|claim| claim_problem(claim).is_none())
+                                    .collect();
+                                (scope.clone(), kept)
+                            })
                             .collect();
                     }
                 }
@@ -590,5 +684,55 @@ mod tests {
         let stored =
             TenantSettings::normalised(&map(json!({"hosts": [" Login.Acme.Example"]}))).unwrap();
         assert_eq!(stored["hosts"], json!(["login.acme.example"]));
+    }
+
+    #[test]
+    fn scopes_never_release_the_tokens_own_claims() {
+        for (table, why) in [
+            (json!({"staff": ["aud"]}), "a registered claim"),
+            (json!({"staff": ["roles", "iss"]}), "one among others"),
+            (json!({"openid": ["email"]}), "openid remapped"),
+            (json!({"has space": ["roles"]}), "not a scope token"),
+            (json!({"staff": ["a b"]}), "not a claim name"),
+        ] {
+            let map = Map::from_iter([("scopes".to_owned(), table.clone())]);
+            let refused = TenantSettings::from_map(&map).unwrap_err();
+            assert_eq!(refused.field, "scopes", "{why}: {table}");
+            // Stored before the rule, it is not served.
+            let read = TenantSettings::read(&map);
+            assert!(
+                read.scopes
+                    .values()
+                    .flatten()
+                    .all(|claim| claim_problem(claim).is_none())
+                    && !read.scopes.contains_key("openid"),
+                "{why}: {:?}",
+                read.scopes
+            );
+        }
+        let fine = Map::from_iter([(
+            "scopes".to_owned(),
+            json!({"staff": ["roles", "custom:badge"]}),
+        )]);
+        assert!(TenantSettings::from_map(&fine).is_ok());
+    }
+
+    #[test]
+    fn a_user_extension_stays_out_of_scims_own_namespace() {
+        let extension = |id: &str| {
+            Map::from_iter([(
+                "user_extension".to_owned(),
+                json!({"id": id, "name": "X", "attributes": [{"name": "a", "type": "string"}]}),
+            )])
+        };
+        assert!(TenantSettings::from_map(&extension("urn:acme:scim:User")).is_ok());
+        for taken in [
+            "urn:ietf:params:scim:schemas:core:2.0:User",
+            "urn:ietf:params:scim:schemas:core:2.0:Foo",
+            "URN:IETF:PARAMS:SCIM:schemas:extension:enterprise:2.0:User",
+        ] {
+            let refused = TenantSettings::from_map(&extension(taken)).unwrap_err();
+            assert_eq!(refused.field, "user_extension", "{taken}");
+        }
     }
 }

@@ -87,6 +87,8 @@ pub struct AuditEvent {
     pub sealed_for: Option<String>,
     /// The user the event was about was erased: its personal data is gone.
     pub erased: bool,
+    /// Its sealed personal data does not open (altered in the database).
+    pub unreadable: bool,
 }
 
 #[derive(Queryable, Selectable, Insertable)]
@@ -223,6 +225,7 @@ impl FromRow for AuditEvent {
             hash: row.hash,
             sealed_for: row.sealed_for,
             erased: false,
+            unreadable: false,
         })
     }
 }
@@ -285,10 +288,21 @@ pub fn append(
                 }
             };
             let id = AuditEventId::new().to_string();
-            let subject = personal::subject_of(&event.actor, event.target.as_deref());
-            let subject_key = match subject {
+            // Whose personal data the event holds: a user it names, or else the
+            // identifier someone typed (a failed sign-in, a recovery request), under
+            // a pseudonym only the chain's key computes.
+            let subject = personal::subject_of(&event.actor, event.target.as_deref())
+                .map(str::to_owned)
+                .or_else(|| {
+                    event
+                        .details
+                        .get("identifier")
+                        .and_then(serde_json::Value::as_str)
+                        .map(|typed| identifier_subject(&key, typed))
+                });
+            let subject_key = match &subject {
                 Some(subject) => personal::key_for_append(conn, cipher, now, &tenant_key, subject)?
-                    .map(|key| (subject.to_owned(), key)),
+                    .map(|key| (subject.clone(), key)),
                 None => None,
             };
             let (ip, stored_details, sealed_for) = match &subject_key {
@@ -297,6 +311,9 @@ pub fn append(
                     key.seal(&tenant_key, &id, event.ip.as_deref(), &details),
                     Some(subject.clone()),
                 ),
+                // An erased subject: what is left is written in clear, but not where
+                // the request came from.
+                None if subject.is_some() => (None, details.clone(), None),
                 None => (event.ip.clone(), details.clone(), None),
             };
             let mut row = AuditRow {
@@ -429,6 +446,49 @@ pub fn list(
     page: &PageRequest,
 ) -> StoreResult<Page<AuditEvent>> {
     search(conn, tenant, &AuditFilter::default(), page)
+}
+
+/// The subject an identifier's events are sealed for: a keyed pseudonym, so the
+/// table of subject keys does not list the addresses people typed.
+fn identifier_subject(key: &ChainKey, identifier: &str) -> String {
+    let mac = key.mac(format!("audit subject\0{identifier}").as_bytes());
+    format!("identifier:{}", &mac[..32])
+}
+
+/// Erases what the tenant's audit log holds under each of `identifiers` (folded, as
+/// sign-in and recovery record them): their keys are destroyed, so those events
+/// read as erased. No tombstone stays — the next person to type the identifier is
+/// someone new, whose events get a new key. Call it in the transaction that deletes
+/// the user who owned them.
+pub fn erase_identifiers(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    tenant: TenantId,
+    identifiers: &[String],
+) -> StoreResult<()> {
+    use crate::schema::audit_subject_keys;
+    let tenant_key = tenant.to_string();
+    let sealed: Option<Option<String>> = audit_heads::table
+        .find(&tenant_key)
+        .select(audit_heads::sealed_key)
+        .first(conn)
+        .optional()?;
+    let Some(Some(sealed)) = sealed else {
+        // No keyed chain, so no event was sealed for an identifier.
+        return Ok(());
+    };
+    let key = ChainKey::open(cipher, &tenant_key, &sealed)?;
+    let subjects: Vec<String> = identifiers
+        .iter()
+        .map(|identifier| identifier_subject(&key, identifier))
+        .collect();
+    diesel::delete(
+        audit_subject_keys::table
+            .filter(audit_subject_keys::tenant_id.eq(&tenant_key))
+            .filter(audit_subject_keys::subject.eq_any(&subjects)),
+    )
+    .execute(conn)?;
+    Ok(())
 }
 
 /// Deletes a deleted tenant's trail: its events, chain head and subject keys. The

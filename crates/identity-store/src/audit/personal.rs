@@ -164,7 +164,7 @@ pub fn erase(
 /// Opens the personal data of `events` (read from the store) with their subjects'
 /// keys: `ip` and `details` as written. An erased subject's events say so
 /// ([`AuditEvent::erased`], empty details); a sealed value that does not open is
-/// reported, never shown as something else.
+/// marked [`AuditEvent::unreadable`], never shown as something else.
 pub fn open(
     conn: &mut AnyConnection,
     cipher: &Cipher,
@@ -185,16 +185,23 @@ pub fn open(
         }
         match &keys[&wanted] {
             Some(key) => {
-                let (ip, details) = key
-                    .open_details(&event.tenant_id, &event.id.to_string(), &event.details)
-                    .ok_or_else(|| {
-                        StoreError::invalid(
-                            "audit_events",
-                            format!("event {} does not open with its subject's key", event.seq),
-                        )
-                    })?;
-                event.ip = ip;
-                event.details = details;
+                match key.open_details(&event.tenant_id, &event.id.to_string(), &event.details) {
+                    Some((ip, details)) => {
+                        event.ip = ip;
+                        event.details = details;
+                    }
+                    // Altered (or moved from another event): said so, never shown as
+                    // something else, and the rest of the page still reads.
+                    None => {
+                        tracing::warn!(
+                            seq = event.seq,
+                            "an audit event's personal data does not open"
+                        );
+                        event.ip = None;
+                        event.details = "{}".to_owned();
+                        event.unreadable = true;
+                    }
+                }
             }
             None => {
                 event.ip = None;

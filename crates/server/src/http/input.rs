@@ -384,6 +384,12 @@ mod tests {
     }
 
     #[test]
+    fn a_form_bodys_encoded_backslashes_are_text() {
+        // Forms percent-encode a backslash, so `C:\backup` is no backspace escape.
+        assert_eq!(check_body(true, b"password=C%3A%5Cbackup%5Cfx"), Ok(()));
+    }
+
+    #[test]
     fn json_allows_whitespace_controls_but_no_others() {
         let fine = "{\n\t\"a\": \"line\\nbreak\\t\\u000a\\u00e9 \\ud83d\\ude00 \\\\u0000 \\\\f \\\\b\"\r\n}";
         assert_eq!(check_body(false, fine.as_bytes()), Ok(()));

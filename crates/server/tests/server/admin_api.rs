@@ -657,6 +657,23 @@ fn an_erased_user_leaves_a_verifiable_trail_with_nothing_about_them(backend: Bac
     let mut browser = crate::code_flow::signed_in(&app);
     crate::code_flow::get_code(&mut browser, "");
     let uma = user_id_of(&app, &admin, "uma@example.com");
+    // A failed sign-in names what was typed, not the account.
+    let failed = app
+        .browser()
+        .sign_in("uma@example.com", "not her password at all");
+    assert_ne!(failed.status, 303, "the wrong password signed in");
+    let failures = |app: &WebApp| -> Value {
+        call(app, Some(&admin), |http, base| {
+            http.get(format!("{base}/admin/v1/audit?action=login.failed"))
+        })
+        .json()
+        .unwrap()
+    };
+    let before_failures = failures(&app);
+    assert!(
+        before_failures.to_string().contains("uma@example.com"),
+        "{before_failures}"
+    );
     let trail = |app: &WebApp| -> Value {
         call(app, Some(&admin), |http, base| {
             http.get(format!("{base}/admin/v1/users/{uma}/audit"))
@@ -711,6 +728,12 @@ fn an_erased_user_leaves_a_verifiable_trail_with_nothing_about_them(backend: Bac
     let events = after["items"].as_array().unwrap();
     assert!(events.iter().any(|e| e["erased"] == true), "{after}");
     assert_eq!(personal(&after), 0, "{after}");
+    let after_failures = failures(&app);
+    assert!(
+        !after_failures.to_string().contains("uma@example.com")
+            && after_failures["items"][0]["erased"] == true,
+        "{after_failures}"
+    );
     let deletion = events
         .iter()
         .find(|e| e["action"] == "user.deleted")

@@ -247,8 +247,9 @@ fn a_disabled_tenant_is_deleted_with_all_of_its_data(backend: Backend) {
     assert_eq!(status, 201, "{made}");
     let doomed: gatehouse_core::ids::TenantId = made["id"].as_str().unwrap().parse().unwrap();
 
-    // Some of everything: a client and its token, users (one signed in with a
-    // session), decisions, a revocation, a counter, audit events.
+    // Some of what a tenant holds: a client and its token, a user, decisions, a
+    // revocation, a counter, audit events and a subject key. (Every table keyed by
+    // tenant is counted below, whether it holds rows here or not.)
     let doomed_audience = format!("{}/t/doomed/admin/v1", app.base);
     let ops = token_for(&app, "doomed", "doomed-ops", "admin", &doomed_audience);
     let (status, user) = read(call(&app, Some(&ops), |http, base| {

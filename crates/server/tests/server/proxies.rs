@@ -60,17 +60,22 @@ fn failures_count_against_the_client_a_trusted_proxy_names(backend: Backend) {
         .unwrap()
         .tenant
         .id;
-    let failed: Vec<Option<String>> = audit::list(
-        &mut app.db.conn(),
+    // Read as an operator reads them: the address is sealed with the event's
+    // personal data (the identifier typed).
+    let mut conn = app.db.conn();
+    let mut events = audit::list(
+        &mut conn,
         tenant,
         &gatehouse_identity_store::PageRequest::first(50),
     )
     .unwrap()
-    .items
-    .into_iter()
-    .filter(|event| event.action == "login.failed")
-    .map(|event| event.ip)
-    .collect();
+    .items;
+    audit::personal::open(&mut conn, &app.state.cipher, &mut events).unwrap();
+    let failed: Vec<Option<String>> = events
+        .into_iter()
+        .filter(|event| event.action == "login.failed")
+        .map(|event| event.ip)
+        .collect();
     assert_eq!(failed.len(), 5, "{failed:?}");
     assert!(failed.contains(&Some("203.0.113.10".into())), "{failed:?}");
     assert!(failed.contains(&Some("203.0.113.11".into())), "{failed:?}");

@@ -442,6 +442,12 @@ fn groups_keep_their_members_through_patch_and_put(backend: Backend) {
     let ann = scim.get(&format!("/Users/{}", ids[0]));
     assert_eq!(ann.body["groups"][0]["display"], "Night Shift");
 
+    // A malformed query is refused, as on Users, not read as "no projection".
+    assert_scim_error(
+        &scim.get(&format!("/Groups/{group}?count=ten")),
+        400,
+        Some("invalidValue"),
+    );
     let patched = scim.send(
         Method::PATCH,
         &format!("/Groups/{group}"),
@@ -832,6 +838,34 @@ fn a_tenant_defines_its_own_user_extension(backend: Backend) {
     assert_eq!(patched.status, 200, "{}", patched.body);
     assert_eq!(patched.body[ACME]["remote"], true);
     assert_eq!(patched.body[ACME]["badgeNumber"], 4711);
+
+    // A stricter definition later never blocks other changes to users who hold
+    // values it would refuse: deprovisioning goes through.
+    let (status, _) = extension(
+        Method::PUT,
+        Some(json!({"id": ACME, "name": "AcmeUser", "attributes": [
+            {"name": "badgeNumber", "type": "string", "required": true},
+            {"name": "clearances", "type": "string", "multi_valued": true},
+            {"name": "remote", "type": "boolean"},
+            {"name": "startDate", "type": "dateTime"},
+            {"name": "site", "type": "string", "required": true}
+        ]})),
+    );
+    assert_eq!(status, 200);
+    let off = json!({"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": "active", "value": false}
+    ]});
+    let deprovisioned = scim.send(Method::PATCH, &format!("/Users/{id}"), Some(off), None);
+    assert_eq!(deprovisioned.status, 200, "{}", deprovisioned.body);
+    assert_eq!(deprovisioned.body["active"], false);
+    let touched = json!({"schemas": [PATCH], "Operations": [
+        {"op": "replace", "path": format!("{ACME}:remote"), "value": false}
+    ]});
+    assert_scim_error(
+        &scim.send(Method::PATCH, &format!("/Users/{id}"), Some(touched), None),
+        400,
+        Some("invalidValue"),
+    );
 
     // Removed, the tenant serves SCIM without it; a user sending it is refused.
     assert_eq!(extension(Method::DELETE, None).0, 204);

@@ -210,13 +210,13 @@ pub(super) async fn search(caller: ScimCaller, bytes: web::Bytes) -> HttpRespons
 
 /// `GET /Groups/{id}`.
 pub(super) async fn show(caller: ScimCaller, req: HttpRequest) -> HttpResponse {
-    let id = match group_id(&req) {
-        Ok(id) => id,
+    // A malformed query is refused as on Users, never read as "no projection".
+    let (id, asked) = match group_id(&req).and_then(|id| Ok((id, ListRequest::from_query(&req)?))) {
+        Ok(found) => found,
         Err(e) => return error(&e),
     };
     match caller.admin().group_by_id(caller.slug(), id).await {
         Ok(found) => {
-            let asked = ListRequest::from_query(&req).unwrap_or_default();
             let body = super::project(
                 to_scim(&found, &caller.base()),
                 &asked.attributes,
@@ -344,6 +344,9 @@ async fn write(
     if let Err(refused) = caller.may_touch_any(req, "groups.write", moved).await {
         return refused;
     }
+    // Written at the version those members were read at: a change in between (an
+    // administrator added, say) conflicts instead of going by unchecked.
+    let version = version.or(Some(current.group.version));
     match caller
         .admin()
         .replace_group(caller.operator(), caller.slug(), id, version, data, members)

@@ -426,11 +426,18 @@ fn from_scim(
         }
     }
     if let Some(extension) = extension {
-        custom_attributes.remove(&extension.id);
+        let stored = custom_attributes.remove(&extension.id);
         if let Some(value) = member(object, &extension.id)
             && !value.is_null()
         {
-            let kept = extension_values(extension, value)?;
+            // Values sent back as they are stored are kept as they are: a change to
+            // the definition since never blocks other changes (deprovisioning among
+            // them); only new values are checked against it.
+            let kept = if stored.as_ref() == Some(value) {
+                value.as_object().cloned().unwrap_or_default()
+            } else {
+                extension_values(extension, value)?
+            };
             if !kept.is_empty() {
                 custom_attributes.insert(extension.id.clone(), Value::Object(kept));
             }
