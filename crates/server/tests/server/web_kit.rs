@@ -216,6 +216,20 @@ impl WebApp {
         events
     }
 
+    /// Whether the default tenant's decision log holds a denial that `policy`
+    /// decided (among its latest 50 decisions; the log is flushed first).
+    pub fn denied_by_policy(&self, policy: &str) -> bool {
+        self.state.pdp.flush_log();
+        gatehouse_identity_store::decision_log::recent(
+            &mut self.db.conn(),
+            self.default_tenant(),
+            50,
+        )
+        .unwrap()
+        .iter()
+        .any(|d| !d.decision && d.policies.iter().any(|p| p == policy))
+    }
+
     /// The actions of the default tenant's first `limit` audit events.
     pub fn audit_actions(&self, limit: u32) -> Vec<String> {
         self.audit_events(limit)
