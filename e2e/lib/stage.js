@@ -10,14 +10,15 @@ import { startGatehouse } from './server.js';
 import { startSmtpCatcher } from './smtp.js';
 
 /**
- * @param {{artifacts: string, contextOptions?: object}} options `contextOptions` are
+ * @param {{artifacts: string, contextOptions?: object, env?: object}} options `env`: extra
+ *   server settings (GATEHOUSE_* variables); `contextOptions` are
  *   added to the browser context's (base URL the server's, locale en-GB).
  */
-export async function openStage({ artifacts, contextOptions = {} }) {
+export async function openStage({ artifacts, contextOptions = {}, env = {} }) {
   await rm(artifacts, { recursive: true, force: true });
   await mkdir(artifacts, { recursive: true });
   const smtp = await startSmtpCatcher();
-  const server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(artifacts, 'server.log') });
+  const server = await startGatehouse({ smtpPort: smtp.port, logFile: path.join(artifacts, 'server.log'), env });
   const browser = await launchChromium();
   const context = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB', ...contextOptions });
   const page = await context.newPage();

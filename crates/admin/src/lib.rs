@@ -14,6 +14,7 @@ mod access;
 mod audit;
 mod client_changes;
 mod clients;
+mod connections;
 mod consents;
 mod error;
 mod groups;
@@ -55,6 +56,7 @@ pub use client_changes::ClientChange;
 pub use clients::{
     AuthMethod, ClientKind, CreatedClient, GRANTS, MAX_ACCESS_TOKEN_TTL_SECS, NewClient,
 };
+pub use connections::{ConnectionEdit, ConnectionView, NewConnection};
 pub use consents::{ConsentWithdrawal, UserConsents};
 pub use error::AdminError;
 pub use gatehouse_authn::lifecycle::NewAccount;

@@ -308,6 +308,9 @@ impl Admin {
             let credentials = credentials::list_for_user(conn, tenant.id, user.id, None)?;
             let sessions = sessions::list_active_for_user(conn, now, tenant.id, user.id)?;
             let consents = consent_records::history_for_user(conn, tenant.id, user.id)?;
+            let groups =
+                gatehouse_identity_store::groups::groups_of_user(conn, tenant.id, user.id)?;
+            let identities = gatehouse_authn::federation::linked(conn, tenant.id, user.id)?;
             let subject = format!("user:{}", user.id);
             let events = events_by_or_about(conn, &admin.cipher, tenant.id, &subject)?;
             let data = &user.data;
@@ -354,6 +357,13 @@ impl Admin {
                     "occurred_at": c.occurred_at,
                     "expires_at": c.expires_at,
                     "channel": c.channel,
+                })).collect::<Vec<_>>(),
+                "groups": groups.iter().map(|g| g.display_name.as_str()).collect::<Vec<_>>(),
+                "federated_identities": identities.iter().map(|i| json!({
+                    "connection": i.connection,
+                    "subject": i.subject,
+                    "linked_at": i.created_at,
+                    "last_sign_in_at": i.last_sign_in_at,
                 })).collect::<Vec<_>>(),
                 "audit_events": events.iter().map(crate::audit::event_view).collect::<Vec<_>>(),
             });

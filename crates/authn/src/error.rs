@@ -71,6 +71,14 @@ pub enum AuthnError {
     #[error("the session has ended")]
     SessionEnded,
 
+    /// A federated sign-in refused; see [`crate::federation::Refusal`].
+    #[error(transparent)]
+    Federation(#[from] crate::federation::Refusal),
+
+    /// Removing this would leave the account no way to sign in.
+    #[error("the account's last way to sign in cannot be removed")]
+    LastSignInMethod,
+
     /// A sensitive action on an account with a second factor, without having passed
     /// one recently: step up first.
     #[error("a recent second factor is required")]

@@ -11,6 +11,7 @@
 pub mod account;
 pub mod error;
 mod factor_attempts;
+pub mod federation;
 mod hashing;
 pub mod lifecycle;
 pub mod mail;

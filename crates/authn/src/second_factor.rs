@@ -76,11 +76,14 @@ impl Factors {
 /// The level a set of methods reaches; see the module documentation.
 pub fn assurance_level(methods: &[AuthMethod]) -> i32 {
     let has = |names: &[&str]| methods.iter().any(|m| names.contains(&m.method.as_str()));
-    if has(&["otp", "hwk", "swk"]) && has(&["pwd", "pin", "user"]) {
+    let local = if has(&["otp", "hwk", "swk"]) && has(&["pwd", "pin", "user"]) {
         2
     } else {
         1
-    }
+    };
+    // A partner's sign-in counts at the level its answer maps to.
+    let federated = methods.iter().filter_map(|m| m.aal).max().unwrap_or(1);
+    local.max(federated)
 }
 
 /// A second factor as the user submits it.
@@ -284,19 +287,13 @@ impl Inner {
                         "the passkey is another user's".into(),
                     ));
                 }
-                return Ok(AuthMethod {
-                    method: passkey_method(passkey).into(),
-                    at: now,
-                });
+                return Ok(AuthMethod::new(passkey_method(passkey), now));
             }
         };
         match checked {
-            Ok(()) => Ok(AuthMethod {
-                // RFC 8176 has no value of its own for a look-up secret; it is a
-                // one-time password in all but name.
-                method: "otp".into(),
-                at: now,
-            }),
+            // RFC 8176 has no value of its own for a look-up secret; it is a
+            // one-time password in all but name.
+            Ok(()) => Ok(AuthMethod::new("otp", now)),
             Err(error) => {
                 if matches!(
                     error,
@@ -390,10 +387,7 @@ impl Authn {
                 return Err(AuthnError::InvalidCredentials);
             }
             let second = inner.check_factor(conn, tenant, user_id, &factor, &client)?;
-            let password = AuthMethod {
-                method: "pwd".into(),
-                at: pwd_at,
-            };
+            let password = AuthMethod::new("pwd", pwd_at);
             gatehouse_identity_store::db::transaction_with(conn, |conn| {
                 inner.open_session(
                     conn,
@@ -430,14 +424,8 @@ impl Authn {
             }
             let now = inner.now();
             let methods = vec![
-                AuthMethod {
-                    method: passkey_method(&passkey).into(),
-                    at: now,
-                },
-                AuthMethod {
-                    method: "user".into(),
-                    at: now,
-                },
+                AuthMethod::new(passkey_method(&passkey), now),
+                AuthMethod::new("user", now),
             ];
             gatehouse_identity_store::db::transaction_with(conn, |conn| {
                 inner.open_session(
@@ -536,10 +524,7 @@ impl Authn {
             } else {
                 None
             };
-            let method = AuthMethod {
-                method: "otp".into(),
-                at: now,
-            };
+            let method = AuthMethod::new("otp", now);
             let signed_in = inner.raise(
                 conn,
                 &session,

@@ -78,6 +78,8 @@ pub(crate) struct Inner {
     pub(crate) settings: AuthnSettings,
     /// Work that leaves the request path (mail, account-dependent steps).
     pub(crate) background: Background,
+    /// Partners' identity providers as this node knows them.
+    pub(crate) upstream: crate::federation::Upstream,
 }
 
 /// Tasks started after a request is answered: mail, and the account-dependent half
@@ -132,6 +134,10 @@ impl Authn {
                 mail_renderer,
                 settings: AuthnSettings::from_config(config),
                 background: Background::default(),
+                upstream: crate::federation::Upstream::new(
+                    gatehouse_outbound::Outbound::from_config(&config.outbound)
+                        .map_err(|e| AuthnError::Internal(e.to_string()))?,
+                ),
                 pool,
                 cipher,
                 clock,

@@ -163,10 +163,7 @@ impl Inner {
             rate_limits::reset(conn, tenant, &account_bucket(identifier))?;
         }
         let now = self.now();
-        let password = AuthMethod {
-            method: "pwd".into(),
-            at: now,
-        };
+        let password = AuthMethod::new("pwd", now);
         if factors.any() {
             // The password alone is not enough: nothing opens until the second factor.
             self.audit(
@@ -217,7 +214,11 @@ impl Inner {
         };
         let aal = assurance_level(&auth_methods);
         let amr: Vec<&str> = auth_methods.iter().map(|m| m.method.as_str()).collect();
-        let details = json!({ "amr": amr, "aal": aal });
+        let idp = auth_methods.iter().find_map(|m| m.idp.as_deref());
+        let details = match idp {
+            Some(idp) => json!({ "amr": amr, "aal": aal, "idp": idp }),
+            None => json!({ "amr": amr, "aal": aal }),
+        };
         let (secret, secret_hash) = secrets::generate();
         let fresh = NewSession {
             user_id: user,

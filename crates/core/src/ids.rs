@@ -68,6 +68,11 @@ typed_id!(
     NodeId
 );
 typed_id!(EventId);
+typed_id!(
+    /// A partner's identity provider configured for a tenant.
+    ConnectionId
+);
+typed_id!(FederatedIdentityId);
 
 #[cfg(test)]
 mod tests {

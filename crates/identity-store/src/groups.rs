@@ -180,6 +180,47 @@ pub fn add_member(
     linked(inserted, "group member")
 }
 
+/// Makes the user a member of exactly `wanted` among the memberships `source` made
+/// (a connection's mapping: `connection:<id>`): adds the missing ones with that
+/// source, removes its others. Memberships made by hand are never touched, and a
+/// group the user is in by hand already is not added again. Returns whether
+/// anything changed.
+pub fn reconcile_sourced(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    source: &str,
+    wanted: &[GroupId],
+) -> StoreResult<bool> {
+    let wanted: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    let removed = diesel::delete(
+        tenant_rows!(group_members, tenant)
+            .filter(group_members::user_id.eq(user.to_string()))
+            .filter(group_members::source.eq(source))
+            .filter(group_members::group_id.ne_all(&wanted)),
+    )
+    .execute(conn)?;
+    let held: Vec<String> = tenant_rows!(group_members, tenant)
+        .filter(group_members::user_id.eq(user.to_string()))
+        .select(group_members::group_id)
+        .load(conn)?;
+    let mut added = 0;
+    for group in wanted.iter().filter(|group| !held.contains(group)) {
+        added += diesel::insert_into(group_members::table)
+            .values((
+                group_members::tenant_id.eq(tenant.to_string()),
+                group_members::group_id.eq(group),
+                group_members::user_id.eq(user.to_string()),
+                group_members::created_at.eq(now.naive_utc()),
+                group_members::source.eq(source),
+            ))
+            .execute(conn)
+            .map_err(map_missing_reference("group member"))?;
+    }
+    Ok(removed + added > 0)
+}
+
 /// Removes a member; returns false if they were not one.
 pub fn remove_member(
     conn: &mut AnyConnection,

@@ -78,6 +78,7 @@ diesel::table! {
         group_id -> Text,
         user_id -> Text,
         created_at -> Timestamp,
+        source -> Nullable<Text>,
     }
 }
 
@@ -443,6 +444,62 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    federation_connections (id) {
+        id -> Text,
+        tenant_id -> Text,
+        slug -> Text,
+        kind -> Text,
+        display_name -> Text,
+        logo_url -> Nullable<Text>,
+        enabled -> Bool,
+        jit_provisioning -> Bool,
+        trust_verified_email -> Bool,
+        settings -> Text,
+        mapping -> Text,
+        secrets -> Nullable<Text>,
+        last_error -> Nullable<Text>,
+        last_error_at -> Nullable<Timestamp>,
+        created_at -> Timestamp,
+        updated_at -> Timestamp,
+        version -> BigInt,
+    }
+}
+
+diesel::table! {
+    federation_domains (tenant_id, domain) {
+        tenant_id -> Text,
+        domain -> Text,
+        connection_id -> Text,
+    }
+}
+
+diesel::table! {
+    federated_identities (id) {
+        id -> Text,
+        tenant_id -> Text,
+        connection_id -> Text,
+        subject -> Text,
+        user_id -> Text,
+        created_at -> Timestamp,
+        last_sign_in_at -> Nullable<Timestamp>,
+    }
+}
+
+diesel::table! {
+    federation_requests (id_hash) {
+        id_hash -> Text,
+        tenant_id -> Text,
+        connection_id -> Text,
+        purpose -> Text,
+        user_id -> Nullable<Text>,
+        binding -> Text,
+        state -> Text,
+        created_at -> Timestamp,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     users,
@@ -472,4 +529,8 @@ diesel::allow_tables_to_appear_in_same_query!(
     account_recoveries,
     consent_purposes,
     consent_events,
+    federation_connections,
+    federation_domains,
+    federated_identities,
+    federation_requests,
 );

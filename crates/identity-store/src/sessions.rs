@@ -21,6 +21,25 @@ const ENTITY: &str = "session";
 pub struct AuthMethod {
     pub method: String,
     pub at: DateTime<Utc>,
+    /// For a sign-in through a partner's identity provider (`fed`): the assurance
+    /// level the partner's answer maps to.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub aal: Option<i32>,
+    /// For `fed`: the connection's slug.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub idp: Option<String>,
+}
+
+impl AuthMethod {
+    /// A local method (`pwd`, `otp`, `hwk`, …) used at `at`.
+    pub fn new(method: impl Into<String>, at: DateTime<Utc>) -> AuthMethod {
+        AuthMethod {
+            method: method.into(),
+            at,
+            aal: None,
+            idp: None,
+        }
+    }
 }
 
 #[derive(Debug, Clone, PartialEq)]

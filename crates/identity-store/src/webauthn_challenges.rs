@@ -202,7 +202,7 @@ pub fn take(
 
 /// Compares without an early exit, so the time taken says nothing about how much of
 /// a binding matched.
-fn same(a: &str, b: &str) -> bool {
+pub(crate) fn same(a: &str, b: &str) -> bool {
     a.len() == b.len()
         && a.bytes()
             .zip(b.bytes())

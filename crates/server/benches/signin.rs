@@ -417,10 +417,7 @@ fn session_for(user: UserId) -> NewSession {
         absolute_timeout: chrono::Duration::hours(12),
         ip: Some("127.0.0.1".into()),
         user_agent: None,
-        auth_methods: vec![AuthMethod {
-            method: "pwd".into(),
-            at: Utc::now(),
-        }],
+        auth_methods: vec![AuthMethod::new("pwd", Utc::now())],
         aal: 1,
     }
 }

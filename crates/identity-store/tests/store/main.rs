@@ -8,6 +8,7 @@ mod clients;
 mod consent;
 mod credentials;
 mod events;
+mod federation;
 mod grants;
 mod groups_roles;
 mod migrations;

@@ -14,10 +14,7 @@ fn new_session(user: gatehouse_core::ids::UserId, secret_hash: &str) -> NewSessi
         absolute_timeout: Duration::hours(12),
         ip: Some("198.51.100.4".into()),
         user_agent: Some("test".into()),
-        auth_methods: vec![AuthMethod {
-            method: "pwd".into(),
-            at: now(),
-        }],
+        auth_methods: vec![AuthMethod::new("pwd", now())],
         aal: 1,
     }
 }
@@ -33,7 +30,7 @@ gatehouse_identity_store::backend_tests! {
 
         let later = now() + Duration::minutes(3);
         let mut methods = session.auth_methods.clone();
-        methods.push(AuthMethod { method: "otp".into(), at: later });
+        methods.push(AuthMethod::new("otp", later));
         let raised = sessions::elevate(&mut conn, later, &session, &methods, 2, "after".into()).unwrap().unwrap();
         assert_eq!(raised.id, session.id, "the same session (a stable sid)");
         assert_eq!(raised.aal, 2);

@@ -13,6 +13,7 @@ use gatehouse_identity_store::{StoreError, db};
 
 pub(crate) mod admin;
 mod clients;
+mod connections;
 mod directory;
 mod keys;
 mod policy;
@@ -84,6 +85,11 @@ enum Command {
         #[command(subcommand)]
         action: crate::cli::users::RolesCommand,
     },
+    /// Partners' identity providers (federation): OpenID Connect upstreams.
+    Connections {
+        #[command(subcommand)]
+        action: crate::cli::connections::ConnectionsCommand,
+    },
     /// Consent purposes: what users consent to, versioned.
     Purposes {
         #[command(subcommand)]
@@ -123,6 +129,7 @@ pub fn run() -> Result<ExitCode, ServerError> {
         Command::Users { action } => succeeded(users::run(&config, action)),
         Command::Roles { action } => succeeded(users::run_roles(&config, action)),
         Command::Purposes { action } => succeeded(purposes::run(&config, action)),
+        Command::Connections { action } => succeeded(connections::run(&config, action)),
         Command::Policy { action } => succeeded(policy::run_policy(&config, action)),
         Command::Decisions { action } => succeeded(policy::run_decisions(&config, action)),
     }

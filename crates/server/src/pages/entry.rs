@@ -74,7 +74,7 @@ pub async fn theme_css(ctx: PageContext) -> HttpResponse {
         .body(ctx.state.ui.theme_css(&ctx.theme))
 }
 
-fn sign_in_view(
+async fn sign_in_view(
     ctx: &PageContext,
     status: StatusCode,
     email: &str,
@@ -82,6 +82,10 @@ fn sign_in_view(
     notice: Option<&str>,
     return_to: Option<&str>,
 ) -> HttpResponse {
+    let options = match ctx.state.authn.sign_in_options(ctx.tenant.tenant.id).await {
+        Ok(options) => options,
+        Err(error) => return ctx.authn_failure(&error),
+    };
     ctx.render(
         status,
         "sign_in.html",
@@ -91,6 +95,8 @@ fn sign_in_view(
             "notice": notice,
             "return_to": return_to,
             "registration_enabled": ctx.policy.registration_enabled,
+            "connections": options.buttons,
+            "home_realm": options.home_realm,
         }),
     )
 }
@@ -117,13 +123,46 @@ pub async fn sign_in_page(ctx: PageContext, query: web::Query<SignInQuery>) -> H
     } else {
         ""
     };
-    sign_in_view(&ctx, StatusCode::OK, hint, None, None, return_to.as_deref())
+    sign_in_view(&ctx, StatusCode::OK, hint, None, None, return_to.as_deref()).await
 }
 
 pub async fn sign_in(Submitted { ctx, form }: Submitted<SignInForm>) -> HttpResponse {
     let return_to = safe_return_to(&ctx, &form.return_to);
     if let Some(return_to) = &return_to {
         permit_return_to_client(&ctx, return_to).await;
+    }
+    // Home-realm discovery: an address at a partner's domain signs in with the
+    // partner, whatever its password field holds. The route depends on the domain
+    // alone, never on whether an account exists.
+    match ctx
+        .state
+        .authn
+        .connection_for_email(ctx.tenant.tenant.id, form.email.clone())
+        .await
+    {
+        Ok(Some(slug)) => {
+            return crate::pages::federation::begin(
+                &ctx,
+                slug,
+                gatehouse_authn::federation::Purpose::SignIn,
+                return_to,
+                Some(form.email.trim().to_owned()),
+            )
+            .await;
+        }
+        Ok(None) => {}
+        Err(error) => return ctx.authn_failure(&error),
+    }
+    if form.password.is_empty() {
+        return sign_in_view(
+            &ctx,
+            StatusCode::UNAUTHORIZED,
+            &form.email,
+            Some("signin.error.invalid"),
+            None,
+            return_to.as_deref(),
+        )
+        .await;
     }
     let password = Zeroizing::new(form.password);
     let result = ctx
@@ -153,14 +192,17 @@ pub async fn sign_in(Submitted { ctx, form }: Submitted<SignInForm>) -> HttpResp
             response
         }
         Err(error) => match shown(&error) {
-            Shown::OnForm(refused) => sign_in_view(
-                &ctx,
-                refused.status,
-                &form.email,
-                Some(&refused.message),
-                None,
-                return_to.as_deref(),
-            ),
+            Shown::OnForm(refused) => {
+                sign_in_view(
+                    &ctx,
+                    refused.status,
+                    &form.email,
+                    Some(&refused.message),
+                    None,
+                    return_to.as_deref(),
+                )
+                .await
+            }
             _ => ctx.authn_failure(&error),
         },
     }

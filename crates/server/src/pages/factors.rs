@@ -30,7 +30,12 @@ pub struct SecurityQuery {
 }
 
 /// The notices the security page shows after an action elsewhere redirected to it.
-const SECURITY_NOTICES: &[&str] = &["security.totp.removed", "passkeys.removed"];
+const SECURITY_NOTICES: &[&str] = &[
+    "security.totp.removed",
+    "passkeys.removed",
+    "federation.linked",
+    "federation.unlinked",
+];
 
 /// Post/redirect/get: the security page with `notice`, so a reload repeats nothing.
 pub(super) fn back_to_security(ctx: &PageContext, notice: &str) -> HttpResponse {
@@ -236,6 +241,20 @@ pub(super) async fn security_view(
         Ok(list) => list,
         Err(error) => return ctx.internal_error(&error),
     };
+    let authn = &ctx.state.authn;
+    let tenant = ctx.tenant.tenant.id;
+    let (identities, connections) = match tokio::try_join!(
+        authn.linked_identities(tenant, session.user_id),
+        authn.sign_in_buttons(tenant),
+    ) {
+        Ok(both) => both,
+        Err(error) => return ctx.internal_error(&error),
+    };
+    // Connections the user may still link: enabled ones without an identity.
+    let linkable: Vec<_> = connections
+        .into_iter()
+        .filter(|c| !identities.iter().any(|i| i.connection == c.slug))
+        .collect();
     ctx.render(
         status,
         "security.html",
@@ -243,6 +262,8 @@ pub(super) async fn security_view(
             "totp": factors.totp,
             "passkeys": factors.passkeys,
             "passkey_list": passkey_list,
+            "identities": identities,
+            "linkable": linkable,
             "recovery_codes": factors.recovery_codes,
             "mfa_required": ctx.policy.mfa_required && !factors.any(),
             "notice": notice,

@@ -10,6 +10,7 @@ mod device;
 mod entry;
 mod errors;
 mod factors;
+mod federation;
 mod logout;
 mod navigation;
 mod passkeys;
@@ -137,6 +138,18 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
         .route(
             "/signin/second-factor/passkey/finish",
             web::post().to(passkeys::finish_second_factor),
+        )
+        .route(
+            "/federation/{connection}/start",
+            web::post().to(federation::start),
+        )
+        .route(
+            "/federation/{connection}/callback",
+            web::get().to(federation::callback),
+        )
+        .route(
+            "/account/federation/unlink",
+            web::post().to(federation::unlink),
         )
         .route("/recover/request", web::get().to(recovery::request_page))
         .route("/recover/request", web::post().to(recovery::request))

@@ -46,6 +46,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("setup.html"),
     builtin!("consent.html"),
     builtin!("form_post.html"),
+    builtin!("federation_redirect.html"),
     builtin!("logout.html"),
     builtin!("second_factor.html"),
     builtin!("security.html"),

@@ -1,0 +1,464 @@
+//! Operator actions on federation connections (partners' identity providers):
+//! list, show, create, update at a version, delete; the mapping rules tried on
+//! sample claims; a user's linked identities. Settings and rules are checked with
+//! the authentication crate's own parsers before they are saved, so what is stored
+//! is what a sign-in can use. The client secret is sealed at rest and never shown.
+//! Every change is audited with what changed in the transaction that makes it.
+//! Nodes read connections from the database at each sign-in (only a provider's
+//! discovery document is cached, keyed by its issuer), so nothing is announced.
+
+use gatehouse_authn::federation::mapping::{Claims, MappedProfile, Mapping};
+use gatehouse_authn::federation::{LinkedIdentity, OidcSecrets, OidcSettings, normalise_domain};
+use gatehouse_core::ids::{FederatedIdentityId, TenantId, UserId};
+use gatehouse_core::tenant_settings::AttributeKind;
+use gatehouse_identity_store::federation_connections::{
+    self as store, Connection, ConnectionData, SecretsChange,
+};
+use gatehouse_identity_store::{StoreError, db, federated_identities, tenants};
+use serde_json::{Value, json};
+
+use crate::{Admin, AdminError, AdminResult, Operator, Reason};
+
+/// A connection as an operator sees it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct ConnectionView {
+    pub connection: Connection,
+    /// The email domains routed to it (home-realm discovery).
+    pub domains: Vec<String>,
+}
+
+/// A connection to create.
+#[derive(Debug, Clone)]
+pub struct NewConnection {
+    pub slug: String,
+    pub display_name: String,
+    pub logo_url: Option<String>,
+    pub enabled: bool,
+    pub jit_provisioning: bool,
+    pub trust_verified_email: bool,
+    /// The provider's settings ([`OidcSettings`] as JSON).
+    pub settings: Value,
+    /// The mapping rules; `None`: the standard claims onto the user's attributes.
+    pub mapping: Option<Value>,
+    pub client_secret: String,
+    pub domains: Vec<String>,
+}
+
+/// What an update changes; `None` keeps the current value.
+#[derive(Debug, Clone, Default)]
+pub struct ConnectionEdit {
+    pub display_name: Option<String>,
+    pub logo_url: Option<Option<String>>,
+    pub enabled: Option<bool>,
+    pub jit_provisioning: Option<bool>,
+    pub trust_verified_email: Option<bool>,
+    pub settings: Option<Value>,
+    pub mapping: Option<Value>,
+    pub client_secret: Option<String>,
+    pub domains: Option<Vec<String>>,
+    /// The version read: a connection changed meanwhile is not overwritten.
+    pub expected_version: i64,
+}
+
+fn invalid(field: &'static str, message: impl Into<String>) -> AdminError {
+    AdminError::Invalid {
+        field,
+        message: message.into(),
+    }
+}
+
+fn check_settings(settings: &Value) -> AdminResult<()> {
+    OidcSettings::parse(settings)
+        .map(|_| ())
+        .map_err(|e| invalid("settings", e))
+}
+
+/// The rules parse, and every `custom:` target is a string attribute of the
+/// tenant's user extension.
+fn check_mapping(tenant: &tenants::Tenant, mapping: &Value) -> AdminResult<()> {
+    let parsed = Mapping::from_json(mapping).map_err(|e| invalid("mapping", e.to_string()))?;
+    let extension = tenant.typed_settings().user_extension;
+    for (rule, name) in parsed.custom_targets() {
+        let attribute = extension.as_ref().and_then(|ext| ext.attribute(name));
+        match attribute {
+            Some(attribute) if attribute.kind == AttributeKind::String => {}
+            Some(_) => {
+                return Err(invalid(
+                    "mapping",
+                    format!("mapping rule {rule}: custom:{name} is not a string attribute"),
+                ));
+            }
+            None => {
+                return Err(invalid(
+                    "mapping",
+                    format!(
+                        "mapping rule {rule}: custom:{name} is not an attribute of the tenant's user extension"
+                    ),
+                ));
+            }
+        }
+    }
+    Ok(())
+}
+
+fn check_logo(logo: &Option<String>) -> AdminResult<()> {
+    match logo {
+        Some(url) if !(url.starts_with("https://") || url.starts_with("data:image/")) => Err(
+            invalid("logo_url", "must be an https: URL or a data:image/ URL"),
+        ),
+        Some(url) if url.len() > 64 * 1024 => Err(invalid("logo_url", "is longer than 64 KiB")),
+        _ => Ok(()),
+    }
+}
+
+fn check_domains(domains: &[String]) -> AdminResult<Vec<String>> {
+    let mut normalised = Vec::new();
+    for domain in domains {
+        let Some(domain) = normalise_domain(domain) else {
+            return Err(invalid(
+                "domains",
+                format!("`{domain}` is not a domain name"),
+            ));
+        };
+        if !normalised.contains(&domain) {
+            normalised.push(domain);
+        }
+    }
+    Ok(normalised)
+}
+
+fn secrets_json(client_secret: &str) -> AdminResult<String> {
+    if client_secret.trim().is_empty() {
+        return Err(invalid("client_secret", "must not be empty"));
+    }
+    serde_json::to_string(&OidcSecrets {
+        client_secret: client_secret.to_owned(),
+    })
+    .map_err(|e| AdminError::Unavailable(e.to_string()))
+}
+
+fn store_failure(error: StoreError) -> AdminError {
+    match error {
+        StoreError::Conflict { field: "slug", .. } => {
+            AdminError::Conflict("a connection with that slug exists already".into())
+        }
+        StoreError::Conflict {
+            field: "domain", ..
+        } => AdminError::Conflict(
+            "one of the domains is routed to another connection already".into(),
+        ),
+        StoreError::Invalid { message, .. } => invalid("connection", message),
+        StoreError::NotFound { .. } => AdminError::NotFound("no such connection".into()),
+        other => other.into(),
+    }
+}
+
+impl Admin {
+    async fn connection_row(&self, tenant: TenantId, slug: &str) -> AdminResult<Connection> {
+        let slug = slug.to_owned();
+        self.blocking(move |conn| {
+            store::find_by_slug(conn, tenant, &slug)?
+                .ok_or_else(|| AdminError::NotFound(format!("no connection `{slug}`")))
+        })
+        .await
+    }
+
+    /// The tenant's connections, by slug.
+    pub async fn connections(&self, tenant: &str) -> AdminResult<Vec<ConnectionView>> {
+        self.read(tenant, |conn, tenant| {
+            store::list(conn, tenant)?
+                .into_iter()
+                .map(|connection| {
+                    let domains = store::domains_of(conn, tenant, connection.id)?;
+                    Ok(ConnectionView {
+                        connection,
+                        domains,
+                    })
+                })
+                .collect()
+        })
+        .await
+    }
+
+    pub async fn connection(&self, tenant: &str, slug: &str) -> AdminResult<ConnectionView> {
+        let tenant = self.tenant(tenant).await?.id;
+        let connection = self.connection_row(tenant, slug).await?;
+        let id = connection.id;
+        let domains = self
+            .blocking(move |conn| Ok(store::domains_of(conn, tenant, id)?))
+            .await?;
+        Ok(ConnectionView {
+            connection,
+            domains,
+        })
+    }
+
+    /// Creates an upstream OpenID Connect connection.
+    pub async fn create_connection(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        new: NewConnection,
+    ) -> AdminResult<ConnectionView> {
+        let tenant = self.tenant(tenant).await?;
+        check_settings(&new.settings)?;
+        let mapping = new
+            .mapping
+            .clone()
+            .unwrap_or_else(|| json!(Mapping::standard_oidc()));
+        check_mapping(&tenant, &mapping)?;
+        check_logo(&new.logo_url)?;
+        let domains = check_domains(&new.domains)?;
+        let secrets = secrets_json(&new.client_secret)?;
+        let admin = self.clone();
+        let actor = operator.actor();
+        let tenant_id = tenant.id;
+        self.blocking(move |conn| {
+            db::transaction_with(conn, |conn| {
+                let connection = store::create(
+                    conn,
+                    &admin.cipher,
+                    admin.now(),
+                    tenant_id,
+                    &new.slug,
+                    "oidc",
+                    ConnectionData {
+                        display_name: new.display_name,
+                        logo_url: new.logo_url,
+                        enabled: new.enabled,
+                        jit_provisioning: new.jit_provisioning,
+                        trust_verified_email: new.trust_verified_email,
+                        settings: new.settings,
+                        mapping,
+                    },
+                    Some(&secrets),
+                )
+                .map_err(store_failure)?;
+                store::set_domains(conn, tenant_id, connection.id, &domains)
+                    .map_err(store_failure)?;
+                admin.audit(
+                    conn,
+                    tenant_id,
+                    actor,
+                    "connection.created",
+                    format!("connection:{}", connection.slug),
+                    json!({
+                        "kind": connection.kind,
+                        "issuer": connection.settings.get("issuer"),
+                        "enabled": connection.enabled,
+                        "jit_provisioning": connection.jit_provisioning,
+                        "trust_verified_email": connection.trust_verified_email,
+                        "domains": domains,
+                    }),
+                )?;
+                Ok(ConnectionView {
+                    connection,
+                    domains,
+                })
+            })
+        })
+        .await
+    }
+
+    /// Changes a connection at the version the operator read.
+    pub async fn update_connection(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        slug: &str,
+        edit: ConnectionEdit,
+    ) -> AdminResult<ConnectionView> {
+        let tenant = self.tenant(tenant).await?;
+        let current = self.connection_row(tenant.id, slug).await?;
+        let mut changed: Vec<&str> = Vec::new();
+        let mut mark = |field: &'static str, differs: bool| {
+            if differs {
+                changed.push(field);
+            }
+        };
+        if let Some(settings) = &edit.settings {
+            check_settings(settings)?;
+            mark("settings", *settings != current.settings);
+        }
+        if let Some(mapping) = &edit.mapping {
+            check_mapping(&tenant, mapping)?;
+            mark("mapping", *mapping != current.mapping);
+        }
+        if let Some(logo) = &edit.logo_url {
+            check_logo(logo)?;
+            mark("logo_url", *logo != current.logo_url);
+        }
+        let domains = edit.domains.as_deref().map(check_domains).transpose()?;
+        let secrets = edit
+            .client_secret
+            .as_deref()
+            .map(secrets_json)
+            .transpose()?;
+        mark("client_secret", secrets.is_some());
+        mark("domains", domains.is_some());
+        let data = ConnectionData {
+            display_name: edit
+                .display_name
+                .clone()
+                .unwrap_or(current.display_name.clone()),
+            logo_url: edit.logo_url.clone().unwrap_or(current.logo_url.clone()),
+            enabled: edit.enabled.unwrap_or(current.enabled),
+            jit_provisioning: edit.jit_provisioning.unwrap_or(current.jit_provisioning),
+            trust_verified_email: edit
+                .trust_verified_email
+                .unwrap_or(current.trust_verified_email),
+            settings: edit.settings.clone().unwrap_or(current.settings.clone()),
+            mapping: edit.mapping.clone().unwrap_or(current.mapping.clone()),
+        };
+        mark("display_name", data.display_name != current.display_name);
+        mark("enabled", data.enabled != current.enabled);
+        mark(
+            "jit_provisioning",
+            data.jit_provisioning != current.jit_provisioning,
+        );
+        mark(
+            "trust_verified_email",
+            data.trust_verified_email != current.trust_verified_email,
+        );
+        let changed: Vec<String> = changed.into_iter().map(str::to_owned).collect();
+        let admin = self.clone();
+        let actor = operator.actor();
+        let tenant_id = tenant.id;
+        self.blocking(move |conn| {
+            db::transaction_with(conn, |conn| {
+                let secrets_change = match &secrets {
+                    Some(json) => SecretsChange::Set(json),
+                    None => SecretsChange::Keep,
+                };
+                let connection = store::update(
+                    conn,
+                    &admin.cipher,
+                    admin.now(),
+                    tenant_id,
+                    current.id,
+                    edit.expected_version,
+                    data,
+                    secrets_change,
+                )
+                .map_err(store_failure)?;
+                if let Some(domains) = &domains {
+                    store::set_domains(conn, tenant_id, connection.id, domains)
+                        .map_err(store_failure)?;
+                }
+                admin.audit(
+                    conn,
+                    tenant_id,
+                    actor,
+                    "connection.updated",
+                    format!("connection:{}", connection.slug),
+                    json!({ "changed": changed }),
+                )?;
+                let domains = store::domains_of(conn, tenant_id, connection.id)?;
+                Ok(ConnectionView {
+                    connection,
+                    domains,
+                })
+            })
+        })
+        .await
+    }
+
+    /// Deletes a connection with everything linked to it: its domains and every
+    /// identity linked through it (the users stay). Audited with the reason.
+    pub async fn delete_connection(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        slug: &str,
+        reason: Option<Reason>,
+    ) -> AdminResult<()> {
+        let tenant = self.tenant(tenant).await?.id;
+        let current = self.connection_row(tenant, slug).await?;
+        let admin = self.clone();
+        let actor = operator.actor();
+        self.blocking(move |conn| {
+            db::transaction_with(conn, |conn| {
+                store::delete(conn, tenant, current.id).map_err(store_failure)?;
+                admin.audit(
+                    conn,
+                    tenant,
+                    actor,
+                    "connection.deleted",
+                    format!("connection:{}", current.slug),
+                    json!({ "reason": reason.as_ref().map(Reason::as_str) }),
+                )?;
+                Ok(())
+            })
+        })
+        .await
+    }
+
+    /// What the connection's mapping rules make of `claims` (a JSON object), without
+    /// signing anyone in: for trying rules before a partner's users do.
+    pub async fn test_mapping(
+        &self,
+        tenant: &str,
+        slug: &str,
+        claims: Value,
+    ) -> AdminResult<MappedProfile> {
+        let tenant = self.tenant(tenant).await?.id;
+        let connection = self.connection_row(tenant, slug).await?;
+        let Value::Object(claims) = claims else {
+            return Err(invalid("claims", "must be a JSON object"));
+        };
+        let mapping = Mapping::from_json(&connection.mapping)
+            .map_err(|e| invalid("mapping", e.to_string()))?;
+        mapping
+            .apply(&Claims::from_json(&claims))
+            .map_err(|e| invalid("claims", e.to_string()))
+    }
+
+    /// The user's linked identities.
+    pub async fn user_identities(
+        &self,
+        tenant: &str,
+        user: UserId,
+    ) -> AdminResult<Vec<LinkedIdentity>> {
+        let (tenant, user) = self.user(tenant, crate::UserKey::Id(user)).await?;
+        let (tenant, user) = (tenant.id, user.id);
+        self.blocking(move |conn| Ok(gatehouse_authn::federation::linked(conn, tenant, user)?))
+            .await
+    }
+
+    /// Removes one of the user's linked identities (a helpdesk action: a partner
+    /// account that must no longer get in). Audited with the reason.
+    pub async fn remove_user_identity(
+        &self,
+        operator: &Operator,
+        tenant: &str,
+        user: UserId,
+        identity: FederatedIdentityId,
+        reason: Option<Reason>,
+    ) -> AdminResult<()> {
+        let (tenant, user) = self.user(tenant, crate::UserKey::Id(user)).await?;
+        let (tenant, user) = (tenant.id, user.id);
+        let admin = self.clone();
+        let actor = operator.actor();
+        self.blocking(move |conn| {
+            db::transaction_with(conn, |conn| {
+                let removed = federated_identities::unlink(conn, tenant, user, identity)?
+                    .ok_or_else(|| AdminError::NotFound(format!("no identity `{identity}`")))?;
+                admin.audit(
+                    conn,
+                    tenant,
+                    actor,
+                    "federation.unlinked",
+                    format!("user:{user}"),
+                    json!({
+                        "connection": removed.connection_id.to_string(),
+                        "reason": reason.as_ref().map(Reason::as_str),
+                    }),
+                )?;
+                Ok(())
+            })
+        })
+        .await?;
+        self.announce(gatehouse_core::events::DomainEvent::UserChanged { tenant, user });
+        Ok(())
+    }
+}

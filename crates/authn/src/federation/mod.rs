@@ -1,0 +1,913 @@
+//! Federation in: users of a partner sign in with the partner's own identity
+//! provider (upstream OpenID Connect today; SAML 2.0 follows).
+//!
+//! A connection is a tenant's configuration of one partner provider. The sign-in
+//! is two requests: [`Authn::begin_federation`] remembers a single-use request
+//! bound to the browser and sends the browser upstream; [`Authn::finish_federation`]
+//! takes the request back by the `state` the partner returns, checks the answer
+//! (the code exchanged with PKCE, the ID token verified against the provider's
+//! advertised keys and algorithms, the nonce, the issuer) and then, in one
+//! transaction:
+//! - an identity already linked signs its user in, the mapping rules applied again;
+//! - a signed-in user linking a connection gets the identity linked to them;
+//! - an identity whose email belongs to a local account gets **nothing**: the
+//!   person must sign in to that account and link the connection from the account
+//!   page (a matching email alone never opens an account — the "nOAuth" class);
+//! - otherwise, where the connection allows it, a new account is made just in time.
+//!
+//! No pooled connection is held across a call to the partner: read, release,
+//! call, write.
+
+pub mod mapping;
+mod oidc;
+
+use std::collections::BTreeMap;
+
+use chrono::Duration;
+use gatehouse_core::events::DomainEvent;
+use gatehouse_core::ids::{ConnectionId, FederatedIdentityId, GroupId, TenantId, UserId};
+use gatehouse_identity_store::audit::Outcome;
+use gatehouse_identity_store::federation_connections::{self as connections, Connection};
+use gatehouse_identity_store::federation_requests::{self as requests, NewRequest};
+use gatehouse_identity_store::sessions::{AuthMethod, Session};
+use gatehouse_identity_store::users::{self, User};
+use gatehouse_identity_store::{
+    AnyConnection, StoreError, credentials, db, federated_identities, groups, tenants,
+};
+use serde::{Deserialize, Serialize};
+use serde_json::json;
+
+use crate::second_factor::SignedIn;
+use crate::service::{Authn, ClientInfo, Inner};
+use crate::{AuthnError, secrets};
+use mapping::{Claims, MappedProfile, Mapping};
+
+pub(crate) use oidc::Upstream;
+
+/// How long a sign-in may stay upstream.
+pub const REQUEST_MINUTES: i64 = 10;
+
+/// The settings of an upstream OpenID provider (what is not secret).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSettings {
+    /// The provider's issuer identifier; discovery is read from it.
+    pub issuer: String,
+    pub client_id: String,
+    #[serde(default)]
+    pub client_auth: ClientAuth,
+    /// Scopes asked for besides `openid`.
+    #[serde(default = "default_scopes")]
+    pub scopes: Vec<String>,
+    /// Whether to read the UserInfo endpoint too (its claims fill in what the ID
+    /// token lacks; the ID token wins).
+    #[serde(default)]
+    pub userinfo: bool,
+    /// The provider's `acr` values and the assurance level each stands for (1–3);
+    /// any other counts as 1.
+    #[serde(default)]
+    pub acr_levels: BTreeMap<String, i32>,
+}
+
+fn default_scopes() -> Vec<String> {
+    vec!["email".into(), "profile".into()]
+}
+
+/// How Gatehouse authenticates to the provider's token endpoint.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ClientAuth {
+    #[default]
+    ClientSecretBasic,
+    ClientSecretPost,
+}
+
+impl OidcSettings {
+    /// Parses and checks settings as stored or submitted; the error names the field.
+    pub fn parse(value: &serde_json::Value) -> Result<OidcSettings, String> {
+        let settings: OidcSettings =
+            serde_json::from_value(value.clone()).map_err(|e| e.to_string())?;
+        let issuer =
+            url::Url::parse(&settings.issuer).map_err(|_| "issuer: not a URL".to_owned())?;
+        if !matches!(issuer.scheme(), "https" | "http")
+            || issuer.query().is_some()
+            || issuer.fragment().is_some()
+        {
+            return Err("issuer: an https URL without query or fragment".into());
+        }
+        if settings.client_id.trim().is_empty() {
+            return Err("client_id: must not be empty".into());
+        }
+        if let Some(bad) = settings
+            .scopes
+            .iter()
+            .find(|scope| scope.is_empty() || scope.contains(char::is_whitespace))
+        {
+            return Err(format!("scopes: `{bad}` is not a scope token"));
+        }
+        if let Some((acr, level)) = settings
+            .acr_levels
+            .iter()
+            .find(|(_, level)| !(1..=3).contains(*level))
+        {
+            return Err(format!("acr_levels: `{acr}` maps to {level}, not 1–3"));
+        }
+        Ok(settings)
+    }
+}
+
+/// The secrets of an upstream OpenID provider connection (sealed at rest).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct OidcSecrets {
+    pub client_secret: String,
+}
+
+/// A connection as the sign-in page shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct ConnectionButton {
+    pub slug: String,
+    pub display_name: String,
+    pub logo_url: Option<String>,
+}
+
+/// What a federated sign-in is for.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Purpose {
+    SignIn,
+    /// A signed-in user adding this connection to their account.
+    Link {
+        user: UserId,
+    },
+}
+
+/// The start of a federated sign-in.
+#[derive(Debug)]
+pub struct Begin {
+    pub purpose: Purpose,
+    /// Names the browser (its CSRF cookie); the answer must come back to it.
+    pub binding: String,
+    /// This connection's callback URL on this tenant.
+    pub redirect_uri: String,
+    /// Where to go after (an authorization request to resume), already checked.
+    pub return_to: Option<String>,
+    pub login_hint: Option<String>,
+}
+
+/// The partner's answer as the callback received it.
+#[derive(Debug, Default)]
+pub struct Answer {
+    pub state: String,
+    pub code: Option<String>,
+    pub error: Option<String>,
+    pub error_description: Option<String>,
+    pub iss: Option<String>,
+}
+
+/// How a federated sign-in ended.
+#[derive(Debug)]
+pub enum Finished {
+    SignedIn {
+        signed_in: Box<SignedIn>,
+        return_to: Option<String>,
+    },
+    /// The identity is now linked to the signed-in user.
+    Linked { return_to: Option<String> },
+    /// The partner's email belongs to a local account: sign in to it, then link.
+    AccountExists { connection: String },
+    /// No linked account, and the connection makes none.
+    NoAccount { connection: String },
+}
+
+/// Why a federated sign-in was refused: `code` is stable (shown to the user as a
+/// reference, audited), `detail` for the log and the audit record only.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("federated sign-in refused ({code}): {detail}")]
+pub struct Refusal {
+    pub code: &'static str,
+    pub detail: String,
+}
+
+impl Refusal {
+    pub(crate) fn error(code: &'static str, detail: impl Into<String>) -> AuthnError {
+        AuthnError::Federation(Refusal {
+            code,
+            detail: detail.into(),
+        })
+    }
+}
+
+/// A user's linked identity, for the account page and the admin API.
+#[derive(Debug, Clone, Serialize)]
+pub struct LinkedIdentity {
+    pub id: FederatedIdentityId,
+    pub connection: String,
+    pub display_name: String,
+    pub subject: String,
+    pub created_at: chrono::DateTime<chrono::Utc>,
+    pub last_sign_in_at: Option<chrono::DateTime<chrono::Utc>>,
+}
+
+/// What the upstream check established.
+#[derive(Debug)]
+pub(crate) struct Verified {
+    pub(crate) subject: String,
+    pub(crate) claims: Claims,
+    pub(crate) aal: i32,
+}
+
+/// The sealed state of a request in flight.
+#[derive(Serialize, Deserialize)]
+struct RequestState {
+    pkce_verifier: String,
+    nonce: String,
+    redirect_uri: String,
+    return_to: Option<String>,
+}
+
+const PURPOSE_SIGN_IN: &str = "sign_in";
+const PURPOSE_LINK: &str = "link";
+
+/// What the sign-in page offers besides the password.
+#[derive(Debug, Clone, Default)]
+pub struct SignInOptions {
+    pub buttons: Vec<ConnectionButton>,
+    /// Some email domains route to a partner: the password may be left empty.
+    pub home_realm: bool,
+}
+
+impl Authn {
+    /// The sign-in page's partner buttons and whether it routes by domain.
+    pub async fn sign_in_options(&self, tenant: TenantId) -> Result<SignInOptions, AuthnError> {
+        let buttons = self.sign_in_buttons(tenant).await?;
+        if buttons.is_empty() {
+            return Ok(SignInOptions::default());
+        }
+        let home_realm = self
+            .blocking(move |_, conn| Ok(connections::any_domains(conn, tenant)?))
+            .await?;
+        Ok(SignInOptions {
+            buttons,
+            home_realm,
+        })
+    }
+
+    /// The tenant's enabled connections, for the sign-in page's buttons.
+    pub async fn sign_in_buttons(
+        &self,
+        tenant: TenantId,
+    ) -> Result<Vec<ConnectionButton>, AuthnError> {
+        self.blocking(move |_, conn| {
+            Ok(connections::list(conn, tenant)?
+                .into_iter()
+                .filter(|c| c.enabled)
+                .map(|c| ConnectionButton {
+                    slug: c.slug,
+                    display_name: c.display_name,
+                    logo_url: c.logo_url,
+                })
+                .collect())
+        })
+        .await
+    }
+
+    /// The enabled connection an email's domain routes to (home-realm discovery).
+    pub async fn connection_for_email(
+        &self,
+        tenant: TenantId,
+        email: String,
+    ) -> Result<Option<String>, AuthnError> {
+        let Some(domain) = email_domain(&email) else {
+            return Ok(None);
+        };
+        self.blocking(move |_, conn| {
+            Ok(connections::find_by_domain(conn, tenant, &domain)?
+                .filter(|c| c.enabled)
+                .map(|c| c.slug))
+        })
+        .await
+    }
+
+    /// Starts a federated sign-in: the URL to send the browser to.
+    pub async fn begin_federation(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        begin: Begin,
+    ) -> Result<String, AuthnError> {
+        let connection = self
+            .blocking(move |_, conn| usable_connection(conn, tenant, &slug))
+            .await?;
+        let settings = OidcSettings::parse(&connection.settings)
+            .map_err(|e| Refusal::error("connection_invalid", e))?;
+        let provider = self
+            .inner
+            .upstream
+            .provider(&self.inner, &connection, &settings)
+            .await?;
+        let (state, state_hash) = secrets::generate();
+        let (nonce, _) = secrets::generate();
+        let (url, pkce_verifier) = oidc::authorization_url(
+            &provider,
+            &settings,
+            &begin.redirect_uri,
+            &state,
+            &nonce,
+            begin.login_hint.as_deref(),
+        )?;
+        let sealed = serde_json::to_vec(&RequestState {
+            pkce_verifier,
+            nonce,
+            redirect_uri: begin.redirect_uri,
+            return_to: begin.return_to,
+        })
+        .map_err(|e| AuthnError::Internal(e.to_string()))?;
+        let binding = secrets::digest(&begin.binding);
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            let (purpose, user) = match begin.purpose {
+                Purpose::SignIn => (PURPOSE_SIGN_IN, None),
+                Purpose::Link { user } => (PURPOSE_LINK, Some(user)),
+            };
+            requests::insert(
+                conn,
+                &inner.cipher,
+                now,
+                tenant,
+                &state_hash,
+                NewRequest {
+                    connection: connection.id,
+                    purpose,
+                    user,
+                    binding: &binding,
+                    state: &sealed,
+                    expires_at: now + Duration::minutes(REQUEST_MINUTES),
+                },
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(url)
+    }
+
+    /// Finishes a federated sign-in with the partner's answer. A refusal is audited
+    /// (`federation.refused` with its code) and changes nothing else.
+    pub async fn finish_federation(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        answer: Answer,
+        binding: String,
+        previous_secret: Option<String>,
+        client: ClientInfo,
+    ) -> Result<Finished, AuthnError> {
+        let mut connection_id = None;
+        let result = self
+            .finish_checked(
+                tenant,
+                slug.clone(),
+                answer,
+                binding,
+                previous_secret,
+                client.clone(),
+                &mut connection_id,
+            )
+            .await;
+        if let Err(AuthnError::Federation(refusal)) = &result {
+            let refusal = refusal.clone();
+            let logged = self
+                .blocking(move |inner, conn| {
+                    if let (Some(id), "mapping") = (connection_id, refusal.code) {
+                        connections::record_error(
+                            conn,
+                            inner.now(),
+                            tenant,
+                            id,
+                            Some(&refusal.detail),
+                        )?;
+                    }
+                    inner.audit(
+                        conn,
+                        tenant,
+                        "anonymous".into(),
+                        "federation.refused",
+                        Some(format!("connection:{slug}")),
+                        Outcome::Denied,
+                        &client,
+                        json!({ "code": refusal.code, "detail": refusal.detail }),
+                    )
+                })
+                .await;
+            if let Err(error) = logged {
+                tracing::error!(%error, "a refused federated sign-in could not be audited");
+            }
+        }
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_checked(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        answer: Answer,
+        binding: String,
+        previous_secret: Option<String>,
+        client: ClientInfo,
+        connection_id: &mut Option<ConnectionId>,
+    ) -> Result<Finished, AuthnError> {
+        let binding = secrets::digest(&binding);
+        let state_hash = secrets::digest(&answer.state);
+        let (connection, taken, secret) = self
+            .blocking(move |inner, conn| {
+                let connection = usable_connection(conn, tenant, &slug)?;
+                let taken = requests::take(
+                    conn,
+                    &inner.cipher,
+                    inner.now(),
+                    tenant,
+                    &state_hash,
+                    connection.id,
+                    &binding,
+                )?;
+                let secret = connections::secrets(conn, &inner.cipher, tenant, connection.id)?;
+                Ok((connection, taken, secret))
+            })
+            .await?;
+        *connection_id = Some(connection.id);
+        let taken = taken.ok_or_else(|| {
+            Refusal::error(
+                "oidc_state",
+                "unknown, used, expired or another browser's state",
+            )
+        })?;
+        let state: RequestState = serde_json::from_slice(&taken.state)
+            .map_err(|e| AuthnError::Internal(e.to_string()))?;
+        if let Some(error) = &answer.error {
+            return Err(Refusal::error(
+                "upstream_error",
+                format!(
+                    "the provider answered {error}: {}",
+                    answer.error_description.as_deref().unwrap_or("")
+                ),
+            ));
+        }
+        let settings = OidcSettings::parse(&connection.settings)
+            .map_err(|e| Refusal::error("connection_invalid", e))?;
+        let secrets: OidcSecrets = secret
+            .as_deref()
+            .map(|text| serde_json::from_str(text))
+            .transpose()
+            .map_err(|e| AuthnError::Internal(format!("connection secrets: {e}")))?
+            .ok_or_else(|| Refusal::error("connection_invalid", "no client secret is set"))?;
+        let code = answer
+            .code
+            .clone()
+            .ok_or_else(|| Refusal::error("oidc_code", "the answer has no code"))?;
+        let verified = self
+            .inner
+            .upstream
+            .verify(
+                &self.inner,
+                &connection,
+                &settings,
+                &secrets,
+                oidc::Exchange {
+                    code,
+                    pkce_verifier: state.pkce_verifier,
+                    nonce: state.nonce,
+                    redirect_uri: state.redirect_uri,
+                    iss: answer.iss,
+                },
+            )
+            .await?;
+        let mapping = Mapping::from_json(&connection.mapping)
+            .map_err(|e| Refusal::error("mapping", e.to_string()))?;
+        let profile = mapping
+            .apply(&verified.claims)
+            .map_err(|e| Refusal::error("mapping", e.to_string()))?;
+        let purpose = match (taken.purpose.as_str(), taken.user_id) {
+            (PURPOSE_LINK, Some(user)) => Purpose::Link { user },
+            _ => Purpose::SignIn,
+        };
+        let return_to = state.return_to;
+        let (finished, changed) = self
+            .blocking(move |inner, conn| {
+                db::transaction_with(conn, |conn| {
+                    inner.settle(
+                        conn,
+                        tenant,
+                        &connection,
+                        purpose,
+                        &verified,
+                        &profile,
+                        previous_secret,
+                        &client,
+                        return_to,
+                    )
+                })
+            })
+            .await?;
+        if let Some(user) = changed {
+            self.inner
+                .announce(DomainEvent::UserChanged { tenant, user });
+        }
+        Ok(finished)
+    }
+
+    /// The user's linked identities.
+    pub async fn linked_identities(
+        &self,
+        tenant: TenantId,
+        user: UserId,
+    ) -> Result<Vec<LinkedIdentity>, AuthnError> {
+        self.blocking(move |_, conn| linked(conn, tenant, user))
+            .await
+    }
+
+    /// Removes one of the session user's linked identities: a sensitive action
+    /// (a recent second factor where the account has one), and never the last way
+    /// the user can sign in.
+    pub async fn unlink_identity(
+        &self,
+        session: Session,
+        identity: FederatedIdentityId,
+        client: ClientInfo,
+    ) -> Result<(), AuthnError> {
+        let tenant = session.tenant_id;
+        let user = session.user_id;
+        self.blocking(move |inner, conn| {
+            db::transaction_with(conn, |conn| {
+                inner.ensure_stepped_up(conn, &session)?;
+                let identities = federated_identities::of_user(conn, tenant, user)?;
+                let has_credential = credentials::list_for_user(conn, tenant, user, None)?
+                    .iter()
+                    .any(|c| {
+                        matches!(
+                            c.kind,
+                            credentials::CredentialKind::Password
+                                | credentials::CredentialKind::Webauthn
+                        )
+                    });
+                if !has_credential && identities.len() <= 1 {
+                    return Err(AuthnError::LastSignInMethod);
+                }
+                let removed = federated_identities::unlink(conn, tenant, user, identity)?.ok_or(
+                    StoreError::NotFound {
+                        entity: "federated identity",
+                    },
+                )?;
+                inner.audit(
+                    conn,
+                    tenant,
+                    format!("user:{user}"),
+                    "federation.unlinked",
+                    Some(format!("user:{user}")),
+                    Outcome::Success,
+                    &client,
+                    json!({ "connection": removed.connection_id.to_string() }),
+                )?;
+                Ok(())
+            })
+        })
+        .await?;
+        self.inner
+            .announce(DomainEvent::UserChanged { tenant, user });
+        Ok(())
+    }
+}
+
+/// The user's identities with their connections' names.
+pub fn linked(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    user: UserId,
+) -> Result<Vec<LinkedIdentity>, AuthnError> {
+    let identities = federated_identities::of_user(conn, tenant, user)?;
+    if identities.is_empty() {
+        return Ok(Vec::new());
+    }
+    let all = connections::list(conn, tenant)?;
+    Ok(identities
+        .into_iter()
+        .filter_map(|identity| {
+            let connection = all.iter().find(|c| c.id == identity.connection_id)?;
+            Some(LinkedIdentity {
+                id: identity.id,
+                connection: connection.slug.clone(),
+                display_name: connection.display_name.clone(),
+                subject: identity.subject,
+                created_at: identity.created_at,
+                last_sign_in_at: identity.last_sign_in_at,
+            })
+        })
+        .collect())
+}
+
+/// The domain of an email address, lower-case ASCII (IDNA), if it has one.
+pub fn email_domain(email: &str) -> Option<String> {
+    let (_, domain) = email.trim().rsplit_once('@')?;
+    normalise_domain(domain)
+}
+
+/// A domain as routing stores it: IDNA ASCII, lower case, no trailing dot.
+pub fn normalise_domain(domain: &str) -> Option<String> {
+    let domain = domain.trim().trim_end_matches('.');
+    if domain.is_empty() || !domain.contains('.') {
+        return None;
+    }
+    let host = url::Host::parse(domain).ok()?;
+    match host {
+        url::Host::Domain(ascii) => Some(ascii.to_ascii_lowercase()),
+        _ => None,
+    }
+}
+
+fn usable_connection(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    slug: &str,
+) -> Result<Connection, AuthnError> {
+    match connections::find_by_slug(conn, tenant, slug)? {
+        Some(connection) if connection.enabled && connection.kind == "oidc" => Ok(connection),
+        _ => Err(Refusal::error(
+            "connection_unknown",
+            format!("no enabled connection `{slug}`"),
+        )),
+    }
+}
+
+impl Inner {
+    /// The transaction that ends a verified federated sign-in; see the module
+    /// documentation. Returns the user whose data changed, for the event.
+    #[allow(clippy::too_many_arguments)]
+    fn settle(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        connection: &Connection,
+        purpose: Purpose,
+        verified: &Verified,
+        profile: &MappedProfile,
+        previous_secret: Option<String>,
+        client: &ClientInfo,
+        return_to: Option<String>,
+    ) -> Result<(Finished, Option<UserId>), AuthnError> {
+        let now = self.now();
+        let existing = federated_identities::find(conn, tenant, connection.id, &verified.subject)?;
+        if let Purpose::Link { user } = purpose {
+            match existing {
+                Some(identity) if identity.user_id == user => {}
+                Some(_) => {
+                    return Err(Refusal::error(
+                        "identity_taken",
+                        "the partner identity is linked to another account",
+                    ));
+                }
+                None => {
+                    federated_identities::link(
+                        conn,
+                        now,
+                        tenant,
+                        connection.id,
+                        &verified.subject,
+                        user,
+                    )
+                    .map_err(|e| match e {
+                        StoreError::Conflict { .. } => Refusal::error(
+                            "already_linked",
+                            "the account has another identity at this connection",
+                        ),
+                        other => other.into(),
+                    })?;
+                    self.audit(
+                        conn,
+                        tenant,
+                        format!("user:{user}"),
+                        "federation.linked",
+                        Some(format!("user:{user}")),
+                        Outcome::Success,
+                        client,
+                        json!({ "connection": connection.slug }),
+                    )?;
+                }
+            }
+            let user = users::get(conn, tenant, user)?;
+            self.apply_profile(conn, tenant, connection, &user, profile, false)?;
+            return Ok((Finished::Linked { return_to }, Some(user.id)));
+        }
+        let (user, created) = match existing {
+            Some(identity) => {
+                federated_identities::touch(conn, now, tenant, identity.id)?;
+                (users::get(conn, tenant, identity.user_id)?, false)
+            }
+            None => {
+                let Some(email) = profile.email.clone() else {
+                    if !connection.jit_provisioning {
+                        return Ok((
+                            Finished::NoAccount {
+                                connection: connection.display_name.clone(),
+                            },
+                            None,
+                        ));
+                    }
+                    return Err(Refusal::error(
+                        "mapping",
+                        "a new account needs an email: no rule maps one",
+                    ));
+                };
+                if local_account_holds(conn, tenant, &email)? {
+                    self.audit(
+                        conn,
+                        tenant,
+                        "anonymous".into(),
+                        "federation.link_required",
+                        Some(format!("connection:{}", connection.slug)),
+                        Outcome::Denied,
+                        client,
+                        json!({ "identifier": email }),
+                    )?;
+                    return Ok((
+                        Finished::AccountExists {
+                            connection: connection.display_name.clone(),
+                        },
+                        None,
+                    ));
+                }
+                if !connection.jit_provisioning {
+                    return Ok((
+                        Finished::NoAccount {
+                            connection: connection.display_name.clone(),
+                        },
+                        None,
+                    ));
+                }
+                let verified_email = connection.trust_verified_email
+                    && verified
+                        .claims
+                        .get("email_verified")
+                        .iter()
+                        .any(|v| v == "true");
+                let data = crate::registration::new_user_data(
+                    &email,
+                    profile.given_name.clone(),
+                    profile.family_name.clone(),
+                    verified_email,
+                );
+                let user = users::create(conn, now, tenant, data).map_err(|e| match e {
+                    StoreError::Conflict { .. } => Refusal::error(
+                        "account_conflict",
+                        "the partner's email or a look-alike of it is taken",
+                    ),
+                    other => other.into(),
+                })?;
+                federated_identities::link(
+                    conn,
+                    now,
+                    tenant,
+                    connection.id,
+                    &verified.subject,
+                    user.id,
+                )?;
+                self.audit(
+                    conn,
+                    tenant,
+                    format!("user:{}", user.id),
+                    "user.created",
+                    Some(format!("user:{}", user.id)),
+                    Outcome::Success,
+                    client,
+                    json!({ "source": "federation", "connection": connection.slug, "verified": verified_email }),
+                )?;
+                self.audit(
+                    conn,
+                    tenant,
+                    format!("user:{}", user.id),
+                    "federation.linked",
+                    Some(format!("user:{}", user.id)),
+                    Outcome::Success,
+                    client,
+                    json!({ "connection": connection.slug, "just_in_time": true }),
+                )?;
+                (user, true)
+            }
+        };
+        if !user.data.active {
+            return Err(Refusal::error(
+                "account_inactive",
+                "the linked account is disabled",
+            ));
+        }
+        let changed =
+            self.apply_profile(conn, tenant, connection, &user, profile, created)? || created;
+        let method = AuthMethod {
+            aal: Some(verified.aal),
+            idp: Some(connection.slug.clone()),
+            ..AuthMethod::new("fed", now)
+        };
+        let signed_in =
+            self.open_session(conn, tenant, user.id, vec![method], previous_secret, client)?;
+        Ok((
+            Finished::SignedIn {
+                signed_in: Box::new(signed_in),
+                return_to,
+            },
+            changed.then_some(user.id),
+        ))
+    }
+
+    /// Applies what the mapping says to the user: names and custom attributes
+    /// (the email only when the account is new), and the memberships this
+    /// connection's rules make. Returns whether anything changed.
+    fn apply_profile(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        connection: &Connection,
+        user: &User,
+        profile: &MappedProfile,
+        created: bool,
+    ) -> Result<bool, AuthnError> {
+        let now = self.now();
+        let mut data = user.data.clone();
+        if let Some(given) = &profile.given_name {
+            data.name.given_name = Some(given.clone());
+        }
+        if let Some(family) = &profile.family_name {
+            data.name.family_name = Some(family.clone());
+        }
+        if let Some(display) = &profile.display_name {
+            data.display_name = Some(display.clone());
+        }
+        if !profile.custom.is_empty() {
+            let extension = tenants::get(conn, tenant)?
+                .typed_settings()
+                .user_extension
+                .ok_or_else(|| {
+                    Refusal::error(
+                        "mapping",
+                        "custom attributes are mapped, but the tenant defines no user extension",
+                    )
+                })?;
+            let mut values = data
+                .custom_attributes
+                .get(&extension.id)
+                .and_then(|v| v.as_object().cloned())
+                .unwrap_or_default();
+            for (name, mapped) in &profile.custom {
+                let attribute = extension.attribute(name).ok_or_else(|| {
+                    Refusal::error(
+                        "mapping",
+                        format!("custom:{name} is not an attribute of the tenant's user extension"),
+                    )
+                })?;
+                let value = if attribute.multi_valued {
+                    json!(mapped)
+                } else if mapped.len() == 1 {
+                    json!(mapped[0])
+                } else {
+                    return Err(Refusal::error(
+                        "mapping",
+                        format!(
+                            "custom:{name} is single-valued, {} values mapped",
+                            mapped.len()
+                        ),
+                    ));
+                };
+                values.insert(attribute.name.clone(), value);
+            }
+            data.custom_attributes
+                .insert(extension.id.clone(), serde_json::Value::Object(values));
+        }
+        let mut changed = false;
+        if data != user.data && !created {
+            users::update(conn, now, tenant, user.id, user.version, data)?;
+            changed = true;
+        } else if data != user.data {
+            users::update(conn, now, tenant, user.id, user.version, data)?;
+        }
+        let mut wanted: Vec<GroupId> = Vec::new();
+        for name in &profile.groups {
+            let group = groups::find_by_display_name(conn, tenant, name)?.ok_or_else(|| {
+                Refusal::error(
+                    "mapping",
+                    format!("group `{name}` does not exist in the tenant"),
+                )
+            })?;
+            wanted.push(group.id);
+        }
+        let source = format!("connection:{}", connection.id);
+        changed |= groups::reconcile_sourced(conn, now, tenant, user.id, &source, &wanted)?;
+        Ok(changed)
+    }
+}
+
+/// Whether a local account holds `email` (or a look-alike of it) already.
+fn local_account_holds(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    email: &str,
+) -> Result<bool, AuthnError> {
+    Ok(users::find_by_user_name(conn, tenant, email)?.is_some()
+        || users::primary_email_look_alike_holder(conn, tenant, email)?.is_some())
+}

@@ -1,0 +1,317 @@
+//! `gatehouse connections list | show | add-oidc | set | remove | test-mapping`:
+//! a tenant's partner identity providers, through the admin layer, which checks
+//! settings and mapping rules before saving, seals the client secret and audits
+//! every change. Running servers read connections from the database at each
+//! sign-in, so nothing needs announcing.
+
+use std::io::Read;
+
+use clap::{Args, Subcommand};
+use gatehouse_admin::{ConnectionEdit, ConnectionView, NewConnection, Operator, Reason};
+use gatehouse_core::config::Config;
+use serde_json::{Value, json};
+
+use crate::ServerError;
+use crate::cli::admin::{admin_error, ask, block_on, open_admin};
+
+#[derive(Debug, Subcommand)]
+pub enum ConnectionsCommand {
+    /// Every connection of the tenant.
+    List {
+        /// Tenant slug.
+        #[arg(long, default_value = "default")]
+        tenant: String,
+    },
+    /// One connection, as JSON (never its secret).
+    Show {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        slug: String,
+    },
+    /// Add an upstream OpenID provider. The client secret is read from standard input.
+    AddOidc(AddOidcArgs),
+    /// Change a connection (at the version `show` printed).
+    Set(SetArgs),
+    /// Delete a connection with its domains and linked identities (the users stay).
+    Remove {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        slug: String,
+        /// Why (the audit log's reason).
+        #[arg(long)]
+        reason: Option<String>,
+        /// Who is doing this (the audit log's actor).
+        #[arg(long)]
+        operator: String,
+    },
+    /// What the mapping rules make of sample claims (a JSON object), without a sign-in.
+    TestMapping {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        slug: String,
+        /// The claims, as a JSON object.
+        #[arg(long)]
+        claims: String,
+    },
+}
+
+#[derive(Debug, Args)]
+pub struct AddOidcArgs {
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Part of the callback URL: `/federation/<slug>/callback`.
+    #[arg(long)]
+    slug: String,
+    /// The name on the sign-in button.
+    #[arg(long)]
+    name: String,
+    /// The provider's issuer identifier (discovery is read from it).
+    #[arg(long)]
+    issuer: String,
+    #[arg(long)]
+    client_id: String,
+    /// client_secret_basic or client_secret_post.
+    #[arg(long, default_value = "client_secret_basic")]
+    client_auth: String,
+    /// A scope besides `openid` (repeat for several); default `email profile`.
+    #[arg(long = "scope")]
+    scopes: Vec<String>,
+    /// An email domain whose users sign in with this provider (repeat for several).
+    #[arg(long = "domain")]
+    domains: Vec<String>,
+    /// Create an account for a partner user who has none (just in time).
+    #[arg(long)]
+    jit: bool,
+    /// Trust the provider's `email_verified` for new accounts.
+    #[arg(long)]
+    trust_verified_email: bool,
+    /// Mapping rules, as a JSON file (`{"rules": [...]}`); default: the standard claims.
+    #[arg(long)]
+    mapping_file: Option<std::path::PathBuf>,
+    /// A provider `acr` value and the assurance level it stands for, `value=level`.
+    #[arg(long = "acr-level")]
+    acr_levels: Vec<String>,
+    #[arg(long)]
+    logo_url: Option<String>,
+    /// Read UserInfo as well as the ID token.
+    #[arg(long)]
+    userinfo: bool,
+    /// Added disabled (no button, no sign-in) until `set --enable`.
+    #[arg(long)]
+    disabled: bool,
+    #[arg(long)]
+    operator: String,
+}
+
+#[derive(Debug, Args)]
+pub struct SetArgs {
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    #[arg(long)]
+    slug: String,
+    /// The version the change is based on (see `show`).
+    #[arg(long)]
+    expected_version: i64,
+    #[arg(long)]
+    name: Option<String>,
+    #[arg(long, conflicts_with = "disable")]
+    enable: bool,
+    #[arg(long)]
+    disable: bool,
+    /// Replace the routed domains (repeat for several).
+    #[arg(long = "domain")]
+    domains: Vec<String>,
+    /// Replace the mapping rules with this JSON file.
+    #[arg(long)]
+    mapping_file: Option<std::path::PathBuf>,
+    /// Read a new client secret from standard input.
+    #[arg(long)]
+    secret_stdin: bool,
+    #[arg(long)]
+    operator: String,
+}
+
+fn usage(message: impl Into<String>) -> ServerError {
+    ServerError::Usage(message.into())
+}
+
+fn read_stdin(what: &str) -> Result<String, ServerError> {
+    let mut text = String::new();
+    std::io::stdin()
+        .read_to_string(&mut text)
+        .map_err(|e| usage(format!("{what}: {e}")))?;
+    let text = text.trim_end_matches(['\r', '\n']).to_owned();
+    if text.is_empty() {
+        return Err(usage(format!("{what}: standard input was empty")));
+    }
+    Ok(text)
+}
+
+fn read_json_file(path: &std::path::Path) -> Result<Value, ServerError> {
+    let text =
+        std::fs::read_to_string(path).map_err(|e| usage(format!("{}: {e}", path.display())))?;
+    serde_json::from_str(&text).map_err(|e| usage(format!("{}: {e}", path.display())))
+}
+
+fn view_json(view: &ConnectionView) -> Value {
+    let c = &view.connection;
+    json!({
+        "slug": c.slug,
+        "kind": c.kind,
+        "display_name": c.display_name,
+        "logo_url": c.logo_url,
+        "enabled": c.enabled,
+        "jit_provisioning": c.jit_provisioning,
+        "trust_verified_email": c.trust_verified_email,
+        "settings": c.settings,
+        "mapping": c.mapping,
+        "domains": view.domains,
+        "secret_set": c.has_secrets,
+        "last_error": c.last_error,
+        "last_error_at": c.last_error_at,
+        "version": c.version,
+    })
+}
+
+pub fn run(config: &Config, command: ConnectionsCommand) -> Result<(), ServerError> {
+    match command {
+        ConnectionsCommand::List { tenant } => {
+            let admin = open_admin(config)?;
+            let all = ask(admin.connections(&tenant))?;
+            if all.is_empty() {
+                println!("no connections");
+            }
+            for view in all {
+                let c = &view.connection;
+                println!(
+                    "{}\t{}\t{}\t{}\t{}",
+                    c.slug,
+                    c.kind,
+                    if c.enabled { "enabled" } else { "disabled" },
+                    view.domains.join(","),
+                    c.display_name
+                );
+            }
+        }
+        ConnectionsCommand::Show { tenant, slug } => {
+            let admin = open_admin(config)?;
+            let view = ask(admin.connection(&tenant, &slug))?;
+            println!("{:#}", view_json(&view));
+        }
+        ConnectionsCommand::AddOidc(args) => {
+            let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
+            let mut acr_levels = serde_json::Map::new();
+            for pair in &args.acr_levels {
+                let (value, level) = pair
+                    .rsplit_once('=')
+                    .and_then(|(v, l)| Some((v, l.parse::<i64>().ok()?)))
+                    .ok_or_else(|| usage(format!("--acr-level `{pair}`: use value=level")))?;
+                acr_levels.insert(value.to_owned(), json!(level));
+            }
+            let mut settings = json!({
+                "issuer": args.issuer,
+                "client_id": args.client_id,
+                "client_auth": args.client_auth,
+                "userinfo": args.userinfo,
+                "acr_levels": acr_levels,
+            });
+            if !args.scopes.is_empty() {
+                settings["scopes"] = json!(args.scopes);
+            }
+            let mapping = args
+                .mapping_file
+                .as_deref()
+                .map(read_json_file)
+                .transpose()?;
+            let client_secret = read_stdin("the client secret")?;
+            let admin = open_admin(config)?;
+            let new = NewConnection {
+                slug: args.slug,
+                display_name: args.name,
+                logo_url: args.logo_url,
+                enabled: !args.disabled,
+                jit_provisioning: args.jit,
+                trust_verified_email: args.trust_verified_email,
+                settings,
+                mapping,
+                client_secret,
+                domains: args.domains,
+            };
+            let view = block_on(admin.create_connection(&operator, &args.tenant, new))
+                .map_err(|e| admin_error("adding the connection", e))?;
+            println!("added connection {}", view.connection.slug);
+        }
+        ConnectionsCommand::Set(args) => {
+            let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
+            let mapping = args
+                .mapping_file
+                .as_deref()
+                .map(read_json_file)
+                .transpose()?;
+            let client_secret = if args.secret_stdin {
+                Some(read_stdin("the client secret")?)
+            } else {
+                None
+            };
+            let admin = open_admin(config)?;
+            let edit = ConnectionEdit {
+                display_name: args.name,
+                enabled: (args.enable || args.disable).then_some(args.enable),
+                domains: (!args.domains.is_empty()).then_some(args.domains),
+                mapping,
+                client_secret,
+                expected_version: args.expected_version,
+                ..ConnectionEdit::default()
+            };
+            let view = block_on(admin.update_connection(&operator, &args.tenant, &args.slug, edit))
+                .map_err(|e| admin_error("changing the connection", e))?;
+            println!(
+                "updated connection {} (version {})",
+                view.connection.slug, view.connection.version
+            );
+        }
+        ConnectionsCommand::Remove {
+            tenant,
+            slug,
+            reason,
+            operator,
+        } => {
+            let operator = Operator::named(&operator).map_err(|e| admin_error("", e))?;
+            let reason = reason
+                .as_deref()
+                .map(Reason::new)
+                .transpose()
+                .map_err(|e| admin_error("", e))?;
+            let admin = open_admin(config)?;
+            block_on(admin.delete_connection(&operator, &tenant, &slug, reason))
+                .map_err(|e| admin_error("removing the connection", e))?;
+            println!("removed connection {slug}");
+        }
+        ConnectionsCommand::TestMapping {
+            tenant,
+            slug,
+            claims,
+        } => {
+            let claims: Value =
+                serde_json::from_str(&claims).map_err(|e| usage(format!("--claims: {e}")))?;
+            let admin = open_admin(config)?;
+            let profile = block_on(admin.test_mapping(&tenant, &slug, claims))
+                .map_err(|e| admin_error("testing the mapping", e))?;
+            println!(
+                "{:#}",
+                json!({
+                    "email": profile.email,
+                    "given_name": profile.given_name,
+                    "family_name": profile.family_name,
+                    "display_name": profile.display_name,
+                    "custom": profile.custom,
+                    "groups": profile.groups,
+                })
+            );
+        }
+    }
+    Ok(())
+}

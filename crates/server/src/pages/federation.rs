@@ -1,0 +1,247 @@
+//! Signing in with a partner's identity provider: the start (a CSRF-protected
+//! form from the sign-in page's buttons, home-realm discovery and the account
+//! page's "link"), the provider's answer (the callback), and unlinking an identity
+//! on the account page. The authn service does the protocol; these handlers read
+//! the request, call it and map the outcome.
+
+use actix_web::http::StatusCode;
+use actix_web::{HttpResponse, web};
+use gatehouse_authn::AuthnError;
+use gatehouse_authn::federation::{Answer, Begin, Finished, Purpose};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::pages::context::{PageContext, Submitted, csrf_protected};
+use crate::pages::navigation::{safe_return_to, sign_in_url};
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct StartForm {
+    csrf_token: String,
+    return_to: String,
+    /// `link`: a signed-in user adding the connection to their account.
+    purpose: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct CallbackQuery {
+    state: String,
+    code: Option<String>,
+    error: Option<String>,
+    error_description: Option<String>,
+    iss: Option<String>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct UnlinkForm {
+    csrf_token: String,
+    identity: String,
+}
+
+csrf_protected!(StartForm, UnlinkForm);
+
+fn connection_slug(ctx: &PageContext) -> String {
+    ctx.request
+        .match_info()
+        .get("connection")
+        .unwrap_or_default()
+        .to_owned()
+}
+
+/// This connection's callback URL on this tenant (registered at the partner).
+pub fn callback_url(ctx: &PageContext, slug: &str) -> String {
+    format!(
+        "{}{}",
+        ctx.tenant.origin,
+        ctx.path(&format!("/federation/{slug}/callback"))
+    )
+}
+
+/// The page that sends the browser on to the partner. A page and a script, not a
+/// redirect: the form that started this allows only this site as a form target
+/// (CSP `form-action` also covers the redirects after a submission), and the
+/// partner is another site.
+fn continue_upstream(ctx: &PageContext, url: &str) -> HttpResponse {
+    ctx.render(
+        StatusCode::OK,
+        "federation_redirect.html",
+        &json!({ "url": url }),
+    )
+}
+
+/// Starts a federated sign-in (or, with a session, links) and sends the browser
+/// to the partner.
+pub(super) async fn begin(
+    ctx: &PageContext,
+    slug: String,
+    purpose: Purpose,
+    return_to: Option<String>,
+    login_hint: Option<String>,
+) -> HttpResponse {
+    let begin = Begin {
+        purpose,
+        binding: ctx.csrf.value.clone(),
+        redirect_uri: callback_url(ctx, &slug),
+        return_to,
+        login_hint,
+    };
+    match ctx
+        .state
+        .authn
+        .begin_federation(ctx.tenant.tenant.id, slug, begin)
+        .await
+    {
+        Ok(url) => continue_upstream(ctx, &url),
+        Err(error) => federation_failure(ctx, &error),
+    }
+}
+
+pub async fn start(Submitted { ctx, form }: Submitted<StartForm>) -> HttpResponse {
+    let slug = connection_slug(&ctx);
+    let purpose = if form.purpose == "link" {
+        match &ctx.session {
+            Some(session) => Purpose::Link {
+                user: session.user_id,
+            },
+            None => {
+                return ctx.redirect(&sign_in_url(&ctx, Some(&ctx.path("/account/security"))));
+            }
+        }
+    } else {
+        Purpose::SignIn
+    };
+    let return_to = match purpose {
+        Purpose::Link { .. } => Some(ctx.path("/account/security")),
+        Purpose::SignIn => safe_return_to(&ctx, &form.return_to),
+    };
+    begin(&ctx, slug, purpose, return_to, None).await
+}
+
+pub async fn callback(mut ctx: PageContext, query: web::Query<CallbackQuery>) -> HttpResponse {
+    // The answer works once: the same URL again is refused.
+    ctx.reopenable = false;
+    let query = query.into_inner();
+    let answer = Answer {
+        state: query.state,
+        code: query.code,
+        error: query.error,
+        error_description: query.error_description,
+        iss: query.iss,
+    };
+    let result = ctx
+        .state
+        .authn
+        .finish_federation(
+            ctx.tenant.tenant.id,
+            connection_slug(&ctx),
+            answer,
+            ctx.csrf.value.clone(),
+            ctx.session_secret.clone(),
+            ctx.client(),
+        )
+        .await;
+    match result {
+        Ok(Finished::SignedIn {
+            signed_in,
+            return_to,
+        }) => {
+            let target = return_to
+                .and_then(|back| safe_return_to(&ctx, &back))
+                .unwrap_or_else(|| ctx.path("/account"));
+            let mut response = ctx.redirect(&target);
+            ctx.set_session_cookie(&mut response, &signed_in.secret);
+            ctx.set_pending_sign_in(&mut response, None);
+            response
+        }
+        Ok(Finished::Linked { .. }) => ctx.redirect(&format!(
+            "{}?notice=federation.linked",
+            ctx.path("/account/security")
+        )),
+        Ok(Finished::AccountExists { connection }) => ctx.render(
+            StatusCode::CONFLICT,
+            "message.html",
+            &json!({
+                "title": "federation.account_exists.title",
+                "message": "federation.account_exists.message",
+                "partner": connection,
+                "link_href": ctx.path("/signin"),
+                "link_label": "federation.account_exists.link",
+            }),
+        ),
+        Ok(Finished::NoAccount { .. }) => ctx.error_page(
+            StatusCode::FORBIDDEN,
+            "federation.no_account.title",
+            "federation.no_account.message",
+        ),
+        Err(error) => federation_failure(&ctx, &error),
+    }
+}
+
+pub async fn unlink(Submitted { ctx, form }: Submitted<UnlinkForm>) -> HttpResponse {
+    let Some(session) = ctx.session.clone() else {
+        return ctx.redirect(&sign_in_url(&ctx, Some(&ctx.path("/account/security"))));
+    };
+    let Ok(identity) = form.identity.parse() else {
+        return ctx.error_page(
+            StatusCode::NOT_FOUND,
+            "error.not_found.title",
+            "error.not_found.message",
+        );
+    };
+    match ctx
+        .state
+        .authn
+        .unlink_identity(session, identity, ctx.client())
+        .await
+    {
+        Ok(()) => ctx.redirect(&format!(
+            "{}?notice=federation.unlinked",
+            ctx.path("/account/security")
+        )),
+        Err(AuthnError::StepUpRequired) => super::factors::step_up_first(&ctx),
+        Err(AuthnError::LastSignInMethod) => {
+            super::factors::security_view(
+                &ctx,
+                StatusCode::CONFLICT,
+                None,
+                Some("federation.error.last_method"),
+                None,
+            )
+            .await
+        }
+        Err(AuthnError::Store(gatehouse_identity_store::StoreError::NotFound { .. })) => ctx
+            .error_page(
+                StatusCode::NOT_FOUND,
+                "error.not_found.title",
+                "error.not_found.message",
+            ),
+        Err(error) => ctx.authn_failure(&error),
+    }
+}
+
+/// A refused federated sign-in: a page saying so, with the refusal's code as a
+/// reference for support (the detail stays in the log and the audit record).
+fn federation_failure(ctx: &PageContext, error: &AuthnError) -> HttpResponse {
+    let AuthnError::Federation(refusal) = error else {
+        return ctx.authn_failure(error);
+    };
+    tracing::info!(code = refusal.code, detail = %refusal.detail, "federated sign-in refused");
+    let status = match refusal.code {
+        "connection_unknown" => StatusCode::NOT_FOUND,
+        "oidc_discovery" | "oidc_token" | "oidc_userinfo" => StatusCode::BAD_GATEWAY,
+        _ => StatusCode::BAD_REQUEST,
+    };
+    ctx.render(
+        status,
+        "message.html",
+        &json!({
+            "title": "federation.refused.title",
+            "message": "federation.refused.message",
+            "reference": refusal.code,
+            "link_href": ctx.path("/signin"),
+            "link_label": "federation.refused.link",
+        }),
+    )
+}
