@@ -11,9 +11,17 @@ use crate::db::{self, Backend, ConnectOptions};
 use crate::{Pool, PooledConnection};
 
 /// Where the test PostgreSQL server is: `GATEHOUSE_TEST_PG_URL`, or the local default.
+///
+/// The default asks for no TLS. The local server offers it (Debian turns `ssl` on),
+/// and libpq's default `sslmode=prefer` would take it: nothing gained on loopback,
+/// and a test process that exits while an in-process server's threads still hold
+/// or open connections (the event listener reconnecting after its database was
+/// dropped) lets OpenSSL's exit-time cleanup free what a TLS handshake on another
+/// thread is using — an intermittent SIGSEGV after the test had passed.
 pub fn pg_admin_url() -> String {
-    std::env::var("GATEHOUSE_TEST_PG_URL")
-        .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/postgres".to_owned())
+    std::env::var("GATEHOUSE_TEST_PG_URL").unwrap_or_else(|_| {
+        "postgres://postgres@127.0.0.1:5432/postgres?sslmode=disable".to_owned()
+    })
 }
 
 /// Replaces the database name in a PostgreSQL URL.

@@ -1031,3 +1031,162 @@ fn users_are_found_by_a_scim_filter_a_page_at_a_time(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(users_are_found_by_a_scim_filter_a_page_at_a_time);
+
+fn partners_identity_providers_are_managed_through_the_api(backend: Backend) {
+    let app = WebApp::start(backend);
+    let audience = format!("{}/admin/v1", app.base);
+    let admin = token_for(&app, "default", "ops-bot", "admin", &audience);
+    let send = |method: reqwest::Method, path: &str, body: Option<Value>, etag: Option<&str>| {
+        call(&app, Some(&admin), |http, base| {
+            let mut request = http
+                .request(method, format!("{base}/admin/v1{path}"))
+                .header("Gatehouse-Reason", "partner offboarded");
+            if let Some(etag) = etag {
+                request = request.header("If-Match", etag);
+            }
+            match body {
+                Some(body) => request.json(&body),
+                None => request,
+            }
+        })
+    };
+    let secret = "partner-client-secret-value";
+    let created = send(
+        reqwest::Method::POST,
+        "/connections",
+        Some(json!({
+            "slug": "partner",
+            "display_name": "Partner Corp",
+            "client_secret": secret,
+            "domains": ["Partner.Example."],
+            "settings": {"issuer": "https://partner.example", "client_id": "gatehouse"},
+            "mapping": {"rules": [
+                {"from": "email", "to": "email", "transforms": ["lower"], "required": true},
+                {"from": "groups", "to": "group", "transforms": [{"regex": "^sales-(.+)$"}]}
+            ]}
+        })),
+        None,
+    );
+    assert_eq!(created.status(), 201);
+    let created: Value = created.json().unwrap();
+    assert_eq!(created["domains"], json!(["partner.example"]));
+    assert_eq!(created["secret_set"], true);
+    assert!(
+        !created.to_string().contains(secret),
+        "never shown: {created}"
+    );
+    // Sealed at rest: the row does not hold it in clear.
+    {
+        use diesel::prelude::*;
+        use gatehouse_identity_store::schema::federation_connections as stored;
+        let sealed: Vec<Option<String>> = stored::table
+            .select(stored::secrets)
+            .load(&mut *app.db.conn())
+            .unwrap();
+        assert_eq!(sealed.len(), 1);
+        assert!(
+            sealed.iter().flatten().all(|value| !value.contains(secret)),
+            "the secret in clear: {sealed:?}"
+        );
+    }
+
+    // A rule that could never apply is refused when saved, naming the field.
+    let (status, refused) = problem(send(
+        reqwest::Method::POST,
+        "/connections",
+        Some(json!({
+            "slug": "other", "display_name": "Other", "client_secret": "s",
+            "settings": {"issuer": "https://other.example", "client_id": "g"},
+            "mapping": {"rules": [{"from": "groups", "to": "role"}]}
+        })),
+        None,
+    ));
+    assert_eq!(status, 400, "{refused}");
+    assert_eq!(refused["field"], "mapping", "{refused}");
+
+    // Sample claims through the rules; a missing required claim names its rule.
+    let tried: Value = send(
+        reqwest::Method::POST,
+        "/connections/partner/mapping/test",
+        Some(
+            json!({"claims": {"email": "Ann@Partner.Example", "groups": ["sales-emea", "staff"]}}),
+        ),
+        None,
+    )
+    .json()
+    .unwrap();
+    assert_eq!(tried["email"], "ann@partner.example");
+    assert_eq!(tried["groups"], json!(["emea"]));
+    let (status, missing) = problem(send(
+        reqwest::Method::POST,
+        "/connections/partner/mapping/test",
+        Some(json!({"claims": {"groups": []}})),
+        None,
+    ));
+    assert_eq!(status, 400);
+    assert!(
+        missing["detail"]
+            .as_str()
+            .unwrap()
+            .contains("mapping rule 1"),
+        "{missing}"
+    );
+
+    // Changed only at the version read.
+    let shown = send(reqwest::Method::GET, "/connections/partner", None, None);
+    let etag = shown.headers()["etag"].to_str().unwrap().to_owned();
+    let changed = send(
+        reqwest::Method::PATCH,
+        "/connections/partner",
+        Some(json!({"enabled": false, "client_secret": "rotated-secret"})),
+        Some(&etag),
+    );
+    assert_eq!(changed.status(), 200);
+    let stale = send(
+        reqwest::Method::PATCH,
+        "/connections/partner",
+        Some(json!({"enabled": true})),
+        Some(&etag),
+    );
+    assert_eq!(stale.status(), 412);
+
+    assert_eq!(
+        send(reqwest::Method::DELETE, "/connections/partner", None, None).status(),
+        204
+    );
+    assert_eq!(
+        send(reqwest::Method::GET, "/connections/partner", None, None).status(),
+        404
+    );
+    let actions: Vec<(String, String, Value)> = app
+        .audit_events(50)
+        .into_iter()
+        .filter(|e| e.action.starts_with("connection."))
+        .map(|e| (e.action, e.actor, serde_json::from_str(&e.details).unwrap()))
+        .collect();
+    let names: Vec<&str> = actions.iter().map(|(a, _, _)| a.as_str()).collect();
+    assert_eq!(
+        names,
+        [
+            "connection.created",
+            "connection.updated",
+            "connection.deleted"
+        ]
+    );
+    assert!(
+        actions
+            .iter()
+            .all(|(_, actor, _)| actor == "client:ops-bot")
+    );
+    assert_eq!(
+        actions[1].2["changed"],
+        json!(["client_secret", "enabled"]),
+        "{:?}",
+        actions[1].2
+    );
+    assert_eq!(actions[2].2["reason"], "partner offboarded");
+}
+
+gatehouse_identity_store::on_both_backends!(
+    partners_identity_providers_are_managed_through_the_api
+);

@@ -21,14 +21,16 @@ const ROLE_SCOPES: [&str; 4] = ["platform", "admin", "admin:helpdesk", "admin:au
 /// helpdesk reads and supports users, the auditor reads, the tenant administrator
 /// does everything of the tenant, the platform administrator operates tenants.
 fn expected_scopes(action: &str) -> BTreeSet<&'static str> {
-    const HELPDESK: [&str; 9] = [
+    const HELPDESK: [&str; 11] = [
         "users.read",
         "users.sessions.read",
         "users.consents.read",
         "users.audit.read",
+        "users.identities.read",
         "users.reset",
         "users.sessions.end",
         "users.consents.withdraw",
+        "users.identities.write",
         "users.disable",
         "users.enable",
     ];
@@ -311,6 +313,7 @@ fn another_tenants_things_are_not_found_on_every_route(backend: Backend) {
         "group" => "Night%20Shift".to_owned(),
         "client_id" => "ops-bot".to_owned(),
         "slug" | "purpose" => "newsletter".to_owned(),
+        "identity" => gatehouse_core::ids::FederatedIdentityId::new().to_string(),
         other => panic!("no value of the default tenant for {{{other}}}"),
     };
 
@@ -328,6 +331,8 @@ fn another_tenants_things_are_not_found_on_every_route(backend: Backend) {
             ("PATCH", "/clients/{client_id}") => Some(json!({"name": "Mallory"})),
             ("PATCH", "/purposes/{slug}") => Some(json!({"version": 1, "name": "Mallory"})),
             ("PATCH", "/tenants/{slug}") => Some(json!({"display_name": "Mallory"})),
+            ("PATCH", "/connections/{slug}") => Some(json!({"display_name": "Mallory"})),
+            ("POST", "/connections/{slug}/mapping/test") => Some(json!({"claims": {}})),
             _ => None,
         };
         let (status, answer) = read(send(&app, &acme, &method, &url_path, body.as_ref()));

@@ -23,6 +23,7 @@
 
 mod audit;
 mod clients;
+mod connections;
 mod directory;
 mod governance;
 mod openapi;
@@ -82,6 +83,8 @@ admin_routes! {
     delete "/users/{id}/consents/{client_id}" => users::withdraw_app, "users.consents.withdraw";
     delete "/users/{id}/consents/{client_id}/{purpose}" => users::withdraw_purpose, "users.consents.withdraw";
     get "/users/{id}/audit" => users::user_audit, "users.audit.read";
+    get "/users/{id}/identities" => connections::list_identities, "users.identities.read";
+    delete "/users/{id}/identities/{identity}" => connections::remove_identity, "users.identities.write";
     get "/users/{id}/sessions" => users::list_sessions, "users.sessions.read";
     delete "/users/{id}/sessions" => users::end_sessions, "users.sessions.end";
     put "/users/{id}/roles/{role}" => directory::assign_role, "users.roles.write";
@@ -121,6 +124,12 @@ admin_routes! {
     get "/user-extension" => scopes::show_user_extension, "scopes.read";
     put "/user-extension" => scopes::save_user_extension, "scopes.write";
     delete "/user-extension" => scopes::remove_user_extension, "scopes.write";
+    get "/connections" => connections::list_connections, "connections.read";
+    post "/connections" => connections::create_connection, "connections.write";
+    get "/connections/{slug}" => connections::show_connection, "connections.read";
+    patch "/connections/{slug}" => connections::update_connection, "connections.write";
+    delete "/connections/{slug}" => connections::delete_connection, "connections.write";
+    post "/connections/{slug}/mapping/test" => connections::test_mapping, "connections.read";
     get "/purposes" => governance::list_purposes, "purposes.read";
     post "/purposes" => governance::define_purpose, "purposes.write";
     patch "/purposes/{slug}" => governance::update_purpose, "purposes.write";

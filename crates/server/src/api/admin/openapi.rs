@@ -19,8 +19,8 @@ use utoipa::openapi::{Content, Header, Object, Ref, RefOr, Response, ResponseBui
 
 use super::views::{BearerError, Problem};
 use super::{
-    PATH, ROUTE_ACTIONS, audit, clients, directory, governance, json, platform, scopes, themes,
-    users,
+    PATH, ROUTE_ACTIONS, audit, clients, connections, directory, governance, json, platform,
+    scopes, themes, users,
 };
 use crate::http::answer::answered;
 use crate::oauth::resolve;
@@ -57,6 +57,14 @@ use crate::state::AppState;
         users::withdraw_app,
         users::withdraw_purpose,
         users::user_audit,
+        connections::list_identities,
+        connections::remove_identity,
+        connections::list_connections,
+        connections::create_connection,
+        connections::show_connection,
+        connections::update_connection,
+        connections::delete_connection,
+        connections::test_mapping,
         directory::list_roles,
         directory::create_role,
         directory::assign_role,
