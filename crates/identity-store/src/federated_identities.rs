@@ -3,13 +3,15 @@
 //! case-folded, never an email — and a user holds at most one identity per
 //! connection.
 
+use std::collections::HashMap;
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{ConnectionId, FederatedIdentityId, TenantId, UserId};
 
 use crate::error::{map_missing_reference, map_unique, parse_column};
 use crate::query::{FromRow, LoadItems, tenant_rows};
-use crate::schema::federated_identities as identities;
+use crate::schema::{federated_identities as identities, federation_connections as connections};
 use crate::{AnyConnection, StoreError, StoreResult};
 
 const ENTITY: &str = "federated identity";
@@ -155,6 +157,35 @@ pub fn unlink(
     if found.is_some() {
         diesel::delete(tenant_rows!(identities, tenant).filter(identities::id.eq(id.to_string())))
             .execute(conn)?;
+    }
+    Ok(found)
+}
+
+/// The slugs of the connections each of `users` (at most [`crate::MAX_BATCH`]) has
+/// an identity at, by slug; users with none are left out. One query for all.
+pub fn connections_of_users(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    users: &[UserId],
+) -> StoreResult<HashMap<UserId, Vec<String>>> {
+    let ids = crate::batch_ids(users)?;
+    let rows: Vec<(String, String)> = identities::table
+        .inner_join(
+            connections::table.on(connections::id
+                .eq(identities::connection_id)
+                .and(connections::tenant_id.eq(identities::tenant_id))),
+        )
+        .filter(identities::tenant_id.eq(tenant.to_string()))
+        .filter(identities::user_id.eq_any(&ids))
+        .order((identities::user_id.asc(), connections::slug.asc()))
+        .select((identities::user_id, connections::slug))
+        .load(conn)?;
+    let mut found: HashMap<UserId, Vec<String>> = HashMap::new();
+    for (user, slug) in rows {
+        found
+            .entry(parse_column(TABLE, &user)?)
+            .or_default()
+            .push(slug);
     }
     Ok(found)
 }

@@ -152,6 +152,8 @@ pub struct Begin {
     /// Where to go after (an authorization request to resume), already checked.
     pub return_to: Option<String>,
     pub login_hint: Option<String>,
+    /// Who asked, for the audit record of a refusal.
+    pub client: ClientInfo,
 }
 
 /// The partner's answer as the callback received it.
@@ -295,9 +297,27 @@ impl Authn {
         slug: String,
         begin: Begin,
     ) -> Result<String, AuthnError> {
+        let mut connection_id = None;
+        let client = begin.client.clone();
+        let result = self
+            .begin_checked(tenant, slug.clone(), begin, &mut connection_id)
+            .await;
+        self.log_refusal(tenant, &slug, connection_id, &result, client)
+            .await;
+        result
+    }
+
+    async fn begin_checked(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        begin: Begin,
+        connection_id: &mut Option<ConnectionId>,
+    ) -> Result<String, AuthnError> {
         let connection = self
             .blocking(move |_, conn| usable_connection(conn, tenant, &slug))
             .await?;
+        *connection_id = Some(connection.id);
         let settings = OidcSettings::parse(&connection.settings)
             .map_err(|e| Refusal::error("connection_invalid", e))?;
         let provider = self
@@ -373,36 +393,56 @@ impl Authn {
                 &mut connection_id,
             )
             .await;
-        if let Err(AuthnError::Federation(refusal)) = &result {
-            let refusal = refusal.clone();
-            let logged = self
-                .blocking(move |inner, conn| {
-                    if let (Some(id), "mapping") = (connection_id, refusal.code) {
-                        connections::record_error(
-                            conn,
-                            inner.now(),
-                            tenant,
-                            id,
-                            Some(&refusal.detail),
-                        )?;
-                    }
-                    inner.audit(
-                        conn,
-                        tenant,
-                        "anonymous".into(),
-                        "federation.refused",
-                        Some(format!("connection:{slug}")),
-                        Outcome::Denied,
-                        &client,
-                        json!({ "code": refusal.code, "detail": refusal.detail }),
-                    )
-                })
-                .await;
-            if let Err(error) = logged {
-                tracing::error!(%error, "a refused federated sign-in could not be audited");
-            }
-        }
+        self.log_refusal(tenant, &slug, connection_id, &result, client)
+            .await;
         result
+    }
+
+    /// Audits a refused federated sign-in (`federation.refused` with its code) and,
+    /// where the connection itself is at fault (its provider unreachable or
+    /// misdescribed, a mapping rule that cannot apply), records it as the
+    /// connection's last error for operators. A failure to log is logged.
+    async fn log_refusal<T: Send + 'static>(
+        &self,
+        tenant: TenantId,
+        slug: &str,
+        connection: Option<ConnectionId>,
+        result: &Result<T, AuthnError>,
+        client: ClientInfo,
+    ) {
+        let Err(AuthnError::Federation(refusal)) = result else {
+            return;
+        };
+        let refusal = refusal.clone();
+        let slug = slug.to_owned();
+        let logged = self
+            .blocking(move |inner, conn| {
+                if let Some(id) = connection
+                    && matches!(refusal.code, "mapping" | "oidc_discovery")
+                {
+                    connections::record_error(
+                        conn,
+                        inner.now(),
+                        tenant,
+                        id,
+                        Some(&refusal.detail),
+                    )?;
+                }
+                inner.audit(
+                    conn,
+                    tenant,
+                    "anonymous".into(),
+                    "federation.refused",
+                    Some(format!("connection:{slug}")),
+                    Outcome::Denied,
+                    &client,
+                    json!({ "code": refusal.code, "detail": refusal.detail }),
+                )
+            })
+            .await;
+        if let Err(error) = logged {
+            tracing::error!(%error, "a refused federated sign-in could not be audited");
+        }
     }
 
     #[allow(clippy::too_many_arguments)]

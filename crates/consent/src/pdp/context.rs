@@ -125,6 +125,7 @@ pub(crate) fn user_entity(names: &Names, user: &UserFacts) -> Result<Entity, Con
         ),
         ("roles".to_owned(), strings(&user.roles)),
         ("groups".to_owned(), strings(&user.groups)),
+        ("idps".to_owned(), strings(&user.idps)),
         ("consents".to_owned(), strings(&user.consents)),
     ];
     let tags = user.attributes.iter().map(|(name, value)| {

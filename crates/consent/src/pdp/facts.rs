@@ -20,6 +20,9 @@ pub struct UserFacts {
     pub email_verified: bool,
     pub roles: Vec<String>,
     pub groups: Vec<String>,
+    /// The slugs of the federation connections (partners' identity providers) the
+    /// user has a linked identity at.
+    pub idps: Vec<String>,
     /// Current (granted, not withdrawn, not expired) consents as "client_id:purpose".
     pub consents: Vec<String>,
     /// Custom attributes, each as text (JSON text when not a string).

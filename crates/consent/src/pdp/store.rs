@@ -8,7 +8,8 @@ use chrono::{DateTime, Utc};
 use gatehouse_core::ids::{TenantId, UserId};
 use gatehouse_identity_store::decision_log::{self, NewDecision};
 use gatehouse_identity_store::{
-    MAX_BATCH, Pool, StoreError, consent_records, groups, policy_sets, roles, users,
+    MAX_BATCH, Pool, StoreError, consent_records, federated_identities, groups, policy_sets, roles,
+    users,
 };
 
 use super::facts::{DecisionSink, PolicySource, StoredPolicies, SubjectFacts, UserFacts};
@@ -48,10 +49,13 @@ impl SubjectFacts for StoreFacts {
         let roles = roles::roles_of_user(&mut conn, tenant, user_id)?;
         let groups = groups::groups_of_user(&mut conn, tenant, user_id)?;
         let consents = consent_records::current_for_user(&mut conn, now, tenant, user_id)?;
-        Ok(Some(facts(user, roles, groups, consents)))
+        let idps = federated_identities::connections_of_users(&mut conn, tenant, &[user_id])?
+            .remove(&user_id)
+            .unwrap_or_default();
+        Ok(Some(facts(user, roles, groups, idps, consents)))
     }
 
-    /// Five queries for up to [`MAX_BATCH`] users, instead of five per user.
+    /// Six queries for up to [`MAX_BATCH`] users, instead of six per user.
     fn users(
         &self,
         tenant: TenantId,
@@ -74,6 +78,8 @@ impl SubjectFacts for StoreFacts {
             let mut groups = groups::groups_of_users(&mut conn, tenant, &user_ids)?;
             let mut consents =
                 consent_records::current_for_users(&mut conn, now, tenant, &user_ids)?;
+            let mut idps =
+                federated_identities::connections_of_users(&mut conn, tenant, &user_ids)?;
             for user in users::get_many(&mut conn, tenant, &user_ids)? {
                 let id = user.id;
                 let Some(asked_as) = asked.get(&id) else {
@@ -83,6 +89,7 @@ impl SubjectFacts for StoreFacts {
                     user,
                     roles.remove(&id).unwrap_or_default(),
                     groups.remove(&id).unwrap_or_default(),
+                    idps.remove(&id).unwrap_or_default(),
                     consents.remove(&id).unwrap_or_default(),
                 );
                 found.insert((*asked_as).to_owned(), facts);
@@ -97,6 +104,7 @@ fn facts(
     user: users::User,
     roles: Vec<roles::Role>,
     groups: Vec<groups::Group>,
+    idps: Vec<String>,
     consents: Vec<consent_records::CurrentConsent>,
 ) -> UserFacts {
     let attributes = user
@@ -118,6 +126,7 @@ fn facts(
         active: user.data.active,
         roles: roles.into_iter().map(|r| r.name).collect(),
         groups: groups.into_iter().map(|g| g.display_name).collect(),
+        idps,
         consents: consents
             .into_iter()
             .map(|c| format!("{}:{}", c.client_id, c.purpose))

@@ -80,6 +80,7 @@ fn alice() -> UserFacts {
         email_verified: true,
         roles: vec!["exporter".into()],
         groups: vec!["Sales".into()],
+        idps: vec!["partner".into()],
         consents: vec!["crm:marketing".into()],
         attributes: vec![("department".into(), "sales".into())],
     }
@@ -174,6 +175,38 @@ fn permit_needs_a_policy_and_forbid_overrides_permit() {
     assert_eq!(denied.reason.as_deref(), Some("classified"));
     assert_eq!(denied.policies, vec!["no-secret-lists"]);
     assert_eq!(denied.policy_version, Some(1));
+}
+
+/// A policy can require that the user came through a partner: the connections
+/// (federation) the user has a linked identity at are `principal.idps`.
+#[test]
+fn policies_see_the_partners_identity_providers_of_the_user() {
+    let (pdp, memory, tenant) = setup();
+    pdp.save_policies(
+        tenant,
+        r#"@id("partner-users") permit (principal, action == Gatehouse::Action::"read", resource)
+           when { principal.idps.contains("partner") };"#,
+        "test",
+    )
+    .unwrap();
+    assert!(decide(&pdp, tenant, "pep", "read", "bob", json!({})).allowed);
+    let mut bob = alice();
+    bob.id = "bob".into();
+    bob.idps = vec![];
+    memory.users.lock().unwrap().insert("bob".into(), bob);
+    let unlinked = pdp
+        .evaluate(
+            tenant,
+            "pep",
+            &request(json!({
+                "subject": {"type": "user", "id": "bob"},
+                "action": {"name": "read"},
+                "resource": {"type": "document", "id": "d1"},
+            })),
+            None,
+        )
+        .unwrap();
+    assert!(!unlinked.allowed, "no partner identity, no permit");
 }
 
 /// The `ip(...)` context values are kept per address: each address must still give
@@ -728,6 +761,26 @@ mod store_facts {
             groups::add_member(&mut conn, now, tenant, staff.id, bob).unwrap();
             purposes::create(&mut conn, now, tenant, PurposeData { slug: "marketing".into(), name: "Marketing".into(), description: "News.".into(), scopes: vec!["email".into()], legal_basis: LegalBasis::Consent }).unwrap();
             consent_records::append_grant(&mut conn, now, tenant, NewGrant { user: alice, client_id: "crm", purpose: "marketing", version: 1, expires_at: None, channel: "api" }).unwrap();
+            let partner = gatehouse_identity_store::federation_connections::create(
+                &mut conn,
+                &gatehouse_identity_store::testing::test_cipher(),
+                now,
+                tenant,
+                "partner",
+                "oidc",
+                gatehouse_identity_store::federation_connections::ConnectionData {
+                    display_name: "Partner".into(),
+                    logo_url: None,
+                    enabled: true,
+                    jit_provisioning: false,
+                    trust_verified_email: false,
+                    settings: json!({}),
+                    mapping: json!({}),
+                },
+                None,
+            )
+            .unwrap();
+            gatehouse_identity_store::federated_identities::link(&mut conn, now, tenant, partner.id, "sub-a", alice).unwrap();
             drop(conn);
 
             let facts = StoreFacts::new(db.pool().clone());
@@ -747,6 +800,8 @@ mod store_facts {
             assert_eq!(alice_facts.attributes, [("department".to_owned(), "sales".to_owned())]);
             assert!(alice_facts.email_verified);
             assert_eq!(batch[&bob_id].groups, ["Staff"]);
+            assert_eq!(alice_facts.idps, ["partner"]);
+            assert!(batch[&bob_id].idps.is_empty());
         }
     }
 }

@@ -67,6 +67,7 @@ fn person(id: &str, roles: &[&str], groups: &[&str], active: bool) -> UserFacts 
         email_verified: id != "unverified",
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
+        idps: vec![],
         consents: vec!["crm:marketing".into()],
         attributes: vec![],
     }

@@ -86,6 +86,7 @@ pub(super) async fn begin(
         redirect_uri: callback_url(ctx, &slug),
         return_to,
         login_hint,
+        client: ctx.client(),
     };
     match ctx
         .state

@@ -17,6 +17,7 @@ mod cli_themes;
 mod client_assertion;
 mod code_flow;
 mod consent;
+mod federation_oidc;
 mod input_hygiene;
 mod key_rotation;
 mod local_config;
