@@ -10,7 +10,8 @@
 //   client's tokens carry the mapped claims → the same again by home-realm discovery
 //   (an address at the partner's domain typed on the sign-in page) → a partner
 //   identity whose email is a local account's gets nothing until the owner signs in
-//   and links it from the account page → a replayed answer is refused.
+//   and links it from the account page → signing out ends the partner's session
+//   too (RP-initiated logout) → a replayed answer is refused.
 //
 // Screenshots, the server log and the partner's refusals land in
 // e2e/artifacts/federation-oidc/ (not committed).
@@ -94,6 +95,7 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
     }));
     partner = await startPartnerOp({
       redirectUris: [`${server.baseUrl}/federation/partner/callback`],
+      postLogoutRedirectUris: [`${server.baseUrl}/federation/partner/logged-out`],
       users: USERS,
     });
     callback = await startCallbackServer();
@@ -252,6 +254,21 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
     } finally {
       await fresh.close();
     }
+  });
+
+  step('signing out here signs out at the partner too', async () => {
+    await page.goto('/account');
+    await page.getByRole('button', { name: 'Sign out' }).click();
+    // The partner's own end-session page (RP-initiated logout) asks to confirm.
+    await page.waitForURL((u) => u.origin === partner.issuer);
+    await page.getByRole('button', { name: 'Yes, sign me out' }).click();
+    await page.waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/signin');
+    await page.goto('/account');
+    assert.equal(new URL(page.url()).pathname, '/signin', 'signed out here');
+    // The partner asks for a login again: its session ended as well.
+    await page.getByRole('button', { name: `Sign in with ${PARTNER}` }).click();
+    await page.waitForURL((u) => u.origin === partner.issuer);
+    await page.locator('input[name=login]').waitFor();
   });
 
   step('a replayed answer from the partner is refused', async () => {

@@ -18,6 +18,7 @@ pub mod decision_log;
 mod error;
 pub mod events_pg;
 pub mod federated_identities;
+pub mod federated_sessions;
 pub mod federation_connections;
 pub mod federation_requests;
 pub mod grants;

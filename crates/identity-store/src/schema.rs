@@ -500,6 +500,16 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    federated_sessions (session_id) {
+        session_id -> Text,
+        tenant_id -> Text,
+        connection_id -> Text,
+        upstream -> Text,
+        created_at -> Timestamp,
+    }
+}
+
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     users,
@@ -533,4 +543,5 @@ diesel::allow_tables_to_appear_in_same_query!(
     federation_domains,
     federated_identities,
     federation_requests,
+    federated_sessions,
 );

@@ -32,7 +32,8 @@ use gatehouse_identity_store::federation_requests::{self as requests, NewRequest
 use gatehouse_identity_store::sessions::{AuthMethod, Session};
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{
-    AnyConnection, StoreError, credentials, db, federated_identities, groups, tenants,
+    AnyConnection, StoreError, credentials, db, federated_identities, federated_sessions, groups,
+    tenants,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -67,6 +68,14 @@ pub struct OidcSettings {
     /// any other counts as 1.
     #[serde(default)]
     pub acr_levels: BTreeMap<String, i32>,
+    /// Signing out here signs out at the provider too (RP-initiated logout), when
+    /// it offers an end-session endpoint.
+    #[serde(default = "yes")]
+    pub logout: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_scopes() -> Vec<String> {
@@ -214,6 +223,8 @@ pub struct LinkedIdentity {
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub(crate) subject: String,
+    /// The ID token as received (the hint for signing out at the provider).
+    pub(crate) id_token: String,
     pub(crate) claims: Claims,
     pub(crate) aal: i32,
 }
@@ -555,6 +566,50 @@ impl Authn {
         Ok(finished)
     }
 
+    /// Where to send the browser to end `session` at the partner that opened it
+    /// (OpenID Connect RP-initiated logout, with the ID token as hint), if one did,
+    /// its connection signs out upstream, and the provider offers it. `base` is the
+    /// tenant's absolute base URL: the provider sends the browser back to
+    /// `{base}/federation/{slug}/logged-out`. Call before ending the session here;
+    /// what it remembered for the partner is gone afterwards either way.
+    pub async fn upstream_logout_url(
+        &self,
+        session: &Session,
+        base: String,
+    ) -> Result<Option<String>, AuthnError> {
+        let (tenant, session_id) = (session.tenant_id, session.id);
+        let found = self
+            .blocking(move |inner, conn| {
+                let Some((connection, id_token)) =
+                    federated_sessions::take(conn, &inner.cipher, tenant, session_id)?
+                else {
+                    return Ok(None);
+                };
+                match connections::get(conn, tenant, connection) {
+                    Ok(connection) => Ok(Some((connection, id_token))),
+                    Err(StoreError::NotFound { .. }) => Ok(None),
+                    Err(other) => Err(other.into()),
+                }
+            })
+            .await?;
+        let Some((connection, id_token)) = found else {
+            return Ok(None);
+        };
+        let Ok(settings) = OidcSettings::parse(&connection.settings) else {
+            return Ok(None);
+        };
+        if !settings.logout || !connection.enabled {
+            return Ok(None);
+        }
+        let metadata = self
+            .inner
+            .upstream
+            .provider(&self.inner, &connection, &settings)
+            .await?;
+        let back = format!("{base}/federation/{}/logged-out", connection.slug);
+        oidc::logout_url(&metadata, &settings, &id_token, &back)
+    }
+
     /// The user's linked identities.
     pub async fn linked_identities(
         &self,
@@ -847,6 +902,15 @@ impl Inner {
         };
         let signed_in =
             self.open_session(conn, tenant, user.id, vec![method], previous_secret, client)?;
+        federated_sessions::remember(
+            conn,
+            &self.cipher,
+            now,
+            tenant,
+            signed_in.session.id,
+            connection.id,
+            &verified.id_token,
+        )?;
         Ok((
             Finished::SignedIn {
                 signed_in: Box::new(signed_in),

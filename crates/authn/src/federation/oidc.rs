@@ -5,6 +5,7 @@
 //! only where configured).
 
 use std::collections::HashMap;
+use std::str::FromStr;
 use std::sync::{Arc, Mutex};
 
 use base64::Engine;
@@ -21,9 +22,10 @@ use openidconnect::core::{
 };
 use openidconnect::{
     AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, IssuerUrl, LoginHint, Nonce,
-    OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier, ProviderMetadata, RedirectUrl, Scope,
-    SignatureVerificationError, SubjectIdentifier, TokenResponse,
+    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndSessionUrl, IssuerUrl,
+    LoginHint, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
+    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError,
+    SubjectIdentifier, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -304,6 +306,7 @@ impl Upstream {
             .unwrap_or(1);
         Ok(Verified {
             subject,
+            id_token: id_token.to_string(),
             claims,
             aal,
         })
@@ -428,4 +431,35 @@ pub(crate) fn authorization_url(
     }
     let (url, _, _) = request.url();
     Ok((url.to_string(), verifier.secret().clone()))
+}
+
+/// The provider's end-session URL for signing out with `id_token` as the hint,
+/// coming back to `back`; `None` when the provider offers none.
+pub(crate) fn logout_url(
+    metadata: &Metadata,
+    settings: &OidcSettings,
+    id_token: &str,
+    back: &str,
+) -> Result<Option<String>, AuthnError> {
+    let Some(endpoint) = metadata
+        .additional_metadata()
+        .end_session_endpoint
+        .as_deref()
+    else {
+        return Ok(None);
+    };
+    let endpoint = EndSessionUrl::new(endpoint.to_owned())
+        .map_err(|e| Refusal::error("oidc_discovery", format!("end_session_endpoint: {e}")))?;
+    let hint = CoreIdToken::from_str(id_token)
+        .map_err(|e| AuthnError::Internal(format!("the stored ID token: {e}")))?;
+    let back = PostLogoutRedirectUrl::new(back.to_owned())
+        .map_err(|e| AuthnError::Internal(format!("post-logout redirect URI: {e}")))?;
+    Ok(Some(
+        LogoutRequest::from(endpoint)
+            .set_id_token_hint(&hint)
+            .set_client_id(ClientId::new(settings.client_id.clone()))
+            .set_post_logout_redirect_uri(back)
+            .http_get_url()
+            .to_string(),
+    ))
 }

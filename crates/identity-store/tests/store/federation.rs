@@ -7,7 +7,9 @@ use gatehouse_identity_store::federation_connections::{
 use gatehouse_identity_store::federation_requests::{self as requests, NewRequest};
 use gatehouse_identity_store::groups::{self, GroupData};
 use gatehouse_identity_store::users::{self, UserData};
-use gatehouse_identity_store::{federated_identities as identities, testing};
+use gatehouse_identity_store::{
+    federated_identities as identities, federated_sessions as sessions_store, testing,
+};
 use serde_json::json;
 
 use crate::{now, tenant, tenant_and_other};
@@ -106,6 +108,38 @@ gatehouse_identity_store::backend_tests! {
         connections::delete(&mut conn, a, connection.id).unwrap();
         assert!(identities::of_user(&mut conn, a, alice.id).unwrap().is_empty(), "its identities went with it");
         assert!(users::get(&mut conn, a, alice.id).is_ok(), "the user stays");
+    }
+
+    fn a_partners_session_record_is_sealed_and_taken_once(db) {
+        let mut conn = db.conn();
+        let a = tenant(&mut conn, "a");
+        let cipher = cipher();
+        let connection = connections::create(&mut conn, &cipher, now(), a, "partner", "oidc", data("Partner"), None).unwrap();
+        let alice = users::create(&mut conn, now(), a, UserData::new("alice@a.example")).unwrap();
+        let session = gatehouse_identity_store::sessions::create(
+            &mut conn,
+            now(),
+            a,
+            gatehouse_identity_store::sessions::NewSession {
+                user_id: alice.id,
+                secret_hash: "h".into(),
+                idle_timeout: Duration::minutes(30),
+                absolute_timeout: Duration::hours(8),
+                ip: None,
+                user_agent: None,
+                auth_methods: vec![gatehouse_identity_store::sessions::AuthMethod::new("fed", now())],
+                aal: 1,
+            },
+        )
+        .unwrap();
+        sessions_store::remember(&mut conn, &cipher, now(), a, session.id, connection.id, "first.id.token").unwrap();
+        // Signed in again through the partner: the newer token replaces the older.
+        sessions_store::remember(&mut conn, &cipher, now(), a, session.id, connection.id, "eyJ.id.token").unwrap();
+        assert!(testing::rows_of_tenant(&mut conn, a).get("federated_sessions") == Some(&1));
+        let (found, token) = sessions_store::take(&mut conn, &cipher, a, session.id).unwrap().unwrap();
+        assert_eq!(found, connection.id);
+        assert_eq!(token.as_str(), "eyJ.id.token");
+        assert!(sessions_store::take(&mut conn, &cipher, a, session.id).unwrap().is_none(), "taken once");
     }
 
     fn a_request_is_taken_once_by_its_browser(db) {

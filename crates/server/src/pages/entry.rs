@@ -319,16 +319,27 @@ pub async fn resend(Submitted { ctx, form }: Submitted<ResendForm>) -> HttpRespo
 }
 
 pub async fn sign_out(Submitted { ctx, .. }: Submitted<CsrfOnly>) -> HttpResponse {
-    if let Some(session) = ctx.session.clone()
-        && let Err(error) = ctx
+    let mut upstream = None;
+    if let Some(session) = ctx.session.clone() {
+        // A partner's session ends too, where a partner opened this one.
+        let base = format!("{}{}", ctx.tenant.origin, ctx.tenant.base_path);
+        match ctx.state.authn.upstream_logout_url(&session, base).await {
+            Ok(url) => upstream = url,
+            Err(error) => tracing::warn!(%error, "signing out at the partner is skipped"),
+        }
+        if let Err(error) = ctx
             .state
             .authn
             .sign_out(ctx.tenant.tenant.id, session, ctx.client())
             .await
-    {
-        tracing::error!(%error, "sign-out failed");
+        {
+            tracing::error!(%error, "sign-out failed");
+        }
     }
-    let mut response = ctx.redirect(&ctx.path("/signin"));
+    let mut response = match &upstream {
+        Some(url) => super::federation::continue_upstream(&ctx, url),
+        None => ctx.redirect(&ctx.path("/signin")),
+    };
     let _ = response.add_removal_cookie(
         &ctx.cookies
             .removal(ctx.cookies.session_name(&ctx.tenant.tenant.slug)),

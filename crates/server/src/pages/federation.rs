@@ -63,7 +63,7 @@ pub fn callback_url(ctx: &PageContext, slug: &str) -> String {
 /// redirect: the form that started this allows only this site as a form target
 /// (CSP `form-action` also covers the redirects after a submission), and the
 /// partner is another site.
-fn continue_upstream(ctx: &PageContext, url: &str) -> HttpResponse {
+pub(super) fn continue_upstream(ctx: &PageContext, url: &str) -> HttpResponse {
     ctx.render(
         StatusCode::OK,
         "federation_redirect.html",
@@ -178,6 +178,11 @@ pub async fn callback(mut ctx: PageContext, query: web::Query<CallbackQuery>) ->
         ),
         Err(error) => federation_failure(&ctx, &error),
     }
+}
+
+/// Where a partner sends the browser back after signing out there.
+pub async fn logged_out(ctx: PageContext) -> HttpResponse {
+    ctx.redirect(&ctx.path("/signin"))
 }
 
 pub async fn unlink(Submitted { ctx, form }: Submitted<UnlinkForm>) -> HttpResponse {

@@ -148,6 +148,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             web::get().to(federation::callback),
         )
         .route(
+            "/federation/{connection}/logged-out",
+            web::get().to(federation::logged_out),
+        )
+        .route(
             "/account/federation/unlink",
             web::post().to(federation::unlink),
         )

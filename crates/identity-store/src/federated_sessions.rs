@@ -1,0 +1,77 @@
+//! Sessions a partner's identity provider opened: which connection, and what the
+//! provider issued for it (its ID token), sealed with associated data naming the
+//! session, so that signing out can end the session at the partner too.
+
+use chrono::{DateTime, Utc};
+use diesel::prelude::*;
+use gatehouse_core::ids::{ConnectionId, SessionId, TenantId};
+use gatehouse_core::secrets::Cipher;
+use zeroize::Zeroizing;
+
+use crate::error::parse_column;
+use crate::schema::federated_sessions as rows;
+use crate::{AnyConnection, StoreError, StoreResult};
+
+const TABLE: &str = "federated_sessions";
+
+fn aad(tenant: &str, session: &str, connection: &str) -> Vec<u8> {
+    format!("gatehouse/federated-session/v1/{tenant}/{session}/{connection}").into_bytes()
+}
+
+/// Remembers (or, for a session signed in again, replaces) what `connection`
+/// issued for `session`.
+pub fn remember(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    session: SessionId,
+    connection: ConnectionId,
+    upstream: &str,
+) -> StoreResult<()> {
+    let (tenant, session, connection) = (
+        tenant.to_string(),
+        session.to_string(),
+        connection.to_string(),
+    );
+    diesel::delete(rows::table.filter(rows::session_id.eq(&session))).execute(conn)?;
+    diesel::insert_into(rows::table)
+        .values((
+            rows::session_id.eq(&session),
+            rows::tenant_id.eq(&tenant),
+            rows::connection_id.eq(&connection),
+            rows::upstream
+                .eq(cipher.seal(upstream.as_bytes(), &aad(&tenant, &session, &connection))),
+            rows::created_at.eq(now.naive_utc()),
+        ))
+        .execute(conn)?;
+    Ok(())
+}
+
+/// Takes what a partner issued for the session, if a partner opened it: the
+/// connection and the (unsealed) upstream document. The row is gone afterwards.
+pub fn take(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    tenant: TenantId,
+    session: SessionId,
+) -> StoreResult<Option<(ConnectionId, Zeroizing<String>)>> {
+    let (tenant, session) = (tenant.to_string(), session.to_string());
+    let row: Option<(String, String)> = diesel::delete(
+        rows::table
+            .filter(rows::session_id.eq(&session))
+            .filter(rows::tenant_id.eq(&tenant)),
+    )
+    .returning((rows::connection_id, rows::upstream))
+    .get_result(conn)
+    .optional()?;
+    let Some((connection, sealed)) = row else {
+        return Ok(None);
+    };
+    let plain = cipher.open(&sealed, &aad(&tenant, &session, &connection))?;
+    let text = String::from_utf8(plain.to_vec()).map_err(|e| StoreError::corrupt(TABLE, e))?;
+    Ok(Some((
+        parse_column(TABLE, &connection)?,
+        Zeroizing::new(text),
+    )))
+}
