@@ -33,6 +33,7 @@ mod production_path;
 mod proxies;
 mod recovery;
 mod scim;
+mod scripted_op;
 mod startup;
 mod support;
 mod web_kit;
