@@ -14,7 +14,9 @@ use gatehouse_core::tenant_settings::AttributeKind;
 use gatehouse_identity_store::federation_connections::{
     self as store, Connection, ConnectionData, SecretsChange,
 };
-use gatehouse_identity_store::{StoreError, db, federated_identities, tenants};
+use gatehouse_identity_store::{
+    StoreError, db, federated_identities, federated_sessions, sessions, tenants,
+};
 use serde_json::{Value, json};
 
 use crate::{Admin, AdminError, AdminResult, Operator, Reason};
@@ -364,7 +366,9 @@ impl Admin {
     }
 
     /// Deletes a connection with everything linked to it: its domains and every
-    /// identity linked through it (the users stay). Audited with the reason.
+    /// identity linked through it (the users stay), and ends the sessions it
+    /// opened (a partner offboarded signs its users out), telling relying parties.
+    /// Audited with the reason.
     pub async fn delete_connection(
         &self,
         operator: &Operator,
@@ -376,21 +380,43 @@ impl Admin {
         let current = self.connection_row(tenant, slug).await?;
         let admin = self.clone();
         let actor = operator.actor();
-        self.blocking(move |conn| {
-            db::transaction_with(conn, |conn| {
-                store::delete(conn, tenant, current.id).map_err(store_failure)?;
-                admin.audit(
-                    conn,
-                    tenant,
-                    actor,
-                    "connection.deleted",
-                    format!("connection:{}", current.slug),
-                    json!({ "reason": reason.as_ref().map(Reason::as_str) }),
-                )?;
-                Ok(())
+        let ended = self
+            .blocking(move |conn| {
+                db::transaction_with(conn, |conn| {
+                    let now = admin.now();
+                    let mut ended = Vec::new();
+                    for (session, user) in
+                        federated_sessions::open_by_connection(conn, tenant, current.id)?
+                    {
+                        if sessions::end(conn, now, tenant, session, None, "connection_deleted")? {
+                            ended.push((user, session));
+                        }
+                    }
+                    store::delete(conn, tenant, current.id).map_err(store_failure)?;
+                    admin.audit(
+                        conn,
+                        tenant,
+                        actor,
+                        "connection.deleted",
+                        format!("connection:{}", current.slug),
+                        json!({
+                            "reason": reason.as_ref().map(Reason::as_str),
+                            "sessions_ended": ended.len(),
+                        }),
+                    )?;
+                    Ok(ended)
+                })
             })
-        })
-        .await
+            .await?;
+        for (user, session) in ended {
+            self.announce(gatehouse_core::events::DomainEvent::SessionsEnded {
+                tenant,
+                user,
+                sessions: vec![session],
+            });
+            self.tell_sessions_ended(tenant, user, vec![session]).await;
+        }
+        Ok(())
     }
 
     /// What the connection's mapping rules make of `claims` (a JSON object), without

@@ -5,6 +5,8 @@
 use chrono::{DateTime, Utc};
 use diesel::prelude::*;
 use gatehouse_core::ids::{ConnectionId, SessionId, TenantId};
+
+use crate::schema::sessions;
 use gatehouse_core::secrets::Cipher;
 use zeroize::Zeroizing;
 
@@ -74,4 +76,22 @@ pub fn take(
         parse_column(TABLE, &connection)?,
         Zeroizing::new(text),
     )))
+}
+
+/// The sessions `connection` opened that have not ended, with their users.
+pub fn open_by_connection(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    connection: ConnectionId,
+) -> StoreResult<Vec<(SessionId, gatehouse_core::ids::UserId)>> {
+    let rows: Vec<(String, String)> = rows::table
+        .inner_join(sessions::table.on(sessions::id.eq(rows::session_id)))
+        .filter(rows::tenant_id.eq(tenant.to_string()))
+        .filter(rows::connection_id.eq(connection.to_string()))
+        .filter(sessions::ended_at.is_null())
+        .select((rows::session_id, sessions::user_id))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(session, user)| Ok((parse_column(TABLE, &session)?, parse_column(TABLE, &user)?)))
+        .collect()
 }

@@ -510,6 +510,8 @@ diesel::table! {
     }
 }
 
+diesel::joinable!(federated_sessions -> sessions (session_id));
+
 diesel::allow_tables_to_appear_in_same_query!(
     tenants,
     users,

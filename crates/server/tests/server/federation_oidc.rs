@@ -333,6 +333,24 @@ fn forged_answers_from_the_provider_are_refused(backend: Backend) {
         &op.base,
     );
     assert_eq!(page.status, 303, "after the rollover: {}", page.body);
+    assert_eq!(browser.get("/account").status, 200, "signed in");
+
+    // The partner is offboarded: deleting its connection ends the sessions it opened.
+    rt.block_on(admin.delete_connection(&operator, "default", "partner", None))
+        .unwrap();
+    let after = browser.get("/account");
+    assert_eq!(after.status, 303, "{}", after.body);
+    assert!(after.location().unwrap().contains("/signin"), "signed out");
+    let deleted = app
+        .audit_events(300)
+        .into_iter()
+        .find(|e| e.action == "connection.deleted")
+        .unwrap();
+    let details: Value = serde_json::from_str(&deleted.details).unwrap();
+    assert!(
+        details["sessions_ended"].as_u64().unwrap() >= 1,
+        "{details}"
+    );
 }
 
 gatehouse_identity_store::on_both_backends!(forged_answers_from_the_provider_are_refused);

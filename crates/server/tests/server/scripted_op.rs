@@ -121,6 +121,7 @@ impl ScriptedOp {
 }
 
 fn serve(mut stream: std::net::TcpStream, base: &str, script: &Mutex<Script>) {
+    let _ = stream.set_nodelay(true);
     let mut reader = BufReader::new(stream.try_clone().unwrap());
     // Keep-alive: one request after another on the connection.
     loop {
@@ -155,13 +156,13 @@ fn serve(mut stream: std::net::TcpStream, base: &str, script: &Mutex<Script>) {
         } else {
             "200 OK"
         };
-        if write!(
-            stream,
+        // One write for the whole answer: pieces written apart would meet Nagle's
+        // algorithm and the client's delayed ACK (a 40 ms stall each time).
+        let whole = format!(
             "HTTP/1.1 {status}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{text}",
             text.len()
-        )
-        .is_err()
-        {
+        );
+        if stream.write_all(whole.as_bytes()).is_err() {
             return;
         }
     }
