@@ -30,6 +30,7 @@ mod local_config;
 #[allow(dead_code)]
 mod scripted_op;
 
+use common::{at, env_or};
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
@@ -43,13 +44,6 @@ use scripted_op::{IdToken, ScriptedOp, upstream_url};
 use serde_json::json;
 
 const CLIENT_ID: &str = "bench-rp";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// A browser without JavaScript: its CSRF cookie and the form's token.
 struct Browser {
@@ -179,11 +173,6 @@ fn measure(
     let mut latencies: Vec<Duration> = results.iter().flat_map(|(l, _)| l.clone()).collect();
     latencies.sort_unstable();
     (latencies, results.iter().map(|(_, e)| e).sum(), wall)
-}
-
-fn at(latencies: &[Duration], p: f64) -> f64 {
-    let index = ((latencies.len() - 1) as f64 * p).round() as usize;
-    latencies[index].as_secs_f64() * 1000.0
 }
 
 fn main() {

@@ -24,6 +24,7 @@ mod common;
 #[path = "../tests/server/local_config.rs"]
 mod local_config;
 
+use common::env_or;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -38,13 +39,6 @@ use reqwest::blocking::Client;
 use serde_json::{Value, json};
 
 const SECRET: &str = "bench-provisioning-secret-0123456789";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 struct Server {
     base: String,

@@ -26,6 +26,7 @@ mod common;
 #[path = "../tests/server/local_config.rs"]
 mod local_config;
 
+use common::{at, env_or};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
@@ -40,13 +41,6 @@ use local_config::local_config;
 use reqwest::blocking::Client;
 
 const SECRET: &str = "bench-tenant-secret-0123456789abcdef";
-
-fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
-    std::env::var(name)
-        .ok()
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(default)
-}
 
 /// Resident memory of this process, in MiB.
 fn rss_mib() -> f64 {
@@ -145,11 +139,6 @@ fn measure(
     let mut latencies: Vec<Duration> = results.iter().flat_map(|(l, _)| l.clone()).collect();
     latencies.sort_unstable();
     (latencies, results.iter().map(|(_, e)| e).sum())
-}
-
-fn at(latencies: &[Duration], p: f64) -> f64 {
-    let index = ((latencies.len() - 1) as f64 * p).round() as usize;
-    latencies[index].as_secs_f64() * 1000.0
 }
 
 fn main() {

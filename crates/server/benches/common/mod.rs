@@ -164,3 +164,19 @@ impl FormClient {
         status == expected && (expected != 303 || session)
     }
 }
+
+/// The benchmark knob `name` from the environment, else `default`.
+#[allow(dead_code)] // not every benchmark has knobs
+pub fn env_or<T: std::str::FromStr>(name: &str, default: T) -> T {
+    std::env::var(name)
+        .ok()
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(default)
+}
+
+/// The `p` quantile (0–1) of sorted `latencies`, in milliseconds.
+#[allow(dead_code)] // not every benchmark reports quantiles
+pub fn at(latencies: &[Duration], p: f64) -> f64 {
+    let index = ((latencies.len() - 1) as f64 * p).round() as usize;
+    latencies[index].as_secs_f64() * 1000.0
+}
