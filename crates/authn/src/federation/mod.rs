@@ -252,17 +252,15 @@ pub struct SignInOptions {
 impl Authn {
     /// The sign-in page's partner buttons and whether it routes by domain.
     pub async fn sign_in_options(&self, tenant: TenantId) -> Result<SignInOptions, AuthnError> {
-        let buttons = self.sign_in_buttons(tenant).await?;
-        if buttons.is_empty() {
-            return Ok(SignInOptions::default());
-        }
-        let home_realm = self
-            .blocking(move |_, conn| Ok(connections::any_domains(conn, tenant)?))
-            .await?;
-        Ok(SignInOptions {
-            buttons,
-            home_realm,
+        self.blocking(move |_, conn| {
+            let buttons = buttons(conn, tenant)?;
+            let home_realm = !buttons.is_empty() && connections::any_domains(conn, tenant)?;
+            Ok(SignInOptions {
+                buttons,
+                home_realm,
+            })
         })
+        .await
     }
 
     /// The tenant's enabled connections, for the sign-in page's buttons.
@@ -270,18 +268,7 @@ impl Authn {
         &self,
         tenant: TenantId,
     ) -> Result<Vec<ConnectionButton>, AuthnError> {
-        self.blocking(move |_, conn| {
-            Ok(connections::list(conn, tenant)?
-                .into_iter()
-                .filter(|c| c.enabled)
-                .map(|c| ConnectionButton {
-                    slug: c.slug,
-                    display_name: c.display_name,
-                    logo_url: c.logo_url,
-                })
-                .collect())
-        })
-        .await
+        self.blocking(move |_, conn| buttons(conn, tenant)).await
     }
 
     /// The enabled connection an email's domain routes to (home-realm discovery).
@@ -545,17 +532,27 @@ impl Authn {
         let (finished, changed) = self
             .blocking(move |inner, conn| {
                 db::transaction_with(conn, |conn| {
-                    inner.settle(
-                        conn,
-                        tenant,
-                        &connection,
-                        purpose,
-                        &verified,
-                        &profile,
-                        previous_secret,
-                        &client,
-                        return_to,
-                    )
+                    inner
+                        .settle(
+                            conn,
+                            tenant,
+                            &connection,
+                            purpose,
+                            &verified,
+                            &profile,
+                            previous_secret,
+                            &client,
+                            return_to,
+                        )
+                        // What the partner sent that the store will not take (an
+                        // over-long subject or name): the partner's fault, refused
+                        // like any other bad answer, never a server error.
+                        .map_err(|error| match error {
+                            AuthnError::Store(StoreError::Invalid { message, .. }) => {
+                                Refusal::error("upstream_invalid", message)
+                            }
+                            other => other,
+                        })
                 })
             })
             .await?;
@@ -670,6 +667,21 @@ impl Authn {
             .announce(DomainEvent::UserChanged { tenant, user });
         Ok(())
     }
+}
+
+fn buttons(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+) -> Result<Vec<ConnectionButton>, AuthnError> {
+    Ok(connections::list(conn, tenant)?
+        .into_iter()
+        .filter(|c| c.enabled)
+        .map(|c| ConnectionButton {
+            slug: c.slug,
+            display_name: c.display_name,
+            logo_url: c.logo_url,
+        })
+        .collect())
 }
 
 /// The user's identities with their connections' names.
@@ -788,7 +800,7 @@ impl Inner {
                 }
             }
             let user = users::get(conn, tenant, user)?;
-            self.apply_profile(conn, tenant, connection, &user, profile, false)?;
+            self.apply_profile(conn, tenant, connection, &user, profile)?;
             return Ok((Finished::Linked { return_to }, Some(user.id)));
         }
         let (user, created) = match existing {
@@ -797,14 +809,13 @@ impl Inner {
                 (users::get(conn, tenant, identity.user_id)?, false)
             }
             None => {
+                let no_account = || {
+                    let connection = connection.display_name.clone();
+                    Ok((Finished::NoAccount { connection }, None))
+                };
                 let Some(email) = profile.email.clone() else {
                     if !connection.jit_provisioning {
-                        return Ok((
-                            Finished::NoAccount {
-                                connection: connection.display_name.clone(),
-                            },
-                            None,
-                        ));
+                        return no_account();
                     }
                     return Err(Refusal::error(
                         "mapping",
@@ -830,11 +841,12 @@ impl Inner {
                     ));
                 }
                 if !connection.jit_provisioning {
-                    return Ok((
-                        Finished::NoAccount {
-                            connection: connection.display_name.clone(),
-                        },
-                        None,
+                    return no_account();
+                }
+                if !crate::registration::valid_new_email(&email) {
+                    return Err(Refusal::error(
+                        "upstream_invalid",
+                        "the partner's email is not a usable address",
                     ));
                 }
                 let verified_email = connection.trust_verified_email
@@ -893,8 +905,7 @@ impl Inner {
                 "the linked account is disabled",
             ));
         }
-        let changed =
-            self.apply_profile(conn, tenant, connection, &user, profile, created)? || created;
+        let changed = self.apply_profile(conn, tenant, connection, &user, profile)? || created;
         let method = AuthMethod {
             aal: Some(verified.aal),
             idp: Some(connection.slug.clone()),
@@ -921,7 +932,7 @@ impl Inner {
     }
 
     /// Applies what the mapping says to the user: names and custom attributes
-    /// (the email only when the account is new), and the memberships this
+    /// (never the email: it is set when the account is made), and the memberships this
     /// connection's rules make. Returns whether anything changed.
     fn apply_profile(
         &self,
@@ -930,7 +941,6 @@ impl Inner {
         connection: &Connection,
         user: &User,
         profile: &MappedProfile,
-        created: bool,
     ) -> Result<bool, AuthnError> {
         let now = self.now();
         let mut data = user.data.clone();
@@ -983,11 +993,8 @@ impl Inner {
             data.custom_attributes
                 .insert(extension.id.clone(), serde_json::Value::Object(values));
         }
-        let mut changed = false;
-        if data != user.data && !created {
-            users::update(conn, now, tenant, user.id, user.version, data)?;
-            changed = true;
-        } else if data != user.data {
+        let mut changed = data != user.data;
+        if changed {
             users::update(conn, now, tenant, user.id, user.version, data)?;
         }
         let mut wanted: Vec<GroupId> = Vec::new();

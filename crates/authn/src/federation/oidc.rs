@@ -245,7 +245,7 @@ impl Upstream {
             }
             _ => {}
         }
-        let client = client(&metadata, settings, secrets, &exchange.redirect_uri)?;
+        let client = client(&metadata, settings, Some(secrets), &exchange.redirect_uri)?;
         let outbound = self.outbound.clone();
         let http = move |request| call(outbound.clone(), request);
         let token = client
@@ -268,7 +268,8 @@ impl Upstream {
                 metadata = self
                     .discover(inner, connection.id, &settings.issuer)
                     .await?;
-                let client = self::client(&metadata, settings, secrets, &exchange.redirect_uri)?;
+                let client =
+                    self::client(&metadata, settings, Some(secrets), &exchange.redirect_uri)?;
                 check_id_token(inner, &metadata, &client, &id_token, &nonce)
             }
             other => other,
@@ -332,10 +333,12 @@ type Client = CoreClient<
     openidconnect::EndpointMaybeSet,
 >;
 
+/// The client as the provider knows it; `secrets` only where it authenticates
+/// (the token endpoint), not for the authorization request.
 fn client(
     metadata: &Metadata,
     settings: &OidcSettings,
-    secrets: &OidcSecrets,
+    secrets: Option<&OidcSecrets>,
     redirect_uri: &str,
 ) -> Result<Client, AuthnError> {
     let redirect = RedirectUrl::new(redirect_uri.to_owned())
@@ -343,7 +346,7 @@ fn client(
     Ok(CoreClient::from_provider_metadata(
         metadata.clone(),
         ClientId::new(settings.client_id.clone()),
-        Some(ClientSecret::new(secrets.client_secret.clone())),
+        secrets.map(|s| ClientSecret::new(s.client_secret.clone())),
     )
     .set_redirect_uri(redirect)
     .set_auth_type(match settings.client_auth {
@@ -405,14 +408,7 @@ pub(crate) fn authorization_url(
     nonce: &str,
     login_hint: Option<&str>,
 ) -> Result<(String, String), AuthnError> {
-    let redirect = RedirectUrl::new(redirect_uri.to_owned())
-        .map_err(|e| AuthnError::Internal(format!("redirect URI: {e}")))?;
-    let client = CoreClient::from_provider_metadata(
-        metadata.clone(),
-        ClientId::new(settings.client_id.clone()),
-        None,
-    )
-    .set_redirect_uri(redirect);
+    let client = client(metadata, settings, None, redirect_uri)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
     let state = state.to_owned();
     let nonce = nonce.to_owned();

@@ -322,8 +322,12 @@ pub async fn sign_out(Submitted { ctx, .. }: Submitted<CsrfOnly>) -> HttpRespons
     let mut upstream = None;
     if let Some(session) = ctx.session.clone() {
         // A partner's session ends too, where a partner opened this one.
-        let base = format!("{}{}", ctx.tenant.origin, ctx.tenant.base_path);
-        match ctx.state.authn.upstream_logout_url(&session, base).await {
+        match ctx
+            .state
+            .authn
+            .upstream_logout_url(&session, ctx.link_base().0)
+            .await
+        {
             Ok(url) => upstream = url,
             Err(error) => tracing::warn!(%error, "signing out at the partner is skipped"),
         }

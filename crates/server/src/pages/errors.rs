@@ -86,6 +86,14 @@ pub(crate) fn shown(error: &AuthnError) -> Shown {
             title: "error.unavailable.title",
             message: "error.unavailable.message",
         },
+        // Where a page has no better words: the federated sign-in's own page adds
+        // the refusal's reference.
+        AuthnError::Federation(_) => Shown::Page {
+            status: StatusCode::BAD_REQUEST,
+            title: "federation.refused.title",
+            message: "federation.refused.message",
+        },
+        AuthnError::LastSignInMethod => form(StatusCode::CONFLICT, "federation.error.last_method"),
         AuthnError::Store(store) if store.is_unavailable() => Shown::Page {
             status: StatusCode::SERVICE_UNAVAILABLE,
             title: "error.unavailable.title",

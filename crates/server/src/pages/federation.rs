@@ -52,11 +52,7 @@ fn connection_slug(ctx: &PageContext) -> String {
 
 /// This connection's callback URL on this tenant (registered at the partner).
 pub fn callback_url(ctx: &PageContext, slug: &str) -> String {
-    format!(
-        "{}{}",
-        ctx.tenant.origin,
-        ctx.path(&format!("/federation/{slug}/callback"))
-    )
+    format!("{}/federation/{slug}/callback", ctx.link_base().0)
 }
 
 /// The page that sends the browser on to the partner. A page and a script, not a
@@ -102,13 +98,19 @@ pub(super) async fn begin(
 pub async fn start(Submitted { ctx, form }: Submitted<StartForm>) -> HttpResponse {
     let slug = connection_slug(&ctx);
     let purpose = if form.purpose == "link" {
-        match &ctx.session {
-            Some(session) => Purpose::Link {
-                user: session.user_id,
-            },
-            None => {
-                return ctx.redirect(&sign_in_url(&ctx, Some(&ctx.path("/account/security"))));
+        let Some(session) = &ctx.session else {
+            return ctx.redirect(&sign_in_url(&ctx, Some(&ctx.path("/account/security"))));
+        };
+        // A new way into the account is as sensitive as a new second factor.
+        match ctx.factors_of(session.user_id).await {
+            Ok(factors) if ctx.state.authn.needs_step_up(session, &factors) => {
+                return super::factors::step_up_first(&ctx);
             }
+            Ok(_) => {}
+            Err(error) => return ctx.internal_error(&error),
+        }
+        Purpose::Link {
+            user: session.user_id,
         }
     } else {
         Purpose::SignIn
