@@ -8,7 +8,10 @@
 //! discovery document is cached, keyed by its issuer), so nothing is announced.
 
 use gatehouse_authn::federation::mapping::{Claims, MappedProfile, Mapping};
-use gatehouse_authn::federation::{LinkedIdentity, OidcSecrets, OidcSettings, normalise_domain};
+use gatehouse_authn::federation::{
+    KIND_OIDC, KIND_SAML, LinkedIdentity, OidcSecrets, OidcSettings, SamlSecrets, SamlSettings,
+    normalise_domain,
+};
 use gatehouse_core::ids::{FederatedIdentityId, TenantId, UserId};
 use gatehouse_core::tenant_settings::AttributeKind;
 use gatehouse_identity_store::federation_connections::{
@@ -38,12 +41,26 @@ pub struct NewConnection {
     pub enabled: bool,
     pub jit_provisioning: bool,
     pub trust_verified_email: bool,
-    /// The provider's settings ([`OidcSettings`] as JSON).
+    /// `oidc` or `saml`.
+    pub kind: String,
+    /// The provider's settings ([`OidcSettings`] or [`SamlSettings`] as JSON). For
+    /// SAML, the fields given here win over what the IdP metadata says.
     pub settings: Value,
+    /// SAML: the identity provider's metadata, as XML or where to fetch it.
+    pub idp_metadata: Option<IdpMetadata>,
     /// The mapping rules; `None`: the standard claims onto the user's attributes.
     pub mapping: Option<Value>,
-    pub client_secret: String,
+    /// OIDC only: the client secret.
+    pub client_secret: Option<String>,
     pub domains: Vec<String>,
+}
+
+/// Where a SAML identity provider's metadata comes from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum IdpMetadata {
+    Xml(String),
+    /// Fetched once, now, through the outbound client.
+    Url(String),
 }
 
 /// What an update changes; `None` keeps the current value.
@@ -69,10 +86,29 @@ fn invalid(field: &'static str, message: impl Into<String>) -> AdminError {
     }
 }
 
-fn check_settings(settings: &Value) -> AdminResult<()> {
-    OidcSettings::parse(settings)
-        .map(|_| ())
-        .map_err(|e| invalid("settings", e))
+fn check_settings(kind: &str, settings: &Value) -> AdminResult<()> {
+    let checked = match kind {
+        KIND_OIDC => OidcSettings::parse(settings).map(|_| ()),
+        KIND_SAML => SamlSettings::parse(settings).map(|_| ()),
+        _ => return Err(invalid("kind", "must be `oidc` or `saml`")),
+    };
+    checked.map_err(|e| invalid("settings", e))
+}
+
+/// SAML settings from the IdP's metadata, with what the operator gave on top.
+fn overlay(from_metadata: SamlSettings, given: &Value) -> AdminResult<Value> {
+    let mut merged =
+        serde_json::to_value(from_metadata).map_err(|e| AdminError::Unavailable(e.to_string()))?;
+    match (merged.as_object_mut(), given) {
+        (Some(merged), Value::Object(given)) => {
+            for (field, value) in given {
+                merged.insert(field.clone(), value.clone());
+            }
+        }
+        (_, Value::Null) => {}
+        _ => return Err(invalid("settings", "must be an object")),
+    }
+    Ok(merged)
 }
 
 /// The rules parse, and every `custom:` target is a string attribute of the
@@ -156,6 +192,37 @@ fn store_failure(error: StoreError) -> AdminError {
 }
 
 impl Admin {
+    /// The IdP metadata document: as given, or fetched through the outbound
+    /// client (its target rules, timeout and size cap; at most 1 MiB).
+    async fn idp_metadata_xml(&self, source: &IdpMetadata) -> AdminResult<String> {
+        let url = match source {
+            IdpMetadata::Xml(xml) => return Ok(xml.clone()),
+            IdpMetadata::Url(url) => url,
+        };
+        let fetch_failed = |e: &dyn std::fmt::Display| {
+            invalid("idp_metadata", format!("could not fetch {url}: {e}"))
+        };
+        let response = self
+            .outbound
+            .request(gatehouse_outbound::reqwest::Method::GET, url)
+            .map_err(|e| fetch_failed(&e))?
+            .send()
+            .await
+            .map_err(|e| fetch_failed(&e))?;
+        if !response.status().is_success() {
+            return Err(fetch_failed(&response.status()));
+        }
+        let body = self
+            .outbound
+            .read_limited(response)
+            .await
+            .map_err(|e| fetch_failed(&e))?;
+        if body.len() > gatehouse_authn::federation::saml::MAX_METADATA {
+            return Err(invalid("idp_metadata", "the metadata is larger than 1 MiB"));
+        }
+        String::from_utf8(body).map_err(|_| invalid("idp_metadata", "the metadata is not UTF-8"))
+    }
+
     async fn connection_row(&self, tenant: TenantId, slug: &str) -> AdminResult<Connection> {
         let slug = slug.to_owned();
         self.blocking(move |conn| {
@@ -203,15 +270,42 @@ impl Admin {
         new: NewConnection,
     ) -> AdminResult<ConnectionView> {
         let tenant = self.tenant(tenant).await?;
-        check_settings(&new.settings)?;
-        let mapping = new
-            .mapping
-            .clone()
-            .unwrap_or_else(|| json!(Mapping::standard_oidc()));
+        let mut new = new;
+        let secrets = match new.kind.as_str() {
+            KIND_OIDC => {
+                if new.idp_metadata.is_some() {
+                    return Err(invalid("idp_metadata", "is for SAML connections"));
+                }
+                secrets_json(new.client_secret.as_deref().unwrap_or_default())?
+            }
+            KIND_SAML => {
+                if new.client_secret.is_some() {
+                    return Err(invalid("client_secret", "SAML connections have none"));
+                }
+                if let Some(source) = &new.idp_metadata {
+                    let xml = self.idp_metadata_xml(source).await?;
+                    let entity = new.settings.get("idp_entity_id").and_then(Value::as_str);
+                    let read = SamlSettings::from_metadata(&xml, entity)
+                        .map_err(|e| invalid("idp_metadata", e))?;
+                    new.settings = overlay(read, &new.settings)?;
+                }
+                let keys = SamlSecrets::generate(&format!("Gatehouse SP {}", new.slug))
+                    .map_err(|e| AdminError::Unavailable(e.to_string()))?;
+                serde_json::to_string(&keys).map_err(|e| AdminError::Unavailable(e.to_string()))?
+            }
+            _ => return Err(invalid("kind", "must be `oidc` or `saml`")),
+        };
+        check_settings(&new.kind, &new.settings)?;
+        let mapping = new.mapping.clone().unwrap_or_else(|| {
+            json!(if new.kind == KIND_SAML {
+                Mapping::standard_saml()
+            } else {
+                Mapping::standard_oidc()
+            })
+        });
         check_mapping(&tenant, &mapping)?;
         check_logo(&new.logo_url)?;
         let domains = check_domains(&new.domains)?;
-        let secrets = secrets_json(&new.client_secret)?;
         let admin = self.clone();
         let actor = operator.actor();
         let tenant_id = tenant.id;
@@ -223,7 +317,7 @@ impl Admin {
                     admin.now(),
                     tenant_id,
                     &new.slug,
-                    "oidc",
+                    &new.kind,
                     ConnectionData {
                         display_name: new.display_name,
                         logo_url: new.logo_url,
@@ -246,7 +340,8 @@ impl Admin {
                     format!("connection:{}", connection.slug),
                     json!({
                         "kind": connection.kind,
-                        "issuer": connection.settings.get("issuer"),
+                        "issuer": connection.settings.get("issuer")
+                            .or_else(|| connection.settings.get("idp_entity_id")),
                         "enabled": connection.enabled,
                         "jit_provisioning": connection.jit_provisioning,
                         "trust_verified_email": connection.trust_verified_email,
@@ -279,7 +374,7 @@ impl Admin {
             }
         };
         if let Some(settings) = &edit.settings {
-            check_settings(settings)?;
+            check_settings(&current.kind, settings)?;
             mark("settings", *settings != current.settings);
         }
         if let Some(mapping) = &edit.mapping {
@@ -291,6 +386,9 @@ impl Admin {
             mark("logo_url", *logo != current.logo_url);
         }
         let domains = edit.domains.as_deref().map(check_domains).transpose()?;
+        if edit.client_secret.is_some() && current.kind != KIND_OIDC {
+            return Err(invalid("client_secret", "SAML connections have none"));
+        }
         let secrets = edit
             .client_secret
             .as_deref()

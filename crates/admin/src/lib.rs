@@ -56,7 +56,7 @@ pub use client_changes::ClientChange;
 pub use clients::{
     AuthMethod, ClientKind, CreatedClient, GRANTS, MAX_ACCESS_TOKEN_TTL_SECS, NewClient,
 };
-pub use connections::{ConnectionEdit, ConnectionView, NewConnection};
+pub use connections::{ConnectionEdit, ConnectionView, IdpMetadata, NewConnection};
 pub use consents::{ConsentWithdrawal, UserConsents};
 pub use error::AdminError;
 pub use gatehouse_authn::lifecycle::NewAccount;
@@ -243,6 +243,8 @@ pub struct Admin {
     pdp: Pdp,
     urls: Arc<dyn TenantUrls>,
     backchannel: BackchannelSender,
+    /// Fetches what operators point at (IdP metadata).
+    outbound: Outbound,
 }
 
 impl std::fmt::Debug for Admin {
@@ -253,7 +255,7 @@ impl std::fmt::Debug for Admin {
 
 impl Admin {
     pub fn new(parts: AdminParts) -> AdminResult<Admin> {
-        let backchannel = BackchannelSender::new(parts.outbound);
+        let backchannel = BackchannelSender::new(parts.outbound.clone());
         Ok(Admin {
             pool: parts.pool,
             cipher: parts.cipher,
@@ -265,6 +267,7 @@ impl Admin {
             pdp: parts.pdp,
             urls: parts.urls,
             backchannel,
+            outbound: parts.outbound,
         })
     }
 

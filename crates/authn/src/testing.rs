@@ -14,6 +14,8 @@
 pub mod kit;
 /// A mail renderer for tests that run without the server's templates.
 pub mod plain_mail;
+/// A scripted SAML identity provider: signed responses, honest or hostile.
+pub mod saml_idp;
 /// A software passkey authenticator, for the passkey ceremonies.
 pub mod soft_authenticator;
 

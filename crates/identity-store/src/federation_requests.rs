@@ -36,6 +36,8 @@ pub struct TakenRequest {
     pub connection_id: ConnectionId,
     pub purpose: String,
     pub user_id: Option<UserId>,
+    /// The digest naming the browser that began it.
+    pub binding: String,
     pub created_at: DateTime<Utc>,
     pub state: Zeroizing<Vec<u8>>,
 }
@@ -121,9 +123,11 @@ type Row = (
 );
 
 /// Takes the request `id_hash` of this tenant and connection and returns it if it
-/// is bound to `binding` and not expired at `now`. `None` for an unknown, taken,
-/// expired, other-connection or other-browser request (one answer); the row is gone
-/// afterwards in every case but the unknown one.
+/// is not expired at `now` and, when `binding` is given, bound to it. `None` for an
+/// unknown, taken, expired, other-connection or other-browser request (one answer);
+/// the row is gone afterwards in every case but the unknown one. Without a
+/// `binding` (a SAML response, posted cross-site without the browser's cookies)
+/// the caller carries the stored binding on to the step that has the cookies.
 pub fn take(
     conn: &mut AnyConnection,
     cipher: &Cipher,
@@ -131,7 +135,7 @@ pub fn take(
     tenant: TenantId,
     id_hash: &str,
     connection: ConnectionId,
-    binding: &str,
+    binding: Option<&str>,
 ) -> StoreResult<Option<TakenRequest>> {
     let tenant = tenant.to_string();
     let row: Option<Row> = diesel::delete(
@@ -158,7 +162,8 @@ pub fn take(
     let live = expires_at.and_utc() > now;
     if !live
         || stored_connection != connection.to_string()
-        || !crate::webauthn_challenges::same(&stored_binding, binding)
+        || binding
+            .is_some_and(|binding| !crate::webauthn_challenges::same(&stored_binding, binding))
     {
         return Ok(None);
     }
@@ -177,6 +182,7 @@ pub fn take(
         connection_id: parse_column(TABLE, &stored_connection)?,
         user_id: user.map(|u| parse_column(TABLE, &u)).transpose()?,
         purpose,
+        binding: stored_binding,
         created_at: created_at.and_utc(),
         state,
     }))

@@ -34,6 +34,7 @@ mod query;
 pub mod rate_limits;
 pub mod revoked_tokens;
 pub mod roles;
+pub mod saml_replay;
 pub mod schema;
 pub mod sessions;
 pub mod signing_keys;

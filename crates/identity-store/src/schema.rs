@@ -510,6 +510,15 @@ diesel::table! {
     }
 }
 
+diesel::table! {
+    saml_seen_assertions (tenant_id, connection_id, assertion_id) {
+        tenant_id -> Text,
+        connection_id -> Text,
+        assertion_id -> Text,
+        expires_at -> Timestamp,
+    }
+}
+
 diesel::joinable!(federated_sessions -> sessions (session_id));
 
 diesel::allow_tables_to_appear_in_same_query!(
@@ -545,5 +554,6 @@ diesel::allow_tables_to_appear_in_same_query!(
     federation_domains,
     federated_identities,
     federation_requests,
+    saml_seen_assertions,
     federated_sessions,
 );

@@ -212,9 +212,11 @@ fn main() {
                     enabled: true,
                     jit_provisioning: true,
                     trust_verified_email: true,
+                    kind: "oidc".into(),
                     settings: json!({"issuer": op.base, "client_id": CLIENT_ID}),
+                    idp_metadata: None,
                     mapping: None,
-                    client_secret: "bench-client-secret".into(),
+                    client_secret: Some("bench-client-secret".into()),
                     domains: vec![],
                 },
             ))

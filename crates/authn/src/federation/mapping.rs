@@ -240,6 +240,31 @@ impl Mapping {
         }
     }
 
+    /// The common SAML attributes (LDAP names, as most identity providers
+    /// release them) onto the user's own attributes.
+    pub fn standard_saml() -> MappingSpec {
+        let rule = |from: &str, to: &str, transforms: Vec<TransformSpec>| RuleSpec {
+            from: Some(from.into()),
+            constant: None,
+            to: to.into(),
+            transforms,
+            required: false,
+            when: None,
+        };
+        MappingSpec {
+            rules: vec![
+                rule(
+                    "mail",
+                    "email",
+                    vec![TransformSpec::Named(NamedTransform::Lower)],
+                ),
+                rule("givenName", "given_name", vec![]),
+                rule("sn", "family_name", vec![]),
+                rule("displayName", "display_name", vec![]),
+            ],
+        }
+    }
+
     /// Parses stored or submitted rules; the error names the rule at fault.
     pub fn from_json(value: &serde_json::Value) -> Result<Mapping, MappingError> {
         let spec: MappingSpec =

@@ -1,5 +1,5 @@
 //! Federation in: users of a partner sign in with the partner's own identity
-//! provider (upstream OpenID Connect today; SAML 2.0 follows).
+//! provider, over OpenID Connect ([`oidc`]) or SAML 2.0 ([`saml`]).
 //!
 //! A connection is a tenant's configuration of one partner provider. The sign-in
 //! is two requests: [`Authn::begin_federation`] remembers a single-use request
@@ -7,7 +7,10 @@
 //! takes the request back by the `state` the partner returns, checks the answer
 //! (the code exchanged with PKCE, the ID token verified against the provider's
 //! advertised keys and algorithms, the nonce, the issuer) and then, in one
-//! transaction:
+//! transaction settles it. A SAML response arrives as a cross-site POST without
+//! the browser's cookies: [`Authn::saml_acs`] verifies it, takes the request by its
+//! RelayState and keeps the result under a fresh handle bound to the same browser;
+//! [`Authn::finish_saml`], a GET that has the cookies, takes it and settles:
 //! - an identity already linked signs its user in, the mapping rules applied again;
 //! - a signed-in user linking a connection gets the identity linked to them;
 //! - an identity whose email belongs to a local account gets **nothing**: the
@@ -20,6 +23,7 @@
 
 pub mod mapping;
 mod oidc;
+pub mod saml;
 
 use std::collections::BTreeMap;
 
@@ -33,7 +37,7 @@ use gatehouse_identity_store::sessions::{AuthMethod, Session};
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{
     AnyConnection, StoreError, credentials, db, federated_identities, federated_sessions, groups,
-    tenants,
+    saml_replay, tenants,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -42,6 +46,7 @@ use crate::second_factor::SignedIn;
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::{AuthnError, secrets};
 use mapping::{Claims, MappedProfile, Mapping};
+pub use saml::{SamlSecrets, SamlSettings, SpUrls};
 
 pub(crate) use oidc::Upstream;
 
@@ -156,8 +161,8 @@ pub struct Begin {
     pub purpose: Purpose,
     /// Names the browser (its CSRF cookie); the answer must come back to it.
     pub binding: String,
-    /// This connection's callback URL on this tenant.
-    pub redirect_uri: String,
+    /// The tenant's absolute base URL; the connection's callback or ACS is below it.
+    pub base: String,
     /// Where to go after (an authorization request to resume), already checked.
     pub return_to: Option<String>,
     pub login_hint: Option<String>,
@@ -223,11 +228,38 @@ pub struct LinkedIdentity {
 #[derive(Debug)]
 pub(crate) struct Verified {
     pub(crate) subject: String,
-    /// The ID token as received (the hint for signing out at the provider).
-    pub(crate) id_token: String,
+    /// What signing out at the partner needs, kept with the session: the ID token
+    /// as received (OIDC), or the NameID and SessionIndex as JSON (SAML).
+    pub(crate) upstream_session: String,
     pub(crate) claims: Claims,
     pub(crate) aal: i32,
 }
+
+/// A SAML sign-in in flight (sealed in its request row).
+#[derive(Serialize, Deserialize)]
+struct SamlRequestState {
+    request_id: String,
+    return_to: Option<String>,
+}
+
+/// A verified SAML response waiting for its browser (sealed in its row).
+#[derive(Serialize, Deserialize)]
+struct SamlResult {
+    subject: String,
+    upstream_session: String,
+    claims: BTreeMap<String, Vec<String>>,
+    aal: i32,
+    return_to: Option<String>,
+}
+
+/// The callback URL of an OIDC connection on a tenant (registered at the partner).
+pub fn oidc_callback_url(base: &str, slug: &str) -> String {
+    format!("{base}/federation/{slug}/callback")
+}
+
+/// The connection kinds.
+pub const KIND_OIDC: &str = "oidc";
+pub const KIND_SAML: &str = "saml";
 
 /// The sealed state of a request in flight.
 #[derive(Serialize, Deserialize)]
@@ -313,9 +345,13 @@ impl Authn {
         connection_id: &mut Option<ConnectionId>,
     ) -> Result<String, AuthnError> {
         let connection = self
-            .blocking(move |_, conn| usable_connection(conn, tenant, &slug))
+            .blocking(move |_, conn| usable_connection(conn, tenant, &slug, None))
             .await?;
         *connection_id = Some(connection.id);
+        if connection.kind == KIND_SAML {
+            return self.begin_saml(tenant, connection, begin).await;
+        }
+        let redirect_uri = oidc_callback_url(&begin.base, &connection.slug);
         let settings = OidcSettings::parse(&connection.settings)
             .map_err(|e| Refusal::error("connection_invalid", e))?;
         let provider = self
@@ -328,7 +364,7 @@ impl Authn {
         let (url, pkce_verifier) = oidc::authorization_url(
             &provider,
             &settings,
-            &begin.redirect_uri,
+            &redirect_uri,
             &state,
             &nonce,
             begin.login_hint.as_deref(),
@@ -336,25 +372,44 @@ impl Authn {
         let sealed = serde_json::to_vec(&RequestState {
             pkce_verifier,
             nonce,
-            redirect_uri: begin.redirect_uri,
+            redirect_uri,
             return_to: begin.return_to,
         })
         .map_err(|e| AuthnError::Internal(e.to_string()))?;
-        let binding = secrets::digest(&begin.binding);
+        self.remember_request(
+            tenant,
+            connection.id,
+            begin.purpose,
+            secrets::digest(&begin.binding),
+            state_hash,
+            sealed,
+        )
+        .await?;
+        Ok(url)
+    }
+
+    /// Keeps a sign-in in flight (or a verified SAML result) under `id_hash`,
+    /// bound to the browser `binding` names.
+    async fn remember_request(
+        &self,
+        tenant: TenantId,
+        connection: ConnectionId,
+        purpose: Purpose,
+        binding: String,
+        id_hash: String,
+        sealed: Vec<u8>,
+    ) -> Result<(), AuthnError> {
         self.blocking(move |inner, conn| {
             let now = inner.now();
-            let (purpose, user) = match begin.purpose {
-                Purpose::SignIn => (PURPOSE_SIGN_IN, None),
-                Purpose::Link { user } => (PURPOSE_LINK, Some(user)),
-            };
+            let (purpose, user) = purpose_row(purpose);
             requests::insert(
                 conn,
                 &inner.cipher,
                 now,
                 tenant,
-                &state_hash,
+                &id_hash,
                 NewRequest {
-                    connection: connection.id,
+                    connection,
                     purpose,
                     user,
                     binding: &binding,
@@ -364,8 +419,309 @@ impl Authn {
             )?;
             Ok(())
         })
+        .await
+    }
+
+    /// The SAML start: a signed AuthnRequest over the redirect binding, the
+    /// request remembered under the SHA-256 of its RelayState.
+    async fn begin_saml(
+        &self,
+        tenant: TenantId,
+        connection: Connection,
+        begin: Begin,
+    ) -> Result<String, AuthnError> {
+        let settings = SamlSettings::parse(&connection.settings)
+            .map_err(|e| Refusal::error("connection_invalid", e))?;
+        let keys = self.saml_secrets(tenant, connection.id).await?;
+        let urls = SpUrls::new(&begin.base, &connection.slug);
+        let (relay_state, relay_hash) = secrets::generate();
+        let request_id = saml::new_id();
+        let url = saml::authn_request_url(
+            &settings,
+            &keys,
+            &urls,
+            &request_id,
+            &relay_state,
+            self.inner.now(),
+        )?;
+        let sealed = serde_json::to_vec(&SamlRequestState {
+            request_id,
+            return_to: begin.return_to,
+        })
+        .map_err(|e| AuthnError::Internal(e.to_string()))?;
+        self.remember_request(
+            tenant,
+            connection.id,
+            begin.purpose,
+            secrets::digest(&begin.binding),
+            relay_hash,
+            sealed,
+        )
         .await?;
         Ok(url)
+    }
+
+    async fn saml_secrets(
+        &self,
+        tenant: TenantId,
+        connection: ConnectionId,
+    ) -> Result<SamlSecrets, AuthnError> {
+        let text = self
+            .blocking(move |inner, conn| {
+                Ok(connections::secrets(
+                    conn,
+                    &inner.cipher,
+                    tenant,
+                    connection,
+                )?)
+            })
+            .await?
+            .ok_or_else(|| Refusal::error("connection_invalid", "the connection has no SP key"))?;
+        serde_json::from_str(&text)
+            .map_err(|e| AuthnError::Internal(format!("connection secrets: {e}")))
+    }
+
+    /// The connection's SP metadata (signed): what the partner's identity provider
+    /// is configured with. `base` is the tenant's absolute base URL.
+    pub async fn saml_metadata(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        base: String,
+    ) -> Result<String, AuthnError> {
+        let connection = self
+            .blocking(move |_, conn| usable_connection(conn, tenant, &slug, Some(KIND_SAML)))
+            .await?;
+        let settings = SamlSettings::parse(&connection.settings)
+            .map_err(|e| Refusal::error("connection_invalid", e))?;
+        let keys = self.saml_secrets(tenant, connection.id).await?;
+        let urls = SpUrls::new(&base, &connection.slug);
+        saml::sp_metadata(&settings, &keys, &urls, self.inner.now())
+    }
+
+    /// The assertion consumer service: verifies a `SAMLResponse`, takes the
+    /// request its RelayState names, refuses a replay (on every node: the
+    /// assertion's ID is stored until it expires), and keeps the result for the
+    /// browser that began the sign-in. Returns the handle [`Authn::finish_saml`]
+    /// takes it by. A refusal is audited and changes nothing else.
+    pub async fn saml_acs(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        base: String,
+        response: String,
+        relay_state: String,
+        client: ClientInfo,
+    ) -> Result<String, AuthnError> {
+        let mut connection_id = None;
+        let result = self
+            .saml_acs_checked(
+                tenant,
+                slug.clone(),
+                base,
+                response,
+                relay_state,
+                &mut connection_id,
+            )
+            .await;
+        self.log_refusal(tenant, &slug, connection_id, &result, client)
+            .await;
+        result
+    }
+
+    async fn saml_acs_checked(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        base: String,
+        response: String,
+        relay_state: String,
+        connection_id: &mut Option<ConnectionId>,
+    ) -> Result<String, AuthnError> {
+        let connection = self
+            .blocking(move |_, conn| usable_connection(conn, tenant, &slug, Some(KIND_SAML)))
+            .await?;
+        *connection_id = Some(connection.id);
+        let settings = SamlSettings::parse(&connection.settings)
+            .map_err(|e| Refusal::error("connection_invalid", e))?;
+        let urls = SpUrls::new(&base, &connection.slug);
+        let now = self.inner.now();
+        // Signature checks are CPU work: off the async threads, and no pooled
+        // connection held meanwhile.
+        let asserted = tokio::task::spawn_blocking(move || {
+            saml::verify_response(&settings, &urls, &response, now)
+        })
+        .await
+        .map_err(|e| AuthnError::Internal(e.to_string()))??;
+        let relay_hash = secrets::digest(&relay_state);
+        let id = connection.id;
+        // Taken in its own statement: a request answered wrongly is used up too.
+        let taken = self
+            .blocking(move |inner, conn| {
+                Ok(requests::take(
+                    conn,
+                    &inner.cipher,
+                    inner.now(),
+                    tenant,
+                    &relay_hash,
+                    id,
+                    None,
+                )?)
+            })
+            .await?
+            .ok_or_else(|| {
+                Refusal::error(
+                    "saml_state",
+                    "unknown, used or expired RelayState (unsolicited responses are not accepted)",
+                )
+            })?;
+        let state: SamlRequestState = serde_json::from_slice(&taken.state)
+            .map_err(|_| Refusal::error("saml_state", "the RelayState names no SAML request"))?;
+        if asserted.in_response_to.as_deref() != Some(state.request_id.as_str()) {
+            return Err(Refusal::error(
+                "saml_in_response_to",
+                "the response answers another request",
+            ));
+        }
+        let purpose = purpose_of(&taken);
+        let (handle, handle_hash) = secrets::generate();
+        let sealed = serde_json::to_vec(&SamlResult {
+            subject: asserted.subject.clone(),
+            upstream_session: json!({
+                "name_id": asserted.name_id,
+                "format": asserted.name_id_format,
+                "session_index": asserted.session_index,
+            })
+            .to_string(),
+            claims: asserted.claims.0.clone(),
+            aal: asserted.aal,
+            return_to: state.return_to,
+        })
+        .map_err(|e| AuthnError::Internal(e.to_string()))?;
+        let binding = taken.binding;
+        self.blocking(move |inner, conn| {
+            db::transaction_with(conn, |conn| {
+                let now = inner.now();
+                saml_replay::remember(
+                    conn,
+                    tenant,
+                    id,
+                    &asserted.assertion_id,
+                    asserted.remember_until,
+                )
+                .map_err(|e| match e {
+                    StoreError::Conflict { .. } => {
+                        Refusal::error("saml_replay", "the assertion was used before")
+                    }
+                    StoreError::Invalid { message, .. } => {
+                        Refusal::error("saml_structure", message)
+                    }
+                    other => other.into(),
+                })?;
+                let (purpose, user) = purpose_row(purpose);
+                requests::insert(
+                    conn,
+                    &inner.cipher,
+                    now,
+                    tenant,
+                    &handle_hash,
+                    NewRequest {
+                        connection: id,
+                        purpose,
+                        user,
+                        binding: &binding,
+                        state: &sealed,
+                        expires_at: now + Duration::minutes(REQUEST_MINUTES),
+                    },
+                )?;
+                Ok(())
+            })
+        })
+        .await?;
+        Ok(handle)
+    }
+
+    /// Ends a SAML sign-in in the browser that began it: takes the verified
+    /// result by the handle the ACS gave and settles it as any federated sign-in.
+    pub async fn finish_saml(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        handle: String,
+        binding: String,
+        previous_secret: Option<String>,
+        client: ClientInfo,
+    ) -> Result<Finished, AuthnError> {
+        let mut connection_id = None;
+        let result = self
+            .finish_saml_checked(
+                tenant,
+                slug.clone(),
+                handle,
+                binding,
+                previous_secret,
+                client.clone(),
+                &mut connection_id,
+            )
+            .await;
+        self.log_refusal(tenant, &slug, connection_id, &result, client)
+            .await;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn finish_saml_checked(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        handle: String,
+        binding: String,
+        previous_secret: Option<String>,
+        client: ClientInfo,
+        connection_id: &mut Option<ConnectionId>,
+    ) -> Result<Finished, AuthnError> {
+        let binding = secrets::digest(&binding);
+        let handle_hash = secrets::digest(&handle);
+        let (connection, taken) = self
+            .blocking(move |inner, conn| {
+                let connection = usable_connection(conn, tenant, &slug, Some(KIND_SAML))?;
+                let taken = requests::take(
+                    conn,
+                    &inner.cipher,
+                    inner.now(),
+                    tenant,
+                    &handle_hash,
+                    connection.id,
+                    Some(&binding),
+                )?;
+                Ok((connection, taken))
+            })
+            .await?;
+        *connection_id = Some(connection.id);
+        let taken = taken.ok_or_else(|| {
+            Refusal::error(
+                "saml_state",
+                "unknown, used, expired or another browser's sign-in",
+            )
+        })?;
+        let result: SamlResult = serde_json::from_slice(&taken.state)
+            .map_err(|_| Refusal::error("saml_state", "not a verified SAML sign-in"))?;
+        let verified = Verified {
+            subject: result.subject,
+            upstream_session: result.upstream_session,
+            claims: Claims(result.claims),
+            aal: result.aal,
+        };
+        self.conclude(
+            tenant,
+            connection,
+            purpose_of(&taken),
+            verified,
+            result.return_to,
+            previous_secret,
+            client,
+        )
+        .await
     }
 
     /// Finishes a federated sign-in with the partner's answer. A refusal is audited
@@ -458,7 +814,7 @@ impl Authn {
         let state_hash = secrets::digest(&answer.state);
         let (connection, taken, secret) = self
             .blocking(move |inner, conn| {
-                let connection = usable_connection(conn, tenant, &slug)?;
+                let connection = usable_connection(conn, tenant, &slug, Some(KIND_OIDC))?;
                 let taken = requests::take(
                     conn,
                     &inner.cipher,
@@ -466,7 +822,7 @@ impl Authn {
                     tenant,
                     &state_hash,
                     connection.id,
-                    &binding,
+                    Some(&binding),
                 )?;
                 let secret = connections::secrets(conn, &inner.cipher, tenant, connection.id)?;
                 Ok((connection, taken, secret))
@@ -519,16 +875,36 @@ impl Authn {
                 },
             )
             .await?;
+        self.conclude(
+            tenant,
+            connection,
+            purpose_of(&taken),
+            verified,
+            state.return_to,
+            previous_secret,
+            client,
+        )
+        .await
+    }
+
+    /// What every verified federated sign-in ends with: the mapping applied and
+    /// the settling transaction.
+    #[allow(clippy::too_many_arguments)]
+    async fn conclude(
+        &self,
+        tenant: TenantId,
+        connection: Connection,
+        purpose: Purpose,
+        verified: Verified,
+        return_to: Option<String>,
+        previous_secret: Option<String>,
+        client: ClientInfo,
+    ) -> Result<Finished, AuthnError> {
         let mapping = Mapping::from_json(&connection.mapping)
             .map_err(|e| Refusal::error("mapping", e.to_string()))?;
         let profile = mapping
             .apply(&verified.claims)
             .map_err(|e| Refusal::error("mapping", e.to_string()))?;
-        let purpose = match (taken.purpose.as_str(), taken.user_id) {
-            (PURPOSE_LINK, Some(user)) => Purpose::Link { user },
-            _ => Purpose::SignIn,
-        };
-        let return_to = state.return_to;
         let (finished, changed) = self
             .blocking(move |inner, conn| {
                 db::transaction_with(conn, |conn| {
@@ -592,6 +968,10 @@ impl Authn {
         let Some((connection, id_token)) = found else {
             return Ok(None);
         };
+        // SAML single logout is not built yet: the session ends here only.
+        if connection.kind != KIND_OIDC {
+            return Ok(None);
+        }
         let Ok(settings) = OidcSettings::parse(&connection.settings) else {
             return Ok(None);
         };
@@ -730,13 +1110,33 @@ pub fn normalise_domain(domain: &str) -> Option<String> {
     }
 }
 
+fn purpose_row(purpose: Purpose) -> (&'static str, Option<UserId>) {
+    match purpose {
+        Purpose::SignIn => (PURPOSE_SIGN_IN, None),
+        Purpose::Link { user } => (PURPOSE_LINK, Some(user)),
+    }
+}
+
+fn purpose_of(taken: &requests::TakenRequest) -> Purpose {
+    match (taken.purpose.as_str(), taken.user_id) {
+        (PURPOSE_LINK, Some(user)) => Purpose::Link { user },
+        _ => Purpose::SignIn,
+    }
+}
+
+/// The tenant's enabled connection `slug`, of `kind` where one is named.
 fn usable_connection(
     conn: &mut AnyConnection,
     tenant: TenantId,
     slug: &str,
+    kind: Option<&str>,
 ) -> Result<Connection, AuthnError> {
     match connections::find_by_slug(conn, tenant, slug)? {
-        Some(connection) if connection.enabled && connection.kind == "oidc" => Ok(connection),
+        Some(connection)
+            if connection.enabled && kind.is_none_or(|kind| connection.kind == kind) =>
+        {
+            Ok(connection)
+        }
         _ => Err(Refusal::error(
             "connection_unknown",
             format!("no enabled connection `{slug}`"),
@@ -920,7 +1320,7 @@ impl Inner {
             tenant,
             signed_in.session.id,
             connection.id,
-            &verified.id_token,
+            &verified.upstream_session,
         )?;
         Ok((
             Finished::SignedIn {

@@ -307,7 +307,7 @@ impl Upstream {
             .unwrap_or(1);
         Ok(Verified {
             subject,
-            id_token: id_token.to_string(),
+            upstream_session: id_token.to_string(),
             claims,
             aal,
         })

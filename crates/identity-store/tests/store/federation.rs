@@ -8,7 +8,7 @@ use gatehouse_identity_store::federation_requests::{self as requests, NewRequest
 use gatehouse_identity_store::groups::{self, GroupData};
 use gatehouse_identity_store::users::{self, UserData};
 use gatehouse_identity_store::{
-    federated_identities as identities, federated_sessions as sessions_store, testing,
+    federated_identities as identities, federated_sessions as sessions_store, saml_replay, testing,
 };
 use serde_json::json;
 
@@ -157,17 +157,51 @@ gatehouse_identity_store::backend_tests! {
             expires_at: now() + Duration::minutes(10),
         };
         requests::insert(&mut conn, &cipher, now(), a, "h1", new("browser")).unwrap();
-        let taken = requests::take(&mut conn, &cipher, now(), a, "h1", connection.id, "browser").unwrap().unwrap();
+        let taken = requests::take(&mut conn, &cipher, now(), a, "h1", connection.id, Some("browser")).unwrap().unwrap();
         assert_eq!(taken.state.as_slice(), b"pkce+nonce");
-        assert!(requests::take(&mut conn, &cipher, now(), a, "h1", connection.id, "browser").unwrap().is_none(), "used once");
+        assert!(requests::take(&mut conn, &cipher, now(), a, "h1", connection.id, Some("browser")).unwrap().is_none(), "used once");
         requests::insert(&mut conn, &cipher, now(), a, "h2", new("browser")).unwrap();
-        assert!(requests::take(&mut conn, &cipher, now(), a, "h2", connection.id, "another").unwrap().is_none(), "another browser's");
-        assert!(requests::take(&mut conn, &cipher, now(), a, "h2", connection.id, "browser").unwrap().is_none(), "gone after a wrong attempt");
+        assert!(requests::take(&mut conn, &cipher, now(), a, "h2", connection.id, Some("another")).unwrap().is_none(), "another browser's");
+        assert!(requests::take(&mut conn, &cipher, now(), a, "h2", connection.id, Some("browser")).unwrap().is_none(), "gone after a wrong attempt");
         requests::insert(&mut conn, &cipher, now(), a, "h3", new("browser")).unwrap();
-        assert!(requests::take(&mut conn, &cipher, now(), a, "h3", other.id, "browser").unwrap().is_none(), "another connection's");
+        assert!(requests::take(&mut conn, &cipher, now(), a, "h3", other.id, Some("browser")).unwrap().is_none(), "another connection's");
         requests::insert(&mut conn, &cipher, now(), a, "h4", new("browser")).unwrap();
-        assert!(requests::take(&mut conn, &cipher, now() + Duration::minutes(11), a, "h4", connection.id, "browser").unwrap().is_none(), "expired");
+        assert!(requests::take(&mut conn, &cipher, now() + Duration::minutes(11), a, "h4", connection.id, Some("browser")).unwrap().is_none(), "expired");
         requests::insert(&mut conn, &cipher, now(), a, "h5", new("browser")).unwrap();
         assert_eq!(requests::prune_expired(&mut conn, now() + Duration::minutes(11)).unwrap(), 1);
+        // A SAML response comes without the browser's cookies: taken unbound, the
+        // stored binding goes on to the step that has them.
+        requests::insert(&mut conn, &cipher, now(), a, "h6", new("browser")).unwrap();
+        let taken = requests::take(&mut conn, &cipher, now(), a, "h6", connection.id, None).unwrap().unwrap();
+        assert_eq!(taken.binding, "browser");
+        assert!(requests::take(&mut conn, &cipher, now(), a, "h6", connection.id, None).unwrap().is_none(), "used once");
+    }
+
+    fn an_assertion_is_accepted_once_until_it_expires(db) {
+        let mut conn = db.conn();
+        let a = tenant(&mut conn, "a");
+        let b = tenant(&mut conn, "b");
+        let cipher = cipher();
+        let connection = connections::create(&mut conn, &cipher, now(), a, "partner", "saml", data("Partner"), None).unwrap();
+        let other = connections::create(&mut conn, &cipher, now(), a, "other", "saml", data("Other"), None).unwrap();
+        let elsewhere = connections::create(&mut conn, &cipher, now(), b, "partner", "saml", data("Partner"), None).unwrap();
+        let until = now() + Duration::minutes(5);
+        saml_replay::remember(&mut conn, a, connection.id, "_a1", until).unwrap();
+        assert!(matches!(
+            saml_replay::remember(&mut conn, a, connection.id, "_a1", until),
+            Err(StoreError::Conflict { field: "assertion_id", .. })
+        ), "a replay");
+        // IDs are the issuer's: another connection (or tenant) may use the same one.
+        saml_replay::remember(&mut conn, a, other.id, "_a1", until).unwrap();
+        saml_replay::remember(&mut conn, b, elsewhere.id, "_a1", until).unwrap();
+        assert!(matches!(
+            saml_replay::remember(&mut conn, a, connection.id, &"x".repeat(257), until),
+            Err(StoreError::Invalid { .. })
+        ));
+        assert_eq!(saml_replay::prune_expired(&mut conn, now()).unwrap(), 0);
+        assert_eq!(saml_replay::prune_expired(&mut conn, until).unwrap(), 3);
+        saml_replay::remember(&mut conn, a, connection.id, "_a1", until).unwrap();
+        connections::delete(&mut conn, a, connection.id).unwrap();
+        saml_replay::remember(&mut conn, a, other.id, "_a2", until).unwrap();
     }
 }

@@ -1,4 +1,4 @@
-//! `gatehouse connections list | show | add-oidc | set | remove | test-mapping`:
+//! `gatehouse connections list | show | add-oidc | add-saml | set | remove | test-mapping`:
 //! a tenant's partner identity providers, through the admin layer, which checks
 //! settings and mapping rules before saving, seals the client secret and audits
 //! every change. Running servers read connections from the database at each
@@ -7,7 +7,9 @@
 use std::io::Read;
 
 use clap::{Args, Subcommand};
-use gatehouse_admin::{ConnectionEdit, ConnectionView, NewConnection, Operator, Reason};
+use gatehouse_admin::{
+    ConnectionEdit, ConnectionView, IdpMetadata, NewConnection, Operator, Reason,
+};
 use gatehouse_core::config::Config;
 use serde_json::{Value, json};
 
@@ -31,6 +33,10 @@ pub enum ConnectionsCommand {
     },
     /// Add an upstream OpenID provider. The client secret is read from standard input.
     AddOidc(AddOidcArgs),
+    /// Add an upstream SAML identity provider from its metadata (a file or a URL).
+    /// Gatehouse makes the connection's own SP key; its metadata is served at
+    /// `/federation/<slug>/saml/metadata`.
+    AddSaml(AddSamlArgs),
     /// Change a connection (at the version `show` printed).
     Set(SetArgs),
     /// Delete a connection with its domains and linked identities (the users stay).
@@ -104,6 +110,66 @@ pub struct AddOidcArgs {
     disabled: bool,
     #[arg(long)]
     operator: String,
+}
+
+#[derive(Debug, Args)]
+pub struct AddSamlArgs {
+    #[arg(long, default_value = "default")]
+    tenant: String,
+    /// Part of the SP's URLs: `/federation/<slug>/saml/...`.
+    #[arg(long)]
+    slug: String,
+    /// The name on the sign-in button.
+    #[arg(long)]
+    name: String,
+    /// The identity provider's metadata, as a file.
+    #[arg(
+        long,
+        conflicts_with = "metadata_url",
+        required_unless_present = "metadata_url"
+    )]
+    metadata_file: Option<std::path::PathBuf>,
+    /// The identity provider's metadata, fetched once from this URL.
+    #[arg(long)]
+    metadata_url: Option<String>,
+    /// The entityID to take from an aggregate (and to insist on).
+    #[arg(long)]
+    entity_id: Option<String>,
+    /// The attribute naming the user, where the NameID is not persistent.
+    #[arg(long)]
+    subject_attribute: Option<String>,
+    /// An AuthnContextClassRef and the assurance level it stands for, `value=level`.
+    #[arg(long = "authn-context-level")]
+    authn_context_levels: Vec<String>,
+    /// An email domain whose users sign in with this provider (repeat for several).
+    #[arg(long = "domain")]
+    domains: Vec<String>,
+    /// Create an account for a partner user who has none (just in time).
+    #[arg(long)]
+    jit: bool,
+    /// Mapping rules, as a JSON file; default: mail, givenName, sn, displayName.
+    #[arg(long)]
+    mapping_file: Option<std::path::PathBuf>,
+    #[arg(long)]
+    logo_url: Option<String>,
+    /// Added disabled (no button, no sign-in) until `set --enable`.
+    #[arg(long)]
+    disabled: bool,
+    #[arg(long)]
+    operator: String,
+}
+
+/// `value=level` pairs as a JSON object.
+fn levels(pairs: &[String], flag: &str) -> Result<serde_json::Map<String, Value>, ServerError> {
+    let mut levels = serde_json::Map::new();
+    for pair in pairs {
+        let (value, level) = pair
+            .rsplit_once('=')
+            .and_then(|(v, l)| Some((v, l.parse::<i64>().ok()?)))
+            .ok_or_else(|| usage(format!("--{flag} `{pair}`: use value=level")))?;
+        levels.insert(value.to_owned(), json!(level));
+    }
+    Ok(levels)
 }
 
 #[derive(Debug, Args)]
@@ -203,14 +269,7 @@ pub fn run(config: &Config, command: ConnectionsCommand) -> Result<(), ServerErr
         }
         ConnectionsCommand::AddOidc(args) => {
             let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
-            let mut acr_levels = serde_json::Map::new();
-            for pair in &args.acr_levels {
-                let (value, level) = pair
-                    .rsplit_once('=')
-                    .and_then(|(v, l)| Some((v, l.parse::<i64>().ok()?)))
-                    .ok_or_else(|| usage(format!("--acr-level `{pair}`: use value=level")))?;
-                acr_levels.insert(value.to_owned(), json!(level));
-            }
+            let acr_levels = levels(&args.acr_levels, "acr-level")?;
             let mut settings = json!({
                 "issuer": args.issuer,
                 "client_id": args.client_id,
@@ -235,14 +294,64 @@ pub fn run(config: &Config, command: ConnectionsCommand) -> Result<(), ServerErr
                 enabled: !args.disabled,
                 jit_provisioning: args.jit,
                 trust_verified_email: args.trust_verified_email,
+                kind: "oidc".into(),
                 settings,
+                idp_metadata: None,
                 mapping,
-                client_secret,
+                client_secret: Some(client_secret),
                 domains: args.domains,
             };
             let view = block_on(admin.create_connection(&operator, &args.tenant, new))
                 .map_err(|e| admin_error("adding the connection", e))?;
             println!("added connection {}", view.connection.slug);
+        }
+        ConnectionsCommand::AddSaml(args) => {
+            let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;
+            let metadata = match (&args.metadata_file, &args.metadata_url) {
+                (Some(path), _) => IdpMetadata::Xml(
+                    std::fs::read_to_string(path)
+                        .map_err(|e| usage(format!("{}: {e}", path.display())))?,
+                ),
+                (None, Some(url)) => IdpMetadata::Url(url.clone()),
+                (None, None) => return Err(usage("--metadata-file or --metadata-url is needed")),
+            };
+            let mut settings = serde_json::Map::new();
+            if let Some(entity) = &args.entity_id {
+                settings.insert("idp_entity_id".into(), json!(entity));
+            }
+            if let Some(attribute) = &args.subject_attribute {
+                settings.insert("subject_attribute".into(), json!(attribute));
+            }
+            let context_levels = levels(&args.authn_context_levels, "authn-context-level")?;
+            if !context_levels.is_empty() {
+                settings.insert("authn_context_levels".into(), Value::Object(context_levels));
+            }
+            let mapping = args
+                .mapping_file
+                .as_deref()
+                .map(read_json_file)
+                .transpose()?;
+            let admin = open_admin(config)?;
+            let new = NewConnection {
+                slug: args.slug,
+                display_name: args.name,
+                logo_url: args.logo_url,
+                enabled: !args.disabled,
+                jit_provisioning: args.jit,
+                trust_verified_email: false,
+                kind: "saml".into(),
+                settings: Value::Object(settings),
+                idp_metadata: Some(metadata),
+                mapping,
+                client_secret: None,
+                domains: args.domains,
+            };
+            let view = block_on(admin.create_connection(&operator, &args.tenant, new))
+                .map_err(|e| admin_error("adding the connection", e))?;
+            println!(
+                "added connection {} (its SP metadata: <tenant base>/federation/{}/saml/metadata)",
+                view.connection.slug, view.connection.slug
+            );
         }
         ConnectionsCommand::Set(args) => {
             let operator = Operator::named(&args.operator).map_err(|e| admin_error("", e))?;

@@ -33,6 +33,22 @@ pub struct CallbackQuery {
     iss: Option<String>,
 }
 
+/// What an identity provider posts to the assertion consumer service.
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct AcsForm {
+    #[serde(rename = "SAMLResponse")]
+    saml_response: String,
+    #[serde(rename = "RelayState")]
+    relay_state: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
+pub struct FinishQuery {
+    h: String,
+}
+
 #[derive(Deserialize, Default)]
 #[serde(default)]
 pub struct UnlinkForm {
@@ -48,11 +64,6 @@ fn connection_slug(ctx: &PageContext) -> String {
         .get("connection")
         .unwrap_or_default()
         .to_owned()
-}
-
-/// This connection's callback URL on this tenant (registered at the partner).
-pub fn callback_url(ctx: &PageContext, slug: &str) -> String {
-    format!("{}/federation/{slug}/callback", ctx.link_base().0)
 }
 
 /// The page that sends the browser on to the partner. A page and a script, not a
@@ -79,7 +90,7 @@ pub(super) async fn begin(
     let begin = Begin {
         purpose,
         binding: ctx.csrf.value.clone(),
-        redirect_uri: callback_url(ctx, &slug),
+        base: ctx.link_base().0,
         return_to,
         login_hint,
         client: ctx.client(),
@@ -145,13 +156,18 @@ pub async fn callback(mut ctx: PageContext, query: web::Query<CallbackQuery>) ->
             ctx.client(),
         )
         .await;
+    finished(&ctx, result).await
+}
+
+/// The page or redirect that ends a federated sign-in, whichever protocol it took.
+async fn finished(ctx: &PageContext, result: Result<Finished, AuthnError>) -> HttpResponse {
     match result {
         Ok(Finished::SignedIn {
             signed_in,
             return_to,
         }) => {
             let target = return_to
-                .and_then(|back| safe_return_to(&ctx, &back))
+                .and_then(|back| safe_return_to(ctx, &back))
                 .unwrap_or_else(|| ctx.path("/account"));
             let mut response = ctx.redirect(&target);
             ctx.set_session_cookie(&mut response, &signed_in.secret);
@@ -178,8 +194,85 @@ pub async fn callback(mut ctx: PageContext, query: web::Query<CallbackQuery>) ->
             "federation.no_account.title",
             "federation.no_account.message",
         ),
+        Err(error) => federation_failure(ctx, &error),
+    }
+}
+
+/// The connection's SAML service-provider metadata (signed), for the partner's
+/// identity provider.
+pub async fn saml_metadata(ctx: PageContext) -> HttpResponse {
+    match ctx
+        .state
+        .authn
+        .saml_metadata(
+            ctx.tenant.tenant.id,
+            connection_slug(&ctx),
+            ctx.link_base().0,
+        )
+        .await
+    {
+        Ok(xml) => HttpResponse::Ok()
+            .content_type("application/samlmetadata+xml")
+            .insert_header(("Cache-Control", "public, max-age=3600"))
+            .body(xml),
         Err(error) => federation_failure(&ctx, &error),
     }
+}
+
+/// The assertion consumer service (HTTP-POST binding). The partner's page posts
+/// here cross-site, so the browser's SameSite cookies are not sent: no session,
+/// no CSRF token. The response is checked and its result kept for the browser
+/// that began the sign-in, which [`saml_finish`] (a GET, with the cookies) ends.
+pub async fn saml_acs(mut ctx: PageContext, form: web::Form<AcsForm>) -> HttpResponse {
+    // Without the browser's cookies this request would otherwise be given a fresh
+    // CSRF cookie, replacing the one the sign-in is bound to.
+    ctx.csrf.set_cookie = None;
+    ctx.reopenable = false;
+    let form = form.into_inner();
+    let slug = connection_slug(&ctx);
+    match ctx
+        .state
+        .authn
+        .saml_acs(
+            ctx.tenant.tenant.id,
+            slug.clone(),
+            ctx.link_base().0,
+            form.saml_response,
+            form.relay_state,
+            ctx.client(),
+        )
+        .await
+    {
+        Ok(handle) => HttpResponse::SeeOther()
+            .insert_header((
+                "Location",
+                format!(
+                    "{}?h={handle}",
+                    ctx.path(&format!("/federation/{slug}/saml/finish"))
+                ),
+            ))
+            .insert_header(("Cache-Control", "no-store"))
+            .finish(),
+        Err(error) => federation_failure(&ctx, &error),
+    }
+}
+
+/// The end of a SAML sign-in, in the browser that began it.
+pub async fn saml_finish(mut ctx: PageContext, query: web::Query<FinishQuery>) -> HttpResponse {
+    ctx.reopenable = false;
+    let result = ctx
+        .state
+        .authn
+        .finish_saml(
+            ctx.tenant.tenant.id,
+            connection_slug(&ctx),
+            query.into_inner().h,
+            ctx.csrf.value.clone(),
+            ctx.session_secret.clone(),
+            ctx.client(),
+        )
+        .await;
+    finished(&ctx, result).await
 }
 
 /// Where a partner sends the browser back after signing out there.

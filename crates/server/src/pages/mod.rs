@@ -148,6 +148,23 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             web::get().to(federation::callback),
         )
         .route(
+            "/federation/{connection}/saml/metadata",
+            web::get().to(federation::saml_metadata),
+        )
+        .service(
+            // Real identity providers' responses outgrow the pages' 16 KiB forms.
+            web::resource("/federation/{connection}/saml/acs")
+                .app_data(
+                    web::FormConfig::default()
+                        .limit(gatehouse_authn::federation::saml::MAX_ENCODED_RESPONSE + 1024),
+                )
+                .route(web::post().to(federation::saml_acs)),
+        )
+        .route(
+            "/federation/{connection}/saml/finish",
+            web::get().to(federation::saml_finish),
+        )
+        .route(
             "/federation/{connection}/logged-out",
             web::get().to(federation::logged_out),
         )

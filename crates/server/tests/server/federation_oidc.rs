@@ -115,9 +115,11 @@ fn forged_answers_from_the_provider_are_refused(backend: Backend) {
         enabled: true,
         jit_provisioning: true,
         trust_verified_email: true,
+        kind: "oidc".into(),
         settings: json!({"issuer": issuer, "client_id": CLIENT_ID}),
+        idp_metadata: None,
         mapping: None,
-        client_secret: CLIENT_SECRET.into(),
+        client_secret: Some(CLIENT_SECRET.into()),
         domains: vec![],
     };
     rt.block_on(admin.create_connection(&operator, "default", connection("partner", &op.base)))

@@ -18,6 +18,7 @@ mod client_assertion;
 mod code_flow;
 mod consent;
 mod federation_oidc;
+mod federation_saml;
 mod input_hygiene;
 mod key_rotation;
 mod local_config;

@@ -5,7 +5,7 @@
 
 use actix_web::{HttpRequest, HttpResponse, web};
 use chrono::{DateTime, Utc};
-use gatehouse_admin::{ConnectionEdit, ConnectionView, NewConnection};
+use gatehouse_admin::{ConnectionEdit, ConnectionView, IdpMetadata, NewConnection};
 use gatehouse_authn::federation::LinkedIdentity;
 use gatehouse_authn::federation::mapping::MappedProfile;
 use serde::{Deserialize, Serialize};
@@ -21,9 +21,11 @@ use super::{
 /// A partner's identity provider.
 #[derive(Serialize, ToSchema)]
 pub(super) struct ConnectionDetail {
-    /// Part of the callback URL, `/federation/{slug}/callback`; never changes.
+    /// Part of the connection's URLs (`/federation/{slug}/callback`, or for SAML
+    /// `/federation/{slug}/saml/metadata`, the SP's entityID, and `…/saml/acs`);
+    /// never changes.
     slug: String,
-    /// `oidc`.
+    /// `oidc` or `saml`.
     kind: String,
     /// The name on the sign-in button.
     display_name: String,
@@ -33,8 +35,10 @@ pub(super) struct ConnectionDetail {
     jit_provisioning: bool,
     /// New accounts take the partner's `email_verified`.
     trust_verified_email: bool,
-    /// The provider: `issuer`, `client_id`, `client_auth`, `scopes`, `userinfo`,
-    /// `acr_levels`.
+    /// OIDC: `issuer`, `client_id`, `client_auth`, `scopes`, `userinfo`,
+    /// `acr_levels`, `logout`. SAML: `idp_entity_id`, `sso_url`,
+    /// `idp_certificates`, `clock_skew_seconds`, `subject_attribute`,
+    /// `authn_context_levels`.
     #[schema(value_type = Object)]
     settings: Value,
     /// The mapping rules (`{"rules": [...]}`).
@@ -42,7 +46,7 @@ pub(super) struct ConnectionDetail {
     mapping: Value,
     /// Email domains whose users sign in with this provider.
     domains: Vec<String>,
-    /// A client secret is stored (it is never shown).
+    /// A client secret (OIDC) or the SP key (SAML) is stored; never shown.
     secret_set: bool,
     /// What last went wrong at a sign-in (a mapping rule that failed).
     last_error: Option<String>,
@@ -108,6 +112,10 @@ fn yes() -> bool {
     true
 }
 
+fn oidc() -> String {
+    "oidc".into()
+}
+
 #[derive(Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(super) struct NewConnectionBody {
@@ -123,21 +131,37 @@ pub(super) struct NewConnectionBody {
     jit_provisioning: bool,
     #[serde(default)]
     trust_verified_email: bool,
-    /// `{"issuer", "client_id", "client_auth"?, "scopes"?, "userinfo"?, "acr_levels"?}`.
+    /// `oidc` (the default) or `saml`.
+    #[serde(default = "oidc")]
+    kind: String,
+    /// OIDC: `{"issuer", "client_id", "client_auth"?, "scopes"?, "userinfo"?,
+    /// "acr_levels"?}`. SAML: what `idp_metadata` does not say, or overrides
+    /// (`subject_attribute`, `authn_context_levels`, `clock_skew_seconds`, …).
+    #[serde(default)]
     #[schema(value_type = Object)]
     settings: Value,
-    /// Default: the standard claims onto the user's name and email.
+    /// SAML: the identity provider's metadata document (XML).
+    #[serde(default)]
+    idp_metadata: Option<String>,
+    /// SAML: where to fetch the identity provider's metadata (once, now).
+    #[serde(default)]
+    idp_metadata_url: Option<String>,
+    /// Default: the standard claims (SAML: `mail`, `givenName`, `sn`,
+    /// `displayName`) onto the user's name and email.
     #[serde(default)]
     #[schema(value_type = Option<Object>)]
     mapping: Option<Value>,
-    /// Stored sealed; never shown again.
-    client_secret: String,
+    /// OIDC only; stored sealed, never shown again. A SAML connection gets its
+    /// own SP key instead.
+    #[serde(default)]
+    client_secret: Option<String>,
     #[serde(default)]
     domains: Vec<String>,
 }
 
-/// Adds an upstream OpenID provider. Its settings and mapping rules are checked
-/// before they are saved (a problem names the field at fault).
+/// Adds an upstream OpenID provider or SAML identity provider. Its settings and
+/// mapping rules are checked before they are saved (a problem names the field at
+/// fault).
 #[utoipa::path(post, path = "/connections", tag = "connections",
     request_body = NewConnectionBody,
     responses((status = 201, description = "Added", body = ConnectionDetail),
@@ -148,6 +172,17 @@ pub(super) async fn create_connection(
     bytes: web::Bytes,
 ) -> actix_web::Result<HttpResponse> {
     let new: NewConnectionBody = body(&bytes)?;
+    let idp_metadata = match (new.idp_metadata, new.idp_metadata_url) {
+        (Some(_), Some(_)) => {
+            return Ok(super::invalid_field(
+                "idp_metadata",
+                "give the metadata or its URL, not both",
+            ));
+        }
+        (Some(xml), None) => Some(IdpMetadata::Xml(xml)),
+        (None, Some(url)) => Some(IdpMetadata::Url(url)),
+        (None, None) => None,
+    };
     let new = NewConnection {
         slug: new.slug,
         display_name: new.display_name,
@@ -155,7 +190,9 @@ pub(super) async fn create_connection(
         enabled: new.enabled,
         jit_provisioning: new.jit_provisioning,
         trust_verified_email: new.trust_verified_email,
+        kind: new.kind,
         settings: new.settings,
+        idp_metadata,
         mapping: new.mapping,
         client_secret: new.client_secret,
         domains: new.domains,

@@ -1,0 +1,276 @@
+//! A scripted SAML identity provider for hostile tests: it builds responses the
+//! way a real IdP does (an assertion signed with its own RSA key through
+//! libxmlsec1, optionally the response too) and lets a test bend any part of
+//! them. The honest journey runs against SimpleSAMLphp in the browser tests;
+//! this is for what no honest IdP sends.
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use chrono::{DateTime, Duration, Utc};
+
+use crate::federation::saml::{self, SamlSecrets, SpUrls, instant};
+
+/// Which parts of a response carry a signature.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Signed {
+    Assertion,
+    Response,
+    Both,
+    Neither,
+}
+
+/// An identity provider with its own key.
+#[derive(Debug, Clone)]
+pub struct SamlIdp {
+    pub entity_id: String,
+    keys: SamlSecrets,
+}
+
+/// Everything a response says, each part open to change.
+#[derive(Debug, Clone)]
+pub struct ResponseSpec {
+    pub response_id: String,
+    pub assertion_id: String,
+    pub issuer: String,
+    pub destination: Option<String>,
+    pub in_response_to: Option<String>,
+    pub status: String,
+    pub issue_instant: DateTime<Utc>,
+    pub name_id: String,
+    pub name_id_format: String,
+    pub recipient: String,
+    pub confirmation_until: DateTime<Utc>,
+    pub not_before: DateTime<Utc>,
+    pub not_on_or_after: DateTime<Utc>,
+    /// `None`: no AudienceRestriction at all.
+    pub audience: Option<String>,
+    pub class_ref: String,
+    pub session_index: String,
+    pub attributes: Vec<(String, Vec<String>)>,
+    pub signed: Signed,
+}
+
+fn escape(text: &str) -> String {
+    quick_xml::escape::escape(text).into_owned()
+}
+
+impl SamlIdp {
+    pub fn new(entity_id: &str) -> SamlIdp {
+        SamlIdp {
+            entity_id: entity_id.to_owned(),
+            keys: SamlSecrets::generate("Test IdP").expect("an IdP key"),
+        }
+    }
+
+    pub fn certificate_pem(&self) -> String {
+        self.keys.sp_certificate.clone()
+    }
+
+    /// This IdP's metadata (unsigned), as an operator would import it.
+    pub fn metadata(&self, sso_url: &str) -> String {
+        format!(
+            concat!(
+                r#"<?xml version="1.0"?><md:EntityDescriptor xmlns:md="urn:oasis:names:tc:SAML:2.0:metadata" entityID="{entity}">"#,
+                r#"<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{certificate}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                r#"<md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>"#,
+                r#"<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{sso}"/>"#,
+                r#"</md:IDPSSODescriptor></md:EntityDescriptor>"#
+            ),
+            entity = escape(&self.entity_id),
+            certificate = self.keys.certificate_base64().expect("a certificate"),
+            sso = escape(sso_url),
+        )
+    }
+
+    /// An honest answer to `request_id` for `subject`, from this IdP to `sp` at `now`.
+    pub fn answer(
+        &self,
+        sp: &SpUrls,
+        request_id: &str,
+        subject: &str,
+        now: DateTime<Utc>,
+    ) -> ResponseSpec {
+        ResponseSpec {
+            response_id: saml::new_id(),
+            assertion_id: saml::new_id(),
+            issuer: self.entity_id.clone(),
+            destination: Some(sp.acs.clone()),
+            in_response_to: Some(request_id.to_owned()),
+            status: "urn:oasis:names:tc:SAML:2.0:status:Success".into(),
+            issue_instant: now,
+            name_id: subject.to_owned(),
+            name_id_format: "urn:oasis:names:tc:SAML:2.0:nameid-format:persistent".into(),
+            recipient: sp.acs.clone(),
+            confirmation_until: now + Duration::minutes(5),
+            not_before: now - Duration::seconds(30),
+            not_on_or_after: now + Duration::minutes(5),
+            audience: Some(sp.entity_id.clone()),
+            class_ref: "urn:oasis:names:tc:SAML:2.0:ac:classes:PasswordProtectedTransport".into(),
+            session_index: saml::new_id(),
+            attributes: vec![
+                ("mail".into(), vec![format!("{subject}@partner.example")]),
+                ("givenName".into(), vec!["Alice".into()]),
+                ("sn".into(), vec!["Partner".into()]),
+                (
+                    "eduPersonAffiliation".into(),
+                    vec!["member".into(), "sales-emea".into()],
+                ),
+            ],
+            signed: Signed::Assertion,
+        }
+    }
+
+    /// The assertion's XML, unsigned or signed by this IdP.
+    pub fn assertion_xml(&self, spec: &ResponseSpec, sign: bool) -> String {
+        let attributes: String = spec
+            .attributes
+            .iter()
+            .map(|(name, values)| {
+                let values: String = values
+                    .iter()
+                    .map(|v| format!("<saml:AttributeValue>{}</saml:AttributeValue>", escape(v)))
+                    .collect();
+                format!(
+                    r#"<saml:Attribute Name="{}">{values}</saml:Attribute>"#,
+                    escape(name)
+                )
+            })
+            .collect();
+        let audience = spec
+            .audience
+            .as_ref()
+            .map(|a| {
+                format!(
+                    "<saml:AudienceRestriction><saml:Audience>{}</saml:Audience></saml:AudienceRestriction>",
+                    escape(a)
+                )
+            })
+            .unwrap_or_default();
+        let in_response_to = spec
+            .in_response_to
+            .as_ref()
+            .map(|id| format!(r#" InResponseTo="{}""#, escape(id)))
+            .unwrap_or_default();
+        let signature = if sign {
+            saml::signature_template(
+                &spec.assertion_id,
+                &self.keys.certificate_base64().expect("a certificate"),
+            )
+        } else {
+            String::new()
+        };
+        let xml = format!(
+            concat!(
+                r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{issued}">"#,
+                r#"<saml:Issuer>{issuer}</saml:Issuer>{signature}"#,
+                r#"<saml:Subject><saml:NameID Format="{format}">{name_id}</saml:NameID>"#,
+                r#"<saml:SubjectConfirmation Method="urn:oasis:names:tc:SAML:2.0:cm:bearer">"#,
+                r#"<saml:SubjectConfirmationData NotOnOrAfter="{confirmation_until}" Recipient="{recipient}"{in_response_to}/>"#,
+                r#"</saml:SubjectConfirmation></saml:Subject>"#,
+                r#"<saml:Conditions NotBefore="{not_before}" NotOnOrAfter="{not_on_or_after}">{audience}</saml:Conditions>"#,
+                r#"<saml:AuthnStatement AuthnInstant="{issued}" SessionIndex="{session_index}"><saml:AuthnContext>"#,
+                r#"<saml:AuthnContextClassRef>{class_ref}</saml:AuthnContextClassRef></saml:AuthnContext></saml:AuthnStatement>"#,
+                r#"<saml:AttributeStatement>{attributes}</saml:AttributeStatement></saml:Assertion>"#
+            ),
+            id = escape(&spec.assertion_id),
+            issued = instant(spec.issue_instant),
+            issuer = escape(&spec.issuer),
+            signature = signature,
+            format = escape(&spec.name_id_format),
+            name_id = escape(&spec.name_id),
+            confirmation_until = instant(spec.confirmation_until),
+            recipient = escape(&spec.recipient),
+            in_response_to = in_response_to,
+            not_before = instant(spec.not_before),
+            not_on_or_after = instant(spec.not_on_or_after),
+            audience = audience,
+            session_index = escape(&spec.session_index),
+            class_ref = escape(&spec.class_ref),
+            attributes = attributes,
+        );
+        if sign {
+            saml::sign(&xml, &self.keys).expect("signed assertion")
+        } else {
+            xml
+        }
+    }
+
+    /// Signs a document that already carries a signature template.
+    pub fn sign_raw(&self, xml: &str) -> String {
+        saml::sign(xml, &self.keys).expect("signed")
+    }
+
+    /// The response's XML around `assertion` (already built), signed where `spec` says.
+    pub fn response_xml(&self, spec: &ResponseSpec, assertion: &str) -> String {
+        let sign = matches!(spec.signed, Signed::Response | Signed::Both);
+        // The signed assertion is a document of its own: drop its XML declaration.
+        let assertion = match assertion.strip_prefix("<?xml") {
+            Some(rest) => rest.split_once("?>").map_or(rest, |(_, body)| body).trim(),
+            None => assertion,
+        };
+        let destination = spec
+            .destination
+            .as_ref()
+            .map(|d| format!(r#" Destination="{}""#, escape(d)))
+            .unwrap_or_default();
+        let in_response_to = spec
+            .in_response_to
+            .as_ref()
+            .map(|id| format!(r#" InResponseTo="{}""#, escape(id)))
+            .unwrap_or_default();
+        let signature = if sign {
+            saml::signature_template(
+                &spec.response_id,
+                &self.keys.certificate_base64().expect("a certificate"),
+            )
+        } else {
+            String::new()
+        };
+        let xml = format!(
+            concat!(
+                r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" "#,
+                r#"ID="{id}" Version="2.0" IssueInstant="{issued}"{destination}{in_response_to}>"#,
+                r#"<saml:Issuer>{issuer}</saml:Issuer>{signature}"#,
+                r#"<samlp:Status><samlp:StatusCode Value="{status}"/></samlp:Status>{assertion}</samlp:Response>"#
+            ),
+            id = escape(&spec.response_id),
+            issued = instant(spec.issue_instant),
+            destination = destination,
+            in_response_to = in_response_to,
+            issuer = escape(&spec.issuer),
+            signature = signature,
+            status = escape(&spec.status),
+            assertion = assertion,
+        );
+        if sign {
+            saml::sign(&xml, &self.keys).expect("signed response")
+        } else {
+            xml
+        }
+    }
+
+    /// The whole response as XML.
+    pub fn response(&self, spec: &ResponseSpec) -> String {
+        let assertion = self.assertion_xml(
+            spec,
+            matches!(spec.signed, Signed::Assertion | Signed::Both),
+        );
+        self.response_xml(spec, &assertion)
+    }
+
+    /// The response as the `SAMLResponse` form field carries it.
+    pub fn encoded(&self, spec: &ResponseSpec) -> String {
+        encode(&self.response(spec))
+    }
+}
+
+/// A fresh XML ID, as an IdP makes them.
+pub fn new_id() -> String {
+    saml::new_id()
+}
+
+/// Base64, as the HTTP-POST binding carries a message.
+pub fn encode(xml: &str) -> String {
+    STANDARD.encode(xml)
+}

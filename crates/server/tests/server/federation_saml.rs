@@ -1,0 +1,306 @@
+//! Signing in through a partner's SAML identity provider, over real HTTP. The
+//! IdP is scripted (`gatehouse_authn::testing::saml_idp`): it signs with its own
+//! key as a real one does, and each case bends one thing. The honest response
+//! signs in; a replayed, misdirected or another browser's one is refused with its
+//! reference code, audited, and opens nothing. The journey against an independent
+//! IdP (SimpleSAMLphp) runs in the browser tests.
+
+use std::collections::HashMap;
+use std::io::Read;
+
+use base64::Engine;
+use base64::engine::general_purpose::STANDARD;
+use gatehouse_authn::federation::SpUrls;
+use gatehouse_authn::testing::saml_idp::{ResponseSpec, SamlIdp, Signed};
+use gatehouse_identity_store::Backend;
+use serde_json::{Value, json};
+
+use crate::scripted_op::upstream_url;
+use crate::web_kit::{Browser, Page, WebApp};
+
+const IDP: &str = "https://idp.partner.example/metadata";
+const SSO: &str = "https://idp.partner.example/sso";
+
+/// A sign-in begun on the sign-in page: the browser, the AuthnRequest's ID and
+/// the RelayState, and the SP's URLs as the request names them.
+fn begin(app: &WebApp) -> (Browser, String, String, SpUrls) {
+    let mut browser = app.browser();
+    let signin = browser.get("/signin");
+    assert!(
+        signin.body.contains("Partner SSO"),
+        "a button: {}",
+        signin.body
+    );
+    let started = browser.post_form("/federation/partner/start", &signin, &[]);
+    assert_eq!(started.status, 200, "{}", started.body);
+    let url = upstream_url(&started.body);
+    assert_eq!(url.as_str().split('?').next(), Some(SSO), "sent to the IdP");
+    let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
+    assert_eq!(
+        params["SigAlg"],
+        "http://www.w3.org/2001/04/xmldsig-more#rsa-sha256"
+    );
+    assert!(!params["Signature"].is_empty(), "the request is signed");
+    let deflated = STANDARD.decode(&params["SAMLRequest"]).unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(deflated.as_slice())
+        .read_to_string(&mut xml)
+        .unwrap();
+    let attribute = |name: &str| {
+        let marker = format!("{name}=\"");
+        let start = xml.find(&marker).unwrap() + marker.len();
+        xml[start..].split('"').next().unwrap().to_owned()
+    };
+    let issuer_start = xml.find("<saml:Issuer>").unwrap() + "<saml:Issuer>".len();
+    let issuer = xml[issuer_start..].split('<').next().unwrap().to_owned();
+    let urls = SpUrls {
+        entity_id: issuer,
+        acs: attribute("AssertionConsumerServiceURL"),
+    };
+    assert_eq!(attribute("Destination"), SSO);
+    assert!(urls.acs.ends_with("/federation/partner/saml/acs"));
+    (browser, attribute("ID"), params["RelayState"].clone(), urls)
+}
+
+/// The IdP's page posting `spec` to the ACS: cross-site, so without the
+/// browser's cookies.
+fn post_to_acs(app: &WebApp, idp: &SamlIdp, spec: &ResponseSpec, relay_state: &str) -> Page {
+    app.browser().post_raw(
+        "/federation/partner/saml/acs",
+        &[
+            ("SAMLResponse", &idp.encoded(spec)),
+            ("RelayState", relay_state),
+        ],
+        &[("Origin", "https://idp.partner.example")],
+    )
+}
+
+#[track_caller]
+fn assert_refused(page: &Page, code: &str) {
+    assert_eq!(page.status, 400, "refused: {}", page.body);
+    assert!(
+        page.body.contains(&format!("Reference: {code}")),
+        "reference {code}: {}",
+        page.body
+    );
+}
+
+fn partner_account(app: &WebApp) -> bool {
+    let mut conn = app.db.conn();
+    gatehouse_identity_store::users::find_by_user_name(
+        &mut conn,
+        app.default_tenant(),
+        "pat@partner.example",
+    )
+    .unwrap()
+    .is_some()
+}
+
+fn refusal_codes(app: &WebApp) -> Vec<String> {
+    app.audit_events(300)
+        .into_iter()
+        .filter(|e| e.action == "federation.refused")
+        .map(|e| {
+            let details: Value = serde_json::from_str(&e.details).unwrap();
+            details["code"].as_str().unwrap().to_owned()
+        })
+        .collect()
+}
+
+fn saml_partners_sign_in_once_per_assertion(backend: Backend) {
+    let app = WebApp::start(backend);
+    let idp = SamlIdp::new(IDP);
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(app.state.admin.create_connection(
+        &operator,
+        "default",
+        gatehouse_admin::NewConnection {
+            slug: "partner".into(),
+            display_name: "Partner SSO".into(),
+            logo_url: None,
+            enabled: true,
+            jit_provisioning: true,
+            trust_verified_email: false,
+            kind: "saml".into(),
+            settings: json!({"authn_context_levels": {"urn:partner:mfa": 2}}),
+            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
+            mapping: None,
+            client_secret: None,
+            domains: vec![],
+        },
+    ))
+    .unwrap();
+    let now = || app.state.clock.now();
+
+    // The SP metadata the partner's IdP is configured with.
+    let metadata = app.browser().get("/federation/partner/saml/metadata");
+    assert_eq!(metadata.status, 200);
+    assert!(metadata.header("content-type").contains("samlmetadata+xml"));
+    assert!(metadata.body.contains("<ds:SignatureValue>"), "signed");
+
+    // Honest: signs in, a new account from the mapped attributes.
+    // The first sign-in: another browser tries to end it.
+    let (_first, request_id, relay_state, urls) = begin(&app);
+    let honest = ResponseSpec {
+        class_ref: "urn:partner:mfa".into(),
+        attributes: vec![
+            ("mail".into(), vec!["Pat@Partner.example".into()]),
+            ("givenName".into(), vec!["Pat".into()]),
+        ],
+        ..idp.answer(&urls, &request_id, "partner-user-7", now())
+    };
+    let acs = post_to_acs(&app, &idp, &honest, &relay_state);
+    assert_eq!(acs.status, 303, "{}", acs.body);
+    assert!(
+        !acs.headers.contains_key("set-cookie"),
+        "the ACS answers a cross-site post: it sets no cookie"
+    );
+    let finish = acs.location().unwrap();
+    // Another browser cannot end this sign-in: the result is bound to the one
+    // that began it, and a wrong attempt uses it up.
+    let mut thief = app.browser();
+    assert_refused(&thief.get(&finish), "saml_state");
+    assert!(thief.session_cookie().is_none());
+    assert!(!partner_account(&app));
+
+    let (mut browser2, request_id, relay_state, urls) = begin(&app);
+    let honest = ResponseSpec {
+        in_response_to: Some(request_id.clone()),
+        ..honest
+    };
+    let honest = ResponseSpec {
+        assertion_id: gatehouse_authn::testing::saml_idp::new_id(),
+        ..honest
+    };
+    let acs = post_to_acs(&app, &idp, &honest, &relay_state);
+    assert_eq!(acs.status, 303, "{}", acs.body);
+    let done = browser2.get(&acs.location().unwrap());
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(browser2.session_cookie().is_some(), "signed in");
+    assert!(
+        partner_account(&app),
+        "made just in time, email lower-cased"
+    );
+    let account = browser2.get("/account");
+    assert_eq!(account.status, 200);
+    assert!(account.body.contains("Pat"), "the mapped name");
+
+    // The same response again: its request is used up.
+    assert_refused(
+        &post_to_acs(&app, &idp, &honest, &relay_state),
+        "saml_state",
+    );
+    // The same assertion for a new request: the replay cache refuses it.
+    let (_, request_id, relay_state, _) = begin(&app);
+    let replayed = ResponseSpec {
+        in_response_to: Some(request_id),
+        ..honest.clone()
+    };
+    assert_refused(
+        &post_to_acs(&app, &idp, &replayed, &relay_state),
+        "saml_replay",
+    );
+    // An answer to another request.
+    let (_, _, relay_state, _) = begin(&app);
+    let (_, other_request, _, _) = begin(&app);
+    let misdirected = ResponseSpec {
+        assertion_id: gatehouse_authn::testing::saml_idp::new_id(),
+        ..idp.answer(&urls, &other_request, "partner-user-7", now())
+    };
+    assert_refused(
+        &post_to_acs(&app, &idp, &misdirected, &relay_state),
+        "saml_in_response_to",
+    );
+    // Unsolicited (IdP-initiated is not accepted).
+    let unsolicited = ResponseSpec {
+        in_response_to: None,
+        ..idp.answer(&urls, "", "partner-user-7", now())
+    };
+    assert_refused(&post_to_acs(&app, &idp, &unsolicited, ""), "saml_state");
+    // Signed by someone else, for a live request: the request survives it.
+    let (mut browser3, request_id, relay_state, urls) = begin(&app);
+    let impostor = SamlIdp::new(IDP);
+    let forged = impostor.answer(&urls, &request_id, "partner-user-7", now());
+    assert_refused(
+        &post_to_acs(&app, &impostor, &forged, &relay_state),
+        "saml_signature",
+    );
+    let late = ResponseSpec {
+        signed: Signed::Both,
+        ..idp.answer(&urls, &request_id, "partner-user-7", now())
+    };
+    let acs = post_to_acs(&app, &idp, &late, &relay_state);
+    assert_eq!(acs.status, 303, "{}", acs.body);
+    assert_eq!(browser3.get(&acs.location().unwrap()).status, 303);
+    assert!(
+        browser3.session_cookie().is_some(),
+        "the existing link signs in"
+    );
+
+    let codes = refusal_codes(&app);
+    for code in [
+        "saml_state",
+        "saml_replay",
+        "saml_in_response_to",
+        "saml_signature",
+    ] {
+        assert!(codes.iter().any(|c| c == code), "{code} audited: {codes:?}");
+    }
+    let users = {
+        let mut conn = app.db.conn();
+        gatehouse_identity_store::federated_identities::of_user(
+            &mut conn,
+            app.default_tenant(),
+            app.user_id("pat@partner.example"),
+        )
+        .unwrap()
+    };
+    assert_eq!(users.len(), 1, "one link, by the partner's subject");
+    assert_eq!(users[0].subject, "partner-user-7");
+}
+
+gatehouse_identity_store::on_both_backends!(saml_partners_sign_in_once_per_assertion);
+
+/// On PostgreSQL several nodes share the replay cache: an assertion accepted on
+/// one is refused on the other.
+fn a_replay_is_refused_on_another_node(backend: Backend) {
+    let app = WebApp::start(backend);
+    let node2 = app.start_node();
+    let idp = SamlIdp::new(IDP);
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(app.state.admin.create_connection(
+        &operator,
+        "default",
+        gatehouse_admin::NewConnection {
+            slug: "partner".into(),
+            display_name: "Partner SSO".into(),
+            logo_url: None,
+            enabled: true,
+            jit_provisioning: true,
+            trust_verified_email: false,
+            kind: "saml".into(),
+            settings: json!({}),
+            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
+            mapping: None,
+            client_secret: None,
+            domains: vec![],
+        },
+    ))
+    .unwrap();
+    let (_, request_id, relay_state, urls) = begin(&app);
+    let spec = idp.answer(&urls, &request_id, "partner-user-9", app.state.clock.now());
+    assert_eq!(post_to_acs(&app, &idp, &spec, &relay_state).status, 303);
+    let (_, request_id, relay_state, _) = begin(&node2);
+    let again = ResponseSpec {
+        in_response_to: Some(request_id),
+        ..spec
+    };
+    assert_refused(
+        &post_to_acs(&node2, &idp, &again, &relay_state),
+        "saml_replay",
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(a_replay_is_refused_on_another_node);
