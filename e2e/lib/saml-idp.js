@@ -160,7 +160,9 @@ export const DEFAULT_USERS = Object.freeze({
  * @returns {Promise<{baseUrl: string, entityId: string, metadataUrl: string,
  *   metadataXml: string, ssoRedirectUrl: string, sloUrl: string,
  *   idpInitiatedUrl: (spEntityId: string, relayState?: string) => string,
- *   logoutUrl: (returnTo: string) => string, certPem: string, logFile: string,
+ *   logoutUrl: (returnTo: string) => string, certPem: string,
+ *   trustSp: (sp: {spCertPem: string, signedRequests?: boolean}) => Promise<void>,
+ *   logFile: string,
  *   stop: () => Promise<void>}>}
  *   `ssoRedirectUrl` takes AuthnRequests, `sloUrl` LogoutRequests and LogoutResponses,
  *   each over HTTP-Redirect or HTTP-POST (the metadata lists both). `logFile` is SimpleSAMLphp's debug log,
@@ -253,6 +255,17 @@ export async function startSamlIdp({
             return url.href;
           },
           certPem,
+          // Learns the SP's certificate once the SP exists (its key is made when its
+          // connection is, from this IdP's metadata): from then on its requests must be
+          // signed. SimpleSAMLphp reads metadata at every request, so no restart.
+          trustSp: async (sp) => {
+            const next = { spCertPem: sp.spCertPem, signedRequests: sp.signedRequests ?? true };
+            await writePhp(path.join(dirs.metadata, 'saml20-sp-remote.php'), 'metadata', {
+              [spEntityId]: spRemote({
+                acsUrl, sloUrl, encryptAssertion, nameIdFormatUrn, attributeNameFormat, ...next,
+              }),
+            });
+          },
           logFile: path.join(dirs.log, 'simplesamlphp.log'),
           stop: async () => {
             await php.stop();
