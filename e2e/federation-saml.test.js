@@ -11,7 +11,10 @@
 //   so it refuses unsigned requests → "Sign in with Partner SAML" → the IdP's login
 //   → back, an account made just in time from the mapped attributes, a group
 //   mapped from a multi-valued attribute → the client's tokens carry the claims →
-//   the same IdP response posted again is refused.
+//   an encrypted assertion signs in too → the same IdP response posted again is
+//   refused → signing out here signs out at the IdP (single logout, both
+//   messages signed over the redirect binding) → the IdP signing its user out
+//   ends the Gatehouse session too.
 //
 // Screenshots and the server log land in e2e/artifacts/federation-saml/.
 
@@ -76,11 +79,25 @@ describe('Federation: sign in with a partner SAML identity provider', { timeout:
     idp = await startSamlIdp({
       spEntityId: `${server.baseUrl}/federation/partner/saml/metadata`,
       acsUrl: `${server.baseUrl}/federation/partner/saml/acs`,
+      sloUrl: `${server.baseUrl}/federation/partner/saml/slo`,
       users: USERS,
       authnContextClassRef: 'urn:partner:mfa',
     });
     callback = await startCallbackServer();
   });
+
+  /** Gatehouse's SP metadata for the connection, as the IdP's operator fetches it. */
+  const spMetadata = async () => {
+    const answer = await fetch(`${server.baseUrl}/federation/partner/saml/metadata`);
+    assert.equal(answer.status, 200);
+    return answer.text();
+  };
+
+  /** The SP's certificate, as PEM, from its metadata. */
+  const spCertificate = async () => {
+    const certificate = (await spMetadata()).match(/<ds:X509Certificate>([^<]+)<\/ds:X509Certificate>/)[1];
+    return `-----BEGIN CERTIFICATE-----\n${certificate.match(/.{1,64}/g).join('\n')}\n-----END CERTIFICATE-----\n`;
+  };
 
   after(() => closeAll([browser?.close(), server?.stop(), smtp?.close(), idp?.stop(), callback?.close()]));
 
@@ -105,11 +122,8 @@ describe('Federation: sign in with a partner SAML identity provider', { timeout:
     assert.equal(shown.settings.sso_url, idp.ssoRedirectUrl);
     assert.ok(!JSON.stringify(shown).includes('PRIVATE KEY'), 'the SP key is never shown');
 
-    const answer = await fetch(`${server.baseUrl}/federation/partner/saml/metadata`);
-    assert.equal(answer.status, 200);
-    const metadata = await answer.text();
-    const certificate = metadata.match(/<ds:X509Certificate>([^<]+)<\/ds:X509Certificate>/)[1];
-    const spCertPem = `-----BEGIN CERTIFICATE-----\n${certificate.match(/.{1,64}/g).join('\n')}\n-----END CERTIFICATE-----\n`;
+    const metadata = await spMetadata();
+    const spCertPem = await spCertificate();
     const metadataFile = path.join(server.workDir, 'sp-metadata.xml');
     const certFile = path.join(server.workDir, 'sp.crt');
     await writeFile(metadataFile, metadata);
@@ -180,6 +194,34 @@ describe('Federation: sign in with a partner SAML identity provider', { timeout:
     assert.equal(exported.federated_identities[0]?.subject, 'mary', 'linked by the persistent NameID');
   });
 
+  step('an encrypted assertion (to the SP\'s certificate) signs in too', async () => {
+    const spCertPem = await spCertificate();
+    await idp.trustSp({ spCertPem, encryptAssertion: true });
+    const fresh = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
+    const other = await fresh.newPage();
+    try {
+      let response;
+      other.on('request', (request) => {
+        if (request.method() === 'POST' && request.url().endsWith('/federation/partner/saml/acs')) {
+          response = new URLSearchParams(request.postData()).get('SAMLResponse');
+        }
+      });
+      await other.goto('/signin');
+      await other.getByRole('button', { name: `Sign in with ${PARTNER}` }).click();
+      await other.waitForURL((u) => u.origin === idp.baseUrl, { timeout: 15_000 });
+      await other.fill('#username', 'mary');
+      await other.fill('#password', USERS.mary.password);
+      await other.click('#submit_button');
+      await other.waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/account');
+      const xml = Buffer.from(response, 'base64').toString('utf8');
+      assert.match(xml, /EncryptedAssertion/, 'the IdP encrypted the assertion');
+      assert.doesNotMatch(xml, /Mary\.Jackson/i, 'nothing of it in the clear');
+    } finally {
+      await fresh.close();
+      await idp.trustSp({ spCertPem, encryptAssertion: false });
+    }
+  });
+
   step('the IdP\'s response posted again is refused', async () => {
     assert.ok(posted, 'the IdP posted its response to the ACS');
     const replay = await fetch(`${server.baseUrl}/federation/partner/saml/acs`, {
@@ -190,5 +232,43 @@ describe('Federation: sign in with a partner SAML identity provider', { timeout:
     });
     assert.equal(replay.status, 400);
     assert.match(await replay.text(), /Reference: saml_state/);
+  });
+
+  /** The IdP's sign-in page, answered as mary. */
+  const idpLogin = async (target) => {
+    await target.waitForURL((u) => u.origin === idp.baseUrl, { timeout: 15_000 });
+    await target.fill('#username', 'mary');
+    await target.fill('#password', USERS.mary.password);
+    await target.click('#submit_button');
+  };
+
+  step('signing out here signs out at the IdP too (single logout)', async () => {
+    await page.goto('/account');
+    assert.equal(new URL(page.url()).pathname, '/account', 'still signed in from the first step');
+    await page.getByRole('button', { name: 'Sign out', exact: true }).click();
+    // Gatehouse's LogoutRequest, the IdP's LogoutResponse, and back.
+    await page.waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/signin');
+    await page.goto('/account');
+    assert.equal(new URL(page.url()).pathname, '/signin', 'signed out here');
+    // The IdP asks for a login again: its session ended as well.
+    await page.getByRole('button', { name: `Sign in with ${PARTNER}` }).click();
+    await idpLogin(page);
+    await page.waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/account');
+  });
+
+  step('the IdP signing its user out ends the Gatehouse session', async () => {
+    const back = `${server.baseUrl}/signin?from=idp`;
+    await page.goto(idp.logoutUrl(back));
+    // The IdP's LogoutRequest reaches Gatehouse, whose signed LogoutResponse
+    // sends the browser back to the IdP, which sends it on.
+    await page.waitForURL((u) => u.href.startsWith(back));
+    await page.goto('/account');
+    assert.equal(new URL(page.url()).pathname, '/signin', 'the session ended here');
+    const events = (await server.cli(['audit', 'list', '--action', 'session.signed_out']))
+      .split('\n').filter(Boolean).map((line) => JSON.parse(line));
+    assert.ok(
+      events.some((e) => JSON.stringify(e).includes('identity_provider')),
+      `the IdP's sign-out is audited: ${JSON.stringify(events)}`,
+    );
   });
 });

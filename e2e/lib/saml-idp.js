@@ -161,7 +161,8 @@ export const DEFAULT_USERS = Object.freeze({
  *   metadataXml: string, ssoRedirectUrl: string, sloUrl: string,
  *   idpInitiatedUrl: (spEntityId: string, relayState?: string) => string,
  *   logoutUrl: (returnTo: string) => string, certPem: string,
- *   trustSp: (sp: {spCertPem: string, signedRequests?: boolean}) => Promise<void>,
+ *   trustSp: (sp: {spCertPem: string, signedRequests?: boolean, encryptAssertion?: boolean})
+ *     => Promise<void>,
  *   logFile: string,
  *   stop: () => Promise<void>}>}
  *   `ssoRedirectUrl` takes AuthnRequests, `sloUrl` LogoutRequests and LogoutResponses,
@@ -259,11 +260,13 @@ export async function startSamlIdp({
           // connection is, from this IdP's metadata): from then on its requests must be
           // signed. SimpleSAMLphp reads metadata at every request, so no restart.
           trustSp: async (sp) => {
-            const next = { spCertPem: sp.spCertPem, signedRequests: sp.signedRequests ?? true };
+            const next = {
+              spCertPem: sp.spCertPem,
+              signedRequests: sp.signedRequests ?? true,
+              encryptAssertion: sp.encryptAssertion ?? encryptAssertion,
+            };
             await writePhp(path.join(dirs.metadata, 'saml20-sp-remote.php'), 'metadata', {
-              [spEntityId]: spRemote({
-                acsUrl, sloUrl, encryptAssertion, nameIdFormatUrn, attributeNameFormat, ...next,
-              }),
+              [spEntityId]: spRemote({ acsUrl, sloUrl, nameIdFormatUrn, attributeNameFormat, ...next }),
             });
           },
           logFile: path.join(dirs.log, 'simplesamlphp.log'),

@@ -20,6 +20,16 @@ fn aad(tenant: &str, session: &str, connection: &str) -> Vec<u8> {
     format!("gatehouse/federated-session/v1/{tenant}/{session}/{connection}").into_bytes()
 }
 
+/// What a partner issued for a session.
+#[derive(Debug, Clone, Copy)]
+pub struct Upstream<'a> {
+    /// Sealed at rest: the ID token, or the SAML NameID and SessionIndex.
+    pub document: &'a str,
+    /// A digest that finds the session again from the partner's side (SAML single
+    /// logout names the user by NameID).
+    pub key: Option<&'a str>,
+}
+
 /// Remembers (or, for a session signed in again, replaces) what `connection`
 /// issued for `session`.
 pub fn remember(
@@ -29,8 +39,12 @@ pub fn remember(
     tenant: TenantId,
     session: SessionId,
     connection: ConnectionId,
-    upstream: &str,
+    upstream: Upstream<'_>,
 ) -> StoreResult<()> {
+    let Upstream {
+        document: upstream,
+        key: upstream_key,
+    } = upstream;
     let (tenant, session, connection) = (
         tenant.to_string(),
         session.to_string(),
@@ -45,6 +59,7 @@ pub fn remember(
             rows::upstream
                 .eq(cipher.seal(upstream.as_bytes(), &aad(&tenant, &session, &connection))),
             rows::created_at.eq(now.naive_utc()),
+            rows::upstream_key.eq(upstream_key),
         ))
         .execute(conn)?;
     Ok(())
@@ -93,5 +108,37 @@ pub fn open_by_connection(
         .load(conn)?;
     rows.into_iter()
         .map(|(session, user)| Ok((parse_column(TABLE, &session)?, parse_column(TABLE, &user)?)))
+        .collect()
+}
+
+/// The live sessions `connection` opened under `upstream_key` (a digest naming the
+/// user at the partner), with their users and what the partner issued for each.
+pub fn open_by_upstream_key(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    tenant: TenantId,
+    connection: ConnectionId,
+    upstream_key: &str,
+) -> StoreResult<Vec<(SessionId, gatehouse_core::ids::UserId, Zeroizing<String>)>> {
+    let (tenant, connection) = (tenant.to_string(), connection.to_string());
+    let rows: Vec<(String, String, String)> = rows::table
+        .inner_join(sessions::table.on(sessions::id.eq(rows::session_id)))
+        .filter(rows::tenant_id.eq(&tenant))
+        .filter(rows::connection_id.eq(&connection))
+        .filter(rows::upstream_key.eq(upstream_key))
+        .filter(sessions::ended_at.is_null())
+        .select((rows::session_id, sessions::user_id, rows::upstream))
+        .load(conn)?;
+    rows.into_iter()
+        .map(|(session, user, sealed)| {
+            let plain = cipher.open(&sealed, &aad(&tenant, &session, &connection))?;
+            let text =
+                String::from_utf8(plain.to_vec()).map_err(|e| StoreError::corrupt(TABLE, e))?;
+            Ok((
+                parse_column(TABLE, &session)?,
+                parse_column(TABLE, &user)?,
+                Zeroizing::new(text),
+            ))
+        })
         .collect()
 }

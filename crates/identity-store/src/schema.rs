@@ -507,6 +507,7 @@ diesel::table! {
         connection_id -> Text,
         upstream -> Text,
         created_at -> Timestamp,
+        upstream_key -> Nullable<Text>,
     }
 }
 

@@ -33,7 +33,7 @@ use gatehouse_core::ids::{ConnectionId, FederatedIdentityId, GroupId, TenantId, 
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::federation_connections::{self as connections, Connection};
 use gatehouse_identity_store::federation_requests::{self as requests, NewRequest};
-use gatehouse_identity_store::sessions::{AuthMethod, Session};
+use gatehouse_identity_store::sessions::{self, AuthMethod, Session};
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{
     AnyConnection, StoreError, credentials, db, federated_identities, federated_sessions, groups,
@@ -231,6 +231,9 @@ pub(crate) struct Verified {
     /// What signing out at the partner needs, kept with the session: the ID token
     /// as received (OIDC), or the NameID and SessionIndex as JSON (SAML).
     pub(crate) upstream_session: String,
+    /// Finds the session again by the partner's name for the user (SAML: the
+    /// SHA-256 of the NameID), for logout the partner starts.
+    pub(crate) upstream_key: Option<String>,
     pub(crate) claims: Claims,
     pub(crate) aal: i32,
 }
@@ -247,6 +250,7 @@ struct SamlRequestState {
 struct SamlResult {
     subject: String,
     upstream_session: String,
+    upstream_key: String,
     claims: BTreeMap<String, Vec<String>>,
     aal: i32,
     return_to: Option<String>,
@@ -271,6 +275,24 @@ struct RequestState {
 }
 
 const PURPOSE_SIGN_IN: &str = "sign_in";
+/// A SAML sign-out waiting for the identity provider's LogoutResponse.
+const PURPOSE_LOGOUT: &str = "saml_logout";
+
+/// A SAML sign-out in flight (sealed in its request row).
+#[derive(Serialize, Deserialize)]
+struct SamlLogoutState {
+    request_id: String,
+}
+
+/// What the SAML single-logout endpoint did.
+#[derive(Debug)]
+pub enum SingleLogout {
+    /// The identity provider confirmed a sign-out begun here.
+    SignedOut,
+    /// The identity provider signed its user out: send the browser to this URL
+    /// (Gatehouse's LogoutResponse).
+    Answer(String),
+}
 const PURPOSE_LINK: &str = "link";
 
 /// What the sign-in page offers besides the password.
@@ -546,10 +568,11 @@ impl Authn {
             .map_err(|e| Refusal::error("connection_invalid", e))?;
         let urls = SpUrls::new(&base, &connection.slug);
         let now = self.inner.now();
+        let keys = self.saml_secrets(tenant, connection.id).await?;
         // Signature checks are CPU work: off the async threads, and no pooled
         // connection held meanwhile.
         let asserted = tokio::task::spawn_blocking(move || {
-            saml::verify_response(&settings, &urls, &response, now)
+            saml::verify_response(&settings, &urls, Some(&keys), &response, now)
         })
         .await
         .map_err(|e| AuthnError::Internal(e.to_string()))??;
@@ -587,6 +610,7 @@ impl Authn {
         let (handle, handle_hash) = secrets::generate();
         let sealed = serde_json::to_vec(&SamlResult {
             subject: asserted.subject.clone(),
+            upstream_key: saml::name_id_key(&asserted.name_id),
             upstream_session: json!({
                 "name_id": asserted.name_id,
                 "format": asserted.name_id_format,
@@ -709,6 +733,7 @@ impl Authn {
         let verified = Verified {
             subject: result.subject,
             upstream_session: result.upstream_session,
+            upstream_key: Some(result.upstream_key),
             claims: Claims(result.claims),
             aal: result.aal,
         };
@@ -940,15 +965,18 @@ impl Authn {
     }
 
     /// Where to send the browser to end `session` at the partner that opened it
-    /// (OpenID Connect RP-initiated logout, with the ID token as hint), if one did,
-    /// its connection signs out upstream, and the provider offers it. `base` is the
-    /// tenant's absolute base URL: the provider sends the browser back to
-    /// `{base}/federation/{slug}/logged-out`. Call before ending the session here;
+    /// (OpenID Connect RP-initiated logout, with the ID token as hint; SAML single
+    /// logout, a signed LogoutRequest), if one did, its connection signs out
+    /// upstream, and the provider offers it. `base` is the tenant's absolute base
+    /// URL: the provider sends the browser back to
+    /// `{base}/federation/{slug}/logged-out` (SAML: `…/saml/slo`). `binding` names
+    /// the browser, which the SAML answer must come back to. Call before ending the session here;
     /// what it remembered for the partner is gone afterwards either way.
     pub async fn upstream_logout_url(
         &self,
         session: &Session,
         base: String,
+        binding: String,
     ) -> Result<Option<String>, AuthnError> {
         let (tenant, session_id) = (session.tenant_id, session.id);
         let found = self
@@ -968,9 +996,13 @@ impl Authn {
         let Some((connection, id_token)) = found else {
             return Ok(None);
         };
-        // SAML single logout is not built yet: the session ends here only.
-        if connection.kind != KIND_OIDC {
+        if !connection.enabled {
             return Ok(None);
+        }
+        if connection.kind == KIND_SAML {
+            return self
+                .saml_logout_url(connection, &id_token, base, binding)
+                .await;
         }
         let Ok(settings) = OidcSettings::parse(&connection.settings) else {
             return Ok(None);
@@ -985,6 +1017,224 @@ impl Authn {
             .await?;
         let back = format!("{base}/federation/{}/logged-out", connection.slug);
         oidc::logout_url(&metadata, &settings, &id_token, &back)
+    }
+
+    /// The SAML side of signing out: a signed LogoutRequest to the identity
+    /// provider that opened the session, remembered (bound to this browser, under
+    /// the SHA-256 of its RelayState) so its LogoutResponse can be matched.
+    async fn saml_logout_url(
+        &self,
+        connection: Connection,
+        upstream: &str,
+        base: String,
+        binding: String,
+    ) -> Result<Option<String>, AuthnError> {
+        let Ok(settings) = SamlSettings::parse(&connection.settings) else {
+            return Ok(None);
+        };
+        let Some(target) = saml::slo::slo_target(&settings) else {
+            return Ok(None);
+        };
+        let Ok(session) = serde_json::from_str::<saml::slo::UpstreamSession>(upstream) else {
+            return Ok(None);
+        };
+        let tenant = connection.tenant_id;
+        let keys = self.saml_secrets(tenant, connection.id).await?;
+        let urls = SpUrls::new(&base, &connection.slug);
+        let (relay_state, relay_hash) = secrets::generate();
+        let request_id = saml::new_id();
+        let url = saml::slo::logout_request_url(
+            target,
+            &keys,
+            &urls,
+            &session,
+            &request_id,
+            &relay_state,
+            self.inner.now(),
+        )?;
+        let sealed = serde_json::to_vec(&SamlLogoutState { request_id })
+            .map_err(|e| AuthnError::Internal(e.to_string()))?;
+        self.blocking(move |inner, conn| {
+            let now = inner.now();
+            requests::insert(
+                conn,
+                &inner.cipher,
+                now,
+                tenant,
+                &relay_hash,
+                NewRequest {
+                    connection: connection.id,
+                    purpose: PURPOSE_LOGOUT,
+                    user: None,
+                    binding: &secrets::digest(&binding),
+                    state: &sealed,
+                    expires_at: now + Duration::minutes(REQUEST_MINUTES),
+                },
+            )?;
+            Ok(())
+        })
+        .await?;
+        Ok(Some(url))
+    }
+
+    /// The single-logout endpoint of a SAML connection (HTTP-Redirect), given the
+    /// query as received. A LogoutResponse ends a sign-out begun here (it must
+    /// answer this browser's request); a LogoutRequest is the identity provider
+    /// signing its user out: every session it opened for that user (and that
+    /// SessionIndex, when it names one) ends here, relying parties are told, and
+    /// the answer is a signed LogoutResponse to send the browser back with.
+    pub async fn saml_single_logout(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        base: String,
+        raw_query: String,
+        binding: String,
+        client: ClientInfo,
+    ) -> Result<SingleLogout, AuthnError> {
+        let mut connection_id = None;
+        let result = self
+            .saml_single_logout_checked(
+                tenant,
+                slug.clone(),
+                base,
+                raw_query,
+                binding,
+                client.clone(),
+                &mut connection_id,
+            )
+            .await;
+        self.log_refusal(tenant, &slug, connection_id, &result, client)
+            .await;
+        result
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    async fn saml_single_logout_checked(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        base: String,
+        raw_query: String,
+        binding: String,
+        client: ClientInfo,
+        connection_id: &mut Option<ConnectionId>,
+    ) -> Result<SingleLogout, AuthnError> {
+        let connection = self
+            .blocking(move |_, conn| usable_connection(conn, tenant, &slug, Some(KIND_SAML)))
+            .await?;
+        *connection_id = Some(connection.id);
+        let settings = SamlSettings::parse(&connection.settings)
+            .map_err(|e| Refusal::error("connection_invalid", e))?;
+        let urls = SpUrls::new(&base, &connection.slug);
+        let id = connection.id;
+        if raw_query.contains("SAMLResponse=") {
+            let received = saml::slo::receive(&settings, &raw_query, "SAMLResponse")?;
+            let relay_hash = secrets::digest(received.relay_state.as_deref().unwrap_or_default());
+            let binding = secrets::digest(&binding);
+            let taken = self
+                .blocking(move |inner, conn| {
+                    Ok(requests::take(
+                        conn,
+                        &inner.cipher,
+                        inner.now(),
+                        tenant,
+                        &relay_hash,
+                        id,
+                        Some(&binding),
+                    )?)
+                })
+                .await?
+                .filter(|taken| taken.purpose == PURPOSE_LOGOUT)
+                .ok_or_else(|| {
+                    Refusal::error(
+                        "saml_state",
+                        "no sign-out of this browser awaits this answer",
+                    )
+                })?;
+            let state: SamlLogoutState = serde_json::from_slice(&taken.state)
+                .map_err(|_| Refusal::error("saml_state", "not a sign-out"))?;
+            let succeeded = saml::slo::check_logout_response(
+                &settings,
+                &urls,
+                &received.xml,
+                &state.request_id,
+            )?;
+            if !succeeded {
+                tracing::info!(connection = %connection.slug, "the identity provider did not end its session");
+            }
+            return Ok(SingleLogout::SignedOut);
+        }
+        let received = saml::slo::receive(&settings, &raw_query, "SAMLRequest")?;
+        let now = self.inner.now();
+        let order = saml::slo::check_logout_request(&settings, &urls, &received.xml, now)?;
+        let target = settings.slo_url.clone().ok_or_else(|| {
+            Refusal::error(
+                "connection_invalid",
+                "the identity provider has no SLO endpoint",
+            )
+        })?;
+        let keys = self.saml_secrets(tenant, id).await?;
+        let key = saml::name_id_key(&order.name_id);
+        let remember = order.clone();
+        let ended = self
+            .blocking(move |inner, conn| {
+                db::transaction_with(conn, |conn| {
+                    let now = inner.now();
+                    saml_replay::remember(conn, tenant, id, &remember.id, remember.remember_until)
+                        .map_err(|e| match e {
+                            StoreError::Conflict { .. } => {
+                                Refusal::error("saml_replay", "the LogoutRequest was used before")
+                            }
+                            StoreError::Invalid { message, .. } => {
+                                Refusal::error("saml_structure", message)
+                            }
+                            other => other.into(),
+                        })?;
+                    let mut ended = Vec::new();
+                    for (session, user, upstream) in federated_sessions::open_by_upstream_key(
+                        conn,
+                        &inner.cipher,
+                        tenant,
+                        id,
+                        &key,
+                    )? {
+                        let index = serde_json::from_str::<saml::slo::UpstreamSession>(&upstream)
+                            .ok()
+                            .and_then(|s| s.session_index);
+                        if remember.session_index.is_some() && index != remember.session_index {
+                            continue;
+                        }
+                        if sessions::end(conn, now, tenant, session, None, "partner_signed_out")? {
+                            inner.audit(
+                                conn,
+                                tenant,
+                                format!("user:{user}"),
+                                "session.signed_out",
+                                Some(format!("session:{session}")),
+                                Outcome::Success,
+                                &client,
+                                json!({ "by": "identity_provider" }),
+                            )?;
+                            ended.push((user, session));
+                        }
+                    }
+                    Ok(ended)
+                })
+            })
+            .await?;
+        for (user, session) in ended {
+            self.inner.sessions_ended(tenant, user, vec![session]);
+        }
+        let url = saml::slo::logout_response_url(
+            &target,
+            &keys,
+            &urls,
+            &order.id,
+            received.relay_state.as_deref(),
+            now,
+        )?;
+        Ok(SingleLogout::Answer(url))
     }
 
     /// The user's linked identities.
@@ -1320,7 +1570,10 @@ impl Inner {
             tenant,
             signed_in.session.id,
             connection.id,
-            &verified.upstream_session,
+            federated_sessions::Upstream {
+                document: &verified.upstream_session,
+                key: verified.upstream_key.as_deref(),
+            },
         )?;
         Ok((
             Finished::SignedIn {

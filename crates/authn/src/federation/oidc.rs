@@ -308,6 +308,7 @@ impl Upstream {
         Ok(Verified {
             subject,
             upstream_session: id_token.to_string(),
+            upstream_key: None,
             claims,
             aal,
         })

@@ -48,6 +48,10 @@ pub struct ResponseSpec {
     pub session_index: String,
     pub attributes: Vec<(String, Vec<String>)>,
     pub signed: Signed,
+    /// Encrypts the (signed) assertion to this certificate (PEM), AES-128-GCM with
+    /// the key transported by `key_transport`.
+    pub encrypt_to: Option<String>,
+    pub key_transport: String,
 }
 
 fn escape(text: &str) -> String {
@@ -74,6 +78,7 @@ impl SamlIdp {
                 r#"<md:IDPSSODescriptor protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
                 r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{certificate}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
                 r#"<md:NameIDFormat>urn:oasis:names:tc:SAML:2.0:nameid-format:persistent</md:NameIDFormat>"#,
+                r#"<md:SingleLogoutService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{sso}/slo"/>"#,
                 r#"<md:SingleSignOnService Binding="urn:oasis:names:tc:SAML:2.0:bindings:HTTP-Redirect" Location="{sso}"/>"#,
                 r#"</md:IDPSSODescriptor></md:EntityDescriptor>"#
             ),
@@ -118,6 +123,8 @@ impl SamlIdp {
                 ),
             ],
             signed: Signed::Assertion,
+            encrypt_to: None,
+            key_transport: "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p".into(),
         }
     }
 
@@ -196,6 +203,48 @@ impl SamlIdp {
         }
     }
 
+    /// A LogoutRequest from this IdP for `name_id` (HTTP-Redirect, unsigned XML).
+    pub fn logout_request(
+        &self,
+        id: &str,
+        destination: &str,
+        name_id: &str,
+        session_index: Option<&str>,
+        now: DateTime<Utc>,
+    ) -> String {
+        let session_index = session_index
+            .map(|i| format!("<samlp:SessionIndex>{}</samlp:SessionIndex>", escape(i)))
+            .unwrap_or_default();
+        format!(
+            concat!(
+                r#"<samlp:LogoutRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" "#,
+                r#"ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{destination}">"#,
+                r#"<saml:Issuer>{issuer}</saml:Issuer><saml:NameID Format="urn:oasis:names:tc:SAML:2.0:nameid-format:persistent">{name_id}</saml:NameID>"#,
+                r#"{session_index}</samlp:LogoutRequest>"#
+            ),
+            id = escape(id),
+            now = instant(now),
+            destination = escape(destination),
+            issuer = escape(&self.entity_id),
+            name_id = escape(name_id),
+            session_index = session_index,
+        )
+    }
+
+    /// `xml` over the HTTP-Redirect binding as this IdP sends it: the query
+    /// string (`parameter=…&RelayState=…&SigAlg=…&Signature=…`), signed by its key.
+    pub fn redirect_query(&self, parameter: &str, xml: &str, relay_state: Option<&str>) -> String {
+        let url = saml::redirect_url(
+            "https://sp.example/",
+            parameter,
+            xml,
+            relay_state,
+            &self.keys,
+        )
+        .expect("signed");
+        url.split_once('?').expect("a query").1.to_owned()
+    }
+
     /// Signs a document that already carries a signature template.
     pub fn sign_raw(&self, xml: &str) -> String {
         saml::sign(xml, &self.keys).expect("signed")
@@ -256,13 +305,79 @@ impl SamlIdp {
             spec,
             matches!(spec.signed, Signed::Assertion | Signed::Both),
         );
-        self.response_xml(spec, &assertion)
+        match &spec.encrypt_to {
+            Some(certificate) => {
+                let assertion = match assertion.strip_prefix("<?xml") {
+                    Some(rest) => rest.split_once("?>").map_or(rest, |(_, body)| body).trim(),
+                    None => assertion.as_str(),
+                };
+                let encrypted = encrypt(assertion, certificate, &spec.key_transport);
+                self.response_xml(spec, &encrypted)
+            }
+            None => self.response_xml(spec, &assertion),
+        }
     }
 
     /// The response as the `SAMLResponse` form field carries it.
     pub fn encoded(&self, spec: &ResponseSpec) -> String {
         encode(&self.response(spec))
     }
+}
+
+/// `assertion` as an EncryptedAssertion to `certificate`: AES-128-GCM content,
+/// its key transported with RSA-OAEP (or with PKCS#1 v1.5 when
+/// `key_transport` names rsa-1_5, which Gatehouse must refuse).
+fn encrypt(assertion: &str, certificate: &str, key_transport: &str) -> String {
+    use openssl::rand::rand_bytes;
+    use openssl::rsa::Padding;
+    use openssl::symm::{Cipher, encrypt_aead};
+    let mut key = [0_u8; 16];
+    let mut iv = [0_u8; 12];
+    rand_bytes(&mut key).expect("random");
+    rand_bytes(&mut iv).expect("random");
+    let mut tag = [0_u8; 16];
+    let ciphertext = encrypt_aead(
+        Cipher::aes_128_gcm(),
+        &key,
+        Some(&iv),
+        &[],
+        assertion.as_bytes(),
+        &mut tag,
+    )
+    .expect("encrypted");
+    let mut data = iv.to_vec();
+    data.extend_from_slice(&ciphertext);
+    data.extend_from_slice(&tag);
+    let public = openssl::x509::X509::from_pem(certificate.as_bytes())
+        .expect("a certificate")
+        .public_key()
+        .expect("its key")
+        .rsa()
+        .expect("RSA");
+    let padding = if key_transport.ends_with("rsa-1_5") {
+        Padding::PKCS1
+    } else {
+        Padding::PKCS1_OAEP
+    };
+    let mut wrapped = vec![0_u8; public.size() as usize];
+    let length = public
+        .public_encrypt(&key, &mut wrapped, padding)
+        .expect("wrapped");
+    wrapped.truncate(length);
+    format!(
+        concat!(
+            r#"<saml:EncryptedAssertion><xenc:EncryptedData xmlns:xenc="http://www.w3.org/2001/04/xmlenc#" Type="http://www.w3.org/2001/04/xmlenc#Element">"#,
+            r#"<xenc:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#aes128-gcm"/>"#,
+            r#"<ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><xenc:EncryptedKey>"#,
+            r#"<xenc:EncryptionMethod Algorithm="{transport}"/>"#,
+            r#"<xenc:CipherData><xenc:CipherValue>{key}</xenc:CipherValue></xenc:CipherData></xenc:EncryptedKey></ds:KeyInfo>"#,
+            r#"<xenc:CipherData><xenc:CipherValue>{data}</xenc:CipherValue></xenc:CipherData>"#,
+            r#"</xenc:EncryptedData></saml:EncryptedAssertion>"#
+        ),
+        transport = key_transport,
+        key = STANDARD.encode(wrapped),
+        data = STANDARD.encode(data),
+    )
 }
 
 /// A fresh XML ID, as an IdP makes them.

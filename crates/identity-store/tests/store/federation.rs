@@ -132,10 +132,15 @@ gatehouse_identity_store::backend_tests! {
             },
         )
         .unwrap();
-        sessions_store::remember(&mut conn, &cipher, now(), a, session.id, connection.id, "first.id.token").unwrap();
+        sessions_store::remember(&mut conn, &cipher, now(), a, session.id, connection.id, sessions_store::Upstream { document: "first.id.token", key: Some("k1") }).unwrap();
         // Signed in again through the partner: the newer token replaces the older.
-        sessions_store::remember(&mut conn, &cipher, now(), a, session.id, connection.id, "eyJ.id.token").unwrap();
+        sessions_store::remember(&mut conn, &cipher, now(), a, session.id, connection.id, sessions_store::Upstream { document: "eyJ.id.token", key: Some("k2") }).unwrap();
         assert!(testing::rows_of_tenant(&mut conn, a).get("federated_sessions") == Some(&1));
+        // Found by the partner's name for the user (SAML single logout), live sessions only.
+        assert!(sessions_store::open_by_upstream_key(&mut conn, &cipher, a, connection.id, "k1").unwrap().is_empty());
+        let found = sessions_store::open_by_upstream_key(&mut conn, &cipher, a, connection.id, "k2").unwrap();
+        assert_eq!(found.len(), 1);
+        assert_eq!((found[0].0, found[0].1, found[0].2.as_str()), (session.id, alice.id, "eyJ.id.token"));
         let (found, token) = sessions_store::take(&mut conn, &cipher, a, session.id).unwrap().unwrap();
         assert_eq!(found, connection.id);
         assert_eq!(token.as_str(), "eyJ.id.token");

@@ -325,7 +325,7 @@ pub async fn sign_out(Submitted { ctx, .. }: Submitted<CsrfOnly>) -> HttpRespons
         match ctx
             .state
             .authn
-            .upstream_logout_url(&session, ctx.link_base().0)
+            .upstream_logout_url(&session, ctx.link_base().0, ctx.csrf.value.clone())
             .await
         {
             Ok(url) => upstream = url,

@@ -7,7 +7,7 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use gatehouse_authn::AuthnError;
-use gatehouse_authn::federation::{Answer, Begin, Finished, Purpose};
+use gatehouse_authn::federation::{Answer, Begin, Finished, Purpose, SingleLogout};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -273,6 +273,33 @@ pub async fn saml_finish(mut ctx: PageContext, query: web::Query<FinishQuery>) -
         )
         .await;
     finished(&ctx, result).await
+}
+
+/// Single logout with a SAML identity provider (HTTP-Redirect): its answer to a
+/// sign-out begun here, or its own request to sign its user out here.
+pub async fn saml_slo(mut ctx: PageContext) -> HttpResponse {
+    ctx.reopenable = false;
+    let query = ctx.request.query_string().to_owned();
+    match ctx
+        .state
+        .authn
+        .saml_single_logout(
+            ctx.tenant.tenant.id,
+            connection_slug(&ctx),
+            ctx.link_base().0,
+            query,
+            ctx.csrf.value.clone(),
+            ctx.client(),
+        )
+        .await
+    {
+        Ok(SingleLogout::SignedOut) => ctx.redirect(&ctx.path("/signin")),
+        Ok(SingleLogout::Answer(url)) => HttpResponse::SeeOther()
+            .insert_header(("Location", url))
+            .insert_header(("Cache-Control", "no-store"))
+            .finish(),
+        Err(error) => federation_failure(&ctx, &error),
+    }
 }
 
 /// Where a partner sends the browser back after signing out there.

@@ -161,6 +161,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
                 .route(web::post().to(federation::saml_acs)),
         )
         .route(
+            "/federation/{connection}/saml/slo",
+            web::get().to(federation::saml_slo),
+        )
+        .route(
             "/federation/{connection}/saml/finish",
             web::get().to(federation::saml_finish),
         )

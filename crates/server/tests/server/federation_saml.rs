@@ -53,9 +53,11 @@ fn begin(app: &WebApp) -> (Browser, String, String, SpUrls) {
     };
     let issuer_start = xml.find("<saml:Issuer>").unwrap() + "<saml:Issuer>".len();
     let issuer = xml[issuer_start..].split('<').next().unwrap().to_owned();
+    let acs = attribute("AssertionConsumerServiceURL");
     let urls = SpUrls {
         entity_id: issuer,
-        acs: attribute("AssertionConsumerServiceURL"),
+        slo: acs.replace("/saml/acs", "/saml/slo"),
+        acs,
     };
     assert_eq!(attribute("Destination"), SSO);
     assert!(urls.acs.ends_with("/federation/partner/saml/acs"));
@@ -304,3 +306,118 @@ fn a_replay_is_refused_on_another_node(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(a_replay_is_refused_on_another_node);
+
+/// Single logout begun by the identity provider: only its own signed, fresh,
+/// first-seen LogoutRequest ends the sessions it opened for that user.
+fn the_identity_provider_signs_its_user_out(backend: Backend) {
+    let app = WebApp::start(backend);
+    let idp = SamlIdp::new(IDP);
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(app.state.admin.create_connection(
+        &operator,
+        "default",
+        gatehouse_admin::NewConnection {
+            slug: "partner".into(),
+            display_name: "Partner SSO".into(),
+            logo_url: None,
+            enabled: true,
+            jit_provisioning: true,
+            trust_verified_email: false,
+            kind: "saml".into(),
+            settings: json!({}),
+            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
+            mapping: None,
+            client_secret: None,
+            domains: vec![],
+        },
+    ))
+    .unwrap();
+    let now = || app.state.clock.now();
+    let (mut browser, request_id, relay_state, urls) = begin(&app);
+    let spec = idp.answer(&urls, &request_id, "partner-user-5", now());
+    let acs = post_to_acs(&app, &idp, &spec, &relay_state);
+    assert_eq!(browser.get(&acs.location().unwrap()).status, 303);
+    assert_eq!(browser.get("/account").status, 200, "signed in");
+
+    let slo = "/federation/partner/saml/slo";
+    let logout = |id: &str, name_id: &str| {
+        idp.logout_request(id, &urls.slo, name_id, Some(&spec.session_index), now())
+    };
+    // Unsigned, or signed by another key: refused, the session lives on.
+    let unsigned = {
+        let signed = idp.redirect_query("SAMLRequest", &logout("_l1", "partner-user-5"), None);
+        signed.split("&SigAlg").next().unwrap().to_owned()
+    };
+    assert_refused(
+        &app.browser().get(&format!("{slo}?{unsigned}")),
+        "saml_signature",
+    );
+    let impostor = SamlIdp::new(IDP);
+    let forged = impostor.redirect_query("SAMLRequest", &logout("_l2", "partner-user-5"), None);
+    assert_refused(
+        &app.browser().get(&format!("{slo}?{forged}")),
+        "saml_signature",
+    );
+    // Signed, but the query altered after signing.
+    let honest = idp.redirect_query("SAMLRequest", &logout("_l3", "partner-user-5"), Some("r"));
+    let altered = honest.replace("RelayState=r", "RelayState=x");
+    assert_refused(
+        &app.browser().get(&format!("{slo}?{altered}")),
+        "saml_signature",
+    );
+    // Another user of the partner: nobody here is signed out.
+    let other = idp.redirect_query("SAMLRequest", &logout("_l4", "partner-user-6"), None);
+    assert_eq!(app.browser().get(&format!("{slo}?{other}")).status, 303);
+    assert_eq!(browser.get("/account").status, 200, "still signed in");
+
+    // The honest request: the session ends, the answer goes back to the IdP.
+    let answer = app.browser().get(&format!("{slo}?{honest}"));
+    assert_eq!(answer.status, 303, "{}", answer.body);
+    let back = answer.location().unwrap();
+    assert!(
+        back.starts_with(&format!("{SSO}/slo?SAMLResponse=")),
+        "{back}"
+    );
+    assert!(
+        back.contains("&RelayState=r&SigAlg="),
+        "RelayState passed back: {back}"
+    );
+    assert_eq!(browser.get("/account").status, 303, "signed out here");
+    // The same request again is a replay.
+    assert_refused(
+        &app.browser().get(&format!("{slo}?{honest}")),
+        "saml_replay",
+    );
+    // A LogoutResponse nobody here asked for.
+    let response = idp.redirect_query(
+        "SAMLResponse",
+        &format!(
+            concat!(
+                r#"<samlp:LogoutResponse xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" "#,
+                r#"ID="_r1" Version="2.0" IssueInstant="2026-12-07T12:00:00Z" InResponseTo="_x">"#,
+                r#"<saml:Issuer>{}</saml:Issuer><samlp:Status><samlp:StatusCode Value="urn:oasis:names:tc:SAML:2.0:status:Success"/></samlp:Status></samlp:LogoutResponse>"#
+            ),
+            IDP
+        ),
+        Some("unknown"),
+    );
+    assert_refused(
+        &app.browser().get(&format!("{slo}?{response}")),
+        "saml_state",
+    );
+    // A deflate bomb: a small message that inflates past the cap.
+    let bomb = format!(
+        "{}<x>{}</x></samlp:LogoutRequest>",
+        logout("_l5", "partner-user-5").replace("</samlp:LogoutRequest>", ""),
+        " ".repeat(200_000)
+    );
+    let bomb = idp.redirect_query("SAMLRequest", &bomb, None);
+    assert!(bomb.len() < 4_000, "small on the wire");
+    assert_refused(
+        &app.browser().get(&format!("{slo}?{bomb}")),
+        "saml_too_large",
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(the_identity_provider_signs_its_user_out);

@@ -16,6 +16,7 @@
 //!   they read the wall clock and skip what a missing element would have said.
 
 pub(crate) mod prescan;
+pub(crate) mod slo;
 
 use std::collections::BTreeMap;
 use std::io::Write;
@@ -87,6 +88,17 @@ pub struct SamlSettings {
     /// AuthnContextClassRef → Gatehouse assurance level (1–3); any other counts as 1.
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub authn_context_levels: BTreeMap<String, i32>,
+    /// Its SingleLogoutService for the HTTP-Redirect binding, if it offers one.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub slo_url: Option<String>,
+    /// Signing out here signs out at the identity provider too (single logout),
+    /// when it offers it.
+    #[serde(default = "yes")]
+    pub logout: bool,
+}
+
+fn yes() -> bool {
+    true
 }
 
 fn default_skew() -> i64 {
@@ -110,6 +122,9 @@ impl SamlSettings {
             return Err("idp_entity_id: must be 1 to 1024 characters".into());
         }
         web_url("sso_url", &settings.sso_url)?;
+        if let Some(slo) = &settings.slo_url {
+            web_url("slo_url", slo)?;
+        }
         if settings.idp_certificates.is_empty() {
             return Err("idp_certificates: at least one signing certificate is needed".into());
         }
@@ -161,6 +176,11 @@ impl SamlSettings {
             .find(|service| service.binding == HTTP_REDIRECT)
             .map(|service| service.location.clone())
             .ok_or("the identity provider offers no HTTP-Redirect SingleSignOnService")?;
+        let slo_url = idp
+            .single_logout_services
+            .iter()
+            .find(|service| service.binding == HTTP_REDIRECT)
+            .map(|service| service.location.clone());
         let idp_certificates: Vec<String> = idp
             .key_descriptors
             .iter()
@@ -177,6 +197,8 @@ impl SamlSettings {
                 clock_skew_seconds: default_skew(),
                 subject_attribute: None,
                 authn_context_levels: BTreeMap::new(),
+                slo_url,
+                logout: true,
             })
             .map_err(|e| e.to_string())?,
         )
@@ -282,6 +304,8 @@ pub struct SpUrls {
     /// The entityID, which is also where the metadata is served.
     pub entity_id: String,
     pub acs: String,
+    /// Single logout (HTTP-Redirect): the partner's answers and requests.
+    pub slo: String,
 }
 
 impl SpUrls {
@@ -290,6 +314,7 @@ impl SpUrls {
         SpUrls {
             entity_id: format!("{base}/federation/{slug}/saml/metadata"),
             acs: format!("{base}/federation/{slug}/saml/acs"),
+            slo: format!("{base}/federation/{slug}/saml/slo"),
         }
     }
 }
@@ -362,6 +387,11 @@ pub(crate) fn sp_metadata(
             "{signature}",
             r#"<md:SPSSODescriptor AuthnRequestsSigned="true" WantAssertionsSigned="true" protocolSupportEnumeration="urn:oasis:names:tc:SAML:2.0:protocol">"#,
             r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{certificate}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+            r#"<md:KeyDescriptor use="encryption"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{certificate}</ds:X509Certificate></ds:X509Data></ds:KeyInfo>"#,
+            r#"<md:EncryptionMethod Algorithm="http://www.w3.org/2009/xmlenc11#aes128-gcm"/>"#,
+            r#"<md:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#aes128-cbc"/>"#,
+            r#"<md:EncryptionMethod Algorithm="http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p"/></md:KeyDescriptor>"#,
+            r#"<md:SingleLogoutService Binding="{redirect}" Location="{slo}"/>"#,
             r#"<md:NameIDFormat>{name_id_format}</md:NameIDFormat>"#,
             r#"<md:AssertionConsumerService Binding="{post}" Location="{acs}" index="0" isDefault="true"/>"#,
             r#"</md:SPSSODescriptor></md:EntityDescriptor>"#
@@ -374,6 +404,8 @@ pub(crate) fn sp_metadata(
         name_id_format = name_id_format,
         post = HTTP_POST,
         acs = escape(&urls.acs),
+        redirect = HTTP_REDIRECT,
+        slo = escape(&urls.slo),
     );
     sign(&xml, secrets)
 }
@@ -410,6 +442,25 @@ pub(crate) fn authn_request_url(
         issuer = escape(&urls.entity_id),
         format = name_id_format,
     );
+    redirect_url(
+        &settings.sso_url,
+        "SAMLRequest",
+        &xml,
+        Some(relay_state),
+        secrets,
+    )
+}
+
+/// A message over the HTTP-Redirect binding (SAML bindings §3.4.4): deflated,
+/// base64, in the query of `target` as `parameter`, signed with the SP key
+/// (RSA-SHA256 over `parameter=…&RelayState=…&SigAlg=…`).
+pub(crate) fn redirect_url(
+    target: &str,
+    parameter: &str,
+    xml: &str,
+    relay_state: Option<&str>,
+    secrets: &SamlSecrets,
+) -> Result<String, AuthnError> {
     let mut deflater =
         flate2::write::DeflateEncoder::new(Vec::new(), flate2::Compression::default());
     deflater
@@ -419,13 +470,22 @@ pub(crate) fn authn_request_url(
     let deflated = deflater
         .finish()
         .map_err(|e| AuthnError::Internal(e.to_string()))?;
-    let mut url = url::Url::parse(&settings.sso_url)
-        .map_err(|e| Refusal::error("connection_invalid", format!("sso_url: {e}")))?;
-    url.query_pairs_mut()
-        .append_pair("SAMLRequest", &STANDARD.encode(deflated))
-        .append_pair("RelayState", relay_state);
+    let mut url = url::Url::parse(target)
+        .map_err(|e| Refusal::error("connection_invalid", format!("{target}: {e}")))?;
+    {
+        let mut query = url.query_pairs_mut();
+        query.append_pair(parameter, &STANDARD.encode(deflated));
+        if let Some(relay_state) = relay_state {
+            query.append_pair("RelayState", relay_state);
+        }
+    }
     let signed = samael::crypto::sign_url(url, &secrets.key()?).map_err(crypto_failure)?;
     Ok(signed.to_string())
+}
+
+/// Names a user at a partner for single logout: the SHA-256 of the NameID.
+pub(crate) fn name_id_key(name_id: &str) -> String {
+    crate::secrets::digest(name_id)
 }
 
 /// What a verified response established.
@@ -453,6 +513,7 @@ fn refuse(code: &'static str, detail: impl Into<String>) -> AuthnError {
 pub(crate) fn verify_response(
     settings: &SamlSettings,
     urls: &SpUrls,
+    decryption_key: Option<&SamlSecrets>,
     encoded: &str,
     now: DateTime<Utc>,
 ) -> Result<Asserted, AuthnError> {
@@ -472,10 +533,13 @@ pub(crate) fn verify_response(
     let xml = String::from_utf8(bytes)
         .map_err(|_| refuse("saml_encoding", "the response is not UTF-8"))?;
     let shape = prescan::check_response(&xml).map_err(|e| refuse("saml_structure", e))?;
-    if shape.encrypted {
+    // An encrypted assertion is taken only inside a signed Response: the signature
+    // then covers the ciphertext, so nobody can probe the decryption (no padding
+    // or key-transport oracle) and the plaintext is the IdP's.
+    if shape.encrypted && !shape.response_signed {
         return Err(refuse(
             "saml_encrypted",
-            "encrypted assertions are not accepted on this connection",
+            "an encrypted assertion needs a signed Response",
         ));
     }
     let certificates = settings
@@ -503,11 +567,6 @@ pub(crate) fn verify_response(
         Some(ALLOWED_ALGORITHMS),
     )
     .map_err(|e| refuse("saml_signature", e.to_string()))?;
-    // The unsigned Response around a signed assertion still answers for its
-    // status and addressing; the assertion is read from the signed part alone.
-    let outer: Response = xml
-        .parse()
-        .map_err(|e: quick_xml::DeError| refuse("saml_structure", e.to_string()))?;
     let assertion = if shape.response_signed {
         let signed: Response = reduced
             .parse()
@@ -518,22 +577,88 @@ pub(crate) fn verify_response(
                 "the signature covers another response",
             ));
         }
-        signed
-            .assertion
-            .ok_or_else(|| refuse("saml_structure", "the signed response holds no assertion"))?
+        match (signed.assertion, &signed.encrypted_assertion) {
+            (Some(assertion), None) if !shape.encrypted => assertion,
+            (None, Some(encrypted)) if shape.encrypted => {
+                let keys = decryption_key.ok_or_else(|| {
+                    refuse(
+                        "saml_encrypted",
+                        "the connection has no SP key to decrypt with",
+                    )
+                })?;
+                decrypt(encrypted, keys)?
+            }
+            _ => {
+                return Err(refuse(
+                    "saml_structure",
+                    "the signed response holds no assertion",
+                ));
+            }
+        }
     } else {
         let signed: Assertion = reduced
             .parse()
             .map_err(|e: Box<dyn std::error::Error>| refuse("saml_structure", e.to_string()))?;
+        if Some(&signed.id) != shape.assertion_id.as_ref() {
+            return Err(refuse(
+                "saml_signature",
+                "the signature covers another assertion",
+            ));
+        }
         signed
     };
-    if Some(&assertion.id) != shape.assertion_id.as_ref() {
-        return Err(refuse(
-            "saml_signature",
-            "the signature covers another assertion",
-        ));
-    }
+    // The unsigned Response around a signed assertion still answers for its
+    // status and addressing; the assertion is read from the signed part alone.
+    let outer: Response = xml
+        .parse()
+        .map_err(|e: quick_xml::DeError| refuse("saml_structure", e.to_string()))?;
     validate(settings, urls, &outer, &assertion, now)
+}
+
+/// Key transport Gatehouse takes: RSA-OAEP. (RSA PKCS#1 v1.5 is refused: the
+/// Bleichenbacher class.)
+const KEY_TRANSPORT_OAEP: &str = "http://www.w3.org/2001/04/xmlenc#rsa-oaep-mgf1p";
+const AES128_CBC: &str = "http://www.w3.org/2001/04/xmlenc#aes128-cbc";
+const AES128_GCM: &str = "http://www.w3.org/2009/xmlenc11#aes128-gcm";
+
+/// Decrypts an assertion with the connection's SP key.
+fn decrypt(
+    encrypted: &samael::schema::EncryptedAssertion,
+    keys: &SamlSecrets,
+) -> Result<Assertion, AuthnError> {
+    let failed = |detail: &str| refuse("saml_encrypted", detail.to_owned());
+    let (key_value, key_method) = encrypted
+        .encrypted_key_info()
+        .ok_or_else(|| failed("no EncryptedKey"))?;
+    if key_method != KEY_TRANSPORT_OAEP {
+        return Err(failed(&format!(
+            "key transport {key_method} is not accepted"
+        )));
+    }
+    let (data_value, data_method) = encrypted
+        .encrypted_value_info()
+        .ok_or_else(|| failed("no EncryptedData"))?;
+    if data_method != AES128_CBC && data_method != AES128_GCM {
+        return Err(failed(&format!(
+            "content encryption {data_method} is not accepted"
+        )));
+    }
+    let key = Crypto::decrypt_assertion_key_info(key_value, key_method, &keys.key()?)
+        .map_err(|_| failed("the key does not decrypt"))?;
+    let mut plain = Crypto::decrypt_assertion_value_info(data_value, data_method, &key)
+        .map_err(|_| failed("the assertion does not decrypt"))?;
+    if data_method == AES128_CBC {
+        // XML Encryption's padding: the last byte counts the padding bytes.
+        let pad = usize::from(*plain.last().ok_or_else(|| failed("empty plaintext"))?);
+        if pad == 0 || pad > 16 || pad > plain.len() {
+            return Err(failed("bad padding"));
+        }
+        plain.truncate(plain.len() - pad);
+    }
+    let xml = String::from_utf8(plain).map_err(|_| failed("the plaintext is not UTF-8"))?;
+    prescan::check_assertion(&xml).map_err(|e| refuse("saml_structure", e))?;
+    xml.parse()
+        .map_err(|e: Box<dyn std::error::Error>| refuse("saml_structure", e.to_string()))
 }
 
 fn validate(

@@ -162,14 +162,22 @@ fn walk(xml: &str, allow_comments: bool, visitor: &mut impl Visitor) -> Result<(
 
 /// The well-formedness rules alone (no structure): for IdP metadata.
 pub(crate) fn check_plain(xml: &str) -> Result<(), String> {
-    struct Nothing;
-    impl Visitor for Nothing {
-        fn start(&mut self, _: &[u8], _: &BytesStart<'_>, _: usize, _: bool) -> Result<(), String> {
-            Ok(())
-        }
-        fn end(&mut self, _: usize) {}
-    }
     walk(xml, true, &mut Nothing)
+}
+
+/// The same rules, comments refused too: for logout messages, whose text is read.
+pub(crate) fn check_message(xml: &str) -> Result<(), String> {
+    walk(xml, false, &mut Nothing)
+}
+
+/// A walk that only enforces the document rules.
+struct Nothing;
+
+impl Visitor for Nothing {
+    fn start(&mut self, _: &[u8], _: &BytesStart<'_>, _: usize, _: bool) -> Result<(), String> {
+        Ok(())
+    }
+    fn end(&mut self, _: usize) {}
 }
 
 /// What the walk over a response collects.
@@ -328,6 +336,49 @@ pub(crate) fn check_response(xml: &str) -> Result<Shape, String> {
         response_signed,
         assertion_signed,
     })
+}
+
+/// Checks a decrypted assertion: the same rules for the document, its root a
+/// `saml:Assertion` with an ID, no assertion nested in it, every ID unique.
+/// (Its authenticity is the signed Response's, which covered the ciphertext.)
+pub(crate) fn check_assertion(xml: &str) -> Result<String, String> {
+    #[derive(Default)]
+    struct AssertionScan {
+        root_id: Option<String>,
+        ids: BTreeSet<String>,
+    }
+    impl Visitor for AssertionScan {
+        fn start(
+            &mut self,
+            namespace: &[u8],
+            element: &BytesStart<'_>,
+            depth: usize,
+            _: bool,
+        ) -> Result<(), String> {
+            let local = element.local_name();
+            let is_assertion = namespace == ASSERTION
+                && (local.as_ref() == b"Assertion" || local.as_ref() == b"EncryptedAssertion");
+            let id = attribute(element, b"ID")?;
+            if let Some(id) = &id
+                && !self.ids.insert(id.clone())
+            {
+                return Err(fail(format!("the ID `{id}` appears twice")));
+            }
+            match (depth, is_assertion) {
+                (0, true) if local.as_ref() == b"Assertion" => {
+                    self.root_id = Some(id.ok_or_else(|| fail("the Assertion has no ID"))?);
+                    Ok(())
+                }
+                (0, _) => Err(fail("the decrypted root is not a saml:Assertion")),
+                (_, true) => Err(fail("an assertion inside the assertion")),
+                _ => Ok(()),
+            }
+        }
+        fn end(&mut self, _: usize) {}
+    }
+    let mut scan = AssertionScan::default();
+    walk(xml, false, &mut scan)?;
+    scan.root_id.ok_or_else(|| fail("no Assertion"))
 }
 
 #[cfg(test)]

@@ -36,7 +36,7 @@ fn code_of(result: Result<Asserted, AuthnError>) -> &'static str {
 }
 
 fn verify(idp: &SamlIdp, encoded: &str) -> Result<Asserted, AuthnError> {
-    verify_response(&settings(idp), &sp(), encoded, now())
+    verify_response(&settings(idp), &sp(), None, encoded, now())
 }
 
 #[test]
@@ -77,7 +77,7 @@ fn the_authn_context_maps_to_an_assurance_level() {
         class_ref: "urn:partner:mfa".into(),
         ..honest(&idp)
     };
-    let asserted = verify_response(&settings, &sp(), &idp.encoded(&spec), now()).unwrap();
+    let asserted = verify_response(&settings, &sp(), None, &idp.encoded(&spec), now()).unwrap();
     assert_eq!(asserted.aal, 2);
 }
 
@@ -333,4 +333,68 @@ fn the_authn_request_is_signed_over_the_redirect_binding() {
     assert_eq!(names, ["SAMLRequest", "RelayState", "SigAlg", "Signature"]);
     let verifier = samael::crypto::UrlVerifier::from_x509_cert_pem(&keys.sp_certificate).unwrap();
     assert!(verifier.verify_signed_request_url(&parsed).unwrap());
+}
+
+#[test]
+fn encrypted_assertions_are_taken_inside_a_signed_response_only() {
+    let idp = SamlIdp::new(IDP);
+    let keys = SamlSecrets::generate("Gatehouse SP").unwrap();
+    let settings = settings(&idp);
+    let encrypted = ResponseSpec {
+        signed: Signed::Both,
+        encrypt_to: Some(keys.sp_certificate.clone()),
+        ..honest(&idp)
+    };
+    let encoded = idp.encoded(&encrypted);
+    assert!(
+        !idp.response(&encrypted).contains("alice@partner.example"),
+        "really encrypted"
+    );
+    let asserted = verify_response(&settings, &sp(), Some(&keys), &encoded, now()).unwrap();
+    assert_eq!(asserted.subject, "alice");
+    assert_eq!(asserted.claims.0["mail"], vec!["alice@partner.example"]);
+    // Another SP's key cannot open it.
+    let other = SamlSecrets::generate("Other SP").unwrap();
+    assert_eq!(
+        code_of(verify_response(
+            &settings,
+            &sp(),
+            Some(&other),
+            &encoded,
+            now()
+        )),
+        "saml_encrypted"
+    );
+    // Under an unsigned Response the ciphertext is nobody's word.
+    let unsigned_outer = ResponseSpec {
+        signed: Signed::Assertion,
+        ..encrypted.clone()
+    };
+    let encoded = idp.encoded(&unsigned_outer);
+    assert_eq!(
+        code_of(verify_response(
+            &settings,
+            &sp(),
+            Some(&keys),
+            &encoded,
+            now()
+        )),
+        "saml_encrypted"
+    );
+    // RSA PKCS#1 v1.5 key transport is refused.
+    let legacy = ResponseSpec {
+        key_transport: "http://www.w3.org/2001/04/xmlenc#rsa-1_5".into(),
+        ..encrypted
+    };
+    let encoded = idp.encoded(&legacy);
+    assert_eq!(
+        code_of(verify_response(
+            &settings,
+            &sp(),
+            Some(&keys),
+            &encoded,
+            now()
+        )),
+        "saml_encrypted"
+    );
 }

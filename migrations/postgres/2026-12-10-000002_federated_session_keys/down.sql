@@ -1,0 +1,2 @@
+DROP INDEX federated_sessions_upstream;
+ALTER TABLE federated_sessions DROP COLUMN upstream_key;
