@@ -101,6 +101,14 @@ describe('Federation: sign in with a partner SAML identity provider', { timeout:
 
   after(() => closeAll([browser?.close(), server?.stop(), smtp?.close(), idp?.stop(), callback?.close()]));
 
+  /** The IdP's sign-in page, answered as mary. */
+  const idpLogin = async (target) => {
+    await target.waitForURL((u) => u.origin === idp.baseUrl, { timeout: 15_000 });
+    await target.fill('#username', 'mary');
+    await target.fill('#password', USERS.mary.password);
+    await target.click('#submit_button');
+  };
+
   step('an operator adds the partner from its metadata; the SP metadata is signed', async () => {
     const mappingFile = path.join(server.workDir, 'saml-mapping.json');
     await writeFile(mappingFile, JSON.stringify(MAPPING));
@@ -234,13 +242,30 @@ describe('Federation: sign in with a partner SAML identity provider', { timeout:
     assert.match(await replay.text(), /Reference: saml_state/);
   });
 
-  /** The IdP's sign-in page, answered as mary. */
-  const idpLogin = async (target) => {
-    await target.waitForURL((u) => u.origin === idp.baseUrl, { timeout: 15_000 });
-    await target.fill('#username', 'mary');
-    await target.fill('#password', USERS.mary.password);
-    await target.click('#submit_button');
-  };
+
+  step('IdP-initiated sign-in, once allowed, asks the person before it signs in', async () => {
+    const shown = JSON.parse(await server.cli(['connections', 'show', '--slug', 'partner']));
+    await server.cli([
+      'connections', 'set', '--slug', 'partner', '--expected-version', String(shown.version),
+      '--setting', 'allow_idp_initiated=true', '--operator', 'e2e',
+    ]);
+    const fresh = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
+    const other = await fresh.newPage();
+    try {
+      await other.goto(idp.idpInitiatedUrl(`${server.baseUrl}/federation/partner/saml/metadata`));
+      await idpLogin(other);
+      await other.getByRole('heading', { name: 'Continue signing in?' }).waitFor();
+      const asked = other.url();
+      assert.match(await other.locator('#confirm-message').innerText(), /mary\.jackson@partner\.example/);
+      await other.goto('/account');
+      assert.equal(new URL(other.url()).pathname, '/signin', 'the post alone signed nobody in');
+      await other.goto(asked);
+      await other.getByRole('button', { name: 'Continue', exact: true }).click();
+      await other.waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/account');
+    } finally {
+      await fresh.close();
+    }
+  });
 
   step('signing out here signs out at the IdP too (single logout)', async () => {
     await page.goto('/account');

@@ -188,6 +188,57 @@ pub fn take(
     }))
 }
 
+/// Reads the live request `id_hash` of this tenant and connection without taking
+/// it (a page that asks before it is used).
+pub fn peek(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    id_hash: &str,
+    connection: ConnectionId,
+) -> StoreResult<Option<TakenRequest>> {
+    let tenant = tenant.to_string();
+    let row: Option<Row> = requests::table
+        .filter(requests::id_hash.eq(id_hash))
+        .filter(requests::tenant_id.eq(&tenant))
+        .filter(requests::connection_id.eq(connection.to_string()))
+        .filter(requests::expires_at.gt(now.naive_utc()))
+        .select((
+            requests::connection_id,
+            requests::purpose,
+            requests::user_id,
+            requests::binding,
+            requests::state,
+            requests::created_at,
+            requests::expires_at,
+        ))
+        .first(conn)
+        .optional()?;
+    let Some((stored_connection, purpose, user, binding, sealed, created_at, _)) = row else {
+        return Ok(None);
+    };
+    let state = cipher.open(
+        &sealed,
+        &aad(
+            &tenant,
+            id_hash,
+            &stored_connection,
+            &purpose,
+            user.as_deref(),
+            &binding,
+        ),
+    )?;
+    Ok(Some(TakenRequest {
+        connection_id: parse_column(TABLE, &stored_connection)?,
+        user_id: user.map(|u| parse_column(TABLE, &u)).transpose()?,
+        purpose,
+        binding,
+        created_at: created_at.and_utc(),
+        state,
+    }))
+}
+
 /// Deletes every request that expired at or before `now`; returns how many went.
 pub fn prune_expired(conn: &mut AnyConnection, now: DateTime<Utc>) -> StoreResult<usize> {
     Ok(

@@ -275,6 +275,13 @@ struct RequestState {
 }
 
 const PURPOSE_SIGN_IN: &str = "sign_in";
+/// A verified IdP-initiated SAML sign-in waiting for the person to confirm it.
+const PURPOSE_UNSOLICITED: &str = "saml_unsolicited";
+/// The binding of an unsolicited result: no browser's digest (those are hex).
+const UNSOLICITED_BINDING: &str = "unsolicited";
+/// How the handle of an unsolicited result starts, so its finish asks first.
+pub const UNSOLICITED_HANDLE: &str = "u.";
+
 /// A SAML sign-out waiting for the identity provider's LogoutResponse.
 const PURPOSE_LOGOUT: &str = "saml_logout";
 
@@ -282,6 +289,13 @@ const PURPOSE_LOGOUT: &str = "saml_logout";
 #[derive(Serialize, Deserialize)]
 struct SamlLogoutState {
     request_id: String,
+}
+
+/// Who an IdP-initiated sign-in would sign in.
+#[derive(Debug, Clone)]
+pub struct UnsolicitedPreview {
+    pub partner: String,
+    pub account: String,
 }
 
 /// What the SAML single-logout endpoint did.
@@ -569,6 +583,7 @@ impl Authn {
         let urls = SpUrls::new(&base, &connection.slug);
         let now = self.inner.now();
         let keys = self.saml_secrets(tenant, connection.id).await?;
+        let allow_unsolicited = settings.allow_idp_initiated;
         // Signature checks are CPU work: off the async threads, and no pooled
         // connection held meanwhile.
         let asserted = tokio::task::spawn_blocking(move || {
@@ -591,23 +606,47 @@ impl Authn {
                     None,
                 )?)
             })
-            .await?
-            .ok_or_else(|| {
-                Refusal::error(
-                    "saml_state",
-                    "unknown, used or expired RelayState (unsolicited responses are not accepted)",
+            .await?;
+        let (purpose, row_purpose, binding, return_to, handle_prefix) = match taken {
+            Some(taken) => {
+                let state: SamlRequestState =
+                    serde_json::from_slice(&taken.state).map_err(|_| {
+                        Refusal::error("saml_state", "the RelayState names no SAML request")
+                    })?;
+                if asserted.in_response_to.as_deref() != Some(state.request_id.as_str()) {
+                    return Err(Refusal::error(
+                        "saml_in_response_to",
+                        "the response answers another request",
+                    ));
+                }
+                let purpose = purpose_of(&taken);
+                (
+                    purpose,
+                    purpose_row(purpose).0,
+                    taken.binding,
+                    state.return_to,
+                    "",
                 )
-            })?;
-        let state: SamlRequestState = serde_json::from_slice(&taken.state)
-            .map_err(|_| Refusal::error("saml_state", "the RelayState names no SAML request"))?;
-        if asserted.in_response_to.as_deref() != Some(state.request_id.as_str()) {
-            return Err(Refusal::error(
-                "saml_in_response_to",
-                "the response answers another request",
-            ));
-        }
-        let purpose = purpose_of(&taken);
-        let (handle, handle_hash) = secrets::generate();
+            }
+            // IdP-initiated: nobody here began it, so no browser is bound to it
+            // yet. Its finish asks the person first (a brake on login CSRF).
+            None if allow_unsolicited && asserted.in_response_to.is_none() => (
+                Purpose::SignIn,
+                PURPOSE_UNSOLICITED,
+                UNSOLICITED_BINDING.to_owned(),
+                None,
+                UNSOLICITED_HANDLE,
+            ),
+            None => {
+                return Err(Refusal::error(
+                    "saml_state",
+                    "unknown, used or expired RelayState, and no unsolicited response is accepted",
+                ));
+            }
+        };
+        let (handle, _) = secrets::generate();
+        let handle = format!("{handle_prefix}{handle}");
+        let handle_hash = secrets::digest(&handle);
         let sealed = serde_json::to_vec(&SamlResult {
             subject: asserted.subject.clone(),
             upstream_key: saml::name_id_key(&asserted.name_id),
@@ -619,10 +658,9 @@ impl Authn {
             .to_string(),
             claims: asserted.claims.0.clone(),
             aal: asserted.aal,
-            return_to: state.return_to,
+            return_to,
         })
         .map_err(|e| AuthnError::Internal(e.to_string()))?;
-        let binding = taken.binding;
         self.blocking(move |inner, conn| {
             db::transaction_with(conn, |conn| {
                 let now = inner.now();
@@ -642,7 +680,8 @@ impl Authn {
                     }
                     other => other.into(),
                 })?;
-                let (purpose, user) = purpose_row(purpose);
+                let user = purpose_row(purpose).1;
+                let purpose = row_purpose;
                 requests::insert(
                     conn,
                     &inner.cipher,
@@ -1235,6 +1274,102 @@ impl Authn {
             now,
         )?;
         Ok(SingleLogout::Answer(url))
+    }
+
+    /// What an IdP-initiated sign-in would sign in as, for the page that asks
+    /// before it does: the partner's name and the account's email (or the
+    /// partner's name for the user). Reads without using it up.
+    pub async fn unsolicited_preview(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        handle: String,
+    ) -> Result<UnsolicitedPreview, AuthnError> {
+        let handle_hash = secrets::digest(&handle);
+        let (connection, peeked) = self
+            .blocking(move |inner, conn| {
+                let connection = usable_connection(conn, tenant, &slug, Some(KIND_SAML))?;
+                let peeked = requests::peek(
+                    conn,
+                    &inner.cipher,
+                    inner.now(),
+                    tenant,
+                    &handle_hash,
+                    connection.id,
+                )?;
+                Ok((connection, peeked))
+            })
+            .await?;
+        let result = peeked
+            .filter(|row| row.purpose == PURPOSE_UNSOLICITED)
+            .and_then(|row| serde_json::from_slice::<SamlResult>(&row.state).ok())
+            .ok_or_else(|| Refusal::error("saml_state", "unknown, used or expired sign-in"))?;
+        let email = Mapping::from_json(&connection.mapping)
+            .ok()
+            .and_then(|mapping| mapping.apply(&Claims(result.claims)).ok())
+            .and_then(|profile| profile.email);
+        Ok(UnsolicitedPreview {
+            partner: connection.display_name,
+            account: email.unwrap_or(result.subject),
+        })
+    }
+
+    /// Ends an IdP-initiated sign-in the person confirmed (on a CSRF-protected
+    /// form of this site): takes the result and settles it.
+    pub async fn finish_unsolicited(
+        &self,
+        tenant: TenantId,
+        slug: String,
+        handle: String,
+        previous_secret: Option<String>,
+        client: ClientInfo,
+    ) -> Result<Finished, AuthnError> {
+        let mut connection_id = None;
+        let handle_hash = secrets::digest(&handle);
+        let logged_slug = slug.clone();
+        let result = async {
+            let (connection, taken) = self
+                .blocking(move |inner, conn| {
+                    let connection = usable_connection(conn, tenant, &slug, Some(KIND_SAML))?;
+                    let taken = requests::take(
+                        conn,
+                        &inner.cipher,
+                        inner.now(),
+                        tenant,
+                        &handle_hash,
+                        connection.id,
+                        Some(UNSOLICITED_BINDING),
+                    )?;
+                    Ok((connection, taken))
+                })
+                .await?;
+            connection_id = Some(connection.id);
+            let result: SamlResult = taken
+                .filter(|row| row.purpose == PURPOSE_UNSOLICITED)
+                .and_then(|row| serde_json::from_slice(&row.state).ok())
+                .ok_or_else(|| Refusal::error("saml_state", "unknown, used or expired sign-in"))?;
+            let verified = Verified {
+                subject: result.subject,
+                upstream_session: result.upstream_session,
+                upstream_key: Some(result.upstream_key),
+                claims: Claims(result.claims),
+                aal: result.aal,
+            };
+            self.conclude(
+                tenant,
+                connection,
+                Purpose::SignIn,
+                verified,
+                None,
+                previous_secret,
+                client.clone(),
+            )
+            .await
+        }
+        .await;
+        self.log_refusal(tenant, &logged_slug, connection_id, &result, client)
+            .await;
+        result
     }
 
     /// The user's linked identities.

@@ -196,6 +196,10 @@ pub struct SetArgs {
     /// Read a new client secret from standard input.
     #[arg(long)]
     secret_stdin: bool,
+    /// Change one setting (`name=JSON value`, e.g. `allow_idp_initiated=true` or
+    /// `logout=false`); repeat for several. The rest stay as they are.
+    #[arg(long = "setting")]
+    settings: Vec<String>,
     #[arg(long)]
     operator: String,
 }
@@ -366,7 +370,24 @@ pub fn run(config: &Config, command: ConnectionsCommand) -> Result<(), ServerErr
                 None
             };
             let admin = open_admin(config)?;
+            let settings = if args.settings.is_empty() {
+                None
+            } else {
+                let mut current = ask(admin.connection(&args.tenant, &args.slug))?
+                    .connection
+                    .settings;
+                for pair in &args.settings {
+                    let (name, value) = pair
+                        .split_once('=')
+                        .ok_or_else(|| usage(format!("--setting `{pair}`: use name=value")))?;
+                    let value: Value = serde_json::from_str(value)
+                        .map_err(|e| usage(format!("--setting {name}: {e}")))?;
+                    current[name] = value;
+                }
+                Some(current)
+            };
             let edit = ConnectionEdit {
+                settings,
                 display_name: args.name,
                 enabled: (args.enable || args.disable).then_some(args.enable),
                 domains: (!args.domains.is_empty()).then_some(args.domains),

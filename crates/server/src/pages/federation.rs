@@ -7,7 +7,9 @@
 use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use gatehouse_authn::AuthnError;
-use gatehouse_authn::federation::{Answer, Begin, Finished, Purpose, SingleLogout};
+use gatehouse_authn::federation::{
+    Answer, Begin, Finished, Purpose, SingleLogout, UNSOLICITED_HANDLE,
+};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -51,12 +53,19 @@ pub struct FinishQuery {
 
 #[derive(Deserialize, Default)]
 #[serde(default)]
+pub struct ConfirmForm {
+    csrf_token: String,
+    h: String,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(default)]
 pub struct UnlinkForm {
     csrf_token: String,
     identity: String,
 }
 
-csrf_protected!(StartForm, UnlinkForm);
+csrf_protected!(StartForm, UnlinkForm, ConfirmForm);
 
 fn connection_slug(ctx: &PageContext) -> String {
     ctx.request
@@ -257,17 +266,55 @@ pub async fn saml_acs(mut ctx: PageContext, form: web::Form<AcsForm>) -> HttpRes
     }
 }
 
-/// The end of a SAML sign-in, in the browser that began it.
+/// The end of a SAML sign-in, in the browser that began it. An IdP-initiated one
+/// was begun by no browser: the person is asked first.
 pub async fn saml_finish(mut ctx: PageContext, query: web::Query<FinishQuery>) -> HttpResponse {
     ctx.reopenable = false;
+    let handle = query.into_inner().h;
+    if handle.starts_with(UNSOLICITED_HANDLE) {
+        return match ctx
+            .state
+            .authn
+            .unsolicited_preview(ctx.tenant.tenant.id, connection_slug(&ctx), handle.clone())
+            .await
+        {
+            Ok(preview) => ctx.render(
+                StatusCode::OK,
+                "federation_confirm.html",
+                &json!({
+                    "partner": preview.partner,
+                    "account": preview.account,
+                    "handle": handle,
+                    "action": ctx.path(&format!("/federation/{}/saml/finish", connection_slug(&ctx))),
+                }),
+            ),
+            Err(error) => federation_failure(&ctx, &error),
+        };
+    }
     let result = ctx
         .state
         .authn
         .finish_saml(
             ctx.tenant.tenant.id,
             connection_slug(&ctx),
-            query.into_inner().h,
+            handle,
             ctx.csrf.value.clone(),
+            ctx.session_secret.clone(),
+            ctx.client(),
+        )
+        .await;
+    finished(&ctx, result).await
+}
+
+/// The person confirmed an IdP-initiated sign-in on this site's page.
+pub async fn saml_confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> HttpResponse {
+    let result = ctx
+        .state
+        .authn
+        .finish_unsolicited(
+            ctx.tenant.tenant.id,
+            connection_slug(&ctx),
+            form.h,
             ctx.session_secret.clone(),
             ctx.client(),
         )

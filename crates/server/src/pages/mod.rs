@@ -169,6 +169,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             web::get().to(federation::saml_finish),
         )
         .route(
+            "/federation/{connection}/saml/finish",
+            web::post().to(federation::saml_confirm),
+        )
+        .route(
             "/federation/{connection}/logged-out",
             web::get().to(federation::logged_out),
         )

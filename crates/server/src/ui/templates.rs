@@ -47,6 +47,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("consent.html"),
     builtin!("form_post.html"),
     builtin!("federation_redirect.html"),
+    builtin!("federation_confirm.html"),
     builtin!("logout.html"),
     builtin!("second_factor.html"),
     builtin!("security.html"),

@@ -118,6 +118,10 @@ fn samples() -> Vec<(&'static str, Value)> {
             json!({ "action": "https://app.example/cb", "fields": [{"name": "code", "value": SCRIPT}] }),
         ),
         (
+            "federation_confirm.html",
+            json!({ "partner": SCRIPT, "account": SCRIPT, "handle": SCRIPT, "action": "/federation/p/saml/finish" }),
+        ),
+        (
             "federation_redirect.html",
             json!({ "url": format!("https://partner.example/auth?state={SCRIPT}") }),
         ),

@@ -421,3 +421,84 @@ fn the_identity_provider_signs_its_user_out(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(the_identity_provider_signs_its_user_out);
+
+/// IdP-initiated sign-in, where the connection allows it: the response nobody
+/// here asked for signs in only after the person confirms on this site's page,
+/// so a response posted into someone's browser (login CSRF) opens nothing alone.
+fn unsolicited_responses_sign_in_after_the_person_confirms(backend: Backend) {
+    let app = WebApp::start(backend);
+    let idp = SamlIdp::new(IDP);
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(app.state.admin.create_connection(
+        &operator,
+        "default",
+        gatehouse_admin::NewConnection {
+            slug: "partner".into(),
+            display_name: "Partner SSO".into(),
+            logo_url: None,
+            enabled: true,
+            jit_provisioning: true,
+            trust_verified_email: false,
+            kind: "saml".into(),
+            settings: json!({"allow_idp_initiated": true}),
+            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
+            mapping: None,
+            client_secret: None,
+            domains: vec![],
+        },
+    ))
+    .unwrap();
+    let (_, _, _, urls) = begin(&app);
+    let unsolicited = ResponseSpec {
+        in_response_to: None,
+        attributes: vec![("mail".into(), vec!["pat@partner.example".into()])],
+        ..idp.answer(&urls, "", "partner-user-8", app.state.clock.now())
+    };
+    let acs = post_to_acs(&app, &idp, &unsolicited, "https://evil.example/");
+    assert_eq!(acs.status, 303, "{}", acs.body);
+    let finish = acs.location().unwrap();
+    assert!(
+        !finish.contains("evil.example"),
+        "RelayState is never a redirect"
+    );
+
+    let mut browser = app.browser();
+    let asked = browser.get(&finish);
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(
+        asked.body.contains("pat@partner.example"),
+        "names the account: {}",
+        asked.body
+    );
+    assert!(
+        browser.session_cookie().is_none(),
+        "nothing signed in by the post alone"
+    );
+    assert!(!partner_account(&app));
+    // Asking again is fine (the page reads, it does not use the sign-in up).
+    assert_eq!(browser.get(&finish).status, 200);
+    let handle = finish.split("h=").nth(1).unwrap().to_owned();
+    // Without this site's CSRF token, the confirmation is refused.
+    let forged = app.browser().post_raw(
+        "/federation/partner/saml/finish",
+        &[("h", &handle), ("csrf_token", "forged")],
+        &[],
+    );
+    assert_ne!(forged.status, 303, "{}", forged.body);
+    let done = browser.post_form("/federation/partner/saml/finish", &asked, &[("h", &handle)]);
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert!(
+        browser.session_cookie().is_some(),
+        "signed in after confirming"
+    );
+    assert!(partner_account(&app));
+    // Used once.
+    assert_refused(&app.browser().get(&finish), "saml_state");
+    // The same response again is a replay.
+    assert_refused(&post_to_acs(&app, &idp, &unsolicited, ""), "saml_replay");
+}
+
+gatehouse_identity_store::on_both_backends!(
+    unsolicited_responses_sign_in_after_the_person_confirms
+);

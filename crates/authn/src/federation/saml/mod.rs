@@ -95,6 +95,10 @@ pub struct SamlSettings {
     /// when it offers it.
     #[serde(default = "yes")]
     pub logout: bool,
+    /// Responses nobody here asked for (IdP-initiated sign-in) are taken, after
+    /// the person confirms on a page of this site. Off by default.
+    #[serde(default)]
+    pub allow_idp_initiated: bool,
 }
 
 fn yes() -> bool {
@@ -199,6 +203,7 @@ impl SamlSettings {
                 authn_context_levels: BTreeMap::new(),
                 slo_url,
                 logout: true,
+                allow_idp_initiated: false,
             })
             .map_err(|e| e.to_string())?,
         )
@@ -567,7 +572,8 @@ pub(crate) fn verify_response(
         Some(ALLOWED_ALGORITHMS),
     )
     .map_err(|e| refuse("saml_signature", e.to_string()))?;
-    let assertion = if shape.response_signed {
+    if shape.response_signed {
+        // Everything is read from what the signature covered.
         let signed: Response = reduced
             .parse()
             .map_err(|e: quick_xml::DeError| refuse("saml_structure", e.to_string()))?;
@@ -577,8 +583,8 @@ pub(crate) fn verify_response(
                 "the signature covers another response",
             ));
         }
-        match (signed.assertion, &signed.encrypted_assertion) {
-            (Some(assertion), None) if !shape.encrypted => assertion,
+        let assertion = match (&signed.assertion, &signed.encrypted_assertion) {
+            (Some(assertion), None) if !shape.encrypted => assertion.clone(),
             (None, Some(encrypted)) if shape.encrypted => {
                 let keys = decryption_key.ok_or_else(|| {
                     refuse(
@@ -594,25 +600,24 @@ pub(crate) fn verify_response(
                     "the signed response holds no assertion",
                 ));
             }
-        }
-    } else {
-        let signed: Assertion = reduced
-            .parse()
-            .map_err(|e: Box<dyn std::error::Error>| refuse("saml_structure", e.to_string()))?;
-        if Some(&signed.id) != shape.assertion_id.as_ref() {
-            return Err(refuse(
-                "saml_signature",
-                "the signature covers another assertion",
-            ));
-        }
-        signed
-    };
-    // The unsigned Response around a signed assertion still answers for its
-    // status and addressing; the assertion is read from the signed part alone.
+        };
+        return validate(settings, urls, &signed, true, &assertion, now);
+    }
+    let assertion: Assertion = reduced
+        .parse()
+        .map_err(|e: Box<dyn std::error::Error>| refuse("saml_structure", e.to_string()))?;
+    if Some(&assertion.id) != shape.assertion_id.as_ref() {
+        return Err(refuse(
+            "saml_signature",
+            "the signature covers another assertion",
+        ));
+    }
+    // The unsigned Response around a signed assertion is anyone's word: it may
+    // refuse (a status, another destination) but never vouch for anything.
     let outer: Response = xml
         .parse()
         .map_err(|e: quick_xml::DeError| refuse("saml_structure", e.to_string()))?;
-    validate(settings, urls, &outer, &assertion, now)
+    validate(settings, urls, &outer, false, &assertion, now)
 }
 
 /// Key transport Gatehouse takes: RSA-OAEP. (RSA PKCS#1 v1.5 is refused: the
@@ -643,6 +648,14 @@ fn decrypt(
             "content encryption {data_method} is not accepted"
         )));
     }
+    // samael slices the IV and the tag without looking: short data would panic.
+    let data_len = STANDARD
+        .decode(data_value.value.lines().collect::<String>())
+        .map_err(|_| failed("the ciphertext is not base64"))?
+        .len();
+    if data_len < 16 + 16 {
+        return Err(failed("the ciphertext is too short"));
+    }
     let key = Crypto::decrypt_assertion_key_info(key_value, key_method, &keys.key()?)
         .map_err(|_| failed("the key does not decrypt"))?;
     let mut plain = Crypto::decrypt_assertion_value_info(data_value, data_method, &key)
@@ -665,6 +678,7 @@ fn validate(
     settings: &SamlSettings,
     urls: &SpUrls,
     response: &Response,
+    response_signed: bool,
     assertion: &Assertion,
     now: DateTime<Utc>,
 ) -> Result<Asserted, AuthnError> {
@@ -686,6 +700,13 @@ fn validate(
     match &response.destination {
         Some(destination) if destination != &urls.acs => {
             return Err(refuse("saml_destination", format!("sent to {destination}")));
+        }
+        // SAML bindings §3.5.5.2: a signed Response names where it goes.
+        None if response_signed => {
+            return Err(refuse(
+                "saml_destination",
+                "a signed Response without Destination",
+            ));
         }
         _ => {}
     }
@@ -760,21 +781,33 @@ fn validate(
                 "no bearer confirmation for this ACS that is still valid",
             )
         })?;
-    let in_response_to = match (&response.in_response_to, &confirmation.in_response_to) {
+    // Only a signed part may say which request this answers: the Response when it
+    // is signed, else the assertion's confirmation. (An unsigned Response's
+    // InResponseTo would turn anyone's unsolicited assertion into an answer to
+    // the attacker's own request.)
+    let confirmed = confirmation.in_response_to.clone();
+    let in_response_to = match (&response.in_response_to, &confirmed) {
         (Some(a), Some(b)) if a != b => {
             return Err(refuse(
                 "saml_in_response_to",
                 "the response and the assertion answer different requests",
             ));
         }
-        (Some(a), _) => Some(a.clone()),
-        (None, b) => b.clone(),
+        (Some(a), None) if response_signed => Some(a.clone()),
+        (Some(_), None) => {
+            return Err(refuse(
+                "saml_in_response_to",
+                "only the unsigned Response says which request it answers",
+            ));
+        }
+        (_, confirmed) => confirmed.clone(),
     };
     let name_id = subject
         .name_id
         .as_ref()
         .ok_or_else(|| refuse("saml_subject", "the Subject has no NameID"))?;
     let mut claims = BTreeMap::<String, Vec<String>>::new();
+    let mut friendly_names = Vec::new();
     for statement in assertion.attribute_statements.iter().flatten() {
         for attribute in &statement.attributes {
             let values: Vec<String> = attribute
@@ -782,16 +815,21 @@ fn validate(
                 .iter()
                 .filter_map(|value| value.value.clone())
                 .collect();
-            for name in [&attribute.name, &attribute.friendly_name]
-                .into_iter()
-                .flatten()
-            {
+            if let Some(name) = &attribute.name {
                 claims
                     .entry(name.clone())
                     .or_default()
                     .extend(values.iter().cloned());
             }
+            if let Some(friendly) = &attribute.friendly_name {
+                friendly_names.push((friendly.clone(), values));
+            }
         }
+    }
+    // A FriendlyName is a second key for an attribute only where no attribute
+    // has it as its Name: two attributes never merge into one claim.
+    for (friendly, values) in friendly_names {
+        claims.entry(friendly).or_insert(values);
     }
     claims.insert("nameid".into(), vec![name_id.value.clone()]);
     let subject_value = match &settings.subject_attribute {

@@ -85,6 +85,50 @@ trait Visitor {
     fn end(&mut self, depth: usize);
 }
 
+/// Attribute rules for every element:
+/// - a namespace declaration may not use references (`xmlns:ds="…xmldsig&#35;"`):
+///   quick-xml takes the value as written and libxml2 expands it, so the two would
+///   disagree about which elements are signatures;
+/// - no `xml:id` and no prefixed `ID`: libxml2 and xmlsec treat them as IDs too,
+///   and only the plain `ID` is what this check and the signatures agree on.
+fn check_attributes(element: &BytesStart<'_>) -> Result<(), String> {
+    for attribute in element.attributes() {
+        let attribute = attribute.map_err(|e| fail(format!("malformed attribute: {e}")))?;
+        let key = attribute.key.as_ref();
+        if (key == b"xmlns" || key.starts_with(b"xmlns:")) && attribute.value.contains(&b'&') {
+            return Err(fail("a namespace declaration with a character reference"));
+        }
+        let prefixed_id = key
+            .iter()
+            .position(|b| *b == b':')
+            .is_some_and(|colon| &key[colon + 1..] == b"ID" || &key[colon + 1..] == b"id");
+        if prefixed_id {
+            return Err(fail("an ID attribute with a prefix (xml:id or similar)"));
+        }
+    }
+    Ok(())
+}
+
+/// Names that mean something only in their own namespace: the same name in any
+/// other is refused, so that no reader can take one for the other.
+const SIGNATURE_NAMES: &[&[u8]] = &[
+    b"Signature",
+    b"SignedInfo",
+    b"SignatureValue",
+    b"Reference",
+    b"Transforms",
+    b"Transform",
+    b"DigestMethod",
+    b"DigestValue",
+    b"CanonicalizationMethod",
+    b"SignatureMethod",
+    b"KeyInfo",
+    b"Object",
+    b"Manifest",
+    b"SignatureProperties",
+];
+const ASSERTION_NAMES: &[&[u8]] = &[b"Assertion", b"EncryptedAssertion"];
+
 /// Refuses what no SAML document needs and every XML attack uses: a DOCTYPE,
 /// processing instructions, comments (`allow_comments` only for metadata, which
 /// nothing reads text from across a comment), entity references beyond XML's five
@@ -118,6 +162,7 @@ fn walk(xml: &str, allow_comments: bool, visitor: &mut impl Visitor) -> Result<(
                 if elements > MAX_ELEMENTS || depth >= MAX_DEPTH {
                     return Err(fail("too many or too deeply nested elements"));
                 }
+                check_attributes(&element)?;
                 visitor.start(&namespace, &element, depth, false)?;
                 depth += 1;
             }
@@ -127,6 +172,7 @@ fn walk(xml: &str, allow_comments: bool, visitor: &mut impl Visitor) -> Result<(
                 if elements > MAX_ELEMENTS || depth >= MAX_DEPTH {
                     return Err(fail("too many or too deeply nested elements"));
                 }
+                check_attributes(&element)?;
                 visitor.start(&namespace, &element, depth, true)?;
             }
             Event::End(_) => {
@@ -217,6 +263,17 @@ impl Visitor for ResponseScan {
         empty: bool,
     ) -> Result<(), String> {
         let local = element.local_name().as_ref().to_vec();
+        if SIGNATURE_NAMES.contains(&local.as_slice()) && namespace != DSIG {
+            return Err(fail("a signature element in another namespace"));
+        }
+        if ASSERTION_NAMES.contains(&local.as_slice()) && namespace != ASSERTION {
+            return Err(fail("an assertion element in another namespace"));
+        }
+        if namespace == DSIG && (local == b"Object" || local == b"Manifest") {
+            return Err(fail(
+                "ds:Object and ds:Manifest have no place in a SAML response",
+            ));
+        }
         let id = attribute(element, b"ID")?;
         if let Some(id) = &id
             && !self.ids.insert(id.clone())
@@ -468,6 +525,48 @@ mod tests {
         assert!(check_response(&pi).is_err());
         assert!(check_plain("<a><!-- fine in metadata --></a>").is_ok());
         assert!(check_plain("<!DOCTYPE a><a/>").is_err());
+    }
+
+    #[test]
+    fn namespace_and_id_tricks_are_refused() {
+        // A signature libxml2 sees (the reference expands) and a naive reader not.
+        let hidden = response(&format!(
+            r##"<x:Signature xmlns:x="http://www.w3.org/2000/09/xmldsig&#35;"><x:SignedInfo><x:Reference URI="file:///dev/zero"/></x:SignedInfo></x:Signature>{}<saml:Assertion ID="_a"/>"##,
+            signature("#_r")
+        ));
+        assert!(
+            check_response(&hidden)
+                .unwrap_err()
+                .contains("namespace declaration")
+        );
+        // The same names in another namespace.
+        let other = response(&format!(
+            r##"<y:Signature xmlns:y="urn:evil"/><saml:Assertion ID="_a">{}</saml:Assertion>"##,
+            signature("#_a")
+        ));
+        assert!(
+            check_response(&other)
+                .unwrap_err()
+                .contains("another namespace")
+        );
+        let evil_assertion = response(&format!(
+            r##"<e:Assertion xmlns:e="urn:evil" ID="_e"/><saml:Assertion ID="_a">{}</saml:Assertion>"##,
+            signature("#_a")
+        ));
+        assert!(check_response(&evil_assertion).is_err());
+        // IDs libxml2 knows and this check would not.
+        for id in [r#"xml:id="_x""#, r#"xmlns:p="urn:p" p:ID="_x""#] {
+            let xml = response(&format!(
+                r#"<saml:Assertion ID="_a"><saml:Subject {id}/></saml:Assertion>"#
+            ));
+            assert!(check_response(&xml).unwrap_err().contains("prefix"), "{id}");
+        }
+        // Objects and manifests inside a signature.
+        let object = response(&format!(
+            r##"<saml:Assertion ID="_a">{}</saml:Assertion>"##,
+            signature("#_a").replace("</ds:Signature>", "<ds:Object/></ds:Signature>")
+        ));
+        assert!(check_response(&object).is_err());
     }
 
     #[test]

@@ -398,3 +398,33 @@ fn encrypted_assertions_are_taken_inside_a_signed_response_only() {
         "saml_encrypted"
     );
 }
+
+#[test]
+fn only_a_signed_part_says_which_request_is_answered() {
+    let idp = SamlIdp::new(IDP);
+    // An assertion answering nothing (IdP-initiated), signed alone, in a Response
+    // whose unsigned InResponseTo names the attacker's own request.
+    let unsolicited = ResponseSpec {
+        in_response_to: None,
+        ..honest(&idp)
+    };
+    let xml = idp.response(&unsolicited).replacen(
+        "<samlp:Response ",
+        r#"<samlp:Response InResponseTo="_request" "#,
+        1,
+    );
+    assert_eq!(code_of(verify(&idp, &encode(&xml))), "saml_in_response_to");
+    // The same assertion left unsolicited is just that.
+    let asserted = verify(&idp, &idp.encoded(&unsolicited)).unwrap();
+    assert_eq!(asserted.in_response_to, None);
+    // A signed Response must say where it goes.
+    let nowhere = ResponseSpec {
+        signed: Signed::Response,
+        destination: None,
+        ..honest(&idp)
+    };
+    assert_eq!(
+        code_of(verify(&idp, &idp.encoded(&nowhere))),
+        "saml_destination"
+    );
+}
