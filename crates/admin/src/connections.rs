@@ -17,6 +17,7 @@ use gatehouse_core::tenant_settings::AttributeKind;
 use gatehouse_identity_store::federation_connections::{
     self as store, Connection, ConnectionData, SecretsChange,
 };
+use gatehouse_identity_store::page::PageRequest;
 use gatehouse_identity_store::{
     StoreError, db, federated_identities, federated_sessions, sessions, tenants,
 };
@@ -223,6 +224,134 @@ impl Admin {
         String::from_utf8(body).map_err(|_| invalid("idp_metadata", "the metadata is not UTF-8"))
     }
 
+    /// Reads every SAML connection's IdP metadata again from its URL (the
+    /// periodic refresh; also `gatehouse connections refresh`). A changed
+    /// certificate set or endpoint is saved and audited
+    /// (`connection.metadata_changed`, with the certificates' SHA-256
+    /// fingerprints); a failure keeps the last good settings and becomes the
+    /// connection's `last_error`. Returns how many connections changed.
+    pub async fn refresh_saml_metadata(&self, only: Option<(&str, &str)>) -> AdminResult<usize> {
+        let targets: Vec<(TenantId, Connection)> = match only {
+            Some((tenant, slug)) => {
+                let tenant = self.tenant(tenant).await?.id;
+                vec![(tenant, self.connection_row(tenant, slug).await?)]
+            }
+            None => {
+                self.blocking(|conn| {
+                    let mut found = Vec::new();
+                    let mut request = PageRequest::first(200);
+                    loop {
+                        let page = tenants::list(conn, &request)?;
+                        for tenant in &page.items {
+                            for connection in store::list(conn, tenant.id)? {
+                                found.push((tenant.id, connection));
+                            }
+                        }
+                        match page.next_cursor {
+                            Some(cursor) => request = PageRequest::after(cursor, 200),
+                            None => break,
+                        }
+                    }
+                    Ok(found)
+                })
+                .await?
+            }
+        };
+        let mut changed = 0;
+        for (tenant, connection) in targets {
+            if connection.kind != KIND_SAML {
+                continue;
+            }
+            let Ok(settings) = SamlSettings::parse(&connection.settings) else {
+                continue;
+            };
+            let Some(url) = settings.metadata_url.clone() else {
+                continue;
+            };
+            let refreshed = match self.idp_metadata_xml(&IdpMetadata::Url(url)).await {
+                Ok(xml) => settings
+                    .refreshed(&xml)
+                    .map_err(|e| invalid("idp_metadata", e)),
+                Err(error) => Err(error),
+            };
+            let admin = self.clone();
+            let outcome = self
+                .blocking(move |conn| {
+                    let now = admin.now();
+                    let refreshed = match refreshed {
+                        Ok(refreshed) => refreshed,
+                        Err(error) => {
+                            store::record_error(
+                                conn,
+                                now,
+                                tenant,
+                                connection.id,
+                                Some(&format!("metadata refresh: {error}")),
+                            )?;
+                            return Ok(false);
+                        }
+                    };
+                    let had_failed = connection
+                        .last_error
+                        .as_deref()
+                        .is_some_and(|e| e.starts_with("metadata refresh:"));
+                    if had_failed {
+                        store::record_error(conn, now, tenant, connection.id, None)?;
+                    }
+                    if refreshed == settings {
+                        return Ok(false);
+                    }
+                    let value = serde_json::to_value(&refreshed)
+                        .map_err(|e| AdminError::Unavailable(e.to_string()))?;
+                    db::transaction_with(conn, |conn| {
+                        let data = ConnectionData {
+                            display_name: connection.display_name.clone(),
+                            logo_url: connection.logo_url.clone(),
+                            enabled: connection.enabled,
+                            jit_provisioning: connection.jit_provisioning,
+                            trust_verified_email: connection.trust_verified_email,
+                            settings: value,
+                            mapping: connection.mapping.clone(),
+                        };
+                        store::update(
+                            conn,
+                            &admin.cipher,
+                            now,
+                            tenant,
+                            connection.id,
+                            connection.version,
+                            data,
+                            SecretsChange::Keep,
+                        )
+                        .map_err(store_failure)?;
+                        admin.audit(
+                            conn,
+                            tenant,
+                            "system:metadata-refresh".into(),
+                            "connection.metadata_changed",
+                            format!("connection:{}", connection.slug),
+                            json!({
+                                "certificates_before": settings.certificate_fingerprints(),
+                                "certificates_after": refreshed.certificate_fingerprints(),
+                                "sso_url": refreshed.sso_url,
+                                "slo_url": refreshed.slo_url,
+                            }),
+                        )?;
+                        Ok(true)
+                    })
+                })
+                .await;
+            match outcome {
+                Ok(true) => changed += 1,
+                Ok(false) => {}
+                // Another node refreshed it (or an operator changed it) meanwhile.
+                Err(AdminError::Store(StoreError::StaleVersion { .. })) => {}
+                Err(error) => return Err(error),
+            }
+        }
+        Ok(changed)
+    }
+
     async fn connection_row(&self, tenant: TenantId, slug: &str) -> AdminResult<Connection> {
         let slug = slug.to_owned();
         self.blocking(move |conn| {
@@ -285,8 +414,12 @@ impl Admin {
                 if let Some(source) = &new.idp_metadata {
                     let xml = self.idp_metadata_xml(source).await?;
                     let entity = new.settings.get("idp_entity_id").and_then(Value::as_str);
-                    let read = SamlSettings::from_metadata(&xml, entity)
+                    let mut read = SamlSettings::from_metadata(&xml, entity)
                         .map_err(|e| invalid("idp_metadata", e))?;
+                    // Metadata fetched from a URL is read again from there.
+                    if let IdpMetadata::Url(url) = source {
+                        read.metadata_url = Some(url.clone());
+                    }
                     new.settings = overlay(read, &new.settings)?;
                 }
                 let keys = SamlSecrets::generate(&format!("Gatehouse SP {}", new.slug))

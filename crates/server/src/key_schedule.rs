@@ -7,7 +7,8 @@ use std::time::Duration as StdDuration;
 
 use gatehouse_core::events::DomainEvent;
 use gatehouse_identity_store::{
-    PageRequest, StoreError, decision_log, pushed_requests, revoked_tokens, tenants,
+    PageRequest, StoreError, decision_log, federation_requests, pushed_requests, revoked_tokens,
+    saml_replay, tenants,
 };
 use gatehouse_token_issuer::schedule::rotate_due;
 
@@ -57,7 +58,8 @@ pub fn run_once(state: &AppState) -> Result<usize, String> {
 }
 
 /// Deletes what has expired and is kept for nothing: pushed authorization requests,
-/// the jtis of revoked tokens past their expiry, and decisions older than
+/// the jtis of revoked tokens past their expiry, federated sign-ins in flight and
+/// SAML assertion IDs past theirs, and decisions older than
 /// `pdp.decision_log_retention_days`. Blocking.
 pub fn prune_expired(state: &AppState) -> Result<usize, String> {
     let now = state.clock.now();
@@ -67,6 +69,10 @@ pub fn prune_expired(state: &AppState) -> Result<usize, String> {
         .map_err(|e| StoreError::from(e).to_string())?;
     let pushed = pushed_requests::prune(&mut conn, now).map_err(|e| e.to_string())?;
     let revoked = revoked_tokens::prune(&mut conn, now).map_err(|e| e.to_string())?;
+    // Federated sign-ins never finished, and SAML assertion IDs past their expiry.
+    let federation = federation_requests::prune_expired(&mut conn, now)
+        .map_err(|e| e.to_string())?
+        + saml_replay::prune_expired(&mut conn, now).map_err(|e| e.to_string())?;
     let mut decisions = 0;
     if let Some(retention) = state.config.pdp.decision_log_retention() {
         let before = now - chrono::Duration::from_std(retention).map_err(|e| e.to_string())?;
@@ -84,7 +90,7 @@ pub fn prune_expired(state: &AppState) -> Result<usize, String> {
             }
         }
     }
-    Ok(pushed + revoked + decisions)
+    Ok(pushed + revoked + federation + decisions)
 }
 
 /// Starts the periodic pass. Call inside the runtime, once per server.

@@ -11,6 +11,7 @@ mod api;
 pub mod bootstrap;
 pub mod cli;
 mod error;
+pub mod federation_schedule;
 pub mod http;
 pub mod key_schedule;
 mod logging;

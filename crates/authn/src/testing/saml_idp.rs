@@ -70,6 +70,19 @@ impl SamlIdp {
         self.keys.sp_certificate.clone()
     }
 
+    /// This IdP's metadata listing `next`'s certificate too (a rollover under way).
+    pub fn metadata_with_next(&self, sso_url: &str, next: &SamlIdp) -> String {
+        let key = |idp: &SamlIdp| {
+            format!(
+                r#"<md:KeyDescriptor use="signing"><ds:KeyInfo xmlns:ds="http://www.w3.org/2000/09/xmldsig#"><ds:X509Data><ds:X509Certificate>{}</ds:X509Certificate></ds:X509Data></ds:KeyInfo></md:KeyDescriptor>"#,
+                idp.keys.certificate_base64().expect("a certificate")
+            )
+        };
+        let own = key(self);
+        self.metadata(sso_url)
+            .replacen(&own, &format!("{own}{}", key(next)), 1)
+    }
+
     /// This IdP's metadata (unsigned), as an operator would import it.
     pub fn metadata(&self, sso_url: &str) -> String {
         format!(

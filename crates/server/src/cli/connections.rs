@@ -1,4 +1,4 @@
-//! `gatehouse connections list | show | add-oidc | add-saml | set | remove | test-mapping`:
+//! `gatehouse connections list | show | add-oidc | add-saml | set | refresh | remove | test-mapping`:
 //! a tenant's partner identity providers, through the admin layer, which checks
 //! settings and mapping rules before saving, seals the client secret and audits
 //! every change. Running servers read connections from the database at each
@@ -51,6 +51,14 @@ pub enum ConnectionsCommand {
         /// Who is doing this (the audit log's actor).
         #[arg(long)]
         operator: String,
+    },
+    /// Read a SAML connection's IdP metadata again from its URL now (servers do
+    /// it every six hours): a new signing certificate or endpoint is taken up.
+    Refresh {
+        #[arg(long, default_value = "default")]
+        tenant: String,
+        #[arg(long)]
+        slug: String,
     },
     /// What the mapping rules make of sample claims (a JSON object), without a sign-in.
     TestMapping {
@@ -402,6 +410,17 @@ pub fn run(config: &Config, command: ConnectionsCommand) -> Result<(), ServerErr
                 "updated connection {} (version {})",
                 view.connection.slug, view.connection.version
             );
+        }
+        ConnectionsCommand::Refresh { tenant, slug } => {
+            let admin = open_admin(config)?;
+            let changed = block_on(admin.refresh_saml_metadata(Some((&tenant, &slug))))
+                .map_err(|e| admin_error("refreshing the metadata", e))?;
+            let view = ask(admin.connection(&tenant, &slug))?;
+            match (changed, &view.connection.last_error) {
+                (0, Some(error)) => println!("metadata unchanged; last error: {error}"),
+                (0, None) => println!("metadata unchanged"),
+                _ => println!("metadata of {slug} updated"),
+            }
         }
         ConnectionsCommand::Remove {
             tenant,

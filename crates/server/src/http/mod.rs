@@ -68,6 +68,7 @@ pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Resul
     let server_config = state.config.server.clone();
     crate::reactions::start(&state);
     crate::key_schedule::spawn(&state);
+    crate::federation_schedule::spawn(&state);
     let data = web::Data::new(state);
     // Decisions still queued for the log are written before the process exits.
     let pdp = data.pdp.clone();

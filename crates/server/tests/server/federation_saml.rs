@@ -502,3 +502,139 @@ fn unsolicited_responses_sign_in_after_the_person_confirms(backend: Backend) {
 gatehouse_identity_store::on_both_backends!(
     unsolicited_responses_sign_in_after_the_person_confirms
 );
+
+/// A plain HTTP server answering every request with the current body: where an
+/// IdP publishes its metadata.
+struct MetadataHost {
+    url: String,
+    body: std::sync::Arc<std::sync::Mutex<String>>,
+}
+
+impl MetadataHost {
+    fn start(initial: String) -> MetadataHost {
+        use std::io::{BufRead, BufReader, Write};
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let url = format!("http://{}/metadata.xml", listener.local_addr().unwrap());
+        let body = std::sync::Arc::new(std::sync::Mutex::new(initial));
+        let serving = body.clone();
+        std::thread::spawn(move || {
+            for stream in listener.incoming() {
+                let Ok(mut stream) = stream else { continue };
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut line = String::new();
+                while reader.read_line(&mut line).is_ok_and(|n| n > 0) && line != "\r\n" {
+                    line.clear();
+                }
+                let body = serving.lock().unwrap().clone();
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 200 OK\r\nContent-Type: application/samlmetadata+xml\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+            }
+        });
+        MetadataHost { url, body }
+    }
+
+    fn publish(&self, body: String) {
+        *self.body.lock().unwrap() = body;
+    }
+}
+
+/// The IdP rolls its signing key over by publishing the next certificate in its
+/// metadata: the refresh takes it up, and later drops the retired one. A broken
+/// document keeps the last good settings and shows as the connection's error.
+fn the_idp_rolls_its_key_over_through_its_metadata(backend: Backend) {
+    let app = WebApp::start(backend);
+    let current = SamlIdp::new(IDP);
+    let next = SamlIdp::new(IDP);
+    let host = MetadataHost::start(current.metadata(SSO));
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let admin = &app.state.admin;
+    rt.block_on(admin.create_connection(
+        &operator,
+        "default",
+        gatehouse_admin::NewConnection {
+            slug: "partner".into(),
+            display_name: "Partner SSO".into(),
+            logo_url: None,
+            enabled: true,
+            jit_provisioning: true,
+            trust_verified_email: false,
+            kind: "saml".into(),
+            settings: json!({}),
+            idp_metadata: Some(gatehouse_admin::IdpMetadata::Url(host.url.clone())),
+            mapping: None,
+            client_secret: None,
+            domains: vec![],
+        },
+    ))
+    .unwrap();
+    let shown = rt.block_on(admin.connection("default", "partner")).unwrap();
+    assert_eq!(shown.connection.settings["metadata_url"], json!(host.url));
+    let sign_in_with = |idp: &SamlIdp| {
+        let (mut browser, request_id, relay_state, urls) = begin(&app);
+        let spec = idp.answer(&urls, &request_id, "partner-user-3", app.state.clock.now());
+        let acs = post_to_acs(&app, idp, &spec, &relay_state);
+        if acs.status == 303 {
+            assert_eq!(browser.get(&acs.location().unwrap()).status, 303);
+        }
+        acs
+    };
+    let refresh = || rt.block_on(admin.refresh_saml_metadata(None)).unwrap();
+    assert_eq!(refresh(), 0, "nothing changed");
+    assert_refused(&sign_in_with(&next), "saml_signature");
+
+    // The next certificate is published beside the current one.
+    host.publish(current.metadata_with_next(SSO, &next));
+    assert_eq!(refresh(), 1);
+    assert_eq!(sign_in_with(&next).status, 303, "the next key is accepted");
+    assert_eq!(
+        sign_in_with(&current).status,
+        303,
+        "and the current one still"
+    );
+    let audited = app
+        .audit_events(100)
+        .into_iter()
+        .find(|e| e.action == "connection.metadata_changed")
+        .expect("audited");
+    let details: Value = serde_json::from_str(&audited.details).unwrap();
+    assert_eq!(
+        details["certificates_after"].as_array().unwrap().len(),
+        2,
+        "{details}"
+    );
+
+    // The old one retired.
+    host.publish(next.metadata(SSO));
+    assert_eq!(refresh(), 1);
+    assert_refused(&sign_in_with(&current), "saml_signature");
+
+    // A broken document changes nothing and is the connection's last error.
+    host.publish("<EntityDescriptor".into());
+    assert_eq!(refresh(), 0);
+    let shown = rt.block_on(admin.connection("default", "partner")).unwrap();
+    assert!(
+        shown
+            .connection
+            .last_error
+            .as_deref()
+            .is_some_and(|e| e.starts_with("metadata refresh:")),
+        "{:?}",
+        shown.connection.last_error
+    );
+    assert_eq!(
+        sign_in_with(&next).status,
+        303,
+        "the last good settings hold"
+    );
+    // Fixed again: the error clears.
+    host.publish(next.metadata(SSO));
+    assert_eq!(refresh(), 0);
+    let shown = rt.block_on(admin.connection("default", "partner")).unwrap();
+    assert_eq!(shown.connection.last_error, None);
+}
+
+gatehouse_identity_store::on_both_backends!(the_idp_rolls_its_key_over_through_its_metadata);

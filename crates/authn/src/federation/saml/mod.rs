@@ -99,6 +99,10 @@ pub struct SamlSettings {
     /// the person confirms on a page of this site. Off by default.
     #[serde(default)]
     pub allow_idp_initiated: bool,
+    /// Where the IdP publishes its metadata: read again regularly, so a new
+    /// signing certificate (a rollover) or endpoint is taken up without an operator.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub metadata_url: Option<String>,
 }
 
 fn yes() -> bool {
@@ -204,9 +208,32 @@ impl SamlSettings {
                 slo_url,
                 logout: true,
                 allow_idp_initiated: false,
+                metadata_url: None,
             })
             .map_err(|e| e.to_string())?,
         )
+    }
+
+    /// These settings with what the IdP's current metadata says of itself (its
+    /// signing certificates and endpoints); the operator's own choices stay. The
+    /// metadata must still describe the same entity.
+    pub fn refreshed(&self, xml: &str) -> Result<SamlSettings, String> {
+        let read = SamlSettings::from_metadata(xml, Some(&self.idp_entity_id))?;
+        Ok(SamlSettings {
+            sso_url: read.sso_url,
+            slo_url: read.slo_url,
+            idp_certificates: read.idp_certificates,
+            ..self.clone()
+        })
+    }
+
+    /// SHA-256 fingerprints of the signing certificates, for the audit log.
+    pub fn certificate_fingerprints(&self) -> Vec<String> {
+        self.idp_certificates
+            .iter()
+            .filter_map(|pem| certificate_der(pem).ok())
+            .map(|der| crate::secrets::digest_bytes(&der))
+            .collect()
     }
 
     fn aal_of(&self, class: Option<&str>) -> i32 {
