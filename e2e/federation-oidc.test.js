@@ -95,6 +95,11 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
     }));
     partner = await startPartnerOp({
       redirectUris: [`${server.baseUrl}/federation/partner/callback`],
+      keyClients: [{
+        clientId: 'gatehouse-key',
+        jwksUri: `${server.baseUrl}/federation/partner-key/jwks`,
+        redirectUris: [`${server.baseUrl}/federation/partner-key/callback`],
+      }],
       postLogoutRedirectUris: [`${server.baseUrl}/federation/partner/logged-out`],
       users: USERS,
     });
@@ -269,6 +274,44 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
     await page.getByRole('button', { name: `Sign in with ${PARTNER}` }).click();
     await page.waitForURL((u) => u.origin === partner.issuer);
     await page.locator('input[name=login]').waitFor();
+  });
+
+  step('private_key_jwt: Gatehouse proves itself with its own key, no shared secret', async () => {
+    const added = await server.cli([
+      'connections', 'add-oidc',
+      '--slug', 'partner-key',
+      '--name', 'Partner Key',
+      '--issuer', partner.issuer,
+      '--client-id', 'gatehouse-key',
+      '--client-auth', 'private_key_jwt',
+      '--scope', 'email', '--scope', 'profile',
+      '--jit', '--trust-verified-email',
+      '--operator', 'e2e',
+    ]);
+    assert.match(added, /added connection partner-key/);
+    const jwks = await (await fetch(`${server.baseUrl}/federation/partner-key/jwks`)).json();
+    assert.equal(jwks.keys.length, 1);
+    assert.equal(jwks.keys[0].crv, 'P-256');
+    assert.equal(jwks.keys[0].d, undefined, 'the public half only');
+    const fresh = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
+    const other = await fresh.newPage();
+    try {
+      await other.goto('/signin');
+      await other.getByRole('button', { name: 'Sign in with Partner Key' }).click();
+      await partnerLogin(other, 'annie.easley');
+      await other
+        .waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/account')
+        .catch((error) => {
+          throw new Error(`${error.message}\nthe partner refused: ${JSON.stringify(partner.errors)}`);
+        });
+    } finally {
+      await fresh.close();
+    }
+    assert.deepEqual(
+      partner.errors.filter((e) => e.event?.includes('grant')),
+      [],
+      'the partner took the client assertion',
+    );
   });
 
   step('a replayed answer from the partner is refused', async () => {

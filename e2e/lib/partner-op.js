@@ -68,7 +68,10 @@ const WEB_FONT_IMPORT = /@import url\(https:\/\/fonts\.googleapis\.com\/[^)]*\);
  *   users?: Record<string, {email?: string, email_verified?: boolean, name?: string,
  *     given_name?: string, family_name?: string, groups?: string[]}>,
  *   consent?: boolean,
+ *   keyClients?: {clientId: string, jwksUri: string, redirectUris: string[]}[],
  * }} options `clientSecret` is made up when not given (read it from the result);
+ *   `keyClients` are further clients that authenticate with private_key_jwt (ES256),
+ *   their public keys read from `jwksUri` when they first call the token endpoint;
  *   `users` maps login names to their claims; `consent: true` shows the consent page
  *   (button "Continue") on a client's first authorization instead of granting at once.
  * @returns {Promise<{issuer: string, clientId: string, clientSecret: string,
@@ -83,6 +86,7 @@ export async function startPartnerOp({
   clientSecret = randomBytes(24).toString('base64url'),
   users = {},
   consent = false,
+  keyClients = [],
 }) {
   if (!Array.isArray(redirectUris) || redirectUris.length === 0) {
     throw new TypeError('startPartnerOp: redirectUris must name at least one redirect URI');
@@ -117,8 +121,27 @@ export async function startPartnerOp({
         post_logout_redirect_uris: postLogoutRedirectUris,
         id_token_signed_response_alg: 'RS256',
       },
+      // Clients that authenticate with a signed JWT (private_key_jwt), their keys
+      // fetched from their jwks_uri.
+      ...keyClients.map(({ clientId, jwksUri, redirectUris: uris }) => ({
+        client_id: clientId,
+        client_name: 'Gatehouse (key)',
+        token_endpoint_auth_method: 'private_key_jwt',
+        token_endpoint_auth_signing_alg: 'ES256',
+        jwks_uri: jwksUri,
+        response_types: ['code'],
+        grant_types: ['authorization_code'],
+        redirect_uris: uris,
+        id_token_signed_response_alg: 'RS256',
+      })),
     ],
     jwks: { keys: [signingKey] },
+    // oidc-provider refuses to fetch from loopback addresses (its SSRF guard), and
+    // in these tests every party is on loopback: clients' jwks_uri is Gatehouse.
+    fetch: (url, options) => {
+      delete options.dispatcher;
+      return globalThis.fetch(url, options);
+    },
     responseTypes: ['code'],
     scopes: [...PARTNER_SCOPES],
     claims: CLAIMS,

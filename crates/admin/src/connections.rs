@@ -9,8 +9,8 @@
 
 use gatehouse_authn::federation::mapping::{Claims, MappedProfile, Mapping};
 use gatehouse_authn::federation::{
-    KIND_OIDC, KIND_SAML, LinkedIdentity, OidcSecrets, OidcSettings, SamlSecrets, SamlSettings,
-    normalise_domain,
+    ClientAuth, KIND_OIDC, KIND_SAML, LinkedIdentity, OidcSecrets, OidcSettings, SamlSecrets,
+    SamlSettings, client_key, normalise_domain,
 };
 use gatehouse_core::ids::{FederatedIdentityId, TenantId, UserId};
 use gatehouse_core::tenant_settings::AttributeKind;
@@ -171,9 +171,26 @@ fn secrets_json(client_secret: &str) -> AdminResult<String> {
         return Err(invalid("client_secret", "must not be empty"));
     }
     serde_json::to_string(&OidcSecrets {
-        client_secret: client_secret.to_owned(),
+        client_secret: Some(client_secret.to_owned()),
+        private_key: None,
     })
     .map_err(|e| AdminError::Unavailable(e.to_string()))
+}
+
+/// The secrets of an OIDC connection that authenticates with its own key: a new one.
+fn key_secrets_json() -> AdminResult<String> {
+    let key = client_key::generate().map_err(|e| AdminError::Unavailable(e.to_string()))?;
+    serde_json::to_string(&OidcSecrets {
+        client_secret: None,
+        private_key: Some(key),
+    })
+    .map_err(|e| AdminError::Unavailable(e.to_string()))
+}
+
+/// Whether OIDC settings say `private_key_jwt`.
+fn uses_key(settings: &Value) -> bool {
+    OidcSettings::parse(settings)
+        .is_ok_and(|parsed| parsed.client_auth == ClientAuth::PrivateKeyJwt)
 }
 
 fn store_failure(error: StoreError) -> AdminError {
@@ -405,7 +422,16 @@ impl Admin {
                 if new.idp_metadata.is_some() {
                     return Err(invalid("idp_metadata", "is for SAML connections"));
                 }
-                secrets_json(new.client_secret.as_deref().unwrap_or_default())?
+                match (uses_key(&new.settings), &new.client_secret) {
+                    (true, None) => key_secrets_json()?,
+                    (true, Some(_)) => {
+                        return Err(invalid(
+                            "client_secret",
+                            "private_key_jwt uses the connection's own key, not a secret",
+                        ));
+                    }
+                    (false, secret) => secrets_json(secret.as_deref().unwrap_or_default())?,
+                }
             }
             KIND_SAML => {
                 if new.client_secret.is_some() {
@@ -522,11 +548,28 @@ impl Admin {
         if edit.client_secret.is_some() && current.kind != KIND_OIDC {
             return Err(invalid("client_secret", "SAML connections have none"));
         }
-        let secrets = edit
-            .client_secret
-            .as_deref()
-            .map(secrets_json)
-            .transpose()?;
+        let was_key = current.kind == KIND_OIDC && uses_key(&current.settings);
+        let is_key = match &edit.settings {
+            Some(settings) => current.kind == KIND_OIDC && uses_key(settings),
+            None => was_key,
+        };
+        let secrets = match (is_key, was_key, edit.client_secret.as_deref()) {
+            (true, _, Some(_)) => {
+                return Err(invalid(
+                    "client_secret",
+                    "private_key_jwt uses the connection's own key, not a secret",
+                ));
+            }
+            // Switched to private_key_jwt: the connection gets its key now.
+            (true, false, None) => Some(key_secrets_json()?),
+            (false, true, None) => {
+                return Err(invalid(
+                    "client_secret",
+                    "leaving private_key_jwt needs a client secret in the same change",
+                ));
+            }
+            (_, _, secret) => secret.map(secrets_json).transpose()?,
+        };
         mark("client_secret", secrets.is_some());
         mark("domains", domains.is_some());
         let data = ConnectionData {

@@ -21,6 +21,7 @@
 //! No pooled connection is held across a call to the partner: read, release,
 //! call, write.
 
+pub mod client_key;
 pub mod mapping;
 mod oidc;
 pub mod saml;
@@ -94,6 +95,9 @@ pub enum ClientAuth {
     #[default]
     ClientSecretBasic,
     ClientSecretPost,
+    /// A JWT signed with the connection's own key (its public half at
+    /// `/federation/{slug}/jwks`).
+    PrivateKeyJwt,
 }
 
 impl OidcSettings {
@@ -134,7 +138,12 @@ impl OidcSettings {
 #[derive(Debug, Clone, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct OidcSecrets {
-    pub client_secret: String,
+    /// For `client_secret_basic` and `client_secret_post`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub client_secret: Option<String>,
+    /// For `private_key_jwt`: the connection's P-256 key, PKCS#8 PEM.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub private_key: Option<String>,
 }
 
 /// A connection as the sign-in page shows it.
@@ -1370,6 +1379,33 @@ impl Authn {
         self.log_refusal(tenant, &logged_slug, connection_id, &result, client)
             .await;
         result
+    }
+
+    /// The public key an OIDC connection authenticates with (`private_key_jwt`),
+    /// as a JWK Set for the partner to register or fetch.
+    pub async fn connection_jwks(
+        &self,
+        tenant: TenantId,
+        slug: String,
+    ) -> Result<serde_json::Value, AuthnError> {
+        let (connection, secret) = self
+            .blocking(move |inner, conn| {
+                let connection = usable_connection(conn, tenant, &slug, Some(KIND_OIDC))?;
+                let secret = connections::secrets(conn, &inner.cipher, tenant, connection.id)?;
+                Ok((connection, secret))
+            })
+            .await?;
+        let key = secret
+            .as_deref()
+            .and_then(|text| serde_json::from_str::<OidcSecrets>(text).ok())
+            .and_then(|secrets| secrets.private_key)
+            .ok_or_else(|| {
+                Refusal::error(
+                    "connection_unknown",
+                    format!("`{}` authenticates with no key", connection.slug),
+                )
+            })?;
+        Ok(json!({ "keys": [client_key::public_jwk(&key)?] }))
     }
 
     /// The user's linked identities.

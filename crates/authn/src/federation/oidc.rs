@@ -248,10 +248,32 @@ impl Upstream {
         let client = client(&metadata, settings, Some(secrets), &exchange.redirect_uri)?;
         let outbound = self.outbound.clone();
         let http = move |request| call(outbound.clone(), request);
-        let token = client
+        let mut request = client
             .exchange_code(AuthorizationCode::new(exchange.code))
             .map_err(|e| Refusal::error("oidc_token", e.to_string()))?
-            .set_pkce_verifier(PkceCodeVerifier::new(exchange.pkce_verifier))
+            .set_pkce_verifier(PkceCodeVerifier::new(exchange.pkce_verifier));
+        if settings.client_auth == super::ClientAuth::PrivateKeyJwt {
+            let key = secrets.private_key.as_deref().ok_or_else(|| {
+                Refusal::error(
+                    "connection_invalid",
+                    "private_key_jwt, but no key is stored",
+                )
+            })?;
+            let audience = metadata
+                .token_endpoint()
+                .ok_or_else(|| Refusal::error("oidc_discovery", "no token endpoint"))?
+                .to_string();
+            let assertion = super::client_key::assertion(
+                key,
+                &settings.client_id,
+                &audience,
+                inner.now().timestamp(),
+            )?;
+            request = request
+                .add_extra_param("client_assertion_type", super::client_key::ASSERTION_TYPE)
+                .add_extra_param("client_assertion", assertion);
+        }
+        let token = request
             .request_async(&http)
             .await
             .map_err(|e| Refusal::error("oidc_token", chain(&e)))?;
@@ -347,12 +369,17 @@ fn client(
     Ok(CoreClient::from_provider_metadata(
         metadata.clone(),
         ClientId::new(settings.client_id.clone()),
-        secrets.map(|s| ClientSecret::new(s.client_secret.clone())),
+        secrets
+            .and_then(|s| s.client_secret.clone())
+            .map(ClientSecret::new),
     )
     .set_redirect_uri(redirect)
     .set_auth_type(match settings.client_auth {
         super::ClientAuth::ClientSecretBasic => AuthType::BasicAuth,
-        super::ClientAuth::ClientSecretPost => AuthType::RequestBody,
+        // No secret: the client_id goes in the body beside the assertion.
+        super::ClientAuth::ClientSecretPost | super::ClientAuth::PrivateKeyJwt => {
+            AuthType::RequestBody
+        }
     }))
 }
 

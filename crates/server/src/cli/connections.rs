@@ -31,7 +31,8 @@ pub enum ConnectionsCommand {
         #[arg(long)]
         slug: String,
     },
-    /// Add an upstream OpenID provider. The client secret is read from standard input.
+    /// Add an upstream OpenID provider. The client secret is read from standard
+    /// input (none with `--client-auth private_key_jwt`).
     AddOidc(AddOidcArgs),
     /// Add an upstream SAML identity provider from its metadata (a file or a URL).
     /// Gatehouse makes the connection's own SP key; its metadata is served at
@@ -87,7 +88,8 @@ pub struct AddOidcArgs {
     issuer: String,
     #[arg(long)]
     client_id: String,
-    /// client_secret_basic or client_secret_post.
+    /// client_secret_basic, client_secret_post or private_key_jwt (the connection's
+    /// own key; the partner registers `/federation/<slug>/jwks`).
     #[arg(long, default_value = "client_secret_basic")]
     client_auth: String,
     /// A scope besides `openid` (repeat for several); default `email profile`.
@@ -297,7 +299,12 @@ pub fn run(config: &Config, command: ConnectionsCommand) -> Result<(), ServerErr
                 .as_deref()
                 .map(read_json_file)
                 .transpose()?;
-            let client_secret = read_stdin("the client secret")?;
+            // private_key_jwt: the connection's own key, made now; no secret to read.
+            let client_secret = if args.client_auth == "private_key_jwt" {
+                None
+            } else {
+                Some(read_stdin("the client secret")?)
+            };
             let admin = open_admin(config)?;
             let new = NewConnection {
                 slug: args.slug,
@@ -310,7 +317,7 @@ pub fn run(config: &Config, command: ConnectionsCommand) -> Result<(), ServerErr
                 settings,
                 idp_metadata: None,
                 mapping,
-                client_secret: Some(client_secret),
+                client_secret,
                 domains: args.domains,
             };
             let view = block_on(admin.create_connection(&operator, &args.tenant, new))

@@ -207,6 +207,23 @@ async fn finished(ctx: &PageContext, result: Result<Finished, AuthnError>) -> Ht
     }
 }
 
+/// The public key an OIDC connection authenticates to its partner with
+/// (`private_key_jwt`), as a JWK Set the partner can fetch (`jwks_uri`).
+pub async fn client_jwks(ctx: PageContext) -> HttpResponse {
+    match ctx
+        .state
+        .authn
+        .connection_jwks(ctx.tenant.tenant.id, connection_slug(&ctx))
+        .await
+    {
+        Ok(jwks) => HttpResponse::Ok()
+            .content_type("application/jwk-set+json")
+            .insert_header(("Cache-Control", "public, max-age=300"))
+            .json(jwks),
+        Err(error) => federation_failure(&ctx, &error),
+    }
+}
+
 /// The connection's SAML service-provider metadata (signed), for the partner's
 /// identity provider.
 pub async fn saml_metadata(ctx: PageContext) -> HttpResponse {

@@ -148,6 +148,10 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             web::get().to(federation::callback),
         )
         .route(
+            "/federation/{connection}/jwks",
+            web::get().to(federation::client_jwks),
+        )
+        .route(
             "/federation/{connection}/saml/metadata",
             web::get().to(federation::saml_metadata),
         )

@@ -356,3 +356,88 @@ fn forged_answers_from_the_provider_are_refused(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(forged_answers_from_the_provider_are_refused);
+
+/// `private_key_jwt`: the connection gets its own key (never a shared secret),
+/// whose public half the partner fetches; leaving it needs a secret.
+fn a_connection_can_authenticate_with_its_own_key(backend: Backend) {
+    let app = WebApp::start(backend);
+    let admin = &app.state.admin;
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    let new = |secret: Option<&str>| gatehouse_admin::NewConnection {
+        slug: "keyed".into(),
+        display_name: "Keyed".into(),
+        logo_url: None,
+        enabled: true,
+        jit_provisioning: false,
+        trust_verified_email: false,
+        kind: "oidc".into(),
+        settings: json!({"issuer": "https://op.example", "client_id": "gh", "client_auth": "private_key_jwt"}),
+        idp_metadata: None,
+        mapping: None,
+        client_secret: secret.map(str::to_owned),
+        domains: vec![],
+    };
+    let refused = rt.block_on(admin.create_connection(&operator, "default", new(Some("s3cret"))));
+    assert!(
+        matches!(
+            refused,
+            Err(gatehouse_admin::AdminError::Invalid {
+                field: "client_secret",
+                ..
+            })
+        ),
+        "{refused:?}"
+    );
+    let made = rt
+        .block_on(admin.create_connection(&operator, "default", new(None)))
+        .unwrap();
+    assert!(made.connection.has_secrets);
+    let jwks: Value =
+        serde_json::from_str(&app.browser().get("/federation/keyed/jwks").body).unwrap();
+    let key = &jwks["keys"][0];
+    assert_eq!(
+        (
+            key["kty"].as_str(),
+            key["crv"].as_str(),
+            key["alg"].as_str()
+        ),
+        (Some("EC"), Some("P-256"), Some("ES256"))
+    );
+    assert!(key.get("d").is_none(), "the public half only");
+    // Leaving private_key_jwt needs a secret in the same change.
+    let basic = json!({"issuer": "https://op.example", "client_id": "gh"});
+    let edit = |secret: Option<&str>, version: i64| gatehouse_admin::ConnectionEdit {
+        settings: Some(basic.clone()),
+        client_secret: secret.map(str::to_owned),
+        expected_version: version,
+        ..Default::default()
+    };
+    let refused = rt.block_on(admin.update_connection(
+        &operator,
+        "default",
+        "keyed",
+        edit(None, made.connection.version),
+    ));
+    assert!(matches!(
+        refused,
+        Err(gatehouse_admin::AdminError::Invalid {
+            field: "client_secret",
+            ..
+        })
+    ));
+    rt.block_on(admin.update_connection(
+        &operator,
+        "default",
+        "keyed",
+        edit(Some("s3cret"), made.connection.version),
+    ))
+    .unwrap();
+    assert_eq!(
+        app.browser().get("/federation/keyed/jwks").status,
+        404,
+        "no key any more"
+    );
+}
+
+gatehouse_identity_store::on_both_backends!(a_connection_can_authenticate_with_its_own_key);
