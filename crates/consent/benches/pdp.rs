@@ -127,6 +127,7 @@ fn engine_with(c: &mut Criterion, name: &str, text: String) {
             roles: vec!["role-3".into(), "role-7".into(), "member".into()],
             groups: vec!["Sales".into(), "EMEA".into()],
             idps: vec![],
+            partners: vec![],
             consents: vec![
                 "pep:analytics".into(),
                 "pep:marketing".into(),

@@ -161,15 +161,23 @@ pub fn unlink(
     Ok(found)
 }
 
-/// The slugs of the connections each of `users` (at most [`crate::MAX_BATCH`]) has
-/// an identity at, by slug; users with none are left out. One query for all.
+/// A connection a user has an identity at, as policies name it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LinkedConnection {
+    pub slug: String,
+    /// The partner's name (the connection's display name).
+    pub partner: String,
+}
+
+/// The connections each of `users` (at most [`crate::MAX_BATCH`]) has an identity
+/// at, by slug; users with none are left out. One query for all.
 pub fn connections_of_users(
     conn: &mut AnyConnection,
     tenant: TenantId,
     users: &[UserId],
-) -> StoreResult<HashMap<UserId, Vec<String>>> {
+) -> StoreResult<HashMap<UserId, Vec<LinkedConnection>>> {
     let ids = crate::batch_ids(users)?;
-    let rows: Vec<(String, String)> = identities::table
+    let rows: Vec<(String, String, String)> = identities::table
         .inner_join(
             connections::table.on(connections::id
                 .eq(identities::connection_id)
@@ -178,14 +186,18 @@ pub fn connections_of_users(
         .filter(identities::tenant_id.eq(tenant.to_string()))
         .filter(identities::user_id.eq_any(&ids))
         .order((identities::user_id.asc(), connections::slug.asc()))
-        .select((identities::user_id, connections::slug))
+        .select((
+            identities::user_id,
+            connections::slug,
+            connections::display_name,
+        ))
         .load(conn)?;
-    let mut found: HashMap<UserId, Vec<String>> = HashMap::new();
-    for (user, slug) in rows {
+    let mut found: HashMap<UserId, Vec<LinkedConnection>> = HashMap::new();
+    for (user, slug, partner) in rows {
         found
             .entry(parse_column(TABLE, &user)?)
             .or_default()
-            .push(slug);
+            .push(LinkedConnection { slug, partner });
     }
     Ok(found)
 }

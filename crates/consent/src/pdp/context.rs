@@ -126,6 +126,7 @@ pub(crate) fn user_entity(names: &Names, user: &UserFacts) -> Result<Entity, Con
         ("roles".to_owned(), strings(&user.roles)),
         ("groups".to_owned(), strings(&user.groups)),
         ("idps".to_owned(), strings(&user.idps)),
+        ("partners".to_owned(), strings(&user.partners)),
         ("consents".to_owned(), strings(&user.consents)),
     ];
     let tags = user.attributes.iter().map(|(name, value)| {

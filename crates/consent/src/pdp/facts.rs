@@ -23,6 +23,8 @@ pub struct UserFacts {
     /// The slugs of the federation connections (partners' identity providers) the
     /// user has a linked identity at.
     pub idps: Vec<String>,
+    /// The partners (by name) behind those connections.
+    pub partners: Vec<String>,
     /// Current (granted, not withdrawn, not expired) consents as "client_id:purpose".
     pub consents: Vec<String>,
     /// Custom attributes, each as text (JSON text when not a string).

@@ -104,7 +104,7 @@ fn facts(
     user: users::User,
     roles: Vec<roles::Role>,
     groups: Vec<groups::Group>,
-    idps: Vec<String>,
+    linked: Vec<federated_identities::LinkedConnection>,
     consents: Vec<consent_records::CurrentConsent>,
 ) -> UserFacts {
     let attributes = user
@@ -126,7 +126,13 @@ fn facts(
         active: user.data.active,
         roles: roles.into_iter().map(|r| r.name).collect(),
         groups: groups.into_iter().map(|g| g.display_name).collect(),
-        idps,
+        idps: linked.iter().map(|c| c.slug.clone()).collect(),
+        partners: {
+            let mut partners: Vec<String> = linked.into_iter().map(|c| c.partner).collect();
+            partners.sort();
+            partners.dedup();
+            partners
+        },
         consents: consents
             .into_iter()
             .map(|c| format!("{}:{}", c.client_id, c.purpose))

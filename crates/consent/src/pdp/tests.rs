@@ -81,6 +81,7 @@ fn alice() -> UserFacts {
         roles: vec!["exporter".into()],
         groups: vec!["Sales".into()],
         idps: vec!["partner".into()],
+        partners: vec!["Partner Corp".into()],
         consents: vec!["crm:marketing".into()],
         attributes: vec![("department".into(), "sales".into())],
     }
@@ -185,7 +186,7 @@ fn policies_see_the_partners_identity_providers_of_the_user() {
     pdp.save_policies(
         tenant,
         r#"@id("partner-users") permit (principal, action == Gatehouse::Action::"read", resource)
-           when { principal.idps.contains("partner") };"#,
+           when { principal.idps.contains("partner") && principal.partners.contains("Partner Corp") };"#,
         "test",
     )
     .unwrap();
@@ -801,6 +802,7 @@ mod store_facts {
             assert!(alice_facts.email_verified);
             assert_eq!(batch[&bob_id].groups, ["Staff"]);
             assert_eq!(alice_facts.idps, ["partner"]);
+            assert!(!alice_facts.partners.is_empty(), "the partner behind the connection");
             assert!(batch[&bob_id].idps.is_empty());
         }
     }

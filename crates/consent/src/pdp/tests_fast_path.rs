@@ -68,6 +68,7 @@ fn person(id: &str, roles: &[&str], groups: &[&str], active: bool) -> UserFacts 
         roles: roles.iter().map(|r| (*r).to_owned()).collect(),
         groups: groups.iter().map(|g| (*g).to_owned()).collect(),
         idps: vec![],
+        partners: vec![],
         consents: vec!["crm:marketing".into()],
         attributes: vec![],
     }
