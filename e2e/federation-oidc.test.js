@@ -157,7 +157,7 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
   });
 
   /** An authorization request of the portal, answered in the browser by `signIn`. */
-  const authorize = async (target, signIn) => {
+  const authorize = async (target, signIn, extra = {}) => {
     const checks = {
       pkceCodeVerifier: oidc.randomPKCECodeVerifier(),
       expectedState: oidc.randomState(),
@@ -171,6 +171,7 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
       code_challenge_method: 'S256',
       state: checks.expectedState,
       nonce: checks.expectedNonce,
+      ...extra,
     });
     const arrived = callback.next();
     await target.goto(url.href);
@@ -205,6 +206,27 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
     const list = page.locator('#identity-list');
     await list.waitFor();
     assert.match(await list.innerText(), new RegExp(PARTNER));
+  });
+
+  step('a client asking for more steps up at the partner (acr_values, prompt=login)', async () => {
+    let upstream;
+    const watch = (request) => {
+      // The authorization request itself, not the OP's resumption at /auth/<uid>.
+      if (!upstream && request.url().startsWith(`${partner.issuer}/auth?`)) upstream = new URL(request.url());
+    };
+    page.on('request', watch);
+    try {
+      const claims = await authorize(page, async () => {
+        // Signed in already at level 1: the partner is asked to sign her in again.
+        await partnerLogin(page, 'katherine');
+      }, { acr_values: 'urn:gatehouse:aal2' });
+      assert.equal(upstream?.searchParams.get('prompt'), 'login', 'a fresh sign-in at the partner');
+      assert.equal(upstream?.searchParams.get('acr_values'), 'urn:partner:mfa', 'the partner value that counts as level 2');
+      assert.equal(claims.acr, 'urn:gatehouse:aal2', 'the session stepped up');
+      assert.equal(claims.email, 'katherine.johnson@partner.example', 'the same person');
+    } finally {
+      page.off('request', watch);
+    }
   });
 
   step('home-realm discovery: a partner address goes to the partner from the sign-in page', async () => {

@@ -162,6 +162,12 @@ pub enum Purpose {
     Link {
         user: UserId,
     },
+    /// A user signed in through this connection proving more (a stronger
+    /// authentication at the partner) for an assurance level of at least `aal`.
+    StepUp {
+        user: UserId,
+        aal: i32,
+    },
 }
 
 /// The start of a federated sign-in.
@@ -284,6 +290,8 @@ struct RequestState {
 }
 
 const PURPOSE_SIGN_IN: &str = "sign_in";
+/// Followed by the wanted assurance level: `step_up:2`.
+const PURPOSE_STEP_UP: &str = "step_up:";
 /// A verified IdP-initiated SAML sign-in waiting for the person to confirm it.
 const PURPOSE_UNSOLICITED: &str = "saml_unsolicited";
 /// The binding of an unsolicited result: no browser's digest (those are hex).
@@ -413,6 +421,7 @@ impl Authn {
             &state,
             &nonce,
             begin.login_hint.as_deref(),
+            step_up_values(begin.purpose, &settings.acr_levels).as_deref(),
         )?;
         let sealed = serde_json::to_vec(&RequestState {
             pkce_verifier,
@@ -447,6 +456,7 @@ impl Authn {
         self.blocking(move |inner, conn| {
             let now = inner.now();
             let (purpose, user) = purpose_row(purpose);
+            let purpose = purpose.as_str();
             requests::insert(
                 conn,
                 &inner.cipher,
@@ -487,6 +497,7 @@ impl Authn {
             &urls,
             &request_id,
             &relay_state,
+            step_up_values(begin.purpose, &settings.authn_context_levels).as_deref(),
             self.inner.now(),
         )?;
         let sealed = serde_json::to_vec(&SamlRequestState {
@@ -641,7 +652,7 @@ impl Authn {
             // yet. Its finish asks the person first (a brake on login CSRF).
             None if allow_unsolicited && asserted.in_response_to.is_none() => (
                 Purpose::SignIn,
-                PURPOSE_UNSOLICITED,
+                PURPOSE_UNSOLICITED.to_owned(),
                 UNSOLICITED_BINDING.to_owned(),
                 None,
                 UNSOLICITED_HANDLE,
@@ -690,7 +701,7 @@ impl Authn {
                     other => other.into(),
                 })?;
                 let user = purpose_row(purpose).1;
-                let purpose = row_purpose;
+                let purpose = row_purpose.as_str();
                 requests::insert(
                     conn,
                     &inner.cipher,
@@ -1408,6 +1419,63 @@ impl Authn {
         Ok(json!({ "keys": [client_key::public_jwk(&key)?] }))
     }
 
+    /// Where to send the browser so that the partner that signed `session` in
+    /// signs its user in again, more strongly, for assurance level `aal` (OIDC
+    /// `acr_values` with `prompt=login`; SAML `ForceAuthn` with a
+    /// RequestedAuthnContext). `None` when the session did not come from a
+    /// partner, or the partner has nothing that counts as `aal`: the caller then
+    /// steps up with a local factor. The answer must name the same person.
+    pub async fn upstream_step_up(
+        &self,
+        session: &Session,
+        aal: i32,
+        base: String,
+        binding: String,
+        return_to: String,
+        client: ClientInfo,
+    ) -> Result<Option<String>, AuthnError> {
+        let Some(slug) = session
+            .auth_methods
+            .iter()
+            .filter(|m| m.method == "fed")
+            .max_by_key(|m| m.at)
+            .and_then(|m| m.idp.clone())
+        else {
+            return Ok(None);
+        };
+        let tenant = session.tenant_id;
+        let lookup = slug.clone();
+        let Some(connection) = self
+            .blocking(move |_, conn| Ok(connections::find_by_slug(conn, tenant, &lookup)?))
+            .await?
+            .filter(|c| c.enabled)
+        else {
+            return Ok(None);
+        };
+        let reachable = match connection.kind.as_str() {
+            KIND_OIDC => OidcSettings::parse(&connection.settings)
+                .is_ok_and(|s| can_step_up(&s.acr_levels, aal)),
+            KIND_SAML => SamlSettings::parse(&connection.settings)
+                .is_ok_and(|s| can_step_up(&s.authn_context_levels, aal)),
+            _ => false,
+        };
+        if !reachable {
+            return Ok(None);
+        }
+        let begin = Begin {
+            purpose: Purpose::StepUp {
+                user: session.user_id,
+                aal,
+            },
+            binding,
+            base,
+            return_to: Some(return_to),
+            login_hint: None,
+            client,
+        };
+        self.begin_federation(tenant, slug, begin).await.map(Some)
+    }
+
     /// The user's linked identities.
     pub async fn linked_identities(
         &self,
@@ -1531,16 +1599,42 @@ pub fn normalise_domain(domain: &str) -> Option<String> {
     }
 }
 
-fn purpose_row(purpose: Purpose) -> (&'static str, Option<UserId>) {
+/// For a step-up, the partner's values (OIDC `acr`, SAML AuthnContextClassRef)
+/// that stand for at least the wanted level.
+fn step_up_values(purpose: Purpose, levels: &BTreeMap<String, i32>) -> Option<Vec<String>> {
+    let Purpose::StepUp { aal, .. } = purpose else {
+        return None;
+    };
+    Some(
+        levels
+            .iter()
+            .filter(|(_, level)| **level >= aal)
+            .map(|(value, _)| value.clone())
+            .collect(),
+    )
+}
+
+/// Whether the partner can be asked for `aal` at all.
+fn can_step_up(levels: &BTreeMap<String, i32>, aal: i32) -> bool {
+    levels.values().any(|level| *level >= aal)
+}
+
+fn purpose_row(purpose: Purpose) -> (String, Option<UserId>) {
     match purpose {
-        Purpose::SignIn => (PURPOSE_SIGN_IN, None),
-        Purpose::Link { user } => (PURPOSE_LINK, Some(user)),
+        Purpose::SignIn => (PURPOSE_SIGN_IN.into(), None),
+        Purpose::Link { user } => (PURPOSE_LINK.into(), Some(user)),
+        Purpose::StepUp { user, aal } => (format!("{PURPOSE_STEP_UP}{aal}"), Some(user)),
     }
 }
 
 fn purpose_of(taken: &requests::TakenRequest) -> Purpose {
-    match (taken.purpose.as_str(), taken.user_id) {
-        (PURPOSE_LINK, Some(user)) => Purpose::Link { user },
+    let step_up = taken
+        .purpose
+        .strip_prefix(PURPOSE_STEP_UP)
+        .and_then(|aal| aal.parse().ok());
+    match (taken.purpose.as_str(), taken.user_id, step_up) {
+        (PURPOSE_LINK, Some(user), _) => Purpose::Link { user },
+        (_, Some(user), Some(aal)) => Purpose::StepUp { user, aal },
         _ => Purpose::SignIn,
     }
 }
@@ -1623,6 +1717,27 @@ impl Inner {
             let user = users::get(conn, tenant, user)?;
             self.apply_profile(conn, tenant, connection, &user, profile)?;
             return Ok((Finished::Linked { return_to }, Some(user.id)));
+        }
+        if let Purpose::StepUp { user, aal } = purpose {
+            // The same person, more strongly: never another account, never less.
+            if existing
+                .as_ref()
+                .is_none_or(|identity| identity.user_id != user)
+            {
+                return Err(Refusal::error(
+                    "step_up_subject",
+                    "the partner answered for someone other than the signed-in user",
+                ));
+            }
+            if verified.aal < aal {
+                return Err(Refusal::error(
+                    "step_up_insufficient",
+                    format!(
+                        "the partner's authentication counts as level {}, {aal} is needed",
+                        verified.aal
+                    ),
+                ));
+            }
         }
         let (user, created) = match existing {
             Some(identity) => {

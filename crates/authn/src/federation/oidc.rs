@@ -15,17 +15,17 @@ use gatehouse_core::ids::ConnectionId;
 use gatehouse_identity_store::federation_connections::Connection;
 use gatehouse_outbound::{Outbound, OutboundError};
 use openidconnect::core::{
-    CoreAuthDisplay, CoreAuthenticationFlow, CoreClaimName, CoreClaimType, CoreClient,
-    CoreClientAuthMethod, CoreGenderClaim, CoreGrantType, CoreIdToken, CoreJsonWebKey,
+    CoreAuthDisplay, CoreAuthPrompt, CoreAuthenticationFlow, CoreClaimName, CoreClaimType,
+    CoreClient, CoreClientAuthMethod, CoreGenderClaim, CoreGrantType, CoreIdToken, CoreJsonWebKey,
     CoreJweContentEncryptionAlgorithm, CoreJweKeyManagementAlgorithm, CoreJwsSigningAlgorithm,
     CoreResponseMode, CoreResponseType, CoreSubjectIdentifierType,
 };
 use openidconnect::{
-    AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthorizationCode,
-    ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndSessionUrl, IssuerUrl,
-    LoginHint, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge, PkceCodeVerifier,
-    PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, Scope, SignatureVerificationError,
-    SubjectIdentifier, TokenResponse,
+    AdditionalClaims, AdditionalProviderMetadata, AuthType, AuthenticationContextClass,
+    AuthorizationCode, ClaimsVerificationError, ClientId, ClientSecret, CsrfToken, EndSessionUrl,
+    IssuerUrl, LoginHint, LogoutRequest, Nonce, OAuth2TokenResponse, PkceCodeChallenge,
+    PkceCodeVerifier, PostLogoutRedirectUrl, ProviderMetadata, RedirectUrl, Scope,
+    SignatureVerificationError, SubjectIdentifier, TokenResponse,
 };
 use serde::{Deserialize, Serialize};
 
@@ -435,6 +435,7 @@ pub(crate) fn authorization_url(
     state: &str,
     nonce: &str,
     login_hint: Option<&str>,
+    step_up: Option<&[String]>,
 ) -> Result<(String, String), AuthnError> {
     let client = client(metadata, settings, None, redirect_uri)?;
     let (challenge, verifier) = PkceCodeChallenge::new_random_sha256();
@@ -452,6 +453,14 @@ pub(crate) fn authorization_url(
     }
     if let Some(hint) = login_hint.filter(|hint| !hint.is_empty()) {
         request = request.set_login_hint(LoginHint::new(hint.to_owned()));
+    }
+    // A step-up asks for a fresh, stronger sign-in (OIDC Core §3.1.2.1).
+    if let Some(values) = step_up {
+        for value in values {
+            request =
+                request.add_auth_context_value(AuthenticationContextClass::new(value.clone()));
+        }
+        request = request.add_prompt(CoreAuthPrompt::Login);
     }
     let (url, _, _) = request.url();
     Ok((url.to_string(), verifier.secret().clone()))

@@ -345,6 +345,28 @@ async fn step_up_needed(
     if session.aal >= requested.max(mandatory) {
         return None;
     }
+    // A session a partner opened steps up at that partner where it can vouch for
+    // the level (the same person, signed in again more strongly).
+    if !valid.prompt.iter().any(|p| p == "none") {
+        let back = format!("{}?{query}", ctx.path("/authorize"));
+        match ctx
+            .state
+            .authn
+            .upstream_step_up(
+                session,
+                requested.max(mandatory),
+                ctx.link_base().0,
+                ctx.csrf.value.clone(),
+                back,
+                ctx.client(),
+            )
+            .await
+        {
+            Ok(Some(url)) => return Some(super::federation::continue_upstream(ctx, &url)),
+            Ok(None) => {}
+            Err(error) => tracing::warn!(%error, "stepping up at the partner failed"),
+        }
+    }
     let factors = match ctx.factors_of(session.user_id).await {
         Ok(factors) => factors,
         Err(error) => {

@@ -137,7 +137,7 @@ pub async fn start(Submitted { ctx, form }: Submitted<StartForm>) -> HttpRespons
     };
     let return_to = match purpose {
         Purpose::Link { .. } => Some(ctx.path("/account/security")),
-        Purpose::SignIn => safe_return_to(&ctx, &form.return_to),
+        Purpose::SignIn | Purpose::StepUp { .. } => safe_return_to(&ctx, &form.return_to),
     };
     begin(&ctx, slug, purpose, return_to, None).await
 }

@@ -441,3 +441,131 @@ fn a_connection_can_authenticate_with_its_own_key(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(a_connection_can_authenticate_with_its_own_key);
+
+/// Step-up at the partner: the partner is asked for a fresh, stronger sign-in
+/// (`acr_values` that count as the wanted level, `prompt=login`); the answer must
+/// name the same person and reach the level, or the session stays as it was.
+fn a_partner_session_steps_up_at_the_partner(backend: Backend) {
+    let app = WebApp::start(backend);
+    let op = ScriptedOp::start();
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let rt = tokio::runtime::Runtime::new().unwrap();
+    rt.block_on(app.state.admin.create_connection(
+        &operator,
+        "default",
+        gatehouse_admin::NewConnection {
+            slug: "partner".into(),
+            display_name: "Partner".into(),
+            logo_url: None,
+            enabled: true,
+            jit_provisioning: true,
+            trust_verified_email: true,
+            kind: "oidc".into(),
+            settings: json!({"issuer": op.base, "client_id": CLIENT_ID,
+                "acr_levels": {"urn:partner:pwd": 1, "urn:partner:mfa": 2}}),
+            idp_metadata: None,
+            mapping: None,
+            client_secret: Some(CLIENT_SECRET.into()),
+            domains: vec![],
+        },
+    ))
+    .unwrap();
+    let now = || app.state.clock.now().timestamp();
+    let (mut browser, params) = begin(&app, &op, "partner");
+    let mut first = claims(&op, &params["nonce"], now());
+    first["acr"] = json!("urn:partner:pwd");
+    let page = answer(
+        &mut browser,
+        &op,
+        &params,
+        IdToken::Signed(first),
+        &params["state"],
+        &op.base,
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    let session = |browser: &Browser| {
+        let (_, secret) = browser.session_cookie().unwrap();
+        let mut conn = app.db.conn();
+        gatehouse_identity_store::sessions::find_active(
+            &mut conn,
+            app.state.clock.now(),
+            app.default_tenant(),
+            &gatehouse_authn::testing::secret_digest(&secret),
+        )
+        .unwrap()
+        .unwrap()
+    };
+    let before = session(&browser);
+    assert_eq!(before.aal, 1);
+    // Asks the partner; returns the authorization request's parameters.
+    let step_up = |browser: &mut Browser| {
+        let binding = browser.get("/account").csrf();
+        let url = rt
+            .block_on(app.state.authn.upstream_step_up(
+                &session(browser),
+                2,
+                app.base.clone(),
+                binding,
+                "/account".into(),
+                Default::default(),
+            ))
+            .unwrap()
+            .expect("the partner can vouch for level 2");
+        let url = openidconnect::url::Url::parse(&url).unwrap();
+        let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
+        assert_eq!(params["prompt"], "login");
+        assert_eq!(params["acr_values"], "urn:partner:mfa");
+        params
+    };
+    // Not strong enough.
+    let params = step_up(&mut browser);
+    let mut weak = claims(&op, &params["nonce"], now());
+    weak["acr"] = json!("urn:partner:pwd");
+    assert_refused(
+        &answer(
+            &mut browser,
+            &op,
+            &params,
+            IdToken::Signed(weak),
+            &params["state"],
+            &op.base,
+        ),
+        "step_up_insufficient",
+    );
+    // Someone else.
+    let params = step_up(&mut browser);
+    let mut other = claims(&op, &params["nonce"], now());
+    other["acr"] = json!("urn:partner:mfa");
+    other["sub"] = json!("partner-user-2");
+    other["email"] = json!("other@partner.example");
+    assert_refused(
+        &answer(
+            &mut browser,
+            &op,
+            &params,
+            IdToken::Signed(other),
+            &params["state"],
+            &op.base,
+        ),
+        "step_up_subject",
+    );
+    assert_eq!(session(&browser).aal, 1, "unchanged by the refusals");
+    // The same person, more strongly: the same session (its sid) at level 2.
+    let params = step_up(&mut browser);
+    let mut strong = claims(&op, &params["nonce"], now());
+    strong["acr"] = json!("urn:partner:mfa");
+    let page = answer(
+        &mut browser,
+        &op,
+        &params,
+        IdToken::Signed(strong),
+        &params["state"],
+        &op.base,
+    );
+    assert_eq!(page.status, 303, "{}", page.body);
+    let after = session(&browser);
+    assert_eq!(after.aal, 2);
+    assert_eq!(after.id, before.id, "the same session, a new cookie");
+}
+
+gatehouse_identity_store::on_both_backends!(a_partner_session_steps_up_at_the_partner);

@@ -450,8 +450,26 @@ pub(crate) fn authn_request_url(
     urls: &SpUrls,
     request_id: &str,
     relay_state: &str,
+    step_up: Option<&[String]>,
     now: DateTime<Utc>,
 ) -> Result<String, AuthnError> {
+    // A step-up asks for a fresh sign-in of one of these classes (SAML core §3.3.2.2.1).
+    let (force, requested) = match step_up {
+        Some(classes) => (
+            r#" ForceAuthn="true""#,
+            format!(
+                r#"<samlp:RequestedAuthnContext Comparison="exact">{}</samlp:RequestedAuthnContext>"#,
+                classes
+                    .iter()
+                    .map(|c| format!(
+                        "<saml:AuthnContextClassRef>{}</saml:AuthnContextClassRef>",
+                        escape(c)
+                    ))
+                    .collect::<String>()
+            ),
+        ),
+        None => ("", String::new()),
+    };
     let name_id_format = if settings.subject_attribute.is_some() {
         UNSPECIFIED
     } else {
@@ -461,9 +479,9 @@ pub(crate) fn authn_request_url(
         concat!(
             r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" "#,
             r#"ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{destination}" "#,
-            r#"AssertionConsumerServiceURL="{acs}" ProtocolBinding="{post}">"#,
+            r#"AssertionConsumerServiceURL="{acs}" ProtocolBinding="{post}"{force}>"#,
             r#"<saml:Issuer>{issuer}</saml:Issuer>"#,
-            r#"<samlp:NameIDPolicy Format="{format}" AllowCreate="true"/>"#,
+            r#"<samlp:NameIDPolicy Format="{format}" AllowCreate="true"/>{requested}"#,
             r#"</samlp:AuthnRequest>"#
         ),
         id = request_id,
@@ -473,6 +491,8 @@ pub(crate) fn authn_request_url(
         post = HTTP_POST,
         issuer = escape(&urls.entity_id),
         format = name_id_format,
+        force = force,
+        requested = requested,
     );
     redirect_url(
         &settings.sso_url,

@@ -327,7 +327,8 @@ fn metadata_gives_the_settings_and_sp_metadata_is_signed() {
 fn the_authn_request_is_signed_over_the_redirect_binding() {
     let idp = SamlIdp::new(IDP);
     let keys = SamlSecrets::generate("Gatehouse SP").unwrap();
-    let url = authn_request_url(&settings(&idp), &keys, &sp(), "_req1", "relay", now()).unwrap();
+    let url =
+        authn_request_url(&settings(&idp), &keys, &sp(), "_req1", "relay", None, now()).unwrap();
     let parsed = url::Url::parse(&url).unwrap();
     let names: Vec<String> = parsed.query_pairs().map(|(k, _)| k.into_owned()).collect();
     assert_eq!(names, ["SAMLRequest", "RelayState", "SigAlg", "Signature"]);
@@ -427,4 +428,42 @@ fn only_a_signed_part_says_which_request_is_answered() {
         code_of(verify(&idp, &idp.encoded(&nowhere))),
         "saml_destination"
     );
+}
+
+#[test]
+fn a_step_up_forces_a_fresh_sign_in_of_the_classes_that_count() {
+    use std::io::Read;
+    let idp = SamlIdp::new(IDP);
+    let keys = SamlSecrets::generate("Gatehouse SP").unwrap();
+    let classes = vec!["urn:partner:mfa".to_owned()];
+    let url = authn_request_url(
+        &settings(&idp),
+        &keys,
+        &sp(),
+        "_r",
+        "relay",
+        Some(&classes),
+        now(),
+    )
+    .unwrap();
+    let parsed = url::Url::parse(&url).unwrap();
+    let request = parsed
+        .query_pairs()
+        .find(|(k, _)| k == "SAMLRequest")
+        .unwrap()
+        .1
+        .into_owned();
+    let deflated = base64::engine::general_purpose::STANDARD
+        .decode(request)
+        .unwrap();
+    let mut xml = String::new();
+    flate2::read::DeflateDecoder::new(deflated.as_slice())
+        .read_to_string(&mut xml)
+        .unwrap();
+    assert!(xml.contains(r#"ForceAuthn="true""#), "{xml}");
+    assert!(
+        xml.contains(r#"<samlp:RequestedAuthnContext Comparison="exact"><saml:AuthnContextClassRef>urn:partner:mfa</saml:AuthnContextClassRef></samlp:RequestedAuthnContext>"#),
+        "{xml}"
+    );
+    prescan::check_message(&xml).unwrap();
 }
