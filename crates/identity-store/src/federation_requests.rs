@@ -167,25 +167,46 @@ pub fn take(
     {
         return Ok(None);
     }
+    opened(
+        cipher,
+        &tenant,
+        id_hash,
+        (
+            stored_connection,
+            purpose,
+            user,
+            stored_binding,
+            sealed,
+            created_at,
+            expires_at,
+        ),
+    )
+    .map(Some)
+}
+
+/// A row as the caller gets it: its state unsealed (which checks it belongs to
+/// this row), its columns parsed.
+fn opened(cipher: &Cipher, tenant: &str, id_hash: &str, row: Row) -> StoreResult<TakenRequest> {
+    let (connection, purpose, user, binding, sealed, created_at, _) = row;
     let state = cipher.open(
         &sealed,
         &aad(
-            &tenant,
+            tenant,
             id_hash,
-            &stored_connection,
+            &connection,
             &purpose,
             user.as_deref(),
-            &stored_binding,
+            &binding,
         ),
     )?;
-    Ok(Some(TakenRequest {
-        connection_id: parse_column(TABLE, &stored_connection)?,
+    Ok(TakenRequest {
+        connection_id: parse_column(TABLE, &connection)?,
         user_id: user.map(|u| parse_column(TABLE, &u)).transpose()?,
         purpose,
-        binding: stored_binding,
+        binding,
         created_at: created_at.and_utc(),
         state,
-    }))
+    })
 }
 
 /// Reads the live request `id_hash` of this tenant and connection without taking
@@ -215,28 +236,8 @@ pub fn peek(
         ))
         .first(conn)
         .optional()?;
-    let Some((stored_connection, purpose, user, binding, sealed, created_at, _)) = row else {
-        return Ok(None);
-    };
-    let state = cipher.open(
-        &sealed,
-        &aad(
-            &tenant,
-            id_hash,
-            &stored_connection,
-            &purpose,
-            user.as_deref(),
-            &binding,
-        ),
-    )?;
-    Ok(Some(TakenRequest {
-        connection_id: parse_column(TABLE, &stored_connection)?,
-        user_id: user.map(|u| parse_column(TABLE, &u)).transpose()?,
-        purpose,
-        binding,
-        created_at: created_at.and_utc(),
-        state,
-    }))
+    row.map(|row| opened(cipher, &tenant, id_hash, row))
+        .transpose()
 }
 
 /// Deletes every request that expired at or before `now`; returns how many went.

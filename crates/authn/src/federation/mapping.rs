@@ -212,57 +212,43 @@ pub struct MappedProfile {
     pub groups: BTreeSet<String>,
 }
 
+/// Rules from the claims that hold the email (lower-cased), given name, family
+/// name and display name, in that order.
+fn standard(from: [&str; 4]) -> MappingSpec {
+    let targets = ["email", "given_name", "family_name", "display_name"];
+    MappingSpec {
+        rules: from
+            .iter()
+            .zip(targets)
+            .map(|(from, to)| RuleSpec {
+                from: Some((*from).into()),
+                constant: None,
+                to: to.into(),
+                transforms: if to == "email" {
+                    vec![TransformSpec::Named(NamedTransform::Lower)]
+                } else {
+                    vec![]
+                },
+                required: false,
+                when: None,
+            })
+            .collect(),
+    }
+}
+
 /// The longest compiled regular expression a rule may hold.
 const REGEX_SIZE_LIMIT: usize = 256 * 1024;
 
 impl Mapping {
     /// The standard OpenID Connect claims onto the user's own attributes.
     pub fn standard_oidc() -> MappingSpec {
-        let rule = |from: &str, to: &str, transforms: Vec<TransformSpec>| RuleSpec {
-            from: Some(from.into()),
-            constant: None,
-            to: to.into(),
-            transforms,
-            required: false,
-            when: None,
-        };
-        MappingSpec {
-            rules: vec![
-                rule(
-                    "email",
-                    "email",
-                    vec![TransformSpec::Named(NamedTransform::Lower)],
-                ),
-                rule("given_name", "given_name", vec![]),
-                rule("family_name", "family_name", vec![]),
-                rule("name", "display_name", vec![]),
-            ],
-        }
+        standard(["email", "given_name", "family_name", "name"])
     }
 
     /// The common SAML attributes (LDAP names, as most identity providers
     /// release them) onto the user's own attributes.
     pub fn standard_saml() -> MappingSpec {
-        let rule = |from: &str, to: &str, transforms: Vec<TransformSpec>| RuleSpec {
-            from: Some(from.into()),
-            constant: None,
-            to: to.into(),
-            transforms,
-            required: false,
-            when: None,
-        };
-        MappingSpec {
-            rules: vec![
-                rule(
-                    "mail",
-                    "email",
-                    vec![TransformSpec::Named(NamedTransform::Lower)],
-                ),
-                rule("givenName", "given_name", vec![]),
-                rule("sn", "family_name", vec![]),
-                rule("displayName", "display_name", vec![]),
-            ],
-        }
+        standard(["mail", "givenName", "sn", "displayName"])
     }
 
     /// Parses stored or submitted rules; the error names the rule at fault.

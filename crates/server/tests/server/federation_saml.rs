@@ -109,30 +109,40 @@ fn refusal_codes(app: &WebApp) -> Vec<String> {
         .collect()
 }
 
+/// Adds the SAML connection `partner` (just-in-time accounts) from `metadata`.
+fn add_partner(app: &WebApp, settings: Value, metadata: gatehouse_admin::IdpMetadata) {
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    tokio::runtime::Runtime::new()
+        .unwrap()
+        .block_on(app.state.admin.create_connection(
+            &operator,
+            "default",
+            gatehouse_admin::NewConnection {
+                slug: "partner".into(),
+                display_name: "Partner SSO".into(),
+                logo_url: None,
+                enabled: true,
+                jit_provisioning: true,
+                trust_verified_email: false,
+                kind: "saml".into(),
+                settings,
+                idp_metadata: Some(metadata),
+                mapping: None,
+                client_secret: None,
+                domains: vec![],
+            },
+        ))
+        .unwrap();
+}
+
 fn saml_partners_sign_in_once_per_assertion(backend: Backend) {
     let app = WebApp::start(backend);
     let idp = SamlIdp::new(IDP);
-    let operator = gatehouse_admin::Operator::named("test").unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(app.state.admin.create_connection(
-        &operator,
-        "default",
-        gatehouse_admin::NewConnection {
-            slug: "partner".into(),
-            display_name: "Partner SSO".into(),
-            logo_url: None,
-            enabled: true,
-            jit_provisioning: true,
-            trust_verified_email: false,
-            kind: "saml".into(),
-            settings: json!({"authn_context_levels": {"urn:partner:mfa": 2}}),
-            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
-            mapping: None,
-            client_secret: None,
-            domains: vec![],
-        },
-    ))
-    .unwrap();
+    add_partner(
+        &app,
+        json!({"authn_context_levels": {"urn:partner:mfa": 2}}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+    );
     let now = || app.state.clock.now();
 
     // The SP metadata the partner's IdP is configured with.
@@ -270,27 +280,11 @@ fn a_replay_is_refused_on_another_node(backend: Backend) {
     let app = WebApp::start(backend);
     let node2 = app.start_node();
     let idp = SamlIdp::new(IDP);
-    let operator = gatehouse_admin::Operator::named("test").unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(app.state.admin.create_connection(
-        &operator,
-        "default",
-        gatehouse_admin::NewConnection {
-            slug: "partner".into(),
-            display_name: "Partner SSO".into(),
-            logo_url: None,
-            enabled: true,
-            jit_provisioning: true,
-            trust_verified_email: false,
-            kind: "saml".into(),
-            settings: json!({}),
-            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
-            mapping: None,
-            client_secret: None,
-            domains: vec![],
-        },
-    ))
-    .unwrap();
+    add_partner(
+        &app,
+        json!({}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+    );
     let (_, request_id, relay_state, urls) = begin(&app);
     let spec = idp.answer(&urls, &request_id, "partner-user-9", app.state.clock.now());
     assert_eq!(post_to_acs(&app, &idp, &spec, &relay_state).status, 303);
@@ -312,27 +306,11 @@ gatehouse_identity_store::on_both_backends!(a_replay_is_refused_on_another_node)
 fn the_identity_provider_signs_its_user_out(backend: Backend) {
     let app = WebApp::start(backend);
     let idp = SamlIdp::new(IDP);
-    let operator = gatehouse_admin::Operator::named("test").unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(app.state.admin.create_connection(
-        &operator,
-        "default",
-        gatehouse_admin::NewConnection {
-            slug: "partner".into(),
-            display_name: "Partner SSO".into(),
-            logo_url: None,
-            enabled: true,
-            jit_provisioning: true,
-            trust_verified_email: false,
-            kind: "saml".into(),
-            settings: json!({}),
-            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
-            mapping: None,
-            client_secret: None,
-            domains: vec![],
-        },
-    ))
-    .unwrap();
+    add_partner(
+        &app,
+        json!({}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+    );
     let now = || app.state.clock.now();
     let (mut browser, request_id, relay_state, urls) = begin(&app);
     let spec = idp.answer(&urls, &request_id, "partner-user-5", now());
@@ -428,27 +406,11 @@ gatehouse_identity_store::on_both_backends!(the_identity_provider_signs_its_user
 fn unsolicited_responses_sign_in_after_the_person_confirms(backend: Backend) {
     let app = WebApp::start(backend);
     let idp = SamlIdp::new(IDP);
-    let operator = gatehouse_admin::Operator::named("test").unwrap();
-    let rt = tokio::runtime::Runtime::new().unwrap();
-    rt.block_on(app.state.admin.create_connection(
-        &operator,
-        "default",
-        gatehouse_admin::NewConnection {
-            slug: "partner".into(),
-            display_name: "Partner SSO".into(),
-            logo_url: None,
-            enabled: true,
-            jit_provisioning: true,
-            trust_verified_email: false,
-            kind: "saml".into(),
-            settings: json!({"allow_idp_initiated": true}),
-            idp_metadata: Some(gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO))),
-            mapping: None,
-            client_secret: None,
-            domains: vec![],
-        },
-    ))
-    .unwrap();
+    add_partner(
+        &app,
+        json!({"allow_idp_initiated": true}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+    );
     let (_, _, _, urls) = begin(&app);
     let unsolicited = ResponseSpec {
         in_response_to: None,
@@ -549,28 +511,13 @@ fn the_idp_rolls_its_key_over_through_its_metadata(backend: Backend) {
     let current = SamlIdp::new(IDP);
     let next = SamlIdp::new(IDP);
     let host = MetadataHost::start(current.metadata(SSO));
-    let operator = gatehouse_admin::Operator::named("test").unwrap();
     let rt = tokio::runtime::Runtime::new().unwrap();
     let admin = &app.state.admin;
-    rt.block_on(admin.create_connection(
-        &operator,
-        "default",
-        gatehouse_admin::NewConnection {
-            slug: "partner".into(),
-            display_name: "Partner SSO".into(),
-            logo_url: None,
-            enabled: true,
-            jit_provisioning: true,
-            trust_verified_email: false,
-            kind: "saml".into(),
-            settings: json!({}),
-            idp_metadata: Some(gatehouse_admin::IdpMetadata::Url(host.url.clone())),
-            mapping: None,
-            client_secret: None,
-            domains: vec![],
-        },
-    ))
-    .unwrap();
+    add_partner(
+        &app,
+        json!({}),
+        gatehouse_admin::IdpMetadata::Url(host.url.clone()),
+    );
     let shown = rt.block_on(admin.connection("default", "partner")).unwrap();
     assert_eq!(shown.connection.settings["metadata_url"], json!(host.url));
     let sign_in_with = |idp: &SamlIdp| {
