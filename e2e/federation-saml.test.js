@@ -267,6 +267,37 @@ describe('Federation: sign in with a partner SAML identity provider', { timeout:
     }
   });
 
+  step('the HTTP-POST binding: an AuthnRequest signed inside the XML, which the IdP checks', async () => {
+    const shown = JSON.parse(await server.cli(['connections', 'show', '--slug', 'partner']));
+    await server.cli([
+      'connections', 'set', '--slug', 'partner', '--expected-version', String(shown.version),
+      '--setting', 'authn_request_binding="post"', '--operator', 'e2e',
+    ]);
+    const fresh = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
+    const other = await fresh.newPage();
+    try {
+      let posted;
+      other.on('request', (request) => {
+        if (request.method() === 'POST' && request.url().startsWith(idp.ssoRedirectUrl)) {
+          posted = new URLSearchParams(request.postData()).get('SAMLRequest');
+        }
+      });
+      await other.goto('/signin');
+      await other.getByRole('button', { name: `Sign in with ${PARTNER}` }).click();
+      await idpLogin(other);
+      await other.waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/account');
+      const request = Buffer.from(posted, 'base64').toString('utf8');
+      assert.match(request, /<ds:SignatureValue>/, 'signed inside the XML');
+    } finally {
+      await fresh.close();
+      const now = JSON.parse(await server.cli(['connections', 'show', '--slug', 'partner']));
+      await server.cli([
+        'connections', 'set', '--slug', 'partner', '--expected-version', String(now.version),
+        '--setting', 'authn_request_binding="redirect"', '--operator', 'e2e',
+      ]);
+    }
+  });
+
   step('signing out here signs out at the IdP too (single logout)', async () => {
     await page.goto('/account');
     assert.equal(new URL(page.url()).pathname, '/account', 'still signed in from the first step');

@@ -47,7 +47,18 @@ use crate::second_factor::SignedIn;
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::{AuthnError, secrets};
 use mapping::{Claims, MappedProfile, Mapping};
-pub use saml::{SamlSecrets, SamlSettings, SpUrls};
+pub use saml::{RequestBinding, SamlSecrets, SamlSettings, SpUrls};
+
+/// Where a federated sign-in goes next: the browser is sent to a URL, or posts a
+/// form to the partner (SAML HTTP-POST binding).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum UpstreamStep {
+    Redirect(String),
+    Post {
+        action: String,
+        fields: Vec<(String, String)>,
+    },
+}
 
 pub(crate) use oidc::Upstream;
 
@@ -379,7 +390,7 @@ impl Authn {
         tenant: TenantId,
         slug: String,
         begin: Begin,
-    ) -> Result<String, AuthnError> {
+    ) -> Result<UpstreamStep, AuthnError> {
         let mut connection_id = None;
         let client = begin.client.clone();
         let result = self
@@ -396,7 +407,7 @@ impl Authn {
         slug: String,
         begin: Begin,
         connection_id: &mut Option<ConnectionId>,
-    ) -> Result<String, AuthnError> {
+    ) -> Result<UpstreamStep, AuthnError> {
         let connection = self
             .blocking(move |_, conn| usable_connection(conn, tenant, &slug, None))
             .await?;
@@ -439,7 +450,7 @@ impl Authn {
             sealed,
         )
         .await?;
-        Ok(url)
+        Ok(UpstreamStep::Redirect(url))
     }
 
     /// Keeps a sign-in in flight (or a verified SAML result) under `id_hash`,
@@ -484,22 +495,38 @@ impl Authn {
         tenant: TenantId,
         connection: Connection,
         begin: Begin,
-    ) -> Result<String, AuthnError> {
+    ) -> Result<UpstreamStep, AuthnError> {
         let settings = SamlSettings::parse(&connection.settings)
             .map_err(|e| Refusal::error("connection_invalid", e))?;
         let keys = self.saml_secrets(tenant, connection.id).await?;
         let urls = SpUrls::new(&begin.base, &connection.slug);
         let (relay_state, relay_hash) = secrets::generate();
         let request_id = saml::new_id();
-        let url = saml::authn_request_url(
-            &settings,
-            &keys,
-            &urls,
-            &request_id,
-            &relay_state,
-            step_up_values(begin.purpose, &settings.authn_context_levels).as_deref(),
-            self.inner.now(),
-        )?;
+        let step_up = step_up_values(begin.purpose, &settings.authn_context_levels);
+        let now = self.inner.now();
+        let step = match settings.authn_request_binding {
+            RequestBinding::Redirect => UpstreamStep::Redirect(saml::authn_request_url(
+                &settings,
+                &keys,
+                &urls,
+                &request_id,
+                &relay_state,
+                step_up.as_deref(),
+                now,
+            )?),
+            RequestBinding::Post => UpstreamStep::Post {
+                action: settings.sso_url.clone(),
+                fields: saml::authn_request_form(
+                    &settings,
+                    &keys,
+                    &urls,
+                    &request_id,
+                    &relay_state,
+                    step_up.as_deref(),
+                    now,
+                )?,
+            },
+        };
         let sealed = serde_json::to_vec(&SamlRequestState {
             request_id,
             return_to: begin.return_to,
@@ -514,7 +541,7 @@ impl Authn {
             sealed,
         )
         .await?;
-        Ok(url)
+        Ok(step)
     }
 
     async fn saml_secrets(
@@ -1433,7 +1460,7 @@ impl Authn {
         binding: String,
         return_to: String,
         client: ClientInfo,
-    ) -> Result<Option<String>, AuthnError> {
+    ) -> Result<Option<UpstreamStep>, AuthnError> {
         let Some(slug) = session
             .auth_methods
             .iter()

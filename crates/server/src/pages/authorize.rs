@@ -362,7 +362,7 @@ async fn step_up_needed(
             )
             .await
         {
-            Ok(Some(url)) => return Some(super::federation::continue_upstream(ctx, &url)),
+            Ok(Some(step)) => return Some(super::federation::go_upstream(ctx, &step)),
             Ok(None) => {}
             Err(error) => tracing::warn!(%error, "stepping up at the partner failed"),
         }

@@ -8,7 +8,7 @@ use actix_web::http::StatusCode;
 use actix_web::{HttpResponse, web};
 use gatehouse_authn::AuthnError;
 use gatehouse_authn::federation::{
-    Answer, Begin, Finished, Purpose, SingleLogout, UNSOLICITED_HANDLE,
+    Answer, Begin, Finished, Purpose, SingleLogout, UNSOLICITED_HANDLE, UpstreamStep,
 };
 use serde::Deserialize;
 use serde_json::json;
@@ -87,6 +87,27 @@ pub(super) fn continue_upstream(ctx: &PageContext, url: &str) -> HttpResponse {
     )
 }
 
+/// The next step of a federated sign-in: a page that navigates on, or (SAML
+/// HTTP-POST binding) one that posts the request to the partner — its origin then
+/// allowed as this page's form target.
+pub(super) fn go_upstream(ctx: &PageContext, step: &UpstreamStep) -> HttpResponse {
+    match step {
+        UpstreamStep::Redirect(url) => continue_upstream(ctx, url),
+        UpstreamStep::Post { action, fields } => {
+            super::navigation::permit_redirect_to(ctx, action);
+            let fields: Vec<_> = fields
+                .iter()
+                .map(|(name, value)| json!({ "name": name, "value": value }))
+                .collect();
+            ctx.render(
+                StatusCode::OK,
+                "form_post.html",
+                &json!({ "action": action, "fields": fields }),
+            )
+        }
+    }
+}
+
 /// Starts a federated sign-in (or, with a session, links) and sends the browser
 /// to the partner.
 pub(super) async fn begin(
@@ -110,7 +131,7 @@ pub(super) async fn begin(
         .begin_federation(ctx.tenant.tenant.id, slug, begin)
         .await
     {
-        Ok(url) => continue_upstream(ctx, &url),
+        Ok(step) => go_upstream(ctx, &step),
         Err(error) => federation_failure(ctx, &error),
     }
 }

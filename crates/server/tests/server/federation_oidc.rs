@@ -511,6 +511,9 @@ fn a_partner_session_steps_up_at_the_partner(backend: Backend) {
             ))
             .unwrap()
             .expect("the partner can vouch for level 2");
+        let gatehouse_authn::federation::UpstreamStep::Redirect(url) = url else {
+            panic!("OIDC goes upstream by redirect");
+        };
         let url = openidconnect::url::Url::parse(&url).unwrap();
         let params: HashMap<String, String> = url.query_pairs().into_owned().collect();
         assert_eq!(params["prompt"], "login");

@@ -73,8 +73,12 @@ const ALLOWED_ALGORITHMS: &[AllowedSignatureAlgorithm] = &[
 pub struct SamlSettings {
     /// The identity provider's entityID: every Issuer must be this.
     pub idp_entity_id: String,
-    /// Its SingleSignOnService for the HTTP-Redirect binding.
+    /// Its SingleSignOnService (for `authn_request_binding`).
     pub sso_url: String,
+    /// How AuthnRequests travel: `redirect` (signed over the query; the default)
+    /// or `post` (signed inside the XML).
+    #[serde(default)]
+    pub authn_request_binding: RequestBinding,
     /// The certificates whose keys may sign responses (PEM); several during a
     /// rollover. Keys a message carries itself are never used.
     pub idp_certificates: Vec<String>,
@@ -107,6 +111,15 @@ pub struct SamlSettings {
 
 fn yes() -> bool {
     true
+}
+
+/// The binding AuthnRequests use.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum RequestBinding {
+    #[default]
+    Redirect,
+    Post,
 }
 
 fn default_skew() -> i64 {
@@ -178,12 +191,23 @@ impl SamlSettings {
             .as_ref()
             .and_then(|all| all.first())
             .ok_or("the metadata has no IDPSSODescriptor")?;
-        let sso_url = idp
-            .single_sign_on_services
-            .iter()
-            .find(|service| service.binding == HTTP_REDIRECT)
-            .map(|service| service.location.clone())
-            .ok_or("the identity provider offers no HTTP-Redirect SingleSignOnService")?;
+        let endpoint = |binding: &str| {
+            idp.single_sign_on_services
+                .iter()
+                .find(|service| service.binding == binding)
+                .map(|service| service.location.clone())
+        };
+        let (sso_url, authn_request_binding) = match (endpoint(HTTP_REDIRECT), endpoint(HTTP_POST))
+        {
+            (Some(url), _) => (url, RequestBinding::Redirect),
+            (None, Some(url)) => (url, RequestBinding::Post),
+            (None, None) => {
+                return Err(
+                    "the identity provider offers no HTTP-Redirect or HTTP-POST SingleSignOnService"
+                        .into(),
+                );
+            }
+        };
         let slo_url = idp
             .single_logout_services
             .iter()
@@ -201,6 +225,7 @@ impl SamlSettings {
             &serde_json::to_value(SamlSettings {
                 idp_entity_id: found,
                 sso_url,
+                authn_request_binding,
                 idp_certificates,
                 clock_skew_seconds: default_skew(),
                 subject_attribute: None,
@@ -219,8 +244,14 @@ impl SamlSettings {
     /// metadata must still describe the same entity.
     pub fn refreshed(&self, xml: &str) -> Result<SamlSettings, String> {
         let read = SamlSettings::from_metadata(xml, Some(&self.idp_entity_id))?;
+        // The operator's binding stays; the endpoint is the metadata's for it.
+        let sso_url = if self.authn_request_binding == read.authn_request_binding {
+            read.sso_url
+        } else {
+            self.sso_url.clone()
+        };
         Ok(SamlSettings {
-            sso_url: read.sso_url,
+            sso_url,
             slo_url: read.slo_url,
             idp_certificates: read.idp_certificates,
             ..self.clone()
@@ -453,6 +484,47 @@ pub(crate) fn authn_request_url(
     step_up: Option<&[String]>,
     now: DateTime<Utc>,
 ) -> Result<String, AuthnError> {
+    let xml = authn_request_xml(settings, urls, request_id, step_up, now, "");
+    redirect_url(
+        &settings.sso_url,
+        "SAMLRequest",
+        &xml,
+        Some(relay_state),
+        secrets,
+    )
+}
+
+/// The same request for the HTTP-POST binding (SAML bindings §3.5): signed
+/// inside the XML (enveloped, our SHA-256 template), base64; the form fields to
+/// post to the IdP's SSO URL.
+pub(crate) fn authn_request_form(
+    settings: &SamlSettings,
+    secrets: &SamlSecrets,
+    urls: &SpUrls,
+    request_id: &str,
+    relay_state: &str,
+    step_up: Option<&[String]>,
+    now: DateTime<Utc>,
+) -> Result<Vec<(String, String)>, AuthnError> {
+    let template = signature_template(request_id, &secrets.certificate_base64()?);
+    let xml = authn_request_xml(settings, urls, request_id, step_up, now, &template);
+    let signed = sign(&xml, secrets)?;
+    Ok(vec![
+        ("SAMLRequest".into(), STANDARD.encode(signed)),
+        ("RelayState".into(), relay_state.to_owned()),
+    ])
+}
+
+/// An AuthnRequest; `signature` (a template, or nothing) goes right after the
+/// Issuer, where the schema puts it.
+fn authn_request_xml(
+    settings: &SamlSettings,
+    urls: &SpUrls,
+    request_id: &str,
+    step_up: Option<&[String]>,
+    now: DateTime<Utc>,
+    signature: &str,
+) -> String {
     // A step-up asks for a fresh sign-in of one of these classes (SAML core §3.3.2.2.1).
     let (force, requested) = match step_up {
         Some(classes) => (
@@ -475,12 +547,12 @@ pub(crate) fn authn_request_url(
     } else {
         PERSISTENT
     };
-    let xml = format!(
+    format!(
         concat!(
             r#"<samlp:AuthnRequest xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" "#,
             r#"ID="{id}" Version="2.0" IssueInstant="{now}" Destination="{destination}" "#,
             r#"AssertionConsumerServiceURL="{acs}" ProtocolBinding="{post}"{force}>"#,
-            r#"<saml:Issuer>{issuer}</saml:Issuer>"#,
+            r#"<saml:Issuer>{issuer}</saml:Issuer>{signature}"#,
             r#"<samlp:NameIDPolicy Format="{format}" AllowCreate="true"/>{requested}"#,
             r#"</samlp:AuthnRequest>"#
         ),
@@ -493,13 +565,7 @@ pub(crate) fn authn_request_url(
         format = name_id_format,
         force = force,
         requested = requested,
-    );
-    redirect_url(
-        &settings.sso_url,
-        "SAMLRequest",
-        &xml,
-        Some(relay_state),
-        secrets,
+        signature = signature,
     )
 }
 

@@ -467,3 +467,28 @@ fn a_step_up_forces_a_fresh_sign_in_of_the_classes_that_count() {
     );
     prescan::check_message(&xml).unwrap();
 }
+
+#[test]
+fn the_post_binding_carries_a_request_signed_inside() {
+    let idp = SamlIdp::new(IDP);
+    let keys = SamlSecrets::generate("Gatehouse SP").unwrap();
+    let fields =
+        authn_request_form(&settings(&idp), &keys, &sp(), "_req2", "relay", None, now()).unwrap();
+    assert_eq!(fields[1], ("RelayState".to_owned(), "relay".to_owned()));
+    let xml = String::from_utf8(
+        base64::engine::general_purpose::STANDARD
+            .decode(&fields[0].1)
+            .unwrap(),
+    )
+    .unwrap();
+    assert!(
+        xml.contains(r#"ID="_req2""#) && xml.contains("Destination="),
+        "{xml}"
+    );
+    let certificate = CertificateDer::from(certificate_der(&keys.sp_certificate).unwrap());
+    let body = xml.split_once("?>").map_or(xml.as_str(), |(_, b)| b);
+    let signed =
+        Crypto::reduce_xml_to_signed(body, &[certificate], ReduceMode::ValidateAndMarkNoAncestors)
+            .expect("the request verifies with the SP's certificate");
+    assert!(signed.contains("AuthnRequest"));
+}
