@@ -167,19 +167,8 @@ impl SamlIdp {
                 )
             })
             .unwrap_or_default();
-        let in_response_to = spec
-            .in_response_to
-            .as_ref()
-            .map(|id| format!(r#" InResponseTo="{}""#, escape(id)))
-            .unwrap_or_default();
-        let signature = if sign {
-            saml::signature_template(
-                &spec.assertion_id,
-                &self.keys.certificate_base64().expect("a certificate"),
-            )
-        } else {
-            String::new()
-        };
+        let in_response_to = optional_attribute("InResponseTo", spec.in_response_to.as_deref());
+        let signature = self.template_for(&spec.assertion_id, sign);
         let xml = format!(
             concat!(
                 r#"<saml:Assertion xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" ID="{id}" Version="2.0" IssueInstant="{issued}">"#,
@@ -258,6 +247,14 @@ impl SamlIdp {
         url.split_once('?').expect("a query").1.to_owned()
     }
 
+    /// A signature template for the element `id`, or nothing when unsigned.
+    fn template_for(&self, id: &str, sign: bool) -> String {
+        if !sign {
+            return String::new();
+        }
+        saml::signature_template(id, &self.keys.certificate_base64().expect("a certificate"))
+    }
+
     /// Signs a document that already carries a signature template.
     pub fn sign_raw(&self, xml: &str) -> String {
         saml::sign(xml, &self.keys).expect("signed")
@@ -271,24 +268,9 @@ impl SamlIdp {
             Some(rest) => rest.split_once("?>").map_or(rest, |(_, body)| body).trim(),
             None => assertion,
         };
-        let destination = spec
-            .destination
-            .as_ref()
-            .map(|d| format!(r#" Destination="{}""#, escape(d)))
-            .unwrap_or_default();
-        let in_response_to = spec
-            .in_response_to
-            .as_ref()
-            .map(|id| format!(r#" InResponseTo="{}""#, escape(id)))
-            .unwrap_or_default();
-        let signature = if sign {
-            saml::signature_template(
-                &spec.response_id,
-                &self.keys.certificate_base64().expect("a certificate"),
-            )
-        } else {
-            String::new()
-        };
+        let destination = optional_attribute("Destination", spec.destination.as_deref());
+        let in_response_to = optional_attribute("InResponseTo", spec.in_response_to.as_deref());
+        let signature = self.template_for(&spec.response_id, sign);
         let xml = format!(
             concat!(
                 r#"<samlp:Response xmlns:samlp="urn:oasis:names:tc:SAML:2.0:protocol" xmlns:saml="urn:oasis:names:tc:SAML:2.0:assertion" "#,
@@ -396,6 +378,13 @@ fn encrypt(assertion: &str, certificate: &str, key_transport: &str) -> String {
 /// A fresh XML ID, as an IdP makes them.
 pub fn new_id() -> String {
     saml::new_id()
+}
+
+/// ` name="value"`, escaped, or nothing.
+fn optional_attribute(name: &str, value: Option<&str>) -> String {
+    value
+        .map(|value| format!(r#" {name}="{}""#, escape(value)))
+        .unwrap_or_default()
 }
 
 /// Base64, as the HTTP-POST binding carries a message.

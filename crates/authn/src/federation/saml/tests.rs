@@ -127,6 +127,35 @@ fn sha1_signatures_are_refused() {
     assert_eq!(code_of(verify(&idp, &encode(&xml))), "saml_signature");
 }
 
+/// An independent verifier (Debian's `xmlsec1`) still finds the signature in
+/// `xml` valid: the refusal is the shape check's, not a broken fixture's.
+fn still_validly_signed(idp: &SamlIdp, xml: &str) {
+    let dir = tempfile::tempdir().unwrap();
+    let (certificate, document) = (dir.path().join("idp.pem"), dir.path().join("r.xml"));
+    std::fs::write(&certificate, idp.certificate_pem()).unwrap();
+    std::fs::write(&document, xml).unwrap();
+    let checked = std::process::Command::new("xmlsec1")
+        .arg("--verify")
+        .arg("--pubkey-cert-pem")
+        .arg(&certificate)
+        .args([
+            "--id-attr:ID",
+            "urn:oasis:names:tc:SAML:2.0:assertion:Assertion",
+        ])
+        .arg(&document)
+        .output()
+        .expect("xmlsec1 (Debian package xmlsec1) runs");
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&checked.stdout),
+        String::from_utf8_lossy(&checked.stderr)
+    );
+    assert!(
+        checked.status.success() && said.lines().any(|l| l == "OK"),
+        "xmlsec1 refused the fixture: {said}"
+    );
+}
+
 #[test]
 fn signature_wrapping_is_refused_before_cryptography() {
     let idp = SamlIdp::new(IDP);
@@ -146,11 +175,13 @@ fn signature_wrapping_is_refused_before_cryptography() {
     for assertions in [format!("{evil}{signed}"), format!("{signed}{evil}")] {
         let xml = idp.response_xml(&spec, &assertions);
         assert_eq!(code_of(verify(&idp, &encode(&xml))), "saml_structure");
+        still_validly_signed(&idp, &xml);
     }
     // The signed assertion hidden in Extensions, the evil one where readers look.
     let hidden = format!("<samlp:Extensions>{signed}</samlp:Extensions>{evil}");
     let xml = idp.response_xml(&spec, &hidden);
     assert_eq!(code_of(verify(&idp, &encode(&xml))), "saml_structure");
+    still_validly_signed(&idp, &xml);
     // The evil assertion inside the signed one's signature object.
     let inside = signed.replacen(
         "</ds:Signature>",
@@ -159,6 +190,7 @@ fn signature_wrapping_is_refused_before_cryptography() {
     );
     let xml = idp.response_xml(&spec, &inside);
     assert_eq!(code_of(verify(&idp, &encode(&xml))), "saml_structure");
+    still_validly_signed(&idp, &xml);
     // The evil assertion carrying the signed one's ID.
     let twin = idp.assertion_xml(
         &ResponseSpec {
