@@ -654,6 +654,9 @@ impl Authn {
                 )?)
             })
             .await?;
+        // Only a sign-in in flight answers here: not a sign-out's row, not a result.
+        let taken =
+            taken.filter(|row| row.purpose != PURPOSE_LOGOUT && row.purpose != PURPOSE_UNSOLICITED);
         let (purpose, row_purpose, binding, return_to, handle_prefix) = match taken {
             Some(taken) => {
                 let state: SamlRequestState =

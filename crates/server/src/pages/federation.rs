@@ -87,6 +87,16 @@ pub(super) fn continue_upstream(ctx: &PageContext, url: &str) -> HttpResponse {
     )
 }
 
+/// A bare 303: the SAML endpoints answer cross-site requests, which carry none
+/// of the browser's cookies, so they set none either (a fresh CSRF cookie would
+/// replace the one the sign-in is bound to).
+fn see_other(location: &str) -> HttpResponse {
+    HttpResponse::SeeOther()
+        .insert_header(("Location", location))
+        .insert_header(("Cache-Control", "no-store"))
+        .finish()
+}
+
 /// The next step of a federated sign-in: a page that navigates on, or (SAML
 /// HTTP-POST binding) one that posts the request to the partner — its origin then
 /// allowed as this page's form target.
@@ -290,16 +300,10 @@ pub async fn saml_acs(mut ctx: PageContext, form: web::Form<AcsForm>) -> HttpRes
         )
         .await
     {
-        Ok(handle) => HttpResponse::SeeOther()
-            .insert_header((
-                "Location",
-                format!(
-                    "{}?h={handle}",
-                    ctx.path(&format!("/federation/{slug}/saml/finish"))
-                ),
-            ))
-            .insert_header(("Cache-Control", "no-store"))
-            .finish(),
+        Ok(handle) => see_other(&format!(
+            "{}?h={handle}",
+            ctx.path(&format!("/federation/{slug}/saml/finish"))
+        )),
         Err(error) => federation_failure(&ctx, &error),
     }
 }
@@ -379,10 +383,7 @@ pub async fn saml_slo(mut ctx: PageContext) -> HttpResponse {
         .await
     {
         Ok(SingleLogout::SignedOut) => ctx.redirect(&ctx.path("/signin")),
-        Ok(SingleLogout::Answer(url)) => HttpResponse::SeeOther()
-            .insert_header(("Location", url))
-            .insert_header(("Cache-Control", "no-store"))
-            .finish(),
+        Ok(SingleLogout::Answer(url)) => see_other(&url),
         Err(error) => federation_failure(&ctx, &error),
     }
 }
