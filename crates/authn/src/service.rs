@@ -9,6 +9,7 @@ use gatehouse_core::SharedClock;
 use gatehouse_core::config::Config;
 use gatehouse_core::events::{DomainEvent, EventBus};
 use gatehouse_core::ids::{SessionId, TenantId, UserId};
+use gatehouse_core::outcomes::{OutcomeCounter, Outcomes};
 use gatehouse_core::secrets::Cipher;
 use gatehouse_identity_store::audit::{self, NewAuditEvent, Outcome};
 use gatehouse_identity_store::{AnyConnection, Pool, StoreError, tenants};
@@ -80,6 +81,8 @@ pub(crate) struct Inner {
     pub(crate) background: Background,
     /// Partners' identity providers as this node knows them.
     pub(crate) upstream: crate::federation::Upstream,
+    /// Where audited outcomes and mail results are counted (the server's metrics).
+    pub(crate) outcomes: OutcomeCounter,
 }
 
 /// Tasks started after a request is answered: mail, and the account-dependent half
@@ -142,8 +145,15 @@ impl Authn {
                 cipher,
                 clock,
                 events,
+                outcomes: OutcomeCounter::default(),
             }),
         })
+    }
+
+    /// Counts every audited outcome and every mail sent or failed from now on
+    /// (the server's metrics); without it nothing is counted.
+    pub fn count_outcomes(&self, outcomes: Arc<dyn Outcomes>) {
+        self.inner.outcomes.set(outcomes);
     }
 
     pub fn settings(&self) -> &AuthnSettings {
@@ -213,7 +223,10 @@ impl Authn {
     /// Renders `mail` in the tenant's theme and sends it.
     pub(crate) async fn send_mail(&self, tenant: TenantId, mail: Mail) -> Result<(), AuthnError> {
         let outgoing = self.render_mail(tenant, mail).await?;
-        self.inner.mailer.send(&outgoing).await
+        let sent = self.inner.mailer.send(&outgoing).await;
+        let result = if sent.is_ok() { "success" } else { "failure" };
+        self.inner.outcomes.count(tenant, "mail.sent", result);
+        sent
     }
 
     /// Off the async workers: the tenant is read on a pooled connection, given back
@@ -305,6 +318,11 @@ impl Inner {
                 details,
             },
         )?;
+        // Counted with the audit record, before its transaction commits: the rare
+        // transaction that fails after this line (a database error, answered 503)
+        // is counted although it left no trace. Counting after each commit would
+        // need every caller's cooperation for that edge.
+        self.outcomes.count(tenant, action, outcome.as_str());
         Ok(())
     }
 

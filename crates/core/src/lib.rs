@@ -9,6 +9,7 @@ pub mod error;
 pub mod events;
 pub mod ids;
 pub mod net;
+pub mod outcomes;
 pub mod secrets;
 pub mod tenant_settings;
 

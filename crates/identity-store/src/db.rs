@@ -4,6 +4,7 @@ use std::time::Duration;
 
 use diesel::connection::SimpleConnection;
 use diesel::migration::MigrationSource;
+use diesel::prelude::*;
 use diesel::{Connection, PgConnection, SqliteConnection};
 use diesel_migrations::{EmbeddedMigrations, MigrationHarness, embed_migrations};
 
@@ -260,6 +261,10 @@ pub fn pool(options: &ConnectOptions) -> StoreResult<Pool> {
     Ok(pool)
 }
 
+/// The advisory-lock key migrations run under on PostgreSQL ("gatehouse" in ASCII,
+/// fixed so that every version of Gatehouse takes the same lock).
+const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
+
 /// Applies pending migrations; returns the versions applied.
 pub fn run_migrations(conn: &mut AnyConnection) -> StoreResult<Vec<String>> {
     let applied: Vec<String> = match conn {
@@ -267,10 +272,17 @@ pub fn run_migrations(conn: &mut AnyConnection) -> StoreResult<Vec<String>> {
             // A migration may rewrite a large table: the request-sized statement
             // timeout does not apply to it. RESET returns to the connection's default.
             c.batch_execute("SET statement_timeout = 0")?;
+            // Nodes started together (or a migration Job beside a node that migrates
+            // on start) take turns: the first applies, the others wait here and then
+            // find nothing pending. A session lock, because each migration commits in
+            // its own transaction; a dying process releases it with its connection.
+            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
             let applied = c
                 .run_pending_migrations(POSTGRES_MIGRATIONS)
                 .map(|versions| versions.into_iter().map(|v| v.to_string()).collect());
+            let unlocked = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
             c.batch_execute("RESET statement_timeout")?;
+            unlocked?;
             applied
         }
         AnyConnection::Sqlite(c) => c
@@ -312,6 +324,73 @@ pub fn embedded_migration_names(backend: Backend) -> StoreResult<Vec<String>> {
 }
 
 /// Cheap liveness probe used by readiness checks.
+/// What [`backup_sqlite`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Backup {
+    pub bytes: u64,
+    pub tables: usize,
+}
+
+/// Writes a consistent copy of the SQLite database to `to` while it keeps serving:
+/// `VACUUM INTO` reads inside one read transaction (WAL readers never block the
+/// writers, nor they it), so the copy is the database as of one instant, compacted.
+/// The copy is then opened and checked (`PRAGMA integrity_check`) before it counts.
+/// `to` must not exist: a backup never overwrites. PostgreSQL has its own tools
+/// (base backup and WAL archiving), which this does not replace.
+pub fn backup_sqlite(conn: &mut AnyConnection, to: &std::path::Path) -> StoreResult<Backup> {
+    let AnyConnection::Sqlite(c) = conn else {
+        return Err(StoreError::Invalid {
+            entity: "backup",
+            message: "backup copies the embedded SQLite database; back PostgreSQL up with its own \
+             tools (pg_basebackup and WAL archiving, docs/operations.md)"
+                .into(),
+        });
+    };
+    if to.exists() {
+        return Err(StoreError::Invalid {
+            entity: "backup",
+            message: format!("{} exists: a backup never overwrites a file", to.display()),
+        });
+    }
+    let target = to.to_str().ok_or_else(|| StoreError::Invalid {
+        entity: "backup",
+        message: "the backup path must be UTF-8".into(),
+    })?;
+    diesel::sql_query("VACUUM INTO ?")
+        .bind::<diesel::sql_types::Text, _>(target)
+        .execute(c)?;
+    let mut copy = SqliteConnection::establish(target).map_err(|e| StoreError::Invalid {
+        entity: "backup",
+        message: format!("the copy cannot be opened: {e}"),
+    })?;
+    #[derive(QueryableByName)]
+    struct Check {
+        #[diesel(sql_type = diesel::sql_types::Text)]
+        integrity_check: String,
+    }
+    let checks: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(&mut copy)?;
+    if checks.len() != 1 || checks[0].integrity_check != "ok" {
+        let found: Vec<String> = checks.into_iter().map(|c| c.integrity_check).collect();
+        return Err(StoreError::Invalid {
+            entity: "backup",
+            message: format!("the copy failed its integrity check: {}", found.join("; ")),
+        });
+    }
+    #[derive(QueryableByName)]
+    struct Count {
+        #[diesel(sql_type = diesel::sql_types::BigInt)]
+        n: i64,
+    }
+    let tables: Count =
+        diesel::sql_query("SELECT count(*) AS n FROM sqlite_schema WHERE type = 'table'")
+            .get_result(&mut copy)?;
+    let bytes = std::fs::metadata(to).map(|m| m.len()).unwrap_or(0);
+    Ok(Backup {
+        bytes,
+        tables: usize::try_from(tables.n).unwrap_or(0),
+    })
+}
+
 pub fn ping(conn: &mut AnyConnection) -> StoreResult<()> {
     conn.batch_execute("SELECT 1").map_err(StoreError::from)
 }

@@ -97,7 +97,11 @@ pub fn prune_expired(state: &AppState) -> Result<usize, String> {
 pub fn spawn(state: &AppState) {
     let state = state.clone();
     tokio::spawn(async move {
-        let mut ticks = tokio::time::interval(CHECK_EVERY);
+        // The first pass one period after start-up, not at it: nothing here is urgent
+        // (another node, or this one a little later, does it), and a pass racing the
+        // start-up of a node would make its first minutes depend on timing.
+        let first = tokio::time::Instant::now() + CHECK_EVERY;
+        let mut ticks = tokio::time::interval_at(first, CHECK_EVERY);
         loop {
             ticks.tick().await;
             let pass = state.clone();

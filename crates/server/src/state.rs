@@ -198,9 +198,19 @@ impl AppState {
         let mut conn = pool
             .get()
             .map_err(gatehouse_identity_store::StoreError::from)?;
-        let applied = db::run_migrations(&mut conn)?;
-        if !applied.is_empty() {
-            tracing::info!(?applied, "database migrations applied");
+        if config.database.migrate_on_start {
+            let applied = db::run_migrations(&mut conn)?;
+            if !applied.is_empty() {
+                tracing::info!(?applied, "database migrations applied");
+            }
+        } else {
+            let pending = db::pending_migrations(&mut conn)?;
+            if pending > 0 {
+                return Err(ServerError::Startup(format!(
+                    "{pending} database migration(s) pending and database.migrate_on_start \
+                     is false: run `gatehouse migrate` first (the deploy's migration job)"
+                )));
+            }
         }
         prove_master_keys(&mut conn, &cipher, &source, clock.now())?;
         let bootstrapped = bootstrap::ensure(&mut conn, &cipher, clock.now(), &config.bootstrap)?;
@@ -233,6 +243,7 @@ impl AppState {
             Arc::new(ui.clone()),
         )
         .map_err(|e| ServerError::Startup(format!("authentication service: {e}")))?;
+        authn.count_outcomes(Arc::clone(&metrics) as _);
         let issuer = Issuer::new(pool.clone(), cipher.clone(), Arc::clone(&clock));
         let consents = Consents::new(
             pool.clone(),

@@ -115,7 +115,15 @@ struct Shared {
     wait_timeouts: AtomicU64,
     skipped: AtomicU64,
     failed: AtomicU64,
+    /// Decisions written to the log, by decision and reason code (for metrics);
+    /// updated by the writer after each batch, off the evaluation path.
+    logged: Mutex<HashMap<(bool, String), u64>>,
 }
+
+/// Reason codes come from policies; past this many distinct ones, the rest count
+/// together under [`OTHER_REASONS`] so metrics stay bounded.
+const MAX_REASONS: usize = 100;
+pub const OTHER_REASONS: &str = "_other";
 
 impl Shared {
     fn lock(&self) -> MutexGuard<'_, Queue> {
@@ -168,6 +176,7 @@ impl DecisionLogger {
             wait_timeouts: AtomicU64::new(0),
             skipped: AtomicU64::new(0),
             failed: AtomicU64::new(0),
+            logged: Mutex::new(HashMap::new()),
         });
         let writer = Writer {
             shared: Arc::clone(&shared),
@@ -267,6 +276,21 @@ impl DecisionLogger {
             }
         }
         let _ = done.recv_timeout(timeout);
+    }
+
+    /// Decisions written to the log since start: (decision, reason code, count).
+    pub(crate) fn logged(&self) -> Vec<(bool, String, u64)> {
+        let logged = self
+            .shared
+            .logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        let mut counts: Vec<(bool, String, u64)> = logged
+            .iter()
+            .map(|((decision, reason), count)| (*decision, reason.clone(), *count))
+            .collect();
+        counts.sort_unstable();
+        counts
     }
 
     pub(crate) fn stats(&self) -> LogStats {
@@ -402,6 +426,27 @@ impl Writer {
         }
     }
 
+    fn count_logged(&self, written: &[NewDecision]) {
+        let mut logged = self
+            .shared
+            .logged
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner);
+        for record in written {
+            let reason = record.reason.as_deref().unwrap_or("none");
+            let key = (record.decision, reason.to_owned());
+            if let Some(count) = logged.get_mut(&key) {
+                *count += 1;
+            } else if logged.len() < MAX_REASONS {
+                logged.insert(key, 1);
+            } else {
+                *logged
+                    .entry((record.decision, OTHER_REASONS.to_owned()))
+                    .or_insert(0) += 1;
+            }
+        }
+    }
+
     /// Writes the pending decisions, then the gap records. Decisions the store
     /// refuses become a gap; a gap record it refuses is tried again later, up to
     /// [`GAP_ATTEMPTS`] times.
@@ -416,6 +461,8 @@ impl Writer {
                     .failed
                     .fetch_add(u64::try_from(lost).unwrap_or(u64::MAX), Ordering::Relaxed);
                 tracing::error!(%error, records = lost, "writing the decision log failed; a gap record stands for them");
+            } else {
+                self.count_logged(pending);
             }
             pending.clear();
         }

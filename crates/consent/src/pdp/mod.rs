@@ -941,6 +941,13 @@ impl Pdp {
         self.inner.log.stats()
     }
 
+    /// Decisions written to the decision log since start, by decision and reason
+    /// code: `(decision, reason, count)`; a decision without a reason counts under
+    /// `none`, reasons past the first hundred under `_other`.
+    pub fn decisions_logged(&self) -> Vec<(bool, String, u64)> {
+        self.inner.log.logged()
+    }
+
     /// How many evaluations carried each member the PDP does not read
     /// (`context.consent`, …), since start; names beyond the first
     /// hundred count under [`OTHER_UNKNOWN_KEYS`].

@@ -40,6 +40,7 @@ const ENV_SEPARATOR: &str = "__";
 /// is a real field; a missing entry fails closed (the variable is rejected as unknown).
 const OPTIONAL_KEYS: &[&str] = &[
     "server.public_url",
+    "server.operations_listen",
     "database.url",
     "secrets.master_key_file",
     "secrets.master_keys",
@@ -216,6 +217,7 @@ impl Config {
             return Err(Error::config("data_dir", "must not be empty"));
         }
         self.server.listen_addr()?;
+        self.server.operations_addr()?;
         if let Some(url) = &self.server.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

@@ -23,6 +23,9 @@ pub struct ServerConfig {
     pub request_timeout_ms: u64,
     /// `/readyz` answers 503 when the database has not answered within this.
     pub readiness_timeout_ms: u64,
+    /// A second listener for operations (`/metrics`, `/healthz`, `/readyz`). When
+    /// set, `/metrics` is served there only, never on the public listener.
+    pub operations_listen: Option<String>,
 }
 
 /// Which header a trusted reverse proxy names the client in.
@@ -48,6 +51,7 @@ impl Default for ServerConfig {
             forwarded_header: ForwardedHeader::default(),
             request_timeout_ms: 15_000,
             readiness_timeout_ms: 1_000,
+            operations_listen: None,
         }
     }
 }
@@ -75,6 +79,27 @@ impl ServerConfig {
                 ),
             )
         })
+    }
+
+    /// The operations listener's address, when one is configured.
+    pub fn operations_addr(&self) -> Result<Option<SocketAddr>, Error> {
+        let Some(listen) = &self.operations_listen else {
+            return Ok(None);
+        };
+        let addr: SocketAddr = listen.parse().map_err(|_| {
+            Error::config(
+                "server.operations_listen",
+                format!("`{listen}` is not a socket address; expected e.g. `0.0.0.0:9090`"),
+            )
+        })?;
+        // Port 0 asks for any free port, so two of them never collide.
+        if addr.port() != 0 && Some(addr) == self.listen.parse().ok() {
+            return Err(Error::config(
+                "server.operations_listen",
+                "must differ from server.listen: operations stay off the public listener",
+            ));
+        }
+        Ok(Some(addr))
     }
 
     /// The resolved worker count (never 0).
@@ -105,6 +130,9 @@ pub struct DatabaseConfig {
     /// PostgreSQL: a connection whose sent data stays unacknowledged this long (a
     /// partition), or that stays silent to keepalives, is dropped. 0: OS defaults.
     pub network_timeout_ms: u64,
+    /// `serve` applies pending migrations before it listens. Off where a deploy runs
+    /// `gatehouse migrate` once first (a Kubernetes Job): nodes then only check.
+    pub migrate_on_start: bool,
 }
 
 impl Default for DatabaseConfig {
@@ -117,6 +145,7 @@ impl Default for DatabaseConfig {
             sqlite_busy_timeout_ms: 5000,
             statement_timeout_ms: 10_000,
             network_timeout_ms: 15_000,
+            migrate_on_start: true,
         }
     }
 }
@@ -132,6 +161,7 @@ impl fmt::Debug for DatabaseConfig {
             .field("sqlite_busy_timeout_ms", &self.sqlite_busy_timeout_ms)
             .field("statement_timeout_ms", &self.statement_timeout_ms)
             .field("network_timeout_ms", &self.network_timeout_ms)
+            .field("migrate_on_start", &self.migrate_on_start)
             .finish()
     }
 }

@@ -12,6 +12,8 @@ use prometheus_client::registry::Registry;
 use std::sync::{Mutex, PoisonError};
 
 use gatehouse_consent::pdp::LogStats;
+use gatehouse_core::ids::TenantId;
+use gatehouse_core::outcomes::Outcomes;
 use gatehouse_identity_store::Pool;
 use gatehouse_identity_store::events_pg::PublishStats;
 
@@ -45,6 +47,55 @@ struct UnknownKeyLabels {
     key: String,
 }
 
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct AuthEventLabels {
+    tenant: String,
+    /// The audit action (`login.succeeded`, `login.locked`, `mfa.failed`, …) or
+    /// `mail.sent`: names from the code, so a bounded set.
+    event: String,
+    result: &'static str,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct TokenLabels {
+    tenant: String,
+    grant: &'static str,
+    /// `issued`, or the OAuth error code of a refusal.
+    result: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct DecisionLabels {
+    decision: &'static str,
+    reason: String,
+}
+
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+struct BuildLabels {
+    version: &'static str,
+    revision: &'static str,
+}
+
+/// Tenants with a label of their own; the rest share [`OTHER_TENANTS`], so a
+/// deployment with thousands of tenants cannot multiply the series without bound.
+const LABELLED_TENANTS: usize = 100;
+const OTHER_TENANTS: &str = "_other";
+
+/// The tenant label: the tenant's id for the first [`LABELLED_TENANTS`] seen.
+#[derive(Debug, Default)]
+struct TenantLabels(Mutex<std::collections::HashSet<TenantId>>);
+
+impl TenantLabels {
+    fn of(&self, tenant: TenantId) -> String {
+        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        if seen.contains(&tenant) || (seen.len() < LABELLED_TENANTS && seen.insert(tenant)) {
+            tenant.to_string()
+        } else {
+            OTHER_TENANTS.to_owned()
+        }
+    }
+}
+
 fn latency_histogram() -> Histogram {
     Histogram::new(LATENCY_BUCKETS)
 }
@@ -64,6 +115,9 @@ pub struct Metrics {
     events: EventPublisherGauges,
     /// The PDP's decision log and unknown-member counters, copied in at each scrape.
     pdp: PdpCounters,
+    tenants: TenantLabels,
+    auth_events: Family<AuthEventLabels, Counter>,
+    tokens: Family<TokenLabels, Counter>,
 }
 
 #[derive(Debug, Default)]
@@ -74,6 +128,7 @@ struct PdpCounters {
     log_skipped: Counter,
     log_failed: Counter,
     unknown_keys: Family<UnknownKeyLabels, Counter>,
+    decisions: Family<DecisionLabels, Counter>,
     /// One scrape copies at a time: a counter goes up by what it lacks, and two
     /// scrapes at once would both add it.
     copying: Mutex<()>,
@@ -128,7 +183,20 @@ impl Metrics {
             .clone();
         let events = EventPublisherGauges::default();
         let pdp = PdpCounters::default();
+        let auth_events = Family::<AuthEventLabels, Counter>::default();
+        let tokens = Family::<TokenLabels, Counter>::default();
+        let build_info = Family::<BuildLabels, Gauge>::default();
+        build_info
+            .get_or_create(&BuildLabels {
+                version: env!("CARGO_PKG_VERSION"),
+                revision: option_env!("GATEHOUSE_REVISION").unwrap_or("unknown"),
+            })
+            .set(1);
         register!(registry,
+            "build_info", "The running build: version and source revision (always 1)", build_info;
+            "auth_events", "Security outcomes by tenant, event (the audit action: login.succeeded, login.failed, login.locked, login.second_factor_required, mfa.failed, federation.*, …; mail.sent) and result", auth_events;
+            "tokens", "Token endpoint answers by tenant, grant type and result (issued, or the OAuth error code)", tokens;
+            "pdp_decisions", "Decisions written to the decision log, by decision and reason code", pdp.decisions;
             "http_requests", "HTTP requests answered", requests;
             "http_request_duration_seconds", "Time to answer an HTTP request", latency;
             "db_pool_connections", "Open database connections", pool_connections;
@@ -149,6 +217,9 @@ impl Metrics {
         Metrics {
             events,
             pdp,
+            tenants: TenantLabels::default(),
+            auth_events,
+            tokens,
             registry,
             requests,
             latency,
@@ -185,8 +256,24 @@ impl Metrics {
         gauge(&self.events.queued, stats.queued);
     }
 
+    /// Counts a token endpoint answer: `refused` is the OAuth error code, if any.
+    pub fn token_answered(&self, tenant: TenantId, grant: &'static str, refused: Option<&str>) {
+        self.tokens
+            .get_or_create(&TokenLabels {
+                tenant: self.tenants.of(tenant),
+                grant,
+                result: refused.unwrap_or("issued").to_owned(),
+            })
+            .inc();
+    }
+
     /// Copies the PDP's decision log counters and unknown-member counts for a scrape.
-    pub fn record_pdp(&self, log: LogStats, unknown_keys: &[(String, u64)]) {
+    pub fn record_pdp(
+        &self,
+        log: LogStats,
+        unknown_keys: &[(String, u64)],
+        decisions: &[(bool, String, u64)],
+    ) {
         let pdp = &self.pdp;
         let _one_at_a_time = pdp.copying.lock().unwrap_or_else(PoisonError::into_inner);
         pdp.log_queued
@@ -198,6 +285,13 @@ impl Metrics {
         for (key, total) in unknown_keys {
             let labels = UnknownKeyLabels { key: key.clone() };
             catch_up(&pdp.unknown_keys.get_or_create(&labels), *total);
+        }
+        for (decision, reason, total) in decisions {
+            let labels = DecisionLabels {
+                decision: if *decision { "permit" } else { "deny" },
+                reason: reason.clone(),
+            };
+            catch_up(&pdp.decisions.get_or_create(&labels), *total);
         }
     }
 
@@ -232,5 +326,22 @@ pub fn method_label(method: &actix_web::http::Method) -> &'static str {
         "HEAD" => "HEAD",
         "OPTIONS" => "OPTIONS",
         _ => "OTHER",
+    }
+}
+
+impl Outcomes for Metrics {
+    fn count(&self, tenant: TenantId, event: &str, result: &str) {
+        let result = match result {
+            "success" => "success",
+            "denied" => "denied",
+            _ => "failure",
+        };
+        self.auth_events
+            .get_or_create(&AuthEventLabels {
+                tenant: self.tenants.of(tenant),
+                event: event.to_owned(),
+                result,
+            })
+            .inc();
     }
 }

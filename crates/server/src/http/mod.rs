@@ -56,20 +56,43 @@ pub async fn serve(state: AppState) -> Result<(), ServerError> {
         .server
         .listen_addr()
         .map_err(ServerError::Config)?;
-    let listener = std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen {
-        addr: addr.to_string(),
-        source,
-    })?;
-    serve_on(state, listener).await
+    let bind = |addr: std::net::SocketAddr| {
+        std::net::TcpListener::bind(addr).map_err(|source| ServerError::Listen {
+            addr: addr.to_string(),
+            source,
+        })
+    };
+    let listener = bind(addr)?;
+    let operations = match state
+        .config
+        .server
+        .operations_addr()
+        .map_err(ServerError::Config)?
+    {
+        Some(addr) => Some(bind(addr)?),
+        None => None,
+    };
+    serve_with_operations(state, listener, operations).await
 }
 
 /// Serves on an already bound listener (tests bind port 0 themselves).
 pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Result<(), ServerError> {
+    serve_with_operations(state, listener, None).await
+}
+
+/// Serves the public listener and, when given, the operations listener (probes and
+/// metrics) until SIGTERM/SIGINT; both stop together.
+pub async fn serve_with_operations(
+    state: AppState,
+    listener: std::net::TcpListener,
+    operations: Option<std::net::TcpListener>,
+) -> Result<(), ServerError> {
     let server_config = state.config.server.clone();
     crate::reactions::start(&state);
     crate::key_schedule::spawn(&state);
     crate::federation_schedule::spawn(&state);
     let data = web::Data::new(state);
+    let ops_data = data.clone();
     // Decisions still queued for the log are written before the process exits.
     let pdp = data.pdp.clone();
     let bound = listener.local_addr()?;
@@ -95,9 +118,39 @@ pub async fn serve_on(state: AppState, listener: std::net::TcpListener) -> Resul
         source,
     })?;
     tracing::info!("listening on http://{bound}");
+    let operations = match operations {
+        Some(listener) => {
+            let bound = listener.local_addr()?;
+            let data = ops_data;
+            let server = HttpServer::new(move || {
+                App::new()
+                    .app_data(data.clone())
+                    .wrap(from_fn(security::headers))
+                    .configure(ops::configure_operations)
+            })
+            // Probes and scrapes are small and rare: one worker is plenty.
+            .workers(1)
+            .shutdown_timeout(server_config.shutdown_timeout().as_secs())
+            .listen(listener)
+            .map_err(|source| ServerError::Listen {
+                addr: bound.to_string(),
+                source,
+            })?;
+            tracing::info!("operations (probes, metrics) on http://{bound}");
+            Some(server.run())
+        }
+        None => None,
+    };
     // actix stops accepting on SIGTERM/SIGINT and lets in-flight requests finish
-    // within the shutdown timeout.
-    server.run().await?;
+    // within the shutdown timeout; both servers hear the signal.
+    match operations {
+        Some(operations) => {
+            let (public, operations) = tokio::join!(server.run(), operations);
+            public?;
+            operations?;
+        }
+        None => server.run().await?,
+    }
     pdp.flush_log();
     tracing::info!("stopped");
     Ok(())

@@ -4,16 +4,33 @@ use actix_web::http::header::{CACHE_CONTROL, CONTENT_TYPE};
 use std::sync::Arc;
 use std::time::Duration;
 
-use actix_web::{HttpResponse, web};
+use actix_web::{HttpRequest, HttpResponse, web};
 use gatehouse_identity_store::{StoreError, db};
 use serde_json::json;
 
 use crate::state::AppState;
 
+/// The public listener's operations routes. `/metrics` is there only while no
+/// operations listener is configured (development); otherwise it is not found.
 pub fn configure(cfg: &mut web::ServiceConfig) {
     cfg.route("/healthz", web::get().to(healthz))
         .route("/readyz", web::get().to(readyz))
-        .route("/metrics", web::get().to(metrics));
+        .route("/metrics", web::get().to(public_metrics));
+}
+
+/// The operations listener: probes and metrics, nothing else.
+pub fn configure_operations(cfg: &mut web::ServiceConfig) {
+    cfg.route("/healthz", web::get().to(healthz))
+        .route("/readyz", web::get().to(readyz))
+        .route("/metrics", web::get().to(metrics))
+        .default_service(web::to(HttpResponse::NotFound));
+}
+
+async fn public_metrics(request: HttpRequest, state: web::Data<AppState>) -> HttpResponse {
+    if state.config.server.operations_listen.is_some() {
+        return crate::pages::not_found(request).await;
+    }
+    metrics(state).await
 }
 
 /// Alive: the process answers. Deliberately touches nothing else.
@@ -83,6 +100,7 @@ async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     state.metrics.record_pdp(
         state.pdp.decision_log_stats(),
         &state.pdp.unknown_keys_seen(),
+        &state.pdp.decisions_logged(),
     );
     match state.metrics.render(&state.pool) {
         Ok(body) => HttpResponse::Ok()

@@ -71,8 +71,16 @@ fn error_response(error: &OAuthError) -> HttpResponse {
     if let Some(challenge) = &error.www_authenticate {
         response.insert_header((header::WWW_AUTHENTICATE, challenge.clone()));
     }
-    response.json(error)
+    let mut answer = response.json(error);
+    answer
+        .extensions_mut()
+        .insert(Refused(error.error.as_str()));
+    answer
 }
+
+/// The OAuth error code an answer carries, kept beside its body for metrics.
+#[derive(Debug, Clone, Copy)]
+struct Refused(&'static str);
 
 fn json_no_store(body: impl serde::Serialize) -> HttpResponse {
     HttpResponse::Ok()
@@ -351,7 +359,15 @@ async fn token(
         })
     };
     let scope = form.get("scope").map(str::to_owned);
-    Ok(match form.get("grant_type") {
+    let grant = match form.get("grant_type") {
+        Some("client_credentials") => "client_credentials",
+        Some("authorization_code") => "authorization_code",
+        Some("refresh_token") => "refresh_token",
+        Some(_) => "unsupported",
+        None => "none",
+    };
+    let metrics = std::sync::Arc::clone(&state.metrics);
+    let answer = match form.get("grant_type") {
         Some("client_credentials") => {
             let resources = form.all("resource");
             run(move || {
@@ -388,7 +404,10 @@ async fn token(
             ErrorCode::InvalidRequest,
             "grant_type is required",
         )),
-    })
+    };
+    let refused = answer.extensions().get::<Refused>().map(|r| r.0);
+    metrics.token_answered(tenant, grant, refused);
+    Ok(answer)
 }
 
 async fn introspect(state: web::Data<AppState>, call: TokenCall) -> HttpResponse {

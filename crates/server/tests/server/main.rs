@@ -26,6 +26,7 @@ mod logout;
 mod mfa;
 mod oauth;
 mod oidc_client;
+mod operations;
 mod page_journeys;
 mod pages;
 mod par;

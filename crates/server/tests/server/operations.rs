@@ -1,0 +1,369 @@
+//! Running it: the operations listener, migrations when several nodes start at
+//! once, nodes that may not migrate, and online backups with a restore drill.
+
+use std::time::{Duration, Instant};
+
+use diesel::connection::SimpleConnection;
+use gatehouse_identity_store::Backend;
+use gatehouse_identity_store::db::{self, ConnectOptions};
+use gatehouse_identity_store::testing::{pg_admin_url, with_database};
+
+use crate::support::*;
+use crate::web_kit::{Browser, WebApp};
+
+/// An empty PostgreSQL database (no migrations), dropped when the test ends.
+struct EmptyPostgres {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl EmptyPostgres {
+    fn create() -> EmptyPostgres {
+        let admin_url = pg_admin_url();
+        let name = format!("gatehouse_ops_{}", uuid::Uuid::new_v4().simple());
+        db::connect(&ConnectOptions::new(&admin_url))
+            .expect("PostgreSQL must be reachable")
+            .batch_execute(&format!("CREATE DATABASE {name}"))
+            .unwrap();
+        let url = with_database(&admin_url, &name);
+        EmptyPostgres {
+            admin_url,
+            name,
+            url,
+        }
+    }
+}
+
+impl Drop for EmptyPostgres {
+    fn drop(&mut self) {
+        if let Ok(mut admin) = db::connect(&ConnectOptions::new(&self.admin_url)) {
+            let _ = admin.batch_execute(&format!("DROP DATABASE {} WITH (FORCE)", self.name));
+        }
+    }
+}
+
+/// The operations listener's URL, from the line the server logs when it binds it.
+fn operations_url(server: &Server) -> String {
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        if let Some(url) = server.stderr().lines().find_map(|line| {
+            let rest = line.split("operations (probes, metrics) on ").nth(1)?;
+            Some(
+                rest.chars()
+                    .take_while(|c| c.is_ascii_alphanumeric() || matches!(c, ':' | '/' | '.'))
+                    .collect::<String>(),
+            )
+        }) {
+            return url;
+        }
+        assert!(Instant::now() < deadline, "{}", server.stderr());
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+#[test]
+fn metrics_leave_the_public_listener_when_an_operations_listener_is_set() {
+    let dir = temp_dir();
+    let client = http();
+
+    // Without one (development), /metrics is on the public listener.
+    let plain = Server::start(gatehouse(dir.path(), &["serve"]));
+    assert_eq!(
+        client.get(plain.url("/metrics")).send().unwrap().status(),
+        200
+    );
+    assert!(plain.terminate().success());
+
+    let server = Server::start({
+        let mut command = gatehouse(dir.path(), &["serve"]);
+        command.env("GATEHOUSE_SERVER__OPERATIONS_LISTEN", "127.0.0.1:0");
+        command
+    });
+    let operations = operations_url(&server);
+    assert_ne!(operations, server.base_url);
+
+    let public = client.get(server.url("/metrics")).send().unwrap();
+    assert_eq!(public.status(), 404);
+    assert!(!public.text().unwrap().contains("gatehouse_"));
+
+    let scraped = client.get(format!("{operations}/metrics")).send().unwrap();
+    assert_eq!(scraped.status(), 200);
+    let body = scraped.text().unwrap();
+    assert!(body.contains("gatehouse_build_info"), "{body}");
+    for probe in ["/healthz", "/readyz"] {
+        for base in [&server.base_url, &operations] {
+            let answer = client.get(format!("{base}{probe}")).send().unwrap();
+            assert_eq!(answer.status(), 200, "{base}{probe}");
+        }
+    }
+    // Nothing else is served there: no page, no protocol endpoint.
+    for path in [
+        "/signin",
+        "/.well-known/openid-configuration",
+        "/admin/v1/users",
+    ] {
+        let answer = client.get(format!("{operations}{path}")).send().unwrap();
+        assert_eq!(answer.status(), 404, "{path}");
+    }
+    assert!(
+        server.terminate().success(),
+        "both listeners stop on SIGTERM"
+    );
+}
+
+#[test]
+fn the_operations_listener_must_differ_from_the_public_one() {
+    let dir = temp_dir();
+    let output = run(gatehouse(dir.path(), &["check-config"])
+        .env("GATEHOUSE_SERVER__LISTEN", "127.0.0.1:8080")
+        .env("GATEHOUSE_SERVER__OPERATIONS_LISTEN", "127.0.0.1:8080"));
+    assert_eq!(output.status.code(), Some(2), "{}", stderr(&output));
+    assert!(stderr(&output).contains("server.operations_listen"));
+}
+
+#[test]
+fn nodes_migrating_at_once_apply_each_migration_once_on_postgres() {
+    let database = EmptyPostgres::create();
+    let dir = temp_dir();
+    let outputs: Vec<std::process::Output> = std::thread::scope(|scope| {
+        let runs: Vec<_> = (0..4)
+            .map(|_| {
+                scope.spawn(|| {
+                    run(gatehouse(dir.path(), &["migrate"])
+                        .env("GATEHOUSE_DATABASE__URL", &database.url))
+                })
+            })
+            .collect();
+        runs.into_iter().map(|run| run.join().unwrap()).collect()
+    });
+    for output in &outputs {
+        assert!(output.status.success(), "{}", stderr(output));
+    }
+    let applied: Vec<String> = outputs.iter().map(stdout).collect();
+    assert_eq!(
+        applied.iter().filter(|out| out.contains("applied")).count(),
+        1,
+        "exactly one run applies; the others wait and find nothing: {applied:?}"
+    );
+    assert_eq!(
+        applied
+            .iter()
+            .filter(|out| out.contains("up to date"))
+            .count(),
+        3
+    );
+}
+
+#[test]
+fn a_node_that_may_not_migrate_waits_for_the_migration_job_on_postgres() {
+    let database = EmptyPostgres::create();
+    let dir = temp_dir();
+    let serve = || {
+        let mut command = gatehouse(dir.path(), &["serve"]);
+        command
+            .env("GATEHOUSE_DATABASE__URL", &database.url)
+            .env("GATEHOUSE_DATABASE__MIGRATE_ON_START", "false");
+        command
+    };
+    let refused = run(&mut serve());
+    assert_eq!(refused.status.code(), Some(1), "{}", stderr(&refused));
+    let err = stderr(&refused);
+    assert!(err.contains("gatehouse migrate"), "{err}");
+    assert!(err.contains("pending"), "{err}");
+
+    let migrated =
+        run(gatehouse(dir.path(), &["migrate"]).env("GATEHOUSE_DATABASE__URL", &database.url));
+    assert!(migrated.status.success(), "{}", stderr(&migrated));
+    let server = Server::start(serve());
+    assert_eq!(
+        http().get(server.url("/readyz")).send().unwrap().status(),
+        200
+    );
+    assert!(server.terminate().success());
+}
+
+#[test]
+fn a_backup_taken_while_serving_restores_to_a_working_server() {
+    let app = WebApp::start(Backend::Sqlite);
+    let users: Vec<String> = (0..3).map(|i| format!("kept{i}@example.com")).collect();
+    for user in &users {
+        app.create_verified_user(user, "correct horse battery");
+    }
+    let dir = temp_dir();
+    let copy = dir.path().join("backup.db");
+
+    // Sign-ups keep writing while the copy is taken.
+    let writing = std::sync::atomic::AtomicBool::new(true);
+    let output = std::thread::scope(|scope| {
+        let writer = scope.spawn(|| {
+            let mut written = 0;
+            while writing.load(std::sync::atomic::Ordering::Relaxed) {
+                let page = app.browser().sign_up(
+                    "/signup",
+                    &format!("busy{written}@example.com"),
+                    "correct horse battery",
+                );
+                assert_eq!(page.status, 200, "{}", page.body);
+                written += 1;
+            }
+            written
+        });
+        let output = run(
+            gatehouse(dir.path(), &["backup", "--to", copy.to_str().unwrap()])
+                .env("GATEHOUSE_DATABASE__URL", &app.db.url),
+        );
+        writing.store(false, std::sync::atomic::Ordering::Relaxed);
+        assert!(writer.join().unwrap() > 0);
+        output
+    });
+    let said = succeeded(&output);
+    assert!(said.contains("integrity checked"), "{said}");
+
+    // Never over an existing file.
+    let again = run(
+        gatehouse(dir.path(), &["backup", "--to", copy.to_str().unwrap()])
+            .env("GATEHOUSE_DATABASE__URL", &app.db.url),
+    );
+    assert!(!again.status.success());
+    assert!(
+        stderr(&again).contains("never overwrites"),
+        "{}",
+        stderr(&again)
+    );
+
+    // The restore drill: a server on the copy, with the same master key (the same
+    // data directory), signs the users in.
+    let restored = Server::start({
+        let mut command = gatehouse(dir.path(), &["serve"]);
+        command
+            .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+            .env(
+                "GATEHOUSE_DATABASE__URL",
+                format!("sqlite://{}", copy.display()),
+            );
+        command
+    });
+    for user in &users {
+        let signed_in = Browser::at(&restored.base_url).sign_in(user, "correct horse battery");
+        assert_eq!(signed_in.status, 303, "{user}: {}", signed_in.body);
+    }
+    let verified = run(gatehouse(dir.path(), &["audit", "verify"])
+        .env("GATEHOUSE_DATA_DIR", &app.state.config.data_dir)
+        .env(
+            "GATEHOUSE_DATABASE__URL",
+            format!("sqlite://{}", copy.display()),
+        ));
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    assert!(restored.terminate().success());
+}
+
+#[test]
+fn backup_points_postgres_to_its_own_tools() {
+    let database = EmptyPostgres::create();
+    let dir = temp_dir();
+    let output = run(gatehouse(
+        dir.path(),
+        &["backup", "--to", dir.path().join("x.db").to_str().unwrap()],
+    )
+    .env("GATEHOUSE_DATABASE__URL", &database.url));
+    assert!(!output.status.success());
+    let err = stderr(&output);
+    assert!(err.contains("pg_basebackup"), "{err}");
+    assert!(!dir.path().join("x.db").exists());
+}
+
+/// The value of the series `name{labels…}` in a Prometheus text scrape, 0 if absent.
+fn series(scrape: &str, name: &str, labels: &[(&str, &str)]) -> f64 {
+    scrape
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .filter(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .filter_map(|line| line.rsplit(' ').next()?.parse::<f64>().ok())
+        .sum()
+}
+
+#[test]
+fn sign_ins_tokens_and_mail_are_counted_by_outcome_and_tenant() {
+    let app = WebApp::start(Backend::Sqlite);
+    let tenant = app.default_tenant().to_string();
+    let scrape = || app.browser().get("/metrics").body;
+
+    app.create_verified_user("counted@example.com", "correct horse battery");
+    assert_eq!(
+        app.browser()
+            .sign_in("counted@example.com", "correct horse battery")
+            .status,
+        303
+    );
+    for _ in 0..2 {
+        let refused = app
+            .browser()
+            .sign_in("counted@example.com", "wrong password here");
+        assert_eq!(refused.status, 401, "{}", refused.body);
+    }
+    crate::admin_api::token_for(&app, "default", "metered", "admin", "gatehouse-admin");
+    let wrong_grant = app.post_urlencoded(
+        "/oauth2/token",
+        Some(&crate::web_kit::basic("metered", crate::code_flow::SECRET)),
+        "grant_type=authorization_code&code=nope&redirect_uri=https%3A%2F%2Fx.test%2F",
+    );
+    assert_eq!(wrong_grant.status, 400);
+    let refusal = wrong_grant.json["error"].as_str().unwrap().to_owned();
+    app.settle();
+
+    let metrics = scrape();
+    let count = |name: &str, labels: &[(&str, &str)]| series(&metrics, name, labels);
+    assert_eq!(
+        count(
+            "gatehouse_auth_events_total",
+            &[
+                ("tenant", &tenant),
+                ("event", "login.succeeded"),
+                ("result", "success")
+            ]
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count(
+            "gatehouse_auth_events_total",
+            &[("tenant", &tenant), ("event", "login.failed")]
+        ),
+        2.0
+    );
+    // The verification mail of the sign-up went out through SMTP.
+    assert!(
+        count(
+            "gatehouse_auth_events_total",
+            &[("event", "mail.sent"), ("result", "success")]
+        ) >= 1.0
+    );
+    assert_eq!(
+        count(
+            "gatehouse_tokens_total",
+            &[("grant", "client_credentials"), ("result", "issued")]
+        ),
+        1.0
+    );
+    assert_eq!(
+        count(
+            "gatehouse_tokens_total",
+            &[("grant", "authorization_code"), ("result", &refusal)]
+        ),
+        1.0,
+        "{metrics}"
+    );
+    assert_eq!(
+        count(
+            "gatehouse_build_info",
+            &[("version", env!("CARGO_PKG_VERSION"))]
+        ),
+        1.0
+    );
+}
