@@ -261,6 +261,11 @@ fn associated_data(kid: &str, aad: &[u8]) -> Vec<u8> {
     data
 }
 
+/// The id of the master key a sealed value was sealed under, from its envelope.
+pub fn sealed_key_id(sealed: &str) -> Option<&str> {
+    split_sealed(sealed).map(|(kid, _)| kid)
+}
+
 fn split_sealed(sealed: &str) -> Option<(&str, &str)> {
     let rest = sealed.strip_prefix(VERSION)?.strip_prefix('.')?;
     let (kid, body) = rest.split_once('.')?;

@@ -40,7 +40,7 @@ impl CredentialKind {
         }
     }
 
-    fn parse(value: &str) -> StoreResult<Self> {
+    pub(crate) fn parse(value: &str) -> StoreResult<Self> {
         Ok(match value {
             "password" => CredentialKind::Password,
             "totp" => CredentialKind::Totp,
@@ -82,7 +82,12 @@ impl Credential {
     }
 }
 
-fn aad(tenant: TenantId, user: UserId, id: CredentialId, kind: CredentialKind) -> Vec<u8> {
+pub(crate) fn aad(
+    tenant: TenantId,
+    user: UserId,
+    id: CredentialId,
+    kind: CredentialKind,
+) -> Vec<u8> {
     format!(
         "gatehouse/credential/v1/{tenant}/{user}/{id}/{}",
         kind.as_str()

@@ -16,7 +16,7 @@ use crate::{AnyConnection, StoreError, StoreResult};
 
 const TABLE: &str = "federated_sessions";
 
-fn aad(tenant: &str, session: &str, connection: &str) -> Vec<u8> {
+pub(crate) fn aad(tenant: &str, session: &str, connection: &str) -> Vec<u8> {
     format!("gatehouse/federated-session/v1/{tenant}/{session}/{connection}").into_bytes()
 }
 

@@ -114,7 +114,7 @@ impl FromRow for Connection {
     }
 }
 
-fn aad(tenant: TenantId, id: ConnectionId) -> Vec<u8> {
+pub(crate) fn aad(tenant: TenantId, id: ConnectionId) -> Vec<u8> {
     format!("gatehouse/federation-connection/v1/{tenant}/{id}").into_bytes()
 }
 

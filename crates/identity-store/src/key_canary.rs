@@ -12,7 +12,7 @@ use crate::schema::master_key_canary;
 use crate::{AnyConnection, StoreResult};
 
 const ROW: &str = "canary";
-const AAD: &[u8] = b"gatehouse master key canary";
+pub(crate) const AAD: &[u8] = b"gatehouse master key canary";
 
 /// What the check found.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -28,9 +28,10 @@ pub enum CanaryCheck {
 }
 
 /// Opens the canary with `cipher`, sealing a new one where there is none. The canary
-/// stays sealed under the key that was active when the database was first used:
-/// every secret sealed since then may still need that key, and nothing re-seals
-/// them yet, so a key set without it is refused rather than trusted.
+/// stays sealed under the key that was active when the database was first used,
+/// until `gatehouse secrets rewrap` re-seals it with every other secret: until then
+/// the secrets may still need that key, so a key set without it is refused rather
+/// than trusted.
 pub fn check(
     conn: &mut AnyConnection,
     cipher: &Cipher,

@@ -33,6 +33,7 @@ pub mod pushed_requests;
 mod query;
 pub mod rate_limits;
 pub mod revoked_tokens;
+pub mod rewrap;
 pub mod roles;
 pub mod saml_replay;
 pub mod schema;

@@ -117,7 +117,7 @@ impl SigningKey {
     }
 }
 
-fn aad(tenant: TenantId, kid: &str, alg: KeyAlgorithm) -> Vec<u8> {
+pub(crate) fn aad(tenant: TenantId, kid: &str, alg: KeyAlgorithm) -> Vec<u8> {
     format!("gatehouse/signing-key/v1/{tenant}/{kid}/{}", alg.as_str()).into_bytes()
 }
 

@@ -112,6 +112,11 @@ pub(crate) struct AuditRow {
 /// A tenant's audit key, opened from its sealed form in `audit_heads`.
 struct ChainKey(Zeroizing<Vec<u8>>);
 
+/// The associated data a tenant's chain key is sealed with (for re-wrapping).
+pub(crate) fn chain_key_aad(tenant: &str) -> Vec<u8> {
+    ChainKey::aad(tenant)
+}
+
 impl ChainKey {
     fn generate() -> ChainKey {
         let mut key = Zeroizing::new(vec![0_u8; 32]);
@@ -119,7 +124,7 @@ impl ChainKey {
         ChainKey(key)
     }
 
-    fn aad(tenant: &str) -> Vec<u8> {
+    pub(crate) fn aad(tenant: &str) -> Vec<u8> {
         format!("gatehouse audit chain key\0{tenant}").into_bytes()
     }
 

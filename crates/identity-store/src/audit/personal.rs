@@ -28,7 +28,7 @@ pub(super) fn subject_of<'a>(actor: &'a str, target: Option<&'a str>) -> Option<
     target.and_then(user).or_else(|| user(actor))
 }
 
-fn key_aad(tenant: &str, subject: &str) -> Vec<u8> {
+pub(crate) fn key_aad(tenant: &str, subject: &str) -> Vec<u8> {
     format!("gatehouse audit subject key\0{tenant}\0{subject}").into_bytes()
 }
 

@@ -1,4 +1,4 @@
-//! The command line: `gatehouse serve | migrate | check-config`, and the operator
+//! The command line: `gatehouse serve | migrate | check-config | backup | secrets`, and the operator
 //! tools (tenants, users, groups, roles, clients, keys, purposes, policy, decisions,
 //! audit), each a thin adapter over `gatehouse-admin`.
 
@@ -9,7 +9,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 use gatehouse_core::config::Config;
 use gatehouse_core::secrets::Cipher;
-use gatehouse_identity_store::{StoreError, db};
+use gatehouse_identity_store::{StoreError, db, rewrap};
 
 pub(crate) mod admin;
 mod clients;
@@ -56,6 +56,11 @@ enum Command {
         /// The file to write; must not exist.
         #[arg(long)]
         to: PathBuf,
+    },
+    /// Master keys: which key seals how many values; re-wrap them under the active key.
+    Secrets {
+        #[command(subcommand)]
+        action: SecretsCommand,
     },
     /// The audit log: read a tenant's events, check every hash chain.
     Audit {
@@ -119,6 +124,20 @@ enum Command {
     },
 }
 
+#[derive(Debug, Subcommand)]
+enum SecretsCommand {
+    /// Count the sealed values under each master key, table by table.
+    Status,
+    /// Seal every value sealed under another key again under the active (first)
+    /// key, while the servers keep serving; then `status` shows when an old key may
+    /// leave the configuration.
+    Rewrap {
+        /// Rows per transaction.
+        #[arg(long, default_value_t = 200)]
+        batch: i64,
+    },
+}
+
 pub fn run() -> Result<ExitCode, ServerError> {
     let cli = Cli::parse();
     let config = Config::from_process(cli.config.as_deref()).map_err(ServerError::Config)?;
@@ -128,6 +147,7 @@ pub fn run() -> Result<ExitCode, ServerError> {
         Command::Migrate => migrate(&config),
         Command::CheckConfig => check_config(&config),
         Command::Backup { to } => backup(&config, &to),
+        Command::Secrets { action } => secrets(&config, action),
         Command::Audit { action } => directory::run_audit(&config, action),
         Command::Tenants { action } => directory::run_tenants(&config, action),
         Command::Groups { action } => directory::run_groups(&config, action),
@@ -180,6 +200,45 @@ fn migrate(config: &Config) -> Result<ExitCode, ServerError> {
     } else {
         for version in applied {
             println!("applied {version}");
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn secrets(config: &Config, action: SecretsCommand) -> Result<ExitCode, ServerError> {
+    let pool = open_pool(config)?;
+    let mut conn = pool.get().map_err(StoreError::from)?;
+    let (cipher, source) = Cipher::load(config).map_err(ServerError::Secrets)?;
+    crate::state::prove_master_keys(&mut conn, &cipher, &source, chrono::Utc::now())?;
+    if let SecretsCommand::Rewrap { batch } = action {
+        for table in rewrap::rewrap(&mut conn, &cipher, batch)? {
+            println!(
+                "{:<24} re-wrapped {:>7}   changed meanwhile {:>5}",
+                table.table, table.rewrapped, table.raced
+            );
+        }
+    }
+    let active = cipher.active_key_id().to_owned();
+    println!("active master key: {active}");
+    let mut others: std::collections::BTreeMap<String, u64> = Default::default();
+    for column in rewrap::status(&mut conn)? {
+        let shown: Vec<String> = column
+            .by_key
+            .iter()
+            .map(|(kid, n)| format!("{kid}: {n}"))
+            .collect();
+        println!("{:<24} {}", column.table, shown.join(", "));
+        for (kid, n) in column.by_key {
+            if kid != active {
+                *others.entry(kid).or_insert(0) += n;
+            }
+        }
+    }
+    if others.is_empty() {
+        println!("every sealed value is under {active}: the other keys may be retired");
+    } else {
+        for (kid, n) in others {
+            println!("{kid} still seals {n} value(s): keep it configured");
         }
     }
     Ok(ExitCode::SUCCESS)

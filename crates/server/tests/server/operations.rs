@@ -367,3 +367,112 @@ fn sign_ins_tokens_and_mail_are_counted_by_outcome_and_tenant() {
         1.0
     );
 }
+
+/// A master key line (`kid base64url-key`) for a key file, random.
+fn new_key_line(kid: &str) -> String {
+    use base64::Engine;
+    use rand::RngCore;
+    let mut key = [0_u8; 32];
+    rand::rng().fill_bytes(&mut key);
+    format!(
+        "{kid} {}",
+        base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(key)
+    )
+}
+
+fn master_key_file(dir: &std::path::Path, name: &str, lines: &[&str]) -> std::path::PathBuf {
+    use std::os::unix::fs::PermissionsExt;
+    let path = dir.join(name);
+    std::fs::write(&path, lines.join("\n") + "\n").unwrap();
+    std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)).unwrap();
+    path
+}
+
+fn master_key_rotation(backend: Backend) {
+    let dir = temp_dir();
+    let old_line = new_key_line("mk-first");
+    let new_line = new_key_line("mk-next_1");
+    let only_old = master_key_file(dir.path(), "old.key", &[&old_line]);
+    let both = master_key_file(dir.path(), "both.key", &[&new_line, &old_line]);
+    let only_new = master_key_file(dir.path(), "new.key", &[&new_line]);
+    let app = WebApp::start_with(backend, |config| {
+        config.secrets.master_key_file = Some(only_old.clone())
+    });
+    app.create_verified_user("sealed@example.com", "correct horse battery");
+    crate::admin_api::token_for(&app, "default", "sealer", "admin", "gatehouse-admin");
+    // The rotation's first step: the nodes restart with the new key first and the
+    // old one still configured.
+    let node = WebApp::start_with_url(&app.db, app.db.url.clone(), |config| {
+        config.secrets.master_key_file = Some(both.clone())
+    });
+    let old_kid = "mk-first";
+    let with_keys = |file: &std::path::Path, args: &[&str]| {
+        run(gatehouse(dir.path(), args)
+            .env("GATEHOUSE_DATABASE__URL", &app.db.url)
+            .env("GATEHOUSE_SECRETS__MASTER_KEY_FILE", file))
+    };
+
+    // Before: everything under the old key, which must stay.
+    let before = succeeded(&with_keys(&both, &["secrets", "status"]));
+    assert!(
+        before.contains(&format!("{old_kid} still seals")),
+        "{before}"
+    );
+
+    // The new key alone cannot open this database yet.
+    let refused = with_keys(&only_new, &["secrets", "status"]);
+    assert!(!refused.status.success());
+
+    // Re-wrapped while the server keeps serving sign-ins.
+    let rewrapped = std::thread::scope(|scope| {
+        let serving = scope.spawn(|| {
+            for _ in 0..3 {
+                let page = node
+                    .browser()
+                    .sign_in("sealed@example.com", "correct horse battery");
+                assert_eq!(page.status, 303, "{}", page.body);
+            }
+        });
+        let output = with_keys(&both, &["secrets", "rewrap", "--batch", "2"]);
+        serving.join().unwrap();
+        output
+    });
+    let said = succeeded(&rewrapped);
+    assert!(said.contains("the other keys may be retired"), "{said}");
+    assert!(!said.contains("still seals"), "{said}");
+
+    // The old key retired: a server with the new key alone opens every secret —
+    // the password, the signing key, the audit chains.
+    let server = Server::start({
+        let mut command = gatehouse(dir.path(), &["serve"]);
+        command
+            .env("GATEHOUSE_DATABASE__URL", &app.db.url)
+            .env("GATEHOUSE_SECRETS__MASTER_KEY_FILE", &only_new);
+        command
+    });
+    let signed_in =
+        Browser::at(&server.base_url).sign_in("sealed@example.com", "correct horse battery");
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    let token = http()
+        .post(server.url("/oauth2/token"))
+        .header(
+            "Authorization",
+            crate::web_kit::basic("sealer", crate::code_flow::SECRET),
+        )
+        .header("Content-Type", "application/x-www-form-urlencoded")
+        .body("grant_type=client_credentials")
+        .send()
+        .unwrap();
+    assert_eq!(
+        token.status(),
+        200,
+        "signed with the re-wrapped signing key"
+    );
+    assert!(server.terminate().success());
+    let verified = with_keys(&only_new, &["audit", "verify"]);
+    assert!(verified.status.success(), "{}", stderr(&verified));
+    let after = succeeded(&with_keys(&only_new, &["secrets", "status"]));
+    assert!(after.contains("may be retired"), "{after}");
+}
+
+gatehouse_identity_store::on_both_backends!(master_key_rotation);
