@@ -30,7 +30,7 @@ pub fn run_e2e(extra: &[OsString]) -> Outcome {
     }
     check_node()?;
 
-    let binary = build_server()?;
+    let binary = build_server(Profile::Debug)?;
     let dir = workspace_root().join("e2e");
     if needs_npm_ci(&dir) {
         let mut npm = Command::new("npm");
@@ -82,12 +82,22 @@ fn check_node() -> Outcome {
     }
 }
 
+/// Which cargo profile [`build_server`] builds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Profile {
+    Debug,
+    Release,
+}
+
 /// Builds `gatehouse` and returns its path as cargo reports it, so a `CARGO_TARGET_DIR`
 /// or a configured target directory is honoured without guessing.
-fn build_server() -> Result<PathBuf, Failed> {
+pub(crate) fn build_server(profile: Profile) -> Result<PathBuf, Failed> {
     let mut cmd = cargo();
+    cmd.arg("build");
+    if profile == Profile::Release {
+        cmd.arg("--release");
+    }
     cmd.args([
-        "build",
         "-p",
         "gatehouse-server",
         "--bin",
@@ -168,45 +178,12 @@ fn needs_npm_ci(dir: &Path) -> bool {
         .any(|changed| changed > installed)
 }
 
-/// The Python the tests run independent tools with (scim2-tester): a virtual
-/// environment outside the clone, like the cargo target, so CI reuses it; rebuilt
-/// when `e2e/scim/requirements.txt` (every package pinned) changes.
+/// The Python the SCIM conformance tests run scim2-tester with
+/// (`e2e/scim/requirements.txt`, in `GATEHOUSE_E2E_VENV` or ~/.cache/gatehouse/e2e-venv).
 fn python_tools(dir: &Path) -> Result<PathBuf, Failed> {
     let requirements = dir.join("scim").join("requirements.txt");
-    let wanted = fs::read_to_string(&requirements).map_err(|err| {
-        eprintln!("cannot read {}: {err}", requirements.display());
-        Failed(1)
-    })?;
-    let venv = match std::env::var_os("GATEHOUSE_E2E_VENV") {
-        Some(path) => PathBuf::from(path),
-        None => {
-            let home = std::env::var_os("HOME")
-                .map(PathBuf::from)
-                .unwrap_or_else(std::env::temp_dir);
-            home.join(".cache").join("gatehouse").join("e2e-venv")
-        }
-    };
-    let python = venv.join("bin").join("python");
-    let stamp = venv.join("installed-requirements.txt");
-    if python.exists() && fs::read_to_string(&stamp).is_ok_and(|had| had == wanted) {
-        return Ok(python);
-    }
-    let _ = fs::remove_dir_all(&venv);
-    let mut create = Command::new("python3");
-    create.args(["-m", "venv"]).arg(&venv);
-    run(&mut create).inspect_err(|_| {
-        eprintln!("python3 with its venv module runs the SCIM conformance tests {SKIP_HINT}");
-    })?;
-    let mut install = Command::new(venv.join("bin").join("pip"));
-    install
-        .args(["install", "--quiet", "--disable-pip-version-check", "-r"])
-        .arg(&requirements);
-    run(&mut install)?;
-    fs::write(&stamp, wanted).map_err(|err| {
-        eprintln!("cannot write {}: {err}", stamp.display());
-        Failed(1)
-    })?;
-    Ok(python)
+    let venv = crate::python::venv_dir("GATEHOUSE_E2E_VENV", "e2e-venv");
+    crate::python::venv(&requirements, &venv).inspect_err(|_| eprintln!("{SKIP_HINT}"))
 }
 
 fn modified(path: &Path) -> Option<SystemTime> {

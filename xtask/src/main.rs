@@ -4,8 +4,10 @@
 //! only prepares the machine and calls `cargo xtask ci`. Std only, to stay cheap to build.
 
 mod bench;
+mod deploy;
 mod e2e;
 mod pg;
+mod python;
 // Tidy checks are ordinary tests over the workspace; they need no code in the binary.
 #[cfg(test)]
 mod tidy;
@@ -32,6 +34,10 @@ commands:
   bench-token           only the token endpoint load run
   bench-pdp             the policy decision point load run (release server, seeded
                         users, realistic policies, wrk at several connection counts)
+  deploy <container|kubernetes|systemd> [--dry-run] [options]
+                        ship the server: an OCI image layout, the Kubernetes manifests
+                        (rendered, applied when kubectl has a context) or a rollout to
+                        hosts over ssh with rollback (`cargo xtask deploy --help`)
   ci                    lint, then test, then e2e (what .ci/run calls)";
 
 /// A failed step; carries the exit code to hand back to the shell.
@@ -55,6 +61,7 @@ fn main() -> ExitCode {
         Some("bench") => bench(&rest),
         Some("bench-token") => bench::token_load(),
         Some("bench-pdp") => bench::pdp_load(),
+        Some("deploy") => deploy::run(&rest),
         Some("ci") => ci(),
         Some("help" | "-h" | "--help") => {
             println!("{USAGE}");
@@ -109,6 +116,8 @@ fn test(extra: &[OsString], nextest_profile: Option<&str>, browser: Browser) -> 
         return Err(Failed(1));
     }
     eprintln!("PostgreSQL is reachable at {}", pg::redact(&url));
+    // kubernetes-validate and PyYAML, for the xtask deploy tests (which never skip).
+    deploy::prepare_test_tools()?;
 
     let suite = rust_suite(extra, nextest_profile);
     if browser == Browser::Skip {
@@ -207,7 +216,9 @@ fn ci() -> Outcome {
 
 /// The workspace root; commands run there whatever the caller's directory.
 fn workspace_root() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("..")
+    // The parent, not `xtask/..`, so paths in messages read plainly.
+    let xtask = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+    xtask.parent().unwrap_or(xtask).to_path_buf()
 }
 
 /// The cargo that launched us (set by `cargo run`), so toolchain overrides carry over.

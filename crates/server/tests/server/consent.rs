@@ -33,13 +33,13 @@ fn purpose(slug: &str, scope: &str) -> PurposeData {
     }
 }
 
-fn tenant_and_user(app: &WebApp) -> (TenantId, UserId) {
+pub(crate) fn tenant_and_user(app: &WebApp) -> (TenantId, UserId) {
     (app.default_tenant(), app.user_id("uma@example.com"))
 }
 
 /// Defines the purpose `slug` over `scope` and records uma's consent to it for
 /// `webapp`, as the consent page would.
-fn consented(app: &WebApp, slug: &str, scope: &str) {
+pub(crate) fn consented(app: &WebApp, slug: &str, scope: &str) {
     let (tenant, user) = tenant_and_user(app);
     let consents = &app.state.consents;
     consents

@@ -15,6 +15,7 @@ mod cli;
 mod cli_tenants;
 mod cli_themes;
 mod client_assertion;
+mod cluster;
 mod code_flow;
 mod consent;
 mod federation_oidc;

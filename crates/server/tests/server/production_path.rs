@@ -398,37 +398,51 @@ fn strip_tokens(body: &str) -> String {
         .join("\"")
 }
 
-/// Sign-ups from `writers` threads against the real binary until it is killed with
-/// SIGKILL; then every user in the database must have its `user.registered` audit
-/// record (they commit together), and every acknowledged sign-up must be there.
-fn kill_9_during_signups(db: &TestDb) {
-    const WRITERS: usize = 8;
+/// Sign-ups from `writers` threads against `nodes` real binaries on one database
+/// until the first node is killed with SIGKILL; the other nodes must keep answering
+/// every sign-up sent to them. Then every user in the database must have its
+/// `user.registered` audit record (they commit together), and every acknowledged
+/// sign-up must be there.
+fn kill_9_during_signups(db: &TestDb, nodes: usize) {
+    const WRITERS: usize = 6;
     const ACKS_BEFORE_KILL: usize = 48;
+    const ACKS_AFTER_KILL: usize = 24;
     let dir = temp_dir();
-    let mut command = gatehouse(dir.path(), &["serve"]);
-    command
-        .env("GATEHOUSE_DATABASE__URL", &db.url)
-        // Cheap hashes: the burst is about commits, not Argon2.
-        .env("GATEHOUSE_PASSWORDS__MEMORY_KIB", "1024")
-        .env("GATEHOUSE_PASSWORDS__ITERATIONS", "1")
-        .env("GATEHOUSE_REGISTRATION__SIGNUP_MAILS_PER_IP_HOUR", "100000");
-    let server = Server::start(command);
-    let base = server.base_url.clone();
+    let mut servers: Vec<Server> = (0..nodes)
+        .map(|_| {
+            let mut command = gatehouse(dir.path(), &["serve"]);
+            command
+                .env("GATEHOUSE_DATABASE__URL", &db.url)
+                // Cheap hashes: the burst is about commits, not Argon2.
+                .env("GATEHOUSE_PASSWORDS__MEMORY_KIB", "1024")
+                .env("GATEHOUSE_PASSWORDS__ITERATIONS", "1")
+                .env("GATEHOUSE_REGISTRATION__SIGNUP_MAILS_PER_IP_HOUR", "100000");
+            Server::start(command)
+        })
+        .collect();
+    let bases: Vec<String> = servers.iter().map(|s| s.base_url.clone()).collect();
+    let victim = servers.remove(0);
 
     let acknowledged = std::sync::Mutex::new(Vec::<String>::new());
+    let after_kill = std::sync::atomic::AtomicUsize::new(0);
     let killed = std::sync::atomic::AtomicBool::new(false);
+    let done = std::sync::atomic::AtomicBool::new(false);
     std::thread::scope(|scope| {
         for writer in 0..WRITERS {
-            let (base, acknowledged, killed) = (&base, &acknowledged, &killed);
+            let (acknowledged, killed, done, after_kill) =
+                (&acknowledged, &killed, &done, &after_kill);
+            let node = writer % nodes;
+            let base = &bases[node];
             scope.spawn(move || {
                 let mut browser = crate::web_kit::Browser::at(base);
                 let form = browser.get("/signup");
                 let (csrf, cookie) = (form.csrf(), browser.cookie_header());
                 let client = http();
                 for n in 0.. {
-                    if killed.load(std::sync::atomic::Ordering::SeqCst) {
+                    if done.load(std::sync::atomic::Ordering::SeqCst) {
                         return;
                     }
+                    let was_killed = killed.load(std::sync::atomic::Ordering::SeqCst);
                     let email = format!("w{writer}-{n}@burst.test");
                     let sent = client
                         .post(format!("{base}/signup"))
@@ -441,13 +455,18 @@ fn kill_9_during_signups(db: &TestDb) {
                         .send();
                     match sent {
                         Ok(response) if response.status().as_u16() == 200 => {
-                            acknowledged.lock().unwrap().push(email)
+                            acknowledged.lock().unwrap().push(email);
+                            if was_killed {
+                                after_kill.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                            }
                         }
-                        // The kill: connections refused or cut mid-request.
+                        // The kill: connections refused or cut mid-request, on the
+                        // killed node only.
                         Ok(_) | Err(_) => {
                             assert!(
-                                killed.load(std::sync::atomic::Ordering::SeqCst),
-                                "a sign-up failed before the kill"
+                                node == 0 && killed.load(std::sync::atomic::Ordering::SeqCst),
+                                "a sign-up to node {node} failed (killed: {})",
+                                killed.load(std::sync::atomic::Ordering::SeqCst)
                             );
                             return;
                         }
@@ -461,12 +480,24 @@ fn kill_9_during_signups(db: &TestDb) {
             std::thread::sleep(Duration::from_millis(5));
         }
         killed.store(true, std::sync::atomic::Ordering::SeqCst);
-        let status = server.kill_hard();
+        let status = victim.kill_hard();
         assert_eq!(
             std::os::unix::process::ExitStatusExt::signal(&status),
             Some(9)
         );
+        // The survivors keep answering.
+        if nodes > 1 {
+            while after_kill.load(std::sync::atomic::Ordering::SeqCst) < ACKS_AFTER_KILL {
+                assert!(
+                    Instant::now() < deadline,
+                    "the other nodes stopped answering"
+                );
+                std::thread::sleep(Duration::from_millis(5));
+            }
+        }
+        done.store(true, std::sync::atomic::Ordering::SeqCst);
     });
+    drop(servers);
 
     let mut conn = db.conn();
     let tenant = gatehouse_identity_store::tenants::find_by_slug(&mut conn, "default")
@@ -524,11 +555,11 @@ fn kill_9_during_signups(db: &TestDb) {
 }
 
 #[test]
-fn kill_9_during_signups_leaves_no_user_without_its_audit_record_on_postgres() {
-    kill_9_during_signups(&TestDb::postgres());
+fn kill_9_of_one_of_three_nodes_loses_no_acknowledged_write_and_the_others_answer() {
+    kill_9_during_signups(&TestDb::postgres(), 3);
 }
 
 #[test]
 fn kill_9_during_signups_leaves_no_user_without_its_audit_record_on_sqlite() {
-    kill_9_during_signups(&TestDb::sqlite());
+    kill_9_during_signups(&TestDb::sqlite(), 1);
 }
