@@ -41,6 +41,7 @@ const ENV_SEPARATOR: &str = "__";
 const OPTIONAL_KEYS: &[&str] = &[
     "server.public_url",
     "server.operations_listen",
+    "log.otlp_endpoint",
     "database.url",
     "secrets.master_key_file",
     "secrets.master_keys",
@@ -218,6 +219,14 @@ impl Config {
         }
         self.server.listen_addr()?;
         self.server.operations_addr()?;
+        if let Some(url) = &self.log.otlp_endpoint
+            && !(url.starts_with("http://") || url.starts_with("https://"))
+        {
+            return Err(Error::config(
+                "log.otlp_endpoint",
+                format!("`{url}` must be an http:// or https:// URL (OTLP over HTTP)"),
+            ));
+        }
         if let Some(url) = &self.server.public_url
             && !(url.starts_with("http://") || url.starts_with("https://"))
         {

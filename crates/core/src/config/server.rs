@@ -265,6 +265,9 @@ pub struct LogConfig {
     pub format: LogFormat,
     /// A `tracing` EnvFilter directive, e.g. `info` or `gatehouse=debug,info`.
     pub level: String,
+    /// OpenTelemetry traces over OTLP/HTTP (protobuf) to this URL, e.g.
+    /// `http://collector:4318/v1/traces`; `None`: no traces are exported.
+    pub otlp_endpoint: Option<String>,
 }
 
 impl Default for LogConfig {
@@ -272,6 +275,7 @@ impl Default for LogConfig {
         LogConfig {
             format: LogFormat::Auto,
             level: "info".to_owned(),
+            otlp_endpoint: None,
         }
     }
 }

@@ -174,7 +174,9 @@ fn serve(config: Config) -> Result<ExitCode, ServerError> {
     if let Some(admin) = &bootstrapped.first_admin {
         announce_first_admin(&bootstrapped.tenant.slug, admin);
     }
-    actix_web::rt::System::new().block_on(crate::http::serve(state))?;
+    let served = actix_web::rt::System::new().block_on(crate::http::serve(state));
+    crate::logging::flush_traces();
+    served?;
     Ok(ExitCode::SUCCESS)
 }
 

@@ -36,9 +36,14 @@ fn acceptable(id: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.' | b':'))
 }
 
-/// Probes and scrapes would drown the access log; they are logged at debug.
-fn is_operational(path: &str) -> bool {
-    matches!(path, "/healthz" | "/readyz" | "/metrics")
+/// Probes, scrapes and static assets would drown the access log; they are logged
+/// at debug.
+fn is_quiet(path: &str) -> bool {
+    matches!(
+        path,
+        "/healthz" | "/readyz" | "/metrics" | "/theme.css" | "/favicon.ico"
+    ) || path.starts_with("/static/")
+        || path.ends_with("/theme.css")
 }
 
 pub async fn observe(
@@ -58,7 +63,7 @@ pub async fn observe(
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
     let method = method_label(req.method());
-    let operational = is_operational(req.path());
+    let quiet = is_quiet(req.path());
     let span = tracing::info_span!("request", request_id = %request_id, method, path = %req.path());
 
     let result = next.call(req).instrument(span.clone()).await;
@@ -75,8 +80,9 @@ pub async fn observe(
             if let Ok(value) = HeaderValue::from_str(&request_id) {
                 response.headers_mut().insert(REQUEST_ID.clone(), value);
             }
-            let millis = seconds * 1000.0;
-            if operational {
+            // A tenth of a millisecond is all a reader of the log can use.
+            let millis = (seconds * 10_000.0).round() / 10.0;
+            if quiet {
                 tracing::debug!(status, route, millis, "request");
             } else {
                 tracing::info!(status, route, millis, "request");

@@ -314,6 +314,23 @@ fn sign_ins_tokens_and_mail_are_counted_by_outcome_and_tenant() {
     );
     assert_eq!(wrong_grant.status, 400);
     let refusal = wrong_grant.json["error"].as_str().unwrap().to_owned();
+    // A policy decision, denied for want of a subject, and written to the log.
+    crate::authzen::register_pep(&app, "pep", &["authzen:evaluate"]);
+    let pep = crate::authzen::access_token(&app, "pep", "authzen:evaluate");
+    let nobody = uuid::Uuid::new_v4().to_string();
+    let decided = crate::authzen::post(
+        &app,
+        "/access/v1/evaluation",
+        Some(&pep),
+        &crate::authzen::evaluation(&nobody, "read", "bob", serde_json::json!({})),
+        None,
+    );
+    assert_eq!(decided.status, 200, "{}", decided.body);
+    let reason = decided.body["context"]["reason"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{}", decided.body))
+        .to_owned();
+    app.state.pdp.flush_log();
     app.settle();
 
     let metrics = scrape();
@@ -349,7 +366,8 @@ fn sign_ins_tokens_and_mail_are_counted_by_outcome_and_tenant() {
             "gatehouse_tokens_total",
             &[("grant", "client_credentials"), ("result", "issued")]
         ),
-        1.0
+        2.0,
+        "the administrator's token and the PEP's"
     );
     assert_eq!(
         count(
@@ -365,6 +383,14 @@ fn sign_ins_tokens_and_mail_are_counted_by_outcome_and_tenant() {
             &[("version", env!("CARGO_PKG_VERSION"))]
         ),
         1.0
+    );
+    assert_eq!(
+        count(
+            "gatehouse_pdp_decisions_total",
+            &[("decision", "deny"), ("reason", &reason)]
+        ),
+        1.0,
+        "{metrics}"
     );
 }
 
@@ -476,3 +502,157 @@ fn master_key_rotation(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(master_key_rotation);
+
+/// Just enough of OTLP's `ExportTraceServiceRequest` (opentelemetry-proto, trace and
+/// common v1) to read what Gatehouse sent, written from the protocol's field
+/// numbers rather than taken from the exporter's own crate.
+mod otlp {
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ExportTraceServiceRequest {
+        #[prost(message, repeated, tag = "1")]
+        pub resource_spans: Vec<ResourceSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ResourceSpans {
+        #[prost(message, optional, tag = "1")]
+        pub resource: Option<Resource>,
+        #[prost(message, repeated, tag = "2")]
+        pub scope_spans: Vec<ScopeSpans>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Resource {
+        #[prost(message, repeated, tag = "1")]
+        pub attributes: Vec<KeyValue>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct ScopeSpans {
+        #[prost(message, repeated, tag = "2")]
+        pub spans: Vec<Span>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct Span {
+        #[prost(bytes = "vec", tag = "1")]
+        pub trace_id: Vec<u8>,
+        #[prost(string, tag = "5")]
+        pub name: String,
+        #[prost(message, repeated, tag = "9")]
+        pub attributes: Vec<KeyValue>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct KeyValue {
+        #[prost(string, tag = "1")]
+        pub key: String,
+        #[prost(message, optional, tag = "2")]
+        pub value: Option<AnyValue>,
+    }
+    #[derive(Clone, PartialEq, prost::Message)]
+    pub struct AnyValue {
+        #[prost(string, tag = "1")]
+        pub string_value: String,
+    }
+
+    pub fn find<'a>(attributes: &'a [KeyValue], key: &str) -> Option<&'a str> {
+        attributes
+            .iter()
+            .find(|a| a.key == key)
+            .and_then(|a| a.value.as_ref())
+            .map(|v| v.string_value.as_str())
+    }
+}
+
+/// An OTLP/HTTP receiver on loopback: answers every POST 200 and hands its body on.
+fn otlp_receiver() -> (String, std::sync::mpsc::Receiver<(String, Vec<u8>)>) {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let url = format!("http://{}/v1/traces", listener.local_addr().unwrap());
+    let (sent, received) = std::sync::mpsc::channel();
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(stream) = stream else { return };
+            let sent = sent.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().unwrap());
+                let mut stream = stream;
+                loop {
+                    let mut request_line = String::new();
+                    if reader.read_line(&mut request_line).unwrap_or(0) == 0 {
+                        return;
+                    }
+                    let (mut length, mut content_type) = (0, String::new());
+                    loop {
+                        let mut header = String::new();
+                        reader.read_line(&mut header).unwrap();
+                        let header = header.trim_end();
+                        if header.is_empty() {
+                            break;
+                        }
+                        let (name, value) = header.split_once(':').unwrap();
+                        match name.to_ascii_lowercase().as_str() {
+                            "content-length" => length = value.trim().parse().unwrap(),
+                            "content-type" => content_type = value.trim().to_owned(),
+                            _ => {}
+                        }
+                    }
+                    let mut body = vec![0; length];
+                    reader.read_exact(&mut body).unwrap();
+                    stream
+                        .write_all(b"HTTP/1.1 200 OK\r\ncontent-type: application/x-protobuf\r\ncontent-length: 0\r\n\r\n")
+                        .unwrap();
+                    let _ = sent.send((format!("{} {content_type}", request_line.trim()), body));
+                }
+            });
+        }
+    });
+    (url, received)
+}
+
+#[test]
+fn traces_reach_an_otlp_receiver_with_the_request_id_the_logs_carry() {
+    use prost::Message;
+    let (endpoint, received) = otlp_receiver();
+    let dir = temp_dir();
+    let server = Server::start({
+        let mut command = gatehouse(dir.path(), &["serve"]);
+        command
+            .env("GATEHOUSE_LOG__OTLP_ENDPOINT", &endpoint)
+            .env("GATEHOUSE_LOG__FORMAT", "json");
+        command
+    });
+    let answer = http()
+        .get(server.url("/signin"))
+        .header("X-Request-ID", "otlp-trace-1")
+        .send()
+        .unwrap();
+    assert_eq!(answer.status(), 200);
+    // Shutting down sends what is still batched.
+    let (status, _, logs) = server.stop();
+    assert!(status.success());
+    assert!(
+        logs.lines()
+            .any(|l| l.contains("otlp-trace-1") && l.contains("\"route\"")),
+        "the access log line carries the request id: {logs}"
+    );
+
+    let mut found = None;
+    while let Ok((request, body)) = received.recv_timeout(Duration::from_secs(10)) {
+        assert!(request.starts_with("POST /v1/traces"), "{request}");
+        assert!(request.ends_with("application/x-protobuf"), "{request}");
+        let export = otlp::ExportTraceServiceRequest::decode(body.as_slice()).unwrap();
+        for resource in &export.resource_spans {
+            let attributes = &resource.resource.as_ref().unwrap().attributes;
+            assert_eq!(otlp::find(attributes, "service.name"), Some("gatehouse"));
+            for span in resource.scope_spans.iter().flat_map(|s| &s.spans) {
+                if otlp::find(&span.attributes, "request_id") == Some("otlp-trace-1") {
+                    found = Some(span.clone());
+                }
+            }
+        }
+        if found.is_some() {
+            break;
+        }
+    }
+    let span = found.expect("no span carried the request id");
+    assert_eq!(span.name, "request");
+    assert_eq!(span.trace_id.len(), 16);
+    assert_eq!(otlp::find(&span.attributes, "path"), Some("/signin"));
+}
