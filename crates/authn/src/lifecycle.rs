@@ -55,7 +55,7 @@ use crate::AuthnError;
 use crate::service::{Authn, ClientInfo, Inner};
 
 /// The claim a role reaches tokens as (see `gatehouse-token-issuer`'s `claims.rs`).
-const ROLES_CLAIM: &str = "roles";
+pub(crate) const ROLES_CLAIM: &str = "roles";
 
 /// An account an operator makes (development, tests, moving users in by hand).
 #[derive(Debug)]
@@ -109,7 +109,7 @@ pub struct RoleRemoval {
 /// The scopes that release `claim` under the tenant's scope table. Only a tenant's
 /// own entries (`settings.scopes`, each `"scope": ["claim", …]`, replacing a default
 /// of the same name) can name `roles` or `groups`: the OIDC defaults release neither.
-fn scopes_releasing(settings: &TenantSettings, claim: &str) -> Vec<String> {
+pub(crate) fn scopes_releasing(settings: &TenantSettings, claim: &str) -> Vec<String> {
     settings
         .scopes
         .iter()

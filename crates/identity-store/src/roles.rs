@@ -174,6 +174,73 @@ pub fn assign(
     linked(inserted, "role assignee")
 }
 
+/// What [`reconcile_sourced`] changed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Reconciled {
+    pub added: Vec<RoleId>,
+    pub removed: Vec<RoleId>,
+}
+
+/// Makes the roles `source` gave the user exactly `wanted` (a partner's mapping
+/// rules, `connection:<id>`, at each sign-in): adds those the user lacks, removes
+/// those this source gave that are no longer wanted. Assignments made otherwise (an
+/// operator's, another connection's) are never removed, and a role the user already
+/// holds from elsewhere is not taken over.
+pub fn reconcile_sourced(
+    conn: &mut AnyConnection,
+    now: DateTime<Utc>,
+    tenant: TenantId,
+    user: UserId,
+    source: &str,
+    wanted: &[RoleId],
+) -> StoreResult<Reconciled> {
+    let wanted: Vec<String> = wanted.iter().map(ToString::to_string).collect();
+    let stale: Vec<String> = tenant_rows!(role_assignments, tenant)
+        .filter(role_assignments::user_id.eq(user.to_string()))
+        .filter(role_assignments::source.eq(source))
+        .filter(role_assignments::role_id.ne_all(&wanted))
+        .select(role_assignments::role_id)
+        .load(conn)?;
+    diesel::delete(
+        tenant_rows!(role_assignments, tenant)
+            .filter(role_assignments::user_id.eq(user.to_string()))
+            .filter(role_assignments::source.eq(source))
+            .filter(role_assignments::role_id.eq_any(&stale)),
+    )
+    .execute(conn)?;
+    let held: Vec<String> = tenant_rows!(role_assignments, tenant)
+        .filter(role_assignments::user_id.eq(user.to_string()))
+        .select(role_assignments::role_id)
+        .load(conn)?;
+    let mut added = Vec::new();
+    for role in wanted.iter().filter(|role| !held.contains(role)) {
+        let inserted = diesel::insert_into(role_assignments::table)
+            .values((
+                role_assignments::tenant_id.eq(tenant.to_string()),
+                role_assignments::role_id.eq(role),
+                role_assignments::user_id.eq(user.to_string()),
+                role_assignments::created_at.eq(now.naive_utc()),
+                role_assignments::source.eq(source),
+            ))
+            .execute(conn);
+        if linked(inserted, "role assignee")? {
+            added.push(parse_role_id(role)?);
+        }
+    }
+    Ok(Reconciled {
+        added,
+        removed: stale
+            .iter()
+            .map(|role| parse_role_id(role))
+            .collect::<StoreResult<_>>()?,
+    })
+}
+
+fn parse_role_id(id: &str) -> StoreResult<RoleId> {
+    id.parse()
+        .map_err(|_| StoreError::corrupt("role_assignments", format!("bad role id {id}")))
+}
+
 /// Removes an assignment; returns false if there was none.
 pub fn unassign(
     conn: &mut AnyConnection,

@@ -101,6 +101,7 @@ diesel::table! {
         role_id -> Text,
         user_id -> Text,
         created_at -> Timestamp,
+        source -> Nullable<Text>,
     }
 }
 

@@ -71,7 +71,7 @@ pub struct RuleSpec {
     /// A fixed value instead of a claim.
     #[serde(default, rename = "const", skip_serializing_if = "Option::is_none")]
     pub constant: Option<String>,
-    /// `email`, `given_name`, `family_name`, `display_name`, `group` or
+    /// `email`, `given_name`, `family_name`, `display_name`, `group`, `role` or
     /// `custom:<attribute of the tenant's user extension>`.
     pub to: String,
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -131,6 +131,7 @@ pub enum Target {
     FamilyName,
     DisplayName,
     Group,
+    Role,
     Custom(String),
 }
 
@@ -142,11 +143,12 @@ impl Target {
             "family_name" => Target::FamilyName,
             "display_name" => Target::DisplayName,
             "group" => Target::Group,
+            "role" => Target::Role,
             other => match other.strip_prefix("custom:") {
                 Some(name) if !name.is_empty() => Target::Custom(name.to_owned()),
                 _ => {
                     return Err(format!(
-                        "`to` must be email, given_name, family_name, display_name, group or custom:<attribute>, not `{other}`"
+                        "`to` must be email, given_name, family_name, display_name, group, role or custom:<attribute>, not `{other}`"
                     ));
                 }
             },
@@ -154,7 +156,7 @@ impl Target {
     }
 
     fn single_valued(&self) -> bool {
-        !matches!(self, Target::Group | Target::Custom(_))
+        !matches!(self, Target::Group | Target::Role | Target::Custom(_))
     }
 }
 
@@ -210,6 +212,8 @@ pub struct MappedProfile {
     pub custom: BTreeMap<String, Vec<String>>,
     /// Group display names.
     pub groups: BTreeSet<String>,
+    /// Role names.
+    pub roles: BTreeSet<String>,
 }
 
 /// Rules from the claims that hold the email (lower-cased), given name, family
@@ -331,6 +335,7 @@ impl Mapping {
                 Target::FamilyName => profile.family_name = single(),
                 Target::DisplayName => profile.display_name = single(),
                 Target::Group => profile.groups.extend(values),
+                Target::Role => profile.roles.extend(values),
                 Target::Custom(name) => profile
                     .custom
                     .entry(name.clone())
@@ -479,7 +484,7 @@ mod tests {
     #[test]
     fn bad_rules_are_refused_when_parsed() {
         for (rules, expected) in [
-            (json!({"rules": [{"from": "a", "to": "role"}]}), "`to`"),
+            (json!({"rules": [{"from": "a", "to": "owner"}]}), "`to`"),
             (
                 json!({"rules": [{"from": "a", "const": "b", "to": "email"}]}),
                 "exactly one",

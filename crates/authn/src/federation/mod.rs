@@ -30,15 +30,15 @@ use std::collections::BTreeMap;
 
 use chrono::Duration;
 use gatehouse_core::events::DomainEvent;
-use gatehouse_core::ids::{ConnectionId, FederatedIdentityId, GroupId, TenantId, UserId};
+use gatehouse_core::ids::{ConnectionId, FederatedIdentityId, GroupId, RoleId, TenantId, UserId};
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::federation_connections::{self as connections, Connection};
 use gatehouse_identity_store::federation_requests::{self as requests, NewRequest};
 use gatehouse_identity_store::sessions::{self, AuthMethod, Session};
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{
-    AnyConnection, StoreError, credentials, db, federated_identities, federated_sessions, groups,
-    saml_replay, tenants,
+    AnyConnection, StoreError, credentials, db, federated_identities, federated_sessions, grants,
+    groups, roles, saml_replay, tenants,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -1046,9 +1046,22 @@ impl Authn {
                 })
             })
             .await?;
-        if let Some(user) = changed {
+        if let Some(Changed {
+            user,
+            grants_revoked,
+        }) = changed
+        {
             self.inner
                 .announce(DomainEvent::UserChanged { tenant, user });
+            // Tokens that carried a role the partner no longer gives are revoked:
+            // their relying parties hear it (back-channel logout) from this node.
+            if !grants_revoked.is_empty() {
+                self.inner.announce(DomainEvent::GrantsRevoked {
+                    tenant,
+                    user,
+                    grants: grants_revoked,
+                });
+            }
         }
         Ok(finished)
     }
@@ -1704,7 +1717,7 @@ impl Inner {
         previous_secret: Option<String>,
         client: &ClientInfo,
         return_to: Option<String>,
-    ) -> Result<(Finished, Option<UserId>), AuthnError> {
+    ) -> Result<(Finished, Option<Changed>), AuthnError> {
         let now = self.now();
         let existing = federated_identities::find(conn, tenant, connection.id, &verified.subject)?;
         if let Purpose::Link { user } = purpose {
@@ -1745,8 +1758,14 @@ impl Inner {
                 }
             }
             let user = users::get(conn, tenant, user)?;
-            self.apply_profile(conn, tenant, connection, &user, profile)?;
-            return Ok((Finished::Linked { return_to }, Some(user.id)));
+            let applied = self.apply_profile(conn, tenant, connection, &user, profile, client)?;
+            return Ok((
+                Finished::Linked { return_to },
+                Some(Changed {
+                    user: user.id,
+                    grants_revoked: applied.grants_revoked,
+                }),
+            ));
         }
         if let Purpose::StepUp { user, aal } = purpose {
             // The same person, more strongly: never another account, never less.
@@ -1871,7 +1890,8 @@ impl Inner {
                 "the linked account is disabled",
             ));
         }
-        let changed = self.apply_profile(conn, tenant, connection, &user, profile)? || created;
+        let applied = self.apply_profile(conn, tenant, connection, &user, profile, client)?;
+        let changed = applied.changed || created;
         let method = AuthMethod {
             aal: Some(verified.aal),
             idp: Some(connection.slug.clone()),
@@ -1896,13 +1916,18 @@ impl Inner {
                 signed_in: Box::new(signed_in),
                 return_to,
             },
-            changed.then_some(user.id),
+            changed.then_some(Changed {
+                user: user.id,
+                grants_revoked: applied.grants_revoked,
+            }),
         ))
     }
 
     /// Applies what the mapping says to the user: names and custom attributes
-    /// (never the email: it is set when the account is made), and the memberships this
-    /// connection's rules make. Returns whether anything changed.
+    /// (never the email: it is set when the account is made), and the group
+    /// memberships and roles this connection's rules give. A role the rules no
+    /// longer give is taken back, audited, and the grants whose tokens carried roles
+    /// are revoked, as when an operator removes one.
     fn apply_profile(
         &self,
         conn: &mut AnyConnection,
@@ -1910,7 +1935,8 @@ impl Inner {
         connection: &Connection,
         user: &User,
         profile: &MappedProfile,
-    ) -> Result<bool, AuthnError> {
+        client: &ClientInfo,
+    ) -> Result<Applied, AuthnError> {
         let now = self.now();
         let mut data = user.data.clone();
         if let Some(given) = &profile.given_name {
@@ -1978,8 +2004,75 @@ impl Inner {
         }
         let source = format!("connection:{}", connection.id);
         changed |= groups::reconcile_sourced(conn, now, tenant, user.id, &source, &wanted)?;
-        Ok(changed)
+        let mut wanted_roles: Vec<RoleId> = Vec::new();
+        for name in &profile.roles {
+            let role = roles::find_by_name(conn, tenant, name)?.ok_or_else(|| {
+                Refusal::error(
+                    "mapping",
+                    format!("role `{name}` does not exist in the tenant"),
+                )
+            })?;
+            wanted_roles.push(role.id);
+        }
+        let reconciled =
+            roles::reconcile_sourced(conn, now, tenant, user.id, &source, &wanted_roles)?;
+        let grants_revoked = if reconciled.removed.is_empty() {
+            Vec::new()
+        } else {
+            let carrying = crate::lifecycle::scopes_releasing(
+                &tenants::get(conn, tenant)?.typed_settings(),
+                crate::lifecycle::ROLES_CLAIM,
+            );
+            grants::revoke_for_user_with_scopes(
+                conn,
+                now,
+                tenant,
+                user.id,
+                &carrying,
+                "role_removed",
+            )?
+        };
+        for (action, ids) in [
+            ("user.role_assigned", &reconciled.added),
+            ("user.role_removed", &reconciled.removed),
+        ] {
+            for role in ids {
+                let role = roles::get(conn, tenant, *role)?;
+                let mut details = json!({ "role": role.name, "connection": connection.slug });
+                if action == "user.role_removed" {
+                    details["grants_revoked"] = json!(grants_revoked);
+                }
+                self.audit(
+                    conn,
+                    tenant,
+                    source.clone(),
+                    action,
+                    Some(format!("user:{}", user.id)),
+                    Outcome::Success,
+                    client,
+                    details,
+                )?;
+            }
+        }
+        changed |= !reconciled.added.is_empty() || !reconciled.removed.is_empty();
+        Ok(Applied {
+            changed,
+            grants_revoked,
+        })
     }
+}
+
+/// What applying a mapped profile changed.
+struct Applied {
+    changed: bool,
+    /// Grants revoked because a role their tokens carried was taken back.
+    grants_revoked: Vec<String>,
+}
+
+/// A user the settling transaction changed, to announce once it has committed.
+struct Changed {
+    user: UserId,
+    grants_revoked: Vec<String>,
 }
 
 /// Whether a local account holds `email` (or a look-alike of it) already.

@@ -1097,7 +1097,7 @@ fn partners_identity_providers_are_managed_through_the_api(backend: Backend) {
         Some(json!({
             "slug": "other", "display_name": "Other", "client_secret": "s",
             "settings": {"issuer": "https://other.example", "client_id": "g"},
-            "mapping": {"rules": [{"from": "groups", "to": "role"}]}
+            "mapping": {"rules": [{"from": "groups", "to": "owner"}]}
         })),
         None,
     ));

@@ -111,6 +111,16 @@ fn refusal_codes(app: &WebApp) -> Vec<String> {
 
 /// Adds the SAML connection `partner` (just-in-time accounts) from `metadata`.
 fn add_partner(app: &WebApp, settings: Value, metadata: gatehouse_admin::IdpMetadata) {
+    add_mapped_partner(app, settings, metadata, None);
+}
+
+/// [`add_partner`] with mapping rules of its own (`None`: the SAML defaults).
+fn add_mapped_partner(
+    app: &WebApp,
+    settings: Value,
+    metadata: gatehouse_admin::IdpMetadata,
+    mapping: Option<Value>,
+) {
     let operator = gatehouse_admin::Operator::named("test").unwrap();
     tokio::runtime::Runtime::new()
         .unwrap()
@@ -127,7 +137,7 @@ fn add_partner(app: &WebApp, settings: Value, metadata: gatehouse_admin::IdpMeta
                 kind: "saml".into(),
                 settings,
                 idp_metadata: Some(metadata),
-                mapping: None,
+                mapping,
                 client_secret: None,
                 domains: vec![],
             },
@@ -585,3 +595,95 @@ fn the_idp_rolls_its_key_over_through_its_metadata(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(the_idp_rolls_its_key_over_through_its_metadata);
+
+/// A whole SP-initiated sign-in of the partner's user `pat` whose response carries
+/// `member_of`: the browser's last answer.
+fn signed_in_with(app: &WebApp, idp: &SamlIdp, member_of: &[&str]) -> Page {
+    let (mut browser, request_id, relay_state, urls) = begin(app);
+    let spec = ResponseSpec {
+        attributes: vec![
+            ("mail".into(), vec!["pat@partner.example".into()]),
+            (
+                "memberOf".into(),
+                member_of.iter().map(|m| (*m).to_owned()).collect(),
+            ),
+        ],
+        ..idp.answer(&urls, &request_id, "partner-user-9", app.state.clock.now())
+    };
+    let acs = post_to_acs(app, idp, &spec, &relay_state);
+    assert_eq!(acs.status, 303, "{}", acs.body);
+    browser.get(&acs.location().unwrap())
+}
+
+fn role_names(app: &WebApp) -> Vec<String> {
+    let user = app.user_id("pat@partner.example");
+    let mut conn = app.db.conn();
+    gatehouse_identity_store::roles::roles_of_user(&mut conn, app.default_tenant(), user)
+        .unwrap()
+        .into_iter()
+        .map(|role| role.name)
+        .collect()
+}
+
+fn partner_roles_follow_the_partners_attributes(backend: Backend) {
+    let app = WebApp::start(backend);
+    let idp = SamlIdp::new(IDP);
+    add_mapped_partner(
+        &app,
+        json!({}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+        Some(json!({"rules": [
+            {"from": "mail", "to": "email", "transforms": ["lower"], "required": true},
+            {"from": "memberOf", "to": "role", "transforms": [{"regex": "^gh-(.+)$", "capture": 1}]}
+        ]})),
+    );
+    let operator = gatehouse_admin::Operator::named("test").unwrap();
+    let admin = &app.state.admin;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    for role in ["auditor", "support"] {
+        runtime
+            .block_on(admin.create_role(&operator, "default", role, None))
+            .unwrap();
+    }
+
+    // The partner says auditor: the account made just in time has the role.
+    let done = signed_in_with(&app, &idp, &["gh-auditor", "staff"]);
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(role_names(&app), ["auditor"]);
+    let given = app
+        .audit_events(300)
+        .into_iter()
+        .find(|e| e.action == "user.role_assigned")
+        .expect("audited");
+    assert!(given.actor.starts_with("connection:"), "{}", given.actor);
+
+    // An operator's role is the operator's: the partner's rules never take it.
+    let pat = app.user_id("pat@partner.example");
+    runtime
+        .block_on(admin.assign_role(&operator, "default", pat, "support"))
+        .unwrap();
+    let done = signed_in_with(&app, &idp, &[]);
+    assert_eq!(done.status, 303, "{}", done.body);
+    assert_eq!(
+        role_names(&app),
+        ["support"],
+        "the partner took auditor back"
+    );
+    assert!(
+        app.audit_events(300)
+            .iter()
+            .any(|e| e.action == "user.role_removed" && e.actor.starts_with("connection:"))
+    );
+
+    // A role the tenant does not have is a clear mapping error, not a silent drop.
+    let refused = signed_in_with(&app, &idp, &["gh-owner"]);
+    assert_eq!(refused.status, 400, "{}", refused.body);
+    assert!(
+        refused.body.contains("Reference: mapping"),
+        "{}",
+        refused.body
+    );
+    assert_eq!(role_names(&app), ["support"]);
+}
+
+gatehouse_identity_store::on_both_backends!(partner_roles_follow_the_partners_attributes);

@@ -1,0 +1,1 @@
+ALTER TABLE role_assignments DROP COLUMN source;
