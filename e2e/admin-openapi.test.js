@@ -133,7 +133,7 @@ const RECORDED = [
     body: { slug: 'broken', display_name: 'Broken', client_secret: 's', settings: { issuer: 'not a URL', client_id: 'g' } } },
   { method: 'POST', path: '/connections', status: 400,
     body: { slug: 'rules', display_name: 'Rules', client_secret: 's', settings: { issuer: 'https://rules.example', client_id: 'g' },
-      mapping: { rules: [{ from: 'groups', to: 'role' }] } } },
+      mapping: { rules: [{ from: 'groups', to: 'owner' }] } } },
   { method: 'GET', path: '/connections', status: 200 },
   { method: 'GET', path: '/connections/partner', status: 200, saveHeader: ['etag', 'connectionEtag'] },
   { method: 'PATCH', path: '/connections/partner', status: 428, body: { enabled: false } },

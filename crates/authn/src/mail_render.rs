@@ -58,6 +58,13 @@ pub enum MailKind {
     },
     /// After a reset: what changed, and that every session was signed out.
     SignInChanged { change: SignInChange },
+    /// Someone signed in at `partner` with this account's address: the link that
+    /// links that identity to the account, valid for `valid_minutes`.
+    ConfirmLink {
+        partner: String,
+        link: String,
+        valid_minutes: i64,
+    },
 }
 
 /// What a reset changed, for [`MailKind::SignInChanged`].
@@ -93,6 +100,7 @@ impl MailKind {
             MailKind::Invitation { .. } => "invitation",
             MailKind::FactorRecovery { .. } => "factor_recovery",
             MailKind::SignInChanged { .. } => "sign_in_changed",
+            MailKind::ConfirmLink { .. } => "confirm_link",
         }
     }
 }

@@ -136,9 +136,11 @@ impl Cipher {
         let mut slots: Vec<(String, XChaCha20Poly1305)> = Vec::with_capacity(keys.len());
         for key in keys {
             check_key_id(&key.id)?;
-            if slots.iter().any(|(id, _)| *id == key.id) {
+            // Ids that differ only in case count as the same: SQLite's LIKE (which
+            // the re-wrap uses to find values under other keys) ignores ASCII case.
+            if slots.iter().any(|(id, _)| id.eq_ignore_ascii_case(&key.id)) {
                 return Err(Error::MasterKey(format!(
-                    "key id `{}` is used more than once",
+                    "key id `{}` is used more than once (ids are compared ignoring case)",
                     key.id
                 )));
             }

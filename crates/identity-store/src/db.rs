@@ -267,29 +267,45 @@ const MIGRATION_LOCK: i64 = 0x6761_7465_686f_7573;
 
 /// Applies pending migrations; returns the versions applied.
 pub fn run_migrations(conn: &mut AnyConnection) -> StoreResult<Vec<String>> {
-    let applied: Vec<String> = match conn {
-        AnyConnection::Postgresql(c) => {
-            // A migration may rewrite a large table: the request-sized statement
-            // timeout does not apply to it. RESET returns to the connection's default.
-            c.batch_execute("SET statement_timeout = 0")?;
-            // Nodes started together (or a migration Job beside a node that migrates
-            // on start) take turns: the first applies, the others wait here and then
-            // find nothing pending. A session lock, because each migration commits in
-            // its own transaction; a dying process releases it with its connection.
-            c.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
-            let applied = c
-                .run_pending_migrations(POSTGRES_MIGRATIONS)
-                .map(|versions| versions.into_iter().map(|v| v.to_string()).collect());
-            let unlocked = c.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
-            c.batch_execute("RESET statement_timeout")?;
-            unlocked?;
-            applied
-        }
+    let postgres = matches!(conn, AnyConnection::Postgresql(_));
+    if postgres {
+        // A migration may rewrite a large table: the request-sized statement
+        // timeout does not apply to it. RESET returns to the connection's default.
+        conn.batch_execute("SET statement_timeout = 0")?;
+        // Nodes started together (or a migration Job beside a node that migrates
+        // on start) take turns: the first applies, the others wait here and then
+        // find nothing pending. A session lock, because each migration commits in
+        // its own transaction; a dying process releases it with its connection.
+        // The Rust steps after the migrations run under it too.
+        conn.batch_execute(&format!("SELECT pg_advisory_lock({MIGRATION_LOCK})"))?;
+    }
+    let applied = apply_pending(conn).and_then(|applied| after_migrations(conn).map(|()| applied));
+    if postgres {
+        let unlocked = conn.batch_execute(&format!("SELECT pg_advisory_unlock({MIGRATION_LOCK})"));
+        let reset = conn.batch_execute("RESET statement_timeout");
+        // The migration's own error first: it is the one the operator needs.
+        let applied = applied?;
+        unlocked?;
+        reset?;
+        return Ok(applied);
+    }
+    applied
+}
+
+fn apply_pending(conn: &mut AnyConnection) -> StoreResult<Vec<String>> {
+    match conn {
+        AnyConnection::Postgresql(c) => c
+            .run_pending_migrations(POSTGRES_MIGRATIONS)
+            .map(|versions| versions.into_iter().map(|v| v.to_string()).collect()),
         AnyConnection::Sqlite(c) => c
             .run_pending_migrations(SQLITE_MIGRATIONS)
             .map(|versions| versions.into_iter().map(|v| v.to_string()).collect()),
     }
-    .map_err(|e| StoreError::Migration(e.to_string()))?;
+    .map_err(|e| StoreError::Migration(e.to_string()))
+}
+
+/// Data steps written in Rust that follow the schema migrations (idempotent).
+fn after_migrations(conn: &mut AnyConnection) -> StoreResult<()> {
     let backfill = crate::users::backfill_skeletons(conn)?;
     if !backfill.look_alikes.is_empty() {
         tracing::warn!(
@@ -298,7 +314,7 @@ pub fn run_migrations(conn: &mut AnyConnection) -> StoreResult<Vec<String>> {
              tenant; rename one of each pair so it gets its look-alike key"
         );
     }
-    Ok(applied)
+    Ok(())
 }
 
 /// The number of embedded migrations not yet applied (readiness reports 0).
@@ -370,6 +386,9 @@ pub fn backup_sqlite(conn: &mut AnyConnection, to: &std::path::Path) -> StoreRes
     }
     let checks: Vec<Check> = diesel::sql_query("PRAGMA integrity_check").load(&mut copy)?;
     if checks.len() != 1 || checks[0].integrity_check != "ok" {
+        drop(copy);
+        // A copy that failed its check must not pass for a backup later.
+        let _ = std::fs::remove_file(to);
         let found: Vec<String> = checks.into_iter().map(|c| c.integrity_check).collect();
         return Err(StoreError::Invalid {
             entity: "backup",

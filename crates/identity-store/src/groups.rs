@@ -207,16 +207,26 @@ pub fn reconcile_sourced(
         .load(conn)?;
     let mut added = 0;
     for group in wanted.iter().filter(|group| !held.contains(group)) {
-        added += diesel::insert_into(group_members::table)
-            .values((
-                group_members::tenant_id.eq(tenant.to_string()),
-                group_members::group_id.eq(group),
-                group_members::user_id.eq(user.to_string()),
-                group_members::created_at.eq(now.naive_utc()),
-                group_members::source.eq(source),
-            ))
-            .execute(conn)
-            .map_err(map_missing_reference("group member"))?;
+        // In a savepoint: a concurrent sign-in may add the member between the read
+        // above and this insert; on PostgreSQL the unique violation would otherwise
+        // abort the caller's whole transaction.
+        let inserted = crate::db::transaction(conn, |conn| {
+            diesel::insert_into(group_members::table)
+                .values((
+                    group_members::tenant_id.eq(tenant.to_string()),
+                    group_members::group_id.eq(group),
+                    group_members::user_id.eq(user.to_string()),
+                    group_members::created_at.eq(now.naive_utc()),
+                    group_members::source.eq(source),
+                ))
+                .execute(conn)
+                .map_err(map_missing_reference("group member"))
+        });
+        match inserted {
+            Ok(n) => added += n,
+            Err(StoreError::Database(e)) if crate::error::is_unique_violation(&e) => {}
+            Err(other) => return Err(other),
+        }
     }
     Ok(removed + added > 0)
 }

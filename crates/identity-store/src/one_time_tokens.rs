@@ -17,6 +17,9 @@ use crate::{AnyConnection, StoreError, StoreResult};
 pub enum Purpose {
     VerifyEmail,
     PasswordReset,
+    /// A partner's identity waiting to be linked to the account whose address the
+    /// mail went to (payload: connection, subject).
+    FederationLink,
 }
 
 impl Purpose {
@@ -24,6 +27,7 @@ impl Purpose {
         match self {
             Purpose::VerifyEmail => "verify_email",
             Purpose::PasswordReset => "password_reset",
+            Purpose::FederationLink => "federation_link",
         }
     }
 }

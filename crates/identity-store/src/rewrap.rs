@@ -5,6 +5,8 @@
 //!
 //! A row is rewritten only if it still holds what was read (compare-and-set), so a
 //! write racing the re-wrap (a password rehash, a key rotation) is never undone.
+//! Each table is read once, in key order (keyset batches, never from the start
+//! again), so a million credentials cost a million reads.
 //! Short-lived rows (federation requests, WebAuthn challenges) are not re-wrapped:
 //! they expire within minutes, and [`status`] counts them so the operator waits.
 
@@ -91,26 +93,26 @@ pub fn rewrap(
 ) -> StoreResult<Vec<Rewrapped>> {
     let batch = batch.max(1);
     Ok(vec![
-        run("credentials", conn, batch, |c, n| {
-            credentials_batch(c, cipher, n)
+        run("credentials", conn, batch, |c, n, after| {
+            credentials_batch(c, cipher, n, after)
         })?,
-        run("signing_keys", conn, batch, |c, n| {
-            signing_keys_batch(c, cipher, n)
+        run("signing_keys", conn, batch, |c, n, after| {
+            signing_keys_batch(c, cipher, n, after)
         })?,
-        run("federation_connections", conn, batch, |c, n| {
-            connections_batch(c, cipher, n)
+        run("federation_connections", conn, batch, |c, n, after| {
+            connections_batch(c, cipher, n, after)
         })?,
-        run("federated_sessions", conn, batch, |c, n| {
-            federated_sessions_batch(c, cipher, n)
+        run("federated_sessions", conn, batch, |c, n, after| {
+            federated_sessions_batch(c, cipher, n, after)
         })?,
-        run("audit_heads", conn, batch, |c, n| {
-            audit_heads_batch(c, cipher, n)
+        run("audit_heads", conn, batch, |c, n, after| {
+            audit_heads_batch(c, cipher, n, after)
         })?,
-        run("audit_subject_keys", conn, batch, |c, n| {
-            subject_keys_batch(c, cipher, n)
+        run("audit_subject_keys", conn, batch, |c, n, after| {
+            subject_keys_batch(c, cipher, n, after)
         })?,
-        run("master_key_canary", conn, batch, |c, n| {
-            canary_batch(c, cipher, n)
+        run("master_key_canary", conn, batch, |c, n, after| {
+            canary_batch(c, cipher, n, after)
         })?,
     ])
 }
@@ -118,25 +120,31 @@ pub fn rewrap(
 /// One batch's result: (re-wrapped, raced, rows read).
 type Batch = (u64, u64, usize);
 
-/// Runs batches until one reads fewer rows than asked, or makes no progress (every
-/// row raced: a node still sealing under the old key; stop rather than spin).
+/// Where the next batch starts: the key of the last row read (empty: the start).
+/// Keyset order, so a pass reads each row once however many are re-wrapped.
+type Cursor = [String; 2];
+
+/// Runs batches in key order until one reads fewer rows than asked. A row that
+/// changed between read and write is left for the next pass (`status` shows it).
 fn run(
     table: &'static str,
     conn: &mut AnyConnection,
     batch: i64,
-    mut step: impl FnMut(&mut AnyConnection, i64) -> StoreResult<Batch>,
+    mut step: impl FnMut(&mut AnyConnection, i64, &mut Cursor) -> StoreResult<Batch>,
 ) -> StoreResult<Rewrapped> {
     let mut done = Rewrapped {
         table,
         rewrapped: 0,
         raced: 0,
     };
+    let mut cursor = Cursor::default();
     loop {
         let (rewrapped, raced, read) =
-            crate::db::transaction(conn, |conn| step(conn, batch)).map_err(|e| name(table, e))?;
+            crate::db::transaction(conn, |conn| step(conn, batch, &mut cursor))
+                .map_err(|e| name(table, e))?;
         done.rewrapped += rewrapped;
         done.raced += raced;
-        if usize::try_from(batch).is_ok_and(|b| read < b) || rewrapped == 0 {
+        if usize::try_from(batch).is_ok_and(|b| read < b) {
             return Ok(done);
         }
     }
@@ -176,15 +184,24 @@ fn counted(updated: usize) -> (u64, u64) {
     if updated == 1 { (1, 0) } else { (0, 1) }
 }
 
-fn credentials_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> StoreResult<Batch> {
+fn credentials_batch(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    n: i64,
+    after: &mut Cursor,
+) -> StoreResult<Batch> {
     use crate::schema::credentials::dsl as c;
     let rows: Vec<(String, String, String, String, String)> = (c::credentials
         .filter(c::data.not_like(active_pattern(cipher)).escape('\\'))
+        .filter(c::id.gt(&after[0]))
         .select((c::id, c::tenant_id, c::user_id, c::kind, c::data))
         .order(c::id)
         .limit(n))
     .load(conn)?;
     let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after[0] = last.0.clone();
+    }
     for (id, tenant, user, kind, data) in rows {
         let aad = crate::credentials::aad(
             parse::<TenantId>("credentials", &tenant)?,
@@ -204,15 +221,24 @@ fn credentials_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> Store
     Ok(result)
 }
 
-fn signing_keys_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> StoreResult<Batch> {
+fn signing_keys_batch(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    n: i64,
+    after: &mut Cursor,
+) -> StoreResult<Batch> {
     use crate::schema::signing_keys::dsl as k;
     let rows: Vec<(String, String, String, String)> = (k::signing_keys
         .filter(k::private_key.not_like(active_pattern(cipher)).escape('\\'))
+        .filter(k::kid.gt(&after[0]))
         .select((k::kid, k::tenant_id, k::alg, k::private_key))
         .order(k::kid)
         .limit(n))
     .load(conn)?;
     let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after[0] = last.0.clone();
+    }
     for (kid, tenant, alg, sealed) in rows {
         let alg = crate::signing_keys::KeyAlgorithm::parse(&alg)
             .ok_or_else(|| StoreError::corrupt("signing_keys", format!("unknown alg {alg}")))?;
@@ -230,15 +256,24 @@ fn signing_keys_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> Stor
     Ok(result)
 }
 
-fn connections_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> StoreResult<Batch> {
+fn connections_batch(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    n: i64,
+    after: &mut Cursor,
+) -> StoreResult<Batch> {
     use crate::schema::federation_connections::dsl as f;
     let rows: Vec<(String, String, Option<String>)> = (f::federation_connections
         .filter(f::secrets.not_like(active_pattern(cipher)).escape('\\'))
+        .filter(f::id.gt(&after[0]))
         .select((f::id, f::tenant_id, f::secrets))
         .order(f::id)
         .limit(n))
     .load(conn)?;
     let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after[0] = last.0.clone();
+    }
     for (id, tenant, sealed) in rows {
         let Some(sealed) = sealed else { continue };
         let aad = crate::federation_connections::aad(
@@ -262,15 +297,20 @@ fn federated_sessions_batch(
     conn: &mut AnyConnection,
     cipher: &Cipher,
     n: i64,
+    after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::federated_sessions::dsl as s;
     let rows: Vec<(String, String, String, String)> = (s::federated_sessions
         .filter(s::upstream.not_like(active_pattern(cipher)).escape('\\'))
+        .filter(s::session_id.gt(&after[0]))
         .select((s::session_id, s::tenant_id, s::connection_id, s::upstream))
         .order(s::session_id)
         .limit(n))
     .load(conn)?;
     let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after[0] = last.0.clone();
+    }
     for (session, tenant, connection, sealed) in rows {
         let aad = crate::federated_sessions::aad(&tenant, &session, &connection);
         let fresh = reseal(cipher, &sealed, &aad)?;
@@ -287,15 +327,24 @@ fn federated_sessions_batch(
     Ok(result)
 }
 
-fn audit_heads_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> StoreResult<Batch> {
+fn audit_heads_batch(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    n: i64,
+    after: &mut Cursor,
+) -> StoreResult<Batch> {
     use crate::schema::audit_heads::dsl as h;
     let rows: Vec<(String, Option<String>)> = (h::audit_heads
         .filter(h::sealed_key.not_like(active_pattern(cipher)).escape('\\'))
+        .filter(h::tenant_id.gt(&after[0]))
         .select((h::tenant_id, h::sealed_key))
         .order(h::tenant_id)
         .limit(n))
     .load(conn)?;
     let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after[0] = last.0.clone();
+    }
     for (tenant, sealed) in rows {
         let Some(sealed) = sealed else { continue };
         let fresh = reseal(cipher, &sealed, &crate::audit::chain_key_aad(&tenant))?;
@@ -311,15 +360,29 @@ fn audit_heads_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> Store
     Ok(result)
 }
 
-fn subject_keys_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> StoreResult<Batch> {
+fn subject_keys_batch(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    n: i64,
+    after: &mut Cursor,
+) -> StoreResult<Batch> {
     use crate::schema::audit_subject_keys::dsl as k;
     let rows: Vec<(String, String, Option<String>)> = (k::audit_subject_keys
         .filter(k::sealed_key.not_like(active_pattern(cipher)).escape('\\'))
+        .filter(
+            k::tenant_id
+                .gt(&after[0])
+                .or(k::tenant_id.eq(&after[0]).and(k::subject.gt(&after[1]))),
+        )
         .select((k::tenant_id, k::subject, k::sealed_key))
         .order((k::tenant_id, k::subject))
         .limit(n))
     .load(conn)?;
     let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after[0] = last.0.clone();
+        after[1] = last.1.clone();
+    }
     for (tenant, subject, sealed) in rows {
         let Some(sealed) = sealed else { continue };
         let aad = crate::audit::personal::key_aad(&tenant, &subject);
@@ -341,15 +404,24 @@ fn subject_keys_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> Stor
     Ok(result)
 }
 
-fn canary_batch(conn: &mut AnyConnection, cipher: &Cipher, n: i64) -> StoreResult<Batch> {
+fn canary_batch(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    n: i64,
+    after: &mut Cursor,
+) -> StoreResult<Batch> {
     use crate::schema::master_key_canary::dsl as m;
     let rows: Vec<(String, String)> = (m::master_key_canary
         .filter(m::sealed.not_like(active_pattern(cipher)).escape('\\'))
+        .filter(m::id.gt(&after[0]))
         .select((m::id, m::sealed))
         .order(m::id)
         .limit(n))
     .load(conn)?;
     let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after[0] = last.0.clone();
+    }
     for (id, sealed) in rows {
         let fresh = reseal(cipher, &sealed, crate::key_canary::AAD)?;
         let updated = (diesel::update(

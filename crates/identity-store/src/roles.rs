@@ -214,17 +214,25 @@ pub fn reconcile_sourced(
         .load(conn)?;
     let mut added = Vec::new();
     for role in wanted.iter().filter(|role| !held.contains(role)) {
-        let inserted = diesel::insert_into(role_assignments::table)
-            .values((
-                role_assignments::tenant_id.eq(tenant.to_string()),
-                role_assignments::role_id.eq(role),
-                role_assignments::user_id.eq(user.to_string()),
-                role_assignments::created_at.eq(now.naive_utc()),
-                role_assignments::source.eq(source),
-            ))
-            .execute(conn);
-        if linked(inserted, "role assignee")? {
-            added.push(parse_role_id(role)?);
+        // In a savepoint: a concurrent sign-in (or an operator) may assign the role
+        // between the read above and this insert, and on PostgreSQL the unique
+        // violation would otherwise abort the caller's whole transaction.
+        let inserted = crate::db::transaction(conn, |conn| {
+            diesel::insert_into(role_assignments::table)
+                .values((
+                    role_assignments::tenant_id.eq(tenant.to_string()),
+                    role_assignments::role_id.eq(role),
+                    role_assignments::user_id.eq(user.to_string()),
+                    role_assignments::created_at.eq(now.naive_utc()),
+                    role_assignments::source.eq(source),
+                ))
+                .execute(conn)
+                .map_err(StoreError::from)
+        });
+        match inserted {
+            Ok(_) => added.push(parse_role_id(role)?),
+            Err(StoreError::Database(e)) if crate::error::is_unique_violation(&e) => {}
+            Err(other) => return Err(other),
         }
     }
     Ok(Reconciled {

@@ -38,6 +38,13 @@ pub fn command(args: &[OsString]) -> Res<()> {
     if hosts.is_empty() {
         return Err("name at least one --host USER@HOST".to_owned());
     }
+    // ssh and scp would read `-oProxyCommand=…` as an option, not a host.
+    if let Some(bad) = hosts
+        .iter()
+        .find(|host| host.is_empty() || host.starts_with('-') || host.contains(char::is_whitespace))
+    {
+        return Err(format!("`{bad}` is not a host: give USER@HOST or HOST"));
+    }
     let port = match options.value("--ready-url-port")? {
         Some(port) => port
             .parse::<u16>()

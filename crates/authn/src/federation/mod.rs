@@ -34,6 +34,7 @@ use gatehouse_core::ids::{ConnectionId, FederatedIdentityId, GroupId, RoleId, Te
 use gatehouse_identity_store::audit::Outcome;
 use gatehouse_identity_store::federation_connections::{self as connections, Connection};
 use gatehouse_identity_store::federation_requests::{self as requests, NewRequest};
+use gatehouse_identity_store::one_time_tokens;
 use gatehouse_identity_store::sessions::{self, AuthMethod, Session};
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{
@@ -43,6 +44,8 @@ use gatehouse_identity_store::{
 use serde::{Deserialize, Serialize};
 use serde_json::json;
 
+use crate::mail_render::{Mail, MailKind};
+use crate::registration::LinkBase;
 use crate::second_factor::SignedIn;
 use crate::service::{Authn, ClientInfo, Inner};
 use crate::{AuthnError, secrets};
@@ -217,6 +220,14 @@ pub enum Finished {
     Linked { return_to: Option<String> },
     /// The partner's email belongs to a local account: sign in to it, then link.
     AccountExists { connection: String },
+    /// The partner's verified email belongs to a local account and the tenant
+    /// trusts this connection's verified emails: a link that links the identity
+    /// waits to be mailed to that address (send it with
+    /// [`Authn::send_link_mail`] once the page is answered).
+    LinkMailSent {
+        connection: String,
+        mail: PendingLinkMail,
+    },
     /// No linked account, and the connection makes none.
     NoAccount { connection: String },
 }
@@ -794,6 +805,7 @@ impl Authn {
         connection_id: &mut Option<ConnectionId>,
     ) -> Result<Finished, AuthnError> {
         let binding = secrets::digest(&binding);
+        let browser = binding.clone();
         let handle_hash = secrets::digest(&handle);
         let (connection, taken) = self
             .blocking(move |inner, conn| {
@@ -833,6 +845,7 @@ impl Authn {
             verified,
             result.return_to,
             previous_secret,
+            browser,
             client,
         )
         .await
@@ -925,6 +938,7 @@ impl Authn {
         connection_id: &mut Option<ConnectionId>,
     ) -> Result<Finished, AuthnError> {
         let binding = secrets::digest(&binding);
+        let browser = binding.clone();
         let state_hash = secrets::digest(&answer.state);
         let (connection, taken, secret) = self
             .blocking(move |inner, conn| {
@@ -996,6 +1010,7 @@ impl Authn {
             verified,
             state.return_to,
             previous_secret,
+            browser,
             client,
         )
         .await
@@ -1012,6 +1027,7 @@ impl Authn {
         verified: Verified,
         return_to: Option<String>,
         previous_secret: Option<String>,
+        binding: String,
         client: ClientInfo,
     ) -> Result<Finished, AuthnError> {
         let mapping = Mapping::from_json(&connection.mapping)
@@ -1031,6 +1047,7 @@ impl Authn {
                             &verified,
                             &profile,
                             previous_secret,
+                            &binding,
                             &client,
                             return_to,
                         )
@@ -1384,9 +1401,11 @@ impl Authn {
         tenant: TenantId,
         slug: String,
         handle: String,
+        binding: String,
         previous_secret: Option<String>,
         client: ClientInfo,
     ) -> Result<Finished, AuthnError> {
+        let binding = secrets::digest(&binding);
         let mut connection_id = None;
         let handle_hash = secrets::digest(&handle);
         let logged_slug = slug.clone();
@@ -1425,6 +1444,7 @@ impl Authn {
                 verified,
                 None,
                 previous_secret,
+                binding,
                 client.clone(),
             )
             .await
@@ -1527,6 +1547,111 @@ impl Authn {
     ) -> Result<Vec<LinkedIdentity>, AuthnError> {
         self.blocking(move |_, conn| linked(conn, tenant, user))
             .await
+    }
+
+    /// Mails the link of a [`Finished::LinkMailSent`], after the answer (the page
+    /// never waits for SMTP). `base` is the tenant's absolute base for links.
+    pub fn send_link_mail(&self, tenant: TenantId, pending: PendingLinkMail, base: &LinkBase) {
+        // Tokens are URL-safe base64, as in every mailed link.
+        let link = format!("{}/federation/link?token={}", base.0, pending.token);
+        let mail = Mail {
+            to: pending.to,
+            locale: pending.locale,
+            kind: MailKind::ConfirmLink {
+                partner: pending.partner,
+                link,
+                valid_minutes: LINK_MAIL_MINUTES,
+            },
+        };
+        self.send_in_background(tenant, mail, "federation link");
+    }
+
+    /// What a mailed link would link, without spending it (mail scanners open
+    /// links); [`AuthnError::InvalidLink`] when it is unknown, used or expired.
+    pub async fn link_offer(
+        &self,
+        tenant: TenantId,
+        token: String,
+        binding: String,
+    ) -> Result<LinkOffer, AuthnError> {
+        self.blocking(move |inner, conn| {
+            let found = one_time_tokens::find(
+                conn,
+                inner.now(),
+                tenant,
+                one_time_tokens::Purpose::FederationLink,
+                &secrets::digest(&token),
+            )?
+            .ok_or(AuthnError::InvalidLink)?;
+            let (connection, _) = link_target(conn, tenant, &found.payload, &binding)?;
+            let user = users::get(conn, tenant, found.user_id)?;
+            Ok(LinkOffer {
+                partner: connection.display_name,
+                account: user.data.user_name,
+            })
+        })
+        .await
+    }
+
+    /// Links the partner's identity a mailed link names to the account it was
+    /// mailed for, once its owner confirms (a CSRF-protected form of this site):
+    /// the link proves the address, the partner's sign-in the identity. Audited;
+    /// the partner's display name is returned for the page.
+    pub async fn confirm_link(
+        &self,
+        tenant: TenantId,
+        token: String,
+        binding: String,
+        client: ClientInfo,
+    ) -> Result<String, AuthnError> {
+        let (partner, user) = self
+            .blocking(move |inner, conn| {
+                let now = inner.now();
+                db::transaction_with(conn, |conn| {
+                    let consumed = one_time_tokens::consume(
+                        conn,
+                        now,
+                        tenant,
+                        one_time_tokens::Purpose::FederationLink,
+                        &secrets::digest(&token),
+                    )?
+                    .ok_or(AuthnError::InvalidLink)?;
+                    let (connection, subject) =
+                        link_target(conn, tenant, &consumed.payload, &binding)?;
+                    let user = users::get(conn, tenant, consumed.user_id)?;
+                    if !connection.enabled || !user.data.active {
+                        return Err(AuthnError::InvalidLink);
+                    }
+                    if federated_identities::find(conn, tenant, connection.id, &subject)?.is_some()
+                    {
+                        // Linked meanwhile (to this account or, by sign-in, another).
+                        return Err(AuthnError::InvalidLink);
+                    }
+                    federated_identities::link(
+                        conn,
+                        now,
+                        tenant,
+                        connection.id,
+                        &subject,
+                        user.id,
+                    )?;
+                    inner.audit(
+                        conn,
+                        tenant,
+                        format!("user:{}", user.id),
+                        "federation.linked",
+                        Some(format!("user:{}", user.id)),
+                        Outcome::Success,
+                        &client,
+                        json!({ "connection": connection.slug, "proof": "email" }),
+                    )?;
+                    Ok::<_, AuthnError>((connection.display_name, user.id))
+                })
+            })
+            .await?;
+        self.inner
+            .announce(DomainEvent::UserChanged { tenant, user });
+        Ok(partner)
     }
 
     /// Removes one of the session user's linked identities: a sensitive action
@@ -1715,6 +1840,7 @@ impl Inner {
         verified: &Verified,
         profile: &MappedProfile,
         previous_secret: Option<String>,
+        binding: &str,
         client: &ClientInfo,
         return_to: Option<String>,
     ) -> Result<(Finished, Option<Changed>), AuthnError> {
@@ -1808,6 +1934,11 @@ impl Inner {
                     ));
                 };
                 if local_account_holds(conn, tenant, &email)? {
+                    if let Some(offer) = self.offer_link_by_mail(
+                        conn, tenant, connection, verified, &email, binding, client,
+                    )? {
+                        return Ok((offer, None));
+                    }
                     self.audit(
                         conn,
                         tenant,
@@ -1921,6 +2052,85 @@ impl Inner {
                 grants_revoked: applied.grants_revoked,
             }),
         ))
+    }
+
+    /// The fresh email verification that may link a partner's identity to the
+    /// local account holding the same address: only where the tenant trusts this
+    /// connection's verified emails, the partner says the address is verified, and
+    /// the account is active and holds that address verified as its sign-in name
+    /// (never a look-alike). Links nothing itself: the mailed link does, opened in
+    /// the browser that signed in at the partner, once the person confirms. `None`
+    /// where the conditions do not hold.
+    #[allow(clippy::too_many_arguments)]
+    fn offer_link_by_mail(
+        &self,
+        conn: &mut AnyConnection,
+        tenant: TenantId,
+        connection: &Connection,
+        verified: &Verified,
+        email: &str,
+        binding: &str,
+        client: &ClientInfo,
+    ) -> Result<Option<Finished>, AuthnError> {
+        let partner_verified = verified
+            .claims
+            .get("email_verified")
+            .iter()
+            .any(|v| v == "true");
+        if !connection.trust_verified_email || !partner_verified {
+            return Ok(None);
+        }
+        let Some(user) = users::find_by_user_name(conn, tenant, email)? else {
+            return Ok(None);
+        };
+        let holds_verified = user
+            .primary_email()
+            .is_some_and(|primary| primary.verified && primary.value.eq_ignore_ascii_case(email));
+        if !user.data.active || !holds_verified {
+            return Ok(None);
+        }
+        let now = self.now();
+        let (token, token_hash) = secrets::generate();
+        one_time_tokens::issue(
+            conn,
+            now,
+            tenant,
+            user.id,
+            one_time_tokens::Purpose::FederationLink,
+            &token_hash,
+            chrono::Duration::minutes(LINK_MAIL_MINUTES),
+            &json!({
+                "connection": connection.id.to_string(),
+                "subject": verified.subject,
+                // Only the browser that signed in at the partner can use the link:
+                // whoever controls the partner identity cannot have the account's
+                // owner click it into their account.
+                "binding": binding,
+            }),
+        )?;
+        self.audit(
+            conn,
+            tenant,
+            format!("connection:{}", connection.slug),
+            "federation.link_mailed",
+            Some(format!("user:{}", user.id)),
+            Outcome::Success,
+            client,
+            json!({ "connection": connection.slug }),
+        )?;
+        let address = user
+            .primary_email()
+            .map(|primary| primary.value.clone())
+            .unwrap_or_else(|| email.to_owned());
+        Ok(Some(Finished::LinkMailSent {
+            connection: connection.display_name.clone(),
+            mail: PendingLinkMail {
+                to: address,
+                locale: client.locale.clone(),
+                partner: connection.display_name.clone(),
+                token,
+            },
+        }))
     }
 
     /// Applies what the mapping says to the user: names and custom attributes
@@ -2060,6 +2270,65 @@ impl Inner {
             grants_revoked,
         })
     }
+}
+
+/// The connection and partner subject a federation-link token names.
+/// In another browser than the one that signed in at the partner, the link is
+/// [`AuthnError::InvalidLink`] (the page says where to open it).
+fn link_target(
+    conn: &mut AnyConnection,
+    tenant: TenantId,
+    payload: &serde_json::Value,
+    binding: &str,
+) -> Result<(Connection, String), AuthnError> {
+    let corrupt = || AuthnError::Internal("a federation link token without its target".into());
+    let bound = payload["binding"].as_str().ok_or_else(corrupt)?;
+    if !bool::from(subtle::ConstantTimeEq::ct_eq(
+        bound.as_bytes(),
+        secrets::digest(binding).as_bytes(),
+    )) {
+        return Err(AuthnError::InvalidLink);
+    }
+    let connection: ConnectionId = payload["connection"]
+        .as_str()
+        .and_then(|id| id.parse().ok())
+        .ok_or_else(corrupt)?;
+    let subject = payload["subject"].as_str().ok_or_else(corrupt)?.to_owned();
+    let connection = match connections::get(conn, tenant, connection) {
+        Ok(connection) => connection,
+        // The connection was removed since: the link links nothing.
+        Err(StoreError::NotFound { .. }) => return Err(AuthnError::InvalidLink),
+        Err(other) => return Err(other.into()),
+    };
+    Ok((connection, subject))
+}
+
+/// How long a mailed link to link a partner's identity stays usable.
+const LINK_MAIL_MINUTES: i64 = 30;
+
+/// A link mail to send: the address, the language, the partner and the single-use
+/// token (never printed).
+pub struct PendingLinkMail {
+    to: String,
+    locale: Option<String>,
+    partner: String,
+    token: String,
+}
+
+impl std::fmt::Debug for PendingLinkMail {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PendingLinkMail")
+            .field("partner", &self.partner)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A link waiting in a mailed token: who asked, through which partner, for which
+/// account (shown before the person confirms).
+#[derive(Debug, Clone)]
+pub struct LinkOffer {
+    pub partner: String,
+    pub account: String,
 }
 
 /// What applying a mapped profile changed.

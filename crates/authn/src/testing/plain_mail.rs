@@ -70,6 +70,18 @@ impl MailRenderer for PlainMailRenderer {
                     expires_at.to_rfc3339(),
                 ],
             ),
+            MailKind::ConfirmLink {
+                partner,
+                link,
+                valid_minutes,
+            } => (
+                "Link your partner sign-in to your account.",
+                vec![
+                    partner.clone(),
+                    link.clone(),
+                    format!("{valid_minutes} minutes"),
+                ],
+            ),
             MailKind::SignInChanged { change } => (
                 match change {
                     SignInChange::PasswordReset => "The password of your account was reset.",

@@ -350,15 +350,6 @@ async fn token(
     let issuer = state.issuer.clone();
     let url = tenant.issuer();
     let tenant = tenant.tenant.id;
-    let required = |name: &str| {
-        form.get(name).map(str::to_owned).ok_or_else(|| {
-            answered(error_response(&OAuthError::new(
-                ErrorCode::InvalidRequest,
-                format!("{name} is required"),
-            )))
-        })
-    };
-    let scope = form.get("scope").map(str::to_owned);
     let grant = match form.get("grant_type") {
         Some("client_credentials") => "client_credentials",
         Some("authorization_code") => "authorization_code",
@@ -367,6 +358,16 @@ async fn token(
         None => "none",
     };
     let metrics = std::sync::Arc::clone(&state.metrics);
+    let required = |name: &str| {
+        form.get(name).map(str::to_owned).ok_or_else(|| {
+            metrics.token_answered(tenant, grant, Some(ErrorCode::InvalidRequest.as_str()));
+            answered(error_response(&OAuthError::new(
+                ErrorCode::InvalidRequest,
+                format!("{name} is required"),
+            )))
+        })
+    };
+    let scope = form.get("scope").map(str::to_owned);
     let answer = match form.get("grant_type") {
         Some("client_credentials") => {
             let resources = form.all("resource");

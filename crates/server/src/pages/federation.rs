@@ -229,6 +229,20 @@ async fn finished(ctx: &PageContext, result: Result<Finished, AuthnError>) -> Ht
                 "link_label": "federation.account_exists.link",
             }),
         ),
+        Ok(Finished::LinkMailSent { connection, mail }) => {
+            ctx.state
+                .authn
+                .send_link_mail(ctx.tenant.tenant.id, mail, &ctx.link_base());
+            ctx.render(
+                StatusCode::OK,
+                "message.html",
+                &json!({
+                    "title": "federation.link_mail.title",
+                    "message": "federation.link_mail.message",
+                    "partner": connection,
+                }),
+            )
+        }
         Ok(Finished::NoAccount { .. }) => ctx.error_page(
             StatusCode::FORBIDDEN,
             "federation.no_account.title",
@@ -348,6 +362,79 @@ pub async fn saml_finish(mut ctx: PageContext, query: web::Query<FinishQuery>) -
     finished(&ctx, result).await
 }
 
+#[derive(Deserialize)]
+pub struct LinkQuery {
+    #[serde(default)]
+    token: String,
+}
+
+/// A mailed link to link a partner's sign-in: shows what it links and asks, so
+/// that mail scanners opening the link change nothing.
+pub async fn link_page(mut ctx: PageContext, query: web::Query<LinkQuery>) -> HttpResponse {
+    ctx.reopenable = false;
+    let token = query.into_inner().token;
+    match ctx
+        .state
+        .authn
+        .link_offer(ctx.tenant.tenant.id, token.clone(), ctx.csrf.value.clone())
+        .await
+    {
+        Ok(offer) => ctx.render(
+            StatusCode::OK,
+            "federation_confirm.html",
+            &json!({
+                "title_key": "federation.link_confirm.title",
+                "message_key": "federation.link_confirm.message",
+                "continue_key": "federation.link_confirm.continue",
+                "partner": offer.partner,
+                "account": offer.account,
+                "handle": token,
+                "action": ctx.path("/federation/link"),
+            }),
+        ),
+        Err(error) => link_failure(&ctx, &error),
+    }
+}
+
+/// The owner of the mailed address confirmed: the partner's identity is linked.
+pub async fn link_confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> HttpResponse {
+    match ctx
+        .state
+        .authn
+        .confirm_link(
+            ctx.tenant.tenant.id,
+            form.h,
+            ctx.csrf.value.clone(),
+            ctx.client(),
+        )
+        .await
+    {
+        Ok(partner) => ctx.render(
+            StatusCode::OK,
+            "message.html",
+            &json!({
+                "title": "federation.link_done.title",
+                "message": "federation.link_done.message",
+                "partner": partner,
+                "link_href": ctx.path("/signin"),
+                "link_label": "federation.link_done.link",
+            }),
+        ),
+        Err(error) => link_failure(&ctx, &error),
+    }
+}
+
+fn link_failure(ctx: &PageContext, error: &AuthnError) -> HttpResponse {
+    match error {
+        AuthnError::InvalidLink => ctx.error_page(
+            StatusCode::BAD_REQUEST,
+            "federation.link_invalid.title",
+            "federation.link_invalid.message",
+        ),
+        other => federation_failure(ctx, other),
+    }
+}
+
 /// The person confirmed an IdP-initiated sign-in on this site's page.
 pub async fn saml_confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> HttpResponse {
     let result = ctx
@@ -357,6 +444,7 @@ pub async fn saml_confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> Ht
             ctx.tenant.tenant.id,
             connection_slug(&ctx),
             form.h,
+            ctx.csrf.value.clone(),
             ctx.session_secret.clone(),
             ctx.client(),
         )

@@ -176,6 +176,8 @@ pub fn tenant_routes(cfg: &mut web::ServiceConfig) {
             "/federation/{connection}/saml/finish",
             web::post().to(federation::saml_confirm),
         )
+        .route("/federation/link", web::get().to(federation::link_page))
+        .route("/federation/link", web::post().to(federation::link_confirm))
         .route(
             "/federation/{connection}/logged-out",
             web::get().to(federation::logged_out),

@@ -216,6 +216,11 @@ fn parameters(kind: &MailKind) -> Map<String, Value> {
             "expires_at": expires_at.format(TIME_FORMAT).to_string(),
         }),
         MailKind::SignInChanged { change } => json!({ "change": change.name() }),
+        MailKind::ConfirmLink {
+            partner,
+            link,
+            valid_minutes,
+        } => json!({ "partner": partner, "link": link, "minutes": valid_minutes }),
     };
     match value {
         Value::Object(map) => map,

@@ -35,6 +35,14 @@ fn every_mail() -> Vec<(MailKind, Vec<&'static str>)> {
         (MailKind::LookAlikeAddress, vec![]),
         (MailKind::VerifyNewEmail { link: LINK.into() }, vec![LINK]),
         (
+            MailKind::ConfirmLink {
+                partner: "Partner SSO".into(),
+                link: LINK.into(),
+                valid_minutes: 30,
+            },
+            vec!["Partner SSO", LINK, "30"],
+        ),
+        (
             MailKind::EmailChangeRequested {
                 new_email: "hana@new.example".into(),
                 sign_in_link: LINK.into(),

@@ -60,6 +60,7 @@ pub(crate) const BUILTIN: &[(&str, &str)] = &[
     builtin!("mail_already_registered.txt"),
     builtin!("mail_look_alike_address.txt"),
     builtin!("mail_verify_new_email.txt"),
+    builtin!("mail_confirm_link.txt"),
     builtin!("mail_email_change_requested.txt"),
     builtin!("mail_password_reset.txt"),
     builtin!("mail_admin_reset.txt"),

@@ -111,15 +111,17 @@ fn refusal_codes(app: &WebApp) -> Vec<String> {
 
 /// Adds the SAML connection `partner` (just-in-time accounts) from `metadata`.
 fn add_partner(app: &WebApp, settings: Value, metadata: gatehouse_admin::IdpMetadata) {
-    add_mapped_partner(app, settings, metadata, None);
+    add_mapped_partner(app, settings, metadata, None, false);
 }
 
-/// [`add_partner`] with mapping rules of its own (`None`: the SAML defaults).
+/// [`add_partner`] with mapping rules of its own (`None`: the SAML defaults), and
+/// whether the tenant trusts the partner's verified emails.
 fn add_mapped_partner(
     app: &WebApp,
     settings: Value,
     metadata: gatehouse_admin::IdpMetadata,
     mapping: Option<Value>,
+    trust_verified_email: bool,
 ) {
     let operator = gatehouse_admin::Operator::named("test").unwrap();
     tokio::runtime::Runtime::new()
@@ -133,7 +135,7 @@ fn add_mapped_partner(
                 logo_url: None,
                 enabled: true,
                 jit_provisioning: true,
-                trust_verified_email: false,
+                trust_verified_email,
                 kind: "saml".into(),
                 settings,
                 idp_metadata: Some(metadata),
@@ -599,20 +601,34 @@ gatehouse_identity_store::on_both_backends!(the_idp_rolls_its_key_over_through_i
 /// A whole SP-initiated sign-in of the partner's user `pat` whose response carries
 /// `member_of`: the browser's last answer.
 fn signed_in_with(app: &WebApp, idp: &SamlIdp, member_of: &[&str]) -> Page {
+    saml_sign_in(
+        app,
+        idp,
+        &[("mail", &["pat@partner.example"]), ("memberOf", member_of)],
+    )
+    .1
+}
+
+/// A whole SP-initiated sign-in of the partner's user `partner-user-9` whose
+/// response carries `attributes`: the browser and its last answer.
+fn saml_sign_in(app: &WebApp, idp: &SamlIdp, attributes: &[(&str, &[&str])]) -> (Browser, Page) {
     let (mut browser, request_id, relay_state, urls) = begin(app);
     let spec = ResponseSpec {
-        attributes: vec![
-            ("mail".into(), vec!["pat@partner.example".into()]),
-            (
-                "memberOf".into(),
-                member_of.iter().map(|m| (*m).to_owned()).collect(),
-            ),
-        ],
+        attributes: attributes
+            .iter()
+            .map(|(name, values)| {
+                (
+                    (*name).to_owned(),
+                    values.iter().map(|v| (*v).to_owned()).collect(),
+                )
+            })
+            .collect(),
         ..idp.answer(&urls, &request_id, "partner-user-9", app.state.clock.now())
     };
     let acs = post_to_acs(app, idp, &spec, &relay_state);
     assert_eq!(acs.status, 303, "{}", acs.body);
-    browser.get(&acs.location().unwrap())
+    let page = browser.get(&acs.location().unwrap());
+    (browser, page)
 }
 
 fn role_names(app: &WebApp) -> Vec<String> {
@@ -636,6 +652,7 @@ fn partner_roles_follow_the_partners_attributes(backend: Backend) {
             {"from": "mail", "to": "email", "transforms": ["lower"], "required": true},
             {"from": "memberOf", "to": "role", "transforms": [{"regex": "^gh-(.+)$", "capture": 1}]}
         ]})),
+        false,
     );
     let operator = gatehouse_admin::Operator::named("test").unwrap();
     let admin = &app.state.admin;
@@ -687,3 +704,112 @@ fn partner_roles_follow_the_partners_attributes(backend: Backend) {
 }
 
 gatehouse_identity_store::on_both_backends!(partner_roles_follow_the_partners_attributes);
+
+fn a_verified_partner_email_links_after_the_account_owner_confirms_by_mail(backend: Backend) {
+    let app = WebApp::start(backend);
+    app.create_verified_user("pat@partner.example", "correct horse battery");
+    let local = app.user_id("pat@partner.example");
+    let idp = SamlIdp::new(IDP);
+    add_mapped_partner(
+        &app,
+        json!({}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+        None,
+        true,
+    );
+    let mails_before = app.smtp.messages().len();
+
+    // The partner does not vouch for the address: nothing is mailed, sign in first.
+    let (_, unverified) = saml_sign_in(
+        &app,
+        &idp,
+        &[
+            ("mail", &["pat@partner.example"]),
+            ("email_verified", &["false"]),
+        ],
+    );
+    assert_eq!(unverified.status, 409, "{}", unverified.body);
+    app.settle();
+    assert_eq!(app.smtp.messages().len(), mails_before);
+
+    // It does: the account's owner gets a link; nothing is linked yet.
+    let (mut owner, offered) = saml_sign_in(
+        &app,
+        &idp,
+        &[
+            ("mail", &["pat@partner.example"]),
+            ("email_verified", &["true"]),
+        ],
+    );
+    assert_eq!(offered.status, 200, "{}", offered.body);
+    assert!(offered.body.contains("Partner SSO"), "{}", offered.body);
+    let mail = app.mails(mails_before + 1).pop().unwrap();
+    assert_eq!(mail.to, ["pat@partner.example"]);
+    let link = mail
+        .find_link(&format!("{}/federation/link?token=", app.base))
+        .expect("a link in the mail");
+    let linked_identities = |app: &WebApp| {
+        let mut conn = app.db.conn();
+        gatehouse_identity_store::federated_identities::of_user(
+            &mut conn,
+            app.default_tenant(),
+            local,
+        )
+        .unwrap()
+        .len()
+    };
+    assert_eq!(linked_identities(&app), 0);
+
+    // In another browser than the one that signed in at the partner, the link is
+    // refused: whoever holds the partner identity cannot have the account's owner
+    // click it into their account.
+    let elsewhere = app.browser().get_absolute(&link);
+    assert_eq!(elsewhere.status, 400, "{}", elsewhere.body);
+
+    // Opening the link (a mail scanner would) only asks.
+    let asked = owner.get_absolute(&link);
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    assert!(asked.body.contains("pat@partner.example"), "{}", asked.body);
+    let again = owner.get_absolute(&link);
+    assert_eq!(again.status, 200, "opening twice spends nothing");
+    assert_eq!(linked_identities(&app), 0);
+
+    // Without the page's CSRF token, nothing either.
+    let token = link.split("token=").nth(1).unwrap().to_owned();
+    let forged = app
+        .browser()
+        .post_raw("/federation/link", &[("h", token.as_str())], &[]);
+    assert_ne!(forged.status, 200, "{}", forged.body);
+    assert_eq!(linked_identities(&app), 0);
+
+    let done = owner.post_form("/federation/link", &asked, &[("h", token.as_str())]);
+    assert_eq!(done.status, 200, "{}", done.body);
+    assert_eq!(linked_identities(&app), 1);
+    assert!(
+        app.audit_events(300)
+            .iter()
+            .any(|e| e.action == "federation.linked" && e.details.contains("email"))
+    );
+
+    // The link works once.
+    let spent = app.browser().get_absolute(&link);
+    assert_eq!(spent.status, 400, "{}", spent.body);
+
+    // The partner's sign-in now opens the local account; no second account.
+    let (browser, signed_in) = saml_sign_in(&app, &idp, &[("mail", &["pat@partner.example"])]);
+    assert_eq!(signed_in.status, 303, "{}", signed_in.body);
+    assert!(browser.session_cookie().is_some());
+    let mut conn = app.db.conn();
+    let holder = gatehouse_identity_store::users::find_by_user_name(
+        &mut conn,
+        app.default_tenant(),
+        "pat@partner.example",
+    )
+    .unwrap()
+    .unwrap();
+    assert_eq!(holder.id, local);
+}
+
+gatehouse_identity_store::on_both_backends!(
+    a_verified_partner_email_links_after_the_account_owner_confirms_by_mail
+);
