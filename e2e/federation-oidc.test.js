@@ -26,6 +26,7 @@ import { fileURLToPath } from 'node:url';
 import * as oidc from 'openid-client';
 
 import { journeySteps, submit } from './lib/journey.js';
+import { linksIn } from './lib/smtp.js';
 import { startPartnerOp } from './lib/partner-op.js';
 import { cliCredentials, startCallbackServer, waitForCallback } from './lib/relying-party.js';
 import { closeAll, openStage } from './lib/stage.js';
@@ -49,17 +50,28 @@ const USERS = {
     family_name: 'Vaughan',
     groups: [],
   },
-  // Asserts the address of a local account that is not hers to take.
+  // Asserts the address of a local account that is not hers to take (unverified:
+  // the tenant's trust in the partner's verified emails does not apply).
   mallory: {
     email: 'grace.local@example.com',
-    email_verified: true,
+    email_verified: false,
     name: 'Mallory',
     given_name: 'Mallory',
     family_name: 'Partner',
     groups: [],
   },
+  // The partner vouches for the address of a local account: its owner links by mail.
+  ada: {
+    email: 'ada.local@example.com',
+    email_verified: true,
+    name: 'Ada Lovelace',
+    given_name: 'Ada',
+    family_name: 'Lovelace',
+    groups: [],
+  },
 };
 const LOCAL_EMAIL = 'grace.local@example.com';
+const MAILED_EMAIL = 'ada.local@example.com';
 const LOCAL_PASSWORD = 'saffron-lattice-orbit-63-harbor';
 const MAPPING = {
   rules: [
@@ -278,6 +290,39 @@ describe('Federation: sign in with a partner OpenID provider', { timeout: 240_00
       await other.locator('#identity-list').waitFor();
       const linked = JSON.parse(await server.cli(['users', 'export', '--email', LOCAL_EMAIL, '--operator', 'e2e']));
       assert.equal(linked.federated_identities[0]?.subject, 'mallory');
+    } finally {
+      await fresh.close();
+    }
+  });
+
+  step('a verified partner email links after the account owner confirms a mailed link', async () => {
+    await server.cli(
+      ['users', 'create', '--email', MAILED_EMAIL, '--password-stdin', '--verified', '--operator', 'e2e'],
+      { input: `${LOCAL_PASSWORD}\n` },
+    );
+    const fresh = await browser.newContext({ baseURL: server.baseUrl, locale: 'en-GB' });
+    const ada = await fresh.newPage();
+    try {
+      await ada.goto('/signin');
+      await ada.getByRole('button', { name: `Sign in with ${PARTNER}` }).click();
+      await partnerLogin(ada, 'ada');
+      await ada.getByRole('heading', { name: 'Check your email' }).waitFor();
+      const before = JSON.parse(await server.cli(['users', 'export', '--email', MAILED_EMAIL, '--operator', 'e2e']));
+      assert.deepEqual(before.federated_identities, [], 'nothing linked before the owner confirms');
+      const mail = await smtp.waitForMessage((m) => m.to.includes(MAILED_EMAIL));
+      const link = linksIn(mail.raw).find((l) => l.includes('/federation/link?token='));
+      assert.ok(link, 'the mail carries the link');
+      // Opened in the browser that signed in at the partner, it asks first.
+      await ada.goto(link);
+      await ada.getByRole('heading', { name: 'Link this sign-in?' }).waitFor();
+      await submit(ada.getByRole('button', { name: `Link and sign in with ${PARTNER}` }));
+      await ada.getByRole('heading', { name: 'Linked' }).waitFor();
+      const after = JSON.parse(await server.cli(['users', 'export', '--email', MAILED_EMAIL, '--operator', 'e2e']));
+      assert.equal(after.federated_identities[0]?.subject, 'ada');
+      // The partner's sign-in now opens the account.
+      await ada.goto('/signin');
+      await ada.getByRole('button', { name: `Sign in with ${PARTNER}` }).click();
+      await ada.waitForURL((u) => u.origin === server.baseUrl && u.pathname === '/account');
     } finally {
       await fresh.close();
     }

@@ -180,8 +180,47 @@ fn parse<T: std::str::FromStr>(table: &'static str, value: &str) -> StoreResult<
         .map_err(|_| StoreError::corrupt(table, format!("bad id {value}")))
 }
 
-fn counted(updated: usize) -> (u64, u64) {
-    if updated == 1 { (1, 0) } else { (0, 1) }
+/// A sealed value read for re-wrapping: its row's key (the next batch's cursor),
+/// the associated data it was sealed with, and the value.
+struct SealedRow {
+    key: Cursor,
+    aad: Vec<u8>,
+    sealed: String,
+}
+
+impl SealedRow {
+    fn new(key: [&str; 2], aad: Vec<u8>, sealed: String) -> SealedRow {
+        SealedRow {
+            key: [key[0].to_owned(), key[1].to_owned()],
+            aad,
+            sealed,
+        }
+    }
+}
+
+/// Re-seals `rows` (one batch, in key order) and writes each back with `write(conn,
+/// key, old, new)`, which changes the row only if it still holds `old` and says
+/// how many rows it changed (0: someone else wrote it meanwhile).
+fn reseal_batch(
+    conn: &mut AnyConnection,
+    cipher: &Cipher,
+    rows: Vec<SealedRow>,
+    after: &mut Cursor,
+    mut write: impl FnMut(&mut AnyConnection, &Cursor, &str, &str) -> StoreResult<usize>,
+) -> StoreResult<Batch> {
+    let mut result = (0, 0, rows.len());
+    if let Some(last) = rows.last() {
+        after.clone_from(&last.key);
+    }
+    for row in rows {
+        let fresh = reseal(cipher, &row.sealed, &row.aad)?;
+        if write(conn, &row.key, &row.sealed, &fresh)? == 1 {
+            result.0 += 1;
+        } else {
+            result.1 += 1;
+        }
+    }
+    Ok(result)
 }
 
 fn credentials_batch(
@@ -191,34 +230,30 @@ fn credentials_batch(
     after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::credentials::dsl as c;
-    let rows: Vec<(String, String, String, String, String)> = (c::credentials
+    let found: Vec<(String, String, String, String, String)> = c::credentials
         .filter(c::data.not_like(active_pattern(cipher)).escape('\\'))
         .filter(c::id.gt(&after[0]))
         .select((c::id, c::tenant_id, c::user_id, c::kind, c::data))
         .order(c::id)
-        .limit(n))
-    .load(conn)?;
-    let mut result = (0, 0, rows.len());
-    if let Some(last) = rows.last() {
-        after[0] = last.0.clone();
-    }
-    for (id, tenant, user, kind, data) in rows {
+        .limit(n)
+        .load(conn)?;
+    let mut rows = Vec::with_capacity(found.len());
+    for (id, tenant, user, kind, data) in found {
         let aad = crate::credentials::aad(
             parse::<TenantId>("credentials", &tenant)?,
             parse::<UserId>("credentials", &user)?,
             parse::<CredentialId>("credentials", &id)?,
             crate::credentials::CredentialKind::parse(&kind)?,
         );
-        let fresh = reseal(cipher, &data, &aad)?;
-        let updated =
-            (diesel::update(credentials::table.filter(c::id.eq(&id).and(c::data.eq(&data))))
-                .set(c::data.eq(&fresh)))
-            .execute(conn)?;
-        let (done, raced) = counted(updated);
-        result.0 += done;
-        result.1 += raced;
+        rows.push(SealedRow::new([&id, ""], aad, data));
     }
-    Ok(result)
+    reseal_batch(conn, cipher, rows, after, |conn, key, old, new| {
+        Ok(
+            diesel::update(credentials::table.filter(c::id.eq(&key[0]).and(c::data.eq(old))))
+                .set(c::data.eq(new))
+                .execute(conn)?,
+        )
+    })
 }
 
 fn signing_keys_batch(
@@ -228,32 +263,27 @@ fn signing_keys_batch(
     after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::signing_keys::dsl as k;
-    let rows: Vec<(String, String, String, String)> = (k::signing_keys
+    let found: Vec<(String, String, String, String)> = k::signing_keys
         .filter(k::private_key.not_like(active_pattern(cipher)).escape('\\'))
         .filter(k::kid.gt(&after[0]))
         .select((k::kid, k::tenant_id, k::alg, k::private_key))
         .order(k::kid)
-        .limit(n))
-    .load(conn)?;
-    let mut result = (0, 0, rows.len());
-    if let Some(last) = rows.last() {
-        after[0] = last.0.clone();
-    }
-    for (kid, tenant, alg, sealed) in rows {
+        .limit(n)
+        .load(conn)?;
+    let mut rows = Vec::with_capacity(found.len());
+    for (kid, tenant, alg, sealed) in found {
         let alg = crate::signing_keys::KeyAlgorithm::parse(&alg)
             .ok_or_else(|| StoreError::corrupt("signing_keys", format!("unknown alg {alg}")))?;
         let aad = crate::signing_keys::aad(parse("signing_keys", &tenant)?, &kid, alg);
-        let fresh = reseal(cipher, &sealed, &aad)?;
-        let updated = (diesel::update(
-            signing_keys::table.filter(k::kid.eq(&kid).and(k::private_key.eq(&sealed))),
-        )
-        .set(k::private_key.eq(&fresh)))
-        .execute(conn)?;
-        let (done, raced) = counted(updated);
-        result.0 += done;
-        result.1 += raced;
+        rows.push(SealedRow::new([&kid, ""], aad, sealed));
     }
-    Ok(result)
+    reseal_batch(conn, cipher, rows, after, |conn, key, old, new| {
+        Ok(diesel::update(
+            signing_keys::table.filter(k::kid.eq(&key[0]).and(k::private_key.eq(old))),
+        )
+        .set(k::private_key.eq(new))
+        .execute(conn)?)
+    })
 }
 
 fn connections_batch(
@@ -263,34 +293,29 @@ fn connections_batch(
     after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::federation_connections::dsl as f;
-    let rows: Vec<(String, String, Option<String>)> = (f::federation_connections
+    let found: Vec<(String, String, Option<String>)> = f::federation_connections
         .filter(f::secrets.not_like(active_pattern(cipher)).escape('\\'))
         .filter(f::id.gt(&after[0]))
         .select((f::id, f::tenant_id, f::secrets))
         .order(f::id)
-        .limit(n))
-    .load(conn)?;
-    let mut result = (0, 0, rows.len());
-    if let Some(last) = rows.last() {
-        after[0] = last.0.clone();
-    }
-    for (id, tenant, sealed) in rows {
+        .limit(n)
+        .load(conn)?;
+    let mut rows = Vec::with_capacity(found.len());
+    for (id, tenant, sealed) in found {
         let Some(sealed) = sealed else { continue };
         let aad = crate::federation_connections::aad(
             parse("federation_connections", &tenant)?,
             parse::<ConnectionId>("federation_connections", &id)?,
         );
-        let fresh = reseal(cipher, &sealed, &aad)?;
-        let updated = (diesel::update(
-            federation_connections::table.filter(f::id.eq(&id).and(f::secrets.eq(&sealed))),
-        )
-        .set(f::secrets.eq(&fresh)))
-        .execute(conn)?;
-        let (done, raced) = counted(updated);
-        result.0 += done;
-        result.1 += raced;
+        rows.push(SealedRow::new([&id, ""], aad, sealed));
     }
-    Ok(result)
+    reseal_batch(conn, cipher, rows, after, |conn, key, old, new| {
+        Ok(diesel::update(
+            federation_connections::table.filter(f::id.eq(&key[0]).and(f::secrets.eq(old))),
+        )
+        .set(f::secrets.eq(new))
+        .execute(conn)?)
+    })
 }
 
 fn federated_sessions_batch(
@@ -300,31 +325,27 @@ fn federated_sessions_batch(
     after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::federated_sessions::dsl as s;
-    let rows: Vec<(String, String, String, String)> = (s::federated_sessions
+    let found: Vec<(String, String, String, String)> = s::federated_sessions
         .filter(s::upstream.not_like(active_pattern(cipher)).escape('\\'))
         .filter(s::session_id.gt(&after[0]))
         .select((s::session_id, s::tenant_id, s::connection_id, s::upstream))
         .order(s::session_id)
-        .limit(n))
-    .load(conn)?;
-    let mut result = (0, 0, rows.len());
-    if let Some(last) = rows.last() {
-        after[0] = last.0.clone();
-    }
-    for (session, tenant, connection, sealed) in rows {
-        let aad = crate::federated_sessions::aad(&tenant, &session, &connection);
-        let fresh = reseal(cipher, &sealed, &aad)?;
-        let updated = (diesel::update(
-            federated_sessions::table
-                .filter(s::session_id.eq(&session).and(s::upstream.eq(&sealed))),
+        .limit(n)
+        .load(conn)?;
+    let rows = found
+        .into_iter()
+        .map(|(session, tenant, connection, sealed)| {
+            let aad = crate::federated_sessions::aad(&tenant, &session, &connection);
+            SealedRow::new([&session, ""], aad, sealed)
+        })
+        .collect();
+    reseal_batch(conn, cipher, rows, after, |conn, key, old, new| {
+        Ok(diesel::update(
+            federated_sessions::table.filter(s::session_id.eq(&key[0]).and(s::upstream.eq(old))),
         )
-        .set(s::upstream.eq(&fresh)))
-        .execute(conn)?;
-        let (done, raced) = counted(updated);
-        result.0 += done;
-        result.1 += raced;
-    }
-    Ok(result)
+        .set(s::upstream.eq(new))
+        .execute(conn)?)
+    })
 }
 
 fn audit_heads_batch(
@@ -334,30 +355,27 @@ fn audit_heads_batch(
     after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::audit_heads::dsl as h;
-    let rows: Vec<(String, Option<String>)> = (h::audit_heads
+    let found: Vec<(String, Option<String>)> = h::audit_heads
         .filter(h::sealed_key.not_like(active_pattern(cipher)).escape('\\'))
         .filter(h::tenant_id.gt(&after[0]))
         .select((h::tenant_id, h::sealed_key))
         .order(h::tenant_id)
-        .limit(n))
-    .load(conn)?;
-    let mut result = (0, 0, rows.len());
-    if let Some(last) = rows.last() {
-        after[0] = last.0.clone();
-    }
-    for (tenant, sealed) in rows {
-        let Some(sealed) = sealed else { continue };
-        let fresh = reseal(cipher, &sealed, &crate::audit::chain_key_aad(&tenant))?;
-        let updated = (diesel::update(
-            audit_heads::table.filter(h::tenant_id.eq(&tenant).and(h::sealed_key.eq(&sealed))),
+        .limit(n)
+        .load(conn)?;
+    let rows = found
+        .into_iter()
+        .filter_map(|(tenant, sealed)| {
+            let aad = crate::audit::chain_key_aad(&tenant);
+            Some(SealedRow::new([&tenant, ""], aad, sealed?))
+        })
+        .collect();
+    reseal_batch(conn, cipher, rows, after, |conn, key, old, new| {
+        Ok(diesel::update(
+            audit_heads::table.filter(h::tenant_id.eq(&key[0]).and(h::sealed_key.eq(old))),
         )
-        .set(h::sealed_key.eq(&fresh)))
-        .execute(conn)?;
-        let (done, raced) = counted(updated);
-        result.0 += done;
-        result.1 += raced;
-    }
-    Ok(result)
+        .set(h::sealed_key.eq(new))
+        .execute(conn)?)
+    })
 }
 
 fn subject_keys_batch(
@@ -367,7 +385,7 @@ fn subject_keys_batch(
     after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::audit_subject_keys::dsl as k;
-    let rows: Vec<(String, String, Option<String>)> = (k::audit_subject_keys
+    let found: Vec<(String, String, Option<String>)> = k::audit_subject_keys
         .filter(k::sealed_key.not_like(active_pattern(cipher)).escape('\\'))
         .filter(
             k::tenant_id
@@ -376,32 +394,27 @@ fn subject_keys_batch(
         )
         .select((k::tenant_id, k::subject, k::sealed_key))
         .order((k::tenant_id, k::subject))
-        .limit(n))
-    .load(conn)?;
-    let mut result = (0, 0, rows.len());
-    if let Some(last) = rows.last() {
-        after[0] = last.0.clone();
-        after[1] = last.1.clone();
-    }
-    for (tenant, subject, sealed) in rows {
-        let Some(sealed) = sealed else { continue };
-        let aad = crate::audit::personal::key_aad(&tenant, &subject);
-        let fresh = reseal(cipher, &sealed, &aad)?;
-        let updated = (diesel::update(
+        .limit(n)
+        .load(conn)?;
+    let rows = found
+        .into_iter()
+        .filter_map(|(tenant, subject, sealed)| {
+            let aad = crate::audit::personal::key_aad(&tenant, &subject);
+            Some(SealedRow::new([&tenant, &subject], aad, sealed?))
+        })
+        .collect();
+    reseal_batch(conn, cipher, rows, after, |conn, key, old, new| {
+        Ok(diesel::update(
             audit_subject_keys::table.filter(
                 k::tenant_id
-                    .eq(&tenant)
-                    .and(k::subject.eq(&subject))
-                    .and(k::sealed_key.eq(&sealed)),
+                    .eq(&key[0])
+                    .and(k::subject.eq(&key[1]))
+                    .and(k::sealed_key.eq(old)),
             ),
         )
-        .set(k::sealed_key.eq(&fresh)))
-        .execute(conn)?;
-        let (done, raced) = counted(updated);
-        result.0 += done;
-        result.1 += raced;
-    }
-    Ok(result)
+        .set(k::sealed_key.eq(new))
+        .execute(conn)?)
+    })
 }
 
 fn canary_batch(
@@ -411,27 +424,22 @@ fn canary_batch(
     after: &mut Cursor,
 ) -> StoreResult<Batch> {
     use crate::schema::master_key_canary::dsl as m;
-    let rows: Vec<(String, String)> = (m::master_key_canary
+    let found: Vec<(String, String)> = m::master_key_canary
         .filter(m::sealed.not_like(active_pattern(cipher)).escape('\\'))
         .filter(m::id.gt(&after[0]))
         .select((m::id, m::sealed))
         .order(m::id)
-        .limit(n))
-    .load(conn)?;
-    let mut result = (0, 0, rows.len());
-    if let Some(last) = rows.last() {
-        after[0] = last.0.clone();
-    }
-    for (id, sealed) in rows {
-        let fresh = reseal(cipher, &sealed, crate::key_canary::AAD)?;
-        let updated = (diesel::update(
-            master_key_canary::table.filter(m::id.eq(&id).and(m::sealed.eq(&sealed))),
+        .limit(n)
+        .load(conn)?;
+    let rows = found
+        .into_iter()
+        .map(|(id, sealed)| SealedRow::new([&id, ""], crate::key_canary::AAD.to_vec(), sealed))
+        .collect();
+    reseal_batch(conn, cipher, rows, after, |conn, key, old, new| {
+        Ok(diesel::update(
+            master_key_canary::table.filter(m::id.eq(&key[0]).and(m::sealed.eq(old))),
         )
-        .set(m::sealed.eq(&fresh)))
-        .execute(conn)?;
-        let (done, raced) = counted(updated);
-        result.0 += done;
-        result.1 += raced;
-    }
-    Ok(result)
+        .set(m::sealed.eq(new))
+        .execute(conn)?)
+    })
 }

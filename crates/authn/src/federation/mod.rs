@@ -39,7 +39,7 @@ use gatehouse_identity_store::sessions::{self, AuthMethod, Session};
 use gatehouse_identity_store::users::{self, User};
 use gatehouse_identity_store::{
     AnyConnection, StoreError, credentials, db, federated_identities, federated_sessions, grants,
-    groups, roles, saml_replay, tenants,
+    groups, rate_limits, roles, saml_replay, tenants,
 };
 use serde::{Deserialize, Serialize};
 use serde_json::json;
@@ -607,6 +607,23 @@ impl Authn {
         relay_state: String,
         client: ClientInfo,
     ) -> Result<String, AuthnError> {
+        // Every post costs XML parsing and signature checks: an address whose posts
+        // keep being refused is turned away before any of that, on every node.
+        let bucket = client.ip.as_deref().map(acs_bucket);
+        if let Some(bucket) = bucket.clone() {
+            let locked = self
+                .blocking(move |inner, conn| {
+                    Ok(rate_limits::get(conn, tenant, &bucket)?
+                        .is_some_and(|counter| counter.is_locked(inner.now())))
+                })
+                .await?;
+            if locked {
+                return Err(Refusal::error(
+                    "acs_throttled",
+                    "too many refused responses from this address",
+                ));
+            }
+        }
         let mut connection_id = None;
         let result = self
             .saml_acs_checked(
@@ -618,6 +635,27 @@ impl Authn {
                 &mut connection_id,
             )
             .await;
+        if let (Some(bucket), Err(AuthnError::Federation(_))) = (bucket, &result) {
+            let counted = self
+                .blocking(move |inner, conn| {
+                    rate_limits::record_failure(
+                        conn,
+                        inner.now(),
+                        tenant,
+                        &bucket,
+                        Duration::minutes(ACS_REFUSAL_WINDOW_MINUTES),
+                        |failures| {
+                            (failures >= ACS_REFUSALS_BEFORE_LOCK)
+                                .then(|| Duration::minutes(ACS_REFUSAL_WINDOW_MINUTES))
+                        },
+                    )
+                    .map_err(AuthnError::from)
+                })
+                .await;
+            if let Err(error) = counted {
+                tracing::error!(%error, "a refused SAML response could not be counted");
+            }
+        }
         self.log_refusal(tenant, &slug, connection_id, &result, client)
             .await;
         result
@@ -2202,28 +2240,14 @@ impl Inner {
         if changed {
             users::update(conn, now, tenant, user.id, user.version, data)?;
         }
-        let mut wanted: Vec<GroupId> = Vec::new();
-        for name in &profile.groups {
-            let group = groups::find_by_display_name(conn, tenant, name)?.ok_or_else(|| {
-                Refusal::error(
-                    "mapping",
-                    format!("group `{name}` does not exist in the tenant"),
-                )
-            })?;
-            wanted.push(group.id);
-        }
+        let wanted: Vec<GroupId> = existing("group", &profile.groups, |name| {
+            Ok(groups::find_by_display_name(conn, tenant, name)?.map(|group| group.id))
+        })?;
         let source = format!("connection:{}", connection.id);
         changed |= groups::reconcile_sourced(conn, now, tenant, user.id, &source, &wanted)?;
-        let mut wanted_roles: Vec<RoleId> = Vec::new();
-        for name in &profile.roles {
-            let role = roles::find_by_name(conn, tenant, name)?.ok_or_else(|| {
-                Refusal::error(
-                    "mapping",
-                    format!("role `{name}` does not exist in the tenant"),
-                )
-            })?;
-            wanted_roles.push(role.id);
-        }
+        let wanted_roles: Vec<RoleId> = existing("role", &profile.roles, |name| {
+            Ok(roles::find_by_name(conn, tenant, name)?.map(|role| role.id))
+        })?;
         let reconciled =
             roles::reconcile_sourced(conn, now, tenant, user.id, &source, &wanted_roles)?;
         let grants_revoked = if reconciled.removed.is_empty() {
@@ -2303,6 +2327,16 @@ fn link_target(
     Ok((connection, subject))
 }
 
+/// Refused SAML responses an address may post within the window before its posts
+/// are turned away unread for the window: far above a person retrying, far below
+/// what a flood of crafted XML needs.
+const ACS_REFUSALS_BEFORE_LOCK: i32 = 30;
+const ACS_REFUSAL_WINDOW_MINUTES: i64 = 10;
+
+fn acs_bucket(address: &str) -> String {
+    format!("saml_acs:{address}")
+}
+
 /// How long a mailed link to link a partner's identity stays usable.
 const LINK_MAIL_MINUTES: i64 = 30;
 
@@ -2329,6 +2363,26 @@ impl std::fmt::Debug for PendingLinkMail {
 pub struct LinkOffer {
     pub partner: String,
     pub account: String,
+}
+
+/// The ids of the groups or roles (`kind`) the mapping names; one the tenant does
+/// not have is a mapping error the operator sees, never a silent drop.
+fn existing<T>(
+    kind: &str,
+    names: &std::collections::BTreeSet<String>,
+    mut find: impl FnMut(&str) -> Result<Option<T>, StoreError>,
+) -> Result<Vec<T>, AuthnError> {
+    names
+        .iter()
+        .map(|name| {
+            find(name)?.ok_or_else(|| {
+                Refusal::error(
+                    "mapping",
+                    format!("{kind} `{name}` does not exist in the tenant"),
+                )
+            })
+        })
+        .collect()
 }
 
 /// What applying a mapped profile changed.

@@ -135,13 +135,15 @@ async fn an_event_published_while_the_database_is_away_is_sent_when_it_returns()
     let mut on_b = node_b.subscribe();
     let upstream = "127.0.0.1:5432".parse().unwrap();
     let proxy = FaultProxy::start(upstream);
+    // Away before the publisher first connects: set after its start, a publisher
+    // that connected in between (a loaded machine) would publish at once.
+    proxy.set(Fault::Refuse);
     let transport = Arc::new(
         PgNotifyTransport::start(ConnectOptions::new(proxy.url_for(&db.url)), NodeId::new())
             .unwrap(),
     );
     let node_a = EventBus::with_transport(NodeId::new(), Arc::clone(&transport) as _);
 
-    proxy.set(Fault::Refuse);
     let first = DomainEvent::CredentialsChanged {
         tenant: TenantId::new(),
         user: UserId::new(),

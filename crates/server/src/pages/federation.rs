@@ -532,6 +532,7 @@ fn federation_failure(ctx: &PageContext, error: &AuthnError) -> HttpResponse {
     tracing::info!(code = refusal.code, detail = %refusal.detail, "federated sign-in refused");
     let status = match refusal.code {
         "connection_unknown" => StatusCode::NOT_FOUND,
+        "acs_throttled" => StatusCode::TOO_MANY_REQUESTS,
         "oidc_discovery" | "oidc_token" | "oidc_userinfo" => StatusCode::BAD_GATEWAY,
         _ => StatusCode::BAD_REQUEST,
     };

@@ -813,3 +813,53 @@ fn a_verified_partner_email_links_after_the_account_owner_confirms_by_mail(backe
 gatehouse_identity_store::on_both_backends!(
     a_verified_partner_email_links_after_the_account_owner_confirms_by_mail
 );
+
+fn an_address_whose_responses_keep_being_refused_is_turned_away_unread(backend: Backend) {
+    let app = WebApp::start(backend);
+    let idp = SamlIdp::new(IDP);
+    add_partner(
+        &app,
+        json!({}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+    );
+    let garbage = STANDARD.encode("<samlp:Response>not signed</samlp:Response>");
+    let post = |response: &str, relay_state: &str| {
+        app.browser().post_raw(
+            "/federation/partner/saml/acs",
+            &[("SAMLResponse", response), ("RelayState", relay_state)],
+            &[("Origin", "https://idp.partner.example")],
+        )
+    };
+    for _ in 0..30 {
+        let refused = post(&garbage, "r");
+        assert_eq!(refused.status, 400, "{}", refused.body);
+    }
+    // Now even an honest response from this address is turned away unread, on
+    // every node (the count is in the database).
+    let (_browser, request_id, relay_state, urls) = begin(&app);
+    let honest = idp.answer(&urls, &request_id, "partner-user-3", app.state.clock.now());
+    let node2 = app.start_node();
+    for node in [&app, &node2] {
+        let turned_away = node.browser().post_raw(
+            "/federation/partner/saml/acs",
+            &[
+                ("SAMLResponse", &idp.encoded(&honest)),
+                ("RelayState", &relay_state),
+            ],
+            &[("Origin", "https://idp.partner.example")],
+        );
+        assert_eq!(turned_away.status, 429, "{}", turned_away.body);
+        assert!(turned_away.body.contains("Reference: acs_throttled"));
+    }
+    // The window passes; the address may post again.
+    app.advance(chrono::Duration::minutes(11));
+    let (mut browser, request_id, relay_state, urls) = begin(&app);
+    let honest = idp.answer(&urls, &request_id, "partner-user-3", app.state.clock.now());
+    let acs = post_to_acs(&app, &idp, &honest, &relay_state);
+    assert_eq!(acs.status, 303, "{}", acs.body);
+    assert_eq!(browser.get(&acs.location().unwrap()).status, 303);
+}
+
+gatehouse_identity_store::on_both_backends!(
+    an_address_whose_responses_keep_being_refused_is_turned_away_unread
+);
