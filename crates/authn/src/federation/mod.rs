@@ -883,7 +883,7 @@ impl Authn {
             verified,
             result.return_to,
             previous_secret,
-            browser,
+            Some(browser),
             client,
         )
         .await
@@ -1048,7 +1048,7 @@ impl Authn {
             verified,
             state.return_to,
             previous_secret,
-            browser,
+            Some(browser),
             client,
         )
         .await
@@ -1065,7 +1065,7 @@ impl Authn {
         verified: Verified,
         return_to: Option<String>,
         previous_secret: Option<String>,
-        binding: String,
+        binding: Option<String>,
         client: ClientInfo,
     ) -> Result<Finished, AuthnError> {
         let mapping = Mapping::from_json(&connection.mapping)
@@ -1085,7 +1085,7 @@ impl Authn {
                             &verified,
                             &profile,
                             previous_secret,
-                            &binding,
+                            binding.as_deref(),
                             &client,
                             return_to,
                         )
@@ -1439,11 +1439,9 @@ impl Authn {
         tenant: TenantId,
         slug: String,
         handle: String,
-        binding: String,
         previous_secret: Option<String>,
         client: ClientInfo,
     ) -> Result<Finished, AuthnError> {
-        let binding = secrets::digest(&binding);
         let mut connection_id = None;
         let handle_hash = secrets::digest(&handle);
         let logged_slug = slug.clone();
@@ -1482,7 +1480,9 @@ impl Authn {
                 verified,
                 None,
                 previous_secret,
-                binding,
+                // Begun by no browser of ours: no mailed link is offered (it would
+                // bind to whoever was sent to confirm).
+                None,
                 client.clone(),
             )
             .await
@@ -1657,12 +1657,24 @@ impl Authn {
                     let (connection, subject) =
                         link_target(conn, tenant, &consumed.payload, &binding)?;
                     let user = users::get(conn, tenant, consumed.user_id)?;
-                    if !connection.enabled || !user.data.active {
-                        return Err(AuthnError::InvalidLink);
-                    }
-                    if federated_identities::find(conn, tenant, connection.id, &subject)?.is_some()
+                    // What held when the link was mailed must hold now: the address
+                    // still the account's verified sign-in address, the connection
+                    // still trusted, neither identity linked meanwhile.
+                    let mailed = consumed.payload["email"].as_str().unwrap_or_default();
+                    let still_holds = user.primary_email().is_some_and(|primary| {
+                        primary.verified && primary.value.eq_ignore_ascii_case(mailed)
+                    });
+                    let linked_here = federated_identities::of_user(conn, tenant, user.id)?
+                        .iter()
+                        .any(|identity| identity.connection_id == connection.id);
+                    if !connection.enabled
+                        || !connection.trust_verified_email
+                        || !user.data.active
+                        || !still_holds
+                        || linked_here
+                        || federated_identities::find(conn, tenant, connection.id, &subject)?
+                            .is_some()
                     {
-                        // Linked meanwhile (to this account or, by sign-in, another).
                         return Err(AuthnError::InvalidLink);
                     }
                     federated_identities::link(
@@ -1681,7 +1693,7 @@ impl Authn {
                         Some(format!("user:{}", user.id)),
                         Outcome::Success,
                         &client,
-                        json!({ "connection": connection.slug, "proof": "email" }),
+                        json!({ "connection": connection.slug, "subject": subject, "proof": "email" }),
                     )?;
                     Ok::<_, AuthnError>((connection.display_name, user.id))
                 })
@@ -1878,7 +1890,7 @@ impl Inner {
         verified: &Verified,
         profile: &MappedProfile,
         previous_secret: Option<String>,
-        binding: &str,
+        binding: Option<&str>,
         client: &ClientInfo,
         return_to: Option<String>,
     ) -> Result<(Finished, Option<Changed>), AuthnError> {
@@ -2107,7 +2119,7 @@ impl Inner {
         connection: &Connection,
         verified: &Verified,
         email: &str,
-        binding: &str,
+        binding: Option<&str>,
         client: &ClientInfo,
     ) -> Result<Option<Finished>, AuthnError> {
         let partner_verified = verified
@@ -2115,6 +2127,9 @@ impl Inner {
             .get("email_verified")
             .iter()
             .any(|v| v == "true");
+        let Some(binding) = binding else {
+            return Ok(None);
+        };
         if !connection.trust_verified_email || !partner_verified {
             return Ok(None);
         }
@@ -2124,10 +2139,23 @@ impl Inner {
         let holds_verified = user
             .primary_email()
             .is_some_and(|primary| primary.verified && primary.value.eq_ignore_ascii_case(email));
-        if !user.data.active || !holds_verified {
+        // An account with an identity at this connection already: one per account.
+        let linked_here = federated_identities::of_user(conn, tenant, user.id)?
+            .iter()
+            .any(|identity| identity.connection_id == connection.id);
+        if !user.data.active || !holds_verified || linked_here {
             return Ok(None);
         }
         let now = self.now();
+        // One link waits at a time: a new one replaces the last (repeated partner
+        // sign-ins do not pile up live links in the owner's mailbox).
+        one_time_tokens::revoke_for_user(
+            conn,
+            now,
+            tenant,
+            user.id,
+            one_time_tokens::Purpose::FederationLink,
+        )?;
         let (token, token_hash) = secrets::generate();
         one_time_tokens::issue(
             conn,
@@ -2144,6 +2172,7 @@ impl Inner {
                 // whoever controls the partner identity cannot have the account's
                 // owner click it into their account.
                 "binding": binding,
+                "email": email,
             }),
         )?;
         self.audit(
@@ -2154,7 +2183,7 @@ impl Inner {
             Some(format!("user:{}", user.id)),
             Outcome::Success,
             client,
-            json!({ "connection": connection.slug }),
+            json!({ "connection": connection.slug, "subject": verified.subject }),
         )?;
         let address = user
             .primary_email()

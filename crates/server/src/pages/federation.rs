@@ -444,7 +444,6 @@ pub async fn saml_confirm(Submitted { ctx, form }: Submitted<ConfirmForm>) -> Ht
             ctx.tenant.tenant.id,
             connection_slug(&ctx),
             form.h,
-            ctx.csrf.value.clone(),
             ctx.session_secret.clone(),
             ctx.client(),
         )

@@ -791,8 +791,8 @@ fn a_verified_partner_email_links_after_the_account_owner_confirms_by_mail(backe
             .any(|e| e.action == "federation.linked" && e.details.contains("email"))
     );
 
-    // The link works once.
-    let spent = app.browser().get_absolute(&link);
+    // The link works once, in its own browser too.
+    let spent = owner.get_absolute(&link);
     assert_eq!(spent.status, 400, "{}", spent.body);
 
     // The partner's sign-in now opens the local account; no second account.
@@ -863,3 +863,42 @@ fn an_address_whose_responses_keep_being_refused_is_turned_away_unread(backend: 
 gatehouse_identity_store::on_both_backends!(
     an_address_whose_responses_keep_being_refused_is_turned_away_unread
 );
+
+/// An IdP-initiated response is bound to no browser: whoever is sent to confirm it
+/// would get the mailed link bound to theirs. So it never offers one, whatever the
+/// partner vouches for.
+fn an_unsolicited_response_never_offers_a_mailed_link(backend: Backend) {
+    let app = WebApp::start(backend);
+    app.create_verified_user("pat@partner.example", "correct horse battery");
+    let idp = SamlIdp::new(IDP);
+    add_mapped_partner(
+        &app,
+        json!({"allow_idp_initiated": true}),
+        gatehouse_admin::IdpMetadata::Xml(idp.metadata(SSO)),
+        None,
+        true,
+    );
+    let mails_before = app.smtp.messages().len();
+    let (_, _, _, urls) = begin(&app);
+    let unsolicited = ResponseSpec {
+        in_response_to: None,
+        attributes: vec![
+            ("mail".into(), vec!["pat@partner.example".into()]),
+            ("email_verified".into(), vec!["true".into()]),
+        ],
+        ..idp.answer(&urls, "", "partner-user-6", app.state.clock.now())
+    };
+    let acs = post_to_acs(&app, &idp, &unsolicited, "");
+    assert_eq!(acs.status, 303, "{}", acs.body);
+    let finish = acs.location().unwrap();
+    let mut victim = app.browser();
+    let asked = victim.get(&finish);
+    assert_eq!(asked.status, 200, "{}", asked.body);
+    let handle = finish.split("h=").nth(1).unwrap().to_owned();
+    let done = victim.post_form("/federation/partner/saml/finish", &asked, &[("h", &handle)]);
+    assert_eq!(done.status, 409, "the account-exists page: {}", done.body);
+    app.settle();
+    assert_eq!(app.smtp.messages().len(), mails_before, "no link mailed");
+}
+
+gatehouse_identity_store::on_both_backends!(an_unsolicited_response_never_offers_a_mailed_link);
