@@ -414,6 +414,20 @@ pub fn ping(conn: &mut AnyConnection) -> StoreResult<()> {
     conn.batch_execute("SELECT 1").map_err(StoreError::from)
 }
 
+/// Runs one insert in a savepoint: `false` when the row was there already (a
+/// unique violation, from a concurrent writer that got in first). On PostgreSQL
+/// that violation would otherwise abort the caller's whole transaction.
+pub(crate) fn insert_unless_present(
+    conn: &mut AnyConnection,
+    insert: impl FnOnce(&mut AnyConnection) -> StoreResult<usize>,
+) -> StoreResult<bool> {
+    match transaction(conn, insert) {
+        Ok(_) => Ok(true),
+        Err(StoreError::Database(e)) if crate::error::is_unique_violation(&e) => Ok(false),
+        Err(other) => Err(other),
+    }
+}
+
 /// Runs `work` in one transaction (a savepoint when nested), so callers outside this
 /// crate can group repository calls without depending on diesel.
 pub fn transaction<T>(

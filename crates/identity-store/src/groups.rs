@@ -207,10 +207,8 @@ pub fn reconcile_sourced(
         .load(conn)?;
     let mut added = 0;
     for group in wanted.iter().filter(|group| !held.contains(group)) {
-        // In a savepoint: a concurrent sign-in may add the member between the read
-        // above and this insert; on PostgreSQL the unique violation would otherwise
-        // abort the caller's whole transaction.
-        let inserted = crate::db::transaction(conn, |conn| {
+        // A concurrent sign-in may add the member after the read above.
+        let inserted = crate::db::insert_unless_present(conn, |conn| {
             diesel::insert_into(group_members::table)
                 .values((
                     group_members::tenant_id.eq(tenant.to_string()),
@@ -221,12 +219,8 @@ pub fn reconcile_sourced(
                 ))
                 .execute(conn)
                 .map_err(map_missing_reference("group member"))
-        });
-        match inserted {
-            Ok(n) => added += n,
-            Err(StoreError::Database(e)) if crate::error::is_unique_violation(&e) => {}
-            Err(other) => return Err(other),
-        }
+        })?;
+        added += usize::from(inserted);
     }
     Ok(removed + added > 0)
 }

@@ -214,10 +214,8 @@ pub fn reconcile_sourced(
         .load(conn)?;
     let mut added = Vec::new();
     for role in wanted.iter().filter(|role| !held.contains(role)) {
-        // In a savepoint: a concurrent sign-in (or an operator) may assign the role
-        // between the read above and this insert, and on PostgreSQL the unique
-        // violation would otherwise abort the caller's whole transaction.
-        let inserted = crate::db::transaction(conn, |conn| {
+        // A concurrent sign-in (or an operator) may assign it after the read above.
+        let inserted = crate::db::insert_unless_present(conn, |conn| {
             diesel::insert_into(role_assignments::table)
                 .values((
                     role_assignments::tenant_id.eq(tenant.to_string()),
@@ -228,11 +226,9 @@ pub fn reconcile_sourced(
                 ))
                 .execute(conn)
                 .map_err(StoreError::from)
-        });
-        match inserted {
-            Ok(_) => added.push(parse_role_id(role)?),
-            Err(StoreError::Database(e)) if crate::error::is_unique_violation(&e) => {}
-            Err(other) => return Err(other),
+        })?;
+        if inserted {
+            added.push(parse_role_id(role)?);
         }
     }
     Ok(Reconciled {

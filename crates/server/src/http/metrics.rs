@@ -83,11 +83,21 @@ const OTHER_TENANTS: &str = "_other";
 
 /// The tenant label: the tenant's id for the first [`LABELLED_TENANTS`] seen.
 #[derive(Debug, Default)]
-struct TenantLabels(Mutex<std::collections::HashSet<TenantId>>);
+struct TenantLabels(std::sync::RwLock<std::collections::HashSet<TenantId>>);
 
 impl TenantLabels {
+    /// Counted on the token endpoint: a shared read answers every tenant already
+    /// seen, so requests never queue on one lock; only a new tenant writes.
     fn of(&self, tenant: TenantId) -> String {
-        let mut seen = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        let known = self
+            .0
+            .read()
+            .unwrap_or_else(PoisonError::into_inner)
+            .contains(&tenant);
+        if known {
+            return tenant.to_string();
+        }
+        let mut seen = self.0.write().unwrap_or_else(PoisonError::into_inner);
         if seen.contains(&tenant) || (seen.len() < LABELLED_TENANTS && seen.insert(tenant)) {
             tenant.to_string()
         } else {
